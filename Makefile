@@ -1,0 +1,73 @@
+# The course's two commands are `make book` and `make test`; everything they
+# need (the virtual environment, MathJax, a fresh execution cache) is set up here.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+LOCK_HASH := $(shell sha256sum requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+VENV_STAMP := $(VENV)/.installed-$(LOCK_HASH)
+MATHJAX := _build/assets/_static/mathjax/tex-chtml.js
+HTML := _build/html
+PYTEST_ARGS ?=
+
+.PHONY: help venv book serve test bench bench-tiny grade publish lock student-versions clean
+
+help:
+	@echo "make book     build the book (every page executed) into $(HTML)"
+	@echo "make test     run the whole test suite"
+	@echo "make serve    serve $(HTML) on http://127.0.0.1:8000"
+	@echo "make bench    run the benchmarks and write bench/RESULTS.md"
+	@echo "make grade A=<assignment>   auto-grade an assignment's submissions"
+	@echo "make publish  push the built book to the gh-pages branch"
+
+# The environment is rebuilt whenever the lock or pyproject changes. torch goes
+# first and alone: pinned exactly it resolves to the CPU wheel.
+$(VENV_STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$$(grep -E '^torch==' requirements.lock)"
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+venv: $(VENV_STAMP) $(MATHJAX)
+
+# MathJax 3 comes from the npm registry at the version package-lock.json pins,
+# and is served by the book itself (html_extra_path), so math renders offline.
+$(MATHJAX): package-lock.json
+	npm ci --silent --no-audit --no-fund
+	rm -rf _build/assets/_static/mathjax && mkdir -p _build/assets/_static
+	cp -r node_modules/mathjax/es5 _build/assets/_static/mathjax
+	touch $@
+
+lock:
+	$(BIN)/python -m pip freeze --all --exclude-editable | grep -v -E "^(pip|coursekit)==" | sed "s/^torch==\(.*\)+cpu$$/torch==\1/" > requirements.lock
+
+book: venv
+	$(BIN)/python -m coursekit.bookbuild --html $(HTML)
+
+serve:
+	@test -f $(HTML)/index.html || { echo "no built book: run make book first"; exit 1; }
+	$(BIN)/python -m http.server 8000 --bind 127.0.0.1 --directory $(HTML)
+
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/python -m bench.run_all
+
+grade: venv
+	@test -n "$(A)" || { echo "usage: make grade A=<assignment> [ARGS='--jobs 2']"; exit 2; }
+	cd assignments && $(BIN)/coursekit grade $(A) $(ARGS)
+
+publish: book
+	$(BIN)/ghp-import --no-jekyll --push --force --branch gh-pages $(HTML)
+
+clean:
+	rm -rf _build .pytest_cache .hypothesis

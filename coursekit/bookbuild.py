@@ -1,0 +1,95 @@
+"""Build the course book: ``python -m coursekit.bookbuild`` (what ``make book`` runs).
+
+jupyter-cache keys a page's cached outputs on the page's own code, so a page
+executed against an older ``coursekit`` would be served stale. This driver
+therefore keys the cache on a hash of the package as well: when any file of
+``coursekit`` changes (or ``--force`` is given, as CI does), the execution cache
+is dropped and every page runs again. The build fails on any Sphinx warning or
+cell error (``-W -n --keep-going``) and on any execution report left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE_SUFFIXES = (".py", ".pt", ".json", ".txt")
+
+
+def package_hash(root: Path) -> str:
+    """SHA-256 over the path and bytes of every source and data file of ``coursekit``."""
+    digest = hashlib.sha256()
+    for path in sorted((root / "coursekit").rglob("*")):
+        if path.is_file() and path.suffix in PACKAGE_SUFFIXES and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def build_book(root: Path, *, force: bool = False, quiet: bool = False) -> Path:
+    """Build the book under ``root/_build/html`` and return the path of ``index.html``.
+
+    Raises:
+        RuntimeError: the build failed, or a page left an execution report.
+    """
+    root = root.resolve()
+    build_dir = root / "_build"
+    cache_dir = build_dir / ".jupyter_cache"
+    stamp = build_dir / ".coursekit-hash"
+    current = package_hash(root)
+    if force or not stamp.exists() or stamp.read_text().strip() != current:
+        shutil.rmtree(cache_dir, ignore_errors=True)
+    reports = build_dir / "html" / "reports"
+    shutil.rmtree(reports, ignore_errors=True)
+    mathjax = build_dir / "assets" / "_static" / "mathjax"
+    if not (mathjax / "tex-chtml.js").exists():
+        raise RuntimeError(
+            f"MathJax is missing under {mathjax}: run `make venv` "
+            "(it installs the pinned mathjax npm package there)"
+        )
+
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    env.setdefault("MPLBACKEND", "Agg")
+    command = [
+        str(Path(sys.executable).parent / "jupyter-book"),
+        "build", str(root), "--path-output", str(root),
+        "-W", "-n", "--keep-going",
+    ]
+    output = None if not quiet else subprocess.PIPE
+    result = subprocess.run(command, cwd=root, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
+    leftover = sorted(reports.glob("**/*")) if reports.exists() else []
+    if result.returncode != 0 or leftover:
+        detail = result.stdout[-20000:] if quiet and result.stdout else ""
+        names = ", ".join(p.name for p in leftover)
+        raise RuntimeError(
+            f"jupyter-book build failed (exit {result.returncode}); execution reports: {names or 'none'}\n{detail}"
+        )
+    stamp.write_text(current)
+    return build_dir / "html" / "index.html"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root (default: .)")
+    parser.add_argument("--html", default="_build/html", help="(informational) where the HTML lands")
+    parser.add_argument("--force", action="store_true", help="re-execute every page")
+    args = parser.parse_args(argv)
+    force = args.force or os.environ.get("CI", "").lower() == "true"
+    try:
+        index = build_book(args.root, force=force)
+    except RuntimeError as error:
+        print(f"make book: {error}", file=sys.stderr)
+        return 1
+    print(f"Book built: {index}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

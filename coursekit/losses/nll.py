@@ -1,0 +1,263 @@
+"""Token-level negative log-likelihood and its aggregation into sequence losses.
+
+Notation (the book's): a sequence :math:`y = (y_1, \\dots, y_T)`, model
+probabilities :math:`p_\\theta(y_t \\mid y_{<t})`, per-token loss
+:math:`\\ell_t = -\\log p_\\theta(y_t \\mid y_{<t})`, and a boolean mask
+:math:`m_t` that is True on the tokens that count.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+
+from coursekit.losses._checks import (
+    require_choice,
+    require_float,
+    require_integer,
+    require_mask,
+    require_shape,
+    require_targets_in_range,
+)
+
+SEQUENCE_REDUCTIONS = ("sum", "mean")
+BATCH_REDUCTIONS = ("token_mean", "sequence_mean", "sum")
+
+
+def token_nll(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    ignore_index: int = -100,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-token negative log-likelihood of ``targets`` under ``softmax(logits)``.
+
+    .. math::
+
+        \\ell_t = -\\log \\operatorname{softmax}(z_t)_{y_t}
+                = \\log \\sum_k e^{z_{t,k}} - z_{t,y_t}
+
+    computed with a log-sum-exp, so large logits do not overflow. Equal to
+    ``F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction="none",
+    ignore_index=ignore_index, weight=weight)`` reshaped to ``targets.shape``.
+
+    Args:
+        logits: unnormalised scores :math:`z`, any float dtype.
+        targets: class indices :math:`y`; entries equal to ``ignore_index`` are skipped.
+        ignore_index: target value whose loss is defined as 0 (PyTorch's default -100).
+        weight: optional per-class weights :math:`w_k`; each token's loss is
+            multiplied by :math:`w_{y_t}`, as in PyTorch.
+
+    Returns:
+        The per-token losses, 0 where the target is ``ignore_index``.
+
+    Shapes:
+        logits: ``(..., V)``; targets: ``(...)``; weight: ``(V,)``; result: ``(...)``.
+
+    Raises:
+        TypeError: ``logits`` is not a float tensor, or ``targets`` not an integer tensor.
+        ValueError: the shapes disagree, or a target lies outside ``[0, V)`` and is
+            not ``ignore_index``.
+
+    Example:
+        >>> logits = torch.zeros(1, 3, 10)            # uniform over V = 10
+        >>> token_nll(logits, torch.tensor([[1, 2, -100]]))
+        tensor([[2.3026, 2.3026, 0.0000]])
+    """
+    require_float("logits", logits)
+    require_integer("targets", targets)
+    if logits.dim() < 1:
+        raise ValueError(f"logits must have at least one dimension (..., V), got shape {tuple(logits.shape)}")
+    require_shape("targets", targets, logits.shape[:-1], "logits.shape[:-1]")
+    num_classes = logits.shape[-1]
+    require_targets_in_range("targets", targets, num_classes, ignore_index)
+    if weight is not None:
+        require_float("weight", weight)
+        require_shape("weight", weight, (num_classes,), "(V,) with V = logits.shape[-1]")
+
+    ignored = targets == ignore_index
+    safe_targets = targets.masked_fill(ignored, 0).unsqueeze(-1)
+    target_logit = logits.gather(-1, safe_targets).squeeze(-1)
+    losses = torch.logsumexp(logits, dim=-1) - target_logit
+    if weight is not None:
+        losses = losses * weight.to(losses.dtype)[safe_targets.squeeze(-1)]
+    return losses.masked_fill(ignored, 0.0)
+
+
+def _token_mask(token_losses: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:
+        return torch.ones_like(token_losses, dtype=torch.bool)
+    return require_mask("mask", mask, token_losses.shape, "token_losses.shape")
+
+
+def sequence_loss(
+    token_losses: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    reduction: str = "sum",
+) -> torch.Tensor:
+    """One loss per sequence, from its per-token losses.
+
+    .. math::
+
+        L^{\\text{sum}}(y) = \\sum_{t} m_t \\ell_t, \\qquad
+        L^{\\text{mean}}(y) = \\frac{\\sum_t m_t \\ell_t}{\\sum_t m_t}
+
+    The sum is the sequence's negative log-likelihood :math:`-\\log p_\\theta(y)`;
+    the mean is the loss per token. Masked tokens contribute nothing, whatever
+    value they hold (also ``nan`` or ``inf``). A sequence with no unmasked token
+    has sum 0 and mean ``nan`` (0/0), as ``torch.mean`` of an empty tensor.
+
+    Args:
+        token_losses: per-token losses :math:`\\ell_t`; the last axis is time.
+        mask: boolean, True on tokens that count; ``None`` counts every token.
+        reduction: ``"sum"`` or ``"mean"``.
+
+    Returns:
+        One value per sequence.
+
+    Shapes:
+        token_losses, mask: ``(..., T)``; result: ``(...)``.
+
+    Raises:
+        ValueError: unknown ``reduction``, or ``mask`` of another shape.
+        TypeError: ``mask`` is not boolean.
+
+    Example:
+        >>> fox = torch.tensor([0.1, 0.3, 0.2, 0.4])   # "The quick brown fox"
+        >>> sequence_loss(fox, reduction="sum"), sequence_loss(fox, reduction="mean")
+        (tensor(1.), tensor(0.2500))
+    """
+    require_float("token_losses", token_losses)
+    require_choice("reduction", reduction, SEQUENCE_REDUCTIONS)
+    if token_losses.dim() < 1:
+        raise ValueError(f"token_losses must have a time axis (..., T), got shape {tuple(token_losses.shape)}")
+    counted = _token_mask(token_losses, mask)
+    total = torch.where(counted, token_losses, torch.zeros_like(token_losses)).sum(dim=-1)
+    if reduction == "sum":
+        return total
+    return total / counted.sum(dim=-1).to(token_losses.dtype)
+
+
+def batch_loss(
+    token_losses: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    reduction: str = "token_mean",
+    token_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Aggregate per-token losses of a padded batch into one scalar.
+
+    With per-sequence sums :math:`S_b = \\sum_t m_{b,t}\\ell_{b,t}` and counts
+    :math:`n_b = \\sum_t m_{b,t}`:
+
+    .. math::
+
+        L^{\\text{sum}} = \\sum_b S_b, \\qquad
+        L^{\\text{token\\_mean}} = \\frac{\\sum_b S_b}{\\sum_b n_b}, \\qquad
+        L^{\\text{sequence\\_mean}} = \\frac{1}{|\\{b : n_b > 0\\}|}
+            \\sum_{b : n_b > 0} \\frac{S_b}{n_b}
+
+    ``token_mean`` weights every token equally, so long sequences weigh more;
+    ``sequence_mean`` weights every sequence equally, so a token of a short
+    sequence weighs more. Sequences with no unmasked token are left out of
+    ``sequence_mean``. With ``token_weights`` :math:`w`, every
+    :math:`\\ell` becomes :math:`w\\ell` and every count becomes :math:`\\sum w`
+    (so ``token_mean`` is PyTorch's class-weighted mean).
+
+    When no token at all is unmasked, the result is defined as 0 (still
+    connected to the graph, so ``backward()`` works and gives zero gradients)
+    and a ``RuntimeWarning`` is issued: an empty batch should not crash a
+    training loop, but it should not pass unnoticed either.
+
+    Args:
+        token_losses: per-token losses; the last axis is time.
+        mask: boolean, True on tokens that count; ``None`` counts every token.
+        reduction: ``"token_mean"``, ``"sequence_mean"`` or ``"sum"``.
+        token_weights: optional non-negative per-token weights.
+
+    Returns:
+        A scalar tensor.
+
+    Shapes:
+        token_losses, mask, token_weights: ``(..., T)``; result: ``()``.
+
+    Raises:
+        ValueError: unknown ``reduction``, or a ``mask``/``token_weights`` of another shape.
+        TypeError: ``mask`` is not boolean.
+
+    Example:
+        >>> losses = torch.tensor([[1., 1., 1., 1.], [3., 3., 0., 0.]])
+        >>> mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
+        >>> [round(batch_loss(losses, mask, reduction=r).item(), 6)
+        ...  for r in ("token_mean", "sequence_mean", "sum")]
+        [1.666667, 2.0, 10.0]
+    """
+    require_float("token_losses", token_losses)
+    require_choice("reduction", reduction, BATCH_REDUCTIONS)
+    if token_losses.dim() < 1:
+        raise ValueError(f"token_losses must have a time axis (..., T), got shape {tuple(token_losses.shape)}")
+    counted = _token_mask(token_losses, mask)
+    zeros = torch.zeros_like(token_losses)
+    losses = torch.where(counted, token_losses, zeros)
+    if token_weights is None:
+        weights = counted.to(token_losses.dtype)
+    else:
+        require_float("token_weights", token_weights)
+        require_shape("token_weights", token_weights, token_losses.shape, "token_losses.shape")
+        weights = torch.where(counted, token_weights.to(token_losses.dtype), zeros)
+        losses = losses * weights
+
+    if reduction == "sum":
+        return losses.sum()
+    if not bool(counted.any()):
+        warnings.warn(
+            f"batch_loss(reduction={reduction!r}): every token is masked; returning 0",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return losses.sum() * 0.0
+    if reduction == "token_mean":
+        return losses.sum() / weights.sum()
+    per_sequence_sum = losses.sum(dim=-1).reshape(-1)
+    per_sequence_count = weights.sum(dim=-1).reshape(-1)
+    nonempty = counted.any(dim=-1).reshape(-1)
+    means = per_sequence_sum[nonempty] / per_sequence_count[nonempty]
+    return means.mean()
+
+
+def perplexity(mean_nll: torch.Tensor | float) -> torch.Tensor:
+    """Perplexity from a mean per-token NLL in nats: :math:`\\mathrm{PPL} = e^{\\bar\\ell}`.
+
+    Args:
+        mean_nll: mean negative log-likelihood per token, in nats.
+
+    Returns:
+        A tensor of the same shape (a 0-d tensor for a Python number).
+
+    Example:
+        >>> perplexity(torch.tensor(6 * math.log(2) / 3))
+        tensor(4.)
+    """
+    return torch.exp(_as_float_tensor("mean_nll", mean_nll))
+
+
+def bits_per_token(mean_nll: torch.Tensor | float) -> torch.Tensor:
+    """Convert a mean per-token NLL from nats to bits: :math:`\\bar\\ell / \\ln 2`.
+
+    Example:
+        >>> bits_per_token(torch.tensor(math.log(4)))
+        tensor(2.)
+    """
+    return _as_float_tensor("mean_nll", mean_nll) / math.log(2)
+
+
+def _as_float_tensor(name: str, value: torch.Tensor | float) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return require_float(name, value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float tensor or a number, got {type(value).__name__}")
+    return torch.tensor(float(value), dtype=torch.get_default_dtype())

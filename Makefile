@@ -13,6 +13,9 @@ VENV_STAMP := $(VENV)/.installed-$(LOCK_HASH)
 MATHJAX := _build/assets/_static/mathjax/tex-chtml.js
 HTML := _build/html
 PYTEST_ARGS ?=
+# Where torch comes from; empty means pip's configured indexes. Hosted CI that
+# lacks a local CPU wheel sets https://download.pytorch.org/whl/cpu.
+TORCH_INDEX ?=
 
 .PHONY: help venv book serve test bench bench-tiny grade publish lock student-versions clean
 
@@ -29,7 +32,7 @@ help:
 $(VENV_STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$$(grep -E '^torch==' requirements.lock)"
+	$(BIN)/python -m pip install --quiet "$$(grep -E '^torch==' requirements.lock)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
@@ -66,8 +69,11 @@ grade: venv
 	@test -n "$(A)" || { echo "usage: make grade A=<assignment> [ARGS='--jobs 2']"; exit 2; }
 	cd assignments && $(BIN)/coursekit grade $(A) $(ARGS)
 
+# Publishes the built book to the gh-pages branch of REMOTE (GitHub Pages serves it).
+REMOTE ?= origin
 publish: book
-	$(BIN)/ghp-import --no-jekyll --push --force --branch gh-pages $(HTML)
+	$(BIN)/ghp-import --no-jekyll --push --force --remote $(REMOTE) --branch gh-pages \
+		--message "Publish the book built from $$(git rev-parse --short HEAD)" $(HTML)
 
 clean:
 	rm -rf _build .pytest_cache .hypothesis

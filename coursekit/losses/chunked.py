@@ -1,0 +1,277 @@
+"""Cross-entropy of a linear output layer, computed a chunk of rows at a time.
+
+A language model's last step turns hidden states :math:`h_i \\in \\mathbb{R}^H`
+into logits :math:`z_i = W h_i + b \\in \\mathbb{R}^V` and then takes the
+cross-entropy. With a large vocabulary the logits dominate memory: at
+:math:`N = 8192` tokens and :math:`V = 256\\,000` they take 4 GiB in bfloat16,
+and autograd keeps them (and a float32 log-softmax) until the backward pass.
+
+The gradients need no logits table either. With
+:math:`g_i = c_i\\,(\\operatorname{softmax}(z_i) - e_{y_i})`, where :math:`c_i` is
+the row's weight in the reduction (:math:`1/n` for the mean over :math:`n`
+counted rows, 1 for the sum, 0 for an ignored row),
+
+.. math::
+
+    \\frac{\\partial L}{\\partial h_i} = W^\\top g_i, \\qquad
+    \\frac{\\partial L}{\\partial W} = \\sum_i g_i h_i^\\top, \\qquad
+    \\frac{\\partial L}{\\partial b} = \\sum_i g_i,
+
+so a pass over chunks of rows can build all three, holding at most
+``chunk_size x V`` logits at a time, and overwrite those logits with
+:math:`g_i` in place.
+
+For ``reduction="mean"`` and ``"sum"`` the upstream gradient is one number, so
+the gradients are computed during the forward pass (three matrix products in
+all, as many as the plain expression) and only scaled in the backward pass.
+For ``reduction="none"`` every row has its own upstream gradient, which is not
+known until the backward pass, so the backward pass recomputes the logits chunk
+by chunk (four matrix products).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from coursekit.losses._checks import (
+    require_choice,
+    require_float,
+    require_integer,
+    require_shape,
+    require_targets_in_range,
+)
+
+CHUNKED_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _chunk_pass(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    row_scale: torch.Tensor | None,
+    chunk_size: int,
+    grads_wanted: tuple[bool, bool, bool],
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """One pass over the rows: per-row losses and, if ``row_scale`` is given, gradients.
+
+    ``targets`` holds no ignored entries here (the caller replaced them by 0
+    and gives them a ``row_scale`` of 0). Returns ``(losses, grad_hidden,
+    grad_weight, grad_bias)``; the losses are in float32 (float64 for float64
+    inputs), the gradients in the input dtype.
+    """
+    num_rows = hidden.shape[0]
+    dtype = hidden.dtype
+    acc_dtype = torch.promote_types(dtype, torch.float32)
+    losses = torch.empty(num_rows, dtype=acc_dtype, device=hidden.device)
+    want_hidden, want_weight, want_bias = grads_wanted if row_scale is not None else (False, False, False)
+    grad_hidden = torch.empty(hidden.shape, dtype=dtype, device=hidden.device) if want_hidden else None
+    grad_weight = torch.zeros_like(weight) if want_weight else None
+    grad_bias = torch.zeros(weight.shape[0], dtype=acc_dtype, device=weight.device) if want_bias else None
+    any_grad = want_hidden or want_weight or want_bias
+
+    for start in range(0, num_rows, chunk_size):
+        stop = min(start + chunk_size, num_rows)
+        rows = hidden[start:stop]
+        target = targets[start:stop].unsqueeze(1)
+        # The logits of this chunk, in the input dtype; every later step
+        # overwrites this one buffer instead of allocating another.
+        if bias is None:
+            logits = rows @ weight.T
+        else:
+            logits = torch.addmm(bias, rows, weight.T)
+        target_logit = logits.gather(1, target).squeeze(1).to(acc_dtype)
+        row_max = logits.amax(dim=1, keepdim=True)
+        # A row whose max is -inf or +inf would give nan after the shift; keep it finite.
+        row_max.masked_fill_(~torch.isfinite(row_max), 0)
+        logits.sub_(row_max).exp_()
+        # The normaliser is summed in float32 even for half-precision logits.
+        normaliser = logits.sum(dim=1, dtype=acc_dtype)
+        losses[start:stop] = row_max.squeeze(1).to(acc_dtype) + normaliser.log() - target_logit
+        if not any_grad:
+            continue
+        assert row_scale is not None
+        scale = row_scale[start:stop]
+        # logits <- scale * softmax - scale * onehot(target): the gradient w.r.t. the logits.
+        logits.mul_((scale / normaliser).to(dtype).unsqueeze(1))
+        logits.scatter_add_(1, target, (-scale).to(dtype).unsqueeze(1))
+        if grad_hidden is not None:
+            torch.mm(logits, weight, out=grad_hidden[start:stop])
+        if grad_weight is not None:
+            grad_weight.addmm_(logits.T, rows)
+        if grad_bias is not None:
+            grad_bias += logits.sum(dim=0, dtype=acc_dtype)
+        del logits
+    return losses, grad_hidden, grad_weight, None if grad_bias is None else grad_bias.to(dtype)
+
+
+class _ChunkedCrossEntropy(torch.autograd.Function):
+    """Autograd wrapper; see :func:`chunked_cross_entropy` for the maths."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        targets: torch.Tensor,
+        chunk_size: int,
+        ignore_index: int,
+        reduction: str,
+        grad_enabled: bool,
+    ) -> torch.Tensor:
+        counted = targets != ignore_index
+        safe_targets = targets.masked_fill(~counted, 0)
+        acc_dtype = torch.promote_types(hidden.dtype, torch.float32)
+        counted_f = counted.to(acc_dtype)
+        # needs_input_grad reflects requires_grad even under torch.no_grad(),
+        # so the caller also says whether a graph is being recorded.
+        needs = [bool(flag) and grad_enabled for flag in ctx.needs_input_grad[:3]]  # type: ignore[attr-defined]
+        grads_wanted = (needs[0], needs[1], bias is not None and needs[2])
+        ctx.reduction = reduction  # type: ignore[attr-defined]
+        ctx.chunk_size = chunk_size  # type: ignore[attr-defined]
+        ctx.grads_wanted = grads_wanted  # type: ignore[attr-defined]
+
+        if reduction == "none":
+            losses, *_ = _chunk_pass(hidden, weight, bias, safe_targets, None, chunk_size, grads_wanted)
+            losses = losses * counted_f
+            ctx.save_for_backward(hidden, weight, bias, safe_targets, counted_f)
+            return losses.to(hidden.dtype)
+
+        count = counted_f.sum()
+        # Ignored rows weigh 0; with no counted row the mean is 0/0 = nan, as in
+        # PyTorch, while every gradient is 0.
+        row_scale = counted_f / count.clamp(min=1) if reduction == "mean" else counted_f
+        losses, grad_hidden, grad_weight, grad_bias = _chunk_pass(
+            hidden, weight, bias, safe_targets, row_scale if any(grads_wanted) else None, chunk_size, grads_wanted
+        )
+        total = (losses * counted_f).sum()
+        result = total / count if reduction == "mean" else total
+        ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
+        return result.to(hidden.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad_output: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        if ctx.reduction == "none":  # type: ignore[attr-defined]
+            hidden, weight, bias, safe_targets, counted_f = ctx.saved_tensors  # type: ignore[attr-defined]
+            row_scale = grad_output.to(counted_f.dtype) * counted_f
+            chunk_size, grads_wanted = ctx.chunk_size, ctx.grads_wanted  # type: ignore[attr-defined]
+            _, grad_hidden, grad_weight, grad_bias = _chunk_pass(
+                hidden, weight, bias, safe_targets, row_scale, chunk_size, grads_wanted
+            )
+            return grad_hidden, grad_weight, grad_bias, None, None, None, None, None
+
+        grad_hidden, grad_weight, grad_bias = ctx.saved_tensors  # type: ignore[attr-defined]
+        # The forward pass assumed an upstream gradient of 1; scale in place
+        # unless it is exactly 1 (the usual `loss.backward()`).
+        if grad_output.numel() != 1 or float(grad_output) != 1.0:
+            factor = grad_output.to(grad_hidden.dtype if grad_hidden is not None else torch.float32)
+            for grad in (grad_hidden, grad_weight, grad_bias):
+                if grad is not None:
+                    grad.mul_(factor.to(grad.dtype))
+        return grad_hidden, grad_weight, grad_bias, None, None, None, None, None
+
+
+def chunked_cross_entropy(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    bias: torch.Tensor | None = None,
+    chunk_size: int = 1024,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Cross-entropy of the logits ``hidden @ weight.T + bias`` without building them all.
+
+    .. math::
+
+        \\ell_i = \\log \\sum_k e^{z_{i,k}} - z_{i,y_i}, \\qquad z_i = W h_i + b
+
+    Equal, in value and in the gradients with respect to ``hidden``, ``weight``
+    and ``bias``, to ``F.cross_entropy(hidden @ weight.T + bias, targets,
+    ignore_index=ignore_index, reduction=reduction)``, but never holds more than
+    ``chunk_size x V`` logits at once, in the forward or the backward pass.
+    The logits of a chunk are computed in the input dtype and their log-sum-exp
+    is accumulated in float32 (float64 for float64 inputs).
+
+    ``"mean"`` divides by the number of targets that are not ``ignore_index``
+    (``nan`` when there is none, as in PyTorch; the gradients are then 0).
+    For ``"mean"`` and ``"sum"`` the gradients are computed during the forward
+    pass, which saves recomputing the logits; under ``torch.no_grad()`` or when
+    no input requires grad, only the loss is computed.
+
+    Args:
+        hidden: the hidden states :math:`h` feeding the output layer.
+        weight: the output layer's weight :math:`W` (one row per vocabulary entry).
+        targets: class indices :math:`y`; ``ignore_index`` entries are skipped.
+        bias: optional output bias :math:`b`.
+        chunk_size: how many rows of logits to hold at a time (>= 1).
+        ignore_index: the target value that is skipped.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``, as in PyTorch.
+
+    Returns:
+        A scalar for ``"mean"``/``"sum"``, else the per-row losses (0 where
+        ignored), in the dtype of ``hidden``.
+
+    Shapes:
+        hidden: ``(..., H)``; weight: ``(V, H)``; bias: ``(V,)``; targets: ``(...)``;
+        result: ``()`` or ``(...)`` for ``"none"``.
+
+    Raises:
+        TypeError: a float argument is not a float tensor, ``targets`` is not an
+            integer tensor, ``chunk_size`` is not an int, or the dtypes disagree.
+        ValueError: the shapes disagree, ``chunk_size < 1``, an unknown
+            ``reduction``, or a target outside ``[0, V)`` that is not ``ignore_index``.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> hidden, weight = torch.randn(10, 4, generator=g), torch.randn(50, 4, generator=g)
+        >>> targets = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6, -100, 5])
+        >>> plain = torch.nn.functional.cross_entropy(hidden @ weight.T, targets)
+        >>> chunked = chunked_cross_entropy(hidden, weight, targets, chunk_size=3)
+        >>> torch.allclose(plain, chunked)
+        True
+    """
+    require_float("hidden", hidden)
+    require_float("weight", weight)
+    require_integer("targets", targets)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
+        raise TypeError(f"chunk_size must be an int, got {type(chunk_size).__name__}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    require_choice("reduction", reduction, CHUNKED_REDUCTIONS)
+    if hidden.dim() < 1:
+        raise ValueError(f"hidden must have shape (..., H), got shape {tuple(hidden.shape)}")
+    if weight.dim() != 2 or weight.shape[1] != hidden.shape[-1]:
+        raise ValueError(
+            f"weight must have shape (V, H) with H = hidden.shape[-1] = {hidden.shape[-1]}, "
+            f"got {tuple(weight.shape)}"
+        )
+    if weight.dtype != hidden.dtype:
+        raise TypeError(f"weight must have the dtype of hidden ({hidden.dtype}), got {weight.dtype}")
+    if weight.device != hidden.device:
+        raise ValueError(f"weight must be on the device of hidden ({hidden.device}), got {weight.device}")
+    num_classes = weight.shape[0]
+    if bias is not None:
+        require_float("bias", bias)
+        require_shape("bias", bias, (num_classes,), "(V,) with V = weight.shape[0]")
+        if bias.dtype != hidden.dtype:
+            raise TypeError(f"bias must have the dtype of hidden ({hidden.dtype}), got {bias.dtype}")
+    require_shape("targets", targets, hidden.shape[:-1], "hidden.shape[:-1]")
+    if targets.device != hidden.device:
+        raise ValueError(f"targets must be on the device of hidden ({hidden.device}), got {targets.device}")
+    require_targets_in_range("targets", targets, num_classes, ignore_index)
+
+    flat_hidden = hidden.reshape(-1, hidden.shape[-1])
+    flat_targets = targets.reshape(-1).long()
+    result = _ChunkedCrossEntropy.apply(
+        flat_hidden, weight.contiguous(), bias, flat_targets, chunk_size, ignore_index, reduction,
+        torch.is_grad_enabled(),
+    )
+    if reduction == "none":
+        return result.reshape(targets.shape)
+    return result

@@ -1,0 +1,308 @@
+"""Connectionist temporal classification (Graves et al. 2006), by the forward algorithm.
+
+An input of :math:`T` frames gives, at every frame, log-probabilities over
+:math:`C` classes, one of which is the *blank*. A label sequence
+:math:`y = (y_1, \\dots, y_L)` is matched by every frame-level path that reads
+:math:`y` after merging repeated symbols and then deleting blanks. The loss is
+:math:`-\\log p(y \\mid x)`, the negative log of the total probability of those
+paths, summed by dynamic programming over the *blank-extended* label sequence
+
+.. math::
+
+    y' = (\\varnothing, y_1, \\varnothing, y_2, \\dots, \\varnothing, y_L, \\varnothing),
+    \\qquad |y'| = 2L + 1.
+
+The forward variable :math:`\\alpha_t(s)` is the log-probability of all path
+prefixes of length :math:`t + 1` that end in state :math:`s` of :math:`y'`:
+
+.. math::
+
+    \\alpha_0(0) = \\log p_0(\\varnothing), \\quad \\alpha_0(1) = \\log p_0(y_1), \\\\
+    \\alpha_t(s) = \\log p_t(y'_s) + \\operatorname{logsumexp}\\bigl(
+        \\alpha_{t-1}(s), \\alpha_{t-1}(s-1), [\\alpha_{t-1}(s-2)]\\bigr),
+
+where the skip from :math:`s - 2` is allowed only onto a label that differs
+from the label two states back (a blank cannot be skipped between two equal
+labels). Then :math:`-\\log p(y \\mid x) = -\\operatorname{logsumexp}(
+\\alpha_{T-1}(2L), \\alpha_{T-1}(2L - 1))`.
+"""
+
+from __future__ import annotations
+
+import math  # noqa: F401  (used by the doctest example)
+from collections.abc import Sequence
+
+import torch
+
+from coursekit.losses._checks import require_choice, require_float, require_integer
+
+CTC_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _safe_logsumexp(stacked: torch.Tensor) -> torch.Tensor:
+    """``logsumexp`` over dim 0 whose backward stays finite when every term is ``-inf``.
+
+    ``torch.logsumexp`` differentiates an all ``-inf`` slice to ``nan``; in the
+    CTC recursion such slices are common (unreachable states, impossible
+    alignments) and a ``nan`` would poison the gradient of every other sequence
+    in the batch, even when ``zero_infinity`` drops the impossible one.
+    """
+    top = stacked.amax(dim=0)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top)).detach()
+    total = torch.exp(stacked - top).sum(dim=0)
+    reachable = total > 0
+    safe_total = torch.where(reachable, total, torch.ones_like(total))
+    return torch.where(reachable, top + torch.log(safe_total), torch.full_like(total, float("-inf")))
+
+
+def _forward_recursion(
+    log_probs: torch.Tensor,
+    padded_targets: torch.Tensor,
+    input_lengths: torch.Tensor,
+    target_lengths: torch.Tensor,
+    blank: int,
+    keep_table: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run the forward algorithm for a batch; return ``(log p(y|x) per sequence, alpha table)``.
+
+    ``padded_targets`` is ``(N, S)`` with valid labels up to each target length.
+    The loop runs over time only; batch and extended-label states are vectorised.
+    The alpha table, kept only when asked, is ``(T, N, 2S + 1)``.
+    """
+    num_frames, batch, _ = log_probs.shape
+    max_labels = padded_targets.shape[1]
+    num_states = 2 * max_labels + 1
+    device = log_probs.device
+    neg_inf = torch.tensor(float("-inf"), dtype=log_probs.dtype, device=device)
+
+    # Extended labels: blank at even states, the labels at odd ones; states past
+    # a sequence's own 2L + 1 are padded with blank and masked to -inf.
+    positions = torch.arange(max_labels, device=device)
+    within = positions < target_lengths.unsqueeze(1)
+    labels = torch.where(within, padded_targets, torch.full_like(padded_targets, blank))
+    extended = torch.full((batch, num_states), blank, dtype=torch.long, device=device)
+    extended[:, 1::2] = labels
+    states = torch.arange(num_states, device=device)
+    in_sequence = states < (2 * target_lengths + 1).unsqueeze(1)
+    shifted = torch.full_like(extended, -1)
+    shifted[:, 2:] = extended[:, :-2]
+    can_skip = (states % 2 == 1) & (states >= 2) & (extended != shifted)
+
+    emissions = log_probs.gather(2, extended.unsqueeze(0).expand(num_frames, batch, num_states))
+    emissions = torch.where(in_sequence, emissions, neg_inf)
+
+    # alpha_{-1}: before the first frame every path starts in state 0 with
+    # probability 1; this also gives the right answer for zero-length inputs.
+    alpha = torch.full((batch, num_states), float("-inf"), dtype=log_probs.dtype, device=device)
+    alpha[:, 0] = 0.0
+    table = []
+    for t in range(num_frames):
+        stay = alpha
+        step = torch.cat([neg_inf.expand(batch, 1), alpha[:, :-1]], dim=1)
+        skip = torch.cat([neg_inf.expand(batch, 2), alpha[:, :-2]], dim=1)
+        skip = torch.where(can_skip, skip, neg_inf)
+        new_alpha = _safe_logsumexp(torch.stack([stay, step, skip])) + emissions[t]
+        # Sequences whose input has ended keep their last alpha.
+        alpha = torch.where((t < input_lengths).unsqueeze(1), new_alpha, alpha)
+        if keep_table:
+            table.append(alpha)
+
+    last = (2 * target_lengths).unsqueeze(1)
+    end_blank = alpha.gather(1, last).squeeze(1)
+    end_label = alpha.gather(1, (last - 1).clamp(min=0)).squeeze(1)
+    end_label = torch.where(target_lengths > 0, end_label, neg_inf)
+    log_likelihood = _safe_logsumexp(torch.stack([end_blank, end_label]))
+    return log_likelihood, (torch.stack(table) if keep_table else None)
+
+
+def _as_lengths(name: str, value: object, batch: int, device: torch.device) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        require_integer(name, value)
+        lengths = value
+    elif isinstance(value, Sequence) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        lengths = torch.tensor(list(value), dtype=torch.long)
+    else:
+        raise TypeError(f"{name} must be an integer tensor or a sequence of ints, got {type(value).__name__}")
+    if tuple(lengths.shape) != (batch,):
+        raise ValueError(f"{name} must have shape ({batch},) (one length per sequence), got {tuple(lengths.shape)}")
+    if batch and int(lengths.min()) < 0:
+        raise ValueError(f"{name} must be >= 0, got {int(lengths.min())}")
+    return lengths.to(device=device, dtype=torch.long)
+
+
+def _check_ctc_arguments(
+    log_probs: object,
+    targets: object,
+    input_lengths: object,
+    target_lengths: object,
+    blank: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validate and normalise to ``(log_probs (T,N,C), padded targets (N,S), input_lengths, target_lengths)``."""
+    require_float("log_probs", log_probs)
+    require_integer("targets", targets)
+    assert isinstance(log_probs, torch.Tensor) and isinstance(targets, torch.Tensor)
+    if log_probs.dim() != 3:
+        raise ValueError(f"log_probs must have shape (T, N, C), got {tuple(log_probs.shape)}")
+    num_frames, batch, num_classes = log_probs.shape
+    if isinstance(blank, bool) or not isinstance(blank, int):
+        raise TypeError(f"blank must be an int, got {type(blank).__name__}")
+    if not 0 <= blank < num_classes:
+        raise ValueError(f"blank must lie in [0, {num_classes}) (C = log_probs.shape[2]), got {blank}")
+    device = log_probs.device
+    in_lengths = _as_lengths("input_lengths", input_lengths, batch, device)
+    tgt_lengths = _as_lengths("target_lengths", target_lengths, batch, device)
+    if batch and int(in_lengths.max()) > num_frames:
+        raise ValueError(
+            f"input_lengths must be <= T = log_probs.shape[0] = {num_frames}, got {int(in_lengths.max())}"
+        )
+
+    targets = targets.to(device=device, dtype=torch.long)
+    if targets.dim() == 2:
+        if targets.shape[0] != batch:
+            raise ValueError(f"targets must have shape (N, S) with N = {batch}, got {tuple(targets.shape)}")
+        if batch and int(tgt_lengths.max()) > targets.shape[1]:
+            raise ValueError(
+                f"target_lengths must be <= S = targets.shape[1] = {targets.shape[1]}, got {int(tgt_lengths.max())}"
+            )
+        padded = targets
+    elif targets.dim() == 1:
+        total = int(tgt_lengths.sum())
+        if total != targets.numel():
+            raise ValueError(
+                f"targets is 1-D (concatenated), so it must hold sum(target_lengths) = {total} labels, "
+                f"got {targets.numel()}"
+            )
+        max_labels = int(tgt_lengths.max()) if batch else 0
+        padded = torch.full((batch, max_labels), blank, dtype=torch.long, device=device)
+        valid = torch.arange(max_labels, device=device) < tgt_lengths.unsqueeze(1)
+        padded[valid] = targets
+    else:
+        raise ValueError(f"targets must be (N, S) padded or 1-D concatenated, got shape {tuple(targets.shape)}")
+
+    used = torch.arange(padded.shape[1], device=device) < tgt_lengths.unsqueeze(1)
+    labels = padded[used]
+    if labels.numel():
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= num_classes:
+            bad = low if low < 0 else high
+            raise ValueError(f"targets must lie in [0, {num_classes}) within target_lengths, got {bad}")
+        if bool((labels == blank).any()):
+            raise ValueError(f"targets must not contain the blank label {blank} within target_lengths")
+    return log_probs, padded, in_lengths, tgt_lengths
+
+
+def ctc_loss(
+    log_probs: torch.Tensor,
+    targets: torch.Tensor,
+    input_lengths: torch.Tensor | Sequence[int],
+    target_lengths: torch.Tensor | Sequence[int],
+    *,
+    blank: int = 0,
+    reduction: str = "mean",
+    zero_infinity: bool = False,
+) -> torch.Tensor:
+    """CTC loss :math:`-\\log p(y \\mid x)` by the forward algorithm, as ``F.ctc_loss``.
+
+    Same arguments, conventions and results as ``torch.nn.functional.ctc_loss``:
+    ``"mean"`` divides each sequence's loss by its target length (clamped to at
+    least 1) and then averages over the batch; ``"sum"`` adds the losses;
+    ``"none"`` returns one loss per sequence. An impossible alignment (an input
+    too short for the labels and the blanks that must separate repeated labels)
+    has loss ``inf``; with ``zero_infinity=True`` it becomes 0 and contributes no
+    gradient. (Without ``zero_infinity`` the gradient of an infinite loss is 0
+    here, where PyTorch's kernel gives ``nan``.) Gradients come from autograd through the recursion (see the module
+    docstring), and equal PyTorch's whenever ``log_probs`` are log-softmax outputs
+    (PyTorch's own kernel returns the gradient with respect to the logits that
+    feed the log-softmax, so the two agree on those logits).
+
+    Args:
+        log_probs: per-frame log-probabilities :math:`\\log p_t(c)` (usually ``log_softmax`` outputs).
+        targets: the label sequences, padded ``(N, S)`` or concatenated 1-D; never ``blank``.
+        input_lengths: frames used per sequence, each ``<= T``.
+        target_lengths: labels per sequence, each ``<= S`` for padded targets.
+        blank: index of the blank class.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        zero_infinity: replace infinite losses (and their gradients) by 0.
+
+    Returns:
+        A scalar, or ``(N,)`` losses for ``"none"``, in the dtype of ``log_probs``.
+
+    Shapes:
+        log_probs: ``(T, N, C)``; targets: ``(N, S)`` or ``(sum(target_lengths),)``;
+        input_lengths, target_lengths: ``(N,)``; result: ``()`` or ``(N,)``.
+
+    Raises:
+        TypeError: wrong tensor dtypes, or lengths that are not integers.
+        ValueError: wrong shapes, negative lengths, lengths longer than the
+            padded axis, ``blank`` outside ``[0, C)``, a target outside ``[0, C)``
+            or equal to ``blank``, or an unknown ``reduction``.
+
+    Example:
+        >>> log_probs = torch.full((3, 1, 3), 1 / 3).log()   # T = 3 uniform frames, C = 3
+        >>> # 5 of the 27 paths read "1 2": 1 2 _, 1 1 2, 1 2 2, _ 1 2, 1 _ 2
+        >>> loss = ctc_loss(log_probs, torch.tensor([[1, 2]]), [3], [2], reduction="sum")
+        >>> round(loss.item(), 4), round(-math.log(5 / 27), 4)
+        (1.6864, 1.6864)
+        >>> ctc_loss(log_probs, torch.tensor([[1, 1]]), [2], [2])   # "1 1" needs 3 frames
+        tensor(inf)
+    """
+    require_choice("reduction", reduction, CTC_REDUCTIONS)
+    log_probs, padded, in_lengths, tgt_lengths = _check_ctc_arguments(
+        log_probs, targets, input_lengths, target_lengths, blank
+    )
+    log_likelihood, _ = _forward_recursion(log_probs, padded, in_lengths, tgt_lengths, blank, keep_table=False)
+    losses = -log_likelihood
+    if zero_infinity:
+        losses = torch.where(torch.isinf(losses), torch.zeros_like(losses), losses)
+    if reduction == "none":
+        return losses
+    if reduction == "sum":
+        return losses.sum()
+    return (losses / tgt_lengths.clamp(min=1).to(losses.dtype)).mean()
+
+
+def ctc_forward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blank: int = 0) -> torch.Tensor:
+    """The table of forward variables :math:`\\alpha_t(s)` of one sequence, in log space.
+
+    Row :math:`t` holds :math:`\\alpha_t(s)` for the states :math:`s` of the
+    blank-extended labels :math:`y' = (\\varnothing, y_1, \\varnothing, \\dots, y_L,
+    \\varnothing)`; ``-inf`` marks a state no path can reach by frame :math:`t`.
+    ``-torch.logsumexp(table[-1, -2:], 0)`` is the sequence's CTC loss.
+
+    Args:
+        log_probs: per-frame log-probabilities of one sequence.
+        target: its labels, none equal to ``blank``.
+        blank: index of the blank class.
+
+    Returns:
+        The log-alpha table.
+
+    Shapes:
+        log_probs: ``(T, C)``; target: ``(L,)``; result: ``(T, 2L + 1)``.
+
+    Raises:
+        TypeError, ValueError: as :func:`ctc_loss`.
+
+    Example:
+        >>> log_probs = torch.full((3, 3), 1 / 3).log()
+        >>> table = ctc_forward_variables(log_probs, torch.tensor([1, 2]))
+        >>> table.shape
+        torch.Size([3, 5])
+        >>> # times 3^(t+1): how many path prefixes of length t + 1 end in each state
+        >>> (table.exp() * 3.0 ** torch.arange(1, 4).unsqueeze(1)).round()
+        tensor([[1., 1., 0., 0., 0.],
+                [1., 2., 1., 1., 0.],
+                [1., 3., 3., 4., 1.]])
+    """
+    require_float("log_probs", log_probs)
+    require_integer("target", target)
+    if log_probs.dim() != 2:
+        raise ValueError(f"log_probs must have shape (T, C) for one sequence, got {tuple(log_probs.shape)}")
+    if target.dim() != 1:
+        raise ValueError(f"target must have shape (L,) for one sequence, got {tuple(target.shape)}")
+    batched, padded, in_lengths, tgt_lengths = _check_ctc_arguments(
+        log_probs.unsqueeze(1), target.unsqueeze(0), [log_probs.shape[0]], [target.shape[0]], blank
+    )
+    _, table = _forward_recursion(batched, padded, in_lengths, tgt_lengths, blank, keep_table=True)
+    assert table is not None
+    return table[:, 0, :]

@@ -1,0 +1,167 @@
+"""Knowledge distillation: a student matches a teacher's softened next-token distributions.
+
+Hinton, Vinyals and Dean (2015) soften both distributions with a temperature
+:math:`\\tau`, :math:`p = \\operatorname{softmax}(z^{T}/\\tau)` for the teacher
+and :math:`q = \\operatorname{softmax}(z^{S}/\\tau)` for the student, and
+multiply the KL divergence by :math:`\\tau^2` so that its gradients keep the
+same scale as the temperature changes.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from coursekit.losses._checks import require_choice, require_float, require_mask, require_positive, require_shape
+from coursekit.losses.nll import batch_loss
+
+KD_REDUCTIONS = ("token_mean", "sequence_mean", "sum", "none")
+
+
+def _prepare(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float,
+    mask: torch.Tensor | None,
+    reduction: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Validate, and return masked-out-safe student/teacher log-probabilities at temperature."""
+    require_float("student_logits", student_logits)
+    require_float("teacher_logits", teacher_logits)
+    if student_logits.dim() < 1:
+        raise ValueError(
+            f"student_logits must have at least one dimension (..., V), got shape {tuple(student_logits.shape)}"
+        )
+    require_shape("teacher_logits", teacher_logits, student_logits.shape, "student_logits.shape")
+    temperature = require_positive("temperature", temperature)
+    require_choice("reduction", reduction, KD_REDUCTIONS)
+    positions = student_logits.shape[:-1]
+    if mask is None:
+        counted = torch.ones(positions, dtype=torch.bool, device=student_logits.device)
+    else:
+        counted = require_mask("mask", mask, positions, "student_logits.shape[:-1]")
+    # Masked positions are replaced by zeros (uniform distributions), so what they
+    # held (even nan) reaches neither the value nor, through torch.where, the gradient.
+    keep = counted.unsqueeze(-1)
+    student = torch.where(keep, student_logits, torch.zeros_like(student_logits))
+    teacher = torch.where(keep, teacher_logits, torch.zeros_like(teacher_logits))
+    student_log_probs = torch.log_softmax(student / temperature, dim=-1)
+    teacher_log_probs = torch.log_softmax(teacher.to(student_log_probs.dtype) / temperature, dim=-1)
+    return student_log_probs, teacher_log_probs, counted, temperature
+
+
+def _reduce(per_position: torch.Tensor, counted: torch.Tensor, reduction: str) -> torch.Tensor:
+    per_position = torch.where(counted, per_position, torch.zeros_like(per_position))
+    if reduction == "none":
+        return per_position
+    if per_position.dim() == 0:
+        per_position, counted = per_position.reshape(1), counted.reshape(1)
+    return batch_loss(per_position, counted, reduction=reduction)
+
+
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    mask: torch.Tensor | None = None,
+    reduction: str = "token_mean",
+) -> torch.Tensor:
+    """Distillation loss :math:`\\tau^2\\,\\mathrm{KL}(p \\,\\|\\, q)` per position (Hinton et al. 2015).
+
+    .. math::
+
+        L_t = \\tau^2 \\sum_{k=1}^{V} p_{t,k} \\big(\\log p_{t,k} - \\log q_{t,k}\\big),
+        \\quad p_t = \\operatorname{softmax}(z^{T}_t / \\tau),
+        \\quad q_t = \\operatorname{softmax}(z^{S}_t / \\tau)
+
+    (forward KL, teacher first; classes with :math:`p_{t,k} = 0` contribute 0).
+    It is :math:`\\ge 0` and 0 exactly when the student's softened distribution
+    equals the teacher's. On 2-D input with ``"token_mean"`` it equals
+    ``F.kl_div(log_softmax(s/T), log_softmax(t/T), log_target=True,
+    reduction="batchmean") * T**2``. Gradients flow into both arguments; detach
+    the teacher if it must stay fixed.
+
+    Args:
+        student_logits: the student's scores :math:`z^{S}`.
+        teacher_logits: the teacher's scores :math:`z^{T}`.
+        temperature: :math:`\\tau > 0`.
+        mask: boolean, True on the positions that count; ``None`` counts all.
+        reduction: ``"token_mean"``, ``"sequence_mean"``, ``"sum"`` (as in
+            :func:`batch_loss`, the last non-vocabulary axis being time) or
+            ``"none"`` (per position, 0 where masked).
+
+    Returns:
+        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``.
+
+    Shapes:
+        student_logits, teacher_logits: ``(..., V)``; mask: ``(...)``;
+        result: ``()`` or ``(...)``.
+
+    Raises:
+        TypeError: logits not float, ``mask`` not boolean, ``temperature`` not a number.
+        ValueError: mismatched shapes, ``temperature <= 0``, unknown ``reduction``.
+
+    Example:
+        >>> teacher = torch.tensor([[2.0, 0.0, 0.0]])
+        >>> kd_loss(teacher.clone(), teacher, temperature=2.0)      # a perfect student
+        tensor(0.)
+        >>> kd_loss(torch.zeros(1, 3), teacher, temperature=1.0)
+        tensor(0.4330)
+    """
+    student_log_probs, teacher_log_probs, counted, temperature = _prepare(
+        student_logits, teacher_logits, temperature, mask, reduction
+    )
+    teacher_probs = teacher_log_probs.exp()
+    terms = teacher_probs * (teacher_log_probs - student_log_probs)
+    terms = torch.where(teacher_probs > 0, terms, torch.zeros_like(terms))
+    per_position = terms.sum(dim=-1) * temperature**2
+    return _reduce(per_position, counted, reduction)
+
+
+def kd_cross_entropy(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    mask: torch.Tensor | None = None,
+    reduction: str = "token_mean",
+) -> torch.Tensor:
+    """Cross-entropy of the student against the teacher's soft targets, no :math:`\\tau^2`.
+
+    .. math:: L_t = -\\sum_{k=1}^{V} p_{t,k} \\log q_{t,k}
+              = H(p_t) + \\mathrm{KL}(p_t \\,\\|\\, q_t)
+
+    with :math:`p, q` as in :func:`kd_loss`. It differs from ``kd_loss / tau**2``
+    by the teacher's entropy :math:`H(p_t)`, a constant for the student, so the
+    student's gradients agree with those of ``kd_loss / tau**2`` but the value
+    is never 0 unless the teacher is one-hot.
+
+    Args:
+        student_logits: the student's scores :math:`z^{S}`.
+        teacher_logits: the teacher's scores :math:`z^{T}`.
+        temperature: :math:`\\tau > 0`.
+        mask: boolean, True on the positions that count; ``None`` counts all.
+        reduction: ``"token_mean"``, ``"sequence_mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``.
+
+    Shapes:
+        student_logits, teacher_logits: ``(..., V)``; mask: ``(...)``;
+        result: ``()`` or ``(...)``.
+
+    Raises:
+        TypeError: logits not float, ``mask`` not boolean, ``temperature`` not a number.
+        ValueError: mismatched shapes, ``temperature <= 0``, unknown ``reduction``.
+
+    Example:
+        >>> uniform = torch.zeros(1, 4)
+        >>> kd_cross_entropy(uniform, uniform)          # H(uniform over 4) = ln 4
+        tensor(1.3863)
+    """
+    student_log_probs, teacher_log_probs, counted, _ = _prepare(
+        student_logits, teacher_logits, temperature, mask, reduction
+    )
+    teacher_probs = teacher_log_probs.exp()
+    terms = torch.where(teacher_probs > 0, teacher_probs * student_log_probs, torch.zeros_like(student_log_probs))
+    return _reduce(-terms.sum(dim=-1), counted, reduction)

@@ -1,0 +1,125 @@
+"""Label-smoothed negative log-likelihood (Szegedy et al. 2016).
+
+Instead of the one-hot target, the loss uses a target distribution :math:`q`
+that keeps :math:`1-\\varepsilon` of the mass on the true class and spreads
+:math:`\\varepsilon` over the vocabulary. Two spreadings are in common use and
+give different numbers, so the variant is named explicitly.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from coursekit.losses._checks import (
+    require_choice,
+    require_float,
+    require_integer,
+    require_shape,
+    require_targets_in_range,
+)
+
+SMOOTHING_REDUCTIONS = ("none", "sum", "mean")
+SMOOTHING_VARIANTS = ("pytorch", "fairseq_legacy")
+
+
+def _require_epsilon(epsilon: object) -> float:
+    if isinstance(epsilon, torch.Tensor) and epsilon.dim() == 0:
+        epsilon = float(epsilon)
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
+        raise TypeError(f"epsilon must be a number in [0, 1), got {type(epsilon).__name__}")
+    if not 0.0 <= epsilon < 1.0:
+        raise ValueError(f"epsilon must lie in [0, 1), got {epsilon}")
+    return float(epsilon)
+
+
+def label_smoothed_nll(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    epsilon: float,
+    *,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    variant: str = "pytorch",
+) -> torch.Tensor:
+    """Cross-entropy against a label-smoothed target distribution.
+
+    With :math:`\\ell_t = -\\log p_{t,y_t}` (the plain NLL) and
+    :math:`u_t = -\\sum_{k=1}^{V} \\log p_{t,k}` (the NLL summed over all classes):
+
+    * ``variant="pytorch"``: :math:`q_k = (1-\\varepsilon)[k = y] + \\varepsilon / V`, so
+
+      .. math:: L_t = (1-\\varepsilon)\\,\\ell_t + \\frac{\\varepsilon}{V}\\, u_t
+
+      exactly ``F.cross_entropy(..., label_smoothing=epsilon)`` (also Vaswani et al. 2017).
+    * ``variant="fairseq_legacy"``: :math:`q_y = 1-\\varepsilon` and
+      :math:`q_k = \\varepsilon/(V-1)` for :math:`k \\ne y`, so
+
+      .. math:: L_t = \\Big(1-\\varepsilon-\\frac{\\varepsilon}{V-1}\\Big)\\,\\ell_t
+                      + \\frac{\\varepsilon}{V-1}\\, u_t
+
+      as in fairseq's ``label_smoothed_nll_loss``. Needs :math:`V \\ge 2`.
+
+    Reductions follow PyTorch: ``"none"`` returns :math:`L_t` (0 where the target
+    is ``ignore_index``), ``"sum"`` their sum, ``"mean"`` the sum divided by the
+    number of non-ignored targets, which is ``nan`` when every target is
+    ignored, exactly as PyTorch.
+
+    Args:
+        logits: unnormalised scores.
+        targets: class indices; ``ignore_index`` entries are skipped.
+        epsilon: smoothing mass :math:`\\varepsilon \\in [0, 1)`; 0 gives the plain NLL.
+        ignore_index: target value that is skipped.
+        reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+        variant: ``"pytorch"`` or ``"fairseq_legacy"``.
+
+    Returns:
+        A scalar, or the shape of ``targets`` for ``"none"``.
+
+    Shapes:
+        logits: ``(..., V)``; targets: ``(...)``; result: ``()`` or ``(...)``.
+
+    Raises:
+        TypeError: ``logits`` not float, ``targets`` not integer, ``epsilon`` not a number.
+        ValueError: mismatched shapes, a target outside ``[0, V)`` that is not
+            ``ignore_index``, ``epsilon`` outside ``[0, 1)``, ``V < 2`` with
+            ``"fairseq_legacy"``, or an unknown ``reduction``/``variant``.
+
+    Example:
+        >>> logits = torch.zeros(2, 10)                 # uniform over V = 10
+        >>> targets = torch.tensor([3, 7])
+        >>> label_smoothed_nll(logits, targets, 0.1)    # smoothing cannot help a uniform model
+        tensor(2.3026)
+        >>> logits = torch.tensor([[2.0, 0.0, 0.0]])
+        >>> label_smoothed_nll(logits, torch.tensor([0]), 0.3, variant="pytorch")
+        tensor(0.6395)
+        >>> label_smoothed_nll(logits, torch.tensor([0]), 0.3, variant="fairseq_legacy")
+        tensor(0.8395)
+    """
+    require_float("logits", logits)
+    require_integer("targets", targets)
+    epsilon = _require_epsilon(epsilon)
+    require_choice("reduction", reduction, SMOOTHING_REDUCTIONS)
+    require_choice("variant", variant, SMOOTHING_VARIANTS)
+    if logits.dim() < 1:
+        raise ValueError(f"logits must have at least one dimension (..., V), got shape {tuple(logits.shape)}")
+    require_shape("targets", targets, logits.shape[:-1], "logits.shape[:-1]")
+    num_classes = logits.shape[-1]
+    if variant == "fairseq_legacy" and num_classes < 2:
+        raise ValueError(f"logits must have V >= 2 classes for variant='fairseq_legacy', got V={num_classes}")
+    require_targets_in_range("targets", targets, num_classes, ignore_index)
+
+    ignored = targets == ignore_index
+    log_probs = torch.log_softmax(logits, dim=-1)
+    nll = -log_probs.gather(-1, targets.masked_fill(ignored, 0).unsqueeze(-1)).squeeze(-1)
+    summed = -log_probs.sum(dim=-1)
+    if variant == "pytorch":
+        losses = (1.0 - epsilon) * nll + (epsilon / num_classes) * summed
+    else:
+        spread = epsilon / (num_classes - 1)
+        losses = (1.0 - epsilon - spread) * nll + spread * summed
+    losses = torch.where(ignored, torch.zeros_like(losses), losses)
+    if reduction == "none":
+        return losses
+    if reduction == "sum":
+        return losses.sum()
+    return losses.sum() / (~ignored).sum().to(losses.dtype)

@@ -1,0 +1,176 @@
+"""causal_lm_loss: the shift, loss_mask coordinates, reductions, and -log P(y | x)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+from coursekit.losses import causal_lm_loss, response_mask, sequence_mask
+from tests.strategies import (
+    IGNORE_INDEX,
+    generator,
+    gradcheck64,
+    loss_settings,
+    padded_batches,
+    random_targets,
+)
+
+pytestmark = pytest.mark.losses
+
+
+def _numpy_token_log_probs(logits: torch.Tensor, ids: torch.Tensor) -> np.ndarray:
+    """log p(ids[:, t+1] | ids[:, :t+1]) for t = 0..T-2, by a direct NumPy softmax."""
+    z = logits.detach().double().numpy()[:, :-1, :]
+    z = z - z.max(axis=-1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    nxt = ids.numpy()[:, 1:].clip(min=0)
+    return np.take_along_axis(log_p, nxt[..., None], axis=-1)[..., 0]
+
+
+@loss_settings
+@given(padded_batches(require_one_token=True))
+def test_token_mean_matches_shifted_cross_entropy(batch):
+    ids = batch.raw_targets
+    labels = ids.masked_fill(~batch.mask, IGNORE_INDEX)[:, 1:]
+    if not bool((labels != IGNORE_INDEX).any()):
+        return
+    got = causal_lm_loss(batch.logits, ids, loss_mask=batch.mask)
+    expected = F.cross_entropy(batch.logits[:, :-1].reshape(-1, batch.shape[2]), labels.reshape(-1))
+    torch.testing.assert_close(got, expected)
+
+
+@loss_settings
+@given(padded_batches(), st.sampled_from(["token_mean", "sequence_mean", "sum", "none"]))
+def test_reductions_match_numpy(batch, reduction):
+    ids = batch.raw_targets
+    log_p = _numpy_token_log_probs(batch.logits, ids)
+    scored = batch.mask.numpy()[:, 1:]
+    nll = np.where(scored, -log_p, 0.0)
+    sums, counts = nll.sum(axis=-1), scored.sum(axis=-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        got = causal_lm_loss(batch.logits, ids, loss_mask=batch.mask, reduction=reduction)
+    if reduction == "none":
+        np.testing.assert_allclose(got.double().numpy(), sums, rtol=1e-5, atol=1e-5)
+        return
+    if counts.sum() == 0:
+        expected = 0.0
+    elif reduction == "sum":
+        expected = sums.sum()
+    elif reduction == "token_mean":
+        expected = sums.sum() / counts.sum()
+    else:
+        expected = np.mean(sums[counts > 0] / counts[counts > 0])
+    assert got.item() == pytest.approx(expected, rel=1e-5, abs=1e-5)
+
+
+@loss_settings
+@given(padded_batches(max_time=7), st.data())
+def test_response_sum_is_minus_log_p_of_y_given_x(batch, data):
+    """-log P(y|x) = -log P(x, y) - (-log P(x)): the chain rule, from three calls."""
+    ids = batch.raw_targets
+    lengths = torch.tensor(batch.lengths)
+    prompts = torch.tensor([data.draw(st.integers(0, n)) for n in batch.lengths])
+    t = batch.shape[1]
+    response = causal_lm_loss(batch.logits, ids, loss_mask=response_mask(prompts, lengths, t), reduction="none")
+    joint = causal_lm_loss(batch.logits, ids, loss_mask=sequence_mask(lengths, t), reduction="none")
+    prompt = causal_lm_loss(batch.logits, ids, loss_mask=sequence_mask(prompts, t), reduction="none")
+    torch.testing.assert_close(response, joint - prompt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        torch.testing.assert_close(
+            causal_lm_loss(batch.logits, ids, loss_mask=response_mask(prompts, lengths, t), reduction="sum"),
+            response.sum(),
+        )
+
+
+def test_position_t_predicts_the_next_token_hand_example():
+    probs = torch.tensor(
+        [[[0.5, 0.5, 0.0, 0.0], [0.25, 0.25, 0.25, 0.25], [0.625, 0.125, 0.125, 0.125], [0.0, 0.0, 0.0, 1.0]]]
+    )
+    logits = probs.clamp_min(1e-30).log()
+    ids = torch.tensor([[0, 1, 2, 3]])
+    assert causal_lm_loss(logits, ids, reduction="sum").item() == pytest.approx(6 * math.log(2))
+    assert causal_lm_loss(logits, ids).item() == pytest.approx(1.386294, abs=1e-6)
+    # Scoring only the last token (3) gives -log(1/8).
+    mask = torch.tensor([[False, False, False, True]])
+    assert causal_lm_loss(logits, ids, loss_mask=mask, reduction="none").tolist() == pytest.approx([3 * math.log(2)])
+
+
+def test_uniform_logits_give_ln10_per_token():
+    ids = random_targets((2, 6), 10, seed=3)
+    assert causal_lm_loss(torch.zeros(2, 6, 10), ids).item() == pytest.approx(2.302585, abs=1e-6)
+
+
+def test_first_position_of_loss_mask_and_ignore_index_tokens_are_never_scored():
+    logits = torch.randn(2, 4, 5, generator=generator(7))
+    ids = random_targets((2, 4), 5, seed=8)
+    full = causal_lm_loss(logits, ids, reduction="none")
+    first_off = torch.ones(2, 4, dtype=torch.bool)
+    first_off[:, 0] = False
+    torch.testing.assert_close(causal_lm_loss(logits, ids, loss_mask=first_off, reduction="none"), full)
+    ignored = ids.clone()
+    ignored[:, 2] = IGNORE_INDEX
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    mask[:, 2] = False
+    torch.testing.assert_close(
+        causal_lm_loss(logits, ignored, reduction="none"), causal_lm_loss(logits, ids, loss_mask=mask, reduction="none")
+    )
+
+
+@loss_settings
+@given(padded_batches(require_one_token=True), st.sampled_from(["token_mean", "sequence_mean", "sum", "none"]))
+def test_unscored_positions_never_change_loss_or_gradient(batch, reduction):
+    ids = batch.raw_targets
+    # The logit at t predicts token t + 1; it is unused when token t + 1 is not scored.
+    used = torch.zeros_like(batch.mask)
+    used[:, :-1] = batch.mask[:, 1:]
+    garbage = torch.full_like(batch.logits, float("nan"))
+    other_logits = torch.where(used.unsqueeze(-1), batch.logits, garbage)
+    other_ids = torch.where(batch.mask, ids, torch.full_like(ids, 10**6))
+
+    def value_and_grad(logits: torch.Tensor, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = logits.clone().requires_grad_(True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            value = causal_lm_loss(logits, input_ids, loss_mask=batch.mask, reduction=reduction)
+        (grad,) = torch.autograd.grad(value.sum(), logits)
+        return value.detach(), grad
+
+    value_a, grad_a = value_and_grad(batch.logits, ids)
+    value_b, grad_b = value_and_grad(other_logits, other_ids)
+    torch.testing.assert_close(value_a, value_b)
+    torch.testing.assert_close(grad_a, grad_b)
+    assert bool((grad_b[~used] == 0).all())
+
+
+def test_single_token_sequences_have_nothing_to_predict():
+    logits = torch.randn(3, 1, 4, generator=generator(9))
+    ids = torch.tensor([[1], [2], [3]])
+    torch.testing.assert_close(causal_lm_loss(logits, ids, reduction="none"), torch.zeros(3))
+    assert causal_lm_loss(logits, ids, reduction="sum").item() == 0.0
+    with pytest.warns(RuntimeWarning, match="every token is masked"):
+        assert causal_lm_loss(logits, ids).item() == 0.0
+
+
+def test_extra_leading_axes_are_rows():
+    logits = torch.randn(2, 3, 4, 5, generator=generator(10))
+    ids = random_targets((2, 3, 4), 5, seed=11)
+    per_row = causal_lm_loss(logits, ids, reduction="none")
+    assert per_row.shape == (2, 3)
+    torch.testing.assert_close(per_row.reshape(6), causal_lm_loss(logits.reshape(6, 4, 5), ids.reshape(6, 4), reduction="none"))
+
+
+@pytest.mark.parametrize("reduction", ["token_mean", "sequence_mean", "sum", "none"])
+def test_gradcheck_causal_lm_loss(reduction):
+    logits = torch.randn(2, 4, 3, generator=generator(12), dtype=torch.float64, requires_grad=True)
+    ids = torch.tensor([[0, 2, 1, 1], [1, 0, IGNORE_INDEX, 2]])
+    mask = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    assert gradcheck64(lambda z: causal_lm_loss(z, ids, loss_mask=mask, reduction=reduction), (logits,))

@@ -1,0 +1,122 @@
+"""Every bad input raises a ValueError or TypeError whose message names the offending argument."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from coursekit.losses import (
+    batch_loss,
+    bits_per_token,
+    causal_lm_loss,
+    dpo_loss,
+    kd_cross_entropy,
+    kd_loss,
+    label_smoothed_nll,
+    mrt_risk,
+    perplexity,
+    policy_loss_aggregate,
+    reinforce_loss,
+    response_mask,
+    sequence_loss,
+    sequence_mask,
+    token_nll,
+)
+
+pytestmark = pytest.mark.losses
+
+Z = torch.zeros(2, 3, 4)  # logits (B, T, V)
+Y = torch.zeros(2, 3, dtype=torch.long)  # targets (B, T)
+L = torch.ones(2, 3)  # token losses
+M = torch.ones(2, 3, dtype=torch.bool)  # mask
+P = torch.zeros(3)  # per-pair log-probabilities
+
+CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
+    # token_nll
+    ("token_nll: logits not float", lambda: token_nll(Y, Y), TypeError, r"logits must be a floating-point tensor"),
+    ("token_nll: logits not a tensor", lambda: token_nll([[0.0]], Y), TypeError, r"logits must be a torch\.Tensor"),
+    ("token_nll: targets float", lambda: token_nll(Z, L), TypeError, r"targets must be an integer tensor"),
+    ("token_nll: shape mismatch", lambda: token_nll(Z, Y[:, :2]), ValueError, r"targets must have shape \(2, 3\).*got \(2, 2\)"),
+    ("token_nll: target too big", lambda: token_nll(Z, Y + 4), ValueError, r"targets must lie in \[0, 4\).*got 4"),
+    ("token_nll: negative target", lambda: token_nll(Z, Y - 1), ValueError, r"targets must lie in \[0, 4\).*got -1"),
+    ("token_nll: weight shape", lambda: token_nll(Z, Y, weight=torch.ones(3)), ValueError, r"weight must have shape \(4,\)"),
+    # sequence_loss / batch_loss
+    ("sequence_loss: reduction", lambda: sequence_loss(L, reduction="token_mean"), ValueError, r"reduction must be one of 'sum', 'mean'.*'token_mean'"),
+    ("sequence_loss: mask dtype", lambda: sequence_loss(L, M.int()), TypeError, r"mask must be a boolean tensor"),
+    ("sequence_loss: mask shape", lambda: sequence_loss(L, M[:, :2]), ValueError, r"mask must have shape \(2, 3\)"),
+    ("batch_loss: reduction 'mean' is ambiguous", lambda: batch_loss(L, M, reduction="mean"), ValueError, r"reduction must be one of 'token_mean', 'sequence_mean', 'sum', got 'mean'"),
+    ("batch_loss: mask dtype", lambda: batch_loss(L, M.float()), TypeError, r"mask must be a boolean tensor"),
+    ("batch_loss: mask shape", lambda: batch_loss(L, M.T), ValueError, r"mask must have shape \(2, 3\).*got \(3, 2\)"),
+    ("batch_loss: token_weights shape", lambda: batch_loss(L, M, token_weights=torch.ones(3)), ValueError, r"token_weights must have shape"),
+    ("batch_loss: scalar losses", lambda: batch_loss(torch.tensor(1.0)), ValueError, r"token_losses must have a time axis"),
+    ("perplexity: string", lambda: perplexity("1.0"), TypeError, r"mean_nll must be a float tensor or a number"),
+    ("bits_per_token: long tensor", lambda: bits_per_token(torch.tensor(1)), TypeError, r"mean_nll must be a floating-point tensor"),
+    # masks
+    ("sequence_mask: longer than padded axis", lambda: sequence_mask(torch.tensor([2, 5]), 4), ValueError, r"lengths must be <= max_len=4.*got a length of 5"),
+    ("sequence_mask: negative length", lambda: sequence_mask(torch.tensor([-1, 2]), 4), ValueError, r"lengths must be >= 0, got -1"),
+    ("sequence_mask: float lengths", lambda: sequence_mask(torch.tensor([1.0]), 4), TypeError, r"lengths must be an integer tensor"),
+    ("sequence_mask: 2-D lengths", lambda: sequence_mask(torch.ones(2, 2, dtype=torch.long), 4), ValueError, r"lengths must be 1-D"),
+    ("sequence_mask: negative max_len", lambda: sequence_mask(torch.tensor([0]), -1), ValueError, r"max_len must be >= 0, got -1"),
+    ("sequence_mask: float max_len", lambda: sequence_mask(torch.tensor([1]), 2.0), TypeError, r"max_len must be an int, got float"),
+    ("response_mask: prompt longer than sequence", lambda: response_mask(torch.tensor([3]), torch.tensor([2]), 4), ValueError, r"prompt_lengths must be <= lengths.*prompt_lengths\[0\]=3"),
+    ("response_mask: longer than padded axis", lambda: response_mask(torch.tensor([1]), torch.tensor([6]), 4), ValueError, r"lengths must be <= max_len=4"),
+    ("response_mask: shape mismatch", lambda: response_mask(torch.tensor([1, 1]), torch.tensor([2]), 4), ValueError, r"prompt_lengths must have shape \(1,\)"),
+    # causal_lm_loss
+    ("causal: ids shape", lambda: causal_lm_loss(Z, Y[:1]), ValueError, r"input_ids must have shape \(2, 3\)"),
+    ("causal: ids float", lambda: causal_lm_loss(Z, L), TypeError, r"input_ids must be an integer tensor"),
+    ("causal: id out of range", lambda: causal_lm_loss(Z, Y + 9), ValueError, r"input_ids must lie in \[0, 4\).*got 9"),
+    ("causal: loss_mask dtype", lambda: causal_lm_loss(Z, Y, loss_mask=M.long()), TypeError, r"loss_mask must be a boolean tensor"),
+    ("causal: loss_mask shape", lambda: causal_lm_loss(Z, Y, loss_mask=M[:, :1]), ValueError, r"loss_mask must have shape \(2, 3\)"),
+    ("causal: reduction", lambda: causal_lm_loss(Z, Y, reduction="mean"), ValueError, r"reduction must be one of .*got 'mean'"),
+    ("causal: logits without time", lambda: causal_lm_loss(torch.zeros(4), torch.tensor(0)), ValueError, r"logits must have shape \(\.\.\., T, V\)"),
+    # label_smoothed_nll
+    ("smoothing: epsilon = 1", lambda: label_smoothed_nll(Z, Y, 1.0), ValueError, r"epsilon must lie in \[0, 1\), got 1\.0"),
+    ("smoothing: negative epsilon", lambda: label_smoothed_nll(Z, Y, -0.1), ValueError, r"epsilon must lie in \[0, 1\), got -0\.1"),
+    ("smoothing: epsilon string", lambda: label_smoothed_nll(Z, Y, "0.1"), TypeError, r"epsilon must be a number"),
+    ("smoothing: variant", lambda: label_smoothed_nll(Z, Y, 0.1, variant="fairseq"), ValueError, r"variant must be one of 'pytorch', 'fairseq_legacy', got 'fairseq'"),
+    ("smoothing: reduction", lambda: label_smoothed_nll(Z, Y, 0.1, reduction="token_mean"), ValueError, r"reduction must be one of 'none', 'sum', 'mean'"),
+    ("smoothing: target out of range", lambda: label_smoothed_nll(Z, Y + 7, 0.1), ValueError, r"targets must lie in \[0, 4\)"),
+    ("smoothing: shape", lambda: label_smoothed_nll(Z, Y.T, 0.1), ValueError, r"targets must have shape \(2, 3\)"),
+    ("smoothing: fairseq needs V >= 2", lambda: label_smoothed_nll(torch.zeros(2, 1), torch.zeros(2, dtype=torch.long), 0.1, variant="fairseq_legacy"), ValueError, r"logits must have V >= 2"),
+    # distillation
+    ("kd: temperature 0", lambda: kd_loss(Z, Z, temperature=0.0), ValueError, r"temperature must be a finite number > 0, got 0\.0"),
+    ("kd: negative temperature", lambda: kd_cross_entropy(Z, Z, temperature=-1), ValueError, r"temperature must be a finite number > 0"),
+    ("kd: temperature tensor", lambda: kd_loss(Z, Z, temperature=torch.tensor(2.0)), TypeError, r"temperature must be a number"),
+    ("kd: shape mismatch", lambda: kd_loss(Z, Z[:, :, :3]), ValueError, r"teacher_logits must have shape \(2, 3, 4\).*got \(2, 3, 3\)"),
+    ("kd: mask shape", lambda: kd_loss(Z, Z, mask=M[:1]), ValueError, r"mask must have shape \(2, 3\)"),
+    ("kd: mask dtype", lambda: kd_cross_entropy(Z, Z, mask=M.int()), TypeError, r"mask must be a boolean tensor"),
+    ("kd: reduction", lambda: kd_loss(Z, Z, reduction="mean"), ValueError, r"reduction must be one of 'token_mean', 'sequence_mean', 'sum', 'none', got 'mean'"),
+    ("kd: teacher long", lambda: kd_loss(Z, Z.long()), TypeError, r"teacher_logits must be a floating-point tensor"),
+    # risk
+    ("mrt: alpha 0", lambda: mrt_risk(L, L, alpha=0), ValueError, r"alpha must be a finite number > 0"),
+    ("mrt: costs shape", lambda: mrt_risk(L, L[:, :2]), ValueError, r"costs must have shape \(2, 3\)"),
+    ("mrt: mask with an empty row", lambda: mrt_risk(L, L, mask=torch.tensor([[True] * 3, [False] * 3])), ValueError, r"mask must mark at least one candidate in every row"),
+    ("mrt: mask dtype", lambda: mrt_risk(L, L, mask=L), TypeError, r"mask must be a boolean tensor"),
+    ("mrt: no candidates", lambda: mrt_risk(torch.zeros(2, 0), torch.zeros(2, 0)), ValueError, r"sequence_log_probs must have a non-empty candidate axis"),
+    ("reinforce: rewards shape", lambda: reinforce_loss(P, L), ValueError, r"rewards must have shape \(3,\)"),
+    ("reinforce: baseline name", lambda: reinforce_loss(P, P, baseline="median"), ValueError, r"baseline must be None, a number, 'mean' or a tensor, got 'median'"),
+    ("reinforce: baseline type", lambda: reinforce_loss(P, P, baseline=[0.0]), TypeError, r"baseline must be None, a number, 'mean' or a tensor, got list"),
+    ("reinforce: baseline shape", lambda: reinforce_loss(P, P, baseline=torch.zeros(2)), ValueError, r"baseline must be broadcastable to rewards\.shape \(3,\)"),
+    ("reinforce: empty", lambda: reinforce_loss(torch.zeros(0), torch.zeros(0)), ValueError, r"sequence_log_probs must hold at least one sequence"),
+    # preference
+    ("dpo: beta 0", lambda: dpo_loss(P, P, P, P, beta=0.0), ValueError, r"beta must be a finite number > 0, got 0\.0"),
+    ("dpo: negative beta", lambda: dpo_loss(P, P, P, P, beta=-0.1), ValueError, r"beta must be a finite number > 0"),
+    ("dpo: shape", lambda: dpo_loss(P, P, P, P[:2]), ValueError, r"reference_rejected_logps must have shape \(3,\)"),
+    ("dpo: long input", lambda: dpo_loss(P, P.long(), P, P), TypeError, r"policy_rejected_logps must be a floating-point tensor"),
+    ("dpo: reduction", lambda: dpo_loss(P, P, P, P, reduction="token_mean"), ValueError, r"reduction must be one of 'mean', 'sum', 'none'"),
+    # policy
+    ("policy: mode", lambda: policy_loss_aggregate(L, M, mode="ppo"), ValueError, r"mode must be one of 'grpo', 'dapo', 'dr_grpo', got 'ppo'"),
+    ("policy: mask shape", lambda: policy_loss_aggregate(L, M[:, :2]), ValueError, r"mask must have shape \(2, 3\)"),
+    ("policy: mask dtype", lambda: policy_loss_aggregate(L, L), TypeError, r"mask must be a boolean tensor"),
+    ("policy: max_len 0", lambda: policy_loss_aggregate(L, M, mode="dr_grpo", max_len=0), ValueError, r"max_len must be >= 1, got 0"),
+    ("policy: response longer than max_len", lambda: policy_loss_aggregate(L, M, mode="dr_grpo", max_len=2), ValueError, r"max_len must be >= the longest response \(3 tokens\), got 2"),
+    ("policy: float max_len", lambda: policy_loss_aggregate(L, M, mode="dr_grpo", max_len=3.0), TypeError, r"max_len must be an int or None, got float"),
+]
+
+
+@pytest.mark.parametrize(("case", "call", "error", "message"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_raises_naming_the_argument(case, call, error, message):
+    with pytest.raises(error, match=message):
+        call()

@@ -1,0 +1,71 @@
+"""sequence_mask and response_mask: against a plain-Python reference, hand examples and their use in losses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from coursekit.losses import batch_loss, response_mask, sequence_mask
+from tests.strategies import loss_settings, mask_from_lengths
+
+pytestmark = pytest.mark.losses
+
+
+@st.composite
+def lengths_and_max_len(draw: st.DrawFn) -> tuple[list[int], int]:
+    max_len = draw(st.integers(0, 8))
+    lengths = draw(st.lists(st.integers(0, max_len), min_size=1, max_size=5))
+    return lengths, max_len
+
+
+@loss_settings
+@given(lengths_and_max_len())
+def test_sequence_mask_matches_python_reference(case):
+    lengths, max_len = case
+    got = sequence_mask(torch.tensor(lengths), max_len)
+    assert got.dtype == torch.bool
+    assert torch.equal(got, mask_from_lengths(lengths, max_len))
+    assert got.sum(dim=-1).tolist() == lengths
+
+
+@loss_settings
+@given(lengths_and_max_len(), st.data())
+def test_response_mask_marks_exactly_the_response(case, data):
+    lengths, max_len = case
+    prompts = [data.draw(st.integers(0, n)) for n in lengths]
+    got = response_mask(torch.tensor(prompts), torch.tensor(lengths), max_len)
+    expected = [[p <= t < n for t in range(max_len)] for p, n in zip(prompts, lengths)]
+    assert got.tolist() == expected
+    assert torch.equal(got, sequence_mask(torch.tensor(lengths), max_len) & ~sequence_mask(torch.tensor(prompts), max_len))
+
+
+def test_sequence_mask_hand_example_and_default_max_len():
+    expected = torch.tensor([[True, True, True], [True, False, False], [False, False, False]])
+    assert torch.equal(sequence_mask(torch.tensor([3, 1, 0]), 3), expected)
+    assert torch.equal(sequence_mask(torch.tensor([3, 1, 0])), expected)
+    assert sequence_mask(torch.tensor([2]), 0 + 2).shape == (1, 2)
+
+
+def test_sequence_mask_with_zero_max_len_and_empty_batch():
+    assert sequence_mask(torch.tensor([0, 0]), 0).shape == (2, 0)
+    assert sequence_mask(torch.zeros(0, dtype=torch.long), 4).shape == (0, 4)
+
+
+def test_response_mask_hand_example():
+    got = response_mask(torch.tensor([2, 0, 3]), torch.tensor([5, 2, 3]), 6)
+    assert got.int().tolist() == [[0, 0, 1, 1, 1, 0], [1, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]]
+
+
+def test_mask_from_lengths_drives_the_padded_batch_example():
+    losses = torch.tensor([[1.0, 1.0, 1.0, 1.0], [3.0, 3.0, 5.0, 5.0]])
+    mask = sequence_mask(torch.tensor([4, 2]), 4)
+    assert batch_loss(losses, mask, reduction="token_mean").item() == pytest.approx(10 / 6)
+    assert batch_loss(losses, mask, reduction="sequence_mean").item() == pytest.approx(2.0)
+
+
+def test_masks_follow_the_device_of_lengths():
+    lengths = torch.tensor([1, 2])
+    assert sequence_mask(lengths, 3).device == lengths.device
+    assert response_mask(torch.tensor([0, 1]), lengths, 3).device == lengths.device

@@ -1,0 +1,110 @@
+"""policy_loss_aggregate: GRPO, DAPO and Dr. GRPO against NumPy, hand values, length bias, gradcheck."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from coursekit.losses import batch_loss, policy_loss_aggregate
+from tests.strategies import generator, gradcheck64, loss_settings, token_loss_batches
+
+pytestmark = pytest.mark.losses
+
+
+def _numpy_policy(losses: np.ndarray, mask: np.ndarray, mode: str, max_len: int) -> float:
+    kept = np.where(mask, losses, 0.0)
+    counts = mask.sum(axis=-1)
+    if mode == "dr_grpo":
+        return float(kept.sum() / (losses.shape[0] * max_len))
+    if counts.sum() == 0:
+        return 0.0
+    if mode == "dapo":
+        return float(kept.sum() / counts.sum())
+    nonempty = counts > 0
+    return float(np.mean(kept.sum(axis=-1)[nonempty] / counts[nonempty]))
+
+
+@loss_settings
+@given(token_loss_batches(), st.sampled_from(["grpo", "dapo", "dr_grpo"]), st.integers(0, 3))
+def test_modes_match_numpy(losses_and_mask, mode, extra_budget):
+    losses, mask = losses_and_mask
+    losses = losses - 2.5  # policy losses take both signs
+    max_len = losses.shape[-1] + extra_budget
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        got = policy_loss_aggregate(losses, mask, mode=mode, max_len=max_len)
+    expected = _numpy_policy(losses.double().numpy(), mask.numpy(), mode, max_len)
+    assert got.dtype == losses.dtype
+    assert got.item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_hand_values_and_length_bias():
+    losses = torch.tensor([[1.0, 1.0, 1.0, 1.0], [3.0, 3.0, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
+    assert policy_loss_aggregate(losses, mask, mode="grpo").item() == pytest.approx(2.0)
+    assert policy_loss_aggregate(losses, mask, mode="dapo").item() == pytest.approx(10 / 6)
+    assert policy_loss_aggregate(losses, mask, mode="dr_grpo").item() == pytest.approx(10 / 8)
+    assert policy_loss_aggregate(losses, mask, mode="dr_grpo", max_len=10).item() == pytest.approx(0.5)
+    # Per-token gradient weights: GRPO gives a token of the short response 1/(2*2), of the long one 1/(2*4).
+    x = losses.clone().requires_grad_(True)
+    policy_loss_aggregate(x, mask, mode="grpo").backward()
+    torch.testing.assert_close(x.grad, torch.tensor([[0.125] * 4, [0.25, 0.25, 0.0, 0.0]]))
+    x.grad = None
+    policy_loss_aggregate(x, mask, mode="dapo").backward()
+    torch.testing.assert_close(x.grad, mask.float() / 6)
+
+
+def test_grpo_and_dapo_are_the_sequence_and_token_means():
+    losses = torch.rand(3, 5, generator=generator(0))
+    mask = torch.rand(3, 5, generator=generator(1)) < 0.6
+    mask[0, 0] = True
+    torch.testing.assert_close(policy_loss_aggregate(losses, mask, mode="grpo"), batch_loss(losses, mask, reduction="sequence_mean"))
+    torch.testing.assert_close(policy_loss_aggregate(losses, mask, mode="dapo"), batch_loss(losses, mask, reduction="token_mean"))
+
+
+def test_empty_response_is_left_out_of_grpo_but_counted_by_dr_grpo():
+    losses = torch.tensor([[2.0, 4.0], [9.0, 9.0]])
+    mask = torch.tensor([[True, True], [False, False]])
+    assert policy_loss_aggregate(losses, mask, mode="grpo").item() == pytest.approx(3.0)
+    assert policy_loss_aggregate(losses, mask, mode="dr_grpo").item() == pytest.approx(6 / 4)
+
+
+@pytest.mark.parametrize("mode", ["grpo", "dapo"])
+def test_all_masked_gives_zero_with_warning(mode):
+    losses = torch.ones(2, 3, requires_grad=True)
+    with pytest.warns(RuntimeWarning, match="every token is masked"):
+        value = policy_loss_aggregate(losses, torch.zeros(2, 3, dtype=torch.bool), mode=mode)
+    assert value.item() == 0.0
+    value.backward()
+    torch.testing.assert_close(losses.grad, torch.zeros(2, 3))
+
+
+def test_all_masked_dr_grpo_is_zero_without_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert policy_loss_aggregate(torch.ones(2, 3), torch.zeros(2, 3, dtype=torch.bool), mode="dr_grpo").item() == 0.0
+
+
+def test_masked_content_never_changes_value_or_gradient():
+    losses = torch.randn(3, 4, generator=generator(2), dtype=torch.float64)
+    mask = torch.tensor([[True, True, False, False], [True] * 4, [True, False, False, False]])
+    other = torch.where(mask, losses, torch.full_like(losses, float("nan")))
+    for mode in ("grpo", "dapo", "dr_grpo"):
+        results = []
+        for x in (losses, other):
+            x = x.clone().requires_grad_(True)
+            value = policy_loss_aggregate(x, mask, mode=mode)
+            results.append((value.detach(), *torch.autograd.grad(value, x)))
+        torch.testing.assert_close(results[0], results[1])
+
+
+@pytest.mark.parametrize("mode", ["grpo", "dapo", "dr_grpo"])
+def test_gradcheck_policy_loss_aggregate(mode):
+    losses = torch.randn(3, 4, generator=generator(3), dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[True, True, False, False], [True] * 4, [False] * 4])
+    assert gradcheck64(lambda x: policy_loss_aggregate(x, mask, mode=mode, max_len=6), (losses,))

@@ -1,0 +1,129 @@
+"""label_smoothed_nll: "pytorch" against F.cross_entropy(label_smoothing=), "fairseq_legacy" against NumPy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+from coursekit.losses import label_smoothed_nll, token_nll
+from tests.strategies import IGNORE_INDEX, generator, gradcheck64, loss_settings, padded_batches
+
+pytestmark = pytest.mark.losses
+
+epsilons = st.sampled_from([0.0, 0.1, 0.37, 0.9, 0.999])
+reductions = st.sampled_from(["none", "sum", "mean"])
+
+
+def _fairseq_numpy(logits: np.ndarray, targets: np.ndarray, epsilon: float, ignore_index: int) -> np.ndarray:
+    """Per-token loss with target distribution q_y = 1 - eps, q_k = eps / (V - 1) otherwise, by the definition."""
+    v = logits.shape[-1]
+    z = logits - logits.max(axis=-1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    valid = targets != ignore_index
+    q = np.full(log_p.shape, epsilon / (v - 1))
+    np.put_along_axis(q, np.where(valid, targets, 0)[..., None], 1.0 - epsilon, axis=-1)
+    return np.where(valid, -(q * log_p).sum(axis=-1), 0.0)
+
+
+@loss_settings
+@given(padded_batches(), epsilons, reductions)
+def test_pytorch_variant_matches_cross_entropy_label_smoothing(batch, epsilon, reduction):
+    flat_logits = batch.logits.reshape(-1, batch.shape[2])
+    expected = F.cross_entropy(flat_logits, batch.targets.reshape(-1), label_smoothing=epsilon, reduction=reduction)
+    got = label_smoothed_nll(batch.logits, batch.targets, epsilon, reduction=reduction)
+    if reduction == "none":
+        expected = expected.reshape(batch.targets.shape)
+    assert got.dtype == batch.dtype
+    torch.testing.assert_close(got, expected, equal_nan=True)
+
+
+@loss_settings
+@given(padded_batches(), epsilons, reductions)
+def test_fairseq_legacy_matches_numpy_definition(batch, epsilon, reduction):
+    per_token = _fairseq_numpy(batch.logits.double().numpy(), batch.targets.numpy(), epsilon, IGNORE_INDEX)
+    count = int(batch.mask.sum())
+    got = label_smoothed_nll(batch.logits, batch.targets, epsilon, reduction=reduction, variant="fairseq_legacy")
+    if reduction == "none":
+        np.testing.assert_allclose(got.double().numpy(), per_token, rtol=1e-5, atol=1e-5)
+    elif reduction == "sum":
+        assert got.item() == pytest.approx(per_token.sum(), rel=1e-5, abs=1e-5)
+    elif count == 0:
+        assert math.isnan(got.item())
+    else:
+        assert got.item() == pytest.approx(per_token.sum() / count, rel=1e-5, abs=1e-5)
+
+
+@loss_settings
+@given(padded_batches(), st.sampled_from(["pytorch", "fairseq_legacy"]))
+def test_zero_epsilon_is_the_plain_nll(batch, variant):
+    got = label_smoothed_nll(batch.logits, batch.targets, 0.0, reduction="none", variant=variant)
+    torch.testing.assert_close(got, token_nll(batch.logits, batch.targets))
+
+
+@loss_settings
+@given(padded_batches(require_one_token=True), epsilons)
+def test_custom_ignore_index_matches_cross_entropy(batch, epsilon):
+    targets = batch.targets.masked_fill(~batch.mask, 1)
+    expected = F.cross_entropy(
+        batch.logits.reshape(-1, batch.shape[2]), targets.reshape(-1), label_smoothing=epsilon, ignore_index=1
+    )
+    got = label_smoothed_nll(batch.logits, targets, epsilon, ignore_index=1)
+    torch.testing.assert_close(got, expected, equal_nan=True)
+
+
+def test_hand_values_for_both_variants():
+    logits = torch.tensor([[2.0, 0.0, 0.0]], dtype=torch.float64)
+    log_p = torch.log_softmax(logits, dim=-1)[0]
+    pytorch = -(0.7 * log_p[0] + 0.1 * log_p[0] + 0.1 * log_p[1] + 0.1 * log_p[2])
+    fairseq = -(0.7 * log_p[0] + 0.15 * log_p[1] + 0.15 * log_p[2])
+    assert label_smoothed_nll(logits, torch.tensor([0]), 0.3).item() == pytest.approx(pytorch.item())
+    assert label_smoothed_nll(logits, torch.tensor([0]), 0.3, variant="fairseq_legacy").item() == pytest.approx(
+        fairseq.item()
+    )
+    assert pytorch.item() == pytest.approx(0.63954, abs=1e-5)
+
+
+def test_uniform_model_loses_ln_v_whatever_the_smoothing():
+    for variant in ("pytorch", "fairseq_legacy"):
+        value = label_smoothed_nll(torch.zeros(4, 10), torch.tensor([0, 3, 9, 5]), 0.2, variant=variant)
+        assert value.item() == pytest.approx(2.302585, abs=1e-6)
+
+
+def test_all_ignored_mean_is_nan_like_pytorch_and_sum_is_zero():
+    logits = torch.randn(3, 4, generator=generator(0))
+    targets = torch.full((3,), IGNORE_INDEX)
+    assert math.isnan(F.cross_entropy(logits, targets, label_smoothing=0.1).item())
+    assert math.isnan(label_smoothed_nll(logits, targets, 0.1).item())
+    assert label_smoothed_nll(logits, targets, 0.1, reduction="sum").item() == 0.0
+
+
+def test_ignored_positions_never_change_loss_or_gradient():
+    logits = torch.randn(2, 3, 5, generator=generator(1), dtype=torch.float64)
+    targets = torch.tensor([[1, 4, IGNORE_INDEX], [IGNORE_INDEX, 0, 2]])
+    ignored = (targets == IGNORE_INDEX).unsqueeze(-1)
+    other = torch.where(ignored, logits * 3 - 8, logits)
+    results = []
+    for z in (logits, other):
+        z = z.clone().requires_grad_(True)
+        value = label_smoothed_nll(z, targets, 0.2)
+        (grad,) = torch.autograd.grad(value, z)
+        results.append((value, grad))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])
+    assert bool((results[0][1][ignored.expand_as(logits)] == 0).all())
+
+
+@pytest.mark.parametrize("variant", ["pytorch", "fairseq_legacy"])
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_gradcheck_label_smoothed_nll(variant, reduction):
+    logits = torch.randn(2, 3, 4, generator=generator(2), dtype=torch.float64, requires_grad=True)
+    targets = torch.tensor([[0, 3, IGNORE_INDEX], [1, 2, 2]])
+    assert gradcheck64(
+        lambda z: label_smoothed_nll(z, targets, 0.25, reduction=reduction, variant=variant), (logits,)
+    )

@@ -1,0 +1,30 @@
+"""Generated data for the course: nothing is downloaded, every generator takes a seed.
+
+- :mod:`~coursekit.data.vocab`: word- and character-level vocabularies with ``<pad>``, ``<bos>``, ``<eos>``, ``<unk>``.
+- :mod:`~coursekit.data.toy_language`: a toy language with an exactly known entropy floor.
+- :mod:`~coursekit.data.translation`: number words -> digits, with an out-of-distribution split.
+- :mod:`~coursekit.data.batching`: padding, masks, bucketing and truncated-BPTT streams.
+"""
+
+from coursekit.data.batching import (
+    LMBatch,
+    PaddedBatch,
+    Seq2SeqBatch,
+    bucket_batches,
+    lm_batch,
+    pad_batch,
+    seq2seq_batch,
+    tbptt_chunks,
+    token_stream,
+)
+from coursekit.data.toy_language import ToyCorpus, ToyLanguage, default_language, toy_corpus
+from coursekit.data.translation import TranslationTask, number_to_digits, number_to_words, translation_task
+from coursekit.data.vocab import BOS, BOS_ID, EOS, EOS_ID, PAD, PAD_ID, UNK, UNK_ID, Vocab
+
+__all__ = [
+    "Vocab", "PAD", "BOS", "EOS", "UNK", "PAD_ID", "BOS_ID", "EOS_ID", "UNK_ID",
+    "ToyLanguage", "ToyCorpus", "default_language", "toy_corpus",
+    "TranslationTask", "translation_task", "number_to_words", "number_to_digits",
+    "PaddedBatch", "LMBatch", "Seq2SeqBatch", "pad_batch", "lm_batch", "seq2seq_batch",
+    "bucket_batches", "token_stream", "tbptt_chunks",
+]

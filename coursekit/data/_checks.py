@@ -1,0 +1,47 @@
+"""Argument checks shared by :mod:`coursekit.data`, :mod:`coursekit.models` and the training loop.
+
+Each helper validates one argument at a public boundary and raises with a
+message naming the argument, the value received and what was expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def require_int(name: str, value: object, *, minimum: int | None = None) -> int:
+    """Return ``value`` if it is an ``int`` (not ``bool``) no smaller than ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+    return value
+
+
+def require_seed(name: str, value: object) -> int:
+    """Return ``value`` if it is a valid seed: an ``int`` in ``[0, 2**63)``."""
+    seed = require_int(name, value, minimum=0)
+    if seed >= 2**63:
+        raise ValueError(f"{name} must be an int in [0, 2**63), got {seed}")
+    return seed
+
+
+def require_number(name: str, value: object, *, low: float | None = None, low_inclusive: bool = True) -> float:
+    """Return ``value`` as a float if it is a real number above ``low``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    number = float(value)
+    if number != number:
+        raise ValueError(f"{name} must be a number, got nan")
+    if low is not None and (number < low or (not low_inclusive and number == low)):
+        relation = ">=" if low_inclusive else ">"
+        raise ValueError(f"{name} must be {relation} {low}, got {value}")
+    return number
+
+
+def require_one_of(name: str, value: object, choices: Sequence[object]) -> object:
+    """Return ``value`` if it is one of ``choices``."""
+    if value not in choices:
+        options = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {options}, got {value!r}")
+    return value

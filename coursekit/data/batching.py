@@ -1,0 +1,250 @@
+"""Padding, masks and length bucketing: turning lists of ids into tensors.
+
+A padded batch has shape ``(B, T)`` with ``T`` the longest sequence; the
+positions past a sequence's length hold ``<pad>`` and are False in the mask.
+Losses read the mask, never the pad id, so what sits under padding never
+matters.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from coursekit.data._checks import require_int, require_seed
+from coursekit.data.vocab import BOS_ID, EOS_ID, PAD_ID
+
+
+@dataclass(frozen=True)
+class PaddedBatch:
+    """Padded ids with their lengths and mask.
+
+    Attributes:
+        tokens: ``(B, T)`` long, ``pad_id`` past each length.
+        lengths: ``(B,)`` long.
+        mask: ``(B, T)`` bool, True on real tokens.
+    """
+
+    tokens: torch.Tensor
+    lengths: torch.Tensor
+    mask: torch.Tensor
+
+
+@dataclass(frozen=True)
+class LMBatch:
+    """A language-modelling batch: ``inputs = <bos> y``, ``targets = y <eos>``.
+
+    Attributes:
+        inputs, targets: ``(B, T)`` long; ``targets[:, t]`` is what position ``t`` predicts.
+        mask: ``(B, T)`` bool, True on the ``len(y) + 1`` counted positions.
+        lengths: ``(B,)`` long, ``len(y) + 1``.
+    """
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    mask: torch.Tensor
+    lengths: torch.Tensor
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.mask.sum())
+
+
+@dataclass(frozen=True)
+class Seq2SeqBatch:
+    """A translation batch.
+
+    Attributes:
+        src: ``(B, S)`` long source ids; src_lengths ``(B,)``; src_mask ``(B, S)``.
+        tgt_in: ``(B, T)`` decoder inputs ``<bos> y``; tgt_out ``(B, T)`` targets ``y <eos>``;
+            tgt_mask ``(B, T)``; tgt_lengths ``(B,)`` = ``len(y) + 1``.
+    """
+
+    src: torch.Tensor
+    src_lengths: torch.Tensor
+    src_mask: torch.Tensor
+    tgt_in: torch.Tensor
+    tgt_out: torch.Tensor
+    tgt_mask: torch.Tensor
+    tgt_lengths: torch.Tensor
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.tgt_mask.sum())
+
+
+def _check_sequences(name: str, sequences: Sequence[Sequence[int]], *, allow_empty_rows: bool) -> None:
+    if len(sequences) == 0:
+        raise ValueError(f"{name} must hold at least one sequence, got an empty batch")
+    for i, seq in enumerate(sequences):
+        if not allow_empty_rows and len(seq) == 0:
+            raise ValueError(f"{name}[{i}] has length 0; every sequence needs at least one token")
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], *, pad_id: int = PAD_ID) -> PaddedBatch:
+    """Pad sequences of ids to a ``(B, T)`` tensor.
+
+    Args:
+        sequences: lists of ids, each of length >= 1.
+        pad_id: the id written past each sequence's end.
+
+    Returns:
+        A :class:`PaddedBatch`.
+
+    Shapes:
+        tokens, mask: ``(B, max length)``; lengths: ``(B,)``.
+
+    Raises:
+        ValueError: the batch is empty or a sequence has length 0.
+
+    Example:
+        >>> batch = pad_batch([[5, 6, 7], [8]])
+        >>> batch.tokens.tolist(), batch.lengths.tolist(), batch.mask.tolist()
+        ([[5, 6, 7], [8, 0, 0]], [3, 1], [[True, True, True], [True, False, False]])
+    """
+    _check_sequences("sequences", sequences, allow_empty_rows=False)
+    require_int("pad_id", pad_id, minimum=0)
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    width = int(lengths.max())
+    tokens = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    for i, seq in enumerate(sequences):
+        tokens[i, : len(seq)] = torch.as_tensor(list(seq), dtype=torch.long)
+    mask = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)
+    return PaddedBatch(tokens=tokens, lengths=lengths, mask=mask)
+
+
+def lm_batch(sentences: Sequence[Sequence[int]], *, bos_id: int = BOS_ID, eos_id: int = EOS_ID,
+             pad_id: int = PAD_ID) -> LMBatch:
+    """A language-modelling batch from sentences of ids (without ``<bos>``/``<eos>``).
+
+    An empty sentence is allowed: the model must still predict its ``<eos>``.
+
+    Raises:
+        ValueError: the batch is empty.
+
+    Example:
+        >>> batch = lm_batch([[5, 6], [7]])
+        >>> batch.inputs.tolist(), batch.targets.tolist(), batch.lengths.tolist()
+        ([[1, 5, 6], [1, 7, 0]], [[5, 6, 2], [7, 2, 0]], [3, 2])
+    """
+    _check_sequences("sentences", sentences, allow_empty_rows=True)
+    inputs = pad_batch([[bos_id, *s] for s in sentences], pad_id=pad_id)
+    targets = pad_batch([[*s, eos_id] for s in sentences], pad_id=pad_id)
+    return LMBatch(inputs=inputs.tokens, targets=targets.tokens, mask=targets.mask, lengths=targets.lengths)
+
+
+def seq2seq_batch(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], *, bos_id: int = BOS_ID,
+                  eos_id: int = EOS_ID, pad_id: int = PAD_ID) -> Seq2SeqBatch:
+    """A translation batch from ``(source ids, target ids)`` pairs (targets without ``<bos>``/``<eos>``).
+
+    Raises:
+        ValueError: the batch is empty or a source has length 0.
+
+    Example:
+        >>> batch = seq2seq_batch([([4, 5], [6]), ([7], [8, 9])])
+        >>> batch.src.tolist(), batch.tgt_in.tolist(), batch.tgt_out.tolist()
+        ([[4, 5], [7, 0]], [[1, 6, 0], [1, 8, 9]], [[6, 2, 0], [8, 9, 2]])
+    """
+    if len(pairs) == 0:
+        raise ValueError("pairs must hold at least one pair, got an empty batch")
+    for i, (source, _) in enumerate(pairs):
+        if len(source) == 0:
+            raise ValueError(f"pairs[{i}] has a source of length 0; every source needs at least one token")
+    src = pad_batch([s for s, _ in pairs], pad_id=pad_id)
+    tgt_in = pad_batch([[bos_id, *t] for _, t in pairs], pad_id=pad_id)
+    tgt_out = pad_batch([[*t, eos_id] for _, t in pairs], pad_id=pad_id)
+    return Seq2SeqBatch(src=src.tokens, src_lengths=src.lengths, src_mask=src.mask, tgt_in=tgt_in.tokens,
+                        tgt_out=tgt_out.tokens, tgt_mask=tgt_out.mask, tgt_lengths=tgt_out.lengths)
+
+
+def bucket_batches(lengths: Sequence[int], batch_size: int, *, seed: int, shuffle: bool = True,
+                   bucket_factor: int = 20) -> list[list[int]]:
+    """Group example indices into batches of similar length.
+
+    The indices are shuffled (by ``seed``), cut into pools of
+    ``batch_size * bucket_factor``, each pool is sorted by length and cut into
+    batches, and the batches are shuffled. Similar lengths waste less padding;
+    the pools keep some randomness. ``bucket_factor=1`` is plain random batching.
+
+    Args:
+        lengths: the length of every example.
+        batch_size: examples per batch (the last batch of a pool may be smaller).
+        seed: seed of the shuffles (int >= 0).
+        shuffle: without it, indices are sorted by length and batched in order.
+        bucket_factor: pool size in batches.
+
+    Returns:
+        A list of batches, each a list of indices; every index appears exactly once.
+
+    Raises:
+        ValueError: empty ``lengths``, ``batch_size < 1``, ``bucket_factor < 1`` or a negative seed.
+
+    Example:
+        >>> bucket_batches([5, 1, 4, 2], 2, seed=0, shuffle=False)
+        [[1, 3], [2, 0]]
+    """
+    if len(lengths) == 0:
+        raise ValueError("lengths must hold at least one example, got an empty sequence")
+    require_int("batch_size", batch_size, minimum=1)
+    require_int("bucket_factor", bucket_factor, minimum=1)
+    require_seed("seed", seed)
+    order = list(range(len(lengths)))
+    if not shuffle:
+        order.sort(key=lambda i: (lengths[i], i))
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    rng = random.Random(seed)
+    rng.shuffle(order)
+    pool = batch_size * bucket_factor
+    batches: list[list[int]] = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start:start + pool], key=lambda i: lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def token_stream(sentences: Sequence[Sequence[int]], batch_size: int, *, eos_id: int = EOS_ID) -> torch.Tensor:
+    """Concatenate sentences (each followed by ``<eos>``) and fold into ``batch_size`` parallel streams.
+
+    For truncated backpropagation through time: row ``b`` of the result is one
+    long text, read chunk by chunk with the hidden state carried across chunks.
+    The tail that does not fill a whole column is dropped.
+
+    Shapes:
+        result: ``(batch_size, N // batch_size)``.
+
+    Raises:
+        ValueError: no sentences, ``batch_size < 1``, or fewer tokens than ``2 * batch_size``.
+
+    Example:
+        >>> token_stream([[5, 6], [7]], 2).tolist()
+        [[5, 6], [2, 7]]
+    """
+    _check_sequences("sentences", sentences, allow_empty_rows=True)
+    require_int("batch_size", batch_size, minimum=1)
+    flat = [token for sentence in sentences for token in (*sentence, eos_id)]
+    width = len(flat) // batch_size
+    if width < 2:
+        raise ValueError(f"batch_size={batch_size} is too large for {len(flat)} tokens (need 2 per stream)")
+    return torch.tensor(flat[: width * batch_size], dtype=torch.long).view(batch_size, width)
+
+
+def tbptt_chunks(stream: torch.Tensor, chunk_len: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Cut a ``(B, N)`` stream into consecutive ``(inputs, targets)`` chunks of at most ``chunk_len`` steps.
+
+    ``targets`` is ``inputs`` shifted left by one, so chunk ``i+1`` starts where chunk ``i``'s
+    targets ended and a hidden state carried from chunk to chunk sees an unbroken text.
+
+    Example:
+        >>> [(x.tolist(), y.tolist()) for x, y in tbptt_chunks(torch.tensor([[1, 2, 3, 4, 5]]), 2)]
+        [([[1, 2]], [[2, 3]]), ([[3, 4]], [[4, 5]])]
+    """
+    require_int("chunk_len", chunk_len, minimum=1)
+    if stream.dim() != 2 or stream.shape[1] < 2:
+        raise ValueError(f"stream must have shape (B, N) with N >= 2, got {tuple(stream.shape)}")
+    steps = stream.shape[1] - 1
+    return [(stream[:, i:min(i + chunk_len, steps)], stream[:, i + 1:min(i + chunk_len, steps) + 1])
+            for i in range(0, steps, chunk_len)]

@@ -1,0 +1,273 @@
+"""A toy language whose true entropy is known exactly.
+
+The language is a *deterministic probabilistic finite automaton*: in each state
+the next word is drawn from a fixed distribution, and the word alone decides
+the next state. Because the path through the states is a function of the
+words, the probability of a sentence is a plain product along that path,
+
+.. math::
+
+    P(y_1, \\dots, y_T, \\texttt{<eos>}) = \\prod_{t=1}^{T+1} P(y_t \\mid s_{t-1}),
+    \\qquad s_t = \\delta(s_{t-1}, y_t),
+
+and the entropy of the whole language has a closed form. With :math:`Q` the
+state-to-state transition matrix of the non-final states, the expected number
+of visits to each state starting from ``start`` is :math:`N = e_{\\text{start}}^\\top (I - Q)^{-1}`;
+every visit emits exactly one token (``<eos>`` included), so
+
+.. math::
+
+    H(Y) = \\sum_s N_s H_s, \\qquad \\mathbb{E}[|Y|] = \\sum_s N_s, \\qquad
+    h = \\frac{H(Y)}{\\mathbb{E}[|Y|]},
+
+where :math:`H_s` is the entropy of the word distribution in state :math:`s`.
+:math:`h` is the per-token entropy floor: the lowest expected per-token loss
+(token-mean over a large corpus, ``<eos>`` counted) that any model can reach.
+
+The default grammar (:func:`default_language`) is a tiny English fragment with
+singular/plural agreement between a subject and its verb across an optional
+prepositional phrase ("the cat near the dogs sleeps"), so a bigram model cannot
+reach the floor but a recurrent or attention model can.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from coursekit.data._checks import require_int, require_seed
+from coursekit.data.vocab import EOS
+
+#: a state's arcs: (word, probability, next state); next state ``None`` ends the sentence
+Arcs = Sequence[tuple[str, float, "str | None"]]
+
+
+class ToyLanguage:
+    """A deterministic probabilistic finite automaton over words.
+
+    Args:
+        arcs: for each state, its outgoing ``(word, probability, next_state)``;
+            the word ``"<eos>"`` must have ``next_state=None`` and is the only way to end.
+        start: the start state.
+
+    Raises:
+        ValueError: probabilities of a state do not sum to 1, a word appears twice in
+            one state, a next state is undefined, or the language cannot terminate.
+
+    Example:
+        >>> lang = ToyLanguage({"s": [("a", 0.5, "s"), ("<eos>", 0.5, None)]}, start="s")
+        >>> lang.log_prob(["a", "a"]) == 3 * math.log(0.5)
+        True
+        >>> round(lang.entropy_per_token() / math.log(2), 6)    # one fair coin per token
+        1.0
+    """
+
+    def __init__(self, arcs: Mapping[str, Arcs], *, start: str) -> None:
+        if start not in arcs:
+            raise ValueError(f"start must be a state of arcs, got {start!r}")
+        self.start = start
+        self._arcs: dict[str, list[tuple[str, float, str | None]]] = {}
+        for state, state_arcs in arcs.items():
+            words = [w for w, _, _ in state_arcs]
+            if len(set(words)) != len(words):
+                raise ValueError(f"arcs[{state!r}] uses a word twice: {words}")
+            total = math.fsum(p for _, p, _ in state_arcs)
+            if abs(total - 1.0) > 1e-9 or any(p <= 0 for _, p, _ in state_arcs):
+                raise ValueError(f"arcs[{state!r}] must have positive probabilities summing to 1, got sum {total}")
+            for word, _, nxt in state_arcs:
+                if (word == EOS) != (nxt is None):
+                    raise ValueError(f"arcs[{state!r}]: only {EOS!r} may end a sentence, got {word!r} -> {nxt!r}")
+                if nxt is not None and nxt not in arcs:
+                    raise ValueError(f"arcs[{state!r}]: next state {nxt!r} is not defined")
+            self._arcs[state] = [(w, float(p), n) for w, p, n in state_arcs]
+        self._states = sorted(self._arcs)
+        self._index = {s: i for i, s in enumerate(self._states)}
+        self._table = {s: {w: (p, n) for w, p, n in a} for s, a in self._arcs.items()}
+        self._cumulative = {s: np.cumsum([p for _, p, _ in a]).tolist() for s, a in self._arcs.items()}
+        self._visits = self._expected_visits()
+
+    @property
+    def words(self) -> list[str]:
+        """Every word the language can produce (``<eos>`` excluded), sorted."""
+        return sorted({w for a in self._arcs.values() for w, _, _ in a if w != EOS})
+
+    def _expected_visits(self) -> np.ndarray:
+        n = len(self._states)
+        q = np.zeros((n, n))
+        for state, arcs in self._arcs.items():
+            for _, p, nxt in arcs:
+                if nxt is not None:
+                    q[self._index[state], self._index[nxt]] += p
+        start = np.zeros(n)
+        start[self._index[self.start]] = 1.0
+        try:
+            visits = np.linalg.solve((np.eye(n) - q).T, start)
+        except np.linalg.LinAlgError as error:
+            raise ValueError("arcs: the language cannot terminate from every state") from error
+        if not np.all(np.isfinite(visits)) or np.any(visits < -1e-9):
+            raise ValueError("arcs: the language cannot terminate from every state")
+        return visits
+
+    def expected_length(self) -> float:
+        """Expected number of tokens per sentence, ``<eos>`` included."""
+        return float(self._visits.sum())
+
+    def sentence_entropy(self) -> float:
+        """Entropy of the distribution over whole sentences, :math:`H(Y)`, in nats."""
+        per_state = np.array([-math.fsum(p * math.log(p) for _, p, _ in self._arcs[s]) for s in self._states])
+        return float(self._visits @ per_state)
+
+    def entropy_per_token(self) -> float:
+        """The per-token entropy floor :math:`h = H(Y) / \\mathbb{E}[|Y|]`, in nats."""
+        return self.sentence_entropy() / self.expected_length()
+
+    def log_prob(self, sentence: Sequence[str]) -> float:
+        """Exact :math:`\\log P(\\text{sentence}\\ \\texttt{<eos>})`; ``-inf`` if the language cannot produce it.
+
+        Args:
+            sentence: the words, without ``<eos>``.
+        """
+        if isinstance(sentence, str):
+            raise TypeError("sentence must be a sequence of words, got a str (split it first)")
+        state: str | None = self.start
+        total = 0.0
+        for word in [*sentence, EOS]:
+            if state is None or word not in self._table[state]:
+                return -math.inf
+            p, state = self._table[state][word]
+            total += math.log(p)
+        return total if state is None else -math.inf
+
+    def token_log_probs(self, sentence: Sequence[str]) -> list[float]:
+        """Exact per-token :math:`\\log P(y_t \\mid y_{<t})` for every word and the final ``<eos>``."""
+        state: str | None = self.start
+        out: list[float] = []
+        for word in [*sentence, EOS]:
+            if state is None or word not in self._table[state]:
+                out.append(-math.inf)
+                return out
+            p, state = self._table[state][word]
+            out.append(math.log(p))
+        return out
+
+    def sample(self, num_sentences: int, *, seed: int, max_words: int = 200) -> list[list[str]]:
+        """Draw sentences (lists of words, without ``<eos>``).
+
+        The draw uses Python's ``random.Random(seed)``, whose stream is the same on
+        every platform, so one seed gives byte-identical sentences everywhere.
+
+        Args:
+            num_sentences: how many sentences (>= 0).
+            seed: the seed (int >= 0).
+            max_words: safety limit on a sentence's length (>= 1).
+
+        Raises:
+            ValueError: a negative count or seed, or a sentence longer than ``max_words``.
+        """
+        require_int("num_sentences", num_sentences, minimum=0)
+        require_seed("seed", seed)
+        require_int("max_words", max_words, minimum=1)
+        rng = random.Random(seed)
+        sentences = []
+        for _ in range(num_sentences):
+            state: str | None = self.start
+            words: list[str] = []
+            while state is not None:
+                arcs = self._arcs[state]
+                cumulative = self._cumulative[state]
+                pick = min(bisect.bisect_right(cumulative, rng.random() * cumulative[-1]), len(arcs) - 1)
+                word, _, state = arcs[pick]
+                if state is not None:
+                    words.append(word)
+                    if len(words) > max_words:
+                        raise ValueError(f"max_words={max_words} exceeded while sampling")
+            sentences.append(words)
+        return sentences
+
+
+@dataclass(frozen=True)
+class ToyCorpus:
+    """Train/validation/test sentences of a :class:`ToyLanguage` (lists of words, no ``<eos>``)."""
+
+    language: ToyLanguage = field(compare=False)
+    train: list[list[str]]
+    valid: list[list[str]]
+    test: list[list[str]]
+
+
+SINGULAR_NOUNS = ("cat", "dog", "bird", "fox", "child", "farmer")
+PLURAL_NOUNS = ("cats", "dogs", "birds", "foxes", "children", "farmers")
+ADJECTIVES = ("big", "small", "red", "old")
+TRANSITIVE = {"sg": ("sees", "likes", "chases"), "pl": ("see", "like", "chase")}
+INTRANSITIVE = {"sg": ("sleeps", "runs"), "pl": ("sleep", "run")}
+PREPOSITIONS = ("near", "with")
+
+
+def _noun_phrase(prefix: str, after: Mapping[str, str], arcs: dict[str, list[tuple[str, float, str | None]]]) -> str:
+    """Add the states of a noun phrase; ``after[number]`` is where a sg/pl noun leads. Returns the entry state."""
+    entry, any_num, sg, pl = f"{prefix}", f"{prefix}.any", f"{prefix}.sg", f"{prefix}.pl"
+    arcs[entry] = [("the", 0.6, any_num), ("a", 0.25, sg), ("many", 0.15, pl)]
+    adj = [(a, 0.06, None) for a in ADJECTIVES]  # next state filled below
+    arcs[any_num] = [(a, p, any_num) for a, p, _ in adj] + \
+        [(n, 0.38 / len(SINGULAR_NOUNS), after["sg"]) for n in SINGULAR_NOUNS] + \
+        [(n, 0.38 / len(PLURAL_NOUNS), after["pl"]) for n in PLURAL_NOUNS]
+    arcs[sg] = [(a, p, sg) for a, p, _ in adj] + [(n, 0.76 / len(SINGULAR_NOUNS), after["sg"]) for n in SINGULAR_NOUNS]
+    arcs[pl] = [(a, p, pl) for a, p, _ in adj] + [(n, 0.76 / len(PLURAL_NOUNS), after["pl"]) for n in PLURAL_NOUNS]
+    return entry
+
+
+def default_language() -> ToyLanguage:
+    """The course's toy language: 31 words, subject-verb agreement across a prepositional phrase.
+
+    Sentences look like ``the big cat near many dogs chases a bird`` or
+    ``many children sleep``. The verb agrees in number with the subject, even when
+    a prepositional phrase with a noun of the other number comes in between.
+
+    Example:
+        >>> lang = default_language()
+        >>> round(lang.entropy_per_token(), 4), round(lang.expected_length(), 3)
+        (1.5843, 6.766)
+        >>> lang.log_prob("the cat near many dogs sleeps".split()) > -math.inf
+        True
+        >>> lang.log_prob("the cat near many dogs sleep".split())
+        -inf
+    """
+    arcs: dict[str, list[tuple[str, float, str | None]]] = {}
+    for num in ("sg", "pl"):
+        verb = f"verb.{num}"
+        arcs[f"subj_done.{num}"] = [("near", 0.15, f"pp.{num}"), ("with", 0.1, f"pp.{num}")] + \
+            [(v, 0.75 * 0.7 / len(TRANSITIVE[num]), "object") for v in TRANSITIVE[num]] + \
+            [(v, 0.75 * 0.3 / len(INTRANSITIVE[num]), "end") for v in INTRANSITIVE[num]]
+        arcs[verb] = [(v, 0.7 / len(TRANSITIVE[num]), "object") for v in TRANSITIVE[num]] + \
+            [(v, 0.3 / len(INTRANSITIVE[num]), "end") for v in INTRANSITIVE[num]]
+        _noun_phrase(f"pp.{num}", {"sg": verb, "pl": verb}, arcs)
+    _noun_phrase("start", {"sg": "subj_done.sg", "pl": "subj_done.pl"}, arcs)
+    _noun_phrase("object", {"sg": "end", "pl": "end"}, arcs)
+    arcs["end"] = [(EOS, 1.0, None)]
+    return ToyLanguage(arcs, start="start")
+
+
+def toy_corpus(*, num_train: int = 4000, num_valid: int = 500, num_test: int = 500, seed: int = 0) -> ToyCorpus:
+    """Sample a train/validation/test corpus from :func:`default_language`.
+
+    The three splits come from independent seeds derived from ``seed`` (they may share
+    frequent short sentences, as samples of a real language do).
+
+    Example:
+        >>> corpus = toy_corpus(num_train=3, num_valid=1, num_test=1, seed=0)
+        >>> corpus == toy_corpus(num_train=3, num_valid=1, num_test=1, seed=0)
+        True
+    """
+    require_seed("seed", seed)
+    language = default_language()
+    return ToyCorpus(
+        language=language,
+        train=language.sample(num_train, seed=3 * seed),
+        valid=language.sample(num_valid, seed=3 * seed + 1),
+        test=language.sample(num_test, seed=3 * seed + 2),
+    )

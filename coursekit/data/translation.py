@@ -1,0 +1,161 @@
+"""The toy translation task: English number words to digits.
+
+``"three thousand twelve"`` -> ``"3 0 1 2"``. The source is a sequence of words,
+the target a sequence of digit tokens, and both vary in length. The task is
+rule-based, so every target is exactly right and exact match is a fair score.
+
+Splits: the numbers ``0 .. 9999`` whose source has at most
+``max_in_distribution_words`` words are shuffled (by seed) and cut into
+disjoint train, validation and test sets. The numbers with *longer* sources
+(more words than any training example) form the out-of-distribution test:
+they use only words seen in training, but in longer combinations.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from coursekit.data._checks import require_int, require_number, require_seed
+
+ONES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+TEENS = ("ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+         "eighteen", "nineteen")
+TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+MAX_NUMBER = 9999
+
+Pair = tuple[str, str]
+
+
+def number_to_words(number: int) -> str:
+    """English words for an integer in ``[0, 9999]`` (no "and", no hyphens).
+
+    Raises:
+        ValueError: ``number`` outside ``[0, 9999]``.
+
+    Example:
+        >>> number_to_words(3012), number_to_words(115), number_to_words(0)
+        ('three thousand twelve', 'one hundred fifteen', 'zero')
+    """
+    require_int("number", number, minimum=0)
+    if number > MAX_NUMBER:
+        raise ValueError(f"number must lie in [0, {MAX_NUMBER}], got {number}")
+    if number == 0:
+        return "zero"
+    words: list[str] = []
+    thousands, rest = divmod(number, 1000)
+    hundreds, rest = divmod(rest, 100)
+    if thousands:
+        words += [ONES[thousands], "thousand"]
+    if hundreds:
+        words += [ONES[hundreds], "hundred"]
+    if 10 <= rest < 20:
+        words.append(TEENS[rest - 10])
+    else:
+        tens, ones = divmod(rest, 10)
+        if tens:
+            words.append(TENS[tens])
+        if ones:
+            words.append(ONES[ones])
+    return " ".join(words)
+
+
+def number_to_digits(number: int) -> str:
+    """The target side: digits separated by spaces, e.g. ``312 -> "3 1 2"``.
+
+    Example:
+        >>> number_to_digits(3012)
+        '3 0 1 2'
+    """
+    require_int("number", number, minimum=0)
+    return " ".join(str(number))
+
+
+@dataclass(frozen=True)
+class TranslationTask:
+    """The splits of the number translation task; each pair is ``(source words, target digits)``."""
+
+    train: list[Pair]
+    valid: list[Pair]
+    test: list[Pair]
+    ood: list[Pair]
+    max_in_distribution_words: int
+    target_noise: float = 0.0
+
+
+def _corrupt(target: str, rng: random.Random) -> str:
+    """Replace one digit of ``target`` by a different digit."""
+    digits = target.split()
+    position = rng.randrange(len(digits))
+    digits[position] = rng.choice([d for d in "0123456789" if d != digits[position]])
+    return " ".join(digits)
+
+
+def translation_task(
+    *,
+    seed: int = 0,
+    num_train: int = 3000,
+    num_valid: int = 300,
+    num_test: int = 600,
+    num_ood: int = 500,
+    max_in_distribution_words: int = 5,
+    target_noise: float = 0.0,
+) -> TranslationTask:
+    """Generate the number-words -> digits splits.
+
+    Args:
+        seed: shuffles which numbers go to which split (int >= 0).
+        num_train, num_valid, num_test: sizes of the disjoint in-distribution splits.
+        num_ood: size of the out-of-distribution test (sources longer than
+            ``max_in_distribution_words``).
+        max_in_distribution_words: the longest source (in words) of the in-distribution splits.
+        target_noise: fraction of *training* targets with one digit replaced by a wrong one
+            (noisy references, as real parallel data has; validation and test stay clean).
+
+    Returns:
+        A :class:`TranslationTask`.
+
+    Raises:
+        ValueError: a negative seed or size, or more examples asked for than exist.
+
+    Example:
+        >>> task = translation_task(seed=0, num_train=5, num_valid=2, num_test=2, num_ood=2)
+        >>> len(task.train), len(task.ood), max(len(s.split()) for s, _ in task.ood) > 5
+        (5, 2, True)
+    """
+    require_seed("seed", seed)
+    for name, value in (("num_train", num_train), ("num_valid", num_valid),
+                        ("num_test", num_test), ("num_ood", num_ood)):
+        require_int(name, value, minimum=0)
+    require_int("max_in_distribution_words", max_in_distribution_words, minimum=1)
+    noise = require_number("target_noise", target_noise, low=0.0)
+    if noise > 1:
+        raise ValueError(f"target_noise must lie in [0, 1], got {target_noise}")
+    inside, outside = [], []
+    for number in range(MAX_NUMBER + 1):
+        source = number_to_words(number)
+        (inside if len(source.split()) <= max_in_distribution_words else outside).append(number)
+    wanted = num_train + num_valid + num_test
+    if wanted > len(inside):
+        raise ValueError(f"num_train + num_valid + num_test must be <= {len(inside)} numbers, got {wanted}")
+    if num_ood > len(outside):
+        raise ValueError(f"num_ood must be <= {len(outside)} numbers, got {num_ood}")
+    rng = random.Random(seed)
+    rng.shuffle(inside)
+    rng.shuffle(outside)
+
+    def pairs(numbers: list[int]) -> list[Pair]:
+        return [(number_to_words(n), number_to_digits(n)) for n in numbers]
+
+    train = pairs(inside[:num_train])
+    if noise > 0:
+        noise_rng = random.Random(seed + 1)
+        train = [(src, _corrupt(tgt, noise_rng) if noise_rng.random() < noise else tgt) for src, tgt in train]
+    return TranslationTask(
+        train=train,
+        valid=pairs(inside[num_train:num_train + num_valid]),
+        test=pairs(inside[num_train + num_valid:wanted]),
+        ood=pairs(outside[:num_ood]),
+        max_in_distribution_words=max_in_distribution_words,
+        target_noise=noise,
+    )

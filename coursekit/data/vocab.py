@@ -1,0 +1,205 @@
+"""Vocabularies: the map between tokens (words or characters) and integer ids.
+
+Every vocabulary starts with the same four special tokens, at fixed ids, so
+that models, batches and losses agree on them without passing them around:
+
+========  ==  ==========================================================
+token     id  role
+========  ==  ==========================================================
+<pad>     0   fills the end of short sequences in a batch; never counted
+<bos>     1   beginning of sequence: the first input of every decoder
+<eos>     2   end of sequence: the model must predict it to stop
+<unk>     3   stands for a token the vocabulary does not know
+========  ==  ==========================================================
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+
+from coursekit.data._checks import require_int, require_one_of
+
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+SPECIALS = (PAD, BOS, EOS, UNK)
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+LEVELS = ("word", "char")
+ON_UNKNOWN = ("unk", "error")
+
+
+class Vocab:
+    """A token <-> id map with the four special tokens at ids 0-3.
+
+    Args:
+        tokens: the ordinary tokens, in id order (duplicates and specials are skipped).
+        level: ``"word"`` (a text is split on whitespace) or ``"char"`` (a text is a
+            sequence of characters, spaces included).
+
+    Raises:
+        ValueError: ``level`` is unknown, or a token is empty or (for ``"word"``)
+            contains whitespace.
+
+    Example:
+        >>> vocab = Vocab.build(["the cat sat", "the dog"], level="word")
+        >>> vocab.encode("the dog sat", add_bos=True, add_eos=True)
+        [1, 4, 6, 7, 2]
+        >>> vocab.decode([1, 4, 6, 7, 2])
+        'the dog sat'
+        >>> Vocab.build(["ab"], level="char").encode("ba")
+        [5, 4]
+    """
+
+    def __init__(self, tokens: Iterable[str], *, level: str = "word") -> None:
+        require_one_of("level", level, LEVELS)
+        self.level = level
+        self._itos: list[str] = list(SPECIALS)
+        for token in tokens:
+            if not isinstance(token, str) or token == "":
+                raise ValueError(f"tokens must be non-empty strings, got {token!r}")
+            if level == "word" and len(token.split()) != 1:
+                raise ValueError(f"tokens of a word-level vocabulary must not contain whitespace, got {token!r}")
+            if level == "char" and len(token) != 1:
+                raise ValueError(f"tokens of a char-level vocabulary must be single characters, got {token!r}")
+            if token not in self._itos:
+                self._itos.append(token)
+        self._stoi = {token: i for i, token in enumerate(self._itos)}
+
+    @classmethod
+    def build(cls, texts: Iterable[str], *, level: str = "word", min_count: int = 1) -> "Vocab":
+        """Build a vocabulary from texts, most frequent tokens first (ties alphabetical).
+
+        The order depends only on the texts, never on hashing or set order, so the
+        same texts give the same ids on every machine.
+
+        Args:
+            texts: the training texts.
+            level: ``"word"`` or ``"char"``.
+            min_count: tokens seen fewer times are left out (they become ``<unk>``).
+
+        Returns:
+            The vocabulary.
+
+        Raises:
+            ValueError: ``level`` is unknown or ``min_count < 1``.
+        """
+        require_one_of("level", level, LEVELS)
+        require_int("min_count", min_count, minimum=1)
+        counts: Counter[str] = Counter()
+        for text in texts:
+            counts.update(_split(text, level))
+        ordered = sorted((t for t, c in counts.items() if c >= min_count and t not in SPECIALS),
+                         key=lambda t: (-counts[t], t))
+        return cls(ordered, level=level)
+
+    def __len__(self) -> int:
+        return len(self._itos)
+
+    def __contains__(self, token: object) -> bool:
+        return token in self._stoi
+
+    @property
+    def tokens(self) -> list[str]:
+        """All tokens in id order, specials first."""
+        return list(self._itos)
+
+    def tokenize(self, text: str) -> list[str]:
+        """Split ``text`` into tokens: on whitespace (word level) or into characters."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        return _split(text, self.level)
+
+    def detokenize(self, tokens: Sequence[str]) -> str:
+        """Join tokens back into a text (with spaces at word level)."""
+        return (" " if self.level == "word" else "").join(tokens)
+
+    def token_id(self, token: str) -> int:
+        """The id of ``token``.
+
+        Raises:
+            ValueError: the token is not in the vocabulary.
+        """
+        if token not in self._stoi:
+            raise ValueError(f"token {token!r} is not in the vocabulary of {len(self)} tokens")
+        return self._stoi[token]
+
+    def id_token(self, token_id: int) -> str:
+        """The token whose id is ``token_id``.
+
+        Raises:
+            ValueError: the id is outside ``[0, len(vocab))``.
+        """
+        require_int("token_id", token_id)
+        if not 0 <= token_id < len(self):
+            raise ValueError(f"token_id must lie in [0, {len(self)}), got {token_id}")
+        return self._itos[token_id]
+
+    def encode(
+        self, text: str, *, add_bos: bool = False, add_eos: bool = False, on_unknown: str = "unk"
+    ) -> list[int]:
+        """Turn a text into ids.
+
+        Args:
+            text: the text to encode.
+            add_bos: put ``<bos>`` first.
+            add_eos: put ``<eos>`` last.
+            on_unknown: ``"unk"`` maps an unknown token to ``<unk>``; ``"error"`` raises.
+
+        Returns:
+            The list of ids.
+
+        Raises:
+            ValueError: ``on_unknown="error"`` and the text holds a token not in the vocabulary.
+        """
+        require_one_of("on_unknown", on_unknown, ON_UNKNOWN)
+        ids = [BOS_ID] if add_bos else []
+        for token in self.tokenize(text):
+            if token in self._stoi:
+                ids.append(self._stoi[token])
+            elif on_unknown == "unk":
+                ids.append(UNK_ID)
+            else:
+                raise ValueError(f"text contains the unknown token {token!r} (text={text!r})")
+        if add_eos:
+            ids.append(EOS_ID)
+        return ids
+
+    def decode(self, ids: Iterable[int], *, strip_special: bool = True) -> str:
+        """Turn ids back into a text.
+
+        With ``strip_special`` (the default), ``<bos>`` and ``<pad>`` are dropped
+        and decoding stops at the first ``<eos>``; ``<unk>`` is kept as text.
+
+        Raises:
+            ValueError: an id is outside ``[0, len(vocab))``.
+        """
+        tokens: list[str] = []
+        for raw in ids:
+            token_id = int(raw)
+            if not 0 <= token_id < len(self):
+                raise ValueError(f"ids must lie in [0, {len(self)}), got {token_id}")
+            if strip_special:
+                if token_id == EOS_ID:
+                    break
+                if token_id in (PAD_ID, BOS_ID):
+                    continue
+            tokens.append(self._itos[token_id])
+        return self.detokenize(tokens)
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-friendly description (for checkpoints)."""
+        return {"level": self.level, "tokens": self._itos[len(SPECIALS):]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> "Vocab":
+        """Rebuild a vocabulary from :meth:`to_dict`."""
+        return cls(list(data["tokens"]), level=str(data["level"]))  # type: ignore[arg-type]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocab) and self.level == other.level and self._itos == other._itos
+
+    def __repr__(self) -> str:
+        return f"Vocab(level={self.level!r}, size={len(self)})"
+
+
+def _split(text: str, level: str) -> list[str]:
+    return text.split() if level == "word" else list(text)

@@ -1,0 +1,221 @@
+"""Recipes: the few training runs the book and the assignments use, one function each.
+
+Pages and assignments call these instead of writing their own training code,
+so every figure comes from the same, tested loop (:func:`coursekit.train.train`).
+Every recipe takes a ``seed`` and is deterministic on CPU; each trains in well
+under 30 s on one core (``bench/bench_models.py`` measures them).
+
+============================  ===============================================
+recipe                        returns
+============================  ===============================================
+:func:`train_ngram_lm`        an :class:`~coursekit.models.NGramLM` and its validation scores
+:func:`train_rnn_lm`          ``(RNNLM, History)``; ``history.valid`` = validation NLL per epoch
+:func:`train_transformer_lm`  ``(TransformerLM, History)``, same
+:func:`train_translator`      ``(Seq2Seq, History)``; ``history.valid`` = validation exact match
+:func:`train_seq_kd_student`  a student trained on a teacher's beam outputs
+============================  ===============================================
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from torch import nn
+
+from coursekit.data import (
+    LMBatch,
+    Seq2SeqBatch,
+    ToyCorpus,
+    TranslationTask,
+    Vocab,
+    bucket_batches,
+    default_language,
+    lm_batch,
+    seq2seq_batch,
+    toy_corpus,
+    translation_task,
+)
+from coursekit.data._checks import require_int, require_one_of, require_seed
+from coursekit.evaluation import LMScores, evaluate_lm, evaluate_translation, lm_scores
+from coursekit.models import NGramLM, RNNLM, Seq2Seq, TransformerLM, model_size, sequence_kd_pairs
+from coursekit.train import History, ObjectiveFn, lm_objective, seeded, train
+
+
+class Trained(NamedTuple):
+    """A trained model and its training history (unpacks as ``model, history``)."""
+
+    model: nn.Module
+    history: History
+
+
+@dataclass(frozen=True)
+class LMData:
+    """The toy-language corpus as ids, its vocabulary and its true per-token entropy (nats)."""
+
+    corpus: ToyCorpus
+    vocab: Vocab
+    train: list[list[int]]
+    valid: list[list[int]]
+    test: list[list[int]]
+    entropy: float
+
+
+@dataclass(frozen=True)
+class TranslationData:
+    """The translation task as id pairs, with its two vocabularies."""
+
+    task: TranslationTask
+    src_vocab: Vocab
+    tgt_vocab: Vocab
+    train: list[tuple[list[int], list[int]]]
+
+
+@functools.lru_cache(maxsize=4)
+def lm_data(seed: int = 0) -> LMData:
+    """The toy-language corpus (4000/500/500 sentences) encoded with its word vocabulary.
+
+    Example:
+        >>> data = lm_data(0)
+        >>> len(data.vocab), round(data.entropy, 4)
+        (35, 1.5843)
+    """
+    require_seed("seed", seed)
+    corpus = toy_corpus(seed=seed)
+    vocab = Vocab(default_language().words, level="word")
+
+    def encode(sentences: list[list[str]]) -> list[list[int]]:
+        return [vocab.encode(" ".join(s), on_unknown="error") for s in sentences]
+
+    return LMData(corpus=corpus, vocab=vocab, train=encode(corpus.train), valid=encode(corpus.valid),
+                  test=encode(corpus.test), entropy=corpus.language.entropy_per_token())
+
+
+@functools.lru_cache(maxsize=8)
+def translation_data(seed: int = 0, target_noise: float = 0.0) -> TranslationData:
+    """The number-translation task with word-level vocabularies built from its training split.
+
+    ``target_noise`` corrupts that fraction of the training targets (one wrong digit each).
+    """
+    require_seed("seed", seed)
+    task = translation_task(seed=seed, target_noise=target_noise)
+    src_vocab = Vocab.build([s for s, _ in task.train], level="word")
+    tgt_vocab = Vocab.build([t for _, t in task.train], level="word")
+    train_ids = [(src_vocab.encode(s), tgt_vocab.encode(t)) for s, t in task.train]
+    return TranslationData(task=task, src_vocab=src_vocab, tgt_vocab=tgt_vocab, train=train_ids)
+
+
+def train_ngram_lm(*, order: int = 2, k: float = 0.01, seed: int = 0) -> tuple[NGramLM, LMScores]:
+    """Fit an add-k n-gram model on the toy corpus; return it with its validation scores."""
+    data = lm_data(seed)
+    model = NGramLM(len(data.vocab), order=order, k=k).fit(data.train)
+    total, count = model.token_nll(data.valid)
+    return model, lm_scores(total, count)
+
+
+def _lm_batches(sentences: Sequence[Sequence[int]], batch_size: int, seed: int) -> Callable[[int], list[LMBatch]]:
+    lengths = [len(s) for s in sentences]
+
+    def batches(epoch: int) -> list[LMBatch]:
+        order = bucket_batches(lengths, batch_size, seed=seed * 1000 + epoch)
+        return [lm_batch([sentences[i] for i in idx]) for idx in order]
+
+    return batches
+
+
+def _train_lm(model: nn.Module, data: LMData, *, seed: int, epochs: int, batch_size: int, lr: float,
+              objective: ObjectiveFn | None, progress: bool | None) -> Trained:
+    history = train(model, _lm_batches(data.train, batch_size, seed), objective or lm_objective(), epochs=epochs,
+                    lr=lr, seed=seed, evaluate=lambda m: evaluate_lm(m, data.valid).nll, progress=progress)
+    return Trained(model, history)
+
+
+def train_rnn_lm(*, seed: int = 0, cell: str = "gru", size: str = "teacher", epochs: int = 6, batch_size: int = 32,
+                 lr: float = 1e-2, objective: ObjectiveFn | None = None, progress: bool | None = None) -> Trained:
+    """Train a recurrent LM on the toy language.
+
+    Args:
+        seed: data, initialisation and batching seed.
+        cell: ``"elman"``, ``"gru"`` or ``"lstm"``.
+        size: ``"teacher"`` or ``"student"`` (:func:`coursekit.models.model_size`).
+        epochs, batch_size, lr: the usual.
+        objective: the training objective (default token-level NLL), e.g. a word-level KD one.
+        progress: progress bar (default: only on a terminal).
+
+    Returns:
+        ``(model, history)``; ``history.valid`` holds the validation NLL per token after each epoch,
+        to compare with ``lm_data(seed).entropy``.
+    """
+    require_one_of("size", size, ("teacher", "student"))
+    data = lm_data(seed)
+    with seeded(seed):
+        model = RNNLM(len(data.vocab), cell=cell, **model_size("rnn", size))
+    return _train_lm(model, data, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, objective=objective,
+                     progress=progress)
+
+
+def train_transformer_lm(*, seed: int = 0, size: str = "teacher", positions: str = "learned", epochs: int = 6,
+                         batch_size: int = 32, lr: float = 3e-3, objective: ObjectiveFn | None = None,
+                         progress: bool | None = None) -> Trained:
+    """Train a decoder-only Transformer LM on the toy language (arguments as :func:`train_rnn_lm`)."""
+    require_one_of("size", size, ("teacher", "student"))
+    data = lm_data(seed)
+    longest = max(len(s) for s in data.train + data.valid + data.test) + 1
+    with seeded(seed):
+        model = TransformerLM(len(data.vocab), max_len=max(64, longest), positions=positions,
+                              **model_size("transformer", size))
+    return _train_lm(model, data, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, objective=objective,
+                     progress=progress)
+
+
+def train_translator(*, seed: int = 0, size: str = "teacher", epochs: int = 6, batch_size: int = 32,
+                     lr: float = 5e-3, pairs: Sequence[tuple[Sequence[int], Sequence[int]]] | None = None,
+                     target_noise: float = 0.0, objective: ObjectiveFn | None = None,
+                     progress: bool | None = None) -> Trained:
+    """Train the encoder-decoder on number words -> digits.
+
+    Args:
+        seed: data, initialisation and batching seed.
+        size: ``"teacher"`` or ``"student"``.
+        pairs: training id pairs (default: the task's training split); pass teacher outputs for
+            sequence-level distillation.
+        target_noise: fraction of noisy training targets (see :func:`coursekit.data.translation_task`).
+        objective: default token-level NLL; any :mod:`coursekit.train` objective plugs in.
+
+    Returns:
+        ``(model, history)``; ``history.valid`` holds greedy exact match on the validation split per epoch.
+    """
+    require_one_of("size", size, ("teacher", "student"))
+    require_int("epochs", epochs, minimum=1)
+    data = translation_data(seed, target_noise)
+    train_pairs = list(pairs) if pairs is not None else data.train
+    if not train_pairs:
+        raise ValueError("pairs must hold at least one pair, got an empty sequence")
+    with seeded(seed):
+        model = Seq2Seq(len(data.src_vocab), len(data.tgt_vocab), **model_size("seq2seq", size))
+    lengths = [len(s) for s, _ in train_pairs]
+
+    def batches(epoch: int) -> list[Seq2SeqBatch]:
+        order = bucket_batches(lengths, batch_size, seed=seed * 1000 + epoch)
+        return [seq2seq_batch([train_pairs[i] for i in idx]) for idx in order]
+
+    def validate(m: nn.Module) -> float:
+        return evaluate_translation(m, data.task.valid, data.src_vocab, data.tgt_vocab).exact_match
+
+    history = train(model, batches, objective or lm_objective(), epochs=epochs, lr=lr, seed=seed,
+                    evaluate=validate, progress=progress)
+    return Trained(model, history)
+
+
+def train_seq_kd_student(teacher: Seq2Seq, *, seed: int = 0, beam_size: int = 4, epochs: int = 6,
+                         target_noise: float = 0.0, progress: bool | None = None) -> Trained:
+    """Sequence-level KD (Kim & Rush 2016): train a student on the teacher's beam outputs for the training sources.
+
+    The teacher must use the vocabularies of ``translation_data(seed, target_noise)``.
+    """
+    data = translation_data(seed, target_noise)
+    pairs = sequence_kd_pairs(teacher, [s for s, _ in data.train], beam_size=beam_size)
+    return train_translator(seed=seed, size="student", epochs=epochs, pairs=pairs, target_noise=target_noise,
+                            progress=progress)

@@ -1,0 +1,387 @@
+"""The one training loop, and the objectives that plug into it.
+
+:func:`train` runs any model on any batches with any objective. An objective is
+a callable ``objective(model, batch) -> Objective`` that returns the *summed*
+loss of the micro-batch and the count it should be normalised by (usually the
+number of target tokens). Gradient accumulation then normalises by the total
+count of the whole accumulated batch,
+
+.. math::
+
+    L = \\frac{\\sum_{m} S_m}{\\sum_{m} n_m} \\quad\\text{not}\\quad
+    \\frac{1}{M}\\sum_m \\frac{S_m}{n_m},
+
+so accumulating ``M`` micro-batches gives exactly the gradient of one large batch
+(micro-batch 1 with token losses [2, 2] and micro-batch 2 with eight losses of 1
+give 12 / 10 = 1.2, not (2 + 1) / 2 = 1.5).
+
+Ready-made objectives: :func:`lm_objective`, :func:`seq2seq_objective`,
+:func:`label_smoothing_objective`, :func:`word_kd_objective` (token-level
+knowledge distillation), :func:`mrt_objective`, :func:`reinforce_objective` and
+:class:`TBPTTObjective` (truncated backpropagation through time). Sequence-level
+distillation needs no objective of its own: train with :func:`seq2seq_objective`
+on the teacher's outputs (:mod:`coursekit.models.distillation`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from coursekit.data._checks import require_int, require_number, require_seed
+from coursekit.data.batching import LMBatch, Seq2SeqBatch, seq2seq_batch
+from coursekit.data.vocab import EOS_ID
+from coursekit.losses import batch_loss, kd_loss, label_smoothed_nll, mrt_risk, reinforce_loss, token_nll
+from coursekit.models.rnn import detach_hidden
+
+
+class Objective(NamedTuple):
+    """An objective's answer for one micro-batch.
+
+    Attributes:
+        loss_sum: the summed loss (a scalar tensor with a graph).
+        count: what the sum is normalised by (tokens, or sequences for sequence-level losses).
+    """
+
+    loss_sum: torch.Tensor
+    count: float
+
+
+ObjectiveFn = Callable[[nn.Module, Any], Objective]
+
+
+@dataclass
+class History:
+    """What a training run records, for the book's plots.
+
+    Attributes:
+        step_loss: normalised loss of every optimiser step (after accumulation).
+        step_count: tokens (or sequences) behind each step.
+        grad_norm: gradient norm before clipping, per step.
+        epoch_loss: normalised training loss of every epoch.
+        valid: the ``evaluate`` callback's value after every epoch (empty without one).
+        seconds: wall-clock time of the whole run.
+    """
+
+    step_loss: list[float] = field(default_factory=list)
+    step_count: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)
+    epoch_loss: list[float] = field(default_factory=list)
+    valid: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain data (for JSON or a checkpoint's metadata)."""
+        return {"step_loss": list(self.step_loss), "step_count": list(self.step_count),
+                "grad_norm": list(self.grad_norm), "epoch_loss": list(self.epoch_loss),
+                "valid": list(self.valid), "seconds": self.seconds}
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block with torch's CPU random state seeded, restoring the caller's state afterwards.
+
+    Example:
+        >>> with seeded(0):
+        ...     a = torch.rand(2)
+        >>> with seeded(0):
+        ...     b = torch.rand(2)
+        >>> torch.equal(a, b)
+        True
+    """
+    require_seed("seed", seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def progress_enabled(progress: bool | None) -> bool:
+    """Whether to draw the progress bar: explicit choice, else only on a terminal outside CI."""
+    if progress is not None:
+        return bool(progress)
+    if os.environ.get("CI", "").lower() == "true":
+        return False
+    return sys.stderr.isatty()
+
+
+def train(
+    model: nn.Module,
+    batches: Sequence[Any] | Callable[[int], Iterable[Any]],
+    objective: ObjectiveFn,
+    *,
+    epochs: int = 1,
+    lr: float = 1e-3,
+    optimizer: torch.optim.Optimizer | None = None,
+    accumulation_steps: int = 1,
+    clip_norm: float | None = 1.0,
+    seed: int = 0,
+    evaluate: Callable[[nn.Module], float] | None = None,
+    progress: bool | None = None,
+) -> History:
+    """Train ``model`` in place and return its :class:`History`.
+
+    Args:
+        model: any ``nn.Module``.
+        batches: a sequence of batches reused every epoch, or ``batches(epoch)`` returning
+            the epoch's batches (to reshuffle).
+        objective: ``objective(model, batch) -> Objective(loss_sum, count)``; if it has a
+            ``reset()`` method, that is called at the start of every epoch.
+        epochs: passes over the data.
+        lr: learning rate of the default Adam optimiser (ignored if ``optimizer`` is given).
+        optimizer: an optimiser over ``model``'s parameters.
+        accumulation_steps: micro-batches per optimiser step; the gradient is that of
+            (sum of their losses) / (sum of their counts).
+        clip_norm: clip the total gradient norm to this value (``None``: no clipping).
+        seed: seeds torch's random state for the run (dropout, sampling objectives);
+            the caller's global state is restored afterwards.
+        evaluate: called with the model (in eval mode, no grad) after every epoch.
+        progress: draw a tqdm bar; ``None`` means only on a terminal and not under ``CI=true``.
+
+    Returns:
+        The run's :class:`History`.
+
+    Raises:
+        ValueError: ``epochs < 1``, ``accumulation_steps < 1``, ``lr``/``clip_norm`` <= 0, a
+            negative seed, an epoch without batches, or an objective count <= 0.
+
+    Example:
+        >>> from coursekit.data import lm_batch
+        >>> from coursekit.models import RNNLM
+        >>> with seeded(0):
+        ...     model = RNNLM(vocab_size=8, embed_dim=8, hidden_size=8)
+        >>> data = [lm_batch([[4, 5, 6], [7, 4]])]
+        >>> history = train(model, data, lm_objective(), epochs=20, lr=0.05, seed=0)
+        >>> history.epoch_loss[-1] < history.epoch_loss[0]
+        True
+    """
+    require_int("epochs", epochs, minimum=1)
+    require_int("accumulation_steps", accumulation_steps, minimum=1)
+    require_seed("seed", seed)
+    if clip_norm is not None:
+        require_number("clip_norm", clip_norm, low=0.0, low_inclusive=False)
+    if optimizer is None:
+        require_number("lr", lr, low=0.0, low_inclusive=False)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    history = History()
+    start = time.perf_counter()
+    with seeded(seed):
+        for epoch in range(epochs):
+            epoch_batches = list(batches(epoch) if callable(batches) else batches)
+            if not epoch_batches:
+                raise ValueError(f"batches must yield at least one batch per epoch, got none in epoch {epoch}")
+            if hasattr(objective, "reset"):
+                objective.reset()
+            model.train()
+            optimizer.zero_grad(set_to_none=True)
+            pending_loss, pending_count, pending_micro = 0.0, 0.0, 0
+            epoch_loss, epoch_count = 0.0, 0.0
+            bar = tqdm(epoch_batches, desc=f"epoch {epoch + 1}/{epochs}", leave=False,
+                       disable=not progress_enabled(progress))
+            for index, batch in enumerate(bar):
+                out = objective(model, batch)
+                count = float(out.count)
+                if not count > 0:
+                    raise ValueError(f"objective returned count={count} for batch {index}; expected > 0")
+                out.loss_sum.backward()
+                pending_loss += float(out.loss_sum.detach())
+                pending_count += count
+                pending_micro += 1
+                if pending_micro == accumulation_steps or index == len(epoch_batches) - 1:
+                    for p in params:
+                        if p.grad is not None:
+                            p.grad.div_(pending_count)
+                    norm = _grad_norm(params) if clip_norm is None else \
+                        float(torch.nn.utils.clip_grad_norm_(params, clip_norm))
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    history.step_loss.append(pending_loss / pending_count)
+                    history.step_count.append(pending_count)
+                    history.grad_norm.append(norm)
+                    epoch_loss += pending_loss
+                    epoch_count += pending_count
+                    bar.set_postfix(loss=f"{pending_loss / pending_count:.4f}")
+                    pending_loss, pending_count, pending_micro = 0.0, 0.0, 0
+            history.epoch_loss.append(epoch_loss / epoch_count)
+            if evaluate is not None:
+                model.eval()
+                with torch.no_grad():
+                    history.valid.append(float(evaluate(model)))
+    model.eval()
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+def _grad_norm(params: Sequence[torch.Tensor]) -> float:
+    squares = [float(p.grad.detach().pow(2).sum()) for p in params if p.grad is not None]
+    return math.sqrt(math.fsum(squares))
+
+
+def _masked_targets(targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return targets.masked_fill(~mask, -100)
+
+
+def _logits(model: nn.Module, batch: LMBatch | Seq2SeqBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Teacher-forced logits, targets and mask of an LM or a translation batch."""
+    if isinstance(batch, LMBatch):
+        logits, _ = model(batch.inputs)
+        return logits, batch.targets, batch.mask
+    if isinstance(batch, Seq2SeqBatch):
+        return model(batch.src, batch.src_lengths, batch.tgt_in), batch.tgt_out, batch.tgt_mask
+    raise TypeError(f"batch must be an LMBatch or a Seq2SeqBatch, got {type(batch).__name__}")
+
+
+def lm_objective() -> ObjectiveFn:
+    """Token-level NLL of an :class:`~coursekit.data.LMBatch` (or a translation batch), normalised per token."""
+
+    def objective(model: nn.Module, batch: LMBatch | Seq2SeqBatch) -> Objective:
+        logits, targets, mask = _logits(model, batch)
+        losses = token_nll(logits, targets)
+        return Objective(batch_loss(losses, mask, reduction="sum"), float(mask.sum()))
+
+    return objective
+
+
+#: token-level NLL of a translation batch (the same computation as :func:`lm_objective`)
+seq2seq_objective = lm_objective
+
+
+def label_smoothing_objective(epsilon: float, *, variant: str = "pytorch") -> ObjectiveFn:
+    """Label-smoothed NLL (:func:`coursekit.losses.label_smoothed_nll`), normalised per token."""
+    require_number("epsilon", epsilon, low=0.0)
+
+    def objective(model: nn.Module, batch: LMBatch | Seq2SeqBatch) -> Objective:
+        logits, targets, mask = _logits(model, batch)
+        loss = label_smoothed_nll(logits, _masked_targets(targets, mask), epsilon, reduction="sum", variant=variant)
+        return Objective(loss, float(mask.sum()))
+
+    return objective
+
+
+def word_kd_objective(teacher: nn.Module, *, temperature: float = 1.0, alpha: float = 0.5) -> ObjectiveFn:
+    """Word-level distillation: ``alpha * kd_loss(student, teacher) + (1 - alpha) * NLL``, per token.
+
+    The teacher runs in eval mode without gradients on the same batch.
+    """
+    require_number("temperature", temperature, low=0.0, low_inclusive=False)
+    alpha = require_number("alpha", alpha, low=0.0)
+    if alpha > 1:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    teacher.eval()
+
+    def objective(model: nn.Module, batch: LMBatch | Seq2SeqBatch) -> Objective:
+        logits, targets, mask = _logits(model, batch)
+        with torch.no_grad():
+            teacher_logits, _, _ = _logits(teacher, batch)
+        kd = kd_loss(logits, teacher_logits, temperature=temperature, mask=mask, reduction="sum")
+        nll = batch_loss(token_nll(logits, targets), mask, reduction="sum")
+        return Objective(alpha * kd + (1 - alpha) * nll, float(mask.sum()))
+
+    return objective
+
+
+def _sampled_candidates(model: nn.Module, batch: Seq2SeqBatch, num_samples: int, max_len: int,
+                        generator: torch.Generator) -> tuple[list[list[int]], torch.Tensor]:
+    """Sample ``num_samples`` outputs per source, and their differentiable log-probabilities ``(B, K)``."""
+    was_training = model.training
+    model.eval()
+    result = model.sample(batch.src, batch.src_lengths, num_samples=num_samples, max_len=max_len,
+                          generator=generator)
+    model.train(was_training)
+    flat = [seq for outputs in result.sequences for seq in outputs]
+    sources = [batch.src[b, : int(batch.src_lengths[b])].tolist() for b in range(batch.src.shape[0])
+               for _ in range(num_samples)]
+    # the teacher-forced batch scores each sample exactly, <eos> included when it was generated
+    forced = seq2seq_batch([(src, _strip_eos(seq)) for src, seq in zip(sources, flat)])
+    mask = forced.tgt_mask.clone()
+    # an output cut at max_len has no <eos>: its last teacher-forced position must not be scored
+    cut = torch.tensor([not (seq and seq[-1] == EOS_ID) for seq in flat])
+    rows = torch.nonzero(cut).flatten()
+    mask[rows, forced.tgt_lengths[rows] - 1] = False
+    log_probs = model.sequence_log_probs(forced.src, forced.src_lengths, forced.tgt_in, forced.tgt_out, mask)
+    return flat, log_probs.view(-1, num_samples)
+
+
+def mrt_objective(cost: Callable[[list[int], list[int]], float], *, num_samples: int = 4, alpha: float = 1.0,
+                  max_len: int = 20, seed: int = 0) -> ObjectiveFn:
+    """Minimum risk training (:func:`coursekit.losses.mrt_risk`) over sampled candidate sets.
+
+    Args:
+        cost: ``cost(hypothesis ids, reference ids) -> float`` (both without ``<eos>``), e.g. 1 - exact match.
+        num_samples: candidates per source.
+        alpha: sharpness of the candidate distribution.
+        max_len: longest candidate.
+        seed: seeds the candidate sampler.
+
+    The returned count is the number of sources (the risk is a mean over them).
+    """
+    require_int("num_samples", num_samples, minimum=1)
+    generator = torch.Generator().manual_seed(require_seed("seed", seed))
+
+    def objective(model: nn.Module, batch: Seq2SeqBatch) -> Objective:
+        flat, log_probs = _sampled_candidates(model, batch, num_samples, max_len, generator)
+        costs = torch.tensor([cost(_strip_eos(seq), _reference(batch, i // num_samples))
+                              for i, seq in enumerate(flat)], dtype=log_probs.dtype).view_as(log_probs)
+        rows = log_probs.shape[0]
+        return Objective(mrt_risk(log_probs, costs, alpha=alpha) * rows, float(rows))
+
+    return objective
+
+
+def reinforce_objective(reward: Callable[[list[int], list[int]], float], *, num_samples: int = 4,
+                        max_len: int = 20, seed: int = 0) -> ObjectiveFn:
+    """REINFORCE (:func:`coursekit.losses.reinforce_loss`) with the mean reward of the batch as baseline.
+
+    The count is the number of sampled sequences.
+    """
+    require_int("num_samples", num_samples, minimum=1)
+    generator = torch.Generator().manual_seed(require_seed("seed", seed))
+
+    def objective(model: nn.Module, batch: Seq2SeqBatch) -> Objective:
+        flat, log_probs = _sampled_candidates(model, batch, num_samples, max_len, generator)
+        rewards = torch.tensor([reward(_strip_eos(seq), _reference(batch, i // num_samples))
+                                for i, seq in enumerate(flat)], dtype=log_probs.dtype)
+        n = rewards.numel()
+        return Objective(reinforce_loss(log_probs.flatten(), rewards, baseline=rewards.mean()) * n, float(n))
+
+    return objective
+
+
+def _strip_eos(seq: list[int]) -> list[int]:
+    return seq[:-1] if seq and seq[-1] == EOS_ID else list(seq)
+
+
+def _reference(batch: Seq2SeqBatch, row: int) -> list[int]:
+    return batch.tgt_out[row, : int(batch.tgt_lengths[row]) - 1].tolist()
+
+
+class TBPTTObjective:
+    """Truncated BPTT for a recurrent LM over ``(inputs, targets)`` chunks (:func:`coursekit.data.tbptt_chunks`).
+
+    The hidden state is carried from one chunk to the next with its values, but
+    detached, so gradients flow back at most one chunk. :func:`train` calls
+    :meth:`reset` at every epoch start.
+    """
+
+    def __init__(self) -> None:
+        self.hidden: Any = None
+
+    def reset(self) -> None:
+        """Forget the carried state (start of a new pass over the stream)."""
+        self.hidden = None
+
+    def __call__(self, model: nn.Module, chunk: tuple[torch.Tensor, torch.Tensor]) -> Objective:
+        inputs, targets = chunk
+        logits, hidden = model(inputs, detach_hidden(self.hidden))
+        self.hidden = hidden
+        return Objective(token_nll(logits, targets).sum(), float(targets.numel()))

@@ -1,0 +1,104 @@
+"""coursekit.data.batching: padding, masks, lengths, bucketing, BPTT streams."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coursekit.data import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    bucket_batches,
+    lm_batch,
+    pad_batch,
+    seq2seq_batch,
+    tbptt_chunks,
+    token_stream,
+)
+from tests.strategies import id_sentences
+
+pytestmark = pytest.mark.models
+
+
+@settings(max_examples=50, deadline=None)
+@given(id_sentences())
+def test_pad_batch_keeps_tokens_and_marks_padding(sentences):
+    batch = pad_batch(sentences)
+    assert batch.tokens.shape == (len(sentences), max(map(len, sentences)))
+    assert batch.lengths.tolist() == [len(s) for s in sentences]
+    for row, sentence in enumerate(sentences):
+        assert batch.tokens[row, : len(sentence)].tolist() == sentence
+        assert batch.mask[row].tolist() == [t < len(sentence) for t in range(batch.tokens.shape[1])]
+        assert (batch.tokens[row, len(sentence):] == PAD_ID).all()
+
+
+@settings(max_examples=50, deadline=None)
+@given(id_sentences(allow_empty=True))
+def test_lm_batch_targets_are_inputs_shifted_with_eos(sentences):
+    batch = lm_batch(sentences)
+    for row, sentence in enumerate(sentences):
+        n = len(sentence) + 1
+        assert batch.inputs[row, :n].tolist() == [BOS_ID, *sentence]
+        assert batch.targets[row, :n].tolist() == [*sentence, EOS_ID]
+        assert int(batch.mask[row].sum()) == n == int(batch.lengths[row])
+    assert batch.num_tokens == sum(len(s) + 1 for s in sentences)
+
+
+def test_seq2seq_batch_layout():
+    batch = seq2seq_batch([([4, 5, 6], [7]), ([8], [9, 10, 11])])
+    assert batch.src_lengths.tolist() == [3, 1]
+    assert batch.tgt_in.tolist() == [[BOS_ID, 7, 0, 0], [BOS_ID, 9, 10, 11]]
+    assert batch.tgt_out.tolist() == [[7, EOS_ID, 0, 0], [9, 10, 11, EOS_ID]]
+    assert batch.tgt_mask.sum(dim=1).tolist() == [2, 4]
+    assert batch.num_tokens == 6
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(1, 30), min_size=1, max_size=60), st.integers(1, 8), st.integers(0, 10**6))
+def test_bucketing_uses_every_index_once(lengths, batch_size, seed):
+    batches = bucket_batches(lengths, batch_size, seed=seed, bucket_factor=3)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(len(lengths)))
+    assert all(1 <= len(b) <= batch_size for b in batches)
+    assert batches == bucket_batches(lengths, batch_size, seed=seed, bucket_factor=3)
+
+
+def test_bucketing_reduces_padding_compared_with_random_batches():
+    lengths = [(7 * i) % 23 + 1 for i in range(400)]
+
+    def padding(batches):
+        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
+
+    assert padding(bucket_batches(lengths, 16, seed=0, bucket_factor=10)) < \
+        padding(bucket_batches(lengths, 16, seed=0, bucket_factor=1)) / 3
+
+
+def test_stream_and_chunks_cover_the_text_in_order():
+    stream = token_stream([[5, 6, 7], [8], [9, 10]], 2)
+    assert stream.tolist() == [[5, 6, 7, 2], [8, 2, 9, 10]]
+    chunks = tbptt_chunks(stream, 2)
+    inputs = torch.cat([x for x, _ in chunks], dim=1)
+    targets = torch.cat([y for _, y in chunks], dim=1)
+    assert torch.equal(inputs, stream[:, :-1]) and torch.equal(targets, stream[:, 1:])
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: pad_batch([]), "sequences"),
+        (lambda: pad_batch([[4], []]), r"sequences\[1\]"),
+        (lambda: lm_batch([]), "sentences"),
+        (lambda: seq2seq_batch([([], [4])]), r"pairs\[0\]"),
+        (lambda: bucket_batches([], 2, seed=0), "lengths"),
+        (lambda: bucket_batches([1, 2], 0, seed=0), "batch_size"),
+        (lambda: bucket_batches([1, 2], 2, seed=-1), "seed"),
+        (lambda: token_stream([[4]], 5), "batch_size"),
+        (lambda: tbptt_chunks(torch.tensor([[1, 2]]), 0), "chunk_len"),
+    ],
+)
+def test_bad_arguments_raise_naming_them(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()

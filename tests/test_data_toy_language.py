@@ -1,0 +1,106 @@
+"""coursekit.data.toy_language: exact log-probabilities, the entropy floor, determinism."""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from coursekit.data import ToyLanguage, default_language, toy_corpus
+
+pytestmark = pytest.mark.models
+
+
+def test_geometric_language_has_hand_computed_entropy_and_probabilities():
+    # P(a^n <eos>) = 0.25^n * 0.75; per token entropy H(0.25) since each token is one Bernoulli(0.25) draw
+    lang = ToyLanguage({"s": [("a", 0.25, "s"), ("<eos>", 0.75, None)]}, start="s")
+    assert lang.log_prob(["a", "a"]) == pytest.approx(2 * math.log(0.25) + math.log(0.75))
+    binary = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+    assert lang.expected_length() == pytest.approx(1 / 0.75)
+    assert lang.entropy_per_token() == pytest.approx(binary)
+    assert lang.sentence_entropy() == pytest.approx(binary / 0.75)
+
+
+def test_exact_probabilities_agree_with_monte_carlo_frequencies():
+    lang = default_language()
+    n = 40000
+    counts = Counter(" ".join(s) for s in lang.sample(n, seed=123))
+    for sentence, count in counts.most_common(8):
+        p = math.exp(lang.log_prob(sentence.split()))
+        sigma = math.sqrt(p * (1 - p) / n)
+        assert abs(count / n - p) < 5 * sigma + 1e-4, sentence
+
+
+def test_entropy_floor_agrees_with_monte_carlo_estimate():
+    lang = default_language()
+    sample = lang.sample(20000, seed=7)
+    nll = np.array([-lang.log_prob(s) for s in sample])
+    tokens = np.array([len(s) + 1 for s in sample])
+    assert nll.mean() == pytest.approx(lang.sentence_entropy(), rel=0.02)
+    assert tokens.mean() == pytest.approx(lang.expected_length(), rel=0.01)
+    assert nll.sum() / tokens.sum() == pytest.approx(lang.entropy_per_token(), rel=0.02)
+
+
+def test_token_log_probs_sum_to_sentence_log_prob():
+    lang = default_language()
+    for sentence in lang.sample(20, seed=1):
+        assert math.fsum(lang.token_log_probs(sentence)) == pytest.approx(lang.log_prob(sentence))
+
+
+def test_agreement_violations_and_unknown_words_are_impossible():
+    lang = default_language()
+    assert lang.log_prob("many cats near a dog chase a bird".split()) > -math.inf
+    assert lang.log_prob("many cats near a dog chases a bird".split()) == -math.inf
+    assert lang.log_prob("the unicorn sleeps".split()) == -math.inf
+    assert lang.log_prob("the cat".split()) == -math.inf  # not a whole sentence
+
+
+def test_sampling_matches_an_independent_walk_of_the_automaton():
+    # re-implements the documented sampler (random.Random(seed), one uniform per token, arcs in order)
+    lang = default_language()
+    arcs = lang._arcs
+    rng = random.Random(5)
+    expected = []
+    for _ in range(30):
+        state, words = lang.start, []
+        while state is not None:
+            cumulative = list(np.cumsum([p for _, p, _ in arcs[state]]))
+            pick = min(bisect.bisect_right(cumulative, rng.random() * cumulative[-1]), len(arcs[state]) - 1)
+            word, _, state = arcs[state][pick]
+            if state is not None:
+                words.append(word)
+        expected.append(words)
+    assert lang.sample(30, seed=5) == expected
+
+
+def test_same_seed_gives_identical_corpus_and_other_seed_differs():
+    a, b = toy_corpus(num_train=200, seed=3), toy_corpus(num_train=200, seed=3)
+    assert repr(a.train).encode() == repr(b.train).encode()
+    assert a.valid == b.valid and a.test == b.test
+    assert toy_corpus(num_train=200, seed=4).train != a.train
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: default_language().sample(3, seed=-1), "seed"),
+        (lambda: default_language().sample(-1, seed=0), "num_sentences"),
+        (lambda: toy_corpus(seed=-2), "seed"),
+        (lambda: ToyLanguage({"s": [("a", 0.5, "s")]}, start="s"), "sum"),
+        (lambda: ToyLanguage({"s": [("a", 1.0, "s")]}, start="t"), "start"),
+        (lambda: ToyLanguage({"s": [("a", 0.5, "x"), ("<eos>", 0.5, None)]}, start="s"), "next state"),
+        (lambda: ToyLanguage({"s": [("a", 1.0, "s")], "t": [("<eos>", 1.0, None)]}, start="s"), "terminate"),
+    ],
+)
+def test_bad_arguments_raise_naming_them(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
+
+
+def test_seed_must_be_an_int():
+    with pytest.raises(TypeError, match="seed"):
+        default_language().sample(1, seed=1.5)

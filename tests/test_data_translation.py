@@ -1,0 +1,67 @@
+"""coursekit.data.translation: number words, disjoint splits, the out-of-distribution test."""
+
+from __future__ import annotations
+
+import pytest
+
+from coursekit.data import number_to_digits, number_to_words, translation_task
+
+pytestmark = pytest.mark.models
+
+
+@pytest.mark.parametrize(
+    ("number", "words"),
+    [
+        (0, "zero"), (7, "seven"), (13, "thirteen"), (20, "twenty"), (42, "forty two"),
+        (100, "one hundred"), (312, "three hundred twelve"), (1000, "one thousand"),
+        (2005, "two thousand five"), (9999, "nine thousand nine hundred ninety nine"),
+    ],
+)
+def test_number_words_match_hand_written_english(number, words):
+    assert number_to_words(number) == words
+
+
+def test_digits_are_space_separated():
+    assert number_to_digits(2005) == "2 0 0 5"
+
+
+def test_words_are_unique_per_number():
+    assert len({number_to_words(n) for n in range(10000)}) == 10000
+
+
+def test_splits_are_disjoint_and_ood_is_longer():
+    task = translation_task(seed=0)
+    sources = [{s for s, _ in split} for split in (task.train, task.valid, task.test, task.ood)]
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert not sources[i] & sources[j]
+    longest_in = max(len(s.split()) for split in (task.train, task.valid, task.test) for s, _ in split)
+    assert longest_in <= task.max_in_distribution_words
+    assert min(len(s.split()) for s, _ in task.ood) > longest_in
+    training_words = {w for s, _ in task.train for w in s.split()}
+    assert {w for s, _ in task.ood for w in s.split()} <= training_words
+    for source, target in task.test:
+        assert number_to_digits(int(target.replace(" ", ""))) == target
+        assert number_to_words(int(target.replace(" ", ""))) == source
+
+
+def test_same_seed_same_splits_other_seed_other_splits():
+    assert translation_task(seed=1) == translation_task(seed=1)
+    assert translation_task(seed=1).train != translation_task(seed=2).train
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [({"seed": -1}, "seed"), ({"num_train": -5}, "num_train"), ({"num_train": 5000}, "num_train"),
+     ({"num_ood": 10**6}, "num_ood"), ({"max_in_distribution_words": 0}, "max_in_distribution_words")],
+)
+def test_bad_arguments_raise_naming_them(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        translation_task(**kwargs)
+
+
+def test_number_out_of_range_raises():
+    with pytest.raises(ValueError, match="number"):
+        number_to_words(10000)
+    with pytest.raises(ValueError, match="number"):
+        number_to_words(-1)

@@ -1,0 +1,83 @@
+"""coursekit.data.vocab: special ids, round trips, unknown tokens, determinism."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coursekit.data import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocab
+
+pytestmark = pytest.mark.models
+
+WORDS = ["one", "two", "three", "hundred", "thousand"]
+
+
+def test_specials_have_fixed_ids_in_every_vocab():
+    for vocab in (Vocab(WORDS), Vocab(["a", "b"], level="char"), Vocab([])):
+        assert vocab.tokens[:4] == ["<pad>", "<bos>", "<eos>", "<unk>"]
+        assert (PAD_ID, BOS_ID, EOS_ID, UNK_ID) == (0, 1, 2, 3)
+        assert vocab.token_id("<eos>") == 2
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.sampled_from(WORDS), min_size=0, max_size=8))
+def test_word_encode_decode_round_trips(words):
+    vocab = Vocab(WORDS)
+    text = " ".join(words)
+    assert vocab.decode(vocab.encode(text, add_bos=True, add_eos=True)) == text
+    assert vocab.decode(vocab.encode(text)) == text
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(alphabet="ab c", max_size=12))
+def test_char_encode_decode_round_trips_including_spaces(text):
+    vocab = Vocab.build(["abc "], level="char")
+    assert vocab.decode(vocab.encode(text)) == text
+    assert len(vocab.encode(text)) == len(text)
+
+
+def test_build_orders_by_frequency_then_alphabet_and_is_deterministic():
+    texts = ["b a b", "c a b"]
+    vocab = Vocab.build(texts)
+    assert vocab.tokens[4:] == ["b", "a", "c"]
+    assert vocab == Vocab.build(list(texts))
+    assert Vocab.build(texts, min_count=2).tokens[4:] == ["b", "a"]
+
+
+def test_unknown_token_maps_to_unk_or_raises_naming_it():
+    vocab = Vocab(WORDS)
+    assert vocab.encode("one zillion") == [4, UNK_ID]
+    assert vocab.decode([4, UNK_ID]) == "one <unk>"
+    with pytest.raises(ValueError, match="zillion"):
+        vocab.encode("one zillion", on_unknown="error")
+    with pytest.raises(ValueError, match="zillion"):
+        vocab.token_id("zillion")
+
+
+def test_decode_stops_at_eos_and_skips_pad_and_bos():
+    vocab = Vocab(WORDS)
+    assert vocab.decode([BOS_ID, 4, PAD_ID, 5, EOS_ID, 6]) == "one two"
+    assert vocab.decode([BOS_ID, 4, EOS_ID], strip_special=False) == "<bos> one <eos>"
+
+
+def test_to_dict_round_trip():
+    vocab = Vocab.build(["x y z"], level="word")
+    assert Vocab.from_dict(vocab.to_dict()) == vocab
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: Vocab(WORDS, level="byte"), "level"),
+        (lambda: Vocab(["two words"]), "tokens"),
+        (lambda: Vocab(["ab"], level="char"), "tokens"),
+        (lambda: Vocab.build(["a"], min_count=0), "min_count"),
+        (lambda: Vocab(WORDS).encode("one", on_unknown="skip"), "on_unknown"),
+        (lambda: Vocab(WORDS).decode([99]), "ids"),
+        (lambda: Vocab(WORDS).id_token(-1), "token_id"),
+    ],
+)
+def test_bad_arguments_raise_naming_them(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()

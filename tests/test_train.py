@@ -1,0 +1,208 @@
+"""coursekit.train: accumulation normalises by total tokens, clipping, seeds, objectives, progress bar."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from coursekit.data import lm_batch, seq2seq_batch
+from coursekit.models import RNNLM, Seq2Seq
+from coursekit.train import (
+    Objective,
+    label_smoothing_objective,
+    lm_objective,
+    mrt_objective,
+    progress_enabled,
+    reinforce_objective,
+    seeded,
+    train,
+    word_kd_objective,
+)
+
+pytestmark = pytest.mark.models
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class Scale(nn.Module):
+    """loss = w * (fixed token losses): the gradient w.r.t. w is the normalised loss itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(()))
+
+
+def fixed_losses_objective(model: Scale, losses: list[float]) -> Objective:
+    return Objective(model.w * torch.tensor(losses).sum(), float(len(losses)))
+
+
+def test_accumulation_divides_by_total_tokens_not_by_number_of_micro_batches():
+    # the issue's example: [2, 2] and eight 1s -> 12 / 10 = 1.2, not (2 + 1) / 2 = 1.5
+    model = Scale()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    history = train(model, [[2.0, 2.0], [1.0] * 8], fixed_losses_objective, optimizer=optimizer,
+                    accumulation_steps=2, clip_norm=None)
+    assert history.step_loss == [pytest.approx(1.2)]
+    assert history.step_count == [10.0]
+    assert history.grad_norm == [pytest.approx(1.2)]
+    assert float(model.w.detach()) == pytest.approx(1.0 - 1.2)
+
+
+def test_accumulated_micro_batches_give_the_full_batch_gradient():
+    sentences = [[4, 5, 6, 7, 4, 5], [4], [6, 7], [5, 5, 5, 6]]
+    with seeded(0):
+        base = RNNLM(8, embed_dim=4, hidden_size=6)
+    full, micro = copy.deepcopy(base), copy.deepcopy(base)
+    train(full, [lm_batch(sentences)], lm_objective(), optimizer=torch.optim.SGD(full.parameters(), lr=0.5),
+          clip_norm=None)
+    train(micro, [lm_batch(sentences[:1]), lm_batch(sentences[1:3]), lm_batch(sentences[3:])], lm_objective(),
+          optimizer=torch.optim.SGD(micro.parameters(), lr=0.5), accumulation_steps=3, clip_norm=None)
+    for a, b in zip(full.parameters(), micro.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    assert not torch.equal(next(full.parameters()), next(base.parameters()))
+
+
+def test_last_partial_accumulation_group_still_steps():
+    model = Scale()
+    history = train(model, [[1.0], [2.0], [3.0]], fixed_losses_objective, accumulation_steps=2,
+                    optimizer=torch.optim.SGD(model.parameters(), lr=0.0))
+    assert history.step_count == [2.0, 1.0]
+    assert history.step_loss == [pytest.approx(1.5), pytest.approx(3.0)]
+
+
+def test_clipping_bounds_the_update():
+    model = Scale()
+    history = train(model, [[100.0]], fixed_losses_objective, optimizer=torch.optim.SGD(model.parameters(), lr=1.0),
+                    clip_norm=0.5)
+    assert history.grad_norm == [pytest.approx(100.0)]
+    assert float(model.w.detach()) == pytest.approx(0.5)
+
+
+def test_same_seed_same_history_to_the_last_bit_with_dropout():
+    data = [lm_batch([[4, 5, 6], [7, 4]]), lm_batch([[5, 5], [6, 7, 4, 4]])]
+
+    def run(seed: int) -> list[float]:
+        with seeded(seed):
+            model = RNNLM(8, embed_dim=4, hidden_size=6, dropout=0.3)
+        return train(model, data, lm_objective(), epochs=3, seed=seed).step_loss
+
+    assert run(5) == run(5)
+    assert run(5) != run(6)
+
+
+def test_seeded_training_leaves_the_callers_random_state_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train(Scale(), [[1.0]], fixed_losses_objective, seed=9)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_evaluate_callback_and_epoch_history():
+    calls = []
+    model = Scale()
+    history = train(model, lambda epoch: [[float(epoch + 1)]], fixed_losses_objective, epochs=3,
+                    optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
+                    evaluate=lambda m: calls.append(m.training) or 0.5)
+    assert history.epoch_loss == [1.0, 2.0, 3.0]
+    assert history.valid == [0.5, 0.5, 0.5] and calls == [False, False, False]
+    assert history.seconds > 0 and set(history.to_dict()) >= {"step_loss", "epoch_loss", "valid"}
+
+
+def translation_batches() -> list:
+    pairs = [([4, 5], [4, 5]), ([6], [6]), ([7, 8, 9], [7, 4]), ([5, 6], [5, 6, 7])]
+    return [seq2seq_batch(pairs)]
+
+
+def small_seq2seq(seed: int = 0) -> Seq2Seq:
+    with seeded(seed):
+        return Seq2Seq(10, 9, embed_dim=6, hidden_size=12)
+
+
+def nll(model: Seq2Seq) -> float:
+    out = lm_objective()(model.eval(), translation_batches()[0])
+    return float(out.loss_sum.detach()) / out.count
+
+
+def expected_reward(model: Seq2Seq) -> float:
+    """Monte-Carlo estimate of P(exact match) under the model's own samples."""
+    batch = translation_batches()[0]
+    result = model.sample(batch.src, batch.src_lengths, num_samples=200, max_len=5, seed=1)
+    refs = [batch.tgt_out[i, : int(batch.tgt_lengths[i])].tolist() for i in range(batch.src.shape[0])]
+    hits = sum(seq == refs[i] for i, outputs in enumerate(result.sequences) for seq in outputs)
+    return hits / (200 * len(refs))
+
+
+@pytest.mark.parametrize("name", ["nll", "label_smoothing", "word_kd"])
+def test_token_level_objectives_plug_in_and_lower_the_nll(name):
+    if name == "nll":
+        objective = lm_objective()
+    elif name == "label_smoothing":
+        objective = label_smoothing_objective(0.1)
+    else:
+        teacher = small_seq2seq(7)
+        train(teacher, translation_batches(), lm_objective(), epochs=30, lr=0.03)
+        objective = word_kd_objective(teacher, temperature=2.0, alpha=0.5)
+    model = small_seq2seq()
+    before = nll(model)
+    history = train(model, translation_batches(), objective, epochs=20, lr=0.03, seed=0)
+    assert all(torch.isfinite(torch.tensor(history.step_loss)))
+    assert nll(model) < 0.5 * before
+
+
+@pytest.mark.parametrize("name", ["mrt", "reinforce"])
+def test_sequence_level_objectives_plug_in_and_raise_the_expected_reward(name):
+    if name == "mrt":
+        objective = mrt_objective(lambda hyp, ref: float(hyp != ref), num_samples=8, max_len=5, seed=0)
+    else:
+        objective = reinforce_objective(lambda hyp, ref: float(hyp == ref), num_samples=8, max_len=5, seed=0)
+    model = small_seq2seq()
+    train(model, translation_batches(), lm_objective(), epochs=10, lr=0.03)  # warm start: rewards must occur
+    before = expected_reward(model)
+    history = train(model, translation_batches(), objective, epochs=20, lr=0.01, seed=0)
+    assert all(torch.isfinite(torch.tensor(history.step_loss)))
+    assert history.step_count[0] == (4.0 if name == "mrt" else 32.0)
+    assert expected_reward(model) > before + 0.1
+
+
+def test_progress_bar_is_quiet_under_ci_and_off_a_terminal(monkeypatch, capsys):
+    monkeypatch.setenv("CI", "true")
+    assert progress_enabled(None) is False
+    assert progress_enabled(True) is True
+    monkeypatch.delenv("CI")
+    train(Scale(), [[1.0]] * 3, fixed_losses_objective, epochs=2)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "name"),
+    [
+        ({"epochs": 0}, ValueError, "epochs"),
+        ({"accumulation_steps": 0}, ValueError, "accumulation_steps"),
+        ({"seed": -1}, ValueError, "seed"),
+        ({"lr": 0.0}, ValueError, "lr"),
+        ({"clip_norm": -1.0}, ValueError, "clip_norm"),
+        ({"seed": 1.5}, TypeError, "seed"),
+    ],
+)
+def test_bad_arguments_raise_naming_them(kwargs, error, name):
+    with pytest.raises(error, match=name):
+        train(Scale(), [[1.0]], fixed_losses_objective, **kwargs)
+
+
+def test_empty_epoch_and_zero_count_raise():
+    with pytest.raises(ValueError, match="batches"):
+        train(Scale(), [], fixed_losses_objective)
+    with pytest.raises(ValueError, match="count"):
+        train(Scale(), [[]], fixed_losses_objective)
+    with pytest.raises(ValueError, match="alpha"):
+        word_kd_objective(small_seq2seq(), alpha=1.5)

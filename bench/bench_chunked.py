@@ -1,0 +1,179 @@
+"""Benchmark 1: large-vocabulary loss, chunked_cross_entropy vs the plain expression.
+
+Forward + backward of ``F.cross_entropy(hidden @ weight.T, targets)`` against
+``coursekit.losses.chunked_cross_entropy(hidden, weight, targets)``, float32 on
+the CPU. Every configuration runs in a fresh process, which reports its
+resident-set-size high-water mark reached during one step minus the mark it had
+once the inputs existed (so the inputs are not counted, their gradients are),
+and the median time of further steps.
+
+Run alone: ``python -m bench.bench_chunked [--tiny]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from bench._common import fmt, markdown_table, run_worker
+
+MODULE = "bench.bench_chunked"
+REAL = {"n": 8192, "h": 512, "vocabs": (8192, 32768, 65536), "chunk_size": 1024,
+        "curve_vocab": 32768, "curve_chunks": (256, 1024, 4096)}
+TINY = {"n": 256, "h": 16, "vocabs": (2048,), "chunk_size": 64, "curve_vocab": 2048, "curve_chunks": (16, 64)}  # 3 workers
+
+
+def worker(config: dict) -> dict:
+    """One measurement, in this (fresh) process: the extra peak RSS of one step, then timed steps."""
+    import torch
+    import torch.nn.functional as F
+
+    from bench._common import peak_rss_mib
+    from coursekit.losses import chunked_cross_entropy
+
+    n, h, v = config["n"], config["h"], config["v"]
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(n, h, generator=g).requires_grad_(True)
+    weight = (torch.randn(v, h, generator=g) / h**0.5).requires_grad_(True)
+    targets = torch.randint(0, v, (n,), generator=g)
+
+    def step(rows: int = n, vocab: int = v) -> float:
+        hidden.grad = weight.grad = None
+        hid, wt, tgt = hidden[:rows], weight[:vocab], targets[:rows] % vocab
+        if config["method"] == "plain":
+            loss = F.cross_entropy(hid @ wt.T, tgt)
+        else:
+            loss = chunked_cross_entropy(hid, wt, tgt, chunk_size=config["chunk_size"])
+        loss.backward()
+        return float(loss)
+
+    step(rows=4, vocab=8)  # load the kernels and thread pools before the baseline
+    baseline = peak_rss_mib()
+    start = time.perf_counter()
+    loss = step()
+    first = time.perf_counter() - start
+    extra = peak_rss_mib() - baseline
+    times = []
+    for _ in range(config["repeats"]):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return {"extra_mib": extra, "median_s": statistics.median(times) if times else first, "loss": loss}
+
+
+def _measure(method: str, n: int, h: int, v: int, chunk_size: int, repeats: int) -> dict:
+    config = {"method": method, "n": n, "h": h, "v": v, "chunk_size": chunk_size, "repeats": repeats}
+    return run_worker(MODULE, config)
+
+
+def run(*, tiny: bool, out_dir: Path) -> str:
+    """Measure, plot to ``out_dir/chunked_cross_entropy.png``, return the markdown section."""
+    p = TINY if tiny else REAL
+    n, h = p["n"], p["h"]
+    main_rows, by_vocab = [], {}
+    for v in p["vocabs"]:
+        repeats = 1 if tiny or v > 32768 else 2
+        plain = _measure("plain", n, h, v, p["chunk_size"], repeats)
+        chunked = _measure("chunked", n, h, v, p["chunk_size"], repeats)
+        by_vocab[v] = (plain, chunked)
+        main_rows.append([
+            v, fmt(plain["extra_mib"], 0), fmt(chunked["extra_mib"], 0),
+            fmt(chunked["extra_mib"] / plain["extra_mib"], 3),
+            fmt(plain["median_s"] * 1e3, 0), fmt(chunked["median_s"] * 1e3, 0),
+            fmt(chunked["median_s"] / plain["median_s"], 2),
+            f"{abs(plain['loss'] - chunked['loss']):.1e}",
+        ])
+
+    curve = []
+    for chunk_size in p["curve_chunks"]:
+        if chunk_size == p["chunk_size"] and p["curve_vocab"] in by_vocab:
+            curve.append((chunk_size, by_vocab[p["curve_vocab"]][1]))
+        else:
+            curve.append((chunk_size, _measure("chunked", n, h, p["curve_vocab"], chunk_size, 1)))
+    curve_plain = by_vocab[p["curve_vocab"]][0] if p["curve_vocab"] in by_vocab else None
+    curve_rows = [
+        [cs, fmt(r["extra_mib"], 0), fmt(r["median_s"] * 1e3, 0),
+         fmt(r["extra_mib"] / curve_plain["extra_mib"], 3) if curve_plain else "-",
+         fmt(r["median_s"] / curve_plain["median_s"], 2) if curve_plain else "-"]
+        for cs, r in curve
+    ]
+    _plot(out_dir / "chunked_cross_entropy.png", by_vocab, curve, n, h, p["curve_vocab"])
+
+    goal_v = 32768 if 32768 in by_vocab else p["vocabs"][-1]
+    plain_g, chunked_g = by_vocab[goal_v]
+    memory_ratio = chunked_g["extra_mib"] / plain_g["extra_mib"]
+    time_ratio = chunked_g["median_s"] / plain_g["median_s"]
+    verdict = (
+        f"At V = {goal_v}: chunked peak memory is {memory_ratio:.3f} of the plain expression's "
+        f"(goal <= 0.125: {'met' if memory_ratio <= 0.125 else 'NOT met'}), time {time_ratio:.2f}x "
+        f"(goal <= 1.3x: {'met' if time_ratio <= 1.3 else 'NOT met'})."
+    )
+    if tiny:
+        verdict += " (Tiny sizes: a smoke run, the ratios mean nothing.)"
+    return "\n\n".join([
+        "## 1. Large-vocabulary loss: chunked_cross_entropy vs F.cross_entropy(hidden @ weight.T)",
+        f"Forward + backward, float32, CPU, N = {n} tokens, H = {h}, chunk_size = {p['chunk_size']}. "
+        "Extra peak = RSS high-water mark during one step minus the mark with the inputs allocated "
+        "(fresh process per row); time = median over repeated steps.",
+        markdown_table(
+            ["V", "plain extra peak (MiB)", "chunked extra peak (MiB)", "memory ratio",
+             "plain time (ms)", "chunked time (ms)", "time ratio", "loss difference"],
+            main_rows,
+        ),
+        verdict,
+        f"Memory vs chunk size at V = {p['curve_vocab']} (ratios against the plain expression):",
+        markdown_table(["chunk_size", "extra peak (MiB)", "time (ms)", "memory ratio", "time ratio"], curve_rows),
+        "Smaller chunks hold fewer logits (chunk_size x V floats) but multiply smaller matrices; "
+        "the weight gradient (V x H) is a floor that every method pays.",
+        "![peak memory vs vocabulary size, and memory and time vs chunk size](chunked_cross_entropy.png)",
+    ])
+
+
+def _plot(path: Path, by_vocab: dict, curve: list, n: int, h: int, curve_vocab: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    vocabs = sorted(by_vocab)
+    left.plot(vocabs, [by_vocab[v][0]["extra_mib"] for v in vocabs], "o-", label="plain F.cross_entropy")
+    left.plot(vocabs, [by_vocab[v][1]["extra_mib"] for v in vocabs], "s-", label="chunked_cross_entropy")
+    left.set_xscale("log", base=2)
+    left.set_yscale("log")
+    left.set_xlabel("vocabulary size V")
+    left.set_ylabel("extra peak RSS (MiB)")
+    left.set_title(f"forward+backward, N={n}, H={h}")
+    left.legend()
+    sizes = [cs for cs, _ in curve]
+    right.plot(sizes, [r["extra_mib"] for _, r in curve], "s-", color="tab:orange")
+    right.set_xscale("log", base=2)
+    right.set_xlabel("chunk_size (rows)")
+    right.set_ylabel("extra peak RSS (MiB)", color="tab:orange")
+    twin = right.twinx()
+    twin.plot(sizes, [r["median_s"] * 1e3 for _, r in curve], "o--", color="tab:blue")
+    twin.set_ylabel("time (ms)", color="tab:blue")
+    right.set_title(f"chunked, V={curve_vocab}: memory and time vs chunk size")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="small sizes, runs in seconds")
+    parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+    print(run(tiny=args.tiny, out_dir=args.out_dir))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Out-of-process grading spec of a1_sequence_loss (read by `coursekit grade`; never released).
+
+Each question scores one autograder test cell of the notebook. The hidden
+inputs mirror the notebook's hidden tests (shapes with T = 1, V = 2, ignored
+targets, all-padding rows, NaN under the mask, float32 and float64) but are
+drawn from SEED, which exists only in this file.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from coursekit.grading.spec import AssignmentSpec, Case, FunctionQuestion, ValueQuestion
+from coursekit.losses import perplexity, sequence_loss, token_nll
+
+SEED = 730_214_557
+
+
+def token_nll_cases(rng: np.random.Generator) -> list[Case]:
+    cases = []
+    for shape, vocab in [((1, 1), 2), ((3, 5), 2), ((2, 7), 11), ((6,), 5), ((2, 3, 4), 3), ((4, 9), 50)]:
+        for dtype in (np.float32, np.float64):
+            logits = (rng.standard_normal(shape + (vocab,)) * 4).astype(dtype)
+            targets = rng.integers(0, vocab, size=shape).astype(np.int64)
+            targets[rng.random(shape) < 0.3] = -100
+            cases.append(Case((logits, targets)))
+    large = (rng.standard_normal((2, 3, 6)) * 1000).astype(np.float64)
+    cases.append(Case((large, rng.integers(0, 6, size=(2, 3)).astype(np.int64))))
+    custom = rng.integers(0, 4, size=(3, 4)).astype(np.int64)
+    custom[0, 1] = -1
+    cases.append(Case((rng.standard_normal((3, 4, 4)), custom), {"ignore_index": -1}))
+    return cases
+
+
+def sequence_loss_cases(rng: np.random.Generator) -> list[Case]:
+    cases = []
+    for shape in [(1, 1), (4, 1), (3, 6), (7,), (2, 3, 5)]:
+        for dtype in (np.float32, np.float64):
+            losses = (rng.random(shape) * 3).astype(dtype)
+            mask = rng.random(shape) < 0.7
+            if len(shape) >= 2:
+                mask[0] = False
+            losses = np.where(mask, losses, np.nan).astype(dtype)
+            for reduction in ("sum", "mean"):
+                cases.append(Case((losses, mask), {"reduction": reduction}))
+    plain = rng.random((3, 4))
+    cases.append(Case((plain,), {"reduction": "sum"}))
+    cases.append(Case((plain,), {"reduction": "mean"}))
+    return cases
+
+
+def perplexity_cases(rng: np.random.Generator) -> list[Case]:
+    cases = []
+    for shape in [(), (1,), (5,), (2, 3)]:
+        for dtype in (np.float32, np.float64):
+            cases.append(Case((np.asarray(rng.random(shape) * 5, dtype=dtype),)))
+    for number in (0.0, 1.386294, 2.302585, float(rng.random() * 4)):
+        cases.append(Case((number,), grad_wrt=()))
+    return cases
+
+
+SPEC = AssignmentSpec(
+    assignment="a1_sequence_loss",
+    notebook="a1_sequence_loss",
+    seed=SEED,
+    questions=(
+        FunctionQuestion(
+            grade_id="test_token_nll",
+            function="token_nll",
+            points=3,
+            cases=token_nll_cases,
+            reference=token_nll,
+            rtol=1e-4,
+            atol=1e-5,
+            grad_wrt=(0,),
+            banned=("cross_entropy", "nll_loss", "log_softmax"),
+        ),
+        FunctionQuestion(
+            grade_id="test_sequence_loss",
+            function="sequence_loss",
+            points=3,
+            cases=sequence_loss_cases,
+            reference=sequence_loss,
+            rtol=1e-4,
+            atol=1e-5,
+            grad_wrt=(0,),
+        ),
+        FunctionQuestion(
+            grade_id="test_perplexity",
+            function="perplexity",
+            points=1,
+            cases=perplexity_cases,
+            reference=perplexity,
+            rtol=1e-4,
+            atol=1e-5,
+            grad_wrt=(0,),
+        ),
+        ValueQuestion(
+            grade_id="test_fox",
+            points=2,
+            answers={
+                "fox_total": (1.0,),
+                "fox_mean": (0.25,),
+                "fox_perplexity": (math.exp(0.25),),
+                "halves_total": (6 * math.log(2),),
+                "halves_bits": (2.0,),
+                "halves_perplexity": (4.0,),
+            },
+            rtol=1e-4,
+            atol=1e-4,
+        ),
+        ValueQuestion(grade_id="test_mc_classification", points=1, answers={"mc_classification": ("B",)}),
+    ),
+)

@@ -1,0 +1,103 @@
+"""The ``coursekit`` command.
+
+``coursekit grade ASSIGNMENT [--student ID ...] [--jobs N] [--executor local | dask://HOST:PORT]
+[--timeout SECONDS] [--memory MB] [--force] [--require-sandbox]``, run in the nbgrader
+course directory, auto-grades the assignment's submissions (see :mod:`coursekit.grading`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``coursekit``.
+
+    Example:
+        >>> args = build_parser().parse_args(["grade", "a1_sequence_loss", "--jobs", "2"])
+        >>> args.assignment, args.jobs, args.executor
+        ('a1_sequence_loss', 2, 'local')
+    """
+    parser = argparse.ArgumentParser(prog="coursekit", description="Tools for the sequence-level loss course.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    grade = commands.add_parser(
+        "grade",
+        help="auto-grade an assignment's submissions in a sandbox",
+        description="Auto-grade ASSIGNMENT's submissions (nbgrader's submitted/ tree) into autograded/, "
+        "the gradebook and grade-reports/. Run in the course directory.",
+    )
+    grade.add_argument("assignment", help="the nbgrader assignment id, e.g. a1_sequence_loss")
+    grade.add_argument("--student", action="append", dest="students", metavar="ID",
+                       help="grade only this student (repeatable)")
+    grade.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 1,
+                       help="submissions graded at once (default: the CPU count)")
+    grade.add_argument("--executor", default="local", help="'local' (default) or dask://HOST:PORT")
+    grade.add_argument("--timeout", type=_positive_float, default=30.0,
+                       help="seconds allowed per cell and per graded call (default 30); "
+                       "a submission gets 4x this plus 30 s in all")
+    grade.add_argument("--memory", type=_positive_int, default=2048, help="memory limit in MB (default 2048)")
+    grade.add_argument("--force", action="store_true", help="regrade submissions that are already graded")
+    grade.add_argument("--require-sandbox", action="store_true",
+                       help="refuse to run when the bubblewrap sandbox cannot be set up")
+    grade.add_argument("--db-url", default=None, help="gradebook URL (default: nbgrader's configuration)")
+    grade.add_argument("--course-dir", default=".", help="the course directory (default: the current one)")
+    grade.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``coursekit`` with ``argv`` (default: the command line); returns the exit status."""
+    args = build_parser().parse_args(argv)
+    from coursekit.grading.driver import GradeOptions, SandboxUnavailable, format_table, grade_assignment
+    from coursekit.grading.sandbox import Limits
+
+    try:
+        limits = Limits(timeout_s=args.timeout, memory_mb=args.memory)
+        options = GradeOptions(
+            students=args.students,
+            jobs=args.jobs,
+            executor=args.executor,
+            limits=limits,
+            force=args.force,
+            require_sandbox=args.require_sandbox,
+            db_url=args.db_url,
+            progress=not args.no_progress,
+        )
+        reports = grade_assignment(Path(args.course_dir), args.assignment, options)
+    except SandboxUnavailable as error:
+        print(f"coursekit grade: {error}", file=sys.stderr)
+        return 3
+    except (LookupError, ValueError, FileNotFoundError, TypeError) as error:
+        print(f"coursekit grade: {error}", file=sys.stderr)
+        return 2
+    print(format_table(reports))
+    print(f"reports: {Path(args.course_dir).resolve() / 'grade-reports' / args.assignment}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,468 @@
+"""The grading driver: from nbgrader's submitted/ tree to autograded/, the gradebook and reports.
+
+The driver alone reads the course directory and writes results; executors only
+run jobs. For each submission it (1) checks and restores the notebook, (2)
+sends the cells and the hidden calls to a sandbox, (3) scores the returned
+numbers against the references it computed itself, then (4) writes the
+autograded notebook, the JSON report and, last, commits the grades. A
+submission is "done" once its grades are committed, so a grader killed at any
+point loses nothing that was finished and a re-run picks up the rest.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, TextIO
+
+from coursekit.grading import gradebook as gb
+from coursekit.grading.executors import DaskExecutor, LocalExecutor
+from coursekit.grading.notebook import ExpectedCell, PreparedNotebook, prepare, unusable
+from coursekit.grading.sandbox import Limits, RawRun, sandbox_available
+from coursekit.grading.spec import AssignmentSpec, PreparedCall, adapters, load_spec, prepare_calls
+from coursekit.grading.verdicts import QuestionResult, score_question
+
+OUTCOMES = (
+    "graded",
+    "timeout",
+    "memory_limit",
+    "kernel_died",
+    "invalid_notebook",
+    "missing_cells",
+    "tampered_cells",
+    "too_large",
+)
+SKIP_DIRS = {".ipynb_checkpoints", "__pycache__", ".git"}
+
+
+@dataclass
+class SubmissionReport:
+    """The result of grading one submission (also written as its JSON report).
+
+    Attributes:
+        student: student id.
+        assignment: assignment id.
+        score: total auto score.
+        max_score: total points of the autograded questions.
+        outcome: one of :data:`OUTCOMES`.
+        notes: what happened (tampering restored, cells skipped, limits hit).
+        questions: per-question results.
+        manual: grade_ids left for manual grading.
+        sandboxed: whether bubblewrap isolated the run.
+        seconds: time spent in the sandbox.
+    """
+
+    student: str
+    assignment: str
+    score: float
+    max_score: float
+    outcome: str
+    notes: list[str] = field(default_factory=list)
+    questions: list[dict[str, Any]] = field(default_factory=list)
+    manual: list[str] = field(default_factory=list)
+    sandboxed: bool = True
+    seconds: float = 0.0
+
+
+@dataclass
+class GradeOptions:
+    """Options of ``coursekit grade`` (see :func:`coursekit.cli.main`)."""
+
+    students: list[str] | None = None
+    jobs: int = 1
+    executor: str = "local"
+    limits: Limits = field(default_factory=Limits)
+    force: bool = False
+    require_sandbox: bool = False
+    max_notebook_bytes: int = 20_000_000
+    max_files_bytes: int = 50_000_000
+    db_url: str | None = None
+    progress: bool = True
+
+
+class SandboxUnavailable(RuntimeError):
+    """``--require-sandbox`` was given and the sandbox cannot be set up."""
+
+
+def _files_of(directory: Path, exclude: set[str], budget: int) -> dict[str, bytes] | None:
+    files: dict[str, bytes] = {}
+    total = 0
+    if not directory.is_dir():
+        return files
+    for root, dirs, names in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+        for name in sorted(names):
+            path = Path(root) / name
+            relative = str(path.relative_to(directory))
+            if relative in exclude or path.is_symlink() or not path.is_file():
+                continue
+            total += path.stat().st_size
+            if total > budget:
+                return None
+            files[relative] = path.read_bytes()
+    return files
+
+
+def _classify(run: RawRun | None, prepared: PreparedNotebook) -> tuple[str, list[str]]:
+    notes = [f"restored: {t}" for t in prepared.tampered] + [f"missing cell restored: {m}" for m in prepared.missing]
+    if prepared.outcome:
+        return prepared.outcome, [prepared.detail] + notes
+    assert run is not None
+    cell_errors = [e.get("ename") for e in run.events if e.get("ev") == "cell_end"]
+    call_errors = [e.get("ename") for e in run.events if e.get("ev") == "call"]
+    finished = any(e.get("ev") == "done" for e in run.events)
+    memory = "MemoryError" in cell_errors or "MemoryError" in call_errors or "memory" in run.skipped_reasons
+    timed = "CellTimeout" in cell_errors or any(e.get("timeout") for e in run.events if e.get("ev") == "call")
+    if run.output_truncated:
+        notes.append("output truncated")
+    if run.skipped_cells:
+        for index, why in zip(run.skipped_cells, run.skipped_reasons):
+            what = "ran out of memory" if why == "memory" else "died"
+            notes.append(f"the process {what} in cell {index}; it was skipped on a rerun")
+    if not run.sandboxed:
+        notes.append("NOT SANDBOXED")
+    if run.wall_killed:
+        notes.append("killed at the per-submission time limit")
+        return "timeout", notes
+    if run.events_overflow:
+        notes.append("the result channel went over its limit")
+        return "kernel_died", notes
+    if not finished:
+        notes.append(f"the process ended early (status {run.returncode})")
+        return ("memory_limit" if memory else "kernel_died"), notes
+    if memory:
+        return "memory_limit", notes
+    if timed:
+        return "timeout", notes
+    if run.skipped_cells:
+        return "kernel_died", notes
+    if prepared.missing:
+        return "missing_cells", notes
+    if prepared.tampered:
+        return "tampered_cells", notes
+    return "graded", notes
+
+
+def _stream(name: str, text: str) -> dict[str, Any]:
+    return {"output_type": "stream", "name": name, "text": text}
+
+
+def _fill_outputs(
+    prepared: PreparedNotebook, run: RawRun | None, results: dict[str, QuestionResult], outcome: str
+) -> dict[str, Any]:
+    notebook = prepared.notebook
+    cells = notebook["cells"]
+    count = 0
+    if run is not None:
+        for event in run.events:
+            if event.get("ev") != "cell_end" or not isinstance(event.get("i"), int):
+                continue
+            index = event["i"]
+            if not 0 <= index < len(cells) or cells[index]["cell_type"] != "code":
+                continue
+            count += 1
+            outputs = []
+            for name in ("stdout", "stderr"):
+                if isinstance(event.get(name), str) and event[name]:
+                    outputs.append(_stream(name, event[name]))
+            if event.get("status") == "error":
+                outputs.append(
+                    {
+                        "output_type": "error",
+                        "ename": str(event.get("ename", ""))[:100],
+                        "evalue": str(event.get("evalue", ""))[:500],
+                        "traceback": [str(event.get("traceback", ""))[:4000]],
+                    }
+                )
+            cells[index]["outputs"] = outputs
+            cells[index]["execution_count"] = count
+        for index in run.skipped_cells:
+            if 0 <= index < len(cells):
+                cells[index]["outputs"] = [_stream("stderr", "This cell crashed the process or exhausted its memory; "
+                                                            "it was skipped on a rerun.\n")]
+    for name, index in prepared.test_cells.items():
+        result = results.get(name)
+        if result is None:
+            continue
+        lines = [f"coursekit grade: {result.score:g} / {result.max_score:g} points "
+                 f"({result.passed} of {result.total} hidden checks passed; outcome: {outcome})"]
+        lines += result.messages
+        cells[index]["outputs"] = [_stream("stdout", "\n".join(lines) + "\n")]
+    return notebook
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+class Grader:
+    """Grade one assignment of one course; see :func:`grade_assignment`."""
+
+    def __init__(self, course_dir: Path, assignment: str, options: GradeOptions, log: TextIO = sys.stderr) -> None:
+        self.options = options
+        self.log = log
+        self.course = gb.load_course(Path(course_dir), options.db_url)
+        self.assignment = assignment
+        spec_path = self.course.root / "autograde" / f"{assignment}.py"
+        self.spec: AssignmentSpec = load_spec(spec_path)
+        notebooks = gb.expected_cells(self.course, assignment)
+        if self.spec.notebook not in notebooks:
+            raise LookupError(f"notebook {self.spec.notebook!r} of the spec is not in assignment {assignment!r}")
+        self.expected: list[ExpectedCell] = notebooks[self.spec.notebook]
+        self._check_spec()
+        self.calls: dict[str, list[PreparedCall]] = prepare_calls(self.spec)
+        self.max_score = sum(float(q.points) for q in self.spec.questions)
+        self.source_files = _files_of(
+            self.course.root / self.course.source / assignment, set(), options.max_files_bytes
+        ) or {}
+        self.source_files = {k: v for k, v in self.source_files.items() if not k.endswith(".ipynb")}
+        self.reports: list[SubmissionReport] = []
+        self._bar: Any = None
+
+    def _check_spec(self) -> None:
+        tests = {c.name: c for c in self.expected if c.autograder_test}
+        asked = {q.grade_id: q for q in self.spec.questions}
+        if set(tests) != set(asked):
+            raise ValueError(
+                f"spec {self.spec.assignment!r} must cover exactly the autograder test cells {sorted(tests)}, "
+                f"got {sorted(asked)}"
+            )
+        for name, question in asked.items():
+            if abs(float(question.points) - float(tests[name].points or 0)) > 1e-9:
+                raise ValueError(
+                    f"spec points of {name!r} must equal the gradebook's {tests[name].points}, got {question.points}"
+                )
+
+    # -- which submissions -------------------------------------------------
+    def submissions(self) -> list[str]:
+        """Student ids with a submission of this assignment, filtered by ``--student``."""
+        root = self.course.root / self.course.submitted
+        found = sorted(p.parent.name for p in root.glob(f"*/{self.assignment}") if p.is_dir())
+        if self.options.students:
+            wanted = set(self.options.students)
+            unknown = wanted - set(found)
+            if unknown:
+                raise LookupError(f"no submission of {self.assignment!r} for students {sorted(unknown)}")
+            found = [s for s in found if s in wanted]
+        return found
+
+    def pending(self) -> list[str]:
+        """The submissions still to grade (all of them with ``--force``)."""
+        students = self.submissions()
+        if self.options.force:
+            return students
+        tests = [c.name for c in self.expected if c.autograder_test]
+        done = gb.graded_students(self.course, self.assignment, self.spec.notebook, tests)
+        return [s for s in students if s not in done]
+
+    # -- the pipeline ------------------------------------------------------
+    def _jobs(self, students: list[str], prepared: dict[str, PreparedNotebook]) -> Iterator[tuple[str, dict[str, Any]]]:
+        for student in students:
+            directory = self.course.root / self.course.submitted / student / self.assignment
+            nb_path = directory / f"{self.spec.notebook}.ipynb"
+            size = nb_path.stat().st_size if nb_path.is_file() else 0
+            if size > self.options.max_notebook_bytes:
+                notebook = unusable("too_large", self.expected,
+                                    f"the notebook has {size} bytes, limit {self.options.max_notebook_bytes}")
+            else:
+                raw = nb_path.read_bytes() if nb_path.is_file() else b""
+                notebook = prepare(raw, self.expected, max_bytes=self.options.max_notebook_bytes)
+            exclude = {f"{self.spec.notebook}.ipynb", "timestamp.txt"}
+            files = _files_of(directory, exclude, self.options.max_files_bytes)
+            if files is None and not notebook.outcome:
+                notebook = unusable("too_large", self.expected, "the submitted files are too large")
+            if notebook.outcome:
+                self._finish(student, notebook, None)
+                continue
+            assert files is not None
+            files.update(self.source_files)
+            prepared[student] = notebook
+            job = {
+                "files": {k: base64.b64encode(v).decode() for k, v in files.items()},
+                "cells": notebook.run_cells,
+                "adapters": adapters(self.spec),
+                "calls": [c.call for q in self.spec.questions for c in self.calls[q.grade_id]],
+            }
+            yield student, job
+
+    def _finish(self, student: str, prepared: PreparedNotebook, run: RawRun | None) -> SubmissionReport:
+        events: dict[str, list[dict[str, Any]]] = {}
+        if run is not None:
+            for event in run.events:
+                if event.get("ev") == "call" and isinstance(event.get("id"), str):
+                    events.setdefault(event["id"], []).append(event)
+        sources = [cell["source"] for cell in prepared.run_cells]
+        results = {q.grade_id: score_question(q, self.calls[q.grade_id], events, sources) for q in self.spec.questions}
+        outcome, notes = _classify(run, prepared)
+        notebook = _fill_outputs(prepared, run, results, outcome)
+        answered = self._answered(prepared)
+        report = SubmissionReport(
+            student=student,
+            assignment=self.assignment,
+            score=round(sum(r.score for r in results.values()), 3),
+            max_score=self.max_score,
+            outcome=outcome,
+            notes=[n for n in notes if n],
+            questions=[
+                {**r.to_dict(), "outcome": "passed" if r.passed == r.total else "partial" if r.passed else "failed"}
+                for r in results.values()
+            ],
+            manual=[c.name for c in self.expected if (c.grade or c.task) and not c.autograder_test],
+            sandboxed=run.sandboxed if run is not None else True,
+            seconds=round(run.seconds, 2) if run is not None else 0.0,
+        )
+        self._write_autograded(student, notebook)
+        reports = self.course.root / "grade-reports" / self.assignment
+        reports.mkdir(parents=True, exist_ok=True)
+        _write_atomically(reports / f"{student}.json", json.dumps(asdict(report), indent=1).encode())
+        submitted = self.course.root / self.course.submitted / student / self.assignment
+        timestamp_file = submitted / "timestamp.txt"
+        timestamp = timestamp_file.read_text().strip() if timestamp_file.is_file() else None
+        gb.record_submission(
+            self.course,
+            self.assignment,
+            self.spec.notebook,
+            student,
+            timestamp=timestamp or None,
+            expected=self.expected,
+            scores={name: r.score for name, r in results.items()},
+            answered=answered,
+        )
+        self.reports.append(report)
+        if self._bar is not None:
+            self._bar.update(1)
+            self._bar.set_postfix_str(f"{student}: {outcome}")
+        return report
+
+    def _answered(self, prepared: PreparedNotebook) -> dict[str, bool]:
+        answered: dict[str, bool] = {}
+        cells = prepared.notebook.get("cells", [])
+        by_name = {}
+        for cell in cells:
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            if isinstance(meta, dict) and isinstance(meta.get("grade_id"), str):
+                by_name[meta["grade_id"]] = cell
+        for expected in self.expected:
+            if expected.solution or expected.task:
+                cell = by_name.get(expected.name)
+                answered[expected.name] = bool(
+                    prepared.outcome is None
+                    and cell is not None
+                    and expected.name not in prepared.missing
+                    and cell.get("source", "").strip() != expected.source.strip()
+                )
+        return answered
+
+    def _write_autograded(self, student: str, notebook: dict[str, Any]) -> None:
+        target = self.course.root / self.course.autograded / student / self.assignment
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.parent / f".{self.assignment}.staging-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        submitted = self.course.root / self.course.submitted / student / self.assignment
+        exclude = {f"{self.spec.notebook}.ipynb"}
+        files = _files_of(submitted, exclude, self.options.max_files_bytes) or {}
+        files.update(self.source_files)
+        for relative, data in files.items():
+            path = staging / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        (staging / f"{self.spec.notebook}.ipynb").write_text(json.dumps(notebook, indent=1, ensure_ascii=False))
+        old = target.parent / f".{self.assignment}.old-{os.getpid()}"
+        if target.exists():
+            os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def run(self) -> list[SubmissionReport]:
+        """Grade every pending submission; returns the reports of this run, sorted by student."""
+        options = self.options
+        available, reason = sandbox_available()
+        remote = options.executor != "local"
+        if options.require_sandbox and not remote and not available:
+            raise SandboxUnavailable(f"--require-sandbox: the sandbox cannot be set up here: {reason}")
+        if not available and not remote:
+            self.log.write(
+                "\n" + "!" * 78 + "\nWARNING: SUBMISSIONS WILL RUN WITHOUT THE SANDBOX: " + reason +
+                "\nOnly rlimits and timeouts apply; student code can read the course directory"
+                "\n(and runs as this user when the Python environment is not readable by a dedicated uid).\n" + "!" * 78 + "\n"
+            )
+        students = self.pending()
+        skipped = len(self.submissions()) - len(students)
+        if skipped:
+            self.log.write(f"{skipped} submission(s) already graded; use --force to regrade them\n")
+        from coursekit.grading.executors import make_executor
+
+        executor: LocalExecutor | DaskExecutor = make_executor(options.executor, options.jobs)
+        use_sandbox: bool | None = True if options.require_sandbox else None
+        prepared: dict[str, PreparedNotebook] = {}
+        bar = None
+        if options.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(students), desc=f"grading {self.assignment}", unit="sub", file=self.log)
+        start = len(self.reports)
+
+        def done(student: str, run: RawRun) -> None:
+            report = self._finish(student, prepared.pop(student), run)
+            if not run.sandboxed:
+                self.log.write(f"WARNING: {student} was graded WITHOUT the sandbox\n")
+
+        def jobs() -> Iterator[tuple[str, dict[str, Any]]]:
+            for student, job in self._jobs(students, prepared):
+                yield student, job
+            return
+
+        self._bar = bar
+        executor.run(jobs(), options.limits, use_sandbox, done)
+        if bar is not None:
+            bar.close()
+        return sorted(self.reports[start:], key=lambda r: r.student)
+
+
+def grade_assignment(course_dir: Path, assignment: str, options: GradeOptions | None = None,
+                     log: TextIO = sys.stderr) -> list[SubmissionReport]:
+    """Grade ``assignment``'s submissions in the nbgrader course at ``course_dir``.
+
+    Args:
+        course_dir: the course directory (holds nbgrader_config.py, submitted/, autograde/).
+        assignment: the assignment id.
+        options: see :class:`GradeOptions`.
+        log: where warnings and the progress bar go.
+
+    Returns:
+        One report per submission graded in this run, sorted by student.
+
+    Raises:
+        SandboxUnavailable: ``require_sandbox`` and no sandbox.
+        LookupError: unknown assignment or student.
+        ValueError: the spec does not match the gradebook.
+    """
+    return Grader(course_dir, assignment, options or GradeOptions(), log).run()
+
+
+def format_table(reports: list[SubmissionReport]) -> str:
+    """The end-of-run table: student, score, max score, outcome.
+
+    Example:
+        >>> print(format_table([SubmissionReport("ada", "a1", 7.5, 10.0, "graded")]))
+        student  score  max score  outcome
+        ada        7.5       10.0  graded
+    """
+    header = ("student", "score", "max score", "outcome")
+    rows = [(r.student, f"{r.score:.1f}", f"{r.max_score:.1f}", r.outcome) for r in reports]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(4)]
+    lines = []
+    for row in [header, *rows]:
+        lines.append(
+            f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]}".rstrip()
+        )
+    return "\n".join(lines)
+

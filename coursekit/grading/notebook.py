@@ -1,0 +1,285 @@
+"""Check a submitted notebook against the assignment's cells, restore what was tampered with.
+
+The expected cells come from the nbgrader gradebook (what ``generate_assignment``
+recorded), with hidden tests removed, so the restored and autograded notebook
+shows students exactly the tests they were given and never the hidden ones.
+Everything here works on the notebook's JSON as plain data: a submission is
+never trusted to be a valid notebook.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+HIDDEN_BEGIN = "BEGIN HIDDEN TESTS"
+HIDDEN_END = "END HIDDEN TESTS"
+
+
+@dataclass(frozen=True)
+class ExpectedCell:
+    """One nbgrader-tracked cell of the released notebook.
+
+    Attributes:
+        name: its grade_id.
+        cell_type: ``"code"`` or ``"markdown"``.
+        source: the released source (hidden tests removed).
+        locked: read-only for students (tests and read-only cells).
+        grade: has points; solution: holds the student's answer; task: a task cell.
+        points: max points when graded.
+    """
+
+    name: str
+    cell_type: str
+    source: str
+    locked: bool
+    grade: bool
+    solution: bool
+    task: bool
+    points: float | None
+
+    @property
+    def autograder_test(self) -> bool:
+        """True for a code cell with points and no student answer: scored by the grader."""
+        return self.grade and not self.solution and not self.task and self.cell_type == "code"
+
+    def metadata(self) -> dict[str, Any]:
+        """The nbgrader cell metadata the released notebook carries."""
+        data: dict[str, Any] = {
+            "grade": self.grade,
+            "grade_id": self.name,
+            "locked": self.locked,
+            "schema_version": 3,
+            "solution": self.solution,
+            "task": self.task,
+        }
+        if self.grade or self.task:
+            data["points"] = self.points
+        return data
+
+
+def strip_hidden_tests(source: str) -> str:
+    """Remove the ``### BEGIN HIDDEN TESTS`` ... ``### END HIDDEN TESTS`` regions.
+
+    Args:
+        source: a test cell's instructor source.
+
+    Returns:
+        What nbgrader releases to students.
+
+    Example:
+        >>> strip_hidden_tests("assert f(1) == 1\\n### BEGIN HIDDEN TESTS\\nassert f(2) == 4\\n### END HIDDEN TESTS")
+        'assert f(1) == 1'
+    """
+    kept, hidden = [], False
+    for line in source.split("\n"):
+        if HIDDEN_BEGIN in line:
+            hidden = True
+        elif HIDDEN_END in line:
+            hidden = False
+        elif not hidden:
+            kept.append(line)
+    return "\n".join(kept)
+
+
+def _normalise(source: str) -> str:
+    return "\n".join(line.rstrip() for line in source.strip().split("\n"))
+
+
+def _source(cell: dict[str, Any]) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
+@dataclass
+class PreparedNotebook:
+    """A submission checked against the expected cells.
+
+    Attributes:
+        outcome: ``None`` when the notebook could be used, else ``"invalid_notebook"``
+            or ``"too_large"``.
+        missing: grade_ids of expected cells that were not found (restored at the end).
+        tampered: descriptions of tampering that was undone.
+        notebook: the restored notebook (JSON dict), ready to receive outputs.
+        run_cells: ``[{"index", "source"}]`` of the code cells the sandbox executes.
+        test_cells: grade_id -> index of each autograder test cell in ``notebook``.
+    """
+
+    outcome: str | None
+    missing: list[str] = field(default_factory=list)
+    tampered: list[str] = field(default_factory=list)
+    notebook: dict[str, Any] = field(default_factory=dict)
+    run_cells: list[dict[str, Any]] = field(default_factory=list)
+    test_cells: dict[str, int] = field(default_factory=dict)
+    detail: str = ""
+
+
+def _valid_structure(data: object) -> str:
+    if not isinstance(data, dict):
+        return "the file is not a JSON object"
+    if data.get("nbformat") != 4:
+        return f"nbformat must be 4, got {data.get('nbformat')!r}"
+    cells = data.get("cells")
+    if not isinstance(cells, list):
+        return "the notebook has no list of cells"
+    for index, cell in enumerate(cells):
+        if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw"):
+            return f"cell {index} is not a code, markdown or raw cell"
+        source = cell.get("source", "")
+        if not (isinstance(source, str) or isinstance(source, list) and all(isinstance(s, str) for s in source)):
+            return f"cell {index} has a source that is not text"
+        if not isinstance(cell.get("metadata", {}), dict):
+            return f"cell {index} has metadata that is not an object"
+    return ""
+
+
+def blank_notebook(expected: list[ExpectedCell]) -> dict[str, Any]:
+    """The released notebook rebuilt from the expected cells (used when a submission is unusable).
+
+    Args:
+        expected: the notebook's expected cells.
+
+    Returns:
+        A notebook dict with those cells, no outputs.
+    """
+    return {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "cells": [_restored_cell(cell, index) for index, cell in enumerate(expected)],
+    }
+
+
+def unusable(outcome: str, expected: list[ExpectedCell], detail: str) -> PreparedNotebook:
+    """A submission that cannot be run: the released notebook stands in for it.
+
+    Args:
+        outcome: ``"invalid_notebook"`` or ``"too_large"``.
+        expected: the notebook's expected cells.
+        detail: why.
+
+    Returns:
+        A prepared notebook with that outcome, whose test cells will receive the verdicts.
+    """
+    notebook = blank_notebook(expected)
+    tests = {cell.name: index for index, cell in enumerate(expected) if cell.autograder_test}
+    return PreparedNotebook(outcome, notebook=notebook, test_cells=tests, detail=detail)
+
+
+def _restored_cell(cell: ExpectedCell, index: int) -> dict[str, Any]:
+    restored: dict[str, Any] = {
+        "cell_type": cell.cell_type,
+        "id": f"restored-{index}-{cell.name}"[:64],
+        "metadata": {"nbgrader": cell.metadata()},
+        "source": cell.source,
+    }
+    if cell.cell_type == "code":
+        restored.update(outputs=[], execution_count=None)
+    return restored
+
+
+def prepare(raw: bytes, expected: list[ExpectedCell], *, max_bytes: int) -> PreparedNotebook:
+    """Parse, check and restore a submitted notebook.
+
+    Args:
+        raw: the notebook file's bytes.
+        expected: the expected cells of this notebook.
+        max_bytes: larger notebooks are rejected as ``too_large``.
+
+    Returns:
+        The prepared notebook; ``outcome`` says whether it can be run.
+
+    Example:
+        >>> prepare(b"", [], max_bytes=100).outcome
+        'invalid_notebook'
+    """
+    if len(raw) > max_bytes:
+        return unusable("too_large", expected, f"{len(raw)} bytes, limit {max_bytes}")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        return unusable("invalid_notebook", expected, f"not valid JSON: {str(error)[:200]}")
+    problem = _valid_structure(data)
+    if problem:
+        return unusable("invalid_notebook", expected, problem)
+
+    result = PreparedNotebook(None)
+    notebook = copy.deepcopy(data)
+    cells: list[dict[str, Any]] = notebook["cells"]
+    by_name = {cell.name: cell for cell in expected}
+
+    seen_ids: set[str] = set()
+    for index, cell in enumerate(cells):
+        cell["source"] = _source(cell)
+        cell.setdefault("metadata", {})
+        cell_id = cell.get("id")
+        if cell_id is not None and (not isinstance(cell_id, str) or cell_id in seen_ids):
+            result.tampered.append(f"duplicate or invalid cell id {str(cell_id)[:40]!r}")
+            cell["id"] = f"dedup-{index}"
+        seen_ids.add(cell["id"] if isinstance(cell.get("id"), str) else "")
+
+    found: dict[str, int] = {}
+    for index, cell in enumerate(cells):
+        meta = cell["metadata"].get("nbgrader")
+        name = meta.get("grade_id") if isinstance(meta, dict) else None
+        if meta is not None and (not isinstance(name, str) or name not in by_name):
+            cell["metadata"].pop("nbgrader", None)
+            continue
+        if name is None:
+            continue
+        if name in found:
+            result.tampered.append(f"duplicate nbgrader cell {name!r}")
+            cell["metadata"].pop("nbgrader", None)
+            continue
+        found[name] = index
+
+    # Cells whose nbgrader metadata was stripped are recognised by their released source.
+    for cell_spec in expected:
+        if cell_spec.name in found or not cell_spec.locked:
+            continue
+        for index, cell in enumerate(cells):
+            if "nbgrader" not in cell["metadata"] and _normalise(cell["source"]) == _normalise(cell_spec.source):
+                found[cell_spec.name] = index
+                result.tampered.append(f"nbgrader metadata of {cell_spec.name!r} restored")
+                break
+
+    for cell_spec in expected:
+        if cell_spec.name not in found:
+            result.missing.append(cell_spec.name)
+            continue
+        cell = cells[found[cell_spec.name]]
+        if cell_spec.locked and (
+            cell["cell_type"] != cell_spec.cell_type or _normalise(cell["source"]) != _normalise(cell_spec.source)
+        ):
+            result.tampered.append(f"read-only cell {cell_spec.name!r} restored")
+            cell["source"] = cell_spec.source
+            if cell["cell_type"] != cell_spec.cell_type:
+                cell["cell_type"] = cell_spec.cell_type
+                if cell_spec.cell_type == "code":
+                    cell.update(outputs=[], execution_count=None)
+                else:
+                    cell.pop("outputs", None)
+                    cell.pop("execution_count", None)
+        cell["metadata"]["nbgrader"] = cell_spec.metadata()
+
+    for position, name in enumerate(result.missing):
+        cells.append(_restored_cell(by_name[name], len(cells) + position))
+        found[name] = len(cells) - 1
+
+    missing = set(result.missing)
+    for index, cell in enumerate(cells):
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    for name, index in found.items():
+        if by_name[name].autograder_test:
+            result.test_cells[name] = index
+    skip = {index for name, index in found.items() if by_name[name].autograder_test or name in missing}
+    result.run_cells = [
+        {"index": index, "source": cell["source"]}
+        for index, cell in enumerate(cells)
+        if cell["cell_type"] == "code" and index not in skip
+    ]
+    result.notebook = notebook
+    return result

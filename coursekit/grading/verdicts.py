@@ -1,0 +1,185 @@
+"""Verdicts: compare what the sandbox sent back with the references, in the grader's process.
+
+Only decoded plain data reaches these functions (see :mod:`coursekit.grading.wire`):
+NumPy arrays of whitelisted dtypes, Python numbers, strings, lists. A student
+object cannot be compared here because none ever arrives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from coursekit.grading.spec import FunctionQuestion, PreparedCall, Question, ValueQuestion
+from coursekit.grading.wire import WireError, decode_value
+
+
+@dataclass
+class QuestionResult:
+    """The outcome of one autograded question.
+
+    Attributes:
+        grade_id: nbgrader grade_id.
+        score: points earned.
+        max_score: points available.
+        passed: hidden cases answered correctly.
+        total: hidden cases asked.
+        messages: short reasons for failures (never the hidden inputs).
+    """
+
+    grade_id: str
+    score: float
+    max_score: float
+    passed: int
+    total: int
+    messages: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for the JSON report."""
+        return asdict(self)
+
+
+def _as_array(value: object) -> np.ndarray | None:
+    if isinstance(value, np.ndarray):
+        return value
+    if type(value) in (bool, int, float):
+        return np.asarray(value)
+    return None
+
+
+def compare(student: object, expected: object, *, rtol: float, atol: float) -> str | None:
+    """Compare a decoded student answer with the reference.
+
+    Args:
+        student: decoded value (array, number, string, list).
+        expected: the reference value computed by the grader.
+        rtol, atol: tolerances for floating-point values.
+
+    Returns:
+        ``None`` when they agree, else a short reason.
+
+    Example:
+        >>> compare(np.array([1.0, 2.0]), np.array([1.0, 2.0 + 1e-9]), rtol=1e-5, atol=1e-8) is None
+        True
+        >>> compare(np.array([1, 2]), np.array([1.0, 2.0]), rtol=1e-5, atol=1e-8)
+        'expected floating-point values, got int64'
+        >>> compare("b ", "B", rtol=0, atol=0) is None
+        True
+    """
+    if isinstance(expected, str):
+        if not isinstance(student, str):
+            return f"expected a string, got {type(student).__name__}"
+        return None if student.strip().casefold() == expected.strip().casefold() else "wrong answer"
+    if isinstance(expected, list):
+        if not isinstance(student, list) or len(student) != len(expected):
+            return f"expected a sequence of {len(expected)} values"
+        for s, e in zip(student, expected):
+            reason = compare(s, e, rtol=rtol, atol=atol)
+            if reason:
+                return reason
+        return None
+    reference = _as_array(expected)
+    answer = _as_array(student)
+    if reference is None:
+        raise TypeError(f"expected must be an array, number, string or list, got {type(expected).__name__}")
+    if answer is None:
+        return f"expected numbers, got {type(student).__name__}"
+    if answer.shape != reference.shape:
+        return f"wrong shape {answer.shape}, expected {reference.shape}"
+    if reference.dtype.kind == "f":
+        if answer.dtype.kind != "f":
+            return f"expected floating-point values, got {answer.dtype}"
+        ok = np.isclose(answer.astype(np.float64), reference.astype(np.float64), rtol=rtol, atol=atol, equal_nan=True)
+        return None if bool(np.all(ok)) else "wrong values"
+    if reference.dtype.kind == "b" and answer.dtype.kind != "b":
+        return f"expected bool values, got {answer.dtype}"
+    if answer.dtype.kind not in "biu" or answer.dtype.kind == "b" and reference.dtype.kind != "b":
+        return f"expected {reference.dtype} values, got {answer.dtype}"
+    return None if np.array_equal(answer, reference) else "wrong values"
+
+
+def _check_call(prepared: PreparedCall, event: dict[str, Any] | None, question: Question) -> str | None:
+    if event is None:
+        return "no result (the process stopped before this call)"
+    if event.get("ok") is not True:
+        # Only the exception's type: its message is student-controlled and could
+        # smuggle the hidden inputs into the feedback.
+        if event.get("timeout") is True:
+            return "time limit reached"
+        ename = event.get("ename")
+        if isinstance(ename, str) and ename.isidentifier() and len(ename) <= 60:
+            return f"raised {ename}" + (" (is it defined?)" if ename == "NameError" else "")
+        return "the call failed"
+    try:
+        value = decode_value(event.get("value"))
+        grads_raw = event.get("grads", [])
+        if not isinstance(grads_raw, list):
+            raise WireError("grads must be a list")
+        grads = [decode_value(g) for g in grads_raw]
+    except WireError as error:
+        return f"malformed result: {error}"
+    if isinstance(question, ValueQuestion):
+        if isinstance(value, np.ndarray) and value.size == 1:
+            value = value.reshape(())
+        accepted = prepared.expected
+        reasons = [compare(value, e, rtol=question.rtol, atol=question.atol) for e in accepted]
+        return None if any(r is None for r in reasons) else f"{prepared.call['name']}: wrong answer"
+    reason = compare(value, prepared.expected, rtol=question.rtol, atol=question.atol)
+    if reason:
+        return reason
+    if len(grads) != len(prepared.expected_grads):
+        return "missing gradients"
+    for got, want in zip(grads, prepared.expected_grads):
+        reason = compare(got, want, rtol=question.rtol, atol=question.atol)
+        if reason:
+            return "gradient: " + reason
+    return None
+
+
+def score_question(
+    question: Question,
+    calls: Sequence[PreparedCall],
+    events: dict[str, list[dict[str, Any]]],
+    sources: Sequence[str] = (),
+) -> QuestionResult:
+    """Score one question from the call events the runner sent.
+
+    A call with more than one result event (a forged or duplicated message)
+    counts as wrong: nothing written twice is trusted. Partial credit is
+    ``points * passed / total``, rounded to 1e-3.
+
+    Args:
+        question: the question.
+        calls: its prepared calls (inputs and references).
+        events: call events keyed by call id.
+        sources: the executed cells' sources, for :attr:`FunctionQuestion.banned`.
+
+    Returns:
+        The question's result.
+    """
+    passed = 0
+    reasons: dict[str, int] = {}
+    if isinstance(question, FunctionQuestion) and question.banned:
+        name = question.student_function or question.function
+        defining = [s for s in sources if f"def {name}" in s]
+        used = sorted({word for word in question.banned for s in defining if word in s})
+        if used:
+            message = f"{name} must not use {', '.join(used)}"
+            return QuestionResult(question.grade_id, 0.0, float(question.points), 0, len(calls), [message])
+    for prepared in calls:
+        seen = events.get(prepared.call["id"], [])
+        if len(seen) > 1:
+            reason: str | None = "conflicting results for one call"
+        else:
+            reason = _check_call(prepared, seen[0] if seen else None, question)
+        if reason is None:
+            passed += 1
+        else:
+            reasons[reason] = reasons.get(reason, 0) + 1
+    total = len(calls)
+    score = round(float(question.points) * passed / total, 3) if total else 0.0
+    what = "function" if isinstance(question, FunctionQuestion) else "answer"
+    messages = [f"{count} of {total} hidden checks of the {what}: {reason}" for reason, count in reasons.items()]
+    return QuestionResult(question.grade_id, score, float(question.points), passed, total, messages[:5])

@@ -1,0 +1,97 @@
+"""A throwaway copy of the nbgrader course with assignment 1 generated, and submission helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+ASSIGNMENT = "a1_sequence_loss"
+VENV_BIN = Path(sys.executable).parent
+
+
+def tool_env(db_url: str | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("COURSEKIT_DB_URL", None)
+    if db_url:
+        env["COURSEKIT_DB_URL"] = db_url
+    return env
+
+
+def make_course(target: Path, db_url: str | None = None, assignment: str = ASSIGNMENT) -> Path:
+    """Copy the course (config, the assignment's source, its grading spec) to ``target``; run generate_assignment."""
+    source = REPO / "assignments"
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source / "nbgrader_config.py", target / "nbgrader_config.py")
+    shutil.copytree(source / "source" / assignment, target / "source" / assignment)
+    (target / "autograde").mkdir()
+    shutil.copy(source / "autograde" / f"{assignment}.py", target / "autograde" / f"{assignment}.py")
+    subprocess.run(
+        [str(VENV_BIN / "nbgrader"), "generate_assignment", assignment, "--force"],
+        cwd=target, env=tool_env(db_url), check=True, capture_output=True, timeout=300,
+    )
+    return target
+
+
+def release_notebook(course: Path, assignment: str = ASSIGNMENT) -> dict[str, Any]:
+    return json.loads((course / "release" / assignment / f"{assignment}.ipynb").read_text())
+
+
+def solutions(course: Path, assignment: str = ASSIGNMENT) -> dict[str, str]:
+    """The source notebook's answers (solution markers removed), keyed by grade_id."""
+    notebook = json.loads((course / "source" / assignment / f"{assignment}.ipynb").read_text())
+    answers = {}
+    for cell in notebook["cells"]:
+        meta = cell["metadata"].get("nbgrader", {})
+        if meta.get("solution") and cell["cell_type"] == "code":
+            text = "".join(cell["source"])
+            answers[meta["grade_id"]] = re.sub(r"[ \t]*### (BEGIN|END) SOLUTION\n?", "", text)
+    return answers
+
+
+def solved_notebook(course: Path, assignment: str = ASSIGNMENT) -> dict[str, Any]:
+    """The released notebook with every code answer filled in from the source's solution."""
+    notebook = release_notebook(course, assignment)
+    answers = solutions(course, assignment)
+    for cell in notebook["cells"]:
+        name = cell["metadata"].get("nbgrader", {}).get("grade_id")
+        if name in answers:
+            cell["source"] = answers[name]
+    return notebook
+
+
+def cell_index(notebook: dict[str, Any], grade_id: str) -> int:
+    for index, cell in enumerate(notebook["cells"]):
+        if cell["metadata"].get("nbgrader", {}).get("grade_id") == grade_id:
+            return index
+    raise KeyError(grade_id)
+
+
+def set_answer(notebook: dict[str, Any], grade_id: str, source: str) -> dict[str, Any]:
+    notebook["cells"][cell_index(notebook, grade_id)]["source"] = source
+    return notebook
+
+
+def add_cell(notebook: dict[str, Any], source: str, after: str | None = None) -> dict[str, Any]:
+    cell = {"cell_type": "code", "id": f"extra-{len(notebook['cells'])}", "metadata": {}, "outputs": [],
+            "execution_count": None, "source": source}
+    position = cell_index(notebook, after) + 1 if after else 3
+    notebook["cells"].insert(position, cell)
+    return notebook
+
+
+def submit(course: Path, student: str, notebook: dict[str, Any] | bytes,
+           timestamp: str = "2026-11-20 10:00:00.000000 UTC", assignment: str = ASSIGNMENT) -> Path:
+    directory = course / "submitted" / student / assignment
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{assignment}.ipynb"
+    path.write_bytes(notebook if isinstance(notebook, bytes) else json.dumps(notebook, indent=1).encode())
+    (directory / "timestamp.txt").write_text(timestamp)
+    return path

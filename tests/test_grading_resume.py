@@ -1,0 +1,135 @@
+"""`coursekit grade` as a command: SIGKILL mid-run, resuming, --force, --jobs 1 vs N, --require-sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from adversarial.corpus import WRONG_TOKEN_NLL
+from adversarial.course import ASSIGNMENT, VENV_BIN, make_course, release_notebook, set_answer, solved_notebook, submit, tool_env
+from coursekit.grading.sandbox import sandbox_available
+from conftest import in_ci
+
+pytestmark = [pytest.mark.slow, pytest.mark.grading]
+
+EXPECTED = {"alice": 10.0, "bob": 7.0, "carol": 0.0, "dave": 10.0}
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ok, reason = sandbox_available()
+    if not ok:
+        if in_ci():
+            pytest.fail(f"the sandbox is required in CI: {reason}")
+        pytest.skip(f"the sandbox is not available here: {reason}")
+    course = make_course(tmp_path_factory.mktemp("resume"))
+    submit(course, "alice", solved_notebook(course))
+    submit(course, "bob", set_answer(solved_notebook(course), "answer_token_nll", WRONG_TOKEN_NLL))
+    submit(course, "carol", release_notebook(course))
+    submit(course, "dave", solved_notebook(course))
+    return course
+
+
+def _grade(course: Path, *args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
+    command = [str(VENV_BIN / "coursekit"), "grade", ASSIGNMENT, "--no-progress", "--timeout", "5", *args]
+    return subprocess.Popen(command, cwd=course, env=env or tool_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def _committed(course: Path) -> dict[str, float]:
+    from nbgrader.api import Gradebook
+
+    from coursekit.grading.gradebook import graded_students, load_course
+
+    settings = load_course(course)
+    tests = ["test_token_nll", "test_sequence_loss", "test_perplexity", "test_fox", "test_mc_classification"]
+    done = graded_students(settings, ASSIGNMENT, ASSIGNMENT, tests)
+    with Gradebook(settings.db_url, settings.course_id) as gradebook:
+        return {s: gradebook.find_submission(ASSIGNMENT, s).score for s in done}
+
+
+def _reports(course: Path) -> dict[str, dict]:
+    out = {}
+    for path in (course / "grade-reports" / ASSIGNMENT).glob("*.json"):
+        data = json.loads(path.read_text())
+        data.pop("seconds")
+        out[data["student"]] = data
+    return out
+
+
+def test_sigkill_keeps_finished_grades_and_rerun_finishes_the_rest(course: Path) -> None:
+    process = _grade(course, "--jobs", "1")
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if len(_committed(course)) >= 1:
+            break
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = _committed(course)
+    assert 1 <= len(finished) < 4
+    for student, score in finished.items():
+        assert score == EXPECTED[student]
+
+    rerun = _grade(course, "--jobs", "1")
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    regraded = {line.split()[0] for line in out.splitlines()[1:] if line and not line.startswith("reports:")}
+    assert regraded == set(EXPECTED) - set(finished)
+    assert "already graded" in err
+    assert _committed(course) == EXPECTED
+    assert _committed(course).keys() == _reports(course).keys()
+
+
+def test_jobs_one_and_two_give_identical_results(course: Path) -> None:
+    before = _reports(course)
+    assert set(before) == set(EXPECTED)
+    process = _grade(course, "--jobs", "2", "--force")
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert _reports(course) == before
+    assert _committed(course) == EXPECTED
+    table = [line.split() for line in out.splitlines()[1:5]]
+    assert [(row[0], float(row[1]), row[3]) for row in table] == [
+        ("alice", 10.0, "graded"), ("bob", 7.0, "graded"), ("carol", 0.0, "graded"), ("dave", 10.0, "graded")]
+
+
+def test_without_bwrap_require_sandbox_refuses_and_plain_run_warns(course: Path) -> None:
+    env = tool_env()
+    env["PATH"] = str(VENV_BIN)
+    refused = _grade(course, "--require-sandbox", "--force", env=env)
+    _, err = refused.communicate(timeout=120)
+    assert refused.returncode == 3 and "--require-sandbox" in err and "bwrap" in err
+    plain = _grade(course, "--student", "bob", "--force", env=env)
+    out, err = plain.communicate(timeout=300)
+    assert plain.returncode == 0, err
+    assert "WITHOUT THE SANDBOX" in err
+    report = json.loads((course / "grade-reports" / ASSIGNMENT / "bob.json").read_text())
+    assert report["score"] == 7.0 and not report["sandboxed"] and "NOT SANDBOXED" in report["notes"]
+
+
+def test_feedback_and_export_work_on_the_graded_course(course: Path) -> None:
+    from nbgrader.api import Gradebook
+
+    from coursekit.grading.gradebook import load_course
+
+    settings = load_course(course)
+    with Gradebook(settings.db_url, settings.course_id) as gradebook:
+        grade = gradebook.find_grade("written_sum_vs_mean", ASSIGNMENT, ASSIGNMENT, "alice")
+        grade.manual_score = 2.0
+        gradebook.db.commit()
+    for command in (["generate_feedback", ASSIGNMENT, "--force"], ["export"]):
+        done = subprocess.run([str(VENV_BIN / "nbgrader"), *command], cwd=course, env=tool_env(),
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+    html = (course / "feedback" / "bob" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+    assert "HIDDEN TESTS" not in html and "_compare" not in html and "not the per-sample metric" not in html
+    assert "coursekit grade: 0 / 3 points" in html
+    rows = {line.split(",")[3]: line.split(",") for line in (course / "grades.csv").read_text().splitlines()[1:]}
+    assert float(rows["alice"][9]) == 12.0 and float(rows["bob"][9]) == 7.0 and float(rows["alice"][10]) == 12.0

@@ -56,7 +56,10 @@ def build_book(root: Path, *, force: bool = False, quiet: bool = False) -> Path:
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    env.setdefault("MPLBACKEND", "Agg")
+    # The kernels must keep Jupyter's inline backend: under an inherited
+    # MPLBACKEND=Agg (as the test suite sets) figures have no image output and
+    # every glued or displayed figure would be pasted as "<Figure size ...>".
+    env.pop("MPLBACKEND", None)
     command = [
         str(Path(sys.executable).parent / "jupyter-book"),
         "build", str(root), "--path-output", str(root),

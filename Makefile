@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # lacks a local CPU wheel sets https://download.pytorch.org/whl/cpu.
 TORCH_INDEX ?=
 
-.PHONY: help venv book serve test bench bench-tiny grade publish lock student-versions clean
+.PHONY: help venv book serve test bench grade publish gh-pages lock clean
 
 help:
 	@echo "make book     build the book (every page executed) into $(HTML)"
@@ -72,6 +72,11 @@ grade: venv
 # Publishes the built book to the gh-pages branch of REMOTE (GitHub Pages serves it).
 REMOTE ?= origin
 publish: book
+	$(MAKE) --no-print-directory gh-pages
+
+# Pushes an already built $(HTML) (no rebuild), as one commit on gh-pages.
+gh-pages:
+	@test -f $(HTML)/index.html || { echo "no built book in $(HTML): run make book first"; exit 1; }
 	$(BIN)/ghp-import --no-jekyll --push --force --remote $(REMOTE) --branch gh-pages \
 		--message "Publish the book built from $$(git rev-parse --short HEAD)" $(HTML)
 

@@ -31,6 +31,40 @@ def package_hash(root: Path) -> str:
     return digest.hexdigest()
 
 
+def tree_hash(paths: list[Path], root: Path) -> str:
+    """SHA-256 over the relative path and bytes of every file under ``paths``."""
+    digest = hashlib.sha256()
+    for top in paths:
+        files = sorted(top.rglob("*")) if top.is_dir() else [top]
+        for path in files:
+            if path.is_file() and ".ipynb_checkpoints" not in path.parts:
+                digest.update(path.relative_to(root).as_posix().encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def publish_student_versions(root: Path, destination: Path) -> None:
+    """Generate every assignment's student notebook into ``destination``.
+
+    The book links ``_static/assignments/<assignment>.ipynb``; generating them
+    here with nbgrader on each build (when the course's sources changed) means
+    those links can never point to a stale or missing notebook.
+    """
+    course = root / "assignments"
+    if not (course / "nbgrader_config.py").is_file():
+        return
+    from coursekit.course.student_versions import generate_student_versions
+
+    stamp = root / "_build" / ".assignments-hash"
+    current = tree_hash([course / "nbgrader_config.py", course / "source"], root)
+    if stamp.exists() and stamp.read_text().strip() == current:
+        return
+    shutil.rmtree(destination, ignore_errors=True)
+    generate_student_versions(destination, course_dir=course)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(current)
+
+
 def build_book(root: Path, *, force: bool = False, quiet: bool = False) -> Path:
     """Build the book under ``root/_build/html`` and return the path of ``index.html``.
 
@@ -52,6 +86,8 @@ def build_book(root: Path, *, force: bool = False, quiet: bool = False) -> Path:
             f"MathJax is missing under {mathjax}: run `make venv` "
             "(it installs the pinned mathjax npm package there)"
         )
+
+    publish_student_versions(root, mathjax.parent / "assignments")
 
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")

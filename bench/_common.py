@@ -61,6 +61,12 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     return "\n".join(lines)
 
 
+def ratio(numerator: float, denominator: float) -> float:
+    """``numerator / denominator``, or nan when the denominator is not positive
+    (a tiny smoke run can measure 0 MiB: below the resolution of the RSS counter)."""
+    return numerator / denominator if denominator > 0 else float("nan")
+
+
 def fmt(value: float, digits: int = 2) -> str:
     """A number with ``digits`` decimals, or ``-`` for nan."""
     return "-" if value != value else f"{value:.{digits}f}"

@@ -18,7 +18,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench._common import fmt, markdown_table, run_worker
+from bench._common import fmt, markdown_table, ratio, run_worker
 
 MODULE = "bench.bench_chunked"
 REAL = {"n": 8192, "h": 512, "vocabs": (8192, 32768, 65536), "chunk_size": 1024,
@@ -81,9 +81,9 @@ def run(*, tiny: bool, out_dir: Path) -> str:
         by_vocab[v] = (plain, chunked)
         main_rows.append([
             v, fmt(plain["extra_mib"], 0), fmt(chunked["extra_mib"], 0),
-            fmt(chunked["extra_mib"] / plain["extra_mib"], 3),
+            fmt(ratio(chunked["extra_mib"], plain["extra_mib"]), 3),
             fmt(plain["median_s"] * 1e3, 0), fmt(chunked["median_s"] * 1e3, 0),
-            fmt(chunked["median_s"] / plain["median_s"], 2),
+            fmt(ratio(chunked["median_s"], plain["median_s"]), 2),
             f"{abs(plain['loss'] - chunked['loss']):.1e}",
         ])
 
@@ -96,16 +96,16 @@ def run(*, tiny: bool, out_dir: Path) -> str:
     curve_plain = by_vocab[p["curve_vocab"]][0] if p["curve_vocab"] in by_vocab else None
     curve_rows = [
         [cs, fmt(r["extra_mib"], 0), fmt(r["median_s"] * 1e3, 0),
-         fmt(r["extra_mib"] / curve_plain["extra_mib"], 3) if curve_plain else "-",
-         fmt(r["median_s"] / curve_plain["median_s"], 2) if curve_plain else "-"]
+         fmt(ratio(r["extra_mib"], curve_plain["extra_mib"]), 3) if curve_plain else "-",
+         fmt(ratio(r["median_s"], curve_plain["median_s"]), 2) if curve_plain else "-"]
         for cs, r in curve
     ]
     _plot(out_dir / "chunked_cross_entropy.png", by_vocab, curve, n, h, p["curve_vocab"])
 
     goal_v = 32768 if 32768 in by_vocab else p["vocabs"][-1]
     plain_g, chunked_g = by_vocab[goal_v]
-    memory_ratio = chunked_g["extra_mib"] / plain_g["extra_mib"]
-    time_ratio = chunked_g["median_s"] / plain_g["median_s"]
+    memory_ratio = ratio(chunked_g["extra_mib"], plain_g["extra_mib"])
+    time_ratio = ratio(chunked_g["median_s"], plain_g["median_s"])
     verdict = (
         f"At V = {goal_v}: chunked peak memory is {memory_ratio:.3f} of the plain expression's "
         f"(goal <= 0.125: {'met' if memory_ratio <= 0.125 else 'NOT met'}), time {time_ratio:.2f}x "

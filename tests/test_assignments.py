@@ -241,7 +241,7 @@ def test_db_url_defaults_to_sqlite_in_the_course_and_follows_the_environment(mon
     monkeypatch.delenv(DB_URL_ENV, raising=False)
     assert default_db_url(tmp_path) == f"sqlite:///{tmp_path.resolve() / 'gradebook.db'}"
     monkeypatch.setenv(DB_URL_ENV, "postgresql://grader@db.example.org/seqloss")
-    assert default_db_url(tmp_path) == "postgresql://grader@db.example.org/seqloss"
+    assert default_db_url(tmp_path) == "postgresql+psycopg2://grader@db.example.org/seqloss"
 
 
 def test_configure_sets_course_exchange_and_pipelines(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -269,3 +269,20 @@ def test_mathjax_is_served_with_the_book(built_book) -> None:
     assert sources, "no MathJax script tag"
     for source in sources:
         assert (built_book.page("book/ch01_token_to_sequence").parent / source.split("?")[0]).resolve().is_file(), source
+
+
+def test_every_assignment_download_link_serves_a_generated_student_notebook(built_book) -> None:
+    import json
+
+    links = set()
+    for docname in toc_pages(built_book.root):
+        page = built_book.page(docname)
+        for href in re.findall(r'href="([^"]*_static/assignments/[^"]+\.ipynb)"', page.read_text(encoding="utf-8")):
+            links.add((page.parent / href).resolve())
+    assert len({p.name for p in links}) == 6, sorted(p.name for p in links)
+    for target in links:
+        assert target.is_file(), f"a chapter links {target}, which the build did not produce"
+        notebook = json.loads(target.read_text())
+        sources = "".join("".join(cell["source"]) for cell in notebook["cells"])
+        assert "### BEGIN SOLUTION" not in sources and "### BEGIN HIDDEN TESTS" not in sources
+        assert "YOUR CODE HERE" in sources or "YOUR ANSWER HERE" in sources

@@ -30,6 +30,29 @@ LMS_FILENAME_REGEXP = r".*/(?P<student_id>[A-Za-z0-9.-]+)_(?:late_)?(?:[0-9]+_)*
 EXECUTION_TIMEOUT_S = 300
 
 
+def with_installed_driver(url: str) -> str:
+    """Spell a bare PostgreSQL URL with the driver that is installed.
+
+    SQLAlchemy 2 reads ``postgresql://`` as psycopg 3, while the course installs
+    psycopg2; an instructor who writes the URL as PostgreSQL documents it would
+    otherwise get an import error. URLs that name a driver, and other databases,
+    are returned unchanged.
+
+    Example:
+        >>> with_installed_driver("postgresql://grader@db/seqloss")
+        'postgresql+psycopg2://grader@db/seqloss'
+        >>> with_installed_driver("sqlite:////srv/course/gradebook.db")
+        'sqlite:////srv/course/gradebook.db'
+    """
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            import importlib.util
+
+            if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+                return "postgresql+psycopg2://" + url[len(bare):]
+    return url
+
+
 def default_db_url(course_root: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> str:
     """The gradebook's URL: ``$COURSEKIT_DB_URL`` if set, else SQLite inside the course.
 
@@ -44,11 +67,11 @@ def default_db_url(course_root: str | os.PathLike[str], environ: Mapping[str, st
         >>> default_db_url("/srv/course", environ={})
         'sqlite:////srv/course/gradebook.db'
         >>> default_db_url("/srv/course", environ={"COURSEKIT_DB_URL": "postgresql://grader@db/seqloss"})
-        'postgresql://grader@db/seqloss'
+        'postgresql+psycopg2://grader@db/seqloss'
     """
     from_env = (os.environ if environ is None else environ).get(DB_URL_ENV, "").strip()
     if from_env:
-        return from_env
+        return with_installed_driver(from_env)
     return f"sqlite:///{Path(course_root).resolve() / 'gradebook.db'}"
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coursekit.course.config import with_installed_driver
 from coursekit.grading.notebook import ExpectedCell, strip_hidden_tests
 
 
@@ -66,7 +67,7 @@ def load_course(root: Path, db_url: str | None = None) -> Course:
     coursedir = CourseDirectory(config=config)
     if "root" not in config.get("CourseDirectory", {}):
         coursedir.root = str(root)
-    url = db_url or coursedir.db_url
+    url = with_installed_driver(db_url or coursedir.db_url)
     return Course(
         root=Path(coursedir.root),
         course_id=coursedir.course_id,

@@ -17,6 +17,7 @@ the submission lose points.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import os
 import signal
@@ -121,15 +122,11 @@ def _reap_strays(dedicated_uid: bool) -> None:
     if not dedicated_uid:
         return
     for _round in range(100):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(-1, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
+        with contextlib.suppress(ChildProcessError):
             while os.waitpid(-1, os.WNOHANG)[0] > 0:
-                pass
-        except ChildProcessError:
-            pass
+                continue
         if not _others_alive():
             return
 

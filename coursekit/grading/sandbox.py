@@ -28,6 +28,7 @@ and ``--require-sandbox`` refuses to run.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import json
@@ -178,7 +179,17 @@ def _bwrap_args(limits: Limits) -> list[str]:
     for name in ("ld.so.cache", "ld.so.conf", "localtime", "nsswitch.conf"):
         if (Path("/etc") / name).exists():
             args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
-    created: set[str] = set()
+    disk = str(int(limits.disk_mb) * 1024 * 1024)
+    # The scratch file systems come before the read-only binds: a Python
+    # environment or checkout that lives under /tmp (a CI clone, say) is then
+    # bound on top of the empty tmpfs instead of being hidden by it.
+    args += [
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--perms", "01777", "--size", disk, "--tmpfs", "/tmp",
+        "--perms", "0755", "--size", disk, "--tmpfs", SANDBOX_HOME,
+    ]
+    created: set[str] = {"/tmp", SANDBOX_HOME}
     binds = _python_roots() + [_package_root()]
     for target in binds:
         for parent in _ancestors(target):
@@ -186,14 +197,7 @@ def _bwrap_args(limits: Limits) -> list[str]:
                 args += ["--perms", "0755", "--dir", parent]
                 created.add(parent)
         args += ["--ro-bind", target, target]
-    disk = str(int(limits.disk_mb) * 1024 * 1024)
-    args += [
-        "--proc", "/proc",
-        "--dev", "/dev",
-        "--perms", "01777", "--size", disk, "--tmpfs", "/tmp",
-        "--perms", "0755", "--size", disk, "--tmpfs", SANDBOX_HOME,
-        "--chdir", SANDBOX_HOME,
-    ]
+    args += ["--chdir", SANDBOX_HOME]
     return args
 
 
@@ -386,23 +390,19 @@ def run_job(job: dict[str, Any], limits: Limits, *, use_sandbox: bool | None = N
 
 
 def _feed(process: subprocess.Popen[bytes], payload: bytes) -> None:
-    try:
+    # A submission that dies before reading its job closes the pipe; its outcome
+    # is decided from its exit status, not here.
+    with contextlib.suppress(OSError):
         assert process.stdin is not None
         process.stdin.write(payload)
         process.stdin.close()
-    except OSError:
-        pass
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         process.kill()
-    except ProcessLookupError:
-        pass
 
 
 def _collect(

@@ -31,6 +31,19 @@ def package_hash(root: Path) -> str:
     return digest.hexdigest()
 
 
+def copy_sources(source: Path, target: Path) -> None:
+    """Copy the files git would commit (tracked plus untracked-but-not-ignored) to ``target``."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=source, check=True, capture_output=True,
+    ).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        path = source / name
+        if path.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target / name)
+
+
 def tree_hash(paths: list[Path], root: Path) -> str:
     """SHA-256 over the relative path and bytes of every file under ``paths``."""
     digest = hashlib.sha256()

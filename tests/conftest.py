@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -74,19 +73,6 @@ def toc_pages(root: Path = REPO_ROOT) -> list[str]:
     return pages
 
 
-def _copy_working_tree(source: Path, target: Path) -> None:
-    """Copy the files git would commit (tracked plus untracked-but-not-ignored)."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=source, check=True, capture_output=True,
-    ).stdout.decode().split("\0")
-    for name in filter(None, listed):
-        path = source / name
-        if path.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target / name)
-
-
 class BuiltBook:
     """A book built from a temporary copy of the repository."""
 
@@ -114,10 +100,10 @@ def built_book(tmp_path_factory: pytest.TempPathFactory) -> BuiltBook:
     """
     import time
 
-    from coursekit.bookbuild import build_book, package_hash
+    from coursekit.bookbuild import build_book, copy_sources, package_hash
 
     root = tmp_path_factory.mktemp("book")
-    _copy_working_tree(REPO_ROOT, root)
+    copy_sources(REPO_ROOT, root)
     assets = REPO_ROOT / "_build" / "assets"
     if not (assets / "_static" / "mathjax" / "tex-chtml.js").exists():
         pytest.fail("MathJax is missing under _build/assets: run `make venv` first")

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from coursekit.cli import build_parser
 from coursekit.grading.notebook import ExpectedCell, prepare, strip_hidden_tests
 from coursekit.grading.sandbox import Limits
-from coursekit.grading.spec import AssignmentSpec, Case, FunctionQuestion, ValueQuestion, prepare_calls
+from coursekit.grading.spec import AssignmentSpec, Case, CheckedQuestion, FunctionQuestion, ValueQuestion, prepare_calls
 from coursekit.grading.verdicts import compare, score_question
 from coursekit.grading.wire import WireError, decode_array, decode_value, encode_array, encode_value
 
@@ -127,6 +127,50 @@ def test_banned_function_names_zero_the_question() -> None:
     calls = prepare_calls(spec)["test_double"]
     result = score_question(question, calls, {}, ["def double(x):\n    return F.cross_entropy(x)"])
     assert result.score == 0 and "cross_entropy" in result.messages[0]
+
+
+def _at_least(threshold: float):
+    def check(value, case: Case):
+        if float(np.sum(value)) < threshold * case.args[0]:
+            return "not enough"
+        return None
+    return check
+
+
+def test_checked_questions_judge_what_came_back_with_the_case() -> None:
+    def cases(rng):
+        return [Case((1,)), Case((2,)), Case((3,))]
+
+    question = CheckedQuestion("test_train", "train", 3, cases, _at_least(10.0))
+    spec = AssignmentSpec("a", "a", 5, (question,))
+    calls = prepare_calls(spec)["test_train"]
+    assert [c.call["args"] for c in calls] == [[encode_value(k)] for k in (1, 2, 3)]
+    assert [c.expected.args for c in calls] == [(1,), (2,), (3,)]
+
+    def answer(value):
+        return lambda c: {"ev": "call", "id": c.call["id"], "ok": True, "value": encode_value(value), "grads": []}
+
+    # 25 is enough for the first two cases (10, 20) and not for the third (30).
+    result = score_question(question, calls, _events(calls, answer(np.array([20.0, 5.0]))))
+    assert (result.passed, result.total, result.score) == (2, 3, 2.0)
+    assert result.messages == ["1 of 3 hidden checks of the function: not enough"]
+    # A value the check cannot handle fails the case; it does not stop the grader.
+    odd = score_question(question, calls, _events(calls, answer("twenty")))
+    assert odd.score == 0 and "could not be checked (TypeError)" in odd.messages[0]
+
+
+def test_out_of_memory_calls_say_so() -> None:
+    calls = prepare_calls(_spec())["test_double"]
+    events = _events(calls, lambda c: {"ev": "call", "id": c.call["id"], "ok": False, "ename": "RuntimeError",
+                                       "oom": True, "error": "x"})
+    result = score_question(_spec().questions[0], calls, events)
+    assert result.score == 0 and result.messages == ["4 of 4 hidden checks of the function: ran out of memory"]
+
+
+@pytest.mark.parametrize("budget", [0, 63, 100.0, True, "512"])
+def test_memory_budget_is_validated(budget: object) -> None:
+    with pytest.raises(ValueError, match="memory_budget_mb must be None or an int >= 64, got"):
+        AssignmentSpec("a", "a", 0, (), memory_budget_mb=budget)  # type: ignore[arg-type]
 
 
 EXPECTED = [

@@ -116,7 +116,8 @@ def _classify(run: RawRun | None, prepared: PreparedNotebook) -> tuple[str, list
     cell_errors = [e.get("ename") for e in run.events if e.get("ev") == "cell_end"]
     call_errors = [e.get("ename") for e in run.events if e.get("ev") == "call"]
     finished = any(e.get("ev") == "done" for e in run.events)
-    memory = "MemoryError" in cell_errors or "MemoryError" in call_errors or "memory" in run.skipped_reasons
+    out_of_memory = any(e.get("oom") is True for e in run.events if e.get("ev") == "call")
+    memory = "MemoryError" in cell_errors or "MemoryError" in call_errors or out_of_memory or "memory" in run.skipped_reasons
     timed = "CellTimeout" in cell_errors or any(e.get("timeout") for e in run.events if e.get("ev") == "call")
     if run.output_truncated:
         notes.append("output truncated")
@@ -289,6 +290,7 @@ class Grader:
                 "cells": notebook.run_cells,
                 "adapters": adapters(self.spec),
                 "calls": [c.call for q in self.spec.questions for c in self.calls[q.grade_id]],
+                "memory_budget_mb": self.spec.memory_budget_mb,
             }
             yield student, job
 
@@ -301,6 +303,9 @@ class Grader:
         sources = [cell["source"] for cell in prepared.run_cells]
         results = {q.grade_id: score_question(q, self.calls[q.grade_id], events, sources) for q in self.spec.questions}
         outcome, notes = _classify(run, prepared)
+        if outcome == "memory_limit" and self.spec.memory_budget_mb:
+            notes.append(f"this assignment's memory budget: {self.spec.memory_budget_mb} MiB beyond Python, "
+                         "NumPy and torch")
         notebook = _fill_outputs(prepared, run, results, outcome)
         answered = self._answered(prepared)
         report = SubmissionReport(

@@ -172,6 +172,33 @@ def _apply_limits(limits: dict[str, Any]) -> None:
     set_limit(resource.RLIMIT_CORE, 0)
 
 
+def _apply_memory_budget(budget_mb: object) -> None:
+    """Cap the address space at what the process uses now plus ``budget_mb`` (soft and hard).
+
+    Called after NumPy and torch are imported and before any student code, so
+    the cap measures the notebook's own use and cannot be raised again.
+    """
+    import resource
+
+    if budget_mb is None:
+        return
+    with open("/proc/self/status") as handle:
+        fields = dict(line.split(":", 1) for line in handle if ":" in line)
+    in_use = int(fields["VmSize"].split()[0]) * 1024
+    cap = in_use + int(budget_mb) * 1024 * 1024
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """Whether an exception says an allocation failed (Python's MemoryError or torch's allocator)."""
+    if isinstance(error, MemoryError):
+        return True
+    return isinstance(error, RuntimeError) and "can't allocate memory" in str(error)[:2000]
+
+
 def _compile_cell(source: str, index: int) -> Any:
     try:
         return compile(source, f"<cell {index}>", "exec")
@@ -326,7 +353,8 @@ def _run_calls(job: dict[str, Any], namespace: dict[str, Any], channel: _Channel
             event.update(ok=False, error="time limit reached", timeout=True)
         except BaseException as error:  # noqa: BLE001 - student code may raise anything
             _disarm()
-            event.update(ok=False, error=_short(f"{type(error).__name__}: {error}", 500), ename=type(error).__name__)
+            event.update(ok=False, error=_short(f"{type(error).__name__}: {error}", 500), ename=type(error).__name__,
+                         oom=_out_of_memory(error))
         finally:
             _disarm()
             sys.stdout, sys.stderr = real_out, real_err
@@ -369,6 +397,7 @@ def main() -> None:
     import numpy  # noqa: F401
     import torch  # noqa: F401
 
+    _apply_memory_budget(job.get("memory_budget_mb"))
     channel.emit({"ev": "ready", "pid": runner_pid})
     shell = _Shell()
     namespace: dict[str, Any] = {

@@ -94,7 +94,39 @@ class ValueQuestion:
     atol: float = 1e-6
 
 
-Question = Union[FunctionQuestion, ValueQuestion]
+@dataclass(frozen=True)
+class CheckedQuestion:
+    """A question whose answer has no single right value, checked by the grader on what came back.
+
+    For a training loop, say: the sandbox runs the student's function (through
+    an adapter that builds the model from the case's seed and returns the
+    trained parameters as plain arrays), and ``check`` then judges those
+    numbers in the grader's own process, for instance by loading them into a
+    model built there and measuring it on data the student never saw.
+
+    Attributes:
+        grade_id: the nbgrader grade_id of the autograder test cell it scores.
+        function: the function called in the sandbox (usually the adapter's).
+        points: the cell's max points, shared equally between the cases.
+        cases: ``rng -> list[Case]``; the inputs sent to the sandbox.
+        check: ``(value, case) -> None | str``: ``None`` when the decoded value
+            (arrays, numbers, strings, lists) is acceptable for ``case``, else a
+            short reason that reveals nothing hidden. An exception it raises
+            counts as a failed case, never as a crash of the grader.
+        banned, adapter, student_function: as for :class:`FunctionQuestion`.
+    """
+
+    grade_id: str
+    function: str
+    points: float
+    cases: Callable[[np.random.Generator], Sequence[Case]]
+    check: Callable[[Any, Case], Union[str, None]]
+    banned: tuple[str, ...] = ()
+    adapter: str = ""
+    student_function: str = ""
+
+
+Question = Union[FunctionQuestion, ValueQuestion, CheckedQuestion]
 
 
 @dataclass(frozen=True)
@@ -106,22 +138,36 @@ class AssignmentSpec:
         notebook: the notebook's name without ``.ipynb``.
         seed: private seed of the hidden inputs (never released).
         questions: one per autograder test cell.
+        memory_budget_mb: when set, the address space the notebook's code may
+            add to a process that has imported NumPy and torch. The runner
+            lowers its hard limit to that before any student code runs, so no
+            cell can lift it; a question then asks for a case too large for an
+            answer that materialises what it should not (all the logits, say).
     """
 
     assignment: str
     notebook: str
     seed: int
     questions: tuple[Question, ...]
+    memory_budget_mb: int | None = None
 
     def __post_init__(self) -> None:
         ids = [q.grade_id for q in self.questions]
         if len(set(ids)) != len(ids):
             raise ValueError(f"questions must have distinct grade_id values, got {ids}")
+        budget = self.memory_budget_mb
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 64):
+            raise ValueError(f"memory_budget_mb must be None or an int >= 64, got {budget!r}")
 
 
 @dataclass
 class PreparedCall:
-    """One call the runner makes, with the reference answer kept on the grader's side."""
+    """One call the runner makes, with the reference answer kept on the grader's side.
+
+    ``expected`` is the reference output, the accepted answers of a
+    :class:`ValueQuestion`, or the :class:`Case` a :class:`CheckedQuestion`'s
+    check receives.
+    """
 
     call: dict[str, Any]
     expected: Any
@@ -181,7 +227,7 @@ def adapters(spec: AssignmentSpec) -> list[str]:
         >>> adapters(AssignmentSpec("a", "a", 0, ()))
         []
     """
-    return [q.adapter for q in spec.questions if isinstance(q, FunctionQuestion) and q.adapter]
+    return [q.adapter for q in spec.questions if isinstance(q, (FunctionQuestion, CheckedQuestion)) and q.adapter]
 
 
 def prepare_calls(spec: AssignmentSpec) -> dict[str, list[PreparedCall]]:
@@ -207,6 +253,18 @@ def prepare_calls(spec: AssignmentSpec) -> dict[str, list[PreparedCall]]:
                     [],
                 )
                 for index, (name, accepted) in enumerate(question.answers.items())
+            ]
+            continue
+        if isinstance(question, CheckedQuestion):
+            prepared[question.grade_id] = [
+                PreparedCall(
+                    {"id": f"{question.grade_id}#{index}", "kind": "function", "name": question.function,
+                     "tensors": True, "args": [encode_value(a) for a in case.args],
+                     "kwargs": {k: encode_value(v) for k, v in case.kwargs.items()}},
+                    case,
+                    [],
+                )
+                for index, case in enumerate(question.cases(_rng(spec.seed, question.grade_id)))
             ]
             continue
         calls = []

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from coursekit.grading.spec import FunctionQuestion, PreparedCall, Question, ValueQuestion
+from coursekit.grading.spec import CheckedQuestion, FunctionQuestion, PreparedCall, Question, ValueQuestion
 from coursekit.grading.wire import WireError, decode_value
 
 
@@ -108,6 +108,8 @@ def _check_call(prepared: PreparedCall, event: dict[str, Any] | None, question: 
         # smuggle the hidden inputs into the feedback.
         if event.get("timeout") is True:
             return "time limit reached"
+        if event.get("oom") is True:
+            return "ran out of memory"
         ename = event.get("ename")
         if isinstance(ename, str) and ename.isidentifier() and len(ename) <= 60:
             return f"raised {ename}" + (" (is it defined?)" if ename == "NameError" else "")
@@ -120,6 +122,12 @@ def _check_call(prepared: PreparedCall, event: dict[str, Any] | None, question: 
         grads = [decode_value(g) for g in grads_raw]
     except WireError as error:
         return f"malformed result: {error}"
+    if isinstance(question, CheckedQuestion):
+        try:
+            verdict = question.check(value, prepared.expected)
+        except Exception as error:  # noqa: BLE001 - odd student data must fail the case, not stop the batch
+            return f"the returned values could not be checked ({type(error).__name__})"
+        return None if verdict is None else str(verdict)[:200]
     if isinstance(question, ValueQuestion):
         if isinstance(value, np.ndarray) and value.size == 1:
             value = value.reshape(())
@@ -161,7 +169,7 @@ def score_question(
     """
     passed = 0
     reasons: dict[str, int] = {}
-    if isinstance(question, FunctionQuestion) and question.banned:
+    if isinstance(question, (FunctionQuestion, CheckedQuestion)) and question.banned:
         name = question.student_function or question.function
         defining = [s for s in sources if f"def {name}" in s]
         used = sorted({word for word in question.banned for s in defining if word in s})
@@ -180,6 +188,6 @@ def score_question(
             reasons[reason] = reasons.get(reason, 0) + 1
     total = len(calls)
     score = round(float(question.points) * passed / total, 3) if total else 0.0
-    what = "function" if isinstance(question, FunctionQuestion) else "answer"
+    what = "answer" if isinstance(question, ValueQuestion) else "function"
     messages = [f"{count} of {total} hidden checks of the {what}: {reason}" for reason, count in reasons.items()]
     return QuestionResult(question.grade_id, score, float(question.points), passed, total, messages[:5])

@@ -1,0 +1,191 @@
+"""Questions without one right value: trained models (a3, a4) and a memory budget (a6), attacked.
+
+Each submission is the correct solution with one answer replaced; the exact
+score, outcome and failing question follow from which answer it touches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adversarial.course import make_course, set_answer, solved_notebook, submit
+from coursekit.grading.driver import GradeOptions, grade_assignment
+from coursekit.grading.sandbox import Limits, sandbox_available
+from conftest import in_ci
+
+pytestmark = [pytest.mark.slow, pytest.mark.grading]
+
+PLAIN_CHUNKED = '''import torch.nn.functional as F
+def chunked_cross_entropy(hidden, weight, targets, *, bias=None, chunk_size=1024, ignore_index=-100, reduction="mean"):
+    logits = hidden @ weight.T
+    if bias is not None:
+        logits = logits + bias
+    return F.cross_entropy(logits, targets, ignore_index=ignore_index, reduction=reduction)
+'''
+
+# Chunked forward, but autograd keeps every chunk's log-softmax for the backward: N x V in all.
+CHUNKS_KEPT = '''import torch
+def chunked_cross_entropy(hidden, weight, targets, *, bias=None, chunk_size=1024, ignore_index=-100, reduction="mean"):
+    parts = []
+    for start in range(0, hidden.shape[0], chunk_size):
+        logits = hidden[start:start + chunk_size] @ weight.T
+        if bias is not None:
+            logits = logits + bias
+        rows = targets[start:start + chunk_size]
+        log_p = logits.log_softmax(-1).gather(1, rows.clamp(min=0)[:, None])[:, 0]
+        parts.append(torch.where(rows != ignore_index, -log_p, torch.zeros((), dtype=log_p.dtype)))
+    losses = torch.cat(parts)
+    if reduction == "none":
+        return losses
+    if reduction == "sum":
+        return losses.sum()
+    return losses.sum() / (targets != ignore_index).sum()
+'''
+
+# Reserve address space while the notebook runs, hand it back inside the graded call.
+RESERVE_THEN_FREE = '''import torch
+_reserve = torch.ones(300 * 2**18)          # 300 MiB, released just before the big computation
+
+
+def chunked_cross_entropy(*args, **kwargs):
+    global _reserve
+    _reserve = None
+    return _plain(*args, **kwargs)
+'''
+
+LIFT_THE_LIMIT = '''import resource
+for _kind in (resource.RLIMIT_AS, resource.RLIMIT_DATA):
+    try:
+        resource.setrlimit(_kind, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    except (ValueError, OSError) as error:
+        print("could not lift the limit:", error)
+resource.setrlimit = lambda *args: None
+largest_tensor_of = lambda *args, **kwargs: 1   # fools the visible test, not the grader
+'''
+
+NO_TRAINING = '''def train_tbptt(model, stream, *, chunk_len=20, steps=150, lr=0.01):
+    return [2.0] * steps
+'''
+
+# Trains a model of its own and leaves the one it was given untouched.
+OWN_MODEL = '''def train_tbptt(model, stream, *, chunk_len=20, steps=150, lr=0.01):
+    mine = RNNLM(V, embed_dim=16, hidden_size=48, cell="gru")
+    optimizer = torch.optim.Adam(mine.parameters(), lr=lr)
+    history, chunks = [], tbptt_chunks(stream, chunk_len)
+    for step in range(steps):
+        inputs, targets = chunks[step % len(chunks)]
+        logits, _ = mine(inputs)
+        loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.append(loss.item())
+    return history
+'''
+
+# Trains for a few steps only and pads the history to the length asked for.
+SHORT_TRAINING = '''def train_tbptt(model, stream, *, chunk_len=20, steps=150, lr=0.01):
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    history = []
+    for inputs, targets in tbptt_chunks(stream, chunk_len)[:3]:
+        logits, _ = model(inputs)
+        loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.append(loss.item())
+    return history + [history[-1]] * (steps - len(history))
+'''
+
+UNSEEDED_UNTRAINED = '''def train_student(pairs, *, steps=150, batch_size=32, lr=0.02, seed=0):
+    return Seq2Seq(len(src_vocab), len(tgt_vocab), embed_dim=16, hidden_size=32).eval()
+'''
+
+TEACHER_AS_STUDENT = '''def train_student(pairs, *, steps=150, batch_size=32, lr=0.02, seed=0):
+    return teacher
+'''
+
+
+@dataclass(frozen=True)
+class Submission:
+    student: str
+    answer: str                   # grade_id of the replaced answer cell
+    source: str                   # its new source
+    score: float
+    outcome: str
+    failing: dict[str, str]       # grade_id -> text expected in its message
+
+
+CASES: dict[str, list[Submission]] = {
+    "a6_large_vocab": [
+        Submission("plain", "answer_chunked_cross_entropy", PLAIN_CHUNKED, 6.0, "memory_limit",
+                   {"test_chunked_memory": "3 of 3 hidden checks of the function: ran out of memory"}),
+        Submission("chunks_kept", "answer_chunked_cross_entropy", CHUNKS_KEPT, 6.0, "memory_limit",
+                   {"test_chunked_memory": "ran out of memory"}),
+        Submission("reserve_then_free", "answer_chunked_cross_entropy", RESERVE_THEN_FREE, 6.0, "memory_limit",
+                   {"test_chunked_memory": "ran out of memory"}),
+        Submission("lift_the_limit", "answer_chunked_cross_entropy", LIFT_THE_LIMIT + PLAIN_CHUNKED, 6.0,
+                   "memory_limit", {"test_chunked_memory": "ran out of memory"}),
+    ],
+    "a3_rnn_loss": [
+        Submission("no_training", "answer_train_tbptt", NO_TRAINING, 8.0, "graded",
+                   {"test_train_tbptt": "does not reach a validation NLL below"}),
+        Submission("own_model", "answer_train_tbptt", OWN_MODEL, 8.0, "graded",
+                   {"test_train_tbptt": "the trained LSTM does not reach a validation NLL below 2.3"}),
+        Submission("short_training", "answer_train_tbptt", SHORT_TRAINING, 8.0, "graded",
+                   {"test_train_tbptt": "does not reach a validation NLL below"}),
+    ],
+    "a4_distillation": [
+        Submission("unseeded_untrained", "answer_train_student", UNSEEDED_UNTRAINED, 10.0, "graded",
+                   {"test_train_student": "agrees with the teacher on under 70%"}),
+        Submission("teacher_as_student", "answer_train_student", TEACHER_AS_STUDENT, 10.0, "graded",
+                   {"test_train_student": "must return a Seq2Seq(embed_dim=16, hidden_size=32)"}),
+    ],
+}
+
+
+def _build(course: Path, assignment: str, submission: Submission) -> dict[str, Any]:
+    notebook = solved_notebook(course, assignment)
+    source = submission.source
+    if submission.student == "reserve_then_free":
+        source = PLAIN_CHUNKED.replace("def chunked_cross_entropy", "def _plain") + "\n\n" + source
+    return set_answer(notebook, submission.answer, source)
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def graded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
+    ok, reason = sandbox_available()
+    if not ok:
+        if in_ci():
+            pytest.fail(f"the sandbox is required in CI: {reason}")
+        pytest.skip(f"the sandbox is not available here: {reason}")
+    assignment = request.param
+    course = make_course(tmp_path_factory.mktemp(assignment), assignment=assignment)
+    submit(course, "solution", solved_notebook(course, assignment), assignment=assignment)
+    for submission in CASES[assignment]:
+        submit(course, submission.student, _build(course, assignment, submission), assignment=assignment)
+    options = GradeOptions(jobs=2, limits=Limits(timeout_s=30), progress=False)
+    return assignment, {r.student: r for r in grade_assignment(course, assignment, options)}
+
+
+def test_the_solution_gets_full_marks(graded: tuple[str, dict]) -> None:
+    _assignment, reports = graded
+    solution = reports["solution"]
+    assert (solution.score, solution.outcome) == (solution.max_score, "graded"), solution
+
+
+def test_each_submission_gets_its_exact_score_outcome_and_reason(graded: tuple[str, dict]) -> None:
+    assignment, reports = graded
+    for submission in CASES[assignment]:
+        report = reports[submission.student]
+        assert (report.score, report.outcome) == (submission.score, submission.outcome), report
+        by_id = {q["grade_id"]: q for q in report.questions}
+        for grade_id, text in submission.failing.items():
+            assert by_id[grade_id]["score"] == 0.0, report
+            assert any(text in message for message in by_id[grade_id]["messages"]), by_id[grade_id]
+        others = [q for q in report.questions if q["grade_id"] not in submission.failing]
+        assert all(q["outcome"] == "passed" for q in others), report

@@ -2,10 +2,13 @@
 
 Forward + backward of ``F.cross_entropy(hidden @ weight.T, targets)`` against
 ``coursekit.losses.chunked_cross_entropy(hidden, weight, targets)``, float32 on
-the CPU. Every configuration runs in a fresh process, which reports its
+the CPU. Memory: every configuration runs in a fresh process, which reports its
 resident-set-size high-water mark reached during one step minus the mark it had
-once the inputs existed (so the inputs are not counted, their gradients are),
-and the median time of further steps.
+once the inputs existed (so the inputs are not counted, their gradients are).
+Time: one more process per vocabulary size alternates the two methods
+(plain, chunked, chunked, plain, ...) after a warm-up step of each, so both
+see the same machine load; the time ratio is the median of the per-round
+ratios, which a shared, noisy machine disturbs far less than absolute times.
 
 Run alone: ``python -m bench.bench_chunked [--tiny]``.
 """
@@ -50,6 +53,10 @@ def worker(config: dict) -> dict:
         loss.backward()
         return float(loss)
 
+    if config["method"] == "interleaved":
+        return _interleaved(hidden, weight, targets, config)
+    if config["method"] == "sweep":
+        return _sweep(hidden, weight, targets, config)
     step(rows=4, vocab=8)  # load the kernels and thread pools before the baseline
     baseline = peak_rss_mib()
     start = time.perf_counter()
@@ -64,6 +71,51 @@ def worker(config: dict) -> dict:
     return {"extra_mib": extra, "median_s": statistics.median(times) if times else first, "loss": loss}
 
 
+def _interleaved(hidden, weight, targets, config: dict) -> dict:
+    """Alternate timed plain and chunked steps; per-round ratios chunked / plain."""
+    import torch.nn.functional as F
+
+    from coursekit.losses import chunked_cross_entropy
+
+    def timed(method: str) -> float:
+        hidden.grad = weight.grad = None
+        start = time.perf_counter()
+        if method == "plain":
+            loss = F.cross_entropy(hidden @ weight.T, targets)
+        else:
+            loss = chunked_cross_entropy(hidden, weight, targets, chunk_size=config["chunk_size"])
+        loss.backward()
+        return time.perf_counter() - start
+
+    timed("plain")
+    timed("chunked")
+    plain, chunked = [], []
+    for round_index in range(config["repeats"]):
+        order = ("plain", "chunked") if round_index % 2 == 0 else ("chunked", "plain")
+        for method in order:
+            (plain if method == "plain" else chunked).append(timed(method))
+    ratios = [c / p for p, c in zip(plain, chunked)]
+    return {"plain_s": statistics.median(plain), "chunked_s": statistics.median(chunked),
+            "ratio": statistics.median(ratios), "ratios": ratios}
+
+
+def _sweep(hidden, weight, targets, config: dict) -> dict:
+    """Median step time of chunked_cross_entropy for each chunk size, the sizes taken in rotating order."""
+    from coursekit.losses import chunked_cross_entropy
+
+    sizes = list(config["chunks"])
+    times: dict[int, list[float]] = {size: [] for size in sizes}
+    for round_index in range(config["repeats"] + 1):
+        for position in range(len(sizes)):
+            size = sizes[(position + round_index) % len(sizes)]
+            hidden.grad = weight.grad = None
+            start = time.perf_counter()
+            chunked_cross_entropy(hidden, weight, targets, chunk_size=size).backward()
+            if round_index:  # round 0 warms up
+                times[size].append(time.perf_counter() - start)
+    return {str(size): statistics.median(values) for size, values in times.items()}
+
+
 def _measure(method: str, n: int, h: int, v: int, chunk_size: int, repeats: int) -> dict:
     config = {"method": method, "n": n, "h": h, "v": v, "chunk_size": chunk_size, "repeats": repeats}
     return run_worker(MODULE, config)
@@ -74,30 +126,41 @@ def run(*, tiny: bool, out_dir: Path) -> str:
     p = TINY if tiny else REAL
     n, h = p["n"], p["h"]
     main_rows, by_vocab = [], {}
+    timings = {}
     for v in p["vocabs"]:
-        repeats = 1 if tiny or v > 32768 else 2
-        plain = _measure("plain", n, h, v, p["chunk_size"], repeats)
-        chunked = _measure("chunked", n, h, v, p["chunk_size"], repeats)
-        by_vocab[v] = (plain, chunked)
+        plain = _measure("plain", n, h, v, p["chunk_size"], 0)
+        chunked = _measure("chunked", n, h, v, p["chunk_size"], 0)
+        rounds = 1 if tiny else 5 if v <= 8192 else 3 if v <= 32768 else 2
+        timing = _measure("interleaved", n, h, v, p["chunk_size"], rounds)
+        plain["median_s"], chunked["median_s"] = timing["plain_s"], timing["chunked_s"]
+        by_vocab[v], timings[v] = (plain, chunked), timing
         main_rows.append([
             v, fmt(plain["extra_mib"], 0), fmt(chunked["extra_mib"], 0),
             fmt(ratio(chunked["extra_mib"], plain["extra_mib"]), 3),
             fmt(plain["median_s"] * 1e3, 0), fmt(chunked["median_s"] * 1e3, 0),
-            fmt(ratio(chunked["median_s"], plain["median_s"]), 2),
+            fmt(timing["ratio"], 2), " ".join(f"{r:.2f}" for r in timing["ratios"]),
             f"{abs(plain['loss'] - chunked['loss']):.1e}",
         ])
 
+    curve_v, reference_chunk = p["curve_vocab"], p["chunk_size"]
+    sweep = run_worker(MODULE, {"method": "sweep", "n": n, "h": h, "v": curve_v, "chunk_size": reference_chunk,
+                                "chunks": list(p["curve_chunks"]), "repeats": 1 if tiny else 2})
     curve = []
     for chunk_size in p["curve_chunks"]:
-        if chunk_size == p["chunk_size"] and p["curve_vocab"] in by_vocab:
-            curve.append((chunk_size, by_vocab[p["curve_vocab"]][1]))
+        if chunk_size == reference_chunk and curve_v in by_vocab:
+            point = dict(by_vocab[curve_v][1])
         else:
-            curve.append((chunk_size, _measure("chunked", n, h, p["curve_vocab"], chunk_size, 1)))
-    curve_plain = by_vocab[p["curve_vocab"]][0] if p["curve_vocab"] in by_vocab else None
+            point = _measure("chunked", n, h, curve_v, chunk_size, 0)
+        point["median_s"] = sweep[str(chunk_size)]
+        curve.append((chunk_size, point))
+    curve_plain = by_vocab[curve_v][0] if curve_v in by_vocab else None
+    # Time against the plain expression through the chunk size both runs share:
+    # (t_chunk / t_reference_chunk, same sweep process) x (reference / plain, interleaved run).
+    chain = timings[curve_v]["ratio"] / sweep[str(reference_chunk)] if curve_v in timings else None
     curve_rows = [
         [cs, fmt(r["extra_mib"], 0), fmt(r["median_s"] * 1e3, 0),
          fmt(ratio(r["extra_mib"], curve_plain["extra_mib"]), 3) if curve_plain else "-",
-         fmt(ratio(r["median_s"], curve_plain["median_s"]), 2) if curve_plain else "-"]
+         fmt(r["median_s"] * chain, 2) if chain else "-"]
         for cs, r in curve
     ]
     _plot(out_dir / "chunked_cross_entropy.png", by_vocab, curve, n, h, p["curve_vocab"])
@@ -105,7 +168,7 @@ def run(*, tiny: bool, out_dir: Path) -> str:
     goal_v = 32768 if 32768 in by_vocab else p["vocabs"][-1]
     plain_g, chunked_g = by_vocab[goal_v]
     memory_ratio = ratio(chunked_g["extra_mib"], plain_g["extra_mib"])
-    time_ratio = ratio(chunked_g["median_s"], plain_g["median_s"])
+    time_ratio = timings[goal_v]["ratio"]
     verdict = (
         f"At V = {goal_v}: chunked peak memory is {memory_ratio:.3f} of the plain expression's "
         f"(goal <= 0.125: {'met' if memory_ratio <= 0.125 else 'NOT met'}), time {time_ratio:.2f}x "
@@ -117,14 +180,17 @@ def run(*, tiny: bool, out_dir: Path) -> str:
         "## 1. Large-vocabulary loss: chunked_cross_entropy vs F.cross_entropy(hidden @ weight.T)",
         f"Forward + backward, float32, CPU, N = {n} tokens, H = {h}, chunk_size = {p['chunk_size']}. "
         "Extra peak = RSS high-water mark during one step minus the mark with the inputs allocated "
-        "(fresh process per row); time = median over repeated steps.",
+        "(fresh process per configuration). Times: medians of steps that alternate the two methods in one "
+        "process; time ratio = median of the per-round ratios (listed).",
         markdown_table(
             ["V", "plain extra peak (MiB)", "chunked extra peak (MiB)", "memory ratio",
-             "plain time (ms)", "chunked time (ms)", "time ratio", "loss difference"],
+             "plain time (ms)", "chunked time (ms)", "time ratio", "per-round ratios", "loss difference"],
             main_rows,
         ),
         verdict,
-        f"Memory vs chunk size at V = {p['curve_vocab']} (ratios against the plain expression):",
+        f"Memory vs chunk size at V = {p['curve_vocab']} (ratios against the plain expression; times from one "
+        "process that rotates through the chunk sizes, and the time ratio chained through chunk_size = "
+        f"{p['chunk_size']}'s interleaved ratio above):",
         markdown_table(["chunk_size", "extra peak (MiB)", "time (ms)", "memory ratio", "time ratio"], curve_rows),
         "Smaller chunks hold fewer logits (chunk_size x V floats) but multiply smaller matrices; "
         "the weight gradient (V x H) is a floor that every method pays.",

@@ -248,3 +248,8 @@ def test_student_error_messages_never_reach_the_feedback() -> None:
                               "error": f"ValueError: {secret}"}] for c in calls}
     result = score_question(_spec().questions[0], calls, events)
     assert result.score == 0 and result.messages == ["4 of 4 hidden checks of the function: raised ValueError"]
+    # An exception class named after the hidden input is not quoted either.
+    for event in events.values():
+        event[0]["ename"] = "Leak_0_123456789"
+    result = score_question(_spec().questions[0], calls, events)
+    assert result.messages == ["4 of 4 hidden checks of the function: raised an exception"]

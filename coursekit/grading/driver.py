@@ -118,13 +118,24 @@ def _classify(run: RawRun | None, prepared: PreparedNotebook) -> tuple[str, list
     finished = any(e.get("ev") == "done" for e in run.events)
     out_of_memory = any(e.get("oom") is True for e in run.events if e.get("ev") == "call")
     memory = "MemoryError" in cell_errors or "MemoryError" in call_errors or out_of_memory or "memory" in run.skipped_reasons
-    timed = "CellTimeout" in cell_errors or any(e.get("timeout") for e in run.events if e.get("ev") == "call")
+    timed = (
+        "CellTimeout" in cell_errors
+        or any(e.get("timeout") for e in run.events if e.get("ev") == "call")
+        or "timeout" in run.skipped_reasons
+    )
+    died_in_call = any(e.get("died") is True for e in run.events if e.get("ev") == "call")
     if run.output_truncated:
         notes.append("output truncated")
     if run.skipped_cells:
         for index, why in zip(run.skipped_cells, run.skipped_reasons):
-            what = "ran out of memory" if why == "memory" else "died"
-            notes.append(f"the process {what} in cell {index}; it was skipped on a rerun")
+            what = {"memory": "the process ran out of memory in", "timeout": "the time limit was ignored by"}.get(
+                why, "the process died in")
+            notes.append(f"{what} cell {index}; it was skipped on a rerun")
+    dropped = {str(e.get("error")) for e in run.events if e.get("ev") == "call"}
+    if "not run again (timeout)" in dropped:
+        notes.append("a graded function ignored its time limit; it was not called again on a rerun")
+    if "not run again (died)" in dropped:
+        notes.append("the process died in a graded function; it was not called again on a rerun")
     if not run.sandboxed:
         notes.append("NOT SANDBOXED")
     if run.wall_killed:
@@ -133,6 +144,9 @@ def _classify(run: RawRun | None, prepared: PreparedNotebook) -> tuple[str, list
     if run.events_overflow:
         notes.append("the result channel went over its limit")
         return "kernel_died", notes
+    if run.stalled:
+        notes.append("killed: a cell or a graded call would not stop at its time limit")
+        return "timeout", notes
     if not finished:
         notes.append(f"the process ended early (status {run.returncode})")
         return ("memory_limit" if memory else "kernel_died"), notes
@@ -140,7 +154,7 @@ def _classify(run: RawRun | None, prepared: PreparedNotebook) -> tuple[str, list
         return "memory_limit", notes
     if timed:
         return "timeout", notes
-    if run.skipped_cells:
+    if run.skipped_cells or died_in_call:
         return "kernel_died", notes
     if prepared.missing:
         return "missing_cells", notes
@@ -184,8 +198,9 @@ def _fill_outputs(
             cells[index]["execution_count"] = count
         for index in run.skipped_cells:
             if 0 <= index < len(cells):
-                cells[index]["outputs"] = [_stream("stderr", "This cell crashed the process or exhausted its memory; "
-                                                            "it was skipped on a rerun.\n")]
+                cells[index]["outputs"] = [_stream("stderr", "This cell crashed the process, exhausted its memory "
+                                                            "or would not stop at its time limit; it was skipped "
+                                                            "on a rerun.\n")]
     for name, index in prepared.test_cells.items():
         result = results.get(name)
         if result is None:

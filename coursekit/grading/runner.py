@@ -318,6 +318,7 @@ def _run_calls(job: dict[str, Any], namespace: dict[str, Any], channel: _Channel
         if name in timed_out:
             channel.emit({**event, "ok": False, "timeout": True, "error": f"skipped: an earlier call of {name} hit the time limit"})
             continue
+        channel.emit({"ev": "call_start", "id": call["id"]})
         try:
             sys.stdout = _CappedText(200, sink_budget)
             sys.stderr = _CappedText(200, sink_budget)

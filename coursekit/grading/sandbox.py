@@ -32,6 +32,7 @@ import contextlib
 import fcntl
 import functools
 import json
+import math
 import os
 import selectors
 import shutil
@@ -116,9 +117,12 @@ class RawRun:
         events_overflow: the event channel went over its cap.
         sandboxed: whether bubblewrap isolated the run.
         seconds: wall-clock duration.
-        skipped_cells: cells left out after the process died in them or they hit
-            the memory limit (see :func:`run_submission`).
-        skipped_reasons: ``"died"`` or ``"memory"`` for each skipped cell.
+        skipped_cells: cells left out after the process died in them, hit the
+            memory limit or ran past their time limit (see :func:`run_submission`).
+        skipped_reasons: ``"died"``, ``"memory"`` or ``"timeout"`` for each skipped cell.
+        stalled: the step the grader killed because it ran past its time limit
+            and the process did not stop it itself (its timer was caught,
+            ignored or disabled): ``{"cell": index}`` or ``{"call": id}``.
     """
 
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -132,6 +136,7 @@ class RawRun:
     seconds: float = 0.0
     skipped_cells: list[int] = field(default_factory=list)
     skipped_reasons: list[str] = field(default_factory=list)
+    stalled: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (for shipping results back from a Dask worker)."""
@@ -416,12 +421,24 @@ def _collect(
     received = 0
     open_fds = {event_fd, out_fd}
     deadline = started + limits.wall_s
+    # The runner stops a cell or call at timeout_s with its own timer; student
+    # code can catch or disable that timer, so the grader also kills the
+    # process when a step outlives it by a margin (see run_submission).
+    step_budget = 1.25 * float(limits.timeout_s) + 2.0
+    step: dict[str, Any] | None = None
+    step_deadline = math.inf
     while event_fd in open_fds:
-        remaining = deadline - time.monotonic()
+        now = time.monotonic()
+        if now >= step_deadline and step is not None:
+            result.stalled = step
+            _kill(process)
+            break
+        remaining = deadline - now
         if remaining <= 0:
             result.wall_killed = True
             _kill(process)
             break
+        remaining = min(remaining, max(step_deadline - now, 0.0))
         for key, _ in selector.select(timeout=min(remaining, 1.0)):
             chunk = os.read(key.fd, 1 << 16)
             if key.data == "output":
@@ -449,7 +466,15 @@ def _collect(
             *lines, rest = bytes(buffer).split(b"\n")
             buffer = bytearray(rest)
             for line in lines:
-                _parse_event(line, result)
+                event = _parse_event(line, result)
+                if event is None:
+                    continue
+                kind = event["ev"]
+                if kind in ("cell_start", "call_start"):
+                    step = {"cell": event.get("i")} if kind == "cell_start" else {"call": event.get("id")}
+                    step_deadline = time.monotonic() + step_budget
+                elif kind in ("cell_end", "call", "done"):
+                    step, step_deadline = None, math.inf
     if out_fd in open_fds:
         selector.unregister(out_fd)
         os.close(out_fd)
@@ -457,30 +482,41 @@ def _collect(
     result.output = output.decode("utf-8", errors="replace")
 
 
-def _parse_event(line: bytes, result: RawRun) -> None:
+def _parse_event(line: bytes, result: RawRun) -> dict[str, Any] | None:
     try:
         event = json.loads(line)
     except (ValueError, RecursionError):
         result.bad_lines += 1
-        return
+        return None
     if isinstance(event, dict) and isinstance(event.get("ev"), str):
         result.events.append(event)
-    else:
-        result.bad_lines += 1
+        return event
+    result.bad_lines += 1
+    return None
 
 
 MAX_RESTARTS = 3
 
 
+def _unanswered_call(run: RawRun) -> str | None:
+    """The id of the call the process was in when it stopped, if it stopped in one."""
+    answered = {e.get("id") for e in run.events if e.get("ev") == "call"}
+    started = [e.get("id") for e in run.events if e.get("ev") == "call_start"]
+    return started[-1] if started and started[-1] not in answered else None
+
+
 def run_submission(job: dict[str, Any], limits: Limits, *, use_sandbox: bool | None = None) -> RawRun:
-    """Run a job; when the process dies in a cell or a cell exhausts memory, rerun without it.
+    """Run a job; when a cell kills the process, exhausts memory or will not stop, rerun without it.
 
     A kernel that dies (``os._exit``, a segfault, an abort) in one cell would
     otherwise lose every later answer, and a cell that hoards memory up to the
     limit starves every later one. Like an instructor restarting a kernel
     and skipping the culprit, the grader reruns from scratch without the cell
-    it died in, at most :data:`MAX_RESTARTS` times. The cells skipped are
-    reported (the outcome is then ``kernel_died``).
+    it died in, at most :data:`MAX_RESTARTS` times. A cell or a graded call
+    that outlives its time limit because it caught or disabled the runner's
+    timer is killed from outside (see :attr:`RawRun.stalled`) and treated the
+    same way: the cell is skipped, or every call of that function is answered
+    "time limit reached" without running it again. What was skipped is reported.
 
     Args:
         job: see :func:`run_job`.
@@ -488,19 +524,39 @@ def run_submission(job: dict[str, Any], limits: Limits, *, use_sandbox: bool | N
         use_sandbox: see :func:`run_job`.
 
     Returns:
-        The last attempt's run, with ``skipped_cells`` filled in.
+        The last attempt's run, with ``skipped_cells`` filled in and a timeout
+        event for every call that was not run again.
     """
     skipped: list[int] = []
     reasons: list[str] = []
     cells = list(job["cells"])
+    calls = list(job.get("calls", []))
+    names = {call["id"]: call["name"] for call in calls}
+    dropped_calls: list[tuple[str, str]] = []
     for _attempt in range(MAX_RESTARTS + 1):
-        run = run_job({**job, "cells": cells}, limits, use_sandbox=use_sandbox)
+        run = run_job({**job, "cells": cells, "calls": calls}, limits, use_sandbox=use_sandbox)
         run.skipped_cells, run.skipped_reasons = list(skipped), list(reasons)
+        run.events += [
+            {"ev": "call", "id": call_id, "ok": False, why: True, "error": f"not run again ({why})"}
+            for call_id, why in dropped_calls
+        ]
         if run.wall_killed or run.events_overflow:
             return run
         memory = [e.get("i") for e in run.events if e.get("ev") == "cell_end" and e.get("ename") == "MemoryError"]
         finished = any(event.get("ev") == "done" for event in run.events)
-        if memory:
+        stalled = run.stalled or {}
+        if _attempt == MAX_RESTARTS:
+            return run
+        stopped_call, why_call = (stalled.get("call"), "timeout") if "call" in stalled else (
+            (None, "") if finished else (_unanswered_call(run), "died"))
+        if stopped_call in names:
+            name = names[stopped_call]
+            dropped_calls += [(call["id"], why_call) for call in calls if call["name"] == name]
+            calls = [call for call in calls if call["name"] != name]
+            continue
+        if any(stalled.get("cell") == cell["index"] for cell in cells):
+            culprit, why = stalled["cell"], "timeout"
+        elif memory:
             culprit, why = memory[0], "memory"
         elif finished:
             return run
@@ -510,8 +566,6 @@ def run_submission(job: dict[str, Any], limits: Limits, *, use_sandbox: bool | N
             if not started or started[-1] in ended or any(e.get("ev") == "call" for e in run.events):
                 return run
             culprit, why = started[-1], "died"
-        if _attempt == MAX_RESTARTS:
-            return run
         skipped.append(culprit)
         reasons.append(why)
         cells = [cell for cell in cells if cell["index"] != culprit]

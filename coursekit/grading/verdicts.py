@@ -7,6 +7,7 @@ object cannot be compared here because none ever arrives.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
@@ -14,6 +15,12 @@ import numpy as np
 
 from coursekit.grading.spec import CheckedQuestion, FunctionQuestion, PreparedCall, Question, ValueQuestion
 from coursekit.grading.wire import WireError, decode_value
+
+
+#: exception names quoted in feedback: Python's own, and the runner's time and output limits.
+KNOWN_EXCEPTIONS = frozenset(
+    name for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, BaseException)
+) | {"CellTimeout", "OutputLimitExceeded"}
 
 
 @dataclass
@@ -110,10 +117,13 @@ def _check_call(prepared: PreparedCall, event: dict[str, Any] | None, question: 
             return "time limit reached"
         if event.get("oom") is True:
             return "ran out of memory"
+        if event.get("died") is True:
+            return "the process died during this call"
         ename = event.get("ename")
-        if isinstance(ename, str) and ename.isidentifier() and len(ename) <= 60:
+        if ename in KNOWN_EXCEPTIONS:
             return f"raised {ename}" + (" (is it defined?)" if ename == "NameError" else "")
-        return "the call failed"
+        # A class name of the student's own making could spell out hidden inputs.
+        return "raised an exception"
     try:
         value = decode_value(event.get("value"))
         grads_raw = event.get("grads", [])

@@ -42,6 +42,17 @@ def _loop_in_function(course: Path) -> str:
     return "def token_nll(logits, targets, *, ignore_index=-100):\n    while True:\n        pass\n"
 
 
+# Loops that survive the runner's own timer: the grader must stop them from outside.
+SWALLOWING_LOOP = "while True:\n    try:\n        while True:\n            pass\n    except BaseException:\n        pass\n"
+TIMER_IGNORED = "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass\n"
+SWALLOWING_FUNCTION = (
+    "def token_nll(logits, targets, *, ignore_index=-100):\n"
+    "    while True:\n        try:\n            while True:\n                pass\n"
+    "        except BaseException:\n            pass\n"
+)
+EXIT_IN_FUNCTION = "import os\ndef token_nll(logits, targets, *, ignore_index=-100):\n    os._exit(0)\n"
+
+
 def _read_secret(path_expr: str) -> Callable[[Path], str]:
     def source(course: Path) -> str:
         return (
@@ -214,6 +225,13 @@ ATTACKS: list[Attack] = [
     Attack("correct", 10.0, "graded", solved_notebook, "the source's own solution"),
     Attack("loop_top", 10.0, "timeout", _with_cell("while True:\n    pass\n"), "infinite loop at top level"),
     Attack("loop_function", 7.0, "timeout", _with_answer("answer_token_nll", _loop_in_function), "infinite loop in the graded function"),
+    Attack("loop_swallows_timeout", 10.0, "timeout", _with_cell(SWALLOWING_LOOP),
+           "an infinite loop that catches the time-limit exception"),
+    Attack("timer_ignored", 10.0, "timeout", _with_cell(TIMER_IGNORED), "SIGALRM ignored, then an infinite loop"),
+    Attack("function_swallows_timeout", 7.0, "timeout", _with_answer("answer_token_nll", SWALLOWING_FUNCTION),
+           "a graded function that catches the time-limit exception and loops on"),
+    Attack("exit_in_function", 7.0, "kernel_died", _with_answer("answer_token_nll", EXIT_IN_FUNCTION),
+           "os._exit(0) inside the graded function"),
     Attack("os_exit", 10.0, "kernel_died", _with_cell("import os\nos._exit(0)\n"), "os._exit(0)"),
     Attack("segfault", 10.0, "kernel_died", _with_cell("import ctypes\nctypes.string_at(0)\n"), "a segfault through ctypes"),
     Attack("memory_bomb", 10.0, "memory_limit", _with_cell("_hog = []\nwhile True:\n    _hog.append(bytearray(50_000_000))\n"), "a memory bomb"),

@@ -212,6 +212,25 @@ def _fill_outputs(
     return notebook
 
 
+def _without_surrogates(value: Any) -> Any:
+    """``value`` with every lone UTF-16 surrogate in its strings replaced by U+FFFD.
+
+    JSON may escape them (``"\\ud800"``) but UTF-8 cannot encode them, so a
+    notebook or an output holding one could not be written back.
+
+    Example:
+        >>> _without_surrogates({"source": ["ok", "bad \\udcff"]})["source"][1] == "bad \\ufffd\\ufffd\\ufffd"
+        True
+    """
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    if isinstance(value, list):
+        return [_without_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    return value
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     temporary.write_bytes(data)
@@ -394,7 +413,8 @@ class Grader:
             path = staging / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        (staging / f"{self.spec.notebook}.ipynb").write_text(json.dumps(notebook, indent=1, ensure_ascii=False))
+        text = json.dumps(_without_surrogates(notebook), indent=1, ensure_ascii=False)
+        (staging / f"{self.spec.notebook}.ipynb").write_text(text, encoding="utf-8")
         old = target.parent / f".{self.assignment}.old-{os.getpid()}"
         if target.exists():
             os.replace(target, old)

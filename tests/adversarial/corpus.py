@@ -261,6 +261,10 @@ ATTACKS: list[Attack] = [
     Attack("not_json", 0.0, "invalid_notebook", lambda course: b'{"cells": [', "a notebook that is not valid JSON"),
     Attack("empty", 0.0, "invalid_notebook", lambda course: b"", "an empty file"),
     Attack("huge", 0.0, "too_large", _huge, "a 200 MB notebook"),
+    Attack("deeply_nested", 0.0, "invalid_notebook", lambda course: b"[" * 200_000 + b"]" * 200_000,
+           "JSON nested deeper than any parser's recursion limit"),
+    Attack("lone_surrogates", 10.0, "graded", _with_cell("_odd = '\ud800'\nprint(_odd, '\udcff')\n"),
+           "a cell whose source and output hold lone UTF-16 surrogates (valid JSON, not encodable as UTF-8)"),
     Attack("stderr_warnings", 10.0, "graded", _with_answer("answer_token_nll", STDERR_WARNINGS), "a correct solution printing warnings to stderr"),
     Attack("different_style", 10.0, "graded", _different_style, "a correct solution written differently"),
 ]

@@ -36,6 +36,8 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> dict:
     submitted = {}
     for attack in ATTACKS:
         path = submit(course, attack.student, attack.build(course))
+        if attack.timestamp is not None:
+            (path.parent / "timestamp.txt").write_bytes(attack.timestamp)
         submitted[attack.student] = (path, _digest(path))
     options = GradeOptions(jobs=2, limits=Limits(timeout_s=3.0, memory_mb=1024, submission_timeout_s=60), progress=False)
     reports = {r.student: r for r in grade_assignment(course, ASSIGNMENT, options)}
@@ -48,6 +50,8 @@ def test_attack_gets_exact_score_and_outcome(graded: dict, attack) -> None:
     assert (report.score, report.outcome) == (attack.score, attack.outcome), (attack.what, report)
     assert report.max_score == 10.0
     assert report.sandboxed
+    if attack.timestamp is not None:
+        assert any("timestamp.txt is not a date" in note for note in report.notes), report.notes
 
 
 def test_shared_files_and_submissions_are_never_modified(graded: dict) -> None:

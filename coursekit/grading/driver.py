@@ -231,6 +231,22 @@ def _without_surrogates(value: Any) -> Any:
     return value
 
 
+def _read_timestamp(path: Path) -> tuple[str | None, str | None]:
+    """The submission's timestamp.txt if nbgrader can parse it, else ``None`` and why."""
+    if not path.is_file():
+        return None, None
+    text = path.read_bytes()[:200].decode("utf-8", "replace").strip()
+    if not text:
+        return None, None
+    from nbgrader.utils import parse_utc
+
+    try:
+        parse_utc(text)
+    except (ValueError, OverflowError, TypeError):
+        return None, f"timestamp.txt is not a date ({text[:40]!r}); recorded without a timestamp"
+    return text, None
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     temporary.write_bytes(data)
@@ -357,13 +373,14 @@ class Grader:
             sandboxed=run.sandboxed if run is not None else True,
             seconds=round(run.seconds, 2) if run is not None else 0.0,
         )
+        submitted = self.course.root / self.course.submitted / student / self.assignment
+        timestamp, problem = _read_timestamp(submitted / "timestamp.txt")
+        if problem:
+            report.notes.append(problem)
         self._write_autograded(student, notebook)
         reports = self.course.root / "grade-reports" / self.assignment
         reports.mkdir(parents=True, exist_ok=True)
         _write_atomically(reports / f"{student}.json", json.dumps(asdict(report), indent=1).encode())
-        submitted = self.course.root / self.course.submitted / student / self.assignment
-        timestamp_file = submitted / "timestamp.txt"
-        timestamp = timestamp_file.read_text().strip() if timestamp_file.is_file() else None
         gb.record_submission(
             self.course,
             self.assignment,

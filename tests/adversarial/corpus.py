@@ -25,6 +25,7 @@ class Attack:
     outcome: str
     build: Callable[[Path], dict[str, Any] | bytes]
     what: str
+    timestamp: bytes | None = None   # timestamp.txt's bytes, when the attack is on it
 
 
 def _with_cell(source: str, after: str = "answer_token_nll") -> Callable[[Path], dict[str, Any]]:
@@ -261,6 +262,10 @@ ATTACKS: list[Attack] = [
     Attack("not_json", 0.0, "invalid_notebook", lambda course: b'{"cells": [', "a notebook that is not valid JSON"),
     Attack("empty", 0.0, "invalid_notebook", lambda course: b"", "an empty file"),
     Attack("huge", 0.0, "too_large", _huge, "a 200 MB notebook"),
+    Attack("bad_timestamp", 10.0, "graded", solved_notebook, "a timestamp.txt that is not a date",
+           timestamp=b"9999-99-99 99:99"),
+    Attack("binary_timestamp", 10.0, "graded", solved_notebook, "a timestamp.txt that is not even UTF-8",
+           timestamp=b"\xff\xfe\x00\x00"),
     Attack("deeply_nested", 0.0, "invalid_notebook", lambda course: b"[" * 200_000 + b"]" * 200_000,
            "JSON nested deeper than any parser's recursion limit"),
     Attack("lone_surrogates", 10.0, "graded", _with_cell("_odd = '\ud800'\nprint(_odd, '\udcff')\n"),

@@ -210,6 +210,16 @@ def test_edited_read_only_cells_are_restored_before_running() -> None:
     assert len(prepared.tampered) == 2
 
 
+def test_a_byte_order_mark_is_accepted() -> None:
+    plain = prepare(_notebook(("given", "import torch"), ("answer_double", "def double(x):\n    return 2 * x"),
+                              ("test_double", "assert double(1) == 2")), EXPECTED, max_bytes=10**6)
+    marked = prepare(b"\xef\xbb\xbf" + _notebook(("given", "import torch"),
+                                                  ("answer_double", "def double(x):\n    return 2 * x"),
+                                                  ("test_double", "assert double(1) == 2")), EXPECTED, max_bytes=10**6)
+    assert plain.outcome is None and marked.outcome is None
+    assert marked.run_cells == plain.run_cells
+
+
 def test_missing_cells_are_appended_and_not_run() -> None:
     prepared = prepare(_notebook(("answer_double", "def double(x):\n    return 2 * x")), EXPECTED, max_bytes=10**6)
     assert prepared.missing == ["given", "test_double"]

@@ -198,7 +198,8 @@ def prepare(raw: bytes, expected: list[ExpectedCell], *, max_bytes: int) -> Prep
     if len(raw) > max_bytes:
         return unusable("too_large", expected, f"{len(raw)} bytes, limit {max_bytes}")
     try:
-        data = json.loads(raw.decode("utf-8"))
+        # utf-8-sig: a byte-order mark left by some Windows editors is not the student's fault.
+        data = json.loads(raw.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         return unusable("invalid_notebook", expected, f"not valid JSON: {str(error)[:200]}")
     problem = _valid_structure(data)

@@ -29,63 +29,51 @@ REAL = {"n": 8192, "h": 512, "vocabs": (8192, 32768, 65536), "chunk_size": 1024,
 TINY = {"n": 256, "h": 16, "vocabs": (2048,), "chunk_size": 64, "curve_vocab": 2048, "curve_chunks": (16, 64)}  # 3 workers
 
 
+def _timed_step(method: str, hidden, weight, targets, chunk_size: int) -> tuple[float, float]:
+    """One forward + backward of ``method`` ("plain" or "chunked"); returns (seconds, loss)."""
+    import torch.nn.functional as F
+
+    from coursekit.losses import chunked_cross_entropy
+
+    hidden.grad = weight.grad = None
+    start = time.perf_counter()
+    if method == "plain":
+        loss = F.cross_entropy(hidden @ weight.T, targets)
+    else:
+        loss = chunked_cross_entropy(hidden, weight, targets, chunk_size=chunk_size)
+    loss.backward()
+    return time.perf_counter() - start, float(loss)
+
+
 def worker(config: dict) -> dict:
     """One measurement, in this (fresh) process: the extra peak RSS of one step, then timed steps."""
     import torch
-    import torch.nn.functional as F
 
     from bench._common import peak_rss_mib
-    from coursekit.losses import chunked_cross_entropy
 
     n, h, v = config["n"], config["h"], config["v"]
     g = torch.Generator().manual_seed(0)
     hidden = torch.randn(n, h, generator=g).requires_grad_(True)
     weight = (torch.randn(v, h, generator=g) / h**0.5).requires_grad_(True)
     targets = torch.randint(0, v, (n,), generator=g)
-
-    def step(rows: int = n, vocab: int = v) -> float:
-        hidden.grad = weight.grad = None
-        hid, wt, tgt = hidden[:rows], weight[:vocab], targets[:rows] % vocab
-        if config["method"] == "plain":
-            loss = F.cross_entropy(hid @ wt.T, tgt)
-        else:
-            loss = chunked_cross_entropy(hid, wt, tgt, chunk_size=config["chunk_size"])
-        loss.backward()
-        return float(loss)
-
-    if config["method"] == "interleaved":
+    method, chunk_size = config["method"], config["chunk_size"]
+    if method == "interleaved":
         return _interleaved(hidden, weight, targets, config)
-    if config["method"] == "sweep":
+    if method == "sweep":
         return _sweep(hidden, weight, targets, config)
-    step(rows=4, vocab=8)  # load the kernels and thread pools before the baseline
+    # Load the kernels and thread pools before the baseline, on a few rows and classes.
+    _timed_step(method, hidden[:4], weight[:8], targets[:4] % 8, chunk_size)
     baseline = peak_rss_mib()
-    start = time.perf_counter()
-    loss = step()
-    first = time.perf_counter() - start
+    first, loss = _timed_step(method, hidden, weight, targets, chunk_size)
     extra = peak_rss_mib() - baseline
-    times = []
-    for _ in range(config["repeats"]):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
+    times = [_timed_step(method, hidden, weight, targets, chunk_size)[0] for _ in range(config["repeats"])]
     return {"extra_mib": extra, "median_s": statistics.median(times) if times else first, "loss": loss}
 
 
 def _interleaved(hidden, weight, targets, config: dict) -> dict:
     """Alternate timed plain and chunked steps; per-round ratios chunked / plain."""
-    import torch.nn.functional as F
-
-    from coursekit.losses import chunked_cross_entropy
-
     def timed(method: str) -> float:
-        hidden.grad = weight.grad = None
-        start = time.perf_counter()
-        if method == "plain":
-            loss = F.cross_entropy(hidden @ weight.T, targets)
-        else:
-            loss = chunked_cross_entropy(hidden, weight, targets, chunk_size=config["chunk_size"])
-        loss.backward()
-        return time.perf_counter() - start
+        return _timed_step(method, hidden, weight, targets, config["chunk_size"])[0]
 
     timed("plain")
     timed("chunked")
@@ -101,18 +89,14 @@ def _interleaved(hidden, weight, targets, config: dict) -> dict:
 
 def _sweep(hidden, weight, targets, config: dict) -> dict:
     """Median step time of chunked_cross_entropy for each chunk size, the sizes taken in rotating order."""
-    from coursekit.losses import chunked_cross_entropy
-
     sizes = list(config["chunks"])
     times: dict[int, list[float]] = {size: [] for size in sizes}
     for round_index in range(config["repeats"] + 1):
         for position in range(len(sizes)):
             size = sizes[(position + round_index) % len(sizes)]
-            hidden.grad = weight.grad = None
-            start = time.perf_counter()
-            chunked_cross_entropy(hidden, weight, targets, chunk_size=size).backward()
+            seconds, _loss = _timed_step("chunked", hidden, weight, targets, size)
             if round_index:  # round 0 warms up
-                times[size].append(time.perf_counter() - start)
+                times[size].append(seconds)
     return {str(size): statistics.median(values) for size, values in times.items()}
 
 

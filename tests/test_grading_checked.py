@@ -47,7 +47,8 @@ def chunked_cross_entropy(hidden, weight, targets, *, bias=None, chunk_size=1024
 '''
 
 # Reserve address space while the notebook runs, hand it back inside the graded call.
-RESERVE_THEN_FREE = '''import torch
+RESERVE_THEN_FREE = PLAIN_CHUNKED.replace("def chunked_cross_entropy", "def _plain") + '''
+import torch
 _reserve = torch.ones(300 * 2**18)          # 300 MiB, released just before the big computation
 
 
@@ -150,10 +151,7 @@ CASES: dict[str, list[Submission]] = {
 
 def _build(course: Path, assignment: str, submission: Submission) -> dict[str, Any]:
     notebook = solved_notebook(course, assignment)
-    source = submission.source
-    if submission.student == "reserve_then_free":
-        source = PLAIN_CHUNKED.replace("def chunked_cross_entropy", "def _plain") + "\n\n" + source
-    return set_answer(notebook, submission.answer, source)
+    return set_answer(notebook, submission.answer, submission.source)
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))

@@ -109,14 +109,20 @@ def _reference_stream_nll(vocab_size, cell, embed_dim, hidden_size, parameters, 
     return [loss.detach(), list(grads), [h.detach() for h in _state_list(hidden)]]
 
 
-def _reference_chunks(vocab_size, cell, embed_dim, hidden_size, parameters, stream, chunk_len, detach):
-    model = _build(cell, embed_dim, hidden_size, parameters)
+def _chunk_losses(model: RNNLM, stream: torch.Tensor, chunk_len: int, detach: bool) -> list[torch.Tensor]:
+    """Summed NLL of each truncated-BPTT chunk, the state carried (and detached if asked) across chunks."""
     losses, hidden = [], None
     for inputs, targets in tbptt_chunks(stream, int(chunk_len)):
         if hidden is not None and detach:
             hidden = tuple(h.detach() for h in hidden) if isinstance(hidden, tuple) else hidden.detach()
         logits, hidden = model(inputs, hidden)
         losses.append(F.cross_entropy(logits.reshape(-1, VOCAB_SIZE), targets.reshape(-1), reduction="sum"))
+    return losses
+
+
+def _reference_chunks(vocab_size, cell, embed_dim, hidden_size, parameters, stream, chunk_len, detach):
+    model = _build(cell, embed_dim, hidden_size, parameters)
+    losses = _chunk_losses(model, stream, chunk_len, detach)
     grads = torch.autograd.grad(sum(losses), list(model.parameters()))
     return [torch.stack(losses).detach(), list(grads)]
 
@@ -161,12 +167,8 @@ def _expected_gap() -> float:
     stream = TRAIN_STREAM[:4, :41]
     logits, _ = model(stream[:, :-1])
     full = F.cross_entropy(logits.reshape(-1, VOCAB_SIZE), stream[:, 1:].reshape(-1), reduction="sum")
-    pieces, hidden = [], None
-    for inputs, targets in tbptt_chunks(stream, 5):
-        logits, hidden = model(inputs, None if hidden is None else hidden.detach())
-        pieces.append(F.cross_entropy(logits.reshape(-1, VOCAB_SIZE), targets.reshape(-1), reduction="sum"))
     first = torch.autograd.grad(full, list(model.parameters()))
-    second = torch.autograd.grad(sum(pieces), list(model.parameters()))
+    second = torch.autograd.grad(sum(_chunk_losses(model, stream, 5, detach=True)), list(model.parameters()))
     return max(float((a - b).abs().max()) for a, b in zip(first, second))
 
 

@@ -547,8 +547,10 @@ def run_submission(job: dict[str, Any], limits: Limits, *, use_sandbox: bool | N
         stalled = run.stalled or {}
         if _attempt == MAX_RESTARTS:
             return run
-        stopped_call, why_call = (stalled.get("call"), "timeout") if "call" in stalled else (
-            (None, "") if finished else (_unanswered_call(run), "died"))
+        if "call" in stalled:
+            stopped_call, why_call = stalled["call"], "timeout"
+        else:
+            stopped_call, why_call = (None if finished else _unanswered_call(run)), "died"
         if stopped_call in names:
             name = names[stopped_call]
             dropped_calls += [(call["id"], why_call) for call in calls if call["name"] == name]

@@ -80,14 +80,22 @@ def given_numbers(docname: str) -> dict[str, str]:
     return allowance(docname, "given_numbers")
 
 
+@cache
+def source_lines(docname: str) -> tuple[str, ...]:
+    return tuple((REPO_ROOT / f"{docname}.md").read_text(encoding="utf-8").splitlines())
+
+
 def typed_decimals(docname: str, kinds: tuple[str, ...] = ("prose", "quiz")) -> list[tuple[str, int]]:
-    """Every decimal number of the page's fragments of these kinds, with its line."""
-    return [
-        (number, fragment.line)
-        for fragment in page(docname).fragments
-        if fragment.kind in kinds
-        for number in decimal_numbers(fragment.text)
-    ]
+    """Every decimal number of the page's fragments of these kinds, with the line it is typed on."""
+    lines = source_lines(docname)
+    found = []
+    for fragment in page(docname).fragments:
+        if fragment.kind not in kinds:
+            continue
+        for number in decimal_numbers(fragment.text):
+            line = next((index for index in range(fragment.line, len(lines) + 1) if number in lines[index - 1]), fragment.line)
+            found.append((number, line))
+    return found
 
 
 def notebook_pages() -> list[str]:

@@ -69,7 +69,10 @@ def allowances_path(docname: str) -> Path:
 def allowance(docname: str, key: str) -> dict[str, str]:
     """One mapping of the page's allowances file (``given_numbers`` or ``retired_symbols``)."""
     path = allowances_path(docname)
-    loaded = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
+    try:
+        loaded = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
+    except yaml.YAMLError as error:
+        pytest.fail(f"{path.relative_to(REPO_ROOT)} is not valid YAML (quote each entry, double a ' inside): {error}")
     value = loaded.get(key) or {}
     assert isinstance(value, dict), f"{path}: '{key}' must be a mapping, got {type(value).__name__}"
     return {str(entry): reason for entry, reason in value.items()}

@@ -17,8 +17,10 @@ give 12 / 10 = 1.2, not (2 + 1) / 2 = 1.5).
 
 Ready-made objectives: :func:`lm_objective`, :func:`seq2seq_objective`,
 :func:`label_smoothing_objective`, :func:`word_kd_objective` (token-level
-knowledge distillation), :func:`mrt_objective`, :func:`reinforce_objective` and
-:class:`TBPTTObjective` (truncated backpropagation through time). Sequence-level
+knowledge distillation), :func:`mrt_objective`, :func:`reinforce_objective`,
+:class:`TBPTTObjective` (truncated backpropagation through time) and
+:class:`TBPTTWindowObjective` (TBPTT with separate cut and look-back lengths,
+optionally resetting the state at document boundaries). Sequence-level
 distillation needs no objective of its own: train with :func:`seq2seq_objective`
 on the teacher's outputs (:mod:`coursekit.models.distillation`).
 """
@@ -39,7 +41,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from coursekit.data._checks import require_int, require_number, require_seed
-from coursekit.data.batching import LMBatch, Seq2SeqBatch, seq2seq_batch
+from coursekit.data.batching import LMBatch, Seq2SeqBatch, TBPTTWindow, seq2seq_batch
 from coursekit.data.vocab import EOS_ID
 from coursekit.losses import batch_loss, kd_loss, label_smoothed_nll, mrt_risk, reinforce_loss, token_nll
 from coursekit.models.rnn import detach_hidden
@@ -385,3 +387,58 @@ class TBPTTObjective:
         logits, hidden = model(inputs, detach_hidden(self.hidden))
         self.hidden = hidden
         return Objective(token_nll(logits, targets).sum(), float(targets.numel()))
+
+
+class TBPTTWindowObjective:
+    """TBPTT(T_step, T_bptt) for a recurrent LM over the windows of :func:`coursekit.data.tbptt_windows`.
+
+    Each window is run from the carried state (detached, so the gradient stops at the window's
+    start); only the window's scored targets count. The state ``carry`` steps into the window is
+    kept, with its values, as the start state of the next window. With ``reset_id`` set, the
+    state of a row is zeroed before every input equal to it (e.g. ``EOS_ID`` in a
+    :func:`coursekit.data.token_stream`, where the end token of one sentence is the input that
+    starts the next), so neither values nor gradients cross a document boundary.
+    :func:`train` calls :meth:`reset` at every epoch start.
+
+    Args:
+        reset_id: the token before which the state starts afresh (``None``: always carry).
+
+    Example:
+        >>> from coursekit.data import tbptt_windows
+        >>> from coursekit.models import RNNLM
+        >>> with seeded(0):
+        ...     model = RNNLM(vocab_size=8, embed_dim=4, hidden_size=4)
+        >>> stream = torch.tensor([[4, 5, 2, 6, 7, 2, 4]])
+        >>> objective = TBPTTWindowObjective(reset_id=2)
+        >>> [objective(model, w).count for w in tbptt_windows(stream, 2, 4)]
+        [2.0, 2.0, 2.0]
+    """
+
+    def __init__(self, *, reset_id: int | None = None) -> None:
+        if reset_id is not None:
+            require_int("reset_id", reset_id, minimum=0)
+        self.reset_id = reset_id
+        self.hidden: Any = None
+
+    def reset(self) -> None:
+        """Forget the carried state (start of a new pass over the stream)."""
+        self.hidden = None
+
+    def _run(self, model: nn.Module, inputs: torch.Tensor, hidden: Any) -> tuple[torch.Tensor, Any]:
+        if self.reset_id is None:
+            return model(inputs, hidden)
+        return model(inputs, hidden, reset=inputs == self.reset_id)
+
+    def __call__(self, model: nn.Module, window: TBPTTWindow) -> Objective:
+        inputs, targets, carry, score_from = window
+        start = detach_hidden(self.hidden)
+        if 0 < carry < inputs.shape[1]:
+            head, carried = self._run(model, inputs[:, :carry], start)
+            tail, _ = self._run(model, inputs[:, carry:], carried)
+            logits = torch.cat([head, tail], dim=1)
+        else:
+            logits, final = self._run(model, inputs, start)
+            carried = final if carry else start
+        self.hidden = carried
+        scored = targets[:, score_from:]
+        return Objective(token_nll(logits[:, score_from:], scored).sum(), float(scored.numel()))

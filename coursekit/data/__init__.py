@@ -14,17 +14,19 @@ from coursekit.data.batching import (
     lm_batch,
     pad_batch,
     seq2seq_batch,
+    TBPTTWindow,
     tbptt_chunks,
+    tbptt_windows,
     token_stream,
 )
-from coursekit.data.toy_language import ToyCorpus, ToyLanguage, default_language, toy_corpus
+from coursekit.data.toy_language import Agreement, ToyCorpus, ToyLanguage, default_language, subject_and_verb, toy_corpus
 from coursekit.data.translation import TranslationTask, number_to_digits, number_to_words, translation_task
 from coursekit.data.vocab import BOS, BOS_ID, EOS, EOS_ID, PAD, PAD_ID, UNK, UNK_ID, Vocab
 
 __all__ = [
     "Vocab", "PAD", "BOS", "EOS", "UNK", "PAD_ID", "BOS_ID", "EOS_ID", "UNK_ID",
-    "ToyLanguage", "ToyCorpus", "default_language", "toy_corpus",
+    "ToyLanguage", "ToyCorpus", "default_language", "toy_corpus", "Agreement", "subject_and_verb",
     "TranslationTask", "translation_task", "number_to_words", "number_to_digits",
     "PaddedBatch", "LMBatch", "Seq2SeqBatch", "pad_batch", "lm_batch", "seq2seq_batch",
-    "bucket_batches", "token_stream", "tbptt_chunks",
+    "bucket_batches", "token_stream", "tbptt_chunks", "TBPTTWindow", "tbptt_windows",
 ]

@@ -8,6 +8,7 @@ from coursekit.losses.nll import batch_loss, bits_per_token, perplexity, sequenc
 from coursekit.losses.masking import response_mask, sequence_mask
 from coursekit.losses.causal import causal_lm_loss
 from coursekit.losses.smoothing import label_smoothed_nll
+from coursekit.losses.confidence import confidence_penalty_nll
 from coursekit.losses.distillation import kd_cross_entropy, kd_loss
 from coursekit.losses.risk import mrt_risk, reinforce_loss
 from coursekit.losses.preference import dpo_loss
@@ -25,6 +26,7 @@ __all__ = [
     "response_mask",
     "causal_lm_loss",
     "label_smoothed_nll",
+    "confidence_penalty_nll",
     "kd_loss",
     "kd_cross_entropy",
     "mrt_risk",

@@ -15,6 +15,7 @@ from coursekit.data import (
     lm_batch,
     pad_batch,
     seq2seq_batch,
+    stream_values,
     tbptt_chunks,
     tbptt_windows,
     token_stream,
@@ -86,6 +87,17 @@ def test_stream_and_chunks_cover_the_text_in_order():
     assert torch.equal(inputs, stream[:, :-1]) and torch.equal(targets, stream[:, 1:])
 
 
+@settings(max_examples=40, deadline=None)
+@given(id_sentences(allow_empty=True), st.integers(1, 4))
+def test_stream_values_line_up_with_the_stream_tokens(sentences, rows):
+    if sum(len(s) + 1 for s in sentences) < 2 * rows:
+        return
+    stream = token_stream(sentences, rows)
+    # value = the token's id, with the <eos> id for the end of each sentence: must reproduce the stream
+    values = stream_values([[*s, EOS_ID] for s in sentences], rows)
+    assert values.dtype == torch.float64 and torch.equal(values.long(), stream)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.integers(2, 40), st.integers(1, 6), st.integers(0, 8))
 def test_tbptt_windows_score_every_target_once_with_the_promised_history(length, step, extra):
@@ -123,6 +135,8 @@ def test_tbptt_windows_score_every_target_once_with_the_promised_history(length,
         (lambda: bucket_batches([1, 2], 2, seed=-1), "seed"),
         (lambda: token_stream([[4]], 5), "batch_size"),
         (lambda: tbptt_chunks(torch.tensor([[1, 2]]), 0), "chunk_len"),
+        (lambda: stream_values([], 2), "per_token"),
+        (lambda: stream_values([[0.1, 0.2]], 2), "batch_size"),
         (lambda: tbptt_windows(torch.tensor([[1, 2, 3]]), 0, 2), "step"),
         (lambda: tbptt_windows(torch.tensor([[1, 2, 3]]), 3, 2), "bptt"),
         (lambda: tbptt_windows(torch.tensor([1, 2, 3]), 1, 2), "stream"),

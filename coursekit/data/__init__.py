@@ -14,6 +14,7 @@ from coursekit.data.batching import (
     lm_batch,
     pad_batch,
     seq2seq_batch,
+    stream_values,
     TBPTTWindow,
     tbptt_chunks,
     tbptt_windows,
@@ -28,5 +29,5 @@ __all__ = [
     "ToyLanguage", "ToyCorpus", "default_language", "toy_corpus", "Agreement", "subject_and_verb",
     "TranslationTask", "translation_task", "number_to_words", "number_to_digits",
     "PaddedBatch", "LMBatch", "Seq2SeqBatch", "pad_batch", "lm_batch", "seq2seq_batch",
-    "bucket_batches", "token_stream", "tbptt_chunks", "TBPTTWindow", "tbptt_windows",
+    "bucket_batches", "token_stream", "stream_values", "tbptt_chunks", "TBPTTWindow", "tbptt_windows",
 ]

@@ -233,6 +233,39 @@ def token_stream(sentences: Sequence[Sequence[int]], batch_size: int, *, eos_id:
     return torch.tensor(flat[: width * batch_size], dtype=torch.long).view(batch_size, width)
 
 
+def stream_values(per_token: Sequence[Sequence[float]], batch_size: int) -> torch.Tensor:
+    """Per-token values laid out exactly as :func:`token_stream` lays out the tokens.
+
+    For analysing a model trained on a stream: give one value per token of every sentence *and*
+    one for its ``<eos>`` (a true log-probability, a label), and the result lines up with
+    ``token_stream(sentences, batch_size)``; ``[:, 1:]`` then lines up with the stream's targets.
+
+    Args:
+        per_token: one sequence per sentence, ``len(sentence) + 1`` values each.
+        batch_size: the rows of the stream.
+
+    Returns:
+        A float64 tensor of shape ``(batch_size, total // batch_size)``; the tail is dropped as in
+        :func:`token_stream`.
+
+    Raises:
+        ValueError: nothing to fold, ``batch_size < 1``, or fewer values than ``2 * batch_size``.
+
+    Example:
+        >>> stream_values([[0.5, 0.1, 0.0], [0.7, 0.0]], 2)  # the values of [[5, 6], [7]] and their <eos>
+        tensor([[0.5000, 0.1000],
+                [0.0000, 0.7000]], dtype=torch.float64)
+    """
+    if len(per_token) == 0:
+        raise ValueError("per_token must hold at least one sentence's values, got none")
+    require_int("batch_size", batch_size, minimum=1)
+    flat = [float(v) for values in per_token for v in values]
+    width = len(flat) // batch_size
+    if width < 2:
+        raise ValueError(f"batch_size={batch_size} is too large for {len(flat)} values (need 2 per stream)")
+    return torch.tensor(flat[: width * batch_size], dtype=torch.float64).view(batch_size, width)
+
+
 def tbptt_chunks(stream: torch.Tensor, chunk_len: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Cut a ``(B, N)`` stream into consecutive ``(inputs, targets)`` chunks of at most ``chunk_len`` steps.
 

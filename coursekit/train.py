@@ -18,9 +18,10 @@ give 12 / 10 = 1.2, not (2 + 1) / 2 = 1.5).
 Ready-made objectives: :func:`lm_objective`, :func:`seq2seq_objective`,
 :func:`label_smoothing_objective`, :func:`word_kd_objective` (token-level
 knowledge distillation), :func:`mrt_objective`, :func:`reinforce_objective`,
-:class:`TBPTTObjective` (truncated backpropagation through time) and
+:class:`TBPTTObjective` (truncated backpropagation through time),
 :class:`TBPTTWindowObjective` (TBPTT with separate cut and look-back lengths,
-optionally resetting the state at document boundaries). Sequence-level
+optionally resetting the state at document boundaries) and
+:func:`on_policy_kd_objective` (distillation on the student's own outputs). Sequence-level
 distillation needs no objective of its own: train with :func:`seq2seq_objective`
 on the teacher's outputs (:mod:`coursekit.models.distillation`).
 """
@@ -43,7 +44,7 @@ from tqdm.auto import tqdm
 from coursekit.data._checks import require_int, require_number, require_seed
 from coursekit.data.batching import LMBatch, Seq2SeqBatch, TBPTTWindow, seq2seq_batch
 from coursekit.data.vocab import EOS_ID
-from coursekit.losses import batch_loss, kd_loss, label_smoothed_nll, mrt_risk, reinforce_loss, token_nll
+from coursekit.losses import batch_loss, generalized_jsd, kd_loss, label_smoothed_nll, mrt_risk, reinforce_loss, token_nll
 from coursekit.models.rnn import detach_hidden
 
 
@@ -442,3 +443,82 @@ class TBPTTWindowObjective:
         self.hidden = carried
         scored = targets[:, score_from:]
         return Objective(token_nll(logits[:, score_from:], scored).sum(), float(scored.numel()))
+
+
+def on_policy_kd_objective(teacher: nn.Module, *, beta: float = 0.0, temperature: float = 1.0, sample: bool = True,
+                           max_len: int = 20, seed: int = 0) -> ObjectiveFn:
+    """Distillation on the student's own outputs: GKD with on-policy fraction 1 (Agarwal et al. 2024).
+
+    For every source of a translation batch the student first generates an output, sampled at
+    temperature 1 (``sample=True``) or greedy, without gradient. Student and teacher then read that
+    output teacher-forced, and the loss at every generated position is the generalised JSD
+    (:func:`coursekit.losses.generalized_jsd`) between the teacher's and the student's next-token
+    distributions: ``beta=0`` the forward KL of word-level KD, ``beta=1`` the reverse KL. The
+    positions are the student's own prefixes, so it is also taught what the teacher would do
+    after the student's mistakes; word-level KD (:func:`word_kd_objective`) only ever sees the
+    prefixes of the training targets. An output cut at ``max_len`` has no ``<eos>``, so its last
+    teacher-forced position is not scored. The count is the number of scored positions.
+
+    Args:
+        teacher: the teacher, run in eval mode without gradients.
+        beta: the interpolation :math:`\\lambda \\in [0, 1]` of the generalised JSD.
+        temperature: :math:`\\tau` of both distributions in the divergence (not of the sampling).
+        sample: sample the student's outputs (True) or decode them greedily.
+        max_len: longest generated output.
+        seed: seeds the sampler.
+
+    Raises:
+        ValueError: ``beta`` outside ``[0, 1]``, ``temperature <= 0``, ``max_len < 1`` or a negative seed.
+        TypeError: a batch that is not a :class:`~coursekit.data.Seq2SeqBatch` (at call time).
+
+    Example:
+        >>> from coursekit.data import seq2seq_batch
+        >>> from coursekit.models import Seq2Seq
+        >>> with seeded(0):
+        ...     student, teacher = Seq2Seq(8, 6, embed_dim=4, hidden_size=4), Seq2Seq(8, 6, embed_dim=4, hidden_size=4)
+        >>> batch = seq2seq_batch([([4, 5], [3]), ([6], [4, 5])])
+        >>> out = on_policy_kd_objective(teacher, beta=1.0, max_len=3)(student, batch)
+        >>> bool(out.loss_sum >= 0), 1 <= out.count <= 6
+        (True, True)
+    """
+    require_number("temperature", temperature, low=0.0, low_inclusive=False)
+    beta = require_number("beta", beta, low=0.0)
+    if beta > 1:
+        raise ValueError(f"beta must lie in [0, 1], got {beta}")
+    require_int("max_len", max_len, minimum=1)
+    generator = torch.Generator().manual_seed(require_seed("seed", seed))
+    teacher.eval()
+
+    def objective(model: nn.Module, batch: Seq2SeqBatch) -> Objective:
+        if not isinstance(batch, Seq2SeqBatch):
+            raise TypeError(f"batch must be a Seq2SeqBatch, got {type(batch).__name__}")
+        was_training = model.training
+        model.eval()
+        if sample:
+            decoded = model.sample(batch.src, batch.src_lengths, max_len=max_len, generator=generator)
+        else:
+            decoded = model.greedy(batch.src, batch.src_lengths, max_len=max_len)
+        model.train(was_training)
+        own, scored = _teacher_forced_outputs(batch, decoded.best())
+        logits = model(own.src, own.src_lengths, own.tgt_in)
+        with torch.no_grad():
+            teacher_logits = teacher(own.src, own.src_lengths, own.tgt_in)
+        loss = generalized_jsd(logits, teacher_logits, beta=beta, temperature=temperature, mask=scored,
+                               reduction="sum")
+        return Objective(loss, float(scored.sum()))
+
+    return objective
+
+
+def _teacher_forced_outputs(batch: Seq2SeqBatch, outputs: list[list[int]]) -> tuple[Seq2SeqBatch, torch.Tensor]:
+    """A batch that reads each source's generated output, and the mask of the positions it generated."""
+    pairs = []
+    for row, output in enumerate(outputs):
+        source = batch.src[row, : int(batch.src_lengths[row])].tolist()
+        pairs.append((source, _strip_eos(output)))
+    forced = seq2seq_batch(pairs)
+    generated = forced.tgt_mask.clone()
+    for row, output in enumerate(outputs):
+        if not output or output[-1] != EOS_ID:  # cut at max_len: the appended <eos> was never generated
+            generated[row, int(forced.tgt_lengths[row]) - 1] = False
+    return forced, generated

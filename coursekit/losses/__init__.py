@@ -10,6 +10,8 @@ from coursekit.losses.causal import causal_lm_loss
 from coursekit.losses.smoothing import label_smoothed_nll
 from coursekit.losses.confidence import confidence_penalty_nll
 from coursekit.losses.distillation import kd_cross_entropy, kd_loss
+from coursekit.losses.jsd import generalized_jsd
+from coursekit.losses.topk_kd import top_k_kd_loss, top_k_teacher
 from coursekit.losses.risk import mrt_risk, reinforce_loss
 from coursekit.losses.preference import dpo_loss
 from coursekit.losses.policy import policy_loss_aggregate
@@ -29,6 +31,9 @@ __all__ = [
     "confidence_penalty_nll",
     "kd_loss",
     "kd_cross_entropy",
+    "generalized_jsd",
+    "top_k_teacher",
+    "top_k_kd_loss",
     "mrt_risk",
     "reinforce_loss",
     "dpo_loss",

@@ -58,7 +58,7 @@ CASES: dict[str, tuple[Callable[..., torch.Tensor], list[torch.Tensor], list[tor
         [IDS, torch.tensor([2, 1, 0]), LENGTHS],
     ),
     "label_smoothed_nll pytorch": (lambda z, y: label_smoothed_nll(z, y, 0.1), [LOGITS], [TARGETS]),
-    "label_smoothed_nll fairseq": (lambda z, y: label_smoothed_nll(z, y, 0.1, variant="fairseq_legacy"), [LOGITS], [TARGETS]),
+    "label_smoothed_nll fairseq": (lambda z, y: label_smoothed_nll(z, y, 0.1, variant="fairseq"), [LOGITS], [TARGETS]),
     "kd_loss": (lambda s, t, m: kd_loss(s, t, temperature=2.0, mask=m, reduction="sequence_mean"), [LOGITS, TEACHER], [MASK]),
     "kd_cross_entropy": (lambda s, t, m: kd_cross_entropy(s, t, temperature=0.5, mask=m), [LOGITS, TEACHER], [MASK]),
     "mrt_risk": (lambda p, c: mrt_risk(p, c, alpha=0.5), [SEQ_LOGP], [COSTS]),

@@ -17,6 +17,7 @@ from coursekit.losses._checks import (
     require_choice,
     require_float,
     require_integer,
+    reads_values,
     require_mask,
     require_shape,
     require_targets_in_range,
@@ -78,8 +79,17 @@ def token_nll(
     if weight is not None:
         require_float("weight", weight)
         require_shape("weight", weight, (num_classes,), "(V,) with V = logits.shape[-1]")
+    return _token_nll(logits, targets, targets == ignore_index, weight)
 
-    ignored = targets == ignore_index
+
+def _token_nll(
+    logits: torch.Tensor, targets: torch.Tensor, ignored: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """:func:`token_nll` for arguments already checked, with the ignored positions given as a mask.
+
+    For the other losses of this package, which validate their own arguments
+    once. What the ignored positions' targets hold is never used as an index.
+    """
     safe_targets = targets.masked_fill(ignored, 0).unsqueeze(-1)
     # log_softmax is z - logsumexp(z) in one fused, stable kernel; it is about
     # twice as fast as logsumexp and a separate subtraction, forward and backward.
@@ -203,32 +213,56 @@ def batch_loss(
     if token_losses.dim() < 1:
         raise ValueError(f"token_losses must have a time axis (..., T), got shape {tuple(token_losses.shape)}")
     counted = _token_mask(token_losses, mask)
-    zeros = torch.zeros_like(token_losses)
-    losses = torch.where(counted, token_losses, zeros)
-    if token_weights is None:
-        weights = counted.to(token_losses.dtype)
-    else:
+    weights = None
+    if token_weights is not None:
         require_float("token_weights", token_weights)
         require_shape("token_weights", token_weights, token_losses.shape, "token_losses.shape")
-        weights = torch.where(counted, token_weights.to(token_losses.dtype), zeros)
-        losses = losses * weights
+        weights = torch.where(counted, token_weights.to(token_losses.dtype), torch.zeros_like(token_losses))
+    return _reduce_batch(token_losses, counted, reduction, weights=weights, caller="batch_loss")
 
+
+def _reduce_batch(
+    token_losses: torch.Tensor,
+    counted: torch.Tensor,
+    reduction: str,
+    *,
+    weights: torch.Tensor | None = None,
+    caller: str,
+    stacklevel: int = 3,
+) -> torch.Tensor:
+    """:func:`batch_loss` for checked arguments (``counted`` boolean), without a host synchronisation.
+
+    ``weights`` are already zero where not counted. Denominators that are 0
+    (nothing counted) are replaced by 1, so the result is then 0 and the
+    gradient 0 instead of ``nan``; the warning that says so is issued where
+    reading ``counted`` costs nothing (see :func:`reads_values`). ``caller``
+    names the public function in that warning; ``stacklevel`` points it at the
+    line that called that function (3 when it calls this helper directly).
+    """
+    losses = torch.where(counted, token_losses, torch.zeros_like(token_losses))
+    if weights is None:
+        weights = counted.to(token_losses.dtype)
+    else:
+        losses = losses * weights
     if reduction == "sum":
         return losses.sum()
-    if not bool(counted.any()):
+    if reads_values(counted) and not bool(counted.any()):
         warnings.warn(
-            f"batch_loss(reduction={reduction!r}): every token is masked; returning 0",
+            f"{caller}(reduction={reduction!r}): every token is masked; returning 0",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=stacklevel,
         )
-        return losses.sum() * 0.0
     if reduction == "token_mean":
-        return losses.sum() / weights.sum()
-    per_sequence_sum = losses.sum(dim=-1).reshape(-1)
-    per_sequence_count = weights.sum(dim=-1).reshape(-1)
-    nonempty = counted.any(dim=-1).reshape(-1)
-    means = per_sequence_sum[nonempty] / per_sequence_count[nonempty]
-    return means.mean()
+        return losses.sum() / _nonzero(weights.sum())
+    per_sequence_mean = losses.sum(dim=-1) / _nonzero(weights.sum(dim=-1))
+    num_nonempty = counted.any(dim=-1).sum().to(token_losses.dtype)
+    # Empty sequences have mean 0 here and are left out of the count.
+    return per_sequence_mean.sum() / _nonzero(num_nonempty)
+
+
+def _nonzero(denominator: torch.Tensor) -> torch.Tensor:
+    """``denominator`` with its zeros replaced by 1 (their numerators are 0 too)."""
+    return torch.where(denominator != 0, denominator, torch.ones_like(denominator))
 
 
 def perplexity(mean_nll: torch.Tensor | float) -> torch.Tensor:

@@ -18,8 +18,13 @@ counted rows, 1 for the sum, 0 for an ignored row),
     \\frac{\\partial L}{\\partial b} = \\sum_i g_i,
 
 so a pass over chunks of rows can build all three, holding at most
-``chunk_size x V`` logits at a time, and overwrite those logits with
-:math:`g_i` in place.
+``chunk_size x V`` logits at a time, and overwrite those logits in place. The
+per-row factor :math:`c_i / Z_i` (:math:`Z_i` the softmax normaliser) is not
+applied to the ``chunk_size x V`` buffer but folded into the small matrices:
+the chunk's hidden rows before the weight-gradient product, and its rows of
+the hidden-state gradient after theirs. That saves one read and one write of
+every chunk's logits. float16 keeps the in-place scaling, because its range
+(65504) cannot hold the normaliser of a large vocabulary.
 
 For ``reduction="mean"`` and ``"sum"`` the upstream gradient is one number, so
 the gradients are computed during the forward pass (three matrix products in
@@ -246,8 +251,13 @@ def chunked_cross_entropy(
     ``"mean"`` divides by the number of targets that are not ``ignore_index``
     (``nan`` when there is none, as in PyTorch; the gradients are then 0).
     For ``"mean"`` and ``"sum"`` the gradients are computed during the forward
-    pass, which saves recomputing the logits; under ``torch.no_grad()`` or when
-    no input requires grad, only the loss is computed.
+    pass, which saves recomputing the logits, and handed to autograd without a
+    copy by the first backward pass; a further backward pass through the same
+    graph (``retain_graph=True``, ``gradcheck``) recomputes them, so every
+    backward pass works and gives the same gradients, as with
+    ``F.cross_entropy``. Under ``torch.no_grad()`` or when no input requires
+    grad, only the loss is computed. No step reads a tensor value on the device
+    (the range check of ``targets`` runs on the CPU only).
 
     Args:
         hidden: the hidden states :math:`h` feeding the output layer.

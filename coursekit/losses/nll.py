@@ -62,7 +62,7 @@ def token_nll(
     Raises:
         TypeError: ``logits`` is not a float tensor, or ``targets`` not an integer tensor.
         ValueError: the shapes disagree, or a target lies outside ``[0, V)`` and is
-            not ``ignore_index``.
+            not ``ignore_index`` (a value check: on the CPU; see :mod:`coursekit.losses`).
 
     Example:
         >>> logits = torch.zeros(1, 3, 10)            # uniform over V = 10
@@ -125,7 +125,7 @@ def sequence_loss(
 
     Args:
         token_losses: per-token losses :math:`\\ell_t`; the last axis is time.
-        mask: boolean, True on tokens that count; ``None`` counts every token.
+        mask: True (or 1) on tokens that count, boolean or integer 0/1; ``None`` counts every token.
         reduction: ``"sum"`` or ``"mean"``.
 
     Returns:
@@ -135,8 +135,9 @@ def sequence_loss(
         token_losses, mask: ``(..., T)``; result: ``(...)``.
 
     Raises:
-        ValueError: unknown ``reduction``, or ``mask`` of another shape.
-        TypeError: ``mask`` is not boolean.
+        ValueError: unknown ``reduction``, ``mask`` of another shape or holding
+            a value other than 0 and 1.
+        TypeError: ``mask`` neither boolean nor integer.
 
     Example:
         >>> fox = torch.tensor([0.1, 0.3, 0.2, 0.4])   # "The quick brown fox"
@@ -183,11 +184,14 @@ def batch_loss(
     When no token at all is unmasked, the result is defined as 0 (still
     connected to the graph, so ``backward()`` works and gives zero gradients)
     and a ``RuntimeWarning`` is issued: an empty batch should not crash a
-    training loop, but it should not pass unnoticed either.
+    training loop, but it should not pass unnoticed either. (The warning needs
+    the mask's values, so on an accelerator it is issued only with
+    ``COURSEKIT_CHECK_VALUES=1``; see :mod:`coursekit.losses`. The value is 0
+    everywhere, computed without reading any value.)
 
     Args:
         token_losses: per-token losses; the last axis is time.
-        mask: boolean, True on tokens that count; ``None`` counts every token.
+        mask: True (or 1) on tokens that count, boolean or integer 0/1; ``None`` counts every token.
         reduction: ``"token_mean"``, ``"sequence_mean"`` or ``"sum"``.
         token_weights: optional non-negative per-token weights.
 
@@ -198,8 +202,9 @@ def batch_loss(
         token_losses, mask, token_weights: ``(..., T)``; result: ``()``.
 
     Raises:
-        ValueError: unknown ``reduction``, or a ``mask``/``token_weights`` of another shape.
-        TypeError: ``mask`` is not boolean.
+        ValueError: unknown ``reduction``, a ``mask``/``token_weights`` of another
+            shape, or a ``mask`` holding a value other than 0 and 1.
+        TypeError: ``mask`` neither boolean nor integer.
 
     Example:
         >>> losses = torch.tensor([[1., 1., 1., 1.], [3., 3., 0., 0.]])

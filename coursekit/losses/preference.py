@@ -163,8 +163,11 @@ def dpo_rewards(
     ``.detach()`` to log or plot them, as TRL does.
 
     Args:
-        policy_chosen_logps, policy_rejected_logps, reference_chosen_logps,
-        reference_rejected_logps, beta: as in :func:`dpo_loss`.
+        policy_chosen_logps: :math:`\\log\\pi_\\theta(y_c \\mid x)`, as in :func:`dpo_loss`.
+        policy_rejected_logps: :math:`\\log\\pi_\\theta(y_r \\mid x)`.
+        reference_chosen_logps: :math:`\\log\\pi^{\\mathrm{ref}}(y_c \\mid x)`.
+        reference_rejected_logps: :math:`\\log\\pi^{\\mathrm{ref}}(y_r \\mid x)`.
+        beta: :math:`\\beta > 0`.
 
     Returns:
         ``DPORewards(chosen, rejected)``, one reward per pair each.

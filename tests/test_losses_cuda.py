@@ -166,3 +166,11 @@ def test_ctc_gradient_on_cuda_is_the_same_on_every_run():
     lengths = (torch.tensor([9, 7, 9, 8]).cuda(), torch.tensor([4, 2, 4, 3]).cuda())
     grads = [torch.autograd.grad(ctc_loss(log_probs.log_softmax(-1), targets, *lengths), log_probs)[0] for _ in range(5)]
     assert all(torch.equal(grads[0], g) for g in grads[1:])
+
+
+def test_value_checks_run_on_cuda_when_asked_for(monkeypatch):
+    monkeypatch.setenv("COURSEKIT_CHECK_VALUES", "1")
+    with pytest.raises(ValueError, match=r"targets must lie in \[0, 11\) or ignore_index=-100, got 11"):
+        token_nll(LOGITS.detach().cuda(), torch.full((B, T), V).cuda())
+    with pytest.raises(ValueError, match=r"mask must hold only 0 and 1, got 2"):
+        batch_loss(LOSSES.detach().cuda(), (MASK.long() * 2).cuda())

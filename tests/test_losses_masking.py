@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from coursekit.losses import batch_loss, response_mask, sequence_mask
 from tests.strategies import loss_settings, mask_from_lengths
 
-pytestmark = pytest.mark.losses
+pytestmark = [pytest.mark.losses, pytest.mark.a2]
 
 
 @st.composite

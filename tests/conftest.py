@@ -297,15 +297,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items[:] = _run_order(items)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Refuse to run when pytest-xdist ignored the groups (tests that share state would be split)."""
-    if not session.config.getoption("loadgroup", default=False):
-        return
-    ungrouped = [item.nodeid for item in session.items
-                 if item.get_closest_marker("xdist_group") is not None and "@" not in item.nodeid]
-    if ungrouped:
-        raise pytest.UsageError(
-            f"pytest-xdist did not group {ungrouped[0]} (and {len(ungrouped) - 1} more) under --dist loadgroup: "
-            "this pytest and pytest-xdist do not work together (see requirements.in); run with -n 0"
-        )
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail a grouped test that pytest-xdist did not group: it would share a fixture with tests on another worker."""
+    if (item.config.getoption("loadgroup", default=False) and item.get_closest_marker("xdist_group") is not None
+            and "@" not in item.nodeid):
+        pytest.fail("pytest-xdist ignored this test's xdist_group under --dist loadgroup: this pytest and "
+                    "pytest-xdist do not work together (see requirements.in); run with -n 0", pytrace=False)

@@ -19,8 +19,9 @@ from bench.run_all import discover, main
 pytestmark = pytest.mark.bench
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# Their tiny runs still build a book and run nbgrader.
-SLOW_BENCHMARKS = ("bench.bench_book", "bench.bench_grading")
+# Their tiny runs still build a book, run nbgrader, train the recipes or start a fresh
+# Python per configuration; reductions (in-process, about a second) stays in the fast loop.
+SLOW_BENCHMARKS = ("bench.bench_book", "bench.bench_chunked", "bench.bench_grading", "bench.bench_models")
 
 
 def test_discovery_finds_the_loss_benchmarks() -> None:

@@ -18,7 +18,7 @@ from coursekit.models import (
 )
 from coursekit.recipes import translation_data
 
-pytestmark = pytest.mark.models
+pytestmark = [pytest.mark.models, pytest.mark.a4]
 
 
 def test_students_are_smaller_than_teachers():

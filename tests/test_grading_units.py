@@ -312,10 +312,10 @@ def test_limits_name_the_time_policy() -> None:
     ("numpy.txt", False, False), ("resource.cpython-311-x86_64-linux-gnu.so", False, True),
 ])
 def test_submitted_files_that_shadow_a_module_are_refused(path: str, package: bool, refused: bool) -> None:
-    from coursekit.grading.driver import _refuse_shadowing
+    from coursekit.grading.files import refuse_shadowing
 
     files = {path: b"x"}
     if package:
         files["torch/other.py"] = b"y"
-    kept, names = _refuse_shadowing(files)
+    kept, names = refuse_shadowing(files)
     assert (path in names) == refused and (path in kept) != refused

@@ -25,6 +25,7 @@ controller mounted as v1 is used there.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 import signal
@@ -139,8 +140,9 @@ def _v2_delegated(hierarchy: Hierarchy) -> None:
         control.write_text(" ".join(f"+{c}" for c in missing))
 
 
+@functools.lru_cache(maxsize=None)
 def cgroups_available() -> tuple[bool, str]:
-    """Whether sandboxes can get groups for every controller of :data:`CONTROLLERS`.
+    """Whether sandboxes can get groups for every controller of :data:`CONTROLLERS` (asked once per process).
 
     Returns:
         ``(True, "")`` or ``(False, reason)``.

@@ -24,6 +24,7 @@ from coursekit.grading import gradebook as gb
 from coursekit.grading.autograded import render
 from coursekit.grading.cgroups import cgroups_available, remove_stale_groups
 from coursekit.grading.executors import make_executor
+from coursekit.grading.files import files_of, refuse_shadowing
 from coursekit.grading.limits import Limits
 from coursekit.grading.notebook import ExpectedCell, PreparedNotebook, prepare, unusable
 from coursekit.grading.outcomes import OUTCOMES, Evidence, classify, run_notes
@@ -35,10 +36,6 @@ from coursekit.grading.verdicts import QuestionResult, score_question
 __all__ = ["OUTCOMES", "GradeOptions", "Grader", "SandboxUnavailable", "SubmissionReport", "format_table",
            "grade_assignment"]
 
-SKIP_DIRS = {".ipynb_checkpoints", "__pycache__", ".git"}
-#: packages the runner and the kernel import; a submitted file named like one of them (or like a module
-#: of the standard library) is not copied into the sandbox, so it can never stand in for the real one.
-RUNNER_PACKAGES = frozenset({"numpy", "torch", "IPython", "coursekit"})
 
 
 @dataclass
@@ -55,7 +52,7 @@ class SubmissionReport:
         questions: per-question results.
         manual: grade_ids left for manual grading.
         sandboxed: whether bubblewrap isolated the run.
-        seconds: time spent in the sandbox.
+        seconds: wall-clock time in the sandbox, every attempt of the submission together.
     """
 
     student: str
@@ -88,50 +85,6 @@ class GradeOptions:
 
 class SandboxUnavailable(RuntimeError):
     """``--require-sandbox`` was given and the sandbox cannot be set up."""
-
-
-def _shadows_a_module(relative: str, is_package: bool) -> bool:
-    """Whether a submitted top-level file or package would be imported instead of a module the runner uses.
-
-    Example:
-        >>> _shadows_a_module("numpy.py", False), _shadows_a_module("json/__init__.py", True)
-        (True, True)
-        >>> _shadows_a_module("data/numpy.py", False), _shadows_a_module("helpers.py", False)
-        (False, False)
-    """
-    first = relative.split("/")[0]
-    if "/" in relative and not is_package:
-        return False
-    name = first.split(".")[0]
-    importable = is_package or relative.endswith((".py", ".pyc", ".so"))
-    return importable and (name in RUNNER_PACKAGES or name in sys.stdlib_module_names)
-
-
-def _refuse_shadowing(files: dict[str, bytes]) -> tuple[dict[str, bytes], list[str]]:
-    """``files`` without those that shadow a module (see :func:`_shadows_a_module`), and their names."""
-    packages = {path.split("/")[0] for path in files if path.count("/") == 1 and
-                path.split("/")[1].startswith("__init__.")}
-    refused = sorted(path for path in files if _shadows_a_module(path, path.split("/")[0] in packages))
-    return {k: v for k, v in files.items() if k not in refused}, refused
-
-
-def _files_of(directory: Path, exclude: set[str], budget: int) -> dict[str, bytes] | None:
-    files: dict[str, bytes] = {}
-    total = 0
-    if not directory.is_dir():
-        return files
-    for root, dirs, names in os.walk(directory):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
-        for name in sorted(names):
-            path = Path(root) / name
-            relative = str(path.relative_to(directory))
-            if relative in exclude or path.is_symlink() or not path.is_file():
-                continue
-            total += path.stat().st_size
-            if total > budget:
-                return None
-            files[relative] = path.read_bytes()
-    return files
 
 
 def _without_surrogates(value: Any) -> Any:
@@ -192,7 +145,7 @@ class Grader:
         self._check_spec()
         self.view: ViewPlan = self._view()
         self.max_score = sum(float(q.points) for q in self.spec.questions)
-        source_files = _files_of(self.course.root / self.course.source / assignment, set(), options.max_files_bytes)
+        source_files = files_of(self.course.root / self.course.source / assignment, set(), options.max_files_bytes)
         self.source_files = {k: v for k, v in (source_files or {}).items() if not k.endswith(".ipynb")}
         self.calls: dict[str, dict[str, list[PreparedCall]]] = {}
         self.reports: list[SubmissionReport] = []
@@ -251,10 +204,10 @@ class Grader:
         else:
             raw = nb_path.read_bytes() if nb_path.is_file() else b""
             notebook = prepare(raw, self.expected, max_bytes=self.options.max_notebook_bytes)
-        files = _files_of(directory, {f"{self.spec.notebook}.ipynb", "timestamp.txt"}, self.options.max_files_bytes)
+        files = files_of(directory, {f"{self.spec.notebook}.ipynb", "timestamp.txt"}, self.options.max_files_bytes)
         if files is None and not notebook.outcome:
             notebook = unusable("too_large", self.expected, "the submitted files are too large")
-        kept, refused = _refuse_shadowing(files or {})
+        kept, refused = refuse_shadowing(files or {})
         return notebook, {**kept, **self.source_files}, refused
 
     def _jobs(self, students: list[str], prepared: dict[str, PreparedNotebook]) -> Iterator[tuple[str, Job]]:
@@ -364,7 +317,7 @@ class Grader:
         staging.mkdir()
         submitted = self.course.root / self.course.submitted / student / self.assignment
         exclude = {f"{self.spec.notebook}.ipynb"}
-        files = _files_of(submitted, exclude, self.options.max_files_bytes) or {}
+        files = files_of(submitted, exclude, self.options.max_files_bytes) or {}
         files.update(self.source_files)
         for relative, data in files.items():
             path = staging / relative
@@ -382,16 +335,21 @@ class Grader:
         """Refuse (``--require-sandbox``) or warn loudly when bubblewrap or cgroups cannot be used here."""
         if self.options.executor != "local":
             return
-        problems = [reason for ok, reason in (sandbox_available(), cgroups_available()) if not ok]
+        (sandboxed, why_not), (grouped, why_no_groups) = sandbox_available(), cgroups_available()
+        problems = [why for ok, why in ((sandboxed, why_not), (grouped, why_no_groups)) if not ok]
         if problems and self.options.require_sandbox:
             raise SandboxUnavailable(f"--require-sandbox: the sandbox cannot be set up here: {'; '.join(problems)}")
-        if problems:
-            self.log.write(
-                "\n" + "!" * 78 + "\nWARNING: SUBMISSIONS WILL RUN WITHOUT THE FULL SANDBOX: " + "; ".join(problems) +
-                "\nWithout bubblewrap, student code can read the course directory (and runs as this user when the"
-                "\nPython environment is not readable by a dedicated uid); without cgroups, one submission can take"
-                "\nthe CPU and memory of the others.\n" + "!" * 78 + "\n"
-            )
+        if not sandboxed:
+            self._warn(f"SUBMISSIONS WILL RUN WITHOUT THE SANDBOX: {why_not}",
+                       "Only rlimits and timeouts apply; student code can read the course directory",
+                       "(and runs as this user when the Python environment is not readable by a dedicated uid).")
+        if not grouped:
+            self._warn(f"SUBMISSIONS WILL RUN WITHOUT CGROUPS: {why_no_groups}",
+                       "Only per-process rlimits apply: one submission can take the CPU, the memory and the",
+                       "process slots of the others graded at the same time.")
+
+    def _warn(self, *lines: str) -> None:
+        self.log.write("\n" + "!" * 78 + "\nWARNING: " + "\n".join(lines) + "\n" + "!" * 78 + "\n")
 
     def run(self) -> list[SubmissionReport]:
         """Grade every pending submission; returns the reports of this run, sorted by student."""

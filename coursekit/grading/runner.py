@@ -46,6 +46,8 @@ from coursekit.grading.protocol import (AdapterReport, CallEnd, CallReport, Call
 
 #: how often the runner checks the kernel's CPU time and whether it is still alive.
 TICK_S = 0.2
+#: bytes moved through a pipe at a time.
+PIPE_CHUNK = 1 << 16
 #: what the kernel may report about a graded call; any other status is the student's invention.
 KERNEL_CALL_STATUSES = {CallStatus.OK, CallStatus.RAISED, CallStatus.TIMEOUT, CallStatus.OUT_OF_MEMORY,
                         CallStatus.BANNED, CallStatus.WITHHELD}
@@ -143,6 +145,7 @@ class KernelProcess:
                 os._exit(70)
         os.close(commands_read)
         os.close(reports_write)
+        os.set_blocking(self.commands, False)
         self.pid = pid
         self.limits = setup.limits
         self.reader = protocol.LineReader()
@@ -153,20 +156,28 @@ class KernelProcess:
     def step(self, command: Any, expected: Callable[[Any], bool]) -> StepResult:
         """Send ``command``; return the first report ``expected`` accepts, or the kernel's end.
 
-        Lines that are not the awaited report (anything the student wrote to
-        the pipe) are counted and dropped.
+        The command is written as the pipe drains, inside the same loop that
+        watches the limits: a kernel that stops reading (it is still busy with a
+        step it pretended to finish) cannot make the runner wait. Lines that are
+        not the awaited report (anything the student wrote to the pipe) are
+        counted and dropped.
         """
-        try:
-            _send(self.commands, protocol.encode(command))
-        except OSError:
-            return self._ended(StepResult(died=True))
+        pending = memoryview(protocol.encode(command))
         started, cpu_before = time.monotonic(), _cpu_seconds(self.pid)
         cpu_limit = float(self.limits["step_cpu_s"]) + float(self.limits["grace_s"])
         wall_limit = float(self.limits["step_wall_s"]) + float(self.limits["grace_s"])
         while True:
-            ready, _, _ = select.select([] if self.closed else [self.reports], [], [], TICK_S)
-            if ready:
-                chunk = os.read(self.reports, 1 << 16)
+            readable, writable, _ = select.select([] if self.closed else [self.reports],
+                                                  [self.commands] if pending else [], [], TICK_S)
+            if writable:
+                try:
+                    pending = pending[os.write(self.commands, pending[:PIPE_CHUNK]):]
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    return self._ended(StepResult(died=True))
+            if readable:
+                chunk = os.read(self.reports, PIPE_CHUNK)
                 self.closed = not chunk
                 for line in self.reader.feed(chunk):
                     try:

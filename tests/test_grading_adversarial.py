@@ -21,7 +21,9 @@ from conftest import in_ci
 
 pytestmark = [pytest.mark.slow, pytest.mark.grading]
 
-LIMITS = Limits(timeout_s=3.0, memory_mb=1024, submission_timeout_s=60)
+# 64 processes, so that the fork bomb meets the limit within its cell's time limit even on a busy machine
+# (each sandbox has one CPU, and forking a process that has imported torch is not free).
+LIMITS = Limits(timeout_s=3.0, memory_mb=1024, nproc=64, submission_timeout_s=60)
 #: the largest autograded notebook a submission may cause (its output is capped at 2,000,000 characters).
 MAX_AUTOGRADED_BYTES = 3_000_000
 

@@ -109,13 +109,18 @@ def write_working_copy(setup: Setup) -> None:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """CPU time of process ``pid`` and of the children it waited for (0 once it is gone)."""
+    """CPU time (user and system, all threads) of process ``pid`` itself (0 once it is gone).
+
+    The processes it forks are not counted, as the kernel's own CPU timer does
+    not count them: their share of the machine is the cgroup's to bound, and a
+    step that waits for them is stopped by the wall clock.
+    """
     try:
         with open(f"/proc/{pid}/stat") as handle:
             fields = handle.read().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return sum(int(value) for value in fields[11:15]) / _CLOCK_TICKS
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
 @dataclass

@@ -112,8 +112,14 @@ TEACHER_AS_STUDENT = '''def train_student(pairs, *, steps=150, batch_size=32, lr
     return teacher
 '''
 
-# Issue 15, finding 1: a4's sandbox needs coursekit.losses (Seq2Seq uses token_nll), but not kd_loss.
-KD_LOSS_FROM_REFERENCE = "from coursekit.losses import kd_loss\n"
+
+
+def _kd_loss_from_reference(solution: str) -> str:
+    """Issue 15, finding 1: a4's sandbox needs coursekit.losses (Seq2Seq uses token_nll), but not kd_loss.
+
+    The cell keeps its helper (kd_cross_entropy uses it) and takes kd_loss from the reference.
+    """
+    return solution.split("def kd_loss")[0] + "from coursekit.losses import kd_loss\n"
 
 # Issue 15, finding 6: a numpy.py handed in with the notebook lifts the memory budget, then loads NumPy.
 NUMPY_SHADOW = '''"""Not NumPy: runs first if the working directory comes first on sys.path."""
@@ -138,8 +144,10 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, *, blank=0, redu
 
 def _with_comment_naming_the_builtin(source: str) -> str:
     """The source's own hand-written ctc_loss, with a comment that mentions F.ctc_loss."""
-    return source.replace("    neg_inf = ", "    # concatenated targets, as F.ctc_loss also accepts, are not supported here\n"
-                                           "    neg_inf = ", 1)
+    commented = source.replace("    neg_inf = ", "    # concatenated targets, as F.ctc_loss also accepts, are not "
+                                                 "supported here\n    neg_inf = ", 1)
+    assert commented != source, "the comment was not inserted"
+    return commented
 
 
 #: a6 runs with a large address-space limit, so that the assignment's own memory budget is what binds.
@@ -185,7 +193,7 @@ CASES: dict[str, list[Submission]] = {
                    {"test_train_student": "agrees with the teacher on under 70%"}),
         Submission("teacher_as_student", "answer_train_student", TEACHER_AS_STUDENT, 10.0, "graded",
                    {"test_train_student": "must return a Seq2Seq(embed_dim=16, hidden_size=32)"}),
-        Submission("kd_loss_from_reference", "answer_kd_loss", KD_LOSS_FROM_REFERENCE, 8.0, "uses_reference",
+        Submission("kd_loss_from_reference", "answer_kd_loss", _kd_loss_from_reference, 8.0, "uses_reference",
                    {"test_kd_loss": "reaches the reference"}),
     ],
     "a5_sequence_objectives": [
@@ -202,7 +210,6 @@ def _build(course: Path, assignment: str, submission: Submission) -> dict[str, A
     source = submission.source
     if callable(source):
         source = source(solutions(course, assignment)[submission.answer])
-        assert "F.ctc_loss" in source, "the comment was not inserted"
     return set_answer(notebook, submission.answer, source)
 
 

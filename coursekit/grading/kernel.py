@@ -34,7 +34,7 @@ import torch.library
 from coursekit.grading import protocol, withheld
 from coursekit.grading.protocol import (AdapterReport, CallReport, CallStatus, CellReport, RunAdapter, RunCall,
                                         RunCell, Setup)
-from coursekit.grading.wire import decode_value, encode_value
+from coursekit.grading.wire import MAX_DEPTH, decode_value, encode_value
 
 #: the kernel's niceness: the runner, which must stay responsive, wins every contention for the CPU.
 NICENESS = 10
@@ -42,8 +42,6 @@ NICENESS = 10
 OOM_SCORE = 1000
 #: characters a graded call may print (its output is discarded; this only bounds the work).
 CALL_OUTPUT = 200
-#: how deep a returned value may nest (a list of lists of tensors, say).
-MAX_VALUE_DEPTH = 3
 
 
 class CellTimeout(BaseException):
@@ -180,7 +178,7 @@ def _compile_cell(source: str, index: int) -> Any:
 
 def _to_plain(value: object, depth: int = 0) -> object:
     """Turn a return value into wire-encodable plain data, refusing anything unknown."""
-    if depth > MAX_VALUE_DEPTH:
+    if depth > MAX_DEPTH:
         raise TypeError("return value nests too deeply")
     if isinstance(value, torch.Tensor):
         tensor = value.detach().cpu()

@@ -33,6 +33,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Union
 
+from coursekit.grading.wire import MAX_LIST_ITEMS
+
 #: longest line accepted from any party: a graded call's value and gradients (a6 sends a few MiB).
 MAX_LINE_BYTES = 64 * 2**20
 #: longest exception name, exception message and traceback relayed for a cell or a call.
@@ -190,7 +192,7 @@ class CallEnd:
     call_id: str = field(metadata=_text(MAX_NAME))
     status: CallStatus
     value: Any = None
-    grads: list[Any] = field(default_factory=list, metadata={"max_items": 64})
+    grads: list[Any] = field(default_factory=list, metadata={"max_items": MAX_LIST_ITEMS})
     ename: str = field(default="", metadata=_text(MAX_ENAME))
     hits: list[str] = field(default_factory=list, metadata={"max_items": MAX_NAMES, "max": MAX_NAME})
 
@@ -275,7 +277,7 @@ class CallReport:
     call_id: str = field(metadata=_text(MAX_NAME))
     status: CallStatus
     value: Any = None
-    grads: list[Any] = field(default_factory=list, metadata={"max_items": 64})
+    grads: list[Any] = field(default_factory=list, metadata={"max_items": MAX_LIST_ITEMS})
     ename: str = field(default="", metadata=_text(MAX_ENAME))
     hits: list[str] = field(default_factory=list, metadata={"max_items": MAX_NAMES, "max": MAX_NAME})
 

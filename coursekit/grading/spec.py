@@ -16,12 +16,13 @@ process.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, Iterator, Sequence, Union
 
 import numpy as np
 import torch
@@ -312,6 +313,17 @@ def adapters(spec: AssignmentSpec) -> list[str]:
     return [q.adapter for q in spec.questions if isinstance(q, (FunctionQuestion, CheckedQuestion)) and q.adapter]
 
 
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Compute references on one thread: the sandboxes have the other cores, and tiny tensors gain nothing."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def prepare_calls(spec: AssignmentSpec, *, course: str, student: str) -> dict[str, list[PreparedCall]]:
     """Generate one student's hidden calls and their reference answers, grouped by grade_id.
 
@@ -326,7 +338,11 @@ def prepare_calls(spec: AssignmentSpec, *, course: str, student: str) -> dict[st
     Returns:
         ``{grade_id: [PreparedCall, ...]}`` in question order.
     """
-    seed = hidden_seed(spec, course, student)
+    with _one_torch_thread():
+        return _prepare_calls(spec, hidden_seed(spec, course, student))
+
+
+def _prepare_calls(spec: AssignmentSpec, seed: int) -> dict[str, list[PreparedCall]]:
     prepared: dict[str, list[PreparedCall]] = {}
     for question in spec.questions:
         if isinstance(question, ValueQuestion):

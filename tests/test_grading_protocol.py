@@ -96,8 +96,8 @@ def _recorder() -> tuple[_Recorder, RawRun]:
 def test_events_are_accepted_only_in_the_runners_order() -> None:
     recorder, run = _recorder()
     ordered = [Ready(), CellStart(1), CellEnd(1, CellStatus.OK), CellStart(4), CellEnd(4, CellStatus.DIED),
-               CellsDone(), CallStart("q#0"), CallEnd("q#0", CallStatus.TIMEOUT), CallEnd("q#1", CallStatus.NOT_RUN),
-               Done()]
+               CellsDone(), CallStart("q#0"), CallEnd("q#0", CallStatus.TIMEOUT), CallStart("q#1"),
+               CallEnd("q#1", CallStatus.NOT_RUN), Done()]
     assert all(recorder.accept(event) for event in ordered)
     assert [e.index for e in run.cells] == [1, 4] and [e.call_id for e in run.calls] == ["q#0", "q#1"]
     assert run.protocol_errors == 0 and run.finished
@@ -115,6 +115,8 @@ def test_events_are_accepted_only_in_the_runners_order() -> None:
          CallStart("q#0")],                                                     # calls before CellsDone
         [Ready(), CellStart(1), CellEnd(1, CellStatus.OK), CellStart(4), CellEnd(4, CellStatus.OK), CellsDone(),
          CallStart("q#9")],                                                     # an unknown call
+        [Ready(), CellStart(1), CellEnd(1, CellStatus.OK), CellStart(4), CellEnd(4, CellStatus.OK), CellsDone(),
+         CallEnd("q#0", CallStatus.NOT_RUN)],                                   # a call's end without its start
         [Ready(), Done(), Ready()],                                             # after Done
     ],
 )

@@ -5,8 +5,9 @@ everything it needs, then it locks itself in before the first cell: standard
 streams to ``/dev/null``, every other descriptor closed but its two pipes,
 first on the OOM killer's list, the sandbox uid, rlimits, a lower priority,
 the assignment's memory budget, and only then the working directory on
-``sys.path``. It reads one command at a time (:mod:`coursekit.grading.protocol`)
-and answers with one report.
+``sys.path``. It reads a command (:mod:`coursekit.grading.protocol`): all the
+cells, or, once they have run, all the graded calls; it runs them in order and
+sends one report as each ends, so no step waits for the runner.
 
 Everything here runs in a process the student controls, so nothing here is
 trusted: the runner times every step itself, caps every report, and the
@@ -32,8 +33,7 @@ import torch
 import torch.library
 
 from coursekit.grading import protocol, withheld
-from coursekit.grading.protocol import (AdapterReport, CallReport, CallStatus, CellReport, RunAdapter, RunCall,
-                                        RunCell, Setup)
+from coursekit.grading.protocol import AdapterReport, CallReport, CallStatus, CellReport, RunCalls, RunCells, Setup
 from coursekit.grading.wire import MAX_DEPTH, decode_value, encode_value
 
 #: the kernel's niceness: the runner, which must stay responsive, wins every contention for the CPU.
@@ -282,7 +282,7 @@ class Kernel:
                     continue
         return False
 
-    def run_cell(self, command: RunCell) -> CellReport:
+    def run_cell(self, index: int, source: str) -> CellReport:
         """Execute one cell, capturing what it prints."""
         cap = int(self.limits["output_cell"])
         out, err = _CappedText(cap, self.output_budget), _CappedText(cap, self.output_budget)
@@ -290,7 +290,7 @@ class Kernel:
         real_out, real_err = sys.stdout, sys.stderr
         try:
             sys.stdout, sys.stderr = out, err
-            code = _compile_cell(command.source, command.index)
+            code = _compile_cell(source, index)
             with self._timers():
                 exec(code, self.namespace)
         except BaseException as error:  # noqa: BLE001 - a cell may raise anything, SystemExit included
@@ -301,18 +301,17 @@ class Kernel:
         finally:
             sys.stdout, sys.stderr = real_out, real_err
         self._after_step()
-        return CellReport(command.index, failed, _short(ename, protocol.MAX_ENAME), evalue, trace,
-                          out.value(), err.value())
+        return CellReport(index, failed, _short(ename, protocol.MAX_ENAME), evalue, trace, out.value(), err.value())
 
-    def run_adapter(self, command: RunAdapter) -> AdapterReport:
+    def run_adapter(self, index: int, source: str) -> AdapterReport:
         """Execute an adapter of the spec; a broken notebook may break it, and then only its calls fail."""
         try:
             with self._timers():
-                exec(compile(command.source, "<grader adapter>", "exec"), self.namespace)
+                exec(compile(source, "<grader adapter>", "exec"), self.namespace)
         except BaseException:  # noqa: BLE001 - see the docstring
             pass
         self._after_step()
-        return AdapterReport()
+        return AdapterReport(index)
 
     def _evaluate(self, call: dict[str, Any]) -> tuple[object, list[Any]]:
         name = call["name"]
@@ -332,9 +331,8 @@ class Kernel:
         grads = _gradients(value, [args[i] for i in wanted], decode_value(call["cotangent"])) if wanted else []
         return value, grads
 
-    def run_call(self, command: RunCall) -> CallReport:
+    def run_call(self, call: dict[str, Any]) -> CallReport:
         """Call one graded function (or read one variable) on the runner's inputs."""
-        call = command.call
         sink = _CappedText(CALL_OUTPUT, [int(self.limits["output_total"])])
         banned_hits: list[str] = []
         reached_before = len(withheld.reached())
@@ -447,9 +445,27 @@ def serve(setup: Setup, commands: int, reports: int) -> NoReturn:
     os.chdir(setup.workdir)
     sys.path.insert(0, setup.workdir)
     kernel = Kernel(setup.limits, setup.uid is not None)
-    handlers = {RunCell: kernel.run_cell, RunAdapter: kernel.run_adapter, RunCall: kernel.run_call}
     for line in _commands(commands):
         command = protocol.decode(line, protocol.COMMANDS, max_line=None)
-        report = handlers[type(command)](command)
-        _send(reports, protocol.encode(report))
+        for report in _run(kernel, command):
+            _send(reports, protocol.encode(report))
     os._exit(0)
+
+
+def _run(kernel: Kernel, command: RunCells | RunCalls) -> Iterator[CellReport | AdapterReport | CallReport]:
+    """Run every step of ``command`` in order, yielding each report as soon as its step ends."""
+    if isinstance(command, RunCells):
+        for cell in command.cells:
+            yield kernel.run_cell(int(cell["index"]), cell["source"])
+        return
+    for index, source in enumerate(command.adapters):
+        yield kernel.run_adapter(index, source)
+    timed_out: set[str] = set()
+    for call in command.calls:
+        if call["name"] in timed_out:
+            yield CallReport(str(call["id"]), CallStatus.NOT_RUN)
+            continue
+        report = kernel.run_call(call)
+        if report.status is CallStatus.TIMEOUT:
+            timed_out.add(call["name"])
+        yield report

@@ -2,8 +2,8 @@
 
 Three parties talk over pipes, one JSON object per line::
 
-    grader ──Setup, Calls──▶ runner ──RunCell, RunAdapter, RunCall──▶ kernel
-    grader ◀──events─────── runner ◀──CellReport, CallReport──────── kernel
+    grader ──Setup, Calls──▶ runner ──RunCells, RunCalls──────────────────▶ kernel
+    grader ◀──events─────── runner ◀──CellReport, AdapterReport, CallReport── kernel
 
 The *runner* (:mod:`coursekit.grading.runner`) never runs student code; the
 *kernel* (:mod:`coursekit.grading.kernel`) is its child process and runs
@@ -77,7 +77,7 @@ class CallStatus(str, enum.Enum):
     BANNED = "banned"                 #: ran a PyTorch operator its question bans
     WITHHELD = "withheld"             #: called a reference withheld from the sandbox
     MALFORMED = "malformed"           #: the kernel's report was not a valid result
-    NOT_RUN = "not_run"               #: an earlier call of the same function timed out
+    NOT_RUN = "not_run"               #: not made: an earlier call of the same function timed out
     NOT_RUN_AFTER_STALL = "not_run_after_stall"   #: not called again on a rerun: it would not stop
     NOT_RUN_AFTER_DEATH = "not_run_after_death"   #: not called again on a rerun: it killed the kernel
 
@@ -133,7 +133,7 @@ class Ready:
 
 @dataclass(frozen=True)
 class CellStart:
-    """The runner sent cell ``index`` to the kernel."""
+    """The kernel is now on cell ``index`` (the runner times it from here)."""
 
     KIND: ClassVar[str] = "cell_start"
     index: int
@@ -169,7 +169,7 @@ class CellsDone:
 
 @dataclass(frozen=True)
 class CallStart:
-    """The runner sent graded call ``call_id`` to the kernel."""
+    """The kernel is now on graded call ``call_id`` (the runner times it from here)."""
 
     KIND: ClassVar[str] = "call_start"
     call_id: str = field(metadata=_text(MAX_NAME))
@@ -218,34 +218,34 @@ class Done:
 # -- runner <-> kernel ----------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class RunCell:
-    """Runner to kernel: execute one cell."""
-
-    KIND: ClassVar[str] = "run_cell"
-    index: int
-    source: str = field(metadata=_text(MAX_SOURCE))
-
-
-@dataclass(frozen=True)
-class RunAdapter:
-    """Runner to kernel: execute an adapter from the spec (its failure only fails its calls)."""
-
-    KIND: ClassVar[str] = "run_adapter"
-    source: str = field(metadata=_text(MAX_SOURCE))
-
-
-@dataclass(frozen=True)
-class RunCall:
-    """Runner to kernel: one graded call.
+class RunCells:
+    """Runner to kernel: execute these cells in order, sending a :class:`CellReport` as each ends.
 
     Attributes:
-        call: ``{"id", "kind": "function" | "variable", "name", "tensors", "args", "kwargs", "banned"}``
+        cells: ``[{"index": int, "source": str}]``.
+    """
+
+    KIND: ClassVar[str] = "run_cells"
+    cells: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class RunCalls:
+    """Runner to kernel, once every cell has run: the adapters, then the graded calls, one report each.
+
+    A function whose call hit its time limit is not called again: its later
+    calls are reported ``not_run``.
+
+    Attributes:
+        adapters: spec code run first; a broken notebook may break one, and then only its calls fail.
+        calls: ``{"id", "kind": "function" | "variable", "name", "tensors", "args", "kwargs", "banned"}``
             plus, for gradients, ``"grad_wrt"`` and ``"cotangent"``; arguments in the wire format;
             ``banned`` lists the ATen operators (every overload) that must not run during the call.
     """
 
-    KIND: ClassVar[str] = "run_call"
-    call: dict[str, Any]
+    KIND: ClassVar[str] = "run_calls"
+    adapters: list[str]
+    calls: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -264,9 +264,10 @@ class CellReport:
 
 @dataclass(frozen=True)
 class AdapterReport:
-    """Kernel to runner: the adapter ran (or failed; its calls will fail)."""
+    """Kernel to runner: adapter ``index`` ran (or failed; its calls will fail)."""
 
     KIND: ClassVar[str] = "adapter_report"
+    index: int
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,7 @@ class CallReport:
 
 
 Message = Union[Setup, Calls, Ready, CellStart, CellEnd, CellsDone, CallStart, CallEnd, Done,
-                RunCell, RunAdapter, RunCall, CellReport, AdapterReport, CallReport]
+                RunCells, RunCalls, CellReport, AdapterReport, CallReport]
 
 
 def _kinds(*classes: type) -> Mapping[str, type]:
@@ -295,7 +296,7 @@ EVENTS = _kinds(Ready, CellStart, CellEnd, CellsDone, CallStart, CallEnd, Done)
 #: what the grader sends the runner, one of each, in this order.
 SETUP, CALLS = _kinds(Setup), _kinds(Calls)
 #: what the runner sends the kernel, and what it accepts back.
-COMMANDS = _kinds(RunCell, RunAdapter, RunCall)
+COMMANDS = _kinds(RunCells, RunCalls)
 REPORTS = _kinds(CellReport, AdapterReport, CallReport)
 
 

@@ -9,11 +9,16 @@ bubblewrap, as root with a few capabilities). It never runs student code:
    ``sys.path``;
 2. forks the kernel (:mod:`coursekit.grading.kernel`), keeps itself off the OOM
    killer's list and drops every capability but ``CAP_KILL``;
-3. sends the cells one at a time, timing each by the kernel's CPU and the wall
+3. sends the kernel the cells, then waits for their reports one by one, timing
+   each step from the end of the one before by the kernel's CPU and the wall
    clock, and kills the kernel when a step outlives its limits by the grace;
 4. after the last cell, reports :class:`~coursekit.grading.protocol.CellsDone`
    and only then reads the hidden calls (the grader sends them no earlier), and
    runs them the same way.
+
+The kernel gets each phase whole and reports as it goes, so no step waits for
+a round trip through the runner; the runner still times, and answers for,
+every step on its own.
 
 Every event the grader acts on comes from here, on this process's stdout,
 which the kernel cannot reach; what the kernel reports is capped and checked
@@ -24,6 +29,7 @@ which step and exits: the grader decides whether to try again without it.
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import ctypes
 import os
@@ -42,7 +48,7 @@ if __name__ == "__main__":
 from coursekit.grading import protocol  # noqa: E402
 from coursekit.grading.protocol import (AdapterReport, CallEnd, CallReport, CallStart, Calls,  # noqa: E402
                                         CallStatus, CellEnd, CellReport, CellsDone, CellStart, CellStatus, Done,
-                                        Ready, RunAdapter, RunCall, RunCell, Setup)
+                                        Ready, RunCalls, RunCells, Setup)
 
 #: how often the runner checks the kernel's CPU time and whether it is still alive.
 TICK_S = 0.2
@@ -50,7 +56,7 @@ TICK_S = 0.2
 PIPE_CHUNK = 1 << 16
 #: what the kernel may report about a graded call; any other status is the student's invention.
 KERNEL_CALL_STATUSES = {CallStatus.OK, CallStatus.RAISED, CallStatus.TIMEOUT, CallStatus.OUT_OF_MEMORY,
-                        CallStatus.BANNED, CallStatus.WITHHELD}
+                        CallStatus.BANNED, CallStatus.WITHHELD, CallStatus.NOT_RUN}
 #: the runner's OOM score: never chosen by the memory cgroup's OOM killer.
 OOM_SCORE = -1000
 # Linux constants (sys/mount.h, linux/capability.h).
@@ -133,7 +139,7 @@ class StepResult:
 
 
 class KernelProcess:
-    """The kernel, from the runner's side: send a command, wait for its report under the step's limits."""
+    """The kernel, from the runner's side: send it a phase, then wait for each step's report under its limits."""
 
     def __init__(self, setup: Setup) -> None:
         commands_read, self.commands = os.pipe()
@@ -154,29 +160,42 @@ class KernelProcess:
         self.pid = pid
         self.limits = setup.limits
         self.reader = protocol.LineReader()
+        self.lines: collections.deque[bytes] = collections.deque()   # read, not yet looked at
+        self.pending = memoryview(b"")
         self.ignored = 0
         self.alive = True
         self.closed = False     # the kernel closed its end of the report pipe
 
-    def step(self, command: Any, expected: Callable[[Any], bool]) -> StepResult:
-        """Send ``command``; return the first report ``expected`` accepts, or the kernel's end.
+    def send(self, command: Any) -> None:
+        """Queue ``command``; it is written as the pipe drains, while :meth:`wait` watches the limits."""
+        self.pending = memoryview(protocol.encode(command))
 
-        The command is written as the pipe drains, inside the same loop that
-        watches the limits: a kernel that stops reading (it is still busy with a
-        step it pretended to finish) cannot make the runner wait. Lines that are
-        not the awaited report (anything the student wrote to the pipe) are
+    def wait(self, expected: Callable[[Any], bool]) -> StepResult:
+        """The next report ``expected`` accepts, or how the kernel ended if it ends first.
+
+        The step is timed from now (the end of the step before). A kernel that
+        stops reading its commands cannot make the runner wait, and lines that
+        are not the awaited report (anything the student wrote to the pipe) are
         counted and dropped.
         """
-        pending = memoryview(protocol.encode(command))
         started, cpu_before = time.monotonic(), _cpu_seconds(self.pid)
         cpu_limit = float(self.limits["step_cpu_s"]) + float(self.limits["grace_s"])
         wall_limit = float(self.limits["step_wall_s"]) + float(self.limits["grace_s"])
         while True:
+            while self.lines:
+                line = self.lines.popleft()
+                try:
+                    report = protocol.decode(line, protocol.REPORTS)
+                except protocol.ProtocolError:
+                    report = None
+                if report is not None and expected(report):
+                    return StepResult(report=report)
+                self.ignored += 1
             readable, writable, _ = select.select([] if self.closed else [self.reports],
-                                                  [self.commands] if pending else [], [], TICK_S)
+                                                  [self.commands] if self.pending else [], [], TICK_S)
             if writable:
                 try:
-                    pending = pending[os.write(self.commands, pending[:PIPE_CHUNK]):]
+                    self.pending = self.pending[os.write(self.commands, self.pending[:PIPE_CHUNK]):]
                 except BlockingIOError:
                     pass
                 except OSError:
@@ -184,14 +203,8 @@ class KernelProcess:
             if readable:
                 chunk = os.read(self.reports, PIPE_CHUNK)
                 self.closed = not chunk
-                for line in self.reader.feed(chunk):
-                    try:
-                        report = protocol.decode(line, protocol.REPORTS)
-                    except protocol.ProtocolError:
-                        report = None
-                    if report is not None and expected(report):
-                        return StepResult(report=report)
-                    self.ignored += 1
+                self.lines.extend(self.reader.feed(chunk))
+                continue
             if os.waitpid(self.pid, os.WNOHANG)[0] == self.pid:
                 return self._ended(StepResult(died=True))
             used = _cpu_seconds(self.pid) - cpu_before
@@ -289,32 +302,25 @@ def main() -> NoReturn:
         keep_only_capability(CAP_KILL)
     events.emit(Ready())
     budget = OutputBudget(setup.limits)
+    kernel.send(RunCells(setup.cells))
     for cell in setup.cells:
         index = int(cell["index"])
         events.emit(CellStart(index))
-        result = kernel.step(RunCell(index, cell["source"]),
-                             lambda report, i=index: isinstance(report, CellReport) and report.index == i)
+        result = kernel.wait(lambda report, i=index: isinstance(report, CellReport) and report.index == i)
         events.emit(cell_end(index, result, budget))
         if not kernel.alive:
             _finish(events, kernel, stopped_cell=index)
     events.emit(CellsDone())
     calls: Calls = _read(stdin, protocol.CALLS)
-    for source in calls.adapters:
-        if not kernel.step(RunAdapter(source), lambda report: isinstance(report, AdapterReport)).report:
+    kernel.send(RunCalls(calls.adapters, calls.calls))
+    for number in range(len(calls.adapters)):
+        if kernel.wait(lambda report, n=number: isinstance(report, AdapterReport) and report.index == n).report is None:
             _finish(events, kernel, stopped_in_adapter=True)
-    timed_out: set[str] = set()
     for call in calls.calls:
         call_id = str(call["id"])
-        if call["name"] in timed_out:
-            events.emit(CallEnd(call_id, CallStatus.NOT_RUN))
-            continue
         events.emit(CallStart(call_id))
-        result = kernel.step(RunCall(call),
-                             lambda report: isinstance(report, CallReport) and report.call_id == call_id)
-        event = call_end(call_id, result)
-        if event.status is CallStatus.TIMEOUT:
-            timed_out.add(call["name"])
-        events.emit(event)
+        result = kernel.wait(lambda report, c=call_id: isinstance(report, CallReport) and report.call_id == c)
+        events.emit(call_end(call_id, result))
         if not kernel.alive:
             _finish(events, kernel, stopped_call=call_id)
     _finish(events, kernel)

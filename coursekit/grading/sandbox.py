@@ -42,8 +42,7 @@ from coursekit.grading.bwrap import (SANDBOX_WORKDIR, bubblewrap_available, bwra
 from coursekit.grading.cgroups import SandboxGroup, cgroups_available, join_command
 from coursekit.grading.limits import Limits
 from coursekit.grading.package_view import ViewPlan, materialise, package_root
-from coursekit.grading.protocol import (CallEnd, CallStart, Calls, CallStatus, CellEnd, CellsDone, CellStart,
-                                        CellStatus, Done, Ready, Setup)
+from coursekit.grading.protocol import CallEnd, CallStart, Calls, CellEnd, CellsDone, CellStart, Done, Ready, Setup
 from coursekit.grading.seccomp import memfd_filter
 from coursekit.grading.uids import UidLease
 
@@ -197,8 +196,6 @@ class _Recorder:
         if isinstance(event, CallStart):
             return self.cells_done and self.open_step is None and event.call_id in self.calls_left
         if isinstance(event, CallEnd):
-            if event.status is CallStatus.NOT_RUN:
-                return self.cells_done and self.open_step is None and event.call_id in self.calls_left
             return self.open_step == ("call", event.call_id)
         return isinstance(event, Done)
 

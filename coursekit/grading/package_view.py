@@ -26,6 +26,7 @@ same view from its own installed package.
 from __future__ import annotations
 
 import ast
+import atexit
 import compileall
 import functools
 import hashlib
@@ -286,8 +287,14 @@ _LOCK = threading.Lock()
 _MATERIALISED: dict[str, Path] = {}
 
 
+def _remove_if_owner(top: Path, owner: int) -> None:
+    """Remove a view at exit, in the process that made it only (a forked child inherits the hook)."""
+    if os.getpid() == owner:
+        shutil.rmtree(top, ignore_errors=True)
+
+
 def materialise(plan: ViewPlan) -> Path:
-    """Write ``plan`` into a directory (once per process) and return its package directory.
+    """Write ``plan`` into a directory (once per process, removed at exit) and return its package directory.
 
     The files are world-readable (the sandbox uid reads them) and byte-compiled,
     so a sandbox does not compile them again.
@@ -303,6 +310,7 @@ def materialise(plan: ViewPlan) -> Path:
         if key in _MATERIALISED and _MATERIALISED[key].is_dir():
             return _MATERIALISED[key]
         top = Path(tempfile.mkdtemp(prefix=f"coursekit-view-{key}-"))
+        atexit.register(_remove_if_owner, top, os.getpid())
         os.chmod(top, 0o755)
         target = top / PACKAGE
         source = package_root()

@@ -37,7 +37,6 @@ __all__ = ["OUTCOMES", "GradeOptions", "Grader", "SandboxUnavailable", "Submissi
            "grade_assignment"]
 
 
-
 @dataclass
 class SubmissionReport:
     """The result of grading one submission (also written as its JSON report).
@@ -253,32 +252,43 @@ class Grader:
         return outcome, notes
 
     def _finish(self, student: str, prepared: PreparedNotebook, run: RawRun | None) -> SubmissionReport:
-        """Score, classify, write the autograded notebook, the report and the grades, in that order."""
+        """Score and classify one submission, then write its results (see :meth:`_write`)."""
         results = self._score(student, run)
         outcome, notes = self._outcome(prepared, run, results)
-        answered = self._answered(prepared)
-        submitted = self.course.root / self.course.submitted / student / self.assignment
-        timestamp, problem = _read_timestamp(submitted / "timestamp.txt")
-        report = SubmissionReport(
+        report = self._report(student, run, results, outcome, notes)
+        self._write(report, prepared, run, results)
+        self.reports.append(report)
+        self._tick(student, outcome)
+        return report
+
+    def _report(self, student: str, run: RawRun | None, results: dict[str, QuestionResult], outcome: str,
+                notes: list[str]) -> SubmissionReport:
+        """The submission's report (what is shown at the end and written as JSON)."""
+        return SubmissionReport(
             student=student,
             assignment=self.assignment,
             score=round(sum(r.score for r in results.values()), 3),
             max_score=self.max_score,
             outcome=outcome,
-            notes=[n for n in notes + [problem or ""] if n],
+            notes=[n for n in notes if n],
             questions=[r.to_dict() for r in results.values()],
             manual=[c.name for c in self.expected if (c.grade or c.task) and not c.autograder_test],
             sandboxed=run.sandboxed if run is not None else True,
             seconds=round(run.seconds, 2) if run is not None else 0.0,
         )
-        self._write_autograded(student, render(prepared, run, results, outcome))
+
+    def _write(self, report: SubmissionReport, prepared: PreparedNotebook, run: RawRun | None,
+               results: dict[str, QuestionResult]) -> None:
+        """Write the autograded notebook, the JSON report and, last, the grades (then the submission is done)."""
+        submitted = self.course.root / self.course.submitted / report.student / self.assignment
+        timestamp, problem = _read_timestamp(submitted / "timestamp.txt")
+        if problem:
+            report.notes.append(problem)
+        self._write_autograded(report.student, render(prepared, run, results, report.outcome))
         self._write_report(report)
-        gb.record_submission(self.course, self.assignment, self.spec.notebook, student, timestamp=timestamp,
+        gb.record_submission(self.course, self.assignment, self.spec.notebook, report.student, timestamp=timestamp,
                              expected=self.expected, scores={name: r.score for name, r in results.items()},
-                             answered=answered)
-        self.reports.append(report)
-        self._tick(student, outcome)
-        return report
+                             answered=self._answered(prepared))
 
     def _write_report(self, report: SubmissionReport) -> None:
         reports = self.course.root / "grade-reports" / self.assignment

@@ -19,7 +19,7 @@ from coursekit.grading.limits import Limits
 from coursekit.grading.sandbox import sandbox_available
 from conftest import in_ci
 
-pytestmark = [pytest.mark.slow, pytest.mark.grading]
+pytestmark = [pytest.mark.slow, pytest.mark.grading, pytest.mark.a1]
 
 # 64 processes, so that the fork bomb meets the limit within its cell's time limit even on a busy machine
 # (each sandbox has one CPU, and forking a process that has imported torch is not free).

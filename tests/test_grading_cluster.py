@@ -19,7 +19,7 @@ from coursekit.grading.limits import Limits
 from coursekit.grading.sandbox import sandbox_available
 from conftest import in_ci, require_system_tool
 
-pytestmark = [pytest.mark.slow, pytest.mark.grading]
+pytestmark = [pytest.mark.slow, pytest.mark.grading, pytest.mark.a1]
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 

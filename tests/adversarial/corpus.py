@@ -367,8 +367,9 @@ MEMFD_HOARD = (
     "except OSError as error:\n"
     "    print('memfd refused:', error)\n"
 )
-# Each child holds 300 MiB (under its own 1 GiB address-space limit) and says so; the cell then checks
-# that all ten are alive at once, 3 GiB in all.
+# Each child holds 300 MiB (under its own 1 GiB address-space limit) and says so; the notebook then checks
+# that all ten are alive at once, 3 GiB in all. On a busy machine the sandbox's one CPU may get a small share
+# of a core, so the wait for the children is spread over three cells, each well inside its wall-clock limit.
 MEMORY_ACROSS_PROCESSES = (
     "import os, select, time\n"
     "mc_classification = 'A'\n"
@@ -380,20 +381,36 @@ MEMORY_ACROSS_PROCESSES = (
     "        os.close(_ready)\n"
     "        _hog = b'\\1' * (300 * 2**20)\n"
     "        os.write(_say, b'x')\n"
-    "        time.sleep(60)\n"
+    "        time.sleep(120)\n"
     "        os._exit(0)\n"
     "    _children.append(_pid)\n"
     "os.close(_say)\n"
-    "_held, _until = 0, time.monotonic() + 6\n"
-    "while _held < 10 and time.monotonic() < _until:\n"
-    "    if select.select([_ready], [], [], 0.5)[0]:\n"
-    "        _chunk = os.read(_ready, 10)\n"
-    "        if not _chunk:\n"
-    "            break\n"
-    "        _held += len(_chunk)\n"
+    "_held = 0\n"
+    "def _wait_for_children(seconds):\n"
+    "    global _held\n"
+    "    until = time.monotonic() + seconds\n"
+    "    while _held < 10 and time.monotonic() < until:\n"
+    "        if select.select([_ready], [], [], 0.5)[0]:\n"
+    "            chunk = os.read(_ready, 10)\n"
+    "            if not chunk:\n"
+    "                return\n"
+    "            _held += len(chunk)\n"
+    "_wait_for_children(5)\n"
+)
+MEMORY_ACROSS_PROCESSES_WAIT = "_wait_for_children(5)\n"
+MEMORY_ACROSS_PROCESSES_CHECK = (
+    "_wait_for_children(5)\n"
     "if _held == 10 and all(os.waitpid(_pid, os.WNOHANG) == (0, 0) for _pid in _children):\n"
     "    mc_classification = 'B'\n"
 )
+
+
+def _memory_across_processes(course: Path) -> dict[str, Any]:
+    notebook = set_answer(solved_notebook(course), "answer_mc_classification", MEMORY_ACROSS_PROCESSES)
+    notebook = add_cell(notebook, MEMORY_ACROSS_PROCESSES_CHECK, after="answer_mc_classification")
+    return add_cell(notebook, MEMORY_ACROSS_PROCESSES_WAIT, after="answer_mc_classification")
+
+
 TMPFS_INODES = (
     "import os\n"
     "mc_classification = 'A'\n"
@@ -541,7 +558,7 @@ ATTACKS += [
     Attack("memfd_hoard", 9.0, "graded", _with_answer("answer_mc_classification", MEMFD_HOARD),
            "1.5 GiB in 48 memfds under a 1 GiB address-space limit (finding 5)"),
     Attack("memory_across_processes", 9.0, "memory_limit",
-           _with_answer("answer_mc_classification", MEMORY_ACROSS_PROCESSES),
+           _memory_across_processes,
            "ten processes holding 300 MiB each, every one under its own address-space limit (finding 5)"),
     Attack("tmpfs_inodes", 9.0, "graded", _with_answer("answer_mc_classification", TMPFS_INODES),
            "60,000 empty files in /tmp: kernel memory that the tmpfs size does not count (finding 5)"),

@@ -117,7 +117,8 @@ def _forward_recursion(
     for t in range(num_frames):
         stay = alpha
         step = torch.cat([neg_inf.expand(batch, 1), alpha[:, :-1]], dim=1)
-        skip = torch.cat([neg_inf.expand(batch, 2), alpha[:, :-2]], dim=1)
+        # [:, :num_states]: with no label (one state) the two -inf columns alone are one too many.
+        skip = torch.cat([neg_inf.expand(batch, 2), alpha[:, :-2]], dim=1)[:, :num_states]
         skip = torch.where(can_skip, skip, neg_inf)
         new_alpha = _safe_logsumexp(torch.stack([stay, step, skip])) + emissions[t]
         # Sequences whose input has ended keep their last alpha.

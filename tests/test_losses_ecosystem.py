@@ -358,6 +358,9 @@ TRL_GRPO_KL = """
 per_token_kl = (
     torch.exp(ref_per_token_logps - per_token_logps) - (ref_per_token_logps - per_token_logps) - 1
 )
+# Importance sampling correction for the KL divergence
+if self.args.use_bias_correction_kl:
+    per_token_kl = per_token_kl * coef_1
 """
 TRL_GRPO_CLIP = """
 coef_2 = torch.clamp(coef_1, 1 - self.epsilon_low, 1 + self.epsilon_high)
@@ -386,14 +389,30 @@ TRL_GRPO_AGGREGATION = {
 }
 
 
+def trl_config_default(name: str):
+    """The default of a ``GRPOConfig`` field, read from the installed dataclass (not instantiated)."""
+    import dataclasses
+
+    from trl import GRPOConfig
+
+    (field,) = [f for f in dataclasses.fields(GRPOConfig) if f.name == name]
+    return field.default
+
+
 def trl_grpo_loss(per_token_logps, old_per_token_logps, ref_per_token_logps, advantages, mask, *, loss_type,
                   beta=0.04, epsilon=0.2, epsilon_high=None, level="token", max_completion_length=None,
-                  num_items_in_batch=None):
-    """TRL's GRPO loss (no vLLM, entropy or off-policy masks; one process; eval mode: no accumulation divisor)."""
+                  num_items_in_batch=None, use_bias_correction_kl=None):
+    """TRL's GRPO loss (no vLLM, entropy or off-policy masks; one process; eval mode: no accumulation divisor).
+
+    ``use_bias_correction_kl=None`` takes TRL's own default (``True`` in 1.16: the k3 term times the ratio).
+    """
+    if use_bias_correction_kl is None:
+        use_bias_correction_kl = trl_config_default("use_bias_correction_kl")
     config = SimpleNamespace(
         beta=beta, epsilon_low=epsilon, epsilon_high=epsilon if epsilon_high is None else epsilon_high,
         importance_sampling_level=level, max_completion_length=max_completion_length,
-        args=SimpleNamespace(delta=None, steps_per_generation=1), current_gradient_accumulation_steps=1,
+        args=SimpleNamespace(delta=None, steps_per_generation=1, use_bias_correction_kl=use_bias_correction_kl),
+        current_gradient_accumulation_steps=1,
         accelerator=SimpleNamespace(num_processes=1),
     )
     names = {
@@ -408,15 +427,23 @@ def trl_grpo_loss(per_token_logps, old_per_token_logps, ref_per_token_logps, adv
 
 
 def coursekit_grpo_loss(log_probs, old, ref, advantages, mask, *, loss_type, beta=0.04, epsilon=0.2,
-                        epsilon_high=None, level="token", max_completion_length=None, num_items_in_batch=None):
-    """The same objective from coursekit's parts."""
+                        epsilon_high=None, level="token", max_completion_length=None, num_items_in_batch=None,
+                        use_bias_correction_kl=None):
+    """The same objective from coursekit's parts (the KL correction as kl_penalty's docstring shows it)."""
+    if use_bias_correction_kl is None:
+        use_bias_correction_kl = trl_config_default("use_bias_correction_kl")
     if level == "sequence":
         log_ratio = torch.log(sequence_importance_ratio(log_probs, old, mask)).unsqueeze(-1)
         surrogate = clipped_surrogate(log_ratio, torch.zeros_like(log_ratio), advantages,
                                       eps_low=epsilon, eps_high=epsilon_high).expand_as(log_probs)
+        ratio = torch.exp(log_ratio)
     else:
         surrogate = clipped_surrogate(log_probs, old, advantages, eps_low=epsilon, eps_high=epsilon_high)
-    per_token = surrogate + beta * kl_penalty(log_probs, ref)
+        ratio = torch.exp(log_probs - old)
+    kl = kl_penalty(log_probs, ref)
+    if use_bias_correction_kl:
+        kl = kl * ratio
+    per_token = surrogate + beta * kl
     return policy_loss_aggregate(per_token, mask, mode=loss_type, max_len=max_completion_length,
                                  num_items_in_batch=num_items_in_batch)
 
@@ -438,10 +465,29 @@ def compare_grpo(seed: int, **options) -> None:
     )
 
 
+@pytest.mark.parametrize("use_bias_correction_kl", [None, False, True])
 @pytest.mark.parametrize("loss_type", ["grpo", "bnpo"])
 @pytest.mark.parametrize("seed", SEEDS)
-def test_grpo_and_bnpo_equal_trl(seed, loss_type):
-    compare_grpo(seed, loss_type=loss_type)
+def test_grpo_and_bnpo_equal_trl(seed, loss_type, use_bias_correction_kl):
+    # None: TRL's default for the KL correction, whatever the installed GRPOConfig says.
+    compare_grpo(seed, loss_type=loss_type, use_bias_correction_kl=use_bias_correction_kl)
+
+
+def test_trl_default_kl_term_is_the_ratio_times_k3_whose_gradient_differs_from_k3_alone():
+    # kl_penalty's docstring: TRL multiplies k3 by the (differentiable) ratio by default; on-policy the value is
+    # k3's, the gradient is log(p/p_ref) per token where k3's is 1 - p_ref/p.
+    assert trl_config_default("use_bias_correction_kl") is True
+    log_probs, _, ref, _, _ = grpo_inputs(3)
+    names = {"per_token_logps": leaf(log_probs), "ref_per_token_logps": ref,
+             "self": SimpleNamespace(args=SimpleNamespace(use_bias_correction_kl=True))}
+    names["coef_1"] = torch.exp(names["per_token_logps"] - log_probs)  # on-policy: old = log_probs, detached
+    run_quoted(GRPO_MODULE, TRL_GRPO_KL, names)
+    torch.testing.assert_close(names["per_token_kl"], kl_penalty(log_probs, ref))
+    (gradient,) = torch.autograd.grad(names["per_token_kl"].sum(), names["per_token_logps"])
+    torch.testing.assert_close(gradient, log_probs - ref)
+    ours = leaf(log_probs)
+    (k3_gradient,) = torch.autograd.grad(kl_penalty(ours, ref).sum(), ours)
+    torch.testing.assert_close(k3_gradient, 1 - torch.exp(ref - log_probs))
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -469,7 +515,10 @@ def test_gspo_sequence_ratio_equals_trl_sequence_importance_sampling(seed):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_k3_and_clipping_equal_trl_per_token(seed):
     log_probs, old, ref, advantages, mask = grpo_inputs(seed)
-    kl = run_quoted(GRPO_MODULE, TRL_GRPO_KL, {"per_token_logps": log_probs, "ref_per_token_logps": ref})
+    kl = run_quoted(GRPO_MODULE, TRL_GRPO_KL, {
+        "per_token_logps": log_probs, "ref_per_token_logps": ref, "coef_1": None,
+        "self": SimpleNamespace(args=SimpleNamespace(use_bias_correction_kl=False)),
+    })
     torch.testing.assert_close(kl_penalty(log_probs, ref), kl["per_token_kl"])
     names = {
         "log_importance_weights": log_probs - old, "advantages": advantages.unsqueeze(1),

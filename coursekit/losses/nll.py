@@ -50,8 +50,8 @@ def token_nll(
         logits: unnormalised scores :math:`z`, any float dtype.
         targets: class indices :math:`y`; entries equal to ``ignore_index`` are skipped.
         ignore_index: target value whose loss is defined as 0 (PyTorch's default -100).
-        weight: optional per-class weights :math:`w_k`; each token's loss is
-            multiplied by :math:`w_{y_t}`, as in PyTorch.
+        weight: optional per-class weights :math:`\\lambda_k`; each token's loss is
+            multiplied by :math:`\\lambda_{y_t}`, as in PyTorch.
 
     Returns:
         The per-token losses, 0 where the target is ``ignore_index``.
@@ -280,10 +280,16 @@ def perplexity(mean_nll: torch.Tensor | float) -> torch.Tensor:
     """Perplexity from a mean per-token NLL in nats: :math:`\\mathrm{PPL} = e^{\\bar\\ell}`.
 
     Args:
-        mean_nll: mean negative log-likelihood per token, in nats.
+        mean_nll: mean negative log-likelihood per token :math:`\\bar\\ell`, in nats.
 
     Returns:
         A tensor of the same shape (a 0-d tensor for a Python number).
+
+    Shapes:
+        mean_nll: any (``()`` for a Python number); result: the same.
+
+    Raises:
+        TypeError: ``mean_nll`` is neither a float tensor nor a number.
 
     Example:
         >>> perplexity(torch.tensor(6 * math.log(2) / 3))
@@ -294,6 +300,18 @@ def perplexity(mean_nll: torch.Tensor | float) -> torch.Tensor:
 
 def bits_per_token(mean_nll: torch.Tensor | float) -> torch.Tensor:
     """Convert a mean per-token NLL from nats to bits: :math:`\\bar\\ell / \\ln 2`.
+
+    Args:
+        mean_nll: mean negative log-likelihood per token :math:`\\bar\\ell`, in nats.
+
+    Returns:
+        The bits per token, a tensor of the same shape (a 0-d tensor for a Python number).
+
+    Shapes:
+        mean_nll: any (``()`` for a Python number); result: the same.
+
+    Raises:
+        TypeError: ``mean_nll`` is neither a float tensor nor a number.
 
     Example:
         >>> bits_per_token(torch.tensor(math.log(4)))

@@ -2,12 +2,15 @@
 
 Forward + backward of ``F.cross_entropy(hidden @ weight.T, targets)`` against
 ``coursekit.losses.chunked_cross_entropy(hidden, weight, targets)``, float32 on
-the CPU. Memory: every configuration runs in a fresh process, which reports its
-resident-set-size high-water mark reached during one step minus the mark it had
-once the inputs existed (so the inputs are not counted, their gradients are).
-The warm-up step that loads the kernels before that mark runs on small detached
-copies: a backward through views of the inputs would allocate their full
-gradients, lift the mark by that much and hide the step's first allocations.
+the CPU. Memory: every configuration runs in a fresh process, which resets its
+resident-set-size high-water mark once the inputs exist (Linux
+``/proc/self/clear_refs``) and reports the mark reached during one step minus
+the resident set it had at the reset (so the inputs are not counted, their
+gradients are). Measuring from the present resident set, not from an earlier
+high-water mark, counts the pages a step reuses from memory freed before it
+(the temporaries of building the inputs). The warm-up step that loads the
+kernels before the reset runs on small detached copies, so that it leaves no
+full-size gradient behind.
 Every worker runs on the same fixed number of threads (``THREADS``), because
 the allocator's high-water mark depends on it.
 Time: one more process per vocabulary size alternates the two methods
@@ -21,6 +24,7 @@ Run alone: ``python -m bench.bench_chunked [--tiny]``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import time
@@ -50,14 +54,14 @@ def _timed_step(method: str, hidden, weight, targets, chunk_size: int) -> tuple[
     else:
         loss = chunked_cross_entropy(hidden, weight, targets, chunk_size=chunk_size)
     loss.backward()
-    return time.perf_counter() - start, float(loss)
+    return time.perf_counter() - start, float(loss.detach())
 
 
 def worker(config: dict) -> dict:
     """One measurement, in this (fresh) process: the extra peak RSS of one step, then timed steps."""
     import torch
 
-    from bench._common import peak_rss_mib
+    from bench._common import peak_rss_since_reset_mib, reset_peak_rss_mib
 
     torch.set_num_threads(THREADS)
     n, h, v = config["n"], config["h"], config["v"]
@@ -74,9 +78,10 @@ def worker(config: dict) -> dict:
     # copied so that their backward does not allocate the full hidden.grad and weight.grad.
     _timed_step(method, hidden[:4].detach().clone().requires_grad_(True),
                 weight[:8].detach().clone().requires_grad_(True), targets[:4] % 8, chunk_size)
-    baseline = peak_rss_mib()
+    gc.collect()
+    baseline = reset_peak_rss_mib()
     first, loss = _timed_step(method, hidden, weight, targets, chunk_size)
-    extra = peak_rss_mib() - baseline
+    extra = peak_rss_since_reset_mib() - baseline
     times = [_timed_step(method, hidden, weight, targets, chunk_size)[0] for _ in range(config["repeats"])]
     return {"extra_mib": extra, "median_s": statistics.median(times) if times else first, "loss": loss}
 
@@ -177,7 +182,8 @@ def run(*, tiny: bool, out_dir: Path) -> str:
         "## 1. Large-vocabulary loss: chunked_cross_entropy vs F.cross_entropy(hidden @ weight.T)",
         f"Forward + backward, float32, CPU ({THREADS} threads), N = {n} tokens, H = {h}, "
         f"chunk_size = {p['chunk_size']}. "
-        "Extra peak = RSS high-water mark during one step minus the mark with the inputs allocated "
+        "Extra peak = RSS high-water mark during one step minus the RSS with the inputs allocated, "
+        "the mark reset just before the step "
         "(fresh process per configuration). Times: medians of steps that alternate the two methods in one "
         "process; time ratio = median of the per-round ratios (listed).",
         markdown_table(

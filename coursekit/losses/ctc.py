@@ -1,30 +1,37 @@
 """Connectionist temporal classification (Graves et al. 2006), by the forward algorithm.
 
-An input of :math:`T` frames gives, at every frame, log-probabilities over
-:math:`C` classes, one of which is the *blank*. A label sequence
-:math:`y = (y_1, \\dots, y_L)` is matched by every frame-level path that reads
-:math:`y` after merging repeated symbols and then deleting blanks. The loss is
-:math:`-\\log p(y \\mid x)`, the negative log of the total probability of those
-paths, summed by dynamic programming over the *blank-extended* label sequence
+An input :math:`x` of :math:`T` frames gives, at every frame :math:`t`, a
+distribution :math:`p_t(k)` over :math:`V` classes :math:`k`, one of which is
+the *blank* :math:`\\varnothing`. A label sequence
+:math:`y = (y_1, \\dots, y_{T_y})` is matched by every path
+:math:`\\pi = (\\pi_1, \\dots, \\pi_T)` that reads :math:`y` after merging
+repeated symbols and then deleting blanks. The loss is :math:`-\\log p(y \\mid x)`,
+the negative log of the total probability of those paths, summed by dynamic
+programming over the *blank-extended* label sequence
 
 .. math::
 
-    y' = (\\varnothing, y_1, \\varnothing, y_2, \\dots, \\varnothing, y_L, \\varnothing),
-    \\qquad |y'| = 2L + 1.
+    y' = (\\varnothing, y_1, \\varnothing, y_2, \\dots, \\varnothing, y_{T_y}, \\varnothing),
+    \\qquad |y'| = 2T_y + 1.
 
-The forward variable :math:`\\alpha_t(s)` is the log-probability of all path
-prefixes of length :math:`t + 1` that end in state :math:`s` of :math:`y'`:
+The forward variable :math:`\\alpha_t(s)` is the probability of all path
+prefixes :math:`\\pi_1, \\dots, \\pi_t` that end in state :math:`s` of
+:math:`y'` (frames :math:`t = 1, \\dots, T`, states
+:math:`s = 1, \\dots, 2T_y + 1`):
 
 .. math::
 
-    \\alpha_0(0) = \\log p_0(\\varnothing), \\quad \\alpha_0(1) = \\log p_0(y_1), \\\\
-    \\alpha_t(s) = \\log p_t(y'_s) + \\operatorname{logsumexp}\\bigl(
-        \\alpha_{t-1}(s), \\alpha_{t-1}(s-1), [\\alpha_{t-1}(s-2)]\\bigr),
+    \\alpha_1(1) = p_1(\\varnothing), \\quad \\alpha_1(2) = p_1(y_1), \\quad
+    \\alpha_1(s) = 0 \\text{ for } s > 2, \\\\
+    \\alpha_t(s) = p_t(y'_s) \\bigl(\\alpha_{t-1}(s) + \\alpha_{t-1}(s-1)
+        + \\mathbb{1}_{\\text{skip}}(s)\\, \\alpha_{t-1}(s-2)\\bigr),
 
-where the skip from :math:`s - 2` is allowed only onto a label that differs
-from the label two states back (a blank cannot be skipped between two equal
-labels). Then :math:`-\\log p(y \\mid x) = -\\operatorname{logsumexp}(
-\\alpha_{T-1}(2L), \\alpha_{T-1}(2L - 1))`.
+where :math:`\\mathbb{1}_{\\text{skip}}(s)` is 1 when :math:`y'_s` is a label
+that differs from :math:`y'_{s-2}` (a blank cannot be skipped between two equal
+labels) and 0 otherwise; a term whose state lies below 1 is 0. Then
+:math:`p(y \\mid x) = \\alpha_T(2T_y + 1) + \\alpha_T(2T_y)` (only
+:math:`\\alpha_T(1)` when :math:`T_y = 0`). The code works in log space (log-sum-exp for the sums) and
+counts from 0: frame :math:`t` is row ``t - 1``, state :math:`s` column ``s - 1``.
 """
 
 from __future__ import annotations
@@ -117,7 +124,8 @@ def _forward_recursion(
     for t in range(num_frames):
         stay = alpha
         step = torch.cat([neg_inf.expand(batch, 1), alpha[:, :-1]], dim=1)
-        skip = torch.cat([neg_inf.expand(batch, 2), alpha[:, :-2]], dim=1)
+        # [:, :num_states]: with no label (one state) the two -inf columns alone are one too many.
+        skip = torch.cat([neg_inf.expand(batch, 2), alpha[:, :-2]], dim=1)[:, :num_states]
         skip = torch.where(can_skip, skip, neg_inf)
         new_alpha = _safe_logsumexp(torch.stack([stay, step, skip])) + emissions[t]
         # Sequences whose input has ended keep their last alpha.
@@ -239,31 +247,33 @@ def ctc_loss(
     feed the log-softmax, so the two agree on those logits).
 
     Args:
-        log_probs: per-frame log-probabilities :math:`\\log p_t(c)` (usually ``log_softmax`` outputs).
-        targets: the label sequences, padded ``(N, S)`` or concatenated 1-D; never ``blank``.
-        input_lengths: frames used per sequence, each ``<= T``.
-        target_lengths: labels per sequence, each ``<= S`` for padded targets.
+        log_probs: per-frame log-probabilities :math:`\\log p_t(k)` (usually ``log_softmax`` outputs).
+        targets: the label sequences, padded ``(B, max_target_len)`` or concatenated 1-D; never ``blank``.
+        input_lengths: frames :math:`T` used per sequence, each ``<= log_probs.shape[0]``.
+        target_lengths: labels :math:`T_y` per sequence (0 allowed), each ``<= targets.shape[1]``
+            for padded targets.
         blank: index of the blank class.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         zero_infinity: replace infinite losses (and their gradients) by 0.
 
     Returns:
-        A scalar, or ``(N,)`` losses for ``"none"``, in the dtype of ``log_probs``.
+        A scalar, or ``(B,)`` losses for ``"none"``, in the dtype of ``log_probs``.
 
     Shapes:
-        log_probs: ``(T, N, C)``; targets: ``(N, S)`` or ``(sum(target_lengths),)``;
-        input_lengths, target_lengths: ``(N,)``; result: ``()`` or ``(N,)``.
+        log_probs: ``(T, B, V)`` (PyTorch's ``(T, N, C)``); targets: ``(B, max_target_len)``
+        or ``(sum(target_lengths),)``; input_lengths, target_lengths: ``(B,)``;
+        result: ``()`` or ``(B,)``.
 
     Raises:
         TypeError: wrong tensor dtypes, or lengths that are not integers.
         ValueError: wrong shapes, negative lengths, lengths longer than the
-            padded axis, ``blank`` outside ``[0, C)``, a target outside ``[0, C)``
+            padded axis, ``blank`` outside ``[0, V)``, a target outside ``[0, V)``
             or equal to ``blank``, or an unknown ``reduction``. The checks of
             lengths and labels read values and run where that costs nothing
             (see :mod:`coursekit.losses`).
 
     Example:
-        >>> log_probs = torch.full((3, 1, 3), 1 / 3).log()   # T = 3 uniform frames, C = 3
+        >>> log_probs = torch.full((3, 1, 3), 1 / 3).log()   # T = 3 uniform frames, V = 3
         >>> # 5 of the 27 paths read "1 2": 1 2 _, 1 1 2, 1 2 2, _ 1 2, 1 _ 2
         >>> loss = ctc_loss(log_probs, torch.tensor([[1, 2]]), [3], [2], reduction="sum")
         >>> round(loss.item(), 4), round(-math.log(5 / 27), 4)
@@ -289,10 +299,13 @@ def ctc_loss(
 def ctc_forward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blank: int = 0) -> torch.Tensor:
     """The table of forward variables :math:`\\alpha_t(s)` of one sequence, in log space.
 
-    Row :math:`t` holds :math:`\\alpha_t(s)` for the states :math:`s` of the
-    blank-extended labels :math:`y' = (\\varnothing, y_1, \\varnothing, \\dots, y_L,
-    \\varnothing)`; ``-inf`` marks a state no path can reach by frame :math:`t`.
-    ``-torch.logsumexp(table[-1, -2:], 0)`` is the sequence's CTC loss.
+    Row ``t - 1`` holds :math:`\\log \\alpha_t(s)` for the states
+    :math:`s = 1, \\dots, 2T_y + 1` (column ``s - 1``) of the blank-extended
+    labels :math:`y' = (\\varnothing, y_1, \\varnothing, \\dots, y_{T_y},
+    \\varnothing)` (see the module docstring); ``-inf`` marks a state no path
+    can reach by frame :math:`t`. ``-torch.logsumexp(table[-1, -2:], 0)`` is the
+    sequence's CTC loss (for an empty target the table has one column, and
+    that slice is it).
 
     Args:
         log_probs: per-frame log-probabilities of one sequence.
@@ -303,7 +316,7 @@ def ctc_forward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blan
         The log-alpha table.
 
     Shapes:
-        log_probs: ``(T, C)``; target: ``(L,)``; result: ``(T, 2L + 1)``.
+        log_probs: ``(T, V)``; target: ``(T_y,)``; result: ``(T, 2 T_y + 1)``.
 
     Raises:
         TypeError, ValueError: as :func:`ctc_loss`.
@@ -313,7 +326,7 @@ def ctc_forward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blan
         >>> table = ctc_forward_variables(log_probs, torch.tensor([1, 2]))
         >>> table.shape
         torch.Size([3, 5])
-        >>> # times 3^(t+1): how many path prefixes of length t + 1 end in each state
+        >>> # row t - 1 times 3^t: how many path prefixes of length t end in each state
         >>> (table.exp() * 3.0 ** torch.arange(1, 4).unsqueeze(1)).round()
         tensor([[1., 1., 0., 0., 0.],
                 [1., 2., 1., 1., 0.],

@@ -37,10 +37,10 @@ def _require_fits(name: str, lengths: torch.Tensor, max_len: int) -> None:
 
 
 def sequence_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
-    """Mask of the real tokens of a padded batch: :math:`m_{b,t} = [t < n_b]`.
+    """Mask of the real tokens of a padded batch: :math:`m_{b,t} = [t \\le T_b]` (positions :math:`t` from 1).
 
     Args:
-        lengths: the number of real tokens :math:`n_b` of each sequence (integer tensor).
+        lengths: the number of real tokens :math:`T_b` of each sequence (integer tensor).
         max_len: the padded length ``T``; ``None`` uses ``max(lengths)`` (0 for an
             empty batch), which reads ``lengths`` (a host synchronisation on an
             accelerator: pass ``max_len`` in a training step).
@@ -79,14 +79,15 @@ def response_mask(prompt_lengths: torch.Tensor, lengths: torch.Tensor, max_len: 
     Row ``b`` holds a prompt :math:`x` of ``prompt_lengths[b]`` tokens followed
     by a response :math:`y`, ``lengths[b]`` tokens in all, then padding:
 
-    .. math:: m_{b,t} = [\\,p_b \\le t < n_b\\,]
+    .. math:: m_{b,t} = [\\,T_x < t \\le T_x + T_y\\,]
 
-    so only the response is scored, e.g. ``causal_lm_loss(..., loss_mask=m,
+    with :math:`T_x` and :math:`T_y` the lengths of row :math:`b`'s prompt and
+    response (positions :math:`t` from 1), so only the response is scored, e.g. ``causal_lm_loss(..., loss_mask=m,
     reduction="none")`` gives :math:`-\\log p_\\theta(y \\mid x)` per row.
 
     Args:
-        prompt_lengths: prompt length :math:`p_b` of each row.
-        lengths: total length :math:`n_b` (prompt plus response) of each row.
+        prompt_lengths: prompt length :math:`T_x` of each row.
+        lengths: total length :math:`T_b = T_x + T_y` (prompt plus response) of each row.
         max_len: the padded length ``T``; ``None`` uses ``max(lengths)``, which
             reads ``lengths`` (see :func:`sequence_mask`).
 

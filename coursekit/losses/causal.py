@@ -104,8 +104,10 @@ def causal_lm_loss(
         scored = scored & require_mask("loss_mask", loss_mask, input_ids.shape, "input_ids.shape")
     require_targets_in_range("input_ids", input_ids[scored], logits.shape[-1], None)
 
+    # book excerpt (chapter 2) starts: causal_lm_loss label shift
     targets = input_ids[..., 1:]
     counted = scored[..., 1:]
+    # book excerpt (chapter 2) ends: causal_lm_loss label shift
     # Unscored positions are replaced by zeros, so whatever they held (even nan)
     # reaches neither the value nor, through torch.where, the gradient.
     predicting = logits[..., :-1, :]

@@ -138,7 +138,9 @@ def sequence_loss(
     if token_losses.dim() < 1:
         raise ValueError(f"token_losses must have a time axis (..., T), got shape {tuple(token_losses.shape)}")
     counted = _token_mask(token_losses, mask)
+    # book excerpt (chapter 1) starts: sequence_loss masked sum
     total = torch.where(counted, token_losses, torch.zeros_like(token_losses)).sum(dim=-1)
+    # book excerpt (chapter 1) ends: sequence_loss masked sum
     if reduction == "sum":
         return total
     return total / counted.sum(dim=-1).to(token_losses.dtype)
@@ -203,8 +205,10 @@ def batch_loss(
     if token_losses.dim() < 1:
         raise ValueError(f"token_losses must have a time axis (..., T), got shape {tuple(token_losses.shape)}")
     counted = _token_mask(token_losses, mask)
+    # book excerpt (chapter 3) starts: batch_loss masked selection
     zeros = torch.zeros_like(token_losses)
     losses = torch.where(counted, token_losses, zeros)
+    # book excerpt (chapter 3) ends: batch_loss masked selection
     if token_weights is None:
         weights = counted.to(token_losses.dtype)
     else:

@@ -205,7 +205,7 @@ def sample_bigram(
 
     Args:
         transitions: the table :math:`P` (rows are distributions; they need not
-            be normalised exactly, as for :func:`torch.multinomial`).
+            be normalised exactly, as for ``torch.multinomial``).
         first_contexts: the context each continuation starts from (a start id,
             or the last token of a prompt).
         max_new_tokens: the budget of tokens per continuation (>= 1).

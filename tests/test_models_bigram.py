@@ -111,6 +111,24 @@ def test_mass_by_length_is_differentiable():
     assert gradcheck64(lambda z: mass_by_length(torch.softmax(z, -1), start=3, max_length=5, eos=3), (logits,))
 
 
+@pytest.mark.parametrize("eos", [None, 1])
+def test_mass_by_length_stays_on_the_device_of_its_table(eos):
+    # "meta" tensors have no data: any working tensor created on the CPU would raise a device mismatch
+    table = torch.tensor([[0.5, 0.5], [0.75, 0.25]], device="meta")
+    masses = mass_by_length(table if eos is not None else table[:, :1], start=1, max_length=3, eos=eos)
+    assert masses.device.type == "meta" and masses.shape == (4,)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_relative_frequencies_and_mass_by_length_run_on_cuda_like_on_the_cpu():
+    contexts, targets = torch.tensor([[2, 0, 1, 0]]), torch.tensor([[0, 1, 0, 2]])
+    on_cpu = relative_frequencies(contexts, targets, num_contexts=3, num_classes=3)
+    on_cuda = relative_frequencies(contexts.cuda(), targets.cuda(), num_contexts=3, num_classes=3)
+    assert on_cuda.is_cuda and torch.equal(on_cuda.cpu(), on_cpu)
+    masses = mass_by_length(on_cuda, start=2, max_length=6, eos=2)
+    assert masses.is_cuda and torch.allclose(masses.cpu(), mass_by_length(on_cpu, start=2, max_length=6, eos=2))
+
+
 def test_sampling_stops_at_eos_and_respects_the_budget():
     table = _random_table(2, 4, 4)                          # tokens 0..2, start = eos = 3
     generated = sample_bigram(table, torch.full((200,), 3), max_new_tokens=6,

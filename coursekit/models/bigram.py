@@ -109,8 +109,8 @@ def relative_frequencies(
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= size):
             bad = int(ids[(ids < 0) | (ids >= size)][0])
             raise ValueError(f"{name} must hold ids in [0, {size}) where counted, got {bad}")
-    counts = torch.zeros(num_contexts, num_classes, dtype=torch.float64)
-    ones = torch.ones(int(counted.sum()), dtype=torch.float64)
+    counts = torch.zeros(num_contexts, num_classes, dtype=torch.float64, device=contexts.device)
+    ones = torch.ones(int(counted.sum()), dtype=torch.float64, device=contexts.device)
     counts.index_put_((contexts[counted], targets[counted]), ones, accumulate=True)
     totals = counts.sum(dim=-1, keepdim=True)
     uniform = torch.full_like(counts, 1.0 / num_classes)
@@ -173,10 +173,10 @@ def mass_by_length(
         eos = _require_id("eos", eos, num_classes, "a class id (a column)")
     _require_tokens_are_contexts(transitions, eos)
 
-    keep = torch.ones(num_classes, dtype=transitions.dtype)
+    keep = transitions.new_ones(num_classes)
     if eos is not None:
         keep[eos] = 0.0
-    alive = torch.zeros(num_contexts, dtype=transitions.dtype)
+    alive = transitions.new_zeros(num_contexts)
     alive[start] = 1.0
     masses = []
     for length in range(max_length + 1):

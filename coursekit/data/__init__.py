@@ -3,7 +3,7 @@
 - :mod:`~coursekit.data.vocab`: word- and character-level vocabularies with ``<pad>``, ``<bos>``, ``<eos>``, ``<unk>``.
 - :mod:`~coursekit.data.toy_language`: a toy language with an exactly known entropy floor.
 - :mod:`~coursekit.data.translation`: number words -> digits, with an out-of-distribution split.
-- :mod:`~coursekit.data.batching`: padding, masks, bucketing and truncated-BPTT streams.
+- :mod:`~coursekit.data.batching`: padding, masks, bucketing, token-budget batches and truncated-BPTT streams.
 """
 
 from coursekit.data.batching import (
@@ -15,6 +15,7 @@ from coursekit.data.batching import (
     pad_batch,
     seq2seq_batch,
     tbptt_chunks,
+    token_budget_batches,
     token_stream,
 )
 from coursekit.data.toy_language import ToyCorpus, ToyLanguage, default_language, toy_corpus
@@ -26,5 +27,5 @@ __all__ = [
     "ToyLanguage", "ToyCorpus", "default_language", "toy_corpus",
     "TranslationTask", "translation_task", "number_to_words", "number_to_digits",
     "PaddedBatch", "LMBatch", "Seq2SeqBatch", "pad_batch", "lm_batch", "seq2seq_batch",
-    "bucket_batches", "token_stream", "tbptt_chunks",
+    "bucket_batches", "token_budget_batches", "token_stream", "tbptt_chunks",
 ]

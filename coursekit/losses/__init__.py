@@ -14,7 +14,7 @@ assert, as in PyTorch.
 """
 
 from coursekit.losses.nll import batch_loss, bits_per_token, perplexity, sequence_loss, token_nll
-from coursekit.losses.masking import response_mask, sequence_mask
+from coursekit.losses.masking import response_mask, sequence_mask, turn_mask
 from coursekit.losses.causal import causal_lm_loss
 from coursekit.losses.smoothing import label_smoothed_nll
 from coursekit.losses.distillation import kd_cross_entropy, kd_loss
@@ -33,6 +33,7 @@ __all__ = [
     "bits_per_token",
     "sequence_mask",
     "response_mask",
+    "turn_mask",
     "causal_lm_loss",
     "label_smoothed_nll",
     "kd_loss",

@@ -150,8 +150,10 @@ def causal_lm_loss(
     scored = input_ids != ignore_index
     if loss_mask is not None:
         scored = scored & require_mask("loss_mask", loss_mask, input_ids.shape, "input_ids.shape")
+    # book excerpt (chapter 2) starts: causal_lm_loss label shift
     targets = input_ids[..., 1:]
     counted = scored[..., 1:]
+    # book excerpt (chapter 2) ends: causal_lm_loss label shift
     if reads_values(targets):  # the masked copy would cost a kernel where the check does not run
         require_targets_in_range("input_ids", torch.where(counted, targets, 0), logits.shape[-1], None)
 

@@ -149,7 +149,9 @@ def sequence_loss(
     if token_losses.dim() < 1:
         raise ValueError(f"token_losses must have a time axis (..., T), got shape {tuple(token_losses.shape)}")
     counted = _token_mask(token_losses, mask)
+    # book excerpt (chapter 1) starts: sequence_loss masked sum
     total = torch.where(counted, token_losses, torch.zeros_like(token_losses)).sum(dim=-1)
+    # book excerpt (chapter 1) ends: sequence_loss masked sum
     if reduction == "sum":
         return total
     return total / counted.sum(dim=-1).to(token_losses.dtype)
@@ -249,7 +251,9 @@ def _reduce_batch(
     ``stacklevel`` points it at the line that called that function (3 when it
     calls this helper directly).
     """
+    # book excerpt (chapter 3) starts: batch_loss masked selection
     losses = torch.where(counted, token_losses, torch.zeros_like(token_losses))
+    # book excerpt (chapter 3) ends: batch_loss masked selection
     if weights is None:
         weights = counted.to(token_losses.dtype)
     else:

@@ -97,11 +97,13 @@ def _forward_recursion(
     alpha[:, 0] = 0.0
     table = []
     for t in range(num_frames):
+        # book excerpt start: one frame of the recursion (ch07)
         stay = alpha
         step = torch.cat([neg_inf.expand(batch, 1), alpha[:, :-1]], dim=1)
         skip = torch.cat([neg_inf.expand(batch, 2), alpha[:, :-2]], dim=1)
         skip = torch.where(can_skip, skip, neg_inf)
         new_alpha = _safe_logsumexp(torch.stack([stay, step, skip])) + emissions[t]
+        # book excerpt end
         # Sequences whose input has ended keep their last alpha.
         alpha = torch.where((t < input_lengths).unsqueeze(1), new_alpha, alpha)
         if keep_table:

@@ -12,7 +12,7 @@ from coursekit.losses.distillation import kd_cross_entropy, kd_loss
 from coursekit.losses.risk import mrt_risk, reinforce_loss
 from coursekit.losses.preference import dpo_loss
 from coursekit.losses.policy import policy_loss_aggregate
-from coursekit.losses.ctc import ctc_forward_variables, ctc_loss
+from coursekit.losses.ctc import ctc_backward_variables, ctc_forward_variables, ctc_loss
 from coursekit.losses.chunked import chunked_cross_entropy
 
 __all__ = [
@@ -33,5 +33,6 @@ __all__ = [
     "policy_loss_aggregate",
     "ctc_loss",
     "ctc_forward_variables",
+    "ctc_backward_variables",
     "chunked_cross_entropy",
 ]

@@ -25,6 +25,8 @@ where the skip from :math:`s - 2` is allowed only onto a label that differs
 from the label two states back (a blank cannot be skipped between two equal
 labels). Then :math:`-\\log p(y \\mid x) = -\\operatorname{logsumexp}(
 \\alpha_{T-1}(2L), \\alpha_{T-1}(2L - 1))`.
+:func:`ctc_backward_variables` runs the same recursion from the last frame
+back; the two tables give the occupation of every state and the gradient.
 """
 
 from __future__ import annotations
@@ -308,3 +310,87 @@ def ctc_forward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blan
     _, table = _forward_recursion(batched, padded, in_lengths, tgt_lengths, blank, keep_table=True)
     assert table is not None
     return table[:, 0, :]
+
+
+def ctc_backward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blank: int = 0) -> torch.Tensor:
+    """The table of backward variables :math:`\\omega_t(s)` of one sequence, in log space.
+
+    :math:`\\omega_t(s)` is the total probability of the path suffixes
+    :math:`\\pi_{t+1}, \\dots, \\pi_T` that, starting from state :math:`s` of
+    :math:`y'` at frame :math:`t`, read the rest of the labels and end in one
+    of the last two states. Frame :math:`t`'s own probability is *not*
+    included (it is in :math:`\\alpha_t(s)`), so that
+    :math:`\\alpha_t(s)\\,\\omega_t(s)` is the probability of all alignments
+    that are in state :math:`s` at frame :math:`t`, and
+    :math:`\\sum_s \\alpha_t(s)\\,\\omega_t(s) = p(y \\mid x)` at every frame.
+    The recursion runs from the last frame back:
+
+    .. math::
+
+        \\omega_T(s) = [s \\ge |y'| - 1], \\qquad
+        \\omega_t(s) = \\sum_{s' \\in \\{s,\\, s+1,\\, s+2\\}} p_{t+1}(y'_{s'})\\, \\omega_{t+1}(s'),
+
+    with :math:`s' = s + 2` allowed only onto a label that differs from
+    :math:`y'_s` (the skip rule of the forward recursion, read backwards).
+
+    Args:
+        log_probs: per-frame log-probabilities of one sequence.
+        target: its labels, none equal to ``blank``.
+        blank: index of the blank class.
+
+    Returns:
+        The log-omega table; ``-inf`` marks a state from which the rest of the
+        labels cannot be read in the frames left.
+
+    Shapes:
+        log_probs: ``(T, C)``; target: ``(L,)``; result: ``(T, 2L + 1)``.
+
+    Raises:
+        TypeError, ValueError: as :func:`ctc_forward_variables`.
+
+    Example:
+        >>> log_probs = torch.full((3, 3), 1 / 3).log()
+        >>> omega = ctc_backward_variables(log_probs, torch.tensor([1, 2]))
+        >>> # times 3^(T - t): how many path suffixes finish the target from each state
+        >>> (omega.exp() * 3.0 ** torch.arange(2, -1, -1).unsqueeze(1)).round()
+        tensor([[1., 4., 3., 3., 1.],
+                [0., 1., 1., 2., 1.],
+                [0., 0., 0., 1., 1.]])
+        >>> alpha = ctc_forward_variables(log_probs, torch.tensor([1, 2]))
+        >>> ((alpha + omega).logsumexp(dim=1).exp() * 27).round()   # p(y|x) at every frame: 5 of 27 paths
+        tensor([5., 5., 5.])
+    """
+    require_float("log_probs", log_probs)
+    require_integer("target", target)
+    if log_probs.dim() != 2:
+        raise ValueError(f"log_probs must have shape (T, C) for one sequence, got {tuple(log_probs.shape)}")
+    if target.dim() != 1:
+        raise ValueError(f"target must have shape (L,) for one sequence, got {tuple(target.shape)}")
+    _check_ctc_arguments(log_probs.unsqueeze(1), target.unsqueeze(0), [log_probs.shape[0]], [target.shape[0]], blank)
+    num_frames = log_probs.shape[0]
+    labels = target.to(device=log_probs.device, dtype=torch.long)
+    num_states = 2 * labels.shape[0] + 1
+    extended = torch.full((num_states,), blank, dtype=torch.long, device=log_probs.device)
+    extended[1::2] = labels
+    # the skip from s to s + 2 lands on a label that differs from the one at s
+    ahead = torch.full_like(extended, -1)
+    ahead[:-2] = extended[2:]
+    can_skip = (torch.arange(num_states, device=log_probs.device) % 2 == 1) & (ahead != extended) & (ahead >= 0)
+    neg_inf = torch.tensor(float("-inf"), dtype=log_probs.dtype, device=log_probs.device)
+    emissions = log_probs[:, extended]                                   # (T, 2L + 1)
+
+    omega = torch.full((num_states,), float("-inf"), dtype=log_probs.dtype, device=log_probs.device)
+    omega[max(num_states - 2, 0):] = 0.0
+    table = [omega]
+    for t in range(num_frames - 2, -1, -1):
+        # book excerpt start: one frame of the backward recursion (ch07)
+        after = emissions[t + 1] + omega              # p_{t+1}(y'_s) omega_{t+1}(s), in log space
+        padded = torch.cat([after, neg_inf.expand(2)])
+        stay, step = after, padded[1 : num_states + 1]
+        skip = torch.where(can_skip, padded[2:], neg_inf)
+        omega = _safe_logsumexp(torch.stack([stay, step, skip]))
+        # book excerpt end
+        table.append(omega)
+    if num_frames == 0:
+        return torch.empty((0, num_states), dtype=log_probs.dtype, device=log_probs.device)
+    return torch.stack(table[::-1])

@@ -45,6 +45,17 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
+@pytest.fixture()
+def one_torch_thread():
+    """Run a test on one torch thread (tiny models: fastest, and the same numbers every run)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # --- The built book, shared by tests/test_book.py and tests/test_browser.py ---------------
 
 # Files that are not in _toc.yml and must not become pages (only_build_toc_files), written

@@ -9,11 +9,12 @@ from coursekit.losses.masking import response_mask, sequence_mask
 from coursekit.losses.causal import causal_lm_loss
 from coursekit.losses.smoothing import label_smoothed_nll
 from coursekit.losses.distillation import kd_cross_entropy, kd_loss
-from coursekit.losses.risk import leave_one_out_baseline, mrt_risk, reinforce_loss
+from coursekit.losses.risk import mrt_risk, reinforce_loss
 from coursekit.losses.preference import dpo_loss
 from coursekit.losses.policy import policy_loss_aggregate
 from coursekit.losses.ctc import ctc_backward_variables, ctc_forward_variables, ctc_loss
 from coursekit.losses.chunked import chunked_cross_entropy
+from coursekit.losses.risk import leave_one_out_baseline
 
 __all__ = [
     "token_nll",
@@ -29,11 +30,11 @@ __all__ = [
     "kd_cross_entropy",
     "mrt_risk",
     "reinforce_loss",
-    "leave_one_out_baseline",
     "dpo_loss",
     "policy_loss_aggregate",
     "ctc_loss",
     "ctc_forward_variables",
     "ctc_backward_variables",
+    "leave_one_out_baseline",
     "chunked_cross_entropy",
 ]

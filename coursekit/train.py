@@ -39,14 +39,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from coursekit.data._checks import require_int, require_number, require_one_of, require_seed
+from coursekit.data._checks import require_int, require_number, require_seed
 from coursekit.data.batching import LMBatch, Seq2SeqBatch, seq2seq_batch
-from coursekit.data.frames import FRAME_BLANK, FrameBatch
 from coursekit.data.vocab import EOS_ID
 from coursekit.losses import batch_loss, kd_loss, label_smoothed_nll, mrt_risk, reinforce_loss, token_nll
+from coursekit.models.rnn import detach_hidden
+from coursekit.data._checks import require_one_of
+from coursekit.data.frames import FRAME_BLANK, FrameBatch
 from coursekit.losses.ctc import ctc_loss
 from coursekit.losses.risk import leave_one_out_baseline
-from coursekit.models.rnn import detach_hidden
 
 
 class Objective(NamedTuple):

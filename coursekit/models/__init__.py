@@ -19,7 +19,7 @@ from coursekit.models.transformer import TransformerLM, causal_mask, sinusoidal_
 
 __all__ = [
     "NGramLM", "RNNLM", "TransformerLM", "Seq2Seq", "DecodeResult", "detach_hidden", "causal_mask",
+    "CTCRecognizer", "ctc_best_path", "ctc_collapse", "ctc_prefix_beam_search",
     "sinusoidal_positions", "model_size", "sequence_kd_targets", "sequence_kd_pairs",
     "save_checkpoint", "load_checkpoint", "shipped_checkpoint",
-    "CTCRecognizer", "ctc_best_path", "ctc_collapse", "ctc_prefix_beam_search",
 ]

@@ -9,12 +9,12 @@ from coursekit.losses.masking import response_mask, sequence_mask
 from coursekit.losses.causal import causal_lm_loss
 from coursekit.losses.smoothing import label_smoothed_nll
 from coursekit.losses.distillation import kd_cross_entropy, kd_loss
+from coursekit.losses.risk import leave_one_out_baseline
 from coursekit.losses.risk import mrt_risk, reinforce_loss
 from coursekit.losses.preference import dpo_loss
 from coursekit.losses.policy import policy_loss_aggregate
 from coursekit.losses.ctc import ctc_backward_variables, ctc_forward_variables, ctc_loss
 from coursekit.losses.chunked import chunked_cross_entropy
-from coursekit.losses.risk import leave_one_out_baseline
 
 __all__ = [
     "token_nll",

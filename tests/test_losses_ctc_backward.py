@@ -153,8 +153,8 @@ def test_omega_is_differentiable_gradcheck_float64() -> None:
 @pytest.mark.parametrize(
     ("log_probs", "target", "error", "pattern"),
     [
-        (torch.zeros(6, 2, 4), torch.tensor([1]), ValueError, r"log_probs must have shape \(T, C\) for one sequence"),
-        (torch.zeros(6, 4), torch.tensor([[1]]), ValueError, r"target must have shape \(L,\) for one sequence"),
+        (torch.zeros(6, 2, 4), torch.tensor([1]), ValueError, r"log_probs must have shape \(T, V\) for one sequence"),
+        (torch.zeros(6, 4), torch.tensor([[1]]), ValueError, r"target must have shape \(T_y,\) for one sequence"),
         (torch.zeros(6, 4), torch.tensor([0]), ValueError, r"targets must not contain the blank label 0"),
         (torch.zeros(6, 4), torch.tensor([4]), ValueError, r"targets must lie in \[0, 4\)"),
         (torch.zeros(6, 4, dtype=torch.long), torch.tensor([1]), TypeError, r"log_probs must be a floating"),

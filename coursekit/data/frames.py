@@ -63,7 +63,7 @@ class FrameBatch:
     Attributes:
         features: ``(B, T, F)``, zero past each input length.
         input_lengths: ``(B,)`` frames per utterance.
-        targets: ``(B, S)`` labels, padded with the blank.
+        targets: ``(B, max T_y)`` labels, padded with the blank (at least one column).
         target_lengths: ``(B,)`` labels per utterance.
     """
 

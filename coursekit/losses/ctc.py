@@ -1,30 +1,32 @@
 """Connectionist temporal classification (Graves et al. 2006), by the forward algorithm.
 
 An input of :math:`T` frames gives, at every frame, log-probabilities over
-:math:`C` classes, one of which is the *blank*. A label sequence
-:math:`y = (y_1, \\dots, y_L)` is matched by every frame-level path that reads
+:math:`V` classes, one of which is the *blank* :math:`\\varnothing`. A label sequence
+:math:`y = (y_1, \\dots, y_{T_y})` is matched by every frame-level path that reads
 :math:`y` after merging repeated symbols and then deleting blanks. The loss is
 :math:`-\\log p(y \\mid x)`, the negative log of the total probability of those
 paths, summed by dynamic programming over the *blank-extended* label sequence
 
 .. math::
 
-    y' = (\\varnothing, y_1, \\varnothing, y_2, \\dots, \\varnothing, y_L, \\varnothing),
-    \\qquad |y'| = 2L + 1.
+    y' = (\\varnothing, y_1, \\varnothing, y_2, \\dots, \\varnothing, y_{T_y}, \\varnothing),
+    \\qquad |y'| = 2T_y + 1.
 
-The forward variable :math:`\\alpha_t(s)` is the log-probability of all path
-prefixes of length :math:`t + 1` that end in state :math:`s` of :math:`y'`:
+Frames :math:`t = 1, \\dots, T` and states :math:`s = 1, \\dots, 2T_y + 1` are
+numbered from 1, as in chapter 7 (row :math:`t - 1`, column :math:`s - 1` of a
+table in the code). The forward variable :math:`\\alpha_t(s)` is the probability
+of all path prefixes :math:`\\pi_1, \\dots, \\pi_t` that end in state :math:`s`
+of :math:`y'` (the code keeps its logarithm):
 
 .. math::
 
-    \\alpha_0(0) = \\log p_0(\\varnothing), \\quad \\alpha_0(1) = \\log p_0(y_1), \\\\
-    \\alpha_t(s) = \\log p_t(y'_s) + \\operatorname{logsumexp}\\bigl(
-        \\alpha_{t-1}(s), \\alpha_{t-1}(s-1), [\\alpha_{t-1}(s-2)]\\bigr),
+    \\alpha_1(1) = p_1(\\varnothing), \\quad \\alpha_1(2) = p_1(y_1), \\\\
+    \\alpha_t(s) = p_t(y'_s)\\,\\bigl(\\alpha_{t-1}(s) + \\alpha_{t-1}(s-1)
+        + \\mathbb{1}_{\\text{skip}}(s)\\,\\alpha_{t-1}(s-2)\\bigr),
 
 where the skip from :math:`s - 2` is allowed only onto a label that differs
 from the label two states back (a blank cannot be skipped between two equal
-labels). Then :math:`-\\log p(y \\mid x) = -\\operatorname{logsumexp}(
-\\alpha_{T-1}(2L), \\alpha_{T-1}(2L - 1))`.
+labels). Then :math:`p(y \\mid x) = \\alpha_T(2T_y + 1) + \\alpha_T(2T_y)`.
 :func:`ctc_backward_variables` runs the same recursion from the last frame
 back; the two tables give the occupation of every state and the gradient.
 """
@@ -293,21 +295,23 @@ def ctc_loss(
 def ctc_forward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blank: int = 0) -> torch.Tensor:
     """The table of forward variables :math:`\\alpha_t(s)` of one sequence, in log space.
 
-    Row :math:`t` holds :math:`\\alpha_t(s)` for the states :math:`s` of the
-    blank-extended labels :math:`y' = (\\varnothing, y_1, \\varnothing, \\dots, y_L,
-    \\varnothing)`; ``-inf`` marks a state no path can reach by frame :math:`t`.
+    Row :math:`t - 1`, column :math:`s - 1` holds :math:`\\log \\alpha_t(s)` for
+    frame :math:`t` and state :math:`s` of the blank-extended labels
+    :math:`y' = (\\varnothing, y_1, \\varnothing, \\dots, y_{T_y}, \\varnothing)`, both
+    numbered from 1 as in the module docstring and chapter 7; ``-inf`` marks a
+    state no path can reach by frame :math:`t`.
     ``-torch.logsumexp(table[-1, -2:], 0)`` is the sequence's CTC loss.
 
     Args:
-        log_probs: per-frame log-probabilities of one sequence.
-        target: its labels, none equal to ``blank``.
+        log_probs: per-frame log-probabilities :math:`\\log p_t(k)` of one sequence.
+        target: its :math:`T_y` labels, none equal to ``blank``.
         blank: index of the blank class.
 
     Returns:
-        The log-alpha table.
+        The table of :math:`\\log \\alpha_t(s)`.
 
     Shapes:
-        log_probs: ``(T, C)``; target: ``(L,)``; result: ``(T, 2L + 1)``.
+        log_probs: ``(T, V)``; target: ``(T_y,)``; result: ``(T, 2 T_y + 1)``.
 
     Raises:
         TypeError, ValueError: as :func:`ctc_loss`.
@@ -326,9 +330,9 @@ def ctc_forward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blan
     require_float("log_probs", log_probs)
     require_integer("target", target)
     if log_probs.dim() != 2:
-        raise ValueError(f"log_probs must have shape (T, C) for one sequence, got {tuple(log_probs.shape)}")
+        raise ValueError(f"log_probs must have shape (T, V) for one sequence, got {tuple(log_probs.shape)}")
     if target.dim() != 1:
-        raise ValueError(f"target must have shape (L,) for one sequence, got {tuple(target.shape)}")
+        raise ValueError(f"target must have shape (T_y,) for one sequence, got {tuple(target.shape)}")
     batched, padded, in_lengths, tgt_lengths = _check_ctc_arguments(
         log_probs.unsqueeze(1), target.unsqueeze(0), [log_probs.shape[0]], [target.shape[0]], blank
     )
@@ -340,35 +344,41 @@ def ctc_forward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blan
 def ctc_backward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blank: int = 0) -> torch.Tensor:
     """The table of backward variables :math:`\\omega_t(s)` of one sequence, in log space.
 
+    Frames :math:`t = 1, \\dots, T` and states :math:`s = 1, \\dots, 2T_y + 1` of the
+    blank-extended labels :math:`y' = (\\varnothing, y_1, \\varnothing, \\dots, y_{T_y}, \\varnothing)`
+    are numbered from 1, as in chapter 7; row :math:`t - 1`, column :math:`s - 1`
+    of the result holds :math:`\\log \\omega_t(s)`.
+
     :math:`\\omega_t(s)` is the total probability of the path suffixes
-    :math:`\\pi_{t+1}, \\dots, \\pi_T` that, starting from state :math:`s` of
-    :math:`y'` at frame :math:`t`, read the rest of the labels and end in one
-    of the last two states. Frame :math:`t`'s own probability is *not*
-    included (it is in :math:`\\alpha_t(s)`), so that
-    :math:`\\alpha_t(s)\\,\\omega_t(s)` is the probability of all alignments
-    that are in state :math:`s` at frame :math:`t`, and
-    :math:`\\sum_s \\alpha_t(s)\\,\\omega_t(s) = p(y \\mid x)` at every frame.
-    The recursion runs from the last frame back:
+    :math:`\\pi_{t+1}, \\dots, \\pi_T` that, starting from state :math:`s` at frame
+    :math:`t`, read the rest of the labels and end in one of the last two states.
+    Frame :math:`t`'s own probability is *not* included (it is in
+    :math:`\\alpha_t(s)`), so :math:`\\alpha_t(s)\\,\\omega_t(s)` is the probability of
+    the alignments that are in state :math:`s` at frame :math:`t`, and
+    :math:`\\sum_s \\alpha_t(s)\\,\\omega_t(s) = p(y \\mid x)` at every frame. The
+    recursion runs from the last frame back:
 
     .. math::
 
-        \\omega_T(s) = [s \\ge |y'| - 1], \\qquad
-        \\omega_t(s) = \\sum_{s' \\in \\{s,\\, s+1,\\, s+2\\}} p_{t+1}(y'_{s'})\\, \\omega_{t+1}(s'),
+        \\omega_T(s) = [s \\ge 2T_y], \\qquad
+        \\omega_t(s) = p_{t+1}(y'_s)\\,\\omega_{t+1}(s) + p_{t+1}(y'_{s+1})\\,\\omega_{t+1}(s+1)
+            + \\mathbb{1}_{\\text{skip}}(s+2)\\,p_{t+1}(y'_{s+2})\\,\\omega_{t+1}(s+2),
 
-    with :math:`s' = s + 2` allowed only onto a label that differs from
-    :math:`y'_s` (the skip rule of the forward recursion, read backwards).
+    with :math:`\\omega_{t+1}(s) = 0` past the last state and
+    :math:`\\mathbb{1}_{\\text{skip}}(s+2) = 1` when :math:`y'_{s+2}` is a label that
+    differs from :math:`y'_s` (the skip rule of the forward recursion, read backwards).
 
     Args:
-        log_probs: per-frame log-probabilities of one sequence.
-        target: its labels, none equal to ``blank``.
+        log_probs: per-frame log-probabilities :math:`\\log p_t(k)` of one sequence.
+        target: its :math:`T_y` labels, none equal to ``blank``.
         blank: index of the blank class.
 
     Returns:
-        The log-omega table; ``-inf`` marks a state from which the rest of the
-        labels cannot be read in the frames left.
+        The table of :math:`\\log \\omega_t(s)`; ``-inf`` marks a state from which the
+        rest of the labels cannot be read in the frames left.
 
     Shapes:
-        log_probs: ``(T, C)``; target: ``(L,)``; result: ``(T, 2L + 1)``.
+        log_probs: ``(T, V)``; target: ``(T_y,)``; result: ``(T, 2 T_y + 1)``.
 
     Raises:
         TypeError, ValueError: as :func:`ctc_forward_variables`.
@@ -388,9 +398,9 @@ def ctc_backward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, bla
     require_float("log_probs", log_probs)
     require_integer("target", target)
     if log_probs.dim() != 2:
-        raise ValueError(f"log_probs must have shape (T, C) for one sequence, got {tuple(log_probs.shape)}")
+        raise ValueError(f"log_probs must have shape (T, V) for one sequence, got {tuple(log_probs.shape)}")
     if target.dim() != 1:
-        raise ValueError(f"target must have shape (L,) for one sequence, got {tuple(target.shape)}")
+        raise ValueError(f"target must have shape (T_y,) for one sequence, got {tuple(target.shape)}")
     _check_ctc_arguments(log_probs.unsqueeze(1), target.unsqueeze(0), [log_probs.shape[0]], [target.shape[0]], blank)
     num_frames = log_probs.shape[0]
     labels = target.to(device=log_probs.device, dtype=torch.long)

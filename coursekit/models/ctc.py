@@ -130,17 +130,26 @@ def ctc_prefix_beam_search(log_probs: torch.Tensor, *, beam_size: int = 8,
                            blank: int = 0) -> list[tuple[list[int], float]]:
     """Prefix beam search: the ``beam_size`` most probable labellings, with their log-probabilities.
 
-    For every kept prefix :math:`\\ell` it tracks, after frame :math:`t`, the
-    probability :math:`p_{\\varnothing}(\\ell)` of the path prefixes that read
-    :math:`\\ell` and end in a blank, and :math:`p_{\\neg\\varnothing}(\\ell)` of those
-    that end in :math:`\\ell`'s last label. At the next frame a blank keeps
-    :math:`\\ell` (from both), the last label repeated keeps :math:`\\ell` (from the
-    second), and a label :math:`k` extends it to :math:`\\ell k` (from both, or
-    only from the first when :math:`k` equals the last label, since the two
-    would merge). Then only the ``beam_size`` prefixes with the largest
-    :math:`p_{\\varnothing} + p_{\\neg\\varnothing}` are kept. When no prefix is ever
-    dropped, each returned probability is exactly :math:`p(\\ell \\mid x)` of
-    equation (CTC); with pruning it is a lower bound.
+    For every kept prefix :math:`\\hat y` of :math:`j` labels it tracks, after frame
+    :math:`t`, the probability :math:`p^{\\varnothing}_t(\\hat y)` of the path prefixes
+    that read :math:`\\hat y` and end in a blank, and :math:`p^{\\text{lab}}_t(\\hat y)`
+    of those that end in its last label :math:`\\hat y_j`. From frame :math:`t - 1` to
+    frame :math:`t` (Hannun et al. 2014; the recursion of chapter 7's prefix beam search):
+
+    .. math::
+
+        p^{\\varnothing}_t(\\hat y) = p_t(\\varnothing)\\,\\bigl(p^{\\varnothing}_{t-1}(\\hat y)
+            + p^{\\text{lab}}_{t-1}(\\hat y)\\bigr), \\qquad
+        p^{\\text{lab}}_t(\\hat y) = p_t(\\hat y_j)\\,\\bigl(p^{\\text{lab}}_{t-1}(\\hat y)
+            + p^{\\varnothing}_{t-1}(\\hat y_{<j})
+            + [\\hat y_j \\ne \\hat y_{j-1}]\\, p^{\\text{lab}}_{t-1}(\\hat y_{<j})\\bigr),
+
+    starting from :math:`p^{\\varnothing}_0 = 1` for the empty prefix. After every frame
+    only the ``beam_size`` prefixes with the largest
+    :math:`p^{\\varnothing}_t + p^{\\text{lab}}_t` are kept. If no prefix is ever dropped,
+    :math:`p^{\\varnothing}_T(\\hat y) + p^{\\text{lab}}_T(\\hat y)` is exactly the CTC
+    probability :math:`p(\\hat y \\mid x)`, the sum over all alignments of
+    :math:`\\hat y`; with pruning it is a lower bound.
 
     Args:
         log_probs: one utterance's per-frame log-probabilities.

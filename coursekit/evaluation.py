@@ -137,12 +137,33 @@ def edit_distance(hypothesis: Sequence[object], reference: Sequence[object]) -> 
 def unigram_overlap(hypothesis: Sequence[object], reference: Sequence[object], *, clipped: bool = True) -> float:
     """Matched tokens of the hypothesis over the reference's length: a recall-like overlap reward.
 
+    For a hypothesis :math:`\\hat y` and a reference :math:`y^*` of :math:`T` tokens,
+    with :math:`\\#_y(k)` the number of times token :math:`k` occurs in :math:`y`,
+
+    .. math::
+
+        r_{\\text{overlap}}(\\hat y) = \\frac{1}{T} \\sum_{t} \\bigl[\\hat y_t \\in y^*\\bigr]
+        \\quad (\\texttt{clipped=False}), \\qquad
+        \\frac{1}{T} \\sum_{k} \\min\\bigl(\\#_{\\hat y}(k), \\#_{y^*}(k)\\bigr)
+        \\quad (\\texttt{clipped=True}).
+
     With ``clipped=True`` a token counts at most as often as it occurs in the
     reference (BLEU's clipped counts, Papineni et al. 2002), so the value lies in
     :math:`[0, 1]` and only an output that holds every reference token scores 1.
     With ``clipped=False`` every hypothesis token that occurs anywhere in the
     reference counts, so repeating a reference token raises the score without
     bound: a reward that can be gamed.
+
+    Args:
+        hypothesis: the output's tokens.
+        reference: the reference's tokens.
+        clipped: count a token at most as often as in the reference.
+
+    Returns:
+        The overlap, in :math:`[0, 1]` when clipped.
+
+    Shapes:
+        hypothesis: any length; reference: :math:`T \\ge 1` tokens.
 
     Raises:
         ValueError: an empty reference.

@@ -162,16 +162,17 @@ def reinforce_loss(
 def leave_one_out_baseline(rewards: torch.Tensor) -> torch.Tensor:
     """The leave-one-out baseline of a group of samples (RLOO): the mean reward of the *other* samples.
 
-    For a group of :math:`G` samples of one input (the last axis),
+    For a group of :math:`G` samples :math:`y^{(1)}, \\dots, y^{(G)}` of one input (the
+    last axis), with rewards :math:`r(y^{(j)})`,
 
     .. math::
 
-        v_i = \\frac{1}{G - 1} \\sum_{j \\ne i} r_j,
-        \\qquad r_i - v_i = \\frac{G}{G - 1}\\Bigl(r_i - \\frac{1}{G}\\sum_j r_j\\Bigr).
+        v_i = \\frac{1}{G - 1} \\sum_{j \\ne i} r(y^{(j)}),
+        \\qquad r(y^{(i)}) - v_i = \\frac{G}{G - 1}\\Bigl(r(y^{(i)}) - \\frac{1}{G}\\sum_j r(y^{(j)})\\Bigr).
 
-    :math:`v_i` does not depend on sample :math:`i`, so subtracting it leaves the
+    :math:`v_i` does not depend on sample :math:`y^{(i)}`, so subtracting it leaves the
     REINFORCE estimate unbiased (Kool et al. 2019; Ahmadian et al. 2024), where
-    the group mean, which contains :math:`r_i`, shrinks it by :math:`(G - 1)/G`.
+    the group mean, which contains :math:`r(y^{(i)})`, shrinks it by :math:`(G - 1)/G`.
     Pass the result as ``baseline=`` to :func:`reinforce_loss`.
 
     Args:

@@ -22,7 +22,7 @@ from coursekit.models import CTCRecognizer, ctc_best_path, ctc_collapse, ctc_pre
 from coursekit.train import seeded
 from tests.strategies import generator, seeds
 
-pytestmark = [pytest.mark.models, pytest.mark.usefixtures("one_torch_thread")]
+pytestmark = [pytest.mark.models, pytest.mark.usefixtures("one_thread")]
 
 
 def random_log_probs(seed: int, num_frames: int, num_classes: int, sharpness: float = 2.0) -> torch.Tensor:

@@ -21,7 +21,7 @@ from coursekit.train import (
 )
 from tests.test_train import small_seq2seq, translation_batches
 
-pytestmark = [pytest.mark.models, pytest.mark.usefixtures("one_torch_thread")]
+pytestmark = [pytest.mark.models, pytest.mark.usefixtures("one_thread")]
 
 
 def translation_batch():

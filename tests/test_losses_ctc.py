@@ -304,9 +304,9 @@ def test_ctc_rejects_bad_options(options: dict, error: type, pattern: str) -> No
 
 
 def test_ctc_forward_variables_rejects_a_batch() -> None:
-    with pytest.raises(ValueError, match=r"log_probs must have shape \(T, C\) for one sequence, got \(6, 2, 4\)"):
+    with pytest.raises(ValueError, match=r"log_probs must have shape \(T, V\) for one sequence, got \(6, 2, 4\)"):
         ctc_forward_variables(torch.zeros(6, 2, 4), torch.tensor([1]))
-    with pytest.raises(ValueError, match=r"target must have shape \(L,\) for one sequence, got \(1, 1\)"):
+    with pytest.raises(ValueError, match=r"target must have shape \(T_y,\) for one sequence, got \(1, 1\)"):
         ctc_forward_variables(torch.zeros(6, 4), torch.tensor([[1]]))
 
 

@@ -32,6 +32,8 @@ labels) and 0 otherwise; a term whose state lies below 1 is 0. Then
 :math:`p(y \\mid x) = \\alpha_T(2T_y + 1) + \\alpha_T(2T_y)` (only
 :math:`\\alpha_T(1)` when :math:`T_y = 0`). The code works in log space (log-sum-exp for the sums) and
 counts from 0: frame :math:`t` is row ``t - 1``, state :math:`s` column ``s - 1``.
+:func:`ctc_backward_variables` runs the same recursion from the last frame
+back; the two tables give the occupation of every state and the gradient.
 """
 
 from __future__ import annotations
@@ -122,12 +124,14 @@ def _forward_recursion(
     alpha[:, 0] = 0.0
     table = []
     for t in range(num_frames):
+        # book excerpt start: one frame of the recursion (ch07)
         stay = alpha
         step = torch.cat([neg_inf.expand(batch, 1), alpha[:, :-1]], dim=1)
         # [:, :num_states]: with no label (one state) the two -inf columns alone are one too many.
         skip = torch.cat([neg_inf.expand(batch, 2), alpha[:, :-2]], dim=1)[:, :num_states]
         skip = torch.where(can_skip, skip, neg_inf)
         new_alpha = _safe_logsumexp(torch.stack([stay, step, skip])) + emissions[t]
+        # book excerpt end
         # Sequences whose input has ended keep their last alpha.
         alpha = torch.where((t < input_lengths).unsqueeze(1), new_alpha, alpha)
         if keep_table:
@@ -308,12 +312,12 @@ def ctc_forward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blan
     that slice is it).
 
     Args:
-        log_probs: per-frame log-probabilities of one sequence.
-        target: its labels, none equal to ``blank``.
+        log_probs: per-frame log-probabilities :math:`\\log p_t(k)` of one sequence.
+        target: its :math:`T_y` labels, none equal to ``blank``.
         blank: index of the blank class.
 
     Returns:
-        The log-alpha table.
+        The table of :math:`\\log \\alpha_t(s)`.
 
     Shapes:
         log_probs: ``(T, V)``; target: ``(T_y,)``; result: ``(T, 2 T_y + 1)``.
@@ -335,12 +339,102 @@ def ctc_forward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blan
     require_float("log_probs", log_probs)
     require_integer("target", target)
     if log_probs.dim() != 2:
-        raise ValueError(f"log_probs must have shape (T, C) for one sequence, got {tuple(log_probs.shape)}")
+        raise ValueError(f"log_probs must have shape (T, V) for one sequence, got {tuple(log_probs.shape)}")
     if target.dim() != 1:
-        raise ValueError(f"target must have shape (L,) for one sequence, got {tuple(target.shape)}")
+        raise ValueError(f"target must have shape (T_y,) for one sequence, got {tuple(target.shape)}")
     batched, padded, in_lengths, tgt_lengths = _check_ctc_arguments(
         log_probs.unsqueeze(1), target.unsqueeze(0), [log_probs.shape[0]], [target.shape[0]], blank
     )
     _, table = _forward_recursion(batched, padded, in_lengths, tgt_lengths, blank, keep_table=True)
     assert table is not None
     return table[:, 0, :]
+
+
+def ctc_backward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blank: int = 0) -> torch.Tensor:
+    """The table of backward variables :math:`\\omega_t(s)` of one sequence, in log space.
+
+    Frames :math:`t = 1, \\dots, T` and states :math:`s = 1, \\dots, 2T_y + 1` of the
+    blank-extended labels :math:`y' = (\\varnothing, y_1, \\varnothing, \\dots, y_{T_y}, \\varnothing)`
+    are numbered from 1, as in chapter 7; row :math:`t - 1`, column :math:`s - 1`
+    of the result holds :math:`\\log \\omega_t(s)`.
+
+    :math:`\\omega_t(s)` is the total probability of the path suffixes
+    :math:`\\pi_{t+1}, \\dots, \\pi_T` that, starting from state :math:`s` at frame
+    :math:`t`, read the rest of the labels and end in one of the last two states.
+    Frame :math:`t`'s own probability is *not* included (it is in
+    :math:`\\alpha_t(s)`), so :math:`\\alpha_t(s)\\,\\omega_t(s)` is the probability of
+    the alignments that are in state :math:`s` at frame :math:`t`, and
+    :math:`\\sum_s \\alpha_t(s)\\,\\omega_t(s) = p(y \\mid x)` at every frame. The
+    recursion runs from the last frame back:
+
+    .. math::
+
+        \\omega_T(s) = [s \\ge 2T_y], \\qquad
+        \\omega_t(s) = p_{t+1}(y'_s)\\,\\omega_{t+1}(s) + p_{t+1}(y'_{s+1})\\,\\omega_{t+1}(s+1)
+            + \\mathbb{1}_{\\text{skip}}(s+2)\\,p_{t+1}(y'_{s+2})\\,\\omega_{t+1}(s+2),
+
+    with :math:`\\omega_{t+1}(s) = 0` past the last state and
+    :math:`\\mathbb{1}_{\\text{skip}}(s+2) = 1` when :math:`y'_{s+2}` is a label that
+    differs from :math:`y'_s` (the skip rule of the forward recursion, read backwards).
+
+    Args:
+        log_probs: per-frame log-probabilities :math:`\\log p_t(k)` of one sequence.
+        target: its :math:`T_y` labels, none equal to ``blank``.
+        blank: index of the blank class.
+
+    Returns:
+        The table of :math:`\\log \\omega_t(s)`; ``-inf`` marks a state from which the
+        rest of the labels cannot be read in the frames left.
+
+    Shapes:
+        log_probs: ``(T, V)``; target: ``(T_y,)``; result: ``(T, 2 T_y + 1)``.
+
+    Raises:
+        TypeError, ValueError: as :func:`ctc_forward_variables`.
+
+    Example:
+        >>> log_probs = torch.full((3, 3), 1 / 3).log()
+        >>> omega = ctc_backward_variables(log_probs, torch.tensor([1, 2]))
+        >>> # times 3^(T - t): how many path suffixes finish the target from each state
+        >>> (omega.exp() * 3.0 ** torch.arange(2, -1, -1).unsqueeze(1)).round()
+        tensor([[1., 4., 3., 3., 1.],
+                [0., 1., 1., 2., 1.],
+                [0., 0., 0., 1., 1.]])
+        >>> alpha = ctc_forward_variables(log_probs, torch.tensor([1, 2]))
+        >>> ((alpha + omega).logsumexp(dim=1).exp() * 27).round()   # p(y|x) at every frame: 5 of 27 paths
+        tensor([5., 5., 5.])
+    """
+    require_float("log_probs", log_probs)
+    require_integer("target", target)
+    if log_probs.dim() != 2:
+        raise ValueError(f"log_probs must have shape (T, V) for one sequence, got {tuple(log_probs.shape)}")
+    if target.dim() != 1:
+        raise ValueError(f"target must have shape (T_y,) for one sequence, got {tuple(target.shape)}")
+    _check_ctc_arguments(log_probs.unsqueeze(1), target.unsqueeze(0), [log_probs.shape[0]], [target.shape[0]], blank)
+    num_frames = log_probs.shape[0]
+    labels = target.to(device=log_probs.device, dtype=torch.long)
+    num_states = 2 * labels.shape[0] + 1
+    extended = torch.full((num_states,), blank, dtype=torch.long, device=log_probs.device)
+    extended[1::2] = labels
+    # the skip from s to s + 2 lands on a label that differs from the one at s
+    ahead = torch.full_like(extended, -1)
+    ahead[:-2] = extended[2:]
+    can_skip = (torch.arange(num_states, device=log_probs.device) % 2 == 1) & (ahead != extended) & (ahead >= 0)
+    neg_inf = torch.tensor(float("-inf"), dtype=log_probs.dtype, device=log_probs.device)
+    emissions = log_probs[:, extended]                                   # (T, 2L + 1)
+
+    omega = torch.full((num_states,), float("-inf"), dtype=log_probs.dtype, device=log_probs.device)
+    omega[max(num_states - 2, 0):] = 0.0
+    table = [omega]
+    for t in range(num_frames - 2, -1, -1):
+        # book excerpt start: one frame of the backward recursion (ch07)
+        after = emissions[t + 1] + omega              # p_{t+1}(y'_s) omega_{t+1}(s), in log space
+        padded = torch.cat([after, neg_inf.expand(2)])
+        stay, step = after, padded[1 : num_states + 1]
+        skip = torch.where(can_skip, padded[2:], neg_inf)
+        omega = _safe_logsumexp(torch.stack([stay, step, skip]))
+        # book excerpt end
+        table.append(omega)
+    if num_frames == 0:
+        return torch.empty((0, num_states), dtype=log_probs.dtype, device=log_probs.device)
+    return torch.stack(table[::-1])

@@ -183,3 +183,45 @@ def reinforce_loss(
             f"baseline must be None, a number, 'mean', 'leave_one_out' or a tensor, got {type(baseline).__name__}"
         )
     return -(advantage * sequence_log_probs).mean()
+
+
+def leave_one_out_baseline(rewards: torch.Tensor) -> torch.Tensor:
+    """The leave-one-out baseline of a group of samples (RLOO): the mean reward of the *other* samples.
+
+    For a group of :math:`G` samples :math:`y^{(1)}, \\dots, y^{(G)}` of one input (the
+    last axis), with rewards :math:`r(y^{(j)})`,
+
+    .. math::
+
+        v_i = \\frac{1}{G - 1} \\sum_{j \\ne i} r(y^{(j)}),
+        \\qquad r(y^{(i)}) - v_i = \\frac{G}{G - 1}\\Bigl(r(y^{(i)}) - \\frac{1}{G}\\sum_j r(y^{(j)})\\Bigr).
+
+    :math:`v_i` does not depend on sample :math:`y^{(i)}`, so subtracting it leaves the
+    REINFORCE estimate unbiased (Kool et al. 2019; Ahmadian et al. 2024), where
+    the group mean, which contains :math:`r(y^{(i)})`, shrinks it by :math:`(G - 1)/G`.
+    Pass the result as ``baseline=`` to :func:`reinforce_loss`.
+
+    Args:
+        rewards: rewards of the samples, grouped on the last axis.
+
+    Returns:
+        One baseline per sample, detached from the graph.
+
+    Shapes:
+        rewards: ``(..., G)`` with :math:`G \\ge 2`; result: same.
+
+    Raises:
+        TypeError: ``rewards`` is not a float tensor.
+        ValueError: fewer than two samples in a group.
+
+    Example:
+        >>> leave_one_out_baseline(torch.tensor([[1.0, 2.0, 6.0]]))
+        tensor([[4.0000, 3.5000, 1.5000]])
+    """
+    require_float("rewards", rewards)
+    if rewards.dim() < 1 or rewards.shape[-1] < 2:
+        raise ValueError(
+            f"rewards must have a group axis (..., G) with G >= 2 samples, got shape {tuple(rewards.shape)}"
+        )
+    rewards = rewards.detach()
+    return (rewards.sum(dim=-1, keepdim=True) - rewards) / (rewards.shape[-1] - 1)

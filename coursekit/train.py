@@ -296,17 +296,17 @@ def word_kd_objective(teacher: nn.Module, *, temperature: float = 1.0, alpha: fl
 
 
 def inverse_sigmoid_schedule(k: float) -> Callable[[int], float]:
-    """Bengio et al.'s (2015) inverse sigmoid decay: :math:`\\nu_i = \\zeta / (\\zeta + e^{i / \\zeta})` at step :math:`i`.
+    """Bengio et al.'s (2015) inverse sigmoid decay: :math:`\\psi_i = \\chi / (\\chi + e^{i / \\chi})` at step :math:`i`.
 
-    :math:`\\nu_i`, the probability of reading the reference token, starts just below
-    1 and falls to 1/2 at step :math:`\\zeta \\ln \\zeta`; a larger decay constant
-    :math:`\\zeta \\ge 1` (``k``, as in the paper) decays more slowly.
+    :math:`\\psi_i`, the probability of reading the reference token, starts just below
+    1 and falls to 1/2 at step :math:`\\chi \\ln \\chi`; a larger decay constant
+    :math:`\\chi \\ge 1` (``k``, as in the paper) decays more slowly.
 
     Args:
-        k: the decay constant :math:`\\zeta`.
+        k: the decay constant :math:`\\chi`.
 
     Returns:
-        ``schedule(i)``, the probability :math:`\\nu_i` at step ``i`` (counted from 0).
+        ``schedule(i)``, the probability :math:`\\psi_i` at step ``i`` (counted from 0).
 
     Raises:
         ValueError: ``k < 1``.

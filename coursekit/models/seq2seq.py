@@ -152,7 +152,7 @@ class Seq2Seq(nn.Module):
 
         Position 1 reads ``<bos>``. At every later position, independently for each
         row, the decoder reads the reference token ``tgt_in[:, t]`` with probability
-        ``teacher_prob`` (:math:`\\nu` in chapter 8) and otherwise a token sampled from its
+        ``teacher_prob`` (:math:`\\psi` in chapter 8) and otherwise a token sampled from its
         own distribution at the previous position. No gradient flows through the sampled tokens.
         ``teacher_prob=1`` is :meth:`forward` (teacher forcing); ``0`` feeds back
         only the model's own samples.

@@ -2,7 +2,8 @@
 
 Before Sphinx reads the table of contents, :func:`write_module_pages` writes one
 page per public module of ``coursekit`` (found by walking the package, so a new
-module appears without editing anything) into ``book/api/`` (git-ignored), each
+module appears without editing anything) into the folder the config value
+``coursebook_api_pages`` names (``book/api``, git-ignored; empty: no pages), each
 holding one ``automodule``; ``_toc.yml`` lists them with a glob under the API
 appendix. The page that holds the line ``<!-- coursekit-api -->`` gets, in its
 place, a table of the modules with their one-line summaries. One page per module
@@ -34,8 +35,6 @@ logger = logging.getLogger(__name__)
 
 MARKER = "<!-- coursekit-api -->"
 PACKAGE = "coursekit"
-# Where the module pages are written, relative to the book's source directory.
-API_DIR = "book/api"
 
 
 def public_modules(package: str = PACKAGE) -> list[ModuleType]:
@@ -102,11 +101,11 @@ def _summary(module: ModuleType) -> str:
     return lines[0].replace("|", "\\|") if lines else ""
 
 
-def module_index(package: str = PACKAGE) -> str:
-    """MyST table of every public module: a link to its page and its docstring's first line."""
+def module_index(folder: str, package: str = PACKAGE) -> str:
+    """MyST table of every public module: a link to its page in ``folder`` and its docstring's first line."""
     rows = ["| Module | What it holds |", "| --- | --- |"]
     for module in public_modules(package):
-        rows.append(f"| {{doc}}`{module.__name__} </{API_DIR}/{module.__name__}>` | {_summary(module)} |")
+        rows.append(f"| {{doc}}`{module.__name__} </{folder}/{module.__name__}>` | {_summary(module)} |")
     return "\n".join(rows) + "\n"
 
 
@@ -116,7 +115,9 @@ def write_module_pages(app: Sphinx, config: Any) -> None:
     Runs at ``config-inited`` before sphinx-external-toc (priority 900) resolves
     the glob in ``_toc.yml``. A page is rewritten only when its text changes.
     """
-    folder = Path(app.srcdir) / API_DIR
+    if not config.coursebook_api_pages:
+        return
+    folder = Path(app.srcdir) / config.coursebook_api_pages
     folder.mkdir(parents=True, exist_ok=True)
     modules = public_modules()
     documented = {module.__name__ for module in modules}
@@ -160,12 +161,17 @@ def on_source_read(app: Sphinx, docname: str, source: list[str]) -> None:
         return
     for problem in check_exports():
         logger.warning("API reference: %s", problem, location=docname)
-    source[0] = source[0].replace(MARKER, module_index())
+    source[0] = source[0].replace(MARKER, module_index(app.config.coursebook_api_pages))
 
 
 def on_env_get_outdated(app: Sphinx, env: BuildEnvironment, added: Any, changed: Any, removed: Any) -> list[str]:
     """Re-read the API pages on every build: a docstring changes them without touching their source."""
-    return sorted(name for name in env.found_docs if name.startswith(API_DIR + "/") and name not in removed)
+    return sorted(name for name in env.found_docs if _is_module_page(app, name) and name not in removed)
+
+
+def _is_module_page(app: Sphinx, docname: str) -> bool:
+    folder = app.config.coursebook_api_pages
+    return bool(folder) and docname.startswith(folder.rstrip("/") + "/")
 
 
 def read_module_pages_last(app: Sphinx, env: BuildEnvironment, docnames: list[str]) -> None:
@@ -175,7 +181,7 @@ def read_module_pages_last(app: Sphinx, env: BuildEnvironment, docnames: list[st
     documented a module before (such as the single API page this split replaced)
     is thus read, and its entries dropped, before the module pages document them again.
     """
-    docnames.sort(key=lambda name: name.startswith(API_DIR + "/"))
+    docnames.sort(key=lambda name: _is_module_page(app, name))
 
 
 def _locate(dotted: str) -> Any:
@@ -249,6 +255,7 @@ def on_missing_reference(app: Sphinx, env: BuildEnvironment, node: nodes.Element
 
 
 def setup(app: Sphinx) -> None:
+    app.add_config_value("coursebook_api_pages", "", "env", types=[str])
     app.connect("config-inited", write_module_pages, priority=100)
     app.connect("source-read", on_source_read)
     app.connect("env-get-outdated", on_env_get_outdated)

@@ -2,8 +2,8 @@
  *
  *  - Self-check quizzes (markup written by book/_ext/coursebook/quiz.py): every click gets
  *    feedback, with no server. Each .ck-quiz is wired on its own, so quizzes never interact.
- *  - Solution toggles say what they open ("Show solution to Exercise 1.1"), and the search
- *    buttons are named by the words they show.
+ *  - Solution toggles say what they open ("Show solution to Exercise 1.1"); other controls are
+ *    named by the words they show.
  *  - A display equation wider than its column scrolls inside a wrapper that can take the
  *    keyboard focus, and its number moves below it when the two do not fit side by side.
  *  - Search results: one entry per page and section, and snippets with typeset maths.
@@ -183,11 +183,20 @@
     }).observe(main, { subtree: true, childList: true, attributes: true, attributeFilter: ["aria-expanded"] });
   }
 
-  // The theme's search buttons show "Search the course..." but are named "Search": a spoken name
-  // that differs from the written one. Without the aria-label the name is the written text.
-  function nameSearchButtons() {
-    document.querySelectorAll("button.search-button-field[aria-label]").forEach(function (button) {
-      if (button.textContent.trim()) { button.removeAttribute("aria-label"); }
+  // Controls named by the words they show. The theme's search buttons show "Search the
+  // course..." and myst-nb's folded cells "Show code cell source", but both were named
+  // otherwise ("Search", "Toggle hidden content"): without the aria-label the name is the
+  // written text. The table of contents' fold buttons show only an arrow: they are named
+  // after the entry they open.
+  function nameControls() {
+    document.querySelectorAll("button.search-button-field[aria-label], summary[aria-label]").forEach(function (control) {
+      if (control.textContent.trim()) { control.removeAttribute("aria-label"); }
+    });
+    document.querySelectorAll("nav li > details > summary").forEach(function (summary) {
+      var entry = summary.parentElement.parentElement.querySelector(":scope > a");
+      if (!summary.textContent.trim() && entry) {
+        summary.setAttribute("aria-label", "Pages under " + entry.textContent.trim());
+      }
     });
   }
 
@@ -327,7 +336,7 @@
   onReady(function () {
     wireQuizzes();
     watchToggles();
-    nameSearchButtons();
+    nameControls();
     afterMath(wrapEquations);
   });
 })();

@@ -46,8 +46,9 @@
 
   /* ---- Quizzes -------------------------------------------------------------------------- */
 
-  // The status line shows the verdict; a screen reader hears the verdict and then `spoken`
-  // (typeset nodes, read from the MathML MathJax keeps beside each formula).
+  // The status line shows the verdict (`good`: true, false, or null for a neutral message);
+  // a screen reader hears the verdict and then `spoken` (typeset nodes, read from the
+  // MathML MathJax keeps beside each formula).
   function say(quiz, verdict, good, shown, spoken) {
     var feedback = quiz.querySelector(".ck-quiz-feedback");
     feedback.textContent = "";
@@ -66,8 +67,8 @@
       hidden.appendChild(spoken);
       feedback.appendChild(hidden);
     }
-    feedback.classList.toggle("ck-good", good);
-    feedback.classList.toggle("ck-bad", !good);
+    feedback.classList.toggle("ck-good", good === true);
+    feedback.classList.toggle("ck-bad", good === false);
   }
 
   function wireChoice(quiz) {
@@ -113,11 +114,11 @@
     terms.forEach(function (term) {
       term.addEventListener("click", function () {
         if (term.classList.contains("ck-matched")) {
-          say(quiz, "Already matched", true, phrase("", term, ""));
+          say(quiz, "Already matched:", null, phrase("", term, ""));
           return;
         }
         select(term);
-        say(quiz, "Chosen:", true, phrase("", term, " \u2014 now choose its definition."));
+        say(quiz, "Chosen:", null, phrase("", term, " \u2014 now choose its definition."));
       });
     });
 
@@ -125,7 +126,7 @@
       definition.addEventListener("click", function () {
         definitions.forEach(function (d) { d.classList.remove("ck-incorrect"); });
         if (chosen === null) {
-          say(quiz, "First choose a term,", false, document.createTextNode("then the definition that belongs to it."));
+          say(quiz, "First choose a term,", null, document.createTextNode("then the definition that belongs to it."));
           return;
         }
         if (definition.getAttribute("data-pair") === chosen.getAttribute("data-pair")) {

@@ -57,7 +57,7 @@ def tree_hash(paths: list[Path], root: Path) -> str:
     for top in paths:
         files = sorted(top.rglob("*")) if top.is_dir() else [top]
         for path in files:
-            if path.is_file() and ".ipynb_checkpoints" not in path.parts:
+            if path.is_file() and ".ipynb_checkpoints" not in path.parts and "__pycache__" not in path.parts:
                 digest.update(path.relative_to(root).as_posix().encode())
                 digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -191,6 +191,12 @@ def build_book(root: Path, *, force: bool = False, quiet: bool = False) -> Path:
         # Sphinx re-reads (so executes) only pages whose source changed; without its
         # saved environment it reads, and the empty cache executes, every page.
         shutil.rmtree(build_dir / ".doctrees", ignore_errors=True)
+    # The book's own extension shapes every page (quizzes, figure links, the notebooks):
+    # when it changes, every page is read and written again, from the execution cache.
+    extension_stamp = build_dir / ".extension-hash"
+    extension = tree_hash([root / "book" / "_ext"], root)
+    if not extension_stamp.exists() or extension_stamp.read_text().strip() != extension:
+        shutil.rmtree(build_dir / ".doctrees", ignore_errors=True)
     reports = build_dir / "html" / "reports"
     shutil.rmtree(reports, ignore_errors=True)
     mathjax = build_dir / "assets" / "_static" / "mathjax"
@@ -226,6 +232,7 @@ def build_book(root: Path, *, force: bool = False, quiet: bool = False) -> Path:
             f"jupyter-book build failed (exit {result.returncode}); execution reports: {names or 'none'}\n{detail}"
         )
     stamp.write_text(current)
+    extension_stamp.write_text(extension)
     return build_dir / "html" / "index.html"
 
 

@@ -25,7 +25,7 @@ from conftest import REPO_ROOT, toc_pages
 CHAPTERS = [page for page in toc_pages() if re.search(r"/ch\d\d_", page)]
 # Source text that only MyST, the build or the quiz directive understands.
 RAW_MYST = re.compile(
-    r"^:::|^```\{|\{(?:glue|prf|term|eq|numref|ref|cite|doc|exercise|solution)[:}]|^\(\S+\)=$|myst_nb|\bglue\(|correct: (?:true|false)",
+    r"^(?:> )*(?::::|```\{)|\{(?:glue|prf|term|eq|numref|ref|cite|doc)(?::[a-z]+)?\}`|^\(\S+\)=$|myst_nb|\bglue\(|correct: (?:true|false)",
     re.MULTILINE,
 )
 EXTENSION_MODULES = ["coursebook.mathtext", "coursebook.nbcode", "coursebook.nbmarkdown", "coursebook.notebooks", "coursebook.assets"]
@@ -66,7 +66,9 @@ def test_chapter_1_notebook_reads_like_the_page(built_book) -> None:
     markdown = "\n".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "markdown")
     assert markdown.startswith("# 1. From token loss to sequence loss")
     assert "**Definition 1.1 (Token-level loss)**" in markdown
-    assert re.search(r"\$\$\n.*\\ell_t = -\\log p_\\theta.*\\tag\{1\.1\}\n\$\$", markdown, flags=re.S)
+    # Equation (1.1) sits in the definition's block quote.
+    assert re.search(r"> \$\$\n> \\ell_t = -\\log p_\\theta.*?\\tag\{1\.1\}\n> \$\$", markdown, flags=re.S)
+    assert "<script" not in markdown
     assert "**Exercise 1.1**" in markdown and "<summary>Solution to Exercise 1.1</summary>" in markdown
     # Glued numbers are pasted as the page shows them: 0.1 + 0.3 + 0.2 + 0.4 = 1.00 nats.
     assert "The **total** is 1.00" in markdown

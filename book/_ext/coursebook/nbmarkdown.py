@@ -86,7 +86,12 @@ class PageContext:
 
 
 def escape(text: str) -> str:
-    """``text`` with the characters Markdown (and Jupyter's ``$`` maths) would interpret escaped."""
+    """``text`` with the characters Markdown (and Jupyter's ``$`` maths) would interpret escaped.
+
+    Example:
+        >>> print(escape("costs $5 per token_id"))
+        costs \\$5 per token\\_id
+    """
     return MARKDOWN_SPECIALS.sub(r"\\\1", text)
 
 
@@ -458,7 +463,13 @@ class MarkdownWriter:
         return f"{lead}{mark}{stripped}{mark}{trail}"
 
     def _raw_html(self, node: nodes.raw) -> str:
-        """Raw HTML, with relative ``href``/``src`` made absolute on the published site."""
+        """Raw HTML, with relative ``href``/``src`` made absolute on the published site.
+
+        Scripts and styles (such as sphinx-thebe's configuration) are the web page's, not the
+        reader's: a notebook shows them as text, so they are left out.
+        """
+        if re.search(r"<(script|style)\b", node.astext(), flags=re.I):
+            return ""
 
         def absolute(match: re.Match) -> str:
             target = self.context.link(match.group(2))

@@ -46,7 +46,7 @@ class MarkdownCell:
 
 @dataclass
 class CodeCellMark:
-    """Where the notebook's code cell ``index`` goes; ``collapsed`` when it sits in a solution."""
+    """Where the notebook's code cell ``index`` goes."""
 
     index: int
 

@@ -14,43 +14,31 @@ tests look at is kept (``view``).
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import re
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator
-from urllib.parse import urljoin, urlparse
+from urllib.parse import urljoin
 
 import pytest
 
-from conftest import REPO_ROOT, require_system_tool, toc_pages
+from bench.browser_pages import (
+    ANSWER_QUIZZES, CHROMIUM, CHROMIUM_ARGS, DESKTOP, MEASURE, PHONE, RUN_AXE, SERIOUS,
+    PageLog, open_page, overflowing, serve, toc_pages,
+)
+from conftest import REPO_ROOT, require_system_tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--disable-sync",
-]
 AXE = REPO_ROOT / "node_modules" / "axe-core" / "axe.min.js"
 PAGES = toc_pages()
 CHAPTERS = [page for page in PAGES if re.search(r"/ch\d\d_", page)]
 MODES = ("light", "dark")
-PHONE, DESKTOP = 390, 1280
 WIDTHS = (PHONE, DESKTOP)
 COMBINATIONS = [(mode, width) for mode in MODES for width in WIDTHS]
 # Budget of one chapter, everything it loads counted uncompressed.
 CHAPTER_BYTES = 2_500_000
 CHAPTER_REQUESTS = 35
-SERIOUS = ("critical", "serious")
-PATIENCE_MS = 120_000
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's signature
-        """Keep pytest's output clean; failed requests are recorded by the browser."""
 
 
 @pytest.fixture(scope="session")
@@ -68,14 +56,8 @@ def chromium() -> Iterator[object]:
 @pytest.fixture(scope="session")
 def site(built_book) -> Iterator[str]:
     """Base URL of the built HTML, served on 127.0.0.1 for the session."""
-    handler = functools.partial(_QuietHandler, directory=str(built_book.html))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+    with serve(built_book.html) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -94,111 +76,6 @@ def api_pages(built_book) -> list[str]:
 
 
 @dataclass
-class PageLog:
-    """What went wrong while a page loaded, and what it loaded."""
-
-    console_errors: list[str] = field(default_factory=list)
-    failed_requests: list[str] = field(default_factory=list)
-    outside_requests: list[str] = field(default_factory=list)
-    loaded: list[tuple[str, int]] = field(default_factory=list)
-
-
-def open_page(chromium, url: str, *, mode: str = "light", width: int = DESKTOP, weigh: bool = False):
-    """Open ``url`` in a fresh context (``mode`` as the system colour scheme), blocking requests
-    that leave 127.0.0.1; wait until MathJax has typeset and coursebook.js has fitted the equations.
-
-    With ``weigh``, every response's body size is recorded in ``log.loaded``.
-    """
-    context = chromium.new_context(viewport={"width": width, "height": 900}, color_scheme=mode)
-    log = PageLog()
-
-    def guard(route) -> None:
-        target = urlparse(route.request.url)
-        if target.scheme in ("http", "https", "ws", "wss") and target.hostname != "127.0.0.1":
-            log.outside_requests.append(route.request.url)
-            route.abort()
-        else:
-            route.continue_()
-
-    def finished(request) -> None:
-        response = request.response()
-        log.loaded.append((request.url, len(response.body()) if (weigh and response) else 0))
-
-    context.route("**/*", guard)
-    # Generous: the suite shares a busy machine, and a slow load is not what these tests judge.
-    context.set_default_timeout(PATIENCE_MS)
-    context.set_default_navigation_timeout(PATIENCE_MS)
-    page = context.new_page()
-    page.on("console", lambda message: message.type == "error" and log.console_errors.append(message.text))
-    page.on("pageerror", lambda error: log.console_errors.append(f"uncaught: {error}"))
-    page.on("requestfailed", lambda request: log.failed_requests.append(f"{request.url}: {request.failure}"))
-    page.on("requestfinished", finished)
-    page.on("response", lambda response: response.status >= 400 and log.failed_requests.append(f"{response.url}: HTTP {response.status}"))
-    page.goto(url, wait_until="load")
-    # Sphinx loads MathJax only on pages with mathematics (and on the search page).
-    if page.locator("script[src*='mathjax']").count():
-        page.wait_for_function("() => window.MathJax && window.MathJax.startup && window.MathJax.startup.promise")
-        page.evaluate("() => window.MathJax.startup.promise.then(() => true)")
-    page.wait_for_function("() => document.documentElement.dataset.ckEquationsReady === 'true'")
-    page.wait_for_load_state("networkidle")
-    return context, page, log
-
-
-# What the tests read from a loaded page. Each display equation: its number, the start of
-# its TeX, the width of the formula and of the space it has, and how it shows that it scrolls.
-MEASURE = """() => {
-  const items = window.MathJax && MathJax.startup && MathJax.startup.document
-    ? MathJax.startup.document.getMathItemsWithin(document.body) : [];
-  const tex = (box) => { const item = items.find(i => box.contains(i.typesetRoot)); return item ? item.math.trim() : box.textContent; };
-  const equations = [...document.querySelectorAll('main div.math')].map(box => {
-    const wrapper = box.querySelector(':scope > .ck-math-scroll');
-    const number = box.querySelector(':scope > .eqno');
-    const formula = wrapper ? wrapper.getBoundingClientRect() : null;
-    const place = number ? number.getBoundingClientRect() : null;
-    return {
-      id: box.id, number: number ? number.textContent.replace(/[#\\s]/g, '') : '', tex: tex(box).replace(/\\s+/g, ' ').slice(0, 60),
-      wrapped: !!wrapper, formula: wrapper ? wrapper.scrollWidth : 0, room: wrapper ? wrapper.clientWidth : box.clientWidth,
-      scrolls: !!wrapper && wrapper.classList.contains('ck-scrolls'), tabindex: wrapper ? wrapper.getAttribute('tabindex') : null,
-      mask: wrapper ? getComputedStyle(wrapper).maskImage || getComputedStyle(wrapper).webkitMaskImage : 'none',
-      numberBelow: !!(place && formula && place.top >= formula.bottom - 1),
-    };
-  });
-  const math = [...document.querySelectorAll('article .math, main .math')];
-  return {
-    theme: document.documentElement.dataset.theme,
-    pageWidth: document.documentElement.scrollWidth,
-    widest: [...document.querySelectorAll('main *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1
-              && !e.closest('.ck-math-scroll, pre, .highlight, .cell_output, .table-wrapper, table, .output'))
-              .slice(0, 3).map(e => e.tagName + '.' + e.className + ': ' + e.textContent.slice(0, 50)),
-    equations,
-    mathTotal: math.length,
-    untypeset: math.filter(e => !e.querySelector('mjx-container')).map(e => e.textContent.slice(0, 80)),
-    rawDisplayMath: (document.querySelector('main') || document.body).innerText.includes('$$'),
-    images: [...document.querySelectorAll('main article img')].map(i => ({
-      src: i.currentSrc || i.src, complete: i.complete, natural: i.naturalWidth, shown: i.getBoundingClientRect().width,
-      alt: (i.getAttribute('alt') || '').trim(), in_figure: !!i.closest('figure'),
-      link: i.closest('a') ? i.closest('a').href : null, link_class: i.closest('a') ? i.closest('a').className : ''})),
-  };
-}"""
-
-# Answer every choice quiz once (a wrong option, then the right one), so that axe also
-# checks the feedback and the explanations as a reader sees them after answering.
-ANSWER_QUIZZES = """() => {
-  document.querySelectorAll('.ck-quiz[data-quiz-type="choice"]').forEach(quiz => {
-    const wrong = quiz.querySelector('.ck-quiz-option[data-correct="false"]');
-    if (wrong) wrong.click();
-    quiz.querySelector('.ck-quiz-option[data-correct="true"]').click();
-  });
-}"""
-
-RUN_AXE = """async () => {
-  const result = await axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}});
-  return result.violations.map(v => ({id: v.id, impact: v.impact,
-    nodes: v.nodes.slice(0, 3).map(n => n.target.join(' ') + ': ' + (n.failureSummary || '').split('\\n').slice(0, 2).join(' '))}));
-}"""
-
-
-@dataclass
 class PageView:
     """One page, in one mode, at one width."""
 
@@ -212,7 +89,7 @@ class PageView:
 
     @property
     def overflowing(self) -> list[dict]:
-        return [e for e in self.measured["equations"] if e["formula"] > e["room"] + 1]
+        return overflowing(self.measured)
 
 
 @pytest.fixture(scope="session")
@@ -341,6 +218,11 @@ def test_no_display_equation_overflows_on_a_desktop(view, docname: str, mode: st
     assert overflowing == [], f"wider than the column at {DESKTOP} px: {_equations(overflowing)}"
 
 
+@pytest.mark.parametrize("docname", PAGES)
+def test_no_formula_is_a_tab_stop(view, docname: str) -> None:
+    assert view(docname).measured["formulaTabStops"] == 0
+
+
 def test_an_equation_that_fits_is_not_a_tab_stop(view) -> None:
     equations = view("book/ch01_token_to_sequence", "light", DESKTOP).measured["equations"]
     fitting = [e for e in equations if e["formula"] <= e["room"] + 1]
@@ -371,19 +253,52 @@ def test_figures_are_sharp_and_open_at_full_size(view, docname: str) -> None:
         assert image["link"] == image["src"], f"not linked to its full-size file: {image}"
 
 
+# --- Code: what a reader reads is shown, plumbing and plotting are not ------------------------------
+
+# The same test as coursebook.codecells.PLOTTING: a cell that calls pyplot or an Axes method of plotting.
+PLOTTING = re.compile(r"\bplt\.|\.(subplots|savefig|set_xlabel|set_ylabel|legend|imshow)\(")
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_code_shows_no_build_plumbing_and_folds_plotting(view, docname: str) -> None:
+    for cell in view(docname).measured["code"]:
+        assert not re.search(r"\bglue\(|myst_nb", cell["text"]), f"build plumbing shown: {cell['text'][:200]}"
+        if PLOTTING.search(cell["text"]):
+            assert cell["folded"], f"plotting code not folded: {cell['text'][:200]}"
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_a_long_reference_listing_is_folded(view, docname: str) -> None:
+    for listing in view(docname).measured["listings"]:
+        assert listing["lines"] <= 30 or listing["folded"], listing
+
+
+def test_chapter_3_folds_the_source_of_batch_loss(chromium, site) -> None:
+    context, page, _ = open_page(chromium, f"{site}/book/ch03_batches_reductions.html")
+    try:
+        fold = page.locator("details.hide", has_text="Show the source of batch_loss")
+        assert fold.count() == 1
+        listing = fold.locator("div.highlight")
+        assert not listing.is_visible()
+        fold.locator("summary").click()
+        listing.wait_for(state="visible")
+        assert "def batch_loss(" in listing.inner_text()
+    finally:
+        context.close()
+
+
 # --- Weight -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("docname", CHAPTERS)
 def test_a_chapter_loads_at_most_2_5_mb_in_35_requests(view, docname: str) -> None:
-    loaded = view(docname).log.loaded
-    total = sum(size for _, size in loaded)
-    biggest = sorted(loaded, key=lambda item: -item[1])[:5]
-    assert len(loaded) <= CHAPTER_REQUESTS, f"{len(loaded)} requests: {[url for url, _ in loaded]}"
-    assert total <= CHAPTER_BYTES, f"{total} bytes; largest: {biggest}"
+    log = view(docname).log
+    biggest = [(item.url, item.size) for item in sorted(log.loaded, key=lambda item: -item.size)[:5]]
+    assert len(log.loaded) <= CHAPTER_REQUESTS, f"{len(log.loaded)} requests: {[item.url for item in log.loaded]}"
+    assert log.total_size <= CHAPTER_BYTES, f"{log.total_size} bytes; largest: {biggest}"
 
 
 def test_a_chapter_loads_one_icon_source_and_no_search_index(view) -> None:
-    urls = [url for url, _ in view("book/ch01_token_to_sequence").log.loaded]
+    urls = [item.url for item in view("book/ch01_token_to_sequence").log.loaded]
     assert not any("fontawesome.js" in url for url in urls)
     assert not any(re.search(r"searchindex\.js|searchtools\.js", url) for url in urls)
 
@@ -435,6 +350,7 @@ def _check_choice_quiz(quiz) -> int:
         assert quiz.locator(".ck-quiz-verdict").inner_text() == ("Correct" if correct else "Incorrect")
         assert option.get_attribute("aria-describedby") == explanation.get_attribute("id")
         assert explanation.is_visible() and len(explanation.inner_text()) > 12
+        assert not explanation.inner_text().rstrip().endswith(".."), explanation.inner_text()
         assert "\\" not in explanation.inner_text() and "\\" not in quiz.locator(".ck-quiz-feedback").inner_text()
         assert ("ck-correct" if correct else "ck-incorrect") in option.get_attribute("class")
     return clicks
@@ -527,6 +443,12 @@ def test_tab_moves_between_controls_and_never_stops_on_a_formula(chromium, site,
         assert page.locator(".CtxtMenu_Menu").count() == 0
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_every_solution_toggle_names_its_exercise(view, docname: str) -> None:
+    labels = view(docname).measured["solutionToggles"]
+    assert all(re.fullmatch(r"Show solution to Exercise \d+\.\d+", label or "") for label in labels), labels
 
 
 def test_solution_toggles_say_which_solution_they_show(chromium, site) -> None:

@@ -8,6 +8,8 @@ One module per concern:
   the theme's files that no page of this book uses);
 * :mod:`coursebook.citations` and :mod:`coursebook.figures`: accessible citation lists, and
   figures that link to their full-size file;
+* :mod:`coursebook.codecells`: what a reader sees of the code (no build plumbing, plotting and
+  long reference listings folded);
 * :mod:`coursebook.notebooks`: the notebook form of each page (download, Colab and Binder).
 """
 
@@ -17,9 +19,9 @@ from typing import Any
 
 from sphinx.application import Sphinx
 
-from coursebook import apiref, assets, citations, figures, notebooks, quiz
+from coursebook import apiref, assets, citations, codecells, figures, notebooks, quiz
 
-__version__ = "1.1"
+__version__ = "1.2"
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
@@ -28,5 +30,6 @@ def setup(app: Sphinx) -> dict[str, Any]:
     assets.setup(app)
     citations.setup(app)
     figures.setup(app)
+    codecells.setup(app)
     notebooks.setup(app)
     return {"version": __version__, "parallel_read_safe": True, "parallel_write_safe": True}

@@ -27,6 +27,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from playwright.sync_api import Error as PlaywrightError
+
 from bench._common import markdown_table
 from bench.browser_pages import (
     ANSWER_QUIZZES, CHROMIUM, CHROMIUM_ARGS, DESKTOP, MEASURE, PHONE, RUN_AXE, SERIOUS, open_page, overflowing, serve,
@@ -51,6 +53,7 @@ class PageReport:
     size: int = 0
     gzip_size: int = 0
     html_size: int = 0
+    errors: list[str] = field(default_factory=list)
 
 
 def measure_page(browser, site: str, html: Path, docname: str, axe: str, modes: tuple[str, ...]) -> PageReport:
@@ -60,7 +63,13 @@ def measure_page(browser, site: str, html: Path, docname: str, axe: str, modes: 
         report.serious[mode] = 0
         for width in (PHONE, DESKTOP):
             weigh = mode == "light" and width == DESKTOP
-            context, page, log = open_page(browser, f"{site}/{docname}.html", mode=mode, width=width, weigh=weigh)
+            sys.stderr.write(f"{docname} {mode} {width} px\n")
+            try:
+                context, page, log = open_page(browser, f"{site}/{docname}.html", mode=mode, width=width, weigh=weigh)
+            except PlaywrightError as error:
+                # A page that never settles is reported as such; the other pages are still measured.
+                report.errors.append(f"{mode} {width} px: {str(error).splitlines()[0]}")
+                continue
             try:
                 measured = page.evaluate(MEASURE)
                 page.evaluate(ANSWER_QUIZZES)
@@ -83,8 +92,9 @@ def _kb(size: int) -> str:
 
 def render(pages: list[PageReport], api: list[PageReport]) -> str:
     """The report as Markdown: one table of the book's pages, one line per API summary."""
-    rows = [[p.docname, str(p.serious["light"]), str(p.serious["dark"]), ", ".join(sorted(p.rules)) or "-",
-             f"{p.overflowing[PHONE]} / {p.equations}", str(p.overflowing[DESKTOP]),
+    rows = [[p.docname, str(p.serious["light"]), str(p.serious["dark"]),
+             "; ".join(sorted(p.rules) + [f"did not load: {e}" for e in p.errors]) or "-",
+             f"{p.overflowing.get(PHONE, '?')} / {p.equations}", str(p.overflowing.get(DESKTOP, "?")),
              str(p.requests), _kb(p.size), _kb(p.gzip_size), _kb(p.html_size)] for p in pages]
     lines = ["## The reader's report", "",
              "Axe: critical + serious WCAG 2 A/AA rules violated (light, dark; worst of 390 and 1280 px). "

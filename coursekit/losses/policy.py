@@ -1,15 +1,22 @@
 """How policy-gradient methods for language models turn per-token losses into one number.
 
-GRPO, DAPO and Dr. GRPO compute the same per-token surrogate losses for a group
-of sampled responses (see :func:`clipped_surrogate`) and differ only in how
-they average them, and that choice alone changes which responses the update
-favours:
+GRPO, DAPO and Dr. GRPO build on the same per-token surrogate loss for a group
+of sampled responses (see :func:`clipped_surrogate`) and differ, among other
+things, in how they average it over tokens and responses; that choice changes
+which responses the update favours, and it is the choice this module covers:
 
 * GRPO (Shao et al. 2024) averages each response over its own tokens, then
   over responses, so a token of a long response weighs less;
 * DAPO (Yu et al. 2025) averages over all tokens of all responses;
 * Dr. GRPO (Liu et al. 2025) divides the sum by a constant, the number of
-  responses times the generation budget, so there is no length bias at all.
+  responses times the generation budget, which removes the length bias the
+  per-response average introduces.
+
+The other differences lie outside this function: DAPO also clips the ratio
+higher above than below (``eps_high`` of :func:`clipped_surrogate`), drops the
+KL term and filters and shapes its samples (dynamic sampling, overlong
+filtering); Dr. GRPO also drops the division of the group advantage by its
+standard deviation (the advantages are an input here).
 """
 
 from __future__ import annotations
@@ -45,11 +52,11 @@ def policy_loss_aggregate(
         \\qquad
         L^{\\text{dapo}} = \\frac{\\sum_{i,t} m_{i,t}\\ell_{i,t}}{N},
         \\qquad
-        L^{\\text{dr\\_grpo}} = \\frac{\\sum_{i,t} m_{i,t}\\ell_{i,t}}{G \\cdot L_{\\max}}
+        L^{\\text{dr\\_grpo}} = \\frac{\\sum_{i,t} m_{i,t}\\ell_{i,t}}{G \\cdot T_{\\max}}
 
     where :math:`G'` counts the non-empty responses, :math:`N` is
     ``num_items_in_batch`` (``"dapo"`` without it is ``"bnpo"``) and
-    :math:`L_{\\max}` is ``max_len``. ``"grpo"`` is ``batch_loss(...,
+    :math:`T_{\\max}` is ``max_len``. ``"grpo"`` is ``batch_loss(...,
     "sequence_mean")``, ``"bnpo"`` is ``batch_loss(..., "token_mean")``.
 
     ``"bnpo"`` averages over the tokens of this micro-batch (TRL's name for it).
@@ -71,22 +78,23 @@ def policy_loss_aggregate(
       :func:`batch_loss`'s ``"sequence_mean"``; TRL divides by
       ``mask.sum(-1).clamp(min=1)``, so the empty response counts as 0 and the
       mean is over all :math:`G`. The two differ by the factor :math:`G'/G`.
-    * ``"dr_grpo"``: TRL's :math:`L_{\\max}` is the config value
+    * ``"dr_grpo"``: TRL's :math:`T_{\\max}` is the config value
       ``max_completion_length``, a constant, not the padded length of the batch
       (which ``max_len=None`` uses here): pass ``max_len=max_completion_length``
       to reproduce it.
     * TRL also divides ``"grpo"``, ``"bnpo"`` and ``"dr_grpo"`` by the number of
       gradient-accumulation steps; that scaling belongs to the training loop.
 
-    When no token is unmasked, every mode gives 0 (with zero gradients);
-    ``"grpo"`` and ``"bnpo"`` also warn with a ``RuntimeWarning`` where reading
-    the mask costs nothing (on the CPU; see :mod:`coursekit.losses`).
+    When no token is unmasked, every mode gives 0 (with zero gradients); every
+    mode except ``"dr_grpo"`` and ``"dapo"`` with ``num_items_in_batch`` also
+    warns with a ``RuntimeWarning`` naming the mode, where reading the mask
+    costs nothing (on the CPU; see :mod:`coursekit.losses`).
 
     Args:
         token_losses: per-token losses (any sign, e.g. :func:`clipped_surrogate`).
         mask: True (or 1) on response tokens, boolean or integer 0/1; ``None`` counts every token.
         mode: ``"grpo"``, ``"bnpo"``, ``"dapo"`` or ``"dr_grpo"``.
-        max_len: :math:`L_{\\max}` for ``"dr_grpo"``, the generation budget;
+        max_len: :math:`T_{\\max}` for ``"dr_grpo"``, the generation budget;
             ``None`` uses the padded length ``T``. No response may be longer.
             Ignored by the other modes.
         num_items_in_batch: :math:`N` for ``"dapo"``: a number > 0, or a
@@ -130,9 +138,11 @@ def policy_loss_aggregate(
             raise ValueError(f"num_items_in_batch applies to mode='dapo' only, got mode={mode!r}")
         num_items_in_batch = require_num_items("num_items_in_batch", num_items_in_batch)
     if mode == "grpo":
-        return _reduce_batch(token_losses, counted, "sequence_mean", caller="policy_loss_aggregate")
+        return _reduce_batch(token_losses, counted, "sequence_mean", caller="policy_loss_aggregate",
+                             called_with=f"mode={mode!r}")
     if mode in ("bnpo", "dapo") and num_items_in_batch is None:
-        return _reduce_batch(token_losses, counted, "token_mean", caller="policy_loss_aggregate")
+        return _reduce_batch(token_losses, counted, "token_mean", caller="policy_loss_aggregate",
+                             called_with=f"mode={mode!r}")
     masked_sum = torch.where(counted, token_losses, torch.zeros_like(token_losses)).sum()
     if mode == "dapo":
         return masked_sum / num_items_in_batch

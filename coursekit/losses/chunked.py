@@ -84,6 +84,7 @@ def _chunk_pass(
         row_max = logits.amax(dim=1, keepdim=True)
         # A row whose max is -inf or +inf would give nan after the shift; keep it finite.
         row_max.masked_fill_(~torch.isfinite(row_max), 0)
+        # [book ch10 excerpt start] chapter 10 shows the lines from here to the end marker.
         logits.sub_(row_max).exp_()
         # The normaliser is summed in float32 even for half-precision logits.
         normaliser = logits.sum(dim=1, dtype=acc_dtype)
@@ -95,6 +96,7 @@ def _chunk_pass(
         # logits <- scale * softmax - scale * onehot(target): the gradient w.r.t. the logits.
         logits.mul_((scale / normaliser).to(dtype).unsqueeze(1))
         logits.scatter_add_(1, target, (-scale).to(dtype).unsqueeze(1))
+        # [book ch10 excerpt end]
         if grad_hidden is not None:
             torch.mm(logits, weight, out=grad_hidden[start:stop])
         if grad_weight is not None:

@@ -89,6 +89,7 @@ def _chunk_pass(
         # The normaliser is summed in float32 even for half-precision logits.
         normaliser = logits.sum(dim=1, dtype=acc_dtype)
         losses[start:stop] = row_max.squeeze(1).to(acc_dtype) + normaliser.log() - target_logit
+        # [book ch10 excerpt end]
         if not any_grad:
             continue
         assert row_scale is not None
@@ -96,7 +97,6 @@ def _chunk_pass(
         # logits <- scale * softmax - scale * onehot(target): the gradient w.r.t. the logits.
         logits.mul_((scale / normaliser).to(dtype).unsqueeze(1))
         logits.scatter_add_(1, target, (-scale).to(dtype).unsqueeze(1))
-        # [book ch10 excerpt end]
         if grad_hidden is not None:
             torch.mm(logits, weight, out=grad_hidden[start:stop])
         if grad_weight is not None:

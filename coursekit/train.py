@@ -16,11 +16,11 @@ so accumulating ``M`` micro-batches gives exactly the gradient of one large batc
 give 12 / 10 = 1.2, not (2 + 1) / 2 = 1.5).
 
 Ready-made objectives: :func:`lm_objective`, :func:`seq2seq_objective`,
-:func:`label_smoothing_objective`, :func:`word_kd_objective` (token-level
-knowledge distillation), :func:`mrt_objective`, :func:`reinforce_objective` and
-:class:`TBPTTObjective` (truncated backpropagation through time). Sequence-level
-distillation needs no objective of its own: train with :func:`seq2seq_objective`
-on the teacher's outputs (:mod:`coursekit.models.distillation`).
+:func:`label_smoothing_objective`, :func:`z_loss_objective` (PaLM's z-loss),
+:func:`word_kd_objective` (token-level knowledge distillation), :func:`mrt_objective`,
+:func:`reinforce_objective` and :class:`TBPTTObjective` (truncated backpropagation
+through time). Sequence-level distillation needs no objective of its own: train
+with :func:`seq2seq_objective` on the teacher's outputs (:mod:`coursekit.models.distillation`).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from coursekit.data._checks import require_int, require_number, require_seed
 from coursekit.data.batching import LMBatch, Seq2SeqBatch, seq2seq_batch
 from coursekit.data.vocab import EOS_ID
-from coursekit.losses import batch_loss, kd_loss, label_smoothed_nll, mrt_risk, reinforce_loss, token_nll
+from coursekit.losses import batch_loss, kd_loss, label_smoothed_nll, mrt_risk, reinforce_loss, token_nll, z_loss
 from coursekit.models.rnn import detach_hidden
 
 
@@ -264,6 +264,39 @@ def label_smoothing_objective(epsilon: float, *, variant: str = "pytorch") -> Ob
         logits, targets, mask = _logits(model, batch)
         loss = label_smoothed_nll(logits, _masked_targets(targets, mask), epsilon, reduction="sum", variant=variant)
         return Objective(loss, float(mask.sum()))
+
+    return objective
+
+
+def z_loss_objective(weight: float) -> ObjectiveFn:
+    """Token-level NLL plus ``weight`` times the z-loss of every counted token, normalised per token.
+
+    .. math::
+
+        \\ell_t + \\lambda_z (\\log Z_t)^2, \\qquad Z_t = \\sum_k e^{z_{t,k}},
+
+    PaLM's auxiliary loss (:func:`coursekit.losses.z_loss`), whose weight there is
+    :math:`\\lambda_z = 10^{-4}`. ``weight=0`` is :func:`lm_objective`.
+
+    Raises:
+        ValueError: ``weight`` is negative.
+
+    Example:
+        >>> from coursekit.data import lm_batch
+        >>> from coursekit.models import RNNLM
+        >>> with seeded(0):
+        ...     model = RNNLM(vocab_size=8, embed_dim=8, hidden_size=8)
+        >>> batch = lm_batch([[4, 5, 6]])
+        >>> plain, penalised = lm_objective()(model, batch), z_loss_objective(0.5)(model, batch)
+        >>> bool(penalised.loss_sum > plain.loss_sum), penalised.count == plain.count
+        (True, True)
+    """
+    require_number("weight", weight, low=0.0)
+
+    def objective(model: nn.Module, batch: LMBatch | Seq2SeqBatch) -> Objective:
+        logits, targets, mask = _logits(model, batch)
+        losses = token_nll(logits, targets) + weight * z_loss(logits).to(logits.dtype)
+        return Objective(batch_loss(losses, mask, reduction="sum"), float(mask.sum()))
 
     return objective
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -20,6 +21,7 @@ from coursekit.train import (
     seeded,
     train,
     word_kd_objective,
+    z_loss_objective,
 )
 
 pytestmark = pytest.mark.models
@@ -199,6 +201,39 @@ def test_bad_arguments_raise_naming_them(kwargs, error, name):
         train(Scale(), [[1.0]], fixed_losses_objective, **kwargs)
 
 
+def test_z_loss_objective_adds_the_weighted_squared_log_normaliser_of_counted_tokens_only():
+    with seeded(0):
+        model = RNNLM(vocab_size=9, embed_dim=8, hidden_size=8)
+    batch = lm_batch([[4, 5, 6, 7], [8, 4]])
+    plain = lm_objective()(model, batch)
+    penalised = z_loss_objective(0.3)(model, batch)
+    with torch.no_grad():
+        logits, _ = model(batch.inputs)
+    log_z = [[math.log(sum(math.exp(v) for v in row)) for row in seq] for seq in logits.double().tolist()]
+    counted = batch.mask.tolist()
+    expected_penalty = sum(lz**2 for seq, keep in zip(log_z, counted) for lz, k in zip(seq, keep) if k)
+    assert penalised.count == plain.count
+    assert float((penalised.loss_sum - plain.loss_sum).detach()) == pytest.approx(0.3 * expected_penalty, rel=1e-5)
+    assert float(z_loss_objective(0.0)(model, batch).loss_sum.detach()) == pytest.approx(float(plain.loss_sum.detach()))
+
+
+def test_z_loss_objective_keeps_the_normaliser_nearer_one_in_training():
+    batches = [lm_batch([[4, 5, 6, 7, 8], [5, 6, 7, 8, 4], [6, 7, 8, 4, 5]])]
+
+    def mean_abs_log_z(model: nn.Module) -> float:
+        with torch.no_grad():
+            logits, _ = model(batches[0].inputs)
+        return float(torch.logsumexp(logits, dim=-1)[batches[0].mask].abs().mean())
+
+    final = {}
+    for weight in (0.0, 0.1):
+        with seeded(0):
+            model = RNNLM(vocab_size=9, embed_dim=8, hidden_size=16)
+        train(model, batches, z_loss_objective(weight), epochs=60, lr=0.03, seed=0)
+        final[weight] = mean_abs_log_z(model)
+    assert final[0.1] < 0.5 * final[0.0]
+
+
 def test_empty_epoch_and_zero_count_raise():
     with pytest.raises(ValueError, match="batches"):
         train(Scale(), [], fixed_losses_objective)
@@ -206,3 +241,5 @@ def test_empty_epoch_and_zero_count_raise():
         train(Scale(), [[]], fixed_losses_objective)
     with pytest.raises(ValueError, match="alpha"):
         word_kd_objective(small_seq2seq(), alpha=1.5)
+    with pytest.raises(ValueError, match="weight"):
+        z_loss_objective(-1e-4)

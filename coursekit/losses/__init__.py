@@ -14,6 +14,8 @@ from coursekit.losses.preference import dpo_loss
 from coursekit.losses.policy import policy_loss_aggregate
 from coursekit.losses.ctc import ctc_forward_variables, ctc_loss
 from coursekit.losses.chunked import chunked_cross_entropy
+from coursekit.losses.zloss import z_loss
+from coursekit.losses.vocab_parallel import vocab_parallel_cross_entropy
 
 __all__ = [
     "token_nll",
@@ -34,4 +36,6 @@ __all__ = [
     "ctc_loss",
     "ctc_forward_variables",
     "chunked_cross_entropy",
+    "z_loss",
+    "vocab_parallel_cross_entropy",
 ]

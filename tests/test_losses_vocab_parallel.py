@@ -60,7 +60,9 @@ def test_gradient_of_each_shard_is_its_columns_of_the_whole_gradient(batch, data
 
 def test_vocab_parallel_passes_gradcheck_in_float64():
     gen = torch.Generator().manual_seed(3)
-    shards = tuple(torch.randn(4, width, generator=gen, dtype=torch.float64).requires_grad_(True) for width in (3, 1, 5))
+    shards = tuple(
+        torch.randn(4, width, generator=gen, dtype=torch.float64).requires_grad_(True) for width in (3, 1, 5)
+    )
     targets = torch.tensor([0, 3, 8, IGNORE_INDEX])
 
     def loss(*parts: torch.Tensor) -> torch.Tensor:
@@ -109,7 +111,8 @@ A, B = torch.zeros(2, 3), torch.zeros(2, 4)
          r"targets must have shape \(2,\)"),
         (lambda: vocab_parallel_cross_entropy([A, B], torch.tensor([0, 7])), ValueError,
          r"targets must lie in \[0, 7\)"),
-        (lambda: vocab_parallel_cross_entropy([A, B], Y, reduction="token_mean"), ValueError, r"reduction must be one of"),
+        (lambda: vocab_parallel_cross_entropy([A, B], Y, reduction="token_mean"), ValueError,
+         r"reduction must be one of"),
     ],
 )
 def test_bad_arguments_raise_errors_naming_them(call, error, message):

@@ -99,7 +99,9 @@ def vocab_parallel_cross_entropy(
         tensor(0.4174)
     """
     if isinstance(logit_shards, torch.Tensor) or not isinstance(logit_shards, Sequence):
-        raise TypeError(f"logit_shards must be a sequence of tensors (one per device), got {type(logit_shards).__name__}")
+        raise TypeError(
+            f"logit_shards must be a sequence of tensors (one per device), got {type(logit_shards).__name__}"
+        )
     if len(logit_shards) == 0:
         raise ValueError("logit_shards must hold at least one shard, got an empty sequence")
     for j, shard in enumerate(logit_shards):

@@ -10,18 +10,24 @@ forward + backward with respect to the logits:
   ``F.cross_entropy(..., reduction="none")`` followed by the per-sequence means
   written out in PyTorch.
 
+Each case alternates the two sides step by step (ours, PyTorch, PyTorch, ours,
+...) after a warm-up step of each, so both see the same load on a shared
+machine; the ratio is the median of the per-round ratios.
+
 Run alone: ``python -m bench.bench_reductions [--tiny]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from bench._common import fmt, markdown_table, median_seconds
+from bench._common import fmt, markdown_table
 from coursekit.losses import batch_loss, token_nll
 
 REAL_SHAPES = ((16, 256, 8192), (8, 512, 32000))
@@ -62,46 +68,63 @@ CASES = (
 )
 
 
-def _time(fn, logits, targets, mask, backward: bool, repeats: int) -> float:
-    def step() -> None:
-        logits.grad = None
-        if backward:
-            fn(logits, targets, mask).backward()
-        else:
-            with torch.no_grad():
-                fn(logits, targets, mask)
+#: The goal of the issue that made the checks sync-free: at most this many times PyTorch's fused op.
+GOAL = 1.15
 
-    return median_seconds(step, repeats=repeats, warmup=1)
+
+def _step_seconds(fn, logits, targets, mask, backward: bool) -> float:
+    logits.grad = None
+    start = time.perf_counter()
+    if backward:
+        fn(logits, targets, mask).backward()
+    else:
+        with torch.no_grad():
+            fn(logits, targets, mask)
+    return time.perf_counter() - start
+
+
+def _interleaved(ours, reference, logits, targets, mask, backward: bool, repeats: int) -> tuple[float, float, float]:
+    """Median seconds of ours and of PyTorch, and the median of the per-round ratios, alternating the order."""
+    for fn in (ours, reference):  # warm-up
+        _step_seconds(fn, logits, targets, mask, backward)
+    ours_s, torch_s = [], []
+    for round_index in range(repeats):
+        first_ours = round_index % 2 == 0
+        for is_ours in (first_ours, not first_ours):
+            seconds = _step_seconds(ours if is_ours else reference, logits, targets, mask, backward)
+            (ours_s if is_ours else torch_s).append(seconds)
+    ratios = [o / t for o, t in zip(ours_s, torch_s)]
+    return statistics.median(ours_s), statistics.median(torch_s), statistics.median(ratios)
 
 
 def run(*, tiny: bool, out_dir: Path) -> str:
     """Time every case and shape; plot the ratios to ``out_dir/reductions.png``."""
     shapes = TINY_SHAPES if tiny else REAL_SHAPES
-    repeats = 2 if tiny else 3
+    repeats = 2 if tiny else 5
     rows, ratios = [], []
     for b, t, v in shapes:
         logits, targets, mask = _inputs(b, t, v)
         for name, ours, reference in CASES:
             torch.testing.assert_close(ours(logits, targets, mask), reference(logits, targets, mask))
             for backward in (False, True):
-                ours_s = _time(ours, logits, targets, mask, backward, repeats)
-                torch_s = _time(reference, logits, targets, mask, backward, repeats)
+                ours_s, torch_s, round_ratio = _interleaved(ours, reference, logits, targets, mask, backward, repeats)
                 pass_name = "fwd+bwd" if backward else "fwd"
                 rows.append([f"{b}x{t}x{v}", name, pass_name, fmt(torch_s * 1e3, 1), fmt(ours_s * 1e3, 1),
-                             fmt(ours_s / torch_s, 2)])
-                ratios.append((f"{b}x{t}x{v}\n{name}\n{pass_name}", ours_s / torch_s))
+                             fmt(round_ratio, 2)])
+                ratios.append((f"{b}x{t}x{v}\n{name}\n{pass_name}", round_ratio))
         del logits
     _plot(out_dir / "reductions.png", ratios)
     worst = max(r for _, r in ratios)
     note = (
-        f"Worst ratio {worst:.2f}x (goal <= 1.5x: {'met' if worst <= 1.5 else 'NOT met'})."
+        f"Worst ratio {worst:.2f}x (goal <= {GOAL}x: {'met' if worst <= GOAL else 'NOT met'})."
         + (" (Tiny sizes: a smoke run, the ratios mean nothing.)" if tiny else "")
     )
     return "\n\n".join([
         "## 2. Reductions: token_nll + batch_loss vs F.cross_entropy",
-        "float32, CPU, about a quarter of the tokens padding (ignore_index / mask); median of "
-        f"{repeats} runs after one warm-up; gradient with respect to the logits. Both sides are "
-        "checked to give the same loss before timing.",
+        "float32, CPU, about a quarter of the tokens padding (ignore_index / mask); "
+        f"{repeats} rounds that alternate the two sides after one warm-up step of each; times are medians, "
+        "the ratio is the median of the per-round ratios; gradient with respect to the logits. Both sides "
+        "are checked to give the same loss before timing.",
         markdown_table(["B x T x V", "reduction", "pass", "PyTorch (ms)", "coursekit (ms)", "ratio"], rows),
         note,
         "![time ratios coursekit / PyTorch](reductions.png)",
@@ -117,7 +140,7 @@ def _plot(path: Path, ratios: list[tuple[str, float]]) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(ratios)), 4))
     ax.bar(range(len(ratios)), [r for _, r in ratios], color="tab:blue")
     ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.axhline(1.5, color="tab:red", linestyle="--", label="goal 1.5x")
+    ax.axhline(GOAL, color="tab:red", linestyle="--", label=f"goal {GOAL}x")
     ax.set_xticks(range(len(ratios)), [label for label, _ in ratios], fontsize=7)
     ax.set_ylabel("time ratio coursekit / PyTorch")
     ax.set_title("token_nll + batch_loss vs F.cross_entropy")

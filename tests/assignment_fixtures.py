@@ -220,7 +220,7 @@ def label_smoothed_nll(logits, targets, epsilon, *, ignore_index=-100, reduction
     num_classes = logits.shape[-1]
     if variant == "pytorch":
         on, off = 1 - epsilon + epsilon / num_classes, epsilon / num_classes
-    elif variant == "fairseq_legacy":
+    elif variant == "fairseq":
         on, off = 1 - epsilon, epsilon / (num_classes - 1)
     else:
         raise ValueError(f"unknown variant {variant!r}")

@@ -176,6 +176,61 @@ def token_loss_batches(
     return losses, mask_from_lengths(list(lengths), t)
 
 
+#: mask dtypes the losses accept: boolean, and the integer 0/1 masks Hugging Face and TRL pass
+MASK_DTYPES = (torch.bool, torch.long, torch.int32, torch.uint8)
+mask_dtypes = st.sampled_from(MASK_DTYPES)
+
+
+@dataclass(frozen=True)
+class ResponseBatch:
+    """Sampled responses of a policy, for the policy-gradient objective.
+
+    Attributes:
+        log_probs: ``(B, T)`` float64, log-probabilities of the sampled tokens under the policy;
+            padded positions hold ordinary values (the losses must not let them count).
+        old_log_probs: ``(B, T)``, the same tokens under the sampling policy (ratios from about 0.5 to 2).
+        advantages: ``(B,)`` or ``(B, T)``.
+        mask: ``(B, T)``, True/1 on response tokens, of a dtype from :data:`MASK_DTYPES`.
+        seed: the seed the values came from.
+    """
+
+    log_probs: torch.Tensor
+    old_log_probs: torch.Tensor
+    advantages: torch.Tensor
+    mask: torch.Tensor
+    seed: int
+
+    @property
+    def counted(self) -> torch.Tensor:
+        """The mask as booleans."""
+        return self.mask != 0
+
+
+@st.composite
+def response_batches(
+    draw: st.DrawFn, *, max_batch: int = 4, max_time: int = 6, allow_empty_rows: bool = True
+) -> ResponseBatch:
+    """A :class:`ResponseBatch` with random lengths, mask dtype and advantage shape."""
+    b = draw(st.integers(1, max_batch))
+    t = draw(st.integers(1, max_time))
+    lengths = draw(lengths_for(b, t, allow_empty=allow_empty_rows))
+    seed = draw(seeds)
+    g = generator(seed)
+    log_probs = -torch.rand(b, t, generator=g, dtype=torch.float64) * 4
+    old_log_probs = log_probs + (torch.rand(b, t, generator=g, dtype=torch.float64) - 0.5) * 1.4
+    per_token = draw(st.booleans())
+    advantages = torch.randn((b, t) if per_token else (b,), generator=g, dtype=torch.float64)
+    mask = mask_from_lengths(list(lengths), t).to(draw(mask_dtypes))
+    return ResponseBatch(log_probs, old_log_probs, advantages, mask, seed)
+
+
+@st.composite
+def preference_pairs(draw: st.DrawFn, *, max_pairs: int = 6) -> tuple[torch.Tensor, ...]:
+    """Four ``(N,)`` float64 tensors of sequence log-probabilities (policy and reference, chosen and rejected)."""
+    n, seed = draw(st.integers(1, max_pairs)), draw(seeds)
+    return tuple(-(torch.rand(4, n, generator=generator(seed), dtype=torch.float64) * 40))
+
+
 #: hypothesis settings for the loss tests: enough examples to reach the edge cases, no per-example deadline
 #: (the first call of a torch op can be slow), so the whole loss suite stays well under its time budget.
 loss_settings = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -174,3 +174,98 @@ def test_gradcheck_causal_lm_loss(reduction):
     ids = torch.tensor([[0, 2, 1, 1], [1, 0, IGNORE_INDEX, 2]])
     mask = torch.tensor([[True, True, True, False], [True, True, True, True]])
     assert gradcheck64(lambda z: causal_lm_loss(z, ids, loss_mask=mask, reduction=reduction), (logits,))
+
+
+# --- gradient accumulation, precision, integer masks, one validation ------------------------------
+
+
+@loss_settings
+@given(padded_batches(require_one_token=True, max_batch=5), st.integers(1, 4))
+def test_micro_batches_with_num_items_in_batch_add_up_to_the_whole_batch(batch, parts):
+    logits, ids, mask = batch.logits, batch.raw_targets, batch.mask
+    num_items = int(mask[..., 1:].sum())
+    if num_items == 0:
+        mask = torch.ones_like(mask)
+        num_items = int(mask[..., 1:].sum())
+    if num_items == 0:  # T = 1: nothing to predict
+        return
+    whole = causal_lm_loss(logits, ids, loss_mask=mask)
+    accumulated = sum(
+        causal_lm_loss(z, y, loss_mask=m, num_items_in_batch=num_items)
+        for z, y, m in zip(logits.tensor_split(parts), ids.tensor_split(parts), mask.tensor_split(parts))
+        if z.shape[0]
+    )
+    torch.testing.assert_close(accumulated, whole)
+
+
+def test_num_items_in_batch_divides_the_sum_and_keeps_the_gradient_of_the_whole_batch():
+    g = generator(30)
+    logits = torch.randn(4, 5, 6, generator=g, dtype=torch.float64)
+    ids = torch.randint(0, 6, (4, 5), generator=g)
+    mask = sequence_mask(torch.tensor([5, 2, 4, 3]), 5)
+    full = logits.clone().requires_grad_(True)
+    causal_lm_loss(full, ids, loss_mask=mask).backward()
+    parts = logits.clone().requires_grad_(True)
+    count = torch.tensor(int(mask[:, 1:].sum()))  # a tensor, as the Hugging Face Trainer passes it
+    for rows in (slice(0, 1), slice(1, 4)):
+        causal_lm_loss(parts[rows], ids[rows], loss_mask=mask[rows], num_items_in_batch=count).backward()
+    torch.testing.assert_close(parts.grad, full.grad)
+    summed = causal_lm_loss(logits, ids, loss_mask=mask, reduction="sum")
+    torch.testing.assert_close(causal_lm_loss(logits, ids, loss_mask=mask, num_items_in_batch=7), summed / 7)
+
+
+def test_num_items_in_batch_with_nothing_scored_is_zero_without_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = causal_lm_loss(torch.zeros(1, 3, 4), torch.zeros(1, 3, dtype=torch.long),
+                               loss_mask=torch.zeros(1, 3, dtype=torch.bool), num_items_in_batch=5)
+    assert value.item() == 0.0
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_upcast_computes_half_precision_logits_in_float32(dtype):
+    g = generator(31)
+    logits = (torch.randn(2, 6, 50, generator=g) * 3).to(dtype)
+    ids = torch.randint(0, 50, (2, 6), generator=g)
+    upcast = causal_lm_loss(logits, ids)
+    assert upcast.dtype == torch.float32
+    expected = F.cross_entropy(logits[:, :-1].float().reshape(-1, 50), ids[:, 1:].reshape(-1))
+    torch.testing.assert_close(upcast, expected)
+    native = causal_lm_loss(logits, ids, upcast=False)
+    assert native.dtype == dtype
+    torch.testing.assert_close(native, F.cross_entropy(logits[:, :-1].reshape(-1, 50), ids[:, 1:].reshape(-1)))
+
+
+def test_upcast_leaves_float64_alone():
+    logits = torch.randn(1, 3, 4, dtype=torch.float64, generator=generator(32))
+    assert causal_lm_loss(logits, torch.tensor([[0, 1, 2]])).dtype == torch.float64
+
+
+@loss_settings
+@given(padded_batches(require_one_token=True), st.sampled_from([torch.long, torch.int32, torch.uint8]))
+def test_integer_loss_masks_act_as_boolean_masks(batch, mask_dtype):
+    for reduction in ("token_mean", "sequence_mean", "sum", "none"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            torch.testing.assert_close(
+                causal_lm_loss(batch.logits, batch.raw_targets, loss_mask=batch.mask.to(mask_dtype), reduction=reduction),
+                causal_lm_loss(batch.logits, batch.raw_targets, loss_mask=batch.mask, reduction=reduction),
+            )
+
+
+def test_the_targets_are_checked_once_per_call(monkeypatch):
+    import coursekit.losses._checks as checks
+    import coursekit.losses.causal as causal
+    import coursekit.losses.nll as nll
+
+    calls = []
+    original = checks.require_targets_in_range
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return original(*args, **kwargs)
+
+    for module in (checks, causal, nll):
+        monkeypatch.setattr(module, "require_targets_in_range", counting)
+    causal_lm_loss(torch.zeros(2, 3, 4), torch.zeros(2, 3, dtype=torch.long))
+    assert calls == ["input_ids"]

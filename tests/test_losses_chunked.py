@@ -205,6 +205,97 @@ def test_chunked_extreme_logits_stay_finite() -> None:
     assert big.grad is not None and bool(torch.isfinite(big.grad).all())
 
 
+# --- several backward passes through one graph (bug: the second one raised) ------------------------
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_second_and_third_backward_through_a_retained_graph_accumulate_like_plain(reduction: str) -> None:
+    hidden, weight, bias, targets = make_problem(9, 4, 7, seed=20, ignored_every=4)
+    copies = [x.detach().clone().requires_grad_(True) for x in (hidden, weight, bias)]
+    loss = 2 * chunked_cross_entropy(hidden, weight, targets, bias=bias, chunk_size=4, reduction=reduction).sum()
+    reference = 2 * plain(*copies, targets, reduction).sum()
+    for _ in range(3):
+        loss.backward(retain_graph=True)
+        reference.backward(retain_graph=True)
+    for got, want in zip((hidden, weight, bias), copies):
+        torch.testing.assert_close(got.grad, want.grad)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_gradcheck_of_a_scaled_loss(reduction: str) -> None:
+    # gradcheck runs two backward passes through the same graph (its reentrancy check) with an
+    # upstream gradient of 3: both must give the same gradients, bit for bit.
+    hidden, weight, bias, targets = make_problem(7, 3, 5, seed=21, ignored_every=3)
+    assert torch.autograd.gradcheck(
+        lambda h, w, b: 3 * chunked_cross_entropy(h, w, targets, bias=b, chunk_size=2, reduction=reduction),
+        (hidden, weight, bias),
+    )
+
+
+def test_torch_autograd_grad_twice_through_one_graph_gives_the_same_gradients() -> None:
+    hidden, weight, bias, targets = make_problem(8, 3, 6, seed=22)
+    loss = chunked_cross_entropy(hidden, weight, targets, bias=bias, chunk_size=3) * 0.5
+    first = torch.autograd.grad(loss, (hidden, weight, bias), retain_graph=True)
+    second = torch.autograd.grad(loss, (hidden, weight, bias))
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+
+
+# --- the per-row scale folded into the small matrices (bfloat16, float32) ------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_low_precision_gradients_match_the_unchunked_expression(dtype: torch.dtype, reduction: str) -> None:
+    # float32 and bfloat16 take the folded path, float16 the in-place one; all must agree with the
+    # unchunked expression in their own precision and with the float64 gradient.
+    hidden, weight, bias, targets = make_problem(48, 16, 500, seed=23, dtype=torch.float64, ignored_every=7)
+    upstream = (torch.rand(48 if reduction == "none" else (), generator=generator(24), dtype=torch.float64)
+                + 0.5).to(DEVICE)
+    exact, exact_grads = value_and_grads(lambda h, w, b: plain(h, w, b, targets, reduction), (hidden, weight, bias), upstream)
+
+    def low(x):
+        return x.detach().to(dtype).requires_grad_(True)
+
+    inputs = tuple(low(x) for x in (hidden, weight, bias))
+    chunked, chunked_grads = value_and_grads(
+        lambda h, w, b: chunked_cross_entropy(h, w, targets, bias=b, chunk_size=16, reduction=reduction),
+        inputs, upstream.to(dtype),
+    )
+    inputs = tuple(low(x) for x in (hidden, weight, bias))
+    unchunked, unchunked_grads = value_and_grads(lambda h, w, b: plain(h, w, b, targets, reduction), inputs, upstream.to(dtype))
+    assert chunked.dtype == dtype
+    # Errors relative to each gradient's largest entry, against float64: at most twice the unchunked
+    # expression's own error in this dtype, or a floor a few ulps wide (measured: float32 ~5e-7,
+    # bfloat16 ~1.5e-2, float16 ~2e-3, for both methods).
+    floor = {torch.float32: 2e-6, torch.bfloat16: 2.5e-2, torch.float16: 5e-3}[dtype]
+    for got, reference, want in zip(chunked_grads, unchunked_grads, exact_grads):
+        scale = want.abs().max()
+        own_error = float((reference.double() - want).abs().max() / scale)
+        error = float((got.double() - want).abs().max() / scale)
+        assert error <= max(floor, 2 * own_error), (error, own_error)
+    value_tolerance = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 5e-3}[dtype]
+    torch.testing.assert_close(chunked.double(), exact, rtol=value_tolerance, atol=value_tolerance)
+
+
+def test_the_fold_leaves_one_entry_per_row_and_a_row_factor() -> None:
+    from coursekit.losses.chunked import _logit_gradients
+
+    exps = torch.tensor([[1.0, 0.5, 0.25], [0.5, 1.0, 0.5]])
+    normaliser, scale = exps.sum(dim=1), torch.tensor([0.5, 2.0])
+    target = torch.tensor([[2], [0]])
+    gradient = scale.unsqueeze(1) * (exps / normaliser.unsqueeze(1) - F.one_hot(target.squeeze(1), 3))
+    folded = exps.clone()
+    factor = _logit_gradients(folded, target, normaliser, scale, fold_scale=True)
+    assert factor is not None
+    torch.testing.assert_close(folded * factor.unsqueeze(1), gradient)
+    changed = folded != exps
+    assert changed.sum(dim=1).tolist() == [1, 1]
+    in_place = exps.clone()
+    assert _logit_gradients(in_place, target, normaliser, scale, fold_scale=False) is None
+    torch.testing.assert_close(in_place, gradient)
+
+
 # --- bad input -------------------------------------------------------------------------------------
 
 

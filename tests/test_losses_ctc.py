@@ -276,3 +276,26 @@ def test_ctc_forward_variables_rejects_a_batch() -> None:
         ctc_forward_variables(torch.zeros(6, 2, 4), torch.tensor([1]))
     with pytest.raises(ValueError, match=r"target must have shape \(L,\) for one sequence, got \(1, 1\)"):
         ctc_forward_variables(torch.zeros(6, 4), torch.tensor([[1]]))
+
+
+def test_ctc_loss_has_the_signature_of_pytorchs_and_takes_its_arguments_by_position():
+    import inspect
+
+    ours = inspect.signature(ctc_loss).parameters
+    theirs = inspect.signature(F.ctc_loss).parameters
+    assert [(p.name, p.kind, p.default) for p in ours.values()] == [(p.name, p.kind, p.default) for p in theirs.values()]
+    logits, targets, input_lengths, target_lengths = mixed_batch(seed=7, blank=2)
+    log_probs = logits.detach().log_softmax(-1)
+    positional = (log_probs, targets, input_lengths, target_lengths, 2, "sum", True)
+    torch.testing.assert_close(ctc_loss(*positional), F.ctc_loss(*positional))
+
+
+def test_ctc_gradient_is_the_same_bit_for_bit_on_every_run():
+    # No step of the backward pass accumulates into one element from several places in an unordered way
+    # (the emissions are gathered one label position at a time), so repeated runs agree exactly, also on CUDA.
+    logits, targets, input_lengths, target_lengths = mixed_batch(seed=8)
+    grads = []
+    for _ in range(2):
+        loss = ctc_loss(logits.log_softmax(-1), targets, input_lengths, target_lengths, zero_infinity=True)
+        grads.append(torch.autograd.grad(loss, logits)[0])
+    assert torch.equal(grads[0], grads[1])

@@ -5,6 +5,7 @@ Skipped where no CUDA device exists (CI has none); run on a GPU machine to check
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import pytest
@@ -13,16 +14,22 @@ import torch
 from coursekit.losses import (
     batch_loss,
     causal_lm_loss,
+    chunked_cross_entropy,
+    clipped_surrogate,
+    ctc_loss,
     dpo_loss,
     kd_cross_entropy,
     kd_loss,
+    kl_penalty,
     label_smoothed_nll,
     mrt_risk,
     policy_loss_aggregate,
     reinforce_loss,
     response_mask,
+    sequence_importance_ratio,
     sequence_loss,
     sequence_mask,
+    simpo_loss,
     token_nll,
 )
 from tests.strategies import IGNORE_INDEX, generator
@@ -58,7 +65,7 @@ CASES: dict[str, tuple[Callable[..., torch.Tensor], list[torch.Tensor], list[tor
         [IDS, torch.tensor([2, 1, 0]), LENGTHS],
     ),
     "label_smoothed_nll pytorch": (lambda z, y: label_smoothed_nll(z, y, 0.1), [LOGITS], [TARGETS]),
-    "label_smoothed_nll fairseq": (lambda z, y: label_smoothed_nll(z, y, 0.1, variant="fairseq_legacy"), [LOGITS], [TARGETS]),
+    "label_smoothed_nll fairseq": (lambda z, y: label_smoothed_nll(z, y, 0.1, variant="fairseq"), [LOGITS], [TARGETS]),
     "kd_loss": (lambda s, t, m: kd_loss(s, t, temperature=2.0, mask=m, reduction="sequence_mean"), [LOGITS, TEACHER], [MASK]),
     "kd_cross_entropy": (lambda s, t, m: kd_cross_entropy(s, t, temperature=0.5, mask=m), [LOGITS, TEACHER], [MASK]),
     "mrt_risk": (lambda p, c: mrt_risk(p, c, alpha=0.5), [SEQ_LOGP], [COSTS]),
@@ -66,6 +73,15 @@ CASES: dict[str, tuple[Callable[..., torch.Tensor], list[torch.Tensor], list[tor
     "dpo_loss": (lambda a, b, c, d: dpo_loss(a, b, c, d, beta=0.2), PAIRS, []),
     "policy grpo": (lambda x, m: policy_loss_aggregate(x, m, mode="grpo"), [LOSSES], [MASK]),
     "policy dr_grpo": (lambda x, m: policy_loss_aggregate(x, m, mode="dr_grpo", max_len=10), [LOSSES], [MASK]),
+    "policy dapo num_items": (lambda x, m: policy_loss_aggregate(x, m, mode="dapo", num_items_in_batch=20), [LOSSES], [MASK.long()]),
+    "causal_lm_loss num_items": (lambda z, y, m: causal_lm_loss(z, y, loss_mask=m, num_items_in_batch=9), [LOGITS], [IDS, MASK.int()]),
+    "dpo_loss label smoothing": (lambda a, b, c, d: dpo_loss(a, b, c, d, beta=0.2, label_smoothing=0.1), PAIRS, []),
+    "simpo_loss": (lambda a, b, n: simpo_loss(a, b, n, n + 2), PAIRS[:2], [torch.arange(1, 7)]),
+    "clipped_surrogate + k3": (
+        lambda lp, old, ref, adv: clipped_surrogate(lp, old, adv, eps_high=0.28) + 0.04 * kl_penalty(lp, ref),
+        [-LOSSES], [-LOSSES.flip(0), -LOSSES.flip(1), torch.randn(B, generator=generator(7))],
+    ),
+    "sequence_importance_ratio": (lambda lp, old, m: sequence_importance_ratio(lp, old, m), [-LOSSES], [-LOSSES.flip(0), MASK]),
 }
 
 
@@ -92,3 +108,69 @@ def test_masks_are_made_on_the_device_of_lengths():
     lengths = LENGTHS.cuda()
     assert sequence_mask(lengths, T).device == lengths.device
     assert torch.equal(sequence_mask(lengths, T).cpu(), MASK)
+
+
+def _training_inputs(device: str) -> dict[str, torch.Tensor]:
+    """Inputs of a training step, made on ``device`` beforehand (a copy from the host may synchronise)."""
+    return {
+        "logits": LOGITS.detach().to(device).requires_grad_(True),
+        "teacher": TEACHER.to(device),
+        "ids": IDS.to(device),
+        "targets": TARGETS.to(device),
+        "mask": MASK.to(device),
+        "int_mask": MASK.long().to(device),
+        "losses": LOSSES.detach().to(device).requires_grad_(True),
+        "log_probs": (-LOSSES).detach().to(device).requires_grad_(True),
+        "old_log_probs": (-LOSSES.flip(0)).to(device),
+        "ref_log_probs": (-2 * LOSSES).to(device),
+        "advantages": torch.randn(B, generator=generator(9)).to(device),
+        "num_tokens": torch.tensor(12).to(device),
+        "pairs": [x.detach().to(device).requires_grad_(True) for x in PAIRS],
+        "hidden": torch.randn(16, 8, generator=generator(10)).to(device).requires_grad_(True),
+        "weight": torch.randn(V, 8, generator=generator(11)).to(device).requires_grad_(True),
+        "class_ids": torch.randint(0, V, (16,), generator=generator(12)).to(device),
+    }
+
+
+def _training_steps(x: dict[str, torch.Tensor]) -> None:
+    """One forward and backward of each loss a training step uses."""
+    causal_lm_loss(x["logits"], x["ids"], loss_mask=x["mask"]).backward()
+    causal_lm_loss(x["logits"], x["ids"], loss_mask=x["int_mask"], num_items_in_batch=x["num_tokens"]).backward()
+    token_nll(x["logits"], x["targets"]).sum().backward()
+    label_smoothed_nll(x["logits"], x["targets"], 0.1, variant="fairseq").backward()
+    kd_loss(x["logits"], x["teacher"], mask=x["mask"], reduction="sequence_mean").backward()
+    for mode in ("grpo", "bnpo", "dr_grpo"):
+        policy_loss_aggregate(x["losses"], x["mask"], mode=mode).backward()
+    per_token = clipped_surrogate(x["log_probs"], x["old_log_probs"], x["advantages"], eps_high=0.28)
+    per_token = per_token + 0.04 * kl_penalty(x["log_probs"], x["ref_log_probs"])
+    policy_loss_aggregate(per_token, x["int_mask"], mode="dapo", num_items_in_batch=x["num_tokens"]).backward()
+    dpo_loss(*x["pairs"], label_smoothing=0.1).backward()
+    (2 * chunked_cross_entropy(x["hidden"], x["weight"], x["class_ids"], chunk_size=5)).backward()
+
+
+def test_the_training_path_never_synchronises_the_device():
+    assert "COURSEKIT_CHECK_VALUES" not in os.environ, "value checks were asked for on every device"
+    _training_steps(_training_inputs("cuda"))  # warm-up: PyTorch's own first-call initialisation may synchronise
+    inputs = _training_inputs("cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        _training_steps(inputs)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def test_ctc_gradient_on_cuda_is_the_same_on_every_run():
+    log_probs = (torch.randn(9, 4, 6, generator=generator(8), dtype=torch.float64) * 2).cuda().requires_grad_(True)
+    targets = torch.tensor([[1, 1, 2, 1], [3, 2, 0, 0], [1, 2, 3, 4], [5, 5, 5, 0]]).cuda()
+    lengths = (torch.tensor([9, 7, 9, 8]).cuda(), torch.tensor([4, 2, 4, 3]).cuda())
+    grads = [torch.autograd.grad(ctc_loss(log_probs.log_softmax(-1), targets, *lengths), log_probs)[0] for _ in range(5)]
+    assert all(torch.equal(grads[0], g) for g in grads[1:])
+
+
+def test_value_checks_run_on_cuda_when_asked_for(monkeypatch):
+    monkeypatch.setenv("COURSEKIT_CHECK_VALUES", "1")
+    with pytest.raises(ValueError, match=r"targets must lie in \[0, 11\) or ignore_index=-100, got 11"):
+        token_nll(LOGITS.detach().cuda(), torch.full((B, T), V).cuda())
+    with pytest.raises(ValueError, match=r"mask must hold only 0 and 1, got 2"):
+        batch_loss(LOSSES.detach().cuda(), (MASK.long() * 2).cuda())

@@ -152,3 +152,52 @@ def test_gradcheck_distillation(loss_fn, reduction):
     assert gradcheck64(
         lambda s, t: loss_fn(s, t, temperature=1.5, mask=mask, reduction=reduction), (student, teacher)
     )
+
+
+# --- masked vocabulary entries (teacher logit -inf): value and gradient ------------------------------
+
+
+def _with_masked_vocabulary(seed: int):
+    g = generator(seed)
+    student = torch.randn(2, 3, 6, generator=g, dtype=torch.float64) * 2
+    teacher = torch.randn(2, 3, 6, generator=g, dtype=torch.float64) * 2
+    banned = torch.rand(2, 3, 6, generator=g) < 0.3
+    banned[..., 0] = False  # every position keeps some mass
+    return student, teacher.masked_fill(banned, float("-inf")), banned
+
+
+@pytest.mark.parametrize("loss", [kd_loss, kd_cross_entropy])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_teacher_logits_of_minus_infinity_give_the_true_value_and_gradient(loss, seed):
+    # Reference: the same entries at -1e4 instead of -inf, where exp underflows to exactly 0 in float64
+    # but every operation stays finite, so autograd's answer there is the derivative itself.
+    student, teacher, banned = _with_masked_vocabulary(seed)
+    finite_teacher = teacher.masked_fill(banned, -1e4)
+    results = []
+    for t in (teacher, finite_teacher):
+        s_, t_ = student.clone().requires_grad_(True), t.clone().requires_grad_(True)
+        value = loss(s_, t_, temperature=2.0, reduction="sequence_mean")
+        results.append((value, *torch.autograd.grad(value, (s_, t_))))
+    (value, student_grad, teacher_grad), (value_ref, student_grad_ref, teacher_grad_ref) = results
+    torch.testing.assert_close(value, value_ref)
+    torch.testing.assert_close(student_grad, student_grad_ref)
+    assert bool(torch.isfinite(teacher_grad).all())
+    assert bool((teacher_grad[banned] == 0).all())
+    torch.testing.assert_close(teacher_grad, teacher_grad_ref)
+
+
+def test_student_logits_of_minus_infinity_where_the_teacher_has_no_mass_cost_nothing():
+    student = torch.tensor([[0.0, 1.0, float("-inf")]], dtype=torch.float64, requires_grad=True)
+    teacher = torch.tensor([[0.5, 0.0, float("-inf")]], dtype=torch.float64, requires_grad=True)
+    for loss in (kd_loss, kd_cross_entropy):
+        value = loss(student, teacher)
+        grads = torch.autograd.grad(value, (student, teacher))
+        assert bool(torch.isfinite(value)) and all(bool(torch.isfinite(g).all()) for g in grads)
+
+
+@pytest.mark.parametrize("mask_dtype", [torch.long, torch.int32, torch.uint8])
+def test_integer_masks_act_as_boolean_masks(mask_dtype):
+    student, teacher, _ = _with_masked_vocabulary(3)
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    for loss in (kd_loss, kd_cross_entropy):
+        torch.testing.assert_close(loss(student, teacher, mask=mask.to(mask_dtype)), loss(student, teacher, mask=mask))

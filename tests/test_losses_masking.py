@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coursekit.losses import batch_loss, response_mask, sequence_mask
-from tests.strategies import loss_settings, mask_from_lengths
+from coursekit.losses import batch_loss, mrt_risk, response_mask, sequence_loss, sequence_mask
+from tests.strategies import loss_settings, mask_dtypes, mask_from_lengths, token_loss_batches
 
 pytestmark = pytest.mark.losses
 
@@ -69,3 +71,18 @@ def test_masks_follow_the_device_of_lengths():
     lengths = torch.tensor([1, 2])
     assert sequence_mask(lengths, 3).device == lengths.device
     assert response_mask(torch.tensor([0, 1]), lengths, 3).device == lengths.device
+
+
+@loss_settings
+@given(token_loss_batches(), mask_dtypes)
+def test_integer_masks_act_as_boolean_masks_in_every_reduction(losses_and_mask, mask_dtype):
+    losses, mask = losses_and_mask
+    as_dtype = mask.to(mask_dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for reduction in ("token_mean", "sequence_mean", "sum"):
+            torch.testing.assert_close(batch_loss(losses, as_dtype, reduction=reduction),
+                                       batch_loss(losses, mask, reduction=reduction))
+    torch.testing.assert_close(sequence_loss(losses, as_dtype), sequence_loss(losses, mask))
+    if bool(mask.any(dim=-1).all()):
+        torch.testing.assert_close(mrt_risk(losses, losses, mask=as_dtype), mrt_risk(losses, losses, mask=mask))

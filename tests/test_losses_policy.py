@@ -1,4 +1,4 @@
-"""policy_loss_aggregate: GRPO, DAPO and Dr. GRPO against NumPy, hand values, length bias, gradcheck."""
+"""policy_loss_aggregate: GRPO, BNPO, DAPO and Dr. GRPO against NumPy, hand values, length bias, accumulation, gradcheck."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from coursekit.losses import batch_loss, policy_loss_aggregate
-from tests.strategies import generator, gradcheck64, loss_settings, token_loss_batches
+from tests.strategies import generator, gradcheck64, loss_settings, response_batches, token_loss_batches
 
 pytestmark = pytest.mark.losses
 
@@ -23,14 +23,14 @@ def _numpy_policy(losses: np.ndarray, mask: np.ndarray, mode: str, max_len: int)
         return float(kept.sum() / (losses.shape[0] * max_len))
     if counts.sum() == 0:
         return 0.0
-    if mode == "dapo":
+    if mode in ("bnpo", "dapo"):
         return float(kept.sum() / counts.sum())
     nonempty = counts > 0
     return float(np.mean(kept.sum(axis=-1)[nonempty] / counts[nonempty]))
 
 
 @loss_settings
-@given(token_loss_batches(), st.sampled_from(["grpo", "dapo", "dr_grpo"]), st.integers(0, 3))
+@given(token_loss_batches(), st.sampled_from(["grpo", "bnpo", "dapo", "dr_grpo"]), st.integers(0, 3))
 def test_modes_match_numpy(losses_and_mask, mode, extra_budget):
     losses, mask = losses_and_mask
     losses = losses - 2.5  # policy losses take both signs
@@ -74,7 +74,7 @@ def test_empty_response_is_left_out_of_grpo_but_counted_by_dr_grpo():
     assert policy_loss_aggregate(losses, mask, mode="dr_grpo").item() == pytest.approx(6 / 4)
 
 
-@pytest.mark.parametrize("mode", ["grpo", "dapo"])
+@pytest.mark.parametrize("mode", ["grpo", "bnpo", "dapo"])
 def test_all_masked_gives_zero_with_warning(mode):
     losses = torch.ones(2, 3, requires_grad=True)
     with pytest.warns(RuntimeWarning, match="every token is masked"):
@@ -94,7 +94,7 @@ def test_masked_content_never_changes_value_or_gradient():
     losses = torch.randn(3, 4, generator=generator(2), dtype=torch.float64)
     mask = torch.tensor([[True, True, False, False], [True] * 4, [True, False, False, False]])
     other = torch.where(mask, losses, torch.full_like(losses, float("nan")))
-    for mode in ("grpo", "dapo", "dr_grpo"):
+    for mode in ("grpo", "bnpo", "dapo", "dr_grpo"):
         results = []
         for x in (losses, other):
             x = x.clone().requires_grad_(True)
@@ -103,8 +103,46 @@ def test_masked_content_never_changes_value_or_gradient():
         torch.testing.assert_close(results[0], results[1])
 
 
-@pytest.mark.parametrize("mode", ["grpo", "dapo", "dr_grpo"])
+@pytest.mark.parametrize("mode", ["grpo", "bnpo", "dapo", "dr_grpo"])
 def test_gradcheck_policy_loss_aggregate(mode):
     losses = torch.randn(3, 4, generator=generator(3), dtype=torch.float64, requires_grad=True)
     mask = torch.tensor([[True, True, False, False], [True] * 4, [False] * 4])
-    assert gradcheck64(lambda x: policy_loss_aggregate(x, mask, mode=mode, max_len=6), (losses,))
+    options = {"num_items_in_batch": 9} if mode == "dapo" else {"max_len": 6} if mode == "dr_grpo" else {}
+    assert gradcheck64(lambda x: policy_loss_aggregate(x, mask, mode=mode, **options), (losses,))
+
+
+def test_bnpo_is_dapo_without_num_items_in_batch():
+    losses = torch.randn(3, 5, generator=generator(4), dtype=torch.float64)
+    mask = torch.rand(3, 5, generator=generator(5)) < 0.6
+    mask[0, 0] = True
+    torch.testing.assert_close(policy_loss_aggregate(losses, mask, mode="bnpo"),
+                               policy_loss_aggregate(losses, mask, mode="dapo"))
+
+
+@loss_settings
+@given(response_batches(allow_empty_rows=True), st.integers(1, 3))
+def test_dapo_micro_batches_with_num_items_in_batch_add_up_to_the_whole_batch_token_mean(batch, parts):
+    losses, mask = batch.log_probs, batch.mask
+    if not bool(batch.counted.any()):
+        mask = torch.ones_like(mask)
+    whole = policy_loss_aggregate(losses, mask, mode="bnpo")
+    num_items = int((mask != 0).sum())
+    pieces = [policy_loss_aggregate(x, m, mode="dapo", num_items_in_batch=num_items)
+              for x, m in zip(losses.tensor_split(parts), mask.tensor_split(parts)) if x.shape[0]]
+    torch.testing.assert_close(sum(pieces), whole)
+    # num_items_in_batch may also be a tensor, as Hugging Face and TRL pass it
+    as_tensor = torch.tensor(num_items)
+    torch.testing.assert_close(
+        policy_loss_aggregate(losses, mask, mode="dapo", num_items_in_batch=as_tensor), whole
+    )
+
+
+@loss_settings
+@given(response_batches(), st.sampled_from(["grpo", "bnpo", "dapo", "dr_grpo"]))
+def test_integer_masks_act_as_boolean_masks(batch, mode):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        torch.testing.assert_close(
+            policy_loss_aggregate(batch.log_probs, batch.mask, mode=mode),
+            policy_loss_aggregate(batch.log_probs, batch.counted, mode=mode),
+        )

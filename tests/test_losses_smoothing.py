@@ -1,4 +1,4 @@
-"""label_smoothed_nll: "pytorch" against F.cross_entropy(label_smoothing=), "fairseq_legacy" against NumPy."""
+"""label_smoothed_nll: "pytorch" against F.cross_entropy(label_smoothing=), "fairseq" against NumPy; the deprecated "fairseq_legacy" spelling."""
 
 from __future__ import annotations
 
@@ -45,10 +45,10 @@ def test_pytorch_variant_matches_cross_entropy_label_smoothing(batch, epsilon, r
 
 @loss_settings
 @given(padded_batches(), epsilons, reductions)
-def test_fairseq_legacy_matches_numpy_definition(batch, epsilon, reduction):
+def test_fairseq_variant_matches_numpy_definition(batch, epsilon, reduction):
     per_token = _fairseq_numpy(batch.logits.double().numpy(), batch.targets.numpy(), epsilon, IGNORE_INDEX)
     count = int(batch.mask.sum())
-    got = label_smoothed_nll(batch.logits, batch.targets, epsilon, reduction=reduction, variant="fairseq_legacy")
+    got = label_smoothed_nll(batch.logits, batch.targets, epsilon, reduction=reduction, variant="fairseq")
     if reduction == "none":
         np.testing.assert_allclose(got.double().numpy(), per_token, rtol=1e-5, atol=1e-5)
     elif reduction == "sum":
@@ -60,7 +60,7 @@ def test_fairseq_legacy_matches_numpy_definition(batch, epsilon, reduction):
 
 
 @loss_settings
-@given(padded_batches(), st.sampled_from(["pytorch", "fairseq_legacy"]))
+@given(padded_batches(), st.sampled_from(["pytorch", "fairseq"]))
 def test_zero_epsilon_is_the_plain_nll(batch, variant):
     got = label_smoothed_nll(batch.logits, batch.targets, 0.0, reduction="none", variant=variant)
     torch.testing.assert_close(got, token_nll(batch.logits, batch.targets))
@@ -83,14 +83,14 @@ def test_hand_values_for_both_variants():
     pytorch = -(0.7 * log_p[0] + 0.1 * log_p[0] + 0.1 * log_p[1] + 0.1 * log_p[2])
     fairseq = -(0.7 * log_p[0] + 0.15 * log_p[1] + 0.15 * log_p[2])
     assert label_smoothed_nll(logits, torch.tensor([0]), 0.3).item() == pytest.approx(pytorch.item())
-    assert label_smoothed_nll(logits, torch.tensor([0]), 0.3, variant="fairseq_legacy").item() == pytest.approx(
+    assert label_smoothed_nll(logits, torch.tensor([0]), 0.3, variant="fairseq").item() == pytest.approx(
         fairseq.item()
     )
     assert pytorch.item() == pytest.approx(0.63954, abs=1e-5)
 
 
 def test_uniform_model_loses_ln_v_whatever_the_smoothing():
-    for variant in ("pytorch", "fairseq_legacy"):
+    for variant in ("pytorch", "fairseq"):
         value = label_smoothed_nll(torch.zeros(4, 10), torch.tensor([0, 3, 9, 5]), 0.2, variant=variant)
         assert value.item() == pytest.approx(2.302585, abs=1e-6)
 
@@ -119,7 +119,7 @@ def test_ignored_positions_never_change_loss_or_gradient():
     assert bool((results[0][1][ignored.expand_as(logits)] == 0).all())
 
 
-@pytest.mark.parametrize("variant", ["pytorch", "fairseq_legacy"])
+@pytest.mark.parametrize("variant", ["pytorch", "fairseq"])
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
 def test_gradcheck_label_smoothed_nll(variant, reduction):
     logits = torch.randn(2, 3, 4, generator=generator(2), dtype=torch.float64, requires_grad=True)
@@ -127,3 +127,21 @@ def test_gradcheck_label_smoothed_nll(variant, reduction):
     assert gradcheck64(
         lambda z: label_smoothed_nll(z, targets, 0.25, reduction=reduction, variant=variant), (logits,)
     )
+
+
+def test_fairseq_legacy_is_a_deprecated_spelling_of_fairseq_that_names_the_new_one():
+    logits = torch.randn(3, 5, generator=generator(3), dtype=torch.float64)
+    targets = torch.tensor([0, 4, IGNORE_INDEX])
+    with pytest.warns(FutureWarning, match=r"variant='fairseq_legacy'\) is deprecated.*variant='fairseq'"):
+        old = label_smoothed_nll(logits, targets, 0.2, variant="fairseq_legacy", reduction="none")
+    torch.testing.assert_close(old, label_smoothed_nll(logits, targets, 0.2, variant="fairseq", reduction="none"))
+
+
+def test_the_two_variants_are_one_epsilon_apart():
+    # epsilon/(V-1) on the other classes equals epsilon' / V on all, with epsilon' = epsilon * V / (V - 1).
+    logits = torch.randn(4, 6, generator=generator(4), dtype=torch.float64)
+    targets = torch.tensor([0, 5, 2, 2])
+    v, epsilon = 6, 0.3
+    fairseq = label_smoothed_nll(logits, targets, epsilon, variant="fairseq", reduction="none")
+    pytorch = label_smoothed_nll(logits, targets, epsilon * v / (v - 1), variant="pytorch", reduction="none")
+    torch.testing.assert_close(fairseq, pytorch)

@@ -77,7 +77,7 @@ def label_smoothing_cases(rng: np.random.Generator) -> list[Case]:
             if targets.size > 1:
                 targets.reshape(-1)[-1] = -100
             for epsilon in (0.0, 0.1, 0.6):
-                for variant in ("pytorch", "fairseq_legacy"):
+                for variant in ("pytorch", "fairseq"):
                     for reduction in ("mean", "sum", "none"):
                         cases.append(Case((logits, targets, epsilon), {"variant": variant, "reduction": reduction}))
             cases.append(Case((logits, np.where(targets < 0, 0, targets), 0.2), {"ignore_index": 1}))

@@ -2,6 +2,15 @@
 
 One module per family; every public name is re-exported here, so
 ``from coursekit.losses import token_nll`` is the way to use them.
+
+Masks may be boolean or integer 0/1 tensors (as Hugging Face and TRL pass
+them). Every function checks its arguments once; checks that must read tensor
+values (a target outside the vocabulary, a negative length, a mask holding a 2)
+run on CPU tensors only, because on an accelerator reading a value stalls the
+device on every training step. Set the environment variable
+``COURSEKIT_CHECK_VALUES=1`` to run them on every device while debugging;
+without it, an out-of-range index trips the indexing kernel's device-side
+assert, as in PyTorch.
 """
 
 from coursekit.losses.nll import batch_loss, bits_per_token, perplexity, sequence_loss, token_nll
@@ -10,7 +19,8 @@ from coursekit.losses.causal import causal_lm_loss
 from coursekit.losses.smoothing import label_smoothed_nll
 from coursekit.losses.distillation import kd_cross_entropy, kd_loss
 from coursekit.losses.risk import mrt_risk, reinforce_loss
-from coursekit.losses.preference import dpo_loss
+from coursekit.losses.preference import DPORewards, dpo_loss, dpo_rewards, simpo_loss
+from coursekit.losses.surrogate import clipped_surrogate, kl_penalty, sequence_importance_ratio
 from coursekit.losses.policy import policy_loss_aggregate
 from coursekit.losses.ctc import ctc_forward_variables, ctc_loss
 from coursekit.losses.chunked import chunked_cross_entropy
@@ -32,6 +42,12 @@ __all__ = [
     "mrt_risk",
     "reinforce_loss",
     "dpo_loss",
+    "dpo_rewards",
+    "DPORewards",
+    "simpo_loss",
+    "clipped_surrogate",
+    "kl_penalty",
+    "sequence_importance_ratio",
     "policy_loss_aggregate",
     "ctc_loss",
     "ctc_forward_variables",

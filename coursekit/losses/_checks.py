@@ -3,13 +3,37 @@
 Every public function validates its arguments once, at the boundary, through
 these helpers, so that a bad input always produces a message of the same form:
 the argument's name, what was received, and what was expected.
+
+Checks of types, dtypes and shapes read no tensor values and always run.
+Checks that must read values (a target out of range, a negative length, a mask
+holding a 2) run where reading costs nothing, on the CPU. On an accelerator
+reading a value waits for every queued kernel (a host synchronisation on every
+training step), so there they are skipped, as PyTorch's own functional API
+skips them, unless the environment variable ``COURSEKIT_CHECK_VALUES=1`` asks
+for them (to debug a run). An out-of-range target then trips the device-side
+assert of the indexing kernel, as in PyTorch.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence
 
 import torch
+
+#: Set to ``"1"`` to run the value checks on every device, not only on the CPU.
+CHECK_VALUES_ENV = "COURSEKIT_CHECK_VALUES"
+
+
+def reads_values(tensor: torch.Tensor) -> bool:
+    """Whether checks that read ``tensor``'s values run: on the CPU always, elsewhere on request.
+
+    The meta device has no values to read and is never checked.
+    """
+    if tensor.device.type == "cpu":
+        return True
+    return tensor.device.type != "meta" and os.environ.get(CHECK_VALUES_ENV) == "1"
 
 
 def require_tensor(name: str, value: object) -> torch.Tensor:
@@ -27,10 +51,15 @@ def require_float(name: str, value: object) -> torch.Tensor:
     return tensor
 
 
+def is_integer_dtype(tensor: torch.Tensor) -> bool:
+    """True for integer dtypes (``torch.bool`` excluded)."""
+    return not (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool)
+
+
 def require_integer(name: str, value: object) -> torch.Tensor:
     """Return ``value`` if it is an integer (not boolean) tensor."""
     tensor = require_tensor(name, value)
-    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+    if not is_integer_dtype(tensor):
         raise TypeError(f"{name} must be an integer tensor (e.g. torch.long), got dtype {tensor.dtype}")
     return tensor
 
@@ -47,13 +76,36 @@ def require_shape(name: str, tensor: torch.Tensor, expected: Sequence[int], expe
         )
 
 
+def require_same_device(name: str, tensor: torch.Tensor, reference: torch.Tensor, reference_name: str) -> None:
+    """Raise ``ValueError`` unless ``tensor`` lives on the device of ``reference``."""
+    if tensor.device != reference.device:
+        raise ValueError(
+            f"{name} must be on the device of {reference_name} ({reference.device}), got {tensor.device}"
+        )
+
+
 def require_mask(name: str, mask: object, expected: Sequence[int], expected_text: str) -> torch.Tensor:
-    """Return ``mask`` if it is a boolean tensor of the expected shape."""
+    """Return ``mask`` as a boolean tensor, if it is boolean or integer 0/1 of the expected shape.
+
+    Integer masks are what Hugging Face and TRL pass (``attention_mask``,
+    ``completion_mask``); 1 counts, 0 does not. A value other than 0 and 1 is
+    an error where values are read (see :func:`reads_values`), and counts as 1
+    elsewhere.
+    """
     tensor = require_tensor(name, mask)
-    if tensor.dtype != torch.bool:
-        raise TypeError(f"{name} must be a boolean tensor (True = counted), got dtype {tensor.dtype}")
+    if tensor.dtype != torch.bool and not is_integer_dtype(tensor):
+        raise TypeError(
+            f"{name} must be a boolean tensor or an integer tensor of 0s and 1s (True or 1 = counted), "
+            f"got dtype {tensor.dtype}"
+        )
     require_shape(name, tensor, expected, expected_text)
-    return tensor
+    if tensor.dtype == torch.bool:
+        return tensor
+    if tensor.numel() and reads_values(tensor):
+        outside = (tensor != 0) & (tensor != 1)
+        if bool(outside.any()):
+            raise ValueError(f"{name} must hold only 0 and 1, got {int(tensor[outside][0])}")
+    return tensor != 0
 
 
 def require_choice(name: str, value: object, choices: Sequence[str]) -> str:
@@ -64,7 +116,16 @@ def require_choice(name: str, value: object, choices: Sequence[str]) -> str:
     return value  # type: ignore[return-value]
 
 
-def require_positive(name: str, value: float) -> float:
+def require_number(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite real number (not a bool, not a tensor)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    return float(value)
+
+
+def require_positive(name: str, value: object) -> float:
     """Return ``value`` if it is a finite number greater than zero."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
@@ -73,15 +134,44 @@ def require_positive(name: str, value: float) -> float:
     return float(value)
 
 
+def require_in_interval(name: str, value: object, low: float, high: float, meaning: str = "") -> float:
+    """Return ``value`` if it is a number in ``[low, high)``; ``meaning`` is added to the message."""
+    number = require_number(name, value)
+    if not low <= number < high:
+        suffix = f" ({meaning})" if meaning else ""
+        raise ValueError(f"{name} must lie in [{low}, {high}){suffix}, got {value}")
+    return number
+
+
 def require_targets_in_range(
     name: str, targets: torch.Tensor, num_classes: int, ignore_index: int | None
 ) -> None:
-    """Raise ``ValueError`` if a target lies outside ``[0, num_classes)`` and is not ignored."""
-    valid = targets if ignore_index is None else targets[targets != ignore_index]
-    if valid.numel() == 0:
+    """Raise ``ValueError`` if a target lies outside ``[0, num_classes)`` and is not ignored.
+
+    A value check: it runs where :func:`reads_values` allows.
+    """
+    if targets.numel() == 0 or not reads_values(targets):
         return
-    low, high = int(valid.min()), int(valid.max())
-    if low < 0 or high >= num_classes:
-        bad = low if low < 0 else high
+    outside = (targets < 0) | (targets >= num_classes)
+    if ignore_index is not None:
+        outside &= targets != ignore_index
+    if bool(outside.any()):
+        bad = int(targets[outside][0])
         ignored = "" if ignore_index is None else f" or ignore_index={ignore_index}"
         raise ValueError(f"{name} must lie in [0, {num_classes}){ignored}, got {bad}")
+
+
+def require_num_items(name: str, value: object) -> torch.Tensor | float:
+    """Return a token count given as a positive number or a one-element tensor.
+
+    A tensor's value is not read (it usually lives on the accelerator, and
+    Hugging Face passes it as one); a Python number must be > 0.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(
+                f"{name} must be a number > 0 or a one-element real tensor, "
+                f"got a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+            )
+        return value.reshape(())
+    return require_positive(name, value)

@@ -15,10 +15,11 @@ from coursekit.losses._checks import (
     require_float,
     require_integer,
     require_mask,
+    require_num_items,
     require_shape,
     require_targets_in_range,
 )
-from coursekit.losses.nll import batch_loss, sequence_loss, token_nll
+from coursekit.losses.nll import _reduce_batch, _token_nll
 
 CAUSAL_REDUCTIONS = ("token_mean", "sequence_mean", "sum", "none")
 
@@ -30,6 +31,8 @@ def causal_lm_loss(
     loss_mask: torch.Tensor | None = None,
     ignore_index: int = -100,
     reduction: str = "token_mean",
+    num_items_in_batch: torch.Tensor | int | None = None,
+    upcast: bool = True,
 ) -> torch.Tensor:
     """Next-token negative log-likelihood of a batch of token sequences.
 
@@ -40,10 +43,12 @@ def causal_lm_loss(
 
     .. math::
 
-        L^{\\text{sum}} = \\sum_b \\sum_{t=2}^{T} m_{b,t}\\, \\ell_{b,t}
+        L^{\\text{sum}} = \\sum_b \\sum_{t=2}^{T} m_{b,t}\\, \\ell_{b,t}, \\qquad
+        L^{\\text{token\\_mean}} = \\frac{L^{\\text{sum}}}{N}
 
-    and ``"token_mean"``/``"sequence_mean"`` as in :func:`batch_loss`. The
-    logits of the last position predict nothing and are not used.
+    where :math:`N` is the number of scored tokens, or ``num_items_in_batch``
+    when given; ``"sequence_mean"`` as in :func:`batch_loss`. The logits of the
+    last position predict nothing and are not used.
 
     ``loss_mask`` is given in ``input_ids`` coordinates: ``loss_mask[b, t]``
     says whether token ``input_ids[b, t]`` is scored (``loss_mask[..., 0]`` has
@@ -53,33 +58,61 @@ def causal_lm_loss(
     :func:`response_mask`), ``reduction="none"`` gives each row's
     :math:`-\\log p_\\theta(y \\mid x)` and ``"sum"`` their total.
 
+    **Gradient accumulation.** The token mean of a micro-batch weighs its tokens
+    by ``1 / (its own count)``, so summing the means of micro-batches of
+    different lengths is not the token mean of the whole batch. Passing
+    ``num_items_in_batch`` (the number of scored tokens in the whole batch, all
+    micro-batches of one optimiser step) divides this micro-batch's sum by it
+    instead, so the micro-batches' losses add up to the full batch's token
+    mean. This is Hugging Face ``transformers``' ``ForCausalLMLoss`` with
+    ``num_items_in_batch``, whose ``labels`` are ``input_ids`` with
+    ``ignore_index`` wherever ``loss_mask`` is False.
+
+    Differences from ``ForCausalLMLoss`` that remain:
+
+    * precision: Hugging Face calls ``logits.float()``, which raises bfloat16
+      and float16 to float32 but also lowers float64 to float32. Here
+      ``upcast=True`` (the default) raises the half-precision dtypes to float32
+      and leaves float32 and float64 alone; ``upcast=False`` computes in the
+      logits' own dtype, as ``F.cross_entropy`` on them would (and returns that
+      dtype).
+    * no scored token and no ``num_items_in_batch``: Hugging Face's mean over
+      nothing is ``nan``; here ``"token_mean"`` and ``"sequence_mean"`` give 0
+      (with zero gradients) and a ``RuntimeWarning``, as :func:`batch_loss`.
+      With ``num_items_in_batch`` both give 0, the micro-batch's true share.
+
     What lies at unscored positions (their logits, their token ids) never
     changes the value or the gradient, even if it is ``nan``.
 
     Args:
         logits: unnormalised next-token scores :math:`z`.
         input_ids: the token sequences :math:`x`, which are also the targets.
-        loss_mask: boolean, True on the tokens whose prediction is scored;
-            ``None`` scores every token except the first.
+        loss_mask: True (or 1) on the tokens whose prediction is scored, boolean
+            or integer 0/1; ``None`` scores every token except the first.
         ignore_index: token value that is never scored (PyTorch's -100).
         reduction: ``"token_mean"`` (sum over scored tokens / their count),
             ``"sequence_mean"`` (mean over rows with a scored token of each row's
             mean), ``"sum"``, or ``"none"``: one sum per row, :math:`-\\log p`
             of the scored tokens, 0 for a row with none.
+        num_items_in_batch: with ``"token_mean"`` only, the denominator
+            :math:`N` (a number > 0, or a one-element tensor, whose value is
+            not checked so that it may stay on the accelerator).
+        upcast: compute half-precision logits in float32 (see above).
 
     Returns:
-        A scalar, or shape ``input_ids.shape[:-1]`` for ``"none"``. When no token
-        is scored, ``"token_mean"`` and ``"sequence_mean"`` give 0 with a
-        ``RuntimeWarning`` (see :func:`batch_loss`).
+        A scalar, or shape ``input_ids.shape[:-1]`` for ``"none"``; float32 for
+        half-precision logits with ``upcast``, else the logits' dtype.
 
     Shapes:
         logits: ``(..., T, V)``; input_ids, loss_mask: ``(..., T)``;
         result: ``()`` or ``(...)`` for ``"none"``.
 
     Raises:
-        TypeError: ``logits`` not float, ``input_ids`` not integer, ``loss_mask`` not boolean.
-        ValueError: mismatched shapes, a scored token outside ``[0, V)``, or an
-            unknown ``reduction``.
+        TypeError: ``logits`` not float, ``input_ids`` not integer, ``loss_mask``
+            neither boolean nor integer, ``num_items_in_batch`` of another type.
+        ValueError: mismatched shapes, a scored token outside ``[0, V)``, an
+            unknown ``reduction``, ``num_items_in_batch`` with a reduction
+            other than ``"token_mean"`` or not > 0.
 
     Example:
         >>> import math
@@ -92,6 +125,9 @@ def causal_lm_loss(
         4.158883
         >>> round(causal_lm_loss(logits, ids).item(), 6)                      # 2 ln 2 per token
         1.386294
+        >>> # this micro-batch holds 3 of the 12 scored tokens of an optimiser step
+        >>> round(causal_lm_loss(logits, ids, num_items_in_batch=12).item(), 6)  # 6 ln 2 / 12
+        0.346574
     """
     require_float("logits", logits)
     require_integer("input_ids", input_ids)
@@ -99,19 +135,30 @@ def causal_lm_loss(
     if logits.dim() < 2:
         raise ValueError(f"logits must have shape (..., T, V), got shape {tuple(logits.shape)}")
     require_shape("input_ids", input_ids, logits.shape[:-1], "logits.shape[:-1]")
+    if num_items_in_batch is not None:
+        if reduction != "token_mean":
+            raise ValueError(
+                f"num_items_in_batch applies to reduction='token_mean' only, got reduction={reduction!r}"
+            )
+        num_items_in_batch = require_num_items("num_items_in_batch", num_items_in_batch)
+    if not isinstance(upcast, bool):
+        raise TypeError(f"upcast must be a bool, got {type(upcast).__name__}")
     scored = input_ids != ignore_index
     if loss_mask is not None:
         scored = scored & require_mask("loss_mask", loss_mask, input_ids.shape, "input_ids.shape")
-    require_targets_in_range("input_ids", input_ids[scored], logits.shape[-1], None)
-
     targets = input_ids[..., 1:]
     counted = scored[..., 1:]
+    require_targets_in_range("input_ids", torch.where(counted, targets, 0), logits.shape[-1], None)
+
     # Unscored positions are replaced by zeros, so whatever they held (even nan)
     # reaches neither the value nor, through torch.where, the gradient.
     predicting = logits[..., :-1, :]
+    if upcast and predicting.dtype in (torch.float16, torch.bfloat16):
+        predicting = predicting.float()
     predicting = torch.where(counted.unsqueeze(-1), predicting, torch.zeros_like(predicting))
-    safe_targets = targets.masked_fill(~counted, 0)
-    losses = token_nll(predicting, safe_targets, ignore_index=-1)
+    losses = _token_nll(predicting, targets, ~counted)
     if reduction == "none":
-        return sequence_loss(losses, counted, reduction="sum")
-    return batch_loss(losses, counted, reduction=reduction)
+        return losses.sum(dim=-1)
+    if num_items_in_batch is not None:
+        return losses.sum() / num_items_in_batch
+    return _reduce_batch(losses, counted, reduction, caller="causal_lm_loss")

@@ -18,8 +18,13 @@ counted rows, 1 for the sum, 0 for an ignored row),
     \\frac{\\partial L}{\\partial b} = \\sum_i g_i,
 
 so a pass over chunks of rows can build all three, holding at most
-``chunk_size x V`` logits at a time, and overwrite those logits with
-:math:`g_i` in place.
+``chunk_size x V`` logits at a time, and overwrite those logits in place. The
+per-row factor :math:`c_i / Z_i` (:math:`Z_i` the softmax normaliser) is not
+applied to the ``chunk_size x V`` buffer but folded into the small matrices:
+the chunk's hidden rows before the weight-gradient product, and its rows of
+the hidden-state gradient after theirs. That saves one read and one write of
+every chunk's logits. float16 keeps the in-place scaling, because its range
+(65504) cannot hold the normaliser of a large vocabulary.
 
 For ``reduction="mean"`` and ``"sum"`` the upstream gradient is one number, so
 the gradients are computed during the forward pass (three matrix products in
@@ -69,6 +74,9 @@ def _chunk_pass(
     grad_weight = torch.zeros_like(weight) if want_weight else None
     grad_bias = torch.zeros(weight.shape[0], dtype=acc_dtype, device=weight.device) if want_bias else None
     any_grad = want_hidden or want_weight or want_bias
+    # float16 cannot hold the normaliser (up to V > 65504), so it cannot keep
+    # the unnormalised exponentials; see _logit_gradients.
+    fold_scale = dtype != torch.float16
 
     for start in range(0, num_rows, chunk_size):
         stop = min(start + chunk_size, num_rows)
@@ -94,21 +102,58 @@ def _chunk_pass(
             continue
         assert row_scale is not None
         scale = row_scale[start:stop]
-        # logits <- scale * softmax - scale * onehot(target): the gradient w.r.t. the logits.
-        logits.mul_((scale / normaliser).to(dtype).unsqueeze(1))
-        logits.scatter_add_(1, target, (-scale).to(dtype).unsqueeze(1))
+        row_factor = _logit_gradients(logits, target, normaliser, scale, fold_scale)
         if grad_hidden is not None:
-            torch.mm(logits, weight, out=grad_hidden[start:stop])
+            chunk_grad = grad_hidden[start:stop]
+            torch.mm(logits, weight, out=chunk_grad)
+            if row_factor is not None:
+                chunk_grad.mul_(row_factor.unsqueeze(1))
         if grad_weight is not None:
-            grad_weight.addmm_(logits.T, rows)
+            grad_weight.addmm_(logits.T, rows if row_factor is None else rows * row_factor.unsqueeze(1))
         if grad_bias is not None:
-            grad_bias += logits.sum(dim=0, dtype=acc_dtype)
+            if row_factor is None:
+                grad_bias += logits.sum(dim=0, dtype=acc_dtype)
+            else:
+                grad_bias += torch.mv(logits.T, row_factor).to(acc_dtype)
         del logits
     return losses, grad_hidden, grad_weight, None if grad_bias is None else grad_bias.to(dtype)
 
 
+def _logit_gradients(
+    exps: torch.Tensor, target: torch.Tensor, normaliser: torch.Tensor, scale: torch.Tensor, fold_scale: bool
+) -> torch.Tensor | None:
+    """Turn a chunk's exponentials into the gradient w.r.t. its logits, up to a per-row factor.
+
+    The gradient of row :math:`i` is :math:`c_i (e_i / Z_i - \\mathbf{1}_{y_i})`
+    with :math:`e_i = \\exp(z_i - \\max z_i)` and :math:`Z_i = \\sum e_i`. With
+    ``fold_scale``, ``exps`` becomes :math:`e_i - Z_i \\mathbf{1}_{y_i}` (one
+    entry per row changes) and the factor :math:`c_i / Z_i` is returned, to be
+    applied to the small matrices the chunk multiplies with (its hidden rows,
+    its rows of the hidden-state gradient) instead of to the ``chunk x V``
+    logits: one read and one write of the chunk fewer. Without it (float16,
+    whose range :math:`Z_i` exceeds), ``exps`` is scaled in place to the
+    gradient itself and ``None`` is returned.
+    """
+    dtype = exps.dtype
+    if fold_scale:
+        exps.scatter_add_(1, target, (-normaliser).to(dtype).unsqueeze(1))
+        return (scale / normaliser).to(dtype)
+    exps.mul_((scale / normaliser).to(dtype).unsqueeze(1))
+    exps.scatter_add_(1, target, (-scale).to(dtype).unsqueeze(1))
+    return None
+
+
 class _ChunkedCrossEntropy(torch.autograd.Function):
-    """Autograd wrapper; see :func:`chunked_cross_entropy` for the maths."""
+    """Autograd wrapper; see :func:`chunked_cross_entropy` for the maths.
+
+    For ``"mean"`` and ``"sum"`` the forward pass computes the gradients for an
+    upstream gradient of 1 and keeps them on ``ctx`` (not as saved tensors).
+    The first backward pass hands them to autograd, scaled in place by the
+    upstream gradient: no copy, so the memory of the first backward stays that
+    of the gradients alone. A later backward pass through the same graph
+    (``retain_graph=True``, ``gradcheck``) recomputes them from the saved
+    inputs, the same way, so every backward pass gives the same result.
+    """
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -133,6 +178,7 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         ctx.reduction = reduction  # type: ignore[attr-defined]
         ctx.chunk_size = chunk_size  # type: ignore[attr-defined]
         ctx.grads_wanted = grads_wanted  # type: ignore[attr-defined]
+        ctx.precomputed = None  # type: ignore[attr-defined]
 
         if reduction == "none":
             losses, *_ = _chunk_pass(hidden, weight, bias, safe_targets, None, chunk_size, grads_wanted)
@@ -144,12 +190,15 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         # Ignored rows weigh 0; with no counted row the mean is 0/0 = nan, as in
         # PyTorch, while every gradient is 0.
         row_scale = counted_f / count.clamp(min=1) if reduction == "mean" else counted_f
-        losses, grad_hidden, grad_weight, grad_bias = _chunk_pass(
-            hidden, weight, bias, safe_targets, row_scale if any(grads_wanted) else None, chunk_size, grads_wanted
+        wanted = any(grads_wanted)
+        losses, *grads = _chunk_pass(
+            hidden, weight, bias, safe_targets, row_scale if wanted else None, chunk_size, grads_wanted
         )
         total = (losses * counted_f).sum()
         result = total / count if reduction == "mean" else total
-        ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
+        if wanted:
+            ctx.precomputed = grads  # type: ignore[attr-defined]
+            ctx.save_for_backward(hidden, weight, bias, safe_targets, row_scale)
         return result.to(hidden.dtype)
 
     @staticmethod
@@ -157,24 +206,25 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad_output: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
+        chunk_size, grads_wanted = ctx.chunk_size, ctx.grads_wanted  # type: ignore[attr-defined]
         if ctx.reduction == "none":  # type: ignore[attr-defined]
             hidden, weight, bias, safe_targets, counted_f = ctx.saved_tensors  # type: ignore[attr-defined]
             row_scale = grad_output.to(counted_f.dtype) * counted_f
-            chunk_size, grads_wanted = ctx.chunk_size, ctx.grads_wanted  # type: ignore[attr-defined]
-            _, grad_hidden, grad_weight, grad_bias = _chunk_pass(
-                hidden, weight, bias, safe_targets, row_scale, chunk_size, grads_wanted
-            )
-            return grad_hidden, grad_weight, grad_bias, None, None, None, None, None
+            _, *grads = _chunk_pass(hidden, weight, bias, safe_targets, row_scale, chunk_size, grads_wanted)
+            return (*grads, None, None, None, None, None)
 
-        grad_hidden, grad_weight, grad_bias = ctx.saved_tensors  # type: ignore[attr-defined]
-        # The forward pass assumed an upstream gradient of 1; scale in place
-        # unless it is exactly 1 (the usual `loss.backward()`).
-        if grad_output.numel() != 1 or float(grad_output) != 1.0:
-            factor = grad_output.to(grad_hidden.dtype if grad_hidden is not None else torch.float32)
-            for grad in (grad_hidden, grad_weight, grad_bias):
-                if grad is not None:
-                    grad.mul_(factor.to(grad.dtype))
-        return grad_hidden, grad_weight, grad_bias, None, None, None, None, None
+        grads = ctx.precomputed  # type: ignore[attr-defined]
+        ctx.precomputed = None  # type: ignore[attr-defined]
+        if grads is None:
+            hidden, weight, bias, safe_targets, row_scale = ctx.saved_tensors  # type: ignore[attr-defined]
+            _, *grads = _chunk_pass(hidden, weight, bias, safe_targets, row_scale, chunk_size, grads_wanted)
+        # The gradients are for an upstream gradient of 1. Multiplying by the
+        # upstream gradient unconditionally (a no-op for 1) avoids reading its
+        # value, which would synchronise the device.
+        for grad in grads:
+            if grad is not None:
+                grad.mul_(grad_output.to(grad.dtype))
+        return (*grads, None, None, None, None, None)
 
 
 def chunked_cross_entropy(
@@ -203,8 +253,13 @@ def chunked_cross_entropy(
     ``"mean"`` divides by the number of targets that are not ``ignore_index``
     (``nan`` when there is none, as in PyTorch; the gradients are then 0).
     For ``"mean"`` and ``"sum"`` the gradients are computed during the forward
-    pass, which saves recomputing the logits; under ``torch.no_grad()`` or when
-    no input requires grad, only the loss is computed.
+    pass, which saves recomputing the logits, and handed to autograd without a
+    copy by the first backward pass; a further backward pass through the same
+    graph (``retain_graph=True``, ``gradcheck``) recomputes them, so every
+    backward pass works and gives the same gradients, as with
+    ``F.cross_entropy``. Under ``torch.no_grad()`` or when no input requires
+    grad, only the loss is computed. No step reads a tensor value on the device
+    (the range check of ``targets`` runs on the CPU only).
 
     Args:
         hidden: the hidden states :math:`h` feeding the output layer.

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 import torch
 
-from coursekit.losses._checks import require_choice, require_float, require_integer
+from coursekit.losses._checks import reads_values, require_choice, require_float, require_integer
 
 CTC_REDUCTIONS = ("mean", "sum", "none")
 
@@ -53,6 +53,25 @@ def _safe_logsumexp(stacked: torch.Tensor) -> torch.Tensor:
     reachable = total > 0
     safe_total = torch.where(reachable, total, torch.ones_like(total))
     return torch.where(reachable, top + torch.log(safe_total), torch.full_like(total, float("-inf")))
+
+
+def _emissions(log_probs: torch.Tensor, labels: torch.Tensor, blank: int) -> torch.Tensor:
+    """``log_probs`` at every state of the blank-extended labels: ``(T, N, 2S + 1)``.
+
+    One gather per label position rather than one over all states: in a single
+    gather many states read the same class (every blank state, every repeated
+    label), and the backward pass of such a gather adds their gradients with
+    atomic operations on CUDA, in an order that changes from run to run. Here
+    no gather reads a class twice, the blank column is broadcast (its gradient
+    is a plain sum), and the gradient is the same bit for bit on every run.
+    """
+    num_frames, batch, _ = log_probs.shape
+    blank_column = log_probs[:, :, blank].unsqueeze(2)
+    columns = [blank_column]
+    for position in range(labels.shape[1]):
+        index = labels[:, position].view(1, batch, 1).expand(num_frames, batch, 1)
+        columns.extend([log_probs.gather(2, index), blank_column])
+    return torch.cat(columns, dim=2)
 
 
 def _forward_recursion(
@@ -88,8 +107,7 @@ def _forward_recursion(
     shifted[:, 2:] = extended[:, :-2]
     can_skip = (states % 2 == 1) & (states >= 2) & (extended != shifted)
 
-    emissions = log_probs.gather(2, extended.unsqueeze(0).expand(num_frames, batch, num_states))
-    emissions = torch.where(in_sequence, emissions, neg_inf)
+    emissions = torch.where(in_sequence, _emissions(log_probs, labels, blank), neg_inf)
 
     # alpha_{-1}: before the first frame every path starts in state 0 with
     # probability 1; this also gives the right answer for zero-length inputs.
@@ -125,7 +143,7 @@ def _as_lengths(name: str, value: object, batch: int, device: torch.device) -> t
         raise TypeError(f"{name} must be an integer tensor or a sequence of ints, got {type(value).__name__}")
     if tuple(lengths.shape) != (batch,):
         raise ValueError(f"{name} must have shape ({batch},) (one length per sequence), got {tuple(lengths.shape)}")
-    if batch and int(lengths.min()) < 0:
+    if batch and reads_values(lengths) and int(lengths.min()) < 0:
         raise ValueError(f"{name} must be >= 0, got {int(lengths.min())}")
     return lengths.to(device=device, dtype=torch.long)
 
@@ -151,7 +169,8 @@ def _check_ctc_arguments(
     device = log_probs.device
     in_lengths = _as_lengths("input_lengths", input_lengths, batch, device)
     tgt_lengths = _as_lengths("target_lengths", target_lengths, batch, device)
-    if batch and int(in_lengths.max()) > num_frames:
+    check_values = batch > 0 and reads_values(in_lengths)
+    if check_values and int(in_lengths.max()) > num_frames:
         raise ValueError(
             f"input_lengths must be <= T = log_probs.shape[0] = {num_frames}, got {int(in_lengths.max())}"
         )
@@ -160,12 +179,14 @@ def _check_ctc_arguments(
     if targets.dim() == 2:
         if targets.shape[0] != batch:
             raise ValueError(f"targets must have shape (N, S) with N = {batch}, got {tuple(targets.shape)}")
-        if batch and int(tgt_lengths.max()) > targets.shape[1]:
+        if check_values and int(tgt_lengths.max()) > targets.shape[1]:
             raise ValueError(
                 f"target_lengths must be <= S = targets.shape[1] = {targets.shape[1]}, got {int(tgt_lengths.max())}"
             )
         padded = targets
     elif targets.dim() == 1:
+        # Laying concatenated labels out in rows needs the lengths on the host
+        # (one synchronisation on an accelerator); padded targets need none.
         total = int(tgt_lengths.sum())
         if total != targets.numel():
             raise ValueError(
@@ -179,6 +200,8 @@ def _check_ctc_arguments(
     else:
         raise ValueError(f"targets must be (N, S) padded or 1-D concatenated, got shape {tuple(targets.shape)}")
 
+    if not reads_values(padded):
+        return log_probs, padded, in_lengths, tgt_lengths
     used = torch.arange(padded.shape[1], device=device) < tgt_lengths.unsqueeze(1)
     labels = padded[used]
     if labels.numel():
@@ -196,14 +219,14 @@ def ctc_loss(
     targets: torch.Tensor,
     input_lengths: torch.Tensor | Sequence[int],
     target_lengths: torch.Tensor | Sequence[int],
-    *,
     blank: int = 0,
     reduction: str = "mean",
     zero_infinity: bool = False,
 ) -> torch.Tensor:
     """CTC loss :math:`-\\log p(y \\mid x)` by the forward algorithm, as ``F.ctc_loss``.
 
-    Same arguments, conventions and results as ``torch.nn.functional.ctc_loss``:
+    Same signature (every argument may be passed by position, in PyTorch's
+    order), conventions and results as ``torch.nn.functional.ctc_loss``:
     ``"mean"`` divides each sequence's loss by its target length (clamped to at
     least 1) and then averages over the batch; ``"sum"`` adds the losses;
     ``"none"`` returns one loss per sequence. An impossible alignment (an input
@@ -235,7 +258,9 @@ def ctc_loss(
         TypeError: wrong tensor dtypes, or lengths that are not integers.
         ValueError: wrong shapes, negative lengths, lengths longer than the
             padded axis, ``blank`` outside ``[0, C)``, a target outside ``[0, C)``
-            or equal to ``blank``, or an unknown ``reduction``.
+            or equal to ``blank``, or an unknown ``reduction``. The checks of
+            lengths and labels read values and run where that costs nothing
+            (see :mod:`coursekit.losses`).
 
     Example:
         >>> log_probs = torch.full((3, 1, 3), 1 / 3).log()   # T = 3 uniform frames, C = 3

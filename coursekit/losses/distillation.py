@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from coursekit.losses._checks import require_choice, require_float, require_mask, require_positive, require_shape
-from coursekit.losses.nll import batch_loss
+from coursekit.losses.nll import _reduce_batch
 
 KD_REDUCTIONS = ("token_mean", "sequence_mean", "sum", "none")
 
@@ -49,13 +49,13 @@ def _prepare(
     return student_log_probs, teacher_log_probs, counted, temperature
 
 
-def _reduce(per_position: torch.Tensor, counted: torch.Tensor, reduction: str) -> torch.Tensor:
+def _reduce(per_position: torch.Tensor, counted: torch.Tensor, reduction: str, caller: str) -> torch.Tensor:
     per_position = torch.where(counted, per_position, torch.zeros_like(per_position))
     if reduction == "none":
         return per_position
     if per_position.dim() == 0:
         per_position, counted = per_position.reshape(1), counted.reshape(1)
-    return batch_loss(per_position, counted, reduction=reduction)
+    return _reduce_batch(per_position, counted, reduction, caller=caller, stacklevel=4)
 
 
 def kd_loss(
@@ -74,7 +74,10 @@ def kd_loss(
         \\quad p_t = \\operatorname{softmax}(z^{T}_t / \\tau),
         \\quad q_t = \\operatorname{softmax}(z^{S}_t / \\tau)
 
-    (forward KL, teacher first; classes with :math:`p_{t,k} = 0` contribute 0).
+    (forward KL, teacher first). Classes with :math:`p_{t,k} = 0`, such as a
+    teacher logit of ``-inf`` (a masked vocabulary entry), contribute 0, and
+    the gradient is the true derivative there too: 0 for that logit, finite
+    everywhere else.
     It is :math:`\\ge 0` and 0 exactly when the student's softened distribution
     equals the teacher's. On 2-D input with ``"token_mean"`` it equals
     ``F.kl_div(log_softmax(s/T), log_softmax(t/T), log_target=True,
@@ -85,7 +88,8 @@ def kd_loss(
         student_logits: the student's scores :math:`z^{S}`.
         teacher_logits: the teacher's scores :math:`z^{T}`.
         temperature: :math:`\\tau > 0`.
-        mask: boolean, True on the positions that count; ``None`` counts all.
+        mask: True (or 1) on the positions that count, boolean or integer 0/1;
+            ``None`` counts all.
         reduction: ``"token_mean"``, ``"sequence_mean"``, ``"sum"`` (as in
             :func:`batch_loss`, the last non-vocabulary axis being time) or
             ``"none"`` (per position, 0 where masked).
@@ -98,7 +102,7 @@ def kd_loss(
         result: ``()`` or ``(...)``.
 
     Raises:
-        TypeError: logits not float, ``mask`` not boolean, ``temperature`` not a number.
+        TypeError: logits not float, ``mask`` neither boolean nor integer, ``temperature`` not a number.
         ValueError: mismatched shapes, ``temperature <= 0``, unknown ``reduction``.
 
     Example:
@@ -112,10 +116,15 @@ def kd_loss(
         student_logits, teacher_logits, temperature, mask, reduction
     )
     teacher_probs = teacher_log_probs.exp()
-    terms = teacher_probs * (teacher_log_probs - student_log_probs)
-    terms = torch.where(teacher_probs > 0, terms, torch.zeros_like(terms))
-    per_position = terms.sum(dim=-1) * temperature**2
-    return _reduce(per_position, counted, reduction)
+    # Where p = 0 the term is 0. Both logs are replaced by 0 there *before* the
+    # product: 0 * (-inf) would be nan in the value, and a product taken first
+    # and masked after would still send 0 * (-inf) = nan back through its
+    # gradient (a teacher logit of -inf, a masked vocabulary entry).
+    support = teacher_probs > 0
+    zeros = torch.zeros_like(teacher_log_probs)
+    log_ratio = torch.where(support, teacher_log_probs, zeros) - torch.where(support, student_log_probs, zeros)
+    per_position = (teacher_probs * log_ratio).sum(dim=-1) * temperature**2
+    return _reduce(per_position, counted, reduction, "kd_loss")
 
 
 def kd_cross_entropy(
@@ -140,7 +149,8 @@ def kd_cross_entropy(
         student_logits: the student's scores :math:`z^{S}`.
         teacher_logits: the teacher's scores :math:`z^{T}`.
         temperature: :math:`\\tau > 0`.
-        mask: boolean, True on the positions that count; ``None`` counts all.
+        mask: True (or 1) on the positions that count, boolean or integer 0/1;
+            ``None`` counts all.
         reduction: ``"token_mean"``, ``"sequence_mean"``, ``"sum"`` or ``"none"``.
 
     Returns:
@@ -151,7 +161,7 @@ def kd_cross_entropy(
         result: ``()`` or ``(...)``.
 
     Raises:
-        TypeError: logits not float, ``mask`` not boolean, ``temperature`` not a number.
+        TypeError: logits not float, ``mask`` neither boolean nor integer, ``temperature`` not a number.
         ValueError: mismatched shapes, ``temperature <= 0``, unknown ``reduction``.
 
     Example:
@@ -163,5 +173,7 @@ def kd_cross_entropy(
         student_logits, teacher_logits, temperature, mask, reduction
     )
     teacher_probs = teacher_log_probs.exp()
-    terms = torch.where(teacher_probs > 0, teacher_probs * student_log_probs, torch.zeros_like(student_log_probs))
-    return _reduce(-terms.sum(dim=-1), counted, reduction)
+    # As in kd_loss: a student log-probability of -inf where p = 0 is replaced
+    # before the product, so neither value nor gradient sees 0 * (-inf).
+    safe_student = torch.where(teacher_probs > 0, student_log_probs, torch.zeros_like(student_log_probs))
+    return _reduce(-(teacher_probs * safe_student).sum(dim=-1), counted, reduction, "kd_cross_entropy")

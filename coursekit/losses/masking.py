@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from coursekit.losses._checks import require_integer, require_shape
+from coursekit.losses._checks import reads_values, require_integer, require_shape
 
 
 def _require_max_len(max_len: object) -> int:
@@ -24,13 +24,13 @@ def _require_lengths(name: str, lengths: object) -> torch.Tensor:
     tensor = require_integer(name, lengths)
     if tensor.dim() != 1:
         raise ValueError(f"{name} must be 1-D with one length per sequence (B,), got shape {tuple(tensor.shape)}")
-    if tensor.numel() and int(tensor.min()) < 0:
+    if tensor.numel() and reads_values(tensor) and int(tensor.min()) < 0:
         raise ValueError(f"{name} must be >= 0, got {int(tensor.min())}")
     return tensor
 
 
 def _require_fits(name: str, lengths: torch.Tensor, max_len: int) -> None:
-    if lengths.numel() and int(lengths.max()) > max_len:
+    if lengths.numel() and reads_values(lengths) and int(lengths.max()) > max_len:
         raise ValueError(
             f"{name} must be <= max_len={max_len} (the padded time axis), got a length of {int(lengths.max())}"
         )
@@ -41,7 +41,9 @@ def sequence_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Te
 
     Args:
         lengths: the number of real tokens :math:`n_b` of each sequence (integer tensor).
-        max_len: the padded length ``T``; ``None`` uses ``max(lengths)`` (0 for an empty batch).
+        max_len: the padded length ``T``; ``None`` uses ``max(lengths)`` (0 for an
+            empty batch), which reads ``lengths`` (a host synchronisation on an
+            accelerator: pass ``max_len`` in a training step).
 
     Returns:
         A boolean tensor, True on the first ``lengths[b]`` positions of row ``b``,
@@ -53,7 +55,9 @@ def sequence_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Te
     Raises:
         TypeError: ``lengths`` is not an integer tensor, or ``max_len`` not an int.
         ValueError: ``lengths`` is not 1-D, holds a negative length, or a length
-            greater than ``max_len``; ``max_len`` is negative.
+            greater than ``max_len``; ``max_len`` is negative. (The checks of
+            the lengths' values run where reading them costs nothing; see
+            :mod:`coursekit.losses`.)
 
     Example:
         >>> sequence_mask(torch.tensor([4, 2]), 5)
@@ -83,7 +87,8 @@ def response_mask(prompt_lengths: torch.Tensor, lengths: torch.Tensor, max_len: 
     Args:
         prompt_lengths: prompt length :math:`p_b` of each row.
         lengths: total length :math:`n_b` (prompt plus response) of each row.
-        max_len: the padded length ``T``; ``None`` uses ``max(lengths)``.
+        max_len: the padded length ``T``; ``None`` uses ``max(lengths)``, which
+            reads ``lengths`` (see :func:`sequence_mask`).
 
     Returns:
         A boolean tensor, True exactly on the response tokens.
@@ -104,7 +109,7 @@ def response_mask(prompt_lengths: torch.Tensor, lengths: torch.Tensor, max_len: 
     prompt_lengths = _require_lengths("prompt_lengths", prompt_lengths)
     lengths = _require_lengths("lengths", lengths)
     require_shape("prompt_lengths", prompt_lengths, lengths.shape, "lengths.shape")
-    if bool((prompt_lengths > lengths).any()):
+    if reads_values(lengths) and bool((prompt_lengths > lengths).any()):
         row = int((prompt_lengths > lengths).nonzero()[0, 0])
         raise ValueError(
             f"prompt_lengths must be <= lengths, got prompt_lengths[{row}]={int(prompt_lengths[row])} "

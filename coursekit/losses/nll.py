@@ -17,6 +17,7 @@ from coursekit.losses._checks import (
     require_choice,
     require_float,
     require_integer,
+    reads_values,
     require_mask,
     require_shape,
     require_targets_in_range,
@@ -61,7 +62,7 @@ def token_nll(
     Raises:
         TypeError: ``logits`` is not a float tensor, or ``targets`` not an integer tensor.
         ValueError: the shapes disagree, or a target lies outside ``[0, V)`` and is
-            not ``ignore_index``.
+            not ``ignore_index`` (a value check: on the CPU; see :mod:`coursekit.losses`).
 
     Example:
         >>> logits = torch.zeros(1, 3, 10)            # uniform over V = 10
@@ -78,8 +79,17 @@ def token_nll(
     if weight is not None:
         require_float("weight", weight)
         require_shape("weight", weight, (num_classes,), "(V,) with V = logits.shape[-1]")
+    return _token_nll(logits, targets, targets == ignore_index, weight)
 
-    ignored = targets == ignore_index
+
+def _token_nll(
+    logits: torch.Tensor, targets: torch.Tensor, ignored: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """:func:`token_nll` for arguments already checked, with the ignored positions given as a mask.
+
+    For the other losses of this package, which validate their own arguments
+    once. What the ignored positions' targets hold is never used as an index.
+    """
     safe_targets = targets.masked_fill(ignored, 0).unsqueeze(-1)
     # log_softmax is z - logsumexp(z) in one fused, stable kernel; it is about
     # twice as fast as logsumexp and a separate subtraction, forward and backward.
@@ -115,7 +125,7 @@ def sequence_loss(
 
     Args:
         token_losses: per-token losses :math:`\\ell_t`; the last axis is time.
-        mask: boolean, True on tokens that count; ``None`` counts every token.
+        mask: True (or 1) on tokens that count, boolean or integer 0/1; ``None`` counts every token.
         reduction: ``"sum"`` or ``"mean"``.
 
     Returns:
@@ -125,8 +135,9 @@ def sequence_loss(
         token_losses, mask: ``(..., T)``; result: ``(...)``.
 
     Raises:
-        ValueError: unknown ``reduction``, or ``mask`` of another shape.
-        TypeError: ``mask`` is not boolean.
+        ValueError: unknown ``reduction``, ``mask`` of another shape or holding
+            a value other than 0 and 1.
+        TypeError: ``mask`` neither boolean nor integer.
 
     Example:
         >>> fox = torch.tensor([0.1, 0.3, 0.2, 0.4])   # "The quick brown fox"
@@ -173,11 +184,14 @@ def batch_loss(
     When no token at all is unmasked, the result is defined as 0 (still
     connected to the graph, so ``backward()`` works and gives zero gradients)
     and a ``RuntimeWarning`` is issued: an empty batch should not crash a
-    training loop, but it should not pass unnoticed either.
+    training loop, but it should not pass unnoticed either. (The warning needs
+    the mask's values, so on an accelerator it is issued only with
+    ``COURSEKIT_CHECK_VALUES=1``; see :mod:`coursekit.losses`. The value is 0
+    everywhere, computed without reading any value.)
 
     Args:
         token_losses: per-token losses; the last axis is time.
-        mask: boolean, True on tokens that count; ``None`` counts every token.
+        mask: True (or 1) on tokens that count, boolean or integer 0/1; ``None`` counts every token.
         reduction: ``"token_mean"``, ``"sequence_mean"`` or ``"sum"``.
         token_weights: optional non-negative per-token weights.
 
@@ -188,8 +202,9 @@ def batch_loss(
         token_losses, mask, token_weights: ``(..., T)``; result: ``()``.
 
     Raises:
-        ValueError: unknown ``reduction``, or a ``mask``/``token_weights`` of another shape.
-        TypeError: ``mask`` is not boolean.
+        ValueError: unknown ``reduction``, a ``mask``/``token_weights`` of another
+            shape, or a ``mask`` holding a value other than 0 and 1.
+        TypeError: ``mask`` neither boolean nor integer.
 
     Example:
         >>> losses = torch.tensor([[1., 1., 1., 1.], [3., 3., 0., 0.]])
@@ -203,32 +218,56 @@ def batch_loss(
     if token_losses.dim() < 1:
         raise ValueError(f"token_losses must have a time axis (..., T), got shape {tuple(token_losses.shape)}")
     counted = _token_mask(token_losses, mask)
-    zeros = torch.zeros_like(token_losses)
-    losses = torch.where(counted, token_losses, zeros)
-    if token_weights is None:
-        weights = counted.to(token_losses.dtype)
-    else:
+    weights = None
+    if token_weights is not None:
         require_float("token_weights", token_weights)
         require_shape("token_weights", token_weights, token_losses.shape, "token_losses.shape")
-        weights = torch.where(counted, token_weights.to(token_losses.dtype), zeros)
-        losses = losses * weights
+        weights = torch.where(counted, token_weights.to(token_losses.dtype), torch.zeros_like(token_losses))
+    return _reduce_batch(token_losses, counted, reduction, weights=weights, caller="batch_loss")
 
+
+def _reduce_batch(
+    token_losses: torch.Tensor,
+    counted: torch.Tensor,
+    reduction: str,
+    *,
+    weights: torch.Tensor | None = None,
+    caller: str,
+    stacklevel: int = 3,
+) -> torch.Tensor:
+    """:func:`batch_loss` for checked arguments (``counted`` boolean), without a host synchronisation.
+
+    ``weights`` are already zero where not counted. Denominators that are 0
+    (nothing counted) are replaced by 1, so the result is then 0 and the
+    gradient 0 instead of ``nan``; the warning that says so is issued where
+    reading ``counted`` costs nothing (see :func:`reads_values`). ``caller``
+    names the public function in that warning; ``stacklevel`` points it at the
+    line that called that function (3 when it calls this helper directly).
+    """
+    losses = torch.where(counted, token_losses, torch.zeros_like(token_losses))
+    if weights is None:
+        weights = counted.to(token_losses.dtype)
+    else:
+        losses = losses * weights
     if reduction == "sum":
         return losses.sum()
-    if not bool(counted.any()):
+    if reads_values(counted) and not bool(counted.any()):
         warnings.warn(
-            f"batch_loss(reduction={reduction!r}): every token is masked; returning 0",
+            f"{caller}(reduction={reduction!r}): every token is masked; returning 0",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=stacklevel,
         )
-        return losses.sum() * 0.0
     if reduction == "token_mean":
-        return losses.sum() / weights.sum()
-    per_sequence_sum = losses.sum(dim=-1).reshape(-1)
-    per_sequence_count = weights.sum(dim=-1).reshape(-1)
-    nonempty = counted.any(dim=-1).reshape(-1)
-    means = per_sequence_sum[nonempty] / per_sequence_count[nonempty]
-    return means.mean()
+        return losses.sum() / _nonzero(weights.sum())
+    per_sequence_mean = losses.sum(dim=-1) / _nonzero(weights.sum(dim=-1))
+    num_nonempty = counted.any(dim=-1).sum().to(token_losses.dtype)
+    # Empty sequences have mean 0 here and are left out of the count.
+    return per_sequence_mean.sum() / _nonzero(num_nonempty)
+
+
+def _nonzero(denominator: torch.Tensor) -> torch.Tensor:
+    """``denominator`` with its zeros replaced by 1 (their numerators are 0 too)."""
+    return torch.where(denominator != 0, denominator, torch.ones_like(denominator))
 
 
 def perplexity(mean_nll: torch.Tensor | float) -> torch.Tensor:

@@ -1,8 +1,9 @@
 """How policy-gradient methods for language models turn per-token losses into one number.
 
 GRPO, DAPO and Dr. GRPO compute the same per-token surrogate losses for a group
-of sampled responses and differ only in how they average them, and that choice
-alone changes which responses the update favours:
+of sampled responses (see :func:`clipped_surrogate`) and differ only in how
+they average them, and that choice alone changes which responses the update
+favours:
 
 * GRPO (Shao et al. 2024) averages each response over its own tokens, then
   over responses, so a token of a long response weighs less;
@@ -14,14 +15,13 @@ alone changes which responses the update favours:
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 
-from coursekit.losses._checks import require_choice, require_float, require_mask
-from coursekit.losses.nll import batch_loss
+from coursekit.losses._checks import reads_values, require_choice, require_float, require_mask, require_num_items
+from coursekit.losses.nll import _reduce_batch
 
-POLICY_MODES = ("grpo", "dapo", "dr_grpo")
+POLICY_MODES = ("grpo", "bnpo", "dapo", "dr_grpo")
 
 
 def policy_loss_aggregate(
@@ -30,6 +30,7 @@ def policy_loss_aggregate(
     *,
     mode: str = "grpo",
     max_len: int | None = None,
+    num_items_in_batch: torch.Tensor | int | None = None,
 ) -> torch.Tensor:
     """Aggregate per-token policy losses of ``G`` responses the GRPO, DAPO or Dr. GRPO way.
 
@@ -40,25 +41,56 @@ def policy_loss_aggregate(
 
         L^{\\text{grpo}} = \\frac{1}{G'} \\sum_{i : |o_i| > 0} \\frac{1}{|o_i|} \\sum_t m_{i,t}\\ell_{i,t},
         \\qquad
-        L^{\\text{dapo}} = \\frac{\\sum_{i,t} m_{i,t}\\ell_{i,t}}{\\sum_i |o_i|},
+        L^{\\text{bnpo}} = \\frac{\\sum_{i,t} m_{i,t}\\ell_{i,t}}{\\sum_i |o_i|},
+        \\qquad
+        L^{\\text{dapo}} = \\frac{\\sum_{i,t} m_{i,t}\\ell_{i,t}}{N},
         \\qquad
         L^{\\text{dr\\_grpo}} = \\frac{\\sum_{i,t} m_{i,t}\\ell_{i,t}}{G \\cdot L_{\\max}}
 
-    where :math:`G'` counts the non-empty responses (an empty response has no
-    token mean and is left out, as in :func:`batch_loss`'s ``"sequence_mean"``;
-    implementations that divide by ``clamp(min=1)`` count it as 0 instead) and
+    where :math:`G'` counts the non-empty responses, :math:`N` is
+    ``num_items_in_batch`` (``"dapo"`` without it is ``"bnpo"``) and
     :math:`L_{\\max}` is ``max_len``. ``"grpo"`` is ``batch_loss(...,
-    "sequence_mean")``, ``"dapo"`` is ``batch_loss(..., "token_mean")``. When no
-    token is unmasked, ``"grpo"`` and ``"dapo"`` give 0 with a ``RuntimeWarning``;
-    ``"dr_grpo"`` gives 0 (its denominator never vanishes).
+    "sequence_mean")``, ``"bnpo"`` is ``batch_loss(..., "token_mean")``.
+
+    ``"bnpo"`` averages over the tokens of this micro-batch (TRL's name for it).
+    DAPO's token mean is over the whole generation batch, which gradient
+    accumulation splits into micro-batches: pass ``num_items_in_batch``, the
+    number of response tokens in that whole batch, and every micro-batch's sum
+    is divided by the same :math:`N`, so that the micro-batches' losses add up
+    to the whole batch's token mean. (TRL's ``"dapo"`` divides by its
+    ``num_items_in_batch`` times ``gradient_accumulation_steps /
+    steps_per_generation``, divided by the number of processes; with one
+    process and as many accumulation steps as steps per generation that is
+    :math:`N`.)
+
+    Where coursekit and TRL's ``GRPOTrainer`` (v1.16) differ:
+
+    * ``"grpo"`` with an empty response (every token masked, as TRL's
+      ``mask_truncated_completions`` makes them): here it is left out and the
+      mean is over the :math:`G'` non-empty responses, as in
+      :func:`batch_loss`'s ``"sequence_mean"``; TRL divides by
+      ``mask.sum(-1).clamp(min=1)``, so the empty response counts as 0 and the
+      mean is over all :math:`G`. The two differ by the factor :math:`G'/G`.
+    * ``"dr_grpo"``: TRL's :math:`L_{\\max}` is the config value
+      ``max_completion_length``, a constant, not the padded length of the batch
+      (which ``max_len=None`` uses here): pass ``max_len=max_completion_length``
+      to reproduce it.
+    * TRL also divides ``"grpo"``, ``"bnpo"`` and ``"dr_grpo"`` by the number of
+      gradient-accumulation steps; that scaling belongs to the training loop.
+
+    When no token is unmasked, every mode gives 0 (with zero gradients);
+    ``"grpo"`` and ``"bnpo"`` also warn with a ``RuntimeWarning`` where reading
+    the mask costs nothing (on the CPU; see :mod:`coursekit.losses`).
 
     Args:
-        token_losses: per-token losses (any sign, e.g. :math:`-A_i\\,\\rho_{i,t}`).
-        mask: boolean, True on response tokens; ``None`` counts every token.
-        mode: ``"grpo"``, ``"dapo"`` or ``"dr_grpo"``.
+        token_losses: per-token losses (any sign, e.g. :func:`clipped_surrogate`).
+        mask: True (or 1) on response tokens, boolean or integer 0/1; ``None`` counts every token.
+        mode: ``"grpo"``, ``"bnpo"``, ``"dapo"`` or ``"dr_grpo"``.
         max_len: :math:`L_{\\max}` for ``"dr_grpo"``, the generation budget;
             ``None`` uses the padded length ``T``. No response may be longer.
             Ignored by the other modes.
+        num_items_in_batch: :math:`N` for ``"dapo"``: a number > 0, or a
+            one-element tensor (not read, so it may stay on the accelerator).
 
     Returns:
         A scalar.
@@ -68,17 +100,21 @@ def policy_loss_aggregate(
         response); result: ``()``.
 
     Raises:
-        TypeError: ``token_losses`` not float, ``mask`` not boolean, ``max_len`` not an int.
-        ValueError: mismatched shapes, unknown ``mode``, ``max_len < 1``, or a
-            response longer than ``max_len``.
+        TypeError: ``token_losses`` not float, ``mask`` neither boolean nor
+            integer, ``max_len`` not an int, ``num_items_in_batch`` of another type.
+        ValueError: mismatched shapes, unknown ``mode``, ``max_len < 1``, a
+            response longer than ``max_len`` (checked where values are read),
+            ``num_items_in_batch`` with a mode other than ``"dapo"`` or not > 0.
 
     Example:
         >>> losses = torch.tensor([[1., 1., 1., 1.], [3., 3., 0., 0.]])
         >>> mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
         >>> [round(policy_loss_aggregate(losses, mask, mode=m).item(), 4)
-        ...  for m in ("grpo", "dapo", "dr_grpo")]
-        [2.0, 1.6667, 1.25]
+        ...  for m in ("grpo", "bnpo", "dapo", "dr_grpo")]
+        [2.0, 1.6667, 1.6667, 1.25]
         >>> policy_loss_aggregate(losses, mask, mode="dr_grpo", max_len=10)   # 10 / (2 * 10)
+        tensor(0.5000)
+        >>> policy_loss_aggregate(losses, mask, mode="dapo", num_items_in_batch=20)  # 10 / 20
         tensor(0.5000)
     """
     require_float("token_losses", token_losses)
@@ -89,10 +125,17 @@ def policy_loss_aggregate(
         counted = torch.ones_like(token_losses, dtype=torch.bool)
     else:
         counted = require_mask("mask", mask, token_losses.shape, "token_losses.shape")
+    if num_items_in_batch is not None:
+        if mode != "dapo":
+            raise ValueError(f"num_items_in_batch applies to mode='dapo' only, got mode={mode!r}")
+        num_items_in_batch = require_num_items("num_items_in_batch", num_items_in_batch)
     if mode == "grpo":
-        return _quiet_batch_loss(token_losses, counted, "sequence_mean")
+        return _reduce_batch(token_losses, counted, "sequence_mean", caller="policy_loss_aggregate")
+    if mode in ("bnpo", "dapo") and num_items_in_batch is None:
+        return _reduce_batch(token_losses, counted, "token_mean", caller="policy_loss_aggregate")
+    masked_sum = torch.where(counted, token_losses, torch.zeros_like(token_losses)).sum()
     if mode == "dapo":
-        return _quiet_batch_loss(token_losses, counted, "token_mean")
+        return masked_sum / num_items_in_batch
 
     if max_len is None:
         max_len = token_losses.shape[-1]
@@ -100,21 +143,9 @@ def policy_loss_aggregate(
         raise TypeError(f"max_len must be an int or None, got {type(max_len).__name__}")
     if max_len < 1:
         raise ValueError(f"max_len must be >= 1, got {max_len}")
-    longest = int(counted.sum(dim=-1).max()) if counted.numel() else 0
-    if longest > max_len:
-        raise ValueError(f"max_len must be >= the longest response ({longest} tokens), got {max_len}")
+    if counted.numel() and reads_values(counted):
+        longest = int(counted.sum(dim=-1).max())
+        if longest > max_len:
+            raise ValueError(f"max_len must be >= the longest response ({longest} tokens), got {max_len}")
     num_responses = math.prod(token_losses.shape[:-1])
-    total = torch.where(counted, token_losses, torch.zeros_like(token_losses)).sum()
-    return total / (max(num_responses, 1) * max_len)
-
-
-def _quiet_batch_loss(token_losses: torch.Tensor, counted: torch.Tensor, reduction: str) -> torch.Tensor:
-    """``batch_loss`` whose all-masked warning names this function rather than ``batch_loss``."""
-    if not bool(counted.any()):
-        warnings.warn(
-            "policy_loss_aggregate: every token is masked; returning 0",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return torch.where(counted, token_losses, torch.zeros_like(token_losses)).sum() * 0.0
-    return batch_loss(token_losses, counted, reduction=reduction)
+    return masked_sum / (max(num_responses, 1) * max_len)

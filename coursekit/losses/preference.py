@@ -1,18 +1,60 @@
-"""Direct preference optimisation (Rafailov et al. 2023).
+"""Preference losses: direct preference optimisation and its reference-free, length-normalised cousin.
 
 Given a prompt, a preferred ("chosen") and a dispreferred ("rejected")
-response, DPO raises the policy's log-ratio to a frozen reference model on the
-chosen response relative to the rejected one, through a logistic loss.
+response, DPO (Rafailov et al. 2023) raises the policy's log-ratio to a frozen
+reference model on the chosen response relative to the rejected one, through a
+logistic loss. SimPO (Meng et al. 2024) drops the reference model and compares
+the responses' *mean* token log-probabilities: the sum-versus-mean question of
+sequence-level losses, in one formula.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
-from coursekit.losses._checks import require_choice, require_float, require_positive, require_shape
+from coursekit.losses._checks import (
+    require_choice,
+    require_float,
+    require_in_interval,
+    require_number,
+    require_positive,
+    require_shape,
+    require_tensor,
+    reads_values,
+)
 
-DPO_REDUCTIONS = ("mean", "sum", "none")
+PAIR_REDUCTIONS = ("mean", "sum", "none")
+DPO_REDUCTIONS = PAIR_REDUCTIONS
+
+
+class DPORewards(NamedTuple):
+    """DPO's implicit rewards of the chosen and the rejected responses (see :func:`dpo_rewards`)."""
+
+    chosen: torch.Tensor
+    rejected: torch.Tensor
+
+
+def _require_pairs(names_and_values: tuple[tuple[str, object], ...]) -> tuple[torch.Tensor, ...]:
+    """Check that every value is a float tensor of the first one's shape; return them."""
+    first_name, first = names_and_values[0]
+    shape = require_float(first_name, first).shape
+    tensors = []
+    for name, value in names_and_values:
+        tensor = require_float(name, value)
+        require_shape(name, tensor, shape, f"{first_name}.shape")
+        tensors.append(tensor)
+    return tuple(tensors)
+
+
+def _reduce_pairs(losses: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "none":
+        return losses
+    if reduction == "sum":
+        return losses.sum()
+    return losses.mean()
 
 
 def dpo_loss(
@@ -22,6 +64,7 @@ def dpo_loss(
     reference_rejected_logps: torch.Tensor,
     *,
     beta: float = 0.1,
+    label_smoothing: float = 0.0,
     reduction: str = "mean",
 ) -> torch.Tensor:
     """DPO loss: :math:`-\\log\\sigma\\big(\\beta[(\\log\\pi_c - \\log\\pi^{\\mathrm{ref}}_c) - (\\log\\pi_r - \\log\\pi^{\\mathrm{ref}}_r)]\\big)`.
@@ -30,13 +73,25 @@ def dpo_loss(
     :math:`\\log \\pi(y \\mid x)` summed over the response tokens (e.g.
     ``-causal_lm_loss(..., loss_mask=response_mask(...), reduction="none")``).
     With the margin
-    :math:`h_i = (\\log\\pi_{c,i} - \\log\\pi^{\\mathrm{ref}}_{c,i}) - (\\log\\pi_{r,i} - \\log\\pi^{\\mathrm{ref}}_{r,i})`,
+    :math:`h_i = (\\log\\pi_{c,i} - \\log\\pi^{\\mathrm{ref}}_{c,i}) - (\\log\\pi_{r,i} - \\log\\pi^{\\mathrm{ref}}_{r,i})`
+    and :math:`z_i = \\beta h_i`,
 
-    .. math:: L_i = -\\log \\sigma(\\beta h_i) = \\operatorname{softplus}(-\\beta h_i)
+    .. math:: L_i = -(1-\\varepsilon) \\log \\sigma(z_i) - \\varepsilon \\log \\sigma(-z_i)
 
-    computed with ``logsigmoid`` so large margins neither overflow nor lose
-    precision. At :math:`h = 0` (policy equals reference) the loss is
-    :math:`\\ln 2`.
+    where :math:`\\varepsilon` is ``label_smoothing``: conservative DPO
+    (Mitchell 2023), for preference labels that are flipped with probability
+    :math:`\\varepsilon`. With :math:`\\varepsilon = 0` (the default) it is
+    plain DPO, :math:`\\operatorname{softplus}(-z_i)`. Computed with
+    ``logsigmoid``, so large margins neither overflow nor lose precision. At
+    :math:`h = 0` (policy equals reference) the loss is :math:`\\ln 2` for every
+    :math:`\\varepsilon`. The implicit rewards :math:`\\beta(\\log\\pi - \\log\\pi^{\\mathrm{ref}})`
+    that trainers log come from :func:`dpo_rewards`.
+
+    TRL: its ``loss_type="sigmoid"`` is this loss. Up to TRL v0.28 it also
+    applied ``label_smoothing`` as here; since v0.29 (the DPO refactor, pull
+    request #3906) its ``"sigmoid"`` loss ignores ``label_smoothing``, which
+    only its ``"robust"``, ``"exo_pair"`` and ``"aot"`` losses use (the
+    ``"aot"`` losses with this same smoothing term).
 
     Args:
         policy_chosen_logps: :math:`\\log\\pi_\\theta(y_c \\mid x)`.
@@ -44,6 +99,8 @@ def dpo_loss(
         reference_chosen_logps: :math:`\\log\\pi^{\\mathrm{ref}}(y_c \\mid x)`.
         reference_rejected_logps: :math:`\\log\\pi^{\\mathrm{ref}}(y_r \\mid x)`.
         beta: :math:`\\beta > 0`, the strength of the implicit KL penalty.
+        label_smoothing: :math:`\\varepsilon \\in [0, 0.5)`, the assumed
+            probability that a preference label is flipped.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (one loss per pair).
 
     Returns:
@@ -53,32 +110,163 @@ def dpo_loss(
         all four inputs: ``(N,)`` (any equal shape); result: ``()`` or ``(N,)``.
 
     Raises:
-        TypeError: an input is not a float tensor, ``beta`` not a number.
-        ValueError: mismatched shapes, ``beta <= 0``, unknown ``reduction``.
+        TypeError: an input is not a float tensor, ``beta`` or ``label_smoothing`` not a number.
+        ValueError: mismatched shapes, ``beta <= 0``, ``label_smoothing`` outside
+            ``[0, 0.5)``, unknown ``reduction``.
 
     Example:
         >>> zero = torch.zeros(3)
         >>> dpo_loss(zero, zero, zero, zero)              # policy = reference: ln 2
         tensor(0.6931)
-        >>> dpo_loss(torch.tensor([-1.0]), torch.tensor([-3.0]),
-        ...          torch.tensor([-2.0]), torch.tensor([-2.0]), beta=0.5, reduction="none")
+        >>> chosen, rejected = torch.tensor([-1.0]), torch.tensor([-3.0])
+        >>> reference = torch.tensor([-2.0])
+        >>> dpo_loss(chosen, rejected, reference, reference, beta=0.5, reduction="none")
         tensor([0.3133])
+        >>> dpo_loss(chosen, rejected, reference, reference, beta=0.5, label_smoothing=0.1,
+        ...          reduction="none")                    # 0.9 * 0.3133 + 0.1 * 1.3133
+        tensor([0.4133])
     """
-    require_float("policy_chosen_logps", policy_chosen_logps)
-    shape = policy_chosen_logps.shape
-    for name, value in (
+    policy_chosen, policy_rejected, reference_chosen, reference_rejected = _require_pairs((
+        ("policy_chosen_logps", policy_chosen_logps),
         ("policy_rejected_logps", policy_rejected_logps),
         ("reference_chosen_logps", reference_chosen_logps),
         ("reference_rejected_logps", reference_rejected_logps),
-    ):
-        require_float(name, value)
-        require_shape(name, value, shape, "policy_chosen_logps.shape")
+    ))
     beta = require_positive("beta", beta)
+    label_smoothing = require_in_interval(
+        "label_smoothing", label_smoothing, 0.0, 0.5, "the probability that a preference label is flipped"
+    )
     require_choice("reduction", reduction, DPO_REDUCTIONS)
-    margin = (policy_chosen_logps - reference_chosen_logps) - (policy_rejected_logps - reference_rejected_logps)
-    losses = -F.logsigmoid(beta * margin)
-    if reduction == "none":
-        return losses
-    if reduction == "sum":
-        return losses.sum()
-    return losses.mean()
+    margin = (policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)
+    logits = beta * margin
+    losses = -F.logsigmoid(logits)
+    if label_smoothing > 0:
+        losses = (1.0 - label_smoothing) * losses - label_smoothing * F.logsigmoid(-logits)
+    return _reduce_pairs(losses, reduction)
+
+
+def dpo_rewards(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    reference_chosen_logps: torch.Tensor,
+    reference_rejected_logps: torch.Tensor,
+    *,
+    beta: float = 0.1,
+) -> DPORewards:
+    """DPO's implicit rewards :math:`r = \\beta(\\log\\pi_\\theta(y \\mid x) - \\log\\pi^{\\mathrm{ref}}(y \\mid x))`.
+
+    DPO's loss is :math:`-\\log\\sigma(r_c - r_r)`: the policy is trained as if
+    these were a reward model's scores (Rafailov et al. 2023). Trainers log
+    their means, their margin :math:`r_c - r_r` and how often
+    :math:`r_c > r_r` (TRL's ``rewards/chosen``, ``rewards/rejected``,
+    ``rewards/margins``, ``rewards/accuracies``). They keep the graph; call
+    ``.detach()`` to log or plot them, as TRL does.
+
+    Args:
+        policy_chosen_logps: :math:`\\log\\pi_\\theta(y_c \\mid x)`, as in :func:`dpo_loss`.
+        policy_rejected_logps: :math:`\\log\\pi_\\theta(y_r \\mid x)`.
+        reference_chosen_logps: :math:`\\log\\pi^{\\mathrm{ref}}(y_c \\mid x)`.
+        reference_rejected_logps: :math:`\\log\\pi^{\\mathrm{ref}}(y_r \\mid x)`.
+        beta: :math:`\\beta > 0`.
+
+    Returns:
+        ``DPORewards(chosen, rejected)``, one reward per pair each.
+
+    Shapes:
+        all four inputs: ``(N,)`` (any equal shape); ``chosen``, ``rejected``: the same.
+
+    Raises:
+        TypeError: an input is not a float tensor, ``beta`` not a number.
+        ValueError: mismatched shapes, ``beta <= 0``.
+
+    Example:
+        >>> rewards = dpo_rewards(torch.tensor([-1.0]), torch.tensor([-3.0]),
+        ...                       torch.tensor([-2.0]), torch.tensor([-2.0]), beta=0.5)
+        >>> rewards.chosen, rewards.rejected, rewards.chosen - rewards.rejected
+        (tensor([0.5000]), tensor([-0.5000]), tensor([1.]))
+    """
+    policy_chosen, policy_rejected, reference_chosen, reference_rejected = _require_pairs((
+        ("policy_chosen_logps", policy_chosen_logps),
+        ("policy_rejected_logps", policy_rejected_logps),
+        ("reference_chosen_logps", reference_chosen_logps),
+        ("reference_rejected_logps", reference_rejected_logps),
+    ))
+    beta = require_positive("beta", beta)
+    return DPORewards(beta * (policy_chosen - reference_chosen), beta * (policy_rejected - reference_rejected))
+
+
+def _require_lengths(name: str, value: object, shape: torch.Size) -> torch.Tensor:
+    tensor = require_tensor(name, value)
+    if tensor.is_complex() or tensor.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer or float tensor of token counts, got dtype {tensor.dtype}")
+    require_shape(name, tensor, shape, "chosen_logps.shape")
+    if tensor.numel() and reads_values(tensor) and bool((tensor <= 0).any()):
+        raise ValueError(f"{name} must be > 0 (a response has at least one token), got {tensor[tensor <= 0][0].item()}")
+    return tensor
+
+
+def simpo_loss(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    chosen_lengths: torch.Tensor,
+    rejected_lengths: torch.Tensor,
+    *,
+    beta: float = 2.0,
+    gamma: float = 0.5,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """SimPO loss (Meng et al. 2024): reference-free and length-normalised.
+
+    With :math:`\\log\\pi(y \\mid x)` summed over the response's :math:`|y|` tokens,
+
+    .. math::
+
+        L_i = -\\log\\sigma\\Big(\\frac{\\beta}{|y_c|}\\log\\pi_\\theta(y_c \\mid x)
+              - \\frac{\\beta}{|y_r|}\\log\\pi_\\theta(y_r \\mid x) - \\gamma\\Big)
+
+    The implicit reward :math:`\\frac{\\beta}{|y|}\\log\\pi_\\theta(y \\mid x)` is
+    the *mean* token log-probability, the quantity that generation ranks by,
+    where DPO's :math:`\\beta(\\log\\pi_\\theta - \\log\\pi^{\\mathrm{ref}})` uses
+    sums, which favour short responses; :math:`\\gamma > 0` asks for a margin.
+    TRL's CPO trainer with ``loss_type="simpo"`` computes the same with
+    ``simpo_gamma`` = :math:`\\gamma` (it subtracts :math:`\\gamma/\\beta`
+    inside the :math:`\\beta(\\cdot)`, which is the same number).
+
+    Args:
+        chosen_logps: :math:`\\log\\pi_\\theta(y_c \\mid x)`, summed over the response.
+        rejected_logps: :math:`\\log\\pi_\\theta(y_r \\mid x)`, summed over the response.
+        chosen_lengths: :math:`|y_c|`, the number of tokens summed (integer or float, > 0).
+        rejected_lengths: :math:`|y_r|`.
+        beta: :math:`\\beta > 0`, the reward scale.
+        gamma: :math:`\\gamma`, the target reward margin (any real number; 0 drops it).
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (one loss per pair).
+
+    Returns:
+        A scalar, or one loss per pair for ``"none"``, in the dtype of ``chosen_logps``.
+
+    Shapes:
+        all four inputs: ``(N,)`` (any equal shape); result: ``()`` or ``(N,)``.
+
+    Raises:
+        TypeError: a log-probability is not a float tensor, a length is not a
+            real tensor, ``beta`` or ``gamma`` not a number.
+        ValueError: mismatched shapes, a length <= 0 (checked where values are
+            read, see :mod:`coursekit.losses`), ``beta <= 0``, ``gamma`` not
+            finite, unknown ``reduction``.
+
+    Example:
+        >>> # chosen: 4 tokens, -2 nats in all; rejected: 1 token, -1 nat
+        >>> loss = simpo_loss(torch.tensor([-2.0]), torch.tensor([-1.0]),
+        ...                   torch.tensor([4]), torch.tensor([1]), beta=2.0, gamma=0.0)
+        >>> round(loss.item(), 4)                 # -log sigmoid(2 * (-0.5) - 2 * (-1)) = softplus(-1)
+        0.3133
+    """
+    chosen, rejected = _require_pairs((("chosen_logps", chosen_logps), ("rejected_logps", rejected_logps)))
+    chosen_count = _require_lengths("chosen_lengths", chosen_lengths, chosen.shape)
+    rejected_count = _require_lengths("rejected_lengths", rejected_lengths, chosen.shape)
+    beta = require_positive("beta", beta)
+    gamma = require_number("gamma", gamma)
+    require_choice("reduction", reduction, PAIR_REDUCTIONS)
+    chosen_reward = beta * chosen / chosen_count.to(chosen.dtype)
+    rejected_reward = beta * rejected / rejected_count.to(chosen.dtype)
+    return _reduce_pairs(-F.logsigmoid(chosen_reward - rejected_reward - gamma), reduction)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from coursekit.losses._checks import require_float, require_mask, require_positive, require_shape
+from coursekit.losses._checks import reads_values, require_float, require_mask, require_positive, require_shape
 
 
 def mrt_risk(
@@ -42,7 +42,7 @@ def mrt_risk(
         sequence_log_probs: candidate log-probabilities (sums of token log-probabilities).
         costs: candidate costs :math:`\\Delta`, lower is better.
         alpha: sharpness :math:`\\alpha > 0` (Shen et al. use 5e-3 over raw log-probabilities).
-        mask: boolean, True on real candidates; ``None`` counts all.
+        mask: True (or 1) on real candidates, boolean or integer 0/1; ``None`` counts all.
 
     Returns:
         A scalar: the mean over rows of each row's expected cost.
@@ -51,9 +51,10 @@ def mrt_risk(
         sequence_log_probs, costs, mask: ``(..., K)``; result: ``()``.
 
     Raises:
-        TypeError: a tensor is not float (``mask``: not boolean), ``alpha`` not a number.
+        TypeError: a tensor is not float (``mask``: neither boolean nor integer), ``alpha`` not a number.
         ValueError: mismatched shapes, ``alpha <= 0``, no candidate axis, or a
-            row with no candidate under ``mask``.
+            row with no candidate under ``mask`` (checked where values are
+            read; see :mod:`coursekit.losses`).
 
     Example:
         >>> import math
@@ -77,7 +78,7 @@ def mrt_risk(
     costs = costs.detach().to(scores.dtype)
     if mask is not None:
         counted = require_mask("mask", mask, sequence_log_probs.shape, "sequence_log_probs.shape")
-        if not bool(counted.any(dim=-1).all()):
+        if reads_values(counted) and not bool(counted.any(dim=-1).all()):
             raise ValueError("mask must mark at least one candidate in every row, got a row with none")
         scores = torch.where(counted, scores, torch.full_like(scores, float("-inf")))
         costs = torch.where(counted, costs, torch.zeros_like(costs))

@@ -4,9 +4,19 @@ Instead of the one-hot target, the loss uses a target distribution :math:`q`
 that keeps :math:`1-\\varepsilon` of the mass on the true class and spreads
 :math:`\\varepsilon` over the vocabulary. Two spreadings are in common use and
 give different numbers, so the variant is named explicitly.
+
+fairseq itself changed from one to the other: up to release v0.10.2 its
+``label_smoothed_nll_loss`` spread :math:`\\varepsilon/V` over every class
+(PyTorch's convention); commit ``791ab7c20831a76a9196aaf0db3a2cb1cf906dde``
+(pull request #3182, "More accurate label smoothing loss computation",
+3 February 2021), first released in v0.12.0, made it spread
+:math:`\\varepsilon/(V-1)` over the other classes, which fairseq has done
+since. ``variant="fairseq"`` is that present fairseq.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 
@@ -19,7 +29,9 @@ from coursekit.losses._checks import (
 )
 
 SMOOTHING_REDUCTIONS = ("none", "sum", "mean")
-SMOOTHING_VARIANTS = ("pytorch", "fairseq_legacy")
+SMOOTHING_VARIANTS = ("pytorch", "fairseq")
+#: Old spellings still accepted, with a FutureWarning naming the new one.
+DEPRECATED_VARIANTS = {"fairseq_legacy": "fairseq"}
 
 
 def _require_epsilon(epsilon: object) -> float:
@@ -50,14 +62,17 @@ def label_smoothed_nll(
 
       .. math:: L_t = (1-\\varepsilon)\\,\\ell_t + \\frac{\\varepsilon}{V}\\, u_t
 
-      exactly ``F.cross_entropy(..., label_smoothing=epsilon)`` (also Vaswani et al. 2017).
-    * ``variant="fairseq_legacy"``: :math:`q_y = 1-\\varepsilon` and
+      exactly ``F.cross_entropy(..., label_smoothing=epsilon)`` (also Vaswani et al. 2017,
+      and fairseq up to v0.10.2).
+    * ``variant="fairseq"``: :math:`q_y = 1-\\varepsilon` and
       :math:`q_k = \\varepsilon/(V-1)` for :math:`k \\ne y`, so
 
       .. math:: L_t = \\Big(1-\\varepsilon-\\frac{\\varepsilon}{V-1}\\Big)\\,\\ell_t
                       + \\frac{\\varepsilon}{V-1}\\, u_t
 
-      as in fairseq's ``label_smoothed_nll_loss``. Needs :math:`V \\ge 2`.
+      as in fairseq's ``label_smoothed_nll_loss`` since v0.12.0 (pull request
+      #3182; see the module docstring). Needs :math:`V \\ge 2`. The old name
+      ``"fairseq_legacy"`` still selects it, with a ``FutureWarning``.
 
     Reductions follow PyTorch: ``"none"`` returns :math:`L_t` (0 where the target
     is ``ignore_index``), ``"sum"`` their sum, ``"mean"`` the sum divided by the
@@ -70,7 +85,8 @@ def label_smoothed_nll(
         epsilon: smoothing mass :math:`\\varepsilon \\in [0, 1)`; 0 gives the plain NLL.
         ignore_index: target value that is skipped.
         reduction: ``"none"``, ``"sum"`` or ``"mean"``.
-        variant: ``"pytorch"`` or ``"fairseq_legacy"``.
+        variant: ``"pytorch"`` or ``"fairseq"`` (``"fairseq_legacy"``: deprecated
+            spelling of ``"fairseq"``).
 
     Returns:
         A scalar, or the shape of ``targets`` for ``"none"``.
@@ -82,7 +98,7 @@ def label_smoothed_nll(
         TypeError: ``logits`` not float, ``targets`` not integer, ``epsilon`` not a number.
         ValueError: mismatched shapes, a target outside ``[0, V)`` that is not
             ``ignore_index``, ``epsilon`` outside ``[0, 1)``, ``V < 2`` with
-            ``"fairseq_legacy"``, or an unknown ``reduction``/``variant``.
+            ``"fairseq"``, or an unknown ``reduction``/``variant``.
 
     Example:
         >>> logits = torch.zeros(2, 10)                 # uniform over V = 10
@@ -92,20 +108,29 @@ def label_smoothed_nll(
         >>> logits = torch.tensor([[2.0, 0.0, 0.0]])
         >>> label_smoothed_nll(logits, torch.tensor([0]), 0.3, variant="pytorch")
         tensor(0.6395)
-        >>> label_smoothed_nll(logits, torch.tensor([0]), 0.3, variant="fairseq_legacy")
+        >>> label_smoothed_nll(logits, torch.tensor([0]), 0.3, variant="fairseq")
         tensor(0.8395)
     """
     require_float("logits", logits)
     require_integer("targets", targets)
     epsilon = _require_epsilon(epsilon)
     require_choice("reduction", reduction, SMOOTHING_REDUCTIONS)
+    if variant in DEPRECATED_VARIANTS:
+        new_name = DEPRECATED_VARIANTS[variant]
+        warnings.warn(
+            f"label_smoothed_nll(variant={variant!r}) is deprecated: it is fairseq's present convention, "
+            f"now spelled variant={new_name!r}",
+            FutureWarning,
+            stacklevel=2,
+        )
+        variant = new_name
     require_choice("variant", variant, SMOOTHING_VARIANTS)
     if logits.dim() < 1:
         raise ValueError(f"logits must have at least one dimension (..., V), got shape {tuple(logits.shape)}")
     require_shape("targets", targets, logits.shape[:-1], "logits.shape[:-1]")
     num_classes = logits.shape[-1]
-    if variant == "fairseq_legacy" and num_classes < 2:
-        raise ValueError(f"logits must have V >= 2 classes for variant='fairseq_legacy', got V={num_classes}")
+    if variant == "fairseq" and num_classes < 2:
+        raise ValueError(f"logits must have V >= 2 classes for variant='fairseq', got V={num_classes}")
     require_targets_in_range("targets", targets, num_classes, ignore_index)
 
     ignored = targets == ignore_index

@@ -1,0 +1,223 @@
+"""The per-token policy-gradient objective of PPO, GRPO, DAPO and GSPO: ratios, clipping, KL penalty.
+
+A policy :math:`\\pi_\\theta` is trained on responses sampled from an older copy
+:math:`\\pi_{\\text{old}}` of itself. Each token's loss weighs its advantage
+:math:`A` by the importance ratio :math:`r = \\pi_\\theta / \\pi_{\\text{old}}`,
+clipped so that one batch cannot move the policy far (PPO, Schulman et al.
+2017); GRPO (Shao et al. 2024) adds a per-token estimate of the KL divergence
+to a frozen reference policy; DAPO (Yu et al. 2025) clips the ratio higher
+above than below; GSPO (Zheng et al. 2025) uses one ratio per sequence. The
+per-token losses these functions return are then averaged by
+:func:`policy_loss_aggregate`, whose choice of average is the other half of
+each method.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from coursekit.losses._checks import require_choice, require_float, require_mask, require_number, require_shape
+
+KL_ESTIMATORS = ("k1", "k2", "k3")
+
+
+def _require_time_axis(name: str, tensor: torch.Tensor) -> None:
+    if tensor.dim() < 1:
+        raise ValueError(f"{name} must have a time axis (..., T), got shape {tuple(tensor.shape)}")
+
+
+def _require_clip(name: str, value: object) -> float:
+    number = require_number(name, value)
+    if number < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return number
+
+
+def clipped_surrogate(
+    log_probs: torch.Tensor,
+    old_log_probs: torch.Tensor,
+    advantages: torch.Tensor,
+    *,
+    eps_low: float = 0.2,
+    eps_high: float | None = None,
+) -> torch.Tensor:
+    """Per-token clipped surrogate loss of PPO and GRPO, with DAPO's asymmetric clip.
+
+    With the importance ratio :math:`r_{i,t} = \\exp(\\log\\pi_\\theta - \\log\\pi_{\\text{old}})`
+    of token :math:`t` of response :math:`i` and its advantage :math:`A_{i,t}`,
+
+    .. math::
+
+        \\ell_{i,t} = -\\min\\big(r_{i,t} A_{i,t},\\;
+            \\operatorname{clip}(r_{i,t}, 1 - \\varepsilon_{\\text{low}}, 1 + \\varepsilon_{\\text{high}})\\, A_{i,t}\\big)
+
+    The minimum makes the objective pessimistic: a token whose ratio has left
+    the clip range in the direction its advantage pushes gets no gradient.
+    :math:`\\varepsilon_{\\text{high}}` defaults to :math:`\\varepsilon_{\\text{low}}`
+    (PPO, GRPO); DAPO's clip-higher sets it larger (e.g. 0.28) so that
+    unlikely tokens with a positive advantage can grow. This is TRL's
+    ``GRPOTrainer`` per-token loss for its ``"grpo"``, ``"bnpo"``,
+    ``"dr_grpo"`` and ``"dapo"`` loss types (``epsilon``, ``epsilon_high``).
+
+    ``old_log_probs`` and ``advantages`` are constants of the update (the
+    sampling policy, and the returns of the samples): they are detached, so no
+    gradient reaches them. Positions that are padding should hold finite values
+    (0, say): :func:`policy_loss_aggregate` removes them from the value, but a
+    ``nan`` there would reach the gradient through :math:`r`. For GSPO, pass a
+    sequence ratio's logarithm (see :func:`sequence_importance_ratio`).
+
+    Args:
+        log_probs: :math:`\\log\\pi_\\theta` of each sampled token.
+        old_log_probs: :math:`\\log\\pi_{\\text{old}}` of the same tokens.
+        advantages: :math:`A`, one per response (broadcast over its tokens) or one per token.
+        eps_low: :math:`\\varepsilon_{\\text{low}} \\ge 0`.
+        eps_high: :math:`\\varepsilon_{\\text{high}} \\ge 0`; ``None`` uses ``eps_low``.
+
+    Returns:
+        The per-token losses :math:`\\ell_{i,t}`.
+
+    Shapes:
+        log_probs, old_log_probs: ``(B, T)`` (or ``(..., T)``); advantages:
+        ``(B,)`` or ``(B, T)``; result: ``(B, T)``.
+
+    Raises:
+        TypeError: a tensor is not float, ``eps_low``/``eps_high`` not a number.
+        ValueError: mismatched shapes, a negative or infinite clip.
+
+    Example:
+        >>> log_probs = torch.log(torch.tensor([[1.5, 0.5, 1.0]]))   # ratios 1.5, 0.5, 1.0 ...
+        >>> old = torch.zeros(1, 3)                                  # ... against pi_old = 1
+        >>> clipped_surrogate(log_probs, old, torch.tensor([1.0]))   # clipped to 1.2 above
+        tensor([[-1.2000, -0.5000, -1.0000]])
+        >>> clipped_surrogate(log_probs, old, torch.tensor([-1.0]))  # clipped to 0.8 below
+        tensor([[1.5000, 0.8000, 1.0000]])
+    """
+    require_float("log_probs", log_probs)
+    _require_time_axis("log_probs", log_probs)
+    require_float("old_log_probs", old_log_probs)
+    require_shape("old_log_probs", old_log_probs, log_probs.shape, "log_probs.shape")
+    require_float("advantages", advantages)
+    if tuple(advantages.shape) not in (tuple(log_probs.shape[:-1]), tuple(log_probs.shape)):
+        raise ValueError(
+            f"advantages must have shape {tuple(log_probs.shape[:-1])} (one per response, log_probs.shape[:-1]) "
+            f"or {tuple(log_probs.shape)} (one per token), got {tuple(advantages.shape)}"
+        )
+    eps_low = _require_clip("eps_low", eps_low)
+    eps_high = eps_low if eps_high is None else _require_clip("eps_high", eps_high)
+    advantages = advantages.detach().to(log_probs.dtype)
+    if advantages.dim() < log_probs.dim():
+        advantages = advantages.unsqueeze(-1)
+    ratio = torch.exp(log_probs - old_log_probs.detach().to(log_probs.dtype))
+    clipped = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)
+    return -torch.minimum(ratio * advantages, clipped * advantages)
+
+
+def kl_penalty(log_probs: torch.Tensor, ref_log_probs: torch.Tensor, *, estimator: str = "k3") -> torch.Tensor:
+    """Per-token estimate of :math:`\\mathrm{KL}(\\pi_\\theta \\,\\|\\, \\pi_{\\text{ref}})` from sampled tokens.
+
+    For a token sampled from :math:`\\pi_\\theta`, with
+    :math:`d = \\log\\pi_{\\text{ref}} - \\log\\pi_\\theta` (Schulman's three estimators):
+
+    .. math::
+
+        k_1 = -d = \\log\\pi_\\theta - \\log\\pi_{\\text{ref}}, \\qquad
+        k_2 = \\tfrac12 d^2, \\qquad
+        k_3 = e^{d} - d - 1
+
+    :math:`k_1` is unbiased but often negative; :math:`k_2` is biased with low
+    variance; :math:`k_3` is unbiased and never negative (0 exactly where the
+    two log-probabilities agree). GRPO uses :math:`k_3`, as does TRL's
+    ``GRPOTrainer`` (``beta * per_token_kl``). Gradients flow into both
+    arguments; the reference usually comes from a frozen model under
+    ``torch.no_grad()``.
+
+    Args:
+        log_probs: :math:`\\log\\pi_\\theta` of each sampled token.
+        ref_log_probs: :math:`\\log\\pi_{\\text{ref}}` of the same tokens.
+        estimator: ``"k1"``, ``"k2"`` or ``"k3"``.
+
+    Returns:
+        The per-token estimates, to be weighted by the KL coefficient and
+        aggregated with the rest of the loss.
+
+    Shapes:
+        log_probs, ref_log_probs: ``(...)``, equal; result: the same.
+
+    Raises:
+        TypeError: an input is not a float tensor.
+        ValueError: mismatched shapes, unknown ``estimator``.
+
+    Example:
+        >>> import math
+        >>> log_probs = torch.tensor([math.log(0.5), math.log(0.25)])
+        >>> ref = torch.tensor([math.log(0.25), math.log(0.25)])
+        >>> kl_penalty(log_probs, ref, estimator="k1")   # ln 2, 0
+        tensor([0.6931, 0.0000])
+        >>> kl_penalty(log_probs, ref)                   # 1/2 + ln 2 - 1, 0
+        tensor([0.1931, 0.0000])
+    """
+    require_float("log_probs", log_probs)
+    require_float("ref_log_probs", ref_log_probs)
+    require_shape("ref_log_probs", ref_log_probs, log_probs.shape, "log_probs.shape")
+    require_choice("estimator", estimator, KL_ESTIMATORS)
+    ref_log_probs = ref_log_probs.to(log_probs.dtype)
+    if estimator == "k1":
+        return log_probs - ref_log_probs
+    log_ratio = ref_log_probs - log_probs
+    if estimator == "k2":
+        return 0.5 * log_ratio**2
+    return torch.exp(log_ratio) - log_ratio - 1.0
+
+
+def sequence_importance_ratio(
+    log_probs: torch.Tensor, old_log_probs: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """GSPO's sequence-level importance ratio: the geometric mean of the token ratios.
+
+    For response :math:`i` with :math:`|o_i| = \\sum_t m_{i,t}` tokens,
+
+    .. math::
+
+        s_i = \\Big(\\frac{\\pi_\\theta(o_i)}{\\pi_{\\text{old}}(o_i)}\\Big)^{1/|o_i|}
+            = \\exp\\Big(\\frac{1}{|o_i|}\\sum_t m_{i,t}\\big(\\log\\pi_\\theta - \\log\\pi_{\\text{old}}\\big)\\Big)
+
+    (Zheng et al. 2025). One ratio per sequence, normalised by its length so
+    that long and short responses are clipped alike; clip it with
+    :func:`clipped_surrogate` by passing ``torch.log(s).unsqueeze(-1)`` against
+    zeros. A response with no token has ratio 1 (the empty product), as in
+    TRL's ``importance_sampling_level="sequence"``. ``old_log_probs`` is
+    detached; masked positions never reach the value or the gradient.
+
+    Args:
+        log_probs: :math:`\\log\\pi_\\theta` of each sampled token.
+        old_log_probs: :math:`\\log\\pi_{\\text{old}}` of the same tokens.
+        mask: True (or 1) on response tokens, boolean or integer 0/1; ``None`` counts every token.
+
+    Returns:
+        :math:`s_i` for every response.
+
+    Shapes:
+        log_probs, old_log_probs, mask: ``(B, T)`` (or ``(..., T)``); result: ``(B,)``.
+
+    Raises:
+        TypeError: a tensor is not float, ``mask`` neither boolean nor integer.
+        ValueError: mismatched shapes, no time axis.
+
+    Example:
+        >>> log_probs = torch.log(torch.tensor([[2.0, 0.5, 4.0], [2.0, 8.0, 1.0]]))
+        >>> mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+        >>> sequence_importance_ratio(log_probs, torch.zeros(2, 3), mask)   # (2*0.5*4)^(1/3), (2*8)^(1/2)
+        tensor([1.5874, 4.0000])
+    """
+    require_float("log_probs", log_probs)
+    _require_time_axis("log_probs", log_probs)
+    require_float("old_log_probs", old_log_probs)
+    require_shape("old_log_probs", old_log_probs, log_probs.shape, "log_probs.shape")
+    if mask is None:
+        counted = torch.ones_like(log_probs, dtype=torch.bool)
+    else:
+        counted = require_mask("mask", mask, log_probs.shape, "log_probs.shape")
+    log_ratio = log_probs - old_log_probs.detach().to(log_probs.dtype)
+    total = torch.where(counted, log_ratio, torch.zeros_like(log_ratio)).sum(dim=-1)
+    count = counted.sum(dim=-1).clamp(min=1).to(log_probs.dtype)
+    return torch.exp(total / count)

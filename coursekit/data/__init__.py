@@ -18,13 +18,22 @@ from coursekit.data.batching import (
     token_stream,
 )
 from coursekit.data.toy_language import ToyCorpus, ToyLanguage, default_language, toy_corpus
-from coursekit.data.translation import TranslationTask, number_to_digits, number_to_words, translation_task
+from coursekit.data.translation import (
+    PreferencePair,
+    TranslationTask,
+    number_to_digits,
+    number_to_words,
+    one_digit_edit,
+    preference_pairs,
+    translation_task,
+)
 from coursekit.data.vocab import BOS, BOS_ID, EOS, EOS_ID, PAD, PAD_ID, UNK, UNK_ID, Vocab
 
 __all__ = [
     "Vocab", "PAD", "BOS", "EOS", "UNK", "PAD_ID", "BOS_ID", "EOS_ID", "UNK_ID",
     "ToyLanguage", "ToyCorpus", "default_language", "toy_corpus",
     "TranslationTask", "translation_task", "number_to_words", "number_to_digits",
+    "PreferencePair", "preference_pairs", "one_digit_edit",
     "PaddedBatch", "LMBatch", "Seq2SeqBatch", "pad_batch", "lm_batch", "seq2seq_batch",
     "bucket_batches", "token_stream", "tbptt_chunks",
 ]

@@ -349,6 +349,7 @@ def test_zip_collect_puts_lms_downloads_where_autograde_finds_them(graded_course
 
 @pytest.mark.slow
 @pytest.mark.assignments
+@pytest.mark.a1
 def test_correct_answer_writing_to_stderr_keeps_its_points(graded_course: GradedCourse) -> None:
     assignment = ASSIGNMENTS[0]
     grades = graded_course.grades(assignment, ADA)
@@ -412,6 +413,7 @@ def test_feedback_html_shows_no_hidden_test_source(graded_course: GradedCourse) 
 
 @pytest.mark.slow
 @pytest.mark.assignments
+@pytest.mark.a1
 def test_exchange_flow_with_two_students(graded_course: GradedCourse) -> None:
     assignment = ASSIGNMENTS[0]
     ada, alan = graded_course.grades(assignment, ADA), graded_course.grades(assignment, ALAN)
@@ -426,6 +428,7 @@ def test_exchange_flow_with_two_students(graded_course: GradedCourse) -> None:
 
 @pytest.mark.slow
 @pytest.mark.assignments
+@pytest.mark.a1
 def test_manual_grades_appear_in_exported_csv(graded_course: GradedCourse) -> None:
     from nbgrader.api import Gradebook
 

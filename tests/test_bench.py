@@ -19,6 +19,9 @@ from bench.run_all import discover, main
 pytestmark = pytest.mark.bench
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Their tiny runs still build a book, run nbgrader, train the recipes or start a fresh
+# Python per configuration; reductions (in-process, about a second) stays in the fast loop.
+SLOW_BENCHMARKS = ("bench.bench_book", "bench.bench_chunked", "bench.bench_grading", "bench.bench_models")
 
 
 def test_discovery_finds_the_loss_benchmarks() -> None:
@@ -27,7 +30,8 @@ def test_discovery_finds_the_loss_benchmarks() -> None:
     assert modules == sorted(modules)
 
 
-@pytest.mark.parametrize("module_name", discover())
+@pytest.mark.parametrize(
+    "module_name", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW_BENCHMARKS else m for m in discover()])
 def test_benchmark_runs_at_tiny_size(module_name: str, tmp_path: Path) -> None:
     module = importlib.import_module(module_name)
     section = module.run(tiny=True, out_dir=tmp_path)

@@ -162,6 +162,7 @@ def test_files_outside_the_toc_are_not_built(built_book) -> None:
 
 @pytest.mark.slow
 @pytest.mark.book
+@pytest.mark.ch01
 def test_chapter_1_pastes_the_numbers_computed_at_build_time(built_book) -> None:
     page = built_book.read("book/ch01_token_to_sequence")
     pasted = re.findall(r'<span class="pasted-text">([^<]*)</span>', page)
@@ -182,6 +183,7 @@ def test_chapter_1_pastes_the_numbers_computed_at_build_time(built_book) -> None
 
 @pytest.mark.slow
 @pytest.mark.book
+@pytest.mark.ch01
 def test_chapter_1_has_numbered_equations_figures_with_alt_text_exercises_and_quizzes(built_book) -> None:
     page = built_book.read("book/ch01_token_to_sequence")
     assert len(re.findall(r'<span class="eqno">\(\d+\.\d+\)', page)) >= 5

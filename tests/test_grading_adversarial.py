@@ -14,7 +14,7 @@ from coursekit.grading.driver import GradeOptions, grade_assignment
 from coursekit.grading.sandbox import Limits, sandbox_available
 from conftest import in_ci
 
-pytestmark = [pytest.mark.slow, pytest.mark.grading]
+pytestmark = [pytest.mark.slow, pytest.mark.grading, pytest.mark.a1]
 
 
 def _digest(path: Path) -> str:

@@ -18,7 +18,7 @@ from coursekit.grading.driver import GradeOptions, grade_assignment
 from coursekit.grading.sandbox import Limits, sandbox_available
 from conftest import in_ci, require_system_tool
 
-pytestmark = [pytest.mark.slow, pytest.mark.grading]
+pytestmark = [pytest.mark.slow, pytest.mark.grading, pytest.mark.a1]
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 

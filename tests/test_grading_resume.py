@@ -16,7 +16,7 @@ from adversarial.course import ASSIGNMENT, VENV_BIN, make_course, release_notebo
 from coursekit.grading.sandbox import sandbox_available
 from conftest import in_ci
 
-pytestmark = [pytest.mark.slow, pytest.mark.grading]
+pytestmark = [pytest.mark.slow, pytest.mark.grading, pytest.mark.a1]
 
 EXPECTED = {"alice": 10.0, "bob": 7.0, "carol": 0.0, "dave": 10.0}
 

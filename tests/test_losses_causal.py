@@ -22,7 +22,7 @@ from tests.strategies import (
     random_targets,
 )
 
-pytestmark = pytest.mark.losses
+pytestmark = [pytest.mark.losses, pytest.mark.a2]
 
 
 def _numpy_token_log_probs(logits: torch.Tensor, ids: torch.Tensor) -> np.ndarray:

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from coursekit.losses import chunked_cross_entropy
 from tests.strategies import IGNORE_INDEX, float_dtypes, generator, gradcheck64, loss_settings, seeds
 
-pytestmark = pytest.mark.losses
+pytestmark = [pytest.mark.losses, pytest.mark.a6]
 
 DEVICE = torch.device(os.environ.get("COURSEKIT_TEST_DEVICE", "cpu"))
 REDUCTIONS = ("mean", "sum", "none")
@@ -383,6 +383,7 @@ def _peak_extra_kib(method: str, n: int, h: int, v: int) -> tuple[int, float]:
     return record["extra_kib"], record["loss"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss is in KiB on Linux only")
 def test_chunked_peak_memory_stays_well_under_the_plain_expression() -> None:
     # N = 4096, V = 32768: the plain logits alone take 512 MiB in float32, so any

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from coursekit.losses import ctc_forward_variables, ctc_loss
 from tests.strategies import float_dtypes, generator, gradcheck64, loss_settings, seeds
 
-pytestmark = pytest.mark.losses
+pytestmark = [pytest.mark.losses, pytest.mark.a5]
 
 DEVICE = torch.device(os.environ.get("COURSEKIT_TEST_DEVICE", "cpu"))
 REDUCTIONS = ("mean", "sum", "none")

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from coursekit.losses import batch_loss, kd_cross_entropy, kd_loss
 from tests.strategies import generator, gradcheck64, loss_settings, padded_batches, random_logits
 
-pytestmark = pytest.mark.losses
+pytestmark = [pytest.mark.losses, pytest.mark.a4]
 
 temperatures = st.sampled_from([0.5, 1.0, 2.0, 4.0])
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from coursekit.losses import batch_loss, mrt_risk, response_mask, sequence_loss, sequence_mask
 from tests.strategies import loss_settings, mask_dtypes, mask_from_lengths, token_loss_batches
 
-pytestmark = pytest.mark.losses
+pytestmark = [pytest.mark.losses, pytest.mark.a2]
 
 
 @st.composite

@@ -22,7 +22,7 @@ from tests.strategies import (
     token_loss_batches,
 )
 
-pytestmark = pytest.mark.losses
+pytestmark = [pytest.mark.losses, pytest.mark.a1, pytest.mark.a2]
 
 
 def _flat_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, **kwargs: object) -> torch.Tensor:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from coursekit.losses import batch_loss, policy_loss_aggregate
 from tests.strategies import generator, gradcheck64, loss_settings, response_batches, token_loss_batches
 
-pytestmark = pytest.mark.losses
+pytestmark = [pytest.mark.losses, pytest.mark.a5]
 
 
 def _numpy_policy(losses: np.ndarray, mask: np.ndarray, mode: str, max_len: int) -> float:

@@ -21,7 +21,7 @@ def preference_batches(draw: st.DrawFn) -> tuple[torch.Tensor, ...]:
     return tuple(values)
 
 
-pytestmark = pytest.mark.losses
+pytestmark = [pytest.mark.losses, pytest.mark.a5]
 
 
 def _numpy_dpo(pc, pr, rc, rr, beta):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from coursekit.losses import mrt_risk, reinforce_loss
 from tests.strategies import float_dtypes, generator, gradcheck64, loss_settings, random_masks, seeds
 
-pytestmark = pytest.mark.losses
+pytestmark = [pytest.mark.losses, pytest.mark.a5]
 
 
 @st.composite

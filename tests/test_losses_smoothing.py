@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from coursekit.losses import label_smoothed_nll, token_nll
 from tests.strategies import IGNORE_INDEX, generator, gradcheck64, loss_settings, padded_batches
 
-pytestmark = pytest.mark.losses
+pytestmark = [pytest.mark.losses, pytest.mark.a4]
 
 epsilons = st.sampled_from([0.0, 0.1, 0.37, 0.9, 0.999])
 reductions = st.sampled_from(["none", "sum", "mean"])

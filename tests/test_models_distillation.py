@@ -10,7 +10,7 @@ from coursekit.models import Seq2Seq, load_checkpoint, model_size, sequence_kd_p
     shipped_checkpoint
 from coursekit.recipes import translation_data
 
-pytestmark = pytest.mark.models
+pytestmark = [pytest.mark.models, pytest.mark.a4]
 
 
 def test_students_are_smaller_than_teachers():

@@ -8,15 +8,7 @@ import torch
 from coursekit import recipes
 from coursekit.models import RNNLM, Seq2Seq, TransformerLM
 
-pytestmark = pytest.mark.models
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.models, pytest.mark.usefixtures("one_thread")]
 
 
 def test_lm_data_is_encoded_without_unknown_tokens_and_knows_its_floor():

@@ -9,15 +9,8 @@ from coursekit.data import lm_batch, tbptt_chunks, token_stream
 from coursekit.models import RNNLM, detach_hidden
 from coursekit.train import TBPTTObjective, lm_objective, seeded, train
 
-pytestmark = pytest.mark.models
+pytestmark = [pytest.mark.models, pytest.mark.a3, pytest.mark.usefixtures("one_thread")]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 SENTENCES = [[4, 5, 6, 7], [4, 6], [5, 5, 7], [7, 6, 5, 4, 4]]
 

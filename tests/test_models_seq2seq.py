@@ -11,15 +11,7 @@ from coursekit.models import Seq2Seq, load_checkpoint, shipped_checkpoint
 from coursekit.recipes import translation_data
 from coursekit.train import lm_objective, seeded, train
 
-pytestmark = pytest.mark.models
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.models, pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,7 @@ from coursekit.data import lm_batch
 from coursekit.models import TransformerLM, causal_mask, sinusoidal_positions
 from coursekit.train import lm_objective, seeded, train
 
-pytestmark = pytest.mark.models
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.models, pytest.mark.usefixtures("one_thread")]
 
 
 def small(positions: str = "learned", seed: int = 0) -> TransformerLM:

@@ -28,15 +28,7 @@ from coursekit.train import (
     z_loss_objective,
 )
 
-pytestmark = pytest.mark.models
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.models, pytest.mark.usefixtures("one_thread")]
 
 
 class Scale(nn.Module):

@@ -1,9 +1,11 @@
 """How policy-gradient methods for language models turn per-token losses into one number.
 
-GRPO, DAPO and Dr. GRPO compute the same per-token surrogate losses for a group
-of sampled responses (see :func:`clipped_surrogate`) and differ only in how
-they average them, and that choice alone changes which responses the update
-favours:
+GRPO, DAPO and Dr. GRPO compute per-token surrogate losses for a group of
+sampled responses (see :func:`clipped_surrogate`). Among their differences
+(the advantage's scale, the clip range, the KL term, the sampling, the
+shaping of overlong responses: chapter 9 of the course lists them) is how
+they average those losses, and that choice alone changes which responses the
+update favours:
 
 * GRPO (Shao et al. 2024) averages each response over its own tokens, then
   over responses, so a token of a long response weighs less;
@@ -45,11 +47,11 @@ def policy_loss_aggregate(
         \\qquad
         L^{\\text{dapo}} = \\frac{\\sum_{i,t} m_{i,t}\\ell_{i,t}}{N},
         \\qquad
-        L^{\\text{dr\\_grpo}} = \\frac{\\sum_{i,t} m_{i,t}\\ell_{i,t}}{G \\cdot L_{\\max}}
+        L^{\\text{dr\\_grpo}} = \\frac{\\sum_{i,t} m_{i,t}\\ell_{i,t}}{G \\cdot T_{\\max}}
 
     where :math:`G'` counts the non-empty responses, :math:`N` is
     ``num_items_in_batch`` (``"dapo"`` without it is ``"bnpo"``) and
-    :math:`L_{\\max}` is ``max_len``. ``"grpo"`` is ``batch_loss(...,
+    :math:`T_{\\max}` is ``max_len``. ``"grpo"`` is ``batch_loss(...,
     "sequence_mean")``, ``"bnpo"`` is ``batch_loss(..., "token_mean")``.
 
     ``"bnpo"`` averages over the tokens of this micro-batch (TRL's name for it).
@@ -71,7 +73,7 @@ def policy_loss_aggregate(
       :func:`batch_loss`'s ``"sequence_mean"``; TRL divides by
       ``mask.sum(-1).clamp(min=1)``, so the empty response counts as 0 and the
       mean is over all :math:`G`. The two differ by the factor :math:`G'/G`.
-    * ``"dr_grpo"``: TRL's :math:`L_{\\max}` is the config value
+    * ``"dr_grpo"``: TRL's :math:`T_{\\max}` is the config value
       ``max_completion_length``, a constant, not the padded length of the batch
       (which ``max_len=None`` uses here): pass ``max_len=max_completion_length``
       to reproduce it.
@@ -86,7 +88,7 @@ def policy_loss_aggregate(
         token_losses: per-token losses (any sign, e.g. :func:`clipped_surrogate`).
         mask: True (or 1) on response tokens, boolean or integer 0/1; ``None`` counts every token.
         mode: ``"grpo"``, ``"bnpo"``, ``"dapo"`` or ``"dr_grpo"``.
-        max_len: :math:`L_{\\max}` for ``"dr_grpo"``, the generation budget;
+        max_len: :math:`T_{\\max}` for ``"dr_grpo"``, the generation budget;
             ``None`` uses the padded length ``T``. No response may be longer.
             Ignored by the other modes.
         num_items_in_batch: :math:`N` for ``"dapo"``: a number > 0, or a

@@ -67,14 +67,16 @@ def dpo_loss(
     label_smoothing: float = 0.0,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """DPO loss: :math:`-\\log\\sigma\\big(\\beta[(\\log\\pi_c - \\log\\pi^{\\mathrm{ref}}_c) - (\\log\\pi_r - \\log\\pi^{\\mathrm{ref}}_r)]\\big)`.
+    """DPO loss: :math:`-\\log\\sigma(\\hat r_{\\text{c}} - \\hat r_{\\text{r}})` of the implicit rewards.
+
+    The implicit reward of a response is :math:`\\hat r = \\beta(\\log p_\\theta - \\log p_{\\text{ref}})`.
 
     Each argument holds one sequence log-probability per pair,
-    :math:`\\log \\pi(y \\mid x)` summed over the response tokens (e.g.
+    :math:`\\log p(y \\mid x)` summed over the response tokens (e.g.
     ``-causal_lm_loss(..., loss_mask=response_mask(...), reduction="none")``).
-    With the margin
-    :math:`h_i = (\\log\\pi_{c,i} - \\log\\pi^{\\mathrm{ref}}_{c,i}) - (\\log\\pi_{r,i} - \\log\\pi^{\\mathrm{ref}}_{r,i})`
-    and :math:`z_i = \\beta h_i`,
+    With the reward margin of pair :math:`i`,
+    :math:`z_i = \\beta\\big[(\\log p_\\theta(y_{\\text{c},i}) - \\log p_{\\text{ref}}(y_{\\text{c},i}))
+    - (\\log p_\\theta(y_{\\text{r},i}) - \\log p_{\\text{ref}}(y_{\\text{r},i}))\\big]`,
 
     .. math:: L_i = -(1-\\varepsilon) \\log \\sigma(z_i) - \\varepsilon \\log \\sigma(-z_i)
 
@@ -82,10 +84,10 @@ def dpo_loss(
     (Mitchell 2023), for preference labels that are flipped with probability
     :math:`\\varepsilon`. With :math:`\\varepsilon = 0` (the default) it is
     plain DPO, :math:`\\operatorname{softplus}(-z_i)`. Computed with
-    ``logsigmoid``, so large margins neither overflow nor lose precision. At
-    :math:`h = 0` (policy equals reference) the loss is :math:`\\ln 2` for every
-    :math:`\\varepsilon`. The implicit rewards :math:`\\beta(\\log\\pi - \\log\\pi^{\\mathrm{ref}})`
-    that trainers log come from :func:`dpo_rewards`.
+    ``logsigmoid``, so large margins neither overflow nor lose precision. Where
+    the policy equals the reference (:math:`z_i = 0`) the loss is :math:`\\ln 2` for every
+    :math:`\\varepsilon`. The implicit rewards :math:`\\hat r` that trainers log
+    come from :func:`dpo_rewards`.
 
     TRL: its ``loss_type="sigmoid"`` is this loss. Up to TRL v0.28 it also
     applied ``label_smoothing`` as here; since v0.29 (the DPO refactor, pull
@@ -94,10 +96,10 @@ def dpo_loss(
     ``"aot"`` losses with this same smoothing term).
 
     Args:
-        policy_chosen_logps: :math:`\\log\\pi_\\theta(y_c \\mid x)`.
-        policy_rejected_logps: :math:`\\log\\pi_\\theta(y_r \\mid x)`.
-        reference_chosen_logps: :math:`\\log\\pi^{\\mathrm{ref}}(y_c \\mid x)`.
-        reference_rejected_logps: :math:`\\log\\pi^{\\mathrm{ref}}(y_r \\mid x)`.
+        policy_chosen_logps: :math:`\\log p_\\theta(y_{\\text{c}} \\mid x)`.
+        policy_rejected_logps: :math:`\\log p_\\theta(y_{\\text{r}} \\mid x)`.
+        reference_chosen_logps: :math:`\\log p_{\\text{ref}}(y_{\\text{c}} \\mid x)`.
+        reference_rejected_logps: :math:`\\log p_{\\text{ref}}(y_{\\text{r}} \\mid x)`.
         beta: :math:`\\beta > 0`, the strength of the implicit KL penalty.
         label_smoothing: :math:`\\varepsilon \\in [0, 0.5)`, the assumed
             probability that a preference label is flipped.
@@ -153,20 +155,20 @@ def dpo_rewards(
     *,
     beta: float = 0.1,
 ) -> DPORewards:
-    """DPO's implicit rewards :math:`r = \\beta(\\log\\pi_\\theta(y \\mid x) - \\log\\pi^{\\mathrm{ref}}(y \\mid x))`.
+    """DPO's implicit rewards :math:`\\hat r = \\beta(\\log p_\\theta(y \\mid x) - \\log p_{\\text{ref}}(y \\mid x))`.
 
-    DPO's loss is :math:`-\\log\\sigma(r_c - r_r)`: the policy is trained as if
+    DPO's loss is :math:`-\\log\\sigma(\\hat r_{\\text{c}} - \\hat r_{\\text{r}})`: the policy is trained as if
     these were a reward model's scores (Rafailov et al. 2023). Trainers log
-    their means, their margin :math:`r_c - r_r` and how often
-    :math:`r_c > r_r` (TRL's ``rewards/chosen``, ``rewards/rejected``,
+    their means, their margin :math:`\\hat r_{\\text{c}} - \\hat r_{\\text{r}}` and how often
+    :math:`\\hat r_{\\text{c}} > \\hat r_{\\text{r}}` (TRL's ``rewards/chosen``, ``rewards/rejected``,
     ``rewards/margins``, ``rewards/accuracies``). They keep the graph; call
     ``.detach()`` to log or plot them, as TRL does.
 
     Args:
-        policy_chosen_logps: :math:`\\log\\pi_\\theta(y_c \\mid x)`, as in :func:`dpo_loss`.
-        policy_rejected_logps: :math:`\\log\\pi_\\theta(y_r \\mid x)`.
-        reference_chosen_logps: :math:`\\log\\pi^{\\mathrm{ref}}(y_c \\mid x)`.
-        reference_rejected_logps: :math:`\\log\\pi^{\\mathrm{ref}}(y_r \\mid x)`.
+        policy_chosen_logps: :math:`\\log p_\\theta(y_{\\text{c}} \\mid x)`, as in :func:`dpo_loss`.
+        policy_rejected_logps: :math:`\\log p_\\theta(y_{\\text{r}} \\mid x)`.
+        reference_chosen_logps: :math:`\\log p_{\\text{ref}}(y_{\\text{c}} \\mid x)`.
+        reference_rejected_logps: :math:`\\log p_{\\text{ref}}(y_{\\text{r}} \\mid x)`.
         beta: :math:`\\beta > 0`.
 
     Returns:
@@ -217,24 +219,25 @@ def simpo_loss(
 ) -> torch.Tensor:
     """SimPO loss (Meng et al. 2024): reference-free and length-normalised.
 
-    With :math:`\\log\\pi(y \\mid x)` summed over the response's :math:`|y|` tokens,
+    With :math:`\\log p_\\theta(y \\mid x)` summed over the response's :math:`|y|` tokens,
 
     .. math::
 
-        L_i = -\\log\\sigma\\Big(\\frac{\\beta}{|y_c|}\\log\\pi_\\theta(y_c \\mid x)
-              - \\frac{\\beta}{|y_r|}\\log\\pi_\\theta(y_r \\mid x) - \\gamma\\Big)
+        L_i = -\\log\\sigma\\Big(\\frac{\\beta}{|y_c|}\\log p_\\theta(y_{\\text{c}} \\mid x)
+              - \\frac{\\beta}{|y_r|}\\log p_\\theta(y_{\\text{r}} \\mid x) - \\gamma\\Big)
 
-    The implicit reward :math:`\\frac{\\beta}{|y|}\\log\\pi_\\theta(y \\mid x)` is
+    The implicit reward :math:`\\frac{\\beta}{|y|}\\log p_\\theta(y \\mid x)` is
     the *mean* token log-probability, the quantity that generation ranks by,
-    where DPO's :math:`\\beta(\\log\\pi_\\theta - \\log\\pi^{\\mathrm{ref}})` uses
-    sums, which favour short responses; :math:`\\gamma > 0` asks for a margin.
+    where DPO's :math:`\\beta(\\log p_\\theta - \\log p_{\\text{ref}})` uses
+    sums, so that the same change per token moves a long response's reward
+    more (chapter 9 of the course); :math:`\\gamma > 0` asks for a margin.
     TRL's CPO trainer with ``loss_type="simpo"`` computes the same with
     ``simpo_gamma`` = :math:`\\gamma` (it subtracts :math:`\\gamma/\\beta`
     inside the :math:`\\beta(\\cdot)`, which is the same number).
 
     Args:
-        chosen_logps: :math:`\\log\\pi_\\theta(y_c \\mid x)`, summed over the response.
-        rejected_logps: :math:`\\log\\pi_\\theta(y_r \\mid x)`, summed over the response.
+        chosen_logps: :math:`\\log p_\\theta(y_{\\text{c}} \\mid x)`, summed over the response.
+        rejected_logps: :math:`\\log p_\\theta(y_{\\text{r}} \\mid x)`, summed over the response.
         chosen_lengths: :math:`|y_c|`, the number of tokens summed (integer or float, > 0).
         rejected_lengths: :math:`|y_r|`.
         beta: :math:`\\beta > 0`, the reward scale.

@@ -1,8 +1,8 @@
 """The per-token policy-gradient objective of PPO, GRPO, DAPO and GSPO: ratios, clipping, KL penalty.
 
-A policy :math:`\\pi_\\theta` is trained on responses sampled from an older copy
-:math:`\\pi_{\\text{old}}` of itself. Each token's loss weighs its advantage
-:math:`A` by the importance ratio :math:`r = \\pi_\\theta / \\pi_{\\text{old}}`,
+A policy :math:`p_\\theta` is trained on responses sampled from an older copy
+:math:`p_{\\theta_{\\text{old}}}` of itself. Each token's loss weighs its advantage
+:math:`A` by the importance ratio :math:`w = p_\\theta / p_{\\theta_{\\text{old}}}`,
 clipped so that one batch cannot move the policy far (PPO, Schulman et al.
 2017); GRPO (Shao et al. 2024) adds a per-token estimate of the KL divergence
 to a frozen reference policy; DAPO (Yu et al. 2025) clips the ratio higher
@@ -43,17 +43,18 @@ def clipped_surrogate(
 ) -> torch.Tensor:
     """Per-token clipped surrogate loss of PPO and GRPO, with DAPO's asymmetric clip.
 
-    With the importance ratio :math:`r_{i,t} = \\exp(\\log\\pi_\\theta - \\log\\pi_{\\text{old}})`
+    With the importance ratio :math:`w_{i,t} = \\exp(\\log p_\\theta - \\log p_{\\theta_{\\text{old}}})`
     of token :math:`t` of response :math:`i` and its advantage :math:`A_{i,t}`,
 
     .. math::
 
-        \\ell_{i,t} = -\\min\\big(r_{i,t} A_{i,t},\\;
-            \\operatorname{clip}(r_{i,t}, 1 - \\varepsilon_{\\text{low}}, 1 + \\varepsilon_{\\text{high}})\\, A_{i,t}\\big)
+        \\ell_{i,t} = -\\min\\big(w_{i,t} A_{i,t},\\;
+            \\operatorname{clip}(w_{i,t}, 1 - \\xi_{\\text{low}}, 1 + \\xi_{\\text{high}})\\, A_{i,t}\\big)
 
     The minimum makes the objective pessimistic: a token whose ratio has left
     the clip range in the direction its advantage pushes gets no gradient.
-    :math:`\\varepsilon_{\\text{high}}` defaults to :math:`\\varepsilon_{\\text{low}}`
+    The clip range :math:`\\xi` (epsilon in the papers and in TRL) is
+    ``eps_low``; :math:`\\xi_{\\text{high}}` defaults to :math:`\\xi_{\\text{low}}`
     (PPO, GRPO); DAPO's clip-higher sets it larger (e.g. 0.28) so that
     unlikely tokens with a positive advantage can grow. This is TRL's
     ``GRPOTrainer`` per-token loss for its ``"grpo"``, ``"bnpo"``,
@@ -63,15 +64,15 @@ def clipped_surrogate(
     sampling policy, and the returns of the samples): they are detached, so no
     gradient reaches them. Positions that are padding should hold finite values
     (0, say): :func:`policy_loss_aggregate` removes them from the value, but a
-    ``nan`` there would reach the gradient through :math:`r`. For GSPO, pass a
+    ``nan`` there would reach the gradient through :math:`w`. For GSPO, pass a
     sequence ratio's logarithm (see :func:`sequence_importance_ratio`).
 
     Args:
-        log_probs: :math:`\\log\\pi_\\theta` of each sampled token.
-        old_log_probs: :math:`\\log\\pi_{\\text{old}}` of the same tokens.
+        log_probs: :math:`\\log p_\\theta` of each sampled token.
+        old_log_probs: :math:`\\log p_{\\theta_{\\text{old}}}` of the same tokens.
         advantages: :math:`A`, one per response (broadcast over its tokens) or one per token.
-        eps_low: :math:`\\varepsilon_{\\text{low}} \\ge 0`.
-        eps_high: :math:`\\varepsilon_{\\text{high}} \\ge 0`; ``None`` uses ``eps_low``.
+        eps_low: :math:`\\xi_{\\text{low}} \\ge 0`.
+        eps_high: :math:`\\xi_{\\text{high}} \\ge 0`; ``None`` uses ``eps_low``.
 
     Returns:
         The per-token losses :math:`\\ell_{i,t}`.
@@ -86,7 +87,7 @@ def clipped_surrogate(
 
     Example:
         >>> log_probs = torch.log(torch.tensor([[1.5, 0.5, 1.0]]))   # ratios 1.5, 0.5, 1.0 ...
-        >>> old = torch.zeros(1, 3)                                  # ... against pi_old = 1
+        >>> old = torch.zeros(1, 3)                                  # ... against p_old = 1
         >>> clipped_surrogate(log_probs, old, torch.tensor([1.0]))   # clipped to 1.2 above
         tensor([[-1.2000, -0.5000, -1.0000]])
         >>> clipped_surrogate(log_probs, old, torch.tensor([-1.0]))  # clipped to 0.8 below
@@ -113,27 +114,34 @@ def clipped_surrogate(
 
 
 def kl_penalty(log_probs: torch.Tensor, ref_log_probs: torch.Tensor, *, estimator: str = "k3") -> torch.Tensor:
-    """Per-token estimate of :math:`\\mathrm{KL}(\\pi_\\theta \\,\\|\\, \\pi_{\\text{ref}})` from sampled tokens.
+    """Per-token estimate of :math:`\\mathrm{KL}(p_\\theta \\,\\|\\, p_{\\text{ref}})` from sampled tokens.
 
-    For a token sampled from :math:`\\pi_\\theta`, with
-    :math:`d = \\log\\pi_{\\text{ref}} - \\log\\pi_\\theta` (Schulman's three estimators):
+    For a token sampled from :math:`p_\\theta`, with
+    :math:`d = \\log p_{\\text{ref}} - \\log p_\\theta` (Schulman's three estimators):
 
     .. math::
 
-        k_1 = -d = \\log\\pi_\\theta - \\log\\pi_{\\text{ref}}, \\qquad
+        k_1 = -d = \\log p_\\theta - \\log p_{\\text{ref}}, \\qquad
         k_2 = \\tfrac12 d^2, \\qquad
         k_3 = e^{d} - d - 1
 
-    :math:`k_1` is unbiased but often negative; :math:`k_2` is biased with low
-    variance; :math:`k_3` is unbiased and never negative (0 exactly where the
-    two log-probabilities agree). GRPO uses :math:`k_3`, as does TRL's
-    ``GRPOTrainer`` (``beta * per_token_kl``). Gradients flow into both
+    For tokens sampled from :math:`p_\\theta` itself, :math:`k_1` is unbiased
+    but often negative, :math:`k_2` is biased with low variance, and
+    :math:`k_3` is unbiased and never negative (0 exactly where the two
+    log-probabilities agree); on tokens sampled from an older policy none of
+    them is unbiased. GRPO uses :math:`k_3`. Its expected *gradient* on
+    on-policy tokens is that of :math:`\\mathrm{KL}(p_{\\text{ref}} \\,\\|\\, p_\\theta)`;
+    multiplied by the importance ratio it becomes that of
+    :math:`\\mathrm{KL}(p_\\theta \\,\\|\\, p_{\\text{ref}})`. TRL's ``GRPOTrainer``
+    adds ``beta * per_token_kl``, by default multiplied by the ratio
+    (``use_bias_correction_kl``); this function returns the estimate alone,
+    so multiply it yourself to do the same. Gradients flow into both
     arguments; the reference usually comes from a frozen model under
     ``torch.no_grad()``.
 
     Args:
-        log_probs: :math:`\\log\\pi_\\theta` of each sampled token.
-        ref_log_probs: :math:`\\log\\pi_{\\text{ref}}` of the same tokens.
+        log_probs: :math:`\\log p_\\theta` of each sampled token.
+        ref_log_probs: :math:`\\log p_{\\text{ref}}` of the same tokens.
         estimator: ``"k1"``, ``"k2"`` or ``"k3"``.
 
     Returns:
@@ -178,23 +186,23 @@ def sequence_importance_ratio(
 
     .. math::
 
-        s_i = \\Big(\\frac{\\pi_\\theta(o_i)}{\\pi_{\\text{old}}(o_i)}\\Big)^{1/|o_i|}
-            = \\exp\\Big(\\frac{1}{|o_i|}\\sum_t m_{i,t}\\big(\\log\\pi_\\theta - \\log\\pi_{\\text{old}}\\big)\\Big)
+        w^{\\text{seq}}_i = \\Big(\\frac{p_\\theta(o_i)}{p_{\\theta_{\\text{old}}}(o_i)}\\Big)^{1/|o_i|}
+            = \\exp\\Big(\\frac{1}{|o_i|}\\sum_t m_{i,t}\\big(\\log p_\\theta - \\log p_{\\theta_{\\text{old}}}\\big)\\Big)
 
     (Zheng et al. 2025). One ratio per sequence, normalised by its length so
     that long and short responses are clipped alike; clip it with
-    :func:`clipped_surrogate` by passing ``torch.log(s).unsqueeze(-1)`` against
-    zeros. A response with no token has ratio 1 (the empty product), as in
+    :func:`clipped_surrogate` by passing the logarithm of this result,
+    ``unsqueeze(-1)``-ed, against zeros. A response with no token has ratio 1 (the empty product), as in
     TRL's ``importance_sampling_level="sequence"``. ``old_log_probs`` is
     detached; masked positions never reach the value or the gradient.
 
     Args:
-        log_probs: :math:`\\log\\pi_\\theta` of each sampled token.
-        old_log_probs: :math:`\\log\\pi_{\\text{old}}` of the same tokens.
+        log_probs: :math:`\\log p_\\theta` of each sampled token.
+        old_log_probs: :math:`\\log p_{\\theta_{\\text{old}}}` of the same tokens.
         mask: True (or 1) on response tokens, boolean or integer 0/1; ``None`` counts every token.
 
     Returns:
-        :math:`s_i` for every response.
+        :math:`w^{\\text{seq}}_i` for every response.
 
     Shapes:
         log_probs, old_log_probs, mask: ``(B, T)`` (or ``(..., T)``); result: ``(B,)``.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -13,9 +12,30 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def peak_rss_mib() -> float:
-    """This process's resident-set-size high-water mark in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _status_mib(field: str) -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def reset_peak_rss_mib() -> float:
+    """Reset this process's resident-set-size high-water mark to the present RSS; return that RSS in MiB.
+
+    Linux only (``/proc/self/clear_refs``, value 5). Measuring from the present
+    RSS after a reset, not from an earlier high-water mark, counts every page a
+    step touches, also those that reuse memory freed before the step (a
+    temporary made while building the inputs, a warm-up's buffers).
+    """
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
+        clear_refs.write("5")
+    return _status_mib("VmRSS")
+
+
+def peak_rss_since_reset_mib() -> float:
+    """The resident-set-size high-water mark (``VmHWM``) since :func:`reset_peak_rss_mib`, in MiB."""
+    return _status_mib("VmHWM")
 
 
 def run_worker(module: str, config: dict, timeout: float = 900) -> dict:

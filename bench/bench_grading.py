@@ -3,9 +3,9 @@
 Both graders get the same submissions (40, or 2 in tiny mode; three quarters
 correct, the rest with a wrong ``token_nll``) in two copies of one generated
 course, on this machine, in one run. Each is timed as a whole command, start-up
-included, and the scores both give are checked against each other. The goal of
-issue 7 is a ratio of at least 1.7 on 2 cores, despite the sandbox and the
-out-of-process verdicts.
+included, and the scores both give are checked against each other. The goal is a
+ratio of at least 5 on 2 cores (issue 15: it must stay there with the trusted
+runner, its kernel child and the cgroups; issue 7 first asked for 1.7).
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def run(*, tiny: bool, out_dir: Path) -> str:
             f"| coursekit grade --jobs 2 (sandboxed, out-of-process verdicts) | {ours_s:.1f} | {ours_rate:.1f} |",
             f"| nbgrader autograde (stock, sequential) | {stock_s:.1f} | {stock_rate:.1f} |",
             "",
-            f"**Ratio: {ratio:.2f}x** (goal: at least 1.7x). Total scores agree on {agree} of {count} submissions "
+            f"**Ratio: {ratio:.2f}x** (goal: at least 5x). Total scores agree on {agree} of {count} submissions "
             "(stock nbgrader's scores come from the visible and hidden test cells; ours from the hidden calls).",
         ]
     )

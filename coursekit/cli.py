@@ -57,12 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="submissions graded at once (default: the CPU count)")
     grade.add_argument("--executor", default="local", help="'local' (default) or dask://HOST:PORT")
     grade.add_argument("--timeout", type=_positive_float, default=30.0,
-                       help="seconds allowed per cell and per graded call (default 30); "
-                       "a submission gets 4x this plus 30 s in all")
+                       help="CPU seconds allowed per cell and per graded call (default 30; 3x that in wall-clock "
+                       "time); a submission gets 4x this plus 30 s of wall-clock time in all, reruns included")
     grade.add_argument("--memory", type=_positive_int, default=2048, help="memory limit in MB (default 2048)")
     grade.add_argument("--force", action="store_true", help="regrade submissions that are already graded")
     grade.add_argument("--require-sandbox", action="store_true",
-                       help="refuse to run when the bubblewrap sandbox cannot be set up")
+                       help="refuse to run when the bubblewrap sandbox or its cgroups cannot be set up")
     grade.add_argument("--db-url", default=None, help="gradebook URL (default: nbgrader's configuration)")
     grade.add_argument("--course-dir", default=".", help="the course directory (default: the current one)")
     grade.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``coursekit`` with ``argv`` (default: the command line); returns the exit status."""
     args = build_parser().parse_args(argv)
     from coursekit.grading.driver import GradeOptions, SandboxUnavailable, format_table, grade_assignment
-    from coursekit.grading.sandbox import Limits
+    from coursekit.grading.limits import Limits
 
     try:
         limits = Limits(timeout_s=args.timeout, memory_mb=args.memory)

@@ -1,4 +1,4 @@
-"""Evaluation: per-token NLL, perplexity, bits per token, exact match, BLEU and chrF.
+"""Evaluation: per-token NLL, perplexity, bits per token, exact match, BLEU, chrF and label error rate.
 
 BLEU and chrF come from ``sacrebleu``, the standard implementation, so the
 numbers are comparable with published ones; nothing here re-implements them.
@@ -15,10 +15,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from coursekit.data._checks import require_int, require_number, require_seed
+from coursekit.data._checks import require_int, require_number, require_one_of, require_seed
 from coursekit.data.batching import lm_batch, pad_batch
+from coursekit.data.frames import FRAME_BLANK, FrameExample, frame_batch
 from coursekit.data.vocab import Vocab
 from coursekit.losses import batch_loss, bits_per_token, perplexity, token_nll
+from coursekit.models.ctc import ctc_best_path, ctc_prefix_beam_search
 
 
 @dataclass(frozen=True)
@@ -118,11 +120,148 @@ def chrf(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     return float(sacrebleu.corpus_chrf(list(hypotheses), [list(references)]).score)
 
 
+def edit_distance(hypothesis: Sequence[object], reference: Sequence[object]) -> int:
+    """Levenshtein distance: the fewest insertions, deletions and substitutions that turn one sequence into the other.
+
+    Example:
+        >>> edit_distance([1, 2, 3], [1, 3]), edit_distance("kitten", "sitting")
+        (1, 3)
+    """
+    previous = list(range(len(reference) + 1))
+    for i, h in enumerate(hypothesis, start=1):
+        current = [i]
+        for j, r in enumerate(reference, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (h != r)))
+        previous = current
+    return previous[-1]
+
+
+def unigram_overlap(hypothesis: Sequence[object], reference: Sequence[object], *, clipped: bool = True) -> float:
+    """Matched tokens of the hypothesis over the reference's length: a recall-like overlap reward.
+
+    For a hypothesis :math:`\\hat y` and a reference :math:`y^*` of :math:`T` tokens,
+    with :math:`\\#_y(k)` the number of times token :math:`k` occurs in :math:`y`,
+
+    .. math::
+
+        r_{\\text{overlap}}(\\hat y) = \\frac{1}{T} \\sum_{t} \\bigl[\\hat y_t \\in y^*\\bigr]
+        \\quad (\\texttt{clipped=False}), \\qquad
+        \\frac{1}{T} \\sum_{k} \\min\\bigl(\\#_{\\hat y}(k), \\#_{y^*}(k)\\bigr)
+        \\quad (\\texttt{clipped=True}).
+
+    With ``clipped=True`` a token counts at most as often as it occurs in the
+    reference (BLEU's clipped counts, Papineni et al. 2002), so the value lies in
+    :math:`[0, 1]` and only an output that holds every reference token scores 1.
+    With ``clipped=False`` every hypothesis token that occurs anywhere in the
+    reference counts, so repeating a reference token raises the score without
+    bound: a reward that can be gamed.
+
+    Args:
+        hypothesis: the output's tokens.
+        reference: the reference's tokens.
+        clipped: count a token at most as often as in the reference.
+
+    Returns:
+        The overlap, in :math:`[0, 1]` when clipped.
+
+    Shapes:
+        hypothesis: any length; reference: :math:`T \\ge 1` tokens.
+
+    Raises:
+        ValueError: an empty reference.
+
+    Example:
+        >>> unigram_overlap([4, 0, 0], [4, 0, 0]), unigram_overlap([0, 0, 0, 0, 0, 0], [4, 0, 0])
+        (1.0, 0.6666666666666666)
+        >>> unigram_overlap([0, 0, 0, 0, 0, 0], [4, 0, 0], clipped=False)
+        2.0
+    """
+    if len(reference) == 0:
+        raise ValueError("reference must hold at least one token, got an empty sequence")
+    if not clipped:
+        present = set(reference)
+        return sum(token in present for token in hypothesis) / len(reference)
+    remaining: dict[object, int] = {}
+    for token in reference:
+        remaining[token] = remaining.get(token, 0) + 1
+    matched = 0
+    for token in hypothesis:
+        if remaining.get(token, 0) > 0:
+            remaining[token] -= 1
+            matched += 1
+    return matched / len(reference)
+
+
+def label_error_rate(hypotheses: Sequence[Sequence[object]], references: Sequence[Sequence[object]]) -> float:
+    """Summed edit distance over summed reference length (the word or label error rate of speech recognition).
+
+    It can exceed 1 when hypotheses hold many insertions.
+
+    Raises:
+        ValueError: the lists are empty or of different lengths, or every reference is empty.
+
+    Example:
+        >>> label_error_rate([[1, 2], [3]], [[1, 2, 2], [3]])    # one deletion over four labels
+        0.25
+    """
+    _check_pairs(hypotheses, references)  # type: ignore[arg-type]
+    total = sum(len(r) for r in references)
+    if total == 0:
+        raise ValueError("references must hold at least one label in total, got only empty references")
+    return sum(edit_distance(h, r) for h, r in zip(hypotheses, references)) / total
+
+
 def _check_pairs(hypotheses: Sequence[str], references: Sequence[str]) -> None:
     if len(references) == 0:
         raise ValueError("references must hold at least one reference, got an empty sequence")
     if len(hypotheses) != len(references):
         raise ValueError(f"hypotheses must have one entry per reference ({len(references)}), got {len(hypotheses)}")
+
+
+@dataclass(frozen=True)
+class CTCScores:
+    """Label error rate and exact match (fractions) of a CTC recogniser, with its outputs."""
+
+    label_error_rate: float
+    exact_match: float
+    hypotheses: list[list[int]]
+
+
+def evaluate_ctc(model: nn.Module, examples: Sequence[FrameExample], *, decoder: str = "best_path",
+                 beam_size: int = 8) -> CTCScores:
+    """Decode every utterance with :func:`~coursekit.models.ctc_best_path` or
+    :func:`~coursekit.models.ctc_prefix_beam_search` and score the outputs against the labels.
+
+    Args:
+        model: maps ``(features, input_lengths)`` to ``(B, T, V)`` log-probabilities.
+        examples: the utterances.
+        decoder: ``"best_path"`` or ``"prefix_beam"``.
+        beam_size: prefixes kept by the beam search.
+
+    Raises:
+        ValueError: no examples, or an unknown decoder.
+    """
+    require_one_of("decoder", decoder, ("best_path", "prefix_beam"))
+    if len(examples) == 0:
+        raise ValueError("examples must hold at least one utterance, got an empty sequence")
+    batch = frame_batch(examples)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        log_probs = model(batch.features, batch.input_lengths)
+    model.train(was_training)
+    hypotheses = []
+    for b, length in enumerate(batch.input_lengths.tolist()):
+        utterance = log_probs[b, :length]
+        if decoder == "best_path":
+            hypotheses.append(ctc_best_path(utterance, blank=FRAME_BLANK))
+        else:
+            best = ctc_prefix_beam_search(utterance, beam_size=beam_size, blank=FRAME_BLANK)
+            hypotheses.append(best[0][0] if best else [])
+    references = [e.labels for e in examples]
+    return CTCScores(label_error_rate=label_error_rate(hypotheses, references),
+                     exact_match=sum(h == r for h, r in zip(hypotheses, references)) / len(references),
+                     hypotheses=hypotheses)
 
 
 @dataclass(frozen=True)

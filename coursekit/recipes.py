@@ -12,6 +12,7 @@ recipe                        returns
 :func:`train_rnn_lm`          ``(RNNLM, History)``; ``history.valid`` = validation NLL per epoch
 :func:`train_transformer_lm`  ``(TransformerLM, History)``, same
 :func:`train_translator`      ``(Seq2Seq, History)``; ``history.valid`` = validation exact match
+:func:`train_ctc_recognizer`  ``(CTCRecognizer, History)``; ``history.valid`` = validation label error rate
 :func:`train_seq_kd_student`  a student trained on a teacher's beam outputs
 ============================  ===============================================
 """
@@ -26,6 +27,8 @@ from typing import NamedTuple
 from torch import nn
 
 from coursekit.data import (
+    FrameBatch,
+    FrameTask,
     LMBatch,
     Seq2SeqBatch,
     ToyCorpus,
@@ -33,15 +36,17 @@ from coursekit.data import (
     Vocab,
     bucket_batches,
     default_language,
+    frame_batch,
+    frame_task,
     lm_batch,
     seq2seq_batch,
     toy_corpus,
     translation_task,
 )
 from coursekit.data._checks import require_int, require_one_of, require_seed
-from coursekit.evaluation import LMScores, evaluate_lm, evaluate_translation, lm_scores
-from coursekit.models import NGramLM, RNNLM, Seq2Seq, TransformerLM, model_size, sequence_kd_pairs
-from coursekit.train import History, ObjectiveFn, lm_objective, seeded, train
+from coursekit.evaluation import LMScores, evaluate_ctc, evaluate_lm, evaluate_translation, lm_scores
+from coursekit.models import CTCRecognizer, NGramLM, RNNLM, Seq2Seq, TransformerLM, model_size, sequence_kd_pairs
+from coursekit.train import History, ObjectiveFn, ctc_objective, lm_objective, seeded, train
 
 
 class Trained(NamedTuple):
@@ -208,6 +213,52 @@ def train_translator(*, seed: int = 0, size: str = "teacher", epochs: int = 6, b
 
     history = train(model, batches, objective or lm_objective(), epochs=epochs, lr=lr, seed=seed,
                     evaluate=validate, progress=progress)
+    return Trained(model, history)
+
+
+@functools.lru_cache(maxsize=4)
+def ctc_data(seed: int = 0) -> FrameTask:
+    """The frame task of chapter 7: 600/200/200 utterances of 2 to 5 labels, noise 1.0.
+
+    Example:
+        >>> task = ctc_data(0)
+        >>> len(task.train), task.num_classes
+        (600, 6)
+    """
+    require_seed("seed", seed)
+    return frame_task(seed=seed, num_train=600, num_valid=200, num_test=200, noise=1.0)
+
+
+def train_ctc_recognizer(*, seed: int = 0, epochs: int = 6, batch_size: int = 32, lr: float = 1e-2,
+                         hidden_size: int = 32, evaluate: Callable[[nn.Module], float] | None = None,
+                         progress: bool | None = None) -> Trained:
+    """Train a :class:`~coursekit.models.CTCRecognizer` with the CTC loss on :func:`ctc_data`.
+
+    Args:
+        seed: data, initialisation and batching seed.
+        epochs, batch_size, lr: the usual (Adam; batches of similar length, reshuffled every epoch).
+        hidden_size: GRU state size per direction.
+        evaluate: called after every epoch; default: the best-path label error rate on the validation split.
+        progress: progress bar (default: only on a terminal).
+
+    Returns:
+        ``(model, history)``; ``history.valid`` holds ``evaluate``'s value after each epoch.
+    """
+    require_int("epochs", epochs, minimum=1)
+    task = ctc_data(seed)
+    with seeded(seed):
+        model = CTCRecognizer(task.feature_dim, task.num_classes, hidden_size=hidden_size)
+    lengths = [len(e.features) for e in task.train]
+
+    def batches(epoch: int) -> list[FrameBatch]:
+        order = bucket_batches(lengths, batch_size, seed=seed * 1000 + epoch)
+        return [frame_batch([task.train[i] for i in idx]) for idx in order]
+
+    def validate(m: nn.Module) -> float:
+        return evaluate_ctc(m, task.valid).label_error_rate
+
+    history = train(model, batches, ctc_objective(), epochs=epochs, lr=lr, seed=seed,
+                    evaluate=evaluate or validate, progress=progress)
     return Trained(model, history)
 
 

@@ -17,9 +17,9 @@ give 12 / 10 = 1.2, not (2 + 1) / 2 = 1.5).
 
 Ready-made objectives: :func:`lm_objective`, :func:`seq2seq_objective`,
 :func:`label_smoothing_objective`, :func:`z_loss_objective` (PaLM's z-loss),
-:func:`word_kd_objective` (token-level knowledge distillation), :func:`mrt_objective`,
-:func:`reinforce_objective`, :func:`preference_objective` (DPO and SimPO on pairs of
-batches) and :class:`TBPTTObjective` (truncated backpropagation through time).
+:func:`word_kd_objective` (token-level knowledge distillation), :class:`ScheduledSamplingObjective`,
+:func:`ctc_objective`, :func:`mrt_objective`, :func:`reinforce_objective`, :func:`preference_objective`
+(DPO and SimPO on pairs of batches) and :class:`TBPTTObjective` (truncated backpropagation through time).
 :func:`sample_group` and :func:`token_log_probs` give GRPO's groups of sampled
 responses and their per-token log-probabilities. Sequence-level distillation needs
 no objective of its own: train with :func:`seq2seq_objective` on the teacher's
@@ -57,6 +57,9 @@ from coursekit.losses import (
     z_loss,
 )
 from coursekit.models.rnn import detach_hidden
+from coursekit.data.frames import FRAME_BLANK, FrameBatch
+from coursekit.losses.ctc import ctc_loss
+from coursekit.losses.risk import leave_one_out_baseline
 
 
 class Objective(NamedTuple):
@@ -337,6 +340,90 @@ def word_kd_objective(teacher: nn.Module, *, temperature: float = 1.0, alpha: fl
     return objective
 
 
+def inverse_sigmoid_schedule(k: float) -> Callable[[int], float]:
+    """Bengio et al.'s (2015) inverse sigmoid decay: :math:`\\psi_i = \\chi / (\\chi + e^{i / \\chi})` at step :math:`i`.
+
+    :math:`\\psi_i`, the probability of reading the reference token, starts just below
+    1 and falls to 1/2 at step :math:`\\chi \\ln \\chi`; a larger decay constant
+    :math:`\\chi \\ge 1` (``k``, as in the paper) decays more slowly.
+
+    Args:
+        k: the decay constant :math:`\\chi`.
+
+    Returns:
+        ``schedule(i)``, the probability :math:`\\psi_i` at step ``i`` (counted from 0).
+
+    Raises:
+        ValueError: ``k < 1``.
+
+    Example:
+        >>> schedule = inverse_sigmoid_schedule(10.0)
+        >>> round(schedule(0), 3), round(schedule(23), 3), round(schedule(60), 3)
+        (0.909, 0.501, 0.024)
+    """
+    k = require_number("k", k, low=1.0)
+
+    def teacher_prob(step: int) -> float:
+        # exp overflows past step ~ 709 k; the probability is 0 there to double precision anyway
+        exponent = step / k
+        return k / (k + math.exp(exponent)) if exponent < 700 else 0.0
+
+    return teacher_prob
+
+
+class ScheduledSamplingObjective:
+    """Token-level NLL under scheduled sampling (Bengio et al. 2015), normalised per token.
+
+    At its ``i``-th call (one per micro-batch, counted from 0 and never reset), the decoder
+    reads each reference token with probability ``schedule(i)`` and otherwise its own sample
+    (:meth:`coursekit.models.Seq2Seq.forward_scheduled`); the loss is the NLL of the reference
+    tokens under those logits.
+
+    Args:
+        schedule: ``schedule(i) -> probability of reading the reference`` (e.g.
+            :func:`inverse_sigmoid_schedule`), or a constant probability.
+        seed: seeds the coin flips and the samples.
+
+    Attributes:
+        teacher_probs: the probability used at every call so far.
+    """
+
+    def __init__(self, schedule: Callable[[int], float] | float, *, seed: int = 0) -> None:
+        if callable(schedule):
+            self.schedule = schedule
+        else:
+            constant = require_number("schedule", schedule, low=0.0)
+            self.schedule = lambda step: constant
+        self.generator = torch.Generator().manual_seed(require_seed("seed", seed))
+        self.teacher_probs: list[float] = []
+
+    def __call__(self, model: nn.Module, batch: Seq2SeqBatch) -> Objective:
+        teacher_prob = float(self.schedule(len(self.teacher_probs)))
+        self.teacher_probs.append(teacher_prob)
+        logits = model.forward_scheduled(batch.src, batch.src_lengths, batch.tgt_in, teacher_prob=teacher_prob,
+                                         generator=self.generator)
+        losses = token_nll(logits, batch.tgt_out)
+        return Objective(batch_loss(losses, batch.tgt_mask, reduction="sum"), float(batch.tgt_mask.sum()))
+
+
+def ctc_objective(*, blank: int = FRAME_BLANK) -> ObjectiveFn:
+    """CTC (:func:`coursekit.losses.ctc_loss`) of a :class:`~coursekit.data.FrameBatch`, normalised per label.
+
+    The model maps ``(features, input_lengths)`` to ``(B, T, V)`` log-probabilities
+    (:class:`~coursekit.models.CTCRecognizer`). The loss sum is that of the
+    utterances' CTC losses; the count is the number of labels in the batch.
+    """
+    require_int("blank", blank, minimum=0)
+
+    def objective(model: nn.Module, batch: FrameBatch) -> Objective:
+        log_probs = model(batch.features, batch.input_lengths).transpose(0, 1)     # (T, B, V), as ctc_loss reads
+        loss = ctc_loss(log_probs, batch.targets, batch.input_lengths, batch.target_lengths, blank=blank,
+                        reduction="sum")
+        return Objective(loss, float(batch.target_lengths.sum()))
+
+    return objective
+
+
 def _sample_forced(model: nn.Module, batch: Seq2SeqBatch, num_samples: int, max_len: int,
                    generator: torch.Generator) -> tuple[list[list[int]], Seq2SeqBatch, torch.Tensor]:
     """Sample ``num_samples`` outputs per source; return them, their teacher-forced batch and its mask."""
@@ -524,13 +611,29 @@ def mrt_objective(cost: Callable[[list[int], list[int]], float], *, num_samples:
     return objective
 
 
+REINFORCE_BASELINES = ("batch_mean", "leave_one_out")
+
+
 def reinforce_objective(reward: Callable[[list[int], list[int]], float], *, num_samples: int = 4,
-                        max_len: int = 20, seed: int = 0) -> ObjectiveFn:
-    """REINFORCE (:func:`coursekit.losses.reinforce_loss`) with the mean reward of the batch as baseline.
+                        max_len: int = 20, seed: int = 0, baseline: str = "batch_mean") -> ObjectiveFn:
+    """REINFORCE (:func:`coursekit.losses.reinforce_loss`) over ``num_samples`` samples per source.
+
+    Args:
+        reward: ``reward(hypothesis ids, reference ids) -> float`` (both without ``<eos>``), higher is better.
+        num_samples: samples per source.
+        max_len: longest sample.
+        seed: seeds the sampler.
+        baseline: ``"batch_mean"``, the mean reward of all the batch's samples (one value for every
+            sample), or ``"leave_one_out"``, for each sample the mean reward of the other samples of
+            its own source (RLOO, :func:`coursekit.losses.leave_one_out_baseline`; needs
+            ``num_samples >= 2``).
 
     The count is the number of sampled sequences.
     """
     require_int("num_samples", num_samples, minimum=1)
+    require_one_of("baseline", baseline, REINFORCE_BASELINES)
+    if baseline == "leave_one_out" and num_samples < 2:
+        raise ValueError(f"num_samples must be >= 2 for the leave-one-out baseline, got {num_samples}")
     generator = torch.Generator().manual_seed(require_seed("seed", seed))
 
     def objective(model: nn.Module, batch: Seq2SeqBatch) -> Objective:
@@ -538,7 +641,11 @@ def reinforce_objective(reward: Callable[[list[int], list[int]], float], *, num_
         rewards = torch.tensor([reward(_strip_eos(seq), _reference(batch, i // num_samples))
                                 for i, seq in enumerate(flat)], dtype=log_probs.dtype)
         n = rewards.numel()
-        return Objective(reinforce_loss(log_probs.flatten(), rewards, baseline=rewards.mean()) * n, float(n))
+        if baseline == "leave_one_out":
+            values = leave_one_out_baseline(rewards.view(-1, num_samples)).flatten()
+        else:
+            values = rewards.mean()
+        return Objective(reinforce_loss(log_probs.flatten(), rewards, baseline=values) * n, float(n))
 
     return objective
 

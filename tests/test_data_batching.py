@@ -16,6 +16,7 @@ from coursekit.data import (
     pad_batch,
     seq2seq_batch,
     tbptt_chunks,
+    token_budget_batches,
     token_stream,
 )
 from tests.strategies import id_sentences
@@ -102,3 +103,45 @@ def test_stream_and_chunks_cover_the_text_in_order():
 def test_bad_arguments_raise_naming_them(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, 12), min_size=1, max_size=40), st.integers(12, 60), st.integers(0, 1000))
+def test_token_budget_batches_cover_every_example_within_the_budget(lengths, max_tokens, seed):
+    batches = token_budget_batches(lengths, max_tokens, seed=seed)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    for batch in batches:
+        assert batch and len(batch) * max(lengths[i] for i in batch) <= max_tokens
+    assert batches == token_budget_batches(lengths, max_tokens, seed=seed)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, 12), min_size=1, max_size=40), st.integers(12, 60))
+def test_token_budget_batches_are_greedy_in_length_order(lengths, max_tokens):
+    # unshuffled, the batches are consecutive runs of the sorted order, and none could take the next example
+    batches = token_budget_batches(lengths, max_tokens, seed=0, shuffle=False)
+    flat = [i for batch in batches for i in batch]
+    assert flat == sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    for batch, following in zip(batches, batches[1:]):
+        assert (len(batch) + 1) * lengths[following[0]] > max_tokens
+
+
+def test_token_budget_batches_hold_many_short_or_few_long_examples():
+    lengths = [2] * 20 + [10] * 4
+    batches = token_budget_batches(lengths, 20, seed=0, shuffle=False)
+    assert [len(b) for b in batches] == [10, 10, 2, 2]
+
+
+@pytest.mark.parametrize(
+    ("lengths", "max_tokens", "seed", "message"),
+    [
+        ([], 10, 0, "lengths must hold at least one example"),
+        ([3, -1], 10, 0, "lengths must be >= 0"),
+        ([3, 11], 10, 0, "every length must fit the budget max_tokens=10, got a length of 11"),
+        ([3], 0, 0, "max_tokens must be an int >= 1"),
+        ([3], 10, -1, "seed must be an int >= 0"),
+    ],
+)
+def test_token_budget_batches_name_bad_arguments(lengths, max_tokens, seed, message):
+    with pytest.raises(ValueError, match=message):
+        token_budget_batches(lengths, max_tokens, seed=seed)

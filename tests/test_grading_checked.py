@@ -1,20 +1,22 @@
-"""Questions without one right value: trained models (a3, a4) and a memory budget (a6), attacked.
+"""Attacks on a3 to a6: trained models, a memory budget, banned built-ins and the reference key.
 
-Each submission is the correct solution with one answer replaced; the exact
-score, outcome and failing question follow from which answer it touches.
+Each submission is the correct solution with one answer replaced (and, for one
+attack, a file handed in beside the notebook); the exact score, outcome and
+failing question follow from which answer it touches.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
-from adversarial.course import make_course, set_answer, solved_notebook, submit
+from adversarial.course import make_course, set_answer, solutions, solved_notebook, submit
 from coursekit.grading.driver import GradeOptions, grade_assignment
-from coursekit.grading.sandbox import Limits, sandbox_available
+from coursekit.grading.limits import Limits
+from coursekit.grading.sandbox import sandbox_available
 from conftest import in_ci
 
 pytestmark = [pytest.mark.slow, pytest.mark.grading]
@@ -111,14 +113,57 @@ TEACHER_AS_STUDENT = '''def train_student(pairs, *, steps=150, batch_size=32, lr
 '''
 
 
+
+def _kd_loss_from_reference(solution: str) -> str:
+    """Issue 15, finding 1: a4's sandbox needs coursekit.losses (Seq2Seq uses token_nll), but not kd_loss.
+
+    The cell keeps its helper (kd_cross_entropy uses it) and takes kd_loss from the reference.
+    """
+    return solution.split("def kd_loss")[0] + "from coursekit.losses import kd_loss\n"
+
+# Issue 15, finding 6: a numpy.py handed in with the notebook lifts the memory budget, then loads NumPy.
+NUMPY_SHADOW = '''"""Not NumPy: runs first if the working directory comes first on sys.path."""
+import os, resource, sys
+resource.setrlimit = lambda *args, **kwargs: None
+_here = os.path.dirname(os.path.abspath(__file__))
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+del sys.modules["numpy"]
+import numpy as _real
+sys.modules["numpy"] = _real
+'''
+
+# Issue 15, finding 7: the ban is on running F.ctc_loss, whatever the cell's text says.
+CTC_BUILTIN_ALIAS = '''from torch.nn.functional import ctc_loss as _builtin
+
+
+def ctc_loss(log_probs, targets, input_lengths, target_lengths, *, blank=0, reduction="mean", zero_infinity=False):
+    return _builtin(log_probs, targets, input_lengths, target_lengths, blank=blank, reduction=reduction,
+                    zero_infinity=zero_infinity)
+'''
+
+
+def _with_comment_naming_the_builtin(source: str) -> str:
+    """The source's own hand-written ctc_loss, with a comment that mentions F.ctc_loss."""
+    commented = source.replace("    neg_inf = ", "    # concatenated targets, as F.ctc_loss also accepts, are not "
+                                                 "supported here\n    neg_inf = ", 1)
+    assert commented != source, "the comment was not inserted"
+    return commented
+
+
+#: a6 runs with a large address-space limit, so that the assignment's own memory budget is what binds.
+LIMITS = {"a6_large_vocab": Limits(timeout_s=30, memory_mb=4096)}
+
+
 @dataclass(frozen=True)
 class Submission:
     student: str
     answer: str                   # grade_id of the replaced answer cell
-    source: str                   # its new source
+    source: str | Callable[[str], str]   # its new source, or a function of the solution's source
     score: float
     outcome: str
     failing: dict[str, str]       # grade_id -> text expected in its message
+    files: dict[str, str] = field(default_factory=dict)   # handed in beside the notebook
+    notes: tuple[str, ...] = ()   # text expected among the report's notes
 
 
 CASES: dict[str, list[Submission]] = {
@@ -131,6 +176,9 @@ CASES: dict[str, list[Submission]] = {
                    {"test_chunked_memory": "ran out of memory"}),
         Submission("lift_the_limit", "answer_chunked_cross_entropy", LIFT_THE_LIMIT + PLAIN_CHUNKED, 6.0,
                    "memory_limit", {"test_chunked_memory": "ran out of memory"}),
+        Submission("numpy_shadow", "answer_chunked_cross_entropy", PLAIN_CHUNKED, 6.0, "memory_limit",
+                   {"test_chunked_memory": "ran out of memory"}, files={"numpy.py": NUMPY_SHADOW},
+                   notes=("numpy.py was not copied",)),
     ],
     "a3_rnn_loss": [
         Submission("no_training", "answer_train_tbptt", NO_TRAINING, 8.0, "graded",
@@ -145,13 +193,24 @@ CASES: dict[str, list[Submission]] = {
                    {"test_train_student": "agrees with the teacher on under 70%"}),
         Submission("teacher_as_student", "answer_train_student", TEACHER_AS_STUDENT, 10.0, "graded",
                    {"test_train_student": "must return a Seq2Seq(embed_dim=16, hidden_size=32)"}),
+        Submission("kd_loss_from_reference", "answer_kd_loss", _kd_loss_from_reference, 8.0, "uses_reference",
+                   {"test_kd_loss": "reaches the reference"}),
+    ],
+    "a5_sequence_objectives": [
+        Submission("ctc_builtin_alias", "answer_ctc_loss", CTC_BUILTIN_ALIAS, 9.0, "graded",
+                   {"test_ctc_loss": "ctc_loss must not use F.ctc_loss"}),
+        Submission("ctc_comment_names_builtin", "answer_ctc_loss", _with_comment_naming_the_builtin, 14.0, "graded",
+                   {}),
     ],
 }
 
 
 def _build(course: Path, assignment: str, submission: Submission) -> dict[str, Any]:
     notebook = solved_notebook(course, assignment)
-    return set_answer(notebook, submission.answer, submission.source)
+    source = submission.source
+    if callable(source):
+        source = source(solutions(course, assignment)[submission.answer])
+    return set_answer(notebook, submission.answer, source)
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))
@@ -165,8 +224,10 @@ def graded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     course = make_course(tmp_path_factory.mktemp(assignment), assignment=assignment)
     submit(course, "solution", solved_notebook(course, assignment), assignment=assignment)
     for submission in CASES[assignment]:
-        submit(course, submission.student, _build(course, assignment, submission), assignment=assignment)
-    options = GradeOptions(jobs=2, limits=Limits(timeout_s=30), progress=False)
+        path = submit(course, submission.student, _build(course, assignment, submission), assignment=assignment)
+        for name, text in submission.files.items():
+            (path.parent / name).write_text(text)
+    options = GradeOptions(jobs=2, limits=LIMITS.get(assignment, Limits(timeout_s=30)), progress=False)
     return assignment, {r.student: r for r in grade_assignment(course, assignment, options)}
 
 
@@ -187,3 +248,5 @@ def test_each_submission_gets_its_exact_score_outcome_and_reason(graded: tuple[s
             assert any(text in message for message in by_id[grade_id]["messages"]), by_id[grade_id]
         others = [q for q in report.questions if q["grade_id"] not in submission.failing]
         assert all(q["outcome"] == "passed" for q in others), report
+        for text in submission.notes:
+            assert any(text in note for note in report.notes), report.notes

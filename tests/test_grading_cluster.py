@@ -15,7 +15,8 @@ import pytest
 from adversarial.corpus import WRONG_TOKEN_NLL
 from adversarial.course import ASSIGNMENT, VENV_BIN, make_course, set_answer, solved_notebook, submit
 from coursekit.grading.driver import GradeOptions, grade_assignment
-from coursekit.grading.sandbox import Limits, sandbox_available
+from coursekit.grading.limits import Limits
+from coursekit.grading.sandbox import sandbox_available
 from conftest import in_ci, require_system_tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.grading, pytest.mark.a1]

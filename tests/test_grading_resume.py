@@ -14,7 +14,7 @@ import pytest
 from adversarial.corpus import WRONG_TOKEN_NLL
 from adversarial.course import ASSIGNMENT, VENV_BIN, make_course, release_notebook, set_answer, solved_notebook, submit, tool_env
 from coursekit.grading.sandbox import sandbox_available
-from conftest import in_ci
+from conftest import in_ci, require_system_tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.grading, pytest.mark.a1]
 
@@ -36,8 +36,8 @@ def course(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return course
 
 
-def _grade(course: Path, *args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
-    command = [str(VENV_BIN / "coursekit"), "grade", ASSIGNMENT, "--no-progress", "--timeout", "5", *args]
+def _grade(course: Path, *args: str, env: dict | None = None, wrapper: tuple[str, ...] | list[str] = (), **kwargs) -> subprocess.Popen:
+    command = [*wrapper, str(VENV_BIN / "coursekit"), "grade", ASSIGNMENT, "--no-progress", "--timeout", "5", *args]
     return subprocess.Popen(command, cwd=course, env=env or tool_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kwargs)
 
@@ -112,6 +112,27 @@ def test_without_bwrap_require_sandbox_refuses_and_plain_run_warns(course: Path)
     assert "WITHOUT THE SANDBOX" in err
     report = json.loads((course / "grade-reports" / ASSIGNMENT / "bob.json").read_text())
     assert report["score"] == 7.0 and not report["sandboxed"] and "NOT SANDBOXED" in report["notes"]
+
+
+#: runs a command in a mount namespace of its own where every cgroup hierarchy is read-only.
+READ_ONLY_CGROUPS = ('for d in $(awk \'$3 ~ /^cgroup/ {print $2}\' /proc/self/mounts); do '
+                     'mount -o remount,bind,ro "$d" || exit 97; done; exec "$@"')
+
+
+def test_without_cgroups_require_sandbox_refuses_and_plain_run_warns(course: Path) -> None:
+    unshare = require_system_tool("unshare", "to give one grader read-only cgroup hierarchies")
+    if os.geteuid() != 0:
+        pytest.skip("only root can remount the cgroup hierarchies")
+    hidden = [unshare, "--mount", "--propagation", "private", "/bin/sh", "-c", READ_ONLY_CGROUPS, "sh"]
+    refused = _grade(course, "--require-sandbox", "--force", wrapper=hidden)
+    _, err = refused.communicate(timeout=120)
+    assert refused.returncode == 3 and "--require-sandbox" in err and "cgroup" in err, err
+    plain = _grade(course, "--student", "bob", "--force", wrapper=hidden)
+    out, err = plain.communicate(timeout=300)
+    assert plain.returncode == 0, err
+    assert "WITHOUT CGROUPS" in err
+    report = json.loads((course / "grade-reports" / ASSIGNMENT / "bob.json").read_text())
+    assert report["score"] == 7.0 and report["sandboxed"] and "NO CGROUP LIMITS" in report["notes"]
 
 
 def test_feedback_and_export_work_on_the_graded_course(course: Path) -> None:

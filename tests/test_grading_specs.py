@@ -8,7 +8,8 @@ import pytest
 
 from adversarial.course import REPO, make_course, release_notebook, set_answer, solved_notebook, submit
 from coursekit.grading.driver import GradeOptions, grade_assignment
-from coursekit.grading.sandbox import Limits, sandbox_available
+from coursekit.grading.limits import Limits
+from coursekit.grading.sandbox import sandbox_available
 from coursekit.grading.spec import load_spec
 from conftest import in_ci
 

@@ -13,9 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coursekit.cli import build_parser
+from coursekit.grading.limits import Limits
 from coursekit.grading.notebook import ExpectedCell, prepare, strip_hidden_tests
-from coursekit.grading.sandbox import Limits
-from coursekit.grading.spec import AssignmentSpec, Case, CheckedQuestion, FunctionQuestion, ValueQuestion, prepare_calls
+from coursekit.grading.protocol import CallEnd, CallStatus
+from coursekit.grading.spec import (AssignmentSpec, BannedOp, Case, CheckedQuestion, FunctionQuestion, ValueQuestion,
+                                    prepare_calls)
 from coursekit.grading.verdicts import compare, score_question
 from coursekit.grading.wire import WireError, decode_array, decode_value, encode_array, encode_value
 
@@ -82,51 +84,71 @@ def _spec(reference=lambda x: x * 2) -> AssignmentSpec:
     )
 
 
-def test_prepared_calls_depend_only_on_the_seed() -> None:
-    first, second = prepare_calls(_spec()), prepare_calls(_spec())
-    assert [c.call for c in first["test_double"]] == [c.call for c in second["test_double"]]
-    expected = [decode_value(c.call["args"][0]) * 2 for c in first["test_double"]]
-    for call, value in zip(first["test_double"], expected):
+def _calls(spec: AssignmentSpec, grade_id: str, student: str = "ada") -> list:
+    return prepare_calls(spec, course="seqloss", student=student)[grade_id]
+
+
+def test_prepared_calls_depend_on_the_seed_the_course_and_the_student() -> None:
+    first, again = _calls(_spec(), "test_double"), _calls(_spec(), "test_double")
+    assert [c.call for c in first] == [c.call for c in again]
+    other_student = _calls(_spec(), "test_double", student="bob")
+    other_course = prepare_calls(_spec(), course="other", student="ada")["test_double"]
+    for other in (other_student, other_course):
+        assert all(a.call["args"] != b.call["args"] for a, b in zip(first, other))
+    expected = [decode_value(c.call["args"][0]) * 2 for c in first]
+    for call, value in zip(first, expected):
         np.testing.assert_allclose(call.expected, value)
         np.testing.assert_allclose(call.expected_grads[0], 2 * decode_value(call.call["cotangent"]))
 
 
-def _events(calls, answer):
-    return {c.call["id"]: [answer(c)] for c in calls}
+def _ends(calls, answer) -> dict[str, CallEnd]:
+    return {c.call["id"]: answer(c) for c in calls}
 
 
-def test_score_gives_partial_credit_and_distrusts_duplicates() -> None:
-    calls = prepare_calls(_spec())["test_double"]
+def _right(call) -> CallEnd:
+    return CallEnd(call.call["id"], CallStatus.OK, encode_value(call.expected),
+                   [encode_value(g) for g in call.expected_grads])
+
+
+def test_score_gives_partial_credit() -> None:
+    calls = _calls(_spec(), "test_double")
     question = _spec().questions[0]
-
-    def right(call):
-        return {"ev": "call", "id": call.call["id"], "ok": True, "value": encode_value(call.expected),
-                "grads": [encode_value(g) for g in call.expected_grads]}
-
-    events = _events(calls, right)
-    assert score_question(question, calls, events).score == 2.0
-    events[calls[0].call["id"]].append(right(calls[0]))
-    wrong = {"ev": "call", "id": calls[1].call["id"], "ok": True, "value": encode_value(np.zeros(3)), "grads": []}
-    events[calls[1].call["id"]] = [wrong]
-    result = score_question(question, calls, events)
+    ends = _ends(calls, _right)
+    assert score_question(question, calls, ends).score == 2.0
+    ends[calls[1].call["id"]] = CallEnd(calls[1].call["id"], CallStatus.OK, encode_value(np.zeros(3)))
+    del ends[calls[2].call["id"]]
+    result = score_question(question, calls, ends)
     assert (result.passed, result.total, result.score) == (2, 4, 1.0)
+    assert sorted(result.messages) == ["1 of 4 hidden checks of the function: no result (the process stopped before "
+                                       "this call)", "1 of 4 hidden checks of the function: wrong values"]
 
 
 def test_value_questions_split_points_between_variables() -> None:
-    calls = prepare_calls(_spec())["test_mc"]
+    calls = _calls(_spec(), "test_mc")
     question = _spec().questions[1]
-    events = {calls[0].call["id"]: [{"ev": "call", "id": calls[0].call["id"], "ok": True, "value": {"t": "str", "v": " b"}, "grads": []}],
-              calls[1].call["id"]: [{"ev": "call", "id": calls[1].call["id"], "ok": True, "value": encode_value(np.array([0.7])), "grads": []}]}
-    assert score_question(question, calls, events).score == 0.5
+    ends = {calls[0].call["id"]: CallEnd(calls[0].call["id"], CallStatus.OK, {"t": "str", "v": " b"}),
+            calls[1].call["id"]: CallEnd(calls[1].call["id"], CallStatus.OK, encode_value(np.array([0.7])))}
+    assert score_question(question, calls, ends).score == 0.5
 
 
-def test_banned_function_names_zero_the_question() -> None:
+def test_a_banned_operator_forfeits_the_question() -> None:
     spec = _spec()
     question = FunctionQuestion("test_double", "double", 2, spec.questions[0].cases, spec.questions[0].reference,
-                                banned=("cross_entropy",))
-    calls = prepare_calls(spec)["test_double"]
-    result = score_question(question, calls, {}, ["def double(x):\n    return F.cross_entropy(x)"])
-    assert result.score == 0 and "cross_entropy" in result.messages[0]
+                                banned=(BannedOp("_log_softmax", "F.log_softmax"),))
+    calls = _calls(spec, "test_double")
+    ends = _ends(calls, _right)
+    ends[calls[0].call["id"]] = CallEnd(calls[0].call["id"], CallStatus.BANNED, hits=["_log_softmax"])
+    result = score_question(question, calls, ends)
+    assert (result.score, result.messages, result.uses_reference) == (0.0, ["double must not use F.log_softmax"], False)
+
+
+def test_reaching_a_withheld_reference_forfeits_the_question() -> None:
+    calls = _calls(_spec(), "test_double")
+    ends = _ends(calls, _right)
+    ends[calls[3].call["id"]] = CallEnd(calls[3].call["id"], CallStatus.WITHHELD, hits=["coursekit.losses.nll.x"])
+    result = score_question(_spec().questions[0], calls, ends)
+    assert result.score == 0.0 and result.uses_reference
+    assert result.messages == ["double reaches the reference (coursekit.losses.nll.x), which earns nothing"]
 
 
 def _at_least(threshold: float):
@@ -143,27 +165,26 @@ def test_checked_questions_judge_what_came_back_with_the_case() -> None:
 
     question = CheckedQuestion("test_train", "train", 3, cases, _at_least(10.0))
     spec = AssignmentSpec("a", "a", 5, (question,))
-    calls = prepare_calls(spec)["test_train"]
+    calls = _calls(spec, "test_train")
     assert [c.call["args"] for c in calls] == [[encode_value(k)] for k in (1, 2, 3)]
     assert [c.expected.args for c in calls] == [(1,), (2,), (3,)]
 
     def answer(value):
-        return lambda c: {"ev": "call", "id": c.call["id"], "ok": True, "value": encode_value(value), "grads": []}
+        return lambda c: CallEnd(c.call["id"], CallStatus.OK, encode_value(value))
 
     # 25 is enough for the first two cases (10, 20) and not for the third (30).
-    result = score_question(question, calls, _events(calls, answer(np.array([20.0, 5.0]))))
+    result = score_question(question, calls, _ends(calls, answer(np.array([20.0, 5.0]))))
     assert (result.passed, result.total, result.score) == (2, 3, 2.0)
     assert result.messages == ["1 of 3 hidden checks of the function: not enough"]
     # A value the check cannot handle fails the case; it does not stop the grader.
-    odd = score_question(question, calls, _events(calls, answer("twenty")))
+    odd = score_question(question, calls, _ends(calls, answer("twenty")))
     assert odd.score == 0 and "could not be checked (TypeError)" in odd.messages[0]
 
 
 def test_out_of_memory_calls_say_so() -> None:
-    calls = prepare_calls(_spec())["test_double"]
-    events = _events(calls, lambda c: {"ev": "call", "id": c.call["id"], "ok": False, "ename": "RuntimeError",
-                                       "oom": True, "error": "x"})
-    result = score_question(_spec().questions[0], calls, events)
+    calls = _calls(_spec(), "test_double")
+    ends = _ends(calls, lambda c: CallEnd(c.call["id"], CallStatus.OUT_OF_MEMORY, ename="RuntimeError"))
+    result = score_question(_spec().questions[0], calls, ends)
     assert result.score == 0 and result.messages == ["4 of 4 hidden checks of the function: ran out of memory"]
 
 
@@ -252,14 +273,49 @@ def test_limits_and_cli_validate_their_arguments() -> None:
 
 
 def test_student_error_messages_never_reach_the_feedback() -> None:
-    calls = prepare_calls(_spec())["test_double"]
-    secret = "hidden input 0.123456789"
-    events = {c.call["id"]: [{"ev": "call", "id": c.call["id"], "ok": False, "ename": "ValueError",
-                              "error": f"ValueError: {secret}"}] for c in calls}
-    result = score_question(_spec().questions[0], calls, events)
+    calls = _calls(_spec(), "test_double")
+    ends = _ends(calls, lambda c: CallEnd(c.call["id"], CallStatus.RAISED, ename="ValueError"))
+    result = score_question(_spec().questions[0], calls, ends)
     assert result.score == 0 and result.messages == ["4 of 4 hidden checks of the function: raised ValueError"]
-    # An exception class named after the hidden input is not quoted either.
-    for event in events.values():
-        event[0]["ename"] = "Leak_0_123456789"
-    result = score_question(_spec().questions[0], calls, events)
+    # An exception class named after a hidden input is not quoted either.
+    ends = _ends(calls, lambda c: CallEnd(c.call["id"], CallStatus.RAISED, ename="Leak_0_123456789"))
+    result = score_question(_spec().questions[0], calls, ends)
     assert result.messages == ["4 of 4 hidden checks of the function: raised an exception"]
+
+
+def test_an_answer_cell_turned_into_markdown_is_restored_as_code_and_reported() -> None:
+    raw = json.loads(_notebook(("given", "import torch"), ("answer_double", "def double(x):\n    return 2 * x"),
+                               ("test_double", "assert double(1) == 2")))
+    raw["cells"][1]["cell_type"] = "markdown"
+    del raw["cells"][1]["outputs"], raw["cells"][1]["execution_count"]
+    prepared = prepare(json.dumps(raw).encode(), EXPECTED, max_bytes=10**6)
+    assert prepared.tampered == ["cell 'answer_double' was markdown; restored as code"]
+    assert prepared.notebook["cells"][1]["cell_type"] == "code"
+    assert [c["index"] for c in prepared.run_cells] == [0, 1]
+
+
+def test_restored_missing_cells_get_consecutive_ids() -> None:
+    prepared = prepare(_notebook(("answer_double", "def double(x):\n    return 2 * x")), EXPECTED, max_bytes=10**6)
+    assert [c["id"] for c in prepared.notebook["cells"][1:]] == ["restored-1-given", "restored-2-test_double"]
+
+
+def test_limits_name_the_time_policy() -> None:
+    limits = Limits(timeout_s=10)
+    assert (limits.wall_s, limits.step_wall_s, limits.grace_s) == (70.0, 30.0, 2.5)
+    assert limits.sandbox_memory_mb == 2048 + 2 * 256 + 512
+    assert limits.for_runner()["cpu_total_s"] == 75
+
+
+@pytest.mark.parametrize(("path", "package", "refused"), [
+    ("numpy.py", False, True), ("torch/__init__.py", True, True), ("json.py", False, True),
+    ("IPython.so", False, True), ("data/numpy.py", False, False), ("helpers.py", False, False),
+    ("numpy.txt", False, False), ("resource.cpython-311-x86_64-linux-gnu.so", False, True),
+])
+def test_submitted_files_that_shadow_a_module_are_refused(path: str, package: bool, refused: bool) -> None:
+    from coursekit.grading.files import refuse_shadowing
+
+    files = {path: b"x"}
+    if package:
+        files["torch/other.py"] = b"y"
+    kept, names = refuse_shadowing(files)
+    assert (path in names) == refused and (path in kept) != refused

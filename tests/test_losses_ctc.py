@@ -200,6 +200,38 @@ def test_ctc_gradcheck_float64(reduction: str) -> None:
     assert gradcheck64(lambda lp: ctc_loss(lp, targets, input_lengths, target_lengths, reduction=reduction), (log_probs,))
 
 
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("layout", ["padded, no label column", "padded", "concatenated"])
+def test_ctc_matches_pytorch_when_every_target_is_empty(reduction: str, layout: str) -> None:
+    # Regression: with no label in the whole batch the recursion has one state, and it used to fail
+    # ("stack expects each tensor to be equal size") where PyTorch returns -log of the all-blank paths.
+    logits = torch.randn(5, 3, 4, generator=generator(8), dtype=torch.float64).to(DEVICE).requires_grad_(True)
+    targets = {
+        "padded, no label column": torch.zeros(3, 0, dtype=torch.long),
+        "padded": torch.ones(3, 2, dtype=torch.long),
+        "concatenated": torch.zeros(0, dtype=torch.long),
+    }[layout].to(DEVICE)
+    input_lengths, target_lengths = torch.tensor([5, 3, 0]), torch.tensor([0, 0, 0])
+    expected = F.ctc_loss(logits.log_softmax(-1), targets, input_lengths, target_lengths, reduction=reduction)
+    actual = ctc_loss(logits.log_softmax(-1), targets, input_lengths, target_lengths, reduction=reduction)
+    torch.testing.assert_close(actual, expected)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), logits)
+    (actual_grad,) = torch.autograd.grad(actual.sum(), logits)
+    torch.testing.assert_close(actual_grad, expected_grad)
+    # By hand: the only path is all blanks, so the loss is -sum_t log p_t(blank) over the input's frames.
+    blank_nll = -logits.detach().log_softmax(-1)[:, :, 0]
+    by_hand = torch.stack([blank_nll[:n, b].sum() for b, n in enumerate(input_lengths.tolist())])
+    torch.testing.assert_close(ctc_loss(logits.detach().log_softmax(-1), targets, input_lengths, target_lengths,
+                                        reduction="none"), by_hand)
+
+
+def test_ctc_forward_variables_of_an_empty_target_are_the_all_blank_prefixes() -> None:
+    log_probs = torch.randn(4, 3, generator=generator(9), dtype=torch.float64).log_softmax(-1)
+    table = ctc_forward_variables(log_probs, torch.zeros(0, dtype=torch.long))
+    assert table.shape == (4, 1)
+    torch.testing.assert_close(table[:, 0], log_probs[:, 0].cumsum(0))
+
+
 def test_ctc_forward_variables_count_paths_under_uniform_probabilities() -> None:
     # Uniform over C = 3: exp(alpha_t(s)) * 3^(t+1) counts the path prefixes ending in state s.
     log_probs = torch.full((3, 3), 1 / 3, dtype=torch.float64).log()
@@ -272,9 +304,9 @@ def test_ctc_rejects_bad_options(options: dict, error: type, pattern: str) -> No
 
 
 def test_ctc_forward_variables_rejects_a_batch() -> None:
-    with pytest.raises(ValueError, match=r"log_probs must have shape \(T, C\) for one sequence, got \(6, 2, 4\)"):
+    with pytest.raises(ValueError, match=r"log_probs must have shape \(T, V\) for one sequence, got \(6, 2, 4\)"):
         ctc_forward_variables(torch.zeros(6, 2, 4), torch.tensor([1]))
-    with pytest.raises(ValueError, match=r"target must have shape \(L,\) for one sequence, got \(1, 1\)"):
+    with pytest.raises(ValueError, match=r"target must have shape \(T_y,\) for one sequence, got \(1, 1\)"):
         ctc_forward_variables(torch.zeros(6, 4), torch.tensor([[1]]))
 
 

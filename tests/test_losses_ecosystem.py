@@ -209,8 +209,8 @@ def test_for_causal_lm_loss_is_nan_when_every_label_is_ignored_where_causal_lm_l
 # --- TRL: DPO ---------------------------------------------------------------------------------------
 
 DPO_MODULE = "trl.trainer.dpo_trainer"
-# trl/trainer/dpo_trainer.py, TRL 1.16.0, lines 1349-1350 (log-ratios), 1383 (margin), 1387-1388 (sigmoid loss),
-# 1525 (mean over pairs, weight 1), 1582-1583 (the logged rewards).
+# trl/trainer/dpo_trainer.py, TRL 1.16.0, lines 1350-1351 (log-ratios), 1383 (margin), 1387-1388 (sigmoid loss),
+# 1528 (mean over pairs, weight 1), 1582-1583 (the logged rewards); QUOTED_AT below pins each first line.
 TRL_DPO_LOGRATIOS = """
 chosen_logratios = chosen_logps - ref_chosen_logps
 rejected_logratios = rejected_logps - ref_rejected_logps
@@ -241,6 +241,16 @@ per_sequence_loss = (
     - F.logsigmoid(-self.beta * delta) * self.label_smoothing
 )
 """
+
+
+def test_trl_sigmoid_loss_ignores_label_smoothing_as_the_docstring_says():
+    # The whole "sigmoid" branch of the installed file, up to the next loss type, never reads label_smoothing.
+    _, lines = installed_source(DPO_MODULE)
+    start = locate(DPO_MODULE, TRL_DPO_SIGMOID) - 1
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].strip().startswith("elif loss_type"))
+    branch = "\n".join(lines[start:end])
+    assert "per_sequence_loss" in branch
+    assert "label_smoothing" not in branch, branch
 
 
 def trl_dpo(chosen, rejected, ref_chosen, ref_rejected, *, beta, label_smoothing=0.0, loss_type="sigmoid"):
@@ -299,7 +309,7 @@ def test_dpo_label_smoothing_equals_trl_conservative_dpo_term(seed, label_smooth
     )
 
 
-def test_trl_sigmoid_loss_ignores_label_smoothing_as_the_docstring_says():
+def test_trl_sigmoid_loss_with_label_smoothing_set_equals_plain_dpo_loss():
     pairs = preference_pairs(7)
     torch.testing.assert_close(trl_dpo(*pairs, beta=0.2, label_smoothing=0.3)[0], dpo_loss(*pairs, beta=0.2))
 
@@ -339,8 +349,8 @@ def test_simpo_loss_equals_trl_cpo_simpo_loss_on_log_probabilities_from_logits(s
 
 GRPO_MODULE = "trl.trainer.grpo_trainer"
 # trl/trainer/grpo_trainer.py, TRL 1.16.0: 3058-3059 (advantages of shape (B,)), 3083-3087 (token and sequence
-# log importance weights), 3095 (ratio), 3100-3102 (k3), 3113-3120 (clipping), 3149-3150 (KL term),
-# 3153-3173 (aggregation by loss_type).
+# log importance weights), 3095 (ratio), 3100-3105 (k3 and its importance-sampling correction), 3113-3120
+# (clipping), 3149-3150 (KL term), 3154-3173 (aggregation by loss_type); QUOTED_AT below pins each first line.
 TRL_GRPO_ADVANTAGES = """
 if advantages.dim() == 1:
     advantages = advantages.unsqueeze(1)
@@ -358,6 +368,9 @@ TRL_GRPO_KL = """
 per_token_kl = (
     torch.exp(ref_per_token_logps - per_token_logps) - (ref_per_token_logps - per_token_logps) - 1
 )
+# Importance sampling correction for the KL divergence
+if self.args.use_bias_correction_kl:
+    per_token_kl = per_token_kl * coef_1
 """
 TRL_GRPO_CLIP = """
 coef_2 = torch.clamp(coef_1, 1 - self.epsilon_low, 1 + self.epsilon_high)
@@ -386,20 +399,66 @@ TRL_GRPO_AGGREGATION = {
 }
 
 
+def trl_config_default(name: str):
+    """The default of a ``GRPOConfig`` field, read from the installed dataclass (not instantiated)."""
+    import dataclasses
+
+    from trl import GRPOConfig
+
+    (field,) = [f for f in dataclasses.fields(GRPOConfig) if f.name == name]
+    return field.default
+
+
+QUOTED_AT = {  # name: (module, quotation, first line in TRL 1.16.0)
+    "dpo log-ratios": (DPO_MODULE, TRL_DPO_LOGRATIOS, 1350),
+    "dpo reverse_kl scores": (DPO_MODULE, TRL_DPO_REVERSE_KL, 1353),
+    "dpo margin": (DPO_MODULE, TRL_DPO_MARGIN, 1383),
+    "dpo sigmoid": (DPO_MODULE, TRL_DPO_SIGMOID, 1387),
+    "dpo aot_unpaired": (DPO_MODULE, TRL_DPO_AOT_UNPAIRED, 1459),
+    "dpo mean": (DPO_MODULE, TRL_DPO_MEAN, 1528),
+    "dpo rewards": (DPO_MODULE, TRL_DPO_REWARDS, 1582),
+    "grpo advantages": (GRPO_MODULE, TRL_GRPO_ADVANTAGES, 3058),
+    "grpo weights": (GRPO_MODULE, TRL_GRPO_WEIGHTS, 3083),
+    "grpo ratio": (GRPO_MODULE, TRL_GRPO_RATIO, 3095),
+    "grpo k3": (GRPO_MODULE, TRL_GRPO_KL, 3100),
+    "grpo clip": (GRPO_MODULE, TRL_GRPO_CLIP, 3113),
+    "grpo kl term": (GRPO_MODULE, TRL_GRPO_KL_TERM, 3149),
+    **{f"grpo aggregation {loss_type}": (GRPO_MODULE, TRL_GRPO_AGGREGATION[loss_type], line)
+       for loss_type, line in (("grpo", 3154), ("bnpo", 3159), ("dr_grpo", 3164), ("dapo", 3170))},
+}
+
+
+@pytest.mark.parametrize("name", sorted(QUOTED_AT))
+def test_every_quotation_sits_at_the_line_the_comments_cite(name):
+    # The comments cite TRL 1.16.0's line numbers; a TRL that moves the lines fails here, and the citations
+    # (comments and this table) must then be renewed together.
+    module, quoted, line = QUOTED_AT[name]
+    assert locate(module, quoted) == line
+
+
 def trl_grpo_loss(per_token_logps, old_per_token_logps, ref_per_token_logps, advantages, mask, *, loss_type,
                   beta=0.04, epsilon=0.2, epsilon_high=None, level="token", max_completion_length=None,
-                  num_items_in_batch=None):
-    """TRL's GRPO loss (no vLLM, entropy or off-policy masks; one process; eval mode: no accumulation divisor)."""
+                  num_items_in_batch=None, use_bias_correction_kl=None):
+    """TRL's GRPO loss (no vLLM, entropy or off-policy masks; one process; train mode with as many
+    gradient-accumulation steps as steps per generation, so dapo's train-mode normaliser line runs and
+    leaves num_items_in_batch as it is; the grpo/bnpo/dr_grpo division by the accumulation steps is the
+    training loop's, not quoted).
+
+    ``use_bias_correction_kl=None`` takes TRL's own default (``True`` in 1.16: the k3 term times the ratio).
+    """
+    if use_bias_correction_kl is None:
+        use_bias_correction_kl = trl_config_default("use_bias_correction_kl")
     config = SimpleNamespace(
         beta=beta, epsilon_low=epsilon, epsilon_high=epsilon if epsilon_high is None else epsilon_high,
         importance_sampling_level=level, max_completion_length=max_completion_length,
-        args=SimpleNamespace(delta=None, steps_per_generation=1), current_gradient_accumulation_steps=1,
+        args=SimpleNamespace(delta=None, steps_per_generation=4, use_bias_correction_kl=use_bias_correction_kl),
+        current_gradient_accumulation_steps=4,
         accelerator=SimpleNamespace(num_processes=1),
     )
     names = {
         "self": config, "advantages": advantages, "per_token_logps": per_token_logps,
         "old_per_token_logps": old_per_token_logps, "ref_per_token_logps": ref_per_token_logps, "mask": mask,
-        "inputs": {"num_items_in_batch": num_items_in_batch}, "mode": "eval",
+        "inputs": {"num_items_in_batch": num_items_in_batch}, "mode": "train",
     }
     for quoted in (TRL_GRPO_ADVANTAGES, TRL_GRPO_WEIGHTS, TRL_GRPO_RATIO, TRL_GRPO_KL, TRL_GRPO_CLIP,
                    TRL_GRPO_KL_TERM, TRL_GRPO_AGGREGATION[loss_type]):
@@ -408,15 +467,23 @@ def trl_grpo_loss(per_token_logps, old_per_token_logps, ref_per_token_logps, adv
 
 
 def coursekit_grpo_loss(log_probs, old, ref, advantages, mask, *, loss_type, beta=0.04, epsilon=0.2,
-                        epsilon_high=None, level="token", max_completion_length=None, num_items_in_batch=None):
-    """The same objective from coursekit's parts."""
+                        epsilon_high=None, level="token", max_completion_length=None, num_items_in_batch=None,
+                        use_bias_correction_kl=None):
+    """The same objective from coursekit's parts (the KL correction as kl_penalty's docstring shows it)."""
+    if use_bias_correction_kl is None:
+        use_bias_correction_kl = trl_config_default("use_bias_correction_kl")
     if level == "sequence":
         log_ratio = torch.log(sequence_importance_ratio(log_probs, old, mask)).unsqueeze(-1)
         surrogate = clipped_surrogate(log_ratio, torch.zeros_like(log_ratio), advantages,
                                       eps_low=epsilon, eps_high=epsilon_high).expand_as(log_probs)
+        ratio = torch.exp(log_ratio)
     else:
         surrogate = clipped_surrogate(log_probs, old, advantages, eps_low=epsilon, eps_high=epsilon_high)
-    per_token = surrogate + beta * kl_penalty(log_probs, ref)
+        ratio = torch.exp(log_probs - old)
+    kl = kl_penalty(log_probs, ref)
+    if use_bias_correction_kl:
+        kl = kl * ratio
+    per_token = surrogate + beta * kl
     return policy_loss_aggregate(per_token, mask, mode=loss_type, max_len=max_completion_length,
                                  num_items_in_batch=num_items_in_batch)
 
@@ -438,10 +505,29 @@ def compare_grpo(seed: int, **options) -> None:
     )
 
 
+@pytest.mark.parametrize("use_bias_correction_kl", [None, False, True])
 @pytest.mark.parametrize("loss_type", ["grpo", "bnpo"])
 @pytest.mark.parametrize("seed", SEEDS)
-def test_grpo_and_bnpo_equal_trl(seed, loss_type):
-    compare_grpo(seed, loss_type=loss_type)
+def test_grpo_and_bnpo_equal_trl(seed, loss_type, use_bias_correction_kl):
+    # None: TRL's default for the KL correction, whatever the installed GRPOConfig says.
+    compare_grpo(seed, loss_type=loss_type, use_bias_correction_kl=use_bias_correction_kl)
+
+
+def test_trl_default_kl_term_is_the_ratio_times_k3_whose_gradient_differs_from_k3_alone():
+    # kl_penalty's docstring: TRL multiplies k3 by the (differentiable) ratio by default; on-policy the value is
+    # k3's, the gradient is log(p/p_ref) per token where k3's is 1 - p_ref/p.
+    assert trl_config_default("use_bias_correction_kl") is True
+    log_probs, _, ref, _, _ = grpo_inputs(3)
+    names = {"per_token_logps": leaf(log_probs), "ref_per_token_logps": ref,
+             "self": SimpleNamespace(args=SimpleNamespace(use_bias_correction_kl=True))}
+    names["coef_1"] = torch.exp(names["per_token_logps"] - log_probs)  # on-policy: old = log_probs, detached
+    run_quoted(GRPO_MODULE, TRL_GRPO_KL, names)
+    torch.testing.assert_close(names["per_token_kl"], kl_penalty(log_probs, ref))
+    (gradient,) = torch.autograd.grad(names["per_token_kl"].sum(), names["per_token_logps"])
+    torch.testing.assert_close(gradient, log_probs - ref)
+    ours = leaf(log_probs)
+    (k3_gradient,) = torch.autograd.grad(kl_penalty(ours, ref).sum(), ours)
+    torch.testing.assert_close(k3_gradient, 1 - torch.exp(ref - log_probs))
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -469,7 +555,10 @@ def test_gspo_sequence_ratio_equals_trl_sequence_importance_sampling(seed):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_k3_and_clipping_equal_trl_per_token(seed):
     log_probs, old, ref, advantages, mask = grpo_inputs(seed)
-    kl = run_quoted(GRPO_MODULE, TRL_GRPO_KL, {"per_token_logps": log_probs, "ref_per_token_logps": ref})
+    kl = run_quoted(GRPO_MODULE, TRL_GRPO_KL, {
+        "per_token_logps": log_probs, "ref_per_token_logps": ref, "coef_1": None,
+        "self": SimpleNamespace(args=SimpleNamespace(use_bias_correction_kl=False)),
+    })
     torch.testing.assert_close(kl_penalty(log_probs, ref), kl["per_token_kl"])
     names = {
         "log_importance_weights": log_probs - old, "advantages": advantages.unsqueeze(1),

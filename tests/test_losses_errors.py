@@ -109,8 +109,8 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ("mrt: mask dtype", lambda: mrt_risk(L, L, mask=L), TypeError, r"mask must be a boolean tensor or an integer tensor"),
     ("mrt: no candidates", lambda: mrt_risk(torch.zeros(2, 0), torch.zeros(2, 0)), ValueError, r"sequence_log_probs must have a non-empty candidate axis"),
     ("reinforce: rewards shape", lambda: reinforce_loss(P, L), ValueError, r"rewards must have shape \(3,\)"),
-    ("reinforce: baseline name", lambda: reinforce_loss(P, P, baseline="median"), ValueError, r"baseline must be None, a number, 'mean' or a tensor, got 'median'"),
-    ("reinforce: baseline type", lambda: reinforce_loss(P, P, baseline=[0.0]), TypeError, r"baseline must be None, a number, 'mean' or a tensor, got list"),
+    ("reinforce: baseline name", lambda: reinforce_loss(P, P, baseline="median"), ValueError, r"baseline must be None, a number, 'mean', 'leave_one_out' or a tensor, got 'median'"),
+    ("reinforce: baseline type", lambda: reinforce_loss(P, P, baseline=[0.0]), TypeError, r"baseline must be None, a number, 'mean', 'leave_one_out' or a tensor, got list"),
     ("reinforce: baseline shape", lambda: reinforce_loss(P, P, baseline=torch.zeros(2)), ValueError, r"baseline must be broadcastable to rewards\.shape \(3,\)"),
     ("reinforce: empty", lambda: reinforce_loss(torch.zeros(0), torch.zeros(0)), ValueError, r"sequence_log_probs must hold at least one sequence"),
     # preference

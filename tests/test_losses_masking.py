@@ -1,4 +1,4 @@
-"""sequence_mask and response_mask: against a plain-Python reference, hand examples and their use in losses."""
+"""sequence_mask, response_mask and turn_mask: against a plain-Python reference, hand examples and their use in losses."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coursekit.losses import batch_loss, mrt_risk, response_mask, sequence_loss, sequence_mask
+from coursekit.losses import batch_loss, mrt_risk, response_mask, sequence_loss, sequence_mask, turn_mask
 from tests.strategies import loss_settings, mask_dtypes, mask_from_lengths, token_loss_batches
 
 pytestmark = [pytest.mark.losses, pytest.mark.a2]
@@ -86,3 +86,53 @@ def test_integer_masks_act_as_boolean_masks_in_every_reduction(losses_and_mask, 
     torch.testing.assert_close(sequence_loss(losses, as_dtype), sequence_loss(losses, mask))
     if bool(mask.any(dim=-1).all()):
         torch.testing.assert_close(mrt_risk(losses, losses, mask=as_dtype), mrt_risk(losses, losses, mask=mask))
+
+
+# --- turn_mask ---------------------------------------------------------------------------
+
+@st.composite
+def conversations(draw: st.DrawFn) -> tuple[list[list[int]], list[list[bool]], int]:
+    num_turns = draw(st.integers(0, 4))
+    rows = draw(st.integers(1, 4))
+    lengths = [draw(st.lists(st.integers(0, 3), min_size=num_turns, max_size=num_turns)) for _ in range(rows)]
+    scored = [draw(st.lists(st.booleans(), min_size=num_turns, max_size=num_turns)) for _ in range(rows)]
+    max_len = max((sum(row) for row in lengths), default=0) + draw(st.integers(0, 2))
+    return lengths, scored, max_len
+
+
+@loss_settings
+@given(conversations())
+def test_turn_mask_matches_python_reference(case):
+    lengths, scored, max_len = case
+    num_turns = len(lengths[0])
+    got = turn_mask(torch.tensor(lengths, dtype=torch.long).view(len(lengths), num_turns),
+                    torch.tensor(scored, dtype=torch.bool).view(len(lengths), num_turns), max_len)
+    expected = []
+    for row_lengths, row_scored in zip(lengths, scored):
+        row = [flag for length, flag in zip(row_lengths, row_scored) for _ in range(length)]
+        expected.append(row + [False] * (max_len - len(row)))
+    assert got.dtype == torch.bool
+    assert got.tolist() == expected
+
+
+def test_turn_mask_of_a_two_turn_conversation_is_the_response_mask():
+    # a prompt turn and a response turn are exactly response_mask's case
+    lengths = torch.tensor([[3, 2], [1, 4]])
+    got = turn_mask(lengths, torch.tensor([[False, True], [False, True]]), 6)
+    assert torch.equal(got, response_mask(lengths[:, 0], lengths.sum(-1), 6))
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: turn_mask(torch.tensor([[1.0]]), torch.tensor([[True]])), TypeError, "turn_lengths must be an integer"),
+        (lambda: turn_mask(torch.tensor([[1]]), torch.tensor([[1]])), TypeError, "scored_turns must be a boolean"),
+        (lambda: turn_mask(torch.tensor([1, 2]), torch.tensor([True, False])), ValueError, "turn_lengths must be 2-D"),
+        (lambda: turn_mask(torch.tensor([[1, 2]]), torch.tensor([[True]])), ValueError, "scored_turns must have shape"),
+        (lambda: turn_mask(torch.tensor([[1, -2]]), torch.tensor([[True, False]])), ValueError, "turn_lengths must be >= 0"),
+        (lambda: turn_mask(torch.tensor([[2, 2]]), torch.tensor([[True, False]]), 3), ValueError, "must be <= max_len=3"),
+    ],
+)
+def test_turn_mask_names_bad_arguments(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

@@ -301,3 +301,13 @@ def test_smallest_shapes_b1_t1_v2_match_cross_entropy():
         expected = F.cross_entropy(logits.reshape(1, 2), targets.reshape(1), reduction="none").reshape(1, 1)
         torch.testing.assert_close(token_nll(logits, targets), expected)
     assert token_nll(logits, torch.tensor([[1]])).item() == pytest.approx(math.log1p(math.exp(1.5)))
+
+
+def test_sequence_mean_leaves_out_a_sequence_whose_counted_tokens_all_weigh_zero():
+    # The docstring's formula: counts become sums of weights, and only sequences with a positive count are averaged.
+    losses = torch.tensor([[1.0, 1.0], [2.0, 2.0]])
+    mask = torch.ones(2, 2, dtype=torch.bool)
+    zero = batch_loss(losses, mask, reduction="sequence_mean", token_weights=torch.tensor([[1.0, 1.0], [0.0, 0.0]]))
+    assert zero.item() == pytest.approx(1.0)
+    tiny = batch_loss(losses, mask, reduction="sequence_mean", token_weights=torch.tensor([[1.0, 1.0], [1e-30, 1e-30]]))
+    assert tiny.item() == pytest.approx(1.5)

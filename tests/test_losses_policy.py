@@ -77,11 +77,19 @@ def test_empty_response_is_left_out_of_grpo_but_counted_by_dr_grpo():
 @pytest.mark.parametrize("mode", ["grpo", "bnpo", "dapo"])
 def test_all_masked_gives_zero_with_warning(mode):
     losses = torch.ones(2, 3, requires_grad=True)
-    with pytest.warns(RuntimeWarning, match="every token is masked"):
+    with pytest.warns(RuntimeWarning, match=rf"policy_loss_aggregate\(mode='{mode}'\): every token is masked"):
         value = policy_loss_aggregate(losses, torch.zeros(2, 3, dtype=torch.bool), mode=mode)
     assert value.item() == 0.0
     value.backward()
     torch.testing.assert_close(losses.grad, torch.zeros(2, 3))
+
+
+def test_all_masked_dapo_with_num_items_in_batch_is_zero_without_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = policy_loss_aggregate(torch.ones(2, 3), torch.zeros(2, 3, dtype=torch.bool), mode="dapo",
+                                      num_items_in_batch=4)
+    assert value.item() == 0.0
 
 
 def test_all_masked_dr_grpo_is_zero_without_warning():

@@ -176,3 +176,10 @@ def test_gradcheck_simpo():
     lengths = torch.tensor([3, 7, 1, 12]), torch.tensor([5, 2, 9, 1])
     for reduction in ("mean", "sum", "none"):
         assert gradcheck64(lambda c, r: simpo_loss(c, r, *lengths, reduction=reduction), (chosen, rejected))
+
+
+def test_simpo_loss_returns_the_promoted_dtype_of_the_two_log_probabilities():
+    lengths = torch.tensor([2, 3])
+    loss = simpo_loss(torch.tensor([-1.0, -2.0]), torch.tensor([-3.0, -1.0], dtype=torch.float64), lengths, lengths)
+    assert loss.dtype == torch.float64
+    assert "promote" in simpo_loss.__doc__

@@ -127,3 +127,37 @@ def test_gradcheck_mrt_and_reinforce():
     assert gradcheck64(lambda x: mrt_risk(x, costs, mask=mask), (log_p,))
     assert gradcheck64(lambda x: reinforce_loss(x, costs, baseline="mean"), (log_p,))
     assert gradcheck64(lambda x: reinforce_loss(x, costs), (log_p,))
+
+
+def _expected_gradient(baseline, probabilities: torch.Tensor, rewards: torch.Tensor, samples: int) -> torch.Tensor:
+    """Exact expectation of reinforce_loss's gradient over every draw of `samples` independent outcomes."""
+    import itertools
+
+    logits = torch.log(probabilities).clone().requires_grad_(True)
+    total = torch.zeros_like(probabilities)
+    for draw in itertools.product(range(len(probabilities)), repeat=samples):
+        index = torch.tensor(draw)
+        log_p = torch.log_softmax(logits, dim=0)[index]
+        (gradient,) = torch.autograd.grad(reinforce_loss(log_p, rewards[index], baseline=baseline), logits)
+        total += float(torch.prod(probabilities[index])) * gradient
+    return total
+
+
+def test_leave_one_out_baseline_gives_the_unbiased_gradient_and_the_batch_mean_shrinks_it_by_g_minus_1_over_g():
+    probabilities = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    rewards = torch.tensor([1.0, -2.0, 4.0], dtype=torch.float64)
+    logits = torch.log(probabilities).clone().requires_grad_(True)
+    (true,) = torch.autograd.grad(-(torch.softmax(logits, dim=0) * rewards).sum(), logits)
+    samples = 3
+    torch.testing.assert_close(_expected_gradient(None, probabilities, rewards, samples), true)
+    torch.testing.assert_close(_expected_gradient("leave_one_out", probabilities, rewards, samples), true)
+    torch.testing.assert_close(_expected_gradient("mean", probabilities, rewards, samples), true * (samples - 1) / samples)
+
+
+def test_leave_one_out_baseline_subtracts_the_mean_of_the_other_rewards():
+    log_p = torch.tensor([-1.0, -2.0, -0.5], dtype=torch.float64)
+    rewards = torch.tensor([3.0, 0.0, 6.0], dtype=torch.float64)
+    others = torch.tensor([3.0, 4.5, 1.5], dtype=torch.float64)
+    torch.testing.assert_close(reinforce_loss(log_p, rewards, baseline="leave_one_out"), -((rewards - others) * log_p).mean())
+    with pytest.raises(ValueError, match=r"baseline='leave_one_out' needs at least 2 samples, got 1"):
+        reinforce_loss(log_p[:1], rewards[:1], baseline="leave_one_out")

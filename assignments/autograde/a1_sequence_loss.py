@@ -3,7 +3,10 @@
 Each question scores one autograder test cell of the notebook. The hidden
 inputs mirror the notebook's hidden tests (shapes with T = 1, V = 2, ignored
 targets, all-padding rows, NaN under the mask, float32 and float64) but are
-drawn from SEED, which exists only in this file.
+drawn, for each student, from a seed derived from SEED (which exists only in
+this file), the course and the student. ``token_nll`` must compute the
+log-normaliser itself: the operators behind F.log_softmax, F.nll_loss and
+F.cross_entropy raise during its graded calls.
 """
 
 from __future__ import annotations
@@ -12,10 +15,16 @@ import math
 
 import numpy as np
 
-from coursekit.grading.spec import AssignmentSpec, Case, FunctionQuestion, ValueQuestion
+from coursekit.grading.spec import AssignmentSpec, BannedOp, Case, FunctionQuestion, ValueQuestion
 from coursekit.losses import perplexity, sequence_loss, token_nll
 
 SEED = 730_214_557
+#: what F.log_softmax and F.cross_entropy run (log_softmax), and F.nll_loss (both layouts).
+BANNED = (
+    BannedOp("_log_softmax", "log_softmax (F.log_softmax, F.cross_entropy)"),
+    BannedOp("nll_loss_forward", "F.nll_loss"),
+    BannedOp("nll_loss2d_forward", "F.nll_loss"),
+)
 
 
 def token_nll_cases(rng: np.random.Generator) -> list[Case]:
@@ -75,7 +84,7 @@ SPEC = AssignmentSpec(
             rtol=1e-4,
             atol=1e-5,
             grad_wrt=(0,),
-            banned=("cross_entropy", "nll_loss", "log_softmax"),
+            banned=BANNED,
         ),
         FunctionQuestion(
             grade_id="test_sequence_loss",

@@ -1,13 +1,14 @@
 """Out-of-process grading spec of a4_distillation (read by `coursekit grade`; never released).
 
-Mirrors the notebook's hidden tests with inputs drawn from SEED, which exists
-only in this file. The losses are compared with ``coursekit.losses``. The
-sequence-level distillation targets travel as padded arrays and are compared
-with the reference beam search run here. The student model that
-``train_student`` returns comes back as its parameters: the grader loads them
-into a ``Seq2Seq`` built here and measures how often its greedy output agrees
-with the teacher's on sources drawn with the private seed, which the student
-never saw; a second case checks the seeding convention exactly.
+Mirrors the notebook's hidden tests with inputs drawn, for each student, from
+a seed derived from SEED (which exists only in this file), the course and the
+student. The losses are compared with ``coursekit.losses``. The sequence-level
+distillation targets travel as padded arrays and are compared with the
+reference beam search run here. The student model that ``train_student``
+returns comes back as its parameters: the grader loads them into a ``Seq2Seq``
+built here and measures how often its greedy output agrees with the teacher's
+on sources drawn with the private seed, which the student never saw; a second
+case checks the seeding convention exactly.
 """
 
 from __future__ import annotations
@@ -152,11 +153,17 @@ def _fresh_student(seed: int) -> Seq2Seq:
         return Seq2Seq(len(src_vocab), len(tgt_vocab), embed_dim=16, hidden_size=32)
 
 
-def student_cases(rng: np.random.Generator) -> list[Case]:
+@lru_cache(maxsize=1)
+def _training_pairs() -> tuple[list[list[int]], list[list[int]]]:
+    """train_student's training set: the notebook's own, the same for every student (nothing hidden in it)."""
     teacher, src_vocab, _ = _teacher()
     task = translation_task(seed=0, num_train=400, num_valid=100, num_test=10, num_ood=10)
     sources = [src_vocab.encode(words) for words, _ in task.train]
-    targets = sequence_kd_targets(teacher, sources, max_len=8)
+    return sources, sequence_kd_targets(teacher, sources, max_len=8)
+
+
+def student_cases(rng: np.random.Generator) -> list[Case]:
+    sources, targets = _training_pairs()
     trained = Case((*_padded(sources), *_padded(targets), 150, 32, 0.02, 0))
     untrained = Case((*_padded(sources[:5]), *_padded(targets[:5]), 0, 32, 0.02, 3))
     return [trained, untrained]

@@ -1,16 +1,20 @@
 """Out-of-process grading spec of a5_sequence_objectives (read by `coursekit grade`; never released).
 
-Mirrors the notebook's hidden tests with inputs drawn from SEED, which exists
-only in this file. CTC gradients are compared with respect to logits through
+Mirrors the notebook's hidden tests with inputs drawn, for each student, from
+a seed derived from SEED (which exists only in this file), the course and the
+student. CTC gradients are compared with respect to logits through
 ``log_softmax`` (as the notebook's hidden test does), so an adapter applies the
-``log_softmax`` in the sandbox and the reference applies it here.
+``log_softmax`` in the sandbox and the reference applies it here. The student's
+``ctc_loss`` must run the forward algorithm itself: the operator behind
+F.ctc_loss raises during its graded calls (it may still be used elsewhere in
+the notebook, to check an answer against it).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from coursekit.grading.spec import AssignmentSpec, Case, FunctionQuestion
+from coursekit.grading.spec import AssignmentSpec, BannedOp, Case, FunctionQuestion
 from coursekit.losses import ctc_loss, dpo_loss, mrt_risk, policy_loss_aggregate, reinforce_loss
 
 SEED = 902_115_337
@@ -111,7 +115,8 @@ SPEC = AssignmentSpec(
     seed=SEED,
     questions=(
         FunctionQuestion("test_ctc_loss", "_coursekit_ctc", 5, ctc_cases, _reference_ctc, rtol=1e-4, atol=1e-4,
-                         grad_wrt=(0,), adapter=CTC_ADAPTER, student_function="ctc_loss", banned=("F.ctc_loss", "functional.ctc_loss", "torch.ctc_loss")),
+                         grad_wrt=(0,), adapter=CTC_ADAPTER, student_function="ctc_loss",
+                         banned=(BannedOp("_ctc_loss", "F.ctc_loss"),)),
         FunctionQuestion("test_mrt_risk", "mrt_risk", 2, mrt_cases, mrt_risk, rtol=1e-4, atol=1e-5, grad_wrt=(0,)),
         FunctionQuestion("test_reinforce_loss", "reinforce_loss", 2, reinforce_cases, reinforce_loss,
                          rtol=1e-4, atol=1e-5, grad_wrt=(0, 1)),

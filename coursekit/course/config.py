@@ -28,6 +28,8 @@ DEFAULT_EXCHANGE = "/srv/nbgrader/exchange"
 # "ada_48213_904811_a1_sequence_loss.ipynb" (Canvas style) or "ada_a1_sequence_loss.ipynb".
 LMS_FILENAME_REGEXP = r".*/(?P<student_id>[A-Za-z0-9.-]+)_(?:late_)?(?:[0-9]+_)*(?P<file_id>a[0-9]_[a-z0-9_]+\.ipynb)$"
 EXECUTION_TIMEOUT_S = 300
+#: nbconvert's HTML sanitiser (escapes <script>, event handlers and unknown tags; drops JavaScript outputs).
+SANITIZE_HTML = "nbconvert.preprocessors.sanitize.SanitizeHTML"
 
 
 def with_installed_driver(url: str) -> str:
@@ -105,12 +107,15 @@ def configure(c: Any, course_root: str | os.PathLike[str]) -> None:
     c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
     c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
+    # A student's HTML (markdown, raw cells, display outputs) must not run in formgrader or in the
+    # feedback page: nbconvert's sanitiser escapes it in the autograded notebook and again in the feedback.
     c.Autograde.autograde_preprocessors = [
         "nbgrader.preprocessors.Execute",
         "coursekit.course.preprocessors.StderrIsNotFailure",
         "nbgrader.preprocessors.IgnorePattern",
         "nbconvert.preprocessors.ClearMetadataPreprocessor",
         "nbgrader.preprocessors.LimitOutput",
+        SANITIZE_HTML,
         "nbgrader.preprocessors.SaveAutoGrades",
         "nbgrader.preprocessors.AssignLatePenalties",
         "nbgrader.preprocessors.CheckCellMetadata",
@@ -118,6 +123,7 @@ def configure(c: Any, course_root: str | os.PathLike[str]) -> None:
     c.GenerateFeedback.preprocessors = [
         "nbgrader.preprocessors.GetGrades",
         "coursekit.course.preprocessors.RedactHiddenTests",
+        SANITIZE_HTML,
         "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     ]
     c.FileNameCollectorPlugin.named_regexp = LMS_FILENAME_REGEXP

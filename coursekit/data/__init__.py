@@ -2,8 +2,9 @@
 
 - :mod:`~coursekit.data.vocab`: word- and character-level vocabularies with ``<pad>``, ``<bos>``, ``<eos>``, ``<unk>``.
 - :mod:`~coursekit.data.toy_language`: a toy language with an exactly known entropy floor.
+- :mod:`~coursekit.data.frames`: noisy feature frames and the labels they spell, for CTC.
 - :mod:`~coursekit.data.translation`: number words -> digits, with an out-of-distribution split.
-- :mod:`~coursekit.data.batching`: padding, masks, bucketing and truncated-BPTT streams.
+- :mod:`~coursekit.data.batching`: padding, masks, bucketing, token-budget batches and truncated-BPTT streams.
 """
 
 from coursekit.data.batching import (
@@ -15,6 +16,7 @@ from coursekit.data.batching import (
     pad_batch,
     seq2seq_batch,
     tbptt_chunks,
+    token_budget_batches,
     token_stream,
 )
 from coursekit.data.toy_language import ToyCorpus, ToyLanguage, default_language, toy_corpus
@@ -28,12 +30,14 @@ from coursekit.data.translation import (
     translation_task,
 )
 from coursekit.data.vocab import BOS, BOS_ID, EOS, EOS_ID, PAD, PAD_ID, UNK, UNK_ID, Vocab
+from coursekit.data.frames import FRAME_BLANK, FrameBatch, FrameExample, FrameTask, frame_batch, frame_task
 
 __all__ = [
     "Vocab", "PAD", "BOS", "EOS", "UNK", "PAD_ID", "BOS_ID", "EOS_ID", "UNK_ID",
     "ToyLanguage", "ToyCorpus", "default_language", "toy_corpus",
     "TranslationTask", "translation_task", "number_to_words", "number_to_digits",
     "PreferencePair", "preference_pairs", "one_digit_edit",
+    "FRAME_BLANK", "FrameExample", "FrameTask", "FrameBatch", "frame_task", "frame_batch",
     "PaddedBatch", "LMBatch", "Seq2SeqBatch", "pad_batch", "lm_batch", "seq2seq_batch",
-    "bucket_batches", "token_stream", "tbptt_chunks",
+    "bucket_batches", "token_budget_batches", "token_stream", "tbptt_chunks",
 ]

@@ -206,6 +206,60 @@ def bucket_batches(lengths: Sequence[int], batch_size: int, *, seed: int, shuffl
     return batches
 
 
+
+def token_budget_batches(lengths: Sequence[int], max_tokens: int, *, seed: int, shuffle: bool = True) -> list[list[int]]:
+    """Group example indices into batches whose padded size stays within a token budget.
+
+    The examples are sorted by length (ties broken at random by ``seed``) and cut
+    greedily: a batch grows while its padded size, ``len(batch) * max(lengths in
+    batch)``, stays at most ``max_tokens`` (:math:`N_{\\max}`, fairseq's
+    ``--max-tokens``). Batches of short examples therefore hold many examples and
+    batches of long ones few, and every batch holds about the same number of
+    positions. The batches are then shuffled.
+
+    Args:
+        lengths: the length of every example (>= 0).
+        max_tokens: the budget :math:`N_{\\max}` of padded positions per batch.
+        seed: seed of the shuffles (int >= 0).
+        shuffle: without it, ties keep index order and batches stay in length order.
+
+    Returns:
+        A list of batches, each a list of indices; every index appears exactly once.
+
+    Raises:
+        ValueError: empty ``lengths``, a negative length, ``max_tokens < 1``, an
+            example longer than ``max_tokens``, or a negative seed.
+
+    Example:
+        >>> token_budget_batches([5, 1, 4, 2, 2], 8, seed=0, shuffle=False)
+        [[1, 3, 4], [2], [0]]
+    """
+    if len(lengths) == 0:
+        raise ValueError("lengths must hold at least one example, got an empty sequence")
+    require_int("max_tokens", max_tokens, minimum=1)
+    require_seed("seed", seed)
+    if min(lengths) < 0:
+        raise ValueError(f"lengths must be >= 0, got {min(lengths)}")
+    if max(lengths) > max_tokens:
+        raise ValueError(f"every length must fit the budget max_tokens={max_tokens}, got a length of {max(lengths)}")
+    order = list(range(len(lengths)))
+    rng = random.Random(seed)
+    if shuffle:
+        rng.shuffle(order)
+    order.sort(key=lambda i: lengths[i])          # stable: shuffled ties stay shuffled
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    for index in order:
+        # sorted by length, so the newest example is the longest of the batch
+        if batch and (len(batch) + 1) * lengths[index] > max_tokens:
+            batches.append(batch)
+            batch = []
+        batch.append(index)
+    batches.append(batch)
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
 def token_stream(sentences: Sequence[Sequence[int]], batch_size: int, *, eos_id: int = EOS_ID) -> torch.Tensor:
     """Concatenate sentences (each followed by ``<eos>``) and fold into ``batch_size`` parallel streams.
 

@@ -1,19 +1,30 @@
 """``coursekit grade``: a sandboxed, parallel, tamper-proof auto-grader on top of nbgrader.
 
-Modules, in the order a submission meets them:
+The modules, in the order a submission meets them:
 
 * :mod:`~coursekit.grading.notebook` checks the submitted notebook against the
   released cells and restores tampered or missing ones;
 * :mod:`~coursekit.grading.spec` loads the assignment's private grading spec and
-  generates the hidden inputs and reference answers;
-* :mod:`~coursekit.grading.sandbox` runs the student's cells and the hidden calls
-  in bubblewrap under rlimits (:mod:`~coursekit.grading.runner` is the process
-  inside), on this machine or through :mod:`~coursekit.grading.executors` on Dask;
-* :mod:`~coursekit.grading.wire` is the strict JSON format results come back in;
-* :mod:`~coursekit.grading.verdicts` compares them with the references;
-* :mod:`~coursekit.grading.gradebook` and :mod:`~coursekit.grading.driver` write
-  nbgrader's autograded/ tree, the gradebook and the per-student reports.
+  draws each student's hidden inputs and reference answers;
+* :mod:`~coursekit.grading.package_view` decides what the sandbox's copy of
+  ``coursekit`` holds (what the notebook needs, never the answers);
+* :mod:`~coursekit.grading.reruns` runs a submission, again without a cell or a
+  function that killed it, within one time budget; each attempt is
+  :func:`~coursekit.grading.sandbox.run_job`, which puts together a uid
+  (:mod:`~coursekit.grading.uids`), cgroups (:mod:`~coursekit.grading.cgroups`),
+  a seccomp filter (:mod:`~coursekit.grading.seccomp`) and bubblewrap
+  (:mod:`~coursekit.grading.bwrap`) under the limits of :mod:`~coursekit.grading.limits`;
+* inside, the trusted :mod:`~coursekit.grading.runner` supervises the
+  :mod:`~coursekit.grading.kernel` that runs the student's code, and talks to the
+  grader in the messages of :mod:`~coursekit.grading.protocol` (values in the
+  format of :mod:`~coursekit.grading.wire`);
+* :mod:`~coursekit.grading.executors` run attempts on this machine or on Dask;
+* :mod:`~coursekit.grading.verdicts` compares what came back with the references,
+  :mod:`~coursekit.grading.outcomes` names the outcome, and
+  :mod:`~coursekit.grading.autograded`, :mod:`~coursekit.grading.gradebook` and
+  :mod:`~coursekit.grading.driver` write nbgrader's autograded/ tree, the
+  gradebook and the per-student reports.
 
 Nothing is imported eagerly here: the sandboxed runner imports
-``coursekit.grading.wire`` and must not pull in nbgrader.
+``coursekit.grading.protocol`` and must not pull in nbgrader.
 """

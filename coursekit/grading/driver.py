@@ -21,23 +21,20 @@ from pathlib import Path
 from typing import Any, Iterator, TextIO
 
 from coursekit.grading import gradebook as gb
-from coursekit.grading.executors import DaskExecutor, LocalExecutor
+from coursekit.grading.autograded import render
+from coursekit.grading.cgroups import cgroups_available, remove_stale_groups
+from coursekit.grading.executors import make_executor
+from coursekit.grading.files import files_of, refuse_shadowing
+from coursekit.grading.limits import Limits
 from coursekit.grading.notebook import ExpectedCell, PreparedNotebook, prepare, unusable
-from coursekit.grading.sandbox import Limits, RawRun, sandbox_available
-from coursekit.grading.spec import AssignmentSpec, PreparedCall, adapters, load_spec, prepare_calls
+from coursekit.grading.outcomes import OUTCOMES, Evidence, classify, run_notes
+from coursekit.grading.package_view import ViewPlan, notebook_imports, plan_view
+from coursekit.grading.sandbox import Job, RawRun, sandbox_available
+from coursekit.grading.spec import AssignmentSpec, PreparedCall, adapters, graded_names, load_spec, prepare_calls
 from coursekit.grading.verdicts import QuestionResult, score_question
 
-OUTCOMES = (
-    "graded",
-    "timeout",
-    "memory_limit",
-    "kernel_died",
-    "invalid_notebook",
-    "missing_cells",
-    "tampered_cells",
-    "too_large",
-)
-SKIP_DIRS = {".ipynb_checkpoints", "__pycache__", ".git"}
+__all__ = ["OUTCOMES", "GradeOptions", "Grader", "SandboxUnavailable", "SubmissionReport", "format_table",
+           "grade_assignment"]
 
 
 @dataclass
@@ -54,7 +51,7 @@ class SubmissionReport:
         questions: per-question results.
         manual: grade_ids left for manual grading.
         sandboxed: whether bubblewrap isolated the run.
-        seconds: time spent in the sandbox.
+        seconds: wall-clock time in the sandbox, every attempt of the submission together.
     """
 
     student: str
@@ -87,129 +84,6 @@ class GradeOptions:
 
 class SandboxUnavailable(RuntimeError):
     """``--require-sandbox`` was given and the sandbox cannot be set up."""
-
-
-def _files_of(directory: Path, exclude: set[str], budget: int) -> dict[str, bytes] | None:
-    files: dict[str, bytes] = {}
-    total = 0
-    if not directory.is_dir():
-        return files
-    for root, dirs, names in os.walk(directory):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
-        for name in sorted(names):
-            path = Path(root) / name
-            relative = str(path.relative_to(directory))
-            if relative in exclude or path.is_symlink() or not path.is_file():
-                continue
-            total += path.stat().st_size
-            if total > budget:
-                return None
-            files[relative] = path.read_bytes()
-    return files
-
-
-def _classify(run: RawRun | None, prepared: PreparedNotebook) -> tuple[str, list[str]]:
-    notes = [f"restored: {t}" for t in prepared.tampered] + [f"missing cell restored: {m}" for m in prepared.missing]
-    if prepared.outcome:
-        return prepared.outcome, [prepared.detail] + notes
-    assert run is not None
-    cell_errors = [e.get("ename") for e in run.events if e.get("ev") == "cell_end"]
-    call_errors = [e.get("ename") for e in run.events if e.get("ev") == "call"]
-    finished = any(e.get("ev") == "done" for e in run.events)
-    out_of_memory = any(e.get("oom") is True for e in run.events if e.get("ev") == "call")
-    memory = "MemoryError" in cell_errors or "MemoryError" in call_errors or out_of_memory or "memory" in run.skipped_reasons
-    timed = (
-        "CellTimeout" in cell_errors
-        or any(e.get("timeout") for e in run.events if e.get("ev") == "call")
-        or "timeout" in run.skipped_reasons
-    )
-    died_in_call = any(e.get("died") is True for e in run.events if e.get("ev") == "call")
-    if run.output_truncated:
-        notes.append("output truncated")
-    if run.skipped_cells:
-        for index, why in zip(run.skipped_cells, run.skipped_reasons):
-            what = {"memory": "the process ran out of memory in", "timeout": "the time limit was ignored by"}.get(
-                why, "the process died in")
-            notes.append(f"{what} cell {index}; it was skipped on a rerun")
-    dropped = {str(e.get("error")) for e in run.events if e.get("ev") == "call"}
-    if "not run again (timeout)" in dropped:
-        notes.append("a graded function ignored its time limit; it was not called again on a rerun")
-    if "not run again (died)" in dropped:
-        notes.append("the process died in a graded function; it was not called again on a rerun")
-    if not run.sandboxed:
-        notes.append("NOT SANDBOXED")
-    if run.wall_killed:
-        notes.append("killed at the per-submission time limit")
-        return "timeout", notes
-    if run.events_overflow:
-        notes.append("the result channel went over its limit")
-        return "kernel_died", notes
-    if run.stalled:
-        notes.append("killed: a cell or a graded call would not stop at its time limit")
-        return "timeout", notes
-    if not finished:
-        notes.append(f"the process ended early (status {run.returncode})")
-        return ("memory_limit" if memory else "kernel_died"), notes
-    if memory:
-        return "memory_limit", notes
-    if timed:
-        return "timeout", notes
-    if run.skipped_cells or died_in_call:
-        return "kernel_died", notes
-    if prepared.missing:
-        return "missing_cells", notes
-    if prepared.tampered:
-        return "tampered_cells", notes
-    return "graded", notes
-
-
-def _stream(name: str, text: str) -> dict[str, Any]:
-    return {"output_type": "stream", "name": name, "text": text}
-
-
-def _fill_outputs(
-    prepared: PreparedNotebook, run: RawRun | None, results: dict[str, QuestionResult], outcome: str
-) -> dict[str, Any]:
-    notebook = prepared.notebook
-    cells = notebook["cells"]
-    count = 0
-    if run is not None:
-        for event in run.events:
-            if event.get("ev") != "cell_end" or not isinstance(event.get("i"), int):
-                continue
-            index = event["i"]
-            if not 0 <= index < len(cells) or cells[index]["cell_type"] != "code":
-                continue
-            count += 1
-            outputs = []
-            for name in ("stdout", "stderr"):
-                if isinstance(event.get(name), str) and event[name]:
-                    outputs.append(_stream(name, event[name]))
-            if event.get("status") == "error":
-                outputs.append(
-                    {
-                        "output_type": "error",
-                        "ename": str(event.get("ename", ""))[:100],
-                        "evalue": str(event.get("evalue", ""))[:500],
-                        "traceback": [str(event.get("traceback", ""))[:4000]],
-                    }
-                )
-            cells[index]["outputs"] = outputs
-            cells[index]["execution_count"] = count
-        for index in run.skipped_cells:
-            if 0 <= index < len(cells):
-                cells[index]["outputs"] = [_stream("stderr", "This cell crashed the process, exhausted its memory "
-                                                            "or would not stop at its time limit; it was skipped "
-                                                            "on a rerun.\n")]
-    for name, index in prepared.test_cells.items():
-        result = results.get(name)
-        if result is None:
-            continue
-        lines = [f"coursekit grade: {result.score:g} / {result.max_score:g} points "
-                 f"({result.passed} of {result.total} hidden checks passed; outcome: {outcome})"]
-        lines += result.messages
-        cells[index]["outputs"] = [_stream("stdout", "\n".join(lines) + "\n")]
-    return notebook
 
 
 def _without_surrogates(value: Any) -> Any:
@@ -268,14 +142,18 @@ class Grader:
             raise LookupError(f"notebook {self.spec.notebook!r} of the spec is not in assignment {assignment!r}")
         self.expected: list[ExpectedCell] = notebooks[self.spec.notebook]
         self._check_spec()
-        self.calls: dict[str, list[PreparedCall]] = prepare_calls(self.spec)
+        self.view: ViewPlan = self._view()
         self.max_score = sum(float(q.points) for q in self.spec.questions)
-        self.source_files = _files_of(
-            self.course.root / self.course.source / assignment, set(), options.max_files_bytes
-        ) or {}
-        self.source_files = {k: v for k, v in self.source_files.items() if not k.endswith(".ipynb")}
+        source_files = files_of(self.course.root / self.course.source / assignment, set(), options.max_files_bytes)
+        self.source_files = {k: v for k, v in (source_files or {}).items() if not k.endswith(".ipynb")}
+        self.calls: dict[str, dict[str, list[PreparedCall]]] = {}
         self.reports: list[SubmissionReport] = []
         self._bar: Any = None
+
+    def _view(self) -> ViewPlan:
+        """What the sandbox's ``coursekit`` holds: what the released cells and the adapters import, no answers."""
+        sources = [c.source for c in self.expected if c.cell_type == "code" and not c.autograder_test]
+        return plan_view(graded_names(self.spec), notebook_imports(sources + adapters(self.spec)))
 
     def _check_spec(self) -> None:
         tests = {c.name: c for c in self.expected if c.autograder_test}
@@ -314,88 +192,113 @@ class Grader:
         return [s for s in students if s not in done]
 
     # -- the pipeline ------------------------------------------------------
-    def _jobs(self, students: list[str], prepared: dict[str, PreparedNotebook]) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _prepared(self, student: str) -> tuple[PreparedNotebook, dict[str, bytes], list[str]]:
+        """The checked notebook, the other submitted files, and the files refused as shadowing a module."""
+        directory = self.course.root / self.course.submitted / student / self.assignment
+        nb_path = directory / f"{self.spec.notebook}.ipynb"
+        size = nb_path.stat().st_size if nb_path.is_file() else 0
+        if size > self.options.max_notebook_bytes:
+            notebook = unusable("too_large", self.expected,
+                                f"the notebook has {size} bytes, limit {self.options.max_notebook_bytes}")
+        else:
+            raw = nb_path.read_bytes() if nb_path.is_file() else b""
+            notebook = prepare(raw, self.expected, max_bytes=self.options.max_notebook_bytes)
+        files = files_of(directory, {f"{self.spec.notebook}.ipynb", "timestamp.txt"}, self.options.max_files_bytes)
+        if files is None and not notebook.outcome:
+            notebook = unusable("too_large", self.expected, "the submitted files are too large")
+        kept, refused = refuse_shadowing(files or {})
+        return notebook, {**kept, **self.source_files}, refused
+
+    def _jobs(self, students: list[str], prepared: dict[str, PreparedNotebook]) -> Iterator[tuple[str, Job]]:
         for student in students:
-            directory = self.course.root / self.course.submitted / student / self.assignment
-            nb_path = directory / f"{self.spec.notebook}.ipynb"
-            size = nb_path.stat().st_size if nb_path.is_file() else 0
-            if size > self.options.max_notebook_bytes:
-                notebook = unusable("too_large", self.expected,
-                                    f"the notebook has {size} bytes, limit {self.options.max_notebook_bytes}")
-            else:
-                raw = nb_path.read_bytes() if nb_path.is_file() else b""
-                notebook = prepare(raw, self.expected, max_bytes=self.options.max_notebook_bytes)
-            exclude = {f"{self.spec.notebook}.ipynb", "timestamp.txt"}
-            files = _files_of(directory, exclude, self.options.max_files_bytes)
-            if files is None and not notebook.outcome:
-                notebook = unusable("too_large", self.expected, "the submitted files are too large")
+            notebook, files, refused = self._prepared(student)
             if notebook.outcome:
                 self._finish(student, notebook, None)
                 continue
-            assert files is not None
-            files.update(self.source_files)
+            notebook.refused_files = refused
             prepared[student] = notebook
-            job = {
-                "files": {k: base64.b64encode(v).decode() for k, v in files.items()},
-                "cells": notebook.run_cells,
-                "adapters": adapters(self.spec),
-                "calls": [c.call for q in self.spec.questions for c in self.calls[q.grade_id]],
-                "memory_budget_mb": self.spec.memory_budget_mb,
-            }
-            yield student, job
+            self.calls[student] = prepare_calls(self.spec, course=self.course.course_id, student=student)
+            yield student, Job(
+                files={k: base64.b64encode(v).decode() for k, v in files.items()},
+                cells=notebook.run_cells,
+                calls=[c.call for q in self.spec.questions for c in self.calls[student][q.grade_id]],
+                adapters=adapters(self.spec),
+                view=self.view,
+                memory_budget_mb=self.spec.memory_budget_mb,
+            )
 
-    def _finish(self, student: str, prepared: PreparedNotebook, run: RawRun | None) -> SubmissionReport:
-        events: dict[str, list[dict[str, Any]]] = {}
-        if run is not None:
-            for event in run.events:
-                if event.get("ev") == "call" and isinstance(event.get("id"), str):
-                    events.setdefault(event["id"], []).append(event)
-        sources = [cell["source"] for cell in prepared.run_cells]
-        results = {q.grade_id: score_question(q, self.calls[q.grade_id], events, sources) for q in self.spec.questions}
-        outcome, notes = _classify(run, prepared)
+    def _score(self, student: str, run: RawRun | None) -> dict[str, QuestionResult]:
+        """Every question's verdict (nothing answered when the notebook could not run)."""
+        calls = self.calls.pop(student, None)
+        if calls is None:
+            calls = prepare_calls(self.spec, course=self.course.course_id, student=student)
+        ends = {event.call_id: event for event in run.calls} if run is not None else {}
+        return {q.grade_id: score_question(q, calls[q.grade_id], ends) for q in self.spec.questions}
+
+    def _outcome(self, prepared: PreparedNotebook, run: RawRun | None,
+                 results: dict[str, QuestionResult]) -> tuple[str, list[str]]:
+        """The outcome and every note worth reading, in order."""
+        notes = [f"restored: {t}" for t in prepared.tampered] + [f"missing cell restored: {m}" for m in prepared.missing]
+        if prepared.outcome:
+            return prepared.outcome, [prepared.detail, *notes]
+        assert run is not None, "a notebook that can run has a run"
+        notes += [f"{name} was not copied: it would stand in for a module the grader imports"
+                  for name in prepared.refused_files]
+        outcome, why = classify(Evidence.of(run, prepared, list(results.values())))
+        notes += run_notes(run) + ([why] if why else [])
         if outcome == "memory_limit" and self.spec.memory_budget_mb:
             notes.append(f"this assignment's memory budget: {self.spec.memory_budget_mb} MiB beyond Python, "
                          "NumPy and torch")
-        notebook = _fill_outputs(prepared, run, results, outcome)
-        answered = self._answered(prepared)
-        report = SubmissionReport(
+        return outcome, notes
+
+    def _finish(self, student: str, prepared: PreparedNotebook, run: RawRun | None) -> SubmissionReport:
+        """Score and classify one submission, then write its results (see :meth:`_write`)."""
+        results = self._score(student, run)
+        outcome, notes = self._outcome(prepared, run, results)
+        report = self._report(student, run, results, outcome, notes)
+        self._write(report, prepared, run, results)
+        self.reports.append(report)
+        self._tick(student, outcome)
+        return report
+
+    def _report(self, student: str, run: RawRun | None, results: dict[str, QuestionResult], outcome: str,
+                notes: list[str]) -> SubmissionReport:
+        """The submission's report (what is shown at the end and written as JSON)."""
+        return SubmissionReport(
             student=student,
             assignment=self.assignment,
             score=round(sum(r.score for r in results.values()), 3),
             max_score=self.max_score,
             outcome=outcome,
             notes=[n for n in notes if n],
-            questions=[
-                {**r.to_dict(), "outcome": "passed" if r.passed == r.total else "partial" if r.passed else "failed"}
-                for r in results.values()
-            ],
+            questions=[r.to_dict() for r in results.values()],
             manual=[c.name for c in self.expected if (c.grade or c.task) and not c.autograder_test],
             sandboxed=run.sandboxed if run is not None else True,
             seconds=round(run.seconds, 2) if run is not None else 0.0,
         )
-        submitted = self.course.root / self.course.submitted / student / self.assignment
+
+    def _write(self, report: SubmissionReport, prepared: PreparedNotebook, run: RawRun | None,
+               results: dict[str, QuestionResult]) -> None:
+        """Write the autograded notebook, the JSON report and, last, the grades (then the submission is done)."""
+        submitted = self.course.root / self.course.submitted / report.student / self.assignment
         timestamp, problem = _read_timestamp(submitted / "timestamp.txt")
         if problem:
             report.notes.append(problem)
-        self._write_autograded(student, notebook)
+        self._write_autograded(report.student, render(prepared, run, results, report.outcome))
+        self._write_report(report)
+        gb.record_submission(self.course, self.assignment, self.spec.notebook, report.student, timestamp=timestamp,
+                             expected=self.expected, scores={name: r.score for name, r in results.items()},
+                             answered=self._answered(prepared))
+
+    def _write_report(self, report: SubmissionReport) -> None:
         reports = self.course.root / "grade-reports" / self.assignment
         reports.mkdir(parents=True, exist_ok=True)
-        _write_atomically(reports / f"{student}.json", json.dumps(asdict(report), indent=1).encode())
-        gb.record_submission(
-            self.course,
-            self.assignment,
-            self.spec.notebook,
-            student,
-            timestamp=timestamp or None,
-            expected=self.expected,
-            scores={name: r.score for name, r in results.items()},
-            answered=answered,
-        )
-        self.reports.append(report)
+        _write_atomically(reports / f"{report.student}.json", json.dumps(asdict(report), indent=1).encode())
+
+    def _tick(self, student: str, outcome: str) -> None:
         if self._bar is not None:
             self._bar.update(1)
             self._bar.set_postfix_str(f"{student}: {outcome}")
-        return report
 
     def _answered(self, prepared: PreparedNotebook) -> dict[str, bool]:
         answered: dict[str, bool] = {}
@@ -424,7 +327,7 @@ class Grader:
         staging.mkdir()
         submitted = self.course.root / self.course.submitted / student / self.assignment
         exclude = {f"{self.spec.notebook}.ipynb"}
-        files = _files_of(submitted, exclude, self.options.max_files_bytes) or {}
+        files = files_of(submitted, exclude, self.options.max_files_bytes) or {}
         files.update(self.source_files)
         for relative, data in files.items():
             path = staging / relative
@@ -438,49 +341,52 @@ class Grader:
         os.replace(staging, target)
         shutil.rmtree(old, ignore_errors=True)
 
+    def _check_isolation(self) -> None:
+        """Refuse (``--require-sandbox``) or warn loudly when bubblewrap or cgroups cannot be used here."""
+        if self.options.executor != "local":
+            return
+        (sandboxed, why_not), (grouped, why_no_groups) = sandbox_available(), cgroups_available()
+        problems = [why for ok, why in ((sandboxed, why_not), (grouped, why_no_groups)) if not ok]
+        if problems and self.options.require_sandbox:
+            raise SandboxUnavailable(f"--require-sandbox: the sandbox cannot be set up here: {'; '.join(problems)}")
+        if not sandboxed:
+            self._warn(f"SUBMISSIONS WILL RUN WITHOUT THE SANDBOX: {why_not}",
+                       "Only rlimits and timeouts apply; student code can read the course directory",
+                       "(and runs as this user when the Python environment is not readable by a dedicated uid).")
+        if not grouped:
+            self._warn(f"SUBMISSIONS WILL RUN WITHOUT CGROUPS: {why_no_groups}",
+                       "Only per-process rlimits apply: one submission can take the CPU, the memory and the",
+                       "process slots of the others graded at the same time.")
+
+    def _warn(self, *lines: str) -> None:
+        self.log.write("\n" + "!" * 78 + "\nWARNING: " + "\n".join(lines) + "\n" + "!" * 78 + "\n")
+
     def run(self) -> list[SubmissionReport]:
         """Grade every pending submission; returns the reports of this run, sorted by student."""
         options = self.options
-        available, reason = sandbox_available()
-        remote = options.executor != "local"
-        if options.require_sandbox and not remote and not available:
-            raise SandboxUnavailable(f"--require-sandbox: the sandbox cannot be set up here: {reason}")
-        if not available and not remote:
-            self.log.write(
-                "\n" + "!" * 78 + "\nWARNING: SUBMISSIONS WILL RUN WITHOUT THE SANDBOX: " + reason +
-                "\nOnly rlimits and timeouts apply; student code can read the course directory"
-                "\n(and runs as this user when the Python environment is not readable by a dedicated uid).\n" + "!" * 78 + "\n"
-            )
+        self._check_isolation()
+        remove_stale_groups()
         students = self.pending()
         skipped = len(self.submissions()) - len(students)
         if skipped:
             self.log.write(f"{skipped} submission(s) already graded; use --force to regrade them\n")
-        from coursekit.grading.executors import make_executor
-
-        executor: LocalExecutor | DaskExecutor = make_executor(options.executor, options.jobs)
+        executor = make_executor(options.executor, options.jobs)
         use_sandbox: bool | None = True if options.require_sandbox else None
         prepared: dict[str, PreparedNotebook] = {}
-        bar = None
         if options.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(students), desc=f"grading {self.assignment}", unit="sub", file=self.log)
+            self._bar = tqdm(total=len(students), desc=f"grading {self.assignment}", unit="sub", file=self.log)
         start = len(self.reports)
 
         def done(student: str, run: RawRun) -> None:
-            report = self._finish(student, prepared.pop(student), run)
+            self._finish(student, prepared.pop(student), run)
             if not run.sandboxed:
                 self.log.write(f"WARNING: {student} was graded WITHOUT the sandbox\n")
 
-        def jobs() -> Iterator[tuple[str, dict[str, Any]]]:
-            for student, job in self._jobs(students, prepared):
-                yield student, job
-            return
-
-        self._bar = bar
-        executor.run(jobs(), options.limits, use_sandbox, done)
-        if bar is not None:
-            bar.close()
+        executor.run(self._jobs(students, prepared), options.limits, use_sandbox, done)
+        if self._bar is not None:
+            self._bar.close()
         return sorted(self.reports[start:], key=lambda r: r.student)
 
 

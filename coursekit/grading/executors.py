@@ -1,7 +1,8 @@
 """Where sandboxed runs happen: a local pool or a Dask distributed cluster.
 
-Both take self-contained jobs (the notebook's cells, its files and the hidden
-calls, all plain JSON data) and give back :class:`RawRun` results; neither
+Both take self-contained jobs (:class:`~coursekit.grading.sandbox.Job`: the
+notebook's cells, its files, the hidden calls and the plan of the sandbox's
+``coursekit``, all plain data) and give back :class:`RawRun` results; neither
 touches the course directory or the gradebook, which only the driver writes.
 """
 
@@ -10,22 +11,24 @@ from __future__ import annotations
 import concurrent.futures
 from typing import Any, Callable, Iterable, Iterator
 
-from coursekit.grading.sandbox import Limits, RawRun, run_submission
+from coursekit.grading.limits import Limits
+from coursekit.grading.reruns import run_submission
+from coursekit.grading.sandbox import Job, RawRun
 
-Job = tuple[str, dict[str, Any]]
+Keyed = tuple[str, Job]
 Done = Callable[[str, RawRun], None]
 
 
-def remote_run(job: dict[str, Any], limits: dict[str, Any], use_sandbox: bool | None) -> dict[str, Any]:
+def remote_run(job: Job, limits: dict[str, Any], use_sandbox: bool | None) -> dict[str, Any]:
     """Run one job where this function is called (a Dask worker) and return plain data.
 
     Args:
         job: the job.
         limits: :class:`Limits` fields.
-        use_sandbox: passed to :func:`run_job`.
+        use_sandbox: passed to :func:`~coursekit.grading.sandbox.run_job`.
 
     Returns:
-        :meth:`RawRun.to_dict` of the run (see :func:`run_submission`).
+        :meth:`RawRun.to_dict` of the run (see :func:`~coursekit.grading.reruns.run_submission`).
     """
     return run_submission(job, Limits(**limits), use_sandbox=use_sandbox).to_dict()
 
@@ -43,10 +46,10 @@ class LocalExecutor:
             raise ValueError(f"jobs must be a positive int, got {jobs!r}")
         self.jobs = jobs
 
-    def run(self, jobs: Iterable[Job], limits: Limits, use_sandbox: bool | None, done: Done) -> None:
+    def run(self, jobs: Iterable[Keyed], limits: Limits, use_sandbox: bool | None, done: Done) -> None:
         """Run every job, calling ``done(key, result)`` in this thread as each finishes."""
         pending: dict[concurrent.futures.Future[RawRun], str] = {}
-        source: Iterator[Job] = iter(jobs)
+        source: Iterator[Keyed] = iter(jobs)
         with concurrent.futures.ThreadPoolExecutor(max_workers=self.jobs) as pool:
             exhausted = False
             while True:
@@ -77,10 +80,8 @@ class DaskExecutor:
             raise ValueError(f"address must look like HOST:PORT, got {address!r}")
         self.address = address
 
-    def run(self, jobs: Iterable[Job], limits: Limits, use_sandbox: bool | None, done: Done) -> None:
+    def run(self, jobs: Iterable[Keyed], limits: Limits, use_sandbox: bool | None, done: Done) -> None:
         """Run every job on the cluster, calling ``done(key, result)`` in this thread as each finishes."""
-        from dataclasses import asdict
-
         from distributed import Client, as_completed
 
         with Client(f"tcp://{self.address}", timeout=30) as client:
@@ -95,7 +96,7 @@ class DaskExecutor:
                     key, job = next(source)
                 except StopIteration:
                     return False
-                future = client.submit(remote_run, job, asdict(limits), use_sandbox, pure=False)
+                future = client.submit(remote_run, job, limits.to_dict(), use_sandbox, pure=False)
                 keys[future.key] = key
                 queue.add(future)
                 return True
@@ -104,7 +105,7 @@ class DaskExecutor:
                 if not submit_next():
                     break
             for future in queue:
-                raw = RawRun(**future.result())
+                raw = RawRun.from_dict(future.result())
                 done(keys.pop(future.key), raw)
                 future.release()
                 submit_next()

@@ -5,6 +5,17 @@ recorded), with hidden tests removed, so the restored and autograded notebook
 shows students exactly the tests they were given and never the hidden ones.
 Everything here works on the notebook's JSON as plain data: a submission is
 never trusted to be a valid notebook.
+
+Two cases are decided here on purpose:
+
+* **An nbgrader cell whose type was changed** (an answer cell turned into
+  markdown, say) gets its released type back and the submission the outcome
+  ``tampered_cells``, as nbgrader's own ``OverwriteCells`` does; the student's
+  text stays and runs as code.
+* **An answer moved below its test cell** is credited: the grader calls the
+  functions once every cell has run, so it judges what the notebook defines at
+  the end, wherever it is defined. (Stock nbgrader runs each test cell where it
+  stands and fails it.)
 """
 
 from __future__ import annotations
@@ -105,6 +116,8 @@ class PreparedNotebook:
         notebook: the restored notebook (JSON dict), ready to receive outputs.
         run_cells: ``[{"index", "source"}]`` of the code cells the sandbox executes.
         test_cells: grade_id -> index of each autograder test cell in ``notebook``.
+        detail: why the notebook cannot be run, when it cannot.
+        refused_files: files handed in with the notebook that were not copied into the sandbox.
     """
 
     outcome: str | None
@@ -114,6 +127,7 @@ class PreparedNotebook:
     run_cells: list[dict[str, Any]] = field(default_factory=list)
     test_cells: dict[str, int] = field(default_factory=dict)
     detail: str = ""
+    refused_files: list[str] = field(default_factory=list)
 
 
 def _valid_structure(data: object) -> str:
@@ -256,21 +270,21 @@ def prepare(raw: bytes, expected: list[ExpectedCell], *, max_bytes: int) -> Prep
         ):
             result.tampered.append(f"read-only cell {cell_spec.name!r} restored")
             cell["source"] = cell_spec.source
-            if cell["cell_type"] != cell_spec.cell_type:
-                cell["cell_type"] = cell_spec.cell_type
-                if cell_spec.cell_type == "code":
-                    cell.update(outputs=[], execution_count=None)
-                else:
-                    cell.pop("outputs", None)
-                    cell.pop("execution_count", None)
+        elif cell["cell_type"] != cell_spec.cell_type:
+            result.tampered.append(f"cell {cell_spec.name!r} was {cell['cell_type']}; restored as {cell_spec.cell_type}")
+        if cell["cell_type"] != cell_spec.cell_type:
+            cell["cell_type"] = cell_spec.cell_type
+            if cell_spec.cell_type != "code":
+                cell.pop("outputs", None)
+                cell.pop("execution_count", None)
         cell["metadata"]["nbgrader"] = cell_spec.metadata()
 
-    for position, name in enumerate(result.missing):
-        cells.append(_restored_cell(by_name[name], len(cells) + position))
+    for name in result.missing:
+        cells.append(_restored_cell(by_name[name], len(cells)))
         found[name] = len(cells) - 1
 
     missing = set(result.missing)
-    for index, cell in enumerate(cells):
+    for cell in cells:
         if cell["cell_type"] == "code":
             cell["outputs"], cell["execution_count"] = [], None
     for name, index in found.items():

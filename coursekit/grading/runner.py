@@ -1,424 +1,329 @@
-"""The process that runs one submission inside the sandbox.
+"""The runner: the trusted process in the sandbox that supervises the kernel and reports to the grader.
 
-Started by :mod:`coursekit.grading.sandbox` as ``python -E -s runner.py``. It
-reads one job (JSON) from stdin, writes the working copy's files, drops to the
-sandbox uid, applies its rlimits, executes the student's cells one by one (each
-under a timer, with stdout/stderr captured and capped), then calls the named
-functions on the grader's inputs and writes every result to the event channel
-(a pipe whose descriptor number the job names) as one JSON line.
+Started by :mod:`coursekit.grading.sandbox` as ``python -I runner.py`` (inside
+bubblewrap, as root with a few capabilities). It never runs student code:
 
-Nothing here decides a score. Student code runs in this same process and can
-rewrite anything in it, the channel included; the grader therefore only trusts
-raw numbers that it decodes strictly and compares itself, so the most a forged
-message can do is repeat what a correct function would have returned, or make
-the submission lose points.
+1. reads :class:`~coursekit.grading.protocol.Setup` from stdin, limits the
+   scratch file systems' inodes, writes the working copy and imports everything
+   the kernel needs (NumPy, torch) while the working directory is nowhere on
+   ``sys.path``;
+2. forks the kernel (:mod:`coursekit.grading.kernel`), keeps itself off the OOM
+   killer's list and drops every capability but ``CAP_KILL``;
+3. sends the kernel the cells, then waits for their reports one by one, timing
+   each step from the end of the one before by the kernel's CPU and the wall
+   clock, and kills the kernel when a step outlives its limits by the grace;
+4. after the last cell, reports :class:`~coursekit.grading.protocol.CellsDone`
+   and only then reads the hidden calls (the grader sends them no earlier), and
+   runs them the same way.
+
+The kernel gets each phase whole and reports as it goes, so no step waits for
+a round trip through the runner; the runner still times, and answers for,
+every step on its own.
+
+Every event the grader acts on comes from here, on this process's stdout,
+which the kernel cannot reach; what the kernel reports is capped and checked
+before it is relayed. When the kernel dies or is killed, the runner says in
+which step and exits: the grader decides whether to try again without it.
 """
 
 from __future__ import annotations
 
-import builtins
+import base64
+import collections
 import contextlib
-import json
+import ctypes
 import os
+import select
 import signal
 import sys
-import traceback
-from typing import Any
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, NoReturn
 
-_SAFE_FD = 201
-TEXT_CAP = 4000
+if __name__ == "__main__":
+    # Run as a script from the assignment's view of the package: import coursekit from there.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from coursekit.grading import protocol  # noqa: E402
+from coursekit.grading.protocol import (AdapterReport, CallEnd, CallReport, CallStart, Calls,  # noqa: E402
+                                        CallStatus, CellEnd, CellReport, CellsDone, CellStart, CellStatus, Done,
+                                        Ready, RunCalls, RunCells, Setup)
 
-class CellTimeout(BaseException):
-    """Raised by the per-cell / per-call timer (a BaseException, so ``except Exception`` does not swallow it)."""
-
-
-class OutputLimitExceeded(BaseException):
-    """Raised when a cell writes more than its share of output."""
-
-
-class _Shell:
-    """A stand-in for ``get_ipython()`` so notebooks that call magics do not crash."""
-
-    def run_line_magic(self, *args: object, **kwargs: object) -> None:
-        return None
-
-    def run_cell_magic(self, *args: object, **kwargs: object) -> None:
-        return None
-
-    def system(self, *args: object, **kwargs: object) -> None:
-        return None
-
-
-class _CappedText:
-    """A text stream that keeps at most ``cap`` characters and raises past ``hard_cap``."""
-
-    def __init__(self, cap: int, budget: list[int]) -> None:
-        self.parts: list[str] = []
-        self.kept = 0
-        self.cap = cap
-        self.budget = budget
-        self.truncated = False
-
-    def write(self, text: str) -> int:
-        text = str(text)
-        self.budget[0] -= len(text)
-        if self.kept < self.cap:
-            piece = text[: self.cap - self.kept]
-            self.parts.append(piece)
-            self.kept += len(piece)
-        if len(text) and self.kept >= self.cap:
-            self.truncated = True
-        if self.budget[0] < 0:
-            raise OutputLimitExceeded("output limit exceeded")
-        return len(text)
-
-    def flush(self) -> None:
-        return None
-
-    def isatty(self) -> bool:
-        return False
-
-    def value(self) -> str:
-        text = "".join(self.parts)
-        return text + ("\n[output truncated]\n" if self.truncated else "")
+#: how often the runner checks the kernel's CPU time and whether it is still alive.
+TICK_S = 0.2
+#: bytes moved through a pipe at a time.
+PIPE_CHUNK = 1 << 16
+#: what the kernel may report about a graded call; any other status is the student's invention.
+KERNEL_CALL_STATUSES = {CallStatus.OK, CallStatus.RAISED, CallStatus.TIMEOUT, CallStatus.OUT_OF_MEMORY,
+                        CallStatus.BANNED, CallStatus.WITHHELD, CallStatus.NOT_RUN}
+#: the runner's OOM score: never chosen by the memory cgroup's OOM killer.
+OOM_SCORE = -1000
+# Linux constants (sys/mount.h, linux/capability.h).
+MS_NOSUID, MS_NODEV, MS_REMOUNT = 2, 4, 32
+CAPABILITY_VERSION_3 = 0x20080522
+CAP_KILL = 5
+SCRATCH_MOUNTS = ("/tmp", "/home/student")
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-class _Channel:
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def emit(self, event: dict[str, Any]) -> None:
-        data = (json.dumps(event, separators=(",", ":"), allow_nan=False) + "\n").encode()
-        view = memoryview(data)
-        while view:
-            written = os.write(self.fd, view)
-            view = view[written:]
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
 
 
-def _short(text: str, cap: int = TEXT_CAP) -> str:
-    return text if len(text) <= cap else text[:cap] + "\n[truncated]"
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
-def _alarm(_signum: int, _frame: object) -> None:
-    raise CellTimeout("time limit reached")
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
 
 
-def _arm(seconds: float) -> None:
-    signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01))
+def keep_only_capability(capability: int) -> None:
+    """Drop every capability of this process but ``capability`` (irreversibly: the runner never execs)."""
+    header = _CapHeader(CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    data[capability // 32].effective = data[capability // 32].permitted = 1 << (capability % 32)
+    if _libc().capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
 
 
-def _disarm() -> None:
-    signal.setitimer(signal.ITIMER_REAL, 0)
+def limit_scratch_inodes(disk_mb: int, inodes: int) -> None:
+    """Remount the scratch tmpfs mounts with an inode limit (bubblewrap can set only their size).
 
-
-def _reap_strays(dedicated_uid: bool) -> None:
-    """Kill every other process of this uid (a fork bomb's survivors, background jobs).
-
-    Only with a dedicated uid: ``kill(-1)`` then reaches this submission's
-    processes and nothing else (inside the PID namespace, not even those).
+    Each file costs kernel memory that a tmpfs's size does not count.
     """
-    if not dedicated_uid:
-        return
-    for _round in range(100):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(-1, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            while os.waitpid(-1, os.WNOHANG)[0] > 0:
-                continue
-        if not _others_alive():
-            return
+    options = f"size={int(disk_mb) * 2**20},nr_inodes={int(inodes)}".encode()
+    for target in SCRATCH_MOUNTS:
+        if _libc().mount(b"tmpfs", target.encode(), b"tmpfs", MS_REMOUNT | MS_NOSUID | MS_NODEV, options) != 0:
+            raise OSError(ctypes.get_errno(), f"cannot remount {target} with an inode limit")
 
 
-def _others_alive() -> bool:
-    me, uid = os.getpid(), os.getuid()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != me:
-            try:
-                if os.stat(f"/proc/{entry}").st_uid == uid:
-                    with open(f"/proc/{entry}/stat") as handle:
-                        if handle.read().rsplit(")", 1)[1].split()[0] != "Z":
-                            return True
-            except OSError:
-                continue
-    return False
-
-
-def _drop_privileges(uid: int | None) -> None:
-    if uid is None or os.getuid() != 0:
-        return
-    os.setgroups([])
-    os.setgid(uid)
-    os.setuid(uid)
-    if os.getuid() == 0 or os.geteuid() == 0:
-        raise RuntimeError("could not drop root privileges")
-
-
-def _apply_limits(limits: dict[str, Any]) -> None:
-    import resource
-
-    def set_limit(kind: int, value: int) -> None:
-        soft, hard = resource.getrlimit(kind)
-        if hard != resource.RLIM_INFINITY:
-            value = min(value, hard)
-        resource.setrlimit(kind, (value, value))
-
-    set_limit(resource.RLIMIT_AS, int(limits["memory_mb"]) * 1024 * 1024)
-    set_limit(resource.RLIMIT_NPROC, int(limits["nproc"]))
-    set_limit(resource.RLIMIT_FSIZE, int(limits["fsize_mb"]) * 1024 * 1024)
-    set_limit(resource.RLIMIT_CPU, int(limits["cpu_s"]))
-    set_limit(resource.RLIMIT_NOFILE, int(limits["nofile"]))
-    set_limit(resource.RLIMIT_CORE, 0)
-
-
-def _apply_memory_budget(budget_mb: object) -> None:
-    """Cap the address space at what the process uses now plus ``budget_mb`` (soft and hard).
-
-    Called after NumPy and torch are imported and before any student code, so
-    the cap measures the notebook's own use and cannot be raised again.
-    """
-    import resource
-
-    if budget_mb is None:
-        return
-    with open("/proc/self/status") as handle:
-        fields = dict(line.split(":", 1) for line in handle if ":" in line)
-    in_use = int(fields["VmSize"].split()[0]) * 1024
-    cap = in_use + int(budget_mb) * 1024 * 1024
-    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    if hard != resource.RLIM_INFINITY:
-        cap = min(cap, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-
-
-def _out_of_memory(error: BaseException) -> bool:
-    """Whether an exception says an allocation failed (Python's MemoryError or torch's allocator)."""
-    if isinstance(error, MemoryError):
-        return True
-    return isinstance(error, RuntimeError) and "can't allocate memory" in str(error)[:2000]
-
-
-def _compile_cell(source: str, index: int) -> Any:
-    try:
-        return compile(source, f"<cell {index}>", "exec")
-    except SyntaxError:
-        from IPython.core.inputtransformer2 import TransformerManager
-
-        transformed = TransformerManager().transform_cell(source)
-        return compile(transformed, f"<cell {index}>", "exec")
-
-
-def _to_plain(value: object, depth: int = 0) -> object:
-    """Turn a return value into wire-encodable plain data, refusing anything unknown."""
-    import numpy as np
-
-    if depth > 3:
-        raise TypeError("return value nests too deeply")
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(value, torch.Tensor):
-        tensor = value.detach().cpu()
-        if tensor.dtype in (torch.bfloat16,):
-            tensor = tensor.float()
-        if tensor.is_complex():
-            raise TypeError("complex tensors are not accepted")
-        return np.array(tensor.resolve_conj().resolve_neg().numpy(), copy=True)
-    if isinstance(value, (np.ndarray, np.generic)):
-        array = np.array(value, copy=True)
-        if array.dtype.kind not in "fiub":
-            raise TypeError(f"arrays of dtype {array.dtype} are not accepted")
-        return array
-    if type(value) in (bool, int, float, str) or value is None:
-        return value
-    if type(value) in (list, tuple):
-        return [_to_plain(item, depth + 1) for item in value]
-    raise TypeError(f"unsupported return type {type(value).__name__}")
-
-
-def _from_wire(message: object, make_tensors: bool) -> object:
-    from coursekit.grading.wire import decode_value
-
-    value = decode_value(message)
-    if make_tensors:
-        return _tensorise(value)
-    return value
-
-
-def _tensorise(value: object) -> object:
-    import numpy as np
-
-    if isinstance(value, np.ndarray):
-        import torch
-
-        return torch.from_numpy(value.copy())
-    if isinstance(value, list):
-        return [_tensorise(item) for item in value]
-    return value
-
-
-def _run_cells(job: dict[str, Any], namespace: dict[str, Any], channel: _Channel, runner_pid: int) -> None:
-    limits = job["limits"]
-    budget = [int(limits["output_total"])]
-    real_out, real_err = sys.stdout, sys.stderr
-    for cell in job["cells"]:
-        index = int(cell["index"])
-        channel.emit({"ev": "cell_start", "i": index})
-        out = _CappedText(int(limits["output_cell"]), budget)
-        err = _CappedText(int(limits["output_cell"]), budget)
-        status, ename, evalue, trace = "ok", "", "", ""
-        try:
-            sys.stdout, sys.stderr = out, err
-            code = _compile_cell(cell["source"], index)
-            _arm(float(limits["cell_timeout"]))
-            exec(code, namespace)
-        except BaseException as error:  # noqa: BLE001 - a cell may raise anything, SystemExit included
-            status = "error"
-            ename, evalue = type(error).__name__, _short(str(error), 500)
-            trace = _short("".join(traceback.format_exception(type(error), error, error.__traceback__)))
-        finally:
-            _disarm()
-            sys.stdout, sys.stderr = real_out, real_err
-        if os.getpid() != runner_pid:
-            os._exit(0)
-        _reap_strays(job.get("uid") is not None)
-        channel.emit(
-            {
-                "ev": "cell_end",
-                "i": index,
-                "status": status,
-                "ename": ename,
-                "evalue": evalue,
-                "traceback": trace,
-                "stdout": _short(out.value()),
-                "stderr": _short(err.value()),
-            }
-        )
-
-
-def _gradients(output: object, inputs: list[object], cotangent: object) -> list[object]:
-    import torch
-
-    if not isinstance(output, torch.Tensor):
-        raise TypeError(f"a gradient was requested but the function returned {type(output).__name__}")
-    if not output.requires_grad:
-        raise TypeError("a gradient was requested but the returned tensor does not depend on the inputs")
-    grad_output = torch.as_tensor(cotangent, dtype=output.dtype)
-    grads = torch.autograd.grad(output, inputs, grad_outputs=grad_output, allow_unused=True)
-    return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
-
-
-def _run_calls(job: dict[str, Any], namespace: dict[str, Any], channel: _Channel, runner_pid: int) -> None:
-    limits = job["limits"]
-    timed_out: set[str] = set()
-    sink_budget = [int(limits["output_total"])]
-    real_out, real_err = sys.stdout, sys.stderr
-    for call in job["calls"]:
-        name = call["name"]
-        event: dict[str, Any] = {"ev": "call", "id": call["id"]}
-        if name in timed_out:
-            channel.emit({**event, "ok": False, "timeout": True, "error": f"skipped: an earlier call of {name} hit the time limit"})
-            continue
-        channel.emit({"ev": "call_start", "id": call["id"]})
-        try:
-            sys.stdout = _CappedText(200, sink_budget)
-            sys.stderr = _CappedText(200, sink_budget)
-            _arm(float(limits["call_timeout"]))
-            if call["kind"] == "variable":
-                if name not in namespace:
-                    raise NameError(f"the notebook defines no variable {name!r}")
-                value = namespace[name]
-                grads: list[object] = []
-            else:
-                function = namespace.get(name)
-                if function is None or not callable(function):
-                    raise NameError(f"the notebook defines no function {name!r}")
-                args = [_from_wire(a, call["tensors"]) for a in call["args"]]
-                kwargs = {k: _from_wire(v, call["tensors"]) for k, v in call["kwargs"].items()}
-                wanted = [int(i) for i in call.get("grad_wrt", [])]
-                for position in wanted:
-                    args[position] = args[position].requires_grad_(True)
-                value = function(*args, **kwargs)
-                grads = []
-                if wanted:
-                    cotangent = _from_wire(call["cotangent"], False)
-                    grads = _gradients(value, [args[i] for i in wanted], cotangent)
-            from coursekit.grading.wire import encode_value
-
-            payload = encode_value(_to_plain(value))
-            grad_payload = [encode_value(_to_plain(g)) for g in grads]
-            _disarm()
-            event.update(ok=True, value=payload, grads=grad_payload)
-        except CellTimeout:
-            _disarm()
-            timed_out.add(name)
-            event.update(ok=False, error="time limit reached", timeout=True)
-        except BaseException as error:  # noqa: BLE001 - student code may raise anything
-            _disarm()
-            event.update(ok=False, error=_short(f"{type(error).__name__}: {error}", 500), ename=type(error).__name__,
-                         oom=_out_of_memory(error))
-        finally:
-            _disarm()
-            sys.stdout, sys.stderr = real_out, real_err
-        if os.getpid() != runner_pid:
-            os._exit(0)
-        _reap_strays(job.get("uid") is not None)
-        channel.emit(event)
-
-
-def main() -> None:
-    """Run the job read from stdin; see the module docstring."""
-    runner_pid = os.getpid()
-    job = json.loads(sys.stdin.buffer.read())
-    event_fd = int(job["event_fd"])
-    os.dup2(event_fd, _SAFE_FD)
-    os.close(event_fd)
-    channel = _Channel(_SAFE_FD)
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    workdir = job["workdir"]
-    os.makedirs(workdir, exist_ok=True)
-    import base64
-
-    for relative, data in job["files"].items():
-        target = os.path.join(workdir, relative)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(target, "wb") as handle:
-            handle.write(base64.b64decode(data))
-    uid = job.get("uid")
-    if uid is not None and os.getuid() == 0:
+def write_working_copy(setup: Setup) -> None:
+    """Write the submitted files and hand them to the sandbox uid."""
+    workdir = Path(setup.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    for relative, data in setup.files.items():
+        target = workdir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(base64.b64decode(data))
+    if setup.uid is not None and os.getuid() == 0:
         for root, dirs, files in os.walk(workdir):
             for entry in dirs + files:
-                os.chown(os.path.join(root, entry), uid, uid)
-        os.chown(workdir, uid, uid)
-    _drop_privileges(uid)
-    _apply_limits(job["limits"])
-    os.chdir(workdir)
-    sys.path.insert(0, workdir)
-    # Imported before student code so that a crash while importing is ours, not theirs.
-    import numpy  # noqa: F401
-    import torch  # noqa: F401
+                os.chown(os.path.join(root, entry), setup.uid, setup.uid)
+        os.chown(workdir, setup.uid, setup.uid)
 
-    _apply_memory_budget(job.get("memory_budget_mb"))
-    channel.emit({"ev": "ready", "pid": runner_pid})
-    shell = _Shell()
-    namespace: dict[str, Any] = {
-        "__name__": "__main__",
-        "__builtins__": builtins,
-        "get_ipython": lambda: shell,
-        "display": print,
-    }
-    _run_cells(job, namespace, channel, runner_pid)
-    for source in job.get("adapters", []):
-        try:
-            _arm(float(job["limits"]["cell_timeout"]))
-            exec(compile(source, "<grader adapter>", "exec"), namespace)
-        except BaseException:  # noqa: BLE001 - a broken notebook can break an adapter; its calls then fail
-            pass
-        finally:
-            _disarm()
-    _run_calls(job, namespace, channel, runner_pid)
-    channel.emit({"ev": "done"})
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user and system, all threads) of process ``pid`` itself (0 once it is gone).
+
+    The processes it forks are not counted, as the kernel's own CPU timer does
+    not count them: their share of the machine is the cgroup's to bound, and a
+    step that waits for them is stopped by the wall clock.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+@dataclass
+class StepResult:
+    """What became of one command: the kernel's report, or how the kernel ended."""
+
+    report: Any = None
+    died: bool = False
+    stalled: bool = False
+
+
+class KernelProcess:
+    """The kernel, from the runner's side: send it a phase, then wait for each step's report under its limits."""
+
+    def __init__(self, setup: Setup) -> None:
+        commands_read, self.commands = os.pipe()
+        self.reports, reports_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(self.commands)
+                os.close(self.reports)
+                from coursekit.grading.kernel import serve
+
+                serve(setup, commands_read, reports_write)
+            finally:
+                os._exit(70)
+        os.close(commands_read)
+        os.close(reports_write)
+        os.set_blocking(self.commands, False)
+        self.pid = pid
+        self.limits = setup.limits
+        self.reader = protocol.LineReader()
+        self.lines: collections.deque[bytes] = collections.deque()   # read, not yet looked at
+        self.pending = memoryview(b"")
+        self.ignored = 0
+        self.alive = True
+        self.closed = False     # the kernel closed its end of the report pipe
+
+    def send(self, command: Any) -> None:
+        """Queue ``command``; it is written as the pipe drains, while :meth:`wait` watches the limits."""
+        self.pending = memoryview(protocol.encode(command))
+
+    def wait(self, expected: Callable[[Any], bool]) -> StepResult:
+        """The next report ``expected`` accepts, or how the kernel ended if it ends first.
+
+        The step is timed from now (the end of the step before). A kernel that
+        stops reading its commands cannot make the runner wait, and lines that
+        are not the awaited report (anything the student wrote to the pipe) are
+        counted and dropped.
+        """
+        started, cpu_before = time.monotonic(), _cpu_seconds(self.pid)
+        cpu_limit = float(self.limits["step_cpu_s"]) + float(self.limits["grace_s"])
+        wall_limit = float(self.limits["step_wall_s"]) + float(self.limits["grace_s"])
+        while True:
+            while self.lines:
+                line = self.lines.popleft()
+                try:
+                    report = protocol.decode(line, protocol.REPORTS)
+                except protocol.ProtocolError:
+                    report = None
+                if report is not None and expected(report):
+                    return StepResult(report=report)
+                self.ignored += 1
+            readable, writable, _ = select.select([] if self.closed else [self.reports],
+                                                  [self.commands] if self.pending else [], [], TICK_S)
+            if writable:
+                try:
+                    self.pending = self.pending[os.write(self.commands, self.pending[:PIPE_CHUNK]):]
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    return self._ended(StepResult(died=True))
+            if readable:
+                chunk = os.read(self.reports, PIPE_CHUNK)
+                self.closed = not chunk
+                self.lines.extend(self.reader.feed(chunk))
+                continue
+            if os.waitpid(self.pid, os.WNOHANG)[0] == self.pid:
+                return self._ended(StepResult(died=True))
+            used = _cpu_seconds(self.pid) - cpu_before
+            if used > cpu_limit or time.monotonic() - started > wall_limit:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+                return self._ended(StepResult(stalled=True))
+
+    def _ended(self, result: StepResult) -> StepResult:
+        self.alive = False
+        return result
+
+
+def _send(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class OutputBudget:
+    """Caps on what the notebook printed, per cell and in all (the kernel's own caps are the student's)."""
+
+    def __init__(self, limits: dict[str, Any]) -> None:
+        self.per_cell = int(limits["output_cell"])
+        self.left = int(limits["output_total"])
+
+    def take(self, text: str, cap: int | None = None) -> str:
+        text = text[: min(self.per_cell if cap is None else cap, max(self.left, 0))]
+        self.left -= len(text)
+        return text
+
+
+def cell_end(index: int, result: StepResult, budget: OutputBudget) -> CellEnd:
+    """The event for a cell, from the kernel's report (capped) or from how the kernel ended."""
+    if result.report is None:
+        return CellEnd(index, CellStatus.STALLED if result.stalled else CellStatus.DIED)
+    report: CellReport = result.report
+    return CellEnd(
+        index,
+        CellStatus.ERROR if report.failed else CellStatus.OK,
+        ename=report.ename,
+        evalue=budget.take(report.evalue, protocol.MAX_EVALUE),
+        traceback=budget.take(report.traceback, protocol.MAX_TRACEBACK),
+        stdout=budget.take(report.stdout),
+        stderr=budget.take(report.stderr),
+    )
+
+
+def call_end(call_id: str, result: StepResult) -> CallEnd:
+    """The event for a graded call; a status the kernel may not claim makes the call malformed."""
+    if result.report is None:
+        return CallEnd(call_id, CallStatus.STALLED if result.stalled else CallStatus.DIED)
+    report: CallReport = result.report
+    if report.status not in KERNEL_CALL_STATUSES:
+        return CallEnd(call_id, CallStatus.MALFORMED)
+    return CallEnd(call_id, report.status, report.value, report.grads, report.ename, report.hits)
+
+
+class Events:
+    """The grader's channel: this process's original stdout, which nothing else in the sandbox holds."""
+
+    def __init__(self) -> None:
+        self.fd = os.dup(1)
+        os.dup2(2, 1)          # a stray print in the runner goes to the diagnostics, not into the events
+
+    def emit(self, event: Any) -> None:
+        _send(self.fd, protocol.encode(event))
+
+
+def _read(stream: BinaryIO, kinds: Any) -> Any:
+    return protocol.decode(stream.readline(), kinds, max_line=None)
+
+
+def _finish(events: Events, kernel: KernelProcess, **stopped: Any) -> NoReturn:
+    events.emit(Done(ignored_reports=kernel.ignored, **stopped))
     os._exit(0)
+
+
+def main() -> NoReturn:
+    """Run one submission; see the module docstring."""
+    events = Events()
+    stdin = sys.stdin.buffer
+    setup: Setup = _read(stdin, protocol.SETUP)
+    if setup.sandboxed:
+        limit_scratch_inodes(setup.limits["disk_mb"], setup.limits["disk_inodes"])
+    write_working_copy(setup)
+    # Everything the kernel runs before the first cell is imported here, from the environment only.
+    import coursekit.grading.kernel  # noqa: F401
+
+    # Lowering the score needs CAP_SYS_RESOURCE: a grader that is not root leaves it as it is.
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as handle:
+        handle.write(str(OOM_SCORE))
+    kernel = KernelProcess(replace(setup, files={}))
+    if os.geteuid() == 0:
+        keep_only_capability(CAP_KILL)
+    events.emit(Ready())
+    budget = OutputBudget(setup.limits)
+    kernel.send(RunCells(setup.cells))
+    for cell in setup.cells:
+        index = int(cell["index"])
+        events.emit(CellStart(index))
+        result = kernel.wait(lambda report, i=index: isinstance(report, CellReport) and report.index == i)
+        events.emit(cell_end(index, result, budget))
+        if not kernel.alive:
+            _finish(events, kernel, stopped_cell=index)
+    events.emit(CellsDone())
+    calls: Calls = _read(stdin, protocol.CALLS)
+    kernel.send(RunCalls(calls.adapters, calls.calls))
+    for number in range(len(calls.adapters)):
+        if kernel.wait(lambda report, n=number: isinstance(report, AdapterReport) and report.index == n).report is None:
+            _finish(events, kernel, stopped_in_adapter=True)
+    for call in calls.calls:
+        call_id = str(call["id"])
+        events.emit(CallStart(call_id))
+        result = kernel.wait(lambda report, c=call_id: isinstance(report, CallReport) and report.call_id == c)
+        events.emit(call_end(call_id, result))
+        if not kernel.alive:
+            _finish(events, kernel, stopped_call=call_id)
+    _finish(events, kernel)
 
 
 if __name__ == "__main__":

@@ -4,19 +4,25 @@ A spec lives in ``assignments/autograde/<assignment>.py`` (outside ``source/``,
 so it is never released and never mounted into the sandbox) and defines a
 module-level ``SPEC = AssignmentSpec(...)``. Each question names the
 nbgrader ``grade_id`` it scores, the student function (or module-level
-variable) to read, how to generate hidden inputs from the spec's private seed,
-the ``coursekit`` reference to compare against, the tolerances and the points.
+variable) to read, how to generate hidden inputs, the ``coursekit`` reference
+to compare against, the tolerances and the points.
 
-Inputs are generated, and references computed, in the grader's own process.
+The hidden inputs are drawn from a seed of their own for every student
+(:func:`hidden_seed`: the spec's private seed, the course, the assignment and
+the student), so inputs that leak from one notebook, or one term, fit no
+other. They are generated, and the references computed, in the grader's own
+process.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib.util
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, Iterator, Sequence, Union
 
 import numpy as np
 import torch
@@ -41,6 +47,40 @@ class Case:
 
 
 @dataclass(frozen=True)
+class BannedOp:
+    """A PyTorch operator that a question's function must not run (``F.ctc_loss`` for a CTC exercise).
+
+    The ban is on the ATen operator, below every Python name: during the
+    question's graded calls the operator raises, whatever route reaches it
+    (an alias, ``getattr``, ``torch.ops.aten``), and a call that tries it earns
+    nothing. Outside the graded calls the notebook may use it (to check an
+    answer against it, say); comments and strings are never read.
+
+    Attributes:
+        aten: the operator's name in ``torch.ops.aten`` (all its overloads are banned),
+            e.g. ``"_ctc_loss"``, which ``F.ctc_loss`` runs.
+        shown_as: how the feedback names it, e.g. ``"F.ctc_loss"``.
+
+    Example:
+        >>> BannedOp("_ctc_loss", "F.ctc_loss").shown_as
+        'F.ctc_loss'
+        >>> BannedOp("no_such_op", "?")
+        Traceback (most recent call last):
+        ...
+        ValueError: BannedOp.aten must name an operator of torch.ops.aten, got 'no_such_op'
+    """
+
+    aten: str
+    shown_as: str
+
+    def __post_init__(self) -> None:
+        try:
+            getattr(torch.ops.aten, self.aten)
+        except (AttributeError, RuntimeError):
+            raise ValueError(f"BannedOp.aten must name an operator of torch.ops.aten, got {self.aten!r}") from None
+
+
+@dataclass(frozen=True)
 class FunctionQuestion:
     """A question graded by calling a student function on hidden cases.
 
@@ -52,15 +92,14 @@ class FunctionQuestion:
         reference: the function the answers are compared with (called on torch tensors).
         rtol, atol: tolerances for float outputs and gradients.
         grad_wrt: positions of float arguments whose gradients are compared too.
-        banned: names that must not appear in the source of the cell defining the
-            function (read by the grader from the notebook, e.g. ``"cross_entropy"``).
+        banned: PyTorch operators the function must not run (see :class:`BannedOp`).
         adapter: optional source run in the sandbox after the student's cells that
             defines ``function`` on top of the student's code, for answers whose
             arguments are not plain arrays (a model, a list of batches). It only
             reshapes data: the outputs are still compared with ``reference``
             in the grader's process.
         student_function: with an adapter, the student's function it wraps
-            (whose defining cell ``banned`` is checked against).
+            (named in feedback, and withheld from the sandbox like ``function``).
     """
 
     grade_id: str
@@ -71,7 +110,7 @@ class FunctionQuestion:
     rtol: float = 1e-5
     atol: float = 1e-6
     grad_wrt: tuple[int, ...] = ()
-    banned: tuple[str, ...] = ()
+    banned: tuple[BannedOp, ...] = ()
     adapter: str = ""
     student_function: str = ""
 
@@ -121,7 +160,7 @@ class CheckedQuestion:
     points: float
     cases: Callable[[np.random.Generator], Sequence[Case]]
     check: Callable[[Any, Case], Union[str, None]]
-    banned: tuple[str, ...] = ()
+    banned: tuple[BannedOp, ...] = ()
     adapter: str = ""
     student_function: str = ""
 
@@ -136,7 +175,7 @@ class AssignmentSpec:
     Attributes:
         assignment: nbgrader assignment id.
         notebook: the notebook's name without ``.ipynb``.
-        seed: private seed of the hidden inputs (never released).
+        seed: private part of every student's seed of hidden inputs (never released).
         questions: one per autograder test cell.
         memory_budget_mb: when set, the address space the notebook's code may
             add to a process that has imported NumPy and torch. The runner
@@ -200,8 +239,52 @@ def load_spec(path: Path) -> AssignmentSpec:
     return spec
 
 
+def hidden_seed(spec: AssignmentSpec, course: str, student: str) -> int:
+    """The seed of one student's hidden inputs: the spec's private seed, the course, the assignment, the student.
+
+    Args:
+        spec: the assignment's spec (its private ``seed`` and its ``assignment`` id).
+        course: the nbgrader course id.
+        student: the student id.
+
+    Returns:
+        A 128-bit integer.
+
+    Example:
+        >>> spec = AssignmentSpec("a1", "a1", 7, ())
+        >>> hidden_seed(spec, "seqloss", "ada") == hidden_seed(spec, "seqloss", "ada")
+        True
+        >>> len({hidden_seed(spec, c, s) for c in ("seqloss", "other") for s in ("ada", "bob")})
+        4
+    """
+    material = "\x1f".join([str(spec.seed), course, spec.assignment, student]).encode()
+    return int.from_bytes(hashlib.sha256(material).digest()[:16], "little")
+
+
 def _rng(seed: int, grade_id: str, index: int = 0) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(grade_id.encode()), index])
+
+
+def graded_names(spec: AssignmentSpec) -> set[str]:
+    """The names of every function the assignment grades: the student's, and the references'.
+
+    The sandbox withholds every ``coursekit`` module that defines one of them
+    (see :mod:`~coursekit.grading.package_view`).
+
+    Example:
+        >>> from coursekit.losses import token_nll
+        >>> sorted(graded_names(AssignmentSpec("a", "a", 0, (FunctionQuestion("t", "nll", 1, list, token_nll),))))
+        ['nll', 'token_nll']
+    """
+    names: set[str] = set()
+    for question in spec.questions:
+        if isinstance(question, ValueQuestion):
+            continue
+        names.update(n for n in (question.function, question.student_function) if n)
+        reference = getattr(question, "reference", None)
+        if reference is not None and str(getattr(reference, "__module__", "")).startswith("coursekit."):
+            names.add(reference.__name__)
+    return names
 
 
 def _to_torch(value: Any) -> Any:
@@ -230,25 +313,43 @@ def adapters(spec: AssignmentSpec) -> list[str]:
     return [q.adapter for q in spec.questions if isinstance(q, (FunctionQuestion, CheckedQuestion)) and q.adapter]
 
 
-def prepare_calls(spec: AssignmentSpec) -> dict[str, list[PreparedCall]]:
-    """Generate every hidden call and its reference answer, grouped by grade_id.
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Compute references on one thread: the sandboxes have the other cores, and tiny tensors gain nothing."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
-    The result depends only on the spec (its seed and functions), so every
-    submission, on every executor, gets the same inputs.
+
+def prepare_calls(spec: AssignmentSpec, *, course: str, student: str) -> dict[str, list[PreparedCall]]:
+    """Generate one student's hidden calls and their reference answers, grouped by grade_id.
+
+    The result depends only on the spec and :func:`hidden_seed`'s arguments, so
+    a student gets the same inputs on every executor and every regrade.
 
     Args:
         spec: the assignment's spec.
+        course: the nbgrader course id.
+        student: the student id.
 
     Returns:
         ``{grade_id: [PreparedCall, ...]}`` in question order.
     """
+    with _one_torch_thread():
+        return _prepare_calls(spec, hidden_seed(spec, course, student))
+
+
+def _prepare_calls(spec: AssignmentSpec, seed: int) -> dict[str, list[PreparedCall]]:
     prepared: dict[str, list[PreparedCall]] = {}
     for question in spec.questions:
         if isinstance(question, ValueQuestion):
             prepared[question.grade_id] = [
                 PreparedCall(
                     {"id": f"{question.grade_id}#{index}", "kind": "variable", "name": name,
-                     "tensors": False, "args": [], "kwargs": {}},
+                     "tensors": False, "args": [], "kwargs": {}, "banned": []},
                     accepted,
                     [],
                 )
@@ -260,15 +361,16 @@ def prepare_calls(spec: AssignmentSpec) -> dict[str, list[PreparedCall]]:
                 PreparedCall(
                     {"id": f"{question.grade_id}#{index}", "kind": "function", "name": question.function,
                      "tensors": True, "args": [encode_value(a) for a in case.args],
-                     "kwargs": {k: encode_value(v) for k, v in case.kwargs.items()}},
+                     "kwargs": {k: encode_value(v) for k, v in case.kwargs.items()},
+                     "banned": [op.aten for op in question.banned]},
                     case,
                     [],
                 )
-                for index, case in enumerate(question.cases(_rng(spec.seed, question.grade_id)))
+                for index, case in enumerate(question.cases(_rng(seed, question.grade_id)))
             ]
             continue
         calls = []
-        for index, case in enumerate(question.cases(_rng(spec.seed, question.grade_id))):
+        for index, case in enumerate(question.cases(_rng(seed, question.grade_id))):
             grad_wrt = question.grad_wrt if case.grad_wrt is None else case.grad_wrt
             torch_args = [_to_torch(a) for a in case.args]
             for position in grad_wrt:
@@ -282,10 +384,11 @@ def prepare_calls(spec: AssignmentSpec) -> dict[str, list[PreparedCall]]:
                 "tensors": True,
                 "args": [encode_value(a) for a in case.args],
                 "kwargs": {k: encode_value(v) for k, v in case.kwargs.items()},
+                "banned": [op.aten for op in question.banned],
             }
             grads: list[np.ndarray] = []
             if grad_wrt:
-                cotangent = _rng(spec.seed, question.grade_id, index + 1).standard_normal(tuple(output.shape))
+                cotangent = _rng(seed, question.grade_id, index + 1).standard_normal(tuple(output.shape))
                 cotangent = cotangent.astype(_to_numpy(output).dtype)
                 inputs = [torch_args[p] for p in grad_wrt]
                 raw = torch.autograd.grad(output, inputs, torch.from_numpy(cotangent), allow_unused=True)

@@ -9,18 +9,30 @@ from __future__ import annotations
 
 import builtins
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from coursekit.grading.protocol import CallEnd, CallStatus
 from coursekit.grading.spec import CheckedQuestion, FunctionQuestion, PreparedCall, Question, ValueQuestion
 from coursekit.grading.wire import WireError, decode_value
 
-
-#: exception names quoted in feedback: Python's own, and the runner's time and output limits.
+#: exception names quoted in feedback: Python's own, and the kernel's time and output limits.
 KNOWN_EXCEPTIONS = frozenset(
     name for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, BaseException)
 ) | {"CellTimeout", "OutputLimitExceeded"}
+
+#: what the feedback says about a call that failed for a reason other than its own exception.
+FAILURES = {
+    CallStatus.TIMEOUT: "time limit reached",
+    CallStatus.NOT_RUN: "time limit reached",
+    CallStatus.STALLED: "would not stop at its time limit",
+    CallStatus.NOT_RUN_AFTER_STALL: "would not stop at its time limit; not called again",
+    CallStatus.OUT_OF_MEMORY: "ran out of memory",
+    CallStatus.DIED: "the process died during this call",
+    CallStatus.NOT_RUN_AFTER_DEATH: "the process died in this function; not called again",
+    CallStatus.MALFORMED: "malformed result",
+}
 
 
 @dataclass
@@ -34,6 +46,7 @@ class QuestionResult:
         passed: hidden cases answered correctly.
         total: hidden cases asked.
         messages: short reasons for failures (never the hidden inputs).
+        uses_reference: a call reached a reference that the sandbox withholds.
     """
 
     grade_id: str
@@ -42,10 +55,16 @@ class QuestionResult:
     passed: int
     total: int
     messages: list[str] = field(default_factory=list)
+    uses_reference: bool = False
+
+    @property
+    def outcome(self) -> str:
+        """``"passed"``, ``"partial"`` or ``"failed"``."""
+        return "passed" if self.passed == self.total else "partial" if self.passed else "failed"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for the JSON report."""
-        return asdict(self)
+        return {**asdict(self), "outcome": self.outcome}
 
 
 def _as_array(value: object) -> np.ndarray | None:
@@ -107,29 +126,26 @@ def compare(student: object, expected: object, *, rtol: float, atol: float) -> s
     return None if np.array_equal(answer, reference) else "wrong values"
 
 
-def _check_call(prepared: PreparedCall, event: dict[str, Any] | None, question: Question) -> str | None:
-    if event is None:
+def _failure(end: CallEnd) -> str:
+    """Why a call that did not return a value failed, in words that reveal nothing hidden."""
+    if end.status in FAILURES:
+        return FAILURES[end.status]
+    # Only the exception's type: its message is student-controlled and could
+    # smuggle the hidden inputs into the feedback.
+    if end.ename in KNOWN_EXCEPTIONS:
+        return f"raised {end.ename}" + (" (is it defined?)" if end.ename == "NameError" else "")
+    # A class name of the student's own making could spell out hidden inputs.
+    return "raised an exception"
+
+
+def _check_call(prepared: PreparedCall, end: CallEnd | None, question: Question) -> str | None:
+    if end is None:
         return "no result (the process stopped before this call)"
-    if event.get("ok") is not True:
-        # Only the exception's type: its message is student-controlled and could
-        # smuggle the hidden inputs into the feedback.
-        if event.get("timeout") is True:
-            return "time limit reached"
-        if event.get("oom") is True:
-            return "ran out of memory"
-        if event.get("died") is True:
-            return "the process died during this call"
-        ename = event.get("ename")
-        if ename in KNOWN_EXCEPTIONS:
-            return f"raised {ename}" + (" (is it defined?)" if ename == "NameError" else "")
-        # A class name of the student's own making could spell out hidden inputs.
-        return "raised an exception"
+    if end.status is not CallStatus.OK:
+        return _failure(end)
     try:
-        value = decode_value(event.get("value"))
-        grads_raw = event.get("grads", [])
-        if not isinstance(grads_raw, list):
-            raise WireError("grads must be a list")
-        grads = [decode_value(g) for g in grads_raw]
+        value = decode_value(end.value)
+        grads = [decode_value(g) for g in end.grads]
     except WireError as error:
         return f"malformed result: {error}"
     if isinstance(question, CheckedQuestion):
@@ -141,8 +157,7 @@ def _check_call(prepared: PreparedCall, event: dict[str, Any] | None, question: 
     if isinstance(question, ValueQuestion):
         if isinstance(value, np.ndarray) and value.size == 1:
             value = value.reshape(())
-        accepted = prepared.expected
-        reasons = [compare(value, e, rtol=question.rtol, atol=question.atol) for e in accepted]
+        reasons = [compare(value, e, rtol=question.rtol, atol=question.atol) for e in prepared.expected]
         return None if any(r is None for r in reasons) else f"{prepared.call['name']}: wrong answer"
     reason = compare(value, prepared.expected, rtol=question.rtol, atol=question.atol)
     if reason:
@@ -156,47 +171,45 @@ def _check_call(prepared: PreparedCall, event: dict[str, Any] | None, question: 
     return None
 
 
-def score_question(
-    question: Question,
-    calls: Sequence[PreparedCall],
-    events: dict[str, list[dict[str, Any]]],
-    sources: Sequence[str] = (),
-) -> QuestionResult:
-    """Score one question from the call events the runner sent.
+def _forfeit(question: Question, total: int, message: str, *, uses_reference: bool = False) -> QuestionResult:
+    return QuestionResult(question.grade_id, 0.0, float(question.points), 0, total, [message], uses_reference)
 
-    A call with more than one result event (a forged or duplicated message)
-    counts as wrong: nothing written twice is trusted. Partial credit is
-    ``points * passed / total``, rounded to 1e-3.
+
+def score_question(question: Question, calls: Sequence[PreparedCall], ends: Mapping[str, CallEnd]) -> QuestionResult:
+    """Score one question from the runner's call events.
+
+    A call that reached a withheld reference, or ran a banned operator, forfeits
+    the whole question. Otherwise partial credit is ``points * passed / total``,
+    rounded to 1e-3.
 
     Args:
         question: the question.
         calls: its prepared calls (inputs and references).
-        events: call events keyed by call id.
-        sources: the executed cells' sources, for :attr:`FunctionQuestion.banned`.
+        ends: the runner's call events, by call id.
 
     Returns:
         The question's result.
     """
+    total = len(calls)
+    name = getattr(question, "student_function", "") or getattr(question, "function", "")
+    mine = [ends[c.call["id"]] for c in calls if c.call["id"] in ends]
+    reached = sorted({hit for end in mine if end.status is CallStatus.WITHHELD for hit in end.hits})
+    if reached:
+        return _forfeit(question, total, f"{name} reaches the reference ({', '.join(reached)}), which earns nothing",
+                        uses_reference=True)
+    banned = sorted({hit for end in mine if end.status is CallStatus.BANNED for hit in end.hits})
+    if banned and isinstance(question, (FunctionQuestion, CheckedQuestion)):
+        shown = {op.aten: op.shown_as for op in question.banned}
+        labels = sorted({shown.get(hit, hit) for hit in banned})
+        return _forfeit(question, total, f"{name} must not use {', '.join(labels)}")
     passed = 0
     reasons: dict[str, int] = {}
-    if isinstance(question, (FunctionQuestion, CheckedQuestion)) and question.banned:
-        name = question.student_function or question.function
-        defining = [s for s in sources if f"def {name}" in s]
-        used = sorted({word for word in question.banned for s in defining if word in s})
-        if used:
-            message = f"{name} must not use {', '.join(used)}"
-            return QuestionResult(question.grade_id, 0.0, float(question.points), 0, len(calls), [message])
     for prepared in calls:
-        seen = events.get(prepared.call["id"], [])
-        if len(seen) > 1:
-            reason: str | None = "conflicting results for one call"
-        else:
-            reason = _check_call(prepared, seen[0] if seen else None, question)
+        reason = _check_call(prepared, ends.get(prepared.call["id"]), question)
         if reason is None:
             passed += 1
         else:
             reasons[reason] = reasons.get(reason, 0) + 1
-    total = len(calls)
     score = round(float(question.points) * passed / total, 3) if total else 0.0
     what = "answer" if isinstance(question, ValueQuestion) else "function"
     messages = [f"{count} of {total} hidden checks of the {what}: {reason}" for reason, count in reasons.items()]

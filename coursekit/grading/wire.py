@@ -19,9 +19,16 @@ import numpy as np
 
 #: dtypes accepted on the wire (little-endian, no objects, no strings).
 ALLOWED_DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
+#: how deep lists may nest (a list of lists of arrays is depth 2).
 MAX_DEPTH = 3
+#: items in one list (a model's parameters, a tuple of outputs).
+MAX_LIST_ITEMS = 64
+#: dimensions of one array, and elements in it.
+MAX_DIMS = 8
 MAX_ELEMENTS = 10_000_000
+#: characters of a string value, and of a float's text (``repr`` of a double is at most 24).
 MAX_TEXT = 10_000
+MAX_FLOAT_TEXT = 64
 
 
 class WireError(ValueError):
@@ -91,10 +98,10 @@ def decode_array(message: object) -> np.ndarray:
     shape = message["shape"]
     if (
         not isinstance(shape, list)
-        or len(shape) > 8
+        or len(shape) > MAX_DIMS
         or not all(type(n) is int and 0 <= n <= MAX_ELEMENTS for n in shape)
     ):
-        raise WireError(f"array shape must be a list of at most 8 non-negative ints, got {shape!r}")
+        raise WireError(f"array shape must be a list of at most {MAX_DIMS} non-negative ints, got {str(shape)[:80]}")
     count = math.prod(shape)
     if count > MAX_ELEMENTS:
         raise WireError(f"array has {count} elements, more than the limit {MAX_ELEMENTS}")
@@ -179,8 +186,8 @@ def decode_value(message: object, depth: int = 0) -> object:
         return decode_array(message)
     if tag == "list":
         items = message.get("items")
-        if set(message) != {"t", "items"} or not isinstance(items, list) or len(items) > 64:
-            raise WireError("a list message must hold at most 64 items")
+        if set(message) != {"t", "items"} or not isinstance(items, list) or len(items) > MAX_LIST_ITEMS:
+            raise WireError(f"a list message must hold at most {MAX_LIST_ITEMS} items")
         return [decode_value(item, depth + 1) for item in items]
     if tag == "none" and set(message) == {"t"}:
         return None
@@ -193,7 +200,7 @@ def decode_value(message: object, depth: int = 0) -> object:
         return payload
     if tag == "int" and type(payload) is int and abs(payload) < 2**63:
         return payload
-    if tag == "float" and isinstance(payload, str) and len(payload) < 64:
+    if tag == "float" and isinstance(payload, str) and len(payload) < MAX_FLOAT_TEXT:
         try:
             return float(payload)
         except ValueError:

@@ -14,15 +14,16 @@ assert, as in PyTorch.
 """
 
 from coursekit.losses.nll import batch_loss, bits_per_token, perplexity, sequence_loss, token_nll
-from coursekit.losses.masking import response_mask, sequence_mask
+from coursekit.losses.masking import response_mask, sequence_mask, turn_mask
 from coursekit.losses.causal import causal_lm_loss
 from coursekit.losses.smoothing import label_smoothed_nll
 from coursekit.losses.distillation import kd_cross_entropy, kd_loss
+from coursekit.losses.risk import leave_one_out_baseline
 from coursekit.losses.risk import mrt_risk, reinforce_loss
 from coursekit.losses.preference import DPORewards, dpo_loss, dpo_rewards, simpo_loss
 from coursekit.losses.surrogate import clipped_surrogate, kl_penalty, sequence_importance_ratio
 from coursekit.losses.policy import policy_loss_aggregate
-from coursekit.losses.ctc import ctc_forward_variables, ctc_loss
+from coursekit.losses.ctc import ctc_backward_variables, ctc_forward_variables, ctc_loss
 from coursekit.losses.chunked import chunked_cross_entropy
 from coursekit.losses.zloss import z_loss
 from coursekit.losses.vocab_parallel import vocab_parallel_cross_entropy
@@ -35,6 +36,7 @@ __all__ = [
     "bits_per_token",
     "sequence_mask",
     "response_mask",
+    "turn_mask",
     "causal_lm_loss",
     "label_smoothed_nll",
     "kd_loss",
@@ -51,6 +53,8 @@ __all__ = [
     "policy_loss_aggregate",
     "ctc_loss",
     "ctc_forward_variables",
+    "ctc_backward_variables",
+    "leave_one_out_baseline",
     "chunked_cross_entropy",
     "z_loss",
     "vocab_parallel_cross_entropy",

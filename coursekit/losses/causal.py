@@ -1,8 +1,8 @@
 """The causal language-modelling loss: every position predicts the next token.
 
-A decoder reads :math:`x_1 \\dots x_{t}` and its logits at position :math:`t`
-score the next token :math:`x_{t+1}`. The targets are therefore the inputs
-shifted left by one; doing the shift here, once, removes the classic
+A decoder reads the row :math:`u_1 \\dots u_{t}` and its logits at position
+:math:`t` score the next token :math:`u_{t+1}`. The targets are therefore the
+inputs shifted left by one, :math:`y_t = u_{t+1}`; doing the shift here, once, removes the classic
 off-by-one error of training on the current token.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from coursekit.losses._checks import (
+    reads_values,
     require_choice,
     require_float,
     require_integer,
@@ -36,10 +37,13 @@ def causal_lm_loss(
 ) -> torch.Tensor:
     """Next-token negative log-likelihood of a batch of token sequences.
 
-    Position :math:`t` predicts :math:`x_{t+1}`: with
-    :math:`\\ell_{t+1} = -\\log \\operatorname{softmax}(z_t)_{x_{t+1}}` for
-    :math:`t = 1 \\dots T-1`, and :math:`m_{t+1}` True when token
-    :math:`x_{t+1}` is scored,
+    A row :math:`u = (u_1, \\dots, u_T)` of ``input_ids`` (for instance a prompt
+    :math:`x` followed by a response :math:`y`, :math:`u = (x, y)`) is read by
+    the model, and position :math:`t` predicts :math:`u_{t+1}`. In this
+    docstring a loss is indexed by the row position of the token it scores:
+    :math:`\\ell_{t+1} = -\\log \\operatorname{softmax}(z_t)_{u_{t+1}}` for
+    :math:`t = 1 \\dots T-1`, and :math:`m_{t+1}` is True when token
+    :math:`u_{t+1}` is scored,
 
     .. math::
 
@@ -146,9 +150,12 @@ def causal_lm_loss(
     scored = input_ids != ignore_index
     if loss_mask is not None:
         scored = scored & require_mask("loss_mask", loss_mask, input_ids.shape, "input_ids.shape")
+    # book excerpt (chapter 2) starts: causal_lm_loss label shift
     targets = input_ids[..., 1:]
     counted = scored[..., 1:]
-    require_targets_in_range("input_ids", torch.where(counted, targets, 0), logits.shape[-1], None)
+    # book excerpt (chapter 2) ends: causal_lm_loss label shift
+    if reads_values(targets):  # the masked copy would cost a kernel where the check does not run
+        require_targets_in_range("input_ids", torch.where(counted, targets, 0), logits.shape[-1], None)
 
     # Unscored positions are replaced by zeros, so whatever they held (even nan)
     # reaches neither the value nor, through torch.where, the gradient.

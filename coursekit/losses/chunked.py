@@ -1,30 +1,33 @@
 """Cross-entropy of a linear output layer, computed a chunk of rows at a time.
 
-A language model's last step turns hidden states :math:`h_i \\in \\mathbb{R}^H`
-into logits :math:`z_i = W h_i + b \\in \\mathbb{R}^V` and then takes the
+A language model's last step turns hidden states :math:`h_i \\in \\mathbb{R}^d`
+into logits :math:`z_i = W h_i + c \\in \\mathbb{R}^V` and then takes the
 cross-entropy. With a large vocabulary the logits dominate memory: at
 :math:`N = 8192` tokens and :math:`V = 256\\,000` they take 4 GiB in bfloat16,
-and autograd keeps them (and a float32 log-softmax) until the backward pass.
+autograd keeps a log-softmax of the same size until the backward pass (in
+float32 when the caller upcasts, as Hugging Face does), and the caller usually
+still holds the logits themselves.
 
 The gradients need no logits table either. With
-:math:`g_i = c_i\\,(\\operatorname{softmax}(z_i) - e_{y_i})`, where :math:`c_i` is
-the row's weight in the reduction (:math:`1/n` for the mean over :math:`n`
-counted rows, 1 for the sum, 0 for an ignored row),
+:math:`g_i = \\lambda_i\\,(\\operatorname{softmax}(z_i) - \\mathbf{e}_{y_i})`,
+where :math:`\\lambda_i` is the row's weight in the reduction (:math:`1/N` for
+the mean over :math:`N` counted rows, 1 for the sum, 0 for an ignored row),
 
 .. math::
 
     \\frac{\\partial L}{\\partial h_i} = W^\\top g_i, \\qquad
     \\frac{\\partial L}{\\partial W} = \\sum_i g_i h_i^\\top, \\qquad
-    \\frac{\\partial L}{\\partial b} = \\sum_i g_i,
+    \\frac{\\partial L}{\\partial c} = \\sum_i g_i,
 
-so a pass over chunks of rows can build all three, holding at most
+so a pass over chunks of :math:`C` rows can build all three, holding at most
 ``chunk_size x V`` logits at a time, and overwrite those logits in place. The
-per-row factor :math:`c_i / Z_i` (:math:`Z_i` the softmax normaliser) is not
-applied to the ``chunk_size x V`` buffer but folded into the small matrices:
-the chunk's hidden rows before the weight-gradient product, and its rows of
-the hidden-state gradient after theirs. That saves one read and one write of
-every chunk's logits. float16 keeps the in-place scaling, because its range
-(65504) cannot hold the normaliser of a large vocabulary.
+per-row factor :math:`\\lambda_i / a_i` (:math:`a_i` the sum of the row's
+exponentials, shifted by its largest logit) is not applied to the
+``chunk_size x V`` buffer but folded into the small matrices: the chunk's hidden
+rows before the weight-gradient product, and its rows of the hidden-state
+gradient after theirs. That saves one read and one write of every chunk's
+logits. float16 keeps the in-place scaling, because its range (65504) cannot
+hold :math:`a_i` for a large vocabulary.
 
 For ``reduction="mean"`` and ``"sum"`` the upstream gradient is one number, so
 the gradients are computed during the forward pass (three matrix products in
@@ -57,13 +60,16 @@ def _chunk_pass(
     row_scale: torch.Tensor | None,
     chunk_size: int,
     grads_wanted: tuple[bool, bool, bool],
+    weight_accum_dtype: torch.dtype,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """One pass over the rows: per-row losses and, if ``row_scale`` is given, gradients.
 
     ``targets`` holds no ignored entries here (the caller replaced them by 0
     and gives them a ``row_scale`` of 0). Returns ``(losses, grad_hidden,
     grad_weight, grad_bias)``; the losses are in float32 (float64 for float64
-    inputs), the gradients in the input dtype.
+    inputs), the gradients in the input dtype. The weight gradient is summed
+    over the chunks in ``weight_accum_dtype`` and the bias gradient in float32
+    (or float64).
     """
     num_rows = hidden.shape[0]
     dtype = hidden.dtype
@@ -71,7 +77,7 @@ def _chunk_pass(
     losses = torch.empty(num_rows, dtype=acc_dtype, device=hidden.device)
     want_hidden, want_weight, want_bias = grads_wanted if row_scale is not None else (False, False, False)
     grad_hidden = torch.empty(hidden.shape, dtype=dtype, device=hidden.device) if want_hidden else None
-    grad_weight = torch.zeros_like(weight) if want_weight else None
+    grad_weight = torch.zeros(weight.shape, dtype=weight_accum_dtype, device=weight.device) if want_weight else None
     grad_bias = torch.zeros(weight.shape[0], dtype=acc_dtype, device=weight.device) if want_bias else None
     any_grad = want_hidden or want_weight or want_bias
     # float16 cannot hold the normaliser (up to V > 65504), so it cannot keep
@@ -98,25 +104,70 @@ def _chunk_pass(
         normaliser = logits.sum(dim=1, dtype=acc_dtype)
         losses[start:stop] = row_max.squeeze(1).to(acc_dtype) + normaliser.log() - target_logit
         # [book ch10 excerpt end]
-        if not any_grad:
-            continue
-        assert row_scale is not None
-        scale = row_scale[start:stop]
-        row_factor = _logit_gradients(logits, target, normaliser, scale, fold_scale)
-        if grad_hidden is not None:
-            chunk_grad = grad_hidden[start:stop]
-            torch.mm(logits, weight, out=chunk_grad)
-            if row_factor is not None:
-                chunk_grad.mul_(row_factor.unsqueeze(1))
-        if grad_weight is not None:
-            grad_weight.addmm_(logits.T, rows if row_factor is None else rows * row_factor.unsqueeze(1))
-        if grad_bias is not None:
-            if row_factor is None:
-                grad_bias += logits.sum(dim=0, dtype=acc_dtype)
-            else:
-                grad_bias += torch.mv(logits.T, row_factor).to(acc_dtype)
+        if any_grad:
+            assert row_scale is not None
+            _add_chunk_gradients(
+                logits, rows, target, normaliser, row_scale[start:stop], weight, fold_scale,
+                None if grad_hidden is None else grad_hidden[start:stop], grad_weight, grad_bias,
+            )
+        # Freed before the next chunk's logits exist: one chunk x V buffer at a time.
         del logits
-    return losses, grad_hidden, grad_weight, None if grad_bias is None else grad_bias.to(dtype)
+    return (
+        losses,
+        grad_hidden,
+        None if grad_weight is None else grad_weight.to(dtype),
+        None if grad_bias is None else grad_bias.to(dtype),
+    )
+
+
+def _add_chunk_gradients(
+    exps: torch.Tensor,
+    rows: torch.Tensor,
+    target: torch.Tensor,
+    normaliser: torch.Tensor,
+    scale: torch.Tensor,
+    weight: torch.Tensor,
+    fold_scale: bool,
+    chunk_grad_hidden: torch.Tensor | None,
+    grad_weight: torch.Tensor | None,
+    grad_bias: torch.Tensor | None,
+) -> None:
+    """Write a chunk's rows of the hidden-state gradient and add its share of the others.
+
+    ``exps`` (the chunk's shifted exponentials) is overwritten by
+    :func:`_logit_gradients`; ``grad_bias`` is float32 or float64.
+    """
+    row_factor = _logit_gradients(exps, target, normaliser, scale, fold_scale)
+    if chunk_grad_hidden is not None:
+        torch.mm(exps, weight, out=chunk_grad_hidden)
+        if row_factor is not None:
+            chunk_grad_hidden.mul_(row_factor.unsqueeze(1))
+    if grad_weight is not None:
+        scaled_rows = rows if row_factor is None else rows * row_factor.unsqueeze(1)
+        if grad_weight.dtype == exps.dtype:
+            grad_weight.addmm_(exps.T, scaled_rows)
+        else:
+            _add_product_in_blocks(grad_weight, exps, scaled_rows)
+    if grad_bias is not None:
+        if row_factor is None:
+            grad_bias += exps.sum(dim=0, dtype=grad_bias.dtype)
+        else:
+            grad_bias += torch.mv(exps.T, row_factor).to(grad_bias.dtype)
+
+
+def _add_product_in_blocks(accumulator: torch.Tensor, exps: torch.Tensor, rows: torch.Tensor) -> None:
+    """``accumulator += exps.T @ rows`` for an accumulator wider than the operands (float32 for bfloat16).
+
+    A matrix product cannot write into a tensor of another dtype, so the product
+    is taken in the operands' dtype, a block of vocabulary rows at a time, and
+    each block is added in the accumulator's dtype: every chunk's contribution
+    is rounded once, but the running sum is not rounded again at every chunk.
+    A block holds no more elements than the chunk's logits, so the temporary
+    stays within the memory the chunk already uses.
+    """
+    block = max(1, exps.numel() // max(rows.shape[1], 1))
+    for start in range(0, accumulator.shape[0], block):
+        accumulator[start : start + block] += exps[:, start : start + block].T @ rows
 
 
 def _logit_gradients(
@@ -124,21 +175,25 @@ def _logit_gradients(
 ) -> torch.Tensor | None:
     """Turn a chunk's exponentials into the gradient w.r.t. its logits, up to a per-row factor.
 
-    The gradient of row :math:`i` is :math:`c_i (e_i / Z_i - \\mathbf{1}_{y_i})`
-    with :math:`e_i = \\exp(z_i - \\max z_i)` and :math:`Z_i = \\sum e_i`. With
-    ``fold_scale``, ``exps`` becomes :math:`e_i - Z_i \\mathbf{1}_{y_i}` (one
-    entry per row changes) and the factor :math:`c_i / Z_i` is returned, to be
+    The gradient of row :math:`i` is :math:`\\lambda_i (u_i / a_i - \\mathbf{e}_{y_i})`
+    with the shifted exponentials :math:`u_i = \\exp(z_i - \\max_k z_{i,k})` and
+    :math:`a_i = \\sum_k u_{i,k}` (``scale`` holds :math:`\\lambda`). With
+    ``fold_scale``, ``exps`` becomes :math:`u_i - a_i \\mathbf{e}_{y_i}` (one
+    entry per row changes) and the factor :math:`\\lambda_i / a_i` is returned, to be
     applied to the small matrices the chunk multiplies with (its hidden rows,
     its rows of the hidden-state gradient) instead of to the ``chunk x V``
     logits: one read and one write of the chunk fewer. Without it (float16,
-    whose range :math:`Z_i` exceeds), ``exps`` is scaled in place to the
+    whose range :math:`a_i` exceeds), ``exps`` is scaled in place to the
     gradient itself and ``None`` is returned.
     """
     dtype = exps.dtype
+    # A row of weight 0 (an ignored target) gets factor 0, even where its
+    # normaliser is 0 (every logit -inf) or nan: 0 / 0 would poison the gradients.
+    factor = torch.where(scale != 0, scale / normaliser, torch.zeros_like(scale))
     if fold_scale:
         exps.scatter_add_(1, target, (-normaliser).to(dtype).unsqueeze(1))
-        return (scale / normaliser).to(dtype)
-    exps.mul_((scale / normaliser).to(dtype).unsqueeze(1))
+        return factor.to(dtype)
+    exps.mul_(factor.to(dtype).unsqueeze(1))
     exps.scatter_add_(1, target, (-scale).to(dtype).unsqueeze(1))
     return None
 
@@ -166,6 +221,7 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         ignore_index: int,
         reduction: str,
         grad_enabled: bool,
+        weight_accum_dtype: torch.dtype,
     ) -> torch.Tensor:
         counted = targets != ignore_index
         safe_targets = targets.masked_fill(~counted, 0)
@@ -178,11 +234,15 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         ctx.reduction = reduction  # type: ignore[attr-defined]
         ctx.chunk_size = chunk_size  # type: ignore[attr-defined]
         ctx.grads_wanted = grads_wanted  # type: ignore[attr-defined]
+        ctx.weight_accum_dtype = weight_accum_dtype  # type: ignore[attr-defined]
         ctx.precomputed = None  # type: ignore[attr-defined]
 
         if reduction == "none":
-            losses, *_ = _chunk_pass(hidden, weight, bias, safe_targets, None, chunk_size, grads_wanted)
-            losses = losses * counted_f
+            losses, *_ = _chunk_pass(
+                hidden, weight, bias, safe_targets, None, chunk_size, grads_wanted, weight_accum_dtype
+            )
+            # torch.where, not a product: an ignored row's loss may be nan or inf (0 * nan = nan).
+            losses = torch.where(counted, losses, torch.zeros_like(losses))
             ctx.save_for_backward(hidden, weight, bias, safe_targets, counted_f)
             return losses.to(hidden.dtype)
 
@@ -192,9 +252,10 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         row_scale = counted_f / count.clamp(min=1) if reduction == "mean" else counted_f
         wanted = any(grads_wanted)
         losses, *grads = _chunk_pass(
-            hidden, weight, bias, safe_targets, row_scale if wanted else None, chunk_size, grads_wanted
+            hidden, weight, bias, safe_targets, row_scale if wanted else None, chunk_size, grads_wanted,
+            weight_accum_dtype,
         )
-        total = (losses * counted_f).sum()
+        total = torch.where(counted, losses, torch.zeros_like(losses)).sum()
         result = total / count if reduction == "mean" else total
         if wanted:
             ctx.precomputed = grads  # type: ignore[attr-defined]
@@ -206,25 +267,25 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad_output: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
-        chunk_size, grads_wanted = ctx.chunk_size, ctx.grads_wanted  # type: ignore[attr-defined]
+        pass_options = (ctx.chunk_size, ctx.grads_wanted, ctx.weight_accum_dtype)  # type: ignore[attr-defined]
         if ctx.reduction == "none":  # type: ignore[attr-defined]
             hidden, weight, bias, safe_targets, counted_f = ctx.saved_tensors  # type: ignore[attr-defined]
             row_scale = grad_output.to(counted_f.dtype) * counted_f
-            _, *grads = _chunk_pass(hidden, weight, bias, safe_targets, row_scale, chunk_size, grads_wanted)
-            return (*grads, None, None, None, None, None)
+            _, *grads = _chunk_pass(hidden, weight, bias, safe_targets, row_scale, *pass_options)
+            return (*grads, None, None, None, None, None, None)
 
         grads = ctx.precomputed  # type: ignore[attr-defined]
         ctx.precomputed = None  # type: ignore[attr-defined]
         if grads is None:
             hidden, weight, bias, safe_targets, row_scale = ctx.saved_tensors  # type: ignore[attr-defined]
-            _, *grads = _chunk_pass(hidden, weight, bias, safe_targets, row_scale, chunk_size, grads_wanted)
+            _, *grads = _chunk_pass(hidden, weight, bias, safe_targets, row_scale, *pass_options)
         # The gradients are for an upstream gradient of 1. Multiplying by the
         # upstream gradient unconditionally (a no-op for 1) avoids reading its
         # value, which would synchronise the device.
         for grad in grads:
             if grad is not None:
                 grad.mul_(grad_output.to(grad.dtype))
-        return (*grads, None, None, None, None, None)
+        return (*grads, None, None, None, None, None, None)
 
 
 def chunked_cross_entropy(
@@ -236,19 +297,26 @@ def chunked_cross_entropy(
     chunk_size: int = 1024,
     ignore_index: int = -100,
     reduction: str = "mean",
+    accum_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of the logits ``hidden @ weight.T + bias`` without building them all.
 
     .. math::
 
-        \\ell_i = \\log \\sum_k e^{z_{i,k}} - z_{i,y_i}, \\qquad z_i = W h_i + b
+        \\ell_i = \\log \\sum_k e^{z_{i,k}} - z_{i,y_i}, \\qquad z_i = W h_i + c
 
     Equal, in value and in the gradients with respect to ``hidden``, ``weight``
     and ``bias``, to ``F.cross_entropy(hidden @ weight.T + bias, targets,
     ignore_index=ignore_index, reduction=reduction)``, but never holds more than
     ``chunk_size x V`` logits at once, in the forward or the backward pass.
     The logits of a chunk are computed in the input dtype and their log-sum-exp
-    is accumulated in float32 (float64 for float64 inputs).
+    is accumulated in float32 (float64 for float64 inputs). The bias gradient
+    is summed over the chunks in float32 too; the weight gradient is summed in
+    ``accum_dtype``, by default the dtype of ``weight``. In bfloat16 that
+    default rounds the running sum once per chunk, so its error grows with the
+    number of chunks :math:`\\lceil N / C \\rceil`; ``accum_dtype=torch.float32``
+    keeps it at the level of the unchunked expression for
+    :math:`V d \\cdot 4` bytes more.
 
     ``"mean"`` divides by the number of targets that are not ``ignore_index``
     (``nan`` when there is none, as in PyTorch; the gradients are then 0).
@@ -257,7 +325,9 @@ def chunked_cross_entropy(
     copy by the first backward pass; a further backward pass through the same
     graph (``retain_graph=True``, ``gradcheck``) recomputes them, so every
     backward pass works and gives the same gradients, as with
-    ``F.cross_entropy``. Under ``torch.no_grad()`` or when no input requires
+    ``F.cross_entropy``. The function is once differentiable: unlike
+    ``F.cross_entropy`` it has no double backward, so Hessian-vector products
+    and ``create_graph=True`` followed by a second ``grad`` fail. Under ``torch.no_grad()`` or when no input requires
     grad, only the loss is computed. No step reads a tensor value on the device
     (the range check of ``targets`` runs on the CPU only).
 
@@ -265,24 +335,28 @@ def chunked_cross_entropy(
         hidden: the hidden states :math:`h` feeding the output layer.
         weight: the output layer's weight :math:`W` (one row per vocabulary entry).
         targets: class indices :math:`y`; ``ignore_index`` entries are skipped.
-        bias: optional output bias :math:`b`.
+        bias: optional output bias :math:`c`.
         chunk_size: how many rows of logits to hold at a time (>= 1).
         ignore_index: the target value that is skipped.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``, as in PyTorch.
+        accum_dtype: dtype in which the weight gradient is summed over the
+            chunks (``None``: the dtype of ``weight``); at least as wide as it.
 
     Returns:
         A scalar for ``"mean"``/``"sum"``, else the per-row losses (0 where
         ignored), in the dtype of ``hidden``.
 
     Shapes:
-        hidden: ``(..., H)``; weight: ``(V, H)``; bias: ``(V,)``; targets: ``(...)``;
+        hidden: ``(..., d)``; weight: ``(V, d)``; bias: ``(V,)``; targets: ``(...)``;
         result: ``()`` or ``(...)`` for ``"none"``.
 
     Raises:
         TypeError: a float argument is not a float tensor, ``targets`` is not an
-            integer tensor, ``chunk_size`` is not an int, or the dtypes disagree.
+            integer tensor, ``chunk_size`` is not an int, the dtypes disagree,
+            or ``accum_dtype`` is not a floating-point dtype.
         ValueError: the shapes disagree, ``chunk_size < 1``, an unknown
-            ``reduction``, or a target outside ``[0, V)`` that is not ``ignore_index``.
+            ``reduction``, a target outside ``[0, V)`` that is not ``ignore_index``,
+            or an ``accum_dtype`` narrower than the dtype of ``weight``.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -302,10 +376,10 @@ def chunked_cross_entropy(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     require_choice("reduction", reduction, CHUNKED_REDUCTIONS)
     if hidden.dim() < 1:
-        raise ValueError(f"hidden must have shape (..., H), got shape {tuple(hidden.shape)}")
+        raise ValueError(f"hidden must have shape (..., d), got shape {tuple(hidden.shape)}")
     if weight.dim() != 2 or weight.shape[1] != hidden.shape[-1]:
         raise ValueError(
-            f"weight must have shape (V, H) with H = hidden.shape[-1] = {hidden.shape[-1]}, "
+            f"weight must have shape (V, d) with d = hidden.shape[-1] = {hidden.shape[-1]}, "
             f"got {tuple(weight.shape)}"
         )
     if weight.dtype != hidden.dtype:
@@ -322,12 +396,20 @@ def chunked_cross_entropy(
     if targets.device != hidden.device:
         raise ValueError(f"targets must be on the device of hidden ({hidden.device}), got {targets.device}")
     require_targets_in_range("targets", targets, num_classes, ignore_index)
+    if accum_dtype is None:
+        accum_dtype = weight.dtype
+    if not isinstance(accum_dtype, torch.dtype) or not accum_dtype.is_floating_point:
+        raise TypeError(f"accum_dtype must be None or a floating-point torch.dtype, got {accum_dtype!r}")
+    if torch.promote_types(weight.dtype, accum_dtype) != accum_dtype:
+        raise ValueError(
+            f"accum_dtype must be at least as wide as the dtype of weight ({weight.dtype}), got {accum_dtype}"
+        )
 
     flat_hidden = hidden.reshape(-1, hidden.shape[-1])
     flat_targets = targets.reshape(-1).long()
     result = _ChunkedCrossEntropy.apply(
         flat_hidden, weight.contiguous(), bias, flat_targets, chunk_size, ignore_index, reduction,
-        torch.is_grad_enabled(),
+        torch.is_grad_enabled(), accum_dtype,
     )
     if reduction == "none":
         return result.reshape(targets.shape)

@@ -1,30 +1,39 @@
 """Connectionist temporal classification (Graves et al. 2006), by the forward algorithm.
 
-An input of :math:`T` frames gives, at every frame, log-probabilities over
-:math:`C` classes, one of which is the *blank*. A label sequence
-:math:`y = (y_1, \\dots, y_L)` is matched by every frame-level path that reads
-:math:`y` after merging repeated symbols and then deleting blanks. The loss is
-:math:`-\\log p(y \\mid x)`, the negative log of the total probability of those
-paths, summed by dynamic programming over the *blank-extended* label sequence
+An input :math:`x` of :math:`T` frames gives, at every frame :math:`t`, a
+distribution :math:`p_t(k)` over :math:`V` classes :math:`k`, one of which is
+the *blank* :math:`\\varnothing`. A label sequence
+:math:`y = (y_1, \\dots, y_{T_y})` is matched by every path
+:math:`\\pi = (\\pi_1, \\dots, \\pi_T)` that reads :math:`y` after merging
+repeated symbols and then deleting blanks. The loss is :math:`-\\log p(y \\mid x)`,
+the negative log of the total probability of those paths, summed by dynamic
+programming over the *blank-extended* label sequence
 
 .. math::
 
-    y' = (\\varnothing, y_1, \\varnothing, y_2, \\dots, \\varnothing, y_L, \\varnothing),
-    \\qquad |y'| = 2L + 1.
+    y' = (\\varnothing, y_1, \\varnothing, y_2, \\dots, \\varnothing, y_{T_y}, \\varnothing),
+    \\qquad |y'| = 2T_y + 1.
 
-The forward variable :math:`\\alpha_t(s)` is the log-probability of all path
-prefixes of length :math:`t + 1` that end in state :math:`s` of :math:`y'`:
+The forward variable :math:`\\alpha_t(s)` is the probability of all path
+prefixes :math:`\\pi_1, \\dots, \\pi_t` that end in state :math:`s` of
+:math:`y'` (frames :math:`t = 1, \\dots, T`, states
+:math:`s = 1, \\dots, 2T_y + 1`):
 
 .. math::
 
-    \\alpha_0(0) = \\log p_0(\\varnothing), \\quad \\alpha_0(1) = \\log p_0(y_1), \\\\
-    \\alpha_t(s) = \\log p_t(y'_s) + \\operatorname{logsumexp}\\bigl(
-        \\alpha_{t-1}(s), \\alpha_{t-1}(s-1), [\\alpha_{t-1}(s-2)]\\bigr),
+    \\alpha_1(1) = p_1(\\varnothing), \\quad \\alpha_1(2) = p_1(y_1), \\quad
+    \\alpha_1(s) = 0 \\text{ for } s > 2, \\\\
+    \\alpha_t(s) = p_t(y'_s) \\bigl(\\alpha_{t-1}(s) + \\alpha_{t-1}(s-1)
+        + \\mathbb{1}_{\\text{skip}}(s)\\, \\alpha_{t-1}(s-2)\\bigr),
 
-where the skip from :math:`s - 2` is allowed only onto a label that differs
-from the label two states back (a blank cannot be skipped between two equal
-labels). Then :math:`-\\log p(y \\mid x) = -\\operatorname{logsumexp}(
-\\alpha_{T-1}(2L), \\alpha_{T-1}(2L - 1))`.
+where :math:`\\mathbb{1}_{\\text{skip}}(s)` is 1 when :math:`y'_s` is a label
+that differs from :math:`y'_{s-2}` (a blank cannot be skipped between two equal
+labels) and 0 otherwise; a term whose state lies below 1 is 0. Then
+:math:`p(y \\mid x) = \\alpha_T(2T_y + 1) + \\alpha_T(2T_y)` (only
+:math:`\\alpha_T(1)` when :math:`T_y = 0`). The code works in log space (log-sum-exp for the sums) and
+counts from 0: frame :math:`t` is row ``t - 1``, state :math:`s` column ``s - 1``.
+:func:`ctc_backward_variables` runs the same recursion from the last frame
+back; the two tables give the occupation of every state and the gradient.
 """
 
 from __future__ import annotations
@@ -115,11 +124,14 @@ def _forward_recursion(
     alpha[:, 0] = 0.0
     table = []
     for t in range(num_frames):
+        # book excerpt start: one frame of the recursion (ch07)
         stay = alpha
         step = torch.cat([neg_inf.expand(batch, 1), alpha[:, :-1]], dim=1)
-        skip = torch.cat([neg_inf.expand(batch, 2), alpha[:, :-2]], dim=1)
+        # [:, :num_states]: with no label (one state) the two -inf columns alone are one too many.
+        skip = torch.cat([neg_inf.expand(batch, 2), alpha[:, :-2]], dim=1)[:, :num_states]
         skip = torch.where(can_skip, skip, neg_inf)
         new_alpha = _safe_logsumexp(torch.stack([stay, step, skip])) + emissions[t]
+        # book excerpt end
         # Sequences whose input has ended keep their last alpha.
         alpha = torch.where((t < input_lengths).unsqueeze(1), new_alpha, alpha)
         if keep_table:
@@ -239,31 +251,33 @@ def ctc_loss(
     feed the log-softmax, so the two agree on those logits).
 
     Args:
-        log_probs: per-frame log-probabilities :math:`\\log p_t(c)` (usually ``log_softmax`` outputs).
-        targets: the label sequences, padded ``(N, S)`` or concatenated 1-D; never ``blank``.
-        input_lengths: frames used per sequence, each ``<= T``.
-        target_lengths: labels per sequence, each ``<= S`` for padded targets.
+        log_probs: per-frame log-probabilities :math:`\\log p_t(k)` (usually ``log_softmax`` outputs).
+        targets: the label sequences, padded ``(B, max_target_len)`` or concatenated 1-D; never ``blank``.
+        input_lengths: frames :math:`T` used per sequence, each ``<= log_probs.shape[0]``.
+        target_lengths: labels :math:`T_y` per sequence (0 allowed), each ``<= targets.shape[1]``
+            for padded targets.
         blank: index of the blank class.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         zero_infinity: replace infinite losses (and their gradients) by 0.
 
     Returns:
-        A scalar, or ``(N,)`` losses for ``"none"``, in the dtype of ``log_probs``.
+        A scalar, or ``(B,)`` losses for ``"none"``, in the dtype of ``log_probs``.
 
     Shapes:
-        log_probs: ``(T, N, C)``; targets: ``(N, S)`` or ``(sum(target_lengths),)``;
-        input_lengths, target_lengths: ``(N,)``; result: ``()`` or ``(N,)``.
+        log_probs: ``(T, B, V)`` (PyTorch's ``(T, N, C)``); targets: ``(B, max_target_len)``
+        or ``(sum(target_lengths),)``; input_lengths, target_lengths: ``(B,)``;
+        result: ``()`` or ``(B,)``.
 
     Raises:
         TypeError: wrong tensor dtypes, or lengths that are not integers.
         ValueError: wrong shapes, negative lengths, lengths longer than the
-            padded axis, ``blank`` outside ``[0, C)``, a target outside ``[0, C)``
+            padded axis, ``blank`` outside ``[0, V)``, a target outside ``[0, V)``
             or equal to ``blank``, or an unknown ``reduction``. The checks of
             lengths and labels read values and run where that costs nothing
             (see :mod:`coursekit.losses`).
 
     Example:
-        >>> log_probs = torch.full((3, 1, 3), 1 / 3).log()   # T = 3 uniform frames, C = 3
+        >>> log_probs = torch.full((3, 1, 3), 1 / 3).log()   # T = 3 uniform frames, V = 3
         >>> # 5 of the 27 paths read "1 2": 1 2 _, 1 1 2, 1 2 2, _ 1 2, 1 _ 2
         >>> loss = ctc_loss(log_probs, torch.tensor([[1, 2]]), [3], [2], reduction="sum")
         >>> round(loss.item(), 4), round(-math.log(5 / 27), 4)
@@ -289,21 +303,24 @@ def ctc_loss(
 def ctc_forward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blank: int = 0) -> torch.Tensor:
     """The table of forward variables :math:`\\alpha_t(s)` of one sequence, in log space.
 
-    Row :math:`t` holds :math:`\\alpha_t(s)` for the states :math:`s` of the
-    blank-extended labels :math:`y' = (\\varnothing, y_1, \\varnothing, \\dots, y_L,
-    \\varnothing)`; ``-inf`` marks a state no path can reach by frame :math:`t`.
-    ``-torch.logsumexp(table[-1, -2:], 0)`` is the sequence's CTC loss.
+    Row ``t - 1`` holds :math:`\\log \\alpha_t(s)` for the states
+    :math:`s = 1, \\dots, 2T_y + 1` (column ``s - 1``) of the blank-extended
+    labels :math:`y' = (\\varnothing, y_1, \\varnothing, \\dots, y_{T_y},
+    \\varnothing)` (see the module docstring); ``-inf`` marks a state no path
+    can reach by frame :math:`t`. ``-torch.logsumexp(table[-1, -2:], 0)`` is the
+    sequence's CTC loss (for an empty target the table has one column, and
+    that slice is it).
 
     Args:
-        log_probs: per-frame log-probabilities of one sequence.
-        target: its labels, none equal to ``blank``.
+        log_probs: per-frame log-probabilities :math:`\\log p_t(k)` of one sequence.
+        target: its :math:`T_y` labels, none equal to ``blank``.
         blank: index of the blank class.
 
     Returns:
-        The log-alpha table.
+        The table of :math:`\\log \\alpha_t(s)`.
 
     Shapes:
-        log_probs: ``(T, C)``; target: ``(L,)``; result: ``(T, 2L + 1)``.
+        log_probs: ``(T, V)``; target: ``(T_y,)``; result: ``(T, 2 T_y + 1)``.
 
     Raises:
         TypeError, ValueError: as :func:`ctc_loss`.
@@ -313,7 +330,7 @@ def ctc_forward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blan
         >>> table = ctc_forward_variables(log_probs, torch.tensor([1, 2]))
         >>> table.shape
         torch.Size([3, 5])
-        >>> # times 3^(t+1): how many path prefixes of length t + 1 end in each state
+        >>> # row t - 1 times 3^t: how many path prefixes of length t end in each state
         >>> (table.exp() * 3.0 ** torch.arange(1, 4).unsqueeze(1)).round()
         tensor([[1., 1., 0., 0., 0.],
                 [1., 2., 1., 1., 0.],
@@ -322,12 +339,102 @@ def ctc_forward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blan
     require_float("log_probs", log_probs)
     require_integer("target", target)
     if log_probs.dim() != 2:
-        raise ValueError(f"log_probs must have shape (T, C) for one sequence, got {tuple(log_probs.shape)}")
+        raise ValueError(f"log_probs must have shape (T, V) for one sequence, got {tuple(log_probs.shape)}")
     if target.dim() != 1:
-        raise ValueError(f"target must have shape (L,) for one sequence, got {tuple(target.shape)}")
+        raise ValueError(f"target must have shape (T_y,) for one sequence, got {tuple(target.shape)}")
     batched, padded, in_lengths, tgt_lengths = _check_ctc_arguments(
         log_probs.unsqueeze(1), target.unsqueeze(0), [log_probs.shape[0]], [target.shape[0]], blank
     )
     _, table = _forward_recursion(batched, padded, in_lengths, tgt_lengths, blank, keep_table=True)
     assert table is not None
     return table[:, 0, :]
+
+
+def ctc_backward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blank: int = 0) -> torch.Tensor:
+    """The table of backward variables :math:`\\omega_t(s)` of one sequence, in log space.
+
+    Frames :math:`t = 1, \\dots, T` and states :math:`s = 1, \\dots, 2T_y + 1` of the
+    blank-extended labels :math:`y' = (\\varnothing, y_1, \\varnothing, \\dots, y_{T_y}, \\varnothing)`
+    are numbered from 1, as in chapter 7; row :math:`t - 1`, column :math:`s - 1`
+    of the result holds :math:`\\log \\omega_t(s)`.
+
+    :math:`\\omega_t(s)` is the total probability of the path suffixes
+    :math:`\\pi_{t+1}, \\dots, \\pi_T` that, starting from state :math:`s` at frame
+    :math:`t`, read the rest of the labels and end in one of the last two states.
+    Frame :math:`t`'s own probability is *not* included (it is in
+    :math:`\\alpha_t(s)`), so :math:`\\alpha_t(s)\\,\\omega_t(s)` is the probability of
+    the alignments that are in state :math:`s` at frame :math:`t`, and
+    :math:`\\sum_s \\alpha_t(s)\\,\\omega_t(s) = p(y \\mid x)` at every frame. The
+    recursion runs from the last frame back:
+
+    .. math::
+
+        \\omega_T(s) = [s \\ge 2T_y], \\qquad
+        \\omega_t(s) = p_{t+1}(y'_s)\\,\\omega_{t+1}(s) + p_{t+1}(y'_{s+1})\\,\\omega_{t+1}(s+1)
+            + \\mathbb{1}_{\\text{skip}}(s+2)\\,p_{t+1}(y'_{s+2})\\,\\omega_{t+1}(s+2),
+
+    with :math:`\\omega_{t+1}(s) = 0` past the last state and
+    :math:`\\mathbb{1}_{\\text{skip}}(s+2) = 1` when :math:`y'_{s+2}` is a label that
+    differs from :math:`y'_s` (the skip rule of the forward recursion, read backwards).
+
+    Args:
+        log_probs: per-frame log-probabilities :math:`\\log p_t(k)` of one sequence.
+        target: its :math:`T_y` labels, none equal to ``blank``.
+        blank: index of the blank class.
+
+    Returns:
+        The table of :math:`\\log \\omega_t(s)`; ``-inf`` marks a state from which the
+        rest of the labels cannot be read in the frames left.
+
+    Shapes:
+        log_probs: ``(T, V)``; target: ``(T_y,)``; result: ``(T, 2 T_y + 1)``.
+
+    Raises:
+        TypeError, ValueError: as :func:`ctc_forward_variables`.
+
+    Example:
+        >>> log_probs = torch.full((3, 3), 1 / 3).log()
+        >>> omega = ctc_backward_variables(log_probs, torch.tensor([1, 2]))
+        >>> # times 3^(T - t): how many path suffixes finish the target from each state
+        >>> (omega.exp() * 3.0 ** torch.arange(2, -1, -1).unsqueeze(1)).round()
+        tensor([[1., 4., 3., 3., 1.],
+                [0., 1., 1., 2., 1.],
+                [0., 0., 0., 1., 1.]])
+        >>> alpha = ctc_forward_variables(log_probs, torch.tensor([1, 2]))
+        >>> ((alpha + omega).logsumexp(dim=1).exp() * 27).round()   # p(y|x) at every frame: 5 of 27 paths
+        tensor([5., 5., 5.])
+    """
+    require_float("log_probs", log_probs)
+    require_integer("target", target)
+    if log_probs.dim() != 2:
+        raise ValueError(f"log_probs must have shape (T, V) for one sequence, got {tuple(log_probs.shape)}")
+    if target.dim() != 1:
+        raise ValueError(f"target must have shape (T_y,) for one sequence, got {tuple(target.shape)}")
+    _check_ctc_arguments(log_probs.unsqueeze(1), target.unsqueeze(0), [log_probs.shape[0]], [target.shape[0]], blank)
+    num_frames = log_probs.shape[0]
+    labels = target.to(device=log_probs.device, dtype=torch.long)
+    num_states = 2 * labels.shape[0] + 1
+    extended = torch.full((num_states,), blank, dtype=torch.long, device=log_probs.device)
+    extended[1::2] = labels
+    # the skip from s to s + 2 lands on a label that differs from the one at s
+    ahead = torch.full_like(extended, -1)
+    ahead[:-2] = extended[2:]
+    can_skip = (torch.arange(num_states, device=log_probs.device) % 2 == 1) & (ahead != extended) & (ahead >= 0)
+    neg_inf = torch.tensor(float("-inf"), dtype=log_probs.dtype, device=log_probs.device)
+    emissions = log_probs[:, extended]                                   # (T, 2L + 1)
+
+    omega = torch.full((num_states,), float("-inf"), dtype=log_probs.dtype, device=log_probs.device)
+    omega[max(num_states - 2, 0):] = 0.0
+    table = [omega]
+    for t in range(num_frames - 2, -1, -1):
+        # book excerpt start: one frame of the backward recursion (ch07)
+        after = emissions[t + 1] + omega              # p_{t+1}(y'_s) omega_{t+1}(s), in log space
+        padded = torch.cat([after, neg_inf.expand(2)])
+        stay, step = after, padded[1 : num_states + 1]
+        skip = torch.where(can_skip, padded[2:], neg_inf)
+        omega = _safe_logsumexp(torch.stack([stay, step, skip]))
+        # book excerpt end
+        table.append(omega)
+    if num_frames == 0:
+        return torch.empty((0, num_states), dtype=log_probs.dtype, device=log_probs.device)
+    return torch.stack(table[::-1])

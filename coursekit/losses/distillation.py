@@ -1,10 +1,10 @@
 """Knowledge distillation: a student matches a teacher's softened next-token distributions.
 
 Hinton, Vinyals and Dean (2015) soften both distributions with a temperature
-:math:`\\tau`, :math:`p = \\operatorname{softmax}(z^{T}/\\tau)` for the teacher
-and :math:`q = \\operatorname{softmax}(z^{S}/\\tau)` for the student, and
-multiply the KL divergence by :math:`\\tau^2` so that its gradients keep the
-same scale as the temperature changes.
+:math:`\\tau`, the target :math:`q^{(\\tau)} = \\operatorname{softmax}(z^{\\mathrm{T}}/\\tau)`
+of the teacher and :math:`p^{(\\tau)} = \\operatorname{softmax}(z^{\\mathrm{S}}/\\tau)`
+of the student, and multiply the KL divergence by :math:`\\tau^2` so that its
+gradients keep the same scale as the temperature changes.
 """
 
 from __future__ import annotations
@@ -66,15 +66,17 @@ def kd_loss(
     mask: torch.Tensor | None = None,
     reduction: str = "token_mean",
 ) -> torch.Tensor:
-    """Distillation loss :math:`\\tau^2\\,\\mathrm{KL}(p \\,\\|\\, q)` per position (Hinton et al. 2015).
+    """Distillation loss :math:`\\tau^2\\,\\mathrm{KL}(q^{(\\tau)} \\,\\|\\, p^{(\\tau)})` per position (Hinton et al. 2015).
 
     .. math::
 
-        L_t = \\tau^2 \\sum_{k=1}^{V} p_{t,k} \\big(\\log p_{t,k} - \\log q_{t,k}\\big),
-        \\quad p_t = \\operatorname{softmax}(z^{T}_t / \\tau),
-        \\quad q_t = \\operatorname{softmax}(z^{S}_t / \\tau)
+        \\ell^{\\mathrm{KD}}_t = \\tau^2 \\sum_{k=1}^{V} q^{(\\tau)}_{t,k} \\big(\\log q^{(\\tau)}_{t,k} - \\log p^{(\\tau)}_{t,k}\\big),
+        \\quad q^{(\\tau)}_t = \\operatorname{softmax}(z^{\\mathrm{T}}_t / \\tau),
+        \\quad p^{(\\tau)}_t = \\operatorname{softmax}(z^{\\mathrm{S}}_t / \\tau)
 
-    (forward KL, teacher first). Classes with :math:`p_{t,k} = 0`, such as a
+    with :math:`q^{(\\tau)}` the teacher's distribution (the target) and
+    :math:`p^{(\\tau)}` the student's (forward KL, teacher first). Classes with
+    :math:`q^{(\\tau)}_{t,k} = 0`, such as a
     teacher logit of ``-inf`` (a masked vocabulary entry), contribute 0, and
     the gradient is the true derivative there too: 0 for that logit, finite
     everywhere else.
@@ -85,8 +87,8 @@ def kd_loss(
     the teacher if it must stay fixed.
 
     Args:
-        student_logits: the student's scores :math:`z^{S}`.
-        teacher_logits: the teacher's scores :math:`z^{T}`.
+        student_logits: the student's scores :math:`z^{\\mathrm{S}}`.
+        teacher_logits: the teacher's scores :math:`z^{\\mathrm{T}}`.
         temperature: :math:`\\tau > 0`.
         mask: True (or 1) on the positions that count, boolean or integer 0/1;
             ``None`` counts all.
@@ -116,7 +118,7 @@ def kd_loss(
         student_logits, teacher_logits, temperature, mask, reduction
     )
     teacher_probs = teacher_log_probs.exp()
-    # Where p = 0 the term is 0. Both logs are replaced by 0 there *before* the
+    # Where the teacher's probability q is 0 the term is 0. Both logs are replaced by 0 there *before* the
     # product: 0 * (-inf) would be nan in the value, and a product taken first
     # and masked after would still send 0 * (-inf) = nan back through its
     # gradient (a teacher logit of -inf, a masked vocabulary entry).
@@ -137,17 +139,18 @@ def kd_cross_entropy(
 ) -> torch.Tensor:
     """Cross-entropy of the student against the teacher's soft targets, no :math:`\\tau^2`.
 
-    .. math:: L_t = -\\sum_{k=1}^{V} p_{t,k} \\log q_{t,k}
-              = H(p_t) + \\mathrm{KL}(p_t \\,\\|\\, q_t)
+    .. math:: \\ell^{\\mathrm{CE}}_t = -\\sum_{k=1}^{V} q^{(\\tau)}_{t,k} \\log p^{(\\tau)}_{t,k}
+              = H(q^{(\\tau)}_t) + \\mathrm{KL}(q^{(\\tau)}_t \\,\\|\\, p^{(\\tau)}_t)
 
-    with :math:`p, q` as in :func:`kd_loss`. It differs from ``kd_loss / tau**2``
-    by the teacher's entropy :math:`H(p_t)`, a constant for the student, so the
+    with the teacher's :math:`q^{(\\tau)}` and the student's :math:`p^{(\\tau)}` as in
+    :func:`kd_loss`. It differs from ``kd_loss / tau**2`` by the teacher's
+    entropy :math:`H(q^{(\\tau)}_t)`, a constant for the student, so the
     student's gradients agree with those of ``kd_loss / tau**2`` but the value
     is never 0 unless the teacher is one-hot.
 
     Args:
-        student_logits: the student's scores :math:`z^{S}`.
-        teacher_logits: the teacher's scores :math:`z^{T}`.
+        student_logits: the student's scores :math:`z^{\\mathrm{S}}`.
+        teacher_logits: the teacher's scores :math:`z^{\\mathrm{T}}`.
         temperature: :math:`\\tau > 0`.
         mask: True (or 1) on the positions that count, boolean or integer 0/1;
             ``None`` counts all.

@@ -37,10 +37,10 @@ def _require_fits(name: str, lengths: torch.Tensor, max_len: int) -> None:
 
 
 def sequence_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
-    """Mask of the real tokens of a padded batch: :math:`m_{b,t} = [t < n_b]`.
+    """Mask of the real tokens of a padded batch: :math:`m_{b,t} = [t \\le T_b]` (positions :math:`t` from 1).
 
     Args:
-        lengths: the number of real tokens :math:`n_b` of each sequence (integer tensor).
+        lengths: the number of real tokens :math:`T_b` of each sequence (integer tensor).
         max_len: the padded length ``T``; ``None`` uses ``max(lengths)`` (0 for an
             empty batch), which reads ``lengths`` (a host synchronisation on an
             accelerator: pass ``max_len`` in a training step).
@@ -79,14 +79,15 @@ def response_mask(prompt_lengths: torch.Tensor, lengths: torch.Tensor, max_len: 
     Row ``b`` holds a prompt :math:`x` of ``prompt_lengths[b]`` tokens followed
     by a response :math:`y`, ``lengths[b]`` tokens in all, then padding:
 
-    .. math:: m_{b,t} = [\\,p_b \\le t < n_b\\,]
+    .. math:: m_{b,t} = [\\,T_x < t \\le T_x + T_y\\,]
 
-    so only the response is scored, e.g. ``causal_lm_loss(..., loss_mask=m,
+    with :math:`T_x` and :math:`T_y` the lengths of row :math:`b`'s prompt and
+    response (positions :math:`t` from 1), so only the response is scored, e.g. ``causal_lm_loss(..., loss_mask=m,
     reduction="none")`` gives :math:`-\\log p_\\theta(y \\mid x)` per row.
 
     Args:
-        prompt_lengths: prompt length :math:`p_b` of each row.
-        lengths: total length :math:`n_b` (prompt plus response) of each row.
+        prompt_lengths: prompt length :math:`T_x` of each row.
+        lengths: total length :math:`T_b = T_x + T_y` (prompt plus response) of each row.
         max_len: the padded length ``T``; ``None`` uses ``max(lengths)``, which
             reads ``lengths`` (see :func:`sequence_mask`).
 
@@ -121,3 +122,70 @@ def response_mask(prompt_lengths: torch.Tensor, lengths: torch.Tensor, max_len: 
     _require_fits("lengths", lengths, max_len)
     positions = torch.arange(max_len, device=lengths.device).unsqueeze(0)
     return (positions >= prompt_lengths.unsqueeze(1)) & (positions < lengths.unsqueeze(1))
+
+
+def turn_mask(turn_lengths: torch.Tensor, scored_turns: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
+    """Loss mask of conversations: True on the tokens of the scored turns (for instance the assistant's).
+
+    Row :math:`b` holds the turns of one conversation one after another, then
+    padding: turn :math:`j` occupies the :math:`n_{b,j}` positions that start
+    after the turns before it. With :math:`\\operatorname{turn}(t)` the turn that
+    position :math:`t` belongs to,
+
+    .. math::
+
+        m_{b,t} = [\\,\\text{turn } \\operatorname{turn}(t) \\text{ of row } b \\text{ is scored}\\,],
+
+    and padding is never scored. A turn's length should include the tokens the
+    model must learn to produce at its end (the end-of-turn token of an
+    assistant turn), or the model never learns to end a turn. Pass the mask
+    to ``causal_lm_loss(..., loss_mask=m)`` (it is in the coordinates of the
+    input tokens): the loss is then :math:`-\\log p_\\theta` of every scored turn
+    given everything before it, in one forward pass. Rows with fewer turns pad
+    ``turn_lengths`` with zeros.
+
+    Args:
+        turn_lengths: the number of tokens :math:`n_{b,j}` of each turn (>= 0).
+        scored_turns: True for the turns whose tokens are scored.
+        max_len: the padded length ``T``; ``None`` uses the longest row, which
+            reads ``turn_lengths`` (see :func:`sequence_mask`).
+
+    Returns:
+        A boolean tensor, True exactly on the tokens of the scored turns.
+
+    Shapes:
+        turn_lengths, scored_turns: ``(B, J)``; result: ``(B, max_len)``.
+
+    Raises:
+        TypeError: ``turn_lengths`` not an integer tensor, ``scored_turns`` not
+            boolean, or ``max_len`` not an int.
+        ValueError: the two are not 2-D of one shape, a length is negative, or a
+            row is longer than ``max_len`` (value checks run where reading the
+            values costs nothing; see :mod:`coursekit.losses`).
+
+    Example:
+        >>> lengths = torch.tensor([[3, 2, 2, 1], [2, 3, 0, 0]])    # user, assistant, user, assistant
+        >>> assistant = torch.tensor([[False, True, False, True], [False, True, False, False]])
+        >>> turn_mask(lengths, assistant).int()
+        tensor([[0, 0, 0, 1, 1, 0, 0, 1],
+                [0, 0, 1, 1, 1, 0, 0, 0]], dtype=torch.int32)
+    """
+    turn_lengths = require_integer("turn_lengths", turn_lengths)
+    if not isinstance(scored_turns, torch.Tensor) or scored_turns.dtype != torch.bool:
+        kind = scored_turns.dtype if isinstance(scored_turns, torch.Tensor) else type(scored_turns).__name__
+        raise TypeError(f"scored_turns must be a boolean tensor (B, J), got {kind}")
+    if turn_lengths.dim() != 2:
+        raise ValueError(f"turn_lengths must be 2-D with one length per turn (B, J), got shape {tuple(turn_lengths.shape)}")
+    require_shape("scored_turns", scored_turns, turn_lengths.shape, "turn_lengths.shape")
+    if turn_lengths.numel() and reads_values(turn_lengths) and int(turn_lengths.min()) < 0:
+        raise ValueError(f"turn_lengths must be >= 0, got {int(turn_lengths.min())}")
+    ends = turn_lengths.cumsum(dim=-1)
+    row_lengths = ends[:, -1] if turn_lengths.shape[1] else turn_lengths.new_zeros(turn_lengths.shape[0])
+    if max_len is None:
+        max_len = int(row_lengths.max()) if row_lengths.numel() else 0
+    max_len = _require_max_len(max_len)
+    _require_fits("the total of turn_lengths in a row", row_lengths, max_len)
+    positions = torch.arange(max_len, device=turn_lengths.device)
+    starts = ends - turn_lengths
+    inside = (positions >= starts.unsqueeze(-1)) & (positions < ends.unsqueeze(-1))     # (B, J, T)
+    return (inside & scored_turns.unsqueeze(-1)).any(dim=1)

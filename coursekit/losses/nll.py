@@ -50,8 +50,8 @@ def token_nll(
         logits: unnormalised scores :math:`z`, any float dtype.
         targets: class indices :math:`y`; entries equal to ``ignore_index`` are skipped.
         ignore_index: target value whose loss is defined as 0 (PyTorch's default -100).
-        weight: optional per-class weights :math:`w_k`; each token's loss is
-            multiplied by :math:`w_{y_t}`, as in PyTorch.
+        weight: optional per-class weights :math:`\\lambda_k`; each token's loss is
+            multiplied by :math:`\\lambda_{y_t}`, as in PyTorch.
 
     Returns:
         The per-token losses, 0 where the target is ``ignore_index``.
@@ -149,7 +149,9 @@ def sequence_loss(
     if token_losses.dim() < 1:
         raise ValueError(f"token_losses must have a time axis (..., T), got shape {tuple(token_losses.shape)}")
     counted = _token_mask(token_losses, mask)
+    # book excerpt (chapter 1) starts: sequence_loss masked sum
     total = torch.where(counted, token_losses, torch.zeros_like(token_losses)).sum(dim=-1)
+    # book excerpt (chapter 1) ends: sequence_loss masked sum
     if reduction == "sum":
         return total
     return total / counted.sum(dim=-1).to(token_losses.dtype)
@@ -165,21 +167,23 @@ def batch_loss(
     """Aggregate per-token losses of a padded batch into one scalar.
 
     With per-sequence sums :math:`S_b = \\sum_t m_{b,t}\\ell_{b,t}` and counts
-    :math:`n_b = \\sum_t m_{b,t}`:
+    :math:`T_b = \\sum_t m_{b,t}`:
 
     .. math::
 
         L^{\\text{sum}} = \\sum_b S_b, \\qquad
-        L^{\\text{token\\_mean}} = \\frac{\\sum_b S_b}{\\sum_b n_b}, \\qquad
-        L^{\\text{sequence\\_mean}} = \\frac{1}{|\\{b : n_b > 0\\}|}
-            \\sum_{b : n_b > 0} \\frac{S_b}{n_b}
+        L^{\\text{token\\_mean}} = \\frac{\\sum_b S_b}{\\sum_b T_b}, \\qquad
+        L^{\\text{sequence\\_mean}} = \\frac{1}{|\\{b : T_b > 0\\}|}
+            \\sum_{b : T_b > 0} \\frac{S_b}{T_b}
 
     ``token_mean`` weights every token equally, so long sequences weigh more;
     ``sequence_mean`` weights every sequence equally, so a token of a short
     sequence weighs more. Sequences with no unmasked token are left out of
-    ``sequence_mean``. With ``token_weights`` :math:`w`, every
-    :math:`\\ell` becomes :math:`w\\ell` and every count becomes :math:`\\sum w`
-    (so ``token_mean`` is PyTorch's class-weighted mean).
+    ``sequence_mean``. With ``token_weights`` :math:`\\lambda_{b,t}`, every
+    :math:`\\ell_{b,t}` becomes :math:`\\lambda_{b,t}\\ell_{b,t}` and every count
+    :math:`T_b` becomes :math:`\\sum_t m_{b,t}\\lambda_{b,t}` (so ``token_mean`` is
+    PyTorch's class-weighted mean), also in the condition :math:`T_b > 0`: a
+    sequence whose counted tokens all weigh 0 is left out of ``sequence_mean``.
 
     When no token at all is unmasked, the result is defined as 0 (still
     connected to the graph, so ``backward()`` works and gives zero gradients)
@@ -233,6 +237,7 @@ def _reduce_batch(
     *,
     weights: torch.Tensor | None = None,
     caller: str,
+    called_with: str | None = None,
     stacklevel: int = 3,
 ) -> torch.Tensor:
     """:func:`batch_loss` for checked arguments (``counted`` boolean), without a host synchronisation.
@@ -241,10 +246,14 @@ def _reduce_batch(
     (nothing counted) are replaced by 1, so the result is then 0 and the
     gradient 0 instead of ``nan``; the warning that says so is issued where
     reading ``counted`` costs nothing (see :func:`reads_values`). ``caller``
-    names the public function in that warning; ``stacklevel`` points it at the
-    line that called that function (3 when it calls this helper directly).
+    names the public function in that warning and ``called_with`` the public
+    argument that chose the reduction (default ``reduction=...``);
+    ``stacklevel`` points it at the line that called that function (3 when it
+    calls this helper directly).
     """
+    # book excerpt (chapter 3) starts: batch_loss masked selection
     losses = torch.where(counted, token_losses, torch.zeros_like(token_losses))
+    # book excerpt (chapter 3) ends: batch_loss masked selection
     if weights is None:
         weights = counted.to(token_losses.dtype)
     else:
@@ -253,15 +262,16 @@ def _reduce_batch(
         return losses.sum()
     if reads_values(counted) and not bool(counted.any()):
         warnings.warn(
-            f"{caller}(reduction={reduction!r}): every token is masked; returning 0",
+            f"{caller}({called_with or f'reduction={reduction!r}'}): every token is masked; returning 0",
             RuntimeWarning,
             stacklevel=stacklevel,
         )
     if reduction == "token_mean":
         return losses.sum() / _nonzero(weights.sum())
     per_sequence_mean = losses.sum(dim=-1) / _nonzero(weights.sum(dim=-1))
-    num_nonempty = counted.any(dim=-1).sum().to(token_losses.dtype)
-    # Empty sequences have mean 0 here and are left out of the count.
+    # Empty sequences (no counted token, or counted tokens of total weight 0) have
+    # mean 0 here and are left out of the count.
+    num_nonempty = (weights.sum(dim=-1) > 0).sum().to(token_losses.dtype)
     return per_sequence_mean.sum() / _nonzero(num_nonempty)
 
 
@@ -274,10 +284,16 @@ def perplexity(mean_nll: torch.Tensor | float) -> torch.Tensor:
     """Perplexity from a mean per-token NLL in nats: :math:`\\mathrm{PPL} = e^{\\bar\\ell}`.
 
     Args:
-        mean_nll: mean negative log-likelihood per token, in nats.
+        mean_nll: mean negative log-likelihood per token :math:`\\bar\\ell`, in nats.
 
     Returns:
         A tensor of the same shape (a 0-d tensor for a Python number).
+
+    Shapes:
+        mean_nll: any (``()`` for a Python number); result: the same.
+
+    Raises:
+        TypeError: ``mean_nll`` is neither a float tensor nor a number.
 
     Example:
         >>> perplexity(torch.tensor(6 * math.log(2) / 3))
@@ -288,6 +304,18 @@ def perplexity(mean_nll: torch.Tensor | float) -> torch.Tensor:
 
 def bits_per_token(mean_nll: torch.Tensor | float) -> torch.Tensor:
     """Convert a mean per-token NLL from nats to bits: :math:`\\bar\\ell / \\ln 2`.
+
+    Args:
+        mean_nll: mean negative log-likelihood per token :math:`\\bar\\ell`, in nats.
+
+    Returns:
+        The bits per token, a tensor of the same shape (a 0-d tensor for a Python number).
+
+    Shapes:
+        mean_nll: any (``()`` for a Python number); result: the same.
+
+    Raises:
+        TypeError: ``mean_nll`` is neither a float tensor nor a number.
 
     Example:
         >>> bits_per_token(torch.tensor(math.log(4)))

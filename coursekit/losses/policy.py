@@ -1,17 +1,22 @@
 """How policy-gradient methods for language models turn per-token losses into one number.
 
-GRPO, DAPO and Dr. GRPO compute per-token surrogate losses for a group of
-sampled responses (see :func:`clipped_surrogate`). Among their differences
-(the advantage's scale, the clip range, the KL term, the sampling, the
-shaping of overlong responses: chapter 9 of the course lists them) is how
-they average those losses, and that choice alone changes which responses the
-update favours:
+GRPO, DAPO and Dr. GRPO build on the same per-token surrogate loss for a group
+of sampled responses (see :func:`clipped_surrogate`) and differ, among other
+things, in how they average it over tokens and responses; that choice changes
+which responses the update favours, and it is the choice this module covers:
 
 * GRPO (Shao et al. 2024) averages each response over its own tokens, then
   over responses, so a token of a long response weighs less;
 * DAPO (Yu et al. 2025) averages over all tokens of all responses;
 * Dr. GRPO (Liu et al. 2025) divides the sum by a constant, the number of
-  responses times the generation budget, so there is no length bias at all.
+  responses times the generation budget, which removes the length bias the
+  per-response average introduces.
+
+The other differences lie outside this function: DAPO also clips the ratio
+higher above than below (``eps_high`` of :func:`clipped_surrogate`), drops the
+KL term and filters and shapes its samples (dynamic sampling, overlong
+filtering); Dr. GRPO also drops the division of the group advantage by its
+standard deviation (the advantages are an input here).
 """
 
 from __future__ import annotations
@@ -80,9 +85,10 @@ def policy_loss_aggregate(
     * TRL also divides ``"grpo"``, ``"bnpo"`` and ``"dr_grpo"`` by the number of
       gradient-accumulation steps; that scaling belongs to the training loop.
 
-    When no token is unmasked, every mode gives 0 (with zero gradients);
-    ``"grpo"`` and ``"bnpo"`` also warn with a ``RuntimeWarning`` where reading
-    the mask costs nothing (on the CPU; see :mod:`coursekit.losses`).
+    When no token is unmasked, every mode gives 0 (with zero gradients); every
+    mode except ``"dr_grpo"`` and ``"dapo"`` with ``num_items_in_batch`` also
+    warns with a ``RuntimeWarning`` naming the mode, where reading the mask
+    costs nothing (on the CPU; see :mod:`coursekit.losses`).
 
     Args:
         token_losses: per-token losses (any sign, e.g. :func:`clipped_surrogate`).
@@ -132,9 +138,11 @@ def policy_loss_aggregate(
             raise ValueError(f"num_items_in_batch applies to mode='dapo' only, got mode={mode!r}")
         num_items_in_batch = require_num_items("num_items_in_batch", num_items_in_batch)
     if mode == "grpo":
-        return _reduce_batch(token_losses, counted, "sequence_mean", caller="policy_loss_aggregate")
+        return _reduce_batch(token_losses, counted, "sequence_mean", caller="policy_loss_aggregate",
+                             called_with=f"mode={mode!r}")
     if mode in ("bnpo", "dapo") and num_items_in_batch is None:
-        return _reduce_batch(token_losses, counted, "token_mean", caller="policy_loss_aggregate")
+        return _reduce_batch(token_losses, counted, "token_mean", caller="policy_loss_aggregate",
+                             called_with=f"mode={mode!r}")
     masked_sum = torch.where(counted, token_losses, torch.zeros_like(token_losses)).sum()
     if mode == "dapo":
         return masked_sum / num_items_in_batch

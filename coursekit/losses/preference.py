@@ -31,7 +31,17 @@ DPO_REDUCTIONS = PAIR_REDUCTIONS
 
 
 class DPORewards(NamedTuple):
-    """DPO's implicit rewards of the chosen and the rejected responses (see :func:`dpo_rewards`)."""
+    """DPO's implicit rewards of the chosen and the rejected responses (see :func:`dpo_rewards`).
+
+    Attributes:
+        chosen: :math:`\\hat r(y_{\\text{c}})` of each pair, shape ``(B,)``.
+        rejected: :math:`\\hat r(y_{\\text{r}})` of each pair, shape ``(B,)``.
+
+    Example:
+        >>> rewards = DPORewards(torch.tensor([0.5]), torch.tensor([-0.5]))
+        >>> (rewards.chosen > rewards.rejected).float().mean()   # TRL's rewards/accuracies
+        tensor(1.)
+    """
 
     chosen: torch.Tensor
     rejected: torch.Tensor
@@ -67,27 +77,29 @@ def dpo_loss(
     label_smoothing: float = 0.0,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """DPO loss: :math:`-\\log\\sigma(\\hat r_{\\text{c}} - \\hat r_{\\text{r}})` of the implicit rewards.
-
-    The implicit reward of a response is :math:`\\hat r = \\beta(\\log p_\\theta - \\log p_{\\text{ref}})`.
+    """DPO loss: :math:`-\\log\\sigma\\big(\\hat r(y_{\\text{c}}) - \\hat r(y_{\\text{r}})\\big)` for each of B pairs.
 
     Each argument holds one sequence log-probability per pair,
-    :math:`\\log p(y \\mid x)` summed over the response tokens (e.g.
+    :math:`\\log p_\\theta(y \\mid x)` or :math:`\\log p_{\\text{ref}}(y \\mid x)`
+    summed over the response tokens (e.g.
     ``-causal_lm_loss(..., loss_mask=response_mask(...), reduction="none")``).
-    With the reward margin of pair :math:`i`,
-    :math:`z_i = \\beta\\big[(\\log p_\\theta(y_{\\text{c},i}) - \\log p_{\\text{ref}}(y_{\\text{c},i}))
-    - (\\log p_\\theta(y_{\\text{r},i}) - \\log p_{\\text{ref}}(y_{\\text{r},i}))\\big]`,
+    With DPO's implicit reward
+    :math:`\\hat r(y) = \\beta\\big(\\log p_\\theta(y \\mid x) - \\log p_{\\text{ref}}(y \\mid x)\\big)`,
+    the loss of a pair :math:`(x, y_{\\text{c}}, y_{\\text{r}})` is
 
-    .. math:: L_i = -(1-\\varepsilon) \\log \\sigma(z_i) - \\varepsilon \\log \\sigma(-z_i)
+    .. math::
+
+        L^{\\mathrm{DPO}} = -(1-\\varepsilon) \\log \\sigma\\big(\\hat r(y_{\\text{c}}) - \\hat r(y_{\\text{r}})\\big)
+            - \\varepsilon \\log \\sigma\\big(\\hat r(y_{\\text{r}}) - \\hat r(y_{\\text{c}})\\big)
 
     where :math:`\\varepsilon` is ``label_smoothing``: conservative DPO
     (Mitchell 2023), for preference labels that are flipped with probability
     :math:`\\varepsilon`. With :math:`\\varepsilon = 0` (the default) it is
-    plain DPO, :math:`\\operatorname{softplus}(-z_i)`. Computed with
-    ``logsigmoid``, so large margins neither overflow nor lose precision. Where
-    the policy equals the reference (:math:`z_i = 0`) the loss is :math:`\\ln 2` for every
-    :math:`\\varepsilon`. The implicit rewards :math:`\\hat r` that trainers log
-    come from :func:`dpo_rewards`.
+    plain DPO, :math:`\\operatorname{softplus}\\big(\\hat r(y_{\\text{r}}) - \\hat r(y_{\\text{c}})\\big)`.
+    Computed with ``logsigmoid``, so large margins neither overflow nor lose
+    precision. Where the policy equals the reference (both rewards 0) the loss
+    is :math:`\\ln 2` for every :math:`\\varepsilon`. The implicit rewards
+    that trainers log come from :func:`dpo_rewards`.
 
     TRL: its ``loss_type="sigmoid"`` is this loss. Up to TRL v0.28 it also
     applied ``label_smoothing`` as here; since v0.29 (the DPO refactor, pull
@@ -109,7 +121,7 @@ def dpo_loss(
         A scalar, or one loss per pair for ``"none"``.
 
     Shapes:
-        all four inputs: ``(N,)`` (any equal shape); result: ``()`` or ``(N,)``.
+        all four inputs: ``(B,)`` (any equal shape); result: ``()`` or ``(B,)``.
 
     Raises:
         TypeError: an input is not a float tensor, ``beta`` or ``label_smoothing`` not a number.
@@ -155,12 +167,13 @@ def dpo_rewards(
     *,
     beta: float = 0.1,
 ) -> DPORewards:
-    """DPO's implicit rewards :math:`\\hat r = \\beta(\\log p_\\theta(y \\mid x) - \\log p_{\\text{ref}}(y \\mid x))`.
+    """DPO's implicit rewards :math:`\\hat r(y) = \\beta(\\log p_\\theta(y \\mid x) - \\log p_{\\text{ref}}(y \\mid x))`.
 
-    DPO's loss is :math:`-\\log\\sigma(\\hat r_{\\text{c}} - \\hat r_{\\text{r}})`: the policy is trained as if
-    these were a reward model's scores (Rafailov et al. 2023). Trainers log
-    their means, their margin :math:`\\hat r_{\\text{c}} - \\hat r_{\\text{r}}` and how often
-    :math:`\\hat r_{\\text{c}} > \\hat r_{\\text{r}}` (TRL's ``rewards/chosen``, ``rewards/rejected``,
+    DPO's loss is :math:`-\\log\\sigma\\big(\\hat r(y_{\\text{c}}) - \\hat r(y_{\\text{r}})\\big)`:
+    the policy is trained as if these were a reward model's scores (Rafailov
+    et al. 2023). Trainers log their means, their margin
+    :math:`\\hat r(y_{\\text{c}}) - \\hat r(y_{\\text{r}})` and how often it is
+    positive (TRL's ``rewards/chosen``, ``rewards/rejected``,
     ``rewards/margins``, ``rewards/accuracies``). They keep the graph; call
     ``.detach()`` to log or plot them, as TRL does.
 
@@ -175,7 +188,7 @@ def dpo_rewards(
         ``DPORewards(chosen, rejected)``, one reward per pair each.
 
     Shapes:
-        all four inputs: ``(N,)`` (any equal shape); ``chosen``, ``rejected``: the same.
+        all four inputs: ``(B,)`` (any equal shape); ``chosen``, ``rejected``: the same.
 
     Raises:
         TypeError: an input is not a float tensor, ``beta`` not a number.
@@ -219,36 +232,42 @@ def simpo_loss(
 ) -> torch.Tensor:
     """SimPO loss (Meng et al. 2024): reference-free and length-normalised.
 
-    With :math:`\\log p_\\theta(y \\mid x)` summed over the response's :math:`|y|` tokens,
+    With :math:`\\log p_\\theta(y \\mid x)` summed over the response's :math:`T_y`
+    tokens, the loss of a pair :math:`(x, y_{\\text{c}}, y_{\\text{r}})` is
 
     .. math::
 
-        L_i = -\\log\\sigma\\Big(\\frac{\\beta}{|y_c|}\\log p_\\theta(y_{\\text{c}} \\mid x)
-              - \\frac{\\beta}{|y_r|}\\log p_\\theta(y_{\\text{r}} \\mid x) - \\gamma\\Big)
+        L^{\\mathrm{SimPO}} = -\\log\\sigma\\Big(\\frac{\\beta}{T_{y_{\\text{c}}}}\\log p_\\theta(y_{\\text{c}} \\mid x)
+              - \\frac{\\beta}{T_{y_{\\text{r}}}}\\log p_\\theta(y_{\\text{r}} \\mid x) - \\gamma\\Big)
 
-    The implicit reward :math:`\\frac{\\beta}{|y|}\\log p_\\theta(y \\mid x)` is
-    the *mean* token log-probability, the quantity that generation ranks by,
-    where DPO's :math:`\\beta(\\log p_\\theta - \\log p_{\\text{ref}})` uses
-    sums, so that the same change per token moves a long response's reward
-    more (chapter 9 of the course); :math:`\\gamma > 0` asks for a margin.
-    TRL's CPO trainer with ``loss_type="simpo"`` computes the same with
-    ``simpo_gamma`` = :math:`\\gamma` (it subtracts :math:`\\gamma/\\beta`
-    inside the :math:`\\beta(\\cdot)`, which is the same number).
+    The reward :math:`\\frac{\\beta}{T_y}\\log p_\\theta(y \\mid x)` is the
+    *mean* token log-probability, the quantity that generation ranks by. A sum
+    of log-probabilities favours short responses; DPO's reward is a sum of
+    log-*ratios* against the reference instead, and DPO is known to lengthen
+    responses, the length exploitation that SimPO's normalisation is meant to
+    stop (Meng et al. 2024, section 2.2). :math:`\\gamma > 0` asks for a margin.
+    TRL computes the same in ``CPOTrainer.cpo_loss`` with ``loss_type="simpo"``
+    and ``simpo_gamma`` = :math:`\\gamma` (it subtracts :math:`\\gamma/\\beta`
+    inside the :math:`\\beta(\\cdot)`, which is the same number); the trainer
+    (``trl.experimental.cpo`` in TRL 1.16) adds ``cpo_alpha`` times an NLL term
+    (``cpo_alpha`` defaults to 1.0), so pure SimPO needs
+    ``CPOConfig(loss_type="simpo", cpo_alpha=0.0, label_smoothing=0.0)``.
 
     Args:
         chosen_logps: :math:`\\log p_\\theta(y_{\\text{c}} \\mid x)`, summed over the response.
         rejected_logps: :math:`\\log p_\\theta(y_{\\text{r}} \\mid x)`, summed over the response.
-        chosen_lengths: :math:`|y_c|`, the number of tokens summed (integer or float, > 0).
-        rejected_lengths: :math:`|y_r|`.
+        chosen_lengths: :math:`T_{y_{\\text{c}}}`, the number of tokens summed (integer or float, > 0).
+        rejected_lengths: :math:`T_{y_{\\text{r}}}`.
         beta: :math:`\\beta > 0`, the reward scale.
         gamma: :math:`\\gamma`, the target reward margin (any real number; 0 drops it).
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (one loss per pair).
 
     Returns:
-        A scalar, or one loss per pair for ``"none"``, in the dtype of ``chosen_logps``.
+        A scalar, or one loss per pair for ``"none"``, in the dtype the two
+        log-probability tensors promote to.
 
     Shapes:
-        all four inputs: ``(N,)`` (any equal shape); result: ``()`` or ``(N,)``.
+        all four inputs: ``(B,)`` (any equal shape); result: ``()`` or ``(B,)``.
 
     Raises:
         TypeError: a log-probability is not a float tensor, a length is not a

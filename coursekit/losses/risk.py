@@ -22,33 +22,36 @@ def mrt_risk(
 ) -> torch.Tensor:
     """Minimum-risk-training objective (Shen et al. 2016): expected cost over candidates.
 
-    Row :math:`i` holds the log-probabilities :math:`\\log P(y_{i,k} \\mid x_i)`
-    of its candidates :math:`k = 1 \\dots K` and their costs :math:`\\Delta_{i,k}`
-    (e.g. 1 - sentence BLEU). The candidates' distribution is sharpened by
-    :math:`\\alpha` and renormalised over the row,
+    Row :math:`b` holds the log-probabilities :math:`\\log p_\\theta(\\hat y \\mid x_b)`
+    of the candidates :math:`\\hat y \\in \\mathcal{S}(x_b)` of input :math:`x_b`
+    and their costs :math:`\\Delta(\\hat y, y_b)` (e.g. 1 - sentence BLEU against
+    the reference :math:`y_b`). The model's distribution is sharpened by
+    :math:`\\kappa` (``alpha``) and renormalised over the candidate set,
 
     .. math::
 
-        Q_{i,k} = \\frac{P(y_{i,k} \\mid x_i)^{\\alpha}}{\\sum_{k'} P(y_{i,k'} \\mid x_i)^{\\alpha}}
-                = \\operatorname{softmax}_k(\\alpha \\log P(y_{i,k} \\mid x_i)),
+        Q_\\kappa(\\hat y \\mid x_b) = \\frac{p_\\theta(\\hat y \\mid x_b)^{\\kappa}}
+            {\\sum_{y' \\in \\mathcal{S}(x_b)} p_\\theta(y' \\mid x_b)^{\\kappa}}
+            = \\operatorname{softmax}_{\\mathcal{S}(x_b)}\\big(\\kappa \\log p_\\theta(\\hat y \\mid x_b)\\big),
         \\qquad
-        R = \\frac{1}{N} \\sum_{i=1}^{N} \\sum_k Q_{i,k}\\, \\Delta_{i,k}
+        \\tilde R = \\frac{1}{B} \\sum_{b=1}^{B} \\sum_{\\hat y \\in \\mathcal{S}(x_b)}
+            Q_\\kappa(\\hat y \\mid x_b)\\, \\Delta(\\hat y, y_b)
 
     computed with a stable softmax. Costs are treated as constants. With ``mask``,
-    only a row's True candidates enter its renormalisation (rows may have
-    different numbers of candidates); every row needs at least one.
+    only a row's True candidates are in its set :math:`\\mathcal{S}(x_b)` (rows
+    may have different numbers of candidates); every row needs at least one.
 
     Args:
         sequence_log_probs: candidate log-probabilities (sums of token log-probabilities).
         costs: candidate costs :math:`\\Delta`, lower is better.
-        alpha: sharpness :math:`\\alpha > 0` (Shen et al. use 5e-3 over raw log-probabilities).
+        alpha: the sharpness :math:`\\kappa > 0` (Shen et al. use 5e-3 over raw log-probabilities).
         mask: True (or 1) on real candidates, boolean or integer 0/1; ``None`` counts all.
 
     Returns:
-        A scalar: the mean over rows of each row's expected cost.
+        A scalar, :math:`\\tilde R`: the mean over rows of each row's expected cost.
 
     Shapes:
-        sequence_log_probs, costs, mask: ``(..., K)``; result: ``()``.
+        sequence_log_probs, costs, mask: ``(..., S)`` with S candidates per row; result: ``()``.
 
     Raises:
         TypeError: a tensor is not float (``mask``: neither boolean nor integer), ``alpha`` not a number.
@@ -62,7 +65,7 @@ def mrt_risk(
         >>> costs = torch.tensor([[0.0, 1.0]])
         >>> mrt_risk(log_p, costs)                  # 0.75 * 0 + 0.25 * 1
         tensor(0.2500)
-        >>> mrt_risk(log_p, costs, alpha=2.0)       # Q = (0.9, 0.1)
+        >>> mrt_risk(log_p, costs, alpha=2.0)       # kappa = 2: Q = (0.9, 0.1)
         tensor(0.1000)
     """
     require_float("sequence_log_probs", sequence_log_probs)
@@ -92,19 +95,29 @@ def reinforce_loss(
     *,
     baseline: torch.Tensor | float | str | None = None,
 ) -> torch.Tensor:
-    """REINFORCE surrogate loss with an optional baseline: :math:`-\\frac1N\\sum_i (r_i - b)\\log p(y_i)`.
+    """REINFORCE surrogate loss with a baseline: :math:`-\\frac1G\\sum_i (r^{(i)} - v^{(i)})\\log p_\\theta(y^{(i)})`.
 
-    Its gradient is the score-function estimate of :math:`-\\nabla \\mathbb{E}[r]`;
-    the advantage :math:`r_i - b` is a constant (detached), so a learned
-    baseline receives no gradient from this loss. A baseline that does not
-    depend on :math:`y_i` leaves the expected gradient unchanged and lowers its
-    variance.
+    Over :math:`G` sampled sequences :math:`y^{(i)}` with rewards :math:`r^{(i)}`,
+    its gradient is the score-function estimate of :math:`-\\nabla \\mathbb{E}[r]`;
+    the advantage :math:`r^{(i)} - v^{(i)}` is a constant (detached), so a
+    learned baseline receives no gradient from this loss. A baseline
+    :math:`v^{(i)}` that does not depend on :math:`y^{(i)}` leaves the expected
+    gradient unchanged and lowers its variance. The batch mean
+    (``baseline="mean"``) is not such a baseline: it contains :math:`r^{(i)}`
+    itself, which shrinks the expected gradient by the factor
+    :math:`(G-1)/G` (for independent samples); the mean of the *other*
+    samples (``"leave_one_out"``, as in RLOO, Kool et al. 2019, and
+    Ahmadian et al. 2024) is, and gives the unbiased gradient. GRPO's group
+    mean has the same bias as ``"mean"``.
 
     Args:
-        sequence_log_probs: :math:`\\log p(y_i)` of each sampled sequence.
-        rewards: rewards :math:`r_i` (higher is better).
-        baseline: ``None`` (:math:`b = 0`), a number, ``"mean"`` (the batch mean
-            reward), or a tensor broadcastable to ``rewards`` (e.g. per-sample values).
+        sequence_log_probs: :math:`\\log p_\\theta(y^{(i)})` of each sampled sequence.
+        rewards: rewards :math:`r^{(i)}` (higher is better).
+        baseline: ``None`` (:math:`v = 0`), a number, ``"mean"`` (the mean
+            reward of all :math:`G` samples), ``"leave_one_out"``
+            (:math:`v^{(i)} = \\frac{1}{G-1}\\sum_{j \\ne i} r^{(j)}`, needs
+            :math:`G \\ge 2`), or a tensor broadcastable to ``rewards`` (e.g.
+            per-sample values).
 
     Returns:
         A scalar.
@@ -115,7 +128,7 @@ def reinforce_loss(
     Raises:
         TypeError: a tensor is not float, or ``baseline`` of another type.
         ValueError: mismatched shapes, ``baseline`` not broadcastable, an unknown
-            baseline name, or empty input.
+            baseline name, empty input, or ``"leave_one_out"`` with one sample.
 
     Example:
         >>> log_p = torch.tensor([-1.0, -2.0])
@@ -124,6 +137,8 @@ def reinforce_loss(
         tensor(0.5000)
         >>> reinforce_loss(log_p, rewards, baseline="mean")  # -(0.5 * -1 - 0.5 * -2) / 2
         tensor(-0.2500)
+        >>> reinforce_loss(log_p, rewards, baseline="leave_one_out")  # -(1 * -1 - 1 * -2) / 2
+        tensor(-0.5000)
     """
     require_float("sequence_log_probs", sequence_log_probs)
     require_float("rewards", rewards)
@@ -134,9 +149,18 @@ def reinforce_loss(
     if baseline is None:
         advantage = rewards
     elif isinstance(baseline, str):
-        if baseline != "mean":
-            raise ValueError(f"baseline must be None, a number, 'mean' or a tensor, got {baseline!r}")
-        advantage = rewards - rewards.mean()
+        if baseline not in ("mean", "leave_one_out"):
+            raise ValueError(
+                f"baseline must be None, a number, 'mean', 'leave_one_out' or a tensor, got {baseline!r}"
+            )
+        if baseline == "mean":
+            advantage = rewards - rewards.mean()
+        else:
+            count = rewards.numel()
+            if count < 2:
+                raise ValueError(f"baseline='leave_one_out' needs at least 2 samples, got {count}")
+            # r_i - (sum - r_i) / (G - 1) = G / (G - 1) * (r_i - mean)
+            advantage = (rewards - rewards.mean()) * (count / (count - 1))
     elif isinstance(baseline, torch.Tensor):
         require_float("baseline", baseline)
         try:
@@ -155,5 +179,49 @@ def reinforce_loss(
     elif isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
         advantage = rewards - float(baseline)
     else:
-        raise TypeError(f"baseline must be None, a number, 'mean' or a tensor, got {type(baseline).__name__}")
+        raise TypeError(
+            f"baseline must be None, a number, 'mean', 'leave_one_out' or a tensor, got {type(baseline).__name__}"
+        )
     return -(advantage * sequence_log_probs).mean()
+
+
+def leave_one_out_baseline(rewards: torch.Tensor) -> torch.Tensor:
+    """The leave-one-out baseline of a group of samples (RLOO): the mean reward of the *other* samples.
+
+    For a group of :math:`G` samples :math:`y^{(1)}, \\dots, y^{(G)}` of one input (the
+    last axis), with rewards :math:`r(y^{(j)})`,
+
+    .. math::
+
+        v_i = \\frac{1}{G - 1} \\sum_{j \\ne i} r(y^{(j)}),
+        \\qquad r(y^{(i)}) - v_i = \\frac{G}{G - 1}\\Bigl(r(y^{(i)}) - \\frac{1}{G}\\sum_j r(y^{(j)})\\Bigr).
+
+    :math:`v_i` does not depend on sample :math:`y^{(i)}`, so subtracting it leaves the
+    REINFORCE estimate unbiased (Kool et al. 2019; Ahmadian et al. 2024), where
+    the group mean, which contains :math:`r(y^{(i)})`, shrinks it by :math:`(G - 1)/G`.
+    Pass the result as ``baseline=`` to :func:`reinforce_loss`.
+
+    Args:
+        rewards: rewards of the samples, grouped on the last axis.
+
+    Returns:
+        One baseline per sample, detached from the graph.
+
+    Shapes:
+        rewards: ``(..., G)`` with :math:`G \\ge 2`; result: same.
+
+    Raises:
+        TypeError: ``rewards`` is not a float tensor.
+        ValueError: fewer than two samples in a group.
+
+    Example:
+        >>> leave_one_out_baseline(torch.tensor([[1.0, 2.0, 6.0]]))
+        tensor([[4.0000, 3.5000, 1.5000]])
+    """
+    require_float("rewards", rewards)
+    if rewards.dim() < 1 or rewards.shape[-1] < 2:
+        raise ValueError(
+            f"rewards must have a group axis (..., G) with G >= 2 samples, got shape {tuple(rewards.shape)}"
+        )
+    rewards = rewards.detach()
+    return (rewards.sum(dim=-1, keepdim=True) - rewards) / (rewards.shape[-1] - 1)

@@ -55,26 +55,30 @@ def label_smoothed_nll(
 ) -> torch.Tensor:
     """Cross-entropy against a label-smoothed target distribution.
 
-    With :math:`\\ell_t = -\\log p_{t,y_t}` (the plain NLL) and
-    :math:`u_t = -\\sum_{k=1}^{V} \\log p_{t,k}` (the NLL summed over all classes):
+    With :math:`\\ell_t = -\\log p_\\theta(y_t \\mid y_{<t})` (the plain NLL) and
+    :math:`\\ell^{\\text{all}}_t = -\\sum_{k=1}^{V} \\log p_{t,k}` (the NLL summed
+    over all classes):
 
-    * ``variant="pytorch"``: :math:`q_k = (1-\\varepsilon)[k = y] + \\varepsilon / V`, so
+    * ``variant="pytorch"``: :math:`q^{\\text{pt}}_k = (1-\\varepsilon)[k = y_t] + \\varepsilon / V`, so
 
-      .. math:: L_t = (1-\\varepsilon)\\,\\ell_t + \\frac{\\varepsilon}{V}\\, u_t
+      .. math:: \\ell^{\\text{pt}}_t = (1-\\varepsilon)\\,\\ell_t + \\frac{\\varepsilon}{V}\\, \\ell^{\\text{all}}_t
 
-      exactly ``F.cross_entropy(..., label_smoothing=epsilon)`` (also Vaswani et al. 2017,
-      and fairseq up to v0.10.2).
-    * ``variant="fairseq"``: :math:`q_y = 1-\\varepsilon` and
-      :math:`q_k = \\varepsilon/(V-1)` for :math:`k \\ne y`, so
+      exactly ``F.cross_entropy(..., label_smoothing=epsilon)``: the uniform
+      prior :math:`u(k) = 1/V` of Szegedy et al. (2016), and fairseq up to v0.10.2.
+    * ``variant="fairseq"``: :math:`q^{\\text{fs}}_{y_t} = 1-\\varepsilon` and
+      :math:`q^{\\text{fs}}_k = \\varepsilon/(V-1)` for :math:`k \\ne y_t`, so
 
-      .. math:: L_t = \\Big(1-\\varepsilon-\\frac{\\varepsilon}{V-1}\\Big)\\,\\ell_t
-                      + \\frac{\\varepsilon}{V-1}\\, u_t
+      .. math:: \\ell^{\\text{fs}}_t = \\Big(1-\\varepsilon-\\frac{\\varepsilon}{V-1}\\Big)\\,\\ell_t
+                      + \\frac{\\varepsilon}{V-1}\\, \\ell^{\\text{all}}_t
 
       as in fairseq's ``label_smoothed_nll_loss`` since v0.12.0 (pull request
-      #3182; see the module docstring). Needs :math:`V \\ge 2`. The old name
-      ``"fairseq_legacy"`` still selects it, with a ``FutureWarning``.
+      #3182; see the module docstring), and as in tensor2tensor's
+      ``smoothing_cross_entropy``, the code of Vaswani et al. (2017), whose
+      paper states only :math:`\\varepsilon = 0.1`. Needs :math:`V \\ge 2`. The
+      old name ``"fairseq_legacy"`` still selects it, with a ``FutureWarning``.
 
-    Reductions follow PyTorch: ``"none"`` returns :math:`L_t` (0 where the target
+    Reductions follow PyTorch: ``"none"`` returns :math:`\\ell^{\\text{pt}}_t` or
+    :math:`\\ell^{\\text{fs}}_t` (0 where the target
     is ``ignore_index``), ``"sum"`` their sum, ``"mean"`` the sum divided by the
     number of non-ignored targets, which is ``nan`` when every target is
     ignored, exactly as PyTorch.
@@ -82,7 +86,9 @@ def label_smoothed_nll(
     Args:
         logits: unnormalised scores.
         targets: class indices; ``ignore_index`` entries are skipped.
-        epsilon: smoothing mass :math:`\\varepsilon \\in [0, 1)`; 0 gives the plain NLL.
+        epsilon: smoothing mass :math:`\\varepsilon \\in [0, 1)`, a number or a
+            0-d tensor (read with ``float()``, which on an accelerator waits
+            for the device); 0 gives the plain NLL.
         ignore_index: target value that is skipped.
         reduction: ``"none"``, ``"sum"`` or ``"mean"``.
         variant: ``"pytorch"`` or ``"fairseq"`` (``"fairseq_legacy"``: deprecated
@@ -95,7 +101,8 @@ def label_smoothed_nll(
         logits: ``(..., V)``; targets: ``(...)``; result: ``()`` or ``(...)``.
 
     Raises:
-        TypeError: ``logits`` not float, ``targets`` not integer, ``epsilon`` not a number.
+        TypeError: ``logits`` not float, ``targets`` not integer, ``epsilon``
+            neither a number nor a 0-d tensor.
         ValueError: mismatched shapes, a target outside ``[0, V)`` that is not
             ``ignore_index``, ``epsilon`` outside ``[0, 1)``, ``V < 2`` with
             ``"fairseq"``, or an unknown ``reduction``/``variant``.

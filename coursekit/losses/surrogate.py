@@ -1,13 +1,14 @@
 """The per-token policy-gradient objective of PPO, GRPO, DAPO and GSPO: ratios, clipping, KL penalty.
 
-A policy :math:`p_\\theta` is trained on responses sampled from an older copy
-:math:`p_{\\theta_{\\text{old}}}` of itself. Each token's loss weighs its advantage
-:math:`A` by the importance ratio :math:`w = p_\\theta / p_{\\theta_{\\text{old}}}`,
-clipped so that one batch cannot move the policy far (PPO, Schulman et al.
-2017); GRPO (Shao et al. 2024) adds a per-token estimate of the KL divergence
-to a frozen reference policy; DAPO (Yu et al. 2025) clips the ratio higher
-above than below; GSPO (Zheng et al. 2025) uses one ratio per sequence. The
-per-token losses these functions return are then averaged by
+A policy :math:`p_\\theta` is trained on responses :math:`o_i` sampled from an
+older copy :math:`p_{\\theta_{\\text{old}}}` of itself. Each token's loss weighs
+its advantage :math:`A` by the importance ratio
+:math:`w_{i,t} = p_\\theta(o_{i,t}) / p_{\\theta_{\\text{old}}}(o_{i,t})`, clipped
+so that one batch cannot move the policy far (PPO, Schulman et al. 2017); GRPO
+(Shao et al. 2024) adds a per-token estimate of the KL divergence to a frozen
+reference model :math:`p_{\\text{ref}}`; DAPO (Yu et al. 2025) clips the ratio
+higher above than below; GSPO (Zheng et al. 2025) uses one ratio per sequence.
+The per-token losses these functions return are then averaged by
 :func:`policy_loss_aggregate`, whose choice of average is the other half of
 each method.
 """
@@ -43,7 +44,8 @@ def clipped_surrogate(
 ) -> torch.Tensor:
     """Per-token clipped surrogate loss of PPO and GRPO, with DAPO's asymmetric clip.
 
-    With the importance ratio :math:`w_{i,t} = \\exp(\\log p_\\theta - \\log p_{\\theta_{\\text{old}}})`
+    With the importance ratio
+    :math:`w_{i,t} = \\exp\\big(\\log p_\\theta(o_{i,t}) - \\log p_{\\theta_{\\text{old}}}(o_{i,t})\\big)`
     of token :math:`t` of response :math:`i` and its advantage :math:`A_{i,t}`,
 
     .. math::
@@ -53,12 +55,13 @@ def clipped_surrogate(
 
     The minimum makes the objective pessimistic: a token whose ratio has left
     the clip range in the direction its advantage pushes gets no gradient.
-    The clip range :math:`\\xi` (epsilon in the papers and in TRL) is
-    ``eps_low``; :math:`\\xi_{\\text{high}}` defaults to :math:`\\xi_{\\text{low}}`
+    :math:`\\xi_{\\text{high}}` defaults to :math:`\\xi_{\\text{low}}`
     (PPO, GRPO); DAPO's clip-higher sets it larger (e.g. 0.28) so that
     unlikely tokens with a positive advantage can grow. This is TRL's
     ``GRPOTrainer`` per-token loss for its ``"grpo"``, ``"bnpo"``,
-    ``"dr_grpo"`` and ``"dapo"`` loss types (``epsilon``, ``epsilon_high``).
+    ``"dr_grpo"`` and ``"dapo"`` loss types (``epsilon``, ``epsilon_high``),
+    before its KL term (see :func:`kl_penalty` for TRL's default correction
+    of that term by :math:`w_{i,t}`).
 
     ``old_log_probs`` and ``advantages`` are constants of the update (the
     sampling policy, and the returns of the samples): they are detached, so no
@@ -116,28 +119,37 @@ def clipped_surrogate(
 def kl_penalty(log_probs: torch.Tensor, ref_log_probs: torch.Tensor, *, estimator: str = "k3") -> torch.Tensor:
     """Per-token estimate of :math:`\\mathrm{KL}(p_\\theta \\,\\|\\, p_{\\text{ref}})` from sampled tokens.
 
-    For a token sampled from :math:`p_\\theta`, with
-    :math:`d = \\log p_{\\text{ref}} - \\log p_\\theta` (Schulman's three estimators):
+    For a token :math:`o_{i,t}` sampled from :math:`p_\\theta` (Schulman's three
+    estimators, ``k1``, ``k2``, ``k3``):
 
     .. math::
 
-        k_1 = -d = \\log p_\\theta - \\log p_{\\text{ref}}, \\qquad
-        k_2 = \\tfrac12 d^2, \\qquad
-        k_3 = e^{d} - d - 1
+        \\widehat{\\mathrm{KL}}_1 = \\log\\frac{p_\\theta(o_{i,t})}{p_{\\text{ref}}(o_{i,t})}, \\qquad
+        \\widehat{\\mathrm{KL}}_2 = \\tfrac12 \\Big(\\log\\frac{p_{\\text{ref}}(o_{i,t})}{p_\\theta(o_{i,t})}\\Big)^2, \\qquad
+        \\widehat{\\mathrm{KL}}_3 = \\frac{p_{\\text{ref}}(o_{i,t})}{p_\\theta(o_{i,t})}
+            - \\log\\frac{p_{\\text{ref}}(o_{i,t})}{p_\\theta(o_{i,t})} - 1
 
-    For tokens sampled from :math:`p_\\theta` itself, :math:`k_1` is unbiased
-    but often negative, :math:`k_2` is biased with low variance, and
-    :math:`k_3` is unbiased and never negative (0 exactly where the two
-    log-probabilities agree); on tokens sampled from an older policy none of
-    them is unbiased. GRPO uses :math:`k_3`. Its expected *gradient* on
-    on-policy tokens is that of :math:`\\mathrm{KL}(p_{\\text{ref}} \\,\\|\\, p_\\theta)`;
-    multiplied by the importance ratio it becomes that of
-    :math:`\\mathrm{KL}(p_\\theta \\,\\|\\, p_{\\text{ref}})`. TRL's ``GRPOTrainer``
-    adds ``beta * per_token_kl``, by default multiplied by the ratio
-    (``use_bias_correction_kl``); this function returns the estimate alone,
-    so multiply it yourself to do the same. Gradients flow into both
-    arguments; the reference usually comes from a frozen model under
-    ``torch.no_grad()``.
+    As estimates of the *value*, on-policy (tokens sampled from :math:`p_\\theta`
+    itself), :math:`\\widehat{\\mathrm{KL}}_1` is unbiased but often negative,
+    :math:`\\widehat{\\mathrm{KL}}_2` is biased with low variance, and
+    :math:`\\widehat{\\mathrm{KL}}_3` is unbiased and never negative (0 exactly
+    where the two log-probabilities agree). The *gradient* the loss uses is
+    another matter: :math:`\\nabla\\widehat{\\mathrm{KL}}_3 = (1 - p_{\\text{ref}}/p_\\theta)\\,
+    \\nabla\\log p_\\theta`, whose expectation under :math:`p_\\theta` is
+    :math:`\\nabla\\mathrm{KL}(p_{\\text{ref}} \\,\\|\\, p_\\theta)`, the gradient of the
+    *other* direction. Off-policy (tokens from :math:`p_{\\theta_{\\text{old}}}`)
+    neither is unbiased without the importance ratio.
+
+    GRPO uses :math:`\\widehat{\\mathrm{KL}}_3`. TRL's ``GRPOTrainer`` (v1.16)
+    multiplies it by the importance ratio :math:`w_{i,t}` when
+    ``use_bias_correction_kl`` is set, which is its default: its KL term is
+    ``beta * w * k3``, with :math:`w_{i,t}` not detached, so it has the value of
+    :math:`\\widehat{\\mathrm{KL}}_3` on-policy (:math:`w = 1`) but the gradient
+    :math:`\\nabla(w\\,\\widehat{\\mathrm{KL}}_3) = \\log(p_\\theta/p_{\\text{ref}})\\,\\nabla\\log p_\\theta`
+    there, that of :math:`\\mathrm{KL}(p_\\theta \\,\\|\\, p_{\\text{ref}})`. To reproduce
+    it, multiply: ``kl_penalty(log_probs, ref) * torch.exp(log_probs - old_log_probs)``
+    (the example below). Gradients flow into both arguments; the reference
+    usually comes from a frozen model under ``torch.no_grad()``.
 
     Args:
         log_probs: :math:`\\log p_\\theta` of each sampled token.
@@ -163,6 +175,9 @@ def kl_penalty(log_probs: torch.Tensor, ref_log_probs: torch.Tensor, *, estimato
         tensor([0.6931, 0.0000])
         >>> kl_penalty(log_probs, ref)                   # 1/2 + ln 2 - 1, 0
         tensor([0.1931, 0.0000])
+        >>> old = log_probs - 0.1                        # TRL's default KL term: w * k3
+        >>> kl_penalty(log_probs, ref) * torch.exp(log_probs - old)
+        tensor([0.2135, 0.0000])
     """
     require_float("log_probs", log_probs)
     require_float("ref_log_probs", ref_log_probs)
@@ -187,12 +202,13 @@ def sequence_importance_ratio(
     .. math::
 
         w^{\\text{seq}}_i = \\Big(\\frac{p_\\theta(o_i)}{p_{\\theta_{\\text{old}}}(o_i)}\\Big)^{1/|o_i|}
-            = \\exp\\Big(\\frac{1}{|o_i|}\\sum_t m_{i,t}\\big(\\log p_\\theta - \\log p_{\\theta_{\\text{old}}}\\big)\\Big)
+            = \\exp\\Big(\\frac{1}{|o_i|}\\sum_t m_{i,t}\\big(\\log p_\\theta(o_{i,t})
+              - \\log p_{\\theta_{\\text{old}}}(o_{i,t})\\big)\\Big)
 
     (Zheng et al. 2025). One ratio per sequence, normalised by its length so
     that long and short responses are clipped alike; clip it with
-    :func:`clipped_surrogate` by passing the logarithm of this result,
-    ``unsqueeze(-1)``-ed, against zeros. A response with no token has ratio 1 (the empty product), as in
+    :func:`clipped_surrogate` by passing ``torch.log(w).unsqueeze(-1)`` against
+    zeros. A response with no token has ratio 1 (the empty product), as in
     TRL's ``importance_sampling_level="sequence"``. ``old_log_probs`` is
     detached; masked positions never reach the value or the gradient.
 

@@ -146,6 +146,55 @@ class Seq2Seq(nn.Module):
             steps.append(logits)
         return torch.stack(steps, dim=1)
 
+    def forward_scheduled(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor, *,
+                          teacher_prob: float, generator: torch.Generator) -> torch.Tensor:
+        """Logits under scheduled sampling (Bengio et al. 2015): the decoder reads a mix of reference and own tokens.
+
+        Position 1 reads ``<bos>``. At every later position, independently for each
+        row, the decoder reads the reference token ``tgt_in[:, t]`` with probability
+        ``teacher_prob`` (:math:`\\psi` in chapter 8) and otherwise a token sampled from its
+        own distribution at the previous position. No gradient flows through the sampled tokens.
+        ``teacher_prob=1`` is :meth:`forward` (teacher forcing); ``0`` feeds back
+        only the model's own samples.
+
+        Args:
+            teacher_prob: probability of reading the reference token, in ``[0, 1]``.
+            generator: the random source of the coin flips and of the samples.
+
+        Returns:
+            Logits ``(B, T, V_tgt)``: position ``t`` predicts the reference token after ``tgt_in[:, t]``.
+
+        Raises:
+            ValueError: bad shapes or ids (as :meth:`forward`), or ``teacher_prob`` outside ``[0, 1]``.
+
+        Example:
+            >>> _ = torch.manual_seed(0)
+            >>> model = Seq2Seq(12, 8, embed_dim=8, hidden_size=16).eval()
+            >>> src, lengths, tgt_in = torch.tensor([[4, 5, 6]]), torch.tensor([3]), torch.tensor([[1, 4, 5]])
+            >>> forced = model.forward_scheduled(src, lengths, tgt_in, teacher_prob=1.0,
+            ...                                  generator=torch.Generator().manual_seed(0))
+            >>> torch.equal(forced, model(src, lengths, tgt_in))
+            True
+        """
+        self._check_source(src, src_lengths)
+        check_token_ids("tgt_in", tgt_in, self.tgt_vocab_size)
+        if tgt_in.shape[0] != src.shape[0]:
+            raise ValueError(f"tgt_in must have batch size {src.shape[0]} (as src), got {tgt_in.shape[0]}")
+        teacher_prob = require_number("teacher_prob", teacher_prob, low=0.0)
+        if teacher_prob > 1:
+            raise ValueError(f"teacher_prob must lie in [0, 1], got {teacher_prob}")
+        memory, src_mask, state = self.encode(src, src_lengths)
+        steps = []
+        prev = tgt_in[:, 0]
+        for t in range(tgt_in.shape[1]):
+            logits, state = self.step(prev, state, memory, src_mask)
+            steps.append(logits)
+            if t + 1 < tgt_in.shape[1]:
+                own = torch.multinomial(torch.softmax(logits.detach().float(), dim=-1), 1, generator=generator)[:, 0]
+                use_reference = torch.rand(own.shape, generator=generator, device=own.device) < teacher_prob
+                prev = torch.where(use_reference, tgt_in[:, t + 1], own)
+        return torch.stack(steps, dim=1)
+
     def sequence_log_probs(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor,
                            tgt_out: torch.Tensor, tgt_mask: torch.Tensor) -> torch.Tensor:
         """Differentiable :math:`\\log p_\\theta(y \\mid x)` per sequence under teacher forcing, shape ``(B,)``."""

@@ -273,3 +273,335 @@ ATTACKS: list[Attack] = [
     Attack("stderr_warnings", 10.0, "graded", _with_answer("answer_token_nll", STDERR_WARNINGS), "a correct solution printing warnings to stderr"),
     Attack("different_style", 10.0, "graded", _different_style, "a correct solution written differently"),
 ]
+
+
+# --- Issue 15: the trust boundary between the student's code and the trusted runner -------------
+
+# Finding 1: the answer key is one import away. Every route to the reference must earn nothing.
+REFERENCE_IMPORT = "from coursekit.losses import token_nll\n"
+REFERENCE_BY_PATH = (
+    "import os\nimport coursekit\n"
+    "_path = os.path.join(os.path.dirname(coursekit.__file__), 'losses', 'nll.py')\n"
+    "_stolen = {'__name__': 'stolen'}\n"
+    "exec(compile(open(_path).read(), _path, 'exec'), _stolen)\n"
+    "token_nll = _stolen['token_nll']\n"
+)
+# Another assignment's reference computes the same numbers (label smoothing with epsilon 0).
+REFERENCE_OF_ANOTHER_ASSIGNMENT = (
+    "from coursekit.losses import label_smoothed_nll\n"
+    "def token_nll(logits, targets, *, ignore_index=-100):\n"
+    "    return label_smoothed_nll(logits, targets, 0.0, ignore_index=ignore_index, reduction='none')\n"
+)
+
+# Finding 2: the hidden inputs must be unreachable while the cells run (here: every frame and object).
+PRINT_HIDDEN_INPUTS = (
+    "import gc, sys\n"
+    "_found = []\n"
+    "_frame = sys._getframe()\n"
+    "while _frame is not None:\n"
+    "    for _value in list(_frame.f_locals.values()) + list(_frame.f_globals.values()):\n"
+    "        if isinstance(_value, dict) and ('calls' in _value or 'cotangent' in _value):\n"
+    "            _found.append(_value)\n"
+    "    _frame = _frame.f_back\n"
+    "for _object in gc.get_objects():\n"
+    "    if isinstance(_object, dict) and ('cotangent' in _object or 'grad_wrt' in _object) and len(_found) < 50:\n"
+    "        _found.append(_object)\n"
+    "print('found', len(_found), str(_found)[:15000])\n"
+)
+
+# Finding 3: the event channel must be the trusted runner's alone.
+FORGE_CELL_END = (
+    "import json, os\n"
+    "_line = (json.dumps({'ev': 'cell_end', 'i': 0, 'status': 'ok', 'ename': '', 'evalue': '', 'traceback': '',\n"
+    "                     'stdout': 'x' * 40_000_000, 'stderr': ''}) + '\\n').encode()\n"
+    "for _fd in range(3, 256):\n"
+    "    _view = memoryview(_line)\n"
+    "    try:\n"
+    "        while _view:\n"
+    "            _view = _view[os.write(_fd, _view):]\n"
+    "    except OSError:\n"
+    "        pass\n"
+)
+HUGE_EVENT_LINE = (
+    "import os\n"
+    "_line = b'[' + b'{},' * 20_000_000 + b'{}]\\n'\n"
+    "for _fd in range(3, 256):\n"
+    "    _view = memoryview(_line)\n"
+    "    try:\n"
+    "        while _view:\n"
+    "            _view = _view[os.write(_fd, _view):]\n"
+    "    except OSError:\n"
+    "        pass\n"
+)
+
+
+def _forge_cell_start(course: Path) -> dict[str, Any]:
+    """Blame a later, innocent cell (the sequence_loss answer) for a crash, then crash."""
+    notebook = solved_notebook(course)
+    decoy = cell_index(notebook, "answer_sequence_loss") + 1   # the attack cell is inserted before it
+    source = (
+        "import json, os\n"
+        f"_line = (json.dumps({{'ev': 'cell_start', 'i': {decoy}}}) + '\\n').encode()\n"
+        "for _fd in range(3, 256):\n"
+        "    try:\n"
+        "        os.write(_fd, _line)\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "os._exit(0)\n"
+    )
+    return add_cell(notebook, source, after="answer_token_nll")
+
+
+# Finding 5: memory beyond the limit, through memfd, other processes and tmpfs inodes.
+MEMFD_HOARD = (
+    "import os\n"
+    "mc_classification = 'A'\n"
+    "_held = []\n"
+    "try:\n"
+    "    _block = b'\\1' * 2**20\n"
+    "    for _ in range(48):\n"
+    "        _held.append(os.memfd_create('hoard'))\n"
+    "        for _ in range(32):\n"
+    "            os.write(_held[-1], _block)\n"
+    "    mc_classification = 'B'\n"
+    "except OSError as error:\n"
+    "    print('memfd refused:', error)\n"
+)
+# Each child holds 300 MiB (under its own 1 GiB address-space limit) and says so; the notebook then checks
+# that all ten are alive at once, 3 GiB in all. On a busy machine the sandbox's one CPU may get a small share
+# of a core, so the wait for the children is spread over three cells, each well inside its wall-clock limit.
+MEMORY_ACROSS_PROCESSES = (
+    "import os, select, time\n"
+    "mc_classification = 'A'\n"
+    "_ready, _say = os.pipe()\n"
+    "_children = []\n"
+    "for _ in range(10):\n"
+    "    _pid = os.fork()\n"
+    "    if _pid == 0:\n"
+    "        os.close(_ready)\n"
+    "        _hog = b'\\1' * (300 * 2**20)\n"
+    "        os.write(_say, b'x')\n"
+    "        time.sleep(120)\n"
+    "        os._exit(0)\n"
+    "    _children.append(_pid)\n"
+    "os.close(_say)\n"
+    "_held = 0\n"
+    "def _wait_for_children(seconds):\n"
+    "    global _held\n"
+    "    until = time.monotonic() + seconds\n"
+    "    while _held < 10 and time.monotonic() < until:\n"
+    "        if select.select([_ready], [], [], 0.5)[0]:\n"
+    "            chunk = os.read(_ready, 10)\n"
+    "            if not chunk:\n"
+    "                return\n"
+    "            _held += len(chunk)\n"
+    "_wait_for_children(5)\n"
+)
+MEMORY_ACROSS_PROCESSES_WAIT = "_wait_for_children(5)\n"
+MEMORY_ACROSS_PROCESSES_CHECK = (
+    "_wait_for_children(5)\n"
+    "if _held == 10 and all(os.waitpid(_pid, os.WNOHANG) == (0, 0) for _pid in _children):\n"
+    "    mc_classification = 'B'\n"
+)
+
+
+def _memory_across_processes(course: Path) -> dict[str, Any]:
+    notebook = set_answer(solved_notebook(course), "answer_mc_classification", MEMORY_ACROSS_PROCESSES)
+    notebook = add_cell(notebook, MEMORY_ACROSS_PROCESSES_CHECK, after="answer_mc_classification")
+    return add_cell(notebook, MEMORY_ACROSS_PROCESSES_WAIT, after="answer_mc_classification")
+
+
+TMPFS_INODES = (
+    "import os\n"
+    "mc_classification = 'A'\n"
+    "try:\n"
+    "    for _i in range(60_000):\n"
+    "        open(f'/tmp/inode-{_i}', 'w').close()\n"
+    "    mc_classification = 'B'\n"
+    "except OSError as error:\n"
+    "    print('stopped after', _i, 'files:', error)\n"
+)
+
+# Finding 7: a banned built-in reached without its name in the defining cell.
+BANNED_BY_GETATTR_CELL = "import torch.nn.functional as F\n_entropy = getattr(F, 'cross' + '_entropy')\n"
+BANNED_BY_GETATTR_ANSWER = (
+    "def token_nll(logits, targets, *, ignore_index=-100):\n"
+    "    flat = _entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),\n"
+    "                    ignore_index=ignore_index, reduction='none')\n"
+    "    return flat.reshape(targets.shape)\n"
+)
+
+
+def _banned_by_getattr(course: Path) -> dict[str, Any]:
+    notebook = add_cell(solved_notebook(course), BANNED_BY_GETATTR_CELL, after="given-02")
+    return set_answer(notebook, "answer_token_nll", BANNED_BY_GETATTR_ANSWER)
+
+
+# Finding 8: student HTML in markdown must not run in any page the grader or nbgrader writes.
+SCRIPT_IN_ANSWER = "My answer.\n\n<script>document.title = 'pwned'</script>\n"
+IMG_ONERROR = "<img src=\"missing.png\" onerror=\"document.title = 'pwned'\">\n"
+
+
+def _html_in_markdown(course: Path) -> dict[str, Any]:
+    notebook = set_answer(solved_notebook(course), "written_sum_vs_mean", SCRIPT_IN_ANSWER)
+    index = cell_index(notebook, "given-02") + 1
+    notebook["cells"].insert(index, {"cell_type": "markdown", "id": "student-html", "metadata": {},
+                                     "source": IMG_ONERROR})
+    notebook["cells"].append({"cell_type": "raw", "id": "student-raw", "metadata": {"format": "text/html"},
+                              "source": "<script>document.title = 'raw'</script>"})
+    return notebook
+
+
+# The two cases the issue left open, decided (see the README and book/for_instructors.md).
+def _answer_below_test(course: Path) -> dict[str, Any]:
+    notebook = solved_notebook(course)
+    answer = notebook["cells"].pop(cell_index(notebook, "answer_token_nll"))
+    notebook["cells"].insert(cell_index(notebook, "test_token_nll") + 1, answer)
+    return notebook
+
+
+def _answer_as_markdown(course: Path) -> dict[str, Any]:
+    notebook = solved_notebook(course)
+    cell = notebook["cells"][cell_index(notebook, "answer_token_nll")]
+    cell["cell_type"] = "markdown"
+    cell.pop("outputs", None)
+    cell.pop("execution_count", None)
+    return notebook
+
+
+# What was tried and held: each probe answers the multiple-choice question correctly only if it succeeds.
+def _probe(attempt: str) -> str:
+    body = "".join(f"    {line}\n" for line in attempt.strip("\n").split("\n"))
+    return (
+        "mc_classification = 'A'\n"
+        "def _attempt():\n" + body +
+        "try:\n"
+        "    _attempt()\n"
+        "    mc_classification = 'B'\n"
+        "except Exception as error:\n"
+        "    print('held:', type(error).__name__)\n"
+    )
+
+
+DEV_SHM = "open('/dev/shm/coursekit-probe', 'w').write('x')"
+PROC_ESCAPE = (
+    "import os\n"
+    "for path in ('/proc/1/root/etc', '/proc/1/cwd', f'/proc/{os.getppid()}/fd', f'/proc/{os.getppid()}/cwd'):\n"
+    "    try:\n"
+    "        os.listdir(path)\n"
+    "        return\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "for path in ('/proc/1/environ', f'/proc/{os.getppid()}/environ', f'/proc/{os.getppid()}/mem'):\n"
+    "    try:\n"
+    "        open(path, 'rb').read(1)\n"
+    "        return\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "raise PermissionError('nothing reachable')"
+)
+SHARED_STATE = (
+    "import os\n"
+    "if os.path.exists('/tmp/coursekit-marker') or os.path.exists(os.path.expanduser('~/coursekit-marker')):\n"
+    "    return\n"
+    "open('/tmp/coursekit-marker', 'w').write(str(os.getuid()))\n"
+    "open(os.path.expanduser('~/coursekit-marker'), 'w').write(str(os.getuid()))\n"
+    "open('coursekit-marker', 'w').write(str(os.getuid()))\n"
+    "raise FileNotFoundError('no marker left by an earlier submission')"
+)
+DAEMON = (
+    "import os, signal, time\n"
+    "if os.fork() == 0:\n"
+    "    os.setsid()\n"
+    "    if os.fork() == 0:\n"
+    "        for _signal in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):\n"
+    "            signal.signal(_signal, signal.SIG_IGN)\n"
+    "        while True:\n"
+    "            time.sleep(1)\n"
+    "    os._exit(0)\n"
+)
+
+
+def _sockets(course: Path) -> str:
+    """Connect to listeners the test opened on the host: loopback TCP and an abstract Unix socket."""
+    listeners = json.loads((course / "probe_listeners.json").read_text())
+    return _probe(
+        "import socket\n"
+        "for port in %r:\n"
+        "    try:\n"
+        "        socket.create_connection(('127.0.0.1', port), timeout=2).close()\n"
+        "        return\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "unix = socket.socket(socket.AF_UNIX)\n"
+        "unix.settimeout(2)\n"
+        "unix.connect(%r)\n" % (listeners["tcp"], "\0" + listeners["abstract"])
+    )
+
+
+ATTACKS += [
+    Attack("reference_import", 7.0, "uses_reference", _with_answer("answer_token_nll", REFERENCE_IMPORT),
+           "the answer imports the reference (finding 1)"),
+    Attack("reference_by_path", 7.0, "uses_reference", _with_answer("answer_token_nll", REFERENCE_BY_PATH),
+           "the answer executes the reference's source file, found by path (finding 1)"),
+    Attack("reference_of_another_assignment", 7.0, "graded",
+           _with_answer("answer_token_nll", REFERENCE_OF_ANOTHER_ASSIGNMENT),
+           "the answer uses a4's reference, which a1's sandbox does not hold (finding 1)"),
+    Attack("print_hidden_inputs", 10.0, "graded", _with_cell(PRINT_HIDDEN_INPUTS),
+           "a cell walks every frame and object for the hidden calls and prints them (finding 2)"),
+    Attack("forge_cell_end", 10.0, "graded", _with_cell(FORGE_CELL_END),
+           "a forged cell_end with 40 MB of stdout written to every descriptor (finding 3)"),
+    Attack("forge_cell_start", 10.0, "kernel_died", _forge_cell_start,
+           "a forged cell_start blaming a later cell, then os._exit (finding 3)"),
+    Attack("huge_event_line", 10.0, "graded", _with_cell(HUGE_EVENT_LINE),
+           "one valid 60 MB JSON line written to every descriptor (finding 3)"),
+    Attack("memfd_hoard", 9.0, "graded", _with_answer("answer_mc_classification", MEMFD_HOARD),
+           "1.5 GiB in 48 memfds under a 1 GiB address-space limit (finding 5)"),
+    Attack("memory_across_processes", 9.0, "memory_limit",
+           _memory_across_processes,
+           "ten processes holding 300 MiB each, every one under its own address-space limit (finding 5)"),
+    Attack("tmpfs_inodes", 9.0, "graded", _with_answer("answer_mc_classification", TMPFS_INODES),
+           "60,000 empty files in /tmp: kernel memory that the tmpfs size does not count (finding 5)"),
+    Attack("banned_by_getattr", 7.0, "graded", _banned_by_getattr,
+           "F.cross_entropy reached through getattr in another cell (finding 7)"),
+    Attack("html_in_markdown", 10.0, "graded", _html_in_markdown,
+           "<script> and <img onerror> in markdown and raw cells (finding 8)"),
+    Attack("answer_below_test", 10.0, "graded", _answer_below_test,
+           "the answer cell moved below its test cell (decided: graded on the notebook's final state)"),
+    Attack("answer_as_markdown", 10.0, "tampered_cells", _answer_as_markdown,
+           "the answer cell turned into markdown (decided: restored as code, as nbgrader does)"),
+    Attack("probe_dev_shm", 9.0, "graded", _with_answer("answer_mc_classification", _probe(DEV_SHM)),
+           "writing to /dev/shm (held before issue 15)"),
+    Attack("probe_proc", 9.0, "graded", _with_answer("answer_mc_classification", _probe(PROC_ESCAPE)),
+           "/proc/1/root, cwd, environ and the runner's own /proc entries (held before issue 15)"),
+    Attack("probe_sockets", 9.0, "graded", _with_answer("answer_mc_classification", _sockets),
+           "loopback TCP and an abstract Unix socket opened on the host (held before issue 15)"),
+    Attack("probe_state_a", 9.0, "graded", _with_answer("answer_mc_classification", _probe(SHARED_STATE)),
+           "a marker in /tmp, the home and the working copy left for the next submission (held before issue 15)"),
+    Attack("probe_state_b", 9.0, "graded", _with_answer("answer_mc_classification", _probe(SHARED_STATE)),
+           "the same marker looked for by a second submission (held before issue 15)"),
+    Attack("daemon", 10.0, "graded", _with_cell(DAEMON),
+           "a double-forked setsid daemon ignoring SIGTERM and SIGHUP (held before issue 15)"),
+]
+
+
+# Finding 4: graded together, two at a time, with a 5 s limit, as the issue measured it. The attacker's
+# cells never end: each keeps 64 busy processes running until it is killed, and the submission holds its
+# slot for its whole time budget (then scores 0, outcome timeout). The victim must not notice.
+CPU_HOG = (
+    "import os, signal, time\n"
+    "for _ in range(64):\n"
+    "    if os.fork() == 0:\n"
+    "        os.setsid()\n"
+    "        signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+    "        while True:\n"
+    "            pass\n"
+    "time.sleep(600)\n"
+)
+CONCURRENT: list[Attack] = [
+    Attack("cpu_hog", 0.0, "timeout",
+           lambda course: add_cell(add_cell(add_cell(solved_notebook(course), CPU_HOG), CPU_HOG), CPU_HOG),
+           "three cells that each fork 64 busy setsid processes ignoring SIGALRM, then never end (finding 4)"),
+    Attack("cpu_hog_victim", 10.0, "graded", solved_notebook,
+           "an honest, correct submission graded at the same time as cpu_hog (finding 4)"),
+]

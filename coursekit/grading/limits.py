@@ -1,0 +1,141 @@
+"""The resource limits of one submission, and the time policy that turns them into deadlines.
+
+Three clocks stop a submission, from the inside out:
+
+1. the kernel's own timers: a cell or graded call is stopped when it has used
+   ``timeout_s`` seconds of CPU, or :data:`WALL_PER_CPU` times that on the wall
+   clock (a call that sleeps, or waits for a machine busy with other work);
+2. the runner: when the kernel ignores or disables those timers, the runner
+   kills it once the step outlives either limit by :attr:`Limits.grace_s`;
+3. the grader: every attempt of a submission, reruns included, shares one
+   wall-clock budget, :attr:`Limits.wall_s`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+#: wall-clock seconds a step may take per second of CPU it is allowed.
+WALL_PER_CPU = 3.0
+#: the runner's grace past a limit before it kills a kernel that will not stop, as a fraction
+#: of the limit, and at least :data:`GRACE_MIN_S` (a busy machine delivers signals late).
+GRACE_FRACTION = 0.25
+GRACE_MIN_S = 2.0
+#: a submission's default budget: this many times the per-step limit, plus start-up.
+SUBMISSION_STEPS = 4
+SUBMISSION_START_S = 30.0
+#: memory the runner, bubblewrap and the kernel's shared imports (torch) need besides the kernel's own limit.
+RUNNER_MEMORY_MB = 512
+#: processes the runner and bubblewrap need besides the kernel's ``nproc``.
+RUNNER_PROCESSES = 16
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one submission.
+
+    Attributes:
+        timeout_s: CPU seconds for each cell and each graded call (see the module docstring).
+        submission_timeout_s: wall-clock seconds for the whole submission, all attempts
+            together; ``None`` means ``SUBMISSION_STEPS * timeout_s + SUBMISSION_START_S``.
+        memory_mb: address-space limit (RLIMIT_AS) of every process of the kernel.
+        nproc: processes and threads the sandbox uid may have (RLIMIT_NPROC).
+        fsize_mb: largest file a process may write (RLIMIT_FSIZE).
+        disk_mb: size of each of the two scratch file systems (working copy, /tmp).
+        disk_inodes: files and directories each scratch file system may hold.
+        nofile: open file descriptors per process.
+        cpus: CPUs the whole sandbox may use at once (its cgroup's CPU quota).
+        output_cell: characters of output kept per cell in the autograded notebook.
+        output_total: characters of output kept for the whole notebook.
+        diagnostics_bytes: bytes of the runner's own stderr kept for the grader's log.
+    """
+
+    timeout_s: float = 30.0
+    submission_timeout_s: float | None = None
+    memory_mb: int = 2048
+    nproc: int = 256
+    fsize_mb: int = 64
+    disk_mb: int = 256
+    disk_inodes: int = 16_384
+    nofile: int = 256
+    cpus: float = 1.0
+    output_cell: int = 20_000
+    output_total: int = 2_000_000
+    diagnostics_bytes: int = 100_000
+
+    def __post_init__(self) -> None:
+        for name in ("timeout_s", "memory_mb", "nproc", "fsize_mb", "disk_mb", "disk_inodes", "nofile", "cpus"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"Limits.{name} must be a positive number, got {value!r}")
+        if self.memory_mb < 512:
+            raise ValueError(f"Limits.memory_mb must be at least 512 (Python and torch need it), got {self.memory_mb}")
+
+    @property
+    def wall_s(self) -> float:
+        """The whole submission's wall-clock budget in seconds, shared by all its attempts.
+
+        Example:
+            >>> Limits(timeout_s=5).wall_s
+            50.0
+        """
+        if self.submission_timeout_s is not None:
+            return float(self.submission_timeout_s)
+        return SUBMISSION_STEPS * float(self.timeout_s) + SUBMISSION_START_S
+
+    @property
+    def step_wall_s(self) -> float:
+        """Wall-clock seconds one cell or graded call may take.
+
+        Example:
+            >>> Limits(timeout_s=5).step_wall_s
+            15.0
+        """
+        return WALL_PER_CPU * float(self.timeout_s)
+
+    @property
+    def grace_s(self) -> float:
+        """How far past a limit the runner lets a step run before it kills the kernel.
+
+        Example:
+            >>> Limits(timeout_s=30).grace_s, Limits(timeout_s=3).grace_s
+            (7.5, 2.0)
+        """
+        return max(GRACE_MIN_S, GRACE_FRACTION * float(self.timeout_s))
+
+    @property
+    def sandbox_memory_mb(self) -> int:
+        """Memory the whole sandbox may hold (its cgroup's limit): the kernel, the scratch
+        file systems and the runner, kernel memory (inodes, pipes, memfd) included."""
+        return int(self.memory_mb) + 2 * int(self.disk_mb) + RUNNER_MEMORY_MB
+
+    @property
+    def sandbox_processes(self) -> int:
+        """Processes and threads the whole sandbox may have (its cgroup's pids limit)."""
+        return int(self.nproc) + RUNNER_PROCESSES
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (for a Dask worker)."""
+        return asdict(self)
+
+    def for_runner(self) -> dict[str, Any]:
+        """What the runner and the kernel need to know, as plain data.
+
+        ``cpu_total_s`` is the kernel's RLIMIT_CPU: more than any submission
+        could use within its wall-clock budget, a last line if every timer failed.
+        """
+        return {
+            "step_cpu_s": float(self.timeout_s),
+            "step_wall_s": self.step_wall_s,
+            "grace_s": self.grace_s,
+            "cpu_total_s": int(self.wall_s) + 5,
+            "memory_mb": int(self.memory_mb),
+            "nproc": int(self.nproc),
+            "fsize_mb": int(self.fsize_mb),
+            "disk_mb": int(self.disk_mb),
+            "disk_inodes": int(self.disk_inodes),
+            "nofile": int(self.nofile),
+            "output_cell": int(self.output_cell),
+            "output_total": int(self.output_total),
+        }

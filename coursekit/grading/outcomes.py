@@ -1,0 +1,143 @@
+"""A submission's outcome and notes, from what its run and its notebook show.
+
+The outcome is the first rule of :data:`RULES` whose condition holds, else
+``graded``: one table, read top to bottom, to find why a case ended as it did.
+The notes list everything worth telling the instructor, whatever the outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from coursekit.grading.notebook import PreparedNotebook
+from coursekit.grading.protocol import CallStatus, CellStatus
+from coursekit.grading.sandbox import RawRun
+from coursekit.grading.verdicts import QuestionResult
+
+OUTCOMES = (
+    "graded",
+    "uses_reference",
+    "timeout",
+    "memory_limit",
+    "kernel_died",
+    "invalid_notebook",
+    "missing_cells",
+    "tampered_cells",
+    "too_large",
+)
+_TIMEOUT_CALLS = {CallStatus.TIMEOUT, CallStatus.NOT_RUN, CallStatus.STALLED, CallStatus.NOT_RUN_AFTER_STALL}
+_DEATH_CALLS = {CallStatus.DIED, CallStatus.NOT_RUN_AFTER_DEATH}
+_SKIPPED = {
+    "memory": "the process ran out of memory in",
+    "timeout": "the time limit was ignored by",
+    "died": "the process died in",
+}
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The facts the outcome rules read (see :data:`RULES`)."""
+
+    uses_reference: bool
+    wall_killed: bool
+    runner_failed: bool
+    stalled: bool
+    finished: bool
+    memory: bool
+    timed_out: bool
+    died: bool
+    missing: bool
+    tampered: bool
+
+    @classmethod
+    def of(cls, run: RawRun, prepared: PreparedNotebook, results: list[QuestionResult]) -> "Evidence":
+        """Gather the evidence from a run (after every attempt), its notebook and its verdicts."""
+        cell_errors = {cell.ename for cell in run.cells if cell.status is CellStatus.ERROR}
+        calls = {call.status for call in run.calls}
+        skipped = {why for _index, why in run.skipped_cells}
+        last_step = run.cells[-1].status if run.cells else None
+        stalled_call = any(call.status is CallStatus.STALLED for call in run.calls)
+        return cls(
+            uses_reference=any(r.uses_reference for r in results),
+            wall_killed=run.wall_killed,
+            runner_failed=not run.ready or run.protocol_errors > 0,
+            stalled=run.unresponsive or not run.finished and (last_step is CellStatus.STALLED or stalled_call),
+            finished=run.finished,
+            memory="MemoryError" in cell_errors or CallStatus.OUT_OF_MEMORY in calls or "memory" in skipped
+            or run.oom_kills > 0,
+            timed_out="CellTimeout" in cell_errors or bool(calls & _TIMEOUT_CALLS) or "timeout" in skipped,
+            died=bool(run.skipped_cells) or bool(calls & _DEATH_CALLS),
+            missing=bool(prepared.missing),
+            tampered=bool(prepared.tampered),
+        )
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An outcome, the condition under which it is given, and the note that explains it."""
+
+    outcome: str
+    applies: Callable[[Evidence], bool]
+    note: str = ""
+
+
+#: read top to bottom; the first rule that applies decides.
+RULES = (
+    Rule("uses_reference", lambda e: e.uses_reference,
+         "an answer reaches a reference that the sandbox withholds: its question earns nothing"),
+    Rule("timeout", lambda e: e.wall_killed, "killed at the per-submission time limit"),
+    Rule("kernel_died", lambda e: e.runner_failed, "the sandbox failed to run the notebook (see the grader's log)"),
+    Rule("timeout", lambda e: e.stalled, "killed: a cell or a graded call would not stop at its time limit"),
+    Rule("memory_limit", lambda e: not e.finished and e.memory, "the process ended early"),
+    Rule("kernel_died", lambda e: not e.finished, "the process ended early"),
+    Rule("memory_limit", lambda e: e.memory),
+    Rule("timeout", lambda e: e.timed_out),
+    Rule("kernel_died", lambda e: e.died),
+    Rule("missing_cells", lambda e: e.missing),
+    Rule("tampered_cells", lambda e: e.tampered),
+)
+
+
+def classify(evidence: Evidence) -> tuple[str, str]:
+    """The outcome and its note (``""`` when none is needed).
+
+    Example:
+        >>> calm = Evidence(False, False, False, False, True, False, False, False, False, False)
+        >>> classify(calm)
+        ('graded', '')
+        >>> import dataclasses
+        >>> classify(dataclasses.replace(calm, tampered=True, memory=True))
+        ('memory_limit', '')
+    """
+    for rule in RULES:
+        if rule.applies(evidence):
+            return rule.outcome, rule.note
+    return "graded", ""
+
+
+def run_notes(run: RawRun) -> list[str]:
+    """What the instructor should know about a run, whatever its outcome."""
+    notes = []
+    if any(cell.stdout.endswith("[output truncated]\n") or cell.stderr.endswith("[output truncated]\n")
+           for cell in run.cells):
+        notes.append("output truncated")
+    for index, why in run.skipped_cells:
+        notes.append(f"{_SKIPPED.get(why, _SKIPPED['died'])} cell {index}; it was skipped on a rerun")
+    statuses = {call.status for call in run.calls}
+    if CallStatus.NOT_RUN_AFTER_STALL in statuses:
+        notes.append("a graded function ignored its time limit; it was not called again on a rerun")
+    if CallStatus.NOT_RUN_AFTER_DEATH in statuses:
+        notes.append("the process died in a graded function; it was not called again on a rerun")
+    if run.oom_kills:
+        notes.append(f"the sandbox's memory limit killed {run.oom_kills} process(es)")
+    if run.done is not None and run.done.ignored_reports:
+        notes.append(f"the notebook wrote {run.done.ignored_reports} line(s) to the runner's channel; "
+                     "they were ignored")
+    if run.protocol_errors:
+        notes.append(f"the runner sent {run.protocol_errors} malformed or out-of-order event(s)")
+    if not run.sandboxed:
+        notes.append("NOT SANDBOXED")
+    if not run.cgroups:
+        notes.append("NO CGROUP LIMITS")
+    return notes

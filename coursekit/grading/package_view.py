@@ -1,0 +1,331 @@
+"""The copy of ``coursekit`` that a sandbox sees: what the notebook needs, without the answers.
+
+Every graded function has a reference in ``coursekit`` (``token_nll`` in
+:mod:`coursekit.losses.nll`, say), and a student process that can import it,
+or read its file, holds the answer key. So the sandbox never sees the
+installed package. It sees a *view* built per assignment from three rules:
+
+1. **kept**: the modules the notebook's released cells and the spec's adapters
+   import, and everything those import in turn, copied as they are;
+2. **withheld**: every module that defines a function the assignment grades is
+   replaced by a module of the same name whose public names are
+   :func:`~coursekit.grading.withheld.tripwire` stand-ins; calling one ends the
+   graded call with the status ``withheld`` and the question earns nothing;
+3. **absent**: every other module (other assignments' references, the book's
+   helpers, the grader itself except the runner) is not there at all.
+
+A package's ``__init__.py`` keeps only the re-exports of modules that are in the
+view. A kept module that needs a withheld one is an error in the spec: the
+sandbox cannot hold one without the other. The data files of the packages in
+the view (the shipped checkpoints) are copied.
+
+The plan is plain data (:class:`ViewPlan`), so a Dask worker can materialise the
+same view from its own installed package.
+"""
+
+from __future__ import annotations
+
+import ast
+import atexit
+import compileall
+import functools
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import coursekit
+
+PACKAGE = "coursekit"
+#: the runner and the kernel, which every view holds (with what they import).
+RUNNER_MODULES = ("coursekit.grading.runner", "coursekit.grading.kernel", "coursekit.grading.withheld")
+#: never withheld, whatever the assignment grades: the grader's own modules.
+NEVER_WITHHELD = "coursekit.grading"
+
+
+@dataclass(frozen=True)
+class _Module:
+    name: str
+    path: Path
+    is_package: bool
+    public: tuple[str, ...]
+    defines: frozenset[str]
+    imports: tuple[tuple[str, tuple[str, ...] | None], ...]
+    reexports: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ViewPlan:
+    """What the sandbox's ``coursekit`` holds.
+
+    Attributes:
+        kept: modules copied (package ``__init__`` files filtered).
+        withheld: modules replaced by stand-ins.
+        files: relative path (under the package) -> generated text, or ``None`` to copy the
+            installed file as it is.
+    """
+
+    kept: tuple[str, ...]
+    withheld: tuple[str, ...]
+    files: tuple[tuple[str, str | None], ...]
+
+    def digest(self) -> str:
+        """A short hash naming this plan's materialised directory."""
+        return hashlib.sha256(repr(self).encode()).hexdigest()[:16]
+
+
+def package_root() -> Path:
+    """The installed ``coursekit`` package directory (where the sandbox mounts its view)."""
+    return Path(coursekit.__file__).resolve().parent
+
+
+def _module_name(root: Path, path: Path) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _public_names(tree: ast.Module) -> tuple[list[str], set[str]]:
+    public, defines = [], set()
+    for node in tree.body:
+        targets: list[str] = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            targets = [node.name]
+            defines.add(node.name)
+        elif isinstance(node, ast.Assign):
+            targets = [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            targets = [node.target.id]
+        public += [name for name in targets if not name.startswith("_")]
+    return public, defines
+
+
+def _imports(tree: ast.AST) -> list[tuple[str, tuple[str, ...] | None]]:
+    """Every ``coursekit`` import anywhere in ``tree`` (functions included): (module, names or None)."""
+    found: list[tuple[str, tuple[str, ...] | None]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, None) for alias in node.names if alias.name.split(".")[0] == PACKAGE]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.split(".")[0] == PACKAGE:
+                found.append((node.module, tuple(alias.name for alias in node.names)))
+    return found
+
+
+@functools.lru_cache(maxsize=4)
+def _scan(root: Path) -> dict[str, _Module]:
+    modules = {}
+    for path in sorted(root.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        name = _module_name(root, path)
+        public, defines = _public_names(tree)
+        reexports = {}
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith(PACKAGE + "."):
+                reexports.update({(alias.asname or alias.name): node.module for alias in node.names})
+        modules[name] = _Module(name, path, path.name == "__init__.py", tuple(public), frozenset(defines),
+                                tuple(_imports(tree)), reexports)
+    return modules
+
+
+class _Closure:
+    """The modules needed to import what the notebook imports."""
+
+    def __init__(self, modules: dict[str, _Module], withheld: set[str]) -> None:
+        self.modules, self.withheld = modules, withheld
+        self.needed: set[str] = set()
+
+    def add(self, module: str, names: tuple[str, ...] | None, importer: str) -> None:
+        if module not in self.modules:
+            return
+        parts = module.split(".")
+        for end in range(1, len(parts)):
+            self.needed.add(".".join(parts[:end]))
+        if module in self.withheld:
+            if importer in self.modules and not self.modules[importer].is_package:
+                raise ValueError(
+                    f"{importer} imports {module}, which defines an answer of this assignment: "
+                    "the sandbox cannot hold one without the other"
+                )
+            self.needed.add(module)
+            return
+        info = self.modules[module]
+        first_time = module not in self.needed
+        self.needed.add(module)
+        if not info.is_package:
+            if first_time:
+                for target, target_names in info.imports:
+                    self.add(target, target_names, module)
+            return
+        if names is None:
+            for target in sorted(set(info.reexports.values())):
+                self.add(target, None, module)
+            return
+        for name in names:
+            if f"{module}.{name}" in self.modules:
+                self.add(f"{module}.{name}", None, module)
+            elif name in info.reexports:
+                self.add(info.reexports[name], (name,), module)
+
+
+def _stub(module: _Module) -> str:
+    lines = [
+        f'"""Withheld: {module.name} defines answers of the assignment being graded."""',
+        "",
+        "from coursekit.grading.withheld import tripwire as _tripwire",
+        "",
+        f"__all__ = {list(module.public)!r}",
+    ]
+    lines += [f"{name} = _tripwire({module.name + '.' + name!r})" for name in module.public]
+    return "\n".join(lines) + "\n"
+
+
+def _filtered_init(module: _Module, present: set[str]) -> str | None:
+    """The package's ``__init__`` without re-exports of absent modules (``None``: unchanged)."""
+    tree = ast.parse(module.path.read_text(encoding="utf-8"))
+    body, bound, changed = [], set(), False
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == PACKAGE:
+            if node.module not in present:
+                changed = True
+                continue
+            bound.update(alias.asname or alias.name for alias in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        body.append(node)
+    if not changed:
+        return None
+    for node in body:
+        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+                and isinstance(node.value, (ast.List, ast.Tuple))):
+            node.value.elts = [e for e in node.value.elts if not isinstance(e, ast.Constant) or e.value in bound]
+    tree.body = body
+    return ast.unparse(tree) + "\n"
+
+
+def notebook_imports(sources: Iterable[str]) -> list[tuple[str, tuple[str, ...] | None]]:
+    """The ``coursekit`` imports of notebook cells and adapters (cells that do not parse are skipped).
+
+    Example:
+        >>> notebook_imports(["from coursekit.models import RNNLM", "%timeit 1", "import coursekit.data"])
+        [('coursekit.models', ('RNNLM',)), ('coursekit.data', None)]
+    """
+    found: list[tuple[str, tuple[str, ...] | None]] = []
+    for source in sources:
+        try:
+            found += _imports(ast.parse(source))
+        except SyntaxError:
+            continue
+    return found
+
+
+def plan_view(graded_names: Iterable[str], imports: Iterable[tuple[str, tuple[str, ...] | None]],
+              root: Path | None = None) -> ViewPlan:
+    """Decide what the sandbox's ``coursekit`` holds for one assignment.
+
+    Args:
+        graded_names: the names of the functions the assignment grades (the
+            student's and the references'); every module defining one is withheld.
+        imports: the ``coursekit`` imports of the released notebook and the adapters
+            (see :func:`notebook_imports`).
+        root: the package to read (default: the installed one).
+
+    Returns:
+        The plan.
+
+    Raises:
+        ValueError: a module the notebook needs imports one that must be withheld.
+
+    Example:
+        >>> plan = plan_view({"token_nll"}, [])
+        >>> plan.withheld
+        ('coursekit.losses.nll',)
+        >>> "coursekit.losses.smoothing" in plan.kept
+        False
+    """
+    modules = _scan(root or package_root())
+    graded = set(graded_names)
+    withheld = {
+        name for name, info in modules.items()
+        if info.defines & graded and not name.startswith(NEVER_WITHHELD)
+    }
+    closure = _Closure(modules, withheld)
+    for module in RUNNER_MODULES:
+        closure.add(module, None, "<runner>")
+    for module, names in imports:
+        closure.add(module, names, "<notebook>")
+    for module in sorted(withheld):
+        closure.add(module, None, "<withheld>")
+    present = closure.needed
+    files: list[tuple[str, str | None]] = []
+    base = (root or package_root())
+    for name in sorted(present):
+        info = modules[name]
+        relative = str(info.path.relative_to(base))
+        if name in withheld:
+            files.append((relative, _stub(info)))
+        elif info.is_package:
+            files.append((relative, _filtered_init(info, present)))
+        else:
+            files.append((relative, None))
+    for path in sorted(base.rglob("*")):
+        if path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts:
+            owner = next(d for d in path.parents if (d / "__init__.py").is_file())
+            if _module_name(base, owner / "__init__.py") in present:
+                files.append((str(path.relative_to(base)), None))
+    return ViewPlan(tuple(sorted(present - withheld)), tuple(sorted(withheld)), tuple(files))
+
+
+_LOCK = threading.Lock()
+_MATERIALISED: dict[str, Path] = {}
+
+
+def _remove_if_owner(top: Path, owner: int) -> None:
+    """Remove a view at exit, in the process that made it only (a forked child inherits the hook)."""
+    if os.getpid() == owner:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def materialise(plan: ViewPlan) -> Path:
+    """Write ``plan`` into a directory (once per process, removed at exit) and return its package directory.
+
+    The files are world-readable (the sandbox uid reads them) and byte-compiled,
+    so a sandbox does not compile them again.
+
+    Args:
+        plan: from :func:`plan_view`, possibly computed on another machine.
+
+    Returns:
+        ``.../coursekit``, to be mounted over the installed package.
+    """
+    key = plan.digest()
+    with _LOCK:
+        if key in _MATERIALISED and _MATERIALISED[key].is_dir():
+            return _MATERIALISED[key]
+        top = Path(tempfile.mkdtemp(prefix=f"coursekit-view-{key}-"))
+        atexit.register(_remove_if_owner, top, os.getpid())
+        os.chmod(top, 0o755)
+        target = top / PACKAGE
+        source = package_root()
+        for relative, text in plan.files:
+            path = target / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if text is None:
+                shutil.copyfile(source / relative, path)
+            else:
+                path.write_text(text, encoding="utf-8")
+        # Compiled as if in place, so that tracebacks name the installed package's paths.
+        compileall.compile_dir(str(target), ddir=str(source), quiet=1)
+        for directory, _dirs, names in os.walk(top):
+            os.chmod(directory, 0o755)
+            for name in names:
+                os.chmod(os.path.join(directory, name), 0o644)
+        _MATERIALISED[key] = target
+        return target

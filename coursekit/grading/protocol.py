@@ -1,0 +1,453 @@
+"""Every message between the grader, the trusted runner in the sandbox and the kernel it supervises.
+
+Three parties talk over pipes, one JSON object per line::
+
+    grader ──Setup, Calls──▶ runner ──RunCells, RunCalls──────────────────▶ kernel
+    grader ◀──events─────── runner ◀──CellReport, AdapterReport, CallReport── kernel
+
+The *runner* (:mod:`coursekit.grading.runner`) never runs student code; the
+*kernel* (:mod:`coursekit.grading.kernel`) is its child process and runs
+nothing else, so everything the kernel sends is the student's word. Only the
+runner emits the events that decide scores, deadlines and reruns, and it
+bounds every report it relays. Each message is a frozen dataclass with a
+``KIND``; :func:`encode` and :func:`decode` are the only code that turns them
+into bytes and back. Decoding is strict: an unknown kind or field, a field of
+the wrong type, or a string, list or line past its bound raises
+:class:`ProtocolError`. Values of graded calls travel in the tagged format of
+:mod:`coursekit.grading.wire` and are decoded there, later, by the verdicts.
+
+Example:
+    >>> line = encode(CellStart(index=3))
+    >>> line
+    b'{"kind":"cell_start","index":3}\\n'
+    >>> decode(line, EVENTS)
+    CellStart(index=3)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Union
+
+from coursekit.grading.wire import MAX_LIST_ITEMS
+
+#: longest line accepted from any party: a graded call's value and gradients (a6 sends a few MiB).
+MAX_LINE_BYTES = 64 * 2**20
+#: longest exception name, exception message and traceback relayed for a cell or a call.
+MAX_ENAME = 100
+MAX_EVALUE = 500
+MAX_TRACEBACK = 4_000
+#: longest cell source or adapter sent to the kernel (a notebook is at most 20 MB).
+MAX_SOURCE = 20_000_000
+#: most names listed in a call report (banned operators hit, withheld references reached).
+MAX_NAMES = 32
+MAX_NAME = 200
+
+
+class ProtocolError(ValueError):
+    """A line that is not one of the expected messages, or breaks a bound."""
+
+
+def _text(limit: int) -> dict[str, int]:
+    return {"max": limit}
+
+
+class CellStatus(str, enum.Enum):
+    """How a cell ended, as the runner saw it."""
+
+    OK = "ok"                 #: ran to the end
+    ERROR = "error"           #: raised (its own error, the time limit or the memory limit)
+    DIED = "died"             #: the kernel process died in it (os._exit, a signal, the memory cgroup)
+    STALLED = "stalled"       #: outlived its time limit: the runner killed the kernel
+
+
+class CallStatus(str, enum.Enum):
+    """How a graded call ended. Every status but ``OK`` fails the call."""
+
+    OK = "ok"
+    RAISED = "raised"                 #: the function raised (``ename`` says what)
+    TIMEOUT = "timeout"               #: stopped at its time limit by the kernel's own timer
+    OUT_OF_MEMORY = "out_of_memory"   #: raised MemoryError or torch's allocation error
+    DIED = "died"                     #: the kernel process died in it
+    STALLED = "stalled"               #: outlived its time limit: the runner killed the kernel
+    BANNED = "banned"                 #: ran a PyTorch operator its question bans
+    WITHHELD = "withheld"             #: called a reference withheld from the sandbox
+    MALFORMED = "malformed"           #: the kernel's report was not a valid result
+    NOT_RUN = "not_run"               #: not made: an earlier call of the same function timed out
+    NOT_RUN_AFTER_STALL = "not_run_after_stall"   #: not called again on a rerun: it would not stop
+    NOT_RUN_AFTER_DEATH = "not_run_after_death"   #: not called again on a rerun: it killed the kernel
+
+
+# -- grader -> runner -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything the runner needs before the first cell; nothing hidden.
+
+    Attributes:
+        files: the working copy, relative path -> base64 of the bytes.
+        cells: ``[{"index": int, "source": str}]``, the code cells to run in order.
+        limits: the :class:`~coursekit.grading.limits.Limits` fields, as plain data.
+        uid: the sandbox uid the kernel runs as (``None``: stay as is).
+        workdir: the working copy's directory.
+        sandboxed: inside bubblewrap (the runner may then remount its scratch file systems).
+        memory_budget_mb: see :attr:`~coursekit.grading.spec.AssignmentSpec.memory_budget_mb`.
+    """
+
+    KIND: ClassVar[str] = "setup"
+    files: dict[str, str] = field(metadata={"max": 2**31})
+    cells: list[dict[str, Any]]
+    limits: dict[str, Any]
+    uid: Union[int, None]
+    workdir: str
+    sandboxed: bool
+    memory_budget_mb: Union[int, None] = None
+
+
+@dataclass(frozen=True)
+class Calls:
+    """The hidden calls, sent by the grader only once the runner reported :class:`CellsDone`.
+
+    Attributes:
+        adapters: spec code run in the kernel before the calls.
+        calls: the calls in order; see :class:`RunCall` for one call's keys.
+    """
+
+    KIND: ClassVar[str] = "calls"
+    adapters: list[str]
+    calls: list[dict[str, Any]]
+
+
+# -- runner -> grader: the events -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Ready:
+    """The working copy is written, the limits are set and the kernel is running."""
+
+    KIND: ClassVar[str] = "ready"
+
+
+@dataclass(frozen=True)
+class CellStart:
+    """The kernel is now on cell ``index`` (the runner times it from here)."""
+
+    KIND: ClassVar[str] = "cell_start"
+    index: int
+
+
+@dataclass(frozen=True)
+class CellEnd:
+    """Cell ``index`` ended; its output is capped by the runner.
+
+    Attributes:
+        index: the cell's position in the notebook.
+        status: see :class:`CellStatus`.
+        ename, evalue, traceback: the exception, when it raised.
+        stdout, stderr: what it printed through ``sys.stdout`` and ``sys.stderr``.
+    """
+
+    KIND: ClassVar[str] = "cell_end"
+    index: int
+    status: CellStatus
+    ename: str = field(default="", metadata=_text(MAX_ENAME))
+    evalue: str = field(default="", metadata=_text(MAX_EVALUE))
+    traceback: str = field(default="", metadata=_text(MAX_TRACEBACK))
+    stdout: str = field(default="", metadata=_text(1_000_000))
+    stderr: str = field(default="", metadata=_text(1_000_000))
+
+
+@dataclass(frozen=True)
+class CellsDone:
+    """Every cell ran and the kernel is alive: the grader may now send :class:`Calls`."""
+
+    KIND: ClassVar[str] = "cells_done"
+
+
+@dataclass(frozen=True)
+class CallStart:
+    """The kernel is now on graded call ``call_id`` (the runner times it from here)."""
+
+    KIND: ClassVar[str] = "call_start"
+    call_id: str = field(metadata=_text(MAX_NAME))
+
+
+@dataclass(frozen=True)
+class CallEnd:
+    """Graded call ``call_id`` ended.
+
+    Attributes:
+        call_id: which call.
+        status: see :class:`CallStatus`.
+        value: the returned value in the wire format (``None`` unless ``OK``).
+        grads: the requested gradients in the wire format.
+        ename: the exception's class name when it raised (never its message).
+        hits: the banned operators it ran, or the withheld references it called.
+    """
+
+    KIND: ClassVar[str] = "call_end"
+    call_id: str = field(metadata=_text(MAX_NAME))
+    status: CallStatus
+    value: Any = None
+    grads: list[Any] = field(default_factory=list, metadata={"max_items": MAX_LIST_ITEMS})
+    ename: str = field(default="", metadata=_text(MAX_ENAME))
+    hits: list[str] = field(default_factory=list, metadata={"max_items": MAX_NAMES, "max": MAX_NAME})
+
+
+@dataclass(frozen=True)
+class Done:
+    """The runner is finished; when the kernel died or was killed, in which step.
+
+    Attributes:
+        stopped_cell: the cell index the kernel died in or was killed in.
+        stopped_call: the call id the kernel died in or was killed in.
+        stopped_in_adapter: the kernel died while the spec's adapters ran (no call could run).
+        ignored_reports: lines written to the runner's channel that were not the report it waited for.
+    """
+
+    KIND: ClassVar[str] = "done"
+    stopped_cell: Union[int, None] = None
+    stopped_call: Union[str, None] = field(default=None, metadata=_text(MAX_NAME))
+    stopped_in_adapter: bool = False
+    ignored_reports: int = 0
+
+
+# -- runner <-> kernel ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunCells:
+    """Runner to kernel: execute these cells in order, sending a :class:`CellReport` as each ends.
+
+    Attributes:
+        cells: ``[{"index": int, "source": str}]``.
+    """
+
+    KIND: ClassVar[str] = "run_cells"
+    cells: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class RunCalls:
+    """Runner to kernel, once every cell has run: the adapters, then the graded calls, one report each.
+
+    A function whose call hit its time limit is not called again: its later
+    calls are reported ``not_run``.
+
+    Attributes:
+        adapters: spec code run first; a broken notebook may break one, and then only its calls fail.
+        calls: ``{"id", "kind": "function" | "variable", "name", "tensors", "args", "kwargs", "banned"}``
+            plus, for gradients, ``"grad_wrt"`` and ``"cotangent"``; arguments in the wire format;
+            ``banned`` lists the ATen operators (every overload) that must not run during the call.
+    """
+
+    KIND: ClassVar[str] = "run_calls"
+    adapters: list[str]
+    calls: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class CellReport:
+    """Kernel to runner: how a cell ended. The student's word: the runner caps every field."""
+
+    KIND: ClassVar[str] = "cell_report"
+    index: int
+    failed: bool
+    ename: str = field(default="", metadata=_text(MAX_ENAME))
+    evalue: str = field(default="", metadata=_text(MAX_EVALUE))
+    traceback: str = field(default="", metadata=_text(MAX_TRACEBACK))
+    stdout: str = field(default="", metadata=_text(1_000_000))
+    stderr: str = field(default="", metadata=_text(1_000_000))
+
+
+@dataclass(frozen=True)
+class AdapterReport:
+    """Kernel to runner: adapter ``index`` ran (or failed; its calls will fail)."""
+
+    KIND: ClassVar[str] = "adapter_report"
+    index: int
+
+
+@dataclass(frozen=True)
+class CallReport:
+    """Kernel to runner: how a graded call ended (the student's word, checked before it is relayed)."""
+
+    KIND: ClassVar[str] = "call_report"
+    call_id: str = field(metadata=_text(MAX_NAME))
+    status: CallStatus
+    value: Any = None
+    grads: list[Any] = field(default_factory=list, metadata={"max_items": MAX_LIST_ITEMS})
+    ename: str = field(default="", metadata=_text(MAX_ENAME))
+    hits: list[str] = field(default_factory=list, metadata={"max_items": MAX_NAMES, "max": MAX_NAME})
+
+
+Message = Union[Setup, Calls, Ready, CellStart, CellEnd, CellsDone, CallStart, CallEnd, Done,
+                RunCells, RunCalls, CellReport, AdapterReport, CallReport]
+
+
+def _kinds(*classes: type) -> Mapping[str, type]:
+    return {cls.KIND: cls for cls in classes}  # type: ignore[attr-defined]
+
+
+#: what the runner may send the grader.
+EVENTS = _kinds(Ready, CellStart, CellEnd, CellsDone, CallStart, CallEnd, Done)
+#: what the grader sends the runner, one of each, in this order.
+SETUP, CALLS = _kinds(Setup), _kinds(Calls)
+#: what the runner sends the kernel, and what it accepts back.
+COMMANDS = _kinds(RunCells, RunCalls)
+REPORTS = _kinds(CellReport, AdapterReport, CallReport)
+
+
+def encode(message: Message) -> bytes:
+    """One message as one line of JSON (``kind`` first).
+
+    Args:
+        message: any message of this module.
+
+    Returns:
+        UTF-8 bytes ending in a newline.
+
+    Example:
+        >>> encode(Done())
+        b'{"kind":"done","stopped_cell":null,"stopped_call":null,"stopped_in_adapter":false,"ignored_reports":0}\\n'
+    """
+    data: dict[str, Any] = {"kind": message.KIND}
+    for item in dataclasses.fields(message):
+        value = getattr(message, item.name)
+        data[item.name] = value.value if isinstance(value, enum.Enum) else value
+    return (json.dumps(data, separators=(",", ":"), allow_nan=False) + "\n").encode()
+
+
+def _check(name: str, value: object, hint: object, meta: Mapping[str, Any]) -> object:
+    """``value`` if it has the type ``hint`` and keeps within ``meta``'s bounds, else ProtocolError."""
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin is Union:
+        if value is None and type(None) in arguments:
+            return None
+        hint = next(a for a in arguments if a is not type(None))
+        return _check(name, value, hint, meta)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return hint(value)
+        except ValueError:
+            raise ProtocolError(f"{name} must be one of {[m.value for m in hint]}, got {str(value)[:40]!r}") from None
+    if hint is bool or hint is int:
+        if type(value) is not hint:
+            raise ProtocolError(f"{name} must be {hint.__name__}, got {type(value).__name__}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ProtocolError(f"{name} must be a string, got {type(value).__name__}")
+        if len(value) > meta.get("max", MAX_SOURCE):
+            raise ProtocolError(f"{name} holds {len(value)} characters, more than {meta.get('max', MAX_SOURCE)}")
+        return value
+    if origin is list:
+        if not isinstance(value, list) or len(value) > meta.get("max_items", 1_000_000):
+            raise ProtocolError(f"{name} must be a list of at most {meta.get('max_items', 1_000_000)} items")
+        return [_check(f"{name}[]", item, arguments[0], meta) for item in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ProtocolError(f"{name} must be an object, got {type(value).__name__}")
+        return {str(k): _check(f"{name}.{k}", v, arguments[1], {}) for k, v in value.items()}
+    raise ProtocolError(f"{name}: no rule to check {hint!r}")
+
+
+def decode(line: bytes, kinds: Mapping[str, type], max_line: int | None = MAX_LINE_BYTES) -> Any:
+    """Parse one line into the message it holds, if its kind is one of ``kinds``.
+
+    Args:
+        line: one line (with or without its newline).
+        kinds: the acceptable messages (:data:`EVENTS`, :data:`REPORTS`, ...).
+        max_line: the longest line accepted; ``None`` only for the grader's own
+            :class:`Setup`, which carries the submitted files.
+
+    Returns:
+        The message.
+
+    Raises:
+        ProtocolError: not JSON, not an object, an unexpected kind, a missing or
+            unknown field, a wrong type, or a bound broken.
+
+    Example:
+        >>> decode(b'{"kind": "cell_start", "index": "0"}', EVENTS)
+        Traceback (most recent call last):
+        ...
+        coursekit.grading.protocol.ProtocolError: index must be int, got str
+        >>> decode(b'{"kind": "setup"}', EVENTS)
+        Traceback (most recent call last):
+        ...
+        coursekit.grading.protocol.ProtocolError: unexpected message kind 'setup'
+    """
+    if max_line is not None and len(line) > max_line:
+        raise ProtocolError(f"a line of {len(line)} bytes is longer than {max_line}")
+    try:
+        data = json.loads(line)
+    except (ValueError, RecursionError):
+        raise ProtocolError("not a JSON line") from None
+    if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+        raise ProtocolError("a message must be a JSON object with a string 'kind'")
+    kind = data.pop("kind")
+    cls = kinds.get(kind)
+    if cls is None:
+        raise ProtocolError(f"unexpected message kind {kind[:40]!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {item.name: item for item in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ProtocolError(f"{cls.KIND} has no field {sorted(unknown)[0][:40]!r}")
+    values = {}
+    for name, item in fields.items():
+        if name not in data:
+            if item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING:
+                raise ProtocolError(f"{cls.KIND} needs the field {name!r}")
+            continue
+        values[name] = _check(name, data[name], hints[name], item.metadata)
+    return cls(**values)
+
+
+class LineReader:
+    """Split a byte stream into lines, dropping any line longer than ``max_line`` as it arrives.
+
+    Work and memory are linear in the input whatever its shape: only the newest
+    chunk is searched for newlines, and an over-long line is skipped up to its
+    newline instead of being kept.
+
+    Example:
+        >>> reader = LineReader(max_line=8)
+        >>> reader.feed(b"short\\nmuch too long")
+        [b'short']
+        >>> reader.feed(b" still\\nok\\n"), reader.oversized
+        ([b'ok'], 1)
+    """
+
+    def __init__(self, max_line: int = MAX_LINE_BYTES) -> None:
+        self.max_line = max_line
+        self.oversized = 0
+        self._pending = bytearray()
+        self._skipping = False
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Add ``chunk``; return the complete lines it finished (without their newlines)."""
+        lines: list[bytes] = []
+        start = 0
+        while True:
+            end = chunk.find(b"\n", start)
+            piece = chunk[start:] if end < 0 else chunk[start:end]
+            if not self._skipping:
+                if len(self._pending) + len(piece) > self.max_line:
+                    self._skipping = True
+                    self.oversized += 1
+                    self._pending.clear()
+                else:
+                    self._pending += piece
+            if end < 0:
+                return lines
+            if not self._skipping:
+                lines.append(bytes(self._pending))
+            self._pending.clear()
+            self._skipping = False
+            start = end + 1

@@ -1,0 +1,82 @@
+"""The rerun policy: when the kernel dies in a cell or a call, run the submission again without it.
+
+A kernel that dies (``os._exit``, a segfault, the memory cgroup's OOM killer)
+or has to be killed (it ignored its time limit) in one cell would otherwise
+lose every later answer, and a cell that hoards memory up to the limit starves
+every later one. Like an instructor restarting a kernel and skipping the
+culprit, the grader runs the submission again from scratch, in a fresh
+sandbox, without that cell, at most :data:`MAX_RESTARTS` times. When the
+kernel dies in a graded call, every call of that function is answered
+without being made on the next attempt. All attempts share one wall-clock
+budget, :attr:`Limits.wall_s`, and the run reports their total time.
+
+Every decision rests on the runner's events (trusted, see
+:mod:`~coursekit.grading.runner`), never on anything the student's code wrote.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from coursekit.grading.limits import Limits
+from coursekit.grading.protocol import CallEnd, CallStatus, CellStatus
+from coursekit.grading.sandbox import Job, RawRun, run_job
+
+MAX_RESTARTS = 3
+#: why a cell is left out of the next attempt, as the reports say it.
+DIED, MEMORY, TIMEOUT = "died", "memory", "timeout"
+
+
+def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
+    """The cell to leave out next time, and why (``None``: no cell is to blame)."""
+    done = run.done
+    if done is not None and done.stopped_cell is not None:
+        last = run.cells[-1] if run.cells else None
+        if last is not None and last.status is CellStatus.STALLED:
+            return done.stopped_cell, TIMEOUT
+        return done.stopped_cell, MEMORY if run.oom_kills else DIED
+    hoarders = [cell.index for cell in run.cells if cell.ename == "MemoryError"]
+    return (hoarders[0], MEMORY) if hoarders else None
+
+
+def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
+                   use_cgroups: bool | None = None) -> RawRun:
+    """Run ``job``; when its kernel dies in a cell or a call, or a cell runs out of memory, try again without it.
+
+    Args:
+        job: the submission's work.
+        limits: the resource limits; ``limits.wall_s`` is shared by all attempts.
+        use_sandbox, use_cgroups: see :func:`~coursekit.grading.sandbox.run_job`.
+
+    Returns:
+        The last attempt's run, with ``skipped_cells``, ``attempts``, the total
+        ``seconds``, and an event for every call that was not made again.
+    """
+    started = time.monotonic()
+    deadline = started + limits.wall_s
+    cells, calls = list(job.cells), list(job.calls)
+    skipped: list[tuple[int, str]] = []
+    given_up: list[CallEnd] = []
+    for attempt in range(1, MAX_RESTARTS + 2):
+        run = run_job(dataclasses.replace(job, cells=cells, calls=calls), limits, deadline=deadline,
+                      use_sandbox=use_sandbox, use_cgroups=use_cgroups)
+        run.attempts, run.skipped_cells = attempt, list(skipped)
+        run.calls += given_up
+        run.seconds = time.monotonic() - started
+        if run.wall_killed or run.unresponsive or attempt > MAX_RESTARTS:
+            return run
+        stopped_call = run.done.stopped_call if run.done is not None else None
+        if stopped_call is not None:
+            ended = next(e for e in run.calls if e.call_id == stopped_call)
+            why = CallStatus.NOT_RUN_AFTER_STALL if ended.status is CallStatus.STALLED else CallStatus.NOT_RUN_AFTER_DEATH
+            name = next(call["name"] for call in calls if call["id"] == stopped_call)
+            given_up += [CallEnd(call["id"], why) for call in calls if call["name"] == name]
+            calls = [call for call in calls if call["name"] != name]
+            continue
+        culprit = _culprit_cell(run)
+        if culprit is None:
+            return run
+        skipped.append(culprit)
+        cells = [cell for cell in cells if cell["index"] != culprit[0]]
+    return run

@@ -1,0 +1,83 @@
+"""coursekit.data.frames: the synthetic frame task of chapter 7 and its batching."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from coursekit.data import FRAME_BLANK, frame_batch, frame_task
+
+pytestmark = pytest.mark.models
+
+SMALL = dict(num_train=20, num_valid=5, num_test=5)
+
+
+def test_the_task_is_the_same_for_a_seed_and_differs_between_seeds() -> None:
+    first, again, other = frame_task(seed=3, **SMALL), frame_task(seed=3, **SMALL), frame_task(seed=4, **SMALL)
+    assert all(torch.equal(a.features, b.features) and a.labels == b.labels for a, b in zip(first.train, again.train))
+    assert [e.labels for e in first.train] != [e.labels for e in other.train]
+
+
+def test_every_label_holds_its_frames_with_one_onset_and_the_rest_is_silence() -> None:
+    task = frame_task(seed=0, noise=0.0, frames_per_label=(2, 4), max_silence=2, **SMALL)
+    prototypes: dict[int, torch.Tensor] = {}
+    for example in task.train + task.valid + task.test:
+        assert 2 <= len(example.labels) <= 5 and len(example.spans) == len(example.labels)
+        covered = set()
+        for label, (start, end) in zip(example.labels, example.spans):
+            assert 2 <= end - start <= 4 and 1 <= label < task.num_classes
+            frames = example.features[start:end]
+            assert frames[0, -1] == 1 and (frames[1:, -1] == 0).all()
+            # without noise every frame of a label is its prototype, the same in every example
+            prototype = prototypes.setdefault(label, frames[0, :-1])
+            assert torch.equal(frames[:, :-1], prototype.expand(end - start, -1))
+            covered.update(range(start, end))
+        silence = [t for t in range(len(example.features)) if t not in covered]
+        assert (example.features[silence] == 0).all()
+        starts = [start for start, _ in example.spans]
+        assert starts == sorted(starts) and all(b[0] >= a[1] for a, b in zip(example.spans, example.spans[1:]))
+        assert example.spans[0][0] <= 2 and len(example.features) - example.spans[-1][1] <= 2
+
+
+def test_noise_has_the_requested_spread_around_the_prototypes() -> None:
+    # the prototypes are drawn first, so a clean and a noisy task of one seed share them
+    clean = frame_task(seed=1, noise=0.0, num_train=50, num_valid=1, num_test=1)
+    prototypes = {label: e.features[start, :-1] for e in clean.train for label, (start, _) in zip(e.labels, e.spans)}
+    noisy = frame_task(seed=1, noise=0.5, num_train=200, num_valid=1, num_test=1)
+    residuals = []
+    for example in noisy.train:
+        expected = torch.zeros_like(example.features[:, :-1])
+        for label, (start, end) in zip(example.labels, example.spans):
+            expected[start:end] = prototypes[label]
+        residuals.append(example.features[:, :-1] - expected)
+    spread = torch.cat(residuals)
+    assert spread.mean().abs() < 0.02 and spread.std().item() == pytest.approx(0.5, rel=0.02)
+
+
+def test_frame_batch_pads_features_with_zeros_and_targets_with_the_blank() -> None:
+    task = frame_task(seed=2, **SMALL)
+    batch = frame_batch(task.train[:6])
+    assert batch.features.shape == (6, int(batch.input_lengths.max()), task.feature_dim)
+    for b, example in enumerate(task.train[:6]):
+        n, k = len(example.features), len(example.labels)
+        assert torch.equal(batch.features[b, :n], example.features) and (batch.features[b, n:] == 0).all()
+        assert batch.targets[b, :k].tolist() == example.labels and (batch.targets[b, k:] == FRAME_BLANK).all()
+        assert int(batch.input_lengths[b]) == n and int(batch.target_lengths[b]) == k
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "pattern"),
+    [
+        ({"num_train": 0}, ValueError, "num_train must be an int >= 1"),
+        ({"noise": -1.0}, ValueError, "noise must be >= 0.0"),
+        ({"labels_per_example": (3, 2)}, ValueError, r"labels_per_example must be \(low, high\)"),
+        ({"frames_per_label": (0, 2)}, ValueError, r"frames_per_label must be \(low, high\)"),
+        ({"seed": -1}, ValueError, "seed must be an int >= 0"),
+        ({"num_labels": 2.0}, TypeError, "num_labels must be an int"),
+    ],
+)
+def test_bad_arguments_raise_naming_them(kwargs: dict, error: type, pattern: str) -> None:
+    with pytest.raises(error, match=pattern):
+        frame_task(**{**SMALL, **kwargs})
+    with pytest.raises(ValueError, match="examples must hold at least one example"):
+        frame_batch([])

@@ -1,0 +1,60 @@
+"""The rerun policy against a real sandbox: culprits are left out, and every attempt shares one time budget."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from coursekit.grading.limits import Limits
+from coursekit.grading.package_view import plan_view
+from coursekit.grading.protocol import CallStatus, CellStatus
+from coursekit.grading.reruns import MAX_RESTARTS, run_submission
+from coursekit.grading.sandbox import Job, sandbox_available
+from conftest import in_ci
+
+pytestmark = [pytest.mark.slow, pytest.mark.grading]
+
+#: a cell that ignores both of the kernel's timers and sleeps: only the runner can stop it.
+DEAF = "import signal, time\nfor _s in (signal.SIGALRM, signal.SIGPROF):\n    signal.signal(_s, signal.SIG_IGN)\ntime.sleep(600)\n"
+
+
+def _job(cells: list[str], calls: list[dict] | None = None) -> Job:
+    return Job(files={"data.txt": base64.b64encode(b"x").decode()},
+               cells=[{"index": i, "source": source} for i, source in enumerate(cells)],
+               calls=calls or [], adapters=[], view=plan_view(set(), []))
+
+
+@pytest.fixture(autouse=True)
+def _sandbox() -> None:
+    ok, reason = sandbox_available()
+    if not ok:
+        if in_ci():
+            pytest.fail(f"the sandbox is required in CI: {reason}")
+        pytest.skip(f"the sandbox is not available here: {reason}")
+
+
+def test_every_attempt_shares_the_submissions_time_budget() -> None:
+    limits = Limits(timeout_s=1.0, submission_timeout_s=15.0)
+    run = run_submission(_job([DEAF] * (MAX_RESTARTS + 1)), limits)
+    assert run.wall_killed and run.attempts >= 2
+    assert run.seconds <= limits.wall_s + 3.0, run.seconds
+    assert [why for _index, why in run.skipped_cells] == ["timeout"] * (run.attempts - 1)
+
+
+def test_a_dying_cell_is_left_out_and_later_cells_still_run() -> None:
+    run = run_submission(_job(["x = 1", "import os\nos._exit(3)", "print(open('data.txt').read(), x)"]),
+                         Limits(timeout_s=5.0))
+    assert run.finished and run.attempts == 2 and run.skipped_cells == [(1, "died")]
+    assert [(c.index, c.status, c.stdout) for c in run.cells] == [(0, CellStatus.OK, ""), (2, CellStatus.OK, "x 1\n")]
+
+
+def test_a_function_that_kills_the_kernel_is_not_called_again() -> None:
+    calls = [{"id": f"q#{i}", "kind": "function", "name": name, "tensors": False, "args": [], "kwargs": {},
+              "banned": []} for i, name in enumerate(["ok", "boom", "ok", "boom"])]
+    run = run_submission(_job(["import os\ndef ok():\n    return 1\ndef boom():\n    os._exit(1)\n"], calls),
+                         Limits(timeout_s=5.0))
+    statuses = {end.call_id: end.status for end in run.calls}
+    assert statuses == {"q#0": CallStatus.OK, "q#2": CallStatus.OK, "q#1": CallStatus.NOT_RUN_AFTER_DEATH,
+                        "q#3": CallStatus.NOT_RUN_AFTER_DEATH}
+    assert run.finished and run.attempts == 2

@@ -19,7 +19,10 @@ Ready-made objectives: :func:`lm_objective`, :func:`seq2seq_objective`,
 :func:`label_smoothing_objective`, :func:`z_loss_objective` (PaLM's z-loss),
 :func:`word_kd_objective` (token-level knowledge distillation), :class:`ScheduledSamplingObjective`,
 :func:`ctc_objective`, :func:`mrt_objective`, :func:`reinforce_objective`, :func:`preference_objective`
-(DPO and SimPO on pairs of batches) and :class:`TBPTTObjective` (truncated backpropagation through time).
+(DPO and SimPO on pairs of batches), :class:`TBPTTObjective` (truncated backpropagation through time),
+:class:`TBPTTWindowObjective` (TBPTT with separate cut and look-back lengths,
+optionally resetting the state at document boundaries) and
+:func:`on_policy_kd_objective` (distillation on the student's own outputs).
 :func:`sample_group` and :func:`token_log_probs` give GRPO's groups of sampled
 responses and their per-token log-probabilities. Sequence-level distillation needs
 no objective of its own: train with :func:`seq2seq_objective` on the teacher's
@@ -42,12 +45,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from coursekit.data._checks import require_int, require_number, require_one_of, require_seed
-from coursekit.data.batching import LMBatch, Seq2SeqBatch, seq2seq_batch
+from coursekit.data.batching import LMBatch, Seq2SeqBatch, TBPTTWindow, seq2seq_batch
 from coursekit.data.vocab import EOS_ID
 from coursekit.losses import (
     batch_loss,
     dpo_loss,
     dpo_rewards,
+    generalized_jsd,
     kd_loss,
     label_smoothed_nll,
     mrt_risk,
@@ -678,3 +682,137 @@ class TBPTTObjective:
         logits, hidden = model(inputs, detach_hidden(self.hidden))
         self.hidden = hidden
         return Objective(token_nll(logits, targets).sum(), float(targets.numel()))
+
+
+class TBPTTWindowObjective:
+    """TBPTT(T_step, T_bptt) for a recurrent LM over the windows of :func:`coursekit.data.tbptt_windows`.
+
+    Each window is run from the carried state (detached, so the gradient stops at the window's
+    start); only the window's scored targets count. The state ``carry`` steps into the window is
+    kept, with its values, as the start state of the next window. With ``reset_id`` set, the
+    state of a row is zeroed before every input equal to it (e.g. ``EOS_ID`` in a
+    :func:`coursekit.data.token_stream`, where the end token of one sentence is the input that
+    starts the next), so neither values nor gradients cross a document boundary.
+    :func:`train` calls :meth:`reset` at every epoch start.
+
+    Args:
+        reset_id: the token before which the state starts afresh (``None``: always carry).
+
+    Example:
+        >>> from coursekit.data import tbptt_windows
+        >>> from coursekit.models import RNNLM
+        >>> with seeded(0):
+        ...     model = RNNLM(vocab_size=8, embed_dim=4, hidden_size=4)
+        >>> stream = torch.tensor([[4, 5, 2, 6, 7, 2, 4]])
+        >>> objective = TBPTTWindowObjective(reset_id=2)
+        >>> [objective(model, w).count for w in tbptt_windows(stream, 2, 4)]
+        [2.0, 2.0, 2.0]
+    """
+
+    def __init__(self, *, reset_id: int | None = None) -> None:
+        if reset_id is not None:
+            require_int("reset_id", reset_id, minimum=0)
+        self.reset_id = reset_id
+        self.hidden: Any = None
+
+    def reset(self) -> None:
+        """Forget the carried state (start of a new pass over the stream)."""
+        self.hidden = None
+
+    def _run(self, model: nn.Module, inputs: torch.Tensor, hidden: Any) -> tuple[torch.Tensor, Any]:
+        if self.reset_id is None:
+            return model(inputs, hidden)
+        return model(inputs, hidden, reset=inputs == self.reset_id)
+
+    def __call__(self, model: nn.Module, window: TBPTTWindow) -> Objective:
+        inputs, targets, carry, score_from = window
+        start = detach_hidden(self.hidden)
+        if 0 < carry < inputs.shape[1]:
+            head, carried = self._run(model, inputs[:, :carry], start)
+            tail, _ = self._run(model, inputs[:, carry:], carried)
+            logits = torch.cat([head, tail], dim=1)
+        else:
+            logits, final = self._run(model, inputs, start)
+            carried = final if carry else start
+        self.hidden = carried
+        scored = targets[:, score_from:]
+        return Objective(token_nll(logits[:, score_from:], scored).sum(), float(scored.numel()))
+
+
+def on_policy_kd_objective(teacher: nn.Module, *, beta: float = 0.0, temperature: float = 1.0, sample: bool = True,
+                           max_len: int = 20, seed: int = 0) -> ObjectiveFn:
+    """Distillation on the student's own outputs: GKD with on-policy fraction 1 (Agarwal et al. 2024).
+
+    For every source of a translation batch the student first generates an output, sampled at
+    temperature 1 (``sample=True``) or greedy, without gradient. Student and teacher then read that
+    output teacher-forced, and the loss at every generated position is the generalised JSD
+    (:func:`coursekit.losses.generalized_jsd`) between the teacher's and the student's next-token
+    distributions: ``beta=0`` the forward KL of word-level KD, ``beta=1`` the reverse KL. The
+    positions are the student's own prefixes, so it is also taught what the teacher would do
+    after the student's mistakes; word-level KD (:func:`word_kd_objective`) only ever sees the
+    prefixes of the training targets. An output cut at ``max_len`` has no ``<eos>``, so its last
+    teacher-forced position is not scored. The count is the number of scored positions.
+
+    Args:
+        teacher: the teacher, run in eval mode without gradients.
+        beta: the interpolation :math:`\\lambda \\in [0, 1]` of the generalised JSD.
+        temperature: :math:`\\tau` of both distributions in the divergence (not of the sampling).
+        sample: sample the student's outputs (True) or decode them greedily.
+        max_len: longest generated output.
+        seed: seeds the sampler.
+
+    Raises:
+        ValueError: ``beta`` outside ``[0, 1]``, ``temperature <= 0``, ``max_len < 1`` or a negative seed.
+        TypeError: a batch that is not a :class:`~coursekit.data.Seq2SeqBatch` (at call time).
+
+    Example:
+        >>> from coursekit.data import seq2seq_batch
+        >>> from coursekit.models import Seq2Seq
+        >>> with seeded(0):
+        ...     student, teacher = Seq2Seq(8, 6, embed_dim=4, hidden_size=4), Seq2Seq(8, 6, embed_dim=4, hidden_size=4)
+        >>> batch = seq2seq_batch([([4, 5], [3]), ([6], [4, 5])])
+        >>> out = on_policy_kd_objective(teacher, beta=1.0, max_len=3)(student, batch)
+        >>> bool(out.loss_sum >= 0), 1 <= out.count <= 6
+        (True, True)
+    """
+    require_number("temperature", temperature, low=0.0, low_inclusive=False)
+    beta = require_number("beta", beta, low=0.0)
+    if beta > 1:
+        raise ValueError(f"beta must lie in [0, 1], got {beta}")
+    require_int("max_len", max_len, minimum=1)
+    generator = torch.Generator().manual_seed(require_seed("seed", seed))
+    teacher.eval()
+
+    def objective(model: nn.Module, batch: Seq2SeqBatch) -> Objective:
+        if not isinstance(batch, Seq2SeqBatch):
+            raise TypeError(f"batch must be a Seq2SeqBatch, got {type(batch).__name__}")
+        was_training = model.training
+        model.eval()
+        if sample:
+            decoded = model.sample(batch.src, batch.src_lengths, max_len=max_len, generator=generator)
+        else:
+            decoded = model.greedy(batch.src, batch.src_lengths, max_len=max_len)
+        model.train(was_training)
+        own, scored = _teacher_forced_outputs(batch, decoded.best())
+        logits = model(own.src, own.src_lengths, own.tgt_in)
+        with torch.no_grad():
+            teacher_logits = teacher(own.src, own.src_lengths, own.tgt_in)
+        loss = generalized_jsd(logits, teacher_logits, beta=beta, temperature=temperature, mask=scored,
+                               reduction="sum")
+        return Objective(loss, float(scored.sum()))
+
+    return objective
+
+
+def _teacher_forced_outputs(batch: Seq2SeqBatch, outputs: list[list[int]]) -> tuple[Seq2SeqBatch, torch.Tensor]:
+    """A batch that reads each source's generated output, and the mask of the positions it generated."""
+    pairs = []
+    for row, output in enumerate(outputs):
+        source = batch.src[row, : int(batch.src_lengths[row])].tolist()
+        pairs.append((source, _strip_eos(output)))
+    forced = seq2seq_batch(pairs)
+    generated = forced.tgt_mask.clone()
+    for row, output in enumerate(outputs):
+        if not output or output[-1] != EOS_ID:  # cut at max_len: the appended <eos> was never generated
+            generated[row, int(forced.tgt_lengths[row]) - 1] = False
+    return forced, generated

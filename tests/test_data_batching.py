@@ -15,8 +15,10 @@ from coursekit.data import (
     lm_batch,
     pad_batch,
     seq2seq_batch,
+    stream_values,
     tbptt_chunks,
     token_budget_batches,
+    tbptt_windows,
     token_stream,
 )
 from tests.strategies import id_sentences
@@ -86,6 +88,42 @@ def test_stream_and_chunks_cover_the_text_in_order():
     assert torch.equal(inputs, stream[:, :-1]) and torch.equal(targets, stream[:, 1:])
 
 
+@settings(max_examples=40, deadline=None)
+@given(id_sentences(allow_empty=True), st.integers(1, 4))
+def test_stream_values_line_up_with_the_stream_tokens(sentences, rows):
+    if sum(len(s) + 1 for s in sentences) < 2 * rows:
+        return
+    stream = token_stream(sentences, rows)
+    # value = the token's id, with the <eos> id for the end of each sentence: must reproduce the stream
+    values = stream_values([[*s, EOS_ID] for s in sentences], rows)
+    assert values.dtype == torch.float64 and torch.equal(values.long(), stream)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 40), st.integers(1, 6), st.integers(0, 8))
+def test_tbptt_windows_score_every_target_once_with_the_promised_history(length, step, extra):
+    bptt = step + extra
+    stream = torch.arange(2 * length).view(2, length)
+    windows = tbptt_windows(stream, step, bptt)
+    scored = torch.cat([w.targets[:, w.score_from:] for w in windows], dim=1)
+    assert torch.equal(scored, stream[:, 1:])
+    start = 0
+    for j, w in enumerate(windows):
+        assert torch.equal(w.inputs, stream[:, start:start + w.inputs.shape[1]])
+        assert torch.equal(w.targets, stream[:, start + 1:start + 1 + w.inputs.shape[1]])
+        assert 1 <= w.inputs.shape[1] <= bptt and w.targets.shape[1] - w.score_from <= step
+        # the first scored target reads score_from + 1 inputs inside the window: the gradient history
+        assert w.score_from + 1 >= min(bptt - step + 1, start + w.score_from + 1)
+        if j + 1 < len(windows):
+            assert 0 <= w.carry <= w.inputs.shape[1]
+            start += w.carry
+    if extra == 0:
+        chunks = tbptt_chunks(stream, step)
+        assert [(w.inputs.tolist(), w.targets.tolist()) for w in windows] == \
+            [(x.tolist(), y.tolist()) for x, y in chunks]
+        assert all(w.score_from == 0 for w in windows)
+
+
 @pytest.mark.parametrize(
     ("call", "name"),
     [
@@ -98,6 +136,11 @@ def test_stream_and_chunks_cover_the_text_in_order():
         (lambda: bucket_batches([1, 2], 2, seed=-1), "seed"),
         (lambda: token_stream([[4]], 5), "batch_size"),
         (lambda: tbptt_chunks(torch.tensor([[1, 2]]), 0), "chunk_len"),
+        (lambda: stream_values([], 2), "per_token"),
+        (lambda: stream_values([[0.1, 0.2]], 2), "batch_size"),
+        (lambda: tbptt_windows(torch.tensor([[1, 2, 3]]), 0, 2), "step"),
+        (lambda: tbptt_windows(torch.tensor([[1, 2, 3]]), 3, 2), "bptt"),
+        (lambda: tbptt_windows(torch.tensor([1, 2, 3]), 1, 2), "stream"),
     ],
 )
 def test_bad_arguments_raise_naming_them(call, name):

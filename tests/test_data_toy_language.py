@@ -10,7 +10,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from coursekit.data import ToyLanguage, default_language, toy_corpus
+from coursekit.data import ToyLanguage, default_language, subject_and_verb, toy_corpus
+from coursekit.data.toy_language import INTRANSITIVE, PLURAL_NOUNS, SINGULAR_NOUNS, TRANSITIVE
 
 pytestmark = pytest.mark.models
 
@@ -104,3 +105,30 @@ def test_bad_arguments_raise_naming_them(call, name):
 def test_seed_must_be_an_int():
     with pytest.raises(TypeError, match="seed"):
         default_language().sample(1, seed=1.5)
+
+
+def test_subject_and_verb_finds_the_noun_whose_number_the_verb_must_match():
+    lang = default_language()
+    verbs = {number: set(TRANSITIVE[number]) | set(INTRANSITIVE[number]) for number in ("sg", "pl")}
+    swap = {v: w for number, other in (("sg", "pl"), ("pl", "sg"))
+            for group in (TRANSITIVE, INTRANSITIVE) for v, w in zip(group[number], group[other])}
+    distances = Counter()
+    for sentence in lang.sample(400, seed=7):
+        found = subject_and_verb(sentence)
+        subject, verb = sentence[found.subject], sentence[found.verb]
+        number = "sg" if subject in SINGULAR_NOUNS else "pl"
+        assert subject in SINGULAR_NOUNS + PLURAL_NOUNS and verb in verbs[number]
+        assert found.distance == found.verb - found.subject > 0
+        # the language itself says the verb agrees with this noun: the other number is impossible
+        flipped = [*sentence[: found.verb], swap[verb], *sentence[found.verb + 1:]]
+        assert lang.log_prob(flipped) == -math.inf
+        distances[found.distance] += 1
+    assert distances[1] > 0 and sum(n for d, n in distances.items() if d >= 3) > 0
+
+
+@pytest.mark.parametrize("words", ["the big red", "many dogs near the cat", ""])
+def test_subject_and_verb_rejects_a_sentence_without_subject_or_verb(words):
+    with pytest.raises(ValueError, match="sentence"):
+        subject_and_verb(words.split())
+    with pytest.raises(TypeError, match="sentence"):
+        subject_and_verb("the cat sleeps")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from coursekit.data import lm_batch, tbptt_chunks, token_stream
+from coursekit.data import EOS_ID, lm_batch, tbptt_chunks, tbptt_windows, token_stream
 from coursekit.models import RNNLM, detach_hidden
-from coursekit.train import TBPTTObjective, lm_objective, seeded, train
+from coursekit.train import TBPTTObjective, TBPTTWindowObjective, lm_objective, seeded, train
 
 pytestmark = [pytest.mark.models, pytest.mark.a3, pytest.mark.usefixtures("one_thread")]
 
@@ -88,6 +88,83 @@ def test_same_seed_same_losses_to_the_last_bit():
     assert runs[0] == runs[1]
     other = train(small("lstm", seed=4), [lm_batch(SENTENCES)], lm_objective(), epochs=4, lr=0.01, seed=4)
     assert other.step_loss != runs[0]
+
+
+@pytest.mark.parametrize("cell", ["elman", "gru", "lstm"])
+def test_reset_equals_reading_each_document_from_a_zero_state(cell):
+    model = small(cell).eval()
+    tokens = torch.tensor([[2, 4, 5, 2, 6, 7, 4, 2, 5], [4, 2, 6, 6, 6, 2, 7, 4, 4]])
+    reset = tokens == 2
+    logits, _ = model(tokens, reset=reset)
+    for row in range(tokens.shape[0]):
+        starts = [0, *[t for t in range(1, tokens.shape[1]) if reset[row, t]], tokens.shape[1]]
+        pieces = [model(tokens[row:row + 1, a:b])[0] for a, b in zip(starts, starts[1:])]
+        torch.testing.assert_close(logits[row:row + 1], torch.cat(pieces, dim=1), rtol=0, atol=1e-6)
+    unreset, _ = model(tokens)
+    no_reset, _ = model(tokens, reset=torch.zeros_like(reset))
+    torch.testing.assert_close(no_reset, unreset, rtol=0, atol=1e-6)
+
+
+def test_reset_stops_the_gradient_at_the_boundary():
+    model = small("gru")
+    tokens = torch.tensor([[4, 4, 2, 5, 6], [5, 6, 7, 6, 5]])
+    logits, _ = model(tokens, reset=tokens == 2)
+    logits[0, 3:].sum().backward()
+    # row 0 after the reset reads 2, 5, 6 from a zero state: token 4 (read before it) gets no gradient
+    assert float(model.embed.weight.grad[4].abs().sum()) == 0.0
+    assert float(model.embed.weight.grad[5].abs().sum()) > 0.0
+
+
+def test_window_objective_equals_tbptt_objective_when_step_equals_bptt():
+    stream = token_stream(SENTENCES * 3, 2)
+    grads = []
+    for objective, chunks in ((TBPTTObjective(), tbptt_chunks(stream, 4)),
+                              (TBPTTWindowObjective(), tbptt_windows(stream, 4, 4))):
+        model = small("gru")
+        losses = [objective(model, chunk) for chunk in chunks]
+        sum(out.loss_sum for out in losses).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+        assert sum(out.count for out in losses) == stream[:, 1:].numel()
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("reset_id", [None, EOS_ID])
+def test_window_objective_gradient_is_the_truncated_one(reset_id):
+    stream = token_stream(SENTENCES * 3, 2)
+    windows = tbptt_windows(stream, 2, 5)
+    model = small("gru")
+    objective = TBPTTWindowObjective(reset_id=reset_id)
+    start = 0
+    for window in windows:
+        out = objective(model, window)
+        (mine,) = torch.autograd.grad(out.loss_sum, model.rnn.weight_hh_l0)
+        # independently: the state at the window's start from a gradient-free pass over the stream so far,
+        # then the window with the graph, scoring only its last targets
+        kwargs = lambda x: {} if reset_id is None else {"reset": x == reset_id}
+        with torch.no_grad():
+            before = stream[:, :start]
+            state = model(before, **kwargs(before))[1] if start else None
+        x = stream[:, start:start + window.inputs.shape[1]]
+        logits, _ = model(x, state, **kwargs(x))
+        y = stream[:, start + 1:start + 1 + x.shape[1]]
+        scored = torch.nn.functional.cross_entropy(
+            logits[:, window.score_from:].flatten(0, 1), y[:, window.score_from:].flatten(), reduction="sum")
+        (expected,) = torch.autograd.grad(scored, model.rnn.weight_hh_l0)
+        torch.testing.assert_close(mine, expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(out.loss_sum, scored, rtol=1e-5, atol=1e-5)
+        start += window.carry
+
+
+def test_window_objective_rejects_a_negative_reset_id():
+    with pytest.raises(ValueError, match="reset_id"):
+        TBPTTWindowObjective(reset_id=-1)
+
+
+def test_reset_must_be_a_bool_mask_of_the_input_shape():
+    with pytest.raises(ValueError, match="reset"):
+        small("gru")(torch.tensor([[1, 4]]), reset=torch.tensor([[1, 0]]))
+    with pytest.raises(ValueError, match="reset"):
+        small("gru")(torch.tensor([[1, 4]]), reset=torch.tensor([[True]]))
 
 
 @pytest.mark.parametrize(

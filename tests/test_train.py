@@ -9,14 +9,15 @@ import pytest
 import torch
 from torch import nn
 
-from coursekit.data import lm_batch, seq2seq_batch
-from coursekit.losses import dpo_loss, simpo_loss
-from coursekit.models import RNNLM, Seq2Seq
+from coursekit.data import EOS_ID, lm_batch, seq2seq_batch
+from coursekit.losses import dpo_loss, generalized_jsd, simpo_loss
+from coursekit.models import RNNLM, Seq2Seq, sequence_kd_pairs, teacher_student_divergence
 from coursekit.train import (
     Objective,
     label_smoothing_objective,
     lm_objective,
     mrt_objective,
+    on_policy_kd_objective,
     progress_enabled,
     reinforce_objective,
     seeded,
@@ -239,6 +240,56 @@ def test_empty_epoch_and_zero_count_raise():
         word_kd_objective(small_seq2seq(), alpha=1.5)
     with pytest.raises(ValueError, match="weight"):
         z_loss_objective(-1e-4)
+
+
+def test_on_policy_kd_scores_the_students_own_outputs_with_the_generalised_jsd():
+    teacher, student = small_seq2seq(7), small_seq2seq(1)
+    batch = translation_batches()[0]
+    objective = on_policy_kd_objective(teacher, beta=0.3, temperature=1.5, sample=False, max_len=3)
+    out = objective(student, batch)
+    # independently: greedy outputs, teacher-forced, scored where they were generated
+    outputs = student.eval().greedy(batch.src, batch.src_lengths, max_len=3).best()
+    pairs = [(batch.src[b, : int(batch.src_lengths[b])].tolist(), [t for t in seq if t != EOS_ID])
+             for b, seq in enumerate(outputs)]
+    forced = seq2seq_batch(pairs)
+    mask = forced.tgt_mask.clone()
+    for b, seq in enumerate(outputs):
+        if seq[-1] != EOS_ID:
+            mask[b, int(forced.tgt_lengths[b]) - 1] = False
+    expected = generalized_jsd(student(forced.src, forced.src_lengths, forced.tgt_in),
+                               teacher(forced.src, forced.src_lengths, forced.tgt_in),
+                               beta=0.3, temperature=1.5, mask=mask, reduction="sum")
+    torch.testing.assert_close(out.loss_sum, expected)
+    assert out.count == float(mask.sum())
+    (grad,) = torch.autograd.grad(out.loss_sum, student.out.weight)
+    assert float(grad.abs().sum()) > 0
+
+
+def test_on_policy_kd_brings_the_student_closer_to_the_teacher_on_its_own_outputs():
+    teacher = small_seq2seq(7)
+    train(teacher, translation_batches(), lm_objective(), epochs=30, lr=0.03)
+    student = small_seq2seq(1)
+    sources = [[4, 5], [6], [7, 8, 9], [5, 6]]
+
+    def gap() -> float:
+        own = sequence_kd_pairs(student, sources, beam_size=1, max_len=5)
+        return teacher_student_divergence(student, teacher, own)
+
+    before = gap()
+    history = train(student, translation_batches(), on_policy_kd_objective(teacher, beta=0.0, max_len=5, seed=0),
+                    epochs=30, lr=0.03, seed=0)
+    assert all(torch.isfinite(torch.tensor(history.step_loss)))
+    assert gap() < 0.5 * before
+
+
+def test_on_policy_kd_rejects_bad_arguments():
+    teacher = small_seq2seq(7)
+    with pytest.raises(ValueError, match="beta"):
+        on_policy_kd_objective(teacher, beta=1.5)
+    with pytest.raises(ValueError, match="max_len"):
+        on_policy_kd_objective(teacher, max_len=0)
+    with pytest.raises(TypeError, match="batch"):
+        on_policy_kd_objective(teacher)(small_seq2seq(), lm_batch([[4, 5]]))
 
 
 # --- preference optimisation and sampled groups ----------------------------------------------

@@ -15,11 +15,14 @@ from coursekit.data.batching import (
     lm_batch,
     pad_batch,
     seq2seq_batch,
+    stream_values,
+    TBPTTWindow,
     tbptt_chunks,
     token_budget_batches,
+    tbptt_windows,
     token_stream,
 )
-from coursekit.data.toy_language import ToyCorpus, ToyLanguage, default_language, toy_corpus
+from coursekit.data.toy_language import Agreement, ToyCorpus, ToyLanguage, default_language, subject_and_verb, toy_corpus
 from coursekit.data.translation import (
     PreferencePair,
     TranslationTask,
@@ -34,10 +37,11 @@ from coursekit.data.frames import FRAME_BLANK, FrameBatch, FrameExample, FrameTa
 
 __all__ = [
     "Vocab", "PAD", "BOS", "EOS", "UNK", "PAD_ID", "BOS_ID", "EOS_ID", "UNK_ID",
-    "ToyLanguage", "ToyCorpus", "default_language", "toy_corpus",
+    "ToyLanguage", "ToyCorpus", "default_language", "toy_corpus", "Agreement", "subject_and_verb",
     "TranslationTask", "translation_task", "number_to_words", "number_to_digits",
     "PreferencePair", "preference_pairs", "one_digit_edit",
     "FRAME_BLANK", "FrameExample", "FrameTask", "FrameBatch", "frame_task", "frame_batch",
     "PaddedBatch", "LMBatch", "Seq2SeqBatch", "pad_batch", "lm_batch", "seq2seq_batch",
-    "bucket_batches", "token_budget_batches", "token_stream", "tbptt_chunks",
+    "bucket_batches", "token_budget_batches", "token_stream", "stream_values", "tbptt_chunks", "TBPTTWindow",
+    "tbptt_windows",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -286,6 +287,39 @@ def token_stream(sentences: Sequence[Sequence[int]], batch_size: int, *, eos_id:
     return torch.tensor(flat[: width * batch_size], dtype=torch.long).view(batch_size, width)
 
 
+def stream_values(per_token: Sequence[Sequence[float]], batch_size: int) -> torch.Tensor:
+    """Per-token values laid out exactly as :func:`token_stream` lays out the tokens.
+
+    For analysing a model trained on a stream: give one value per token of every sentence *and*
+    one for its ``<eos>`` (a true log-probability, a label), and the result lines up with
+    ``token_stream(sentences, batch_size)``; ``[:, 1:]`` then lines up with the stream's targets.
+
+    Args:
+        per_token: one sequence per sentence, ``len(sentence) + 1`` values each.
+        batch_size: the rows of the stream.
+
+    Returns:
+        A float64 tensor of shape ``(batch_size, total // batch_size)``; the tail is dropped as in
+        :func:`token_stream`.
+
+    Raises:
+        ValueError: nothing to fold, ``batch_size < 1``, or fewer values than ``2 * batch_size``.
+
+    Example:
+        >>> stream_values([[0.5, 0.1, 0.0], [0.7, 0.0]], 2)  # the values of [[5, 6], [7]] and their <eos>
+        tensor([[0.5000, 0.1000],
+                [0.0000, 0.7000]], dtype=torch.float64)
+    """
+    if len(per_token) == 0:
+        raise ValueError("per_token must hold at least one sentence's values, got none")
+    require_int("batch_size", batch_size, minimum=1)
+    flat = [float(v) for values in per_token for v in values]
+    width = len(flat) // batch_size
+    if width < 2:
+        raise ValueError(f"batch_size={batch_size} is too large for {len(flat)} values (need 2 per stream)")
+    return torch.tensor(flat[: width * batch_size], dtype=torch.float64).view(batch_size, width)
+
+
 def tbptt_chunks(stream: torch.Tensor, chunk_len: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Cut a ``(B, N)`` stream into consecutive ``(inputs, targets)`` chunks of at most ``chunk_len`` steps.
 
@@ -302,3 +336,76 @@ def tbptt_chunks(stream: torch.Tensor, chunk_len: int) -> list[tuple[torch.Tenso
     steps = stream.shape[1] - 1
     return [(stream[:, i:min(i + chunk_len, steps)], stream[:, i + 1:min(i + chunk_len, steps) + 1])
             for i in range(0, steps, chunk_len)]
+
+
+class TBPTTWindow(NamedTuple):
+    """One update of truncated BPTT with separate cut and look-back lengths (:func:`tbptt_windows`).
+
+    Attributes:
+        inputs, targets: ``(B, w)`` slices of the stream, ``targets`` shifted left by one; ``w`` is at
+            most the look-back length.
+        carry: the number of steps into the window after which the state is the start state of the
+            next window (0: the next window starts where this one does).
+        score_from: the first scored position; the targets ``targets[:, score_from:]`` are the ones
+            this update counts, and every target of the stream is counted by exactly one window.
+    """
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    carry: int
+    score_from: int
+
+
+def tbptt_windows(stream: torch.Tensor, step: int, bptt: int) -> list[TBPTTWindow]:
+    """Windows of TBPTT(step, bptt) over a ``(B, N)`` stream (Williams and Peng, 1990).
+
+    Every ``step`` time steps (:math:`T_{\\text{step}}`) one update scores the targets of those
+    steps and backpropagates through the last ``bptt`` steps (:math:`T_{\\text{bptt}} \\ge T_{\\text{step}}`).
+    Update :math:`j` ends at :math:`e_j = \\min((j+1)\\,T_{\\text{step}}, N-1)`, starts at
+    :math:`\\max(0, (j+1)\\,T_{\\text{step}} - T_{\\text{bptt}})`, and scores the targets after
+    :math:`e_{j-1}`; so a target scored by update :math:`j` sees at least
+    :math:`T_{\\text{bptt}} - T_{\\text{step}} + 1` steps of gradient history (fewer only near the
+    start of the stream). ``step == bptt`` gives the
+    chunks of :func:`tbptt_chunks`; a smaller ``step`` recomputes the overlap, so the forward
+    cost per target grows like :math:`T_{\\text{bptt}} / T_{\\text{step}}`.
+
+    Args:
+        stream: ``(B, N)`` token ids, ``N >= 2`` (:func:`token_stream`).
+        step: :math:`T_{\\text{step}} \\ge 1`, time steps between updates.
+        bptt: :math:`T_{\\text{bptt}} \\ge` ``step``, time steps each update backpropagates through.
+
+    Returns:
+        The :class:`TBPTTWindow` of every update, in stream order.
+
+    Shapes:
+        stream: ``(B, N)``; each window's inputs and targets: ``(B, w)`` with ``w <= bptt``.
+
+    Raises:
+        ValueError: ``step < 1``, ``bptt < step``, or a stream that is not ``(B, N >= 2)``.
+
+    Example:
+        >>> stream = torch.tensor([[10, 11, 12, 13, 14, 15, 16]])
+        >>> for w in tbptt_windows(stream, 2, 4):
+        ...     print(w.inputs.tolist(), w.targets[:, w.score_from:].tolist(), w.carry)
+        [[10, 11]] [[11, 12]] 0
+        [[10, 11, 12, 13]] [[13, 14]] 2
+        [[12, 13, 14, 15]] [[15, 16]] 4
+    """
+    require_int("step", step, minimum=1)
+    require_int("bptt", bptt, minimum=1)
+    if bptt < step:
+        raise ValueError(f"bptt must be >= step={step} (each update looks back at least over the steps it "
+                         f"scores), got {bptt}")
+    if stream.dim() != 2 or stream.shape[1] < 2:
+        raise ValueError(f"stream must have shape (B, N) with N >= 2, got {tuple(stream.shape)}")
+    steps = stream.shape[1] - 1
+    nominal = list(range(step, steps, step)) + [steps + (-steps) % step]  # the last update may score fewer
+    ends = [min(end, steps) for end in nominal]
+    starts = [max(0, end - bptt) for end in nominal]
+    windows = []
+    for j, (start, end) in enumerate(zip(starts, ends)):
+        previous_end = ends[j - 1] if j else 0
+        carry = starts[j + 1] - start if j + 1 < len(ends) else end - start
+        windows.append(TBPTTWindow(inputs=stream[:, start:end], targets=stream[:, start + 1:end + 1],
+                                   carry=carry, score_from=previous_end - start))
+    return windows

@@ -37,6 +37,7 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -250,6 +251,58 @@ def default_language() -> ToyLanguage:
     _noun_phrase("object", {"sg": "end", "pl": "end"}, arcs)
     arcs["end"] = [(EOS, 1.0, None)]
     return ToyLanguage(arcs, start="start")
+
+
+class Agreement(NamedTuple):
+    """Where a sentence of :func:`default_language` puts its subject noun and the verb that agrees with it.
+
+    Attributes:
+        subject: index of the subject noun (0-based, in the list of words).
+        verb: index of the verb.
+    """
+
+    subject: int
+    verb: int
+
+    @property
+    def distance(self) -> int:
+        """How many tokens the verb comes after its subject noun."""
+        return self.verb - self.subject
+
+
+def subject_and_verb(sentence: Sequence[str]) -> Agreement:
+    """The subject noun and the agreeing verb of a sentence of :func:`default_language`.
+
+    In that grammar the subject is the first noun and the verb is the first verb;
+    the nouns of a prepositional phrase in between never carry the agreement.
+
+    Args:
+        sentence: the words, without ``<eos>``.
+
+    Returns:
+        An :class:`Agreement`; ``distance`` is the gap a model must bridge to choose
+        the verb's number.
+
+    Raises:
+        TypeError: ``sentence`` is a ``str``.
+        ValueError: the sentence has no noun, or no verb after its first noun.
+
+    Example:
+        >>> found = subject_and_verb("the big cat near many dogs chases a bird".split())
+        >>> found, found.distance
+        (Agreement(subject=2, verb=6), 4)
+    """
+    if isinstance(sentence, str):
+        raise TypeError("sentence must be a sequence of words, got a str (split it first)")
+    nouns = set(SINGULAR_NOUNS) | set(PLURAL_NOUNS)
+    verbs = {v for forms in (TRANSITIVE, INTRANSITIVE) for group in forms.values() for v in group}
+    subject = next((i for i, word in enumerate(sentence) if word in nouns), None)
+    if subject is None:
+        raise ValueError(f"sentence must hold a subject noun, got {' '.join(sentence)!r}")
+    verb = next((i for i in range(subject + 1, len(sentence)) if sentence[i] in verbs), None)
+    if verb is None:
+        raise ValueError(f"sentence must hold a verb after its subject, got {' '.join(sentence)!r}")
+    return Agreement(subject=subject, verb=verb)
 
 
 def toy_corpus(*, num_train: int = 4000, num_valid: int = 500, num_test: int = 500, seed: int = 0) -> ToyCorpus:

@@ -114,7 +114,7 @@ class Calls:
 
     Attributes:
         adapters: spec code run in the kernel before the calls.
-        calls: the calls in order; see :class:`RunCall` for one call's keys.
+        calls: the calls in order; the keys of one call are listed under :class:`RunCalls`.
     """
 
     KIND: ClassVar[str] = "calls"

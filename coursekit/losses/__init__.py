@@ -17,7 +17,10 @@ from coursekit.losses.nll import batch_loss, bits_per_token, perplexity, sequenc
 from coursekit.losses.masking import response_mask, sequence_mask, turn_mask
 from coursekit.losses.causal import causal_lm_loss
 from coursekit.losses.smoothing import label_smoothed_nll
+from coursekit.losses.confidence import confidence_penalty_nll
 from coursekit.losses.distillation import kd_cross_entropy, kd_loss
+from coursekit.losses.jsd import generalized_jsd
+from coursekit.losses.topk_kd import top_k_kd_loss, top_k_teacher
 from coursekit.losses.risk import leave_one_out_baseline
 from coursekit.losses.risk import mrt_risk, reinforce_loss
 from coursekit.losses.preference import DPORewards, dpo_loss, dpo_rewards, simpo_loss
@@ -39,8 +42,12 @@ __all__ = [
     "turn_mask",
     "causal_lm_loss",
     "label_smoothed_nll",
+    "confidence_penalty_nll",
     "kd_loss",
     "kd_cross_entropy",
+    "generalized_jsd",
+    "top_k_teacher",
+    "top_k_kd_loss",
     "mrt_risk",
     "reinforce_loss",
     "dpo_loss",

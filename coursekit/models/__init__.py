@@ -13,7 +13,13 @@
 from coursekit.models.bigram import mass_by_length, relative_frequencies, sample_bigram
 from coursekit.models.checkpoints import load_checkpoint, save_checkpoint, shipped_checkpoint
 from coursekit.models.ctc import CTCRecognizer, ctc_best_path, ctc_collapse, ctc_prefix_beam_search
-from coursekit.models.distillation import model_size, sequence_kd_pairs, sequence_kd_targets
+from coursekit.models.distillation import (
+    model_size,
+    sequence_interpolation_targets,
+    sequence_kd_pairs,
+    sequence_kd_targets,
+    teacher_student_divergence,
+)
 from coursekit.models.ngram import NGramLM
 from coursekit.models.rnn import RNNLM, detach_hidden
 from coursekit.models.seq2seq import DecodeResult, Seq2Seq
@@ -22,7 +28,8 @@ from coursekit.models.transformer import TransformerLM, causal_mask, sinusoidal_
 __all__ = [
     "NGramLM", "RNNLM", "TransformerLM", "Seq2Seq", "DecodeResult", "detach_hidden", "causal_mask",
     "CTCRecognizer", "ctc_best_path", "ctc_collapse", "ctc_prefix_beam_search",
-    "sinusoidal_positions", "model_size", "sequence_kd_targets", "sequence_kd_pairs",
+    "sinusoidal_positions", "model_size", "sequence_kd_targets", "sequence_kd_pairs", "teacher_student_divergence",
+    "sequence_interpolation_targets",
     "save_checkpoint", "load_checkpoint", "shipped_checkpoint",
     "relative_frequencies", "mass_by_length", "sample_bigram",
 ]

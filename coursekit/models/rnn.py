@@ -84,16 +84,53 @@ class RNNLM(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(hidden_size, vocab_size)
 
-    def forward(self, input_ids: torch.Tensor, hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
+    def forward(self, input_ids: torch.Tensor, hidden: Hidden | None = None, *,
+                reset: torch.Tensor | None = None) -> tuple[torch.Tensor, Hidden]:
         """Per-step logits and the final hidden state.
 
         Args:
             input_ids: ``(B, T)`` token ids.
             hidden: the state to start from (``None``: zeros), e.g. the previous chunk's.
+            reset: optional ``(B, T)`` bool: where True, the row's state is set to zeros *before*
+                the token at that step is read (a document boundary in a packed stream), so no
+                value and no gradient crosses it.
 
         Returns:
             ``(logits (B, T, V), hidden)``.
+
+        Raises:
+            TypeError, ValueError: bad ``input_ids``, or a ``reset`` that is not a bool tensor of
+                the shape of ``input_ids``.
         """
         check_token_ids("input_ids", input_ids, self.vocab_size)
-        outputs, hidden = self.rnn(self.dropout(self.embed(input_ids)), hidden)
+        embedded = self.dropout(self.embed(input_ids))
+        if reset is None:
+            outputs, hidden = self.rnn(embedded, hidden)
+        else:
+            if not isinstance(reset, torch.Tensor) or reset.dtype != torch.bool or reset.shape != input_ids.shape:
+                raise ValueError(f"reset must be a bool tensor of shape {tuple(input_ids.shape)} (as input_ids), "
+                                 f"got {getattr(reset, 'dtype', type(reset).__name__)} "
+                                 f"{tuple(getattr(reset, 'shape', ()))}")
+            outputs, hidden = self._run_with_resets(embedded, hidden, reset)
         return self.out(self.dropout(outputs)), hidden
+
+    def _run_with_resets(self, embedded: torch.Tensor, hidden: Hidden | None,
+                         reset: torch.Tensor) -> tuple[torch.Tensor, Hidden]:
+        """The recurrence in pieces, cut at every step where some row starts afresh."""
+        steps = embedded.shape[1]
+        cuts = sorted({0, steps, *torch.nonzero(reset.any(dim=0)).flatten().tolist()})
+        pieces = []
+        for begin, end in zip(cuts, cuts[1:]):
+            if hidden is not None and bool(reset[:, begin].any()):
+                hidden = _zero_rows(hidden, reset[:, begin])
+            outputs, hidden = self.rnn(embedded[:, begin:end], hidden)
+            pieces.append(outputs)
+        return torch.cat(pieces, dim=1), hidden
+
+
+def _zero_rows(hidden: Hidden, rows: torch.Tensor) -> Hidden:
+    """The state with the chosen batch rows set to zero (a product, so the other rows keep their graph)."""
+    keep = (~rows).to(hidden[0].dtype if isinstance(hidden, tuple) else hidden.dtype)[None, :, None]
+    if isinstance(hidden, tuple):
+        return tuple(h * keep for h in hidden)  # type: ignore[return-value]
+    return hidden * keep

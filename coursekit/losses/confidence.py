@@ -1,0 +1,95 @@
+"""The confidence penalty (Pereyra et al. 2017): the NLL minus a multiple of the model's entropy.
+
+Label smoothing pulls the model towards the uniform distribution :math:`u` with
+the *forward* divergence: its extra term is, up to a constant,
+:math:`\\varepsilon\\,\\mathrm{KL}(u \\,\\|\\, p)`. The confidence penalty pulls with
+the *reverse* one, since :math:`-H(p) = \\mathrm{KL}(p \\,\\|\\, u) - \\log V`:
+
+.. math::
+
+    \\ell^{\\text{CP}}_t = \\ell_t - \\lambda_{\\text{conf}}\\, H(p_t)
+    = \\ell_t + \\lambda_{\\text{conf}}\\, \\mathrm{KL}(p_t \\,\\|\\, u) - \\lambda_{\\text{conf}} \\log V .
+
+It penalises confident output distributions whatever the target, and is 0 in
+its second term only for the uniform distribution.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from coursekit.losses._checks import (
+    require_choice,
+    require_float,
+    require_integer,
+    require_shape,
+    require_targets_in_range,
+)
+
+CONFIDENCE_REDUCTIONS = ("none", "sum", "mean")
+
+
+def confidence_penalty_nll(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    weight: float,
+    *,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """The NLL minus ``weight`` times the entropy of the model's distribution, per position.
+
+    .. math:: \\ell^{\\text{CP}}_t = -\\log p_{t,y_t} + \\lambda_{\\text{conf}} \\sum_{k=1}^{V} p_{t,k} \\log p_{t,k}
+
+    with :math:`\\lambda_{\\text{conf}}` = ``weight``. The value can be negative (down to
+    :math:`-\\lambda_{\\text{conf}} \\log V`). Reductions as :func:`coursekit.losses.label_smoothed_nll`:
+    ``"none"`` (0 where the target is ``ignore_index``), ``"sum"``, or ``"mean"`` over the
+    non-ignored positions (``nan`` if there are none, as PyTorch).
+
+    Args:
+        logits: unnormalised scores.
+        targets: class indices; ``ignore_index`` entries are skipped.
+        weight: :math:`\\lambda_{\\text{conf}} \\ge 0`; 0 gives the plain NLL.
+        ignore_index: target value that is skipped.
+        reduction: ``"none"``, ``"sum"`` or ``"mean"``.
+
+    Returns:
+        A scalar, or the shape of ``targets`` for ``"none"``.
+
+    Shapes:
+        logits: ``(..., V)``; targets: ``(...)``; result: ``()`` or ``(...)``.
+
+    Raises:
+        TypeError: ``logits`` not float, ``targets`` not integer, ``weight`` not a number.
+        ValueError: mismatched shapes, a target outside ``[0, V)`` that is not ``ignore_index``,
+            a negative ``weight``, or an unknown ``reduction``.
+
+    Example:
+        >>> logits = torch.tensor([[2.0, 0.0, 0.0]])
+        >>> confidence_penalty_nll(logits, torch.tensor([0]), 0.0)    # the plain NLL
+        tensor(0.2395)
+        >>> confidence_penalty_nll(logits, torch.tensor([0]), 0.5)    # minus half the entropy, 0.6657
+        tensor(-0.0932)
+    """
+    require_float("logits", logits)
+    require_integer("targets", targets)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+        raise TypeError(f"weight must be a number >= 0, got {type(weight).__name__}")
+    if not weight >= 0:
+        raise ValueError(f"weight must be a number >= 0, got {weight}")
+    require_choice("reduction", reduction, CONFIDENCE_REDUCTIONS)
+    if logits.dim() < 1:
+        raise ValueError(f"logits must have at least one dimension (..., V), got shape {tuple(logits.shape)}")
+    require_shape("targets", targets, logits.shape[:-1], "logits.shape[:-1]")
+    require_targets_in_range("targets", targets, logits.shape[-1], ignore_index)
+
+    ignored = targets == ignore_index
+    log_probs = torch.log_softmax(logits, dim=-1)
+    nll = -log_probs.gather(-1, targets.masked_fill(ignored, 0).unsqueeze(-1)).squeeze(-1)
+    negative_entropy = (log_probs.exp() * log_probs).sum(dim=-1)
+    losses = torch.where(ignored, torch.zeros_like(nll), nll + float(weight) * negative_entropy)
+    if reduction == "none":
+        return losses
+    if reduction == "sum":
+        return losses.sum()
+    return losses.sum() / (~ignored).sum().to(losses.dtype)

@@ -1,0 +1,113 @@
+"""The generalised Jensen-Shannon divergence of on-policy distillation (Agarwal et al. 2024).
+
+GKD measures, at every position, a divergence between the teacher's
+next-token distribution :math:`q` and the student's :math:`p` that
+interpolates between the two directions of the KL divergence: with
+:math:`m = \\lambda q + (1-\\lambda) p`,
+
+.. math::
+
+    \\operatorname{JSD}_{\\lambda}(q \\,\\|\\, p) = \\lambda\\, \\mathrm{KL}(q \\,\\|\\, m)
+    + (1-\\lambda)\\, \\mathrm{KL}(p \\,\\|\\, m),
+
+and, by convention (TRL's ``generalized_jsd_loss``, where :math:`\\lambda` is ``beta``),
+the forward divergence :math:`\\mathrm{KL}(q \\,\\|\\, p)` at :math:`\\lambda = 0` and the
+reverse one :math:`\\mathrm{KL}(p \\,\\|\\, q)` at :math:`\\lambda = 1` (the limits of the
+formula itself are 0; scaled by :math:`1/\\lambda` or :math:`1/(1-\\lambda)` they tend to
+these divergences). :math:`\\lambda = 1/2` is the Jensen-Shannon divergence.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from coursekit.losses.distillation import _prepare
+from coursekit.losses.nll import batch_loss
+
+
+def _kl(left_log: torch.Tensor, right_log: torch.Tensor) -> torch.Tensor:
+    """KL(left || right) over the last axis from log-probabilities; entries with left = 0 contribute 0."""
+    support = left_log > -math.inf
+    zeros = torch.zeros_like(left_log)
+    terms = left_log.exp() * (torch.where(support, left_log, zeros) - torch.where(support, right_log, zeros))
+    return terms.sum(dim=-1)
+
+
+def generalized_jsd(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    *,
+    beta: float = 0.5,
+    temperature: float = 1.0,
+    mask: torch.Tensor | None = None,
+    reduction: str = "token_mean",
+) -> torch.Tensor:
+    """Generalised JSD between the teacher's and the student's tempered distributions, per position.
+
+    With :math:`q = \\operatorname{softmax}(z^{T}/\\tau)`, :math:`p = \\operatorname{softmax}(z^{S}/\\tau)` and
+    :math:`\\lambda` = ``beta``:
+
+    * ``beta = 0``: :math:`\\mathrm{KL}(q \\,\\|\\, p)`, the forward divergence of word-level KD
+      (:func:`kd_loss` without its :math:`\\tau^2`);
+    * ``beta = 1``: :math:`\\mathrm{KL}(p \\,\\|\\, q)`, the reverse divergence;
+    * otherwise :math:`\\lambda\\,\\mathrm{KL}(q \\,\\|\\, m) + (1-\\lambda)\\,\\mathrm{KL}(p \\,\\|\\, m)` with
+      :math:`m = \\lambda q + (1-\\lambda) p`.
+
+    These are the values of TRL's ``GKDTrainer.generalized_jsd_loss`` per position (no
+    :math:`\\tau^2` factor). Gradients flow into both arguments; detach the teacher.
+
+    Args:
+        student_logits: the student's scores :math:`z^{S}`.
+        teacher_logits: the teacher's scores :math:`z^{T}`.
+        beta: :math:`\\lambda \\in [0, 1]`.
+        temperature: :math:`\\tau > 0`, applied to both.
+        mask: boolean, True on the positions that count; ``None`` counts all.
+        reduction: ``"token_mean"``, ``"sequence_mean"``, ``"sum"`` (as :func:`batch_loss`, the last
+            non-vocabulary axis being time) or ``"none"`` (per position, 0 where masked).
+
+    Returns:
+        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``.
+
+    Shapes:
+        student_logits, teacher_logits: ``(..., V)``; mask: ``(...)``; result: ``()`` or ``(...)``.
+
+    Raises:
+        TypeError: logits not float, ``mask`` not boolean, ``beta`` or ``temperature`` not a number.
+        ValueError: mismatched shapes, ``beta`` outside ``[0, 1]``, ``temperature <= 0``, unknown ``reduction``.
+
+    Example:
+        >>> teacher = torch.tensor([[2.0, 0.0, 0.0]])
+        >>> student = torch.zeros(1, 3)
+        >>> forward = generalized_jsd(student, teacher, beta=0.0)     # KL(q || p)
+        >>> reverse = generalized_jsd(student, teacher, beta=1.0)     # KL(p || q)
+        >>> round(float(forward), 4), round(float(reverse), 4)
+        (0.433, 0.4743)
+        >>> round(float(generalized_jsd(teacher.clone(), teacher, beta=0.5)), 6)  # equal distributions
+        0.0
+    """
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)):
+        raise TypeError(f"beta must be a number in [0, 1], got {type(beta).__name__}")
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must lie in [0, 1], got {beta}")
+    # the same validation and masking as kd_loss: masked positions are uniform on both sides
+    log_p, log_q, counted, _ = _prepare(student_logits, teacher_logits, temperature, mask, reduction)
+    if beta == 0.0:
+        per_position = _kl(log_q, log_p)
+    elif beta == 1.0:
+        per_position = _kl(log_p, log_q)
+    else:
+        log_m = torch.logsumexp(torch.stack([log_q + math.log(beta), log_p + math.log1p(-beta)]), dim=0)
+        per_position = beta * _kl(log_q, log_m) + (1.0 - beta) * _kl(log_p, log_m)
+    return reduce_positions(per_position, counted, reduction)
+
+
+def reduce_positions(per_position: torch.Tensor, counted: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Zero the uncounted positions of a per-position loss and reduce it as :func:`batch_loss` (or not, ``"none"``)."""
+    per_position = torch.where(counted, per_position, torch.zeros_like(per_position))
+    if reduction == "none":
+        return per_position
+    if per_position.dim() == 0:
+        per_position, counted = per_position.reshape(1), counted.reshape(1)
+    return batch_loss(per_position, counted, reduction=reduction)

@@ -1,0 +1,162 @@
+"""Distillation from a teacher's top-k entries: what storing only the k most probable tokens costs.
+
+Offline distillation stores the teacher's distribution for every training
+position. A full row costs :math:`V` numbers; keeping only the kept set
+:math:`\\mathcal{V}_{\\text{top}}` of the :math:`|\\mathcal{V}_{\\text{top}}|` most probable
+tokens, as (index, log-probability) pairs, costs far less, but the loss can then
+only be computed from those entries. Two ways are in use:
+
+* renormalise the kept probabilities, :math:`\\tilde q_k = q_k / \\sum_{j \\in \\mathcal{V}_{\\text{top}}} q_j`,
+  and sum the KL divergence over the kept set only;
+* keep one *tail* bucket on each side for the mass outside the kept set,
+  :math:`q_{\\text{rest}} = 1 - \\sum_{\\mathcal{V}_{\\text{top}}} q_k` and likewise :math:`p_{\\text{rest}}`.
+
+By the grouping property of the KL divergence the tail form is a lower bound of
+the full divergence; it misses exactly :math:`q_{\\text{rest}}` times the divergence
+between the two distributions *within* the rest.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from coursekit.losses._checks import (
+    require_choice,
+    require_float,
+    require_integer,
+    require_mask,
+    require_positive,
+    require_shape,
+)
+from coursekit.losses.jsd import reduce_positions
+
+TOP_K_REDUCTIONS = ("token_mean", "sequence_mean", "sum", "none")
+
+
+def top_k_teacher(teacher_logits: torch.Tensor, k: int, *, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's ``k`` most probable tokens at every position, as stored for offline distillation.
+
+    Args:
+        teacher_logits: the teacher's scores :math:`z^{T}`.
+        k: :math:`|\\mathcal{V}_{\\text{top}}|`, between 1 and :math:`V`.
+        temperature: :math:`\\tau > 0` of the stored distribution.
+
+    Returns:
+        ``(log_probs, indices)``: the log-probabilities of the kept tokens under the *full* tempered
+        softmax, :math:`\\log \\operatorname{softmax}(z^{T}/\\tau)_k`, in decreasing order, and their indices.
+
+    Shapes:
+        teacher_logits: ``(..., V)``; both results: ``(..., k)``.
+
+    Raises:
+        TypeError: ``teacher_logits`` not float or ``k`` not an int.
+        ValueError: ``k`` outside ``[1, V]`` or ``temperature <= 0``.
+
+    Example:
+        >>> log_probs, indices = top_k_teacher(torch.tensor([[0.0, 2.0, 1.0]]), 2)
+        >>> indices.tolist(), [round(v, 4) for v in log_probs.exp()[0].tolist()]
+        ([[1, 2]], [0.6652, 0.2447])
+    """
+    require_float("teacher_logits", teacher_logits)
+    if teacher_logits.dim() < 1:
+        raise ValueError(f"teacher_logits must have shape (..., V), got {tuple(teacher_logits.shape)}")
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"k must be an int, got {type(k).__name__}")
+    vocab = teacher_logits.shape[-1]
+    if not 1 <= k <= vocab:
+        raise ValueError(f"k must lie in [1, {vocab}] (V), got {k}")
+    temperature = require_positive("temperature", temperature)
+    log_probs = torch.log_softmax(teacher_logits.detach() / temperature, dim=-1)
+    return log_probs.topk(k, dim=-1)
+
+
+def top_k_kd_loss(
+    student_logits: torch.Tensor,
+    teacher_log_probs: torch.Tensor,
+    teacher_indices: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    tail: bool = True,
+    mask: torch.Tensor | None = None,
+    reduction: str = "token_mean",
+) -> torch.Tensor:
+    """:math:`\\tau^2` times the KL divergence from the teacher, computed from its stored top-k entries only.
+
+    With :math:`p = \\operatorname{softmax}(z^{S}/\\tau)` and the stored :math:`q_k`, :math:`k \\in \\mathcal{V}_{\\text{top}}`:
+
+    * ``tail=True``: :math:`\\tau^2 \\bigl(\\sum_{k \\in \\mathcal{V}_{\\text{top}}} q_k \\log \\frac{q_k}{p_k}
+      + q_{\\text{rest}} \\log \\frac{q_{\\text{rest}}}{p_{\\text{rest}}}\\bigr)`, never above :func:`kd_loss`;
+    * ``tail=False``: :math:`\\tau^2 \\sum_{k \\in \\mathcal{V}_{\\text{top}}} \\tilde q_k \\log \\frac{\\tilde q_k}{p_k}`
+      with the renormalised :math:`\\tilde q`; with one kept token this is the NLL of the teacher's top token.
+
+    With all :math:`V` entries kept both equal :func:`kd_loss`.
+
+    Args:
+        student_logits: the student's scores :math:`z^{S}`.
+        teacher_log_probs, teacher_indices: from :func:`top_k_teacher` (same temperature).
+        temperature: :math:`\\tau > 0`.
+        tail: keep the tail bucket (True) or renormalise over the kept set (False).
+        mask: boolean, True on the positions that count; ``None`` counts all.
+        reduction: ``"token_mean"``, ``"sequence_mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``.
+
+    Shapes:
+        student_logits: ``(..., V)``; teacher_log_probs, teacher_indices: ``(..., k)``; mask: ``(...)``.
+
+    Raises:
+        TypeError: bad dtypes.
+        ValueError: mismatched shapes, an index outside ``[0, V)``, ``temperature <= 0``, unknown ``reduction``.
+
+    Example:
+        >>> from coursekit.losses import kd_loss
+        >>> teacher = torch.tensor([[0.0, 2.0, 1.0]])
+        >>> student = torch.zeros(1, 3)
+        >>> stored = top_k_teacher(teacher, 3)
+        >>> full = kd_loss(student, teacher)
+        >>> bool(torch.isclose(top_k_kd_loss(student, *stored), full))          # every entry kept
+        True
+        >>> bool(top_k_kd_loss(student, *top_k_teacher(teacher, 1)) <= full)     # the tail form never exceeds it
+        True
+    """
+    require_float("student_logits", student_logits)
+    require_float("teacher_log_probs", teacher_log_probs)
+    require_integer("teacher_indices", teacher_indices)
+    if student_logits.dim() < 1:
+        raise ValueError(f"student_logits must have shape (..., V), got {tuple(student_logits.shape)}")
+    positions = student_logits.shape[:-1]
+    require_shape("teacher_indices", teacher_indices, teacher_log_probs.shape, "teacher_log_probs.shape")
+    if tuple(teacher_log_probs.shape[:-1]) != tuple(positions):
+        raise ValueError(f"teacher_log_probs must have shape {tuple(positions)} + (k,) (student_logits.shape[:-1]), "
+                         f"got {tuple(teacher_log_probs.shape)}")
+    vocab = student_logits.shape[-1]
+    if teacher_indices.numel() and (int(teacher_indices.min()) < 0 or int(teacher_indices.max()) >= vocab):
+        raise ValueError(f"teacher_indices must lie in [0, {vocab}), got {int(teacher_indices.max())}")
+    temperature = require_positive("temperature", temperature)
+    require_choice("reduction", reduction, TOP_K_REDUCTIONS)
+    if mask is None:
+        counted = torch.ones(positions, dtype=torch.bool, device=student_logits.device)
+    else:
+        counted = require_mask("mask", mask, positions, "student_logits.shape[:-1]")
+
+    log_p = torch.log_softmax(student_logits / temperature, dim=-1)
+    log_p_kept = log_p.gather(-1, teacher_indices)
+    log_q = teacher_log_probs.to(log_p.dtype)
+    q = log_q.exp()
+    if tail:
+        kept_terms = (q * (log_q - log_p_kept)).sum(dim=-1)
+        q_rest = (1.0 - q.sum(dim=-1)).clamp(min=0.0)
+        # log p_rest from the entries outside the kept set, not from 1 - sum (which can round to 0)
+        outside = torch.ones_like(log_p, dtype=torch.bool).scatter(-1, teacher_indices, False)
+        log_p_rest = torch.logsumexp(log_p.masked_fill(~outside, float("-inf")), dim=-1)
+        # no entry outside the kept set (k = V): no tail, whatever 1 - sum(q) rounds to
+        has_rest = (q_rest > 0) & outside.any(dim=-1)
+        safe_q_rest = torch.where(has_rest, q_rest, torch.ones_like(q_rest))
+        safe_log_p_rest = torch.where(has_rest, log_p_rest, torch.zeros_like(log_p_rest))
+        rest_term = torch.where(has_rest, q_rest * (safe_q_rest.log() - safe_log_p_rest), torch.zeros_like(q_rest))
+        per_position = kept_terms + rest_term
+    else:
+        log_q_renorm = log_q - torch.logsumexp(log_q, dim=-1, keepdim=True)
+        per_position = (log_q_renorm.exp() * (log_q_renorm - log_p_kept)).sum(dim=-1)
+    return reduce_positions(per_position * temperature**2, counted, reduction)

@@ -1,0 +1,120 @@
+"""generalized_jsd (GKD): against a NumPy definition of the generalised JSD, its endpoints, properties, gradcheck."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from coursekit.losses import generalized_jsd, kd_loss
+from tests.strategies import generator, gradcheck64, loss_settings, padded_batches, random_logits
+
+pytestmark = pytest.mark.losses
+
+betas = st.sampled_from([0.0, 0.1, 0.5, 0.9, 1.0])
+temperatures = st.sampled_from([0.5, 1.0, 2.0])
+
+
+def _numpy_jsd(student: np.ndarray, teacher: np.ndarray, beta: float, tau: float) -> np.ndarray:
+    """Per position, from probabilities: KL(q||p), KL(p||q) or beta KL(q||m) + (1-beta) KL(p||m)."""
+    def softmax(z):
+        e = np.exp(z / tau - (z / tau).max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    p, q = softmax(student), softmax(teacher)
+
+    def kl(a, b):
+        return (a * (np.log(a) - np.log(b))).sum(axis=-1)
+
+    if beta == 0.0:
+        return kl(q, p)
+    if beta == 1.0:
+        return kl(p, q)
+    m = beta * q + (1 - beta) * p
+    return beta * kl(q, m) + (1 - beta) * kl(p, m)
+
+
+@loss_settings
+@given(padded_batches(), betas, temperatures, st.integers(0, 2**31 - 1))
+def test_generalized_jsd_matches_the_numpy_definition_per_position(batch, beta, tau, seed):
+    teacher = random_logits(tuple(batch.logits.shape), seed=seed, dtype=batch.dtype)
+    expected = _numpy_jsd(batch.logits.double().numpy(), teacher.double().numpy(), beta, tau)
+    expected = np.where(batch.mask.numpy(), expected, 0.0)
+    got = generalized_jsd(batch.logits, teacher, beta=beta, temperature=tau, mask=batch.mask, reduction="none")
+    assert got.dtype == batch.dtype
+    np.testing.assert_allclose(got.double().numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+@loss_settings
+@given(padded_batches(require_one_token=True, dtypes=st.just(torch.float64)), temperatures, st.integers(0, 2**31 - 1))
+def test_beta_zero_is_kd_loss_without_tau_squared_and_interior_values_are_bounded(batch, tau, seed):
+    teacher = random_logits(tuple(batch.logits.shape), seed=seed)
+    forward = generalized_jsd(batch.logits, teacher, beta=0.0, temperature=tau, mask=batch.mask)
+    torch.testing.assert_close(forward, kd_loss(batch.logits, teacher, temperature=tau, mask=batch.mask) / tau**2)
+    # the generalised JSD is bounded by the entropy of the mixture weights: h(beta) <= log 2
+    half = generalized_jsd(batch.logits, teacher, beta=0.5, temperature=tau, mask=batch.mask, reduction="none")
+    assert bool((half >= -1e-12).all()) and bool((half <= np.log(2) + 1e-12).all())
+
+
+def test_equal_distributions_give_zero_and_the_divergence_is_symmetric_at_one_half():
+    student = torch.randn(3, 4, 6, generator=generator(0), dtype=torch.float64)
+    teacher = torch.randn(3, 4, 6, generator=generator(1), dtype=torch.float64)
+    for beta in (0.0, 0.3, 1.0):
+        assert float(generalized_jsd(student, student.clone(), beta=beta)) == pytest.approx(0.0, abs=1e-12)
+    torch.testing.assert_close(generalized_jsd(student, teacher, beta=0.5), generalized_jsd(teacher, student, beta=0.5))
+    # swapping the roles turns forward into reverse
+    torch.testing.assert_close(generalized_jsd(student, teacher, beta=0.0), generalized_jsd(teacher, student, beta=1.0))
+
+
+def test_masked_positions_reach_neither_value_nor_gradient():
+    student = torch.randn(2, 3, 5, generator=generator(2), dtype=torch.float64, requires_grad=True)
+    teacher = torch.randn(2, 3, 5, generator=generator(3), dtype=torch.float64)
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    poisoned = teacher.masked_fill(~mask.unsqueeze(-1), float("nan"))
+    value = generalized_jsd(student, poisoned, beta=0.3, mask=mask, reduction="sum")
+    (grad,) = torch.autograd.grad(value, student)
+    assert torch.isfinite(value) and bool((grad[~mask] == 0).all())
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.4, 1.0])
+def test_gradcheck_generalized_jsd(beta):
+    student = torch.randn(2, 3, 4, generator=generator(4), dtype=torch.float64, requires_grad=True)
+    teacher = torch.randn(2, 3, 4, generator=generator(5), dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    assert gradcheck64(lambda s, t: generalized_jsd(s, t, beta=beta, temperature=1.5, mask=mask), (student, teacher))
+
+
+@pytest.mark.ecosystem
+def test_matches_trls_gkd_trainer_generalized_jsd_loss():
+    # TRL's static method is called as it is (TRL is a test dependency, pinned in requirements.lock)
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    from trl.experimental.gkd.gkd_trainer import GKDTrainer
+
+    student = torch.randn(2, 3, 7, generator=generator(6), dtype=torch.float64)
+    teacher = torch.randn(2, 3, 7, generator=generator(7), dtype=torch.float64)
+    labels = torch.tensor([[1, 2, -100], [3, -100, -100]])
+    for beta in (0.0, 0.1, 0.5, 1.0):
+        theirs = GKDTrainer.generalized_jsd_loss(student, teacher, labels=labels, beta=beta, temperature=2.0)
+        ours = generalized_jsd(student, teacher, beta=beta, temperature=2.0, mask=labels != -100)
+        torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "name"),
+    [
+        ({"beta": 1.5}, ValueError, "beta"),
+        ({"beta": "a"}, TypeError, "beta"),
+        ({"temperature": 0.0}, ValueError, "temperature"),
+        ({"reduction": "mean"}, ValueError, "reduction"),
+        ({"teacher_logits": torch.zeros(2, 4)}, ValueError, "teacher_logits"),
+        ({"mask": torch.ones(2)}, TypeError, "mask"),
+    ],
+)
+def test_bad_arguments_raise_naming_them(kwargs, error, name):
+    arguments = {"student_logits": torch.zeros(2, 3), "teacher_logits": torch.zeros(2, 3), **kwargs}
+    with pytest.raises(error, match=name):
+        generalized_jsd(**arguments)

@@ -1,0 +1,106 @@
+"""top_k_teacher and top_k_kd_loss: against kd_loss when all entries are kept, the grouping bound, gradcheck."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from coursekit.losses import kd_loss, token_nll, top_k_kd_loss, top_k_teacher
+from tests.strategies import generator, gradcheck64, loss_settings, padded_batches, random_logits
+
+pytestmark = pytest.mark.losses
+
+temperatures = st.sampled_from([0.5, 1.0, 2.0])
+
+
+def _numpy_top_k(student: np.ndarray, teacher: np.ndarray, k: int, tau: float, tail: bool) -> np.ndarray:
+    def log_softmax(z):
+        z = z / tau
+        return z - np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)) - z.max(-1, keepdims=True)
+
+    log_p, log_q = log_softmax(student), log_softmax(teacher)
+    out = np.zeros(student.shape[:-1])
+    for index in np.ndindex(*student.shape[:-1]):
+        kept = np.argsort(-log_q[index], kind="stable")[:k]
+        q, p = np.exp(log_q[index][kept]), np.exp(log_p[index][kept])
+        if tail:
+            rest_q, rest_p = 1 - q.sum(), 1 - p.sum()
+            out[index] = (q * np.log(q / p)).sum() + (rest_q * np.log(rest_q / rest_p) if k < len(log_q[index]) else 0)
+        else:
+            qt = q / q.sum()
+            out[index] = (qt * np.log(qt / p)).sum()
+    return out * tau**2
+
+
+@loss_settings
+@given(padded_batches(min_vocab=3, dtypes=st.just(torch.float64)), temperatures, st.booleans(), st.data())
+def test_top_k_kd_loss_matches_the_numpy_definition(batch, tau, tail, data):
+    teacher = random_logits(tuple(batch.logits.shape), seed=data.draw(st.integers(0, 2**31 - 1)))
+    k = data.draw(st.integers(1, batch.shape[2]))
+    stored = top_k_teacher(teacher, k, temperature=tau)
+    got = top_k_kd_loss(batch.logits, *stored, temperature=tau, tail=tail, mask=batch.mask, reduction="none")
+    expected = np.where(batch.mask.numpy(), _numpy_top_k(batch.logits.numpy(), teacher.numpy(), k, tau, tail), 0.0)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6, atol=1e-8)
+
+
+@loss_settings
+@given(padded_batches(require_one_token=True, dtypes=st.just(torch.float64)), temperatures, st.data())
+def test_all_entries_kept_is_kd_loss_and_the_tail_form_never_exceeds_it(batch, tau, data):
+    teacher = random_logits(tuple(batch.logits.shape), seed=data.draw(st.integers(0, 2**31 - 1)))
+    full = kd_loss(batch.logits, teacher, temperature=tau, mask=batch.mask, reduction="none")
+    everything = top_k_teacher(teacher, batch.shape[2], temperature=tau)
+    for tail in (True, False):
+        torch.testing.assert_close(top_k_kd_loss(batch.logits, *everything, temperature=tau, tail=tail,
+                                                 mask=batch.mask, reduction="none"), full)
+    for k in range(1, batch.shape[2]):
+        partial = top_k_kd_loss(batch.logits, *top_k_teacher(teacher, k, temperature=tau), temperature=tau,
+                                mask=batch.mask, reduction="none")
+        assert bool((partial <= full + 1e-10).all())
+
+
+def test_one_kept_token_renormalised_is_the_nll_of_the_teachers_top_token():
+    student = torch.randn(4, 5, 9, generator=generator(0), dtype=torch.float64)
+    teacher = torch.randn(4, 5, 9, generator=generator(1), dtype=torch.float64)
+    got = top_k_kd_loss(student, *top_k_teacher(teacher, 1), tail=False, reduction="none")
+    torch.testing.assert_close(got, token_nll(student, teacher.argmax(-1)))
+
+
+def test_top_k_teacher_keeps_the_largest_full_softmax_log_probabilities():
+    teacher = torch.tensor([[0.5, 3.0, -1.0, 2.0]])
+    log_probs, indices = top_k_teacher(teacher, 2, temperature=2.0)
+    assert indices.tolist() == [[1, 3]]
+    torch.testing.assert_close(log_probs, torch.log_softmax(teacher / 2.0, -1)[:, [1, 3]])
+    # exp([1.5, 1.0]) / sum(exp([0.25, 1.5, -0.5, 1.0])) = 7.200 / 9.090
+    assert math.isclose(float(log_probs.exp().sum()), 0.7921, abs_tol=1e-4)
+
+
+@pytest.mark.parametrize("tail", [True, False])
+def test_gradcheck_top_k_kd_loss(tail):
+    student = torch.randn(2, 3, 6, generator=generator(2), dtype=torch.float64, requires_grad=True)
+    teacher = torch.randn(2, 3, 6, generator=generator(3), dtype=torch.float64)
+    stored = top_k_teacher(teacher, 3, temperature=1.5)
+    mask = torch.tensor([[True, False, True], [True, True, True]])
+    assert gradcheck64(lambda s: top_k_kd_loss(s, *stored, temperature=1.5, tail=tail, mask=mask), (student,))
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "name"),
+    [
+        (lambda: top_k_teacher(torch.zeros(2, 3), 4), ValueError, "k"),
+        (lambda: top_k_teacher(torch.zeros(2, 3), 1.0), TypeError, "k"),
+        (lambda: top_k_teacher(torch.zeros(2, 3), 2, temperature=-1.0), ValueError, "temperature"),
+        (lambda: top_k_kd_loss(torch.zeros(2, 3), torch.zeros(2, 2), torch.tensor([[0, 3], [0, 1]])),
+         ValueError, "teacher_indices"),
+        (lambda: top_k_kd_loss(torch.zeros(2, 3), torch.zeros(3, 2), torch.zeros(3, 2, dtype=torch.long)),
+         ValueError, "teacher_log_probs"),
+        (lambda: top_k_kd_loss(torch.zeros(2, 3), torch.zeros(2, 2), torch.zeros(2, 2)), TypeError, "teacher_indices"),
+    ],
+)
+def test_bad_arguments_raise_naming_them(call, error, name):
+    with pytest.raises(error, match=name):
+        call()

@@ -2,6 +2,8 @@
 
 BLEU and chrF come from ``sacrebleu``, the standard implementation, so the
 numbers are comparable with published ones; nothing here re-implements them.
+:func:`paired_bootstrap` tests whether one system's per-sentence scores beat
+another's on the same test set (Koehn, 2004).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from coursekit.data._checks import require_int, require_one_of
+from coursekit.data._checks import require_int, require_number, require_one_of, require_seed
 from coursekit.data.batching import lm_batch, pad_batch
 from coursekit.data.frames import FRAME_BLANK, FrameExample, frame_batch
 from coursekit.data.vocab import Vocab
@@ -297,3 +299,91 @@ def evaluate_translation(model: nn.Module, pairs: Sequence[tuple[str, str]], src
     references = [r for _, r in pairs]
     return TranslationScores(exact_match=exact_match(hypotheses, references), bleu=bleu(hypotheses, references),
                              chrf=chrf(hypotheses, references), hypotheses=hypotheses)
+
+
+@dataclass(frozen=True)
+class PairedBootstrap:
+    """The result of :func:`paired_bootstrap`.
+
+    Attributes:
+        difference: mean score of system A minus mean score of system B on the whole test set.
+        p_value: the fraction of resampled test sets on which A does not beat B.
+        interval: the central ``confidence`` percentile interval of the resampled differences.
+        num_resamples: how many test sets were resampled (:math:`I`).
+    """
+
+    difference: float
+    p_value: float
+    interval: tuple[float, float]
+    num_resamples: int
+
+
+def paired_bootstrap(scores_a: Sequence[float], scores_b: Sequence[float], *, num_resamples: int = 1000,
+                     seed: int = 0, confidence: float = 0.95) -> PairedBootstrap:
+    """Koehn's (2004) paired bootstrap test: does system A beat system B on this test set?
+
+    Draw :math:`I` test sets of the same size from the sentences, with replacement, the
+    same sentences for both systems (that is the pairing), and count how often A's mean
+    score fails to beat B's:
+
+    .. math::
+
+        \\text{p-value} = \\frac{1}{I} \\sum_{i=1}^{I}
+        \\Bigl[\\frac{1}{n} \\sum_{j=1}^{n} \\bigl(a_{n^{(i)}_j} - b_{n^{(i)}_j}\\bigr) \\le 0\\Bigr]
+
+    with :math:`n^{(i)}_1, \\dots, n^{(i)}_n` drawn uniformly from the :math:`n` sentences.
+    A small p-value says that A's advantage would survive another draw of test sentences
+    like these; it says nothing about another training run of either system. The score of
+    a sentence is any number whose mean is the test-set metric (1.0 or 0.0 for exact match).
+
+    Args:
+        scores_a, scores_b: the per-sentence scores of the two systems, in the same sentence order.
+        num_resamples: :math:`I`, the number of resampled test sets (Koehn used 1000).
+        seed: seeds the resampling, so the result is reproducible.
+        confidence: the coverage of ``interval``, in ``(0, 1)``.
+
+    Returns:
+        A :class:`PairedBootstrap`.
+
+    Shapes:
+        scores_a, scores_b: ``(n,)`` with ``n >= 1``.
+
+    Raises:
+        ValueError: empty or unequal score lists, a score that is not finite, ``num_resamples < 1``,
+            a negative seed, ``confidence`` outside ``(0, 1)``.
+
+    Example:
+        >>> a = [1.0] * 90 + [0.0] * 10        # system A: 90 of 100 sentences right
+        >>> b = [1.0] * 80 + [0.0] * 20        # system B: 80, all of them among A's 90
+        >>> result = paired_bootstrap(a, b)
+        >>> round(result.difference, 2), result.p_value
+        (0.1, 0.0)
+        >>> paired_bootstrap(b, a).p_value
+        1.0
+    """
+    require_int("num_resamples", num_resamples, minimum=1)
+    require_seed("seed", seed)
+    require_number("confidence", confidence, low=0.0, low_inclusive=False)
+    if not confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    if len(scores_a) == 0:
+        raise ValueError("scores_a must hold at least one score, got an empty sequence")
+    if len(scores_b) != len(scores_a):
+        raise ValueError(
+            f"scores_b must have one score per sentence of scores_a ({len(scores_a)}), got {len(scores_b)}"
+        )
+    per_sentence = torch.as_tensor([float(x) for x in scores_a], dtype=torch.float64) - torch.as_tensor(
+        [float(x) for x in scores_b], dtype=torch.float64)
+    if not bool(torch.isfinite(per_sentence).all()):
+        raise ValueError("scores_a and scores_b must hold finite numbers only")
+    # [book ch11 excerpt start] chapter 11 shows the lines from here to the end marker.
+    n = per_sentence.numel()  # per_sentence[k]: score of A minus score of B on sentence k
+    generator = torch.Generator().manual_seed(seed)
+    draws = torch.randint(0, n, (num_resamples, n), generator=generator)  # I test sets of n sentences
+    resampled = per_sentence[draws].mean(dim=1)  # A's mean minus B's mean on each test set
+    p_value = float((resampled <= 0).double().mean())  # how often A fails to beat B
+    tail = (1 - confidence) / 2
+    low, high = torch.quantile(resampled, torch.tensor([tail, 1 - tail], dtype=torch.float64)).tolist()
+    # [book ch11 excerpt end]
+    return PairedBootstrap(difference=float(per_sentence.mean()), p_value=p_value, interval=(low, high),
+                           num_resamples=num_resamples)

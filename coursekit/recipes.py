@@ -178,11 +178,13 @@ def train_transformer_lm(*, seed: int = 0, size: str = "teacher", positions: str
 def train_translator(*, seed: int = 0, size: str = "teacher", epochs: int = 6, batch_size: int = 32,
                      lr: float = 5e-3, pairs: Sequence[tuple[Sequence[int], Sequence[int]]] | None = None,
                      target_noise: float = 0.0, objective: ObjectiveFn | None = None,
-                     progress: bool | None = None) -> Trained:
+                     progress: bool | None = None, data_seed: int | None = None) -> Trained:
     """Train the encoder-decoder on number words -> digits.
 
     Args:
         seed: data, initialisation and batching seed.
+        data_seed: the seed of the task's splits and vocabularies, if it differs from ``seed``;
+            several training seeds on one data set (as a comparison of methods needs) keep it fixed.
         size: ``"teacher"`` or ``"student"``.
         pairs: training id pairs (default: the task's training split); pass teacher outputs for
             sequence-level distillation.
@@ -194,7 +196,7 @@ def train_translator(*, seed: int = 0, size: str = "teacher", epochs: int = 6, b
     """
     require_one_of("size", size, ("teacher", "student"))
     require_int("epochs", epochs, minimum=1)
-    data = translation_data(seed, target_noise)
+    data = translation_data(seed if data_seed is None else data_seed, target_noise)
     train_pairs = list(pairs) if pairs is not None else data.train
     if not train_pairs:
         raise ValueError("pairs must hold at least one pair, got an empty sequence")

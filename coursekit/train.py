@@ -16,15 +16,17 @@ so accumulating ``M`` micro-batches gives exactly the gradient of one large batc
 give 12 / 10 = 1.2, not (2 + 1) / 2 = 1.5).
 
 Ready-made objectives: :func:`lm_objective`, :func:`seq2seq_objective`,
-:func:`label_smoothing_objective`, :func:`word_kd_objective` (token-level
-knowledge distillation), :class:`ScheduledSamplingObjective`, :func:`ctc_objective`,
-:func:`mrt_objective`, :func:`reinforce_objective`,
-:class:`TBPTTObjective` (truncated backpropagation through time),
+:func:`label_smoothing_objective`, :func:`z_loss_objective` (PaLM's z-loss),
+:func:`word_kd_objective` (token-level knowledge distillation), :class:`ScheduledSamplingObjective`,
+:func:`ctc_objective`, :func:`mrt_objective`, :func:`reinforce_objective`, :func:`preference_objective`
+(DPO and SimPO on pairs of batches), :class:`TBPTTObjective` (truncated backpropagation through time),
 :class:`TBPTTWindowObjective` (TBPTT with separate cut and look-back lengths,
 optionally resetting the state at document boundaries) and
-:func:`on_policy_kd_objective` (distillation on the student's own outputs). Sequence-level
-distillation needs no objective of its own: train with :func:`seq2seq_objective`
-on the teacher's outputs (:mod:`coursekit.models.distillation`).
+:func:`on_policy_kd_objective` (distillation on the student's own outputs).
+:func:`sample_group` and :func:`token_log_probs` give GRPO's groups of sampled
+responses and their per-token log-probabilities. Sequence-level distillation needs
+no objective of its own: train with :func:`seq2seq_objective` on the teacher's
+outputs (:mod:`coursekit.models.distillation`).
 """
 
 from __future__ import annotations
@@ -42,12 +44,23 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from coursekit.data._checks import require_int, require_number, require_seed
+from coursekit.data._checks import require_int, require_number, require_one_of, require_seed
 from coursekit.data.batching import LMBatch, Seq2SeqBatch, TBPTTWindow, seq2seq_batch
 from coursekit.data.vocab import EOS_ID
-from coursekit.losses import batch_loss, generalized_jsd, kd_loss, label_smoothed_nll, mrt_risk, reinforce_loss, token_nll
+from coursekit.losses import (
+    batch_loss,
+    dpo_loss,
+    dpo_rewards,
+    generalized_jsd,
+    kd_loss,
+    label_smoothed_nll,
+    mrt_risk,
+    reinforce_loss,
+    simpo_loss,
+    token_nll,
+    z_loss,
+)
 from coursekit.models.rnn import detach_hidden
-from coursekit.data._checks import require_one_of
 from coursekit.data.frames import FRAME_BLANK, FrameBatch
 from coursekit.losses.ctc import ctc_loss
 from coursekit.losses.risk import leave_one_out_baseline
@@ -276,6 +289,39 @@ def label_smoothing_objective(epsilon: float, *, variant: str = "pytorch") -> Ob
     return objective
 
 
+def z_loss_objective(weight: float) -> ObjectiveFn:
+    """Token-level NLL plus ``weight`` times the z-loss of every counted token, normalised per token.
+
+    .. math::
+
+        \\ell_t + \\lambda_z (\\log Z_t)^2, \\qquad Z_t = \\sum_k e^{z_{t,k}},
+
+    PaLM's auxiliary loss (:func:`coursekit.losses.z_loss`), whose weight there is
+    :math:`\\lambda_z = 10^{-4}`. ``weight=0`` is :func:`lm_objective`.
+
+    Raises:
+        ValueError: ``weight`` is negative.
+
+    Example:
+        >>> from coursekit.data import lm_batch
+        >>> from coursekit.models import RNNLM
+        >>> with seeded(0):
+        ...     model = RNNLM(vocab_size=8, embed_dim=8, hidden_size=8)
+        >>> batch = lm_batch([[4, 5, 6]])
+        >>> plain, penalised = lm_objective()(model, batch), z_loss_objective(0.5)(model, batch)
+        >>> bool(penalised.loss_sum > plain.loss_sum), penalised.count == plain.count
+        (True, True)
+    """
+    require_number("weight", weight, low=0.0)
+
+    def objective(model: nn.Module, batch: LMBatch | Seq2SeqBatch) -> Objective:
+        logits, targets, mask = _logits(model, batch)
+        losses = token_nll(logits, targets) + weight * z_loss(logits).to(logits.dtype)
+        return Objective(batch_loss(losses, mask, reduction="sum"), float(mask.sum()))
+
+    return objective
+
+
 def word_kd_objective(teacher: nn.Module, *, temperature: float = 1.0, alpha: float = 0.5) -> ObjectiveFn:
     """Word-level distillation: ``alpha * kd_loss(student, teacher) + (1 - alpha) * NLL``, per token.
 
@@ -382,9 +428,9 @@ def ctc_objective(*, blank: int = FRAME_BLANK) -> ObjectiveFn:
     return objective
 
 
-def _sampled_candidates(model: nn.Module, batch: Seq2SeqBatch, num_samples: int, max_len: int,
-                        generator: torch.Generator) -> tuple[list[list[int]], torch.Tensor]:
-    """Sample ``num_samples`` outputs per source, and their differentiable log-probabilities ``(B, K)``."""
+def _sample_forced(model: nn.Module, batch: Seq2SeqBatch, num_samples: int, max_len: int,
+                   generator: torch.Generator) -> tuple[list[list[int]], Seq2SeqBatch, torch.Tensor]:
+    """Sample ``num_samples`` outputs per source; return them, their teacher-forced batch and its mask."""
     was_training = model.training
     model.eval()
     result = model.sample(batch.src, batch.src_lengths, num_samples=num_samples, max_len=max_len,
@@ -400,8 +446,147 @@ def _sampled_candidates(model: nn.Module, batch: Seq2SeqBatch, num_samples: int,
     cut = torch.tensor([not (seq and seq[-1] == EOS_ID) for seq in flat])
     rows = torch.nonzero(cut).flatten()
     mask[rows, forced.tgt_lengths[rows] - 1] = False
+    return flat, forced, mask
+
+
+def _sampled_candidates(model: nn.Module, batch: Seq2SeqBatch, num_samples: int, max_len: int,
+                        generator: torch.Generator) -> tuple[list[list[int]], torch.Tensor]:
+    """Sample ``num_samples`` outputs per source, and their differentiable log-probabilities ``(B, K)``."""
+    flat, forced, mask = _sample_forced(model, batch, num_samples, max_len, generator)
     log_probs = model.sequence_log_probs(forced.src, forced.src_lengths, forced.tgt_in, forced.tgt_out, mask)
     return flat, log_probs.view(-1, num_samples)
+
+
+@dataclass(frozen=True)
+class SampledGroup:
+    """A group of sampled responses per source, ready to be scored token by token.
+
+    Attributes:
+        responses: the sampled token ids, ``<eos>`` removed; source ``b``'s samples are
+            rows ``b * group_size`` to ``(b + 1) * group_size - 1``.
+        batch: the teacher-forced batch of the responses (targets ``response <eos>``).
+        mask: ``batch.tgt_mask`` without the last position of a response cut at ``max_len``
+            (it has no ``<eos>`` to score).
+        group_size: :math:`G`, responses per source.
+    """
+
+    responses: list[list[int]]
+    batch: Seq2SeqBatch
+    mask: torch.Tensor
+    group_size: int
+
+
+def sample_group(model: nn.Module, batch: Seq2SeqBatch, *, group_size: int, max_len: int = 20,
+                 seed: int = 0) -> SampledGroup:
+    """Sample ``group_size`` responses per source of ``batch`` from a translation model (GRPO's group).
+
+    Raises:
+        ValueError: ``group_size < 1``, ``max_len < 1`` or a negative seed.
+
+    Example:
+        >>> from coursekit.models import Seq2Seq
+        >>> with seeded(0):
+        ...     model = Seq2Seq(8, 8, embed_dim=4, hidden_size=8)
+        >>> group = sample_group(model, seq2seq_batch([([4, 5], [6])]), group_size=3, max_len=4, seed=0)
+        >>> len(group.responses), tuple(group.mask.shape)[0]
+        (3, 3)
+    """
+    require_int("group_size", group_size, minimum=1)
+    require_int("max_len", max_len, minimum=1)
+    generator = torch.Generator().manual_seed(require_seed("seed", seed))
+    flat, forced, mask = _sample_forced(model, batch, group_size, max_len, generator)
+    return SampledGroup(responses=[_strip_eos(seq) for seq in flat], batch=forced, mask=mask, group_size=group_size)
+
+
+def token_log_probs(model: nn.Module, group: SampledGroup) -> torch.Tensor:
+    """:math:`\\log p_\\theta(o_{i,t} \\mid x, o_{i,<t})` of every token of a :class:`SampledGroup`, 0 where masked.
+
+    Differentiable; call it under ``torch.no_grad()`` for the frozen old and reference policies.
+
+    Shapes:
+        result: ``(B * G, T)``, the shape of ``group.mask``.
+    """
+    batch = group.batch
+    logits = model(batch.src, batch.src_lengths, batch.tgt_in)
+    return (-token_nll(logits, batch.tgt_out)).masked_fill(~group.mask, 0.0)
+
+
+PREFERENCE_LOSSES = ("dpo", "simpo")
+
+
+def preference_objective(reference: nn.Module | None, *, loss: str = "dpo", beta: float = 0.1, gamma: float = 0.5,
+                         log: list[dict[str, float]] | None = None) -> ObjectiveFn:
+    """DPO or SimPO on ``(chosen, rejected)`` pairs of translation batches, normalised per pair.
+
+    Each batch is a tuple ``(chosen, rejected)`` of :class:`~coursekit.data.Seq2SeqBatch`
+    with the same sources in the same order. The sequence log-probabilities are the
+    teacher-forced sums over the response tokens (``<eos>`` included); DPO
+    (:func:`coursekit.losses.dpo_loss`) compares them with those of the frozen
+    ``reference``, SimPO (:func:`coursekit.losses.simpo_loss`) divides them by the
+    response lengths and uses no reference.
+
+    Args:
+        reference: the frozen reference model for DPO (put in eval mode, never trained); ``None`` for SimPO.
+        loss: ``"dpo"`` or ``"simpo"``.
+        beta: :math:`\\beta > 0` of the chosen loss.
+        gamma: SimPO's target margin :math:`\\gamma` (ignored by DPO).
+        log: if given, every call appends the batch's mean implicit rewards of the chosen and
+            the rejected responses (DPO: :math:`\\beta \\log p_\\theta / p_{\\text{ref}}`; SimPO:
+            :math:`\\beta \\log p_\\theta / \\lvert y \\rvert`), their mean margin, the fraction
+            of pairs whose chosen reward is the larger (``"accuracy"``) and the mean loss.
+
+    Raises:
+        ValueError: an unknown ``loss``, DPO without a reference, SimPO with one, ``beta <= 0``.
+
+    Example:
+        >>> import copy
+        >>> from coursekit.models import Seq2Seq
+        >>> with seeded(0):
+        ...     model = Seq2Seq(8, 8, embed_dim=4, hidden_size=8)
+        >>> pair = (seq2seq_batch([([4, 5], [6])]), seq2seq_batch([([4, 5], [7, 6])]))
+        >>> out = preference_objective(copy.deepcopy(model))(model, pair)   # policy = reference: ln 2
+        >>> round(out.loss_sum.item(), 4), out.count
+        (0.6931, 1.0)
+    """
+    require_one_of("loss", loss, PREFERENCE_LOSSES)
+    require_number("beta", beta, low=0.0, low_inclusive=False)
+    require_number("gamma", gamma)
+    if loss == "dpo" and reference is None:
+        raise ValueError("loss='dpo' needs the frozen reference model, got reference=None")
+    if loss == "simpo" and reference is not None:
+        raise ValueError("loss='simpo' uses no reference model; pass reference=None")
+    if reference is not None:
+        reference.eval()
+
+    def objective(model: nn.Module, batch: tuple[Seq2SeqBatch, Seq2SeqBatch]) -> Objective:
+        chosen, rejected = batch
+        chosen_logps, rejected_logps = _sequence_log_probs(model, chosen), _sequence_log_probs(model, rejected)
+        if loss == "dpo":
+            assert reference is not None
+            with torch.no_grad():
+                ref_chosen = _sequence_log_probs(reference, chosen)
+                ref_rejected = _sequence_log_probs(reference, rejected)
+            losses = dpo_loss(chosen_logps, rejected_logps, ref_chosen, ref_rejected, beta=beta, reduction="none")
+            rewards = dpo_rewards(chosen_logps.detach(), rejected_logps.detach(), ref_chosen, ref_rejected, beta=beta)
+            chosen_reward, rejected_reward = rewards.chosen, rewards.rejected
+        else:
+            chosen_len, rejected_len = chosen.tgt_mask.sum(dim=1), rejected.tgt_mask.sum(dim=1)
+            losses = simpo_loss(chosen_logps, rejected_logps, chosen_len, rejected_len, beta=beta, gamma=gamma,
+                                reduction="none")
+            chosen_reward = beta * chosen_logps.detach() / chosen_len
+            rejected_reward = beta * rejected_logps.detach() / rejected_len
+        if log is not None:
+            log.append({"chosen": float(chosen_reward.mean()), "rejected": float(rejected_reward.mean()),
+                        "margin": float((chosen_reward - rejected_reward).mean()),
+                        "accuracy": float((chosen_reward > rejected_reward).double().mean()),
+                        "loss": float(losses.detach().mean())})
+        return Objective(losses.sum(), float(losses.numel()))
+
+    return objective
+
+
+def _sequence_log_probs(model: nn.Module, batch: Seq2SeqBatch) -> torch.Tensor:
+    return model.sequence_log_probs(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, batch.tgt_mask)
 
 
 def mrt_objective(cost: Callable[[list[int], list[int]], float], *, num_samples: int = 4, alpha: float = 1.0,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
-from coursekit.data import number_to_digits, number_to_words, translation_task
+from coursekit.data import number_to_digits, number_to_words, one_digit_edit, preference_pairs, translation_task
 
 pytestmark = pytest.mark.models
 
@@ -65,3 +67,42 @@ def test_number_out_of_range_raises():
         number_to_words(10000)
     with pytest.raises(ValueError, match="number"):
         number_to_words(-1)
+
+
+# --- preference pairs ----------------------------------------------------------------------
+
+def test_one_digit_edits_change_the_number_and_the_length_as_named():
+    rng = random.Random(5)
+    for target in ("3 0 1 2", "7 5", "9 9 9"):
+        digits = target.split()
+        for edit, length_change in (("substitute", 0), ("insert", 1), ("delete", -1)):
+            edited = one_digit_edit(target, edit, rng)
+            assert edited != target and all(d in "0123456789" for d in edited.split())
+            assert len(edited.split()) == len(digits) + length_change
+            if edit == "substitute":
+                assert sum(a != b for a, b in zip(edited.split(), digits)) == 1
+
+
+@pytest.mark.parametrize(
+    ("target", "edit", "message"),
+    [("1 2", "swap", "edit"), ("", "insert", "target must hold at least one digit"),
+     ("7", "delete", "needs a target of two digits or more")],
+)
+def test_one_digit_edit_rejects_bad_arguments(target, edit, message):
+    with pytest.raises(ValueError, match=message):
+        one_digit_edit(target, edit, random.Random(0))
+
+
+def test_preference_pairs_choose_the_reference_and_cycle_through_the_edits():
+    task = translation_task(seed=0, num_train=30, num_valid=1, num_test=1, num_ood=1)
+    pairs = preference_pairs(task.train, seed=2)
+    assert [p.chosen for p in pairs] == [t for _, t in task.train]
+    assert [p.source for p in pairs] == [s for s, _ in task.train]
+    expected = ["substitute", "insert", "delete"] * 10
+    for pair, edit in zip(pairs, expected):
+        want = "insert" if edit == "delete" and len(pair.chosen.split()) == 1 else edit
+        assert pair.edit == want and pair.rejected != pair.chosen
+    assert preference_pairs(task.train, seed=2) == pairs
+    assert preference_pairs(task.train, seed=3) != pairs
+    with pytest.raises(ValueError, match="pairs must hold at least one"):
+        preference_pairs([])

@@ -10,7 +10,16 @@ import torch
 import torch.nn.functional as F
 
 from coursekit.data import lm_batch
-from coursekit.evaluation import bleu, chrf, evaluate_lm, evaluate_translation, exact_match, lm_scores, translate
+from coursekit.evaluation import (
+    bleu,
+    chrf,
+    evaluate_lm,
+    evaluate_translation,
+    exact_match,
+    lm_scores,
+    paired_bootstrap,
+    translate,
+)
 from coursekit.models import RNNLM, load_checkpoint, shipped_checkpoint
 from coursekit.recipes import translation_data
 from coursekit.train import seeded
@@ -85,3 +94,72 @@ def test_translation_scores_of_the_shipped_teacher():
 def test_bad_arguments_raise_naming_them(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+# --- paired bootstrap (Koehn, 2004) ---------------------------------------------------------
+
+
+def test_bootstrap_of_a_system_against_itself_never_finds_it_better():
+    scores = [1.0, 0.0, 1.0, 1.0, 0.0]
+    result = paired_bootstrap(scores, scores, num_resamples=200)
+    assert result.difference == 0 and result.p_value == 1.0 and result.interval == (0.0, 0.0)
+
+
+def test_bootstrap_of_a_system_better_on_every_sentence_has_p_value_zero():
+    result = paired_bootstrap([1.0] * 30, [0.0] * 30, num_resamples=200)
+    assert result.difference == 1.0 and result.p_value == 0.0 and result.interval == (1.0, 1.0)
+
+
+def test_bootstrap_matches_a_direct_count_over_the_same_resampled_indices():
+    a = [1.0, 1.0, 0.0, 1.0, 0.5, 0.0, 1.0, 0.25]
+    b = [0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.5, 0.25]
+    result = paired_bootstrap(a, b, num_resamples=500, seed=7, confidence=0.9)
+    indices = torch.randint(0, len(a), (500, len(a)), generator=torch.Generator().manual_seed(7)).tolist()
+    diffs = sorted(sum(a[j] - b[j] for j in row) / len(a) for row in indices)
+    assert result.p_value == pytest.approx(sum(d <= 1e-12 for d in diffs) / 500)
+    assert result.difference == pytest.approx((sum(a) - sum(b)) / len(a))
+    # torch.quantile interpolates linearly between order statistics
+    def quantile(q: float) -> float:
+        position = q * (len(diffs) - 1)
+        lower = math.floor(position)
+        return diffs[lower] + (position - lower) * (diffs[min(lower + 1, len(diffs) - 1)] - diffs[lower])
+    assert result.interval == pytest.approx((quantile(0.05), quantile(0.95)))
+
+
+def test_swapping_the_systems_gives_p_values_that_sum_to_one_plus_the_share_of_ties():
+    a = [1.0] * 12 + [0.0] * 8 + [1.0] * 5
+    b = [1.0] * 12 + [1.0] * 3 + [0.0] * 10
+    forward = paired_bootstrap(a, b, num_resamples=2000, seed=3)
+    backward = paired_bootstrap(b, a, num_resamples=2000, seed=3)
+    indices = torch.randint(0, len(a), (2000, len(a)), generator=torch.Generator().manual_seed(3))
+    d = torch.tensor(a) - torch.tensor(b)
+    ties = float((d[indices].sum(dim=1) == 0).double().mean())
+    assert forward.p_value + backward.p_value == pytest.approx(1 + ties)
+    assert forward.difference == pytest.approx(-backward.difference)
+
+
+def test_a_larger_advantage_gives_a_smaller_p_value():
+    base = [1.0] * 50 + [0.0] * 50
+    p_values = []
+    for gained in (2, 5, 10):
+        better = [1.0] * (50 + gained) + [0.0] * (50 - gained)
+        p_values.append(paired_bootstrap(better, base, num_resamples=2000, seed=0).p_value)
+    assert p_values[0] > p_values[1] > p_values[2]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"scores_a": [], "scores_b": []}, ValueError, r"scores_a must hold at least one score"),
+        ({"scores_a": [1.0], "scores_b": [1.0, 0.0]}, ValueError, r"scores_b must have one score per sentence"),
+        ({"scores_a": [1.0], "scores_b": [float("nan")]}, ValueError, r"finite"),
+        ({"num_resamples": 0}, ValueError, r"num_resamples"),
+        ({"seed": -1}, ValueError, r"seed"),
+        ({"confidence": 1.0}, ValueError, r"confidence must lie in \(0, 1\)"),
+        ({"confidence": 0.0}, ValueError, r"confidence"),
+    ],
+)
+def test_paired_bootstrap_rejects_bad_arguments_naming_them(kwargs, error, message):
+    arguments = {"scores_a": [1.0, 0.0], "scores_b": [0.0, 0.0]} | kwargs
+    with pytest.raises(error, match=message):
+        paired_bootstrap(arguments.pop("scores_a"), arguments.pop("scores_b"), **arguments)

@@ -32,6 +32,8 @@ from coursekit.losses import (
     sequence_loss,
     simpo_loss,
     token_nll,
+    vocab_parallel_cross_entropy,
+    z_loss,
 )
 
 pytestmark = pytest.mark.losses
@@ -162,6 +164,18 @@ def test_policy_aggregation_reads_no_value(mode):
 def _gspo():
     lp = floats(B, T)
     return sequence_importance_ratio(lp, torch.empty(B, T, device=META), bools(B, T)).sum(), [lp]
+
+
+@case("z_loss")
+def _z_loss():
+    z = floats(B, T, V)
+    return z_loss(z), [z]
+
+
+@case("vocab_parallel_cross_entropy")
+def _vocab_parallel():
+    shards = [floats(B, T, 3), floats(B, T, V - 3)]
+    return vocab_parallel_cross_entropy(shards, longs(B, T)), shards
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])

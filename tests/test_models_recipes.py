@@ -41,6 +41,17 @@ def test_translator_and_seq_kd_recipes_run_and_use_teacher_outputs():
     assert kd_history.step_loss[0] > kd_history.step_loss[-1]
 
 
+def test_translator_training_seed_can_vary_on_fixed_data():
+    same, _ = recipes.train_translator(seed=0, data_seed=0, size="student", epochs=1, progress=False)
+    default, _ = recipes.train_translator(seed=0, size="student", epochs=1, progress=False)
+    other, _ = recipes.train_translator(seed=1, data_seed=0, size="student", epochs=1, progress=False)
+    for a, b in zip(same.parameters(), default.parameters()):
+        assert torch.equal(a, b)
+    assert not torch.equal(same.out.weight, other.out.weight)
+    data = recipes.translation_data(0)
+    assert other.out.weight.shape[0] == len(data.tgt_vocab)
+
+
 def test_noisy_targets_only_touch_the_training_split():
     clean, noisy = recipes.translation_data(0), recipes.translation_data(0, 0.3)
     changed = sum(a != b for a, b in zip(clean.task.train, noisy.task.train)) / len(clean.task.train)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
 from torch import nn
 
 from coursekit.data import EOS_ID, lm_batch, seq2seq_batch
-from coursekit.losses import generalized_jsd
+from coursekit.losses import dpo_loss, generalized_jsd, simpo_loss
 from coursekit.models import RNNLM, Seq2Seq, sequence_kd_pairs, teacher_student_divergence
 from coursekit.train import (
     Objective,
@@ -20,8 +21,12 @@ from coursekit.train import (
     progress_enabled,
     reinforce_objective,
     seeded,
+    preference_objective,
+    sample_group,
+    token_log_probs,
     train,
     word_kd_objective,
+    z_loss_objective,
 )
 
 pytestmark = [pytest.mark.models, pytest.mark.usefixtures("one_thread")]
@@ -193,6 +198,39 @@ def test_bad_arguments_raise_naming_them(kwargs, error, name):
         train(Scale(), [[1.0]], fixed_losses_objective, **kwargs)
 
 
+def test_z_loss_objective_adds_the_weighted_squared_log_normaliser_of_counted_tokens_only():
+    with seeded(0):
+        model = RNNLM(vocab_size=9, embed_dim=8, hidden_size=8)
+    batch = lm_batch([[4, 5, 6, 7], [8, 4]])
+    plain = lm_objective()(model, batch)
+    penalised = z_loss_objective(0.3)(model, batch)
+    with torch.no_grad():
+        logits, _ = model(batch.inputs)
+    log_z = [[math.log(sum(math.exp(v) for v in row)) for row in seq] for seq in logits.double().tolist()]
+    counted = batch.mask.tolist()
+    expected_penalty = sum(lz**2 for seq, keep in zip(log_z, counted) for lz, k in zip(seq, keep) if k)
+    assert penalised.count == plain.count
+    assert float((penalised.loss_sum - plain.loss_sum).detach()) == pytest.approx(0.3 * expected_penalty, rel=1e-5)
+    assert float(z_loss_objective(0.0)(model, batch).loss_sum.detach()) == pytest.approx(float(plain.loss_sum.detach()))
+
+
+def test_z_loss_objective_keeps_the_normaliser_nearer_one_in_training():
+    batches = [lm_batch([[4, 5, 6, 7, 8], [5, 6, 7, 8, 4], [6, 7, 8, 4, 5]])]
+
+    def mean_abs_log_z(model: nn.Module) -> float:
+        with torch.no_grad():
+            logits, _ = model(batches[0].inputs)
+        return float(torch.logsumexp(logits, dim=-1)[batches[0].mask].abs().mean())
+
+    final = {}
+    for weight in (0.0, 0.1):
+        with seeded(0):
+            model = RNNLM(vocab_size=9, embed_dim=8, hidden_size=16)
+        train(model, batches, z_loss_objective(weight), epochs=60, lr=0.03, seed=0)
+        final[weight] = mean_abs_log_z(model)
+    assert final[0.1] < 0.5 * final[0.0]
+
+
 def test_empty_epoch_and_zero_count_raise():
     with pytest.raises(ValueError, match="batches"):
         train(Scale(), [], fixed_losses_objective)
@@ -200,6 +238,8 @@ def test_empty_epoch_and_zero_count_raise():
         train(Scale(), [[]], fixed_losses_objective)
     with pytest.raises(ValueError, match="alpha"):
         word_kd_objective(small_seq2seq(), alpha=1.5)
+    with pytest.raises(ValueError, match="weight"):
+        z_loss_objective(-1e-4)
 
 
 def test_on_policy_kd_scores_the_students_own_outputs_with_the_generalised_jsd():
@@ -250,3 +290,86 @@ def test_on_policy_kd_rejects_bad_arguments():
         on_policy_kd_objective(teacher, max_len=0)
     with pytest.raises(TypeError, match="batch"):
         on_policy_kd_objective(teacher)(small_seq2seq(), lm_batch([[4, 5]]))
+
+
+# --- preference optimisation and sampled groups ----------------------------------------------
+
+def preference_pair_batch() -> tuple:
+    sources = [[4, 5], [6], [7, 8, 9]]
+    chosen = seq2seq_batch([(src, tgt) for src, tgt in zip(sources, [[4, 5], [6], [7, 4]])])
+    rejected = seq2seq_batch([(src, tgt) for src, tgt in zip(sources, [[4, 6, 5], [5], [7]])])
+    return chosen, rejected
+
+
+def summed_log_probs(model: Seq2Seq, batch) -> torch.Tensor:
+    """log p(y | x) per row, from the log-softmax of the teacher-forced logits (independent of the library)."""
+    logits = model(batch.src, batch.src_lengths, batch.tgt_in)
+    picked = torch.log_softmax(logits, dim=-1).gather(-1, batch.tgt_out.unsqueeze(-1)).squeeze(-1)
+    return (picked * batch.tgt_mask).sum(dim=1)
+
+
+def test_dpo_objective_is_dpo_loss_of_the_summed_log_probabilities_per_pair():
+    policy, reference = small_seq2seq(0), small_seq2seq(1)
+    chosen, rejected = preference_pair_batch()
+    log: list = []
+    out = preference_objective(reference, loss="dpo", beta=0.3, log=log)(policy, (chosen, rejected))
+    with torch.no_grad():
+        expected = dpo_loss(summed_log_probs(policy, chosen), summed_log_probs(policy, rejected),
+                            summed_log_probs(reference, chosen), summed_log_probs(reference, rejected),
+                            beta=0.3, reduction="sum")
+    assert out.count == 3.0
+    assert float(out.loss_sum.detach()) == pytest.approx(float(expected), rel=1e-5)
+    assert set(log[0]) == {"chosen", "rejected", "margin", "accuracy", "loss"}
+    assert log[0]["margin"] == pytest.approx(log[0]["chosen"] - log[0]["rejected"], abs=1e-6)
+    assert log[0]["loss"] == pytest.approx(float(expected) / 3, rel=1e-5)
+
+
+def test_simpo_objective_divides_by_the_lengths_with_eos_and_uses_no_reference():
+    policy = small_seq2seq(0)
+    chosen, rejected = preference_pair_batch()
+    out = preference_objective(None, loss="simpo", beta=2.0, gamma=0.5)(policy, (chosen, rejected))
+    with torch.no_grad():
+        expected = simpo_loss(summed_log_probs(policy, chosen), summed_log_probs(policy, rejected),
+                              torch.tensor([3, 2, 3]), torch.tensor([4, 2, 2]), beta=2.0, gamma=0.5,
+                              reduction="sum")
+    assert float(out.loss_sum.detach()) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_dpo_training_ranks_the_chosen_responses_above_the_rejected_ones():
+    reference = small_seq2seq(0)
+    train(reference, translation_batches(), lm_objective(), epochs=5, lr=0.03)
+    policy = copy.deepcopy(reference)
+    log: list = []
+    train(policy, [preference_pair_batch()], preference_objective(reference, beta=0.5, log=log), epochs=30, lr=0.01)
+    assert log[0]["accuracy"] == 0.0 and log[0]["margin"] == pytest.approx(0.0, abs=1e-6)
+    assert log[-1]["accuracy"] == 1.0 and log[-1]["margin"] > 0 and log[-1]["loss"] < log[0]["loss"]
+
+
+@pytest.mark.parametrize(
+    ("reference", "kwargs", "message"),
+    [(None, {"loss": "dpo"}, "needs the frozen reference"), ("model", {"loss": "simpo"}, "uses no reference"),
+     ("model", {"loss": "ipo"}, "loss"), ("model", {"beta": 0.0}, "beta")],
+)
+def test_preference_objective_rejects_bad_arguments(reference, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        preference_objective(small_seq2seq() if reference == "model" else None, **kwargs)
+
+
+def test_sampled_groups_are_reproducible_and_token_log_probs_add_up_to_the_sequence_log_prob():
+    model = small_seq2seq(0)
+    batch = translation_batches()[0]
+    group = sample_group(model, batch, group_size=5, max_len=3, seed=4)
+    again = sample_group(model, batch, group_size=5, max_len=3, seed=4)
+    assert group.responses == again.responses and len(group.responses) == 4 * 5
+    assert torch.equal(group.batch.src[:5], batch.src[:1].expand(5, -1))
+    per_token = token_log_probs(model, group)
+    assert bool((per_token[~group.mask] == 0).all()) and bool((per_token[group.mask] < 0).all())
+    expected = model.sequence_log_probs(group.batch.src, group.batch.src_lengths, group.batch.tgt_in,
+                                        group.batch.tgt_out, group.mask)
+    assert torch.allclose(per_token.sum(dim=1), expected, atol=1e-5)
+    cut = [i for i, r in enumerate(group.responses) if len(r) == 3 and not group.mask[i, 3:].any()]
+    assert cut, "the tiny model should produce responses cut at max_len"
+    for row in cut:  # a response cut at max_len has no <eos> to score
+        assert int(group.mask[row].sum()) == len(group.responses[row])
+    with pytest.raises(ValueError, match="group_size"):
+        sample_group(model, batch, group_size=0)

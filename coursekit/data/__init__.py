@@ -23,7 +23,15 @@ from coursekit.data.batching import (
     token_stream,
 )
 from coursekit.data.toy_language import Agreement, ToyCorpus, ToyLanguage, default_language, subject_and_verb, toy_corpus
-from coursekit.data.translation import TranslationTask, number_to_digits, number_to_words, translation_task
+from coursekit.data.translation import (
+    PreferencePair,
+    TranslationTask,
+    number_to_digits,
+    number_to_words,
+    one_digit_edit,
+    preference_pairs,
+    translation_task,
+)
 from coursekit.data.vocab import BOS, BOS_ID, EOS, EOS_ID, PAD, PAD_ID, UNK, UNK_ID, Vocab
 from coursekit.data.frames import FRAME_BLANK, FrameBatch, FrameExample, FrameTask, frame_batch, frame_task
 
@@ -31,6 +39,7 @@ __all__ = [
     "Vocab", "PAD", "BOS", "EOS", "UNK", "PAD_ID", "BOS_ID", "EOS_ID", "UNK_ID",
     "ToyLanguage", "ToyCorpus", "default_language", "toy_corpus", "Agreement", "subject_and_verb",
     "TranslationTask", "translation_task", "number_to_words", "number_to_digits",
+    "PreferencePair", "preference_pairs", "one_digit_edit",
     "FRAME_BLANK", "FrameExample", "FrameTask", "FrameBatch", "frame_task", "frame_batch",
     "PaddedBatch", "LMBatch", "Seq2SeqBatch", "pad_batch", "lm_batch", "seq2seq_batch",
     "bucket_batches", "token_budget_batches", "token_stream", "stream_values", "tbptt_chunks", "TBPTTWindow",

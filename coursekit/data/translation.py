@@ -14,9 +14,10 @@ they use only words seen in training, but in longer combinations.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from coursekit.data._checks import require_int, require_number, require_seed
+from coursekit.data._checks import require_int, require_number, require_one_of, require_seed
 
 ONES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 TEENS = ("ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
@@ -25,6 +26,7 @@ TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eight
 MAX_NUMBER = 9999
 
 Pair = tuple[str, str]
+DIGIT_EDITS = ("substitute", "insert", "delete")
 
 
 def number_to_words(number: int) -> str:
@@ -159,3 +161,76 @@ def translation_task(
         max_in_distribution_words=max_in_distribution_words,
         target_noise=noise,
     )
+
+
+def one_digit_edit(target: str, edit: str, rng: random.Random) -> str:
+    """A wrong translation: ``target`` with one digit substituted, inserted or deleted.
+
+    ``"substitute"`` keeps the length, ``"insert"`` adds a digit (one token
+    longer), ``"delete"`` removes one (one token shorter); the position and the
+    new digit come from ``rng``.
+
+    Raises:
+        ValueError: an unknown ``edit``, an empty target, or ``"delete"`` on a one-digit target.
+
+    Example:
+        >>> rng = random.Random(0)
+        >>> [one_digit_edit("3 0 1 2", edit, rng) for edit in DIGIT_EDITS]
+        ['3 0 1 7', '4 3 0 1 2', '3 0 1']
+    """
+    require_one_of("edit", edit, DIGIT_EDITS)
+    digits = target.split()
+    if not digits:
+        raise ValueError("target must hold at least one digit, got an empty string")
+    if edit == "delete" and len(digits) == 1:
+        raise ValueError(f"edit='delete' needs a target of two digits or more, got {target!r}")
+    if edit == "substitute":
+        position = rng.randrange(len(digits))
+        digits[position] = rng.choice([d for d in "0123456789" if d != digits[position]])
+    elif edit == "insert":
+        digits.insert(rng.randrange(len(digits) + 1), rng.choice("0123456789"))
+    else:
+        del digits[rng.randrange(len(digits))]
+    return " ".join(digits)
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """A source with a preferred (chosen) and a dispreferred (rejected) translation, and the edit between them."""
+
+    source: str
+    chosen: str
+    rejected: str
+    edit: str
+
+
+def preference_pairs(pairs: Sequence[Pair], *, seed: int = 0) -> list[PreferencePair]:
+    """Preference data for the translation task: the reference is chosen, a one-digit edit of it rejected.
+
+    The edits take turns, ``"substitute"``, ``"insert"``, ``"delete"``, so a third of
+    the rejected translations are as long as the chosen one, a third one token
+    longer and a third one token shorter (a one-digit target gets an insertion
+    instead of a deletion).
+
+    Args:
+        pairs: ``(source, reference)`` pairs, e.g. ``translation_task().train``.
+        seed: seeds the positions and digits of the edits.
+
+    Raises:
+        ValueError: no pairs, a negative seed.
+
+    Example:
+        >>> [(p.chosen, p.rejected, p.edit) for p in preference_pairs([("twelve", "1 2")] * 3)]
+        [('1 2', '1 7', 'substitute'), ('1 2', '4 1 2', 'insert'), ('1 2', '1', 'delete')]
+    """
+    require_seed("seed", seed)
+    if len(pairs) == 0:
+        raise ValueError("pairs must hold at least one (source, reference) pair, got an empty sequence")
+    rng = random.Random(seed)
+    result = []
+    for index, (source, reference) in enumerate(pairs):
+        edit = DIGIT_EDITS[index % len(DIGIT_EDITS)]
+        if edit == "delete" and len(reference.split()) == 1:
+            edit = "insert"
+        result.append(PreferencePair(source, reference, one_digit_edit(reference, edit, rng), edit))
+    return result

@@ -28,6 +28,8 @@ from coursekit.losses.surrogate import clipped_surrogate, kl_penalty, sequence_i
 from coursekit.losses.policy import policy_loss_aggregate
 from coursekit.losses.ctc import ctc_backward_variables, ctc_forward_variables, ctc_loss
 from coursekit.losses.chunked import chunked_cross_entropy
+from coursekit.losses.zloss import z_loss
+from coursekit.losses.vocab_parallel import vocab_parallel_cross_entropy
 
 __all__ = [
     "token_nll",
@@ -61,4 +63,6 @@ __all__ = [
     "ctc_backward_variables",
     "leave_one_out_baseline",
     "chunked_cross_entropy",
+    "z_loss",
+    "vocab_parallel_cross_entropy",
 ]

@@ -98,10 +98,12 @@ def _chunk_pass(
         row_max = logits.amax(dim=1, keepdim=True)
         # A row whose max is -inf or +inf would give nan after the shift; keep it finite.
         row_max.masked_fill_(~torch.isfinite(row_max), 0)
+        # [book ch10 excerpt start] chapter 10 shows the lines from here to the end marker.
         logits.sub_(row_max).exp_()
         # The normaliser is summed in float32 even for half-precision logits.
         normaliser = logits.sum(dim=1, dtype=acc_dtype)
         losses[start:stop] = row_max.squeeze(1).to(acc_dtype) + normaliser.log() - target_logit
+        # [book ch10 excerpt end]
         if any_grad:
             assert row_scale is not None
             _add_chunk_gradients(

@@ -1,0 +1,151 @@
+"""Vocabulary-parallel cross-entropy, simulated in one process.
+
+When the output layer is split over :math:`D` devices along the vocabulary
+(Megatron-LM's tensor parallelism, Shoeybi et al. 2019), device :math:`j` holds
+only the columns :math:`\\mathcal{V}_j` of the logits. Gathering the logits on
+one device would move :math:`N V` numbers; instead each device reduces its
+shard to a few numbers per row and the devices combine those with two
+all-reduces, a maximum and a sum:
+
+.. math::
+
+    \\mu_i = \\max_j \\max_{k \\in \\mathcal{V}_j} z_{i,k}, \\qquad
+    a_i = \\sum_j \\sum_{k \\in \\mathcal{V}_j} e^{z_{i,k} - \\mu_i}, \\qquad
+    \\ell_i = \\mu_i + \\log a_i - z_{i,y_i},
+
+where the target logit :math:`z_{i,y_i}` rides in the same sum (the device
+that owns :math:`y_i` contributes it, the others 0). Here the "devices" are
+the entries of a list and an all-reduce is a stack followed by a max or a sum
+over the list, so the arithmetic is exactly what each device would do. The
+gradient with respect to a shard, :math:`e^{z_{i,k} - \\mu_i} / a_i - [k = y_i]`
+for :math:`k \\in \\mathcal{V}_j`, needs nothing from the other devices once
+:math:`\\mu_i` and :math:`a_i` are known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from coursekit.losses._checks import (
+    require_choice,
+    require_float,
+    require_integer,
+    require_shape,
+    require_targets_in_range,
+)
+
+VOCAB_PARALLEL_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _all_reduce(local_values: Sequence[torch.Tensor], op: str) -> torch.Tensor:
+    """What every device holds after an all-reduce of one tensor per device."""
+    stacked = torch.stack(list(local_values))
+    return stacked.amax(dim=0) if op == "max" else stacked.sum(dim=0)
+
+
+def vocab_parallel_cross_entropy(
+    logit_shards: Sequence[torch.Tensor],
+    targets: torch.Tensor,
+    *,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Cross-entropy of logits split by vocabulary over simulated devices.
+
+    .. math::
+
+        \\ell_i = \\mu_i + \\log \\sum_{j=1}^{D} \\sum_{k \\in \\mathcal{V}_j}
+        e^{z_{i,k} - \\mu_i} - z_{i,y_i}, \\qquad
+        \\mu_i = \\max_{j} \\max_{k \\in \\mathcal{V}_j} z_{i,k}
+
+    Shard :math:`j` holds the vocabulary ids :math:`[o_j, o_j + V_j)` with
+    :math:`o_j = V_1 + \\dots + V_{j-1}`: the shards in order are the columns
+    of the full logits, so the result equals ``F.cross_entropy(torch.cat(
+    logit_shards, -1), targets, ignore_index=ignore_index, reduction=reduction)``
+    in value and in the gradient of every shard. Each device computes its local
+    maximum; an all-reduce with the maximum gives :math:`\\mu_i` on every
+    device; each device then computes its local sum of
+    :math:`e^{z_{i,k} - \\mu_i}` and its share of the target logit, and one
+    all-reduce with the sum (of both, concatenated) gives :math:`a_i` and
+    :math:`z_{i,y_i}`. The maximum is a constant for the gradient (the loss
+    does not depend on it), as on real devices.
+
+    Args:
+        logit_shards: the :math:`D` shards of the logits, one per device, in vocabulary order.
+        targets: class indices in ``[0, V)`` with :math:`V = \\sum_j V_j`, or ``ignore_index``.
+        ignore_index: target value whose loss is 0 and which the mean does not count.
+        reduction: ``"mean"`` over the targets that are not ignored, ``"sum"`` or ``"none"``.
+
+    Returns:
+        The loss (a scalar), or per-position losses for ``"none"``.
+
+    Shapes:
+        logit_shards[j]: ``(..., V_j)``, the same leading shape for every shard;
+        targets: ``(...)``; result: ``()`` or ``(...)``.
+
+    Raises:
+        TypeError: a shard is not a float tensor, ``targets`` is not an integer tensor.
+        ValueError: no shard, shards of different dtypes or leading shapes, an empty shard,
+            ``targets`` of another shape, a target outside ``[0, V)``, an unknown ``reduction``.
+
+    Example:
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0, 3.0, 0.0]])
+        >>> shards = [logits[:, :2], logits[:, 2:]]          # two devices: ids 0-1 and 2-4
+        >>> vocab_parallel_cross_entropy(shards, torch.tensor([3]))
+        tensor(0.4174)
+        >>> torch.nn.functional.cross_entropy(logits, torch.tensor([3]))
+        tensor(0.4174)
+    """
+    if isinstance(logit_shards, torch.Tensor) or not isinstance(logit_shards, Sequence):
+        raise TypeError(
+            f"logit_shards must be a sequence of tensors (one per device), got {type(logit_shards).__name__}"
+        )
+    if len(logit_shards) == 0:
+        raise ValueError("logit_shards must hold at least one shard, got an empty sequence")
+    for j, shard in enumerate(logit_shards):
+        require_float(f"logit_shards[{j}]", shard)
+        if shard.dim() < 1 or shard.shape[-1] == 0:
+            raise ValueError(f"logit_shards[{j}] must have shape (..., V_j) with V_j >= 1, got {tuple(shard.shape)}")
+    first = logit_shards[0]
+    for j, shard in enumerate(logit_shards[1:], start=1):
+        if shard.dtype != first.dtype:
+            raise ValueError(f"logit_shards[{j}] must have dtype {first.dtype} (that of shard 0), got {shard.dtype}")
+        if shard.shape[:-1] != first.shape[:-1]:
+            raise ValueError(
+                f"logit_shards[{j}] must have the leading shape {tuple(first.shape[:-1])} of logit_shards[0], "
+                f"got {tuple(shard.shape)}"
+            )
+    require_integer("targets", targets)
+    require_shape("targets", targets, first.shape[:-1], "logit_shards[0].shape[:-1]")
+    vocab_size = sum(shard.shape[-1] for shard in logit_shards)
+    require_targets_in_range("targets", targets, vocab_size, ignore_index)
+    require_choice("reduction", reduction, VOCAB_PARALLEL_REDUCTIONS)
+
+    counted = targets != ignore_index
+    # Step 1, on every device: the local maximum; then all-reduce (max).
+    local_max = [shard.detach().amax(dim=-1) for shard in logit_shards]
+    row_max = _all_reduce(local_max, "max")
+    # A row whose maximum is not finite would give nan after the shift; keep it finite.
+    row_max = row_max.masked_fill(~torch.isfinite(row_max), 0)
+
+    # Step 2, on every device: the local sum of exponentials and its share of the target logit.
+    local_sums, local_targets = [], []
+    offset = 0
+    for shard in logit_shards:
+        width = shard.shape[-1]
+        owned = counted & (targets >= offset) & (targets < offset + width)
+        local_index = (targets - offset).masked_fill(~owned, 0).unsqueeze(-1)
+        local_sums.append(torch.exp(shard - row_max.unsqueeze(-1)).sum(dim=-1))
+        local_targets.append(shard.gather(-1, local_index).squeeze(-1).masked_fill(~owned, 0.0))
+        offset += width
+    # One all-reduce (sum) carries both: a real implementation concatenates them.
+    sum_exp, target_logit = _all_reduce([torch.stack(pair) for pair in zip(local_sums, local_targets)], "sum")
+
+    # Step 3, the same on every device.
+    losses = (row_max + torch.log(sum_exp) - target_logit).masked_fill(~counted, 0.0)
+    if reduction == "none":
+        return losses
+    total = losses.sum()
+    return total / counted.sum() if reduction == "mean" else total

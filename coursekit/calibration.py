@@ -217,6 +217,8 @@ def _bin_index(confidence: torch.Tensor, correct: torch.Tensor, num_bins: int, b
     require_shape("correct", correct, confidence.shape, "confidence.shape")
     require_int("num_bins", num_bins, minimum=1)
     require_one_of("binning", binning, BINNINGS)
+    if bool(torch.isnan(confidence).any()):
+        raise ValueError("confidence must lie in [0, 1], got nan")
     low, high = float(confidence.min()), float(confidence.max())
     if low < 0 or high > 1:
         raise ValueError(f"confidence must lie in [0, 1], got {low if low < 0 else high}")

@@ -101,6 +101,8 @@ def test_fit_temperature_hand_value_and_range_ends():
     [
         (lambda: expected_calibration_error(torch.tensor([0.5, 1.2]), torch.tensor([True, False])),
          ValueError, "confidence"),
+        (lambda: expected_calibration_error(torch.tensor([0.5, float("nan")]), torch.tensor([True, False])),
+         ValueError, "confidence must lie in .0, 1., got nan"),
         (lambda: expected_calibration_error(torch.tensor([0.5]), torch.tensor([1])), TypeError, "correct"),
         (lambda: expected_calibration_error(torch.tensor([0.5]), torch.tensor([True]), num_bins=0),
          ValueError, "num_bins"),

@@ -29,6 +29,7 @@ from coursekit.losses import (
     mrt_risk,
     policy_loss_aggregate,
     sequence_importance_ratio,
+    top_k_kd_loss,
     sequence_loss,
     simpo_loss,
     token_nll,
@@ -170,6 +171,12 @@ def _gspo():
 def _z_loss():
     z = floats(B, T, V)
     return z_loss(z), [z]
+
+
+@case("top_k_kd_loss")
+def _top_k_kd():
+    z = floats(B, T, V)
+    return top_k_kd_loss(z, floats(B, T, 2).detach(), longs(B, T, 2)), [z]
 
 
 @case("vocab_parallel_cross_entropy")

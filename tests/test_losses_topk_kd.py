@@ -96,6 +96,8 @@ def test_gradcheck_top_k_kd_loss(tail):
         (lambda: top_k_teacher(torch.zeros(2, 3), 2, temperature=-1.0), ValueError, "temperature"),
         (lambda: top_k_kd_loss(torch.zeros(2, 3), torch.zeros(2, 2), torch.tensor([[0, 3], [0, 1]])),
          ValueError, "teacher_indices"),
+        (lambda: top_k_kd_loss(torch.zeros(2, 3), torch.zeros(2, 2), torch.tensor([[0, 2], [-1, 1]])),
+         ValueError, r"teacher_indices must lie in \[0, 3\), got -1"),
         (lambda: top_k_kd_loss(torch.zeros(2, 3), torch.zeros(3, 2), torch.zeros(3, 2, dtype=torch.long)),
          ValueError, "teacher_log_probs"),
         (lambda: top_k_kd_loss(torch.zeros(2, 3), torch.zeros(2, 2), torch.zeros(2, 2)), TypeError, "teacher_indices"),

@@ -238,7 +238,9 @@ def ctc_loss(
     """CTC loss :math:`-\\log p(y \\mid x)` by the forward algorithm, as ``F.ctc_loss``.
 
     Same signature (every argument may be passed by position, in PyTorch's
-    order), conventions and results as ``torch.nn.functional.ctc_loss``:
+    order), conventions and results as ``torch.nn.functional.ctc_loss`` on
+    batched input (PyTorch also accepts one unbatched ``(T, V)`` sequence;
+    here it needs a batch axis of 1):
     ``"mean"`` divides each sequence's loss by its target length (clamped to at
     least 1) and then averages over the batch; ``"sum"`` adds the losses;
     ``"none"`` returns one loss per sequence. An impossible alignment (an input

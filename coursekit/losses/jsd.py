@@ -46,7 +46,7 @@ def generalized_jsd(
 ) -> torch.Tensor:
     """Generalised JSD between the teacher's and the student's tempered distributions, per position.
 
-    With :math:`q = \\operatorname{softmax}(z^{T}/\\tau)`, :math:`p = \\operatorname{softmax}(z^{S}/\\tau)` and
+    With :math:`q = \\operatorname{softmax}(z^{\\mathrm{T}}/\\tau)`, :math:`p = \\operatorname{softmax}(z^{\\mathrm{S}}/\\tau)` and
     :math:`\\lambda` = ``beta``:
 
     * ``beta = 0``: :math:`\\mathrm{KL}(q \\,\\|\\, p)`, the forward divergence of word-level KD
@@ -59,11 +59,11 @@ def generalized_jsd(
     :math:`\\tau^2` factor). Gradients flow into both arguments; detach the teacher.
 
     Args:
-        student_logits: the student's scores :math:`z^{S}`.
-        teacher_logits: the teacher's scores :math:`z^{T}`.
+        student_logits: the student's scores :math:`z^{\\mathrm{S}}`.
+        teacher_logits: the teacher's scores :math:`z^{\\mathrm{T}}`.
         beta: :math:`\\lambda \\in [0, 1]`.
         temperature: :math:`\\tau > 0`, applied to both.
-        mask: boolean, True on the positions that count; ``None`` counts all.
+        mask: boolean (or 0/1 integers), True on the positions that count; ``None`` counts all.
         reduction: ``"token_mean"``, ``"sequence_mean"``, ``"sum"`` (as :func:`batch_loss`, the last
             non-vocabulary axis being time) or ``"none"`` (per position, 0 where masked).
 
@@ -74,7 +74,7 @@ def generalized_jsd(
         student_logits, teacher_logits: ``(..., V)``; mask: ``(...)``; result: ``()`` or ``(...)``.
 
     Raises:
-        TypeError: logits not float, ``mask`` not boolean, ``beta`` or ``temperature`` not a number.
+        TypeError: logits not float, ``mask`` neither boolean nor integer, ``beta`` or ``temperature`` not a number.
         ValueError: mismatched shapes, ``beta`` outside ``[0, 1]``, ``temperature <= 0``, unknown ``reduction``.
 
     Example:

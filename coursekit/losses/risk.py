@@ -117,7 +117,12 @@ def reinforce_loss(
             reward of all :math:`G` samples), ``"leave_one_out"``
             (:math:`v^{(i)} = \\frac{1}{G-1}\\sum_{j \\ne i} r^{(j)}`, needs
             :math:`G \\ge 2`), or a tensor broadcastable to ``rewards`` (e.g.
-            per-sample values).
+            per-sample values). The two names treat every element of
+            ``rewards`` as one group of :math:`G` = ``rewards.numel()``
+            samples, whatever its shape; for one group per prompt, as RLOO
+            and GRPO form them from a ``(B, G)`` tensor, pass
+            ``baseline=leave_one_out_baseline(rewards)`` (groups on the last
+            axis) or a tensor of per-prompt means.
 
     Returns:
         A scalar.

@@ -208,7 +208,9 @@ def sequence_importance_ratio(
     (Zheng et al. 2025). One ratio per sequence, normalised by its length so
     that long and short responses are clipped alike; clip it with
     :func:`clipped_surrogate` by passing ``torch.log(w).unsqueeze(-1)`` against
-    zeros. A response with no token has ratio 1 (the empty product), as in
+    zeros, and expand the ``(B, 1)`` result over the tokens
+    (``.expand_as(log_probs)``) before :func:`policy_loss_aggregate`, so that
+    its modes weigh each response by its length as TRL does. A response with no token has ratio 1 (the empty product), as in
     TRL's ``importance_sampling_level="sequence"``. ``old_log_probs`` is
     detached; masked positions never reach the value or the gradient.
 

@@ -24,6 +24,7 @@ from coursekit.losses._checks import (
     require_choice,
     require_float,
     require_integer,
+    reads_values,
     require_mask,
     require_positive,
     require_shape,
@@ -37,13 +38,13 @@ def top_k_teacher(teacher_logits: torch.Tensor, k: int, *, temperature: float = 
     """The teacher's ``k`` most probable tokens at every position, as stored for offline distillation.
 
     Args:
-        teacher_logits: the teacher's scores :math:`z^{T}`.
+        teacher_logits: the teacher's scores :math:`z^{\\mathrm{T}}`.
         k: :math:`|\\mathcal{V}_{\\text{top}}|`, between 1 and :math:`V`.
         temperature: :math:`\\tau > 0` of the stored distribution.
 
     Returns:
         ``(log_probs, indices)``: the log-probabilities of the kept tokens under the *full* tempered
-        softmax, :math:`\\log \\operatorname{softmax}(z^{T}/\\tau)_k`, in decreasing order, and their indices.
+        softmax, :math:`\\log \\operatorname{softmax}(z^{\\mathrm{T}}/\\tau)_k`, in decreasing order, and their indices.
 
     Shapes:
         teacher_logits: ``(..., V)``; both results: ``(..., k)``.
@@ -82,7 +83,7 @@ def top_k_kd_loss(
 ) -> torch.Tensor:
     """:math:`\\tau^2` times the KL divergence from the teacher, computed from its stored top-k entries only.
 
-    With :math:`p = \\operatorname{softmax}(z^{S}/\\tau)` and the stored :math:`q_k`, :math:`k \\in \\mathcal{V}_{\\text{top}}`:
+    With :math:`p = \\operatorname{softmax}(z^{\\mathrm{S}}/\\tau)` and the stored :math:`q_k`, :math:`k \\in \\mathcal{V}_{\\text{top}}`:
 
     * ``tail=True``: :math:`\\tau^2 \\bigl(\\sum_{k \\in \\mathcal{V}_{\\text{top}}} q_k \\log \\frac{q_k}{p_k}
       + q_{\\text{rest}} \\log \\frac{q_{\\text{rest}}}{p_{\\text{rest}}}\\bigr)`, never above :func:`kd_loss`;
@@ -92,11 +93,11 @@ def top_k_kd_loss(
     With all :math:`V` entries kept both equal :func:`kd_loss`.
 
     Args:
-        student_logits: the student's scores :math:`z^{S}`.
+        student_logits: the student's scores :math:`z^{\\mathrm{S}}`.
         teacher_log_probs, teacher_indices: from :func:`top_k_teacher` (same temperature).
         temperature: :math:`\\tau > 0`.
         tail: keep the tail bucket (True) or renormalise over the kept set (False).
-        mask: boolean, True on the positions that count; ``None`` counts all.
+        mask: boolean (or 0/1 integers), True on the positions that count; ``None`` counts all.
         reduction: ``"token_mean"``, ``"sequence_mean"``, ``"sum"`` or ``"none"``.
 
     Returns:
@@ -131,8 +132,10 @@ def top_k_kd_loss(
         raise ValueError(f"teacher_log_probs must have shape {tuple(positions)} + (k,) (student_logits.shape[:-1]), "
                          f"got {tuple(teacher_log_probs.shape)}")
     vocab = student_logits.shape[-1]
-    if teacher_indices.numel() and (int(teacher_indices.min()) < 0 or int(teacher_indices.max()) >= vocab):
-        raise ValueError(f"teacher_indices must lie in [0, {vocab}), got {int(teacher_indices.max())}")
+    if teacher_indices.numel() and reads_values(teacher_indices):
+        low, high = int(teacher_indices.min()), int(teacher_indices.max())
+        if low < 0 or high >= vocab:
+            raise ValueError(f"teacher_indices must lie in [0, {vocab}), got {low if low < 0 else high}")
     temperature = require_positive("temperature", temperature)
     require_choice("reduction", reduction, TOP_K_REDUCTIONS)
     if mask is None:

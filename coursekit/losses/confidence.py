@@ -1,17 +1,17 @@
 """The confidence penalty (Pereyra et al. 2017): the NLL minus a multiple of the model's entropy.
 
-Label smoothing pulls the model towards the uniform distribution :math:`u` with
+Label smoothing pulls the model towards the uniform distribution :math:`q^{\\text{unif}}` with
 the *forward* divergence: its extra term is, up to a constant,
-:math:`\\varepsilon\\,\\mathrm{KL}(u \\,\\|\\, p)`. The confidence penalty pulls with
-the *reverse* one, since :math:`-H(p) = \\mathrm{KL}(p \\,\\|\\, u) - \\log V`:
+:math:`\\varepsilon\\,\\mathrm{KL}(q^{\\text{unif}} \\,\\|\\, p)`. The confidence penalty pulls with
+the *reverse* one, since :math:`-H(p) = \\mathrm{KL}(p \\,\\|\\, q^{\\text{unif}}) - \\log V`:
 
 .. math::
 
     \\ell^{\\text{CP}}_t = \\ell_t - \\lambda_{\\text{conf}}\\, H(p_t)
-    = \\ell_t + \\lambda_{\\text{conf}}\\, \\mathrm{KL}(p_t \\,\\|\\, u) - \\lambda_{\\text{conf}} \\log V .
+    = \\ell_t + \\lambda_{\\text{conf}}\\, \\mathrm{KL}(p_t \\,\\|\\, q^{\\text{unif}}) - \\lambda_{\\text{conf}} \\log V .
 
-It penalises confident output distributions whatever the target, and is 0 in
-its second term only for the uniform distribution.
+It penalises confident output distributions whatever the target; its KL term
+vanishes only when :math:`p_t` is the uniform distribution.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def confidence_penalty_nll(
         >>> logits = torch.tensor([[2.0, 0.0, 0.0]])
         >>> confidence_penalty_nll(logits, torch.tensor([0]), 0.0)    # the plain NLL
         tensor(0.2395)
-        >>> confidence_penalty_nll(logits, torch.tensor([0]), 0.5)    # minus half the entropy, 0.6657
+        >>> confidence_penalty_nll(logits, torch.tensor([0]), 0.5)    # minus half the entropy, 0.6656
         tensor(-0.0932)
     """
     require_float("logits", logits)

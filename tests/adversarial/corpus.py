@@ -599,9 +599,13 @@ CPU_HOG = (
     "time.sleep(600)\n"
 )
 CONCURRENT: list[Attack] = [
+    # Four hogging cells, one more than the grader's restarts (reruns.MAX_RESTARTS): the last attempt stops in
+    # the fourth, so no graded call runs whatever the machine's speed. With three, the score depended on whether
+    # three timeouts and restarts fitted the wall-clock budget (10.0 on a quiet machine, 0.0 on a busy one).
     Attack("cpu_hog", 0.0, "timeout",
-           lambda course: add_cell(add_cell(add_cell(solved_notebook(course), CPU_HOG), CPU_HOG), CPU_HOG),
-           "three cells that each fork 64 busy setsid processes ignoring SIGALRM, then never end (finding 4)"),
+           lambda course: add_cell(add_cell(add_cell(add_cell(solved_notebook(course), CPU_HOG), CPU_HOG), CPU_HOG),
+                                   CPU_HOG),
+           "four cells that each fork 64 busy setsid processes ignoring SIGALRM, then never end (finding 4)"),
     Attack("cpu_hog_victim", 10.0, "graded", solved_notebook,
            "an honest, correct submission graded at the same time as cpu_hog (finding 4)"),
 ]

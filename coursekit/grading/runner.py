@@ -197,7 +197,7 @@ class KernelProcess:
                 try:
                     self.pending = self.pending[os.write(self.commands, self.pending[:PIPE_CHUNK]):]
                 except BlockingIOError:
-                    pass
+                    pass  # the pipe is full: the rest is written when select reports it writable again
                 except OSError:
                     return self._ended(StepResult(died=True))
             if readable:

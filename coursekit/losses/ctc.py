@@ -302,6 +302,20 @@ def ctc_loss(
     return (losses / tgt_lengths.clamp(min=1).to(losses.dtype)).mean()
 
 
+def _check_one_sequence(log_probs: torch.Tensor, target: torch.Tensor, blank: int) -> tuple:
+    """Validate one ``(T, V)`` sequence and its ``(T_y,)`` labels; return them as a batch of one, as
+    :func:`_check_ctc_arguments` does."""
+    require_float("log_probs", log_probs)
+    require_integer("target", target)
+    if log_probs.dim() != 2:
+        raise ValueError(f"log_probs must have shape (T, V) for one sequence, got {tuple(log_probs.shape)}")
+    if target.dim() != 1:
+        raise ValueError(f"target must have shape (T_y,) for one sequence, got {tuple(target.shape)}")
+    return _check_ctc_arguments(
+        log_probs.unsqueeze(1), target.unsqueeze(0), [log_probs.shape[0]], [target.shape[0]], blank
+    )
+
+
 def ctc_forward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blank: int = 0) -> torch.Tensor:
     """The table of forward variables :math:`\\alpha_t(s)` of one sequence, in log space.
 
@@ -338,15 +352,7 @@ def ctc_forward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blan
                 [1., 2., 1., 1., 0.],
                 [1., 3., 3., 4., 1.]])
     """
-    require_float("log_probs", log_probs)
-    require_integer("target", target)
-    if log_probs.dim() != 2:
-        raise ValueError(f"log_probs must have shape (T, V) for one sequence, got {tuple(log_probs.shape)}")
-    if target.dim() != 1:
-        raise ValueError(f"target must have shape (T_y,) for one sequence, got {tuple(target.shape)}")
-    batched, padded, in_lengths, tgt_lengths = _check_ctc_arguments(
-        log_probs.unsqueeze(1), target.unsqueeze(0), [log_probs.shape[0]], [target.shape[0]], blank
-    )
+    batched, padded, in_lengths, tgt_lengths = _check_one_sequence(log_probs, target, blank)
     _, table = _forward_recursion(batched, padded, in_lengths, tgt_lengths, blank, keep_table=True)
     assert table is not None
     return table[:, 0, :]
@@ -406,13 +412,7 @@ def ctc_backward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, bla
         >>> ((alpha + omega).logsumexp(dim=1).exp() * 27).round()   # p(y|x) at every frame: 5 of 27 paths
         tensor([5., 5., 5.])
     """
-    require_float("log_probs", log_probs)
-    require_integer("target", target)
-    if log_probs.dim() != 2:
-        raise ValueError(f"log_probs must have shape (T, V) for one sequence, got {tuple(log_probs.shape)}")
-    if target.dim() != 1:
-        raise ValueError(f"target must have shape (T_y,) for one sequence, got {tuple(target.shape)}")
-    _check_ctc_arguments(log_probs.unsqueeze(1), target.unsqueeze(0), [log_probs.shape[0]], [target.shape[0]], blank)
+    _check_one_sequence(log_probs, target, blank)
     num_frames = log_probs.shape[0]
     labels = target.to(device=log_probs.device, dtype=torch.long)
     num_states = 2 * labels.shape[0] + 1

@@ -353,7 +353,8 @@ def test_a_non_finite_upstream_gradient_on_ignored_rows_leaves_the_gradients_of_
         counts = (targets.view(3, 4) != IGNORE_INDEX).sum(-1)
         per_sequence = per_token.sum(-1) / counts
         if poison == float("inf"):
-            per_sequence = per_sequence * torch.tensor([1.0, 1.0, float("inf")], dtype=losses.dtype)
+            infinite_last = torch.tensor([1.0, 1.0, float("inf")], dtype=losses.dtype, device=losses.device)
+            per_sequence = per_sequence * infinite_last
         return per_sequence[counts > 0].mean()
 
     inputs = (hidden, weight, bias)

@@ -216,8 +216,9 @@ def _upstream_row_scale(row_scale: torch.Tensor, grad_output: torch.Tensor) -> t
 class _ChunkedCrossEntropy(torch.autograd.Function):
     """Autograd wrapper; see :func:`chunked_cross_entropy` for the maths.
 
-    For ``"mean"`` and ``"sum"`` in every dtype but float16, the forward pass computes the gradients for an
-    upstream gradient of 1 and keeps them on ``ctx`` (not as saved tensors).
+    For ``"mean"`` and ``"sum"`` in every dtype but float16, the forward pass
+    computes the gradients for an upstream gradient of 1 and keeps them on
+    ``ctx`` (not as saved tensors).
     The first backward pass hands them to autograd, scaled in place by the
     upstream gradient: no copy, so the memory of the first backward stays that
     of the gradients alone. A later backward pass through the same graph
@@ -350,9 +351,9 @@ def chunked_cross_entropy(
     in the backward pass (one matrix product more), with the upstream gradient
     applied before the rounding to float16, so that a loss scale
     (``torch.amp.GradScaler``) keeps the small gradient entries from
-    underflowing as it does for ``F.cross_entropy``; a further backward pass through the same
-    graph (``retain_graph=True``, ``gradcheck``) recomputes them, so every
-    backward pass works and gives the same gradients, as with
+    underflowing as it does for ``F.cross_entropy``; a further backward pass
+    through the same graph (``retain_graph=True``, ``gradcheck``) recomputes
+    them, so every backward pass works and gives the same gradients, as with
     ``F.cross_entropy``. The function is once differentiable: unlike
     ``F.cross_entropy`` it has no double backward, so Hessian-vector products
     and ``create_graph=True`` followed by a second ``grad`` fail. Under ``torch.no_grad()`` or when no input requires

@@ -161,7 +161,8 @@ def turn_mask(turn_lengths: torch.Tensor, scored_turns: torch.Tensor, max_len: i
         TypeError: ``turn_lengths`` not an integer tensor, ``scored_turns``
             neither boolean nor integer, or ``max_len`` not an int.
         ValueError: the two are not 2-D of one shape, a length is negative,
-            ``scored_turns`` holds a value other than 0 and 1, or a row is longer than ``max_len`` (value checks run where reading the
+            ``scored_turns`` holds a value other than 0 and 1, or a row is
+            longer than ``max_len`` (value checks run where reading the
             values costs nothing; see :mod:`coursekit.losses`).
 
     Example:

@@ -159,8 +159,8 @@ def test_feedback_and_export_work_on_the_graded_course(course: Path) -> None:
 
 def test_written_answers_are_flagged_as_nbgrader_autograde_flags_them(course: Path) -> None:
     from nbgrader.api import Gradebook
+    import nbformat
     from nbgrader.utils import determine_grade
-    from nbformat import from_dict
 
     from coursekit.grading.gradebook import load_course
 
@@ -170,10 +170,10 @@ def test_written_answers_are_flagged_as_nbgrader_autograde_flags_them(course: Pa
     settings = load_course(course)
     with Gradebook(settings.db_url, settings.course_id) as gradebook:
         for student in ("carol", "dave"):
-            submitted = json.loads((course / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
-            cell = next(c for c in submitted["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == WRITTEN)
+            submitted = nbformat.read(course / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+            cell = next(c for c in submitted.cells if c.metadata.get("nbgrader", {}).get("grade_id") == WRITTEN)
             # nbgrader's own rule (SaveAutoGrades): an unchanged answer scores 0, a changed one has no auto score.
-            nbgrader_auto, _ = determine_grade(from_dict(cell))
+            nbgrader_auto, _ = determine_grade(cell)
             grade = gradebook.find_grade(WRITTEN, ASSIGNMENT, ASSIGNMENT, student)
             assert grade.auto_score == nbgrader_auto, (student, grade.auto_score, nbgrader_auto)
             assert grade.needs_manual_grade is (nbgrader_auto is None), student

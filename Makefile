@@ -39,7 +39,8 @@ $(VENV_STAMP): requirements.lock pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-venv: $(VENV_STAMP) $(MATHJAX)
+# The Python environment alone: enough to grade (make grade); the book also needs MathJax.
+venv: $(VENV_STAMP)
 
 # MathJax 3 comes from the npm registry at the version package-lock.json pins,
 # and is served by the book itself (html_extra_path), so math renders offline.
@@ -52,17 +53,17 @@ $(MATHJAX): package-lock.json
 lock:
 	$(BIN)/python -m pip freeze --all --exclude-editable | grep -v -E "^(pip|coursekit)==" | sed "s/^torch==\(.*\)+cpu$$/torch==\1/" > requirements.lock
 
-book: venv
+book: venv $(MATHJAX)
 	$(BIN)/python -m coursekit.bookbuild --html $(HTML)
 
 serve:
 	@test -f $(HTML)/index.html || { echo "no built book: run make book first"; exit 1; }
 	$(BIN)/python -m http.server 8000 --bind 127.0.0.1 --directory $(HTML)
 
-test: venv
+test: venv $(MATHJAX)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: venv
+bench: venv $(MATHJAX)
 	$(BIN)/python -m bench.run_all
 
 grade: venv

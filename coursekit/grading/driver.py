@@ -127,6 +127,17 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
+def _sources_by_grade_id(notebook: dict[str, Any]) -> dict[str, str]:
+    """The source of each nbgrader cell of ``notebook``, by grade_id."""
+    sources = {}
+    for cell in notebook.get("cells", []):
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if isinstance(meta, dict) and isinstance(meta.get("grade_id"), str):
+            source = cell.get("source", "")
+            sources[meta["grade_id"]] = "".join(source) if isinstance(source, list) else str(source)
+    return sources
+
+
 class Grader:
     """Grade one assignment of one course; see :func:`grade_assignment`."""
 
@@ -288,7 +299,7 @@ class Grader:
         self._write_report(report)
         gb.record_submission(self.course, self.assignment, self.spec.notebook, report.student, timestamp=timestamp,
                              expected=self.expected, scores={name: r.score for name, r in results.items()},
-                             answered=self._answered(prepared))
+                             answered=self._answered(prepared), blank=self._blank_answers(prepared))
 
     def _write_report(self, report: SubmissionReport) -> None:
         reports = self.course.root / "grade-reports" / self.assignment
@@ -301,23 +312,26 @@ class Grader:
             self._bar.set_postfix_str(f"{student}: {outcome}")
 
     def _answered(self, prepared: PreparedNotebook) -> dict[str, bool]:
-        answered: dict[str, bool] = {}
-        cells = prepared.notebook.get("cells", [])
-        by_name = {}
-        for cell in cells:
-            meta = cell.get("metadata", {}).get("nbgrader", {})
-            if isinstance(meta, dict) and isinstance(meta.get("grade_id"), str):
-                by_name[meta["grade_id"]] = cell
-        for expected in self.expected:
-            if expected.solution or expected.task:
-                cell = by_name.get(expected.name)
-                answered[expected.name] = bool(
-                    prepared.outcome is None
-                    and cell is not None
-                    and expected.name not in prepared.missing
-                    and cell.get("source", "").strip() != expected.source.strip()
-                )
-        return answered
+        sources = _sources_by_grade_id(prepared.notebook)
+        return {
+            expected.name: bool(
+                prepared.outcome is None
+                and expected.name in sources
+                and expected.name not in prepared.missing
+                and sources[expected.name].strip() != expected.source.strip()
+            )
+            for expected in self.expected if expected.solution or expected.task
+        }
+
+    def _blank_answers(self, prepared: PreparedNotebook) -> frozenset[str]:
+        """Hand-graded answer cells of a usable notebook left exactly as released (nbgrader's checksum test)."""
+        if prepared.outcome is not None:
+            return frozenset()
+        sources = _sources_by_grade_id(prepared.notebook)
+        return frozenset(
+            cell.name for cell in self.expected
+            if cell.grade and cell.solution and cell.name not in prepared.missing and sources.get(cell.name) == cell.source
+        )
 
     def _write_autograded(self, student: str, notebook: dict[str, Any]) -> None:
         target = self.course.root / self.course.autograded / student / self.assignment

@@ -2,7 +2,11 @@
 
 ``coursekit grade ASSIGNMENT [--student ID ...] [--jobs N] [--executor local | dask://HOST:PORT]
 [--timeout SECONDS] [--memory MB] [--force] [--require-sandbox]``, run in the nbgrader
-course directory, auto-grades the assignment's submissions (see :mod:`coursekit.grading`).
+course directory, auto-grades the assignment's submissions (see :mod:`coursekit.grading`)
+and writes the class's report, ``grade-reports/ASSIGNMENT/index.html``.
+
+``coursekit report ASSIGNMENT [--course-dir D]`` writes that report again from the
+stored results, without grading (see :mod:`coursekit.grading.report`).
 """
 
 from __future__ import annotations
@@ -66,12 +70,53 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--db-url", default=None, help="gradebook URL (default: nbgrader's configuration)")
     grade.add_argument("--course-dir", default=".", help="the course directory (default: the current one)")
     grade.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+    report = commands.add_parser(
+        "report",
+        help="write an assignment's grading report again from the stored results",
+        description="Write grade-reports/ASSIGNMENT/index.html from the results that `coursekit grade` stored, "
+        "without grading again.",
+    )
+    report.add_argument("assignment", help="the nbgrader assignment id, e.g. a1_sequence_loss")
+    report.add_argument("--course-dir", default=".", help="the course directory (default: the current one)")
+    report.add_argument("--db-url", default=None, help="gradebook URL (default: nbgrader's configuration)")
     return parser
+
+
+def _report(course_dir: str, assignment: str, db_url: str | None) -> int:
+    """``coursekit report``: write the assignment's report; print where, or why not."""
+    from coursekit.grading.report import write_report
+
+    try:
+        path = write_report(Path(course_dir), assignment, db_url)
+    except (LookupError, ValueError, FileNotFoundError, TypeError) as error:
+        print(f"coursekit report: {error}", file=sys.stderr)
+        return 2
+    print(f"report: {path}")
+    return 0
+
+
+def _report_after_grading(course_dir: str, assignment: str, db_url: str | None) -> int:
+    """The end of ``coursekit grade``: write the class's report, then say where the results are."""
+    from coursekit.grading.report import MissingResults, write_report
+
+    reports = Path(course_dir).resolve() / "grade-reports" / assignment
+    try:
+        page = write_report(Path(course_dir), assignment, db_url)
+    except MissingResults:
+        print(f"reports: {reports} (no submission graded, so no class report)")
+        return 0
+    except (LookupError, ValueError, FileNotFoundError, TypeError) as error:
+        print(f"coursekit grade: the grades are recorded, but the class report failed: {error}", file=sys.stderr)
+        return 2
+    print(f"reports: {reports} (class report: {page.name})")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``coursekit`` with ``argv`` (default: the command line); returns the exit status."""
     args = build_parser().parse_args(argv)
+    if args.command == "report":
+        return _report(args.course_dir, args.assignment, args.db_url)
     from coursekit.grading.driver import GradeOptions, SandboxUnavailable, format_table, grade_assignment
     from coursekit.grading.limits import Limits
 
@@ -95,8 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"coursekit grade: {error}", file=sys.stderr)
         return 2
     print(format_table(reports))
-    print(f"reports: {Path(args.course_dir).resolve() / 'grade-reports' / args.assignment}")
-    return 0
+    return _report_after_grading(args.course_dir, args.assignment, args.db_url)
 
 
 if __name__ == "__main__":

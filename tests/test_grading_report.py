@@ -45,7 +45,7 @@ class _Tables(HTMLParser):
             self._table = dict(attrs).get("id")
             self.tables[self._table or ""] = []
         elif tag == "tr" and self._table is not None:
-            self.tables[self._table].append([])
+            self.tables[self._table].append([])      # a header row stays empty and is dropped at its end
         elif tag == "td" and self._table is not None:
             self._cell = []
 
@@ -53,6 +53,8 @@ class _Tables(HTMLParser):
         if tag == "td" and self._cell is not None and self._table is not None:
             self.tables[self._table][-1].append("".join(self._cell).strip())
             self._cell = None
+        elif tag == "tr" and self._table is not None and not self.tables[self._table][-1]:
+            self.tables[self._table].pop()
         elif tag == "table":
             self._table = None
 

@@ -172,31 +172,34 @@ def near_identical_groups(answers: Mapping[str, tuple[str, ...]], threshold: flo
         >>> [(g.students, g.lowest) for g in groups]
         [(('a', 'b'), 1.0)]
     """
-    students = sorted(answers)
-    parent = {s: s for s in students}
-    lowest: dict[str, float] = {}
+    # Identical answers are linked at 1.0 without comparing them; only distinct answers are compared pairwise.
+    by_answer: dict[tuple[str, ...], list[str]] = {}
+    for student in sorted(answers):
+        by_answer.setdefault(answers[student], []).append(student)
+    distinct = list(by_answer)
+    parent = list(range(len(distinct)))
+    lowest = [1.0] * len(distinct)
 
-    def root(student: str) -> str:
-        while parent[student] != student:
-            parent[student] = parent[parent[student]]
-            student = parent[student]
-        return student
+    def root(index: int) -> int:
+        while parent[index] != index:
+            parent[index] = parent[parent[index]]
+            index = parent[index]
+        return index
 
-    links: list[tuple[str, str, float]] = []
-    for i, first in enumerate(students):
-        for second in students[i + 1:]:
-            matcher = difflib.SequenceMatcher(None, answers[first], answers[second], autojunk=False)
+    links: list[tuple[int, int, float]] = []
+    for i, first in enumerate(distinct):
+        for j in range(i + 1, len(distinct)):
+            matcher = difflib.SequenceMatcher(None, first, distinct[j], autojunk=False)
             if matcher.real_quick_ratio() >= threshold and matcher.quick_ratio() >= threshold:
                 ratio = matcher.ratio()
                 if ratio >= threshold:
-                    links.append((first, second, ratio))
-    for first, second, _ in links:
-        parent[root(first)] = root(second)
-    for first, _, ratio in links:
-        top = root(first)
-        lowest[top] = min(lowest.get(top, 1.0), ratio)
-    members: dict[str, list[str]] = {}
-    for student in students:
-        members.setdefault(root(student), []).append(student)
-    groups = [Group(tuple(m), lowest[top]) for top, m in members.items() if len(m) > 1]
+                    links.append((i, j, ratio))
+    for i, j, _ in links:
+        parent[root(i)] = root(j)
+    for i, _, ratio in links:
+        lowest[root(i)] = min(lowest[root(i)], ratio)
+    members: dict[int, list[str]] = {}
+    for index, answer in enumerate(distinct):
+        members.setdefault(root(index), []).extend(by_answer[answer])
+    groups = [Group(tuple(sorted(m)), lowest[top]) for top, m in members.items() if len(m) > 1]
     return sorted(groups, key=lambda g: (len(g.students), g.students))

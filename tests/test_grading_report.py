@@ -228,15 +228,15 @@ def test_report_command_regenerates_the_same_page_without_grading(graded_class: 
     assert gradebook_file.stat().st_mtime_ns == before
 
 
-def test_report_command_names_a_missing_assignment_or_course(graded_class: dict, tmp_path: Path) -> None:
-    course = graded_class["course"]
-    missing = subprocess.run([str(VENV_BIN / "coursekit"), "report", "a9_nothing", "--course-dir", str(course)],
-                             env=tool_env(), capture_output=True, text=True, timeout=300)
-    assert missing.returncode == 2
-    assert "a9_nothing" in missing.stderr and "coursekit grade a9_nothing" in missing.stderr
-    nowhere = subprocess.run([str(VENV_BIN / "coursekit"), "report", ASSIGNMENT, "--course-dir",
-                              str(tmp_path / "no-course")], env=tool_env(), capture_output=True, text=True, timeout=300)
-    assert nowhere.returncode == 2 and "does not exist" in nowhere.stderr
+def test_report_command_names_a_missing_assignment_or_course(graded_class: dict, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from coursekit.cli import main
+
+    assert main(["report", "a9_nothing", "--course-dir", str(graded_class["course"])]) == 2
+    assert "'a9_nothing'" in capsys.readouterr().err
+    assert main(["report", ASSIGNMENT, "--course-dir", str(tmp_path / "no-course")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("coursekit report: ") and "no-course does not exist" in error
 
 
 @pytest.mark.browser

@@ -97,9 +97,10 @@ def _report(course_dir: str, assignment: str, db_url: str | None) -> int:
 
 def _report_after_grading(course_dir: str, assignment: str, db_url: str | None) -> int:
     """The end of ``coursekit grade``: write the class's report, then say where the results are."""
+    from coursekit.grading.driver import reports_directory
     from coursekit.grading.report import MissingResults, write_report
 
-    reports = Path(course_dir).resolve() / "grade-reports" / assignment
+    reports = reports_directory(Path(course_dir).resolve(), assignment)
     try:
         page = write_report(Path(course_dir), assignment, db_url)
     except MissingResults:

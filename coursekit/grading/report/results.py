@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coursekit.grading.driver import SubmissionReport
+from coursekit.grading.driver import SubmissionReport, reports_directory
 from coursekit.grading.gradebook import Course, load_course
 from coursekit.grading.report.similarity import find_function
 from coursekit.grading.spec import AssignmentSpec, CheckedQuestion, FunctionQuestion, load_spec
@@ -143,7 +143,7 @@ def load_results(course_dir: Path, assignment: str, db_url: str | None = None) -
         ValueError: a stored result is not a submission report.
     """
     course: Course = load_course(Path(course_dir), db_url)
-    directory = course.root / "grade-reports" / assignment
+    directory = reports_directory(course.root, assignment)
     paths = sorted(directory.glob("*.json")) if directory.is_dir() else []
     if not paths:
         raise MissingResults(

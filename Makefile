@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # lacks a local CPU wheel sets https://download.pytorch.org/whl/cpu.
 TORCH_INDEX ?=
 
-.PHONY: help venv book serve test bench grade publish gh-pages lock clean
+.PHONY: help venv book serve test bench grade grade-report publish gh-pages lock clean
 
 help:
 	@echo "make book     build the book (every page executed) into $(HTML)"
@@ -25,6 +25,7 @@ help:
 	@echo "make serve    serve $(HTML) on http://127.0.0.1:8000"
 	@echo "make bench    run the benchmarks and write bench/RESULTS.md"
 	@echo "make grade A=<assignment>   auto-grade an assignment's submissions"
+	@echo "make grade-report A=<a>    write its class report again from the stored results"
 	@echo "make publish  push the built book to the gh-pages branch"
 
 # The environment is rebuilt whenever the lock or pyproject changes. torch goes
@@ -69,6 +70,10 @@ bench: venv $(MATHJAX)
 grade: venv
 	@test -n "$(A)" || { echo "usage: make grade A=<assignment> [ARGS='--jobs 2']"; exit 2; }
 	cd assignments && $(BIN)/coursekit grade $(A) $(ARGS)
+
+grade-report: venv
+	@test -n "$(A)" || { echo "usage: make grade-report A=<assignment>"; exit 2; }
+	cd assignments && $(BIN)/coursekit report $(A)
 
 # Publishes the built book to the gh-pages branch of REMOTE (GitHub Pages serves it).
 REMOTE ?= origin

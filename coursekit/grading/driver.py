@@ -34,7 +34,17 @@ from coursekit.grading.spec import AssignmentSpec, PreparedCall, adapters, grade
 from coursekit.grading.verdicts import QuestionResult, score_question
 
 __all__ = ["OUTCOMES", "GradeOptions", "Grader", "SandboxUnavailable", "SubmissionReport", "format_table",
-           "grade_assignment"]
+           "grade_assignment", "reports_directory"]
+
+
+def reports_directory(course_root: Path, assignment: str) -> Path:
+    """Where the submissions' JSON reports and the class report of ``assignment`` go.
+
+    Example:
+        >>> reports_directory(Path("/course"), "a1").as_posix()
+        '/course/grade-reports/a1'
+    """
+    return course_root / "grade-reports" / assignment
 
 
 @dataclass
@@ -302,7 +312,7 @@ class Grader:
                              answered=self._answered(prepared), blank=self._blank_answers(prepared))
 
     def _write_report(self, report: SubmissionReport) -> None:
-        reports = self.course.root / "grade-reports" / self.assignment
+        reports = reports_directory(self.course.root, self.assignment)
         reports.mkdir(parents=True, exist_ok=True)
         _write_atomically(reports / f"{report.student}.json", json.dumps(asdict(report), indent=1).encode())
 

@@ -90,3 +90,13 @@ def test_groups_link_near_identical_answers_transitively_and_leave_others_alone(
 def test_pairs_come_before_larger_groups() -> None:
     answers = {"a": ("p",), "b": ("p",), "c": ("q",), "d": ("q",), "e": ("q",)}
     assert [g.students for g in near_identical_groups(answers, 0.95)] == [("a", "b"), ("c", "d", "e")]
+
+
+def test_the_instructors_page_states_the_reports_similarity_thresholds() -> None:
+    from pathlib import Path
+
+    from coursekit.grading.report.summary import NEAR_IDENTICAL, REFERENCE_FLAG
+
+    page = " ".join((Path(__file__).resolve().parents[1] / "book" / "for_instructors.md").read_text().split())
+    assert f"An answer at {REFERENCE_FLAG:g} or more from the reference is flagged for review" in page
+    assert f"Students are linked when their answers are {NEAR_IDENTICAL:g} or more alike" in page

@@ -178,3 +178,17 @@ def test_written_answers_are_flagged_as_nbgrader_autograde_flags_them(course: Pa
             assert grade.auto_score == nbgrader_auto, (student, grade.auto_score, nbgrader_auto)
             assert grade.needs_manual_grade is (nbgrader_auto is None), student
     assert nbgrader_auto is None, "dave's written answer must wait for a grader"
+
+
+def test_after_nbgrader_autograde_coursekit_grade_says_the_other_grader_graded(tmp_path: Path) -> None:
+    other = make_course(tmp_path / "other")
+    submit(other, "erin", solved_notebook(other))
+    autograde = subprocess.run([str(VENV_BIN / "nbgrader"), "autograde", ASSIGNMENT], cwd=other, env=tool_env(),
+                               capture_output=True, text=True, timeout=600)
+    assert autograde.returncode == 0, autograde.stderr[-2000:]
+    graded = _grade(other)
+    out, err = graded.communicate(timeout=300)
+    assert graded.returncode == 0, err
+    assert "1 submission(s) already graded" in err
+    assert "graded by `nbgrader autograde`" in err and "erin" in err
+    assert not (other / "grade-reports" / ASSIGNMENT / "erin.json").exists()

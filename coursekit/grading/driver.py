@@ -382,6 +382,17 @@ class Grader:
                        "Only per-process rlimits apply: one submission can take the CPU, the memory and the",
                        "process slots of the others graded at the same time.")
 
+    def _already_graded(self, skipped: list[str]) -> str:
+        """Say which submissions are skipped as graded, and which of them the other grader graded."""
+        reports = reports_directory(self.course.root, self.assignment)
+        by_nbgrader = [s for s in skipped if not (reports / f"{s}.json").is_file()]
+        line = f"{len(skipped)} submission(s) already graded; use --force to regrade them"
+        if by_nbgrader:
+            shown = ", ".join(by_nbgrader[:10]) + (", ..." if len(by_nbgrader) > 10 else "")
+            line += (f" ({len(by_nbgrader)} of them have scores but no coursekit grade report: graded by "
+                     f"`nbgrader autograde`, whose scores stand until you regrade: {shown})")
+        return line + "\n"
+
     def _warn(self, *lines: str) -> None:
         self.log.write("\n" + "!" * 78 + "\nWARNING: " + "\n".join(lines) + "\n" + "!" * 78 + "\n")
 
@@ -391,9 +402,9 @@ class Grader:
         self._check_isolation()
         remove_stale_groups()
         students = self.pending()
-        skipped = len(self.submissions()) - len(students)
+        skipped = sorted(set(self.submissions()) - set(students))
         if skipped:
-            self.log.write(f"{skipped} submission(s) already graded; use --force to regrade them\n")
+            self.log.write(self._already_graded(skipped))
         executor = make_executor(options.executor, options.jobs)
         use_sandbox: bool | None = True if options.require_sandbox else None
         prepared: dict[str, PreparedNotebook] = {}

@@ -178,3 +178,5 @@ def configure(c: Any, course_root: str | os.PathLike[str]) -> None:
         "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     ]
     c.FileNameCollectorPlugin.named_regexp = LMS_FILENAME_REGEXP
+    # Late flags and re-upload numbers accepted; every skipped notebook listed before collecting.
+    c.ZipCollectApp.collector_plugin = "coursekit.course.lms_names.LmsFileNameCollector"

@@ -138,22 +138,19 @@ def test_a_banned_operator_raises_by_any_route_only_while_banned() -> None:
                                torch.logsumexp(logits, -1) - logits[torch.arange(3), targets])
 
 
-def test_the_kernel_reports_each_call_as_it_ends_and_skips_a_function_that_timed_out() -> None:
-    from coursekit.grading.kernel import Kernel, _run
-    from coursekit.grading.protocol import AdapterReport, CallReport, CallStatus, RunCalls, RunCells
+def test_the_kernel_answers_each_command_with_one_report() -> None:
+    from coursekit.grading.kernel import Kernel, run_step
+    from coursekit.grading.protocol import AdapterReport, CallReport, CallStatus, RunAdapter, RunCall, RunCell
     from coursekit.grading.wire import encode_value
 
     kernel = Kernel(Limits(timeout_s=0.5).for_runner(), dedicated_uid=False)
-    cells = [{"index": 0, "source": "def slow(x):\n    while True:\n        pass\ndef twice(x):\n    return 2 * x\n"}]
-    assert [r.failed for r in _run(kernel, RunCells(cells))] == [False]
+    cell = "def slow(x):\n    while True:\n        pass\ndef twice(x):\n    return 2 * x\n"
+    assert not run_step(kernel, RunCell(0, cell)).failed
 
-    def call(i: int, name: str) -> dict:
-        return {"id": f"q#{i}", "kind": "function", "name": name, "tensors": False, "args": [encode_value(i)],
-                "kwargs": {}, "banned": []}
+    def call(i: int, name: str) -> RunCall:
+        return RunCall({"id": f"q#{i}", "kind": "function", "name": name, "tensors": False,
+                        "args": [encode_value(i)], "kwargs": {}, "banned": []})
 
-    reports = list(_run(kernel, RunCalls(["def _adapted(x):\n    return twice(x) + 1\n"],
-                                         [call(0, "slow"), call(1, "_adapted"), call(2, "slow")])))
-    assert reports[0] == AdapterReport(0)
-    assert [(r.call_id, r.status) for r in reports[1:]] == [
-        ("q#0", CallStatus.TIMEOUT), ("q#1", CallStatus.OK), ("q#2", CallStatus.NOT_RUN)]
-    assert reports[2] == CallReport("q#1", CallStatus.OK, encode_value(3))
+    assert run_step(kernel, RunAdapter(0, "def _adapted(x):\n    return twice(x) + 1\n")) == AdapterReport(0)
+    assert run_step(kernel, call(0, "slow")).status is CallStatus.TIMEOUT
+    assert run_step(kernel, call(1, "_adapted")) == CallReport("q#1", CallStatus.OK, encode_value(3))

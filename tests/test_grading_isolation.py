@@ -15,7 +15,7 @@ from coursekit.grading.cgroups import (CPU_PERIOD_US, Hierarchy, SandboxGroup, c
                                        join_command, remove_stale_groups)
 from coursekit.grading.kernel import BannedOperation, _banned
 from coursekit.grading.limits import Limits
-from coursekit.grading.seccomp import memfd_filter
+from coursekit.grading.seccomp import sandbox_filter
 from conftest import in_ci
 
 pytestmark = pytest.mark.grading
@@ -98,8 +98,24 @@ def test_stale_groups_of_dead_graders_are_removed() -> None:
     assert remove_stale_groups() >= 1 and not stale.exists()
 
 
-def test_the_seccomp_filter_denies_memfd_create_and_nothing_else(tmp_path: Path) -> None:
-    program = memfd_filter()
+#: each call the filter denies, made through libc; prints its name and whether it was allowed.
+SECCOMP_PROBE = (
+    "import ctypes, os\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "def tried(name, result):\n"
+    "    print(name, 'allowed' if result >= 0 else os.strerror(ctypes.get_errno()).replace(' ', '_'))\n"
+    "libc.memfd_create.argtypes = [ctypes.c_char_p, ctypes.c_uint]\n"
+    "tried('memfd_create', libc.memfd_create(b'x', 0))\n"
+    "tried('shmget', libc.shmget(0, 1 << 20, 0o1600))\n"
+    "tried('msgget', libc.msgget(0, 0o1600))\n"
+    "tried('mq_open', libc.mq_open(b'/coursekit-probe', 0o102, 0o600, None))\n"
+    "print('pipe', len(os.pipe()), 'getpid', os.getpid() > 0)\n"
+)
+
+
+def _bwrap(code: str, seccomp: bool) -> list[str]:
+    """What ``code`` printed in bubblewrap with a fresh IPC namespace, with the sandbox's filter or without."""
+    program = sandbox_filter()
     if program is None:
         pytest.skip("no seccomp program for this architecture")
     if os.geteuid() != 0 or not Path("/usr/bin/bwrap").exists():
@@ -109,14 +125,21 @@ def test_the_seccomp_filter_denies_memfd_create_and_nothing_else(tmp_path: Path)
     read, write = os.pipe()
     os.write(write, program)
     os.close(write)
-    code = ("import os\ntry:\n    os.memfd_create('x')\n    print('allowed')\nexcept PermissionError:\n"
-            "    print('denied')\nprint(len(os.listdir('/proc/self/fd')) > 0, os.getpid() > 0)")
-    done = subprocess.run(["bwrap", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--seccomp", str(read),
-                           sys.executable, "-I", "-c", code], pass_fds=(read,), capture_output=True, text=True,
-                          timeout=60)
+    command = ["bwrap", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--unshare-ipc"]
+    command += ["--seccomp", str(read)] if seccomp else []
+    done = subprocess.run([*command, sys.executable, "-I", "-c", code], pass_fds=(read,), capture_output=True,
+                          text=True, timeout=60)
     os.close(read)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["denied", "True", "True"]
+    return done.stdout.split()
+
+
+def test_the_seccomp_filter_denies_memory_outside_the_rlimits_and_nothing_else() -> None:
+    assert _bwrap(SECCOMP_PROBE, seccomp=False)[:8] == ["memfd_create", "allowed", "shmget", "allowed",
+                                                        "msgget", "allowed", "mq_open", "allowed"]
+    assert _bwrap(SECCOMP_PROBE, seccomp=True) == [
+        "memfd_create", "Operation_not_permitted", "shmget", "Operation_not_permitted",
+        "msgget", "Operation_not_permitted", "mq_open", "Operation_not_permitted", "pipe", "2", "getpid", "True"]
 
 
 def test_a_banned_operator_raises_by_any_route_only_while_banned() -> None:

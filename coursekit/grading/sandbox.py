@@ -43,7 +43,7 @@ from coursekit.grading.cgroups import SandboxGroup, cgroups_available, join_comm
 from coursekit.grading.limits import Limits
 from coursekit.grading.package_view import ViewPlan, materialise, package_root
 from coursekit.grading.protocol import CallEnd, CallStart, Calls, CellEnd, CellsDone, CellStart, Done, Ready, Setup
-from coursekit.grading.seccomp import memfd_filter
+from coursekit.grading.seccomp import sandbox_filter
 from coursekit.grading.uids import UidLease
 
 #: how long past a step's own limits (and the runner's grace) the grader waits before it kills the sandbox.
@@ -232,7 +232,7 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 
 def _seccomp_pipe() -> int | None:
     """A pipe's read end holding the seccomp program (bubblewrap reads it to its end)."""
-    program = memfd_filter()
+    program = sandbox_filter()
     if program is None:
         return None
     read, write = os.pipe()

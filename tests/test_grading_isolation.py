@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -11,8 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from coursekit.grading.cgroups import (CPU_PERIOD_US, Hierarchy, SandboxGroup, cgroups_available, find_hierarchies,
-                                       join_command, remove_stale_groups)
+from coursekit.grading.cgroups import (CPU_PERIOD_US, LEAF_GROUP, Hierarchy, SandboxGroup, cgroups_available,
+                                       find_hierarchies, join_command, move_into_leaf, remove_stale_groups)
 from coursekit.grading.kernel import BannedOperation, _banned
 from coursekit.grading.limits import Limits
 from coursekit.grading.seccomp import sandbox_filter
@@ -48,19 +49,67 @@ def test_hierarchies_are_found_below_the_graders_own_group() -> None:
     assert all(h.version == 1 for h in found)
 
 
-def test_v2_limits_are_written_in_v2_files(tmp_path: Path) -> None:
-    """On a unified hierarchy (not mounted on this machine): the files and values a v2 kernel reads."""
+def test_v2_limits_are_written_in_v2_files_after_the_groups_processes_move_to_a_leaf(tmp_path: Path) -> None:
+    """Plain files standing in for a v2 group that holds the grader: the files written, the values, the order.
+
+    Only a kernel enforces the no-internal-process rule (this machine's unified
+    hierarchy offers no controllers): the move itself is tested on the real
+    mount below.
+    """
     own = tmp_path / "grader.scope"
     own.mkdir()
-    (own / "cgroup.subtree_control").write_text("")
+    for name, text in (("cgroup.subtree_control", ""), ("cgroup.type", "domain"), ("cgroup.procs", "4242\n")):
+        (own / name).write_text(text)
     group = SandboxGroup.create(Limits(memory_mb=512, disk_mb=16, nproc=10, cpus=0.5),
                                 [Hierarchy(2, ("cpu", "memory", "pids"), own)])
     [directory] = group.directories
+    assert (own / LEAF_GROUP / "cgroup.procs").read_text() == "4242"
     assert (own / "cgroup.subtree_control").read_text() == "+cpu +memory +pids"
     assert (directory / "cpu.max").read_text() == f"50000 {CPU_PERIOD_US}"
     assert (directory / "memory.max").read_text() == str((512 + 32 + 512) * 2**20)
     assert (directory / "pids.max").read_text() == "26"
     assert directory.parent == own and directory.name.startswith(f"coursekit-{os.getpid()}-")
+    # Once the grader is in the leaf, its sandboxes' groups are still made beside it.
+    (own / "cgroup.controllers").write_text("cpu memory pids\n")
+    mountinfo = f"41 31 0:38 / {tmp_path} rw - cgroup2 cgroup2 rw\n"
+    assert find_hierarchies(f"0::/grader.scope/{LEAF_GROUP}\n", mountinfo) == [
+        Hierarchy(2, ("cpu", "memory", "pids"), own)]
+
+
+def _unified_mount() -> Path:
+    """The writable cgroup2 mount, in the group this process is in (skipped where there is none)."""
+    from coursekit.grading.cgroups import _below, _mounts
+
+    own = next((line.split("::", 1)[1] for line in Path("/proc/self/cgroup").read_text().splitlines()
+                if line.startswith("0::")), None)
+    for kind, root, point, _options in _mounts(Path("/proc/self/mountinfo").read_text()):
+        relative = _below(root, own) if kind == "cgroup2" and own is not None else None
+        if relative is not None and os.access(Path(point) / relative, os.W_OK):
+            return Path(point) / relative
+    if in_ci():
+        pytest.fail("a writable cgroup2 mount is required in CI")
+    pytest.skip("no writable cgroup2 mount here")
+
+
+def test_v2_every_process_of_a_group_moves_into_its_leaf_on_a_real_unified_mount() -> None:
+    group = _unified_mount() / f"coursekit-test-{os.getpid()}"
+    group.mkdir()
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        (group / "cgroup.procs").write_text(str(sleeper.pid))
+        leaf = move_into_leaf(group)
+        assert leaf == group / LEAF_GROUP
+        assert (group / "cgroup.procs").read_text().split() == []
+        assert (leaf / "cgroup.procs").read_text().split() == [str(sleeper.pid)]
+        assert Path(f"/proc/{sleeper.pid}/cgroup").read_text().strip().endswith(f"{group.name}/{LEAF_GROUP}")
+        assert move_into_leaf(group) == leaf    # a second grader in the same group finds it empty
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        for directory in (group / LEAF_GROUP, group):
+            while directory.exists():
+                with contextlib.suppress(OSError):   # busy until the killed process is gone from it
+                    directory.rmdir()
 
 
 def test_v1_groups_limit_cpu_memory_and_processes_and_are_removed() -> None:
@@ -76,6 +125,8 @@ def test_v1_groups_limit_cpu_memory_and_processes_and_are_removed() -> None:
             assert (by_controller["cpu"] / "cpu.cfs_quota_us").read_text().strip() == "50000"
         if "memory" in by_controller:
             assert int((by_controller["memory"] / "memory.limit_in_bytes").read_text()) == 1056 * 2**20
+            memsw = by_controller["memory"] / "memory.memsw.limit_in_bytes"   # where swap is accounted
+            assert not memsw.exists() or int(memsw.read_text()) == 1056 * 2**20
         if "pids" in by_controller:
             assert (by_controller["pids"] / "pids.max").read_text().strip() == "26"
         # A process that joins the groups first, then holds 1.5 GiB, is killed by the memory limit.

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pytest
 
+import coursekit.grading.kernel  # noqa: F401  (imported before the fork, as runner.main does: torch is slow to import)
 from coursekit.grading import protocol, runner
 from coursekit.grading.limits import Limits
 from coursekit.grading.protocol import (CallEnd, CallStatus, Calls, CellReport, CellStatus, Done, RunCell, Setup,
                                         encode)
+from coursekit.grading.sandbox import kernel_leaves_root
 from coursekit.grading.uids import NOBODY_UID
 from coursekit.grading.wire import encode_value
 
@@ -145,6 +147,16 @@ def test_a_kernel_started_as_root_without_a_lease_runs_as_nobody(workdir: str) -
     finally:
         _stop(kernel)
     assert result.report is not None and result.report.stdout.split() == [str(NOBODY_UID)] * 3, result
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root grader has a kernel uid to choose")
+def test_a_root_grader_without_bubblewrap_refuses_what_a_sandbox_uid_could_not_read(tmp_path: Path) -> None:
+    private = tmp_path / "view"
+    private.mkdir(mode=0o700)
+    os.chmod(tmp_path, 0o700)
+    ok, why = kernel_leaves_root(False, private)
+    assert not ok and "would run as root" in why
+    assert kernel_leaves_root(True, private) == (True, "")
 
 
 def _runner_events(workdir: str, cells: list[dict], calls: Calls) -> list:

@@ -175,7 +175,8 @@ def test_the_runner_does_not_call_again_a_function_that_timed_out(workdir: str) 
         return {"id": f"q#{i}", "kind": "function", "name": name, "tensors": False, "args": [encode_value(i)],
                 "kwargs": {}, "banned": []}
 
-    calls = Calls(["def _adapted(x):\n    return twice(x) + 1\n"], [call(0, "slow"), call(1, "_adapted"), call(2, "slow")])
+    calls = Calls(["def _adapted(x):\n    return twice(x) + 1\n"],
+                  [call(0, "slow"), call(1, "_adapted"), call(2, "slow")])
     events = _runner_events(workdir, cells, calls)
     ends = [e for e in events if isinstance(e, CallEnd)]
     assert [(e.call_id, e.status) for e in ends] == [

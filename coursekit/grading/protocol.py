@@ -71,7 +71,7 @@ class CellStatus(str, enum.Enum):
 
     OK = "ok"                 #: ran to the end
     ERROR = "error"           #: raised (its own error, the time limit or the memory limit)
-    DIED = "died"             #: the kernel process died in it (os._exit, a signal, the memory cgroup)
+    DIED = "died"             #: the kernel died in it (os._exit, a signal, the memory cgroup, or killed for flooding)
     STALLED = "stalled"       #: outlived its time limit: the runner killed the kernel
 
 

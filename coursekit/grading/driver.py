@@ -346,12 +346,12 @@ class Grader:
         if self.options.executor != "local":
             return
         (sandboxed, why_not), (grouped, why_no_groups) = sandbox_available(), cgroups_available()
-        leaves_root, why_root = kernel_leaves_root(sandboxed)
-        if not leaves_root:
-            raise SandboxUnavailable(f"refusing to grade: {why_root}; install bubblewrap or make it readable")
         problems = [why for ok, why in ((sandboxed, why_not), (grouped, why_no_groups)) if not ok]
         if problems and self.options.require_sandbox:
             raise SandboxUnavailable(f"--require-sandbox: the sandbox cannot be set up here: {'; '.join(problems)}")
+        leaves_root, why_root = kernel_leaves_root(sandboxed)
+        if not leaves_root:
+            raise SandboxUnavailable(f"refusing to grade: {why_root}; install bubblewrap or make it readable")
         if not sandboxed:
             self._warn(f"SUBMISSIONS WILL RUN WITHOUT THE SANDBOX: {why_not}",
                        "Only rlimits and timeouts apply; student code can read the course directory and",

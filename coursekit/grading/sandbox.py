@@ -222,6 +222,10 @@ def kernel_leaves_root(use_sandbox: bool, view: Path | None = None) -> tuple[boo
     Args:
         use_sandbox: whether the run is inside bubblewrap.
         view: the assignment's view of the package, which the kernel imports from too.
+
+    Example:
+        >>> kernel_leaves_root(use_sandbox=True)
+        (True, '')
     """
     if os.geteuid() != 0 or use_sandbox:
         return True, ""

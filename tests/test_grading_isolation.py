@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -11,11 +12,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from coursekit.grading.cgroups import (CPU_PERIOD_US, Hierarchy, SandboxGroup, cgroups_available, find_hierarchies,
-                                       join_command, remove_stale_groups)
+from coursekit.grading.cgroups import (CPU_PERIOD_US, LEAF_GROUP, Hierarchy, SandboxGroup, cgroups_available,
+                                       find_hierarchies, join_command, move_into_leaf, remove_stale_groups)
 from coursekit.grading.kernel import BannedOperation, _banned
 from coursekit.grading.limits import Limits
-from coursekit.grading.seccomp import memfd_filter
+from coursekit.grading.seccomp import sandbox_filter
 from conftest import in_ci
 
 pytestmark = pytest.mark.grading
@@ -48,19 +49,67 @@ def test_hierarchies_are_found_below_the_graders_own_group() -> None:
     assert all(h.version == 1 for h in found)
 
 
-def test_v2_limits_are_written_in_v2_files(tmp_path: Path) -> None:
-    """On a unified hierarchy (not mounted on this machine): the files and values a v2 kernel reads."""
+def test_v2_limits_are_written_in_v2_files_after_the_groups_processes_move_to_a_leaf(tmp_path: Path) -> None:
+    """Plain files standing in for a v2 group that holds the grader: the files written, the values, the order.
+
+    Only a kernel enforces the no-internal-process rule (this machine's unified
+    hierarchy offers no controllers): the move itself is tested on the real
+    mount below.
+    """
     own = tmp_path / "grader.scope"
     own.mkdir()
-    (own / "cgroup.subtree_control").write_text("")
+    for name, text in (("cgroup.subtree_control", ""), ("cgroup.type", "domain"), ("cgroup.procs", "4242\n")):
+        (own / name).write_text(text)
     group = SandboxGroup.create(Limits(memory_mb=512, disk_mb=16, nproc=10, cpus=0.5),
                                 [Hierarchy(2, ("cpu", "memory", "pids"), own)])
     [directory] = group.directories
+    assert (own / LEAF_GROUP / "cgroup.procs").read_text() == "4242"
     assert (own / "cgroup.subtree_control").read_text() == "+cpu +memory +pids"
     assert (directory / "cpu.max").read_text() == f"50000 {CPU_PERIOD_US}"
     assert (directory / "memory.max").read_text() == str((512 + 32 + 512) * 2**20)
     assert (directory / "pids.max").read_text() == "26"
     assert directory.parent == own and directory.name.startswith(f"coursekit-{os.getpid()}-")
+    # Once the grader is in the leaf, its sandboxes' groups are still made beside it.
+    (own / "cgroup.controllers").write_text("cpu memory pids\n")
+    mountinfo = f"41 31 0:38 / {tmp_path} rw - cgroup2 cgroup2 rw\n"
+    assert find_hierarchies(f"0::/grader.scope/{LEAF_GROUP}\n", mountinfo) == [
+        Hierarchy(2, ("cpu", "memory", "pids"), own)]
+
+
+def _unified_mount() -> Path:
+    """The writable cgroup2 mount, in the group this process is in (skipped where there is none)."""
+    from coursekit.grading.cgroups import _below, _mounts
+
+    own = next((line.split("::", 1)[1] for line in Path("/proc/self/cgroup").read_text().splitlines()
+                if line.startswith("0::")), None)
+    for kind, root, point, _options in _mounts(Path("/proc/self/mountinfo").read_text()):
+        relative = _below(root, own) if kind == "cgroup2" and own is not None else None
+        if relative is not None and os.access(Path(point) / relative, os.W_OK):
+            return Path(point) / relative
+    if in_ci():
+        pytest.fail("a writable cgroup2 mount is required in CI")
+    pytest.skip("no writable cgroup2 mount here")
+
+
+def test_v2_every_process_of_a_group_moves_into_its_leaf_on_a_real_unified_mount() -> None:
+    group = _unified_mount() / f"coursekit-test-{os.getpid()}"
+    group.mkdir()
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        (group / "cgroup.procs").write_text(str(sleeper.pid))
+        leaf = move_into_leaf(group)
+        assert leaf == group / LEAF_GROUP
+        assert (group / "cgroup.procs").read_text().split() == []
+        assert (leaf / "cgroup.procs").read_text().split() == [str(sleeper.pid)]
+        assert Path(f"/proc/{sleeper.pid}/cgroup").read_text().strip().endswith(f"{group.name}/{LEAF_GROUP}")
+        assert move_into_leaf(group) == leaf    # a second grader in the same group finds it empty
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        for directory in (group / LEAF_GROUP, group):
+            while directory.exists():
+                with contextlib.suppress(OSError):   # busy until the killed process is gone from it
+                    directory.rmdir()
 
 
 def test_v1_groups_limit_cpu_memory_and_processes_and_are_removed() -> None:
@@ -76,6 +125,8 @@ def test_v1_groups_limit_cpu_memory_and_processes_and_are_removed() -> None:
             assert (by_controller["cpu"] / "cpu.cfs_quota_us").read_text().strip() == "50000"
         if "memory" in by_controller:
             assert int((by_controller["memory"] / "memory.limit_in_bytes").read_text()) == 1056 * 2**20
+            memsw = by_controller["memory"] / "memory.memsw.limit_in_bytes"   # where swap is accounted
+            assert not memsw.exists() or int(memsw.read_text()) == 1056 * 2**20
         if "pids" in by_controller:
             assert (by_controller["pids"] / "pids.max").read_text().strip() == "26"
         # A process that joins the groups first, then holds 1.5 GiB, is killed by the memory limit.
@@ -98,8 +149,24 @@ def test_stale_groups_of_dead_graders_are_removed() -> None:
     assert remove_stale_groups() >= 1 and not stale.exists()
 
 
-def test_the_seccomp_filter_denies_memfd_create_and_nothing_else(tmp_path: Path) -> None:
-    program = memfd_filter()
+#: each call the filter denies, made through libc; prints its name and whether it was allowed.
+SECCOMP_PROBE = (
+    "import ctypes, os\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "def tried(name, result):\n"
+    "    print(name, 'allowed' if result >= 0 else os.strerror(ctypes.get_errno()).replace(' ', '_'))\n"
+    "libc.memfd_create.argtypes = [ctypes.c_char_p, ctypes.c_uint]\n"
+    "tried('memfd_create', libc.memfd_create(b'x', 0))\n"
+    "tried('shmget', libc.shmget(0, 1 << 20, 0o1600))\n"
+    "tried('msgget', libc.msgget(0, 0o1600))\n"
+    "tried('mq_open', libc.mq_open(b'/coursekit-probe', 0o102, 0o600, None))\n"
+    "print('pipe', len(os.pipe()), 'getpid', os.getpid() > 0)\n"
+)
+
+
+def _bwrap(code: str, seccomp: bool) -> list[str]:
+    """What ``code`` printed in bubblewrap with a fresh IPC namespace, with the sandbox's filter or without."""
+    program = sandbox_filter()
     if program is None:
         pytest.skip("no seccomp program for this architecture")
     if os.geteuid() != 0 or not Path("/usr/bin/bwrap").exists():
@@ -109,14 +176,21 @@ def test_the_seccomp_filter_denies_memfd_create_and_nothing_else(tmp_path: Path)
     read, write = os.pipe()
     os.write(write, program)
     os.close(write)
-    code = ("import os\ntry:\n    os.memfd_create('x')\n    print('allowed')\nexcept PermissionError:\n"
-            "    print('denied')\nprint(len(os.listdir('/proc/self/fd')) > 0, os.getpid() > 0)")
-    done = subprocess.run(["bwrap", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--seccomp", str(read),
-                           sys.executable, "-I", "-c", code], pass_fds=(read,), capture_output=True, text=True,
-                          timeout=60)
+    command = ["bwrap", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--unshare-ipc"]
+    command += ["--seccomp", str(read)] if seccomp else []
+    done = subprocess.run([*command, sys.executable, "-I", "-c", code], pass_fds=(read,), capture_output=True,
+                          text=True, timeout=60)
     os.close(read)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["denied", "True", "True"]
+    return done.stdout.split()
+
+
+def test_the_seccomp_filter_denies_memory_outside_the_rlimits_and_nothing_else() -> None:
+    assert _bwrap(SECCOMP_PROBE, seccomp=False)[:8] == ["memfd_create", "allowed", "shmget", "allowed",
+                                                        "msgget", "allowed", "mq_open", "allowed"]
+    assert _bwrap(SECCOMP_PROBE, seccomp=True) == [
+        "memfd_create", "Operation_not_permitted", "shmget", "Operation_not_permitted",
+        "msgget", "Operation_not_permitted", "mq_open", "Operation_not_permitted", "pipe", "2", "getpid", "True"]
 
 
 def test_a_banned_operator_raises_by_any_route_only_while_banned() -> None:
@@ -138,22 +212,19 @@ def test_a_banned_operator_raises_by_any_route_only_while_banned() -> None:
                                torch.logsumexp(logits, -1) - logits[torch.arange(3), targets])
 
 
-def test_the_kernel_reports_each_call_as_it_ends_and_skips_a_function_that_timed_out() -> None:
-    from coursekit.grading.kernel import Kernel, _run
-    from coursekit.grading.protocol import AdapterReport, CallReport, CallStatus, RunCalls, RunCells
+def test_the_kernel_answers_each_command_with_one_report() -> None:
+    from coursekit.grading.kernel import Kernel, run_step
+    from coursekit.grading.protocol import AdapterReport, CallReport, CallStatus, RunAdapter, RunCall, RunCell
     from coursekit.grading.wire import encode_value
 
     kernel = Kernel(Limits(timeout_s=0.5).for_runner(), dedicated_uid=False)
-    cells = [{"index": 0, "source": "def slow(x):\n    while True:\n        pass\ndef twice(x):\n    return 2 * x\n"}]
-    assert [r.failed for r in _run(kernel, RunCells(cells))] == [False]
+    cell = "def slow(x):\n    while True:\n        pass\ndef twice(x):\n    return 2 * x\n"
+    assert not run_step(kernel, RunCell(0, cell)).failed
 
-    def call(i: int, name: str) -> dict:
-        return {"id": f"q#{i}", "kind": "function", "name": name, "tensors": False, "args": [encode_value(i)],
-                "kwargs": {}, "banned": []}
+    def call(i: int, name: str) -> RunCall:
+        return RunCall({"id": f"q#{i}", "kind": "function", "name": name, "tensors": False,
+                        "args": [encode_value(i)], "kwargs": {}, "banned": []})
 
-    reports = list(_run(kernel, RunCalls(["def _adapted(x):\n    return twice(x) + 1\n"],
-                                         [call(0, "slow"), call(1, "_adapted"), call(2, "slow")])))
-    assert reports[0] == AdapterReport(0)
-    assert [(r.call_id, r.status) for r in reports[1:]] == [
-        ("q#0", CallStatus.TIMEOUT), ("q#1", CallStatus.OK), ("q#2", CallStatus.NOT_RUN)]
-    assert reports[2] == CallReport("q#1", CallStatus.OK, encode_value(3))
+    assert run_step(kernel, RunAdapter(0, "def _adapted(x):\n    return twice(x) + 1\n")) == AdapterReport(0)
+    assert run_step(kernel, call(0, "slow")).status is CallStatus.TIMEOUT
+    assert run_step(kernel, call(1, "_adapted")) == CallReport("q#1", CallStatus.OK, encode_value(3))

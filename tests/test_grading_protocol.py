@@ -85,6 +85,20 @@ def test_line_reader_drops_an_over_long_line_in_linear_time_and_bounded_memory()
     assert reader.oversized == 1
 
 
+def test_a_call_report_of_a_million_containers_is_refused_before_it_is_parsed() -> None:
+    """The review's 60 MB of ``{}``: counted at the speed of a byte search, never built into objects."""
+    line = b'{"kind": "call_report", "call_id": "q#0", "status": "ok", "value": [' + b"{}," * 20_000_000 + b"{}]}"
+    tracemalloc.start()
+    started = time.perf_counter()
+    with pytest.raises(ProtocolError, match="opening brackets"):
+        decode(line, protocol.REPORTS, max_brackets=protocol.MAX_CALL_BRACKETS)
+    seconds, (_, peak) = time.perf_counter() - started, tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert seconds < 2.0 and peak < 2**20, (seconds, peak)
+    honest = encode(protocol.CallReport("q#0", CallStatus.OK, {"t": "list", "items": [{"t": "none"}] * 64}))
+    assert decode(honest, protocol.REPORTS, max_brackets=protocol.MAX_CALL_BRACKETS).call_id == "q#0"
+
+
 def _recorder() -> tuple[_Recorder, RawRun]:
     job = Job(files={}, cells=[{"index": 1, "source": ""}, {"index": 4, "source": ""}],
               calls=[{"id": "q#0", "name": "f"}, {"id": "q#1", "name": "f"}], adapters=[],

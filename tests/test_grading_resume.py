@@ -13,7 +13,7 @@ import pytest
 
 from adversarial.corpus import WRONG_TOKEN_NLL
 from adversarial.course import ASSIGNMENT, VENV_BIN, make_course, release_notebook, set_answer, solved_notebook, submit, tool_env
-from coursekit.grading.sandbox import sandbox_available
+from coursekit.grading.sandbox import kernel_leaves_root, sandbox_available
 from conftest import in_ci, require_system_tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.grading, pytest.mark.a1]
@@ -101,17 +101,26 @@ def test_jobs_one_and_two_give_identical_results(course: Path) -> None:
         ("alice", 10.0, "graded"), ("bob", 7.0, "graded"), ("carol", 0.0, "graded"), ("dave", 10.0, "graded")]
 
 
-def test_without_bwrap_require_sandbox_refuses_and_plain_run_warns(course: Path) -> None:
+def test_without_bwrap_require_sandbox_refuses_and_a_plain_run_warns_or_will_not_run_as_root(course: Path) -> None:
     env = tool_env()
     env["PATH"] = str(VENV_BIN)
     refused = _grade(course, "--require-sandbox", "--force", env=env)
     _, err = refused.communicate(timeout=120)
     assert refused.returncode == 3 and "--require-sandbox" in err and "bwrap" in err
+    report_path = course / "grade-reports" / ASSIGNMENT / "bob.json"
+    before = report_path.stat().st_mtime_ns if report_path.exists() else None
     plain = _grade(course, "--student", "bob", "--force", env=env)
     out, err = plain.communicate(timeout=300)
+    leaves_root, _why = kernel_leaves_root(False)
+    if not leaves_root:
+        # A root grader whose Python environment other uids cannot read (here: a pyenv under /root) would run
+        # the kernel as root without bubblewrap: it refuses and grades nothing (review round 1, finding 8).
+        assert plain.returncode == 3 and "would run as root" in err, err
+        assert (report_path.stat().st_mtime_ns if report_path.exists() else None) == before
+        return
     assert plain.returncode == 0, err
     assert "WITHOUT THE SANDBOX" in err
-    report = json.loads((course / "grade-reports" / ASSIGNMENT / "bob.json").read_text())
+    report = json.loads(report_path.read_text())
     assert report["score"] == 7.0 and not report["sandboxed"] and "NOT SANDBOXED" in report["notes"]
 
 

@@ -10,7 +10,8 @@ What a sandbox is (Linux namespaces through ``bwrap``, run as root):
   directory, every home directory and every other submission are absent;
 * new network, PID, IPC and UTS namespaces: no network, and every process dies
   with the sandbox;
-* a seccomp filter that denies ``memfd_create`` (:mod:`~coursekit.grading.seccomp`);
+* a seccomp filter that denies ``memfd_create``, ``shmget``, ``msgget`` and ``mq_open``
+  (:mod:`~coursekit.grading.seccomp`);
 * only the capabilities the runner needs to set up (:data:`RUNNER_CAPABILITIES`);
   the kernel runs as a dedicated uid and has none.
 """

@@ -8,10 +8,11 @@ the sandbox as a whole:
 * **cpu**: at most :attr:`Limits.cpus` CPUs at once (v1 ``cpu.cfs_quota_us``
   over ``cpu.cfs_period_us``, v2 ``cpu.max``);
 * **memory**: :attr:`Limits.sandbox_memory_mb` in all, which counts the
-  scratch file systems, memfd files and the kernel's own objects (inodes,
-  dentries, pipe buffers): v1 ``memory.limit_in_bytes`` (and
-  ``memory.kmem.limit_in_bytes`` on kernels that still read it), v2
-  ``memory.max`` with ``memory.swap.max`` at 0;
+  scratch file systems, shared memory and the kernel's own objects (inodes,
+  dentries, pipe buffers): v1 ``memory.limit_in_bytes``, with
+  ``memory.memsw.limit_in_bytes`` at the same value where swap is accounted
+  (so swapping does not go past it) and ``memory.kmem.limit_in_bytes`` on
+  kernels that still read it; v2 ``memory.max`` with ``memory.swap.max`` at 0;
 * **pids**: :attr:`Limits.sandbox_processes` (``pids.max``).
 
 Each sandbox's groups are created below the grader's own group in each
@@ -20,6 +21,14 @@ puts the sandbox's first process in them before it runs anything (see
 :func:`join_command`), and removes them when the run ends. Both the legacy
 per-controller hierarchies (v1) and the unified one (v2) are supported; a
 controller mounted as v1 is used there.
+
+On v2 a group that holds processes cannot enable controllers for its
+children (the "no internal processes" rule; the write fails with ``EBUSY``),
+and the grader's own group holds at least the grader. So before it enables
+them the grader moves every process of its group into a leaf child,
+:data:`LEAF_GROUP`, and creates the sandboxes' groups beside that leaf: still
+below the group it started in. The root group is exempt from the rule and is
+left as it is.
 """
 
 from __future__ import annotations
@@ -42,6 +51,10 @@ CPU_PERIOD_US = 100_000
 GROUP_PREFIX = "coursekit-"
 #: how long to keep killing a group's processes before giving up on removing it.
 REMOVE_TIMEOUT_S = 10.0
+#: v2: the leaf child of the grader's group that the group's processes move into (see the module docstring).
+LEAF_GROUP = "coursekit.grader"
+#: v2: how many times to move a group's processes into the leaf while some are still being forked.
+LEAF_MOVE_ROUNDS = 10
 _counter = itertools.count()
 
 
@@ -52,7 +65,8 @@ class Hierarchy:
     Attributes:
         version: 1 (one hierarchy per controller) or 2 (the unified hierarchy).
         controllers: which of :data:`CONTROLLERS` it serves for the sandbox.
-        own: the directory of the grader's own group in it.
+        own: the directory of the grader's own group in it (on v2, once the grader
+            has moved into :data:`LEAF_GROUP`, the group that leaf is in).
     """
 
     version: int
@@ -122,6 +136,8 @@ def find_hierarchies(self_cgroup: str | None = None, mountinfo: str | None = Non
             if relative is None:
                 continue
             own = Path(point) / relative
+            if own.name == LEAF_GROUP:
+                own = own.parent
             with contextlib.suppress(OSError):
                 offered = set((own / "cgroup.controllers").read_text().split())
                 usable = tuple(c for c in rest if c in offered)
@@ -131,12 +147,39 @@ def find_hierarchies(self_cgroup: str | None = None, mountinfo: str | None = Non
     return found
 
 
+def move_into_leaf(group: Path) -> Path:
+    """Move every process of v2 ``group`` into its child :data:`LEAF_GROUP`, so that ``group`` may enable controllers.
+
+    Args:
+        group: a group of the unified hierarchy.
+
+    Returns:
+        The leaf's directory (``group`` itself when it is the root group, which may hold processes).
+
+    Raises:
+        OSError: the leaf could not be made, or a process not moved.
+    """
+    if not (group / "cgroup.type").exists():
+        return group    # only the root group has no type
+    leaf = group / LEAF_GROUP
+    leaf.mkdir(exist_ok=True)
+    for _round in range(LEAF_MOVE_ROUNDS):
+        pids = (group / "cgroup.procs").read_text().split()
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):   # it ended meanwhile
+                (leaf / "cgroup.procs").write_text(pid)
+    return leaf
+
+
 def _v2_delegated(hierarchy: Hierarchy) -> None:
     """Enable the controllers for the grader's children in v2 (they must be in ``cgroup.subtree_control``)."""
     control = hierarchy.own / "cgroup.subtree_control"
     enabled = set(control.read_text().split())
     missing = [c for c in hierarchy.controllers if c not in enabled]
     if missing:
+        move_into_leaf(hierarchy.own)
         control.write_text(" ".join(f"+{c}" for c in missing))
 
 
@@ -213,6 +256,9 @@ class SandboxGroup:
                 _write(directory / "cpu.cfs_quota_us", quota)
             elif hierarchy.version == 1 and controller == "memory":
                 _write(directory / "memory.limit_in_bytes", memory)
+                # Memory and swap together: without it a sandbox swaps past its limit (v2's swap.max is 0).
+                if (directory / "memory.memsw.limit_in_bytes").exists():
+                    _write(directory / "memory.memsw.limit_in_bytes", memory)
                 # Kernels before 5.x charge kernel memory only once it has a limit of its own;
                 # later ones charge it to the group anyway and ignore (or refuse) this file.
                 with contextlib.suppress(OSError):

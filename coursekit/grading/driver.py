@@ -29,7 +29,7 @@ from coursekit.grading.limits import Limits
 from coursekit.grading.notebook import ExpectedCell, PreparedNotebook, prepare, unusable
 from coursekit.grading.outcomes import OUTCOMES, Evidence, classify, run_notes
 from coursekit.grading.package_view import ViewPlan, notebook_imports, plan_view
-from coursekit.grading.sandbox import Job, RawRun, sandbox_available
+from coursekit.grading.sandbox import Job, RawRun, kernel_leaves_root, sandbox_available
 from coursekit.grading.spec import AssignmentSpec, PreparedCall, adapters, graded_names, load_spec, prepare_calls
 from coursekit.grading.verdicts import QuestionResult, score_question
 
@@ -373,10 +373,13 @@ class Grader:
         problems = [why for ok, why in ((sandboxed, why_not), (grouped, why_no_groups)) if not ok]
         if problems and self.options.require_sandbox:
             raise SandboxUnavailable(f"--require-sandbox: the sandbox cannot be set up here: {'; '.join(problems)}")
+        leaves_root, why_root = kernel_leaves_root(sandboxed)
+        if not leaves_root:
+            raise SandboxUnavailable(f"refusing to grade: {why_root}; install bubblewrap or make it readable")
         if not sandboxed:
             self._warn(f"SUBMISSIONS WILL RUN WITHOUT THE SANDBOX: {why_not}",
-                       "Only rlimits and timeouts apply; student code can read the course directory",
-                       "(and runs as this user when the Python environment is not readable by a dedicated uid).")
+                       "Only rlimits and timeouts apply; student code can read the course directory and",
+                       "runs as a uid of its own when the grader is root, else as this user.")
         if not grouped:
             self._warn(f"SUBMISSIONS WILL RUN WITHOUT CGROUPS: {why_no_groups}",
                        "Only per-process rlimits apply: one submission can take the CPU, the memory and the",

@@ -5,9 +5,9 @@ everything it needs, then it locks itself in before the first cell: standard
 streams to ``/dev/null``, every other descriptor closed but its two pipes,
 first on the OOM killer's list, the sandbox uid, rlimits, a lower priority,
 the assignment's memory budget, and only then the working directory on
-``sys.path``. It reads a command (:mod:`coursekit.grading.protocol`): all the
-cells, or, once they have run, all the graded calls; it runs them in order and
-sends one report as each ends, so no step waits for the runner.
+``sys.path``. Then it answers the runner's commands
+(:mod:`coursekit.grading.protocol`) one step at a time: a cell, or, once every
+cell has run, an adapter or one graded call; one report per command.
 
 Everything here runs in a process the student controls, so nothing here is
 trusted: the runner times every step itself, caps every report, and the
@@ -33,7 +33,9 @@ import torch
 import torch.library
 
 from coursekit.grading import protocol, withheld
-from coursekit.grading.protocol import AdapterReport, CallReport, CallStatus, CellReport, RunCalls, RunCells, Setup
+from coursekit.grading.protocol import (AdapterReport, CallReport, CallStatus, CellReport, RunAdapter, RunCall, RunCell,
+                                        Setup)
+from coursekit.grading.uids import kernel_uid
 from coursekit.grading.wire import MAX_DEPTH, decode_value, encode_value
 
 #: the kernel's niceness: the runner, which must stay responsive, wins every contention for the CPU.
@@ -374,6 +376,7 @@ def _isolate(keep: tuple[int, ...]) -> None:
 
 
 def _drop_privileges(uid: int | None) -> None:
+    uid = kernel_uid(uid)
     if uid is None or os.getuid() != 0:
         return
     os.setgroups([])
@@ -446,26 +449,14 @@ def serve(setup: Setup, commands: int, reports: int) -> NoReturn:
     sys.path.insert(0, setup.workdir)
     kernel = Kernel(setup.limits, setup.uid is not None)
     for line in _commands(commands):
-        command = protocol.decode(line, protocol.COMMANDS, max_line=None)
-        for report in _run(kernel, command):
-            _send(reports, protocol.encode(report))
+        _send(reports, protocol.encode(run_step(kernel, protocol.decode(line, protocol.COMMANDS, max_line=None))))
     os._exit(0)
 
 
-def _run(kernel: Kernel, command: RunCells | RunCalls) -> Iterator[CellReport | AdapterReport | CallReport]:
-    """Run every step of ``command`` in order, yielding each report as soon as its step ends."""
-    if isinstance(command, RunCells):
-        for cell in command.cells:
-            yield kernel.run_cell(int(cell["index"]), cell["source"])
-        return
-    for index, source in enumerate(command.adapters):
-        yield kernel.run_adapter(index, source)
-    timed_out: set[str] = set()
-    for call in command.calls:
-        if call["name"] in timed_out:
-            yield CallReport(str(call["id"]), CallStatus.NOT_RUN)
-            continue
-        report = kernel.run_call(call)
-        if report.status is CallStatus.TIMEOUT:
-            timed_out.add(call["name"])
-        yield report
+def run_step(kernel: Kernel, command: RunCell | RunAdapter | RunCall) -> CellReport | AdapterReport | CallReport:
+    """Run the one step ``command`` names and return its report."""
+    if isinstance(command, RunCell):
+        return kernel.run_cell(command.index, command.source)
+    if isinstance(command, RunAdapter):
+        return kernel.run_adapter(command.index, command.source)
+    return kernel.run_call(command.call)

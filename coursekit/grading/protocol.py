@@ -2,14 +2,15 @@
 
 Three parties talk over pipes, one JSON object per line::
 
-    grader ──Setup, Calls──▶ runner ──RunCells, RunCalls──────────────────▶ kernel
+    grader ──Setup, Calls──▶ runner ──RunCell, RunAdapter, RunCall────────▶ kernel
     grader ◀──events─────── runner ◀──CellReport, AdapterReport, CallReport── kernel
 
 The *runner* (:mod:`coursekit.grading.runner`) never runs student code; the
 *kernel* (:mod:`coursekit.grading.kernel`) is its child process and runs
 nothing else, so everything the kernel sends is the student's word. Only the
 runner emits the events that decide scores, deadlines and reruns, and it
-bounds every report it relays. Each message is a frozen dataclass with a
+bounds every report it relays. The runner sends the kernel one step at a time
+and accepts a report only for the step it just sent. Each message is a frozen dataclass with a
 ``KIND``; :func:`encode` and :func:`decode` are the only code that turns them
 into bytes and back. Decoding is strict: an unknown kind or field, a field of
 the wrong type, or a string, list or line past its bound raises
@@ -46,6 +47,15 @@ MAX_SOURCE = 20_000_000
 #: most names listed in a call report (banned operators hit, withheld references reached).
 MAX_NAMES = 32
 MAX_NAME = 200
+#: longest report line the runner accepts from the kernel after a cell, whatever ``output_cell`` is
+#: (an honest report is at most 6 bytes per character of its capped fields: JSON escapes).
+MIN_CELL_REPORT_BYTES = 3 * 2**20
+#: longest report line after an adapter (it holds only the adapter's index).
+MAX_ADAPTER_REPORT_BYTES = 1024
+#: most opening brackets in one call report. An honest one holds a few dozen: an array is two
+#: containers, lists nest at most ``wire.MAX_DEPTH`` deep, and base64 data holds no brackets.
+#: Parsed, a million empty objects take about 70 MB.
+MAX_CALL_BRACKETS = 1_000_000
 
 
 class ProtocolError(ValueError):
@@ -61,7 +71,7 @@ class CellStatus(str, enum.Enum):
 
     OK = "ok"                 #: ran to the end
     ERROR = "error"           #: raised (its own error, the time limit or the memory limit)
-    DIED = "died"             #: the kernel process died in it (os._exit, a signal, the memory cgroup)
+    DIED = "died"             #: the kernel died in it (os._exit, a signal, the memory cgroup, or killed for flooding)
     STALLED = "stalled"       #: outlived its time limit: the runner killed the kernel
 
 
@@ -114,7 +124,7 @@ class Calls:
 
     Attributes:
         adapters: spec code run in the kernel before the calls.
-        calls: the calls in order; the keys of one call are listed under :class:`RunCalls`.
+        calls: the calls in order; the keys of one call are listed under :class:`RunCall`.
     """
 
     KIND: ClassVar[str] = "calls"
@@ -218,34 +228,49 @@ class Done:
 # -- runner <-> kernel ----------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class RunCells:
-    """Runner to kernel: execute these cells in order, sending a :class:`CellReport` as each ends.
+class RunCell:
+    """Runner to kernel: execute one cell, then send its :class:`CellReport`.
 
     Attributes:
-        cells: ``[{"index": int, "source": str}]``.
+        index: the cell's position in the notebook.
+        source: its code.
     """
 
-    KIND: ClassVar[str] = "run_cells"
-    cells: list[dict[str, Any]]
+    KIND: ClassVar[str] = "run_cell"
+    index: int
+    source: str
 
 
 @dataclass(frozen=True)
-class RunCalls:
-    """Runner to kernel, once every cell has run: the adapters, then the graded calls, one report each.
-
-    A function whose call hit its time limit is not called again: its later
-    calls are reported ``not_run``.
+class RunAdapter:
+    """Runner to kernel, once every cell has run: execute one of the spec's adapters, then send an
+    :class:`AdapterReport`. A broken notebook may break an adapter; then only its calls fail.
 
     Attributes:
-        adapters: spec code run first; a broken notebook may break one, and then only its calls fail.
-        calls: ``{"id", "kind": "function" | "variable", "name", "tensors", "args", "kwargs", "banned"}``
+        index: the adapter's position in :attr:`Calls.adapters`.
+        source: its code.
+    """
+
+    KIND: ClassVar[str] = "run_adapter"
+    index: int
+    source: str
+
+
+@dataclass(frozen=True)
+class RunCall:
+    """Runner to kernel, after the adapters: make one graded call, then send its :class:`CallReport`.
+
+    The runner does not send a call whose function already hit its time limit
+    (it reports it ``not_run`` itself).
+
+    Attributes:
+        call: ``{"id", "kind": "function" | "variable", "name", "tensors", "args", "kwargs", "banned"}``
             plus, for gradients, ``"grad_wrt"`` and ``"cotangent"``; arguments in the wire format;
             ``banned`` lists the ATen operators (every overload) that must not run during the call.
     """
 
-    KIND: ClassVar[str] = "run_calls"
-    adapters: list[str]
-    calls: list[dict[str, Any]]
+    KIND: ClassVar[str] = "run_call"
+    call: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -284,7 +309,7 @@ class CallReport:
 
 
 Message = Union[Setup, Calls, Ready, CellStart, CellEnd, CellsDone, CallStart, CallEnd, Done,
-                RunCells, RunCalls, CellReport, AdapterReport, CallReport]
+                RunCell, RunAdapter, RunCall, CellReport, AdapterReport, CallReport]
 
 
 def _kinds(*classes: type) -> Mapping[str, type]:
@@ -296,7 +321,7 @@ EVENTS = _kinds(Ready, CellStart, CellEnd, CellsDone, CallStart, CallEnd, Done)
 #: what the grader sends the runner, one of each, in this order.
 SETUP, CALLS = _kinds(Setup), _kinds(Calls)
 #: what the runner sends the kernel, and what it accepts back.
-COMMANDS = _kinds(RunCells, RunCalls)
+COMMANDS = _kinds(RunCell, RunAdapter, RunCall)
 REPORTS = _kinds(CellReport, AdapterReport, CallReport)
 
 
@@ -356,7 +381,34 @@ def _check(name: str, value: object, hint: object, meta: Mapping[str, Any]) -> o
     raise ProtocolError(f"{name}: no rule to check {hint!r}")
 
 
-def decode(line: bytes, kinds: Mapping[str, type], max_line: int | None = MAX_LINE_BYTES) -> Any:
+def cell_report_bytes(output_cell: int) -> int:
+    """The longest :class:`CellReport` line an honest kernel can send when each stream keeps ``output_cell``
+    characters.
+
+    Example:
+        >>> cell_report_bytes(20_000) == MIN_CELL_REPORT_BYTES, cell_report_bytes(1_000_000) // 2**20
+        (True, 11)
+    """
+    characters = 2 * (int(output_cell) + 100) + MAX_ENAME + MAX_EVALUE + MAX_TRACEBACK
+    return max(MIN_CELL_REPORT_BYTES, 6 * characters + 1024)
+
+
+def brackets(line: bytes) -> int:
+    """How many ``{`` and ``[`` ``line`` holds, inside strings or not: at least its JSON objects and arrays.
+
+    ``json.loads`` builds about twenty bytes of Python objects per byte of
+    ``[{},{},...]``; counting first, at the speed of a byte search, lets a
+    reader refuse such a line before it builds anything.
+
+    Example:
+        >>> brackets(b'{"text": "[["}'), brackets(b'[{}, {}, [1]]')
+        (3, 4)
+    """
+    return line.count(b"{") + line.count(b"[")
+
+
+def decode(line: bytes, kinds: Mapping[str, type], max_line: int | None = MAX_LINE_BYTES,
+           max_brackets: int | None = None) -> Any:
     """Parse one line into the message it holds, if its kind is one of ``kinds``.
 
     Args:
@@ -364,6 +416,8 @@ def decode(line: bytes, kinds: Mapping[str, type], max_line: int | None = MAX_LI
         kinds: the acceptable messages (:data:`EVENTS`, :data:`REPORTS`, ...).
         max_line: the longest line accepted; ``None`` only for the grader's own
             :class:`Setup`, which carries the submitted files.
+        max_brackets: the most opening brackets the line may hold (see
+            :func:`brackets`), checked before it is parsed; ``None``: any.
 
     Returns:
         The message.
@@ -384,6 +438,8 @@ def decode(line: bytes, kinds: Mapping[str, type], max_line: int | None = MAX_LI
     """
     if max_line is not None and len(line) > max_line:
         raise ProtocolError(f"a line of {len(line)} bytes is longer than {max_line}")
+    if max_brackets is not None and brackets(line) > max_brackets:
+        raise ProtocolError(f"a line holds more than {max_brackets} opening brackets")
     try:
         data = json.loads(line)
     except (ValueError, RecursionError):

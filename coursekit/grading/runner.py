@@ -9,16 +9,22 @@ bubblewrap, as root with a few capabilities). It never runs student code:
    ``sys.path``;
 2. forks the kernel (:mod:`coursekit.grading.kernel`), keeps itself off the OOM
    killer's list and drops every capability but ``CAP_KILL``;
-3. sends the kernel the cells, then waits for their reports one by one, timing
-   each step from the end of the one before by the kernel's CPU and the wall
-   clock, and kills the kernel when a step outlives its limits by the grace;
+3. sends the kernel one cell at a time and waits for its report, timing the
+   step from the moment it was sent by the kernel's CPU and the wall clock, and
+   kills the kernel when the step outlives either limit by the grace;
 4. after the last cell, reports :class:`~coursekit.grading.protocol.CellsDone`
    and only then reads the hidden calls (the grader sends them no earlier), and
-   runs them the same way.
+   runs the adapters and the calls the same way, one at a time.
 
-The kernel gets each phase whole and reports as it goes, so no step waits for
-a round trip through the runner; the runner still times, and answers for,
-every step on its own.
+While it waits, the runner checks the kernel's CPU time, the wall clock and
+whether the kernel is alive on every pass, whatever the kernel writes: it
+reads at most :data:`READ_PER_TICK` bytes of reports per tick, accepts a report
+only for the step it just sent, and kills a kernel that writes more than
+:data:`MAX_UNAWAITED_LINES` lines it did not wait for. A step's end is still
+the kernel's word: code that forges its own cell's report ends that step
+early and may go on computing into the following steps' limits (never beyond
+their sum, nor the submission's budget), while the cells it claimed to run
+are never run.
 
 Every event the grader acts on comes from here, on this process's stdout,
 which the kernel cannot reach; what the kernel reports is capped and checked
@@ -48,12 +54,19 @@ if __name__ == "__main__":
 from coursekit.grading import protocol  # noqa: E402
 from coursekit.grading.protocol import (AdapterReport, CallEnd, CallReport, CallStart, Calls,  # noqa: E402
                                         CallStatus, CellEnd, CellReport, CellsDone, CellStart, CellStatus, Done,
-                                        Ready, RunCalls, RunCells, Setup)
+                                        Ready, RunAdapter, RunCall, RunCell, Setup)
+from coursekit.grading.uids import kernel_uid  # noqa: E402
 
-#: how often the runner checks the kernel's CPU time and whether it is still alive.
+#: how often, at the least, the runner checks the kernel's CPU time and whether it is still alive.
 TICK_S = 0.2
 #: bytes moved through a pipe at a time.
 PIPE_CHUNK = 1 << 16
+#: most report bytes read from the kernel per tick: a flood slows the kernel, not the runner's checks.
+READ_PER_TICK = 8 << 20
+#: lines the kernel may write that are not the report awaited (forgeries, floods) before it is killed.
+MAX_UNAWAITED_LINES = 1000
+#: most bytes read from the pipe of a kernel that ended (an unprivileged pipe holds at most 1 MiB).
+DRAIN_BYTES = 2 << 20
 #: what the kernel may report about a graded call; any other status is the student's invention.
 KERNEL_CALL_STATUSES = {CallStatus.OK, CallStatus.RAISED, CallStatus.TIMEOUT, CallStatus.OUT_OF_MEMORY,
                         CallStatus.BANNED, CallStatus.WITHHELD, CallStatus.NOT_RUN}
@@ -100,18 +113,19 @@ def limit_scratch_inodes(disk_mb: int, inodes: int) -> None:
 
 
 def write_working_copy(setup: Setup) -> None:
-    """Write the submitted files and hand them to the sandbox uid."""
+    """Write the submitted files and hand them to the uid the kernel will run as."""
     workdir = Path(setup.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     for relative, data in setup.files.items():
         target = workdir / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(base64.b64decode(data))
-    if setup.uid is not None and os.getuid() == 0:
+    uid = kernel_uid(setup.uid)
+    if uid is not None and os.getuid() == 0:
         for root, dirs, files in os.walk(workdir):
             for entry in dirs + files:
-                os.chown(os.path.join(root, entry), setup.uid, setup.uid)
-        os.chown(workdir, setup.uid, setup.uid)
+                os.chown(os.path.join(root, entry), uid, uid)
+        os.chown(workdir, uid, uid)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -131,15 +145,37 @@ def _cpu_seconds(pid: int) -> float:
 
 @dataclass
 class StepResult:
-    """What became of one command: the kernel's report, or how the kernel ended."""
+    """What became of one command: the kernel's report, or how the kernel ended.
+
+    ``died`` covers a kernel that exited or was killed by a signal, and one the
+    runner killed for flooding it with lines it did not wait for (``flooded``).
+    """
 
     report: Any = None
     died: bool = False
     stalled: bool = False
+    flooded: bool = False
+
+
+def report_bounds(command: Any, limits: dict[str, Any]) -> tuple[int, int | None]:
+    """The longest report line, and the most opening brackets in it, accepted after ``command``.
+
+    A cell's report is flat text capped by ``output_cell``; only a call's
+    report carries values (a6's run to a few MiB).
+
+    Example:
+        >>> report_bounds(RunAdapter(0, "pass"), {"output_cell": 20_000})
+        (1024, 1)
+    """
+    if isinstance(command, RunCell):
+        return protocol.cell_report_bytes(int(limits["output_cell"])), None
+    if isinstance(command, RunAdapter):
+        return protocol.MAX_ADAPTER_REPORT_BYTES, 1
+    return protocol.MAX_LINE_BYTES, protocol.MAX_CALL_BRACKETS
 
 
 class KernelProcess:
-    """The kernel, from the runner's side: send it a phase, then wait for each step's report under its limits."""
+    """The kernel, from the runner's side: send it one step, then wait for that step's report under its limits."""
 
     def __init__(self, setup: Setup) -> None:
         commands_read, self.commands = os.pipe()
@@ -160,58 +196,105 @@ class KernelProcess:
         self.pid = pid
         self.limits = setup.limits
         self.reader = protocol.LineReader()
+        self.max_brackets: int | None = None
         self.lines: collections.deque[bytes] = collections.deque()   # read, not yet looked at
         self.pending = memoryview(b"")
         self.ignored = 0
         self.alive = True
+        self.exited = False     # the kernel ended and was reaped
         self.closed = False     # the kernel closed its end of the report pipe
+        self._tick_started, self._tick_bytes = time.monotonic(), 0
 
     def send(self, command: Any) -> None:
-        """Queue ``command``; it is written as the pipe drains, while :meth:`wait` watches the limits."""
+        """Queue ``command``; it is written as the pipe drains, while :meth:`wait` watches the limits.
+
+        Whatever the kernel wrote before is dropped unread: a report counts
+        only for the command just sent.
+        """
+        self.ignored += len(self.lines)
+        self.lines.clear()
+        self.reader.max_line, self.max_brackets = report_bounds(command, self.limits)
         self.pending = memoryview(protocol.encode(command))
 
     def wait(self, expected: Callable[[Any], bool]) -> StepResult:
         """The next report ``expected`` accepts, or how the kernel ended if it ends first.
 
-        The step is timed from now (the end of the step before). A kernel that
-        stops reading its commands cannot make the runner wait, and lines that
-        are not the awaited report (anything the student wrote to the pipe) are
-        counted and dropped.
+        The step is timed from now (when its command was sent). Every pass
+        checks whether the kernel is alive and within its limits, whatever it
+        wrote; a kernel that stops reading its commands cannot make the runner
+        wait, and lines that are not the awaited report are counted and
+        dropped (past :data:`MAX_UNAWAITED_LINES`, the kernel is killed).
         """
         started, cpu_before = time.monotonic(), _cpu_seconds(self.pid)
         cpu_limit = float(self.limits["step_cpu_s"]) + float(self.limits["grace_s"])
         wall_limit = float(self.limits["step_wall_s"]) + float(self.limits["grace_s"])
         while True:
-            while self.lines:
-                line = self.lines.popleft()
-                try:
-                    report = protocol.decode(line, protocol.REPORTS)
-                except protocol.ProtocolError:
-                    report = None
-                if report is not None and expected(report):
-                    return StepResult(report=report)
-                self.ignored += 1
-            readable, writable, _ = select.select([] if self.closed else [self.reports],
-                                                  [self.commands] if self.pending else [], [], TICK_S)
-            if writable:
-                try:
-                    self.pending = self.pending[os.write(self.commands, self.pending[:PIPE_CHUNK]):]
-                except BlockingIOError:
-                    pass  # the pipe is full: the rest is written when select reports it writable again
-                except OSError:
-                    return self._ended(StepResult(died=True))
-            if readable:
-                chunk = os.read(self.reports, PIPE_CHUNK)
-                self.closed = not chunk
-                self.lines.extend(self.reader.feed(chunk))
-                continue
-            if os.waitpid(self.pid, os.WNOHANG)[0] == self.pid:
-                return self._ended(StepResult(died=True))
+            report = self._awaited(expected)
+            if report is not None:
+                return StepResult(report=report)
+            if self.ignored + self.reader.oversized > MAX_UNAWAITED_LINES:
+                return self._kill(StepResult(died=True, flooded=True))
+            if self.exited or os.waitpid(self.pid, os.WNOHANG)[0] == self.pid:
+                self.exited = True
+                # What it wrote before it ended still counts: read what is left in the pipe first.
+                self._drain()
+                report = self._awaited(expected)
+                return StepResult(report=report) if report is not None else self._ended(StepResult(died=True))
             used = _cpu_seconds(self.pid) - cpu_before
             if used > cpu_limit or time.monotonic() - started > wall_limit:
-                os.kill(self.pid, signal.SIGKILL)
-                os.waitpid(self.pid, 0)
-                return self._ended(StepResult(stalled=True))
+                return self._kill(StepResult(stalled=True))
+            self._exchange()
+
+    def _awaited(self, expected: Callable[[Any], bool]) -> Any:
+        """The first line read that is a report ``expected`` accepts; the lines before it are counted and dropped."""
+        while self.lines:
+            line = self.lines.popleft()
+            try:
+                report = protocol.decode(line, protocol.REPORTS, self.reader.max_line, self.max_brackets)
+            except protocol.ProtocolError:
+                report = None
+            if report is not None and expected(report):
+                return report
+            self.ignored += 1
+        return None
+
+    def _drain(self) -> None:
+        """Read what an ended kernel left in the report pipe (a pipe holds at most :data:`DRAIN_BYTES`)."""
+        left = DRAIN_BYTES
+        while left > 0 and not self.closed and select.select([self.reports], [], [], 0)[0]:
+            chunk = os.read(self.reports, min(PIPE_CHUNK, left))
+            left -= len(chunk)
+            self.closed = not chunk
+            self.lines.extend(self.reader.feed(chunk))
+
+    def _exchange(self) -> None:
+        """Wait at most a tick for the pipes, write some of the pending command and read at most a chunk."""
+        now = time.monotonic()
+        if now - self._tick_started >= TICK_S:
+            self._tick_started, self._tick_bytes = now, 0
+        reading = not self.closed and self._tick_bytes < READ_PER_TICK
+        readable, writable, _ = select.select([self.reports] if reading else [],
+                                              [self.commands] if self.pending else [], [],
+                                              max(0.0, self._tick_started + TICK_S - now))
+        if writable:
+            try:
+                self.pending = self.pending[os.write(self.commands, self.pending[:PIPE_CHUNK]):]
+            except BlockingIOError:
+                pass  # the pipe is full: the rest is written when select reports it writable again
+            except OSError:
+                self.pending = memoryview(b"")  # the kernel is gone: the caller sees it exit
+        if readable:
+            chunk = os.read(self.reports, PIPE_CHUNK)
+            self._tick_bytes += len(chunk)
+            self.closed = not chunk
+            self.lines.extend(self.reader.feed(chunk))
+
+    def _kill(self, result: StepResult) -> StepResult:
+        if not self.exited:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self.exited = True
+        return self._ended(result)
 
     def _ended(self, result: StepResult) -> StepResult:
         self.alive = False
@@ -302,25 +385,34 @@ def main() -> NoReturn:
         keep_only_capability(CAP_KILL)
     events.emit(Ready())
     budget = OutputBudget(setup.limits)
-    kernel.send(RunCells(setup.cells))
     for cell in setup.cells:
         index = int(cell["index"])
         events.emit(CellStart(index))
+        kernel.send(RunCell(index, cell["source"]))
         result = kernel.wait(lambda report, i=index: isinstance(report, CellReport) and report.index == i)
         events.emit(cell_end(index, result, budget))
         if not kernel.alive:
             _finish(events, kernel, stopped_cell=index)
     events.emit(CellsDone())
     calls: Calls = _read(stdin, protocol.CALLS)
-    kernel.send(RunCalls(calls.adapters, calls.calls))
-    for number in range(len(calls.adapters)):
+    for number, source in enumerate(calls.adapters):
+        kernel.send(RunAdapter(number, source))
         if kernel.wait(lambda report, n=number: isinstance(report, AdapterReport) and report.index == n).report is None:
             _finish(events, kernel, stopped_in_adapter=True)
+    timed_out: set[str] = set()
     for call in calls.calls:
         call_id = str(call["id"])
         events.emit(CallStart(call_id))
+        if call["name"] in timed_out:
+            # A function that hit its time limit is not called again: its other calls would only time out too.
+            events.emit(CallEnd(call_id, CallStatus.NOT_RUN))
+            continue
+        kernel.send(RunCall(call))
         result = kernel.wait(lambda report, c=call_id: isinstance(report, CallReport) and report.call_id == c)
-        events.emit(call_end(call_id, result))
+        ended = call_end(call_id, result)
+        events.emit(ended)
+        if ended.status is CallStatus.TIMEOUT:
+            timed_out.add(call["name"])
         if not kernel.alive:
             _finish(events, kernel, stopped_call=call_id)
     _finish(events, kernel)

@@ -43,7 +43,7 @@ from coursekit.grading.cgroups import SandboxGroup, cgroups_available, join_comm
 from coursekit.grading.limits import Limits
 from coursekit.grading.package_view import ViewPlan, materialise, package_root
 from coursekit.grading.protocol import CallEnd, CallStart, Calls, CellEnd, CellsDone, CellStart, Done, Ready, Setup
-from coursekit.grading.seccomp import memfd_filter
+from coursekit.grading.seccomp import sandbox_filter
 from coursekit.grading.uids import UidLease
 
 #: how long past a step's own limits (and the runner's grace) the grader waits before it kills the sandbox.
@@ -210,6 +210,32 @@ def _others_can_use(path: str) -> bool:
     return True
 
 
+def kernel_leaves_root(use_sandbox: bool, view: Path | None = None) -> tuple[bool, str]:
+    """Whether the kernel can run as a uid of its own (never as root): ``(True, "")`` or ``(False, reason)``.
+
+    A grader that is not root runs the kernel as itself. A root grader gives it
+    a leased uid, which must be able to read the Python environment: inside
+    bubblewrap it always can; without it only where every directory of the
+    environment is readable by other uids. Otherwise the grader refuses to
+    run student code rather than run it as root.
+
+    Args:
+        use_sandbox: whether the run is inside bubblewrap.
+        view: the assignment's view of the package, which the kernel imports from too.
+
+    Example:
+        >>> kernel_leaves_root(use_sandbox=True)
+        (True, '')
+    """
+    if os.geteuid() != 0 or use_sandbox:
+        return True, ""
+    unreadable = [root for root in python_roots() + ([str(view)] if view else []) if not _others_can_use(root)]
+    if unreadable:
+        return False, (f"without bubblewrap the kernel would run as root: the Python environment ({unreadable[0]}) "
+                       "is not readable by other uids, so a sandbox uid could not import from it")
+    return True, ""
+
+
 def _send_later(stream: Any, data: bytes, close: bool) -> None:
     """Write ``data`` to the runner's stdin in a thread (it may be large, and the runner reads as it goes)."""
     def write() -> None:
@@ -232,7 +258,7 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 
 def _seccomp_pipe() -> int | None:
     """A pipe's read end holding the seccomp program (bubblewrap reads it to its end)."""
-    program = memfd_filter()
+    program = sandbox_filter()
     if program is None:
         return None
     read, write = os.pipe()
@@ -256,20 +282,21 @@ def run_job(job: Job, limits: Limits, *, deadline: float, use_sandbox: bool | No
         The raw run (never raises for anything the student's code does).
 
     Raises:
-        RuntimeError: ``use_sandbox=True`` but the sandbox is not available.
+        RuntimeError: ``use_sandbox=True`` but the sandbox is not available, or the kernel would run as
+            root (see :func:`kernel_leaves_root`).
     """
     available, reason = bubblewrap_available()
     use_sandbox = available if use_sandbox is None else use_sandbox
     if use_sandbox and not available:
         raise RuntimeError(f"the sandbox is not available: {reason}")
-    use_cgroups = cgroups_available()[0] if use_cgroups is None else use_cgroups
     view = materialise(job.view)
-    # Without the sandbox's own view of the filesystem a dedicated uid is only
-    # usable when the Python environment is readable by everyone.
-    can_drop = use_sandbox or all(_others_can_use(p) for p in python_roots() + [str(view)])
+    leaves_root, why_root = kernel_leaves_root(bool(use_sandbox), view)
+    if not leaves_root:
+        raise RuntimeError(f"refusing to run student code: {why_root}")
+    use_cgroups = cgroups_available()[0] if use_cgroups is None else use_cgroups
     run = RawRun(sandboxed=bool(use_sandbox), cgroups=bool(use_cgroups))
     started = time.monotonic()
-    lease = UidLease() if os.geteuid() == 0 and can_drop else None
+    lease = UidLease() if os.geteuid() == 0 else None
     group = SandboxGroup.create(limits) if use_cgroups else None
     host_workdir = None if use_sandbox else tempfile.mkdtemp(prefix="coursekit-grade-")
     seccomp = _seccomp_pipe() if use_sandbox else None

@@ -19,9 +19,28 @@ from pathlib import Path
 
 UID_BASE = 61000
 UID_COUNT = 1000
+#: the uid a kernel started as root runs as when it has no lease: student code never runs as root.
+NOBODY_UID = 65534
 UID_LOCK_DIR = Path(tempfile.gettempdir()) / "coursekit-grade-uids"
 #: spreads the first uid tried over the range, so concurrent graders rarely contend.
 _SPREAD = 7919
+
+
+def kernel_uid(leased: int | None) -> int | None:
+    """The uid the kernel runs as: the ``leased`` one, else :data:`NOBODY_UID` when this process is root.
+
+    A root grader gets no lease only without bubblewrap and with a Python
+    environment that other uids cannot read (the grader refuses to start
+    then); this is the last line if it runs anyway. ``None``: stay as is (a
+    grader that is not root runs the kernel as itself).
+
+    Example:
+        >>> kernel_uid(61000)
+        61000
+    """
+    if leased is not None:
+        return leased
+    return NOBODY_UID if os.getuid() == 0 else None
 
 
 class UidLease:

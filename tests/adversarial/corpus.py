@@ -469,6 +469,36 @@ def _answer_as_markdown(course: Path) -> dict[str, Any]:
     return notebook
 
 
+# Review round 1, finding 3: a cell that ignores the kernel's timers and keeps the report pipe readable (a newline
+# every 20 ms, under the runner's 0.2 s tick) while it computes for 16 s: past the runner's limits (3 s CPU + 2 s,
+# 9 s wall + 2 s at the corpus's --timeout 3), inside the grader's outer 23 s step budget. The runner must kill it.
+FLOOD_AND_COMPUTE = (
+    "import os, signal, time\n"
+    "signal.signal(signal.SIGPROF, signal.SIG_IGN)\n"
+    "signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+    "_fds = [int(_f) for _f in os.listdir('/proc/self/fd') if int(_f) > 2]\n"
+    "_until, _next = time.monotonic() + 16, 0.0\n"
+    "while time.monotonic() < _until:\n"
+    "    if time.monotonic() >= _next:\n"
+    "        _next = time.monotonic() + 0.02\n"
+    "        for _fd in _fds:\n"
+    "            try:\n"
+    "                os.write(_fd, b'\\n')\n"
+    "            except OSError:\n"
+    "                pass\n"
+    "print('computed past the limit')\n"
+)
+# Review round 1, finding 6: SysV shared memory and message queues and POSIX queues hold memory no rlimit counts.
+SYSV_IPC = (
+    "import ctypes\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "if libc.shmget(0, 1 << 20, 0o1600) >= 0 or libc.msgget(0, 0o1600) >= 0:\n"
+    "    return\n"
+    "if libc.mq_open(b'/coursekit-probe', 0o102, 0o600, None) >= 0:\n"
+    "    return\n"
+    "raise PermissionError('shmget, msgget and mq_open denied')"
+)
+
 # What was tried and held: each probe answers the multiple-choice question correctly only if it succeeds.
 def _probe(attempt: str) -> str:
     body = "".join(f"    {line}\n" for line in attempt.strip("\n").split("\n"))
@@ -582,6 +612,11 @@ ATTACKS += [
            "the same marker looked for by a second submission (held before issue 15)"),
     Attack("daemon", 10.0, "graded", _with_cell(DAEMON),
            "a double-forked setsid daemon ignoring SIGTERM and SIGHUP (held before issue 15)"),
+    Attack("flood_and_compute", 10.0, "timeout", _with_cell(FLOOD_AND_COMPUTE),
+           "timers ignored, the report pipe kept readable, 16 s of computation: killed by the runner, the cell "
+           "skipped on the rerun (review round 1, finding 3)"),
+    Attack("probe_sysv_ipc", 9.0, "graded", _with_answer("answer_mc_classification", _probe(SYSV_IPC)),
+           "shmget, msgget and mq_open, memory outside RLIMIT_AS (review round 1, finding 6)"),
 ]
 
 

@@ -1,0 +1,186 @@
+"""The runner's hold on the kernel: step limits that a flood cannot starve, one report per command, bounded lines.
+
+These run the real runner and a real kernel process, without bubblewrap: the
+walls that bubblewrap adds are the corpus's to test
+(``tests/test_grading_adversarial.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import coursekit.grading.kernel  # noqa: F401  (imported before the fork, as runner.main does: torch is slow to import)
+from coursekit.grading import protocol, runner
+from coursekit.grading.limits import Limits
+from coursekit.grading.protocol import (CallEnd, CallStatus, Calls, CellReport, CellStatus, Done, RunCell, Setup,
+                                        encode)
+from coursekit.grading.sandbox import kernel_leaves_root
+from coursekit.grading.uids import NOBODY_UID
+from coursekit.grading.wire import encode_value
+
+pytestmark = pytest.mark.grading
+
+#: one second of CPU per step: the runner stops a step at 1 + 2 s of CPU or 3 + 2 s of wall clock.
+LIMITS = Limits(timeout_s=1.0, memory_mb=4096)
+#: what student code does to reach the runner: write to every descriptor it holds but the standard streams.
+TO_RUNNER = (
+    "import os, signal, time\n"
+    "_fds = [int(_f) for _f in os.listdir('/proc/self/fd') if int(_f) > 2]\n"
+    "def _to_runner(data):\n"
+    "    for _fd in _fds:\n"
+    "        _view = memoryview(data)\n"
+    "        try:\n"
+    "            while _view:\n"
+    "                _view = _view[os.write(_fd, _view):]\n"
+    "        except OSError:\n"
+    "            pass\n"
+)
+#: the review's attack: both timers ignored, a newline every 20 ms (the runner never sees a quiet tick), and
+#: 12 s of computation, far past the step's limits.
+FLOOD_AND_COMPUTE = TO_RUNNER + (
+    "signal.signal(signal.SIGPROF, signal.SIG_IGN)\n"
+    "signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+    "_until = time.monotonic() + 12\n"
+    "_next = 0.0\n"
+    "while time.monotonic() < _until:\n"
+    "    if time.monotonic() >= _next:\n"
+    "        _next = time.monotonic() + 0.02\n"
+    "        _to_runner(b'\\n')\n"
+    "print('finished')\n"
+)
+
+
+@pytest.fixture()
+def workdir() -> Iterator[str]:
+    """A working directory the kernel can enter after it drops to another uid (pytest's own are 0700)."""
+    parent = tempfile.mkdtemp(prefix="coursekit-runner-test-")
+    os.chmod(parent, 0o711)
+    yield os.path.join(parent, "work")
+    subprocess.run(["rm", "-rf", parent], check=False)
+
+
+def _kernel(workdir: str, limits: Limits = LIMITS) -> runner.KernelProcess:
+    setup = Setup({}, [], limits.for_runner(), None, workdir, False)
+    runner.write_working_copy(setup)
+    return runner.KernelProcess(setup)
+
+
+def _cell(kernel: runner.KernelProcess, index: int, source: str) -> runner.StepResult:
+    kernel.send(RunCell(index, source))
+    return kernel.wait(lambda report: isinstance(report, CellReport) and report.index == index)
+
+
+def _stop(kernel: runner.KernelProcess) -> None:
+    if kernel.alive:
+        kernel._kill(runner.StepResult())
+
+
+def test_a_kernel_flooding_the_report_pipe_is_still_stopped_at_its_step_limits(workdir: str) -> None:
+    kernel = _kernel(workdir)
+    try:
+        started = time.monotonic()
+        result = _cell(kernel, 0, FLOOD_AND_COMPUTE)
+        seconds = time.monotonic() - started
+    finally:
+        _stop(kernel)
+    assert result.stalled and result.report is None, result
+    # Killed at 3 s of CPU or 5 s of wall clock, not when the cell chose to end (12 s).
+    assert seconds < 8.0, seconds
+    assert 0 < kernel.ignored <= runner.MAX_UNAWAITED_LINES
+
+
+def test_a_kernel_writing_more_lines_than_it_was_asked_for_is_killed(workdir: str) -> None:
+    kernel = _kernel(workdir)
+    try:
+        result = _cell(kernel, 0, TO_RUNNER + "_to_runner(b'\\n' * 5000)\nimport time\ntime.sleep(30)\n")
+    finally:
+        _stop(kernel)
+    assert result.died and result.flooded, result
+    assert not kernel.alive
+
+
+def test_a_report_counts_only_for_the_command_just_sent(workdir: str) -> None:
+    """A cell that forges the next cell's report ahead of time does not end that cell's step."""
+    forged = encode(CellReport(1, False, stdout="forged"))
+    kernel = _kernel(workdir)
+    try:
+        first = _cell(kernel, 0, TO_RUNNER + f"_to_runner({forged!r})\n")
+        second = _cell(kernel, 1, "import time\ntime.sleep(0.5)\nprint('ran')\n")
+    finally:
+        _stop(kernel)
+    assert first.report == CellReport(0, False)
+    assert second.report is not None and second.report.stdout == "ran\n", second
+    assert kernel.ignored == 1
+
+
+def test_a_cell_report_line_past_the_cells_bound_is_skipped_as_it_arrives(workdir: str) -> None:
+    """A valid report for the cell, 6 MB long (1,000,000 escaped characters), is never parsed.
+
+    Calls may send 64 MiB lines; a cell's report is capped text, so its phase
+    accepts at most :data:`~coursekit.grading.protocol.MIN_CELL_REPORT_BYTES`.
+    """
+    kernel = _kernel(workdir)
+    try:
+        source = TO_RUNNER + "import json\n_to_runner((json.dumps({'kind': 'cell_report', 'index': 0, "
+        source += "'failed': False, 'stdout': '\\u00e9' * 1_000_000}) + '\\n').encode())\n"
+        result = _cell(kernel, 0, source)
+    finally:
+        _stop(kernel)
+    assert result.report == CellReport(0, False), str(result)[:200]
+    assert kernel.reader.oversized == 1
+    assert runner.report_bounds(RunCell(0, ""), LIMITS.for_runner()) == (protocol.MIN_CELL_REPORT_BYTES, None)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root grader can change the kernel's uid")
+def test_a_kernel_started_as_root_without_a_lease_runs_as_nobody(workdir: str) -> None:
+    kernel = _kernel(workdir)
+    try:
+        result = _cell(kernel, 0, "import os\nprint(os.getuid(), os.geteuid(), os.getgid())\n")
+    finally:
+        _stop(kernel)
+    assert result.report is not None and result.report.stdout.split() == [str(NOBODY_UID)] * 3, result
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root grader has a kernel uid to choose")
+def test_a_root_grader_without_bubblewrap_refuses_what_a_sandbox_uid_could_not_read(tmp_path: Path) -> None:
+    private = tmp_path / "view"
+    private.mkdir(mode=0o700)
+    os.chmod(tmp_path, 0o700)
+    ok, why = kernel_leaves_root(False, private)
+    assert not ok and "would run as root" in why
+    assert kernel_leaves_root(True, private) == (True, "")
+
+
+def _runner_events(workdir: str, cells: list[dict], calls: Calls) -> list:
+    """Run ``runner.py`` as the grader does (without bubblewrap) and decode every event it emits."""
+    setup = Setup({}, cells, LIMITS.for_runner(), None, workdir, False)
+    done = subprocess.run([sys.executable, "-I", str(Path(runner.__file__))],
+                          input=encode(setup) + encode(calls), capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    return [protocol.decode(line, protocol.EVENTS) for line in done.stdout.splitlines()]
+
+
+def test_the_runner_does_not_call_again_a_function_that_timed_out(workdir: str) -> None:
+    cells = [{"index": 0, "source": "def slow(x):\n    while True:\n        pass\ndef twice(x):\n    return 2 * x\n"}]
+
+    def call(i: int, name: str) -> dict:
+        return {"id": f"q#{i}", "kind": "function", "name": name, "tensors": False, "args": [encode_value(i)],
+                "kwargs": {}, "banned": []}
+
+    calls = Calls(["def _adapted(x):\n    return twice(x) + 1\n"],
+                  [call(0, "slow"), call(1, "_adapted"), call(2, "slow")])
+    events = _runner_events(workdir, cells, calls)
+    ends = [e for e in events if isinstance(e, CallEnd)]
+    assert [(e.call_id, e.status) for e in ends] == [
+        ("q#0", CallStatus.TIMEOUT), ("q#1", CallStatus.OK), ("q#2", CallStatus.NOT_RUN)]
+    assert ends[1].value == encode_value(3)
+    assert events[-1] == Done()
+    assert [e.status for e in events if hasattr(e, "status") and not isinstance(e, CallEnd)] == [CellStatus.OK]

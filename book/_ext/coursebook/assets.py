@@ -1,0 +1,189 @@
+"""What a page of the book loads: the book's own CSS and JS, less what no page uses.
+
+A chapter used to load about 4 MB in 43 requests. This module keeps each page to
+what it needs:
+
+* one icon source: the theme draws every icon with Font Awesome's web fonts
+  (``<i class="fa-...">`` and CSS), and also loaded Font Awesome's 1.5 MB
+  script, which redraws the same icons as inline SVG. ``templates/layout.html``
+  filters that script out of the theme's ``<head>``; and the theme's CSS keeps
+  the rules of the icons the site uses, not of all 1,900 (:func:`trim_icon_rules`);
+* the search index (and the scripts that read it) only on the search page:
+  the theme loaded them on every page for a search-as-you-type that is off;
+* the theme's stylesheet ``theme.css`` only ``@import``-s Sphinx's ``basic.css``:
+  pages link ``basic.css`` directly, one request instead of two in a row;
+* sphinx-thebe's files only where Thebe is switched on (it is not), and
+  sphinx-design's stylesheet and tab script only on pages that use its components;
+* MathJax on the search page too, which typesets the formulas of the snippets;
+* the repository buttons drawn with a solid icon: the GitHub logo was the only
+  glyph of Font Awesome's brands font, 118 KB and a request on every page.
+
+The book's own files (``static/coursebook.css`` and ``static/coursebook.js``)
+are added to the build's static path when the builder starts, not kept in the
+book's ``_static/``: Jupyter Book adds a ``<script>`` tag for every ``.js``
+found there.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from docutils import nodes
+from sphinx.application import Sphinx
+from sphinx.config import Config
+
+STATIC = Path(__file__).parent / "static"
+TEMPLATES = Path(__file__).parent / "templates"
+
+# <script ...src=".../fontawesome.js?digest=..."></script>, and the three search scripts.
+_ICON_SCRIPT = re.compile(r'[ \t]*<script\b[^>]*\bsrc="[^"]*/fontawesome\.js[^"]*"[^>]*>\s*</script>\n?')
+_SEARCH_SCRIPTS = re.compile(r'[ \t]*<script\b[^>]*\bsrc="[^"]*\b(?:searchtools|language_data|searchindex)\.js[^"]*"[^>]*>\s*</script>\n?')
+_THEME_CSS = re.compile(r'href="([^"]*/)styles/theme\.css[^"]*"')
+# A Font Awesome icon's glyph rule in the theme's CSS: ".fa-house:before,.fa-home:before{content:"\f015"}".
+_ICON_RULE = re.compile(r'((?:\.fa-[a-z0-9-]+:{1,2}before,?)+)(\{content:[^}]*\})')
+_ICON_NAME = re.compile(r"\bfa-[a-z0-9-]+")
+THEME_CSS = "styles/pydata-sphinx-theme.css"
+
+
+def prune_head(html: str) -> str:
+    """The theme's ``<head>`` markup without Font Awesome's script and the search scripts.
+
+    The search page loads the search scripts itself (outside the blocks this
+    filter is applied to), so search keeps working there.
+
+    Example:
+        >>> prune_head('<script defer src="../_static/scripts/fontawesome.js?d=1"></script>\\n<meta x>')
+        '<meta x>'
+    """
+    html = _SEARCH_SCRIPTS.sub("", _ICON_SCRIPT.sub("", str(html)))
+    return _THEME_CSS.sub(r'href="\1basic.css"', html)
+
+
+def trim_icon_rules(css: str, used: set[str]) -> str:
+    """``css`` without the glyph rules of Font Awesome icons whose class is not in ``used``.
+
+    Example:
+        >>> trim_icon_rules('.fa-a:before,.fa-b:before{content:"1"}.fa-c:before{content:"2"}.x{}', {"fa-b"})
+        '.fa-b:before{content:"1"}.x{}'
+    """
+
+    def keep(match: re.Match) -> str:
+        selectors = [s for s in match.group(1).rstrip(",").split(",") if s.split(":")[0][1:] in used]
+        return ",".join(selectors) + match.group(2) if selectors else ""
+
+    return _ICON_RULE.sub(keep, css)
+
+
+def trim_theme_css(app: Sphinx, exception: Exception | None) -> None:
+    """Keep, in the theme's CSS, the icon rules of the icons any page, script or style uses."""
+    if exception is not None or app.builder.format != "html":
+        return
+    outdir = Path(app.outdir)
+    theme_css = outdir / "_static" / THEME_CSS
+    if not theme_css.is_file():
+        return
+    used: set[str] = set()
+    for pattern in ("**/*.html", "_static/**/*.js", "_static/**/*.css"):
+        for path in outdir.glob(pattern):
+            if path != theme_css:
+                used.update(_ICON_NAME.findall(path.read_text(encoding="utf-8", errors="ignore")))
+    css = theme_css.read_text(encoding="utf-8")
+    trimmed = trim_icon_rules(css, used)
+    if trimmed != css:
+        theme_css.write_text(trimmed, encoding="utf-8")
+
+
+def add_templates_path(app: Sphinx, config: Config) -> None:
+    if str(TEMPLATES) not in config.templates_path:
+        config.templates_path.insert(0, str(TEMPLATES))
+
+
+def add_static_files(app: Sphinx) -> None:
+    if app.builder.format != "html":
+        return
+    if str(STATIC) not in app.config.html_static_path:
+        app.config.html_static_path.append(str(STATIC))
+    app.add_css_file("coursebook.css")
+    app.add_js_file("coursebook.js", loading_method="defer")
+    app.builder.templates.environment.filters["coursebook_prune_head"] = prune_head
+
+
+def _filename(asset: Any) -> str:
+    return str(getattr(asset, "filename", asset) or "")
+
+
+def _uses_sphinx_design(doctree: nodes.document | None) -> bool:
+    if doctree is None:
+        return False
+    return any(name.startswith("sd-") for node in doctree.findall(nodes.Element) for name in node.get("classes", []))
+
+
+def prune_page_assets(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
+    """Drop the scripts and styles this page does not use."""
+    thebe_on = bool(app.config.html_theme_options.get("launch_buttons", {}).get("thebe"))
+    design_on = _uses_sphinx_design(doctree)
+
+    def wanted(asset: Any) -> bool:
+        name = _filename(asset)
+        body = str(getattr(asset, "attributes", {}).get("body", ""))
+        if not thebe_on and ("sphinx-thebe" in name or "THEBE_JS_URL" in body):
+            return False
+        return design_on or not ("design-tabs.js" in name or "sphinx-design" in name)
+
+    if "script_files" in context:
+        context["script_files"] = [script for script in context["script_files"] if wanted(script)]
+    if "css_files" in context:
+        context["css_files"] = [sheet for sheet in context["css_files"] if wanted(sheet)]
+
+
+def add_search_mathjax(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
+    """MathJax for the search page, where coursebook.js typesets the snippets' formulas."""
+    if pagename == "search" and app.builder.format == "html":
+        app.add_js_file(None, body=f"window.MathJax = {json.dumps(app.config.mathjax3_config or {})}")
+        app.add_js_file(app.config.mathjax_path, loading_method="defer")
+
+
+BRAND_ICONS = {"fab fa-github": "fa-solid fa-code-branch", "fa-brands fa-github": "fa-solid fa-code-branch"}
+
+
+def solid_header_icons(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
+    """Header buttons drawn from the solid icon font only (see the module's docstring)."""
+
+    def swap(buttons: list[dict[str, Any]]) -> None:
+        for button in buttons:
+            if button.get("icon") in BRAND_ICONS:
+                button["icon"] = BRAND_ICONS[button["icon"]]
+            swap(button.get("buttons", []))
+
+    swap(context.get("header_buttons", []))
+
+
+def drop_duplicate_scripts(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
+    """Keep one copy of each ``<script>``.
+
+    Sphinx 7.4 registers an inline script added after the builder started (as
+    sphinx-thebe adds its ``const THEBE_JS_URL = ...``) once with filename
+    ``None`` and once with ``""``, which do not compare equal, so the page
+    declared the constant twice and every page load raised a SyntaxError.
+    """
+    unique, seen = [], set()
+    for script in context.get("script_files", []):
+        attributes = getattr(script, "attributes", {})
+        key = (_filename(script), tuple(sorted((k, str(v)) for k, v in attributes.items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"] = unique
+
+
+def setup(app: Sphinx) -> None:
+    app.connect("config-inited", add_templates_path)
+    app.connect("builder-inited", add_static_files)
+    app.connect("html-page-context", add_search_mathjax, priority=100)
+    app.connect("html-page-context", prune_page_assets, priority=900)
+    app.connect("html-page-context", drop_duplicate_scripts, priority=950)
+    app.connect("html-page-context", solid_header_icons, priority=950)
+    app.connect("build-finished", trim_theme_css)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import doctest
 import importlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -94,6 +95,21 @@ def test_readers_notebook_starts_by_installing_coursekit_where_it_is_missing(bui
 
 @pytest.mark.slow
 @pytest.mark.book
+def test_a_check_against_repository_files_stays_out_of_the_readers_notebook(built_book) -> None:
+    # Chapter 9 checks its "Practise it" sentence against A5's source notebook, which only the
+    # repository has: that cell is tagged build-only, and a reader's notebook must run without it.
+    build_only = []
+    for docname in CHAPTERS:
+        executed = json.loads((built_book.html.parent / "jupyter_execute" / f"{docname}.ipynb").read_text(encoding="utf-8"))
+        build_only += [(docname, "".join(c["source"])) for c in executed["cells"] if "build-only" in c["metadata"].get("tags", [])]
+    assert any(docname == "book/ch09_alignment" and "../assignments/" in source for docname, source in build_only), build_only
+    for docname in CHAPTERS:
+        code = "\n".join("".join(c["source"]) for c in reader_notebook(built_book, docname)["cells"] if c["cell_type"] == "code")
+        assert "../assignments/" not in code, f"{docname}: a build-only check is in the reader's notebook"
+
+
+@pytest.mark.slow
+@pytest.mark.book
 @pytest.mark.timeout(1800)
 def test_every_readers_notebook_runs_top_to_bottom(built_book, tmp_path: Path) -> None:
     import nbformat
@@ -124,6 +140,8 @@ def test_binder_environment_is_the_pinned_lock_with_cpu_torch_and_the_books_cour
     assert (binder / "runtime.txt").read_text().strip() == f"python-{sys.version_info.major}.{sys.version_info.minor}"
     wheel = binder / wheel_filename(REPO_ROOT)
     assert f"pip install --no-deps binder/{wheel.name}" in (binder / "postBuild").read_text()
+    # Binder runs postBuild only when it is executable (Sphinx copies the site's extra files without modes).
+    assert os.access(binder / "postBuild", os.X_OK)
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
     assert "coursekit/losses/nll.py" in names and any(n.startswith("coursekit/models/checkpoints/") and n.endswith(".pt") for n in names)

@@ -38,6 +38,9 @@ from coursebook.nbmarkdown import CodeCellMark, MarkdownCell, MarkdownWriter, Pa
 logger = logging.getLogger(__name__)
 
 HIDDEN_TAGS = {"remove-cell", "remove_cell"}
+# A hidden cell that checks the page against files only the repository has (an assignment's
+# source, say): the published notebook has no such files beside it, so the cell is left out.
+BUILD_ONLY_TAG = "build-only"
 HIDDEN_INPUT_TAGS = {"remove-input", "remove_input", "hide-input", "hide_input", "hide-cell", "hide_cell"}
 HIDDEN_OUTPUT_TAGS = {"remove-output", "remove_output"}
 FOLDED_OUTPUT_TAGS = {"hide-output", "hide_output"}
@@ -132,7 +135,8 @@ def reader_notebook(app: Sphinx, docname: str, doctree: nodes.document, executed
     def add_hidden_cells(before: int) -> None:
         for index in range(next_index, before):
             cell = executed.cells[index]
-            if cell.cell_type == "code" and set(cell.metadata.get("tags", [])) & HIDDEN_TAGS:
+            tags = set(cell.metadata.get("tags", []))
+            if cell.cell_type == "code" and tags & HIDDEN_TAGS and BUILD_ONLY_TAG not in tags:
                 reader = _reader_code_cell(cell, hidden_in_book=True)
                 if reader is not None:
                     cells.append(reader)
@@ -235,6 +239,21 @@ def _point_launch_buttons(app: Sphinx, pagename: str, context: dict[str, Any]) -
     context["header_buttons"] = [g for g in context.get("header_buttons", []) if g.get("label") != "launch-buttons" or g["buttons"]]
 
 
+def make_post_build_executable(app: Sphinx, exception: Exception | None) -> None:
+    """Give the site's ``binder/postBuild`` its executable bit back.
+
+    ``coursekit.bookbuild`` writes it executable, but Sphinx copies ``html_extra_path``
+    without file modes; ``make publish`` commits what it finds, and Binder runs
+    ``postBuild`` (which installs the book's coursekit wheel) only when it is executable.
+    """
+    from coursekit.bookbuild import BINDER_DIR
+
+    post_build = Path(app.outdir) / BINDER_DIR / "postBuild"
+    if exception is None and app.builder.format == "html" and post_build.is_file():
+        post_build.chmod(0o755)
+
+
 def setup(app: Sphinx) -> None:
     app.add_config_value("coursebook_published_branch", "gh-pages", "html", types=[str])
     app.connect("html-page-context", write_page_notebook, priority=600)
+    app.connect("build-finished", make_post_build_executable)

@@ -257,10 +257,13 @@
   var SNIPPET = 240;
   var MATH = /\\\((?:.|\n)*?\\\)|\\\[(?:.|\n)*?\\\]/g;
 
-  // The text of the page (or of the section at `anchor`) with the maths kept as TeX.
+  // The prose of the page (or of the section at `anchor`) with the maths kept as TeX. Code and
+  // its printed output are left out: a snippet of source reads badly, and its backslashes
+  // (string escapes, TeX in plot labels) are not formulas.
   function pageText(html, anchor) {
     var page = new DOMParser().parseFromString(html, "text/html");
-    page.querySelectorAll(".headerlink, script, style, .onlyprint, nav, .ck-quiz-feedback").forEach(function (e) { e.remove(); });
+    page.querySelectorAll(".headerlink, script, style, .onlyprint, nav, .ck-quiz-feedback, " +
+      ".cell_input, .cell_output, div.highlight, pre").forEach(function (e) { e.remove(); });
     var root = (anchor && page.querySelector("[role='main'] #" + CSS.escape(anchor.replace(/^#/, "")))) ||
       page.querySelector("[role='main'] article") || page.querySelector("[role='main']");
     if (!root) { return ""; }

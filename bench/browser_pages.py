@@ -186,6 +186,7 @@ MEASURE = """() => {
     listings: [...document.querySelectorAll('main div.highlight-python')].filter(h => !h.closest('.cell, .ck-quiz'))
       .map(h => ({lines: h.textContent.trimEnd().split('\\n').length, first: h.textContent.trim().split('\\n')[0],
                   folded: !!h.closest('details')})),
+    githubLinks: document.querySelectorAll('main a.github').length,
     images: [...document.querySelectorAll('main article img')].map(i => ({
       src: i.currentSrc || i.src, complete: i.complete, natural: i.naturalWidth, shown: i.getBoundingClientRect().width,
       alt: (i.getAttribute('alt') || '').trim(), in_figure: !!i.closest('figure'),

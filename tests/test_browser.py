@@ -298,6 +298,14 @@ def test_a_chapter_loads_one_icon_source_and_no_search_index(view) -> None:
     assert not any(re.search(r"searchindex\.js|searchtools\.js", url) for url in urls)
 
 
+def test_links_to_github_draw_no_icon_from_the_brands_font(view) -> None:
+    # Chapter 3 cites transformers' pull requests: the theme marks such links with a brands glyph.
+    measured = view("book/ch03_batches_reductions")
+    urls = [item.url for item in measured.log.loaded]
+    assert measured.measured["githubLinks"] >= 1
+    assert not any("fa-brands" in url for url in urls), urls
+
+
 # --- Launching and downloading the notebook --------------------------------------------------------
 
 def test_launch_menu_opens_the_pages_notebook_on_colab_and_binder(chromium, site, built_book) -> None:

@@ -29,7 +29,7 @@ RAW_MYST = re.compile(
     r"^(?:> )*(?::::|```\{)|\{(?:glue|prf|term|eq|numref|ref|cite|doc)(?::[a-z]+)?\}`|^\(\S+\)=$|myst_nb|\bglue\(|correct: (?:true|false)",
     re.MULTILINE,
 )
-EXTENSION_MODULES = ["coursebook.mathtext", "coursebook.nbcode", "coursebook.nbmarkdown", "coursebook.notebooks", "coursebook.assets"]
+EXTENSION_MODULES = ["coursebook.mathtext", "coursebook.nbcode", "coursebook.nbmarkdown", "coursebook.notebooks", "coursebook.assets", "coursebook.figures"]
 
 
 def reader_notebook(built_book, docname: str) -> dict:

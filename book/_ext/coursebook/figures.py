@@ -9,11 +9,15 @@ The kernels draw every matplotlib figure twice (``coursekit.bookbuild`` sets
 their inline backend): as SVG, sharp at any size, and as a 200-dpi PNG.
 :class:`KeepSmallerFigure` keeps the SVG unless the PNG is smaller (a plot of
 thousands of points), so no figure is blurry and none is needlessly heavy.
+Before the two are compared, a PNG is stored with a 256-colour palette when that
+is smaller (:func:`palette_png`): a plot's thousands of colours are anti-aliasing
+shades of a few, and chapter 1's scatter of sentence losses fell from 225 KB to 65 KB.
 """
 
 from __future__ import annotations
 
 import html
+import io
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +59,50 @@ def depart_image_html(translator: Any, node: nodes.image) -> None:
         translator.body.append("</a>")
 
 
-def _size(image: nodes.image, srcdir: Path) -> int | None:
+PALETTE_COLOURS = 256
+
+
+def palette_png(path: Path) -> None:
+    """Rewrite the PNG at ``path`` with a palette of :data:`PALETTE_COLOURS` colours, if that is smaller.
+
+    Args:
+        path: a PNG file a kernel drew; rewritten in place (a file that already
+            has a palette is left as it is, so a rebuild changes nothing).
+
+    Example:
+        >>> import random, tempfile
+        >>> from PIL import Image
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     png = Path(folder) / "noise.png"
+        ...     Image.frombytes("RGB", (64, 64), random.Random(0).randbytes(64 * 64 * 3)).save(png)
+        ...     palette_png(png)
+        ...     Image.open(png).mode
+        'P'
+    """
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.mode == "P":
+            return
+        image.load()
+    buffer = io.BytesIO()
+    image.quantize(PALETTE_COLOURS, method=Image.Quantize.FASTOCTREE).save(buffer, "PNG", optimize=True)
+    if buffer.tell() < path.stat().st_size:
+        path.write_bytes(buffer.getvalue())
+
+
+def _path(image: nodes.image, srcdir: Path) -> Path:
     path = Path(image["uri"])
-    path = path if path.is_absolute() else srcdir / path
+    return path if path.is_absolute() else srcdir / path
+
+
+def _size(image: nodes.image, srcdir: Path) -> int | None:
+    path = _path(image, srcdir)
     return path.stat().st_size if path.is_file() else None
 
 
 class KeepSmallerFigure(SphinxPostTransform):
-    """In a cell output holding a figure as both SVG and PNG, drop the larger of the two files.
+    """Store a cell output's PNG with a palette where smaller; of an SVG and a PNG of one figure, drop the larger.
 
     Runs before myst-nb picks one type from each output (``SelectMimeType``,
     priority 4), which would otherwise always take the SVG.
@@ -77,6 +117,9 @@ class KeepSmallerFigure(SphinxPostTransform):
             if bundle.get("nb_element") != "mime_bundle":
                 continue
             by_type = {child.get("mime_type"): child for child in bundle.children}
+            for image in (by_type["image/png"].findall(nodes.image) if "image/png" in by_type else ()):
+                if _path(image, srcdir).is_file():
+                    palette_png(_path(image, srcdir))
             if "image/svg+xml" not in by_type or "image/png" not in by_type:
                 continue
             sizes = {}

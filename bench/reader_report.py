@@ -10,7 +10,7 @@ pages are opened in light mode at both widths. For each page it prints:
 * how many display equations are wider than their column at 390 and at 1280 px
   (at 390 px they scroll, with a fade; the tests allow none at 1280 px);
 * what the page loads at 1280 px in light mode: requests, bytes as served
-  (uncompressed) and the same bodies gzip-compressed (level 9; GitHub Pages
+  (uncompressed) and the same bodies gzip-compressed (level 6; GitHub Pages
   compresses text responses on the fly, see the instructors' page).
 
 Run it on a built book (``make book`` first)::

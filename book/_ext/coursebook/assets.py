@@ -16,7 +16,7 @@ what it needs:
   sphinx-design's stylesheet and tab script only on pages that use its components;
 * one stylesheet request where there were eight: the page's own stylesheets (Pygments,
   the book theme, the extensions', the book's) are served concatenated, in their order,
-  as one file named by its content (:func:`bundle_page_styles`);
+  as one file (:func:`bundle_page_styles`, written by :func:`write_style_bundles`);
 * MathJax on the search page too, which typesets the formulas of the snippets;
 * the repository buttons drawn with a solid icon: the GitHub logo was the only
   glyph of Font Awesome's brands font, 118 KB and a request on every page (links to
@@ -222,29 +222,28 @@ def rebase_css_urls(css: str, folder: str) -> str:
     return _CSS_URL.sub(rebase, css)
 
 
-def _bundle(outdir: Path, names: list[str]) -> str:
-    """Write the stylesheets ``names`` (``_static/...``) as one file under ``_static``; return its name."""
-    parts = []
-    for name in names:
-        folder = posixpath.dirname(posixpath.relpath(name, "_static"))
-        parts.append(f"/* {name} */\n" + rebase_css_urls((outdir / name).read_text(encoding="utf-8"), folder))
-    text = "\n".join(parts)
-    bundle = f"_static/{BUNDLE_PREFIX}{hashlib.sha256(text.encode()).hexdigest()[:16]}.css"
-    if not (outdir / bundle).is_file():
-        (outdir / bundle).write_text(text, encoding="utf-8")
-    return bundle
+def bundle_name(names: list[str]) -> str:
+    """The file under ``_static`` that serves the stylesheets ``names``, named by that list.
+
+    Example:
+        >>> bundle_name(["_static/a.css", "_static/b.css"]).startswith("_static/coursebook-styles-")
+        True
+    """
+    return f"_static/{BUNDLE_PREFIX}{hashlib.sha256(chr(10).join(names).encode()).hexdigest()[:16]}.css"
 
 
 def bundle_page_styles(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
     """Serve each run of the page's local stylesheets as one file (one request instead of several).
 
-    Sphinx has copied the static files before it writes the pages, so the bundle is
-    written here, named by its content. Only consecutive plain stylesheets are joined,
-    so the cascade keeps its order.
+    Only consecutive plain stylesheets are joined, so the cascade keeps its order.
+    The page links the bundle now; :func:`write_style_bundles` writes it when the
+    build finishes, after extensions that rewrite a stylesheet then (the theme
+    rewrites ``pygments.css`` with its light and dark colours).
     """
     if app.builder.format != "html" or "css_files" not in context:
         return
     outdir = Path(app.outdir)
+    bundles = app.builder.__dict__.setdefault("coursebook_style_bundles", {})
 
     def joinable(sheet: Any) -> bool:
         name = _filename(sheet)
@@ -258,8 +257,9 @@ def bundle_page_styles(app: Sphinx, pagename: str, templatename: str, context: d
             run.append(sheet)
             continue
         if len(run) > 1:
-            first = run[0]
-            sheets.append(type(first)(_bundle(outdir, [_filename(s) for s in run]), priority=first.priority, **first.attributes))
+            names = [_filename(s) for s in run]
+            bundles[bundle_name(names)] = names
+            sheets.append(type(run[0])(bundle_name(names), priority=run[0].priority, **run[0].attributes))
         else:
             sheets.extend(run)
         run = []
@@ -268,11 +268,26 @@ def bundle_page_styles(app: Sphinx, pagename: str, templatename: str, context: d
     context["css_files"] = sheets
 
 
-def remove_old_bundles(app: Sphinx) -> None:
-    """Delete the bundles an earlier build wrote: this build writes the ones its pages use."""
-    if app.builder.format == "html":
-        for old in (Path(app.outdir) / "_static").glob(f"{BUNDLE_PREFIX}*.css"):
-            old.unlink()
+# Each part of a bundle starts with a line naming its file, so a bundle says what it joins.
+_BUNDLE_PART = re.compile(r"^/\* (_static/\S+\.css) \*/$", re.MULTILINE)
+
+
+def write_style_bundles(app: Sphinx, exception: Exception | None) -> None:
+    """Write every bundle from the stylesheets as they are now, including those of pages not rewritten."""
+    if exception is not None or app.builder.format != "html":
+        return
+    outdir = Path(app.outdir)
+    bundles = dict(app.builder.__dict__.get("coursebook_style_bundles", {}))
+    for old in (outdir / "_static").glob(f"{BUNDLE_PREFIX}*.css"):
+        bundles.setdefault(old.relative_to(outdir).as_posix(), _BUNDLE_PART.findall(old.read_text(encoding="utf-8")))
+    for bundle, names in bundles.items():
+        if not names or not all((outdir / name).is_file() for name in names):
+            continue
+        parts = []
+        for name in names:
+            folder = posixpath.dirname(posixpath.relpath(name, "_static"))
+            parts.append(f"/* {name} */\n" + rebase_css_urls((outdir / name).read_text(encoding="utf-8"), folder))
+        (outdir / bundle).write_text("\n".join(parts), encoding="utf-8")
 
 
 def add_search_mathjax(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
@@ -323,6 +338,7 @@ def setup(app: Sphinx) -> None:
     app.connect("html-page-context", drop_duplicate_scripts, priority=950)
     app.connect("html-page-context", solid_header_icons, priority=950)
     app.connect("html-page-context", bundle_page_styles, priority=990)
-    app.connect("builder-inited", remove_old_bundles)
+    # After the theme rewrites pygments.css (build-finished, priority 500).
+    app.connect("build-finished", write_style_bundles, priority=900)
     app.connect("build-finished", trim_theme_css)
     app.connect("build-finished", subset_icon_font, priority=600)

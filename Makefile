@@ -17,13 +17,14 @@ PYTEST_ARGS ?=
 # lacks a local CPU wheel sets https://download.pytorch.org/whl/cpu.
 TORCH_INDEX ?=
 
-.PHONY: help venv book serve test bench grade grade-report publish gh-pages lock clean
+.PHONY: help venv book serve test bench reader-report grade grade-report publish gh-pages lock clean
 
 help:
 	@echo "make book     build the book (every page executed) into $(HTML)"
 	@echo "make test     run the whole test suite"
 	@echo "make serve    serve $(HTML) on http://127.0.0.1:8000"
 	@echo "make bench    run the benchmarks and write bench/RESULTS.md"
+	@echo "make reader-report   axe counts, overflowing equations and page weight of the built book"
 	@echo "make grade A=<assignment>   auto-grade an assignment's submissions"
 	@echo "make grade-report A=<a>    write its class report again from the stored results"
 	@echo "make publish  push the built book to the gh-pages branch"
@@ -66,6 +67,9 @@ test: venv $(MATHJAX)
 
 bench: venv $(MATHJAX)
 	$(BIN)/python -m bench.run_all
+
+reader-report: venv
+	$(BIN)/python -m bench.reader_report --html $(HTML)
 
 grade: venv
 	@test -n "$(A)" || { echo "usage: make grade A=<assignment> [ARGS='--jobs 2']"; exit 2; }

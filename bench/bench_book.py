@@ -24,6 +24,10 @@ from coursekit.bookbuild import build_book, copy_sources
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOUCHED_CHAPTER = "book/ch01_token_to_sequence.md"
+# What a one-page build reads besides its page: the configuration, and what the build driver
+# publishes with every book (the Binder environment: the lock, and a wheel of coursekit built
+# from pyproject.toml, README.md and the package's sources).
+TINY_BUILD_FILES = ("_config.yml", "references.bib", "pyproject.toml", "README.md", "requirements.lock")
 TINY_PAGE = """---
 jupytext:
   text_representation:
@@ -50,9 +54,10 @@ def _prepare(root: Path, tiny: bool) -> str:
         raise RuntimeError("MathJax is missing under _build/assets: run `make venv` first")
     if tiny:
         root.mkdir(parents=True)
-        for name in ("_config.yml", "references.bib"):
+        for name in TINY_BUILD_FILES:
             shutil.copy2(REPO_ROOT / name, root / name)
         shutil.copytree(REPO_ROOT / "book" / "_ext", root / "book" / "_ext")
+        shutil.copytree(REPO_ROOT / "coursekit", root / "coursekit", ignore=shutil.ignore_patterns("__pycache__"))
         (root / "book" / "page.md").write_text(TINY_PAGE)
         (root / "_toc.yml").write_text("format: jb-book\nroot: book/page\n")
         page = "book/page.md"

@@ -16,9 +16,16 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import tomllib
 from pathlib import Path
 
 PACKAGE_SUFFIXES = (".py", ".pt", ".json", ".txt")
+# Where the published site keeps the Binder environment and the coursekit wheel (see
+# book/_ext/coursebook/notebooks.py, whose launch buttons and set-up cells point there).
+BINDER_DIR = "binder"
+# CPU wheels of torch live on PyTorch's own index, under a "+cpu" local version.
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
 def package_hash(root: Path) -> str:
@@ -50,7 +57,7 @@ def tree_hash(paths: list[Path], root: Path) -> str:
     for top in paths:
         files = sorted(top.rglob("*")) if top.is_dir() else [top]
         for path in files:
-            if path.is_file() and ".ipynb_checkpoints" not in path.parts:
+            if path.is_file() and ".ipynb_checkpoints" not in path.parts and "__pycache__" not in path.parts:
                 digest.update(path.relative_to(root).as_posix().encode())
                 digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -92,6 +99,96 @@ def drop_execution_state(build_dir: Path) -> None:
     shutil.rmtree(build_dir / ".doctrees", ignore_errors=True)
 
 
+def wheel_filename(root: Path) -> str:
+    """File name of the pure-Python wheel of the project at ``root`` (name and version from pyproject.toml).
+
+    Example:
+        >>> wheel_filename(Path(__file__).resolve().parents[1]).startswith("coursekit-")
+        True
+    """
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    name = project["name"].replace("-", "_").replace(".", "_").lower()
+    return f"{name}-{project['version']}-py3-none-any.whl"
+
+
+def binder_requirements(lock: str) -> str:
+    """Binder's requirements.txt: the pinned lock, with torch's CPU build from PyTorch's index.
+
+    Example:
+        >>> print(binder_requirements("numpy==2.0.0\\ntorch==2.3.1\\n"))
+        # The book's pinned environment (requirements.lock), with the CPU build of torch.
+        --extra-index-url https://download.pytorch.org/whl/cpu
+        numpy==2.0.0
+        torch==2.3.1+cpu
+        <BLANKLINE>
+    """
+    lines = []
+    for line in lock.splitlines():
+        if line.startswith("torch==") and "+" not in line:
+            line += "+cpu"
+        lines.append(line)
+    header = ["# The book's pinned environment (requirements.lock), with the CPU build of torch.", f"--extra-index-url {TORCH_CPU_INDEX}"]
+    return "\n".join(header + lines) + "\n"
+
+
+def publish_binder_environment(root: Path, destination: Path) -> None:
+    """Write the Binder environment and the coursekit wheel into ``destination``.
+
+    The launch buttons open a page's notebook on the published branch, so Binder
+    builds its image from there: ``requirements.txt`` (the lock, CPU torch),
+    ``runtime.txt`` (this Python) and ``postBuild``, which installs the wheel of
+    the coursekit the book was built with. Colab's set-up cell installs the same wheel.
+    """
+    stamp = root / "_build" / ".binder-hash"
+    current = hashlib.sha256(
+        (package_hash(root) + (root / "pyproject.toml").read_text() + (root / "requirements.lock").read_text()).encode()
+    ).hexdigest()
+    wheel = wheel_filename(root)
+    if stamp.exists() and stamp.read_text().strip() == current and (destination / wheel).is_file():
+        return
+    shutil.rmtree(destination, ignore_errors=True)
+    destination.mkdir(parents=True)
+    # Built from a copy, so that setuptools leaves no build/ or egg-info in the working tree.
+    with tempfile.TemporaryDirectory() as scratch:
+        source = Path(scratch) / "src"
+        shutil.copytree(root / "coursekit", source / "coursekit", ignore=shutil.ignore_patterns("__pycache__"))
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(root / name, source / name)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir", str(destination), str(source)],
+            check=True, capture_output=True,
+        )
+    (destination / "requirements.txt").write_text(binder_requirements((root / "requirements.lock").read_text()))
+    (destination / "runtime.txt").write_text(f"python-{sys.version_info.major}.{sys.version_info.minor}\n")
+    post_build = destination / "postBuild"
+    post_build.write_text(f"#!/bin/bash\nset -euo pipefail\npip install --no-deps {BINDER_DIR}/{wheel}\n")
+    post_build.chmod(0o755)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(current)
+
+
+# Kernel settings for every page: each figure both as SVG, sharp at any size (a phone
+# shrinks it, a reader zooms in), and as a 200-dpi PNG ("retina": twice the 100 dpi the
+# figure is laid out at); the book keeps the smaller file (book/_ext/coursebook/figures.py).
+# No date in the SVG, so rebuilds are identical. Part of this module, so a change here
+# changes package_hash and re-executes the pages.
+KERNEL_CONFIG = """\
+c.InlineBackend.figure_formats = {"svg", "retina"}
+c.InlineBackend.print_figure_kwargs = {"bbox_inches": "tight", "metadata": {"Date": None}}
+c.InlineBackend.rc = {"svg.hashsalt": "coursekit-book", "svg.fonttype": "path"}
+"""
+
+
+def kernel_profile(build_dir: Path) -> Path:
+    """An IPython directory whose default profile holds :data:`KERNEL_CONFIG` (the kernels' IPYTHONDIR)."""
+    ipython_dir = build_dir / "ipython"
+    config = ipython_dir / "profile_default" / "ipython_kernel_config.py"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    if not config.exists() or config.read_text() != KERNEL_CONFIG:
+        config.write_text(KERNEL_CONFIG)
+    return ipython_dir
+
+
 def build_book(root: Path, *, force: bool = False, quiet: bool = False) -> Path:
     """Build the book under ``root/_build/html`` and return the path of ``index.html``.
 
@@ -100,11 +197,16 @@ def build_book(root: Path, *, force: bool = False, quiet: bool = False) -> Path:
     """
     root = root.resolve()
     build_dir = root / "_build"
-    cache_dir = build_dir / ".jupyter_cache"
     stamp = build_dir / ".coursekit-hash"
     current = package_hash(root)
     if force or not stamp.exists() or stamp.read_text().strip() != current:
         drop_execution_state(build_dir)
+    # The book's own extension shapes every page (quizzes, figure links, the notebooks):
+    # when it changes, every page is read and written again, from the execution cache.
+    extension_stamp = build_dir / ".extension-hash"
+    extension = tree_hash([root / "book" / "_ext"], root)
+    if not extension_stamp.exists() or extension_stamp.read_text().strip() != extension:
+        shutil.rmtree(build_dir / ".doctrees", ignore_errors=True)
     reports = build_dir / "html" / "reports"
     shutil.rmtree(reports, ignore_errors=True)
     mathjax = build_dir / "assets" / "_static" / "mathjax"
@@ -115,6 +217,7 @@ def build_book(root: Path, *, force: bool = False, quiet: bool = False) -> Path:
         )
 
     publish_student_versions(root, mathjax.parent / "assignments")
+    publish_binder_environment(root, build_dir / "assets" / BINDER_DIR)
 
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
@@ -123,6 +226,7 @@ def build_book(root: Path, *, force: bool = False, quiet: bool = False) -> Path:
     # MPLBACKEND=Agg (as the test suite sets) figures have no image output and
     # every glued or displayed figure would be pasted as "<Figure size ...>".
     env.pop("MPLBACKEND", None)
+    env["IPYTHONDIR"] = str(kernel_profile(build_dir))
     command = [
         str(Path(sys.executable).parent / "jupyter-book"),
         "build", str(root), "--path-output", str(root),
@@ -138,6 +242,7 @@ def build_book(root: Path, *, force: bool = False, quiet: bool = False) -> Path:
             f"jupyter-book build failed (exit {result.returncode}); execution reports: {names or 'none'}\n{detail}"
         )
     stamp.write_text(current)
+    extension_stamp.write_text(extension)
     return build_dir / "html" / "index.html"
 
 

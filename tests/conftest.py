@@ -37,6 +37,12 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The browser tests and bench/reader_report.py open pages with the same helpers (bench/browser_pages.py).
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench.browser_pages import toc_pages  # noqa: E402 - needs the repository on sys.path
+
 VENV_BIN = Path(sys.executable).parent
 
 # nbgrader runs `alembic` (and the kernels run `python`) from PATH.
@@ -103,24 +109,6 @@ def one_thread() -> Iterator[None]:
 STRAY_SOURCES = (".pytest_cache/README.md", "scratch/notes.md")
 
 
-def toc_pages(root: Path = REPO_ROOT) -> list[str]:
-    """Docnames of every page in ``_toc.yml``, root first, in reading order."""
-    import yaml
-
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-    pages = [toc["root"]]
-
-    def walk(entries: list[dict]) -> None:
-        for entry in entries or []:
-            if "file" in entry:
-                pages.append(str(entry["file"]).removesuffix(".md").removesuffix(".ipynb"))
-            walk(entry.get("sections", []))
-            walk(entry.get("chapters", []))
-
-    for part in toc.get("parts", []):
-        walk(part.get("chapters", []))
-    walk(toc.get("chapters", []))
-    return pages
 
 
 class BuiltBook:

@@ -43,6 +43,21 @@ def build_one_page(tmp_path: Path, body: str) -> subprocess.CompletedProcess:
     )
 
 
+FORMULA_QUIZ = """
+```{quiz}
+:label: demo-formula
+question: Which is the probability of a sequence with total loss 1?
+options:
+  - text: "$e^{-1}$"
+    correct: true
+    explain: The total is the negative log-probability.
+  - text: "$\\frac{1}{4}$"
+    correct: false
+    explain: That is a mean.
+    label: one quarter
+```
+"""
+
 CHOICE_QUIZ = """
 ```{quiz}
 :label: demo-choice
@@ -83,7 +98,19 @@ def test_quiz_renders_options_answers_and_inline_math(tmp_path: Path) -> None:
     assert page.count('class="ck-quiz-option"') == 2
     assert re.search(r'data-correct="true"[^>]*>token mean with <span class="math', page)
     assert page.count('class="ck-quiz-explain"') == 2 and "Tokens of short sequences weigh more." in page
-    assert "coursebook-quiz.js" in page and (tmp_path / "_build" / "_static" / "coursebook-quiz.js").exists()
+    assert "coursebook.js" in page and (tmp_path / "_build" / "_static" / "coursebook.js").exists()
+    # Explanations are tied to an option only once it is answered (coursebook.js).
+    assert "aria-describedby" not in page and page.count('data-explain="demo-choice-explain-') == 2
+
+
+@pytest.mark.book
+def test_quiz_option_that_is_only_a_formula_gets_a_spoken_label(tmp_path: Path) -> None:
+    result = build_one_page(tmp_path, FORMULA_QUIZ)
+    assert result.returncode == 0, result.stderr
+    page = (tmp_path / "_build" / "index.html").read_text()
+    buttons = re.findall(r'<button[^>]*class="ck-quiz-option"[^>]*>', page)
+    labels = [re.search(r'aria-label="([^"]*)"', tag).group(1) for tag in buttons]
+    assert labels == ["e^(-1)", "one quarter"]
 
 
 @pytest.mark.book
@@ -224,11 +251,17 @@ def public_api() -> dict[str, list[str]]:
 @pytest.mark.slow
 @pytest.mark.book
 def test_api_reference_documents_every_public_function_and_class(built_book) -> None:
-    page = built_book.read("book/appendix_api")
     from coursekit.losses import __all__ as loss_names
 
     api = public_api()
-    documented = set(re.findall(r'<dt class="sig sig-object py" id="([^"]+)"', page))
+    module_pages = sorted((built_book.html / "book" / "api").glob("*.html"))
+    assert set(api) <= {page.stem for page in module_pages}, "a module with public names has no page"
+    documented = set()
+    for page in module_pages:
+        documented |= set(re.findall(r'<dt class="sig sig-object py" id="([^"]+)"', page.read_text(encoding="utf-8")))
+    index = built_book.read("book/appendix_api")
+    for page in module_pages:
+        assert f'href="api/{page.name}"' in index, f"the API appendix does not list {page.stem}"
     expected = {f"{module}.{name}" for module, names in api.items() for name in names}
     assert expected - documented == set()
     for name in loss_names:

@@ -36,6 +36,9 @@ def test_publish_pushes_the_built_book_to_gh_pages_of_the_remote(built_book, tmp
     built = {p.relative_to(built_book.html).as_posix() for p in built_book.html.rglob("*") if p.is_file()}
     assert "index.html" in published and ".nojekyll" in published
     assert built <= published, sorted(built - published)[:10]
+    # The launch buttons open the pages' notebooks on gh-pages, and Binder builds from its binder/.
+    assert {"_sources/book/ch01_token_to_sequence.ipynb", "binder/requirements.txt", "binder/runtime.txt"} <= published
+    assert git("ls-tree", "gh-pages", "binder/postBuild", cwd=remote).startswith("100755 "), "postBuild must be executable"
     message = git("log", "-1", "--format=%s", "gh-pages", cwd=remote)
     assert message.startswith("Publish the book built from ")
 

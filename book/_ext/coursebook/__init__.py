@@ -1,56 +1,35 @@
 """Local Sphinx extension of the coursekit book (registered in ``_config.yml``).
 
-It adds the ``quiz`` directive (:mod:`coursebook.quiz`), generates the API
-reference from the package (:mod:`coursebook.apiref`) and ships the quiz's own
-JavaScript and CSS from ``static/`` next to this file. Those files are added
-to the build's static path when the builder starts, not kept in the book's
-``_static/``: Jupyter Book adds a ``<script>`` tag for every ``.js`` found there.
+One module per concern:
+
+* :mod:`coursebook.quiz`: the ``quiz`` directive;
+* :mod:`coursebook.apiref`: the API reference, one page per module, generated from the package;
+* :mod:`coursebook.assets`: what each page loads (the book's own ``static/`` files, and none of
+  the theme's files that no page of this book uses);
+* :mod:`coursebook.citations` and :mod:`coursebook.figures`: accessible citation lists, and
+  figures that link to their full-size file;
+* :mod:`coursebook.codecells`: what a reader sees of the code (no build plumbing, plotting and
+  long reference listings folded);
+* :mod:`coursebook.notebooks`: the notebook form of each page (download, Colab and Binder).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from sphinx.application import Sphinx
 
-from coursebook import apiref, quiz
+from coursebook import apiref, assets, citations, codecells, figures, notebooks, quiz
 
-STATIC = Path(__file__).parent / "static"
-__version__ = "1.0"
-
-
-def add_static_files(app: Sphinx) -> None:
-    if app.builder.format != "html":
-        return
-    if str(STATIC) not in app.config.html_static_path:
-        app.config.html_static_path.append(str(STATIC))
-    app.add_css_file("coursebook-quiz.css")
-    app.add_js_file("coursebook-quiz.js", loading_method="defer")
-
-
-def drop_duplicate_scripts(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
-    """Keep one copy of each ``<script>``.
-
-    Sphinx 7.4 registers an inline script added after the builder started (as
-    sphinx-thebe adds its ``const THEBE_JS_URL = ...``) once with filename
-    ``None`` and once with ``""``, which do not compare equal, so the page
-    declared the constant twice and every page load raised a SyntaxError.
-    """
-    unique, seen = [], set()
-    for script in context.get("script_files", []):
-        filename = getattr(script, "filename", script) or ""
-        attributes = getattr(script, "attributes", {})
-        key = (str(filename), tuple(sorted((k, str(v)) for k, v in attributes.items())))
-        if key not in seen:
-            seen.add(key)
-            unique.append(script)
-    context["script_files"] = unique
+__version__ = "1.2"
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
     quiz.setup(app)
     apiref.setup(app)
-    app.connect("builder-inited", add_static_files)
-    app.connect("html-page-context", drop_duplicate_scripts)
+    assets.setup(app)
+    citations.setup(app)
+    figures.setup(app)
+    codecells.setup(app)
+    notebooks.setup(app)
     return {"version": __version__, "parallel_read_safe": True, "parallel_write_safe": True}

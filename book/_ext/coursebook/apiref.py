@@ -1,10 +1,16 @@
-"""The API reference page, generated from ``coursekit`` itself so that it cannot drift.
+"""The API reference, generated from ``coursekit`` itself so that it cannot drift: one page per module.
 
-A page that holds the line ``<!-- coursekit-api -->`` gets, in its place, one
-``automodule`` block per public module of ``coursekit`` (found by walking the
-package, so a new module appears without editing the page). Names that a
-package re-exports (``coursekit.losses.token_nll``) are documented once, in the
-module that defines them (``coursekit.losses.nll.token_nll``); a
+Before Sphinx reads the table of contents, :func:`write_module_pages` writes one
+page per public module of ``coursekit`` (found by walking the package, so a new
+module appears without editing anything) into the folder the config value
+``coursebook_api_pages`` names (``book/api``, git-ignored; empty: no pages), each
+holding one ``automodule``; ``_toc.yml`` lists them with a glob under the API
+appendix. The page that holds the line ``<!-- coursekit-api -->`` gets, in its
+place, a table of the modules with their one-line summaries. One page per module
+keeps each light: the single page was 920 KB of HTML and 32,800 DOM nodes.
+
+Names that a package re-exports (``coursekit.losses.token_nll``) are documented
+once, in the module that defines them (``coursekit.losses.nll.token_nll``); a
 ``missing-reference`` handler resolves the re-exported spelling to that entry,
 so chapters may write ``{func}`coursekit.losses.token_nll```. A name listed in
 a package's ``__all__`` that would be documented nowhere is a build warning.
@@ -16,6 +22,7 @@ import importlib
 import inspect
 import pkgutil
 import sys
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -72,33 +79,58 @@ def _documented_here(module: ModuleType, documented_modules: set[str]) -> list[s
     return names
 
 
-def api_markdown(package: str = PACKAGE) -> str:
-    """MyST text with one heading and one ``automodule`` per public module."""
-    modules = public_modules(package)
-    documented = {module.__name__ for module in modules}
-    blocks = []
-    for module in modules:
-        name = module.__name__
-        depth = name.count(".")
-        is_package = hasattr(module, "__path__")
-        lines = []
-        if depth > 0:
-            lines.append(f"{'#' * min(depth + 1, 3)} `{name}`\n")
-        # autodoc emits reStructuredText, which MyST would read as Markdown: hence eval-rst.
-        lines.append("```{eval-rst}")
-        lines.append(f".. automodule:: {name}")
-        if is_package:
-            members = _documented_here(module, documented - {name})
-            if members:
-                lines.append(f"   :members: {', '.join(members)}")
-                lines.append("   :undoc-members:")
-        else:
-            lines.append("   :members:")
+def module_page(module: ModuleType, documented_modules: set[str]) -> str:
+    """MyST text of the page of one module: its name as title and one ``automodule``."""
+    name = module.__name__
+    lines = [f"# `{name}`\n", "```{eval-rst}", f".. automodule:: {name}"]
+    if hasattr(module, "__path__"):
+        members = _documented_here(module, documented_modules - {name})
+        if members:
+            lines.append(f"   :members: {', '.join(members)}")
             lines.append("   :undoc-members:")
-        lines.append("   :show-inheritance:")
-        lines.append("```\n")
-        blocks.append("\n".join(lines))
-    return "\n".join(blocks)
+    else:
+        lines.append("   :members:")
+        lines.append("   :undoc-members:")
+    lines.append("   :show-inheritance:")
+    lines.append("```\n")
+    return "\n".join(lines)
+
+
+def _summary(module: ModuleType) -> str:
+    lines = (module.__doc__ or "").strip().splitlines()
+    return lines[0].replace("|", "\\|") if lines else ""
+
+
+def module_index(folder: str, package: str = PACKAGE) -> str:
+    """MyST table of every public module: a link to its page in ``folder`` and its docstring's first line."""
+    rows = ["| Module | What it holds |", "| --- | --- |"]
+    for module in public_modules(package):
+        rows.append(f"| {{doc}}`{module.__name__} </{folder}/{module.__name__}>` | {_summary(module)} |")
+    return "\n".join(rows) + "\n"
+
+
+def write_module_pages(app: Sphinx, config: Any) -> None:
+    """Write ``book/api/<module>.md`` for every public module, and remove pages of modules that are gone.
+
+    Runs at ``config-inited`` before sphinx-external-toc (priority 900) resolves
+    the glob in ``_toc.yml``. A page is rewritten only when its text changes.
+    """
+    if not config.coursebook_api_pages:
+        return
+    folder = Path(app.srcdir) / config.coursebook_api_pages
+    folder.mkdir(parents=True, exist_ok=True)
+    modules = public_modules()
+    documented = {module.__name__ for module in modules}
+    wanted = set()
+    for module in modules:
+        path = folder / f"{module.__name__}.md"
+        wanted.add(path.name)
+        text = module_page(module, documented)
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+    for stale in folder.glob("*.md"):
+        if stale.name not in wanted:
+            stale.unlink()
 
 
 def check_exports(package: str = PACKAGE) -> list[str]:
@@ -127,19 +159,29 @@ def check_exports(package: str = PACKAGE) -> list[str]:
 def on_source_read(app: Sphinx, docname: str, source: list[str]) -> None:
     if MARKER not in source[0]:
         return
-    app.env.coursebook_api_docs = getattr(app.env, "coursebook_api_docs", set()) | {docname}
     for problem in check_exports():
         logger.warning("API reference: %s", problem, location=docname)
-    source[0] = source[0].replace(MARKER, api_markdown())
+    source[0] = source[0].replace(MARKER, module_index(app.config.coursebook_api_pages))
 
 
 def on_env_get_outdated(app: Sphinx, env: BuildEnvironment, added: Any, changed: Any, removed: Any) -> list[str]:
-    """Re-read the API page on every build: a new module changes it without touching the page."""
-    return sorted(getattr(env, "coursebook_api_docs", set()) - set(removed))
+    """Re-read the API pages on every build: a docstring changes them without touching their source."""
+    return sorted(name for name in env.found_docs if _is_module_page(app, name) and name not in removed)
 
 
-def on_env_merge_info(app: Sphinx, env: BuildEnvironment, docnames: Any, other: BuildEnvironment) -> None:
-    env.coursebook_api_docs = getattr(env, "coursebook_api_docs", set()) | getattr(other, "coursebook_api_docs", set())
+def _is_module_page(app: Sphinx, docname: str) -> bool:
+    folder = app.config.coursebook_api_pages
+    return bool(folder) and docname.startswith(folder.rstrip("/") + "/")
+
+
+def read_module_pages_last(app: Sphinx, env: BuildEnvironment, docnames: list[str]) -> None:
+    """Read the module pages after every other page.
+
+    Sphinx forgets a page's objects only when it re-reads that page. A page that
+    documented a module before (such as the single API page this split replaced)
+    is thus read, and its entries dropped, before the module pages document them again.
+    """
+    docnames.sort(key=lambda name: _is_module_page(app, name))
 
 
 def _locate(dotted: str) -> Any:
@@ -213,7 +255,9 @@ def on_missing_reference(app: Sphinx, env: BuildEnvironment, node: nodes.Element
 
 
 def setup(app: Sphinx) -> None:
+    app.add_config_value("coursebook_api_pages", "", "env", types=[str])
+    app.connect("config-inited", write_module_pages, priority=100)
     app.connect("source-read", on_source_read)
     app.connect("env-get-outdated", on_env_get_outdated)
-    app.connect("env-merge-info", on_env_merge_info)
+    app.connect("env-before-read-docs", read_module_pages_last)
     app.connect("missing-reference", on_missing_reference)

@@ -17,10 +17,15 @@ A quiz is written as a YAML body so that chapter authors need no HTML::
 
 ``type: match`` takes ``pairs: [{term: ..., definition: ...}, ...]`` instead of
 ``options``; the reader clicks a term, then the definition that belongs to it.
-Every text may hold inline MyST (``$..$`` math included). The page carries all
-answers and explanations; ``static/coursebook-quiz.js`` reveals them on click,
-so the quiz works from a plain file server. Malformed bodies are reported as
-errors at the directive's line, which fail a ``-W`` build.
+Every text may hold inline MyST (``$..$`` math included). An option that is only
+a formula gets a spoken label (its ``aria-label``): the optional ``label:`` text,
+else the formula in plain Unicode (:func:`coursebook.mathtext.tex_to_text`).
+
+The page carries all answers and explanations; ``static/coursebook.js`` reveals
+them on click, so the quiz works from a plain file server. An explanation is
+hidden, and tied to its option (``aria-describedby``) only once the option is
+clicked, so a screen reader does not read it out beforehand. Malformed bodies are
+reported as errors at the directive's line, which fail a ``-W`` build.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from docutils import nodes
 from docutils.parsers.rst import directives
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
+
+from coursebook.mathtext import tex_to_text
 
 QUIZ_TYPES = ("choice", "match")
 LABEL_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
@@ -146,7 +153,9 @@ class QuizDirective(SphinxDirective):
             _require_text(option, "explain", where)
             if not isinstance(option.get("correct"), bool):
                 raise _QuizError(f"{where}: correct must be true or false, got {option.get('correct')!r}")
-            unknown = sorted(set(option) - {"text", "correct", "explain"})
+            if "label" in option:
+                _require_text(option, "label", where)
+            unknown = sorted(set(option) - {"text", "correct", "explain", "label"})
             if unknown:
                 raise _QuizError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}")
         if not any(option["correct"] for option in options):
@@ -154,19 +163,24 @@ class QuizDirective(SphinxDirective):
 
         items = []
         for index, option in enumerate(options):
-            verdict = "Correct." if option["correct"] else "Incorrect."
+            text = self._inline(option["text"])
+            spoken = {}
+            formula = _only_formula(text)
+            if formula is not None or "label" in option:
+                spoken["aria_label"] = str(option.get("label") or tex_to_text(formula or ""))
             button = _element(
                 "button",
                 ["ck-quiz-option"],
-                self._inline(option["text"]),
+                text,
                 type="button",
                 data_correct="true" if option["correct"] else "false",
-                aria_describedby=f"{label}-explain-{index}",
+                data_explain=f"{label}-explain-{index}",
+                **spoken,
             )
             explain = _element(
                 "div",
                 ["ck-quiz-explain"],
-                [_element("strong", ["ck-quiz-verdict"], [nodes.Text(verdict)]), nodes.Text(" "), *self._inline(option["explain"])],
+                self._inline(option["explain"]),
                 hidden="hidden",
                 id=f"{label}-explain-{index}",
             )
@@ -233,6 +247,15 @@ def _require_text(mapping: dict[str, Any], key: str, where: str) -> None:
     value = mapping.get(key)
     if isinstance(value, bool) or not isinstance(value, (str, int, float)) or not str(value).strip():
         raise _QuizError(f"{where}: '{key}' must be a non-empty text, got {value!r}")
+
+
+def _only_formula(parsed: list[nodes.Node]) -> str | None:
+    """The TeX of an option whose only visible content is one formula (else None)."""
+    formulas = [node for node in parsed if isinstance(node, nodes.math)]
+    rest = "".join(node.astext() for node in parsed if not isinstance(node, nodes.math))
+    if len(formulas) == 1 and not rest.strip():
+        return formulas[0].astext()
+    return None
 
 
 def _shuffled_order(count: int, label: str) -> list[int]:

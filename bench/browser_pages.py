@@ -1,0 +1,214 @@
+"""Reading the built book in headless Chromium: shared by the browser tests and the reader report.
+
+:func:`serve` serves a built HTML folder on 127.0.0.1 (a free port); :func:`open_page`
+opens one page in a fresh browser context (a colour mode, a viewport width), blocks
+and records every request that would leave 127.0.0.1, and waits until MathJax has
+typeset and coursebook.js has fitted the equations. The JavaScript snippets read
+what the tests and ``bench/reader_report.py`` look at: the equations and their
+widths, images, sideways scrolling (:data:`MEASURE`), and axe-core's WCAG 2 A/AA
+violations (:data:`RUN_AXE`) after every choice quiz is answered (:data:`ANSWER_QUIZZES`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import gzip
+import http.server
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run", "--disable-sync",
+]
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PHONE, DESKTOP = 390, 1280
+SERIOUS = ("critical", "serious")
+PATIENCE_MS = 120_000
+# gzip level of the compressed sizes: zlib's default, the level the instructors' page quotes
+# (a server compressing on the fly may use another).
+GZIP_LEVEL = 6
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's signature
+        """Keep the output clean; failed requests are recorded by the browser."""
+
+
+@contextlib.contextmanager
+def serve(html: Path) -> Iterator[str]:
+    """Serve the folder ``html`` on 127.0.0.1 (a free port) while the block runs; yield its base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(html))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@dataclass
+class Loaded:
+    """One response a page loaded: its body's size as served (uncompressed) and gzip-compressed."""
+
+    url: str
+    size: int
+    gzip_size: int
+
+
+@dataclass
+class PageLog:
+    """What went wrong while a page loaded, and what it loaded."""
+
+    console_errors: list[str] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)
+    outside_requests: list[str] = field(default_factory=list)
+    loaded: list[Loaded] = field(default_factory=list)
+
+    @property
+    def total_size(self) -> int:
+        return sum(item.size for item in self.loaded)
+
+    @property
+    def total_gzip_size(self) -> int:
+        return sum(item.gzip_size for item in self.loaded)
+
+
+def toc_pages(root: Path = REPO_ROOT) -> list[str]:
+    """Docnames of every page in ``_toc.yml``, root first, in reading order."""
+    import yaml
+
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    pages = [toc["root"]]
+
+    def walk(entries: list[dict]) -> None:
+        for entry in entries or []:
+            if "file" in entry:
+                pages.append(str(entry["file"]).removesuffix(".md").removesuffix(".ipynb"))
+            walk(entry.get("sections", []))
+            walk(entry.get("chapters", []))
+
+    for part in toc.get("parts", []):
+        walk(part.get("chapters", []))
+    walk(toc.get("chapters", []))
+    return pages
+
+
+def overflowing(measured: dict) -> list[dict]:
+    """The display equations of a page measured by :data:`MEASURE` that are wider than their room."""
+    return [e for e in measured["equations"] if e["formula"] > e["room"] + 1]
+
+
+def open_page(chromium, url: str, *, mode: str = "light", width: int = DESKTOP, weigh: bool = False):
+    """Open ``url`` in a fresh context (``mode`` as the system colour scheme), blocking requests
+    that leave 127.0.0.1; wait until MathJax has typeset and coursebook.js has fitted the equations.
+
+    With ``weigh``, every response's body size (and its gzip size) is recorded in ``log.loaded``.
+    Returns the browser context (close it), the page and its :class:`PageLog`.
+    """
+    context = chromium.new_context(viewport={"width": width, "height": 900}, color_scheme=mode)
+    log = PageLog()
+
+    def guard(route) -> None:
+        target = urlparse(route.request.url)
+        if target.scheme in ("http", "https", "ws", "wss") and target.hostname != "127.0.0.1":
+            log.outside_requests.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    def finished(request) -> None:
+        response = request.response()
+        body = response.body() if (weigh and response) else b""
+        log.loaded.append(Loaded(request.url, len(body), len(gzip.compress(body, GZIP_LEVEL)) if body else 0))
+
+    context.route("**/*", guard)
+    # Generous: the suite shares a busy machine, and a slow load is not what these tests judge.
+    context.set_default_timeout(PATIENCE_MS)
+    context.set_default_navigation_timeout(PATIENCE_MS)
+    page = context.new_page()
+    page.on("console", lambda message: message.type == "error" and log.console_errors.append(message.text))
+    page.on("pageerror", lambda error: log.console_errors.append(f"uncaught: {error}"))
+    page.on("requestfailed", lambda request: log.failed_requests.append(f"{request.url}: {request.failure}"))
+    page.on("requestfinished", finished)
+    page.on("response", lambda response: response.status >= 400 and log.failed_requests.append(f"{response.url}: HTTP {response.status}"))
+    page.goto(url, wait_until="load")
+    # Sphinx loads MathJax only on pages with mathematics (and on the search page).
+    if page.locator("script[src*='mathjax']").count():
+        page.wait_for_function("() => window.MathJax && window.MathJax.startup && window.MathJax.startup.promise")
+        page.evaluate("() => window.MathJax.startup.promise.then(() => true)")
+    page.wait_for_function("() => document.documentElement.dataset.ckEquationsReady === 'true'")
+    page.wait_for_load_state("networkidle")
+    return context, page, log
+
+
+
+
+# What the tests read from a loaded page. Each display equation: its number, the start of
+# its TeX, the width of the formula and of the space it has, and how it shows that it scrolls.
+MEASURE = """() => {
+  const items = window.MathJax && MathJax.startup && MathJax.startup.document
+    ? MathJax.startup.document.getMathItemsWithin(document.body) : [];
+  const tex = (box) => { const item = items.find(i => box.contains(i.typesetRoot)); return item ? item.math.trim() : box.textContent; };
+  const equations = [...document.querySelectorAll('main div.math')].map(box => {
+    const wrapper = box.querySelector(':scope > .ck-math-scroll');
+    const number = box.querySelector(':scope > .eqno');
+    const formula = wrapper ? wrapper.getBoundingClientRect() : null;
+    const place = number ? number.getBoundingClientRect() : null;
+    return {
+      id: box.id, number: number ? number.textContent.replace(/[#\\s]/g, '') : '', tex: tex(box).replace(/\\s+/g, ' ').slice(0, 60),
+      wrapped: !!wrapper, formula: wrapper ? wrapper.scrollWidth : 0, room: wrapper ? wrapper.clientWidth : box.clientWidth,
+      scrolls: !!wrapper && wrapper.classList.contains('ck-scrolls'), tabindex: wrapper ? wrapper.getAttribute('tabindex') : null,
+      mask: wrapper ? getComputedStyle(wrapper).maskImage || getComputedStyle(wrapper).webkitMaskImage : 'none',
+      numberBelow: !!(place && formula && place.top >= formula.bottom - 1),
+    };
+  });
+  const math = [...document.querySelectorAll('article .math, main .math')];
+  return {
+    theme: document.documentElement.dataset.theme,
+    pageWidth: document.documentElement.scrollWidth,
+    widest: [...document.querySelectorAll('main *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1
+              && !e.closest('.ck-math-scroll, pre, .highlight, .cell_output, .table-wrapper, table, .output'))
+              .slice(0, 3).map(e => e.tagName + '.' + e.className + ': ' + e.textContent.slice(0, 50)),
+    equations,
+    mathTotal: math.length,
+    untypeset: math.filter(e => !e.querySelector('mjx-container')).map(e => e.textContent.slice(0, 80)),
+    rawDisplayMath: (document.querySelector('main') || document.body).innerText.includes('$$'),
+    formulaTabStops: [...document.querySelectorAll('mjx-container[tabindex]')].filter(e => e.tabIndex >= 0).length,
+    solutionToggles: [...document.querySelectorAll('.solution button.toggle-button')].map(b => b.getAttribute('aria-label')),
+    code: [...document.querySelectorAll('main .cell .cell_input')].map(c => ({
+      text: c.textContent, folded: !!c.closest('details.hide')})),
+    listings: [...document.querySelectorAll('main div.highlight-python')].filter(h => !h.closest('.cell, .ck-quiz'))
+      .map(h => ({lines: h.textContent.trimEnd().split('\\n').length, first: h.textContent.trim().split('\\n')[0],
+                  folded: !!h.closest('details')})),
+    githubLinks: document.querySelectorAll('main a.github').length,
+    images: [...document.querySelectorAll('main article img')].map(i => ({
+      src: i.currentSrc || i.src, complete: i.complete, natural: i.naturalWidth, shown: i.getBoundingClientRect().width,
+      alt: (i.getAttribute('alt') || '').trim(), in_figure: !!i.closest('figure'),
+      link: i.closest('a') ? i.closest('a').href : null, link_class: i.closest('a') ? i.closest('a').className : ''})),
+  };
+}"""
+
+# Answer every choice quiz once (a wrong option, then the right one), so that axe also
+# checks the feedback and the explanations as a reader sees them after answering.
+ANSWER_QUIZZES = """() => {
+  document.querySelectorAll('.ck-quiz[data-quiz-type="choice"]').forEach(quiz => {
+    const wrong = quiz.querySelector('.ck-quiz-option[data-correct="false"]');
+    if (wrong) wrong.click();
+    quiz.querySelector('.ck-quiz-option[data-correct="true"]').click();
+  });
+}"""
+
+RUN_AXE = """async () => {
+  const result = await axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}});
+  return result.violations.map(v => ({id: v.id, impact: v.impact,
+    nodes: v.nodes.slice(0, 3).map(n => n.target.join(' ') + ': ' + (n.failureSummary || '').split('\\n').slice(0, 2).join(' '))}));
+}"""

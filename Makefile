@@ -68,7 +68,7 @@ test: venv $(MATHJAX)
 bench: venv $(MATHJAX)
 	$(BIN)/python -m bench.run_all
 
-reader-report: venv
+reader-report: venv $(MATHJAX)
 	$(BIN)/python -m bench.reader_report --html $(HTML)
 
 grade: venv

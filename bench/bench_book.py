@@ -51,7 +51,7 @@ def _prepare(root: Path, tiny: bool) -> str:
     """Lay out the sources under ``root``; return the page whose code will be touched."""
     assets = REPO_ROOT / "_build" / "assets"
     if not (assets / "_static" / "mathjax" / "tex-chtml.js").exists():
-        raise RuntimeError("MathJax is missing under _build/assets: run `make venv` first")
+        raise RuntimeError("MathJax is missing under _build/assets: run `make book` first (it installs the pinned mathjax npm package there)")
     if tiny:
         root.mkdir(parents=True)
         for name in TINY_BUILD_FILES:

@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.html / "index.html").is_file():
         parser.error(f"--html: no built book at {args.html} (expected index.html there); run `make book` first")
     if not AXE.is_file():
-        parser.error(f"axe-core is missing at {AXE}: run `make venv` (npm ci installs the pinned version)")
+        parser.error(f"axe-core is missing at {AXE}: run `npm ci` (it installs the pinned version; `make book` and `make test` run it)")
     axe = AXE.read_text(encoding="utf-8")
     docnames = args.pages or toc_pages()
     api_names = [] if args.no_api else sorted(f"book/api/{p.stem}" for p in (args.html / "book" / "api").glob("*.html"))

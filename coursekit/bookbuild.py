@@ -212,7 +212,7 @@ def build_book(root: Path, *, force: bool = False, quiet: bool = False) -> Path:
     mathjax = build_dir / "assets" / "_static" / "mathjax"
     if not (mathjax / "tex-chtml.js").exists():
         raise RuntimeError(
-            f"MathJax is missing under {mathjax}: run `make venv` "
+            f"MathJax is missing under {mathjax}: run `make book` "
             "(it installs the pinned mathjax npm package there)"
         )
 

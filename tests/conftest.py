@@ -159,7 +159,7 @@ def _build_book_copy(root: Path) -> dict:
     copy_sources(REPO_ROOT, root)
     assets = REPO_ROOT / "_build" / "assets"
     if not (assets / "_static" / "mathjax" / "tex-chtml.js").exists():
-        return {"error": "MathJax is missing under _build/assets: run `make venv` first"}
+        return {"error": "MathJax is missing under _build/assets: run `make book` first (it installs the pinned mathjax npm package there)"}
     shutil.copytree(assets, root / "_build" / "assets")
     for stray in STRAY_SOURCES:
         (root / stray).parent.mkdir(parents=True, exist_ok=True)

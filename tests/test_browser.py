@@ -63,7 +63,7 @@ def site(built_book) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def axe_source() -> str:
     if not AXE.is_file():
-        pytest.fail("axe-core is missing under node_modules: run `make venv` (npm ci installs the pinned version)")
+        pytest.fail("axe-core is missing under node_modules: run `npm ci` (it installs the pinned version; `make book` and `make test` run it)")
     return AXE.read_text(encoding="utf-8")
 
 

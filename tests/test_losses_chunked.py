@@ -410,11 +410,22 @@ def test_every_logit_minus_infinity_on_ignored_rows_gives_the_value_of_pytorch(r
 
 def test_chunked_is_once_differentiable_as_documented() -> None:
     hidden, weight, _, targets = make_problem(6, 3, 7, seed=37, with_bias=False)
-    (grad_hidden,) = torch.autograd.grad(
-        chunked_cross_entropy(hidden, weight, targets), hidden, create_graph=True
-    )
-    assert not grad_hidden.requires_grad
+    with pytest.raises(RuntimeError, match="chunked_cross_entropy.*create_graph=True"):
+        torch.autograd.grad(chunked_cross_entropy(hidden, weight, targets), hidden, create_graph=True)
     assert "no double backward" in chunked_cross_entropy.__doc__
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_a_gradient_penalty_through_chunked_raises_instead_of_losing_its_gradient(reduction: str) -> None:
+    # The common second-order use: loss + ||dL/dh||^2, then .backward(). The
+    # upstream gradient of autograd.grad is a constant, so once_differentiable
+    # alone returned a detached gradient and the penalty silently got none.
+    hidden, weight, _, targets = make_problem(6, 3, 5, seed=41, with_bias=False)
+    loss = chunked_cross_entropy(hidden, weight, targets, chunk_size=4, reduction=reduction).sum()
+    with pytest.raises(RuntimeError, match="chunked_cross_entropy.*create_graph=True"):
+        torch.autograd.grad(loss, hidden, create_graph=True)
+    with pytest.raises(RuntimeError, match="create_graph=True"):
+        chunked_cross_entropy(hidden, weight, targets, reduction=reduction).sum().backward(create_graph=True)
 
 
 def test_the_fold_leaves_one_entry_per_row_and_a_row_factor() -> None:

@@ -129,6 +129,9 @@ def _training_inputs(device: str) -> dict[str, torch.Tensor]:
         "hidden": torch.randn(16, 8, generator=generator(10)).to(device).requires_grad_(True),
         "weight": torch.randn(V, 8, generator=generator(11)).to(device).requires_grad_(True),
         "class_ids": torch.randint(0, V, (16,), generator=generator(12)).to(device),
+        # float16 has its own chunked backward (the loss scale goes into the row scale), the GradScaler path
+        "hidden16": torch.randn(16, 8, generator=generator(13)).half().to(device).requires_grad_(True),
+        "weight16": torch.randn(V, 8, generator=generator(14)).half().to(device).requires_grad_(True),
     }
 
 
@@ -146,6 +149,8 @@ def _training_steps(x: dict[str, torch.Tensor]) -> None:
     policy_loss_aggregate(per_token, x["int_mask"], mode="dapo", num_items_in_batch=x["num_tokens"]).backward()
     dpo_loss(*x["pairs"], label_smoothing=0.1).backward()
     (2 * chunked_cross_entropy(x["hidden"], x["weight"], x["class_ids"], chunk_size=5)).backward()
+    (1024 * chunked_cross_entropy(x["hidden16"], x["weight16"], x["class_ids"], chunk_size=5)).backward()
+    chunked_cross_entropy(x["hidden16"], x["weight16"], x["class_ids"], chunk_size=5, reduction="none").sum().backward()
 
 
 def test_the_training_path_never_synchronises_the_device():

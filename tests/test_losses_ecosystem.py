@@ -1,8 +1,9 @@
 """coursekit.losses against the code practitioners run: Hugging Face transformers, TRL, and fairseq's formula.
 
 Every comparison uses the *installed* packages (pinned in requirements.lock) on
-random float64 inputs with padding, for several seeds, and checks values and
-gradients:
+random float64 inputs with padding (float32 for ``ForCausalLMLoss``, which
+computes in float32 whatever it is given), for several seeds, and checks values
+and gradients:
 
 * transformers' ``ForCausalLMLoss`` is a function: it is called as it is, with
   and without ``num_items_in_batch``, over micro-batches of different lengths.
@@ -542,9 +543,42 @@ def test_per_token_advantages_and_no_kl_equal_trl(seed):
     compare_grpo(seed, loss_type="bnpo", beta=0.0, per_token_advantages=True)
 
 
+@pytest.mark.parametrize("beta", [0.0, 0.04])
 @pytest.mark.parametrize("seed", SEEDS)
-def test_gspo_sequence_ratio_equals_trl_sequence_importance_sampling(seed):
-    compare_grpo(seed, loss_type="grpo", level="sequence", beta=0.0)
+def test_gspo_sequence_ratio_equals_trl_sequence_importance_sampling(seed, beta):
+    # beta = 0.04: TRL corrects the KL term by the sequence ratio there, as kl_penalty's docstring says.
+    compare_grpo(seed, loss_type="grpo", level="sequence", beta=beta)
+
+
+def test_kl_penalty_docstring_gives_the_sequence_ratio_correction_for_gspo():
+    # Following the token-level recipe under importance_sampling_level="sequence" gives another KL term than TRL's.
+    doc = " ".join(kl_penalty.__doc__.split())
+    assert 'importance_sampling_level="sequence"' in doc
+    assert "kl_penalty(log_probs, ref) * sequence_importance_ratio(log_probs, old_log_probs, mask).unsqueeze(-1)" in doc
+    log_probs, old, ref, advantages, mask = grpo_inputs(2)
+    log_probs[:, 0] += 0.3  # off-policy, so the two ratios differ
+    sequence_level = kl_penalty(log_probs, ref) * sequence_importance_ratio(log_probs, old, mask).unsqueeze(-1)
+    names = {"per_token_logps": log_probs, "old_per_token_logps": old, "ref_per_token_logps": ref, "mask": mask,
+             "self": SimpleNamespace(importance_sampling_level="sequence",
+                                     args=SimpleNamespace(use_bias_correction_kl=True))}
+    for quoted in (TRL_GRPO_WEIGHTS, TRL_GRPO_RATIO, TRL_GRPO_KL):
+        run_quoted(GRPO_MODULE, quoted, names)
+    torch.testing.assert_close(sequence_level, names["per_token_kl"])
+    token_level = kl_penalty(log_probs, ref) * torch.exp(log_probs - old)
+    assert not torch.allclose(token_level, names["per_token_kl"])
+
+
+def test_dapo_with_every_token_masked_and_a_count_of_zero_gives_trl_s_zero():
+    # mask_truncated_completions can mask a whole generation batch; TRL clamps the count to 1, so the loss is 0.
+    log_probs, old, ref, advantages, mask = grpo_inputs(4)
+    nothing = torch.zeros_like(mask)
+    assert_same_value_and_gradient(
+        lambda lp: coursekit_grpo_loss(lp, old, ref, advantages, nothing, loss_type="dapo",
+                                       num_items_in_batch=torch.tensor(0)),
+        lambda lp: trl_grpo_loss(lp, old, ref, advantages, nothing, loss_type="dapo",
+                                 num_items_in_batch=torch.tensor(0)),
+        [log_probs],
+    )
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -185,9 +185,12 @@ def _vocab_parallel():
     return vocab_parallel_cross_entropy(shards, longs(B, T)), shards
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_chunked_cross_entropy_reads_no_value_in_either_backward(reduction):
-    hidden, weight = floats(B * T, H), floats(V, H)
+def test_chunked_cross_entropy_reads_no_value_in_either_backward(reduction, dtype):
+    # float16 has its own backward (the upstream gradient, a GradScaler's loss scale, goes into the row scale).
+    hidden = torch.empty(B * T, H, device=META, dtype=dtype).requires_grad_(True)
+    weight = torch.empty(V, H, device=META, dtype=dtype).requires_grad_(True)
     loss = 2 * chunked_cross_entropy(hidden, weight, longs(B * T), chunk_size=4, reduction=reduction).sum()
     loss.backward(retain_graph=True)  # the first backward hands over the gradients of the forward pass
     loss.backward()  # the second recomputes them

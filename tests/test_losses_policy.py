@@ -145,6 +145,20 @@ def test_dapo_micro_batches_with_num_items_in_batch_add_up_to_the_whole_batch_to
     )
 
 
+@pytest.mark.parametrize("count", [torch.tensor(0), torch.tensor(0.0), torch.tensor(0.5), 0.5])
+def test_dapo_counts_num_items_in_batch_as_at_least_one(count):
+    # TRL 1.16 divides by num_items_in_batch.clamp(min=1.0): a batch with every token masked has a count of 0.
+    losses = torch.randn(2, 3, generator=generator(8), dtype=torch.float64, requires_grad=True)
+    nothing = torch.zeros(2, 3, dtype=torch.bool)
+    empty = policy_loss_aggregate(losses, nothing, mode="dapo", num_items_in_batch=count)
+    assert empty.item() == 0.0
+    (gradient,) = torch.autograd.grad(empty, losses)
+    assert bool((gradient == 0).all())
+    some = torch.tensor([[True, False, True], [False, False, True]])
+    expected = losses.detach()[some].sum()  # divided by 1
+    torch.testing.assert_close(policy_loss_aggregate(losses, some, mode="dapo", num_items_in_batch=count), expected)
+
+
 @loss_settings
 @given(response_batches(), st.sampled_from(["grpo", "bnpo", "dapo", "dr_grpo"]))
 def test_integer_masks_act_as_boolean_masks(batch, mode):

@@ -56,11 +56,21 @@ def is_integer_dtype(tensor: torch.Tensor) -> bool:
     return not (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool)
 
 
+#: The integer dtypes every loss accepts: F.cross_entropy takes int64 and uint8;
+#: the losses widen any of these to int64 where they index (gather), so int8,
+#: int16 and int32 work too. uint16/32/64 are left out: PyTorch 2.13 lacks
+#: even their comparison kernels on the CPU.
+INTEGER_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+
+
 def require_integer(name: str, value: object) -> torch.Tensor:
-    """Return ``value`` if it is an integer (not boolean) tensor."""
+    """Return ``value`` if it is a tensor of one of :data:`INTEGER_DTYPES`."""
     tensor = require_tensor(name, value)
-    if not is_integer_dtype(tensor):
-        raise TypeError(f"{name} must be an integer tensor (e.g. torch.long), got dtype {tensor.dtype}")
+    if tensor.dtype not in INTEGER_DTYPES:
+        raise TypeError(
+            f"{name} must be an integer tensor of dtype int8, int16, int32, int64 or uint8 (e.g. torch.long), "
+            f"got dtype {tensor.dtype}"
+        )
     return tensor
 
 

@@ -285,10 +285,20 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         return result.to(hidden.dtype)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad_output: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
+        # The engine runs a backward with grad mode on exactly under
+        # create_graph=True. once_differentiable would not catch it: its error
+        # node is attached only when grad_output requires grad, and under
+        # autograd.grad(loss, ..., create_graph=True) it is a constant 1, so a
+        # gradient penalty built on the result would silently get no gradient.
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "chunked_cross_entropy is once differentiable: backward with create_graph=True is not "
+                "supported (a gradient penalty or a Hessian-vector product through it would get no "
+                "gradient); compute the loss with F.cross_entropy on the full logits for that"
+            )
         pass_options = (ctx.chunk_size, ctx.grads_wanted, ctx.weight_accum_dtype)  # type: ignore[attr-defined]
         if ctx.upstream_in_pass:  # type: ignore[attr-defined]
             # "none" (saved: the counted rows as 0/1) and float16 (saved: the reduction's row weights).
@@ -355,8 +365,9 @@ def chunked_cross_entropy(
     through the same graph (``retain_graph=True``, ``gradcheck``) recomputes
     them, so every backward pass works and gives the same gradients, as with
     ``F.cross_entropy``. The function is once differentiable: unlike
-    ``F.cross_entropy`` it has no double backward, so Hessian-vector products
-    and ``create_graph=True`` followed by a second ``grad`` fail. Under ``torch.no_grad()`` or when no input requires
+    ``F.cross_entropy`` it has no double backward, so a backward pass with
+    ``create_graph=True`` (a gradient penalty, a Hessian-vector product) raises
+    a ``RuntimeError``. Under ``torch.no_grad()`` or when no input requires
     grad, only the loss is computed. No step reads a tensor value on the device
     (the range check of ``targets`` runs on the CPU only).
 
@@ -386,6 +397,7 @@ def chunked_cross_entropy(
         ValueError: the shapes disagree, ``chunk_size < 1``, an unknown
             ``reduction``, a target outside ``[0, V)`` that is not ``ignore_index``,
             or an ``accum_dtype`` narrower than the dtype of ``weight``.
+        RuntimeError: (in the backward pass) a backward with ``create_graph=True``.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)

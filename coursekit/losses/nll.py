@@ -90,7 +90,8 @@ def _token_nll(
     For the other losses of this package, which validate their own arguments
     once. What the ignored positions' targets hold is never used as an index.
     """
-    safe_targets = targets.masked_fill(ignored, 0).unsqueeze(-1)
+    # gather indexes with int64 (or int32) only; the checks accept every INTEGER_DTYPES.
+    safe_targets = targets.masked_fill(ignored, 0).long().unsqueeze(-1)
     # log_softmax is z - logsumexp(z) in one fused, stable kernel; it is about
     # twice as fast as logsumexp and a separate subtraction, forward and backward.
     losses = -torch.log_softmax(logits, dim=-1).gather(-1, safe_targets).squeeze(-1)

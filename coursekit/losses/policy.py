@@ -68,7 +68,8 @@ def policy_loss_aggregate(
     ``num_items_in_batch`` times ``gradient_accumulation_steps /
     steps_per_generation``, divided by the number of processes; with one
     process and as many accumulation steps as steps per generation that is
-    :math:`N`.)
+    :math:`N`.) Like TRL, it takes :math:`N` as at least 1, so a count of 0
+    (every token of the generation batch masked) gives a loss of 0.
 
     Where coursekit and TRL's ``GRPOTrainer`` (v1.16) differ:
 
@@ -98,7 +99,8 @@ def policy_loss_aggregate(
             ``None`` uses the padded length ``T``. No response may be longer.
             Ignored by the other modes.
         num_items_in_batch: :math:`N` for ``"dapo"``: a number > 0, or a
-            one-element tensor (not read, so it may stay on the accelerator).
+            one-element tensor (not read, so it may stay on the accelerator);
+            a value below 1 counts as 1.
 
     Returns:
         A scalar.
@@ -145,7 +147,11 @@ def policy_loss_aggregate(
                              called_with=f"mode={mode!r}")
     masked_sum = torch.where(counted, token_losses, torch.zeros_like(token_losses)).sum()
     if mode == "dapo":
-        return masked_sum / num_items_in_batch
+        # At least 1, as TRL clamps it: a generation batch whose every token is
+        # masked (all truncated) has a count of 0, and its loss is then 0, not 0/0.
+        if isinstance(num_items_in_batch, torch.Tensor):
+            return masked_sum / num_items_in_batch.clamp(min=1)
+        return masked_sum / max(num_items_in_batch, 1)
 
     if max_len is None:
         max_len = token_losses.shape[-1]

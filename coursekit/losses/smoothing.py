@@ -145,7 +145,8 @@ def label_smoothed_nll(
 
     ignored = targets == ignore_index
     log_probs = torch.log_softmax(logits, dim=-1)
-    nll = -log_probs.gather(-1, targets.masked_fill(ignored, 0).unsqueeze(-1)).squeeze(-1)
+    # long(): gather indexes with int64 (or int32) only; the checks accept every INTEGER_DTYPES.
+    nll = -log_probs.gather(-1, targets.masked_fill(ignored, 0).long().unsqueeze(-1)).squeeze(-1)
     if epsilon == 0.0:
         # No smoothing term at all, as PyTorch: with a logit of -inf (a masked
         # vocabulary entry) the summed NLL is +inf, and 0 * inf would be nan.

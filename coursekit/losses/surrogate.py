@@ -61,7 +61,8 @@ def clipped_surrogate(
     ``GRPOTrainer`` per-token loss for its ``"grpo"``, ``"bnpo"``,
     ``"dr_grpo"`` and ``"dapo"`` loss types (``epsilon``, ``epsilon_high``),
     before its KL term (see :func:`kl_penalty` for TRL's default correction
-    of that term by :math:`w_{i,t}`).
+    of that term by its importance ratio: :math:`w_{i,t}` at token level, the
+    sequence ratio with ``importance_sampling_level="sequence"``).
 
     ``old_log_probs`` and ``advantages`` are constants of the update (the
     sampling policy, and the returns of the samples): they are detached, so no
@@ -143,14 +144,18 @@ def kl_penalty(log_probs: torch.Tensor, ref_log_probs: torch.Tensor, *, estimato
     neither is unbiased without the importance ratio.
 
     GRPO uses :math:`\\widehat{\\mathrm{KL}}_3`. TRL's ``GRPOTrainer`` (v1.16)
-    multiplies it by the importance ratio :math:`w_{i,t}` when
+    multiplies it by its importance ratio (the token ratio :math:`w_{i,t}`;
+    with ``importance_sampling_level="sequence"``, GSPO, the sequence ratio of
+    :func:`sequence_importance_ratio` instead) when
     ``use_bias_correction_kl`` is set, which is its default: its KL term is
     ``beta * w * k3``, with :math:`w_{i,t}` not detached, so it has the value of
     :math:`\\widehat{\\mathrm{KL}}_3` on-policy (:math:`w = 1`) but the gradient
     :math:`\\nabla(w\\,\\widehat{\\mathrm{KL}}_3) = \\log(p_\\theta/p_{\\text{ref}})\\,\\nabla\\log p_\\theta`
     there, that of :math:`\\mathrm{KL}(p_\\theta \\,\\|\\, p_{\\text{ref}})`. To reproduce
     it, multiply: ``kl_penalty(log_probs, ref) * torch.exp(log_probs - old_log_probs)``
-    (the example below). Gradients flow into both arguments; the reference
+    (the example below) at token level, and at sequence level
+    ``kl_penalty(log_probs, ref) * sequence_importance_ratio(log_probs,
+    old_log_probs, mask).unsqueeze(-1)``. Gradients flow into both arguments; the reference
     usually comes from a frozen model under ``torch.no_grad()``.
 
     Args:

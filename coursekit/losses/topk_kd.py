@@ -145,6 +145,7 @@ def top_k_kd_loss(
     else:
         counted = require_mask("mask", mask, positions, "student_logits.shape[:-1]")
 
+    teacher_indices = teacher_indices.long()  # gather and scatter index with int64 (or int32) only
     log_p = torch.log_softmax(student_logits / temperature, dim=-1)
     log_p_kept = log_p.gather(-1, teacher_indices)
     log_q = teacher_log_probs.to(log_p.dtype)

@@ -123,6 +123,8 @@ def vocab_parallel_cross_entropy(
     require_targets_in_range("targets", targets, vocab_size, ignore_index)
     require_choice("reduction", reduction, VOCAB_PARALLEL_REDUCTIONS)
 
+    # int64: gather takes no narrower index, and targets - offset must not wrap around in uint8.
+    targets = targets.long()
     counted = targets != ignore_index
     # Step 1, on every device: the local maximum; then all-reduce (max).
     local_max = [shard.detach().amax(dim=-1) for shard in logit_shards]

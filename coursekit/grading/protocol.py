@@ -46,6 +46,8 @@ MAX_SOURCE = 20_000_000
 #: most names listed in a call report (banned operators hit, withheld references reached).
 MAX_NAMES = 32
 MAX_NAME = 200
+#: most stand-ins a sandbox's view may hold (a view holds a few dozen).
+MAX_TRIPWIRES = 1024
 
 
 class ProtocolError(ValueError):
@@ -115,11 +117,15 @@ class Calls:
     Attributes:
         adapters: spec code run in the kernel before the calls.
         calls: the calls in order; the keys of one call are listed under :class:`RunCalls`.
+        tripwires: the names of the sandbox's stand-ins for withheld references
+            (:attr:`~coursekit.grading.package_view.ViewPlan.tripwires`): the runner relays
+            no other name as a reference a call reached.
     """
 
     KIND: ClassVar[str] = "calls"
     adapters: list[str]
     calls: list[dict[str, Any]]
+    tripwires: list[str] = field(default_factory=list, metadata={"max_items": MAX_TRIPWIRES, "max": MAX_NAME})
 
 
 # -- runner -> grader: the events -----------------------------------------------------------

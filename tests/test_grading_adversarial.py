@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from adversarial.corpus import ATTACKS, CONCURRENT
+from adversarial.corpus import ATTACKS, CONCURRENT, IMG_ONERROR, MARKDOWN_LINKS, SCRIPT_IN_ANSWER
 from adversarial.course import ASSIGNMENT, VENV_BIN, make_course, submit, tool_env
 from coursekit.grading.driver import GradeOptions, grade_assignment
 from coursekit.grading.limits import Limits
@@ -51,29 +51,50 @@ def _listeners(course: Path) -> list[socket.socket]:
     return [tcp, unix]
 
 
+#: URL schemes a browser runs, as the start of an attribute's value with whitespace and controls removed.
+SCRIPT_SCHEMES = ("javascript:", "vbscript:", "data:text/html")
+
+
+def _runs_as_script(url: str) -> bool:
+    return "".join(ch for ch in url if ch.isprintable() and not ch.isspace()).lower().startswith(SCRIPT_SCHEMES)
+
+
 class _LiveHTML(HTMLParser):
-    """Collects what a browser would run: script elements' text and event-handler attributes."""
+    """Collects what a browser would run: script elements' text, event handlers, script URLs (links, images,
+    and MathJax's ``\\href``, which MathJax turns into a link)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.scripts: list[str] = []
         self.handlers: list[str] = []
+        self.urls: list[str] = []
         self._in_script = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._in_script = tag == "script"
         self.handlers += [f"{tag} {name}={value}" for name, value in attrs if name.startswith("on")]
+        self.urls += [f"{tag} {name}={value}" for name, value in attrs if value and _runs_as_script(value)]
 
     def handle_data(self, data: str) -> None:
         if self._in_script:
             self.scripts.append(data)
+        elif "\\href{" in data:
+            self.urls += [data for link in data.split("\\href{")[1:] if _runs_as_script(link)]
 
 
 def _live(html: str) -> list[str]:
-    """The student's script and event handlers (marked 'pwned' by the corpus) that would run in ``html``."""
+    """The student's scripts, handlers and script URLs (marked 'pwned' by the corpus) that would run in ``html``."""
     parser = _LiveHTML()
     parser.feed(html)
-    return [code for code in parser.scripts + parser.handlers if "pwned" in code]
+    return [code for code in parser.scripts + parser.handlers + parser.urls if "pwned" in code]
+
+
+def _rendered(cell: dict) -> str:
+    """A markdown or raw cell as nbconvert puts it into a page (markdown rendered, raw HTML as it is)."""
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+    source = "".join(cell["source"])
+    return markdown2html_mistune(source) if cell["cell_type"] == "markdown" else source
 
 
 def _sandbox_processes() -> list[int]:
@@ -170,24 +191,46 @@ def test_autograded_notebooks_never_show_hidden_tests_or_inputs(graded: dict) ->
         assert len(verdicts) == 5, attack.student
 
 
-def test_student_html_is_escaped_in_the_autograded_notebook(graded: dict) -> None:
+#: the corpus's submissions whose markdown holds HTML or links that would run: tags (review of issue 15, finding
+#: 8), markdown links, images, reference definitions, autolinks and MathJax's \href (grader review r1, finding 4).
+HTML_ATTACKS = ["html_in_markdown", "links_in_markdown"]
+
+
+def test_the_live_html_detector_sees_every_route_the_corpus_takes() -> None:
+    """The check below can fail: unescaped, each attack's cells hold a live script."""
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+    for text in (SCRIPT_IN_ANSWER, IMG_ONERROR, *MARKDOWN_LINKS):
+        assert _live(markdown2html_mistune(text)) != [], text
+    assert _live(markdown2html_mistune("[the paper](https://arxiv.org) pwned")) == []
+
+
+@pytest.mark.parametrize("student", HTML_ATTACKS)
+def test_student_html_is_escaped_in_the_autograded_notebook(graded: dict, student: str) -> None:
     autograded = graded["course"] / "autograded"
-    notebook = json.loads((autograded / "html_in_markdown" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
-    sources = ["".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] in ("markdown", "raw")]
-    assert any("pwned" in source for source in sources), "the student's text is kept, as text"
-    for source in sources:
-        assert _live(source) == [], source
+    notebook = json.loads((autograded / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
+    cells = [cell for cell in notebook["cells"] if cell["cell_type"] in ("markdown", "raw")]
+    assert any("pwned" in "".join(cell["source"]) for cell in cells), "the student's text is kept, as text"
+    for cell in cells:
+        assert _live(_rendered(cell)) == [], cell["source"]
 
 
-def test_student_html_is_escaped_in_the_feedback(graded: dict) -> None:
+@pytest.mark.parametrize("student", HTML_ATTACKS)
+def test_student_html_is_escaped_in_the_feedback(graded: dict, student: str) -> None:
     course = graded["course"]
+    html = _feedback(course, student)
+    assert "coursekit grade: 3 / 3 points" in html
+    assert "pwned" in html, "the student's text is kept, as text"
+    assert _live(html) == []
+
+
+def _feedback(course: Path, student: str) -> str:
+    """The student's feedback page, as ``nbgrader generate_feedback`` writes it with the course's config."""
     done = subprocess.run([str(VENV_BIN / "nbgrader"), "generate_feedback", ASSIGNMENT, "--student",
-                           "html_in_markdown", "--force"], cwd=course, env=tool_env(), capture_output=True,
+                           student, "--force"], cwd=course, env=tool_env(), capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    html = (course / "feedback" / "html_in_markdown" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
-    assert "My answer." in html and "coursekit grade: 3 / 3 points" in html
-    assert _live(html) == []
+    return (course / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
 
 
 def test_reports_are_written_for_every_student(graded: dict) -> None:

@@ -452,6 +452,27 @@ def _html_in_markdown(course: Path) -> dict[str, Any]:
     return notebook
 
 
+# Grader review round 1, finding 4: markdown's own link syntax passes the HTML sanitiser, and nbconvert renders
+# any URL as it is. Each line is a different route to a javascript: link (the last one through MathJax).
+MARKDOWN_LINKS = (
+    "[see my derivation](javascript:document.title=%22pwned%22)\n",
+    "![figure](javascript:document.title='pwned')\n",
+    "[my notes][notes]\n\n[notes]: javascript:document.title='pwned'\n",
+    "<javascript:document.title='pwned'>\n",
+    "[spelled with entities](java&#115;cript&colon;document.title='pwned')\n",
+    "$\\href{javascript:document.title='pwned'}{\\ell}$\n",
+)
+
+
+def _links_in_markdown(course: Path) -> dict[str, Any]:
+    notebook = set_answer(solved_notebook(course), "written_sum_vs_mean", "My answer.\n\n" + MARKDOWN_LINKS[0])
+    index = cell_index(notebook, "given-02") + 1
+    for number, text in enumerate(MARKDOWN_LINKS[1:]):
+        notebook["cells"].insert(index + number, {"cell_type": "markdown", "id": f"student-link-{number}",
+                                                  "metadata": {}, "source": text})
+    return notebook
+
+
 # The two cases the issue left open, decided (see the README and book/for_instructors.md).
 def _answer_below_test(course: Path) -> dict[str, Any]:
     notebook = solved_notebook(course)
@@ -566,6 +587,9 @@ ATTACKS += [
            "F.cross_entropy reached through getattr in another cell (finding 7)"),
     Attack("html_in_markdown", 10.0, "graded", _html_in_markdown,
            "<script> and <img onerror> in markdown and raw cells (finding 8)"),
+    Attack("links_in_markdown", 10.0, "graded", _links_in_markdown,
+           "javascript: URLs in markdown links, images, a reference definition, an autolink and MathJax's \\href "
+           "(grader review r1, finding 4)"),
     Attack("answer_below_test", 10.0, "graded", _answer_below_test,
            "the answer cell moved below its test cell (decided: graded on the notebook's final state)"),
     Attack("answer_as_markdown", 10.0, "tampered_cells", _answer_as_markdown,

@@ -10,9 +10,11 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from adversarial.corpus import ATTACKS, CONCURRENT, IMG_ONERROR, MARKDOWN_LINKS, SCRIPT_IN_ANSWER
+from adversarial.corpus import (ATTACKS, CONCURRENT, IMG_ONERROR, MARKDOWN_LINKS, PRINT_HIDDEN_INPUTS,
+                               SCRIPT_IN_ANSWER)
 from adversarial.course import ASSIGNMENT, VENV_BIN, make_course, submit, tool_env
 from coursekit.grading.driver import GradeOptions, grade_assignment
 from coursekit.grading.limits import Limits
@@ -173,6 +175,42 @@ def test_gradebook_holds_the_reported_scores(graded: dict) -> None:
             submission = gradebook.find_submission(ASSIGNMENT, attack.student)
             assert submission.score == pytest.approx(attack.score), attack.student
             assert submission.max_score == 12.0  # 10 autograded + 2 for the written answer
+
+
+def test_the_hidden_input_probe_finds_a_hidden_call_wherever_it_is_held(capsys: pytest.CaptureFixture[str]) -> None:
+    """The probe can fail: in a process that holds the calls (here, a RunCalls in a local), it finds them."""
+    from coursekit.grading.protocol import RunCalls
+    from coursekit.grading.wire import encode_value
+
+    held = RunCalls([], [{"id": "test_token_nll" + "#0", "kind": "function", "name": "token_nll", "tensors": True,
+                          "args": [encode_value(np.zeros(2))], "kwargs": {}, "banned": []}])
+    exec(compile(PRINT_HIDDEN_INPUTS, "<probe>", "exec"), {"__name__": "probe"})
+    printed = capsys.readouterr().out
+    assert held.calls and "found 0 " not in printed
+    assert all(kind in printed for kind in ("RunCalls", "call dict", "encoded array", "call id in a string"))
+
+
+def test_the_hidden_input_probe_finds_nothing_while_the_cells_run(graded: dict) -> None:
+    notebook = json.loads((graded["course"] / "autograded" / "print_hidden_inputs" / ASSIGNMENT /
+                           f"{ASSIGNMENT}.ipynb").read_text())
+    printed = "".join(o.get("text", "") for cell in notebook["cells"] for o in cell.get("outputs", []))
+    assert "found 0 hidden things" in printed, printed[:2000]
+
+
+def test_forged_hits_and_exception_names_never_reach_a_page_or_a_report(graded: dict) -> None:
+    """Grader review r1, findings 2 and 12: what a graded function writes into its report stays in the sandbox."""
+    course = graded["course"]
+    by_id = {q["grade_id"]: q for q in graded["reports"]["forged_hits"].questions}
+    assert by_id["test_token_nll"]["messages"] == [
+        "10 of 14 hidden checks of the function: malformed result",
+        "4 of 14 hidden checks of the function: raised an exception"], by_id["test_token_nll"]
+    pages = {
+        "autograded notebook": (course / "autograded" / "forged_hits" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text(),
+        "grade report": (course / "grade-reports" / ASSIGNMENT / "forged_hits.json").read_text(),
+        "feedback": _feedback(course, "forged_hits"),
+    }
+    for name, text in pages.items():
+        assert "LEAK" not in text and "test_token_nll#" not in text and "test_token_nlln" not in text, name
 
 
 def test_autograded_notebooks_never_show_hidden_tests_or_inputs(graded: dict) -> None:

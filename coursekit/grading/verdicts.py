@@ -14,7 +14,7 @@ from typing import Any, Collection, Mapping, Sequence
 import numpy as np
 
 from coursekit.grading.protocol import CallEnd, CallStatus
-from coursekit.grading.spec import CheckedQuestion, FunctionQuestion, PreparedCall, Question, ValueQuestion
+from coursekit.grading.spec import CheckedQuestion, PreparedCall, Question, ValueQuestion
 from coursekit.grading.wire import WireError, decode_value
 
 #: exception names quoted in feedback: Python's own, and the kernel's time and output limits.

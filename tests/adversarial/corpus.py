@@ -347,7 +347,8 @@ PRINT_HIDDEN_INPUTS = (
 # arguments, and every other call, in the kernel's frames). It tries each way out of the sandbox that ends in the
 # feedback: its report's hits (the withheld stand-ins' record, the banned operators' list, found through the
 # kernel's frames) and the name of an exception class made up of the inputs. Each call takes one route in turn.
-# Every route must come back as a failed call, and "LEAK" must appear in no page and no report.
+# Every route must come back as a failed call, and its mark (built at run time, so the answer's source does not hold
+# it) must appear in no page and no report.
 FORGE_HITS = (
     "import sys\n"
     "_routes = [0]\n"
@@ -360,7 +361,7 @@ FORGE_HITS = (
     "            ids = [call['id'] for call in command.calls]\n"
     "        frame = frame.f_back\n"
     "    numbers = '_'.join(str(round(float(v) * 1000)) for v in logits.flatten()[:8].tolist())\n"
-    "    leak = 'LEAK_' + numbers + '_' + '_'.join(i.replace('#', 'n') for i in ids[:4])\n"
+    "    leak = 'LE' + 'AK_' + numbers + '_' + '_'.join(i.replace('#', 'n') for i in ids[:4])\n"
     "    route = _routes[0] % 3\n"
     "    _routes[0] += 1\n"
     "    if route == 0:\n"

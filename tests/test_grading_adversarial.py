@@ -61,9 +61,13 @@ def _runs_as_script(url: str) -> bool:
     return "".join(ch for ch in url if ch.isprintable() and not ch.isspace()).lower().startswith(SCRIPT_SCHEMES)
 
 
+#: elements whose text MathJax leaves alone (its default ``skipHtmlTags``).
+MATHJAX_SKIPS = {"script", "noscript", "style", "textarea", "pre", "code", "annotation", "annotation-xml"}
+
+
 class _LiveHTML(HTMLParser):
     """Collects what a browser would run: script elements' text, event handlers, script URLs (links, images,
-    and MathJax's ``\\href``, which MathJax turns into a link)."""
+    and MathJax's ``\\href`` in text that MathJax typesets, which it turns into a link)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -71,16 +75,21 @@ class _LiveHTML(HTMLParser):
         self.handlers: list[str] = []
         self.urls: list[str] = []
         self._in_script = False
+        self._skipped = 0     # open elements whose text MathJax does not typeset
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._in_script = tag == "script"
+        self._skipped += tag in MATHJAX_SKIPS
         self.handlers += [f"{tag} {name}={value}" for name, value in attrs if name.startswith("on")]
         self.urls += [f"{tag} {name}={value}" for name, value in attrs if value and _runs_as_script(value)]
+
+    def handle_endtag(self, tag: str) -> None:
+        self._skipped -= tag in MATHJAX_SKIPS and self._skipped > 0
 
     def handle_data(self, data: str) -> None:
         if self._in_script:
             self.scripts.append(data)
-        elif "\\href{" in data:
+        elif "\\href{" in data and not self._skipped:
             self.urls += [data for link in data.split("\\href{")[1:] if _runs_as_script(link)]
 
 
@@ -241,6 +250,7 @@ def test_the_live_html_detector_sees_every_route_the_corpus_takes() -> None:
     for text in (SCRIPT_IN_ANSWER, IMG_ONERROR, *MARKDOWN_LINKS):
         assert _live(markdown2html_mistune(text)) != [], text
     assert _live(markdown2html_mistune("[the paper](https://arxiv.org) pwned")) == []
+    assert _live(markdown2html_mistune("```\n" + MARKDOWN_LINKS[-1] + "```\n")) == [], "MathJax skips code"
 
 
 @pytest.mark.parametrize("student", HTML_ATTACKS)

@@ -92,3 +92,36 @@ def test_bad_arguments_raise_naming_them(kwargs, error, name):
     arguments = {"logits": torch.zeros(2, 3), "targets": torch.tensor([0, 1]), **kwargs}
     with pytest.raises(error, match=name):
         confidence_penalty_nll(**arguments)
+
+
+def _reference_confidence_penalty(logits: torch.Tensor, targets: torch.Tensor, weight: float) -> torch.Tensor:
+    """Per-position loss from the unmasked columns only (0 log 0 = 0), by the formula; 0 where ignored."""
+    log_p = torch.log_softmax(logits, dim=-1)
+    nll = F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="none")
+    return torch.where(targets == IGNORE_INDEX, 0.0, nll + weight * (log_p.exp() * log_p).sum(dim=-1))
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.5])
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_a_minus_infinity_logit_contributes_nothing_to_value_or_gradient(weight, reduction):
+    # Column 5 is a masked vocabulary entry: the loss is the one of the other five columns, and that
+    # column's gradient is 0. Before the fix 0 * (-inf) made value and gradient nan even at weight 0.
+    finite = torch.randn(4, 5, generator=generator(14), dtype=torch.float64)
+    targets = torch.tensor([0, 3, IGNORE_INDEX, 4])
+    logits = torch.cat([finite, torch.full((4, 1), -math.inf, dtype=torch.float64)], dim=-1).requires_grad_(True)
+    got = confidence_penalty_nll(logits, targets, weight, reduction=reduction)
+    (got_grad,) = torch.autograd.grad(got.sum(), logits)
+    reference_logits = finite.clone().requires_grad_(True)
+    per_position = _reference_confidence_penalty(reference_logits, targets, weight)
+    expected = {"none": per_position, "sum": per_position.sum(), "mean": per_position.sum() / 3}[reduction]
+    (expected_grad,) = torch.autograd.grad(expected.sum(), reference_logits)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(got_grad[:, :5], expected_grad)
+    assert bool((got_grad[:, 5] == 0).all())
+
+
+def test_gradcheck_confidence_penalty_through_a_minus_infinity_logit():
+    finite = torch.randn(3, 5, generator=generator(15), dtype=torch.float64, requires_grad=True)
+    masked = torch.full((3, 1), -math.inf, dtype=torch.float64)
+    targets = torch.tensor([1, 0, 4])
+    assert gradcheck64(lambda z: confidence_penalty_nll(torch.cat([z, masked], dim=-1), targets, 0.5), (finite,))

@@ -118,3 +118,9 @@ def test_bad_arguments_raise_naming_them(kwargs, error, name):
     arguments = {"student_logits": torch.zeros(2, 3), "teacher_logits": torch.zeros(2, 3), **kwargs}
     with pytest.raises(error, match=name):
         generalized_jsd(**arguments)
+
+
+def test_the_all_masked_warning_names_generalized_jsd_and_points_at_the_caller():
+    with pytest.warns(RuntimeWarning, match=r"^generalized_jsd\(reduction='token_mean'\): every token is masked") as caught:
+        generalized_jsd(torch.zeros(1, 3), torch.zeros(1, 3), mask=torch.tensor([False]))
+    assert caught[0].filename == __file__

@@ -115,6 +115,16 @@ def test_turn_mask_matches_python_reference(case):
     assert got.tolist() == expected
 
 
+@pytest.mark.parametrize("dtype", [torch.long, torch.int32, torch.uint8])
+def test_turn_mask_accepts_integer_scored_turns_as_the_boolean_ones(dtype):
+    # The package rule: masks may be boolean or integer 0/1 (what Hugging Face and TRL pass).
+    lengths = torch.tensor([[3, 2, 2, 1], [2, 3, 0, 0]])
+    scored = torch.tensor([[False, True, False, True], [False, True, False, False]])
+    expected = [[0, 0, 0, 1, 1, 0, 0, 1], [0, 0, 1, 1, 1, 0, 0, 0]]    # by hand from the lengths
+    assert turn_mask(lengths, scored.to(dtype)).int().tolist() == expected
+    assert torch.equal(turn_mask(lengths, scored.to(dtype)), turn_mask(lengths, scored))
+
+
 def test_turn_mask_of_a_two_turn_conversation_is_the_response_mask():
     # a prompt turn and a response turn are exactly response_mask's case
     lengths = torch.tensor([[3, 2], [1, 4]])
@@ -126,7 +136,10 @@ def test_turn_mask_of_a_two_turn_conversation_is_the_response_mask():
     ("call", "error", "message"),
     [
         (lambda: turn_mask(torch.tensor([[1.0]]), torch.tensor([[True]])), TypeError, "turn_lengths must be an integer"),
-        (lambda: turn_mask(torch.tensor([[1]]), torch.tensor([[1]])), TypeError, "scored_turns must be a boolean"),
+        (lambda: turn_mask(torch.tensor([[1]]), torch.tensor([[1.0]])), TypeError,
+         r"scored_turns must be a boolean tensor or an integer tensor of 0s and 1s .* got dtype torch.float32"),
+        (lambda: turn_mask(torch.tensor([[1, 1]]), torch.tensor([[1, 2]])), ValueError,
+         "scored_turns must hold only 0 and 1, got 2"),
         (lambda: turn_mask(torch.tensor([1, 2]), torch.tensor([True, False])), ValueError, "turn_lengths must be 2-D"),
         (lambda: turn_mask(torch.tensor([[1, 2]]), torch.tensor([[True]])), ValueError, "scored_turns must have shape"),
         (lambda: turn_mask(torch.tensor([[1, -2]]), torch.tensor([[True, False]])), ValueError, "turn_lengths must be >= 0"),

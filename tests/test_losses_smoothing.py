@@ -145,3 +145,55 @@ def test_the_two_variants_are_one_epsilon_apart():
     fairseq = label_smoothed_nll(logits, targets, epsilon, variant="fairseq", reduction="none")
     pytorch = label_smoothed_nll(logits, targets, epsilon * v / (v - 1), variant="pytorch", reduction="none")
     torch.testing.assert_close(fairseq, pytorch)
+
+
+def _logits_with_a_masked_entry(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """float64 logits (4, 6) whose column 5 is -inf (a masked vocabulary entry), targets never 5."""
+    logits = torch.randn(4, 6, generator=generator(seed), dtype=torch.float64)
+    logits[:, 5] = -math.inf
+    return logits, torch.tensor([0, 3, IGNORE_INDEX, 4])
+
+
+@pytest.mark.parametrize("variant", ["pytorch", "fairseq"])
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_zero_epsilon_with_a_minus_infinity_logit_is_cross_entropy_in_value_and_gradient(variant, reduction):
+    # 0 * (sum of log-probabilities = -inf) must not turn the plain NLL into nan.
+    logits, targets = _logits_with_a_masked_entry(11)
+    expected_logits = logits.clone().requires_grad_(True)
+    expected = F.cross_entropy(expected_logits, targets, reduction=reduction)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), expected_logits)
+    got_logits = logits.clone().requires_grad_(True)
+    got = label_smoothed_nll(got_logits, targets, 0.0, variant=variant, reduction=reduction)
+    (got_grad,) = torch.autograd.grad(got.sum(), got_logits)
+    assert bool(torch.isfinite(got).all()) and bool(torch.isfinite(got_grad).all())
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(got_grad, expected_grad)
+
+
+@pytest.mark.parametrize("variant", ["pytorch", "fairseq"])
+def test_gradcheck_zero_epsilon_through_a_minus_infinity_logit(variant):
+    logits, targets = _logits_with_a_masked_entry(12)
+    finite = logits[:, :5].clone().requires_grad_(True)
+    masked = torch.full((4, 1), -math.inf, dtype=torch.float64)
+    assert gradcheck64(
+        lambda z: label_smoothed_nll(torch.cat([z, masked], dim=-1), targets, 0.0, variant=variant), (finite,)
+    )
+
+
+def test_fairseq_variant_is_tensor2tensors_value_plus_the_entropy_of_the_smoothed_target():
+    # tensor2tensor's smoothing_cross_entropy (common_layers.py) puts 1 - eps on the target and
+    # eps / (V - 1) elsewhere, as fairseq, and subtracts the constant
+    # normalizing = -(c log c + (V - 1) l log(l + 1e-20)), c = 1 - eps, l = eps / (V - 1): the entropy
+    # of that target. Same gradient, value lower by the constant (the docstring says so).
+    epsilon, vocab = 0.1, 7
+    logits = torch.randn(5, vocab, generator=generator(13), dtype=torch.float64, requires_grad=True)
+    targets = torch.tensor([0, 6, 2, 2, 5])
+    confidence, low = 1.0 - epsilon, epsilon / (vocab - 1)
+    soft = torch.full((5, vocab), low, dtype=torch.float64).scatter(1, targets.unsqueeze(1), confidence)
+    normalizing = -(confidence * math.log(confidence) + (vocab - 1) * low * math.log(low + 1e-20))
+    t2t = F.cross_entropy(logits, soft, reduction="none") - normalizing
+    ours = label_smoothed_nll(logits, targets, epsilon, variant="fairseq", reduction="none")
+    torch.testing.assert_close(ours - t2t, torch.full_like(ours, normalizing))
+    torch.testing.assert_close(torch.autograd.grad(ours.sum(), logits)[0], torch.autograd.grad(t2t.sum(), logits)[0])
+    doc = label_smoothed_nll.__doc__
+    assert "subtracts" in doc and "entropy" in doc, "the docstring must say tensor2tensor subtracts the entropy"

@@ -170,3 +170,21 @@ def test_sequence_ratio_gradcheck_float64():
     mask = torch.tensor([[True, True, False, False], [True] * 4, [False] * 4])
     assert gradcheck64(lambda lp: sequence_importance_ratio(lp, torch.zeros(3, 4, dtype=torch.float64), mask),
                        (log_probs,))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_k3_is_never_negative_after_rounding_for_tiny_log_ratios(dtype):
+    # exp(d) - d - 1 rounds below 0 for many |d| < ~1e-3 (float32: down to -6e-8); the estimator
+    # itself is >= 0, and the computed value must be too.
+    g = generator(44)
+    magnitude = 10.0 ** -(torch.rand(20_000, generator=g, dtype=torch.float64) * 12 + 1)   # 1e-13 .. 1e-1
+    sign = torch.where(torch.rand(20_000, generator=g) < 0.5, -1.0, 1.0).to(torch.float64)
+    log_probs = torch.zeros(20_000, dtype=dtype)
+    ref = (sign * magnitude).to(dtype)
+    values = kl_penalty(log_probs, ref)
+    assert bool((values >= 0).all()), float(values.min())
+    # and still the estimator, to within the rounding of d itself: the series d^2/2 + d^3/6 + ... in float64
+    d = ref.double()
+    series = sum(d**n / math.factorial(n) for n in range(2, 15))      # exact to ~1e-23 relative for |d| <= 0.1
+    eps = torch.finfo(dtype).eps
+    assert bool(((values.double() - series).abs() <= 2 * eps * (d.abs() + series)).all())

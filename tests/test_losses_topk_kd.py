@@ -106,3 +106,42 @@ def test_gradcheck_top_k_kd_loss(tail):
 def test_bad_arguments_raise_naming_them(call, error, name):
     with pytest.raises(error, match=name):
         call()
+
+
+@pytest.mark.parametrize("k", [5, 6])
+@pytest.mark.parametrize("tail", [True, False])
+def test_kept_entries_of_probability_zero_give_kd_loss_with_finite_gradients(k, tail):
+    # The teacher masks two of six entries (-inf): with k = 5 or 6 the kept set holds every entry of
+    # positive probability and one or two of log-probability -inf (0 * (-inf) gave nan before), so both
+    # forms are the full KL divergence. Reference: F.kl_div with the masked logits at -1e4
+    # (probability exactly 0 in float64), an independent computation.
+    teacher = torch.randn(3, 6, generator=generator(41), dtype=torch.float64)
+    teacher[:, [1, 4]] = -math.inf
+    finite_teacher = teacher.masked_fill(teacher == -math.inf, -1e4)
+    student = torch.randn(3, 6, generator=generator(42), dtype=torch.float64)
+    expected_student = student.clone().requires_grad_(True)
+    expected = torch.nn.functional.kl_div(
+        torch.log_softmax(expected_student, -1), torch.log_softmax(finite_teacher, -1), log_target=True,
+        reduction="batchmean",
+    )
+    (expected_grad,) = torch.autograd.grad(expected, expected_student)
+    got_student = student.clone().requires_grad_(True)
+    got = top_k_kd_loss(got_student, *top_k_teacher(teacher, k), tail=tail)
+    (got_grad,) = torch.autograd.grad(got, got_student)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(got_grad, expected_grad)
+
+
+@pytest.mark.parametrize("tail", [True, False])
+def test_gradcheck_top_k_kd_loss_with_kept_entries_of_probability_zero(tail):
+    teacher = torch.tensor([[3.0, 1.0, -math.inf, -math.inf], [0.5, -math.inf, 2.0, -math.inf]], dtype=torch.float64)
+    stored = top_k_teacher(teacher, 4)
+    student = torch.randn(2, 4, generator=generator(43), dtype=torch.float64, requires_grad=True)
+    assert gradcheck64(lambda s: top_k_kd_loss(s, *stored, tail=tail, temperature=2.0), (student,))
+
+
+def test_the_all_masked_warning_names_top_k_kd_loss_and_points_at_the_caller():
+    stored = top_k_teacher(torch.zeros(1, 3), 2)
+    with pytest.warns(RuntimeWarning, match=r"^top_k_kd_loss\(reduction='token_mean'\): every token is masked") as caught:
+        top_k_kd_loss(torch.zeros(1, 3), *stored, mask=torch.tensor([False]))
+    assert caught[0].filename == __file__

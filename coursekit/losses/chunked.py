@@ -34,7 +34,11 @@ the gradients are computed during the forward pass (three matrix products in
 all, as many as the plain expression) and only scaled in the backward pass.
 For ``reduction="none"`` every row has its own upstream gradient, which is not
 known until the backward pass, so the backward pass recomputes the logits chunk
-by chunk (four matrix products).
+by chunk (four matrix products). float16 does the same for every reduction:
+float16 training multiplies the loss by a large scale (a ``GradScaler``)
+precisely so that the small entries of the logits' gradient do not underflow
+float16, and that scale, the upstream gradient, is only known in the backward
+pass; it must enter the gradient before the rounding to float16, not after.
 """
 
 from __future__ import annotations
@@ -198,16 +202,30 @@ def _logit_gradients(
     return None
 
 
+def _upstream_row_scale(row_scale: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
+    """Each row's weight in the reduction times the upstream gradient; exactly 0 for an ignored row.
+
+    ``torch.where``, not a product: PyTorch's backward writes 0 for an ignored
+    row whatever its upstream gradient, while 0 * nan and 0 * inf are nan and
+    would reach every entry of the weight and bias gradients.
+    """
+    upstream = grad_output.to(row_scale.dtype)
+    return torch.where(row_scale != 0, row_scale * upstream, torch.zeros_like(row_scale))
+
+
 class _ChunkedCrossEntropy(torch.autograd.Function):
     """Autograd wrapper; see :func:`chunked_cross_entropy` for the maths.
 
-    For ``"mean"`` and ``"sum"`` the forward pass computes the gradients for an
-    upstream gradient of 1 and keeps them on ``ctx`` (not as saved tensors).
+    For ``"mean"`` and ``"sum"`` in every dtype but float16, the forward pass
+    computes the gradients for an upstream gradient of 1 and keeps them on
+    ``ctx`` (not as saved tensors).
     The first backward pass hands them to autograd, scaled in place by the
     upstream gradient: no copy, so the memory of the first backward stays that
     of the gradients alone. A later backward pass through the same graph
     (``retain_graph=True``, ``gradcheck``) recomputes them from the saved
     inputs, the same way, so every backward pass gives the same result.
+    In float16 every backward pass computes them, with the upstream gradient
+    in the row scale (see the module docstring).
     """
 
     @staticmethod
@@ -236,6 +254,8 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         ctx.grads_wanted = grads_wanted  # type: ignore[attr-defined]
         ctx.weight_accum_dtype = weight_accum_dtype  # type: ignore[attr-defined]
         ctx.precomputed = None  # type: ignore[attr-defined]
+        # float16: the gradients wait for the upstream gradient (a loss scale), see the module docstring.
+        ctx.upstream_in_pass = reduction == "none" or hidden.dtype == torch.float16  # type: ignore[attr-defined]
 
         if reduction == "none":
             losses, *_ = _chunk_pass(
@@ -251,14 +271,16 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         # PyTorch, while every gradient is 0.
         row_scale = counted_f / count.clamp(min=1) if reduction == "mean" else counted_f
         wanted = any(grads_wanted)
+        precompute = wanted and not ctx.upstream_in_pass  # type: ignore[attr-defined]
         losses, *grads = _chunk_pass(
-            hidden, weight, bias, safe_targets, row_scale if wanted else None, chunk_size, grads_wanted,
+            hidden, weight, bias, safe_targets, row_scale if precompute else None, chunk_size, grads_wanted,
             weight_accum_dtype,
         )
         total = torch.where(counted, losses, torch.zeros_like(losses)).sum()
         result = total / count if reduction == "mean" else total
         if wanted:
-            ctx.precomputed = grads  # type: ignore[attr-defined]
+            if precompute:
+                ctx.precomputed = grads  # type: ignore[attr-defined]
             ctx.save_for_backward(hidden, weight, bias, safe_targets, row_scale)
         return result.to(hidden.dtype)
 
@@ -268,10 +290,11 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         ctx: torch.autograd.function.FunctionCtx, grad_output: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
         pass_options = (ctx.chunk_size, ctx.grads_wanted, ctx.weight_accum_dtype)  # type: ignore[attr-defined]
-        if ctx.reduction == "none":  # type: ignore[attr-defined]
-            hidden, weight, bias, safe_targets, counted_f = ctx.saved_tensors  # type: ignore[attr-defined]
-            row_scale = grad_output.to(counted_f.dtype) * counted_f
-            _, *grads = _chunk_pass(hidden, weight, bias, safe_targets, row_scale, *pass_options)
+        if ctx.upstream_in_pass:  # type: ignore[attr-defined]
+            # "none" (saved: the counted rows as 0/1) and float16 (saved: the reduction's row weights).
+            hidden, weight, bias, safe_targets, row_scale = ctx.saved_tensors  # type: ignore[attr-defined]
+            scaled = _upstream_row_scale(row_scale, grad_output)
+            _, *grads = _chunk_pass(hidden, weight, bias, safe_targets, scaled, *pass_options)
             return (*grads, None, None, None, None, None, None)
 
         grads = ctx.precomputed  # type: ignore[attr-defined]
@@ -320,11 +343,17 @@ def chunked_cross_entropy(
 
     ``"mean"`` divides by the number of targets that are not ``ignore_index``
     (``nan`` when there is none, as in PyTorch; the gradients are then 0).
+    With ``"none"`` an ignored row gets gradient 0 whatever its upstream
+    gradient, even ``nan`` or ``inf``, as with ``F.cross_entropy``.
     For ``"mean"`` and ``"sum"`` the gradients are computed during the forward
     pass, which saves recomputing the logits, and handed to autograd without a
-    copy by the first backward pass; a further backward pass through the same
-    graph (``retain_graph=True``, ``gradcheck``) recomputes them, so every
-    backward pass works and gives the same gradients, as with
+    copy by the first backward pass, except in float16: there they are computed
+    in the backward pass (one matrix product more), with the upstream gradient
+    applied before the rounding to float16, so that a loss scale
+    (``torch.amp.GradScaler``) keeps the small gradient entries from
+    underflowing as it does for ``F.cross_entropy``; a further backward pass
+    through the same graph (``retain_graph=True``, ``gradcheck``) recomputes
+    them, so every backward pass works and gives the same gradients, as with
     ``F.cross_entropy``. The function is once differentiable: unlike
     ``F.cross_entropy`` it has no double backward, so Hessian-vector products
     and ``create_graph=True`` followed by a second ``grad`` fail. Under ``torch.no_grad()`` or when no input requires

@@ -41,7 +41,8 @@ def confidence_penalty_nll(
 
     .. math:: \\ell^{\\text{CP}}_t = -\\log p_{t,y_t} + \\lambda_{\\text{conf}} \\sum_{k=1}^{V} p_{t,k} \\log p_{t,k}
 
-    with :math:`\\lambda_{\\text{conf}}` = ``weight``. The value can be negative (down to
+    with :math:`\\lambda_{\\text{conf}}` = ``weight`` and :math:`0 \\log 0 = 0`, so a logit of ``-inf``
+    (a masked vocabulary entry) contributes nothing, and its gradient is 0. The value can be negative (down to
     :math:`-\\lambda_{\\text{conf}} \\log V`). Reductions as :func:`coursekit.losses.label_smoothed_nll`:
     ``"none"`` (0 where the target is ``ignore_index``), ``"sum"``, or ``"mean"`` over the
     non-ignored positions (``nan`` if there are none, as PyTorch).
@@ -86,8 +87,16 @@ def confidence_penalty_nll(
     ignored = targets == ignore_index
     log_probs = torch.log_softmax(logits, dim=-1)
     nll = -log_probs.gather(-1, targets.masked_fill(ignored, 0).unsqueeze(-1)).squeeze(-1)
-    negative_entropy = (log_probs.exp() * log_probs).sum(dim=-1)
-    losses = torch.where(ignored, torch.zeros_like(nll), nll + float(weight) * negative_entropy)
+    if weight == 0:
+        penalised = nll
+    else:
+        probs = log_probs.exp()
+        # p log p -> 0 as p -> 0. Where p is 0 (a logit of -inf, a masked vocabulary entry) the log is
+        # replaced by 0 *before* the product: 0 * (-inf) would be nan in the value and, through the
+        # product's backward, in every gradient of the row.
+        negative_entropy = (probs * torch.where(probs > 0, log_probs, torch.zeros_like(log_probs))).sum(dim=-1)
+        penalised = nll + float(weight) * negative_entropy
+    losses = torch.where(ignored, torch.zeros_like(nll), penalised)
     if reduction == "none":
         return losses
     if reduction == "sum":

@@ -23,8 +23,7 @@ import math
 
 import torch
 
-from coursekit.losses.distillation import _prepare
-from coursekit.losses.nll import batch_loss
+from coursekit.losses.distillation import _prepare, _reduce
 
 
 def _kl(left_log: torch.Tensor, right_log: torch.Tensor) -> torch.Tensor:
@@ -100,14 +99,4 @@ def generalized_jsd(
     else:
         log_m = torch.logsumexp(torch.stack([log_q + math.log(beta), log_p + math.log1p(-beta)]), dim=0)
         per_position = beta * _kl(log_q, log_m) + (1.0 - beta) * _kl(log_p, log_m)
-    return reduce_positions(per_position, counted, reduction)
-
-
-def reduce_positions(per_position: torch.Tensor, counted: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Zero the uncounted positions of a per-position loss and reduce it as :func:`batch_loss` (or not, ``"none"``)."""
-    per_position = torch.where(counted, per_position, torch.zeros_like(per_position))
-    if reduction == "none":
-        return per_position
-    if per_position.dim() == 0:
-        per_position, counted = per_position.reshape(1), counted.reshape(1)
-    return batch_loss(per_position, counted, reduction=reduction)
+    return _reduce(per_position, counted, reduction, "generalized_jsd")

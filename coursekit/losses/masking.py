@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from coursekit.losses._checks import reads_values, require_integer, require_shape
+from coursekit.losses._checks import reads_values, require_integer, require_mask, require_shape
 
 
 def _require_max_len(max_len: object) -> int:
@@ -146,7 +146,8 @@ def turn_mask(turn_lengths: torch.Tensor, scored_turns: torch.Tensor, max_len: i
 
     Args:
         turn_lengths: the number of tokens :math:`n_{b,j}` of each turn (>= 0).
-        scored_turns: True for the turns whose tokens are scored.
+        scored_turns: True (or 1) for the turns whose tokens are scored,
+            boolean or integer 0/1.
         max_len: the padded length ``T``; ``None`` uses the longest row, which
             reads ``turn_lengths`` (see :func:`sequence_mask`).
 
@@ -157,10 +158,11 @@ def turn_mask(turn_lengths: torch.Tensor, scored_turns: torch.Tensor, max_len: i
         turn_lengths, scored_turns: ``(B, J)``; result: ``(B, max_len)``.
 
     Raises:
-        TypeError: ``turn_lengths`` not an integer tensor, ``scored_turns`` not
-            boolean, or ``max_len`` not an int.
-        ValueError: the two are not 2-D of one shape, a length is negative, or a
-            row is longer than ``max_len`` (value checks run where reading the
+        TypeError: ``turn_lengths`` not an integer tensor, ``scored_turns``
+            neither boolean nor integer, or ``max_len`` not an int.
+        ValueError: the two are not 2-D of one shape, a length is negative,
+            ``scored_turns`` holds a value other than 0 and 1, or a row is
+            longer than ``max_len`` (value checks run where reading the
             values costs nothing; see :mod:`coursekit.losses`).
 
     Example:
@@ -171,12 +173,9 @@ def turn_mask(turn_lengths: torch.Tensor, scored_turns: torch.Tensor, max_len: i
                 [0, 0, 1, 1, 1, 0, 0, 0]], dtype=torch.int32)
     """
     turn_lengths = require_integer("turn_lengths", turn_lengths)
-    if not isinstance(scored_turns, torch.Tensor) or scored_turns.dtype != torch.bool:
-        kind = scored_turns.dtype if isinstance(scored_turns, torch.Tensor) else type(scored_turns).__name__
-        raise TypeError(f"scored_turns must be a boolean tensor (B, J), got {kind}")
     if turn_lengths.dim() != 2:
         raise ValueError(f"turn_lengths must be 2-D with one length per turn (B, J), got shape {tuple(turn_lengths.shape)}")
-    require_shape("scored_turns", scored_turns, turn_lengths.shape, "turn_lengths.shape")
+    scored_turns = require_mask("scored_turns", scored_turns, turn_lengths.shape, "turn_lengths.shape")
     if turn_lengths.numel() and reads_values(turn_lengths) and int(turn_lengths.min()) < 0:
         raise ValueError(f"turn_lengths must be >= 0, got {int(turn_lengths.min())}")
     ends = turn_lengths.cumsum(dim=-1)

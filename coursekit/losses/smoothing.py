@@ -72,9 +72,11 @@ def label_smoothed_nll(
                       + \\frac{\\varepsilon}{V-1}\\, \\ell^{\\text{all}}_t
 
       as in fairseq's ``label_smoothed_nll_loss`` since v0.12.0 (pull request
-      #3182; see the module docstring), and as in tensor2tensor's
-      ``smoothing_cross_entropy``, the code of Vaswani et al. (2017), whose
-      paper states only :math:`\\varepsilon = 0.1`. Needs :math:`V \\ge 2`. The
+      #3182; see the module docstring). tensor2tensor's ``smoothing_cross_entropy``,
+      the code of Vaswani et al. (2017), whose paper states only
+      :math:`\\varepsilon = 0.1`, uses the same target distribution but subtracts
+      its entropy :math:`H(q^{\\text{fs}})`, a constant: the same gradient, a value
+      lower by :math:`H(q^{\\text{fs}})`. Needs :math:`V \\ge 2`. The
       old name ``"fairseq_legacy"`` still selects it, with a ``FutureWarning``.
 
     Reductions follow PyTorch: ``"none"`` returns :math:`\\ell^{\\text{pt}}_t` or
@@ -88,7 +90,8 @@ def label_smoothed_nll(
         targets: class indices; ``ignore_index`` entries are skipped.
         epsilon: smoothing mass :math:`\\varepsilon \\in [0, 1)`, a number or a
             0-d tensor (read with ``float()``, which on an accelerator waits
-            for the device); 0 gives the plain NLL.
+            for the device); 0 gives the plain NLL, finite even where a logit
+            is ``-inf`` (a masked vocabulary entry), as PyTorch's.
         ignore_index: target value that is skipped.
         reduction: ``"none"``, ``"sum"`` or ``"mean"``.
         variant: ``"pytorch"`` or ``"fairseq"`` (``"fairseq_legacy"``: deprecated
@@ -143,12 +146,15 @@ def label_smoothed_nll(
     ignored = targets == ignore_index
     log_probs = torch.log_softmax(logits, dim=-1)
     nll = -log_probs.gather(-1, targets.masked_fill(ignored, 0).unsqueeze(-1)).squeeze(-1)
-    summed = -log_probs.sum(dim=-1)
-    if variant == "pytorch":
-        losses = (1.0 - epsilon) * nll + (epsilon / num_classes) * summed
+    if epsilon == 0.0:
+        # No smoothing term at all, as PyTorch: with a logit of -inf (a masked
+        # vocabulary entry) the summed NLL is +inf, and 0 * inf would be nan.
+        losses = nll
+    elif variant == "pytorch":
+        losses = (1.0 - epsilon) * nll + (epsilon / num_classes) * -log_probs.sum(dim=-1)
     else:
         spread = epsilon / (num_classes - 1)
-        losses = (1.0 - epsilon - spread) * nll + spread * summed
+        losses = (1.0 - epsilon - spread) * nll + spread * -log_probs.sum(dim=-1)
     losses = torch.where(ignored, torch.zeros_like(losses), losses)
     if reduction == "none":
         return losses

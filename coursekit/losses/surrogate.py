@@ -133,7 +133,9 @@ def kl_penalty(log_probs: torch.Tensor, ref_log_probs: torch.Tensor, *, estimato
     itself), :math:`\\widehat{\\mathrm{KL}}_1` is unbiased but often negative,
     :math:`\\widehat{\\mathrm{KL}}_2` is biased with low variance, and
     :math:`\\widehat{\\mathrm{KL}}_3` is unbiased and never negative (0 exactly
-    where the two log-probabilities agree). The *gradient* the loss uses is
+    where the two log-probabilities agree; computed as ``expm1(d) - d``, which
+    stays >= 0 after rounding too, where TRL's ``exp(d) - d - 1`` can round
+    below 0 for small :math:`|d|`). The *gradient* the loss uses is
     another matter: :math:`\\nabla\\widehat{\\mathrm{KL}}_3 = (1 - p_{\\text{ref}}/p_\\theta)\\,
     \\nabla\\log p_\\theta`, whose expectation under :math:`p_\\theta` is
     :math:`\\nabla\\mathrm{KL}(p_{\\text{ref}} \\,\\|\\, p_\\theta)`, the gradient of the
@@ -189,7 +191,9 @@ def kl_penalty(log_probs: torch.Tensor, ref_log_probs: torch.Tensor, *, estimato
     log_ratio = ref_log_probs - log_probs
     if estimator == "k2":
         return 0.5 * log_ratio**2
-    return torch.exp(log_ratio) - log_ratio - 1.0
+    # expm1(d) - d, not exp(d) - d - 1 (TRL's spelling, equal up to rounding): for small |d| the latter
+    # rounds below 0, while a correctly rounded expm1(d) is never below d, so the value is never negative.
+    return torch.expm1(log_ratio) - log_ratio
 
 
 def sequence_importance_ratio(

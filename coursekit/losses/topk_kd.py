@@ -29,7 +29,7 @@ from coursekit.losses._checks import (
     require_positive,
     require_shape,
 )
-from coursekit.losses.jsd import reduce_positions
+from coursekit.losses.distillation import _reduce
 
 TOP_K_REDUCTIONS = ("token_mean", "sequence_mean", "sum", "none")
 
@@ -90,7 +90,9 @@ def top_k_kd_loss(
     * ``tail=False``: :math:`\\tau^2 \\sum_{k \\in \\mathcal{V}_{\\text{top}}} \\tilde q_k \\log \\frac{\\tilde q_k}{p_k}`
       with the renormalised :math:`\\tilde q`; with one kept token this is the NLL of the teacher's top token.
 
-    With all :math:`V` entries kept both equal :func:`kd_loss`.
+    With all :math:`V` entries kept both equal :func:`kd_loss`. A kept entry whose
+    stored log-probability is ``-inf`` (``k`` larger than the number of unmasked
+    vocabulary entries) contributes 0, with a finite gradient, as in :func:`kd_loss`.
 
     Args:
         student_logits: the student's scores :math:`z^{\\mathrm{S}}`.
@@ -148,7 +150,7 @@ def top_k_kd_loss(
     log_q = teacher_log_probs.to(log_p.dtype)
     q = log_q.exp()
     if tail:
-        kept_terms = (q * (log_q - log_p_kept)).sum(dim=-1)
+        kept_terms = (q * _log_ratio_where_positive(q, log_q, log_p_kept)).sum(dim=-1)
         q_rest = (1.0 - q.sum(dim=-1)).clamp(min=0.0)
         # log p_rest from the entries outside the kept set, not from 1 - sum (which can round to 0)
         outside = torch.ones_like(log_p, dtype=torch.bool).scatter(-1, teacher_indices, False)
@@ -161,5 +163,19 @@ def top_k_kd_loss(
         per_position = kept_terms + rest_term
     else:
         log_q_renorm = log_q - torch.logsumexp(log_q, dim=-1, keepdim=True)
-        per_position = (log_q_renorm.exp() * (log_q_renorm - log_p_kept)).sum(dim=-1)
-    return reduce_positions(per_position * temperature**2, counted, reduction)
+        q_renorm = log_q_renorm.exp()
+        per_position = (q_renorm * _log_ratio_where_positive(q_renorm, log_q_renorm, log_p_kept)).sum(dim=-1)
+    return _reduce(per_position * temperature**2, counted, reduction, "top_k_kd_loss")
+
+
+def _log_ratio_where_positive(q: torch.Tensor, log_q: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
+    """``log_q - log_p`` where ``q > 0``, else 0, so that ``q * (log_q - log_p)`` is 0 there.
+
+    A kept teacher entry can have probability 0 (log-probability ``-inf``: ``k``
+    larger than the number of unmasked vocabulary entries). Both logs are
+    replaced *before* the product, as in :func:`kd_loss`: 0 * (-inf) would be nan
+    in the value and, through the product's backward, in the gradients.
+    """
+    support = q > 0
+    zeros = torch.zeros_like(log_q)
+    return torch.where(support, log_q, zeros) - torch.where(support, log_p, zeros)

@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # lacks a local CPU wheel sets https://download.pytorch.org/whl/cpu.
 TORCH_INDEX ?=
 
-.PHONY: help venv book serve test bench grade publish gh-pages lock clean
+.PHONY: help venv book serve test bench grade grade-report publish gh-pages lock clean
 
 help:
 	@echo "make book     build the book (every page executed) into $(HTML)"
@@ -25,6 +25,7 @@ help:
 	@echo "make serve    serve $(HTML) on http://127.0.0.1:8000"
 	@echo "make bench    run the benchmarks and write bench/RESULTS.md"
 	@echo "make grade A=<assignment>   auto-grade an assignment's submissions"
+	@echo "make grade-report A=<a>    write its class report again from the stored results"
 	@echo "make publish  push the built book to the gh-pages branch"
 
 # The environment is rebuilt whenever the lock or pyproject changes. torch goes
@@ -39,7 +40,8 @@ $(VENV_STAMP): requirements.lock pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-venv: $(VENV_STAMP) $(MATHJAX)
+# The Python environment alone: enough to grade (make grade); the book also needs MathJax.
+venv: $(VENV_STAMP)
 
 # MathJax 3 comes from the npm registry at the version package-lock.json pins,
 # and is served by the book itself (html_extra_path), so math renders offline.
@@ -52,22 +54,26 @@ $(MATHJAX): package-lock.json
 lock:
 	$(BIN)/python -m pip freeze --all --exclude-editable | grep -v -E "^(pip|coursekit)==" | sed "s/^torch==\(.*\)+cpu$$/torch==\1/" > requirements.lock
 
-book: venv
+book: venv $(MATHJAX)
 	$(BIN)/python -m coursekit.bookbuild --html $(HTML)
 
 serve:
 	@test -f $(HTML)/index.html || { echo "no built book: run make book first"; exit 1; }
 	$(BIN)/python -m http.server 8000 --bind 127.0.0.1 --directory $(HTML)
 
-test: venv
+test: venv $(MATHJAX)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: venv
+bench: venv $(MATHJAX)
 	$(BIN)/python -m bench.run_all
 
 grade: venv
 	@test -n "$(A)" || { echo "usage: make grade A=<assignment> [ARGS='--jobs 2']"; exit 2; }
 	cd assignments && $(BIN)/coursekit grade $(A) $(ARGS)
+
+grade-report: venv
+	@test -n "$(A)" || { echo "usage: make grade-report A=<assignment>"; exit 2; }
+	cd assignments && $(BIN)/coursekit report $(A)
 
 # Publishes the built book to the gh-pages branch of REMOTE (GitHub Pages serves it).
 REMOTE ?= origin

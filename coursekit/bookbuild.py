@@ -4,7 +4,7 @@ jupyter-cache keys a page's cached outputs on the page's own code, so a page
 executed against an older ``coursekit`` would be served stale. This driver
 therefore keys the cache on a hash of the package as well: when any file of
 ``coursekit`` changes (or ``--force`` is given, as CI does), the execution cache
-is dropped and every page runs again. The build fails on any Sphinx warning or
+and Sphinx's saved environment are dropped and every page runs again. The build fails on any Sphinx warning or
 cell error (``-W -n --keep-going``) and on any execution report left behind.
 """
 
@@ -78,6 +78,20 @@ def publish_student_versions(root: Path, destination: Path) -> None:
     stamp.write_text(current)
 
 
+def drop_execution_state(build_dir: Path) -> None:
+    """Forget every page's executed outputs, so that the next build runs every page again.
+
+    Two stores keep them: jupyter-cache's database, and Sphinx's saved environment
+    (``.doctrees``), with which Sphinx re-reads, and so re-executes, only the pages whose
+    source changed. Dropping the cache alone would leave the other pages' old outputs in place.
+
+    Args:
+        build_dir: the book's ``_build`` folder.
+    """
+    shutil.rmtree(build_dir / ".jupyter_cache", ignore_errors=True)
+    shutil.rmtree(build_dir / ".doctrees", ignore_errors=True)
+
+
 def build_book(root: Path, *, force: bool = False, quiet: bool = False) -> Path:
     """Build the book under ``root/_build/html`` and return the path of ``index.html``.
 
@@ -90,7 +104,7 @@ def build_book(root: Path, *, force: bool = False, quiet: bool = False) -> Path:
     stamp = build_dir / ".coursekit-hash"
     current = package_hash(root)
     if force or not stamp.exists() or stamp.read_text().strip() != current:
-        shutil.rmtree(cache_dir, ignore_errors=True)
+        drop_execution_state(build_dir)
     reports = build_dir / "html" / "reports"
     shutil.rmtree(reports, ignore_errors=True)
     mathjax = build_dir / "assets" / "_static" / "mathjax"

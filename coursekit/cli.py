@@ -2,7 +2,15 @@
 
 ``coursekit grade ASSIGNMENT [--student ID ...] [--jobs N] [--executor local | dask://HOST:PORT]
 [--timeout SECONDS] [--memory MB] [--force] [--require-sandbox]``, run in the nbgrader
-course directory, auto-grades the assignment's submissions (see :mod:`coursekit.grading`).
+course directory, auto-grades the assignment's submissions (see :mod:`coursekit.grading`)
+and writes the class's report, ``grade-reports/ASSIGNMENT/index.html``.
+
+``coursekit report ASSIGNMENT [--course-dir D]`` writes that report again from the
+stored results, without grading (see :mod:`coursekit.grading.report`).
+
+``coursekit mark ASSIGNMENT STUDENT CELL POINTS [--comment TEXT]`` records a hand mark
+(a written answer, or an override of a test cell) as the formgrader does (see
+:mod:`coursekit.course.marks`).
 """
 
 from __future__ import annotations
@@ -66,12 +74,86 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--db-url", default=None, help="gradebook URL (default: nbgrader's configuration)")
     grade.add_argument("--course-dir", default=".", help="the course directory (default: the current one)")
     grade.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+    report = commands.add_parser(
+        "report",
+        help="write an assignment's grading report again from the stored results",
+        description="Write grade-reports/ASSIGNMENT/index.html from the results that `coursekit grade` stored, "
+        "without grading again.",
+    )
+    report.add_argument("assignment", help="the nbgrader assignment id, e.g. a1_sequence_loss")
+    report.add_argument("--course-dir", default=".", help="the course directory (default: the current one)")
+    report.add_argument("--db-url", default=None, help="gradebook URL (default: nbgrader's configuration)")
+    mark = commands.add_parser(
+        "mark",
+        help="record a hand mark for one cell of one submission, as the formgrader does",
+        description="Give POINTS to the graded CELL (e.g. written_sum_vs_mean) of STUDENT's submission of "
+        "ASSIGNMENT, clear its 'needs manual grade' flag and optionally set the grader's comment. "
+        "Run in the course directory.",
+    )
+    mark.add_argument("assignment", help="the nbgrader assignment id, e.g. a1_sequence_loss")
+    mark.add_argument("student", help="the student id")
+    mark.add_argument("cell", help="the grade_id of the cell, e.g. written_sum_vs_mean")
+    mark.add_argument("points", type=float, help="points, from 0 to the cell's maximum")
+    mark.add_argument("--comment", default=None, help="the grader's comment, shown in the feedback")
+    mark.add_argument("--db-url", default=None, help="gradebook URL (default: nbgrader's configuration)")
+    mark.add_argument("--course-dir", default=".", help="the course directory (default: the current one)")
     return parser
+
+
+def _report(course_dir: str, assignment: str, db_url: str | None) -> int:
+    """``coursekit report``: write the assignment's report; print where, or why not."""
+    from coursekit.grading.report import write_report
+
+    try:
+        path = write_report(Path(course_dir), assignment, db_url)
+    except (LookupError, ValueError, FileNotFoundError, TypeError) as error:
+        print(f"coursekit report: {error}", file=sys.stderr)
+        return 2
+    print(f"report: {path}")
+    return 0
+
+
+def _report_after_grading(course_dir: str, assignment: str, db_url: str | None) -> int:
+    """The end of ``coursekit grade``: write the class's report, then say where the results are."""
+    from coursekit.grading.driver import reports_directory
+    from coursekit.grading.report import MissingResults, write_report
+
+    reports = reports_directory(Path(course_dir).resolve(), assignment)
+    try:
+        page = write_report(Path(course_dir), assignment, db_url)
+    except MissingResults:
+        print(f"reports: {reports} (no submission graded, so no class report)")
+        return 0
+    except (LookupError, ValueError, FileNotFoundError, TypeError) as error:
+        print(f"coursekit grade: the grades are recorded, but the class report failed: {error}", file=sys.stderr)
+        return 2
+    print(f"reports: {reports} (class report: {page.name})")
+    return 0
+
+
+def _mark(args: argparse.Namespace) -> int:
+    from coursekit.course.marks import record_mark
+    from coursekit.grading.gradebook import load_course
+
+    try:
+        course = load_course(Path(args.course_dir), args.db_url)
+        mark = record_mark(course.db_url, course.course_id, args.assignment, args.student, args.cell, args.points,
+                           comment=args.comment)
+    except (LookupError, ValueError, FileNotFoundError) as error:
+        print(f"coursekit mark: {error}", file=sys.stderr)
+        return 2
+    print(f"{args.student} {args.assignment} {mark.cell}: {mark.points:g} / {mark.max_points:g}; "
+          f"total {mark.total:g} / {mark.max_total:g}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``coursekit`` with ``argv`` (default: the command line); returns the exit status."""
     args = build_parser().parse_args(argv)
+    if args.command == "mark":
+        return _mark(args)
+    if args.command == "report":
+        return _report(args.course_dir, args.assignment, args.db_url)
     from coursekit.grading.driver import GradeOptions, SandboxUnavailable, format_table, grade_assignment
     from coursekit.grading.limits import Limits
 
@@ -95,8 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"coursekit grade: {error}", file=sys.stderr)
         return 2
     print(format_table(reports))
-    print(f"reports: {Path(args.course_dir).resolve() / 'grade-reports' / args.assignment}")
-    return 0
+    return _report_after_grading(args.course_dir, args.assignment, args.db_url)
 
 
 if __name__ == "__main__":

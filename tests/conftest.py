@@ -68,6 +68,17 @@ def require_system_tool(path_or_name: str, why: str) -> str:
     return found
 
 
+def require_sandbox() -> None:
+    """Skip (or fail under CI) when the grader's bubblewrap sandbox cannot be set up here."""
+    from coursekit.grading.sandbox import sandbox_available
+
+    ok, reason = sandbox_available()
+    if not ok:
+        if in_ci():
+            pytest.fail(f"the sandbox is required in CI: {reason}")
+        pytest.skip(f"the sandbox is not available here: {reason}")
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

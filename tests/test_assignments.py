@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 from coursekit.course import ASSIGNMENTS, COURSE_ID, strip_hidden_regions
-from coursekit.course.config import (DB_URL_ENV, EXCHANGE_ENV, LMS_FILENAME_REGEXP, NEUTRALISE_LINKS, SANITIZE_HTML,
-                                     configure, default_db_url)
+from coursekit.course.config import (COURSE_ID_ENV, DB_URL_ENV, EXCHANGE_ENV, LMS_FILENAME_REGEXP, NEUTRALISE_LINKS,
+                                     SANITIZE_HTML, configure, default_db_url)
 from coursekit.course.preprocessors import RedactHiddenTests, StderrIsNotFailure
 from tests.assignment_fixtures import (
     ALTERNATIVES,
@@ -69,14 +69,21 @@ class GradedCourse:
     homes: dict[str, Path]
     env: dict[str, str]
     log: list[str] = field(default_factory=list)
+    released_feedback: subprocess.CompletedProcess[str] | None = None
+
+    def student_env(self, student: str) -> dict[str, str]:
+        """A student's own environment: their home, nothing of the instructor's settings."""
+        env = {k: v for k, v in self.env.items() if not k.startswith("COURSEKIT_")}
+        return {**env, "HOME": str(self.homes[student])}
 
     @property
     def db_url(self) -> str:
         return self.env[DB_URL_ENV]
 
-    def nbgrader(self, *args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def nbgrader(self, *args: str, cwd: Path | None = None, check: bool = True,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [str(VENV_BIN / "nbgrader"), *args], cwd=cwd or self.root, env=self.env,
+            [str(VENV_BIN / "nbgrader"), *args], cwd=cwd or self.root, env=env or self.env,
             capture_output=True, text=True, timeout=900, check=False,
         )
         self.log.append(f"$ nbgrader {' '.join(args)} -> {result.returncode}")
@@ -153,19 +160,23 @@ def _build_graded_course(base: Path) -> GradedCourse:
             archive.writestr(name, json.dumps(different, indent=1))
         course.nbgrader("zip_collect", assignment)
 
-    # Two students through the exchange, for the first assignment.
+    # Two students through the exchange, for the first assignment. Each has their own home (so their
+    # own nbgrader cache) and the students' configuration the instructor wrote for them.
     first = ASSIGNMENTS[0]
     course.nbgrader("release_assignment", first)
     for student, home in homes.items():
-        home.mkdir(parents=True)
-        # Each student has their own submission cache, as on their own machine.
-        student_args = ["--course", COURSE_ID, f"--Exchange.root={exchange}", f"--Exchange.cache={home / '.nbgrader_cache'}"]
-        course.nbgrader("fetch_assignment", first, *student_args, cwd=home)
+        (home / ".jupyter").mkdir(parents=True)
+        written = subprocess.run(
+            [sys.executable, "-m", "coursekit.course", "student-config", "--out", str(home / ".jupyter" / "nbgrader_config.py")],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )
+        assert written.returncode == 0, written.stderr
+        course.nbgrader("fetch_assignment", first, cwd=home, env=course.student_env(student))
         fetched = home / first / f"{first}.ipynb"
         if student == ADA:
             answers = {**solutions_of(course.source(first)), "answer_token_nll": NOISY_TOKEN_NLL}
             write_notebook(filled_in(read_notebook(fetched), answers), fetched)
-        course.nbgrader("submit", first, *student_args, f"--student={student}", cwd=home)
+        course.nbgrader("submit", first, f"--student={student}", cwd=home, env=course.student_env(student))
     course.nbgrader("collect", first)
 
     # One autograde run for every submission of every assignment.
@@ -174,11 +185,11 @@ def _build_graded_course(base: Path) -> GradedCourse:
     # submission with a wrong function, whose failing hidden tests are the risky case, for the others.
     course.nbgrader("generate_feedback", first)
     course.nbgrader("generate_feedback", "*", f"--student={WRONG_ONE}")
+    # The first assignment has students of both routes: the exchange's get their feedback through it,
+    # the others are listed.
+    course.released_feedback = course.nbgrader("release_feedback", first)
     for student, home in homes.items():
-        # Only submissions that came through the exchange can be released through it.
-        course.nbgrader("release_feedback", first, f"--student={student}")
-        course.nbgrader("fetch_feedback", first, "--course", COURSE_ID, f"--Exchange.root={exchange}",
-                        f"--Exchange.cache={home / '.nbgrader_cache'}", f"--student={student}", cwd=home)
+        course.nbgrader("fetch_feedback", first, f"--student={student}", cwd=home, env=course.student_env(student))
     return course
 
 
@@ -262,6 +273,24 @@ def test_configure_sets_course_exchange_and_pipelines(monkeypatch: pytest.Monkey
         assert steps.index(NEUTRALISE_LINKS) == steps.index(SANITIZE_HTML) + 1
     with pytest.raises(ValueError, match="course_root"):
         configure(Config(), tmp_path / "missing")
+
+
+def test_students_config_names_the_instructors_course_and_exchange(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    env = {**os.environ, EXCHANGE_ENV: str(tmp_path / "exchange"), COURSE_ID_ENV: "seqloss-2027"}
+    out = tmp_path / "home" / ".jupyter" / "nbgrader_config.py"
+    written = subprocess.run([sys.executable, "-m", "coursekit.course", "student-config", "--out", str(out)],
+                             env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert written.returncode == 0 and written.stdout.strip() == str(out), written.stderr
+    students = PyFileConfigLoader(out.name, path=str(out.parent)).load_config()
+    instructor = Config()
+    monkeypatch.setenv(EXCHANGE_ENV, env[EXCHANGE_ENV])
+    monkeypatch.setenv(COURSE_ID_ENV, env[COURSE_ID_ENV])
+    configure(instructor, tmp_path)
+    assert students.CourseDirectory.course_id == instructor.CourseDirectory.course_id == "seqloss-2027"
+    assert students.Exchange.root == instructor.Exchange.root == str(tmp_path / "exchange")
 
 
 @pytest.mark.parametrize(
@@ -430,25 +459,61 @@ def test_exchange_flow_with_two_students(graded_course: GradedCourse) -> None:
         assert "BEGIN HIDDEN TESTS" not in html and "coursekit.course.checks" not in html
 
 
+def _coursekit(course: GradedCourse, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(VENV_BIN / "coursekit"), *args], cwd=course.root, env=course.env,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
 @pytest.mark.slow
 @pytest.mark.assignments
 @pytest.mark.a1
-def test_manual_grades_appear_in_exported_csv(graded_course: GradedCourse) -> None:
+def test_release_feedback_releases_the_exchange_students_and_lists_the_others(graded_course: GradedCourse) -> None:
+    released = graded_course.released_feedback
+    assert released is not None and released.returncode == 0
+    log = released.stdout + released.stderr
+    for student in EXCHANGE_STUDENTS:
+        assert f"Releasing feedback for student '{student}'" in log
+    listed = log.split("Not released through the exchange", 1)[1].splitlines()[0]
+    assert all(student in listed for student in (SOLUTION, WRONG_ONE, DIFFERENT)), listed
+    assert not any(student in listed for student in EXCHANGE_STUDENTS), listed
+
+
+@pytest.mark.slow
+@pytest.mark.assignments
+@pytest.mark.a1
+def test_marks_given_with_coursekit_mark_appear_in_the_export(graded_course: GradedCourse) -> None:
     from nbgrader.api import Gradebook
 
     assignment = ASSIGNMENTS[0]
+    marked = _coursekit(graded_course, "mark", assignment, "ada", "written_sum_vs_mean", "1.5",
+                        "--comment", "Right about the length; say what the mean hides.")
+    assert marked.returncode == 0, marked.stderr
+    assert marked.stdout.strip() == f"ada {assignment} written_sum_vs_mean: 1.5 / 2; total 11.5 / 12"
+    wrong_cell = _coursekit(graded_course, "mark", assignment, "ada", "written_nope", "1")
+    assert wrong_cell.returncode == 2 and "written_sum_vs_mean" in wrong_cell.stderr and "'written_nope'" in wrong_cell.stderr
+    too_many = _coursekit(graded_course, "mark", assignment, "ada", "written_sum_vs_mean", "9")
+    assert too_many.returncode == 2 and "between 0 and 2" in too_many.stderr and "9.0" in too_many.stderr
     with Gradebook(graded_course.db_url) as gb:
-        gb.find_grade("written_sum_vs_mean", assignment, assignment, "ada").manual_score = 1.5
-        gb.find_grade("written_sum_vs_mean", assignment, assignment, SOLUTION).manual_score = 2.0
-        gb.db.commit()
+        grade = gb.find_grade("written_sum_vs_mean", assignment, assignment, "ada")
+        assert (grade.manual_score, grade.needs_manual_grade) == (1.5, False)
+        comment = gb.find_comment("written_sum_vs_mean", assignment, assignment, "ada").manual_comment
+        assert comment == "Right about the length; say what the mean hides."
+    # An assignment recorded in the gradebook but not released yet (nobody has submitted it).
+    graded_course.nbgrader("db", "assignment", "add", "a7_not_yet")
     out = graded_course.root / "grades.csv"
     graded_course.nbgrader("export", f"--to={out}")
     rows = {(r["assignment"], r["student_id"]): r for r in csv.DictReader(out.open(encoding="utf-8"))}
+    assert "a7_not_yet" not in {assignment for assignment, _ in rows}
     ada = rows[(assignment, "ada")]
     assert float(ada["score"]) == pytest.approx(10.0 + 1.5) and float(ada["max_score"]) == pytest.approx(12.0)
+    assert (float(ada["tests_score"]), float(ada["written_score"]), int(ada["cells_to_grade"])) == (10.0, 1.5, 0)
     assert ada["last_name"] == "Lovelace", "the roster imported with `nbgrader db student import`"
-    assert float(rows[(assignment, SOLUTION)]["score"]) == pytest.approx(12.0)
-    assert float(rows[(assignment, "alan")]["score"]) == pytest.approx(0.0)
+    # The instructor's own notebook holds the model written answer, which nobody has marked yet.
+    solution = rows[(assignment, SOLUTION)]
+    assert (float(solution["score"]), float(solution["written_score"]), int(solution["cells_to_grade"])) == (10.0, 0.0, 1)
+    alan = rows[(assignment, "alan")]
+    # alan handed in the untouched notebook: his blank written answer scores 0 and waits for nobody.
+    assert (float(alan["score"]), int(alan["cells_to_grade"])) == (0.0, 0)
 
 
 @pytest.mark.slow

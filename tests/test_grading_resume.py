@@ -19,6 +19,7 @@ from conftest import in_ci, require_system_tool
 pytestmark = [pytest.mark.slow, pytest.mark.grading, pytest.mark.a1]
 
 EXPECTED = {"alice": 10.0, "bob": 7.0, "carol": 0.0, "dave": 10.0}
+WRITTEN = "written_sum_vs_mean"  # dave answers it; alice, bob and carol leave it as released
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def course(tmp_path_factory: pytest.TempPathFactory) -> Path:
     submit(course, "alice", solved_notebook(course))
     submit(course, "bob", set_answer(solved_notebook(course), "answer_token_nll", WRONG_TOKEN_NLL))
     submit(course, "carol", release_notebook(course))
-    submit(course, "dave", solved_notebook(course))
+    submit(course, "dave", set_answer(solved_notebook(course), WRITTEN, "The sum grows with the length; the mean does not."))
     return course
 
 
@@ -154,3 +155,40 @@ def test_feedback_and_export_work_on_the_graded_course(course: Path) -> None:
     assert "coursekit grade: 0 / 3 points" in html
     rows = {line.split(",")[3]: line.split(",") for line in (course / "grades.csv").read_text().splitlines()[1:]}
     assert float(rows["alice"][9]) == 12.0 and float(rows["bob"][9]) == 7.0 and float(rows["alice"][10]) == 12.0
+
+
+def test_written_answers_are_flagged_as_nbgrader_autograde_flags_them(course: Path) -> None:
+    from nbgrader.api import Gradebook
+    import nbformat
+    from nbgrader.utils import determine_grade
+
+    from coursekit.grading.gradebook import load_course
+
+    graded = _grade(course, "--jobs", "2")
+    _, err = graded.communicate(timeout=300)
+    assert graded.returncode == 0, err
+    settings = load_course(course)
+    with Gradebook(settings.db_url, settings.course_id) as gradebook:
+        for student in ("carol", "dave"):
+            submitted = nbformat.read(course / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+            cell = next(c for c in submitted.cells if c.metadata.get("nbgrader", {}).get("grade_id") == WRITTEN)
+            # nbgrader's own rule (SaveAutoGrades): an unchanged answer scores 0, a changed one has no auto score.
+            nbgrader_auto, _ = determine_grade(cell)
+            grade = gradebook.find_grade(WRITTEN, ASSIGNMENT, ASSIGNMENT, student)
+            assert grade.auto_score == nbgrader_auto, (student, grade.auto_score, nbgrader_auto)
+            assert grade.needs_manual_grade is (nbgrader_auto is None), student
+    assert nbgrader_auto is None, "dave's written answer must wait for a grader"
+
+
+def test_after_nbgrader_autograde_coursekit_grade_says_the_other_grader_graded(tmp_path: Path) -> None:
+    other = make_course(tmp_path / "other")
+    submit(other, "erin", solved_notebook(other))
+    autograde = subprocess.run([str(VENV_BIN / "nbgrader"), "autograde", ASSIGNMENT], cwd=other, env=tool_env(),
+                               capture_output=True, text=True, timeout=600)
+    assert autograde.returncode == 0, autograde.stderr[-2000:]
+    graded = _grade(other)
+    out, err = graded.communicate(timeout=300)
+    assert graded.returncode == 0, err
+    assert "1 submission(s) already graded" in err
+    assert "graded by `nbgrader autograde`" in err and "erin" in err
+    assert not (other / "grade-reports" / ASSIGNMENT / "erin.json").exists()

@@ -1,12 +1,13 @@
-"""Command line: ``python -m coursekit.course student-versions --out DIR``."""
+"""Command line: ``python -m coursekit.course student-versions --out DIR`` and ``student-config [--out FILE]``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from coursekit.course.config import ASSIGNMENTS
+from coursekit.course.config import ASSIGNMENTS, student_config
 from coursekit.course.student_versions import COURSE_DIR, generate_student_versions
 
 
@@ -22,7 +23,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     students.add_argument(
         "--assignment", action="append", choices=ASSIGNMENTS, help="only this assignment (repeatable)"
     )
+    config = commands.add_parser(
+        "student-config",
+        help="write the students' nbgrader_config.py (the course id and exchange of the instructor's config)",
+    )
+    config.add_argument("--out", help="the file to write, e.g. /etc/jupyter/nbgrader_config.py on a JupyterHub or "
+                        "~/.jupyter/nbgrader_config.py on one machine (default: print it)")
     args = parser.parse_args(argv)
+    if args.command == "student-config":
+        if args.out is None:
+            print(student_config(), end="")
+            return 0
+        out = Path(args.out).expanduser()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(student_config(), encoding="utf-8")
+        print(out)
+        return 0
     names = tuple(args.assignment) if args.assignment else ASSIGNMENTS
     for path in generate_student_versions(args.out, course_dir=args.course, assignments=names):
         print(path)

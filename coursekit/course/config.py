@@ -12,7 +12,8 @@ from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
 
-COURSE_ID = "seqloss"
+COURSE_ID_ENV = "COURSEKIT_COURSE_ID"
+COURSE_ID = "seqloss"  # the default; $COURSEKIT_COURSE_ID overrides it
 ASSIGNMENTS = (
     "a1_sequence_loss",
     "a2_masking_reductions",
@@ -32,6 +33,53 @@ EXECUTION_TIMEOUT_S = 300
 SANITIZE_HTML = "nbconvert.preprocessors.sanitize.SanitizeHTML"
 #: shows as text any markdown cell or output with a javascript:/vbscript:/data: link (the sanitiser sees tags only).
 NEUTRALISE_LINKS = "coursekit.course.preprocessors.NeutraliseHarmfulLinks"
+
+
+def course_id(environ: Mapping[str, str] | None = None) -> str:
+    """The nbgrader course id: ``$COURSEKIT_COURSE_ID`` if set, else ``seqloss``.
+
+    Example:
+        >>> course_id(environ={})
+        'seqloss'
+        >>> course_id(environ={"COURSEKIT_COURSE_ID": "seqloss-2027"})
+        'seqloss-2027'
+    """
+    return (os.environ if environ is None else environ).get(COURSE_ID_ENV, "").strip() or COURSE_ID
+
+
+def exchange_root(environ: Mapping[str, str] | None = None) -> str:
+    """The nbgrader exchange folder: ``$COURSEKIT_EXCHANGE`` if set, else ``/srv/nbgrader/exchange``.
+
+    Example:
+        >>> exchange_root(environ={})
+        '/srv/nbgrader/exchange'
+    """
+    return (os.environ if environ is None else environ).get(EXCHANGE_ENV, "").strip() or DEFAULT_EXCHANGE
+
+
+def student_config(environ: Mapping[str, str] | None = None) -> str:
+    """The students' ``nbgrader_config.py``: the course id and exchange of the instructor's config.
+
+    On a JupyterHub it goes to ``/etc/jupyter/nbgrader_config.py`` (every user reads it); on a
+    single machine to the student's ``~/.jupyter/nbgrader_config.py``.
+
+    Example:
+        >>> print(student_config(environ={}))  # doctest: +NORMALIZE_WHITESPACE
+        # nbgrader settings for the students of the course "seqloss" (written by
+        # `python -m coursekit.course student-config`).
+        c = get_config()  # noqa: F821
+        c.CourseDirectory.course_id = 'seqloss'
+        c.Exchange.root = '/srv/nbgrader/exchange'
+        <BLANKLINE>
+    """
+    course, exchange = course_id(environ), exchange_root(environ)
+    return (
+        f'# nbgrader settings for the students of the course "{course}" (written by\n'
+        "# `python -m coursekit.course student-config`).\n"
+        "c = get_config()  # noqa: F821\n"
+        f"c.CourseDirectory.course_id = {course!r}\n"
+        f"c.Exchange.root = {exchange!r}\n"
+    )
 
 
 def with_installed_driver(url: str) -> str:
@@ -99,10 +147,13 @@ def configure(c: Any, course_root: str | os.PathLike[str]) -> None:
     root = Path(course_root).resolve()
     if not root.is_dir():
         raise ValueError(f"course_root must be an existing directory, got {str(course_root)!r}")
-    c.CourseDirectory.course_id = COURSE_ID
+    c.CourseDirectory.course_id = course_id()
     c.CourseDirectory.root = str(root)
     c.CourseDirectory.db_url = default_db_url(root)
-    c.Exchange.root = os.environ.get(EXCHANGE_ENV, "").strip() or DEFAULT_EXCHANGE
+    c.Exchange.root = exchange_root()
+    # Feedback of students who did not submit through the exchange is listed, not a crash.
+    c.ExchangeFactory.release_feedback = "coursekit.course.exchange.ReleaseFeedbackToExchangeStudents"
+    c.ExportApp.plugin_class = "coursekit.course.export.CourseCsvExport"
 
     c.Execute.timeout = EXECUTION_TIMEOUT_S
     c.Execute.interrupt_on_timeout = True
@@ -132,3 +183,5 @@ def configure(c: Any, course_root: str | os.PathLike[str]) -> None:
         "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     ]
     c.FileNameCollectorPlugin.named_regexp = LMS_FILENAME_REGEXP
+    # Late flags and re-upload numbers accepted; every skipped notebook listed before collecting.
+    c.ZipCollectApp.collector_plugin = "coursekit.course.lms_names.LmsFileNameCollector"

@@ -34,7 +34,17 @@ from coursekit.grading.spec import AssignmentSpec, PreparedCall, adapters, grade
 from coursekit.grading.verdicts import QuestionResult, score_question
 
 __all__ = ["OUTCOMES", "GradeOptions", "Grader", "SandboxUnavailable", "SubmissionReport", "format_table",
-           "grade_assignment"]
+           "grade_assignment", "reports_directory"]
+
+
+def reports_directory(course_root: Path, assignment: str) -> Path:
+    """Where the submissions' JSON reports and the class report of ``assignment`` go.
+
+    Example:
+        >>> reports_directory(Path("/course"), "a1").as_posix()
+        '/course/grade-reports/a1'
+    """
+    return course_root / "grade-reports" / assignment
 
 
 @dataclass
@@ -125,6 +135,17 @@ def _write_atomically(path: Path, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     temporary.write_bytes(data)
     os.replace(temporary, path)
+
+
+def _sources_by_grade_id(notebook: dict[str, Any]) -> dict[str, str]:
+    """The source of each nbgrader cell of ``notebook``, by grade_id."""
+    sources = {}
+    for cell in notebook.get("cells", []):
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if isinstance(meta, dict) and isinstance(meta.get("grade_id"), str):
+            source = cell.get("source", "")
+            sources[meta["grade_id"]] = "".join(source) if isinstance(source, list) else str(source)
+    return sources
 
 
 class Grader:
@@ -289,10 +310,10 @@ class Grader:
         self._write_report(report)
         gb.record_submission(self.course, self.assignment, self.spec.notebook, report.student, timestamp=timestamp,
                              expected=self.expected, scores={name: r.score for name, r in results.items()},
-                             answered=self._answered(prepared))
+                             answered=self._answered(prepared), blank=self._blank_answers(prepared))
 
     def _write_report(self, report: SubmissionReport) -> None:
-        reports = self.course.root / "grade-reports" / self.assignment
+        reports = reports_directory(self.course.root, self.assignment)
         reports.mkdir(parents=True, exist_ok=True)
         _write_atomically(reports / f"{report.student}.json", json.dumps(asdict(report), indent=1).encode())
 
@@ -302,23 +323,26 @@ class Grader:
             self._bar.set_postfix_str(f"{student}: {outcome}")
 
     def _answered(self, prepared: PreparedNotebook) -> dict[str, bool]:
-        answered: dict[str, bool] = {}
-        cells = prepared.notebook.get("cells", [])
-        by_name = {}
-        for cell in cells:
-            meta = cell.get("metadata", {}).get("nbgrader", {})
-            if isinstance(meta, dict) and isinstance(meta.get("grade_id"), str):
-                by_name[meta["grade_id"]] = cell
-        for expected in self.expected:
-            if expected.solution or expected.task:
-                cell = by_name.get(expected.name)
-                answered[expected.name] = bool(
-                    prepared.outcome is None
-                    and cell is not None
-                    and expected.name not in prepared.missing
-                    and cell.get("source", "").strip() != expected.source.strip()
-                )
-        return answered
+        sources = _sources_by_grade_id(prepared.notebook)
+        return {
+            expected.name: bool(
+                prepared.outcome is None
+                and expected.name in sources
+                and expected.name not in prepared.missing
+                and sources[expected.name].strip() != expected.source.strip()
+            )
+            for expected in self.expected if expected.solution or expected.task
+        }
+
+    def _blank_answers(self, prepared: PreparedNotebook) -> frozenset[str]:
+        """Hand-graded answer cells of a usable notebook left exactly as released (nbgrader's checksum test)."""
+        if prepared.outcome is not None:
+            return frozenset()
+        sources = _sources_by_grade_id(prepared.notebook)
+        return frozenset(
+            cell.name for cell in self.expected
+            if cell.grade and cell.solution and cell.name not in prepared.missing and sources.get(cell.name) == cell.source
+        )
 
     def _write_autograded(self, student: str, notebook: dict[str, Any]) -> None:
         target = self.course.root / self.course.autograded / student / self.assignment
@@ -359,6 +383,17 @@ class Grader:
                        "Only per-process rlimits apply: one submission can take the CPU, the memory and the",
                        "process slots of the others graded at the same time.")
 
+    def _already_graded(self, skipped: list[str]) -> str:
+        """Say which submissions are skipped as graded, and which of them the other grader graded."""
+        reports = reports_directory(self.course.root, self.assignment)
+        by_nbgrader = [s for s in skipped if not (reports / f"{s}.json").is_file()]
+        line = f"{len(skipped)} submission(s) already graded; use --force to regrade them"
+        if by_nbgrader:
+            shown = ", ".join(by_nbgrader[:10]) + (", ..." if len(by_nbgrader) > 10 else "")
+            line += (f" ({len(by_nbgrader)} of them have scores but no coursekit grade report: graded by "
+                     f"`nbgrader autograde`, whose scores stand until you regrade: {shown})")
+        return line + "\n"
+
     def _warn(self, *lines: str) -> None:
         self.log.write("\n" + "!" * 78 + "\nWARNING: " + "\n".join(lines) + "\n" + "!" * 78 + "\n")
 
@@ -368,9 +403,9 @@ class Grader:
         self._check_isolation()
         remove_stale_groups()
         students = self.pending()
-        skipped = len(self.submissions()) - len(students)
+        skipped = sorted(set(self.submissions()) - set(students))
         if skipped:
-            self.log.write(f"{skipped} submission(s) already graded; use --force to regrade them\n")
+            self.log.write(self._already_graded(skipped))
         executor = make_executor(options.executor, options.jobs)
         use_sandbox: bool | None = True if options.require_sandbox else None
         prepared: dict[str, PreparedNotebook] = {}

@@ -160,6 +160,7 @@ def record_submission(
     expected: list[ExpectedCell],
     scores: dict[str, float],
     answered: dict[str, bool],
+    blank: frozenset[str] = frozenset(),
 ) -> None:
     """Write one submission's auto scores and comments, then commit once.
 
@@ -170,6 +171,8 @@ def record_submission(
         expected: the notebook's expected cells.
         scores: auto score per autograder test cell.
         answered: per solution/task cell, whether the student changed it.
+        blank: hand-graded answer cells the student left as released; each scores 0 and is not
+            flagged for grading, as under ``nbgrader autograde``.
     """
     import warnings
 
@@ -188,8 +191,10 @@ def record_submission(
                     grade.auto_score = float(scores.get(cell.name, 0.0))
                     grade.needs_manual_grade = grade.manual_score is not None
                 else:
-                    grade.auto_score = None
-                    grade.needs_manual_grade = True
+                    # As nbgrader's SaveAutoGrades: an unchanged answer cell scores 0 and needs no
+                    # grader; any other hand-graded cell waits for one.
+                    grade.auto_score = 0.0 if cell.name in blank else None
+                    grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
             if cell.solution or cell.task:
                 comment = gradebook.find_comment(cell.name, notebook, assignment, student)
                 comment.auto_comment = None if answered.get(cell.name, False) else "No response."

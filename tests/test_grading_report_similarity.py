@@ -1,0 +1,102 @@
+"""Code similarity of the grading report: what normalisation ignores, what it keeps, and how students are grouped."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+
+from coursekit.grading.report.similarity import find_function, near_identical_groups, normalise, similarity
+
+pytestmark = [pytest.mark.grading]
+
+MASKED_SUM = '''
+def masked_sum(values, mask):
+    """Sum of the kept values."""
+    kept = torch.where(mask, values, torch.zeros_like(values))
+    return kept.sum(dim=-1)
+'''
+RENAMED_AND_RELAID = '''
+def total(x,m):
+    # keep only the counted ones
+    y = (torch.where(m, x,
+                     torch.zeros_like(x)))
+
+    return y.sum(dim = -1)
+'''
+OTHER_API = '''
+def masked_sum(values, mask):
+    return (values * mask).sum(dim=-1)
+'''
+EXTRA_STATEMENT = '''
+def masked_sum(values, mask):
+    """Sum of the kept values."""
+    mask = mask.bool()
+    kept = torch.where(mask, values, torch.zeros_like(values))
+    return kept.sum(dim=-1)
+'''
+
+
+def _tokens(source: str) -> tuple[str, ...]:
+    node = find_function([source], ast.parse(source).body[0].name)
+    assert node is not None
+    return normalise(node)
+
+
+def test_names_comments_docstrings_and_layout_do_not_count() -> None:
+    assert similarity(_tokens(MASKED_SUM), _tokens(RENAMED_AND_RELAID)) == 1.0
+
+
+def test_library_calls_and_keyword_names_are_kept() -> None:
+    assert similarity(_tokens(MASKED_SUM), _tokens(OTHER_API)) < 0.7
+    dims = _tokens(MASKED_SUM.replace("dim=-1", "axis=-1"))
+    assert dims != _tokens(MASKED_SUM) and "axis" in dims
+
+
+def test_one_extra_statement_lowers_similarity_a_little() -> None:
+    value = similarity(_tokens(MASKED_SUM), _tokens(EXTRA_STATEMENT))
+    assert 0.7 < value < 1.0
+
+
+def test_block_structure_counts() -> None:
+    flat = "def f(x):\n    if x:\n        y = 1\n    return 2\n"
+    nested = "def f(x):\n    if x:\n        y = 1\n        return 2\n"
+    assert _tokens(flat) != _tokens(nested)
+
+
+def test_normalise_leaves_the_parsed_function_unchanged() -> None:
+    node = ast.parse(MASKED_SUM).body[0]
+    before = ast.dump(node)
+    normalise(node)
+    assert ast.dump(node) == before
+
+
+def test_find_function_takes_the_last_definition_and_skips_cells_that_do_not_parse() -> None:
+    cells = [MASKED_SUM, "!pip install torch", OTHER_API, "def masked_sum(:"]
+    assert normalise(find_function(cells, "masked_sum")) == _tokens(OTHER_API)
+    assert find_function(cells, "absent") is None
+
+
+def test_groups_link_near_identical_answers_transitively_and_leave_others_alone() -> None:
+    base = tuple(f"t{i}" for i in range(40))
+    one_off = base[:39] + ("x",)
+    two_off = base[:38] + ("y", "x")
+    answers = {"ada": base, "bob": one_off, "cy": two_off, "dee": tuple(reversed(base)), "eve": ("z",)}
+    groups = near_identical_groups(answers, threshold=0.975)
+    assert [g.students for g in groups] == [("ada", "bob", "cy")]
+    assert groups[0].lowest == pytest.approx(similarity(base, one_off))
+
+
+def test_pairs_come_before_larger_groups() -> None:
+    answers = {"a": ("p",), "b": ("p",), "c": ("q",), "d": ("q",), "e": ("q",)}
+    assert [g.students for g in near_identical_groups(answers, 0.95)] == [("a", "b"), ("c", "d", "e")]
+
+
+def test_the_instructors_page_states_the_reports_similarity_thresholds() -> None:
+    from pathlib import Path
+
+    from coursekit.grading.report.summary import NEAR_IDENTICAL, REFERENCE_FLAG
+
+    page = " ".join((Path(__file__).resolve().parents[1] / "book" / "for_instructors.md").read_text().split())
+    assert f"An answer at {REFERENCE_FLAG:g} or more from the reference is flagged for review" in page
+    assert f"Students are linked when their answers are {NEAR_IDENTICAL:g} or more alike" in page

@@ -27,7 +27,8 @@ from pathlib import Path
 import pytest
 
 from coursekit.course import ASSIGNMENTS, COURSE_ID, strip_hidden_regions
-from coursekit.course.config import COURSE_ID_ENV, DB_URL_ENV, EXCHANGE_ENV, LMS_FILENAME_REGEXP, configure, default_db_url
+from coursekit.course.config import (COURSE_ID_ENV, DB_URL_ENV, EXCHANGE_ENV, LMS_FILENAME_REGEXP, NEUTRALISE_LINKS,
+                                     SANITIZE_HTML, configure, default_db_url)
 from coursekit.course.preprocessors import RedactHiddenTests, StderrIsNotFailure
 from tests.assignment_fixtures import (
     ALTERNATIVES,
@@ -267,6 +268,9 @@ def test_configure_sets_course_exchange_and_pipelines(monkeypatch: pytest.Monkey
     assert "coursekit.course.preprocessors.RedactHiddenTests" in c.GenerateFeedback.preprocessors
     pipeline = c.Autograde.autograde_preprocessors
     assert pipeline.index("coursekit.course.preprocessors.StderrIsNotFailure") == pipeline.index("nbgrader.preprocessors.Execute") + 1
+    for steps in (pipeline, c.GenerateFeedback.preprocessors):
+        # The links are judged on the sanitiser's output: the last word on a markdown cell is theirs.
+        assert steps.index(NEUTRALISE_LINKS) == steps.index(SANITIZE_HTML) + 1
     with pytest.raises(ValueError, match="course_root"):
         configure(Config(), tmp_path / "missing")
 

@@ -10,9 +10,11 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from adversarial.corpus import ATTACKS, CONCURRENT
+from adversarial.corpus import (ATTACKS, CONCURRENT, IMG_ONERROR, MARKDOWN_LINKS, PRINT_HIDDEN_INPUTS,
+                               SCRIPT_IN_ANSWER)
 from adversarial.course import ASSIGNMENT, VENV_BIN, make_course, submit, tool_env
 from coursekit.grading.driver import GradeOptions, grade_assignment
 from coursekit.grading.limits import Limits
@@ -51,29 +53,59 @@ def _listeners(course: Path) -> list[socket.socket]:
     return [tcp, unix]
 
 
+#: URL schemes a browser runs, as the start of an attribute's value with whitespace and controls removed.
+SCRIPT_SCHEMES = ("javascript:", "vbscript:", "data:text/html")
+
+
+def _runs_as_script(url: str) -> bool:
+    return "".join(ch for ch in url if ch.isprintable() and not ch.isspace()).lower().startswith(SCRIPT_SCHEMES)
+
+
+#: elements whose text MathJax leaves alone (its default ``skipHtmlTags``).
+MATHJAX_SKIPS = {"script", "noscript", "style", "textarea", "pre", "code", "annotation", "annotation-xml"}
+
+
 class _LiveHTML(HTMLParser):
-    """Collects what a browser would run: script elements' text and event-handler attributes."""
+    """Collects what a browser would run: script elements' text, event handlers, script URLs (links, images,
+    and MathJax's ``\\href`` in text that MathJax typesets, which it turns into a link)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.scripts: list[str] = []
         self.handlers: list[str] = []
+        self.urls: list[str] = []
         self._in_script = False
+        self._skipped = 0     # open elements whose text MathJax does not typeset
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._in_script = tag == "script"
+        self._skipped += tag in MATHJAX_SKIPS
         self.handlers += [f"{tag} {name}={value}" for name, value in attrs if name.startswith("on")]
+        self.urls += [f"{tag} {name}={value}" for name, value in attrs if value and _runs_as_script(value)]
+
+    def handle_endtag(self, tag: str) -> None:
+        self._skipped -= tag in MATHJAX_SKIPS and self._skipped > 0
 
     def handle_data(self, data: str) -> None:
         if self._in_script:
             self.scripts.append(data)
+        elif "\\href{" in data and not self._skipped:
+            self.urls += [data for link in data.split("\\href{")[1:] if _runs_as_script(link)]
 
 
 def _live(html: str) -> list[str]:
-    """The student's script and event handlers (marked 'pwned' by the corpus) that would run in ``html``."""
+    """The student's scripts, handlers and script URLs (marked 'pwned' by the corpus) that would run in ``html``."""
     parser = _LiveHTML()
     parser.feed(html)
-    return [code for code in parser.scripts + parser.handlers if "pwned" in code]
+    return [code for code in parser.scripts + parser.handlers + parser.urls if "pwned" in code]
+
+
+def _rendered(cell: dict) -> str:
+    """A markdown or raw cell as nbconvert puts it into a page (markdown rendered, raw HTML as it is)."""
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+    source = "".join(cell["source"])
+    return markdown2html_mistune(source) if cell["cell_type"] == "markdown" else source
 
 
 def _sandbox_processes() -> list[int]:
@@ -154,6 +186,42 @@ def test_gradebook_holds_the_reported_scores(graded: dict) -> None:
             assert submission.max_score == 12.0  # 10 autograded + 2 for the written answer
 
 
+def test_the_hidden_input_probe_finds_a_hidden_call_wherever_it_is_held(capsys: pytest.CaptureFixture[str]) -> None:
+    """The probe can fail: in a process that holds the calls (here, a Calls in a local), it finds them."""
+    from coursekit.grading.protocol import Calls
+    from coursekit.grading.wire import encode_value
+
+    held = Calls([], [{"id": "test_token_nll" + "#0", "kind": "function", "name": "token_nll", "tensors": True,
+                       "args": [encode_value(np.zeros(2))], "kwargs": {}, "banned": []}])
+    exec(compile(PRINT_HIDDEN_INPUTS, "<probe>", "exec"), {"__name__": "probe"})
+    printed = capsys.readouterr().out
+    assert held.calls and "found 0 " not in printed
+    assert all(kind in printed for kind in ("Calls", "call dict", "encoded array", "call id in a string"))
+
+
+def test_the_hidden_input_probe_finds_nothing_while_the_cells_run(graded: dict) -> None:
+    notebook = json.loads((graded["course"] / "autograded" / "print_hidden_inputs" / ASSIGNMENT /
+                           f"{ASSIGNMENT}.ipynb").read_text())
+    printed = "".join(o.get("text", "") for cell in notebook["cells"] for o in cell.get("outputs", []))
+    assert "found 0 hidden things" in printed, printed[:2000]
+
+
+def test_forged_hits_and_exception_names_never_reach_a_page_or_a_report(graded: dict) -> None:
+    """Grader review r1, findings 2 and 12: what a graded function writes into its report stays in the sandbox."""
+    course = graded["course"]
+    by_id = {q["grade_id"]: q for q in graded["reports"]["forged_hits"].questions}
+    assert by_id["test_token_nll"]["messages"] == [
+        "10 of 14 hidden checks of the function: malformed result",
+        "4 of 14 hidden checks of the function: raised an exception"], by_id["test_token_nll"]
+    pages = {
+        "autograded notebook": (course / "autograded" / "forged_hits" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text(),
+        "grade report": (course / "grade-reports" / ASSIGNMENT / "forged_hits.json").read_text(),
+        "feedback": _feedback(course, "forged_hits"),
+    }
+    for name, text in pages.items():
+        assert "LEAK" not in text and "test_token_nll#" not in text and "test_token_nlln" not in text, name
+
+
 def test_autograded_notebooks_never_show_hidden_tests_or_inputs(graded: dict) -> None:
     autograded = graded["course"] / "autograded"
     for attack in ATTACKS:
@@ -170,24 +238,47 @@ def test_autograded_notebooks_never_show_hidden_tests_or_inputs(graded: dict) ->
         assert len(verdicts) == 5, attack.student
 
 
-def test_student_html_is_escaped_in_the_autograded_notebook(graded: dict) -> None:
+#: the corpus's submissions whose markdown holds HTML or links that would run: tags (review of issue 15, finding
+#: 8), markdown links, images, reference definitions, autolinks and MathJax's \href (grader review r1, finding 4).
+HTML_ATTACKS = ["html_in_markdown", "links_in_markdown"]
+
+
+def test_the_live_html_detector_sees_every_route_the_corpus_takes() -> None:
+    """The check below can fail: unescaped, each attack's cells hold a live script."""
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+    for text in (SCRIPT_IN_ANSWER, IMG_ONERROR, *MARKDOWN_LINKS):
+        assert _live(markdown2html_mistune(text)) != [], text
+    assert _live(markdown2html_mistune("[the paper](https://arxiv.org) pwned")) == []
+    assert _live(markdown2html_mistune("```\n" + MARKDOWN_LINKS[-1] + "```\n")) == [], "MathJax skips code"
+
+
+@pytest.mark.parametrize("student", HTML_ATTACKS)
+def test_student_html_is_escaped_in_the_autograded_notebook(graded: dict, student: str) -> None:
     autograded = graded["course"] / "autograded"
-    notebook = json.loads((autograded / "html_in_markdown" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
-    sources = ["".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] in ("markdown", "raw")]
-    assert any("pwned" in source for source in sources), "the student's text is kept, as text"
-    for source in sources:
-        assert _live(source) == [], source
+    notebook = json.loads((autograded / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
+    cells = [cell for cell in notebook["cells"] if cell["cell_type"] in ("markdown", "raw")]
+    assert any("pwned" in "".join(cell["source"]) for cell in cells), "the student's text is kept, as text"
+    for cell in cells:
+        assert _live(_rendered(cell)) == [], cell["source"]
 
 
-def test_student_html_is_escaped_in_the_feedback(graded: dict) -> None:
+@pytest.mark.parametrize("student", HTML_ATTACKS)
+def test_student_html_is_escaped_in_the_feedback(graded: dict, student: str) -> None:
     course = graded["course"]
+    html = _feedback(course, student)
+    assert "coursekit grade: 3 / 3 points" in html
+    assert "pwned" in html, "the student's text is kept, as text"
+    assert _live(html) == []
+
+
+def _feedback(course: Path, student: str) -> str:
+    """The student's feedback page, as ``nbgrader generate_feedback`` writes it with the course's config."""
     done = subprocess.run([str(VENV_BIN / "nbgrader"), "generate_feedback", ASSIGNMENT, "--student",
-                           "html_in_markdown", "--force"], cwd=course, env=tool_env(), capture_output=True,
+                           student, "--force"], cwd=course, env=tool_env(), capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    html = (course / "feedback" / "html_in_markdown" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
-    assert "My answer." in html and "coursekit grade: 3 / 3 points" in html
-    assert _live(html) == []
+    return (course / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
 
 
 def test_reports_are_written_for_every_student(graded: dict) -> None:

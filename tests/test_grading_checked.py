@@ -113,6 +113,28 @@ TEACHER_AS_STUDENT = '''def train_student(pairs, *, steps=150, batch_size=32, lr
 '''
 
 
+# Grader review r1, finding 7: a4's notebook says "you may not call F.cross_entropy" in label_smoothed_nll, and the
+# spec bans the operator F.cross_entropy runs. Both variants are exact through it (fairseq's is a combination of
+# two smoothings), so without the ban this answer earns the question's 3 points.
+LABEL_SMOOTHING_BY_CROSS_ENTROPY = '''def label_smoothed_nll(logits, targets, epsilon, *, ignore_index=-100, reduction="mean", variant="pytorch"):
+    classes = logits.shape[-1]
+
+    def entropy(smoothing):
+        return F.cross_entropy(logits.reshape(-1, classes), targets.reshape(-1), ignore_index=ignore_index,
+                               label_smoothing=smoothing, reduction="none").reshape(targets.shape)
+
+    if variant == "pytorch":
+        losses = entropy(epsilon)
+    else:
+        share = epsilon / (classes - 1)
+        losses = (1 - epsilon - share) * entropy(0.0) + share * classes * entropy(1.0)
+    if reduction == "none":
+        return losses
+    if reduction == "sum":
+        return losses.sum()
+    return losses.sum() / (targets != ignore_index).sum()
+'''
+
 
 def _kd_loss_from_reference(solution: str) -> str:
     """Issue 15, finding 1: a4's sandbox needs coursekit.losses (Seq2Seq uses token_nll), but not kd_loss.
@@ -195,6 +217,8 @@ CASES: dict[str, list[Submission]] = {
                    {"test_train_student": "must return a Seq2Seq(embed_dim=16, hidden_size=32)"}),
         Submission("kd_loss_from_reference", "answer_kd_loss", _kd_loss_from_reference, 8.0, "uses_reference",
                    {"test_kd_loss": "reaches the reference"}),
+        Submission("label_smoothing_by_cross_entropy", "answer_label_smoothed_nll", LABEL_SMOOTHING_BY_CROSS_ENTROPY,
+                   9.0, "graded", {"test_label_smoothed_nll": "label_smoothed_nll must not use F.cross_entropy"}),
     ],
     "a5_sequence_objectives": [
         Submission("ctc_builtin_alias", "answer_ctc_loss", CTC_BUILTIN_ALIAS, 9.0, "graded",

@@ -212,6 +212,28 @@ def test_a_banned_operator_raises_by_any_route_only_while_banned() -> None:
                                torch.logsumexp(logits, -1) - logits[torch.arange(3), targets])
 
 
+def test_a_ban_covers_the_sparse_layouts_kernels_too() -> None:
+    """Grader review r1, finding 1: a1's log-softmax must not be reachable through a sparse tensor."""
+    logits = torch.randn(3, 4)
+    hits: list[str] = []
+    with _banned(["_sparse_log_softmax"], hits), pytest.raises(BannedOperation):
+        torch.sparse.log_softmax(logits.to_sparse(), -1)
+    assert hits == ["_sparse_log_softmax"]
+    torch.testing.assert_close(torch.sparse.log_softmax(logits.to_sparse(), -1).to_dense(), logits.log_softmax(-1))
+
+
+def test_banning_cross_entropy_stops_it_with_and_without_gradients() -> None:
+    """Grader review r1, finding 7: a4 bans the composite operator behind F.cross_entropy; its CPU kernel fires."""
+    logits, targets = torch.randn(3, 4, requires_grad=True), torch.tensor([0, 1, 3])
+    hits: list[str] = []
+    with _banned(["cross_entropy_loss"], hits):
+        for inputs in (logits, logits.detach()):
+            with pytest.raises(BannedOperation):
+                F.cross_entropy(inputs, targets, label_smoothing=0.1)
+        assert F.nll_loss(F.log_softmax(logits, -1), targets).requires_grad, "the hand-written route still works"
+    assert hits == ["cross_entropy_loss"] * 2
+
+
 def test_the_kernel_answers_each_command_with_one_report() -> None:
     from coursekit.grading.kernel import Kernel, run_step
     from coursekit.grading.protocol import AdapterReport, CallReport, CallStatus, RunAdapter, RunCall, RunCell

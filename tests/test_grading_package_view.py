@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import inspect
 import json
 import subprocess
 import sys
@@ -12,7 +13,8 @@ import pytest
 
 from adversarial.course import REPO
 from coursekit.grading.package_view import materialise, notebook_imports, plan_view
-from coursekit.grading.spec import FunctionQuestion, adapters, graded_names, load_spec
+from coursekit.grading.spec import (AssignmentSpec, FunctionQuestion, adapters, graded_names, load_spec,
+                                    withheld_functions, withheld_name)
 
 pytestmark = pytest.mark.grading
 
@@ -47,6 +49,46 @@ def test_no_file_of_the_view_defines_a_graded_function(assignment: str) -> None:
         reference = getattr(question, "reference", None)
         if isinstance(question, FunctionQuestion) and reference.__module__.startswith("coursekit."):
             assert reference.__module__ in plan.withheld, (question.grade_id, reference.__module__)
+
+
+def _coursekit_functions_named_by(reference: object) -> list[object]:
+    """The ``coursekit`` functions a spec-file reference calls by name (its own code, one level deep)."""
+    names = getattr(getattr(reference, "__code__", None), "co_names", ())
+    found = [reference.__globals__.get(name) for name in names]
+    return [f for f in found if inspect.isfunction(f) and f.__module__.startswith("coursekit.")]
+
+
+@pytest.mark.parametrize("assignment", SPECS)
+def test_every_function_a_question_withholds_is_a_tripwire_in_the_view(assignment: str) -> None:
+    """Grader review r1, finding 11: what is withheld is named, not inferred from the student function's name."""
+    spec, plan, view = _view(assignment)
+    for question in spec.questions:
+        withheld = withheld_functions(question)
+        reference = getattr(question, "reference", None)
+        if reference is not None and not reference.__module__.startswith("coursekit."):
+            # A reference written in the spec file must name every coursekit function it calls.
+            assert set(map(id, _coursekit_functions_named_by(reference))) <= set(map(id, withheld)), question.grade_id
+        for function in withheld:
+            name = withheld_name(function)
+            assert name in plan.tripwires, (question.grade_id, name)
+            stub = view.joinpath(*function.__module__.split(".")[1:]).with_suffix(".py").read_text()
+            assert f"_tripwire({name!r})" in stub, (question.grade_id, name)
+
+
+def test_a_spec_file_reference_withholds_what_it_names_whatever_the_students_function_is_called() -> None:
+    from coursekit.losses import ctc_loss
+
+    def wrapper(*args: object) -> object:
+        return ctc_loss(*args)
+
+    def spec(**withholds: object) -> AssignmentSpec:
+        return AssignmentSpec("a", "a", 0, (FunctionQuestion("test_ctc", "alignment_loss", 1, list, wrapper,
+                                                            **withholds),))
+
+    assert "coursekit.losses.ctc.ctc_loss" not in plan_view(graded_names(spec()), []).tripwires
+    assert "coursekit.losses.ctc.ctc_loss" in plan_view(graded_names(spec(withholds=(ctc_loss,))), []).tripwires
+    with pytest.raises(ValueError, match="withholds must be a tuple of coursekit functions"):
+        spec(withholds=(len,))
 
 
 def test_a1_sees_no_loss_implementation_at_all() -> None:

@@ -146,9 +146,54 @@ def test_reaching_a_withheld_reference_forfeits_the_question() -> None:
     calls = _calls(_spec(), "test_double")
     ends = _ends(calls, _right)
     ends[calls[3].call["id"]] = CallEnd(calls[3].call["id"], CallStatus.WITHHELD, hits=["coursekit.losses.nll.x"])
-    result = score_question(_spec().questions[0], calls, ends)
+    result = score_question(_spec().questions[0], calls, ends, tripwires={"coursekit.losses.nll.x"})
     assert result.score == 0.0 and result.uses_reference
     assert result.messages == ["double reaches the reference (coursekit.losses.nll.x), which earns nothing"]
+
+
+#: what a graded function can write into its report's hits: its hidden inputs (review round 1, finding 2).
+FORGED = "LEAK:[[-0.9655, 0.1234, 2.5]]"
+
+
+def test_withheld_names_the_grader_does_not_know_are_never_quoted() -> None:
+    calls = _calls(_spec(), "test_double")
+    ends = {c.call["id"]: CallEnd(c.call["id"], CallStatus.WITHHELD, hits=[FORGED]) for c in calls}
+    result = score_question(_spec().questions[0], calls, ends, tripwires={"coursekit.losses.nll.x"})
+    assert (result.score, result.uses_reference) == (0.0, False)
+    assert result.messages == ["4 of 4 hidden checks of the function: malformed result"]
+    mixed = {**ends, calls[0].call["id"]: CallEnd(calls[0].call["id"], CallStatus.WITHHELD,
+                                                  hits=[FORGED, "coursekit.losses.nll.x"])}
+    result = score_question(_spec().questions[0], calls, mixed, tripwires={"coursekit.losses.nll.x"})
+    assert result.messages == ["double reaches the reference (coursekit.losses.nll.x), which earns nothing"]
+
+
+def test_banned_names_are_quoted_only_as_the_spec_shows_them() -> None:
+    spec = _spec()
+    question = FunctionQuestion("test_double", "double", 2, spec.questions[0].cases, spec.questions[0].reference,
+                                banned=(BannedOp("_log_softmax", "F.log_softmax"),))
+    calls = _calls(spec, "test_double")
+    ends = _ends(calls, _right)
+    ends[calls[0].call["id"]] = CallEnd(calls[0].call["id"], CallStatus.BANNED, hits=[FORGED, "_log_softmax"])
+    assert score_question(question, calls, ends).messages == ["double must not use F.log_softmax"]
+    ends[calls[0].call["id"]] = CallEnd(calls[0].call["id"], CallStatus.BANNED, hits=[FORGED])
+    result = score_question(question, calls, ends)
+    assert (result.score, result.messages) == (1.5, ["1 of 4 hidden checks of the function: malformed result"])
+
+
+def test_the_runner_relays_only_hits_it_knows() -> None:
+    from coursekit.grading.protocol import CallReport
+    from coursekit.grading.runner import StepResult, call_end
+
+    def relayed(status: CallStatus, hits: list[str]) -> CallEnd:
+        return call_end("q#0", StepResult(report=CallReport("q#0", status, hits=hits)),
+                        banned=frozenset({"_log_softmax"}), tripwires=frozenset({"coursekit.losses.nll.token_nll"}))
+
+    assert relayed(CallStatus.WITHHELD, [FORGED, "coursekit.losses.nll.token_nll"]).hits == [
+        "coursekit.losses.nll.token_nll"]
+    assert relayed(CallStatus.BANNED, ["_log_softmax", FORGED]).hits == ["_log_softmax"]
+    assert relayed(CallStatus.WITHHELD, [FORGED]) == CallEnd("q#0", CallStatus.MALFORMED)
+    assert relayed(CallStatus.BANNED, ["coursekit.losses.nll.token_nll"]) == CallEnd("q#0", CallStatus.MALFORMED)
+    assert relayed(CallStatus.RAISED, [FORGED]).hits == []
 
 
 def _at_least(threshold: float):

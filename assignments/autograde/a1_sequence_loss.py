@@ -19,9 +19,10 @@ from coursekit.grading.spec import AssignmentSpec, BannedOp, Case, FunctionQuest
 from coursekit.losses import perplexity, sequence_loss, token_nll
 
 SEED = 730_214_557
-#: what F.log_softmax and F.cross_entropy run (log_softmax), and F.nll_loss (both layouts).
+#: what F.log_softmax and F.cross_entropy run (log_softmax), its sparse twin, and F.nll_loss (both layouts).
 BANNED = (
     BannedOp("_log_softmax", "log_softmax (F.log_softmax, F.cross_entropy)"),
+    BannedOp("_sparse_log_softmax", "log_softmax (torch.sparse.log_softmax)"),
     BannedOp("nll_loss_forward", "F.nll_loss"),
     BannedOp("nll_loss2d_forward", "F.nll_loss"),
 )

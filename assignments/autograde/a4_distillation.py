@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from coursekit.data import Vocab, pad_batch, translation_task
-from coursekit.grading.spec import AssignmentSpec, Case, CheckedQuestion, FunctionQuestion
+from coursekit.grading.spec import AssignmentSpec, BannedOp, Case, CheckedQuestion, FunctionQuestion
 from coursekit.losses import kd_cross_entropy, kd_loss, label_smoothed_nll
 from coursekit.models import Seq2Seq
 from coursekit.models.checkpoints import load_checkpoint, shipped_checkpoint
@@ -208,12 +208,14 @@ SPEC = AssignmentSpec(
     seed=SEED,
     questions=(
         FunctionQuestion("test_label_smoothed_nll", "label_smoothed_nll", 3, label_smoothing_cases,
-                         label_smoothed_nll, rtol=1e-5, atol=1e-5, grad_wrt=(0,), adapter=ADAPTERS),
+                         label_smoothed_nll, rtol=1e-5, atol=1e-5, grad_wrt=(0,), adapter=ADAPTERS,
+                         banned=(BannedOp("cross_entropy_loss", "F.cross_entropy"),)),
         FunctionQuestion("test_kd_loss", "kd_loss", 4, kd_loss_cases, kd_loss, rtol=1e-5, atol=1e-5, grad_wrt=(0,)),
         FunctionQuestion("test_kd_cross_entropy", "kd_cross_entropy", 2, kd_cross_entropy_cases, kd_cross_entropy,
                          rtol=1e-5, atol=1e-5, grad_wrt=(0,)),
         FunctionQuestion("test_sequence_kd_targets", "_coursekit_kd_targets", 1, kd_target_cases,
-                         _reference_kd_targets, student_function="sequence_kd_targets"),
+                         _reference_kd_targets, student_function="sequence_kd_targets",
+                         withholds=(sequence_kd_targets,)),
         CheckedQuestion("test_train_student", "_coursekit_train_student", 2, student_cases, check_student,
                         student_function="train_student"),
     ),

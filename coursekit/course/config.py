@@ -31,6 +31,8 @@ LMS_FILENAME_REGEXP = r".*/(?P<student_id>[A-Za-z0-9.-]+)_(?:late_)?(?:[0-9]+_)*
 EXECUTION_TIMEOUT_S = 300
 #: nbconvert's HTML sanitiser (escapes <script>, event handlers and unknown tags; drops JavaScript outputs).
 SANITIZE_HTML = "nbconvert.preprocessors.sanitize.SanitizeHTML"
+#: shows as text any markdown cell or output with a javascript:/vbscript:/data: link (the sanitiser sees tags only).
+NEUTRALISE_LINKS = "coursekit.course.preprocessors.NeutraliseHarmfulLinks"
 
 
 def course_id(environ: Mapping[str, str] | None = None) -> str:
@@ -159,7 +161,8 @@ def configure(c: Any, course_root: str | os.PathLike[str]) -> None:
     c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
     # A student's HTML (markdown, raw cells, display outputs) must not run in formgrader or in the
-    # feedback page: nbconvert's sanitiser escapes it in the autograded notebook and again in the feedback.
+    # feedback page: nbconvert's sanitiser escapes it in the autograded notebook and again in the feedback,
+    # and markdown links with a script URL, which the sanitiser does not see, are shown as text.
     c.Autograde.autograde_preprocessors = [
         "nbgrader.preprocessors.Execute",
         "coursekit.course.preprocessors.StderrIsNotFailure",
@@ -167,6 +170,7 @@ def configure(c: Any, course_root: str | os.PathLike[str]) -> None:
         "nbconvert.preprocessors.ClearMetadataPreprocessor",
         "nbgrader.preprocessors.LimitOutput",
         SANITIZE_HTML,
+        NEUTRALISE_LINKS,
         "nbgrader.preprocessors.SaveAutoGrades",
         "nbgrader.preprocessors.AssignLatePenalties",
         "nbgrader.preprocessors.CheckCellMetadata",
@@ -175,6 +179,7 @@ def configure(c: Any, course_root: str | os.PathLike[str]) -> None:
         "nbgrader.preprocessors.GetGrades",
         "coursekit.course.preprocessors.RedactHiddenTests",
         SANITIZE_HTML,
+        NEUTRALISE_LINKS,
         "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     ]
     c.FileNameCollectorPlugin.named_regexp = LMS_FILENAME_REGEXP

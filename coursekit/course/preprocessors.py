@@ -12,6 +12,12 @@
   correct answer that emits a harmless ``warnings.warn`` would lose its points. A
   failing test raises, and an ``error`` output still gives zero; stderr text is
   kept, visible in the feedback, but relabelled as ordinary output.
+* :class:`NeutraliseHarmfulLinks` runs after nbconvert's ``SanitizeHTML``, while
+  autograding and while feedback is generated. The sanitiser cleans HTML tags
+  only; a markdown link such as ``[x](javascript:...)`` passes it and becomes a
+  live link in formgrader and in the feedback page. Markdown cells and markdown
+  outputs holding such a link are shown as text
+  (see :mod:`coursekit.grading.markdown_links`).
 """
 
 from __future__ import annotations
@@ -134,3 +140,17 @@ class StderrIsNotFailure(NbGraderPreprocessor):
                 if output.get("output_type") == "stream" and output.get("name") == "stderr":
                     output["name"] = "stdout"
         return cell, resources
+
+
+class NeutraliseHarmfulLinks(NbGraderPreprocessor):
+    """Autograde and feedback preprocessor: no markdown link, image or ``\\href`` runs a script.
+
+    Put it right after nbconvert's ``SanitizeHTML`` in ``Autograde.autograde_preprocessors``
+    and ``GenerateFeedback.preprocessors``.
+    """
+
+    def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
+        from coursekit.grading.markdown_links import neutralise_notebook
+
+        neutralise_notebook(nb)
+        return nb, resources

@@ -5,14 +5,17 @@ generate_feedback`` turns into the student's feedback page, so nothing the
 student wrote may run there: the HTML in every markdown and raw cell is
 cleaned with nbconvert's own sanitiser (``<script>``, tags with event handlers
 such as ``onerror``, and unknown tags are escaped into text, which shows what
-was written), and the outputs come from the runner's capped events only
-(stream and error outputs, never HTML).
+was written); a markdown cell with a link of a scheme that runs code
+(``[x](javascript:...)``, which the sanitiser does not see) is shown as text
+(:mod:`coursekit.grading.markdown_links`); and the outputs come from the
+runner's capped events only (stream and error outputs, never HTML).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from coursekit.grading.markdown_links import neutralise_notebook
 from coursekit.grading.notebook import PreparedNotebook
 from coursekit.grading.protocol import CellStatus
 from coursekit.grading.sandbox import RawRun
@@ -48,6 +51,9 @@ def _cell_outputs(run: RawRun, cells: list[dict[str, Any]]) -> None:
 def sanitise_html(notebook: dict[str, Any]) -> dict[str, Any]:
     """Clean the HTML of every markdown and raw cell, in place, with nbconvert's ``SanitizeHTML``.
 
+    Then every markdown cell with a harmful link is shown as text (see
+    :func:`~coursekit.grading.markdown_links.neutralise_notebook`).
+
     Example:
         >>> cell = {"cell_type": "markdown", "metadata": {}, "source": "**mine** <script>alert(1)</script>"}
         >>> sanitise_html({"cells": [cell]})["cells"][0]["source"]
@@ -60,7 +66,7 @@ def sanitise_html(notebook: dict[str, Any]) -> dict[str, Any]:
         if cell.get("cell_type") in ("markdown", "raw"):
             source = cell.get("source", "")
             cell["source"] = cleaner.sanitize_html_tags("".join(source) if isinstance(source, list) else source)
-    return notebook
+    return neutralise_notebook(notebook)
 
 
 def render(prepared: PreparedNotebook, run: RawRun | None, results: dict[str, QuestionResult],

@@ -254,7 +254,8 @@ class Grader:
         if calls is None:
             calls = prepare_calls(self.spec, course=self.course.course_id, student=student)
         ends = {event.call_id: event for event in run.calls} if run is not None else {}
-        return {q.grade_id: score_question(q, calls[q.grade_id], ends) for q in self.spec.questions}
+        return {q.grade_id: score_question(q, calls[q.grade_id], ends, self.view.tripwires)
+                for q in self.spec.questions}
 
     def _outcome(self, prepared: PreparedNotebook, run: RawRun | None,
                  results: dict[str, QuestionResult]) -> tuple[str, list[str]]:

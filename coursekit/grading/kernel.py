@@ -12,8 +12,15 @@ cell has run, an adapter or one graded call; one report per command.
 Everything here runs in a process the student controls, so nothing here is
 trusted: the runner times every step itself, caps every report, and the
 grader decodes every value strictly. The timers below only stop honest code
-politely; the bans and the withheld references are enforced by what is
-absent or disabled, and only *recorded* here.
+politely. The withheld references are enforced by what is absent: the
+sandbox's ``coursekit`` holds stand-ins, never the answers. The bans on
+PyTorch built-ins are not: torch's kernels are all in the sandbox, and the
+stand-ins that :func:`_banned` puts in the dispatcher live in this process,
+where a cell can take them out again (patch this module, or
+``torch.library``). A ban is a deterrent that stops a student who calls the
+built-in, not one who sets out to switch it off. The names a report lists
+(``hits``) are the student's word too: the runner and the grader keep only
+names they know.
 """
 
 from __future__ import annotations
@@ -127,13 +134,20 @@ def _timers(cpu_s: float, wall_s: float) -> Iterator[None]:
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
+#: the dispatch keys a ban replaces: every CPU layout (dense, sparse COO and CSR, MKL-DNN, quantized), so
+#: that converting the input (``x.to_sparse()``) does not reach the built-in kernel through another key.
+BANNED_DISPATCH_KEYS = ("CPU", "SparseCPU", "SparseCsrCPU", "MkldnnCPU", "QuantizedCPU")
+
+
 @contextlib.contextmanager
 def _banned(operators: list[str], hits: list[str]) -> Iterator[None]:
     """Make the ATen ``operators`` (every overload) raise while the block runs, recording each attempt.
 
-    The operators are replaced in PyTorch's dispatcher, below every Python
-    name, so an alias, ``getattr`` or ``torch.ops.aten`` reaches the same
-    stand-in; leaving the block puts the real kernels back.
+    The operators are replaced in PyTorch's dispatcher for every CPU layout,
+    below every Python name, so an alias, ``getattr`` or ``torch.ops.aten``
+    reaches the same stand-in; leaving the block puts the real kernels back.
+    The stand-ins live in this process, so student code can remove them (see
+    the module docstring): the ban deters, it does not enforce.
     """
     if not operators:
         yield
@@ -154,7 +168,8 @@ def _banned(operators: list[str], hits: list[str]) -> Iterator[None]:
                 packet = getattr(torch.ops.aten, name)
                 for overload in packet.overloads():
                     qualified = name if overload == "default" else f"{name}.{overload}"
-                    library.impl(qualified, stand_in(name), "CPU")
+                    for key in BANNED_DISPATCH_KEYS:
+                        library.impl(qualified, stand_in(name), key)
         yield
     finally:
         library._destroy()

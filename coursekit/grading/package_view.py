@@ -67,11 +67,14 @@ class ViewPlan:
         withheld: modules replaced by stand-ins.
         files: relative path (under the package) -> generated text, or ``None`` to copy the
             installed file as it is.
+        tripwires: ``module.name`` of every stand-in the withheld modules hold: the only
+            names a graded call's report may list as references it reached.
     """
 
     kept: tuple[str, ...]
     withheld: tuple[str, ...]
     files: tuple[tuple[str, str | None], ...]
+    tripwires: tuple[str, ...] = ()
 
     def digest(self) -> str:
         """A short hash naming this plan's materialised directory."""
@@ -247,6 +250,8 @@ def plan_view(graded_names: Iterable[str], imports: Iterable[tuple[str, tuple[st
         >>> plan = plan_view({"token_nll"}, [])
         >>> plan.withheld
         ('coursekit.losses.nll',)
+        >>> "coursekit.losses.nll.token_nll" in plan.tripwires
+        True
         >>> "coursekit.losses.smoothing" in plan.kept
         False
     """
@@ -280,7 +285,8 @@ def plan_view(graded_names: Iterable[str], imports: Iterable[tuple[str, tuple[st
             owner = next(d for d in path.parents if (d / "__init__.py").is_file())
             if _module_name(base, owner / "__init__.py") in present:
                 files.append((str(path.relative_to(base)), None))
-    return ViewPlan(tuple(sorted(present - withheld)), tuple(sorted(withheld)), tuple(files))
+    tripwires = sorted(f"{name}.{public}" for name in withheld for public in modules[name].public)
+    return ViewPlan(tuple(sorted(present - withheld)), tuple(sorted(withheld)), tuple(files), tuple(tripwires))
 
 
 _LOCK = threading.Lock()

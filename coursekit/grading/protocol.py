@@ -56,6 +56,8 @@ MAX_ADAPTER_REPORT_BYTES = 1024
 #: containers, lists nest at most ``wire.MAX_DEPTH`` deep, and base64 data holds no brackets.
 #: Parsed, a million empty objects take about 70 MB.
 MAX_CALL_BRACKETS = 1_000_000
+#: most stand-ins a sandbox's view may hold (a view holds a few dozen).
+MAX_TRIPWIRES = 1024
 
 
 class ProtocolError(ValueError):
@@ -125,11 +127,15 @@ class Calls:
     Attributes:
         adapters: spec code run in the kernel before the calls.
         calls: the calls in order; the keys of one call are listed under :class:`RunCall`.
+        tripwires: the names of the sandbox's stand-ins for withheld references
+            (:attr:`~coursekit.grading.package_view.ViewPlan.tripwires`): the runner relays
+            no other name as a reference a call reached.
     """
 
     KIND: ClassVar[str] = "calls"
     adapters: list[str]
     calls: list[dict[str, Any]]
+    tripwires: list[str] = field(default_factory=list, metadata={"max_items": MAX_TRIPWIRES, "max": MAX_NAME})
 
 
 # -- runner -> grader: the events -----------------------------------------------------------

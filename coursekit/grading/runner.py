@@ -336,14 +336,26 @@ def cell_end(index: int, result: StepResult, budget: OutputBudget) -> CellEnd:
     )
 
 
-def call_end(call_id: str, result: StepResult) -> CallEnd:
-    """The event for a graded call; a status the kernel may not claim makes the call malformed."""
+def call_end(call_id: str, result: StepResult, *, banned: frozenset[str] = frozenset(),
+             tripwires: frozenset[str] = frozenset()) -> CallEnd:
+    """The event for a graded call; a status the kernel may not claim makes the call malformed.
+
+    The names a report lists are the student's word: only the call's ``banned``
+    operators (for ``banned``) and the view's stand-ins (for ``withheld``) are
+    relayed, so a graded function cannot write its hidden inputs into the
+    feedback as the names of what it reached. A ``banned`` or ``withheld``
+    report that names nothing known is malformed.
+    """
     if result.report is None:
         return CallEnd(call_id, CallStatus.STALLED if result.stalled else CallStatus.DIED)
     report: CallReport = result.report
     if report.status not in KERNEL_CALL_STATUSES:
         return CallEnd(call_id, CallStatus.MALFORMED)
-    return CallEnd(call_id, report.status, report.value, report.grads, report.ename, report.hits)
+    known = {CallStatus.BANNED: banned, CallStatus.WITHHELD: tripwires}.get(report.status, frozenset())
+    hits = [hit for hit in report.hits if hit in known]
+    if report.status in (CallStatus.BANNED, CallStatus.WITHHELD) and not hits:
+        return CallEnd(call_id, CallStatus.MALFORMED)
+    return CallEnd(call_id, report.status, report.value, report.grads, report.ename, hits)
 
 
 class Events:
@@ -409,7 +421,8 @@ def main() -> NoReturn:
             continue
         kernel.send(RunCall(call))
         result = kernel.wait(lambda report, c=call_id: isinstance(report, CallReport) and report.call_id == c)
-        ended = call_end(call_id, result)
+        ended = call_end(call_id, result, banned=frozenset(call.get("banned", [])),
+                         tripwires=frozenset(calls.tripwires))
         events.emit(ended)
         if ended.status is CallStatus.TIMEOUT:
             timed_out.add(call["name"])

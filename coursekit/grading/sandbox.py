@@ -377,7 +377,8 @@ def _talk(process: subprocess.Popen[bytes], job: Job, limits: Limits, setup: Set
                         continue
                     recorder.accept(event)
                     if recorder.cells_done and not calls_sent:
-                        _send_later(process.stdin, protocol.encode(Calls(job.adapters, job.calls)), close=True)
+                        calls = Calls(job.adapters, job.calls, list(job.view.tripwires))
+                        _send_later(process.stdin, protocol.encode(calls), close=True)
                         calls_sent = True
         if run.done is not None:
             break

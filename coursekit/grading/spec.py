@@ -51,10 +51,15 @@ class BannedOp:
     """A PyTorch operator that a question's function must not run (``F.ctc_loss`` for a CTC exercise).
 
     The ban is on the ATen operator, below every Python name: during the
-    question's graded calls the operator raises, whatever route reaches it
-    (an alias, ``getattr``, ``torch.ops.aten``), and a call that tries it earns
-    nothing. Outside the graded calls the notebook may use it (to check an
-    answer against it, say); comments and strings are never read.
+    question's graded calls the operator's CPU kernels (dense, sparse and the
+    other layouts) raise, so a call through an alias, ``getattr`` or
+    ``torch.ops.aten`` earns nothing. Outside the graded calls the notebook may
+    use it (to check an answer against it, say); comments and strings are
+    never read. The ban is a deterrent, not a wall: it is put in place inside
+    the process that runs the student's code, and a cell that patches the
+    grader's kernel module or ``torch.library`` switches it off (see
+    :mod:`coursekit.grading.kernel`). A route that computes the same values
+    through other operators (``logsumexp``, say) is not banned either.
 
     Attributes:
         aten: the operator's name in ``torch.ops.aten`` (all its overloads are banned),
@@ -80,6 +85,26 @@ class BannedOp:
             raise ValueError(f"BannedOp.aten must name an operator of torch.ops.aten, got {self.aten!r}") from None
 
 
+def _in_coursekit(function: object) -> bool:
+    return str(getattr(function, "__module__", "")).startswith("coursekit.")
+
+
+def _check_withholds(withholds: object) -> None:
+    if not isinstance(withholds, tuple) or not all(callable(f) and _in_coursekit(f) for f in withholds):
+        raise ValueError(f"withholds must be a tuple of coursekit functions, got {withholds!r}")
+
+
+def withheld_name(function: Callable[..., Any]) -> str:
+    """``module.name`` of a withheld ``coursekit`` function: the name of its stand-in in the sandbox.
+
+    Example:
+        >>> from coursekit.losses import ctc_loss
+        >>> withheld_name(ctc_loss)
+        'coursekit.losses.ctc.ctc_loss'
+    """
+    return f"{function.__module__}.{function.__name__}"
+
+
 @dataclass(frozen=True)
 class FunctionQuestion:
     """A question graded by calling a student function on hidden cases.
@@ -100,6 +125,11 @@ class FunctionQuestion:
             in the grader's process.
         student_function: with an adapter, the student's function it wraps
             (named in feedback, and withheld from the sandbox like ``function``).
+        withholds: ``coursekit`` functions that compute the answer and must not be in
+            the sandbox, named explicitly: a reference written in the spec file
+            (``_reference_ctc``) hides the library function it calls, whatever the
+            student's function is called. ``reference`` itself is withheld when it
+            lives in ``coursekit``.
     """
 
     grade_id: str
@@ -113,6 +143,10 @@ class FunctionQuestion:
     banned: tuple[BannedOp, ...] = ()
     adapter: str = ""
     student_function: str = ""
+    withholds: tuple[Callable[..., Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_withholds(self.withholds)
 
 
 @dataclass(frozen=True)
@@ -152,7 +186,7 @@ class CheckedQuestion:
             (arrays, numbers, strings, lists) is acceptable for ``case``, else a
             short reason that reveals nothing hidden. An exception it raises
             counts as a failed case, never as a crash of the grader.
-        banned, adapter, student_function: as for :class:`FunctionQuestion`.
+        banned, adapter, student_function, withholds: as for :class:`FunctionQuestion`.
     """
 
     grade_id: str
@@ -163,6 +197,10 @@ class CheckedQuestion:
     banned: tuple[BannedOp, ...] = ()
     adapter: str = ""
     student_function: str = ""
+    withholds: tuple[Callable[..., Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_withholds(self.withholds)
 
 
 Question = Union[FunctionQuestion, ValueQuestion, CheckedQuestion]
@@ -266,25 +304,38 @@ def _rng(seed: int, grade_id: str, index: int = 0) -> np.random.Generator:
 
 
 def graded_names(spec: AssignmentSpec) -> set[str]:
-    """The names of every function the assignment grades: the student's, and the references'.
+    """The names of every function the assignment grades: the student's, the references', the ones it withholds.
 
     The sandbox withholds every ``coursekit`` module that defines one of them
     (see :mod:`~coursekit.grading.package_view`).
 
     Example:
-        >>> from coursekit.losses import token_nll
-        >>> sorted(graded_names(AssignmentSpec("a", "a", 0, (FunctionQuestion("t", "nll", 1, list, token_nll),))))
-        ['nll', 'token_nll']
+        >>> from coursekit.losses import ctc_loss, token_nll
+        >>> question = FunctionQuestion("t", "nll", 1, list, token_nll, withholds=(ctc_loss,))
+        >>> sorted(graded_names(AssignmentSpec("a", "a", 0, (question,))))
+        ['ctc_loss', 'nll', 'token_nll']
     """
     names: set[str] = set()
     for question in spec.questions:
-        if isinstance(question, ValueQuestion):
-            continue
-        names.update(n for n in (question.function, question.student_function) if n)
-        reference = getattr(question, "reference", None)
-        if reference is not None and str(getattr(reference, "__module__", "")).startswith("coursekit."):
-            names.add(reference.__name__)
+        names.update(function.__name__ for function in withheld_functions(question))
+        if not isinstance(question, ValueQuestion):
+            names.update(n for n in (question.function, question.student_function) if n)
     return names
+
+
+def withheld_functions(question: Question) -> list[Callable[..., Any]]:
+    """The ``coursekit`` functions that ``question`` keeps out of the sandbox: its reference and its ``withholds``.
+
+    Example:
+        >>> from coursekit.losses import token_nll
+        >>> [f.__name__ for f in withheld_functions(FunctionQuestion("t", "nll", 1, list, token_nll))]
+        ['token_nll']
+    """
+    if isinstance(question, ValueQuestion):
+        return []
+    reference = getattr(question, "reference", None)
+    found = [reference] if reference is not None and _in_coursekit(reference) else []
+    return found + list(question.withholds)
 
 
 def _to_torch(value: Any) -> Any:
@@ -328,7 +379,11 @@ def prepare_calls(spec: AssignmentSpec, *, course: str, student: str) -> dict[st
     """Generate one student's hidden calls and their reference answers, grouped by grade_id.
 
     The result depends only on the spec and :func:`hidden_seed`'s arguments, so
-    a student gets the same inputs on every executor and every regrade.
+    a student gets the same inputs on every executor and every regrade. That is
+    by design (a regrade reproduces the grade), and it means that inputs which
+    reach a student once are valid for that student's later submissions of
+    the same assignment: nothing that leaves the sandbox may carry them (the
+    feedback quotes only the grader's own words and names it knows).
 
     Args:
         spec: the assignment's spec.

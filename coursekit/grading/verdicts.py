@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import builtins
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 
 from coursekit.grading.protocol import CallEnd, CallStatus
-from coursekit.grading.spec import CheckedQuestion, FunctionQuestion, PreparedCall, Question, ValueQuestion
+from coursekit.grading.spec import CheckedQuestion, PreparedCall, Question, ValueQuestion
 from coursekit.grading.wire import WireError, decode_value
 
 #: exception names quoted in feedback: Python's own, and the kernel's time and output limits.
@@ -32,6 +32,9 @@ FAILURES = {
     CallStatus.DIED: "the process died during this call",
     CallStatus.NOT_RUN_AFTER_DEATH: "the process died in this function; not called again",
     CallStatus.MALFORMED: "malformed result",
+    # A withheld or banned status naming nothing the grader knows: the kernel's word alone.
+    CallStatus.WITHHELD: "malformed result",
+    CallStatus.BANNED: "malformed result",
 }
 
 
@@ -175,17 +178,21 @@ def _forfeit(question: Question, total: int, message: str, *, uses_reference: bo
     return QuestionResult(question.grade_id, 0.0, float(question.points), 0, total, [message], uses_reference)
 
 
-def score_question(question: Question, calls: Sequence[PreparedCall], ends: Mapping[str, CallEnd]) -> QuestionResult:
+def score_question(question: Question, calls: Sequence[PreparedCall], ends: Mapping[str, CallEnd],
+                   tripwires: Collection[str] = ()) -> QuestionResult:
     """Score one question from the runner's call events.
 
     A call that reached a withheld reference, or ran a banned operator, forfeits
     the whole question. Otherwise partial credit is ``points * passed / total``,
-    rounded to 1e-3.
+    rounded to 1e-3. The feedback names only what the grader knows: the view's
+    stand-ins and the question's banned operators (by their ``shown_as``); any
+    other name in an event is dropped, since the kernel wrote it.
 
     Args:
         question: the question.
         calls: its prepared calls (inputs and references).
         ends: the runner's call events, by call id.
+        tripwires: the names of the sandbox's stand-ins for withheld references.
 
     Returns:
         The question's result.
@@ -193,14 +200,14 @@ def score_question(question: Question, calls: Sequence[PreparedCall], ends: Mapp
     total = len(calls)
     name = getattr(question, "student_function", "") or getattr(question, "function", "")
     mine = [ends[c.call["id"]] for c in calls if c.call["id"] in ends]
-    reached = sorted({hit for end in mine if end.status is CallStatus.WITHHELD for hit in end.hits})
+    known = set(tripwires)
+    reached = sorted({hit for end in mine if end.status is CallStatus.WITHHELD for hit in end.hits if hit in known})
     if reached:
         return _forfeit(question, total, f"{name} reaches the reference ({', '.join(reached)}), which earns nothing",
                         uses_reference=True)
-    banned = sorted({hit for end in mine if end.status is CallStatus.BANNED for hit in end.hits})
-    if banned and isinstance(question, (FunctionQuestion, CheckedQuestion)):
-        shown = {op.aten: op.shown_as for op in question.banned}
-        labels = sorted({shown.get(hit, hit) for hit in banned})
+    shown = {op.aten: op.shown_as for op in getattr(question, "banned", ())}
+    labels = sorted({shown[hit] for end in mine if end.status is CallStatus.BANNED for hit in end.hits if hit in shown})
+    if labels:
         return _forfeit(question, total, f"{name} must not use {', '.join(labels)}")
     passed = 0
     reasons: dict[str, int] = {}

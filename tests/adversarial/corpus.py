@@ -293,20 +293,86 @@ REFERENCE_OF_ANOTHER_ASSIGNMENT = (
     "    return label_smoothed_nll(logits, targets, 0.0, ignore_index=ignore_index, reduction='none')\n"
 )
 
-# Finding 2: the hidden inputs must be unreachable while the cells run (here: every frame and object).
+# Finding 2: the hidden inputs must be unreachable while the cells run. The probe looks everywhere it can: every
+# frame's locals and every object the garbage collector tracks, for anything shaped like a hidden call (a call id,
+# an encoded array, a call's keys, the grader's Calls and the runner's RunCall messages), in dicts, lists, tuples, strings and
+# bytes (grader review r1, finding 12). Its marks are built at run time, so its own source does not match them.
 PRINT_HIDDEN_INPUTS = (
     "import gc, sys\n"
+    "_id_mark = 'test_token_nll' + '#'\n"
+    "_wire_mark = ('\"t\": \"arr' + 'ay\"').encode()\n"
     "_found = []\n"
+    "def _hidden_kind(value):\n"
+    "    if type(value) is str:\n"
+    "        return 'call id in a string' if value is not _id_mark and _id_mark in value else None\n"
+    "    if type(value) is bytes:\n"
+    "        hidden = value is not _wire_mark and (_id_mark.encode() in value or _wire_mark in value)\n"
+    "        return 'encoded call' if hidden else None\n"
+    "    if type(value) is dict:\n"
+    "        if value.get('t') == 'array' and 'data' in value:\n"
+    "            return 'encoded array'\n"
+    "        if 'cotangent' in value or 'grad_wrt' in value or ('id' in value and 'kwargs' in value):\n"
+    "            return 'call dict'\n"
+    "        return None\n"
+    "    if type(value).__name__ in ('RunCall', 'Calls'):\n"
+    "        return type(value).__name__\n"
+    "    return None\n"
+    "def _look(value):\n"
+    "    kind = _hidden_kind(value)\n"
+    "    if kind:\n"
+    "        _found.append(kind + ': ' + repr(value)[:300])\n"
+    "    if type(value) is dict:\n"
+    "        items = list(value.values())\n"
+    "    elif type(value) in (list, tuple):\n"
+    "        items = list(value)\n"
+    "    else:\n"
+    "        return\n"
+    "    for item in items:\n"
+    "        kind = _hidden_kind(item) if type(item) in (str, bytes) else None\n"
+    "        if kind:\n"
+    "            _found.append(kind + ': ' + repr(item)[:300])\n"
     "_frame = sys._getframe()\n"
     "while _frame is not None:\n"
-    "    for _value in list(_frame.f_locals.values()) + list(_frame.f_globals.values()):\n"
-    "        if isinstance(_value, dict) and ('calls' in _value or 'cotangent' in _value):\n"
-    "            _found.append(_value)\n"
+    "    for _value in list(_frame.f_locals.values()):\n"
+    "        _look(_value)\n"
     "    _frame = _frame.f_back\n"
     "for _object in gc.get_objects():\n"
-    "    if isinstance(_object, dict) and ('cotangent' in _object or 'grad_wrt' in _object) and len(_found) < 50:\n"
-    "        _found.append(_object)\n"
-    "print('found', len(_found), str(_found)[:15000])\n"
+    "    if _object is not _found:\n"
+    "        _look(_object)\n"
+    "print('found', len(_found), 'hidden things')\n"
+    "print(str(_found)[:15000])\n"
+)
+
+# Grader review r1, findings 2 and 12: in the calls phase the graded function holds its hidden inputs (its own
+# arguments, and every other call, in the kernel's frames). It tries each way out of the sandbox that ends in the
+# feedback: its report's hits (the withheld stand-ins' record, the banned operators' list, found through the
+# kernel's frames) and the name of an exception class made up of the inputs. Each call takes one route in turn.
+# Every route must come back as a failed call, and its mark (built at run time, so the answer's source does not hold
+# it) must appear in no page and no report.
+FORGE_HITS = (
+    "import sys\n"
+    "_routes = [0]\n"
+    "def token_nll(logits, targets, *, ignore_index=-100):\n"
+    "    ids = []\n"
+    "    frame = sys._getframe(1)\n"
+    "    while frame is not None:\n"
+    "        command = frame.f_locals.get('command')\n"
+    "        if command is not None and hasattr(command, 'calls'):\n"
+    "            ids = [call['id'] for call in command.calls]\n"
+    "        frame = frame.f_back\n"
+    "    numbers = '_'.join(str(round(float(v) * 1000)) for v in logits.flatten()[:8].tolist())\n"
+    "    leak = 'LE' + 'AK_' + numbers + '_' + '_'.join(i.replace('#', 'n') for i in ids[:4])\n"
+    "    route = _routes[0] % 3\n"
+    "    _routes[0] += 1\n"
+    "    if route == 0:\n"
+    "        sys.modules['coursekit.grading.withheld']._REACHED.extend(leak[i:i + 190] for i in range(0, 570, 190))\n"
+    "    elif route == 1:\n"
+    "        frame = sys._getframe(1)\n"
+    "        while frame is not None:\n"
+    "            if 'banned_hits' in frame.f_locals:\n"
+    "                frame.f_locals['banned_hits'].append(leak[:190])\n"
+    "            frame = frame.f_back\n"
+    "    raise type(leak[:90], (Exception,), {})(leak)\n"
 )
 
 # Finding 3: the event channel must be the trusted runner's alone.
@@ -422,6 +488,42 @@ TMPFS_INODES = (
     "    print('stopped after', _i, 'files:', error)\n"
 )
 
+# Grader review r1, finding 1: the ban lives in the process that runs the student's code. Switching it off earns
+# the marks: the ban deters, it does not enforce (README, book/for_instructors.md). This entry pins down the truth.
+BAN_SWITCHED_OFF_CELL = (
+    "import contextlib, sys\n"
+    "sys.modules['coursekit.grading.kernel']._banned = lambda operators, hits: contextlib.nullcontext()\n"
+)
+BAN_SWITCHED_OFF_ANSWER = (
+    "import torch.nn.functional as F\n"
+    "def token_nll(logits, targets, *, ignore_index=-100):\n"
+    "    flat = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),\n"
+    "                           ignore_index=ignore_index, reduction='none')\n"
+    "    return flat.reshape(targets.shape)\n"
+)
+# ... and the built-in log-softmax reached through a sparse tensor, which runs another ATen operator. The logits
+# are shifted to be positive first (log-softmax does not change), since to_sparse() drops exact zeros; the sparse
+# kernel's backward pass is not the dense one's, so the gradient is carried by a logsumexp expression.
+BAN_BY_SPARSE_ANSWER = (
+    "import torch\n"
+    "def token_nll(logits, targets, *, ignore_index=-100):\n"
+    "    flat = logits.reshape(-1, logits.shape[-1])\n"
+    "    shifted = (flat - flat.amin(-1, keepdim=True) + 1.0).detach()\n"
+    "    built_in = torch.sparse.log_softmax(shifted.to_sparse(), -1).to_dense()\n"
+    "    smooth = flat - torch.logsumexp(flat, -1, keepdim=True)\n"
+    "    log_p = (smooth + (built_in - smooth).detach()).reshape(logits.shape)\n"
+    "    ignored = targets == ignore_index\n"
+    "    safe = torch.where(ignored, torch.zeros_like(targets), targets)\n"
+    "    picked = -log_p.gather(-1, safe.unsqueeze(-1)).squeeze(-1)\n"
+    "    return torch.where(ignored, torch.zeros_like(picked), picked)\n"
+)
+
+
+def _ban_switched_off(course: Path) -> dict[str, Any]:
+    notebook = add_cell(solved_notebook(course), BAN_SWITCHED_OFF_CELL, after="given-02")
+    return set_answer(notebook, "answer_token_nll", BAN_SWITCHED_OFF_ANSWER)
+
+
 # Finding 7: a banned built-in reached without its name in the defining cell.
 BANNED_BY_GETATTR_CELL = "import torch.nn.functional as F\n_entropy = getattr(F, 'cross' + '_entropy')\n"
 BANNED_BY_GETATTR_ANSWER = (
@@ -449,6 +551,27 @@ def _html_in_markdown(course: Path) -> dict[str, Any]:
                                      "source": IMG_ONERROR})
     notebook["cells"].append({"cell_type": "raw", "id": "student-raw", "metadata": {"format": "text/html"},
                               "source": "<script>document.title = 'raw'</script>"})
+    return notebook
+
+
+# Grader review round 1, finding 4: markdown's own link syntax passes the HTML sanitiser, and nbconvert renders
+# any URL as it is. Each line is a different route to a javascript: link (the last one through MathJax).
+MARKDOWN_LINKS = (
+    "[see my derivation](javascript:document.title=%22pwned%22)\n",
+    "![figure](javascript:document.title='pwned')\n",
+    "[my notes][notes]\n\n[notes]: javascript:document.title='pwned'\n",
+    "<javascript:document.title='pwned'>\n",
+    "[spelled with entities](java&#115;cript&colon;document.title='pwned')\n",
+    "$\\href{javascript:document.title='pwned'}{\\ell}$\n",
+)
+
+
+def _links_in_markdown(course: Path) -> dict[str, Any]:
+    notebook = set_answer(solved_notebook(course), "written_sum_vs_mean", "My answer.\n\n" + MARKDOWN_LINKS[0])
+    index = cell_index(notebook, "given-02") + 1
+    for number, text in enumerate(MARKDOWN_LINKS[1:]):
+        notebook["cells"].insert(index + number, {"cell_type": "markdown", "id": f"student-link-{number}",
+                                                  "metadata": {}, "source": text})
     return notebook
 
 
@@ -596,6 +719,17 @@ ATTACKS += [
            "F.cross_entropy reached through getattr in another cell (finding 7)"),
     Attack("html_in_markdown", 10.0, "graded", _html_in_markdown,
            "<script> and <img onerror> in markdown and raw cells (finding 8)"),
+    Attack("forged_hits", 7.0, "graded", _with_answer("answer_token_nll", FORGE_HITS),
+           "the graded function writes its hidden inputs into its report's hits and an exception's name "
+           "(grader review r1, findings 2 and 12)"),
+    Attack("ban_switched_off", 10.0, "graded", _ban_switched_off,
+           "a cell removes the ban from the kernel, then F.cross_entropy earns the marks: the ban only deters "
+           "(grader review r1, finding 1)"),
+    Attack("banned_by_sparse", 7.0, "graded", _with_answer("answer_token_nll", BAN_BY_SPARSE_ANSWER),
+           "log-softmax through torch.sparse.log_softmax, another ATen operator (grader review r1, finding 1)"),
+    Attack("links_in_markdown", 10.0, "graded", _links_in_markdown,
+           "javascript: URLs in markdown links, images, a reference definition, an autolink and MathJax's \\href "
+           "(grader review r1, finding 4)"),
     Attack("answer_below_test", 10.0, "graded", _answer_below_test,
            "the answer cell moved below its test cell (decided: graded on the notebook's final state)"),
     Attack("answer_as_markdown", 10.0, "tampered_cells", _answer_as_markdown,

@@ -18,8 +18,7 @@ from adversarial.corpus import (ATTACKS, CONCURRENT, IMG_ONERROR, MARKDOWN_LINKS
 from adversarial.course import ASSIGNMENT, VENV_BIN, make_course, submit, tool_env
 from coursekit.grading.driver import GradeOptions, grade_assignment
 from coursekit.grading.limits import Limits
-from coursekit.grading.sandbox import sandbox_available
-from conftest import in_ci
+from conftest import require_sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.grading, pytest.mark.a1]
 
@@ -32,14 +31,6 @@ MAX_AUTOGRADED_BYTES = 3_000_000
 
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _need_sandbox() -> None:
-    ok, reason = sandbox_available()
-    if not ok:
-        if in_ci():
-            pytest.fail(f"the sandbox is required in CI: {reason}")
-        pytest.skip(f"the sandbox is not available here: {reason}")
 
 
 def _listeners(course: Path) -> list[socket.socket]:
@@ -124,7 +115,7 @@ def _sandbox_processes() -> list[int]:
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    _need_sandbox()
+    require_sandbox()
     import coursekit.losses.nll as nll
 
     course = make_course(tmp_path_factory.mktemp("course"))
@@ -292,7 +283,7 @@ def test_reports_are_written_for_every_student(graded: dict) -> None:
 
 @pytest.fixture(scope="module")
 def graded_together(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    _need_sandbox()
+    require_sandbox()
     course = make_course(tmp_path_factory.mktemp("together"))
     for attack in CONCURRENT:
         submit(course, attack.student, attack.build(course))

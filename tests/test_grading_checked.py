@@ -16,8 +16,7 @@ import pytest
 from adversarial.course import make_course, set_answer, solutions, solved_notebook, submit
 from coursekit.grading.driver import GradeOptions, grade_assignment
 from coursekit.grading.limits import Limits
-from coursekit.grading.sandbox import sandbox_available
-from conftest import in_ci
+from conftest import require_sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.grading]
 
@@ -239,11 +238,7 @@ def _build(course: Path, assignment: str, submission: Submission) -> dict[str, A
 
 @pytest.fixture(scope="module", params=sorted(CASES))
 def graded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
-    ok, reason = sandbox_available()
-    if not ok:
-        if in_ci():
-            pytest.fail(f"the sandbox is required in CI: {reason}")
-        pytest.skip(f"the sandbox is not available here: {reason}")
+    require_sandbox()
     assignment = request.param
     course = make_course(tmp_path_factory.mktemp(assignment), assignment=assignment)
     submit(course, "solution", solved_notebook(course, assignment), assignment=assignment)

@@ -16,8 +16,7 @@ from adversarial.corpus import WRONG_TOKEN_NLL
 from adversarial.course import ASSIGNMENT, VENV_BIN, make_course, set_answer, solved_notebook, submit
 from coursekit.grading.driver import GradeOptions, grade_assignment
 from coursekit.grading.limits import Limits
-from coursekit.grading.sandbox import sandbox_available
-from conftest import in_ci, require_system_tool
+from conftest import require_sandbox, require_system_tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.grading, pytest.mark.a1]
 
@@ -28,14 +27,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _need_sandbox() -> None:
-    ok, reason = sandbox_available()
-    if not ok:
-        if in_ci():
-            pytest.fail(f"the sandbox is required in CI: {reason}")
-        pytest.skip(f"the sandbox is not available here: {reason}")
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +61,7 @@ def dask_cluster():
 
 
 def test_dask_executor_grades_on_two_workers(tmp_path: Path, dask_cluster: str) -> None:
-    _need_sandbox()
+    require_sandbox()
     course = make_course(tmp_path / "course")
     submit(course, "alice", solved_notebook(course))
     submit(course, "bob", set_answer(solved_notebook(course), "answer_token_nll", WRONG_TOKEN_NLL))
@@ -120,7 +111,7 @@ def postgres(tmp_path: Path):
 
 
 def test_postgresql_gradebook(tmp_path: Path, postgres: str) -> None:
-    _need_sandbox()
+    require_sandbox()
     course = make_course(tmp_path / "course", db_url=postgres)
     assert not (course / "gradebook.db").exists()
     submit(course, "alice", solved_notebook(course))

@@ -10,8 +10,8 @@ from coursekit.grading.limits import Limits
 from coursekit.grading.package_view import plan_view
 from coursekit.grading.protocol import CallStatus, CellStatus
 from coursekit.grading.reruns import MAX_RESTARTS, run_submission
-from coursekit.grading.sandbox import Job, sandbox_available
-from conftest import in_ci
+from coursekit.grading.sandbox import Job
+from conftest import require_sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.grading]
 
@@ -27,11 +27,7 @@ def _job(cells: list[str], calls: list[dict] | None = None) -> Job:
 
 @pytest.fixture(autouse=True)
 def _sandbox() -> None:
-    ok, reason = sandbox_available()
-    if not ok:
-        if in_ci():
-            pytest.fail(f"the sandbox is required in CI: {reason}")
-        pytest.skip(f"the sandbox is not available here: {reason}")
+    require_sandbox()
 
 
 def test_every_attempt_shares_the_submissions_time_budget() -> None:

@@ -13,8 +13,8 @@ import pytest
 
 from adversarial.corpus import WRONG_TOKEN_NLL
 from adversarial.course import ASSIGNMENT, VENV_BIN, make_course, release_notebook, set_answer, solved_notebook, submit, tool_env
-from coursekit.grading.sandbox import kernel_leaves_root, sandbox_available
-from conftest import in_ci, require_system_tool
+from coursekit.grading.sandbox import kernel_leaves_root
+from conftest import require_sandbox, require_system_tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.grading, pytest.mark.a1]
 
@@ -24,11 +24,7 @@ WRITTEN = "written_sum_vs_mean"  # dave answers it; alice, bob and carol leave i
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    ok, reason = sandbox_available()
-    if not ok:
-        if in_ci():
-            pytest.fail(f"the sandbox is required in CI: {reason}")
-        pytest.skip(f"the sandbox is not available here: {reason}")
+    require_sandbox()
     course = make_course(tmp_path_factory.mktemp("resume"))
     submit(course, "alice", solved_notebook(course))
     submit(course, "bob", set_answer(solved_notebook(course), "answer_token_nll", WRONG_TOKEN_NLL))

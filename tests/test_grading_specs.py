@@ -9,9 +9,8 @@ import pytest
 from adversarial.course import REPO, make_course, release_notebook, set_answer, solved_notebook, submit
 from coursekit.grading.driver import GradeOptions, grade_assignment
 from coursekit.grading.limits import Limits
-from coursekit.grading.sandbox import sandbox_available
 from coursekit.grading.spec import load_spec
-from conftest import in_ci
+from conftest import require_sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.grading]
 
@@ -32,11 +31,7 @@ def test_every_spec_matches_a_source_notebook() -> None:
 
 @pytest.mark.parametrize("assignment", OTHERS)
 def test_solution_gets_full_marks_and_blank_gets_zero(tmp_path: Path, assignment: str) -> None:
-    ok, reason = sandbox_available()
-    if not ok:
-        if in_ci():
-            pytest.fail(f"the sandbox is required in CI: {reason}")
-        pytest.skip(f"the sandbox is not available here: {reason}")
+    require_sandbox()
     course = make_course(tmp_path / "course", assignment=assignment)
     spec = load_spec(course / "autograde" / f"{assignment}.py")
     first = spec.questions[0]

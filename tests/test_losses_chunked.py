@@ -549,3 +549,37 @@ def test_chunked_peak_memory_stays_well_under_the_plain_expression() -> None:
     assert abs(plain_loss - chunked_loss) < 1e-3 * abs(plain_loss)
     assert plain_kib > 512 * 1024, f"the plain expression's logits alone take 512 MiB, measured {plain_kib} KiB"
     assert chunked_kib * 8 < plain_kib, f"chunked {chunked_kib} KiB vs plain {plain_kib} KiB"
+
+
+# --- under torch.autocast (mixed precision with float32 master weights) --------------------------------
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_under_autocast_it_computes_what_f_cross_entropy_computes_there(reduction: str, with_bias: bool) -> None:
+    # Logits of size ~50: bfloat16 rounds them by ~0.2, which moves the softmax visibly, so a
+    # backward pass that recomputed them in float32 would not give the gradient of the returned value.
+    hidden, weight, bias, targets = make_problem(40, 16, 120, seed=41, dtype=torch.float32, ignored_every=6,
+                                                 with_bias=with_bias)
+    with torch.no_grad():
+        weight.mul_(8)
+    upstream = torch.rand(40 if reduction == "none" else (), generator=generator(42)) + 0.5
+    inputs = (hidden, weight, bias)
+    device_type = DEVICE.type
+    autocast_dtype = torch.bfloat16 if device_type == "cpu" else torch.float16
+    # The forward passes run under autocast; backward() is called outside it, as PyTorch recommends.
+    with torch.autocast(device_type, dtype=autocast_dtype):
+        # F.linear, as an output layer (nn.Linear) computes it: autocast casts the bias too
+        reference = F.cross_entropy(F.linear(hidden, weight, bias), targets, ignore_index=IGNORE_INDEX,
+                                    reduction=reduction)
+        chunked = chunked_cross_entropy(hidden, weight, targets, bias=bias, chunk_size=16, reduction=reduction)
+    present = [x for x in inputs if x is not None]
+    reference_grads = torch.autograd.grad((reference * upstream.to(DEVICE)).sum(), present)
+    chunked_grads = torch.autograd.grad((chunked * upstream.to(DEVICE)).sum(), present)
+    assert chunked.dtype == reference.dtype == torch.float32
+    # Both take the logits in the autocast dtype; they differ only in how they sum (~1e-3 relative).
+    torch.testing.assert_close(chunked, reference, rtol=1e-2, atol=1e-2)
+    for got, want in zip(chunked_grads, reference_grads):
+        assert got.dtype == want.dtype == torch.float32
+        error = float((got - want).abs().max() / want.abs().max())
+        assert error <= 2e-2, error

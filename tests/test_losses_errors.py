@@ -12,6 +12,7 @@ from coursekit.losses import (
     bits_per_token,
     causal_lm_loss,
     clipped_surrogate,
+    confidence_penalty_nll,
     dpo_loss,
     dpo_rewards,
     kl_penalty,
@@ -149,7 +150,9 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     # policy
     ("policy: mode", lambda: policy_loss_aggregate(L, M, mode="ppo"), ValueError, r"mode must be one of 'grpo', 'bnpo', 'dapo', 'dr_grpo', got 'ppo'"),
     ("policy: num_items_in_batch with grpo", lambda: policy_loss_aggregate(L, M, num_items_in_batch=6), ValueError, r"num_items_in_batch applies to mode='dapo' only, got mode='grpo'"),
-    ("policy: num_items_in_batch negative", lambda: policy_loss_aggregate(L, M, mode="dapo", num_items_in_batch=-1), ValueError, r"num_items_in_batch must be a finite number > 0, got -1"),
+    ("confidence: infinite weight", lambda: confidence_penalty_nll(Z, Y, float("inf")), ValueError, r"weight must be a finite number >= 0, got inf"),
+    ("confidence: negative weight", lambda: confidence_penalty_nll(Z, Y, -0.5), ValueError, r"weight must be a finite number >= 0, got -0.5"),
+    ("policy: num_items_in_batch negative", lambda: policy_loss_aggregate(L, M, mode="dapo", num_items_in_batch=-1), ValueError, r"num_items_in_batch must be a finite number >= 0, got -1"),
     ("policy: mask shape", lambda: policy_loss_aggregate(L, M[:, :2]), ValueError, r"mask must have shape \(2, 3\)"),
     ("policy: mask dtype", lambda: policy_loss_aggregate(L, L), TypeError, r"mask must be a boolean tensor or an integer tensor"),
     ("policy: max_len 0", lambda: policy_loss_aggregate(L, M, mode="dr_grpo", max_len=0), ValueError, r"max_len must be >= 1, got 0"),

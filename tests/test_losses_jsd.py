@@ -88,6 +88,35 @@ def test_gradcheck_generalized_jsd(beta):
     assert gradcheck64(lambda s, t: generalized_jsd(s, t, beta=beta, temperature=1.5, mask=mask), (student, teacher))
 
 
+def _with_masked_column(logits: torch.Tensor) -> torch.Tensor:
+    """``logits`` with a last vocabulary entry of ``-inf`` (a padded or banned token)."""
+    return torch.cat([logits, torch.full_like(logits[..., :1], float("-inf"))], dim=-1)
+
+
+@pytest.mark.parametrize("beta", [0.25, 0.5])
+def test_a_vocabulary_entry_masked_in_student_and_teacher_gives_finite_gradients(beta):
+    student = torch.randn(2, 3, 4, generator=generator(8), dtype=torch.float64, requires_grad=True)
+    teacher = torch.randn(2, 3, 4, generator=generator(9), dtype=torch.float64, requires_grad=True)
+    value = generalized_jsd(_with_masked_column(student), _with_masked_column(teacher), beta=beta, reduction="none")
+    # the masked entry has probability 0 on both sides: the divergence is that of the other entries
+    expected = _numpy_jsd(student.detach().numpy(), teacher.detach().numpy(), beta, 1.0)
+    np.testing.assert_allclose(value.detach().numpy(), expected, rtol=1e-10, atol=1e-12)
+    assert gradcheck64(
+        lambda s, t: generalized_jsd(_with_masked_column(s), _with_masked_column(t), beta=beta), (student, teacher)
+    )
+
+
+def test_beta_zero_is_kd_loss_where_a_teacher_probability_underflows_against_a_masked_student_entry():
+    # float32: a teacher logit of -200 has a finite log-probability whose exponential is 0
+    student = torch.tensor([[0.0, 0.0, float("-inf")]], requires_grad=True)
+    teacher = torch.tensor([[0.0, 0.0, -200.0]])
+    forward = generalized_jsd(student, teacher, beta=0.0)
+    (grad,) = torch.autograd.grad(forward, student)
+    # q = p = (1/2, 1/2, 0) in float32, so KL(q || p) = 0
+    assert float(forward) == 0.0 and float(kd_loss(student, teacher)) == 0.0
+    assert bool(torch.isfinite(grad).all())
+
+
 @pytest.mark.ecosystem
 def test_matches_trls_gkd_trainer_generalized_jsd_loss():
     # TRL's static method is called as it is (TRL is a test dependency, pinned in requirements.lock)

@@ -98,6 +98,18 @@ def test_all_masked_dr_grpo_is_zero_without_warning():
         assert policy_loss_aggregate(torch.ones(2, 3), torch.zeros(2, 3, dtype=torch.bool), mode="dr_grpo").item() == 0.0
 
 
+@pytest.mark.parametrize("mode", ["grpo", "bnpo", "dapo", "dr_grpo"])
+def test_an_empty_time_axis_gives_zero_in_every_mode(mode):
+    # (G, 0): no token at all; dr_grpo's default T_max is the padded length, 0 here
+    losses = torch.zeros(2, 0, dtype=torch.float64, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the all-masked warning of the other modes
+        value = policy_loss_aggregate(losses, None, mode=mode)
+    assert value.item() == 0.0
+    (gradient,) = torch.autograd.grad(value, losses)
+    assert gradient.shape == (2, 0)
+
+
 def test_masked_content_never_changes_value_or_gradient():
     losses = torch.randn(3, 4, generator=generator(2), dtype=torch.float64)
     mask = torch.tensor([[True, True, False, False], [True] * 4, [True, False, False, False]])
@@ -145,7 +157,7 @@ def test_dapo_micro_batches_with_num_items_in_batch_add_up_to_the_whole_batch_to
     )
 
 
-@pytest.mark.parametrize("count", [torch.tensor(0), torch.tensor(0.0), torch.tensor(0.5), 0.5])
+@pytest.mark.parametrize("count", [torch.tensor(0), torch.tensor(0.0), torch.tensor(0.5), 0.5, 0, 0.0])
 def test_dapo_counts_num_items_in_batch_as_at_least_one(count):
     # TRL 1.16 divides by num_items_in_batch.clamp(min=1.0): a batch with every token masked has a count of 0.
     losses = torch.randn(2, 3, generator=generator(8), dtype=torch.float64, requires_grad=True)

@@ -93,3 +93,67 @@ def test_wide_unsigned_targets_are_rejected_naming_the_argument(name, dtype):
     with pytest.raises(TypeError, match=rf"{argument} must be an integer tensor of dtype int8, int16, int32, int64 "
                                         rf"or uint8 \(e\.g\. torch\.long\), got dtype {dtype}"):
         LOSSES[name][0](logits(), TARGETS.to(dtype))
+
+
+def wide_cross_entropy(z: torch.Tensor, targets: torch.Tensor, **kwargs) -> torch.Tensor:
+    return F.cross_entropy(z.reshape(-1, z.shape[-1]), targets.reshape(-1).long(), **kwargs)
+
+
+# name: (loss of (logits, targets, ignore_index), F.cross_entropy with int64 targets and the same ignore_index)
+IGNORING_LOSSES: dict[str, tuple[Callable, Callable]] = {
+    "token_nll": (
+        lambda z, t, i: token_nll(z, t, ignore_index=i),
+        lambda z, t, i: wide_cross_entropy(z, t, ignore_index=i, reduction="none").reshape(t.shape),
+    ),
+    "causal_lm_loss": (
+        lambda z, t, i: causal_lm_loss(z, t, ignore_index=i),
+        lambda z, t, i: wide_cross_entropy(z[:, :-1], t[:, 1:], ignore_index=i),
+    ),
+    "label_smoothed_nll": (
+        lambda z, t, i: label_smoothed_nll(z, t, epsilon=0.1, ignore_index=i),
+        lambda z, t, i: wide_cross_entropy(z, t, ignore_index=i, label_smoothing=0.1),
+    ),
+    "confidence_penalty_nll": (
+        lambda z, t, i: confidence_penalty_nll(z, t, weight=0.0, ignore_index=i),
+        lambda z, t, i: wide_cross_entropy(z, t, ignore_index=i),
+    ),
+    "vocab_parallel_cross_entropy": (
+        lambda z, t, i: vocab_parallel_cross_entropy([z[..., :50], z[..., 50:]], t, ignore_index=i),
+        lambda z, t, i: wide_cross_entropy(z, t, ignore_index=i),
+    ),
+    "chunked_cross_entropy": (
+        lambda z, t, i: chunked_cross_entropy(z.reshape(-1, z.shape[-1]), torch.eye(z.shape[-1], dtype=z.dtype),
+                                              t.reshape(-1), chunk_size=2, ignore_index=i),
+        lambda z, t, i: wide_cross_entropy(z, t, ignore_index=i),
+    ),
+}
+# uint8 156 and int8 -56 are what -100 and 200 become when PyTorch casts the Python int to the tensor's dtype
+WRAPPED_IGNORE = [(torch.uint8, 156, -100), (torch.int8, -56, 200)]
+
+
+def wide_logits(num_classes: int) -> torch.Tensor:
+    return torch.randn(1, 3, num_classes, generator=generator(72), dtype=torch.float64, requires_grad=True)
+
+
+@pytest.mark.parametrize("name", sorted(IGNORING_LOSSES))
+def test_uint8_target_156_is_a_class_not_the_ignore_index_minus_100(name):
+    ours_fn, reference_fn = IGNORING_LOSSES[name]
+    targets = torch.tensor([[3, 156, 7]])
+    z_ours, z_ref = wide_logits(200), wide_logits(200)
+    ours = ours_fn(z_ours, targets.to(torch.uint8), -100)
+    reference = reference_fn(z_ref, targets, -100)
+    torch.testing.assert_close(ours, reference)
+    (grad_ours,) = torch.autograd.grad(ours.sum(), z_ours)
+    (grad_ref,) = torch.autograd.grad(reference.sum(), z_ref)
+    torch.testing.assert_close(grad_ours, grad_ref)
+
+
+@pytest.mark.parametrize(("dtype", "value", "ignore_index"), WRAPPED_IGNORE, ids=["uint8-156", "int8-minus-56"])
+@pytest.mark.parametrize("name", sorted(IGNORING_LOSSES))
+def test_narrow_target_outside_the_vocabulary_is_rejected_even_if_it_wraps_to_ignore_index(
+    name, dtype, value, ignore_index
+):
+    argument = "input_ids" if name == "causal_lm_loss" else "targets"
+    targets = torch.tensor([[3, value, 7]], dtype=dtype)
+    with pytest.raises(ValueError, match=rf"{argument} must lie in \[0, 100\).*got {value}"):
+        IGNORING_LOSSES[name][0](wide_logits(100), targets, ignore_index)

@@ -74,6 +74,17 @@ def require_integer(name: str, value: object) -> torch.Tensor:
     return tensor
 
 
+def require_class_indices(name: str, value: object) -> torch.Tensor:
+    """Return ``value`` widened to int64 if it is a tensor of one of :data:`INTEGER_DTYPES`.
+
+    Class indices are widened once, here, before anything compares them with
+    ``ignore_index`` or a range: PyTorch converts a Python int to the tensor's
+    dtype in a comparison, so ``uint8(156) == -100`` and ``int8(-56) == 200``
+    would be True on the narrow tensor.
+    """
+    return require_integer(name, value).long()
+
+
 def require_shape(name: str, tensor: torch.Tensor, expected: Sequence[int], expected_text: str) -> None:
     """Raise ``ValueError`` unless ``tensor.shape == expected``.
 
@@ -162,6 +173,7 @@ def require_targets_in_range(
     """
     if targets.numel() == 0 or not reads_values(targets):
         return
+    targets = targets.long()  # a narrow dtype would wrap ignore_index (uint8: -100 == 156)
     outside = (targets < 0) | (targets >= num_classes)
     if ignore_index is not None:
         outside &= targets != ignore_index

@@ -13,8 +13,8 @@ import torch
 from coursekit.losses._checks import (
     reads_values,
     require_choice,
+    require_class_indices,
     require_float,
-    require_integer,
     require_mask,
     require_num_items,
     require_shape,
@@ -134,7 +134,7 @@ def causal_lm_loss(
         0.346574
     """
     require_float("logits", logits)
-    require_integer("input_ids", input_ids)
+    input_ids = require_class_indices("input_ids", input_ids)
     require_choice("reduction", reduction, CAUSAL_REDUCTIONS)
     if logits.dim() < 2:
         raise ValueError(f"logits must have shape (..., T, V), got shape {tuple(logits.shape)}")

@@ -43,12 +43,14 @@ pass; it must enter the gradient before the rounding to float16, not after.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from coursekit.losses._checks import (
     require_choice,
+    require_class_indices,
     require_float,
-    require_integer,
     require_shape,
     require_targets_in_range,
 )
@@ -240,6 +242,7 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         reduction: str,
         grad_enabled: bool,
         weight_accum_dtype: torch.dtype,
+        out_dtype: torch.dtype,
     ) -> torch.Tensor:
         counted = targets != ignore_index
         safe_targets = targets.masked_fill(~counted, 0)
@@ -264,7 +267,7 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
             # torch.where, not a product: an ignored row's loss may be nan or inf (0 * nan = nan).
             losses = torch.where(counted, losses, torch.zeros_like(losses))
             ctx.save_for_backward(hidden, weight, bias, safe_targets, counted_f)
-            return losses.to(hidden.dtype)
+            return losses.to(out_dtype)
 
         count = counted_f.sum()
         # Ignored rows weigh 0; with no counted row the mean is 0/0 = nan, as in
@@ -282,7 +285,7 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
             if precompute:
                 ctx.precomputed = grads  # type: ignore[attr-defined]
             ctx.save_for_backward(hidden, weight, bias, safe_targets, row_scale)
-        return result.to(hidden.dtype)
+        return result.to(out_dtype)
 
     @staticmethod
     def backward(  # type: ignore[override]
@@ -299,13 +302,21 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
                 "supported (a gradient penalty or a Hessian-vector product through it would get no "
                 "gradient); compute the loss with F.cross_entropy on the full logits for that"
             )
+        with _without_autocast(grad_output.device.type):
+            return _ChunkedCrossEntropy._backward(ctx, grad_output)
+
+    @staticmethod
+    def _backward(
+        ctx: torch.autograd.function.FunctionCtx, grad_output: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        """:meth:`backward` with autocast off, so that it computes in the dtypes the forward pass saw."""
         pass_options = (ctx.chunk_size, ctx.grads_wanted, ctx.weight_accum_dtype)  # type: ignore[attr-defined]
         if ctx.upstream_in_pass:  # type: ignore[attr-defined]
             # "none" (saved: the counted rows as 0/1) and float16 (saved: the reduction's row weights).
             hidden, weight, bias, safe_targets, row_scale = ctx.saved_tensors  # type: ignore[attr-defined]
             scaled = _upstream_row_scale(row_scale, grad_output)
             _, *grads = _chunk_pass(hidden, weight, bias, safe_targets, scaled, *pass_options)
-            return (*grads, None, None, None, None, None, None)
+            return (*grads, None, None, None, None, None, None, None)
 
         grads = ctx.precomputed  # type: ignore[attr-defined]
         ctx.precomputed = None  # type: ignore[attr-defined]
@@ -318,7 +329,7 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         for grad in grads:
             if grad is not None:
                 grad.mul_(grad_output.to(grad.dtype))
-        return (*grads, None, None, None, None, None, None)
+        return (*grads, None, None, None, None, None, None, None)
 
 
 def chunked_cross_entropy(
@@ -350,6 +361,19 @@ def chunked_cross_entropy(
     number of chunks :math:`\\lceil N / C \\rceil`; ``accum_dtype=torch.float32``
     keeps it at the level of the unchunked expression for
     :math:`V d \\cdot 4` bytes more.
+
+    Under ``torch.autocast`` (mixed-precision training with float32 master
+    weights) it computes what ``F.cross_entropy(F.linear(hidden, weight, bias),
+    targets)`` (an ``nn.Linear`` output layer) computes there: ``hidden``,
+    ``weight`` and ``bias`` are cast to
+    the autocast dtype (float64 ones are left alone, as autocast leaves them),
+    the logits are computed in that dtype, and the loss is returned in float32.
+    Within the function autocast is off, in the forward and the backward pass,
+    so the gradients are those of the returned value for every reduction,
+    wherever ``backward()`` is called; they reach each input in its own dtype
+    through the casts. The weight gradient is summed in ``accum_dtype``, whose
+    default is then the dtype of the ``weight`` passed in (float32 master
+    weights: float32).
 
     ``"mean"`` divides by the number of targets that are not ``ignore_index``
     (``nan`` when there is none, as in PyTorch; the gradients are then 0).
@@ -384,7 +408,8 @@ def chunked_cross_entropy(
 
     Returns:
         A scalar for ``"mean"``/``"sum"``, else the per-row losses (0 where
-        ignored), in the dtype of ``hidden``.
+        ignored), in the dtype of ``hidden`` (under autocast: float32, or float64
+        for float64 ``hidden``).
 
     Shapes:
         hidden: ``(..., d)``; weight: ``(V, d)``; bias: ``(V,)``; targets: ``(...)``;
@@ -392,7 +417,8 @@ def chunked_cross_entropy(
 
     Raises:
         TypeError: a float argument is not a float tensor, ``targets`` is not an
-            integer tensor, ``chunk_size`` is not an int, the dtypes disagree,
+            integer tensor, ``chunk_size`` is not an int, the dtypes disagree
+            (after the autocast casts),
             or ``accum_dtype`` is not a floating-point dtype.
         ValueError: the shapes disagree, ``chunk_size < 1``, an unknown
             ``reduction``, a target outside ``[0, V)`` that is not ``ignore_index``,
@@ -410,7 +436,20 @@ def chunked_cross_entropy(
     """
     require_float("hidden", hidden)
     require_float("weight", weight)
-    require_integer("targets", targets)
+    if bias is not None:
+        require_float("bias", bias)
+    targets = require_class_indices("targets", targets)
+    if accum_dtype is None:
+        accum_dtype = weight.dtype
+    result_dtype = hidden.dtype
+    autocast_dtype = _autocast_dtype(hidden)
+    if autocast_dtype is not None:
+        # As F.cross_entropy(F.linear(hidden, weight, bias)) under autocast: the product in the autocast
+        # dtype, the loss (one of autocast's float32 operations) in float32.
+        hidden = _cast_for_autocast(hidden, autocast_dtype)
+        weight = _cast_for_autocast(weight, autocast_dtype)
+        bias = None if bias is None else _cast_for_autocast(bias, autocast_dtype)
+        result_dtype = torch.promote_types(hidden.dtype, torch.float32)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
         raise TypeError(f"chunk_size must be an int, got {type(chunk_size).__name__}")
     if chunk_size < 1:
@@ -429,7 +468,6 @@ def chunked_cross_entropy(
         raise ValueError(f"weight must be on the device of hidden ({hidden.device}), got {weight.device}")
     num_classes = weight.shape[0]
     if bias is not None:
-        require_float("bias", bias)
         require_shape("bias", bias, (num_classes,), "(V,) with V = weight.shape[0]")
         if bias.dtype != hidden.dtype:
             raise TypeError(f"bias must have the dtype of hidden ({hidden.dtype}), got {bias.dtype}")
@@ -437,8 +475,6 @@ def chunked_cross_entropy(
     if targets.device != hidden.device:
         raise ValueError(f"targets must be on the device of hidden ({hidden.device}), got {targets.device}")
     require_targets_in_range("targets", targets, num_classes, ignore_index)
-    if accum_dtype is None:
-        accum_dtype = weight.dtype
     if not isinstance(accum_dtype, torch.dtype) or not accum_dtype.is_floating_point:
         raise TypeError(f"accum_dtype must be None or a floating-point torch.dtype, got {accum_dtype!r}")
     if torch.promote_types(weight.dtype, accum_dtype) != accum_dtype:
@@ -447,11 +483,40 @@ def chunked_cross_entropy(
         )
 
     flat_hidden = hidden.reshape(-1, hidden.shape[-1])
-    flat_targets = targets.reshape(-1).long()
-    result = _ChunkedCrossEntropy.apply(
-        flat_hidden, weight.contiguous(), bias, flat_targets, chunk_size, ignore_index, reduction,
-        torch.is_grad_enabled(), accum_dtype,
-    )
+    flat_targets = targets.reshape(-1)
+    # The autocast dtype is applied above, once; inside, every step runs in the dtype it was given.
+    with _without_autocast(hidden.device.type):
+        result = _ChunkedCrossEntropy.apply(
+            flat_hidden, weight.contiguous(), bias, flat_targets, chunk_size, ignore_index, reduction,
+            torch.is_grad_enabled(), accum_dtype, result_dtype,
+        )
     if reduction == "none":
         return result.reshape(targets.shape)
     return result
+
+
+def _autocast_on(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (never for the meta device, which autocast does not know)."""
+    return device_type != "meta" and torch.is_autocast_enabled(device_type)
+
+
+def _autocast_dtype(tensor: torch.Tensor) -> torch.dtype | None:
+    """The autocast dtype (bfloat16 or float16) where autocast is on for ``tensor``'s device, else ``None``."""
+    device_type = tensor.device.type
+    return torch.get_autocast_dtype(device_type) if _autocast_on(device_type) else None
+
+
+def _without_autocast(device_type: str) -> contextlib.AbstractContextManager:
+    """A context with autocast off for ``device_type`` (nothing to do where it is off already)."""
+    if _autocast_on(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def _cast_for_autocast(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``tensor`` as autocast gives it to a matrix product: in ``dtype``, unless it is float64.
+
+    The cast is differentiable, so the gradient comes back in the tensor's own
+    dtype, as it does through ``hidden @ weight.T`` under autocast.
+    """
+    return tensor if tensor.dtype == torch.float64 else tensor.to(dtype)

@@ -16,12 +16,14 @@ vanishes only when :math:`p_t` is the uniform distribution.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from coursekit.losses._checks import (
     require_choice,
+    require_class_indices,
     require_float,
-    require_integer,
     require_shape,
     require_targets_in_range,
 )
@@ -50,7 +52,7 @@ def confidence_penalty_nll(
     Args:
         logits: unnormalised scores.
         targets: class indices; ``ignore_index`` entries are skipped.
-        weight: :math:`\\lambda_{\\text{conf}} \\ge 0`; 0 gives the plain NLL.
+        weight: :math:`\\lambda_{\\text{conf}} \\ge 0`, finite; 0 gives the plain NLL.
         ignore_index: target value that is skipped.
         reduction: ``"none"``, ``"sum"`` or ``"mean"``.
 
@@ -63,7 +65,7 @@ def confidence_penalty_nll(
     Raises:
         TypeError: ``logits`` not float, ``targets`` not integer, ``weight`` not a number.
         ValueError: mismatched shapes, a target outside ``[0, V)`` that is not ``ignore_index``,
-            a negative ``weight``, or an unknown ``reduction``.
+            a negative or non-finite ``weight``, or an unknown ``reduction``.
 
     Example:
         >>> logits = torch.tensor([[2.0, 0.0, 0.0]])
@@ -73,11 +75,11 @@ def confidence_penalty_nll(
         tensor(-0.0932)
     """
     require_float("logits", logits)
-    require_integer("targets", targets)
+    targets = require_class_indices("targets", targets)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-        raise TypeError(f"weight must be a number >= 0, got {type(weight).__name__}")
-    if not weight >= 0:
-        raise ValueError(f"weight must be a number >= 0, got {weight}")
+        raise TypeError(f"weight must be a finite number >= 0, got {type(weight).__name__}")
+    if not (math.isfinite(weight) and weight >= 0):
+        raise ValueError(f"weight must be a finite number >= 0, got {weight}")
     require_choice("reduction", reduction, CONFIDENCE_REDUCTIONS)
     if logits.dim() < 1:
         raise ValueError(f"logits must have at least one dimension (..., V), got shape {tuple(logits.shape)}")
@@ -86,8 +88,7 @@ def confidence_penalty_nll(
 
     ignored = targets == ignore_index
     log_probs = torch.log_softmax(logits, dim=-1)
-    # long(): gather indexes with int64 (or int32) only; the checks accept every INTEGER_DTYPES.
-    nll = -log_probs.gather(-1, targets.masked_fill(ignored, 0).long().unsqueeze(-1)).squeeze(-1)
+    nll = -log_probs.gather(-1, targets.masked_fill(ignored, 0).unsqueeze(-1)).squeeze(-1)
     if weight == 0:
         penalised = nll
     else:

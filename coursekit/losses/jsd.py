@@ -27,11 +27,33 @@ from coursekit.losses.distillation import _prepare, _reduce
 
 
 def _kl(left_log: torch.Tensor, right_log: torch.Tensor) -> torch.Tensor:
-    """KL(left || right) over the last axis from log-probabilities; entries with left = 0 contribute 0."""
-    support = left_log > -math.inf
+    """KL(left || right) over the last axis from log-probabilities; entries with left = 0 contribute 0.
+
+    ``left = 0`` is tested on the probability, as in :func:`kd_loss`: a finite
+    log-probability whose exponential underflows (a logit of -200 in float32)
+    against a right-hand ``-inf`` would otherwise give ``0 * inf = nan``.
+    """
+    support = left_log.exp() > 0
     zeros = torch.zeros_like(left_log)
     terms = left_log.exp() * (torch.where(support, left_log, zeros) - torch.where(support, right_log, zeros))
     return terms.sum(dim=-1)
+
+
+def _log_mixture(log_q: torch.Tensor, log_p: torch.Tensor, beta: float) -> torch.Tensor:
+    """:math:`\\log(\\lambda q + (1-\\lambda) p)` for ``0 < beta < 1``, with a finite gradient everywhere.
+
+    Where both ``log_q`` and ``log_p`` are ``-inf`` (a vocabulary entry masked
+    for student and teacher alike) ``torch.logsumexp``'s backward computes
+    ``0 * exp(-inf - (-inf)) = nan``, which ``log_softmax`` then spreads over
+    the whole row. There the mixture is taken of zeros instead and set to
+    ``-inf`` after; :func:`_kl` sends no gradient to those entries.
+    """
+    either = (log_q > -math.inf) | (log_p > -math.inf)
+    zeros = torch.zeros_like(log_q)
+    safe_q = torch.where(either, log_q, zeros)
+    safe_p = torch.where(either, log_p, zeros)
+    log_m = torch.logsumexp(torch.stack([safe_q + math.log(beta), safe_p + math.log1p(-beta)]), dim=0)
+    return torch.where(either, log_m, torch.full_like(log_m, -math.inf))
 
 
 def generalized_jsd(
@@ -97,6 +119,6 @@ def generalized_jsd(
     elif beta == 1.0:
         per_position = _kl(log_p, log_q)
     else:
-        log_m = torch.logsumexp(torch.stack([log_q + math.log(beta), log_p + math.log1p(-beta)]), dim=0)
+        log_m = _log_mixture(log_q, log_p, beta)
         per_position = beta * _kl(log_q, log_m) + (1.0 - beta) * _kl(log_p, log_m)
     return _reduce(per_position, counted, reduction, "generalized_jsd")

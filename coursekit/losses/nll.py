@@ -15,8 +15,8 @@ import torch
 
 from coursekit.losses._checks import (
     require_choice,
+    require_class_indices,
     require_float,
-    require_integer,
     reads_values,
     require_mask,
     require_shape,
@@ -70,7 +70,7 @@ def token_nll(
         tensor([[2.3026, 2.3026, 0.0000]])
     """
     require_float("logits", logits)
-    require_integer("targets", targets)
+    targets = require_class_indices("targets", targets)
     if logits.dim() < 1:
         raise ValueError(f"logits must have at least one dimension (..., V), got shape {tuple(logits.shape)}")
     require_shape("targets", targets, logits.shape[:-1], "logits.shape[:-1]")

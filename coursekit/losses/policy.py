@@ -25,7 +25,14 @@ import math
 
 import torch
 
-from coursekit.losses._checks import reads_values, require_choice, require_float, require_mask, require_num_items
+from coursekit.losses._checks import (
+    reads_values,
+    require_choice,
+    require_float,
+    require_mask,
+    require_num_items,
+    require_number,
+)
 from coursekit.losses.nll import _reduce_batch
 
 POLICY_MODES = ("grpo", "bnpo", "dapo", "dr_grpo")
@@ -96,11 +103,12 @@ def policy_loss_aggregate(
         mask: True (or 1) on response tokens, boolean or integer 0/1; ``None`` counts every token.
         mode: ``"grpo"``, ``"bnpo"``, ``"dapo"`` or ``"dr_grpo"``.
         max_len: :math:`T_{\\max}` for ``"dr_grpo"``, the generation budget;
-            ``None`` uses the padded length ``T``. No response may be longer.
+            ``None`` uses the padded length ``T`` (1 when ``T = 0``, where the
+            loss is 0). No response may be longer.
             Ignored by the other modes.
-        num_items_in_batch: :math:`N` for ``"dapo"``: a number > 0, or a
+        num_items_in_batch: :math:`N` for ``"dapo"``: a number >= 0, or a
             one-element tensor (not read, so it may stay on the accelerator);
-            a value below 1 counts as 1.
+            a value below 1 (a count of 0 included) counts as 1.
 
     Returns:
         A scalar.
@@ -114,7 +122,7 @@ def policy_loss_aggregate(
             integer, ``max_len`` not an int, ``num_items_in_batch`` of another type.
         ValueError: mismatched shapes, unknown ``mode``, ``max_len < 1``, a
             response longer than ``max_len`` (checked where values are read),
-            ``num_items_in_batch`` with a mode other than ``"dapo"`` or not > 0.
+            ``num_items_in_batch`` with a mode other than ``"dapo"``, negative or not finite.
 
     Example:
         >>> losses = torch.tensor([[1., 1., 1., 1.], [3., 3., 0., 0.]])
@@ -138,7 +146,7 @@ def policy_loss_aggregate(
     if num_items_in_batch is not None:
         if mode != "dapo":
             raise ValueError(f"num_items_in_batch applies to mode='dapo' only, got mode={mode!r}")
-        num_items_in_batch = require_num_items("num_items_in_batch", num_items_in_batch)
+        num_items_in_batch = _require_dapo_count(num_items_in_batch)
     if mode == "grpo":
         return _reduce_batch(token_losses, counted, "sequence_mean", caller="policy_loss_aggregate",
                              called_with=f"mode={mode!r}")
@@ -154,7 +162,8 @@ def policy_loss_aggregate(
         return masked_sum / max(num_items_in_batch, 1)
 
     if max_len is None:
-        max_len = token_losses.shape[-1]
+        # An empty time axis (T = 0) has a masked sum of 0; T_max = 1 keeps the loss 0, as in the other modes.
+        max_len = max(token_losses.shape[-1], 1)
     if isinstance(max_len, bool) or not isinstance(max_len, int):
         raise TypeError(f"max_len must be an int or None, got {type(max_len).__name__}")
     if max_len < 1:
@@ -165,3 +174,17 @@ def policy_loss_aggregate(
             raise ValueError(f"max_len must be >= the longest response ({longest} tokens), got {max_len}")
     num_responses = math.prod(token_losses.shape[:-1])
     return masked_sum / (max(num_responses, 1) * max_len)
+
+
+def _require_dapo_count(value: object) -> torch.Tensor | float:
+    """``num_items_in_batch`` for ``"dapo"``: a one-element tensor, or a finite number >= 0.
+
+    A count of 0 is a batch whose every token is masked, and it may come as a
+    Python int (``int(mask.sum())``) as well as a tensor; both count as 1.
+    """
+    if isinstance(value, torch.Tensor):
+        return require_num_items("num_items_in_batch", value)
+    count = require_number("num_items_in_batch", value)
+    if count < 0:
+        raise ValueError(f"num_items_in_batch must be a finite number >= 0, got {value}")
+    return count

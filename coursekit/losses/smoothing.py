@@ -22,8 +22,8 @@ import torch
 
 from coursekit.losses._checks import (
     require_choice,
+    require_class_indices,
     require_float,
-    require_integer,
     require_shape,
     require_targets_in_range,
 )
@@ -122,7 +122,7 @@ def label_smoothed_nll(
         tensor(0.8395)
     """
     require_float("logits", logits)
-    require_integer("targets", targets)
+    targets = require_class_indices("targets", targets)
     epsilon = _require_epsilon(epsilon)
     require_choice("reduction", reduction, SMOOTHING_REDUCTIONS)
     if variant in DEPRECATED_VARIANTS:
@@ -145,8 +145,7 @@ def label_smoothed_nll(
 
     ignored = targets == ignore_index
     log_probs = torch.log_softmax(logits, dim=-1)
-    # long(): gather indexes with int64 (or int32) only; the checks accept every INTEGER_DTYPES.
-    nll = -log_probs.gather(-1, targets.masked_fill(ignored, 0).long().unsqueeze(-1)).squeeze(-1)
+    nll = -log_probs.gather(-1, targets.masked_fill(ignored, 0).unsqueeze(-1)).squeeze(-1)
     if epsilon == 0.0:
         # No smoothing term at all, as PyTorch: with a logit of -inf (a masked
         # vocabulary entry) the summed NLL is +inf, and 0 * inf would be nan.

@@ -30,8 +30,8 @@ import torch
 
 from coursekit.losses._checks import (
     require_choice,
+    require_class_indices,
     require_float,
-    require_integer,
     require_shape,
     require_targets_in_range,
 )
@@ -117,14 +117,12 @@ def vocab_parallel_cross_entropy(
                 f"logit_shards[{j}] must have the leading shape {tuple(first.shape[:-1])} of logit_shards[0], "
                 f"got {tuple(shard.shape)}"
             )
-    require_integer("targets", targets)
+    targets = require_class_indices("targets", targets)
     require_shape("targets", targets, first.shape[:-1], "logit_shards[0].shape[:-1]")
     vocab_size = sum(shard.shape[-1] for shard in logit_shards)
     require_targets_in_range("targets", targets, vocab_size, ignore_index)
     require_choice("reduction", reduction, VOCAB_PARALLEL_REDUCTIONS)
 
-    # int64: gather takes no narrower index, and targets - offset must not wrap around in uint8.
-    targets = targets.long()
     counted = targets != ignore_index
     # Step 1, on every device: the local maximum; then all-reduce (max).
     local_max = [shard.detach().amax(dim=-1) for shard in logit_shards]

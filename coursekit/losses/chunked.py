@@ -371,9 +371,11 @@ def chunked_cross_entropy(
     Within the function autocast is off, in the forward and the backward pass,
     so the gradients are those of the returned value for every reduction,
     wherever ``backward()`` is called; they reach each input in its own dtype
-    through the casts. The weight gradient is summed in ``accum_dtype``, whose
-    default is then the dtype of the ``weight`` passed in (float32 master
-    weights: float32).
+    through the casts. The weight gradient is summed over the chunks in
+    ``accum_dtype`` (default: the dtype of the ``weight`` passed in), but it is
+    the gradient of the cast weight, so it is rounded to the autocast dtype
+    before it reaches a float32 master weight, as it is for ``F.linear`` under
+    autocast.
 
     ``"mean"`` divides by the number of targets that are not ``ignore_index``
     (``nan`` when there is none, as in PyTorch; the gradients are then 0).

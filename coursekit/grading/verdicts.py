@@ -116,7 +116,10 @@ def compare(student: object, expected: object, *, rtol: float, atol: float) -> s
     if answer is None:
         return f"expected numbers, got {type(student).__name__}"
     if answer.shape != reference.shape:
-        return f"wrong shape {answer.shape}, expected {reference.shape}"
+        # Neither shape is named: the student's is theirs to choose (a zero-size
+        # array can carry any other dimensions), the reference's follows the
+        # hidden inputs.
+        return "wrong shape"
     if reference.dtype.kind == "f":
         if answer.dtype.kind != "f":
             return f"expected floating-point values, got {answer.dtype}"
@@ -149,8 +152,9 @@ def _check_call(prepared: PreparedCall, end: CallEnd | None, question: Question)
     try:
         value = decode_value(end.value)
         grads = [decode_value(g) for g in end.grads]
-    except WireError as error:
-        return f"malformed result: {error}"
+    except WireError:
+        # A fixed text: the error may quote nothing, since the kernel wrote the value.
+        return "malformed result"
     if isinstance(question, CheckedQuestion):
         try:
             verdict = question.check(value, prepared.expected)

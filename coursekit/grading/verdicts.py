@@ -32,6 +32,7 @@ FAILURES = {
     CallStatus.DIED: "the process died during this call",
     CallStatus.NOT_RUN_AFTER_DEATH: "the process died in this function; not called again",
     CallStatus.MALFORMED: "malformed result",
+    CallStatus.TOO_LARGE: "result too large",
     # A withheld or banned status naming nothing the grader knows: the kernel's word alone.
     CallStatus.WITHHELD: "malformed result",
     CallStatus.BANNED: "malformed result",

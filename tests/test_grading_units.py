@@ -396,3 +396,15 @@ def test_submitted_files_that_shadow_a_module_are_refused(path: str, package: bo
         files["torch/other.py"] = b"y"
     kept, names = refuse_shadowing(files)
     assert (path in names) == refused and (path in kept) != refused
+
+
+@pytest.mark.parametrize("forged", [{"memory": True}, {"timed_out": True}, {"died": True}])
+def test_a_finished_run_that_reports_a_limit_still_shows_its_tampered_or_missing_cells(forged: dict) -> None:
+    import dataclasses
+
+    from coursekit.grading.outcomes import Evidence, classify
+
+    # ``raise MemoryError`` in a cell (or a class named CellTimeout) is the student's word (grader r2, finding 9).
+    calm = Evidence(False, False, False, False, True, False, False, False, False, False)
+    assert classify(dataclasses.replace(calm, tampered=True, **forged))[0] == "tampered_cells"
+    assert classify(dataclasses.replace(calm, missing=True, **forged))[0] == "missing_cells"

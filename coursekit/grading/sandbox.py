@@ -70,6 +70,8 @@ class Job:
         adapters: spec code run before the calls.
         view: what the sandbox's ``coursekit`` holds.
         memory_budget_mb: see :attr:`~coursekit.grading.spec.AssignmentSpec.memory_budget_mb`.
+        result_caps: the most result text each call may send, by call id
+            (:func:`~coursekit.grading.result_budget.call_cap`); kept on the grader's side.
     """
 
     files: dict[str, str]
@@ -78,6 +80,7 @@ class Job:
     adapters: list[str]
     view: ViewPlan
     memory_budget_mb: int | None = None
+    result_caps: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -157,6 +160,7 @@ class _Recorder:
         self.step_budget = limits.step_wall_s + 2 * limits.grace_s + RUNNER_SLACK_S
         self.cells_done = False
         self.result_bytes_left = MAX_RESULT_BYTES
+        self.result_caps = job.result_caps
 
     def accept(self, event: Any) -> bool:
         """Record ``event`` if it may come now; returns whether it was recorded."""
@@ -184,9 +188,9 @@ class _Recorder:
         return True
 
     def _within_budget(self, event: CallEnd) -> CallEnd:
-        """``event``, or, when its result would pass the submission's budget, the call failed without it."""
+        """``event``, or, when its result passes its cap or the submission's budget, the call failed without it."""
         size = wire_size(event.value) + wire_size(event.grads)
-        if size > self.result_bytes_left:
+        if size > min(self.result_bytes_left, self.result_caps.get(event.call_id, MAX_RESULT_BYTES)):
             return CallEnd(event.call_id, CallStatus.TOO_LARGE)
         self.result_bytes_left -= size
         return event

@@ -50,3 +50,28 @@ def test_zip_collect_takes_late_and_reuploaded_files_and_lists_the_ones_it_skips
     assert f"Carol Smith_48213_{ASSIGNMENT}.ipynb: the student id" in summary
     assert "dan_48213_a1_seq_loss.ipynb: the notebook's name is not an assignment's" in summary
     assert "ada_LATE" not in summary and "bob_48213" not in summary
+
+
+@pytest.mark.slow
+@pytest.mark.assignments
+@pytest.mark.a1
+def test_zip_collect_keeps_the_latest_of_several_uploads_by_one_student(tmp_path: Path) -> None:
+    course = make_course(tmp_path / "course")
+    released = release_notebook(course)
+    archive = course / "downloaded" / ASSIGNMENT / "archive"
+    archive.mkdir(parents=True)
+    uploads = [f"ada_48213_{ASSIGNMENT}.ipynb", f"ada_48213_{ASSIGNMENT}-1.ipynb",
+               f"bob_48213_{ASSIGNMENT}.ipynb", f"bob_LATE_48213_{ASSIGNMENT}.ipynb"]
+    with zipfile.ZipFile(archive / "download.zip", "w") as download:
+        for name in uploads:
+            download.writestr(name, json.dumps({**released, "metadata": {**released["metadata"], "upload": name}}))
+    done = subprocess.run([str(VENV_BIN / "nbgrader"), "zip_collect", ASSIGNMENT], cwd=course, env=tool_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for student, latest in (("ada", uploads[1]), ("bob", uploads[3])):
+        collected = json.loads((course / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
+        assert collected["metadata"]["upload"] == latest
+        assert not (course / "submitted" / student / ASSIGNMENT / "timestamp.txt").exists()
+    log = done.stdout + done.stderr
+    assert f"{uploads[0]}: {uploads[1]} is collected instead" in log
+    assert f"{uploads[2]}: {uploads[3]} is collected instead" in log

@@ -98,3 +98,51 @@ def test_the_nbgrader_preprocessor_neutralises_cells_and_markdown_outputs() -> N
 def test_list_sources_are_read_whole() -> None:
     notebook = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["[x](java", "script:alert(1))"]}]}
     assert _script_urls(neutralise_notebook(notebook)["cells"][0]["source"]) == []
+
+
+#: MathJax links a page typesets from a raw cell or an HTML/LaTeX output (grader review r2, findings 3 and 4).
+TYPESET_HREF = r"Hint: $$\href{javascript:alert(document.domain)}{\text{click}}$$"
+
+
+def _page(notebook: nbformat.NotebookNode) -> str:
+    """The notebook as the feedback page shows it, after the nbgrader pipeline's two cleaning steps."""
+    from nbconvert import HTMLExporter
+    from nbconvert.preprocessors.sanitize import SanitizeHTML
+
+    notebook, _ = SanitizeHTML().preprocess(notebook, {})
+    notebook, _ = NeutraliseHarmfulLinks().preprocess(notebook, {})
+    return HTMLExporter().from_notebook_node(notebook)[0]
+
+
+@pytest.mark.parametrize("mimetype", [None, "text/html"])
+def test_a_raw_cell_with_a_mathjax_script_link_never_reaches_the_page(mimetype: str | None) -> None:
+    notebook = nbformat.v4.new_notebook()
+    raw = nbformat.v4.new_raw_cell(TYPESET_HREF)
+    if mimetype:
+        raw.metadata["raw_mimetype"] = mimetype
+    honest = nbformat.v4.new_raw_cell(r"$\href{https://example.org}{a paper}$")
+    honest.metadata["raw_mimetype"] = "text/html"
+    notebook.cells = [raw, honest]
+    page = _page(notebook)
+    assert "javascript" not in page.split("<body", 1)[1]
+    assert r"\href{https://example.org}" in page, "an honest raw cell is kept"
+
+
+@pytest.mark.parametrize("key", ["text/latex", "text/html"])
+def test_latex_and_html_outputs_with_a_mathjax_script_link_never_reach_the_page(key: str) -> None:
+    notebook = nbformat.v4.new_notebook()
+    code = nbformat.v4.new_code_cell("display(Latex(...))")
+    code.outputs = [nbformat.v4.new_output("display_data", {key: TYPESET_HREF, "text/plain": "<Latex object>"}),
+                    nbformat.v4.new_output("display_data", {key: r"$\href{https://example.org}{x}$"})]
+    notebook.cells = [code]
+    page = _page(notebook)
+    assert "javascript" not in page.split("<body", 1)[1]
+    assert "&lt;Latex object&gt;" in page, "the plain text of the dropped output is still shown"
+    assert r"\href{https://example.org}" in page, "an honest output is kept"
+
+
+def test_the_coursekit_autograded_notebook_drops_a_raw_cell_with_a_mathjax_script_link() -> None:
+    from coursekit.grading.autograded import sanitise_html
+
+    notebook = {"cells": [{"cell_type": "raw", "metadata": {"raw_mimetype": "text/html"}, "source": TYPESET_HREF}]}
+    assert "javascript" not in sanitise_html(notebook)["cells"][0]["source"]

@@ -146,3 +146,43 @@ def test_raw_runs_travel_as_plain_data() -> None:
     run = RawRun(cells=[CellEnd(1, CellStatus.OK, stdout="hi")], calls=[CallEnd("q#0", CallStatus.DIED)],
                  ready=True, done=Done(stopped_call="q#0"), skipped_cells=[(2, "died")], attempts=2)
     assert RawRun.from_dict(run.to_dict()) == run
+
+
+def test_call_results_past_the_submissions_budget_fail_as_too_large_and_are_not_kept() -> None:
+    from coursekit.grading.result_budget import MAX_RESULT_BYTES, wire_size
+    from coursekit.grading.verdicts import FAILURES
+
+    # What ``torch.zeros(10_000_000)`` returned from every call sends (grader review r2, finding 8).
+    ten_million = {"t": "array", "dtype": "float32", "shape": [10_000_000], "data": "A" * 53_333_336}
+    calls = [{"id": f"q#{index}", "name": "f"} for index in range(8)]
+    job = Job(files={}, cells=[], calls=calls, adapters=[], view=plan_view(set(), []))
+    run = RawRun()
+    recorder = _Recorder(run, job, Limits(timeout_s=1))
+    events = [Ready(), CellsDone()]
+    for call in calls:
+        events += [CallStart(call["id"]), CallEnd(call["id"], CallStatus.OK, value=ten_million)]
+    assert all(recorder.accept(event) for event in [*events, Done()])
+    kept = sum(wire_size(end.value) + wire_size(end.grads) for end in run.calls)
+    assert kept <= MAX_RESULT_BYTES
+    assert [end.status for end in run.calls] == [CallStatus.OK] + [CallStatus.TOO_LARGE] * 7
+    assert all(end.value is None for end in run.calls[1:])
+    assert FAILURES[CallStatus.TOO_LARGE] == "result too large"
+
+
+def test_a_call_result_far_larger_than_its_reference_fails_as_too_large() -> None:
+    import numpy as np
+
+    from coursekit.grading.result_budget import call_cap
+    from coursekit.grading.wire import encode_array
+
+    cap = call_cap(np.zeros(4), [np.zeros(4)])
+    calls = [{"id": "q#0", "name": "f"}, {"id": "q#1", "name": "f"}]
+    job = Job(files={}, cells=[], calls=calls, adapters=[], view=plan_view(set(), []),
+              result_caps={"q#0": cap, "q#1": cap})
+    run = RawRun()
+    recorder = _Recorder(run, job, Limits(timeout_s=1))
+    events = [Ready(), CellsDone(),
+              CallStart("q#0"), CallEnd("q#0", CallStatus.OK, value=encode_array(np.zeros(4, np.float32))),
+              CallStart("q#1"), CallEnd("q#1", CallStatus.OK, value=encode_array(np.zeros(100_000))), Done()]
+    assert all(recorder.accept(event) for event in events)
+    assert [end.status for end in run.calls] == [CallStatus.OK, CallStatus.TOO_LARGE]

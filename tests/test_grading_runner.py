@@ -184,3 +184,35 @@ def test_the_runner_does_not_call_again_a_function_that_timed_out(workdir: str) 
     assert ends[1].value == encode_value(3)
     assert events[-1] == Done()
     assert [e.status for e in events if hasattr(e, "status") and not isinstance(e, CallEnd)] == [CellStatus.OK]
+
+
+#: a cell that records each call's inputs and makes the kernel write them as the call's value
+#: (grader review r2, finding 1).
+LEAKING_ENCODER = (
+    "import sys\n"
+    "_seen = []\n"
+    "def double(x):\n"
+    "    _seen.append(x.tolist())\n"
+    "    return x * 2\n"
+    "sys.modules['coursekit.grading.kernel'].encode_value = lambda v: {'t': 'inputs so far: ' + repr(_seen)}\n"
+)
+
+
+def test_a_kernel_that_writes_the_hidden_inputs_as_its_value_gets_a_fixed_message(workdir: str) -> None:
+    import numpy as np
+
+    from coursekit.grading.spec import AssignmentSpec, Case, FunctionQuestion, prepare_calls
+    from coursekit.grading.verdicts import score_question
+    from coursekit.grading.wire import decode_value
+
+    question = FunctionQuestion("test_double", "double", 2,
+                                lambda rng: [Case((rng.standard_normal(3),)) for _ in range(3)], lambda x: x * 2)
+    spec = AssignmentSpec("demo", "demo", 2, (question,))
+    prepared = prepare_calls(spec, course="seqloss", student="ada")["test_double"]
+    events = _runner_events(workdir, [{"index": 0, "source": LEAKING_ENCODER}], Calls([], [p.call for p in prepared]))
+    ends = {e.call_id: e for e in events if isinstance(e, CallEnd)}
+    hidden = f"{decode_value(prepared[0].call['args'][0]).tolist()[0]!r}"[:6]
+    assert hidden in repr(ends[prepared[-1].call["id"]].value), "the kernel really wrote the inputs"
+    result = score_question(question, prepared, ends)
+    assert result.messages == ["3 of 3 hidden checks of the function: malformed result"]
+    assert np.isfinite(result.score) and result.score == 0.0

@@ -167,6 +167,38 @@ def test_withheld_names_the_grader_does_not_know_are_never_quoted() -> None:
     assert result.messages == ["double reaches the reference (coursekit.losses.nll.x), which earns nothing"]
 
 
+#: forged values whose decoding fails: each carries FORGED where an error message could quote it.
+FORGED_VALUES = [
+    {"t": FORGED},
+    {"t": FORGED, "v": 1},
+    {"t": "float", "v": FORGED},
+    {"t": "array", "dtype": FORGED, "shape": [1], "data": ""},
+    {"t": "array", "dtype": "float64", "shape": [FORGED], "data": ""},
+    {"t": "array", "dtype": "float64", "shape": [9655, 1234, 25], "data": ""},
+    {"t": "array", "dtype": "float64", "shape": [1], "data": FORGED},
+]
+
+
+@pytest.mark.parametrize("value", FORGED_VALUES)
+def test_wire_errors_never_quote_what_they_were_sent(value: dict) -> None:
+    with pytest.raises(WireError) as caught:
+        decode_value(value)
+    assert "LEAK" not in str(caught.value) and "9655" not in str(caught.value)
+
+
+@pytest.mark.parametrize("value", FORGED_VALUES)
+def test_a_malformed_result_is_reported_in_fixed_words(value: dict) -> None:
+    calls = _calls(_spec(), "test_double")
+    ends = {c.call["id"]: CallEnd(c.call["id"], CallStatus.OK, value=value) for c in calls}
+    result = score_question(_spec().questions[0], calls, ends)
+    assert result.messages == ["4 of 4 hidden checks of the function: malformed result"]
+
+
+def test_a_wrong_shape_names_neither_shape() -> None:
+    reason = compare(np.zeros([0, 3, 14159, 26535, 8979, 323]), np.zeros(4), rtol=0, atol=0)
+    assert reason == "wrong shape"
+
+
 def test_banned_names_are_quoted_only_as_the_spec_shows_them() -> None:
     spec = _spec()
     question = FunctionQuestion("test_double", "double", 2, spec.questions[0].cases, spec.questions[0].reference,
@@ -364,3 +396,15 @@ def test_submitted_files_that_shadow_a_module_are_refused(path: str, package: bo
         files["torch/other.py"] = b"y"
     kept, names = refuse_shadowing(files)
     assert (path in names) == refused and (path in kept) != refused
+
+
+@pytest.mark.parametrize("forged", [{"memory": True}, {"timed_out": True}, {"died": True}])
+def test_a_finished_run_that_reports_a_limit_still_shows_its_tampered_or_missing_cells(forged: dict) -> None:
+    import dataclasses
+
+    from coursekit.grading.outcomes import Evidence, classify
+
+    # ``raise MemoryError`` in a cell (or a class named CellTimeout) is the student's word (grader r2, finding 9).
+    calm = Evidence(False, False, False, False, True, False, False, False, False, False)
+    assert classify(dataclasses.replace(calm, tampered=True, **forged))[0] == "tampered_cells"
+    assert classify(dataclasses.replace(calm, missing=True, **forged))[0] == "missing_cells"

@@ -6,7 +6,8 @@ A platform's bulk download names each file ``<student>_<ids>_<notebook>``
 file uploaded twice (``..._a1_sequence_loss-1.ipynb``). Stock nbgrader skips
 every name its pattern does not match with one WARNING line among many and
 exits 0, so a submission can be lost without anyone noticing. This collector,
-which ``nbgrader_config.py`` selects, accepts both variants, and before the
+which ``nbgrader_config.py`` selects, accepts both variants (of several uploads
+of one notebook by one student it keeps the latest and lists the others), and before the
 first file is collected logs one summary of every file it will skip, with the
 reason (a notebook whose name is not the released one's is skipped too, rather
 than collected under a name the graders do not look for), so that the
@@ -68,6 +69,49 @@ def why_skipped(name: str, pattern: str, released: frozenset[str] | None = None)
     return "the notebook's name is not an assignment's (renamed by the student?)"
 
 
+def upload_rank(path: str) -> tuple[bool, int, str]:
+    """How late in the platform's order ``path`` was uploaded: late flag, re-upload number, name.
+
+    Example:
+        >>> upload_rank("/x/ada_1_a1_sequence_loss-2.ipynb")
+        (False, 2, 'ada_1_a1_sequence_loss-2.ipynb')
+    """
+    name = os.path.basename(path)
+    number = re.search(r"-([0-9]+)\.ipynb$", name)
+    return bool(_LATE.search(name)), int(number.group(1)) if number else 0, name
+
+
+def newer_upload(path: str, pattern: str, others: list[str]) -> str | None:
+    """The name of a later upload of the same student's same notebook among ``others``, if any.
+
+    nbgrader's ``zip_collect`` stops the whole class at two files of one
+    student and notebook without timestamps, so only the latest is collected
+    (by :func:`upload_rank`). No timestamp is made up for it, since nbgrader
+    would write it into ``timestamp.txt`` and the late penalty would follow it.
+
+    Args:
+        path: a file of the download.
+        pattern: the collector's ``named_regexp``.
+        others: the download's other files.
+
+    Example:
+        >>> from coursekit.course.config import LMS_FILENAME_REGEXP
+        >>> newer_upload("/x/ada_1_a1_q.ipynb", LMS_FILENAME_REGEXP, ["/x/ada_1_a1_q-1.ipynb", "/x/bob_1_a1_q-2.ipynb"])
+        'ada_1_a1_q-1.ipynb'
+    """
+    key = _identity(path, pattern)
+    if key is None:
+        return None
+    later = [other for other in others if other.endswith(".ipynb") and _identity(other, pattern) == key
+             and upload_rank(other) > upload_rank(path)]
+    return os.path.basename(max(later, key=upload_rank)) if later else None
+
+
+def _identity(path: str, pattern: str) -> tuple[str, str] | None:
+    match = re.match(pattern, normalised_name(path))
+    return (match.group("student_id"), os.path.basename(match.group("file_id"))) if match else None
+
+
 class LmsFileNameCollector(FileNameCollectorPlugin):
     """Collect a platform's download, accepting late flags and re-upload numbers; list what it skips."""
 
@@ -83,6 +127,9 @@ class LmsFileNameCollector(FileNameCollectorPlugin):
             self._log_skipped(folder)
         if why_skipped(submitted_file, self.named_regexp, self._released()):
             return None
+        folder = os.path.dirname(submitted_file)
+        if newer_upload(submitted_file, self.named_regexp, [os.path.join(folder, n) for n in os.listdir(folder)]):
+            return None
         return super().collect(normalised_name(submitted_file))
 
     def _released(self) -> frozenset[str] | None:
@@ -97,12 +144,20 @@ class LmsFileNameCollector(FileNameCollectorPlugin):
     def _log_skipped(self, folder: str) -> None:
         skipped = []
         released = self._released()
+        superseded = []
         for root, _, files in os.walk(folder):
-            for name in sorted(files):
-                reason = why_skipped(os.path.join(root, name), self.named_regexp, released)
+            paths = [os.path.join(root, name) for name in sorted(files)]
+            for path in paths:
+                reason = why_skipped(path, self.named_regexp, released)
+                newer = None if reason else newer_upload(path, self.named_regexp, paths)
                 if reason:
-                    skipped.append(f"  {name}: {reason}")
+                    skipped.append(f"  {os.path.basename(path)}: {reason}")
+                elif newer:
+                    superseded.append(f"  {os.path.basename(path)}: {newer} is collected instead")
         if skipped:
             self.log.warning(
                 "zip_collect will SKIP %d notebook(s) of the download; rename them to "
                 "<student>_<ids>_<notebook>.ipynb and run zip_collect again:\n%s", len(skipped), "\n".join(skipped))
+        if superseded:
+            self.log.warning("zip_collect will skip %d earlier upload(s), keeping each student's latest:\n%s",
+                             len(superseded), "\n".join(superseded))

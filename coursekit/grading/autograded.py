@@ -51,7 +51,8 @@ def _cell_outputs(run: RawRun, cells: list[dict[str, Any]]) -> None:
 def sanitise_html(notebook: dict[str, Any]) -> dict[str, Any]:
     """Clean the HTML of every markdown and raw cell, in place, with nbconvert's ``SanitizeHTML``.
 
-    Then every markdown cell with a harmful link is shown as text (see
+    Then every markdown cell with a harmful link is shown as text, and every
+    raw cell with one is removed (see
     :func:`~coursekit.grading.markdown_links.neutralise_notebook`).
 
     Example:

@@ -12,8 +12,18 @@ What a sandbox is (Linux namespaces through ``bwrap``, run as root):
   with the sandbox;
 * a seccomp filter that denies ``memfd_create``, ``shmget``, ``msgget`` and ``mq_open``
   (:mod:`~coursekit.grading.seccomp`);
-* only the capabilities the runner needs to set up (:data:`RUNNER_CAPABILITIES`);
-  the kernel runs as a dedicated uid and has none.
+* the capabilities the runner needs to set up (:data:`RUNNER_CAPABILITIES`),
+  asked for with ``--cap-drop ALL --cap-add ...``; the kernel runs as a
+  dedicated uid and has none (its ``setuid`` clears them, and ``no_new_privs``
+  stops file capabilities).
+
+Where the grader's root lacks one of :data:`RUNNER_CAPABILITIES` in its
+bounding set (a container without ``CAP_SYS_RESOURCE``, say), bubblewrap 0.8
+does not limit the runner at all: it keeps every capability the host gives
+root until it drops all but ``CAP_KILL`` after forking the kernel, so the
+set-up (writing the working copy) runs with all of them; and lowering the
+runner's OOM score fails quietly, so the memory cgroup's OOM killer may
+choose the runner. Student code is not affected, since the kernel has none.
 """
 
 from __future__ import annotations

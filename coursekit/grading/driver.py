@@ -29,6 +29,7 @@ from coursekit.grading.limits import Limits
 from coursekit.grading.notebook import ExpectedCell, PreparedNotebook, prepare, unusable
 from coursekit.grading.outcomes import OUTCOMES, Evidence, classify, run_notes
 from coursekit.grading.package_view import ViewPlan, notebook_imports, plan_view
+from coursekit.grading.result_budget import result_caps
 from coursekit.grading.sandbox import Job, RawRun, kernel_leaves_root, sandbox_available
 from coursekit.grading.spec import AssignmentSpec, PreparedCall, adapters, graded_names, load_spec, prepare_calls
 from coursekit.grading.verdicts import QuestionResult, score_question
@@ -246,6 +247,7 @@ class Grader:
                 adapters=adapters(self.spec),
                 view=self.view,
                 memory_budget_mb=self.spec.memory_budget_mb,
+                result_caps=result_caps(self.calls[student].values()),
             )
 
     def _score(self, student: str, run: RawRun | None) -> dict[str, QuestionResult]:

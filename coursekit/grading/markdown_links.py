@@ -9,6 +9,9 @@ feedback page, and MathJax's ``\\href{javascript:...}`` is one more. So a
 markdown cell (or a markdown display output) whose rendering, or whose text,
 holds a URL of a harmful scheme is replaced by a notice and its own text in a
 code block: the reader sees what was written, and nothing in it is a link.
+Raw cells and HTML, LaTeX and SVG outputs reach the page as they are (MathJax
+typesets their text), so a harmful one is removed instead (see
+:func:`neutralise_notebook`).
 
 The text check is deliberately wider than the rendering check (entities,
 backslash escapes and whitespace are removed first), so a spelling that the
@@ -42,6 +45,12 @@ HARMFUL_SCHEMES = ("javascript:", "vbscript:", "data:text/html", "data:applicati
 URL_ATTRIBUTES = frozenset({"href", "src", "xlink:href", "action", "formaction", "srcset", "poster", "data",
                             "background", "cite", "longdesc", "usemap"})
 NOTICE = "*coursekit: this cell held a link that would run a script; it is shown as text.*"
+#: what a raw cell that held such a link says instead (raw text goes into the page verbatim: it cannot be shown).
+RAW_NOTICE = "coursekit: this raw cell held a link that would run a script; it was removed."
+#: output types a page renders as HTML or typesets with MathJax.
+TYPESET_OUTPUTS = ("text/html", "text/latex", "image/svg+xml")
+#: what the plain text of an output starts with once its rendered forms are dropped.
+OUTPUT_NOTICE = "coursekit: this output held a link that would run a script; only its plain text is kept."
 
 
 def _normalised(text: str) -> str:
@@ -125,12 +134,41 @@ def _source(value: Any) -> str:
     return "".join(value) if isinstance(value, list) else str(value)
 
 
+def _neutralise_outputs(outputs: list[Any]) -> None:
+    """Show harmful ``text/markdown`` as text; drop harmful HTML, LaTeX and SVG, which a page renders or typesets."""
+    for output in outputs:
+        data = output.get("data") if isinstance(output, dict) else None
+        if not isinstance(data, dict):
+            continue
+        if "text/markdown" in data:
+            text = _source(data["text/markdown"])
+            cleaned = neutralise(text)
+            if cleaned != text:
+                data["text/markdown"] = cleaned
+        # SanitizeHTML leaves LaTeX as it is and keeps the text of HTML, where
+        # MathJax typesets a \href; the output's plain text still shows it.
+        harmful = [key for key in TYPESET_OUTPUTS if key in data and _is_harmful(_source(data[key]))]
+        for key in harmful:
+            del data[key]
+        if harmful:
+            data["text/plain"] = OUTPUT_NOTICE + "\n" + _source(data.get("text/plain", ""))
+
+
 def neutralise_notebook(notebook: dict[str, Any]) -> dict[str, Any]:
-    """Neutralise, in place, every markdown cell and every ``text/markdown`` output of ``notebook``.
+    """Neutralise, in place, every harmful link of ``notebook`` a page would render.
+
+    A markdown cell, or a ``text/markdown`` output, is shown as text (see
+    :func:`neutralise`). A raw cell is written into an HTML page verbatim,
+    where MathJax typesets it, so a harmful one keeps only a notice. A
+    ``text/html``, ``text/latex`` or ``image/svg+xml`` output that holds a
+    harmful scheme is dropped, and a notice is put before its ``text/plain``.
 
     Example:
         >>> cell = {"cell_type": "markdown", "metadata": {}, "source": ["[a](javascript:x)"]}
         >>> neutralise_notebook({"cells": [cell]})["cells"][0]["source"].startswith("*coursekit:")
+        True
+        >>> raw = {"cell_type": "raw", "metadata": {}, "source": "$\\\\href{javascript:x}{y}$"}
+        >>> neutralise_notebook({"cells": [raw]})["cells"][0]["source"] == RAW_NOTICE
         True
     """
     for cell in notebook.get("cells", []):
@@ -140,11 +178,7 @@ def neutralise_notebook(notebook: dict[str, Any]) -> dict[str, Any]:
             cleaned = neutralise(source, attachments if isinstance(attachments, dict) else None)
             if cleaned != source:
                 cell["source"] = cleaned
-        for output in cell.get("outputs", []) or []:
-            data = output.get("data") if isinstance(output, dict) else None
-            if isinstance(data, dict) and "text/markdown" in data:
-                text = _source(data["text/markdown"])
-                cleaned = neutralise(text)
-                if cleaned != text:
-                    data["text/markdown"] = cleaned
+        elif cell.get("cell_type") == "raw" and _is_harmful(_source(cell.get("source", ""))):
+            cell["source"] = RAW_NOTICE
+        _neutralise_outputs(cell.get("outputs", []) or [])
     return notebook

@@ -91,11 +91,14 @@ RULES = (
     Rule("timeout", lambda e: e.stalled, "killed: a cell or a graded call would not stop at its time limit"),
     Rule("memory_limit", lambda e: not e.finished and e.memory, "the process ended early"),
     Rule("kernel_died", lambda e: not e.finished, "the process ended early"),
+    # The grader's own reading of the notebook outranks what a finished run's
+    # kernel reported (a cell's exception name, a call's status: the student's
+    # code may choose them), so a forged MemoryError cannot hide a tampered test cell.
+    Rule("missing_cells", lambda e: e.missing),
+    Rule("tampered_cells", lambda e: e.tampered),
     Rule("memory_limit", lambda e: e.memory),
     Rule("timeout", lambda e: e.timed_out),
     Rule("kernel_died", lambda e: e.died),
-    Rule("missing_cells", lambda e: e.missing),
-    Rule("tampered_cells", lambda e: e.tampered),
 )
 
 
@@ -108,7 +111,7 @@ def classify(evidence: Evidence) -> tuple[str, str]:
         ('graded', '')
         >>> import dataclasses
         >>> classify(dataclasses.replace(calm, tampered=True, memory=True))
-        ('memory_limit', '')
+        ('tampered_cells', '')
     """
     for rule in RULES:
         if rule.applies(evidence):

@@ -89,6 +89,7 @@ class CallStatus(str, enum.Enum):
     BANNED = "banned"                 #: ran a PyTorch operator its question bans
     WITHHELD = "withheld"             #: called a reference withheld from the sandbox
     MALFORMED = "malformed"           #: the kernel's report was not a valid result
+    TOO_LARGE = "too_large"           #: its result would pass the submission's budget of result bytes
     NOT_RUN = "not_run"               #: not made: an earlier call of the same function timed out
     NOT_RUN_AFTER_STALL = "not_run_after_stall"   #: not called again on a rerun: it would not stop
     NOT_RUN_AFTER_DEATH = "not_run_after_death"   #: not called again on a rerun: it killed the kernel

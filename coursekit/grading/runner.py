@@ -70,7 +70,8 @@ DRAIN_BYTES = 2 << 20
 #: what the kernel may report about a graded call; any other status is the student's invention.
 KERNEL_CALL_STATUSES = {CallStatus.OK, CallStatus.RAISED, CallStatus.TIMEOUT, CallStatus.OUT_OF_MEMORY,
                         CallStatus.BANNED, CallStatus.WITHHELD, CallStatus.NOT_RUN}
-#: the runner's OOM score: never chosen by the memory cgroup's OOM killer.
+#: the runner's OOM score: never chosen by the memory cgroup's OOM killer, where the runner has
+#: CAP_SYS_RESOURCE (a host whose root lacks it leaves the score as it is: see :mod:`~coursekit.grading.bwrap`).
 OOM_SCORE = -1000
 # Linux constants (sys/mount.h, linux/capability.h).
 MS_NOSUID, MS_NODEV, MS_REMOUNT = 2, 4, 32

@@ -42,7 +42,9 @@ from coursekit.grading.bwrap import (SANDBOX_WORKDIR, bubblewrap_available, bwra
 from coursekit.grading.cgroups import SandboxGroup, cgroups_available, join_command
 from coursekit.grading.limits import Limits
 from coursekit.grading.package_view import ViewPlan, materialise, package_root
-from coursekit.grading.protocol import CallEnd, CallStart, Calls, CellEnd, CellsDone, CellStart, Done, Ready, Setup
+from coursekit.grading.protocol import (CallEnd, CallStart, Calls, CallStatus, CellEnd, CellsDone, CellStart, Done,
+                                        Ready, Setup)
+from coursekit.grading.result_budget import MAX_RESULT_BYTES, wire_size
 from coursekit.grading.seccomp import sandbox_filter
 from coursekit.grading.uids import UidLease
 
@@ -68,6 +70,8 @@ class Job:
         adapters: spec code run before the calls.
         view: what the sandbox's ``coursekit`` holds.
         memory_budget_mb: see :attr:`~coursekit.grading.spec.AssignmentSpec.memory_budget_mb`.
+        result_caps: the most result text each call may send, by call id
+            (:func:`~coursekit.grading.result_budget.call_cap`); kept on the grader's side.
     """
 
     files: dict[str, str]
@@ -76,6 +80,7 @@ class Job:
     adapters: list[str]
     view: ViewPlan
     memory_budget_mb: int | None = None
+    result_caps: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -154,6 +159,8 @@ class _Recorder:
         self.step_deadline: float | None = None
         self.step_budget = limits.step_wall_s + 2 * limits.grace_s + RUNNER_SLACK_S
         self.cells_done = False
+        self.result_bytes_left = MAX_RESULT_BYTES
+        self.result_caps = job.result_caps
 
     def accept(self, event: Any) -> bool:
         """Record ``event`` if it may come now; returns whether it was recorded."""
@@ -173,12 +180,20 @@ class _Recorder:
         elif isinstance(event, CallEnd):
             self.calls_left.discard(event.call_id)
             self.open_step = self.step_deadline = None
-            run.calls.append(event)
+            run.calls.append(self._within_budget(event))
         elif isinstance(event, CellsDone):
             self.cells_done = True
         elif isinstance(event, Done):
             run.done = event
         return True
+
+    def _within_budget(self, event: CallEnd) -> CallEnd:
+        """``event``, or, when its result passes its cap or the submission's budget, the call failed without it."""
+        size = wire_size(event.value) + wire_size(event.grads)
+        if size > min(self.result_bytes_left, self.result_caps.get(event.call_id, MAX_RESULT_BYTES)):
+            return CallEnd(event.call_id, CallStatus.TOO_LARGE)
+        self.result_bytes_left -= size
+        return event
 
     def _expected(self, event: Any) -> bool:
         if self.run.done is not None:

@@ -1,7 +1,7 @@
 """The report as one self-contained HTML page: inline CSS, figures as data URIs, no script, no link out.
 
 Every string that comes from a submission or the stored results (student ids,
-notes, messages) passes through :func:`html.escape` here, and nowhere else is
+notes, messages) passes through ``html.escape`` here, and nowhere else is
 HTML written, so a ``<script>`` in a student's notebook or timestamp stays text.
 Tables carry ids (``questions``, ``failures``, ``outcomes``, ``students`` ...)
 so that a reader's tools, and the tests, can find them.

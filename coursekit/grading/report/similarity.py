@@ -3,7 +3,7 @@
 A function is *normalised* by parsing it, dropping its docstrings, renaming every
 local identifier (the function's own name, its parameters, the variables it
 binds or reads) to ``v0``, ``v1``, ... in order of first appearance, and
-tokenising :func:`ast.unparse`'s output, so comments, blank lines, quotes,
+tokenising ``ast.unparse``'s output, so comments, blank lines, quotes,
 parentheses and names do not count. Attribute names (``.sum``, ``.gather``)
 and keyword-argument names (``dim=``) are the API being used and are kept.
 

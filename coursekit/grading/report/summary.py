@@ -212,7 +212,7 @@ def near_copies(results: ClassResults, function: GradedFunction) -> list[Group]:
 
 
 def histogram_counts(scores: list[float], max_score: float, bins: int = 10) -> list[tuple[float, float, int]]:
-    """``bins`` equal-width bins over ``[0, max_score]``, as :func:`numpy.histogram` counts them: (low, high, count).
+    """``bins`` equal-width bins over ``[0, max_score]``, as ``numpy.histogram`` counts them: (low, high, count).
 
     Example:
         >>> histogram_counts([0.0, 5.0, 10.0, 10.0], 10.0, bins=2)

@@ -31,7 +31,8 @@ LMS_FILENAME_REGEXP = r".*/(?P<student_id>[A-Za-z0-9.-]+)_(?:late_)?(?:[0-9]+_)*
 EXECUTION_TIMEOUT_S = 300
 #: nbconvert's HTML sanitiser (escapes <script>, event handlers and unknown tags; drops JavaScript outputs).
 SANITIZE_HTML = "nbconvert.preprocessors.sanitize.SanitizeHTML"
-#: shows as text any markdown cell or output with a javascript:/vbscript:/data: link (the sanitiser sees tags only).
+#: shows as text any markdown cell or output whose link uses the ``javascript``, ``vbscript`` or ``data`` scheme
+#: (the sanitiser sees tags only).
 NEUTRALISE_LINKS = "coursekit.course.preprocessors.NeutraliseHarmfulLinks"
 
 

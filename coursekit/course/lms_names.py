@@ -1,7 +1,7 @@
 """``nbgrader zip_collect`` for the file names learning platforms really write.
 
 A platform's bulk download names each file ``<student>_<ids>_<notebook>``
-(:data:`coursekit.course.config.LMS_FILENAME_REGEXP`), but also marks late work
+(``coursekit.course.config.LMS_FILENAME_REGEXP``), but also marks late work
 (``ada_LATE_48213_a1_sequence_loss.ipynb``, in capitals on Canvas) and numbers a
 file uploaded twice (``..._a1_sequence_loss-1.ipynb``). Stock nbgrader skips
 every name its pattern does not match with one WARNING line among many and

@@ -51,9 +51,9 @@ CPU_PERIOD_US = 100_000
 GROUP_PREFIX = "coursekit-"
 #: how long to keep killing a group's processes before giving up on removing it.
 REMOVE_TIMEOUT_S = 10.0
-#: v2: the leaf child of the grader's group that the group's processes move into (see the module docstring).
+#: the leaf child of the grader's group that the group's processes move into, on cgroup v2 (see the module docstring).
 LEAF_GROUP = "coursekit.grader"
-#: v2: how many times to move a group's processes into the leaf while some are still being forked.
+#: how many times, on cgroup v2, to move a group's processes into the leaf while some are still being forked.
 LEAF_MOVE_ROUNDS = 10
 _counter = itertools.count()
 

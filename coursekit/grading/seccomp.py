@@ -46,7 +46,7 @@ SECCOMP_RET_ALLOW = 0x7FFF0000
 SECCOMP_RET_ERRNO = 0x00050000
 OFFSET_NR, OFFSET_ARCH = 0, 4
 X32_SYSCALL_BIT = 0x40000000
-#: the system calls denied, in the order of :attr:`Architecture.denied`.
+#: the system calls denied, in the order of ``Architecture.denied``.
 DENIED_CALLS = ("memfd_create", "shmget", "msgget", "mq_open")
 
 #: machine -> (AUDIT_ARCH_* of its native ABI, numbers of :data:`DENIED_CALLS`, whether it has the x32 ABI).

@@ -9,7 +9,9 @@ The *runner* (:mod:`coursekit.grading.runner`) never runs student code; the
 *kernel* (:mod:`coursekit.grading.kernel`) is its child process and runs
 nothing else, so everything the kernel sends is the student's word. Only the
 runner emits the events that decide scores, deadlines and reruns, and it
-bounds every report it relays. The runner sends the kernel one step at a time
+bounds every report it relays. Each cell's and call's end carries the
+runner's own measurements (:class:`StepEnd`, the step's CPU and wall-clock
+time): the only account of limits the grader reads. The runner sends the kernel one step at a time
 and accepts a report only for the step it just sent. Each message is a frozen dataclass with a
 ``KIND``; :func:`encode` and :func:`decode` are the only code that turns them
 into bytes and back. Decoding is strict: an unknown kind or field, a field of

@@ -288,7 +288,7 @@ def report_bounds(command: Any, limits: dict[str, Any], result_cap: int | None =
 
     A cell's report is flat text capped by ``output_cell``; only a call's
     report carries values (a6's run to a few MiB), bounded by the call's
-    ``result_cap`` when the grader sent one (see :func:`protocol.call_report_bytes`).
+    ``result_cap`` when the grader sent one (see :func:`~coursekit.grading.protocol.call_report_bytes`).
 
     Example:
         >>> report_bounds(RunAdapter(0, "pass"), {"output_cell": 20_000})

@@ -201,8 +201,9 @@ def _edit_readonly(course: Path) -> dict[str, Any]:
 
 FORGED_MEMORY_ERROR = "raise MemoryError('forged: no memory was used')\n"
 FORGED_CELL_TIMEOUT = "class CellTimeout(BaseException):\n    pass\nraise CellTimeout('forged: no time was used')\n"
-# Grader review r2, finding 8: an honest-looking answer whose every report is a 53 MB line.
-BIG_RESULTS = "import torch\ndef token_nll(logits, targets, *, ignore_index=-100):\n    return torch.zeros(10_000_000)\n"
+# Grader review r2, finding 8: an answer of 10^7 floats, a 53 MB report (a variable: a1's functions are
+# asked for gradients too, which a value that does not follow the inputs cannot give).
+BIG_RESULTS = "import torch\nmc_classification = torch.zeros(10_000_000)\n"
 
 
 def _readonly_edited_and(source: str) -> Callable[[Path], dict[str, Any]]:
@@ -768,9 +769,8 @@ ATTACKS += [
     Attack("forged_cell_timeout", 10.0, "tampered_cells", _readonly_edited_and(FORGED_CELL_TIMEOUT),
            "edited read-only cells and a cell that raises its own class named CellTimeout (grader review r2, "
            "finding 9)"),
-    Attack("big_results", 7.0, "graded", _with_answer("answer_token_nll", BIG_RESULTS),
-           "the graded function returns 10^7 floats from every call: refused by the runner unread "
-           "(grader review r2, finding 8)"),
+    Attack("big_result", 9.0, "graded", _with_answer("answer_mc_classification", BIG_RESULTS),
+           "an answer of 10^7 floats: refused by the runner unread (grader review r2, finding 8)"),
 ]
 
 #: the attacks whose cells raise an exception named like a limit: they must not buy a second attempt.

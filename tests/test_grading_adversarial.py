@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adversarial.corpus import (ATTACKS, CONCURRENT, IMG_ONERROR, MARKDOWN_LINKS, PRINT_HIDDEN_INPUTS,
-                               SCRIPT_IN_ANSWER)
+from adversarial.corpus import (ATTACKS, CONCURRENT, FORGED_LIMITS, IMG_ONERROR, MARKDOWN_LINKS,
+                               PRINT_HIDDEN_INPUTS, SCRIPT_IN_ANSWER)
 from adversarial.course import ASSIGNMENT, VENV_BIN, make_course, submit, tool_env
 from coursekit.grading.driver import GradeOptions, grade_assignment
 from coursekit.grading.limits import Limits
@@ -146,6 +146,23 @@ def test_attack_gets_exact_score_and_outcome(graded: dict, attack) -> None:
     assert report.sandboxed
     if attack.timestamp is not None:
         assert any("timestamp.txt is not a date" in note for note in report.notes), report.notes
+
+
+def test_an_exception_named_like_a_limit_buys_no_second_attempt(graded: dict) -> None:
+    """Grader review r2, finding 9: only the runner's measurements send a cell to a rerun; a real hog still is."""
+    for student in FORGED_LIMITS:
+        report = graded["reports"][student]
+        assert not any("rerun" in note for note in report.notes), (student, report.notes)
+        assert any(note.startswith("restored: ") for note in report.notes), (student, report.notes)
+    hog = graded["reports"]["memory_bomb"]
+    assert any("ran out of memory in cell" in note and "skipped on a rerun" in note for note in hog.notes), hog.notes
+
+
+def test_results_far_larger_than_the_reference_are_refused_and_never_kept(graded: dict) -> None:
+    """Grader review r2, finding 8: the answer is 10^7 floats, a 53 MB report."""
+    by_id = {q["grade_id"]: q for q in graded["reports"]["big_result"].questions}
+    assert by_id["test_mc_classification"]["messages"] == ["1 of 1 hidden checks of the answer: result too large"], (
+        by_id["test_mc_classification"])
 
 
 def test_every_attempt_shares_one_time_budget(graded: dict) -> None:

@@ -11,19 +11,24 @@ from coursekit.grading import protocol
 from coursekit.grading.limits import Limits
 from coursekit.grading.package_view import plan_view
 from coursekit.grading.protocol import (CallEnd, CallStart, CallStatus, CellEnd, CellReport, CellsDone, CellStart,
-                                        CellStatus, Done, LineReader, ProtocolError, Ready, decode, encode)
+                                        CellStatus, Done, LineReader, ProtocolError, Ready, Refused, StepEnd, decode,
+                                        encode)
 from coursekit.grading.sandbox import Job, RawRun, _Recorder
 
 pytestmark = pytest.mark.grading
 
 EVENTS = [
     Ready(),
+    Refused("the runner holds capabilities it did not ask for"),
     CellStart(3),
     CellEnd(3, CellStatus.ERROR, "ValueError", "bad", "Traceback ...", "out", "err"),
+    CellEnd(4, CellStatus.ERROR, "MemoryError", ended=StepEnd.MEMORY_LIMIT, cpu_ms=120, wall_ms=300),
+    CellEnd(5, CellStatus.DIED, ended=StepEnd.SIGNALLED, signal=9),
     CellsDone(),
     CallStart("test_x#0"),
     CallEnd("test_x#0", CallStatus.OK, {"t": "float", "v": "1.5"}, [{"t": "none"}]),
     CallEnd("test_x#1", CallStatus.BANNED, hits=["_ctc_loss"]),
+    CallEnd("test_x#2", CallStatus.TOO_LARGE, ended=StepEnd.TOO_LARGE, cpu_ms=5, wall_ms=1400),
     Done(stopped_cell=4, ignored_reports=2),
 ]
 
@@ -132,6 +137,8 @@ def test_events_are_accepted_only_in_the_runners_order() -> None:
         [Ready(), CellStart(1), CellEnd(1, CellStatus.OK), CellStart(4), CellEnd(4, CellStatus.OK), CellsDone(),
          CallEnd("q#0", CallStatus.NOT_RUN)],                                   # a call's end without its start
         [Ready(), Done(), Ready()],                                             # after Done
+        [Ready(), Refused("late")],                                             # a refusal once ready
+        [Refused("caps"), Ready()],                                             # anything after a refusal
     ],
 )
 def test_events_out_of_order_are_refused_and_counted(events: list) -> None:

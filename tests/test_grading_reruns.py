@@ -8,7 +8,7 @@ import pytest
 
 from coursekit.grading.limits import Limits
 from coursekit.grading.package_view import plan_view
-from coursekit.grading.protocol import CallStatus, CellStatus
+from coursekit.grading.protocol import CallStatus, CellStatus, StepEnd
 from coursekit.grading.reruns import MAX_RESTARTS, run_submission
 from coursekit.grading.sandbox import Job
 from conftest import require_sandbox
@@ -54,3 +54,18 @@ def test_a_function_that_kills_the_kernel_is_not_called_again() -> None:
     assert statuses == {"q#0": CallStatus.OK, "q#2": CallStatus.OK, "q#1": CallStatus.NOT_RUN_AFTER_DEATH,
                         "q#3": CallStatus.NOT_RUN_AFTER_DEATH}
     assert run.finished and run.attempts == 2
+
+
+def test_an_exception_named_like_a_limit_buys_no_second_attempt_and_a_real_hog_does() -> None:
+    """Grader review r2, finding 9: reruns read the runner's measurements, never the name a cell raises."""
+    limits = Limits(timeout_s=5.0, memory_mb=1024)
+    forged = run_submission(_job(["raise MemoryError('forged')",
+                                  "class CellTimeout(BaseException):\n    pass\nraise CellTimeout('forged')",
+                                  "print('after')"]), limits)
+    assert forged.finished and forged.attempts == 1 and forged.skipped_cells == []
+    assert [(c.ename, c.ended) for c in forged.cells] == [
+        ("MemoryError", StepEnd.REPORTED), ("CellTimeout", StepEnd.REPORTED), ("", StepEnd.REPORTED)]
+    hog = run_submission(_job(["_hog = []\nwhile True:\n    _hog.append(bytearray(50_000_000))", "print('after')"]),
+                         limits)
+    assert hog.finished and hog.attempts == 2 and hog.skipped_cells == [(0, "memory")]
+    assert [(c.index, c.stdout) for c in hog.cells] == [(1, "after\n")]

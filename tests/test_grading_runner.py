@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,8 +20,8 @@ import pytest
 import coursekit.grading.kernel  # noqa: F401  (imported before the fork, as runner.main does: torch is slow to import)
 from coursekit.grading import protocol, runner
 from coursekit.grading.limits import Limits
-from coursekit.grading.protocol import (CallEnd, CallStatus, Calls, CellReport, CellStatus, Done, RunCell, Setup,
-                                        encode)
+from coursekit.grading.protocol import (CallEnd, CallReport, CallStatus, Calls, CellEnd, CellReport, CellStatus, Done,
+                                        Refused, RunCall, RunCell, Setup, StepEnd, encode)
 from coursekit.grading.sandbox import kernel_leaves_root
 from coursekit.grading.uids import NOBODY_UID
 from coursekit.grading.wire import encode_value
@@ -159,9 +159,10 @@ def test_a_root_grader_without_bubblewrap_refuses_what_a_sandbox_uid_could_not_r
     assert kernel_leaves_root(True, private) == (True, "")
 
 
-def _runner_events(workdir: str, cells: list[dict], calls: Calls) -> list:
+def _runner_events(workdir: str, cells: list[dict], calls: Calls, limits: Limits = LIMITS,
+                   capabilities: int | None = None) -> list:
     """Run ``runner.py`` as the grader does (without bubblewrap) and decode every event it emits."""
-    setup = Setup({}, cells, LIMITS.for_runner(), None, workdir, False)
+    setup = Setup({}, cells, limits.for_runner(), None, workdir, False, capabilities=capabilities)
     done = subprocess.run([sys.executable, "-I", str(Path(runner.__file__))],
                           input=encode(setup) + encode(calls), capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
@@ -216,3 +217,95 @@ def test_a_kernel_that_writes_the_hidden_inputs_as_its_value_gets_a_fixed_messag
     result = score_question(question, prepared, ends)
     assert result.messages == ["3 of 3 hidden checks of the function: malformed result"]
     assert np.isfinite(result.score) and result.score == 0.0
+
+
+#: what a student may raise to pass for a limit (grader review r2, finding 9): the kernel's report names them.
+FORGED_MEMORY_ERROR = "raise MemoryError('forged')\n"
+FORGED_CELL_TIMEOUT = "class CellTimeout(BaseException):\n    pass\nraise CellTimeout('forged')\n"
+#: an honest hog of address space: 50 MB blocks, reserved (never touched) until the limit refuses one.
+ADDRESS_SPACE_HOG = "import numpy as np\n_hog = []\nwhile True:\n    _hog.append(np.empty(50_000_000, np.uint8))\n"
+
+
+def test_the_runner_measures_which_limit_a_cell_met_whatever_exception_it_names(workdir: str) -> None:
+    """Issue 15 / grader review r2, finding 9: the step's end is the runner's measurement, not the cell's ename."""
+    cells = [{"index": i, "source": source} for i, source in
+             enumerate([FORGED_MEMORY_ERROR, FORGED_CELL_TIMEOUT, "while True:\n    pass\n", ADDRESS_SPACE_HOG])]
+    events = _runner_events(workdir, cells, Calls([], []), Limits(timeout_s=1.0, memory_mb=3072))
+    ends = [e for e in events if isinstance(e, CellEnd)]
+    assert [(e.status, e.ename) for e in ends] == [
+        (CellStatus.ERROR, "MemoryError"), (CellStatus.ERROR, "CellTimeout"), (CellStatus.ERROR, "CellTimeout"),
+        (CellStatus.ERROR, "MemoryError")]
+    assert [e.ended for e in ends] == [StepEnd.REPORTED, StepEnd.REPORTED, StepEnd.TIME_LIMIT, StepEnd.MEMORY_LIMIT], ends
+    assert ends[0].cpu_ms < 500 and (ends[2].cpu_ms >= 900 or ends[2].wall_ms >= 2700), ends[2]
+
+
+def _resident_peak_growth(step: Callable[[], runner.StepResult]) -> tuple[runner.StepResult, int]:
+    """Run ``step()`` and return its result and how far this process's peak resident memory rose above where it was.
+
+    Writing 5 to ``clear_refs`` resets the kernel's record of the peak (``VmHWM``) to the current size.
+    """
+    Path("/proc/self/clear_refs").write_text("5")
+    before = runner._status_fields(os.getpid())["VmRSS"]
+    result = step()
+    after = runner._status_fields(os.getpid())["VmHWM"]
+    return result, (int(after.split()[0]) - int(before.split()[0])) * 1024
+
+
+def test_a_call_report_past_the_calls_cap_is_refused_unread_with_the_runners_memory_bounded(workdir: str) -> None:
+    """Grader review r2, finding 8: ``torch.zeros(10**7)`` is a 53 MB report; the runner drops it as it reads it.
+
+    The runner is this test process (a real :class:`~coursekit.grading.runner.KernelProcess` and a real kernel),
+    so its peak resident memory is measured directly; the same call with no cap shows the measurement can fail.
+    """
+    from coursekit.grading.result_budget import call_cap
+    import numpy as np
+
+    cap = call_cap(np.zeros(4), [])
+    kernel = _kernel(workdir, Limits(timeout_s=2.0, memory_mb=8192))
+
+    def call(number: int, name: str, result_cap: int | None) -> runner.StepResult:
+        kernel.send(RunCall({"id": f"q#{number}", "kind": "function", "name": name, "tensors": False, "args": [],
+                             "kwargs": {}, "banned": []}), result_cap=result_cap)
+        return kernel.wait(lambda report: isinstance(report, CallReport) and report.call_id == f"q#{number}")
+
+    try:
+        assert _cell(kernel, 0, "import torch\ndef big():\n    return torch.zeros(10**7)\n"
+                                "def small():\n    return torch.zeros(4)\n").report is not None
+        refused, capped_growth = _resident_peak_growth(lambda: call(0, "big", cap))
+        after = call(1, "small", cap)
+        accepted, uncapped_growth = _resident_peak_growth(lambda: call(2, "big", None))
+    finally:
+        _stop(kernel)
+    assert refused.too_large and refused.report is None and kernel.reader.oversized == 1, refused
+    assert runner.call_end("q#0", refused, LIMITS.for_runner(), result_cap=cap).status is CallStatus.TOO_LARGE
+    assert after.report is not None and after.report.status is CallStatus.OK, "the kernel goes on after a refusal"
+    assert accepted.report is not None and accepted.report.status is CallStatus.OK
+    assert capped_growth < 16 * 2**20, capped_growth
+    assert uncapped_growth > 80 * 2**20, uncapped_growth
+    assert protocol.call_report_bytes(cap) < 2**20
+
+
+def test_a_result_within_its_line_bound_but_past_its_cap_is_too_large() -> None:
+    from coursekit.grading.wire import encode_value as encode_wire
+    import numpy as np
+
+    report = CallReport("q#0", CallStatus.OK, encode_wire(np.zeros(1000)))
+    result = runner.StepResult(report=report)
+    assert runner.call_end("q#0", result, LIMITS.for_runner(), result_cap=1000).status is CallStatus.TOO_LARGE
+    assert runner.call_end("q#0", result, LIMITS.for_runner(), result_cap=100_000).status is CallStatus.OK
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root holds capabilities to refuse")
+def test_the_runner_refuses_to_run_student_code_while_it_holds_capabilities_it_did_not_ask_for(workdir: str) -> None:
+    """Grader review r2, finding 5: the runner checks its own CapEff and CapPrm before the first cell."""
+    from coursekit.grading.bwrap import capability_mask
+
+    marker = Path(workdir) / "ran"
+    cells = [{"index": 0, "source": "open('ran', 'w').close()\n"}]
+    events = _runner_events(workdir, cells, Calls([], []), capabilities=capability_mask(("CAP_KILL",)))
+    assert len(events) == 1 and isinstance(events[0], Refused), events
+    assert "did not ask for" in events[0].reason
+    assert not marker.exists()
+    everything = runner.capability_sets()["CapEff"] | runner.capability_sets()["CapPrm"]
+    events = _runner_events(workdir, cells, Calls([], []), capabilities=everything)
+    assert [type(e).__name__ for e in events][:2] == ["Ready", "CellStart"] and marker.exists()

@@ -217,14 +217,14 @@ def test_the_runner_relays_only_hits_it_knows() -> None:
     from coursekit.grading.runner import StepResult, call_end
 
     def relayed(status: CallStatus, hits: list[str]) -> CallEnd:
-        return call_end("q#0", StepResult(report=CallReport("q#0", status, hits=hits)),
+        return call_end("q#0", StepResult(report=CallReport("q#0", status, hits=hits)), Limits().for_runner(),
                         banned=frozenset({"_log_softmax"}), tripwires=frozenset({"coursekit.losses.nll.token_nll"}))
 
     assert relayed(CallStatus.WITHHELD, [FORGED, "coursekit.losses.nll.token_nll"]).hits == [
         "coursekit.losses.nll.token_nll"]
     assert relayed(CallStatus.BANNED, ["_log_softmax", FORGED]).hits == ["_log_softmax"]
-    assert relayed(CallStatus.WITHHELD, [FORGED]) == CallEnd("q#0", CallStatus.MALFORMED)
-    assert relayed(CallStatus.BANNED, ["coursekit.losses.nll.token_nll"]) == CallEnd("q#0", CallStatus.MALFORMED)
+    assert relayed(CallStatus.WITHHELD, [FORGED]).status is CallStatus.MALFORMED
+    assert relayed(CallStatus.BANNED, ["coursekit.losses.nll.token_nll"]).status is CallStatus.MALFORMED
     assert relayed(CallStatus.RAISED, [FORGED]).hits == []
 
 
@@ -408,3 +408,25 @@ def test_a_finished_run_that_reports_a_limit_still_shows_its_tampered_or_missing
     calm = Evidence(False, False, False, False, True, False, False, False, False, False)
     assert classify(dataclasses.replace(calm, tampered=True, **forged))[0] == "tampered_cells"
     assert classify(dataclasses.replace(calm, missing=True, **forged))[0] == "missing_cells"
+
+
+def test_which_limit_a_run_met_is_read_from_the_runners_measurements_not_the_names_a_cell_raises() -> None:
+    """Grader review r2, finding 9: a run that died after a cell raised ``MemoryError`` itself died; it did not
+    run out of memory. The runner's measurement (``ended``) decides."""
+    from coursekit.grading.notebook import PreparedNotebook
+    from coursekit.grading.outcomes import Evidence, classify
+    from coursekit.grading.protocol import CellEnd, CellStatus, Done, StepEnd
+    from coursekit.grading.sandbox import RawRun
+
+    def outcome(*cells: CellEnd) -> str:
+        run = RawRun(cells=list(cells), ready=True, done=Done(stopped_cell=cells[-1].index))
+        return classify(Evidence.of(run, PreparedNotebook(None, tampered=["a test cell"]), []))[0]
+
+    died = CellEnd(2, CellStatus.DIED, ended=StepEnd.EXITED)
+    forged = [CellEnd(0, CellStatus.ERROR, "MemoryError", ended=StepEnd.REPORTED),
+              CellEnd(1, CellStatus.ERROR, "CellTimeout", ended=StepEnd.REPORTED)]
+    assert outcome(*forged, died) == "kernel_died"
+    assert outcome(CellEnd(0, CellStatus.ERROR, "MemoryError", ended=StepEnd.MEMORY_LIMIT), died) == "memory_limit"
+    assert outcome(CellEnd(0, CellStatus.ERROR, "ValueError", ended=StepEnd.TIME_LIMIT), died) == "kernel_died"
+    finished = RawRun(cells=forged, ready=True, done=Done())
+    assert classify(Evidence.of(finished, PreparedNotebook(None), [])) == ("graded", "")

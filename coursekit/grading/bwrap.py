@@ -17,13 +17,15 @@ What a sandbox is (Linux namespaces through ``bwrap``, run as root):
   dedicated uid and has none (its ``setuid`` clears them, and ``no_new_privs``
   stops file capabilities).
 
-Where the grader's root lacks one of :data:`RUNNER_CAPABILITIES` in its
-bounding set (a container without ``CAP_SYS_RESOURCE``, say), bubblewrap 0.8
-does not limit the runner at all: it keeps every capability the host gives
-root until it drops all but ``CAP_KILL`` after forking the kernel, so the
-set-up (writing the working copy) runs with all of them; and lowering the
-runner's OOM score fails quietly, so the memory cgroup's OOM killer may
-choose the runner. Student code is not affected, since the kernel has none.
+Bubblewrap 0.8 does not limit the runner at all when one capability asked for
+is missing from the grader's own bounding set (a container without
+``CAP_SYS_RESOURCE``, say): it leaves every capability the host gives root.
+So the grader asks only for those its bounding set holds
+(:func:`requested_capabilities`), and both the start-up probe
+(:func:`bubblewrap_available`) and the runner itself, before any student code
+runs, read the runner's ``CapEff`` and ``CapPrm`` and refuse when they hold
+anything else. Without ``CAP_SYS_RESOURCE`` the runner cannot keep itself off
+the OOM killer's list; the grader says so at start.
 """
 
 from __future__ import annotations
@@ -42,6 +44,12 @@ SANDBOX_WORKDIR = SANDBOX_HOME + "/work"
 #: will not stop; remount the scratch file systems with an inode limit; keep itself off the OOM
 #: killer's list. It drops all but CAP_KILL once the kernel runs.
 RUNNER_CAPABILITIES = ("CAP_CHOWN", "CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_SYS_ADMIN", "CAP_SYS_RESOURCE")
+#: their numbers (linux/capability.h).
+CAPABILITY_BITS = {"CAP_CHOWN": 0, "CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SYS_ADMIN": 21,
+                   "CAP_SYS_RESOURCE": 24}
+#: what the probe prints inside a sandbox: the runner's capability sets, as ``/proc/self/status`` has them.
+_PRINT_CAPABILITIES = ("import coursekit\n"
+                       "print(''.join(l for l in open('/proc/self/status') if l.startswith(('CapEff', 'CapPrm'))))")
 #: the environment of every process in the sandbox (the kernel uses one thread, as its CPU quota allows).
 ENVIRONMENT = {
     "LANG": "C.UTF-8",
@@ -73,6 +81,36 @@ def environment(home: str) -> dict[str, str]:
     return {"HOME": home, "PATH": f"{Path(interpreter()).parent}:/usr/bin:/bin", **ENVIRONMENT}
 
 
+def bounding_set() -> int:
+    """This process's capability bounding set (``CapBnd``) as a bit mask (0 when unreadable)."""
+    try:
+        with open("/proc/self/status") as handle:
+            return next((int(line.split()[1], 16) for line in handle if line.startswith("CapBnd:")), 0)
+    except OSError:
+        return 0
+
+
+def requested_capabilities(bounding: int | None = None) -> tuple[str, ...]:
+    """The :data:`RUNNER_CAPABILITIES` that the bounding set ``bounding`` (default: this process's) holds.
+
+    Example:
+        >>> requested_capabilities(capability_mask(("CAP_CHOWN", "CAP_KILL")))
+        ('CAP_CHOWN', 'CAP_KILL')
+    """
+    bounding = bounding_set() if bounding is None else bounding
+    return tuple(name for name in RUNNER_CAPABILITIES if bounding >> CAPABILITY_BITS[name] & 1)
+
+
+def capability_mask(names: tuple[str, ...]) -> int:
+    """The bit mask of the capabilities ``names``.
+
+    Example:
+        >>> hex(capability_mask(("CAP_CHOWN", "CAP_KILL")))
+        '0x21'
+    """
+    return sum(1 << CAPABILITY_BITS[name] for name in set(names))
+
+
 def _ancestors(path: str) -> list[str]:
     parts = Path(path).parts[1:-1]
     return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
@@ -92,7 +130,7 @@ def bwrap_command(disk_mb: int, package: Path, view: Path | None, seccomp_fd: in
     """
     args = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--die-with-parent", "--new-session", "--hostname", "sandbox", "--clearenv", "--cap-drop", "ALL"]
-    for capability in RUNNER_CAPABILITIES:
+    for capability in requested_capabilities():
         args += ["--cap-add", capability]
     if seccomp_fd is not None:
         args += ["--seccomp", str(seccomp_fd)]
@@ -132,6 +170,9 @@ def bwrap_command(disk_mb: int, package: Path, view: Path | None, seccomp_fd: in
 def bubblewrap_available() -> tuple[bool, str]:
     """Whether bubblewrap isolation with a dedicated uid works on this machine.
 
+    The probe runs Python in a sandbox as the runner would run and checks that
+    it holds no capability beyond :func:`requested_capabilities`.
+
     Returns:
         ``(True, "")`` or ``(False, reason)``.
 
@@ -146,11 +187,20 @@ def bubblewrap_available() -> tuple[bool, str]:
         return False, "the grader is not root, so it cannot run submissions under dedicated uids"
     from coursekit.grading.package_view import package_root
 
-    probe = bwrap_command(16, package_root(), None, None) + [interpreter(), "-I", "-c", "import coursekit"]
+    probe = bwrap_command(16, package_root(), None, None) + [interpreter(), "-I", "-c", _PRINT_CAPABILITIES]
     try:
         done = subprocess.run(probe, capture_output=True, timeout=60, check=False)
     except (OSError, subprocess.SubprocessError) as error:
         return False, f"bwrap failed to start: {error}"
     if done.returncode != 0:
         return False, "bwrap failed: " + done.stderr.decode(errors="replace")[-500:]
+    requested = capability_mask(requested_capabilities())
+    held = 0
+    for line in done.stdout.decode(errors="replace").splitlines():
+        key, _, value = line.partition(":")
+        if key in ("CapEff", "CapPrm"):
+            held |= int(value.strip() or "0", 16)
+    if held & ~requested:
+        return False, (f"bubblewrap leaves the runner capabilities it did not ask for (mask {held & ~requested:#x} "
+                       f"beyond {requested:#x})")
     return True, ""

@@ -22,6 +22,7 @@ from typing import Any, Iterator, TextIO
 
 from coursekit.grading import gradebook as gb
 from coursekit.grading.autograded import render
+from coursekit.grading.bwrap import requested_capabilities
 from coursekit.grading.cgroups import cgroups_available, remove_stale_groups
 from coursekit.grading.executors import make_executor
 from coursekit.grading.files import files_of, refuse_shadowing
@@ -383,6 +384,9 @@ class Grader:
             self._warn(f"SUBMISSIONS WILL RUN WITHOUT THE SANDBOX: {why_not}",
                        "Only rlimits and timeouts apply; student code can read the course directory and",
                        "runs as a uid of its own when the grader is root, else as this user.")
+        if sandboxed and "CAP_SYS_RESOURCE" not in requested_capabilities():
+            self.log.write("warning: this host's root lacks CAP_SYS_RESOURCE, so the sandbox's runner cannot keep "
+                           "itself off the OOM killer's list (the student's processes are still chosen first)\n")
         if not grouped:
             self._warn(f"SUBMISSIONS WILL RUN WITHOUT CGROUPS: {why_no_groups}",
                        "Only per-process rlimits apply: one submission can take the CPU, the memory and the",

@@ -3,6 +3,15 @@
 The outcome is the first rule of :data:`RULES` whose condition holds, else
 ``graded``: one table, read top to bottom, to find why a case ended as it did.
 The notes list everything worth telling the instructor, whatever the outcome.
+
+Which limit a run met is read from the runner's measurements
+(:class:`~coursekit.grading.protocol.StepEnd`), the sandbox's memory cgroup
+and the grader's own clock, never from what the student's code reported: a
+cell's exception name is the student's choice (``raise MemoryError``, a
+class named ``CellTimeout``). One exception, ranked below every trusted rule:
+a graded call that the kernel says ran out of memory (a single allocation
+past an address-space limit leaves no trace outside the process) gives a
+finished, untampered run ``memory_limit``; that call fails either way.
 """
 
 from __future__ import annotations
@@ -11,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from coursekit.grading.notebook import PreparedNotebook
-from coursekit.grading.protocol import CallStatus, CellStatus
+from coursekit.grading.protocol import CallStatus, CellStatus, StepEnd
 from coursekit.grading.sandbox import RawRun
 from coursekit.grading.verdicts import QuestionResult
 
@@ -26,7 +35,11 @@ OUTCOMES = (
     "tampered_cells",
     "too_large",
 )
-_TIMEOUT_CALLS = {CallStatus.TIMEOUT, CallStatus.NOT_RUN, CallStatus.STALLED, CallStatus.NOT_RUN_AFTER_STALL}
+#: call statuses that only the runner or the grader give (the kernel cannot claim them).
+_TIMEOUT_CALLS = {CallStatus.NOT_RUN, CallStatus.STALLED, CallStatus.NOT_RUN_AFTER_STALL}
+#: how the runner saw a step end at a time limit, or at a memory limit.
+_TIME_ENDS = {StepEnd.TIME_LIMIT, StepEnd.KILLED}
+_MEMORY_ENDS = {StepEnd.MEMORY_LIMIT}
 _DEATH_CALLS = {CallStatus.DIED, CallStatus.NOT_RUN_AFTER_DEATH}
 _SKIPPED = {
     "memory": "the process ran out of memory in",
@@ -49,11 +62,12 @@ class Evidence:
     died: bool
     missing: bool
     tampered: bool
+    claimed_memory: bool = False
 
     @classmethod
     def of(cls, run: RawRun, prepared: PreparedNotebook, results: list[QuestionResult]) -> "Evidence":
         """Gather the evidence from a run (after every attempt), its notebook and its verdicts."""
-        cell_errors = {cell.ename for cell in run.cells if cell.status is CellStatus.ERROR}
+        ends = {cell.ended for cell in run.cells} | {call.ended for call in run.calls}
         calls = {call.status for call in run.calls}
         skipped = {why for _index, why in run.skipped_cells}
         last_step = run.cells[-1].status if run.cells else None
@@ -64,12 +78,12 @@ class Evidence:
             runner_failed=not run.ready or run.protocol_errors > 0,
             stalled=run.unresponsive or not run.finished and (last_step is CellStatus.STALLED or stalled_call),
             finished=run.finished,
-            memory="MemoryError" in cell_errors or CallStatus.OUT_OF_MEMORY in calls or "memory" in skipped
-            or run.oom_kills > 0,
-            timed_out="CellTimeout" in cell_errors or bool(calls & _TIMEOUT_CALLS) or "timeout" in skipped,
+            memory=bool(ends & _MEMORY_ENDS) or "memory" in skipped or run.oom_kills > 0,
+            timed_out=bool(ends & _TIME_ENDS) or bool(calls & _TIMEOUT_CALLS) or "timeout" in skipped,
             died=bool(run.skipped_cells) or bool(calls & _DEATH_CALLS),
             missing=bool(prepared.missing),
             tampered=bool(prepared.tampered),
+            claimed_memory=CallStatus.OUT_OF_MEMORY in calls,
         )
 
 
@@ -91,14 +105,14 @@ RULES = (
     Rule("timeout", lambda e: e.stalled, "killed: a cell or a graded call would not stop at its time limit"),
     Rule("memory_limit", lambda e: not e.finished and e.memory, "the process ended early"),
     Rule("kernel_died", lambda e: not e.finished, "the process ended early"),
-    # The grader's own reading of the notebook outranks what a finished run's
-    # kernel reported (a cell's exception name, a call's status: the student's
-    # code may choose them), so a forged MemoryError cannot hide a tampered test cell.
+    # The grader's own reading of the notebook outranks every limit a finished run met.
     Rule("missing_cells", lambda e: e.missing),
     Rule("tampered_cells", lambda e: e.tampered),
     Rule("memory_limit", lambda e: e.memory),
     Rule("timeout", lambda e: e.timed_out),
     Rule("kernel_died", lambda e: e.died),
+    # The kernel's word about its own graded calls, below every trusted rule (see the module docstring).
+    Rule("memory_limit", lambda e: e.claimed_memory, "a graded call reported running out of memory"),
 )
 
 
@@ -139,6 +153,8 @@ def run_notes(run: RawRun) -> list[str]:
                      "they were ignored")
     if run.protocol_errors:
         notes.append(f"the runner sent {run.protocol_errors} malformed or out-of-order event(s)")
+    if run.refused:
+        notes.append(f"no student code ran: {run.refused}")
     if not run.sandboxed:
         notes.append("NOT SANDBOXED")
     if not run.cgroups:

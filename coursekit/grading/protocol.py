@@ -9,7 +9,9 @@ The *runner* (:mod:`coursekit.grading.runner`) never runs student code; the
 *kernel* (:mod:`coursekit.grading.kernel`) is its child process and runs
 nothing else, so everything the kernel sends is the student's word. Only the
 runner emits the events that decide scores, deadlines and reruns, and it
-bounds every report it relays. The runner sends the kernel one step at a time
+bounds every report it relays. Each cell's and call's end carries the
+runner's own measurements (:class:`StepEnd`, the step's CPU and wall-clock
+time): the only account of limits the grader reads. The runner sends the kernel one step at a time
 and accepts a report only for the step it just sent. Each message is a frozen dataclass with a
 ``KIND``; :func:`encode` and :func:`decode` are the only code that turns them
 into bytes and back. Decoding is strict: an unknown kind or field, a field of
@@ -58,6 +60,12 @@ MAX_ADAPTER_REPORT_BYTES = 1024
 MAX_CALL_BRACKETS = 1_000_000
 #: most stand-ins a sandbox's view may hold (a view holds a few dozen).
 MAX_TRIPWIRES = 1024
+#: bytes of JSON per byte a call's value counts in :func:`~coursekit.grading.result_budget.wire_size`, at most:
+#: a character counts one byte and ``json.dumps`` writes an astral one as two ``\\uXXXX`` escapes (12 bytes).
+JSON_BYTES_PER_COUNTED = 12
+#: bytes of a call report besides its value and gradients: the kind, the call id, the status, the
+#: exception's name and the names hit, each escaped (6 bytes per character at most).
+CALL_REPORT_ENVELOPE = 64 * 1024
 
 
 class ProtocolError(ValueError):
@@ -75,6 +83,25 @@ class CellStatus(str, enum.Enum):
     ERROR = "error"           #: raised (its own error, the time limit or the memory limit)
     DIED = "died"             #: the kernel died in it (os._exit, a signal, the memory cgroup, or killed for flooding)
     STALLED = "stalled"       #: outlived its time limit: the runner killed the kernel
+
+
+class StepEnd(str, enum.Enum):
+    """How a step (a cell or a graded call) ended, as the runner measured it.
+
+    The only account of limits that outcomes and reruns read: a cell's
+    exception name or a call's status is the kernel's word, and the student
+    chooses it (``raise MemoryError``, a class named ``CellTimeout``).
+    """
+
+    NOT_RUN = "not_run"              #: the runner did not run or time this step
+    REPORTED = "reported"            #: the kernel reported, with no limit reached
+    TIME_LIMIT = "time_limit"        #: it failed once it had used its CPU or wall-clock limit
+    MEMORY_LIMIT = "memory_limit"    #: it failed after the kernel's address space rose to its limit in it
+    KILLED = "killed"                #: it outlived its limits by the grace: the runner killed the kernel
+    FLOODED = "flooded"              #: the runner killed the kernel for writing lines it did not wait for
+    EXITED = "exited"                #: the kernel exited by itself
+    SIGNALLED = "signalled"          #: a signal the runner did not send ended the kernel (``signal`` says which)
+    TOO_LARGE = "too_large"          #: the call's report was longer than its bound: the runner refused it unread
 
 
 class CallStatus(str, enum.Enum):
@@ -109,6 +136,8 @@ class Setup:
         workdir: the working copy's directory.
         sandboxed: inside bubblewrap (the runner may then remount its scratch file systems).
         memory_budget_mb: see :attr:`~coursekit.grading.spec.AssignmentSpec.memory_budget_mb`.
+        capabilities: the capability bits bubblewrap was asked to leave the runner (``None``: not in
+            bubblewrap); the runner refuses to run student code when it holds any other.
     """
 
     KIND: ClassVar[str] = "setup"
@@ -119,6 +148,7 @@ class Setup:
     workdir: str
     sandboxed: bool
     memory_budget_mb: Union[int, None] = None
+    capabilities: Union[int, None] = None
 
 
 @dataclass(frozen=True)
@@ -131,12 +161,16 @@ class Calls:
         tripwires: the names of the sandbox's stand-ins for withheld references
             (:attr:`~coursekit.grading.package_view.ViewPlan.tripwires`): the runner relays
             no other name as a reference a call reached.
+        result_caps: the most result text each call may send, by call id
+            (:func:`~coursekit.grading.result_budget.call_cap`): the runner refuses a longer
+            report before it decodes it (see :func:`call_report_bytes`).
     """
 
     KIND: ClassVar[str] = "calls"
     adapters: list[str]
     calls: list[dict[str, Any]]
     tripwires: list[str] = field(default_factory=list, metadata={"max_items": MAX_TRIPWIRES, "max": MAX_NAME})
+    result_caps: dict[str, int] = field(default_factory=dict)
 
 
 # -- runner -> grader: the events -----------------------------------------------------------
@@ -146,6 +180,14 @@ class Ready:
     """The working copy is written, the limits are set and the kernel is running."""
 
     KIND: ClassVar[str] = "ready"
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The runner will not run student code: the sandbox is weaker than the grader asked for."""
+
+    KIND: ClassVar[str] = "refused"
+    reason: str = field(metadata=_text(MAX_EVALUE))
 
 
 @dataclass(frozen=True)
@@ -165,6 +207,9 @@ class CellEnd:
         status: see :class:`CellStatus`.
         ename, evalue, traceback: the exception, when it raised.
         stdout, stderr: what it printed through ``sys.stdout`` and ``sys.stderr``.
+        ended: how the step ended, as the runner measured it (:class:`StepEnd`).
+        cpu_ms, wall_ms: the kernel's CPU time and the wall-clock time of the step, measured by the runner.
+        signal: the signal that ended the kernel, when ``ended`` is ``SIGNALLED``.
     """
 
     KIND: ClassVar[str] = "cell_end"
@@ -175,6 +220,10 @@ class CellEnd:
     traceback: str = field(default="", metadata=_text(MAX_TRACEBACK))
     stdout: str = field(default="", metadata=_text(1_000_000))
     stderr: str = field(default="", metadata=_text(1_000_000))
+    ended: StepEnd = StepEnd.NOT_RUN
+    cpu_ms: int = 0
+    wall_ms: int = 0
+    signal: int = 0
 
 
 @dataclass(frozen=True)
@@ -203,6 +252,9 @@ class CallEnd:
         grads: the requested gradients in the wire format.
         ename: the exception's class name when it raised (never its message).
         hits: the banned operators it ran, or the withheld references it called.
+        ended: how the step ended, as the runner measured it (:class:`StepEnd`).
+        cpu_ms, wall_ms: the kernel's CPU time and the wall-clock time of the step, measured by the runner.
+        signal: the signal that ended the kernel, when ``ended`` is ``SIGNALLED``.
     """
 
     KIND: ClassVar[str] = "call_end"
@@ -212,6 +264,10 @@ class CallEnd:
     grads: list[Any] = field(default_factory=list, metadata={"max_items": MAX_LIST_ITEMS})
     ename: str = field(default="", metadata=_text(MAX_ENAME))
     hits: list[str] = field(default_factory=list, metadata={"max_items": MAX_NAMES, "max": MAX_NAME})
+    ended: StepEnd = StepEnd.NOT_RUN
+    cpu_ms: int = 0
+    wall_ms: int = 0
+    signal: int = 0
 
 
 @dataclass(frozen=True)
@@ -315,7 +371,7 @@ class CallReport:
     hits: list[str] = field(default_factory=list, metadata={"max_items": MAX_NAMES, "max": MAX_NAME})
 
 
-Message = Union[Setup, Calls, Ready, CellStart, CellEnd, CellsDone, CallStart, CallEnd, Done,
+Message = Union[Setup, Calls, Ready, Refused, CellStart, CellEnd, CellsDone, CallStart, CallEnd, Done,
                 RunCell, RunAdapter, RunCall, CellReport, AdapterReport, CallReport]
 
 
@@ -324,7 +380,7 @@ def _kinds(*classes: type) -> Mapping[str, type]:
 
 
 #: what the runner may send the grader.
-EVENTS = _kinds(Ready, CellStart, CellEnd, CellsDone, CallStart, CallEnd, Done)
+EVENTS = _kinds(Ready, Refused, CellStart, CellEnd, CellsDone, CallStart, CallEnd, Done)
 #: what the grader sends the runner, one of each, in this order.
 SETUP, CALLS = _kinds(Setup), _kinds(Calls)
 #: what the runner sends the kernel, and what it accepts back.
@@ -398,6 +454,22 @@ def cell_report_bytes(output_cell: int) -> int:
     """
     characters = 2 * (int(output_cell) + 100) + MAX_ENAME + MAX_EVALUE + MAX_TRACEBACK
     return max(MIN_CELL_REPORT_BYTES, 6 * characters + 1024)
+
+
+def call_report_bytes(result_cap: int | None) -> int:
+    """The longest :class:`CallReport` line whose value and gradients can keep within ``result_cap``.
+
+    ``result_cap`` counts bytes as :func:`~coursekit.grading.result_budget.wire_size`
+    does; JSON may spell each of them in up to :data:`JSON_BYTES_PER_COUNTED`
+    bytes, and the rest of the report takes at most :data:`CALL_REPORT_ENVELOPE`.
+
+    Example:
+        >>> call_report_bytes(100_000) // 1024, call_report_bytes(None) == MAX_LINE_BYTES
+        (1235, True)
+    """
+    if result_cap is None:
+        return MAX_LINE_BYTES
+    return min(MAX_LINE_BYTES, JSON_BYTES_PER_COUNTED * int(result_cap) + CALL_REPORT_ENVELOPE)
 
 
 def brackets(line: bytes) -> int:
@@ -492,6 +564,11 @@ class LineReader:
         self.oversized = 0
         self._pending = bytearray()
         self._skipping = False
+
+    @property
+    def skipping(self) -> bool:
+        """Whether the reader is in an over-long line, dropping it up to its newline."""
+        return self._skipping
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Add ``chunk``; return the complete lines it finished (without their newlines)."""

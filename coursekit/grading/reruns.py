@@ -10,8 +10,12 @@ kernel dies in a graded call, every call of that function is answered
 without being made on the next attempt. All attempts share one wall-clock
 budget, :attr:`Limits.wall_s`, and the run reports their total time.
 
-Every decision rests on the runner's events (trusted, see
-:mod:`~coursekit.grading.runner`), never on anything the student's code wrote.
+Every decision rests on the runner's events and measurements (trusted, see
+:mod:`~coursekit.grading.runner`) and the sandbox's memory cgroup, never on
+anything the student's code wrote: a cell is a hoarder when the runner
+measured the kernel's address space rising to its limit in it
+(:attr:`~coursekit.grading.protocol.StepEnd.MEMORY_LIMIT`), whatever
+exception the cell raised.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import dataclasses
 import time
 
 from coursekit.grading.limits import Limits
-from coursekit.grading.protocol import CallEnd, CallStatus, CellStatus
+from coursekit.grading.protocol import CallEnd, CallStatus, CellStatus, StepEnd
 from coursekit.grading.sandbox import Job, RawRun, run_job
 
 MAX_RESTARTS = 3
@@ -36,7 +40,7 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
         if last is not None and last.status is CellStatus.STALLED:
             return done.stopped_cell, TIMEOUT
         return done.stopped_cell, MEMORY if run.oom_kills else DIED
-    hoarders = [cell.index for cell in run.cells if cell.ename == "MemoryError"]
+    hoarders = [cell.index for cell in run.cells if cell.ended is StepEnd.MEMORY_LIMIT]
     return (hoarders[0], MEMORY) if hoarders else None
 
 

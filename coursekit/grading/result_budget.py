@@ -1,13 +1,15 @@
 """How many bytes of call results the grader keeps for one submission.
 
-The runner bounds each call's report (64 MiB, see
-:func:`coursekit.grading.runner.report_bounds`), but the grader keeps every
-call's result until the submission is scored, in its own process, which no
-cgroup bounds. A function that honestly returns ``torch.zeros(10_000_000)``
-from each of a1's 48 hidden calls would leave gigabytes there. So the grader
-counts the text of the results it keeps, and a call whose result is much
-larger than its reference's (:func:`call_cap`), or would pass the
-submission's budget, is kept as :attr:`~coursekit.grading.protocol.CallStatus.TOO_LARGE`,
+The grader keeps every call's result until the submission is scored, in its
+own process, which no cgroup bounds. A function that honestly returns
+``torch.zeros(10_000_000)`` from each of a1's 48 hidden calls would leave
+gigabytes there. So a call's result may be at most a few times its
+reference's (:func:`call_cap`): the grader sends each call's cap to the
+runner, which refuses a longer report before it decodes it (reading it to its
+end without keeping it, see :func:`coursekit.grading.protocol.call_report_bytes`)
+and checks the decoded value's size; the grader counts the text of the
+results it keeps again, and a call over its cap, or over the submission's
+budget, is kept as :attr:`~coursekit.grading.protocol.CallStatus.TOO_LARGE`,
 without its value: the call fails, the batch goes on.
 
 Example:

@@ -16,11 +16,21 @@ bubblewrap, as root with a few capabilities). It never runs student code:
    and only then reads the hidden calls (the grader sends them no earlier), and
    runs the adapters and the calls the same way, one at a time.
 
+Before anything else, a runner started in bubblewrap reads its own capability
+sets and, if it holds any capability the grader did not ask for, reports
+:class:`~coursekit.grading.protocol.Refused` and runs nothing.
+
 While it waits, the runner checks the kernel's CPU time, the wall clock and
 whether the kernel is alive on every pass, whatever the kernel writes: it
 reads at most :data:`READ_PER_TICK` bytes of reports per tick, accepts a report
-only for the step it just sent, and kills a kernel that writes more than
-:data:`MAX_UNAWAITED_LINES` lines it did not wait for. A step's end is still
+only for the step it just sent, drops a call's report longer than the call's
+cap as it reads it, and kills a kernel that writes more than
+:data:`MAX_UNAWAITED_LINES` lines it did not wait for. Each step's event
+carries what the runner measured: the step's CPU and wall-clock time, and how
+it ended (:class:`~coursekit.grading.protocol.StepEnd`): at a time limit or at
+the address-space limit only where the runner measured that limit reached,
+killed, or ended by a signal; the grader's outcomes and reruns read only that,
+never the exception a cell names. A step's end is still
 the kernel's word: code that forges its own cell's report ends that step
 early and may go on computing into the following steps' limits (never beyond
 their sum, nor the submission's budget), while the cells it claimed to run
@@ -54,7 +64,8 @@ if __name__ == "__main__":
 from coursekit.grading import protocol  # noqa: E402
 from coursekit.grading.protocol import (AdapterReport, CallEnd, CallReport, CallStart, Calls,  # noqa: E402
                                         CallStatus, CellEnd, CellReport, CellsDone, CellStart, CellStatus, Done,
-                                        Ready, RunAdapter, RunCall, RunCell, Setup)
+                                        Ready, Refused, RunAdapter, RunCall, RunCell, Setup, StepEnd)
+from coursekit.grading.result_budget import wire_size  # noqa: E402
 from coursekit.grading.uids import kernel_uid  # noqa: E402
 
 #: how often, at the least, the runner checks the kernel's CPU time and whether it is still alive.
@@ -79,6 +90,16 @@ CAPABILITY_VERSION_3 = 0x20080522
 CAP_KILL = 5
 SCRATCH_MOUNTS = ("/tmp", "/home/student")
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: how far short of a time limit, as a fraction of it, a failed step may stop and still count as having
+#: reached it. The runner starts its clocks before the kernel starts its timers, but its reading of CPU
+#: time (``/proc``, in clock ticks) can still fall short of the kernel's timer: on a loaded 2-core machine
+#: the kernel's 1 s CPU timer fired when the runner read 0.93 to 1.0 s.
+LIMIT_TOLERANCE = 0.1
+#: how close to its address-space limit the kernel's peak must rise in a failed step for the step to
+#: count as having reached it: an allocation fails when it asks for more than the room left, so after
+#: a hog's last refused allocation the peak is short of the limit by less than that allocation.
+MEMORY_MARGIN_FRACTION = 1 / 16
+MEMORY_MARGIN_MIN_BYTES = 64 * 2**20
 
 
 class _CapHeader(ctypes.Structure):
@@ -100,6 +121,23 @@ def keep_only_capability(capability: int) -> None:
     data[capability // 32].effective = data[capability // 32].permitted = 1 << (capability % 32)
     if _libc().capset(ctypes.byref(header), data) != 0:
         raise OSError(ctypes.get_errno(), "capset failed")
+
+
+def capability_sets(status: dict[str, str] | None = None) -> dict[str, int]:
+    """This process's capability sets (``CapEff``, ``CapPrm``, ...) as bit masks, from ``/proc/self/status``."""
+    fields = _status_fields(os.getpid()) if status is None else status
+    return {key: int(value, 16) for key, value in fields.items() if key.startswith("Cap")}
+
+
+def excess_capabilities(requested: int, status: dict[str, str] | None = None) -> int:
+    """The effective or permitted capability bits this process holds beyond ``requested`` (0: none).
+
+    Example:
+        >>> excess_capabilities(0b101, {"CapEff": "0000000000000007", "CapPrm": "0000000000000005"})
+        2
+    """
+    sets = capability_sets(status)
+    return (sets.get("CapEff", 0) | sets.get("CapPrm", 0)) & ~requested
 
 
 def limit_scratch_inodes(disk_mb: int, inodes: int) -> None:
@@ -144,25 +182,113 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
+def _status_fields(pid: int) -> dict[str, str]:
+    """``/proc/<pid>/status`` as a dict (empty once the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            return dict((key, value.strip()) for key, _, value in (line.partition(":") for line in handle))
+    except OSError:
+        return {}
+
+
+def _peak_address_space(pid: int) -> int:
+    """The largest address space process ``pid`` ever had, in bytes (``VmPeak``; 0 once it is gone)."""
+    peak = _status_fields(pid).get("VmPeak", "0 kB").split()[0]
+    return int(peak) * 1024 if peak.isdigit() else 0
+
+
+def _address_space_limit(pid: int) -> int | None:
+    """Process ``pid``'s soft ``RLIMIT_AS`` in bytes, from ``/proc/<pid>/limits`` (``None``: unlimited or unknown)."""
+    try:
+        with open(f"/proc/{pid}/limits") as handle:
+            for line in handle:
+                if line.startswith("Max address space"):
+                    soft = line[len("Max address space"):].split()[0]
+                    return int(soft) if soft.isdigit() else None
+    except OSError:
+        return None
+    return None
+
+
+def reached_memory_limit(peak_before: int, peak_after: int, limit: int | None) -> bool:
+    """Whether a step's address-space peak rose to within the margin of ``limit`` (all in bytes).
+
+    Example:
+        >>> gib = 2**30
+        >>> reached_memory_limit(gib // 2, gib - 2**20, gib), reached_memory_limit(gib // 2, gib // 2, gib)
+        (True, False)
+    """
+    if limit is None or peak_after <= peak_before:
+        return False
+    return peak_after >= limit - max(MEMORY_MARGIN_MIN_BYTES, int(limit * MEMORY_MARGIN_FRACTION))
+
+
 @dataclass
 class StepResult:
-    """What became of one command: the kernel's report, or how the kernel ended.
+    """What became of one command: the kernel's report, or how the kernel ended, and what the runner measured.
 
     ``died`` covers a kernel that exited or was killed by a signal, and one the
     runner killed for flooding it with lines it did not wait for (``flooded``).
+    A call whose report is longer than its bound is ``too_large``: the kernel
+    lives on, and the report is dropped as it arrives, never decoded.
+
+    Attributes:
+        cpu_s, wall_s: the kernel's CPU time and the wall-clock time of the step.
+        signal: the signal that ended the kernel, when one the runner did not send did.
+        at_memory_limit: the kernel's address-space peak rose to its limit during the step.
     """
 
     report: Any = None
     died: bool = False
     stalled: bool = False
     flooded: bool = False
+    too_large: bool = False
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    signal: int = 0
+    at_memory_limit: bool = False
+
+    def ended(self, failed: bool, limits: dict[str, Any]) -> StepEnd:
+        """How the step ended, from the runner's measurements alone; ``failed``: the kernel reported a failure.
+
+        A failed report counts as a limit only where the runner measured the
+        limit reached: the exception the kernel names is the student's choice.
+
+        Example:
+            >>> limits = {"step_cpu_s": 1.0, "step_wall_s": 3.0}
+            >>> StepResult(report=object(), cpu_s=0.1).ended(True, limits).value
+            'reported'
+            >>> StepResult(report=object(), cpu_s=0.95).ended(True, limits).value
+            'time_limit'
+        """
+        if self.report is None:
+            if self.too_large:
+                return StepEnd.TOO_LARGE
+            if self.stalled:
+                return StepEnd.KILLED
+            if self.flooded:
+                return StepEnd.FLOODED
+            return StepEnd.SIGNALLED if self.signal else StepEnd.EXITED
+        if not failed:
+            return StepEnd.REPORTED
+        if self.at_memory_limit:
+            return StepEnd.MEMORY_LIMIT
+        if (self.cpu_s >= (1 - LIMIT_TOLERANCE) * float(limits["step_cpu_s"])
+                or self.wall_s >= (1 - LIMIT_TOLERANCE) * float(limits["step_wall_s"])):
+            return StepEnd.TIME_LIMIT
+        return StepEnd.REPORTED
+
+    def measures(self) -> dict[str, int]:
+        """The measured fields of a cell's or a call's event (besides ``ended``)."""
+        return {"cpu_ms": int(self.cpu_s * 1000), "wall_ms": int(self.wall_s * 1000), "signal": self.signal}
 
 
-def report_bounds(command: Any, limits: dict[str, Any]) -> tuple[int, int | None]:
+def report_bounds(command: Any, limits: dict[str, Any], result_cap: int | None = None) -> tuple[int, int | None]:
     """The longest report line, and the most opening brackets in it, accepted after ``command``.
 
     A cell's report is flat text capped by ``output_cell``; only a call's
-    report carries values (a6's run to a few MiB).
+    report carries values (a6's run to a few MiB), bounded by the call's
+    ``result_cap`` when the grader sent one (see :func:`~coursekit.grading.protocol.call_report_bytes`).
 
     Example:
         >>> report_bounds(RunAdapter(0, "pass"), {"output_cell": 20_000})
@@ -172,7 +298,7 @@ def report_bounds(command: Any, limits: dict[str, Any]) -> tuple[int, int | None
         return protocol.cell_report_bytes(int(limits["output_cell"])), None
     if isinstance(command, RunAdapter):
         return protocol.MAX_ADAPTER_REPORT_BYTES, 1
-    return protocol.MAX_LINE_BYTES, protocol.MAX_CALL_BRACKETS
+    return protocol.call_report_bytes(result_cap), protocol.MAX_CALL_BRACKETS
 
 
 class KernelProcess:
@@ -198,6 +324,9 @@ class KernelProcess:
         self.limits = setup.limits
         self.reader = protocol.LineReader()
         self.max_brackets: int | None = None
+        self.refuse_oversized = False   # an over-long line ends the step as too large (a call's report)
+        self.oversized_at_send = 0
+        self.signal = 0                 # the signal that ended the kernel, if the runner did not send it
         self.lines: collections.deque[bytes] = collections.deque()   # read, not yet looked at
         self.pending = memoryview(b"")
         self.ignored = 0
@@ -206,15 +335,18 @@ class KernelProcess:
         self.closed = False     # the kernel closed its end of the report pipe
         self._tick_started, self._tick_bytes = time.monotonic(), 0
 
-    def send(self, command: Any) -> None:
+    def send(self, command: Any, result_cap: int | None = None) -> None:
         """Queue ``command``; it is written as the pipe drains, while :meth:`wait` watches the limits.
 
         Whatever the kernel wrote before is dropped unread: a report counts
-        only for the command just sent.
+        only for the command just sent. A call's report may be at most what
+        ``result_cap`` allows (see :func:`report_bounds`).
         """
         self.ignored += len(self.lines)
         self.lines.clear()
-        self.reader.max_line, self.max_brackets = report_bounds(command, self.limits)
+        self.reader.max_line, self.max_brackets = report_bounds(command, self.limits, result_cap)
+        self.refuse_oversized = isinstance(command, RunCall)
+        self.oversized_at_send = self.reader.oversized
         self.pending = memoryview(protocol.encode(command))
 
     def wait(self, expected: Callable[[Any], bool]) -> StepResult:
@@ -224,27 +356,55 @@ class KernelProcess:
         checks whether the kernel is alive and within its limits, whatever it
         wrote; a kernel that stops reading its commands cannot make the runner
         wait, and lines that are not the awaited report are counted and
-        dropped (past :data:`MAX_UNAWAITED_LINES`, the kernel is killed).
+        dropped (past :data:`MAX_UNAWAITED_LINES`, the kernel is killed). A
+        call's report past its bound ends the step once the line has been
+        read to its end, unparsed (``too_large``).
+
+        The result carries what the runner measured: the step's CPU time and
+        wall-clock time, the signal that ended the kernel, and whether the
+        kernel's address space rose to its limit during the step.
         """
         started, cpu_before = time.monotonic(), _cpu_seconds(self.pid)
+        peak_before = _peak_address_space(self.pid)
         cpu_limit = float(self.limits["step_cpu_s"]) + float(self.limits["grace_s"])
         wall_limit = float(self.limits["step_wall_s"]) + float(self.limits["grace_s"])
+        used = 0.0
+
+        def measured(result: StepResult) -> StepResult:
+            result.cpu_s, result.wall_s = max(used, _cpu_seconds(self.pid) - cpu_before), time.monotonic() - started
+            if result.report is not None:
+                result.at_memory_limit = reached_memory_limit(peak_before, _peak_address_space(self.pid),
+                                                              _address_space_limit(self.pid))
+            return result
+
         while True:
             report = self._awaited(expected)
             if report is not None:
-                return StepResult(report=report)
+                return measured(StepResult(report=report))
             if self.ignored + self.reader.oversized > MAX_UNAWAITED_LINES:
-                return self._kill(StepResult(died=True, flooded=True))
-            if self.exited or os.waitpid(self.pid, os.WNOHANG)[0] == self.pid:
-                self.exited = True
+                return self._kill(measured(StepResult(died=True, flooded=True)))
+            if self.refuse_oversized and self.reader.oversized > self.oversized_at_send and not self.reader.skipping:
+                return measured(StepResult(too_large=True))
+            if self.exited or self._reaped():
                 # What it wrote before it ended still counts: read what is left in the pipe first.
                 self._drain()
                 report = self._awaited(expected)
-                return StepResult(report=report) if report is not None else self._ended(StepResult(died=True))
+                if report is not None:
+                    return measured(StepResult(report=report))
+                return self._ended(measured(StepResult(died=True, signal=self.signal)))
             used = _cpu_seconds(self.pid) - cpu_before
             if used > cpu_limit or time.monotonic() - started > wall_limit:
-                return self._kill(StepResult(stalled=True))
+                return self._kill(measured(StepResult(stalled=True)))
             self._exchange()
+
+    def _reaped(self) -> bool:
+        """Whether the kernel has ended (then it is reaped, and the signal that ended it is kept)."""
+        pid, status = os.waitpid(self.pid, os.WNOHANG)
+        if pid != self.pid:
+            return False
+        self.exited = True
+        self.signal = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+        return True
 
     def _awaited(self, expected: Callable[[Any], bool]) -> Any:
         """The first line read that is a report ``expected`` accepts; the lines before it are counted and dropped."""
@@ -321,11 +481,13 @@ class OutputBudget:
         return text
 
 
-def cell_end(index: int, result: StepResult, budget: OutputBudget) -> CellEnd:
+def cell_end(index: int, result: StepResult, budget: OutputBudget, limits: dict[str, Any]) -> CellEnd:
     """The event for a cell, from the kernel's report (capped) or from how the kernel ended."""
-    if result.report is None:
-        return CellEnd(index, CellStatus.STALLED if result.stalled else CellStatus.DIED)
-    report: CellReport = result.report
+    report: CellReport | None = result.report
+    ended = result.ended(report is not None and report.failed, limits)
+    if report is None:
+        return CellEnd(index, CellStatus.STALLED if result.stalled else CellStatus.DIED, ended=ended,
+                       **result.measures())
     return CellEnd(
         index,
         CellStatus.ERROR if report.failed else CellStatus.OK,
@@ -334,29 +496,39 @@ def cell_end(index: int, result: StepResult, budget: OutputBudget) -> CellEnd:
         traceback=budget.take(report.traceback, protocol.MAX_TRACEBACK),
         stdout=budget.take(report.stdout),
         stderr=budget.take(report.stderr),
+        ended=ended,
+        **result.measures(),
     )
 
 
-def call_end(call_id: str, result: StepResult, *, banned: frozenset[str] = frozenset(),
-             tripwires: frozenset[str] = frozenset()) -> CallEnd:
+def call_end(call_id: str, result: StepResult, limits: dict[str, Any], *, banned: frozenset[str] = frozenset(),
+             tripwires: frozenset[str] = frozenset(), result_cap: int | None = None) -> CallEnd:
     """The event for a graded call; a status the kernel may not claim makes the call malformed.
 
     The names a report lists are the student's word: only the call's ``banned``
     operators (for ``banned``) and the view's stand-ins (for ``withheld``) are
     relayed, so a graded function cannot write its hidden inputs into the
     feedback as the names of what it reached. A ``banned`` or ``withheld``
-    report that names nothing known is malformed.
+    report that names nothing known is malformed. A result past ``result_cap``
+    (:func:`~coursekit.grading.result_budget.wire_size` of its value and
+    gradients) is not relayed: the call is too large.
     """
-    if result.report is None:
-        return CallEnd(call_id, CallStatus.STALLED if result.stalled else CallStatus.DIED)
-    report: CallReport = result.report
+    report: CallReport | None = result.report
+    ended = result.ended(report is not None and report.status is not CallStatus.OK, limits)
+    measured = {"ended": ended, **result.measures()}
+    if report is None:
+        status = (CallStatus.TOO_LARGE if result.too_large else CallStatus.STALLED if result.stalled
+                  else CallStatus.DIED)
+        return CallEnd(call_id, status, **measured)
     if report.status not in KERNEL_CALL_STATUSES:
-        return CallEnd(call_id, CallStatus.MALFORMED)
+        return CallEnd(call_id, CallStatus.MALFORMED, **measured)
     known = {CallStatus.BANNED: banned, CallStatus.WITHHELD: tripwires}.get(report.status, frozenset())
     hits = [hit for hit in report.hits if hit in known]
     if report.status in (CallStatus.BANNED, CallStatus.WITHHELD) and not hits:
-        return CallEnd(call_id, CallStatus.MALFORMED)
-    return CallEnd(call_id, report.status, report.value, report.grads, report.ename, hits)
+        return CallEnd(call_id, CallStatus.MALFORMED, **measured)
+    if result_cap is not None and wire_size(report.value) + wire_size(report.grads) > result_cap:
+        return CallEnd(call_id, CallStatus.TOO_LARGE, **measured)
+    return CallEnd(call_id, report.status, report.value, report.grads, report.ename, hits, **measured)
 
 
 class Events:
@@ -384,6 +556,13 @@ def main() -> NoReturn:
     events = Events()
     stdin = sys.stdin.buffer
     setup: Setup = _read(stdin, protocol.SETUP)
+    if setup.capabilities is not None:
+        excess = excess_capabilities(setup.capabilities)
+        if excess:
+            # bubblewrap left more than it was asked for (it does when the host's root lacks one of them).
+            events.emit(Refused(f"the runner holds capabilities it did not ask for (mask {excess:#x} beyond "
+                                f"{setup.capabilities:#x}): no student code runs"))
+            os._exit(0)
     if setup.sandboxed:
         limit_scratch_inodes(setup.limits["disk_mb"], setup.limits["disk_inodes"])
     write_working_copy(setup)
@@ -403,7 +582,7 @@ def main() -> NoReturn:
         events.emit(CellStart(index))
         kernel.send(RunCell(index, cell["source"]))
         result = kernel.wait(lambda report, i=index: isinstance(report, CellReport) and report.index == i)
-        events.emit(cell_end(index, result, budget))
+        events.emit(cell_end(index, result, budget, setup.limits))
         if not kernel.alive:
             _finish(events, kernel, stopped_cell=index)
     events.emit(CellsDone())
@@ -417,15 +596,16 @@ def main() -> NoReturn:
         call_id = str(call["id"])
         events.emit(CallStart(call_id))
         if call["name"] in timed_out:
-            # A function that hit its time limit is not called again: its other calls would only time out too.
+            # A function measured at its time limit is not called again: its other calls would only time out too.
             events.emit(CallEnd(call_id, CallStatus.NOT_RUN))
             continue
-        kernel.send(RunCall(call))
+        cap = calls.result_caps.get(call_id)
+        kernel.send(RunCall(call), result_cap=cap)
         result = kernel.wait(lambda report, c=call_id: isinstance(report, CallReport) and report.call_id == c)
-        ended = call_end(call_id, result, banned=frozenset(call.get("banned", [])),
-                         tripwires=frozenset(calls.tripwires))
+        ended = call_end(call_id, result, setup.limits, banned=frozenset(call.get("banned", [])),
+                         tripwires=frozenset(calls.tripwires), result_cap=cap)
         events.emit(ended)
-        if ended.status is CallStatus.TIMEOUT:
+        if ended.ended is StepEnd.TIME_LIMIT:
             timed_out.add(call["name"])
         if not kernel.alive:
             _finish(events, kernel, stopped_call=call_id)

@@ -23,6 +23,7 @@ be used, the run still applies what it can and says so (``sandboxed``,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import selectors
 import shutil
@@ -37,13 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from coursekit.grading import protocol
-from coursekit.grading.bwrap import (SANDBOX_WORKDIR, bubblewrap_available, bwrap_command, environment, interpreter,
-                                     python_roots)
+from coursekit.grading.bwrap import (SANDBOX_WORKDIR, bubblewrap_available, bwrap_command, capability_mask,
+                                     environment, interpreter, python_roots, requested_capabilities)
 from coursekit.grading.cgroups import SandboxGroup, cgroups_available, join_command
 from coursekit.grading.limits import Limits
 from coursekit.grading.package_view import ViewPlan, materialise, package_root
 from coursekit.grading.protocol import (CallEnd, CallStart, Calls, CallStatus, CellEnd, CellsDone, CellStart, Done,
-                                        Ready, Setup)
+                                        Ready, Refused, Setup)
 from coursekit.grading.result_budget import MAX_RESULT_BYTES, wire_size
 from coursekit.grading.seccomp import sandbox_filter
 from coursekit.grading.uids import UidLease
@@ -71,7 +72,8 @@ class Job:
         view: what the sandbox's ``coursekit`` holds.
         memory_budget_mb: see :attr:`~coursekit.grading.spec.AssignmentSpec.memory_budget_mb`.
         result_caps: the most result text each call may send, by call id
-            (:func:`~coursekit.grading.result_budget.call_cap`); kept on the grader's side.
+            (:func:`~coursekit.grading.result_budget.call_cap`): the runner refuses a longer
+            report unread, and the grader checks again what it keeps.
     """
 
     files: dict[str, str]
@@ -91,6 +93,7 @@ class RawRun:
         cells: one event per cell that ran, in order.
         calls: one event per graded call answered (or given up on), in order.
         ready: the runner set up the sandbox and started the kernel.
+        refused: why the runner refused to run any student code (``""``: it did not).
         done: the runner's last word (``None``: it never said it).
         wall_killed: the submission's wall-clock budget ran out.
         unresponsive: the runner did not stop a step in time; the grader killed the sandbox.
@@ -109,6 +112,7 @@ class RawRun:
     cells: list[CellEnd] = field(default_factory=list)
     calls: list[CallEnd] = field(default_factory=list)
     ready: bool = False
+    refused: str = ""
     done: Done | None = None
     wall_killed: bool = False
     unresponsive: bool = False
@@ -170,6 +174,8 @@ class _Recorder:
             return False
         if isinstance(event, Ready):
             run.ready = True
+        elif isinstance(event, Refused):
+            run.refused = event.reason
         elif isinstance(event, (CellStart, CallStart)):
             self.open_step = ("cell", event.index) if isinstance(event, CellStart) else ("call", event.call_id)
             self.step_deadline = time.monotonic() + self.step_budget
@@ -191,15 +197,15 @@ class _Recorder:
         """``event``, or, when its result passes its cap or the submission's budget, the call failed without it."""
         size = wire_size(event.value) + wire_size(event.grads)
         if size > min(self.result_bytes_left, self.result_caps.get(event.call_id, MAX_RESULT_BYTES)):
-            return CallEnd(event.call_id, CallStatus.TOO_LARGE)
+            return dataclasses.replace(event, status=CallStatus.TOO_LARGE, value=None, grads=[], ename="", hits=[])
         self.result_bytes_left -= size
         return event
 
     def _expected(self, event: Any) -> bool:
-        if self.run.done is not None:
+        if self.run.done is not None or self.run.refused:
             return False
         if not self.run.ready:
-            return isinstance(event, Ready)
+            return isinstance(event, (Ready, Refused))
         if isinstance(event, Ready):
             return False
         if isinstance(event, CellStart):
@@ -320,7 +326,8 @@ def run_job(job: Job, limits: Limits, *, deadline: float, use_sandbox: bool | No
             os.chmod(host_workdir, 0o711)
         setup = Setup(job.files, job.cells, limits.for_runner(), lease.uid if lease else None,
                       SANDBOX_WORKDIR if use_sandbox else os.path.join(host_workdir or "", "work"),
-                      bool(use_sandbox), job.memory_budget_mb)
+                      bool(use_sandbox), job.memory_budget_mb,
+                      capability_mask(requested_capabilities()) if use_sandbox else None)
         if use_sandbox:
             command = bwrap_command(limits.disk_mb, package_root(), view, seccomp)
             command += [interpreter(), "-I", str(package_root() / "grading" / "runner.py")]
@@ -392,10 +399,10 @@ def _talk(process: subprocess.Popen[bytes], job: Job, limits: Limits, setup: Set
                         continue
                     recorder.accept(event)
                     if recorder.cells_done and not calls_sent:
-                        calls = Calls(job.adapters, job.calls, list(job.view.tripwires))
+                        calls = Calls(job.adapters, job.calls, list(job.view.tripwires), dict(job.result_caps))
                         _send_later(process.stdin, protocol.encode(calls), close=True)
                         calls_sent = True
-        if run.done is not None:
+        if run.done is not None or run.refused:
             break
     run.protocol_errors += reader.oversized
     selector.close()

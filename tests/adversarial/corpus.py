@@ -199,6 +199,19 @@ def _edit_readonly(course: Path) -> dict[str, Any]:
     return notebook
 
 
+FORGED_MEMORY_ERROR = "raise MemoryError('forged: no memory was used')\n"
+FORGED_CELL_TIMEOUT = "class CellTimeout(BaseException):\n    pass\nraise CellTimeout('forged: no time was used')\n"
+# Grader review r2, finding 8: an answer of 10^7 floats, a 53 MB report (a variable: a1's functions are
+# asked for gradients too, which a value that does not follow the inputs cannot give).
+BIG_RESULTS = "import torch\nmc_classification = torch.zeros(10_000_000)\n"
+
+
+def _readonly_edited_and(source: str) -> Callable[[Path], dict[str, Any]]:
+    """Edited read-only cells, plus a cell that raises an exception named like a limit (grader review r2,
+    finding 9): the name is the student's choice, so it must neither hide the tampering nor buy a rerun."""
+    return lambda course: add_cell(_edit_readonly(course), source, after="answer_token_nll")
+
+
 def _duplicate_ids(course: Path) -> dict[str, Any]:
     notebook = solved_notebook(course)
     index = cell_index(notebook, "test_perplexity")
@@ -751,7 +764,17 @@ ATTACKS += [
            "skipped on the rerun (review round 1, finding 3)"),
     Attack("probe_sysv_ipc", 9.0, "graded", _with_answer("answer_mc_classification", _probe(SYSV_IPC)),
            "shmget, msgget and mq_open, memory outside RLIMIT_AS (review round 1, finding 6)"),
+    Attack("forged_memory_error", 10.0, "tampered_cells", _readonly_edited_and(FORGED_MEMORY_ERROR),
+           "edited read-only cells and a cell that raises MemoryError itself (grader review r2, finding 9)"),
+    Attack("forged_cell_timeout", 10.0, "tampered_cells", _readonly_edited_and(FORGED_CELL_TIMEOUT),
+           "edited read-only cells and a cell that raises its own class named CellTimeout (grader review r2, "
+           "finding 9)"),
+    Attack("big_result", 9.0, "graded", _with_answer("answer_mc_classification", BIG_RESULTS),
+           "an answer of 10^7 floats: refused by the runner unread (grader review r2, finding 8)"),
 ]
+
+#: the attacks whose cells raise an exception named like a limit: they must not buy a second attempt.
+FORGED_LIMITS = ("forged_memory_error", "forged_cell_timeout")
 
 
 # Finding 4: graded together, two at a time, with a 5 s limit, as the issue measured it. The attacker's

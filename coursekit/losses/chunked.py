@@ -371,7 +371,9 @@ def chunked_cross_entropy(
     so the gradients are those of the returned value for every reduction,
     wherever ``backward()`` is called; they reach each input in its own dtype
     through the casts. The weight gradient is summed over the chunks in
-    ``accum_dtype`` (default: the dtype of the ``weight`` passed in), but it is
+    ``accum_dtype`` (default: the dtype of the ``weight`` passed in, or float32
+    where that is float16 and autocast's is bfloat16 or the reverse, the
+    narrowest dtype that holds both), but it is
     the gradient of the cast weight, so it is rounded to the autocast dtype
     before it reaches a float32 master weight, as it is for ``F.linear`` under
     autocast.
@@ -405,7 +407,9 @@ def chunked_cross_entropy(
         ignore_index: the target value that is skipped.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``, as in PyTorch.
         accum_dtype: dtype in which the weight gradient is summed over the
-            chunks (``None``: the dtype of ``weight``); at least as wide as it.
+            chunks (``None``: the dtype of ``weight``, promoted with the
+            autocast dtype under autocast: float32 for a float16 weight under
+            bfloat16 autocast or the reverse); at least as wide as it.
 
     Returns:
         A scalar for ``"mean"``/``"sum"``, else the per-row losses (0 where
@@ -440,8 +444,6 @@ def chunked_cross_entropy(
     if bias is not None:
         require_float("bias", bias)
     targets = require_class_indices("targets", targets)
-    if accum_dtype is None:
-        accum_dtype = weight.dtype
     result_dtype = hidden.dtype
     passed = {"hidden": hidden.dtype, "weight": weight.dtype, "bias": None if bias is None else bias.dtype}
     cast_dtype = autocast_dtype(hidden)
@@ -452,6 +454,10 @@ def chunked_cross_entropy(
         weight = cast_for_autocast(weight, cast_dtype)
         bias = None if bias is None else cast_for_autocast(bias, cast_dtype)
         result_dtype = torch.promote_types(hidden.dtype, torch.float32)
+    if accum_dtype is None:
+        # Wide enough for both the weight passed and the weight cast: a float16 weight cast to bfloat16
+        # (or the reverse) fits in neither, and F.linear's gradient reaches it through float32.
+        accum_dtype = torch.promote_types(passed["weight"], weight.dtype)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
         raise TypeError(f"chunk_size must be an int, got {type(chunk_size).__name__}")
     if chunk_size < 1:

@@ -188,6 +188,18 @@ def test_float64_logits_stay_float64_under_autocast_as_in_f_cross_entropy() -> N
     torch.testing.assert_close(got, want)
 
 
+@pytest.mark.parametrize("upcast", [True, False])
+def test_causal_lm_loss_of_float64_logits_stays_float64_under_autocast_as_its_docstring_says(upcast: bool) -> None:
+    logits, ids = _logits_and_targets(23, dtype=torch.float64)
+    ids = ids.clamp(min=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = causal_lm_loss(logits, ids, upcast=upcast)
+    labels = ids[:, 1:]
+    want = _cross_entropy(logits[:, :-1], labels, "mean")
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
 def test_without_autocast_bfloat16_logits_give_bfloat16_losses_as_f_cross_entropy() -> None:
     logits, targets = _logits_and_targets(9)
     got, want = token_nll(logits, targets), _cross_entropy(logits, targets, "none")

@@ -80,7 +80,8 @@ def causal_lm_loss(
       and leaves float32 and float64 alone; ``upcast=False`` computes in the
       logits' own dtype, as ``F.cross_entropy`` on them would (and returns that
       dtype), except under ``torch.autocast``, where it computes and returns
-      float32, as ``F.cross_entropy`` does there.
+      float32 for half-precision and float32 logits, as ``F.cross_entropy``
+      does there (float64 logits stay float64, with or without ``upcast``).
     * no scored token and no ``num_items_in_batch``: Hugging Face's mean over
       nothing is ``nan``; here ``"token_mean"`` and ``"sequence_mean"`` give 0
       (with zero gradients) and a ``RuntimeWarning``, as :func:`batch_loss`.
@@ -108,7 +109,7 @@ def causal_lm_loss(
     Returns:
         A scalar, or shape ``input_ids.shape[:-1]`` for ``"none"``; float32 for
         half-precision logits with ``upcast`` or under ``torch.autocast``, else
-        the logits' dtype.
+        the logits' dtype (float64 logits give float64, under autocast too).
 
     Shapes:
         logits: ``(..., T, V)``; input_ids, loss_mask: ``(..., T)``;

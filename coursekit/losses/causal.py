@@ -15,6 +15,7 @@ from coursekit.losses._checks import (
     require_choice,
     require_class_indices,
     require_float,
+    require_int,
     require_mask,
     require_num_items,
     require_shape,
@@ -153,6 +154,7 @@ def causal_lm_loss(
         num_items_in_batch = require_num_items("num_items_in_batch", num_items_in_batch)
     if not isinstance(upcast, bool):
         raise TypeError(f"upcast must be a bool, got {type(upcast).__name__}")
+    require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
     scored = input_ids != ignore_index
     if loss_mask is not None:
         scored = scored & require_mask("loss_mask", loss_mask, input_ids.shape, "input_ids.shape")

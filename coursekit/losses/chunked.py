@@ -50,6 +50,7 @@ from coursekit.losses._checks import (
     require_choice,
     require_class_indices,
     require_float,
+    require_int,
     require_shape,
     require_targets_in_range,
 )
@@ -458,10 +459,7 @@ def chunked_cross_entropy(
         # Wide enough for both the weight passed and the weight cast: a float16 weight cast to bfloat16
         # (or the reverse) fits in neither, and F.linear's gradient reaches it through float32.
         accum_dtype = torch.promote_types(passed["weight"], weight.dtype)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
-        raise TypeError(f"chunk_size must be an int, got {type(chunk_size).__name__}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    require_int("chunk_size", chunk_size, 1, None, expected="be >= 1")
     require_choice("reduction", reduction, CHUNKED_REDUCTIONS)
     if hidden.dim() < 1:
         raise ValueError(f"hidden must have shape (..., d), got shape {tuple(hidden.shape)}")
@@ -484,6 +482,7 @@ def chunked_cross_entropy(
     require_shape("targets", targets, hidden.shape[:-1], "hidden.shape[:-1]")
     if targets.device != hidden.device:
         raise ValueError(f"targets must be on the device of hidden ({hidden.device}), got {targets.device}")
+    require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
     require_targets_in_range("targets", targets, num_classes, ignore_index)
     if not isinstance(accum_dtype, torch.dtype) or not accum_dtype.is_floating_point:
         raise TypeError(f"accum_dtype must be None or a floating-point torch.dtype, got {accum_dtype!r}")

@@ -24,6 +24,7 @@ from coursekit.losses._autocast import float32_under_autocast
 from coursekit.losses._checks import (
     require_choice,
     require_float,
+    require_int,
     require_integer,
     reads_values,
     require_mask,
@@ -63,11 +64,8 @@ def top_k_teacher(teacher_logits: torch.Tensor, k: int, *, temperature: float = 
     require_float("teacher_logits", teacher_logits)
     if teacher_logits.dim() < 1:
         raise ValueError(f"teacher_logits must have shape (..., V), got {tuple(teacher_logits.shape)}")
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"k must be an int, got {type(k).__name__}")
     vocab = teacher_logits.shape[-1]
-    if not 1 <= k <= vocab:
-        raise ValueError(f"k must lie in [1, {vocab}] (V), got {k}")
+    require_int("k", k, 1, vocab, expected=f"lie in [1, {vocab}] (V)")
     temperature = require_positive("temperature", temperature)
     log_probs = torch.log_softmax(float32_under_autocast(teacher_logits.detach()) / temperature, dim=-1)
     return log_probs.topk(k, dim=-1)

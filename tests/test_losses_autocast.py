@@ -8,9 +8,18 @@ them), runs the loss and ``F.cross_entropy`` under ``torch.autocast("cpu",
 dtype=torch.bfloat16)``, and compares value, dtype and the gradient with
 respect to the logits. (chunked_cross_entropy's autocast tests are in
 test_losses_chunked.py.)
+
+The distillation losses and ctc_loss follow ``F.kl_div``, ``F.cross_entropy``
+with soft targets, TRL's ``generalized_jsd_loss`` and ``F.ctc_loss``, which
+return float32 there too. Their references call ``F.log_softmax`` first, which
+CPU autocast leaves in bfloat16 but CUDA autocast runs in float32; the tests
+compare with the reference on the float32 logits (what it computes on CUDA)
+and check that the CPU reference's value and dtype agree.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -19,8 +28,16 @@ import torch.nn.functional as F
 from coursekit.losses import (
     causal_lm_loss,
     confidence_penalty_nll,
+    ctc_backward_variables,
+    ctc_forward_variables,
+    ctc_loss,
+    generalized_jsd,
+    kd_cross_entropy,
+    kd_loss,
     label_smoothed_nll,
     token_nll,
+    top_k_kd_loss,
+    top_k_teacher,
     vocab_parallel_cross_entropy,
 )
 from tests.strategies import IGNORE_INDEX, generator
@@ -171,9 +188,177 @@ def test_float64_logits_stay_float64_under_autocast_as_in_f_cross_entropy() -> N
     torch.testing.assert_close(got, want)
 
 
+@pytest.mark.parametrize("upcast", [True, False])
+def test_causal_lm_loss_of_float64_logits_stays_float64_under_autocast_as_its_docstring_says(upcast: bool) -> None:
+    logits, ids = _logits_and_targets(23, dtype=torch.float64)
+    ids = ids.clamp(min=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = causal_lm_loss(logits, ids, upcast=upcast)
+    labels = ids[:, 1:]
+    want = _cross_entropy(logits[:, :-1], labels, "mean")
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
 def test_without_autocast_bfloat16_logits_give_bfloat16_losses_as_f_cross_entropy() -> None:
     logits, targets = _logits_and_targets(9)
     got, want = token_nll(logits, targets), _cross_entropy(logits, targets, "none")
     assert got.dtype == want.dtype == torch.bfloat16
     torch.testing.assert_close(got, want)
 
+
+
+# --- the distillation losses and ctc_loss -------------------------------------------------------------
+
+TEMPERATURE = 2.0
+
+
+def _teacher(seed: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+    return (torch.randn(B, T, V, generator=generator(seed)) * 4).to(dtype)
+
+
+def _kl_div_expression(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """kd_loss's documented reference (2-D input, "token_mean"): F.kl_div of the tempered log-softmaxes times T**2."""
+    log_p = F.log_softmax(student.flatten(0, -2) / TEMPERATURE, dim=-1)
+    log_q = F.log_softmax(teacher.flatten(0, -2) / TEMPERATURE, dim=-1)
+    return F.kl_div(log_p, log_q, log_target=True, reduction="batchmean") * TEMPERATURE**2
+
+
+def _soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """kd_cross_entropy's definition through F.cross_entropy with the teacher's probabilities as targets."""
+    targets = F.softmax(teacher.flatten(0, -2) / TEMPERATURE, dim=-1)
+    return F.cross_entropy(student.flatten(0, -2) / TEMPERATURE, targets)
+
+
+def _trl_generalized_jsd(beta: float):
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    from trl.experimental.gkd.gkd_trainer import GKDTrainer
+
+    def reference(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        return GKDTrainer.generalized_jsd_loss(student, teacher, beta=beta, temperature=TEMPERATURE, reduction="sum")
+
+    return reference
+
+
+def _assert_as_the_reference_on_float32_logits(loss_fn, reference, logits: torch.Tensor) -> None:
+    """``loss_fn`` under autocast: float32, equal in value and gradient to ``reference`` on the float32
+    logits, and in dtype (and, to bfloat16's rounding of the log-probabilities, value) to ``reference``
+    under CPU autocast."""
+    value, grad = _under_autocast(loss_fn, logits)
+    want_value = reference(logits.float())
+    upstream = torch.linspace(0.5, 1.5, value.numel()).reshape(value.shape)
+    (want_grad,) = torch.autograd.grad((want_value * upstream).sum(), logits)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cpu_reference = reference(logits).detach()
+    assert value.dtype == want_value.dtype == cpu_reference.dtype == torch.float32
+    torch.testing.assert_close(value, want_value.detach())
+    torch.testing.assert_close(value, cpu_reference, rtol=1e-2, atol=1e-2)
+    assert grad.dtype == want_grad.dtype == torch.bfloat16
+    torch.testing.assert_close(grad, want_grad)
+
+
+def test_kd_loss_under_autocast_is_its_f_kl_div_expression_in_float32() -> None:
+    logits, teacher = _logits_and_targets(10)[0], _teacher(11)
+    _assert_as_the_reference_on_float32_logits(
+        lambda x: kd_loss(x, teacher, temperature=TEMPERATURE), lambda x: _kl_div_expression(x, teacher.to(x.dtype)), logits
+    )
+
+
+def test_kd_cross_entropy_under_autocast_is_f_cross_entropy_of_the_soft_targets_in_float32() -> None:
+    logits, teacher = _logits_and_targets(12)[0], _teacher(13)
+    _assert_as_the_reference_on_float32_logits(
+        lambda x: kd_cross_entropy(x, teacher, temperature=TEMPERATURE),
+        lambda x: _soft_cross_entropy(x, teacher.to(x.dtype)),
+        logits,
+    )
+
+
+def test_top_k_kd_loss_with_k_v_under_autocast_is_kd_losss_f_kl_div_expression_in_float32() -> None:
+    logits, teacher = _logits_and_targets(14)[0], _teacher(15)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        kept = top_k_teacher(teacher, V, temperature=TEMPERATURE)
+    assert kept[0].dtype == torch.float32
+    _assert_as_the_reference_on_float32_logits(
+        lambda x: top_k_kd_loss(x, *kept, temperature=TEMPERATURE), lambda x: _kl_div_expression(x, teacher.to(x.dtype)), logits
+    )
+
+
+@pytest.mark.ecosystem
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])
+def test_generalized_jsd_under_autocast_is_trls_generalized_jsd_loss_in_float32(beta: float) -> None:
+    logits, teacher = _logits_and_targets(16)[0], _teacher(17)
+    trl = _trl_generalized_jsd(beta)
+    _assert_as_the_reference_on_float32_logits(
+        lambda x: generalized_jsd(x, teacher, beta=beta, temperature=TEMPERATURE, reduction="sum"),
+        lambda x: trl(x, teacher.to(x.dtype)),
+        logits,
+    )
+
+
+def _ctc_problem() -> tuple[torch.Tensor, torch.Tensor, list[int], list[int]]:
+    g = generator(18)
+    frames_logits = (torch.randn(50, B, 20, generator=g) * 3).bfloat16().requires_grad_(True)
+    targets = torch.randint(1, 20, (B, 10), generator=g)
+    return frames_logits, targets, [50, 48, 45, 50], [10, 9, 8, 7]
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_ctc_loss_under_autocast_is_f_ctc_loss_there(reduction: str) -> None:
+    # F.ctc_loss is on CPU autocast's float32 list, so here the reference itself runs in float32.
+    frames_logits, targets, input_lengths, target_lengths = _ctc_problem()
+
+    def loss_of(ctc):
+        return lambda x: ctc(torch.log_softmax(x, dim=-1), targets, input_lengths, target_lengths, reduction=reduction)
+
+    (value, grad), (want_value, want_grad) = (_under_autocast(loss_of(ctc_loss), frames_logits),
+                                              _under_autocast(loss_of(F.ctc_loss), frames_logits))
+    assert value.dtype == want_value.dtype == torch.float32
+    torch.testing.assert_close(value, want_value)
+    assert grad.dtype == want_grad.dtype == torch.bfloat16
+    # PyTorch's kernel and autograd through the recursion reach the float32 gradient of the log-probs
+    # by different sums, and log_softmax's backward then runs in bfloat16: the results may be one
+    # bfloat16 step (2**-7 of the largest entry) apart (measured: exactly that, in every reduction;
+    # both are 3.3 to 4.4 such steps from the float64 gradient).
+    torch.testing.assert_close(grad, want_grad, rtol=0, atol=2**-7 * float(want_grad.abs().max()))
+
+
+def test_the_ctc_tables_under_autocast_are_float32() -> None:
+    frames_logits, targets, _, _ = _ctc_problem()
+    log_probs = torch.log_softmax(frames_logits.detach()[:, 0], dim=-1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        alpha = ctc_forward_variables(log_probs, targets[0])
+        omega = ctc_backward_variables(log_probs, targets[0])
+    assert alpha.dtype == omega.dtype == torch.float32
+    torch.testing.assert_close(alpha, ctc_forward_variables(log_probs.float(), targets[0]))
+    torch.testing.assert_close(omega, ctc_backward_variables(log_probs.float(), targets[0]))
+
+
+def _each_new_loss(logits: torch.Tensor, teacher: torch.Tensor) -> dict[str, torch.Tensor]:
+    kept = top_k_teacher(teacher, 50)
+    frames_log_probs = torch.log_softmax(logits[:, :, :20].transpose(0, 1), dim=-1)
+    return {
+        "kd_loss": kd_loss(logits, teacher),
+        "kd_cross_entropy": kd_cross_entropy(logits, teacher),
+        "top_k_teacher": kept[0],
+        "top_k_kd_loss": top_k_kd_loss(logits, *kept),
+        "generalized_jsd": generalized_jsd(logits, teacher),
+        "ctc_loss": ctc_loss(frames_log_probs, torch.ones(B, 2, dtype=torch.long), [T] * B, [2] * B),
+    }
+
+
+def test_float64_inputs_of_the_distillation_losses_and_ctc_loss_stay_float64_under_autocast() -> None:
+    logits, teacher = _logits_and_targets(19, dtype=torch.float64)[0].detach(), _teacher(20, torch.float64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = _each_new_loss(logits, teacher)
+    outside = _each_new_loss(logits, teacher)
+    for name, value in under.items():
+        assert value.dtype == torch.float64, name
+        torch.testing.assert_close(value, outside[name], rtol=0, atol=0, msg=name)
+
+
+def test_without_autocast_the_distillation_losses_and_ctc_loss_keep_bfloat16() -> None:
+    logits, teacher = _logits_and_targets(21)[0].detach(), _teacher(22)
+    exact = _each_new_loss(logits.double(), teacher.double())
+    for name, value in _each_new_loss(logits, teacher).items():
+        assert value.dtype == torch.bfloat16, name
+        torch.testing.assert_close(value.double(), exact[name], rtol=2e-2, atol=2e-2, msg=name)

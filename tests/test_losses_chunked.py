@@ -636,3 +636,31 @@ def test_under_autocast_a_dtype_error_names_the_dtype_passed_and_the_cast() -> N
             r"passed\), got torch\.float64"
         )):
             chunked_cross_entropy(hidden, weight, targets, bias=bias.double())
+
+
+@pytest.mark.parametrize(("weight_dtype", "autocast_dtype"), [(torch.float16, torch.bfloat16),
+                                                              (torch.bfloat16, torch.float16)],
+                         ids=["fp16-weight-bf16-autocast", "bf16-weight-fp16-autocast"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_under_autocast_of_the_other_half_dtype_the_default_accum_dtype_computes_what_f_cross_entropy_does(
+    reduction: str, weight_dtype: torch.dtype, autocast_dtype: torch.dtype
+) -> None:
+    # The default accum_dtype once was the dtype of the weight passed, which cannot hold the other half
+    # dtype: the call raised about an accum_dtype the caller never passed.
+    hidden, weight, bias, targets = make_problem(40, 16, 120, seed=44, dtype=weight_dtype, ignored_every=6)
+    upstream = (torch.rand(40 if reduction == "none" else (), generator=generator(45)) + 0.5).to(DEVICE)
+    leaves = (hidden, weight, bias)
+    with torch.autocast(DEVICE.type, dtype=autocast_dtype):
+        reference = F.cross_entropy(F.linear(hidden, weight, bias), targets, ignore_index=IGNORE_INDEX,
+                                    reduction=reduction)
+        chunked = chunked_cross_entropy(hidden, weight, targets, bias=bias, chunk_size=16, reduction=reduction)
+    reference_grads = torch.autograd.grad((reference * upstream).sum(), leaves)
+    chunked_grads = torch.autograd.grad((chunked * upstream).sum(), leaves)
+    assert chunked.dtype == reference.dtype == torch.float32
+    torch.testing.assert_close(chunked.detach(), reference.detach(), rtol=1e-2, atol=1e-2)
+    for name, got, want in zip(("hidden", "weight", "bias"), chunked_grads, reference_grads):
+        assert got.dtype == want.dtype == weight_dtype, name
+        error = _relative_error(got.float(), want.float())
+        # Either way one side is bfloat16 (the product or the leaf the gradient is rounded to), so the
+        # bfloat16 bound applies: one bfloat16 rounding step apart is already 3.9e-3.
+        assert error <= AUTOCAST_GRADIENT_BOUNDS[torch.bfloat16], f"{name}: relative error {error:.2e}"

@@ -11,8 +11,11 @@ from coursekit.losses import (
     batch_loss,
     bits_per_token,
     causal_lm_loss,
+    chunked_cross_entropy,
     clipped_surrogate,
     confidence_penalty_nll,
+    ctc_forward_variables,
+    ctc_loss,
     dpo_loss,
     dpo_rewards,
     generalized_jsd,
@@ -32,6 +35,8 @@ from coursekit.losses import (
     token_nll,
     top_k_kd_loss,
     top_k_teacher,
+    turn_mask,
+    vocab_parallel_cross_entropy,
 )
 
 pytestmark = pytest.mark.losses
@@ -203,3 +208,49 @@ def test_an_int_beyond_the_float_range_is_a_value_error_naming_the_argument(argu
     # 10**5000 also has more digits than str() converts (4300): the message must not print it.
     with pytest.raises(ValueError, match=rf"{argument} must be a finite number.*got an int too large for a float"):
         call(value)
+
+
+CTC_LOG_PROBS = torch.zeros(6, 2, 4).log_softmax(-1)  # (T, B, C)
+CTC_TARGETS = torch.tensor([[1, 2], [2, 3]])
+
+#: Every public int argument checked by _checks.require_int, as (argument, call with the value).
+#: An int beyond int64 fits in no index tensor: PyTorch raised OverflowError ("int too big to
+#: convert") or its own ValueError naming no argument, and the old messages printed every digit.
+INT_ARGUMENTS: list[tuple[str, Callable[[object], object]]] = [
+    ("ignore_index", lambda x: token_nll(Z, Y, ignore_index=x)),
+    ("ignore_index", lambda x: label_smoothed_nll(Z, Y, 0.1, ignore_index=x)),
+    ("ignore_index", lambda x: confidence_penalty_nll(Z, Y, 0.1, ignore_index=x)),
+    ("ignore_index", lambda x: causal_lm_loss(Z, Y, ignore_index=x)),
+    ("ignore_index", lambda x: vocab_parallel_cross_entropy([Z[..., :2], Z[..., 2:]], Y, ignore_index=x)),
+    ("ignore_index", lambda x: chunked_cross_entropy(Z, torch.zeros(4, 4), Y, ignore_index=x)),
+    ("max_len", lambda x: policy_loss_aggregate(L, M, mode="dr_grpo", max_len=x)),
+    ("max_len", lambda x: sequence_mask(torch.tensor([1, 2]), x)),
+    ("max_len", lambda x: response_mask(torch.tensor([0, 1]), torch.tensor([1, 2]), x)),
+    ("max_len", lambda x: turn_mask(torch.tensor([[1, 2]]), torch.tensor([[True, False]]), x)),
+    ("k", lambda x: top_k_teacher(Z, x)),
+    ("blank", lambda x: ctc_loss(CTC_LOG_PROBS, CTC_TARGETS, [6, 6], [2, 2], blank=x)),
+    ("blank", lambda x: ctc_forward_variables(CTC_LOG_PROBS[:, 0], CTC_TARGETS[0], blank=x)),
+    ("input_lengths", lambda x: ctc_loss(CTC_LOG_PROBS, CTC_TARGETS, [x, 6], [2, 2])),
+    ("target_lengths", lambda x: ctc_loss(CTC_LOG_PROBS, CTC_TARGETS, [6, 6], [x, 2])),
+]
+
+
+@pytest.mark.parametrize("value", [2**63, 10**400, -(10**400), 10**5000], ids=["2^63", "1e400", "-1e400", "1e5000"])
+@pytest.mark.parametrize(("argument", "call"), INT_ARGUMENTS,
+                         ids=[f"{i}-{name}" for i, (name, _) in enumerate(INT_ARGUMENTS)])
+def test_an_int_beyond_int64_is_a_value_error_naming_the_argument_and_its_bits(argument, call, value):
+    # 10**5000 has more digits than str() converts (4300): the message gives the bit length instead.
+    with pytest.raises(ValueError, match=rf"^{argument} must .*, got an int of {value.bit_length()} bits$"):
+        call(value)
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400), 10**5000], ids=["1e400", "-1e400", "1e5000"])
+def test_an_epsilon_beyond_the_float_range_is_a_value_error_naming_it(value):
+    with pytest.raises(ValueError, match=r"^epsilon must be a finite number, got an int too large for a float"):
+        label_smoothed_nll(Z, Y, value)
+
+
+def test_chunk_size_has_no_upper_bound():
+    # a chunk larger than the batch is one chunk: an int beyond int64 is as good as any
+    torch.testing.assert_close(chunked_cross_entropy(Z, torch.zeros(4, 4), Y, chunk_size=10**400),
+                               chunked_cross_entropy(Z, torch.zeros(4, 4), Y))

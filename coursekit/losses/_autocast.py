@@ -4,11 +4,18 @@ Autocast sorts operations into lists. A matrix product (``F.linear``) runs in
 the autocast dtype (bfloat16 or float16); ``F.cross_entropy`` raises its input
 to float32 and returns float32 on every device (on the CPU it is on the
 float32 list itself, on CUDA its parts ``log_softmax`` and ``nll_loss`` are).
-``torch.log_softmax`` is on no list on the CPU, where it keeps its input's
-dtype. The losses built on it therefore
-raise their logits to float32 themselves where autocast is on, so that they
-compute, on every device, what ``F.cross_entropy`` computes there. Autocast
-leaves float64 tensors alone in both lists, and so do these helpers.
+So are ``F.kl_div`` and ``F.ctc_loss``. ``torch.log_softmax`` is on no list
+on the CPU, where it keeps its input's dtype (on CUDA it is on the float32
+list). The losses whose reference is one of these three therefore raise
+their logits or log-probabilities to float32 themselves where autocast is
+on, so that they compute, on every device, what that reference computes
+there: those built on ``nll._log_softmax`` (token_nll, label_smoothed_nll,
+confidence_penalty_nll, causal_lm_loss) and vocab_parallel_cross_entropy
+and kd_cross_entropy (``F.cross_entropy``); kd_loss, top_k_teacher,
+top_k_kd_loss and generalized_jsd (``F.kl_div``); ctc_loss and its forward
+and backward tables (``F.ctc_loss``). chunked_cross_entropy follows ``F.linear`` then
+``F.cross_entropy`` instead. Autocast leaves float64 tensors alone in both
+lists, and so do these helpers.
 """
 
 from __future__ import annotations

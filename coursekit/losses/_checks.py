@@ -179,6 +179,70 @@ def _finite_float(name: str, value: object, expected: str) -> float:
     return number
 
 
+#: The range of ``torch.int64``, the dtype of class indices and lengths. An int outside it cannot be
+#: compared with or stored in an index tensor (PyTorch raises ``OverflowError`` there).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def require_int(
+    name: str,
+    value: object,
+    low: int = INT64_MIN,
+    high: int | None = INT64_MAX,
+    *,
+    expected: str = "",
+    type_expected: str = "an int",
+) -> int:
+    """Return ``value`` if it is an int (not a bool) in ``[low, high]`` (``high=None``: no upper bound).
+
+    Args:
+        name: the argument's name, for the messages.
+        value: what the caller passed.
+        low: the smallest value allowed (by default int64's).
+        high: the largest value allowed (by default int64's), or ``None``.
+        expected: the requirement after "must" in the ``ValueError`` (default
+            ``"lie in [low, high]"``); above int64 the message names int64's bound.
+        type_expected: what the ``TypeError`` says the argument must be.
+
+    Returns:
+        ``value``, unchanged.
+
+    Raises:
+        TypeError: ``value`` is not an int.
+        ValueError: ``value`` lies outside ``[low, high]``; an int beyond int64
+            is named by its bit length, not its digits (see :func:`int_text`).
+
+    Example:
+        >>> require_int("k", 3, 1, 5)
+        3
+        >>> require_int("max_len", 10**400, 0, expected="be >= 0")
+        Traceback (most recent call last):
+        ...
+        ValueError: max_len must be <= 9223372036854775807 (int64's largest), got an int of 1329 bits
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be {type_expected}, got {type(value).__name__}")
+    if high == INT64_MAX and value > high:
+        # only int64 bounds it: name that bound, not the caller's (such as ">= 0")
+        raise ValueError(f"{name} must be <= {INT64_MAX} (int64's largest), got {int_text(value)}")
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{name} must {expected or f'lie in [{low}, {high}]'}, got {int_text(value)}")
+    return value
+
+
+def int_text(value: int) -> str:
+    """``value`` for a message: its digits within int64, else its bit length.
+
+    ``str()`` of an int of more than 4300 digits raises a ``ValueError`` of its
+    own, and a few hundred digits help no reader.
+
+    Example:
+        >>> int_text(-100), int_text(2**64)
+        ('-100', 'an int of 65 bits')
+    """
+    return str(value) if INT64_MIN <= value <= INT64_MAX else f"an int of {value.bit_length()} bits"
+
+
 def require_in_interval(name: str, value: object, low: float, high: float, meaning: str = "") -> float:
     """Return ``value`` if it is a number in ``[low, high)``; ``meaning`` is added to the message."""
     number = require_number(name, value)

@@ -15,6 +15,7 @@ from coursekit.losses._checks import (
     require_choice,
     require_class_indices,
     require_float,
+    require_int,
     require_mask,
     require_num_items,
     require_shape,
@@ -80,7 +81,8 @@ def causal_lm_loss(
       and leaves float32 and float64 alone; ``upcast=False`` computes in the
       logits' own dtype, as ``F.cross_entropy`` on them would (and returns that
       dtype), except under ``torch.autocast``, where it computes and returns
-      float32, as ``F.cross_entropy`` does there.
+      float32 for half-precision and float32 logits, as ``F.cross_entropy``
+      does there (float64 logits stay float64, with or without ``upcast``).
     * no scored token and no ``num_items_in_batch``: Hugging Face's mean over
       nothing is ``nan``; here ``"token_mean"`` and ``"sequence_mean"`` give 0
       (with zero gradients) and a ``RuntimeWarning``, as :func:`batch_loss`.
@@ -108,7 +110,7 @@ def causal_lm_loss(
     Returns:
         A scalar, or shape ``input_ids.shape[:-1]`` for ``"none"``; float32 for
         half-precision logits with ``upcast`` or under ``torch.autocast``, else
-        the logits' dtype.
+        the logits' dtype (float64 logits give float64, under autocast too).
 
     Shapes:
         logits: ``(..., T, V)``; input_ids, loss_mask: ``(..., T)``;
@@ -152,6 +154,7 @@ def causal_lm_loss(
         num_items_in_batch = require_num_items("num_items_in_batch", num_items_in_batch)
     if not isinstance(upcast, bool):
         raise TypeError(f"upcast must be a bool, got {type(upcast).__name__}")
+    require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
     scored = input_ids != ignore_index
     if loss_mask is not None:
         scored = scored & require_mask("loss_mask", loss_mask, input_ids.shape, "input_ids.shape")

@@ -50,6 +50,7 @@ from coursekit.losses._checks import (
     require_choice,
     require_class_indices,
     require_float,
+    require_int,
     require_shape,
     require_targets_in_range,
 )
@@ -371,7 +372,9 @@ def chunked_cross_entropy(
     so the gradients are those of the returned value for every reduction,
     wherever ``backward()`` is called; they reach each input in its own dtype
     through the casts. The weight gradient is summed over the chunks in
-    ``accum_dtype`` (default: the dtype of the ``weight`` passed in), but it is
+    ``accum_dtype`` (default: the dtype of the ``weight`` passed in, or float32
+    where that is float16 and autocast's is bfloat16 or the reverse, the
+    narrowest dtype that holds both), but it is
     the gradient of the cast weight, so it is rounded to the autocast dtype
     before it reaches a float32 master weight, as it is for ``F.linear`` under
     autocast.
@@ -405,7 +408,9 @@ def chunked_cross_entropy(
         ignore_index: the target value that is skipped.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``, as in PyTorch.
         accum_dtype: dtype in which the weight gradient is summed over the
-            chunks (``None``: the dtype of ``weight``); at least as wide as it.
+            chunks (``None``: the dtype of ``weight``, promoted with the
+            autocast dtype under autocast: float32 for a float16 weight under
+            bfloat16 autocast or the reverse); at least as wide as it.
 
     Returns:
         A scalar for ``"mean"``/``"sum"``, else the per-row losses (0 where
@@ -440,8 +445,6 @@ def chunked_cross_entropy(
     if bias is not None:
         require_float("bias", bias)
     targets = require_class_indices("targets", targets)
-    if accum_dtype is None:
-        accum_dtype = weight.dtype
     result_dtype = hidden.dtype
     passed = {"hidden": hidden.dtype, "weight": weight.dtype, "bias": None if bias is None else bias.dtype}
     cast_dtype = autocast_dtype(hidden)
@@ -452,10 +455,11 @@ def chunked_cross_entropy(
         weight = cast_for_autocast(weight, cast_dtype)
         bias = None if bias is None else cast_for_autocast(bias, cast_dtype)
         result_dtype = torch.promote_types(hidden.dtype, torch.float32)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
-        raise TypeError(f"chunk_size must be an int, got {type(chunk_size).__name__}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if accum_dtype is None:
+        # Wide enough for both the weight passed and the weight cast: a float16 weight cast to bfloat16
+        # (or the reverse) fits in neither, and F.linear's gradient reaches it through float32.
+        accum_dtype = torch.promote_types(passed["weight"], weight.dtype)
+    require_int("chunk_size", chunk_size, 1, None, expected="be >= 1")
     require_choice("reduction", reduction, CHUNKED_REDUCTIONS)
     if hidden.dim() < 1:
         raise ValueError(f"hidden must have shape (..., d), got shape {tuple(hidden.shape)}")
@@ -478,6 +482,7 @@ def chunked_cross_entropy(
     require_shape("targets", targets, hidden.shape[:-1], "hidden.shape[:-1]")
     if targets.device != hidden.device:
         raise ValueError(f"targets must be on the device of hidden ({hidden.device}), got {targets.device}")
+    require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
     require_targets_in_range("targets", targets, num_classes, ignore_index)
     if not isinstance(accum_dtype, torch.dtype) or not accum_dtype.is_floating_point:
         raise TypeError(f"accum_dtype must be None or a floating-point torch.dtype, got {accum_dtype!r}")

@@ -43,7 +43,8 @@ from collections.abc import Sequence
 
 import torch
 
-from coursekit.losses._checks import reads_values, require_choice, require_float, require_integer
+from coursekit.losses._autocast import float32_under_autocast
+from coursekit.losses._checks import reads_values, require_choice, require_float, require_int, require_integer
 
 CTC_REDUCTIONS = ("mean", "sum", "none")
 
@@ -150,7 +151,8 @@ def _as_lengths(name: str, value: object, batch: int, device: torch.device) -> t
         require_integer(name, value)
         lengths = value
     elif isinstance(value, Sequence) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        lengths = torch.tensor(list(value), dtype=torch.long)
+        # torch.tensor would raise its own "Overflow when unpacking long long" beyond int64
+        lengths = torch.tensor([require_int(name, v) for v in value], dtype=torch.long)
     else:
         raise TypeError(f"{name} must be an integer tensor or a sequence of ints, got {type(value).__name__}")
     if tuple(lengths.shape) != (batch,):
@@ -173,11 +175,10 @@ def _check_ctc_arguments(
     assert isinstance(log_probs, torch.Tensor) and isinstance(targets, torch.Tensor)
     if log_probs.dim() != 3:
         raise ValueError(f"log_probs must have shape (T, N, C), got {tuple(log_probs.shape)}")
+    # F.ctc_loss is on autocast's float32 list: the recursion runs in float32 there too.
+    log_probs = float32_under_autocast(log_probs)
     num_frames, batch, num_classes = log_probs.shape
-    if isinstance(blank, bool) or not isinstance(blank, int):
-        raise TypeError(f"blank must be an int, got {type(blank).__name__}")
-    if not 0 <= blank < num_classes:
-        raise ValueError(f"blank must lie in [0, {num_classes}) (C = log_probs.shape[2]), got {blank}")
+    require_int("blank", blank, 0, num_classes - 1, expected=f"lie in [0, {num_classes}) (C = log_probs.shape[2])")
     device = log_probs.device
     in_lengths = _as_lengths("input_lengths", input_lengths, batch, device)
     tgt_lengths = _as_lengths("target_lengths", target_lengths, batch, device)
@@ -263,7 +264,9 @@ def ctc_loss(
         zero_infinity: replace infinite losses (and their gradients) by 0.
 
     Returns:
-        A scalar, or ``(B,)`` losses for ``"none"``, in the dtype of ``log_probs``.
+        A scalar, or ``(B,)`` losses for ``"none"``, in the dtype of ``log_probs``
+        (float32 under ``torch.autocast`` for half-precision ``log_probs``, as
+        ``F.ctc_loss``, which is on autocast's float32 list; float64 stays float64).
 
     Shapes:
         log_probs: ``(T, B, V)`` (PyTorch's ``(T, N, C)``); targets: ``(B, max_target_len)``
@@ -413,6 +416,7 @@ def ctc_backward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, bla
         tensor([5., 5., 5.])
     """
     _check_one_sequence(log_probs, target, blank)
+    log_probs = float32_under_autocast(log_probs)
     num_frames = log_probs.shape[0]
     labels = target.to(device=log_probs.device, dtype=torch.long)
     num_states = 2 * labels.shape[0] + 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from coursekit.losses._autocast import float32_under_autocast
 from coursekit.losses._checks import require_choice, require_float, require_mask, require_positive, require_shape
 from coursekit.losses.nll import _reduce_batch
 
@@ -44,7 +45,8 @@ def _prepare(
     keep = counted.unsqueeze(-1)
     student = torch.where(keep, student_logits, torch.zeros_like(student_logits))
     teacher = torch.where(keep, teacher_logits, torch.zeros_like(teacher_logits))
-    student_log_probs = torch.log_softmax(student / temperature, dim=-1)
+    # Under autocast in float32, as F.kl_div (the reference) and log_softmax on CUDA compute there.
+    student_log_probs = torch.log_softmax(float32_under_autocast(student) / temperature, dim=-1)
     teacher_log_probs = torch.log_softmax(teacher.to(student_log_probs.dtype) / temperature, dim=-1)
     return student_log_probs, teacher_log_probs, counted, temperature
 
@@ -97,7 +99,9 @@ def kd_loss(
             ``"none"`` (per position, 0 where masked).
 
     Returns:
-        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``.
+        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``;
+        float32 under ``torch.autocast`` for half-precision logits (float64
+        stays float64), as ``F.kl_div`` computes there.
 
     Shapes:
         student_logits, teacher_logits: ``(..., V)``; mask: ``(...)``;
@@ -157,7 +161,10 @@ def kd_cross_entropy(
         reduction: ``"token_mean"``, ``"sequence_mean"``, ``"sum"`` or ``"none"``.
 
     Returns:
-        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``.
+        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``;
+        float32 under ``torch.autocast`` for half-precision logits (float64
+        stays float64), as ``F.cross_entropy`` with the teacher's
+        probabilities as targets computes there.
 
     Shapes:
         student_logits, teacher_logits: ``(..., V)``; mask: ``(...)``;

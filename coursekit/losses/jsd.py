@@ -89,7 +89,9 @@ def generalized_jsd(
             non-vocabulary axis being time) or ``"none"`` (per position, 0 where masked).
 
     Returns:
-        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``.
+        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``;
+        float32 under ``torch.autocast`` for half-precision logits (float64
+        stays float64), as TRL's ``generalized_jsd_loss`` (which ends in ``F.kl_div``) computes there.
 
     Shapes:
         student_logits, teacher_logits: ``(..., V)``; mask: ``(...)``; result: ``()`` or ``(...)``.

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import torch
 
-from coursekit.losses._checks import reads_values, require_integer, require_mask, require_shape
+from coursekit.losses._checks import reads_values, require_int, require_integer, require_mask, require_shape
 
 
 def _require_max_len(max_len: object) -> int:
-    if isinstance(max_len, bool) or not isinstance(max_len, int):
-        raise TypeError(f"max_len must be an int, got {type(max_len).__name__}")
-    if max_len < 0:
-        raise ValueError(f"max_len must be >= 0, got {max_len}")
-    return max_len
+    return require_int("max_len", max_len, 0, expected="be >= 0")
 
 
 def _require_lengths(name: str, lengths: object) -> torch.Tensor:

@@ -18,6 +18,7 @@ from coursekit.losses._checks import (
     require_choice,
     require_class_indices,
     require_float,
+    require_int,
     reads_values,
     require_mask,
     require_shape,
@@ -78,6 +79,7 @@ def token_nll(
         raise ValueError(f"logits must have at least one dimension (..., V), got shape {tuple(logits.shape)}")
     require_shape("targets", targets, logits.shape[:-1], "logits.shape[:-1]")
     num_classes = logits.shape[-1]
+    require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
     require_targets_in_range("targets", targets, num_classes, ignore_index)
     if weight is not None:
         require_float("weight", weight)

@@ -29,6 +29,7 @@ from coursekit.losses._checks import (
     reads_values,
     require_choice,
     require_float,
+    require_int,
     require_mask,
     require_num_items,
 )
@@ -170,10 +171,7 @@ def policy_loss_aggregate(
     if max_len is None:
         # An empty time axis (T = 0) has a masked sum of 0; T_max = 1 keeps the loss 0, as in the other modes.
         max_len = max(token_losses.shape[-1], 1)
-    if isinstance(max_len, bool) or not isinstance(max_len, int):
-        raise TypeError(f"max_len must be an int or None, got {type(max_len).__name__}")
-    if max_len < 1:
-        raise ValueError(f"max_len must be >= 1, got {max_len}")
+    require_int("max_len", max_len, 1, expected="be >= 1", type_expected="an int or None")
     if counted.numel() and reads_values(counted):
         longest = int(counted.sum(dim=-1).max())
         if longest > max_len:

@@ -24,6 +24,8 @@ from coursekit.losses._checks import (
     require_choice,
     require_class_indices,
     require_float,
+    require_in_interval,
+    require_int,
     require_shape,
     require_targets_in_range,
 )
@@ -38,11 +40,7 @@ DEPRECATED_VARIANTS = {"fairseq_legacy": "fairseq"}
 def _require_epsilon(epsilon: object) -> float:
     if isinstance(epsilon, torch.Tensor) and epsilon.dim() == 0:
         epsilon = float(epsilon)
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
-        raise TypeError(f"epsilon must be a number in [0, 1), got {type(epsilon).__name__}")
-    if not 0.0 <= epsilon < 1.0:
-        raise ValueError(f"epsilon must lie in [0, 1), got {epsilon}")
-    return float(epsilon)
+    return require_in_interval("epsilon", epsilon, 0, 1)
 
 
 def label_smoothed_nll(
@@ -144,6 +142,7 @@ def label_smoothed_nll(
     num_classes = logits.shape[-1]
     if variant == "fairseq" and num_classes < 2:
         raise ValueError(f"logits must have V >= 2 classes for variant='fairseq', got V={num_classes}")
+    require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
     require_targets_in_range("targets", targets, num_classes, ignore_index)
 
     ignored = targets == ignore_index

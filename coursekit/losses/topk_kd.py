@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import torch
 
+from coursekit.losses._autocast import float32_under_autocast
 from coursekit.losses._checks import (
     require_choice,
     require_float,
+    require_int,
     require_integer,
     reads_values,
     require_mask,
@@ -44,7 +46,8 @@ def top_k_teacher(teacher_logits: torch.Tensor, k: int, *, temperature: float = 
 
     Returns:
         ``(log_probs, indices)``: the log-probabilities of the kept tokens under the *full* tempered
-        softmax, :math:`\\log \\operatorname{softmax}(z^{\\mathrm{T}}/\\tau)_k`, in decreasing order, and their indices.
+        softmax, :math:`\\log \\operatorname{softmax}(z^{\\mathrm{T}}/\\tau)_k`, in decreasing order, and their indices;
+        the log-probabilities in float32 under ``torch.autocast`` for half-precision logits (float64 stays float64).
 
     Shapes:
         teacher_logits: ``(..., V)``; both results: ``(..., k)``.
@@ -61,13 +64,10 @@ def top_k_teacher(teacher_logits: torch.Tensor, k: int, *, temperature: float = 
     require_float("teacher_logits", teacher_logits)
     if teacher_logits.dim() < 1:
         raise ValueError(f"teacher_logits must have shape (..., V), got {tuple(teacher_logits.shape)}")
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"k must be an int, got {type(k).__name__}")
     vocab = teacher_logits.shape[-1]
-    if not 1 <= k <= vocab:
-        raise ValueError(f"k must lie in [1, {vocab}] (V), got {k}")
+    require_int("k", k, 1, vocab, expected=f"lie in [1, {vocab}] (V)")
     temperature = require_positive("temperature", temperature)
-    log_probs = torch.log_softmax(teacher_logits.detach() / temperature, dim=-1)
+    log_probs = torch.log_softmax(float32_under_autocast(teacher_logits.detach()) / temperature, dim=-1)
     return log_probs.topk(k, dim=-1)
 
 
@@ -103,7 +103,9 @@ def top_k_kd_loss(
         reduction: ``"token_mean"``, ``"sequence_mean"``, ``"sum"`` or ``"none"``.
 
     Returns:
-        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``.
+        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``;
+        float32 under ``torch.autocast`` for half-precision logits (float64
+        stays float64), as :func:`kd_loss` computes there.
 
     Shapes:
         student_logits: ``(..., V)``; teacher_log_probs, teacher_indices: ``(..., k)``; mask: ``(...)``.
@@ -146,7 +148,8 @@ def top_k_kd_loss(
         counted = require_mask("mask", mask, positions, "student_logits.shape[:-1]")
 
     teacher_indices = teacher_indices.long()  # gather and scatter index with int64 (or int32) only
-    log_p = torch.log_softmax(student_logits / temperature, dim=-1)
+    # Under autocast in float32, as kd_loss (which it equals for k = V) computes there.
+    log_p = torch.log_softmax(float32_under_autocast(student_logits) / temperature, dim=-1)
     log_p_kept = log_p.gather(-1, teacher_indices)
     log_q = teacher_log_probs.to(log_p.dtype)
     q = log_q.exp()

@@ -33,6 +33,7 @@ from coursekit.losses._checks import (
     require_choice,
     require_class_indices,
     require_float,
+    require_int,
     require_shape,
     require_targets_in_range,
 )
@@ -122,6 +123,7 @@ def vocab_parallel_cross_entropy(
     targets = require_class_indices("targets", targets)
     require_shape("targets", targets, first.shape[:-1], "logit_shards[0].shape[:-1]")
     vocab_size = sum(shard.shape[-1] for shard in logit_shards)
+    require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
     require_targets_in_range("targets", targets, vocab_size, ignore_index)
     require_choice("reduction", reduction, VOCAB_PARALLEL_REDUCTIONS)
 

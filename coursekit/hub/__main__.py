@@ -22,7 +22,7 @@ from coursekit.course.config import course_id
 from coursekit.hub.accounts import ACCOUNTS, INSTRUCTOR, ensure_account
 from coursekit.hub.config import HubSettings, config_file_text
 from coursekit.hub.layout import HubLayout, copy_course, make_folders, write_instructor_config, write_students_config
-from coursekit.hub.machine import first_closed_to_others, free_loopback_port, port_in_use
+from coursekit.hub.machine import free_loopback_port, port_in_use, runtime_closed_to_others
 
 REPO_ROOT = Path(coursekit.__file__).resolve().parents[1]
 DEFAULT_DIR = Path("/srv/coursekit-hub")
@@ -75,12 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif port_in_use(args.port):
         refusal = f"--port: something already listens on 127.0.0.1:{args.port}; set HUB_PORT to a free port"
     else:
-        for needed in (venv_bin.parent, Path(coursekit.__file__).parent):
-            closed = first_closed_to_others(needed)
-            if closed is not None:
-                refusal = (f"every user's server runs {needed}, but other users cannot read {closed}: "
-                           "clone the course where all users can read it (e.g. /opt or /srv)")
-                break
+        refusal = runtime_closed_to_others()
     if refusal:
         print(refusal, file=sys.stderr)
         return 2

@@ -6,7 +6,8 @@ Everything ``make hub`` writes outside the users' homes lies in one folder
     exchange/             the nbgrader exchange (world-writable, sticky, as nbgrader needs)
     jupyter/students/     the students' Jupyter configuration: nbgrader's course id and exchange,
                           and the Formgrader and Create Assignment extensions switched off
-    jupyter/instructor/   the instructor's: nbgrader's settings of the course in ~instructor/seqloss
+    jupyter/instructor/   the instructor's: nbgrader's settings of the course in ~instructor/seqloss,
+                          and a server that JupyterLab may show in a frame (the Formgrader)
     jupyterhub_config.py  the hub's configuration (see coursekit.hub.config)
     jupyterhub.sqlite, jupyterhub_cookie_secret, proxy.pid   the hub's state
 
@@ -32,6 +33,8 @@ from coursekit.course.config import EXCHANGE_ENV, student_config
 #: labextension plugins and server extension that only the instructor gets.
 INSTRUCTOR_LAB_PLUGINS = ("@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment")
 INSTRUCTOR_SERVER_EXTENSIONS = ("nbgrader.server_extensions.formgrader",)
+#: the instructor's server's Content-Security-Policy: framed by pages of its own origin (the hub's address) only.
+FRAMED_BY_THE_HUB = "frame-ancestors 'self'"
 #: what the instructor's copy of the course takes from ``assignments/`` (never gradebooks or submissions).
 COURSE_FILES = ("nbgrader_config.py", "roster.csv", "source", "autograde")
 
@@ -91,12 +94,16 @@ def write_students_config(layout: HubLayout) -> None:
 
 
 def write_instructor_config(layout: HubLayout, course_dir: Path) -> None:
-    """The instructor's nbgrader settings: the course's own, rooted at ``course_dir``.
+    """The instructor's nbgrader settings (the course's own, rooted at ``course_dir``) and server settings.
 
     The Formgrader reads nbgrader's configuration from the Jupyter config path and the
     server's working folder (the home folder), not from the course folder, so this file
     applies :func:`coursekit.course.configure` there, as the course's ``nbgrader_config.py`` does.
     """
+    # JupyterHub's servers refuse to be framed (frame-ancestors 'none'), and JupyterLab shows the
+    # Formgrader in a frame; the instructor's server lets pages of the hub's own address frame it.
+    server_config = {"ServerApp": {"tornado_settings": {"headers": {"Content-Security-Policy": FRAMED_BY_THE_HUB}}}}
+    _write(layout.instructor_config / "jupyter_server_config.json", json.dumps(server_config, indent=2) + "\n")
     _write(
         layout.instructor_config / "nbgrader_config.py",
         '# nbgrader settings of the instructor on the hub (written by `python -m coursekit.hub`).\n'

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import socket
 import stat
+import sys
 from pathlib import Path
+
+import coursekit
 
 
 def free_loopback_port() -> int:
@@ -40,4 +43,25 @@ def first_closed_to_others(path: Path) -> Path | None:
         mode = folder.stat().st_mode
         if not mode & stat.S_IXOTH or (folder == path and not mode & stat.S_IROTH):
             return folder
+    return None
+
+
+def runtime_closed_to_others() -> str | None:
+    """Why other users could not run this Python environment, or None when they can.
+
+    Every user's server runs the course's virtual environment: its folder, the interpreter it
+    links to and that interpreter's standard library (a virtual environment has no copy of it),
+    and ``coursekit``. A Python built under ``/root`` (pyenv's default for root) fails here.
+
+    Example:
+        >>> runtime_closed_to_others() is None or "cannot enter or read" in runtime_closed_to_others()
+        True
+    """
+    needed = (Path(sys.prefix), Path(sys.executable).resolve(), Path(sys.base_prefix), Path(coursekit.__file__).parent)
+    for path in needed:
+        closed = first_closed_to_others(path)
+        if closed is not None:
+            return (f"every user's server runs {path}, but other users cannot enter or read {closed}: put the "
+                    "repository, and the Python its .venv is made from, where every user can read them (e.g. a clone "
+                    "under /opt or /srv, with `make venv PYTHON=<a Python 3.11 installed outside /root>`)")
     return None

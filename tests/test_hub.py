@@ -17,6 +17,11 @@ screens the course pages describe:
 4. ``student1`` fetches the feedback in the Assignments tab and reads their score and no
    hidden test; ``student2`` reads a zero.
 
+Where this Python lies under a folder other users cannot enter (root's pyenv under
+``/root``), the hub runs in a private mount namespace that opens just the interpreter's
+installation to them (see ``python_shared_with_users``); ``make hub`` itself refuses to
+start there and says why.
+
 On failure every open page is photographed into the test's temporary folder (the
 failure's notes say where). The hub, the proxy, every user's process, the accounts
 and their homes, and the hub's folder are removed afterwards, by process id.
@@ -45,7 +50,7 @@ import pytest
 from conftest import REPO_ROOT, in_ci
 from coursekit.course.config import course_id
 from coursekit.hub.accounts import ACCOUNTS, INSTRUCTOR, account_exists, remove_account
-from coursekit.hub.machine import free_loopback_port, port_in_use, runtime_closed_to_others
+from coursekit.hub.machine import first_closed_to_others, free_loopback_port, port_in_use, runtime_closed_to_others
 from tests.assignment_fixtures import filled_in, read_notebook, solutions_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -64,20 +69,39 @@ SPAWN_MS = 180_000
 ACTION_MS = 120_000
 
 
-def require_root_and_a_shared_python() -> None:
-    """Skip (fail under CI=true) unless root, with a Python environment every user can run.
-
-    The test creates system users, whose servers run this very environment.
-    """
-    message = None
-    if os.geteuid() != 0:
-        message = "the hub test creates system users (instructor, student1..3) and must run as root"
-    else:
-        message = runtime_closed_to_others()
-    if message:
+def skip_unless(ok: bool, reason: str) -> None:
+    """Skip with ``reason`` unless ``ok``; under CI=true a skip is a failure."""
+    if not ok:
         if in_ci():
-            pytest.fail(message + " (CI=true: a skip is a failure)")
-        pytest.skip(message)
+            pytest.fail(reason + " (CI=true: a skip is a failure)")
+        pytest.skip(reason)
+
+
+#: run by ``sh -c`` in a private mount namespace: $1 the Python installation, $2 a spare mount point,
+#: $3 the folder other users cannot enter; then the command.
+_SHARE_PYTHON = ('set -e; mount --bind "$1" "$2"; mount -t tmpfs -o mode=755 tmpfs "$3"; mkdir -p "$1"; '
+                 'mount --bind "$2" "$1"; shift 3; exec "$@"')
+
+
+def python_shared_with_users(spare: Path) -> list[str]:
+    """A command prefix under which every user can run this Python; empty when they already can.
+
+    Where the interpreter lies under a folder that other users cannot enter (root's pyenv
+    under ``/root``: ``make hub`` refuses to start there, naming the folder), the hub runs in a
+    private mount namespace in which that folder is an empty one all may enter, holding only
+    the interpreter's installation; the grader's sandbox reaches the interpreter the same way.
+    Nothing outside the hub's own processes sees it.
+    """
+    installation = Path(sys.base_prefix).resolve()
+    closed = first_closed_to_others(installation) or first_closed_to_others(Path(sys.executable).resolve())
+    if closed is None:
+        return []
+    hidden = [str(p) for p in (Path(sys.prefix).resolve(), REPO_ROOT) if p.is_relative_to(closed)]
+    skip_unless(not hidden, f"other users cannot enter {closed}, which holds {hidden}: clone the course elsewhere")
+    skip_unless(installation.is_relative_to(closed), runtime_closed_to_others() or "")
+    spare.mkdir()
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _SHARE_PYTHON, "sh",
+            str(installation), str(spare), str(closed)]
 
 
 def points_of(notebook: dict) -> tuple[float, float]:
@@ -103,12 +127,13 @@ def hidden_test_lines(notebook: dict) -> set[str]:
 
 @dataclass
 class Hub:
-    """A running hub: its address, the password of every account, its folder."""
+    """A running hub: its address, the password of every account, its folder, how to enter its mount namespace."""
 
     url: str
     password: str
     folder: Path
     log: Path
+    enter: list[str]
     pages: dict = field(default_factory=dict)
 
     @property
@@ -148,7 +173,7 @@ def _proxy_pid(folder: Path) -> int | None:
 @pytest.fixture(scope="module")
 def hub() -> Iterator[Hub]:
     """``python -m coursekit.hub`` on a free port, with a folder of its own; everything removed afterwards."""
-    require_root_and_a_shared_python()
+    skip_unless(os.geteuid() == 0, "the hub test creates system users (instructor, student1..3): it must run as root")
     if not PROXY.is_file():
         pytest.fail("configurable-http-proxy is missing under node_modules: run `npm ci` (make test runs it)")
     existing = [name for name in ACCOUNTS if account_exists(name)]
@@ -156,6 +181,7 @@ def hub() -> Iterator[Hub]:
         pytest.fail(f"the accounts {existing} exist already (an earlier `make hub`?): this test creates and deletes "
                     "them, so remove them first with `userdel -r`")
     folder = Path(tempfile.mkdtemp(prefix="coursekit-hub-", dir="/tmp"))
+    prefix = python_shared_with_users(folder.parent / f"{folder.name}.python")
     port = free_loopback_port()
     password = "hub-test-" + os.urandom(6).hex()
     log = folder.parent / f"{folder.name}.log"
@@ -163,7 +189,8 @@ def hub() -> Iterator[Hub]:
     env["HUB_PASSWORD"] = password
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "coursekit.hub", "--port", str(port), "--dir", str(folder), "--proxy", str(PROXY)],
+            [*prefix, sys.executable, "-m", "coursekit.hub", "--port", str(port), "--dir", str(folder),
+             "--proxy", str(PROXY)],
             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
     running = None
@@ -182,7 +209,8 @@ def hub() -> Iterator[Hub]:
             if time.monotonic() > deadline:
                 pytest.fail(f"the hub did not answer on {url} within 120 s:\n{log.read_text()[-4000:]}")
             time.sleep(0.5)
-        running = Hub(url, password, folder, log)
+        # the hub's mount namespace, where the users' processes run (the same as ours without a prefix)
+        running = Hub(url, password, folder, log, ["nsenter", f"--target={process.pid}", "--mount", "--"])
         yield running
     finally:
         for page in running.pages.values() if running else ():
@@ -199,6 +227,8 @@ def hub() -> Iterator[Hub]:
             remove_account(name)
         shutil.rmtree(folder, ignore_errors=True)
         log.unlink(missing_ok=True)
+        if prefix:
+            (folder.parent / f"{folder.name}.python").rmdir()
     assert not port_in_use(port), f"something still listens on the hub's port {port}"
 
 
@@ -380,10 +410,11 @@ def test_one_assignment_goes_round_the_hub_in_the_browser(hub: Hub, chromium, tm
         formgrader_action(formgrader, row, "collect")
         assert sorted(p.name for p in (hub.course / "submitted").iterdir()) == ["student1", "student2"]
         grading = subprocess.run(
-            ["runuser", "-u", INSTRUCTOR, "--", "env", "-i", f"HOME={hub.course.parent}", f"USER={INSTRUCTOR}",
+            [*hub.enter, "runuser", "-u", INSTRUCTOR, "--", "env", "-i", f"--chdir={hub.course}",
+             f"HOME={hub.course.parent}", f"USER={INSTRUCTOR}",
              f"PATH={Path(sys.executable).parent}:/usr/bin:/bin", f"COURSEKIT_EXCHANGE={hub.folder / 'exchange'}",
              "coursekit", "grade", ASSIGNMENT],
-            cwd=hub.course, capture_output=True, text=True, timeout=600,
+            capture_output=True, text=True, timeout=600,
         )
         assert grading.returncode == 0, grading.stdout[-3000:] + grading.stderr[-3000:]
         assert "the grader is not root" in grading.stdout + grading.stderr, "it says it runs unsandboxed"

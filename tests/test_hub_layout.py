@@ -86,3 +86,13 @@ def test_instructors_nbgrader_is_rooted_at_the_course_with_the_hubs_exchange(lay
     assert config.CourseDirectory.root == str(course)
     assert config.Exchange.root == str(layout.exchange)
     assert config.ExchangeFactory.release_feedback == "coursekit.course.exchange.ReleaseFeedbackToExchangeStudents"
+
+
+def test_instructors_server_may_be_framed_by_the_hubs_own_pages(layout, monkeypatch, tmp_path) -> None:
+    from jupyter_server.serverapp import ServerApp
+
+    write_instructor_config(layout, tmp_path)
+    monkeypatch.setenv("JUPYTER_CONFIG_PATH", str(layout.instructor_config))
+    app = ServerApp()
+    app.load_config_file()
+    assert app.config.ServerApp.tornado_settings["headers"]["Content-Security-Policy"] == "frame-ancestors 'self'"

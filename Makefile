@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # lacks a local CPU wheel sets https://download.pytorch.org/whl/cpu.
 TORCH_INDEX ?=
 
-.PHONY: help venv book serve test bench reader-report grade grade-report publish gh-pages lock clean
+.PHONY: help venv book serve test bench reader-report grade grade-report hub publish gh-pages lock clean
 
 help:
 	@echo "make book     build the book (every page executed) into $(HTML)"
@@ -27,6 +27,7 @@ help:
 	@echo "make reader-report   axe counts, overflowing equations and page weight of the built book"
 	@echo "make grade A=<assignment>   auto-grade an assignment's submissions"
 	@echo "make grade-report A=<a>    write its class report again from the stored results"
+	@echo "make hub      run a JupyterHub for the course on http://127.0.0.1:\$${HUB_PORT:-8000} (as root; Ctrl-C stops it)"
 	@echo "make publish  push the built book to the gh-pages branch"
 
 # The environment is rebuilt whenever the lock or pyproject changes. torch goes
@@ -52,6 +53,12 @@ $(MATHJAX): package-lock.json
 	cp -r node_modules/mathjax/es5 _build/assets/_static/mathjax
 	touch $@
 
+# configurable-http-proxy, JupyterHub's proxy, from the npm registry at the pinned version.
+PROXY := node_modules/.bin/configurable-http-proxy
+$(PROXY): package-lock.json
+	npm ci --silent --no-audit --no-fund
+	touch $@
+
 lock:
 	$(BIN)/python -m pip freeze --all --exclude-editable | grep -v -E "^(pip|coursekit)==" | sed "s/^torch==\(.*\)+cpu$$/torch==\1/" > requirements.lock
 
@@ -62,7 +69,7 @@ serve:
 	@test -f $(HTML)/index.html || { echo "no built book: run make book first"; exit 1; }
 	$(BIN)/python -m http.server 8000 --bind 127.0.0.1 --directory $(HTML)
 
-test: venv $(MATHJAX)
+test: venv $(MATHJAX) $(PROXY)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: venv $(MATHJAX)
@@ -78,6 +85,11 @@ grade: venv
 grade-report: venv
 	@test -n "$(A)" || { echo "usage: make grade-report A=<assignment>"; exit 2; }
 	cd assignments && $(BIN)/coursekit report $(A)
+
+# A JupyterHub for the course on this machine, in the foreground (see coursekit/hub/).
+HUB_PORT ?= 8000
+hub: venv $(PROXY)
+	$(BIN)/python -m coursekit.hub --port $(HUB_PORT) --proxy $(abspath $(PROXY))
 
 # Publishes the built book to the gh-pages branch of REMOTE (GitHub Pages serves it).
 REMOTE ?= origin

@@ -41,7 +41,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench.browser_pages import toc_pages  # noqa: E402 - needs the repository on sys.path
+from bench.browser_pages import CHROMIUM, CHROMIUM_ARGS, toc_pages  # noqa: E402 - needs the repository on sys.path
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -213,6 +213,21 @@ CHAPTER_PAGE = re.compile(r"^book/(ch\d\d)_[a-z0-9_]+$")
 # Session fixtures so expensive that every test using one is slow: the whole book
 # executed and built, and the nbgrader course with every assignment autograded.
 SLOW_FIXTURES = ("built_book", "graded_course")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[object]:
+    """A headless Chromium (skipped when missing, a failure under CI=true), shared by the browser tests.
+
+    One per worker: Playwright's synchronous API runs one instance per process.
+    """
+    executable = require_system_tool(CHROMIUM, "the browser tests drive Debian's chromium (apt install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
 
 
 def chapter_markers() -> list[str]:

@@ -23,10 +23,10 @@ from urllib.parse import urljoin
 import pytest
 
 from bench.browser_pages import (
-    ANSWER_QUIZZES, CHROMIUM, CHROMIUM_ARGS, DESKTOP, MEASURE, PHONE, RUN_AXE, SERIOUS,
+    ANSWER_QUIZZES, DESKTOP, MEASURE, PHONE, RUN_AXE, SERIOUS,
     PageLog, open_page, overflowing, serve, toc_pages,
 )
-from conftest import REPO_ROOT, require_system_tool
+from conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -39,18 +39,6 @@ COMBINATIONS = [(mode, width) for mode in MODES for width in WIDTHS]
 # Budget of one chapter, everything it loads counted uncompressed.
 CHAPTER_BYTES = 2_500_000
 CHAPTER_REQUESTS = 35
-
-
-@pytest.fixture(scope="session")
-def chromium() -> Iterator[object]:
-    """A headless Chromium (skipped when missing, a failure under CI=true)."""
-    executable = require_system_tool(CHROMIUM, "the browser tests drive Debian's chromium (apt install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,107 @@
+"""The hub's system accounts: created (or given the password again) at start, removed by whoever tears down.
+
+``make hub`` logs people in with PAM, so its accounts are real system users with
+a home folder each; every single-user server then runs as its own user.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+INSTRUCTOR = "instructor"
+STUDENTS = ("student1", "student2", "student3")
+ACCOUNTS = (INSTRUCTOR, *STUDENTS)
+#: what ``useradd`` accepts on Debian without ``--badname``, and nothing a shell or chpasswd reads specially.
+_USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+
+
+def account_exists(name: str) -> bool:
+    """Whether the system has a user ``name``.
+
+    Example:
+        >>> account_exists("root")
+        True
+    """
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def ensure_account(name: str, password: str) -> bool:
+    """Create the system user ``name`` with a home folder if missing, and set its password.
+
+    Args:
+        name: the user name.
+        password: the password PAM will check (set on every call, so a restart with another
+            ``$HUB_PASSWORD`` takes effect).
+
+    Returns:
+        True if the user was created, False if it existed already.
+
+    Raises:
+        ValueError: ``name`` is not a plain user name, or ``password`` is empty or holds a
+            line break (``chpasswd`` reads one ``name:password`` line).
+        subprocess.CalledProcessError: ``useradd`` or ``chpasswd`` failed (not root, say).
+    """
+    if not _USER_NAME.fullmatch(name):
+        raise ValueError(f"name must be a plain user name ([a-z_][a-z0-9_-]*), got {name!r}")
+    if not password or "\n" in password or "\r" in password:
+        raise ValueError("password must be a non-empty single line")
+    created = not account_exists(name)
+    if created:
+        subprocess.run(["useradd", "--create-home", "--user-group", "--shell", "/bin/bash", name], check=True)
+        # useradd's mode follows login.defs; students must not read one another's work or the course.
+        Path(pwd.getpwnam(name).pw_dir).chmod(0o700)
+    subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
+    return created
+
+
+def processes_of(name: str) -> list[int]:
+    """Process ids of every process whose real user is ``name`` (read from ``/proc``).
+
+    Example:
+        >>> os.getpid() in processes_of(pwd.getpwuid(os.getuid()).pw_name)
+        True
+    """
+    uid = pwd.getpwnam(name).pw_uid
+    pids = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:  # the process ended while we were reading
+            continue
+        real_uid = re.search(r"^Uid:\s+(\d+)", text, re.MULTILINE)
+        if real_uid and int(real_uid.group(1)) == uid:
+            pids.append(int(status.parent.name))
+    return sorted(pids)
+
+
+def remove_account(name: str) -> None:
+    """Stop every process of the user ``name`` (by process id), then delete it and its home folder.
+
+    Does nothing when the user does not exist.
+
+    Raises:
+        subprocess.CalledProcessError: ``userdel`` failed.
+    """
+    if not account_exists(name):
+        return
+    for pid in processes_of(name):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    # userdel refuses a user with a process left; SIGKILL is delivered at once but reaped a moment later.
+    for _ in range(50):
+        if not processes_of(name):
+            break
+        time.sleep(0.1)
+    subprocess.run(["userdel", "--remove", name], check=True, capture_output=True)

@@ -1,0 +1,155 @@
+"""The hub's own folder and what each account finds in it at first login.
+
+Everything ``make hub`` writes outside the users' homes lies in one folder
+(``/srv/coursekit-hub`` unless told otherwise)::
+
+    exchange/             the nbgrader exchange (world-writable, sticky, as nbgrader needs)
+    jupyter/students/     the students' Jupyter configuration: nbgrader's course id and exchange,
+                          and the Formgrader and Create Assignment extensions switched off
+    jupyter/instructor/   the instructor's: nbgrader's settings of the course in ~instructor/seqloss,
+                          and a server that JupyterLab may show in a frame (the Formgrader)
+    jupyterhub_config.py  the hub's configuration (see coursekit.hub.config)
+    jupyterhub.sqlite, jupyterhub_cookie_secret, proxy.pid   the hub's state
+
+Each single-user server gets its role's folder as ``JUPYTER_CONFIG_PATH``, which
+Jupyter reads before any other configuration, so nothing is written to
+``/etc/jupyter``. The instructor's course is a copy of the repository's
+``assignments/`` in ``~instructor/<course id>``, made once and then left to the
+instructor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from coursekit.course.config import EXCHANGE_ENV, student_config
+
+#: labextension plugins and server extension that only the instructor gets.
+INSTRUCTOR_LAB_PLUGINS = ("@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment")
+INSTRUCTOR_SERVER_EXTENSIONS = ("nbgrader.server_extensions.formgrader",)
+#: the instructor's server's Content-Security-Policy: framed by pages of its own origin (the hub's address) only.
+FRAMED_BY_THE_HUB = "frame-ancestors 'self'"
+#: what the instructor's copy of the course takes from ``assignments/`` (never gradebooks or submissions).
+COURSE_FILES = ("nbgrader_config.py", "roster.csv", "source", "autograde")
+
+
+@dataclass(frozen=True)
+class HubLayout:
+    """Paths inside the hub's folder ``root``."""
+
+    root: Path
+
+    @property
+    def exchange(self) -> Path:
+        return self.root / "exchange"
+
+    @property
+    def students_config(self) -> Path:
+        return self.root / "jupyter" / "students"
+
+    @property
+    def instructor_config(self) -> Path:
+        return self.root / "jupyter" / "instructor"
+
+    @property
+    def hub_config(self) -> Path:
+        return self.root / "jupyterhub_config.py"
+
+
+def make_folders(layout: HubLayout) -> None:
+    """Create the hub's folder (readable by all) and its exchange (world-writable, sticky bit).
+
+    The modes are set explicitly, whatever the caller's umask: every user's server reads
+    ``jupyter/`` and writes into ``exchange/``, and the sticky bit keeps students from
+    deleting one another's submissions.
+    """
+    for folder in (layout.root, layout.root / "jupyter", layout.students_config, layout.instructor_config):
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o755)
+    layout.exchange.mkdir(exist_ok=True)
+    layout.exchange.chmod(0o777 | stat.S_ISVTX)
+
+
+def write_students_config(layout: HubLayout) -> None:
+    """The students' nbgrader settings (course id, this hub's exchange) and their Jupyter extensions.
+
+    ``nbgrader_config.py`` is :func:`coursekit.course.config.student_config` with this hub's
+    exchange, the file the instructors' page tells a hub administrator to install in
+    ``/etc/jupyter``. The two JSON files switch the Formgrader off for students, in the
+    JupyterLab page (its menu entry) and in the server (its URL).
+    """
+    environ = dict(os.environ, **{EXCHANGE_ENV: str(layout.exchange)})
+    folder = layout.students_config
+    _write(folder / "nbgrader_config.py", student_config(environ))
+    page_config = {"disabledExtensions": {plugin: True for plugin in INSTRUCTOR_LAB_PLUGINS}}
+    _write(folder / "labconfig" / "page_config.json", json.dumps(page_config, indent=2) + "\n")
+    server_config = {"ServerApp": {"jpserver_extensions": {name: False for name in INSTRUCTOR_SERVER_EXTENSIONS}}}
+    _write(folder / "jupyter_server_config.d" / "coursekit-students.json", json.dumps(server_config, indent=2) + "\n")
+
+
+def write_instructor_config(layout: HubLayout, course_dir: Path) -> None:
+    """The instructor's nbgrader settings (the course's own, rooted at ``course_dir``) and server settings.
+
+    The Formgrader reads nbgrader's configuration from the Jupyter config path and the
+    server's working folder (the home folder), not from the course folder, so this file
+    applies :func:`coursekit.course.configure` there, as the course's ``nbgrader_config.py`` does.
+    """
+    # JupyterHub's servers refuse to be framed (frame-ancestors 'none'), and JupyterLab shows the
+    # Formgrader in a frame; the instructor's server lets pages of the hub's own address frame it.
+    server_config = {"ServerApp": {"tornado_settings": {"headers": {"Content-Security-Policy": FRAMED_BY_THE_HUB}}}}
+    _write(layout.instructor_config / "jupyter_server_config.json", json.dumps(server_config, indent=2) + "\n")
+    _write(
+        layout.instructor_config / "nbgrader_config.py",
+        '# nbgrader settings of the instructor on the hub (written by `python -m coursekit.hub`).\n'
+        "from coursekit.course import configure\n\n"
+        "c = get_config()  # noqa: F821\n"
+        f"configure(c, {str(course_dir)!r})\n",
+    )
+
+
+def copy_course(assignments: Path, user: str, course_id: str) -> Path:
+    """Copy the course (``assignments/``'s sources, specs and config) into ``~user/<course_id>``, once.
+
+    Args:
+        assignments: the repository's nbgrader course folder.
+        user: the account that will own the copy.
+        course_id: the nbgrader course id, the copy's folder name.
+
+    Returns:
+        The course folder. An existing one is left exactly as it is (it holds the
+        instructor's gradebook and submissions).
+
+    Raises:
+        ValueError: ``assignments`` lacks one of the course's files.
+    """
+    missing = [name for name in COURSE_FILES if not (assignments / name).exists()]
+    if missing:
+        raise ValueError(f"assignments must be the course folder holding {COURSE_FILES}, got {str(assignments)!r} "
+                         f"without {missing}")
+    account = pwd.getpwnam(user)
+    course = Path(account.pw_dir) / course_id
+    if course.exists():
+        return course
+    course.mkdir(mode=0o700)  # it holds the solutions and the grading specs
+    for name in COURSE_FILES:
+        source = assignments / name
+        if source.is_dir():
+            shutil.copytree(source, course / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, course / name)
+    for path in (course, *course.rglob("*")):
+        os.chown(path, account.pw_uid, account.pw_gid, follow_symlinks=False)
+    return course
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o755)
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o644)

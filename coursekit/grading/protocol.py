@@ -38,6 +38,8 @@ from coursekit.grading.wire import MAX_LIST_ITEMS
 
 #: longest line accepted from any party: a graded call's value and gradients (a6 sends a few MiB).
 MAX_LINE_BYTES = 64 * 2**20
+#: what ends a stream of a cell whose output was cut (see :attr:`CellEnd.truncated`).
+TRUNCATED = "\n[output truncated]\n"
 #: longest exception name, exception message and traceback relayed for a cell or a call.
 MAX_ENAME = 100
 MAX_EVALUE = 500
@@ -165,6 +167,8 @@ class CellEnd:
         status: see :class:`CellStatus`.
         ename, evalue, traceback: the exception, when it raised.
         stdout, stderr: what it printed through ``sys.stdout`` and ``sys.stderr``.
+        truncated: some of what it printed was dropped at the output limits (its stream ends in
+            :data:`TRUNCATED`).
     """
 
     KIND: ClassVar[str] = "cell_end"
@@ -175,6 +179,7 @@ class CellEnd:
     traceback: str = field(default="", metadata=_text(MAX_TRACEBACK))
     stdout: str = field(default="", metadata=_text(1_000_000))
     stderr: str = field(default="", metadata=_text(1_000_000))
+    truncated: bool = False
 
 
 @dataclass(frozen=True)

@@ -226,6 +226,11 @@ def test_the_instructors_and_students_pages_work_as_printed(course: Course) -> N
         elif block.startswith("nbgrader collect"):
             _lms_download_arrives(course)
         elif block.startswith("nbgrader autograde"):
+            # The page explains these warnings: one per test cell with hidden tests, per submission.
+            warned = re.findall(r"Attribute 'checksum' for cell (\w+) has changed!", result.stdout + result.stderr)
+            hidden = _cells_with_hidden_tests(course)
+            assert sorted(warned) == sorted(hidden * 3), (warned, hidden)
+            assert len(hidden) == 5 and "five per A1 notebook" in " ".join(instructors["The cycle, step by step"].split())
             auto = {name: sum(s[0] or 0 for n, s in course.scores(name).items() if n.startswith("test_"))
                     for name in ("ada", "alan", "grace")}
             assert auto == {"ada": 10.0, "alan": 0.0, "grace": 10.0}, auto
@@ -241,6 +246,12 @@ def test_the_instructors_and_students_pages_work_as_printed(course: Course) -> N
     assert done == ["db", "generate_assignment", "release_assignment", "collect", "zip_collect", "autograde", "mark",
                     "generate_feedback", "export"], f"the cycle's commands changed: {done}"
     _regrade(course, instructors["The cycle, step by step"])
+
+
+def _cells_with_hidden_tests(course: Course) -> list[str]:
+    source = read_notebook(course.root / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    return [cell["metadata"]["nbgrader"]["grade_id"] for cell in source["cells"]
+            if "### BEGIN HIDDEN TESTS" in "".join(cell["source"])]
 
 
 def _students_fetch_and_submit(course: Course, students: dict[str, str]) -> None:

@@ -335,12 +335,12 @@ def test_unusable_files_are_invalid_notebooks(raw: bytes) -> None:
 @pytest.mark.parametrize("depth", [700, 100_000])
 def test_a_notebook_nested_deeper_than_the_limit_is_invalid_never_a_crash(depth: int) -> None:
     """Grader review r3, finding 2: 700 levels in the metadata made the copy of the notebook raise RecursionError."""
-    from coursekit.grading.notebook import MAX_NOTEBOOK_DEPTH
-
     notebook = json.loads(_notebook(("given", "import torch")))
     raw = json.dumps(notebook).encode()[:-1] + b', "deep": ' + b"[" * depth + b"]" * depth + b"}"
     prepared = prepare(raw, EXPECTED, max_bytes=10**7)
     assert prepared.outcome == "invalid_notebook"
+    from coursekit.grading.notebook import MAX_NOTEBOOK_DEPTH
+
     assert prepared.detail == f"the notebook nests arrays and objects {depth + 1} deep, more than {MAX_NOTEBOOK_DEPTH}"
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adversarial.corpus import (ATTACKS, CONCURRENT, FORGED_LIMITS, IMG_ONERROR, MARKDOWN_LINKS,
-                               PRINT_HIDDEN_INPUTS, SCRIPT_IN_ANSWER)
-from adversarial.course import ASSIGNMENT, VENV_BIN, make_course, submit, tool_env
+from adversarial.corpus import (ATTACKS, CONCURRENT, FORGED_LIMITS, IMG_ONERROR, MARKDOWN_LINKS, PRINT_HIDDEN_INPUTS,
+                               ROUND3, SCRIPT_IN_ANSWER, VERBOSE_LOG)
+from adversarial.course import ASSIGNMENT, VENV_BIN, cell_index, make_course, solved_notebook, submit, tool_env
 from coursekit.grading.driver import GradeOptions, grade_assignment
 from coursekit.grading.limits import Limits
 from conftest import require_sandbox
@@ -312,3 +312,62 @@ def graded_together(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_one_sandbox_cannot_take_another_ones_cpu(graded_together: dict, attack) -> None:
     report = graded_together[attack.student]
     assert (report.score, report.outcome) == (attack.score, attack.outcome), (attack.what, report)
+
+
+@pytest.fixture(scope="module")
+def graded_in_order(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Grader review round 3's batch, one submission at a time: an aa_* that stops the run leaves the rest ungraded."""
+    import io
+
+    require_sandbox()
+    course = make_course(tmp_path_factory.mktemp("round3"))
+    for attack in ROUND3:
+        submit(course, attack.student, attack.build(course))
+    # The grader's own failure: a file where aa_unwritable's autograded folder must go.
+    (course / "autograded").mkdir()
+    (course / "autograded" / "aa_unwritable").write_text("in the way")
+    log = io.StringIO()
+    options = GradeOptions(jobs=1, limits=LIMITS, progress=False)
+    reports = {r.student: r for r in grade_assignment(course, ASSIGNMENT, options, log=log)}
+    return {"course": course, "reports": reports, "log": log.getvalue()}
+
+
+@pytest.mark.parametrize("attack", ROUND3, ids=[a.student for a in ROUND3])
+def test_no_submission_stops_the_batch_and_each_gets_its_exact_score(graded_in_order: dict, attack) -> None:
+    report = graded_in_order["reports"][attack.student]
+    assert (report.score, report.outcome) == (attack.score, attack.outcome), (attack.what, report)
+    stored = json.loads((graded_in_order["course"] / "grade-reports" / ASSIGNMENT / f"{attack.student}.json")
+                        .read_text())
+    assert (stored["score"], stored["outcome"]) == (attack.score, attack.outcome)
+
+
+def test_a_submission_the_grader_fails_on_is_reported_and_tried_again_next_time(graded_in_order: dict) -> None:
+    from coursekit.grading import gradebook as gb
+
+    report = graded_in_order["reports"]["aa_unwritable"]
+    assert report.notes == ["the grader failed on this submission (FileExistsError; the traceback is in the grader's "
+                            "log); no grade was recorded, and the next `coursekit grade` tries it again"]
+    assert "ERROR: the grader failed on aa_unwritable's submission" in graded_in_order["log"]
+    assert "FileExistsError" in graded_in_order["log"]
+    course = gb.load_course(graded_in_order["course"])
+    tests = ["test_token_nll", "test_sequence_loss", "test_perplexity", "test_fox", "test_mc_classification"]
+    graded = gb.graded_students(course, ASSIGNMENT, ASSIGNMENT, tests)
+    assert "aa_unwritable" not in graded and "zz_after" in graded
+
+
+def test_the_notes_say_what_happened_to_honest_work(graded_in_order: dict) -> None:
+    reports = graded_in_order["reports"]
+    pasted = cell_index(solved_notebook(graded_in_order["course"]), "answer_token_nll") + 1
+    assert reports["pasted_answer"].notes == [
+        f"cell {pasted} is a copy of answer cell 'answer_token_nll' (pasted in Jupyter?); it ran as a plain cell"]
+    assert any(note.startswith("output truncated: cell(s) ") for note in reports["verbose"].notes), reports["verbose"]
+    assert reports["zz_after"].notes == []
+
+
+def test_the_truncated_log_shows_the_marker_in_the_autograded_notebook(graded_in_order: dict) -> None:
+    path = graded_in_order["course"] / "autograded" / "verbose" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    cells = json.loads(path.read_text())["cells"]
+    logging = next(c for c in cells if "".join(c["source"]) == VERBOSE_LOG)
+    text = "".join("".join(output.get("text", "")) for output in logging["outputs"])
+    assert text.endswith("\n[output truncated]\n") and len(text) <= LIMITS.output_cell
+    assert "OutputLimitExceeded" not in path.read_text()

@@ -309,3 +309,48 @@ def test_the_runner_refuses_to_run_student_code_while_it_holds_capabilities_it_d
     everything = runner.capability_sets()["CapEff"] | runner.capability_sets()["CapPrm"]
     events = _runner_events(workdir, cells, Calls([], []), capabilities=everything)
     assert [type(e).__name__ for e in events][:2] == ["Ready", "CellStart"] and marker.exists()
+#: the kernel writes its reports in raw UTF-8, or with NaN allowed, as student code can make it do
+#: (grader review r3, finding 1).
+KERNEL_JSON = (
+    "import json, sys\n"
+    "_dumps = json.dumps\n"
+    "json.dumps = lambda *a, **k: _dumps(*a, **{**k, 'ensure_ascii': False, 'allow_nan': True})\n"
+    "def double(x):\n"
+    "    return x * 2\n"
+)
+#: 12,000,000 "é": a 24 MB report, well within the 64 MiB the runner reads; escaped again, 72 MB.
+WIDENING_VALUE = KERNEL_JSON + "sys.modules['coursekit.grading.kernel'].encode_value = lambda v: '\\u00e9' * 12_000_000\n"
+NAN_VALUE = KERNEL_JSON + "sys.modules['coursekit.grading.kernel'].encode_value = lambda v: float('nan')\n"
+
+
+@pytest.mark.parametrize("cell", [WIDENING_VALUE, NAN_VALUE], ids=["widening", "nan"])
+def test_the_runner_relays_no_call_result_it_could_not_bound_or_encode(workdir: str, cell: str) -> None:
+    """A call's report that grows past the line bound when encoded again, or holds NaN, is relayed as malformed;
+    the calls after it go on (the runner neither crashes nor writes a line the grader would drop)."""
+    calls = Calls([], [{"id": f"q#{i}", "kind": "function", "name": "double", "tensors": False,
+                        "args": [encode_value(i)], "kwargs": {}, "banned": []} for i in range(2)])
+    events = _runner_events(workdir, [{"index": 0, "source": cell}], calls)
+    ends = [(e.call_id, e.status) for e in events if isinstance(e, CallEnd)]
+    assert ends == [("q#0", CallStatus.MALFORMED), ("q#1", CallStatus.MALFORMED)]
+    assert events[-1] == Done()
+
+
+def test_output_past_the_limits_is_dropped_and_flagged_never_raised(workdir: str) -> None:
+    """Once a notebook has printed its whole output budget, its later cells still run to the end (grader review
+    r3, finding 3), and every cut stream ends in the marker, within the cap, with the cell flagged (finding 4)."""
+    limits = Limits(timeout_s=5.0, memory_mb=4096, output_cell=1_000, output_total=2_000)
+    budget = runner.OutputBudget(limits.for_runner())
+    kernel = _kernel(workdir, limits)
+    try:
+        results = [_cell(kernel, 0, "for _ in range(50):\n    print('x' * 99)\n"),
+                   _cell(kernel, 1, "print('y' * 2_500)\n"),
+                   _cell(kernel, 2, "print('after the budget')\ndef answer():\n    return 42\n"),
+                   _cell(kernel, 3, "assert answer() == 42\n")]
+    finally:
+        _stop(kernel)
+    ends = [runner.cell_end(index, result, budget, limits.for_runner()) for index, result in enumerate(results)]
+    assert [end.status for end in ends] == [CellStatus.OK] * 4, [end.evalue for end in ends]
+    assert [end.truncated for end in ends] == [True, True, True, False]
+    assert all(end.stdout.endswith(protocol.TRUNCATED) and len(end.stdout) <= 1_000 for end in ends[:3])
+    assert ends[0].stdout.startswith("x" * 99 + "\n")
+    assert ends[3].stdout == ""

@@ -332,6 +332,49 @@ def test_unusable_files_are_invalid_notebooks(raw: bytes) -> None:
     assert len(prepared.notebook["cells"]) == 3
 
 
+@pytest.mark.parametrize("depth", [700, 100_000])
+def test_a_notebook_nested_deeper_than_the_limit_is_invalid_never_a_crash(depth: int) -> None:
+    """Grader review r3, finding 2: 700 levels in the metadata made the copy of the notebook raise RecursionError."""
+    notebook = json.loads(_notebook(("given", "import torch")))
+    raw = json.dumps(notebook).encode()[:-1] + b', "deep": ' + b"[" * depth + b"]" * depth + b"}"
+    prepared = prepare(raw, EXPECTED, max_bytes=10**7)
+    assert prepared.outcome == "invalid_notebook"
+    from coursekit.grading.notebook import MAX_NOTEBOOK_DEPTH
+
+    assert prepared.detail == f"the notebook nests arrays and objects {depth + 1} deep, more than {MAX_NOTEBOOK_DEPTH}"
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    source = "x = '" + "[" * 5_000 + "\\\"" + "{" * 5_000 + "'"
+    prepared = prepare(_notebook(("given", "import torch"), (None, source)), EXPECTED, max_bytes=10**6)
+    assert prepared.outcome is None
+    assert prepared.run_cells[1]["source"] == source
+
+
+def test_a_pasted_copy_of_an_answer_cell_runs_as_a_plain_cell_with_a_note() -> None:
+    """Grader review r3, finding 5: Jupyter's copy keeps the nbgrader metadata; that is not tampering."""
+    raw = _notebook(("given", "import torch"), ("answer_double", "def double(x):\n    return 2 * x"),
+                    ("answer_double", "# trying another way\ndef double(x):\n    return x + x"),
+                    ("test_double", "assert double(1) == 2"))
+    prepared = prepare(raw, EXPECTED, max_bytes=10**6)
+    assert prepared.tampered == []
+    assert prepared.notes == ["cell 2 is a copy of answer cell 'answer_double' (pasted in Jupyter?); "
+                              "it ran as a plain cell"]
+    assert "nbgrader" not in prepared.notebook["cells"][2]["metadata"]
+    assert prepared.notebook["cells"][1]["metadata"]["nbgrader"]["grade_id"] == "answer_double"
+    assert [c["index"] for c in prepared.run_cells] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("copied", ["given", "test_double"])
+def test_a_copy_of_a_read_only_or_test_cell_is_tampering(copied: str) -> None:
+    source = {"given": "import torch", "test_double": "assert double(1) == 2"}[copied]
+    raw = _notebook(("given", "import torch"), ("answer_double", "def double(x):\n    return 2 * x"),
+                    ("test_double", "assert double(1) == 2"), (copied, source))
+    prepared = prepare(raw, EXPECTED, max_bytes=10**6)
+    assert prepared.tampered == [f"duplicate nbgrader cell {copied!r}"]
+    assert prepared.notes == []
+
+
 def test_hidden_tests_are_stripped() -> None:
     assert strip_hidden_tests("a\n### BEGIN HIDDEN TESTS\nb\n### END HIDDEN TESTS\nc") == "a\nc"
 

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import sys
+import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, TextIO
@@ -233,23 +234,70 @@ class Grader:
         return notebook, {**kept, **self.source_files}, refused
 
     def _jobs(self, students: list[str], prepared: dict[str, PreparedNotebook]) -> Iterator[tuple[str, Job]]:
+        """Each student's job; a submission that cannot run is finished here, one that breaks the grader too."""
         for student in students:
-            notebook, files, refused = self._prepared(student)
-            if notebook.outcome:
-                self._finish(student, notebook, None)
+            try:
+                job = self._job(student, prepared)
+            except Exception as error:  # noqa: BLE001 - one submission must never stop the batch
+                prepared.pop(student, None)
+                self._grader_error(student, error)
                 continue
-            notebook.refused_files = refused
-            prepared[student] = notebook
-            self.calls[student] = prepare_calls(self.spec, course=self.course.course_id, student=student)
-            yield student, Job(
-                files={k: base64.b64encode(v).decode() for k, v in files.items()},
-                cells=notebook.run_cells,
-                calls=[c.call for q in self.spec.questions for c in self.calls[student][q.grade_id]],
-                adapters=adapters(self.spec),
-                view=self.view,
-                memory_budget_mb=self.spec.memory_budget_mb,
-                result_caps=result_caps(self.calls[student].values()),
-            )
+            if job is not None:
+                yield student, job
+
+    def _job(self, student: str, prepared: dict[str, PreparedNotebook]) -> Job | None:
+        """The sandbox's work for ``student`` (``None``: the notebook cannot run, and is finished already)."""
+        notebook, files, refused = self._prepared(student)
+        if notebook.outcome:
+            self._finish(student, notebook, None)
+            return None
+        notebook.refused_files = refused
+        prepared[student] = notebook
+        self.calls[student] = prepare_calls(self.spec, course=self.course.course_id, student=student)
+        return Job(
+            files={k: base64.b64encode(v).decode() for k, v in files.items()},
+            cells=notebook.run_cells,
+            calls=[c.call for q in self.spec.questions for c in self.calls[student][q.grade_id]],
+            adapters=adapters(self.spec),
+            view=self.view,
+            memory_budget_mb=self.spec.memory_budget_mb,
+            result_caps=result_caps(self.calls[student].values()),
+        )
+
+    def _finished(self, student: str, prepared: PreparedNotebook | None, run: RawRun | Exception) -> None:
+        """Finish a submission whose run came back, or record that the grader failed on it."""
+        try:
+            if isinstance(run, Exception):
+                raise run
+            assert prepared is not None, "every job sent has its prepared notebook"
+            self._finish(student, prepared, run)
+            if not run.sandboxed:
+                self.log.write(f"WARNING: {student} was graded WITHOUT the sandbox\n")
+        except Exception as error:  # noqa: BLE001 - one submission must never stop the batch
+            self._grader_error(student, error)
+
+    def _grader_error(self, student: str, error: Exception) -> SubmissionReport:
+        """Record a submission the grader failed on: a report and the traceback in the log, no grades.
+
+        Nothing goes into the gradebook, so the next ``coursekit grade`` (without
+        ``--force``) tries the submission again. The note names the exception's
+        class only: its message may quote the student's data.
+        """
+        self.calls.pop(student, None)
+        trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        self.log.write(f"\nERROR: the grader failed on {student}'s submission; the others go on.\n{trace}\n")
+        report = SubmissionReport(
+            student=student, assignment=self.assignment, score=0.0, max_score=self.max_score, outcome="grader_error",
+            notes=[f"the grader failed on this submission ({type(error).__name__}; the traceback is in the "
+                   "grader's log); no grade was recorded, and the next `coursekit grade` tries it again"],
+        )
+        try:
+            self._write_report(report)
+        except OSError as write_error:
+            self.log.write(f"ERROR: the report of {student} could not be written either: {write_error}\n")
+        self.reports.append(report)
+        self._tick(student, report.outcome)
+        return report
 
     def _score(self, student: str, run: RawRun | None) -> dict[str, QuestionResult]:
         """Every question's verdict (nothing answered when the notebook could not run)."""
@@ -263,7 +311,8 @@ class Grader:
     def _outcome(self, prepared: PreparedNotebook, run: RawRun | None,
                  results: dict[str, QuestionResult]) -> tuple[str, list[str]]:
         """The outcome and every note worth reading, in order."""
-        notes = [f"restored: {t}" for t in prepared.tampered] + [f"missing cell restored: {m}" for m in prepared.missing]
+        notes = ([f"restored: {t}" for t in prepared.tampered] + [f"missing cell restored: {m}" for m in prepared.missing]
+                 + prepared.notes)
         if prepared.outcome:
             return prepared.outcome, [prepared.detail, *notes]
         assert run is not None, "a notebook that can run has a run"
@@ -424,10 +473,8 @@ class Grader:
             self._bar = tqdm(total=len(students), desc=f"grading {self.assignment}", unit="sub", file=self.log)
         start = len(self.reports)
 
-        def done(student: str, run: RawRun) -> None:
-            self._finish(student, prepared.pop(student), run)
-            if not run.sandboxed:
-                self.log.write(f"WARNING: {student} was graded WITHOUT the sandbox\n")
+        def done(student: str, run: RawRun | Exception) -> None:
+            self._finished(student, prepared.pop(student, None), run)
 
         executor.run(self._jobs(students, prepared), options.limits, use_sandbox, done)
         if self._bar is not None:

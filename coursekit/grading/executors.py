@@ -16,7 +16,13 @@ from coursekit.grading.reruns import run_submission
 from coursekit.grading.sandbox import Job, RawRun
 
 Keyed = tuple[str, Job]
-Done = Callable[[str, RawRun], None]
+#: called with each job's key and its run, or the exception that ended it (one job's failure is its own).
+Done = Callable[[str, "RawRun | Exception"], None]
+
+
+def _as_exception(error: BaseException) -> Exception:
+    """``error`` if it is an ``Exception``; a ``BaseException`` that ended a job (``SystemExit``) wrapped in one."""
+    return error if isinstance(error, Exception) else RuntimeError(f"the job ended with {type(error).__name__}")
 
 
 def remote_run(job: Job, limits: dict[str, Any], use_sandbox: bool | None) -> dict[str, Any]:
@@ -47,7 +53,11 @@ class LocalExecutor:
         self.jobs = jobs
 
     def run(self, jobs: Iterable[Keyed], limits: Limits, use_sandbox: bool | None, done: Done) -> None:
-        """Run every job, calling ``done(key, result)`` in this thread as each finishes."""
+        """Run every job, calling ``done(key, result)`` in this thread as each finishes.
+
+        ``result`` is the job's :class:`RawRun`, or the exception that ended it: one
+        failing job never stops the others.
+        """
         pending: dict[concurrent.futures.Future[RawRun], str] = {}
         source: Iterator[Keyed] = iter(jobs)
         with concurrent.futures.ThreadPoolExecutor(max_workers=self.jobs) as pool:
@@ -64,7 +74,9 @@ class LocalExecutor:
                     return
                 finished, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
                 for future in finished:
-                    done(pending.pop(future), future.result())
+                    key = pending.pop(future)
+                    error = future.exception()
+                    done(key, future.result() if error is None else _as_exception(error))
 
 
 class DaskExecutor:
@@ -105,8 +117,12 @@ class DaskExecutor:
                 if not submit_next():
                     break
             for future in queue:
-                raw = RawRun.from_dict(future.result())
-                done(keys.pop(future.key), raw)
+                key = keys.pop(future.key)
+                try:
+                    raw: RawRun | Exception = RawRun.from_dict(future.result())
+                except Exception as error:  # noqa: BLE001 - a job's failure, on the worker or in its data, is its own
+                    raw = error
+                done(key, raw)
                 future.release()
                 submit_next()
 

@@ -57,10 +57,6 @@ class CellTimeout(BaseException):
     """Raised by the per-cell / per-call timer (a BaseException, so ``except Exception`` does not swallow it)."""
 
 
-class OutputLimitExceeded(BaseException):
-    """Raised when a cell writes more than its share of output."""
-
-
 class BannedOperation(RuntimeError):
     """Raised when a graded call runs a PyTorch operator its question bans."""
 
@@ -79,7 +75,14 @@ class _Shell:
 
 
 class _CappedText:
-    """A text stream that keeps at most ``cap`` characters and raises once ``budget`` is spent."""
+    """A text stream that keeps at most ``cap`` characters, and no more than is left of ``budget``.
+
+    What does not fit is counted and dropped, never raised: output past a limit
+    must not stop the student's code (an honest, verbose notebook would lose
+    its later answers). A stream that dropped anything ends with
+    :data:`~coursekit.grading.protocol.TRUNCATED`, which makes it longer than
+    ``cap``, so the runner, which decides, cuts it and flags the cell.
+    """
 
     def __init__(self, cap: int, budget: list[int]) -> None:
         self.parts: list[str] = []
@@ -90,15 +93,12 @@ class _CappedText:
 
     def write(self, text: str) -> int:
         text = str(text)
-        self.budget[0] -= len(text)
-        if self.kept < self.cap:
-            piece = text[: self.cap - self.kept]
+        piece = text[: max(0, min(self.cap - self.kept, self.budget[0]))]
+        if piece:
             self.parts.append(piece)
             self.kept += len(piece)
-        if len(text) and self.kept >= self.cap:
-            self.truncated = True
-        if self.budget[0] < 0:
-            raise OutputLimitExceeded("output limit exceeded")
+            self.budget[0] -= len(piece)
+        self.truncated = self.truncated or len(piece) < len(text)
         return len(text)
 
     def flush(self) -> None:
@@ -109,7 +109,7 @@ class _CappedText:
 
     def value(self) -> str:
         text = "".join(self.parts)
-        return text + ("\n[output truncated]\n" if self.truncated else "")
+        return text + (protocol.TRUNCATED if self.truncated else "")
 
 
 def _short(text: str, cap: int) -> str:

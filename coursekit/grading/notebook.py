@@ -16,17 +16,28 @@ Two cases are decided here on purpose:
   functions once every cell has run, so it judges what the notebook defines at
   the end, wherever it is defined. (Stock nbgrader runs each test cell where it
   stands and fails it.)
+* **A second cell with an answer cell's grade_id** (Jupyter's copy and paste
+  keeps the metadata) runs as a plain cell, with a note; the first one is the
+  answer. A second copy of a read-only or test cell is ``tampered_cells``.
+  (Stock nbgrader's ``DeduplicateIds`` keeps the *last* copy of any nbgrader
+  cell and turns the others into plain cells, with a warning in its log.)
 """
 
 from __future__ import annotations
 
-import copy
+import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 HIDDEN_BEGIN = "BEGIN HIDDEN TESTS"
 HIDDEN_END = "END HIDDEN TESTS"
+#: JSON strings (whose brackets are text) and every other character that is not a bracket.
+_STRINGS_AND_VALUES = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[^\[\]{}"]+')
+#: the deepest nesting of JSON arrays and objects a submitted notebook may hold; nbformat needs 6 (an
+#: output's data inside its cell inside the notebook), and Python's stack ends near 500 levels.
+MAX_NOTEBOOK_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -113,6 +124,7 @@ class PreparedNotebook:
             or ``"too_large"``.
         missing: grade_ids of expected cells that were not found (restored at the end).
         tampered: descriptions of tampering that was undone.
+        notes: what the grader changed that is not tampering (a pasted copy of an answer cell).
         notebook: the restored notebook (JSON dict), ready to receive outputs.
         run_cells: ``[{"index", "source"}]`` of the code cells the sandbox executes.
         test_cells: grade_id -> index of each autograder test cell in ``notebook``.
@@ -123,11 +135,26 @@ class PreparedNotebook:
     outcome: str | None
     missing: list[str] = field(default_factory=list)
     tampered: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     notebook: dict[str, Any] = field(default_factory=dict)
     run_cells: list[dict[str, Any]] = field(default_factory=list)
     test_cells: dict[str, int] = field(default_factory=dict)
     detail: str = ""
     refused_files: list[str] = field(default_factory=list)
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in the JSON ``text``, brackets inside strings not counted.
+
+    Counted without parsing (iteratively, in linear time), so that a notebook nested deeper than any
+    parser or copy can recurse is refused before anything recurses into it.
+
+    Example:
+        >>> nesting_depth('{"a": [[1], "]]]"], "b": {}}')
+        3
+    """
+    structure = _STRINGS_AND_VALUES.sub("", text)
+    return max(itertools.accumulate(1 if char in "[{" else -1 for char in structure), default=0)
 
 
 def _valid_structure(data: object) -> str:
@@ -213,15 +240,22 @@ def prepare(raw: bytes, expected: list[ExpectedCell], *, max_bytes: int) -> Prep
         return unusable("too_large", expected, f"{len(raw)} bytes, limit {max_bytes}")
     try:
         # utf-8-sig: a byte-order mark left by some Windows editors is not the student's fault.
-        data = json.loads(raw.decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
         return unusable("invalid_notebook", expected, f"not valid JSON: {str(error)[:200]}")
-    problem = _valid_structure(data)
+    depth = nesting_depth(text)
+    if depth > MAX_NOTEBOOK_DEPTH:
+        return unusable("invalid_notebook", expected,
+                        f"the notebook nests arrays and objects {depth} deep, more than {MAX_NOTEBOOK_DEPTH}")
+    try:
+        notebook = json.loads(text)
+    except (ValueError, RecursionError) as error:
+        return unusable("invalid_notebook", expected, f"not valid JSON: {str(error)[:200]}")
+    problem = _valid_structure(notebook)
     if problem:
         return unusable("invalid_notebook", expected, problem)
 
     result = PreparedNotebook(None)
-    notebook = copy.deepcopy(data)
     cells: list[dict[str, Any]] = notebook["cells"]
     by_name = {cell.name: cell for cell in expected}
 
@@ -245,7 +279,14 @@ def prepare(raw: bytes, expected: list[ExpectedCell], *, max_bytes: int) -> Prep
         if name is None:
             continue
         if name in found:
-            result.tampered.append(f"duplicate nbgrader cell {name!r}")
+            # Jupyter's copy and paste keeps a cell's metadata: a copy of an answer cell is an honest
+            # student's scratch work and runs as a plain cell. Only a copy of a read-only or test cell
+            # can stand in for the released one, so only that is tampering.
+            if by_name[name].locked:
+                result.tampered.append(f"duplicate nbgrader cell {name!r}")
+            else:
+                result.notes.append(f"cell {index} is a copy of answer cell {name!r} (pasted in Jupyter?); "
+                                    "it ran as a plain cell")
             cell["metadata"].pop("nbgrader", None)
             continue
         found[name] = index

@@ -34,6 +34,7 @@ OUTCOMES = (
     "missing_cells",
     "tampered_cells",
     "too_large",
+    "grader_error",
 )
 #: call statuses that only the runner or the grader give (the kernel cannot claim them).
 _TIMEOUT_CALLS = {CallStatus.NOT_RUN, CallStatus.STALLED, CallStatus.NOT_RUN_AFTER_STALL}
@@ -136,9 +137,10 @@ def classify(evidence: Evidence) -> tuple[str, str]:
 def run_notes(run: RawRun) -> list[str]:
     """What the instructor should know about a run, whatever its outcome."""
     notes = []
-    if any(cell.stdout.endswith("[output truncated]\n") or cell.stderr.endswith("[output truncated]\n")
-           for cell in run.cells):
-        notes.append("output truncated")
+    truncated = [cell.index for cell in run.cells if cell.truncated]
+    if truncated:
+        notes.append(f"output truncated: cell(s) {', '.join(map(str, truncated[:10]))}"
+                     + (", ..." if len(truncated) > 10 else "") + " printed more than the output limits keep")
     for index, why in run.skipped_cells:
         notes.append(f"{_SKIPPED.get(why, _SKIPPED['died'])} cell {index}; it was skipped on a rerun")
     statuses = {call.status for call in run.calls}

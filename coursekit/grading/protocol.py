@@ -40,6 +40,8 @@ from coursekit.grading.wire import MAX_LIST_ITEMS
 
 #: longest line accepted from any party: a graded call's value and gradients (a6 sends a few MiB).
 MAX_LINE_BYTES = 64 * 2**20
+#: what ends a stream of a cell whose output was cut (see :attr:`CellEnd.truncated`).
+TRUNCATED = "\n[output truncated]\n"
 #: longest exception name, exception message and traceback relayed for a cell or a call.
 MAX_ENAME = 100
 MAX_EVALUE = 500
@@ -210,6 +212,8 @@ class CellEnd:
         ended: how the step ended, as the runner measured it (:class:`StepEnd`).
         cpu_ms, wall_ms: the kernel's CPU time and the wall-clock time of the step, measured by the runner.
         signal: the signal that ended the kernel, when ``ended`` is ``SIGNALLED``.
+        truncated: some of what it printed was dropped at the output limits (its stream ends in
+            :data:`TRUNCATED`).
     """
 
     KIND: ClassVar[str] = "cell_end"
@@ -224,6 +228,7 @@ class CellEnd:
     cpu_ms: int = 0
     wall_ms: int = 0
     signal: int = 0
+    truncated: bool = False
 
 
 @dataclass(frozen=True)

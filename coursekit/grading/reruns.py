@@ -72,9 +72,13 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
             return run
         stopped_call = run.done.stopped_call if run.done is not None else None
         if stopped_call is not None:
-            ended = next(e for e in run.calls if e.call_id == stopped_call)
-            why = CallStatus.NOT_RUN_AFTER_STALL if ended.status is CallStatus.STALLED else CallStatus.NOT_RUN_AFTER_DEATH
-            name = next(call["name"] for call in calls if call["id"] == stopped_call)
+            # The call's own event may be missing (a line the grader dropped): then it died.
+            ended = next((e for e in run.calls if e.call_id == stopped_call), None)
+            stalled = ended is not None and ended.status is CallStatus.STALLED
+            why = CallStatus.NOT_RUN_AFTER_STALL if stalled else CallStatus.NOT_RUN_AFTER_DEATH
+            name = next((call["name"] for call in calls if call["id"] == stopped_call), None)
+            if name is None:
+                return run
             given_up += [CallEnd(call["id"], why) for call in calls if call["name"] == name]
             calls = [call for call in calls if call["name"] != name]
             continue

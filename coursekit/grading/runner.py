@@ -480,6 +480,27 @@ class OutputBudget:
         self.left -= len(text)
         return text
 
+    def take_stream(self, text: str) -> tuple[str, bool]:
+        """A cell's stream within the caps, and whether it was cut; a cut stream ends in the marker.
+
+        The marker takes the place of the stream's last characters; when nothing
+        is left of the notebook's total, the stream is the marker alone.
+
+        Example:
+            >>> budget = OutputBudget({"output_cell": 30, "output_total": 40})
+            >>> budget.take_stream("x" * 31)
+            ('xxxxxxxxxx\\n[output truncated]\\n', True)
+            >>> budget.take_stream("y" * 12)
+            ('\\n[output truncated]\\n', True)
+            >>> budget.take_stream("")
+            ('', False)
+        """
+        kept = self.take(text)
+        if len(kept) == len(text):
+            return kept, False
+        kept = kept[: max(0, len(kept) - len(protocol.TRUNCATED))]
+        return kept + protocol.TRUNCATED, True
+
 
 def cell_end(index: int, result: StepResult, budget: OutputBudget, limits: dict[str, Any]) -> CellEnd:
     """The event for a cell, from the kernel's report (capped) or from how the kernel ended."""
@@ -488,14 +509,16 @@ def cell_end(index: int, result: StepResult, budget: OutputBudget, limits: dict[
     if report is None:
         return CellEnd(index, CellStatus.STALLED if result.stalled else CellStatus.DIED, ended=ended,
                        **result.measures())
+    (stdout, out_cut), (stderr, err_cut) = budget.take_stream(report.stdout), budget.take_stream(report.stderr)
     return CellEnd(
         index,
         CellStatus.ERROR if report.failed else CellStatus.OK,
         ename=report.ename,
         evalue=budget.take(report.evalue, protocol.MAX_EVALUE),
         traceback=budget.take(report.traceback, protocol.MAX_TRACEBACK),
-        stdout=budget.take(report.stdout),
-        stderr=budget.take(report.stderr),
+        stdout=stdout,
+        stderr=stderr,
+        truncated=out_cut or err_cut,
         ended=ended,
         **result.measures(),
     )
@@ -529,6 +552,23 @@ def call_end(call_id: str, result: StepResult, limits: dict[str, Any], *, banned
     if result_cap is not None and wire_size(report.value) + wire_size(report.grads) > result_cap:
         return CallEnd(call_id, CallStatus.TOO_LARGE, **measured)
     return CallEnd(call_id, report.status, report.value, report.grads, report.ename, hits, **measured)
+
+
+def relayable(event: CallEnd) -> CallEnd:
+    """``event`` if its line keeps within :data:`~coursekit.grading.protocol.MAX_LINE_BYTES`, else ``MALFORMED``.
+
+    The kernel's report was bounded as it wrote it; encoded again here (non-ASCII
+    escaped: up to 3 bytes become 6), it can grow past what the grader reads,
+    and a value holding ``NaN`` cannot be encoded at all.
+    """
+    try:
+        size = len(protocol.encode(event))
+    except ValueError:
+        size = None
+    if size is not None and size <= protocol.MAX_LINE_BYTES:
+        return event
+    return CallEnd(event.call_id, CallStatus.MALFORMED, ended=event.ended, cpu_ms=event.cpu_ms, wall_ms=event.wall_ms,
+                   signal=event.signal)
 
 
 class Events:
@@ -602,8 +642,8 @@ def main() -> NoReturn:
         cap = calls.result_caps.get(call_id)
         kernel.send(RunCall(call), result_cap=cap)
         result = kernel.wait(lambda report, c=call_id: isinstance(report, CallReport) and report.call_id == c)
-        ended = call_end(call_id, result, setup.limits, banned=frozenset(call.get("banned", [])),
-                         tripwires=frozenset(calls.tripwires), result_cap=cap)
+        ended = relayable(call_end(call_id, result, setup.limits, banned=frozenset(call.get("banned", [])),
+                                   tripwires=frozenset(calls.tripwires), result_cap=cap))
         events.emit(ended)
         if ended.ended is StepEnd.TIME_LIMIT:
             timed_out.add(call["name"])

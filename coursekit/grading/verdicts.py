@@ -20,7 +20,7 @@ from coursekit.grading.wire import WireError, decode_value
 #: exception names quoted in feedback: Python's own, and the kernel's time and output limits.
 KNOWN_EXCEPTIONS = frozenset(
     name for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, BaseException)
-) | {"CellTimeout", "OutputLimitExceeded"}
+) | {"CellTimeout"}
 
 #: what the feedback says about a call that failed for a reason other than its own exception.
 FAILURES = {

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from adversarial.course import ASSIGNMENT, add_cell, cell_index, set_answer, solved_notebook
+from adversarial.course import ASSIGNMENT, add_cell, cell_index, set_answer, solutions, solved_notebook
 
 WRONG_TOKEN_NLL = "import torch\ndef token_nll(logits, targets, *, ignore_index=-100):\n    return torch.zeros(targets.shape, dtype=logits.dtype)\n"
 
@@ -800,4 +800,73 @@ CONCURRENT: list[Attack] = [
            "four cells that each fork 64 busy setsid processes ignoring SIGALRM, then never end (finding 4)"),
     Attack("cpu_hog_victim", 10.0, "graded", solved_notebook,
            "an honest, correct submission graded at the same time as cpu_hog (finding 4)"),
+]
+
+
+# Grader review round 3: submissions that stopped the whole batch on main, and honest work that lost points or
+# was called tampering. Graded one at a time, in this order (students sort by name), so an aa_* that stops the
+# run leaves zz_after ungraded; every student's exact score, outcome and report are checked.
+WIDENING_REPORT = (
+    "import sys, json, os\n"
+    "_kernel = sys.modules['coursekit.grading.kernel']\n"
+    "_dumps = json.dumps\n"
+    "# the kernel's reports in raw UTF-8: 24 MB of 'é', 72 MB once the runner escapes it again\n"
+    "json.dumps = lambda *a, **k: _dumps(*a, **{**k, 'ensure_ascii': False})\n"
+    "_count = [0]\n"
+    "_encode = _kernel.encode_value\n"
+    "_kernel.encode_value = lambda v: '\\u00e9' * 12_000_000 if _count[0] == 1 else _encode(v)\n"
+    "_token_nll = token_nll\n"
+    "def token_nll(*args, **kwargs):\n"
+    "    _count[0] += 1\n"
+    "    if _count[0] == 2:\n"
+    "        os._exit(3)\n"
+    "    return _token_nll(*args, **kwargs)\n"
+)
+#: an honest student logs a long experiment: 32,000 lines of 72 characters, 2.3 M characters in all.
+VERBOSE_LOG = (
+    "import math\n"
+    "for step in range(32_000):\n"
+    "    print(f'step {step:6d}  loss {math.exp(-step / 5000):.6f}  (checking token_nll on a random batch...)')\n"
+)
+
+
+def _deep_metadata(course: Path) -> dict[str, Any]:
+    notebook = solved_notebook(course)
+    notebook["metadata"]["x"] = json.loads("[" * 700 + "]" * 700)
+    return notebook
+
+
+def _verbose(course: Path) -> dict[str, Any]:
+    notebook = add_cell(solved_notebook(course), VERBOSE_LOG)
+    answer = solutions(course)["answer_sequence_loss"]
+    return set_answer(notebook, "answer_sequence_loss",
+                      'print("sequence_loss: sum or mean over the unmasked tokens")\n' + answer)
+
+
+def _pasted_answer(course: Path) -> dict[str, Any]:
+    notebook = solved_notebook(course)
+    index = cell_index(notebook, "answer_token_nll")
+    pasted = copy.deepcopy(notebook["cells"][index])
+    pasted["id"] = "pasted-copy"
+    pasted["source"] = "# my experiment\n" + "".join(pasted["source"])
+    notebook["cells"].insert(index + 1, pasted)
+    return notebook
+
+
+ROUND3: list[Attack] = [
+    Attack("aa_crash", 7.0, "kernel_died", _with_cell(WIDENING_REPORT),
+           "token_nll's first report re-encodes to 72 MB (past the line bound), then the kernel dies in its second "
+           "call: token_nll earns nothing, the other answers their points, the batch goes on "
+           "(grader review r3, finding 1)"),
+    Attack("aa_deep", 0.0, "invalid_notebook", _deep_metadata,
+           "valid JSON nested 700 deep in the notebook's metadata (grader review r3, finding 2)"),
+    Attack("aa_unwritable", 0.0, "grader_error", solved_notebook,
+           "an honest submission whose autograded folder the grader cannot create (the test puts a file in its "
+           "place): the grader's own failure is recorded and the batch goes on (grader review r3, finding 1)"),
+    Attack("pasted_answer", 10.0, "graded", _pasted_answer,
+           "a copy of the token_nll answer cell pasted in Jupyter, metadata and all (grader review r3, finding 5)"),
+    Attack("verbose", 10.0, "graded", _verbose,
+           "an honest notebook that prints 2.3 M characters, past the notebook's output limit, then prints in an "
+           "answer cell (grader review r3, findings 3 and 4)"),
+    Attack("zz_after", 10.0, "graded", solved_notebook, "an honest submission graded after all of them"),
 ]

@@ -201,8 +201,10 @@ class CallEnd:
         status: see :class:`CallStatus`.
         value: the returned value in the wire format (``None`` unless ``OK``).
         grads: the requested gradients in the wire format.
-        ename: the exception's class name when it raised (never its message).
+        ename: the exception's class name when it raised.
         hits: the banned operators it ran, or the withheld references it called.
+        evalue: the exception's message when it raised (the student's own words, capped; the
+            feedback quotes a bounded part of it).
     """
 
     KIND: ClassVar[str] = "call_end"
@@ -212,6 +214,7 @@ class CallEnd:
     grads: list[Any] = field(default_factory=list, metadata={"max_items": MAX_LIST_ITEMS})
     ename: str = field(default="", metadata=_text(MAX_ENAME))
     hits: list[str] = field(default_factory=list, metadata={"max_items": MAX_NAMES, "max": MAX_NAME})
+    evalue: str = field(default="", metadata=_text(MAX_EVALUE))
 
 
 @dataclass(frozen=True)
@@ -313,6 +316,7 @@ class CallReport:
     grads: list[Any] = field(default_factory=list, metadata={"max_items": MAX_LIST_ITEMS})
     ename: str = field(default="", metadata=_text(MAX_ENAME))
     hits: list[str] = field(default_factory=list, metadata={"max_items": MAX_NAMES, "max": MAX_NAME})
+    evalue: str = field(default="", metadata=_text(MAX_EVALUE))
 
 
 Message = Union[Setup, Calls, Ready, CellStart, CellEnd, CellsDone, CallStart, CallEnd, Done,

@@ -356,7 +356,8 @@ def call_end(call_id: str, result: StepResult, *, banned: frozenset[str] = froze
     hits = [hit for hit in report.hits if hit in known]
     if report.status in (CallStatus.BANNED, CallStatus.WITHHELD) and not hits:
         return CallEnd(call_id, CallStatus.MALFORMED)
-    return CallEnd(call_id, report.status, report.value, report.grads, report.ename, hits)
+    return CallEnd(call_id, report.status, report.value, report.grads, report.ename, hits,
+                   report.evalue if report.status is CallStatus.RAISED else "")
 
 
 class Events:

@@ -61,6 +61,7 @@ def _cases(rng: np.random.Generator) -> list[Case]:
             mask[..., -1] = False   # every row has padding
             for reduction in ("sum", "mean"):
                 cases.append(Case((losses, mask), {"reduction": reduction}))
+    cases.append(Case((np.ones((1, 2)), np.array([[True, False]])), {"reduction": "sum"}, label="a single row"))
     cases.append(Case((np.ones((2, 2)), np.ones((2, 2), bool)), {"reduction": "max"}, raises="ValueError",
                       naming="reduction", label="an unknown reduction"))
     return cases
@@ -99,10 +100,10 @@ def test_a_raise_the_question_asks_for_is_a_case_of_its_own() -> None:
             raise ValueError("unknown option 3")
         return _masked_mean(losses, mask, reduction=reduction)
 
-    assert _run(never_raises) == ["1 of 13 hidden checks of the function: returned a value instead of raising "
+    assert _run(never_raises) == ["1 of 14 hidden checks of the function: returned a value instead of raising "
                                   "ValueError when an unknown reduction, reduction='max', float64 inputs; e.g. masked(losses float64 "
                                   "(2, 2), mask bool (2, 2), reduction='max')"]
-    assert _run(wrong_words) == ["1 of 13 hidden checks of the function: raised ValueError whose message does not "
+    assert _run(wrong_words) == ["1 of 14 hidden checks of the function: raised ValueError whose message does not "
                                  "name 'reduction' when an unknown reduction, reduction='max', float64 inputs; e.g. masked(losses "
                                  "float64 (2, 2), mask bool (2, 2), reduction='max'): ValueError: unknown option #"]
 
@@ -114,11 +115,11 @@ def test_one_bug_is_one_line_naming_what_its_failures_share() -> None:
         return _masked_mean(losses, mask, reduction=reduction)
 
     [line] = _run(mean_over_every_token)
-    assert line.startswith("6 of 13 hidden checks of the function: wrong values when reduction='mean'; e.g. masked(")
+    assert line.startswith("6 of 14 hidden checks of the function: wrong values when reduction='mean'; e.g. masked(")
     assert "first at [" in line and ", got " in line
 
 
-def test_two_bugs_with_one_symptom_are_two_lines() -> None:
+def test_two_symptoms_are_two_lines_and_one_symptom_names_the_labelled_cases_it_includes() -> None:
     def two_bugs(losses, mask, *, reduction="sum"):
         if reduction == "max":
             raise ValueError("bad reduction")
@@ -131,6 +132,15 @@ def test_two_bugs_with_one_symptom_are_two_lines() -> None:
         "wrong values when reduction='sum', float32 inputs",
         "raised ValueError whose message does not name 'reduction' when an unknown reduction, reduction='max', "
         "float64 inputs"]
+
+    def raises_on_two_kinds_of_input(losses, mask, *, reduction="sum"):
+        if reduction == "mean" or losses.shape[0] == 1:
+            raise TypeError("no")
+        return _masked_mean(losses, mask, reduction=reduction)
+
+    [line] = _run(raises_on_two_kinds_of_input)
+    assert failure_kind(line) == "raised TypeError, including a single row"
+    assert line.endswith("e.g. masked(losses float64 (1, 2), mask bool (1, 2), reduction='sum'): TypeError: no")
 
 
 def test_the_report_groups_students_by_the_kind_their_feedback_shows() -> None:

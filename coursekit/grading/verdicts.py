@@ -328,6 +328,14 @@ def _shared(descriptions: Sequence[CaseDescription | None]) -> list[str]:
     return [f for f in known[0].factors if all(f in d.factors for d in known[1:])]
 
 
+def _kind(reason: str, members: Sequence[PreparedCall], everywhere: set[str]) -> str:
+    factors = [f for f in _shared([p.description for p in members]) if f not in everywhere]
+    if factors:
+        return f"{reason} when {', '.join(factors)}"
+    labels = list(dict.fromkeys(p.description.label for p in members if p.description and p.description.label))
+    return reason + (f", including {' and '.join(labels)}" if labels else "")
+
+
 def feedback_lines(failures: Sequence[tuple[Mismatch, PreparedCall]], calls: Sequence[PreparedCall], *,
                    what: str = "function") -> list[str]:
     """One line per kind of failure, the most frequent first, each with one example.
@@ -335,9 +343,8 @@ def feedback_lines(failures: Sequence[tuple[Mismatch, PreparedCall]], calls: Seq
     A kind is a reason (``wrong values``, ``raised ValueError``, ``gradient of
     logits: wrong values``) with the factors that all its failing cases share
     and not all the question's cases have (``when reduction='sum', nan in
-    token_losses``). When the cases of one reason share no such factor, but
-    not every case failed, they are split by the edge case the spec labelled,
-    so that two bugs with the same symptom still show as two lines.
+    token_losses``); when they share none, the edge cases the spec labelled
+    among them (``, including a row with no candidate``).
 
     Args:
         failures: each failed call's mismatch and prepared call, in call order.
@@ -348,25 +355,14 @@ def feedback_lines(failures: Sequence[tuple[Mismatch, PreparedCall]], calls: Seq
         At most :data:`MAX_KINDS` lines.
     """
     everywhere = set(_shared([c.description for c in calls]))
-
-    def informative(members: list[tuple[Mismatch, PreparedCall]]) -> list[str]:
-        return [f for f in _shared([p.description for _, p in members]) if f not in everywhere]
-
-    by_reason: dict[str, list[tuple[Mismatch, PreparedCall]]] = {}
+    groups: dict[str, list[tuple[Mismatch, PreparedCall]]] = {}
     for mismatch, prepared in failures:
-        by_reason.setdefault(mismatch.reason, []).append((mismatch, prepared))
-    groups: list[list[tuple[Mismatch, PreparedCall]]] = []
-    for members in by_reason.values():
-        by_label: dict[str, list[tuple[Mismatch, PreparedCall]]] = {}
-        for member in members:
-            by_label.setdefault(member[1].description.label if member[1].description else "", []).append(member)
-        split = len(by_label) > 1 and len(members) < len(calls) and not informative(members)
-        groups += list(by_label.values()) if split else [members]
+        groups.setdefault(mismatch.reason, []).append((mismatch, prepared))
     lines = []
-    for members in sorted(groups, key=len, reverse=True)[:MAX_KINDS]:
-        reason, factors = members[0][0].reason, informative(members)
-        kind = reason + (f" when {', '.join(factors)}" if factors else "")
-        mismatch, prepared = members[0]
+    for reason, members in sorted(groups.items(), key=lambda item: -len(item[1]))[:MAX_KINDS]:
+        kind = _kind(reason, [p for _, p in members], everywhere)
+        # The example: an edge case the spec labelled when there is one, since the kind may name it.
+        mismatch, prepared = next(((m, p) for m, p in members if p.description and p.description.label), members[0])
         call = prepared.description.call if prepared.description else ""
         example = ": ".join(part for part in (call, mismatch.detail) if part)
         line = f"{len(members)} of {len(calls)} hidden checks of the {what}: {kind}"

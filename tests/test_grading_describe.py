@@ -122,7 +122,7 @@ def test_one_bug_is_one_line_naming_what_its_failures_share() -> None:
 def test_two_symptoms_are_two_lines_and_one_symptom_names_the_labelled_cases_it_includes() -> None:
     def two_bugs(losses, mask, *, reduction="sum"):
         if reduction == "max":
-            raise ValueError("bad reduction")
+            raise ValueError("bad option")
         if losses.dtype == torch.float32 and reduction == "sum":
             return losses.sum(-1)
         return _masked_mean(losses, mask, reduction=reduction)

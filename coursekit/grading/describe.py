@@ -120,7 +120,7 @@ def describe_case(function: str, names: Sequence[str], args: Sequence[Any], kwar
         >>> d = describe_case("batch_loss", ["token_losses", "mask"], [np.zeros((2, 2), np.float32), mask],
         ...                   {"reduction": "sum"}, label="an all-padding row")
         >>> d.factors
-        ('an all-padding row', 'reduction=\\'sum\\'', 'float32 inputs', 'a row of mask with no True')
+        ('an all-padding row', "reduction='sum'", 'float32 inputs', 'a row of mask with no True')
         >>> d.call
         "batch_loss(token_losses float32 (2, 2), mask bool (2, 2), reduction='sum')"
     """

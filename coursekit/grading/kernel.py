@@ -240,9 +240,12 @@ def _argument(message: object, tensors: bool) -> object:
 def _gradients(output: object, inputs: list[Any], cotangent: object) -> list[Any]:
     if not isinstance(output, torch.Tensor):
         raise TypeError(f"a gradient was requested but the function returned {type(output).__name__}")
+    grad_output = torch.as_tensor(cotangent, dtype=output.dtype)
+    if grad_output.shape != output.shape:
+        # A result of the wrong shape fails on its value ("wrong shape"): no backward pass to fail in instead.
+        return []
     if not output.requires_grad:
         raise TypeError("a gradient was requested but the returned tensor does not depend on the inputs")
-    grad_output = torch.as_tensor(cotangent, dtype=output.dtype)
     grads = torch.autograd.grad(output, inputs, grad_outputs=grad_output, allow_unused=True)
     return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
 

@@ -237,7 +237,7 @@ def quoted_message(ename: str, evalue: str) -> str:
     not define is left out for the same reason.
 
     Example:
-        >>> quoted_message("ValueError", "lengths must lie in [0, 5], got\n[6, 2]")
+        >>> quoted_message("ValueError", "lengths must lie in [0, 5],   got [6, 2]")
         'ValueError: lengths must lie in [#, #], got [#, #]'
     """
     text = re.sub(r"[0-9]+", "#", " ".join(evalue.split()))

@@ -427,3 +427,16 @@ def test_a_finished_run_that_reports_a_limit_still_shows_its_tampered_or_missing
     calm = Evidence(False, False, False, False, True, False, False, False, False, False)
     assert classify(dataclasses.replace(calm, tampered=True, **forged))[0] == "tampered_cells"
     assert classify(dataclasses.replace(calm, missing=True, **forged))[0] == "missing_cells"
+
+
+def test_a_result_of_the_wrong_shape_fails_on_its_shape_not_in_the_backward_pass() -> None:
+    from coursekit.grading.kernel import Kernel, run_step
+    from coursekit.grading.protocol import RunCall, RunCell
+
+    kernel = Kernel(Limits(timeout_s=5).for_runner(), dedicated_uid=False)
+    assert not run_step(kernel, RunCell(0, "def total(x):\n    return x.sum()\n")).failed
+    call = {"id": "q#0", "kind": "function", "name": "total", "tensors": True, "args": [encode_value(np.ones(3))],
+            "kwargs": {}, "banned": [], "grad_wrt": [0], "cotangent": encode_value(np.ones(3))}
+    report = run_step(kernel, RunCall(call))
+    assert (report.status, report.grads) == (CallStatus.OK, [])
+    assert compare(decode_value(report.value), np.ones(3), rtol=0, atol=0).reason == "wrong shape"

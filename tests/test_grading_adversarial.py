@@ -204,7 +204,8 @@ def test_forged_hits_and_exception_names_never_reach_a_page_or_a_report(graded: 
     course = graded["course"]
     by_id = {q["grade_id"]: q for q in graded["reports"]["forged_hits"].questions}
     messages = by_id["test_token_nll"]["messages"]
-    assert [failure_kind(m) for m in messages] == ["malformed result", "raised an exception"], messages
+    kinds = [failure_kind(m) for m in messages]
+    assert [kind.split(",")[0] for kind in kinds] == ["malformed result", "raised an exception"], messages
     # The exception's message is quoted, short and with every digit masked: the class name, the hidden
     # numbers and the call ids it spells out stay in the sandbox.
     assert "LEAK_" in messages[1] and not re.search(r"LEAK_-?[0-9]", messages[1]), messages

@@ -152,7 +152,9 @@ def stream_nll_cases(rng: np.random.Generator) -> list[Case]:
 
 def chunked_cases(rng: np.random.Generator) -> list[Case]:
     cases = []
-    for index, (rows, steps, chunk) in enumerate([(1, 2, 1), (3, 23, 5), (4, 30, 29), (2, 12, 50), (3, 41, 7)]):
+    # Cells cycle GRU, LSTM, Elman: the last two give the GRU and the Elman cell several chunks too.
+    shapes = [(1, 2, 1), (3, 23, 5), (4, 30, 29), (2, 12, 50), (3, 41, 7), (2, 17, 4), (3, 15, 4)]
+    for index, (rows, steps, chunk) in enumerate(shapes):
         cell = CELLS[index % 3]
         parameters = _fresh_parameters(int(rng.integers(1 << 30)), cell, 6, 10)
         start = int(rng.integers(0, TRAIN_STREAM.shape[1] - steps))

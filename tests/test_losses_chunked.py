@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -554,32 +555,84 @@ def test_chunked_peak_memory_stays_well_under_the_plain_expression() -> None:
 # --- under torch.autocast (mixed precision with float32 master weights) --------------------------------
 
 
+#: The autocast dtypes, with the largest relative gradient error allowed against F.cross_entropy under
+#: autocast. Both take the logits in the autocast dtype and differ only in how they round and sum
+#: (measured on this problem, CPU, torch 2.13: at most 7.9e-3 in bfloat16, 7.7e-4 in float16).
+AUTOCAST_GRADIENT_BOUNDS = {torch.bfloat16: 2e-2, torch.float16: 4e-3}
+#: How many times closer to the autocast reference the chunked gradient must be than the gradient of
+#: the same expression computed in float32 outside autocast (measured: at least 38 times, every case).
+AUTOCAST_MARGIN = 10
+
+
+def _relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    return float((got - want).abs().max() / want.abs().max())
+
+
+@pytest.mark.parametrize("autocast_dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 @pytest.mark.parametrize("with_bias", [False, True])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_under_autocast_it_computes_what_f_cross_entropy_computes_there(reduction: str, with_bias: bool) -> None:
-    # Logits of size ~50: bfloat16 rounds them by ~0.2, which moves the softmax visibly, so a
-    # backward pass that recomputed them in float32 would not give the gradient of the returned value.
+def test_under_autocast_it_computes_what_f_cross_entropy_computes_there(
+    reduction: str, with_bias: bool, autocast_dtype: torch.dtype
+) -> None:
+    # A backward pass that recomputed the logits in float32 outside autocast (80b5dd2's "none" did)
+    # would not give the gradient of the returned value but that of the float32 expression, so the
+    # chunked gradients are compared with both and must be much closer to the autocast reference.
     hidden, weight, bias, targets = make_problem(40, 16, 120, seed=41, dtype=torch.float32, ignored_every=6,
                                                  with_bias=with_bias)
     with torch.no_grad():
         weight.mul_(8)
-    upstream = torch.rand(40 if reduction == "none" else (), generator=generator(42)) + 0.5
-    inputs = (hidden, weight, bias)
+        # A logit offset of 1024 shared by every class: the softmax ignores it, but the autocast dtype
+        # rounds logits of that size by up to 4 (bfloat16) or 0.5 (float16), which moves the softmax
+        # far more than the two autocast computations' own rounding differs (logits of ~50 alone
+        # left a margin of 1.3 times in float16).
+        hidden[:, 0] = 1024.0
+        weight[:, 0] = 1.0
+    upstream = (torch.rand(40 if reduction == "none" else (), generator=generator(42)) + 0.5).to(DEVICE)
+    present = [x for x in (hidden, weight, bias) if x is not None]
     device_type = DEVICE.type
-    autocast_dtype = torch.bfloat16 if device_type == "cpu" else torch.float16
+
+    def loss_and_grads(loss: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        return loss.detach(), torch.autograd.grad((loss * upstream).sum(), present)
+
     # The forward passes run under autocast; backward() is called outside it, as PyTorch recommends.
     with torch.autocast(device_type, dtype=autocast_dtype):
         # F.linear, as an output layer (nn.Linear) computes it: autocast casts the bias too
         reference = F.cross_entropy(F.linear(hidden, weight, bias), targets, ignore_index=IGNORE_INDEX,
                                     reduction=reduction)
         chunked = chunked_cross_entropy(hidden, weight, targets, bias=bias, chunk_size=16, reduction=reduction)
-    present = [x for x in inputs if x is not None]
-    reference_grads = torch.autograd.grad((reference * upstream.to(DEVICE)).sum(), present)
-    chunked_grads = torch.autograd.grad((chunked * upstream.to(DEVICE)).sum(), present)
+    float32_everywhere = F.cross_entropy(F.linear(hidden, weight, bias), targets, ignore_index=IGNORE_INDEX,
+                                         reduction=reduction)
+    reference, reference_grads = loss_and_grads(reference)
+    chunked, chunked_grads = loss_and_grads(chunked)
+    _, float32_grads = loss_and_grads(float32_everywhere)
     assert chunked.dtype == reference.dtype == torch.float32
-    # Both take the logits in the autocast dtype; they differ only in how they sum (~1e-3 relative).
     torch.testing.assert_close(chunked, reference, rtol=1e-2, atol=1e-2)
-    for got, want in zip(chunked_grads, reference_grads):
+    bound = AUTOCAST_GRADIENT_BOUNDS[autocast_dtype]
+    for name, got, want, float32_grad in zip(("hidden", "weight", "bias"), chunked_grads, reference_grads,
+                                             float32_grads):
         assert got.dtype == want.dtype == torch.float32
-        error = float((got - want).abs().max() / want.abs().max())
-        assert error <= 2e-2, error
+        error = _relative_error(got, want)
+        float32_gap = _relative_error(float32_grad, want)
+        assert error <= bound, f"{name}: relative error {error:.2e} against F.cross_entropy under autocast"
+        assert error * AUTOCAST_MARGIN <= float32_gap, (
+            f"{name}: the chunked gradient is {error:.2e} from F.cross_entropy's under autocast, and the float32 "
+            f"expression's is {float32_gap:.2e}: the test cannot tell the two apart"
+        )
+
+
+def test_under_autocast_a_dtype_error_names_the_dtype_passed_and_the_cast() -> None:
+    hidden, weight, bias, targets = make_problem(8, 4, 10, seed=43, dtype=torch.float32)
+    autocast_dtype = torch.bfloat16 if DEVICE.type == "cpu" else torch.float16
+    cast = re.escape(str(autocast_dtype))
+    with torch.autocast(DEVICE.type, dtype=autocast_dtype):
+        # autocast leaves float64 alone and casts the float32 weight: the caller passed float32, not the cast dtype
+        with pytest.raises(TypeError, match=(
+            rf"weight must have the dtype of hidden \(torch\.float64\), got {cast}, after autocast's cast of "
+            r"the torch\.float32 weight passed"
+        )):
+            chunked_cross_entropy(hidden.double(), weight, targets)
+        with pytest.raises(TypeError, match=(
+            rf"bias must have the dtype of hidden \({cast}, after autocast's cast of the torch\.float32 hidden "
+            r"passed\), got torch\.float64"
+        )):
+            chunked_cross_entropy(hidden, weight, targets, bias=bias.double())

@@ -15,6 +15,7 @@ from coursekit.losses import (
     confidence_penalty_nll,
     dpo_loss,
     dpo_rewards,
+    generalized_jsd,
     kl_penalty,
     kd_cross_entropy,
     kd_loss,
@@ -29,6 +30,8 @@ from coursekit.losses import (
     sequence_mask,
     simpo_loss,
     token_nll,
+    top_k_kd_loss,
+    top_k_teacher,
 )
 
 pytestmark = pytest.mark.losses
@@ -79,7 +82,7 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ("causal: integer loss_mask holding -1", lambda: causal_lm_loss(Z, Y, loss_mask=-M.long()), ValueError, r"loss_mask must hold only 0 and 1, got -1"),
     ("causal: num_items_in_batch with sum", lambda: causal_lm_loss(Z, Y, reduction="sum", num_items_in_batch=4), ValueError, r"num_items_in_batch applies to reduction='token_mean' only, got reduction='sum'"),
     ("causal: num_items_in_batch 0", lambda: causal_lm_loss(Z, Y, num_items_in_batch=0), ValueError, r"num_items_in_batch must be a finite number > 0, got 0"),
-    ("causal: num_items_in_batch string", lambda: causal_lm_loss(Z, Y, num_items_in_batch="4"), TypeError, r"num_items_in_batch must be a number, got str"),
+    ("causal: num_items_in_batch string", lambda: causal_lm_loss(Z, Y, num_items_in_batch="4"), TypeError, r"num_items_in_batch must be a number > 0 or a one-element real tensor, got str"),
     ("causal: num_items_in_batch two elements", lambda: causal_lm_loss(Z, Y, num_items_in_batch=torch.ones(2)), TypeError, r"num_items_in_batch must be a number > 0 or a one-element real tensor, got a tensor of shape \(2,\)"),
     ("causal: upcast not a bool", lambda: causal_lm_loss(Z, Y, upcast="yes"), TypeError, r"upcast must be a bool, got str"),
     ("causal: loss_mask shape", lambda: causal_lm_loss(Z, Y, loss_mask=M[:, :1]), ValueError, r"loss_mask must have shape \(2, 3\)"),
@@ -136,8 +139,8 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     # policy-gradient objective
     ("clipped: advantages shape", lambda: clipped_surrogate(L, L, P), ValueError, r"advantages must have shape \(2,\) \(one per response, log_probs.shape\[:-1\]\) or \(2, 3\) \(one per token\), got \(3,\)"),
     ("clipped: old shape", lambda: clipped_surrogate(L, L.T, P[:2]), ValueError, r"old_log_probs must have shape \(2, 3\) \(log_probs.shape\), got \(3, 2\)"),
-    ("clipped: negative eps_low", lambda: clipped_surrogate(L, L, P[:2], eps_low=-0.1), ValueError, r"eps_low must be >= 0, got -0.1"),
-    ("clipped: infinite eps_high", lambda: clipped_surrogate(L, L, P[:2], eps_high=float("inf")), ValueError, r"eps_high must be a finite number, got inf"),
+    ("clipped: negative eps_low", lambda: clipped_surrogate(L, L, P[:2], eps_low=-0.1), ValueError, r"eps_low must be a finite number >= 0, got -0.1"),
+    ("clipped: infinite eps_high", lambda: clipped_surrogate(L, L, P[:2], eps_high=float("inf")), ValueError, r"eps_high must be a finite number >= 0, got inf"),
     ("clipped: eps_high string", lambda: clipped_surrogate(L, L, P[:2], eps_high="0.28"), TypeError, r"eps_high must be a number, got str"),
     ("clipped: scalar log_probs", lambda: clipped_surrogate(P[0], P[0], P[0]), ValueError, r"log_probs must have a time axis"),
     ("clipped: long advantages", lambda: clipped_surrogate(L, L, N3[:2]), TypeError, r"advantages must be a floating-point tensor"),
@@ -153,6 +156,9 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ("confidence: infinite weight", lambda: confidence_penalty_nll(Z, Y, float("inf")), ValueError, r"weight must be a finite number >= 0, got inf"),
     ("confidence: negative weight", lambda: confidence_penalty_nll(Z, Y, -0.5), ValueError, r"weight must be a finite number >= 0, got -0.5"),
     ("policy: num_items_in_batch negative", lambda: policy_loss_aggregate(L, M, mode="dapo", num_items_in_batch=-1), ValueError, r"num_items_in_batch must be a finite number >= 0, got -1"),
+    ("policy: num_items_in_batch two elements", lambda: policy_loss_aggregate(L, M, mode="dapo", num_items_in_batch=torch.tensor([3, 4])), TypeError, r"num_items_in_batch must be a number >= 0 or a one-element real tensor, got a tensor of shape \(2,\)"),
+    ("policy: num_items_in_batch string", lambda: policy_loss_aggregate(L, M, mode="dapo", num_items_in_batch="6"), TypeError, r"num_items_in_batch must be a number >= 0 or a one-element real tensor, got str"),
+    ("reinforce: infinite baseline", lambda: reinforce_loss(P, P, baseline=float("inf")), ValueError, r"baseline must be a finite number, got inf"),
     ("policy: mask shape", lambda: policy_loss_aggregate(L, M[:, :2]), ValueError, r"mask must have shape \(2, 3\)"),
     ("policy: mask dtype", lambda: policy_loss_aggregate(L, L), TypeError, r"mask must be a boolean tensor or an integer tensor"),
     ("policy: max_len 0", lambda: policy_loss_aggregate(L, M, mode="dr_grpo", max_len=0), ValueError, r"max_len must be >= 1, got 0"),
@@ -165,3 +171,35 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
 def test_bad_input_raises_naming_the_argument(case, call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+#: Every public number argument checked by the shared helpers of coursekit/losses/_checks.py, as
+#: (argument, call with the value). Every int is finite, but one beyond the float range is no float.
+NUMBER_ARGUMENTS: list[tuple[str, Callable[[object], object]]] = [
+    ("num_items_in_batch", lambda x: causal_lm_loss(Z, Y, num_items_in_batch=x)),
+    ("num_items_in_batch", lambda x: policy_loss_aggregate(L, M, mode="dapo", num_items_in_batch=x)),
+    ("weight", lambda x: confidence_penalty_nll(Z, Y, x)),
+    ("temperature", lambda x: kd_loss(Z, Z, temperature=x)),
+    ("temperature", lambda x: kd_cross_entropy(Z, Z, temperature=x)),
+    ("temperature", lambda x: generalized_jsd(Z, Z, temperature=x)),
+    ("temperature", lambda x: top_k_teacher(Z, 2, temperature=x)),
+    ("temperature", lambda x: top_k_kd_loss(Z, *top_k_teacher(Z, 2), temperature=x)),
+    ("alpha", lambda x: mrt_risk(L, L, alpha=x)),
+    ("baseline", lambda x: reinforce_loss(P, P, baseline=x)),
+    ("beta", lambda x: dpo_loss(P, P, P, P, beta=x)),
+    ("label_smoothing", lambda x: dpo_loss(P, P, P, P, label_smoothing=x)),
+    ("beta", lambda x: dpo_rewards(P, P, P, P, beta=x)),
+    ("beta", lambda x: simpo_loss(P, P, N3, N3, beta=x)),
+    ("gamma", lambda x: simpo_loss(P, P, N3, N3, gamma=x)),
+    ("eps_low", lambda x: clipped_surrogate(L, L, P[:2], eps_low=x)),
+    ("eps_high", lambda x: clipped_surrogate(L, L, P[:2], eps_high=x)),
+]
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400), 10**5000], ids=["1e400", "-1e400", "1e5000"])
+@pytest.mark.parametrize(("argument", "call"), NUMBER_ARGUMENTS,
+                         ids=[f"{i}-{name}" for i, (name, _) in enumerate(NUMBER_ARGUMENTS)])
+def test_an_int_beyond_the_float_range_is_a_value_error_naming_the_argument(argument, call, value):
+    # 10**5000 also has more digits than str() converts (4300): the message must not print it.
+    with pytest.raises(ValueError, match=rf"{argument} must be a finite number.*got an int too large for a float"):
+        call(value)

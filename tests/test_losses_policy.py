@@ -171,6 +171,22 @@ def test_dapo_counts_num_items_in_batch_as_at_least_one(count):
     torch.testing.assert_close(policy_loss_aggregate(losses, some, mode="dapo", num_items_in_batch=count), expected)
 
 
+def test_a_dapo_count_given_as_a_tensor_is_not_read_so_a_negative_one_counts_as_1_and_nan_gives_nan():
+    # As documented: a tensor (which may live on the accelerator) is not read, so its value is not
+    # checked; the clamp to at least 1 (TRL's clamp(min=1)) takes a negative count as 1 and keeps nan.
+    # A Python number with those values is an error instead.
+    losses = torch.randn(2, 3, generator=generator(9), dtype=torch.float64)
+    some = torch.tensor([[True, False, True], [False, False, True]])
+    masked_sum = losses[some].sum()
+    torch.testing.assert_close(
+        policy_loss_aggregate(losses, some, mode="dapo", num_items_in_batch=torch.tensor(-1.0)), masked_sum
+    )
+    assert policy_loss_aggregate(losses, some, mode="dapo", num_items_in_batch=torch.tensor(float("nan"))).isnan()
+    for number in (-1, float("nan")):
+        with pytest.raises(ValueError, match="num_items_in_batch must be a finite number >= 0"):
+            policy_loss_aggregate(losses, some, mode="dapo", num_items_in_batch=number)
+
+
 @loss_settings
 @given(response_batches(), st.sampled_from(["grpo", "bnpo", "dapo", "dr_grpo"]))
 def test_integer_masks_act_as_boolean_masks(batch, mode):

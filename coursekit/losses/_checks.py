@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Sequence
 
 import torch
@@ -138,21 +139,44 @@ def require_choice(name: str, value: object, choices: Sequence[str]) -> str:
 
 
 def require_number(name: str, value: object) -> float:
-    """Return ``value`` as a float if it is a finite real number (not a bool, not a tensor)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value}")
-    return float(value)
+    """Return ``value`` as a float if it is a finite real number (not a bool, not a tensor).
+
+    Every int is finite, but one beyond the float range (``10**400``) is not a
+    float either: it is rejected with the same ``ValueError`` as ``inf``.
+    """
+    return _finite_float(name, value, "a finite number")
 
 
 def require_positive(name: str, value: object) -> float:
-    """Return ``value`` if it is a finite number greater than zero."""
+    """Return ``value`` as a float if it is a finite number greater than zero."""
+    expected = "a finite number > 0"
+    number = _finite_float(name, value, expected)
+    if not number > 0:
+        raise ValueError(f"{name} must be {expected}, got {value}")
+    return number
+
+
+def require_nonnegative(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite number greater than or equal to zero."""
+    expected = "a finite number >= 0"
+    number = _finite_float(name, value, expected)
+    if not number >= 0:
+        raise ValueError(f"{name} must be {expected}, got {value}")
+    return number
+
+
+def _finite_float(name: str, value: object, expected: str) -> float:
+    """``value`` as a float, if it is an int or float whose float is finite; ``expected`` goes into the message."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not (value > 0) or value == float("inf"):
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return float(value)
+    if isinstance(value, int) and abs(value) > sys.float_info.max:
+        # float() would raise OverflowError. The digits are not printed: str() of an int of
+        # more than 4300 digits raises a ValueError of its own.
+        raise ValueError(f"{name} must be {expected}, got an int too large for a float ({value.bit_length()} bits)")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be {expected}, got {value}")
+    return number
 
 
 def require_in_interval(name: str, value: object, low: float, high: float, meaning: str = "") -> float:
@@ -183,17 +207,22 @@ def require_targets_in_range(
         raise ValueError(f"{name} must lie in [0, {num_classes}){ignored}, got {bad}")
 
 
-def require_num_items(name: str, value: object) -> torch.Tensor | float:
-    """Return a token count given as a positive number or a one-element tensor.
+def require_num_items(name: str, value: object, *, allow_zero: bool = False) -> torch.Tensor | float:
+    """Return a token count given as a Python number or a one-element real tensor.
 
-    A tensor's value is not read (it usually lives on the accelerator, and
-    Hugging Face passes it as one); a Python number must be > 0.
+    Only a Python number's value is checked: finite and > 0 (>= 0 with
+    ``allow_zero``). A tensor's value is not read, so that it may stay on the
+    accelerator (Hugging Face passes one there) without a host
+    synchronisation: a negative or ``nan`` tensor is taken as it is.
     """
+    expected = "a number >= 0" if allow_zero else "a number > 0"
     if isinstance(value, torch.Tensor):
         if value.numel() != 1 or value.is_complex() or value.dtype == torch.bool:
             raise TypeError(
-                f"{name} must be a number > 0 or a one-element real tensor, "
+                f"{name} must be {expected} or a one-element real tensor, "
                 f"got a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
             )
         return value.reshape(())
-    return require_positive(name, value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be {expected} or a one-element real tensor, got {type(value).__name__}")
+    return require_nonnegative(name, value) if allow_zero else require_positive(name, value)

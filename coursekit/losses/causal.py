@@ -79,7 +79,8 @@ def causal_lm_loss(
       ``upcast=True`` (the default) raises the half-precision dtypes to float32
       and leaves float32 and float64 alone; ``upcast=False`` computes in the
       logits' own dtype, as ``F.cross_entropy`` on them would (and returns that
-      dtype).
+      dtype), except under ``torch.autocast``, where it computes and returns
+      float32, as ``F.cross_entropy`` does there.
     * no scored token and no ``num_items_in_batch``: Hugging Face's mean over
       nothing is ``nan``; here ``"token_mean"`` and ``"sequence_mean"`` give 0
       (with zero gradients) and a ``RuntimeWarning``, as :func:`batch_loss`.
@@ -99,13 +100,15 @@ def causal_lm_loss(
             mean), ``"sum"``, or ``"none"``: one sum per row, :math:`-\\log p`
             of the scored tokens, 0 for a row with none.
         num_items_in_batch: with ``"token_mean"`` only, the denominator
-            :math:`N` (a number > 0, or a one-element tensor, whose value is
-            not checked so that it may stay on the accelerator).
+            :math:`N`: a Python number > 0, or a one-element real tensor, whose
+            value is not read (so that it may stay on the accelerator) and so
+            not checked.
         upcast: compute half-precision logits in float32 (see above).
 
     Returns:
         A scalar, or shape ``input_ids.shape[:-1]`` for ``"none"``; float32 for
-        half-precision logits with ``upcast``, else the logits' dtype.
+        half-precision logits with ``upcast`` or under ``torch.autocast``, else
+        the logits' dtype.
 
     Shapes:
         logits: ``(..., T, V)``; input_ids, loss_mask: ``(..., T)``;
@@ -113,10 +116,12 @@ def causal_lm_loss(
 
     Raises:
         TypeError: ``logits`` not float, ``input_ids`` not integer, ``loss_mask``
-            neither boolean nor integer, ``num_items_in_batch`` of another type.
+            neither boolean nor integer, ``num_items_in_batch`` neither a number
+            nor a one-element real tensor.
         ValueError: mismatched shapes, a scored token outside ``[0, V)``, an
             unknown ``reduction``, ``num_items_in_batch`` with a reduction
-            other than ``"token_mean"`` or not > 0.
+            other than ``"token_mean"``, or a Python number
+            ``num_items_in_batch`` that is not finite and > 0 (a tensor is not read).
 
     Example:
         >>> import math

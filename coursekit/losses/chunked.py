@@ -43,10 +43,9 @@ pass; it must enter the gradient before the rounding to float16, not after.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
+from coursekit.losses._autocast import autocast_dtype, cast_for_autocast, without_autocast
 from coursekit.losses._checks import (
     require_choice,
     require_class_indices,
@@ -302,7 +301,7 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
                 "supported (a gradient penalty or a Hessian-vector product through it would get no "
                 "gradient); compute the loss with F.cross_entropy on the full logits for that"
             )
-        with _without_autocast(grad_output.device.type):
+        with without_autocast(grad_output.device.type):
             return _ChunkedCrossEntropy._backward(ctx, grad_output)
 
     @staticmethod
@@ -420,8 +419,8 @@ def chunked_cross_entropy(
     Raises:
         TypeError: a float argument is not a float tensor, ``targets`` is not an
             integer tensor, ``chunk_size`` is not an int, the dtypes disagree
-            (after the autocast casts),
-            or ``accum_dtype`` is not a floating-point dtype.
+            (compared after the autocast casts; the message then also names
+            the dtype passed), or ``accum_dtype`` is not a floating-point dtype.
         ValueError: the shapes disagree, ``chunk_size < 1``, an unknown
             ``reduction``, a target outside ``[0, V)`` that is not ``ignore_index``,
             or an ``accum_dtype`` narrower than the dtype of ``weight``.
@@ -444,13 +443,14 @@ def chunked_cross_entropy(
     if accum_dtype is None:
         accum_dtype = weight.dtype
     result_dtype = hidden.dtype
-    autocast_dtype = _autocast_dtype(hidden)
-    if autocast_dtype is not None:
+    passed = {"hidden": hidden.dtype, "weight": weight.dtype, "bias": None if bias is None else bias.dtype}
+    cast_dtype = autocast_dtype(hidden)
+    if cast_dtype is not None:
         # As F.cross_entropy(F.linear(hidden, weight, bias)) under autocast: the product in the autocast
         # dtype, the loss (one of autocast's float32 operations) in float32.
-        hidden = _cast_for_autocast(hidden, autocast_dtype)
-        weight = _cast_for_autocast(weight, autocast_dtype)
-        bias = None if bias is None else _cast_for_autocast(bias, autocast_dtype)
+        hidden = cast_for_autocast(hidden, cast_dtype)
+        weight = cast_for_autocast(weight, cast_dtype)
+        bias = None if bias is None else cast_for_autocast(bias, cast_dtype)
         result_dtype = torch.promote_types(hidden.dtype, torch.float32)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
         raise TypeError(f"chunk_size must be an int, got {type(chunk_size).__name__}")
@@ -465,14 +465,16 @@ def chunked_cross_entropy(
             f"got {tuple(weight.shape)}"
         )
     if weight.dtype != hidden.dtype:
-        raise TypeError(f"weight must have the dtype of hidden ({hidden.dtype}), got {weight.dtype}")
+        expected, got = _dtype_text("hidden", hidden, passed), _dtype_text("weight", weight, passed)
+        raise TypeError(f"weight must have the dtype of hidden ({expected}), got {got}")
     if weight.device != hidden.device:
         raise ValueError(f"weight must be on the device of hidden ({hidden.device}), got {weight.device}")
     num_classes = weight.shape[0]
     if bias is not None:
         require_shape("bias", bias, (num_classes,), "(V,) with V = weight.shape[0]")
         if bias.dtype != hidden.dtype:
-            raise TypeError(f"bias must have the dtype of hidden ({hidden.dtype}), got {bias.dtype}")
+            expected, got = _dtype_text("hidden", hidden, passed), _dtype_text("bias", bias, passed)
+            raise TypeError(f"bias must have the dtype of hidden ({expected}), got {got}")
     require_shape("targets", targets, hidden.shape[:-1], "hidden.shape[:-1]")
     if targets.device != hidden.device:
         raise ValueError(f"targets must be on the device of hidden ({hidden.device}), got {targets.device}")
@@ -481,13 +483,14 @@ def chunked_cross_entropy(
         raise TypeError(f"accum_dtype must be None or a floating-point torch.dtype, got {accum_dtype!r}")
     if torch.promote_types(weight.dtype, accum_dtype) != accum_dtype:
         raise ValueError(
-            f"accum_dtype must be at least as wide as the dtype of weight ({weight.dtype}), got {accum_dtype}"
+            f"accum_dtype must be at least as wide as the dtype of weight "
+            f"({_dtype_text('weight', weight, passed)}), got {accum_dtype}"
         )
 
     flat_hidden = hidden.reshape(-1, hidden.shape[-1])
     flat_targets = targets.reshape(-1)
     # The autocast dtype is applied above, once; inside, every step runs in the dtype it was given.
-    with _without_autocast(hidden.device.type):
+    with without_autocast(hidden.device.type):
         result = _ChunkedCrossEntropy.apply(
             flat_hidden, weight.contiguous(), bias, flat_targets, chunk_size, ignore_index, reduction,
             torch.is_grad_enabled(), accum_dtype, result_dtype,
@@ -497,28 +500,12 @@ def chunked_cross_entropy(
     return result
 
 
-def _autocast_on(device_type: str) -> bool:
-    """Whether autocast is on for ``device_type`` (never for the meta device, which autocast does not know)."""
-    return device_type != "meta" and torch.is_autocast_enabled(device_type)
+def _dtype_text(name: str, tensor: torch.Tensor, passed: dict[str, torch.dtype | None]) -> str:
+    """``tensor``'s dtype for an error message, naming the dtype passed where autocast cast it.
 
-
-def _autocast_dtype(tensor: torch.Tensor) -> torch.dtype | None:
-    """The autocast dtype (bfloat16 or float16) where autocast is on for ``tensor``'s device, else ``None``."""
-    device_type = tensor.device.type
-    return torch.get_autocast_dtype(device_type) if _autocast_on(device_type) else None
-
-
-def _without_autocast(device_type: str) -> contextlib.AbstractContextManager:
-    """A context with autocast off for ``device_type`` (nothing to do where it is off already)."""
-    if _autocast_on(device_type):
-        return torch.autocast(device_type, enabled=False)
-    return contextlib.nullcontext()
-
-
-def _cast_for_autocast(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``tensor`` as autocast gives it to a matrix product: in ``dtype``, unless it is float64.
-
-    The cast is differentiable, so the gradient comes back in the tensor's own
-    dtype, as it does through ``hidden @ weight.T`` under autocast.
+    Under autocast the checks compare the cast dtypes; a message that named only
+    those (``torch.bfloat16``) would name a dtype the caller never passed.
     """
-    return tensor if tensor.dtype == torch.float64 else tensor.to(dtype)
+    if passed[name] == tensor.dtype:
+        return str(tensor.dtype)
+    return f"{tensor.dtype}, after autocast's cast of the {passed[name]} {name} passed"

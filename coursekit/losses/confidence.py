@@ -16,17 +16,17 @@ vanishes only when :math:`p_t` is the uniform distribution.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from coursekit.losses._checks import (
     require_choice,
     require_class_indices,
     require_float,
+    require_nonnegative,
     require_shape,
     require_targets_in_range,
 )
+from coursekit.losses.nll import _log_softmax
 
 CONFIDENCE_REDUCTIONS = ("none", "sum", "mean")
 
@@ -47,7 +47,9 @@ def confidence_penalty_nll(
     (a masked vocabulary entry) contributes nothing, and its gradient is 0. The value can be negative (down to
     :math:`-\\lambda_{\\text{conf}} \\log V`). Reductions as :func:`coursekit.losses.label_smoothed_nll`:
     ``"none"`` (0 where the target is ``ignore_index``), ``"sum"``, or ``"mean"`` over the
-    non-ignored positions (``nan`` if there are none, as PyTorch).
+    non-ignored positions (``nan`` if there are none, as PyTorch). Under
+    ``torch.autocast`` it computes and returns float32 (float64 logits stay
+    float64), as ``F.cross_entropy``, which it equals for ``weight=0``.
 
     Args:
         logits: unnormalised scores.
@@ -76,10 +78,7 @@ def confidence_penalty_nll(
     """
     require_float("logits", logits)
     targets = require_class_indices("targets", targets)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-        raise TypeError(f"weight must be a finite number >= 0, got {type(weight).__name__}")
-    if not (math.isfinite(weight) and weight >= 0):
-        raise ValueError(f"weight must be a finite number >= 0, got {weight}")
+    weight = require_nonnegative("weight", weight)
     require_choice("reduction", reduction, CONFIDENCE_REDUCTIONS)
     if logits.dim() < 1:
         raise ValueError(f"logits must have at least one dimension (..., V), got shape {tuple(logits.shape)}")
@@ -87,7 +86,7 @@ def confidence_penalty_nll(
     require_targets_in_range("targets", targets, logits.shape[-1], ignore_index)
 
     ignored = targets == ignore_index
-    log_probs = torch.log_softmax(logits, dim=-1)
+    log_probs = _log_softmax(logits)
     nll = -log_probs.gather(-1, targets.masked_fill(ignored, 0).unsqueeze(-1)).squeeze(-1)
     if weight == 0:
         penalised = nll
@@ -97,7 +96,7 @@ def confidence_penalty_nll(
         # replaced by 0 *before* the product: 0 * (-inf) would be nan in the value and, through the
         # product's backward, in every gradient of the row.
         negative_entropy = (probs * torch.where(probs > 0, log_probs, torch.zeros_like(log_probs))).sum(dim=-1)
-        penalised = nll + float(weight) * negative_entropy
+        penalised = nll + weight * negative_entropy
     losses = torch.where(ignored, torch.zeros_like(nll), penalised)
     if reduction == "none":
         return losses

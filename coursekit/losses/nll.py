@@ -13,6 +13,7 @@ import warnings
 
 import torch
 
+from coursekit.losses._autocast import float32_under_autocast
 from coursekit.losses._checks import (
     require_choice,
     require_class_indices,
@@ -44,7 +45,9 @@ def token_nll(
     computed through a log-softmax (a log-sum-exp shifted by the largest
     logit), so large logits do not overflow. Equal to
     ``F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction="none",
-    ignore_index=ignore_index, weight=weight)`` reshaped to ``targets.shape``.
+    ignore_index=ignore_index, weight=weight)`` reshaped to ``targets.shape``,
+    in value, dtype and gradient, also under ``torch.autocast``, where both
+    compute and return float32 (float64 logits stay float64).
 
     Args:
         logits: unnormalised scores :math:`z`, any float dtype.
@@ -92,12 +95,24 @@ def _token_nll(
     """
     # gather indexes with int64 (or int32) only; the checks accept every INTEGER_DTYPES.
     safe_targets = targets.masked_fill(ignored, 0).long().unsqueeze(-1)
-    # log_softmax is z - logsumexp(z) in one fused, stable kernel; it is about
-    # twice as fast as logsumexp and a separate subtraction, forward and backward.
-    losses = -torch.log_softmax(logits, dim=-1).gather(-1, safe_targets).squeeze(-1)
+    losses = -_log_softmax(logits).gather(-1, safe_targets).squeeze(-1)
     if weight is not None:
         losses = losses * weight.to(losses.dtype)[safe_targets.squeeze(-1)]
     return losses.masked_fill(ignored, 0.0)
+
+
+def _log_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """The log-softmax over the last axis, in the dtype ``F.cross_entropy`` computes in.
+
+    That is the logits' dtype, except under ``torch.autocast``, where
+    ``F.cross_entropy`` computes in float32 (float64 stays float64) on every
+    device while ``torch.log_softmax`` alone keeps bfloat16 on the CPU; see
+    :mod:`coursekit.losses._autocast`. The losses built on it therefore
+    return what ``F.cross_entropy`` returns there, in value, dtype and gradient.
+    """
+    # log_softmax is z - logsumexp(z) in one fused, stable kernel; it is about
+    # twice as fast as logsumexp and a separate subtraction, forward and backward.
+    return torch.log_softmax(float32_under_autocast(logits), dim=-1)
 
 
 def _token_mask(token_losses: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

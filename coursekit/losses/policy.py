@@ -31,7 +31,6 @@ from coursekit.losses._checks import (
     require_float,
     require_mask,
     require_num_items,
-    require_number,
 )
 from coursekit.losses.nll import _reduce_batch
 
@@ -106,9 +105,11 @@ def policy_loss_aggregate(
             ``None`` uses the padded length ``T`` (1 when ``T = 0``, where the
             loss is 0). No response may be longer.
             Ignored by the other modes.
-        num_items_in_batch: :math:`N` for ``"dapo"``: a number >= 0, or a
-            one-element tensor (not read, so it may stay on the accelerator);
-            a value below 1 (a count of 0 included) counts as 1.
+        num_items_in_batch: :math:`N` for ``"dapo"``: a Python number >= 0,
+            or a one-element real tensor, whose value is not read (so that it
+            may stay on the accelerator) and so not checked; a value below 1
+            (a count of 0 included, and a negative tensor) counts as 1, as
+            with TRL's ``clamp(min=1)``, and a ``nan`` tensor gives ``nan``.
 
     Returns:
         A scalar.
@@ -119,10 +120,13 @@ def policy_loss_aggregate(
 
     Raises:
         TypeError: ``token_losses`` not float, ``mask`` neither boolean nor
-            integer, ``max_len`` not an int, ``num_items_in_batch`` of another type.
+            integer, ``max_len`` not an int, ``num_items_in_batch`` neither a
+            number nor a one-element real tensor.
         ValueError: mismatched shapes, unknown ``mode``, ``max_len < 1``, a
             response longer than ``max_len`` (checked where values are read),
-            ``num_items_in_batch`` with a mode other than ``"dapo"``, negative or not finite.
+            ``num_items_in_batch`` with a mode other than ``"dapo"``, or a
+            Python number ``num_items_in_batch`` that is negative or not finite
+            (a tensor is not read).
 
     Example:
         >>> losses = torch.tensor([[1., 1., 1., 1.], [3., 3., 0., 0.]])
@@ -146,7 +150,9 @@ def policy_loss_aggregate(
     if num_items_in_batch is not None:
         if mode != "dapo":
             raise ValueError(f"num_items_in_batch applies to mode='dapo' only, got mode={mode!r}")
-        num_items_in_batch = _require_dapo_count(num_items_in_batch)
+        # A count of 0 is a generation batch whose every token is masked; it may come as
+        # a Python int (int(mask.sum())) as well as a tensor, and counts as 1 below.
+        num_items_in_batch = require_num_items("num_items_in_batch", num_items_in_batch, allow_zero=True)
     if mode == "grpo":
         return _reduce_batch(token_losses, counted, "sequence_mean", caller="policy_loss_aggregate",
                              called_with=f"mode={mode!r}")
@@ -174,17 +180,3 @@ def policy_loss_aggregate(
             raise ValueError(f"max_len must be >= the longest response ({longest} tokens), got {max_len}")
     num_responses = math.prod(token_losses.shape[:-1])
     return masked_sum / (max(num_responses, 1) * max_len)
-
-
-def _require_dapo_count(value: object) -> torch.Tensor | float:
-    """``num_items_in_batch`` for ``"dapo"``: a one-element tensor, or a finite number >= 0.
-
-    A count of 0 is a batch whose every token is masked, and it may come as a
-    Python int (``int(mask.sum())``) as well as a tensor; both count as 1.
-    """
-    if isinstance(value, torch.Tensor):
-        return require_num_items("num_items_in_batch", value)
-    count = require_number("num_items_in_batch", value)
-    if count < 0:
-        raise ValueError(f"num_items_in_batch must be a finite number >= 0, got {value}")
-    return count

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import torch
 
-from coursekit.losses._checks import reads_values, require_float, require_mask, require_positive, require_shape
+from coursekit.losses._checks import (
+    reads_values,
+    require_float,
+    require_mask,
+    require_number,
+    require_positive,
+    require_shape,
+)
 
 
 def mrt_risk(
@@ -133,7 +140,8 @@ def reinforce_loss(
     Raises:
         TypeError: a tensor is not float, or ``baseline`` of another type.
         ValueError: mismatched shapes, ``baseline`` not broadcastable, an unknown
-            baseline name, empty input, or ``"leave_one_out"`` with one sample.
+            baseline name, a number ``baseline`` that is not finite, empty input,
+            or ``"leave_one_out"`` with one sample.
 
     Example:
         >>> log_p = torch.tensor([-1.0, -2.0])
@@ -182,7 +190,7 @@ def reinforce_loss(
             )
         advantage = rewards - baseline.detach().to(rewards.dtype)
     elif isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
-        advantage = rewards - float(baseline)
+        advantage = rewards - require_number("baseline", baseline)
     else:
         raise TypeError(
             f"baseline must be None, a number, 'mean', 'leave_one_out' or a tensor, got {type(baseline).__name__}"

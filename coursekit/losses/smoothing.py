@@ -27,6 +27,7 @@ from coursekit.losses._checks import (
     require_shape,
     require_targets_in_range,
 )
+from coursekit.losses.nll import _log_softmax
 
 SMOOTHING_REDUCTIONS = ("none", "sum", "mean")
 SMOOTHING_VARIANTS = ("pytorch", "fairseq")
@@ -63,7 +64,8 @@ def label_smoothed_nll(
 
       .. math:: \\ell^{\\text{pt}}_t = (1-\\varepsilon)\\,\\ell_t + \\frac{\\varepsilon}{V}\\, \\ell^{\\text{all}}_t
 
-      exactly ``F.cross_entropy(..., label_smoothing=epsilon)``: the uniform
+      exactly ``F.cross_entropy(..., label_smoothing=epsilon)`` (also under
+      ``torch.autocast``, where both compute in float32): the uniform
       prior :math:`u(k) = 1/V` of Szegedy et al. (2016), and fairseq up to v0.10.2.
     * ``variant="fairseq"``: :math:`q^{\\text{fs}}_{y_t} = 1-\\varepsilon` and
       :math:`q^{\\text{fs}}_k = \\varepsilon/(V-1)` for :math:`k \\ne y_t`, so
@@ -83,7 +85,8 @@ def label_smoothed_nll(
     :math:`\\ell^{\\text{fs}}_t` (0 where the target
     is ``ignore_index``), ``"sum"`` their sum, ``"mean"`` the sum divided by the
     number of non-ignored targets, which is ``nan`` when every target is
-    ignored, exactly as PyTorch.
+    ignored, exactly as PyTorch. Under ``torch.autocast`` the log-softmax and
+    the result are float32 (float64 logits stay float64), as ``F.cross_entropy``'s.
 
     Args:
         logits: unnormalised scores.
@@ -144,7 +147,7 @@ def label_smoothed_nll(
     require_targets_in_range("targets", targets, num_classes, ignore_index)
 
     ignored = targets == ignore_index
-    log_probs = torch.log_softmax(logits, dim=-1)
+    log_probs = _log_softmax(logits)
     nll = -log_probs.gather(-1, targets.masked_fill(ignored, 0).unsqueeze(-1)).squeeze(-1)
     if epsilon == 0.0:
         # No smoothing term at all, as PyTorch: with a logit of -inf (a masked

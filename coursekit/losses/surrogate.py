@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from coursekit.losses._checks import require_choice, require_float, require_mask, require_number, require_shape
+from coursekit.losses._checks import require_choice, require_float, require_mask, require_nonnegative, require_shape
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
 
@@ -25,13 +25,6 @@ KL_ESTIMATORS = ("k1", "k2", "k3")
 def _require_time_axis(name: str, tensor: torch.Tensor) -> None:
     if tensor.dim() < 1:
         raise ValueError(f"{name} must have a time axis (..., T), got shape {tuple(tensor.shape)}")
-
-
-def _require_clip(name: str, value: object) -> float:
-    number = require_number(name, value)
-    if number < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return number
 
 
 def clipped_surrogate(
@@ -107,8 +100,8 @@ def clipped_surrogate(
             f"advantages must have shape {tuple(log_probs.shape[:-1])} (one per response, log_probs.shape[:-1]) "
             f"or {tuple(log_probs.shape)} (one per token), got {tuple(advantages.shape)}"
         )
-    eps_low = _require_clip("eps_low", eps_low)
-    eps_high = eps_low if eps_high is None else _require_clip("eps_high", eps_high)
+    eps_low = require_nonnegative("eps_low", eps_low)
+    eps_high = eps_low if eps_high is None else require_nonnegative("eps_high", eps_high)
     advantages = advantages.detach().to(log_probs.dtype)
     if advantages.dim() < log_probs.dim():
         advantages = advantages.unsqueeze(-1)

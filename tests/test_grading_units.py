@@ -18,7 +18,7 @@ from coursekit.grading.notebook import ExpectedCell, prepare, strip_hidden_tests
 from coursekit.grading.protocol import CallEnd, CallStatus
 from coursekit.grading.spec import (AssignmentSpec, BannedOp, Case, CheckedQuestion, FunctionQuestion, ValueQuestion,
                                     prepare_calls)
-from coursekit.grading.verdicts import compare, score_question
+from coursekit.grading.verdicts import Mismatch, compare, failure_kind, score_question
 from coursekit.grading.wire import WireError, decode_array, decode_value, encode_array, encode_value
 
 pytestmark = pytest.mark.grading
@@ -67,10 +67,12 @@ def test_non_finite_floats_survive_the_wire() -> None:
 def test_compare_is_strict_about_shape_and_kind() -> None:
     reference = np.array([1.0, np.nan])
     assert compare(np.array([1.0, np.nan]), reference, rtol=1e-6, atol=0) is None
-    assert compare(np.array([1.0, 2.0]), reference, rtol=1e-6, atol=0) == "wrong values"
-    assert compare(np.array([[1.0, np.nan]]), reference, rtol=1e-6, atol=0).startswith("wrong shape")
-    assert compare("1.0", reference, rtol=1e-6, atol=0).startswith("expected numbers")
-    assert compare(np.array([True, False]), np.array([1, 0]), rtol=0, atol=0).startswith("expected int64")
+    assert compare(np.array([1.0, 2.0]), reference, rtol=1e-6, atol=0) == Mismatch(
+        "wrong values", "first at [1]: expected nan, got 2")
+    assert compare(np.array([[1.0, np.nan]]), reference, rtol=1e-6, atol=0) == Mismatch(
+        "wrong shape", "expected shape (2,), got (1, 2)")
+    assert compare("1.0", reference, rtol=1e-6, atol=0).reason.startswith("expected numbers")
+    assert compare(np.array([True, False]), np.array([1, 0]), rtol=0, atol=0).reason.startswith("expected int64")
 
 
 def _spec(reference=lambda x: x * 2) -> AssignmentSpec:
@@ -119,8 +121,12 @@ def test_score_gives_partial_credit() -> None:
     del ends[calls[2].call["id"]]
     result = score_question(question, calls, ends)
     assert (result.passed, result.total, result.score) == (2, 4, 1.0)
-    assert sorted(result.messages) == ["1 of 4 hidden checks of the function: no result (the process stopped before "
-                                       "this call)", "1 of 4 hidden checks of the function: wrong values"]
+    assert [failure_kind(m) for m in sorted(result.messages)] == [
+        "no result (the process stopped before this call)", "wrong values"]
+    wrong = next(m for m in result.messages if "wrong values" in m)
+    expected = decode_value(calls[1].call["args"][0])[0] * 2
+    assert wrong == ("1 of 4 hidden checks of the function: wrong values; e.g. double(x float64 (3,)): "
+                     f"first at [0]: expected {expected:.4g}, got 0")
 
 
 def test_value_questions_split_points_between_variables() -> None:
@@ -160,7 +166,7 @@ def test_withheld_names_the_grader_does_not_know_are_never_quoted() -> None:
     ends = {c.call["id"]: CallEnd(c.call["id"], CallStatus.WITHHELD, hits=[FORGED]) for c in calls}
     result = score_question(_spec().questions[0], calls, ends, tripwires={"coursekit.losses.nll.x"})
     assert (result.score, result.uses_reference) == (0.0, False)
-    assert result.messages == ["4 of 4 hidden checks of the function: malformed result"]
+    assert result.messages == ["4 of 4 hidden checks of the function: malformed result; e.g. double(x float64 (3,))"]
     mixed = {**ends, calls[0].call["id"]: CallEnd(calls[0].call["id"], CallStatus.WITHHELD,
                                                   hits=[FORGED, "coursekit.losses.nll.x"])}
     result = score_question(_spec().questions[0], calls, mixed, tripwires={"coursekit.losses.nll.x"})
@@ -191,12 +197,13 @@ def test_a_malformed_result_is_reported_in_fixed_words(value: dict) -> None:
     calls = _calls(_spec(), "test_double")
     ends = {c.call["id"]: CallEnd(c.call["id"], CallStatus.OK, value=value) for c in calls}
     result = score_question(_spec().questions[0], calls, ends)
-    assert result.messages == ["4 of 4 hidden checks of the function: malformed result"]
+    assert result.messages == ["4 of 4 hidden checks of the function: malformed result; e.g. double(x float64 (3,))"]
 
 
-def test_a_wrong_shape_names_neither_shape() -> None:
-    reason = compare(np.zeros([0, 3, 14159, 26535, 8979, 323]), np.zeros(4), rtol=0, atol=0)
-    assert reason == "wrong shape"
+def test_a_wrong_shape_quotes_at_most_a_few_of_the_student_s_dimensions() -> None:
+    # A zero-size array can carry any dimensions: a long shape would be a channel out of the sandbox.
+    mismatch = compare(np.zeros([0, 3, 14159, 26535, 8979, 323]), np.zeros(4), rtol=0, atol=0)
+    assert mismatch == Mismatch("wrong shape", "expected shape (4,), got 6 dimensions")
 
 
 def test_banned_names_are_quoted_only_as_the_spec_shows_them() -> None:
@@ -209,7 +216,8 @@ def test_banned_names_are_quoted_only_as_the_spec_shows_them() -> None:
     assert score_question(question, calls, ends).messages == ["double must not use F.log_softmax"]
     ends[calls[0].call["id"]] = CallEnd(calls[0].call["id"], CallStatus.BANNED, hits=[FORGED])
     result = score_question(question, calls, ends)
-    assert (result.score, result.messages) == (1.5, ["1 of 4 hidden checks of the function: malformed result"])
+    assert (result.score, result.messages) == (
+        1.5, ["1 of 4 hidden checks of the function: malformed result; e.g. double(x float64 (3,))"])
 
 
 def test_the_runner_relays_only_hits_it_knows() -> None:
@@ -262,7 +270,8 @@ def test_out_of_memory_calls_say_so() -> None:
     calls = _calls(_spec(), "test_double")
     ends = _ends(calls, lambda c: CallEnd(c.call["id"], CallStatus.OUT_OF_MEMORY, ename="RuntimeError"))
     result = score_question(_spec().questions[0], calls, ends)
-    assert result.score == 0 and result.messages == ["4 of 4 hidden checks of the function: ran out of memory"]
+    assert result.score == 0 and result.messages == [
+        "4 of 4 hidden checks of the function: ran out of memory; e.g. double(x float64 (3,))"]
 
 
 @pytest.mark.parametrize("budget", [0, 63, 100.0, True, "512"])
@@ -392,15 +401,25 @@ def test_limits_and_cli_validate_their_arguments() -> None:
         ["x", "y"], "dask://h:1", 5.0, 1024, True, True)
 
 
-def test_student_error_messages_never_reach_the_feedback() -> None:
+def test_a_student_s_exception_message_is_quoted_short_and_without_its_digits() -> None:
     calls = _calls(_spec(), "test_double")
-    ends = _ends(calls, lambda c: CallEnd(c.call["id"], CallStatus.RAISED, ename="ValueError"))
+    message = "x must be finite, got " + "[-0.9655, 0.1234, 2.5] " * 20
+    ends = _ends(calls, lambda c: CallEnd(c.call["id"], CallStatus.RAISED, ename="ValueError", evalue=message))
     result = score_question(_spec().questions[0], calls, ends)
-    assert result.score == 0 and result.messages == ["4 of 4 hidden checks of the function: raised ValueError"]
-    # An exception class named after a hidden input is not quoted either.
-    ends = _ends(calls, lambda c: CallEnd(c.call["id"], CallStatus.RAISED, ename="Leak_0_123456789"))
+    assert result.score == 0 and len(result.messages) == 1
+    line = result.messages[0]
+    assert failure_kind(line) == "raised ValueError"
+    assert "e.g. double(x float64 (3,)): ValueError: x must be finite, got [-#.#, #.#, #.#]" in line
+    assert not any(ch.isdigit() for ch in line.split("e.g. double(x float64 (3,))")[1])
+    assert line.endswith("...") and len(line.split(": ValueError: ")[1]) == 160
+
+
+def test_an_exception_class_of_the_student_s_making_is_never_quoted() -> None:
+    calls = _calls(_spec(), "test_double")
+    ends = _ends(calls, lambda c: CallEnd(c.call["id"], CallStatus.RAISED, ename="Leak_0_123456789", evalue="no"))
     result = score_question(_spec().questions[0], calls, ends)
-    assert result.messages == ["4 of 4 hidden checks of the function: raised an exception"]
+    assert result.messages == [
+        "4 of 4 hidden checks of the function: raised an exception; e.g. double(x float64 (3,)): no"]
 
 
 def test_an_answer_cell_turned_into_markdown_is_restored_as_code_and_reported() -> None:
@@ -473,3 +492,14 @@ def test_which_limit_a_run_met_is_read_from_the_runners_measurements_not_the_nam
     assert outcome(CellEnd(0, CellStatus.ERROR, "ValueError", ended=StepEnd.TIME_LIMIT), died) == "kernel_died"
     finished = RawRun(cells=forged, ready=True, done=Done())
     assert classify(Evidence.of(finished, PreparedNotebook(None), [])) == ("graded", "")
+def test_a_result_of_the_wrong_shape_fails_on_its_shape_not_in_the_backward_pass() -> None:
+    from coursekit.grading.kernel import Kernel, run_step
+    from coursekit.grading.protocol import RunCall, RunCell
+
+    kernel = Kernel(Limits(timeout_s=5).for_runner(), dedicated_uid=False)
+    assert not run_step(kernel, RunCell(0, "def total(x):\n    return x.sum()\n")).failed
+    call = {"id": "q#0", "kind": "function", "name": "total", "tensors": True, "args": [encode_value(np.ones(3))],
+            "kwargs": {}, "banned": [], "grad_wrt": [0], "cotangent": encode_value(np.ones(3))}
+    report = run_step(kernel, RunCall(call))
+    assert (report.status, report.grads) == (CallStatus.OK, [])
+    assert compare(decode_value(report.value), np.ones(3), rtol=0, atol=0).reason == "wrong shape"

@@ -2,7 +2,8 @@
 
 Each question scores one autograder test cell of the notebook. The hidden
 inputs mirror the notebook's hidden tests (shapes with T = 1, V = 2, ignored
-targets, all-padding rows, NaN under the mask, float32 and float64) but are
+targets, all-padding rows, NaN under the mask, float32 and float64) and its
+visible checks (the default reduction, an unknown reduction's ValueError) but are
 drawn, for each student, from a seed derived from SEED (which exists only in
 this file), the course and the student. ``token_nll`` must compute the
 log-normaliser itself: the operators behind F.log_softmax, F.nll_loss and
@@ -36,11 +37,12 @@ def token_nll_cases(rng: np.random.Generator) -> list[Case]:
             targets = rng.integers(0, vocab, size=shape).astype(np.int64)
             targets[rng.random(shape) < 0.3] = -100
             cases.append(Case((logits, targets)))
-    large = (rng.standard_normal((2, 3, 6)) * 1000).astype(np.float64)
-    cases.append(Case((large, rng.integers(0, 6, size=(2, 3)).astype(np.int64))))
+    for dtype in (np.float32, np.float64):
+        large = (rng.standard_normal((2, 3, 6)) * 1000).astype(dtype)
+        cases.append(Case((large, rng.integers(0, 6, size=(2, 3)).astype(np.int64)), label="logits of size 1000"))
     custom = rng.integers(0, 4, size=(3, 4)).astype(np.int64)
     custom[0, 1] = -1
-    cases.append(Case((rng.standard_normal((3, 4, 4)), custom), {"ignore_index": -1}))
+    cases.append(Case((rng.standard_normal((3, 4, 4)), custom), {"ignore_index": -1}, label="an ignore_index of -1"))
     return cases
 
 
@@ -58,6 +60,10 @@ def sequence_loss_cases(rng: np.random.Generator) -> list[Case]:
     plain = rng.random((3, 4))
     cases.append(Case((plain,), {"reduction": "sum"}))
     cases.append(Case((plain,), {"reduction": "mean"}))
+    # The visible checks: the default reduction is "sum"; an unknown one raises a ValueError naming it.
+    cases.append(Case((plain, rng.random((3, 4)) < 0.7), label="the default reduction"))
+    cases.append(Case((plain,), {"reduction": "average"}, raises="ValueError", naming="reduction",
+                      label="an unknown reduction"))
     return cases
 
 

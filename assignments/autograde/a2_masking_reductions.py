@@ -2,8 +2,10 @@
 
 Mirrors the notebook's hidden tests (T = 0 and T = 1, all-padding rows, NaN
 under the mask, float32 and float64, a micro-batch with no unmasked token)
-with inputs drawn, for each student, from a seed derived from SEED (which
-exists only in this file), the course and the student. The gradient
+and every visible check (bool masks, the ValueErrors that name their argument,
+an input left unmodified, the RuntimeWarning of an empty batch, a Python float
+returned), with inputs drawn, for each student, from a seed derived from SEED
+(which exists only in this file), the course and the student. The gradient
 accumulation question needs a model and a list of micro-batches, so an adapter
 builds them in the sandbox from plain arrays; its outputs (the returned loss
 and the accumulated gradients) are compared with the full batch's token mean
@@ -11,6 +13,8 @@ computed here.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
@@ -29,6 +33,10 @@ def sequence_mask_cases(rng: np.random.Generator) -> list[Case]:
         cases.append(Case((lengths, steps)))
         if rows and steps:
             cases.append(Case((lengths,)))
+    too_long = rng.integers(0, 5, size=3).astype(np.int64)
+    too_long[1] = 6
+    cases.append(Case((too_long, 5), raises="ValueError", naming="lengths", label="a length above max_len"))
+    cases.append(Case((-too_long, 5), raises="ValueError", naming="lengths", label="a negative length"))
     return cases
 
 
@@ -39,11 +47,22 @@ def response_mask_cases(rng: np.random.Generator) -> list[Case]:
         prompts = np.minimum((rng.random(rows) * (lengths + 1)).astype(np.int64), lengths)
         cases.append(Case((prompts, lengths, steps)))
         cases.append(Case((prompts, lengths)))
+    lengths = rng.integers(1, 4, size=3).astype(np.int64)
+    cases.append(Case((lengths + 1, lengths, 4), raises="ValueError", naming="prompt_lengths",
+                      label="a prompt longer than its row"))
     return cases
 
 
-def _labels_from_mask(input_ids: torch.Tensor, mask: torch.Tensor, *, ignore_index: int = -100) -> torch.Tensor:
-    return torch.where(mask, input_ids, torch.full_like(input_ids, ignore_index))
+LABELS_ADAPTER = '''
+def _coursekit_labels_from_mask(input_ids, loss_mask, **options):
+    _labels = labels_from_mask(input_ids, loss_mask, **options)
+    return [_labels, input_ids, loss_mask]
+'''
+
+
+def _labels_from_mask(input_ids: torch.Tensor, loss_mask: torch.Tensor, *, ignore_index: int = -100) -> list:
+    """The labels, and the inputs as they must be after the call: unmodified."""
+    return [torch.where(loss_mask, input_ids, torch.full_like(input_ids, ignore_index)), input_ids, loss_mask]
 
 
 def labels_cases(rng: np.random.Generator) -> list[Case]:
@@ -70,7 +89,35 @@ def batch_loss_cases(rng: np.random.Generator) -> list[Case]:
                 cases.append(Case((with_nan, mask), {"reduction": reduction}))
                 cases.append(Case((losses, mask), {"reduction": reduction}))
             cases.append(Case((losses, np.zeros(shape, dtype=bool)), {"reduction": "sequence_mean"}))
+    losses = rng.random((2, 4)).astype(np.float32)
+    for reduction in ("token_mean", "sequence_mean"):
+        cases.append(Case((losses, np.zeros((2, 4), dtype=bool)), {"reduction": reduction, "warned": True},
+                          grad_wrt=(), label="the RuntimeWarning when no token is unmasked"))
+    cases.append(Case((losses, None), {"reduction": "mean"}, raises="ValueError", naming="reduction",
+                      label="an unknown reduction"))
     return cases
+
+
+BATCH_LOSS_ADAPTER = '''
+def _coursekit_batch_loss(token_losses, mask=None, *, warned=False, **options):
+    import torch as _torch
+    import warnings as _warnings
+    with _warnings.catch_warnings(record=True) as _caught:
+        _warnings.simplefilter("always")
+        _loss = batch_loss(token_losses, mask, **options)
+    if not warned:
+        return _loss
+    return [_loss, _torch.tensor(any(issubclass(_w.category, RuntimeWarning) for _w in _caught))]
+'''
+
+
+def _batch_loss(token_losses: torch.Tensor, mask: torch.Tensor | None = None, *, warned: bool = False,
+                **options: str) -> torch.Tensor | list:
+    """``batch_loss``; with ``warned``, also whether it warned (every case that asks has no unmasked token)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loss = batch_loss(token_losses, mask, **options)
+    return [loss, torch.tensor(True)] if warned else loss
 
 
 def causal_cases(rng: np.random.Generator) -> list[Case]:
@@ -86,9 +133,19 @@ def causal_cases(rng: np.random.Generator) -> list[Case]:
             mask[0] = False
             ignored = ids.copy()
             ignored[:, -1] = -100
+            # nan in the logits that predict nothing scored: the last position's and the unscored tokens'.
+            unscored = logits.copy()
+            unscored[:, -1] = np.nan
+            unscored[:, :-1][~mask[:, 1:]] = np.nan
             for reduction in ("token_mean", "sequence_mean", "sum", "none"):
                 cases.append(Case((logits, ids), {"loss_mask": mask, "reduction": reduction}))
                 cases.append(Case((logits, ignored), {"reduction": reduction}))
+                cases.append(Case((unscored, ids), {"loss_mask": mask, "reduction": reduction},
+                                  label="nan in the logits of unscored positions"))
+            cases.append(Case((logits, ids), {"loss_mask": mask}, label="the default reduction"))
+            out_of_range = ids.copy()
+            out_of_range[-1, -1] = vocab
+            cases.append(Case((logits, out_of_range), raises="ValueError", label="a token id equal to V"))
     return cases
 
 
@@ -105,7 +162,8 @@ def _coursekit_accumulate(weight, bias, features, targets, masks, sizes):
         _batches.append((features[_start:_start + _rows], targets[_start:_start + _rows], masks[_start:_start + _rows]))
         _start += _rows
     _loss = accumulate_gradients(_model, _batches)
-    return [_torch.tensor(float(_loss), dtype=_torch.float64), _model.weight.grad, _model.bias.grad]
+    return [_torch.tensor(float(_loss), dtype=_torch.float64), _model.weight.grad, _model.bias.grad,
+            _torch.tensor(isinstance(_loss, float))]
 '''
 
 
@@ -119,7 +177,8 @@ def _full_batch(weight, bias, features, targets, masks, sizes):
     losses = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction="none").view(targets.shape)
     mean = losses[masks].mean()
     mean.backward()
-    return [torch.tensor(float(mean.detach()), dtype=torch.float64), model.weight.grad.clone(), model.bias.grad.clone()]
+    return [torch.tensor(float(mean.detach()), dtype=torch.float64), model.weight.grad.clone(), model.bias.grad.clone(),
+            torch.tensor(True)]
 
 
 def accumulate_cases(rng: np.random.Generator) -> list[Case]:
@@ -145,13 +204,19 @@ SPEC = AssignmentSpec(
     questions=(
         FunctionQuestion("test_sequence_mask", "sequence_mask", 2, sequence_mask_cases, sequence_mask),
         FunctionQuestion("test_response_mask", "response_mask", 2, response_mask_cases, response_mask),
-        FunctionQuestion("test_labels_from_mask", "labels_from_mask", 1, labels_cases, _labels_from_mask),
-        FunctionQuestion("test_batch_loss", "batch_loss", 3, batch_loss_cases, batch_loss,
-                         rtol=1e-4, atol=1e-5, grad_wrt=(0,)),
+        FunctionQuestion("test_labels_from_mask", "_coursekit_labels_from_mask", 1, labels_cases, _labels_from_mask,
+                         adapter=LABELS_ADAPTER, student_function="labels_from_mask",
+                         outputs=("the labels", "input_ids after the call", "loss_mask after the call")),
+        FunctionQuestion("test_batch_loss", "_coursekit_batch_loss", 3, batch_loss_cases, _batch_loss,
+                         rtol=1e-4, atol=1e-5, grad_wrt=(0,), adapter=BATCH_LOSS_ADAPTER, student_function="batch_loss",
+                         outputs=("the loss", "whether a RuntimeWarning was issued"), adapter_options=("warned",),
+                         withholds=(batch_loss,)),
         FunctionQuestion("test_causal_lm_loss", "causal_lm_loss", 4, causal_cases, causal_lm_loss,
                          rtol=1e-4, atol=1e-5, grad_wrt=(0,)),
         FunctionQuestion("test_accumulate_gradients", "_coursekit_accumulate", 3, accumulate_cases, _full_batch,
                          rtol=1e-4, atol=1e-5, adapter=ACCUMULATE_ADAPTER,
-                         student_function="accumulate_gradients"),
+                         student_function="accumulate_gradients",
+                         outputs=("the returned loss", "the weight's gradient", "the bias's gradient",
+                                  "whether the loss is returned as a Python float")),
     ),
 )

@@ -78,7 +78,8 @@ def _coursekit_train_tbptt(vocab_size, cell, parameters, stream, chunk_len, step
     _model = _coursekit_rnn(vocab_size, cell, 16, 48, parameters)
     _history = train_tbptt(_model, stream, chunk_len=int(chunk_len), steps=int(steps), lr=float(lr))
     return [_torch.tensor([float(_h) for _h in _history], dtype=_torch.float64),
-            [_p.detach() for _p in _model.state_dict().values()]]
+            [_p.detach() for _p in _model.state_dict().values()],
+            _torch.tensor(all(isinstance(_h, float) for _h in _history))]
 '''
 
 
@@ -151,7 +152,9 @@ def stream_nll_cases(rng: np.random.Generator) -> list[Case]:
 
 def chunked_cases(rng: np.random.Generator) -> list[Case]:
     cases = []
-    for index, (rows, steps, chunk) in enumerate([(1, 2, 1), (3, 23, 5), (4, 30, 29), (2, 12, 50), (3, 41, 7)]):
+    # Cells cycle GRU, LSTM, Elman: the last two give the GRU and the Elman cell several chunks too.
+    shapes = [(1, 2, 1), (3, 23, 5), (4, 30, 29), (2, 12, 50), (3, 41, 7), (2, 17, 4), (3, 15, 4)]
+    for index, (rows, steps, chunk) in enumerate(shapes):
         cell = CELLS[index % 3]
         parameters = _fresh_parameters(int(rng.integers(1 << 30)), cell, 6, 10)
         start = int(rng.integers(0, TRAIN_STREAM.shape[1] - steps))
@@ -199,14 +202,16 @@ def validation_nll(model: RNNLM, stream: torch.Tensor = HIDDEN_VALID_STREAM) -> 
 
 
 def check_training(value: Any, case: Case) -> str | None:
-    """The trained parameters must give a low NLL on the hidden stream; the history must have one loss per step."""
+    """The trained parameters must give a low NLL on the hidden stream; the history must have one float per step."""
     _vocab_size, cell, _initial, _stream, _chunk_len, steps, _lr = case.args
     threshold = next(run[5] for run in TRAINING_RUNS if run[0] == cell)
-    if not isinstance(value, list) or len(value) != 2 or not isinstance(value[1], list):
+    if not isinstance(value, list) or len(value) != 3 or not isinstance(value[1], list):
         return "train_tbptt's model or history did not come back"
-    history, parameters = value
+    history, parameters, floats = value
     if not isinstance(history, np.ndarray) or history.shape != (steps,):
         return f"train_tbptt must return one loss per step ({steps} steps)"
+    if not (isinstance(floats, np.ndarray) and floats.shape == () and bool(floats)):
+        return "train_tbptt's history must hold Python floats (loss.item()), as the visible check asks"
     if not np.all(np.isfinite(history)):
         return "the training losses are not finite"
     for got, want in zip(parameters, _initial):
@@ -228,9 +233,11 @@ SPEC = AssignmentSpec(
     seed=SEED,
     questions=(
         FunctionQuestion("test_stream_nll", "_coursekit_stream_nll", 3, stream_nll_cases, _reference_stream_nll,
-                         rtol=1e-4, atol=1e-4, adapter=ADAPTERS, student_function="stream_nll"),
+                         rtol=1e-4, atol=1e-4, adapter=ADAPTERS, student_function="stream_nll",
+                         outputs=("the loss", "the gradients of the model's parameters", "the final hidden state")),
         FunctionQuestion("test_chunked_stream_nll", "_coursekit_chunked_stream_nll", 3, chunked_cases,
-                         _reference_chunks, rtol=1e-4, atol=1e-4, student_function="chunked_stream_nll"),
+                         _reference_chunks, rtol=1e-4, atol=1e-4, student_function="chunked_stream_nll",
+                         outputs=("the chunks' losses", "the gradients of the model's parameters")),
         ValueQuestion("test_gaps", 2, {"loss_gap": (0.0,), "grad_gap": (_expected_gap(),)}, rtol=1e-3, atol=1e-3),
         CheckedQuestion("test_train_tbptt", "_coursekit_train_tbptt", 4, training_cases, check_training,
                         student_function="train_tbptt"),

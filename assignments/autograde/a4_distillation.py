@@ -100,6 +100,7 @@ def _kd_cases(rng: np.random.Generator, temperatures: tuple[float, ...], masked_
                     cases.append(Case((student, teacher), {"temperature": temperature, "mask": mask,
                                                            "reduction": reduction}))
             cases.append(Case((student, teacher), {"temperature": 2.0}))
+            cases.append(Case((student, teacher), label="the default temperature"))
     return cases
 
 
@@ -215,7 +216,7 @@ SPEC = AssignmentSpec(
                          rtol=1e-5, atol=1e-5, grad_wrt=(0,)),
         FunctionQuestion("test_sequence_kd_targets", "_coursekit_kd_targets", 1, kd_target_cases,
                          _reference_kd_targets, student_function="sequence_kd_targets",
-                         withholds=(sequence_kd_targets,)),
+                         withholds=(sequence_kd_targets,), outputs=("the targets, padded", "the targets' lengths")),
         CheckedQuestion("test_train_student", "_coursekit_train_student", 2, student_cases, check_student,
                         student_function="train_student"),
     ),

@@ -25,8 +25,10 @@ SEED = 640_251_977
 MEMORY_BUDGET_MB = 512
 
 BYTES_ADAPTER = '''
-def _coursekit_logits_bytes(num_tokens, vocab_size, dtype_name):
+def _coursekit_logits_bytes(num_tokens, vocab_size, dtype_name=None):
     import torch as _torch
+    if dtype_name is None:
+        return logits_memory_bytes(num_tokens, vocab_size)
     return logits_memory_bytes(num_tokens, vocab_size, getattr(_torch, dtype_name))
 '''
 
@@ -38,8 +40,9 @@ def _coursekit_chunked(hidden, weight, bias, targets, *, with_bias, **options):
 _ELEMENT_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 
 
-def _reference_bytes(num_tokens: int, vocab_size: int, dtype_name: str) -> int:
-    return int(num_tokens) * int(vocab_size) * _ELEMENT_BYTES[dtype_name]
+def _reference_bytes(num_tokens: int, vocab_size: int, dtype_name: str | None = None) -> int:
+    """Bytes of the logits; without a dtype, float32's (the notebook's default)."""
+    return int(num_tokens) * int(vocab_size) * _ELEMENT_BYTES[dtype_name or "float32"]
 
 
 def _reference_chunked(hidden, weight, bias, targets, *, with_bias, **options):
@@ -47,7 +50,8 @@ def _reference_chunked(hidden, weight, bias, targets, *, with_bias, **options):
 
 
 def bytes_cases(rng: np.random.Generator) -> list[Case]:
-    cases = [Case((1, 1, "float64")), Case((32768, 128000, "float32")), Case((131072, 262144, "bfloat16"))]
+    cases = [Case((1, 1, "float64")), Case((32768, 128000, "float32")), Case((131072, 262144, "bfloat16")),
+             Case((2, 3), label="the default dtype")]
     for dtype in ("float32", "float16", "bfloat16", "float64"):
         cases.append(Case((int(rng.integers(1, 5000)), int(rng.integers(1, 70000)), dtype)))
     return cases
@@ -75,7 +79,7 @@ def chunked_cases(rng: np.random.Generator) -> list[Case]:
             relabelled = np.where(targets < 0, 1, targets)
             relabelled[0] = 0
             cases.append(Case((hidden, weight, bias, relabelled),
-                              {"with_bias": False, "chunk_size": chunk, "ignore_index": 1}))
+                              {"with_bias": False, "chunk_size": chunk, "ignore_index": 1}, label="bias=None"))
     return cases
 
 
@@ -83,7 +87,7 @@ def memory_cases(rng: np.random.Generator) -> list[Case]:
     problem = _problem(rng, 4096, 32768, 16, np.float32, 0.1)
     return [
         Case(problem, {"with_bias": True, "chunk_size": 256, "reduction": "mean"}),
-        Case(problem, {"with_bias": False, "chunk_size": 512, "reduction": "sum"}),
+        Case(problem, {"with_bias": False, "chunk_size": 512, "reduction": "sum"}, label="bias=None"),
         Case(problem, {"with_bias": True, "chunk_size": 384, "reduction": "none"}),
     ]
 
@@ -98,9 +102,11 @@ SPEC = AssignmentSpec(
                          adapter=BYTES_ADAPTER, student_function="logits_memory_bytes"),
         FunctionQuestion("test_chunked_cross_entropy", "_coursekit_chunked", 5, chunked_cases, _reference_chunked,
                          rtol=1e-4, atol=1e-6, grad_wrt=(0, 1, 2), adapter=CHUNKED_ADAPTER,
-                         student_function="chunked_cross_entropy", withholds=(chunked_cross_entropy,)),
+                         student_function="chunked_cross_entropy", withholds=(chunked_cross_entropy,),
+                         adapter_options=("with_bias",)),
         FunctionQuestion("test_chunked_memory", "_coursekit_chunked", 4, memory_cases, _reference_chunked,
                          rtol=1e-4, atol=1e-6, grad_wrt=(0, 1, 2), adapter=CHUNKED_ADAPTER,
-                         student_function="chunked_cross_entropy", withholds=(chunked_cross_entropy,)),
+                         student_function="chunked_cross_entropy", withholds=(chunked_cross_entropy,),
+                         adapter_options=("with_bias",)),
     ),
 )

@@ -116,6 +116,14 @@ def _short(text: str, cap: int) -> str:
     return text if len(text) <= cap else text[: cap - 12] + "\n[truncated]"
 
 
+def _message(error: BaseException) -> str:
+    """The exception's message, capped; empty when the student's ``__str__`` itself raises."""
+    try:
+        return _short(str(error), protocol.MAX_EVALUE)
+    except BaseException:  # noqa: BLE001 - a student's __str__ may raise anything
+        return ""
+
+
 def _raise_timeout(_signum: int, _frame: object) -> None:
     raise CellTimeout("time limit reached")
 
@@ -232,9 +240,12 @@ def _argument(message: object, tensors: bool) -> object:
 def _gradients(output: object, inputs: list[Any], cotangent: object) -> list[Any]:
     if not isinstance(output, torch.Tensor):
         raise TypeError(f"a gradient was requested but the function returned {type(output).__name__}")
+    grad_output = torch.as_tensor(cotangent, dtype=output.dtype)
+    if grad_output.shape != output.shape:
+        # A result of the wrong shape fails on its value ("wrong shape"): no backward pass to fail in instead.
+        return []
     if not output.requires_grad:
         raise TypeError("a gradient was requested but the returned tensor does not depend on the inputs")
-    grad_output = torch.as_tensor(cotangent, dtype=output.dtype)
     grads = torch.autograd.grad(output, inputs, grad_outputs=grad_output, allow_unused=True)
     return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
 
@@ -353,7 +364,7 @@ class Kernel:
         sink = _CappedText(CALL_OUTPUT, [int(self.limits["output_total"])])
         banned_hits: list[str] = []
         reached_before = len(withheld.reached())
-        status, value, grads, ename = CallStatus.OK, None, [], ""
+        status, value, grads, ename, evalue = CallStatus.OK, None, [], "", ""
         real_out, real_err = sys.stdout, sys.stderr
         try:
             sys.stdout = sys.stderr = sink
@@ -366,6 +377,7 @@ class Kernel:
         except BaseException as error:  # noqa: BLE001 - student code may raise anything
             status = CallStatus.OUT_OF_MEMORY if _out_of_memory(error) else CallStatus.RAISED
             ename = _short(type(error).__name__, protocol.MAX_ENAME)
+            evalue = _message(error)
         finally:
             sys.stdout, sys.stderr = real_out, real_err
         self._after_step()
@@ -377,7 +389,7 @@ class Kernel:
             status, hits = CallStatus.BANNED, sorted(set(banned_hits))
         if status is not CallStatus.OK:
             value, grads = None, []
-        return CallReport(str(call["id"]), status, value, grads, ename, hits[: protocol.MAX_NAMES])
+        return CallReport(str(call["id"]), status, value, grads, ename, hits[: protocol.MAX_NAMES], evalue)
 
 
 def _isolate(keep: tuple[int, ...]) -> None:

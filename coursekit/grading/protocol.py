@@ -255,8 +255,10 @@ class CallEnd:
         status: see :class:`CallStatus`.
         value: the returned value in the wire format (``None`` unless ``OK``).
         grads: the requested gradients in the wire format.
-        ename: the exception's class name when it raised (never its message).
+        ename: the exception's class name when it raised.
         hits: the banned operators it ran, or the withheld references it called.
+        evalue: the exception's message when it raised (the student's own words, capped; the
+            feedback quotes a bounded part of it).
         ended: how the step ended, as the runner measured it (:class:`StepEnd`).
         cpu_ms, wall_ms: the kernel's CPU time and the wall-clock time of the step, measured by the runner.
         signal: the signal that ended the kernel, when ``ended`` is ``SIGNALLED``.
@@ -269,6 +271,7 @@ class CallEnd:
     grads: list[Any] = field(default_factory=list, metadata={"max_items": MAX_LIST_ITEMS})
     ename: str = field(default="", metadata=_text(MAX_ENAME))
     hits: list[str] = field(default_factory=list, metadata={"max_items": MAX_NAMES, "max": MAX_NAME})
+    evalue: str = field(default="", metadata=_text(MAX_EVALUE))
     ended: StepEnd = StepEnd.NOT_RUN
     cpu_ms: int = 0
     wall_ms: int = 0
@@ -374,6 +377,7 @@ class CallReport:
     grads: list[Any] = field(default_factory=list, metadata={"max_items": MAX_LIST_ITEMS})
     ename: str = field(default="", metadata=_text(MAX_ENAME))
     hits: list[str] = field(default_factory=list, metadata={"max_items": MAX_NAMES, "max": MAX_NAME})
+    evalue: str = field(default="", metadata=_text(MAX_EVALUE))
 
 
 Message = Union[Setup, Calls, Ready, Refused, CellStart, CellEnd, CellsDone, CallStart, CallEnd, Done,

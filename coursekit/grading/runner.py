@@ -551,7 +551,8 @@ def call_end(call_id: str, result: StepResult, limits: dict[str, Any], *, banned
         return CallEnd(call_id, CallStatus.MALFORMED, **measured)
     if result_cap is not None and wire_size(report.value) + wire_size(report.grads) > result_cap:
         return CallEnd(call_id, CallStatus.TOO_LARGE, **measured)
-    return CallEnd(call_id, report.status, report.value, report.grads, report.ename, hits, **measured)
+    return CallEnd(call_id, report.status, report.value, report.grads, report.ename, hits,
+                   report.evalue if report.status is CallStatus.RAISED else "", **measured)
 
 
 def relayable(event: CallEnd) -> CallEnd:

@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator, Sequence, Union
 import numpy as np
 import torch
 
+from coursekit.grading.describe import CaseDescription, describe_case, parameter_names
 from coursekit.grading.wire import encode_value
 
 
@@ -34,16 +35,48 @@ from coursekit.grading.wire import encode_value
 class Case:
     """One hidden input: positional and keyword arguments (NumPy arrays and plain scalars).
 
-    ``grad_wrt``, when set, overrides the question's for this case.
+    Attributes:
+        args, kwargs: the arguments.
+        grad_wrt: when set, overrides the question's for this case.
+        label: the edge case it is, in the student's words ("a row with no unmasked
+            token"); the feedback names it (see :mod:`~coursekit.grading.describe`).
+        raises: the exception class the function must raise on this input
+            (``"ValueError"``); the reference must raise it too. Empty: it must return.
+        naming: with ``raises``, a word the exception's message must contain (the
+            argument it names, as the notebook asks).
 
     Example:
         >>> Case((np.zeros(3),), {"reduction": "sum"}).kwargs
         {'reduction': 'sum'}
+        >>> Case((np.zeros(3),), naming="x")
+        Traceback (most recent call last):
+        ...
+        ValueError: Case.naming needs Case.raises, got naming='x' and raises=''
     """
 
     args: tuple[Any, ...]
     kwargs: dict[str, Any] = field(default_factory=dict)
     grad_wrt: tuple[int, ...] | None = None
+    label: str = ""
+    raises: str = ""
+    naming: str = ""
+
+    def __post_init__(self) -> None:
+        if self.naming and not self.raises:
+            raise ValueError(f"Case.naming needs Case.raises, got naming={self.naming!r} and raises={self.raises!r}")
+
+
+@dataclass(frozen=True)
+class ExpectedRaise:
+    """The expected outcome of a case that must raise: the class's name and a word its message must hold.
+
+    Example:
+        >>> ExpectedRaise("ValueError", "reduction").ename
+        'ValueError'
+    """
+
+    ename: str
+    naming: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,6 +163,10 @@ class FunctionQuestion:
             (``_reference_ctc``) hides the library function it calls, whatever the
             student's function is called. ``reference`` itself is withheld when it
             lives in ``coursekit``.
+        outputs: with an adapter that returns a list, what each item is ("the loss",
+            "input_ids after the call"), so the feedback names the item that differs.
+        adapter_options: keyword arguments that only the adapter reads (left out of
+            the feedback's description of a case).
     """
 
     grade_id: str
@@ -144,6 +181,8 @@ class FunctionQuestion:
     adapter: str = ""
     student_function: str = ""
     withholds: tuple[Callable[..., Any], ...] = ()
+    outputs: tuple[str, ...] = ()
+    adapter_options: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_withholds(self.withholds)
@@ -241,14 +280,16 @@ class AssignmentSpec:
 class PreparedCall:
     """One call the runner makes, with the reference answer kept on the grader's side.
 
-    ``expected`` is the reference output, the accepted answers of a
-    :class:`ValueQuestion`, or the :class:`Case` a :class:`CheckedQuestion`'s
-    check receives.
+    ``expected`` is the reference output, an :class:`ExpectedRaise`, the
+    accepted answers of a :class:`ValueQuestion`, or the :class:`Case` a
+    :class:`CheckedQuestion`'s check receives. ``description`` is what the
+    feedback says about the case (``None`` for a variable).
     """
 
     call: dict[str, Any]
     expected: Any
     expected_grads: list[np.ndarray]
+    description: CaseDescription | None = None
 
 
 def load_spec(path: Path) -> AssignmentSpec:
@@ -382,8 +423,11 @@ def prepare_calls(spec: AssignmentSpec, *, course: str, student: str) -> dict[st
     a student gets the same inputs on every executor and every regrade. That is
     by design (a regrade reproduces the grade), and it means that inputs which
     reach a student once are valid for that student's later submissions of
-    the same assignment: nothing that leaves the sandbox may carry them (the
-    feedback quotes only the grader's own words and names it knows).
+    the same assignment. So the feedback never quotes them: it describes a case
+    by its options and the dtypes and shapes of its arrays, and a failure by one
+    position with the expected and the returned value (a few digits of the
+    reference, and of the student's own return) or by the start of the
+    student's own exception message (see :mod:`~coursekit.grading.verdicts`).
 
     Args:
         spec: the assignment's spec.
@@ -395,6 +439,58 @@ def prepare_calls(spec: AssignmentSpec, *, course: str, student: str) -> dict[st
     """
     with _one_torch_thread():
         return _prepare_calls(spec, hidden_seed(spec, course, student))
+
+
+def _call(question: FunctionQuestion | CheckedQuestion, index: int, case: Case) -> dict[str, Any]:
+    return {
+        "id": f"{question.grade_id}#{index}",
+        "kind": "function",
+        "name": question.function,
+        "tensors": True,
+        "args": [encode_value(a) for a in case.args],
+        "kwargs": {k: encode_value(v) for k, v in case.kwargs.items()},
+        "banned": [op.aten for op in question.banned],
+    }
+
+
+def _description(question: FunctionQuestion, case: Case, names: list[str]) -> CaseDescription:
+    return describe_case(question.student_function or question.function, names, case.args, case.kwargs,
+                         label=case.label, hidden_options=question.adapter_options)
+
+
+def _expected_raise(question: FunctionQuestion, case: Case) -> ExpectedRaise:
+    """Check that the reference raises what ``case`` says the student's function must raise."""
+    try:
+        question.reference(*[_to_torch(a) for a in case.args], **{k: _to_torch(v) for k, v in case.kwargs.items()})
+    except Exception as error:  # noqa: BLE001 - the reference's own exception is the point
+        if type(error).__name__ != case.raises or case.naming not in str(error):
+            raise ValueError(f"{question.grade_id}: the reference raised {type(error).__name__}({error}), "
+                             f"but the case expects {case.raises} naming {case.naming!r}") from error
+        return ExpectedRaise(case.raises, case.naming)
+    raise ValueError(f"{question.grade_id}: the case expects {case.raises}, but the reference returned")
+
+
+def _function_call(question: FunctionQuestion, seed: int, index: int, case: Case, names: list[str]) -> PreparedCall:
+    call = _call(question, index, case)
+    description = _description(question, case, names)
+    if case.raises:
+        return PreparedCall(call, _expected_raise(question, case), [], description)
+    grad_wrt = question.grad_wrt if case.grad_wrt is None else case.grad_wrt
+    torch_args = [_to_torch(a) for a in case.args]
+    for position in grad_wrt:
+        torch_args[position] = torch_args[position].requires_grad_(True)
+    torch_kwargs = {k: _to_torch(v) for k, v in case.kwargs.items()}
+    output = question.reference(*torch_args, **torch_kwargs)
+    grads: list[np.ndarray] = []
+    if grad_wrt:
+        cotangent = _rng(seed, question.grade_id, index + 1).standard_normal(tuple(output.shape))
+        cotangent = cotangent.astype(_to_numpy(output).dtype)
+        inputs = [torch_args[p] for p in grad_wrt]
+        raw = torch.autograd.grad(output, inputs, torch.from_numpy(cotangent), allow_unused=True)
+        # An input the loss treats as a constant has gradient zero (the runner does the same).
+        grads = [_to_numpy(torch.zeros_like(x) if g is None else g) for g, x in zip(raw, inputs)]
+        call.update(grad_wrt=list(grad_wrt), cotangent=encode_value(cotangent))
+    return PreparedCall(call, _to_numpy(output), grads, description)
 
 
 def _prepare_calls(spec: AssignmentSpec, seed: int) -> dict[str, list[PreparedCall]]:
@@ -411,45 +507,14 @@ def _prepare_calls(spec: AssignmentSpec, seed: int) -> dict[str, list[PreparedCa
                 for index, (name, accepted) in enumerate(question.answers.items())
             ]
             continue
+        cases = question.cases(_rng(seed, question.grade_id))
         if isinstance(question, CheckedQuestion):
             prepared[question.grade_id] = [
-                PreparedCall(
-                    {"id": f"{question.grade_id}#{index}", "kind": "function", "name": question.function,
-                     "tensors": True, "args": [encode_value(a) for a in case.args],
-                     "kwargs": {k: encode_value(v) for k, v in case.kwargs.items()},
-                     "banned": [op.aten for op in question.banned]},
-                    case,
-                    [],
-                )
-                for index, case in enumerate(question.cases(_rng(seed, question.grade_id)))
+                PreparedCall(_call(question, index, case), case, [])
+                for index, case in enumerate(cases)
             ]
             continue
-        calls = []
-        for index, case in enumerate(question.cases(_rng(seed, question.grade_id))):
-            grad_wrt = question.grad_wrt if case.grad_wrt is None else case.grad_wrt
-            torch_args = [_to_torch(a) for a in case.args]
-            for position in grad_wrt:
-                torch_args[position] = torch_args[position].requires_grad_(True)
-            torch_kwargs = {k: _to_torch(v) for k, v in case.kwargs.items()}
-            output = question.reference(*torch_args, **torch_kwargs)
-            call: dict[str, Any] = {
-                "id": f"{question.grade_id}#{index}",
-                "kind": "function",
-                "name": question.function,
-                "tensors": True,
-                "args": [encode_value(a) for a in case.args],
-                "kwargs": {k: encode_value(v) for k, v in case.kwargs.items()},
-                "banned": [op.aten for op in question.banned],
-            }
-            grads: list[np.ndarray] = []
-            if grad_wrt:
-                cotangent = _rng(seed, question.grade_id, index + 1).standard_normal(tuple(output.shape))
-                cotangent = cotangent.astype(_to_numpy(output).dtype)
-                inputs = [torch_args[p] for p in grad_wrt]
-                raw = torch.autograd.grad(output, inputs, torch.from_numpy(cotangent), allow_unused=True)
-                # An input the loss treats as a constant has gradient zero (the runner does the same).
-                grads = [_to_numpy(torch.zeros_like(x) if g is None else g) for g, x in zip(raw, inputs)]
-                call.update(grad_wrt=list(grad_wrt), cotangent=encode_value(cotangent))
-            calls.append(PreparedCall(call, _to_numpy(output), grads))
-        prepared[question.grade_id] = calls
+        names = parameter_names(question.reference)
+        prepared[question.grade_id] = [_function_call(question, seed, index, case, names)
+                                       for index, case in enumerate(cases)]
     return prepared

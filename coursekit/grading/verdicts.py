@@ -3,18 +3,38 @@
 Only decoded plain data reaches these functions (see :mod:`coursekit.grading.wire`):
 NumPy arrays of whitelisted dtypes, Python numbers, strings, lists. A student
 object cannot be compared here because none ever arrives.
+
+The feedback of a question is a few lines, one per kind of failure::
+
+    3 of 70 hidden checks of the function: wrong values when reduction='sequence_mean', a row of mask with no True;
+    e.g. batch_loss(token_losses float32 (4, 7), mask bool (4, 7), reduction='sequence_mean'): first at [3] ...
+
+The part before ``"; e.g. "`` is the *kind*: what went wrong, in the grader's
+own words, and the factors (options, edge case, dtype; see
+:mod:`~coursekit.grading.describe`) that every failing case of that kind
+shares and not every case of the question has. The class report groups
+students by it (:func:`failure_kind`). The part after it is one example: the
+case's call with its dtypes and shapes, and the first differing position with
+the expected and the returned value rounded to four significant digits, or the
+start of the exception's message with its digits masked
+(:func:`quoted_message`). The returned value and the message are the
+student's own and bounded; no hidden value other than one reference number at
+one position is quoted.
 """
 
 from __future__ import annotations
 
 import builtins
+import math
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 
+from coursekit.grading.describe import CaseDescription, parameter_names
 from coursekit.grading.protocol import CallEnd, CallStatus
-from coursekit.grading.spec import CheckedQuestion, PreparedCall, Question, ValueQuestion
+from coursekit.grading.spec import CheckedQuestion, ExpectedRaise, PreparedCall, Question, ValueQuestion
 from coursekit.grading.wire import WireError, decode_value
 
 #: exception names quoted in feedback: Python's own, and the kernel's time and output limits.
@@ -37,6 +57,15 @@ FAILURES = {
     CallStatus.WITHHELD: "malformed result",
     CallStatus.BANNED: "malformed result",
 }
+
+#: the most kinds of failure listed per question (the most frequent first).
+MAX_KINDS = 6
+#: the most characters of a student's exception message quoted in an example.
+QUOTED_CHARS = 160
+#: what separates a failure's kind from its example.
+EXAMPLE = "; e.g. "
+#: the count in front of a failure ("3 of 70 hidden checks of the function: ").
+COUNT_PREFIX = re.compile(r"^\d+ of \d+ hidden checks of the \w+: ")
 
 
 @dataclass
@@ -71,6 +100,49 @@ class QuestionResult:
         return {**asdict(self), "outcome": self.outcome}
 
 
+def failure_kind(message: str) -> str:
+    """A feedback line's kind: without the count in front and the example behind.
+
+    Students whose lines have the same kind failed in the same way; the class
+    report groups them by it.
+
+    Example:
+        >>> failure_kind("3 of 9 hidden checks of the function: wrong values when reduction='sum'; e.g. f(x): ...")
+        "wrong values when reduction='sum'"
+    """
+    return COUNT_PREFIX.sub("", message, count=1).split(EXAMPLE, 1)[0]
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """Why one answer differs from the reference.
+
+    Attributes:
+        reason: what went wrong, in the grader's words (the feedback groups by it).
+        detail: one example: where and by how much, or the exception's message.
+        path: the item of a returned list that differs (indices, outermost first).
+    """
+
+    reason: str
+    detail: str = ""
+    path: tuple[int, ...] = ()
+
+    def located(self, outputs: Sequence[str]) -> Mismatch:
+        """The reason after the returned list's item it is about (named by ``outputs``); deeper indices in the detail.
+
+        Example:
+            >>> Mismatch("wrong values", "first at [0]: expected 1, got 2", (1, 3)).located(("loss", "gradients"))
+            Mismatch(reason='gradients: wrong values', detail='item [3], first at [0]: expected 1, got 2', path=())
+        """
+        if not self.path:
+            return self
+        first = outputs[self.path[0]] if self.path[0] < len(outputs) else f"item {self.path[0]} of the result"
+        # Deeper indices vary from case to case: in the example, so that the kind stays one line.
+        inner = "".join(f"[{i}]" for i in self.path[1:])
+        detail = ", ".join(part for part in (f"item {inner}" if inner else "", self.detail) if part)
+        return Mismatch(f"{first}: {self.reason}", detail)
+
+
 def _as_array(value: object) -> np.ndarray | None:
     if isinstance(value, np.ndarray):
         return value
@@ -79,7 +151,25 @@ def _as_array(value: object) -> np.ndarray | None:
     return None
 
 
-def compare(student: object, expected: object, *, rtol: float, atol: float) -> str | None:
+def _number(value: object) -> str:
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.4g}" if math.isfinite(value) else str(float(value))
+    return str(value.item() if isinstance(value, np.generic) else value)
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    # A shape is the student's to choose (a zero-size array carries any dimensions): a few numbers only.
+    return str(shape) if len(shape) <= 4 and all(n < 10**6 for n in shape) else f"{len(shape)} dimensions"
+
+
+def _first_difference(answer: np.ndarray, reference: np.ndarray, same: np.ndarray) -> Mismatch:
+    where = tuple(int(i) for i in np.argwhere(~same)[0]) if reference.ndim else ()
+    got, want = answer[where], reference[where]
+    at = f"first at {list(where)}: " if where else ""
+    return Mismatch("wrong values", f"{at}expected {_number(want)}, got {_number(got)}")
+
+
+def compare(student: object, expected: object, *, rtol: float, atol: float) -> Mismatch | None:
     """Compare a decoded student answer with the reference.
 
     Args:
@@ -88,66 +178,110 @@ def compare(student: object, expected: object, *, rtol: float, atol: float) -> s
         rtol, atol: tolerances for floating-point values.
 
     Returns:
-        ``None`` when they agree, else a short reason.
+        ``None`` when they agree, else why not.
+
+    Raises:
+        TypeError: ``expected`` is none of the types the reference may return.
 
     Example:
         >>> compare(np.array([1.0, 2.0]), np.array([1.0, 2.0 + 1e-9]), rtol=1e-5, atol=1e-8) is None
         True
-        >>> compare(np.array([1, 2]), np.array([1.0, 2.0]), rtol=1e-5, atol=1e-8)
+        >>> compare(np.array([1.0, 2.5]), np.array([1.0, 2.0]), rtol=1e-5, atol=1e-8)
+        Mismatch(reason='wrong values', detail='first at [1]: expected 2, got 2.5', path=())
+        >>> compare(np.array([1, 2]), np.array([1.0, 2.0]), rtol=1e-5, atol=1e-8).reason
         'expected floating-point values, got int64'
         >>> compare("b ", "B", rtol=0, atol=0) is None
         True
     """
     if isinstance(expected, str):
         if not isinstance(student, str):
-            return f"expected a string, got {type(student).__name__}"
-        return None if student.strip().casefold() == expected.strip().casefold() else "wrong answer"
+            return Mismatch(f"expected a string, got {type(student).__name__}")
+        return None if student.strip().casefold() == expected.strip().casefold() else Mismatch("wrong answer")
     if isinstance(expected, list):
         if not isinstance(student, list) or len(student) != len(expected):
-            return f"expected a sequence of {len(expected)} values"
-        for s, e in zip(student, expected):
-            reason = compare(s, e, rtol=rtol, atol=atol)
-            if reason:
-                return reason
+            return Mismatch(f"expected a list of {len(expected)} items")
+        for index, (s, e) in enumerate(zip(student, expected)):
+            inner = compare(s, e, rtol=rtol, atol=atol)
+            if inner:
+                return Mismatch(inner.reason, inner.detail, (index, *inner.path))
         return None
     reference = _as_array(expected)
     answer = _as_array(student)
     if reference is None:
         raise TypeError(f"expected must be an array, number, string or list, got {type(expected).__name__}")
     if answer is None:
-        return f"expected numbers, got {type(student).__name__}"
+        return Mismatch(f"expected numbers, got {type(student).__name__}")
     if answer.shape != reference.shape:
-        # Neither shape is named: the student's is theirs to choose (a zero-size
-        # array can carry any other dimensions), the reference's follows the
-        # hidden inputs.
-        return "wrong shape"
+        return Mismatch("wrong shape", f"expected shape {tuple(reference.shape)}, got {_shape(answer.shape)}")
     if reference.dtype.kind == "f":
         if answer.dtype.kind != "f":
-            return f"expected floating-point values, got {answer.dtype}"
-        ok = np.isclose(answer.astype(np.float64), reference.astype(np.float64), rtol=rtol, atol=atol, equal_nan=True)
-        return None if bool(np.all(ok)) else "wrong values"
+            return Mismatch(f"expected floating-point values, got {answer.dtype}")
+        same = np.isclose(answer.astype(np.float64), reference.astype(np.float64), rtol=rtol, atol=atol,
+                          equal_nan=True)
+        return None if bool(np.all(same)) else _first_difference(answer, reference, same)
     if reference.dtype.kind == "b" and answer.dtype.kind != "b":
-        return f"expected bool values, got {answer.dtype}"
+        return Mismatch(f"expected bool values, got {answer.dtype}")
     if answer.dtype.kind not in "biu" or answer.dtype.kind == "b" and reference.dtype.kind != "b":
-        return f"expected {reference.dtype} values, got {answer.dtype}"
-    return None if np.array_equal(answer, reference) else "wrong values"
+        return Mismatch(f"expected {reference.dtype} values, got {answer.dtype}")
+    same = answer == reference
+    return None if bool(np.all(same)) else _first_difference(answer, reference, np.asarray(same))
 
 
-def _failure(end: CallEnd) -> str:
-    """Why a call that did not return a value failed, in words that reveal nothing hidden."""
+def quoted_message(ename: str, evalue: str) -> str:
+    """The start of a student's exception message, on one line, every digit shown as ``#``.
+
+    The message is the student's own text, but a graded function holds its
+    hidden inputs and may write them into it: the digits are masked, so the
+    words still say what went wrong ("reduction must be 'sum' or 'mean', got
+    'average'") while the numbers stay in the sandbox. A class name Python does
+    not define is left out for the same reason.
+
+    Example:
+        >>> quoted_message("ValueError", "lengths must lie in [0, 5],   got [6, 2]")
+        'ValueError: lengths must lie in [#, #], got [#, #]'
+    """
+    text = re.sub(r"[0-9]+", "#", " ".join(evalue.split()))
+    text = text if len(text) <= QUOTED_CHARS else text[: QUOTED_CHARS - 3] + "..."
+    name = ename if ename in KNOWN_EXCEPTIONS else ""
+    return ": ".join(part for part in (name, text) if part)
+
+
+def _quoted(end: CallEnd) -> str:
+    return quoted_message(end.ename, end.evalue)
+
+
+def _failure(end: CallEnd) -> Mismatch:
+    """Why a call that did not return a value failed."""
     if end.status in FAILURES:
-        return FAILURES[end.status]
-    # Only the exception's type: its message is student-controlled and could
-    # smuggle the hidden inputs into the feedback.
+        return Mismatch(FAILURES[end.status])
+    # A class name of the student's own making could spell out anything: only Python's own are grouped by.
     if end.ename in KNOWN_EXCEPTIONS:
-        return f"raised {end.ename}" + (" (is it defined?)" if end.ename == "NameError" else "")
-    # A class name of the student's own making could spell out hidden inputs.
-    return "raised an exception"
+        hint = " (is it defined?)" if end.ename == "NameError" else ""
+        return Mismatch(f"raised {end.ename}{hint}", _quoted(end))
+    return Mismatch("raised an exception", _quoted(end))
 
 
-def _check_call(prepared: PreparedCall, end: CallEnd | None, question: Question) -> str | None:
+def _check_raise(expected: ExpectedRaise, end: CallEnd) -> Mismatch | None:
+    if end.status is CallStatus.OK:
+        return Mismatch(f"returned a value instead of raising {expected.ename}")
+    if end.status is not CallStatus.RAISED:
+        return _failure(end)
+    if end.ename != expected.ename:
+        found = _failure(end)
+        return Mismatch(f"{found.reason} instead of {expected.ename}", found.detail)
+    if expected.naming not in end.evalue:
+        return Mismatch(f"raised {expected.ename} whose message does not name {expected.naming!r}",
+                        _quoted(end))
+    return None
+
+
+def _check_call(prepared: PreparedCall, end: CallEnd | None, question: Question,
+                names: Sequence[str] = ()) -> Mismatch | None:
+    """Check one call; ``names`` are the positional parameters' names (for the gradients)."""
     if end is None:
-        return "no result (the process stopped before this call)"
+        return Mismatch("no result (the process stopped before this call)")
+    if isinstance(prepared.expected, ExpectedRaise):
+        return _check_raise(prepared.expected, end)
     if end.status is not CallStatus.OK:
         return _failure(end)
     try:
@@ -155,32 +289,85 @@ def _check_call(prepared: PreparedCall, end: CallEnd | None, question: Question)
         grads = [decode_value(g) for g in end.grads]
     except WireError:
         # A fixed text: the error may quote nothing, since the kernel wrote the value.
-        return "malformed result"
+        return Mismatch("malformed result")
     if isinstance(question, CheckedQuestion):
         try:
             verdict = question.check(value, prepared.expected)
         except Exception as error:  # noqa: BLE001 - odd student data must fail the case, not stop the batch
-            return f"the returned values could not be checked ({type(error).__name__})"
-        return None if verdict is None else str(verdict)[:200]
+            return Mismatch(f"the returned values could not be checked ({type(error).__name__})")
+        return None if verdict is None else Mismatch(str(verdict)[:200])
     if isinstance(question, ValueQuestion):
         if isinstance(value, np.ndarray) and value.size == 1:
             value = value.reshape(())
         reasons = [compare(value, e, rtol=question.rtol, atol=question.atol) for e in prepared.expected]
-        return None if any(r is None for r in reasons) else f"{prepared.call['name']}: wrong answer"
-    reason = compare(value, prepared.expected, rtol=question.rtol, atol=question.atol)
-    if reason:
-        return reason
+        # Never the expected value: for a variable it is the answer itself.
+        return None if any(r is None for r in reasons) else Mismatch(f"{prepared.call['name']}: wrong answer")
+    mismatch = compare(value, prepared.expected, rtol=question.rtol, atol=question.atol)
+    if mismatch:
+        return mismatch.located(question.outputs)
     if len(grads) != len(prepared.expected_grads):
-        return "missing gradients"
-    for got, want in zip(grads, prepared.expected_grads):
-        reason = compare(got, want, rtol=question.rtol, atol=question.atol)
-        if reason:
-            return "gradient: " + reason
+        return Mismatch("missing gradients")
+    for position, got, want in zip(prepared.call.get("grad_wrt", []), grads, prepared.expected_grads):
+        mismatch = compare(got, want, rtol=question.rtol, atol=question.atol)
+        if mismatch:
+            name = names[position] if position < len(names) else f"argument {position}"
+            located = mismatch.located(())
+            return Mismatch(f"gradient of {name}: {located.reason}", located.detail)
     return None
 
 
 def _forfeit(question: Question, total: int, message: str, *, uses_reference: bool = False) -> QuestionResult:
     return QuestionResult(question.grade_id, 0.0, float(question.points), 0, total, [message], uses_reference)
+
+
+def _shared(descriptions: Sequence[CaseDescription | None]) -> list[str]:
+    """The factors every description has, in the first one's order."""
+    known = [d for d in descriptions if d is not None]
+    if not known or len(known) < len(descriptions):
+        return []
+    return [f for f in known[0].factors if all(f in d.factors for d in known[1:])]
+
+
+def _kind(reason: str, members: Sequence[PreparedCall], everywhere: set[str]) -> str:
+    factors = [f for f in _shared([p.description for p in members]) if f not in everywhere]
+    if factors:
+        return f"{reason} when {', '.join(factors)}"
+    labels = list(dict.fromkeys(p.description.label for p in members if p.description and p.description.label))
+    return reason + (f", including {' and '.join(labels)}" if labels else "")
+
+
+def feedback_lines(failures: Sequence[tuple[Mismatch, PreparedCall]], calls: Sequence[PreparedCall], *,
+                   what: str = "function") -> list[str]:
+    """One line per kind of failure, the most frequent first, each with one example.
+
+    A kind is a reason (``wrong values``, ``raised ValueError``, ``gradient of
+    logits: wrong values``) with the factors that all its failing cases share
+    and not all the question's cases have (``when reduction='sum', nan in
+    token_losses``); when they share none, the edge cases the spec labelled
+    among them (``, including a row with no candidate``).
+
+    Args:
+        failures: each failed call's mismatch and prepared call, in call order.
+        calls: all the question's prepared calls.
+        what: ``"function"`` or ``"answer"``.
+
+    Returns:
+        At most :data:`MAX_KINDS` lines.
+    """
+    everywhere = set(_shared([c.description for c in calls]))
+    groups: dict[str, list[tuple[Mismatch, PreparedCall]]] = {}
+    for mismatch, prepared in failures:
+        groups.setdefault(mismatch.reason, []).append((mismatch, prepared))
+    lines = []
+    for reason, members in sorted(groups.items(), key=lambda item: -len(item[1]))[:MAX_KINDS]:
+        kind = _kind(reason, [p for _, p in members], everywhere)
+        # The example: an edge case the spec labelled when there is one, since the kind may name it.
+        mismatch, prepared = next(((m, p) for m, p in members if p.description and p.description.label), members[0])
+        call = prepared.description.call if prepared.description else ""
+        example = ": ".join(part for part in (call, mismatch.detail) if part)
+        line = f"{len(members)} of {len(calls)} hidden checks of the {what}: {kind}"
+        lines.append(line + (EXAMPLE + example if example else ""))
+    return lines
 
 
 def score_question(question: Question, calls: Sequence[PreparedCall], ends: Mapping[str, CallEnd],
@@ -189,9 +376,10 @@ def score_question(question: Question, calls: Sequence[PreparedCall], ends: Mapp
 
     A call that reached a withheld reference, or ran a banned operator, forfeits
     the whole question. Otherwise partial credit is ``points * passed / total``,
-    rounded to 1e-3. The feedback names only what the grader knows: the view's
-    stand-ins and the question's banned operators (by their ``shown_as``); any
-    other name in an event is dropped, since the kernel wrote it.
+    rounded to 1e-3, and the messages are :func:`feedback_lines`. The feedback
+    names only what the grader knows: the view's stand-ins and the question's
+    banned operators (by their ``shown_as``); any other name in an event is
+    dropped, since the kernel wrote it.
 
     Args:
         question: the question.
@@ -214,15 +402,15 @@ def score_question(question: Question, calls: Sequence[PreparedCall], ends: Mapp
     labels = sorted({shown[hit] for end in mine if end.status is CallStatus.BANNED for hit in end.hits if hit in shown})
     if labels:
         return _forfeit(question, total, f"{name} must not use {', '.join(labels)}")
-    passed = 0
-    reasons: dict[str, int] = {}
+    reference = getattr(question, "reference", None)
+    names = parameter_names(reference) if reference is not None else []
+    failures = []
     for prepared in calls:
-        reason = _check_call(prepared, ends.get(prepared.call["id"]), question)
-        if reason is None:
-            passed += 1
-        else:
-            reasons[reason] = reasons.get(reason, 0) + 1
+        mismatch = _check_call(prepared, ends.get(prepared.call["id"]), question, names)
+        if mismatch is not None:
+            failures.append((mismatch, prepared))
+    passed = total - len(failures)
     score = round(float(question.points) * passed / total, 3) if total else 0.0
     what = "answer" if isinstance(question, ValueQuestion) else "function"
-    messages = [f"{count} of {total} hidden checks of the {what}: {reason}" for reason, count in reasons.items()]
-    return QuestionResult(question.grade_id, score, float(question.points), passed, total, messages[:5])
+    messages = feedback_lines(failures, calls, what=what)
+    return QuestionResult(question.grade_id, score, float(question.points), passed, total, messages)

@@ -6,7 +6,6 @@ the parsed answers); the page module only lays them out.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from statistics import mean, median
 
@@ -15,13 +14,12 @@ import numpy as np
 from coursekit.grading.driver import SubmissionReport
 from coursekit.grading.report.results import ClassResults, GradedFunction
 from coursekit.grading.report.similarity import Group, near_identical_groups, normalise, similarity
+from coursekit.grading.verdicts import failure_kind
 
 #: similarity to the reference from which an answer is flagged for review (see :mod:`.similarity`).
 REFERENCE_FLAG = 0.9
 #: similarity from which two students' answers are linked as near-identical.
 NEAR_IDENTICAL = 0.95
-#: the count that feedback messages put in front of a failure ("3 of 70 hidden checks of the function: ").
-_COUNT_PREFIX = re.compile(r"^\d+ of \d+ hidden checks of the \w+: ")
 
 
 @dataclass(frozen=True)
@@ -142,8 +140,10 @@ def question_stats(reports: list[SubmissionReport]) -> list[QuestionStats]:
 def common_failures(reports: list[SubmissionReport], limit: int = 25) -> list[Failure]:
     """The failure messages that most students got, grouped by question and message.
 
-    The count of checks in front of a message ("36 of 70 hidden checks of the
-    function: ") differs from student to student, so it is left out of the grouping.
+    Messages are grouped by their kind (:func:`~coursekit.grading.verdicts.failure_kind`),
+    as the student's feedback groups failures: the count of checks in front
+    ("36 of 70 hidden checks of the function: ") and the example behind ("; e.g.
+    ...", one student's case and values) differ from student to student.
 
     Args:
         reports: the submission reports.
@@ -153,7 +153,8 @@ def common_failures(reports: list[SubmissionReport], limit: int = 25) -> list[Fa
         The messages with the students who got them, most students first.
 
     Example:
-        >>> q = lambda n: {"grade_id": "t", "messages": [f"{n} of 9 hidden checks of the function: wrong values"]}
+        >>> line = "{} of 9 hidden checks of the function: wrong values; e.g. f(x float32 ({},)): expected 1, got 2"
+        >>> q = lambda n: {"grade_id": "t", "messages": [line.format(n, n)]}
         >>> r = [SubmissionReport(s, "x", 0.0, 1.0, "graded", questions=[q(n)]) for s, n in (("a", 3), ("b", 5))]
         >>> common_failures(r)
         [Failure(grade_id='t', message='wrong values', students=('a', 'b'))]
@@ -163,7 +164,7 @@ def common_failures(reports: list[SubmissionReport], limit: int = 25) -> list[Fa
     for report in reports:
         for question in report.questions:
             for message in question.get("messages", []):
-                key = (question["grade_id"], _COUNT_PREFIX.sub("", str(message)))
+                key = (question["grade_id"], failure_kind(str(message)))
                 if key not in found:
                     order.append(key)
                     found[key] = set()

@@ -1,0 +1,159 @@
+"""Feedback a student can act on: cases described, failures grouped by kind, the report grouping alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from coursekit.grading.describe import describe_case
+from coursekit.grading.driver import SubmissionReport
+from coursekit.grading.protocol import CallEnd, CallStatus
+from coursekit.grading.report.summary import common_failures
+from coursekit.grading.spec import AssignmentSpec, Case, ExpectedRaise, FunctionQuestion, prepare_calls
+from coursekit.grading.verdicts import failure_kind, score_question
+from coursekit.grading.wire import decode_value, encode_value
+
+pytestmark = pytest.mark.grading
+
+
+def test_arrays_are_described_by_dtype_and_shape_never_by_value() -> None:
+    logits = np.full((2, 3, 5), 0.123456, dtype=np.float32)
+    described = describe_case("token_nll", ["logits", "targets"], [logits, np.ones((2, 3), np.int64)], {})
+    assert described.call == "token_nll(logits float32 (2, 3, 5), targets int64 (2, 3))"
+    assert "0.12" not in repr(described)
+
+
+def test_what_the_grader_reads_off_an_array_becomes_a_factor() -> None:
+    losses = np.array([[1.0, np.nan], [np.inf, 2.0]])
+    mask = np.array([[True, False], [False, False]])
+    targets = np.array([[1, -100], [-1, 0]])
+    large = np.array([1500.0, -3.0])
+    factors = describe_case("f", ["losses", "mask", "targets", "large"], [losses, mask, targets, large], {}).factors
+    assert factors == ("float64 inputs", "nan in losses", "inf in losses", "a row of mask with no True",
+                       "targets holding -100, -1", "large with values of magnitude 100 or more")
+    assert "mask all False" in describe_case("f", ["mask"], [np.zeros((2, 2), bool)], {}).factors
+
+
+def test_options_and_the_label_are_factors_and_adapter_options_are_left_out() -> None:
+    described = describe_case("ctc_loss", ["log_probs"], [np.zeros((3, 1, 2))],
+                              {"reduction": "mean", "blank": 1, "alpha": 0.0051234, "through_softmax": True},
+                              label="a label no alignment fits", hidden_options=("through_softmax",))
+    assert described.factors[:4] == ("a label no alignment fits", "reduction='mean'", "blank=1", "alpha=0.005123")
+    assert "through_softmax" not in repr(described)
+    assert described.label == "a label no alignment fits"
+
+
+def _masked_mean(losses: torch.Tensor, mask: torch.Tensor, *, reduction: str = "sum") -> torch.Tensor:
+    kept = torch.where(mask, losses, torch.zeros_like(losses))
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    return kept.sum(-1) if reduction == "sum" else kept.sum(-1) / mask.sum(-1)
+
+
+def _cases(rng: np.random.Generator) -> list[Case]:
+    cases = []
+    for shape in [(2, 3), (4, 5), (3,)]:
+        for dtype in (np.float32, np.float64):
+            losses = rng.random(shape).astype(dtype)
+            mask = rng.random(shape) < 0.7
+            mask[..., 0] = True
+            mask[..., -1] = False   # every row has padding
+            for reduction in ("sum", "mean"):
+                cases.append(Case((losses, mask), {"reduction": reduction}))
+    cases.append(Case((np.ones((1, 2)), np.array([[True, False]])), {"reduction": "sum"}, label="a single row"))
+    cases.append(Case((np.ones((2, 2)), np.ones((2, 2), bool)), {"reduction": "max"}, raises="ValueError",
+                      naming="reduction", label="an unknown reduction"))
+    return cases
+
+
+QUESTION = FunctionQuestion("test_masked", "masked", 3, _cases, _masked_mean, rtol=1e-5, atol=1e-6)
+SPEC = AssignmentSpec("demo", "demo", 3, (QUESTION,))
+
+
+def _run(student, name: str = "ada") -> list[str]:
+    """Call ``student`` as the kernel would on every prepared call and return the feedback."""
+    calls = prepare_calls(SPEC, course="seqloss", student=name)["test_masked"]
+    ends = {}
+    for prepared in calls:
+        args = [torch.from_numpy(decode_value(a)) for a in prepared.call["args"]]
+        kwargs = {k: decode_value(v) for k, v in prepared.call["kwargs"].items()}
+        try:
+            value = student(*args, **kwargs)
+            ends[prepared.call["id"]] = CallEnd(prepared.call["id"], CallStatus.OK, encode_value(value.numpy()))
+        except Exception as error:  # noqa: BLE001 - as the kernel reports it
+            ends[prepared.call["id"]] = CallEnd(prepared.call["id"], CallStatus.RAISED, ename=type(error).__name__,
+                                                evalue=str(error))
+    return score_question(QUESTION, calls, ends).messages
+
+
+def test_a_raise_the_question_asks_for_is_a_case_of_its_own() -> None:
+    calls = prepare_calls(SPEC, course="seqloss", student="ada")["test_masked"]
+    assert calls[-1].expected == ExpectedRaise("ValueError", "reduction") and calls[-1].expected_grads == []
+    assert _run(_masked_mean) == []
+
+    def never_raises(losses, mask, *, reduction="sum"):
+        return _masked_mean(losses, mask, reduction="sum" if reduction == "max" else reduction)
+
+    def wrong_words(losses, mask, *, reduction="sum"):
+        if reduction == "max":
+            raise ValueError("unknown option 3")
+        return _masked_mean(losses, mask, reduction=reduction)
+
+    assert _run(never_raises) == ["1 of 14 hidden checks of the function: returned a value instead of raising "
+                                  "ValueError when an unknown reduction, reduction='max', float64 inputs; e.g. masked(losses float64 "
+                                  "(2, 2), mask bool (2, 2), reduction='max')"]
+    assert _run(wrong_words) == ["1 of 14 hidden checks of the function: raised ValueError whose message does not "
+                                 "name 'reduction' when an unknown reduction, reduction='max', float64 inputs; e.g. masked(losses "
+                                 "float64 (2, 2), mask bool (2, 2), reduction='max'): ValueError: unknown option #"]
+
+
+def test_one_bug_is_one_line_naming_what_its_failures_share() -> None:
+    def mean_over_every_token(losses, mask, *, reduction="sum"):
+        if reduction == "mean":
+            return torch.where(mask, losses, torch.zeros_like(losses)).mean(-1)
+        return _masked_mean(losses, mask, reduction=reduction)
+
+    [line] = _run(mean_over_every_token)
+    assert line.startswith("6 of 14 hidden checks of the function: wrong values when reduction='mean'; e.g. masked(")
+    assert "first at [" in line and ", got " in line
+
+
+def test_two_symptoms_are_two_lines_and_one_symptom_names_the_labelled_cases_it_includes() -> None:
+    def two_bugs(losses, mask, *, reduction="sum"):
+        if reduction == "max":
+            raise ValueError("bad option")
+        if losses.dtype == torch.float32 and reduction == "sum":
+            return losses.sum(-1)
+        return _masked_mean(losses, mask, reduction=reduction)
+
+    lines = _run(two_bugs)
+    assert [failure_kind(line) for line in lines] == [
+        "wrong values when reduction='sum', float32 inputs",
+        "raised ValueError whose message does not name 'reduction' when an unknown reduction, reduction='max', "
+        "float64 inputs"]
+
+    def raises_on_two_kinds_of_input(losses, mask, *, reduction="sum"):
+        if reduction == "mean" or losses.shape[0] == 1:
+            raise TypeError("no")
+        return _masked_mean(losses, mask, reduction=reduction)
+
+    [line] = _run(raises_on_two_kinds_of_input)
+    assert failure_kind(line) == "raised TypeError, including a single row"
+    assert line.endswith("e.g. masked(losses float64 (1, 2), mask bool (1, 2), reduction='sum'): TypeError: no")
+
+
+def test_the_report_groups_students_by_the_kind_their_feedback_shows() -> None:
+    def mean_over_every_token(losses, mask, *, reduction="sum"):
+        if reduction == "mean":
+            return torch.where(mask, losses, torch.zeros_like(losses)).mean(-1)
+        return _masked_mean(losses, mask, reduction=reduction)
+
+    feedback = {name: _run(mean_over_every_token, name) for name in ("ada", "bob", "cy")}
+    assert len({line for lines in feedback.values() for line in lines}) == 3   # each student's own example
+    reports = [SubmissionReport(name, "demo", 2.0, 3.0, "graded",
+                                questions=[{"grade_id": "test_masked", "messages": lines}])
+               for name, lines in feedback.items()]
+    [failure] = common_failures(reports)
+    assert failure.message == "wrong values when reduction='mean'"
+    assert failure.students == ("ada", "bob", "cy")

@@ -119,8 +119,9 @@ def causal_lm_loss(
     Raises:
         TypeError: ``logits`` not float, ``input_ids`` not integer, ``loss_mask``
             neither boolean nor integer, ``num_items_in_batch`` neither a number
-            nor a one-element real tensor.
-        ValueError: mismatched shapes, a scored token outside ``[0, V)``, an
+            nor a one-element real tensor, ``ignore_index`` not an int.
+        ValueError: mismatched shapes, ``ignore_index`` beyond int64, a scored
+            token outside ``[0, V)``, an
             unknown ``reduction``, ``num_items_in_batch`` with a reduction
             other than ``"token_mean"``, or a Python number
             ``num_items_in_batch`` that is not finite and > 0 (a tensor is not read).

@@ -423,12 +423,12 @@ def chunked_cross_entropy(
 
     Raises:
         TypeError: a float argument is not a float tensor, ``targets`` is not an
-            integer tensor, ``chunk_size`` is not an int, the dtypes disagree
+            integer tensor, ``chunk_size`` or ``ignore_index`` is not an int, the dtypes disagree
             (compared after the autocast casts; the message then also names
             the dtype passed), or ``accum_dtype`` is not a floating-point dtype.
         ValueError: the shapes disagree, ``chunk_size < 1``, an unknown
-            ``reduction``, a target outside ``[0, V)`` that is not ``ignore_index``,
-            or an ``accum_dtype`` narrower than the dtype of ``weight``.
+            ``reduction``, ``ignore_index`` beyond int64, a target outside ``[0, V)``
+            that is not ``ignore_index``, or an ``accum_dtype`` narrower than the dtype of ``weight``.
         RuntimeError: (in the backward pass) a backward with ``create_graph=True``.
 
     Example:

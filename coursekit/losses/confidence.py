@@ -66,8 +66,9 @@ def confidence_penalty_nll(
         logits: ``(..., V)``; targets: ``(...)``; result: ``()`` or ``(...)``.
 
     Raises:
-        TypeError: ``logits`` not float, ``targets`` not integer, ``weight`` not a number.
-        ValueError: mismatched shapes, a target outside ``[0, V)`` that is not ``ignore_index``,
+        TypeError: ``logits`` not float, ``targets`` not integer, ``weight`` not a number,
+            ``ignore_index`` not an int.
+        ValueError: mismatched shapes, ``ignore_index`` beyond int64, a target outside ``[0, V)`` that is not ``ignore_index``,
             a negative or non-finite ``weight``, or an unknown ``reduction``.
 
     Example:

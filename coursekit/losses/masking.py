@@ -51,7 +51,7 @@ def sequence_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Te
     Raises:
         TypeError: ``lengths`` is not an integer tensor, or ``max_len`` not an int.
         ValueError: ``lengths`` is not 1-D, holds a negative length, or a length
-            greater than ``max_len``; ``max_len`` is negative. (The checks of
+            greater than ``max_len``; ``max_len`` is negative or beyond int64. (The checks of
             the lengths' values run where reading them costs nothing; see
             :mod:`coursekit.losses`.)
 

@@ -64,9 +64,11 @@ def token_nll(
         logits: ``(..., V)``; targets: ``(...)``; weight: ``(V,)``; result: ``(...)``.
 
     Raises:
-        TypeError: ``logits`` is not a float tensor, or ``targets`` not an integer tensor.
-        ValueError: the shapes disagree, or a target lies outside ``[0, V)`` and is
-            not ``ignore_index`` (a value check: on the CPU; see :mod:`coursekit.losses`).
+        TypeError: ``logits`` is not a float tensor, ``targets`` not an integer tensor,
+            or ``ignore_index`` not an int.
+        ValueError: the shapes disagree, ``ignore_index`` lies beyond int64, or a target
+            lies outside ``[0, V)`` and is not ``ignore_index`` (a value check: on the
+            CPU; see :mod:`coursekit.losses`).
 
     Example:
         >>> logits = torch.zeros(1, 3, 10)            # uniform over V = 10

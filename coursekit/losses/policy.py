@@ -123,7 +123,7 @@ def policy_loss_aggregate(
         TypeError: ``token_losses`` not float, ``mask`` neither boolean nor
             integer, ``max_len`` not an int, ``num_items_in_batch`` neither a
             number nor a one-element real tensor.
-        ValueError: mismatched shapes, unknown ``mode``, ``max_len < 1``, a
+        ValueError: mismatched shapes, unknown ``mode``, ``max_len < 1`` or beyond int64, a
             response longer than ``max_len`` (checked where values are read),
             ``num_items_in_batch`` with a mode other than ``"dapo"``, or a
             Python number ``num_items_in_batch`` that is negative or not finite

@@ -106,8 +106,8 @@ def label_smoothed_nll(
 
     Raises:
         TypeError: ``logits`` not float, ``targets`` not integer, ``epsilon``
-            neither a number nor a 0-d tensor.
-        ValueError: mismatched shapes, a target outside ``[0, V)`` that is not
+            neither a number nor a 0-d tensor, ``ignore_index`` not an int.
+        ValueError: mismatched shapes, ``ignore_index`` beyond int64, a target outside ``[0, V)`` that is not
             ``ignore_index``, ``epsilon`` outside ``[0, 1)``, ``V < 2`` with
             ``"fairseq"``, or an unknown ``reduction``/``variant``.
 

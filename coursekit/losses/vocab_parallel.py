@@ -89,8 +89,9 @@ def vocab_parallel_cross_entropy(
         targets: ``(...)``; result: ``()`` or ``(...)``.
 
     Raises:
-        TypeError: a shard is not a float tensor, ``targets`` is not an integer tensor.
-        ValueError: no shard, shards of different dtypes or leading shapes, an empty shard,
+        TypeError: a shard is not a float tensor, ``targets`` is not an integer tensor,
+            ``ignore_index`` is not an int.
+        ValueError: ``ignore_index`` beyond int64, no shard, shards of different dtypes or leading shapes, an empty shard,
             ``targets`` of another shape, a target outside ``[0, V)``, an unknown ``reduction``.
 
     Example:

@@ -71,7 +71,9 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
         if run.wall_killed or run.unresponsive or attempt > MAX_RESTARTS:
             return run
         stopped_call = run.done.stopped_call if run.done is not None else None
-        if stopped_call is not None:
+        culprit = _culprit_cell(run)
+        # A call can die because an earlier cell hoarded the memory: leave that cell out first.
+        if stopped_call is not None and culprit is None:
             # The call's own event may be missing (a line the grader dropped): then it died.
             ended = next((e for e in run.calls if e.call_id == stopped_call), None)
             stalled = ended is not None and ended.status is CallStatus.STALLED
@@ -82,7 +84,6 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
             given_up += [CallEnd(call["id"], why) for call in calls if call["name"] == name]
             calls = [call for call in calls if call["name"] != name]
             continue
-        culprit = _culprit_cell(run)
         if culprit is None:
             return run
         skipped.append(culprit)

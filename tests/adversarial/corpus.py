@@ -250,7 +250,10 @@ ATTACKS: list[Attack] = [
     Attack("segfault", 10.0, "kernel_died", _with_cell("import ctypes\nctypes.string_at(0)\n"), "a segfault through ctypes"),
     Attack("memory_bomb", 10.0, "memory_limit", _with_cell("_hog = []\nwhile True:\n    _hog.append(bytearray(50_000_000))\n"), "a memory bomb"),
     Attack("fork_bomb", 10.0, "graded", _with_cell("import os\nwhile True:\n    os.fork()\n"), "a fork bomb"),
-    Attack("print_flood", 10.0, "graded", _with_cell("for _i in range(10**8):\n    print(_i)\n"), "10^8 lines printed"),
+    # Output past the limits is dropped, never raised (grader review r3, finding 3): the flood runs until the
+    # cell's time limit stops it, and the cells after it still run.
+    Attack("print_flood", 10.0, "timeout", _with_cell("for _i in range(10**8):\n    print(_i)\n"),
+           "10^8 lines printed: the cell is stopped at its time limit"),
     Attack("big_file", 10.0, "graded", _with_cell(
         "_block = b'\\0' * 2**20\nwith open('big.bin', 'wb') as _f:\n    for _ in range(2048):\n        _f.write(_block)\n"), "a 2 GB file"),
     Attack("read_source", 9.0, "graded", _with_answer("answer_mc_classification", _read_secret(

@@ -64,7 +64,7 @@ MAX_KINDS = 6
 QUOTED_CHARS = 160
 #: what separates a failure's kind from its example.
 EXAMPLE = "; e.g. "
-#: the count in front of a failure ("3 of 70 hidden checks of the function: ").
+#: the count in front of a failure, as in "3 of 70 hidden checks of the function" and the colon after it.
 COUNT_PREFIX = re.compile(r"^\d+ of \d+ hidden checks of the \w+: ")
 
 

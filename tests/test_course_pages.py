@@ -37,6 +37,7 @@ from pathlib import Path
 
 import pytest
 
+from coursekit.hub.machine import first_closed_to_others
 from tests.conftest import in_ci
 from tests.assignment_fixtures import WRONG, filled_in, read_notebook, solutions_of, write_notebook
 
@@ -107,11 +108,11 @@ def _as_user(user: str) -> list[str]:
     directory with only the Python installation bound into it; everything else is the host's.
     """
     prefix = Path(sys.base_prefix).resolve()
-    private = [p for p in reversed(prefix.parents) if p != Path("/") and not p.stat().st_mode & 0o001]
+    closed = first_closed_to_others(prefix)
     mounts = []
-    if private:
-        mounts = ["--tmpfs", str(private[0])]
-        for directory in [p for p in reversed(prefix.parents) if private[0] in p.parents]:
+    if closed is not None:
+        mounts = ["--tmpfs", str(closed)]
+        for directory in [p for p in reversed(prefix.parents) if closed in p.parents]:
             mounts += ["--perms", "0755", "--dir", str(directory)]
         mounts += ["--ro-bind", str(prefix), str(prefix)]
     return ["bwrap", "--dev-bind", "/", "/", *mounts, "--", "setpriv", f"--reuid={user}",

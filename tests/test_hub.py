@@ -53,8 +53,7 @@ import pytest
 
 from conftest import REPO_ROOT, in_ci
 from coursekit.course.config import course_id
-from coursekit.hub.accounts import ACCOUNTS, INSTRUCTOR, account_exists, remove_account
-from coursekit.hub.accounts import processes_of
+from coursekit.hub.accounts import ACCOUNTS, INSTRUCTOR, account_exists, processes_of, remove_account
 from coursekit.hub.machine import free_loopback_port, port_in_use
 from coursekit.hub.shared_python import ClosedToOthersError, SharedPython, this_python_to_share
 from tests.assignment_fixtures import filled_in, read_notebook, solutions_of
@@ -531,7 +530,8 @@ def test_one_assignment_goes_round_the_hub_in_the_browser(hub: Hub, chromium, tm
 
 
 
-def test_ctrl_c_stops_the_hub_its_proxy_and_every_server_and_leaves_no_mount(hub: Hub) -> None:
+def test_ctrl_c_stops_the_hub_its_proxy_and_every_server_and_leaves_no_mount(hub: Hub, chromium) -> None:
+    log_in(chromium, hub, "student3")  # so that a server surely runs, whichever tests ran before
     started = hub.log.read_text().splitlines()
     if hub.share is not None:
         assert started[0] == hub.share.describe(), "the hub says in its first line that it shares the Python"
@@ -541,8 +541,8 @@ def test_ctrl_c_stops_the_hub_its_proxy_and_every_server_and_leaves_no_mount(hub
     namespace = os.readlink(f"/proc/{hub.process.pid}/ns/mnt")
     running = descendants(hub.process.pid)
     assert _proxy_pid(hub.folder) in running, "the proxy runs under the hub"
-    assert {pid for name in ("instructor", "student1") for pid in processes_of(name)} <= running, \
-        "the servers the browser test started run under the hub"
+    servers = {pid for name in ACCOUNTS for pid in processes_of(name)}
+    assert set(processes_of("student3")) and servers <= running, "every user's server runs under the hub"
 
     os.killpg(hub.process.pid, signal.SIGINT)  # what Ctrl-C in the hub's terminal sends
     hub.process.wait(timeout=60)

@@ -455,7 +455,12 @@ def test_one_assignment_goes_round_the_hub_in_the_browser(hub: Hub, chromium, tm
         code_cells = sum(cell["cell_type"] == "code" for cell in released["cells"])
         ran = [re.compile(r"\[\d+\]")] * code_cells
         expect(student1.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt")).to_have_text(ran, timeout=ACTION_MS)
-        open_from_menu(student1, "File", "Save Notebook")
+        # The server writes a notebook in place (keeping a backup, not through a rename): a read while
+        # JupyterLab's save is under way can find it empty, so read once the save has been answered.
+        with student1.expect_response(lambda r: r.request.method == "PUT"
+                                      and r.url.split("?")[0].endswith(f"/api/contents/{path}")) as saving:
+            open_from_menu(student1, "File", "Save Notebook")
+        assert saving.value.ok, f"JupyterLab could not save the notebook: {saving.value.status}"
         saved = wait_for_saved_run(student1, "student1", path)
         errors = [o for cell in saved["cells"] if cell["cell_type"] == "code" for o in cell["outputs"]
                   if o["output_type"] == "error"]

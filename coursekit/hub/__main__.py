@@ -70,9 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def refusal_to_start(args: argparse.Namespace, venv_bin: Path) -> tuple[str | None, SharedPython | None]:
-    """Why the hub cannot start here (or None), and the Python it must share with other users (or None)."""
+    """Why the hub cannot start here, and the Python it must share with other users.
+
+    Args:
+        args: the parsed arguments of ``python -m coursekit.hub``.
+        venv_bin: the ``bin`` folder of the running virtual environment.
+
+    Returns:
+        ``(refusal, None)`` when it cannot start (the refusal names the option or folder at
+        fault); ``(None, share)`` otherwise, ``share`` being the
+        :class:`~coursekit.hub.shared_python.SharedPython` to enter first, or None.
+    """
     if os.geteuid() != 0:
-        return "python -m coursekit.hub must run as root: it creates the accounts and starts each user's server as that user", None
+        return ("python -m coursekit.hub must run as root: it creates the accounts and starts each user's server "
+                "as that user"), None
     if not (venv_bin / "jupyterhub-singleuser").is_file():
         return f"jupyterhub is not installed in {venv_bin.parent}: run `make venv`", None
     if not os.access(args.proxy, os.X_OK):

@@ -92,7 +92,10 @@ def generalized_jsd(
     Returns:
         A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``;
         float32 under ``torch.autocast`` for half-precision logits (float64
-        stays float64), as TRL's ``generalized_jsd_loss`` (which ends in ``F.kl_div``) computes there.
+        stays float64), log-softmax included, on every device: as TRL's
+        ``generalized_jsd_loss`` computes under CUDA autocast, while under CPU
+        autocast its ``F.log_softmax`` stays bfloat16 and only its ``F.kl_div``
+        runs in float32 (see :mod:`coursekit.losses._autocast`).
 
     Shapes:
         student_logits, teacher_logits: ``(..., V)``; mask: ``(...)``; result: ``()`` or ``(...)``.

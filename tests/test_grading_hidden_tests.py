@@ -26,7 +26,7 @@ from nbgrader.preprocessors import ClearHiddenTests
 from nbgrader.utils import is_grade, is_solution
 from traitlets.config import PyFileConfigLoader
 
-from coursekit.course import RedactHiddenTests, strip_hidden_regions
+from coursekit.course import RedactHiddenTests
 from coursekit.grading.gradebook import expected_cells, load_course
 from coursekit.grading.hidden_tests import HIDDEN_BEGIN, HIDDEN_END, is_autograder_test, strip_hidden_tests
 from coursekit.grading.notebook import ExpectedCell
@@ -154,12 +154,6 @@ def test_strip_hidden_tests_follows_configured_markers_and_rejects_bad_arguments
         strip_hidden_tests(["a"])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="begin and end must be non-empty markers, got ''"):
         strip_hidden_tests("a", "")
-
-
-def test_the_course_package_keeps_its_earlier_name_for_the_one_stripper() -> None:
-    assert strip_hidden_regions is strip_hidden_tests
-    kept, regions = strip_hidden_regions("visible()\n### BEGIN HIDDEN TESTS\nsecret()")
-    assert (kept, regions) == ("visible()", 1)
 
 
 NBGRADER_KINDS = {

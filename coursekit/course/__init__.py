@@ -10,9 +10,6 @@ from coursekit.course.config import ASSIGNMENTS, COURSE_ID, configure, default_d
 from coursekit.course.preprocessors import RedactHiddenTests, StderrIsNotFailure
 from coursekit.grading.hidden_tests import strip_hidden_tests
 
-#: The earlier name of :func:`coursekit.grading.hidden_tests.strip_hidden_tests`, kept for existing callers.
-strip_hidden_regions = strip_hidden_tests
-
 __all__ = [
     "ASSIGNMENTS",
     "COURSE_ID",
@@ -20,6 +17,5 @@ __all__ = [
     "default_db_url",
     "RedactHiddenTests",
     "StderrIsNotFailure",
-    "strip_hidden_regions",
     "strip_hidden_tests",
 ]

@@ -206,7 +206,8 @@ def require_int(
     An integer is whatever ``operator.index`` accepts, as PyTorch's own
     argument parser does: a Python int, a NumPy integer, a one-element
     integer tensor. Bools (Python's, NumPy's, boolean tensors) are not
-    integers here, as they are not to PyTorch's int arguments.
+    integers here, as they are not to PyTorch's int arguments. A tensor on an
+    accelerator is read (one host synchronisation), as PyTorch's parser reads it.
 
     Args:
         name: the argument's name, for the messages.

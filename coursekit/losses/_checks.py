@@ -169,7 +169,10 @@ def require_nonnegative(name: str, value: object) -> float:
 
 
 def _finite_float(name: str, value: object, expected: str, type_expected: str = "a number") -> float:
-    """``value`` as a float, if it is a real number (see :func:`as_real`) whose float is finite; ``expected`` goes into the message."""
+    """``value`` as a float, if it is a real number (:func:`as_real`) whose float is finite.
+
+    ``expected`` goes into the message.
+    """
     real = as_real(value)
     if real is None:
         raise TypeError(f"{name} must be {type_expected}, got {type_text(value)}")

@@ -232,12 +232,12 @@ def _soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor) -> torch.T
     return F.cross_entropy(student.flatten(0, -2) / TEMPERATURE, targets)
 
 
-def _trl_generalized_jsd(beta: float):
+def _trl_generalized_jsd(beta: float, temperature: float = TEMPERATURE):
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     from trl.experimental.gkd.gkd_trainer import GKDTrainer
 
     def reference(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        return GKDTrainer.generalized_jsd_loss(student, teacher, beta=beta, temperature=TEMPERATURE, reduction="sum")
+        return GKDTrainer.generalized_jsd_loss(student, teacher, beta=beta, temperature=temperature, reduction="sum")
 
     return reference
 
@@ -419,14 +419,7 @@ def _soft_cross_entropy_of_scaled(student: torch.Tensor, teacher: torch.Tensor) 
 
 def _trl_jsd_of_scaled(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     # TRL divides by its temperature first; 1 here, the division by 3 having been done by the caller.
-    return _trl_generalized_jsd_with(0.5, 1.0)(student, teacher)
-
-
-def _trl_generalized_jsd_with(beta: float, temperature: float):
-    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    from trl.experimental.gkd.gkd_trainer import GKDTrainer
-
-    return lambda s, t: GKDTrainer.generalized_jsd_loss(s, t, beta=beta, temperature=temperature, reduction="sum")
+    return _trl_generalized_jsd(0.5, temperature=1.0)(student, teacher)
 
 
 def _top_k_kd_loss_with_k_v(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:

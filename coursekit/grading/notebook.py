@@ -12,10 +12,11 @@ Two cases are decided here on purpose:
   markdown, say) gets its released type back and the submission the outcome
   ``tampered_cells``, as nbgrader's own ``OverwriteCells`` does; the student's
   text stays and runs as code.
-* **An answer moved below its test cell** is credited: the grader calls the
-  functions once every cell has run, so it judges what the notebook defines at
-  the end, wherever it is defined. (Stock nbgrader runs each test cell where it
-  stands and fails it.)
+* **An answer moved below its test cell** is credited: the grader runs the
+  test cells' visible checks after every other cell and calls the functions
+  once every cell has run, so it judges what the notebook defines at the end,
+  wherever it is defined. (Stock nbgrader runs each test cell where it stands
+  and fails it.)
 * **A second cell with an answer cell's grade_id** (Jupyter's copy and paste
   keeps the metadata) runs as a plain cell, with a note; the first one is the
   answer. A second copy of a read-only or test cell is ``tampered_cells``.
@@ -126,7 +127,8 @@ class PreparedNotebook:
         tampered: descriptions of tampering that was undone.
         notes: what the grader changed that is not tampering (a pasted copy of an answer cell).
         notebook: the restored notebook (JSON dict), ready to receive outputs.
-        run_cells: ``[{"index", "source"}]`` of the code cells the sandbox executes.
+        run_cells: ``[{"index", "source"}]`` of the code cells the sandbox executes: every code cell
+            but the test cells, then the test cells (their released, visible checks), in notebook order.
         test_cells: grade_id -> index of each autograder test cell in ``notebook``.
         detail: why the notebook cannot be run, when it cannot.
         refused_files: files handed in with the notebook that were not copied into the sandbox.
@@ -337,5 +339,9 @@ def prepare(raw: bytes, expected: list[ExpectedCell], *, max_bytes: int) -> Prep
         for index, cell in enumerate(cells)
         if cell["cell_type"] == "code" and index not in skip
     ]
+    # The test cells' released (visible) checks run after every other cell, in notebook order: a check that
+    # fails scores its question 0, as under stock nbgrader (see verdicts.visible_check_failure).
+    result.run_cells += [{"index": index, "source": cells[index]["source"]}
+                         for index in sorted(result.test_cells.values())]
     result.notebook = notebook
     return result

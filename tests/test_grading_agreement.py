@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 
 from coursekit.course import ASSIGNMENTS
-from coursekit.course.derived_tests import derived_block, test_cells
+from coursekit.course.derived_tests import derived_block, graded_test_cells
 from coursekit.grading.spec import AssignmentSpec, FunctionQuestion, ValueQuestion, load_spec
-from tests.adversarial.course import VENV_BIN, make_course, solved_notebook, submit, tool_env
-from tests.conftest import require_sandbox
+from adversarial.course import VENV_BIN, make_course, solved_notebook, submit, tool_env
+from conftest import require_sandbox
 
 pytestmark = pytest.mark.slow
 
@@ -135,7 +135,7 @@ def test_source_notebooks_hidden_regions_are_exactly_the_derived_blocks(repo_roo
     for assignment in ASSIGNMENTS:
         spec = load_spec(repo_root / "assignments" / "autograde" / f"{assignment}.py")
         notebook = json.loads((repo_root / "assignments" / "source" / assignment / f"{spec.notebook}.ipynb").read_text())
-        cells = test_cells(notebook)
+        cells = graded_test_cells(notebook)
         assert sorted(c["metadata"]["nbgrader"]["grade_id"] for c in cells) == sorted(q.grade_id for q in spec.questions)
         for cell in cells:
             grade_id = cell["metadata"]["nbgrader"]["grade_id"]
@@ -173,6 +173,8 @@ def test_nbgrader_and_coursekit_grade_score_every_test_cell_alike(tmp_path: Path
               if ours_scores[key] is None or stock_scores[key] is None
               or abs(ours_scores[key] - stock_scores[key]) > 1e-9}
     assert not differ, f"(student, question): (coursekit grade, nbgrader autograde) differ: {differ}"
+    for (student, grade_id), score in sorted(ours_scores.items()):
+        print(f"  {student:40} {grade_id:28} {score:g}")
     full = sum(float(q.points) for q in spec.questions)
     assert sum(ours_scores[("solution", q.grade_id)] for q in spec.questions) == full
     assert sum(ours_scores[("untouched", q.grade_id)] for q in spec.questions) == 0.0

@@ -78,7 +78,7 @@ def _grade_id(cell: dict[str, Any]) -> str:
     return str(cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", ""))
 
 
-def test_cells(notebook: dict[str, Any]) -> list[dict[str, Any]]:
+def graded_test_cells(notebook: dict[str, Any]) -> list[dict[str, Any]]:
     """The notebook's autograder test cells, in order."""
     return [cell for cell in notebook.get("cells", []) if is_test_cell(cell)]
 
@@ -89,7 +89,7 @@ def check_cells_match(notebook: dict[str, Any], spec: AssignmentSpec) -> None:
     Raises:
         ValueError: naming the grade_ids that differ.
     """
-    cells = {_grade_id(c): float(c["metadata"]["nbgrader"].get("points", 0)) for c in test_cells(notebook)}
+    cells = {_grade_id(c): float(c["metadata"]["nbgrader"].get("points", 0)) for c in graded_test_cells(notebook)}
     questions = {q.grade_id: float(q.points) for q in spec.questions}
     if cells != questions:
         raise ValueError(f"{spec.assignment}: the test cells' grade_ids and points must be the spec's questions', "
@@ -110,7 +110,7 @@ def derive_notebook(notebook: dict[str, Any], spec: AssignmentSpec) -> dict[str,
         ValueError: the test cells are not the spec's questions (see :func:`check_cells_match`).
     """
     check_cells_match(notebook, spec)
-    for cell in test_cells(notebook):
+    for cell in graded_test_cells(notebook):
         text = derived_source(_source_text(cell), _grade_id(cell))
         cell["source"] = text.splitlines(keepends=True)
     return notebook

@@ -175,8 +175,9 @@ class Grader:
         self._bar: Any = None
 
     def _view(self) -> ViewPlan:
-        """What the sandbox's ``coursekit`` holds: what the released cells and the adapters import, no answers."""
-        sources = [c.source for c in self.expected if c.cell_type == "code" and not c.autograder_test]
+        """What the sandbox's ``coursekit`` holds: what the released cells (visible checks included) and the
+        adapters import, no answers."""
+        sources = [c.source for c in self.expected if c.cell_type == "code"]
         return plan_view(graded_names(self.spec), notebook_imports(sources + adapters(self.spec)))
 
     def _check_spec(self) -> None:

@@ -42,6 +42,12 @@ def _agreement_wrong(out, part):
         return out.detach() + 2 * (out - out.detach()) if part == "gradient" else out * 1.01
     if part == "gradient" or isinstance(out, bool):
         return out
+    if isinstance(out, _agreement_torch.Tensor):
+        # A mask or ids: the first element flipped (or off by one).
+        wrong = out.clone()
+        first = wrong.reshape(-1)[:1]
+        first.copy_(~first if wrong.dtype == _agreement_torch.bool else first + 1)
+        return wrong
     if isinstance(out, int):
         return out + 1
     if isinstance(out, float):

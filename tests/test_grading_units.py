@@ -299,13 +299,13 @@ def _notebook(*cells: tuple[str | None, str]) -> bytes:
     return json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": out}).encode()
 
 
-def test_untouched_notebook_runs_every_other_cell_then_the_tests_visible_checks() -> None:
+def test_untouched_notebook_runs_every_code_cell_in_order_the_tests_with_their_visible_checks() -> None:
     raw = _notebook(("given", "import torch"), ("answer_double", "def double(x):\n    return 2 * x"),
                     ("test_double", "assert double(1) == 2"), (None, "print(1)"))
     prepared = prepare(raw, EXPECTED, max_bytes=10**6)
     assert prepared.outcome is None and not prepared.tampered and not prepared.missing
-    assert [c["index"] for c in prepared.run_cells] == [0, 1, 3, 2]
-    assert prepared.run_cells[-1]["source"] == "assert double(1) == 2"
+    assert [c["index"] for c in prepared.run_cells] == [0, 1, 2, 3]
+    assert prepared.run_cells[2]["source"] == "assert double(1) == 2"
     assert prepared.test_cells == {"test_double": 2}
 
 

@@ -33,12 +33,12 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from coursekit.grading.graded_call import run_graded_call, timers
 from coursekit.grading.limits import Limits
 from coursekit.grading.protocol import CallEnd, CallReport, CallStatus, StepEnd
-from coursekit.grading.spec import AssignmentSpec, PreparedCall, Question, ValueQuestion, load_spec, prepare_calls
+from coursekit.grading.spec import AssignmentSpec, PreparedCall, Question, adapters, load_spec, prepare_calls
 from coursekit.grading.verdicts import QuestionResult, score_question
 
 #: the student id of the instructor's own run of a source notebook: empty, which no nbgrader student id is.
@@ -123,31 +123,30 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def call_ends(question: Question, calls: list[PreparedCall], namespace: dict[str, Any],
+def call_ends(calls: list[PreparedCall], namespace: dict[str, Any], adapter_sources: Sequence[str] = (),
               limits: Limits | None = None) -> dict[str, CallEnd]:
-    """Make ``question``'s calls in ``namespace`` as the sandbox's runner does, and return their events by call id.
+    """Make a question's calls in ``namespace`` as the sandbox's runner does, and return their events by call id.
 
-    The question's adapter runs first, in a copy of the namespace (the student's
-    names stay as they were); a call that times out stops the function's
-    later calls (``not_run``), as in the runner.
+    The spec's adapters run first, all of them, in order, as in the sandbox (one
+    question's calls may use another's adapter), but in a copy of the namespace,
+    so the student's names stay as they were; a call that times out stops the
+    function's later calls (``not_run``), as in the runner.
 
     Args:
-        question: the question.
-        calls: its prepared calls.
+        calls: the question's prepared calls.
         namespace: the notebook's globals.
+        adapter_sources: the spec's adapters (:func:`~coursekit.grading.spec.adapters`).
         limits: the per-call time limits (default: :class:`~coursekit.grading.limits.Limits`'s).
 
     Returns:
         ``{call id: CallEnd}``.
     """
     steps = (limits or Limits()).for_runner()
-    scope = namespace
-    adapter = "" if isinstance(question, ValueQuestion) else question.adapter
-    if adapter:
-        scope = dict(namespace)
-        # A broken notebook may break the adapter: then its calls fail, as in the sandbox.
+    scope = dict(namespace) if adapter_sources else namespace
+    for source in adapter_sources:
+        # A broken notebook may break an adapter: then its calls fail, as in the sandbox.
         with contextlib.suppress(Exception), _quiet():
-            exec(compile(adapter, "<grader adapter>", "exec"), scope)  # noqa: S102 - the spec's own source
+            exec(compile(source, "<grader adapter>", "exec"), scope)  # noqa: S102 - the spec's own source
 
     def limit() -> contextlib.AbstractContextManager[None]:
         return timers(float(steps["step_cpu_s"]), float(steps["step_wall_s"]))
@@ -189,9 +188,10 @@ def question_result(grade_id: str, namespace: dict[str, Any], workdir: Path | No
         FileNotFoundError, ValueError: see :func:`grading_place`; ``grade_id`` names no question of the spec.
     """
     place = grading_place(Path(os.getcwd()) if workdir is None else workdir)
-    question = _question(_spec(place.spec_path), grade_id)
+    spec = _spec(place.spec_path)
+    question = _question(spec, grade_id)
     calls = _prepared(place.spec_path, place.course_id, place.student)[grade_id]
-    return score_question(question, calls, call_ends(question, calls, namespace))
+    return score_question(question, calls, call_ends(calls, namespace, adapters(spec)))
 
 
 def question_points(grade_id: str, namespace: dict[str, Any], workdir: Path | None = None) -> float:

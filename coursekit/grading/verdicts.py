@@ -424,8 +424,8 @@ def visible_check_failure(question: Question, total: int, end: CellEnd | None) -
     """The question's result when its test cell's visible checks did not pass, else ``None``.
 
     Stock nbgrader runs a test cell's visible checks before its hidden block,
-    so a check that raises scores the cell 0; ``coursekit grade`` runs them too
-    (after the other cells) and applies the same rule, so both graders agree.
+    so a check that raises scores the cell 0; ``coursekit grade`` runs them too,
+    where the cell stands, and applies the same rule, so both graders agree.
     The feedback quotes the check's exception as :func:`quoted_message` does.
 
     Args:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from coursekit.cli import build_parser
 from coursekit.grading.limits import Limits
-from coursekit.grading.notebook import ExpectedCell, prepare, strip_hidden_tests
+from coursekit.grading.notebook import ExpectedCell, prepare
 from coursekit.grading.protocol import CallEnd, CallStatus
 from coursekit.grading.spec import (AssignmentSpec, BannedOp, Case, CheckedQuestion, FunctionQuestion, ValueQuestion,
                                     prepare_calls)
@@ -383,10 +383,6 @@ def test_a_copy_of_a_read_only_or_test_cell_is_tampering(copied: str) -> None:
     prepared = prepare(raw, EXPECTED, max_bytes=10**6)
     assert prepared.tampered == [f"duplicate nbgrader cell {copied!r}"]
     assert prepared.notes == []
-
-
-def test_hidden_tests_are_stripped() -> None:
-    assert strip_hidden_tests("a\n### BEGIN HIDDEN TESTS\nb\n### END HIDDEN TESTS\nc") == "a\nc"
 
 
 def test_limits_and_cli_validate_their_arguments() -> None:

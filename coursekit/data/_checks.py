@@ -6,7 +6,20 @@ message naming the argument, the value received and what was expected.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
+
+from coursekit.losses._checks import int_text
+
+
+def _shown(value: object) -> str:
+    """``value`` as a message shows it: an int by ``int_text`` (its sign and bit length beyond int64), else ``repr``.
+
+    ``int_text`` is the losses' helper, so that every message of the package describes a huge int alike.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int_text(value)
+    return repr(value)
 
 
 def require_int(name: str, value: object, *, minimum: int | None = None) -> int:
@@ -14,7 +27,7 @@ def require_int(name: str, value: object, *, minimum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+        raise ValueError(f"{name} must be an int >= {minimum}, got {_shown(value)}")
     return value
 
 
@@ -22,20 +35,26 @@ def require_seed(name: str, value: object) -> int:
     """Return ``value`` if it is a valid seed: an ``int`` in ``[0, 2**63)``."""
     seed = require_int(name, value, minimum=0)
     if seed >= 2**63:
-        raise ValueError(f"{name} must be an int in [0, 2**63), got {seed}")
+        raise ValueError(f"{name} must be an int in [0, 2**63), got {_shown(seed)}")
     return seed
 
 
 def require_number(name: str, value: object, *, low: float | None = None, low_inclusive: bool = True) -> float:
-    """Return ``value`` as a float if it is a real number above ``low``."""
+    """Return ``value`` as a float if it is a real number above ``low``.
+
+    An int beyond the float range (``10**400``) is rejected with a ``ValueError``, not the
+    ``OverflowError`` that ``float`` would raise.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if isinstance(value, int) and abs(value) > sys.float_info.max:
+        raise ValueError(f"{name} must be a number in the float range, got {_shown(value)}")
     number = float(value)
     if number != number:
         raise ValueError(f"{name} must be a number, got nan")
     if low is not None and (number < low or (not low_inclusive and number == low)):
         relation = ">=" if low_inclusive else ">"
-        raise ValueError(f"{name} must be {relation} {low}, got {value}")
+        raise ValueError(f"{name} must be {relation} {low}, got {_shown(value)}")
     return number
 
 
@@ -43,5 +62,5 @@ def require_one_of(name: str, value: object, choices: Sequence[object]) -> objec
     """Return ``value`` if it is one of ``choices``."""
     if value not in choices:
         options = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"{name} must be one of {options}, got {value!r}")
+        raise ValueError(f"{name} must be one of {options}, got {_shown(value)}")
     return value

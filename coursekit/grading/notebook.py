@@ -32,8 +32,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-HIDDEN_BEGIN = "BEGIN HIDDEN TESTS"
-HIDDEN_END = "END HIDDEN TESTS"
+from coursekit.grading.hidden_tests import is_autograder_test
 #: JSON strings (whose brackets are text) and every other character that is not a bracket.
 _STRINGS_AND_VALUES = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[^\[\]{}"]+')
 #: the deepest nesting of JSON arrays and objects a submitted notebook may hold; nbformat needs 6 (an
@@ -65,8 +64,8 @@ class ExpectedCell:
 
     @property
     def autograder_test(self) -> bool:
-        """True for a code cell with points and no student answer: scored by the grader."""
-        return self.grade and not self.solution and not self.task and self.cell_type == "code"
+        """True for a code cell with points and no student answer: scored by the grader (nbgrader's rule)."""
+        return is_autograder_test({"cell_type": self.cell_type, "metadata": {"nbgrader": self.metadata()}})
 
     def metadata(self) -> dict[str, Any]:
         """The nbgrader cell metadata the released notebook carries."""
@@ -81,30 +80,6 @@ class ExpectedCell:
         if self.grade or self.task:
             data["points"] = self.points
         return data
-
-
-def strip_hidden_tests(source: str) -> str:
-    """Remove the ``### BEGIN HIDDEN TESTS`` ... ``### END HIDDEN TESTS`` regions.
-
-    Args:
-        source: a test cell's instructor source.
-
-    Returns:
-        What nbgrader releases to students.
-
-    Example:
-        >>> strip_hidden_tests("assert f(1) == 1\\n### BEGIN HIDDEN TESTS\\nassert f(2) == 4\\n### END HIDDEN TESTS")
-        'assert f(1) == 1'
-    """
-    kept, hidden = [], False
-    for line in source.split("\n"):
-        if HIDDEN_BEGIN in line:
-            hidden = True
-        elif HIDDEN_END in line:
-            hidden = False
-        elif not hidden:
-            kept.append(line)
-    return "\n".join(kept)
 
 
 def _normalise(source: str) -> str:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from coursekit.course import ASSIGNMENTS, strip_hidden_regions
+from coursekit.course import ASSIGNMENTS
 from coursekit.course.derived_tests import derive_course, derive_notebook, derived_source, graded_test_cells, visible_part
+from coursekit.grading.hidden_tests import strip_hidden_tests
 from coursekit.grading.spec import load_spec
 
 VISIBLE_LINE = re.compile(r'^print\(f?"visible tests of .+ passed"\)$', re.MULTILINE)
@@ -25,7 +26,7 @@ def test_derived_source_replaces_the_hidden_region_and_keeps_the_visible_checks(
     derived = derived_source(source, "test_f")
     assert derived.startswith("assert f(1) == 1\nprint('ok')\n### BEGIN HIDDEN TESTS\n")
     assert derived.endswith('_question_points("test_f", globals())\n### END HIDDEN TESTS')
-    assert strip_hidden_regions(derived) == ("assert f(1) == 1\nprint('ok')", 1)
+    assert strip_hidden_tests(derived) == ("assert f(1) == 1\nprint('ok')", 1)
     assert derived_source(derived, "test_f") == derived
 
 

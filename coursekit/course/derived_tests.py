@@ -16,8 +16,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from coursekit.course.preprocessors import BEGIN_HIDDEN, END_HIDDEN, is_test_cell
+from coursekit.grading.hidden_tests import HIDDEN_BEGIN, HIDDEN_END, is_autograder_test
 from coursekit.grading.spec import AssignmentSpec, load_spec
+
+#: the marker lines of the derived block, each on its own line, as the course writes them.
+BEGIN_LINE = f"### {HIDDEN_BEGIN}"
+END_LINE = f"### {HIDDEN_END}"
 
 
 def derived_block(grade_id: str) -> str:
@@ -34,10 +38,10 @@ def derived_block(grade_id: str) -> str:
         ### END HIDDEN TESTS
     """
     return "\n".join([
-        BEGIN_HIDDEN,
+        BEGIN_LINE,
         "from coursekit.course.hidden_score import question_points as _question_points",
         f"_question_points({json.dumps(grade_id)}, globals())",
-        END_HIDDEN,
+        END_LINE,
     ])
 
 
@@ -49,7 +53,8 @@ def visible_part(source: str) -> str:
         'print("ok")'
     """
     lines = source.split("\n")
-    starts = [i for i, line in enumerate(lines) if line.strip() == BEGIN_HIDDEN]
+    # nbgrader's rule: a line holding the marker anywhere opens a region.
+    starts = [i for i, line in enumerate(lines) if HIDDEN_BEGIN in line]
     kept = lines[: starts[0]] if starts else lines
     return "\n".join(kept).rstrip()
 
@@ -80,7 +85,7 @@ def _grade_id(cell: dict[str, Any]) -> str:
 
 def graded_test_cells(notebook: dict[str, Any]) -> list[dict[str, Any]]:
     """The notebook's autograder test cells, in order."""
-    return [cell for cell in notebook.get("cells", []) if is_test_cell(cell)]
+    return [cell for cell in notebook.get("cells", []) if is_autograder_test(cell)]
 
 
 def check_cells_match(notebook: dict[str, Any], spec: AssignmentSpec) -> None:

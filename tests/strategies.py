@@ -258,3 +258,36 @@ def id_sentences(draw: st.DrawFn, *, vocab_size: int = 12, first_id: int = 4, ma
     """A non-empty list of sentences of ordinary ids in ``[first_id, vocab_size)`` (no specials)."""
     sentence = st.lists(st.integers(first_id, vocab_size - 1), min_size=0 if allow_empty else 1, max_size=max_len)
     return draw(st.lists(sentence, min_size=1, max_size=max_batch))
+
+
+# --- nbgrader cell sources (coursekit.grading.hidden_tests) ------------------------------
+
+#: lines a test cell may hold: code, blanks, and nbgrader's hidden-test markers written the ways
+#: instructors (and students) write them: indented, in a comment, inside a string, lower case,
+#: both on one line, with a carriage return left by a Windows editor.
+SOURCE_LINES = (
+    "assert f(1) == 1",
+    "secret_check(f)",
+    "",
+    "   ",
+    "### BEGIN HIDDEN TESTS",
+    "### END HIDDEN TESTS",
+    "    ### BEGIN HIDDEN TESTS",
+    "    ### END HIDDEN TESTS",
+    "x = 1  # BEGIN HIDDEN TESTS below",
+    'print("END HIDDEN TESTS")',
+    "# begin hidden tests",
+    "# BEGIN HIDDEN TESTS and END HIDDEN TESTS",
+    "### BEGIN HIDDEN TESTS\r",
+    "### END HIDDEN TESTS\r",
+    "visible()\r",
+)
+
+
+@st.composite
+def cell_sources(draw: st.DrawFn, *, max_lines: int = 14) -> str:
+    """A cell source drawn as a mix of :data:`SOURCE_LINES`, joined by ``\\n`` or ``\\r\\n``."""
+    lines = draw(st.lists(st.sampled_from(SOURCE_LINES), max_size=max_lines))
+    separator = draw(st.sampled_from(("\n", "\r\n")))
+    trailing = draw(st.sampled_from(("", separator)))
+    return separator.join(lines) + trailing

@@ -7,7 +7,8 @@ student version of every assignment (see :mod:`coursekit.course.student_versions
 """
 
 from coursekit.course.config import ASSIGNMENTS, COURSE_ID, configure, default_db_url
-from coursekit.course.preprocessors import RedactHiddenTests, StderrIsNotFailure, strip_hidden_regions
+from coursekit.course.preprocessors import RedactHiddenTests, StderrIsNotFailure
+from coursekit.grading.hidden_tests import strip_hidden_tests
 
 __all__ = [
     "ASSIGNMENTS",
@@ -16,5 +17,5 @@ __all__ = [
     "default_db_url",
     "RedactHiddenTests",
     "StderrIsNotFailure",
-    "strip_hidden_regions",
+    "strip_hidden_tests",
 ]

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from coursekit.course.config import with_installed_driver
-from coursekit.grading.notebook import ExpectedCell, strip_hidden_tests
+from coursekit.grading.hidden_tests import HIDDEN_BEGIN, HIDDEN_END, strip_hidden_tests
+from coursekit.grading.notebook import ExpectedCell
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Course:
         course_id: nbgrader's ``CourseDirectory.course_id``.
         db_url: the gradebook URL.
         submitted, autograded, source: the tree names (nbgrader's defaults unless configured).
+        hidden_markers: the markers of hidden test regions, as ``ClearHiddenTests`` is configured.
     """
 
     root: Path
@@ -34,6 +36,7 @@ class Course:
     submitted: str = "submitted"
     autograded: str = "autograded"
     source: str = "source"
+    hidden_markers: tuple[str, str] = (HIDDEN_BEGIN, HIDDEN_END)
 
 
 def load_course(root: Path, db_url: str | None = None) -> Course:
@@ -50,6 +53,7 @@ def load_course(root: Path, db_url: str | None = None) -> Course:
         FileNotFoundError: ``root`` is not a directory.
     """
     from nbgrader.coursedir import CourseDirectory
+    from nbgrader.preprocessors import ClearHiddenTests
     from traitlets.config import Config
     from traitlets.config.loader import PyFileConfigLoader
 
@@ -68,6 +72,7 @@ def load_course(root: Path, db_url: str | None = None) -> Course:
     if "root" not in config.get("CourseDirectory", {}):
         coursedir.root = str(root)
     url = with_installed_driver(db_url or coursedir.db_url)
+    release = ClearHiddenTests(config=config)
     return Course(
         root=Path(coursedir.root),
         course_id=coursedir.course_id,
@@ -75,6 +80,7 @@ def load_course(root: Path, db_url: str | None = None) -> Course:
         submitted=coursedir.submitted_directory,
         autograded=coursedir.autograded_directory,
         source=coursedir.source_directory,
+        hidden_markers=(release.begin_test_delimeter, release.end_test_delimeter),
     )
 
 
@@ -112,7 +118,7 @@ def expected_cells(course: Course, assignment: str) -> dict[str, list[ExpectedCe
                     ExpectedCell(
                         name=source.name,
                         cell_type=source.cell_type,
-                        source=strip_hidden_tests(source.source or ""),
+                        source=strip_hidden_tests(source.source or "", *course.hidden_markers).released,
                         locked=bool(source.locked),
                         grade=source.name in grades,
                         solution=source.name in solutions,

@@ -29,11 +29,12 @@ from coursekit.grading.executors import make_executor
 from coursekit.grading.files import files_of, refuse_shadowing
 from coursekit.grading.limits import Limits
 from coursekit.grading.notebook import ExpectedCell, PreparedNotebook, prepare, unusable
-from coursekit.grading.outcomes import OUTCOMES, Evidence, classify, run_notes
+from coursekit.grading.outcomes import OUTCOMES, Evidence, classify, run_notes, skipped_answers
 from coursekit.grading.package_view import ViewPlan, notebook_imports, plan_view
 from coursekit.grading.result_budget import result_caps
 from coursekit.grading.sandbox import Job, RawRun, kernel_leaves_root, sandbox_available
 from coursekit.grading.spec import AssignmentSpec, PreparedCall, adapters, graded_names, load_spec, prepare_calls
+from coursekit.grading.time_guard import PREPARATION_TIMEOUT_S, time_guard
 from coursekit.grading.verdicts import QuestionResult, score_question
 
 __all__ = ["OUTCOMES", "GradeOptions", "Grader", "SandboxUnavailable", "SubmissionReport", "format_table",
@@ -247,7 +248,8 @@ class Grader:
 
     def _job(self, student: str, prepared: dict[str, PreparedNotebook]) -> Job | None:
         """The sandbox's work for ``student`` (``None``: the notebook cannot run, and is finished already)."""
-        notebook, files, refused = self._prepared(student)
+        with time_guard(PREPARATION_TIMEOUT_S, f"preparing {student}'s submission"):
+            notebook, files, refused = self._prepared(student)
         if notebook.outcome:
             self._finish(student, notebook, None)
             return None
@@ -328,6 +330,10 @@ class Grader:
     def _finish(self, student: str, prepared: PreparedNotebook, run: RawRun | None) -> SubmissionReport:
         """Score and classify one submission, then write its results (see :meth:`_write`)."""
         results = self._score(student, run)
+        if run is not None:
+            for grade_id, sentence in skipped_answers(run, prepared.notebook["cells"], self.spec.questions).items():
+                if results[grade_id].passed < results[grade_id].total:
+                    results[grade_id].messages.insert(0, sentence)
         outcome, notes = self._outcome(prepared, run, results)
         report = self._report(student, run, results, outcome, notes)
         self._write(report, prepared, run, results)

@@ -32,8 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coursekit.grading.hidden_tests import is_autograder_test
-#: JSON strings (whose brackets are text) and every other character that is not a bracket.
-_STRINGS_AND_VALUES = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[^\[\]{}"]+')
+#: JSON strings (whose brackets are text) and every other character that is not a bracket. A string left
+#: open at the end of the text (a truncated upload) runs to the end: were it to fail to match instead, the
+#: search would start again at every later quote, and each ``\\"`` of the tail would cost a scan to the end.
+_STRINGS_AND_VALUES = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)|[^\[\]{}"]+', re.DOTALL)
 #: the deepest nesting of JSON arrays and objects a submitted notebook may hold; nbformat needs 6 (an
 #: output's data inside its cell inside the notebook), and Python's stack ends near 500 levels.
 MAX_NOTEBOOK_DEPTH = 64
@@ -122,10 +124,13 @@ def nesting_depth(text: str) -> int:
     """The deepest nesting of arrays and objects in the JSON ``text``, brackets inside strings not counted.
 
     Counted without parsing (iteratively, in linear time), so that a notebook nested deeper than any
-    parser or copy can recurse is refused before anything recurses into it.
+    parser or copy can recurse is refused before anything recurses into it. A string left open at the
+    end (a truncated upload) counts as text up to the end, so no later bracket counts.
 
     Example:
         >>> nesting_depth('{"a": [[1], "]]]"], "b": {}}')
+        3
+        >>> nesting_depth('{"cells": [{"source": "<table class=\\\\"x\\\\">[[[')
         3
     """
     structure = _STRINGS_AND_VALUES.sub("", text)

@@ -539,3 +539,15 @@ def test_a_result_of_the_wrong_shape_fails_on_its_shape_not_in_the_backward_pass
     report = run_step(kernel, RunCall(call))
     assert (report.status, report.grads) == (CallStatus.OK, [])
     assert compare(decode_value(report.value), np.ones(3), rtol=0, atol=0).reason == "wrong shape"
+
+
+def test_a_repeated_cell_id_is_given_a_fresh_one_with_a_note_not_tampering() -> None:
+    """Grader review r4, finding 7: VS Code pasted cells with the original's id; nbformat repairs it, so do we."""
+    notebook = json.loads(_notebook(("given", "import torch"), (None, "x = 1"), (None, "y = 2")))
+    notebook["cells"][1]["id"] = notebook["cells"][2]["id"] = "same-id"
+    prepared = prepare(json.dumps(notebook).encode(), EXPECTED, max_bytes=10**6)
+    assert prepared.tampered == [] and prepared.outcome is None
+    assert prepared.notes == ["cell 2 repeated the id 'same-id' of an earlier cell (pasted in an editor?); it was given "
+                              "a fresh id"]
+    ids = [cell["id"] for cell in prepared.notebook["cells"]]
+    assert ids[1] == "same-id" and len(ids) == len(set(ids))

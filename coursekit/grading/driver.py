@@ -18,6 +18,7 @@ import shutil
 import sys
 import traceback
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
@@ -135,6 +136,16 @@ def _read_timestamp(path: Path) -> tuple[str | None, str | None]:
     return text, None
 
 
+def _timestamp(path: Path) -> datetime | None:
+    """The time in ``path`` (a timestamp.txt) as nbgrader reads it; ``None`` when absent or not a date."""
+    text, _problem = _read_timestamp(path)
+    if text is None:
+        return None
+    from nbgrader.utils import parse_utc
+
+    return parse_utc(text)
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     temporary.write_bytes(data)
@@ -174,6 +185,7 @@ class Grader:
         self.calls: dict[str, dict[str, list[PreparedCall]]] = {}
         self.reports: list[SubmissionReport] = []
         self._bar: Any = None
+        self.resubmitted: list[str] = []
 
     def _view(self) -> ViewPlan:
         """What the sandbox's ``coursekit`` holds: what the released cells and the adapters import, no answers."""
@@ -208,13 +220,25 @@ class Grader:
         return found
 
     def pending(self) -> list[str]:
-        """The submissions still to grade (all of them with ``--force``)."""
+        """The submissions still to grade (all of them with ``--force``).
+
+        Those not graded yet, and, as ``nbgrader autograde`` decides, those graded
+        whose submitted ``timestamp.txt`` is newer than the one in ``autograded/``
+        (a resubmission collected after grading); :attr:`resubmitted` names these.
+        """
         students = self.submissions()
         if self.options.force:
             return students
         tests = [c.name for c in self.expected if c.autograder_test]
         done = gb.graded_students(self.course, self.assignment, self.spec.notebook, tests)
-        return [s for s in students if s not in done]
+        self.resubmitted = [s for s in students if s in done and self._newer_than_its_grade(s)]
+        return [s for s in students if s not in done or s in self.resubmitted]
+
+    def _newer_than_its_grade(self, student: str) -> bool:
+        """Whether ``student``'s submitted timestamp.txt is later than the one its autograded copy was made from."""
+        submitted = _timestamp(self.course.root / self.course.submitted / student / self.assignment / "timestamp.txt")
+        graded = _timestamp(self.course.root / self.course.autograded / student / self.assignment / "timestamp.txt")
+        return submitted is not None and graded is not None and submitted > graded
 
     # -- the pipeline ------------------------------------------------------
     def _prepared(self, student: str) -> tuple[PreparedNotebook, dict[str, bytes], list[str]]:
@@ -470,6 +494,10 @@ class Grader:
         skipped = sorted(set(self.submissions()) - set(students))
         if skipped:
             self.log.write(self._already_graded(skipped))
+        if self.resubmitted:
+            shown = ", ".join(self.resubmitted[:10]) + (", ..." if len(self.resubmitted) > 10 else "")
+            self.log.write(f"{len(self.resubmitted)} submission(s) resubmitted after grading (timestamp.txt newer "
+                           f"than the graded one), regraded: {shown}\n")
         executor = make_executor(options.executor, options.jobs)
         use_sandbox: bool | None = True if options.require_sandbox else None
         prepared: dict[str, PreparedNotebook] = {}

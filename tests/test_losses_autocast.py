@@ -20,6 +20,8 @@ and check that the CPU reference's value and dtype agree.
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -362,3 +364,37 @@ def test_without_autocast_the_distillation_losses_and_ctc_loss_keep_bfloat16() -
     for name, value in _each_new_loss(logits, teacher).items():
         assert value.dtype == torch.bfloat16, name
         torch.testing.assert_close(value.double(), exact[name], rtol=2e-2, atol=2e-2, msg=name)
+
+
+def _autocast_list(header: str, name: str) -> set[str]:
+    """The op names of the ``#define name(_)`` list in autocast_mode.h (``_(op)`` or ``_(op, overload)``)."""
+    body = re.search(rf"#define {name}\(_\)(.*?)\n\n", header, re.DOTALL)
+    assert body is not None, f"{name} is gone from the installed autocast_mode.h: recheck coursekit/losses/_autocast.py"
+    return set(re.findall(r"_\((\w+)", body.group(1)))
+
+
+def test_the_cuda_float32_lists_hold_what_the_autocast_module_docstring_says() -> None:
+    # _autocast.py's CUDA claims come from these lists of the installed header; a torch upgrade
+    # that changes them fails here.
+    header = (Path(torch.__file__).parent / "include" / "ATen" / "autocast_mode.h").read_text()
+    fp32 = _autocast_list(header, "AT_FORALL_FP32")
+    fp32_set_dtype = _autocast_list(header, "AT_FORALL_FP32_SET_OPT_DTYPE")
+    assert {"nll_loss", "kl_div", "logsumexp"} <= fp32
+    assert "log_softmax" in fp32_set_dtype
+    assert "ctc_loss" not in fp32 | fp32_set_dtype
+
+
+def test_cpu_autocast_computes_in_the_dtypes_the_autocast_module_docstring_says() -> None:
+    logits = torch.randn(4, 5).bfloat16()
+    targets = torch.tensor([0, 1, 2, 3])
+    log_probs = torch.randn(6, 2, 4).log_softmax(-1).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        float32_ops = {
+            "F.cross_entropy": F.cross_entropy(logits, targets),
+            "F.nll_loss": F.nll_loss(logits, targets),
+            "F.kl_div": F.kl_div(logits, logits, log_target=True, reduction="sum"),
+            "F.ctc_loss": F.ctc_loss(log_probs, torch.tensor([[1, 2], [2, 3]]), [6, 6], [2, 2]),
+        }
+        kept_ops = {"F.log_softmax": F.log_softmax(logits, -1), "torch.logsumexp": torch.logsumexp(logits, -1)}
+    assert {name: out.dtype for name, out in float32_ops.items()} == dict.fromkeys(float32_ops, torch.float32)
+    assert {name: out.dtype for name, out in kept_ops.items()} == dict.fromkeys(kept_ops, torch.bfloat16)

@@ -9,15 +9,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-#: Ints with more digits than this are described by their size in messages: ``str`` of an int of
-#: more than 4300 digits raises a ValueError of its own, and a wall of digits helps nobody.
-_MAX_SHOWN_DIGITS = 40
+from coursekit.losses._checks import int_text
 
 
 def _shown(value: object) -> str:
-    """``value`` as a message shows it: an int too long to print by its size, anything else by ``repr``."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > _MAX_SHOWN_DIGITS * 3:
-        return f"an int of {value.bit_length()} bits"
+    """``value`` as a message shows it: an int by ``int_text`` (its sign and bit length beyond int64), else ``repr``.
+
+    ``int_text`` is the losses' helper, so that every message of the package describes a huge int alike.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int_text(value)
     return repr(value)
 
 

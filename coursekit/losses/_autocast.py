@@ -1,21 +1,42 @@
 """How the losses follow ``torch.autocast``: the dtype each step computes in where autocast is on.
 
-Autocast sorts operations into lists. A matrix product (``F.linear``) runs in
-the autocast dtype (bfloat16 or float16); ``F.cross_entropy`` raises its input
-to float32 and returns float32 on every device (on the CPU it is on the
-float32 list itself, on CUDA its parts ``log_softmax`` and ``nll_loss`` are).
-So are ``F.kl_div`` and ``F.ctc_loss``. ``torch.log_softmax`` is on no list
-on the CPU, where it keeps its input's dtype (on CUDA it is on the float32
-list). The losses whose reference is one of these three therefore raise
-their logits or log-probabilities to float32 themselves where autocast is
-on, so that they compute, on every device, what that reference computes
-there: those built on ``nll._log_softmax`` (token_nll, label_smoothed_nll,
-confidence_penalty_nll, causal_lm_loss) and vocab_parallel_cross_entropy
-and kd_cross_entropy (``F.cross_entropy``); kd_loss, top_k_teacher,
-top_k_kd_loss and generalized_jsd (``F.kl_div``); ctc_loss and its forward
-and backward tables (``F.ctc_loss``). chunked_cross_entropy follows ``F.linear`` then
-``F.cross_entropy`` instead. Autocast leaves float64 tensors alone in both
-lists, and so do these helpers.
+Autocast sorts operations into lists, one set for the CPU and one for CUDA
+(and the other accelerators). A matrix product (``F.linear``) runs in the
+autocast dtype (bfloat16 or float16) on both. For the references of the
+losses here the lists differ:
+
+* CUDA: the float32 lists ``AT_FORALL_FP32`` and ``AT_FORALL_FP32_SET_OPT_DTYPE``
+  of the installed ``torch/include/ATen/autocast_mode.h`` (the list torch's
+  AMP page gives as "CUDA Ops that can autocast to float32") hold
+  ``nll_loss``, ``kl_div``, ``log_softmax`` and ``logsumexp``, not
+  ``ctc_loss``. So ``F.cross_entropy`` (``log_softmax`` then ``nll_loss``)
+  and every ``F.kl_div(F.log_softmax(...), ...)`` expression compute in
+  float32, while ``F.ctc_loss`` is not autocast: it computes in the dtype it
+  is given.
+* CPU (measured with torch 2.13 under bfloat16 autocast): ``F.cross_entropy``,
+  ``F.nll_loss``, ``F.kl_div`` and ``F.ctc_loss`` return float32, while
+  ``F.log_softmax`` and ``torch.logsumexp`` keep bfloat16. So the
+  expressions that take ``F.log_softmax`` before ``F.kl_div`` (kd_loss's
+  reference, TRL's ``generalized_jsd_loss``) round their log-probabilities
+  to bfloat16 and only then compute in float32.
+
+coursekit computes these losses in float32 wherever autocast is on, on
+every device: its losses raise their logits or log-probabilities to float32
+themselves before the log-softmax. That is what the reference computes for
+those built on ``nll._log_softmax`` (token_nll, label_smoothed_nll,
+confidence_penalty_nll, causal_lm_loss), vocab_parallel_cross_entropy and
+kd_cross_entropy (``F.cross_entropy``, float32 on both devices); for
+kd_loss, top_k_teacher, top_k_kd_loss and generalized_jsd on CUDA (on the
+CPU their references differ from coursekit's by the bfloat16 rounding of
+their log-softmax); and for
+ctc_loss and its forward and backward tables on the CPU (on CUDA
+``F.ctc_loss`` runs the recursion in the half-precision dtype it gets).
+float32 everywhere is chosen anyway because it is closer to the float64
+result than either half-precision path, and because one loss that gives a
+different dtype on different devices would surprise more than a stated
+difference from one reference on one device. chunked_cross_entropy follows
+``F.linear`` then ``F.cross_entropy`` instead. Autocast leaves float64
+tensors alone in all its lists, and so do these helpers.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ assert of the indexing kernel, as in PyTorch.
 from __future__ import annotations
 
 import math
+import operator
 import os
 import sys
 from collections.abc import Sequence
@@ -138,13 +139,14 @@ def require_choice(name: str, value: object, choices: Sequence[str]) -> str:
     return value  # type: ignore[return-value]
 
 
-def require_number(name: str, value: object) -> float:
+def require_number(name: str, value: object, *, type_expected: str = "a number") -> float:
     """Return ``value`` as a float if it is a finite real number (not a bool, not a tensor).
 
     Every int is finite, but one beyond the float range (``10**400``) is not a
     float either: it is rejected with the same ``ValueError`` as ``inf``.
+    ``type_expected`` is what the ``TypeError`` says the argument must be.
     """
-    return _finite_float(name, value, "a finite number")
+    return _finite_float(name, value, "a finite number", type_expected)
 
 
 def require_positive(name: str, value: object) -> float:
@@ -152,7 +154,7 @@ def require_positive(name: str, value: object) -> float:
     expected = "a finite number > 0"
     number = _finite_float(name, value, expected)
     if not number > 0:
-        raise ValueError(f"{name} must be {expected}, got {value}")
+        raise ValueError(f"{name} must be {expected}, got {number_text(value)}")
     return number
 
 
@@ -161,22 +163,28 @@ def require_nonnegative(name: str, value: object) -> float:
     expected = "a finite number >= 0"
     number = _finite_float(name, value, expected)
     if not number >= 0:
-        raise ValueError(f"{name} must be {expected}, got {value}")
+        raise ValueError(f"{name} must be {expected}, got {number_text(value)}")
     return number
 
 
-def _finite_float(name: str, value: object, expected: str) -> float:
+def _finite_float(name: str, value: object, expected: str, type_expected: str = "a number") -> float:
     """``value`` as a float, if it is an int or float whose float is finite; ``expected`` goes into the message."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+        raise TypeError(f"{name} must be {type_expected}, got {type_text(value)}")
     if isinstance(value, int) and abs(value) > sys.float_info.max:
-        # float() would raise OverflowError. The digits are not printed: str() of an int of
-        # more than 4300 digits raises a ValueError of its own.
-        raise ValueError(f"{name} must be {expected}, got an int too large for a float ({value.bit_length()} bits)")
+        # float() would raise OverflowError
+        raise ValueError(f"{name} must be {expected}, got {int_text(value)}, beyond the float range")
     number = float(value)
     if not math.isfinite(number):
         raise ValueError(f"{name} must be {expected}, got {value}")
     return number
+
+
+def number_text(value: object) -> str:
+    """A received number for a message: an int as :func:`int_text` shows it, anything else by ``str``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int_text(value)
+    return str(value)
 
 
 #: The range of ``torch.int64``, the dtype of class indices and lengths. An int outside it cannot be
@@ -193,7 +201,13 @@ def require_int(
     expected: str = "",
     type_expected: str = "an int",
 ) -> int:
-    """Return ``value`` if it is an int (not a bool) in ``[low, high]`` (``high=None``: no upper bound).
+    """Return ``value`` as a Python int if it is an integer (not a bool) in ``[low, high]`` (``high=None``: no upper bound).
+
+    An integer is whatever ``operator.index`` accepts, as PyTorch's own
+    argument parser does: a Python int, a NumPy integer, a one-element
+    integer tensor. Bools (Python's, NumPy's, boolean tensors) are not
+    integers here, as they are not to PyTorch's int arguments. A tensor on an
+    accelerator is read (one host synchronisation), as PyTorch's parser reads it.
 
     Args:
         name: the argument's name, for the messages.
@@ -205,50 +219,105 @@ def require_int(
         type_expected: what the ``TypeError`` says the argument must be.
 
     Returns:
-        ``value``, unchanged.
+        ``value`` as a Python int (callers use it, so that comparisons and
+        indexing see an int, never a tensor).
 
     Raises:
-        TypeError: ``value`` is not an int.
+        TypeError: ``value`` is not an integer, or is a bool.
         ValueError: ``value`` lies outside ``[low, high]``; an int beyond int64
-            is named by its bit length, not its digits (see :func:`int_text`).
+            is named by its sign and bit length, not its digits (see :func:`int_text`).
 
     Example:
-        >>> require_int("k", 3, 1, 5)
-        3
-        >>> require_int("max_len", 10**400, 0, expected="be >= 0")
+        >>> import numpy as np
+        >>> require_int("k", np.int64(3), 1, 5), require_int("k", torch.tensor(3), 1, 5)
+        (3, 3)
+        >>> require_int("max_len", -(10**400), 0, expected="be >= 0")
         Traceback (most recent call last):
         ...
-        ValueError: max_len must be <= 9223372036854775807 (int64's largest), got an int of 1329 bits
+        ValueError: max_len must be >= 0, got a negative int of 1329 bits
     """
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be {type_expected}, got {type(value).__name__}")
-    if high == INT64_MAX and value > high:
+    number = as_index(value)
+    if number is None:
+        raise TypeError(f"{name} must be {type_expected}, got {type_text(value)}")
+    if high == INT64_MAX and number > high:
         # only int64 bounds it: name that bound, not the caller's (such as ">= 0")
-        raise ValueError(f"{name} must be <= {INT64_MAX} (int64's largest), got {int_text(value)}")
-    if value < low or (high is not None and value > high):
-        raise ValueError(f"{name} must {expected or f'lie in [{low}, {high}]'}, got {int_text(value)}")
-    return value
+        raise ValueError(f"{name} must be <= {INT64_MAX} (int64's largest), got {int_text(number)}")
+    if number < low or (high is not None and number > high):
+        raise ValueError(f"{name} must {expected or f'lie in [{low}, {high}]'}, got {int_text(number)}")
+    return number
+
+
+def as_index(value: object) -> int | None:
+    """``operator.index(value)``, or ``None`` for a bool or anything that is not an integer."""
+    if isinstance(value, bool) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
+        return None
+    if type(value).__name__ == "bool" and type(value).__module__ == "numpy":
+        return None  # NumPy's bool: operator.index rejects it in NumPy 2, but not in every NumPy
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except (TypeError, RuntimeError):
+        # RuntimeError: a tensor of more than one element
+        return None
+
+
+def type_text(value: object) -> str:
+    """What ``value`` is, for a ``TypeError``: a tensor's shape and dtype, else its type's name.
+
+    Example:
+        >>> type_text(torch.zeros(1)), type_text(2.5)
+        ('a tensor of shape (1,) and dtype torch.float32', 'float')
+    """
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return type(value).__name__
 
 
 def int_text(value: int) -> str:
-    """``value`` for a message: its digits within int64, else its bit length.
+    """``value`` for a message: its digits within int64, else its sign and bit length.
 
     ``str()`` of an int of more than 4300 digits raises a ``ValueError`` of its
-    own, and a few hundred digits help no reader.
+    own, and a few hundred digits help no reader. The sign stays: "must be
+    >= 0, got an int of 1329 bits" would read as a large positive value.
+    Every message of :mod:`coursekit.losses` and :mod:`coursekit.data` that
+    shows a received int goes through here.
 
     Example:
-        >>> int_text(-100), int_text(2**64)
-        ('-100', 'an int of 65 bits')
+        >>> int_text(-100), int_text(2**64), int_text(-(2**64))
+        ('-100', 'an int of 65 bits', 'a negative int of 65 bits')
     """
-    return str(value) if INT64_MIN <= value <= INT64_MAX else f"an int of {value.bit_length()} bits"
+    if INT64_MIN <= value <= INT64_MAX:
+        return str(value)
+    return f"{'a negative' if value < 0 else 'an'} int of {value.bit_length()} bits"
 
 
-def require_in_interval(name: str, value: object, low: float, high: float, meaning: str = "") -> float:
-    """Return ``value`` if it is a number in ``[low, high)``; ``meaning`` is added to the message."""
-    number = require_number(name, value)
-    if not low <= number < high:
+def require_in_interval(
+    name: str,
+    value: object,
+    low: float,
+    high: float,
+    meaning: str = "",
+    *,
+    closed: bool = False,
+    type_expected: str = "a number",
+) -> float:
+    """Return ``value`` as a float if it is a number in ``[low, high)`` (``[low, high]`` when ``closed``).
+
+    ``meaning`` is added to the ``ValueError``; ``type_expected`` is what the
+    ``TypeError`` says the argument must be.
+
+    Example:
+        >>> require_in_interval("beta", 1, 0, 1, closed=True)
+        1.0
+        >>> require_in_interval("beta", 10**400, 0, 1, closed=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: beta must be a finite number, got an int of 1329 bits, beyond the float range
+    """
+    number = _finite_float(name, value, "a finite number", type_expected)
+    inside = low <= number <= high if closed else low <= number < high
+    if not inside:
         suffix = f" ({meaning})" if meaning else ""
-        raise ValueError(f"{name} must lie in [{low}, {high}){suffix}, got {value}")
+        raise ValueError(f"{name} must lie in [{low}, {high}{']' if closed else ')'}{suffix}, got {number_text(value)}")
     return number
 
 

@@ -101,7 +101,10 @@ def kd_loss(
     Returns:
         A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``;
         float32 under ``torch.autocast`` for half-precision logits (float64
-        stays float64), as ``F.kl_div`` computes there.
+        stays float64), log-softmax included, on every device: as the
+        ``F.kl_div`` expression above computes under CUDA autocast, while under
+        CPU autocast its ``F.log_softmax`` stays bfloat16 (see
+        :mod:`coursekit.losses._autocast`).
 
     Shapes:
         student_logits, teacher_logits: ``(..., V)``; mask: ``(...)``;

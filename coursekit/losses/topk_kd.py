@@ -53,7 +53,7 @@ def top_k_teacher(teacher_logits: torch.Tensor, k: int, *, temperature: float = 
         teacher_logits: ``(..., V)``; both results: ``(..., k)``.
 
     Raises:
-        TypeError: ``teacher_logits`` not float or ``k`` not an int.
+        TypeError: ``teacher_logits`` not float or ``k`` not an integer (``operator.index`` fails) or a bool.
         ValueError: ``k`` outside ``[1, V]`` or ``temperature <= 0``.
 
     Example:
@@ -65,7 +65,7 @@ def top_k_teacher(teacher_logits: torch.Tensor, k: int, *, temperature: float = 
     if teacher_logits.dim() < 1:
         raise ValueError(f"teacher_logits must have shape (..., V), got {tuple(teacher_logits.shape)}")
     vocab = teacher_logits.shape[-1]
-    require_int("k", k, 1, vocab, expected=f"lie in [1, {vocab}] (V)")
+    k = require_int("k", k, 1, vocab, expected=f"lie in [1, {vocab}] (V)")
     temperature = require_positive("temperature", temperature)
     log_probs = torch.log_softmax(float32_under_autocast(teacher_logits.detach()) / temperature, dim=-1)
     return log_probs.topk(k, dim=-1)

@@ -225,3 +225,16 @@ def test_a_resubmission_newer_than_its_grade_is_regraded_without_force_and_named
     out, err = third.communicate(timeout=300)
     assert third.returncode == 0, err
     assert "2 submission(s) already graded" in err and "resubmitted" not in err, err
+
+
+def test_the_smallest_accepted_memory_limit_grades_a_correct_notebook_in_full(tmp_path: Path) -> None:
+    """Grader review r4, finding 5: at `--memory 512`, which Limits accepts, every submission scored 0 (kernel_died):
+    the limit was the whole address space and the kernel starts with about 600 MiB mapped."""
+    require_sandbox()
+    course = make_course(tmp_path / "memory")
+    submit(course, "ada", solved_notebook(course))
+    graded = _grade(course, "--memory", "512")
+    out, err = graded.communicate(timeout=300)
+    assert graded.returncode == 0, err
+    table = [line.split() for line in out.splitlines()[1:] if line and not line.startswith("reports:")]
+    assert [(row[0], float(row[1]), row[3]) for row in table] == [("ada", 10.0, "graded")], out

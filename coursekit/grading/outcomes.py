@@ -153,7 +153,7 @@ def run_notes(run: RawRun) -> list[str]:
         notes.append(f"{_SKIPPED.get(why, _SKIPPED['died'])} cell {index}; it was skipped on a rerun")
     skipped = {index for index, _why in run.skipped_cells}
     for cell in run.cells:
-        if cell.ended is StepEnd.MEMORY_LIMIT and cell.index not in skipped:
+        if cell.ended is StepEnd.MEMORY_LIMIT and not cell.memory_held and cell.index not in skipped:
             notes.append(f"cell {cell.index} ran out of memory; its memory came back, so it was not skipped")
     statuses = {call.status for call in run.calls}
     if CallStatus.NOT_RUN_AFTER_STALL in statuses:

@@ -1,6 +1,7 @@
-"""Out-of-process grading spec of a2_masking_reductions (read by `coursekit grade`; never released).
+"""Out-of-process grading spec of a2_masking_reductions (read by `coursekit grade` and by the notebook's hidden blocks; never released).
 
-Mirrors the notebook's hidden tests (T = 0 and T = 1, all-padding rows, NaN
+The one definition of each question (the notebook's hidden blocks evaluate it; see
+``coursekit.course.hidden_score``): the edge cases (T = 0 and T = 1, all-padding rows, NaN
 under the mask, float32 and float64, a micro-batch with no unmasked token)
 and every visible check (bool masks, the ValueErrors that name their argument,
 an input left unmodified, the RuntimeWarning of an empty batch, a Python float

@@ -1,6 +1,7 @@
-"""Out-of-process grading spec of a4_distillation (read by `coursekit grade`; never released).
+"""Out-of-process grading spec of a4_distillation (read by `coursekit grade` and by the notebook's hidden blocks; never released).
 
-Mirrors the notebook's hidden tests with inputs drawn, for each student, from
+The one definition of each question (the notebook's hidden blocks evaluate it; see
+``coursekit.course.hidden_score``), with inputs drawn, for each student, from
 a seed derived from SEED (which exists only in this file), the course and the
 student. The losses are compared with ``coursekit.losses``. The sequence-level
 distillation targets travel as padded arrays and are compared with the

@@ -82,7 +82,10 @@ def causal_lm_loss(
       logits' own dtype, as ``F.cross_entropy`` on them would (and returns that
       dtype), except under ``torch.autocast``, where it computes and returns
       float32 for half-precision and float32 logits, as ``F.cross_entropy``
-      does there (float64 logits stay float64, with or without ``upcast``).
+      does under CPU autocast (under CUDA autocast ``F.cross_entropy`` rounds
+      its log-probabilities to the autocast dtype first; see
+      :mod:`coursekit.losses._autocast`). float64 logits stay float64, with
+      or without ``upcast``.
     * no scored token and no ``num_items_in_batch``: Hugging Face's mean over
       nothing is ``nan``; here ``"token_mean"`` and ``"sequence_mean"`` give 0
       (with zero gradients) and a ``RuntimeWarning``, as :func:`batch_loss`.

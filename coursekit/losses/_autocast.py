@@ -18,13 +18,16 @@ losses here the lists differ:
   kernel of its own (the dispatcher has none registered for
   ``aten::cross_entropy_loss`` under ``AutocastCUDA``, and one under
   ``AutocastCPU``), its composite kernel runs, and that kernel calls
-  ``log_softmax`` with the input's own dtype given explicitly (seen on the
-  CPU by recording that call). So under CUDA autocast the log-probabilities
-  of half-precision logits stay in the half dtype, rounded there, and only
-  ``nll_loss`` then runs in float32: the result is float32, the rounding is
-  the half dtype's (from the source; not run on a GPU). ``F.ctc_loss`` is
-  not autocast on CUDA, and it has no
-  float16 or bfloat16 kernel on any device: ``ctc_loss_gpu`` in PyTorch's
+  ``log_softmax`` with the input's own dtype given explicitly. So under
+  CUDA autocast the log-probabilities of half-precision logits stay in the
+  half dtype, rounded there, and only ``nll_loss`` then runs in float32: the
+  result is float32, the rounding is the half dtype's. The registrations
+  and that explicit dtype are checked on the CPU
+  (``tests/test_losses_autocast.py`` records the call); the CUDA result
+  itself follows from them and has not been run on a GPU
+  (``tests/test_losses_cuda.py`` pins it where one is). ``F.ctc_loss`` is
+  not autocast on CUDA, and it has no float16 or bfloat16 kernel on any
+  device: ``ctc_loss_gpu`` in PyTorch's
   ``aten/src/ATen/native/cuda/LossCTC.cu`` dispatches on
   ``AT_DISPATCH_FLOATING_TYPES`` (float and double), as the CPU kernel does,
   and the installed torch's own OpInfo for ``nn.functional.ctc_loss``
@@ -56,8 +59,8 @@ and before the log-softmax. How that compares with each reference:
   log-probabilities to the autocast dtype before ``nll_loss`` (above), so
   coursekit's value differs from it by that rounding and is the closer to
   the float64 one (emulated on the CPU for logits of standard deviation 3
-  over 1000 classes: up to about 5e-3 per token for float16, 5e-2 for
-  bfloat16; not run on a GPU). The dtype, float32, is the same on both.
+  over 1000 classes: differences of the order of 5e-3 per token for
+  float16 and 5e-2 for bfloat16; not run on a GPU). The dtype, float32, is the same on both.
 * kd_loss, top_k_teacher, top_k_kd_loss and generalized_jsd: the reference
   computes the same on CUDA for a temperature of 1, whose division is
   exact. Otherwise it differs from coursekit's by the rounding of
@@ -78,12 +81,12 @@ and before the log-softmax. How that compares with each reference:
   them here is the only working path, not a choice between two.
 
 float32 everywhere is chosen because it is the closest to the float64
-result, and because one loss that gives a different value on different
-devices would surprise more than a stated difference from one reference on
-one device. chunked_cross_entropy follows ``F.linear`` then
+result, and because one loss that gives a different dtype or precision on
+different devices would surprise more than a stated difference from one
+reference on one device. chunked_cross_entropy follows ``F.linear`` then
 ``F.cross_entropy`` as CPU autocast computes them (logits in the autocast
-dtype, the loss from them in float32), on CUDA too. Autocast leaves float64 tensors alone in all
-its lists, and so do these helpers.
+dtype, the loss from them in float32), on CUDA too. Autocast leaves float64
+tensors alone in all its lists, and so do these helpers.
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from coursekit.data import frame_task
 from coursekit.data.batching import stream_values, tbptt_windows, token_budget_batches, token_stream
 from coursekit.data.translation import number_to_words, translation_task
 from coursekit.data.vocab import Vocab
@@ -68,3 +70,23 @@ def test_a_data_message_still_prints_a_small_int_as_given() -> None:
         number_to_words(10000)
     with pytest.raises(ValueError, match=r"bptt must be >= step=3 .*, got 2$"):
         tbptt_windows(torch.zeros(1, 4, dtype=torch.long), 3, 2)
+
+
+def test_frame_task_takes_a_numpy_float_noise_as_its_python_float() -> None:
+    # np.float64 subclasses float and always passed; np.float32 did not ("must be a number, got float32").
+    small = dict(num_train=3, num_valid=1, num_test=1)
+    got, want = frame_task(**small, noise=np.float32(0.1)), frame_task(**small, noise=float(np.float32(0.1)))
+    assert all(torch.equal(a.features, b.features) for a, b in zip(got.train, want.train, strict=True))
+
+
+@pytest.mark.parametrize("value", [np.float32(-0.5), np.int64(-1)], ids=repr)
+def test_a_negative_numpy_noise_is_a_value_error_showing_its_number(value) -> None:
+    with pytest.raises(ValueError, match=rf"^noise must be >= 0.0, got {float(value) if isinstance(value, np.floating) else int(value)}$"):
+        frame_task(noise=value)
+
+
+@pytest.mark.parametrize("value", [np.True_, True, np.complex64(0.1)], ids=repr)
+def test_a_bool_or_complex_noise_is_a_type_error_naming_it(value) -> None:
+    with pytest.raises(TypeError, match=r"^noise must be a number, got "):
+        frame_task(noise=value)
+

@@ -81,3 +81,20 @@ def test_bad_arguments_raise_naming_them(kwargs: dict, error: type, pattern: str
         frame_task(**{**SMALL, **kwargs})
     with pytest.raises(ValueError, match="examples must hold at least one example"):
         frame_batch([])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"labels_per_example": (10**5000, 1)}, r"labels_per_example must be \(low, high\) ints with 1 <= low <= high "
+                                                r"<= 9223372036854775806, got \(an int of 16610 bits, 1\)$"),
+        ({"frames_per_label": (1, 10**5000)}, r"frames_per_label must be .*, got \(1, an int of 16610 bits\)$"),
+        ({"labels_per_example": (1, 2**70)}, r"labels_per_example must be .* <= 9223372036854775806, got \(1, an int of 71 bits\)$"),
+        ({"frames_per_label": (2**63 - 1, 2**63 - 1)}, r"frames_per_label must be .*, got \(9223372036854775807, 9223372036854775807\)$"),
+        ({"max_silence": 2**70}, r"max_silence must be <= 9223372036854775806 .*, got an int of 71 bits$"),
+    ],
+    ids=["1e5000 low", "1e5000 high", "2**70 high", "int64 max", "2**70 max_silence"],
+)
+def test_a_range_beyond_int64_is_a_value_error_naming_its_argument(kwargs: dict, pattern: str) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        frame_task(**{**SMALL, **kwargs})

@@ -1,4 +1,4 @@
-"""The losses built on a log-softmax compute, under torch.autocast, what F.cross_entropy computes there.
+"""The losses built on a log-softmax compute, under CPU torch.autocast, what F.cross_entropy computes there.
 
 Under CPU autocast ``F.cross_entropy`` raises bfloat16 logits to float32 and
 returns float32, while ``torch.log_softmax`` alone keeps bfloat16: a loss that
@@ -9,18 +9,24 @@ dtype=torch.bfloat16)``, and compares value, dtype and the gradient with
 respect to the logits. (chunked_cross_entropy's autocast tests are in
 test_losses_chunked.py.)
 
+Under CUDA autocast ``F.cross_entropy`` has no autocast kernel of its own and
+keeps its log-probabilities in the half dtype; the facts behind that, which
+the CPU can show, are pinned here, and the CUDA result in test_losses_cuda.py.
+
 The distillation losses and ctc_loss follow ``F.kl_div``, ``F.cross_entropy``
 with soft targets, TRL's ``generalized_jsd_loss`` and ``F.ctc_loss``, which
 return float32 there too. Their references call ``F.log_softmax`` first, which
-CPU autocast leaves in bfloat16 but CUDA autocast runs in float32; the tests
-compare with the reference on the float32 logits (what it computes on CUDA)
-and check that the CPU reference's value and dtype agree.
+CPU autocast leaves in bfloat16 but CUDA autocast runs in float32 (for
+kd_cross_entropy's ``F.cross_entropy`` on CUDA, see above); the tests compare
+with the reference on the float32 logits and check that the CPU reference's
+value and dtype agree.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -207,6 +213,62 @@ def test_without_autocast_bfloat16_logits_give_bfloat16_losses_as_f_cross_entrop
     got, want = token_nll(logits, targets), _cross_entropy(logits, targets, "none")
     assert got.dtype == want.dtype == torch.bfloat16
     torch.testing.assert_close(got, want)
+
+
+
+@pytest.mark.parametrize(
+    ("operator", "autocast_key", "registered"),
+    [
+        ("aten::cross_entropy_loss", "AutocastCPU", True),
+        ("aten::cross_entropy_loss", "AutocastCUDA", False),
+        ("aten::nll_loss", "AutocastCUDA", True),
+        ("aten::log_softmax.int", "AutocastCUDA", True),
+    ],
+)
+def test_autocast_kernels_are_registered_as_the_autocast_module_docstring_says(
+    operator: str, autocast_key: str, registered: bool
+) -> None:
+    assert torch._C._dispatch_has_kernel_for_dispatch_key(operator, autocast_key) is registered, (
+        f"coursekit/losses/_autocast.py says {operator} has {'an' if registered else 'no'} {autocast_key} kernel"
+    )
+
+
+@pytest.fixture
+def cross_entropy_composite_under_cpu_autocast():
+    """CPU autocast with cross_entropy_loss's own autocast kernel replaced by a fallthrough, as on CUDA
+    (where it has none), and a kernel on log_softmax.int that records the dtype argument it is given."""
+    library = torch.library.Library("aten", "IMPL")
+    dtypes_given: list[torch.dtype | None] = []
+
+    def record(logits: torch.Tensor, dim: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+        dtypes_given.append(dtype)
+        without_cpu_autocast = torch._C.DispatchKeySet(torch._C.DispatchKey.AutocastCPU)
+        with torch._C._ExcludeDispatchKeyGuard(without_cpu_autocast):
+            return torch.ops.aten.log_softmax.int(logits, dim, dtype)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "overriding a previously registered kernel"
+            library.impl("cross_entropy_loss", torch.library.fallthrough_kernel, "AutocastCPU")
+        library.impl("log_softmax.int", record, "AutocastCPU")
+        yield dtypes_given
+    finally:
+        library._destroy()
+    # The other tests of this process need CPU autocast's own kernels back.
+    assert torch._C._dispatch_has_kernel_for_dispatch_key("aten::cross_entropy_loss", "AutocastCPU")
+    assert not torch._C._dispatch_has_kernel_for_dispatch_key("aten::log_softmax.int", "AutocastCPU")
+
+
+def test_f_cross_entropy_asks_log_softmax_for_the_logits_own_dtype_which_cuda_autocast_respects(
+    cross_entropy_composite_under_cpu_autocast: list,
+) -> None:
+    # _autocast.py: the composite kernel "calls log_softmax with the input's own dtype given explicitly",
+    # and autocast_mode.h's set_opt_dtype policy keeps an explicit dtype, so CUDA's result carries the
+    # half rounding of the log-probabilities.
+    logits, targets = _logits_and_targets(24)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        F.cross_entropy(logits.flatten(0, -2), targets.flatten())
+    assert cross_entropy_composite_under_cpu_autocast == [torch.bfloat16]
 
 
 

@@ -1,5 +1,6 @@
 """Every loss of coursekit.losses gives the same values and gradients on CUDA as on the CPU (to 1e-5).
 
+Also what F.cross_entropy computes under CUDA autocast, which the autocast docstrings state.
 Skipped where no CUDA device exists (CI has none); run on a GPU machine to check it.
 """
 
@@ -179,3 +180,20 @@ def test_value_checks_run_on_cuda_when_asked_for(monkeypatch):
         token_nll(LOGITS.detach().cuda(), torch.full((B, T), V).cuda())
     with pytest.raises(ValueError, match=r"mask must hold only 0 and 1, got 2"):
         batch_loss(LOSSES.detach().cuda(), (MASK.long() * 2).cuda())
+
+
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_f_cross_entropy_under_cuda_autocast_rounds_its_log_probabilities_to_the_half_dtype(half):
+    # coursekit/losses/_autocast.py: on CUDA, F.cross_entropy's log_softmax keeps the half dtype and only
+    # nll_loss runs in float32, so token_nll (float32 from the logits on) is the closer to float64.
+    g = generator(25)
+    logits = (torch.randn(64, 1000, generator=g, dtype=torch.float64) * 3).to(half).cuda()
+    targets = torch.randint(0, 1000, (64,), generator=g).cuda()
+    with torch.autocast("cuda", dtype=half):
+        got = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+        ours = token_nll(logits, targets)
+    in_half = torch.nn.functional.nll_loss(torch.log_softmax(logits, -1).float(), targets, reduction="none")
+    exact = torch.nn.functional.cross_entropy(logits.double(), targets, reduction="none")
+    assert got.dtype == ours.dtype == torch.float32
+    torch.testing.assert_close(got, in_half)
+    assert (ours.double() - exact).abs().max() < (got.double() - exact).abs().max()

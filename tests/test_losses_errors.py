@@ -464,11 +464,19 @@ def test_a_non_finite_numpy_float_is_a_value_error_naming_the_argument(argument,
 
 
 @pytest.mark.parametrize("epsilon", [np.float32(0.1), np.float16(0.1), np.float64(0.1), np.int64(0), np.uint8(0)], ids=repr)
-def test_label_smoothed_nll_takes_every_numpy_epsilon_f_cross_entropy_takes(epsilon):
+def test_label_smoothed_nll_takes_every_numpy_real_epsilon_f_cross_entropy_takes(epsilon):
     logits, targets = _ignored_logits_and_targets()
     expected = F.cross_entropy(logits.transpose(1, 2), targets, label_smoothing=epsilon, reduction="none")
     torch.testing.assert_close(label_smoothed_nll(logits, targets, epsilon, reduction="none"), expected)
 
+
+@pytest.mark.parametrize("upcast", [np.True_, np.False_], ids=repr)
+def test_causal_lm_loss_takes_a_numpy_bool_upcast_as_its_python_bool(upcast):
+    logits = torch.randn(2, 5, 7, generator=torch.Generator().manual_seed(26)).bfloat16()
+    input_ids = torch.randint(0, 7, (2, 5), generator=torch.Generator().manual_seed(27))
+    got, want = causal_lm_loss(logits, input_ids, upcast=upcast), causal_lm_loss(logits, input_ids, upcast=bool(upcast))
+    assert got.dtype == want.dtype == (torch.float32 if upcast else torch.bfloat16)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 def test_perplexity_of_a_numpy_float_is_that_of_its_python_float():
     # np.float64 subclasses float and always passed; np.float32 did not.

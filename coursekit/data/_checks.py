@@ -9,15 +9,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from coursekit.losses._checks import int_text
+from coursekit.losses._checks import as_real, int_text
 
 
 def shown(value: object) -> str:
     """``value`` as a message shows it: an int by ``int_text`` (its sign and bit length beyond int64), else ``repr``.
 
     ``int_text`` is the losses' helper, so that every message of the package describes a huge int alike.
-    Every message of :mod:`coursekit.data` that shows a received number goes through here: ``str()``
-    of an int of more than 4300 digits raises a ``ValueError`` that names no argument.
+    Every message of :mod:`coursekit.data` that shows a received number goes through here, ints held
+    in a tuple too: ``str()`` of an int of more than 4300 digits raises a ``ValueError`` that names no
+    argument.
 
     Example:
         >>> shown(-3), shown(10**5000), shown(0.5)
@@ -48,19 +49,22 @@ def require_seed(name: str, value: object) -> int:
 def require_number(name: str, value: object, *, low: float | None = None, low_inclusive: bool = True) -> float:
     """Return ``value`` as a float if it is a real number above ``low``.
 
-    An int beyond the float range (``10**400``) is rejected with a ``ValueError``, not the
-    ``OverflowError`` that ``float`` would raise.
+    A real number is what the losses take (``coursekit.losses._checks.as_real``): a Python int or
+    float, or a NumPy integer or floating scalar (``np.float32(0.1)``, a value read from an array);
+    not a bool. An int beyond the float range (``10**400``) is rejected with a ``ValueError``, not
+    the ``OverflowError`` that ``float`` would raise.
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    real = as_real(value)
+    if real is None:
         raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    if isinstance(value, int) and abs(value) > sys.float_info.max:
-        raise ValueError(f"{name} must be a number in the float range, got {shown(value)}")
-    number = float(value)
+    if isinstance(real, int) and abs(real) > sys.float_info.max:
+        raise ValueError(f"{name} must be a number in the float range, got {shown(real)}")
+    number = float(real)
     if number != number:
         raise ValueError(f"{name} must be a number, got nan")
     if low is not None and (number < low or (not low_inclusive and number == low)):
         relation = ">=" if low_inclusive else ">"
-        raise ValueError(f"{name} must be {relation} {low}, got {shown(value)}")
+        raise ValueError(f"{name} must be {relation} {low}, got {shown(real)}")
     return number
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from coursekit.data._checks import require_int, require_number, require_seed
+from coursekit.data._checks import require_int, require_number, require_seed, shown
 
 #: the class index of CTC's blank in this task
 FRAME_BLANK = 0
@@ -73,6 +73,20 @@ class FrameBatch:
     target_lengths: torch.Tensor
 
 
+#: The largest value a range of frame_task may draw: ``torch.randint`` takes ``high + 1`` as an int64.
+_MAX_DRAWN = 2**63 - 2
+
+
+def _require_draw_bounds(name: str, bounds: object) -> None:
+    """Raise unless ``bounds`` is a pair of ints ``(low, high)`` with ``1 <= low <= high <= _MAX_DRAWN``."""
+    is_pair = isinstance(bounds, (tuple, list)) and len(bounds) == 2
+    if is_pair and all(isinstance(b, int) and not isinstance(b, bool) for b in bounds) \
+            and 1 <= bounds[0] <= bounds[1] <= _MAX_DRAWN:
+        return
+    received = f"({', '.join(shown(b) for b in bounds)})" if isinstance(bounds, (tuple, list)) else shown(bounds)
+    raise ValueError(f"{name} must be (low, high) ints with 1 <= low <= high <= {_MAX_DRAWN}, got {received}")
+
+
 def frame_task(*, seed: int = 0, num_train: int = 1200, num_valid: int = 200, num_test: int = 200,
                num_labels: int = 5, prototype_dim: int = 8, noise: float = 0.8, labels_per_example: tuple[int, int] = (2, 5),
                frames_per_label: tuple[int, int] = (2, 5), max_silence: int = 2) -> FrameTask:
@@ -110,11 +124,11 @@ def frame_task(*, seed: int = 0, num_train: int = 1200, num_valid: int = 200, nu
                         ("num_labels", num_labels), ("prototype_dim", prototype_dim)):
         require_int(name, value, minimum=1)
     require_int("max_silence", max_silence, minimum=0)
+    if max_silence > _MAX_DRAWN:
+        raise ValueError(f"max_silence must be <= {_MAX_DRAWN} (torch.randint's int64 range), got {shown(max_silence)}")
     noise = require_number("noise", noise, low=0.0)
     for name, bounds in (("labels_per_example", labels_per_example), ("frames_per_label", frames_per_label)):
-        if len(bounds) != 2 or not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds) \
-                or not 1 <= bounds[0] <= bounds[1]:
-            raise ValueError(f"{name} must be (low, high) ints with 1 <= low <= high, got {bounds!r}")
+        _require_draw_bounds(name, bounds)
     generator = torch.Generator().manual_seed(seed)
     prototypes = torch.cat([torch.zeros(1, prototype_dim), torch.randn(num_labels, prototype_dim, generator=generator)])
 

@@ -9,10 +9,25 @@ losses here the lists differ:
   of the installed ``torch/include/ATen/autocast_mode.h`` (the list torch's
   AMP page gives as "CUDA Ops that can autocast to float32") hold
   ``nll_loss``, ``kl_div``, ``log_softmax``, ``softmax`` and ``logsumexp``,
-  not ``ctc_loss``. So ``F.cross_entropy`` (``log_softmax`` then
-  ``nll_loss``) and every ``F.kl_div(F.log_softmax(...), ...)`` expression
-  compute in float32. ``F.ctc_loss`` is not autocast on CUDA, and it has no
-  float16 or bfloat16 kernel on any device: ``ctc_loss_gpu`` in PyTorch's
+  not ``cross_entropy_loss`` or ``ctc_loss``. ``log_softmax`` and
+  ``softmax`` are "set_opt_dtype" operations: the header's policy is "If
+  the user has explicitly specified a dtype, respect it. Otherwise, set it
+  to the autocast type" (float32). ``F.log_softmax`` called from Python
+  passes no dtype, so every ``F.kl_div(F.log_softmax(...), ...)`` expression
+  computes in float32. ``F.cross_entropy`` is different: with no autocast
+  kernel of its own (the dispatcher has none registered for
+  ``aten::cross_entropy_loss`` under ``AutocastCUDA``, and one under
+  ``AutocastCPU``), its composite kernel runs, and that kernel calls
+  ``log_softmax`` with the input's own dtype given explicitly. So under
+  CUDA autocast the log-probabilities of half-precision logits stay in the
+  half dtype, rounded there, and only ``nll_loss`` then runs in float32: the
+  result is float32, the rounding is the half dtype's. The registrations
+  and that explicit dtype are checked on the CPU
+  (``tests/test_losses_autocast.py`` records the call); the CUDA result
+  itself follows from them and has not been run on a GPU
+  (``tests/test_losses_cuda.py`` pins it where one is). ``F.ctc_loss`` is
+  not autocast on CUDA, and it has no float16 or bfloat16 kernel on any
+  device: ``ctc_loss_gpu`` in PyTorch's
   ``aten/src/ATen/native/cuda/LossCTC.cu`` dispatches on
   ``AT_DISPATCH_FLOATING_TYPES`` (float and double), as the CPU kernel does,
   and the installed torch's own OpInfo for ``nn.functional.ctc_loss``
@@ -22,7 +37,8 @@ losses here the lists differ:
   ``NotImplementedError``.
 * CPU (measured with torch 2.13 under bfloat16 autocast): ``F.cross_entropy``,
   ``F.nll_loss``, ``F.kl_div`` and ``F.ctc_loss`` return float32 (CPU autocast
-  casts ``F.ctc_loss``'s input to float32), while ``F.log_softmax``,
+  casts the inputs of ``cross_entropy_loss`` as a whole, log-softmax
+  included, and of ``ctc_loss`` to float32), while ``F.log_softmax``,
   ``F.softmax`` and ``torch.logsumexp`` keep bfloat16. So the expressions
   that take ``F.log_softmax`` before ``F.kl_div`` (kd_loss's reference, TRL's
   ``generalized_jsd_loss``) round their log-probabilities to bfloat16 and
@@ -38,27 +54,39 @@ and before the log-softmax. How that compares with each reference:
 
 * token_nll, label_smoothed_nll, confidence_penalty_nll, causal_lm_loss (all
   built on ``nll._log_softmax``) and vocab_parallel_cross_entropy: the
-  reference is ``F.cross_entropy`` of the logits, which computes the same,
-  in float32, on both devices.
-* kd_loss, top_k_teacher, top_k_kd_loss, generalized_jsd and
-  kd_cross_entropy: the reference computes the same on CUDA for a
-  temperature of 1, whose division is exact. Otherwise it differs from
-  coursekit's by the rounding of ``logits / temperature`` to the autocast
-  dtype, and on the CPU also by that of its ``F.log_softmax`` (or
-  ``F.softmax``) output; coursekit's value is the closer to the float64 one
-  (``tests/test_losses_autocast.py`` measures both, on the CPU, in CUDA's
-  order and in the CPU's, at a temperature of 3).
+  reference is ``F.cross_entropy`` of the logits. Under CPU autocast it
+  computes the same, in float32. Under CUDA autocast it rounds its
+  log-probabilities to the autocast dtype before ``nll_loss`` (above), so
+  coursekit's value differs from it by that rounding and is the closer to
+  the float64 one (emulated on the CPU for logits of standard deviation 3
+  over 1000 classes: differences of the order of 5e-3 per token for
+  float16 and 5e-2 for bfloat16; not run on a GPU). The dtype, float32, is the same on both.
+* kd_loss, top_k_teacher, top_k_kd_loss and generalized_jsd: the reference
+  computes the same on CUDA for a temperature of 1, whose division is
+  exact. Otherwise it differs from coursekit's by the rounding of
+  ``logits / temperature`` to the autocast dtype, and on the CPU also by
+  that of its ``F.log_softmax`` (or ``F.softmax``) output; coursekit's
+  value is the closer to the float64 one (``tests/test_losses_autocast.py``
+  measures both, on the CPU, in CUDA's order and in the CPU's, at a
+  temperature of 3).
+* kd_cross_entropy: its reference ``F.cross_entropy(student_logits /
+  temperature, F.softmax(teacher_logits / temperature))`` differs from
+  coursekit's as above (its divisions, and its ``F.softmax`` targets on the
+  CPU), and on CUDA, at every temperature, also by its log-probabilities,
+  which ``F.cross_entropy`` keeps in the autocast dtype there; coursekit's
+  value is the closer to the float64 one.
 * ctc_loss, and its forward and backward tables: the reference computes the
   same under CPU autocast. Under CUDA autocast, or with no autocast,
   ``F.ctc_loss`` refuses half-precision log-probabilities (above): computing
   them here is the only working path, not a choice between two.
 
 float32 everywhere is chosen because it is the closest to the float64
-result, and because one loss that gives a different dtype on different
-devices would surprise more than a stated difference from one reference on
-one device. chunked_cross_entropy follows ``F.linear`` then
-``F.cross_entropy`` instead. Autocast leaves float64 tensors alone in all
-its lists, and so do these helpers.
+result, and because one loss that gives a different dtype or precision on
+different devices would surprise more than a stated difference from one
+reference on one device. chunked_cross_entropy follows ``F.linear`` then
+``F.cross_entropy`` as CPU autocast computes them (logits in the autocast
+dtype, the loss from them in float32), on CUDA too. Autocast leaves float64
+tensors alone in all its lists, and so do these helpers.
 """
 
 from __future__ import annotations
@@ -96,7 +124,7 @@ def cast_for_autocast(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def float32_under_autocast(tensor: torch.Tensor) -> torch.Tensor:
-    """``tensor`` as autocast gives it to ``F.cross_entropy``: float32 where autocast is on, unless float64.
+    """``tensor`` as CPU autocast gives it to ``F.cross_entropy``: float32 where autocast is on, unless float64.
 
     Where autocast is off for the tensor's device, ``tensor`` itself. The cast
     is differentiable: the gradient comes back in the tensor's own dtype.

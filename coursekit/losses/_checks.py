@@ -186,13 +186,16 @@ def _finite_float(name: str, value: object, expected: str, type_expected: str = 
 
 
 def as_real(value: object) -> int | float | None:
-    """``value`` as a Python int or float if PyTorch's parser takes it for a float argument, else ``None``.
+    """``value`` as an int or float if it is a real number PyTorch's parser takes as a float, bools excluded; else ``None``.
 
     That is a Python int or float, or a NumPy integer or floating scalar
     (``np.float32(0.1)``, ``np.int64(7)``: a value read from an array), as
     ``F.cross_entropy(label_smoothing=...)`` and transformers'
-    ``num_items_in_batch`` take them. Never a bool, Python's or NumPy's, and
-    never a tensor (the callers that take a 0-d tensor read it themselves).
+    ``num_items_in_batch`` take them. PyTorch's parser takes more, which this
+    refuses: bools, Python's or NumPy's (PyTorch reads them as 0 or 1),
+    complex numbers (PyTorch drops a NumPy complex's imaginary part, with a
+    warning), and tensors (the callers that take a 0-d tensor read it
+    themselves).
     An integer stays an int, so that one beyond the float range can be named
     rather than overflow.
 
@@ -200,6 +203,8 @@ def as_real(value: object) -> int | float | None:
         >>> import numpy as np
         >>> as_real(np.float32(0.5)), as_real(np.int64(7)), as_real(np.True_), as_real(True)
         (0.5, 7, None, None)
+        >>> as_real(np.complex64(0.5)) is None
+        True
     """
     if isinstance(value, bool) or is_numpy_bool(value):
         return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from coursekit.losses._checks import (
+    is_numpy_bool,
     reads_values,
     require_choice,
     require_class_indices,
@@ -82,7 +83,10 @@ def causal_lm_loss(
       logits' own dtype, as ``F.cross_entropy`` on them would (and returns that
       dtype), except under ``torch.autocast``, where it computes and returns
       float32 for half-precision and float32 logits, as ``F.cross_entropy``
-      does there (float64 logits stay float64, with or without ``upcast``).
+      does under CPU autocast (under CUDA autocast ``F.cross_entropy`` rounds
+      its log-probabilities to the autocast dtype first; see
+      :mod:`coursekit.losses._autocast`). float64 logits stay float64, with
+      or without ``upcast``.
     * no scored token and no ``num_items_in_batch``: Hugging Face's mean over
       nothing is ``nan``; here ``"token_mean"`` and ``"sequence_mean"`` give 0
       (with zero gradients) and a ``RuntimeWarning``, as :func:`batch_loss`.
@@ -105,7 +109,8 @@ def causal_lm_loss(
             :math:`N`: a Python number > 0, or a one-element real tensor, whose
             value is not read (so that it may stay on the accelerator) and so
             not checked.
-        upcast: compute half-precision logits in float32 (see above).
+        upcast: compute half-precision logits in float32 (see above); a
+            Python or NumPy bool.
 
     Returns:
         A scalar, or shape ``input_ids.shape[:-1]`` for ``"none"``; float32 for
@@ -153,6 +158,9 @@ def causal_lm_loss(
                 f"num_items_in_batch applies to reduction='token_mean' only, got reduction={reduction!r}"
             )
         num_items_in_batch = require_num_items("num_items_in_batch", num_items_in_batch)
+    if is_numpy_bool(upcast):
+        # A flag read from an array; ctc_loss's and top_k_kd_loss's flags take it by truthiness too.
+        upcast = bool(upcast)
     if not isinstance(upcast, bool):
         raise TypeError(f"upcast must be a bool, got {type(upcast).__name__}")
     ignore_index = require_int("ignore_index", ignore_index, type_expected="an int (a target value)")

@@ -364,7 +364,10 @@ def chunked_cross_entropy(
 
     Under ``torch.autocast`` (mixed-precision training with float32 master
     weights) it computes what ``F.cross_entropy(F.linear(hidden, weight, bias),
-    targets)`` (an ``nn.Linear`` output layer) computes there: ``hidden``,
+    targets)`` (an ``nn.Linear`` output layer) computes under CPU autocast,
+    on every device (under CUDA autocast ``F.cross_entropy`` also rounds its
+    log-probabilities to the autocast dtype; see
+    :mod:`coursekit.losses._autocast`): ``hidden``,
     ``weight`` and ``bias`` are cast to
     the autocast dtype (float64 ones are left alone, as autocast leaves them),
     the logits are computed in that dtype, and the loss is returned in float32.

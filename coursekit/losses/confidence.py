@@ -50,7 +50,8 @@ def confidence_penalty_nll(
     ``"none"`` (0 where the target is ``ignore_index``), ``"sum"``, or ``"mean"`` over the
     non-ignored positions (``nan`` if there are none, as PyTorch). Under
     ``torch.autocast`` it computes and returns float32 (float64 logits stay
-    float64), as ``F.cross_entropy``, which it equals for ``weight=0``.
+    float64), as ``F.cross_entropy`` under CPU autocast, which it equals
+    there for ``weight=0`` (CUDA's: see :mod:`coursekit.losses._autocast`).
 
     Args:
         logits: unnormalised scores.

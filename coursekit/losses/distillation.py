@@ -171,11 +171,12 @@ def kd_cross_entropy(
         float32 under ``torch.autocast`` for half-precision logits (float64
         stays float64), from the logits on, division by ``temperature``
         included. ``F.cross_entropy(student_logits / temperature,
-        F.softmax(teacher_logits / temperature))`` computes the same under
-        CUDA autocast for ``temperature=1``; otherwise its divisions stay in
-        the autocast dtype (and under CPU autocast its ``F.softmax`` targets
-        too), and coursekit's value is the closer to the float64 one (see
-        :mod:`coursekit.losses._autocast`).
+        F.softmax(teacher_logits / temperature))`` differs under autocast:
+        its divisions stay in the autocast dtype (exact for
+        ``temperature=1``), under CPU autocast its ``F.softmax`` targets too,
+        and under CUDA autocast its log-probabilities too, at every
+        temperature; coursekit's value is the closer to the float64 one
+        (see :mod:`coursekit.losses._autocast`).
 
     Shapes:
         student_logits, teacher_logits: ``(..., V)``; mask: ``(...)``;

@@ -51,8 +51,11 @@ def token_nll(
     logit), so large logits do not overflow. Equal to
     ``F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction="none",
     ignore_index=ignore_index, weight=weight)`` reshaped to ``targets.shape``,
-    in value, dtype and gradient, also under ``torch.autocast``, where both
-    compute and return float32 (float64 logits stay float64).
+    in value, dtype and gradient, also under CPU ``torch.autocast``, where
+    both compute and return float32 (float64 logits stay float64). Under CUDA
+    autocast both return float32, but ``F.cross_entropy`` rounds its
+    log-probabilities to the autocast dtype first, and this value is the
+    closer to the float64 one (see :mod:`coursekit.losses._autocast`).
 
     Args:
         logits: unnormalised scores :math:`z`, any float dtype.
@@ -110,13 +113,15 @@ def _token_nll(
 
 
 def _log_softmax(logits: torch.Tensor) -> torch.Tensor:
-    """The log-softmax over the last axis, in the dtype ``F.cross_entropy`` computes in.
+    """The log-softmax over the last axis, in float32 under autocast, else in the logits' dtype.
 
-    That is the logits' dtype, except under ``torch.autocast``, where
-    ``F.cross_entropy`` computes in float32 (float64 stays float64) on every
-    device while ``torch.log_softmax`` alone keeps bfloat16 on the CPU; see
-    :mod:`coursekit.losses._autocast`. The losses built on it therefore
-    return what ``F.cross_entropy`` returns there, in value, dtype and gradient.
+    float64 stays float64. Under CPU autocast that is what ``F.cross_entropy``
+    computes in (while ``torch.log_softmax`` alone keeps bfloat16 there), so
+    the losses built on it return what ``F.cross_entropy`` returns, in value,
+    dtype and gradient. Under CUDA autocast ``F.cross_entropy`` keeps its
+    log-probabilities in the autocast dtype before a float32 ``nll_loss``;
+    these are float32 from the logits on, the closer to float64; see
+    :mod:`coursekit.losses._autocast`.
     """
     # log_softmax is z - logsumexp(z) in one fused, stable kernel; it is about
     # twice as fast as logsumexp and a separate subtraction, forward and backward.

@@ -72,7 +72,9 @@ def label_smoothed_nll(
       .. math:: \\ell^{\\text{pt}}_t = (1-\\varepsilon)\\,\\ell_t + \\frac{\\varepsilon}{V}\\, \\ell^{\\text{all}}_t
 
       exactly ``F.cross_entropy(..., label_smoothing=epsilon)`` (also under
-      ``torch.autocast``, where both compute in float32): the uniform
+      CPU ``torch.autocast``, where both compute in float32; under CUDA
+      autocast ``F.cross_entropy`` rounds its log-probabilities to the
+      autocast dtype first): the uniform
       prior :math:`u(k) = 1/V` of Szegedy et al. (2016), and fairseq up to v0.10.2.
     * ``variant="fairseq"``: :math:`q^{\\text{fs}}_{y_t} = 1-\\varepsilon` and
       :math:`q^{\\text{fs}}_k = \\varepsilon/(V-1)` for :math:`k \\ne y_t`, so
@@ -93,7 +95,8 @@ def label_smoothed_nll(
     is ``ignore_index``), ``"sum"`` their sum, ``"mean"`` the sum divided by the
     number of non-ignored targets, which is ``nan`` when every target is
     ignored, exactly as PyTorch. Under ``torch.autocast`` the log-softmax and
-    the result are float32 (float64 logits stay float64), as ``F.cross_entropy``'s.
+    the result are float32 (float64 logits stay float64), as ``F.cross_entropy``'s
+    under CPU autocast (see :mod:`coursekit.losses._autocast` for CUDA's).
 
     Args:
         logits: unnormalised scores.

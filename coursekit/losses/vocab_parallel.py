@@ -66,8 +66,11 @@ def vocab_parallel_cross_entropy(
     :math:`o_j = V_1 + \\dots + V_{j-1}`: the shards in order are the columns
     of the full logits, so the result equals ``F.cross_entropy(torch.cat(
     logit_shards, -1), targets, ignore_index=ignore_index, reduction=reduction)``
-    in value and in the gradient of every shard, also under ``torch.autocast``,
-    where both compute and return float32 (float64 shards stay float64). Each device computes its local
+    in value and in the gradient of every shard, also under CPU
+    ``torch.autocast``, where both compute and return float32 (float64 shards
+    stay float64; under CUDA autocast ``F.cross_entropy`` rounds its
+    log-probabilities to the autocast dtype first, see
+    :mod:`coursekit.losses._autocast`). Each device computes its local
     maximum; an all-reduce with the maximum gives :math:`\\mu_i` on every
     device; each device then computes its local sum of
     :math:`e^{z_{i,k} - \\mu_i}` and its share of the target logit, and one
@@ -128,7 +131,7 @@ def vocab_parallel_cross_entropy(
     require_targets_in_range("targets", targets, vocab_size, ignore_index)
     require_choice("reduction", reduction, VOCAB_PARALLEL_REDUCTIONS)
 
-    # Under autocast, in float32, as F.cross_entropy computes there.
+    # Under autocast, in float32, as F.cross_entropy computes under CPU autocast.
     logit_shards = [float32_under_autocast(shard) for shard in logit_shards]
     counted = targets != ignore_index
     # Step 1, on every device: the local maximum; then all-reduce (max).

@@ -330,7 +330,8 @@ class Grader:
         """Every question's verdict (nothing answered when the notebook could not run).
 
         A question whose test cell's visible checks failed scores 0, as under stock nbgrader
-        (see :func:`~coursekit.grading.verdicts.visible_check_failure`).
+        (see :func:`~coursekit.grading.verdicts.visible_check_failure`); one whose answer reached a
+        withheld reference keeps that verdict.
         """
         calls = self.calls.pop(student, None)
         if calls is None:
@@ -342,7 +343,10 @@ class Grader:
             mine = calls[question.grade_id]
             visible = (visible_check_failure(question, len(mine), cell_ends.get(test_cells[question.grade_id]))
                        if run is not None and question.grade_id in test_cells else None)
-            results[question.grade_id] = visible or score_question(question, mine, ends, self.view.tripwires)
+            hidden = score_question(question, mine, ends, self.view.tripwires)
+            # An answer that reached a withheld reference keeps that verdict (and its outcome) even
+            # when the reference's stand-in also made a visible check fail: both score 0.
+            results[question.grade_id] = hidden if hidden.uses_reference else visible or hidden
         return results
 
     def _outcome(self, prepared: PreparedNotebook, run: RawRun | None,

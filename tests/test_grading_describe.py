@@ -13,6 +13,7 @@ from coursekit.grading.report.summary import common_failures
 from coursekit.grading.spec import AssignmentSpec, Case, ExpectedRaise, FunctionQuestion, prepare_calls
 from coursekit.grading.verdicts import failure_kind, score_question
 from coursekit.grading.wire import decode_value, encode_value
+from conftest import GRADING_SECRET
 
 pytestmark = pytest.mark.grading
 
@@ -73,7 +74,7 @@ SPEC = AssignmentSpec("demo", "demo", 3, (QUESTION,))
 
 def _run(student, name: str = "ada") -> list[str]:
     """Call ``student`` as the kernel would on every prepared call and return the feedback."""
-    calls = prepare_calls(SPEC, course="seqloss", student=name)["test_masked"]
+    calls = prepare_calls(SPEC, course="seqloss", student=name, secret=GRADING_SECRET)["test_masked"]
     ends = {}
     for prepared in calls:
         args = [torch.from_numpy(decode_value(a)) for a in prepared.call["args"]]
@@ -88,7 +89,7 @@ def _run(student, name: str = "ada") -> list[str]:
 
 
 def test_a_raise_the_question_asks_for_is_a_case_of_its_own() -> None:
-    calls = prepare_calls(SPEC, course="seqloss", student="ada")["test_masked"]
+    calls = prepare_calls(SPEC, course="seqloss", student="ada", secret=GRADING_SECRET)["test_masked"]
     assert calls[-1].expected == ExpectedRaise("ValueError", "reduction") and calls[-1].expected_grads == []
     assert _run(_masked_mean) == []
 
@@ -105,7 +106,7 @@ def test_a_raise_the_question_asks_for_is_a_case_of_its_own() -> None:
                                   "(2, 2), mask bool (2, 2), reduction='max')"]
     assert _run(wrong_words) == ["1 of 14 hidden checks of the function: raised ValueError whose message does not "
                                  "name 'reduction' when an unknown reduction, reduction='max', float64 inputs; e.g. masked(losses "
-                                 "float64 (2, 2), mask bool (2, 2), reduction='max'): ValueError: unknown option #"]
+                                 "float64 (2, 2), mask bool (2, 2), reduction='max')"]
 
 
 def test_one_bug_is_one_line_naming_what_its_failures_share() -> None:
@@ -140,7 +141,7 @@ def test_two_symptoms_are_two_lines_and_one_symptom_names_the_labelled_cases_it_
 
     [line] = _run(raises_on_two_kinds_of_input)
     assert failure_kind(line) == "raised TypeError, including a single row"
-    assert line.endswith("e.g. masked(losses float64 (1, 2), mask bool (1, 2), reduction='sum'): TypeError: no")
+    assert line.endswith("e.g. masked(losses float64 (1, 2), mask bool (1, 2), reduction='sum')")
 
 
 def test_the_report_groups_students_by_the_kind_their_feedback_shows() -> None:

@@ -23,6 +23,7 @@ from coursekit.grading.limits import Limits
 from coursekit.grading.protocol import CallEnd, RunAdapter, RunCall, RunCell
 from coursekit.grading.spec import ValueQuestion, adapters, load_spec, prepare_calls
 from coursekit.grading.verdicts import score_question
+from conftest import GRADING_SECRET
 
 pytestmark = [pytest.mark.slow, pytest.mark.grading]
 
@@ -318,7 +319,7 @@ def _feedback(assignment: str, bugs: str) -> dict[str, tuple[float, float, list[
     for question in spec.questions:
         if isinstance(question, ValueQuestion):
             continue
-        calls = prepare_calls(spec, course="seqloss", student="ada")[question.grade_id]
+        calls = prepare_calls(spec, course="seqloss", student="ada", secret=GRADING_SECRET)[question.grade_id]
         ends = {}
         for prepared in calls:
             report = run_step(kernel, RunCall(prepared.call))

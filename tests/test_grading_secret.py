@@ -1,4 +1,4 @@
-"""The course's grading secret (grader review r4, finding 6): the public specs alone no longer give the hidden inputs."""
+"""The course's grading secret (grader review r4, finding 6): the public specs alone no longer give the inputs."""
 
 from __future__ import annotations
 

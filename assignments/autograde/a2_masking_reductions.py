@@ -202,8 +202,10 @@ SPEC = AssignmentSpec(
     notebook="a2_masking_reductions",
     seed=SEED,
     questions=(
-        FunctionQuestion("test_sequence_mask", "sequence_mask", 2, sequence_mask_cases, sequence_mask),
-        FunctionQuestion("test_response_mask", "response_mask", 2, response_mask_cases, response_mask),
+        FunctionQuestion("test_sequence_mask", "sequence_mask", 2, sequence_mask_cases, sequence_mask,
+                         options=("max_len",)),
+        FunctionQuestion("test_response_mask", "response_mask", 2, response_mask_cases, response_mask,
+                         options=("max_len",)),
         FunctionQuestion("test_labels_from_mask", "_coursekit_labels_from_mask", 1, labels_cases, _labels_from_mask,
                          adapter=LABELS_ADAPTER, student_function="labels_from_mask",
                          outputs=("the labels", "input_ids after the call", "loss_mask after the call")),

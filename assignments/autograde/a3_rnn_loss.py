@@ -233,10 +233,12 @@ SPEC = AssignmentSpec(
     seed=SEED,
     questions=(
         FunctionQuestion("test_stream_nll", "_coursekit_stream_nll", 3, stream_nll_cases, _reference_stream_nll,
-                         rtol=1e-4, atol=1e-4, adapter=ADAPTERS, student_function="stream_nll",
+                         rtol=1e-4, atol=1e-4, options=("vocab_size", "cell", "embed_dim", "hidden_size"),
+                         adapter=ADAPTERS, student_function="stream_nll",
                          outputs=("the loss", "the gradients of the model's parameters", "the final hidden state")),
         FunctionQuestion("test_chunked_stream_nll", "_coursekit_chunked_stream_nll", 3, chunked_cases,
                          _reference_chunks, rtol=1e-4, atol=1e-4, student_function="chunked_stream_nll",
+                         options=("vocab_size", "cell", "embed_dim", "hidden_size", "chunk_len", "detach"),
                          outputs=("the chunks' losses", "the gradients of the model's parameters")),
         ValueQuestion("test_gaps", 2, {"loss_gap": (0.0,), "grad_gap": (_expected_gap(),)}, rtol=1e-3, atol=1e-3),
         CheckedQuestion("test_train_tbptt", "_coursekit_train_tbptt", 4, training_cases, check_training,

@@ -99,7 +99,7 @@ SPEC = AssignmentSpec(
     memory_budget_mb=MEMORY_BUDGET_MB,
     questions=(
         FunctionQuestion("test_logits_memory_bytes", "_coursekit_logits_bytes", 1, bytes_cases, _reference_bytes,
-                         adapter=BYTES_ADAPTER, student_function="logits_memory_bytes"),
+                         adapter=BYTES_ADAPTER, student_function="logits_memory_bytes", options=("dtype_name",)),
         FunctionQuestion("test_chunked_cross_entropy", "_coursekit_chunked", 5, chunked_cases, _reference_chunked,
                          rtol=1e-4, atol=1e-6, grad_wrt=(0, 1, 2), adapter=CHUNKED_ADAPTER,
                          student_function="chunked_cross_entropy", withholds=(chunked_cross_entropy,),

@@ -170,6 +170,10 @@ class FunctionQuestion:
             "input_ids after the call"), so the feedback names the item that differs.
         adapter_options: keyword arguments that only the adapter reads (left out of
             the feedback's description of a case).
+        options: the reference's positional parameters whose scalar values are options
+            (``max_len``): shown in the feedback and grouped by, like every keyword
+            argument. Any other positional scalar is a hidden input, shown by its
+            type only (see :mod:`~coursekit.grading.describe`).
     """
 
     grade_id: str
@@ -186,9 +190,14 @@ class FunctionQuestion:
     withholds: tuple[Callable[..., Any], ...] = ()
     outputs: tuple[str, ...] = ()
     adapter_options: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_withholds(self.withholds)
+        unknown = sorted(set(self.options) - set(parameter_names(self.reference)))
+        if unknown:
+            raise ValueError(f"{self.grade_id}: options must name positional parameters of the reference "
+                             f"{parameter_names(self.reference)}, got {unknown}")
 
 
 @dataclass(frozen=True)
@@ -470,7 +479,7 @@ def _call(question: FunctionQuestion | CheckedQuestion, index: int, case: Case) 
 
 def _description(question: FunctionQuestion, case: Case, names: list[str]) -> CaseDescription:
     return describe_case(question.student_function or question.function, names, case.args, case.kwargs,
-                         label=case.label, hidden_options=question.adapter_options)
+                         label=case.label, hidden_options=question.adapter_options, options=question.options)
 
 
 def _expected_raise(question: FunctionQuestion, case: Case) -> ExpectedRaise:

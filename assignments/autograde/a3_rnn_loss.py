@@ -1,14 +1,17 @@
 """Out-of-process grading spec of a3_rnn_loss (read by `coursekit grade`; never released).
 
-Mirrors the notebook's hidden tests with inputs drawn, for each student, from
-a seed derived from SEED (which exists only in this file), the course and the
-student. Models travel as plain arrays: an adapter in the sandbox builds the
-RNN from a seed, calls the student's function and returns losses, gradients or
-trained parameters. ``stream_nll``, ``chunked_stream_nll`` and ``grad_gap``
-are compared with references computed here; the training loop, which has no
-single right answer, is judged by loading the parameters it returned into an
-RNN built here and measuring it on a validation stream drawn from the toy
-language with the private seed, which the student never saw.
+Mirrors the notebook's hidden tests with inputs drawn, for each student, from a
+seed derived from SEED, the course and the student, keyed by the course's
+grading secret (SEED is public, like this file; the secret is not: see
+coursekit.grading.secret). Models travel as plain arrays: an adapter in the
+sandbox builds the RNN from a seed, calls the student's function and returns
+losses, gradients or trained parameters. ``stream_nll``, ``chunked_stream_nll``
+and ``grad_gap`` are compared with references computed here; the training loop,
+which has no single right answer, is judged by loading the parameters it
+returned into an RNN built here and measuring it on a validation stream drawn
+from the toy language with a seed derived from SEED alone. That stream is the
+same for every student and, like SEED, public: a training loop fitted to it
+could pass without learning the language (the secret does not reach the check).
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
 """Out-of-process grading spec of a4_distillation (read by `coursekit grade`; never released).
 
-Mirrors the notebook's hidden tests with inputs drawn, for each student, from
-a seed derived from SEED (which exists only in this file), the course and the
-student. The losses are compared with ``coursekit.losses``. The sequence-level
-distillation targets travel as padded arrays and are compared with the
-reference beam search run here. The student model that ``train_student``
-returns comes back as its parameters: the grader loads them into a ``Seq2Seq``
-built here and measures how often its greedy output agrees with the teacher's
-on sources drawn with the private seed, which the student never saw; a second
-case checks the seeding convention exactly.
+Mirrors the notebook's hidden tests with inputs drawn, for each student, from a
+seed derived from SEED, the course and the student, keyed by the course's
+grading secret (SEED is public, like this file; the secret is not: see
+coursekit.grading.secret). The losses are compared with ``coursekit.losses``.
+The sequence-level distillation targets travel as padded arrays and are
+compared with the reference beam search run here. The student model that
+``train_student`` returns comes back as its parameters: the grader loads them
+into a ``Seq2Seq`` built here and measures how often its greedy output agrees
+with the teacher's on sources drawn from a seed derived from SEED alone (the
+same for every student, and public like SEED); a second case checks the seeding
+convention exactly.
 """
 
 from __future__ import annotations

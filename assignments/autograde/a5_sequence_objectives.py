@@ -2,13 +2,15 @@
 
 Mirrors the notebook's hidden tests and its visible checks (a label no
 alignment fits, a log-probability of -1000, the ValueErrors the questions ask
-for) with inputs drawn, for each student, from a seed derived from SEED (which
-exists only in this file), the course and the student. CTC gradients are compared with respect to logits through
-``log_softmax`` (as the notebook's hidden test does), so an adapter applies the
-``log_softmax`` in the sandbox and the reference applies it here. The student's
-``ctc_loss`` must run the forward algorithm itself: the operator behind
-F.ctc_loss raises during its graded calls (it may still be used elsewhere in
-the notebook, to check an answer against it).
+for) with inputs drawn, for each student, from a seed derived from SEED, the
+course and the student, keyed by the course's grading secret (SEED is public,
+like this file; the secret is not: see coursekit.grading.secret). CTC gradients
+are compared with respect to logits through ``log_softmax`` (as the notebook's
+hidden test does), so an adapter applies the ``log_softmax`` in the sandbox and
+the reference applies it here. The student's ``ctc_loss`` must run the forward
+algorithm itself: the operator behind F.ctc_loss raises during its graded calls
+(it may still be used elsewhere in the notebook, to check an answer against
+it).
 """
 
 from __future__ import annotations

@@ -1,16 +1,18 @@
 """Out-of-process grading spec of a6_large_vocab (read by `coursekit grade`; never released).
 
-Mirrors the notebook's hidden tests with inputs drawn, for each student, from
-a seed derived from SEED (which exists only in this file), the course and the
-student. The memory question does not trust any measurement taken inside the
-student's process (a dispatch mode, a counter, a printed number can all be
-patched there). Instead the spec sets a memory budget that the runner applies
-as a hard address-space limit before any student code runs, and asks for the
-loss and its gradients at N = 4096 tokens and V = 32768 classes: the logits
-alone take 512 MiB in float32 and the plain expression needs at least twice
-that, while an answer that keeps one chunk of logits at a time needs a few
-tens of MiB. The values and gradients that come back are compared with the
-reference computed here, so a fast wrong answer earns nothing either.
+Mirrors the notebook's hidden tests with inputs drawn, for each student, from a
+seed derived from SEED, the course and the student, keyed by the course's
+grading secret (SEED is public, like this file; the secret is not: see
+coursekit.grading.secret). The memory question does not trust any measurement
+taken inside the student's process (a dispatch mode, a counter, a printed
+number can all be patched there). Instead the spec sets a memory budget that
+the runner applies as a hard address-space limit before any student code runs,
+and asks for the loss and its gradients at N = 4096 tokens and V = 32768
+classes: the logits alone take 512 MiB in float32 and the plain expression
+needs at least twice that, while an answer that keeps one chunk of logits at a
+time needs a few tens of MiB. The values and gradients that come back are
+compared with the reference computed here, so a fast wrong answer earns nothing
+either.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ The feedback quotes nothing the student's code chose: a graded function holds
 its hidden inputs and could spell them in a returned number, a returned shape,
 an exception's message (in letters, if digits were masked) or a class name. So
 an exception is named by its type only when Python defines it, and its message
-goes to the instructor's report alone (:attr:`QuestionResult.raised`, digits
+goes to the instructor's report alone (the ``raised`` field of :class:`QuestionResult`, digits
 masked by :func:`quoted_message`). The one hidden value the feedback shows is
 the reference's value at one position.
 """

@@ -127,7 +127,7 @@ def run(*, tiny: bool, out_dir: Path) -> str:
             f"| nbgrader autograde (stock, sequential) | {stock_s:.1f} | {stock_rate:.1f} |",
             "",
             f"**Ratio: {ratio:.2f}x** (goal: at least 5x). Total scores agree on {agree} of {count} submissions "
-            "(stock nbgrader's scores come from the visible and hidden test cells; ours from the hidden calls).",
+            "(both score every question from its spec and its visible checks, so they should agree on all).",
         ]
     )
 

@@ -125,7 +125,9 @@ def _build_graded_course(base: Path) -> GradedCourse:
     root.mkdir()
     shutil.copy2(COURSE_SOURCE / "nbgrader_config.py", root / "nbgrader_config.py")
     shutil.copy2(COURSE_SOURCE / "roster.csv", root / "roster.csv")
-    shutil.copytree(COURSE_SOURCE / "source", root / "source", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    # The specs too: the source notebooks' hidden blocks score each question from its spec in autograde/.
+    for folder in ("source", "autograde"):
+        shutil.copytree(COURSE_SOURCE / folder, root / folder, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     exchange = base / "exchange"
     exchange.mkdir()
     env = dict(os.environ)
@@ -339,13 +341,14 @@ def test_untouched_student_version_autogrades_to_zero(graded_course: GradedCours
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 @pytest.mark.slow
 @pytest.mark.assignments
-def test_one_wrong_function_loses_exactly_its_question(graded_course: GradedCourse, assignment: str) -> None:
+def test_one_wrong_function_loses_points_on_its_question_only(graded_course: GradedCourse, assignment: str) -> None:
+    # A question earns its points times the share of its hidden cases passed (0 when a visible check fails).
     grades = graded_course.grades(assignment, WRONG_ONE)
     _, _, lost = WRONG[assignment]
     for name, (score, maximum) in grades.items():
         if name.startswith("written_"):
             continue
-        assert score == (0 if name == lost else maximum), (name, grades)
+        assert score < maximum if name == lost else score == maximum, (name, grades)
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)

@@ -314,7 +314,7 @@ def _regrade(course: Course, cycle: str) -> None:
         course.instructor(command)
         scores = course.scores("ada")
         auto, manual, maximum, flagged = scores[lost_cell]
-        # nbgrader's test cell scores all or nothing; coursekit grade credits the cases without ignored targets.
+        # Both graders score the question from its spec (here 0: the wrong token_nll fails a visible check).
         assert auto is not None and auto < maximum, f"after `{command}` ada's {lost_cell} keeps {auto} of {maximum}"
         auto, manual, _, flagged = scores["written_sum_vs_mean"]
         assert (manual, flagged) == (1.5, True), f"after `{command}` the hand mark is {manual}, flagged {flagged}"

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from coursekit.grading.cgroups import (CPU_PERIOD_US, LEAF_GROUP, Hierarchy, SandboxGroup, cgroups_available,
                                        find_hierarchies, join_command, move_into_leaf, remove_stale_groups)
-from coursekit.grading.kernel import BannedOperation, _banned
+from coursekit.grading.graded_call import BannedOperation, banned as _banned
 from coursekit.grading.limits import Limits
 from coursekit.grading.seccomp import sandbox_filter
 from conftest import in_ci

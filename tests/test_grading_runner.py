@@ -196,7 +196,7 @@ LEAKING_ENCODER = (
     "def double(x):\n"
     "    _seen.append(x.tolist())\n"
     "    return x * 2\n"
-    "sys.modules['coursekit.grading.kernel'].encode_value = lambda v: {'t': 'inputs so far: ' + repr(_seen)}\n"
+    "sys.modules['coursekit.grading.graded_call'].encode_value = lambda v: {'t': 'inputs so far: ' + repr(_seen)}\n"
 )
 
 
@@ -320,8 +320,8 @@ KERNEL_JSON = (
     "    return x * 2\n"
 )
 #: 12,000,000 "é": a 24 MB report, well within the 64 MiB the runner reads; escaped again, 72 MB.
-WIDENING_VALUE = KERNEL_JSON + "sys.modules['coursekit.grading.kernel'].encode_value = lambda v: '\\u00e9' * 12_000_000\n"
-NAN_VALUE = KERNEL_JSON + "sys.modules['coursekit.grading.kernel'].encode_value = lambda v: float('nan')\n"
+WIDENING_VALUE = KERNEL_JSON + "sys.modules['coursekit.grading.graded_call'].encode_value = lambda v: '\\u00e9' * 12_000_000\n"
+NAN_VALUE = KERNEL_JSON + "sys.modules['coursekit.grading.graded_call'].encode_value = lambda v: float('nan')\n"
 
 
 @pytest.mark.parametrize("cell", [WIDENING_VALUE, NAN_VALUE], ids=["widening", "nan"])

@@ -300,12 +300,13 @@ def _notebook(*cells: tuple[str | None, str]) -> bytes:
     return json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": out}).encode()
 
 
-def test_untouched_notebook_runs_everything_but_the_tests() -> None:
+def test_untouched_notebook_runs_every_code_cell_in_order_the_tests_with_their_visible_checks() -> None:
     raw = _notebook(("given", "import torch"), ("answer_double", "def double(x):\n    return 2 * x"),
                     ("test_double", "assert double(1) == 2"), (None, "print(1)"))
     prepared = prepare(raw, EXPECTED, max_bytes=10**6)
     assert prepared.outcome is None and not prepared.tampered and not prepared.missing
-    assert [c["index"] for c in prepared.run_cells] == [0, 1, 3]
+    assert [c["index"] for c in prepared.run_cells] == [0, 1, 2, 3]
+    assert prepared.run_cells[2]["source"] == "assert double(1) == 2"
     assert prepared.test_cells == {"test_double": 2}
 
 
@@ -328,10 +329,10 @@ def test_a_byte_order_mark_is_accepted() -> None:
     assert marked.run_cells == plain.run_cells
 
 
-def test_missing_cells_are_appended_and_not_run() -> None:
+def test_missing_cells_are_appended_and_only_a_test_cells_visible_checks_run() -> None:
     prepared = prepare(_notebook(("answer_double", "def double(x):\n    return 2 * x")), EXPECTED, max_bytes=10**6)
     assert prepared.missing == ["given", "test_double"]
-    assert [c["index"] for c in prepared.run_cells] == [0]
+    assert [c["index"] for c in prepared.run_cells] == [0, 2]
     assert len(prepared.notebook["cells"]) == 3
 
 
@@ -372,7 +373,7 @@ def test_a_pasted_copy_of_an_answer_cell_runs_as_a_plain_cell_with_a_note() -> N
                               "it ran as a plain cell"]
     assert "nbgrader" not in prepared.notebook["cells"][2]["metadata"]
     assert prepared.notebook["cells"][1]["metadata"]["nbgrader"]["grade_id"] == "answer_double"
-    assert [c["index"] for c in prepared.run_cells] == [0, 1, 2]
+    assert [c["index"] for c in prepared.run_cells] == [0, 1, 2, 3]
 
 
 @pytest.mark.parametrize("copied", ["given", "test_double"])
@@ -456,7 +457,7 @@ def test_an_answer_cell_turned_into_markdown_is_restored_as_code_and_reported() 
     prepared = prepare(json.dumps(raw).encode(), EXPECTED, max_bytes=10**6)
     assert prepared.tampered == ["cell 'answer_double' was markdown; restored as code"]
     assert prepared.notebook["cells"][1]["cell_type"] == "code"
-    assert [c["index"] for c in prepared.run_cells] == [0, 1]
+    assert [c["index"] for c in prepared.run_cells] == [0, 1, 2]
 
 
 def test_restored_missing_cells_get_consecutive_ids() -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from coursekit.losses import (
     batch_loss,
@@ -38,6 +40,8 @@ from coursekit.losses import (
     turn_mask,
     vocab_parallel_cross_entropy,
 )
+
+from coursekit.losses._checks import as_index, as_real, is_numpy_bool
 
 pytestmark = pytest.mark.losses
 
@@ -198,7 +202,13 @@ NUMBER_ARGUMENTS: list[tuple[str, Callable[[object], object]]] = [
     ("gamma", lambda x: simpo_loss(P, P, N3, N3, gamma=x)),
     ("eps_low", lambda x: clipped_surrogate(L, L, P[:2], eps_low=x)),
     ("eps_high", lambda x: clipped_surrogate(L, L, P[:2], eps_high=x)),
+    ("beta", lambda x: generalized_jsd(Z, Z, beta=x)),
 ]
+
+
+def size_text(value: int) -> str:
+    """How a message names an int beyond int64: its sign and bit length."""
+    return f"{'a negative' if value < 0 else 'an'} int of {value.bit_length()} bits"
 
 
 @pytest.mark.parametrize("value", [10**400, -(10**400), 10**5000], ids=["1e400", "-1e400", "1e5000"])
@@ -206,8 +216,20 @@ NUMBER_ARGUMENTS: list[tuple[str, Callable[[object], object]]] = [
                          ids=[f"{i}-{name}" for i, (name, _) in enumerate(NUMBER_ARGUMENTS)])
 def test_an_int_beyond_the_float_range_is_a_value_error_naming_the_argument(argument, call, value):
     # 10**5000 also has more digits than str() converts (4300): the message must not print it.
-    with pytest.raises(ValueError, match=rf"{argument} must be a finite number.*got an int too large for a float"):
+    with pytest.raises(ValueError, match=rf"^{argument} must be a finite number[^,]*, got {size_text(value)}, beyond the float range$"):
         call(value)
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400), 10**5000], ids=["1e400", "-1e400", "1e5000"])
+@pytest.mark.parametrize("function", [perplexity, bits_per_token])
+def test_a_mean_nll_beyond_the_float_range_is_a_value_error_naming_it(function, value):
+    with pytest.raises(ValueError, match=rf"^mean_nll must be a number in the float range, got {size_text(value)}$"):
+        function(value)
+
+
+def test_an_infinite_mean_nll_is_still_taken():
+    assert perplexity(float("inf")).item() == float("inf")
+    assert bits_per_token(float("inf")).item() == float("inf")
 
 
 CTC_LOG_PROBS = torch.zeros(6, 2, 4).log_softmax(-1)  # (T, B, C)
@@ -240,13 +262,14 @@ INT_ARGUMENTS: list[tuple[str, Callable[[object], object]]] = [
                          ids=[f"{i}-{name}" for i, (name, _) in enumerate(INT_ARGUMENTS)])
 def test_an_int_beyond_int64_is_a_value_error_naming_the_argument_and_its_bits(argument, call, value):
     # 10**5000 has more digits than str() converts (4300): the message gives the bit length instead.
-    with pytest.raises(ValueError, match=rf"^{argument} must .*, got an int of {value.bit_length()} bits$"):
+    # The sign stays: "must be >= 0, got an int of 1329 bits" would read as a large positive value.
+    with pytest.raises(ValueError, match=rf"^{argument} must .*, got {size_text(value)}$"):
         call(value)
 
 
 @pytest.mark.parametrize("value", [10**400, -(10**400), 10**5000], ids=["1e400", "-1e400", "1e5000"])
 def test_an_epsilon_beyond_the_float_range_is_a_value_error_naming_it(value):
-    with pytest.raises(ValueError, match=r"^epsilon must be a finite number, got an int too large for a float"):
+    with pytest.raises(ValueError, match=rf"^epsilon must be a finite number, got {size_text(value)}, beyond the float range$"):
         label_smoothed_nll(Z, Y, value)
 
 
@@ -254,3 +277,231 @@ def test_chunk_size_has_no_upper_bound():
     # a chunk larger than the batch is one chunk: an int beyond int64 is as good as any
     torch.testing.assert_close(chunked_cross_entropy(Z, torch.zeros(4, 4), Y, chunk_size=10**400),
                                chunked_cross_entropy(Z, torch.zeros(4, 4), Y))
+
+
+#: What PyTorch's int arguments take besides a Python int: anything operator.index takes.
+INDEX_LIKE: list[tuple[str, Callable[[int], object]]] = [
+    ("numpy int64", np.int64),
+    ("numpy int32", np.int32),
+    ("0-d int64 tensor", torch.tensor),
+    ("0-d int8 tensor", lambda v: torch.tensor(v, dtype=torch.int8)),
+    ("1-element tensor", lambda v: torch.tensor([v])),
+]
+
+
+def _ignored_logits_and_targets() -> tuple[torch.Tensor, torch.Tensor]:
+    logits = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return logits, torch.tensor([[1, -100, 2], [3, 0, -100]])
+
+
+#: Every loss with an ignore_index, called on logits (B, T, V) and targets (B, T) holding -100.
+IGNORE_INDEX_LOSSES: list[tuple[str, Callable[[torch.Tensor, torch.Tensor, object], torch.Tensor]]] = [
+    ("token_nll", lambda z, y, i: token_nll(z, y, ignore_index=i)),
+    ("label_smoothed_nll", lambda z, y, i: label_smoothed_nll(z, y, 0.1, ignore_index=i)),
+    ("confidence_penalty_nll", lambda z, y, i: confidence_penalty_nll(z, y, 0.1, ignore_index=i)),
+    ("causal_lm_loss", lambda z, y, i: causal_lm_loss(z, y, ignore_index=i)),
+    ("vocab_parallel_cross_entropy",
+     lambda z, y, i: vocab_parallel_cross_entropy([z[..., :2], z[..., 2:]], y, ignore_index=i)),
+    ("chunked_cross_entropy",
+     lambda z, y, i: chunked_cross_entropy(z, torch.eye(4, dtype=z.dtype), y, chunk_size=2, ignore_index=i)),
+]
+
+
+@pytest.mark.parametrize(("kind", "make"), INDEX_LIKE, ids=[k for k, _ in INDEX_LIKE])
+def test_token_nll_takes_every_ignore_index_f_cross_entropy_takes(kind, make):
+    logits, targets = _ignored_logits_and_targets()
+    expected = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=make(-100), reduction="none")
+    torch.testing.assert_close(token_nll(logits, targets, ignore_index=make(-100)), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("kind", "make"), INDEX_LIKE, ids=[k for k, _ in INDEX_LIKE])
+@pytest.mark.parametrize(("loss", "call"), IGNORE_INDEX_LOSSES, ids=[n for n, _ in IGNORE_INDEX_LOSSES])
+def test_every_ignore_index_takes_numpy_ints_and_one_element_integer_tensors(loss, call, kind, make):
+    logits, targets = _ignored_logits_and_targets()
+    torch.testing.assert_close(call(logits, targets, make(-100)), call(logits, targets, -100), rtol=0, atol=0)
+
+
+def test_ctc_loss_takes_the_integers_f_ctc_loss_takes():
+    log_probs = torch.randn(6, 2, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64).log_softmax(-1)
+    targets = torch.tensor([[1, 2], [2, 3]])
+    for blank, input_lengths, target_lengths in [
+        (np.int64(0), [6, np.int64(5)], (2, np.int32(1))),
+        (torch.tensor(0), [6, torch.tensor(5)], [torch.tensor(2, dtype=torch.int8), 1]),
+    ]:
+        expected = F.ctc_loss(log_probs, targets, input_lengths, target_lengths, blank, reduction="none")
+        torch.testing.assert_close(
+            ctc_loss(log_probs, targets, input_lengths, target_lengths, blank, reduction="none"), expected
+        )
+        torch.testing.assert_close(
+            ctc_forward_variables(log_probs[:, 0], targets[0], blank=blank),
+            ctc_forward_variables(log_probs[:, 0], targets[0], blank=0),
+        )
+
+
+@pytest.mark.parametrize(("kind", "make"), INDEX_LIKE, ids=[k for k, _ in INDEX_LIKE])
+def test_k_max_len_and_chunk_size_take_numpy_ints_and_one_element_integer_tensors(kind, make):
+    logits, targets = _ignored_logits_and_targets()
+    for got, expected in [
+        (top_k_teacher(logits, make(2)), top_k_teacher(logits, 2)),
+        (top_k_kd_loss(logits, *top_k_teacher(logits, make(2))), top_k_kd_loss(logits, *top_k_teacher(logits, 2))),
+        (sequence_mask(torch.tensor([1, 2]), make(3)), sequence_mask(torch.tensor([1, 2]), 3)),
+        (policy_loss_aggregate(L, M, mode="dr_grpo", max_len=make(4)),
+         policy_loss_aggregate(L, M, mode="dr_grpo", max_len=4)),
+        (chunked_cross_entropy(logits, torch.eye(4, dtype=logits.dtype), targets, chunk_size=make(2)),
+         chunked_cross_entropy(logits, torch.eye(4, dtype=logits.dtype), targets, chunk_size=2)),
+    ]:
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+#: Not integers to PyTorch's parser either: floats (also integral ones), float tensors, bools of every kind.
+NOT_INTEGERS: list[tuple[str, object, str]] = [
+    ("float", 2.0, "float"),
+    ("numpy float", np.float64(2.0), "float64"),
+    ("0-d float tensor", torch.tensor(2.0), r"a tensor of shape \(\) and dtype torch.float32"),
+    ("2-element tensor", torch.tensor([2, 2]), r"a tensor of shape \(2,\) and dtype torch.int64"),
+    ("bool", True, "bool"),
+    ("numpy bool", np.True_, type(np.True_).__name__),  # "bool" in NumPy 2, "bool_" in NumPy 1.x
+    ("bool tensor", torch.tensor(True), r"a tensor of shape \(\) and dtype torch.bool"),
+]
+
+
+@pytest.mark.parametrize(("kind", "value", "received"), NOT_INTEGERS, ids=[k for k, _, _ in NOT_INTEGERS])
+@pytest.mark.parametrize(("argument", "call"), INT_ARGUMENTS,
+                         ids=[f"{i}-{name}" for i, (name, _) in enumerate(INT_ARGUMENTS)])
+def test_a_non_integer_int_argument_is_a_type_error_naming_it_and_what_it_got(argument, call, kind, value, received):
+    if argument.endswith("_lengths"):
+        received = f"a list holding {received}"
+    with pytest.raises(TypeError, match=rf"^{argument} must be (an int|an integer tensor or a sequence of ints).*, got {received}$"):
+        call(value)
+
+
+#: What epsilon must be, as its TypeError says.
+EPSILON_EXPECTED = r"^epsilon must be a number in \[0, 1\) or a 0-d real tensor, got "
+
+
+@pytest.mark.parametrize(("kind", "value", "received"), [
+    ("1-element 1-D tensor", torch.tensor([0.1]), r"a tensor of shape \(1,\) and dtype torch.float32$"),
+    ("complex 0-d tensor, zero imaginary part", torch.tensor(0.1 + 0j), r"a tensor of shape \(\) and dtype torch.complex64$"),
+    ("complex 0-d tensor", torch.tensor(0.1 + 1j), r"a tensor of shape \(\) and dtype torch.complex64$"),
+    ("bool tensor", torch.tensor(False), r"a tensor of shape \(\) and dtype torch.bool$"),
+    ("string", "0.1", "str$"),
+    ("bool", False, "bool$"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_a_wrong_epsilon_type_is_a_type_error_saying_what_is_expected(kind, value, received):
+    with pytest.raises(TypeError, match=EPSILON_EXPECTED + received):
+        label_smoothed_nll(Z, Y, value)
+
+
+@pytest.mark.parametrize("value", [torch.tensor(0.1), torch.tensor(0.1, dtype=torch.float64), torch.tensor(0)])
+def test_a_0d_real_epsilon_tensor_equals_its_number(value):
+    logits, targets = _ignored_logits_and_targets()
+    torch.testing.assert_close(label_smoothed_nll(logits, targets, value), label_smoothed_nll(logits, targets, value.item()))
+
+
+#: Every public float argument with a value it takes, as (argument, call, a float, an int); the
+#: float is exact in float16, so that every NumPy floating type holds the same value.
+FLOAT_ARGUMENTS: list[tuple[str, Callable[[object], object], float, int]] = [
+    ("num_items_in_batch", lambda x: causal_lm_loss(Z, Y, num_items_in_batch=x), 2.5, 7),
+    ("num_items_in_batch", lambda x: policy_loss_aggregate(L, M, mode="dapo", num_items_in_batch=x), 2.5, 7),
+    ("weight", lambda x: confidence_penalty_nll(Z, Y, x), 0.25, 1),
+    ("temperature", lambda x: kd_loss(Z, Z + torch.arange(4.0), temperature=x), 2.5, 2),
+    ("temperature", lambda x: kd_cross_entropy(Z, Z + torch.arange(4.0), temperature=x), 2.5, 2),
+    ("temperature", lambda x: generalized_jsd(Z, Z + torch.arange(4.0), temperature=x), 2.5, 2),
+    ("temperature", lambda x: top_k_teacher(Z + torch.arange(4.0), 2, temperature=x), 2.5, 2),
+    ("temperature", lambda x: top_k_kd_loss(Z, *top_k_teacher(Z + torch.arange(4.0), 2), temperature=x), 2.5, 2),
+    ("alpha", lambda x: mrt_risk(-L, L, alpha=x), 0.5, 1),
+    ("baseline", lambda x: reinforce_loss(-P, P + 1, baseline=x), 0.5, 1),
+    ("beta", lambda x: dpo_loss(-P, P, P, P, beta=x), 0.5, 1),
+    ("label_smoothing", lambda x: dpo_loss(-P, P, P, P, label_smoothing=x), 0.25, 0),
+    ("beta", lambda x: dpo_rewards(-P, P, P, P, beta=x), 0.5, 1),
+    ("beta", lambda x: simpo_loss(-P, P, N3, N3, beta=x), 0.5, 1),
+    ("gamma", lambda x: simpo_loss(-P, P, N3, N3, gamma=x), 0.5, 1),
+    ("eps_low", lambda x: clipped_surrogate(L, L, P[:2], eps_low=x), 0.25, 0),
+    ("eps_high", lambda x: clipped_surrogate(L, L, P[:2], eps_high=x), 0.25, 0),
+    ("beta", lambda x: generalized_jsd(Z, Z + torch.arange(4.0), beta=x), 0.25, 1),
+    ("epsilon", lambda x: label_smoothed_nll(Z + torch.arange(4.0), Y, x), 0.25, 0),
+    ("mean_nll", perplexity, 2.5, 2),
+    ("mean_nll", bits_per_token, 2.5, 2),
+]
+
+#: The NumPy scalars PyTorch's parser takes for a float argument (a value read from an array).
+NUMPY_REALS: list[tuple[str, Callable[[float, int], object]]] = [
+    ("numpy float32", lambda v, n: np.float32(v)),
+    ("numpy float16", lambda v, n: np.float16(v)),
+    ("numpy int64", lambda v, n: np.int64(n)),
+    ("numpy uint8", lambda v, n: np.uint8(n)),
+]
+
+
+def _same(got: object, expected: object) -> None:
+    for one, other in zip(got if isinstance(got, tuple) else (got,), expected if isinstance(expected, tuple) else (expected,)):
+        torch.testing.assert_close(one, other, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("kind", "make"), NUMPY_REALS, ids=[k for k, _ in NUMPY_REALS])
+@pytest.mark.parametrize(("argument", "call", "value", "integer"), FLOAT_ARGUMENTS,
+                         ids=[f"{i}-{a[0]}" for i, a in enumerate(FLOAT_ARGUMENTS)])
+def test_every_float_argument_takes_numpy_floats_and_ints_as_their_python_numbers(argument, call, value, integer, kind, make):
+    numpy_value = make(value, integer)
+    python_value = integer if isinstance(numpy_value, np.integer) else value
+    _same(call(numpy_value), call(python_value))
+
+
+@pytest.mark.parametrize("value", [np.True_, np.False_, True], ids=["numpy True", "numpy False", "bool"])
+@pytest.mark.parametrize(("argument", "call", "value_taken", "integer"), FLOAT_ARGUMENTS,
+                         ids=[f"{i}-{a[0]}" for i, a in enumerate(FLOAT_ARGUMENTS)])
+def test_no_float_argument_takes_a_bool_python_or_numpy(argument, call, value_taken, integer, value):
+    with pytest.raises(TypeError, match=rf"^{argument} must be .*, got {type(value).__name__}$"):
+        call(value)
+
+
+@pytest.mark.parametrize("value", [np.float32("inf"), np.float16("nan"), np.float64("-inf")], ids=str)
+@pytest.mark.parametrize(("argument", "call"), NUMBER_ARGUMENTS,
+                         ids=[f"{i}-{name}" for i, (name, _) in enumerate(NUMBER_ARGUMENTS)])
+def test_a_non_finite_numpy_float_is_a_value_error_naming_the_argument(argument, call, value):
+    with pytest.raises(ValueError, match=rf"^{argument} must be a finite number.*, got {float(value)}$"):
+        call(value)
+
+
+@pytest.mark.parametrize("epsilon", [np.float32(0.1), np.float16(0.1), np.float64(0.1), np.int64(0), np.uint8(0)], ids=repr)
+def test_label_smoothed_nll_takes_every_numpy_epsilon_f_cross_entropy_takes(epsilon):
+    logits, targets = _ignored_logits_and_targets()
+    expected = F.cross_entropy(logits.transpose(1, 2), targets, label_smoothing=epsilon, reduction="none")
+    torch.testing.assert_close(label_smoothed_nll(logits, targets, epsilon, reduction="none"), expected)
+
+
+def test_perplexity_of_a_numpy_float_is_that_of_its_python_float():
+    # np.float64 subclasses float and always passed; np.float32 did not.
+    for value in [np.float32(1.0), np.float16(1.0), np.int64(1)]:
+        torch.testing.assert_close(perplexity(value), torch.exp(torch.tensor(1.0)), rtol=0, atol=0)
+
+
+class _NumPy1Bool:
+    """NumPy 1.x's bool scalar as an argument check meets it: a type named ``bool_`` in module
+    ``numpy`` that ``operator.index`` takes as 0 or 1 (NumPy 1.x only warns). The locked NumPy 2
+    renamed the type ``bool`` and made ``operator.index`` refuse it, so only this stand-in, put in
+    ``numpy.bool_``'s place, shows whether the check tests the type rather than its name."""
+
+    __module__ = "numpy"
+
+    def __index__(self) -> int:
+        return 1
+
+
+_NumPy1Bool.__name__ = _NumPy1Bool.__qualname__ = "bool_"
+
+
+@pytest.mark.parametrize(("argument", "call"), INT_ARGUMENTS,
+                         ids=[f"{i}-{name}" for i, (name, _) in enumerate(INT_ARGUMENTS)])
+def test_a_numpy_1_bool_is_no_int_argument(monkeypatch, argument, call):
+    monkeypatch.setattr(np, "bool_", _NumPy1Bool)
+    received = "a list holding bool_" if argument.endswith("_lengths") else "bool_"
+    with pytest.raises(TypeError, match=rf"^{argument} must be .*, got {received}$"):
+        call(_NumPy1Bool())
+
+
+def test_numpy_bool_is_recognised_by_its_type_on_every_numpy():
+    assert type(np.True_) is np.bool_  # the type the check tests, whatever NumPy names it
+    assert is_numpy_bool(np.True_) and is_numpy_bool(np.bool_(False))
+    assert not any(is_numpy_bool(v) for v in [True, 1, np.int64(1), np.uint8(1), torch.tensor(True)])
+    assert as_index(np.True_) is None and as_real(np.True_) is None

@@ -1,14 +1,16 @@
-"""Out-of-process grading spec of a1_sequence_loss (read by `coursekit grade`; never released).
+"""Out-of-process grading spec of a1_sequence_loss (read by `coursekit grade` and by the notebook's hidden blocks; never released).
 
-Each question scores one autograder test cell of the notebook. The hidden
-inputs mirror the notebook's hidden tests (shapes with T = 1, V = 2, ignored
-targets, all-padding rows, NaN under the mask, float32 and float64) and its
-visible checks (the default reduction, an unknown reduction's ValueError) but
-are drawn, for each student, from a seed derived from SEED, the course and the
-student, keyed by the course's grading secret (SEED is public, like this file;
-the secret is not: see coursekit.grading.secret). ``token_nll`` must compute
-the log-normaliser itself: the operators behind F.log_softmax, F.nll_loss and
-F.cross_entropy raise during its graded calls.
+Each question scores one autograder test cell of the notebook, and is its one
+definition: the notebook's hidden blocks evaluate it (see
+``coursekit.course.hidden_score``). The hidden inputs cover the edge cases
+(shapes with T = 1, V = 2, ignored targets, all-padding rows, NaN under the
+mask, float32 and float64) and the visible checks (the default reduction, an
+unknown reduction's ValueError) but are drawn, for each student, from a seed
+derived from SEED, the course and the student, keyed by the course's grading
+secret (SEED is public, like this file; the secret is not: see
+coursekit.grading.secret). ``token_nll`` must compute the log-normaliser
+itself: the operators behind F.log_softmax, F.nll_loss and F.cross_entropy
+raise during its graded calls.
 """
 
 from __future__ import annotations

@@ -1,16 +1,17 @@
-"""Out-of-process grading spec of a2_masking_reductions (read by `coursekit grade`; never released).
+"""Out-of-process grading spec of a2_masking_reductions (read by `coursekit grade` and by the notebook's hidden blocks; never released).
 
-Mirrors the notebook's hidden tests (T = 0 and T = 1, all-padding rows, NaN
-under the mask, float32 and float64, a micro-batch with no unmasked token) and
-every visible check (bool masks, the ValueErrors that name their argument, an
-input left unmodified, the RuntimeWarning of an empty batch, a Python float
-returned), with inputs drawn, for each student, from a seed derived from SEED,
-the course and the student, keyed by the course's grading secret (SEED is
-public, like this file; the secret is not: see coursekit.grading.secret). The
-gradient accumulation question needs a model and a list of micro-batches, so an
-adapter builds them in the sandbox from plain arrays; its outputs (the returned
-loss and the accumulated gradients) are compared with the full batch's token
-mean computed here.
+The one definition of each question (the notebook's hidden blocks evaluate it;
+see ``coursekit.course.hidden_score``): the edge cases (T = 0 and T = 1,
+all-padding rows, NaN under the mask, float32 and float64, a micro-batch with
+no unmasked token) and every visible check (bool masks, the ValueErrors that
+name their argument, an input left unmodified, the RuntimeWarning of an empty
+batch, a Python float returned), with inputs drawn, for each student, from a
+seed derived from SEED, the course and the student, keyed by the course's
+grading secret (SEED is public, like this file; the secret is not: see
+coursekit.grading.secret). The gradient accumulation question needs a model and
+a list of micro-batches, so an adapter builds them in the sandbox from plain
+arrays; its outputs (the returned loss and the accumulated gradients) are
+compared with the full batch's token mean computed here.
 """
 
 from __future__ import annotations

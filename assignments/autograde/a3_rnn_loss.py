@@ -1,8 +1,9 @@
-"""Out-of-process grading spec of a3_rnn_loss (read by `coursekit grade`; never released).
+"""Out-of-process grading spec of a3_rnn_loss (read by `coursekit grade` and by the notebook's hidden blocks; never released).
 
-Mirrors the notebook's hidden tests with inputs drawn, for each student, from a
-seed derived from SEED, the course and the student, keyed by the course's
-grading secret (SEED is public, like this file; the secret is not: see
+The one definition of each question (the notebook's hidden blocks evaluate it;
+see ``coursekit.course.hidden_score``), with inputs drawn, for each student,
+from a seed derived from SEED, the course and the student, keyed by the
+course's grading secret (SEED is public, like this file; the secret is not: see
 coursekit.grading.secret). Models travel as plain arrays: an adapter in the
 sandbox builds the RNN from a seed, calls the student's function and returns
 losses, gradients or trained parameters. ``stream_nll``, ``chunked_stream_nll``

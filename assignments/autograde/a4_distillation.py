@@ -1,8 +1,9 @@
-"""Out-of-process grading spec of a4_distillation (read by `coursekit grade`; never released).
+"""Out-of-process grading spec of a4_distillation (read by `coursekit grade` and by the notebook's hidden blocks; never released).
 
-Mirrors the notebook's hidden tests with inputs drawn, for each student, from a
-seed derived from SEED, the course and the student, keyed by the course's
-grading secret (SEED is public, like this file; the secret is not: see
+The one definition of each question (the notebook's hidden blocks evaluate it;
+see ``coursekit.course.hidden_score``), with inputs drawn, for each student,
+from a seed derived from SEED, the course and the student, keyed by the
+course's grading secret (SEED is public, like this file; the secret is not: see
 coursekit.grading.secret). The losses are compared with ``coursekit.losses``.
 The sequence-level distillation targets travel as padded arrays and are
 compared with the reference beam search run here. The student model that

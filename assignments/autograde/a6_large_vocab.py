@@ -1,8 +1,9 @@
-"""Out-of-process grading spec of a6_large_vocab (read by `coursekit grade`; never released).
+"""Out-of-process grading spec of a6_large_vocab (read by `coursekit grade` and by the notebook's hidden blocks; never released).
 
-Mirrors the notebook's hidden tests with inputs drawn, for each student, from a
-seed derived from SEED, the course and the student, keyed by the course's
-grading secret (SEED is public, like this file; the secret is not: see
+The one definition of each question (the notebook's hidden blocks evaluate it;
+see ``coursekit.course.hidden_score``), with inputs drawn, for each student,
+from a seed derived from SEED, the course and the student, keyed by the
+course's grading secret (SEED is public, like this file; the secret is not: see
 coursekit.grading.secret). The memory question does not trust any measurement
 taken inside the student's process (a dispatch mode, a counter, a printed
 number can all be patched there). Instead the spec sets a memory budget that

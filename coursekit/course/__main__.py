@@ -1,4 +1,5 @@
-"""Command line: ``python -m coursekit.course student-versions --out DIR`` and ``student-config [--out FILE]``."""
+"""Command line: ``python -m coursekit.course student-versions --out DIR``, ``student-config [--out FILE]``
+and ``derive-hidden-tests [--course DIR]``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from coursekit.course.config import ASSIGNMENTS, student_config
+from coursekit.course.derived_tests import derive_course
 from coursekit.course.student_versions import COURSE_DIR, generate_student_versions
 
 
@@ -29,7 +31,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     config.add_argument("--out", help="the file to write, e.g. /etc/jupyter/nbgrader_config.py on a JupyterHub or "
                         "~/.jupyter/nbgrader_config.py on one machine (default: print it)")
+    derive = commands.add_parser(
+        "derive-hidden-tests",
+        help="rewrite every source notebook's hidden test regions from the specs in autograde/ (prints what changed)",
+    )
+    derive.add_argument("--course", default=str(COURSE_DIR), help="the nbgrader course directory")
     args = parser.parse_args(argv)
+    if args.command == "derive-hidden-tests":
+        for path in derive_course(Path(args.course)):
+            print(path)
+        return 0
     if args.command == "student-config":
         if args.out is None:
             print(student_config(), end="")

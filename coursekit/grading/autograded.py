@@ -94,5 +94,6 @@ def render(prepared: PreparedNotebook, run: RawRun | None, results: dict[str, Qu
         lines = [f"coursekit grade: {result.score:g} / {result.max_score:g} points "
                  f"({result.passed} of {result.total} hidden checks passed; outcome: {outcome})"]
         lines += result.messages
-        cells[index]["outputs"] = [_stream("stdout", "\n".join(lines) + "\n")]
+        # After what the visible checks printed (or raised), as in stock nbgrader's feedback.
+        cells[index]["outputs"] = [*cells[index].get("outputs", []), _stream("stdout", "\n".join(lines) + "\n")]
     return sanitise_html(notebook)

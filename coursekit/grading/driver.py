@@ -35,7 +35,7 @@ from coursekit.grading.result_budget import result_caps
 from coursekit.grading.sandbox import Job, RawRun, kernel_leaves_root, sandbox_available
 from coursekit.grading.secret import load_secret
 from coursekit.grading.spec import AssignmentSpec, PreparedCall, adapters, graded_names, load_spec, prepare_calls
-from coursekit.grading.verdicts import QuestionResult, score_question
+from coursekit.grading.verdicts import QuestionResult, score_question, visible_check_failure
 
 __all__ = ["OUTCOMES", "GradeOptions", "Grader", "SandboxUnavailable", "SubmissionReport", "format_table",
            "grade_assignment", "reports_directory"]
@@ -180,8 +180,9 @@ class Grader:
         return prepare_calls(self.spec, course=self.course.course_id, student=student, secret=self.secret)
 
     def _view(self) -> ViewPlan:
-        """What the sandbox's ``coursekit`` holds: what the released cells and the adapters import, no answers."""
-        sources = [c.source for c in self.expected if c.cell_type == "code" and not c.autograder_test]
+        """What the sandbox's ``coursekit`` holds: what the released cells (visible checks included) and the
+        adapters import, no answers."""
+        sources = [c.source for c in self.expected if c.cell_type == "code"]
         return plan_view(graded_names(self.spec), notebook_imports(sources + adapters(self.spec)))
 
     def _check_spec(self) -> None:
@@ -304,14 +305,24 @@ class Grader:
         self._tick(student, report.outcome)
         return report
 
-    def _score(self, student: str, run: RawRun | None) -> dict[str, QuestionResult]:
-        """Every question's verdict (nothing answered when the notebook could not run)."""
+    def _score(self, student: str, run: RawRun | None, test_cells: dict[str, int]) -> dict[str, QuestionResult]:
+        """Every question's verdict (nothing answered when the notebook could not run).
+
+        A question whose test cell's visible checks failed scores 0, as under stock nbgrader
+        (see :func:`~coursekit.grading.verdicts.visible_check_failure`).
+        """
         calls = self.calls.pop(student, None)
         if calls is None:
             calls = self._prepare_calls(student)
         ends = {event.call_id: event for event in run.calls} if run is not None else {}
-        return {q.grade_id: score_question(q, calls[q.grade_id], ends, self.view.tripwires)
-                for q in self.spec.questions}
+        cell_ends = {event.index: event for event in run.cells} if run is not None else {}
+        results = {}
+        for question in self.spec.questions:
+            mine = calls[question.grade_id]
+            visible = (visible_check_failure(question, len(mine), cell_ends.get(test_cells[question.grade_id]))
+                       if run is not None and question.grade_id in test_cells else None)
+            results[question.grade_id] = visible or score_question(question, mine, ends, self.view.tripwires)
+        return results
 
     def _outcome(self, prepared: PreparedNotebook, run: RawRun | None,
                  results: dict[str, QuestionResult]) -> tuple[str, list[str]]:
@@ -332,7 +343,7 @@ class Grader:
 
     def _finish(self, student: str, prepared: PreparedNotebook, run: RawRun | None) -> SubmissionReport:
         """Score and classify one submission, then write its results (see :meth:`_write`)."""
-        results = self._score(student, run)
+        results = self._score(student, run, prepared.test_cells)
         outcome, notes = self._outcome(prepared, run, results)
         report = self._report(student, run, results, outcome, notes)
         self._write(report, prepared, run, results)

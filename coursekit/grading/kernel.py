@@ -15,7 +15,7 @@ grader decodes every value strictly. The timers below only stop honest code
 politely. The withheld references are enforced by what is absent: the
 sandbox's ``coursekit`` holds stand-ins, never the answers. The bans on
 PyTorch built-ins are not: torch's kernels are all in the sandbox, and the
-stand-ins that :func:`_banned` puts in the dispatcher live in this process,
+stand-ins that :func:`~coursekit.grading.graded_call.banned` puts in the dispatcher live in this process,
 where a cell can take them out again (patch this module, or
 ``torch.library``). A ban is a deterrent that stops a student who calls the
 built-in, not one who sets out to switch it off. The names a report lists
@@ -32,18 +32,13 @@ import resource
 import signal
 import sys
 import traceback
-import warnings
 from typing import Any, Iterator, NoReturn
 
-import numpy as np
-import torch
-import torch.library
-
 from coursekit.grading import protocol, withheld
+from coursekit.grading.graded_call import run_graded_call, short, timers
 from coursekit.grading.protocol import (AdapterReport, CallReport, CallStatus, CellReport, RunAdapter, RunCall, RunCell,
                                         Setup)
 from coursekit.grading.uids import kernel_uid
-from coursekit.grading.wire import MAX_DEPTH, decode_value, encode_value
 
 #: the kernel's niceness: the runner, which must stay responsive, wins every contention for the CPU.
 NICENESS = 10
@@ -51,14 +46,6 @@ NICENESS = 10
 OOM_SCORE = 1000
 #: characters a graded call may print (its output is discarded; this only bounds the work).
 CALL_OUTPUT = 200
-
-
-class CellTimeout(BaseException):
-    """Raised by the per-cell / per-call timer (a BaseException, so ``except Exception`` does not swallow it)."""
-
-
-class BannedOperation(RuntimeError):
-    """Raised when a graded call runs a PyTorch operator its question bans."""
 
 
 class _Shell:
@@ -112,84 +99,6 @@ class _CappedText:
         return text + (protocol.TRUNCATED if self.truncated else "")
 
 
-def _short(text: str, cap: int) -> str:
-    return text if len(text) <= cap else text[: cap - 12] + "\n[truncated]"
-
-
-def _message(error: BaseException) -> str:
-    """The exception's message, capped; empty when the student's ``__str__`` itself raises."""
-    try:
-        return _short(str(error), protocol.MAX_EVALUE)
-    except BaseException:  # noqa: BLE001 - a student's __str__ may raise anything
-        return ""
-
-
-def _raise_timeout(_signum: int, _frame: object) -> None:
-    raise CellTimeout("time limit reached")
-
-
-@contextlib.contextmanager
-def _timers(cpu_s: float, wall_s: float) -> Iterator[None]:
-    """Raise :class:`CellTimeout` after ``cpu_s`` seconds of this process's CPU or ``wall_s`` of wall clock."""
-    signal.signal(signal.SIGPROF, _raise_timeout)
-    signal.signal(signal.SIGALRM, _raise_timeout)
-    signal.setitimer(signal.ITIMER_PROF, max(cpu_s, 0.01))
-    signal.setitimer(signal.ITIMER_REAL, max(wall_s, 0.01))
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_PROF, 0)
-        signal.setitimer(signal.ITIMER_REAL, 0)
-
-
-#: the dispatch keys a ban replaces: every CPU layout (dense, sparse COO and CSR, MKL-DNN, quantized), so
-#: that converting the input (``x.to_sparse()``) does not reach the built-in kernel through another key.
-BANNED_DISPATCH_KEYS = ("CPU", "SparseCPU", "SparseCsrCPU", "MkldnnCPU", "QuantizedCPU")
-
-
-@contextlib.contextmanager
-def _banned(operators: list[str], hits: list[str]) -> Iterator[None]:
-    """Make the ATen ``operators`` (every overload) raise while the block runs, recording each attempt.
-
-    The operators are replaced in PyTorch's dispatcher for every CPU layout,
-    below every Python name, so an alias, ``getattr`` or ``torch.ops.aten``
-    reaches the same stand-in; leaving the block puts the real kernels back.
-    The stand-ins live in this process, so student code can remove them (see
-    the module docstring): the ban deters, it does not enforce.
-    """
-    if not operators:
-        yield
-        return
-
-    def stand_in(name: str) -> Any:
-        def refuse(*args: Any, **kwargs: Any) -> Any:
-            hits.append(name)
-            raise BannedOperation(f"{name} is banned in this question")
-        return refuse
-
-    library = torch.library.Library("aten", "IMPL")
-    try:
-        with warnings.catch_warnings():
-            # Overriding an ATen kernel warns that a previous registration is replaced: that is the point.
-            warnings.simplefilter("ignore")
-            for name in operators:
-                packet = getattr(torch.ops.aten, name)
-                for overload in packet.overloads():
-                    qualified = name if overload == "default" else f"{name}.{overload}"
-                    for key in BANNED_DISPATCH_KEYS:
-                        library.impl(qualified, stand_in(name), key)
-        yield
-    finally:
-        library._destroy()
-
-
-def _out_of_memory(error: BaseException) -> bool:
-    """Whether an exception says an allocation failed (Python's MemoryError or torch's allocator)."""
-    if isinstance(error, MemoryError):
-        return True
-    return isinstance(error, RuntimeError) and "can't allocate memory" in str(error)[:2000]
-
-
 def _compile_cell(source: str, index: int) -> Any:
     try:
         return compile(source, f"<cell {index}>", "exec")
@@ -199,55 +108,6 @@ def _compile_cell(source: str, index: int) -> Any:
 
         transformed = TransformerManager().transform_cell(source)
         return compile(transformed, f"<cell {index}>", "exec")
-
-
-def _to_plain(value: object, depth: int = 0) -> object:
-    """Turn a return value into wire-encodable plain data, refusing anything unknown."""
-    if depth > MAX_DEPTH:
-        raise TypeError("return value nests too deeply")
-    if isinstance(value, torch.Tensor):
-        tensor = value.detach().cpu()
-        if tensor.dtype == torch.bfloat16:
-            tensor = tensor.float()
-        if tensor.is_complex():
-            raise TypeError("complex tensors are not accepted")
-        return np.array(tensor.resolve_conj().resolve_neg().numpy(), copy=True)
-    if isinstance(value, (np.ndarray, np.generic)):
-        array = np.array(value, copy=True)
-        if array.dtype.kind not in "fiub":
-            raise TypeError(f"arrays of dtype {array.dtype} are not accepted")
-        return array
-    if type(value) in (bool, int, float, str) or value is None:
-        return value
-    if type(value) in (list, tuple):
-        return [_to_plain(item, depth + 1) for item in value]
-    raise TypeError(f"unsupported return type {type(value).__name__}")
-
-
-def _tensorise(value: object) -> object:
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(value.copy())
-    if isinstance(value, list):
-        return [_tensorise(item) for item in value]
-    return value
-
-
-def _argument(message: object, tensors: bool) -> object:
-    value = decode_value(message)
-    return _tensorise(value) if tensors else value
-
-
-def _gradients(output: object, inputs: list[Any], cotangent: object) -> list[Any]:
-    if not isinstance(output, torch.Tensor):
-        raise TypeError(f"a gradient was requested but the function returned {type(output).__name__}")
-    grad_output = torch.as_tensor(cotangent, dtype=output.dtype)
-    if grad_output.shape != output.shape:
-        # A result of the wrong shape fails on its value ("wrong shape"): no backward pass to fail in instead.
-        return []
-    if not output.requires_grad:
-        raise TypeError("a gradient was requested but the returned tensor does not depend on the inputs")
-    grads = torch.autograd.grad(output, inputs, grad_outputs=grad_output, allow_unused=True)
-    return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
 
 
 class Kernel:
@@ -272,7 +132,7 @@ class Kernel:
         }
 
     def _timers(self) -> contextlib.AbstractContextManager[None]:
-        return _timers(float(self.limits["step_cpu_s"]), float(self.limits["step_wall_s"]))
+        return timers(float(self.limits["step_cpu_s"]), float(self.limits["step_wall_s"]))
 
     def _after_step(self) -> None:
         # A process the student forked that returned from the cell must not go on as a second kernel.
@@ -323,13 +183,13 @@ class Kernel:
                 exec(code, self.namespace)
         except BaseException as error:  # noqa: BLE001 - a cell may raise anything, SystemExit included
             failed = True
-            ename, evalue = type(error).__name__, _short(str(error), protocol.MAX_EVALUE)
-            trace = _short("".join(traceback.format_exception(type(error), error, error.__traceback__)),
+            ename, evalue = type(error).__name__, short(str(error), protocol.MAX_EVALUE)
+            trace = short("".join(traceback.format_exception(type(error), error, error.__traceback__)),
                            protocol.MAX_TRACEBACK)
         finally:
             sys.stdout, sys.stderr = real_out, real_err
         self._after_step()
-        return CellReport(index, failed, _short(ename, protocol.MAX_ENAME), evalue, trace, out.value(), err.value())
+        return CellReport(index, failed, short(ename, protocol.MAX_ENAME), evalue, trace, out.value(), err.value())
 
     def run_adapter(self, index: int, source: str) -> AdapterReport:
         """Execute an adapter of the spec; a broken notebook may break it, and then only its calls fail."""
@@ -341,55 +201,26 @@ class Kernel:
         self._after_step()
         return AdapterReport(index)
 
-    def _evaluate(self, call: dict[str, Any]) -> tuple[object, list[Any]]:
-        name = call["name"]
-        if call["kind"] == "variable":
-            if name not in self.namespace:
-                raise NameError(f"the notebook defines no variable {name!r}")
-            return self.namespace[name], []
-        function = self.namespace.get(name)
-        if function is None or not callable(function):
-            raise NameError(f"the notebook defines no function {name!r}")
-        args = [_argument(a, call["tensors"]) for a in call["args"]]
-        kwargs = {k: _argument(v, call["tensors"]) for k, v in call["kwargs"].items()}
-        wanted = [int(i) for i in call.get("grad_wrt", [])]
-        for position in wanted:
-            args[position] = args[position].requires_grad_(True)
-        value = function(*args, **kwargs)
-        grads = _gradients(value, [args[i] for i in wanted], decode_value(call["cotangent"])) if wanted else []
-        return value, grads
-
     def run_call(self, call: dict[str, Any]) -> CallReport:
-        """Call one graded function (or read one variable) on the runner's inputs."""
+        """Call one graded function (or read one variable) on the runner's inputs (see :func:`run_graded_call`).
+
+        What the call prints is discarded; a call that reached a withheld
+        reference's stand-in reports ``withheld`` and the names it reached.
+        """
         sink = _CappedText(CALL_OUTPUT, [int(self.limits["output_total"])])
-        banned_hits: list[str] = []
         reached_before = len(withheld.reached())
-        status, value, grads, ename, evalue = CallStatus.OK, None, [], "", ""
         real_out, real_err = sys.stdout, sys.stderr
         try:
             sys.stdout = sys.stderr = sink
-            with self._timers(), _banned(list(call.get("banned", [])), banned_hits):
-                result, gradients = self._evaluate(call)
-                value = encode_value(_to_plain(result))
-                grads = [encode_value(_to_plain(g)) for g in gradients]
-        except CellTimeout:
-            status = CallStatus.TIMEOUT
-        except BaseException as error:  # noqa: BLE001 - student code may raise anything
-            status = CallStatus.OUT_OF_MEMORY if _out_of_memory(error) else CallStatus.RAISED
-            ename = _short(type(error).__name__, protocol.MAX_ENAME)
-            evalue = _message(error)
+            report = run_graded_call(self.namespace, call, self._timers)
         finally:
             sys.stdout, sys.stderr = real_out, real_err
         self._after_step()
         reached = withheld.reached()[reached_before:]
-        hits: list[str] = []
         if reached:
-            status, hits = CallStatus.WITHHELD, sorted(set(reached))
-        elif banned_hits:
-            status, hits = CallStatus.BANNED, sorted(set(banned_hits))
-        if status is not CallStatus.OK:
-            value, grads = None, []
-        return CallReport(str(call["id"]), status, value, grads, ename, hits[: protocol.MAX_NAMES], evalue)
+            return CallReport(report.call_id, CallStatus.WITHHELD, None, [], report.ename,
+                              sorted(set(reached))[: protocol.MAX_NAMES], report.evalue)
+        return report
 
 
 def _isolate(keep: tuple[int, ...]) -> None:

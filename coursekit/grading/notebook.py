@@ -12,10 +12,11 @@ Two cases are decided here on purpose:
   markdown, say) gets its released type back and the submission the outcome
   ``tampered_cells``, as nbgrader's own ``OverwriteCells`` does; the student's
   text stays and runs as code.
-* **An answer moved below its test cell** is credited: the grader calls the
-  functions once every cell has run, so it judges what the notebook defines at
-  the end, wherever it is defined. (Stock nbgrader runs each test cell where it
-  stands and fails it.)
+* **An answer moved below its test cell** earns nothing for that question:
+  the test cell's visible checks run where the cell stands, as under stock
+  nbgrader, find no function and fail, and a question whose visible checks
+  fail scores 0 under both graders. (The hidden calls themselves are made
+  once every cell has run.)
 * **A second cell with an answer cell's grade_id** (Jupyter's copy and paste
   keeps the metadata) runs as a plain cell, with a note; the first one is the
   answer. A second copy of a read-only or test cell is ``tampered_cells``.
@@ -101,7 +102,8 @@ class PreparedNotebook:
         tampered: descriptions of tampering that was undone.
         notes: what the grader changed that is not tampering (a pasted copy of an answer cell).
         notebook: the restored notebook (JSON dict), ready to receive outputs.
-        run_cells: ``[{"index", "source"}]`` of the code cells the sandbox executes.
+        run_cells: ``[{"index", "source"}]`` of the code cells the sandbox executes, in notebook order (a
+            test cell with its released, visible checks only; a restored cell only if it is a test cell).
         test_cells: grade_id -> index of each autograder test cell in ``notebook``.
         detail: why the notebook cannot be run, when it cannot.
         refused_files: files handed in with the notebook that were not copied into the sandbox.
@@ -306,7 +308,9 @@ def prepare(raw: bytes, expected: list[ExpectedCell], *, max_bytes: int) -> Prep
     for name, index in found.items():
         if by_name[name].autograder_test:
             result.test_cells[name] = index
-    skip = {index for name, index in found.items() if by_name[name].autograder_test or name in missing}
+    # A test cell runs where it stands, with its released (visible) checks only: a check that fails scores its
+    # question 0, as under stock nbgrader (see verdicts.visible_check_failure). A restored test cell runs too.
+    skip = {index for name, index in found.items() if name in missing and not by_name[name].autograder_test}
     result.run_cells = [
         {"index": index, "source": cell["source"]}
         for index, cell in enumerate(cells)

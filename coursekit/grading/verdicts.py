@@ -39,7 +39,7 @@ from typing import Any, Collection, Mapping, Sequence
 import numpy as np
 
 from coursekit.grading.describe import CaseDescription, parameter_names
-from coursekit.grading.protocol import CallEnd, CallStatus
+from coursekit.grading.protocol import CallEnd, CallStatus, CellEnd, CellStatus
 from coursekit.grading.spec import CheckedQuestion, ExpectedRaise, PreparedCall, Question, ValueQuestion
 from coursekit.grading.wire import WireError, decode_value
 
@@ -64,6 +64,10 @@ FAILURES = {
     CallStatus.BANNED: "malformed result",
 }
 
+#: what the feedback says about a question whose test cell's visible checks did not pass.
+VISIBLE_CHECK_FAILED = "a visible check failed"
+#: the same when they did not finish (the process died, or they would not stop at their time limit).
+VISIBLE_CHECK_UNFINISHED = "the visible checks did not finish"
 #: the most kinds of failure listed per question (the most frequent first).
 MAX_KINDS = 6
 #: the most characters of a student's exception message quoted in an example.
@@ -487,3 +491,36 @@ def score_question(question: Question, calls: Sequence[PreparedCall], ends: Mapp
     messages = feedback_lines(failures, calls, what=what)
     return QuestionResult(question.grade_id, score, float(question.points), passed, total, messages,
                           raised=raised_messages(failures, calls))
+
+
+def visible_check_failure(question: Question, total: int, end: CellEnd | None) -> QuestionResult | None:
+    """The question's result when its test cell's visible checks did not pass, else ``None``.
+
+    Stock nbgrader runs a test cell's visible checks before its hidden block,
+    so a check that raises scores the cell 0; ``coursekit grade`` runs them too,
+    where the cell stands, and applies the same rule, so both graders agree.
+    The feedback quotes the check's exception as :func:`quoted_message` does.
+
+    Args:
+        question: the question.
+        total: how many hidden checks it has.
+        end: the event of its test cell's run (``None``: the cell never ran).
+
+    Returns:
+        A forfeit, or ``None`` when the visible checks passed.
+
+    Example:
+        >>> from coursekit.grading.spec import ValueQuestion
+        >>> question = ValueQuestion("test_mc", 1, {"answer": ("B",)})
+        >>> failed = CellEnd(3, CellStatus.ERROR, ename="AssertionError", evalue="answer with A, B, C or D")
+        >>> visible_check_failure(question, 1, failed).messages
+        ['a visible check failed: AssertionError: answer with A, B, C or D']
+        >>> visible_check_failure(question, 1, CellEnd(3, CellStatus.OK)) is None
+        True
+    """
+    if end is not None and end.status is CellStatus.OK:
+        return None
+    if end is not None and end.status is CellStatus.ERROR:
+        quoted = quoted_message(end.ename, end.evalue)
+        return _forfeit(question, total, VISIBLE_CHECK_FAILED + (f": {quoted}" if quoted else ""))
+    return _forfeit(question, total, VISIBLE_CHECK_UNFINISHED)

@@ -17,10 +17,12 @@ assert of the indexing kernel, as in PyTorch.
 from __future__ import annotations
 
 import math
+import operator
 import os
 import sys
 from collections.abc import Sequence
 
+import numpy
 import torch
 
 #: Set to ``"1"`` to run the value checks on every device, not only on the CPU.
@@ -138,13 +140,14 @@ def require_choice(name: str, value: object, choices: Sequence[str]) -> str:
     return value  # type: ignore[return-value]
 
 
-def require_number(name: str, value: object) -> float:
-    """Return ``value`` as a float if it is a finite real number (not a bool, not a tensor).
+def require_number(name: str, value: object, *, type_expected: str = "a number") -> float:
+    """Return ``value`` as a float if it is a finite real number (see :func:`as_real`: no bool, no tensor).
 
     Every int is finite, but one beyond the float range (``10**400``) is not a
     float either: it is rejected with the same ``ValueError`` as ``inf``.
+    ``type_expected`` is what the ``TypeError`` says the argument must be.
     """
-    return _finite_float(name, value, "a finite number")
+    return _finite_float(name, value, "a finite number", type_expected)
 
 
 def require_positive(name: str, value: object) -> float:
@@ -152,7 +155,7 @@ def require_positive(name: str, value: object) -> float:
     expected = "a finite number > 0"
     number = _finite_float(name, value, expected)
     if not number > 0:
-        raise ValueError(f"{name} must be {expected}, got {value}")
+        raise ValueError(f"{name} must be {expected}, got {number_text(value)}")
     return number
 
 
@@ -161,22 +164,67 @@ def require_nonnegative(name: str, value: object) -> float:
     expected = "a finite number >= 0"
     number = _finite_float(name, value, expected)
     if not number >= 0:
-        raise ValueError(f"{name} must be {expected}, got {value}")
+        raise ValueError(f"{name} must be {expected}, got {number_text(value)}")
     return number
 
 
-def _finite_float(name: str, value: object, expected: str) -> float:
-    """``value`` as a float, if it is an int or float whose float is finite; ``expected`` goes into the message."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if isinstance(value, int) and abs(value) > sys.float_info.max:
-        # float() would raise OverflowError. The digits are not printed: str() of an int of
-        # more than 4300 digits raises a ValueError of its own.
-        raise ValueError(f"{name} must be {expected}, got an int too large for a float ({value.bit_length()} bits)")
-    number = float(value)
+def _finite_float(name: str, value: object, expected: str, type_expected: str = "a number") -> float:
+    """``value`` as a float, if it is a real number (:func:`as_real`) whose float is finite.
+
+    ``expected`` goes into the message.
+    """
+    real = as_real(value)
+    if real is None:
+        raise TypeError(f"{name} must be {type_expected}, got {type_text(value)}")
+    if isinstance(real, int) and abs(real) > sys.float_info.max:
+        # float() would raise OverflowError
+        raise ValueError(f"{name} must be {expected}, got {int_text(real)}, beyond the float range")
+    number = float(real)
     if not math.isfinite(number):
-        raise ValueError(f"{name} must be {expected}, got {value}")
+        raise ValueError(f"{name} must be {expected}, got {number}")
     return number
+
+
+def as_real(value: object) -> int | float | None:
+    """``value`` as a Python int or float if PyTorch's parser takes it for a float argument, else ``None``.
+
+    That is a Python int or float, or a NumPy integer or floating scalar
+    (``np.float32(0.1)``, ``np.int64(7)``: a value read from an array), as
+    ``F.cross_entropy(label_smoothing=...)`` and transformers'
+    ``num_items_in_batch`` take them. Never a bool, Python's or NumPy's, and
+    never a tensor (the callers that take a 0-d tensor read it themselves).
+    An integer stays an int, so that one beyond the float range can be named
+    rather than overflow.
+
+    Example:
+        >>> import numpy as np
+        >>> as_real(np.float32(0.5)), as_real(np.int64(7)), as_real(np.True_), as_real(True)
+        (0.5, 7, None, None)
+    """
+    if isinstance(value, bool) or is_numpy_bool(value):
+        return None
+    if isinstance(value, (int, numpy.integer)):
+        return int(value)
+    if isinstance(value, (float, numpy.floating)):
+        return float(value)
+    return None
+
+
+def is_numpy_bool(value: object) -> bool:
+    """Whether ``value`` is NumPy's bool scalar, by its type: ``numpy.bool_`` in NumPy 1.x and 2.x alike.
+
+    The type's name is no guide (``bool_`` in NumPy 1.x, ``bool`` in 2.x), and
+    NumPy 1.x's ``operator.index`` takes it as 0 or 1, so it is tested here,
+    before anything converts it.
+    """
+    return isinstance(value, numpy.bool_)
+
+
+def number_text(value: object) -> str:
+    """A received number for a message: an int as :func:`int_text` shows it, anything else by ``str``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int_text(value)
+    return str(value)
 
 
 #: The range of ``torch.int64``, the dtype of class indices and lengths. An int outside it cannot be
@@ -193,7 +241,13 @@ def require_int(
     expected: str = "",
     type_expected: str = "an int",
 ) -> int:
-    """Return ``value`` if it is an int (not a bool) in ``[low, high]`` (``high=None``: no upper bound).
+    """Return ``value`` as a Python int if it is an integer (not a bool) in ``[low, high]`` (``high=None``: no upper bound).
+
+    An integer is whatever ``operator.index`` accepts, as PyTorch's own
+    argument parser does: a Python int, a NumPy integer, a one-element
+    integer tensor. Bools (Python's, NumPy's, boolean tensors) are not
+    integers here, as they are not to PyTorch's int arguments. A tensor on an
+    accelerator is read (one host synchronisation), as PyTorch's parser reads it.
 
     Args:
         name: the argument's name, for the messages.
@@ -205,50 +259,106 @@ def require_int(
         type_expected: what the ``TypeError`` says the argument must be.
 
     Returns:
-        ``value``, unchanged.
+        ``value`` as a Python int (callers use it, so that comparisons and
+        indexing see an int, never a tensor).
 
     Raises:
-        TypeError: ``value`` is not an int.
+        TypeError: ``value`` is not an integer, or is a bool.
         ValueError: ``value`` lies outside ``[low, high]``; an int beyond int64
-            is named by its bit length, not its digits (see :func:`int_text`).
+            is named by its sign and bit length, not its digits (see :func:`int_text`).
 
     Example:
-        >>> require_int("k", 3, 1, 5)
-        3
-        >>> require_int("max_len", 10**400, 0, expected="be >= 0")
+        >>> import numpy as np
+        >>> require_int("k", np.int64(3), 1, 5), require_int("k", torch.tensor(3), 1, 5)
+        (3, 3)
+        >>> require_int("max_len", -(10**400), 0, expected="be >= 0")
         Traceback (most recent call last):
         ...
-        ValueError: max_len must be <= 9223372036854775807 (int64's largest), got an int of 1329 bits
+        ValueError: max_len must be >= 0, got a negative int of 1329 bits
     """
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be {type_expected}, got {type(value).__name__}")
-    if high == INT64_MAX and value > high:
+    number = as_index(value)
+    if number is None:
+        raise TypeError(f"{name} must be {type_expected}, got {type_text(value)}")
+    if high == INT64_MAX and number > high:
         # only int64 bounds it: name that bound, not the caller's (such as ">= 0")
-        raise ValueError(f"{name} must be <= {INT64_MAX} (int64's largest), got {int_text(value)}")
-    if value < low or (high is not None and value > high):
-        raise ValueError(f"{name} must {expected or f'lie in [{low}, {high}]'}, got {int_text(value)}")
-    return value
+        raise ValueError(f"{name} must be <= {INT64_MAX} (int64's largest), got {int_text(number)}")
+    if number < low or (high is not None and number > high):
+        raise ValueError(f"{name} must {expected or f'lie in [{low}, {high}]'}, got {int_text(number)}")
+    return number
+
+
+def as_index(value: object) -> int | None:
+    """``operator.index(value)``, or ``None`` for a bool or anything that is not an integer."""
+    if isinstance(value, bool) or is_numpy_bool(value):
+        return None
+    if isinstance(value, torch.Tensor) and value.dtype == torch.bool:
+        return None
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except (TypeError, RuntimeError):
+        # RuntimeError: a tensor of more than one element
+        return None
+
+
+def type_text(value: object) -> str:
+    """What ``value`` is, for a ``TypeError``: a tensor's shape and dtype, else its type's name.
+
+    Example:
+        >>> type_text(torch.zeros(1)), type_text(2.5)
+        ('a tensor of shape (1,) and dtype torch.float32', 'float')
+    """
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return type(value).__name__
 
 
 def int_text(value: int) -> str:
-    """``value`` for a message: its digits within int64, else its bit length.
+    """``value`` for a message: its digits within int64, else its sign and bit length.
 
     ``str()`` of an int of more than 4300 digits raises a ``ValueError`` of its
-    own, and a few hundred digits help no reader.
+    own, and a few hundred digits help no reader. The sign stays: "must be
+    >= 0, got an int of 1329 bits" would read as a large positive value.
+    Every message of :mod:`coursekit.losses` that shows a received int goes
+    through here, and every one of :mod:`coursekit.data` through its
+    ``shown``, which calls this.
 
     Example:
-        >>> int_text(-100), int_text(2**64)
-        ('-100', 'an int of 65 bits')
+        >>> int_text(-100), int_text(2**64), int_text(-(2**64))
+        ('-100', 'an int of 65 bits', 'a negative int of 65 bits')
     """
-    return str(value) if INT64_MIN <= value <= INT64_MAX else f"an int of {value.bit_length()} bits"
+    if INT64_MIN <= value <= INT64_MAX:
+        return str(value)
+    return f"{'a negative' if value < 0 else 'an'} int of {value.bit_length()} bits"
 
 
-def require_in_interval(name: str, value: object, low: float, high: float, meaning: str = "") -> float:
-    """Return ``value`` if it is a number in ``[low, high)``; ``meaning`` is added to the message."""
-    number = require_number(name, value)
-    if not low <= number < high:
+def require_in_interval(
+    name: str,
+    value: object,
+    low: float,
+    high: float,
+    meaning: str = "",
+    *,
+    closed: bool = False,
+    type_expected: str = "a number",
+) -> float:
+    """Return ``value`` as a float if it is a number in ``[low, high)`` (``[low, high]`` when ``closed``).
+
+    ``meaning`` is added to the ``ValueError``; ``type_expected`` is what the
+    ``TypeError`` says the argument must be.
+
+    Example:
+        >>> require_in_interval("beta", 1, 0, 1, closed=True)
+        1.0
+        >>> require_in_interval("beta", 10**400, 0, 1, closed=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: beta must be a finite number, got an int of 1329 bits, beyond the float range
+    """
+    number = _finite_float(name, value, "a finite number", type_expected)
+    inside = low <= number <= high if closed else low <= number < high
+    if not inside:
         suffix = f" ({meaning})" if meaning else ""
-        raise ValueError(f"{name} must lie in [{low}, {high}){suffix}, got {value}")
+        raise ValueError(f"{name} must lie in [{low}, {high}{']' if closed else ')'}{suffix}, got {number_text(value)}")
     return number
 
 
@@ -272,9 +382,9 @@ def require_targets_in_range(
 
 
 def require_num_items(name: str, value: object, *, allow_zero: bool = False) -> torch.Tensor | float:
-    """Return a token count given as a Python number or a one-element real tensor.
+    """Return a token count given as a number (see :func:`as_real`) or a one-element real tensor.
 
-    Only a Python number's value is checked: finite and > 0 (>= 0 with
+    Only a number's value is checked: finite and > 0 (>= 0 with
     ``allow_zero``). A tensor's value is not read, so that it may stay on the
     accelerator (Hugging Face passes one there) without a host
     synchronisation: a negative or ``nan`` tensor is taken as it is.
@@ -287,6 +397,6 @@ def require_num_items(name: str, value: object, *, allow_zero: bool = False) -> 
                 f"got a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
             )
         return value.reshape(())
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be {expected} or a one-element real tensor, got {type(value).__name__}")
+    if as_real(value) is None:
+        raise TypeError(f"{name} must be {expected} or a one-element real tensor, got {type_text(value)}")
     return require_nonnegative(name, value) if allow_zero else require_positive(name, value)

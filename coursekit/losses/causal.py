@@ -119,7 +119,7 @@ def causal_lm_loss(
     Raises:
         TypeError: ``logits`` not float, ``input_ids`` not integer, ``loss_mask``
             neither boolean nor integer, ``num_items_in_batch`` neither a number
-            nor a one-element real tensor, ``ignore_index`` not an int.
+            nor a one-element real tensor, ``ignore_index`` not an integer (``operator.index`` fails) or a bool.
         ValueError: mismatched shapes, ``ignore_index`` beyond int64, a scored
             token outside ``[0, V)``, an
             unknown ``reduction``, ``num_items_in_batch`` with a reduction
@@ -155,7 +155,7 @@ def causal_lm_loss(
         num_items_in_batch = require_num_items("num_items_in_batch", num_items_in_batch)
     if not isinstance(upcast, bool):
         raise TypeError(f"upcast must be a bool, got {type(upcast).__name__}")
-    require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
+    ignore_index = require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
     scored = input_ids != ignore_index
     if loss_mask is not None:
         scored = scored & require_mask("loss_mask", loss_mask, input_ids.shape, "input_ids.shape")

@@ -423,7 +423,7 @@ def chunked_cross_entropy(
 
     Raises:
         TypeError: a float argument is not a float tensor, ``targets`` is not an
-            integer tensor, ``chunk_size`` or ``ignore_index`` is not an int, the dtypes disagree
+            integer tensor, ``chunk_size`` or ``ignore_index`` is not an integer (``operator.index`` fails) or is a bool, the dtypes disagree
             (compared after the autocast casts; the message then also names
             the dtype passed), or ``accum_dtype`` is not a floating-point dtype.
         ValueError: the shapes disagree, ``chunk_size < 1``, an unknown
@@ -459,7 +459,7 @@ def chunked_cross_entropy(
         # Wide enough for both the weight passed and the weight cast: a float16 weight cast to bfloat16
         # (or the reverse) fits in neither, and F.linear's gradient reaches it through float32.
         accum_dtype = torch.promote_types(passed["weight"], weight.dtype)
-    require_int("chunk_size", chunk_size, 1, None, expected="be >= 1")
+    chunk_size = require_int("chunk_size", chunk_size, 1, None, expected="be >= 1")
     require_choice("reduction", reduction, CHUNKED_REDUCTIONS)
     if hidden.dim() < 1:
         raise ValueError(f"hidden must have shape (..., d), got shape {tuple(hidden.shape)}")
@@ -482,7 +482,7 @@ def chunked_cross_entropy(
     require_shape("targets", targets, hidden.shape[:-1], "hidden.shape[:-1]")
     if targets.device != hidden.device:
         raise ValueError(f"targets must be on the device of hidden ({hidden.device}), got {targets.device}")
-    require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
+    ignore_index = require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
     require_targets_in_range("targets", targets, num_classes, ignore_index)
     if not isinstance(accum_dtype, torch.dtype) or not accum_dtype.is_floating_point:
         raise TypeError(f"accum_dtype must be None or a floating-point torch.dtype, got {accum_dtype!r}")

@@ -67,7 +67,7 @@ def confidence_penalty_nll(
 
     Raises:
         TypeError: ``logits`` not float, ``targets`` not integer, ``weight`` not a number,
-            ``ignore_index`` not an int.
+            ``ignore_index`` not an integer (``operator.index`` fails) or a bool.
         ValueError: mismatched shapes, ``ignore_index`` beyond int64, a target outside ``[0, V)`` that is not ``ignore_index``,
             a negative or non-finite ``weight``, or an unknown ``reduction``.
 
@@ -85,7 +85,7 @@ def confidence_penalty_nll(
     if logits.dim() < 1:
         raise ValueError(f"logits must have at least one dimension (..., V), got shape {tuple(logits.shape)}")
     require_shape("targets", targets, logits.shape[:-1], "logits.shape[:-1]")
-    require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
+    ignore_index = require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
     require_targets_in_range("targets", targets, logits.shape[-1], ignore_index)
 
     ignored = targets == ignore_index

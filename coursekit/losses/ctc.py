@@ -44,7 +44,15 @@ from collections.abc import Sequence
 import torch
 
 from coursekit.losses._autocast import float32_under_autocast
-from coursekit.losses._checks import reads_values, require_choice, require_float, require_int, require_integer
+from coursekit.losses._checks import (
+    as_index,
+    reads_values,
+    require_choice,
+    require_float,
+    require_int,
+    require_integer,
+    type_text,
+)
 
 CTC_REDUCTIONS = ("mean", "sum", "none")
 
@@ -147,14 +155,20 @@ def _forward_recursion(
 
 
 def _as_lengths(name: str, value: object, batch: int, device: torch.device) -> torch.Tensor:
+    expected = "an integer tensor or a sequence of ints"
     if isinstance(value, torch.Tensor):
         require_integer(name, value)
         lengths = value
-    elif isinstance(value, Sequence) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        # torch.tensor would raise its own "Overflow when unpacking long long" beyond int64
-        lengths = torch.tensor([require_int(name, v) for v in value], dtype=torch.long)
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        # Each length as F.ctc_loss's parser takes it (anything operator.index takes: NumPy ints,
+        # one-element integer tensors), bounded by int64 here: torch.tensor would raise its own
+        # "Overflow when unpacking long long" beyond it.
+        for item in value:
+            if as_index(item) is None:
+                raise TypeError(f"{name} must be {expected}, got a {type(value).__name__} holding {type_text(item)}")
+        lengths = torch.tensor([require_int(name, item) for item in value], dtype=torch.long)
     else:
-        raise TypeError(f"{name} must be an integer tensor or a sequence of ints, got {type(value).__name__}")
+        raise TypeError(f"{name} must be {expected}, got {type_text(value)}")
     if tuple(lengths.shape) != (batch,):
         raise ValueError(f"{name} must have shape ({batch},) (one length per sequence), got {tuple(lengths.shape)}")
     if batch and reads_values(lengths) and int(lengths.min()) < 0:
@@ -168,17 +182,17 @@ def _check_ctc_arguments(
     input_lengths: object,
     target_lengths: object,
     blank: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Validate and normalise to ``(log_probs (T,N,C), padded targets (N,S), input_lengths, target_lengths)``."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Validate and normalise to ``(log_probs (T,N,C), padded targets (N,S), input_lengths, target_lengths, blank)``."""
     require_float("log_probs", log_probs)
     require_integer("targets", targets)
     assert isinstance(log_probs, torch.Tensor) and isinstance(targets, torch.Tensor)
     if log_probs.dim() != 3:
         raise ValueError(f"log_probs must have shape (T, N, C), got {tuple(log_probs.shape)}")
-    # F.ctc_loss is on autocast's float32 list: the recursion runs in float32 there too.
+    # Under autocast the recursion runs in float32, as F.ctc_loss's does under CPU autocast (see _autocast).
     log_probs = float32_under_autocast(log_probs)
     num_frames, batch, num_classes = log_probs.shape
-    require_int("blank", blank, 0, num_classes - 1, expected=f"lie in [0, {num_classes}) (C = log_probs.shape[2])")
+    blank = require_int("blank", blank, 0, num_classes - 1, expected=f"lie in [0, {num_classes}) (C = log_probs.shape[2])")
     device = log_probs.device
     in_lengths = _as_lengths("input_lengths", input_lengths, batch, device)
     tgt_lengths = _as_lengths("target_lengths", target_lengths, batch, device)
@@ -214,7 +228,7 @@ def _check_ctc_arguments(
         raise ValueError(f"targets must be (N, S) padded or 1-D concatenated, got shape {tuple(targets.shape)}")
 
     if not reads_values(padded):
-        return log_probs, padded, in_lengths, tgt_lengths
+        return log_probs, padded, in_lengths, tgt_lengths, blank
     used = torch.arange(padded.shape[1], device=device) < tgt_lengths.unsqueeze(1)
     labels = padded[used]
     if labels.numel():
@@ -224,7 +238,7 @@ def _check_ctc_arguments(
             raise ValueError(f"targets must lie in [0, {num_classes}) within target_lengths, got {bad}")
         if bool((labels == blank).any()):
             raise ValueError(f"targets must not contain the blank label {blank} within target_lengths")
-    return log_probs, padded, in_lengths, tgt_lengths
+    return log_probs, padded, in_lengths, tgt_lengths, blank
 
 
 def ctc_loss(
@@ -238,10 +252,28 @@ def ctc_loss(
 ) -> torch.Tensor:
     """CTC loss :math:`-\\log p(y \\mid x)` by the forward algorithm, as ``F.ctc_loss``.
 
-    Same signature (every argument may be passed by position, in PyTorch's
-    order), conventions and results as ``torch.nn.functional.ctc_loss`` on
-    batched input (PyTorch also accepts one unbatched ``(T, V)`` sequence;
-    here it needs a batch axis of 1):
+    Same signature as ``torch.nn.functional.ctc_loss`` (every argument may be
+    passed by position, in PyTorch's order), with the same conventions and
+    results on batched input. The arguments take what PyTorch's take: lengths
+    as integer tensors or as sequences whose items ``operator.index`` accepts
+    (ints, NumPy integers, one-element integer tensors), ``blank`` as any such
+    integer, never a bool. It differs from ``F.ctc_loss`` in these places only:
+
+    * PyTorch also accepts one unbatched ``(T, V)`` sequence; here it needs a
+      batch axis of 1.
+    * PyTorch wants both lengths as tensors or both as sequences; here either
+      may be either. PyTorch's ``blank`` rejects a one-element 1-D tensor,
+      which is taken here. A length or ``blank`` beyond int64 is a
+      ``ValueError`` naming the argument here.
+    * ``T = 0`` (empty ``log_probs``) is computed here (0 for an empty target,
+      ``inf`` otherwise), where PyTorch raises.
+    * Half-precision ``log_probs`` (float16, bfloat16) are computed here (in
+      float32 under ``torch.autocast``, in their own dtype otherwise).
+      ``F.ctc_loss`` has no half-precision kernel on any device and raises
+      ``NotImplementedError`` for them, except under CPU autocast, which casts
+      them to float32 (see :mod:`coursekit.losses._autocast`).
+    * The gradient of an infinite loss (below).
+
     ``"mean"`` divides each sequence's loss by its target length (clamped to at
     least 1) and then averages over the batch; ``"sum"`` adds the losses;
     ``"none"`` returns one loss per sequence. An impossible alignment (an input
@@ -265,8 +297,10 @@ def ctc_loss(
 
     Returns:
         A scalar, or ``(B,)`` losses for ``"none"``, in the dtype of ``log_probs``
-        (float32 under ``torch.autocast`` for half-precision ``log_probs``, as
-        ``F.ctc_loss``, which is on autocast's float32 list; float64 stays float64).
+        (float32 under ``torch.autocast`` for half-precision ``log_probs``, on
+        every device: as ``F.ctc_loss`` under CPU autocast, while under CUDA
+        autocast, as without autocast, ``F.ctc_loss`` raises for them; float64
+        stays float64).
 
     Shapes:
         log_probs: ``(T, B, V)`` (PyTorch's ``(T, N, C)``); targets: ``(B, max_target_len)``
@@ -274,7 +308,8 @@ def ctc_loss(
         result: ``()`` or ``(B,)``.
 
     Raises:
-        TypeError: wrong tensor dtypes, or lengths that are not integers.
+        TypeError: wrong tensor dtypes, lengths that are not integers, or a
+            ``blank`` that is not an integer (``operator.index`` fails) or is a bool.
         ValueError: wrong shapes, negative lengths, lengths longer than the
             padded axis, ``blank`` outside ``[0, V)``, a target outside ``[0, V)``
             or equal to ``blank``, or an unknown ``reduction``. The checks of
@@ -291,7 +326,7 @@ def ctc_loss(
         tensor(inf)
     """
     require_choice("reduction", reduction, CTC_REDUCTIONS)
-    log_probs, padded, in_lengths, tgt_lengths = _check_ctc_arguments(
+    log_probs, padded, in_lengths, tgt_lengths, blank = _check_ctc_arguments(
         log_probs, targets, input_lengths, target_lengths, blank
     )
     log_likelihood, _ = _forward_recursion(log_probs, padded, in_lengths, tgt_lengths, blank, keep_table=False)
@@ -355,7 +390,7 @@ def ctc_forward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blan
                 [1., 2., 1., 1., 0.],
                 [1., 3., 3., 4., 1.]])
     """
-    batched, padded, in_lengths, tgt_lengths = _check_one_sequence(log_probs, target, blank)
+    batched, padded, in_lengths, tgt_lengths, blank = _check_one_sequence(log_probs, target, blank)
     _, table = _forward_recursion(batched, padded, in_lengths, tgt_lengths, blank, keep_table=True)
     assert table is not None
     return table[:, 0, :]
@@ -415,7 +450,7 @@ def ctc_backward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, bla
         >>> ((alpha + omega).logsumexp(dim=1).exp() * 27).round()   # p(y|x) at every frame: 5 of 27 paths
         tensor([5., 5., 5.])
     """
-    _check_one_sequence(log_probs, target, blank)
+    blank = _check_one_sequence(log_probs, target, blank)[4]
     log_probs = float32_under_autocast(log_probs)
     num_frames = log_probs.shape[0]
     labels = target.to(device=log_probs.device, dtype=torch.long)

@@ -23,6 +23,7 @@ import math
 
 import torch
 
+from coursekit.losses._checks import require_in_interval
 from coursekit.losses.distillation import _prepare, _reduce
 
 
@@ -91,14 +92,20 @@ def generalized_jsd(
     Returns:
         A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``;
         float32 under ``torch.autocast`` for half-precision logits (float64
-        stays float64), as TRL's ``generalized_jsd_loss`` (which ends in ``F.kl_div``) computes there.
+        stays float64), from the logits on, division by ``temperature`` and
+        log-softmax included, on every device. TRL's ``generalized_jsd_loss``
+        computes the same under CUDA autocast for ``temperature=1``; otherwise
+        its ``logits / temperature`` stays in the autocast dtype (and under CPU
+        autocast its ``F.log_softmax`` too, only its ``F.kl_div`` running in
+        float32), and coursekit's value is the closer to the float64 one (see
+        :mod:`coursekit.losses._autocast`).
 
     Shapes:
         student_logits, teacher_logits: ``(..., V)``; mask: ``(...)``; result: ``()`` or ``(...)``.
 
     Raises:
         TypeError: logits not float, ``mask`` neither boolean nor integer, ``beta`` or ``temperature`` not a number.
-        ValueError: mismatched shapes, ``beta`` outside ``[0, 1]``, ``temperature <= 0``, unknown ``reduction``.
+        ValueError: mismatched shapes, ``beta`` outside ``[0, 1]`` (an int beyond the float range included), ``temperature <= 0``, unknown ``reduction``.
 
     Example:
         >>> teacher = torch.tensor([[2.0, 0.0, 0.0]])
@@ -110,10 +117,7 @@ def generalized_jsd(
         >>> round(float(generalized_jsd(teacher.clone(), teacher, beta=0.5)), 6)  # equal distributions
         0.0
     """
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)):
-        raise TypeError(f"beta must be a number in [0, 1], got {type(beta).__name__}")
-    if not 0.0 <= beta <= 1.0:
-        raise ValueError(f"beta must lie in [0, 1], got {beta}")
+    beta = require_in_interval("beta", beta, 0, 1, closed=True, type_expected="a number in [0, 1]")
     # the same validation and masking as kd_loss: masked positions are uniform on both sides
     log_p, log_q, counted, _ = _prepare(student_logits, teacher_logits, temperature, mask, reduction)
     if beta == 0.0:

@@ -49,7 +49,7 @@ def sequence_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Te
         lengths: ``(B,)``; result: ``(B, max_len)``.
 
     Raises:
-        TypeError: ``lengths`` is not an integer tensor, or ``max_len`` not an int.
+        TypeError: ``lengths`` is not an integer tensor, or ``max_len`` not an integer (``operator.index`` fails) or a bool.
         ValueError: ``lengths`` is not 1-D, holds a negative length, or a length
             greater than ``max_len``; ``max_len`` is negative or beyond int64. (The checks of
             the lengths' values run where reading them costs nothing; see
@@ -94,7 +94,7 @@ def response_mask(prompt_lengths: torch.Tensor, lengths: torch.Tensor, max_len: 
         prompt_lengths, lengths: ``(B,)``; result: ``(B, max_len)``.
 
     Raises:
-        TypeError: a length tensor is not an integer tensor, or ``max_len`` not an int.
+        TypeError: a length tensor is not an integer tensor, or ``max_len`` not an integer (``operator.index`` fails) or a bool.
         ValueError: shapes differ, a length is negative, ``prompt_lengths > lengths``,
             or ``lengths > max_len``.
 
@@ -155,7 +155,7 @@ def turn_mask(turn_lengths: torch.Tensor, scored_turns: torch.Tensor, max_len: i
 
     Raises:
         TypeError: ``turn_lengths`` not an integer tensor, ``scored_turns``
-            neither boolean nor integer, or ``max_len`` not an int.
+            neither boolean nor integer, or ``max_len`` not an integer (``operator.index`` fails) or a bool.
         ValueError: the two are not 2-D of one shape, a length is negative,
             ``scored_turns`` holds a value other than 0 and 1, or a row is
             longer than ``max_len`` (value checks run where reading the

@@ -9,12 +9,15 @@ probabilities :math:`p_\\theta(y_t \\mid y_{<t})`, per-token loss
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 
 import torch
 
 from coursekit.losses._autocast import float32_under_autocast
 from coursekit.losses._checks import (
+    as_real,
+    int_text,
     require_choice,
     require_class_indices,
     require_float,
@@ -23,6 +26,7 @@ from coursekit.losses._checks import (
     require_mask,
     require_shape,
     require_targets_in_range,
+    type_text,
 )
 
 SEQUENCE_REDUCTIONS = ("sum", "mean")
@@ -65,7 +69,7 @@ def token_nll(
 
     Raises:
         TypeError: ``logits`` is not a float tensor, ``targets`` not an integer tensor,
-            or ``ignore_index`` not an int.
+            or ``ignore_index`` not an integer (``operator.index`` fails) or a bool.
         ValueError: the shapes disagree, ``ignore_index`` lies beyond int64, or a target
             lies outside ``[0, V)`` and is not ``ignore_index`` (a value check: on the
             CPU; see :mod:`coursekit.losses`).
@@ -81,7 +85,7 @@ def token_nll(
         raise ValueError(f"logits must have at least one dimension (..., V), got shape {tuple(logits.shape)}")
     require_shape("targets", targets, logits.shape[:-1], "logits.shape[:-1]")
     num_classes = logits.shape[-1]
-    require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
+    ignore_index = require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
     require_targets_in_range("targets", targets, num_classes, ignore_index)
     if weight is not None:
         require_float("weight", weight)
@@ -307,13 +311,14 @@ def perplexity(mean_nll: torch.Tensor | float) -> torch.Tensor:
         mean_nll: mean negative log-likelihood per token :math:`\\bar\\ell`, in nats.
 
     Returns:
-        A tensor of the same shape (a 0-d tensor for a Python number).
+        A tensor of the same shape (a 0-d tensor for a number: a Python or NumPy scalar).
 
     Shapes:
-        mean_nll: any (``()`` for a Python number); result: the same.
+        mean_nll: any (``()`` for a number); result: the same.
 
     Raises:
         TypeError: ``mean_nll`` is neither a float tensor nor a number.
+        ValueError: ``mean_nll`` is an int beyond the float range (``inf`` itself is taken).
 
     Example:
         >>> perplexity(torch.tensor(6 * math.log(2) / 3))
@@ -329,13 +334,14 @@ def bits_per_token(mean_nll: torch.Tensor | float) -> torch.Tensor:
         mean_nll: mean negative log-likelihood per token :math:`\\bar\\ell`, in nats.
 
     Returns:
-        The bits per token, a tensor of the same shape (a 0-d tensor for a Python number).
+        The bits per token, a tensor of the same shape (a 0-d tensor for a number: a Python or NumPy scalar).
 
     Shapes:
-        mean_nll: any (``()`` for a Python number); result: the same.
+        mean_nll: any (``()`` for a number); result: the same.
 
     Raises:
         TypeError: ``mean_nll`` is neither a float tensor nor a number.
+        ValueError: ``mean_nll`` is an int beyond the float range (``inf`` itself is taken).
 
     Example:
         >>> bits_per_token(torch.tensor(math.log(4)))
@@ -347,6 +353,10 @@ def bits_per_token(mean_nll: torch.Tensor | float) -> torch.Tensor:
 def _as_float_tensor(name: str, value: torch.Tensor | float) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return require_float(name, value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a float tensor or a number, got {type(value).__name__}")
-    return torch.tensor(float(value), dtype=torch.get_default_dtype())
+    real = as_real(value)
+    if real is None:
+        raise TypeError(f"{name} must be a float tensor or a number, got {type_text(value)}")
+    if isinstance(real, int) and abs(real) > sys.float_info.max:
+        # float() would raise OverflowError; an infinite mean NLL is meaningful, but only as a float
+        raise ValueError(f"{name} must be a number in the float range, got {int_text(real)}")
+    return torch.tensor(float(real), dtype=torch.get_default_dtype())

@@ -121,7 +121,7 @@ def policy_loss_aggregate(
 
     Raises:
         TypeError: ``token_losses`` not float, ``mask`` neither boolean nor
-            integer, ``max_len`` not an int, ``num_items_in_batch`` neither a
+            integer, ``max_len`` not an integer (``operator.index`` fails) or a bool, ``num_items_in_batch`` neither a
             number nor a one-element real tensor.
         ValueError: mismatched shapes, unknown ``mode``, ``max_len < 1`` or beyond int64, a
             response longer than ``max_len`` (checked where values are read),
@@ -171,7 +171,7 @@ def policy_loss_aggregate(
     if max_len is None:
         # An empty time axis (T = 0) has a masked sum of 0; T_max = 1 keeps the loss 0, as in the other modes.
         max_len = max(token_losses.shape[-1], 1)
-    require_int("max_len", max_len, 1, expected="be >= 1", type_expected="an int or None")
+    max_len = require_int("max_len", max_len, 1, expected="be >= 1", type_expected="an int or None")
     if counted.numel() and reads_values(counted):
         longest = int(counted.sum(dim=-1).max())
         if longest > max_len:

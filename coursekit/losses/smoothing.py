@@ -28,6 +28,7 @@ from coursekit.losses._checks import (
     require_int,
     require_shape,
     require_targets_in_range,
+    type_text,
 )
 from coursekit.losses.nll import _log_softmax
 
@@ -37,10 +38,18 @@ SMOOTHING_VARIANTS = ("pytorch", "fairseq")
 DEPRECATED_VARIANTS = {"fairseq_legacy": "fairseq"}
 
 
+#: What ``epsilon`` may be, for its ``TypeError``.
+EPSILON_EXPECTED = "a number in [0, 1) or a 0-d real tensor"
+
+
 def _require_epsilon(epsilon: object) -> float:
-    if isinstance(epsilon, torch.Tensor) and epsilon.dim() == 0:
-        epsilon = float(epsilon)
-    return require_in_interval("epsilon", epsilon, 0, 1)
+    if isinstance(epsilon, torch.Tensor):
+        # The type is checked before the value is read: float() of a complex tensor drops (or
+        # fails on) the imaginary part with an error that names no argument.
+        if epsilon.dim() != 0 or epsilon.is_complex() or epsilon.dtype == torch.bool:
+            raise TypeError(f"epsilon must be {EPSILON_EXPECTED}, got {type_text(epsilon)}")
+        epsilon = epsilon.item()
+    return require_in_interval("epsilon", epsilon, 0, 1, type_expected=EPSILON_EXPECTED)
 
 
 def label_smoothed_nll(
@@ -90,7 +99,7 @@ def label_smoothed_nll(
         logits: unnormalised scores.
         targets: class indices; ``ignore_index`` entries are skipped.
         epsilon: smoothing mass :math:`\\varepsilon \\in [0, 1)`, a number or a
-            0-d tensor (read with ``float()``, which on an accelerator waits
+            0-d real tensor (read with ``.item()``, which on an accelerator waits
             for the device); 0 gives the plain NLL, finite even where a logit
             is ``-inf`` (a masked vocabulary entry), as PyTorch's.
         ignore_index: target value that is skipped.
@@ -106,7 +115,8 @@ def label_smoothed_nll(
 
     Raises:
         TypeError: ``logits`` not float, ``targets`` not integer, ``epsilon``
-            neither a number nor a 0-d tensor, ``ignore_index`` not an int.
+            neither a number nor a 0-d real (floating or integer) tensor,
+            ``ignore_index`` not an integer (``operator.index`` fails) or a bool.
         ValueError: mismatched shapes, ``ignore_index`` beyond int64, a target outside ``[0, V)`` that is not
             ``ignore_index``, ``epsilon`` outside ``[0, 1)``, ``V < 2`` with
             ``"fairseq"``, or an unknown ``reduction``/``variant``.
@@ -142,7 +152,7 @@ def label_smoothed_nll(
     num_classes = logits.shape[-1]
     if variant == "fairseq" and num_classes < 2:
         raise ValueError(f"logits must have V >= 2 classes for variant='fairseq', got V={num_classes}")
-    require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
+    ignore_index = require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
     require_targets_in_range("targets", targets, num_classes, ignore_index)
 
     ignored = targets == ignore_index

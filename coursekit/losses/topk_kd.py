@@ -47,13 +47,14 @@ def top_k_teacher(teacher_logits: torch.Tensor, k: int, *, temperature: float = 
     Returns:
         ``(log_probs, indices)``: the log-probabilities of the kept tokens under the *full* tempered
         softmax, :math:`\\log \\operatorname{softmax}(z^{\\mathrm{T}}/\\tau)_k`, in decreasing order, and their indices;
-        the log-probabilities in float32 under ``torch.autocast`` for half-precision logits (float64 stays float64).
+        the log-probabilities in float32 under ``torch.autocast`` for half-precision logits (float64 stays
+        float64), division by ``temperature`` included, as :func:`kd_loss` computes them there.
 
     Shapes:
         teacher_logits: ``(..., V)``; both results: ``(..., k)``.
 
     Raises:
-        TypeError: ``teacher_logits`` not float or ``k`` not an int.
+        TypeError: ``teacher_logits`` not float or ``k`` not an integer (``operator.index`` fails) or a bool.
         ValueError: ``k`` outside ``[1, V]`` or ``temperature <= 0``.
 
     Example:
@@ -65,7 +66,7 @@ def top_k_teacher(teacher_logits: torch.Tensor, k: int, *, temperature: float = 
     if teacher_logits.dim() < 1:
         raise ValueError(f"teacher_logits must have shape (..., V), got {tuple(teacher_logits.shape)}")
     vocab = teacher_logits.shape[-1]
-    require_int("k", k, 1, vocab, expected=f"lie in [1, {vocab}] (V)")
+    k = require_int("k", k, 1, vocab, expected=f"lie in [1, {vocab}] (V)")
     temperature = require_positive("temperature", temperature)
     log_probs = torch.log_softmax(float32_under_autocast(teacher_logits.detach()) / temperature, dim=-1)
     return log_probs.topk(k, dim=-1)
@@ -105,7 +106,9 @@ def top_k_kd_loss(
     Returns:
         A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``;
         float32 under ``torch.autocast`` for half-precision logits (float64
-        stays float64), as :func:`kd_loss` computes there.
+        stays float64), division by ``temperature`` included, as :func:`kd_loss`
+        computes there (which its references compute on CUDA for
+        ``temperature=1`` only; see :mod:`coursekit.losses._autocast`).
 
     Shapes:
         student_logits: ``(..., V)``; teacher_log_probs, teacher_indices: ``(..., k)``; mask: ``(...)``.

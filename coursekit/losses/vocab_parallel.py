@@ -90,7 +90,7 @@ def vocab_parallel_cross_entropy(
 
     Raises:
         TypeError: a shard is not a float tensor, ``targets`` is not an integer tensor,
-            ``ignore_index`` is not an int.
+            ``ignore_index`` is not an integer (``operator.index`` fails) or is a bool.
         ValueError: ``ignore_index`` beyond int64, no shard, shards of different dtypes or leading shapes, an empty shard,
             ``targets`` of another shape, a target outside ``[0, V)``, an unknown ``reduction``.
 
@@ -124,7 +124,7 @@ def vocab_parallel_cross_entropy(
     targets = require_class_indices("targets", targets)
     require_shape("targets", targets, first.shape[:-1], "logit_shards[0].shape[:-1]")
     vocab_size = sum(shard.shape[-1] for shard in logit_shards)
-    require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
+    ignore_index = require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
     require_targets_in_range("targets", targets, vocab_size, ignore_index)
     require_choice("reduction", reduction, VOCAB_PARALLEL_REDUCTIONS)
 

@@ -790,8 +790,9 @@ ATTACKS += [
     Attack("links_in_markdown", 10.0, "graded", _links_in_markdown,
            "javascript: URLs in markdown links, images, a reference definition, an autolink and MathJax's \\href "
            "(grader review r1, finding 4)"),
-    Attack("answer_below_test", 10.0, "graded", _answer_below_test,
-           "the answer cell moved below its test cell (decided: graded on the notebook's final state)"),
+    Attack("answer_below_test", 7.0, "graded", _answer_below_test,
+           "the answer cell moved below its test cell (decided: its visible checks run where the test cell "
+           "stands and fail, so token_nll's 3 points are lost, as under stock nbgrader)"),
     Attack("answer_as_markdown", 10.0, "tampered_cells", _answer_as_markdown,
            "the answer cell turned into markdown (decided: restored as code, as nbgrader does)"),
     Attack("probe_dev_shm", 9.0, "graded", _with_answer("answer_mc_classification", _probe(DEV_SHM)),

@@ -1,0 +1,232 @@
+"""A test cell's hidden block under stock ``nbgrader autograde``: its question's points, from the question's spec.
+
+A question is defined once, by its spec in ``autograde/<assignment>.py``
+(:mod:`coursekit.grading.spec`). The hidden region of each autograder test
+cell in the source notebooks is derived from it
+(:mod:`coursekit.course.derived_tests`) and only calls :func:`question_points`,
+which, in the student's kernel, draws the same hidden cases as
+``coursekit grade`` (:func:`~coursekit.grading.spec.prepare_calls`), makes each
+call as the sandbox's kernel does (:func:`~coursekit.grading.graded_call.run_graded_call`:
+argument decoding, banned operators, gradients with the grader's cotangents,
+result encoding), scores them with the grader's own
+:func:`~coursekit.grading.verdicts.score_question` and leaves the points as
+the cell's value, which nbgrader records as the cell's partial score. So both
+graders give a question the same points, partial credit included.
+
+The cases are seeded as ``coursekit grade`` seeds them: the spec's private
+seed, the course id (from the course's ``nbgrader_config.py``, so
+``$COURSEKIT_COURSE_ID`` too) and the student id, which nbgrader gives only
+through the folder the notebook runs in: ``<course>/autograded/<student>/<assignment>/``.
+The instructor's own run of the source notebook (in ``<course>/source/<assignment>/``)
+draws the cases of :data:`INSTRUCTOR`, a student id no student can have.
+
+What differs from the sandbox: nothing is isolated here (the kernel can import
+the references, which the sandbox withholds) and no memory budget applies; the
+per-call time limit is the sandbox's default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from coursekit.grading.graded_call import run_graded_call, timers
+from coursekit.grading.limits import Limits
+from coursekit.grading.protocol import CallEnd, CallReport, CallStatus, StepEnd
+from coursekit.grading.secret import load_secret
+from coursekit.grading.spec import AssignmentSpec, PreparedCall, Question, adapters, load_spec, prepare_calls
+from coursekit.grading.verdicts import QuestionResult, score_question
+
+#: the student id of the instructor's own run of a source notebook: empty, which no nbgrader student id is.
+INSTRUCTOR = ""
+#: how many folders above the notebook's the course's ``nbgrader_config.py`` may be (autograded/<student>/<a>/).
+COURSE_DEPTH = 3
+
+
+@dataclass(frozen=True)
+class GradingPlace:
+    """Where a notebook is being graded: the course, the assignment and the student.
+
+    Attributes:
+        spec_path: the assignment's spec, ``<course>/autograde/<assignment>.py``.
+        course_id: the nbgrader course id.
+        student: the student id (:data:`INSTRUCTOR` in the source folder).
+    """
+
+    spec_path: Path
+    course_id: str
+    student: str
+
+
+def grading_place(workdir: Path) -> GradingPlace:
+    """The course, assignment and student of a notebook that runs in ``workdir``.
+
+    Args:
+        workdir: the notebook's folder, where nbgrader runs its kernel.
+
+    Returns:
+        The place.
+
+    Raises:
+        FileNotFoundError: no ``nbgrader_config.py`` in the :data:`COURSE_DEPTH` folders above ``workdir``.
+        ValueError: ``workdir`` is neither ``<course>/<autograded>/<student>/<assignment>`` nor
+            ``<course>/<source>/<assignment>``.
+    """
+    from coursekit.grading.gradebook import load_course
+
+    workdir = Path(workdir).resolve()
+    root = next((folder for folder in workdir.parents[:COURSE_DEPTH] if (folder / "nbgrader_config.py").is_file()),
+                None)
+    if root is None:
+        raise FileNotFoundError(f"no nbgrader_config.py in the {COURSE_DEPTH} folders above {workdir}: the hidden "
+                                "tests run only in a course's autograded/<student>/<assignment>/ or "
+                                "source/<assignment>/ folder")
+    course = load_course(root)
+    parts = workdir.relative_to(root).parts
+    if len(parts) == 3 and parts[0] == course.autograded:
+        student, assignment = parts[1], parts[2]
+    elif len(parts) == 2 and parts[0] == course.source:
+        student, assignment = INSTRUCTOR, parts[1]
+    else:
+        raise ValueError(f"the notebook's folder must be {course.autograded}/<student>/<assignment> or "
+                         f"{course.source}/<assignment> in the course {root}, got {workdir}")
+    return GradingPlace(course.root / "autograde" / f"{assignment}.py", course.course_id, student)
+
+
+@functools.lru_cache(maxsize=4)
+def _spec(path: Path) -> AssignmentSpec:
+    return load_spec(path)
+
+
+@functools.lru_cache(maxsize=4)
+def _prepared(path: Path, course_id: str, student: str) -> dict[str, list[PreparedCall]]:
+    # Every question's cases at once, as coursekit grade draws them: once per kernel, not once per cell.
+    # The spec lives in <course>/autograde/, beside the course's grading secret.
+    return prepare_calls(_spec(path), course=course_id, student=student, secret=load_secret(path.parents[1]))
+
+
+def _question(spec: AssignmentSpec, grade_id: str) -> Question:
+    for question in spec.questions:
+        if question.grade_id == grade_id:
+            return question
+    raise ValueError(f"grade_id must name a question of {spec.assignment}'s spec, got {grade_id!r} "
+                     f"(it has {', '.join(q.grade_id for q in spec.questions)})")
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Drop what the graded calls print, warnings included, as the sandbox does: it earns and costs nothing."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
+def call_ends(calls: list[PreparedCall], namespace: dict[str, Any], adapter_sources: Sequence[str] = (),
+              limits: Limits | None = None) -> dict[str, CallEnd]:
+    """Make a question's calls in ``namespace`` as the sandbox's runner does, and return their events by call id.
+
+    The spec's adapters run first, all of them, in order, as in the sandbox (one
+    question's calls may use another's adapter), but in a copy of the namespace,
+    so the student's names stay as they were; a call that times out stops the
+    function's later calls (``not_run``), as in the runner.
+
+    Args:
+        calls: the question's prepared calls.
+        namespace: the notebook's globals.
+        adapter_sources: the spec's adapters (:func:`~coursekit.grading.spec.adapters`).
+        limits: the per-call time limits (default: :class:`~coursekit.grading.limits.Limits`'s).
+
+    Returns:
+        ``{call id: CallEnd}``.
+    """
+    steps = (limits or Limits()).for_runner()
+    scope = dict(namespace) if adapter_sources else namespace
+    for source in adapter_sources:
+        # A broken notebook may break an adapter: then its calls fail, as in the sandbox.
+        with contextlib.suppress(Exception), _quiet():
+            exec(compile(source, "<grader adapter>", "exec"), scope)  # noqa: S102 - the spec's own source
+
+    def limit() -> contextlib.AbstractContextManager[None]:
+        return timers(float(steps["step_cpu_s"]), float(steps["step_wall_s"]))
+
+    ends: dict[str, CallEnd] = {}
+    timed_out: set[str] = set()
+    for prepared in calls:
+        call = prepared.call
+        if call["name"] in timed_out:
+            ends[call["id"]] = CallEnd(call["id"], CallStatus.NOT_RUN)
+            continue
+        with _quiet():
+            report = run_graded_call(scope, call, limit)
+        ends[call["id"]] = _end(report)
+        if report.status is CallStatus.TIMEOUT:
+            timed_out.add(call["name"])
+    return ends
+
+
+def _end(report: CallReport) -> CallEnd:
+    ended = StepEnd.TIME_LIMIT if report.status is CallStatus.TIMEOUT else StepEnd.REPORTED
+    evalue = report.evalue if report.status is CallStatus.RAISED else ""
+    return CallEnd(report.call_id, report.status, report.value, report.grads, report.ename, report.hits, evalue,
+                   ended=ended)
+
+
+def question_result(grade_id: str, namespace: dict[str, Any], workdir: Path | None = None) -> QuestionResult:
+    """Score the question ``grade_id`` on the functions and variables in ``namespace``.
+
+    Args:
+        grade_id: the test cell's nbgrader grade_id.
+        namespace: the notebook's globals.
+        workdir: the notebook's folder (default: the working directory, where nbgrader runs the kernel).
+
+    Returns:
+        The question's result, as ``coursekit grade`` would score it.
+
+    Raises:
+        FileNotFoundError, ValueError: see :func:`grading_place`; ``grade_id`` names no question of the spec.
+    """
+    place = grading_place(Path(os.getcwd()) if workdir is None else workdir)
+    spec = _spec(place.spec_path)
+    question = _question(spec, grade_id)
+    calls = _prepared(place.spec_path, place.course_id, place.student)[grade_id]
+    return score_question(question, calls, call_ends(calls, namespace, adapters(spec)))
+
+
+def question_points(grade_id: str, namespace: dict[str, Any], workdir: Path | None = None) -> float:
+    """The points the question ``grade_id`` earns; prints why any were lost (the feedback shows it).
+
+    The derived hidden block of a test cell calls it as the cell's last
+    expression, so the points are the cell's ``execute_result``, which nbgrader
+    reads as the cell's partial score (between 0 and the cell's points). A
+    function the notebook does not define fails its cases with ``NameError``
+    and earns 0, with the reason printed: a student's gap is a score, not an
+    error. A ``grade_id`` the spec does not know, or a notebook outside a
+    course, is the instructor's to fix and raises.
+
+    Args:
+        grade_id: the test cell's nbgrader grade_id.
+        namespace: the notebook's globals (``globals()``).
+        workdir: the notebook's folder (default: the working directory).
+
+    Returns:
+        The points, rounded as ``coursekit grade`` rounds them.
+
+    Raises:
+        FileNotFoundError, ValueError: see :func:`question_result`.
+
+    Example:
+        >>> question_points("test_x", {}, workdir=Path("/nowhere"))
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: no nbgrader_config.py in the 3 folders above /nowhere: the hidden tests run only in a course's autograded/<student>/<assignment>/ or source/<assignment>/ folder
+    """
+    result = question_result(grade_id, namespace, workdir)
+    for message in result.messages:
+        print(message)
+    print(f"hidden tests of {grade_id}: {result.passed} of {result.total} passed, "
+          f"{result.score:g} of {result.max_score:g} points")
+    return result.score

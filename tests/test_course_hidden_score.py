@@ -1,0 +1,109 @@
+"""The in-kernel scorer of the derived hidden blocks (coursekit.course.hidden_score), without nbgrader."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+import coursekit.losses as losses
+from coursekit.course.hidden_score import INSTRUCTOR, grading_place, question_points, question_result
+from coursekit.grading.gradebook import load_course
+from coursekit.grading.spec import load_spec, prepare_calls
+from conftest import GRADING_SECRET
+
+ASSIGNMENT = "a1_sequence_loss"
+
+
+def token_nll(logits: torch.Tensor, targets: torch.Tensor, *, ignore_index: int = -100) -> torch.Tensor:
+    """A student's answer: the log-softmax by hand (the question bans PyTorch's)."""
+    log_probs = logits - logits.logsumexp(-1, keepdim=True)
+    kept = targets != ignore_index
+    picked = log_probs.gather(-1, torch.where(kept, targets, 0).unsqueeze(-1)).squeeze(-1)
+    return torch.where(kept, -picked, torch.zeros_like(picked))
+
+
+@pytest.fixture
+def course(tmp_path: Path, repo_root: Path) -> Path:
+    """A course folder with a1's spec and the folders nbgrader runs kernels in."""
+    root = tmp_path / "course"
+    (root / "autograde").mkdir(parents=True)
+    shutil.copy(repo_root / "assignments" / "nbgrader_config.py", root / "nbgrader_config.py")
+    shutil.copy(repo_root / "assignments" / "autograde" / f"{ASSIGNMENT}.py", root / "autograde" / f"{ASSIGNMENT}.py")
+    (root / "source" / ASSIGNMENT).mkdir(parents=True)
+    (root / "autograded" / "ada" / ASSIGNMENT).mkdir(parents=True)
+    return root
+
+
+def test_grading_place_reads_the_student_from_the_autograded_folder(course: Path) -> None:
+    place = grading_place(course / "autograded" / "ada" / ASSIGNMENT)
+    assert (place.student, place.course_id) == ("ada", load_course(course).course_id)
+    assert place.spec_path == course.resolve() / "autograde" / f"{ASSIGNMENT}.py"
+    assert grading_place(course / "source" / ASSIGNMENT).student == INSTRUCTOR
+
+
+def test_grading_place_refuses_a_folder_outside_the_course_layout(course: Path, tmp_path: Path) -> None:
+    (course / "release" / ASSIGNMENT).mkdir(parents=True)
+    with pytest.raises(ValueError, match="autograded/<student>/<assignment>"):
+        grading_place(course / "release" / ASSIGNMENT)
+    with pytest.raises(FileNotFoundError, match="nbgrader_config.py"):
+        grading_place(tmp_path)
+
+
+def test_the_reference_earns_every_point_of_its_question(course: Path) -> None:
+    workdir = course / "autograded" / "ada" / ASSIGNMENT
+    namespace = {"token_nll": token_nll, "perplexity": losses.perplexity}
+    assert question_points("test_token_nll", namespace, workdir) == 3.0
+    assert question_points("test_perplexity", namespace, workdir) == 1.0
+
+
+def test_scores_equal_coursekit_grade_partial_credit_for_the_same_student(course: Path) -> None:
+    workdir = course / "autograded" / "ada" / ASSIGNMENT
+
+    def wrong_on_float32(logits: torch.Tensor, targets: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        out = token_nll(logits, targets, **kwargs)
+        return out * 1.5 if logits.dtype == torch.float32 else out
+
+    result = question_result("test_token_nll", {"token_nll": wrong_on_float32}, workdir)
+    calls = prepare_calls(load_spec(course / "autograde" / f"{ASSIGNMENT}.py"),
+                          course=load_course(course).course_id, student="ada",
+                          secret=GRADING_SECRET)["test_token_nll"]
+    float64 = sum(1 for c in calls if c.call["args"] and c.call["args"][0].get("dtype") == "float64")
+    assert 0 < result.passed < result.total == len(calls)
+    assert result.passed >= float64
+    assert result.score == round(3.0 * result.passed / result.total, 3)
+
+
+def test_a_missing_function_scores_zero_with_its_reason_printed(course: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert question_points("test_token_nll", {}, course / "source" / ASSIGNMENT) == 0.0
+    printed = capsys.readouterr().out
+    assert "raised NameError (is it defined?)" in printed and "0 of 3 points" in printed
+
+
+def test_an_unknown_grade_id_is_an_error_naming_it(course: Path) -> None:
+    with pytest.raises(ValueError, match="grade_id must name a question of a1_sequence_loss's spec, got 'test_nope'"):
+        question_points("test_nope", {}, course / "source" / ASSIGNMENT)
+
+
+def test_warnings_of_the_graded_calls_change_nothing_and_reach_no_stream(
+        course: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    def noisy(logits: torch.Tensor, targets: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        warnings.warn("a harmless warning from the student's code", RuntimeWarning)
+        return token_nll(logits, targets, **kwargs)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        # Python's own display (to stderr), not pytest's recorder: what a kernel would show.
+        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: sys.stderr.write(
+            warnings.formatwarning(message, category, filename, lineno, line))
+        noisy(torch.zeros(1, 2), torch.tensor([0]))
+        shown = capfd.readouterr().err
+        points = question_points("test_token_nll", {"token_nll": noisy}, course / "source" / ASSIGNMENT)
+    assert "harmless warning" in shown
+    assert points == 3.0
+    captured = capfd.readouterr()
+    assert "harmless warning" not in captured.out + captured.err

@@ -107,8 +107,11 @@ SPEC = AssignmentSpec(
                          rtol=1e-4, atol=1e-6, grad_wrt=(0, 1, 2), adapter=CHUNKED_ADAPTER,
                          student_function="chunked_cross_entropy", withholds=(chunked_cross_entropy,),
                          adapter_options=("with_bias",)),
+        # atol 1e-4, not 1e-6: with reduction='sum' over 4096 float32 tokens a weight gradient's entry is a sum of
+        # terms of size 1 that may cancel to about 1e-5, and the solution's chunked order then differs from the
+        # reference's by up to 8.6e-6 there (measured; it failed one honest student in five at 1e-6).
         FunctionQuestion("test_chunked_memory", "_coursekit_chunked", 4, memory_cases, _reference_chunked,
-                         rtol=1e-4, atol=1e-6, grad_wrt=(0, 1, 2), adapter=CHUNKED_ADAPTER,
+                         rtol=1e-4, atol=1e-4, grad_wrt=(0, 1, 2), adapter=CHUNKED_ADAPTER,
                          student_function="chunked_cross_entropy", withholds=(chunked_cross_entropy,),
                          adapter_options=("with_bias",)),
     ),

@@ -57,6 +57,11 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+#: the grading secret of every course the suite grades, so that each run draws the same hidden inputs and a
+#: failure can be reproduced; tests/test_grading_secret.py removes it to test the course's secret file.
+GRADING_SECRET = bytes(range(32))
+os.environ["COURSEKIT_GRADING_SECRET"] = GRADING_SECRET.hex()
+
 
 def in_ci() -> bool:
     """True when running under CI (CI=true), where missing tools must fail, not skip."""

@@ -14,6 +14,7 @@ import coursekit.losses as losses
 from coursekit.course.hidden_score import INSTRUCTOR, grading_place, question_points, question_result
 from coursekit.grading.gradebook import load_course
 from coursekit.grading.spec import load_spec, prepare_calls
+from conftest import GRADING_SECRET
 
 ASSIGNMENT = "a1_sequence_loss"
 
@@ -69,7 +70,8 @@ def test_scores_equal_coursekit_grade_partial_credit_for_the_same_student(course
 
     result = question_result("test_token_nll", {"token_nll": wrong_on_float32}, workdir)
     calls = prepare_calls(load_spec(course / "autograde" / f"{ASSIGNMENT}.py"),
-                          course=load_course(course).course_id, student="ada")["test_token_nll"]
+                          course=load_course(course).course_id, student="ada",
+                          secret=GRADING_SECRET)["test_token_nll"]
     float64 = sum(1 for c in calls if c.call["args"] and c.call["args"][0].get("dtype") == "float64")
     assert 0 < result.passed < result.total == len(calls)
     assert result.passed >= float64

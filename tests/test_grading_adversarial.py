@@ -20,6 +20,7 @@ from adversarial.course import ASSIGNMENT, VENV_BIN, cell_index, make_course, so
 from coursekit.grading.driver import GradeOptions, grade_assignment
 from coursekit.grading.limits import Limits
 from coursekit.grading.verdicts import failure_kind
+from coursekit.grading.wire import decode_value
 from conftest import require_sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.grading, pytest.mark.a1]
@@ -222,10 +223,13 @@ def test_forged_hits_and_exception_names_never_reach_a_page_or_a_report(graded: 
     by_id = {q["grade_id"]: q for q in graded["reports"]["forged_hits"].questions}
     messages = by_id["test_token_nll"]["messages"]
     kinds = [failure_kind(m) for m in messages]
-    assert [kind.split(",")[0] for kind in kinds] == ["malformed result", "raised an exception"], messages
-    # The exception's message is quoted, short and with every digit masked: the class name, the hidden
-    # numbers and the call ids it spells out stay in the sandbox.
-    assert "LEAK_" in messages[1] and not re.search(r"LEAK_-?[0-9]", messages[1]), messages
+    assert [kind.split(",")[0] for kind in kinds] == ["malformed result", "raised an exception of its own class"], (
+        messages)
+    # The exception's message reaches the instructor's report only, short and with every digit masked: the class
+    # name, the hidden numbers and the call ids it spells out stay in the sandbox (grader review r4, finding 1).
+    raised = by_id["test_token_nll"]["raised"]
+    assert not any("LEAK_" in m for m in messages), messages
+    assert any("LEAK_" in r for r in raised) and not any(re.search(r"LEAK_-?[0-9]", r) for r in raised), raised
     pages = {
         "autograded notebook": (course / "autograded" / "forged_hits" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text(),
         "grade report": (course / "grade-reports" / ASSIGNMENT / "forged_hits.json").read_text(),
@@ -233,6 +237,74 @@ def test_forged_hits_and_exception_names_never_reach_a_page_or_a_report(graded: 
     }
     for name, text in pages.items():
         assert not re.search(r"LEAK_-?[0-9]|test_token_nll#|test_token_nlln[0-9]", text), name
+
+
+def _hidden_calls(student: str, grade_id: str) -> list:
+    """The student's hidden calls of one question, drawn with the suite's grading secret as the grader draws them."""
+    from coursekit.grading.spec import load_spec, prepare_calls
+    from conftest import GRADING_SECRET, REPO_ROOT
+
+    spec = load_spec(REPO_ROOT / "assignments" / "autograde" / f"{ASSIGNMENT}.py")
+    return prepare_calls(spec, course="seqloss", student=student, secret=GRADING_SECRET)[grade_id]
+
+
+def _pages(course: Path, student: str) -> dict[str, str]:
+    """What the student sees: the autograded notebook and the feedback page made from it."""
+    return {
+        "autograded notebook": (course / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text(),
+        "feedback": _feedback(course, student),
+    }
+
+
+def _messages(graded: dict, student: str, grade_id: str) -> dict:
+    return next(q for q in graded["reports"][student].questions if q["grade_id"] == grade_id)
+
+
+def test_letters_for_digits_reach_only_the_instructor(graded: dict) -> None:
+    """Grader review r4, finding 1: an exception's message spells the hidden logits in letters."""
+    question = _messages(graded, "letters_for_digits", "test_token_nll")
+    example = "token_nll(logits float32 (2, 3, 6), targets int64 (2, 3))"
+    assert question["messages"] == [
+        "15 of 15 hidden checks of the function: raised ValueError, including logits of size 1000 and an "
+        f"ignore_index of -1; e.g. {example}"]
+    letters = str.maketrans("0123456789", "ABCDEFGHIJ")
+    spelt = []
+    for call in _hidden_calls("letters_for_digits", "test_token_nll"):
+        logits = decode_value(call.call["args"][0])
+        spelt.append("/".join(f"{v:.4g}" for v in logits.flatten()[:3].tolist()).translate(letters))
+    # The probe can fail: the instructor's report holds the labelled case's spelling, as the student wrote it.
+    [said] = question["raised"]
+    assert said.startswith(f"{example}: ValueError: shape (C, D, G) L") and any(s in said for s in spelt), said
+    for name, text in _pages(graded["course"], "letters_for_digits").items():
+        assert not any(s in text for s in spelt), name
+
+
+def test_a_returned_value_is_shown_by_its_class_only(graded: dict) -> None:
+    """Grader review r4, finding 1: the answer returns the largest hidden token loss at [0]."""
+    question = _messages(graded, "returned_value", "test_sequence_loss")
+    [call] = [c for c in _hidden_calls("returned_value", "test_sequence_loss")
+              if c.description.label == "the default reduction"]
+    token_losses, mask = (decode_value(a) for a in call.call["args"])
+    expected, leaked = token_losses[0][mask[0]].sum(), np.nan_to_num(token_losses, nan=0.0).max()
+    assert question["messages"] == [
+        "17 of 24 hidden checks of the function: wrong values, including the default reduction; e.g. "
+        "sequence_loss(token_losses float64 (3, 4), mask bool (3, 4)): first at [0]: "
+        f"expected {expected:.4g}, got a {'larger' if leaked > expected else 'smaller'} value"]
+    assert question["raised"] == []
+
+
+def test_a_returned_shape_is_shown_by_its_number_of_dimensions_only(graded: dict) -> None:
+    """Grader review r4, finding 1: a zero-size result whose dimensions are hidden logits times 100."""
+    question = _messages(graded, "shape_leak", "test_token_nll")
+    assert question["messages"] == [
+        "15 of 15 hidden checks of the function: wrong shape, including logits of size 1000 and an ignore_index of "
+        "-1; e.g. token_nll(logits float32 (2, 3, 6), targets int64 (2, 3)): expected shape (2, 3), got 4 dimensions"]
+    shapes = []
+    for call in _hidden_calls("shape_leak", "test_token_nll"):
+        logits = decode_value(call.call["args"][0])
+        shapes.append(", ".join(str(round(abs(x) * 100) % 10**6) for x in logits.flatten()[:3].tolist()) + ", 0)")
+    for name, text in _pages(graded["course"], "shape_leak").items():
+        assert not any(s in text for s in shapes), name
 
 
 def test_autograded_notebooks_never_show_hidden_tests_or_inputs(graded: dict) -> None:

@@ -25,6 +25,7 @@ from coursekit.grading.protocol import (CallEnd, CallReport, CallStatus, Calls, 
 from coursekit.grading.sandbox import kernel_leaves_root
 from coursekit.grading.uids import NOBODY_UID
 from coursekit.grading.wire import encode_value
+from conftest import GRADING_SECRET
 
 pytestmark = pytest.mark.grading
 
@@ -209,7 +210,7 @@ def test_a_kernel_that_writes_the_hidden_inputs_as_its_value_gets_a_fixed_messag
     question = FunctionQuestion("test_double", "double", 2,
                                 lambda rng: [Case((rng.standard_normal(3),)) for _ in range(3)], lambda x: x * 2)
     spec = AssignmentSpec("demo", "demo", 2, (question,))
-    prepared = prepare_calls(spec, course="seqloss", student="ada")["test_double"]
+    prepared = prepare_calls(spec, course="seqloss", student="ada", secret=GRADING_SECRET)["test_double"]
     events = _runner_events(workdir, [{"index": 0, "source": LEAKING_ENCODER}], Calls([], [p.call for p in prepared]))
     ends = {e.call_id: e for e in events if isinstance(e, CallEnd)}
     hidden = f"{decode_value(prepared[0].call['args'][0]).tolist()[0]!r}"[:6]

@@ -20,6 +20,7 @@ from coursekit.grading.spec import (AssignmentSpec, BannedOp, Case, CheckedQuest
                                     prepare_calls)
 from coursekit.grading.verdicts import Mismatch, compare, failure_kind, score_question
 from coursekit.grading.wire import WireError, decode_array, decode_value, encode_array, encode_value
+from conftest import GRADING_SECRET
 
 pytestmark = pytest.mark.grading
 
@@ -68,9 +69,9 @@ def test_compare_is_strict_about_shape_and_kind() -> None:
     reference = np.array([1.0, np.nan])
     assert compare(np.array([1.0, np.nan]), reference, rtol=1e-6, atol=0) is None
     assert compare(np.array([1.0, 2.0]), reference, rtol=1e-6, atol=0) == Mismatch(
-        "wrong values", "first at [1]: expected nan, got 2")
+        "wrong values", "first at [1]: expected nan, got a finite number")
     assert compare(np.array([[1.0, np.nan]]), reference, rtol=1e-6, atol=0) == Mismatch(
-        "wrong shape", "expected shape (2,), got (1, 2)")
+        "wrong shape", "expected shape (2,), got 2 dimensions that the expected shape broadcasts to")
     assert compare("1.0", reference, rtol=1e-6, atol=0).reason.startswith("expected numbers")
     assert compare(np.array([True, False]), np.array([1, 0]), rtol=0, atol=0).reason.startswith("expected int64")
 
@@ -87,14 +88,14 @@ def _spec(reference=lambda x: x * 2) -> AssignmentSpec:
 
 
 def _calls(spec: AssignmentSpec, grade_id: str, student: str = "ada") -> list:
-    return prepare_calls(spec, course="seqloss", student=student)[grade_id]
+    return prepare_calls(spec, course="seqloss", student=student, secret=GRADING_SECRET)[grade_id]
 
 
 def test_prepared_calls_depend_on_the_seed_the_course_and_the_student() -> None:
     first, again = _calls(_spec(), "test_double"), _calls(_spec(), "test_double")
     assert [c.call for c in first] == [c.call for c in again]
     other_student = _calls(_spec(), "test_double", student="bob")
-    other_course = prepare_calls(_spec(), course="other", student="ada")["test_double"]
+    other_course = prepare_calls(_spec(), course="other", student="ada", secret=GRADING_SECRET)["test_double"]
     for other in (other_student, other_course):
         assert all(a.call["args"] != b.call["args"] for a, b in zip(first, other))
     expected = [decode_value(c.call["args"][0]) * 2 for c in first]
@@ -126,7 +127,7 @@ def test_score_gives_partial_credit() -> None:
     wrong = next(m for m in result.messages if "wrong values" in m)
     expected = decode_value(calls[1].call["args"][0])[0] * 2
     assert wrong == ("1 of 4 hidden checks of the function: wrong values; e.g. double(x float64 (3,)): "
-                     f"first at [0]: expected {expected:.4g}, got 0")
+                     f"first at [0]: expected {expected:.4g}, got a {'smaller' if expected > 0 else 'larger'} value")
 
 
 def test_value_questions_split_points_between_variables() -> None:
@@ -438,25 +439,54 @@ def test_limits_and_cli_validate_their_arguments() -> None:
         ["x", "y"], "dask://h:1", 5.0, 1024, True, True)
 
 
-def test_a_student_s_exception_message_is_quoted_short_and_without_its_digits() -> None:
+def test_a_student_s_exception_message_reaches_only_the_instructor_short_and_without_its_digits() -> None:
+    """Grader review r4, finding 1: a message may spell hidden inputs in letters; the feedback names the type only."""
     calls = _calls(_spec(), "test_double")
     message = "x must be finite, got " + "[-0.9655, 0.1234, 2.5] " * 20
     ends = _ends(calls, lambda c: CallEnd(c.call["id"], CallStatus.RAISED, ename="ValueError", evalue=message))
     result = score_question(_spec().questions[0], calls, ends)
-    assert result.score == 0 and len(result.messages) == 1
-    line = result.messages[0]
-    assert failure_kind(line) == "raised ValueError"
-    assert "e.g. double(x float64 (3,)): ValueError: x must be finite, got [-#.#, #.#, #.#]" in line
-    assert not any(ch.isdigit() for ch in line.split("e.g. double(x float64 (3,))")[1])
-    assert line.endswith("...") and len(line.split(": ValueError: ")[1]) == 160
+    assert result.score == 0
+    assert result.messages == ["4 of 4 hidden checks of the function: raised ValueError; e.g. double(x float64 (3,))"]
+    [said] = result.raised
+    assert said.startswith("double(x float64 (3,)): ValueError: x must be finite, got [-#.#, #.#, #.#]")
+    assert not any(ch.isdigit() for ch in said.split("double(x float64 (3,))")[1])
+    assert said.endswith("...") and len(said.split(": ValueError: ")[1]) == 160
 
 
-def test_an_exception_class_of_the_student_s_making_is_never_quoted() -> None:
+def test_an_exception_class_of_the_student_s_making_is_never_named() -> None:
     calls = _calls(_spec(), "test_double")
     ends = _ends(calls, lambda c: CallEnd(c.call["id"], CallStatus.RAISED, ename="Leak_0_123456789", evalue="no"))
     result = score_question(_spec().questions[0], calls, ends)
     assert result.messages == [
-        "4 of 4 hidden checks of the function: raised an exception; e.g. double(x float64 (3,)): no"]
+        "4 of 4 hidden checks of the function: raised an exception of its own class; e.g. double(x float64 (3,))"]
+    assert result.raised == ["double(x float64 (3,)): no"]
+
+
+def test_a_returned_value_is_shown_by_its_class_only() -> None:
+    """Grader review r4, finding 1: the returned number is the student's to choose (any hidden value, say)."""
+    calls = _calls(_spec(), "test_double")
+    expected = decode_value(calls[0].call["args"][0]) * 2
+
+    def shown(first: float) -> str:
+        answer = expected.copy()
+        answer[0] = first
+        ends = _ends(calls, _right)
+        ends[calls[0].call["id"]] = CallEnd(calls[0].call["id"], CallStatus.OK, encode_value(answer))
+        [line] = score_question(_spec().questions[0], calls, ends).messages
+        return line.split(f"expected {expected[0]:.4g}, got ")[1]
+
+    assert [shown(v) for v in (expected[0] + 1001.5, expected[0] - 7, np.nan, np.inf, -np.inf)] == [
+        "a larger value", "a smaller value", "nan", "inf", "-inf"]
+
+
+def test_a_returned_shape_is_shown_by_its_number_of_dimensions_only() -> None:
+    """Grader review r4, finding 1: a zero-size result may carry any dimensions (three hidden numbers, say)."""
+    reference = np.zeros((2, 3))
+    assert compare(np.zeros((51303, 26609, 44812, 0)), reference, rtol=0, atol=0).detail == (
+        "expected shape (2, 3), got 4 dimensions")
+    assert compare(np.zeros(6), reference, rtol=0, atol=0).detail == "expected shape (2, 3), got 1 dimension"
+    assert compare(np.zeros((3, 2)), reference, rtol=0, atol=0).detail == (
+        "expected shape (2, 3), got the same dimensions in another order (a transpose?)")
 
 
 def test_an_answer_cell_turned_into_markdown_is_restored_as_code_and_reported() -> None:

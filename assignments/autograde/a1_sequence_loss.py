@@ -4,11 +4,13 @@ Each question scores one autograder test cell of the notebook, and is its one
 definition: the notebook's hidden blocks evaluate it (see
 ``coursekit.course.hidden_score``). The hidden inputs cover the edge cases
 (shapes with T = 1, V = 2, ignored targets, all-padding rows, NaN under the
-mask, float32 and float64) and the visible checks (the default reduction, an unknown reduction's ValueError) but are
-drawn, for each student, from a seed derived from SEED (which exists only in
-this file), the course and the student. ``token_nll`` must compute the
-log-normaliser itself: the operators behind F.log_softmax, F.nll_loss and
-F.cross_entropy raise during its graded calls.
+mask, float32 and float64) and the visible checks (the default reduction, an
+unknown reduction's ValueError) but are drawn, for each student, from a seed
+derived from SEED, the course and the student, keyed by the course's grading
+secret (SEED is public, like this file; the secret is not: see
+coursekit.grading.secret). ``token_nll`` must compute the log-normaliser
+itself: the operators behind F.log_softmax, F.nll_loss and F.cross_entropy
+raise during its graded calls.
 """
 
 from __future__ import annotations

@@ -1,16 +1,17 @@
 """Out-of-process grading spec of a2_masking_reductions (read by `coursekit grade` and by the notebook's hidden blocks; never released).
 
-The one definition of each question (the notebook's hidden blocks evaluate it; see
-``coursekit.course.hidden_score``): the edge cases (T = 0 and T = 1, all-padding rows, NaN
-under the mask, float32 and float64, a micro-batch with no unmasked token)
-and every visible check (bool masks, the ValueErrors that name their argument,
-an input left unmodified, the RuntimeWarning of an empty batch, a Python float
-returned), with inputs drawn, for each student, from a seed derived from SEED
-(which exists only in this file), the course and the student. The gradient
-accumulation question needs a model and a list of micro-batches, so an adapter
-builds them in the sandbox from plain arrays; its outputs (the returned loss
-and the accumulated gradients) are compared with the full batch's token mean
-computed here.
+The one definition of each question (the notebook's hidden blocks evaluate it;
+see ``coursekit.course.hidden_score``): the edge cases (T = 0 and T = 1,
+all-padding rows, NaN under the mask, float32 and float64, a micro-batch with
+no unmasked token) and every visible check (bool masks, the ValueErrors that
+name their argument, an input left unmodified, the RuntimeWarning of an empty
+batch, a Python float returned), with inputs drawn, for each student, from a
+seed derived from SEED, the course and the student, keyed by the course's
+grading secret (SEED is public, like this file; the secret is not: see
+coursekit.grading.secret). The gradient accumulation question needs a model and
+a list of micro-batches, so an adapter builds them in the sandbox from plain
+arrays; its outputs (the returned loss and the accumulated gradients) are
+compared with the full batch's token mean computed here.
 """
 
 from __future__ import annotations
@@ -203,8 +204,10 @@ SPEC = AssignmentSpec(
     notebook="a2_masking_reductions",
     seed=SEED,
     questions=(
-        FunctionQuestion("test_sequence_mask", "sequence_mask", 2, sequence_mask_cases, sequence_mask),
-        FunctionQuestion("test_response_mask", "response_mask", 2, response_mask_cases, response_mask),
+        FunctionQuestion("test_sequence_mask", "sequence_mask", 2, sequence_mask_cases, sequence_mask,
+                         options=("max_len",)),
+        FunctionQuestion("test_response_mask", "response_mask", 2, response_mask_cases, response_mask,
+                         options=("max_len",)),
         FunctionQuestion("test_labels_from_mask", "_coursekit_labels_from_mask", 1, labels_cases, _labels_from_mask,
                          adapter=LABELS_ADAPTER, student_function="labels_from_mask",
                          outputs=("the labels", "input_ids after the call", "loss_mask after the call")),

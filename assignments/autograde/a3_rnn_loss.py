@@ -1,15 +1,18 @@
 """Out-of-process grading spec of a3_rnn_loss (read by `coursekit grade` and by the notebook's hidden blocks; never released).
 
-The one definition of each question (the notebook's hidden blocks evaluate it; see
-``coursekit.course.hidden_score``), with inputs drawn, for each student, from
-a seed derived from SEED (which exists only in this file), the course and the
-student. Models travel as plain arrays: an adapter in the sandbox builds the
-RNN from a seed, calls the student's function and returns losses, gradients or
-trained parameters. ``stream_nll``, ``chunked_stream_nll`` and ``grad_gap``
-are compared with references computed here; the training loop, which has no
-single right answer, is judged by loading the parameters it returned into an
-RNN built here and measuring it on a validation stream drawn from the toy
-language with the private seed, which the student never saw.
+The one definition of each question (the notebook's hidden blocks evaluate it;
+see ``coursekit.course.hidden_score``), with inputs drawn, for each student,
+from a seed derived from SEED, the course and the student, keyed by the
+course's grading secret (SEED is public, like this file; the secret is not: see
+coursekit.grading.secret). Models travel as plain arrays: an adapter in the
+sandbox builds the RNN from a seed, calls the student's function and returns
+losses, gradients or trained parameters. ``stream_nll``, ``chunked_stream_nll``
+and ``grad_gap`` are compared with references computed here; the training loop,
+which has no single right answer, is judged by loading the parameters it
+returned into an RNN built here and measuring it on a validation stream drawn
+from the toy language with a seed derived from SEED alone. That stream is the
+same for every student and, like SEED, public: a training loop fitted to it
+could pass without learning the language (the secret does not reach the check).
 """
 
 from __future__ import annotations
@@ -234,10 +237,12 @@ SPEC = AssignmentSpec(
     seed=SEED,
     questions=(
         FunctionQuestion("test_stream_nll", "_coursekit_stream_nll", 3, stream_nll_cases, _reference_stream_nll,
-                         rtol=1e-4, atol=1e-4, adapter=ADAPTERS, student_function="stream_nll",
+                         rtol=1e-4, atol=1e-4, options=("vocab_size", "cell", "embed_dim", "hidden_size"),
+                         adapter=ADAPTERS, student_function="stream_nll",
                          outputs=("the loss", "the gradients of the model's parameters", "the final hidden state")),
         FunctionQuestion("test_chunked_stream_nll", "_coursekit_chunked_stream_nll", 3, chunked_cases,
                          _reference_chunks, rtol=1e-4, atol=1e-4, student_function="chunked_stream_nll",
+                         options=("vocab_size", "cell", "embed_dim", "hidden_size", "chunk_len", "detach"),
                          outputs=("the chunks' losses", "the gradients of the model's parameters")),
         ValueQuestion("test_gaps", 2, {"loss_gap": (0.0,), "grad_gap": (_expected_gap(),)}, rtol=1e-3, atol=1e-3),
         CheckedQuestion("test_train_tbptt", "_coursekit_train_tbptt", 4, training_cases, check_training,

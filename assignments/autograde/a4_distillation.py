@@ -1,15 +1,17 @@
 """Out-of-process grading spec of a4_distillation (read by `coursekit grade` and by the notebook's hidden blocks; never released).
 
-The one definition of each question (the notebook's hidden blocks evaluate it; see
-``coursekit.course.hidden_score``), with inputs drawn, for each student, from
-a seed derived from SEED (which exists only in this file), the course and the
-student. The losses are compared with ``coursekit.losses``. The sequence-level
-distillation targets travel as padded arrays and are compared with the
-reference beam search run here. The student model that ``train_student``
-returns comes back as its parameters: the grader loads them into a ``Seq2Seq``
-built here and measures how often its greedy output agrees with the teacher's
-on sources drawn with the private seed, which the student never saw; a second
-case checks the seeding convention exactly.
+The one definition of each question (the notebook's hidden blocks evaluate it;
+see ``coursekit.course.hidden_score``), with inputs drawn, for each student,
+from a seed derived from SEED, the course and the student, keyed by the
+course's grading secret (SEED is public, like this file; the secret is not: see
+coursekit.grading.secret). The losses are compared with ``coursekit.losses``.
+The sequence-level distillation targets travel as padded arrays and are
+compared with the reference beam search run here. The student model that
+``train_student`` returns comes back as its parameters: the grader loads them
+into a ``Seq2Seq`` built here and measures how often its greedy output agrees
+with the teacher's on sources drawn from a seed derived from SEED alone (the
+same for every student, and public like SEED); a second case checks the seeding
+convention exactly.
 """
 
 from __future__ import annotations
@@ -211,13 +213,15 @@ SPEC = AssignmentSpec(
     questions=(
         FunctionQuestion("test_label_smoothed_nll", "label_smoothed_nll", 3, label_smoothing_cases,
                          label_smoothed_nll, rtol=1e-5, atol=1e-5, grad_wrt=(0,), adapter=ADAPTERS,
+                         options=("epsilon",),
                          banned=(BannedOp("cross_entropy_loss", "F.cross_entropy"),)),
         FunctionQuestion("test_kd_loss", "kd_loss", 4, kd_loss_cases, kd_loss, rtol=1e-5, atol=1e-5, grad_wrt=(0,)),
         FunctionQuestion("test_kd_cross_entropy", "kd_cross_entropy", 2, kd_cross_entropy_cases, kd_cross_entropy,
                          rtol=1e-5, atol=1e-5, grad_wrt=(0,)),
         FunctionQuestion("test_sequence_kd_targets", "_coursekit_kd_targets", 1, kd_target_cases,
                          _reference_kd_targets, student_function="sequence_kd_targets",
-                         withholds=(sequence_kd_targets,), outputs=("the targets, padded", "the targets' lengths")),
+                         withholds=(sequence_kd_targets,), outputs=("the targets, padded", "the targets' lengths"),
+                         options=("beam_size", "max_len", "batch_size")),
         CheckedQuestion("test_train_student", "_coursekit_train_student", 2, student_cases, check_student,
                         student_function="train_student"),
     ),

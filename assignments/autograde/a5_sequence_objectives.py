@@ -1,15 +1,18 @@
 """Out-of-process grading spec of a5_sequence_objectives (read by `coursekit grade` and by the notebook's hidden blocks; never released).
 
-The one definition of each question (the notebook's hidden blocks evaluate it; see
-``coursekit.course.hidden_score``): its cases include the visible checks (a label no
-alignment fits, a log-probability of -1000, the ValueErrors the questions ask
-for) with inputs drawn, for each student, from a seed derived from SEED (which
-exists only in this file), the course and the student. CTC gradients are compared with respect to logits through
-``log_softmax`` (F.ctc_loss's gradient with respect to log_probs follows another convention), so an adapter applies the
-``log_softmax`` in the sandbox and the reference applies it here. The student's
-``ctc_loss`` must run the forward algorithm itself: the operator behind
-F.ctc_loss raises during its graded calls (it may still be used elsewhere in
-the notebook, to check an answer against it).
+The one definition of each question (the notebook's hidden blocks evaluate it;
+see ``coursekit.course.hidden_score``): its cases include the visible checks (a
+label no alignment fits, a log-probability of -1000, the ValueErrors the
+questions ask for) with inputs drawn, for each student, from a seed derived
+from SEED, the course and the student, keyed by the course's grading secret
+(SEED is public, like this file; the secret is not: see
+coursekit.grading.secret). CTC gradients are compared with respect to logits
+through ``log_softmax`` (F.ctc_loss's gradient with respect to log_probs
+follows another convention), so an adapter applies the ``log_softmax`` in the
+sandbox and the reference applies it here. The student's ``ctc_loss`` must run
+the forward algorithm itself: the operator behind F.ctc_loss raises during its
+graded calls (it may still be used elsewhere in the notebook, to check an
+answer against it).
 """
 
 from __future__ import annotations

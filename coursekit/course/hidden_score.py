@@ -38,6 +38,7 @@ from typing import Any, Iterator, Sequence
 from coursekit.grading.graded_call import run_graded_call, timers
 from coursekit.grading.limits import Limits
 from coursekit.grading.protocol import CallEnd, CallReport, CallStatus, StepEnd
+from coursekit.grading.secret import load_secret
 from coursekit.grading.spec import AssignmentSpec, PreparedCall, Question, adapters, load_spec, prepare_calls
 from coursekit.grading.verdicts import QuestionResult, score_question
 
@@ -105,7 +106,8 @@ def _spec(path: Path) -> AssignmentSpec:
 @functools.lru_cache(maxsize=4)
 def _prepared(path: Path, course_id: str, student: str) -> dict[str, list[PreparedCall]]:
     # Every question's cases at once, as coursekit grade draws them: once per kernel, not once per cell.
-    return prepare_calls(_spec(path), course=course_id, student=student)
+    # The spec lives in <course>/autograde/, beside the course's grading secret.
+    return prepare_calls(_spec(path), course=course_id, student=student, secret=load_secret(path.parents[1]))
 
 
 def _question(spec: AssignmentSpec, grade_id: str) -> Question:

@@ -7,9 +7,14 @@ factors they have in common (see :mod:`~coursekit.grading.verdicts`). Its
 *call* names one case: the function with each argument's dtype and shape.
 
 Arrays are shown by dtype and shape and by what the grader reads off them
-(``nan`` present, an all-False row, the negative ids), never by their values;
-scalar arguments are the spec's options (``reduction``, ``max_len``, ``alpha``)
-and are shown as they are.
+(``nan`` present, an all-False row, the negative ids), never by their values.
+A scalar argument is shown as it is, and is a factor, only when the spec calls
+it an *option*: every keyword argument (``reduction``, ``alpha``) and the
+positional parameters a question lists in its ``options`` (``max_len``). Any
+other scalar is a hidden input drawn like the arrays (a1's ``mean_nll``) and is
+shown by its type alone (``mean_nll float``), never as a factor, since a
+factor that differs per student would split the class report's groups.
+``None`` is shown as it is: it carries no value.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 
@@ -65,7 +70,9 @@ def _is_scalar(value: object) -> bool:
     return value is None or isinstance(value, (bool, int, float, str))
 
 
-def _shown(name: str, value: object) -> str:
+def _shown(name: str, value: object, option: bool) -> str:
+    if _is_scalar(value) and not option and value is not None:
+        return f"{name} {type(value).__name__}"
     if isinstance(value, np.ndarray):
         return f"{name} {value.dtype} {tuple(value.shape)}"
     if isinstance(value, (list, tuple)):
@@ -101,7 +108,8 @@ def _notes(name: str, value: object) -> list[str]:
 
 
 def describe_case(function: str, names: Sequence[str], args: Sequence[Any], kwargs: dict[str, Any], *,
-                  label: str = "", hidden_options: Sequence[str] = ()) -> CaseDescription:
+                  label: str = "", hidden_options: Sequence[str] = (),
+                  options: Collection[str] = ()) -> CaseDescription:
     """Describe one hidden case for the feedback.
 
     Args:
@@ -111,6 +119,8 @@ def describe_case(function: str, names: Sequence[str], args: Sequence[Any], kwar
         kwargs: its keyword arguments.
         label: the spec's words for the edge case it is (first factor when given).
         hidden_options: keyword arguments that only an adapter reads, left out.
+        options: the positional parameters whose scalar values are options (keyword
+            arguments always are); any other positional scalar is a hidden input.
 
     Returns:
         The description.
@@ -123,15 +133,19 @@ def describe_case(function: str, names: Sequence[str], args: Sequence[Any], kwar
         ('an all-padding row', "reduction='sum'", 'float32 inputs', 'a row of mask with no True')
         >>> d.call
         "batch_loss(token_losses float32 (2, 2), mask bool (2, 2), reduction='sum')"
+        >>> d = describe_case("perplexity", ["mean_nll"], [1.708], {})
+        >>> d.factors, d.call
+        ((), 'perplexity(mean_nll float)')
     """
-    named = [(names[i] if i < len(names) else f"arg{i}", value) for i, value in enumerate(args)]
-    named += [(key, value) for key, value in kwargs.items() if key not in hidden_options]
+    positional = [(names[i] if i < len(names) else f"arg{i}", value) for i, value in enumerate(args)]
+    named = [(name, value, name in options or value is None) for name, value in positional]
+    named += [(key, value, True) for key, value in kwargs.items() if key not in hidden_options]
     factors = [label] if label else []
-    factors += [f"{name}={_scalar(value)}" for name, value in named if _is_scalar(value)]
-    float_dtypes = sorted({str(v.dtype) for _, v in named if isinstance(v, np.ndarray) and v.dtype.kind == "f"})
+    factors += [f"{name}={_scalar(value)}" for name, value, option in named if option and _is_scalar(value)]
+    float_dtypes = sorted({str(v.dtype) for _, v, _ in named if isinstance(v, np.ndarray) and v.dtype.kind == "f"})
     if len(float_dtypes) == 1:
         factors.append(f"{float_dtypes[0]} inputs")
-    for name, value in named:
+    for name, value, _ in named:
         factors += _notes(name, value)
-    call = f"{function}({', '.join(_shown(name, value) for name, value in named)})"
+    call = f"{function}({', '.join(_shown(name, value, option) for name, value, option in named)})"
     return CaseDescription(tuple(factors), call, label)

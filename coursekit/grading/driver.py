@@ -34,6 +34,7 @@ from coursekit.grading.outcomes import OUTCOMES, Evidence, classify, run_notes, 
 from coursekit.grading.package_view import ViewPlan, notebook_imports, plan_view
 from coursekit.grading.result_budget import result_caps
 from coursekit.grading.sandbox import Job, RawRun, kernel_leaves_root, sandbox_available
+from coursekit.grading.secret import load_secret
 from coursekit.grading.spec import AssignmentSpec, PreparedCall, adapters, graded_names, load_spec, prepare_calls
 from coursekit.grading.time_guard import PREPARATION_TIMEOUT_S, time_guard
 from coursekit.grading.verdicts import QuestionResult, score_question, visible_check_failure
@@ -180,12 +181,16 @@ class Grader:
         self._check_spec()
         self.view: ViewPlan = self._view()
         self.max_score = sum(float(q.points) for q in self.spec.questions)
+        self.secret = load_secret(self.course.root, log=log)
         source_files = files_of(self.course.root / self.course.source / assignment, set(), options.max_files_bytes)
         self.source_files = {k: v for k, v in (source_files or {}).items() if not k.endswith(".ipynb")}
         self.calls: dict[str, dict[str, list[PreparedCall]]] = {}
         self.reports: list[SubmissionReport] = []
         self._bar: Any = None
         self.resubmitted: list[str] = []
+
+    def _prepare_calls(self, student: str) -> dict[str, list[PreparedCall]]:
+        return prepare_calls(self.spec, course=self.course.course_id, student=student, secret=self.secret)
 
     def _view(self) -> ViewPlan:
         """What the sandbox's ``coursekit`` holds: what the released cells (visible checks included) and the
@@ -280,7 +285,7 @@ class Grader:
             return None
         notebook.refused_files = refused
         prepared[student] = notebook
-        self.calls[student] = prepare_calls(self.spec, course=self.course.course_id, student=student)
+        self.calls[student] = self._prepare_calls(student)
         return Job(
             files={k: base64.b64encode(v).decode() for k, v in files.items()},
             cells=notebook.run_cells,
@@ -335,7 +340,7 @@ class Grader:
         """
         calls = self.calls.pop(student, None)
         if calls is None:
-            calls = prepare_calls(self.spec, course=self.course.course_id, student=student)
+            calls = self._prepare_calls(student)
         ends = {event.call_id: event for event in run.calls} if run is not None else {}
         cell_ends = {event.index: event for event in run.cells} if run is not None else {}
         results = {}

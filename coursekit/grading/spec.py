@@ -8,16 +8,19 @@ variable) to read, how to generate hidden inputs, the ``coursekit`` reference
 to compare against, the tolerances and the points.
 
 The hidden inputs are drawn from a seed of their own for every student
-(:func:`hidden_seed`: the spec's private seed, the course, the assignment and
-the student), so inputs that leak from one notebook, or one term, fit no
-other. They are generated, and the references computed, in the grader's own
-process.
+(:func:`hidden_seed`: the course's grading secret, the spec's seed, the
+course, the assignment and the student), so inputs that leak from one
+notebook fit no other. The spec's seed is public (the specs are in the
+course's repository); the secret is not (see :mod:`~coursekit.grading.secret`),
+so no student can draw their own inputs outside the grader. They are
+generated, and the references computed, in the grader's own process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import importlib.util
 import zlib
 from dataclasses import dataclass, field
@@ -167,6 +170,10 @@ class FunctionQuestion:
             "input_ids after the call"), so the feedback names the item that differs.
         adapter_options: keyword arguments that only the adapter reads (left out of
             the feedback's description of a case).
+        options: the reference's positional parameters whose scalar values are options
+            (``max_len``): shown in the feedback and grouped by, like every keyword
+            argument. Any other positional scalar is a hidden input, shown by its
+            type only (see :mod:`~coursekit.grading.describe`).
     """
 
     grade_id: str
@@ -183,9 +190,14 @@ class FunctionQuestion:
     withholds: tuple[Callable[..., Any], ...] = ()
     outputs: tuple[str, ...] = ()
     adapter_options: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_withholds(self.withholds)
+        unknown = sorted(set(self.options) - set(parameter_names(self.reference)))
+        if unknown:
+            raise ValueError(f"{self.grade_id}: options must name positional parameters of the reference "
+                             f"{parameter_names(self.reference)}, got {unknown}")
 
 
 @dataclass(frozen=True)
@@ -252,7 +264,8 @@ class AssignmentSpec:
     Attributes:
         assignment: nbgrader assignment id.
         notebook: the notebook's name without ``.ipynb``.
-        seed: private part of every student's seed of hidden inputs (never released).
+        seed: the spec's part of every student's seed of hidden inputs; public, like
+            the spec file (the private part is the course's grading secret).
         questions: one per autograder test cell.
         memory_budget_mb: when set, the address space the notebook's code may
             add to a process that has imported NumPy and torch. The runner
@@ -318,26 +331,35 @@ def load_spec(path: Path) -> AssignmentSpec:
     return spec
 
 
-def hidden_seed(spec: AssignmentSpec, course: str, student: str) -> int:
-    """The seed of one student's hidden inputs: the spec's private seed, the course, the assignment, the student.
+def hidden_seed(spec: AssignmentSpec, course: str, student: str, secret: bytes) -> int:
+    """The seed of one student's hidden inputs: spec seed, course, assignment and student, keyed by the secret.
 
     Args:
-        spec: the assignment's spec (its private ``seed`` and its ``assignment`` id).
+        spec: the assignment's spec (its public ``seed`` and its ``assignment`` id).
         course: the nbgrader course id.
         student: the student id.
+        secret: the course's grading secret (:func:`~coursekit.grading.secret.load_secret`),
+            which the hash is keyed with: without it the seed cannot be computed.
 
     Returns:
         A 128-bit integer.
 
+    Raises:
+        TypeError: ``secret`` is not non-empty bytes.
+
     Example:
         >>> spec = AssignmentSpec("a1", "a1", 7, ())
-        >>> hidden_seed(spec, "seqloss", "ada") == hidden_seed(spec, "seqloss", "ada")
+        >>> hidden_seed(spec, "seqloss", "ada", b"k" * 32) == hidden_seed(spec, "seqloss", "ada", b"k" * 32)
         True
-        >>> len({hidden_seed(spec, c, s) for c in ("seqloss", "other") for s in ("ada", "bob")})
-        4
+        >>> len({hidden_seed(spec, c, s, k) for c in ("seqloss", "other") for s in ("ada", "bob")
+        ...      for k in (b"k" * 32, b"j" * 32)})
+        8
     """
+    if not isinstance(secret, bytes) or not secret:
+        raise TypeError(f"secret must be non-empty bytes (the course's grading secret), got {type(secret).__name__}"
+                        f"{' of length 0' if isinstance(secret, bytes) else ''}")
     material = "\x1f".join([str(spec.seed), course, spec.assignment, student]).encode()
-    return int.from_bytes(hashlib.sha256(material).digest()[:16], "little")
+    return int.from_bytes(hmac.new(secret, material, hashlib.sha256).digest()[:16], "little")
 
 
 def _rng(seed: int, grade_id: str, index: int = 0) -> np.random.Generator:
@@ -416,29 +438,31 @@ def _one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def prepare_calls(spec: AssignmentSpec, *, course: str, student: str) -> dict[str, list[PreparedCall]]:
+def prepare_calls(spec: AssignmentSpec, *, course: str, student: str,
+                  secret: bytes) -> dict[str, list[PreparedCall]]:
     """Generate one student's hidden calls and their reference answers, grouped by grade_id.
 
     The result depends only on the spec and :func:`hidden_seed`'s arguments, so
     a student gets the same inputs on every executor and every regrade. That is
     by design (a regrade reproduces the grade), and it means that inputs which
     reach a student once are valid for that student's later submissions of
-    the same assignment. So the feedback never quotes them: it describes a case
-    by its options and the dtypes and shapes of its arrays, and a failure by one
-    position with the expected and the returned value (a few digits of the
-    reference, and of the student's own return) or by the start of the
-    student's own exception message (see :mod:`~coursekit.grading.verdicts`).
+    the same assignment. So the feedback quotes neither them nor anything the
+    student's code chose: it describes a case by its options and the dtypes and
+    shapes of its arrays, and a failure in the grader's own words, with at most
+    one position and the reference's value there (see
+    :mod:`~coursekit.grading.verdicts`).
 
     Args:
         spec: the assignment's spec.
         course: the nbgrader course id.
         student: the student id.
+        secret: the course's grading secret (see :func:`hidden_seed`).
 
     Returns:
         ``{grade_id: [PreparedCall, ...]}`` in question order.
     """
     with _one_torch_thread():
-        return _prepare_calls(spec, hidden_seed(spec, course, student))
+        return _prepare_calls(spec, hidden_seed(spec, course, student, secret))
 
 
 def _call(question: FunctionQuestion | CheckedQuestion, index: int, case: Case) -> dict[str, Any]:
@@ -455,7 +479,7 @@ def _call(question: FunctionQuestion | CheckedQuestion, index: int, case: Case) 
 
 def _description(question: FunctionQuestion, case: Case, names: list[str]) -> CaseDescription:
     return describe_case(question.student_function or question.function, names, case.args, case.kwargs,
-                         label=case.label, hidden_options=question.adapter_options)
+                         label=case.label, hidden_options=question.adapter_options, options=question.options)
 
 
 def _expected_raise(question: FunctionQuestion, case: Case) -> ExpectedRaise:

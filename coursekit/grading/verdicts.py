@@ -15,11 +15,17 @@ own words, and the factors (options, edge case, dtype; see
 shares and not every case of the question has. The class report groups
 students by it (:func:`failure_kind`). The part after it is one example: the
 case's call with its dtypes and shapes, and the first differing position with
-the expected and the returned value rounded to four significant digits, or the
-start of the exception's message with its digits masked
-(:func:`quoted_message`). The returned value and the message are the
-student's own and bounded; no hidden value other than one reference number at
-one position is quoted.
+the reference's value there and the class of the returned one (larger,
+smaller, nan, inf), or the expected shape and the returned number of
+dimensions.
+
+The feedback quotes nothing the student's code chose: a graded function holds
+its hidden inputs and could spell them in a returned number, a returned shape,
+an exception's message (in letters, if digits were masked) or a class name. So
+an exception is named by its type only when Python defines it, and its message
+goes to the instructor's report alone (the ``raised`` field of :class:`QuestionResult`, digits
+masked by :func:`quoted_message`). The one hidden value the feedback shows is
+the reference's value at one position.
 """
 
 from __future__ import annotations
@@ -82,8 +88,11 @@ class QuestionResult:
         max_score: points available.
         passed: hidden cases answered correctly.
         total: hidden cases asked.
-        messages: short reasons for failures (never the hidden inputs).
+        messages: the feedback: short reasons for failures, in the grader's words.
         uses_reference: a call reached a reference that the sandbox withholds.
+        raised: for the instructor's report only, never the feedback: the start of
+            the student's exception message (digits masked) in each example that
+            raised, after the example's call.
     """
 
     grade_id: str
@@ -93,6 +102,7 @@ class QuestionResult:
     total: int
     messages: list[str] = field(default_factory=list)
     uses_reference: bool = False
+    raised: list[str] = field(default_factory=list)
 
     @property
     def outcome(self) -> str:
@@ -123,20 +133,22 @@ class Mismatch:
 
     Attributes:
         reason: what went wrong, in the grader's words (the feedback groups by it).
-        detail: one example: where and by how much, or the exception's message.
+        detail: one example, in the grader's words: where, and the expected value or shape.
         path: the item of a returned list that differs (indices, outermost first).
+        said: the student's exception message as :func:`quoted_message` shows it, for the instructor only.
     """
 
     reason: str
     detail: str = ""
     path: tuple[int, ...] = ()
+    said: str = ""
 
     def located(self, outputs: Sequence[str]) -> Mismatch:
         """The reason after the returned list's item it is about (named by ``outputs``); deeper indices in the detail.
 
         Example:
-            >>> Mismatch("wrong values", "first at [0]: expected 1, got 2", (1, 3)).located(("loss", "gradients"))
-            Mismatch(reason='gradients: wrong values', detail='item [3], first at [0]: expected 1, got 2', path=())
+            >>> Mismatch("wrong values", "first at [0]: expected 1", (1, 3)).located(("loss", "gradients"))
+            Mismatch(reason='gradients: wrong values', detail='item [3], first at [0]: expected 1', path=(), said='')
         """
         if not self.path:
             return self
@@ -144,7 +156,7 @@ class Mismatch:
         # Deeper indices vary from case to case: in the example, so that the kind stays one line.
         inner = "".join(f"[{i}]" for i in self.path[1:])
         detail = ", ".join(part for part in (f"item {inner}" if inner else "", self.detail) if part)
-        return Mismatch(f"{first}: {self.reason}", detail)
+        return Mismatch(f"{first}: {self.reason}", detail, said=self.said)
 
 
 def _as_array(value: object) -> np.ndarray | None:
@@ -161,16 +173,37 @@ def _number(value: object) -> str:
     return str(value.item() if isinstance(value, np.generic) else value)
 
 
-def _shape(shape: tuple[int, ...]) -> str:
-    # A shape is the student's to choose (a zero-size array carries any dimensions): a few numbers only.
-    return str(shape) if len(shape) <= 4 and all(n < 10**6 for n in shape) else f"{len(shape)} dimensions"
+def _returned_class(got: object, want: object) -> str:
+    """What class the returned value falls in, never the value: the student's code chose it."""
+    if isinstance(got, (bool, np.bool_)) or isinstance(want, (bool, np.bool_)):
+        return "a different value"
+    got, want = float(got), float(want)
+    if math.isnan(got):
+        return "nan"
+    if math.isinf(got):
+        return "inf" if got > 0 else "-inf"
+    if math.isnan(want) or math.isinf(want):
+        return "a finite number"
+    return "a larger value" if got > want else "a smaller value"
+
+
+def _shape_difference(got: tuple[int, ...], want: tuple[int, ...]) -> str:
+    """How a returned shape differs from the expected one, without its dimensions (the student's code chose them)."""
+    if len(got) == len(want) and sorted(got) == sorted(want):
+        return "the same dimensions in another order (a transpose?)"
+    try:
+        broadcast = np.broadcast_shapes(got, want) == got
+    except ValueError:
+        broadcast = False
+    plural = "" if len(got) == 1 else "s"
+    return f"{len(got)} dimension{plural}" + (" that the expected shape broadcasts to" if broadcast else "")
 
 
 def _first_difference(answer: np.ndarray, reference: np.ndarray, same: np.ndarray) -> Mismatch:
     where = tuple(int(i) for i in np.argwhere(~same)[0]) if reference.ndim else ()
     got, want = answer[where], reference[where]
     at = f"first at {list(where)}: " if where else ""
-    return Mismatch("wrong values", f"{at}expected {_number(want)}, got {_number(got)}")
+    return Mismatch("wrong values", f"{at}expected {_number(want)}, got {_returned_class(got, want)}")
 
 
 def compare(student: object, expected: object, *, rtol: float, atol: float) -> Mismatch | None:
@@ -191,7 +224,11 @@ def compare(student: object, expected: object, *, rtol: float, atol: float) -> M
         >>> compare(np.array([1.0, 2.0]), np.array([1.0, 2.0 + 1e-9]), rtol=1e-5, atol=1e-8) is None
         True
         >>> compare(np.array([1.0, 2.5]), np.array([1.0, 2.0]), rtol=1e-5, atol=1e-8)
-        Mismatch(reason='wrong values', detail='first at [1]: expected 2, got 2.5', path=())
+        Mismatch(reason='wrong values', detail='first at [1]: expected 2, got a larger value', path=(), said='')
+        >>> compare(np.zeros((3, 2)), np.zeros((2, 3)), rtol=0, atol=0).detail
+        'expected shape (2, 3), got the same dimensions in another order (a transpose?)'
+        >>> compare(np.zeros((7, 2, 3)), np.zeros((2, 3)), rtol=0, atol=0).detail
+        'expected shape (2, 3), got 3 dimensions that the expected shape broadcasts to'
         >>> compare(np.array([1, 2]), np.array([1.0, 2.0]), rtol=1e-5, atol=1e-8).reason
         'expected floating-point values, got int64'
         >>> compare("b ", "B", rtol=0, atol=0) is None
@@ -216,7 +253,8 @@ def compare(student: object, expected: object, *, rtol: float, atol: float) -> M
     if answer is None:
         return Mismatch(f"expected numbers, got {type(student).__name__}")
     if answer.shape != reference.shape:
-        return Mismatch("wrong shape", f"expected shape {tuple(reference.shape)}, got {_shape(answer.shape)}")
+        return Mismatch("wrong shape", f"expected shape {tuple(reference.shape)}, "
+                                       f"got {_shape_difference(answer.shape, reference.shape)}")
     if reference.dtype.kind == "f":
         if answer.dtype.kind != "f":
             return Mismatch(f"expected floating-point values, got {answer.dtype}")
@@ -232,13 +270,13 @@ def compare(student: object, expected: object, *, rtol: float, atol: float) -> M
 
 
 def quoted_message(ename: str, evalue: str) -> str:
-    """The start of a student's exception message, on one line, every digit shown as ``#``.
+    """The start of a student's exception message, on one line, every digit shown as ``#``: for the instructor only.
 
-    The message is the student's own text, but a graded function holds its
-    hidden inputs and may write them into it: the digits are masked, so the
-    words still say what went wrong ("reduction must be 'sum' or 'mean', got
-    'average'") while the numbers stay in the sandbox. A class name Python does
-    not define is left out for the same reason.
+    The message is the student's own text, and a graded function holds its
+    hidden inputs and may write them into it, in digits or in any other
+    alphabet. So it never reaches the feedback (see the module's docstring);
+    the instructor's report keeps its start, short and on one line, with the
+    digits masked and a class name Python does not define left out.
 
     Example:
         >>> quoted_message("ValueError", "lengths must lie in [0, 5],   got [6, 2]")
@@ -258,11 +296,11 @@ def _failure(end: CallEnd) -> Mismatch:
     """Why a call that did not return a value failed."""
     if end.status in FAILURES:
         return Mismatch(FAILURES[end.status])
-    # A class name of the student's own making could spell out anything: only Python's own are grouped by.
+    # A class name of the student's own making could spell out anything: only Python's own are named.
     if end.ename in KNOWN_EXCEPTIONS:
         hint = " (is it defined?)" if end.ename == "NameError" else ""
-        return Mismatch(f"raised {end.ename}{hint}", _quoted(end))
-    return Mismatch("raised an exception", _quoted(end))
+        return Mismatch(f"raised {end.ename}{hint}", said=_quoted(end))
+    return Mismatch("raised an exception of its own class", said=_quoted(end))
 
 
 def _check_raise(expected: ExpectedRaise, end: CallEnd) -> Mismatch | None:
@@ -272,10 +310,10 @@ def _check_raise(expected: ExpectedRaise, end: CallEnd) -> Mismatch | None:
         return _failure(end)
     if end.ename != expected.ename:
         found = _failure(end)
-        return Mismatch(f"{found.reason} instead of {expected.ename}", found.detail)
+        return Mismatch(f"{found.reason} instead of {expected.ename}", found.detail, said=found.said)
     if expected.naming not in end.evalue:
         return Mismatch(f"raised {expected.ename} whose message does not name {expected.naming!r}",
-                        _quoted(end))
+                        said=_quoted(end))
     return None
 
 
@@ -340,6 +378,35 @@ def _kind(reason: str, members: Sequence[PreparedCall], everywhere: set[str]) ->
     return reason + (f", including {' and '.join(labels)}" if labels else "")
 
 
+@dataclass(frozen=True)
+class _Group:
+    """The failures of one kind, with the one shown as the example."""
+
+    kind: str
+    count: int
+    example: Mismatch
+    prepared: PreparedCall
+
+    @property
+    def call(self) -> str:
+        return self.prepared.description.call if self.prepared.description else ""
+
+
+def _groups(failures: Sequence[tuple[Mismatch, PreparedCall]], calls: Sequence[PreparedCall]) -> list[_Group]:
+    """The kinds of failure, the most frequent first, at most :data:`MAX_KINDS`."""
+    everywhere = set(_shared([c.description for c in calls]))
+    by_reason: dict[str, list[tuple[Mismatch, PreparedCall]]] = {}
+    for mismatch, prepared in failures:
+        by_reason.setdefault(mismatch.reason, []).append((mismatch, prepared))
+    groups = []
+    for reason, members in sorted(by_reason.items(), key=lambda item: -len(item[1]))[:MAX_KINDS]:
+        kind = _kind(reason, [p for _, p in members], everywhere)
+        # The example: an edge case the spec labelled when there is one, since the kind may name it.
+        mismatch, prepared = next(((m, p) for m, p in members if p.description and p.description.label), members[0])
+        groups.append(_Group(kind, len(members), mismatch, prepared))
+    return groups
+
+
 def feedback_lines(failures: Sequence[tuple[Mismatch, PreparedCall]], calls: Sequence[PreparedCall], *,
                    what: str = "function") -> list[str]:
     """One line per kind of failure, the most frequent first, each with one example.
@@ -358,20 +425,25 @@ def feedback_lines(failures: Sequence[tuple[Mismatch, PreparedCall]], calls: Seq
     Returns:
         At most :data:`MAX_KINDS` lines.
     """
-    everywhere = set(_shared([c.description for c in calls]))
-    groups: dict[str, list[tuple[Mismatch, PreparedCall]]] = {}
-    for mismatch, prepared in failures:
-        groups.setdefault(mismatch.reason, []).append((mismatch, prepared))
     lines = []
-    for reason, members in sorted(groups.items(), key=lambda item: -len(item[1]))[:MAX_KINDS]:
-        kind = _kind(reason, [p for _, p in members], everywhere)
-        # The example: an edge case the spec labelled when there is one, since the kind may name it.
-        mismatch, prepared = next(((m, p) for m, p in members if p.description and p.description.label), members[0])
-        call = prepared.description.call if prepared.description else ""
-        example = ": ".join(part for part in (call, mismatch.detail) if part)
-        line = f"{len(members)} of {len(calls)} hidden checks of the {what}: {kind}"
+    for group in _groups(failures, calls):
+        example = ": ".join(part for part in (group.call, group.example.detail) if part)
+        line = f"{group.count} of {len(calls)} hidden checks of the {what}: {group.kind}"
         lines.append(line + (EXAMPLE + example if example else ""))
     return lines
+
+
+def raised_messages(failures: Sequence[tuple[Mismatch, PreparedCall]], calls: Sequence[PreparedCall]) -> list[str]:
+    """For the instructor: the student's exception message of each example of :func:`feedback_lines` that raised.
+
+    Args:
+        failures, calls: as for :func:`feedback_lines`.
+
+    Returns:
+        ``"<call>: <quoted message>"`` per kind whose example raised, in the feedback's order.
+    """
+    return [": ".join(part for part in (group.call, group.example.said) if part)
+            for group in _groups(failures, calls) if group.example.said]
 
 
 def score_question(question: Question, calls: Sequence[PreparedCall], ends: Mapping[str, CallEnd],
@@ -417,7 +489,8 @@ def score_question(question: Question, calls: Sequence[PreparedCall], ends: Mapp
     score = round(float(question.points) * passed / total, 3) if total else 0.0
     what = "answer" if isinstance(question, ValueQuestion) else "function"
     messages = feedback_lines(failures, calls, what=what)
-    return QuestionResult(question.grade_id, score, float(question.points), passed, total, messages)
+    return QuestionResult(question.grade_id, score, float(question.points), passed, total, messages,
+                          raised=raised_messages(failures, calls))
 
 
 def visible_check_failure(question: Question, total: int, end: CellEnd | None) -> QuestionResult | None:

@@ -391,6 +391,43 @@ FORGE_HITS = (
     "    raise type(leak[:90], (Exception,), {})(leak)\n"
 )
 
+# Grader review r4, finding 1: the graded function writes its hidden inputs into what the feedback used to quote.
+# Its exception's message, with the digits spelt as letters (masking digits stopped only digits): the shape, the
+# first 12 logits and the targets of each case, to 4 significant digits.
+LETTERS_FOR_DIGITS = (
+    "def token_nll(logits, targets, *, ignore_index=-100):\n"
+    "    shape = str(tuple(logits.shape))\n"
+    "    values = '/'.join(f'{v:.4g}' for v in logits.flatten()[:12].tolist())\n"
+    "    ids = '/'.join(str(v) for v in targets.flatten()[:6].tolist())\n"
+    "    text = 'shape ' + shape + ' L' + values + ' T' + ids\n"
+    "    raise ValueError(text.translate(str.maketrans('0123456789', 'ABCDEFGHIJ')))\n"
+)
+# The returned value: right everywhere but at [0], which holds the largest hidden token loss of the case.
+RETURNED_VALUE = (
+    "import torch\n"
+    "_honest_sequence_loss = sequence_loss\n"
+    "def sequence_loss(token_losses, mask=None, *, reduction='sum'):\n"
+    "    result = _honest_sequence_loss(token_losses, mask, reduction=reduction)\n"
+    "    if result.ndim == 0 or result.numel() == 0:\n"
+    "        return result\n"
+    "    leaked = torch.nan_to_num(token_losses.detach(), nan=0.0).max().to(result.dtype).reshape(1)\n"
+    "    return torch.cat([leaked, result.flatten()[1:]]).reshape(result.shape)\n"
+)
+# The returned shape: a zero-size result whose first dimensions are the first hidden logits, times 100.
+SHAPE_LEAK = (
+    "import torch\n"
+    "def token_nll(logits, targets, *, ignore_index=-100):\n"
+    "    return torch.zeros(*[round(abs(x) * 100) % 10**6 for x in logits.flatten()[:3].tolist()], 0)\n"
+)
+
+
+def _after_answer(grade_id: str, source: str) -> Callable[[Path], dict[str, Any]]:
+    """The solution's answer to ``grade_id`` with ``source`` appended (in the same answer cell)."""
+    def build(course: Path) -> dict[str, Any]:
+        return set_answer(solved_notebook(course), grade_id, solutions(course)[grade_id] + "\n" + source)
+    return build
+
+
 # Finding 3: the event channel must be the trusted runner's alone.
 FORGE_CELL_END = (
     "import json, os\n"
@@ -738,6 +775,13 @@ ATTACKS += [
     Attack("forged_hits", 7.0, "graded", _with_answer("answer_token_nll", FORGE_HITS),
            "the graded function writes its hidden inputs into its report's hits and an exception's name "
            "(grader review r1, findings 2 and 12)"),
+    Attack("letters_for_digits", 7.0, "graded", _with_answer("answer_token_nll", LETTERS_FOR_DIGITS),
+           "the graded function raises its hidden inputs spelt in letters (grader review r4, finding 1)"),
+    Attack("returned_value", 7.875, "graded", _after_answer("answer_sequence_loss", RETURNED_VALUE),
+           "the graded function returns a hidden input at [0] (grader review r4, finding 1)"),
+    Attack("shape_leak", 7.0, "graded", _with_answer("answer_token_nll", SHAPE_LEAK),
+           "the graded function returns a zero-size tensor whose dimensions are hidden logits "
+           "(grader review r4, finding 1)"),
     Attack("ban_switched_off", 10.0, "graded", _ban_switched_off,
            "a cell removes the ban from the kernel, then F.cross_entropy earns the marks: the ban only deters "
            "(grader review r1, finding 1)"),

@@ -1,0 +1,124 @@
+"""The course's grading secret (grader review r4, finding 6): the public specs alone no longer give the inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import stat
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from coursekit.grading.secret import SECRET_VARIABLE, load_secret, secret_path
+from coursekit.grading.spec import _prepare_calls, load_spec, prepare_calls
+from coursekit.grading.wire import decode_value
+from conftest import GRADING_SECRET, REPO_ROOT
+
+pytestmark = pytest.mark.grading
+
+A1_SPEC = REPO_ROOT / "assignments" / "autograde" / "a1_sequence_loss.py"
+
+
+@pytest.fixture
+def course(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A course folder with an autograde folder and no secret in the environment."""
+    monkeypatch.delenv(SECRET_VARIABLE, raising=False)
+    (tmp_path / "autograde").mkdir()
+    return tmp_path
+
+
+def _token_nll_inputs(calls: dict) -> list[list[np.ndarray]]:
+    return [[decode_value(a) for a in c.call["args"]] for c in calls["test_token_nll"]]
+
+
+def _same(first: list[list[np.ndarray]], second: list[list[np.ndarray]]) -> bool:
+    return all(len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b)) for a, b in zip(first, second))
+
+
+def test_the_secret_file_is_created_once_mode_600_and_said_once(course: Path) -> None:
+    said = io.StringIO()
+    first = load_secret(course, log=said)
+    again = load_secret(course, log=said)
+    path = secret_path(course)
+    assert first == again == path.read_bytes() and len(first) == 32
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert said.getvalue().count("created the grading secret") == 1, said.getvalue()
+    assert "keep it" in said.getvalue()
+
+
+def test_two_courses_get_different_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SECRET_VARIABLE, raising=False)
+    secrets = []
+    for name in ("one", "two"):
+        (tmp_path / name / "autograde").mkdir(parents=True)
+        secrets.append(load_secret(tmp_path / name, log=io.StringIO()))
+    assert secrets[0] != secrets[1]
+
+
+def test_the_secret_file_is_ignored_by_git_in_a_course_repository(course: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(course)], check=True)
+    load_secret(course, log=io.StringIO())
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(secret_path(course))], cwd=course)
+    assert ignored.returncode == 0
+
+
+def test_the_secret_file_is_ignored_by_git_in_this_repository() -> None:
+    ignored = subprocess.run(["git", "check-ignore", "-q", "assignments/autograde/.grading-secret"], cwd=REPO_ROOT)
+    assert ignored.returncode == 0
+
+
+def test_the_environment_overrides_the_file(course: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SECRET_VARIABLE, GRADING_SECRET.hex())
+    assert load_secret(course) == GRADING_SECRET
+    assert not secret_path(course).exists()
+
+
+@pytest.mark.parametrize(("value", "words"), [("not hex", "must be a hex string"), ("00ff", "at least 16 bytes")])
+def test_a_bad_secret_in_the_environment_is_refused_by_name(course: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           value: str, words: str) -> None:
+    monkeypatch.setenv(SECRET_VARIABLE, value)
+    with pytest.raises(ValueError, match=words) as raised:
+        load_secret(course)
+    assert SECRET_VARIABLE in str(raised.value)
+
+
+def test_a_short_secret_file_is_refused(course: Path) -> None:
+    secret_path(course).write_bytes(b"short")
+    with pytest.raises(ValueError, match="at least 16 bytes, got 5"):
+        load_secret(course)
+
+
+def test_a_course_without_an_autograde_folder_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SECRET_VARIABLE, raising=False)
+    with pytest.raises(FileNotFoundError, match="course_dir must hold an autograde folder"):
+        load_secret(tmp_path)
+
+
+def test_the_same_student_gets_the_same_cases_with_the_same_secret() -> None:
+    spec = load_spec(A1_SPEC)
+    first = prepare_calls(spec, course="seqloss", student="leaker", secret=GRADING_SECRET)
+    again = prepare_calls(spec, course="seqloss", student="leaker", secret=GRADING_SECRET)
+    assert _same(_token_nll_inputs(first), _token_nll_inputs(again))
+
+
+def test_another_secret_draws_other_cases() -> None:
+    spec = load_spec(A1_SPEC)
+    first = prepare_calls(spec, course="seqloss", student="leaker", secret=GRADING_SECRET)
+    other = prepare_calls(spec, course="seqloss", student="leaker", secret=bytes(32))
+    assert not _same(_token_nll_inputs(first), _token_nll_inputs(other))
+
+
+def test_the_public_seed_alone_no_longer_rebuilds_a_students_cases() -> None:
+    """The reviewer's public_seed.py: the spec file's SEED, the course id and the student id, without the secret."""
+    spec = load_spec(A1_SPEC)
+    graded = prepare_calls(spec, course="seqloss", student="leaker", secret=GRADING_SECRET)
+    material = "\x1f".join([str(spec.seed), "seqloss", spec.assignment, "leaker"]).encode()
+    public_seed = int.from_bytes(hashlib.sha256(material).digest()[:16], "little")
+    rebuilt = _prepare_calls(spec, public_seed)
+    # The probe can fail: the same derivation keyed with nothing but public data is what the grader used before.
+    assert _same(_token_nll_inputs(rebuilt), _token_nll_inputs(_prepare_calls(spec, public_seed)))
+    assert not _same(_token_nll_inputs(graded), _token_nll_inputs(rebuilt))
+    with pytest.raises(TypeError, match="secret must be non-empty bytes"):
+        prepare_calls(spec, course="seqloss", student="leaker", secret=b"")

@@ -499,7 +499,9 @@ def visible_check_failure(question: Question, total: int, end: CellEnd | None) -
     Stock nbgrader runs a test cell's visible checks before its hidden block,
     so a check that raises scores the cell 0; ``coursekit grade`` runs them too,
     where the cell stands, and applies the same rule, so both graders agree.
-    The feedback quotes the check's exception as :func:`quoted_message` does.
+    The feedback quotes the check's exception as :func:`quoted_message` does:
+    unlike a hidden check's, it cannot carry hidden inputs, since the sandbox
+    receives the hidden calls only after the notebook's last cell has run.
 
     Args:
         question: the question.

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-from coursekit.hub.machine import first_closed_to_others
+from coursekit.hub.shared_python import this_python_to_share
 from tests.conftest import in_ci
 from tests.assignment_fixtures import WRONG, filled_in, read_notebook, solutions_of, write_notebook
 
@@ -99,30 +99,22 @@ class Course:
             return {g.name: (g.auto_score, g.manual_score, g.max_score, g.needs_manual_grade) for g in notebook.grades}
 
 
-def _as_user(user: str) -> list[str]:
-    """The command prefix that runs as ``user``, with the Python installation readable.
+def _as_user(user: str, command: list[str]) -> list[str]:
+    """``command`` run as ``user``, in the mount namespace ``make hub`` uses where that is needed.
 
     On this machine Python lives under root's private home (``/root/.pyenv``), which another
-    account cannot enter; a real course installs it where students can read it. So the student's
-    command runs in a bubblewrap mount namespace in which that private ancestor is an empty
-    directory with only the Python installation bound into it; everything else is the host's.
+    account cannot enter; :mod:`coursekit.hub.shared_python` opens just that installation to
+    them, for this one command, as it does for the hub's single-user servers.
     """
-    prefix = Path(sys.base_prefix).resolve()
-    closed = first_closed_to_others(prefix)
-    mounts = []
-    if closed is not None:
-        mounts = ["--tmpfs", str(closed)]
-        for directory in [p for p in reversed(prefix.parents) if closed in p.parents]:
-            mounts += ["--perms", "0755", "--dir", str(directory)]
-        mounts += ["--ro-bind", str(prefix), str(prefix)]
-    return ["bwrap", "--dev-bind", "/", "/", *mounts, "--", "setpriv", f"--reuid={user}",
-            f"--regid={pwd.getpwnam(user).pw_gid}", "--clear-groups"]
+    as_user = ["setpriv", f"--reuid={user}", f"--regid={pwd.getpwnam(user).pw_gid}", "--clear-groups", *command]
+    share = this_python_to_share()
+    return as_user if share is None else share.command(as_user)
 
 
 def _bash(block: str, *, cwd: Path, env: dict[str, str], user: str | None = None) -> subprocess.CompletedProcess[str]:
-    prefix = [] if user is None else _as_user(user)
-    result = subprocess.run([*prefix, "bash", "-euo", "pipefail", "-c", block], cwd=cwd, env=env, capture_output=True,
-                            text=True, timeout=900, check=False)
+    command = ["bash", "-euo", "pipefail", "-c", block]
+    result = subprocess.run(command if user is None else _as_user(user, command), cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=900, check=False)
     assert result.returncode == 0, f"$ {block}\n(in {cwd}) failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     return result
 
@@ -133,8 +125,8 @@ STUDENT_ACCOUNTS = ("ada", "alan")
 @pytest.fixture()
 def student_accounts() -> Iterator[tuple[str, ...]]:
     """System accounts for the exchange students, created for the test and deleted after it."""
-    if os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("useradd", "bwrap", "setpriv")):
-        reason = "the students' system accounts need root, useradd, bwrap and setpriv"
+    if os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("useradd", "unshare", "setpriv")):
+        reason = "the students' system accounts need root, useradd, unshare and setpriv"
         if in_ci():
             pytest.fail(f"{reason} (required under CI=true)")
         pytest.skip(reason)

@@ -376,3 +376,31 @@ def test_the_truncated_log_shows_the_marker_in_the_autograded_notebook(graded_in
     text = "".join("".join(output.get("text", "")) for output in logging["outputs"])
     assert text.endswith("\n[output truncated]\n") and len(text) <= LIMITS.output_cell
     assert "OutputLimitExceeded" not in path.read_text()
+
+
+def test_an_answer_cell_whose_memory_came_back_keeps_its_place_and_says_so(graded: dict) -> None:
+    """Grader review r4, finding 2: only a cell that keeps the memory is skipped; the other one is noted."""
+    answer = cell_index(solved_notebook(graded["course"]), "answer_token_nll")
+    freed = graded["reports"]["hog_answer"]
+    assert freed.notes == [f"cell {answer} ran out of memory; its memory came back, so it was not skipped"]
+    kept = graded["reports"]["hog_answer_kept"]
+    assert f"the process ran out of memory in cell {answer}; it was skipped on a rerun" in kept.notes, kept.notes
+    by_id = {q["grade_id"]: q for q in kept.questions}
+    assert by_id["test_token_nll"]["messages"][0] == (
+        f"your answer cell (cell {answer}) ran out of memory and was skipped on a rerun, so what it defines was "
+        "not there"), by_id["test_token_nll"]
+
+
+def test_a_repeated_cell_id_gets_a_fresh_one_with_a_note(graded: dict) -> None:
+    """Grader review r4, finding 7: an editor that pastes a cell with its id is not tampering."""
+    answer = cell_index(solved_notebook(graded["course"]), "answer_token_nll")
+    assert graded["reports"]["paste_same_id"].notes == [
+        f"cell {answer + 1} repeated the id 'answer_token_nll' of an earlier cell (pasted in an editor?); it was "
+        "given a fresh id",
+        f"cell {answer + 1} is a copy of answer cell 'answer_token_nll' (pasted in Jupyter?); it ran as a plain cell"]
+    assert graded["reports"]["plain_dup_id"].notes == [
+        f"cell {answer + 2} repeated the id 'same-id' of an earlier cell (pasted in an editor?); it was given a "
+        "fresh id"]
+    autograded = graded["course"] / "autograded" / "plain_dup_id" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    ids = [cell.get("id") for cell in json.loads(autograded.read_text())["cells"]]
+    assert len(ids) == len(set(ids)), ids

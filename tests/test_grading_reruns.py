@@ -69,3 +69,37 @@ def test_an_exception_named_like_a_limit_buys_no_second_attempt_and_a_real_hog_d
                          limits)
     assert hog.finished and hog.attempts == 2 and hog.skipped_cells == [(0, "memory")]
     assert [(c.index, c.stdout) for c in hog.cells] == [(1, "after\n")]
+
+
+#: a cell that defines something, then tries more memory than there is inside a function: what it allocated is
+#: freed as the exception unwinds (grader review r4, finding 2).
+FREED_AFTER_TRYING = ("def answer():\n    return 42\n"
+                      "def _try_big():\n    kept = []\n    while True:\n        kept.append(bytearray(2**25))\n"
+                      "_try_big()")
+
+
+def test_a_cell_whose_memory_came_back_is_not_a_hoarder_and_keeps_its_definitions() -> None:
+    """Grader review r4, finding 2: the rerun dropped the answer although nothing after it was starved."""
+    run = run_submission(_job([FREED_AFTER_TRYING, "print(answer())"]), Limits(timeout_s=5.0, memory_mb=1024))
+    assert run.finished and run.attempts == 1 and run.skipped_cells == []
+    assert [(c.index, c.ended, c.memory_held, c.stdout) for c in run.cells] == [
+        (0, StepEnd.MEMORY_LIMIT, False, ""), (1, StepEnd.REPORTED, False, "42\n")]
+
+
+def test_a_cell_that_keeps_its_memory_is_measured_holding_it() -> None:
+    run = run_submission(_job(["_hog = []\nwhile True:\n    _hog.append(bytearray(50_000_000))", "print('after')"]),
+                         Limits(timeout_s=5.0, memory_mb=1024))
+    assert run.skipped_cells == [(0, "memory")]
+    assert run.attempts == 2
+
+
+def test_memory_is_counted_on_top_of_the_kernels_starting_address_space() -> None:
+    """Grader review r4, finding 5: at --memory 512 the kernel, which starts with torch mapped (~600 MiB), could
+    map nothing more; the limit is now on top of that start, so a 300 MiB array fits under 512."""
+    cell = ("import resource, torch\n"
+            "_start = int([l for l in open('/proc/self/status') if l.startswith('VmSize')][0].split()[1]) * 1024\n"
+            "_limit = resource.getrlimit(resource.RLIMIT_AS)[0]\n"
+            "_x = torch.ones(300 * 2**18)\n"
+            "print(_limit - _start >= 400 * 2**20, float(_x.sum()))\n")
+    run = run_submission(_job([cell]), Limits(timeout_s=5.0, memory_mb=512))
+    assert [(c.status, c.stdout) for c in run.cells] == [(CellStatus.OK, f"True {300 * 2**18:.1f}\n")]

@@ -197,3 +197,44 @@ def test_after_nbgrader_autograde_coursekit_grade_says_the_other_grader_graded(t
     assert "1 submission(s) already graded" in err
     assert "graded by `nbgrader autograde`" in err and "erin" in err
     assert not (other / "grade-reports" / ASSIGNMENT / "erin.json").exists()
+
+
+def test_a_resubmission_newer_than_its_grade_is_regraded_without_force_and_named(tmp_path: Path) -> None:
+    """Grader review r4, finding 8 (its resubmit.py): as `nbgrader autograde`, a submission whose timestamp.txt is
+    newer than the graded one is graded again without --force; an unchanged one is still skipped."""
+    require_sandbox()
+    course = make_course(tmp_path / "resubmit")
+    submit(course, "ada", solved_notebook(course))
+    submit(course, "bob", solved_notebook(course))
+    first = _grade(course)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    resubmitted = set_answer(solved_notebook(course), "answer_token_nll", WRONG_TOKEN_NLL)
+    submit(course, "ada", resubmitted, timestamp="2026-11-21 09:00:00.000000 UTC")
+    second = _grade(course)
+    out, err = second.communicate(timeout=300)
+    assert second.returncode == 0, err
+    table = [line.split() for line in out.splitlines()[1:] if line and not line.startswith("reports:")]
+    assert [(row[0], float(row[1]), row[3]) for row in table] == [("ada", 7.0, "graded")], out
+    assert "1 submission(s) already graded; use --force to regrade them" in err, err
+    assert ("1 submission(s) resubmitted after grading (timestamp.txt newer than the graded one), regraded: ada"
+            in err), err
+    autograded = course / "autograded" / "ada" / ASSIGNMENT / "timestamp.txt"
+    assert autograded.read_text() == "2026-11-21 09:00:00.000000 UTC"
+    third = _grade(course)
+    out, err = third.communicate(timeout=300)
+    assert third.returncode == 0, err
+    assert "2 submission(s) already graded" in err and "resubmitted" not in err, err
+
+
+def test_the_smallest_accepted_memory_limit_grades_a_correct_notebook_in_full(tmp_path: Path) -> None:
+    """Grader review r4, finding 5: at `--memory 512`, which Limits accepts, every submission scored 0 (kernel_died):
+    the limit was the whole address space and the kernel starts with about 600 MiB mapped."""
+    require_sandbox()
+    course = make_course(tmp_path / "memory")
+    submit(course, "ada", solved_notebook(course))
+    graded = _grade(course, "--memory", "512")
+    out, err = graded.communicate(timeout=300)
+    assert graded.returncode == 0, err
+    table = [line.split() for line in out.splitlines()[1:] if line and not line.startswith("reports:")]
+    assert [(row[0], float(row[1]), row[3]) for row in table] == [("ada", 10.0, "graded")], out

@@ -354,6 +354,46 @@ def test_a_notebook_nested_deeper_than_the_limit_is_invalid_never_a_crash(depth:
     assert prepared.detail == f"the notebook nests arrays and objects {depth + 1} deep, more than {MAX_NOTEBOOK_DEPTH}"
 
 
+TRUNCATED_UPLOAD_CHECK = """
+import json, sys, time
+from coursekit.grading.notebook import prepare
+head = json.dumps({"nbformat": 4, "cells": [{"cell_type": "code", "source": "", "outputs": [
+    {"output_type": "display_data", "data": {"text/html": ""}}]}]}).split('"text/html": "')[0]
+for size in (16 * 1024, 1024 * 1024):
+    tail = '<td class=\\\\"x\\\\">1</td>' * (size // 20)
+    raw = (head + '"text/html": "' + tail).encode()
+    started = time.process_time()
+    prepared = prepare(raw, [], max_bytes=10**8)
+    print(len(raw), prepared.outcome, time.process_time() - started)
+"""
+
+
+def test_a_truncated_upload_full_of_escaped_quotes_is_refused_in_linear_time() -> None:
+    """Grader review r4, finding 3: the bracket count retried an unterminated string at every ``\\"``, so a
+    491 KB truncated upload took minutes of the grader's own CPU. Linear, 1 MiB takes milliseconds; the
+    quadratic count took about an hour on it, so the child's time limit, not a flaky bound, fails it."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", TRUNCATED_UPLOAD_CHECK], capture_output=True, text=True,
+                          timeout=120, check=True)
+    lines = [line.split() for line in done.stdout.splitlines()]
+    assert [int(size) > limit for (size, _, _), limit in zip(lines, (16 * 1024, 1024 * 1024))] == [True, True]
+    assert [outcome for _, outcome, _ in lines] == ["invalid_notebook", "invalid_notebook"]
+    assert float(lines[1][2]) < 5.0, f"1 MiB of truncated HTML took {lines[1][2]} s of CPU to refuse"
+
+
+def test_the_preparation_time_guard_interrupts_a_stalled_step() -> None:
+    from coursekit.grading.time_guard import PreparationTimeout, time_guard
+
+    with pytest.raises(PreparationTimeout, match="spinning took longer than 0.2 s"):
+        with time_guard(0.2, "spinning"):
+            while True:
+                pass
+    with time_guard(5.0, "nothing"):
+        pass
+
+
 def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
     source = "x = '" + "[" * 5_000 + "\\\"" + "{" * 5_000 + "'"
     prepared = prepare(_notebook(("given", "import torch"), (None, source)), EXPECTED, max_bytes=10**6)
@@ -500,3 +540,15 @@ def test_a_result_of_the_wrong_shape_fails_on_its_shape_not_in_the_backward_pass
     report = run_step(kernel, RunCall(call))
     assert (report.status, report.grads) == (CallStatus.OK, [])
     assert compare(decode_value(report.value), np.ones(3), rtol=0, atol=0).reason == "wrong shape"
+
+
+def test_a_repeated_cell_id_is_given_a_fresh_one_with_a_note_not_tampering() -> None:
+    """Grader review r4, finding 7: VS Code pasted cells with the original's id; nbformat repairs it, so do we."""
+    notebook = json.loads(_notebook(("given", "import torch"), (None, "x = 1"), (None, "y = 2")))
+    notebook["cells"][1]["id"] = notebook["cells"][2]["id"] = "same-id"
+    prepared = prepare(json.dumps(notebook).encode(), EXPECTED, max_bytes=10**6)
+    assert prepared.tampered == [] and prepared.outcome is None
+    assert prepared.notes == ["cell 2 repeated the id 'same-id' of an earlier cell (pasted in an editor?); it was given "
+                              "a fresh id"]
+    ids = [cell["id"] for cell in prepared.notebook["cells"]]
+    assert ids[1] == "same-id" and len(ids) == len(set(ids))

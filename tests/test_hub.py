@@ -17,10 +17,14 @@ screens the course pages describe:
 4. ``student1`` fetches the feedback in the Assignments tab and reads their score and no
    hidden test; ``student2`` reads a zero.
 
-Where this Python lies under a folder other users cannot enter (root's pyenv under
-``/root``), the hub runs in a private mount namespace that opens just the interpreter's
-installation to them (see ``python_shared_with_users``); ``make hub`` itself refuses to
-start there and says why.
+Then Ctrl-C: the hub's process group gets SIGINT, as from a terminal, and the test checks
+that the hub, its proxy and every user's server have stopped, and that no mount is left.
+
+The hub is started exactly as ``make hub`` starts it. Where this Python lies under a folder
+other users cannot enter (root's pyenv under ``/root``), it runs itself in a private mount
+namespace that opens just the interpreter's installation to them
+(:mod:`coursekit.hub.shared_python`); the instructor's ``coursekit grade`` enters that
+namespace, as a terminal in the instructor's JupyterLab would be in it.
 
 On failure every open page is photographed into the test's temporary folder (the
 failure's notes say where). The hub, the proxy, every user's process, the accounts
@@ -49,8 +53,9 @@ import pytest
 
 from conftest import REPO_ROOT, in_ci
 from coursekit.course.config import course_id
-from coursekit.hub.accounts import ACCOUNTS, INSTRUCTOR, account_exists, remove_account
-from coursekit.hub.machine import first_closed_to_others, free_loopback_port, port_in_use, runtime_closed_to_others
+from coursekit.hub.accounts import ACCOUNTS, INSTRUCTOR, account_exists, processes_of, remove_account
+from coursekit.hub.machine import free_loopback_port, port_in_use
+from coursekit.hub.shared_python import ClosedToOthersError, SharedPython, this_python_to_share
 from tests.assignment_fixtures import filled_in, read_notebook, solutions_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -77,33 +82,6 @@ def skip_unless(ok: bool, reason: str) -> None:
         pytest.skip(reason)
 
 
-#: run by ``sh -c`` in a private mount namespace: $1 the Python installation, $2 a spare mount point,
-#: $3 the folder other users cannot enter; then the command.
-_SHARE_PYTHON = ('set -e; mount --bind "$1" "$2"; mount -t tmpfs -o mode=755 tmpfs "$3"; mkdir -p "$1"; '
-                 'mount --bind "$2" "$1"; shift 3; exec "$@"')
-
-
-def python_shared_with_users(spare: Path) -> list[str]:
-    """A command prefix under which every user can run this Python; empty when they already can.
-
-    Where the interpreter lies under a folder that other users cannot enter (root's pyenv
-    under ``/root``: ``make hub`` refuses to start there, naming the folder), the hub runs in a
-    private mount namespace in which that folder is an empty one all may enter, holding only
-    the interpreter's installation; the grader's sandbox reaches the interpreter the same way.
-    Nothing outside the hub's own processes sees it.
-    """
-    installation = Path(sys.base_prefix).resolve()
-    closed = first_closed_to_others(installation) or first_closed_to_others(Path(sys.executable).resolve())
-    if closed is None:
-        return []
-    hidden = [str(p) for p in (Path(sys.prefix).resolve(), REPO_ROOT) if p.is_relative_to(closed)]
-    skip_unless(not hidden, f"other users cannot enter {closed}, which holds {hidden}: clone the course elsewhere")
-    skip_unless(installation.is_relative_to(closed), runtime_closed_to_others() or "")
-    spare.mkdir()
-    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _SHARE_PYTHON, "sh",
-            str(installation), str(spare), str(closed)]
-
-
 def points_of(notebook: dict) -> tuple[float, float]:
     """(all points, points of the written answer) of the instructor's notebook, from its nbgrader metadata."""
     total = written = 0.0
@@ -127,19 +105,26 @@ def hidden_test_lines(notebook: dict) -> set[str]:
 
 @dataclass
 class Hub:
-    """A running hub: its address, the password of every account, its folder, how to enter its mount namespace."""
+    """A running hub: its address, the password of every account, its folder, its process, how it shares Python."""
 
     url: str
     password: str
     folder: Path
     log: Path
-    enter: list[str]
+    process: subprocess.Popen
+    share: SharedPython | None
+    mounts_before: set[str]
     pages: dict = field(default_factory=dict)
 
     @property
     def course(self) -> Path:
         """The instructor's copy of the course."""
         return Path(pwd.getpwnam(INSTRUCTOR).pw_dir) / course_id()
+
+    @property
+    def enter(self) -> list[str]:
+        """The command prefix that runs in the hub's mount namespace, where the users' processes run."""
+        return ["nsenter", f"--target={self.process.pid}", "--mount", "--"]
 
 
 def _stop(pid: int, grace_s: float) -> None:
@@ -170,27 +155,80 @@ def _proxy_pid(folder: Path) -> int | None:
     return pid if b"configurable-http-proxy" in cmdline else None
 
 
+def _process_table() -> dict[int, tuple[int, str]]:
+    """Every process: its parent's id and its mount namespace (read from ``/proc``)."""
+    table = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            table[int(proc.name)] = (parent, os.readlink(proc / "ns" / "mnt"))
+        except (OSError, IndexError, ValueError):  # the process ended while we were reading
+            continue
+    return table
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes started by ``pid``, and by them, and so on (the proxy, the users' servers, their kernels)."""
+    children: dict[int, list[int]] = {}
+    for child, (parent, _) in _process_table().items():
+        children.setdefault(parent, []).append(child)
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def in_namespace(namespace: str) -> set[int]:
+    """The processes in the mount namespace ``namespace`` (as ``/proc/PID/ns/mnt`` names it)."""
+    return {pid for pid, (_, mnt) in _process_table().items() if mnt == namespace}
+
+
+def mount_points(pid: int | str = "self") -> set[str]:
+    """The mount points process ``pid`` sees (by default this one's: the machine's, outside any private namespace)."""
+    return {line.split()[4] for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()}
+
+
+def wait_until(condition, timeout_s: float) -> bool:
+    """Poll ``condition`` every 0.2 s until it is true or ``timeout_s`` has passed; its last value."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 @pytest.fixture(scope="module")
 def hub() -> Iterator[Hub]:
-    """``python -m coursekit.hub`` on a free port, with a folder of its own; everything removed afterwards."""
+    """``python -m coursekit.hub`` as ``make hub`` runs it, on a free port with a folder of its own.
+
+    Whatever the tests leave running is stopped afterwards (Ctrl-C, then by process id), and
+    the accounts, their homes and the hub's folder are removed.
+    """
     skip_unless(os.geteuid() == 0, "the hub test creates system users (instructor, student1..3): it must run as root")
     if not PROXY.is_file():
         pytest.fail("configurable-http-proxy is missing under node_modules: run `npm ci` (make test runs it)")
+    try:
+        share = this_python_to_share()
+    except ClosedToOthersError as error:
+        skip_unless(False, f"make hub refuses to start from this clone: {error}")
     existing = [name for name in ACCOUNTS if account_exists(name)]
     if existing:
         pytest.fail(f"the accounts {existing} exist already (an earlier `make hub`?): this test creates and deletes "
                     "them, so remove them first with `userdel -r`")
     folder = Path(tempfile.mkdtemp(prefix="coursekit-hub-", dir="/tmp"))
-    prefix = python_shared_with_users(folder.parent / f"{folder.name}.python")
     port = free_loopback_port()
     password = "hub-test-" + os.urandom(6).hex()
     log = folder.parent / f"{folder.name}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("COURSEKIT_")}
     env["HUB_PASSWORD"] = password
+    mounts_before = mount_points()
     with open(log, "wb") as out:
+        # the Makefile's command, plus a folder of the test's own; a session of its own, as in a terminal
         process = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "coursekit.hub", "--port", str(port), "--dir", str(folder),
-             "--proxy", str(PROXY)],
+            [sys.executable, "-m", "coursekit.hub", "--port", str(port), "--proxy", str(PROXY), "--dir", str(folder)],
             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
     running = None
@@ -209,8 +247,7 @@ def hub() -> Iterator[Hub]:
             if time.monotonic() > deadline:
                 pytest.fail(f"the hub did not answer on {url} within 120 s:\n{log.read_text()[-4000:]}")
             time.sleep(0.5)
-        # the hub's mount namespace, where the users' processes run (the same as ours without a prefix)
-        running = Hub(url, password, folder, log, ["nsenter", f"--target={process.pid}", "--mount", "--"])
+        running = Hub(url, password, folder, log, process, share, mounts_before)
         yield running
     finally:
         for page in running.pages.values() if running else ():
@@ -218,8 +255,16 @@ def hub() -> Iterator[Hub]:
                 page.context.close()
             except Exception:  # already closed with another page of the same person
                 pass
-        _stop(process.pid, grace_s=30)
-        process.wait(timeout=10)
+        if process.poll() is None:
+            left = descendants(process.pid)
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                _stop(process.pid, grace_s=5)
+                process.wait(timeout=10)
+            for pid in left:
+                _stop(pid, grace_s=5)
         proxy = _proxy_pid(folder)
         if proxy is not None:
             _stop(proxy, grace_s=5)
@@ -227,9 +272,8 @@ def hub() -> Iterator[Hub]:
             remove_account(name)
         shutil.rmtree(folder, ignore_errors=True)
         log.unlink(missing_ok=True)
-        if prefix:
-            (folder.parent / f"{folder.name}.python").rmdir()
     assert not port_in_use(port), f"something still listens on the hub's port {port}"
+    assert not [name for name in ACCOUNTS if account_exists(name)], "the hub's accounts are removed"
 
 
 @contextmanager
@@ -411,7 +455,12 @@ def test_one_assignment_goes_round_the_hub_in_the_browser(hub: Hub, chromium, tm
         code_cells = sum(cell["cell_type"] == "code" for cell in released["cells"])
         ran = [re.compile(r"\[\d+\]")] * code_cells
         expect(student1.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt")).to_have_text(ran, timeout=ACTION_MS)
-        open_from_menu(student1, "File", "Save Notebook")
+        # The server writes a notebook in place (keeping a backup, not through a rename): a read while
+        # JupyterLab's save is under way can find it empty, so read once the save has been answered.
+        with student1.expect_response(lambda r: r.request.method == "PUT"
+                                      and r.url.split("?")[0].endswith(f"/api/contents/{path}")) as saving:
+            open_from_menu(student1, "File", "Save Notebook")
+        assert saving.value.ok, f"JupyterLab could not save the notebook: {saving.value.status}"
         saved = wait_for_saved_run(student1, "student1", path)
         errors = [o for cell in saved["cells"] if cell["cell_type"] == "code" for o in cell["outputs"]
                   if o["output_type"] == "error"]
@@ -483,3 +532,29 @@ def test_one_assignment_goes_round_the_hub_in_the_browser(hub: Hub, chromium, tm
         student2.bring_to_front()
         second = read_feedback(student2, "student2", hub)
         assert f"{ASSIGNMENT} (Score: 0.0 / {total:.1f})" in second
+
+
+
+def test_ctrl_c_stops_the_hub_its_proxy_and_every_server_and_leaves_no_mount(hub: Hub, chromium) -> None:
+    log_in(chromium, hub, "student3")  # so that a server surely runs, whichever tests ran before
+    started = hub.log.read_text().splitlines()
+    if hub.share is not None:
+        assert started[0] == hub.share.describe(), "the hub says in its first line that it shares the Python"
+        assert str(hub.share.closed) in mount_points(hub.process.pid), "and it does, in its own namespace"
+    else:
+        assert "private mount namespace" not in hub.log.read_text()
+    namespace = os.readlink(f"/proc/{hub.process.pid}/ns/mnt")
+    running = descendants(hub.process.pid)
+    assert _proxy_pid(hub.folder) in running, "the proxy runs under the hub"
+    servers = {pid for name in ACCOUNTS for pid in processes_of(name)}
+    assert set(processes_of("student3")) and servers <= running, "every user's server runs under the hub"
+
+    os.killpg(hub.process.pid, signal.SIGINT)  # what Ctrl-C in the hub's terminal sends
+    hub.process.wait(timeout=60)
+    assert wait_until(lambda: not running & set(_process_table()), 30), \
+        f"processes the hub started outlive it: {sorted(running & set(_process_table()))}"
+    assert {name: processes_of(name) for name in ACCOUNTS} == {name: [] for name in ACCOUNTS}
+    if hub.share is not None:
+        assert in_namespace(namespace) == set(), "nothing is left in the hub's mount namespace, so it is gone"
+    assert not (mount_points() - hub.mounts_before), "no mount is left on the machine"
+    assert not port_in_use(int(hub.url.rsplit(":", 1)[1])), "nothing listens on the hub's port"

@@ -1,19 +1,31 @@
-"""coursekit.hub.layout: what each role's Jupyter reads from the hub's folder, read back by Jupyter's own loaders.
+"""coursekit.hub's fast parts: each role's configuration, and sharing the Python with other users.
 
 The configuration folders are read the way the single-user servers read them
 (``JUPYTER_CONFIG_PATH`` first), through nbgrader's, jupyter_server's and
 jupyterlab_server's own loaders; tests/test_hub.py checks the same in a browser.
+
+:mod:`coursekit.hub.shared_python` is checked on folders made for the test (a closed
+folder of mode 700 holding an "installation"): its decisions, and its mount namespace,
+really entered (as root) by the unprivileged ``nobody``.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import shutil
 import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from conftest import in_ci
+from coursekit.hub import __main__ as hub_main
 from coursekit.hub.layout import HubLayout, make_folders, write_instructor_config, write_students_config
+from coursekit.hub.shared_python import ClosedToOthersError, SharedPython, python_to_share
 
 
 @pytest.fixture()
@@ -96,3 +108,115 @@ def test_instructors_server_may_be_framed_by_the_hubs_own_pages(layout, monkeypa
     app = ServerApp()
     app.load_config_file()
     assert app.config.ServerApp.tornado_settings["headers"]["Content-Security-Policy"] == "frame-ancestors 'self'"
+
+
+@pytest.fixture()
+def machine() -> Iterator[Path]:
+    """A folder every user may enter (pytest's own temporary folders are closed to others), removed afterwards.
+
+    Inside: ``open/`` (mode 755, a virtual environment's stand-in), ``closed/`` (mode 700, like
+    ``/root``) holding ``closed/secret`` and ``closed/lib/python/`` (the installation: a
+    ``bin/python`` script that prints a line of ``lib/stdlib.txt``).
+    """
+    root = Path(tempfile.mkdtemp(prefix="coursekit-share-", dir="/tmp"))
+    try:
+        root.chmod(0o755)
+        (root / "open").mkdir(mode=0o755)
+        installation = root / "closed" / "lib" / "python"
+        (installation / "bin").mkdir(parents=True)
+        for folder in (root / "closed" / "lib", installation, installation / "bin"):
+            folder.chmod(0o755)
+        (root / "closed").chmod(0o700)
+        (root / "closed" / "secret").write_text("root's own\n")
+        (installation / "stdlib.txt").write_text("the standard library\n")
+        (installation / "stdlib.txt").chmod(0o644)
+        interpreter = installation / "bin" / "python"
+        interpreter.write_text(f"#!/bin/sh\nexec cat {installation / 'stdlib.txt'}\n")
+        interpreter.chmod(0o755)
+        yield root
+    finally:
+        shutil.rmtree(root)
+
+
+def test_nothing_is_shared_when_every_user_reaches_the_python_and_the_environment(machine: Path) -> None:
+    (machine / "closed").chmod(0o755)
+    installation = machine / "closed" / "lib" / "python"
+    assert python_to_share(installation, installation / "bin" / "python", [machine / "open"]) is None
+
+
+def test_a_python_under_a_closed_folder_is_shared_when_the_environment_is_open(machine: Path) -> None:
+    installation = machine / "closed" / "lib" / "python"
+    share = python_to_share(installation, installation / "bin" / "python", [machine / "open"])
+    assert share == SharedPython(installation=installation, closed=machine / "closed")
+    assert str(machine / "closed") in share.describe() and "\n" not in share.describe()
+
+
+def test_an_environment_in_the_closed_folder_is_refused_naming_the_folder(machine: Path) -> None:
+    installation = machine / "closed" / "lib" / "python"
+    with pytest.raises(ClosedToOthersError, match=f"cannot enter or read {machine / 'closed'}:"):
+        python_to_share(installation, installation / "bin" / "python", [machine / "open", installation / "venv"])
+
+
+@pytest.mark.parametrize("closed_part", ["installation", "bin"])
+def test_a_closed_installation_or_a_closed_folder_inside_it_is_refused(machine: Path, closed_part: str) -> None:
+    (machine / "closed").chmod(0o755)
+    installation = machine / "closed" / "lib" / "python"
+    closed = installation if closed_part == "installation" else installation / "bin"
+    closed.chmod(0o700)
+    with pytest.raises(ClosedToOthersError, match=f"cannot enter or read {closed}:"):
+        python_to_share(installation, installation / "bin" / "python", [machine / "open"])
+
+
+def test_an_interpreter_outside_its_installation_is_refused(machine: Path) -> None:
+    installation = machine / "closed" / "lib" / "python"
+    outside = machine / "closed" / "python"
+    shutil.copy2(installation / "bin" / "python", outside)
+    with pytest.raises(ClosedToOthersError, match="make .venv from a Python every user can run"):
+        python_to_share(installation, outside, [machine / "open"])
+
+
+def host_mount_points() -> set[str]:
+    return {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
+
+
+def test_in_the_shared_namespace_another_user_runs_the_python_and_sees_nothing_else(machine: Path) -> None:
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        if in_ci():
+            pytest.fail("the mount namespace needs root and unshare (required under CI=true)")
+        pytest.skip("the mount namespace needs root and unshare")
+    installation = machine / "closed" / "lib" / "python"
+    share = SharedPython(installation=installation, closed=machine / "closed")
+    as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    before = host_mount_points()
+    outside = subprocess.run([*as_nobody, str(installation / "bin" / "python")], capture_output=True, text=True)
+    assert outside.returncode != 0, "the test's closed folder is closed to nobody outside the namespace"
+
+    script = (f'{installation / "bin" / "python"}; ls -A {machine / "closed"}; ls -A {machine / "closed" / "lib"}; '
+              f'umask; touch {installation / "new"} 2>/dev/null && echo writable || echo read-only')
+    # a umask of 077 must not close the folders the namespace makes, and must reach the command unchanged
+    inside = subprocess.run(share.command([*as_nobody, "sh", "-c", script]), capture_output=True, text=True,
+                            check=True, umask=0o077)
+    assert inside.stdout.splitlines() == ["the standard library", "lib", "python", "0077", "read-only"]
+
+    as_root = subprocess.run(share.command(["sh", "-c", f"touch {installation / 'new'}"]), capture_output=True,
+                             text=True)
+    assert as_root.returncode != 0 and "Read-only file system" in as_root.stderr
+    assert host_mount_points() == before, "no mount is left on the machine"
+    assert sorted(p.name for p in (machine / "closed").iterdir()) == ["lib", "secret"]
+
+
+def test_the_hub_refuses_a_folder_its_namespace_would_hide(machine: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    share = SharedPython(installation=machine / "closed" / "lib" / "python", closed=machine / "closed")
+    monkeypatch.setattr(hub_main, "this_python_to_share", lambda: share)
+    monkeypatch.setattr(hub_main.os, "geteuid", lambda: 0)
+    proxy = shutil.which("true")
+    args = argparse.Namespace(port=hub_main.free_loopback_port(), dir=machine / "closed" / "hub",
+                              proxy=Path(proxy), assignments=machine / "open")
+    venv_bin = Path(hub_main.sys.executable).parent
+    assert hub_main.refusal_to_start(args, venv_bin) == (
+        f"--dir: {machine / 'closed' / 'hub'} is under {machine / 'closed'}, which the hub's mount namespace hides; "
+        "choose a path outside it", None)
+    args.dir = machine / "open" / "hub"
+    assert hub_main.refusal_to_start(args, venv_bin) == (None, share)
+    monkeypatch.setenv(hub_main.SHARED_ENV, str(share.installation))
+    assert "still cannot enter" in hub_main.refusal_to_start(args, venv_bin)[0]

@@ -232,12 +232,12 @@ def _soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor) -> torch.T
     return F.cross_entropy(student.flatten(0, -2) / TEMPERATURE, targets)
 
 
-def _trl_generalized_jsd(beta: float):
+def _trl_generalized_jsd(beta: float, temperature: float = TEMPERATURE):
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     from trl.experimental.gkd.gkd_trainer import GKDTrainer
 
     def reference(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        return GKDTrainer.generalized_jsd_loss(student, teacher, beta=beta, temperature=TEMPERATURE, reduction="sum")
+        return GKDTrainer.generalized_jsd_loss(student, teacher, beta=beta, temperature=temperature, reduction="sum")
 
     return reference
 
@@ -380,8 +380,9 @@ def test_the_cuda_float32_lists_hold_what_the_autocast_module_docstring_says() -
     fp32 = _autocast_list(header, "AT_FORALL_FP32")
     fp32_set_dtype = _autocast_list(header, "AT_FORALL_FP32_SET_OPT_DTYPE")
     assert {"nll_loss", "kl_div", "logsumexp"} <= fp32
-    assert "log_softmax" in fp32_set_dtype
+    assert {"log_softmax", "softmax"} <= fp32_set_dtype
     assert "ctc_loss" not in fp32 | fp32_set_dtype
+    assert not {"div", "true_divide"} & (fp32 | fp32_set_dtype)
 
 
 def test_cpu_autocast_computes_in_the_dtypes_the_autocast_module_docstring_says() -> None:
@@ -395,6 +396,76 @@ def test_cpu_autocast_computes_in_the_dtypes_the_autocast_module_docstring_says(
             "F.kl_div": F.kl_div(logits, logits, log_target=True, reduction="sum"),
             "F.ctc_loss": F.ctc_loss(log_probs, torch.tensor([[1, 2], [2, 3]]), [6, 6], [2, 2]),
         }
-        kept_ops = {"F.log_softmax": F.log_softmax(logits, -1), "torch.logsumexp": torch.logsumexp(logits, -1)}
+        kept_ops = {"F.log_softmax": F.log_softmax(logits, -1), "F.softmax": F.softmax(logits, -1),
+                    "torch.logsumexp": torch.logsumexp(logits, -1), "logits / temperature": logits / 3.0}
     assert {name: out.dtype for name, out in float32_ops.items()} == dict.fromkeys(float32_ops, torch.float32)
     assert {name: out.dtype for name, out in kept_ops.items()} == dict.fromkeys(kept_ops, torch.bfloat16)
+
+
+# --- a temperature whose division rounds: coursekit's float32 is the closer to float64 ----------------
+
+ODD_TEMPERATURE = 3.0  # 1/3 is no power of two: logits / 3 in bfloat16 rounds
+
+
+def _kl_of_scaled(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """kd_loss's F.kl_div expression on logits already divided by the temperature."""
+    log_p, log_q = F.log_softmax(student.flatten(0, -2), dim=-1), F.log_softmax(teacher.flatten(0, -2), dim=-1)
+    return F.kl_div(log_p, log_q, log_target=True, reduction="batchmean") * ODD_TEMPERATURE**2
+
+
+def _soft_cross_entropy_of_scaled(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(student.flatten(0, -2), F.softmax(teacher.flatten(0, -2), dim=-1))
+
+
+def _trl_jsd_of_scaled(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    # TRL divides by its temperature first; 1 here, the division by 3 having been done by the caller.
+    return _trl_generalized_jsd(0.5, temperature=1.0)(student, teacher)
+
+
+def _top_k_kd_loss_with_k_v(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    return top_k_kd_loss(student, *top_k_teacher(teacher, V, temperature=temperature), temperature=temperature)
+
+
+#: (name, coursekit's loss of (student, teacher, temperature), the reference of the tempered logits).
+TEMPERED_LOSSES = [
+    ("kd_loss", lambda s, t, tau: kd_loss(s, t, temperature=tau), _kl_of_scaled),
+    ("top_k_kd_loss", _top_k_kd_loss_with_k_v, _kl_of_scaled),
+    ("kd_cross_entropy", lambda s, t, tau: kd_cross_entropy(s, t, temperature=tau), _soft_cross_entropy_of_scaled),
+    pytest.param("generalized_jsd", lambda s, t, tau: generalized_jsd(s, t, temperature=tau, reduction="sum"),
+                 _trl_jsd_of_scaled, marks=pytest.mark.ecosystem),
+]
+
+
+@pytest.mark.parametrize(("name", "loss", "reference"), TEMPERED_LOSSES, ids=lambda v: v if isinstance(v, str) else "")
+def test_at_a_rounding_temperature_the_distillation_losses_are_closer_to_float64_than_their_references(
+    name: str, loss, reference
+) -> None:
+    # The references divide first: logits / T is on no autocast list and stays bfloat16 on both devices
+    # (and on the CPU their log-softmax and softmax stay bfloat16 too). coursekit divides in float32.
+    student, teacher = _logits_and_targets(20)[0].detach(), _teacher(21)
+    exact = reference(student.double() / ODD_TEMPERATURE, teacher.double() / ODD_TEMPERATURE)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = loss(student, teacher, ODD_TEMPERATURE)
+        cpu_reference = reference(student / ODD_TEMPERATURE, teacher / ODD_TEMPERATURE)
+    # CUDA autocast's order, run on the CPU: the division in bfloat16, everything after it in float32.
+    cuda_like_reference = reference((student / ODD_TEMPERATURE).float(), (teacher / ODD_TEMPERATURE).float())
+    assert ours.dtype == cpu_reference.dtype == torch.float32
+
+    def error(value: torch.Tensor) -> float:
+        return abs(value.double().item() - exact.item()) / abs(exact.item())
+
+    assert error(ours) < error(cuda_like_reference), (error(ours), error(cuda_like_reference))
+    assert error(ours) < error(cpu_reference), (error(ours), error(cpu_reference))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_ctc_loss_computes_half_precision_log_probs_that_f_ctc_loss_refuses(dtype: torch.dtype) -> None:
+    # A difference from F.ctc_loss that ctc_loss's docstring lists: PyTorch has no half-precision CTC kernel.
+    frames_logits, targets, input_lengths, target_lengths = _ctc_problem()
+    half = frames_logits.detach().float().log_softmax(-1).to(dtype)
+    with pytest.raises(NotImplementedError, match="ctc_loss"):
+        F.ctc_loss(half, targets, input_lengths, target_lengths)
+    loss = ctc_loss(half, targets, input_lengths, target_lengths)
+    assert loss.dtype == dtype
+    exact = F.ctc_loss(half.double(), targets, input_lengths, target_lengths)
+    torch.testing.assert_close(loss.double(), exact, rtol=2e-2, atol=2e-2)

@@ -28,6 +28,7 @@ import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -179,6 +180,19 @@ def test_micro_batches_with_num_items_in_batch_add_up_to_for_causal_lm_loss_and_
     # ... and both are the token mean of the whole batch (what one big batch would give).
     full = leaf(logits)
     torch.testing.assert_close(ours(full), causal_lm_loss(full, ids, loss_mask=scored))
+
+
+@pytest.mark.parametrize("num_items", [np.int64(40), np.int32(40), np.float32(40.0)], ids=repr)
+def test_causal_lm_loss_takes_a_numpy_num_items_in_batch_as_for_causal_lm_loss_does(num_items):
+    from transformers.loss.loss_utils import ForCausalLMLoss
+
+    logits, ids, scored, labels = causal_batch(0)
+    assert_same_value_and_gradient(
+        lambda z: causal_lm_loss(z, ids, loss_mask=scored, num_items_in_batch=num_items),
+        lambda z: ForCausalLMLoss(z, labels, logits.shape[-1], num_items_in_batch=num_items),
+        [logits.float()],
+        **FLOAT32,
+    )
 
 
 def test_for_causal_lm_loss_lowers_float64_where_upcast_keeps_it_and_raises_bfloat16_alike():

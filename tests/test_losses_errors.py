@@ -41,6 +41,8 @@ from coursekit.losses import (
     vocab_parallel_cross_entropy,
 )
 
+from coursekit.losses._checks import as_index, as_real, is_numpy_bool
+
 pytestmark = pytest.mark.losses
 
 Z = torch.zeros(2, 3, 4)  # logits (B, T, V)
@@ -358,7 +360,7 @@ NOT_INTEGERS: list[tuple[str, object, str]] = [
     ("0-d float tensor", torch.tensor(2.0), r"a tensor of shape \(\) and dtype torch.float32"),
     ("2-element tensor", torch.tensor([2, 2]), r"a tensor of shape \(2,\) and dtype torch.int64"),
     ("bool", True, "bool"),
-    ("numpy bool", np.True_, "bool"),
+    ("numpy bool", np.True_, type(np.True_).__name__),  # "bool" in NumPy 2, "bool_" in NumPy 1.x
     ("bool tensor", torch.tensor(True), r"a tensor of shape \(\) and dtype torch.bool"),
 ]
 
@@ -394,3 +396,112 @@ def test_a_wrong_epsilon_type_is_a_type_error_saying_what_is_expected(kind, valu
 def test_a_0d_real_epsilon_tensor_equals_its_number(value):
     logits, targets = _ignored_logits_and_targets()
     torch.testing.assert_close(label_smoothed_nll(logits, targets, value), label_smoothed_nll(logits, targets, value.item()))
+
+
+#: Every public float argument with a value it takes, as (argument, call, a float, an int); the
+#: float is exact in float16, so that every NumPy floating type holds the same value.
+FLOAT_ARGUMENTS: list[tuple[str, Callable[[object], object], float, int]] = [
+    ("num_items_in_batch", lambda x: causal_lm_loss(Z, Y, num_items_in_batch=x), 2.5, 7),
+    ("num_items_in_batch", lambda x: policy_loss_aggregate(L, M, mode="dapo", num_items_in_batch=x), 2.5, 7),
+    ("weight", lambda x: confidence_penalty_nll(Z, Y, x), 0.25, 1),
+    ("temperature", lambda x: kd_loss(Z, Z + torch.arange(4.0), temperature=x), 2.5, 2),
+    ("temperature", lambda x: kd_cross_entropy(Z, Z + torch.arange(4.0), temperature=x), 2.5, 2),
+    ("temperature", lambda x: generalized_jsd(Z, Z + torch.arange(4.0), temperature=x), 2.5, 2),
+    ("temperature", lambda x: top_k_teacher(Z + torch.arange(4.0), 2, temperature=x), 2.5, 2),
+    ("temperature", lambda x: top_k_kd_loss(Z, *top_k_teacher(Z + torch.arange(4.0), 2), temperature=x), 2.5, 2),
+    ("alpha", lambda x: mrt_risk(-L, L, alpha=x), 0.5, 1),
+    ("baseline", lambda x: reinforce_loss(-P, P + 1, baseline=x), 0.5, 1),
+    ("beta", lambda x: dpo_loss(-P, P, P, P, beta=x), 0.5, 1),
+    ("label_smoothing", lambda x: dpo_loss(-P, P, P, P, label_smoothing=x), 0.25, 0),
+    ("beta", lambda x: dpo_rewards(-P, P, P, P, beta=x), 0.5, 1),
+    ("beta", lambda x: simpo_loss(-P, P, N3, N3, beta=x), 0.5, 1),
+    ("gamma", lambda x: simpo_loss(-P, P, N3, N3, gamma=x), 0.5, 1),
+    ("eps_low", lambda x: clipped_surrogate(L, L, P[:2], eps_low=x), 0.25, 0),
+    ("eps_high", lambda x: clipped_surrogate(L, L, P[:2], eps_high=x), 0.25, 0),
+    ("beta", lambda x: generalized_jsd(Z, Z + torch.arange(4.0), beta=x), 0.25, 1),
+    ("epsilon", lambda x: label_smoothed_nll(Z + torch.arange(4.0), Y, x), 0.25, 0),
+    ("mean_nll", perplexity, 2.5, 2),
+    ("mean_nll", bits_per_token, 2.5, 2),
+]
+
+#: The NumPy scalars PyTorch's parser takes for a float argument (a value read from an array).
+NUMPY_REALS: list[tuple[str, Callable[[float, int], object]]] = [
+    ("numpy float32", lambda v, n: np.float32(v)),
+    ("numpy float16", lambda v, n: np.float16(v)),
+    ("numpy int64", lambda v, n: np.int64(n)),
+    ("numpy uint8", lambda v, n: np.uint8(n)),
+]
+
+
+def _same(got: object, expected: object) -> None:
+    for one, other in zip(got if isinstance(got, tuple) else (got,), expected if isinstance(expected, tuple) else (expected,)):
+        torch.testing.assert_close(one, other, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("kind", "make"), NUMPY_REALS, ids=[k for k, _ in NUMPY_REALS])
+@pytest.mark.parametrize(("argument", "call", "value", "integer"), FLOAT_ARGUMENTS,
+                         ids=[f"{i}-{a[0]}" for i, a in enumerate(FLOAT_ARGUMENTS)])
+def test_every_float_argument_takes_numpy_floats_and_ints_as_their_python_numbers(argument, call, value, integer, kind, make):
+    numpy_value = make(value, integer)
+    python_value = integer if isinstance(numpy_value, np.integer) else value
+    _same(call(numpy_value), call(python_value))
+
+
+@pytest.mark.parametrize("value", [np.True_, np.False_, True], ids=["numpy True", "numpy False", "bool"])
+@pytest.mark.parametrize(("argument", "call", "value_taken", "integer"), FLOAT_ARGUMENTS,
+                         ids=[f"{i}-{a[0]}" for i, a in enumerate(FLOAT_ARGUMENTS)])
+def test_no_float_argument_takes_a_bool_python_or_numpy(argument, call, value_taken, integer, value):
+    with pytest.raises(TypeError, match=rf"^{argument} must be .*, got {type(value).__name__}$"):
+        call(value)
+
+
+@pytest.mark.parametrize("value", [np.float32("inf"), np.float16("nan"), np.float64("-inf")], ids=str)
+@pytest.mark.parametrize(("argument", "call"), NUMBER_ARGUMENTS,
+                         ids=[f"{i}-{name}" for i, (name, _) in enumerate(NUMBER_ARGUMENTS)])
+def test_a_non_finite_numpy_float_is_a_value_error_naming_the_argument(argument, call, value):
+    with pytest.raises(ValueError, match=rf"^{argument} must be a finite number.*, got {float(value)}$"):
+        call(value)
+
+
+@pytest.mark.parametrize("epsilon", [np.float32(0.1), np.float16(0.1), np.float64(0.1), np.int64(0), np.uint8(0)], ids=repr)
+def test_label_smoothed_nll_takes_every_numpy_epsilon_f_cross_entropy_takes(epsilon):
+    logits, targets = _ignored_logits_and_targets()
+    expected = F.cross_entropy(logits.transpose(1, 2), targets, label_smoothing=epsilon, reduction="none")
+    torch.testing.assert_close(label_smoothed_nll(logits, targets, epsilon, reduction="none"), expected)
+
+
+def test_perplexity_of_a_numpy_float_is_that_of_its_python_float():
+    # np.float64 subclasses float and always passed; np.float32 did not.
+    for value in [np.float32(1.0), np.float16(1.0), np.int64(1)]:
+        torch.testing.assert_close(perplexity(value), torch.exp(torch.tensor(1.0)), rtol=0, atol=0)
+
+
+class _NumPy1Bool:
+    """NumPy 1.x's bool scalar as an argument check meets it: a type named ``bool_`` in module
+    ``numpy`` that ``operator.index`` takes as 0 or 1 (NumPy 1.x only warns). The locked NumPy 2
+    renamed the type ``bool`` and made ``operator.index`` refuse it, so only this stand-in, put in
+    ``numpy.bool_``'s place, shows whether the check tests the type rather than its name."""
+
+    __module__ = "numpy"
+
+    def __index__(self) -> int:
+        return 1
+
+
+_NumPy1Bool.__name__ = _NumPy1Bool.__qualname__ = "bool_"
+
+
+@pytest.mark.parametrize(("argument", "call"), INT_ARGUMENTS,
+                         ids=[f"{i}-{name}" for i, (name, _) in enumerate(INT_ARGUMENTS)])
+def test_a_numpy_1_bool_is_no_int_argument(monkeypatch, argument, call):
+    monkeypatch.setattr(np, "bool_", _NumPy1Bool)
+    received = "a list holding bool_" if argument.endswith("_lengths") else "bool_"
+    with pytest.raises(TypeError, match=rf"^{argument} must be .*, got {received}$"):
+        call(_NumPy1Bool())
+
+
+def test_numpy_bool_is_recognised_by_its_type_on_every_numpy():
+    assert type(np.True_) is np.bool_  # the type the check tests, whatever NumPy names it
+    assert is_numpy_bool(np.True_) and is_numpy_bool(np.bool_(False))
+    assert not any(is_numpy_bool(v) for v in [True, 1, np.int64(1), np.uint8(1), torch.tensor(True)])
+    assert as_index(np.True_) is None and as_real(np.True_) is None

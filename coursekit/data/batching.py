@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import torch
 
-from coursekit.data._checks import require_int, require_seed
+from coursekit.data._checks import require_int, require_seed, shown
 from coursekit.data.vocab import BOS_ID, EOS_ID, PAD_ID
 
 
@@ -240,9 +240,9 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int, *, seed: int, 
     require_int("max_tokens", max_tokens, minimum=1)
     require_seed("seed", seed)
     if min(lengths) < 0:
-        raise ValueError(f"lengths must be >= 0, got {min(lengths)}")
+        raise ValueError(f"lengths must be >= 0, got {shown(min(lengths))}")
     if max(lengths) > max_tokens:
-        raise ValueError(f"every length must fit the budget max_tokens={max_tokens}, got a length of {max(lengths)}")
+        raise ValueError(f"every length must fit the budget max_tokens={shown(max_tokens)}, got a length of {shown(max(lengths))}")
     order = list(range(len(lengths)))
     rng = random.Random(seed)
     if shuffle:
@@ -283,7 +283,7 @@ def token_stream(sentences: Sequence[Sequence[int]], batch_size: int, *, eos_id:
     flat = [token for sentence in sentences for token in (*sentence, eos_id)]
     width = len(flat) // batch_size
     if width < 2:
-        raise ValueError(f"batch_size={batch_size} is too large for {len(flat)} tokens (need 2 per stream)")
+        raise ValueError(f"batch_size={shown(batch_size)} is too large for {len(flat)} tokens (need 2 per stream)")
     return torch.tensor(flat[: width * batch_size], dtype=torch.long).view(batch_size, width)
 
 
@@ -316,7 +316,7 @@ def stream_values(per_token: Sequence[Sequence[float]], batch_size: int) -> torc
     flat = [float(v) for values in per_token for v in values]
     width = len(flat) // batch_size
     if width < 2:
-        raise ValueError(f"batch_size={batch_size} is too large for {len(flat)} values (need 2 per stream)")
+        raise ValueError(f"batch_size={shown(batch_size)} is too large for {len(flat)} values (need 2 per stream)")
     return torch.tensor(flat[: width * batch_size], dtype=torch.float64).view(batch_size, width)
 
 
@@ -394,8 +394,8 @@ def tbptt_windows(stream: torch.Tensor, step: int, bptt: int) -> list[TBPTTWindo
     require_int("step", step, minimum=1)
     require_int("bptt", bptt, minimum=1)
     if bptt < step:
-        raise ValueError(f"bptt must be >= step={step} (each update looks back at least over the steps it "
-                         f"scores), got {bptt}")
+        raise ValueError(f"bptt must be >= step={shown(step)} (each update looks back at least over the steps it "
+                         f"scores), got {shown(bptt)}")
     if stream.dim() != 2 or stream.shape[1] < 2:
         raise ValueError(f"stream must have shape (B, N) with N >= 2, got {tuple(stream.shape)}")
     steps = stream.shape[1] - 1

@@ -41,7 +41,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from coursekit.data._checks import require_int, require_seed
+from coursekit.data._checks import require_int, require_seed, shown
 from coursekit.data.vocab import EOS
 
 #: a state's arcs: (word, probability, next state); next state ``None`` ends the sentence
@@ -186,7 +186,7 @@ class ToyLanguage:
                 if state is not None:
                     words.append(word)
                     if len(words) > max_words:
-                        raise ValueError(f"max_words={max_words} exceeded while sampling")
+                        raise ValueError(f"max_words={shown(max_words)} exceeded while sampling")
             sentences.append(words)
         return sentences
 

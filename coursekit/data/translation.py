@@ -17,7 +17,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from coursekit.data._checks import require_int, require_number, require_one_of, require_seed
+from coursekit.data._checks import require_int, require_number, require_one_of, require_seed, shown
 
 ONES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 TEENS = ("ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
@@ -41,7 +41,7 @@ def number_to_words(number: int) -> str:
     """
     require_int("number", number, minimum=0)
     if number > MAX_NUMBER:
-        raise ValueError(f"number must lie in [0, {MAX_NUMBER}], got {number}")
+        raise ValueError(f"number must lie in [0, {MAX_NUMBER}], got {shown(number)}")
     if number == 0:
         return "zero"
     words: list[str] = []
@@ -132,16 +132,16 @@ def translation_task(
     require_int("max_in_distribution_words", max_in_distribution_words, minimum=1)
     noise = require_number("target_noise", target_noise, low=0.0)
     if noise > 1:
-        raise ValueError(f"target_noise must lie in [0, 1], got {target_noise}")
+        raise ValueError(f"target_noise must lie in [0, 1], got {shown(target_noise)}")
     inside, outside = [], []
     for number in range(MAX_NUMBER + 1):
         source = number_to_words(number)
         (inside if len(source.split()) <= max_in_distribution_words else outside).append(number)
     wanted = num_train + num_valid + num_test
     if wanted > len(inside):
-        raise ValueError(f"num_train + num_valid + num_test must be <= {len(inside)} numbers, got {wanted}")
+        raise ValueError(f"num_train + num_valid + num_test must be <= {len(inside)} numbers, got {shown(wanted)}")
     if num_ood > len(outside):
-        raise ValueError(f"num_ood must be <= {len(outside)} numbers, got {num_ood}")
+        raise ValueError(f"num_ood must be <= {len(outside)} numbers, got {shown(num_ood)}")
     rng = random.Random(seed)
     rng.shuffle(inside)
     rng.shuffle(outside)

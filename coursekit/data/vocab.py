@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
-from coursekit.data._checks import require_int, require_one_of
+from coursekit.data._checks import require_int, require_one_of, shown
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
@@ -130,7 +130,7 @@ class Vocab:
         """
         require_int("token_id", token_id)
         if not 0 <= token_id < len(self):
-            raise ValueError(f"token_id must lie in [0, {len(self)}), got {token_id}")
+            raise ValueError(f"token_id must lie in [0, {len(self)}), got {shown(token_id)}")
         return self._itos[token_id]
 
     def encode(
@@ -176,7 +176,7 @@ class Vocab:
         for raw in ids:
             token_id = int(raw)
             if not 0 <= token_id < len(self):
-                raise ValueError(f"ids must lie in [0, {len(self)}), got {token_id}")
+                raise ValueError(f"ids must lie in [0, {len(self)}), got {shown(token_id)}")
             if strip_special:
                 if token_id == EOS_ID:
                     break

@@ -18,6 +18,7 @@ import shutil
 import sys
 import traceback
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
@@ -29,11 +30,12 @@ from coursekit.grading.executors import make_executor
 from coursekit.grading.files import files_of, refuse_shadowing
 from coursekit.grading.limits import Limits
 from coursekit.grading.notebook import ExpectedCell, PreparedNotebook, prepare, unusable
-from coursekit.grading.outcomes import OUTCOMES, Evidence, classify, run_notes
+from coursekit.grading.outcomes import OUTCOMES, Evidence, classify, run_notes, skipped_answers
 from coursekit.grading.package_view import ViewPlan, notebook_imports, plan_view
 from coursekit.grading.result_budget import result_caps
 from coursekit.grading.sandbox import Job, RawRun, kernel_leaves_root, sandbox_available
 from coursekit.grading.spec import AssignmentSpec, PreparedCall, adapters, graded_names, load_spec, prepare_calls
+from coursekit.grading.time_guard import PREPARATION_TIMEOUT_S, time_guard
 from coursekit.grading.verdicts import QuestionResult, score_question, visible_check_failure
 
 __all__ = ["OUTCOMES", "GradeOptions", "Grader", "SandboxUnavailable", "SubmissionReport", "format_table",
@@ -134,6 +136,16 @@ def _read_timestamp(path: Path) -> tuple[str | None, str | None]:
     return text, None
 
 
+def _timestamp(path: Path) -> datetime | None:
+    """The time in ``path`` (a timestamp.txt) as nbgrader reads it; ``None`` when absent or not a date."""
+    text, _problem = _read_timestamp(path)
+    if text is None:
+        return None
+    from nbgrader.utils import parse_utc
+
+    return parse_utc(text)
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     temporary.write_bytes(data)
@@ -173,6 +185,7 @@ class Grader:
         self.calls: dict[str, dict[str, list[PreparedCall]]] = {}
         self.reports: list[SubmissionReport] = []
         self._bar: Any = None
+        self.resubmitted: list[str] = []
 
     def _view(self) -> ViewPlan:
         """What the sandbox's ``coursekit`` holds: what the released cells (visible checks included) and the
@@ -208,13 +221,25 @@ class Grader:
         return found
 
     def pending(self) -> list[str]:
-        """The submissions still to grade (all of them with ``--force``)."""
+        """The submissions still to grade (all of them with ``--force``).
+
+        Those not graded yet, and, as ``nbgrader autograde`` decides, those graded
+        whose submitted ``timestamp.txt`` is newer than the one in ``autograded/``
+        (a resubmission collected after grading); :attr:`resubmitted` names these.
+        """
         students = self.submissions()
         if self.options.force:
             return students
         tests = [c.name for c in self.expected if c.autograder_test]
         done = gb.graded_students(self.course, self.assignment, self.spec.notebook, tests)
-        return [s for s in students if s not in done]
+        self.resubmitted = [s for s in students if s in done and self._newer_than_its_grade(s)]
+        return [s for s in students if s not in done or s in self.resubmitted]
+
+    def _newer_than_its_grade(self, student: str) -> bool:
+        """Whether ``student``'s submitted timestamp.txt is later than the one its autograded copy was made from."""
+        submitted = _timestamp(self.course.root / self.course.submitted / student / self.assignment / "timestamp.txt")
+        graded = _timestamp(self.course.root / self.course.autograded / student / self.assignment / "timestamp.txt")
+        return submitted is not None and graded is not None and submitted > graded
 
     # -- the pipeline ------------------------------------------------------
     def _prepared(self, student: str) -> tuple[PreparedNotebook, dict[str, bytes], list[str]]:
@@ -248,7 +273,8 @@ class Grader:
 
     def _job(self, student: str, prepared: dict[str, PreparedNotebook]) -> Job | None:
         """The sandbox's work for ``student`` (``None``: the notebook cannot run, and is finished already)."""
-        notebook, files, refused = self._prepared(student)
+        with time_guard(PREPARATION_TIMEOUT_S, f"preparing {student}'s submission"):
+            notebook, files, refused = self._prepared(student)
         if notebook.outcome:
             self._finish(student, notebook, None)
             return None
@@ -341,6 +367,10 @@ class Grader:
     def _finish(self, student: str, prepared: PreparedNotebook, run: RawRun | None) -> SubmissionReport:
         """Score and classify one submission, then write its results (see :meth:`_write`)."""
         results = self._score(student, run, prepared.test_cells)
+        if run is not None:
+            for grade_id, sentence in skipped_answers(run, prepared.notebook["cells"], self.spec.questions).items():
+                if results[grade_id].passed < results[grade_id].total:
+                    results[grade_id].messages.insert(0, sentence)
         outcome, notes = self._outcome(prepared, run, results)
         report = self._report(student, run, results, outcome, notes)
         self._write(report, prepared, run, results)
@@ -477,6 +507,10 @@ class Grader:
         skipped = sorted(set(self.submissions()) - set(students))
         if skipped:
             self.log.write(self._already_graded(skipped))
+        if self.resubmitted:
+            shown = ", ".join(self.resubmitted[:10]) + (", ..." if len(self.resubmitted) > 10 else "")
+            self.log.write(f"{len(self.resubmitted)} submission(s) resubmitted after grading (timestamp.txt newer "
+                           f"than the graded one), regraded: {shown}\n")
         executor = make_executor(options.executor, options.jobs)
         use_sandbox: bool | None = True if options.require_sandbox else None
         prepared: dict[str, PreparedNotebook] = {}

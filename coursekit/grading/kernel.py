@@ -244,6 +244,13 @@ def _drop_privileges(uid: int | None) -> None:
         raise RuntimeError("could not drop root privileges")
 
 
+def _address_space() -> int:
+    """This process's address space now, in bytes (``VmSize``)."""
+    with open("/proc/self/status") as handle:
+        fields = dict(line.split(":", 1) for line in handle if ":" in line)
+    return int(fields["VmSize"].split()[0]) * 1024
+
+
 def _apply_limits(limits: dict[str, Any]) -> None:
     def set_limit(kind: int, value: int) -> None:
         _soft, hard = resource.getrlimit(kind)
@@ -251,7 +258,9 @@ def _apply_limits(limits: dict[str, Any]) -> None:
             value = min(value, hard)
         resource.setrlimit(kind, (value, value))
 
-    set_limit(resource.RLIMIT_AS, int(limits["memory_mb"]) * 2**20)
+    # RLIMIT_AS counts the whole address space, and the kernel starts with NumPy and torch mapped (about
+    # 600 MiB): the limit is on top of that, so that ``--memory`` is what the notebook itself may use.
+    set_limit(resource.RLIMIT_AS, _address_space() + int(limits["memory_mb"]) * 2**20)
     set_limit(resource.RLIMIT_NPROC, int(limits["nproc"]))
     set_limit(resource.RLIMIT_FSIZE, int(limits["fsize_mb"]) * 2**20)
     set_limit(resource.RLIMIT_CPU, int(limits["cpu_total_s"]))
@@ -267,9 +276,7 @@ def _apply_memory_budget(budget_mb: int | None) -> None:
     """
     if budget_mb is None:
         return
-    with open("/proc/self/status") as handle:
-        fields = dict(line.split(":", 1) for line in handle if ":" in line)
-    cap = int(fields["VmSize"].split()[0]) * 1024 + int(budget_mb) * 2**20
+    cap = _address_space() + int(budget_mb) * 2**20
     _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     if hard != resource.RLIM_INFINITY:
         cap = min(cap, hard)

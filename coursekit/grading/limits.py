@@ -25,6 +25,8 @@ GRACE_MIN_S = 2.0
 #: a submission's default budget: this many times the per-step limit, plus start-up.
 SUBMISSION_STEPS = 4
 SUBMISSION_START_S = 30.0
+#: the least ``memory_mb`` accepted: room for a notebook's own tensors beyond the imports.
+MIN_MEMORY_MB = 512
 #: memory the runner, bubblewrap and the kernel's shared imports (torch) need besides the kernel's own limit.
 RUNNER_MEMORY_MB = 512
 #: processes the runner and bubblewrap need besides the kernel's ``nproc``.
@@ -39,7 +41,8 @@ class Limits:
         timeout_s: CPU seconds for each cell and each graded call (see the module docstring).
         submission_timeout_s: wall-clock seconds for the whole submission, all attempts
             together; ``None`` means ``SUBMISSION_STEPS * timeout_s + SUBMISSION_START_S``.
-        memory_mb: address-space limit (RLIMIT_AS) of every process of the kernel.
+        memory_mb: address space (MiB) every process of the kernel may map beyond what the kernel
+            maps when it starts (Python, NumPy, torch: about 600 MiB); its ``RLIMIT_AS`` is the sum.
         nproc: processes and threads the sandbox uid may have (RLIMIT_NPROC).
         fsize_mb: largest file a process may write (RLIMIT_FSIZE).
         disk_mb: size of each of the two scratch file systems (working copy, /tmp).
@@ -69,8 +72,9 @@ class Limits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"Limits.{name} must be a positive number, got {value!r}")
-        if self.memory_mb < 512:
-            raise ValueError(f"Limits.memory_mb must be at least 512 (Python and torch need it), got {self.memory_mb}")
+        if self.memory_mb < MIN_MEMORY_MB:
+            raise ValueError(f"Limits.memory_mb must be at least {MIN_MEMORY_MB} (MiB a notebook may use beyond "
+                             f"what Python, NumPy and torch map at the start), got {self.memory_mb}")
 
     @property
     def wall_s(self) -> float:

@@ -6,7 +6,7 @@ shows students exactly the tests they were given and never the hidden ones.
 Everything here works on the notebook's JSON as plain data: a submission is
 never trusted to be a valid notebook.
 
-Two cases are decided here on purpose:
+These cases are decided here on purpose:
 
 * **An nbgrader cell whose type was changed** (an answer cell turned into
   markdown, say) gets its released type back and the submission the outcome
@@ -17,6 +17,10 @@ Two cases are decided here on purpose:
   nbgrader, find no function and fail, and a question whose visible checks
   fail scores 0 under both graders. (The hidden calls themselves are made
   once every cell has run.)
+* **A cell id repeated** (an editor pasted a cell with its id, as VS Code
+  did) is given a fresh id, with a note, as nbformat repairs it: an id stands
+  in for nothing; only what can stand in for a protected cell (its grade_id,
+  its source, its type) is ``tampered_cells``.
 * **A second cell with an answer cell's grade_id** (Jupyter's copy and paste
   keeps the metadata) runs as a plain cell, with a note; the first one is the
   answer. A second copy of a read-only or test cell is ``tampered_cells``.
@@ -33,8 +37,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coursekit.grading.hidden_tests import is_autograder_test
-#: JSON strings (whose brackets are text) and every other character that is not a bracket.
-_STRINGS_AND_VALUES = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[^\[\]{}"]+')
+#: JSON strings (whose brackets are text) and every other character that is not a bracket. A string left
+#: open at the end of the text (a truncated upload) runs to the end: were it to fail to match instead, the
+#: search would start again at every later quote, and each ``\\"`` of the tail would cost a scan to the end.
+_STRINGS_AND_VALUES = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)|[^\[\]{}"]+', re.DOTALL)
 #: the deepest nesting of JSON arrays and objects a submitted notebook may hold; nbformat needs 6 (an
 #: output's data inside its cell inside the notebook), and Python's stack ends near 500 levels.
 MAX_NOTEBOOK_DEPTH = 64
@@ -124,14 +130,50 @@ def nesting_depth(text: str) -> int:
     """The deepest nesting of arrays and objects in the JSON ``text``, brackets inside strings not counted.
 
     Counted without parsing (iteratively, in linear time), so that a notebook nested deeper than any
-    parser or copy can recurse is refused before anything recurses into it.
+    parser or copy can recurse is refused before anything recurses into it. A string left open at the
+    end (a truncated upload) counts as text up to the end, so no later bracket counts.
 
     Example:
         >>> nesting_depth('{"a": [[1], "]]]"], "b": {}}')
         3
+        >>> nesting_depth('{"cells": [{"source": "<table class=\\\\"x\\\\">[[[')
+        3
     """
     structure = _STRINGS_AND_VALUES.sub("", text)
     return max(itertools.accumulate(1 if char in "[{" else -1 for char in structure), default=0)
+
+
+def _fresh_ids(cells: list[dict[str, Any]]) -> list[str]:
+    """Give a fresh id to every cell whose id repeats an earlier one or is not text; say which, in notes.
+
+    An id names nothing the grader trusts (cells are matched by their nbgrader
+    grade_id and source), and editors have pasted cells with the original's id
+    (VS Code, microsoft/vscode#143396). nbformat repairs such ids with a
+    warning; so does the grader, with a note, never ``tampered_cells``.
+
+    Example:
+        >>> cells = [{"id": "a"}, {"id": "a"}, {"id": "fresh-1"}, {}]
+        >>> _fresh_ids(cells), [cell.get("id") for cell in cells]
+        (["cell 1 repeated the id 'a' of an earlier cell (pasted in an editor?); it was given a fresh id"], \
+['a', 'fresh-2', 'fresh-1', None])
+    """
+    taken = {cell["id"] for cell in cells if isinstance(cell.get("id"), str)}
+    fresh = (f"fresh-{n}" for n in itertools.count(1) if f"fresh-{n}" not in taken)
+    seen: set[str] = set()
+    notes = []
+    for index, cell in enumerate(cells):
+        cell_id = cell.get("id")
+        if cell_id is None:
+            continue
+        if isinstance(cell_id, str) and cell_id not in seen:
+            seen.add(cell_id)
+            continue
+        problem = (f"repeated the id {cell_id[:40]!r} of an earlier cell (pasted in an editor?)"
+                   if isinstance(cell_id, str) else "had an id that is not text")
+        notes.append(f"cell {index} {problem}; it was given a fresh id")
+        cell["id"] = next(fresh)
+        seen.add(cell["id"])
+    return notes
 
 
 def _valid_structure(data: object) -> str:
@@ -236,15 +278,10 @@ def prepare(raw: bytes, expected: list[ExpectedCell], *, max_bytes: int) -> Prep
     cells: list[dict[str, Any]] = notebook["cells"]
     by_name = {cell.name: cell for cell in expected}
 
-    seen_ids: set[str] = set()
     for index, cell in enumerate(cells):
         cell["source"] = _source(cell)
         cell.setdefault("metadata", {})
-        cell_id = cell.get("id")
-        if cell_id is not None and (not isinstance(cell_id, str) or cell_id in seen_ids):
-            result.tampered.append(f"duplicate or invalid cell id {str(cell_id)[:40]!r}")
-            cell["id"] = f"dedup-{index}"
-        seen_ids.add(cell["id"] if isinstance(cell.get("id"), str) else "")
+    result.notes += _fresh_ids(cells)
 
     found: dict[str, int] = {}
     for index, cell in enumerate(cells):

@@ -16,12 +16,14 @@ finished, untampered run ``memory_limit``; that call fails either way.
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 from coursekit.grading.notebook import PreparedNotebook
 from coursekit.grading.protocol import CallStatus, CellStatus, StepEnd
 from coursekit.grading.sandbox import RawRun
+from coursekit.grading.spec import Question, ValueQuestion
 from coursekit.grading.verdicts import QuestionResult
 
 OUTCOMES = (
@@ -46,6 +48,12 @@ _SKIPPED = {
     "memory": "the process ran out of memory in",
     "timeout": "the time limit was ignored by",
     "died": "the process died in",
+}
+#: what an answer cell did that made the grader skip it, as its question's feedback says it.
+_SKIPPED_ANSWER = {
+    "memory": "ran out of memory",
+    "timeout": "would not stop at its time limit",
+    "died": "crashed the process",
 }
 
 
@@ -143,6 +151,10 @@ def run_notes(run: RawRun) -> list[str]:
                      + (", ..." if len(truncated) > 10 else "") + " printed more than the output limits keep")
     for index, why in run.skipped_cells:
         notes.append(f"{_SKIPPED.get(why, _SKIPPED['died'])} cell {index}; it was skipped on a rerun")
+    skipped = {index for index, _why in run.skipped_cells}
+    for cell in run.cells:
+        if cell.ended is StepEnd.MEMORY_LIMIT and not cell.memory_held and cell.index not in skipped:
+            notes.append(f"cell {cell.index} ran out of memory; its memory came back, so it was not skipped")
     statuses = {call.status for call in run.calls}
     if CallStatus.NOT_RUN_AFTER_STALL in statuses:
         notes.append("a graded function ignored its time limit; it was not called again on a rerun")
@@ -162,3 +174,64 @@ def run_notes(run: RawRun) -> list[str]:
     if not run.cgroups:
         notes.append("NO CGROUP LIMITS")
     return notes
+
+
+def _answer_names(question: Question) -> set[str]:
+    """The names a question reads from the notebook: its variables, or the student's function."""
+    if isinstance(question, ValueQuestion):
+        return set(question.answers)
+    return {question.student_function or question.function}
+
+
+def _defined_names(source: str) -> set[str]:
+    """The names a cell defines at its top level (none when it does not parse)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return set()
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+    return names
+
+
+def skipped_answers(run: RawRun, cells: Sequence[dict[str, Any]], questions: Sequence[Question]) -> dict[str, str]:
+    """For each question whose answer was defined in a cell skipped on a rerun, the sentence its feedback leads with.
+
+    Without it the feedback would say only that the function is not defined
+    (``NameError``), which is true of the last attempt but not what happened.
+
+    Args:
+        run: the submission's run (after every attempt).
+        cells: the prepared notebook's cells.
+        questions: the spec's questions.
+
+    Returns:
+        grade_id -> sentence, for the questions concerned.
+
+    Example:
+        >>> from coursekit.grading.spec import ValueQuestion
+        >>> run = RawRun(skipped_cells=[(1, "memory")])
+        >>> cells = [{"source": "x = 1", "metadata": {}},
+        ...          {"source": "answer = 'B'", "metadata": {"nbgrader": {"solution": True}}}]
+        >>> skipped_answers(run, cells, [ValueQuestion("test_mc", 1.0, {"answer": ("B",)})])
+        {'test_mc': 'your answer cell (cell 1) ran out of memory and was skipped on a rerun, so what it defines \
+was not there'}
+    """
+    found: dict[str, str] = {}
+    for index, why in run.skipped_cells:
+        cell = cells[index] if 0 <= index < len(cells) else {}
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if not (isinstance(meta, dict) and meta.get("solution")):
+            continue
+        defined = _defined_names(cell.get("source", ""))
+        for question in questions:
+            if question.grade_id not in found and _answer_names(question) & defined:
+                what = _SKIPPED_ANSWER.get(why, _SKIPPED_ANSWER["died"])
+                found[question.grade_id] = (f"your answer cell (cell {index}) {what} and was skipped on a rerun, "
+                                            "so what it defines was not there")
+    return found

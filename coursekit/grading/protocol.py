@@ -214,6 +214,9 @@ class CellEnd:
         signal: the signal that ended the kernel, when ``ended`` is ``SIGNALLED``.
         truncated: some of what it printed was dropped at the output limits (its stream ends in
             :data:`TRUNCATED`).
+        memory_held: it ended at the memory limit (``ended`` is ``MEMORY_LIMIT``) and the kernel's address
+            space was still near the limit when it reported, as the runner measured it: the cell keeps
+            what it allocated.
     """
 
     KIND: ClassVar[str] = "cell_end"
@@ -229,6 +232,7 @@ class CellEnd:
     wall_ms: int = 0
     signal: int = 0
     truncated: bool = False
+    memory_held: bool = False
 
 
 @dataclass(frozen=True)

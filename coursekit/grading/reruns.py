@@ -15,7 +15,12 @@ Every decision rests on the runner's events and measurements (trusted, see
 anything the student's code wrote: a cell is a hoarder when the runner
 measured the kernel's address space rising to its limit in it
 (:attr:`~coursekit.grading.protocol.StepEnd.MEMORY_LIMIT`), whatever
-exception the cell raised.
+exception the cell raised, *and* the memory stayed taken: the address space
+was still near the limit when the cell ended
+(:attr:`~coursekit.grading.protocol.CellEnd.memory_held`), or a later step
+failed for memory too. A cell that tried something too big and got its
+memory back when the exception unwound keeps its place, and its
+definitions: nothing after it was starved.
 """
 
 from __future__ import annotations
@@ -40,8 +45,17 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
         if last is not None and last.status is CellStatus.STALLED:
             return done.stopped_cell, TIMEOUT
         return done.stopped_cell, MEMORY if run.oom_kills else DIED
-    hoarders = [cell.index for cell in run.cells if cell.ended is StepEnd.MEMORY_LIMIT]
-    return (hoarders[0], MEMORY) if hoarders else None
+    for position, cell in enumerate(run.cells):
+        if cell.ended is StepEnd.MEMORY_LIMIT and (cell.memory_held or _memory_failed_after(run, position)):
+            return cell.index, MEMORY
+    return None
+
+
+def _memory_failed_after(run: RawRun, position: int) -> bool:
+    """Whether a step after the ``position``-th cell failed for memory (measured, or the cgroup's OOM killer)."""
+    later_cells = any(cell.ended is StepEnd.MEMORY_LIMIT for cell in run.cells[position + 1:])
+    calls = any(call.ended is StepEnd.MEMORY_LIMIT for call in run.calls)
+    return later_cells or calls or run.oom_kills > 0
 
 
 def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,

@@ -206,10 +206,10 @@ def _status_fields(pid: int) -> dict[str, str]:
         return {}
 
 
-def _peak_address_space(pid: int) -> int:
-    """The largest address space process ``pid`` ever had, in bytes (``VmPeak``; 0 once it is gone)."""
-    peak = _status_fields(pid).get("VmPeak", "0 kB").split()[0]
-    return int(peak) * 1024 if peak.isdigit() else 0
+def _address_space(pid: int, field: str = "VmSize") -> int:
+    """Process ``pid``'s address space now (``VmSize``) or its largest ever (``VmPeak``), in bytes; 0 once it is gone."""
+    size = _status_fields(pid).get(field, "0 kB").split()[0]
+    return int(size) * 1024 if size.isdigit() else 0
 
 
 def _address_space_limit(pid: int) -> int | None:
@@ -233,9 +233,22 @@ def reached_memory_limit(peak_before: int, peak_after: int, limit: int | None) -
         >>> reached_memory_limit(gib // 2, gib - 2**20, gib), reached_memory_limit(gib // 2, gib // 2, gib)
         (True, False)
     """
-    if limit is None or peak_after <= peak_before:
+    if peak_after <= peak_before:
         return False
-    return peak_after >= limit - max(MEMORY_MARGIN_MIN_BYTES, int(limit * MEMORY_MARGIN_FRACTION))
+    return near_memory_limit(peak_after, limit)
+
+
+def near_memory_limit(size: int, limit: int | None) -> bool:
+    """Whether an address space of ``size`` bytes is within the margin of ``limit`` (``None``: no limit).
+
+    Example:
+        >>> gib = 2**30
+        >>> near_memory_limit(gib - 2**20, gib), near_memory_limit(gib // 2, gib), near_memory_limit(gib, None)
+        (True, False, False)
+    """
+    if limit is None:
+        return False
+    return size >= limit - max(MEMORY_MARGIN_MIN_BYTES, int(limit * MEMORY_MARGIN_FRACTION))
 
 
 @dataclass
@@ -251,6 +264,8 @@ class StepResult:
         cpu_s, wall_s: the kernel's CPU time and the wall-clock time of the step.
         signal: the signal that ended the kernel, when one the runner did not send did.
         at_memory_limit: the kernel's address-space peak rose to its limit during the step.
+        memory_held: the kernel's address space was still near its limit when it reported: what the step
+            allocated was kept, not freed when its exception unwound.
     """
 
     report: Any = None
@@ -262,6 +277,7 @@ class StepResult:
     wall_s: float = 0.0
     signal: int = 0
     at_memory_limit: bool = False
+    memory_held: bool = False
 
     def ended(self, failed: bool, limits: dict[str, Any]) -> StepEnd:
         """How the step ended, from the runner's measurements alone; ``failed``: the kernel reported a failure.
@@ -380,7 +396,7 @@ class KernelProcess:
         kernel's address space rose to its limit during the step.
         """
         started, cpu_before = time.monotonic(), _cpu_seconds(self.pid)
-        peak_before = _peak_address_space(self.pid)
+        peak_before = _address_space(self.pid, "VmPeak")
         cpu_limit = float(self.limits["step_cpu_s"]) + float(self.limits["grace_s"])
         wall_limit = float(self.limits["step_wall_s"]) + float(self.limits["grace_s"])
         used = 0.0
@@ -388,8 +404,9 @@ class KernelProcess:
         def measured(result: StepResult) -> StepResult:
             result.cpu_s, result.wall_s = max(used, _cpu_seconds(self.pid) - cpu_before), time.monotonic() - started
             if result.report is not None:
-                result.at_memory_limit = reached_memory_limit(peak_before, _peak_address_space(self.pid),
-                                                              _address_space_limit(self.pid))
+                limit = _address_space_limit(self.pid)
+                result.at_memory_limit = reached_memory_limit(peak_before, _address_space(self.pid, "VmPeak"), limit)
+                result.memory_held = result.at_memory_limit and near_memory_limit(_address_space(self.pid), limit)
             return result
 
         while True:
@@ -535,6 +552,7 @@ def cell_end(index: int, result: StepResult, budget: OutputBudget, limits: dict[
         stderr=stderr,
         truncated=out_cut or err_cut,
         ended=ended,
+        memory_held=result.memory_held,
         **result.measures(),
     )
 

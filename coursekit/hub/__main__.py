@@ -6,6 +6,11 @@ writes its ``jupyterhub_config.py`` (:mod:`coursekit.hub.config`), prints the ad
 the accounts and the password, and then becomes ``jupyterhub`` in the foreground:
 Ctrl-C stops the hub, the proxy and every user's server. Needs root (it creates
 users, and the hub starts each user's server as that user).
+
+Where the only thing other users cannot reach is this Python's installation (a
+pyenv Python under ``/root``), it first starts itself again, under the same process
+id, in a private mount namespace that opens just that installation to them
+(:mod:`coursekit.hub.shared_python`), and says so in one line.
 """
 
 from __future__ import annotations
@@ -22,12 +27,15 @@ from coursekit.course.config import course_id
 from coursekit.hub.accounts import ACCOUNTS, INSTRUCTOR, ensure_account
 from coursekit.hub.config import HubSettings, config_file_text
 from coursekit.hub.layout import HubLayout, copy_course, make_folders, write_instructor_config, write_students_config
-from coursekit.hub.machine import free_loopback_port, port_in_use, runtime_closed_to_others
+from coursekit.hub.machine import free_loopback_port, port_in_use
+from coursekit.hub.shared_python import ClosedToOthersError, SharedPython, this_python_to_share
 
 REPO_ROOT = Path(coursekit.__file__).resolve().parents[1]
 DEFAULT_DIR = Path("/srv/coursekit-hub")
 DEFAULT_PROXY = REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
 PASSWORD_ENV = "HUB_PASSWORD"
+#: set on the command that re-enters the hub inside its mount namespace; guards against doing it twice.
+SHARED_ENV = "COURSEKIT_HUB_PYTHON_SHARED"
 
 
 def hub_password(layout: HubLayout, environ: dict[str, str]) -> str:
@@ -61,24 +69,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def refusal_to_start(args: argparse.Namespace, venv_bin: Path) -> tuple[str | None, SharedPython | None]:
+    """Why the hub cannot start here, and the Python it must share with other users.
+
+    Args:
+        args: the parsed arguments of ``python -m coursekit.hub``.
+        venv_bin: the ``bin`` folder of the running virtual environment.
+
+    Returns:
+        ``(refusal, None)`` when it cannot start (the refusal names the option or folder at
+        fault); ``(None, share)`` otherwise, ``share`` being the
+        :class:`~coursekit.hub.shared_python.SharedPython` to enter first, or None.
+    """
+    if os.geteuid() != 0:
+        return ("python -m coursekit.hub must run as root: it creates the accounts and starts each user's server "
+                "as that user"), None
+    if not (venv_bin / "jupyterhub-singleuser").is_file():
+        return f"jupyterhub is not installed in {venv_bin.parent}: run `make venv`", None
+    if not os.access(args.proxy, os.X_OK):
+        return f"--proxy: no configurable-http-proxy at {args.proxy}: run `npm ci` (make hub runs it)", None
+    if port_in_use(args.port):
+        return f"--port: something already listens on 127.0.0.1:{args.port}; set HUB_PORT to a free port", None
+    try:
+        share = this_python_to_share()
+    except ClosedToOthersError as error:
+        return str(error), None
+    if share is not None and os.environ.get(SHARED_ENV):
+        return f"other users still cannot enter {share.closed} inside the hub's mount namespace", None
+    for option, path in (("--dir", args.dir), ("--proxy", args.proxy), ("--assignments", args.assignments)):
+        if share is not None and path.resolve().is_relative_to(share.closed):
+            return (f"{option}: {path} is under {share.closed}, which the hub's mount namespace hides; "
+                    "choose a path outside it"), None
+    return None, share
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Prepare the hub, print how to log in, and exec ``jupyterhub``; returns an exit status on a refusal."""
     args = build_parser().parse_args(argv)
     venv_bin = Path(sys.executable).parent
-    refusal = None
-    if os.geteuid() != 0:
-        refusal = "python -m coursekit.hub must run as root: it creates the accounts and starts each user's server as that user"
-    elif not (venv_bin / "jupyterhub-singleuser").is_file():
-        refusal = f"jupyterhub is not installed in {venv_bin.parent}: run `make venv`"
-    elif not os.access(args.proxy, os.X_OK):
-        refusal = f"--proxy: no configurable-http-proxy at {args.proxy}: run `npm ci` (make hub runs it)"
-    elif port_in_use(args.port):
-        refusal = f"--port: something already listens on 127.0.0.1:{args.port}; set HUB_PORT to a free port"
-    else:
-        refusal = runtime_closed_to_others()
+    refusal, share = refusal_to_start(args, venv_bin)
     if refusal:
         print(refusal, file=sys.stderr)
         return 2
+    os.environ.pop(SHARED_ENV, None)
+    if share is not None:
+        print(share.describe(), flush=True)
+        again = [sys.executable, "-m", "coursekit.hub", "--port", str(args.port), "--dir", str(args.dir),
+                 "--proxy", str(args.proxy), "--assignments", str(args.assignments)]
+        os.execvpe("unshare", share.command(again), {**os.environ, SHARED_ENV: str(share.installation)})
 
     layout = HubLayout(args.dir.resolve())
     make_folders(layout)

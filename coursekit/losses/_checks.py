@@ -22,6 +22,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+import numpy
 import torch
 
 #: Set to ``"1"`` to run the value checks on every device, not only on the CPU.
@@ -140,7 +141,7 @@ def require_choice(name: str, value: object, choices: Sequence[str]) -> str:
 
 
 def require_number(name: str, value: object, *, type_expected: str = "a number") -> float:
-    """Return ``value`` as a float if it is a finite real number (not a bool, not a tensor).
+    """Return ``value`` as a float if it is a finite real number (see :func:`as_real`: no bool, no tensor).
 
     Every int is finite, but one beyond the float range (``10**400``) is not a
     float either: it is rejected with the same ``ValueError`` as ``inf``.
@@ -168,16 +169,55 @@ def require_nonnegative(name: str, value: object) -> float:
 
 
 def _finite_float(name: str, value: object, expected: str, type_expected: str = "a number") -> float:
-    """``value`` as a float, if it is an int or float whose float is finite; ``expected`` goes into the message."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """``value`` as a float, if it is a real number (:func:`as_real`) whose float is finite.
+
+    ``expected`` goes into the message.
+    """
+    real = as_real(value)
+    if real is None:
         raise TypeError(f"{name} must be {type_expected}, got {type_text(value)}")
-    if isinstance(value, int) and abs(value) > sys.float_info.max:
+    if isinstance(real, int) and abs(real) > sys.float_info.max:
         # float() would raise OverflowError
-        raise ValueError(f"{name} must be {expected}, got {int_text(value)}, beyond the float range")
-    number = float(value)
+        raise ValueError(f"{name} must be {expected}, got {int_text(real)}, beyond the float range")
+    number = float(real)
     if not math.isfinite(number):
-        raise ValueError(f"{name} must be {expected}, got {value}")
+        raise ValueError(f"{name} must be {expected}, got {number}")
     return number
+
+
+def as_real(value: object) -> int | float | None:
+    """``value`` as a Python int or float if PyTorch's parser takes it for a float argument, else ``None``.
+
+    That is a Python int or float, or a NumPy integer or floating scalar
+    (``np.float32(0.1)``, ``np.int64(7)``: a value read from an array), as
+    ``F.cross_entropy(label_smoothing=...)`` and transformers'
+    ``num_items_in_batch`` take them. Never a bool, Python's or NumPy's, and
+    never a tensor (the callers that take a 0-d tensor read it themselves).
+    An integer stays an int, so that one beyond the float range can be named
+    rather than overflow.
+
+    Example:
+        >>> import numpy as np
+        >>> as_real(np.float32(0.5)), as_real(np.int64(7)), as_real(np.True_), as_real(True)
+        (0.5, 7, None, None)
+    """
+    if isinstance(value, bool) or is_numpy_bool(value):
+        return None
+    if isinstance(value, (int, numpy.integer)):
+        return int(value)
+    if isinstance(value, (float, numpy.floating)):
+        return float(value)
+    return None
+
+
+def is_numpy_bool(value: object) -> bool:
+    """Whether ``value`` is NumPy's bool scalar, by its type: ``numpy.bool_`` in NumPy 1.x and 2.x alike.
+
+    The type's name is no guide (``bool_`` in NumPy 1.x, ``bool`` in 2.x), and
+    NumPy 1.x's ``operator.index`` takes it as 0 or 1, so it is tested here,
+    before anything converts it.
+    """
+    return isinstance(value, numpy.bool_)
 
 
 def number_text(value: object) -> str:
@@ -249,10 +289,10 @@ def require_int(
 
 def as_index(value: object) -> int | None:
     """``operator.index(value)``, or ``None`` for a bool or anything that is not an integer."""
-    if isinstance(value, bool) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
+    if isinstance(value, bool) or is_numpy_bool(value):
         return None
-    if type(value).__name__ == "bool" and type(value).__module__ == "numpy":
-        return None  # NumPy's bool: operator.index rejects it in NumPy 2, but not in every NumPy
+    if isinstance(value, torch.Tensor) and value.dtype == torch.bool:
+        return None
     try:
         return operator.index(value)  # type: ignore[arg-type]
     except (TypeError, RuntimeError):
@@ -278,8 +318,9 @@ def int_text(value: int) -> str:
     ``str()`` of an int of more than 4300 digits raises a ``ValueError`` of its
     own, and a few hundred digits help no reader. The sign stays: "must be
     >= 0, got an int of 1329 bits" would read as a large positive value.
-    Every message of :mod:`coursekit.losses` and :mod:`coursekit.data` that
-    shows a received int goes through here.
+    Every message of :mod:`coursekit.losses` that shows a received int goes
+    through here, and every one of :mod:`coursekit.data` through its
+    ``shown``, which calls this.
 
     Example:
         >>> int_text(-100), int_text(2**64), int_text(-(2**64))
@@ -341,9 +382,9 @@ def require_targets_in_range(
 
 
 def require_num_items(name: str, value: object, *, allow_zero: bool = False) -> torch.Tensor | float:
-    """Return a token count given as a Python number or a one-element real tensor.
+    """Return a token count given as a number (see :func:`as_real`) or a one-element real tensor.
 
-    Only a Python number's value is checked: finite and > 0 (>= 0 with
+    Only a number's value is checked: finite and > 0 (>= 0 with
     ``allow_zero``). A tensor's value is not read, so that it may stay on the
     accelerator (Hugging Face passes one there) without a host
     synchronisation: a negative or ``nan`` tensor is taken as it is.
@@ -356,6 +397,6 @@ def require_num_items(name: str, value: object, *, allow_zero: bool = False) -> 
                 f"got a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
             )
         return value.reshape(())
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be {expected} or a one-element real tensor, got {type(value).__name__}")
+    if as_real(value) is None:
+        raise TypeError(f"{name} must be {expected} or a one-element real tensor, got {type_text(value)}")
     return require_nonnegative(name, value) if allow_zero else require_positive(name, value)

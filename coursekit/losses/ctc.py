@@ -267,9 +267,11 @@ def ctc_loss(
       ``ValueError`` naming the argument here.
     * ``T = 0`` (empty ``log_probs``) is computed here (0 for an empty target,
       ``inf`` otherwise), where PyTorch raises.
-    * Under CUDA autocast, half-precision ``log_probs`` are computed in float32
-      here; ``F.ctc_loss`` is not on CUDA autocast's float32 list and keeps
-      their dtype (see :mod:`coursekit.losses._autocast`).
+    * Half-precision ``log_probs`` (float16, bfloat16) are computed here (in
+      float32 under ``torch.autocast``, in their own dtype otherwise).
+      ``F.ctc_loss`` has no half-precision kernel on any device and raises
+      ``NotImplementedError`` for them, except under CPU autocast, which casts
+      them to float32 (see :mod:`coursekit.losses._autocast`).
     * The gradient of an infinite loss (below).
 
     ``"mean"`` divides each sequence's loss by its target length (clamped to at
@@ -297,7 +299,8 @@ def ctc_loss(
         A scalar, or ``(B,)`` losses for ``"none"``, in the dtype of ``log_probs``
         (float32 under ``torch.autocast`` for half-precision ``log_probs``, on
         every device: as ``F.ctc_loss`` under CPU autocast, while under CUDA
-        autocast ``F.ctc_loss`` keeps the half-precision dtype; float64 stays float64).
+        autocast, as without autocast, ``F.ctc_loss`` raises for them; float64
+        stays float64).
 
     Shapes:
         log_probs: ``(T, B, V)`` (PyTorch's ``(T, N, C)``); targets: ``(B, max_target_len)``

@@ -45,7 +45,7 @@ def _prepare(
     keep = counted.unsqueeze(-1)
     student = torch.where(keep, student_logits, torch.zeros_like(student_logits))
     teacher = torch.where(keep, teacher_logits, torch.zeros_like(teacher_logits))
-    # Under autocast in float32, as F.kl_div (the reference) and log_softmax on CUDA compute there.
+    # float32 from the logits on under autocast, the division too (the references divide in the half dtype).
     student_log_probs = torch.log_softmax(float32_under_autocast(student) / temperature, dim=-1)
     teacher_log_probs = torch.log_softmax(teacher.to(student_log_probs.dtype) / temperature, dim=-1)
     return student_log_probs, teacher_log_probs, counted, temperature
@@ -101,9 +101,12 @@ def kd_loss(
     Returns:
         A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``;
         float32 under ``torch.autocast`` for half-precision logits (float64
-        stays float64), log-softmax included, on every device: as the
-        ``F.kl_div`` expression above computes under CUDA autocast, while under
-        CPU autocast its ``F.log_softmax`` stays bfloat16 (see
+        stays float64), from the logits on, division by ``temperature`` and
+        log-softmax included, on every device. The ``F.kl_div`` expression
+        above computes the same under CUDA autocast for ``temperature=1``;
+        otherwise its ``student_logits / temperature`` stays in the autocast
+        dtype (and under CPU autocast its ``F.log_softmax`` too), and
+        coursekit's value is the closer to the float64 one (see
         :mod:`coursekit.losses._autocast`).
 
     Shapes:
@@ -166,8 +169,13 @@ def kd_cross_entropy(
     Returns:
         A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``;
         float32 under ``torch.autocast`` for half-precision logits (float64
-        stays float64), as ``F.cross_entropy`` with the teacher's
-        probabilities as targets computes there.
+        stays float64), from the logits on, division by ``temperature``
+        included. ``F.cross_entropy(student_logits / temperature,
+        F.softmax(teacher_logits / temperature))`` computes the same under
+        CUDA autocast for ``temperature=1``; otherwise its divisions stay in
+        the autocast dtype (and under CPU autocast its ``F.softmax`` targets
+        too), and coursekit's value is the closer to the float64 one (see
+        :mod:`coursekit.losses._autocast`).
 
     Shapes:
         student_logits, teacher_logits: ``(..., V)``; mask: ``(...)``;

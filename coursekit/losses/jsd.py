@@ -92,10 +92,13 @@ def generalized_jsd(
     Returns:
         A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``;
         float32 under ``torch.autocast`` for half-precision logits (float64
-        stays float64), log-softmax included, on every device: as TRL's
-        ``generalized_jsd_loss`` computes under CUDA autocast, while under CPU
-        autocast its ``F.log_softmax`` stays bfloat16 and only its ``F.kl_div``
-        runs in float32 (see :mod:`coursekit.losses._autocast`).
+        stays float64), from the logits on, division by ``temperature`` and
+        log-softmax included, on every device. TRL's ``generalized_jsd_loss``
+        computes the same under CUDA autocast for ``temperature=1``; otherwise
+        its ``logits / temperature`` stays in the autocast dtype (and under CPU
+        autocast its ``F.log_softmax`` too, only its ``F.kl_div`` running in
+        float32), and coursekit's value is the closer to the float64 one (see
+        :mod:`coursekit.losses._autocast`).
 
     Shapes:
         student_logits, teacher_logits: ``(..., V)``; mask: ``(...)``; result: ``()`` or ``(...)``.

@@ -16,6 +16,7 @@ import torch
 
 from coursekit.losses._autocast import float32_under_autocast
 from coursekit.losses._checks import (
+    as_real,
     int_text,
     require_choice,
     require_class_indices,
@@ -310,10 +311,10 @@ def perplexity(mean_nll: torch.Tensor | float) -> torch.Tensor:
         mean_nll: mean negative log-likelihood per token :math:`\\bar\\ell`, in nats.
 
     Returns:
-        A tensor of the same shape (a 0-d tensor for a Python number).
+        A tensor of the same shape (a 0-d tensor for a number: a Python or NumPy scalar).
 
     Shapes:
-        mean_nll: any (``()`` for a Python number); result: the same.
+        mean_nll: any (``()`` for a number); result: the same.
 
     Raises:
         TypeError: ``mean_nll`` is neither a float tensor nor a number.
@@ -333,10 +334,10 @@ def bits_per_token(mean_nll: torch.Tensor | float) -> torch.Tensor:
         mean_nll: mean negative log-likelihood per token :math:`\\bar\\ell`, in nats.
 
     Returns:
-        The bits per token, a tensor of the same shape (a 0-d tensor for a Python number).
+        The bits per token, a tensor of the same shape (a 0-d tensor for a number: a Python or NumPy scalar).
 
     Shapes:
-        mean_nll: any (``()`` for a Python number); result: the same.
+        mean_nll: any (``()`` for a number); result: the same.
 
     Raises:
         TypeError: ``mean_nll`` is neither a float tensor nor a number.
@@ -352,9 +353,10 @@ def bits_per_token(mean_nll: torch.Tensor | float) -> torch.Tensor:
 def _as_float_tensor(name: str, value: torch.Tensor | float) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return require_float(name, value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    real = as_real(value)
+    if real is None:
         raise TypeError(f"{name} must be a float tensor or a number, got {type_text(value)}")
-    if isinstance(value, int) and abs(value) > sys.float_info.max:
+    if isinstance(real, int) and abs(real) > sys.float_info.max:
         # float() would raise OverflowError; an infinite mean NLL is meaningful, but only as a float
-        raise ValueError(f"{name} must be a number in the float range, got {int_text(value)}")
-    return torch.tensor(float(value), dtype=torch.get_default_dtype())
+        raise ValueError(f"{name} must be a number in the float range, got {int_text(real)}")
+    return torch.tensor(float(real), dtype=torch.get_default_dtype())

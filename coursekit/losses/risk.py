@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from coursekit.losses._checks import (
+    as_real,
     reads_values,
     require_float,
     require_mask,
@@ -189,7 +190,7 @@ def reinforce_loss(
                 f"got shape {tuple(baseline.shape)}"
             )
         advantage = rewards - baseline.detach().to(rewards.dtype)
-    elif isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
+    elif as_real(baseline) is not None:
         advantage = rewards - require_number("baseline", baseline)
     else:
         raise TypeError(

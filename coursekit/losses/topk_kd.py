@@ -47,7 +47,8 @@ def top_k_teacher(teacher_logits: torch.Tensor, k: int, *, temperature: float = 
     Returns:
         ``(log_probs, indices)``: the log-probabilities of the kept tokens under the *full* tempered
         softmax, :math:`\\log \\operatorname{softmax}(z^{\\mathrm{T}}/\\tau)_k`, in decreasing order, and their indices;
-        the log-probabilities in float32 under ``torch.autocast`` for half-precision logits (float64 stays float64).
+        the log-probabilities in float32 under ``torch.autocast`` for half-precision logits (float64 stays
+        float64), division by ``temperature`` included, as :func:`kd_loss` computes them there.
 
     Shapes:
         teacher_logits: ``(..., V)``; both results: ``(..., k)``.
@@ -105,7 +106,9 @@ def top_k_kd_loss(
     Returns:
         A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``;
         float32 under ``torch.autocast`` for half-precision logits (float64
-        stays float64), as :func:`kd_loss` computes there.
+        stays float64), division by ``temperature`` included, as :func:`kd_loss`
+        computes there (which its references compute on CUDA for
+        ``temperature=1`` only; see :mod:`coursekit.losses._autocast`).
 
     Shapes:
         student_logits: ``(..., V)``; teacher_log_probs, teacher_indices: ``(..., k)``; mask: ``(...)``.

@@ -874,3 +874,67 @@ ROUND3: list[Attack] = [
            "answer cell (grader review r3, findings 3 and 4)"),
     Attack("zz_after", 10.0, "graded", solved_notebook, "an honest submission graded after all of them"),
 ]
+
+
+# Grader review round 4 (findings 2, 3 and 7): honest work that lost points or was called tampering, and an upload
+# that stalled the batch. Graded with the attacks above.
+#: appended to the token_nll answer: tries something too big inside a function; the memory is freed as the
+#: exception unwinds, so the answer above it must keep its points.
+TRY_TOO_BIG = (
+    "\ndef _try_big():\n"
+    "    kept = []\n"
+    "    while True:\n"
+    "        kept.append(torch.ones(2**23))   # 32 MiB at a time, until the address space runs out\n"
+    "_try_big()\n"
+)
+#: appended to the token_nll answer: keeps what it allocated, so the cell is a hoarder and is skipped.
+KEEP_TOO_BIG = "\n_kept = []\nwhile True:\n    _kept.append(torch.ones(2**23))\n"
+
+
+def _answer_and(tail: str) -> Callable[[Path], dict[str, Any]]:
+    return _with_answer("answer_token_nll", lambda course: solutions(course)["answer_token_nll"] + tail)
+
+
+def _truncated_upload(course: Path) -> bytes:
+    """The solved notebook with a DataFrame's HTML output, cut off inside it: 8,000 ``\\"`` left unterminated."""
+    notebook = solved_notebook(course)
+    html = '<table class="dataframe"><tr><td style="x">1</td></tr>' * 2_600
+    cell = notebook["cells"][cell_index(notebook, "answer_token_nll")]
+    cell["outputs"] = [{"output_type": "display_data", "metadata": {}, "data": {"text/html": html}}]
+    raw = json.dumps(notebook, indent=1).encode()
+    return raw[: raw.index(b"dataframe") + 120_000]
+
+
+def _paste_same_id(course: Path) -> dict[str, Any]:
+    """A pasted copy of the token_nll answer cell with the original's id as well as its metadata (VS Code)."""
+    notebook = solved_notebook(course)
+    index = cell_index(notebook, "answer_token_nll")
+    pasted = copy.deepcopy(notebook["cells"][index])
+    pasted["source"] = "# trying something\n" + "".join(pasted["source"])
+    notebook["cells"].insert(index + 1, pasted)
+    return notebook
+
+
+def _plain_dup_id(course: Path) -> dict[str, Any]:
+    """Two plain cells sharing an id (nbformat repairs this with a warning)."""
+    notebook = add_cell(add_cell(solved_notebook(course), "x = 1", after="answer_token_nll"), "y = 2",
+                        after="answer_token_nll")
+    index = cell_index(notebook, "answer_token_nll")
+    notebook["cells"][index + 1]["id"] = notebook["cells"][index + 2]["id"] = "same-id"
+    return notebook
+
+
+ATTACKS += [
+    Attack("hog_answer", 10.0, "memory_limit", _answer_and(TRY_TOO_BIG),
+           "the token_nll answer cell then runs out of memory inside a function, which frees it: no cell is "
+           "skipped, the answer keeps its points (grader review r4, finding 2)"),
+    Attack("hog_answer_kept", 7.0, "memory_limit", _answer_and(KEEP_TOO_BIG),
+           "the token_nll answer cell then keeps memory up to the limit: it is skipped on the rerun, and the "
+           "question's feedback says so (grader review r4, finding 2)"),
+    Attack("truncated_upload", 0.0, "invalid_notebook", _truncated_upload,
+           "an upload cut off inside an HTML output full of escaped quotes (grader review r4, finding 3)"),
+    Attack("paste_same_id", 10.0, "graded", _paste_same_id,
+           "an answer cell pasted with its id and metadata, as VS Code did (grader review r4, finding 7)"),
+    Attack("plain_dup_id", 10.0, "graded", _plain_dup_id,
+           "two plain cells sharing an id (grader review r4, finding 7)"),
+]

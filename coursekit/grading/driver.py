@@ -346,12 +346,11 @@ class Grader:
         results = {}
         for question in self.spec.questions:
             mine = calls[question.grade_id]
+            scored = score_question(question, mine, ends, self.view.tripwires)
             visible = (visible_check_failure(question, len(mine), cell_ends.get(test_cells[question.grade_id]))
                        if run is not None and question.grade_id in test_cells else None)
-            hidden = score_question(question, mine, ends, self.view.tripwires)
-            # An answer that reached a withheld reference keeps that verdict (and its outcome) even
-            # when the reference's stand-in also made a visible check fail: both score 0.
-            results[question.grade_id] = hidden if hidden.uses_reference else visible or hidden
+            # A use of the withheld reference is the finding to report, whatever the visible checks did.
+            results[question.grade_id] = scored if scored.uses_reference or visible is None else visible
         return results
 
     def _outcome(self, prepared: PreparedNotebook, run: RawRun | None,

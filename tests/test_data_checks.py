@@ -106,8 +106,8 @@ def test_a_numpy_integer_size_gives_the_task_of_its_python_int() -> None:
 
 @pytest.mark.parametrize(
     ("value", "received"),
-    [(np.True_, type(np.True_).__name__), (True, "bool"), (torch.tensor(3), "a tensor of shape () and dtype torch.int64"),
-     (3.0, "float"), (np.float32(3), "float32")],
+    [(np.True_, type(np.True_).__name__), (True, "bool"),
+     (torch.tensor(3), "a tensor of shape () and dtype torch.int64"), (3.0, "float"), (np.float32(3), "float32")],
     ids=["numpy bool", "bool", "int tensor", "float", "numpy float"],
 )
 def test_a_size_that_is_no_python_or_numpy_integer_is_a_type_error_naming_its_type(value, received) -> None:

@@ -84,10 +84,10 @@ def _require_draw_bounds(name: str, bounds: object) -> tuple[int, int]:
 
     A ``TypeError`` names only the types received, so that a nested huge int is never printed.
     """
-    pair = [as_int(b) for b in bounds] if isinstance(bounds, (tuple, list)) and len(bounds) == 2 else None
-    if pair is None or None in pair:
-        received = (f"({', '.join(type_text(b) for b in bounds)})" if isinstance(bounds, (tuple, list)) and len(bounds) == 2
-                    else type_text(bounds))
+    is_pair = isinstance(bounds, (tuple, list)) and len(bounds) == 2
+    pair = [as_int(b) for b in bounds] if is_pair else [None]
+    if None in pair:
+        received = f"({', '.join(type_text(b) for b in bounds)})" if is_pair else type_text(bounds)
         raise TypeError(f"{name} must be (low, high) ints, got {received}")
     low, high = pair
     if not 1 <= low <= high <= _MAX_DRAWN:

@@ -215,7 +215,7 @@ def _bin_index(confidence: torch.Tensor, correct: torch.Tensor, num_bins: int, b
     if confidence.dim() != 1 or confidence.shape[0] == 0:
         raise ValueError(f"confidence must have shape (N,) with N >= 1, got {tuple(confidence.shape)}")
     require_shape("correct", correct, confidence.shape, "confidence.shape")
-    require_int("num_bins", num_bins, minimum=1)
+    num_bins = require_int("num_bins", num_bins, minimum=1)
     require_one_of("binning", binning, BINNINGS)
     if bool(torch.isnan(confidence).any()):
         raise ValueError("confidence must lie in [0, 1], got nan")

@@ -47,7 +47,7 @@ def lm_scores(total_nll: float, num_tokens: int) -> LMScores:
         >>> lm_scores(6 * math.log(2), 3)
         LMScores(nll=1.386..., perplexity=4.0..., bits_per_token=2.0, num_tokens=3)
     """
-    require_int("num_tokens", num_tokens, minimum=1)
+    num_tokens = require_int("num_tokens", num_tokens, minimum=1)
     mean = total_nll / num_tokens
     return LMScores(nll=mean, perplexity=float(perplexity(mean)), bits_per_token=float(bits_per_token(mean)),
                     num_tokens=num_tokens)
@@ -66,7 +66,7 @@ def evaluate_lm(model: nn.Module, sentences: Sequence[Sequence[int]], *, batch_s
     """
     if len(sentences) == 0:
         raise ValueError("sentences must hold at least one sentence, got an empty sequence")
-    require_int("batch_size", batch_size, minimum=1)
+    batch_size = require_int("batch_size", batch_size, minimum=1)
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
@@ -277,7 +277,7 @@ class TranslationScores:
 def translate(model: nn.Module, sources: Sequence[str], src_vocab: Vocab, tgt_vocab: Vocab, *, beam_size: int = 1,
               max_len: int = 20, batch_size: int = 256) -> list[str]:
     """Translate texts with a :class:`~coursekit.models.Seq2Seq`: greedy for ``beam_size=1``, else beam search."""
-    require_int("beam_size", beam_size, minimum=1)
+    beam_size = require_int("beam_size", beam_size, minimum=1)
     if len(sources) == 0:
         raise ValueError("sources must hold at least one text, got an empty sequence")
     model.eval()
@@ -361,9 +361,9 @@ def paired_bootstrap(scores_a: Sequence[float], scores_b: Sequence[float], *, nu
         >>> paired_bootstrap(b, a).p_value
         1.0
     """
-    require_int("num_resamples", num_resamples, minimum=1)
+    num_resamples = require_int("num_resamples", num_resamples, minimum=1)
     require_seed("seed", seed)
-    require_number("confidence", confidence, low=0.0, low_inclusive=False)
+    confidence = require_number("confidence", confidence, low=0.0, low_inclusive=False)
     if not confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     if len(scores_a) == 0:

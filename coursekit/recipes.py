@@ -195,7 +195,7 @@ def train_translator(*, seed: int = 0, size: str = "teacher", epochs: int = 6, b
         ``(model, history)``; ``history.valid`` holds greedy exact match on the validation split per epoch.
     """
     require_one_of("size", size, ("teacher", "student"))
-    require_int("epochs", epochs, minimum=1)
+    epochs = require_int("epochs", epochs, minimum=1)
     data = translation_data(seed if data_seed is None else data_seed, target_noise)
     train_pairs = list(pairs) if pairs is not None else data.train
     if not train_pairs:
@@ -244,7 +244,7 @@ def train_ctc_recognizer(*, seed: int = 0, epochs: int = 6, batch_size: int = 32
     Returns:
         ``(model, history)``; ``history.valid`` holds ``evaluate``'s value after each epoch.
     """
-    require_int("epochs", epochs, minimum=1)
+    epochs = require_int("epochs", epochs, minimum=1)
     task = ctc_data(seed)
     with seeded(seed):
         model = CTCRecognizer(task.feature_dim, task.num_classes, hidden_size=hidden_size)

@@ -185,13 +185,13 @@ def train(
         >>> history.epoch_loss[-1] < history.epoch_loss[0]
         True
     """
-    require_int("epochs", epochs, minimum=1)
-    require_int("accumulation_steps", accumulation_steps, minimum=1)
+    epochs = require_int("epochs", epochs, minimum=1)
+    accumulation_steps = require_int("accumulation_steps", accumulation_steps, minimum=1)
     require_seed("seed", seed)
     if clip_norm is not None:
-        require_number("clip_norm", clip_norm, low=0.0, low_inclusive=False)
+        clip_norm = require_number("clip_norm", clip_norm, low=0.0, low_inclusive=False)
     if optimizer is None:
-        require_number("lr", lr, low=0.0, low_inclusive=False)
+        lr = require_number("lr", lr, low=0.0, low_inclusive=False)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     history = History()
@@ -279,7 +279,7 @@ seq2seq_objective = lm_objective
 
 def label_smoothing_objective(epsilon: float, *, variant: str = "pytorch") -> ObjectiveFn:
     """Label-smoothed NLL (:func:`coursekit.losses.label_smoothed_nll`), normalised per token."""
-    require_number("epsilon", epsilon, low=0.0)
+    epsilon = require_number("epsilon", epsilon, low=0.0)
 
     def objective(model: nn.Module, batch: LMBatch | Seq2SeqBatch) -> Objective:
         logits, targets, mask = _logits(model, batch)
@@ -312,7 +312,7 @@ def z_loss_objective(weight: float) -> ObjectiveFn:
         >>> bool(penalised.loss_sum > plain.loss_sum), penalised.count == plain.count
         (True, True)
     """
-    require_number("weight", weight, low=0.0)
+    weight = require_number("weight", weight, low=0.0)
 
     def objective(model: nn.Module, batch: LMBatch | Seq2SeqBatch) -> Objective:
         logits, targets, mask = _logits(model, batch)
@@ -327,7 +327,7 @@ def word_kd_objective(teacher: nn.Module, *, temperature: float = 1.0, alpha: fl
 
     The teacher runs in eval mode without gradients on the same batch.
     """
-    require_number("temperature", temperature, low=0.0, low_inclusive=False)
+    temperature = require_number("temperature", temperature, low=0.0, low_inclusive=False)
     alpha = require_number("alpha", alpha, low=0.0)
     if alpha > 1:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
@@ -417,7 +417,7 @@ def ctc_objective(*, blank: int = FRAME_BLANK) -> ObjectiveFn:
     (:class:`~coursekit.models.CTCRecognizer`). The loss sum is that of the
     utterances' CTC losses; the count is the number of labels in the batch.
     """
-    require_int("blank", blank, minimum=0)
+    blank = require_int("blank", blank, minimum=0)
 
     def objective(model: nn.Module, batch: FrameBatch) -> Objective:
         log_probs = model(batch.features, batch.input_lengths).transpose(0, 1)     # (T, B, V), as ctc_loss reads
@@ -491,8 +491,8 @@ def sample_group(model: nn.Module, batch: Seq2SeqBatch, *, group_size: int, max_
         >>> len(group.responses), tuple(group.mask.shape)[0]
         (3, 3)
     """
-    require_int("group_size", group_size, minimum=1)
-    require_int("max_len", max_len, minimum=1)
+    group_size = require_int("group_size", group_size, minimum=1)
+    max_len = require_int("max_len", max_len, minimum=1)
     generator = torch.Generator().manual_seed(require_seed("seed", seed))
     flat, forced, mask = _sample_forced(model, batch, group_size, max_len, generator)
     return SampledGroup(responses=[_strip_eos(seq) for seq in flat], batch=forced, mask=mask, group_size=group_size)
@@ -549,8 +549,8 @@ def preference_objective(reference: nn.Module | None, *, loss: str = "dpo", beta
         (0.6931, 1.0)
     """
     require_one_of("loss", loss, PREFERENCE_LOSSES)
-    require_number("beta", beta, low=0.0, low_inclusive=False)
-    require_number("gamma", gamma)
+    beta = require_number("beta", beta, low=0.0, low_inclusive=False)
+    gamma = require_number("gamma", gamma)
     if loss == "dpo" and reference is None:
         raise ValueError("loss='dpo' needs the frozen reference model, got reference=None")
     if loss == "simpo" and reference is not None:
@@ -602,7 +602,7 @@ def mrt_objective(cost: Callable[[list[int], list[int]], float], *, num_samples:
 
     The returned count is the number of sources (the risk is a mean over them).
     """
-    require_int("num_samples", num_samples, minimum=1)
+    num_samples = require_int("num_samples", num_samples, minimum=1)
     generator = torch.Generator().manual_seed(require_seed("seed", seed))
 
     def objective(model: nn.Module, batch: Seq2SeqBatch) -> Objective:
@@ -634,7 +634,7 @@ def reinforce_objective(reward: Callable[[list[int], list[int]], float], *, num_
 
     The count is the number of sampled sequences.
     """
-    require_int("num_samples", num_samples, minimum=1)
+    num_samples = require_int("num_samples", num_samples, minimum=1)
     require_one_of("baseline", baseline, REINFORCE_BASELINES)
     if baseline == "leave_one_out" and num_samples < 2:
         raise ValueError(f"num_samples must be >= 2 for the leave-one-out baseline, got {num_samples}")
@@ -711,7 +711,7 @@ class TBPTTWindowObjective:
 
     def __init__(self, *, reset_id: int | None = None) -> None:
         if reset_id is not None:
-            require_int("reset_id", reset_id, minimum=0)
+            reset_id = require_int("reset_id", reset_id, minimum=0)
         self.reset_id = reset_id
         self.hidden: Any = None
 
@@ -775,11 +775,11 @@ def on_policy_kd_objective(teacher: nn.Module, *, beta: float = 0.0, temperature
         >>> bool(out.loss_sum >= 0), 1 <= out.count <= 6
         (True, True)
     """
-    require_number("temperature", temperature, low=0.0, low_inclusive=False)
+    temperature = require_number("temperature", temperature, low=0.0, low_inclusive=False)
     beta = require_number("beta", beta, low=0.0)
     if beta > 1:
         raise ValueError(f"beta must lie in [0, 1], got {beta}")
-    require_int("max_len", max_len, minimum=1)
+    max_len = require_int("max_len", max_len, minimum=1)
     generator = torch.Generator().manual_seed(require_seed("seed", seed))
     teacher.eval()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -90,3 +92,65 @@ def test_a_bool_or_complex_noise_is_a_type_error_naming_it(value) -> None:
     with pytest.raises(TypeError, match=r"^noise must be a number, got "):
         frame_task(noise=value)
 
+
+
+def test_a_numpy_integer_size_gives_the_task_of_its_python_int() -> None:
+    # Refused before with the self-contradicting "num_train must be an int, got int64 np.int64(3)".
+    got = frame_task(num_train=np.int64(3), num_valid=np.int32(1), num_test=np.uint8(1), num_labels=np.int16(4),
+                     max_silence=np.int64(1), labels_per_example=(np.int64(2), np.int64(3)))
+    want = frame_task(num_train=3, num_valid=1, num_test=1, num_labels=4, max_silence=1, labels_per_example=(2, 3))
+    assert type(got.num_classes) is int and got.num_classes == want.num_classes
+    assert all(torch.equal(a.features, b.features) for a, b in zip(got.train, want.train, strict=True))
+    assert [a.labels for a in got.test] == [b.labels for b in want.test]
+
+
+@pytest.mark.parametrize(
+    ("value", "received"),
+    [(np.True_, type(np.True_).__name__), (True, "bool"),
+     (torch.tensor(3), "a tensor of shape () and dtype torch.int64"), (3.0, "float"), (np.float32(3), "float32")],
+    ids=["numpy bool", "bool", "int tensor", "float", "numpy float"],
+)
+def test_a_size_that_is_no_python_or_numpy_integer_is_a_type_error_naming_its_type(value, received) -> None:
+    with pytest.raises(TypeError, match=rf"^num_train must be an int, got {re.escape(received)}$"):
+        frame_task(num_train=value)
+
+
+def test_a_numpy_integer_seed_is_a_type_error_as_in_torch_manual_seed() -> None:
+    with pytest.raises(TypeError):
+        torch.Generator().manual_seed(np.int64(3))  # the rule the check follows
+    with pytest.raises(TypeError, match=r"^seed must be a Python int, got int64$"):
+        frame_task(seed=np.int64(3))
+
+
+@pytest.mark.parametrize(
+    ("value", "shown_as"),
+    [(float("inf"), "inf"), (float("-inf"), "-inf"), (np.float32("inf"), "inf"), (float("nan"), "nan"),
+     (np.longdouble("1e400"), str(np.longdouble("1e400")))],
+    ids=["inf", "-inf", "float32 inf", "nan", "longdouble 1e400"],
+)
+def test_a_non_finite_noise_is_a_value_error_naming_it(value, shown_as) -> None:
+    # inf was taken (every feature inf), and a longdouble beyond the float range became inf.
+    with pytest.raises(ValueError, match=rf"^noise must be a finite number, got {re.escape(shown_as)}$"):
+        frame_task(noise=value)
+
+
+def test_a_numpy_float_in_a_message_is_shown_as_given_not_widened() -> None:
+    with pytest.raises(ValueError, match=r"^noise must be >= 0.0, got -0.1$"):
+        frame_task(noise=np.float32(-0.1))
+
+
+HUGE_INT_INSIDE = [
+    ("num_train tuple", lambda: frame_task(num_train=(HUGE,)), TypeError, r"^num_train must be an int, got tuple$"),
+    ("noise tuple", lambda: frame_task(noise=(HUGE,)), TypeError, r"^noise must be a number, got tuple$"),
+    ("noise list", lambda: frame_task(noise=[HUGE]), TypeError, r"^noise must be a number, got list$"),
+    ("nested bound", lambda: frame_task(labels_per_example=((HUGE,), 1)), TypeError,
+     r"^labels_per_example must be \(low, high\) ints, got \(tuple, int\)$"),
+    ("one_of tuple", lambda: RNNLM(vocab_size=10, cell=(HUGE,)), ValueError, r"^cell must be one of .*, got tuple$"),
+]
+
+
+@pytest.mark.parametrize(("case", "call", "error", "message"), HUGE_INT_INSIDE, ids=[c[0] for c in HUGE_INT_INSIDE])
+def test_a_container_holding_a_huge_int_is_named_by_its_type(case, call, error, message) -> None:
+    # repr of the container raised Python's digit-limit ValueError, which names no argument.
+    with pytest.raises(error, match=message):
+        call()

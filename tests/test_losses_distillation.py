@@ -196,6 +196,24 @@ def test_teacher_logits_of_minus_infinity_give_the_true_value_and_gradient(loss,
     torch.testing.assert_close(teacher_grad, teacher_grad_ref)
 
 
+def test_the_kl_div_expression_stops_equalling_kd_loss_at_a_teacher_logit_of_minus_infinity():
+    # The docstring's equality holds for finite logits only: F.kl_div(log_target=True) computes
+    # exp(-inf) * (-inf - x) = nan there, while kd_loss gives the divergence, which the same entry at
+    # -1e4 (probability exactly 0 in float64) gives F.kl_div too.
+    student = torch.randn(3, 5, generator=generator(31), dtype=torch.float64)
+    teacher = torch.randn(3, 5, generator=generator(32), dtype=torch.float64)
+    teacher[0, 2] = float("-inf")
+
+    def kl_div_expression(t: torch.Tensor) -> torch.Tensor:
+        return F.kl_div(F.log_softmax(student / 2.0, -1), F.log_softmax(t / 2.0, -1), log_target=True,
+                        reduction="batchmean") * 2.0**2
+
+    assert bool(torch.isnan(kl_div_expression(teacher)))
+    value = kd_loss(student, teacher, temperature=2.0)
+    assert bool(torch.isfinite(value))
+    torch.testing.assert_close(value, kl_div_expression(teacher.masked_fill(teacher == float("-inf"), -1e4)))
+
+
 def test_student_logits_of_minus_infinity_where_the_teacher_has_no_mass_cost_nothing():
     student = torch.tensor([[0.0, 1.0, float("-inf")]], dtype=torch.float64, requires_grad=True)
     teacher = torch.tensor([[0.5, 0.0, float("-inf")]], dtype=torch.float64, requires_grad=True)

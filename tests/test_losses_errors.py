@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -477,6 +478,38 @@ def test_causal_lm_loss_takes_a_numpy_bool_upcast_as_its_python_bool(upcast):
     got, want = causal_lm_loss(logits, input_ids, upcast=upcast), causal_lm_loss(logits, input_ids, upcast=bool(upcast))
     assert got.dtype == want.dtype == (torch.float32 if upcast else torch.bfloat16)
     torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+_FLAG_CALLS = {
+    "upcast": lambda flag: causal_lm_loss(Z, Y, upcast=flag),
+    "zero_infinity": lambda flag: ctc_loss(CTC_LOG_PROBS, CTC_TARGETS, [6, 1], [2, 2], zero_infinity=flag),
+    "tail": lambda flag: top_k_kd_loss(Z, *top_k_teacher(Z, 2), tail=flag),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_FLAG_CALLS))
+@pytest.mark.parametrize(
+    ("flag", "received"),
+    [("False", "str"), (None, "NoneType"), (1, "int"), (0.0, "float"), (torch.tensor(True), "a tensor of shape ()"),
+     (torch.tensor([True, False]), "a tensor of shape (2,)")],
+    ids=["string 'False'", "None", "int 1", "float 0.0", "bool tensor", "two-element bool tensor"],
+)
+def test_a_flag_that_is_not_a_bool_raises_a_type_error_naming_it(name, flag, received):
+    # Read by truthiness, "False" turned the option on and None off, without a word.
+    with pytest.raises(TypeError, match=rf"^{name} must be a bool, got {re.escape(received)}"):
+        _FLAG_CALLS[name](flag)
+
+
+@pytest.mark.parametrize("name", ["zero_infinity", "tail"])
+@pytest.mark.parametrize("flag", [np.True_, np.False_], ids=repr)
+def test_a_numpy_bool_flag_gives_the_value_of_its_python_bool(name, flag):
+    torch.testing.assert_close(_FLAG_CALLS[name](flag), _FLAG_CALLS[name](bool(flag)), rtol=0, atol=0)
+
+
+def test_each_flag_changes_the_value_so_the_numpy_bool_test_can_fail():
+    # ctc: the second sequence (1 frame, 2 labels) is impossible; top-k: uniform student, 2 of 4 kept.
+    assert not torch.equal(_FLAG_CALLS["zero_infinity"](True), _FLAG_CALLS["zero_infinity"](False))
+    assert not torch.equal(_FLAG_CALLS["tail"](True), _FLAG_CALLS["tail"](False))
+
 
 def test_perplexity_of_a_numpy_float_is_that_of_its_python_float():
     # np.float64 subclasses float and always passed; np.float32 did not.

@@ -132,6 +132,29 @@ def test_matches_trls_gkd_trainer_generalized_jsd_loss():
         torch.testing.assert_close(ours, theirs)
 
 
+@pytest.mark.ecosystem
+@pytest.mark.parametrize("beta", [0.0, 0.5])
+def test_trls_generalized_jsd_loss_gives_nan_at_a_teacher_logit_of_minus_infinity_where_this_is_finite(beta):
+    # The docstring's equality with TRL holds for finite logits only: TRL's F.kl_div(log_target=True)
+    # computes 0 * -inf = nan for a masked vocabulary entry; coursekit gives the divergence, which TRL
+    # gives too with that entry at -1e4 (probability exactly 0 in float64).
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    from trl.experimental.gkd.gkd_trainer import GKDTrainer
+
+    student = torch.randn(3, 5, generator=generator(12), dtype=torch.float64)
+    teacher = torch.randn(3, 5, generator=generator(13), dtype=torch.float64)
+    teacher[0, 1] = float("-inf")
+    student[1, 3] = teacher[1, 3] = float("-inf")
+    finite_teacher = teacher.masked_fill(teacher == float("-inf"), -1e4)
+    finite_student = student.masked_fill(student == float("-inf"), -1e4)
+    theirs = GKDTrainer.generalized_jsd_loss(student, teacher, beta=beta, reduction="none").sum(-1)
+    assert bool(torch.isnan(theirs[:2]).all())
+    ours = generalized_jsd(student, teacher, beta=beta, reduction="none")
+    expected = GKDTrainer.generalized_jsd_loss(finite_student, finite_teacher, beta=beta, reduction="none").sum(-1)
+    assert bool(torch.isfinite(ours).all())
+    torch.testing.assert_close(ours, expected)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "name"),
     [

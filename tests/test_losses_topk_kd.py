@@ -88,6 +88,27 @@ def test_gradcheck_top_k_kd_loss(tail):
     assert gradcheck64(lambda s: top_k_kd_loss(s, *stored, temperature=1.5, tail=tail, mask=mask), (student,))
 
 
+@pytest.mark.parametrize("poison", [math.nan, math.inf])
+@pytest.mark.parametrize("tail", [True, False])
+def test_masked_positions_reach_neither_value_nor_gradient(poison, tail):
+    # A padded position's logits can be nan (a fully masked attention row); with every entry kept the
+    # gradient must be kd_loss's, 0 at masked positions and the same elsewhere.
+    student = torch.randn(2, 3, 5, generator=generator(44), dtype=torch.float64)
+    teacher = torch.randn(2, 3, 5, generator=generator(45), dtype=torch.float64)
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    poisoned = student.masked_fill(~mask.unsqueeze(-1), poison).requires_grad_(True)
+    log_q, indices = top_k_teacher(teacher, 5, temperature=2.0)
+    stored = (log_q.masked_fill(~mask.unsqueeze(-1), math.nan), indices)
+    got = top_k_kd_loss(poisoned, *stored, temperature=2.0, tail=tail, mask=mask, reduction="sum")
+    (got_grad,) = torch.autograd.grad(got, poisoned)
+    clean = student.clone().requires_grad_(True)
+    expected = kd_loss(clean, teacher, temperature=2.0, mask=mask, reduction="sum")
+    (expected_grad,) = torch.autograd.grad(expected, clean)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(got_grad, expected_grad)
+    assert bool((got_grad[~mask] == 0).all())
+
+
 @pytest.mark.parametrize(
     ("call", "error", "name"),
     [

@@ -107,7 +107,7 @@ def pad_batch(sequences: Sequence[Sequence[int]], *, pad_id: int = PAD_ID) -> Pa
         ([[5, 6, 7], [8, 0, 0]], [3, 1], [[True, True, True], [True, False, False]])
     """
     _check_sequences("sequences", sequences, allow_empty_rows=False)
-    require_int("pad_id", pad_id, minimum=0)
+    pad_id = require_int("pad_id", pad_id, minimum=0)
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
     width = int(lengths.max())
     tokens = torch.full((len(sequences), width), pad_id, dtype=torch.long)
@@ -189,8 +189,8 @@ def bucket_batches(lengths: Sequence[int], batch_size: int, *, seed: int, shuffl
     """
     if len(lengths) == 0:
         raise ValueError("lengths must hold at least one example, got an empty sequence")
-    require_int("batch_size", batch_size, minimum=1)
-    require_int("bucket_factor", bucket_factor, minimum=1)
+    batch_size = require_int("batch_size", batch_size, minimum=1)
+    bucket_factor = require_int("bucket_factor", bucket_factor, minimum=1)
     require_seed("seed", seed)
     order = list(range(len(lengths)))
     if not shuffle:
@@ -237,7 +237,7 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int, *, seed: int, 
     """
     if len(lengths) == 0:
         raise ValueError("lengths must hold at least one example, got an empty sequence")
-    require_int("max_tokens", max_tokens, minimum=1)
+    max_tokens = require_int("max_tokens", max_tokens, minimum=1)
     require_seed("seed", seed)
     if min(lengths) < 0:
         raise ValueError(f"lengths must be >= 0, got {shown(min(lengths))}")
@@ -279,7 +279,7 @@ def token_stream(sentences: Sequence[Sequence[int]], batch_size: int, *, eos_id:
         [[5, 6], [2, 7]]
     """
     _check_sequences("sentences", sentences, allow_empty_rows=True)
-    require_int("batch_size", batch_size, minimum=1)
+    batch_size = require_int("batch_size", batch_size, minimum=1)
     flat = [token for sentence in sentences for token in (*sentence, eos_id)]
     width = len(flat) // batch_size
     if width < 2:
@@ -312,7 +312,7 @@ def stream_values(per_token: Sequence[Sequence[float]], batch_size: int) -> torc
     """
     if len(per_token) == 0:
         raise ValueError("per_token must hold at least one sentence's values, got none")
-    require_int("batch_size", batch_size, minimum=1)
+    batch_size = require_int("batch_size", batch_size, minimum=1)
     flat = [float(v) for values in per_token for v in values]
     width = len(flat) // batch_size
     if width < 2:
@@ -330,7 +330,7 @@ def tbptt_chunks(stream: torch.Tensor, chunk_len: int) -> list[tuple[torch.Tenso
         >>> [(x.tolist(), y.tolist()) for x, y in tbptt_chunks(torch.tensor([[1, 2, 3, 4, 5]]), 2)]
         [([[1, 2]], [[2, 3]]), ([[3, 4]], [[4, 5]])]
     """
-    require_int("chunk_len", chunk_len, minimum=1)
+    chunk_len = require_int("chunk_len", chunk_len, minimum=1)
     if stream.dim() != 2 or stream.shape[1] < 2:
         raise ValueError(f"stream must have shape (B, N) with N >= 2, got {tuple(stream.shape)}")
     steps = stream.shape[1] - 1
@@ -391,8 +391,8 @@ def tbptt_windows(stream: torch.Tensor, step: int, bptt: int) -> list[TBPTTWindo
         [[10, 11, 12, 13]] [[13, 14]] 2
         [[12, 13, 14, 15]] [[15, 16]] 4
     """
-    require_int("step", step, minimum=1)
-    require_int("bptt", bptt, minimum=1)
+    step = require_int("step", step, minimum=1)
+    bptt = require_int("bptt", bptt, minimum=1)
     if bptt < step:
         raise ValueError(f"bptt must be >= step={shown(step)} (each update looks back at least over the steps it "
                          f"scores), got {shown(bptt)}")

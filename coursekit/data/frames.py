@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from coursekit.data._checks import require_int, require_number, require_seed, shown
+from coursekit.data._checks import as_int, require_int, require_number, require_seed, shown
+from coursekit.losses._checks import type_text
 
 #: the class index of CTC's blank in this task
 FRAME_BLANK = 0
@@ -77,14 +78,22 @@ class FrameBatch:
 _MAX_DRAWN = 2**63 - 2
 
 
-def _require_draw_bounds(name: str, bounds: object) -> None:
-    """Raise unless ``bounds`` is a pair of ints ``(low, high)`` with ``1 <= low <= high <= _MAX_DRAWN``."""
+def _require_draw_bounds(name: str, bounds: object) -> tuple[int, int]:
+    """``bounds`` as a pair of Python ints ``(low, high)``, if it holds two integers (``as_int``) with
+    ``1 <= low <= high <= _MAX_DRAWN``.
+
+    A ``TypeError`` names only the types received, so that a nested huge int is never printed.
+    """
     is_pair = isinstance(bounds, (tuple, list)) and len(bounds) == 2
-    if is_pair and all(isinstance(b, int) and not isinstance(b, bool) for b in bounds) \
-            and 1 <= bounds[0] <= bounds[1] <= _MAX_DRAWN:
-        return
-    received = f"({', '.join(shown(b) for b in bounds)})" if isinstance(bounds, (tuple, list)) else shown(bounds)
-    raise ValueError(f"{name} must be (low, high) ints with 1 <= low <= high <= {_MAX_DRAWN}, got {received}")
+    pair = [as_int(b) for b in bounds] if is_pair else [None]
+    if None in pair:
+        received = f"({', '.join(type_text(b) for b in bounds)})" if is_pair else type_text(bounds)
+        raise TypeError(f"{name} must be (low, high) ints, got {received}")
+    low, high = pair
+    if not 1 <= low <= high <= _MAX_DRAWN:
+        raise ValueError(f"{name} must be (low, high) ints with 1 <= low <= high <= {_MAX_DRAWN}, "
+                         f"got ({shown(low)}, {shown(high)})")
+    return low, high
 
 
 def frame_task(*, seed: int = 0, num_train: int = 1200, num_valid: int = 200, num_test: int = 200,
@@ -106,8 +115,10 @@ def frame_task(*, seed: int = 0, num_train: int = 1200, num_valid: int = 200, nu
         A :class:`FrameTask`.
 
     Raises:
-        TypeError, ValueError: a size that is not a positive int, a range whose low end exceeds its
-            high end, or a negative noise.
+        TypeError: a size or a range bound that is not a Python or NumPy integer, a ``seed`` that is
+            not a Python int, a ``noise`` that is not a real number.
+        ValueError: a size that is not positive, a range whose low end exceeds its high end, or a
+            negative or non-finite ``noise``.
 
     Example:
         >>> task = frame_task(seed=0, num_train=3, num_valid=1, num_test=1)
@@ -120,15 +131,18 @@ def frame_task(*, seed: int = 0, num_train: int = 1200, num_valid: int = 200, nu
         True
     """
     require_seed("seed", seed)
-    for name, value in (("num_train", num_train), ("num_valid", num_valid), ("num_test", num_test),
-                        ("num_labels", num_labels), ("prototype_dim", prototype_dim)):
+    # Python ints from here on (a NumPy integer is taken), so that the task's sizes are ints too.
+    num_train, num_valid, num_test, num_labels, prototype_dim = (
         require_int(name, value, minimum=1)
-    require_int("max_silence", max_silence, minimum=0)
+        for name, value in (("num_train", num_train), ("num_valid", num_valid), ("num_test", num_test),
+                            ("num_labels", num_labels), ("prototype_dim", prototype_dim))
+    )
+    max_silence = require_int("max_silence", max_silence, minimum=0)
     if max_silence > _MAX_DRAWN:
         raise ValueError(f"max_silence must be <= {_MAX_DRAWN} (torch.randint's int64 range), got {shown(max_silence)}")
     noise = require_number("noise", noise, low=0.0)
-    for name, bounds in (("labels_per_example", labels_per_example), ("frames_per_label", frames_per_label)):
-        _require_draw_bounds(name, bounds)
+    labels_per_example = _require_draw_bounds("labels_per_example", labels_per_example)
+    frames_per_label = _require_draw_bounds("frames_per_label", frames_per_label)
     generator = torch.Generator().manual_seed(seed)
     prototypes = torch.cat([torch.zeros(1, prototype_dim), torch.randn(num_labels, prototype_dim, generator=generator)])
 

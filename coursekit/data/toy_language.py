@@ -170,9 +170,9 @@ class ToyLanguage:
         Raises:
             ValueError: a negative count or seed, or a sentence longer than ``max_words``.
         """
-        require_int("num_sentences", num_sentences, minimum=0)
+        num_sentences = require_int("num_sentences", num_sentences, minimum=0)
         require_seed("seed", seed)
-        require_int("max_words", max_words, minimum=1)
+        max_words = require_int("max_words", max_words, minimum=1)
         rng = random.Random(seed)
         sentences = []
         for _ in range(num_sentences):

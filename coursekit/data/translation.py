@@ -39,7 +39,7 @@ def number_to_words(number: int) -> str:
         >>> number_to_words(3012), number_to_words(115), number_to_words(0)
         ('three thousand twelve', 'one hundred fifteen', 'zero')
     """
-    require_int("number", number, minimum=0)
+    number = require_int("number", number, minimum=0)
     if number > MAX_NUMBER:
         raise ValueError(f"number must lie in [0, {MAX_NUMBER}], got {shown(number)}")
     if number == 0:
@@ -69,7 +69,7 @@ def number_to_digits(number: int) -> str:
         >>> number_to_digits(3012)
         '3 0 1 2'
     """
-    require_int("number", number, minimum=0)
+    number = require_int("number", number, minimum=0)
     return " ".join(str(number))
 
 
@@ -129,7 +129,7 @@ def translation_task(
     for name, value in (("num_train", num_train), ("num_valid", num_valid),
                         ("num_test", num_test), ("num_ood", num_ood)):
         require_int(name, value, minimum=0)
-    require_int("max_in_distribution_words", max_in_distribution_words, minimum=1)
+    max_in_distribution_words = require_int("max_in_distribution_words", max_in_distribution_words, minimum=1)
     noise = require_number("target_noise", target_noise, low=0.0)
     if noise > 1:
         raise ValueError(f"target_noise must lie in [0, 1], got {shown(target_noise)}")

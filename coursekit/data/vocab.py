@@ -83,7 +83,7 @@ class Vocab:
             ValueError: ``level`` is unknown or ``min_count < 1``.
         """
         require_one_of("level", level, LEVELS)
-        require_int("min_count", min_count, minimum=1)
+        min_count = require_int("min_count", min_count, minimum=1)
         counts: Counter[str] = Counter()
         for text in texts:
             counts.update(_split(text, level))
@@ -128,7 +128,7 @@ class Vocab:
         Raises:
             ValueError: the id is outside ``[0, len(vocab))``.
         """
-        require_int("token_id", token_id)
+        token_id = require_int("token_id", token_id)
         if not 0 <= token_id < len(self):
             raise ValueError(f"token_id must lie in [0, {len(self)}), got {shown(token_id)}")
         return self._itos[token_id]

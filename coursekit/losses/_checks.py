@@ -225,6 +225,32 @@ def is_numpy_bool(value: object) -> bool:
     return isinstance(value, numpy.bool_)
 
 
+def require_flag(name: str, value: object) -> bool:
+    """Return ``value`` as a Python bool if it is one, or NumPy's bool (a flag read from an array).
+
+    Nothing else is read by its truthiness: the string ``"False"`` would turn
+    an option on and ``None`` off without a word. PyTorch's parser takes a
+    Python bool only (``F.ctc_loss(zero_infinity=np.True_)`` is a
+    ``TypeError``); NumPy's bool is taken here as the losses take NumPy
+    numbers.
+
+    Raises:
+        TypeError: ``value`` is neither a Python nor a NumPy bool.
+
+    Example:
+        >>> import numpy as np
+        >>> require_flag("tail", np.False_), require_flag("tail", True)
+        (False, True)
+        >>> require_flag("tail", "False")
+        Traceback (most recent call last):
+        ...
+        TypeError: tail must be a bool, got str
+    """
+    if isinstance(value, bool) or is_numpy_bool(value):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool, got {type_text(value)}")
+
+
 def number_text(value: object) -> str:
     """A received number for a message: an int as :func:`int_text` shows it, anything else by ``str``."""
     if isinstance(value, int) and not isinstance(value, bool):

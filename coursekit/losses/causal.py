@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 
 from coursekit.losses._checks import (
-    is_numpy_bool,
     reads_values,
     require_choice,
     require_class_indices,
+    require_flag,
     require_float,
     require_int,
     require_mask,
@@ -124,7 +124,8 @@ def causal_lm_loss(
     Raises:
         TypeError: ``logits`` not float, ``input_ids`` not integer, ``loss_mask``
             neither boolean nor integer, ``num_items_in_batch`` neither a number
-            nor a one-element real tensor, ``ignore_index`` not an integer (``operator.index`` fails) or a bool.
+            nor a one-element real tensor, ``ignore_index`` not an integer (``operator.index`` fails) or a bool,
+            ``upcast`` neither a Python nor a NumPy bool.
         ValueError: mismatched shapes, ``ignore_index`` beyond int64, a scored
             token outside ``[0, V)``, an
             unknown ``reduction``, ``num_items_in_batch`` with a reduction
@@ -158,11 +159,7 @@ def causal_lm_loss(
                 f"num_items_in_batch applies to reduction='token_mean' only, got reduction={reduction!r}"
             )
         num_items_in_batch = require_num_items("num_items_in_batch", num_items_in_batch)
-    if is_numpy_bool(upcast):
-        # A flag read from an array; ctc_loss's and top_k_kd_loss's flags take it by truthiness too.
-        upcast = bool(upcast)
-    if not isinstance(upcast, bool):
-        raise TypeError(f"upcast must be a bool, got {type(upcast).__name__}")
+    upcast = require_flag("upcast", upcast)
     ignore_index = require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
     scored = input_ids != ignore_index
     if loss_mask is not None:

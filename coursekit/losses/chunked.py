@@ -453,7 +453,7 @@ def chunked_cross_entropy(
     cast_dtype = autocast_dtype(hidden)
     if cast_dtype is not None:
         # As F.cross_entropy(F.linear(hidden, weight, bias)) under autocast: the product in the autocast
-        # dtype, the loss (one of autocast's float32 operations) in float32.
+        # dtype, the loss (one of CPU autocast's float32 operations; see _autocast) in float32.
         hidden = cast_for_autocast(hidden, cast_dtype)
         weight = cast_for_autocast(weight, cast_dtype)
         bias = None if bias is None else cast_for_autocast(bias, cast_dtype)

@@ -48,6 +48,7 @@ from coursekit.losses._checks import (
     as_index,
     reads_values,
     require_choice,
+    require_flag,
     require_float,
     require_int,
     require_integer,
@@ -264,7 +265,9 @@ def ctc_loss(
     * PyTorch wants both lengths as tensors or both as sequences; here either
       may be either. PyTorch's ``blank`` rejects a one-element 1-D tensor,
       which is taken here. A length or ``blank`` beyond int64 is a
-      ``ValueError`` naming the argument here.
+      ``ValueError`` naming the argument here. ``zero_infinity`` also takes
+      NumPy's bool here, where PyTorch takes a Python bool only (anything else
+      is a ``TypeError`` in both).
     * ``T = 0`` (empty ``log_probs``) is computed here (0 for an empty target,
       ``inf`` otherwise), where PyTorch raises.
     * Half-precision ``log_probs`` (float16, bfloat16) are computed here (in
@@ -293,7 +296,7 @@ def ctc_loss(
             for padded targets.
         blank: index of the blank class.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
-        zero_infinity: replace infinite losses (and their gradients) by 0.
+        zero_infinity: replace infinite losses (and their gradients) by 0; a Python or NumPy bool.
 
     Returns:
         A scalar, or ``(B,)`` losses for ``"none"``, in the dtype of ``log_probs``
@@ -309,7 +312,8 @@ def ctc_loss(
 
     Raises:
         TypeError: wrong tensor dtypes, lengths that are not integers, or a
-            ``blank`` that is not an integer (``operator.index`` fails) or is a bool.
+            ``blank`` that is not an integer (``operator.index`` fails) or is a bool,
+            ``zero_infinity`` neither a Python nor a NumPy bool.
         ValueError: wrong shapes, negative lengths, lengths longer than the
             padded axis, ``blank`` outside ``[0, V)``, a target outside ``[0, V)``
             or equal to ``blank``, or an unknown ``reduction``. The checks of
@@ -326,6 +330,7 @@ def ctc_loss(
         tensor(inf)
     """
     require_choice("reduction", reduction, CTC_REDUCTIONS)
+    zero_infinity = require_flag("zero_infinity", zero_infinity)
     log_probs, padded, in_lengths, tgt_lengths, blank = _check_ctc_arguments(
         log_probs, targets, input_lengths, target_lengths, blank
     )

@@ -40,15 +40,24 @@ def _prepare(
         counted = torch.ones(positions, dtype=torch.bool, device=student_logits.device)
     else:
         counted = require_mask("mask", mask, positions, "student_logits.shape[:-1]")
-    # Masked positions are replaced by zeros (uniform distributions), so what they
-    # held (even nan) reaches neither the value nor, through torch.where, the gradient.
-    keep = counted.unsqueeze(-1)
-    student = torch.where(keep, student_logits, torch.zeros_like(student_logits))
-    teacher = torch.where(keep, teacher_logits, torch.zeros_like(teacher_logits))
+    student, teacher = _zero_uncounted(counted, student_logits, teacher_logits)
     # float32 from the logits on under autocast, the division too (the references divide in the half dtype).
     student_log_probs = torch.log_softmax(float32_under_autocast(student) / temperature, dim=-1)
     teacher_log_probs = torch.log_softmax(teacher.to(student_log_probs.dtype) / temperature, dim=-1)
     return student_log_probs, teacher_log_probs, counted, temperature
+
+
+def _zero_uncounted(counted: torch.Tensor, *rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Each of ``rows`` (shape ``counted.shape + (n,)``) with its uncounted positions replaced by zeros.
+
+    Done before any log-softmax: what a masked position held (even ``nan`` or
+    ``inf``, e.g. a fully masked attention row) then reaches neither the value
+    nor, through ``torch.where``, the gradient. Masking only the per-position
+    loss afterwards is not enough, since the log-softmax's backward multiplies
+    the zero gradient by ``exp(nan)``.
+    """
+    keep = counted.unsqueeze(-1)
+    return tuple(torch.where(keep, row, torch.zeros_like(row)) for row in rows)
 
 
 def _reduce(per_position: torch.Tensor, counted: torch.Tensor, reduction: str, caller: str) -> torch.Tensor:
@@ -85,7 +94,10 @@ def kd_loss(
     It is :math:`\\ge 0` and 0 exactly when the student's softened distribution
     equals the teacher's. On 2-D input with ``"token_mean"`` it equals
     ``F.kl_div(log_softmax(s/T), log_softmax(t/T), log_target=True,
-    reduction="batchmean") * T**2``. Gradients flow into both arguments; detach
+    reduction="batchmean") * T**2`` where every logit is finite; where a
+    teacher logit is ``-inf``, that expression gives ``nan`` (from
+    ``0 * -inf``), and this gives the divergence, to which that entry
+    contributes 0. Gradients flow into both arguments; detach
     the teacher if it must stay fixed.
 
     Args:

@@ -78,7 +78,11 @@ def generalized_jsd(
       :math:`m = \\lambda q + (1-\\lambda) p`.
 
     These are the values of TRL's ``GKDTrainer.generalized_jsd_loss`` per position (no
-    :math:`\\tau^2` factor). Gradients flow into both arguments; detach the teacher.
+    :math:`\\tau^2` factor) where every logit is finite. Where a teacher or
+    student logit is ``-inf`` (a masked vocabulary entry), TRL's ``F.kl_div``
+    with ``log_target=True`` gives ``nan`` (from ``0 * -inf``), and this gives
+    the divergence, in which a term weighted by a probability of 0 is 0.
+    Gradients flow into both arguments; detach the teacher.
 
     Args:
         student_logits: the student's scores :math:`z^{\\mathrm{S}}`.

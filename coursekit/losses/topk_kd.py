@@ -23,6 +23,7 @@ import torch
 from coursekit.losses._autocast import float32_under_autocast
 from coursekit.losses._checks import (
     require_choice,
+    require_flag,
     require_float,
     require_int,
     require_integer,
@@ -31,7 +32,7 @@ from coursekit.losses._checks import (
     require_positive,
     require_shape,
 )
-from coursekit.losses.distillation import _reduce
+from coursekit.losses.distillation import _reduce, _zero_uncounted
 
 TOP_K_REDUCTIONS = ("token_mean", "sequence_mean", "sum", "none")
 
@@ -99,7 +100,7 @@ def top_k_kd_loss(
         student_logits: the student's scores :math:`z^{\\mathrm{S}}`.
         teacher_log_probs, teacher_indices: from :func:`top_k_teacher` (same temperature).
         temperature: :math:`\\tau > 0`.
-        tail: keep the tail bucket (True) or renormalise over the kept set (False).
+        tail: keep the tail bucket (True) or renormalise over the kept set (False); a Python or NumPy bool.
         mask: boolean (or 0/1 integers), True on the positions that count; ``None`` counts all.
         reduction: ``"token_mean"``, ``"sequence_mean"``, ``"sum"`` or ``"none"``.
 
@@ -114,7 +115,7 @@ def top_k_kd_loss(
         student_logits: ``(..., V)``; teacher_log_probs, teacher_indices: ``(..., k)``; mask: ``(...)``.
 
     Raises:
-        TypeError: bad dtypes.
+        TypeError: bad dtypes, ``tail`` neither a Python nor a NumPy bool.
         ValueError: mismatched shapes, an index outside ``[0, V)``, ``temperature <= 0``, unknown ``reduction``.
 
     Example:
@@ -144,6 +145,7 @@ def top_k_kd_loss(
         if low < 0 or high >= vocab:
             raise ValueError(f"teacher_indices must lie in [0, {vocab}), got {low if low < 0 else high}")
     temperature = require_positive("temperature", temperature)
+    tail = require_flag("tail", tail)
     require_choice("reduction", reduction, TOP_K_REDUCTIONS)
     if mask is None:
         counted = torch.ones(positions, dtype=torch.bool, device=student_logits.device)
@@ -151,6 +153,9 @@ def top_k_kd_loss(
         counted = require_mask("mask", mask, positions, "student_logits.shape[:-1]")
 
     teacher_indices = teacher_indices.long()  # gather and scatter index with int64 (or int32) only
+    # As kd_loss does, so that nan or inf at a masked position reaches no gradient (stored log-probabilities
+    # of 0 at a masked position are finite; its value is dropped by _reduce).
+    student_logits, teacher_log_probs = _zero_uncounted(counted, student_logits, teacher_log_probs)
     # Under autocast in float32, as kd_loss (which it equals for k = V) computes there.
     log_p = torch.log_softmax(float32_under_autocast(student_logits) / temperature, dim=-1)
     log_p_kept = log_p.gather(-1, teacher_indices)

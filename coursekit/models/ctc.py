@@ -51,9 +51,9 @@ class CTCRecognizer(nn.Module):
 
     def __init__(self, feature_dim: int, num_classes: int, *, hidden_size: int = 32) -> None:
         super().__init__()
-        require_int("feature_dim", feature_dim, minimum=1)
-        require_int("num_classes", num_classes, minimum=2)
-        require_int("hidden_size", hidden_size, minimum=1)
+        feature_dim = require_int("feature_dim", feature_dim, minimum=1)
+        num_classes = require_int("num_classes", num_classes, minimum=2)
+        hidden_size = require_int("hidden_size", hidden_size, minimum=1)
         self.config = {"feature_dim": feature_dim, "num_classes": num_classes, "hidden_size": hidden_size}
         self.rnn = nn.GRU(feature_dim, hidden_size, batch_first=True, bidirectional=True)
         self.out = nn.Linear(2 * hidden_size, num_classes)
@@ -81,7 +81,7 @@ def _check_log_probs(log_probs: torch.Tensor, blank: int) -> None:
     if not isinstance(log_probs, torch.Tensor) or not log_probs.is_floating_point() or log_probs.dim() != 2:
         raise ValueError(f"log_probs must be a float tensor of shape (T, V) for one utterance, got "
                          f"{getattr(log_probs, 'shape', type(log_probs).__name__)}")
-    require_int("blank", blank, minimum=0)
+    blank = require_int("blank", blank, minimum=0)
     if blank >= log_probs.shape[1]:
         raise ValueError(f"blank must lie in [0, {log_probs.shape[1]}) (V = log_probs.shape[1]), got {blank}")
 
@@ -173,7 +173,7 @@ def ctc_prefix_beam_search(log_probs: torch.Tensor, *, beam_size: int = 8,
         [([1], 0.64), ([], 0.36)]
     """
     _check_log_probs(log_probs, blank)
-    require_int("beam_size", beam_size, minimum=1)
+    beam_size = require_int("beam_size", beam_size, minimum=1)
     table = log_probs.detach().double().cpu().tolist()
     neg_inf = -math.inf
 

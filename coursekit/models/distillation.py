@@ -64,8 +64,8 @@ def sequence_kd_targets(teacher: Seq2Seq, sources: Sequence[Sequence[int]], *, b
     for i, source in enumerate(sources):
         if len(source) == 0:
             raise ValueError(f"sources[{i}] has length 0; every source needs at least one token")
-    require_int("beam_size", beam_size, minimum=1)
-    require_int("batch_size", batch_size, minimum=1)
+    beam_size = require_int("beam_size", beam_size, minimum=1)
+    batch_size = require_int("batch_size", batch_size, minimum=1)
     teacher.eval()
     targets: list[list[int]] = []
     with torch.no_grad():
@@ -122,7 +122,7 @@ def sequence_interpolation_targets(teacher: Seq2Seq, sources: Sequence[Sequence[
     for i, source in enumerate(sources):
         if len(source) == 0:
             raise ValueError(f"sources[{i}] has length 0; every source needs at least one token")
-    require_int("beam_size", beam_size, minimum=1)
+    beam_size = require_int("beam_size", beam_size, minimum=1)
     teacher.eval()
     chosen: list[list[int]] = []
     with torch.no_grad():
@@ -175,7 +175,7 @@ def teacher_student_divergence(student: Seq2Seq, teacher: Seq2Seq, pairs: Sequen
     """
     if len(pairs) == 0:
         raise ValueError("pairs must hold at least one (source, target) pair, got none")
-    require_int("batch_size", batch_size, minimum=1)
+    batch_size = require_int("batch_size", batch_size, minimum=1)
     student.eval()
     teacher.eval()
     total, count = 0.0, 0

@@ -69,12 +69,12 @@ class RNNLM(nn.Module):
     def __init__(self, vocab_size: int, *, embed_dim: int = 32, hidden_size: int = 64, num_layers: int = 1,
                  cell: str = "gru", dropout: float = 0.0) -> None:
         super().__init__()
-        require_int("vocab_size", vocab_size, minimum=2)
-        require_int("embed_dim", embed_dim, minimum=1)
-        require_int("hidden_size", hidden_size, minimum=1)
-        require_int("num_layers", num_layers, minimum=1)
+        vocab_size = require_int("vocab_size", vocab_size, minimum=2)
+        embed_dim = require_int("embed_dim", embed_dim, minimum=1)
+        hidden_size = require_int("hidden_size", hidden_size, minimum=1)
+        num_layers = require_int("num_layers", num_layers, minimum=1)
         require_one_of("cell", cell, CELLS)
-        require_number("dropout", dropout, low=0.0)
+        dropout = require_number("dropout", dropout, low=0.0)
         self.config = {"vocab_size": vocab_size, "embed_dim": embed_dim, "hidden_size": hidden_size,
                        "num_layers": num_layers, "cell": cell, "dropout": float(dropout)}
         self.vocab_size = vocab_size

@@ -81,13 +81,13 @@ class Seq2Seq(nn.Module):
     def __init__(self, src_vocab_size: int, tgt_vocab_size: int, *, embed_dim: int = 32, hidden_size: int = 64,
                  dropout: float = 0.0) -> None:
         super().__init__()
-        require_int("src_vocab_size", src_vocab_size, minimum=2)
-        require_int("tgt_vocab_size", tgt_vocab_size, minimum=3)
-        require_int("embed_dim", embed_dim, minimum=1)
-        require_int("hidden_size", hidden_size, minimum=2)
+        src_vocab_size = require_int("src_vocab_size", src_vocab_size, minimum=2)
+        tgt_vocab_size = require_int("tgt_vocab_size", tgt_vocab_size, minimum=3)
+        embed_dim = require_int("embed_dim", embed_dim, minimum=1)
+        hidden_size = require_int("hidden_size", hidden_size, minimum=2)
         if hidden_size % 2:
             raise ValueError(f"hidden_size must be even (two encoder directions), got {hidden_size}")
-        require_number("dropout", dropout, low=0.0)
+        dropout = require_number("dropout", dropout, low=0.0)
         self.config = {"src_vocab_size": src_vocab_size, "tgt_vocab_size": tgt_vocab_size,
                        "embed_dim": embed_dim, "hidden_size": hidden_size, "dropout": float(dropout)}
         self.src_vocab_size, self.tgt_vocab_size = src_vocab_size, tgt_vocab_size
@@ -241,7 +241,7 @@ class Seq2Seq(nn.Module):
             ValueError: bad ``src``/``src_lengths``, or ``max_len < 1``.
         """
         self._check_source(src, src_lengths)
-        require_int("max_len", max_len, minimum=1)
+        max_len = require_int("max_len", max_len, minimum=1)
         return self._run(src, src_lengths, max_len, choose=lambda logits: logits.argmax(dim=-1))
 
     def sample(self, src: torch.Tensor, src_lengths: torch.Tensor, *, num_samples: int = 1, max_len: int = 20,
@@ -261,8 +261,8 @@ class Seq2Seq(nn.Module):
             ValueError: bad sizes, ``temperature <= 0``, or neither/both of ``generator`` and ``seed``.
         """
         self._check_source(src, src_lengths)
-        require_int("num_samples", num_samples, minimum=1)
-        require_int("max_len", max_len, minimum=1)
+        num_samples = require_int("num_samples", num_samples, minimum=1)
+        max_len = require_int("max_len", max_len, minimum=1)
         temperature = require_number("temperature", temperature, low=0.0, low_inclusive=False)
         if (generator is None) == (seed is None):
             raise ValueError("give exactly one of generator= and seed= (sampling needs a seeded source)")
@@ -300,9 +300,9 @@ class Seq2Seq(nn.Module):
             ValueError: bad sizes, ``num_return > beam_size`` or a negative ``length_penalty``.
         """
         self._check_source(src, src_lengths)
-        require_int("beam_size", beam_size, minimum=1)
-        require_int("max_len", max_len, minimum=1)
-        require_int("num_return", num_return, minimum=1)
+        beam_size = require_int("beam_size", beam_size, minimum=1)
+        max_len = require_int("max_len", max_len, minimum=1)
+        num_return = require_int("num_return", num_return, minimum=1)
         if num_return > beam_size:
             raise ValueError(f"num_return must be <= beam_size={beam_size}, got {num_return}")
         alpha = require_number("length_penalty", length_penalty, low=0.0)

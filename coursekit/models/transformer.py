@@ -31,8 +31,8 @@ def sinusoidal_positions(max_len: int, d_model: int) -> torch.Tensor:
         >>> sinusoidal_positions(3, 4)[0].tolist()
         [0.0, 1.0, 0.0, 1.0]
     """
-    require_int("max_len", max_len, minimum=1)
-    require_int("d_model", d_model, minimum=1)
+    max_len = require_int("max_len", max_len, minimum=1)
+    d_model = require_int("d_model", d_model, minimum=1)
     position = torch.arange(max_len, dtype=torch.float32).unsqueeze(1)
     rate = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
     table = torch.zeros(max_len, d_model)
@@ -78,16 +78,16 @@ class TransformerLM(nn.Module):
     def __init__(self, vocab_size: int, *, d_model: int = 64, num_heads: int = 4, num_layers: int = 2,
                  d_ff: int = 128, max_len: int = 64, positions: str = "learned", dropout: float = 0.0) -> None:
         super().__init__()
-        require_int("vocab_size", vocab_size, minimum=2)
-        require_int("d_model", d_model, minimum=1)
-        require_int("num_heads", num_heads, minimum=1)
+        vocab_size = require_int("vocab_size", vocab_size, minimum=2)
+        d_model = require_int("d_model", d_model, minimum=1)
+        num_heads = require_int("num_heads", num_heads, minimum=1)
         if d_model % num_heads:
             raise ValueError(f"num_heads must divide d_model={d_model}, got {num_heads}")
-        require_int("num_layers", num_layers, minimum=1)
-        require_int("d_ff", d_ff, minimum=1)
-        require_int("max_len", max_len, minimum=1)
+        num_layers = require_int("num_layers", num_layers, minimum=1)
+        d_ff = require_int("d_ff", d_ff, minimum=1)
+        max_len = require_int("max_len", max_len, minimum=1)
         require_one_of("positions", positions, POSITIONS)
-        require_number("dropout", dropout, low=0.0)
+        dropout = require_number("dropout", dropout, low=0.0)
         self.config = {"vocab_size": vocab_size, "d_model": d_model, "num_heads": num_heads,
                        "num_layers": num_layers, "d_ff": d_ff, "max_len": max_len, "positions": positions,
                        "dropout": float(dropout)}

@@ -258,7 +258,7 @@ def test_configure_sets_course_exchange_and_pipelines(monkeypatch: pytest.Monkey
     assert c.Exchange.root == str(tmp_path / "exchange")
     assert "coursekit.course.preprocessors.RedactHiddenTests" in c.GenerateFeedback.preprocessors
     pipeline = c.Autograde.autograde_preprocessors
-    assert pipeline.index("coursekit.course.preprocessors.StderrIsNotFailure") == pipeline.index("nbgrader.preprocessors.Execute") + 1
+    assert pipeline.index("coursekit.course.preprocessors.StderrIsNotFailure") == pipeline.index("coursekit.course.preprocessors.SeededExecute") + 1
     for steps in (pipeline, c.GenerateFeedback.preprocessors):
         # The links are judged on the sanitiser's output: the last word on a markdown cell is theirs.
         assert steps.index(NEUTRALISE_LINKS) == steps.index(SANITIZE_HTML) + 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import warnings
@@ -12,8 +13,10 @@ import torch
 
 import coursekit.losses as losses
 from coursekit.course.hidden_score import INSTRUCTOR, grading_place, question_points, question_result
+from coursekit.course.kernel_seed import SEED_VARIABLE
 from coursekit.grading.gradebook import load_course
-from coursekit.grading.spec import load_spec, prepare_calls
+from coursekit.grading.secret import SECRET_VARIABLE
+from coursekit.grading.spec import hidden_seed, load_spec, prepare_calls
 from conftest import GRADING_SECRET
 
 ASSIGNMENT = "a1_sequence_loss"
@@ -37,6 +40,15 @@ def course(tmp_path: Path, repo_root: Path) -> Path:
     (root / "source" / ASSIGNMENT).mkdir(parents=True)
     (root / "autograded" / "ada" / ASSIGNMENT).mkdir(parents=True)
     return root
+
+
+@pytest.fixture(autouse=True)
+def ada_seed(course: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    """ada's seed in the environment, as the course's nbgrader hands it to her kernel (computed here by the spec)."""
+    seed = hidden_seed(load_spec(course / "autograde" / f"{ASSIGNMENT}.py"), load_course(course).course_id, "ada",
+                       GRADING_SECRET)
+    monkeypatch.setenv(SEED_VARIABLE, str(seed))
+    return seed
 
 
 def test_grading_place_reads_the_student_from_the_autograded_folder(course: Path) -> None:
@@ -107,3 +119,24 @@ def test_warnings_of_the_graded_calls_change_nothing_and_reach_no_stream(
     assert points == 3.0
     captured = capfd.readouterr()
     assert "harmless warning" not in captured.out + captured.err
+
+
+def test_a_students_notebook_without_the_handed_seed_is_an_error_naming_the_configuration(
+        course: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grader review r5, finding 1: the kernel never reads the secret; without the seed it refuses, even with the
+    secret at hand (here in the environment, as the test session sets it)."""
+    monkeypatch.delenv(SEED_VARIABLE)
+    with pytest.raises(RuntimeError, match=f"{SEED_VARIABLE} is not set in the kernel of ada's notebook.*"
+                                           "nbgrader_config.py"):
+        question_points("test_token_nll", {"token_nll": token_nll}, course / "autograded" / "ada" / ASSIGNMENT)
+
+
+def test_the_instructors_source_run_draws_its_cases_from_the_secret_without_a_seed(
+        course: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SEED_VARIABLE)
+    assert os.environ.get(SECRET_VARIABLE) == GRADING_SECRET.hex()
+    result = question_result("test_token_nll", {"token_nll": token_nll}, course / "source" / ASSIGNMENT)
+    calls = prepare_calls(load_spec(course / "autograde" / f"{ASSIGNMENT}.py"),
+                          course=load_course(course).course_id, student=INSTRUCTOR,
+                          secret=GRADING_SECRET)["test_token_nll"]
+    assert result.total == len(calls) and result.score == 3.0

@@ -227,6 +227,45 @@ def test_a_resubmission_newer_than_its_grade_is_regraded_without_force_and_named
     assert "2 submission(s) already graded" in err and "resubmitted" not in err, err
 
 
+def test_a_huge_timestamp_is_read_no_further_than_a_date_and_never_stops_the_batch(tmp_path: Path) -> None:
+    """Grader review r5, finding 4 (its f4_timestamp.sh): a graded submission's 4 GiB (sparse) timestamp.txt made
+    `pending()` read all of it, and under a 3 GiB address-space limit `coursekit grade` died (MemoryError) before
+    grading anyone. Now at most 201 bytes are read and the file is not a date, so the batch goes on."""
+    require_sandbox()
+    course = make_course(tmp_path / "huge-timestamp")
+    submit(course, "ada", solved_notebook(course))
+    submit(course, "bob", solved_notebook(course))
+    first = _grade(course)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    stamp = course / "submitted" / "ada" / ASSIGNMENT / "timestamp.txt"
+    with stamp.open("r+b") as file:
+        file.truncate(4 << 30)
+    submit(course, "carol", solved_notebook(course))
+    second = _grade(course, wrapper=("prlimit", f"--as={3 << 30}:"))
+    out, err = second.communicate(timeout=300)
+    assert second.returncode == 0, err
+    assert "MemoryError" not in err, err
+    table = [line.split() for line in out.splitlines()[1:] if line and not line.startswith("reports:")]
+    assert [(row[0], float(row[1]), row[3]) for row in table] == [("carol", 10.0, "graded")], out
+    assert "2 submission(s) already graded" in err and "resubmitted" not in err, err
+
+
+def test_a_timestamp_longer_than_a_date_is_not_a_date_and_only_its_head_is_read(tmp_path: Path) -> None:
+    """Finding 4's read itself: a 4 GiB sparse timestamp.txt is refused after 201 bytes, a date is still read."""
+    from coursekit.grading.driver import MAX_TIMESTAMP_BYTES, _read_timestamp
+
+    huge = tmp_path / "timestamp.txt"
+    with huge.open("wb") as file:
+        file.write(b"2026-11-21 09:00:00.000000 UTC")
+        file.truncate(4 << 30)
+    text, problem = _read_timestamp(huge)
+    assert text is None and problem is not None and f"over {MAX_TIMESTAMP_BYTES} bytes" in problem
+    date = tmp_path / "date.txt"
+    date.write_text("2026-11-21 09:00:00.000000 UTC")
+    assert _read_timestamp(date) == ("2026-11-21 09:00:00.000000 UTC", None)
+
+
 def test_the_smallest_accepted_memory_limit_grades_a_correct_notebook_in_full(tmp_path: Path) -> None:
     """Grader review r4, finding 5: at `--memory 512`, which Limits accepts, every submission scored 0 (kernel_died):
     the limit was the whole address space and the kernel starts with about 600 MiB mapped."""

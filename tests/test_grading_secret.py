@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import shutil
 import stat
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -46,6 +51,54 @@ def test_the_secret_file_is_created_once_mode_600_and_said_once(course: Path) ->
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert said.getvalue().count("created the grading secret") == 1, said.getvalue()
     assert "keep it" in said.getvalue()
+
+
+#: a uid that owns nothing here: the instructor who runs nbgrader, where the grader runs as root.
+INSTRUCTOR_UID = 65534
+
+
+@pytest.fixture
+def shared_course(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A course under a folder every uid may enter (pytest's own tmp folders are root's only)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the grader's root creates the secret for another uid")
+    monkeypatch.delenv(SECRET_VARIABLE, raising=False)
+    top = Path(tempfile.mkdtemp(prefix="coursekit-secret-"))
+    top.chmod(0o755)
+    (top / "autograde").mkdir(mode=0o755)
+    try:
+        yield top
+    finally:
+        shutil.rmtree(top)
+
+
+def test_a_root_grader_creates_the_secret_owned_by_the_autograde_folders_owner(shared_course: Path) -> None:
+    """Grader review r5, finding 5: a root `coursekit grade` left a root-owned 600 secret that the instructor's
+    nbgrader could not read. The file now goes to the owner of <course>/autograde/, who can read it."""
+    os.chown(shared_course / "autograde", INSTRUCTOR_UID, INSTRUCTOR_UID)
+    secret = load_secret(shared_course, log=io.StringIO())
+    path = secret_path(shared_course)
+    assert (path.stat().st_uid, path.stat().st_gid, stat.S_IMODE(path.stat().st_mode)) == (
+        INSTRUCTOR_UID, INSTRUCTOR_UID, 0o600)
+    read = subprocess.run(["setpriv", f"--reuid={INSTRUCTOR_UID}", f"--regid={INSTRUCTOR_UID}", "--clear-groups",
+                           "--inh-caps=-all", "cat", str(path)], capture_output=True)
+    assert read.returncode == 0 and read.stdout == secret, read.stderr
+
+
+def test_a_secret_the_process_cannot_read_is_an_error_naming_the_file_and_who_must_read_it(
+        shared_course: Path) -> None:
+    load_secret(shared_course, log=io.StringIO())
+    code = ("import sys; from pathlib import Path; from coursekit.grading.secret import load_secret\n"
+            "try:\n    load_secret(Path(sys.argv[1]))\nexcept PermissionError as error:\n    print(error)")
+    env = {k: v for k, v in os.environ.items() if k != SECRET_VARIABLE}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    read = subprocess.run(["setpriv", f"--reuid={INSTRUCTOR_UID}", f"--regid={INSTRUCTOR_UID}", "--clear-groups",
+                           "--inh-caps=-all", sys.executable, "-c", code, str(shared_course)],
+                          capture_output=True, text=True, env=env, cwd="/", timeout=120)
+    path = secret_path(shared_course)
+    assert f"the grading secret {path} (owner uid 0, mode 600) cannot be read by uid {INSTRUCTOR_UID}" in read.stdout, (
+        read.stdout + read.stderr)
+    assert "must be able to read it" in read.stdout
 
 
 def test_two_courses_get_different_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

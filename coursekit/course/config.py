@@ -164,8 +164,9 @@ def configure(c: Any, course_root: str | os.PathLike[str]) -> None:
     # A student's HTML (markdown, raw cells, display outputs) must not run in formgrader or in the
     # feedback page: nbconvert's sanitiser escapes it in the autograded notebook and again in the feedback,
     # and markdown links with a script URL, which the sanitiser does not see, are shown as text.
+    # The kernel runs the student's code: it gets the student's seed of hidden inputs, never the grading secret.
     c.Autograde.autograde_preprocessors = [
-        "nbgrader.preprocessors.Execute",
+        "coursekit.course.preprocessors.SeededExecute",
         "coursekit.course.preprocessors.StderrIsNotFailure",
         "nbgrader.preprocessors.IgnorePattern",
         "nbconvert.preprocessors.ClearMetadataPreprocessor",

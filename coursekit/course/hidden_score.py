@@ -13,12 +13,17 @@ result encoding), scores them with the grader's own
 the cell's value, which nbgrader records as the cell's partial score. So both
 graders give a question the same points, partial credit included.
 
-The cases are seeded as ``coursekit grade`` seeds them: the spec's private
-seed, the course id (from the course's ``nbgrader_config.py``, so
-``$COURSEKIT_COURSE_ID`` too) and the student id, which nbgrader gives only
-through the folder the notebook runs in: ``<course>/autograded/<student>/<assignment>/``.
-The instructor's own run of the source notebook (in ``<course>/source/<assignment>/``)
-draws the cases of :data:`INSTRUCTOR`, a student id no student can have.
+The cases are seeded as ``coursekit grade`` seeds them
+(:func:`~coursekit.grading.spec.hidden_seed`): the spec's public ``SEED``, the
+course id, the assignment and the student id, keyed by the course's grading
+secret (``autograde/.grading-secret``). The secret never enters this kernel,
+where the student's code runs: the instructor's ``nbgrader autograde`` computes
+this student's seed and the kernel inherits only that
+(:mod:`coursekit.course.kernel_seed`); a student's notebook run without it is
+an error naming the missing configuration. The instructor's own run of the
+source notebook (in ``<course>/source/<assignment>/``), which holds no student
+code, draws the cases of :data:`INSTRUCTOR`, a student id no student can have,
+from the secret when no seed was handed in.
 
 What differs from the sandbox: nothing is isolated here (the kernel can import
 the references, which the sandbox withholds) and no memory budget applies; the
@@ -35,11 +40,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from coursekit.course.kernel_seed import SEED_VARIABLE, seed_for, seed_from_environment
 from coursekit.grading.graded_call import run_graded_call, timers
 from coursekit.grading.limits import Limits
 from coursekit.grading.protocol import CallEnd, CallReport, CallStatus, StepEnd
-from coursekit.grading.secret import load_secret
-from coursekit.grading.spec import AssignmentSpec, PreparedCall, Question, adapters, load_spec, prepare_calls
+from coursekit.grading.spec import AssignmentSpec, PreparedCall, Question, adapters, load_spec, prepare_seeded_calls
 from coursekit.grading.verdicts import QuestionResult, score_question
 
 #: the student id of the instructor's own run of a source notebook: empty, which no nbgrader student id is.
@@ -103,11 +108,17 @@ def _spec(path: Path) -> AssignmentSpec:
     return load_spec(path)
 
 
+def _seed(place: GradingPlace) -> int:
+    """The student's seed: handed in by the instructor's nbgrader; only the instructor's own run may compute it."""
+    if place.student == INSTRUCTOR and not os.environ.get(SEED_VARIABLE):
+        return seed_for(place.spec_path, place.course_id, place.student)
+    return seed_from_environment(place.student)
+
+
 @functools.lru_cache(maxsize=4)
-def _prepared(path: Path, course_id: str, student: str) -> dict[str, list[PreparedCall]]:
+def _prepared(path: Path, seed: int) -> dict[str, list[PreparedCall]]:
     # Every question's cases at once, as coursekit grade draws them: once per kernel, not once per cell.
-    # The spec lives in <course>/autograde/, beside the course's grading secret.
-    return prepare_calls(_spec(path), course=course_id, student=student, secret=load_secret(path.parents[1]))
+    return prepare_seeded_calls(_spec(path), seed)
 
 
 def _question(spec: AssignmentSpec, grade_id: str) -> Question:
@@ -188,11 +199,12 @@ def question_result(grade_id: str, namespace: dict[str, Any], workdir: Path | No
 
     Raises:
         FileNotFoundError, ValueError: see :func:`grading_place`; ``grade_id`` names no question of the spec.
+        RuntimeError: a student's notebook runs without the seed the course's nbgrader configuration hands in.
     """
     place = grading_place(Path(os.getcwd()) if workdir is None else workdir)
     spec = _spec(place.spec_path)
     question = _question(spec, grade_id)
-    calls = _prepared(place.spec_path, place.course_id, place.student)[grade_id]
+    calls = _prepared(place.spec_path, _seed(place))[grade_id]
     return score_question(question, calls, call_ends(calls, namespace, adapters(spec)))
 
 

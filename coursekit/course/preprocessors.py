@@ -1,4 +1,10 @@
-"""nbgrader preprocessors that fix two behaviours of stock nbgrader for this course.
+"""nbgrader preprocessors that fix behaviours of stock nbgrader for this course.
+
+* :class:`SeededExecute` is nbgrader's ``Execute`` with one addition: the kernel
+  of a student's notebook inherits that student's seed of hidden inputs
+  (:mod:`coursekit.course.kernel_seed`), computed here, in the instructor's
+  process, from the course's grading secret, which the kernel (where the
+  student's code runs) never sees.
 
 * :class:`RedactHiddenTests` runs while feedback is generated. Autograding puts the
   instructor's full test cells (hidden tests included) back into every submission,
@@ -26,7 +32,7 @@ from __future__ import annotations
 
 from nbconvert.exporters.exporter import ResourcesDict
 from nbformat.notebooknode import NotebookNode
-from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
+from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor
 from traitlets import Unicode
 
 from coursekit.grading.hidden_tests import is_autograder_test, strip_hidden_tests
@@ -63,6 +69,36 @@ class RedactHiddenTests(ClearHiddenTests):
                 # A traceback quotes the failing line, which may be a hidden one.
                 output["traceback"] = [f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"]
         return cell, resources
+
+
+class SeededExecute(Execute):
+    """Autograde preprocessor: ``Execute``, with this student's seed in the kernel's environment and no secret.
+
+    Use it in place of ``nbgrader.preprocessors.Execute`` in
+    ``Autograde.autograde_preprocessors`` (``c.Execute`` settings apply to it).
+    The seed is set only while this notebook executes and removed afterwards,
+    even when execution fails (:func:`~coursekit.course.kernel_seed.kernel_environment`),
+    so no other notebook's kernel inherits it. A notebook outside the course's
+    layout, or of an assignment without a spec, runs without a seed.
+    """
+
+    def preprocess(self, nb: NotebookNode, resources: ResourcesDict | None = None,
+                   km: object = None) -> tuple[NotebookNode, ResourcesDict]:
+        from pathlib import Path
+
+        from coursekit.course.hidden_score import grading_place
+        from coursekit.course.kernel_seed import kernel_environment, seed_for
+
+        folder = ((resources or {}).get("metadata") or {}).get("path") or "."
+        try:
+            place = grading_place(Path(folder))
+        except (FileNotFoundError, ValueError):
+            return super().preprocess(nb, resources, km)
+        if not place.spec_path.is_file():
+            return super().preprocess(nb, resources, km)
+        student = ((resources or {}).get("nbgrader") or {}).get("student") or place.student
+        with kernel_environment(seed_for(place.spec_path, place.course_id, student)):
+            return super().preprocess(nb, resources, km)
 
 
 class StderrIsNotFailure(NbGraderPreprocessor):

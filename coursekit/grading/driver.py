@@ -121,11 +121,23 @@ def _without_surrogates(value: Any) -> Any:
     return value
 
 
+#: the most bytes of a timestamp.txt read: a date is far shorter, and the student writes the file.
+MAX_TIMESTAMP_BYTES = 200
+
+
 def _read_timestamp(path: Path) -> tuple[str | None, str | None]:
-    """The submission's timestamp.txt if nbgrader can parse it, else ``None`` and why."""
+    """The submission's timestamp.txt if nbgrader can parse it, else ``None`` and why.
+
+    At most :data:`MAX_TIMESTAMP_BYTES` + 1 bytes are read, whatever the file's
+    size; a longer file is not a date.
+    """
     if not path.is_file():
         return None, None
-    text = path.read_bytes()[:200].decode("utf-8", "replace").strip()
+    with path.open("rb") as file:
+        raw = file.read(MAX_TIMESTAMP_BYTES + 1)
+    if len(raw) > MAX_TIMESTAMP_BYTES:
+        return None, f"timestamp.txt is not a date (over {MAX_TIMESTAMP_BYTES} bytes); recorded without a timestamp"
+    text = raw.decode("utf-8", "replace").strip()
     if not text:
         return None, None
     from nbgrader.utils import parse_utc
@@ -237,8 +249,17 @@ class Grader:
             return students
         tests = [c.name for c in self.expected if c.autograder_test]
         done = gb.graded_students(self.course, self.assignment, self.spec.notebook, tests)
-        self.resubmitted = [s for s in students if s in done and self._newer_than_its_grade(s)]
+        self.resubmitted = [s for s in students if s in done and self._resubmitted(s)]
         return [s for s in students if s not in done or s in self.resubmitted]
+
+    def _resubmitted(self, student: str) -> bool:
+        """:meth:`_newer_than_its_grade`, guarded: one submission's odd files never stop the others' grading."""
+        try:
+            return self._newer_than_its_grade(student)
+        except Exception as error:  # noqa: BLE001 - the student writes these files; any failure is theirs alone
+            self.log.write(f"warning: could not compare {student}'s timestamp.txt with its graded one "
+                           f"({type(error).__name__}: {error}); not regraded as a resubmission\n")
+            return False
 
     def _newer_than_its_grade(self, student: str) -> bool:
         """Whether ``student``'s submitted timestamp.txt is later than the one its autograded copy was made from."""

@@ -4,9 +4,14 @@ The specs (``assignments/autograde/<assignment>.py``) and their ``SEED`` are
 in the course's public repository, so hidden inputs drawn from them alone
 could be rebuilt by any student. :func:`load_secret` adds what is not public:
 32 random bytes kept in ``<course>/autograde/.grading-secret`` (created on
-first use, readable by its owner only, ignored by git), or the hex string in
+first use, owned by the owner of ``<course>/autograde/`` so that the
+instructor's ``nbgrader autograde`` can read what a root ``coursekit grade``
+created, readable by that owner only, ignored by git), or the hex string in
 the environment variable ``COURSEKIT_GRADING_SECRET``, which overrides the
 file. :func:`~coursekit.grading.spec.hidden_seed` keys its hash with it.
+
+The secret never enters a student's kernel: stock ``nbgrader autograde`` hands
+the kernel only that student's seed (:mod:`coursekit.course.kernel_seed`).
 
 Keep the file, and back it up: a regrade with another secret draws other
 hidden inputs, so the same submission may get another score.
@@ -62,15 +67,35 @@ def _ignore_in_git(directory: Path) -> None:
         ignore.write_text(f"# coursekit's grading secret: private, never committed\n{SECRET_FILE.name}\n")
 
 
+def _read(path: Path) -> bytes:
+    """The secret file's bytes; a PermissionError names the file and who must be able to read it."""
+    try:
+        return _checked(path.read_bytes(), str(path))
+    except PermissionError:
+        owner = path.stat().st_uid
+        raise PermissionError(f"the grading secret {path} (owner uid {owner}, mode "
+                              f"{path.stat().st_mode & 0o777:o}) cannot be read by uid {os.geteuid()}: whoever runs "
+                              "`coursekit grade` or `nbgrader autograde` must be able to read it (make it owned by the "
+                              "instructor who runs nbgrader, mode 600)") from None
+
+
 def _create(path: Path, log: TextIO) -> bytes:
-    """Create the secret file with fresh random bytes, mode 600; another process's file wins a race."""
+    """Create the secret file with fresh random bytes, mode 600; another process's file wins a race.
+
+    The file is given the owner of its folder (``<course>/autograde/``) when this
+    process may (root): a root ``coursekit grade`` must not leave a secret the
+    instructor's ``nbgrader autograde`` cannot read.
+    """
     secret = os.urandom(SECRET_BYTES)
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return _checked(path.read_bytes(), str(path))
+        return _read(path)
+    folder = path.parent.stat()
     with os.fdopen(descriptor, "wb") as file:
         os.fchmod(file.fileno(), 0o600)
+        if (folder.st_uid, folder.st_gid) != (os.geteuid(), os.getegid()) and os.geteuid() == 0:
+            os.fchown(file.fileno(), folder.st_uid, folder.st_gid)
         file.write(secret)
     _ignore_in_git(path.parent)
     print(f"coursekit: created the grading secret {path} ({SECRET_BYTES} random bytes, mode 600). Keep it private "
@@ -96,6 +121,7 @@ def load_secret(course_dir: Path, *, log: TextIO | None = None) -> bytes:
     Raises:
         ValueError: the variable is not hex, or the secret is shorter than :data:`MIN_SECRET_BYTES`.
         FileNotFoundError: ``course_dir`` has no ``autograde`` folder.
+        PermissionError: the secret file exists but this process cannot read it (the error names both).
 
     Example:
         >>> import tempfile, io
@@ -113,5 +139,5 @@ def load_secret(course_dir: Path, *, log: TextIO | None = None) -> bytes:
         raise FileNotFoundError(f"course_dir must hold an autograde folder for the grading secret, "
                                 f"got {Path(course_dir)} (no {path.parent})")
     if path.exists():
-        return _checked(path.read_bytes(), str(path))
+        return _read(path)
     return _create(path, sys.stderr if log is None else log)

@@ -461,8 +461,29 @@ def prepare_calls(spec: AssignmentSpec, *, course: str, student: str,
     Returns:
         ``{grade_id: [PreparedCall, ...]}`` in question order.
     """
+    return prepare_seeded_calls(spec, hidden_seed(spec, course, student, secret))
+
+
+def prepare_seeded_calls(spec: AssignmentSpec, seed: int) -> dict[str, list[PreparedCall]]:
+    """:func:`prepare_calls` from a seed :func:`hidden_seed` computed already, without the secret.
+
+    Stock ``nbgrader autograde`` hands the student's kernel this seed, never
+    the secret (:mod:`coursekit.course.kernel_seed`).
+
+    Args:
+        spec: the assignment's spec.
+        seed: the student's :func:`hidden_seed`.
+
+    Returns:
+        ``{grade_id: [PreparedCall, ...]}`` in question order.
+
+    Example:
+        >>> spec = AssignmentSpec("a1", "a1", 7, ())
+        >>> prepare_seeded_calls(spec, hidden_seed(spec, "seqloss", "ada", b"k" * 32))
+        {}
+    """
     with _one_torch_thread():
-        return _prepare_calls(spec, hidden_seed(spec, course, student, secret))
+        return _prepare_calls(spec, seed)
 
 
 def _call(question: FunctionQuestion | CheckedQuestion, index: int, case: Case) -> dict[str, Any]:

@@ -1,0 +1,102 @@
+"""The seed of a student's hidden inputs, handed to the kernel of stock ``nbgrader autograde`` without the secret.
+
+The derived hidden blocks run in the student's own kernel, where the
+student's code runs too: whatever that kernel can read, the student can print
+into the autograded notebook and the feedback. The course's grading secret
+(:mod:`coursekit.grading.secret`) keys every student's hidden inputs for both
+graders, so it must never be readable there. The instructor's nbgrader
+process computes this student's seed (:func:`~coursekit.grading.spec.hidden_seed`)
+and the kernel inherits only that seed, through :data:`SEED_VARIABLE`, set for
+this notebook's execution (:class:`~coursekit.course.preprocessors.SeededExecute`).
+A student's code can then read its own seed, that is its own hidden inputs,
+which stock nbgrader never protected, and nothing about anyone else's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+from coursekit.grading.secret import SECRET_VARIABLE, load_secret
+from coursekit.grading.spec import hidden_seed, load_spec
+
+#: the environment variable that carries one student's seed (decimal) into the kernel.
+SEED_VARIABLE = "COURSEKIT_HIDDEN_SEED"
+
+
+def seed_for(spec_path: Path, course_id: str, student: str) -> int:
+    """The student's seed of hidden inputs, computed from the course's secret (the instructor's process only).
+
+    Args:
+        spec_path: the assignment's spec, ``<course>/autograde/<assignment>.py`` (the secret is beside it).
+        course_id: the nbgrader course id.
+        student: the student id.
+
+    Returns:
+        :func:`~coursekit.grading.spec.hidden_seed` of the student.
+
+    Raises:
+        PermissionError: the secret file cannot be read by this process (see :func:`load_secret`).
+    """
+    return hidden_seed(load_spec(spec_path), course_id, student, load_secret(Path(spec_path).parents[1]))
+
+
+def seed_from_environment(student: str) -> int:
+    """The seed the instructor's nbgrader handed this kernel through :data:`SEED_VARIABLE`.
+
+    Args:
+        student: the student whose notebook runs (named in the error).
+
+    Returns:
+        The seed.
+
+    Raises:
+        RuntimeError: the variable is not set, or is not a decimal integer.
+
+    Example:
+        >>> os.environ[SEED_VARIABLE] = "42"
+        >>> seed_from_environment("ada")
+        42
+        >>> del os.environ[SEED_VARIABLE]
+        >>> seed_from_environment("ada")
+        Traceback (most recent call last):
+        ...
+        RuntimeError: COURSEKIT_HIDDEN_SEED is not set in the kernel of ada's notebook: the hidden tests need the seed that the course's nbgrader_config.py (coursekit.course.configure) hands the kernel; run `nbgrader autograde` in the course folder with that configuration
+    """
+    value = os.environ.get(SEED_VARIABLE, "").strip()
+    if not value:
+        raise RuntimeError(f"{SEED_VARIABLE} is not set in the kernel of {student}'s notebook: the hidden tests need "
+                           "the seed that the course's nbgrader_config.py (coursekit.course.configure) hands the "
+                           "kernel; run `nbgrader autograde` in the course folder with that configuration")
+    if not value.isdigit():
+        raise RuntimeError(f"{SEED_VARIABLE} must be a decimal integer, got {len(value)} other characters")
+    return int(value)
+
+
+@contextlib.contextmanager
+def kernel_environment(seed: int) -> Iterator[None]:
+    """Within the block, kernels started by this process inherit ``seed`` and not the secret's variable.
+
+    Both variables are as they were afterwards, even when execution fails.
+
+    Args:
+        seed: the student's seed.
+
+    Example:
+        >>> with kernel_environment(7):
+        ...     os.environ[SEED_VARIABLE], SECRET_VARIABLE in os.environ
+        ('7', False)
+        >>> SEED_VARIABLE in os.environ
+        False
+    """
+    saved = {name: os.environ.pop(name, None) for name in (SEED_VARIABLE, SECRET_VARIABLE)}
+    os.environ[SEED_VARIABLE] = str(seed)
+    try:
+        yield
+    finally:
+        os.environ.pop(SEED_VARIABLE, None)
+        for name, value in saved.items():
+            if value is not None:
+                os.environ[name] = value

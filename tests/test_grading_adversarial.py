@@ -164,8 +164,9 @@ def test_an_exception_named_like_a_limit_buys_no_second_attempt(graded: dict) ->
 def test_results_far_larger_than_the_reference_are_refused_and_never_kept(graded: dict) -> None:
     """Grader review r2, finding 8: the answer is 10^7 floats, a 53 MB report."""
     by_id = {q["grade_id"]: q for q in graded["reports"]["big_result"].questions}
-    assert by_id["test_mc_classification"]["messages"] == ["1 of 1 hidden checks of the answer: result too large"], (
-        by_id["test_mc_classification"])
+    question = by_id["test_perplexity"]
+    assert question["score"] == 0.0 and question["passed"] == 0, question
+    assert re.match(r"(\d+) of \1 hidden checks of the function: result too large", question["messages"][0]), question
 
 
 def test_every_attempt_shares_one_time_budget(graded: dict) -> None:

@@ -39,6 +39,22 @@ def _with_answer(grade_id: str, source: str | Callable[[Path], str]) -> Callable
     return build
 
 
+#: A plain last cell: it runs after every test cell's visible checks, so a graded function that reads this flag
+#: can tell the hidden calls (made after the last cell) from the visible checks, answer those honestly, and
+#: attack only the hidden calls, as a determined student would once the visible checks count.
+CALLS_PHASE_CELL = "_calls_phase = True\n"
+
+
+def _in_calls_phase(build: Callable[[Path], dict[str, Any]]) -> Callable[[Path], dict[str, Any]]:
+    """``build``'s notebook with :data:`CALLS_PHASE_CELL` as its last cell."""
+    def with_flag(course: Path) -> dict[str, Any]:
+        notebook = build(course)
+        add_cell(notebook, CALLS_PHASE_CELL, after=None)
+        notebook["cells"].append(notebook["cells"].pop(3))
+        return notebook
+    return with_flag
+
+
 def _loop_in_function(course: Path) -> str:
     return "def token_nll(logits, targets, *, ignore_index=-100):\n    while True:\n        pass\n"
 
@@ -203,7 +219,15 @@ FORGED_MEMORY_ERROR = "raise MemoryError('forged: no memory was used')\n"
 FORGED_CELL_TIMEOUT = "class CellTimeout(BaseException):\n    pass\nraise CellTimeout('forged: no time was used')\n"
 # Grader review r2, finding 8: an answer of 10^7 floats, a 53 MB report (a variable: a1's functions are
 # asked for gradients too, which a value that does not follow the inputs cannot give).
-BIG_RESULTS = "import torch\nmc_classification = torch.zeros(10_000_000)\n"
+#: perplexity's hidden calls each return 10^7 floats (its visible checks get the true value).
+BIG_RESULTS = (
+    "import torch\n"
+    "_honest_perplexity = perplexity\n"
+    "def perplexity(mean_nll):\n"
+    "    if '_calls_phase' not in globals():\n"
+    "        return _honest_perplexity(mean_nll)\n"
+    "    return torch.zeros(10_000_000)\n"
+)
 
 
 def _readonly_edited_and(source: str) -> Callable[[Path], dict[str, Any]]:
@@ -368,7 +392,10 @@ PRINT_HIDDEN_INPUTS = (
 FORGE_HITS = (
     "import sys\n"
     "_routes = [0]\n"
+    "_honest_token_nll = token_nll\n"
     "def token_nll(logits, targets, *, ignore_index=-100):\n"
+    "    if '_calls_phase' not in globals():\n"
+    "        return _honest_token_nll(logits, targets, ignore_index=ignore_index)\n"
     "    ids = []\n"
     "    frame = sys._getframe(1)\n"
     "    while frame is not None:\n"
@@ -395,7 +422,10 @@ FORGE_HITS = (
 # Its exception's message, with the digits spelt as letters (masking digits stopped only digits): the shape, the
 # first 12 logits and the targets of each case, to 4 significant digits.
 LETTERS_FOR_DIGITS = (
+    "_honest_token_nll = token_nll\n"
     "def token_nll(logits, targets, *, ignore_index=-100):\n"
+    "    if '_calls_phase' not in globals():\n"
+    "        return _honest_token_nll(logits, targets, ignore_index=ignore_index)\n"
     "    shape = str(tuple(logits.shape))\n"
     "    values = '/'.join(f'{v:.4g}' for v in logits.flatten()[:12].tolist())\n"
     "    ids = '/'.join(str(v) for v in targets.flatten()[:6].tolist())\n"
@@ -408,7 +438,7 @@ RETURNED_VALUE = (
     "_honest_sequence_loss = sequence_loss\n"
     "def sequence_loss(token_losses, mask=None, *, reduction='sum'):\n"
     "    result = _honest_sequence_loss(token_losses, mask, reduction=reduction)\n"
-    "    if result.ndim == 0 or result.numel() == 0:\n"
+    "    if '_calls_phase' not in globals() or result.ndim == 0 or result.numel() == 0:\n"
     "        return result\n"
     "    leaked = torch.nan_to_num(token_losses.detach(), nan=0.0).max().to(result.dtype).reshape(1)\n"
     "    return torch.cat([leaked, result.flatten()[1:]]).reshape(result.shape)\n"
@@ -416,7 +446,10 @@ RETURNED_VALUE = (
 # The returned shape: a zero-size result whose first dimensions are the first hidden logits, times 100.
 SHAPE_LEAK = (
     "import torch\n"
+    "_honest_token_nll = token_nll\n"
     "def token_nll(logits, targets, *, ignore_index=-100):\n"
+    "    if '_calls_phase' not in globals():\n"
+    "        return _honest_token_nll(logits, targets, ignore_index=ignore_index)\n"
     "    return torch.zeros(*[round(abs(x) * 100) % 10**6 for x in logits.flatten()[:3].tolist()], 0)\n"
 )
 
@@ -545,7 +578,7 @@ TMPFS_INODES = (
 # the marks: the ban deters, it does not enforce (README, book/for_instructors.md). This entry pins down the truth.
 BAN_SWITCHED_OFF_CELL = (
     "import contextlib, sys\n"
-    "sys.modules['coursekit.grading.kernel']._banned = lambda operators, hits: contextlib.nullcontext()\n"
+    "sys.modules['coursekit.grading.graded_call'].banned = lambda operators, hits: contextlib.nullcontext()\n"
 )
 BAN_SWITCHED_OFF_ANSWER = (
     "import torch.nn.functional as F\n"
@@ -772,14 +805,14 @@ ATTACKS += [
            "F.cross_entropy reached through getattr in another cell (finding 7)"),
     Attack("html_in_markdown", 10.0, "graded", _html_in_markdown,
            "<script> and <img onerror> in markdown and raw cells (finding 8)"),
-    Attack("forged_hits", 7.0, "graded", _with_answer("answer_token_nll", FORGE_HITS),
+    Attack("forged_hits", 7.0, "graded", _in_calls_phase(_after_answer("answer_token_nll", FORGE_HITS)),
            "the graded function writes its hidden inputs into its report's hits and an exception's name "
            "(grader review r1, findings 2 and 12)"),
-    Attack("letters_for_digits", 7.0, "graded", _with_answer("answer_token_nll", LETTERS_FOR_DIGITS),
+    Attack("letters_for_digits", 7.0, "graded", _in_calls_phase(_after_answer("answer_token_nll", LETTERS_FOR_DIGITS)),
            "the graded function raises its hidden inputs spelt in letters (grader review r4, finding 1)"),
-    Attack("returned_value", 7.875, "graded", _after_answer("answer_sequence_loss", RETURNED_VALUE),
+    Attack("returned_value", 7.875, "graded", _in_calls_phase(_after_answer("answer_sequence_loss", RETURNED_VALUE)),
            "the graded function returns a hidden input at [0] (grader review r4, finding 1)"),
-    Attack("shape_leak", 7.0, "graded", _with_answer("answer_token_nll", SHAPE_LEAK),
+    Attack("shape_leak", 7.0, "graded", _in_calls_phase(_after_answer("answer_token_nll", SHAPE_LEAK)),
            "the graded function returns a zero-size tensor whose dimensions are hidden logits "
            "(grader review r4, finding 1)"),
     Attack("ban_switched_off", 10.0, "graded", _ban_switched_off,
@@ -817,7 +850,7 @@ ATTACKS += [
     Attack("forged_cell_timeout", 10.0, "tampered_cells", _readonly_edited_and(FORGED_CELL_TIMEOUT),
            "edited read-only cells and a cell that raises its own class named CellTimeout (grader review r2, "
            "finding 9)"),
-    Attack("big_result", 9.0, "graded", _with_answer("answer_mc_classification", BIG_RESULTS),
+    Attack("big_result", 9.0, "graded", _in_calls_phase(_after_answer("answer_perplexity", BIG_RESULTS)),
            "an answer of 10^7 floats: refused by the runner unread (grader review r2, finding 8)"),
 ]
 
@@ -856,7 +889,7 @@ CONCURRENT: list[Attack] = [
 # run leaves zz_after ungraded; every student's exact score, outcome and report are checked.
 WIDENING_REPORT = (
     "import sys, json, os\n"
-    "_kernel = sys.modules['coursekit.grading.kernel']\n"
+    "_kernel = sys.modules['coursekit.grading.graded_call']\n"
     "_dumps = json.dumps\n"
     "# the kernel's reports in raw UTF-8: 24 MB of 'é', 72 MB once the runner escapes it again\n"
     "json.dumps = lambda *a, **k: _dumps(*a, **{**k, 'ensure_ascii': False})\n"
@@ -865,6 +898,8 @@ WIDENING_REPORT = (
     "_kernel.encode_value = lambda v: '\\u00e9' * 12_000_000 if _count[0] == 1 else _encode(v)\n"
     "_token_nll = token_nll\n"
     "def token_nll(*args, **kwargs):\n"
+    "    if '_calls_phase' not in globals():\n"
+    "        return _token_nll(*args, **kwargs)\n"
     "    _count[0] += 1\n"
     "    if _count[0] == 2:\n"
     "        os._exit(3)\n"
@@ -902,7 +937,7 @@ def _pasted_answer(course: Path) -> dict[str, Any]:
 
 
 ROUND3: list[Attack] = [
-    Attack("aa_crash", 7.0, "kernel_died", _with_cell(WIDENING_REPORT),
+    Attack("aa_crash", 7.0, "kernel_died", _in_calls_phase(_with_cell(WIDENING_REPORT)),
            "token_nll's first report re-encodes to 72 MB (past the line bound), then the kernel dies in its second "
            "call: token_nll earns nothing, the other answers their points, the batch goes on "
            "(grader review r3, finding 1)"),

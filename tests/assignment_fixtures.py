@@ -138,6 +138,8 @@ def causal_lm_loss(logits, input_ids, *, loss_mask=None, ignore_index=-100, redu
         for t in range(1, length):
             target = int(flat_ids[b, t])
             scored = target != ignore_index and (flat_mask is None or bool(flat_mask[b, t]))
+            if scored and not 0 <= target < logits.shape[-1]:
+                raise ValueError(f"input_ids: token {target} is scored but outside [0, {logits.shape[-1]})")
             if scored:
                 row.append(-torch.log_softmax(flat_logits[b, t - 1], dim=-1)[target])
             else:
@@ -341,6 +343,8 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, *, blank=0, redu
 def mrt_risk(sequence_log_probs, costs, *, alpha=1.0, mask=None):
     scores = alpha * sequence_log_probs
     keep = torch.ones_like(scores, dtype=torch.bool) if mask is None else mask
+    if not bool(keep.any(dim=-1).all()):
+        raise ValueError("mask: every row needs at least one True candidate")
     scores = scores.masked_fill(~keep, float("-inf"))
     weights = torch.exp(scores - scores.max(dim=-1, keepdim=True).values)
     weights = weights / weights.sum(dim=-1, keepdim=True)

@@ -242,7 +242,7 @@ class Grader:
 
         Those not graded yet, and, as ``nbgrader autograde`` decides, those graded
         whose submitted ``timestamp.txt`` is newer than the one in ``autograded/``
-        (a resubmission collected after grading); :attr:`resubmitted` names these.
+        (a resubmission collected after grading); ``resubmitted`` names these.
         """
         students = self.submissions()
         if self.options.force:

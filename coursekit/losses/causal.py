@@ -85,7 +85,7 @@ def causal_lm_loss(
       float32 for half-precision and float32 logits, as ``F.cross_entropy``
       does under CPU autocast (under CUDA autocast ``F.cross_entropy`` rounds
       its log-probabilities to the autocast dtype first; see
-      :mod:`coursekit.losses._autocast`). float64 logits stay float64, with
+      ``coursekit.losses._autocast``). float64 logits stay float64, with
       or without ``upcast``.
     * no scored token and no ``num_items_in_batch``: Hugging Face's mean over
       nothing is ``nan``; here ``"token_mean"`` and ``"sequence_mean"`` give 0

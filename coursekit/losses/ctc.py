@@ -274,7 +274,7 @@ def ctc_loss(
       float32 under ``torch.autocast``, in their own dtype otherwise).
       ``F.ctc_loss`` has no half-precision kernel on any device and raises
       ``NotImplementedError`` for them, except under CPU autocast, which casts
-      them to float32 (see :mod:`coursekit.losses._autocast`).
+      them to float32 (see ``coursekit.losses._autocast``).
     * The gradient of an infinite loss (below).
 
     ``"mean"`` divides each sequence's loss by its target length (clamped to at

@@ -119,7 +119,7 @@ def kd_loss(
         otherwise its ``student_logits / temperature`` stays in the autocast
         dtype (and under CPU autocast its ``F.log_softmax`` too), and
         coursekit's value is the closer to the float64 one (see
-        :mod:`coursekit.losses._autocast`).
+        ``coursekit.losses._autocast``).
 
     Shapes:
         student_logits, teacher_logits: ``(..., V)``; mask: ``(...)``;
@@ -188,7 +188,7 @@ def kd_cross_entropy(
         ``temperature=1``), under CPU autocast its ``F.softmax`` targets too,
         and under CUDA autocast its log-probabilities too, at every
         temperature; coursekit's value is the closer to the float64 one
-        (see :mod:`coursekit.losses._autocast`).
+        (see ``coursekit.losses._autocast``).
 
     Shapes:
         student_logits, teacher_logits: ``(..., V)``; mask: ``(...)``;

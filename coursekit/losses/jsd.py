@@ -102,7 +102,7 @@ def generalized_jsd(
         its ``logits / temperature`` stays in the autocast dtype (and under CPU
         autocast its ``F.log_softmax`` too, only its ``F.kl_div`` running in
         float32), and coursekit's value is the closer to the float64 one (see
-        :mod:`coursekit.losses._autocast`).
+        ``coursekit.losses._autocast``).
 
     Shapes:
         student_logits, teacher_logits: ``(..., V)``; mask: ``(...)``; result: ``()`` or ``(...)``.

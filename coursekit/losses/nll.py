@@ -55,7 +55,7 @@ def token_nll(
     both compute and return float32 (float64 logits stay float64). Under CUDA
     autocast both return float32, but ``F.cross_entropy`` rounds its
     log-probabilities to the autocast dtype first, and this value is the
-    closer to the float64 one (see :mod:`coursekit.losses._autocast`).
+    closer to the float64 one (see ``coursekit.losses._autocast``).
 
     Args:
         logits: unnormalised scores :math:`z`, any float dtype.
@@ -121,7 +121,7 @@ def _log_softmax(logits: torch.Tensor) -> torch.Tensor:
     dtype and gradient. Under CUDA autocast ``F.cross_entropy`` keeps its
     log-probabilities in the autocast dtype before a float32 ``nll_loss``;
     these are float32 from the logits on, the closer to float64; see
-    :mod:`coursekit.losses._autocast`.
+    ``coursekit.losses._autocast``.
     """
     # log_softmax is z - logsumexp(z) in one fused, stable kernel; it is about
     # twice as fast as logsumexp and a separate subtraction, forward and backward.

@@ -109,7 +109,7 @@ def top_k_kd_loss(
         float32 under ``torch.autocast`` for half-precision logits (float64
         stays float64), division by ``temperature`` included, as :func:`kd_loss`
         computes there (which its references compute on CUDA for
-        ``temperature=1`` only; see :mod:`coursekit.losses._autocast`).
+        ``temperature=1`` only; see ``coursekit.losses._autocast``).
 
     Shapes:
         student_logits: ``(..., V)``; teacher_log_probs, teacher_indices: ``(..., k)``; mask: ``(...)``.

@@ -70,7 +70,7 @@ def vocab_parallel_cross_entropy(
     ``torch.autocast``, where both compute and return float32 (float64 shards
     stay float64; under CUDA autocast ``F.cross_entropy`` rounds its
     log-probabilities to the autocast dtype first, see
-    :mod:`coursekit.losses._autocast`). Each device computes its local
+    ``coursekit.losses._autocast``). Each device computes its local
     maximum; an all-reduce with the maximum gives :math:`\\mu_i` on every
     device; each device then computes its local sum of
     :math:`e^{z_{i,k} - \\mu_i}` and its share of the target logit, and one

@@ -154,3 +154,13 @@ def test_a_container_holding_a_huge_int_is_named_by_its_type(case, call, error, 
     # repr of the container raised Python's digit-limit ValueError, which names no argument.
     with pytest.raises(error, match=message):
         call()
+
+
+def test_translation_task_sizes_given_as_small_numpy_ints_do_not_overflow() -> None:
+    import numpy as np
+
+    from coursekit.data.translation import translation_task
+
+    for dtype in (np.int8, np.uint8):
+        task = translation_task(seed=0, num_train=dtype(100), num_valid=dtype(100), num_test=dtype(100), num_ood=dtype(2))
+        assert (len(task.train), len(task.valid), len(task.test), len(task.ood)) == (100, 100, 100, 2), dtype

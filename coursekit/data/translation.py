@@ -126,9 +126,11 @@ def translation_task(
         (5, 2, True)
     """
     require_seed("seed", seed)
-    for name, value in (("num_train", num_train), ("num_valid", num_valid),
-                        ("num_test", num_test), ("num_ood", num_ood)):
+    # The checked Python ints are kept: a NumPy int8 size would overflow in the sums below.
+    num_train, num_valid, num_test, num_ood = (
         require_int(name, value, minimum=0)
+        for name, value in (("num_train", num_train), ("num_valid", num_valid),
+                            ("num_test", num_test), ("num_ood", num_ood)))
     max_in_distribution_words = require_int("max_in_distribution_words", max_in_distribution_words, minimum=1)
     noise = require_number("target_noise", target_noise, low=0.0)
     if noise > 1:

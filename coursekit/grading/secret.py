@@ -127,9 +127,12 @@ def load_secret(course_dir: Path, *, log: TextIO | None = None) -> bytes:
         >>> import tempfile, io
         >>> course = Path(tempfile.mkdtemp()); (course / "autograde").mkdir()
         >>> said = io.StringIO()
+        >>> overridden = os.environ.pop(SECRET_VARIABLE, None)  # the file, not an override
         >>> first = load_secret(course, log=said)
         >>> len(first), load_secret(course, log=said) == first, said.getvalue().count("created")
         (32, True, 1)
+        >>> if overridden is not None:
+        ...     os.environ[SECRET_VARIABLE] = overridden
     """
     value = os.environ.get(SECRET_VARIABLE)
     if value:

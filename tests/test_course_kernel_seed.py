@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from adversarial.course import ASSIGNMENT, VENV_BIN, make_course, solved_notebook, submit, tool_env
-from coursekit.course.kernel_seed import SEED_VARIABLE, kernel_environment, seed_from_environment
+from coursekit.course.kernel_seed import (FOLDER_VARIABLE, SEED_VARIABLE, folder_from_environment,
+                                          kernel_environment, seed_from_environment)
 from coursekit.grading.gradebook import load_course
 from coursekit.grading.secret import SECRET_VARIABLE, secret_path
 from coursekit.grading.spec import hidden_seed, load_spec
@@ -27,16 +28,20 @@ print("ENVIRON", dict(_os.environ))
 '''
 
 
-def test_kernel_environment_sets_the_seed_hides_the_secret_and_restores_both_after_a_failure(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kernel_environment_sets_the_seed_and_folder_hides_the_secret_and_restores_all_after_a_failure(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(SECRET_VARIABLE, ENVIRONMENT_SECRET.hex())
     monkeypatch.delenv(SEED_VARIABLE, raising=False)
-    with pytest.raises(KeyError), kernel_environment(12345):
+    monkeypatch.setenv(FOLDER_VARIABLE, "/an/outer/notebook")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KeyError), kernel_environment(12345, Path("autograded/ada/a1")):
         assert SECRET_VARIABLE not in os.environ
         assert seed_from_environment("ada") == 12345
+        assert folder_from_environment() == tmp_path.resolve() / "autograded" / "ada" / "a1", "made absolute"
         raise KeyError("execution failed")
     assert os.environ[SECRET_VARIABLE] == ENVIRONMENT_SECRET.hex()
     assert SEED_VARIABLE not in os.environ
+    assert os.environ[FOLDER_VARIABLE] == "/an/outer/notebook"
 
 
 def test_a_seed_that_is_not_a_number_is_refused_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""The seed of a student's hidden inputs, handed to the kernel of stock ``nbgrader autograde`` without the secret.
+"""The seed of a student's hidden inputs and the notebook's folder, handed to the kernel of stock ``nbgrader autograde``.
 
 The derived hidden blocks run in the student's own kernel, where the
 student's code runs too: whatever that kernel can read, the student can print
@@ -10,6 +10,11 @@ and the kernel inherits only that seed, through :data:`SEED_VARIABLE`, set for
 this notebook's execution (:class:`~coursekit.course.preprocessors.SeededExecute`).
 A student's code can then read its own seed, that is its own hidden inputs,
 which stock nbgrader never protected, and nothing about anyone else's.
+
+The kernel also inherits the notebook's folder, through :data:`FOLDER_VARIABLE`:
+the hidden blocks find the course, the assignment and the student from it
+(:func:`~coursekit.course.hidden_score.grading_place`), never from the working
+directory, which a student's cell may change (``os.chdir``, ``%cd``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from coursekit.grading.spec import hidden_seed, load_spec
 
 #: the environment variable that carries one student's seed (decimal) into the kernel.
 SEED_VARIABLE = "COURSEKIT_HIDDEN_SEED"
+#: the environment variable that carries the notebook's folder (absolute) into the kernel.
+FOLDER_VARIABLE = "COURSEKIT_NOTEBOOK_DIR"
 
 
 def seed_for(spec_path: Path, course_id: str, student: str) -> int:
@@ -75,28 +82,52 @@ def seed_from_environment(student: str) -> int:
     return int(value)
 
 
-@contextlib.contextmanager
-def kernel_environment(seed: int) -> Iterator[None]:
-    """Within the block, kernels started by this process inherit ``seed`` and not the secret's variable.
+def folder_from_environment() -> Path | None:
+    """The notebook's folder the instructor's nbgrader handed this kernel through :data:`FOLDER_VARIABLE`.
 
-    Both variables are as they were afterwards, even when execution fails.
+    Returns:
+        The folder, or ``None`` where the variable is not set (a run not
+        started by the course's nbgrader, such as the instructor's own run of
+        the source notebook).
+
+    Example:
+        >>> os.environ[FOLDER_VARIABLE] = "/course/autograded/ada/a1"
+        >>> folder_from_environment()
+        PosixPath('/course/autograded/ada/a1')
+        >>> del os.environ[FOLDER_VARIABLE]
+        >>> folder_from_environment() is None
+        True
+    """
+    value = os.environ.get(FOLDER_VARIABLE, "")
+    return Path(value) if value else None
+
+
+@contextlib.contextmanager
+def kernel_environment(seed: int, folder: Path | None = None) -> Iterator[None]:
+    """Within the block, kernels started by this process inherit ``seed`` and ``folder``, and not the secret's variable.
+
+    The variables are as they were afterwards, even when execution fails.
 
     Args:
         seed: the student's seed.
+        folder: the notebook's folder (made absolute); ``None`` hands in none.
 
     Example:
-        >>> with kernel_environment(7):
-        ...     os.environ[SEED_VARIABLE], SECRET_VARIABLE in os.environ
-        ('7', False)
-        >>> SEED_VARIABLE in os.environ
-        False
+        >>> with kernel_environment(7, Path("/course/autograded/ada/a1")):
+        ...     os.environ[SEED_VARIABLE], os.environ[FOLDER_VARIABLE], SECRET_VARIABLE in os.environ
+        ('7', '/course/autograded/ada/a1', False)
+        >>> SEED_VARIABLE in os.environ, FOLDER_VARIABLE in os.environ
+        (False, False)
     """
-    saved = {name: os.environ.pop(name, None) for name in (SEED_VARIABLE, SECRET_VARIABLE)}
+    saved = {name: os.environ.pop(name, None) for name in (SEED_VARIABLE, FOLDER_VARIABLE, SECRET_VARIABLE)}
     os.environ[SEED_VARIABLE] = str(seed)
+    if folder is not None:
+        os.environ[FOLDER_VARIABLE] = str(Path(folder).resolve())
     try:
         yield
     finally:
-        os.environ.pop(SEED_VARIABLE, None)
+        for name in (SEED_VARIABLE, FOLDER_VARIABLE):
+            os.environ.pop(name, None)
         for name, value in saved.items():
             if value is not None:
                 os.environ[name] = value

@@ -30,8 +30,8 @@ significant digits). A test cell whose visible checks fail earns 0; otherwise it
 its hidden cases that pass."""
 
 #: what the feedback says about a test cell, and what it never shows.
-FEEDBACK = f"""{FEEDBACK_START} Under each test cell it gives your points, how many hidden cases passed, and one
-line per kind of failure (at most six, the most frequent first): how many hidden cases failed that way, what went
+FEEDBACK = f"""{FEEDBACK_START} Under each test cell, the feedback gives your points, how many hidden cases passed,
+and one line per kind of failure (at most six, the most frequent first): how many hidden cases failed that way, what went
 wrong, the options and edge cases those cases share, and one example: your function called with each argument's
 dtype and shape, then the first position where your result differs, with the expected value there and whether yours
 is larger, smaller, `nan` or `inf`, or the expected shape, or the exception's class when Python defines it. It never

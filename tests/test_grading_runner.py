@@ -364,7 +364,8 @@ SPIKE_FINE = ("import numpy as np\n"
               "def _spike():\n    kept = []\n    for size in (2**25, 2**20):\n        try:\n"
               "            while True:\n                kept.append(np.empty(size, np.uint8))\n"
               "        except MemoryError:\n            pass\n    raise MemoryError('too big')\n_spike()\n")
-SPIKE_COARSE = "def _spike():\n    kept = []\n    while True:\n        kept.append(np.empty(2**26, np.uint8))\n_spike()\n"
+SPIKE_COARSE = ("def _spike():\n    kept = []\n    while True:\n"
+                "        kept.append(np.empty(2**26, np.uint8))\n_spike()\n")
 HOARD = "_hog = []\nwhile True:\n    _hog.append(np.empty(2**25, np.uint8))\n"
 
 

@@ -33,6 +33,7 @@ from coursekit.course.preprocessors import RedactHiddenTests, StderrIsNotFailure
 from tests.assignment_fixtures import (
     ALTERNATIVES,
     NOISY_TOKEN_NLL,
+    SOLUTION_REGION,
     WRONG,
     cell_text,
     filled_in,
@@ -316,6 +317,63 @@ def test_source_notebooks_have_no_outputs_and_follow_the_grade_id_conventions() 
             elif meta.get("solution"):
                 assert meta["grade_id"].startswith("answer_")
 
+
+
+def _names_of_other_answers(notebook: dict, own: dict[str, set[str]] | None = None) -> dict[str, list[str]]:
+    """For each test cell, the names its visible checks use that another question's answer cell defines.
+
+    A test cell's own names are those its answer cell (``answer_<question>``) defines and ``own[grade_id]``
+    (the graded names the spec gives the question, which another answer cell may define).
+    """
+    import ast
+
+    defined_by: dict[str, str] = {}
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "code" and (grade_id(cell) or "").startswith("answer_"):
+            for node in ast.parse(SOLUTION_REGION.sub("", cell_text(cell))).body:
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                    defined_by[node.name] = grade_id(cell)
+                elif isinstance(node, ast.Assign):
+                    defined_by.update({t.id: grade_id(cell) for t in node.targets if isinstance(t, ast.Name)})
+    foreign = {}
+    for cell in notebook["cells"]:
+        test = grade_id(cell) or ""
+        if cell["cell_type"] != "code" or not test.startswith("test_"):
+            continue
+        visible = cell_text(cell).split("### BEGIN HIDDEN TESTS")[0]
+        used = {node.id for node in ast.walk(ast.parse(visible)) if isinstance(node, ast.Name)}
+        names = sorted(n for n in used - (own or {}).get(test, set())
+                       if defined_by.get(n, f"answer_{test[5:]}") != f"answer_{test[5:]}")
+        if names:
+            foreign[test] = names
+    return foreign
+
+
+def test_no_visible_check_calls_another_questions_answer() -> None:
+    # A failing visible check scores its question 0 under both graders, so a check that called another
+    # question's function would zero a correct answer whenever that other question was skipped.
+    from coursekit.grading.spec import load_spec
+
+    found = {}
+    for assignment in ASSIGNMENTS:
+        spec = load_spec(COURSE_SOURCE / "autograde" / f"{assignment}.py")
+        own = {q.grade_id: ({getattr(q, "student_function", "") or getattr(q, "function", "")} - {""})
+               | set(getattr(q, "answers", {})) for q in spec.questions}
+        found[assignment] = _names_of_other_answers(
+            read_notebook(COURSE_SOURCE / "source" / assignment / f"{assignment}.ipynb"), own)
+    assert {a: names for a, names in found.items() if names} == {}
+
+
+def test_the_cross_question_scan_finds_a_visible_check_that_calls_another_answer() -> None:
+    def code(grade: str, source: str) -> dict:
+        return {"cell_type": "code", "source": source, "metadata": {"nbgrader": {"grade_id": grade}}}
+
+    notebook = {"cells": [code("answer_a", "def a():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n"),
+                          code("answer_b", "B = 2\ndef b():\n    return a() + B\n"),
+                          code("test_a", "assert a() == 1\n"),
+                          code("test_b", "assert b() - a() == B\n### BEGIN HIDDEN TESTS\nb()\n### END HIDDEN TESTS\n")]}
+    assert _names_of_other_answers(notebook) == {"test_b": ["a"]}
+    assert _names_of_other_answers(notebook, {"test_b": {"a"}}) == {}, "a name the spec gives the question is its own"
 
 # --- the whole workflow on a temporary copy of the course -----------------------------------
 

@@ -142,6 +142,17 @@ def _kd_loss_from_reference(solution: str) -> str:
     """
     return solution.split("def kd_loss")[0] + "from coursekit.losses import kd_loss\n"
 
+def _skipped(function: str) -> Callable[[str], str]:
+    """The answer cell with ``function`` as the student version releases it: its body raises NotImplementedError.
+
+    What comes before the function (a4's kd_loss cell defines a helper first) is kept.
+    """
+    def released(solution: str) -> str:
+        before, after = solution.split(f"def {function}(", 1)
+        signature = after.split("\n", 1)[0]
+        return f"{before}def {function}({signature}\n    # YOUR CODE HERE\n    raise NotImplementedError()\n"
+    return released
+
 # Issue 15, finding 6: a numpy.py handed in with the notebook lifts the memory budget, then loads NumPy.
 NUMPY_SHADOW = '''"""Not NumPy: runs first if the working directory comes first on sys.path."""
 import os, resource, sys
@@ -215,10 +226,15 @@ CASES: dict[str, list[Submission]] = {
                    {"test_train_student": "is below 70 %"}),
         Submission("teacher_as_student", "answer_train_student", TEACHER_AS_STUDENT, 10.0, "graded",
                    {"test_train_student": "must return a Seq2Seq(embed_dim=16, hidden_size=32)"}),
-        # kd_cross_entropy's visible check calls the student's kd_loss, which reaches the withheld stand-in.
-        Submission("kd_loss_from_reference", "answer_kd_loss", _kd_loss_from_reference, 6.0, "uses_reference",
-                   {"test_kd_loss": "reaches the reference",
-                    "test_kd_cross_entropy": "a visible check failed: coursekit.losses.distillation.kd_loss is withheld"}),
+        # Only kd_loss's own question reaches the withheld stand-in: kd_cross_entropy's visible check computes
+        # its KL term itself (grader review r6, finding 1).
+        Submission("kd_loss_from_reference", "answer_kd_loss", _kd_loss_from_reference, 8.0, "uses_reference",
+                   {"test_kd_loss": "reaches the reference"}),
+        # A question left as released costs its own points only (grader review r6, finding 1).
+        Submission("skip_kd_loss", "answer_kd_loss", _skipped("kd_loss"), 8.0, "graded",
+                   {"test_kd_loss": "a visible check failed: NotImplementedError"}),
+        Submission("skip_seq_targets", "answer_sequence_kd_targets", _skipped("sequence_kd_targets"), 11.0, "graded",
+                   {"test_sequence_kd_targets": "a visible check failed: NotImplementedError"}),
         Submission("label_smoothing_by_cross_entropy", "answer_label_smoothed_nll", LABEL_SMOOTHING_BY_CROSS_ENTROPY,
                    9.0, "graded", {"test_label_smoothed_nll": "label_smoothed_nll must not use F.cross_entropy"}),
     ],

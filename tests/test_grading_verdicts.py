@@ -67,3 +67,13 @@ def test_a_visible_check_message_is_one_line_and_capped() -> None:
 def test_a_visible_check_names_only_a_class_python_defines() -> None:
     failed = CellEnd(7, CellStatus.ERROR, ename="Secret_1234", evalue="check 3 failed")
     assert visible_check_failure(QUESTION, 1, failed).messages == [f"{VISIBLE_CHECK_FAILED}: check 3 failed"]
+
+
+def test_a_forfeit_says_its_hidden_checks_were_not_counted_rather_than_all_failed() -> None:
+    # Grader review r6, finding 4(b): "0 of 4 hidden checks passed" read as if every hidden case had failed.
+    failed = visible_check_failure(QUESTION, 4, CellEnd(3, CellStatus.ERROR, ename="ValueError", evalue="no"))
+    unfinished = visible_check_failure(QUESTION, 4, None)
+    assert (failed.passed, failed.score, failed.outcome) == (None, 0.0, "failed")
+    assert failed.counted() == "hidden checks not counted: a visible check failed"
+    assert unfinished.counted() == "hidden checks not counted: the visible checks did not finish"
+    assert json.loads(json.dumps(failed.to_dict()))["passed"] is None

@@ -1,4 +1,7 @@
-"""Out-of-process grading spec of a1_sequence_loss (read by `coursekit grade` and by the notebook's hidden blocks; never released).
+"""Out-of-process grading spec of a1_sequence_loss (read by `coursekit grade` and by the notebook's hidden blocks).
+
+Not copied into the release (it lies outside ``source/``), but public in this repository,
+like the source notebooks' solutions.
 
 Each question scores one autograder test cell of the notebook, and is its one
 definition: the notebook's hidden blocks evaluate it (see

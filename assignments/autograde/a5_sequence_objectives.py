@@ -1,4 +1,7 @@
-"""Out-of-process grading spec of a5_sequence_objectives (read by `coursekit grade` and by the notebook's hidden blocks; never released).
+"""Out-of-process grading spec of a5_sequence_objectives (read by `coursekit grade` and by the notebook's hidden blocks).
+
+Not copied into the release (it lies outside ``source/``), but public in this repository,
+like the source notebooks' solutions.
 
 The one definition of each question (the notebook's hidden blocks evaluate it;
 see ``coursekit.course.hidden_score``): its cases include the visible checks (a

@@ -264,6 +264,6 @@ def question_points(grade_id: str, namespace: dict[str, Any], workdir: Path | No
     result = question_result(grade_id, namespace, workdir)
     for message in result.messages:
         print(message)
-    print(f"hidden tests of {grade_id}: {result.passed} of {result.total} passed, "
-          f"{result.score:g} of {result.max_score:g} points")
+    counted = f"{result.passed} of {result.total} passed" if result.passed is not None else result.counted()
+    print(f"hidden tests of {grade_id}: {counted}, {result.score:g} of {result.max_score:g} points")
     return result.score

@@ -92,7 +92,7 @@ def render(prepared: PreparedNotebook, run: RawRun | None, results: dict[str, Qu
         if result is None:
             continue
         lines = [f"coursekit grade: {result.score:g} / {result.max_score:g} points "
-                 f"({result.passed} of {result.total} hidden checks passed; outcome: {outcome})"]
+                 f"({result.counted()}; outcome: {outcome})"]
         lines += result.messages
         # After what the visible checks printed (or raised), as in stock nbgrader's feedback.
         cells[index]["outputs"] = [*cells[index].get("outputs", []), _stream("stdout", "\n".join(lines) + "\n")]

@@ -400,7 +400,7 @@ class Grader:
         results = self._score(student, run, prepared.test_cells)
         if run is not None:
             for grade_id, sentence in skipped_answers(run, prepared.notebook["cells"], self.spec.questions).items():
-                if results[grade_id].passed < results[grade_id].total:
+                if results[grade_id].passed != results[grade_id].total:
                     results[grade_id].messages.insert(0, sentence)
         outcome, notes = self._outcome(prepared, run, results)
         report = self._report(student, run, results, outcome, notes)

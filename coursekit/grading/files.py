@@ -49,6 +49,40 @@ def refuse_shadowing(files: dict[str, bytes]) -> tuple[dict[str, bytes], list[st
     return {k: v for k, v in files.items() if k not in refused}, refused
 
 
+def shadowing_entries(directory: Path) -> list[str]:
+    """The top-level files and packages of ``directory`` that :func:`refuse_shadowing` would refuse.
+
+    A folder counts as a package when it holds an ``__init__`` file, as
+    ``coursekit grade`` reads a submission; links are followed, since a kernel
+    started in ``directory`` would import through them.
+
+    Args:
+        directory: a submission's folder (missing: nothing shadows).
+
+    Returns:
+        The refused names, sorted, a package's with a trailing ``/``.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     for name in ("torch.py", "notes.py", "coursekit/__init__.py", "data/json.py"):
+        ...         (Path(folder) / name).parent.mkdir(exist_ok=True)
+        ...         _ = (Path(folder) / name).write_text("")
+        ...     shadowing_entries(Path(folder))
+        ['coursekit/', 'torch.py']
+    """
+    if not directory.is_dir():
+        return []
+    entries: dict[str, bytes] = {}
+    for entry in sorted(directory.iterdir()):
+        if entry.is_dir():
+            entries.update({f"{entry.name}/{init.name}": b"" for init in entry.glob("__init__.*")})
+        else:
+            entries[entry.name] = b""
+    _, refused = refuse_shadowing(entries)
+    return sorted({path.split("/")[0] + ("/" if "/" in path else "") for path in refused})
+
+
 def files_of(directory: Path, exclude: set[str], budget: int) -> dict[str, bytes] | None:
     """The regular files under ``directory`` (no links, no caches) by relative path, but those in ``exclude``.
 

@@ -1,7 +1,8 @@
 """Grading specs: for each autograder test cell, how the grader checks it out of process.
 
 A spec lives in ``assignments/autograde/<assignment>.py`` (outside ``source/``,
-so it is never released and never mounted into the sandbox) and defines a
+so it is not copied into the release and never mounted into the sandbox; it is
+public in this repository, like the source notebooks' solutions) and defines a
 module-level ``SPEC = AssignmentSpec(...)``. Each question names the
 nbgrader ``grade_id`` it scores, the student function (or module-level
 variable) to read, how to generate hidden inputs, the ``coursekit`` reference

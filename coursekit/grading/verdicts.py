@@ -88,7 +88,9 @@ class QuestionResult:
         grade_id: nbgrader grade_id.
         score: points earned.
         max_score: points available.
-        passed: hidden cases answered correctly.
+        passed: hidden cases answered correctly; ``None`` when they were not
+            counted, because a visible check failed or did not finish (the
+            question is then forfeit, whatever the hidden cases gave).
         total: hidden cases asked.
         messages: the feedback: short reasons for failures, in the grader's words.
         uses_reference: a call reached a reference that the sandbox withholds.
@@ -100,7 +102,7 @@ class QuestionResult:
     grade_id: str
     score: float
     max_score: float
-    passed: int
+    passed: int | None
     total: int
     messages: list[str] = field(default_factory=list)
     uses_reference: bool = False
@@ -110,6 +112,20 @@ class QuestionResult:
     def outcome(self) -> str:
         """``"passed"``, ``"partial"`` or ``"failed"``."""
         return "passed" if self.passed == self.total else "partial" if self.passed else "failed"
+
+    def counted(self) -> str:
+        """What the feedback's first line says of the hidden checks, for both graders.
+
+        Example:
+            >>> QuestionResult("test_f", 1.0, 2.0, 3, 6).counted()
+            '3 of 6 hidden checks passed'
+            >>> QuestionResult("test_f", 0.0, 2.0, None, 6, ["a visible check failed: ValueError"]).counted()
+            'hidden checks not counted: a visible check failed'
+        """
+        if self.passed is not None:
+            return f"{self.passed} of {self.total} hidden checks passed"
+        unfinished = any(m.startswith(VISIBLE_CHECK_UNFINISHED) for m in self.messages)
+        return f"hidden checks not counted: {VISIBLE_CHECK_UNFINISHED if unfinished else VISIBLE_CHECK_FAILED}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for the JSON report."""
@@ -365,8 +381,11 @@ def _check_call(prepared: PreparedCall, end: CallEnd | None, question: Question,
     return None
 
 
-def _forfeit(question: Question, total: int, message: str, *, uses_reference: bool = False) -> QuestionResult:
-    return QuestionResult(question.grade_id, 0.0, float(question.points), 0, total, [message], uses_reference)
+def _forfeit(question: Question, total: int, message: str, *, uses_reference: bool = False,
+             counted: bool = True) -> QuestionResult:
+    """A question scored 0; with ``counted=False`` its hidden checks were not counted (``passed`` is ``None``)."""
+    return QuestionResult(question.grade_id, 0.0, float(question.points), 0 if counted else None, total, [message],
+                          uses_reference)
 
 
 def _shared(descriptions: Sequence[CaseDescription | None]) -> list[str]:
@@ -538,5 +557,5 @@ def visible_check_failure(question: Question, total: int, end: CellEnd | None) -
         return None
     if end is not None and end.status is CellStatus.ERROR:
         quoted = _one_line(end.ename, end.evalue)
-        return _forfeit(question, total, VISIBLE_CHECK_FAILED + (f": {quoted}" if quoted else ""))
-    return _forfeit(question, total, VISIBLE_CHECK_UNFINISHED)
+        return _forfeit(question, total, VISIBLE_CHECK_FAILED + (f": {quoted}" if quoted else ""), counted=False)
+    return _forfeit(question, total, VISIBLE_CHECK_UNFINISHED, counted=False)

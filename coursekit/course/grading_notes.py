@@ -36,7 +36,8 @@ wrong, the options and edge cases those cases share, and one example: your funct
 dtype and shape, then the first position where your result differs, with the expected value there and whether yours
 is larger, smaller, `nan` or `inf`, or the expected shape, or the exception's class when Python defines it. It never
 shows the hidden inputs, or anything your function returned or raised on them: not your numbers, not your
-exception's message. A visible check that fails is quoted with its own message."""
+exception's message. A visible check that fails is shown as it failed, its exception and message, and the hidden
+cases of its cell are then not counted."""
 
 #: the paragraphs, in the order they appear.
 PARAGRAPHS = (WHAT_IS_GRADED, FEEDBACK)

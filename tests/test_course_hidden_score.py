@@ -13,10 +13,10 @@ import torch
 
 import coursekit.losses as losses
 from coursekit.course.hidden_score import INSTRUCTOR, grading_place, question_points, question_result
-from coursekit.course.kernel_seed import SEED_VARIABLE
+from coursekit.course.kernel_seed import CHECK_SEED_VARIABLE, SEED_VARIABLE
 from coursekit.grading.gradebook import load_course
 from coursekit.grading.secret import SECRET_VARIABLE
-from coursekit.grading.spec import hidden_seed, load_spec, prepare_calls
+from coursekit.grading.spec import check_seed, hidden_seed, load_spec, prepare_calls
 from conftest import GRADING_SECRET
 
 ASSIGNMENT = "a1_sequence_loss"
@@ -48,6 +48,8 @@ def ada_seed(course: Path, monkeypatch: pytest.MonkeyPatch) -> int:
     seed = hidden_seed(load_spec(course / "autograde" / f"{ASSIGNMENT}.py"), load_course(course).course_id, "ada",
                        GRADING_SECRET)
     monkeypatch.setenv(SEED_VARIABLE, str(seed))
+    monkeypatch.setenv(CHECK_SEED_VARIABLE, str(check_seed(load_spec(course / "autograde" / f"{ASSIGNMENT}.py"),
+                                                           GRADING_SECRET)))
     return seed
 
 

@@ -18,8 +18,9 @@ The cases are seeded as ``coursekit grade`` seeds them
 course id, the assignment and the student id, keyed by the course's grading
 secret (``autograde/.grading-secret``). The secret never enters this kernel,
 where the student's code runs: the instructor's ``nbgrader autograde`` computes
-this student's seed and the kernel inherits only that
-(:mod:`coursekit.course.kernel_seed`); a student's notebook run without it is
+this student's seed and the assignment's check seed
+(:func:`~coursekit.grading.spec.check_seed`), and the kernel inherits only those
+(:mod:`coursekit.course.kernel_seed`); a student's notebook run without them is
 an error naming the missing configuration. The instructor's own run of the
 source notebook (in ``<course>/source/<assignment>/``), which holds no student
 code, draws the cases of :data:`INSTRUCTOR`, a student id no student can have,
@@ -40,7 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from coursekit.course.kernel_seed import SEED_VARIABLE, seed_for, seed_from_environment
+from coursekit.course.kernel_seed import (CHECK_SEED_VARIABLE, SEED_VARIABLE, check_seed_for,
+                                         check_seed_from_environment, seed_for, seed_from_environment)
 from coursekit.grading.graded_call import run_graded_call, timers
 from coursekit.grading.limits import Limits
 from coursekit.grading.protocol import CallEnd, CallReport, CallStatus, StepEnd
@@ -115,10 +117,17 @@ def _seed(place: GradingPlace) -> int:
     return seed_from_environment(place.student)
 
 
+def _check_seed(place: GradingPlace) -> int:
+    """The assignment's check seed: handed in like the student's seed, or computed in the instructor's own run."""
+    if place.student == INSTRUCTOR and not os.environ.get(CHECK_SEED_VARIABLE):
+        return check_seed_for(place.spec_path)
+    return check_seed_from_environment(place.student)
+
+
 @functools.lru_cache(maxsize=4)
-def _prepared(path: Path, seed: int) -> dict[str, list[PreparedCall]]:
+def _prepared(path: Path, seed: int, checks_seed: int) -> dict[str, list[PreparedCall]]:
     # Every question's cases at once, as coursekit grade draws them: once per kernel, not once per cell.
-    return prepare_seeded_calls(_spec(path), seed)
+    return prepare_seeded_calls(_spec(path), seed, checks_seed)
 
 
 def _question(spec: AssignmentSpec, grade_id: str) -> Question:
@@ -204,7 +213,7 @@ def question_result(grade_id: str, namespace: dict[str, Any], workdir: Path | No
     place = grading_place(Path(os.getcwd()) if workdir is None else workdir)
     spec = _spec(place.spec_path)
     question = _question(spec, grade_id)
-    calls = _prepared(place.spec_path, _seed(place))[grade_id]
+    calls = _prepared(place.spec_path, _seed(place), _check_seed(place))[grade_id]
     return score_question(question, calls, call_ends(calls, namespace, adapters(spec)))
 
 

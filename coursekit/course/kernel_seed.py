@@ -10,6 +10,12 @@ and the kernel inherits only that seed, through :data:`SEED_VARIABLE`, set for
 this notebook's execution (:class:`~coursekit.course.preprocessors.SeededExecute`).
 A student's code can then read its own seed, that is its own hidden inputs,
 which stock nbgrader never protected, and nothing about anyone else's.
+
+The kernel also inherits the assignment's check seed
+(:func:`~coursekit.grading.spec.check_seed`, through :data:`CHECK_SEED_VARIABLE`):
+the seed of the data a trained model is judged on, the same for every student.
+A student's code under stock autograde can read it, and so draw that data;
+``coursekit grade`` never hands it to the sandbox.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 from coursekit.grading.secret import SECRET_VARIABLE, load_secret
-from coursekit.grading.spec import hidden_seed, load_spec
+from coursekit.grading.spec import check_seed, hidden_seed, load_spec
 
 #: the environment variable that carries one student's seed (decimal) into the kernel.
 SEED_VARIABLE = "COURSEKIT_HIDDEN_SEED"
@@ -41,6 +47,57 @@ def seed_for(spec_path: Path, course_id: str, student: str) -> int:
         PermissionError: the secret file cannot be read by this process (see :func:`load_secret`).
     """
     return hidden_seed(load_spec(spec_path), course_id, student, load_secret(Path(spec_path).parents[1]))
+
+
+#: the environment variable that carries the assignment's check seed (decimal) into the kernel.
+CHECK_SEED_VARIABLE = "COURSEKIT_CHECK_SEED"
+
+
+def check_seed_for(spec_path: Path) -> int:
+    """The assignment's check seed, computed from the course's secret (the instructor's process only).
+
+    Args:
+        spec_path: the assignment's spec, ``<course>/autograde/<assignment>.py`` (the secret is beside it).
+
+    Returns:
+        :func:`~coursekit.grading.spec.check_seed` of the assignment.
+
+    Raises:
+        PermissionError: the secret file cannot be read by this process (see :func:`load_secret`).
+    """
+    return check_seed(load_spec(spec_path), load_secret(Path(spec_path).parents[1]))
+
+
+def _decimal_from_environment(variable: str, student: str) -> int:
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        raise RuntimeError(f"{variable} is not set in the kernel of {student}'s notebook: the hidden tests need "
+                           "the seed that the course's nbgrader_config.py (coursekit.course.configure) hands the "
+                           "kernel; run `nbgrader autograde` in the course folder with that configuration")
+    if not value.isdigit():
+        raise RuntimeError(f"{variable} must be a decimal integer, got {len(value)} other characters")
+    return int(value)
+
+
+def check_seed_from_environment(student: str) -> int:
+    """The check seed the instructor's nbgrader handed this kernel through :data:`CHECK_SEED_VARIABLE`.
+
+    Args:
+        student: the student whose notebook runs (named in the error).
+
+    Returns:
+        The seed.
+
+    Raises:
+        RuntimeError: the variable is not set, or is not a decimal integer.
+
+    Example:
+        >>> os.environ[CHECK_SEED_VARIABLE] = "43"
+        >>> check_seed_from_environment("ada")
+        43
+        >>> del os.environ[CHECK_SEED_VARIABLE]
+    """
+    return _decimal_from_environment(CHECK_SEED_VARIABLE, student)
 
 
 def seed_from_environment(student: str) -> int:
@@ -65,38 +122,34 @@ def seed_from_environment(student: str) -> int:
         ...
         RuntimeError: COURSEKIT_HIDDEN_SEED is not set in the kernel of ada's notebook: the hidden tests need the seed that the course's nbgrader_config.py (coursekit.course.configure) hands the kernel; run `nbgrader autograde` in the course folder with that configuration
     """
-    value = os.environ.get(SEED_VARIABLE, "").strip()
-    if not value:
-        raise RuntimeError(f"{SEED_VARIABLE} is not set in the kernel of {student}'s notebook: the hidden tests need "
-                           "the seed that the course's nbgrader_config.py (coursekit.course.configure) hands the "
-                           "kernel; run `nbgrader autograde` in the course folder with that configuration")
-    if not value.isdigit():
-        raise RuntimeError(f"{SEED_VARIABLE} must be a decimal integer, got {len(value)} other characters")
-    return int(value)
+    return _decimal_from_environment(SEED_VARIABLE, student)
 
 
 @contextlib.contextmanager
-def kernel_environment(seed: int) -> Iterator[None]:
-    """Within the block, kernels started by this process inherit ``seed`` and not the secret's variable.
+def kernel_environment(seed: int, checks_seed: int) -> Iterator[None]:
+    """Within the block, kernels started by this process inherit both seeds and not the secret's variable.
 
-    Both variables are as they were afterwards, even when execution fails.
+    The variables are as they were afterwards, even when execution fails.
 
     Args:
         seed: the student's seed.
+        checks_seed: the assignment's check seed.
 
     Example:
-        >>> with kernel_environment(7):
-        ...     os.environ[SEED_VARIABLE], SECRET_VARIABLE in os.environ
-        ('7', False)
-        >>> SEED_VARIABLE in os.environ
-        False
+        >>> with kernel_environment(7, 8):
+        ...     os.environ[SEED_VARIABLE], os.environ[CHECK_SEED_VARIABLE], SECRET_VARIABLE in os.environ
+        ('7', '8', False)
+        >>> SEED_VARIABLE in os.environ, CHECK_SEED_VARIABLE in os.environ
+        (False, False)
     """
-    saved = {name: os.environ.pop(name, None) for name in (SEED_VARIABLE, SECRET_VARIABLE)}
+    saved = {name: os.environ.pop(name, None) for name in (SEED_VARIABLE, CHECK_SEED_VARIABLE, SECRET_VARIABLE)}
     os.environ[SEED_VARIABLE] = str(seed)
+    os.environ[CHECK_SEED_VARIABLE] = str(checks_seed)
     try:
         yield
     finally:
-        os.environ.pop(SEED_VARIABLE, None)
+        for name in (SEED_VARIABLE, CHECK_SEED_VARIABLE):
+            os.environ.pop(name, None)
         for name, value in saved.items():
             if value is not None:
                 os.environ[name] = value

@@ -87,7 +87,7 @@ class SeededExecute(Execute):
         from pathlib import Path
 
         from coursekit.course.hidden_score import grading_place
-        from coursekit.course.kernel_seed import kernel_environment, seed_for
+        from coursekit.course.kernel_seed import check_seed_for, kernel_environment, seed_for
 
         folder = ((resources or {}).get("metadata") or {}).get("path") or "."
         try:
@@ -97,7 +97,8 @@ class SeededExecute(Execute):
         if not place.spec_path.is_file():
             return super().preprocess(nb, resources, km)
         student = ((resources or {}).get("nbgrader") or {}).get("student") or place.student
-        with kernel_environment(seed_for(place.spec_path, place.course_id, student)):
+        seeds = seed_for(place.spec_path, place.course_id, student), check_seed_for(place.spec_path)
+        with kernel_environment(*seeds):
             return super().preprocess(nb, resources, km)
 
 

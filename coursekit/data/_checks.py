@@ -109,7 +109,7 @@ def require_number(name: str, value: object, *, low: float | None = None, low_in
     rejected with a ``ValueError``, and so are an int beyond the float range (``10**400``, which
     ``float`` would turn into an ``OverflowError``) and a NumPy ``longdouble`` beyond it (which
     ``float`` would turn into ``inf``). Every caller lists "not finite" among its ``ValueError``
-    conditions; none gives an infinite value a meaning (``train_loop`` leaves the gradient norm
+    conditions; none gives an infinite value a meaning (``coursekit.train.train`` leaves the gradient norm
     unclipped for ``clip_norm=None``, not ``inf``). A message shows the number as it was given
     (``np.float32(-0.1)`` as ``-0.1``, not its widened float), and also the float compared with
     ``low`` where that reads otherwise (``losses._checks.received_text``).

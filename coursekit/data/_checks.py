@@ -206,8 +206,7 @@ def id_list(name: str, ids: object, *, size: int | None = INT64_END) -> list[int
         TypeError: ids[1] must be an int, got float 4.9
     """
     values = _as_list(name, ids)
-    if set(map(type, values)) <= {int} and (
-            not values or (min(values) >= 0 and (size is None or max(values) < size))):
+    if are_plain_ids(values, size):
         return values
     checked = []
     for i, value in enumerate(values):
@@ -219,6 +218,15 @@ def id_list(name: str, ids: object, *, size: int | None = INT64_END) -> list[int
             raise ValueError(f"{name}[{i}] must {expected}, got {shown(number)}")
         checked.append(number)
     return checked
+
+
+def are_plain_ids(values: list[object], size: int | None = INT64_END) -> bool:
+    """Whether every element of ``values`` is a Python int (not a bool) in ``[0, size)``: :func:`id_list`'s fast path.
+
+    One pass of C loops (``type``, ``min``, ``max``), no Python loop: it runs on every batch.
+    """
+    return set(map(type, values)) <= {int} and (
+        not values or (min(values) >= 0 and (size is None or max(values) < size)))  # type: ignore[type-var]
 
 
 def _as_list(name: str, ids: object) -> list[object]:

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from itertools import chain
 from dataclasses import dataclass
+from itertools import chain
 from typing import NamedTuple
 
 import torch
 
-from coursekit.data._checks import INT64_END, id_list, require_int, require_seed, shown
-from coursekit.losses._checks import type_text
+from coursekit.data._checks import are_plain_ids, id_list, require_int, require_seed, shown
 from coursekit.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from coursekit.losses._checks import type_text
 
 
 @dataclass(frozen=True)
@@ -98,8 +98,7 @@ def _checked_rows(sequences: Sequence[Sequence[int]], row_name: Callable[[int], 
     their ids; ``id_list`` then runs only to convert other rows or to name the bad id.
     """
     if all(type(seq) in (list, tuple) for seq in sequences):
-        flat = list(chain.from_iterable(sequences))
-        if set(map(type, flat)) <= {int} and (not flat or (min(flat) >= 0 and max(flat) < INT64_END)):
+        if are_plain_ids(list(chain.from_iterable(sequences))):
             return list(sequences)  # type: ignore[arg-type]
     return [id_list(row_name(i), seq) for i, seq in enumerate(sequences)]
 

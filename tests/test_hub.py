@@ -167,6 +167,13 @@ def _process_table() -> dict[int, tuple[int, str]]:
     return table
 
 
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:200]
+    except OSError:
+        return "(ended)"
+
+
 def descendants(pid: int) -> set[int]:
     """The processes started by ``pid``, and by them, and so on (the proxy, the users' servers, their kernels)."""
     children: dict[int, list[int]] = {}
@@ -553,7 +560,9 @@ def test_ctrl_c_stops_the_hub_its_proxy_and_every_server_and_leaves_no_mount(hub
     hub.process.wait(timeout=60)
     assert wait_until(lambda: not running & set(_process_table()), 30), \
         f"processes the hub started outlive it: {sorted(running & set(_process_table()))}"
-    assert {name: processes_of(name) for name in ACCOUNTS} == {name: [] for name in ACCOUNTS}
+    left = {name: {pid: _command_line(pid) for pid in processes_of(name)} for name in ACCOUNTS}
+    assert left == {name: {} for name in ACCOUNTS}, \
+        f"the accounts' processes outlive the hub:\n{left}\nthe hub's log ends:\n{hub.log.read_text()[-3000:]}"
     if hub.share is not None:
         assert in_namespace(namespace) == set(), "nothing is left in the hub's mount namespace, so it is gone"
     assert not (mount_points() - hub.mounts_before), "no mount is left on the machine"

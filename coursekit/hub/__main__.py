@@ -3,9 +3,10 @@
 Creates (or gives the password again to) the accounts ``instructor``, ``student1``,
 ``student2`` and ``student3``, prepares the hub's folder (:mod:`coursekit.hub.layout`),
 writes its ``jupyterhub_config.py`` (:mod:`coursekit.hub.config`), prints the address,
-the accounts and the password, and then becomes ``jupyterhub`` in the foreground:
-Ctrl-C stops the hub, the proxy and every user's server. Needs root (it creates
-users, and the hub starts each user's server as that user).
+the accounts and the password, and then runs ``jupyterhub`` in the foreground under
+:func:`coursekit.hub.supervisor.supervise`: Ctrl-C stops the hub, the proxy, every user's
+server and whatever they started (a kernel outlives its server otherwise). Needs root (it
+creates users, and the hub starts each user's server as that user).
 
 Where the only thing other users cannot reach is this Python's installation (a
 pyenv Python under ``/root``), it first starts itself again, under the same process
@@ -29,6 +30,7 @@ from coursekit.hub.config import HubSettings, config_file_text
 from coursekit.hub.layout import HubLayout, copy_course, make_folders, write_instructor_config, write_students_config
 from coursekit.hub.machine import free_loopback_port, port_in_use
 from coursekit.hub.shared_python import ClosedToOthersError, SharedPython, this_python_to_share
+from coursekit.hub.supervisor import supervise
 
 REPO_ROOT = Path(coursekit.__file__).resolve().parents[1]
 DEFAULT_DIR = Path("/srv/coursekit-hub")
@@ -104,7 +106,7 @@ def refusal_to_start(args: argparse.Namespace, venv_bin: Path) -> tuple[str | No
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Prepare the hub, print how to log in, and exec ``jupyterhub``; returns an exit status on a refusal."""
+    """Prepare the hub, print how to log in, and run ``jupyterhub`` until it stops; returns its exit status."""
     args = build_parser().parse_args(argv)
     venv_bin = Path(sys.executable).parent
     refusal, share = refusal_to_start(args, venv_bin)
@@ -139,10 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  password:  {password}  ({source})")
     print(f"  exchange:  {layout.exchange}")
     print(f"  config:    {layout.hub_config}")
-    print("Ctrl-C stops the hub and every user's server.", flush=True)
+    print("Ctrl-C stops the hub, every user's server and what they started.", flush=True)
     os.chdir(layout.root)
-    jupyterhub = venv_bin / "jupyterhub"
-    os.execv(jupyterhub, [str(jupyterhub), "--config", str(layout.hub_config)])
+    return supervise([str(venv_bin / "jupyterhub"), "--config", str(layout.hub_config)])
 
 
 if __name__ == "__main__":

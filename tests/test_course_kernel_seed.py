@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from adversarial.course import ASSIGNMENT, VENV_BIN, make_course, solved_notebook, submit, tool_env
-from coursekit.course.kernel_seed import (CHECK_SEED_VARIABLE, SEED_VARIABLE, check_seed_from_environment,
-                                         kernel_environment, seed_from_environment)
+from coursekit.course.kernel_seed import (CHECK_SEED_VARIABLE, FOLDER_VARIABLE, SEED_VARIABLE,
+                                          check_seed_from_environment, folder_from_environment,
+                                          kernel_environment, seed_from_environment)
 from coursekit.grading.gradebook import load_course
 from coursekit.grading.secret import SECRET_VARIABLE, secret_path
 from coursekit.grading.spec import check_seed, hidden_seed, load_spec
@@ -28,19 +29,23 @@ print("ENVIRON", dict(_os.environ))
 '''
 
 
-def test_kernel_environment_sets_the_seeds_hides_the_secret_and_restores_all_after_a_failure(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kernel_environment_sets_the_seeds_and_folder_hides_the_secret_and_restores_all_after_a_failure(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(SECRET_VARIABLE, ENVIRONMENT_SECRET.hex())
     monkeypatch.delenv(SEED_VARIABLE, raising=False)
     monkeypatch.setenv(CHECK_SEED_VARIABLE, "999")
-    with pytest.raises(KeyError), kernel_environment(12345, 678):
+    monkeypatch.setenv(FOLDER_VARIABLE, "/an/outer/notebook")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KeyError), kernel_environment(12345, 678, Path("autograded/ada/a1")):
         assert SECRET_VARIABLE not in os.environ
         assert seed_from_environment("ada") == 12345
         assert check_seed_from_environment("ada") == 678
+        assert folder_from_environment() == tmp_path.resolve() / "autograded" / "ada" / "a1", "made absolute"
         raise KeyError("execution failed")
     assert os.environ[SECRET_VARIABLE] == ENVIRONMENT_SECRET.hex()
     assert SEED_VARIABLE not in os.environ
     assert os.environ[CHECK_SEED_VARIABLE] == "999"
+    assert os.environ[FOLDER_VARIABLE] == "/an/outer/notebook"
 
 
 def test_a_missing_check_seed_is_an_error_naming_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:

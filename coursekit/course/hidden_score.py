@@ -42,7 +42,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from coursekit.course.kernel_seed import (CHECK_SEED_VARIABLE, SEED_VARIABLE, check_seed_for,
-                                         check_seed_from_environment, seed_for, seed_from_environment)
+                                          check_seed_from_environment, folder_from_environment, seed_for,
+                                          seed_from_environment)
 from coursekit.grading.graded_call import run_graded_call, timers
 from coursekit.grading.limits import Limits
 from coursekit.grading.protocol import CallEnd, CallReport, CallStatus, StepEnd
@@ -74,7 +75,7 @@ def grading_place(workdir: Path) -> GradingPlace:
     """The course, assignment and student of a notebook that runs in ``workdir``.
 
     Args:
-        workdir: the notebook's folder, where nbgrader runs its kernel.
+        workdir: the notebook's folder (in the kernel: :func:`notebook_folder`).
 
     Returns:
         The place.
@@ -103,6 +104,21 @@ def grading_place(workdir: Path) -> GradingPlace:
         raise ValueError(f"the notebook's folder must be {course.autograded}/<student>/<assignment> or "
                          f"{course.source}/<assignment> in the course {root}, got {workdir}")
     return GradingPlace(course.root / "autograde" / f"{assignment}.py", course.course_id, student)
+
+
+def notebook_folder() -> Path:
+    """The folder of the notebook this kernel runs: the one nbgrader handed in, else the working directory.
+
+    The course's autograde hands the kernel the notebook's folder
+    (:class:`~coursekit.course.preprocessors.SeededExecute`), so a student's
+    cell that changes the working directory moves nothing. Only a run the
+    course's nbgrader did not start (the instructor's own run of the source
+    notebook) falls back to the working directory, where Jupyter starts it.
+
+    Returns:
+        The folder.
+    """
+    return folder_from_environment() or Path(os.getcwd())
 
 
 @functools.lru_cache(maxsize=4)
@@ -201,7 +217,7 @@ def question_result(grade_id: str, namespace: dict[str, Any], workdir: Path | No
     Args:
         grade_id: the test cell's nbgrader grade_id.
         namespace: the notebook's globals.
-        workdir: the notebook's folder (default: the working directory, where nbgrader runs the kernel).
+        workdir: the notebook's folder (default: :func:`notebook_folder`).
 
     Returns:
         The question's result, as ``coursekit grade`` would score it.
@@ -210,7 +226,7 @@ def question_result(grade_id: str, namespace: dict[str, Any], workdir: Path | No
         FileNotFoundError, ValueError: see :func:`grading_place`; ``grade_id`` names no question of the spec.
         RuntimeError: a student's notebook runs without the seed the course's nbgrader configuration hands in.
     """
-    place = grading_place(Path(os.getcwd()) if workdir is None else workdir)
+    place = grading_place(notebook_folder() if workdir is None else workdir)
     spec = _spec(place.spec_path)
     question = _question(spec, grade_id)
     calls = _prepared(place.spec_path, _seed(place), _check_seed(place))[grade_id]
@@ -231,7 +247,7 @@ def question_points(grade_id: str, namespace: dict[str, Any], workdir: Path | No
     Args:
         grade_id: the test cell's nbgrader grade_id.
         namespace: the notebook's globals (``globals()``).
-        workdir: the notebook's folder (default: the working directory).
+        workdir: the notebook's folder (default: :func:`notebook_folder`).
 
     Returns:
         The points, rounded as ``coursekit grade`` rounds them.

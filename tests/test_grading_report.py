@@ -1,4 +1,4 @@
-"""The grading report on a generated class of 44 submissions, graded once by the real `coursekit grade`.
+"""The grading report on a generated class of 45 submissions, graded once by the real `coursekit grade`.
 
 The report's numbers are checked against the gradebook (nbgrader's API) and the
 stored JSON results, computed here without the report's code; the page is
@@ -161,6 +161,15 @@ def test_outcomes_list_every_student_by_outcome(graded_class: dict) -> None:
     assert by_outcome["timeout"] == _students_of(kinds, "timeout")
     assert by_outcome["tampered_cells"] == {"tampered"}
     assert "crash_kernel" in by_outcome["kernel_died"]
+    assert by_outcome["missing_notebook"] == {"renamed"}
+
+
+def test_a_notebook_handed_in_under_another_name_is_named_with_the_expected_one(graded_class: dict) -> None:
+    stored = graded_class["stored"]["renamed"]
+    assert (stored["outcome"], stored["score"]) == ("missing_notebook", 0.0)
+    assert stored["notes"][0].startswith(f"no {ASSIGNMENT}.ipynb in the submission; found {ASSIGNMENT}-Copy1.ipynb: "
+                                         f"rename it to {ASSIGNMENT}.ipynb and regrade with --force")
+    assert "stock nbgrader autograde does not grade it either" in stored["notes"][0]
 
 
 def test_common_failures_group_the_students_with_one_bug(graded_class: dict) -> None:

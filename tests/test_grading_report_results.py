@@ -45,6 +45,7 @@ def test_a_course_without_results_of_the_assignment_is_named_in_the_error(tmp_pa
 
 def _stored_course(root: Path) -> Path:
     """A course with a1's spec and an empty grade-reports/a1_sequence_loss/ (results are stored by the tests)."""
+    root.mkdir(exist_ok=True)
     (root / "nbgrader_config.py").write_text("c = get_config()\nc.CourseDirectory.course_id = 'demo'\n")
     (root / "autograde").mkdir()
     (root / "autograde" / "a1_sequence_loss.py").write_text(

@@ -107,7 +107,8 @@ def _outcomes(results: ClassResults) -> str:
     return ("<h2 id=\"submission-outcomes\">Outcomes</h2>"
             "<p class=\"note\">graded: ran to the end; timeout, memory_limit, kernel_died: stopped by a limit or a "
             "crash; tampered_cells, missing_cells: read-only or test cells were changed or deleted and were "
-            "restored; uses_reference: an answer reached the withheld reference; grader_error: the grader itself "
+            "restored; missing_notebook: no notebook of the expected name (the note names the ones handed in "
+            "instead); uses_reference: an answer reached the withheld reference; grader_error: the grader itself "
             "failed on the submission (its traceback is in the grader's log), recorded no grade and tries it again "
             "on the next run.</p>"
             + _table("outcomes", ("outcome", "students", "who"), rows, numeric=(1,)) + extra)

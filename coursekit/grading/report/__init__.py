@@ -24,7 +24,7 @@ __all__ = ["MissingResults", "ReportFailed", "write_report"]
 
 
 class ReportFailed(RuntimeError):
-    """The class report could not be rendered or written; the previous page was removed so it is not taken as current."""
+    """The class report could not be rendered or written; the previous page was removed, not left as current."""
 
 
 def write_report(course_dir: Path, assignment: str, db_url: str | None = None) -> Path:

@@ -148,7 +148,8 @@ def _similarity(results: ClassResults) -> str:
         rows = [(str(len(g.students)), f"{g.lowest:.3f}", _names(g.students)) for g in groups]
         parts.append("<h4>Near-identical answers</h4>"
                      + _table(f"copies-{slug}", ("students", "weakest link", "who"), rows, numeric=(0, 1)))
-        skipped = [(escape(student), escape(reason)) for student, reason in sorted(not_compared(results, function).items())]
+        skipped = [(escape(student), escape(reason))
+                   for student, reason in sorted(not_compared(results, function).items())]
         parts.append("<h4>Answers not compared</h4>"
                      + _table(f"not-compared-{slug}", ("student", "why"), skipped))
     return "".join(parts)

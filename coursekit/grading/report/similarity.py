@@ -37,7 +37,7 @@ from typing import Iterable, Mapping
 
 #: the longest code cell (in characters) the report parses; a notebook may hold 20 MB, a written answer a few kB.
 MAX_CELL_CHARS = 200_000
-#: the most syntax nodes of a function the report normalises and compares (the references have 100-400).
+#: the most syntax nodes of a function the report normalises and compares (references and solutions have under 500).
 MAX_NODES = 2_500
 
 #: tokens that carry no content once the code has been unparsed.

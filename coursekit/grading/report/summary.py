@@ -201,7 +201,8 @@ def _written(results: ClassResults, function: GradedFunction) -> dict[str, tuple
 def not_compared(results: ClassResults, function: GradedFunction) -> dict[str, str]:
     """Student -> why their answer to ``function`` was left out of the comparisons (too large, not normalisable)."""
     answers = {student: found.get(function.name) for student, found in results.answers.items()}
-    return {student: answer.skipped for student, answer in answers.items() if answer is not None and not answer.compared}
+    return {student: answer.skipped for student, answer in answers.items()
+            if answer is not None and not answer.compared}
 
 
 def closeness_to_reference(results: ClassResults, function: GradedFunction) -> list[Closeness]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from coursekit.losses._autocast import float32_under_autocast
+from coursekit.losses._autocast import promoted_under_autocast
 from coursekit.losses._checks import require_choice, require_float, require_mask, require_positive, require_shape
 from coursekit.losses.nll import _reduce_batch
 
@@ -41,9 +41,12 @@ def _prepare(
     else:
         counted = require_mask("mask", mask, positions, "student_logits.shape[:-1]")
     student, teacher = _zero_uncounted(counted, student_logits, teacher_logits)
-    # float32 from the logits on under autocast, the division too (the references divide in the half dtype).
-    student_log_probs = torch.log_softmax(float32_under_autocast(student) / temperature, dim=-1)
-    teacher_log_probs = torch.log_softmax(teacher.to(student_log_probs.dtype) / temperature, dim=-1)
+    # Both in the dtype the logits promote to, as F.kl_div's result: a float32 teacher is not rounded to a
+    # bfloat16 student's dtype. Float32 from the logits on under autocast, the division too (the references
+    # divide in the half dtype).
+    dtype = promoted_under_autocast(student, teacher)
+    student_log_probs = torch.log_softmax(student.to(dtype) / temperature, dim=-1)
+    teacher_log_probs = torch.log_softmax(teacher.to(dtype) / temperature, dim=-1)
     return student_log_probs, teacher_log_probs, counted, temperature
 
 
@@ -111,10 +114,15 @@ def kd_loss(
             ``"none"`` (per position, 0 where masked).
 
     Returns:
-        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``;
-        float32 under ``torch.autocast`` for half-precision logits (float64
-        stays float64), from the logits on, division by ``temperature`` and
-        log-softmax included, on every device. The ``F.kl_div`` expression
+        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``, in
+        the dtype the two logits tensors promote to (``torch.result_type``),
+        as ``F.kl_div``'s result: a bfloat16 student with a float32 teacher
+        gives float32, float32 with float64 gives float64. Both log-softmaxes
+        are computed in that dtype (the ``F.kl_div`` expression takes the
+        student's in its own dtype, so coursekit's value is the closer to the
+        float64 one). Float32 under ``torch.autocast`` for half-precision
+        logits (float64 stays float64), from the logits on, division by
+        ``temperature`` and log-softmax included, on every device. The ``F.kl_div`` expression
         above computes the same under CUDA autocast for ``temperature=1``;
         otherwise its ``student_logits / temperature`` stays in the autocast
         dtype (and under CPU autocast its ``F.log_softmax`` too), and
@@ -179,8 +187,11 @@ def kd_cross_entropy(
         reduction: ``"token_mean"``, ``"sequence_mean"``, ``"sum"`` or ``"none"``.
 
     Returns:
-        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``;
-        float32 under ``torch.autocast`` for half-precision logits (float64
+        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``, in
+        the dtype the two logits tensors promote to (``torch.result_type``),
+        both log-softmaxes computed in it: a bfloat16 student with a float32
+        teacher gives float32, as ``F.cross_entropy`` of the two gives it.
+        Float32 under ``torch.autocast`` for half-precision logits (float64
         stays float64), from the logits on, division by ``temperature``
         included. ``F.cross_entropy(student_logits / temperature,
         F.softmax(teacher_logits / temperature))`` differs under autocast:

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from coursekit.losses._autocast import promoted_dtype
 from coursekit.losses._checks import (
     require_choice,
     require_float,
@@ -263,8 +264,10 @@ def simpo_loss(
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (one loss per pair).
 
     Returns:
-        A scalar, or one loss per pair for ``"none"``, in the dtype the two
-        log-probability tensors promote to.
+        A scalar, or one loss per pair for ``"none"``, in the dtype the four
+        tensors promote to (``torch.result_type``), as PyTorch's ``beta *
+        chosen_logps / chosen_lengths`` gives it: integer lengths take the
+        log-probabilities' dtype, float64 lengths give float64.
 
     Shapes:
         all four inputs: ``(B,)`` (any equal shape); result: ``()`` or ``(B,)``.
@@ -289,6 +292,9 @@ def simpo_loss(
     beta = require_positive("beta", beta)
     gamma = require_number("gamma", gamma)
     require_choice("reduction", reduction, PAIR_REDUCTIONS)
-    chosen_reward = beta * chosen / chosen_count.to(chosen.dtype)
-    rejected_reward = beta * rejected / rejected_count.to(chosen.dtype)
+    # In the dtype the four promote to, as PyTorch's beta * logps / lengths: integer lengths take the
+    # log-probabilities' dtype, and no tensor is rounded to the dtype of chosen_logps.
+    dtype = promoted_dtype(chosen, rejected, chosen_count, rejected_count)
+    chosen_reward = beta * chosen.to(dtype) / chosen_count.to(dtype)
+    rejected_reward = beta * rejected.to(dtype) / rejected_count.to(dtype)
     return _reduce_pairs(-F.logsigmoid(chosen_reward - rejected_reward - gamma), reduction)

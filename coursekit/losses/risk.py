@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from coursekit.losses._autocast import promoted_dtype
 from coursekit.losses._checks import (
     as_real,
     reads_values,
@@ -56,7 +57,10 @@ def mrt_risk(
         mask: True (or 1) on real candidates, boolean or integer 0/1; ``None`` counts all.
 
     Returns:
-        A scalar, :math:`\\tilde R`: the mean over rows of each row's expected cost.
+        A scalar, :math:`\\tilde R`: the mean over rows of each row's expected
+        cost, in the dtype ``sequence_log_probs`` and ``costs`` promote to
+        (``torch.result_type``): bfloat16 log-probabilities with float32 costs
+        give float32, the softmax computed in float32.
 
     Shapes:
         sequence_log_probs, costs, mask: ``(..., S)`` with S candidates per row; result: ``()``.
@@ -81,12 +85,15 @@ def mrt_risk(
     alpha = require_positive("alpha", alpha)
     if sequence_log_probs.dim() < 1 or sequence_log_probs.shape[-1] < 1:
         raise ValueError(
-            "sequence_log_probs must have a non-empty candidate axis (..., K), "
+            "sequence_log_probs must have a non-empty candidate axis (..., S), "
             f"got shape {tuple(sequence_log_probs.shape)}"
         )
     require_shape("costs", costs, sequence_log_probs.shape, "sequence_log_probs.shape")
-    scores = alpha * sequence_log_probs
-    costs = costs.detach().to(scores.dtype)
+    # In the promoted dtype, as PyTorch's arithmetic on the two: float32 costs are not rounded to the
+    # dtype of bfloat16 log-probabilities (which are cast up, differentiably).
+    dtype = promoted_dtype(sequence_log_probs, costs)
+    scores = alpha * sequence_log_probs.to(dtype)
+    costs = costs.detach().to(dtype)
     if mask is not None:
         counted = require_mask("mask", mask, sequence_log_probs.shape, "sequence_log_probs.shape")
         if reads_values(counted) and not bool(counted.any(dim=-1).all()):
@@ -133,7 +140,10 @@ def reinforce_loss(
             axis) or a tensor of per-prompt means.
 
     Returns:
-        A scalar.
+        A scalar, in the dtype ``sequence_log_probs``, ``rewards`` and a tensor
+        ``baseline`` promote to (``torch.result_type``), as PyTorch's
+        ``-((rewards - baseline) * sequence_log_probs).mean()`` gives it:
+        bfloat16 log-probabilities with float32 rewards give float32.
 
     Shapes:
         sequence_log_probs, rewards: ``(...)``, equal; result: ``()``.
@@ -159,7 +169,14 @@ def reinforce_loss(
     require_shape("rewards", rewards, sequence_log_probs.shape, "sequence_log_probs.shape")
     if sequence_log_probs.numel() == 0:
         raise ValueError("sequence_log_probs must hold at least one sequence, got an empty tensor")
-    rewards = rewards.detach().to(sequence_log_probs.dtype)
+    # In the dtype the tensors promote to, as PyTorch's arithmetic on them: float32 rewards (or a baseline)
+    # are not rounded to the dtype of bfloat16 log-probabilities (which are cast up, differentiably).
+    # (a baseline tensor that is not float is refused below)
+    floating_baseline = isinstance(baseline, torch.Tensor) and baseline.is_floating_point()
+    tensors = (sequence_log_probs, rewards) + ((baseline,) if floating_baseline else ())
+    dtype = promoted_dtype(*tensors)
+    sequence_log_probs = sequence_log_probs.to(dtype)
+    rewards = rewards.detach().to(dtype)
     if baseline is None:
         advantage = rewards
     elif isinstance(baseline, str):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from coursekit.losses._autocast import promoted_dtype
 from coursekit.losses._checks import require_choice, require_float, require_mask, require_nonnegative, require_shape
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
@@ -72,7 +73,10 @@ def clipped_surrogate(
         eps_high: :math:`\\xi_{\\text{high}} \\ge 0`; ``None`` uses ``eps_low``.
 
     Returns:
-        The per-token losses :math:`\\ell_{i,t}`.
+        The per-token losses :math:`\\ell_{i,t}`, in the dtype the three
+        tensors promote to (``torch.result_type``), as TRL's lines compute
+        them: bfloat16 ``log_probs`` with float32 ``old_log_probs`` give
+        float32, the ratio computed from the float32 difference.
 
     Shapes:
         log_probs, old_log_probs: ``(B, T)`` (or ``(..., T)``); advantages:
@@ -102,10 +106,13 @@ def clipped_surrogate(
         )
     eps_low = require_nonnegative("eps_low", eps_low)
     eps_high = eps_low if eps_high is None else require_nonnegative("eps_high", eps_high)
-    advantages = advantages.detach().to(log_probs.dtype)
+    # In the promoted dtype, as TRL's exp(logps - old_logps) * advantages: a float32 partner of bfloat16
+    # log_probs is not rounded to bfloat16 (log_probs is cast up, differentiably).
+    dtype = promoted_dtype(log_probs, old_log_probs, advantages)
+    advantages = advantages.detach().to(dtype)
     if advantages.dim() < log_probs.dim():
         advantages = advantages.unsqueeze(-1)
-    ratio = torch.exp(log_probs - old_log_probs.detach().to(log_probs.dtype))
+    ratio = torch.exp(log_probs.to(dtype) - old_log_probs.detach().to(dtype))
     clipped = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)
     return -torch.minimum(ratio * advantages, clipped * advantages)
 
@@ -158,7 +165,10 @@ def kl_penalty(log_probs: torch.Tensor, ref_log_probs: torch.Tensor, *, estimato
 
     Returns:
         The per-token estimates, to be weighted by the KL coefficient and
-        aggregated with the rest of the loss.
+        aggregated with the rest of the loss, in the dtype the two tensors
+        promote to (``torch.result_type``), as TRL's ``exp(ref - logps) -
+        (ref - logps) - 1`` computes them: bfloat16 ``log_probs`` with float32
+        ``ref_log_probs`` give float32.
 
     Shapes:
         log_probs, ref_log_probs: ``(...)``, equal; result: the same.
@@ -183,7 +193,9 @@ def kl_penalty(log_probs: torch.Tensor, ref_log_probs: torch.Tensor, *, estimato
     require_float("ref_log_probs", ref_log_probs)
     require_shape("ref_log_probs", ref_log_probs, log_probs.shape, "log_probs.shape")
     require_choice("estimator", estimator, KL_ESTIMATORS)
-    ref_log_probs = ref_log_probs.to(log_probs.dtype)
+    # In the promoted dtype, as TRL's exp(ref - logps) - (ref - logps) - 1.
+    dtype = promoted_dtype(log_probs, ref_log_probs)
+    log_probs, ref_log_probs = log_probs.to(dtype), ref_log_probs.to(dtype)
     if estimator == "k1":
         return log_probs - ref_log_probs
     log_ratio = ref_log_probs - log_probs
@@ -222,7 +234,10 @@ def sequence_importance_ratio(
         mask: True (or 1) on response tokens, boolean or integer 0/1; ``None`` counts every token.
 
     Returns:
-        :math:`w^{\\text{seq}}_i` for every response.
+        :math:`w^{\\text{seq}}_i` for every response, in the dtype the two
+        log-probability tensors promote to (``torch.result_type``), as TRL's
+        ``per_token_logps - old_per_token_logps``: bfloat16 ``log_probs`` with
+        float32 ``old_log_probs`` give float32.
 
     Shapes:
         log_probs, old_log_probs, mask: ``(B, T)`` (or ``(..., T)``); result: ``(B,)``.
@@ -245,7 +260,9 @@ def sequence_importance_ratio(
         counted = torch.ones_like(log_probs, dtype=torch.bool)
     else:
         counted = require_mask("mask", mask, log_probs.shape, "log_probs.shape")
-    log_ratio = log_probs - old_log_probs.detach().to(log_probs.dtype)
+    # In the promoted dtype, as TRL's per_token_logps - old_per_token_logps.
+    dtype = promoted_dtype(log_probs, old_log_probs)
+    log_ratio = log_probs.to(dtype) - old_log_probs.detach().to(dtype)
     total = torch.where(counted, log_ratio, torch.zeros_like(log_ratio)).sum(dim=-1)
-    count = counted.sum(dim=-1).clamp(min=1).to(log_probs.dtype)
+    count = counted.sum(dim=-1).clamp(min=1).to(dtype)
     return torch.exp(total / count)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from coursekit.losses._autocast import float32_under_autocast
+from coursekit.losses._autocast import float32_under_autocast, promoted_under_autocast
 from coursekit.losses._checks import (
     require_choice,
     require_flag,
@@ -105,8 +105,12 @@ def top_k_kd_loss(
         reduction: ``"token_mean"``, ``"sequence_mean"``, ``"sum"`` or ``"none"``.
 
     Returns:
-        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``;
-        float32 under ``torch.autocast`` for half-precision logits (float64
+        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``, in
+        the dtype ``student_logits`` and ``teacher_log_probs`` promote to
+        (``torch.result_type``), the student's log-softmax computed in it: a
+        bfloat16 student with float32 stored log-probabilities gives float32,
+        as :func:`kd_loss` with a float32 teacher does. Float32 under
+        ``torch.autocast`` for half-precision logits (float64
         stays float64), division by ``temperature`` included, as :func:`kd_loss`
         computes there (which its references compute on CUDA for
         ``temperature=1`` only; see ``coursekit.losses._autocast``).
@@ -156,10 +160,13 @@ def top_k_kd_loss(
     # As kd_loss does, so that nan or inf at a masked position reaches no gradient (stored log-probabilities
     # of 0 at a masked position are finite; its value is dropped by _reduce).
     student_logits, teacher_log_probs = _zero_uncounted(counted, student_logits, teacher_log_probs)
-    # Under autocast in float32, as kd_loss (which it equals for k = V) computes there.
-    log_p = torch.log_softmax(float32_under_autocast(student_logits) / temperature, dim=-1)
+    # In the dtype the logits and the stored log-probabilities promote to (float32 under autocast), as
+    # kd_loss (which it equals for k = V) computes: stored float32 log-probabilities are not rounded to a
+    # bfloat16 student's dtype.
+    dtype = promoted_under_autocast(student_logits, teacher_log_probs)
+    log_p = torch.log_softmax(student_logits.to(dtype) / temperature, dim=-1)
     log_p_kept = log_p.gather(-1, teacher_indices)
-    log_q = teacher_log_probs.to(log_p.dtype)
+    log_q = teacher_log_probs.to(dtype)
     q = log_q.exp()
     if tail:
         kept_terms = (q * _log_ratio_where_positive(q, log_q, log_p_kept)).sum(dim=-1)

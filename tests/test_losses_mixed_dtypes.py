@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from coursekit.losses import (
+    batch_loss,
     clipped_surrogate,
     generalized_jsd,
     kd_cross_entropy,
@@ -239,3 +240,19 @@ def test_policy_losses_return_gradients_in_each_arguments_dtype():
     losses = clipped_surrogate(log_probs, old, torch.ones(old.shape[0])) + kl_penalty(log_probs, ref)
     losses.sum().backward()
     assert log_probs.grad.dtype == BF16 and ref.grad.dtype == F32
+
+
+@pytest.mark.parametrize(("first", "partner", "promoted"), MIXED)
+def test_batch_loss_with_token_weights_computes_in_the_promoted_dtype(first, partner, promoted):
+    losses = torch.rand((3, 5), generator=torch.Generator().manual_seed(26), dtype=F64).to(first)
+    weights = torch.rand((3, 5), generator=torch.Generator().manual_seed(27), dtype=F64).to(partner)
+    mask = torch.ones((3, 5), dtype=torch.bool)
+    mask[2, 3:] = False
+    assert (weights * losses).dtype == promoted
+    for reduction in ("token_mean", "sequence_mean", "sum"):
+        loss = batch_loss(losses, mask, reduction=reduction, token_weights=weights)
+        assert loss.dtype == promoted, reduction
+    weighted = (losses.double() * weights.double() * mask).sum()
+    expected = weighted / (weights.double() * mask).sum()
+    loss = batch_loss(losses, mask, reduction="token_mean", token_weights=weights)
+    torch.testing.assert_close(loss.double(), expected, **_tolerance(promoted))

@@ -14,7 +14,7 @@ import warnings
 
 import torch
 
-from coursekit.losses._autocast import float32_under_autocast
+from coursekit.losses._autocast import float32_under_autocast, promoted_dtype
 from coursekit.losses._checks import (
     as_real,
     int_text,
@@ -229,7 +229,9 @@ def batch_loss(
         token_weights: optional non-negative per-token weights.
 
     Returns:
-        A scalar tensor.
+        A scalar tensor, in the dtype of ``token_losses``, or with
+        ``token_weights`` the dtype the two promote to (``torch.result_type``):
+        bfloat16 losses with float32 weights give float32.
 
     Shapes:
         token_losses, mask, token_weights: ``(..., T)``; result: ``()``.
@@ -255,7 +257,10 @@ def batch_loss(
     if token_weights is not None:
         require_float("token_weights", token_weights)
         require_shape("token_weights", token_weights, token_losses.shape, "token_losses.shape")
-        weights = torch.where(counted, token_weights.to(token_losses.dtype), torch.zeros_like(token_losses))
+        # in the promoted dtype, as PyTorch's (token_weights * token_losses): float64 weights are not rounded
+        dtype = promoted_dtype(token_losses, token_weights)
+        token_losses = token_losses.to(dtype)
+        weights = torch.where(counted, token_weights.to(dtype), torch.zeros_like(token_losses))
     return _reduce_batch(token_losses, counted, reduction, weights=weights, caller="batch_loss")
 
 

@@ -207,6 +207,47 @@ NUMBER_ARGUMENTS: list[tuple[str, Callable[[object], object]]] = [
 ]
 
 
+#: Every public choice argument (a str from a fixed set), as (argument, call with the value).
+CHOICE_ARGUMENTS: list[tuple[str, Callable[[object], object]]] = [
+    ("reduction", lambda x: sequence_loss(L, reduction=x)),
+    ("reduction", lambda x: batch_loss(L, M, reduction=x)),
+    ("reduction", lambda x: causal_lm_loss(Z, Y, reduction=x)),
+    ("reduction", lambda x: chunked_cross_entropy(Z, torch.zeros(4, 4), Y, reduction=x)),
+    ("reduction", lambda x: confidence_penalty_nll(Z, Y, 0.1, reduction=x)),
+    ("reduction", lambda x: ctc_loss(CTC_LOG_PROBS, CTC_TARGETS, [6, 6], [2, 2], reduction=x)),
+    ("reduction", lambda x: kd_loss(Z, Z, reduction=x)),
+    ("reduction", lambda x: kd_cross_entropy(Z, Z, reduction=x)),
+    ("reduction", lambda x: generalized_jsd(Z, Z, reduction=x)),
+    ("reduction", lambda x: top_k_kd_loss(Z, *top_k_teacher(Z, 2), reduction=x)),
+    ("reduction", lambda x: label_smoothed_nll(Z, Y, 0.1, reduction=x)),
+    ("variant", lambda x: label_smoothed_nll(Z, Y, 0.1, variant=x)),
+    ("reduction", lambda x: dpo_loss(P, P, P, P, reduction=x)),
+    ("reduction", lambda x: simpo_loss(P, P, N3, N3, reduction=x)),
+    ("estimator", lambda x: kl_penalty(L, L, estimator=x)),
+    ("mode", lambda x: policy_loss_aggregate(L, M, mode=x)),
+    ("reduction", lambda x: vocab_parallel_cross_entropy([Z[..., :2], Z[..., 2:]], Y, reduction=x)),
+]
+
+
+@pytest.mark.parametrize(("kind", "value", "received"), [
+    ("numpy array", np.array(["mean", "sum"]), "ndarray"),
+    ("list of a huge int", [10**5000], "list"),
+    ("None", None, "NoneType"),
+    ("int", 3, "int"),
+    ("bytes", b"sum", "bytes"),
+], ids=["numpy array", "list of a huge int", "None", "int", "bytes"])
+@pytest.mark.parametrize(("argument", "call"), CHOICE_ARGUMENTS, ids=[f"{a}-{i}" for i, (a, _) in enumerate(CHOICE_ARGUMENTS)])
+def test_a_choice_that_is_not_a_str_is_a_type_error_naming_the_argument_and_its_type(argument, call, kind, value, received):
+    with pytest.raises(TypeError, match=rf"^{argument} must be one of '.*' \(a str\), got {received}$"):
+        call(value)
+
+
+@pytest.mark.parametrize(("argument", "call"), CHOICE_ARGUMENTS, ids=[f"{a}-{i}" for i, (a, _) in enumerate(CHOICE_ARGUMENTS)])
+def test_a_numpy_str_choice_is_taken_as_its_str(argument, call):
+    choice = {"reduction": "sum", "variant": "pytorch", "estimator": "k2", "mode": "grpo"}[argument]
+    _same(call(np.str_(choice)), call(choice))
+
+
 def size_text(value: int) -> str:
     """How a message names an int beyond int64: its sign and bit length."""
     return f"{'a negative' if value < 0 else 'an'} int of {value.bit_length()} bits"

@@ -133,11 +133,32 @@ def require_mask(name: str, mask: object, expected: Sequence[int], expected_text
 
 
 def require_choice(name: str, value: object, choices: Sequence[str]) -> str:
-    """Return ``value`` if it is one of ``choices``."""
+    """Return ``value`` if it is one of ``choices`` (all strings).
+
+    Anything that is not a string is refused by its type before the ``in``
+    test, which a NumPy array would answer with NumPy's own "truth value ...
+    is ambiguous", and its message shows the type only (see
+    :func:`type_text`): a container holding an int of more than 4300 digits
+    cannot be shown by ``repr``. A ``numpy.str_`` is a string.
+
+    Raises:
+        TypeError: ``value`` is not a string.
+        ValueError: ``value`` is a string but not one of ``choices``.
+
+    Example:
+        >>> require_choice("reduction", "sum", ("mean", "sum"))
+        'sum'
+        >>> require_choice("reduction", ["mean"], ("mean", "sum"))
+        Traceback (most recent call last):
+        ...
+        TypeError: reduction must be one of 'mean', 'sum' (a str), got list
+    """
+    options = ", ".join(repr(c) for c in choices)
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {options} (a str), got {type_text(value)}")
     if value not in choices:
-        options = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"{name} must be one of {options}, got {value!r}")
-    return value  # type: ignore[return-value]
+        raise ValueError(f"{name} must be one of {options}, got {str(value)!r}")
+    return str(value)
 
 
 def require_number(name: str, value: object, *, type_expected: str = "a number") -> float:

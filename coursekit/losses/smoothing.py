@@ -139,7 +139,7 @@ def label_smoothed_nll(
     targets = require_class_indices("targets", targets)
     epsilon = _require_epsilon(epsilon)
     require_choice("reduction", reduction, SMOOTHING_REDUCTIONS)
-    if variant in DEPRECATED_VARIANTS:
+    if isinstance(variant, str) and variant in DEPRECATED_VARIANTS:  # a list or an array is unhashable
         new_name = DEPRECATED_VARIANTS[variant]
         warnings.warn(
             f"label_smoothed_nll(variant={variant!r}) is deprecated: it is fairseq's present convention, "

@@ -54,6 +54,11 @@ P = torch.zeros(3)  # per-pair log-probabilities
 N3 = torch.tensor([3, 4, 5])  # per-pair response lengths
 
 CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
+    # messages about the argument at fault (review round 13, finding 5)
+    ("top_k_teacher: empty vocabulary", lambda: top_k_teacher(torch.zeros(3, 0), 1), ValueError,
+     r"^teacher_logits must have shape \(\.\.\., V\) with V >= 1, got \(3, 0\)$"),
+    ("mrt_risk: empty candidate axis", lambda: mrt_risk(torch.zeros(2, 0), torch.zeros(2, 0)), ValueError,
+     r"^sequence_log_probs must have a non-empty candidate axis \(\.\.\., S\), got shape \(2, 0\)$"),
     # token_nll
     ("token_nll: logits not float", lambda: token_nll(Y, Y), TypeError, r"logits must be a floating-point tensor"),
     ("token_nll: logits not a tensor", lambda: token_nll([[0.0]], Y), TypeError, r"logits must be a torch\.Tensor"),

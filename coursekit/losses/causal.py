@@ -125,7 +125,7 @@ def causal_lm_loss(
         TypeError: ``logits`` not float, ``input_ids`` not integer, ``loss_mask``
             neither boolean nor integer, ``num_items_in_batch`` neither a number
             nor a one-element real tensor, ``ignore_index`` not an integer (``operator.index`` fails) or a bool,
-            ``upcast`` neither a Python nor a NumPy bool.
+            ``upcast`` neither a Python nor a NumPy bool. ``reduction`` not a str.
         ValueError: mismatched shapes, ``ignore_index`` beyond int64, a scored
             token outside ``[0, V)``, an
             unknown ``reduction``, ``num_items_in_batch`` with a reduction

@@ -428,7 +428,7 @@ def chunked_cross_entropy(
         TypeError: a float argument is not a float tensor, ``targets`` is not an
             integer tensor, ``chunk_size`` or ``ignore_index`` is not an integer (``operator.index`` fails) or is a bool, the dtypes disagree
             (compared after the autocast casts; the message then also names
-            the dtype passed), or ``accum_dtype`` is not a floating-point dtype.
+            the dtype passed), or ``accum_dtype`` is not a floating-point dtype. ``reduction`` not a str.
         ValueError: the shapes disagree, ``chunk_size < 1``, an unknown
             ``reduction``, ``ignore_index`` beyond int64, a target outside ``[0, V)``
             that is not ``ignore_index``, or an ``accum_dtype`` narrower than the dtype of ``weight``.

@@ -135,6 +135,7 @@ def kd_loss(
 
     Raises:
         TypeError: logits not float, ``mask`` neither boolean nor integer, ``temperature`` not a number.
+            ``reduction`` not a str.
         ValueError: mismatched shapes, ``temperature <= 0``, unknown ``reduction``.
 
     Example:
@@ -207,6 +208,7 @@ def kd_cross_entropy(
 
     Raises:
         TypeError: logits not float, ``mask`` neither boolean nor integer, ``temperature`` not a number.
+            ``reduction`` not a str.
         ValueError: mismatched shapes, ``temperature <= 0``, unknown ``reduction``.
 
     Example:

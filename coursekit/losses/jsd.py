@@ -113,6 +113,7 @@ def generalized_jsd(
 
     Raises:
         TypeError: logits not float, ``mask`` neither boolean nor integer, ``beta`` or ``temperature`` not a number.
+            ``reduction`` not a str.
         ValueError: mismatched shapes, ``beta`` outside ``[0, 1]`` (an int beyond the float range included), ``temperature <= 0``, unknown ``reduction``.
 
     Example:

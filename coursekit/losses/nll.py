@@ -166,7 +166,7 @@ def sequence_loss(
     Raises:
         ValueError: unknown ``reduction``, ``mask`` of another shape or holding
             a value other than 0 and 1.
-        TypeError: ``mask`` neither boolean nor integer.
+        TypeError: ``mask`` neither boolean nor integer. ``reduction`` not a str.
 
     Example:
         >>> fox = torch.tensor([0.1, 0.3, 0.2, 0.4])   # "The quick brown fox"
@@ -239,7 +239,7 @@ def batch_loss(
     Raises:
         ValueError: unknown ``reduction``, a ``mask``/``token_weights`` of another
             shape, or a ``mask`` holding a value other than 0 and 1.
-        TypeError: ``mask`` neither boolean nor integer.
+        TypeError: ``mask`` neither boolean nor integer. ``reduction`` not a str.
 
     Example:
         >>> losses = torch.tensor([[1., 1., 1., 1.], [3., 3., 0., 0.]])

@@ -122,7 +122,7 @@ def policy_loss_aggregate(
     Raises:
         TypeError: ``token_losses`` not float, ``mask`` neither boolean nor
             integer, ``max_len`` not an integer (``operator.index`` fails) or a bool, ``num_items_in_batch`` neither a
-            number nor a one-element real tensor.
+            number nor a one-element real tensor. ``mode`` not a str.
         ValueError: mismatched shapes, unknown ``mode``, ``max_len < 1`` or beyond int64, a
             response longer than ``max_len`` (checked where values are read),
             ``num_items_in_batch`` with a mode other than ``"dapo"``, or a

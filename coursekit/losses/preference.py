@@ -126,6 +126,7 @@ def dpo_loss(
 
     Raises:
         TypeError: an input is not a float tensor, ``beta`` or ``label_smoothing`` not a number.
+            ``reduction`` not a str.
         ValueError: mismatched shapes, ``beta <= 0``, ``label_smoothing`` outside
             ``[0, 0.5)``, unknown ``reduction``.
 
@@ -274,7 +275,7 @@ def simpo_loss(
 
     Raises:
         TypeError: a log-probability is not a float tensor, a length is not a
-            real tensor, ``beta`` or ``gamma`` not a number.
+            real tensor, ``beta`` or ``gamma`` not a number. ``reduction`` not a str.
         ValueError: mismatched shapes, a length <= 0 (checked where values are
             read, see :mod:`coursekit.losses`), ``beta <= 0``, ``gamma`` not
             finite, unknown ``reduction``.

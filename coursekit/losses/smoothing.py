@@ -120,6 +120,7 @@ def label_smoothed_nll(
         TypeError: ``logits`` not float, ``targets`` not integer, ``epsilon``
             neither a number nor a 0-d real (floating or integer) tensor,
             ``ignore_index`` not an integer (``operator.index`` fails) or a bool.
+            ``reduction`` or ``variant`` not a str.
         ValueError: mismatched shapes, ``ignore_index`` beyond int64, a target outside ``[0, V)`` that is not
             ``ignore_index``, ``epsilon`` outside ``[0, 1)``, ``V < 2`` with
             ``"fairseq"``, or an unknown ``reduction``/``variant``.

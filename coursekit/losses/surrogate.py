@@ -174,7 +174,7 @@ def kl_penalty(log_probs: torch.Tensor, ref_log_probs: torch.Tensor, *, estimato
         log_probs, ref_log_probs: ``(...)``, equal; result: the same.
 
     Raises:
-        TypeError: an input is not a float tensor.
+        TypeError: an input is not a float tensor. ``estimator`` not a str.
         ValueError: mismatched shapes, unknown ``estimator``.
 
     Example:

@@ -56,7 +56,8 @@ def top_k_teacher(teacher_logits: torch.Tensor, k: int, *, temperature: float = 
 
     Raises:
         TypeError: ``teacher_logits`` not float or ``k`` not an integer (``operator.index`` fails) or a bool.
-        ValueError: ``k`` outside ``[1, V]`` or ``temperature <= 0``.
+        ValueError: ``teacher_logits`` with no vocabulary axis or an empty
+            one, ``k`` outside ``[1, V]`` or ``temperature <= 0``.
 
     Example:
         >>> log_probs, indices = top_k_teacher(torch.tensor([[0.0, 2.0, 1.0]]), 2)
@@ -64,8 +65,9 @@ def top_k_teacher(teacher_logits: torch.Tensor, k: int, *, temperature: float = 
         ([[1, 2]], [0.6652, 0.2447])
     """
     require_float("teacher_logits", teacher_logits)
-    if teacher_logits.dim() < 1:
-        raise ValueError(f"teacher_logits must have shape (..., V), got {tuple(teacher_logits.shape)}")
+    if teacher_logits.dim() < 1 or teacher_logits.shape[-1] == 0:
+        # an empty vocabulary is the logits' fault: k's interval [1, V] would be empty
+        raise ValueError(f"teacher_logits must have shape (..., V) with V >= 1, got {tuple(teacher_logits.shape)}")
     vocab = teacher_logits.shape[-1]
     k = require_int("k", k, 1, vocab, expected=f"lie in [1, {vocab}] (V)")
     temperature = require_positive("temperature", temperature)
@@ -119,7 +121,7 @@ def top_k_kd_loss(
         student_logits: ``(..., V)``; teacher_log_probs, teacher_indices: ``(..., k)``; mask: ``(...)``.
 
     Raises:
-        TypeError: bad dtypes, ``tail`` neither a Python nor a NumPy bool.
+        TypeError: bad dtypes, ``tail`` neither a Python nor a NumPy bool. ``reduction`` not a str.
         ValueError: mismatched shapes, an index outside ``[0, V)``, ``temperature <= 0``, unknown ``reduction``.
 
     Example:

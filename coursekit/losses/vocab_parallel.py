@@ -93,7 +93,7 @@ def vocab_parallel_cross_entropy(
 
     Raises:
         TypeError: a shard is not a float tensor, ``targets`` is not an integer tensor,
-            ``ignore_index`` is not an integer (``operator.index`` fails) or is a bool.
+            ``ignore_index`` is not an integer (``operator.index`` fails) or is a bool. ``reduction`` not a str.
         ValueError: ``ignore_index`` beyond int64, no shard, shards of different dtypes or leading shapes, an empty shard,
             ``targets`` of another shape, a target outside ``[0, V)``, an unknown ``reduction``.
 

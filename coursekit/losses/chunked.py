@@ -51,6 +51,7 @@ from coursekit.losses._checks import (
     require_class_indices,
     require_float,
     require_int,
+    require_same_device,
     require_shape,
     require_targets_in_range,
 )
@@ -474,17 +475,16 @@ def chunked_cross_entropy(
     if weight.dtype != hidden.dtype:
         expected, got = _dtype_text("hidden", hidden, passed), _dtype_text("weight", weight, passed)
         raise TypeError(f"weight must have the dtype of hidden ({expected}), got {got}")
-    if weight.device != hidden.device:
-        raise ValueError(f"weight must be on the device of hidden ({hidden.device}), got {weight.device}")
+    require_same_device("weight", weight, hidden, "hidden")
     num_classes = weight.shape[0]
     if bias is not None:
         require_shape("bias", bias, (num_classes,), "(V,) with V = weight.shape[0]")
         if bias.dtype != hidden.dtype:
             expected, got = _dtype_text("hidden", hidden, passed), _dtype_text("bias", bias, passed)
             raise TypeError(f"bias must have the dtype of hidden ({expected}), got {got}")
+        require_same_device("bias", bias, hidden, "hidden")
     require_shape("targets", targets, hidden.shape[:-1], "hidden.shape[:-1]")
-    if targets.device != hidden.device:
-        raise ValueError(f"targets must be on the device of hidden ({hidden.device}), got {targets.device}")
+    require_same_device("targets", targets, hidden, "hidden")
     ignore_index = require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
     require_targets_in_range("targets", targets, num_classes, ignore_index)
     if not isinstance(accum_dtype, torch.dtype) or not accum_dtype.is_floating_point:

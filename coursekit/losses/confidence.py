@@ -24,6 +24,7 @@ from coursekit.losses._checks import (
     require_float,
     require_int,
     require_nonnegative,
+    require_same_devices,
     require_shape,
     require_targets_in_range,
 )
@@ -86,6 +87,7 @@ def confidence_penalty_nll(
     if logits.dim() < 1:
         raise ValueError(f"logits must have at least one dimension (..., V), got shape {tuple(logits.shape)}")
     require_shape("targets", targets, logits.shape[:-1], "logits.shape[:-1]")
+    require_same_devices("logits", logits, targets=targets)
     ignore_index = require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
     require_targets_in_range("targets", targets, logits.shape[-1], ignore_index)
 

@@ -12,7 +12,14 @@ from __future__ import annotations
 import torch
 
 from coursekit.losses._autocast import promoted_under_autocast
-from coursekit.losses._checks import require_choice, require_float, require_mask, require_positive, require_shape
+from coursekit.losses._checks import (
+    require_choice,
+    require_float,
+    require_mask,
+    require_positive,
+    require_same_devices,
+    require_shape,
+)
 from coursekit.losses.nll import _reduce_batch
 
 KD_REDUCTIONS = ("token_mean", "sequence_mean", "sum", "none")
@@ -33,6 +40,7 @@ def _prepare(
             f"student_logits must have at least one dimension (..., V), got shape {tuple(student_logits.shape)}"
         )
     require_shape("teacher_logits", teacher_logits, student_logits.shape, "student_logits.shape")
+    require_same_devices("student_logits", student_logits, teacher_logits=teacher_logits, mask=mask)
     temperature = require_positive("temperature", temperature)
     require_choice("reduction", reduction, KD_REDUCTIONS)
     positions = student_logits.shape[:-1]

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import torch
 
-from coursekit.losses._checks import reads_values, require_int, require_integer, require_mask, require_shape
+from coursekit.losses._checks import (
+    reads_values,
+    require_int,
+    require_integer,
+    require_mask,
+    require_same_devices,
+    require_shape,
+)
 
 
 def _require_max_len(max_len: object) -> int:
@@ -106,6 +113,7 @@ def response_mask(prompt_lengths: torch.Tensor, lengths: torch.Tensor, max_len: 
     prompt_lengths = _require_lengths("prompt_lengths", prompt_lengths)
     lengths = _require_lengths("lengths", lengths)
     require_shape("prompt_lengths", prompt_lengths, lengths.shape, "lengths.shape")
+    require_same_devices("lengths", lengths, prompt_lengths=prompt_lengths)
     if reads_values(lengths) and bool((prompt_lengths > lengths).any()):
         row = int((prompt_lengths > lengths).nonzero()[0, 0])
         raise ValueError(
@@ -171,6 +179,7 @@ def turn_mask(turn_lengths: torch.Tensor, scored_turns: torch.Tensor, max_len: i
     turn_lengths = require_integer("turn_lengths", turn_lengths)
     if turn_lengths.dim() != 2:
         raise ValueError(f"turn_lengths must be 2-D with one length per turn (B, J), got shape {tuple(turn_lengths.shape)}")
+    require_same_devices("turn_lengths", turn_lengths, scored_turns=scored_turns)
     scored_turns = require_mask("scored_turns", scored_turns, turn_lengths.shape, "turn_lengths.shape")
     if turn_lengths.numel() and reads_values(turn_lengths) and int(turn_lengths.min()) < 0:
         raise ValueError(f"turn_lengths must be >= 0, got {int(turn_lengths.min())}")

@@ -16,6 +16,7 @@ import torch
 
 from coursekit.losses._autocast import float32_under_autocast, promoted_dtype
 from coursekit.losses._checks import (
+    require_same_devices,
     as_real,
     int_text,
     require_choice,
@@ -89,10 +90,11 @@ def token_nll(
     require_shape("targets", targets, logits.shape[:-1], "logits.shape[:-1]")
     num_classes = logits.shape[-1]
     ignore_index = require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
-    require_targets_in_range("targets", targets, num_classes, ignore_index)
     if weight is not None:
         require_float("weight", weight)
         require_shape("weight", weight, (num_classes,), "(V,) with V = logits.shape[-1]")
+    require_same_devices("logits", logits, targets=targets, weight=weight)
+    require_targets_in_range("targets", targets, num_classes, ignore_index)
     return _token_nll(logits, targets, targets == ignore_index, weight)
 
 
@@ -131,6 +133,7 @@ def _log_softmax(logits: torch.Tensor) -> torch.Tensor:
 def _token_mask(token_losses: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     if mask is None:
         return torch.ones_like(token_losses, dtype=torch.bool)
+    require_same_devices("token_losses", token_losses, mask=mask)
     return require_mask("mask", mask, token_losses.shape, "token_losses.shape")
 
 
@@ -257,6 +260,7 @@ def batch_loss(
     if token_weights is not None:
         require_float("token_weights", token_weights)
         require_shape("token_weights", token_weights, token_losses.shape, "token_losses.shape")
+        require_same_devices("token_losses", token_losses, token_weights=token_weights)
         # in the promoted dtype, as PyTorch's (token_weights * token_losses): float64 weights are not rounded
         dtype = promoted_dtype(token_losses, token_weights)
         token_losses = token_losses.to(dtype)

@@ -32,6 +32,8 @@ from coursekit.losses._checks import (
     require_int,
     require_mask,
     require_num_items,
+    require_same_device,
+    require_same_devices,
 )
 from coursekit.losses.nll import _reduce_batch
 
@@ -147,6 +149,7 @@ def policy_loss_aggregate(
     if mask is None:
         counted = torch.ones_like(token_losses, dtype=torch.bool)
     else:
+        require_same_devices("token_losses", token_losses, mask=mask)
         counted = require_mask("mask", mask, token_losses.shape, "token_losses.shape")
     if num_items_in_batch is not None:
         if mode != "dapo":
@@ -154,6 +157,8 @@ def policy_loss_aggregate(
         # A count of 0 is a generation batch whose every token is masked; it may come as
         # a Python int (int(mask.sum())) as well as a tensor, and counts as 1 below.
         num_items_in_batch = require_num_items("num_items_in_batch", num_items_in_batch, allow_zero=True)
+        if isinstance(num_items_in_batch, torch.Tensor):
+            require_same_device("num_items_in_batch", num_items_in_batch, token_losses, "token_losses", cpu_scalar=True)
     if mode == "grpo":
         return _reduce_batch(token_losses, counted, "sequence_mean", caller="policy_loss_aggregate",
                              called_with=f"mode={mode!r}")

@@ -17,14 +17,15 @@ import torch.nn.functional as F
 
 from coursekit.losses._autocast import promoted_dtype
 from coursekit.losses._checks import (
+    reads_values,
     require_choice,
     require_float,
     require_in_interval,
     require_number,
     require_positive,
+    require_same_device,
     require_shape,
     require_tensor,
-    reads_values,
 )
 
 PAIR_REDUCTIONS = ("mean", "sum", "none")
@@ -56,6 +57,7 @@ def _require_pairs(names_and_values: tuple[tuple[str, object], ...]) -> tuple[to
     for name, value in names_and_values:
         tensor = require_float(name, value)
         require_shape(name, tensor, shape, f"{first_name}.shape")
+        require_same_device(name, tensor, first, first_name)
         tensors.append(tensor)
     return tuple(tensors)
 
@@ -212,11 +214,13 @@ def dpo_rewards(
     return DPORewards(beta * (policy_chosen - reference_chosen), beta * (policy_rejected - reference_rejected))
 
 
-def _require_lengths(name: str, value: object, shape: torch.Size) -> torch.Tensor:
+def _require_lengths(name: str, value: object, reference: torch.Tensor) -> torch.Tensor:
+    """``value`` if it is a real tensor of token counts of ``reference``'s (``chosen_logps``') shape and device."""
     tensor = require_tensor(name, value)
     if tensor.is_complex() or tensor.dtype == torch.bool:
         raise TypeError(f"{name} must be an integer or float tensor of token counts, got dtype {tensor.dtype}")
-    require_shape(name, tensor, shape, "chosen_logps.shape")
+    require_shape(name, tensor, reference.shape, "chosen_logps.shape")
+    require_same_device(name, tensor, reference, "chosen_logps")
     if tensor.numel() and reads_values(tensor) and bool((tensor <= 0).any()):
         raise ValueError(f"{name} must be > 0 (a response has at least one token), got {tensor[tensor <= 0][0].item()}")
     return tensor
@@ -288,8 +292,8 @@ def simpo_loss(
         0.3133
     """
     chosen, rejected = _require_pairs((("chosen_logps", chosen_logps), ("rejected_logps", rejected_logps)))
-    chosen_count = _require_lengths("chosen_lengths", chosen_lengths, chosen.shape)
-    rejected_count = _require_lengths("rejected_lengths", rejected_lengths, chosen.shape)
+    chosen_count = _require_lengths("chosen_lengths", chosen_lengths, chosen)
+    rejected_count = _require_lengths("rejected_lengths", rejected_lengths, chosen)
     beta = require_positive("beta", beta)
     gamma = require_number("gamma", gamma)
     require_choice("reduction", reduction, PAIR_REDUCTIONS)

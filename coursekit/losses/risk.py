@@ -18,6 +18,8 @@ from coursekit.losses._checks import (
     require_mask,
     require_number,
     require_positive,
+    require_same_device,
+    require_same_devices,
     require_shape,
 )
 
@@ -89,6 +91,7 @@ def mrt_risk(
             f"got shape {tuple(sequence_log_probs.shape)}"
         )
     require_shape("costs", costs, sequence_log_probs.shape, "sequence_log_probs.shape")
+    require_same_devices("sequence_log_probs", sequence_log_probs, costs=costs, mask=mask)
     # In the promoted dtype, as PyTorch's arithmetic on the two: float32 costs are not rounded to the
     # dtype of bfloat16 log-probabilities (which are cast up, differentiably).
     dtype = promoted_dtype(sequence_log_probs, costs)
@@ -167,6 +170,7 @@ def reinforce_loss(
     require_float("sequence_log_probs", sequence_log_probs)
     require_float("rewards", rewards)
     require_shape("rewards", rewards, sequence_log_probs.shape, "sequence_log_probs.shape")
+    require_same_devices("sequence_log_probs", sequence_log_probs, rewards=rewards)
     if sequence_log_probs.numel() == 0:
         raise ValueError("sequence_log_probs must hold at least one sequence, got an empty tensor")
     # In the dtype the tensors promote to, as PyTorch's arithmetic on them: float32 rewards (or a baseline)
@@ -206,6 +210,7 @@ def reinforce_loss(
                 f"baseline must broadcast to rewards.shape {tuple(rewards.shape)} without enlarging it, "
                 f"got shape {tuple(baseline.shape)}"
             )
+        require_same_device("baseline", baseline, rewards, "rewards", cpu_scalar=True)
         advantage = rewards - baseline.detach().to(rewards.dtype)
     elif as_real(baseline) is not None:
         advantage = rewards - require_number("baseline", baseline)

@@ -26,6 +26,7 @@ from coursekit.losses._checks import (
     require_float,
     require_in_interval,
     require_int,
+    require_same_devices,
     require_shape,
     require_targets_in_range,
     type_text,
@@ -153,6 +154,7 @@ def label_smoothed_nll(
     if logits.dim() < 1:
         raise ValueError(f"logits must have at least one dimension (..., V), got shape {tuple(logits.shape)}")
     require_shape("targets", targets, logits.shape[:-1], "logits.shape[:-1]")
+    require_same_devices("logits", logits, targets=targets)
     num_classes = logits.shape[-1]
     if variant == "fairseq" and num_classes < 2:
         raise ValueError(f"logits must have V >= 2 classes for variant='fairseq', got V={num_classes}")

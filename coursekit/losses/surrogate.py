@@ -18,7 +18,14 @@ from __future__ import annotations
 import torch
 
 from coursekit.losses._autocast import promoted_dtype
-from coursekit.losses._checks import require_choice, require_float, require_mask, require_nonnegative, require_shape
+from coursekit.losses._checks import (
+    require_choice,
+    require_float,
+    require_mask,
+    require_nonnegative,
+    require_same_devices,
+    require_shape,
+)
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
 
@@ -104,6 +111,7 @@ def clipped_surrogate(
             f"advantages must have shape {tuple(log_probs.shape[:-1])} (one per response, log_probs.shape[:-1]) "
             f"or {tuple(log_probs.shape)} (one per token), got {tuple(advantages.shape)}"
         )
+    require_same_devices("log_probs", log_probs, old_log_probs=old_log_probs, advantages=advantages)
     eps_low = require_nonnegative("eps_low", eps_low)
     eps_high = eps_low if eps_high is None else require_nonnegative("eps_high", eps_high)
     # In the promoted dtype, as TRL's exp(logps - old_logps) * advantages: a float32 partner of bfloat16
@@ -192,6 +200,7 @@ def kl_penalty(log_probs: torch.Tensor, ref_log_probs: torch.Tensor, *, estimato
     require_float("log_probs", log_probs)
     require_float("ref_log_probs", ref_log_probs)
     require_shape("ref_log_probs", ref_log_probs, log_probs.shape, "log_probs.shape")
+    require_same_devices("log_probs", log_probs, ref_log_probs=ref_log_probs)
     require_choice("estimator", estimator, KL_ESTIMATORS)
     # In the promoted dtype, as TRL's exp(ref - logps) - (ref - logps) - 1.
     dtype = promoted_dtype(log_probs, ref_log_probs)
@@ -256,6 +265,7 @@ def sequence_importance_ratio(
     _require_time_axis("log_probs", log_probs)
     require_float("old_log_probs", old_log_probs)
     require_shape("old_log_probs", old_log_probs, log_probs.shape, "log_probs.shape")
+    require_same_devices("log_probs", log_probs, old_log_probs=old_log_probs, mask=mask)
     if mask is None:
         counted = torch.ones_like(log_probs, dtype=torch.bool)
     else:

@@ -22,14 +22,15 @@ import torch
 
 from coursekit.losses._autocast import float32_under_autocast, promoted_under_autocast
 from coursekit.losses._checks import (
+    reads_values,
     require_choice,
     require_flag,
     require_float,
     require_int,
     require_integer,
-    reads_values,
     require_mask,
     require_positive,
+    require_same_devices,
     require_shape,
 )
 from coursekit.losses.distillation import _reduce, _zero_uncounted
@@ -145,6 +146,9 @@ def top_k_kd_loss(
     if tuple(teacher_log_probs.shape[:-1]) != tuple(positions):
         raise ValueError(f"teacher_log_probs must have shape {tuple(positions)} + (k,) (student_logits.shape[:-1]), "
                          f"got {tuple(teacher_log_probs.shape)}")
+    require_same_devices(
+        "student_logits", student_logits, teacher_log_probs=teacher_log_probs, teacher_indices=teacher_indices, mask=mask
+    )
     vocab = student_logits.shape[-1]
     if teacher_indices.numel() and reads_values(teacher_indices):
         low, high = int(teacher_indices.min()), int(teacher_indices.max())

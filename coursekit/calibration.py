@@ -62,7 +62,7 @@ def top_label(logits: torch.Tensor, targets: torch.Tensor, *,
 
     Raises:
         TypeError: ``logits`` not float, ``targets`` not integer, ``temperature`` not a number.
-        ValueError: mismatched shapes, a target outside ``[0, V)``, ``temperature <= 0``.
+        ValueError: mismatched shapes, a target outside ``[0, V)``, ``temperature <= 0`` or not finite.
 
     Example:
         >>> top_label(torch.tensor([[2.0, 0.0], [0.0, 0.0]]), torch.tensor([0, 1]))
@@ -164,7 +164,8 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor, *, low: float =
 
     Raises:
         TypeError: ``logits`` not float, ``targets`` not integer.
-        ValueError: mismatched shapes, a target outside ``[0, V)``, no positions, a bad range.
+        ValueError: mismatched shapes, a target outside ``[0, V)``, no positions, a bad range
+            (``low``, ``high`` or ``tolerance`` not above its bound, or not finite).
 
     Example:
         >>> logits = torch.tensor([[4.0, 0.0], [4.0, 0.0], [4.0, 0.0], [0.0, 4.0]])

@@ -350,7 +350,7 @@ def paired_bootstrap(scores_a: Sequence[float], scores_b: Sequence[float], *, nu
 
     Raises:
         ValueError: empty or unequal score lists, a score that is not finite, ``num_resamples < 1``,
-            a negative seed, ``confidence`` outside ``(0, 1)``.
+            a negative seed, ``confidence`` outside ``(0, 1)`` or not finite.
 
     Example:
         >>> a = [1.0] * 90 + [0.0] * 10        # system A: 90 of 100 sentences right

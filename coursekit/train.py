@@ -162,7 +162,8 @@ def train(
         optimizer: an optimiser over ``model``'s parameters.
         accumulation_steps: micro-batches per optimiser step; the gradient is that of
             (sum of their losses) / (sum of their counts).
-        clip_norm: clip the total gradient norm to this value (``None``: no clipping).
+        clip_norm: clip the total gradient norm to this finite value; ``None`` (not ``inf``, which
+            is refused) means no clipping.
         seed: seeds torch's random state for the run (dropout, sampling objectives);
             the caller's global state is restored afterwards.
         evaluate: called with the model (in eval mode, no grad) after every epoch.
@@ -172,8 +173,8 @@ def train(
         The run's :class:`History`.
 
     Raises:
-        ValueError: ``epochs < 1``, ``accumulation_steps < 1``, ``lr``/``clip_norm`` <= 0, a
-            negative seed, an epoch without batches, or an objective count <= 0.
+        ValueError: ``epochs < 1``, ``accumulation_steps < 1``, ``lr``/``clip_norm`` <= 0 or not
+            finite, a negative seed, an epoch without batches, or an objective count <= 0.
 
     Example:
         >>> from coursekit.data import lm_batch
@@ -278,7 +279,12 @@ seq2seq_objective = lm_objective
 
 
 def label_smoothing_objective(epsilon: float, *, variant: str = "pytorch") -> ObjectiveFn:
-    """Label-smoothed NLL (:func:`coursekit.losses.label_smoothed_nll`), normalised per token."""
+    """Label-smoothed NLL (:func:`coursekit.losses.label_smoothed_nll`), normalised per token.
+
+    Raises:
+        TypeError: ``epsilon`` not a real number.
+        ValueError: ``epsilon`` negative or not finite.
+    """
     epsilon = require_number("epsilon", epsilon, low=0.0)
 
     def objective(model: nn.Module, batch: LMBatch | Seq2SeqBatch) -> Objective:
@@ -300,7 +306,7 @@ def z_loss_objective(weight: float) -> ObjectiveFn:
     :math:`\\lambda_z = 10^{-4}`. ``weight=0`` is :func:`lm_objective`.
 
     Raises:
-        ValueError: ``weight`` is negative.
+        ValueError: ``weight`` is negative or not finite.
 
     Example:
         >>> from coursekit.data import lm_batch
@@ -326,6 +332,10 @@ def word_kd_objective(teacher: nn.Module, *, temperature: float = 1.0, alpha: fl
     """Word-level distillation: ``alpha * kd_loss(student, teacher) + (1 - alpha) * NLL``, per token.
 
     The teacher runs in eval mode without gradients on the same batch.
+
+    Raises:
+        TypeError: ``temperature`` or ``alpha`` not a real number.
+        ValueError: ``temperature <= 0``, ``alpha`` outside ``[0, 1]``, either of them not finite.
     """
     temperature = require_number("temperature", temperature, low=0.0, low_inclusive=False)
     alpha = require_number("alpha", alpha, low=0.0)
@@ -358,7 +368,7 @@ def inverse_sigmoid_schedule(k: float) -> Callable[[int], float]:
         ``schedule(i)``, the probability :math:`\\psi_i` at step ``i`` (counted from 0).
 
     Raises:
-        ValueError: ``k < 1``.
+        ValueError: ``k < 1`` or not finite.
 
     Example:
         >>> schedule = inverse_sigmoid_schedule(10.0)
@@ -390,6 +400,9 @@ class ScheduledSamplingObjective:
 
     Attributes:
         teacher_probs: the probability used at every call so far.
+
+    Raises:
+        ValueError: a constant ``schedule`` that is negative or not finite.
     """
 
     def __init__(self, schedule: Callable[[int], float] | float, *, seed: int = 0) -> None:
@@ -536,7 +549,8 @@ def preference_objective(reference: nn.Module | None, *, loss: str = "dpo", beta
             of pairs whose chosen reward is the larger (``"accuracy"``) and the mean loss.
 
     Raises:
-        ValueError: an unknown ``loss``, DPO without a reference, SimPO with one, ``beta <= 0``.
+        ValueError: an unknown ``loss``, DPO without a reference, SimPO with one, ``beta <= 0``, or a
+            ``beta`` or ``gamma`` that is not finite.
 
     Example:
         >>> import copy
@@ -762,7 +776,8 @@ def on_policy_kd_objective(teacher: nn.Module, *, beta: float = 0.0, temperature
         seed: seeds the sampler.
 
     Raises:
-        ValueError: ``beta`` outside ``[0, 1]``, ``temperature <= 0``, ``max_len < 1`` or a negative seed.
+        ValueError: ``beta`` outside ``[0, 1]``, ``temperature <= 0``, either of them not finite,
+            ``max_len < 1`` or a negative seed.
         TypeError: a batch that is not a :class:`~coursekit.data.Seq2SeqBatch` (at call time).
 
     Example:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import pathlib
+import random
 import re
 
 import numpy as np
@@ -12,6 +15,8 @@ from coursekit.data import frame_task
 from coursekit.data.batching import stream_values, tbptt_windows, token_budget_batches, token_stream
 from coursekit.data.translation import number_to_words, translation_task
 from coursekit.data.vocab import Vocab
+from coursekit.models.ctc import ctc_best_path, ctc_prefix_beam_search
+from coursekit.models.ngram import NGramLM
 from coursekit.models.rnn import RNNLM
 
 pytestmark = pytest.mark.models
@@ -116,8 +121,11 @@ def test_a_size_that_is_no_python_or_numpy_integer_is_a_type_error_naming_its_ty
 
 
 def test_a_numpy_integer_seed_is_a_type_error_as_in_torch_manual_seed() -> None:
+    # the rule the check follows: every seed reaches one of these two, and both refuse a NumPy integer
     with pytest.raises(TypeError):
-        torch.Generator().manual_seed(np.int64(3))  # the rule the check follows
+        torch.Generator().manual_seed(np.int64(3))
+    with pytest.raises(TypeError):
+        random.Random(np.int64(3))
     with pytest.raises(TypeError, match=r"^seed must be a Python int, got int64$"):
         frame_task(seed=np.int64(3))
 
@@ -164,3 +172,92 @@ def test_translation_task_sizes_given_as_small_numpy_ints_do_not_overflow() -> N
     for dtype in (np.int8, np.uint8):
         task = translation_task(seed=0, num_train=dtype(100), num_valid=dtype(100), num_test=dtype(100), num_ood=dtype(2))
         assert (len(task.train), len(task.valid), len(task.test), len(task.ood)) == (100, 100, 100, 2), dtype
+
+
+@pytest.mark.parametrize(
+    ("value", "received"), [(np.int64(1), "1"), (np.float32(0.5), "0.5"), (np.uint8(7), "7")], ids=repr
+)
+def test_require_one_of_shows_a_numpy_number_by_its_value(value, received) -> None:
+    # it showed the type alone ("got int64") in a ValueError about the value
+    with pytest.raises(ValueError, match=rf"^cell must be one of 'elman', 'gru', 'lstm', got {received}$"):
+        RNNLM(vocab_size=10, cell=value)
+
+
+@pytest.mark.parametrize(
+    ("value", "received"),
+    [(np.array(["lstm", "gru"]), "ndarray"), (np.array("gru"), "ndarray"),
+     (torch.tensor([1, 2]), "a tensor of shape (2,) and dtype torch.int64")],
+    ids=["array", "0-d array", "tensor"],
+)
+def test_require_one_of_refuses_an_array_or_tensor_with_a_type_error_naming_the_argument(value, received) -> None:
+    # `value in choices` raised NumPy's "truth value of an array ... is ambiguous", naming no argument
+    with pytest.raises(TypeError, match=rf"^cell must be one of 'elman', 'gru', 'lstm', got {re.escape(received)}$"):
+        RNNLM(vocab_size=10, cell=value)
+
+
+def test_a_bound_failed_only_by_the_float_shows_that_float() -> None:
+    tiny = np.longdouble("1e-400")
+    if float(tiny) != 0.0 or tiny == 0.0:
+        pytest.skip("this platform's longdouble is float64: 1e-400 is 0 as given")
+    # "k must be > 0.0, got 1e-400" contradicted itself: the bound is checked on the float
+    with pytest.raises(ValueError, match=rf"^k must be > 0.0, got {re.escape(str(tiny))}, which is 0.0 as a float$"):
+        NGramLM(vocab_size=4, k=tiny)
+
+
+@pytest.mark.parametrize("value", [np.array(3), np.array([3])], ids=["0-d", "1-d"])
+def test_a_size_given_as_a_numpy_array_is_a_type_error_as_a_tensor_is(value) -> None:
+    # a 0-d array passed through operator.index as 3
+    with pytest.raises(TypeError, match=r"^num_train must be an int, got ndarray$"):
+        frame_task(num_train=value)
+
+
+def test_ctc_decoders_take_a_numpy_blank_as_its_python_int() -> None:
+    log_probs = torch.tensor([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6]]).log()
+    for blank in (np.int8(1), np.uint8(1), np.int64(1)):
+        assert ctc_best_path(log_probs, blank=blank) == ctc_best_path(log_probs, blank=1)
+        assert ctc_prefix_beam_search(log_probs, blank=blank) == ctc_prefix_beam_search(log_probs, blank=1)
+
+
+#: The checks that return their argument converted (a NumPy number as a Python one, a flag as a bool).
+#: ``require_seed``, ``require_choice`` and ``require_one_of`` return it unchanged, so dropping their
+#: result loses nothing.
+CONVERTING_CHECKS = {"require_int", "require_number", "require_positive", "require_nonnegative", "require_in_interval",
+                     "require_flag", "finite_float", "as_int", "as_index", "as_real"}
+
+
+def _called_name(node: ast.AST) -> str | None:
+    if not isinstance(node, ast.Call):
+        return None
+    return node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+
+
+def _lost_conversions(path: pathlib.Path) -> list[str]:
+    """Where ``path`` converts an argument and then keeps using the raw value."""
+    found = []
+    for function in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        parameters = {a.arg for a in function.args.posonlyargs + function.args.args + function.args.kwonlyargs}
+        returns_a_value = any(isinstance(n, ast.Return) and n.value is not None for n in ast.walk(function))
+        for node in ast.walk(function):
+            # a check called for its exception alone, its result dropped (also inside a comprehension)
+            if isinstance(node, ast.Expr):
+                called = node.value.elt if isinstance(node.value, (ast.ListComp, ast.SetComp, ast.GeneratorExp)) else node.value
+                if _called_name(called) in CONVERTING_CHECKS:
+                    found.append(f"{path}:{node.lineno} {function.name} drops {_called_name(called)}(...)")
+            # a helper that rebinds a parameter to its checked value and returns nothing: the caller keeps
+            # the raw one (a constructor consumes what it checks, so it is not such a helper)
+            if (isinstance(node, ast.Assign) and _called_name(node.value) in CONVERTING_CHECKS
+                    and not returns_a_value and function.name != "__init__"):
+                rebound = {t.id for t in node.targets if isinstance(t, ast.Name)} & parameters
+                if rebound:
+                    found.append(f"{path}:{node.lineno} {function.name} converts {sorted(rebound)} and returns nothing")
+    return found
+
+
+def test_no_checked_argument_is_converted_and_then_thrown_away() -> None:
+    # translation_task dropped require_int's results (an np.int8 size sum wrapped), and the CTC decoders'
+    # _check_log_probs converted blank for itself only
+    package = pathlib.Path(__file__).resolve().parents[1] / "coursekit"
+    found = [line for path in sorted(package.rglob("*.py")) for line in _lost_conversions(path)]
+    assert found == [], "\n".join(found)

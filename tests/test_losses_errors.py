@@ -592,3 +592,28 @@ def test_numpy_bool_is_recognised_by_its_type_on_every_numpy():
     assert is_numpy_bool(np.True_) and is_numpy_bool(np.bool_(False))
     assert not any(is_numpy_bool(v) for v in [True, 1, np.int64(1), np.uint8(1), torch.tensor(True)])
     assert as_index(np.True_) is None and as_real(np.True_) is None
+
+
+@pytest.mark.parametrize(("argument", "call"), NUMBER_ARGUMENTS,
+                         ids=[f"{i}-{name}" for i, (name, _) in enumerate(NUMBER_ARGUMENTS)])
+def test_a_longdouble_beyond_the_float_range_is_shown_as_given_not_as_its_float(argument, call):
+    huge = np.longdouble("1e400")
+    if np.isinf(huge):
+        pytest.skip("this platform's longdouble is float64: 1e400 is inf as given")
+    # the message read "got inf", a value no one passed
+    with pytest.raises(ValueError, match=rf"^{argument} must be a finite number[^,]*, got {re.escape(str(huge))}$"):
+        call(huge)
+
+
+@pytest.mark.parametrize(
+    ("argument", "call"),
+    [("temperature", lambda x: kd_loss(Z, Z, temperature=x)), ("beta", lambda x: dpo_loss(P, P, P, P, beta=x))],
+    ids=["kd temperature", "dpo beta"],
+)
+def test_a_bound_failed_only_by_the_float_shows_that_float(argument, call):
+    tiny = np.longdouble("1e-400")
+    if tiny == 0.0:
+        pytest.skip("this platform's longdouble is float64: 1e-400 is 0 as given")
+    # "must be a finite number > 0, got 1e-400" contradicted itself: the bound is checked on the float
+    with pytest.raises(ValueError, match=rf"^{argument} must be a finite number > 0, got {re.escape(str(tiny))}, which is 0.0 as a float$"):
+        call(tiny)

@@ -155,6 +155,77 @@ def test_trls_generalized_jsd_loss_gives_nan_at_a_teacher_logit_of_minus_infinit
     torch.testing.assert_close(ours, expected)
 
 
+def _trl_formula(student: np.ndarray, teacher: np.ndarray, beta: float) -> np.ndarray:
+    """TRL's ``generalized_jsd_loss`` per position, restated in float64 NumPy (TRL 1.16, gkd_trainer.py:275-297).
+
+    ``F.kl_div(input, target, log_target=True)`` is ``exp(target) * (target - input)`` elementwise, so a
+    target log-probability of ``-inf`` gives ``0 * -inf = nan`` and an input one ``exp(target) * inf = inf``.
+    """
+    def log_softmax(z):
+        shifted = z - z.max(axis=-1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+    def kl_div(input_, target):
+        return np.exp(target) * (target - input_)
+
+    s, t = log_softmax(student), log_softmax(teacher)
+    with np.errstate(invalid="ignore"):
+        if beta == 0.0:
+            elementwise = kl_div(s, t)
+        elif beta == 1.0:
+            elementwise = kl_div(t, s)
+        else:
+            m = np.logaddexp(s + np.log1p(-beta), t + np.log(beta))
+            elementwise = beta * kl_div(m, t) + (1 - beta) * kl_div(m, s)
+    return elementwise.sum(axis=-1)
+
+
+#: (beta, the side whose logit is -inf, what TRL gives): nan where that side weights a KL term
+#: (teacher at beta 0, student at beta 1, either in between), inf where only the other side has it.
+MINUS_INF_CASES = [
+    (0.0, "teacher", "nan"), (0.0, "student", "inf"),
+    (0.5, "teacher", "nan"), (0.5, "student", "nan"),
+    (1.0, "student", "nan"), (1.0, "teacher", "inf"),
+]
+
+
+def _one_minus_inf_logit(side: str) -> tuple[np.ndarray, np.ndarray]:
+    student = torch.randn(2, 5, generator=generator(14), dtype=torch.float64).numpy()
+    teacher = torch.randn(2, 5, generator=generator(15), dtype=torch.float64).numpy()
+    (student if side == "student" else teacher)[0, 1] = -np.inf
+    return student, teacher
+
+
+@pytest.mark.parametrize(("beta", "side", "trl_gives"), MINUS_INF_CASES, ids=[f"beta{b}-{s}" for b, s, _ in MINUS_INF_CASES])
+def test_a_minus_infinity_logit_gives_nan_in_trl_where_it_weights_a_kl_term_and_inf_in_both_elsewhere(beta, side, trl_gives):
+    student, teacher = _one_minus_inf_logit(side)
+    theirs = _trl_formula(student, teacher, beta)
+    ours = generalized_jsd(torch.from_numpy(student), torch.from_numpy(teacher), beta=beta, reduction="none").numpy()
+    # row 1 is finite on both sides: the two agree there
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-12)
+    if trl_gives == "nan":
+        assert np.isnan(theirs[0])
+        # the divergence with that entry at probability 0: -1e4 is exactly 0 after exp in float64
+        finite = _trl_formula(np.maximum(student, -1e4), np.maximum(teacher, -1e4), beta)
+        assert np.isfinite(finite[0])
+        np.testing.assert_allclose(ours[0], finite[0], rtol=1e-12)
+    else:
+        assert theirs[0] == np.inf and ours[0] == np.inf
+
+
+@pytest.mark.ecosystem
+@pytest.mark.parametrize(("beta", "side", "trl_gives"), MINUS_INF_CASES, ids=[f"beta{b}-{s}" for b, s, _ in MINUS_INF_CASES])
+def test_the_restated_trl_formula_is_trls_generalized_jsd_loss_with_a_minus_infinity_logit(beta, side, trl_gives):
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    from trl.experimental.gkd.gkd_trainer import GKDTrainer
+
+    student, teacher = _one_minus_inf_logit(side)
+    theirs = GKDTrainer.generalized_jsd_loss(
+        torch.from_numpy(student), torch.from_numpy(teacher), beta=beta, reduction="none"
+    ).sum(-1)
+    np.testing.assert_allclose(theirs.numpy(), _trl_formula(student, teacher, beta), rtol=1e-12, equal_nan=True)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "name"),
     [

@@ -6,13 +6,20 @@ message naming the argument, the value received and what was expected.
 
 from __future__ import annotations
 
-import math
-import sys
 from collections.abc import Sequence
 
+import numpy
 import torch
 
-from coursekit.losses._checks import as_index, as_real, int_text, number_text, type_text
+from coursekit.losses._checks import (
+    as_index,
+    as_real,
+    finite_float,
+    int_text,
+    number_text,
+    received_text,
+    type_text,
+)
 
 
 def shown(value: object) -> str:
@@ -33,18 +40,19 @@ def shown(value: object) -> str:
 
 
 def as_int(value: object) -> int | None:
-    """``value`` as a Python int if it is a Python or NumPy integer; ``None`` for anything else.
+    """``value`` as a Python int if it is a Python or NumPy integer scalar; ``None`` for anything else.
 
     The losses' ``as_index`` decides (``operator.index``, bools excluded: Python's and NumPy's), so that
-    ``np.int64(3)``, a count read from an array, is taken in both packages. A tensor is not taken here:
-    a size or count of :mod:`coursekit.data` and :mod:`coursekit.models` is a host number.
+    ``np.int64(3)``, a count read from an array, is taken in both packages. A tensor or a NumPy array is
+    not taken here, not even a 0-d one (``operator.index`` would take ``np.array(3)``): a size or count
+    of :mod:`coursekit.data` and :mod:`coursekit.models` is a host number, not an array.
 
     Example:
         >>> import numpy as np
-        >>> as_int(np.int64(3)), as_int(3), as_int(np.True_), as_int(torch.tensor(3)), as_int(3.0)
+        >>> as_int(np.int64(3)), as_int(3), as_int(np.True_), as_int(torch.tensor(3)), as_int(np.array(3))
         (3, 3, None, None, None)
     """
-    if isinstance(value, torch.Tensor):
+    if isinstance(value, (torch.Tensor, numpy.ndarray)):
         return None
     return as_index(value)
 
@@ -53,7 +61,8 @@ def require_int(name: str, value: object, *, minimum: int | None = None) -> int:
     """Return ``value`` as a Python int if it is an integer (:func:`as_int`) no smaller than ``minimum``.
 
     Raises:
-        TypeError: ``value`` is not a Python or NumPy integer, or is a bool; the message names its type.
+        TypeError: ``value`` is not a Python or NumPy integer scalar, or is a bool; the message names its
+            type.
         ValueError: ``value < minimum``.
 
     Example:
@@ -76,8 +85,10 @@ def require_int(name: str, value: object, *, minimum: int | None = None) -> int:
 def require_seed(name: str, value: object) -> int:
     """Return ``value`` if it is a valid seed: a Python ``int`` in ``[0, 2**63)``.
 
-    A NumPy integer is refused here, unlike in :func:`require_int`: ``torch.Generator.manual_seed``,
-    which every seed reaches, raises for one ("an integer is required").
+    A NumPy integer is refused here, unlike in :func:`require_int`: every seed reaches
+    ``random.Random`` or ``torch.Generator.manual_seed``, and both raise for one (Python 3.11's
+    ``random.Random`` takes only None, int, float, str, bytes and bytearray; ``manual_seed`` says
+    "an integer is required").
     """
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be a Python int, got {type_text(value)}")
@@ -92,11 +103,14 @@ def require_number(name: str, value: object, *, low: float | None = None, low_in
 
     A real number is what the losses take (``coursekit.losses._checks.as_real``): a Python int or
     float, or a NumPy integer or floating scalar (``np.float32(0.1)``, a value read from an array);
-    not a bool. It must be finite, as in the losses: ``inf`` and ``nan`` are rejected with a
-    ``ValueError``, and so are an int beyond the float range (``10**400``, which ``float`` would
-    turn into an ``OverflowError``) and a NumPy ``longdouble`` beyond it (which ``float`` would turn
-    into ``inf``). No caller takes an infinite value. A message shows the number as it was given
-    (``np.float32(-0.1)`` as ``-0.1``, not its widened float).
+    not a bool. The losses' ``finite_float`` checks it, as it checks theirs: ``inf`` and ``nan`` are
+    rejected with a ``ValueError``, and so are an int beyond the float range (``10**400``, which
+    ``float`` would turn into an ``OverflowError``) and a NumPy ``longdouble`` beyond it (which
+    ``float`` would turn into ``inf``). Every caller lists "not finite" among its ``ValueError``
+    conditions; none gives an infinite value a meaning (``coursekit.train.train`` leaves the gradient norm
+    unclipped for ``clip_norm=None``, not ``inf``). A message shows the number as it was given
+    (``np.float32(-0.1)`` as ``-0.1``, not its widened float), and also the float compared with
+    ``low`` where that reads otherwise (``losses._checks.received_text``).
 
     Raises:
         TypeError: ``value`` is not a real number; the message names its type.
@@ -111,24 +125,40 @@ def require_number(name: str, value: object, *, low: float | None = None, low_in
         ...
         ValueError: noise must be a finite number, got inf
     """
-    real = as_real(value)
-    if real is None:
-        raise TypeError(f"{name} must be a number, got {type_text(value)}")
-    if isinstance(real, int) and abs(real) > sys.float_info.max:
-        raise ValueError(f"{name} must be a number in the float range, got {shown(real)}")
-    number = float(real)
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number, got {number_text(value)}")
+    number = finite_float(name, value, range_expected="a number in the float range")
     if low is not None and (number < low or (not low_inclusive and number == low)):
         relation = ">=" if low_inclusive else ">"
-        raise ValueError(f"{name} must be {relation} {low}, got {number_text(value)}")
+        raise ValueError(f"{name} must be {relation} {low}, got {received_text(value, number)}")
     return number
 
 
 def require_one_of(name: str, value: object, choices: Sequence[object]) -> object:
-    """Return ``value`` if it is one of ``choices``."""
+    """Return ``value`` if it is one of ``choices``.
+
+    A message shows a Python ``str``, ``int``, ``float`` or ``None`` as :func:`shown` does, a NumPy
+    number by its value (``number_text``: ``np.int64(1)`` as ``1``), and anything else by its type.
+
+    Raises:
+        TypeError: ``value`` is a NumPy array or a tensor, whose ``==`` compares elementwise, so that
+            ``in`` cannot decide (NumPy would raise a message naming no argument).
+        ValueError: ``value`` is not among ``choices``.
+
+    Example:
+        >>> import numpy as np
+        >>> require_one_of("cell", np.int64(1), ("lstm", "gru"))
+        Traceback (most recent call last):
+        ...
+        ValueError: cell must be one of 'lstm', 'gru', got 1
+    """
+    options = ", ".join(repr(c) for c in choices)
+    if isinstance(value, (numpy.ndarray, torch.Tensor)):
+        raise TypeError(f"{name} must be one of {options}, got {type_text(value)}")
     if value not in choices:
-        options = ", ".join(repr(c) for c in choices)
-        received = shown(value) if isinstance(value, (str, int, float, type(None))) else type_text(value)
+        if isinstance(value, (str, int, float, type(None))):
+            received = shown(value)
+        elif as_real(value) is not None:
+            received = number_text(value)
+        else:
+            received = type_text(value)
         raise ValueError(f"{name} must be one of {options}, got {received}")
     return value

@@ -118,7 +118,8 @@ def translation_task(
         A :class:`TranslationTask`.
 
     Raises:
-        ValueError: a negative seed or size, or more examples asked for than exist.
+        ValueError: a negative seed or size, more examples asked for than exist, or a ``target_noise``
+            outside ``[0, 1]`` or not finite.
 
     Example:
         >>> task = translation_task(seed=0, num_train=5, num_valid=2, num_test=2, num_ood=2)

@@ -198,42 +198,89 @@ def require_number(name: str, value: object, *, type_expected: str = "a number")
     float either: it is rejected with the same ``ValueError`` as ``inf``.
     ``type_expected`` is what the ``TypeError`` says the argument must be.
     """
-    return _finite_float(name, value, "a finite number", type_expected)
+    return finite_float(name, value, "a finite number", type_expected)
 
 
 def require_positive(name: str, value: object) -> float:
     """Return ``value`` as a float if it is a finite number greater than zero."""
     expected = "a finite number > 0"
-    number = _finite_float(name, value, expected)
+    number = finite_float(name, value, expected)
     if not number > 0:
-        raise ValueError(f"{name} must be {expected}, got {number_text(value)}")
+        raise ValueError(f"{name} must be {expected}, got {received_text(value, number)}")
     return number
 
 
 def require_nonnegative(name: str, value: object) -> float:
     """Return ``value`` as a float if it is a finite number greater than or equal to zero."""
     expected = "a finite number >= 0"
-    number = _finite_float(name, value, expected)
+    number = finite_float(name, value, expected)
     if not number >= 0:
-        raise ValueError(f"{name} must be {expected}, got {number_text(value)}")
+        raise ValueError(f"{name} must be {expected}, got {received_text(value, number)}")
     return number
 
 
-def _finite_float(name: str, value: object, expected: str, type_expected: str = "a number") -> float:
+def finite_float(
+    name: str,
+    value: object,
+    expected: str = "a finite number",
+    type_expected: str = "a number",
+    *,
+    range_expected: str | None = None,
+) -> float:
     """``value`` as a float, if it is a real number (:func:`as_real`) whose float is finite.
 
-    ``expected`` goes into the message.
+    The one finite-real check of the package: the losses' number checks and
+    ``coursekit.data._checks.require_number`` both go through it.
+    ``expected`` is what the ``ValueError`` says the argument must be, and
+    ``type_expected`` what the ``TypeError`` says. An int beyond the float
+    range (``10**400``: ``float`` would raise ``OverflowError``) is a
+    ``ValueError`` saying that it must be ``range_expected`` or, where that is
+    ``None``, ``expected`` with ", beyond the float range" after the value.
+    A non-finite value is shown as it was given (a NumPy ``longdouble`` of
+    ``1e400`` as ``1e+400``, not as the ``inf`` its float is).
+
+    Example:
+        >>> import numpy as np
+        >>> finite_float("beta", np.float32(0.5))
+        0.5
+        >>> finite_float("beta", 10**400, range_expected="a number in the float range")
+        Traceback (most recent call last):
+        ...
+        ValueError: beta must be a number in the float range, got an int of 1329 bits
     """
     real = as_real(value)
     if real is None:
         raise TypeError(f"{name} must be {type_expected}, got {type_text(value)}")
     if isinstance(real, int) and abs(real) > sys.float_info.max:
-        # float() would raise OverflowError
-        raise ValueError(f"{name} must be {expected}, got {int_text(real)}, beyond the float range")
+        if range_expected is None:
+            raise ValueError(f"{name} must be {expected}, got {int_text(real)}, beyond the float range")
+        raise ValueError(f"{name} must be {range_expected}, got {int_text(real)}")
     number = float(real)
     if not math.isfinite(number):
-        raise ValueError(f"{name} must be {expected}, got {number}")
+        raise ValueError(f"{name} must be {expected}, got {number_text(value)}")
     return number
+
+
+def received_text(value: object, number: float) -> str:
+    """``value`` as given (:func:`number_text`), and ``number``, the float compared, where it reads otherwise.
+
+    A bound is checked on the float, so a message that showed only the given
+    value could contradict itself: a NumPy ``longdouble`` of ``1e-400`` is
+    ``0.0`` as a float and fails ``> 0``. Where the float is the value (a
+    NumPy ``float32`` is widened exactly) or prints alike, only the value is
+    shown: ``np.float32(-0.1)`` reads ``-0.1``.
+
+    Example:
+        >>> import numpy as np
+        >>> received_text(np.float32(-0.1), float(np.float32(-0.1)))
+        '-0.1'
+        >>> received_text(np.longdouble("1e-400"), 0.0)
+        '1e-400, which is 0.0 as a float'
+    """
+    given = number_text(value)
+    if value == number or given == str(number):
+        return given
+    return f"{given}, which is {number} as a float"
 
 
 def as_real(value: object) -> int | float | None:
@@ -436,11 +483,11 @@ def require_in_interval(
         ...
         ValueError: beta must be a finite number, got an int of 1329 bits, beyond the float range
     """
-    number = _finite_float(name, value, "a finite number", type_expected)
+    number = finite_float(name, value, "a finite number", type_expected)
     inside = low <= number <= high if closed else low <= number < high
     if not inside:
         suffix = f" ({meaning})" if meaning else ""
-        raise ValueError(f"{name} must lie in [{low}, {high}{']' if closed else ')'}{suffix}, got {number_text(value)}")
+        raise ValueError(f"{name} must lie in [{low}, {high}{']' if closed else ')'}{suffix}, got {received_text(value, number)}")
     return number
 
 

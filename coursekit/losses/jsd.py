@@ -78,10 +78,14 @@ def generalized_jsd(
       :math:`m = \\lambda q + (1-\\lambda) p`.
 
     These are the values of TRL's ``GKDTrainer.generalized_jsd_loss`` per position (no
-    :math:`\\tau^2` factor) where every logit is finite. Where a teacher or
-    student logit is ``-inf`` (a masked vocabulary entry), TRL's ``F.kl_div``
-    with ``log_target=True`` gives ``nan`` (from ``0 * -inf``), and this gives
-    the divergence, in which a term weighted by a probability of 0 is 0.
+    :math:`\\tau^2` factor) where every logit is finite. A logit of ``-inf``
+    (a masked vocabulary entry) is a probability of 0. Where it lies in a
+    distribution that weights a KL term (the teacher at ``beta = 0``, the
+    student at ``beta = 1``, either one in between), TRL's ``F.kl_div`` with
+    ``log_target=True`` gives ``nan`` (from ``0 * -inf``), and this gives the
+    divergence, in which a term weighted by a probability of 0 is 0. Where it
+    lies only in the other distribution (the student at ``beta = 0``, the
+    teacher at ``beta = 1``), the divergence is infinite, and both give ``inf``.
     Gradients flow into both arguments; detach the teacher.
 
     Args:

@@ -77,13 +77,15 @@ class CTCRecognizer(nn.Module):
         return torch.log_softmax(self.out(states), dim=-1)
 
 
-def _check_log_probs(log_probs: torch.Tensor, blank: int) -> None:
+def _check_log_probs(log_probs: torch.Tensor, blank: int) -> int:
+    """Check one utterance's ``(T, V)`` log-probabilities and return ``blank`` as a Python int in ``[0, V)``."""
     if not isinstance(log_probs, torch.Tensor) or not log_probs.is_floating_point() or log_probs.dim() != 2:
         raise ValueError(f"log_probs must be a float tensor of shape (T, V) for one utterance, got "
                          f"{getattr(log_probs, 'shape', type(log_probs).__name__)}")
     blank = require_int("blank", blank, minimum=0)
     if blank >= log_probs.shape[1]:
         raise ValueError(f"blank must lie in [0, {log_probs.shape[1]}) (V = log_probs.shape[1]), got {blank}")
+    return blank
 
 
 def ctc_collapse(path: list[int], *, blank: int = 0) -> list[int]:
@@ -122,7 +124,7 @@ def ctc_best_path(log_probs: torch.Tensor, *, blank: int = 0) -> list[int]:
         >>> ctc_best_path(torch.tensor([[0.6, 0.4], [0.6, 0.4]]).log())
         []
     """
-    _check_log_probs(log_probs, blank)
+    blank = _check_log_probs(log_probs, blank)
     return ctc_collapse(log_probs.argmax(dim=-1).tolist(), blank=blank)
 
 
@@ -172,7 +174,7 @@ def ctc_prefix_beam_search(log_probs: torch.Tensor, *, beam_size: int = 8,
         >>> [(labels, round(math.exp(lp), 2)) for labels, lp in ctc_prefix_beam_search(log_probs)]
         [([1], 0.64), ([], 0.36)]
     """
-    _check_log_probs(log_probs, blank)
+    blank = _check_log_probs(log_probs, blank)
     beam_size = require_int("beam_size", beam_size, minimum=1)
     table = log_probs.detach().double().cpu().tolist()
     neg_inf = -math.inf

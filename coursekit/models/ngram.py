@@ -29,6 +29,10 @@ class NGramLM:
         order: :math:`n` (>= 1; 2 is a bigram model).
         k: the add-k pseudo-count (> 0; 1 is Laplace smoothing).
 
+    Raises:
+        TypeError: ``vocab_size`` or ``order`` not a Python or NumPy integer, ``k`` not a real number.
+        ValueError: ``vocab_size < 2``, ``order < 1``, or ``k <= 0`` or not finite.
+
     Example:
         >>> model = NGramLM(vocab_size=6, order=2, k=1.0).fit([[4, 5], [4]])
         >>> round(model.prob([BOS_ID], 4), 4)        # (2 + 1) / (2 + 6)

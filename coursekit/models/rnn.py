@@ -54,6 +54,11 @@ class RNNLM(nn.Module):
         cell: ``"elman"`` (tanh RNN), ``"gru"`` or ``"lstm"``.
         dropout: dropout on embeddings and outputs (0 to disable).
 
+    Raises:
+        TypeError: a size that is not a Python or NumPy integer, or a ``dropout`` that is not a real number.
+        ValueError: a size below its minimum, an unknown ``cell``, or a ``dropout`` that is negative or
+            not finite.
+
     Shapes:
         input_ids: ``(B, T)`` long; logits: ``(B, T, V)``; hidden: ``(num_layers, B, hidden_size)``
         (a pair of them for the LSTM).

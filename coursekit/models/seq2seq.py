@@ -64,6 +64,11 @@ class Seq2Seq(nn.Module):
         hidden_size: decoder state size; each encoder direction has ``hidden_size // 2``.
         dropout: dropout on embeddings and attentional outputs.
 
+    Raises:
+        TypeError: a size that is not a Python or NumPy integer, or a ``dropout`` that is not a real number.
+        ValueError: a size below its minimum, an odd ``hidden_size``, or a ``dropout`` that is negative
+            or not finite.
+
     Shapes:
         src: ``(B, S)``; src_lengths: ``(B,)``; tgt_in: ``(B, T)``; logits: ``(B, T, V_tgt)``.
 
@@ -165,7 +170,8 @@ class Seq2Seq(nn.Module):
             Logits ``(B, T, V_tgt)``: position ``t`` predicts the reference token after ``tgt_in[:, t]``.
 
         Raises:
-            ValueError: bad shapes or ids (as :meth:`forward`), or ``teacher_prob`` outside ``[0, 1]``.
+            ValueError: bad shapes or ids (as :meth:`forward`), or ``teacher_prob`` outside ``[0, 1]``
+                or not finite.
 
         Example:
             >>> _ = torch.manual_seed(0)
@@ -258,7 +264,8 @@ class Seq2Seq(nn.Module):
             A :class:`DecodeResult` with ``num_samples`` outputs per source (duplicates possible).
 
         Raises:
-            ValueError: bad sizes, ``temperature <= 0``, or neither/both of ``generator`` and ``seed``.
+            ValueError: bad sizes, ``temperature <= 0`` or not finite, or neither/both of ``generator``
+                and ``seed``.
         """
         self._check_source(src, src_lengths)
         num_samples = require_int("num_samples", num_samples, minimum=1)
@@ -297,7 +304,8 @@ class Seq2Seq(nn.Module):
             A :class:`DecodeResult`; ``log_probs`` are the raw sums, ``scores`` the ranking scores.
 
         Raises:
-            ValueError: bad sizes, ``num_return > beam_size`` or a negative ``length_penalty``.
+            ValueError: bad sizes, ``num_return > beam_size``, or a ``length_penalty`` that is negative or
+                not finite.
         """
         self._check_source(src, src_lengths)
         beam_size = require_int("beam_size", beam_size, minimum=1)

@@ -64,6 +64,11 @@ class TransformerLM(nn.Module):
         positions: ``"learned"`` or ``"sinusoidal"``.
         dropout: dropout rate.
 
+    Raises:
+        TypeError: a size that is not a Python or NumPy integer, or a ``dropout`` that is not a real number.
+        ValueError: a size below its minimum, ``num_heads`` not dividing ``d_model``, an unknown
+            ``positions``, or a ``dropout`` that is negative or not finite.
+
     Shapes:
         input_ids: ``(B, T)`` with ``T <= max_len``; logits: ``(B, T, V)``.
 

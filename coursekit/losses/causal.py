@@ -133,6 +133,7 @@ def causal_lm_loss(
             unknown ``reduction``, ``num_items_in_batch`` with a reduction
             other than ``"token_mean"``, or a Python number
             ``num_items_in_batch`` that is not finite and > 0 (a tensor is not read).
+            Tensor arguments on two devices.
 
     Example:
         >>> import math

@@ -433,6 +433,7 @@ def chunked_cross_entropy(
         ValueError: the shapes disagree, ``chunk_size < 1``, an unknown
             ``reduction``, ``ignore_index`` beyond int64, a target outside ``[0, V)``
             that is not ``ignore_index``, or an ``accum_dtype`` narrower than the dtype of ``weight``.
+            Tensor arguments on two devices.
         RuntimeError: (in the backward pass) a backward with ``create_graph=True``.
 
     Example:

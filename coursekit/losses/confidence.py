@@ -71,7 +71,7 @@ def confidence_penalty_nll(
         TypeError: ``logits`` not float, ``targets`` not integer, ``weight`` not a number,
             ``ignore_index`` not an integer (``operator.index`` fails) or a bool. ``reduction`` not a str.
         ValueError: mismatched shapes, ``ignore_index`` beyond int64, a target outside ``[0, V)`` that is not ``ignore_index``,
-            a negative or non-finite ``weight``, or an unknown ``reduction``.
+            a negative or non-finite ``weight``, or an unknown ``reduction``. Tensor arguments on two devices.
 
     Example:
         >>> logits = torch.tensor([[2.0, 0.0, 0.0]])

@@ -145,6 +145,7 @@ def kd_loss(
         TypeError: logits not float, ``mask`` neither boolean nor integer, ``temperature`` not a number.
             ``reduction`` not a str.
         ValueError: mismatched shapes, ``temperature <= 0``, unknown ``reduction``.
+            Tensor arguments on two devices.
 
     Example:
         >>> teacher = torch.tensor([[2.0, 0.0, 0.0]])
@@ -218,6 +219,7 @@ def kd_cross_entropy(
         TypeError: logits not float, ``mask`` neither boolean nor integer, ``temperature`` not a number.
             ``reduction`` not a str.
         ValueError: mismatched shapes, ``temperature <= 0``, unknown ``reduction``.
+            Tensor arguments on two devices.
 
     Example:
         >>> uniform = torch.zeros(1, 4)

@@ -119,6 +119,7 @@ def generalized_jsd(
         TypeError: logits not float, ``mask`` neither boolean nor integer, ``beta`` or ``temperature`` not a number.
             ``reduction`` not a str.
         ValueError: mismatched shapes, ``beta`` outside ``[0, 1]`` (an int beyond the float range included), ``temperature <= 0``, unknown ``reduction``.
+            Tensor arguments on two devices.
 
     Example:
         >>> teacher = torch.tensor([[2.0, 0.0, 0.0]])

@@ -103,7 +103,7 @@ def response_mask(prompt_lengths: torch.Tensor, lengths: torch.Tensor, max_len: 
     Raises:
         TypeError: a length tensor is not an integer tensor, or ``max_len`` not an integer (``operator.index`` fails) or a bool.
         ValueError: shapes differ, a length is negative, ``prompt_lengths > lengths``,
-            or ``lengths > max_len``.
+            or ``lengths > max_len``. Tensor arguments on two devices.
 
     Example:
         >>> response_mask(torch.tensor([2, 1]), torch.tensor([4, 3]), 5)
@@ -167,7 +167,7 @@ def turn_mask(turn_lengths: torch.Tensor, scored_turns: torch.Tensor, max_len: i
         ValueError: the two are not 2-D of one shape, a length is negative,
             ``scored_turns`` holds a value other than 0 and 1, or a row is
             longer than ``max_len`` (value checks run where reading the
-            values costs nothing; see :mod:`coursekit.losses`).
+            values costs nothing; see :mod:`coursekit.losses`). Tensor arguments on two devices.
 
     Example:
         >>> lengths = torch.tensor([[3, 2, 2, 1], [2, 3, 0, 0]])    # user, assistant, user, assistant

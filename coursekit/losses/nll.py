@@ -76,7 +76,7 @@ def token_nll(
             or ``ignore_index`` not an integer (``operator.index`` fails) or a bool.
         ValueError: the shapes disagree, ``ignore_index`` lies beyond int64, or a target
             lies outside ``[0, V)`` and is not ``ignore_index`` (a value check: on the
-            CPU; see :mod:`coursekit.losses`).
+            CPU; see :mod:`coursekit.losses`). Tensor arguments on two devices.
 
     Example:
         >>> logits = torch.zeros(1, 3, 10)            # uniform over V = 10
@@ -168,7 +168,7 @@ def sequence_loss(
 
     Raises:
         ValueError: unknown ``reduction``, ``mask`` of another shape or holding
-            a value other than 0 and 1.
+            a value other than 0 and 1. Tensor arguments on two devices.
         TypeError: ``mask`` neither boolean nor integer. ``reduction`` not a str.
 
     Example:
@@ -241,7 +241,7 @@ def batch_loss(
 
     Raises:
         ValueError: unknown ``reduction``, a ``mask``/``token_weights`` of another
-            shape, or a ``mask`` holding a value other than 0 and 1.
+            shape, or a ``mask`` holding a value other than 0 and 1. Tensor arguments on two devices.
         TypeError: ``mask`` neither boolean nor integer. ``reduction`` not a str.
 
     Example:

@@ -129,7 +129,7 @@ def policy_loss_aggregate(
             response longer than ``max_len`` (checked where values are read),
             ``num_items_in_batch`` with a mode other than ``"dapo"``, or a
             Python number ``num_items_in_batch`` that is negative or not finite
-            (a tensor is not read).
+            (a tensor is not read). Tensor arguments on two devices.
 
     Example:
         >>> losses = torch.tensor([[1., 1., 1., 1.], [3., 3., 0., 0.]])

@@ -130,7 +130,7 @@ def dpo_loss(
         TypeError: an input is not a float tensor, ``beta`` or ``label_smoothing`` not a number.
             ``reduction`` not a str.
         ValueError: mismatched shapes, ``beta <= 0``, ``label_smoothing`` outside
-            ``[0, 0.5)``, unknown ``reduction``.
+            ``[0, 0.5)``, unknown ``reduction``. Tensor arguments on two devices.
 
     Example:
         >>> zero = torch.zeros(3)
@@ -196,7 +196,7 @@ def dpo_rewards(
 
     Raises:
         TypeError: an input is not a float tensor, ``beta`` not a number.
-        ValueError: mismatched shapes, ``beta <= 0``.
+        ValueError: mismatched shapes, ``beta <= 0``. Tensor arguments on two devices.
 
     Example:
         >>> rewards = dpo_rewards(torch.tensor([-1.0]), torch.tensor([-3.0]),
@@ -282,7 +282,7 @@ def simpo_loss(
             real tensor, ``beta`` or ``gamma`` not a number. ``reduction`` not a str.
         ValueError: mismatched shapes, a length <= 0 (checked where values are
             read, see :mod:`coursekit.losses`), ``beta <= 0``, ``gamma`` not
-            finite, unknown ``reduction``.
+            finite, unknown ``reduction``. Tensor arguments on two devices.
 
     Example:
         >>> # chosen: 4 tokens, -2 nats in all; rejected: 1 token, -1 nat

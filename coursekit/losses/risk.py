@@ -71,7 +71,7 @@ def mrt_risk(
         TypeError: a tensor is not float (``mask``: neither boolean nor integer), ``alpha`` not a number.
         ValueError: mismatched shapes, ``alpha <= 0``, no candidate axis, or a
             row with no candidate under ``mask`` (checked where values are
-            read; see :mod:`coursekit.losses`).
+            read; see :mod:`coursekit.losses`). Tensor arguments on two devices.
 
     Example:
         >>> import math
@@ -155,7 +155,7 @@ def reinforce_loss(
         TypeError: a tensor is not float, or ``baseline`` of another type.
         ValueError: mismatched shapes, ``baseline`` not broadcastable, an unknown
             baseline name, a number ``baseline`` that is not finite, empty input,
-            or ``"leave_one_out"`` with one sample.
+            or ``"leave_one_out"`` with one sample. Tensor arguments on two devices.
 
     Example:
         >>> log_p = torch.tensor([-1.0, -2.0])

@@ -124,7 +124,7 @@ def label_smoothed_nll(
             ``reduction`` or ``variant`` not a str.
         ValueError: mismatched shapes, ``ignore_index`` beyond int64, a target outside ``[0, V)`` that is not
             ``ignore_index``, ``epsilon`` outside ``[0, 1)``, ``V < 2`` with
-            ``"fairseq"``, or an unknown ``reduction``/``variant``.
+            ``"fairseq"``, or an unknown ``reduction``/``variant``. Tensor arguments on two devices.
 
     Example:
         >>> logits = torch.zeros(2, 10)                 # uniform over V = 10

@@ -91,7 +91,7 @@ def clipped_surrogate(
 
     Raises:
         TypeError: a tensor is not float, ``eps_low``/``eps_high`` not a number.
-        ValueError: mismatched shapes, a negative or infinite clip.
+        ValueError: mismatched shapes, a negative or infinite clip. Tensor arguments on two devices.
 
     Example:
         >>> log_probs = torch.log(torch.tensor([[1.5, 0.5, 1.0]]))   # ratios 1.5, 0.5, 1.0 ...
@@ -183,7 +183,7 @@ def kl_penalty(log_probs: torch.Tensor, ref_log_probs: torch.Tensor, *, estimato
 
     Raises:
         TypeError: an input is not a float tensor. ``estimator`` not a str.
-        ValueError: mismatched shapes, unknown ``estimator``.
+        ValueError: mismatched shapes, unknown ``estimator``. Tensor arguments on two devices.
 
     Example:
         >>> import math
@@ -253,7 +253,7 @@ def sequence_importance_ratio(
 
     Raises:
         TypeError: a tensor is not float, ``mask`` neither boolean nor integer.
-        ValueError: mismatched shapes, no time axis.
+        ValueError: mismatched shapes, no time axis. Tensor arguments on two devices.
 
     Example:
         >>> log_probs = torch.log(torch.tensor([[2.0, 0.5, 4.0], [2.0, 8.0, 1.0]]))

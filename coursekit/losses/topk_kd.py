@@ -124,6 +124,7 @@ def top_k_kd_loss(
     Raises:
         TypeError: bad dtypes, ``tail`` neither a Python nor a NumPy bool. ``reduction`` not a str.
         ValueError: mismatched shapes, an index outside ``[0, V)``, ``temperature <= 0``, unknown ``reduction``.
+            Tensor arguments on two devices.
 
     Example:
         >>> from coursekit.losses import kd_loss

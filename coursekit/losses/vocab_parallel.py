@@ -97,6 +97,7 @@ def vocab_parallel_cross_entropy(
             ``ignore_index`` is not an integer (``operator.index`` fails) or is a bool. ``reduction`` not a str.
         ValueError: ``ignore_index`` beyond int64, no shard, shards of different dtypes or leading shapes, an empty shard,
             ``targets`` of another shape, a target outside ``[0, V)``, an unknown ``reduction``.
+            Tensor arguments on two devices.
 
     Example:
         >>> logits = torch.tensor([[2.0, 0.5, -1.0, 3.0, 0.0]])

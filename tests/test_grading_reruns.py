@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import base64
+import copy
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
 
 import pytest
+
+from adversarial.course import VENV_BIN, make_course, solved_notebook, submit, tool_env
 
 from coursekit.grading.limits import Limits
 from coursekit.grading.package_view import plan_view
@@ -103,3 +110,76 @@ def test_memory_is_counted_on_top_of_the_kernels_starting_address_space() -> Non
             "print(_limit - _start >= 400 * 2**20, float(_x.sum()))\n")
     run = run_submission(_job([cell]), Limits(timeout_s=5.0, memory_mb=512))
     assert [(c.status, c.stdout) for c in run.cells] == [(CellStatus.OK, f"True {300 * 2**18:.1f}\n")]
+
+
+#: appended to the first answer cell: an experiment that tries ever larger inputs, all freed when the function
+#: returns, then gives up with a MemoryError (the honest case: the cell keeps its definitions).
+TRIED_AND_FREED = """
+def _how_far_can_i_go():
+    import torch
+    held = []
+    for size in (64 << 20, 1 << 20, 64 << 10):
+        try:
+            while True:
+                held.append(torch.ones(size, dtype=torch.uint8))
+        except MemoryError:
+            pass
+    raise MemoryError("too big for this machine")
+_how_far_can_i_go()
+"""
+#: the last (scratch) cell: fills the address space with buffers it keeps in a global, then raises.
+SCRATCH_HOARD = """big = []
+for size in (64 << 20, 1 << 20):
+    try:
+        while True:
+            big.append(torch.ones(size, dtype=torch.uint8))
+    except MemoryError:
+        pass
+raise MemoryError("out of memory in my scratch cell")
+"""
+#: each assignment's memory budget in the review's runs: a1's default is too large for its calls to starve.
+MEMORY_ARGS = {"a1_sequence_loss": ["--memory", "512"], "a6_large_vocab": []}
+
+
+def _first_answer(notebook: dict[str, Any]) -> int:
+    return next(i for i, cell in enumerate(notebook["cells"])
+                if cell["cell_type"] == "code" and cell["metadata"].get("nbgrader", {}).get("solution"))
+
+
+@pytest.fixture(scope="module", params=sorted(MEMORY_ARGS))
+def hoarded_after_freed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """``coursekit grade`` of the review's pair: ``b_only`` hoards in its last cell; ``a_then_b`` also tries too
+    much, and frees it, in its first answer cell."""
+    assignment = request.param
+    course = make_course(tmp_path_factory.mktemp(assignment), assignment=assignment)
+    solved = solved_notebook(course, assignment)
+    answer, last = _first_answer(solved), len(solved["cells"]) - 1
+    b_only = copy.deepcopy(solved)
+    b_only["cells"][last]["source"] = SCRATCH_HOARD
+    a_then_b = copy.deepcopy(b_only)
+    a_then_b["cells"][answer]["source"] += TRIED_AND_FREED
+    submit(course, "b_only", b_only, assignment=assignment)
+    submit(course, "a_then_b", a_then_b, assignment=assignment)
+    done = subprocess.run([str(VENV_BIN / "coursekit"), "grade", assignment, "--no-progress", "--jobs", "1",
+                           *MEMORY_ARGS[assignment]], cwd=course, env=tool_env(), capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    reports = {}
+    for path in (course / "grade-reports" / assignment).glob("*.json"):
+        data = json.loads(path.read_text())
+        reports[data["student"]] = data
+    return {"reports": reports, "answer": answer, "last": last}
+
+
+def test_a_later_hoarder_is_skipped_and_an_earlier_cell_whose_memory_came_back_keeps_its_answer(
+        hoarded_after_freed: dict[str, Any]) -> None:
+    """Grader review r5, finding 10: each step is measured by itself (the hoarder is seen at the limit although an
+    earlier cell set the lifetime peak), and the cell that held the memory is left out, not the first at the limit."""
+    reports, answer, last = (hoarded_after_freed[key] for key in ("reports", "answer", "last"))
+    hoarder = f"the process ran out of memory in cell {last}; it was skipped on a rerun"
+    assert (reports["b_only"]["score"], reports["b_only"]["outcome"]) == (10.0, "memory_limit"), reports["b_only"]
+    assert reports["b_only"]["notes"][:1] == [hoarder], reports["b_only"]["notes"]
+    kept = reports["a_then_b"]
+    assert (kept["score"], kept["outcome"]) == (10.0, "memory_limit"), kept
+    assert kept["notes"][:2] == [hoarder, f"cell {answer} ran out of memory; its memory came back, so it was not "
+                                          "skipped"], kept["notes"]

@@ -355,3 +355,38 @@ def test_output_past_the_limits_is_dropped_and_flagged_never_raised(workdir: str
     assert all(end.stdout.endswith(protocol.TRUNCATED) and len(end.stdout) <= 1_000 for end in ends[:3])
     assert ends[0].stdout.startswith("x" * 99 + "\n")
     assert ends[3].stdout == ""
+
+
+#: a function that reserves blocks (never touched) until the limit refuses one, all freed as the exception unwinds:
+#: a spike of a few milliseconds, far shorter than the runner's polls. The fine one (32 MiB, then 1 MiB blocks)
+#: comes closer to the limit than the coarse one (64 MiB blocks), which therefore sets no new lifetime peak.
+SPIKE_FINE = ("import numpy as np\n"
+              "def _spike():\n    kept = []\n    for size in (2**25, 2**20):\n        try:\n"
+              "            while True:\n                kept.append(np.empty(size, np.uint8))\n"
+              "        except MemoryError:\n            pass\n    raise MemoryError('too big')\n_spike()\n")
+SPIKE_COARSE = ("def _spike():\n    kept = []\n    while True:\n"
+                "        kept.append(np.empty(2**26, np.uint8))\n_spike()\n")
+HOARD = "_hog = []\nwhile True:\n    _hog.append(np.empty(2**25, np.uint8))\n"
+
+
+def test_each_step_is_measured_at_the_memory_limit_by_itself_not_by_the_lifetime_peak(workdir: str) -> None:
+    """Grader review r5, finding 10(b): ``VmPeak`` never falls, so after one step came near the limit no later step
+    was ever measured there. A second spike sets no new lifetime peak and is over before a poll; the kernel's
+    reading as the exception reached it (bounded by that peak) still places it at the limit, while a forged
+    ``MemoryError`` is not, and only the step that took the memory and kept it holds it."""
+    limits = Limits(timeout_s=5.0, memory_mb=1024)
+    kernel = _kernel(workdir, limits)
+    try:
+        results = [_cell(kernel, 0, SPIKE_FINE), _cell(kernel, 1, SPIKE_COARSE), _cell(kernel, 2, FORGED_MEMORY_ERROR),
+                   _cell(kernel, 3, HOARD), _cell(kernel, 4, "raise ValueError('after the hoard')\n")]
+        limit = runner._address_space_limit(kernel.pid)
+    finally:
+        _stop(kernel)
+    ends = [runner.cell_end(i, result, runner.OutputBudget(limits.for_runner()), limits.for_runner())
+            for i, result in enumerate(results)]
+    assert [(end.ename, end.ended, end.memory_held) for end in ends] == [
+        ("MemoryError", StepEnd.MEMORY_LIMIT, False), ("MemoryError", StepEnd.MEMORY_LIMIT, False),
+        ("MemoryError", StepEnd.REPORTED, False), ("MemoryError", StepEnd.MEMORY_LIMIT, True),
+        ("ValueError", StepEnd.MEMORY_LIMIT, False)], ends
+    assert runner.near_memory_limit(results[1].report.memory_at_failure, limit), results[1].report
+    assert not runner.near_memory_limit(results[2].report.memory_at_failure, limit), results[2].report

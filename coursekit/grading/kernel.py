@@ -174,7 +174,7 @@ class Kernel:
         """Execute one cell, capturing what it prints."""
         cap = int(self.limits["output_cell"])
         out, err = _CappedText(cap, self.output_budget), _CappedText(cap, self.output_budget)
-        failed, ename, evalue, trace = False, "", "", ""
+        failed, ename, evalue, trace, at_failure = False, "", "", "", 0
         real_out, real_err = sys.stdout, sys.stderr
         try:
             sys.stdout, sys.stderr = out, err
@@ -182,6 +182,8 @@ class Kernel:
             with self._timers():
                 exec(code, self.namespace)
         except BaseException as error:  # noqa: BLE001 - a cell may raise anything, SystemExit included
+            # Read first: the traceback's frames still hold what they allocated until ``error`` is dropped.
+            at_failure = _address_space()
             failed = True
             ename, evalue = type(error).__name__, short(str(error), protocol.MAX_EVALUE)
             trace = short("".join(traceback.format_exception(type(error), error, error.__traceback__)),
@@ -189,7 +191,8 @@ class Kernel:
         finally:
             sys.stdout, sys.stderr = real_out, real_err
         self._after_step()
-        return CellReport(index, failed, short(ename, protocol.MAX_ENAME), evalue, trace, out.value(), err.value())
+        return CellReport(index, failed, short(ename, protocol.MAX_ENAME), evalue, trace, out.value(), err.value(),
+                          at_failure)
 
     def run_adapter(self, index: int, source: str) -> AdapterReport:
         """Execute an adapter of the spec; a broken notebook may break it, and then only its calls fail."""

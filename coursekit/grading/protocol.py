@@ -215,8 +215,8 @@ class CellEnd:
         truncated: some of what it printed was dropped at the output limits (its stream ends in
             :data:`TRUNCATED`).
         memory_held: it ended at the memory limit (``ended`` is ``MEMORY_LIMIT``) and the kernel's address
-            space was still near the limit when it reported, as the runner measured it: the cell keeps
-            what it allocated.
+            space, not near the limit when the cell started, was still near it when the cell reported, as
+            the runner measured it: the cell keeps what it allocated.
     """
 
     KIND: ClassVar[str] = "cell_end"
@@ -350,7 +350,13 @@ class RunCall:
 
 @dataclass(frozen=True)
 class CellReport:
-    """Kernel to runner: how a cell ended. The student's word: the runner caps every field."""
+    """Kernel to runner: how a cell ended. The student's word: the runner caps every field.
+
+    ``memory_at_failure`` is the kernel's address space (bytes) read as the
+    cell's exception reached it, while the frames it unwound still held what
+    they allocated: a spike shorter than the runner's polls shows there. The
+    runner believes it no further than the kernel's lifetime peak.
+    """
 
     KIND: ClassVar[str] = "cell_report"
     index: int
@@ -360,6 +366,7 @@ class CellReport:
     traceback: str = field(default="", metadata=_text(MAX_TRACEBACK))
     stdout: str = field(default="", metadata=_text(1_000_000))
     stderr: str = field(default="", metadata=_text(1_000_000))
+    memory_at_failure: int = 0
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ measured the kernel's address space rising to its limit in it
 exception the cell raised, *and* the memory stayed taken: the address space
 was still near the limit when the cell ended
 (:attr:`~coursekit.grading.protocol.CellEnd.memory_held`), or a later step
-failed for memory too. A cell that tried something too big and got its
-memory back when the exception unwound keeps its place, and its
-definitions: nothing after it was starved.
+failed for memory too. A cell that held its memory is left out before any
+that did not, so a cell that tried something too big and got its memory
+back when the exception unwound keeps its place, and its definitions,
+whenever a later cell is the one that kept the memory.
 """
 
 from __future__ import annotations
@@ -38,17 +39,26 @@ DIED, MEMORY, TIMEOUT = "died", "memory", "timeout"
 
 
 def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
-    """The cell to leave out next time, and why (``None``: no cell is to blame)."""
+    """The cell to leave out next time, and why (``None``: no cell is to blame).
+
+    Of the cells measured at the memory limit, the first that held its memory
+    starved everything after it. Where none held it, a cell counts only when a
+    step after it failed for memory too, and the last such cell is the one
+    nearest the starved step: an earlier cell that got its memory back keeps
+    its place (and its answer) while a later one is left out first.
+    """
     done = run.done
     if done is not None and done.stopped_cell is not None:
         last = run.cells[-1] if run.cells else None
         if last is not None and last.status is CellStatus.STALLED:
             return done.stopped_cell, TIMEOUT
         return done.stopped_cell, MEMORY if run.oom_kills else DIED
-    for position, cell in enumerate(run.cells):
-        if cell.ended is StepEnd.MEMORY_LIMIT and (cell.memory_held or _memory_failed_after(run, position)):
-            return cell.index, MEMORY
-    return None
+    at_limit = [(position, cell) for position, cell in enumerate(run.cells) if cell.ended is StepEnd.MEMORY_LIMIT]
+    held = [cell for _position, cell in at_limit if cell.memory_held]
+    if held:
+        return held[0].index, MEMORY
+    followed = [cell for position, cell in at_limit if _memory_failed_after(run, position)]
+    return (followed[-1].index, MEMORY) if followed else None
 
 
 def _memory_failed_after(run: RawRun, position: int) -> bool:

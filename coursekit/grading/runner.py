@@ -225,17 +225,33 @@ def _address_space_limit(pid: int) -> int | None:
     return None
 
 
-def reached_memory_limit(peak_before: int, peak_after: int, limit: int | None) -> bool:
-    """Whether a step's address-space peak rose to within the margin of ``limit`` (all in bytes).
+def step_memory_peak(samples: int, end: int, peak_before: int, peak_after: int) -> int:
+    """The largest address space a step is known to have had, from the runner's readings of ``/proc`` (bytes).
+
+    The runner samples the kernel's ``VmSize`` every time it looks at the
+    pipes (at most :data:`TICK_S` apart: ``samples`` is the largest), and once
+    when the step ends (``end``). A rise of the lifetime ``VmPeak`` during the
+    step (``peak_before`` to ``peak_after``) is exact: it catches a spike
+    shorter than a tick whenever the step set a new lifetime peak. A step whose
+    peak stayed below an earlier step's counts only what was sampled: a
+    lifetime peak says nothing about the step after it.
+
+    Args:
+        samples: the largest ``VmSize`` sampled during the step.
+        end: ``VmSize`` when the step ended.
+        peak_before, peak_after: ``VmPeak`` when the step started and when it ended.
+
+    Returns:
+        The step's peak in bytes.
 
     Example:
-        >>> gib = 2**30
-        >>> reached_memory_limit(gib // 2, gib - 2**20, gib), reached_memory_limit(gib // 2, gib // 2, gib)
-        (True, False)
+        >>> mib = 2**20
+        >>> step_memory_peak(300 * mib, 200 * mib, 900 * mib, 1000 * mib)   # a new lifetime peak: exact
+        1048576000
+        >>> step_memory_peak(300 * mib, 200 * mib, 1000 * mib, 1000 * mib)  # below an earlier step's peak
+        314572800
     """
-    if peak_after <= peak_before:
-        return False
-    return near_memory_limit(peak_after, limit)
+    return max(samples, end, peak_after if peak_after > peak_before else 0)
 
 
 def near_memory_limit(size: int, limit: int | None) -> bool:
@@ -251,6 +267,26 @@ def near_memory_limit(size: int, limit: int | None) -> bool:
     return size >= limit - max(MEMORY_MARGIN_MIN_BYTES, int(limit * MEMORY_MARGIN_FRACTION))
 
 
+def _failure_size(report: Any, lifetime_peak: int) -> int:
+    """A failed cell's address space as its exception reached the kernel, no larger than the kernel ever had.
+
+    The polls miss a spike shorter than a tick once an earlier step has set a
+    higher lifetime ``VmPeak``; the kernel reads its ``VmSize`` as the
+    exception arrives, while the unwound frames still hold their memory (see
+    :class:`~coursekit.grading.protocol.CellReport`). That is the kernel's
+    word, so it only ever labels a failed step of its own at the limit, never
+    past what ``/proc`` shows the process reached; whether memory was held is
+    the runner's reading alone.
+
+    Example:
+        >>> _failure_size(CellReport(0, True, memory_at_failure=5 * 2**30), 2**30) == 2**30
+        True
+    """
+    if not isinstance(report, CellReport) or not report.failed:
+        return 0
+    return max(0, min(report.memory_at_failure, lifetime_peak))
+
+
 @dataclass
 class StepResult:
     """What became of one command: the kernel's report, or how the kernel ended, and what the runner measured.
@@ -263,9 +299,11 @@ class StepResult:
     Attributes:
         cpu_s, wall_s: the kernel's CPU time and the wall-clock time of the step.
         signal: the signal that ended the kernel, when one the runner did not send did.
-        at_memory_limit: the kernel's address-space peak rose to its limit during the step.
-        memory_held: the kernel's address space was still near its limit when it reported: what the step
-            allocated was kept, not freed when its exception unwound.
+        at_memory_limit: the kernel's address space rose to within the margin of its limit during the
+            step (see :func:`step_memory_peak`).
+        memory_held: the kernel's address space was near its limit when it reported, and was not when
+            the step started: what the step allocated was kept, not freed when its exception unwound
+            (:func:`cell_end` relays it for a failed cell only).
     """
 
     report: Any = None
@@ -393,20 +431,25 @@ class KernelProcess:
 
         The result carries what the runner measured: the step's CPU time and
         wall-clock time, the signal that ended the kernel, and whether the
-        kernel's address space rose to its limit during the step.
+        kernel's address space came near its limit during the step (and
+        whether it was still near it, having started below it, at the end).
         """
         started, cpu_before = time.monotonic(), _cpu_seconds(self.pid)
-        peak_before = _address_space(self.pid, "VmPeak")
+        size_before, peak_before = _address_space(self.pid), _address_space(self.pid, "VmPeak")
         cpu_limit = float(self.limits["step_cpu_s"]) + float(self.limits["grace_s"])
         wall_limit = float(self.limits["step_wall_s"]) + float(self.limits["grace_s"])
-        used = 0.0
+        used, sampled = 0.0, 0
 
         def measured(result: StepResult) -> StepResult:
             result.cpu_s, result.wall_s = max(used, _cpu_seconds(self.pid) - cpu_before), time.monotonic() - started
             if result.report is not None:
-                limit = _address_space_limit(self.pid)
-                result.at_memory_limit = reached_memory_limit(peak_before, _address_space(self.pid, "VmPeak"), limit)
-                result.memory_held = result.at_memory_limit and near_memory_limit(_address_space(self.pid), limit)
+                limit, end, peak_after = (_address_space_limit(self.pid), _address_space(self.pid),
+                                          _address_space(self.pid, "VmPeak"))
+                peak = step_memory_peak(sampled, end, peak_before, peak_after)
+                result.at_memory_limit = near_memory_limit(peak, limit) or near_memory_limit(
+                    _failure_size(result.report, peak_after), limit)
+                # Held by this step: a step that starts at the limit (after a hoarder) took nothing itself.
+                result.memory_held = near_memory_limit(end, limit) and not near_memory_limit(size_before, limit)
             return result
 
         while True:
@@ -425,6 +468,7 @@ class KernelProcess:
                     return measured(StepResult(report=report))
                 return self._ended(measured(StepResult(died=True, signal=self.signal)))
             used = _cpu_seconds(self.pid) - cpu_before
+            sampled = max(sampled, _address_space(self.pid))
             if used > cpu_limit or time.monotonic() - started > wall_limit:
                 return self._kill(measured(StepResult(stalled=True)))
             self._exchange()
@@ -552,7 +596,7 @@ def cell_end(index: int, result: StepResult, budget: OutputBudget, limits: dict[
         stderr=stderr,
         truncated=out_cut or err_cut,
         ended=ended,
-        memory_held=result.memory_held,
+        memory_held=report.failed and result.memory_held,
         **result.measures(),
     )
 

@@ -13,10 +13,10 @@ import torch
 
 import coursekit.losses as losses
 from coursekit.course.hidden_score import INSTRUCTOR, grading_place, question_points, question_result
-from coursekit.course.kernel_seed import SEED_VARIABLE
+from coursekit.course.kernel_seed import CHECK_SEED_VARIABLE, FOLDER_VARIABLE, SEED_VARIABLE
 from coursekit.grading.gradebook import load_course
 from coursekit.grading.secret import SECRET_VARIABLE
-from coursekit.grading.spec import hidden_seed, load_spec, prepare_calls
+from coursekit.grading.spec import check_seed, hidden_seed, load_spec, prepare_calls
 from conftest import GRADING_SECRET
 
 ASSIGNMENT = "a1_sequence_loss"
@@ -48,6 +48,8 @@ def ada_seed(course: Path, monkeypatch: pytest.MonkeyPatch) -> int:
     seed = hidden_seed(load_spec(course / "autograde" / f"{ASSIGNMENT}.py"), load_course(course).course_id, "ada",
                        GRADING_SECRET)
     monkeypatch.setenv(SEED_VARIABLE, str(seed))
+    monkeypatch.setenv(CHECK_SEED_VARIABLE, str(check_seed(load_spec(course / "autograde" / f"{ASSIGNMENT}.py"),
+                                                           GRADING_SECRET)))
     return seed
 
 
@@ -64,6 +66,23 @@ def test_grading_place_refuses_a_folder_outside_the_course_layout(course: Path, 
         grading_place(course / "release" / ASSIGNMENT)
     with pytest.raises(FileNotFoundError, match="nbgrader_config.py"):
         grading_place(tmp_path)
+
+
+def test_the_hidden_block_finds_its_place_from_the_handed_folder_wherever_the_notebook_moved_the_cwd(
+        course: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grader review r5, finding 6: an answer cell ran ``os.chdir(tempfile.mkdtemp())``; every later hidden block
+    found no course and scored 0 under nbgrader autograde. The folder nbgrader handed the kernel decides."""
+    monkeypatch.setenv(FOLDER_VARIABLE, str(course / "autograded" / "ada" / ASSIGNMENT))
+    monkeypatch.chdir(tmp_path)
+    assert question_points("test_token_nll", {"token_nll": token_nll}) == 3.0
+
+
+def test_without_a_handed_folder_the_instructors_source_run_finds_its_place_from_the_cwd(
+        course: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(FOLDER_VARIABLE, raising=False)
+    monkeypatch.delenv(SEED_VARIABLE)
+    monkeypatch.chdir(course / "source" / ASSIGNMENT)
+    assert question_result("test_token_nll", {"token_nll": token_nll}).passed > 0
 
 
 def test_the_reference_earns_every_point_of_its_question(course: Path) -> None:

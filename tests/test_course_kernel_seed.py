@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from adversarial.course import ASSIGNMENT, VENV_BIN, make_course, solved_notebook, submit, tool_env
-from coursekit.course.kernel_seed import SEED_VARIABLE, kernel_environment, seed_from_environment
+from coursekit.course.kernel_seed import (CHECK_SEED_VARIABLE, FOLDER_VARIABLE, SEED_VARIABLE,
+                                          check_seed_from_environment, folder_from_environment,
+                                          kernel_environment, seed_from_environment)
 from coursekit.grading.gradebook import load_course
 from coursekit.grading.secret import SECRET_VARIABLE, secret_path
-from coursekit.grading.spec import hidden_seed, load_spec
+from coursekit.grading.spec import check_seed, hidden_seed, load_spec
 
 #: the secret the instructor's nbgrader process holds in its environment.
 ENVIRONMENT_SECRET = bytes(range(100, 132))
@@ -27,16 +29,29 @@ print("ENVIRON", dict(_os.environ))
 '''
 
 
-def test_kernel_environment_sets_the_seed_hides_the_secret_and_restores_both_after_a_failure(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kernel_environment_sets_the_seeds_and_folder_hides_the_secret_and_restores_all_after_a_failure(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(SECRET_VARIABLE, ENVIRONMENT_SECRET.hex())
     monkeypatch.delenv(SEED_VARIABLE, raising=False)
-    with pytest.raises(KeyError), kernel_environment(12345):
+    monkeypatch.setenv(CHECK_SEED_VARIABLE, "999")
+    monkeypatch.setenv(FOLDER_VARIABLE, "/an/outer/notebook")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KeyError), kernel_environment(12345, 678, Path("autograded/ada/a1")):
         assert SECRET_VARIABLE not in os.environ
         assert seed_from_environment("ada") == 12345
+        assert check_seed_from_environment("ada") == 678
+        assert folder_from_environment() == tmp_path.resolve() / "autograded" / "ada" / "a1", "made absolute"
         raise KeyError("execution failed")
     assert os.environ[SECRET_VARIABLE] == ENVIRONMENT_SECRET.hex()
     assert SEED_VARIABLE not in os.environ
+    assert os.environ[CHECK_SEED_VARIABLE] == "999"
+    assert os.environ[FOLDER_VARIABLE] == "/an/outer/notebook"
+
+
+def test_a_missing_check_seed_is_an_error_naming_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(CHECK_SEED_VARIABLE, raising=False)
+    with pytest.raises(RuntimeError, match=f"{CHECK_SEED_VARIABLE} is not set in the kernel of ada's notebook"):
+        check_seed_from_environment("ada")
 
 
 def test_a_seed_that_is_not_a_number_is_refused_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,6 +92,8 @@ def test_student_code_under_nbgrader_autograde_finds_no_grading_secret_only_its_
     seed = hidden_seed(load_spec(course / "autograde" / f"{ASSIGNMENT}.py"), load_course(course).course_id, "ada",
                        ENVIRONMENT_SECRET)
     assert f"'{SEED_VARIABLE}': '{seed}'" in printed, printed[-2000:]
+    checks = check_seed(load_spec(course / "autograde" / f"{ASSIGNMENT}.py"), ENVIRONMENT_SECRET)
+    assert f"'{CHECK_SEED_VARIABLE}': '{checks}'" in printed, printed[-2000:]
     assert ENVIRONMENT_SECRET.hex() not in autograded and ENVIRONMENT_SECRET.hex() not in feedback
     assert f"'{SECRET_VARIABLE}'" not in printed
     assert "hidden tests of test_token_nll: " in printed and "3 of 3 points" in printed, printed[-2000:]

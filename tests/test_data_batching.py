@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -179,7 +182,7 @@ def test_token_budget_batches_hold_many_short_or_few_long_examples():
     ("lengths", "max_tokens", "seed", "message"),
     [
         ([], 10, 0, "lengths must hold at least one example"),
-        ([3, -1], 10, 0, "lengths must be >= 0"),
+        ([3, -1], 10, 0, r"lengths\[1\] must be >= 0, got -1$"),
         ([3, 11], 10, 0, "every length must fit the budget max_tokens=10, got a length of 11"),
         ([3], 0, 0, "max_tokens must be an int >= 1"),
         ([3], 10, -1, "seed must be an int >= 0"),
@@ -188,3 +191,106 @@ def test_token_budget_batches_hold_many_short_or_few_long_examples():
 def test_token_budget_batches_name_bad_arguments(lengths, max_tokens, seed, message):
     with pytest.raises(ValueError, match=message):
         token_budget_batches(lengths, max_tokens, seed=seed)
+
+
+# --- the ids and lengths inside a batch are checked as scalar arguments are ----------------------------------
+# A float id was truncated (5.7 -> 5), a bool taken as 0 or 1, a negative id written as is, and an id beyond
+# torch.long answered with PyTorch's "Overflow when unpacking long long", naming no argument.
+
+#: (rows, the index of the bad row, the error, the message after the row's name)
+BAD_ROWS = [
+    ([[5, 5.7]], 0, TypeError, r"\[1\] must be an int, got float 5.7$"),
+    ([[5], [True]], 1, TypeError, r"\[0\] must be an int, got bool True$"),
+    ([[5, np.float32(6)]], 0, TypeError, r"\[1\] must be an int, got float32 6.0$"),
+    ([[5, "6"]], 0, TypeError, r"\[1\] must be an int, got str$"),
+    ([[5, None]], 0, TypeError, r"\[1\] must be an int, got NoneType$"),
+    ([[5, math.nan]], 0, TypeError, r"\[1\] must be an int, got float nan$"),
+    (["56"], 0, TypeError, r" must be a sequence of ints, got str$"),
+    ([[5], 6], 1, TypeError, r" must be a sequence of ints, got int$"),
+    ([torch.tensor([5.0, 6.0])], 0, TypeError,
+     r" must be a 1-D tensor or array of an integer dtype, got a tensor of shape \(2,\) and dtype torch.float32$"),
+    ([torch.tensor([[5, 6]])], 0, TypeError,
+     r" must be a 1-D tensor or array of an integer dtype, got a tensor of shape \(1, 2\) and dtype torch.int64$"),
+    ([np.array([5.0])], 0, TypeError,
+     r" must be a 1-D tensor or array of an integer dtype, got an array of shape \(1,\) and dtype float64$"),
+    ([[5, -1]], 0, ValueError, r"\[1\] must lie in \[0, 2\*\*63\), got -1$"),
+    ([[4], [2**70]], 1, ValueError, r"\[0\] must lie in \[0, 2\*\*63\), got an int of 71 bits$"),
+    ([[np.int64(-3)]], 0, ValueError, r"\[0\] must lie in \[0, 2\*\*63\), got -3$"),
+]
+
+#: each batching function, given rows of ids, and the name its messages give row i
+BATCHERS = {
+    "pad_batch": (pad_batch, lambda i: rf"sequences\[{i}\]"),
+    "lm_batch": (lm_batch, lambda i: rf"sentences\[{i}\]"),
+    "token_stream": (lambda rows: token_stream(rows, 1), lambda i: rf"sentences\[{i}\]"),
+    "seq2seq_batch sources": (lambda rows: seq2seq_batch([(row, [4]) for row in rows]), lambda i: rf"pairs\[{i}\]\[0\]"),
+    "seq2seq_batch targets": (lambda rows: seq2seq_batch([([4], row) for row in rows]), lambda i: rf"pairs\[{i}\]\[1\]"),
+}
+
+
+@pytest.mark.parametrize("batcher", BATCHERS)
+@pytest.mark.parametrize(("rows", "row", "error", "message"), BAD_ROWS, ids=[repr(case[0]) for case in BAD_ROWS])
+def test_a_batch_refuses_a_bad_id_naming_its_position_and_what_it_got(batcher, rows, row, error, message):
+    call, row_name = BATCHERS[batcher]
+    with pytest.raises(error, match="^" + row_name(row) + message):
+        call(rows)
+
+
+@pytest.mark.parametrize("batcher", BATCHERS)
+def test_a_batch_takes_numpy_ints_and_integer_tensors_and_arrays_as_it_takes_python_ints(batcher):
+    call, _ = BATCHERS[batcher]
+    rows = [[5, 6, 7], [8], [9, 10]]
+    want = call(rows)
+    for other in ([tuple(r) for r in rows], [[np.int64(v) for v in r] for r in rows],
+                  [torch.tensor(r, dtype=torch.int32) for r in rows], [np.array(r, dtype=np.uint8) for r in rows]):
+        got = call(other)
+        for field in ("tokens", "inputs", "targets", "mask", "lengths", "src", "tgt_in", "tgt_out", "tgt_mask"):
+            if hasattr(want, field):
+                assert torch.equal(getattr(got, field), getattr(want, field)), (batcher, other, field)
+        if isinstance(want, torch.Tensor):
+            assert torch.equal(got, want), (batcher, other)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: lm_batch([[4]], bos_id=2.5), TypeError, r"^bos_id must be an int, got float$"),
+        (lambda: lm_batch([[4]], eos_id=-5), ValueError, r"^eos_id must be an int >= 0, got -5$"),
+        (lambda: lm_batch([[4]], bos_id=True), TypeError, r"^bos_id must be an int, got bool$"),
+        (lambda: seq2seq_batch([([4], [6])], eos_id=-1), ValueError, r"^eos_id must be an int >= 0, got -1$"),
+        (lambda: seq2seq_batch([([4], [6])], bos_id=1.0), TypeError, r"^bos_id must be an int, got float$"),
+        (lambda: token_stream([[5, 6]], 1, eos_id=2.5), TypeError, r"^eos_id must be an int, got float$"),
+        (lambda: token_stream([[5, 6]], 1, eos_id=-2), ValueError, r"^eos_id must be an int >= 0, got -2$"),
+        (lambda: seq2seq_batch([[4]]), TypeError, r"^pairs\[0\] must be a \(source ids, target ids\) pair, got list$"),
+        (lambda: seq2seq_batch([7]), TypeError, r"^pairs\[0\] must be a \(source ids, target ids\) pair, got int$"),
+    ],
+)
+def test_bos_and_eos_ids_are_checked_as_pad_id_is(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+@pytest.mark.parametrize(
+    ("lengths", "error", "message"),
+    [
+        ([2.5, 1.5], TypeError, r"^lengths\[0\] must be an int, got float 2.5$"),
+        ([3, math.nan, 3, 3], TypeError, r"^lengths\[1\] must be an int, got float nan$"),
+        ([3, True], TypeError, r"^lengths\[1\] must be an int, got bool True$"),
+        ([3, "3"], TypeError, r"^lengths\[1\] must be an int, got str$"),
+        (torch.tensor([3.0, 1.0]), TypeError, r"^lengths must be a 1-D tensor or array of an integer dtype, got a tensor"),
+    ],
+)
+@pytest.mark.parametrize("plan", [lambda lengths: token_budget_batches(lengths, 4, seed=0),
+                                  lambda lengths: bucket_batches(lengths, 2, seed=0)],
+                         ids=["token_budget_batches", "bucket_batches"])
+def test_batch_plans_refuse_a_length_that_is_not_an_int(plan, lengths, error, message):
+    # a NaN length broke token_budget_batches' budget: [3, nan, 3, 3] with max_tokens=4 batched examples 0 and 1
+    with pytest.raises(error, match=message):
+        plan(lengths)
+
+
+def test_batch_plans_take_numpy_and_tensor_lengths_as_python_ints():
+    lengths = [5, 1, 4, 2, 2]
+    for other in (np.array(lengths), torch.tensor(lengths), [np.int32(v) for v in lengths]):
+        assert token_budget_batches(other, 8, seed=0) == token_budget_batches(lengths, 8, seed=0)
+        assert bucket_batches(other, 2, seed=0) == bucket_batches(lengths, 2, seed=0)

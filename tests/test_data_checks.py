@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from coursekit.data import frame_task
-from coursekit.data.batching import stream_values, tbptt_windows, token_budget_batches, token_stream
+from coursekit.data.batching import pad_batch, stream_values, tbptt_windows, token_budget_batches, token_stream
 from coursekit.data.translation import number_to_words, translation_task
 from coursekit.data.vocab import Vocab
 from coursekit.models.ctc import ctc_best_path, ctc_prefix_beam_search
@@ -54,7 +54,7 @@ HUGE_INT_MESSAGES = [
      rf"num_train \+ num_valid \+ num_test must be <= \d+ numbers, got {HUGE_TEXT}$"),
     ("translation_task num_ood", lambda: translation_task(num_ood=HUGE), rf"num_ood must be <= \d+ numbers, got {HUGE_TEXT}$"),
     ("token_budget_batches negative length", lambda: token_budget_batches([3, -HUGE], 8, seed=0),
-     rf"lengths must be >= 0, got a negative int of 16610 bits$"),
+     rf"lengths\[1\] must be >= 0, got a negative int of 16610 bits$"),
     ("token_budget_batches long length", lambda: token_budget_batches([3, HUGE], 8, seed=0),
      rf"every length must fit the budget max_tokens=8, got a length of {HUGE_TEXT}$"),
     ("tbptt_windows step", lambda: tbptt_windows(torch.zeros(1, 4, dtype=torch.long), HUGE, 1),
@@ -62,7 +62,8 @@ HUGE_INT_MESSAGES = [
     ("token_stream batch_size", lambda: token_stream([[5, 6]], HUGE), rf"batch_size={HUGE_TEXT} is too large"),
     ("stream_values batch_size", lambda: stream_values([[0.5, 0.1]], HUGE), rf"batch_size={HUGE_TEXT} is too large"),
     ("Vocab.id_token", lambda: Vocab(["a", "b"]).id_token(HUGE), rf"token_id must lie in \[0, \d+\), got {HUGE_TEXT}$"),
-    ("Vocab.decode", lambda: Vocab(["a", "b"]).decode([HUGE]), rf"ids must lie in \[0, \d+\), got {HUGE_TEXT}$"),
+    ("Vocab.decode", lambda: Vocab(["a", "b"]).decode([HUGE]), rf"ids\[0\] must lie in \[0, \d+\), got {HUGE_TEXT}$"),
+    ("pad_batch id", lambda: pad_batch([[4], [5, HUGE]]), rf"sequences\[1\]\[1\] must lie in \[0, 2\*\*63\), got {HUGE_TEXT}$"),
 ]
 
 
@@ -172,6 +173,13 @@ def test_translation_task_sizes_given_as_small_numpy_ints_do_not_overflow() -> N
     for dtype in (np.int8, np.uint8):
         task = translation_task(seed=0, num_train=dtype(100), num_valid=dtype(100), num_test=dtype(100), num_ood=dtype(2))
         assert (len(task.train), len(task.valid), len(task.test), len(task.ood)) == (100, 100, 100, 2), dtype
+
+
+@pytest.mark.parametrize(("value", "shown_as"), [(np.float32(1.5), "1.5"), (1.5, "1.5"), (np.int64(2), "2")], ids=repr)
+def test_translation_task_shows_a_target_noise_above_one_as_given(value, shown_as) -> None:
+    # the upper bound showed repr: "got np.float32(1.5)", where every other data message shows "1.5"
+    with pytest.raises(ValueError, match=rf"^target_noise must lie in \[0, 1\], got {re.escape(shown_as)}$"):
+        translation_task(target_noise=value)
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -81,3 +85,38 @@ def test_to_dict_round_trip():
 def test_bad_arguments_raise_naming_them(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+@pytest.mark.parametrize(
+    ("ids", "error", "message"),
+    [
+        ([4, 4.9], TypeError, r"^ids\[1\] must be an int, got float 4.9$"),
+        (["4", "5"], TypeError, r"^ids\[0\] must be an int, got str$"),
+        ([True, 4], TypeError, r"^ids\[0\] must be an int, got bool True$"),
+        ([4, np.True_], TypeError, r"^ids\[1\] must be an int, got bool True$"),
+        ([4, np.float64(5.0)], TypeError, r"^ids\[1\] must be an int, got float64 5.0$"),
+        ([math.nan], TypeError, r"^ids\[0\] must be an int, got float nan$"),
+        ([None], TypeError, r"^ids\[0\] must be an int, got NoneType$"),
+        ("45", TypeError, r"^ids must be a sequence of ints, got str$"),
+        (4, TypeError, r"^ids must be a sequence of ints, got int$"),
+        (torch.tensor([4.7, 5.0]), TypeError,
+         r"^ids must be a 1-D tensor or array of an integer dtype, got a tensor of shape \(2,\) and dtype torch.float32$"),
+        (torch.tensor([[4, 5]]), TypeError,
+         r"^ids must be a 1-D tensor or array of an integer dtype, got a tensor of shape \(1, 2\) and dtype torch.int64$"),
+        (torch.tensor([True]), TypeError, r"^ids must be a 1-D tensor or array of an integer dtype, got .* torch.bool$"),
+        ([4, 99], ValueError, r"^ids\[1\] must lie in \[0, 9\), got 99$"),
+        ([np.int64(-1)], ValueError, r"^ids\[0\] must lie in \[0, 9\), got -1$"),
+    ],
+)
+def test_decode_refuses_an_id_that_is_not_an_int_as_id_token_does(ids, error, message):
+    # int(raw) truncated 4.9 to 4, parsed "4", took True as <bos> and decoded a float tensor without a word
+    with pytest.raises(error, match=message):
+        Vocab(WORDS).decode(ids)
+
+
+def test_decode_takes_numpy_ints_and_integer_tensors_and_arrays_as_it_takes_python_ints():
+    vocab = Vocab(WORDS)
+    ids = [BOS_ID, 4, 5, EOS_ID, 6]
+    for other in (torch.tensor(ids), torch.tensor(ids, dtype=torch.uint8), np.array(ids, dtype=np.int16),
+                  [np.int64(i) for i in ids], iter(ids), tuple(ids)):
+        assert vocab.decode(other) == vocab.decode(ids) == "one two", other

@@ -10,6 +10,16 @@ graded, one wrong only in gradient (same value, gradient doubled), each made by
 appending a redefinition to the solution's answer cell; for each value
 question, a first and a last variable answered wrong (in a1 the first fails a
 visible check). Every test cell's score, partial credit included, must agree.
+
+Both graders score a question on the names as they stood at its test cell
+(grader review r5, finding 3), so three more submissions change things after
+a test cell, in a cell appended after the last one: ``scratch_redef`` (the
+solution, then every graded function redefined wrong in value and every
+variable answered wrong: full marks), ``fixed_later`` (every graded function
+wrong in value through a helper it looks up by name when called, the helper
+made harmless after the last test cell: the wrong answers' scores) and
+``chdir`` (the solution, whose first answer cell changes the working
+directory: full marks; grader review r5, finding 6).
 """
 
 from __future__ import annotations
@@ -25,7 +35,9 @@ from typing import Any
 import pytest
 
 from coursekit.course import ASSIGNMENTS
+from coursekit.course.config import EXECUTION_TIMEOUT_S
 from coursekit.course.derived_tests import derived_block, graded_test_cells
+from coursekit.grading.limits import Limits
 from coursekit.grading.spec import AssignmentSpec, FunctionQuestion, ValueQuestion, load_spec
 from adversarial.course import VENV_BIN, make_course, solved_notebook, submit, tool_env
 from conftest import require_sandbox
@@ -96,6 +108,14 @@ def _grades_gradients(question: object) -> bool:
     return isinstance(question, FunctionQuestion) and bool(question.grad_wrt)
 
 
+def _with_last_cell(notebook: dict[str, Any], code: str) -> dict[str, Any]:
+    """``notebook`` with a plain code cell ``code`` after its last cell (after every test cell)."""
+    notebook = json.loads(json.dumps(notebook))
+    notebook["cells"].append({"cell_type": "code", "id": "after-the-tests", "metadata": {}, "outputs": [],
+                              "execution_count": None, "source": code})
+    return notebook
+
+
 def _wrong_answer(accepted: tuple[Any, ...]) -> str:
     first = accepted[0]
     if isinstance(first, str):
@@ -121,7 +141,30 @@ def variants(course: Path, spec: AssignmentSpec) -> dict[str, dict[str, Any]]:
             for which, name in (("first", names[0]), ("last", names[-1])):
                 code = f"{name} = {_wrong_answer(question.answers[name])}\n"
                 students[f"{question.grade_id}_{which}"] = _appended(solution, rf"^{re.escape(name)}\s*=", code)
+    students.update(after_the_test_cells(solution, spec, functions))
     return students
+
+
+def after_the_test_cells(solution: dict[str, Any], spec: AssignmentSpec, functions: list[str]) -> dict[str, Any]:
+    """The submissions that change names, or the working directory, after a test cell (see the module docstring)."""
+    answers = {name: accepted for q in spec.questions if isinstance(q, ValueQuestion)
+               for name, accepted in q.answers.items()}
+    redefined = "".join(WRAPPER.format(name=name, part="value") for name in functions)
+    rebound = "".join(f"{name} = {_wrong_answer(accepted)}\n" for name, accepted in answers.items())
+    wrong_at_the_tests = solution
+    for name in functions:
+        wrong_at_the_tests = _appended(wrong_at_the_tests, rf"^def {re.escape(name)}\(",
+                                       WRAPPER.format(name=name, part="value"))
+    first_answer = next(_source(cell) for cell in solution["cells"]
+                        if cell["cell_type"] == "code" and cell["metadata"].get("nbgrader", {}).get("solution"))
+    moved = json.loads(json.dumps(solution))
+    cell = next(c for c in moved["cells"] if _source(c) == first_answer)
+    cell["source"] = first_answer.rstrip("\n") + "\nimport os, tempfile\nos.chdir(tempfile.mkdtemp())\n"
+    return {
+        "scratch_redef": _with_last_cell(solution, redefined + rebound),
+        "fixed_later": _with_last_cell(wrong_at_the_tests, "def _agreement_wrong(out, part):\n    return out\n"),
+        "chdir": moved,
+    }
 
 
 def _scores(course: Path, spec: AssignmentSpec, students: list[str]) -> dict[tuple[str, str], float | None]:
@@ -150,6 +193,13 @@ def test_source_notebooks_hidden_regions_are_exactly_the_derived_blocks(repo_roo
             assert source[start:] == derived_block(grade_id), (
                 f"{assignment}/{grade_id}: the hidden region is not the derived one; run "
                 "`python -m coursekit.course derive-hidden-tests`")
+
+
+def test_the_instructors_page_names_the_time_limits_in_which_the_two_graders_differ(repo_root: Path) -> None:
+    """Grader review r5, finding 3: a slow but correct answer can pass one grader's limit and not the other's."""
+    page = " ".join((repo_root / "book" / "for_instructors.md").read_text().split())
+    assert f"for {EXECUTION_TIMEOUT_S} s of wall-clock time (`EXECUTION_TIMEOUT_S`" in page
+    assert f"`--timeout` seconds of CPU ({Limits().timeout_s:g} by default" in page
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
@@ -184,3 +234,10 @@ def test_nbgrader_and_coursekit_grade_score_every_test_cell_alike(tmp_path: Path
     full = sum(float(q.points) for q in spec.questions)
     assert sum(ours_scores[("solution", q.grade_id)] for q in spec.questions) == full
     assert sum(ours_scores[("untouched", q.grade_id)] for q in spec.questions) == 0.0
+    for question in spec.questions:
+        # Each question scored as its test cell left it: what a later cell does changes nothing.
+        grade_id = question.grade_id
+        assert ours_scores[("scratch_redef", grade_id)] == ours_scores[("chdir", grade_id)] == float(question.points)
+        if not isinstance(question, ValueQuestion):
+            if ours_scores[(f"value_{_graded_function(question)}", grade_id)] < float(question.points):
+                assert ours_scores[("fixed_later", grade_id)] < float(question.points), grade_id

@@ -276,3 +276,31 @@ def test_the_sandboxed_runner_holds_exactly_the_capabilities_it_asked_for() -> N
     held = {key: int(value, 16) for key, _, value in (line.partition(":") for line in done.stdout.split("\n") if line)}
     mask = capability_mask(requested_capabilities())
     assert held == {"CapEff": mask, "CapPrm": mask}, {key: hex(value) for key, value in held.items()}
+
+
+def test_the_grading_secret_is_neither_in_the_sandboxs_files_nor_in_its_environment(tmp_path: Path) -> None:
+    """Grader review r5, finding 1: under stock autograde a student's code runs as the instructor and can read the
+    secret; ``coursekit grade`` is the boundary that keeps it from students' code. Here the secret is where the
+    grader holds it: in a course's ``autograde/.grading-secret`` and in this process's environment (conftest sets
+    COURSEKIT_GRADING_SECRET), and the sandbox the runner runs in reaches neither, nor the repository's course."""
+    from conftest import REPO_ROOT, require_sandbox
+    from coursekit.grading.bwrap import bwrap_command, interpreter
+    from coursekit.grading.package_view import package_root
+    from coursekit.grading.secret import SECRET_VARIABLE, secret_path
+
+    require_sandbox()
+    secret_file = secret_path(tmp_path / "course")
+    secret_file.parent.mkdir(parents=True)
+    secret_file.write_bytes(bytes(range(32)))
+    assert os.environ.get(SECRET_VARIABLE), "the test session must hold a secret in its environment"
+    paths = [str(secret_file), str(secret_file.parent), str(REPO_ROOT / "assignments" / "autograde")]
+    program = ("import os, sys\n"
+               f"print('variable', {SECRET_VARIABLE!r} in os.environ)\n"
+               f"print('secret', any(v == {os.environ[SECRET_VARIABLE]!r} for v in os.environ.values()))\n"
+               f"for path in {paths!r}:\n"
+               "    print('path', path, os.path.exists(path))\n")
+    done = subprocess.run(bwrap_command(16, package_root(), None, None) + [interpreter(), "-I", "-c", program],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:2] == ["variable False", "secret False"], done.stdout
+    assert [line.rsplit(" ", 1)[1] for line in done.stdout.split("\n")[2:] if line] == ["False"] * 3, done.stdout

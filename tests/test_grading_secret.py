@@ -169,9 +169,9 @@ def test_the_public_seed_alone_no_longer_rebuilds_a_students_cases() -> None:
     graded = prepare_calls(spec, course="seqloss", student="leaker", secret=GRADING_SECRET)
     material = "\x1f".join([str(spec.seed), "seqloss", spec.assignment, "leaker"]).encode()
     public_seed = int.from_bytes(hashlib.sha256(material).digest()[:16], "little")
-    rebuilt = _prepare_calls(spec, public_seed)
+    rebuilt = _prepare_calls(spec, public_seed, public_seed)
     # The probe can fail: the same derivation keyed with nothing but public data is what the grader used before.
-    assert _same(_token_nll_inputs(rebuilt), _token_nll_inputs(_prepare_calls(spec, public_seed)))
+    assert _same(_token_nll_inputs(rebuilt), _token_nll_inputs(_prepare_calls(spec, public_seed, public_seed)))
     assert not _same(_token_nll_inputs(graded), _token_nll_inputs(rebuilt))
     with pytest.raises(TypeError, match="secret must be non-empty bytes"):
         prepare_calls(spec, course="seqloss", student="leaker", secret=b"")

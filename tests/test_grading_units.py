@@ -238,7 +238,7 @@ def test_the_runner_relays_only_hits_it_knows() -> None:
 
 
 def _at_least(threshold: float):
-    def check(value, case: Case):
+    def check(value, case: Case, check_seed: int):
         if float(np.sum(value)) < threshold * case.args[0]:
             return "not enough"
         return None
@@ -253,7 +253,7 @@ def test_checked_questions_judge_what_came_back_with_the_case() -> None:
     spec = AssignmentSpec("a", "a", 5, (question,))
     calls = _calls(spec, "test_train")
     assert [c.call["args"] for c in calls] == [[encode_value(k)] for k in (1, 2, 3)]
-    assert [c.expected.args for c in calls] == [(1,), (2,), (3,)]
+    assert [c.expected.case.args for c in calls] == [(1,), (2,), (3,)]
 
     def answer(value):
         return lambda c: CallEnd(c.call["id"], CallStatus.OK, encode_value(value))

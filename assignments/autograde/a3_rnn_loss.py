@@ -10,14 +10,16 @@ losses, gradients or trained parameters. ``stream_nll``, ``chunked_stream_nll``
 and ``grad_gap`` are compared with references computed here; the training loop,
 which has no single right answer, is judged by loading the parameters it
 returned into an RNN built here and measuring it on a validation stream drawn
-from the toy language with a seed derived from SEED alone. That stream is the
-same for every student and, like SEED, public: a training loop fitted to it
-could pass without learning the language (the secret does not reach the check).
+from the toy language with the assignment's check seed (keyed by the secret:
+``coursekit.grading.spec.check_seed``). That stream is the same for every
+student and none can draw it: it never enters the sandbox (under stock
+``nbgrader autograde`` the kernel receives its seed).
 """
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -180,9 +182,14 @@ def _expected_gap() -> float:
     return max(float((a - b).abs().max()) for a, b in zip(first, second))
 
 
-# --- training: judged on a validation stream only this file can draw ----------
-_hidden_valid = toy_corpus(num_train=1, num_valid=300, num_test=1, seed=SEED % 100_003).valid
-HIDDEN_VALID_STREAM = token_stream(_encode(_hidden_valid), 4)
+# --- training: judged on a validation stream only the grader can draw ----------
+@lru_cache(maxsize=2)
+def hidden_valid_stream(check_seed: int) -> torch.Tensor:
+    """The validation stream the trained models are measured on, drawn from the assignment's check seed."""
+    sentences = toy_corpus(num_train=1, num_valid=300, num_test=1, seed=check_seed % 100_003).valid
+    return token_stream(_encode(sentences), 4)
+
+
 # (cell, seed of the initial parameters, chunk_len, steps, lr, validation NLL to beat):
 # the notebook's visible run (a GRU, 150 steps, below 2.0) and its hidden one
 # (an LSTM, 120 steps, below 2.3). The reference loop reaches about 1.66 and 1.68
@@ -198,14 +205,14 @@ def training_cases(rng: np.random.Generator) -> list[Case]:
     return cases
 
 
-def validation_nll(model: RNNLM, stream: torch.Tensor = HIDDEN_VALID_STREAM) -> float:
+def validation_nll(model: RNNLM, stream: torch.Tensor) -> float:
     """Token-mean next-token NLL of ``model`` on ``stream`` (B, N)."""
     with torch.no_grad():
         logits, _ = model(stream[:, :-1])
         return F.cross_entropy(logits.reshape(-1, VOCAB_SIZE), stream[:, 1:].reshape(-1)).item()
 
 
-def check_training(value: Any, case: Case) -> str | None:
+def check_training(value: Any, case: Case, check_seed: int) -> str | None:
     """The trained parameters must give a low NLL on the hidden stream; the history must have one float per step."""
     _vocab_size, cell, _initial, _stream, _chunk_len, steps, _lr = case.args
     threshold = next(run[5] for run in TRAINING_RUNS if run[0] == cell)
@@ -225,7 +232,7 @@ def check_training(value: Any, case: Case) -> str | None:
         model = _build(cell, 16, 48, parameters)
     except (ValueError, RuntimeError, TypeError):
         return "train_tbptt must train the model it is given"
-    nll = validation_nll(model)
+    nll = validation_nll(model, hidden_valid_stream(check_seed))
     if not math.isfinite(nll) or nll >= threshold:
         return f"the trained {cell.upper()} does not reach a validation NLL below {threshold}"
     return None

@@ -9,9 +9,9 @@ The sequence-level distillation targets travel as padded arrays and are
 compared with the reference beam search run here. The student model that
 ``train_student`` returns comes back as its parameters: the grader loads them
 into a ``Seq2Seq`` built here and measures how often its greedy output agrees
-with the teacher's on sources drawn from a seed derived from SEED alone (the
-same for every student, and public like SEED); a second case checks the seeding
-convention exactly.
+with the teacher's on sources drawn from the assignment's check seed (keyed by
+the secret: ``coursekit.grading.spec.check_seed``; the same for every student,
+and none can draw them); a second case checks the seeding convention exactly.
 """
 
 from __future__ import annotations
@@ -181,17 +181,18 @@ def student_cases(rng: np.random.Generator) -> list[Case]:
     return [trained, untrained]
 
 
-@lru_cache(maxsize=1)
-def _hidden_validation() -> tuple[torch.Tensor, torch.Tensor, list[list[int]]]:
+@lru_cache(maxsize=2)
+def _hidden_validation(check_seed: int) -> tuple[torch.Tensor, torch.Tensor, list[list[int]]]:
+    """Sources drawn from the assignment's check seed, and the teacher's translations of them."""
     teacher, src_vocab, _ = _teacher()
-    task = translation_task(seed=SEED % 100_019, num_train=10, num_valid=200, num_test=10, num_ood=10)
+    task = translation_task(seed=check_seed % 100_019, num_train=10, num_valid=200, num_test=10, num_ood=10)
     batch = pad_batch([src_vocab.encode(words) for words, _ in task.valid])
     with torch.no_grad():
         says = teacher.beam_search(batch.tokens, batch.lengths, beam_size=4, max_len=8).best()
     return batch.tokens, batch.lengths, says
 
 
-def check_student(value: Any, case: Case) -> str | None:
+def check_student(value: Any, case: Case, check_seed: int) -> str | None:
     """Case 1: the trained student agrees with the teacher often enough; case 2: it was seeded as asked."""
     steps, seed = case.args[4], case.args[7]
     if not isinstance(value, list) or not all(isinstance(v, np.ndarray) for v in value):
@@ -207,7 +208,7 @@ def check_student(value: Any, case: Case) -> str | None:
         for target, got in zip(state.values(), value):
             target.copy_(torch.as_tensor(got))
     fresh.eval()
-    tokens, lengths, teacher_says = _hidden_validation()
+    tokens, lengths, teacher_says = _hidden_validation(check_seed)
     with torch.no_grad():
         student_says = fresh.greedy(tokens, lengths, max_len=8).best()
     agreement = sum(s == t for s, t in zip(student_says, teacher_says)) / len(teacher_says)

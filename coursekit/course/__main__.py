@@ -33,7 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "~/.jupyter/nbgrader_config.py on one machine (default: print it)")
     derive = commands.add_parser(
         "derive-hidden-tests",
-        help="rewrite every source notebook's hidden test regions from the specs in autograde/ (prints what changed)",
+        help="rewrite every source notebook's hidden test regions from the specs in autograde/, and its "
+        "introduction's grading paragraphs from coursekit.course.grading_notes (prints what changed)",
     )
     derive.add_argument("--course", default=str(COURSE_DIR), help="the nbgrader course directory")
     args = parser.parse_args(argv)

@@ -7,7 +7,8 @@ between ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS``, only the
 kernel (:mod:`coursekit.course.hidden_score`). :func:`derive_notebook` writes
 those blocks; ``python -m coursekit.course derive-hidden-tests`` runs it over
 the course, and the test suite fails when a notebook's hidden region is not
-exactly the derived one.
+exactly the derived one. The same command writes the introduction's grading
+paragraphs (:mod:`coursekit.course.grading_notes`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from coursekit.course.grading_notes import write_grading_notes
 from coursekit.grading.hidden_tests import HIDDEN_BEGIN, HIDDEN_END, is_autograder_test
 from coursekit.grading.spec import AssignmentSpec, load_spec
 
@@ -122,7 +124,9 @@ def derive_notebook(notebook: dict[str, Any], spec: AssignmentSpec) -> dict[str,
 
 
 def derive_course(course: Path) -> list[Path]:
-    """Write the derived hidden blocks into every source notebook of ``course`` that has a spec.
+    """Write the derived hidden blocks, and the introduction's grading paragraphs, into every notebook with a spec.
+
+    The paragraphs are :mod:`coursekit.course.grading_notes`'s.
 
     Args:
         course: the course directory (``source/<assignment>/<assignment>.ipynb``, ``autograde/<assignment>.py``).
@@ -135,7 +139,7 @@ def derive_course(course: Path) -> list[Path]:
         spec = load_spec(spec_path)
         path = Path(course) / "source" / spec.assignment / f"{spec.notebook}.ipynb"
         before = path.read_text(encoding="utf-8")
-        notebook = derive_notebook(json.loads(before), spec)
+        notebook = write_grading_notes(derive_notebook(json.loads(before), spec))
         after = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
         if after != before:
             path.write_text(after, encoding="utf-8")

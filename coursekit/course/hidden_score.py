@@ -18,8 +18,9 @@ The cases are seeded as ``coursekit grade`` seeds them
 course id, the assignment and the student id, keyed by the course's grading
 secret (``autograde/.grading-secret``). The secret never enters this kernel,
 where the student's code runs: the instructor's ``nbgrader autograde`` computes
-this student's seed and the kernel inherits only that
-(:mod:`coursekit.course.kernel_seed`); a student's notebook run without it is
+this student's seed and the assignment's check seed
+(:func:`~coursekit.grading.spec.check_seed`), and the kernel inherits only those
+(:mod:`coursekit.course.kernel_seed`); a student's notebook run without them is
 an error naming the missing configuration. The instructor's own run of the
 source notebook (in ``<course>/source/<assignment>/``), which holds no student
 code, draws the cases of :data:`INSTRUCTOR`, a student id no student can have,
@@ -40,7 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from coursekit.course.kernel_seed import SEED_VARIABLE, seed_for, seed_from_environment
+from coursekit.course.kernel_seed import (CHECK_SEED_VARIABLE, SEED_VARIABLE, check_seed_for,
+                                          check_seed_from_environment, folder_from_environment, seed_for,
+                                          seed_from_environment)
 from coursekit.grading.graded_call import run_graded_call, timers
 from coursekit.grading.limits import Limits
 from coursekit.grading.protocol import CallEnd, CallReport, CallStatus, StepEnd
@@ -72,7 +75,7 @@ def grading_place(workdir: Path) -> GradingPlace:
     """The course, assignment and student of a notebook that runs in ``workdir``.
 
     Args:
-        workdir: the notebook's folder, where nbgrader runs its kernel.
+        workdir: the notebook's folder (in the kernel: :func:`notebook_folder`).
 
     Returns:
         The place.
@@ -103,6 +106,21 @@ def grading_place(workdir: Path) -> GradingPlace:
     return GradingPlace(course.root / "autograde" / f"{assignment}.py", course.course_id, student)
 
 
+def notebook_folder() -> Path:
+    """The folder of the notebook this kernel runs: the one nbgrader handed in, else the working directory.
+
+    The course's autograde hands the kernel the notebook's folder
+    (:class:`~coursekit.course.preprocessors.SeededExecute`), so a student's
+    cell that changes the working directory moves nothing. Only a run the
+    course's nbgrader did not start (the instructor's own run of the source
+    notebook) falls back to the working directory, where Jupyter starts it.
+
+    Returns:
+        The folder.
+    """
+    return folder_from_environment() or Path(os.getcwd())
+
+
 @functools.lru_cache(maxsize=4)
 def _spec(path: Path) -> AssignmentSpec:
     return load_spec(path)
@@ -115,10 +133,17 @@ def _seed(place: GradingPlace) -> int:
     return seed_from_environment(place.student)
 
 
+def _check_seed(place: GradingPlace) -> int:
+    """The assignment's check seed: handed in like the student's seed, or computed in the instructor's own run."""
+    if place.student == INSTRUCTOR and not os.environ.get(CHECK_SEED_VARIABLE):
+        return check_seed_for(place.spec_path)
+    return check_seed_from_environment(place.student)
+
+
 @functools.lru_cache(maxsize=4)
-def _prepared(path: Path, seed: int) -> dict[str, list[PreparedCall]]:
+def _prepared(path: Path, seed: int, checks_seed: int) -> dict[str, list[PreparedCall]]:
     # Every question's cases at once, as coursekit grade draws them: once per kernel, not once per cell.
-    return prepare_seeded_calls(_spec(path), seed)
+    return prepare_seeded_calls(_spec(path), seed, checks_seed)
 
 
 def _question(spec: AssignmentSpec, grade_id: str) -> Question:
@@ -192,7 +217,7 @@ def question_result(grade_id: str, namespace: dict[str, Any], workdir: Path | No
     Args:
         grade_id: the test cell's nbgrader grade_id.
         namespace: the notebook's globals.
-        workdir: the notebook's folder (default: the working directory, where nbgrader runs the kernel).
+        workdir: the notebook's folder (default: :func:`notebook_folder`).
 
     Returns:
         The question's result, as ``coursekit grade`` would score it.
@@ -201,10 +226,10 @@ def question_result(grade_id: str, namespace: dict[str, Any], workdir: Path | No
         FileNotFoundError, ValueError: see :func:`grading_place`; ``grade_id`` names no question of the spec.
         RuntimeError: a student's notebook runs without the seed the course's nbgrader configuration hands in.
     """
-    place = grading_place(Path(os.getcwd()) if workdir is None else workdir)
+    place = grading_place(notebook_folder() if workdir is None else workdir)
     spec = _spec(place.spec_path)
     question = _question(spec, grade_id)
-    calls = _prepared(place.spec_path, _seed(place))[grade_id]
+    calls = _prepared(place.spec_path, _seed(place), _check_seed(place))[grade_id]
     return score_question(question, calls, call_ends(calls, namespace, adapters(spec)))
 
 
@@ -222,7 +247,7 @@ def question_points(grade_id: str, namespace: dict[str, Any], workdir: Path | No
     Args:
         grade_id: the test cell's nbgrader grade_id.
         namespace: the notebook's globals (``globals()``).
-        workdir: the notebook's folder (default: the working directory).
+        workdir: the notebook's folder (default: :func:`notebook_folder`).
 
     Returns:
         The points, rounded as ``coursekit grade`` rounds them.

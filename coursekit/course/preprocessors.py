@@ -72,13 +72,16 @@ class RedactHiddenTests(ClearHiddenTests):
 
 
 class SeededExecute(Execute):
-    """Autograde preprocessor: ``Execute``, with this student's seed in the kernel's environment and no secret.
+    """Autograde preprocessor: ``Execute``, with this student's seed and notebook folder in the kernel's environment.
 
     Use it in place of ``nbgrader.preprocessors.Execute`` in
     ``Autograde.autograde_preprocessors`` (``c.Execute`` settings apply to it).
-    The seed is set only while this notebook executes and removed afterwards,
+    The kernel gets no secret. The notebook's folder (nbgrader's
+    ``resources['metadata']['path']``) tells the hidden blocks where they grade,
+    whatever the student's cells do to the working directory. Both are set
+    only while this notebook executes and removed afterwards,
     even when execution fails (:func:`~coursekit.course.kernel_seed.kernel_environment`),
-    so no other notebook's kernel inherits it. A notebook outside the course's
+    so no other notebook's kernel inherits them. A notebook outside the course's
     layout, or of an assignment without a spec, runs without a seed.
     """
 
@@ -87,7 +90,7 @@ class SeededExecute(Execute):
         from pathlib import Path
 
         from coursekit.course.hidden_score import grading_place
-        from coursekit.course.kernel_seed import kernel_environment, seed_for
+        from coursekit.course.kernel_seed import check_seed_for, kernel_environment, seed_for
 
         folder = ((resources or {}).get("metadata") or {}).get("path") or "."
         try:
@@ -97,7 +100,8 @@ class SeededExecute(Execute):
         if not place.spec_path.is_file():
             return super().preprocess(nb, resources, km)
         student = ((resources or {}).get("nbgrader") or {}).get("student") or place.student
-        with kernel_environment(seed_for(place.spec_path, place.course_id, student)):
+        seeds = seed_for(place.spec_path, place.course_id, student), check_seed_for(place.spec_path)
+        with kernel_environment(*seeds, Path(folder)):
             return super().preprocess(nb, resources, km)
 
 

@@ -16,6 +16,8 @@ from coursekit.losses._checks import (
     as_real,
     finite_float,
     int_text,
+    is_integer_dtype,
+    is_numpy_bool,
     number_text,
     received_text,
     type_text,
@@ -162,3 +164,96 @@ def require_one_of(name: str, value: object, choices: Sequence[object]) -> objec
             received = type_text(value)
         raise ValueError(f"{name} must be one of {options}, got {received}")
     return value
+
+
+#: One past the largest ``torch.long``: the bound of an id that must fit a tensor.
+INT64_END = 2**63
+
+
+def id_list(name: str, ids: object, *, size: int | None = INT64_END) -> list[int]:
+    """Return ``ids`` as a list of Python ints, each in ``[0, size)``, checked element by element.
+
+    The elements are checked as :func:`require_int` checks a scalar: a Python or NumPy integer, never a
+    bool, a float (which ``int()`` and ``torch.as_tensor(..., dtype=torch.long)`` would truncate) or a
+    str. ``ids`` is a sequence (or other iterable) of them, or a 1-D tensor or NumPy array of an integer
+    dtype. The default ``size`` bounds the ids by ``torch.long``'s range, ``[0, 2**63)``, so that every
+    id fits the tensor it goes into; ``None`` sets no upper bound (lengths that are only compared). A
+    list of Python ints, the common case, is checked by its elements' types and its ``min`` and ``max``
+    alone; an element is visited one by one only to convert a NumPy integer or to say which position
+    is wrong.
+
+    Args:
+        name: the argument's name in messages, which give a bad element as ``name[i]``.
+        ids: the ids.
+        size: the number of valid ids (a vocabulary's size), or ``None`` for no upper bound.
+
+    Returns:
+        The ids as a new list of Python ints.
+
+    Raises:
+        TypeError: ``ids`` is not iterable, is a str, or is a tensor or array that is not 1-D of an
+            integer dtype; or an element is not an integer (the message names its position and type,
+            and its value where it is a number).
+        ValueError: an element is negative, or not below ``size``.
+
+    Example:
+        >>> import numpy as np
+        >>> id_list("ids", [4, np.int64(6)]), id_list("ids", torch.tensor([4, 6]))
+        ([4, 6], [4, 6])
+        >>> id_list("ids", [4, 4.9])
+        Traceback (most recent call last):
+        ...
+        TypeError: ids[1] must be an int, got float 4.9
+    """
+    values = _as_list(name, ids)
+    if are_plain_ids(values, size):
+        return values
+    checked = []
+    for i, value in enumerate(values):
+        number = as_int(value)
+        if number is None:
+            raise TypeError(f"{name}[{i}] must be an int, got {_element_text(value)}")
+        if number < 0 or (size is not None and number >= size):
+            expected = "be >= 0" if size is None else f"lie in [0, {'2**63' if size == INT64_END else shown(size)})"
+            raise ValueError(f"{name}[{i}] must {expected}, got {shown(number)}")
+        checked.append(number)
+    return checked
+
+
+def are_plain_ids(values: list[object], size: int | None = INT64_END) -> bool:
+    """Whether every element of ``values`` is a Python int (not a bool) in ``[0, size)``: :func:`id_list`'s fast path.
+
+    One pass of C loops (``type``, ``min``, ``max``), no Python loop: it runs on every batch.
+    """
+    return set(map(type, values)) <= {int} and (
+        not values or (min(values) >= 0 and (size is None or max(values) < size)))  # type: ignore[type-var]
+
+
+def _as_list(name: str, ids: object) -> list[object]:
+    if isinstance(ids, (torch.Tensor, numpy.ndarray)):
+        integer = (is_integer_dtype(ids) if isinstance(ids, torch.Tensor)
+                   else numpy.issubdtype(ids.dtype, numpy.integer))
+        if ids.ndim != 1 or not integer:
+            raise TypeError(f"{name} must be a 1-D tensor or array of an integer dtype, got {_array_text(ids)}")
+        return ids.tolist()
+    if isinstance(ids, (str, bytes)):
+        raise TypeError(f"{name} must be a sequence of ints, got {type_text(ids)}")
+    try:
+        return list(ids)  # type: ignore[call-overload]
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of ints, got {type_text(ids)}") from None
+
+
+def _array_text(array: torch.Tensor | numpy.ndarray) -> str:
+    if isinstance(array, torch.Tensor):
+        return type_text(array)
+    return f"an array of shape {array.shape} and dtype {array.dtype}"
+
+
+def _element_text(value: object) -> str:
+    """A refused element for a message: its type, and its value where it is a number or a bool."""
+    if isinstance(value, bool) or is_numpy_bool(value):
+        return f"{type_text(value)} {value}"
+    if as_real(value) is not None:
+        return f"{type_text(value)} {number_text(value)}"
+    return type_text(value)

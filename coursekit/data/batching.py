@@ -9,14 +9,16 @@ matters.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import NamedTuple
 
 import torch
 
-from coursekit.data._checks import require_int, require_seed, shown
+from coursekit.data._checks import are_plain_ids, id_list, require_int, require_seed, shown
 from coursekit.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from coursekit.losses._checks import type_text
 
 
 @dataclass(frozen=True)
@@ -77,20 +79,68 @@ class Seq2SeqBatch:
         return int(self.tgt_mask.sum())
 
 
-def _check_sequences(name: str, sequences: Sequence[Sequence[int]], *, allow_empty_rows: bool) -> None:
+def _id_rows(name: str, sequences: Sequence[Sequence[int]], *, allow_empty_rows: bool) -> list[list[int]]:
+    """``sequences`` as lists of Python ints in ``[0, 2**63)`` (:func:`_checked_rows`); a bad id is ``name[i][j]``."""
     if len(sequences) == 0:
         raise ValueError(f"{name} must hold at least one sequence, got an empty batch")
-    for i, seq in enumerate(sequences):
-        if not allow_empty_rows and len(seq) == 0:
-            raise ValueError(f"{name}[{i}] has length 0; every sequence needs at least one token")
+    rows = _checked_rows(sequences, lambda i: f"{name}[{i}]")
+    if not allow_empty_rows:
+        for i, row in enumerate(rows):
+            if len(row) == 0:
+                raise ValueError(f"{name}[{i}] has length 0; every sequence needs at least one token")
+    return rows
+
+
+def _checked_rows(sequences: Sequence[Sequence[int]], row_name: Callable[[int], str]) -> list[list[int]]:
+    """Every row checked by ``id_list`` under the name ``row_name(i)``.
+
+    Rows that are lists or tuples of Python ints, the common case, are checked in one pass over all
+    their ids; ``id_list`` then runs only to convert other rows or to name the bad id.
+    """
+    if all(type(seq) in (list, tuple) for seq in sequences):
+        if are_plain_ids(list(chain.from_iterable(sequences))):
+            return list(sequences)  # type: ignore[arg-type]
+    return [id_list(row_name(i), seq) for i, seq in enumerate(sequences)]
+
+
+def _pad(rows: list[list[int]], pad_id: int) -> PaddedBatch:
+    """Pad checked rows (:func:`_id_rows`) with ``pad_id``: one tensor of all the ids, written under the mask."""
+    lengths = torch.tensor([len(row) for row in rows], dtype=torch.long)
+    width = int(lengths.max())
+    mask = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)
+    tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    # the mask is True on each row's first len(row) positions, so row-major order is the rows concatenated
+    tokens[mask] = torch.tensor(list(chain.from_iterable(rows)), dtype=torch.long)
+    return PaddedBatch(tokens=tokens, lengths=lengths, mask=mask)
+
+
+def _special_ids(bos_id: object, eos_id: object, pad_id: object) -> tuple[int, int, int]:
+    """``bos_id``, ``eos_id`` and ``pad_id`` checked, as Python ints >= 0."""
+    return (require_int("bos_id", bos_id, minimum=0), require_int("eos_id", eos_id, minimum=0),
+            require_int("pad_id", pad_id, minimum=0))
+
+
+def _split_pairs(pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> tuple[list[list[int]], list[list[int]]]:
+    """The checked sources and targets of ``(source, target)`` pairs; a bad id is ``pairs[i][0][j]`` or ``[1][j]``."""
+    sources, targets = [], []
+    for i, pair in enumerate(pairs):
+        try:
+            source, target = pair
+        except (TypeError, ValueError):
+            raise TypeError(f"pairs[{i}] must be a (source ids, target ids) pair, got {type_text(pair)}") from None
+        sources.append(source)
+        targets.append(target)
+    return (_checked_rows(sources, lambda i: f"pairs[{i}][0]"),
+            _checked_rows(targets, lambda i: f"pairs[{i}][1]"))
 
 
 def pad_batch(sequences: Sequence[Sequence[int]], *, pad_id: int = PAD_ID) -> PaddedBatch:
     """Pad sequences of ids to a ``(B, T)`` tensor.
 
     Args:
-        sequences: lists of ids, each of length >= 1.
-        pad_id: the id written past each sequence's end.
+        sequences: the sequences of ids, each of length >= 1: sequences of Python or NumPy ints, or
+            1-D tensors or NumPy arrays of an integer dtype.
+        pad_id: the id written past each sequence's end (int >= 0).
 
     Returns:
         A :class:`PaddedBatch`.
@@ -99,22 +149,20 @@ def pad_batch(sequences: Sequence[Sequence[int]], *, pad_id: int = PAD_ID) -> Pa
         tokens, mask: ``(B, max length)``; lengths: ``(B,)``.
 
     Raises:
-        ValueError: the batch is empty or a sequence has length 0.
+        TypeError: an id that is not a Python or NumPy int (a float, a bool, a str: the message names
+            its position, e.g. ``sequences[1][0]``), or a sequence that is not a sequence of ints or a 1-D
+            integer tensor or array.
+        ValueError: the batch is empty, a sequence has length 0, or an id or ``pad_id`` is negative
+            (or beyond ``torch.long``).
 
     Example:
         >>> batch = pad_batch([[5, 6, 7], [8]])
         >>> batch.tokens.tolist(), batch.lengths.tolist(), batch.mask.tolist()
         ([[5, 6, 7], [8, 0, 0]], [3, 1], [[True, True, True], [True, False, False]])
     """
-    _check_sequences("sequences", sequences, allow_empty_rows=False)
+    rows = _id_rows("sequences", sequences, allow_empty_rows=False)
     pad_id = require_int("pad_id", pad_id, minimum=0)
-    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
-    width = int(lengths.max())
-    tokens = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    for i, seq in enumerate(sequences):
-        tokens[i, : len(seq)] = torch.as_tensor(list(seq), dtype=torch.long)
-    mask = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)
-    return PaddedBatch(tokens=tokens, lengths=lengths, mask=mask)
+    return _pad(rows, pad_id)
 
 
 def lm_batch(sentences: Sequence[Sequence[int]], *, bos_id: int = BOS_ID, eos_id: int = EOS_ID,
@@ -123,17 +171,31 @@ def lm_batch(sentences: Sequence[Sequence[int]], *, bos_id: int = BOS_ID, eos_id
 
     An empty sentence is allowed: the model must still predict its ``<eos>``.
 
+    Args:
+        sentences: the sentences of ids, as for :func:`pad_batch`.
+        bos_id, eos_id, pad_id: the ids of ``<bos>``, ``<eos>`` and ``<pad>`` (ints >= 0).
+
+    Returns:
+        An :class:`LMBatch`.
+
+    Shapes:
+        inputs, targets, mask: ``(B, max length + 1)``; lengths: ``(B,)``.
+
     Raises:
-        ValueError: the batch is empty.
+        TypeError: an id that is not a Python or NumPy int (a float, a bool, a str: the message names
+            its position, e.g. ``sentences[1][0]``), or a sentence that is not a sequence of ints or a 1-D
+            integer tensor or array.
+        ValueError: the batch is empty, or an id or a special id is negative (or beyond ``torch.long``).
 
     Example:
         >>> batch = lm_batch([[5, 6], [7]])
         >>> batch.inputs.tolist(), batch.targets.tolist(), batch.lengths.tolist()
         ([[1, 5, 6], [1, 7, 0]], [[5, 6, 2], [7, 2, 0]], [3, 2])
     """
-    _check_sequences("sentences", sentences, allow_empty_rows=True)
-    inputs = pad_batch([[bos_id, *s] for s in sentences], pad_id=pad_id)
-    targets = pad_batch([[*s, eos_id] for s in sentences], pad_id=pad_id)
+    rows = _id_rows("sentences", sentences, allow_empty_rows=True)
+    bos_id, eos_id, pad_id = _special_ids(bos_id, eos_id, pad_id)
+    inputs = _pad([[bos_id, *s] for s in rows], pad_id)
+    targets = _pad([[*s, eos_id] for s in rows], pad_id)
     return LMBatch(inputs=inputs.tokens, targets=targets.tokens, mask=targets.mask, lengths=targets.lengths)
 
 
@@ -141,8 +203,20 @@ def seq2seq_batch(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], *, bos_i
                   eos_id: int = EOS_ID, pad_id: int = PAD_ID) -> Seq2SeqBatch:
     """A translation batch from ``(source ids, target ids)`` pairs (targets without ``<bos>``/``<eos>``).
 
+    Args:
+        pairs: ``(source, target)`` pairs of id sequences, as for :func:`pad_batch`; a source has at
+            least one id, a target may be empty.
+        bos_id, eos_id, pad_id: the ids of ``<bos>``, ``<eos>`` and ``<pad>`` (ints >= 0).
+
+    Returns:
+        A :class:`Seq2SeqBatch`.
+
     Raises:
-        ValueError: the batch is empty or a source has length 0.
+        TypeError: an id that is not a Python or NumPy int (a float, a bool, a str: the message names
+            its position, e.g. ``pairs[2][1][0]``), a source or target that is neither a sequence nor a
+            1-D integer tensor or array, or a pair that is not two of them.
+        ValueError: the batch is empty, a source has length 0, or an id or a special id is negative
+            (or beyond ``torch.long``).
 
     Example:
         >>> batch = seq2seq_batch([([4, 5], [6]), ([7], [8, 9])])
@@ -151,12 +225,14 @@ def seq2seq_batch(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], *, bos_i
     """
     if len(pairs) == 0:
         raise ValueError("pairs must hold at least one pair, got an empty batch")
-    for i, (source, _) in enumerate(pairs):
+    sources, targets = _split_pairs(pairs)
+    for i, source in enumerate(sources):
         if len(source) == 0:
             raise ValueError(f"pairs[{i}] has a source of length 0; every source needs at least one token")
-    src = pad_batch([s for s, _ in pairs], pad_id=pad_id)
-    tgt_in = pad_batch([[bos_id, *t] for _, t in pairs], pad_id=pad_id)
-    tgt_out = pad_batch([[*t, eos_id] for _, t in pairs], pad_id=pad_id)
+    bos_id, eos_id, pad_id = _special_ids(bos_id, eos_id, pad_id)
+    src = _pad(sources, pad_id)
+    tgt_in = _pad([[bos_id, *t] for t in targets], pad_id)
+    tgt_out = _pad([[*t, eos_id] for t in targets], pad_id)
     return Seq2SeqBatch(src=src.tokens, src_lengths=src.lengths, src_mask=src.mask, tgt_in=tgt_in.tokens,
                         tgt_out=tgt_out.tokens, tgt_mask=tgt_out.mask, tgt_lengths=tgt_out.lengths)
 
@@ -171,7 +247,8 @@ def bucket_batches(lengths: Sequence[int], batch_size: int, *, seed: int, shuffl
     the pools keep some randomness. ``bucket_factor=1`` is plain random batching.
 
     Args:
-        lengths: the length of every example.
+        lengths: the length of every example: Python or NumPy ints >= 0, or a 1-D integer tensor or
+            array.
         batch_size: examples per batch (the last batch of a pool may be smaller).
         seed: seed of the shuffles (int >= 0).
         shuffle: without it, indices are sorted by length and batched in order.
@@ -181,7 +258,9 @@ def bucket_batches(lengths: Sequence[int], batch_size: int, *, seed: int, shuffl
         A list of batches, each a list of indices; every index appears exactly once.
 
     Raises:
-        ValueError: empty ``lengths``, ``batch_size < 1``, ``bucket_factor < 1`` or a negative seed.
+        TypeError: a length that is not a Python or NumPy int (the message names its position).
+        ValueError: empty ``lengths``, a negative length, ``batch_size < 1``, ``bucket_factor < 1`` or a
+            negative seed.
 
     Example:
         >>> bucket_batches([5, 1, 4, 2], 2, seed=0, shuffle=False)
@@ -192,6 +271,7 @@ def bucket_batches(lengths: Sequence[int], batch_size: int, *, seed: int, shuffl
     batch_size = require_int("batch_size", batch_size, minimum=1)
     bucket_factor = require_int("bucket_factor", bucket_factor, minimum=1)
     require_seed("seed", seed)
+    lengths = id_list("lengths", lengths, size=None)
     order = list(range(len(lengths)))
     if not shuffle:
         order.sort(key=lambda i: (lengths[i], i))
@@ -219,7 +299,8 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int, *, seed: int, 
     positions. The batches are then shuffled.
 
     Args:
-        lengths: the length of every example (>= 0).
+        lengths: the length of every example: Python or NumPy ints >= 0 (a float or a NaN would
+            break the budget), or a 1-D integer tensor or array.
         max_tokens: the budget :math:`N_{\\max}` of padded positions per batch.
         seed: seed of the shuffles (int >= 0).
         shuffle: without it, ties keep index order and batches stay in length order.
@@ -228,6 +309,8 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int, *, seed: int, 
         A list of batches, each a list of indices; every index appears exactly once.
 
     Raises:
+        TypeError: a length that is not a Python or NumPy int (the message names its position, e.g.
+            ``lengths[1]``).
         ValueError: empty ``lengths``, a negative length, ``max_tokens < 1``, an
             example longer than ``max_tokens``, or a negative seed.
 
@@ -239,8 +322,7 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int, *, seed: int, 
         raise ValueError("lengths must hold at least one example, got an empty sequence")
     max_tokens = require_int("max_tokens", max_tokens, minimum=1)
     require_seed("seed", seed)
-    if min(lengths) < 0:
-        raise ValueError(f"lengths must be >= 0, got {shown(min(lengths))}")
+    lengths = id_list("lengths", lengths, size=None)
     if max(lengths) > max_tokens:
         raise ValueError(f"every length must fit the budget max_tokens={shown(max_tokens)}, got a length of {shown(max(lengths))}")
     order = list(range(len(lengths)))
@@ -268,19 +350,32 @@ def token_stream(sentences: Sequence[Sequence[int]], batch_size: int, *, eos_id:
     long text, read chunk by chunk with the hidden state carried across chunks.
     The tail that does not fill a whole column is dropped.
 
+    Args:
+        sentences: the sentences of ids, as for :func:`pad_batch` (an empty one adds its ``<eos>``).
+        batch_size: the number of streams (int >= 1).
+        eos_id: the id written after every sentence (int >= 0).
+
+    Returns:
+        A long tensor of the streams.
+
     Shapes:
         result: ``(batch_size, N // batch_size)``.
 
     Raises:
-        ValueError: no sentences, ``batch_size < 1``, or fewer tokens than ``2 * batch_size``.
+        TypeError: an id that is not a Python or NumPy int (a float, a bool, a str: the message names
+            its position, e.g. ``sentences[1][0]``), or a sentence that is not a sequence of ints or a 1-D
+            integer tensor or array.
+        ValueError: no sentences, ``batch_size < 1``, fewer tokens than ``2 * batch_size``, or an id or
+            ``eos_id`` that is negative (or beyond ``torch.long``).
 
     Example:
         >>> token_stream([[5, 6], [7]], 2).tolist()
         [[5, 6], [2, 7]]
     """
-    _check_sequences("sentences", sentences, allow_empty_rows=True)
+    rows = _id_rows("sentences", sentences, allow_empty_rows=True)
     batch_size = require_int("batch_size", batch_size, minimum=1)
-    flat = [token for sentence in sentences for token in (*sentence, eos_id)]
+    eos_id = require_int("eos_id", eos_id, minimum=0)
+    flat = [token for sentence in rows for token in (*sentence, eos_id)]
     width = len(flat) // batch_size
     if width < 2:
         raise ValueError(f"batch_size={shown(batch_size)} is too large for {len(flat)} tokens (need 2 per stream)")

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from coursekit.data._checks import require_int, require_number, require_one_of, require_seed, shown
+from coursekit.losses._checks import number_text
 
 ONES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 TEENS = ("ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
@@ -135,7 +136,7 @@ def translation_task(
     max_in_distribution_words = require_int("max_in_distribution_words", max_in_distribution_words, minimum=1)
     noise = require_number("target_noise", target_noise, low=0.0)
     if noise > 1:
-        raise ValueError(f"target_noise must lie in [0, 1], got {shown(target_noise)}")
+        raise ValueError(f"target_noise must lie in [0, 1], got {number_text(target_noise)}")
     inside, outside = [], []
     for number in range(MAX_NUMBER + 1):
         source = number_to_words(number)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
-from coursekit.data._checks import require_int, require_one_of, shown
+from coursekit.data._checks import id_list, require_int, require_one_of, shown
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
@@ -169,14 +169,31 @@ class Vocab:
         With ``strip_special`` (the default), ``<bos>`` and ``<pad>`` are dropped
         and decoding stops at the first ``<eos>``; ``<unk>`` is kept as text.
 
+        Args:
+            ids: Python or NumPy ints (never floats or bools, which ``int()`` would truncate or take as
+                0 and 1), or a 1-D tensor or NumPy array of an integer dtype (a row of a model's output).
+            strip_special: drop the specials as above.
+
+        Returns:
+            The text.
+
         Raises:
+            TypeError: ``ids`` is not a sequence of ints or a 1-D integer tensor or array, or an element
+                is not an int (the message names its position).
             ValueError: an id is outside ``[0, len(vocab))``.
+
+        Example:
+            >>> import torch
+            >>> vocab = Vocab(["the", "dog"])
+            >>> vocab.decode(torch.tensor([1, 4, 5, 2, 4]))
+            'the dog'
+            >>> vocab.decode([4, 4.9])
+            Traceback (most recent call last):
+            ...
+            TypeError: ids[1] must be an int, got float 4.9
         """
         tokens: list[str] = []
-        for raw in ids:
-            token_id = int(raw)
-            if not 0 <= token_id < len(self):
-                raise ValueError(f"ids must lie in [0, {len(self)}), got {shown(token_id)}")
+        for token_id in id_list("ids", ids, size=len(self)):
             if strip_special:
                 if token_id == EOS_ID:
                     break

@@ -307,14 +307,18 @@ class Grader:
         notebook.refused_files = refused
         prepared[student] = notebook
         self.calls[student] = self._prepare_calls(student)
+        # Each question is scored on the names as they stood at its test cell, as stock nbgrader scores it.
+        test_cells = set(notebook.test_cells.values())
         return Job(
             files={k: base64.b64encode(v).decode() for k, v in files.items()},
-            cells=notebook.run_cells,
+            cells=[{**cell, "snapshot": cell["index"] in test_cells} for cell in notebook.run_cells],
             calls=[c.call for q in self.spec.questions for c in self.calls[student][q.grade_id]],
             adapters=adapters(self.spec),
             view=self.view,
             memory_budget_mb=self.spec.memory_budget_mb,
             result_caps=result_caps(self.calls[student].values()),
+            scopes={c.call["id"]: notebook.test_cells[q.grade_id] for q in self.spec.questions
+                    if q.grade_id in notebook.test_cells for c in self.calls[student][q.grade_id]},
         )
 
     def _finished(self, student: str, prepared: PreparedNotebook | None, run: RawRun | Exception) -> None:

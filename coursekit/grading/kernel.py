@@ -7,7 +7,11 @@ first on the OOM killer's list, the sandbox uid, rlimits, a lower priority,
 the assignment's memory budget, and only then the working directory on
 ``sys.path``. Then it answers the runner's commands
 (:mod:`coursekit.grading.protocol`) one step at a time: a cell, or, once every
-cell has run, an adapter or one graded call; one report per command.
+cell has run, an adapter or one graded call; one report per command. After
+each test cell it keeps a shallow copy of the notebook's names, and a
+question's adapters and calls run in a scope built from its cell's copy
+(:mod:`coursekit.grading.snapshot`), so they score the definitions that stood
+at the test cell, as stock nbgrader does.
 
 Everything here runs in a process the student controls, so nothing here is
 trusted: the runner times every step itself, caps every report, and the
@@ -38,6 +42,7 @@ from coursekit.grading import protocol, withheld
 from coursekit.grading.graded_call import run_graded_call, short, timers
 from coursekit.grading.protocol import (AdapterReport, CallReport, CallStatus, CellReport, RunAdapter, RunCall, RunCell,
                                         Setup)
+from coursekit.grading.snapshot import question_scope, snapshot
 from coursekit.grading.uids import kernel_uid
 
 #: the kernel's niceness: the runner, which must stay responsive, wins every contention for the CPU.
@@ -130,6 +135,9 @@ class Kernel:
             "get_ipython": lambda: shell,
             "display": print,
         }
+        #: the names after each test cell, by the cell's index; and the scopes built from them.
+        self.snapshots: dict[int, dict[str, Any]] = {}
+        self.scopes: dict[int, dict[str, Any]] = {}
 
     def _timers(self) -> contextlib.AbstractContextManager[None]:
         return timers(float(self.limits["step_cpu_s"]), float(self.limits["step_wall_s"]))
@@ -170,8 +178,20 @@ class Kernel:
                     continue
         return False
 
-    def run_cell(self, index: int, source: str) -> CellReport:
-        """Execute one cell, capturing what it prints."""
+    def scope(self, index: int | None) -> dict[str, Any]:
+        """The names the calls of the test cell ``index`` run in (``None``: the namespace as it is now).
+
+        Built once per cell, from the cell's snapshot (from the namespace as it
+        is now where the cell never ran: its question then scores 0 anyway).
+        """
+        if index is None:
+            return self.namespace
+        if index not in self.scopes:
+            self.scopes[index] = question_scope(self.snapshots.get(index, self.namespace), self.namespace)
+        return self.scopes[index]
+
+    def run_cell(self, index: int, source: str, keep_snapshot: bool = False) -> CellReport:
+        """Execute one cell, capturing what it prints; with ``keep_snapshot``, keep a copy of the names after it."""
         cap = int(self.limits["output_cell"])
         out, err = _CappedText(cap, self.output_budget), _CappedText(cap, self.output_budget)
         failed, ename, evalue, trace, at_failure = False, "", "", "", 0
@@ -191,21 +211,25 @@ class Kernel:
         finally:
             sys.stdout, sys.stderr = real_out, real_err
         self._after_step()
+        if keep_snapshot:
+            self.snapshots[index] = snapshot(self.namespace)
         return CellReport(index, failed, short(ename, protocol.MAX_ENAME), evalue, trace, out.value(), err.value(),
                           at_failure)
 
-    def run_adapter(self, index: int, source: str) -> AdapterReport:
-        """Execute an adapter of the spec; a broken notebook may break it, and then only its calls fail."""
+    def run_adapter(self, index: int, source: str, scope: int | None = None) -> AdapterReport:
+        """Execute an adapter of the spec in ``scope`` (see :meth:`scope`); a broken notebook may break it, and
+        then only its calls fail."""
         try:
             with self._timers():
-                exec(compile(source, "<grader adapter>", "exec"), self.namespace)
+                exec(compile(source, "<grader adapter>", "exec"), self.scope(scope))
         except BaseException:  # noqa: BLE001 - see the docstring
             pass
         self._after_step()
         return AdapterReport(index)
 
-    def run_call(self, call: dict[str, Any]) -> CallReport:
-        """Call one graded function (or read one variable) on the runner's inputs (see :func:`run_graded_call`).
+    def run_call(self, call: dict[str, Any], scope: int | None = None) -> CallReport:
+        """Call one graded function (or read one variable) in ``scope`` (see :meth:`scope`) on the runner's
+        inputs (see :func:`run_graded_call`).
 
         What the call prints is discarded; a call that reached a withheld
         reference's stand-in reports ``withheld`` and the names it reached.
@@ -215,7 +239,7 @@ class Kernel:
         real_out, real_err = sys.stdout, sys.stderr
         try:
             sys.stdout = sys.stderr = sink
-            report = run_graded_call(self.namespace, call, self._timers)
+            report = run_graded_call(self.scope(scope), call, self._timers)
         finally:
             sys.stdout, sys.stderr = real_out, real_err
         self._after_step()
@@ -324,7 +348,7 @@ def serve(setup: Setup, commands: int, reports: int) -> NoReturn:
 def run_step(kernel: Kernel, command: RunCell | RunAdapter | RunCall) -> CellReport | AdapterReport | CallReport:
     """Run the one step ``command`` names and return its report."""
     if isinstance(command, RunCell):
-        return kernel.run_cell(command.index, command.source)
+        return kernel.run_cell(command.index, command.source, command.snapshot)
     if isinstance(command, RunAdapter):
-        return kernel.run_adapter(command.index, command.source)
-    return kernel.run_call(command.call)
+        return kernel.run_adapter(command.index, command.source, command.scope)
+    return kernel.run_call(command.call, command.scope)

@@ -132,7 +132,9 @@ class Setup:
 
     Attributes:
         files: the working copy, relative path -> base64 of the bytes.
-        cells: ``[{"index": int, "source": str}]``, the code cells to run in order.
+        cells: ``[{"index": int, "source": str, "snapshot": bool}]``, the code cells to run in order;
+            ``snapshot`` marks a test cell, after which the kernel keeps a copy of its names
+            (see :class:`RunCell`).
         limits: the :class:`~coursekit.grading.limits.Limits` fields, as plain data.
         uid: the sandbox uid the kernel runs as (``None``: stay as is).
         workdir: the working copy's directory.
@@ -166,6 +168,8 @@ class Calls:
         result_caps: the most result text each call may send, by call id
             (:func:`~coursekit.grading.result_budget.call_cap`): the runner refuses a longer
             report before it decodes it (see :func:`call_report_bytes`).
+        scopes: the index of the test cell whose names each call runs in, by call id (see
+            :class:`RunCall`); a call not listed runs in the names as they are after the last cell.
     """
 
     KIND: ClassVar[str] = "calls"
@@ -173,6 +177,7 @@ class Calls:
     calls: list[dict[str, Any]]
     tripwires: list[str] = field(default_factory=list, metadata={"max_items": MAX_TRIPWIRES, "max": MAX_NAME})
     result_caps: dict[str, int] = field(default_factory=dict)
+    scopes: dict[str, int] = field(default_factory=dict)
 
 
 # -- runner -> grader: the events -----------------------------------------------------------
@@ -309,11 +314,15 @@ class RunCell:
     Attributes:
         index: the cell's position in the notebook.
         source: its code.
+        snapshot: a test cell: once it has run, keep a shallow copy of the notebook's names for the
+            calls of its questions (:func:`~coursekit.grading.snapshot.snapshot`), which stock
+            nbgrader makes right there.
     """
 
     KIND: ClassVar[str] = "run_cell"
     index: int
     source: str
+    snapshot: bool = False
 
 
 @dataclass(frozen=True)
@@ -321,14 +330,18 @@ class RunAdapter:
     """Runner to kernel, once every cell has run: execute one of the spec's adapters, then send an
     :class:`AdapterReport`. A broken notebook may break an adapter; then only its calls fail.
 
+    The runner sends every adapter, in order, before the first call of each scope.
+
     Attributes:
         index: the adapter's position in :attr:`Calls.adapters`.
         source: its code.
+        scope: the test cell whose names it runs in (see :class:`RunCall`).
     """
 
     KIND: ClassVar[str] = "run_adapter"
     index: int
     source: str
+    scope: Union[int, None] = None
 
 
 @dataclass(frozen=True)
@@ -342,10 +355,13 @@ class RunCall:
         call: ``{"id", "kind": "function" | "variable", "name", "tensors", "args", "kwargs", "banned"}``
             plus, for gradients, ``"grad_wrt"`` and ``"cotangent"``; arguments in the wire format;
             ``banned`` lists the ATen operators (every overload) that must not run during the call.
+        scope: the index of the question's test cell: the call runs in the names as they stood
+            after it (:func:`~coursekit.grading.snapshot.question_scope`); ``None``: as they are now.
     """
 
     KIND: ClassVar[str] = "run_call"
     call: dict[str, Any]
+    scope: Union[int, None] = None
 
 
 @dataclass(frozen=True)

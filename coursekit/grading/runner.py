@@ -14,7 +14,10 @@ bubblewrap, as root with a few capabilities). It never runs student code:
    kills the kernel when the step outlives either limit by the grace;
 4. after the last cell, reports :class:`~coursekit.grading.protocol.CellsDone`
    and only then reads the hidden calls (the grader sends them no earlier), and
-   runs the adapters and the calls the same way, one at a time.
+   runs the adapters and the calls the same way, one at a time: each call in
+   the names as they stood after its question's test cell (the grader's
+   ``Calls.scopes``; the kernel keeps them after each cell the grader marked
+   ``snapshot``), the adapters once in each such scope before its first call.
 
 Before anything else, a runner started in bubblewrap reads its own capability
 sets and, if it holds any capability the grader did not ask for, reports
@@ -669,6 +672,14 @@ def _finish(events: Events, kernel: KernelProcess, **stopped: Any) -> NoReturn:
     os._exit(0)
 
 
+def _run_adapters(events: Events, kernel: KernelProcess, adapters: list[str], scope: int | None) -> None:
+    """Run every adapter, in order, in ``scope``; stop the submission if the kernel ends in one."""
+    for number, source in enumerate(adapters):
+        kernel.send(RunAdapter(number, source, scope))
+        if kernel.wait(lambda report, n=number: isinstance(report, AdapterReport) and report.index == n).report is None:
+            _finish(events, kernel, stopped_in_adapter=True)
+
+
 def main() -> NoReturn:
     """Run one submission; see the module docstring."""
     events = Events()
@@ -698,27 +709,28 @@ def main() -> NoReturn:
     for cell in setup.cells:
         index = int(cell["index"])
         events.emit(CellStart(index))
-        kernel.send(RunCell(index, cell["source"]))
+        kernel.send(RunCell(index, cell["source"], bool(cell.get("snapshot", False))))
         result = kernel.wait(lambda report, i=index: isinstance(report, CellReport) and report.index == i)
         events.emit(cell_end(index, result, budget, setup.limits))
         if not kernel.alive:
             _finish(events, kernel, stopped_cell=index)
     events.emit(CellsDone())
     calls: Calls = _read(stdin, protocol.CALLS)
-    for number, source in enumerate(calls.adapters):
-        kernel.send(RunAdapter(number, source))
-        if kernel.wait(lambda report, n=number: isinstance(report, AdapterReport) and report.index == n).report is None:
-            _finish(events, kernel, stopped_in_adapter=True)
+    adapted: set[int | None] = set()
     timed_out: set[str] = set()
     for call in calls.calls:
         call_id = str(call["id"])
+        scope = calls.scopes.get(call_id)
+        if call["name"] not in timed_out and scope not in adapted:
+            adapted.add(scope)
+            _run_adapters(events, kernel, calls.adapters, scope)
         events.emit(CallStart(call_id))
         if call["name"] in timed_out:
             # A function measured at its time limit is not called again: its other calls would only time out too.
             events.emit(CallEnd(call_id, CallStatus.NOT_RUN))
             continue
         cap = calls.result_caps.get(call_id)
-        kernel.send(RunCall(call), result_cap=cap)
+        kernel.send(RunCall(call, scope), result_cap=cap)
         result = kernel.wait(lambda report, c=call_id: isinstance(report, CallReport) and report.call_id == c)
         ended = relayable(call_end(call_id, result, setup.limits, banned=frozenset(call.get("banned", [])),
                                    tripwires=frozenset(calls.tripwires), result_cap=cap))

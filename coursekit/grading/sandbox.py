@@ -66,7 +66,8 @@ class Job:
 
     Attributes:
         files: the working copy, relative path -> base64 of the bytes.
-        cells: ``[{"index", "source"}]``, the code cells to run.
+        cells: ``[{"index", "source", "snapshot"}]``, the code cells to run (``snapshot``: a test cell,
+            after which the kernel keeps the notebook's names for its questions' calls).
         calls: the hidden calls, sent only after the cells.
         adapters: spec code run before the calls.
         view: what the sandbox's ``coursekit`` holds.
@@ -74,6 +75,8 @@ class Job:
         result_caps: the most result text each call may send, by call id
             (:func:`~coursekit.grading.result_budget.call_cap`): the runner refuses a longer
             report unread, and the grader checks again what it keeps.
+        scopes: the index of the test cell whose names each call runs in, by call id
+            (:attr:`~coursekit.grading.protocol.Calls.scopes`).
     """
 
     files: dict[str, str]
@@ -83,6 +86,7 @@ class Job:
     view: ViewPlan
     memory_budget_mb: int | None = None
     result_caps: dict[str, int] = field(default_factory=dict)
+    scopes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -399,7 +403,8 @@ def _talk(process: subprocess.Popen[bytes], job: Job, limits: Limits, setup: Set
                         continue
                     recorder.accept(event)
                     if recorder.cells_done and not calls_sent:
-                        calls = Calls(job.adapters, job.calls, list(job.view.tripwires), dict(job.result_caps))
+                        calls = Calls(job.adapters, job.calls, list(job.view.tripwires), dict(job.result_caps),
+                                      dict(job.scopes))
                         _send_later(process.stdin, protocol.encode(calls), close=True)
                         calls_sent = True
         if run.done is not None or run.refused:

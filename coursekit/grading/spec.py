@@ -14,6 +14,11 @@ notebook fit no other. The spec's seed is public (the specs are in the
 course's repository); the secret is not (see :mod:`~coursekit.grading.secret`),
 so no student can draw their own inputs outside the grader. They are
 generated, and the references computed, in the grader's own process.
+
+A :class:`CheckedQuestion` (a training loop, say) is judged on data of the
+spec's own, drawn from :func:`check_seed`: keyed by the secret too, so no
+student can draw it, but the same for every student, so that every trained
+model meets the same bar.
 """
 
 from __future__ import annotations
@@ -226,17 +231,20 @@ class CheckedQuestion:
     an adapter that builds the model from the case's seed and returns the
     trained parameters as plain arrays), and ``check`` then judges those
     numbers in the grader's own process, for instance by loading them into a
-    model built there and measuring it on data the student never saw.
+    model built there and measuring it on data the student never saw: data
+    drawn from the check's seed (:func:`check_seed`), which the sandbox never
+    receives.
 
     Attributes:
         grade_id: the nbgrader grade_id of the autograder test cell it scores.
         function: the function called in the sandbox (usually the adapter's).
         points: the cell's max points, shared equally between the cases.
         cases: ``rng -> list[Case]``; the inputs sent to the sandbox.
-        check: ``(value, case) -> None | str``: ``None`` when the decoded value
-            (arrays, numbers, strings, lists) is acceptable for ``case``, else a
-            short reason that reveals nothing hidden. An exception it raises
-            counts as a failed case, never as a crash of the grader.
+        check: ``(value, case, check_seed) -> None | str``: ``None`` when the
+            decoded value (arrays, numbers, strings, lists) is acceptable for
+            ``case``, else a short reason that reveals nothing hidden;
+            ``check_seed`` (:func:`check_seed`) seeds the data it measures on.
+            An exception it raises counts as a failed case, never as a crash of the grader.
         banned, adapter, student_function, withholds: as for :class:`FunctionQuestion`.
     """
 
@@ -244,7 +252,7 @@ class CheckedQuestion:
     function: str
     points: float
     cases: Callable[[np.random.Generator], Sequence[Case]]
-    check: Callable[[Any, Case], Union[str, None]]
+    check: Callable[[Any, Case, int], Union[str, None]]
     banned: tuple[BannedOp, ...] = ()
     adapter: str = ""
     student_function: str = ""
@@ -289,12 +297,25 @@ class AssignmentSpec:
             raise ValueError(f"memory_budget_mb must be None or an int >= 64, got {budget!r}")
 
 
+@dataclass(frozen=True)
+class CheckedCase:
+    """What a :class:`CheckedQuestion`'s check receives beside the value: the case and the check's seed.
+
+    Attributes:
+        case: the case the sandbox was called with.
+        check_seed: :func:`check_seed`, which never reaches the sandbox.
+    """
+
+    case: Case
+    check_seed: int
+
+
 @dataclass
 class PreparedCall:
     """One call the runner makes, with the reference answer kept on the grader's side.
 
     ``expected`` is the reference output, an :class:`ExpectedRaise`, the
-    accepted answers of a :class:`ValueQuestion`, or the :class:`Case` a
+    accepted answers of a :class:`ValueQuestion`, or the :class:`CheckedCase` a
     :class:`CheckedQuestion`'s check receives. ``description`` is what the
     feedback says about the case (``None`` for a variable).
     """
@@ -331,6 +352,12 @@ def load_spec(path: Path) -> AssignmentSpec:
     return spec
 
 
+def _require_secret(secret: bytes) -> None:
+    if not isinstance(secret, bytes) or not secret:
+        raise TypeError(f"secret must be non-empty bytes (the course's grading secret), got {type(secret).__name__}"
+                        f"{' of length 0' if isinstance(secret, bytes) else ''}")
+
+
 def hidden_seed(spec: AssignmentSpec, course: str, student: str, secret: bytes) -> int:
     """The seed of one student's hidden inputs: spec seed, course, assignment and student, keyed by the secret.
 
@@ -355,9 +382,7 @@ def hidden_seed(spec: AssignmentSpec, course: str, student: str, secret: bytes) 
         ...      for k in (b"k" * 32, b"j" * 32)})
         8
     """
-    if not isinstance(secret, bytes) or not secret:
-        raise TypeError(f"secret must be non-empty bytes (the course's grading secret), got {type(secret).__name__}"
-                        f"{' of length 0' if isinstance(secret, bytes) else ''}")
+    _require_secret(secret)
     material = "\x1f".join([str(spec.seed), course, spec.assignment, student]).encode()
     return int.from_bytes(hmac.new(secret, material, hashlib.sha256).digest()[:16], "little")
 
@@ -438,6 +463,41 @@ def _one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+#: what :func:`check_seed` hashes beside the spec's seed and assignment: the same for every course and student.
+CHECK_DATA_LABEL = "check data"
+
+
+def check_seed(spec: AssignmentSpec, secret: bytes) -> int:
+    """The seed of the data an assignment's checks measure trained models on: keyed by the secret, one per assignment.
+
+    The same for every student (every trained model meets the same bar) and
+    every course that shares the secret; without the secret it cannot be
+    computed, so no student can draw the check's data at home. It reaches
+    the student's kernel only under stock ``nbgrader autograde``
+    (:mod:`coursekit.course.kernel_seed`), never the sandbox.
+
+    Args:
+        spec: the assignment's spec (its public ``seed`` and its ``assignment`` id).
+        secret: the course's grading secret (:func:`~coursekit.grading.secret.load_secret`).
+
+    Returns:
+        A 128-bit integer.
+
+    Raises:
+        TypeError: ``secret`` is not non-empty bytes.
+
+    Example:
+        >>> spec = AssignmentSpec("a3", "a3", 7, ())
+        >>> check_seed(spec, b"k" * 32) == check_seed(spec, b"k" * 32) != check_seed(spec, b"j" * 32)
+        True
+        >>> check_seed(spec, b"k" * 32) == check_seed(AssignmentSpec("a4", "a4", 7, ()), b"k" * 32)
+        False
+    """
+    _require_secret(secret)
+    material = "\x1f".join([str(spec.seed), spec.assignment, CHECK_DATA_LABEL]).encode()
+    return int.from_bytes(hmac.new(secret, material, hashlib.sha256).digest()[:16], "little")
+
+
 def prepare_calls(spec: AssignmentSpec, *, course: str, student: str,
                   secret: bytes) -> dict[str, list[PreparedCall]]:
     """Generate one student's hidden calls and their reference answers, grouped by grade_id.
@@ -456,34 +516,35 @@ def prepare_calls(spec: AssignmentSpec, *, course: str, student: str,
         spec: the assignment's spec.
         course: the nbgrader course id.
         student: the student id.
-        secret: the course's grading secret (see :func:`hidden_seed`).
+        secret: the course's grading secret (see :func:`hidden_seed` and :func:`check_seed`).
 
     Returns:
         ``{grade_id: [PreparedCall, ...]}`` in question order.
     """
-    return prepare_seeded_calls(spec, hidden_seed(spec, course, student, secret))
+    return prepare_seeded_calls(spec, hidden_seed(spec, course, student, secret), check_seed(spec, secret))
 
 
-def prepare_seeded_calls(spec: AssignmentSpec, seed: int) -> dict[str, list[PreparedCall]]:
-    """:func:`prepare_calls` from a seed :func:`hidden_seed` computed already, without the secret.
+def prepare_seeded_calls(spec: AssignmentSpec, seed: int, checks_seed: int) -> dict[str, list[PreparedCall]]:
+    """:func:`prepare_calls` from seeds computed already, without the secret.
 
-    Stock ``nbgrader autograde`` hands the student's kernel this seed, never
+    Stock ``nbgrader autograde`` hands the student's kernel these seeds, never
     the secret (:mod:`coursekit.course.kernel_seed`).
 
     Args:
         spec: the assignment's spec.
         seed: the student's :func:`hidden_seed`.
+        checks_seed: the assignment's :func:`check_seed`.
 
     Returns:
         ``{grade_id: [PreparedCall, ...]}`` in question order.
 
     Example:
         >>> spec = AssignmentSpec("a1", "a1", 7, ())
-        >>> prepare_seeded_calls(spec, hidden_seed(spec, "seqloss", "ada", b"k" * 32))
+        >>> prepare_seeded_calls(spec, hidden_seed(spec, "seqloss", "ada", b"k" * 32), check_seed(spec, b"k" * 32))
         {}
     """
     with _one_torch_thread():
-        return _prepare_calls(spec, seed)
+        return _prepare_calls(spec, seed, checks_seed)
 
 
 def _call(question: FunctionQuestion | CheckedQuestion, index: int, case: Case) -> dict[str, Any]:
@@ -538,7 +599,7 @@ def _function_call(question: FunctionQuestion, seed: int, index: int, case: Case
     return PreparedCall(call, _to_numpy(output), grads, description)
 
 
-def _prepare_calls(spec: AssignmentSpec, seed: int) -> dict[str, list[PreparedCall]]:
+def _prepare_calls(spec: AssignmentSpec, seed: int, checks_seed: int) -> dict[str, list[PreparedCall]]:
     prepared: dict[str, list[PreparedCall]] = {}
     for question in spec.questions:
         if isinstance(question, ValueQuestion):
@@ -555,7 +616,7 @@ def _prepare_calls(spec: AssignmentSpec, seed: int) -> dict[str, list[PreparedCa
         cases = question.cases(_rng(seed, question.grade_id))
         if isinstance(question, CheckedQuestion):
             prepared[question.grade_id] = [
-                PreparedCall(_call(question, index, case), case, [])
+                PreparedCall(_call(question, index, case), CheckedCase(case, checks_seed), [])
                 for index, case in enumerate(cases)
             ]
             continue

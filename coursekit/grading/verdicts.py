@@ -25,7 +25,9 @@ an exception's message (in letters, if digits were masked) or a class name. So
 an exception is named by its type only when Python defines it, and its message
 goes to the instructor's report alone (the ``raised`` field of :class:`QuestionResult`, digits
 masked by :func:`quoted_message`). The one hidden value the feedback shows is
-the reference's value at one position.
+the reference's value at one position. A failed *visible* check is quoted in
+full (one line, capped): it ran while no hidden input was in the process (see
+:func:`visible_check_failure`).
 """
 
 from __future__ import annotations
@@ -282,7 +284,12 @@ def quoted_message(ename: str, evalue: str) -> str:
         >>> quoted_message("ValueError", "lengths must lie in [0, 5],   got [6, 2]")
         'ValueError: lengths must lie in [#, #], got [#, #]'
     """
-    text = re.sub(r"[0-9]+", "#", " ".join(evalue.split()))
+    return _one_line(ename, re.sub(r"[0-9]+", "#", evalue))
+
+
+def _one_line(ename: str, evalue: str) -> str:
+    """``ename: evalue`` on one line, capped at :data:`QUOTED_CHARS`, a class name Python does not define left out."""
+    text = " ".join(evalue.split())
     text = text if len(text) <= QUOTED_CHARS else text[: QUOTED_CHARS - 3] + "..."
     name = ename if ename in KNOWN_EXCEPTIONS else ""
     return ": ".join(part for part in (name, text) if part)
@@ -334,7 +341,7 @@ def _check_call(prepared: PreparedCall, end: CallEnd | None, question: Question,
         return Mismatch("malformed result")
     if isinstance(question, CheckedQuestion):
         try:
-            verdict = question.check(value, prepared.expected)
+            verdict = question.check(value, prepared.expected.case, prepared.expected.check_seed)
         except Exception as error:  # noqa: BLE001 - odd student data must fail the case, not stop the batch
             return Mismatch(f"the returned values could not be checked ({type(error).__name__})")
         return None if verdict is None else Mismatch(str(verdict)[:200])
@@ -499,9 +506,13 @@ def visible_check_failure(question: Question, total: int, end: CellEnd | None) -
     Stock nbgrader runs a test cell's visible checks before its hidden block,
     so a check that raises scores the cell 0; ``coursekit grade`` runs them too,
     where the cell stands, and applies the same rule, so both graders agree.
-    The feedback quotes the check's exception as :func:`quoted_message` does:
-    unlike a hidden check's, it cannot carry hidden inputs, since the sandbox
-    receives the hidden calls only after the notebook's last cell has run.
+    The feedback quotes the check's exception on one line, capped at
+    :data:`QUOTED_CHARS`, its class named only when Python defines it, and,
+    unlike :func:`quoted_message`, with its digits: a visible check's message
+    cannot carry hidden inputs, since the sandbox receives the hidden calls
+    only after the notebook's last cell has run, so masking would only hide
+    the numbers the released check was written to show (a threshold, the
+    student's own loss).
 
     Args:
         question: the question.
@@ -517,12 +528,15 @@ def visible_check_failure(question: Question, total: int, end: CellEnd | None) -
         >>> failed = CellEnd(3, CellStatus.ERROR, ename="AssertionError", evalue="answer with A, B, C or D")
         >>> visible_check_failure(question, 1, failed).messages
         ['a visible check failed: AssertionError: answer with A, B, C or D']
+        >>> nll = CellEnd(3, CellStatus.ERROR, ename="AssertionError", evalue="validation NLL 2.347 is not below 2.0")
+        >>> visible_check_failure(question, 1, nll).messages
+        ['a visible check failed: AssertionError: validation NLL 2.347 is not below 2.0']
         >>> visible_check_failure(question, 1, CellEnd(3, CellStatus.OK)) is None
         True
     """
     if end is not None and end.status is CellStatus.OK:
         return None
     if end is not None and end.status is CellStatus.ERROR:
-        quoted = quoted_message(end.ename, end.evalue)
+        quoted = _one_line(end.ename, end.evalue)
         return _forfeit(question, total, VISIBLE_CHECK_FAILED + (f": {quoted}" if quoted else ""))
     return _forfeit(question, total, VISIBLE_CHECK_UNFINISHED)

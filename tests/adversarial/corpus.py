@@ -41,8 +41,10 @@ def _with_answer(grade_id: str, source: str | Callable[[Path], str]) -> Callable
 
 #: A plain last cell: it runs after every test cell's visible checks, so a graded function that reads this flag
 #: can tell the hidden calls (made after the last cell) from the visible checks, answer those honestly, and
-#: attack only the hidden calls, as a determined student would once the visible checks count.
-CALLS_PHASE_CELL = "_calls_phase = True\n"
+#: attack only the hidden calls, as a determined student would once the visible checks count. The flag is set on
+#: the shared ``builtins`` module, not as a global: the hidden calls run in the names as they stood at the test
+#: cell (coursekit.grading.snapshot), where a global set later is not, but an object changed later is seen changed.
+CALLS_PHASE_CELL = "import builtins\nbuiltins._calls_phase = True\n"
 
 
 def _in_calls_phase(build: Callable[[Path], dict[str, Any]]) -> Callable[[Path], dict[str, Any]]:
@@ -224,7 +226,7 @@ BIG_RESULTS = (
     "import torch\n"
     "_honest_perplexity = perplexity\n"
     "def perplexity(mean_nll):\n"
-    "    if '_calls_phase' not in globals():\n"
+    "    if not getattr(__import__('builtins'), '_calls_phase', False):\n"
     "        return _honest_perplexity(mean_nll)\n"
     "    return torch.zeros(10_000_000)\n"
 )
@@ -394,7 +396,7 @@ FORGE_HITS = (
     "_routes = [0]\n"
     "_honest_token_nll = token_nll\n"
     "def token_nll(logits, targets, *, ignore_index=-100):\n"
-    "    if '_calls_phase' not in globals():\n"
+    "    if not getattr(__import__('builtins'), '_calls_phase', False):\n"
     "        return _honest_token_nll(logits, targets, ignore_index=ignore_index)\n"
     "    ids = []\n"
     "    frame = sys._getframe(1)\n"
@@ -424,7 +426,7 @@ FORGE_HITS = (
 LETTERS_FOR_DIGITS = (
     "_honest_token_nll = token_nll\n"
     "def token_nll(logits, targets, *, ignore_index=-100):\n"
-    "    if '_calls_phase' not in globals():\n"
+    "    if not getattr(__import__('builtins'), '_calls_phase', False):\n"
     "        return _honest_token_nll(logits, targets, ignore_index=ignore_index)\n"
     "    shape = str(tuple(logits.shape))\n"
     "    values = '/'.join(f'{v:.4g}' for v in logits.flatten()[:12].tolist())\n"
@@ -438,7 +440,7 @@ RETURNED_VALUE = (
     "_honest_sequence_loss = sequence_loss\n"
     "def sequence_loss(token_losses, mask=None, *, reduction='sum'):\n"
     "    result = _honest_sequence_loss(token_losses, mask, reduction=reduction)\n"
-    "    if '_calls_phase' not in globals() or result.ndim == 0 or result.numel() == 0:\n"
+    "    if not getattr(__import__('builtins'), '_calls_phase', False) or result.ndim == 0 or result.numel() == 0:\n"
     "        return result\n"
     "    leaked = torch.nan_to_num(token_losses.detach(), nan=0.0).max().to(result.dtype).reshape(1)\n"
     "    return torch.cat([leaked, result.flatten()[1:]]).reshape(result.shape)\n"
@@ -448,7 +450,7 @@ SHAPE_LEAK = (
     "import torch\n"
     "_honest_token_nll = token_nll\n"
     "def token_nll(logits, targets, *, ignore_index=-100):\n"
-    "    if '_calls_phase' not in globals():\n"
+    "    if not getattr(__import__('builtins'), '_calls_phase', False):\n"
     "        return _honest_token_nll(logits, targets, ignore_index=ignore_index)\n"
     "    return torch.zeros(*[round(abs(x) * 100) % 10**6 for x in logits.flatten()[:3].tolist()], 0)\n"
 )
@@ -898,7 +900,7 @@ WIDENING_REPORT = (
     "_kernel.encode_value = lambda v: '\\u00e9' * 12_000_000 if _count[0] == 1 else _encode(v)\n"
     "_token_nll = token_nll\n"
     "def token_nll(*args, **kwargs):\n"
-    "    if '_calls_phase' not in globals():\n"
+    "    if not getattr(__import__('builtins'), '_calls_phase', False):\n"
     "        return _token_nll(*args, **kwargs)\n"
     "    _count[0] += 1\n"
     "    if _count[0] == 2:\n"

@@ -100,23 +100,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stale_page_removed(course_dir: str, assignment: str) -> str:
+    """Remove the previous run's class report, which no longer matches the stored results; say what was done."""
+    from coursekit.grading.driver import reports_directory
+
+    page = reports_directory(Path(course_dir).resolve(), assignment) / "index.html"
+    try:
+        page.unlink()
+    except FileNotFoundError:
+        return "no class report is on disk"
+    except OSError as error:
+        return f"the previous {page} could not be removed ({error}) and is out of date"
+    return f"the previous {page} was removed"
+
+
 def _report(course_dir: str, assignment: str, db_url: str | None) -> int:
     """``coursekit report``: write the assignment's report; print where, or why not."""
-    from coursekit.grading.report import write_report
+    from coursekit.grading.report import MissingResults, ReportFailed, write_report
 
     try:
         path = write_report(Path(course_dir), assignment, db_url)
-    except (LookupError, ValueError, FileNotFoundError, TypeError) as error:
+    except (MissingResults, FileNotFoundError, ReportFailed) as error:
         print(f"coursekit report: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # noqa: BLE001 - the report reads what students handed in; say what failed
+        print(f"coursekit report: {type(error).__name__}: {error}; {_stale_page_removed(course_dir, assignment)}",
+              file=sys.stderr)
         return 2
     print(f"report: {path}")
     return 0
 
 
 def _report_after_grading(course_dir: str, assignment: str, db_url: str | None) -> int:
-    """The end of ``coursekit grade``: write the class's report, then say where the results are."""
+    """The end of ``coursekit grade``: write the class's report, then say where the results are.
+
+    The exit status is grading's: a report that cannot be written is said on
+    stderr (and ``coursekit report`` retries it), but the grades are recorded.
+    """
     from coursekit.grading.driver import reports_directory
-    from coursekit.grading.report import MissingResults, write_report
+    from coursekit.grading.report import MissingResults, ReportFailed, write_report
 
     reports = reports_directory(Path(course_dir).resolve(), assignment)
     try:
@@ -124,9 +146,13 @@ def _report_after_grading(course_dir: str, assignment: str, db_url: str | None) 
     except MissingResults:
         print(f"reports: {reports} (no submission graded, so no class report)")
         return 0
-    except (LookupError, ValueError, FileNotFoundError, TypeError) as error:
-        print(f"coursekit grade: the grades are recorded, but the class report failed: {error}", file=sys.stderr)
-        return 2
+    except ReportFailed as error:
+        print(f"coursekit grade: the grades are recorded, but {error}", file=sys.stderr)
+        return 0
+    except Exception as error:  # noqa: BLE001 - grading succeeded; the report's failure must not look like grading's
+        print(f"coursekit grade: the grades are recorded, but the class report failed ({type(error).__name__}: "
+              f"{error}); {_stale_page_removed(course_dir, assignment)}", file=sys.stderr)
+        return 0
     print(f"reports: {reports} (class report: {page.name})")
     return 0
 

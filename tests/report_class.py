@@ -1,4 +1,4 @@
-"""A generated class of assignment 1 for the grading report's tests: 42 submissions, each of a known kind.
+"""A generated class of assignment 1 for the grading report's tests: 45 submissions, each of a known kind.
 
 Every submission is made from the instructor's solution notebook (through
 tests/adversarial/course.py) by one programmatic change, so the report's
@@ -7,7 +7,10 @@ differently), values 1 % off, right values with a wrong gradient, crashes,
 a timeout, a kernel that dies, imports of the reference, a paste of the
 reference's source from the book, two near-copies that differ only in names,
 comments and layout, untouched notebooks, a tampered test cell, wrong written
-answers, and student HTML in code, markdown and timestamp.txt.
+answers, student HTML in code, markdown and timestamp.txt, and two correct
+answers the report does not compare: one with a 600-term sum (deeper than
+``ast.unparse`` recurses) and one padded with no-op lines past the cell cap,
+and a solved notebook handed in under Jupyter's copy name.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class Student:
     kind: str
     build: Callable[[Path], dict[str, Any]]
     timestamp: str = "2026-11-20 10:00:00.000000 UTC"
+    handed_in_as: str = ""
 
 
 def _answer(course: Path, grade_id: str) -> str:
@@ -121,12 +125,27 @@ def _with_html(course: Path) -> dict[str, Any]:
     return notebook
 
 
+def _inserted_after_def(lines: list[str]) -> Callable[[str], str]:
+    """Inserts ``lines`` (already indented) as the first statements of the answer's function."""
+    def change(source: str) -> str:
+        body = source.splitlines()
+        first = next(i for i, line in enumerate(body) if line.startswith("def ")) + 1
+        return "\n".join(body[:first] + lines + body[first:]) + "\n"
+    return change
+
+
+#: a correct token_nll with one constant sum of 600 terms: it runs, but its tree is deeper than unparse recurses.
+LONG_SUM = ["    _check = " + " + ".join(["1"] * 600)]
+#: a correct token_nll padded with no-op lines: a 360 kB cell, over the report's 200 kB parsing cap.
+PADDING = ["    x = 0"] * 36_000
+
+
 def _alternative(grade_id: str) -> Callable[[Path], dict[str, Any]]:
     return _with_answer(grade_id, ALTERNATIVES[ASSIGNMENT][grade_id])
 
 
 def students() -> list[Student]:
-    """The class, 42 students, ids prefixed by their kind."""
+    """The class, 45 students, ids prefixed by their kind (but for ``long_sum``, ``padded`` and ``renamed``)."""
     kinds: list[Student] = [Student(f"correct_{i:02d}", "correct", solved_notebook) for i in range(9)]
     kinds += [Student(f"correct_alt_{g.removeprefix('answer_')}", "correct", _alternative(g)) for g in FUNCTIONS]
     for grade_id, function in FUNCTIONS.items():
@@ -158,6 +177,9 @@ def students() -> list[Student]:
         Student("wrong_fox", "wrong_written", _replacing("answer_fox", _detached(
             'fox_mean = sequence_loss(fox_losses, reduction="mean")', 'fox_mean = sequence_loss(fox_losses)'))),
         Student("html_planted", "html", _with_html, timestamp=PLANTED),
+        Student("long_sum", "not_compared", _replacing("answer_token_nll", _inserted_after_def(LONG_SUM))),
+        Student("padded", "not_compared", _replacing("answer_token_nll", _inserted_after_def(PADDING))),
+        Student("renamed", "renamed", solved_notebook, handed_in_as=f"{ASSIGNMENT}-Copy1.ipynb"),
     ]
     kinds += [Student(f"untouched_{i}", "untouched", release_notebook) for i in range(3)]
     return kinds
@@ -169,4 +191,6 @@ def submit_class(course: Path) -> list[Student]:
     for student in class_:
         path = submit(course, student.student, student.build(course))
         (path.parent / "timestamp.txt").write_text(student.timestamp)
+        if student.handed_in_as:
+            path.rename(path.with_name(student.handed_in_as))
     return class_

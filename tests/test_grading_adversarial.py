@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -102,17 +103,40 @@ def _rendered(cell: dict) -> str:
     return markdown2html_mistune(source) if cell["cell_type"] == "markdown" else source
 
 
+def _leased(uid: int) -> bool:
+    """Whether a grader holds the lease on ``uid`` now (another test's grader on the other xdist worker)."""
+    from coursekit.grading.uids import UID_LOCK_DIR
+
+    try:
+        handle = open(UID_LOCK_DIR / f"{uid}.lock", "a+")
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
 def _sandbox_processes() -> list[int]:
-    """Processes left running under a sandbox uid (61000 to 61999)."""
+    """Processes left running under a sandbox uid (61000 to 61999) that no running grader leases.
+
+    A grader releases a uid only after killing what runs as it, so a process under an unleased uid
+    outlived its batch; one under a leased uid belongs to a grading run still going (the suite runs
+    other graders in parallel).
+    """
     from coursekit.grading.uids import UID_BASE, UID_COUNT
 
     found = []
     for entry in os.listdir("/proc"):
         try:
-            if entry.isdigit() and UID_BASE <= os.stat(f"/proc/{entry}").st_uid < UID_BASE + UID_COUNT:
-                found.append(int(entry))
+            uid = os.stat(f"/proc/{entry}").st_uid if entry.isdigit() else -1
         except OSError:
             continue
+        if UID_BASE <= uid < UID_BASE + UID_COUNT and not _leased(uid):
+            found.append(int(entry))
     return found
 
 

@@ -1,4 +1,4 @@
-"""The grading report on a generated class of 42 submissions, graded once by the real `coursekit grade`.
+"""The grading report on a generated class of 45 submissions, graded once by the real `coursekit grade`.
 
 The report's numbers are checked against the gradebook (nbgrader's API) and the
 stored JSON results, computed here without the report's code; the page is
@@ -161,6 +161,15 @@ def test_outcomes_list_every_student_by_outcome(graded_class: dict) -> None:
     assert by_outcome["timeout"] == _students_of(kinds, "timeout")
     assert by_outcome["tampered_cells"] == {"tampered"}
     assert "crash_kernel" in by_outcome["kernel_died"]
+    assert by_outcome["missing_notebook"] == {"renamed"}
+
+
+def test_a_notebook_handed_in_under_another_name_is_named_with_the_expected_one(graded_class: dict) -> None:
+    stored = graded_class["stored"]["renamed"]
+    assert (stored["outcome"], stored["score"]) == ("missing_notebook", 0.0)
+    assert stored["notes"][0].startswith(f"no {ASSIGNMENT}.ipynb in the submission; found {ASSIGNMENT}-Copy1.ipynb: "
+                                         f"rename it to {ASSIGNMENT}.ipynb and regrade with --force")
+    assert "stock nbgrader autograde does not grade it either" in stored["notes"][0]
 
 
 def test_common_failures_group_the_students_with_one_bug(graded_class: dict) -> None:
@@ -196,6 +205,20 @@ def test_answer_pasted_from_the_reference_is_flagged_for_review_only(graded_clas
     assert gradebook["book_copy_perplexity"]["test_perplexity"] == 1.0     # a flag, never a score change
     assert not set(levels) & _students_of(graded_class["kinds"], "untouched")
     assert [float(row[0]) for row in rows] == sorted((float(row[0]) for row in rows), reverse=True)
+
+
+def test_answers_the_report_cannot_compare_are_graded_and_listed_with_why(graded_class: dict,
+                                                                       gradebook: dict) -> None:
+    # `coursekit grade` exited 0 (the fixture checks it) with both in the class: the report no longer raises.
+    rows = {row[0]: row[1] for row in _tables(graded_class["html"]).tables["not-compared-token_nll"]}
+    assert set(rows) == _students_of(graded_class["kinds"], "not_compared") == {"long_sum", "padded"}
+    assert rows["long_sum"] == "not compared: the function cannot be normalised (RecursionError)"
+    assert rows["padded"].startswith("not compared: its code cell has ") and "over the 200,000" in rows["padded"]
+    for student in rows:
+        assert gradebook[student]["test_token_nll"] == 3.0, student
+    compared = {name for row in _tables(graded_class["html"]).tables["reference-token_nll"]
+                for name in row[2].split(", ")}
+    assert not compared & set(rows)
 
 
 def test_student_html_stays_text(graded_class: dict) -> None:

@@ -54,6 +54,11 @@ P = torch.zeros(3)  # per-pair log-probabilities
 N3 = torch.tensor([3, 4, 5])  # per-pair response lengths
 
 CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
+    # messages about the argument at fault (review round 13, finding 5)
+    ("top_k_teacher: empty vocabulary", lambda: top_k_teacher(torch.zeros(3, 0), 1), ValueError,
+     r"^teacher_logits must have shape \(\.\.\., V\) with V >= 1, got \(3, 0\)$"),
+    ("mrt_risk: empty candidate axis", lambda: mrt_risk(torch.zeros(2, 0), torch.zeros(2, 0)), ValueError,
+     r"^sequence_log_probs must have a non-empty candidate axis \(\.\.\., S\), got shape \(2, 0\)$"),
     # token_nll
     ("token_nll: logits not float", lambda: token_nll(Y, Y), TypeError, r"logits must be a floating-point tensor"),
     ("token_nll: logits not a tensor", lambda: token_nll([[0.0]], Y), TypeError, r"logits must be a torch\.Tensor"),
@@ -205,6 +210,47 @@ NUMBER_ARGUMENTS: list[tuple[str, Callable[[object], object]]] = [
     ("eps_high", lambda x: clipped_surrogate(L, L, P[:2], eps_high=x)),
     ("beta", lambda x: generalized_jsd(Z, Z, beta=x)),
 ]
+
+
+#: Every public choice argument (a str from a fixed set), as (argument, call with the value).
+CHOICE_ARGUMENTS: list[tuple[str, Callable[[object], object]]] = [
+    ("reduction", lambda x: sequence_loss(L, reduction=x)),
+    ("reduction", lambda x: batch_loss(L, M, reduction=x)),
+    ("reduction", lambda x: causal_lm_loss(Z, Y, reduction=x)),
+    ("reduction", lambda x: chunked_cross_entropy(Z, torch.zeros(4, 4), Y, reduction=x)),
+    ("reduction", lambda x: confidence_penalty_nll(Z, Y, 0.1, reduction=x)),
+    ("reduction", lambda x: ctc_loss(CTC_LOG_PROBS, CTC_TARGETS, [6, 6], [2, 2], reduction=x)),
+    ("reduction", lambda x: kd_loss(Z, Z, reduction=x)),
+    ("reduction", lambda x: kd_cross_entropy(Z, Z, reduction=x)),
+    ("reduction", lambda x: generalized_jsd(Z, Z, reduction=x)),
+    ("reduction", lambda x: top_k_kd_loss(Z, *top_k_teacher(Z, 2), reduction=x)),
+    ("reduction", lambda x: label_smoothed_nll(Z, Y, 0.1, reduction=x)),
+    ("variant", lambda x: label_smoothed_nll(Z, Y, 0.1, variant=x)),
+    ("reduction", lambda x: dpo_loss(P, P, P, P, reduction=x)),
+    ("reduction", lambda x: simpo_loss(P, P, N3, N3, reduction=x)),
+    ("estimator", lambda x: kl_penalty(L, L, estimator=x)),
+    ("mode", lambda x: policy_loss_aggregate(L, M, mode=x)),
+    ("reduction", lambda x: vocab_parallel_cross_entropy([Z[..., :2], Z[..., 2:]], Y, reduction=x)),
+]
+
+
+@pytest.mark.parametrize(("kind", "value", "received"), [
+    ("numpy array", np.array(["mean", "sum"]), "ndarray"),
+    ("list of a huge int", [10**5000], "list"),
+    ("None", None, "NoneType"),
+    ("int", 3, "int"),
+    ("bytes", b"sum", "bytes"),
+], ids=["numpy array", "list of a huge int", "None", "int", "bytes"])
+@pytest.mark.parametrize(("argument", "call"), CHOICE_ARGUMENTS, ids=[f"{a}-{i}" for i, (a, _) in enumerate(CHOICE_ARGUMENTS)])
+def test_a_choice_that_is_not_a_str_is_a_type_error_naming_the_argument_and_its_type(argument, call, kind, value, received):
+    with pytest.raises(TypeError, match=rf"^{argument} must be one of '.*' \(a str\), got {received}$"):
+        call(value)
+
+
+@pytest.mark.parametrize(("argument", "call"), CHOICE_ARGUMENTS, ids=[f"{a}-{i}" for i, (a, _) in enumerate(CHOICE_ARGUMENTS)])
+def test_a_numpy_str_choice_is_taken_as_its_str(argument, call):
+    choice = {"reduction": "sum", "variant": "pytorch", "estimator": "k2", "mode": "grpo"}[argument]
+    _same(call(np.str_(choice)), call(choice))
 
 
 def size_text(value: int) -> str:

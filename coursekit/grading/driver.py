@@ -29,7 +29,7 @@ from coursekit.grading.cgroups import cgroups_available, remove_stale_groups
 from coursekit.grading.executors import make_executor
 from coursekit.grading.files import files_of, refuse_shadowing
 from coursekit.grading.limits import Limits
-from coursekit.grading.notebook import ExpectedCell, PreparedNotebook, prepare, unusable
+from coursekit.grading.notebook import ExpectedCell, PreparedNotebook, missing_notebook_note, prepare, unusable
 from coursekit.grading.outcomes import OUTCOMES, Evidence, classify, run_notes, skipped_answers
 from coursekit.grading.package_view import ViewPlan, notebook_imports, plan_view
 from coursekit.grading.result_budget import result_caps
@@ -273,12 +273,13 @@ class Grader:
         directory = self.course.root / self.course.submitted / student / self.assignment
         nb_path = directory / f"{self.spec.notebook}.ipynb"
         size = nb_path.stat().st_size if nb_path.is_file() else 0
-        if size > self.options.max_notebook_bytes:
+        if not nb_path.is_file():
+            notebook = unusable("missing_notebook", self.expected, missing_notebook_note(directory, nb_path.name))
+        elif size > self.options.max_notebook_bytes:
             notebook = unusable("too_large", self.expected,
                                 f"the notebook has {size} bytes, limit {self.options.max_notebook_bytes}")
         else:
-            raw = nb_path.read_bytes() if nb_path.is_file() else b""
-            notebook = prepare(raw, self.expected, max_bytes=self.options.max_notebook_bytes)
+            notebook = prepare(nb_path.read_bytes(), self.expected, max_bytes=self.options.max_notebook_bytes)
         files = files_of(directory, {f"{self.spec.notebook}.ipynb", "timestamp.txt"}, self.options.max_files_bytes)
         if files is None and not notebook.outcome:
             notebook = unusable("too_large", self.expected, "the submitted files are too large")

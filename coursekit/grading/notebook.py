@@ -34,6 +34,7 @@ import itertools
 import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from coursekit.grading.hidden_tests import is_autograder_test
@@ -216,7 +217,7 @@ def unusable(outcome: str, expected: list[ExpectedCell], detail: str) -> Prepare
     """A submission that cannot be run: the released notebook stands in for it.
 
     Args:
-        outcome: ``"invalid_notebook"`` or ``"too_large"``.
+        outcome: ``"invalid_notebook"``, ``"missing_notebook"`` or ``"too_large"``.
         expected: the notebook's expected cells.
         detail: why.
 
@@ -226,6 +227,33 @@ def unusable(outcome: str, expected: list[ExpectedCell], detail: str) -> Prepare
     notebook = blank_notebook(expected)
     tests = {cell.name: index for index, cell in enumerate(expected) if cell.autograder_test}
     return PreparedNotebook(outcome, notebook=notebook, test_cells=tests, detail=detail)
+
+
+def missing_notebook_note(directory: Path, expected_name: str) -> str:
+    """Why a submission has no notebook of the expected name, naming the notebooks that are there instead.
+
+    Args:
+        directory: the submission's folder (``submitted/<student>/<assignment>``).
+        expected_name: the notebook's file name, e.g. ``a1_sequence_loss.ipynb``.
+
+    Returns:
+        The note for the instructor: the expected name, the notebooks found
+        (e.g. Jupyter's ``...-Copy1.ipynb``) and what to do.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "a1-Copy1.ipynb").write_text("{}")
+        >>> print(missing_notebook_note(folder, "a1.ipynb"))  # doctest: +NORMALIZE_WHITESPACE
+        no a1.ipynb in the submission; found a1-Copy1.ipynb: rename it to a1.ipynb and regrade with --force
+        (stock nbgrader autograde does not grade it either: it skips a notebook its gradebook does not know)
+    """
+    found = sorted(path.name for path in directory.glob("*.ipynb") if path.is_file()) if directory.is_dir() else []
+    if not found:
+        return f"no {expected_name} in the submission, and no other notebook"
+    return (f"no {expected_name} in the submission; found {', '.join(found)}: rename it to {expected_name} and "
+            "regrade with --force (stock nbgrader autograde does not grade it either: it skips a notebook its "
+            "gradebook does not know)")
 
 
 def _restored_cell(cell: ExpectedCell, index: int) -> dict[str, Any]:

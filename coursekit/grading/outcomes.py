@@ -33,6 +33,7 @@ OUTCOMES = (
     "memory_limit",
     "kernel_died",
     "invalid_notebook",
+    "missing_notebook",
     "missing_cells",
     "tampered_cells",
     "too_large",

@@ -92,6 +92,7 @@ tensors alone in all its lists, and so do these helpers.
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 
@@ -140,3 +141,43 @@ def float32_under_autocast(tensor: torch.Tensor) -> torch.Tensor:
     if tensor.dtype == torch.float64 or not autocast_on(tensor.device.type):
         return tensor
     return tensor.float()
+
+
+def promoted_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    """The dtype PyTorch's type promotion gives ``tensors`` in an elementwise operation (``torch.result_type``).
+
+    The losses that combine several tensors compute in it, as the PyTorch or
+    TRL expressions they equal do: a bfloat16 tensor with a float32 one gives
+    float32, float32 with float64 gives float64, and an integer tensor takes
+    the floating dtype of the others. Casting the others down to the first
+    argument's dtype instead would round a float32 partner to bfloat16.
+
+    Example:
+        >>> promoted_dtype(torch.zeros(1, dtype=torch.bfloat16), torch.zeros(1))
+        torch.float32
+        >>> promoted_dtype(torch.zeros(1, dtype=torch.bfloat16), torch.zeros(1, dtype=torch.long))
+        torch.bfloat16
+    """
+    return functools.reduce(torch.promote_types, (tensor.dtype for tensor in tensors))
+
+
+def promoted_under_autocast(*tensors: torch.Tensor) -> torch.dtype:
+    """:func:`promoted_dtype` of the floating-point tensors as :func:`float32_under_autocast` gives them.
+
+    Where autocast is on, half-precision tensors count as float32 (float64
+    stays float64); elsewhere it is :func:`promoted_dtype` itself. Nothing is
+    cast to find it.
+
+    Example:
+        >>> student = torch.zeros(1, dtype=torch.bfloat16)
+        >>> promoted_under_autocast(student, student)
+        torch.bfloat16
+        >>> with torch.autocast("cpu", dtype=torch.bfloat16):
+        ...     promoted_under_autocast(student, student)
+        torch.float32
+    """
+    dtypes = (
+        torch.float32 if tensor.dtype != torch.float64 and autocast_on(tensor.device.type) else tensor.dtype
+        for tensor in tensors
+    )
+    return functools.reduce(torch.promote_types, dtypes)

@@ -4,7 +4,12 @@ Every public function validates its arguments once, at the boundary, through
 these helpers, so that a bad input always produces a message of the same form:
 the argument's name, what was received, and what was expected.
 
-Checks of types, dtypes and shapes read no tensor values and always run.
+Checks of types, dtypes, shapes and devices read no tensor values and always
+run: every tensor argument must live on the device of the loss's first one
+(:func:`require_same_device`), where PyTorch's own message would name no
+argument; a 0-d CPU token count is allowed anywhere, as PyTorch allows it.
+``ctc_loss`` is the exception: it takes its targets and lengths on any
+device, as ``F.ctc_loss`` does, and moves them.
 Checks that must read values (a target out of range, a negative length, a mask
 holding a 2) run where reading costs nothing, on the CPU. On an accelerator
 reading a value waits for every queued kernel (a host synchronisation on every
@@ -100,12 +105,37 @@ def require_shape(name: str, tensor: torch.Tensor, expected: Sequence[int], expe
         )
 
 
-def require_same_device(name: str, tensor: torch.Tensor, reference: torch.Tensor, reference_name: str) -> None:
-    """Raise ``ValueError`` unless ``tensor`` lives on the device of ``reference``."""
-    if tensor.device != reference.device:
-        raise ValueError(
-            f"{name} must be on the device of {reference_name} ({reference.device}), got {tensor.device}"
-        )
+def require_same_device(
+    name: str, tensor: torch.Tensor, reference: torch.Tensor, reference_name: str, *, cpu_scalar: bool = False
+) -> None:
+    """Raise ``ValueError`` unless ``tensor`` lives on the device of ``reference``.
+
+    PyTorch's own message for tensors on two devices ("Tensor on device cpu
+    is not on the expected device meta!") names neither argument. A device
+    comparison reads no value. With ``cpu_scalar``, a 0-d CPU tensor is
+    allowed with a ``reference`` anywhere, as PyTorch's elementwise operations
+    allow it (a token count such as ``num_items_in_batch``).
+    """
+    if tensor.device == reference.device or (cpu_scalar and tensor.dim() == 0 and tensor.device.type == "cpu"):
+        return
+    raise ValueError(f"{name} must be on the device of {reference_name} ({reference.device}), got {tensor.device}")
+
+
+def require_same_devices(reference_name: str, reference: torch.Tensor, **tensors: object) -> None:
+    """:func:`require_same_device` for every tensor among ``tensors`` (by argument name), against ``reference``.
+
+    ``None`` and anything that is not a tensor are passed over: their own
+    checks name them.
+
+    Example:
+        >>> require_same_devices("log_probs", torch.zeros(2), old_log_probs=torch.zeros(2, device="meta"))
+        Traceback (most recent call last):
+        ...
+        ValueError: old_log_probs must be on the device of log_probs (cpu), got meta
+    """
+    for name, tensor in tensors.items():
+        if isinstance(tensor, torch.Tensor):
+            require_same_device(name, tensor, reference, reference_name)
 
 
 def require_mask(name: str, mask: object, expected: Sequence[int], expected_text: str) -> torch.Tensor:
@@ -133,11 +163,32 @@ def require_mask(name: str, mask: object, expected: Sequence[int], expected_text
 
 
 def require_choice(name: str, value: object, choices: Sequence[str]) -> str:
-    """Return ``value`` if it is one of ``choices``."""
+    """Return ``value`` if it is one of ``choices`` (all strings).
+
+    Anything that is not a string is refused by its type before the ``in``
+    test, which a NumPy array would answer with NumPy's own "truth value ...
+    is ambiguous", and its message shows the type only (see
+    :func:`type_text`): a container holding an int of more than 4300 digits
+    cannot be shown by ``repr``. A ``numpy.str_`` is a string.
+
+    Raises:
+        TypeError: ``value`` is not a string.
+        ValueError: ``value`` is a string but not one of ``choices``.
+
+    Example:
+        >>> require_choice("reduction", "sum", ("mean", "sum"))
+        'sum'
+        >>> require_choice("reduction", ["mean"], ("mean", "sum"))
+        Traceback (most recent call last):
+        ...
+        TypeError: reduction must be one of 'mean', 'sum' (a str), got list
+    """
+    options = ", ".join(repr(c) for c in choices)
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {options} (a str), got {type_text(value)}")
     if value not in choices:
-        options = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"{name} must be one of {options}, got {value!r}")
-    return value  # type: ignore[return-value]
+        raise ValueError(f"{name} must be one of {options}, got {str(value)!r}")
+    return str(value)
 
 
 def require_number(name: str, value: object, *, type_expected: str = "a number") -> float:

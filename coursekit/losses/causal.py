@@ -19,6 +19,8 @@ from coursekit.losses._checks import (
     require_int,
     require_mask,
     require_num_items,
+    require_same_device,
+    require_same_devices,
     require_shape,
     require_targets_in_range,
 )
@@ -125,12 +127,13 @@ def causal_lm_loss(
         TypeError: ``logits`` not float, ``input_ids`` not integer, ``loss_mask``
             neither boolean nor integer, ``num_items_in_batch`` neither a number
             nor a one-element real tensor, ``ignore_index`` not an integer (``operator.index`` fails) or a bool,
-            ``upcast`` neither a Python nor a NumPy bool.
+            ``upcast`` neither a Python nor a NumPy bool. ``reduction`` not a str.
         ValueError: mismatched shapes, ``ignore_index`` beyond int64, a scored
             token outside ``[0, V)``, an
             unknown ``reduction``, ``num_items_in_batch`` with a reduction
             other than ``"token_mean"``, or a Python number
             ``num_items_in_batch`` that is not finite and > 0 (a tensor is not read).
+            Tensor arguments on two devices.
 
     Example:
         >>> import math
@@ -153,12 +156,15 @@ def causal_lm_loss(
     if logits.dim() < 2:
         raise ValueError(f"logits must have shape (..., T, V), got shape {tuple(logits.shape)}")
     require_shape("input_ids", input_ids, logits.shape[:-1], "logits.shape[:-1]")
+    require_same_devices("logits", logits, input_ids=input_ids, loss_mask=loss_mask)
     if num_items_in_batch is not None:
         if reduction != "token_mean":
             raise ValueError(
                 f"num_items_in_batch applies to reduction='token_mean' only, got reduction={reduction!r}"
             )
         num_items_in_batch = require_num_items("num_items_in_batch", num_items_in_batch)
+        if isinstance(num_items_in_batch, torch.Tensor):
+            require_same_device("num_items_in_batch", num_items_in_batch, logits, "logits", cpu_scalar=True)
     upcast = require_flag("upcast", upcast)
     ignore_index = require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
     scored = input_ids != ignore_index

@@ -51,6 +51,7 @@ from coursekit.losses._checks import (
     require_class_indices,
     require_float,
     require_int,
+    require_same_device,
     require_shape,
     require_targets_in_range,
 )
@@ -428,10 +429,11 @@ def chunked_cross_entropy(
         TypeError: a float argument is not a float tensor, ``targets`` is not an
             integer tensor, ``chunk_size`` or ``ignore_index`` is not an integer (``operator.index`` fails) or is a bool, the dtypes disagree
             (compared after the autocast casts; the message then also names
-            the dtype passed), or ``accum_dtype`` is not a floating-point dtype.
+            the dtype passed), or ``accum_dtype`` is not a floating-point dtype. ``reduction`` not a str.
         ValueError: the shapes disagree, ``chunk_size < 1``, an unknown
             ``reduction``, ``ignore_index`` beyond int64, a target outside ``[0, V)``
             that is not ``ignore_index``, or an ``accum_dtype`` narrower than the dtype of ``weight``.
+            Tensor arguments on two devices.
         RuntimeError: (in the backward pass) a backward with ``create_graph=True``.
 
     Example:
@@ -474,17 +476,16 @@ def chunked_cross_entropy(
     if weight.dtype != hidden.dtype:
         expected, got = _dtype_text("hidden", hidden, passed), _dtype_text("weight", weight, passed)
         raise TypeError(f"weight must have the dtype of hidden ({expected}), got {got}")
-    if weight.device != hidden.device:
-        raise ValueError(f"weight must be on the device of hidden ({hidden.device}), got {weight.device}")
+    require_same_device("weight", weight, hidden, "hidden")
     num_classes = weight.shape[0]
     if bias is not None:
         require_shape("bias", bias, (num_classes,), "(V,) with V = weight.shape[0]")
         if bias.dtype != hidden.dtype:
             expected, got = _dtype_text("hidden", hidden, passed), _dtype_text("bias", bias, passed)
             raise TypeError(f"bias must have the dtype of hidden ({expected}), got {got}")
+        require_same_device("bias", bias, hidden, "hidden")
     require_shape("targets", targets, hidden.shape[:-1], "hidden.shape[:-1]")
-    if targets.device != hidden.device:
-        raise ValueError(f"targets must be on the device of hidden ({hidden.device}), got {targets.device}")
+    require_same_device("targets", targets, hidden, "hidden")
     ignore_index = require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
     require_targets_in_range("targets", targets, num_classes, ignore_index)
     if not isinstance(accum_dtype, torch.dtype) or not accum_dtype.is_floating_point:

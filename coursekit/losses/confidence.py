@@ -24,6 +24,7 @@ from coursekit.losses._checks import (
     require_float,
     require_int,
     require_nonnegative,
+    require_same_devices,
     require_shape,
     require_targets_in_range,
 )
@@ -68,9 +69,9 @@ def confidence_penalty_nll(
 
     Raises:
         TypeError: ``logits`` not float, ``targets`` not integer, ``weight`` not a number,
-            ``ignore_index`` not an integer (``operator.index`` fails) or a bool.
+            ``ignore_index`` not an integer (``operator.index`` fails) or a bool. ``reduction`` not a str.
         ValueError: mismatched shapes, ``ignore_index`` beyond int64, a target outside ``[0, V)`` that is not ``ignore_index``,
-            a negative or non-finite ``weight``, or an unknown ``reduction``.
+            a negative or non-finite ``weight``, or an unknown ``reduction``. Tensor arguments on two devices.
 
     Example:
         >>> logits = torch.tensor([[2.0, 0.0, 0.0]])
@@ -86,6 +87,7 @@ def confidence_penalty_nll(
     if logits.dim() < 1:
         raise ValueError(f"logits must have at least one dimension (..., V), got shape {tuple(logits.shape)}")
     require_shape("targets", targets, logits.shape[:-1], "logits.shape[:-1]")
+    require_same_devices("logits", logits, targets=targets)
     ignore_index = require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
     require_targets_in_range("targets", targets, logits.shape[-1], ignore_index)
 

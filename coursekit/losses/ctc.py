@@ -313,7 +313,7 @@ def ctc_loss(
     Raises:
         TypeError: wrong tensor dtypes, lengths that are not integers, or a
             ``blank`` that is not an integer (``operator.index`` fails) or is a bool,
-            ``zero_infinity`` neither a Python nor a NumPy bool.
+            ``zero_infinity`` neither a Python nor a NumPy bool. ``reduction`` not a str.
         ValueError: wrong shapes, negative lengths, lengths longer than the
             padded axis, ``blank`` outside ``[0, V)``, a target outside ``[0, V)``
             or equal to ``blank``, or an unknown ``reduction``. The checks of

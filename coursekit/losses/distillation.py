@@ -11,8 +11,15 @@ from __future__ import annotations
 
 import torch
 
-from coursekit.losses._autocast import float32_under_autocast
-from coursekit.losses._checks import require_choice, require_float, require_mask, require_positive, require_shape
+from coursekit.losses._autocast import promoted_under_autocast
+from coursekit.losses._checks import (
+    require_choice,
+    require_float,
+    require_mask,
+    require_positive,
+    require_same_devices,
+    require_shape,
+)
 from coursekit.losses.nll import _reduce_batch
 
 KD_REDUCTIONS = ("token_mean", "sequence_mean", "sum", "none")
@@ -33,6 +40,7 @@ def _prepare(
             f"student_logits must have at least one dimension (..., V), got shape {tuple(student_logits.shape)}"
         )
     require_shape("teacher_logits", teacher_logits, student_logits.shape, "student_logits.shape")
+    require_same_devices("student_logits", student_logits, teacher_logits=teacher_logits, mask=mask)
     temperature = require_positive("temperature", temperature)
     require_choice("reduction", reduction, KD_REDUCTIONS)
     positions = student_logits.shape[:-1]
@@ -41,9 +49,12 @@ def _prepare(
     else:
         counted = require_mask("mask", mask, positions, "student_logits.shape[:-1]")
     student, teacher = _zero_uncounted(counted, student_logits, teacher_logits)
-    # float32 from the logits on under autocast, the division too (the references divide in the half dtype).
-    student_log_probs = torch.log_softmax(float32_under_autocast(student) / temperature, dim=-1)
-    teacher_log_probs = torch.log_softmax(teacher.to(student_log_probs.dtype) / temperature, dim=-1)
+    # Both in the dtype the logits promote to, as F.kl_div's result: a float32 teacher is not rounded to a
+    # bfloat16 student's dtype. Float32 from the logits on under autocast, the division too (the references
+    # divide in the half dtype).
+    dtype = promoted_under_autocast(student, teacher)
+    student_log_probs = torch.log_softmax(student.to(dtype) / temperature, dim=-1)
+    teacher_log_probs = torch.log_softmax(teacher.to(dtype) / temperature, dim=-1)
     return student_log_probs, teacher_log_probs, counted, temperature
 
 
@@ -111,10 +122,15 @@ def kd_loss(
             ``"none"`` (per position, 0 where masked).
 
     Returns:
-        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``;
-        float32 under ``torch.autocast`` for half-precision logits (float64
-        stays float64), from the logits on, division by ``temperature`` and
-        log-softmax included, on every device. The ``F.kl_div`` expression
+        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``, in
+        the dtype the two logits tensors promote to (``torch.result_type``),
+        as ``F.kl_div``'s result: a bfloat16 student with a float32 teacher
+        gives float32, float32 with float64 gives float64. Both log-softmaxes
+        are computed in that dtype (the ``F.kl_div`` expression takes the
+        student's in its own dtype, so coursekit's value is the closer to the
+        float64 one). Float32 under ``torch.autocast`` for half-precision
+        logits (float64 stays float64), from the logits on, division by
+        ``temperature`` and log-softmax included, on every device. The ``F.kl_div`` expression
         above computes the same under CUDA autocast for ``temperature=1``;
         otherwise its ``student_logits / temperature`` stays in the autocast
         dtype (and under CPU autocast its ``F.log_softmax`` too), and
@@ -127,7 +143,9 @@ def kd_loss(
 
     Raises:
         TypeError: logits not float, ``mask`` neither boolean nor integer, ``temperature`` not a number.
+            ``reduction`` not a str.
         ValueError: mismatched shapes, ``temperature <= 0``, unknown ``reduction``.
+            Tensor arguments on two devices.
 
     Example:
         >>> teacher = torch.tensor([[2.0, 0.0, 0.0]])
@@ -179,8 +197,11 @@ def kd_cross_entropy(
         reduction: ``"token_mean"``, ``"sequence_mean"``, ``"sum"`` or ``"none"``.
 
     Returns:
-        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``;
-        float32 under ``torch.autocast`` for half-precision logits (float64
+        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``, in
+        the dtype the two logits tensors promote to (``torch.result_type``),
+        both log-softmaxes computed in it: a bfloat16 student with a float32
+        teacher gives float32, as ``F.cross_entropy`` of the two gives it.
+        Float32 under ``torch.autocast`` for half-precision logits (float64
         stays float64), from the logits on, division by ``temperature``
         included. ``F.cross_entropy(student_logits / temperature,
         F.softmax(teacher_logits / temperature))`` differs under autocast:
@@ -196,7 +217,9 @@ def kd_cross_entropy(
 
     Raises:
         TypeError: logits not float, ``mask`` neither boolean nor integer, ``temperature`` not a number.
+            ``reduction`` not a str.
         ValueError: mismatched shapes, ``temperature <= 0``, unknown ``reduction``.
+            Tensor arguments on two devices.
 
     Example:
         >>> uniform = torch.zeros(1, 4)

@@ -98,10 +98,14 @@ def generalized_jsd(
             non-vocabulary axis being time) or ``"none"`` (per position, 0 where masked).
 
     Returns:
-        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``;
-        float32 under ``torch.autocast`` for half-precision logits (float64
-        stays float64), from the logits on, division by ``temperature`` and
-        log-softmax included, on every device. TRL's ``generalized_jsd_loss``
+        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``, in
+        the dtype the two logits tensors promote to (``torch.result_type``),
+        as TRL's ``F.kl_div`` lines give it: a bfloat16 student with a float32
+        teacher gives float32, both log-softmaxes computed in float32 (TRL's
+        takes the student's in bfloat16). Float32 under ``torch.autocast``
+        for half-precision logits (float64 stays float64), from the logits
+        on, division by ``temperature`` and log-softmax included, on every
+        device. TRL's ``generalized_jsd_loss``
         computes the same under CUDA autocast for ``temperature=1``; otherwise
         its ``logits / temperature`` stays in the autocast dtype (and under CPU
         autocast its ``F.log_softmax`` too, only its ``F.kl_div`` running in
@@ -113,7 +117,9 @@ def generalized_jsd(
 
     Raises:
         TypeError: logits not float, ``mask`` neither boolean nor integer, ``beta`` or ``temperature`` not a number.
+            ``reduction`` not a str.
         ValueError: mismatched shapes, ``beta`` outside ``[0, 1]`` (an int beyond the float range included), ``temperature <= 0``, unknown ``reduction``.
+            Tensor arguments on two devices.
 
     Example:
         >>> teacher = torch.tensor([[2.0, 0.0, 0.0]])

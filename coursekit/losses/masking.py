@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import torch
 
-from coursekit.losses._checks import reads_values, require_int, require_integer, require_mask, require_shape
+from coursekit.losses._checks import (
+    reads_values,
+    require_int,
+    require_integer,
+    require_mask,
+    require_same_devices,
+    require_shape,
+)
 
 
 def _require_max_len(max_len: object) -> int:
@@ -96,7 +103,7 @@ def response_mask(prompt_lengths: torch.Tensor, lengths: torch.Tensor, max_len: 
     Raises:
         TypeError: a length tensor is not an integer tensor, or ``max_len`` not an integer (``operator.index`` fails) or a bool.
         ValueError: shapes differ, a length is negative, ``prompt_lengths > lengths``,
-            or ``lengths > max_len``.
+            or ``lengths > max_len``. Tensor arguments on two devices.
 
     Example:
         >>> response_mask(torch.tensor([2, 1]), torch.tensor([4, 3]), 5)
@@ -106,6 +113,7 @@ def response_mask(prompt_lengths: torch.Tensor, lengths: torch.Tensor, max_len: 
     prompt_lengths = _require_lengths("prompt_lengths", prompt_lengths)
     lengths = _require_lengths("lengths", lengths)
     require_shape("prompt_lengths", prompt_lengths, lengths.shape, "lengths.shape")
+    require_same_devices("lengths", lengths, prompt_lengths=prompt_lengths)
     if reads_values(lengths) and bool((prompt_lengths > lengths).any()):
         row = int((prompt_lengths > lengths).nonzero()[0, 0])
         raise ValueError(
@@ -159,7 +167,7 @@ def turn_mask(turn_lengths: torch.Tensor, scored_turns: torch.Tensor, max_len: i
         ValueError: the two are not 2-D of one shape, a length is negative,
             ``scored_turns`` holds a value other than 0 and 1, or a row is
             longer than ``max_len`` (value checks run where reading the
-            values costs nothing; see :mod:`coursekit.losses`).
+            values costs nothing; see :mod:`coursekit.losses`). Tensor arguments on two devices.
 
     Example:
         >>> lengths = torch.tensor([[3, 2, 2, 1], [2, 3, 0, 0]])    # user, assistant, user, assistant
@@ -171,6 +179,7 @@ def turn_mask(turn_lengths: torch.Tensor, scored_turns: torch.Tensor, max_len: i
     turn_lengths = require_integer("turn_lengths", turn_lengths)
     if turn_lengths.dim() != 2:
         raise ValueError(f"turn_lengths must be 2-D with one length per turn (B, J), got shape {tuple(turn_lengths.shape)}")
+    require_same_devices("turn_lengths", turn_lengths, scored_turns=scored_turns)
     scored_turns = require_mask("scored_turns", scored_turns, turn_lengths.shape, "turn_lengths.shape")
     if turn_lengths.numel() and reads_values(turn_lengths) and int(turn_lengths.min()) < 0:
         raise ValueError(f"turn_lengths must be >= 0, got {int(turn_lengths.min())}")

@@ -14,8 +14,9 @@ import warnings
 
 import torch
 
-from coursekit.losses._autocast import float32_under_autocast
+from coursekit.losses._autocast import float32_under_autocast, promoted_dtype
 from coursekit.losses._checks import (
+    require_same_devices,
     as_real,
     int_text,
     require_choice,
@@ -75,7 +76,7 @@ def token_nll(
             or ``ignore_index`` not an integer (``operator.index`` fails) or a bool.
         ValueError: the shapes disagree, ``ignore_index`` lies beyond int64, or a target
             lies outside ``[0, V)`` and is not ``ignore_index`` (a value check: on the
-            CPU; see :mod:`coursekit.losses`).
+            CPU; see :mod:`coursekit.losses`). Tensor arguments on two devices.
 
     Example:
         >>> logits = torch.zeros(1, 3, 10)            # uniform over V = 10
@@ -89,10 +90,11 @@ def token_nll(
     require_shape("targets", targets, logits.shape[:-1], "logits.shape[:-1]")
     num_classes = logits.shape[-1]
     ignore_index = require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
-    require_targets_in_range("targets", targets, num_classes, ignore_index)
     if weight is not None:
         require_float("weight", weight)
         require_shape("weight", weight, (num_classes,), "(V,) with V = logits.shape[-1]")
+    require_same_devices("logits", logits, targets=targets, weight=weight)
+    require_targets_in_range("targets", targets, num_classes, ignore_index)
     return _token_nll(logits, targets, targets == ignore_index, weight)
 
 
@@ -131,6 +133,7 @@ def _log_softmax(logits: torch.Tensor) -> torch.Tensor:
 def _token_mask(token_losses: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     if mask is None:
         return torch.ones_like(token_losses, dtype=torch.bool)
+    require_same_devices("token_losses", token_losses, mask=mask)
     return require_mask("mask", mask, token_losses.shape, "token_losses.shape")
 
 
@@ -165,8 +168,8 @@ def sequence_loss(
 
     Raises:
         ValueError: unknown ``reduction``, ``mask`` of another shape or holding
-            a value other than 0 and 1.
-        TypeError: ``mask`` neither boolean nor integer.
+            a value other than 0 and 1. Tensor arguments on two devices.
+        TypeError: ``mask`` neither boolean nor integer. ``reduction`` not a str.
 
     Example:
         >>> fox = torch.tensor([0.1, 0.3, 0.2, 0.4])   # "The quick brown fox"
@@ -229,15 +232,17 @@ def batch_loss(
         token_weights: optional non-negative per-token weights.
 
     Returns:
-        A scalar tensor.
+        A scalar tensor, in the dtype of ``token_losses``, or with
+        ``token_weights`` the dtype the two promote to (``torch.result_type``):
+        bfloat16 losses with float32 weights give float32.
 
     Shapes:
         token_losses, mask, token_weights: ``(..., T)``; result: ``()``.
 
     Raises:
         ValueError: unknown ``reduction``, a ``mask``/``token_weights`` of another
-            shape, or a ``mask`` holding a value other than 0 and 1.
-        TypeError: ``mask`` neither boolean nor integer.
+            shape, or a ``mask`` holding a value other than 0 and 1. Tensor arguments on two devices.
+        TypeError: ``mask`` neither boolean nor integer. ``reduction`` not a str.
 
     Example:
         >>> losses = torch.tensor([[1., 1., 1., 1.], [3., 3., 0., 0.]])
@@ -255,7 +260,11 @@ def batch_loss(
     if token_weights is not None:
         require_float("token_weights", token_weights)
         require_shape("token_weights", token_weights, token_losses.shape, "token_losses.shape")
-        weights = torch.where(counted, token_weights.to(token_losses.dtype), torch.zeros_like(token_losses))
+        require_same_devices("token_losses", token_losses, token_weights=token_weights)
+        # in the promoted dtype, as PyTorch's (token_weights * token_losses): float64 weights are not rounded
+        dtype = promoted_dtype(token_losses, token_weights)
+        token_losses = token_losses.to(dtype)
+        weights = torch.where(counted, token_weights.to(dtype), torch.zeros_like(token_losses))
     return _reduce_batch(token_losses, counted, reduction, weights=weights, caller="batch_loss")
 
 

@@ -32,6 +32,8 @@ from coursekit.losses._checks import (
     require_int,
     require_mask,
     require_num_items,
+    require_same_device,
+    require_same_devices,
 )
 from coursekit.losses.nll import _reduce_batch
 
@@ -122,12 +124,12 @@ def policy_loss_aggregate(
     Raises:
         TypeError: ``token_losses`` not float, ``mask`` neither boolean nor
             integer, ``max_len`` not an integer (``operator.index`` fails) or a bool, ``num_items_in_batch`` neither a
-            number nor a one-element real tensor.
+            number nor a one-element real tensor. ``mode`` not a str.
         ValueError: mismatched shapes, unknown ``mode``, ``max_len < 1`` or beyond int64, a
             response longer than ``max_len`` (checked where values are read),
             ``num_items_in_batch`` with a mode other than ``"dapo"``, or a
             Python number ``num_items_in_batch`` that is negative or not finite
-            (a tensor is not read).
+            (a tensor is not read). Tensor arguments on two devices.
 
     Example:
         >>> losses = torch.tensor([[1., 1., 1., 1.], [3., 3., 0., 0.]])
@@ -147,6 +149,7 @@ def policy_loss_aggregate(
     if mask is None:
         counted = torch.ones_like(token_losses, dtype=torch.bool)
     else:
+        require_same_devices("token_losses", token_losses, mask=mask)
         counted = require_mask("mask", mask, token_losses.shape, "token_losses.shape")
     if num_items_in_batch is not None:
         if mode != "dapo":
@@ -154,6 +157,8 @@ def policy_loss_aggregate(
         # A count of 0 is a generation batch whose every token is masked; it may come as
         # a Python int (int(mask.sum())) as well as a tensor, and counts as 1 below.
         num_items_in_batch = require_num_items("num_items_in_batch", num_items_in_batch, allow_zero=True)
+        if isinstance(num_items_in_batch, torch.Tensor):
+            require_same_device("num_items_in_batch", num_items_in_batch, token_losses, "token_losses", cpu_scalar=True)
     if mode == "grpo":
         return _reduce_batch(token_losses, counted, "sequence_mean", caller="policy_loss_aggregate",
                              called_with=f"mode={mode!r}")

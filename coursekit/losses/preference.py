@@ -15,15 +15,17 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from coursekit.losses._autocast import promoted_dtype
 from coursekit.losses._checks import (
+    reads_values,
     require_choice,
     require_float,
     require_in_interval,
     require_number,
     require_positive,
+    require_same_device,
     require_shape,
     require_tensor,
-    reads_values,
 )
 
 PAIR_REDUCTIONS = ("mean", "sum", "none")
@@ -55,6 +57,7 @@ def _require_pairs(names_and_values: tuple[tuple[str, object], ...]) -> tuple[to
     for name, value in names_and_values:
         tensor = require_float(name, value)
         require_shape(name, tensor, shape, f"{first_name}.shape")
+        require_same_device(name, tensor, first, first_name)
         tensors.append(tensor)
     return tuple(tensors)
 
@@ -125,8 +128,9 @@ def dpo_loss(
 
     Raises:
         TypeError: an input is not a float tensor, ``beta`` or ``label_smoothing`` not a number.
+            ``reduction`` not a str.
         ValueError: mismatched shapes, ``beta <= 0``, ``label_smoothing`` outside
-            ``[0, 0.5)``, unknown ``reduction``.
+            ``[0, 0.5)``, unknown ``reduction``. Tensor arguments on two devices.
 
     Example:
         >>> zero = torch.zeros(3)
@@ -192,7 +196,7 @@ def dpo_rewards(
 
     Raises:
         TypeError: an input is not a float tensor, ``beta`` not a number.
-        ValueError: mismatched shapes, ``beta <= 0``.
+        ValueError: mismatched shapes, ``beta <= 0``. Tensor arguments on two devices.
 
     Example:
         >>> rewards = dpo_rewards(torch.tensor([-1.0]), torch.tensor([-3.0]),
@@ -210,11 +214,13 @@ def dpo_rewards(
     return DPORewards(beta * (policy_chosen - reference_chosen), beta * (policy_rejected - reference_rejected))
 
 
-def _require_lengths(name: str, value: object, shape: torch.Size) -> torch.Tensor:
+def _require_lengths(name: str, value: object, reference: torch.Tensor) -> torch.Tensor:
+    """``value`` if it is a real tensor of token counts of ``reference``'s (``chosen_logps``') shape and device."""
     tensor = require_tensor(name, value)
     if tensor.is_complex() or tensor.dtype == torch.bool:
         raise TypeError(f"{name} must be an integer or float tensor of token counts, got dtype {tensor.dtype}")
-    require_shape(name, tensor, shape, "chosen_logps.shape")
+    require_shape(name, tensor, reference.shape, "chosen_logps.shape")
+    require_same_device(name, tensor, reference, "chosen_logps")
     if tensor.numel() and reads_values(tensor) and bool((tensor <= 0).any()):
         raise ValueError(f"{name} must be > 0 (a response has at least one token), got {tensor[tensor <= 0][0].item()}")
     return tensor
@@ -263,18 +269,20 @@ def simpo_loss(
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (one loss per pair).
 
     Returns:
-        A scalar, or one loss per pair for ``"none"``, in the dtype the two
-        log-probability tensors promote to.
+        A scalar, or one loss per pair for ``"none"``, in the dtype the four
+        tensors promote to (``torch.result_type``), as PyTorch's ``beta *
+        chosen_logps / chosen_lengths`` gives it: integer lengths take the
+        log-probabilities' dtype, float64 lengths give float64.
 
     Shapes:
         all four inputs: ``(B,)`` (any equal shape); result: ``()`` or ``(B,)``.
 
     Raises:
         TypeError: a log-probability is not a float tensor, a length is not a
-            real tensor, ``beta`` or ``gamma`` not a number.
+            real tensor, ``beta`` or ``gamma`` not a number. ``reduction`` not a str.
         ValueError: mismatched shapes, a length <= 0 (checked where values are
             read, see :mod:`coursekit.losses`), ``beta <= 0``, ``gamma`` not
-            finite, unknown ``reduction``.
+            finite, unknown ``reduction``. Tensor arguments on two devices.
 
     Example:
         >>> # chosen: 4 tokens, -2 nats in all; rejected: 1 token, -1 nat
@@ -284,11 +292,14 @@ def simpo_loss(
         0.3133
     """
     chosen, rejected = _require_pairs((("chosen_logps", chosen_logps), ("rejected_logps", rejected_logps)))
-    chosen_count = _require_lengths("chosen_lengths", chosen_lengths, chosen.shape)
-    rejected_count = _require_lengths("rejected_lengths", rejected_lengths, chosen.shape)
+    chosen_count = _require_lengths("chosen_lengths", chosen_lengths, chosen)
+    rejected_count = _require_lengths("rejected_lengths", rejected_lengths, chosen)
     beta = require_positive("beta", beta)
     gamma = require_number("gamma", gamma)
     require_choice("reduction", reduction, PAIR_REDUCTIONS)
-    chosen_reward = beta * chosen / chosen_count.to(chosen.dtype)
-    rejected_reward = beta * rejected / rejected_count.to(chosen.dtype)
+    # In the dtype the four promote to, as PyTorch's beta * logps / lengths: integer lengths take the
+    # log-probabilities' dtype, and no tensor is rounded to the dtype of chosen_logps.
+    dtype = promoted_dtype(chosen, rejected, chosen_count, rejected_count)
+    chosen_reward = beta * chosen.to(dtype) / chosen_count.to(dtype)
+    rejected_reward = beta * rejected.to(dtype) / rejected_count.to(dtype)
     return _reduce_pairs(-F.logsigmoid(chosen_reward - rejected_reward - gamma), reduction)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from coursekit.losses._autocast import promoted_dtype
 from coursekit.losses._checks import (
     as_real,
     reads_values,
@@ -17,6 +18,8 @@ from coursekit.losses._checks import (
     require_mask,
     require_number,
     require_positive,
+    require_same_device,
+    require_same_devices,
     require_shape,
 )
 
@@ -56,7 +59,10 @@ def mrt_risk(
         mask: True (or 1) on real candidates, boolean or integer 0/1; ``None`` counts all.
 
     Returns:
-        A scalar, :math:`\\tilde R`: the mean over rows of each row's expected cost.
+        A scalar, :math:`\\tilde R`: the mean over rows of each row's expected
+        cost, in the dtype ``sequence_log_probs`` and ``costs`` promote to
+        (``torch.result_type``): bfloat16 log-probabilities with float32 costs
+        give float32, the softmax computed in float32.
 
     Shapes:
         sequence_log_probs, costs, mask: ``(..., S)`` with S candidates per row; result: ``()``.
@@ -65,7 +71,7 @@ def mrt_risk(
         TypeError: a tensor is not float (``mask``: neither boolean nor integer), ``alpha`` not a number.
         ValueError: mismatched shapes, ``alpha <= 0``, no candidate axis, or a
             row with no candidate under ``mask`` (checked where values are
-            read; see :mod:`coursekit.losses`).
+            read; see :mod:`coursekit.losses`). Tensor arguments on two devices.
 
     Example:
         >>> import math
@@ -81,12 +87,16 @@ def mrt_risk(
     alpha = require_positive("alpha", alpha)
     if sequence_log_probs.dim() < 1 or sequence_log_probs.shape[-1] < 1:
         raise ValueError(
-            "sequence_log_probs must have a non-empty candidate axis (..., K), "
+            "sequence_log_probs must have a non-empty candidate axis (..., S), "
             f"got shape {tuple(sequence_log_probs.shape)}"
         )
     require_shape("costs", costs, sequence_log_probs.shape, "sequence_log_probs.shape")
-    scores = alpha * sequence_log_probs
-    costs = costs.detach().to(scores.dtype)
+    require_same_devices("sequence_log_probs", sequence_log_probs, costs=costs, mask=mask)
+    # In the promoted dtype, as PyTorch's arithmetic on the two: float32 costs are not rounded to the
+    # dtype of bfloat16 log-probabilities (which are cast up, differentiably).
+    dtype = promoted_dtype(sequence_log_probs, costs)
+    scores = alpha * sequence_log_probs.to(dtype)
+    costs = costs.detach().to(dtype)
     if mask is not None:
         counted = require_mask("mask", mask, sequence_log_probs.shape, "sequence_log_probs.shape")
         if reads_values(counted) and not bool(counted.any(dim=-1).all()):
@@ -133,7 +143,10 @@ def reinforce_loss(
             axis) or a tensor of per-prompt means.
 
     Returns:
-        A scalar.
+        A scalar, in the dtype ``sequence_log_probs``, ``rewards`` and a tensor
+        ``baseline`` promote to (``torch.result_type``), as PyTorch's
+        ``-((rewards - baseline) * sequence_log_probs).mean()`` gives it:
+        bfloat16 log-probabilities with float32 rewards give float32.
 
     Shapes:
         sequence_log_probs, rewards: ``(...)``, equal; result: ``()``.
@@ -142,7 +155,7 @@ def reinforce_loss(
         TypeError: a tensor is not float, or ``baseline`` of another type.
         ValueError: mismatched shapes, ``baseline`` not broadcastable, an unknown
             baseline name, a number ``baseline`` that is not finite, empty input,
-            or ``"leave_one_out"`` with one sample.
+            or ``"leave_one_out"`` with one sample. Tensor arguments on two devices.
 
     Example:
         >>> log_p = torch.tensor([-1.0, -2.0])
@@ -157,9 +170,17 @@ def reinforce_loss(
     require_float("sequence_log_probs", sequence_log_probs)
     require_float("rewards", rewards)
     require_shape("rewards", rewards, sequence_log_probs.shape, "sequence_log_probs.shape")
+    require_same_devices("sequence_log_probs", sequence_log_probs, rewards=rewards)
     if sequence_log_probs.numel() == 0:
         raise ValueError("sequence_log_probs must hold at least one sequence, got an empty tensor")
-    rewards = rewards.detach().to(sequence_log_probs.dtype)
+    # In the dtype the tensors promote to, as PyTorch's arithmetic on them: float32 rewards (or a baseline)
+    # are not rounded to the dtype of bfloat16 log-probabilities (which are cast up, differentiably).
+    # (a baseline tensor that is not float is refused below)
+    floating_baseline = isinstance(baseline, torch.Tensor) and baseline.is_floating_point()
+    tensors = (sequence_log_probs, rewards) + ((baseline,) if floating_baseline else ())
+    dtype = promoted_dtype(*tensors)
+    sequence_log_probs = sequence_log_probs.to(dtype)
+    rewards = rewards.detach().to(dtype)
     if baseline is None:
         advantage = rewards
     elif isinstance(baseline, str):
@@ -189,6 +210,7 @@ def reinforce_loss(
                 f"baseline must broadcast to rewards.shape {tuple(rewards.shape)} without enlarging it, "
                 f"got shape {tuple(baseline.shape)}"
             )
+        require_same_device("baseline", baseline, rewards, "rewards", cpu_scalar=True)
         advantage = rewards - baseline.detach().to(rewards.dtype)
     elif as_real(baseline) is not None:
         advantage = rewards - require_number("baseline", baseline)

@@ -26,6 +26,7 @@ from coursekit.losses._checks import (
     require_float,
     require_in_interval,
     require_int,
+    require_same_devices,
     require_shape,
     require_targets_in_range,
     type_text,
@@ -120,9 +121,10 @@ def label_smoothed_nll(
         TypeError: ``logits`` not float, ``targets`` not integer, ``epsilon``
             neither a number nor a 0-d real (floating or integer) tensor,
             ``ignore_index`` not an integer (``operator.index`` fails) or a bool.
+            ``reduction`` or ``variant`` not a str.
         ValueError: mismatched shapes, ``ignore_index`` beyond int64, a target outside ``[0, V)`` that is not
             ``ignore_index``, ``epsilon`` outside ``[0, 1)``, ``V < 2`` with
-            ``"fairseq"``, or an unknown ``reduction``/``variant``.
+            ``"fairseq"``, or an unknown ``reduction``/``variant``. Tensor arguments on two devices.
 
     Example:
         >>> logits = torch.zeros(2, 10)                 # uniform over V = 10
@@ -139,7 +141,7 @@ def label_smoothed_nll(
     targets = require_class_indices("targets", targets)
     epsilon = _require_epsilon(epsilon)
     require_choice("reduction", reduction, SMOOTHING_REDUCTIONS)
-    if variant in DEPRECATED_VARIANTS:
+    if isinstance(variant, str) and variant in DEPRECATED_VARIANTS:  # a list or an array is unhashable
         new_name = DEPRECATED_VARIANTS[variant]
         warnings.warn(
             f"label_smoothed_nll(variant={variant!r}) is deprecated: it is fairseq's present convention, "
@@ -152,6 +154,7 @@ def label_smoothed_nll(
     if logits.dim() < 1:
         raise ValueError(f"logits must have at least one dimension (..., V), got shape {tuple(logits.shape)}")
     require_shape("targets", targets, logits.shape[:-1], "logits.shape[:-1]")
+    require_same_devices("logits", logits, targets=targets)
     num_classes = logits.shape[-1]
     if variant == "fairseq" and num_classes < 2:
         raise ValueError(f"logits must have V >= 2 classes for variant='fairseq', got V={num_classes}")

@@ -17,7 +17,15 @@ from __future__ import annotations
 
 import torch
 
-from coursekit.losses._checks import require_choice, require_float, require_mask, require_nonnegative, require_shape
+from coursekit.losses._autocast import promoted_dtype
+from coursekit.losses._checks import (
+    require_choice,
+    require_float,
+    require_mask,
+    require_nonnegative,
+    require_same_devices,
+    require_shape,
+)
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
 
@@ -72,7 +80,10 @@ def clipped_surrogate(
         eps_high: :math:`\\xi_{\\text{high}} \\ge 0`; ``None`` uses ``eps_low``.
 
     Returns:
-        The per-token losses :math:`\\ell_{i,t}`.
+        The per-token losses :math:`\\ell_{i,t}`, in the dtype the three
+        tensors promote to (``torch.result_type``), as TRL's lines compute
+        them: bfloat16 ``log_probs`` with float32 ``old_log_probs`` give
+        float32, the ratio computed from the float32 difference.
 
     Shapes:
         log_probs, old_log_probs: ``(B, T)`` (or ``(..., T)``); advantages:
@@ -80,7 +91,7 @@ def clipped_surrogate(
 
     Raises:
         TypeError: a tensor is not float, ``eps_low``/``eps_high`` not a number.
-        ValueError: mismatched shapes, a negative or infinite clip.
+        ValueError: mismatched shapes, a negative or infinite clip. Tensor arguments on two devices.
 
     Example:
         >>> log_probs = torch.log(torch.tensor([[1.5, 0.5, 1.0]]))   # ratios 1.5, 0.5, 1.0 ...
@@ -100,12 +111,16 @@ def clipped_surrogate(
             f"advantages must have shape {tuple(log_probs.shape[:-1])} (one per response, log_probs.shape[:-1]) "
             f"or {tuple(log_probs.shape)} (one per token), got {tuple(advantages.shape)}"
         )
+    require_same_devices("log_probs", log_probs, old_log_probs=old_log_probs, advantages=advantages)
     eps_low = require_nonnegative("eps_low", eps_low)
     eps_high = eps_low if eps_high is None else require_nonnegative("eps_high", eps_high)
-    advantages = advantages.detach().to(log_probs.dtype)
+    # In the promoted dtype, as TRL's exp(logps - old_logps) * advantages: a float32 partner of bfloat16
+    # log_probs is not rounded to bfloat16 (log_probs is cast up, differentiably).
+    dtype = promoted_dtype(log_probs, old_log_probs, advantages)
+    advantages = advantages.detach().to(dtype)
     if advantages.dim() < log_probs.dim():
         advantages = advantages.unsqueeze(-1)
-    ratio = torch.exp(log_probs - old_log_probs.detach().to(log_probs.dtype))
+    ratio = torch.exp(log_probs.to(dtype) - old_log_probs.detach().to(dtype))
     clipped = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)
     return -torch.minimum(ratio * advantages, clipped * advantages)
 
@@ -158,14 +173,17 @@ def kl_penalty(log_probs: torch.Tensor, ref_log_probs: torch.Tensor, *, estimato
 
     Returns:
         The per-token estimates, to be weighted by the KL coefficient and
-        aggregated with the rest of the loss.
+        aggregated with the rest of the loss, in the dtype the two tensors
+        promote to (``torch.result_type``), as TRL's ``exp(ref - logps) -
+        (ref - logps) - 1`` computes them: bfloat16 ``log_probs`` with float32
+        ``ref_log_probs`` give float32.
 
     Shapes:
         log_probs, ref_log_probs: ``(...)``, equal; result: the same.
 
     Raises:
-        TypeError: an input is not a float tensor.
-        ValueError: mismatched shapes, unknown ``estimator``.
+        TypeError: an input is not a float tensor. ``estimator`` not a str.
+        ValueError: mismatched shapes, unknown ``estimator``. Tensor arguments on two devices.
 
     Example:
         >>> import math
@@ -182,8 +200,11 @@ def kl_penalty(log_probs: torch.Tensor, ref_log_probs: torch.Tensor, *, estimato
     require_float("log_probs", log_probs)
     require_float("ref_log_probs", ref_log_probs)
     require_shape("ref_log_probs", ref_log_probs, log_probs.shape, "log_probs.shape")
+    require_same_devices("log_probs", log_probs, ref_log_probs=ref_log_probs)
     require_choice("estimator", estimator, KL_ESTIMATORS)
-    ref_log_probs = ref_log_probs.to(log_probs.dtype)
+    # In the promoted dtype, as TRL's exp(ref - logps) - (ref - logps) - 1.
+    dtype = promoted_dtype(log_probs, ref_log_probs)
+    log_probs, ref_log_probs = log_probs.to(dtype), ref_log_probs.to(dtype)
     if estimator == "k1":
         return log_probs - ref_log_probs
     log_ratio = ref_log_probs - log_probs
@@ -222,14 +243,17 @@ def sequence_importance_ratio(
         mask: True (or 1) on response tokens, boolean or integer 0/1; ``None`` counts every token.
 
     Returns:
-        :math:`w^{\\text{seq}}_i` for every response.
+        :math:`w^{\\text{seq}}_i` for every response, in the dtype the two
+        log-probability tensors promote to (``torch.result_type``), as TRL's
+        ``per_token_logps - old_per_token_logps``: bfloat16 ``log_probs`` with
+        float32 ``old_log_probs`` give float32.
 
     Shapes:
         log_probs, old_log_probs, mask: ``(B, T)`` (or ``(..., T)``); result: ``(B,)``.
 
     Raises:
         TypeError: a tensor is not float, ``mask`` neither boolean nor integer.
-        ValueError: mismatched shapes, no time axis.
+        ValueError: mismatched shapes, no time axis. Tensor arguments on two devices.
 
     Example:
         >>> log_probs = torch.log(torch.tensor([[2.0, 0.5, 4.0], [2.0, 8.0, 1.0]]))
@@ -241,11 +265,14 @@ def sequence_importance_ratio(
     _require_time_axis("log_probs", log_probs)
     require_float("old_log_probs", old_log_probs)
     require_shape("old_log_probs", old_log_probs, log_probs.shape, "log_probs.shape")
+    require_same_devices("log_probs", log_probs, old_log_probs=old_log_probs, mask=mask)
     if mask is None:
         counted = torch.ones_like(log_probs, dtype=torch.bool)
     else:
         counted = require_mask("mask", mask, log_probs.shape, "log_probs.shape")
-    log_ratio = log_probs - old_log_probs.detach().to(log_probs.dtype)
+    # In the promoted dtype, as TRL's per_token_logps - old_per_token_logps.
+    dtype = promoted_dtype(log_probs, old_log_probs)
+    log_ratio = log_probs.to(dtype) - old_log_probs.detach().to(dtype)
     total = torch.where(counted, log_ratio, torch.zeros_like(log_ratio)).sum(dim=-1)
-    count = counted.sum(dim=-1).clamp(min=1).to(log_probs.dtype)
+    count = counted.sum(dim=-1).clamp(min=1).to(dtype)
     return torch.exp(total / count)

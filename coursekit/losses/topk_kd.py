@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import torch
 
-from coursekit.losses._autocast import float32_under_autocast
+from coursekit.losses._autocast import float32_under_autocast, promoted_under_autocast
 from coursekit.losses._checks import (
+    reads_values,
     require_choice,
     require_flag,
     require_float,
     require_int,
     require_integer,
-    reads_values,
     require_mask,
     require_positive,
+    require_same_devices,
     require_shape,
 )
 from coursekit.losses.distillation import _reduce, _zero_uncounted
@@ -56,7 +57,8 @@ def top_k_teacher(teacher_logits: torch.Tensor, k: int, *, temperature: float = 
 
     Raises:
         TypeError: ``teacher_logits`` not float or ``k`` not an integer (``operator.index`` fails) or a bool.
-        ValueError: ``k`` outside ``[1, V]`` or ``temperature <= 0``.
+        ValueError: ``teacher_logits`` with no vocabulary axis or an empty
+            one, ``k`` outside ``[1, V]`` or ``temperature <= 0``.
 
     Example:
         >>> log_probs, indices = top_k_teacher(torch.tensor([[0.0, 2.0, 1.0]]), 2)
@@ -64,8 +66,9 @@ def top_k_teacher(teacher_logits: torch.Tensor, k: int, *, temperature: float = 
         ([[1, 2]], [0.6652, 0.2447])
     """
     require_float("teacher_logits", teacher_logits)
-    if teacher_logits.dim() < 1:
-        raise ValueError(f"teacher_logits must have shape (..., V), got {tuple(teacher_logits.shape)}")
+    if teacher_logits.dim() < 1 or teacher_logits.shape[-1] == 0:
+        # an empty vocabulary is the logits' fault: k's interval [1, V] would be empty
+        raise ValueError(f"teacher_logits must have shape (..., V) with V >= 1, got {tuple(teacher_logits.shape)}")
     vocab = teacher_logits.shape[-1]
     k = require_int("k", k, 1, vocab, expected=f"lie in [1, {vocab}] (V)")
     temperature = require_positive("temperature", temperature)
@@ -105,8 +108,12 @@ def top_k_kd_loss(
         reduction: ``"token_mean"``, ``"sequence_mean"``, ``"sum"`` or ``"none"``.
 
     Returns:
-        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``;
-        float32 under ``torch.autocast`` for half-precision logits (float64
+        A scalar, or shape ``student_logits.shape[:-1]`` for ``"none"``, in
+        the dtype ``student_logits`` and ``teacher_log_probs`` promote to
+        (``torch.result_type``), the student's log-softmax computed in it: a
+        bfloat16 student with float32 stored log-probabilities gives float32,
+        as :func:`kd_loss` with a float32 teacher does. Float32 under
+        ``torch.autocast`` for half-precision logits (float64
         stays float64), division by ``temperature`` included, as :func:`kd_loss`
         computes there (which its references compute on CUDA for
         ``temperature=1`` only; see ``coursekit.losses._autocast``).
@@ -115,8 +122,9 @@ def top_k_kd_loss(
         student_logits: ``(..., V)``; teacher_log_probs, teacher_indices: ``(..., k)``; mask: ``(...)``.
 
     Raises:
-        TypeError: bad dtypes, ``tail`` neither a Python nor a NumPy bool.
+        TypeError: bad dtypes, ``tail`` neither a Python nor a NumPy bool. ``reduction`` not a str.
         ValueError: mismatched shapes, an index outside ``[0, V)``, ``temperature <= 0``, unknown ``reduction``.
+            Tensor arguments on two devices.
 
     Example:
         >>> from coursekit.losses import kd_loss
@@ -139,6 +147,9 @@ def top_k_kd_loss(
     if tuple(teacher_log_probs.shape[:-1]) != tuple(positions):
         raise ValueError(f"teacher_log_probs must have shape {tuple(positions)} + (k,) (student_logits.shape[:-1]), "
                          f"got {tuple(teacher_log_probs.shape)}")
+    require_same_devices(
+        "student_logits", student_logits, teacher_log_probs=teacher_log_probs, teacher_indices=teacher_indices, mask=mask
+    )
     vocab = student_logits.shape[-1]
     if teacher_indices.numel() and reads_values(teacher_indices):
         low, high = int(teacher_indices.min()), int(teacher_indices.max())
@@ -156,10 +167,13 @@ def top_k_kd_loss(
     # As kd_loss does, so that nan or inf at a masked position reaches no gradient (stored log-probabilities
     # of 0 at a masked position are finite; its value is dropped by _reduce).
     student_logits, teacher_log_probs = _zero_uncounted(counted, student_logits, teacher_log_probs)
-    # Under autocast in float32, as kd_loss (which it equals for k = V) computes there.
-    log_p = torch.log_softmax(float32_under_autocast(student_logits) / temperature, dim=-1)
+    # In the dtype the logits and the stored log-probabilities promote to (float32 under autocast), as
+    # kd_loss (which it equals for k = V) computes: stored float32 log-probabilities are not rounded to a
+    # bfloat16 student's dtype.
+    dtype = promoted_under_autocast(student_logits, teacher_log_probs)
+    log_p = torch.log_softmax(student_logits.to(dtype) / temperature, dim=-1)
     log_p_kept = log_p.gather(-1, teacher_indices)
-    log_q = teacher_log_probs.to(log_p.dtype)
+    log_q = teacher_log_probs.to(dtype)
     q = log_q.exp()
     if tail:
         kept_terms = (q * _log_ratio_where_positive(q, log_q, log_p_kept)).sum(dim=-1)

@@ -34,6 +34,7 @@ from coursekit.losses._checks import (
     require_class_indices,
     require_float,
     require_int,
+    require_same_devices,
     require_shape,
     require_targets_in_range,
 )
@@ -93,9 +94,10 @@ def vocab_parallel_cross_entropy(
 
     Raises:
         TypeError: a shard is not a float tensor, ``targets`` is not an integer tensor,
-            ``ignore_index`` is not an integer (``operator.index`` fails) or is a bool.
+            ``ignore_index`` is not an integer (``operator.index`` fails) or is a bool. ``reduction`` not a str.
         ValueError: ``ignore_index`` beyond int64, no shard, shards of different dtypes or leading shapes, an empty shard,
             ``targets`` of another shape, a target outside ``[0, V)``, an unknown ``reduction``.
+            Tensor arguments on two devices.
 
     Example:
         >>> logits = torch.tensor([[2.0, 0.5, -1.0, 3.0, 0.0]])
@@ -126,6 +128,9 @@ def vocab_parallel_cross_entropy(
             )
     targets = require_class_indices("targets", targets)
     require_shape("targets", targets, first.shape[:-1], "logit_shards[0].shape[:-1]")
+    # the devices are simulated: every shard lives on one device, the first's
+    shards_after_first = {f"logit_shards[{j}]": shard for j, shard in enumerate(logit_shards[1:], start=1)}
+    require_same_devices("logit_shards[0]", first, **shards_after_first, targets=targets)
     vocab_size = sum(shard.shape[-1] for shard in logit_shards)
     ignore_index = require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
     require_targets_in_range("targets", targets, vocab_size, ignore_index)

@@ -14,6 +14,7 @@ from typing import Iterable, Sequence
 
 from coursekit.grading.report import figures
 from coursekit.grading.report.results import ClassResults
+from coursekit.grading.report.similarity import MAX_CELL_CHARS, MAX_NODES
 from coursekit.grading.report.summary import (
     NEAR_IDENTICAL,
     REFERENCE_FLAG,
@@ -21,6 +22,7 @@ from coursekit.grading.report.summary import (
     common_failures,
     histogram_counts,
     near_copies,
+    not_compared,
     outcome_groups,
     question_stats,
     score_summary,
@@ -105,7 +107,8 @@ def _outcomes(results: ClassResults) -> str:
     return ("<h2 id=\"submission-outcomes\">Outcomes</h2>"
             "<p class=\"note\">graded: ran to the end; timeout, memory_limit, kernel_died: stopped by a limit or a "
             "crash; tampered_cells, missing_cells: read-only or test cells were changed or deleted and were "
-            "restored; uses_reference: an answer reached the withheld reference; grader_error: the grader itself "
+            "restored; missing_notebook: no notebook of the expected name (the note names the ones handed in "
+            "instead); uses_reference: an answer reached the withheld reference; grader_error: the grader itself "
             "failed on the submission (its traceback is in the grader's log), recorded no grade and tries it again "
             "on the next run.</p>"
             + _table("outcomes", ("outcome", "students", "who"), rows, numeric=(1,)) + extra)
@@ -119,7 +122,10 @@ def _similarity(results: ClassResults) -> str:
              f"(1 = identical). Answers at {REFERENCE_FLAG:g} or more from the reference are flagged for review: "
              "the book shows the reference on purpose, so a flag is a reason to read the answer, never a score. "
              f"Students are grouped as near-identical when their answers are {NEAR_IDENTICAL:g} or more alike "
-             "(linked pairwise); untouched answers are left out.</p>"]
+             "(linked pairwise); untouched answers are left out, and so are answers the report does not compare "
+             f"(listed under each function): a code cell over {MAX_CELL_CHARS:,} characters is not parsed, a function "
+             f"over {MAX_NODES:,} syntax nodes is not normalised, and one that cannot be normalised (an expression "
+             "nested too deep) is named.</p>"]
     for function in results.functions:
         slug = escape(function.name)
         parts.append(f"<h3 id=\"function-{slug}\"><code>{slug}</code> ({escape(function.grade_id)})</h3>")
@@ -142,6 +148,10 @@ def _similarity(results: ClassResults) -> str:
         rows = [(str(len(g.students)), f"{g.lowest:.3f}", _names(g.students)) for g in groups]
         parts.append("<h4>Near-identical answers</h4>"
                      + _table(f"copies-{slug}", ("students", "weakest link", "who"), rows, numeric=(0, 1)))
+        skipped = [(escape(student), escape(reason))
+                   for student, reason in sorted(not_compared(results, function).items())]
+        parts.append("<h4>Answers not compared</h4>"
+                     + _table(f"not-compared-{slug}", ("student", "why"), skipped))
     return "".join(parts)
 
 

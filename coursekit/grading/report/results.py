@@ -22,7 +22,7 @@ from typing import Any
 
 from coursekit.grading.driver import SubmissionReport, reports_directory
 from coursekit.grading.gradebook import Course, load_course
-from coursekit.grading.report.similarity import find_function
+from coursekit.grading.report.similarity import Answer, find_answers, find_function
 from coursekit.grading.spec import AssignmentSpec, CheckedQuestion, FunctionQuestion, load_spec
 
 _REPORT_FIELDS = {f.name for f in dataclasses.fields(SubmissionReport)}
@@ -59,14 +59,15 @@ class ClassResults:
         directory: ``grade-reports/<assignment>``, where the report is written.
         reports: one per student, sorted by student.
         functions: the graded functions, in question order.
-        answers: student -> function name -> the student's definition (absent when none was found).
+        answers: student -> function name -> the student's answer, normalised or why not (absent when
+            no cell defines it); only the tokens are kept, not the syntax tree.
     """
 
     assignment: str
     directory: Path
     reports: list[SubmissionReport]
     functions: list[GradedFunction]
-    answers: dict[str, dict[str, ast.FunctionDef | ast.AsyncFunctionDef]] = field(default_factory=dict)
+    answers: dict[str, dict[str, Answer]] = field(default_factory=dict)
 
 
 def _code_cells(path: Path) -> list[str]:
@@ -153,9 +154,9 @@ def load_results(course_dir: Path, assignment: str, db_url: str | None = None) -
     released = _code_cells(course.root / "release" / assignment / f"{spec.notebook}.ipynb")
     functions = graded_functions(spec, released)
     reports = sorted((_read_report(path) for path in paths), key=lambda r: r.student)
-    answers: dict[str, dict[str, ast.FunctionDef | ast.AsyncFunctionDef]] = {}
+    names = [f.name for f in functions]
+    answers = {}
     for report in reports:
         cells = _code_cells(course.root / course.autograded / report.student / assignment / f"{spec.notebook}.ipynb")
-        found = {f.name: find_function(cells, f.name) for f in functions}
-        answers[report.student] = {name: node for name, node in found.items() if node is not None}
+        answers[report.student] = find_answers(cells, names)
     return ClassResults(assignment, directory, reports, functions, answers)

@@ -14,6 +14,15 @@ normalisation and falls as statements are added, removed or reordered. One
 inserted variable early in a function shifts the numbering of every later
 name, so reordered code scores lower than its likeness to a reader; the
 measure is a flag for a human to look at, never a verdict.
+
+The report runs in the grader's own process, outside the sandbox, on whatever
+a student handed in, so its work per answer is bounded: a code cell longer
+than :data:`MAX_CELL_CHARS` is not parsed, a function of more than
+:data:`MAX_NODES` syntax nodes is not normalised, and an answer whose
+normalisation fails (a 600-term sum is deeper than ``ast.unparse`` recurses)
+is kept as the reason it was not compared (:class:`Answer`), never an error.
+Only the normalised tokens are kept per student, not the syntax tree, and the
+node cap bounds difflib's quadratic cost per pair.
 """
 
 from __future__ import annotations
@@ -21,9 +30,15 @@ from __future__ import annotations
 import ast
 import difflib
 import io
+import re
 import tokenize
 from dataclasses import dataclass
 from typing import Iterable, Mapping
+
+#: the longest code cell (in characters) the report parses; a notebook may hold 20 MB, a written answer a few kB.
+MAX_CELL_CHARS = 200_000
+#: the most syntax nodes of a function the report normalises and compares (references and solutions have under 500).
+MAX_NODES = 2_500
 
 #: tokens that carry no content once the code has been unparsed.
 _SKIPPED_TOKENS = {tokenize.NEWLINE, tokenize.NL, tokenize.COMMENT, tokenize.ENCODING, tokenize.ENDMARKER}
@@ -108,6 +123,99 @@ def similarity(a: tuple[str, ...], b: tuple[str, ...]) -> float:
     return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
 
 
+@dataclass(frozen=True)
+class Answer:
+    """One student's function as the report keeps it: its normalised tokens, or why it was not compared.
+
+    Attributes:
+        tokens: the normalised tokens (empty when not compared).
+        skipped: why the answer was not compared (empty when it was).
+    """
+
+    tokens: tuple[str, ...] = ()
+    skipped: str = ""
+
+    @property
+    def compared(self) -> bool:
+        """Whether the answer was normalised and takes part in the comparisons."""
+        return not self.skipped
+
+
+def fingerprint(function: ast.FunctionDef | ast.AsyncFunctionDef) -> Answer:
+    """``function`` normalised (see :func:`normalise`), or the reason it was not: too large, or normalising failed.
+
+    Args:
+        function: a parsed function definition (left unchanged).
+
+    Returns:
+        The answer as the report keeps it; never raises for a parsed function.
+
+    Example:
+        >>> fingerprint(ast.parse("def f(x):\\n    return x").body[0]).tokens[:3]
+        ('def', 'v0', '(')
+        >>> deep = ast.parse("def f():\\n    return " + " + ".join(["1"] * 600)).body[0]
+        >>> fingerprint(deep).skipped
+        'not compared: the function cannot be normalised (RecursionError)'
+    """
+    nodes = sum(1 for _ in ast.walk(function))
+    if nodes > MAX_NODES:
+        return Answer(skipped=f"not compared: the function has {nodes:,} syntax nodes, over the {MAX_NODES:,} "
+                              "the report compares")
+    try:
+        return Answer(normalise(function))
+    except Exception as error:  # noqa: BLE001 - any failure on a student's code is reported, never raised
+        return Answer(skipped=f"not compared: the function cannot be normalised ({type(error).__name__})")
+
+
+def _defines(source: str, name: str) -> bool:
+    """Whether ``source`` (not parsed: it is too long) seems to define ``name`` at the top level."""
+    return re.search(rf"^(?:async[ \t]+)?def[ \t]+{re.escape(name)}\b", source, flags=re.MULTILINE) is not None
+
+
+def find_answers(sources: Iterable[str], names: Iterable[str]) -> dict[str, Answer]:
+    """Each of ``names``' last top-level definition in a notebook's code cells, as the report keeps it.
+
+    Each cell is parsed once for all names; cells that do not parse are
+    skipped. A cell over :data:`MAX_CELL_CHARS` is not parsed: a name it
+    defines is reported as not compared.
+
+    Args:
+        sources: the code cells' sources, in notebook order.
+        names: the graded functions' names.
+
+    Returns:
+        Name -> answer, for the names some cell defines.
+
+    Example:
+        >>> found = find_answers(["def f(a):\\n    return a", "x = 1", "def g():\\n    pass"], ["f", "h"])
+        >>> list(found), found["f"].compared
+        (['f'], True)
+        >>> find_answers(["def f():\\n    pass\\n" + "#" * MAX_CELL_CHARS], ["f"])["f"].skipped[:44]
+        'not compared: its code cell has 200,018 char'
+    """
+    wanted = set(names)
+    found: dict[str, ast.FunctionDef | ast.AsyncFunctionDef | str] = {}
+    for source in sources:
+        if len(source) > MAX_CELL_CHARS:
+            for name in wanted:
+                if _defines(source, name):
+                    found[name] = (f"not compared: its code cell has {len(source):,} characters, over the "
+                                   f"{MAX_CELL_CHARS:,} the report parses")
+            continue
+        for node in _top_level(source):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in wanted:
+                found[node.name] = node
+    return {name: Answer(skipped=item) if isinstance(item, str) else fingerprint(item) for name, item in found.items()}
+
+
+def _top_level(source: str) -> list[ast.stmt]:
+    """The top-level statements of ``source``; none when it does not parse (magics, syntax errors, too deep)."""
+    try:
+        return ast.parse(source).body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+
+
 def find_function(sources: Iterable[str], name: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
     """The last top-level definition of ``name`` in a notebook's code cells (as the kernel would keep it).
 
@@ -128,11 +236,7 @@ def find_function(sources: Iterable[str], name: str) -> ast.FunctionDef | ast.As
     """
     found = None
     for source in sources:
-        try:
-            tree = ast.parse(source)
-        except (SyntaxError, ValueError):
-            continue
-        for node in tree.body:
+        for node in _top_level(source):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
                 found = node
     return found

@@ -13,7 +13,7 @@ import numpy as np
 
 from coursekit.grading.driver import SubmissionReport
 from coursekit.grading.report.results import ClassResults, GradedFunction
-from coursekit.grading.report.similarity import Group, near_identical_groups, normalise, similarity
+from coursekit.grading.report.similarity import Group, fingerprint, near_identical_groups, similarity
 from coursekit.grading.verdicts import failure_kind
 
 #: similarity to the reference from which an answer is flagged for review (see :mod:`.similarity`).
@@ -188,21 +188,29 @@ def outcome_groups(reports: list[SubmissionReport]) -> dict[str, tuple[str, ...]
 
 
 def _written(results: ClassResults, function: GradedFunction) -> dict[str, tuple[str, ...]]:
-    """Student -> normalised answer, for the students who wrote one (an untouched stub is not an answer)."""
-    stub = normalise(function.stub) if function.stub is not None else None
+    """Student -> normalised answer, for the students who wrote one that was compared (a stub is not an answer)."""
+    stub = fingerprint(function.stub) if function.stub is not None else None
     written = {}
-    for student, definitions in results.answers.items():
-        node = definitions.get(function.name)
-        if node is not None and (tokens := normalise(node)) != stub:
-            written[student] = tokens
+    for student, answers in results.answers.items():
+        answer = answers.get(function.name)
+        if answer is not None and answer.compared and answer != stub:
+            written[student] = answer.tokens
     return written
+
+
+def not_compared(results: ClassResults, function: GradedFunction) -> dict[str, str]:
+    """Student -> why their answer to ``function`` was left out of the comparisons (too large, not normalisable)."""
+    answers = {student: found.get(function.name) for student, found in results.answers.items()}
+    return {student: answer.skipped for student, answer in answers.items()
+            if answer is not None and not answer.compared}
 
 
 def closeness_to_reference(results: ClassResults, function: GradedFunction) -> list[Closeness]:
     """Each written answer's similarity to the reference, closest first (empty when there is no reference)."""
-    if function.reference is None:
+    reference_answer = fingerprint(function.reference) if function.reference is not None else None
+    if reference_answer is None or not reference_answer.compared:
         return []
-    reference = normalise(function.reference)
+    reference = reference_answer.tokens
     rows = [Closeness(s, similarity(tokens, reference)) for s, tokens in _written(results, function).items()]
     return sorted(rows, key=lambda row: (-row.similarity, row.student))
 

@@ -125,5 +125,18 @@ def test_a_0d_cpu_token_count_is_allowed_with_tensors_anywhere(call):
     torch.testing.assert_close(call(count), call(4.0))
 
 
+@pytest.mark.parametrize("call", [
+    lambda count: causal_lm_loss(meta(Z), meta(Y), num_items_in_batch=count),
+    lambda count: policy_loss_aggregate(meta(L), meta(M), mode="dapo", num_items_in_batch=count),
+], ids=["causal_lm_loss", "policy_loss_aggregate"])
+def test_a_0d_cpu_token_count_is_allowed_with_tensors_on_another_device(call):
+    """The same on the meta device, where a device check without the 0-d CPU exception refuses it."""
+    with_tensor, with_number = call(torch.tensor(4.0)), call(4.0)
+    assert (with_tensor.device, with_tensor.shape, with_tensor.dtype) == \
+        (with_number.device, with_number.shape, with_number.dtype) == (torch.device("meta"), torch.Size([]), Z.dtype)
+
+
 def test_a_0d_cpu_baseline_is_allowed_as_pytorch_allows_it():
     torch.testing.assert_close(reinforce_loss(P, P + 1, baseline=torch.tensor(0.5)), reinforce_loss(P, P + 1, baseline=0.5))
+    on_meta = reinforce_loss(meta(P), meta(P + 1), baseline=torch.tensor(0.5))
+    assert on_meta.device == torch.device("meta") and on_meta.shape == torch.Size([])

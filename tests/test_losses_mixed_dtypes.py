@@ -189,6 +189,26 @@ def test_sequence_importance_ratio_returns_trl_dtype_and_value(first, partner, p
     torch.testing.assert_close(ratio.double(), expected, **_tolerance(promoted))
 
 
+@pytest.mark.parametrize("half", [BF16, torch.float16])
+def test_sequence_importance_ratio_of_two_half_precision_tensors_is_float32_as_trls(half):
+    """TRL divides by ``mask.sum(-1).clamp(min=1.0)``, a float32: the mean and the exp are not half precision.
+
+    In bfloat16 a ratio near 1 could only be 0.996, 1 or 1.0078, which GSPO's clip range (3e-4) cannot use.
+    """
+    old = _log_probs(half, 21, (64, 301))
+    log_probs = (old.double() + 1e-3 * torch.randn(old.shape, generator=torch.Generator().manual_seed(22),
+                                                   dtype=F64)).to(half)
+    mask = torch.ones(old.shape, dtype=torch.long)
+    mask[1, 200:] = 0
+    # TRL 1.16: (log_ratio * mask).sum(-1) / mask.sum(-1).clamp(min=1.0), then exp
+    trl = torch.exp(((log_probs - old) * mask).sum(-1) / mask.sum(-1).clamp(min=1.0))
+    ratio = sequence_importance_ratio(log_probs, old, mask)
+    assert trl.dtype == ratio.dtype == F32
+    torch.testing.assert_close(ratio, trl, rtol=1e-6, atol=1e-6)
+    exact = torch.exp(((log_probs.double() - old.double()) * mask).sum(-1) / mask.sum(-1))
+    assert (ratio.double() - exact).abs().max() < 1e-4, "the mean of the log-ratios is kept to float32"
+
+
 @pytest.mark.parametrize(("first", "partner", "promoted"), MIXED)
 def test_mrt_risk_computes_in_the_promoted_dtype(first, partner, promoted):
     scores = _log_probs(first, 19, (3, 5))

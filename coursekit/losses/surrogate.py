@@ -243,10 +243,13 @@ def sequence_importance_ratio(
         mask: True (or 1) on response tokens, boolean or integer 0/1; ``None`` counts every token.
 
     Returns:
-        :math:`w^{\\text{seq}}_i` for every response, in the dtype the two
-        log-probability tensors promote to (``torch.result_type``), as TRL's
-        ``per_token_logps - old_per_token_logps``: bfloat16 ``log_probs`` with
-        float32 ``old_log_probs`` give float32.
+        :math:`w^{\\text{seq}}_i` for every response, in the dtype of TRL's
+        expression: the sum of the token log-ratios is in the dtype the two
+        log-probability tensors promote to (``torch.result_type``, as TRL's
+        ``per_token_logps - old_per_token_logps``), and it is divided by a token
+        count in the default float dtype (TRL's ``mask.sum(-1).clamp(min=1.0)``),
+        so the result is at least float32: bfloat16 with bfloat16 gives float32,
+        float64 stays float64.
 
     Shapes:
         log_probs, old_log_probs, mask: ``(B, T)`` (or ``(..., T)``); result: ``(B,)``.
@@ -274,5 +277,7 @@ def sequence_importance_ratio(
     dtype = promoted_dtype(log_probs, old_log_probs)
     log_ratio = log_probs.to(dtype) - old_log_probs.detach().to(dtype)
     total = torch.where(counted, log_ratio, torch.zeros_like(log_ratio)).sum(dim=-1)
-    count = counted.sum(dim=-1).clamp(min=1).to(dtype)
+    # TRL's count, mask.sum(-1).clamp(min=1.0), is a float of the default dtype: the mean and the
+    # exp are at least float32, so half-precision ratios near 1 are not rounded to a step of 2**-8.
+    count = counted.sum(dim=-1).clamp(min=1).to(torch.promote_types(dtype, torch.get_default_dtype()))
     return torch.exp(total / count)

@@ -276,3 +276,26 @@ def test_batch_loss_with_token_weights_computes_in_the_promoted_dtype(first, par
     expected = weighted / (weights.double() * mask).sum()
     loss = batch_loss(losses, mask, reduction="token_mean", token_weights=weights)
     torch.testing.assert_close(loss.double(), expected, **_tolerance(promoted))
+
+
+DTYPES = [torch.bool, torch.uint8, torch.int32, torch.int64, torch.float16, BF16, F32, F64]
+
+
+@pytest.mark.parametrize("second", DTYPES, ids=str)
+@pytest.mark.parametrize("first", DTYPES, ids=str)
+def test_promoted_dtype_is_torch_result_type_for_every_pair_of_dimensioned_and_0d_tensors(first, second):
+    from coursekit.losses._autocast import promoted_dtype
+
+    for first_shape, second_shape in (((2,), (2,)), ((2,), ()), ((), (2,)), ((), ())):
+        a, b = torch.zeros(first_shape, dtype=first), torch.zeros(second_shape, dtype=second)
+        assert promoted_dtype(a, b) == torch.result_type(a, b), (first_shape, second_shape)
+
+
+def test_a_0d_float64_baseline_does_not_raise_the_dtype_of_float32_rewards():
+    """As the expression the docstring names: ``(rewards - baseline) * log_probs`` stays float32."""
+    log_probs, rewards = _log_probs(F32, 23, (5,)), _log_probs(F32, 24, (5,))
+    baseline = torch.tensor(0.25, dtype=F64)
+    assert ((rewards - baseline) * log_probs).dtype == F32
+    loss = reinforce_loss(log_probs, rewards, baseline=baseline)
+    assert loss.dtype == F32
+    torch.testing.assert_close(loss, reinforce_loss(log_probs, rewards, baseline=0.25))

@@ -143,6 +143,25 @@ def float32_under_autocast(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.float()
 
 
+def _category(dtype: torch.dtype) -> int:
+    """PyTorch's promotion categories: bool < integer < floating < complex."""
+    if dtype == torch.bool:
+        return 0
+    if dtype.is_complex:
+        return 3
+    return 2 if dtype.is_floating_point else 1
+
+
+def _promote(operands: list[tuple[torch.dtype, bool]]) -> torch.dtype:
+    """PyTorch's rule for ``(dtype, is 0-d)`` operands: a 0-d tensor counts only where its category is higher."""
+    dimensioned = [dtype for dtype, zero_dim in operands if not zero_dim]
+    zero_dim = [dtype for dtype, is_zero_dim in operands if is_zero_dim]
+    if not dimensioned or not zero_dim:
+        return functools.reduce(torch.promote_types, dimensioned or zero_dim)
+    result, scalar = functools.reduce(torch.promote_types, dimensioned), functools.reduce(torch.promote_types, zero_dim)
+    return torch.promote_types(result, scalar) if _category(scalar) > _category(result) else result
+
+
 def promoted_dtype(*tensors: torch.Tensor) -> torch.dtype:
     """The dtype PyTorch's type promotion gives ``tensors`` in an elementwise operation (``torch.result_type``).
 
@@ -150,15 +169,19 @@ def promoted_dtype(*tensors: torch.Tensor) -> torch.dtype:
     TRL expressions they equal do: a bfloat16 tensor with a float32 one gives
     float32, float32 with float64 gives float64, and an integer tensor takes
     the floating dtype of the others. Casting the others down to the first
-    argument's dtype instead would round a float32 partner to bfloat16.
+    argument's dtype instead would round a float32 partner to bfloat16. As in
+    PyTorch, a 0-d tensor (a baseline, say) changes the dtype only when it is
+    of a higher category (a float beside integers), never float32 to float64.
 
     Example:
         >>> promoted_dtype(torch.zeros(1, dtype=torch.bfloat16), torch.zeros(1))
         torch.float32
         >>> promoted_dtype(torch.zeros(1, dtype=torch.bfloat16), torch.zeros(1, dtype=torch.long))
         torch.bfloat16
+        >>> promoted_dtype(torch.zeros(3), torch.tensor(0.5, dtype=torch.float64))
+        torch.float32
     """
-    return functools.reduce(torch.promote_types, (tensor.dtype for tensor in tensors))
+    return _promote([(tensor.dtype, tensor.dim() == 0) for tensor in tensors])
 
 
 def promoted_under_autocast(*tensors: torch.Tensor) -> torch.dtype:
@@ -176,8 +199,8 @@ def promoted_under_autocast(*tensors: torch.Tensor) -> torch.dtype:
         ...     promoted_under_autocast(student, student)
         torch.float32
     """
-    dtypes = (
-        torch.float32 if tensor.dtype != torch.float64 and autocast_on(tensor.device.type) else tensor.dtype
+    return _promote([
+        (torch.float32 if tensor.dtype != torch.float64 and autocast_on(tensor.device.type) else tensor.dtype,
+         tensor.dim() == 0)
         for tensor in tensors
-    )
-    return functools.reduce(torch.promote_types, dtypes)
+    ])

@@ -8,6 +8,7 @@ walls that bubblewrap adds are the corpus's to test
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -390,3 +391,50 @@ def test_each_step_is_measured_at_the_memory_limit_by_itself_not_by_the_lifetime
         ("ValueError", StepEnd.MEMORY_LIMIT, False)], ends
     assert runner.near_memory_limit(results[1].report.memory_at_failure, limit), results[1].report
     assert not runner.near_memory_limit(results[2].report.memory_at_failure, limit), results[2].report
+
+
+def _busy_sleeper() -> None:
+    """Wake every half millisecond: the kind of neighbour that takes a CPU from a loop between two timer ticks."""
+    while True:
+        time.sleep(0.0005)
+
+
+def _spinner() -> None:
+    while True:
+        pass
+
+
+def test_a_step_stopped_by_the_kernels_cpu_timer_reads_at_least_its_limit_beside_busy_sleepers() -> None:
+    """CI failure on stop 24 (``timer_ignored`` graded, not ``timeout``): the runner read the scheduler's CPU
+    clock, which, beside processes that wake often, reads several per cent short of the tick-charged count that
+    ``ITIMER_PROF`` fires on (0.95 s at a 1 s timer beside six sleepers and a loop per core, before the fix),
+    past ``LIMIT_TOLERANCE`` on a loaded machine. Read at the moment the timer fires, the runner's CPU clock
+    must show the whole interval, with no tolerance."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    neighbours = [_busy_sleeper] * 6 + [_spinner] * (os.cpu_count() or 1)
+    sleepers = [context.Process(target=target, daemon=True) for target in neighbours]
+    for sleeper in sleepers:
+        sleeper.start()
+    readings = []
+    try:
+        for _trial in range(3):
+            read_end, write_end = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: spin until its CPU timer fires, say so, spin on
+                signal.signal(signal.SIGPROF, lambda *_: os.write(write_end, b"x"))
+                signal.setitimer(signal.ITIMER_PROF, 1.0)
+                while True:
+                    pass
+            before = runner._cpu_seconds(pid)
+            os.read(read_end, 1)
+            readings.append(runner._cpu_seconds(pid) - before)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os.close(read_end)
+            os.close(write_end)
+    finally:
+        for sleeper in sleepers:
+            sleeper.kill()
+    assert min(readings) >= 1.0, readings

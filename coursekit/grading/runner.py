@@ -94,10 +94,10 @@ CAP_KILL = 5
 SCRATCH_MOUNTS = ("/tmp", "/home/student")
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: how far short of a time limit, as a fraction of it, a failed step may stop and still count as having
-#: reached it. The runner starts its clocks before the kernel starts its timers and reads the same exact
-#: CPU clock the kernel's timer follows (see ``_cpu_seconds``); the margin covers a reading of ``/proc``'s
-#: tick-sampled times where that clock cannot be read (there the kernel's 1 s CPU timer fired when the
-#: runner read 0.93 to 1.0 s on a loaded 2-core machine).
+#: reached it. The runner starts its clocks before the kernel starts its timers and reads the very CPU clock
+#: the kernel's timer counts on (see ``_cpu_seconds``), so where that clock can be read a step stopped by its
+#: own timer reads at least its limit; the margin covers the fallback to ``/proc``'s times, which are scaled
+#: to the scheduler's count and read several per cent short of the timer's on a loaded machine.
 LIMIT_TOLERANCE = 0.1
 #: how close to its address-space limit the kernel's peak must rise in a failed step for the step to
 #: count as having reached it: an allocation fails when it asks for more than the room left, so after
@@ -172,18 +172,26 @@ def write_working_copy(setup: Setup) -> None:
 
 
 def _process_cpu_clock(pid: int) -> int:
-    """The id of process ``pid``'s CPU-time clock (Linux's encoding, as ``clock_getcpuclockid`` returns it)."""
-    return (~pid << 3) | 2
+    """The id of process ``pid``'s profiling CPU clock (Linux's ``MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_PROF)``).
+
+    That clock is the sum of the user and system times charged to the process
+    at each timer tick, the count ``ITIMER_PROF`` fires on. It is not the
+    scheduler's exact run time (``clock_getcpuclockid``'s clock, encoded with
+    ``| 2``): a loop that shares the CPU with processes that wake often is
+    charged whole ticks it only partly ran, so its timer fires when the
+    scheduler's clock reads a few per cent short of the limit (1.93 s for a
+    2 s timer beside six busy sleepers on a 2-core machine).
+    """
+    return (~pid << 3) | 0
 
 
 def _cpu_seconds(pid: int) -> float:
     """CPU time (user and system, all threads) of process ``pid`` itself (0 once it is gone).
 
-    Read from the process's CPU-time clock, the scheduler's exact count that
-    the kernel's own CPU timer (``ITIMER_PROF``) also follows; ``/proc``'s
-    tick-sampled times read up to 7 % lower on a quiet machine and far lower on
-    a loaded virtual one (ticks spent waiting for the host count as steal), so a
-    cell stopped by its own timer could read as if it had not reached its limit.
+    Read from the process's profiling clock, the count the kernel's own CPU
+    timer (``ITIMER_PROF``) follows (see ``_process_cpu_clock``), so a
+    step its timer stopped reads at least its limit; ``/proc``'s times, the
+    fallback, are scaled to the scheduler's count and can read short.
     The processes it forks are not counted, as the kernel's own CPU timer does
     not count them: their share of the machine is the cgroup's to bound, and a
     step that waits for them is stopped by the wall clock.

@@ -143,7 +143,7 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ("dpo: label_smoothing string", lambda: dpo_loss(P, P, P, P, label_smoothing="0.1"), TypeError, r"label_smoothing must be a number, got str"),
     ("dpo_rewards: shape", lambda: dpo_rewards(P, P[:1], P, P), ValueError, r"policy_rejected_logps must have shape \(3,\) \(policy_chosen_logps.shape\), got \(1,\)"),
     ("dpo_rewards: beta", lambda: dpo_rewards(P, P, P, P, beta=float("inf")), ValueError, r"beta must be a finite number > 0, got inf"),
-    ("simpo: zero length", lambda: simpo_loss(P, P, N3, N3 - 3), ValueError, r"rejected_lengths must be > 0 \(a response has at least one token\), got 0"),
+    ("simpo: zero length", lambda: simpo_loss(P, P, N3, N3 - 3), ValueError, r"rejected_lengths must be finite and > 0 \(a response has at least one token\), got 0"),
     ("simpo: boolean lengths", lambda: simpo_loss(P, P, N3 > 0, N3), TypeError, r"chosen_lengths must be an integer or float tensor of token counts, got dtype torch.bool"),
     ("simpo: lengths shape", lambda: simpo_loss(P, P, N3[:2], N3), ValueError, r"chosen_lengths must have shape \(3,\) \(chosen_logps.shape\), got \(2,\)"),
     ("simpo: rejected shape", lambda: simpo_loss(P, P[:2], N3, N3), ValueError, r"rejected_logps must have shape \(3,\)"),

@@ -140,7 +140,9 @@ def kd_loss(
         float32 or wider, which holds every count exactly, and round the
         quotient once to that dtype, as ``F.kl_div(..., reduction="batchmean")``
         divides a half-precision sum by an integer: more than 65504 float16
-        (or 256 bfloat16) positions are averaged over their true count.
+        (or 256 bfloat16) positions are averaged over their true count. The
+        sum itself is taken in that dtype, as ``F.kl_div``'s: a float16 total
+        above 65504 is ``inf`` in both.
 
     Shapes:
         student_logits, teacher_logits: ``(..., V)``; mask: ``(...)``;
@@ -220,7 +222,9 @@ def kd_cross_entropy(
         float32 or wider, which holds every count exactly, and round the
         quotient once to that dtype, as ``F.kl_div(..., reduction="batchmean")``
         divides a half-precision sum by an integer: more than 65504 float16
-        (or 256 bfloat16) positions are averaged over their true count.
+        (or 256 bfloat16) positions are averaged over their true count. The
+        sum itself is taken in that dtype, as ``F.kl_div``'s: a float16 total
+        above 65504 is ``inf`` in both.
 
     Shapes:
         student_logits, teacher_logits: ``(..., V)``; mask: ``(...)``;

@@ -246,7 +246,8 @@ def batch_loss(
         exactly, and round the quotient once, as PyTorch's
         ``(losses * mask).sum() / mask.sum()`` with an integer count: half-precision
         losses of more than 65504 (float16) or 256 (bfloat16) tokens are averaged
-        over their true count.
+        over their true count. The sum itself is taken in the losses' dtype,
+        as in that expression (a float16 total above 65504 is ``inf`` in both).
 
     Shapes:
         token_losses, mask, token_weights: ``(..., T)``; result: ``()``.

@@ -122,7 +122,8 @@ def policy_loss_aggregate(
         float64 stays float64); the sums are taken in the losses' dtype and the
         counts held exactly. ``"dapo"`` with a ``num_items_in_batch`` tensor
         returns what TRL's ``sum / num_items_in_batch.clamp(min=1.0)`` returns
-        (float64 for a float64 count). ``"dr_grpo"`` returns ``token_losses``'
+        (float64 for a float64 count), and with a Python number what an
+        integer count tensor gives. ``"dr_grpo"`` returns ``token_losses``'
         dtype, as TRL's division by a Python int.
 
     Shapes:
@@ -137,8 +138,8 @@ def policy_loss_aggregate(
             response longer than ``max_len`` (checked where values are read),
             ``num_items_in_batch`` with a mode other than ``"dapo"``, or a
             Python number ``num_items_in_batch`` that is negative or not finite
-            (a tensor is not read). A ``mask`` holding a value other than 0 and 1 (checked where values are read;
-            see :mod:`coursekit.losses`).
+            (a tensor is not read). A ``mask`` holding a value other than 0
+            and 1 (checked where values are read; see :mod:`coursekit.losses`).
             Tensor arguments on two devices.
 
     Example:

@@ -436,6 +436,10 @@ def stream_values(per_token: Sequence[Sequence[float]], batch_size: int) -> torc
         >>> stream_values([[0.5, 0.1, 0.0], [0.7, 0.0]], 2)  # the values of [[5, 6], [7]] and their <eos>
         tensor([[0.5000, 0.1000],
                 [0.0000, 0.7000]], dtype=torch.float64)
+        >>> stream_values([[0.5, float("nan")]], 1)
+        Traceback (most recent call last):
+        ...
+        ValueError: per_token[0][1] must be a finite number, got nan
     """
     rows = _rows("per_token", per_token, "sequences of numbers")
     if len(rows) == 0:

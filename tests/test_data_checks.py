@@ -243,6 +243,13 @@ def test_ctc_decoders_take_a_numpy_blank_as_its_python_int() -> None:
         assert ctc_prefix_beam_search(log_probs, blank=blank) == ctc_prefix_beam_search(log_probs, blank=1)
 
 
+def test_a_ctc_decoder_describes_a_huge_blank_by_its_size() -> None:
+    # str() of the int raised Python's digit-limit ValueError, which names no argument
+    log_probs = torch.zeros(3, 4).log_softmax(-1)
+    with pytest.raises(ValueError, match=rf"^blank must lie in \[0, 4\) \(V = log_probs.shape\[1\]\), got {HUGE_TEXT}$"):
+        ctc_best_path(log_probs, blank=HUGE)
+
+
 #: The checks that return their argument converted (a NumPy number as a Python one, a flag as a bool, a NumPy
 #: str as a plain str). ``require_seed`` returns it unchanged, so dropping its result loses nothing. The losses'
 #: ``require_choice`` also returns a plain str, but its callers only compare the value and keep none of it.

@@ -151,6 +151,20 @@ def test_bad_arguments_raise_naming_them(call, name):
         call()
 
 
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: tbptt_chunks([[1, 2, 3]], 2),
+        lambda: tbptt_windows(np.array([[1, 2, 3]]), 1, 2),
+    ],
+    ids=["chunks_list", "windows_ndarray"],
+)
+def test_a_tbptt_stream_that_is_no_tensor_is_refused_naming_stream(call):
+    """Losses review round 15, finding 5: a list or an array gave ``AttributeError: ... has no attribute 'dim'``."""
+    with pytest.raises(TypeError, match=r"^stream must be a \(B, N\) tensor, got "):
+        call()
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.integers(0, 12), min_size=1, max_size=40), st.integers(12, 60), st.integers(0, 1000))
 def test_token_budget_batches_cover_every_example_within_the_budget(lengths, max_tokens, seed):

@@ -466,19 +466,46 @@ def _finite_values(name: str, row: object) -> list[float]:
     return [finite_float(f"{name}[{j}]", value, "a finite number", "a real number") for j, value in enumerate(values)]
 
 
+def _require_stream(stream: object) -> torch.Tensor:
+    """``stream`` if it is a ``(B, N)`` tensor with ``N >= 2`` (what the TBPTT cutters slice).
+
+    Raises:
+        TypeError: ``stream`` is not a tensor.
+        ValueError: it is a tensor of another shape.
+    """
+    if not isinstance(stream, torch.Tensor):
+        raise TypeError(f"stream must be a (B, N) tensor, got {type_text(stream)}")
+    if stream.dim() != 2 or stream.shape[1] < 2:
+        raise ValueError(f"stream must have shape (B, N) with N >= 2, got {tuple(stream.shape)}")
+    return stream
+
+
 def tbptt_chunks(stream: torch.Tensor, chunk_len: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Cut a ``(B, N)`` stream into consecutive ``(inputs, targets)`` chunks of at most ``chunk_len`` steps.
 
     ``targets`` is ``inputs`` shifted left by one, so chunk ``i+1`` starts where chunk ``i``'s
     targets ended and a hidden state carried from chunk to chunk sees an unbroken text.
 
+    Args:
+        stream: ``(B, N)`` token ids, ``N >= 2`` (:func:`token_stream`).
+        chunk_len: the most time steps in a chunk, ``>= 1``.
+
+    Returns:
+        The ``(inputs, targets)`` pairs in stream order; the last chunk may be shorter.
+
+    Shapes:
+        stream: ``(B, N)``; each chunk's inputs and targets: ``(B, w)`` with ``w <= chunk_len``.
+
+    Raises:
+        TypeError: ``stream`` is not a tensor, or ``chunk_len`` is not an int.
+        ValueError: ``chunk_len < 1``, or a stream that is not ``(B, N >= 2)``.
+
     Example:
         >>> [(x.tolist(), y.tolist()) for x, y in tbptt_chunks(torch.tensor([[1, 2, 3, 4, 5]]), 2)]
         [([[1, 2]], [[2, 3]]), ([[3, 4]], [[4, 5]])]
     """
     chunk_len = require_int("chunk_len", chunk_len, minimum=1)
-    if stream.dim() != 2 or stream.shape[1] < 2:
-        raise ValueError(f"stream must have shape (B, N) with N >= 2, got {tuple(stream.shape)}")
+    stream = _require_stream(stream)
     steps = stream.shape[1] - 1
     return [(stream[:, i:min(i + chunk_len, steps)], stream[:, i + 1:min(i + chunk_len, steps) + 1])
             for i in range(0, steps, chunk_len)]
@@ -527,6 +554,7 @@ def tbptt_windows(stream: torch.Tensor, step: int, bptt: int) -> list[TBPTTWindo
         stream: ``(B, N)``; each window's inputs and targets: ``(B, w)`` with ``w <= bptt``.
 
     Raises:
+        TypeError: ``stream`` is not a tensor, or ``step`` or ``bptt`` is not an int.
         ValueError: ``step < 1``, ``bptt < step``, or a stream that is not ``(B, N >= 2)``.
 
     Example:
@@ -542,8 +570,7 @@ def tbptt_windows(stream: torch.Tensor, step: int, bptt: int) -> list[TBPTTWindo
     if bptt < step:
         raise ValueError(f"bptt must be >= step={shown(step)} (each update looks back at least over the steps it "
                          f"scores), got {shown(bptt)}")
-    if stream.dim() != 2 or stream.shape[1] < 2:
-        raise ValueError(f"stream must have shape (B, N) with N >= 2, got {tuple(stream.shape)}")
+    stream = _require_stream(stream)
     steps = stream.shape[1] - 1
     nominal = list(range(step, steps, step)) + [steps + (-steps) % step]  # the last update may score fewer
     ends = [min(end, steps) for end in nominal]

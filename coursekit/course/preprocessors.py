@@ -115,12 +115,12 @@ class SeededExecute(Execute):
             place = grading_place(Path(folder))
         except (FileNotFoundError, ValueError):
             return super().preprocess(nb, resources, km)
-        if not place.spec_path.is_file():
-            return super().preprocess(nb, resources, km)
         if place.student != INSTRUCTOR:
             # grading_place vouched that ``folder`` is autograded/<student>/<assignment>: nbgrader's own copy.
             for entry in remove_shadowing_entries(Path(folder)):
                 self.log.warning("%s: %s", folder, shadowing_note(entry))
+        if not place.spec_path.is_file():
+            return super().preprocess(nb, resources, km)
         student = ((resources or {}).get("nbgrader") or {}).get("student") or place.student
         seeds = seed_for(place.spec_path, place.course_id, student), check_seed_for(place.spec_path)
         with kernel_environment(*seeds, Path(folder)):

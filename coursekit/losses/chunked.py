@@ -87,7 +87,7 @@ def _chunk_pass(
     grad_weight = torch.zeros(weight.shape, dtype=weight_accum_dtype, device=weight.device) if want_weight else None
     grad_bias = torch.zeros(weight.shape[0], dtype=acc_dtype, device=weight.device) if want_bias else None
     any_grad = want_hidden or want_weight or want_bias
-    # float16 cannot hold the normaliser (up to V > 65504), so it cannot keep
+    # float16 cannot hold the normaliser (up to V, inf from 65520), so it cannot keep
     # the unnormalised exponentials; see _logit_gradients.
     fold_scale = dtype != torch.float16
 

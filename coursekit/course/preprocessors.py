@@ -75,35 +75,6 @@ class RedactHiddenTests(ClearHiddenTests):
 RESTORE_INTERACTIVITY = '__import__("IPython").get_ipython().ast_node_interactivity = "last_expr"'
 
 
-def refusal_message(shadowing: list[str]) -> str:
-    """Why a notebook handed in with ``shadowing`` files was not run, as its test cells show it.
-
-    Example:
-        >>> refusal_message(["coursekit/", "torch.py"])[:63]
-        'not run: the submission holds coursekit/, torch.py, which would'
-    """
-    return (f"not run: the submission holds {', '.join(shadowing)}, which would be imported in place of the "
-            "modules of the same name that the notebook and its tests use; remove them and hand in again")
-
-
-def not_run(nb: NotebookNode, reason: str) -> NotebookNode:
-    """``nb`` with every autograder test cell failed with ``reason``, so that nbgrader scores each 0.
-
-    Example:
-        >>> import nbformat
-        >>> test = nbformat.v4.new_code_cell("assert True", metadata={"nbgrader": {"grade": True, "solution": False}})
-        >>> not_run(nbformat.v4.new_notebook(cells=[test]), "no").cells[0].outputs[0]["evalue"]
-        'no'
-    """
-    from nbformat.v4 import new_output
-
-    for cell in nb.cells:
-        if is_autograder_test(cell):
-            cell.outputs = [new_output("error", ename="SubmissionRefused", evalue=reason,
-                                       traceback=[f"SubmissionRefused: {reason}"])]
-    return nb
-
-
 class SeededExecute(Execute):
     """Autograde preprocessor: ``Execute``, with this student's seed and notebook folder in the kernel's environment.
 
@@ -118,35 +89,38 @@ class SeededExecute(Execute):
     layout, or of an assignment without a spec, runs without a seed.
 
     Two cheap guards against what a student's code can do in that kernel (not a
-    boundary: the kernel runs as the instructor; ``coursekit grade`` is one): a
-    notebook handed in with files that would be imported in place of a module
-    (:func:`~coursekit.grading.files.shadowing_entries`, the files ``coursekit
-    grade`` refuses to copy; ``coursekit/`` holds the hidden blocks' scorer) is
-    not run, and each of its test cells fails with :func:`refusal_message`, so
-    it scores 0 with its reason; and before each test cell IPython's
-    ``ast_node_interactivity`` is set back to ``"last_expr"``, so the cell's
-    result is its last expression, the hidden block's score.
+    boundary: the kernel runs as the instructor; ``coursekit grade`` is one).
+    Files handed in with the notebook that would be imported in place of a
+    module (:func:`~coursekit.grading.files.shadowing_entries`: an innocent
+    ``random.py`` as much as a planted ``coursekit/`` holding its own scorer)
+    are removed from the autograded copy before the kernel starts, each logged
+    for the instructor with :func:`~coursekit.grading.files.shadowing_note`,
+    and the notebook is graded without them, as ``coursekit grade``, which
+    does not copy them into its sandbox, grades it; ``submitted/`` keeps them.
+    The instructor's source folder is never changed. And before each test
+    cell IPython's ``ast_node_interactivity`` is set back to ``"last_expr"``,
+    so the cell's result is its last expression, the hidden block's score.
     """
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict | None = None,
                    km: object = None) -> tuple[NotebookNode, ResourcesDict]:
         from pathlib import Path
 
-        from coursekit.course.hidden_score import grading_place
+        from coursekit.course.hidden_score import INSTRUCTOR, grading_place
         from coursekit.course.kernel_seed import check_seed_for, kernel_environment, seed_for
-        from coursekit.grading.files import shadowing_entries
+        from coursekit.grading.files import remove_shadowing_entries, shadowing_note
 
         folder = ((resources or {}).get("metadata") or {}).get("path") or "."
         try:
             place = grading_place(Path(folder))
         except (FileNotFoundError, ValueError):
             return super().preprocess(nb, resources, km)
+        if place.student != INSTRUCTOR:
+            # grading_place vouched that ``folder`` is autograded/<student>/<assignment>: nbgrader's own copy.
+            for entry in remove_shadowing_entries(Path(folder)):
+                self.log.warning("%s: %s", folder, shadowing_note(entry))
         if not place.spec_path.is_file():
             return super().preprocess(nb, resources, km)
-        shadowing = shadowing_entries(Path(folder))
-        if shadowing:
-            self.log.error("Not running %s: %s", folder, refusal_message(shadowing))
-            return not_run(nb, refusal_message(shadowing)), resources
         student = ((resources or {}).get("nbgrader") or {}).get("student") or place.student
         seeds = seed_for(place.spec_path, place.course_id, student), check_seed_for(place.spec_path)
         with kernel_environment(*seeds, Path(folder)):

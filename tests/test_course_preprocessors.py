@@ -1,9 +1,10 @@
-"""SeededExecute's two guards, under the real ``nbgrader autograde`` (grader review r6, findings 7 and 8).
+"""SeededExecute's three guards, under the real ``nbgrader autograde`` (grader review r6, findings 7 and 8; r7, 5).
 
-One a1 course, three students graded by a single ``nbgrader autograde`` run:
+One a1 course, four students graded by a single ``nbgrader autograde`` run:
 ``loud`` gets three answers wrong; ``quiet`` hands in the same answers with one
 line that stops IPython from showing any cell's result (a test cell without a
-result gets full marks from nbgrader); ``shadow`` hands in the solved notebook
+result gets full marks from nbgrader); ``quiet_hook`` does the same with
+another line, which replaces IPython's displayhook; ``shadow`` hands in the solved notebook
 with one wrong answer, a ``coursekit/`` package whose ``question_points``
 gives every question its maximum and an innocent ``random.py`` of helpers
 (which, imported in place of the standard library's, breaks ``tempfile``).
@@ -20,10 +21,13 @@ import pytest
 
 from adversarial.course import (ASSIGNMENT, VENV_BIN, cell_index, make_course, set_answer, solutions,
                                 solved_notebook, submit, tool_env)
+from coursekit.course.preprocessors import NO_SCORE
 from coursekit.grading.files import shadowing_note
 from coursekit.grading.gradebook import load_course
 
 QUIET_LINE = "get_ipython().ast_node_interactivity = 'none'\n"
+#: the round-7 spelling: resetting ``ast_node_interactivity`` does not undo it.
+QUIET_HOOK_LINE = "type(get_ipython().displayhook).__call__ = lambda self, result=None: None\n"
 FULL_MARKS_SCORER = '''def question_points(grade_id, namespace, workdir=None):
     return {"test_token_nll": 3, "test_sequence_loss": 3, "test_perplexity": 1, "test_fox": 2,
             "test_mc_classification": 1}[grade_id]
@@ -48,14 +52,14 @@ class Autograded:
     log: str
 
 
-def _partly_wrong(course: Path, quiet: bool) -> dict:
+def _partly_wrong(course: Path, quiet: str = "") -> dict:
     """The solved notebook with a token_nll that ignores ignore_index and two wrong value answers."""
     notebook = solved_notebook(course)
     solution = solutions(course)
     token_nll = solution["answer_token_nll"] + ("\n_right_token_nll = token_nll\n\n\n"
                                                 "def token_nll(logits, targets, *, ignore_index=-100):\n"
                                                 "    return _right_token_nll(logits, targets)\n")
-    set_answer(notebook, "answer_token_nll", (QUIET_LINE if quiet else "") + token_nll)
+    set_answer(notebook, "answer_token_nll", quiet + token_nll)
     fox = solution["answer_fox"].replace('halves_bits = sequence_loss(halves_losses, reduction="mean") / math.log(2)',
                                          "halves_bits = 3.0")
     assert fox != solution["answer_fox"], "the fox answer was not changed"
@@ -66,8 +70,9 @@ def _partly_wrong(course: Path, quiet: bool) -> dict:
 @pytest.fixture(scope="module")
 def autograded(tmp_path_factory: pytest.TempPathFactory) -> Autograded:
     course = make_course(tmp_path_factory.mktemp("preprocessors") / "course")
-    submit(course, "loud", _partly_wrong(course, quiet=False))
-    submit(course, "quiet", _partly_wrong(course, quiet=True))
+    submit(course, "loud", _partly_wrong(course))
+    submit(course, "quiet", _partly_wrong(course, quiet=QUIET_LINE))
+    submit(course, "quiet_hook", _partly_wrong(course, quiet=QUIET_HOOK_LINE))
     shadow = submit(course, "shadow", set_answer(solved_notebook(course), "answer_mc_classification",
                                                  'mc_classification = "A"\n')).parent
     (shadow / "coursekit" / "course").mkdir(parents=True)
@@ -101,6 +106,16 @@ def test_a_notebook_that_hides_every_result_scores_as_the_same_answers_do(autogr
     results = [o for o in _test_cell_outputs(autograded.course, "quiet", "test_mc_classification")
                if o["output_type"] == "execute_result"]
     assert [float("".join(r["data"]["text/plain"])) for r in results] == [0.0], results
+
+
+def test_a_notebook_that_replaces_the_displayhook_scores_no_more_than_the_same_answers_do(
+        autograded: Autograded) -> None:
+    """Grader review r7, finding 5: with no result shown, nbgrader gave every test cell full marks (10 of 10)."""
+    loud, quiet = _scores(autograded.course, "loud"), _scores(autograded.course, "quiet_hook")
+    assert sum(quiet.values()) < sum(loud.values()) < 10, (quiet, loud)
+    for grade_id, score in quiet.items():
+        outputs = _test_cell_outputs(autograded.course, "quiet_hook", grade_id)
+        assert score == 0 and [o["evalue"] for o in outputs if o["output_type"] == "error"] == [NO_SCORE], outputs
 
 
 def test_files_that_would_shadow_a_module_are_removed_from_the_autograded_copy_and_the_notebook_graded(

@@ -150,6 +150,17 @@ def test_batch_loss_sequence_mean_is_the_float64_formula_rounded(dtype):
                                rtol=FLOAT16_RTOL if dtype is torch.float16 else 2 * 2.0**-8, atol=0.0)
 
 
+@pytest.mark.parametrize(("dtype", "length"), [(torch.float16, FLOAT16_MANY), (torch.bfloat16, BFLOAT16_ODD)])
+def test_batch_loss_sequence_mean_of_equal_losses_is_that_loss(dtype, length):
+    # Losses review r16, finding 1: with random losses the tolerance of the test above is wider than the
+    # 1/257 error of a bfloat16 count, and its float16 rows never round a count. Equal losses of 0.3 have the
+    # loss itself as their mean: a count kept in float16 is inf past 65504 (mean 0), one kept in bfloat16
+    # is 256 for 257 (0.3027 for 0.3008).
+    losses = torch.full((2, length), 0.3, dtype=dtype)
+    mask = torch.ones(2, length, dtype=torch.long)
+    assert torch.equal(batch_loss(losses, mask, reduction="sequence_mean"), losses[0, 0])
+
+
 def test_batch_loss_token_mean_with_token_weights_counts_their_sum_exactly_in_bfloat16():
     losses, mask = per_token_losses((1, BFLOAT16_ODD + 3), torch.bfloat16)
     weights = torch.ones_like(losses)
@@ -164,8 +175,11 @@ def test_sequence_loss_mean_of_a_long_sequence_is_torch_mean(dtype, length):
 
 
 def test_sequence_loss_mean_of_257_equal_bfloat16_losses_divides_by_257():
-    losses = torch.full((BFLOAT16_ODD,), 0.5, dtype=torch.bfloat16)
+    # 0.3, not a power of two (losses review r16, finding 1): 257 halves sum to 128.5, which bfloat16 rounds
+    # to 128, and 128 / 256 is 0.5 again, so a count rounded to 256 went unnoticed.
+    losses = torch.full((BFLOAT16_ODD,), 0.3, dtype=torch.bfloat16)
     assert torch.equal(sequence_loss(losses, reduction="mean"), losses.mean())
+    assert torch.equal(losses.mean(), losses[0])
 
 
 def confident_float16_batch() -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,6 +1,6 @@
 """What the runner wrote on its stderr, as the instructor is shown it when a submission could not run.
 
-The sandbox keeps the first :attr:`~coursekit.grading.limits.Limits.diagnostics_bytes`
+The sandbox keeps the last :attr:`~coursekit.grading.limits.Limits.diagnostics_bytes`
 of the runner's stderr (a traceback when it failed to set up the working copy,
 say). When the outcome is ``kernel_died``, the grader writes the end of it to
 its log, under the student's name, and into the submission's JSON report

@@ -36,6 +36,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    """A preprocessor named in ``__all__``, imported from :mod:`coursekit.course.preprocessors` when first asked for."""
     if name in _PREPROCESSORS:
         from coursekit.course import preprocessors
 

@@ -217,7 +217,7 @@ def _bin_index(confidence: torch.Tensor, correct: torch.Tensor, num_bins: int, b
         raise ValueError(f"confidence must have shape (N,) with N >= 1, got {tuple(confidence.shape)}")
     require_shape("correct", correct, confidence.shape, "confidence.shape")
     num_bins = require_int("num_bins", num_bins, minimum=1)
-    require_one_of("binning", binning, BINNINGS)
+    binning = require_one_of("binning", binning, BINNINGS)
     if bool(torch.isnan(confidence).any()):
         raise ValueError("confidence must lie in [0, 1], got nan")
     low, high = float(confidence.min()), float(confidence.max())

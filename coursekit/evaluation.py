@@ -241,7 +241,7 @@ def evaluate_ctc(model: nn.Module, examples: Sequence[FrameExample], *, decoder:
     Raises:
         ValueError: no examples, or an unknown decoder.
     """
-    require_one_of("decoder", decoder, ("best_path", "prefix_beam"))
+    decoder = require_one_of("decoder", decoder, ("best_path", "prefix_beam"))
     if len(examples) == 0:
         raise ValueError("examples must hold at least one utterance, got an empty sequence")
     batch = frame_batch(examples)

@@ -153,7 +153,7 @@ def train_rnn_lm(*, seed: int = 0, cell: str = "gru", size: str = "teacher", epo
         ``(model, history)``; ``history.valid`` holds the validation NLL per token after each epoch,
         to compare with ``lm_data(seed).entropy``.
     """
-    require_one_of("size", size, ("teacher", "student"))
+    size = require_one_of("size", size, ("teacher", "student"))
     data = lm_data(seed)
     with seeded(seed):
         model = RNNLM(len(data.vocab), cell=cell, **model_size("rnn", size))
@@ -165,7 +165,7 @@ def train_transformer_lm(*, seed: int = 0, size: str = "teacher", positions: str
                          batch_size: int = 32, lr: float = 3e-3, objective: ObjectiveFn | None = None,
                          progress: bool | None = None) -> Trained:
     """Train a decoder-only Transformer LM on the toy language (arguments as :func:`train_rnn_lm`)."""
-    require_one_of("size", size, ("teacher", "student"))
+    size = require_one_of("size", size, ("teacher", "student"))
     data = lm_data(seed)
     longest = max(len(s) for s in data.train + data.valid + data.test) + 1
     with seeded(seed):
@@ -194,7 +194,7 @@ def train_translator(*, seed: int = 0, size: str = "teacher", epochs: int = 6, b
     Returns:
         ``(model, history)``; ``history.valid`` holds greedy exact match on the validation split per epoch.
     """
-    require_one_of("size", size, ("teacher", "student"))
+    size = require_one_of("size", size, ("teacher", "student"))
     epochs = require_int("epochs", epochs, minimum=1)
     data = translation_data(seed if data_seed is None else data_seed, target_noise)
     train_pairs = list(pairs) if pairs is not None else data.train

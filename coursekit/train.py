@@ -562,7 +562,7 @@ def preference_objective(reference: nn.Module | None, *, loss: str = "dpo", beta
         >>> round(out.loss_sum.item(), 4), out.count
         (0.6931, 1.0)
     """
-    require_one_of("loss", loss, PREFERENCE_LOSSES)
+    loss = require_one_of("loss", loss, PREFERENCE_LOSSES)
     beta = require_number("beta", beta, low=0.0, low_inclusive=False)
     gamma = require_number("gamma", gamma)
     if loss == "dpo" and reference is None:
@@ -649,7 +649,7 @@ def reinforce_objective(reward: Callable[[list[int], list[int]], float], *, num_
     The count is the number of sampled sequences.
     """
     num_samples = require_int("num_samples", num_samples, minimum=1)
-    require_one_of("baseline", baseline, REINFORCE_BASELINES)
+    baseline = require_one_of("baseline", baseline, REINFORCE_BASELINES)
     if baseline == "leave_one_out" and num_samples < 2:
         raise ValueError(f"num_samples must be >= 2 for the leave-one-out baseline, got {num_samples}")
     generator = torch.Generator().manual_seed(require_seed("seed", seed))

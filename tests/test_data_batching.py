@@ -151,6 +151,20 @@ def test_bad_arguments_raise_naming_them(call, name):
         call()
 
 
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: tbptt_chunks([[1, 2, 3]], 2),
+        lambda: tbptt_windows(np.array([[1, 2, 3]]), 1, 2),
+    ],
+    ids=["chunks_list", "windows_ndarray"],
+)
+def test_a_tbptt_stream_that_is_no_tensor_is_refused_naming_stream(call):
+    """Losses review round 15, finding 5: a list or an array gave ``AttributeError: ... has no attribute 'dim'``."""
+    with pytest.raises(TypeError, match=r"^stream must be a \(B, N\) tensor, got "):
+        call()
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.integers(0, 12), min_size=1, max_size=40), st.integers(12, 60), st.integers(0, 1000))
 def test_token_budget_batches_cover_every_example_within_the_budget(lengths, max_tokens, seed):
@@ -255,12 +269,12 @@ def test_a_batch_takes_numpy_ints_and_integer_tensors_and_arrays_as_it_takes_pyt
     ("call", "error", "message"),
     [
         (lambda: lm_batch([[4]], bos_id=2.5), TypeError, r"^bos_id must be an int, got float$"),
-        (lambda: lm_batch([[4]], eos_id=-5), ValueError, r"^eos_id must be an int >= 0, got -5$"),
+        (lambda: lm_batch([[4]], eos_id=-5), ValueError, r"^eos_id must lie in \[0, 2\*\*63\), got -5$"),
         (lambda: lm_batch([[4]], bos_id=True), TypeError, r"^bos_id must be an int, got bool$"),
-        (lambda: seq2seq_batch([([4], [6])], eos_id=-1), ValueError, r"^eos_id must be an int >= 0, got -1$"),
+        (lambda: seq2seq_batch([([4], [6])], eos_id=-1), ValueError, r"^eos_id must lie in \[0, 2\*\*63\), got -1$"),
         (lambda: seq2seq_batch([([4], [6])], bos_id=1.0), TypeError, r"^bos_id must be an int, got float$"),
         (lambda: token_stream([[5, 6]], 1, eos_id=2.5), TypeError, r"^eos_id must be an int, got float$"),
-        (lambda: token_stream([[5, 6]], 1, eos_id=-2), ValueError, r"^eos_id must be an int >= 0, got -2$"),
+        (lambda: token_stream([[5, 6]], 1, eos_id=-2), ValueError, r"^eos_id must lie in \[0, 2\*\*63\), got -2$"),
         (lambda: seq2seq_batch([[4]]), TypeError, r"^pairs\[0\] must be a \(source ids, target ids\) pair, got list$"),
         (lambda: seq2seq_batch([7]), TypeError, r"^pairs\[0\] must be a \(source ids, target ids\) pair, got int$"),
     ],
@@ -268,6 +282,37 @@ def test_a_batch_takes_numpy_ints_and_integer_tensors_and_arrays_as_it_takes_pyt
 def test_bos_and_eos_ids_are_checked_as_pad_id_is(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+#: every special id a batching function takes, as (case, call with that id set to the given value)
+SPECIAL_IDS = [
+    ("pad_batch pad_id", "pad_id", lambda v: pad_batch([[4], [5, 6]], pad_id=v)),
+    ("lm_batch bos_id", "bos_id", lambda v: lm_batch([[4], [5, 6]], bos_id=v)),
+    ("lm_batch eos_id", "eos_id", lambda v: lm_batch([[4], [5, 6]], eos_id=v)),
+    ("lm_batch pad_id", "pad_id", lambda v: lm_batch([[4], [5, 6]], pad_id=v)),
+    ("seq2seq_batch bos_id", "bos_id", lambda v: seq2seq_batch([([4], [6]), ([5, 7], [])], bos_id=v)),
+    ("seq2seq_batch eos_id", "eos_id", lambda v: seq2seq_batch([([4], [6]), ([5, 7], [])], eos_id=v)),
+    ("seq2seq_batch pad_id", "pad_id", lambda v: seq2seq_batch([([4], [6]), ([5, 7], [])], pad_id=v)),
+    ("token_stream eos_id", "eos_id", lambda v: token_stream([[5, 6], [7]], 1, eos_id=v)),
+]
+
+
+@pytest.mark.parametrize(("value", "shown"), [(2**63, "an int of 64 bits"), (2**64, "an int of 65 bits"),
+                                              (np.uint64(2**63), "an int of 64 bits")], ids=["2**63", "2**64", "uint64"])
+@pytest.mark.parametrize(("case", "name", "call"), SPECIAL_IDS, ids=[c[0] for c in SPECIAL_IDS])
+def test_a_special_id_beyond_torch_long_is_refused_as_an_id_is(case, name, call, value, shown):
+    # PyTorch's "value cannot be converted to type int64_t without overflow" or Python's "int too big to convert"
+    # came out, naming no argument; the ids of the sequences themselves were already held to [0, 2**63)
+    with pytest.raises(ValueError, match=rf"^{name} must lie in \[0, 2\*\*63\), got {shown}$"):
+        call(value)
+
+
+@pytest.mark.parametrize(("case", "name", "call"), SPECIAL_IDS, ids=[c[0] for c in SPECIAL_IDS])
+def test_the_largest_torch_long_is_a_valid_special_id(case, name, call):
+    # the bound is torch.long's, not one of its own: 2**63 - 1 is written into the batch as given
+    got = call(2**63 - 1)
+    written = got if isinstance(got, torch.Tensor) else torch.cat([getattr(got, f).flatten() for f in vars(got)])
+    assert (written == 2**63 - 1).any(), case
 
 
 @pytest.mark.parametrize(
@@ -287,6 +332,95 @@ def test_batch_plans_refuse_a_length_that_is_not_an_int(plan, lengths, error, me
     # a NaN length broke token_budget_batches' budget: [3, nan, 3, 3] with max_tokens=4 batched examples 0 and 1
     with pytest.raises(error, match=message):
         plan(lengths)
+
+
+@pytest.mark.parametrize(
+    ("lengths", "message"),
+    [
+        (torch.tensor(3), r"^lengths must be a 1-D tensor or array of an integer dtype, got a tensor of shape \(\) "),
+        (np.array(3), r"^lengths must be a 1-D tensor or array of an integer dtype, got an array of shape \(\) "),
+        (5, r"^lengths must be a sequence of ints, got int$"),
+        ("35", r"^lengths must be a sequence of ints, got str$"),
+    ],
+    ids=["0-d tensor", "0-d array", "int", "str"],
+)
+@pytest.mark.parametrize("plan", [lambda lengths: token_budget_batches(lengths, 4, seed=0),
+                                  lambda lengths: bucket_batches(lengths, 2, seed=0)],
+                         ids=["token_budget_batches", "bucket_batches"])
+def test_batch_plans_refuse_lengths_that_are_no_sequence_naming_lengths(plan, lengths, message):
+    # len(lengths) ran first: "len() of a 0-d tensor", "object of type 'int' has no len()"
+    with pytest.raises(TypeError, match=message):
+        plan(lengths)
+
+
+def test_batch_plans_take_a_generator_of_lengths_as_its_list():
+    # len() of the generator raised "object of type 'generator' has no len()"; id_list takes any iterable
+    lengths = [5, 1, 4, 2, 2]
+    assert token_budget_batches((n for n in lengths), 8, seed=0) == token_budget_batches(lengths, 8, seed=0)
+    assert bucket_batches((n for n in lengths), 2, seed=0) == bucket_batches(lengths, 2, seed=0)
+    with pytest.raises(ValueError, match=r"^lengths must hold at least one example, got an empty sequence$"):
+        bucket_batches((n for n in []), 2, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda batch: pad_batch(batch), r"^sequences must be a sequence of sequences of ids, got "),
+        (lambda batch: lm_batch(batch), r"^sentences must be a sequence of sequences of ids, got "),
+        (lambda batch: token_stream(batch, 1), r"^sentences must be a sequence of sequences of ids, got "),
+        (lambda batch: seq2seq_batch(batch), r"^pairs must be a sequence of \(source ids, target ids\) pairs, got "),
+        (lambda batch: stream_values(batch, 1), r"^per_token must be a sequence of sequences of numbers, got "),
+    ],
+    ids=["pad_batch", "lm_batch", "token_stream", "seq2seq_batch", "stream_values"],
+)
+@pytest.mark.parametrize(("batch", "received"), [(torch.tensor(3), r"a tensor of shape \(\) and dtype torch.int64$"),
+                                                 (7, "int$"), ("ab", "str$")], ids=["0-d tensor", "int", "str"])
+def test_a_batch_that_is_no_sequence_is_refused_naming_it(call, message, batch, received):
+    # len() ran first and raised its own message ("len() of a 0-d tensor"); a str was split into characters
+    with pytest.raises(TypeError, match=message + received):
+        call(batch)
+
+
+def test_a_batch_given_as_a_generator_is_taken_as_its_list():
+    rows = [[5, 6, 7], [8]]
+    assert torch.equal(pad_batch(r for r in rows).tokens, pad_batch(rows).tokens)
+    assert torch.equal(token_stream((r for r in rows), 2), token_stream(rows, 2))
+    assert torch.equal(seq2seq_batch((r, r) for r in rows).tgt_out, seq2seq_batch([(r, r) for r in rows]).tgt_out)
+    assert torch.equal(stream_values(([0.5] * len(r) for r in rows), 2), stream_values([[0.5] * len(r) for r in rows], 2))
+
+
+@pytest.mark.parametrize(
+    ("per_token", "error", "message"),
+    [
+        ([[0.5, 0.1], [0.2, math.nan]], ValueError, r"^per_token\[1\]\[1\] must be a finite number, got nan$"),
+        ([[0.5, math.inf, 0.1]], ValueError, r"^per_token\[0\]\[1\] must be a finite number, got inf$"),
+        ([[0.5, np.float32("-inf"), 0.1]], ValueError, r"^per_token\[0\]\[1\] must be a finite number, got -inf$"),
+        ([[0.5, 0.1], [10**400]], ValueError,
+         r"^per_token\[1\]\[0\] must be a finite number, got an int of 1329 bits, beyond the float range$"),
+        ([[0.5, "0.1"]], TypeError, r"^per_token\[0\]\[1\] must be a real number, got str$"),
+        ([[0.5, True]], TypeError, r"^per_token\[0\]\[1\] must be a real number, got bool$"),
+        ([[0.5, None]], TypeError, r"^per_token\[0\]\[1\] must be a real number, got NoneType$"),
+        ([[0.5, 1j]], TypeError, r"^per_token\[0\]\[1\] must be a real number, got complex$"),
+        ([[0.5, 0.1], 0.2], TypeError, r"^per_token\[1\] must be a sequence of numbers, got float$"),
+        ([[0.5, 0.1], "0.2"], TypeError, r"^per_token\[1\] must be a sequence of numbers, got str$"),
+        ([torch.zeros(2, 2)], TypeError,
+         r"^per_token\[0\] must be a sequence of numbers or a 1-D tensor or array, got a tensor of shape \(2, 2\) "),
+        ([torch.tensor([0.5, math.nan])], ValueError, r"^per_token\[0\]\[1\] must be a finite number, got nan$"),
+    ],
+    ids=["nan", "inf", "float32 -inf", "int beyond float", "str", "bool", "None", "complex", "float row", "str row",
+         "2-D tensor row", "nan in a tensor row"],
+)
+def test_stream_values_refuses_a_value_that_is_no_finite_real_number_naming_its_position(per_token, error, message):
+    # float(v) took "0.1", True and nan, wrote inf into the stream, and raised OverflowError for 10**400
+    with pytest.raises(error, match=message):
+        stream_values(per_token, 1)
+
+
+def test_stream_values_takes_numpy_numbers_and_1d_tensors_and_arrays_as_python_numbers():
+    want = stream_values([[0.5, 0.25, 0.0], [7, 0]], 2)
+    got = stream_values([torch.tensor([0.5, 0.25, 0.0]), np.array([7, 0])], 2)
+    assert torch.equal(got, want)
+    assert torch.equal(stream_values([[np.float32(0.5), np.float64(0.25), np.int64(0)], [np.uint8(7), 0]], 2), want)
 
 
 def test_batch_plans_take_numpy_and_tensor_lengths_as_python_ints():

@@ -12,11 +12,13 @@ import pytest
 import torch
 
 from coursekit.data import frame_task
+from coursekit.data._checks import require_one_of
 from coursekit.data.batching import pad_batch, stream_values, tbptt_windows, token_budget_batches, token_stream
 from coursekit.data.translation import number_to_words, translation_task
 from coursekit.data.vocab import Vocab
 from coursekit.models.ctc import ctc_best_path, ctc_prefix_beam_search
 from coursekit.models.ngram import NGramLM
+from coursekit.losses._checks import require_choice
 from coursekit.models.rnn import RNNLM
 
 pytestmark = pytest.mark.models
@@ -191,6 +193,21 @@ def test_require_one_of_shows_a_numpy_number_by_its_value(value, received) -> No
         RNNLM(vocab_size=10, cell=value)
 
 
+def test_require_one_of_shows_a_numpy_str_by_its_value_as_require_choice_does() -> None:
+    # it showed repr: "got np.str_('xyz')", where the losses' require_choice shows "got 'xyz'"
+    with pytest.raises(ValueError, match=r"^cell must be one of 'elman', 'gru', 'lstm', got 'xyz'$"):
+        RNNLM(vocab_size=10, cell=np.str_("xyz"))
+    with pytest.raises(ValueError, match=r"^reduction must be one of 'mean', 'sum', got 'xyz'$"):
+        require_choice("reduction", np.str_("xyz"), ("mean", "sum"))
+
+
+def test_require_one_of_returns_a_numpy_str_as_a_plain_str() -> None:
+    # a model's config kept the np.str_, which a checkpoint then pickled as a NumPy scalar
+    chosen = require_one_of("cell", np.str_("gru"), ("elman", "gru", "lstm"))
+    assert type(chosen) is str and chosen == "gru"
+    assert type(RNNLM(vocab_size=10, cell=np.str_("gru")).config["cell"]) is str
+
+
 @pytest.mark.parametrize(
     ("value", "received"),
     [(np.array(["lstm", "gru"]), "ndarray"), (np.array("gru"), "ndarray"),
@@ -226,11 +243,18 @@ def test_ctc_decoders_take_a_numpy_blank_as_its_python_int() -> None:
         assert ctc_prefix_beam_search(log_probs, blank=blank) == ctc_prefix_beam_search(log_probs, blank=1)
 
 
-#: The checks that return their argument converted (a NumPy number as a Python one, a flag as a bool).
-#: ``require_seed``, ``require_choice`` and ``require_one_of`` return it unchanged, so dropping their
-#: result loses nothing.
+def test_a_ctc_decoder_describes_a_huge_blank_by_its_size() -> None:
+    # str() of the int raised Python's digit-limit ValueError, which names no argument
+    log_probs = torch.zeros(3, 4).log_softmax(-1)
+    with pytest.raises(ValueError, match=rf"^blank must lie in \[0, 4\) \(V = log_probs.shape\[1\]\), got {HUGE_TEXT}$"):
+        ctc_best_path(log_probs, blank=HUGE)
+
+
+#: The checks that return their argument converted (a NumPy number as a Python one, a flag as a bool, a NumPy
+#: str as a plain str). ``require_seed`` returns it unchanged, so dropping its result loses nothing. The losses'
+#: ``require_choice`` also returns a plain str, but its callers only compare the value and keep none of it.
 CONVERTING_CHECKS = {"require_int", "require_number", "require_positive", "require_nonnegative", "require_in_interval",
-                     "require_flag", "finite_float", "as_int", "as_index", "as_real"}
+                     "require_flag", "finite_float", "as_int", "as_index", "as_real", "require_id", "require_one_of"}
 
 
 def _called_name(node: ast.AST) -> str | None:

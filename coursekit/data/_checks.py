@@ -7,6 +7,7 @@ message naming the argument, the value received and what was expected.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy
 import torch
@@ -22,6 +23,9 @@ from coursekit.losses._checks import (
     received_text,
     type_text,
 )
+
+#: The type of the options :func:`require_one_of` chooses among (``str`` at every call).
+Choice = TypeVar("Choice")
 
 
 def shown(value: object) -> str:
@@ -134,11 +138,15 @@ def require_number(name: str, value: object, *, low: float | None = None, low_in
     return number
 
 
-def require_one_of(name: str, value: object, choices: Sequence[object]) -> object:
-    """Return ``value`` if it is one of ``choices``.
+def require_one_of(name: str, value: object, choices: Sequence[Choice]) -> Choice:
+    """Return ``value`` if it is one of ``choices``; a ``str`` (a NumPy ``str_`` too) as a plain Python ``str``.
 
-    A message shows a Python ``str``, ``int``, ``float`` or ``None`` as :func:`shown` does, a NumPy
-    number by its value (``number_text``: ``np.int64(1)`` as ``1``), and anything else by its type.
+    A NumPy ``str_`` (a choice read from an array) is a ``str`` and is taken as one, as the losses'
+    ``require_choice`` takes it, and returned as the plain ``str`` of its value: a stored option then
+    pickles without NumPy (``torch.load(weights_only=True)`` refuses a NumPy scalar). A message shows a
+    ``str`` by its value's ``repr`` (``'x'``, not ``np.str_('x')``), a Python ``int``, ``float`` or
+    ``None`` as :func:`shown` does, a NumPy number by its value (``number_text``: ``np.int64(1)`` as
+    ``1``), and anything else by its type.
 
     Raises:
         TypeError: ``value`` is a NumPy array or a tensor, whose ``==`` compares elementwise, so that
@@ -147,6 +155,8 @@ def require_one_of(name: str, value: object, choices: Sequence[object]) -> objec
 
     Example:
         >>> import numpy as np
+        >>> type(require_one_of("cell", np.str_("gru"), ("lstm", "gru"))).__name__
+        'str'
         >>> require_one_of("cell", np.int64(1), ("lstm", "gru"))
         Traceback (most recent call last):
         ...
@@ -155,6 +165,8 @@ def require_one_of(name: str, value: object, choices: Sequence[object]) -> objec
     options = ", ".join(repr(c) for c in choices)
     if isinstance(value, (numpy.ndarray, torch.Tensor)):
         raise TypeError(f"{name} must be one of {options}, got {type_text(value)}")
+    if isinstance(value, str):
+        value = str(value)
     if value not in choices:
         if isinstance(value, (str, int, float, type(None))):
             received = shown(value)
@@ -163,11 +175,37 @@ def require_one_of(name: str, value: object, choices: Sequence[object]) -> objec
         else:
             received = type_text(value)
         raise ValueError(f"{name} must be one of {options}, got {received}")
-    return value
+    return value  # type: ignore[return-value]  # equal to a choice, and a str converted to a plain one above
 
 
 #: One past the largest ``torch.long``: the bound of an id that must fit a tensor.
 INT64_END = 2**63
+
+
+def require_id(name: str, value: object) -> int:
+    """Return ``value`` as a Python int if it is an id that fits ``torch.long``: an integer in ``[0, 2**63)``.
+
+    A special id (``pad_id``, ``bos_id``, ``eos_id``) is written into the same tensors as the ids of
+    :func:`id_list`, so it is held to the same range with the same message; beyond it PyTorch would
+    raise its own overflow error, which names no argument.
+
+    Raises:
+        TypeError: ``value`` is not a Python or NumPy integer scalar, or is a bool (:func:`require_int`).
+        ValueError: ``value`` is negative or ``>= 2**63``.
+
+    Example:
+        >>> import numpy as np
+        >>> require_id("pad_id", np.int64(0))
+        0
+        >>> require_id("pad_id", 2**63)
+        Traceback (most recent call last):
+        ...
+        ValueError: pad_id must lie in [0, 2**63), got an int of 64 bits
+    """
+    number = require_int(name, value)
+    if not 0 <= number < INT64_END:
+        raise _out_of_range(name, number, INT64_END)
+    return number
 
 
 def id_list(name: str, ids: object, *, size: int | None = INT64_END) -> list[int]:
@@ -214,8 +252,7 @@ def id_list(name: str, ids: object, *, size: int | None = INT64_END) -> list[int
         if number is None:
             raise TypeError(f"{name}[{i}] must be an int, got {_element_text(value)}")
         if number < 0 or (size is not None and number >= size):
-            expected = "be >= 0" if size is None else f"lie in [0, {'2**63' if size == INT64_END else shown(size)})"
-            raise ValueError(f"{name}[{i}] must {expected}, got {shown(number)}")
+            raise _out_of_range(f"{name}[{i}]", number, size)
         checked.append(number)
     return checked
 
@@ -227,6 +264,12 @@ def are_plain_ids(values: list[object], size: int | None = INT64_END) -> bool:
     """
     return set(map(type, values)) <= {int} and (
         not values or (min(values) >= 0 and (size is None or max(values) < size)))  # type: ignore[type-var]
+
+
+def _out_of_range(name: str, number: int, size: int | None) -> ValueError:
+    """The error for an id or length ``number`` outside ``[0, size)`` (``size=None``: below 0): one wording for both."""
+    expected = "be >= 0" if size is None else f"lie in [0, {'2**63' if size == INT64_END else shown(size)})"
+    return ValueError(f"{name} must {expected}, got {shown(number)}")
 
 
 def _as_list(name: str, ids: object) -> list[object]:

@@ -9,16 +9,17 @@ matters.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import NamedTuple
 
+import numpy
 import torch
 
-from coursekit.data._checks import are_plain_ids, id_list, require_int, require_seed, shown
+from coursekit.data._checks import are_plain_ids, id_list, require_id, require_int, require_seed, shown
 from coursekit.data.vocab import BOS_ID, EOS_ID, PAD_ID
-from coursekit.losses._checks import type_text
+from coursekit.losses._checks import finite_float, type_text
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,24 @@ class Seq2SeqBatch:
         return int(self.tgt_mask.sum())
 
 
+def _rows(name: str, value: object, rows_of: str) -> list[object]:
+    """``value``, a batch of rows, as a list of its rows; ``rows_of`` says what a row is, for the message.
+
+    Any iterable is taken (a generator too, which has no ``len``); a str, a 0-d tensor or array and
+    anything not iterable are refused with a message naming ``name``, where ``len()`` or ``list()``
+    would raise their own, which name no argument.
+    """
+    if isinstance(value, (str, bytes)) or (isinstance(value, (torch.Tensor, numpy.ndarray)) and value.ndim == 0):
+        raise TypeError(f"{name} must be a sequence of {rows_of}, got {type_text(value)}")
+    try:
+        return list(value)  # type: ignore[call-overload]
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of {rows_of}, got {type_text(value)}") from None
+
+
 def _id_rows(name: str, sequences: Sequence[Sequence[int]], *, allow_empty_rows: bool) -> list[list[int]]:
     """``sequences`` as lists of Python ints in ``[0, 2**63)`` (:func:`_checked_rows`); a bad id is ``name[i][j]``."""
+    sequences = _rows(name, sequences, "sequences of ids")  # type: ignore[assignment]
     if len(sequences) == 0:
         raise ValueError(f"{name} must hold at least one sequence, got an empty batch")
     rows = _checked_rows(sequences, lambda i: f"{name}[{i}]")
@@ -115,9 +132,8 @@ def _pad(rows: list[list[int]], pad_id: int) -> PaddedBatch:
 
 
 def _special_ids(bos_id: object, eos_id: object, pad_id: object) -> tuple[int, int, int]:
-    """``bos_id``, ``eos_id`` and ``pad_id`` checked, as Python ints >= 0."""
-    return (require_int("bos_id", bos_id, minimum=0), require_int("eos_id", eos_id, minimum=0),
-            require_int("pad_id", pad_id, minimum=0))
+    """``bos_id``, ``eos_id`` and ``pad_id`` checked (:func:`require_id`), as Python ints in ``[0, 2**63)``."""
+    return require_id("bos_id", bos_id), require_id("eos_id", eos_id), require_id("pad_id", pad_id)
 
 
 def _split_pairs(pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> tuple[list[list[int]], list[list[int]]]:
@@ -140,7 +156,7 @@ def pad_batch(sequences: Sequence[Sequence[int]], *, pad_id: int = PAD_ID) -> Pa
     Args:
         sequences: the sequences of ids, each of length >= 1: sequences of Python or NumPy ints, or
             1-D tensors or NumPy arrays of an integer dtype.
-        pad_id: the id written past each sequence's end (int >= 0).
+        pad_id: the id written past each sequence's end (an int in ``[0, 2**63)``, as every id).
 
     Returns:
         A :class:`PaddedBatch`.
@@ -150,10 +166,10 @@ def pad_batch(sequences: Sequence[Sequence[int]], *, pad_id: int = PAD_ID) -> Pa
 
     Raises:
         TypeError: an id that is not a Python or NumPy int (a float, a bool, a str: the message names
-            its position, e.g. ``sequences[1][0]``), or a sequence that is not a sequence of ints or a 1-D
-            integer tensor or array.
-        ValueError: the batch is empty, a sequence has length 0, or an id or ``pad_id`` is negative
-            (or beyond ``torch.long``).
+            its position, e.g. ``sequences[1][0]``), a sequence that is not a sequence of ints or a 1-D
+            integer tensor or array, or ``sequences`` itself not a sequence (a str, a 0-d tensor).
+        ValueError: the batch is empty, a sequence has length 0, or an id or ``pad_id`` lies outside
+            ``[0, 2**63)`` (negative, or beyond ``torch.long``).
 
     Example:
         >>> batch = pad_batch([[5, 6, 7], [8]])
@@ -161,7 +177,7 @@ def pad_batch(sequences: Sequence[Sequence[int]], *, pad_id: int = PAD_ID) -> Pa
         ([[5, 6, 7], [8, 0, 0]], [3, 1], [[True, True, True], [True, False, False]])
     """
     rows = _id_rows("sequences", sequences, allow_empty_rows=False)
-    pad_id = require_int("pad_id", pad_id, minimum=0)
+    pad_id = require_id("pad_id", pad_id)
     return _pad(rows, pad_id)
 
 
@@ -173,7 +189,7 @@ def lm_batch(sentences: Sequence[Sequence[int]], *, bos_id: int = BOS_ID, eos_id
 
     Args:
         sentences: the sentences of ids, as for :func:`pad_batch`.
-        bos_id, eos_id, pad_id: the ids of ``<bos>``, ``<eos>`` and ``<pad>`` (ints >= 0).
+        bos_id, eos_id, pad_id: the ids of ``<bos>``, ``<eos>`` and ``<pad>`` (ints in ``[0, 2**63)``).
 
     Returns:
         An :class:`LMBatch`.
@@ -183,9 +199,10 @@ def lm_batch(sentences: Sequence[Sequence[int]], *, bos_id: int = BOS_ID, eos_id
 
     Raises:
         TypeError: an id that is not a Python or NumPy int (a float, a bool, a str: the message names
-            its position, e.g. ``sentences[1][0]``), or a sentence that is not a sequence of ints or a 1-D
-            integer tensor or array.
-        ValueError: the batch is empty, or an id or a special id is negative (or beyond ``torch.long``).
+            its position, e.g. ``sentences[1][0]``), a sentence that is not a sequence of ints or a 1-D
+            integer tensor or array, or ``sentences`` itself not a sequence (a str, a 0-d tensor).
+        ValueError: the batch is empty, or an id or a special id lies outside ``[0, 2**63)`` (negative, or
+            beyond ``torch.long``).
 
     Example:
         >>> batch = lm_batch([[5, 6], [7]])
@@ -206,7 +223,7 @@ def seq2seq_batch(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], *, bos_i
     Args:
         pairs: ``(source, target)`` pairs of id sequences, as for :func:`pad_batch`; a source has at
             least one id, a target may be empty.
-        bos_id, eos_id, pad_id: the ids of ``<bos>``, ``<eos>`` and ``<pad>`` (ints >= 0).
+        bos_id, eos_id, pad_id: the ids of ``<bos>``, ``<eos>`` and ``<pad>`` (ints in ``[0, 2**63)``).
 
     Returns:
         A :class:`Seq2SeqBatch`.
@@ -214,15 +231,17 @@ def seq2seq_batch(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], *, bos_i
     Raises:
         TypeError: an id that is not a Python or NumPy int (a float, a bool, a str: the message names
             its position, e.g. ``pairs[2][1][0]``), a source or target that is neither a sequence nor a
-            1-D integer tensor or array, or a pair that is not two of them.
-        ValueError: the batch is empty, a source has length 0, or an id or a special id is negative
-            (or beyond ``torch.long``).
+            1-D integer tensor or array, a pair that is not two of them, or ``pairs`` itself not a
+            sequence (a str, a 0-d tensor).
+        ValueError: the batch is empty, a source has length 0, or an id or a special id lies outside
+            ``[0, 2**63)`` (negative, or beyond ``torch.long``).
 
     Example:
         >>> batch = seq2seq_batch([([4, 5], [6]), ([7], [8, 9])])
         >>> batch.src.tolist(), batch.tgt_in.tolist(), batch.tgt_out.tolist()
         ([[4, 5], [7, 0]], [[1, 6, 0], [1, 8, 9]], [[6, 2, 0], [8, 9, 2]])
     """
+    pairs = _rows("pairs", pairs, "(source ids, target ids) pairs")  # type: ignore[assignment]
     if len(pairs) == 0:
         raise ValueError("pairs must hold at least one pair, got an empty batch")
     sources, targets = _split_pairs(pairs)
@@ -237,7 +256,15 @@ def seq2seq_batch(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], *, bos_i
                         tgt_out=tgt_out.tokens, tgt_mask=tgt_out.mask, tgt_lengths=tgt_out.lengths)
 
 
-def bucket_batches(lengths: Sequence[int], batch_size: int, *, seed: int, shuffle: bool = True,
+def _example_lengths(lengths: object) -> list[int]:
+    """A batch plan's ``lengths`` checked by ``id_list`` (before anything takes its ``len``), and not empty."""
+    checked = id_list("lengths", lengths, size=None)
+    if not checked:
+        raise ValueError("lengths must hold at least one example, got an empty sequence")
+    return checked
+
+
+def bucket_batches(lengths: Iterable[int], batch_size: int, *, seed: int, shuffle: bool = True,
                    bucket_factor: int = 20) -> list[list[int]]:
     """Group example indices into batches of similar length.
 
@@ -247,8 +274,8 @@ def bucket_batches(lengths: Sequence[int], batch_size: int, *, seed: int, shuffl
     the pools keep some randomness. ``bucket_factor=1`` is plain random batching.
 
     Args:
-        lengths: the length of every example: Python or NumPy ints >= 0, or a 1-D integer tensor or
-            array.
+        lengths: the length of every example: a sequence (or other iterable, a generator too) of Python
+            or NumPy ints >= 0, or a 1-D integer tensor or array.
         batch_size: examples per batch (the last batch of a pool may be smaller).
         seed: seed of the shuffles (int >= 0).
         shuffle: without it, indices are sorted by length and batched in order.
@@ -258,7 +285,9 @@ def bucket_batches(lengths: Sequence[int], batch_size: int, *, seed: int, shuffl
         A list of batches, each a list of indices; every index appears exactly once.
 
     Raises:
-        TypeError: a length that is not a Python or NumPy int (the message names its position).
+        TypeError: ``lengths`` is not iterable, is a str, or is a tensor or array that is not 1-D of an
+            integer dtype (a 0-d tensor); or a length is not a Python or NumPy int (the message names its
+            position).
         ValueError: empty ``lengths``, a negative length, ``batch_size < 1``, ``bucket_factor < 1`` or a
             negative seed.
 
@@ -266,12 +295,10 @@ def bucket_batches(lengths: Sequence[int], batch_size: int, *, seed: int, shuffl
         >>> bucket_batches([5, 1, 4, 2], 2, seed=0, shuffle=False)
         [[1, 3], [2, 0]]
     """
-    if len(lengths) == 0:
-        raise ValueError("lengths must hold at least one example, got an empty sequence")
+    lengths = _example_lengths(lengths)
     batch_size = require_int("batch_size", batch_size, minimum=1)
     bucket_factor = require_int("bucket_factor", bucket_factor, minimum=1)
     require_seed("seed", seed)
-    lengths = id_list("lengths", lengths, size=None)
     order = list(range(len(lengths)))
     if not shuffle:
         order.sort(key=lambda i: (lengths[i], i))
@@ -288,7 +315,7 @@ def bucket_batches(lengths: Sequence[int], batch_size: int, *, seed: int, shuffl
 
 
 
-def token_budget_batches(lengths: Sequence[int], max_tokens: int, *, seed: int, shuffle: bool = True) -> list[list[int]]:
+def token_budget_batches(lengths: Iterable[int], max_tokens: int, *, seed: int, shuffle: bool = True) -> list[list[int]]:
     """Group example indices into batches whose padded size stays within a token budget.
 
     The examples are sorted by length (ties broken at random by ``seed``) and cut
@@ -299,8 +326,8 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int, *, seed: int, 
     positions. The batches are then shuffled.
 
     Args:
-        lengths: the length of every example: Python or NumPy ints >= 0 (a float or a NaN would
-            break the budget), or a 1-D integer tensor or array.
+        lengths: the length of every example: a sequence (or other iterable, a generator too) of Python
+            or NumPy ints >= 0 (a float or a NaN would break the budget), or a 1-D integer tensor or array.
         max_tokens: the budget :math:`N_{\\max}` of padded positions per batch.
         seed: seed of the shuffles (int >= 0).
         shuffle: without it, ties keep index order and batches stay in length order.
@@ -309,8 +336,9 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int, *, seed: int, 
         A list of batches, each a list of indices; every index appears exactly once.
 
     Raises:
-        TypeError: a length that is not a Python or NumPy int (the message names its position, e.g.
-            ``lengths[1]``).
+        TypeError: ``lengths`` is not iterable, is a str, or is a tensor or array that is not 1-D of an
+            integer dtype (a 0-d tensor); or a length is not a Python or NumPy int (the message names its
+            position, e.g. ``lengths[1]``).
         ValueError: empty ``lengths``, a negative length, ``max_tokens < 1``, an
             example longer than ``max_tokens``, or a negative seed.
 
@@ -318,11 +346,9 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int, *, seed: int, 
         >>> token_budget_batches([5, 1, 4, 2, 2], 8, seed=0, shuffle=False)
         [[1, 3, 4], [2], [0]]
     """
-    if len(lengths) == 0:
-        raise ValueError("lengths must hold at least one example, got an empty sequence")
+    lengths = _example_lengths(lengths)
     max_tokens = require_int("max_tokens", max_tokens, minimum=1)
     require_seed("seed", seed)
-    lengths = id_list("lengths", lengths, size=None)
     if max(lengths) > max_tokens:
         raise ValueError(f"every length must fit the budget max_tokens={shown(max_tokens)}, got a length of {shown(max(lengths))}")
     order = list(range(len(lengths)))
@@ -353,7 +379,7 @@ def token_stream(sentences: Sequence[Sequence[int]], batch_size: int, *, eos_id:
     Args:
         sentences: the sentences of ids, as for :func:`pad_batch` (an empty one adds its ``<eos>``).
         batch_size: the number of streams (int >= 1).
-        eos_id: the id written after every sentence (int >= 0).
+        eos_id: the id written after every sentence (an int in ``[0, 2**63)``, as every id).
 
     Returns:
         A long tensor of the streams.
@@ -363,10 +389,10 @@ def token_stream(sentences: Sequence[Sequence[int]], batch_size: int, *, eos_id:
 
     Raises:
         TypeError: an id that is not a Python or NumPy int (a float, a bool, a str: the message names
-            its position, e.g. ``sentences[1][0]``), or a sentence that is not a sequence of ints or a 1-D
-            integer tensor or array.
+            its position, e.g. ``sentences[1][0]``), a sentence that is not a sequence of ints or a 1-D
+            integer tensor or array, or ``sentences`` itself not a sequence (a str, a 0-d tensor).
         ValueError: no sentences, ``batch_size < 1``, fewer tokens than ``2 * batch_size``, or an id or
-            ``eos_id`` that is negative (or beyond ``torch.long``).
+            ``eos_id`` outside ``[0, 2**63)`` (negative, or beyond ``torch.long``).
 
     Example:
         >>> token_stream([[5, 6], [7]], 2).tolist()
@@ -374,7 +400,7 @@ def token_stream(sentences: Sequence[Sequence[int]], batch_size: int, *, eos_id:
     """
     rows = _id_rows("sentences", sentences, allow_empty_rows=True)
     batch_size = require_int("batch_size", batch_size, minimum=1)
-    eos_id = require_int("eos_id", eos_id, minimum=0)
+    eos_id = require_id("eos_id", eos_id)
     flat = [token for sentence in rows for token in (*sentence, eos_id)]
     width = len(flat) // batch_size
     if width < 2:
@@ -390,7 +416,9 @@ def stream_values(per_token: Sequence[Sequence[float]], batch_size: int) -> torc
     ``token_stream(sentences, batch_size)``; ``[:, 1:]`` then lines up with the stream's targets.
 
     Args:
-        per_token: one sequence per sentence, ``len(sentence) + 1`` values each.
+        per_token: one sequence per sentence (or any iterable of them), ``len(sentence) + 1`` values
+            each: finite real numbers (Python or NumPy ints and floats, not bools), or a 1-D tensor or
+            array of them.
         batch_size: the rows of the stream.
 
     Returns:
@@ -398,21 +426,58 @@ def stream_values(per_token: Sequence[Sequence[float]], batch_size: int) -> torc
         :func:`token_stream`.
 
     Raises:
-        ValueError: nothing to fold, ``batch_size < 1``, or fewer values than ``2 * batch_size``.
+        TypeError: ``per_token`` or one of its rows is not a sequence (a str, a number, a 0-d tensor), or
+            a value is not a real number (a str, a bool, None: the message names its position, e.g.
+            ``per_token[1][0]``).
+        ValueError: nothing to fold, ``batch_size < 1``, fewer values than ``2 * batch_size``, or a value
+            that is not finite (``nan``, ``inf``, an int beyond the float range), named by its position.
 
     Example:
         >>> stream_values([[0.5, 0.1, 0.0], [0.7, 0.0]], 2)  # the values of [[5, 6], [7]] and their <eos>
         tensor([[0.5000, 0.1000],
                 [0.0000, 0.7000]], dtype=torch.float64)
+        >>> stream_values([[0.5, float("nan")]], 1)
+        Traceback (most recent call last):
+        ...
+        ValueError: per_token[0][1] must be a finite number, got nan
     """
-    if len(per_token) == 0:
+    rows = _rows("per_token", per_token, "sequences of numbers")
+    if len(rows) == 0:
         raise ValueError("per_token must hold at least one sentence's values, got none")
     batch_size = require_int("batch_size", batch_size, minimum=1)
-    flat = [float(v) for values in per_token for v in values]
+    flat = [value for i, row in enumerate(rows) for value in _finite_values(f"per_token[{i}]", row)]
     width = len(flat) // batch_size
     if width < 2:
         raise ValueError(f"batch_size={shown(batch_size)} is too large for {len(flat)} values (need 2 per stream)")
     return torch.tensor(flat[: width * batch_size], dtype=torch.float64).view(batch_size, width)
+
+
+def _finite_values(name: str, row: object) -> list[float]:
+    """``row`` as a list of floats, each a finite real number (``finite_float``); a bad one is ``name[j]``.
+
+    A row is a sequence (or other iterable) of Python or NumPy numbers, or a 1-D tensor or array. A bool
+    is not a number here, as nowhere in the package, and a str is refused where ``float`` would parse it.
+    """
+    if isinstance(row, (torch.Tensor, numpy.ndarray)):
+        if row.ndim != 1:
+            raise TypeError(f"{name} must be a sequence of numbers or a 1-D tensor or array, got {type_text(row)}")
+        row = row.tolist()
+    values = _rows(name, row, "numbers")
+    return [finite_float(f"{name}[{j}]", value, "a finite number", "a real number") for j, value in enumerate(values)]
+
+
+def _require_stream(stream: object) -> torch.Tensor:
+    """``stream`` if it is a ``(B, N)`` tensor with ``N >= 2`` (what the TBPTT cutters slice).
+
+    Raises:
+        TypeError: ``stream`` is not a tensor.
+        ValueError: it is a tensor of another shape.
+    """
+    if not isinstance(stream, torch.Tensor):
+        raise TypeError(f"stream must be a (B, N) tensor, got {type_text(stream)}")
+    if stream.dim() != 2 or stream.shape[1] < 2:
+        raise ValueError(f"stream must have shape (B, N) with N >= 2, got {tuple(stream.shape)}")
+    return stream
 
 
 def tbptt_chunks(stream: torch.Tensor, chunk_len: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -421,13 +486,26 @@ def tbptt_chunks(stream: torch.Tensor, chunk_len: int) -> list[tuple[torch.Tenso
     ``targets`` is ``inputs`` shifted left by one, so chunk ``i+1`` starts where chunk ``i``'s
     targets ended and a hidden state carried from chunk to chunk sees an unbroken text.
 
+    Args:
+        stream: ``(B, N)`` token ids, ``N >= 2`` (:func:`token_stream`).
+        chunk_len: the most time steps in a chunk, ``>= 1``.
+
+    Returns:
+        The ``(inputs, targets)`` pairs in stream order; the last chunk may be shorter.
+
+    Shapes:
+        stream: ``(B, N)``; each chunk's inputs and targets: ``(B, w)`` with ``w <= chunk_len``.
+
+    Raises:
+        TypeError: ``stream`` is not a tensor, or ``chunk_len`` is not an int.
+        ValueError: ``chunk_len < 1``, or a stream that is not ``(B, N >= 2)``.
+
     Example:
         >>> [(x.tolist(), y.tolist()) for x, y in tbptt_chunks(torch.tensor([[1, 2, 3, 4, 5]]), 2)]
         [([[1, 2]], [[2, 3]]), ([[3, 4]], [[4, 5]])]
     """
     chunk_len = require_int("chunk_len", chunk_len, minimum=1)
-    if stream.dim() != 2 or stream.shape[1] < 2:
-        raise ValueError(f"stream must have shape (B, N) with N >= 2, got {tuple(stream.shape)}")
+    stream = _require_stream(stream)
     steps = stream.shape[1] - 1
     return [(stream[:, i:min(i + chunk_len, steps)], stream[:, i + 1:min(i + chunk_len, steps) + 1])
             for i in range(0, steps, chunk_len)]
@@ -476,6 +554,7 @@ def tbptt_windows(stream: torch.Tensor, step: int, bptt: int) -> list[TBPTTWindo
         stream: ``(B, N)``; each window's inputs and targets: ``(B, w)`` with ``w <= bptt``.
 
     Raises:
+        TypeError: ``stream`` is not a tensor, or ``step`` or ``bptt`` is not an int.
         ValueError: ``step < 1``, ``bptt < step``, or a stream that is not ``(B, N >= 2)``.
 
     Example:
@@ -491,8 +570,7 @@ def tbptt_windows(stream: torch.Tensor, step: int, bptt: int) -> list[TBPTTWindo
     if bptt < step:
         raise ValueError(f"bptt must be >= step={shown(step)} (each update looks back at least over the steps it "
                          f"scores), got {shown(bptt)}")
-    if stream.dim() != 2 or stream.shape[1] < 2:
-        raise ValueError(f"stream must have shape (B, N) with N >= 2, got {tuple(stream.shape)}")
+    stream = _require_stream(stream)
     steps = stream.shape[1] - 1
     nominal = list(range(step, steps, step)) + [steps + (-steps) % step]  # the last update may score fewer
     ends = [min(end, steps) for end in nominal]

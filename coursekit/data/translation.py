@@ -182,7 +182,7 @@ def one_digit_edit(target: str, edit: str, rng: random.Random) -> str:
         >>> [one_digit_edit("3 0 1 2", edit, rng) for edit in DIGIT_EDITS]
         ['3 0 1 7', '4 3 0 1 2', '3 0 1']
     """
-    require_one_of("edit", edit, DIGIT_EDITS)
+    edit = require_one_of("edit", edit, DIGIT_EDITS)
     digits = target.split()
     if not digits:
         raise ValueError("target must hold at least one digit, got an empty string")

@@ -50,7 +50,7 @@ class Vocab:
     """
 
     def __init__(self, tokens: Iterable[str], *, level: str = "word") -> None:
-        require_one_of("level", level, LEVELS)
+        level = require_one_of("level", level, LEVELS)
         self.level = level
         self._itos: list[str] = list(SPECIALS)
         for token in tokens:
@@ -82,7 +82,7 @@ class Vocab:
         Raises:
             ValueError: ``level`` is unknown or ``min_count < 1``.
         """
-        require_one_of("level", level, LEVELS)
+        level = require_one_of("level", level, LEVELS)
         min_count = require_int("min_count", min_count, minimum=1)
         counts: Counter[str] = Counter()
         for text in texts:
@@ -150,7 +150,7 @@ class Vocab:
         Raises:
             ValueError: ``on_unknown="error"`` and the text holds a token not in the vocabulary.
         """
-        require_one_of("on_unknown", on_unknown, ON_UNKNOWN)
+        on_unknown = require_one_of("on_unknown", on_unknown, ON_UNKNOWN)
         ids = [BOS_ID] if add_bos else []
         for token in self.tokenize(text):
             if token in self._stoi:

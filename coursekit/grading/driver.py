@@ -27,7 +27,7 @@ from coursekit.grading.autograded import render
 from coursekit.grading.bwrap import requested_capabilities
 from coursekit.grading.cgroups import cgroups_available, remove_stale_groups
 from coursekit.grading.executors import make_executor
-from coursekit.grading.files import files_of, refuse_shadowing
+from coursekit.grading.files import files_of, refuse_shadowing, shadowing_note, top_level_entries
 from coursekit.grading.limits import Limits
 from coursekit.grading.notebook import ExpectedCell, PreparedNotebook, missing_notebook_note, prepare, unusable
 from coursekit.grading.outcomes import OUTCOMES, Evidence, classify, run_notes, skipped_answers
@@ -387,8 +387,7 @@ class Grader:
         if prepared.outcome:
             return prepared.outcome, [prepared.detail, *notes]
         assert run is not None, "a notebook that can run has a run"
-        notes += [f"{name} was not copied: it would stand in for a module the grader imports"
-                  for name in prepared.refused_files]
+        notes += [shadowing_note(entry) for entry in top_level_entries(prepared.refused_files)]
         outcome, why = classify(Evidence.of(run, prepared, list(results.values())))
         notes += run_notes(run) + ([why] if why else [])
         if outcome == "memory_limit" and self.spec.memory_budget_mb:
@@ -479,7 +478,9 @@ class Grader:
         staging.mkdir()
         submitted = self.course.root / self.course.submitted / student / self.assignment
         exclude = {f"{self.spec.notebook}.ipynb"}
-        files = files_of(submitted, exclude, self.options.max_files_bytes) or {}
+        # What was graded: the files that would have shadowed a module stay in submitted/ alone, as under
+        # the course's nbgrader autograde (coursekit.grading.files).
+        files, _ = refuse_shadowing(files_of(submitted, exclude, self.options.max_files_bytes) or {})
         files.update(self.source_files)
         for relative, data in files.items():
             path = staging / relative

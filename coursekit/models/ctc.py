@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from coursekit.data._checks import require_int
+from coursekit.data._checks import require_int, shown
 
 
 class CTCRecognizer(nn.Module):
@@ -84,7 +84,7 @@ def _check_log_probs(log_probs: torch.Tensor, blank: int) -> int:
                          f"{getattr(log_probs, 'shape', type(log_probs).__name__)}")
     blank = require_int("blank", blank, minimum=0)
     if blank >= log_probs.shape[1]:
-        raise ValueError(f"blank must lie in [0, {log_probs.shape[1]}) (V = log_probs.shape[1]), got {blank}")
+        raise ValueError(f"blank must lie in [0, {log_probs.shape[1]}) (V = log_probs.shape[1]), got {shown(blank)}")
     return blank
 
 

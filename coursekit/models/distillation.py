@@ -37,8 +37,8 @@ def model_size(architecture: str, role: str) -> dict[str, int]:
         >>> model_size("seq2seq", "student")
         {'embed_dim': 8, 'hidden_size': 16}
     """
-    require_one_of("architecture", architecture, tuple(SIZES))
-    require_one_of("role", role, ("teacher", "student"))
+    architecture = require_one_of("architecture", architecture, tuple(SIZES))
+    role = require_one_of("role", role, ("teacher", "student"))
     return dict(SIZES[architecture][role])
 
 

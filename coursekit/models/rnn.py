@@ -78,7 +78,7 @@ class RNNLM(nn.Module):
         embed_dim = require_int("embed_dim", embed_dim, minimum=1)
         hidden_size = require_int("hidden_size", hidden_size, minimum=1)
         num_layers = require_int("num_layers", num_layers, minimum=1)
-        require_one_of("cell", cell, CELLS)
+        cell = require_one_of("cell", cell, CELLS)
         dropout = require_number("dropout", dropout, low=0.0)
         self.config = {"vocab_size": vocab_size, "embed_dim": embed_dim, "hidden_size": hidden_size,
                        "num_layers": num_layers, "cell": cell, "dropout": float(dropout)}

@@ -91,7 +91,7 @@ class TransformerLM(nn.Module):
         num_layers = require_int("num_layers", num_layers, minimum=1)
         d_ff = require_int("d_ff", d_ff, minimum=1)
         max_len = require_int("max_len", max_len, minimum=1)
-        require_one_of("positions", positions, POSITIONS)
+        positions = require_one_of("positions", positions, POSITIONS)
         dropout = require_number("dropout", dropout, low=0.0)
         self.config = {"vocab_size": vocab_size, "d_model": d_model, "num_heads": num_heads,
                        "num_layers": num_layers, "d_ff": d_ff, "max_len": max_len, "positions": positions,

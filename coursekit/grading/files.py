@@ -1,7 +1,10 @@
 """Which of a submission's files go into its sandbox, or stay in its autograded copy.
 
 Everything in the submission's folder but the notebook itself, caches and
-links, up to a size budget. A file named like a module the runner imports
+links, up to a budget of bytes and one of files: empty files cost no bytes, but
+each takes an inode of the sandbox's scratch file system (and a file in
+``autograded/``), so a folder of 200,000 of them would fill the scratch before
+the first cell ran. A file named like a module the runner imports
 (NumPy, torch, IPython, ``coursekit``, any module of the standard library) is
 refused: the working directory comes first on the kernel's ``sys.path``, and
 such a file would be imported instead of the real module by anything that
@@ -21,6 +24,8 @@ import sys
 from pathlib import Path
 
 SKIP_DIRS = {".ipynb_checkpoints", "__pycache__", ".git"}
+#: the most files a submission may hand in besides its notebook; with their folders, far under the scratch's inodes.
+MAX_SUBMITTED_FILES = 1_000
 #: packages the runner and the kernel import (besides the standard library).
 RUNNER_PACKAGES = frozenset({"numpy", "torch", "IPython", "coursekit"})
 
@@ -142,11 +147,36 @@ def remove_shadowing_entries(directory: Path) -> list[str]:
     return removed
 
 
-def files_of(directory: Path, exclude: set[str], budget: int) -> dict[str, bytes] | None:
+class FilesOverBudget(ValueError):
+    """A folder's files hold more bytes, or are more files, than a submission may hand in; the message says which."""
+
+
+def files_of(directory: Path, exclude: set[str], budget: int, max_files: int = MAX_SUBMITTED_FILES) -> dict[str, bytes]:
     """The regular files under ``directory`` (no links, no caches) by relative path, but those in ``exclude``.
 
+    Args:
+        directory: the folder (missing: no files).
+        exclude: relative paths left out (the notebook, ``timestamp.txt``).
+        budget: the most bytes the files may hold in all.
+        max_files: the most files there may be.
+
     Returns:
-        The files' bytes, or ``None`` when they hold more than ``budget`` bytes in all.
+        The files' bytes.
+
+    Raises:
+        FilesOverBudget: past ``budget`` bytes or ``max_files`` files; nothing more is read once it is known.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> for name in ("a.txt", "b.txt", "c.txt"):
+        ...     _ = (folder / name).write_text("x")
+        >>> sorted(files_of(folder, {"c.txt"}, budget=10, max_files=2))
+        ['a.txt', 'b.txt']
+        >>> files_of(folder, set(), budget=10, max_files=2)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        coursekit.grading.files.FilesOverBudget: the submission holds more than 2 files besides the notebook, ...
     """
     files: dict[str, bytes] = {}
     total = 0
@@ -159,8 +189,11 @@ def files_of(directory: Path, exclude: set[str], budget: int) -> dict[str, bytes
             relative = str(path.relative_to(directory))
             if relative in exclude or path.is_symlink() or not path.is_file():
                 continue
+            if len(files) == max_files:
+                raise FilesOverBudget(f"the submission holds more than {max_files:,} files besides the notebook, "
+                                      "the most accepted")
             total += path.stat().st_size
             if total > budget:
-                return None
+                raise FilesOverBudget(f"the submitted files hold more than {budget:,} bytes, the most accepted")
             files[relative] = path.read_bytes()
     return files

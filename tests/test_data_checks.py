@@ -206,11 +206,13 @@ def test_require_one_of_shows_a_numpy_number_by_its_value(value, received) -> No
         (lambda dropout: RNNLM(10, dropout=dropout), np.float32(2), "2.0"),
         (lambda dropout: TransformerLM(10, dropout=dropout), 1.5, "1.5"),
         (lambda dropout: Seq2Seq(10, 10, dropout=dropout), np.int64(3), "3"),
+        (lambda dropout: RNNLM(10, dropout=dropout), -0.1, "-0.1"),
     ],
-    ids=["RNNLM-1.5", "RNNLM-float32", "TransformerLM-1.5", "Seq2Seq-int64"],
+    ids=["RNNLM-1.5", "RNNLM-float32", "TransformerLM-1.5", "Seq2Seq-int64", "RNNLM-negative"],
 )
 def test_a_dropout_above_one_is_refused_with_the_package_message(build, value, shown_as) -> None:
-    # it passed the check (from below only) and reached nn.Dropout's own message
+    # it passed the check (from below only) and reached nn.Dropout's own message; a negative one is described
+    # by the same range (losses review r18, finding 1: it said "must be >= 0.0")
     with pytest.raises(ValueError, match=rf"^dropout must lie in \[0, 1\], got {re.escape(shown_as)}$"):
         build(value)
 

@@ -152,9 +152,13 @@ def require_probability(name: str, value: object) -> float:
         Traceback (most recent call last):
         ...
         ValueError: dropout must lie in [0, 1], got 1.5
+        >>> require_probability("dropout", -0.1)
+        Traceback (most recent call last):
+        ...
+        ValueError: dropout must lie in [0, 1], got -0.1
     """
-    number = require_number(name, value, low=0.0)
-    if number > 1:
+    number = require_number(name, value)
+    if not 0.0 <= number <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1], got {received_text(value, number)}")
     return number
 

@@ -68,7 +68,7 @@ def confidence_penalty_nll(
         float16 rounds to ``inf``, is ``inf`` here, and a mean loss of 2.4 nats
         reaches it at about 27,300 tokens; ``F.cross_entropy``'s mean is then
         ``inf``, or ``nan`` from 65520 tokens on), then divides by the number
-        of counted tokens in float32 or wider, which holds it exactly, and
+        of counted tokens in float32 or wider, which holds it exactly up to 2**24, and
         rounds the quotient to that dtype (PyTorch's CPU ``F.cross_entropy``
         counts in float16, and gives 0 for the mean of 65520 or more float16
         tokens whose total stays finite).

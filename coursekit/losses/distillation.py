@@ -137,7 +137,7 @@ def kd_loss(
         coursekit's value is the closer to the float64 one (see
         ``coursekit.losses._autocast``).
         The means (``"token_mean"``, ``"sequence_mean"``) count positions in
-        float32 or wider, which holds every count exactly, and round the
+        float32 or wider, which holds every count up to 2**24 exactly, and round the
         quotient once to that dtype, as ``F.kl_div(..., reduction="batchmean")``
         divides a half-precision sum by an integer: counts that float16 would
         round (above 2048) or make ``inf`` (from 65520), or bfloat16 round
@@ -220,7 +220,7 @@ def kd_cross_entropy(
         temperature; coursekit's value is the closer to the float64 one
         (see ``coursekit.losses._autocast``).
         The means (``"token_mean"``, ``"sequence_mean"``) count positions in
-        float32 or wider, which holds every count exactly, and round the
+        float32 or wider, which holds every count up to 2**24 exactly, and round the
         quotient once to that dtype, as ``F.kl_div(..., reduction="batchmean")``
         divides a half-precision sum by an integer: counts that float16 would
         round (above 2048) or make ``inf`` (from 65520), or bfloat16 round

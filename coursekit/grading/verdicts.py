@@ -378,13 +378,14 @@ def _check_call(prepared: PreparedCall, end: CallEnd | None, question: Question,
         reasons = [compare(value, e, rtol=question.rtol, atol=question.atol) for e in prepared.expected]
         # Never the expected value: for a variable it is the answer itself.
         return None if any(r is None for r in reasons) else Mismatch(f"{prepared.call['name']}: wrong answer")
-    mismatch = compare(value, prepared.expected, rtol=question.rtol, atol=question.atol)
+    atol = question.atol if prepared.atol is None else prepared.atol
+    mismatch = compare(value, prepared.expected, rtol=question.rtol, atol=atol)
     if mismatch:
         return mismatch.located(question.outputs)
     if len(grads) != len(prepared.expected_grads):
         return Mismatch("missing gradients")
     for position, got, want in zip(prepared.call.get("grad_wrt", []), grads, prepared.expected_grads):
-        mismatch = compare(got, want, rtol=question.rtol, atol=question.atol)
+        mismatch = compare(got, want, rtol=question.rtol, atol=atol)
         if mismatch:
             name = names[position] if position < len(names) else f"argument {position}"
             located = mismatch.located(())

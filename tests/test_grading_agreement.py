@@ -20,6 +20,15 @@ wrong in value through a helper it looks up by name when called, the helper
 made harmless after the last test cell: the wrong answers' scores) and
 ``chdir`` (the solution, whose first answer cell changes the working
 directory: full marks; grader review r5, finding 6).
+
+Two submissions hand in files that would be imported in place of a module
+(:mod:`coursekit.grading.files`), which both graders leave out of the graded
+copy, naming them to the instructor, and grade the notebook without:
+``random_helpers`` (the solution with an innocent ``random.py`` of the
+student's helpers: full marks) and ``planted_scorer`` (every graded function
+wrong in value, with a ``coursekit/`` package whose ``question_points`` gives
+every question its points: the wrong answers' scores). Their files stay in
+``submitted/``.
 """
 
 from __future__ import annotations
@@ -37,6 +46,8 @@ import pytest
 from coursekit.course import ASSIGNMENTS
 from coursekit.course.config import EXECUTION_TIMEOUT_S
 from coursekit.course.derived_tests import derived_block, graded_test_cells
+from coursekit.grading.driver import reports_directory
+from coursekit.grading.files import shadowing_note, top_level_entries
 from coursekit.grading.limits import Limits
 from coursekit.grading.spec import AssignmentSpec, FunctionQuestion, ValueQuestion, load_spec
 from adversarial.course import VENV_BIN, make_course, solved_notebook, submit, tool_env
@@ -79,6 +90,26 @@ _agreement_original_{name} = {name}
 def {name}(*args, **kwargs):
     return _agreement_wrong(_agreement_original_{name}(*args, **kwargs), {part!r})
 '''
+
+
+#: a student's own helpers, innocently named like the standard library's module.
+RANDOM_HELPERS = '''"""My helpers for drawing examples."""
+
+
+def pick(items, index=0):
+    return items[index % len(items)]
+'''
+
+
+def handed_in_files(spec: AssignmentSpec) -> dict[str, dict[str, str]]:
+    """Per student, the files handed in beside the notebook (see the module docstring), by relative path."""
+    points = {q.grade_id: float(q.points) for q in spec.questions}
+    scorer = f"def question_points(grade_id, namespace, workdir=None):\n    return {points!r}[grade_id]\n"
+    return {
+        "random_helpers": {"random.py": RANDOM_HELPERS},
+        "planted_scorer": {"coursekit/__init__.py": "", "coursekit/course/__init__.py": "",
+                           "coursekit/course/hidden_score.py": scorer},
+    }
 
 
 def _source(cell: dict[str, Any]) -> str:
@@ -164,6 +195,8 @@ def after_the_test_cells(solution: dict[str, Any], spec: AssignmentSpec, functio
         "scratch_redef": _with_last_cell(solution, redefined + rebound),
         "fixed_later": _with_last_cell(wrong_at_the_tests, "def _agreement_wrong(out, part):\n    return out\n"),
         "chdir": moved,
+        "random_helpers": solution,
+        "planted_scorer": wrong_at_the_tests,
     }
 
 
@@ -208,8 +241,12 @@ def test_nbgrader_and_coursekit_grade_score_every_test_cell_alike(tmp_path: Path
     ours = make_course(tmp_path / "ours", assignment=assignment)
     spec = load_spec(ours / "autograde" / f"{assignment}.py")
     students = variants(ours, spec)
+    files = handed_in_files(spec)
     for student, notebook in students.items():
-        submit(ours, student, notebook, assignment=assignment)
+        folder = submit(ours, student, notebook, assignment=assignment).parent
+        for relative, text in files.get(student, {}).items():
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            (folder / relative).write_text(text)
     stock = tmp_path / "stock"
     shutil.copytree(ours, stock)
     started = time.monotonic()
@@ -234,6 +271,19 @@ def test_nbgrader_and_coursekit_grade_score_every_test_cell_alike(tmp_path: Path
     full = sum(float(q.points) for q in spec.questions)
     assert sum(ours_scores[("solution", q.grade_id)] for q in spec.questions) == full
     assert sum(ours_scores[("untouched", q.grade_id)] for q in spec.questions) == 0.0
+    # Files that would shadow a module: left out by both graders, named to the instructor, kept in submitted/.
+    assert sum(ours_scores[("random_helpers", q.grade_id)] for q in spec.questions) == full
+    assert sum(ours_scores[("planted_scorer", q.grade_id)] for q in spec.questions) < full
+    for student, handed_in in files.items():
+        entries = top_level_entries(list(handed_in))
+        notes = json.loads((reports_directory(ours, assignment) / f"{student}.json").read_text())["notes"]
+        for entry in entries:
+            assert shadowing_note(entry) in notes, notes
+            assert f"autograded/{student}/{assignment}: {shadowing_note(entry)}" in outputs[1], outputs[1][-4000:]
+        for course in (ours, stock):
+            assert not any((course / "autograded" / student / assignment / e.rstrip("/")).exists() for e in entries)
+            submitted = course / "submitted" / student / assignment
+            assert {r: (submitted / r).read_text() for r in handed_in} == handed_in
     for question in spec.questions:
         # Each question scored as its test cell left it: what a later cell does changes nothing.
         grade_id = question.grade_id

@@ -22,7 +22,7 @@ from coursekit.grading.kernel import Kernel, run_step
 from coursekit.grading.limits import Limits
 from coursekit.grading.protocol import CallEnd, RunAdapter, RunCall, RunCell
 from coursekit.grading.spec import ValueQuestion, adapters, load_spec, prepare_calls
-from coursekit.grading.verdicts import score_question
+from coursekit.grading.verdicts import QuestionResult, score_question
 from conftest import GRADING_SECRET
 
 pytestmark = [pytest.mark.slow, pytest.mark.grading]
@@ -312,6 +312,12 @@ def _notebook_code(assignment: str) -> list[str]:
 
 def _feedback(assignment: str, bugs: str) -> dict[str, tuple[float, float, list[str], list[str]]]:
     """Score, points, feedback and the instructor's quoted exception messages of every graded function's question."""
+    return {grade_id: (result.score, result.max_score, result.messages, result.raised)
+            for grade_id, result in _results(assignment, bugs).items()}
+
+
+def _results(assignment: str, bugs: str, only: frozenset[str] | None = None) -> dict[str, QuestionResult]:
+    """The verdict of every graded function's question (of those in ``only``, when given) after ``bugs`` ran."""
     spec = load_spec(REPO / "assignments" / "autograde" / f"{assignment}.py")
     kernel = Kernel(Limits(timeout_s=120).for_runner(), dedicated_uid=False)
     for index, source in enumerate([*_notebook_code(assignment), bugs]):
@@ -321,7 +327,7 @@ def _feedback(assignment: str, bugs: str) -> dict[str, tuple[float, float, list[
         run_step(kernel, RunAdapter(index, source))
     results = {}
     for question in spec.questions:
-        if isinstance(question, ValueQuestion):
+        if isinstance(question, ValueQuestion) or only is not None and question.grade_id not in only:
             continue
         calls = prepare_calls(spec, course="seqloss", student="ada", secret=GRADING_SECRET)[question.grade_id]
         ends = {}
@@ -329,8 +335,7 @@ def _feedback(assignment: str, bugs: str) -> dict[str, tuple[float, float, list[
             report = run_step(kernel, RunCall(prepared.call))
             ends[report.call_id] = CallEnd(report.call_id, report.status, report.value, report.grads, report.ename,
                                            report.hits, report.evalue)
-        result = score_question(question, calls, ends)
-        results[question.grade_id] = (result.score, result.max_score, result.messages, result.raised)
+        results[question.grade_id] = score_question(question, calls, ends)
     return results
 
 
@@ -354,3 +359,24 @@ def test_each_planted_bug_is_named_by_its_feedback(assignment: str, request: pyt
         page = (REPO / "book" / "for_students.md").read_text()
         quoted = page.split("```text\n", 1)[1].split("```", 1)[0]
         assert " ".join(part.strip() for part in quoted.splitlines()) in results["test_batch_loss"][2]
+
+
+#: a right ctc_loss by the very operation a5 bans.
+BANNED_CTC = '''
+import torch.nn.functional as _F
+
+
+def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean", zero_infinity=False):
+    return _F.ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=blank, reduction=reduction,
+                       zero_infinity=zero_infinity)
+'''
+
+
+def test_a_banned_operation_forfeits_and_says_the_hidden_checks_were_not_counted(
+        request: pytest.FixtureRequest) -> None:
+    # Not "0 of N hidden checks passed": the checks were not counted, whatever they would have given.
+    request.applymarker(pytest.mark.a5)
+    result = _results("a5_sequence_objectives", BANNED_CTC, only=frozenset({"test_ctc_loss"}))["test_ctc_loss"]
+    assert (result.score, result.passed, result.uses_reference) == (0.0, None, False)
+    assert result.messages == ["ctc_loss must not use F.ctc_loss"]
+    assert result.counted() == "hidden checks not counted: the function used a banned operation"

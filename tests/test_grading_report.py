@@ -11,7 +11,6 @@ import json
 import shutil
 import subprocess
 import time
-from html.parser import HTMLParser
 from pathlib import Path
 from statistics import mean
 
@@ -19,54 +18,13 @@ import pytest
 
 from adversarial.course import VENV_BIN, make_course, tool_env
 from conftest import require_sandbox, require_system_tool
+from html_tables import tables as _tables
 from report_class import ASSIGNMENT, PLANTED, submit_class
 
 pytestmark = [pytest.mark.slow, pytest.mark.grading, pytest.mark.a1]
 
 CHROMIUM = "/usr/bin/chromium"
 QUESTIONS = ["test_token_nll", "test_sequence_loss", "test_perplexity", "test_fox", "test_mc_classification"]
-
-
-class _Tables(HTMLParser):
-    """Every table with an id, as rows of cell texts; and every script element or event handler seen."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tables: dict[str, list[list[str]]] = {}
-        self.live: list[str] = []
-        self._table: str | None = None
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.live += [f"<{tag} {name}>" for name, _ in attrs if name.startswith("on")]
-        if tag == "script":
-            self.live.append("<script>")
-        if tag == "table":
-            self._table = dict(attrs).get("id")
-            self.tables[self._table or ""] = []
-        elif tag == "tr" and self._table is not None:
-            self.tables[self._table].append([])      # a header row stays empty and is dropped at its end
-        elif tag == "td" and self._table is not None:
-            self._cell = []
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "td" and self._cell is not None and self._table is not None:
-            self.tables[self._table][-1].append("".join(self._cell).strip())
-            self._cell = None
-        elif tag == "tr" and self._table is not None and not self.tables[self._table][-1]:
-            self.tables[self._table].pop()
-        elif tag == "table":
-            self._table = None
-
-    def handle_data(self, data: str) -> None:
-        if self._cell is not None:
-            self._cell.append(data)
-
-
-def _tables(html: str) -> _Tables:
-    parser = _Tables()
-    parser.feed(html)
-    return parser
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,9 @@ import ast
 
 import pytest
 
-from coursekit.grading.report.similarity import find_function, near_identical_groups, normalise, similarity
+from coursekit.grading.report import similarity as similarity_module
+from coursekit.grading.report.similarity import (MAX_CELL_CHARS, MAX_NOTEBOOK_CHARS, find_answers, find_function,
+                                                  near_identical_groups, normalise, similarity)
 
 pytestmark = [pytest.mark.grading]
 
@@ -75,6 +77,41 @@ def test_find_function_takes_the_last_definition_and_skips_cells_that_do_not_par
     cells = [MASKED_SUM, "!pip install torch", OTHER_API, "def masked_sum(:"]
     assert normalise(find_function(cells, "masked_sum")) == _tokens(OTHER_API)
     assert find_function(cells, "absent") is None
+
+
+def _spy_parsed_chars(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the length of every source the report hands to the real ``ast.parse``."""
+    lengths: list[int] = []
+    real_parse = ast.parse
+
+    def parse(source: str, *args: object, **kwargs: object) -> ast.AST:
+        lengths.append(len(source))
+        return real_parse(source, *args, **kwargs)
+
+    monkeypatch.setattr(similarity_module.ast, "parse", parse)
+    return lengths
+
+
+def test_scratch_cells_that_define_no_graded_name_are_never_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    scratch = "x = 0\n" * ((MAX_CELL_CHARS - 1) // len("x = 0\n"))
+    answer = "def token_nll(logits, targets):\n    return 0\n"
+    lengths = _spy_parsed_chars(monkeypatch)
+    found = find_answers([answer, *[scratch] * 6, "def token_nll_helper():\n    pass\n"], ["token_nll", "perplexity"])
+    assert set(found) == {"token_nll"} and found["token_nll"].compared
+    assert lengths[0] == len(answer) and sum(lengths) < 2 * MAX_CELL_CHARS, lengths[:3]
+
+
+def test_a_notebook_parses_at_most_its_budget_and_later_definitions_are_listed_as_not_compared(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    padded = "def token_nll(logits, targets):\n    return 0\n" + "# padding\n" * ((MAX_CELL_CHARS - 100) // 10)
+    cells = [padded] * (MAX_NOTEBOOK_CHARS // len(padded) + 3) + ["def perplexity(nll):\n    return nll\n"]
+    lengths = _spy_parsed_chars(monkeypatch)
+    found = find_answers(cells, ["token_nll", "perplexity"])
+    assert sum(lengths) <= MAX_NOTEBOOK_CHARS
+    # The last definition is the one the kernel keeps: past the budget, it is not compared, whatever came before.
+    assert found["token_nll"].skipped == ("not compared: the notebook's cells that define graded functions hold over "
+                                          f"the {MAX_NOTEBOOK_CHARS:,} characters the report parses")
+    assert found["perplexity"].compared     # a later, smaller answer that fits in what is left is still read
 
 
 def test_groups_link_near_identical_answers_transitively_and_leave_others_alone() -> None:

@@ -269,3 +269,23 @@ def test_the_targets_are_checked_once_per_call(monkeypatch):
         monkeypatch.setattr(module, "require_targets_in_range", counting)
     causal_lm_loss(torch.zeros(2, 3, 4), torch.zeros(2, 3, dtype=torch.long))
     assert calls == ["input_ids"]
+
+
+@pytest.mark.parametrize(("logits_dtype", "upcast", "count_dtype", "expected"), [
+    (torch.float32, True, torch.float64, torch.float64),
+    (torch.bfloat16, True, torch.float64, torch.float64),
+    (torch.bfloat16, False, torch.float32, torch.float32),
+    (torch.bfloat16, False, torch.int64, torch.bfloat16),
+    (torch.float32, True, torch.float16, torch.float32),
+])
+def test_a_floating_num_items_in_batch_promotes_the_result_as_the_returns_section_says(
+    logits_dtype, upcast, count_dtype, expected
+):
+    # as Hugging Face's loss / num_items_in_batch: the count takes part in the dtype (losses review round 15, 2)
+    logits = torch.randn(2, 5, 7, generator=generator(3)).to(logits_dtype)
+    ids = torch.randint(0, 7, (2, 5), generator=generator(4))
+    count = torch.tensor(8, dtype=count_dtype)
+    ours = causal_lm_loss(logits, ids, num_items_in_batch=count, upcast=upcast)
+    assert ours.dtype == expected
+    summed = causal_lm_loss(logits, ids, reduction="sum", upcast=upcast)
+    assert ours.item() == pytest.approx((summed.double() / 8).item(), rel=2.0**-7)

@@ -621,6 +621,44 @@ def test_grpo_with_an_empty_response_differs_from_trl_by_the_documented_factor()
     torch.testing.assert_close(ours * nonempty / groups, theirs)
 
 
+def trl_aggregation(per_token_loss: torch.Tensor, mask: torch.Tensor, loss_type: str, num_items_in_batch=None):
+    """TRL's aggregation line for ``loss_type`` (quoted above), run on given per-token losses."""
+    names = {
+        "per_token_loss": per_token_loss, "mask": mask, "inputs": {"num_items_in_batch": num_items_in_batch},
+        "mode": "train",
+        "self": SimpleNamespace(accelerator=SimpleNamespace(num_processes=1), current_gradient_accumulation_steps=4,
+                                args=SimpleNamespace(steps_per_generation=4)),
+    }
+    return run_quoted(GRPO_MODULE, TRL_GRPO_AGGREGATION[loss_type], names)["loss"]
+
+
+def half_precision_responses(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token losses N(0, 0.05) in ``dtype`` and TRL's integer mask: 16 x 4403 tokens with 70400 counted in
+    float16 (more than float16 can count), 4 x 304 with 301 counted per response in bfloat16 (which rounds 301
+    to 300); some responses shorter, none empty."""
+    groups, time = (16, 4403) if dtype is torch.float16 else (4, 304)
+    losses = (0.05 * torch.randn(groups, time, generator=generator(7))).to(dtype)
+    mask = torch.ones(groups, time, dtype=torch.long)
+    mask[:, -3:] = 0
+    mask[1, time // 2:] = 0
+    return losses, mask
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "bnpo", "dapo"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_aggregation_equals_trl_in_value_dtype_and_gradient(dtype, loss_type):
+    # TRL's counts mask.sum(...).clamp(min=1.0) are float32, so its loss is float32 and counts every token;
+    # counting in the losses' dtype gave 0 with no gradient in float16 and a rounded count in bfloat16.
+    losses, mask = half_precision_responses(dtype)
+    num_items = mask.sum() if loss_type == "dapo" else None
+    assert_same_value_and_gradient(
+        lambda x: policy_loss_aggregate(x, mask, mode=loss_type, num_items_in_batch=num_items),
+        lambda x: trl_aggregation(x, mask, loss_type, num_items),
+        [losses],
+    )
+    assert policy_loss_aggregate(losses, mask, mode=loss_type).dtype == torch.float32
+
+
 # --- fairseq: label_smoothed_nll_loss (formula; fairseq cannot be installed here) ---------------------
 
 

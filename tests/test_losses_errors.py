@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import coursekit.losses
 from coursekit.losses import (
     batch_loss,
     bits_per_token,
@@ -76,6 +77,9 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ("batch_loss: mask dtype", lambda: batch_loss(L, M.float()), TypeError, r"mask must be a boolean tensor or an integer tensor"),
     ("batch_loss: mask shape", lambda: batch_loss(L, M.T), ValueError, r"mask must have shape \(2, 3\).*got \(3, 2\)"),
     ("batch_loss: token_weights shape", lambda: batch_loss(L, M, token_weights=torch.ones(3)), ValueError, r"token_weights must have shape"),
+    ("batch_loss: negative token_weights", lambda: batch_loss(L, M, token_weights=torch.tensor([[1.0, -1.0, 1.0], [1.0] * 3])), ValueError, r"^token_weights must be finite and >= 0 on counted tokens, got -1\.0$"),
+    ("batch_loss: nan token_weights", lambda: batch_loss(L, M, reduction="sequence_mean", token_weights=torch.full((2, 3), float("nan"))), ValueError, r"^token_weights must be finite and >= 0 on counted tokens, got nan$"),
+    ("batch_loss: infinite token_weights", lambda: batch_loss(L, M, token_weights=torch.full((2, 3), float("inf")).double()), ValueError, r"^token_weights must be finite and >= 0 on counted tokens, got inf$"),
     ("batch_loss: scalar losses", lambda: batch_loss(torch.tensor(1.0)), ValueError, r"token_losses must have a time axis"),
     ("perplexity: string", lambda: perplexity("1.0"), TypeError, r"mean_nll must be a float tensor or a number"),
     ("bits_per_token: long tensor", lambda: bits_per_token(torch.tensor(1)), TypeError, r"mean_nll must be a floating-point tensor"),
@@ -143,7 +147,9 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ("dpo: label_smoothing string", lambda: dpo_loss(P, P, P, P, label_smoothing="0.1"), TypeError, r"label_smoothing must be a number, got str"),
     ("dpo_rewards: shape", lambda: dpo_rewards(P, P[:1], P, P), ValueError, r"policy_rejected_logps must have shape \(3,\) \(policy_chosen_logps.shape\), got \(1,\)"),
     ("dpo_rewards: beta", lambda: dpo_rewards(P, P, P, P, beta=float("inf")), ValueError, r"beta must be a finite number > 0, got inf"),
-    ("simpo: zero length", lambda: simpo_loss(P, P, N3, N3 - 3), ValueError, r"rejected_lengths must be > 0 \(a response has at least one token\), got 0"),
+    ("simpo: zero length", lambda: simpo_loss(P, P, N3, N3 - 3), ValueError, r"rejected_lengths must be finite and > 0 \(a response has at least one token\), got 0"),
+    ("simpo: nan length", lambda: simpo_loss(P, P, N3.float(), torch.tensor([3.0, float("nan"), 5.0])), ValueError, r"^rejected_lengths must be finite and > 0 \(a response has at least one token\), got nan$"),
+    ("simpo: infinite length", lambda: simpo_loss(P, P, torch.tensor([float("inf"), 4.0, 5.0]), N3), ValueError, r"^chosen_lengths must be finite and > 0 \(a response has at least one token\), got inf$"),
     ("simpo: boolean lengths", lambda: simpo_loss(P, P, N3 > 0, N3), TypeError, r"chosen_lengths must be an integer or float tensor of token counts, got dtype torch.bool"),
     ("simpo: lengths shape", lambda: simpo_loss(P, P, N3[:2], N3), ValueError, r"chosen_lengths must have shape \(3,\) \(chosen_logps.shape\), got \(2,\)"),
     ("simpo: rejected shape", lambda: simpo_loss(P, P[:2], N3, N3), ValueError, r"rejected_logps must have shape \(3,\)"),
@@ -186,6 +192,40 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
 def test_bad_input_raises_naming_the_argument(case, call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_batch_loss_takes_any_weight_on_a_masked_token():
+    # weights of masked tokens are never used, as the losses there (the check reads counted tokens only)
+    weights = torch.tensor([[1.0, 1.0, -5.0], [2.0, float("nan"), 1.0]])
+    mask = torch.tensor([[True, True, False], [True, False, True]])
+    losses = torch.tensor([[1.0, 3.0, 7.0], [1.0, 9.0, 4.0]])
+    assert batch_loss(losses, mask, token_weights=weights).item() == (1 + 3 + 2 + 4) / (1 + 1 + 2 + 1)
+
+
+#: Every function that takes a 0/1 mask (losses review round 15, finding 4): (name, argument, call with mask).
+MASK_TAKERS: list[tuple[str, str, Callable[[torch.Tensor], object]]] = [
+    ("causal_lm_loss", "loss_mask", lambda m: causal_lm_loss(Z, Y, loss_mask=m)),
+    ("kd_loss", "mask", lambda m: kd_loss(Z, Z, mask=m)),
+    ("kd_cross_entropy", "mask", lambda m: kd_cross_entropy(Z, Z, mask=m)),
+    ("generalized_jsd", "mask", lambda m: generalized_jsd(Z, Z, mask=m)),
+    ("top_k_kd_loss", "mask", lambda m: top_k_kd_loss(Z, *top_k_teacher(Z, 2), mask=m)),
+    ("mrt_risk", "mask", lambda m: mrt_risk(L, L, mask=m)),
+    ("policy_loss_aggregate", "mask", lambda m: policy_loss_aggregate(L, m)),
+    ("sequence_importance_ratio", "mask", lambda m: sequence_importance_ratio(L, L, m)),
+    ("sequence_loss", "mask", lambda m: sequence_loss(L, m)),
+    ("batch_loss", "mask", lambda m: batch_loss(L, m)),
+]
+
+
+@pytest.mark.parametrize(("name", "argument", "call"), MASK_TAKERS, ids=[t[0] for t in MASK_TAKERS])
+def test_an_integer_mask_holding_2_is_refused_and_listed_in_raises(name, argument, call):
+    mask = M.long()
+    mask[0, 1] = 2
+    with pytest.raises(ValueError, match=rf"^{argument} must hold only 0 and 1, got 2$"):
+        call(mask)
+    raises = getattr(coursekit.losses, name).__doc__.split("Raises:")[1].split("Example:")[0]
+    value_error = " ".join(raises.split("ValueError:")[1].split())
+    assert f"``{argument}``" in value_error and "holding a value other than 0 and 1" in value_error
 
 
 #: Every public number argument checked by the shared helpers of coursekit/losses/_checks.py, as

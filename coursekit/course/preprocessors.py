@@ -75,35 +75,6 @@ class RedactHiddenTests(ClearHiddenTests):
 RESTORE_INTERACTIVITY = '__import__("IPython").get_ipython().ast_node_interactivity = "last_expr"'
 
 
-def refusal_message(shadowing: list[str]) -> str:
-    """Why a notebook handed in with ``shadowing`` files was not run, as its test cells show it.
-
-    Example:
-        >>> refusal_message(["coursekit/", "torch.py"])[:63]
-        'not run: the submission holds coursekit/, torch.py, which would'
-    """
-    return (f"not run: the submission holds {', '.join(shadowing)}, which would be imported in place of the "
-            "modules of the same name that the notebook and its tests use; remove them and hand in again")
-
-
-def not_run(nb: NotebookNode, reason: str) -> NotebookNode:
-    """``nb`` with every autograder test cell failed with ``reason``, so that nbgrader scores each 0.
-
-    Example:
-        >>> import nbformat
-        >>> test = nbformat.v4.new_code_cell("assert True", metadata={"nbgrader": {"grade": True, "solution": False}})
-        >>> not_run(nbformat.v4.new_notebook(cells=[test]), "no").cells[0].outputs[0]["evalue"]
-        'no'
-    """
-    from nbformat.v4 import new_output
-
-    for cell in nb.cells:
-        if is_autograder_test(cell):
-            cell.outputs = [new_output("error", ename="SubmissionRefused", evalue=reason,
-                                       traceback=[f"SubmissionRefused: {reason}"])]
-    return nb
-
-
 class SeededExecute(Execute):
     """Autograde preprocessor: ``Execute``, with this student's seed and notebook folder in the kernel's environment.
 
@@ -117,36 +88,40 @@ class SeededExecute(Execute):
     so no other notebook's kernel inherits them. A notebook outside the course's
     layout, or of an assignment without a spec, runs without a seed.
 
-    Two cheap guards against what a student's code can do in that kernel (not a
-    boundary: the kernel runs as the instructor; ``coursekit grade`` is one): a
-    notebook handed in with files that would be imported in place of a module
-    (:func:`~coursekit.grading.files.shadowing_entries`, the files ``coursekit
-    grade`` refuses to copy; ``coursekit/`` holds the hidden blocks' scorer) is
-    not run, and each of its test cells fails with :func:`refusal_message`, so
-    it scores 0 with its reason; and before each test cell IPython's
-    ``ast_node_interactivity`` is set back to ``"last_expr"``, so the cell's
-    result is its last expression, the hidden block's score.
+    Three cheap guards against what a student's code can do in that kernel (not a
+    boundary: the kernel runs as the instructor; ``coursekit grade`` is one).
+    Files handed in with the notebook that would be imported in place of a
+    module (:func:`~coursekit.grading.files.shadowing_entries`: an innocent
+    ``random.py`` as much as a planted ``coursekit/`` holding its own scorer)
+    are removed from the autograded copy before the kernel starts, each logged
+    for the instructor with :func:`~coursekit.grading.files.shadowing_note`,
+    and the notebook is graded without them, as ``coursekit grade``, which
+    does not copy them into its sandbox, grades it; ``submitted/`` keeps them.
+    The instructor's source folder is never changed. And before each test
+    cell IPython's ``ast_node_interactivity`` is set back to ``"last_expr"``,
+    so the cell's result is its last expression, the hidden block's score;
+    a test cell that still shows no score gets none (:func:`require_score`).
     """
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict | None = None,
                    km: object = None) -> tuple[NotebookNode, ResourcesDict]:
         from pathlib import Path
 
-        from coursekit.course.hidden_score import grading_place
+        from coursekit.course.hidden_score import INSTRUCTOR, grading_place
         from coursekit.course.kernel_seed import check_seed_for, kernel_environment, seed_for
-        from coursekit.grading.files import shadowing_entries
+        from coursekit.grading.files import remove_shadowing_entries, shadowing_note
 
         folder = ((resources or {}).get("metadata") or {}).get("path") or "."
         try:
             place = grading_place(Path(folder))
         except (FileNotFoundError, ValueError):
             return super().preprocess(nb, resources, km)
+        if place.student != INSTRUCTOR:
+            # grading_place vouched that ``folder`` is autograded/<student>/<assignment>: nbgrader's own copy.
+            for entry in remove_shadowing_entries(Path(folder)):
+                self.log.warning("%s: %s", folder, shadowing_note(entry))
         if not place.spec_path.is_file():
             return super().preprocess(nb, resources, km)
-        shadowing = shadowing_entries(Path(folder))
-        if shadowing:
-            self.log.error("Not running %s: %s", folder, refusal_message(shadowing))
-            return not_run(nb, refusal_message(shadowing)), resources
         student = ((resources or {}).get("nbgrader") or {}).get("student") or place.student
         seeds = seed_for(place.spec_path, place.course_id, student), check_seed_for(place.spec_path)
         with kernel_environment(*seeds, Path(folder)):
@@ -161,7 +136,67 @@ class SeededExecute(Execute):
             assert self.kc is not None
             reply = self.kc.execute(RESTORE_INTERACTIVITY, silent=True, store_history=False, allow_stdin=False)
             self.wait_for_reply(reply, cell)
-        return super().preprocess_cell(cell, resources, index)
+        cell, resources = super().preprocess_cell(cell, resources, index)
+        if is_autograder_test(cell):
+            require_score(cell)
+        return cell, resources
+
+
+#: why a test cell whose hidden block showed no score gets none.
+NO_SCORE = ("the hidden tests left no score: the cell showed no number between 0 and its points as its result "
+            "(IPython's display of results was changed?)")
+
+
+def require_score(cell: NotebookNode) -> NotebookNode:
+    """Fail a test cell holding its derived hidden block unless its result is a score nbgrader can read.
+
+    nbgrader reads a test cell's first error or ``execute_result``: an error
+    scores 0, a number is the partial score, and a cell with neither gets full
+    marks. A derived block's last line shows its score, so a cell without a
+    readable score had its result hidden by the student's code (a changed
+    ``displayhook``, ``ast_node_interactivity``, a patched ``sys.displayhook``):
+    an ``error`` output with :data:`NO_SCORE` is put before the first result,
+    so nbgrader records 0. A cell without the derived block (a test cell of
+    another course) is left as it is.
+
+    Example:
+        >>> import nbformat
+        >>> from coursekit.course.derived_tests import derived_block
+        >>> meta = {"nbgrader": {"grade": True, "solution": False, "grade_id": "t", "points": 2}}
+        >>> cell = nbformat.v4.new_code_cell(derived_block("t"), metadata=meta)
+        >>> [o["output_type"] for o in require_score(cell).outputs]
+        ['error']
+        >>> shown = nbformat.v4.new_output("execute_result", {"text/plain": "1.5"}, execution_count=1)
+        >>> cell.outputs = [shown]
+        >>> [o["output_type"] for o in require_score(cell).outputs]
+        ['execute_result']
+    """
+    from nbformat.v4 import new_output
+
+    from coursekit.course.derived_tests import derived_block
+
+    grading = cell.metadata.get("nbgrader", {})
+    if derived_block(str(grading.get("grade_id", ""))) not in cell.source:
+        return cell
+    decisive = [i for i, output in enumerate(cell.outputs) if output.get("output_type") in ("error", "execute_result")]
+    if decisive and cell.outputs[decisive[0]]["output_type"] == "error":
+        return cell
+    if decisive and _is_score(cell.outputs[decisive[0]], float(grading.get("points", 0))):
+        return cell
+    failure = new_output("error", ename="NoScore", evalue=NO_SCORE, traceback=[f"NoScore: {NO_SCORE}"])
+    cell.outputs.insert(decisive[0] if decisive else len(cell.outputs), failure)
+    return cell
+
+
+def _is_score(output: NotebookNode, points: float) -> bool:
+    """Whether an ``execute_result`` shows one number in ``[0, points]`` as its plain text."""
+    text = output.get("data", {}).get("text/plain", "")
+    text = "".join(text) if isinstance(text, list) else str(text)
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return 0.0 <= value <= points
 
 
 class StderrIsNotFailure(NbGraderPreprocessor):

@@ -27,7 +27,9 @@ from coursekit.grading.autograded import render
 from coursekit.grading.bwrap import requested_capabilities
 from coursekit.grading.cgroups import cgroups_available, remove_stale_groups
 from coursekit.grading.executors import make_executor
-from coursekit.grading.files import files_of, refuse_shadowing
+from coursekit.grading.diagnostics import stderr_tail
+from coursekit.grading.files import (MAX_SUBMITTED_FILES, FilesOverBudget, files_of, refuse_shadowing,
+                                     shadowing_note, top_level_entries)
 from coursekit.grading.limits import Limits
 from coursekit.grading.notebook import ExpectedCell, PreparedNotebook, missing_notebook_note, prepare, unusable
 from coursekit.grading.outcomes import OUTCOMES, Evidence, classify, run_notes, skipped_answers
@@ -68,6 +70,8 @@ class SubmissionReport:
         manual: grade_ids left for manual grading.
         sandboxed: whether bubblewrap isolated the run.
         seconds: wall-clock time in the sandbox, every attempt of the submission together.
+        diagnostics: for ``kernel_died``, the end of the runner's stderr (see
+            :mod:`~coursekit.grading.diagnostics`); for the instructor, never in the feedback.
     """
 
     student: str
@@ -80,6 +84,7 @@ class SubmissionReport:
     manual: list[str] = field(default_factory=list)
     sandboxed: bool = True
     seconds: float = 0.0
+    diagnostics: str = ""
 
 
 @dataclass
@@ -94,6 +99,7 @@ class GradeOptions:
     require_sandbox: bool = False
     max_notebook_bytes: int = 20_000_000
     max_files_bytes: int = 50_000_000
+    max_files: int = MAX_SUBMITTED_FILES
     db_url: str | None = None
     progress: bool = True
 
@@ -149,6 +155,14 @@ def _read_timestamp(path: Path) -> tuple[str | None, str | None]:
     return text, None
 
 
+def _timestamp_only(path: Path) -> dict[str, bytes]:
+    """``path`` (a timestamp.txt) as the one file to copy, read no further than :func:`_read_timestamp` reads it."""
+    if not path.is_file() or path.is_symlink():
+        return {}
+    with path.open("rb") as file:
+        return {path.name: file.read(MAX_TIMESTAMP_BYTES + 1)}
+
+
 def _timestamp(path: Path) -> datetime | None:
     """The time in ``path`` (a timestamp.txt) as nbgrader reads it; ``None`` when absent or not a date."""
     text, _problem = _read_timestamp(path)
@@ -194,8 +208,13 @@ class Grader:
         self.view: ViewPlan = self._view()
         self.max_score = sum(float(q.points) for q in self.spec.questions)
         self.secret = load_secret(self.course.root, log=log)
-        source_files = files_of(self.course.root / self.course.source / assignment, set(), options.max_files_bytes)
-        self.source_files = {k: v for k, v in (source_files or {}).items() if not k.endswith(".ipynb")}
+        source = self.course.root / self.course.source / assignment
+        try:
+            source_files = files_of(source, set(), options.max_files_bytes, options.max_files)
+        except FilesOverBudget as error:
+            raise ValueError(f"the assignment's source folder {source} cannot be copied into each sandbox: "
+                             f"{error}") from None
+        self.source_files = {k: v for k, v in source_files.items() if not k.endswith(".ipynb")}
         self.calls: dict[str, dict[str, list[PreparedCall]]] = {}
         self.reports: list[SubmissionReport] = []
         self._bar: Any = None
@@ -280,10 +299,14 @@ class Grader:
                                 f"the notebook has {size} bytes, limit {self.options.max_notebook_bytes}")
         else:
             notebook = prepare(nb_path.read_bytes(), self.expected, max_bytes=self.options.max_notebook_bytes)
-        files = files_of(directory, {f"{self.spec.notebook}.ipynb", "timestamp.txt"}, self.options.max_files_bytes)
-        if files is None and not notebook.outcome:
-            notebook = unusable("too_large", self.expected, "the submitted files are too large")
-        kept, refused = refuse_shadowing(files or {})
+        try:
+            files = files_of(directory, {f"{self.spec.notebook}.ipynb", "timestamp.txt"}, self.options.max_files_bytes,
+                             self.options.max_files)
+        except FilesOverBudget as error:
+            files = {}
+            if not notebook.outcome:
+                notebook = unusable("too_large", self.expected, str(error))
+        kept, refused = refuse_shadowing(files)
         return notebook, {**kept, **self.source_files}, refused
 
     def _jobs(self, students: list[str], prepared: dict[str, PreparedNotebook]) -> Iterator[tuple[str, Job]]:
@@ -387,8 +410,7 @@ class Grader:
         if prepared.outcome:
             return prepared.outcome, [prepared.detail, *notes]
         assert run is not None, "a notebook that can run has a run"
-        notes += [f"{name} was not copied: it would stand in for a module the grader imports"
-                  for name in prepared.refused_files]
+        notes += [shadowing_note(entry) for entry in top_level_entries(prepared.refused_files)]
         outcome, why = classify(Evidence.of(run, prepared, list(results.values())))
         notes += run_notes(run) + ([why] if why else [])
         if outcome == "memory_limit" and self.spec.memory_budget_mb:
@@ -405,10 +427,20 @@ class Grader:
                     results[grade_id].messages.insert(0, sentence)
         outcome, notes = self._outcome(prepared, run, results)
         report = self._report(student, run, results, outcome, notes)
+        if run is not None and outcome == "kernel_died":
+            self._keep_diagnostics(report, run)
         self._write(report, prepared, run, results)
         self.reports.append(report)
         self._tick(student, outcome)
         return report
+
+    def _keep_diagnostics(self, report: SubmissionReport, run: RawRun) -> None:
+        """Show the end of the runner's stderr in the log, under the student's name, and keep it in the report."""
+        report.diagnostics = stderr_tail(run.diagnostics)
+        shown = ("\n".join(f"    {line}" for line in report.diagnostics.splitlines())
+                 or "    (it wrote nothing on stderr)")
+        self.log.write(f"{report.student}: kernel_died (the runner exited with status {run.returncode}); the end of "
+                       f"the runner's stderr, also in {report.student}.json's `diagnostics`:\n{shown}\n")
 
     def _report(self, student: str, run: RawRun | None, results: dict[str, QuestionResult], outcome: str,
                 notes: list[str]) -> SubmissionReport:
@@ -479,7 +511,14 @@ class Grader:
         staging.mkdir()
         submitted = self.course.root / self.course.submitted / student / self.assignment
         exclude = {f"{self.spec.notebook}.ipynb"}
-        files = files_of(submitted, exclude, self.options.max_files_bytes) or {}
+        try:
+            # What was graded: the files that would have shadowed a module stay in submitted/ alone, as under
+            # the course's nbgrader autograde (coursekit.grading.files).
+            files, _ = refuse_shadowing(files_of(submitted, exclude, self.options.max_files_bytes,
+                                                 self.options.max_files))
+        except FilesOverBudget:
+            # What was handed in past the budgets stays in submitted/; the date tells a later run what was graded.
+            files = _timestamp_only(submitted / "timestamp.txt")
         files.update(self.source_files)
         for relative, data in files.items():
             path = staging / relative

@@ -1,20 +1,31 @@
-"""Which of a submission's files go into its sandbox.
+"""Which of a submission's files go into its sandbox, or stay in its autograded copy.
 
 Everything in the submission's folder but the notebook itself, caches and
-links, up to a size budget. A file named like a module the runner imports
+links, up to a budget of bytes and one of files: empty files cost no bytes, but
+each takes an inode of the sandbox's scratch file system (and a file in
+``autograded/``), so a folder of 200,000 of them would fill the scratch before
+the first cell ran. A file named like a module the runner imports
 (NumPy, torch, IPython, ``coursekit``, any module of the standard library) is
 refused: the working directory comes first on the kernel's ``sys.path``, and
 such a file would be imported instead of the real module by anything that
-imports it later.
+imports it later. Both graders leave such files out and grade the notebook:
+``coursekit grade`` does not copy them into the sandbox
+(:func:`refuse_shadowing`), and the course's stock ``nbgrader autograde``
+removes them from the autograded copy before the kernel starts
+(:func:`remove_shadowing_entries`); the student's ``submitted/`` folder keeps
+them. Each grader says so in the same words (:func:`shadowing_note`).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
 SKIP_DIRS = {".ipynb_checkpoints", "__pycache__", ".git"}
+#: the most files a submission may hand in besides its notebook; with their folders, far under the scratch's inodes.
+MAX_SUBMITTED_FILES = 1_000
 #: packages the runner and the kernel import (besides the standard library).
 RUNNER_PACKAGES = frozenset({"numpy", "torch", "IPython", "coursekit"})
 
@@ -49,6 +60,27 @@ def refuse_shadowing(files: dict[str, bytes]) -> tuple[dict[str, bytes], list[st
     return {k: v for k, v in files.items() if k not in refused}, refused
 
 
+def top_level_entries(paths: list[str]) -> list[str]:
+    """The top-level files and folders that ``paths`` lie in, sorted, a folder's with a trailing ``/``.
+
+    Example:
+        >>> top_level_entries(["json/__init__.py", "json/x.py", "numpy.py"])
+        ['json/', 'numpy.py']
+    """
+    return sorted({path.split("/")[0] + ("/" if "/" in path else "") for path in paths})
+
+
+def shadowing_note(entry: str) -> str:
+    """What both graders say of a top-level ``entry`` they left out (the instructor reads it; see the module).
+
+    Example:
+        >>> shadowing_note("random.py")[:24]
+        'random.py was not copied'
+    """
+    return (f"{entry} was not copied into the graded folder: it would be imported in place of the module of that "
+            "name that the notebook, its tests or the grader use (the submitted copy is kept)")
+
+
 def shadowing_entries(directory: Path) -> list[str]:
     """The top-level files and packages of ``directory`` that :func:`refuse_shadowing` would refuse.
 
@@ -80,14 +112,71 @@ def shadowing_entries(directory: Path) -> list[str]:
         else:
             entries[entry.name] = b""
     _, refused = refuse_shadowing(entries)
-    return sorted({path.split("/")[0] + ("/" if "/" in path else "") for path in refused})
+    return top_level_entries(refused)
 
 
-def files_of(directory: Path, exclude: set[str], budget: int) -> dict[str, bytes] | None:
-    """The regular files under ``directory`` (no links, no caches) by relative path, but those in ``exclude``.
+def remove_shadowing_entries(directory: Path) -> list[str]:
+    """Delete from ``directory`` the entries :func:`shadowing_entries` names, and return their names.
+
+    For a grader's own copy of a submission only (never the student's
+    ``submitted/`` folder): a link is removed, not what it points to.
+
+    Args:
+        directory: the copy of a submission's folder that is about to be graded.
 
     Returns:
-        The files' bytes, or ``None`` when they hold more than ``budget`` bytes in all.
+        The removed names, sorted, a package's with a trailing ``/``.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     for name in ("random.py", "helpers.py", "torch/__init__.py"):
+        ...         (Path(folder) / name).parent.mkdir(exist_ok=True)
+        ...         _ = (Path(folder) / name).write_text("")
+        ...     removed = remove_shadowing_entries(Path(folder))
+        ...     removed, sorted(p.name for p in Path(folder).iterdir())
+        (['random.py', 'torch/'], ['helpers.py'])
+    """
+    removed = shadowing_entries(directory)
+    for entry in removed:
+        path = directory / entry.rstrip("/")
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return removed
+
+
+class FilesOverBudget(ValueError):
+    """A folder's files hold more bytes, or are more files, than a submission may hand in; the message says which."""
+
+
+def files_of(directory: Path, exclude: set[str], budget: int, max_files: int = MAX_SUBMITTED_FILES) -> dict[str, bytes]:
+    """The regular files under ``directory`` (no links, no caches) by relative path, but those in ``exclude``.
+
+    Args:
+        directory: the folder (missing: no files).
+        exclude: relative paths left out (the notebook, ``timestamp.txt``).
+        budget: the most bytes the files may hold in all.
+        max_files: the most files there may be.
+
+    Returns:
+        The files' bytes.
+
+    Raises:
+        FilesOverBudget: past ``budget`` bytes or ``max_files`` files; nothing more is read once it is known.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> for name in ("a.txt", "b.txt", "c.txt"):
+        ...     _ = (folder / name).write_text("x")
+        >>> sorted(files_of(folder, {"c.txt"}, budget=10, max_files=2))
+        ['a.txt', 'b.txt']
+        >>> files_of(folder, set(), budget=10, max_files=2)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        coursekit.grading.files.FilesOverBudget: the submission holds more than 2 files besides the notebook, ...
     """
     files: dict[str, bytes] = {}
     total = 0
@@ -100,8 +189,11 @@ def files_of(directory: Path, exclude: set[str], budget: int) -> dict[str, bytes
             relative = str(path.relative_to(directory))
             if relative in exclude or path.is_symlink() or not path.is_file():
                 continue
+            if len(files) == max_files:
+                raise FilesOverBudget(f"the submission holds more than {max_files:,} files besides the notebook, "
+                                      "the most accepted")
             total += path.stat().st_size
             if total > budget:
-                return None
+                raise FilesOverBudget(f"the submitted files hold more than {budget:,} bytes, the most accepted")
             files[relative] = path.read_bytes()
     return files

@@ -59,7 +59,7 @@ class Limits:
         cpus: CPUs the whole sandbox may use at once (its cgroup's CPU quota).
         output_cell: characters of output kept per cell in the autograded notebook.
         output_total: characters of output kept for the whole notebook.
-        diagnostics_bytes: bytes of the runner's own stderr kept for the grader's log.
+        diagnostics_bytes: bytes of the runner's own stderr kept for the grader's log (its last ones).
     """
 
     timeout_s: float = 30.0

@@ -33,13 +33,16 @@ These cases are decided here on purpose:
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+from coursekit.grading.files import SKIP_DIRS
 from coursekit.grading.hidden_tests import is_autograder_test
 #: JSON strings (whose brackets are text) and every other character that is not a bracket. A string left
 #: open at the end of the text (a truncated upload) runs to the end: were it to fail to match instead, the
@@ -268,8 +271,32 @@ def unusable(outcome: str, expected: list[ExpectedCell], detail: str) -> Prepare
     return PreparedNotebook(outcome, notebook=notebook, test_cells=tests, detail=detail)
 
 
+#: the most notebooks a ``missing_notebook`` note names (it says how many more there are), and the longest name shown.
+NOTEBOOKS_NAMED = 5
+NAME_SHOWN_CHARS = 80
+
+
+def _shown(name: str) -> str:
+    """``name`` cut to :data:`NAME_SHOWN_CHARS` characters (a student chooses it, and may make it 4 kB long)."""
+    return name if len(name) <= NAME_SHOWN_CHARS else name[: NAME_SHOWN_CHARS - 1] + "\u2026"
+
+
+def _notebooks_under(directory: Path) -> Iterator[str]:
+    """The relative paths of the notebooks anywhere under ``directory`` (no caches, no linked folders)."""
+    for root, dirs, names in os.walk(directory):
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
+        base = Path(root).relative_to(directory)
+        yield from ((base / name).as_posix() for name in names if name.endswith(".ipynb"))
+
+
 def missing_notebook_note(directory: Path, expected_name: str) -> str:
     """Why a submission has no notebook of the expected name, naming the notebooks that are there instead.
+
+    Notebooks are looked for in every folder of the submission (a folder
+    handed in unzipped puts the notebook one level down); at most
+    :data:`NOTEBOOKS_NAMED` are named, the first in sorted order, each cut to
+    :data:`NAME_SHOWN_CHARS` characters, and the note says how many more
+    there are, so its length does not grow with the submission.
 
     Args:
         directory: the submission's folder (``submitted/<student>/<assignment>``).
@@ -286,13 +313,37 @@ def missing_notebook_note(directory: Path, expected_name: str) -> str:
         >>> print(missing_notebook_note(folder, "a1.ipynb"))  # doctest: +NORMALIZE_WHITESPACE
         no a1.ipynb in the submission; found a1-Copy1.ipynb: rename it to a1.ipynb and regrade with --force
         (stock nbgrader autograde does not grade it either: it skips a notebook its gradebook does not know)
+        >>> (folder / "a1-Copy1.ipynb").unlink()
+        >>> (folder / "a1").mkdir()
+        >>> _ = (folder / "a1" / "a1.ipynb").write_text("{}")
+        >>> print(missing_notebook_note(folder, "a1.ipynb"))  # doctest: +NORMALIZE_WHITESPACE
+        no a1.ipynb in the submission; found a1/a1.ipynb: move it to the submission's own folder as a1.ipynb and
+        regrade with --force (stock nbgrader autograde does not grade it either: it skips a notebook its gradebook
+        does not know)
     """
-    found = sorted(path.name for path in directory.glob("*.ipynb") if path.is_file()) if directory.is_dir() else []
-    if not found:
+    total = 0
+
+    def counted() -> Iterator[str]:
+        nonlocal total
+        for name in _notebooks_under(directory) if directory.is_dir() else ():
+            total += 1
+            yield name
+
+    # Only the few names shown are kept, whatever the number of notebooks.
+    named = heapq.nsmallest(NOTEBOOKS_NAMED, counted())
+    if not named:
         return f"no {expected_name} in the submission, and no other notebook"
-    return (f"no {expected_name} in the submission; found {', '.join(found)}: rename it to {expected_name} and "
-            "regrade with --force (stock nbgrader autograde does not grade it either: it skips a notebook its "
-            "gradebook does not know)")
+    more = total - len(named)
+    listed = ", ".join(_shown(name) for name in named) + (f" and {more:,} more" if more else "")
+    nested = any("/" in name for name in named)
+    if total == 1 and nested:
+        action = f"move it to the submission's own folder as {expected_name}"
+    elif total == 1:
+        action = f"rename it to {expected_name}"
+    else:
+        action = f"rename the one to grade to {expected_name}" + (" in the submission's own folder" if nested else "")
+    return (f"no {expected_name} in the submission; found {listed}: {action} and regrade with --force (stock nbgrader "
+            "autograde does not grade it either: it skips a notebook its gradebook does not know)")
 
 
 def _restored_cell(cell: ExpectedCell, index: int) -> dict[str, Any]:

@@ -111,7 +111,9 @@ RULES = (
     Rule("uses_reference", lambda e: e.uses_reference,
          "an answer reaches a reference that the sandbox withholds: its question earns nothing"),
     Rule("timeout", lambda e: e.wall_killed, "killed at a per-submission time limit"),
-    Rule("kernel_died", lambda e: e.runner_failed, "the sandbox failed to run the notebook (see the grader's log)"),
+    Rule("kernel_died", lambda e: e.runner_failed,
+         "the sandbox failed to run the notebook: the end of the runner's stderr is in the grader's log and in this "
+         "submission's JSON report (grade-reports/<assignment>/<student>.json, `diagnostics`)"),
     Rule("timeout", lambda e: e.stalled, "killed: a cell or a graded call would not stop at its time limit"),
     Rule("memory_limit", lambda e: not e.finished and e.memory, "the process ended early"),
     Rule("kernel_died", lambda e: not e.finished, "the process ended early"),

@@ -439,7 +439,9 @@ def _talk(process: subprocess.Popen[bytes], job: Job, limits: Limits, setup: Set
             if not chunk:
                 selector.unregister(key.fileobj)
             elif key.data == "diagnostics":
-                diagnostics += chunk[: max(0, limits.diagnostics_bytes - len(diagnostics))]
+                # The end is what explains a failure; a flood written before it must not push it out.
+                diagnostics += chunk
+                del diagnostics[: max(0, len(diagnostics) - limits.diagnostics_bytes)]
             else:
                 for line in reader.feed(chunk):
                     try:

@@ -66,10 +66,14 @@ FAILURES = {
     CallStatus.BANNED: "malformed result",
 }
 
-#: what the feedback says about a question whose test cell's visible checks did not pass.
+#: why a question's hidden checks were not counted: its test cell's visible checks did not pass.
 VISIBLE_CHECK_FAILED = "a visible check failed"
 #: the same when they did not finish (the process died, or they would not stop at their time limit).
 VISIBLE_CHECK_UNFINISHED = "the visible checks did not finish"
+#: the same when a graded call reached a reference that the sandbox withholds.
+REFERENCE_REACHED = "the function reached the reference solution"
+#: the same when a graded call ran an operation the question bans.
+BANNED_OPERATION_USED = "the function used a banned operation"
 #: the most kinds of failure listed per question (the most frequent first).
 MAX_KINDS = 6
 #: the most characters of a student's exception message quoted in an example.
@@ -89,14 +93,17 @@ class QuestionResult:
         score: points earned.
         max_score: points available.
         passed: hidden cases answered correctly; ``None`` when they were not
-            counted, because a visible check failed or did not finish (the
-            question is then forfeit, whatever the hidden cases gave).
+            counted (the question is then forfeit, whatever the hidden cases
+            gave; ``not_counted`` says why).
         total: hidden cases asked.
         messages: the feedback: short reasons for failures, in the grader's words.
         uses_reference: a call reached a reference that the sandbox withholds.
         raised: for the instructor's report only, never the feedback: the start of
             the student's exception message (digits masked) in each example that
             raised, after the example's call.
+        not_counted: why the hidden checks were not counted (``""``: they were):
+            :data:`VISIBLE_CHECK_FAILED`, :data:`VISIBLE_CHECK_UNFINISHED`,
+            :data:`REFERENCE_REACHED` or :data:`BANNED_OPERATION_USED`.
     """
 
     grade_id: str
@@ -107,6 +114,7 @@ class QuestionResult:
     messages: list[str] = field(default_factory=list)
     uses_reference: bool = False
     raised: list[str] = field(default_factory=list)
+    not_counted: str = ""
 
     @property
     def outcome(self) -> str:
@@ -116,16 +124,19 @@ class QuestionResult:
     def counted(self) -> str:
         """What the feedback's first line says of the hidden checks, for both graders.
 
+        A forfeit names its reason rather than "0 of 6 hidden checks passed",
+        which would read as if the checks had run and failed.
+
         Example:
             >>> QuestionResult("test_f", 1.0, 2.0, 3, 6).counted()
             '3 of 6 hidden checks passed'
-            >>> QuestionResult("test_f", 0.0, 2.0, None, 6, ["a visible check failed: ValueError"]).counted()
-            'hidden checks not counted: a visible check failed'
+            >>> QuestionResult("test_f", 0.0, 2.0, None, 6, ["f must not use F.ctc_loss"],
+            ...                not_counted=BANNED_OPERATION_USED).counted()
+            'hidden checks not counted: the function used a banned operation'
         """
         if self.passed is not None:
             return f"{self.passed} of {self.total} hidden checks passed"
-        unfinished = any(m.startswith(VISIBLE_CHECK_UNFINISHED) for m in self.messages)
-        return f"hidden checks not counted: {VISIBLE_CHECK_UNFINISHED if unfinished else VISIBLE_CHECK_FAILED}"
+        return f"hidden checks not counted: {self.not_counted}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for the JSON report."""
@@ -381,11 +392,11 @@ def _check_call(prepared: PreparedCall, end: CallEnd | None, question: Question,
     return None
 
 
-def _forfeit(question: Question, total: int, message: str, *, uses_reference: bool = False,
-             counted: bool = True) -> QuestionResult:
-    """A question scored 0; with ``counted=False`` its hidden checks were not counted (``passed`` is ``None``)."""
-    return QuestionResult(question.grade_id, 0.0, float(question.points), 0 if counted else None, total, [message],
-                          uses_reference)
+def _forfeit(question: Question, total: int, message: str, why: str, *,
+             uses_reference: bool = False) -> QuestionResult:
+    """A question scored 0, its hidden checks not counted (``passed`` is ``None``) because of ``why``."""
+    return QuestionResult(question.grade_id, 0.0, float(question.points), None, total, [message], uses_reference,
+                          not_counted=why)
 
 
 def _shared(descriptions: Sequence[CaseDescription | None]) -> list[str]:
@@ -477,7 +488,8 @@ def score_question(question: Question, calls: Sequence[PreparedCall], ends: Mapp
     """Score one question from the runner's call events.
 
     A call that reached a withheld reference, or ran a banned operator, forfeits
-    the whole question. Otherwise partial credit is ``points * passed / total``,
+    the whole question: it scores 0 and its hidden checks are not counted
+    (:meth:`QuestionResult.counted` says why). Otherwise partial credit is ``points * passed / total``,
     rounded to 1e-3, and the messages are :func:`feedback_lines`. The feedback
     names only what the grader knows: the view's stand-ins and the question's
     banned operators (by their ``shown_as``); any other name in an event is
@@ -499,11 +511,11 @@ def score_question(question: Question, calls: Sequence[PreparedCall], ends: Mapp
     reached = sorted({hit for end in mine if end.status is CallStatus.WITHHELD for hit in end.hits if hit in known})
     if reached:
         return _forfeit(question, total, f"{name} reaches the reference ({', '.join(reached)}), which earns nothing",
-                        uses_reference=True)
+                        REFERENCE_REACHED, uses_reference=True)
     shown = {op.aten: op.shown_as for op in getattr(question, "banned", ())}
     labels = sorted({shown[hit] for end in mine if end.status is CallStatus.BANNED for hit in end.hits if hit in shown})
     if labels:
-        return _forfeit(question, total, f"{name} must not use {', '.join(labels)}")
+        return _forfeit(question, total, f"{name} must not use {', '.join(labels)}", BANNED_OPERATION_USED)
     reference = getattr(question, "reference", None)
     names = parameter_names(reference) if reference is not None else []
     failures = []
@@ -557,5 +569,6 @@ def visible_check_failure(question: Question, total: int, end: CellEnd | None) -
         return None
     if end is not None and end.status is CellStatus.ERROR:
         quoted = _one_line(end.ename, end.evalue)
-        return _forfeit(question, total, VISIBLE_CHECK_FAILED + (f": {quoted}" if quoted else ""), counted=False)
-    return _forfeit(question, total, VISIBLE_CHECK_UNFINISHED, counted=False)
+        return _forfeit(question, total, VISIBLE_CHECK_FAILED + (f": {quoted}" if quoted else ""),
+                        VISIBLE_CHECK_FAILED)
+    return _forfeit(question, total, VISIBLE_CHECK_UNFINISHED, VISIBLE_CHECK_UNFINISHED)

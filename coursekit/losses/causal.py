@@ -118,6 +118,13 @@ def causal_lm_loss(
         A scalar, or shape ``input_ids.shape[:-1]`` for ``"none"``; float32 for
         half-precision logits with ``upcast`` or under ``torch.autocast``, else
         the logits' dtype (float64 logits give float64, under autocast too).
+        A floating ``num_items_in_batch`` tensor takes part in that: the
+        result has the dtype the summed loss and the count promote to
+        (``torch.result_type``), as Hugging Face's ``loss / num_items_in_batch``
+        does; a 0-d float64 count gives float64 for float32 or (upcast)
+        bfloat16 logits, and bfloat16 logits with ``upcast=False`` and a float32
+        count give float32. An integer tensor or a Python number leaves the
+        dtype as stated first.
 
     Shapes:
         logits: ``(..., T, V)``; input_ids, loss_mask: ``(..., T)``;
@@ -133,7 +140,8 @@ def causal_lm_loss(
             unknown ``reduction``, ``num_items_in_batch`` with a reduction
             other than ``"token_mean"``, or a Python number
             ``num_items_in_batch`` that is not finite and > 0 (a tensor is not read).
-            Tensor arguments on two devices.
+            A ``loss_mask`` holding a value other than 0 and 1 (checked where
+            values are read; see :mod:`coursekit.losses`). Tensor arguments on two devices.
 
     Example:
         >>> import math
@@ -149,6 +157,8 @@ def causal_lm_loss(
         >>> # this micro-batch holds 3 of the 12 scored tokens of an optimiser step
         >>> round(causal_lm_loss(logits, ids, num_items_in_batch=12).item(), 6)  # 6 ln 2 / 12
         0.346574
+        >>> causal_lm_loss(logits, ids, num_items_in_batch=torch.tensor(12.0, dtype=torch.float64)).dtype
+        torch.float64
     """
     require_float("logits", logits)
     input_ids = require_class_indices("input_ids", input_ids)

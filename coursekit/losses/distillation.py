@@ -136,6 +136,13 @@ def kd_loss(
         dtype (and under CPU autocast its ``F.log_softmax`` too), and
         coursekit's value is the closer to the float64 one (see
         ``coursekit.losses._autocast``).
+        The means (``"token_mean"``, ``"sequence_mean"``) count positions in
+        float32 or wider, which holds every count exactly, and round the
+        quotient once to that dtype, as ``F.kl_div(..., reduction="batchmean")``
+        divides a half-precision sum by an integer: more than 65504 float16
+        (or 256 bfloat16) positions are averaged over their true count. The
+        sum itself is taken in that dtype, as ``F.kl_div``'s: a float16 total
+        above 65504 is ``inf`` in both.
 
     Shapes:
         student_logits, teacher_logits: ``(..., V)``; mask: ``(...)``;
@@ -145,7 +152,8 @@ def kd_loss(
         TypeError: logits not float, ``mask`` neither boolean nor integer, ``temperature`` not a number.
             ``reduction`` not a str.
         ValueError: mismatched shapes, ``temperature <= 0``, unknown ``reduction``.
-            Tensor arguments on two devices.
+            A ``mask`` holding a value other than 0 and 1 (checked where values are read;
+            see :mod:`coursekit.losses`). Tensor arguments on two devices.
 
     Example:
         >>> teacher = torch.tensor([[2.0, 0.0, 0.0]])
@@ -210,6 +218,13 @@ def kd_cross_entropy(
         and under CUDA autocast its log-probabilities too, at every
         temperature; coursekit's value is the closer to the float64 one
         (see ``coursekit.losses._autocast``).
+        The means (``"token_mean"``, ``"sequence_mean"``) count positions in
+        float32 or wider, which holds every count exactly, and round the
+        quotient once to that dtype, as ``F.kl_div(..., reduction="batchmean")``
+        divides a half-precision sum by an integer: more than 65504 float16
+        (or 256 bfloat16) positions are averaged over their true count. The
+        sum itself is taken in that dtype, as ``F.kl_div``'s: a float16 total
+        above 65504 is ``inf`` in both.
 
     Shapes:
         student_logits, teacher_logits: ``(..., V)``; mask: ``(...)``;
@@ -219,7 +234,8 @@ def kd_cross_entropy(
         TypeError: logits not float, ``mask`` neither boolean nor integer, ``temperature`` not a number.
             ``reduction`` not a str.
         ValueError: mismatched shapes, ``temperature <= 0``, unknown ``reduction``.
-            Tensor arguments on two devices.
+            A ``mask`` holding a value other than 0 and 1 (checked where values are read;
+            see :mod:`coursekit.losses`). Tensor arguments on two devices.
 
     Example:
         >>> uniform = torch.zeros(1, 4)

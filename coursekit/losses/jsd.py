@@ -111,6 +111,13 @@ def generalized_jsd(
         autocast its ``F.log_softmax`` too, only its ``F.kl_div`` running in
         float32), and coursekit's value is the closer to the float64 one (see
         ``coursekit.losses._autocast``).
+        The means (``"token_mean"``, ``"sequence_mean"``) count positions in
+        float32 or wider, which holds every count exactly, and round the
+        quotient once to that dtype, as ``F.kl_div(..., reduction="batchmean")``
+        divides a half-precision sum by an integer: more than 65504 float16
+        (or 256 bfloat16) positions are averaged over their true count. The
+        sum itself is taken in that dtype, as ``F.kl_div``'s: a float16 total
+        above 65504 is ``inf`` in both.
 
     Shapes:
         student_logits, teacher_logits: ``(..., V)``; mask: ``(...)``; result: ``()`` or ``(...)``.
@@ -119,7 +126,8 @@ def generalized_jsd(
         TypeError: logits not float, ``mask`` neither boolean nor integer, ``beta`` or ``temperature`` not a number.
             ``reduction`` not a str.
         ValueError: mismatched shapes, ``beta`` outside ``[0, 1]`` (an int beyond the float range included), ``temperature <= 0``, unknown ``reduction``.
-            Tensor arguments on two devices.
+            A ``mask`` holding a value other than 0 and 1 (checked where values are read;
+            see :mod:`coursekit.losses`). Tensor arguments on two devices.
 
     Example:
         >>> teacher = torch.tensor([[2.0, 0.0, 0.0]])

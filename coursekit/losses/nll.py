@@ -161,7 +161,11 @@ def sequence_loss(
         reduction: ``"sum"`` or ``"mean"``.
 
     Returns:
-        One value per sequence.
+        One value per sequence, in the dtype of ``token_losses``. The mean
+        sums and counts in float32 or wider, which holds the count exactly,
+        and rounds once, as ``torch.mean`` of a half-precision row does (a
+        count kept in float16 would be ``inf`` above 65504 tokens, and in
+        bfloat16 rounded above 256).
 
     Shapes:
         token_losses, mask: ``(..., T)``; result: ``(...)``.
@@ -182,11 +186,14 @@ def sequence_loss(
         raise ValueError(f"token_losses must have a time axis (..., T), got shape {tuple(token_losses.shape)}")
     counted = _token_mask(token_losses, mask)
     # book excerpt (chapter 1) starts: sequence_loss masked sum
-    total = torch.where(counted, token_losses, torch.zeros_like(token_losses)).sum(dim=-1)
+    kept = torch.where(counted, token_losses, torch.zeros_like(token_losses))
+    total = kept.sum(dim=-1)
     # book excerpt (chapter 1) ends: sequence_loss masked sum
     if reduction == "sum":
         return total
-    return total / counted.sum(dim=-1).to(token_losses.dtype)
+    # As torch.mean: summed in float32 or wider too, so a float16 row whose sum passes 65504 is not inf.
+    count_dtype = _count_dtype(token_losses.dtype, token_losses.dtype)
+    return _divide_exactly(kept.sum(dim=-1, dtype=count_dtype), counted.sum(dim=-1), token_losses.dtype)
 
 
 def batch_loss(
@@ -229,19 +236,27 @@ def batch_loss(
         token_losses: per-token losses; the last axis is time.
         mask: True (or 1) on tokens that count, boolean or integer 0/1; ``None`` counts every token.
         reduction: ``"token_mean"``, ``"sequence_mean"`` or ``"sum"``.
-        token_weights: optional non-negative per-token weights.
+        token_weights: optional per-token weights, finite and >= 0 on the counted tokens.
 
     Returns:
         A scalar tensor, in the dtype of ``token_losses``, or with
         ``token_weights`` the dtype the two promote to (``torch.result_type``):
-        bfloat16 losses with float32 weights give float32.
+        bfloat16 losses with float32 weights give float32. The means count
+        (and sum the weights) in float32 or wider, which holds the counts
+        exactly, and round the quotient once, as PyTorch's
+        ``(losses * mask).sum() / mask.sum()`` with an integer count: half-precision
+        losses of more than 65504 (float16) or 256 (bfloat16) tokens are averaged
+        over their true count. The sum itself is taken in the losses' dtype,
+        as in that expression (a float16 total above 65504 is ``inf`` in both).
 
     Shapes:
         token_losses, mask, token_weights: ``(..., T)``; result: ``()``.
 
     Raises:
         ValueError: unknown ``reduction``, a ``mask``/``token_weights`` of another
-            shape, or a ``mask`` holding a value other than 0 and 1. Tensor arguments on two devices.
+            shape, a ``mask`` holding a value other than 0 and 1, or a counted
+            token's weight that is negative or not finite (value checks: on
+            the CPU; see :mod:`coursekit.losses`). Tensor arguments on two devices.
         TypeError: ``mask`` neither boolean nor integer. ``reduction`` not a str.
 
     Example:
@@ -261,11 +276,29 @@ def batch_loss(
         require_float("token_weights", token_weights)
         require_shape("token_weights", token_weights, token_losses.shape, "token_losses.shape")
         require_same_devices("token_losses", token_losses, token_weights=token_weights)
+        _require_token_weights(token_weights, counted)
         # in the promoted dtype, as PyTorch's (token_weights * token_losses): float64 weights are not rounded
         dtype = promoted_dtype(token_losses, token_weights)
         token_losses = token_losses.to(dtype)
         weights = torch.where(counted, token_weights.to(dtype), torch.zeros_like(token_losses))
     return _reduce_batch(token_losses, counted, reduction, weights=weights, caller="batch_loss")
+
+
+def _require_token_weights(token_weights: torch.Tensor, counted: torch.Tensor) -> None:
+    """Refuse a negative or non-finite weight on a counted token, where values are read.
+
+    A negative weight would make a count :math:`T_b` negative, and a sequence
+    of negative total weight would be left out of ``"sequence_mean"``'s count
+    but not of its sum. Weights on masked tokens are never used, so any
+    value may stand there, as in ``token_losses``.
+    """
+    if not (token_weights.numel() and reads_values(token_weights)):
+        return
+    weights = token_weights[counted]
+    # written as "not >= 0" so that nan fails it too
+    bad = ~(weights >= 0) | torch.isinf(weights)
+    if bool(bad.any()):
+        raise ValueError(f"token_weights must be finite and >= 0 on counted tokens, got {weights[bad][0].item()}")
 
 
 def _reduce_batch(
@@ -277,6 +310,7 @@ def _reduce_batch(
     caller: str,
     called_with: str | None = None,
     stacklevel: int = 3,
+    result_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """:func:`batch_loss` for checked arguments (``counted`` boolean), without a host synchronisation.
 
@@ -287,17 +321,24 @@ def _reduce_batch(
     names the public function in that warning and ``called_with`` the public
     argument that chose the reduction (default ``reduction=...``);
     ``stacklevel`` points it at the line that called that function (3 when it
-    calls this helper directly).
+    calls this helper directly). The means are divided in a dtype that holds
+    the counts exactly (:func:`_count_dtype`) and returned in ``result_dtype``
+    (``None``: the dtype of ``token_losses``); ``"sum"`` stays in the losses' dtype.
     """
     # book excerpt (chapter 3) starts: batch_loss masked selection
     losses = torch.where(counted, token_losses, torch.zeros_like(token_losses))
     # book excerpt (chapter 3) ends: batch_loss masked selection
     if weights is None:
-        weights = counted.to(token_losses.dtype)
+        weights = counted
     else:
         losses = losses * weights
     if reduction == "sum":
         return losses.sum()
+    result_dtype = token_losses.dtype if result_dtype is None else result_dtype
+    # Counts in a dtype that holds them exactly: float16 cannot hold a count
+    # above 65504 (inf, so the loss would be 0) and bfloat16 rounds those above 256.
+    count_dtype = _count_dtype(token_losses.dtype, result_dtype)
+    weights = weights.to(count_dtype)
     if reads_values(counted) and not bool(counted.any()):
         warnings.warn(
             f"{caller}({called_with or f'reduction={reduction!r}'}): every token is masked; returning 0",
@@ -305,12 +346,29 @@ def _reduce_batch(
             stacklevel=stacklevel,
         )
     if reduction == "token_mean":
-        return losses.sum() / _nonzero(weights.sum())
-    per_sequence_mean = losses.sum(dim=-1) / _nonzero(weights.sum(dim=-1))
+        return _divide_exactly(losses.sum(), _nonzero(weights.sum()), result_dtype)
+    sequence_weights = weights.sum(dim=-1)
+    per_sequence_mean = losses.sum(dim=-1).to(count_dtype) / _nonzero(sequence_weights)
     # Empty sequences (no counted token, or counted tokens of total weight 0) have
     # mean 0 here and are left out of the count.
-    num_nonempty = (weights.sum(dim=-1) > 0).sum().to(token_losses.dtype)
-    return per_sequence_mean.sum() / _nonzero(num_nonempty)
+    num_nonempty = (sequence_weights > 0).sum()
+    return _divide_exactly(per_sequence_mean.sum(), _nonzero(num_nonempty), result_dtype)
+
+
+def _count_dtype(losses_dtype: torch.dtype, result_dtype: torch.dtype) -> torch.dtype:
+    """The dtype to count and divide in: at least float32, which holds every count up to 2**24 exactly."""
+    return torch.promote_types(torch.promote_types(losses_dtype, torch.float32), result_dtype)
+
+
+def _divide_exactly(total: torch.Tensor, count: torch.Tensor, result_dtype: torch.dtype) -> torch.Tensor:
+    """``total / count`` divided in :func:`_count_dtype`, rounded once to ``result_dtype``.
+
+    As PyTorch divides a half-precision sum by an integer (``F.kl_div``'s
+    ``"batchmean"``, ``tensor.sum() / mask.sum()``): the quotient is computed
+    in float32 or wider and rounded once, never a count rounded to the half dtype.
+    """
+    dtype = _count_dtype(total.dtype, result_dtype)
+    return (total.to(dtype) / count.to(dtype)).to(result_dtype)
 
 
 def _nonzero(denominator: torch.Tensor) -> torch.Tensor:

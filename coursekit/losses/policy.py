@@ -115,7 +115,16 @@ def policy_loss_aggregate(
             with TRL's ``clamp(min=1)``, and a ``nan`` tensor gives ``nan``.
 
     Returns:
-        A scalar.
+        A scalar. ``"grpo"``, ``"bnpo"`` and ``"dapo"`` return it in the dtype
+        of TRL's lines, whose counts ``mask.sum(...).clamp(min=1.0)`` are floats
+        of the default dtype: ``token_losses``' dtype promoted with
+        ``torch.get_default_dtype()`` (float32 for bfloat16 or float16 losses,
+        float64 stays float64); the sums are taken in the losses' dtype and the
+        counts held exactly. ``"dapo"`` with a ``num_items_in_batch`` tensor
+        returns what TRL's ``sum / num_items_in_batch.clamp(min=1.0)`` returns
+        (float64 for a float64 count), and with a Python number what an
+        integer count tensor gives. ``"dr_grpo"`` returns ``token_losses``'
+        dtype, as TRL's division by a Python int.
 
     Shapes:
         token_losses, mask: ``(G, T)`` (or ``(..., T)``: every leading index is a
@@ -129,7 +138,9 @@ def policy_loss_aggregate(
             response longer than ``max_len`` (checked where values are read),
             ``num_items_in_batch`` with a mode other than ``"dapo"``, or a
             Python number ``num_items_in_batch`` that is negative or not finite
-            (a tensor is not read). Tensor arguments on two devices.
+            (a tensor is not read). A ``mask`` holding a value other than 0
+            and 1 (checked where values are read; see :mod:`coursekit.losses`).
+            Tensor arguments on two devices.
 
     Example:
         >>> losses = torch.tensor([[1., 1., 1., 1.], [3., 3., 0., 0.]])
@@ -159,19 +170,21 @@ def policy_loss_aggregate(
         num_items_in_batch = require_num_items("num_items_in_batch", num_items_in_batch, allow_zero=True)
         if isinstance(num_items_in_batch, torch.Tensor):
             require_same_device("num_items_in_batch", num_items_in_batch, token_losses, "token_losses", cpu_scalar=True)
+    # TRL's counts, mask.sum(...).clamp(min=1.0), are floats of the default dtype, and so are its means.
+    mean_dtype = torch.promote_types(token_losses.dtype, torch.get_default_dtype())
     if mode == "grpo":
         return _reduce_batch(token_losses, counted, "sequence_mean", caller="policy_loss_aggregate",
-                             called_with=f"mode={mode!r}")
+                             called_with=f"mode={mode!r}", result_dtype=mean_dtype)
     if mode in ("bnpo", "dapo") and num_items_in_batch is None:
         return _reduce_batch(token_losses, counted, "token_mean", caller="policy_loss_aggregate",
-                             called_with=f"mode={mode!r}")
+                             called_with=f"mode={mode!r}", result_dtype=mean_dtype)
     masked_sum = torch.where(counted, token_losses, torch.zeros_like(token_losses)).sum()
     if mode == "dapo":
         # At least 1, as TRL clamps it: a generation batch whose every token is
         # masked (all truncated) has a count of 0, and its loss is then 0, not 0/0.
         if isinstance(num_items_in_batch, torch.Tensor):
-            return masked_sum / num_items_in_batch.clamp(min=1)
-        return masked_sum / max(num_items_in_batch, 1)
+            return masked_sum / num_items_in_batch.clamp(min=1.0)
+        return masked_sum.to(mean_dtype) / max(num_items_in_batch, 1)
 
     if max_len is None:
         # An empty time axis (T = 0) has a masked sum of 0; T_max = 1 keeps the loss 0, as in the other modes.

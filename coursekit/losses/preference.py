@@ -221,8 +221,13 @@ def _require_lengths(name: str, value: object, reference: torch.Tensor) -> torch
         raise TypeError(f"{name} must be an integer or float tensor of token counts, got dtype {tensor.dtype}")
     require_shape(name, tensor, reference.shape, "chosen_logps.shape")
     require_same_device(name, tensor, reference, "chosen_logps")
-    if tensor.numel() and reads_values(tensor) and bool((tensor <= 0).any()):
-        raise ValueError(f"{name} must be > 0 (a response has at least one token), got {tensor[tensor <= 0][0].item()}")
+    if tensor.numel() and reads_values(tensor):
+        # written as "not > 0" so that nan fails it; inf is > 0 and is refused separately.
+        bad = ~(tensor > 0) | torch.isinf(tensor)
+        if bool(bad.any()):
+            raise ValueError(
+                f"{name} must be finite and > 0 (a response has at least one token), got {tensor[bad][0].item()}"
+            )
     return tensor
 
 
@@ -280,8 +285,8 @@ def simpo_loss(
     Raises:
         TypeError: a log-probability is not a float tensor, a length is not a
             real tensor, ``beta`` or ``gamma`` not a number. ``reduction`` not a str.
-        ValueError: mismatched shapes, a length <= 0 (checked where values are
-            read, see :mod:`coursekit.losses`), ``beta <= 0``, ``gamma`` not
+        ValueError: mismatched shapes, a length <= 0 or not finite (``nan``,
+            ``inf``; checked where values are read, see :mod:`coursekit.losses`), ``beta <= 0``, ``gamma`` not
             finite, unknown ``reduction``. Tensor arguments on two devices.
 
     Example:

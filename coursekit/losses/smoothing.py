@@ -31,7 +31,7 @@ from coursekit.losses._checks import (
     require_targets_in_range,
     type_text,
 )
-from coursekit.losses.nll import _log_softmax
+from coursekit.losses.nll import _divide_exactly, _log_softmax
 
 SMOOTHING_REDUCTIONS = ("none", "sum", "mean")
 SMOOTHING_VARIANTS = ("pytorch", "fairseq")
@@ -112,7 +112,14 @@ def label_smoothed_nll(
             spelling of ``"fairseq"``).
 
     Returns:
-        A scalar, or the shape of ``targets`` for ``"none"``.
+        A scalar, or the shape of ``targets`` for ``"none"``, in the dtype of
+        the per-token losses. ``"mean"`` sums in that dtype, as
+        ``F.cross_entropy`` does (a float16 total above 65504 is ``inf`` in
+        both: a mean loss of 2.4 nats passes it at about 27,000 tokens), then
+        divides by the number of counted tokens in float32 or wider, which
+        holds it exactly, and rounds the quotient to that dtype (PyTorch's CPU
+        ``F.cross_entropy`` counts in float16, and gives 0 for the mean of
+        more than 65504 float16 tokens whose total stays finite).
 
     Shapes:
         logits: ``(..., V)``; targets: ``(...)``; result: ``()`` or ``(...)``.
@@ -178,4 +185,4 @@ def label_smoothed_nll(
         return losses
     if reduction == "sum":
         return losses.sum()
-    return losses.sum() / (~ignored).sum().to(losses.dtype)
+    return _divide_exactly(losses.sum(), (~ignored).sum(), losses.dtype)

@@ -256,7 +256,9 @@ def sequence_importance_ratio(
 
     Raises:
         TypeError: a tensor is not float, ``mask`` neither boolean nor integer.
-        ValueError: mismatched shapes, no time axis. Tensor arguments on two devices.
+        ValueError: mismatched shapes, no time axis, a ``mask`` holding a value
+            other than 0 and 1 (checked where values are read; see
+            :mod:`coursekit.losses`). Tensor arguments on two devices.
 
     Example:
         >>> log_probs = torch.log(torch.tensor([[2.0, 0.5, 4.0], [2.0, 8.0, 1.0]]))

@@ -117,6 +117,13 @@ def top_k_kd_loss(
         stays float64), division by ``temperature`` included, as :func:`kd_loss`
         computes there (which its references compute on CUDA for
         ``temperature=1`` only; see ``coursekit.losses._autocast``).
+        The means (``"token_mean"``, ``"sequence_mean"``) count positions in
+        float32 or wider, which holds every count exactly, and round the
+        quotient once to that dtype, as ``F.kl_div(..., reduction="batchmean")``
+        divides a half-precision sum by an integer: more than 65504 float16
+        (or 256 bfloat16) positions are averaged over their true count. The
+        sum itself is taken in that dtype, as ``F.kl_div``'s: a float16 total
+        above 65504 is ``inf`` in both.
 
     Shapes:
         student_logits: ``(..., V)``; teacher_log_probs, teacher_indices: ``(..., k)``; mask: ``(...)``.
@@ -124,7 +131,8 @@ def top_k_kd_loss(
     Raises:
         TypeError: bad dtypes, ``tail`` neither a Python nor a NumPy bool. ``reduction`` not a str.
         ValueError: mismatched shapes, an index outside ``[0, V)``, ``temperature <= 0``, unknown ``reduction``.
-            Tensor arguments on two devices.
+            A ``mask`` holding a value other than 0 and 1 (checked where values are read;
+            see :mod:`coursekit.losses`). Tensor arguments on two devices.
 
     Example:
         >>> from coursekit.losses import kd_loss

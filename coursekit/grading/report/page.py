@@ -82,11 +82,15 @@ def _questions(results: ClassResults) -> str:
     stats = question_stats(results.reports)
     uri, alt = figures.pass_rates(stats)
     rows = [(escape(s.grade_id), f"{s.points:g}", f"{s.mean_score:.3f}", f"{100 * s.pass_rate:.1f}%", str(s.passed),
-             str(s.partial), str(s.failed), str(s.uses_reference)) for s in stats]
+             str(s.partial), str(s.failed), str(s.uses_reference), str(s.not_counted)) for s in stats]
     return ("<h2 id=\"per-question\">Questions</h2>"
             + _figure(uri, alt, "Share of students who passed every hidden check of a question, and some of them.")
+            + "<p class=\"note\">failed: no hidden check passed, or none was counted; hidden checks not counted: "
+              "the question was forfeit because a visible check failed or did not finish, the answer reached the "
+              "reference, or it used a banned operation (the message under Most common failures says which).</p>"
             + _table("questions", ("question", "points", "mean score", "pass rate", "passed", "partial", "failed",
-                                   "uses reference"), rows, numeric=(1, 2, 3, 4, 5, 6, 7)))
+                                   "uses reference", "hidden checks not counted"), rows,
+                     numeric=(1, 2, 3, 4, 5, 6, 7, 8)))
 
 
 def _failures(results: ClassResults) -> str:

@@ -16,13 +16,17 @@ name, so reordered code scores lower than its likeness to a reader; the
 measure is a flag for a human to look at, never a verdict.
 
 The report runs in the grader's own process, outside the sandbox, on whatever
-a student handed in, so its work per answer is bounded: a code cell longer
-than :data:`MAX_CELL_CHARS` is not parsed, a function of more than
-:data:`MAX_NODES` syntax nodes is not normalised, and an answer whose
-normalisation fails (a 600-term sum is deeper than ``ast.unparse`` recurses)
-is kept as the reason it was not compared (:class:`Answer`), never an error.
-Only the normalised tokens are kept per student, not the syntax tree, and the
-node cap bounds difflib's quadratic cost per pair.
+a student handed in, and every ``coursekit grade`` and ``coursekit report``
+re-reads the whole class, so its work per notebook is bounded: only a cell that
+defines a graded name at its top level (a text search, linear in the cell) is
+parsed; a code cell longer than :data:`MAX_CELL_CHARS` is not parsed, nor, once
+a notebook's parsed cells reach :data:`MAX_NOTEBOOK_CHARS`, any later one; a
+function of more than :data:`MAX_NODES` syntax nodes is not normalised, and an
+answer whose normalisation fails (a 600-term sum is deeper than
+``ast.unparse`` recurses) is kept as the reason it was not compared
+(:class:`Answer`), never an error. Only the normalised tokens are kept per
+student, not the syntax tree, and the node cap bounds difflib's quadratic cost
+per pair.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ from typing import Iterable, Mapping
 
 #: the longest code cell (in characters) the report parses; a notebook may hold 20 MB, a written answer a few kB.
 MAX_CELL_CHARS = 200_000
+#: the most characters of code the report parses per notebook (a solved notebook's answer cells hold under 20,000);
+#: without it, a 20 MB notebook of cells just under :data:`MAX_CELL_CHARS` costs every report about 40 s of CPU.
+MAX_NOTEBOOK_CHARS = 1_000_000
 #: the most syntax nodes of a function the report normalises and compares (references and solutions have under 500).
 MAX_NODES = 2_500
 
@@ -167,17 +174,30 @@ def fingerprint(function: ast.FunctionDef | ast.AsyncFunctionDef) -> Answer:
         return Answer(skipped=f"not compared: the function cannot be normalised ({type(error).__name__})")
 
 
-def _defines(source: str, name: str) -> bool:
-    """Whether ``source`` (not parsed: it is too long) seems to define ``name`` at the top level."""
-    return re.search(rf"^(?:async[ \t]+)?def[ \t]+{re.escape(name)}\b", source, flags=re.MULTILINE) is not None
+def _definitions(names: set[str]) -> re.Pattern[str]:
+    """A top-level ``def`` (or ``async def``) of one of ``names``; group 1 is the name.
+
+    A line starts after any of Python's line ends (``\\n``, ``\\r``), and a
+    backslash continuation counts as a space, so a cell the regex passes over
+    defines none of ``names`` at its top level.
+
+    Example:
+        >>> _definitions({"f", "g"}).findall("def f():\\r    pass\\rasync def \\\\\\n g(): pass\\n def f2(): pass")
+        ['f', 'g']
+    """
+    alternatives = "|".join(re.escape(name) for name in sorted(names)) or r"(?!)"
+    space = r"(?:[ \t\f]|\\\r?\n|\\\r)+"
+    return re.compile(rf"(?:\A|(?<=[\r\n]))(?:async{space})?def{space}({alternatives})\b")
 
 
 def find_answers(sources: Iterable[str], names: Iterable[str]) -> dict[str, Answer]:
     """Each of ``names``' last top-level definition in a notebook's code cells, as the report keeps it.
 
-    Each cell is parsed once for all names; cells that do not parse are
-    skipped. A cell over :data:`MAX_CELL_CHARS` is not parsed: a name it
-    defines is reported as not compared.
+    Only a cell whose text defines one of ``names`` at the start of a line is
+    parsed, once for all names; cells that do not parse are skipped. A cell
+    over :data:`MAX_CELL_CHARS`, or one that would take the notebook's parsed
+    code past :data:`MAX_NOTEBOOK_CHARS`, is not parsed: a name it defines is
+    reported as not compared.
 
     Args:
         sources: the code cells' sources, in notebook order.
@@ -194,14 +214,22 @@ def find_answers(sources: Iterable[str], names: Iterable[str]) -> dict[str, Answ
         'not compared: its code cell has 200,018 char'
     """
     wanted = set(names)
+    defines = _definitions(wanted)
     found: dict[str, ast.FunctionDef | ast.AsyncFunctionDef | str] = {}
+    parsed = 0
     for source in sources:
-        if len(source) > MAX_CELL_CHARS:
-            for name in wanted:
-                if _defines(source, name):
-                    found[name] = (f"not compared: its code cell has {len(source):,} characters, over the "
-                                   f"{MAX_CELL_CHARS:,} the report parses")
+        defined = set(defines.findall(source))
+        if not defined:
             continue
+        if len(source) > MAX_CELL_CHARS:
+            found.update(dict.fromkeys(defined, f"not compared: its code cell has {len(source):,} characters, "
+                                                f"over the {MAX_CELL_CHARS:,} the report parses"))
+            continue
+        if parsed + len(source) > MAX_NOTEBOOK_CHARS:
+            found.update(dict.fromkeys(defined, f"not compared: the notebook's cells that define graded functions "
+                                                f"hold over the {MAX_NOTEBOOK_CHARS:,} characters the report parses"))
+            continue
+        parsed += len(source)
         for node in _top_level(source):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in wanted:
                 found[node.name] = node

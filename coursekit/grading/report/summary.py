@@ -48,8 +48,10 @@ class QuestionStats:
         grade_id: the question.
         points: its points.
         mean_score: mean points earned.
-        passed, partial, failed: students with every, some, or no hidden check passed.
+        passed, partial, failed: students with every, some, or no hidden check passed (a forfeit is failed).
         uses_reference: students whose answer reached the reference.
+        not_counted: of the failed, the students whose hidden checks were not counted (a visible check failed,
+            the reference reached, a banned operation used; the feedback says which).
     """
 
     grade_id: str
@@ -59,6 +61,7 @@ class QuestionStats:
     partial: int
     failed: int
     uses_reference: int
+    not_counted: int = 0
 
     @property
     def pass_rate(self) -> float:
@@ -133,6 +136,7 @@ def question_stats(reports: list[SubmissionReport]) -> list[QuestionStats]:
             partial=outcomes.count("partial"),
             failed=outcomes.count("failed"),
             uses_reference=sum(bool(a.get("uses_reference")) for a in answers),
+            not_counted=sum(bool(a.get("not_counted")) for a in answers),
         ))
     return stats
 

@@ -40,6 +40,20 @@ def test_a_budget_that_is_not_a_positive_number_is_refused_by_name(name: str, va
         Limits(**{name: value})
 
 
+def test_the_pages_state_the_budgets_the_grader_applies(repo_root: Path) -> None:
+    limits = Limits()
+    instructors = " ".join((repo_root / "book" / "for_instructors.md").read_text().split())
+    for stated in (f"4 × `--timeout` + 30 s, {limits.wall_s:g} s by default",
+                   f"4 × `--timeout` of their own, {limits.calls_wall_s:g} s by default",
+                   f"8 × `--timeout` + 30 s, {limits.total_wall_s:g} s by default"):
+        assert stated in instructors, f"book/for_instructors.md no longer says {stated!r}"
+    students = " ".join((repo_root / "book" / "for_students.md").read_text().split())
+    for stated in (f"up to its last test cell, {limits.wall_s:g} seconds of wall-clock time",
+                   f"the hidden cases get {limits.calls_wall_s:g} seconds of their own",
+                   "the notebook 4 × T + 30 and the hidden cases 4 × T", "remove long experiments"):
+        assert stated in students, f"book/for_students.md no longer says {stated!r}"
+
+
 def _with_experiments(notebook: dict[str, Any], after: str | None) -> dict[str, Any]:
     """``notebook`` with :data:`EXPERIMENTS` experiments after the cell ``after`` (``None``: at the end)."""
     for number in range(EXPERIMENTS):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch
 import coursekit.losses as losses
 from coursekit.course.hidden_score import INSTRUCTOR, grading_place, question_points, question_result
 from coursekit.course.kernel_seed import CHECK_SEED_VARIABLE, FOLDER_VARIABLE, SEED_VARIABLE
-from coursekit.grading.gradebook import load_course
+from coursekit.grading.gradebook import course_layout, load_course
 from coursekit.grading.secret import SECRET_VARIABLE
 from coursekit.grading.spec import check_seed, hidden_seed, load_spec, prepare_calls
 from conftest import GRADING_SECRET
@@ -58,6 +59,36 @@ def test_grading_place_reads_the_student_from_the_autograded_folder(course: Path
     assert (place.student, place.course_id) == ("ada", load_course(course).course_id)
     assert place.spec_path == course.resolve() / "autograde" / f"{ASSIGNMENT}.py"
     assert grading_place(course / "source" / ASSIGNMENT).student == INSTRUCTOR
+
+
+@pytest.mark.parametrize("extra", [
+    "",
+    'c.CourseDirectory.course_id = "seqloss-2027"\nc.CourseDirectory.autograded_directory = "graded"\n'
+    'c.CourseDirectory.source_directory = "masters"\n',
+])
+def test_the_kernels_course_layout_is_what_nbgrader_reads(course: Path, extra: str) -> None:
+    """The hidden blocks read the course without nbgrader (course_layout); nbgrader must read it the same."""
+    with (course / "nbgrader_config.py").open("a", encoding="utf-8") as config:
+        config.write(extra)
+    layout, settings = course_layout(course), load_course(course)
+    assert (layout.root, layout.course_id, layout.autograded, layout.source) == (
+        settings.root, settings.course_id, settings.autograded, settings.source)
+    if extra:
+        assert (layout.course_id, layout.autograded, layout.source) == ("seqloss-2027", "graded", "masters")
+        (course / "graded" / "ada" / ASSIGNMENT).mkdir(parents=True)
+        assert grading_place(course / "graded" / "ada" / ASSIGNMENT).course_id == "seqloss-2027"
+
+
+def test_a_hidden_block_imports_no_nbgrader_nor_nbformat_into_the_kernel(course: Path) -> None:
+    """Each student's kernel scores its hidden blocks: importing nbgrader there cost 2.5 s of CPU per notebook."""
+    folder = course / "autograded" / "ada" / ASSIGNMENT
+    probe = ("import sys; from pathlib import Path; "
+             "from coursekit.course.hidden_score import grading_place; "
+             f"grading_place(Path({str(folder)!r})); "
+             "print(sorted(m for m in ('nbgrader', 'nbformat', 'nbconvert', 'jsonschema') if m in sys.modules))")
+    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert ran.stdout.strip() == "[]"
 
 
 def test_grading_place_refuses_a_folder_outside_the_course_layout(course: Path, tmp_path: Path) -> None:

@@ -26,6 +26,11 @@ question change nothing; the snapshots themselves are pinned by
 ``tests/test_grading_snapshot.py`` and by the corpus's calls-phase attacks,
 whose flag cell sits above the last test cell.
 
+Two more are the solution with a cell magic that runs its body on the first
+line of every answer cell (grader review r7, finding 1): ``magic_time``
+(``%%time``, which prints the cell's times) and ``magic_capture``
+(``%%capture``, which hides its output): full marks from both graders.
+
 Two submissions hand in files that would be imported in place of a module
 (:mod:`coursekit.grading.files`), which both graders leave out of the graded
 copy, naming them to the instructor, and grade the notebook without:
@@ -178,7 +183,17 @@ def variants(course: Path, spec: AssignmentSpec) -> dict[str, dict[str, Any]]:
                 code = f"{name} = {_wrong_answer(question.answers[name])}\n"
                 students[f"{question.grade_id}_{which}"] = _appended(solution, rf"^{re.escape(name)}\s*=", code)
     students.update(after_the_test_cells(solution, spec, functions))
+    students.update({f"magic_{magic}": _under_cell_magic(solution, magic) for magic in ("time", "capture")})
     return students
+
+
+def _under_cell_magic(notebook: dict[str, Any], magic: str) -> dict[str, Any]:
+    """``notebook`` with ``%%magic`` as the first line of every answer code cell."""
+    notebook = json.loads(json.dumps(notebook))
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "code" and cell["metadata"].get("nbgrader", {}).get("solution"):
+            cell["source"] = f"%%{magic}\n" + _source(cell)
+    return notebook
 
 
 def after_the_test_cells(solution: dict[str, Any], spec: AssignmentSpec, functions: list[str]) -> dict[str, Any]:
@@ -293,6 +308,8 @@ def test_nbgrader_and_coursekit_grade_score_every_test_cell_alike(tmp_path: Path
         # Each question scored as its test cell left it: what a later cell does changes nothing.
         grade_id = question.grade_id
         assert ours_scores[("scratch_redef", grade_id)] == ours_scores[("chdir", grade_id)] == float(question.points)
+        for magic in ("magic_time", "magic_capture"):
+            assert ours_scores[(magic, grade_id)] == float(question.points), (magic, grade_id)
         if not isinstance(question, ValueQuestion):
             if ours_scores[(f"value_{_graded_function(question)}", grade_id)] < float(question.points):
                 assert ours_scores[("fixed_later", grade_id)] < float(question.points), grade_id

@@ -1,7 +1,7 @@
 """Means over many positions of half-precision losses divide by the true count, as PyTorch's references do.
 
-float16 holds no integer above 65504 (a count of 70000 tokens is ``inf``, so a
-mean over them would be 0 with zero gradients) and bfloat16 no odd integer above
+float16 holds no integer above 65504 (it rounds 65520 and more to ``inf``: a
+count of 70000 tokens is ``inf``, so a mean over them would be 0 with zero gradients) and bfloat16 no odd integer above
 256 (257 is 256). Every mean of coursekit.losses counts in float32 or wider and
 rounds the quotient once, as PyTorch divides a half-precision sum by an integer
 (``F.kl_div(..., reduction="batchmean")``, ``(losses * mask).sum() / mask.sum()``,
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from coursekit.losses import (
     batch_loss,
+    chunked_cross_entropy,
     confidence_penalty_nll,
     generalized_jsd,
     kd_cross_entropy,
@@ -27,6 +28,7 @@ from coursekit.losses import (
     sequence_loss,
     top_k_kd_loss,
     top_k_teacher,
+    vocab_parallel_cross_entropy,
 )
 from tests.strategies import generator
 
@@ -199,3 +201,42 @@ def test_mean_of_70000_float16_tokens_is_the_float64_mean_of_the_per_token_losse
     expected = per_token.double().mean().half()
     assert expected > 0.01
     torch.testing.assert_close(loss(logits, targets, 0.1), expected, rtol=FLOAT16_RTOL, atol=0.0)
+
+
+def test_chunked_and_vocab_parallel_float16_means_count_past_float16_where_f_cross_entropy_gives_zero() -> None:
+    # The two docstrings' claim: from 65520 counted float16 rows F.cross_entropy's count is inf and its
+    # mean 0 with zero gradients; chunked (float32 sum and count) and vocab_parallel (exact count) are finite.
+    hidden = torch.tensor([[1.0, 0.0]], dtype=torch.float16).expand(FLOAT16_MANY, 2).contiguous()
+    weight = torch.tensor([[2.0, 0.0], [-2.0, 0.0]], dtype=torch.float16)
+    targets = torch.zeros(FLOAT16_MANY, dtype=torch.long)
+    logits = hidden @ weight.T
+    exact = F.cross_entropy(logits.double(), targets)
+    pytorch_hidden = hidden.clone().requires_grad_(True)
+    pytorch = F.cross_entropy(pytorch_hidden @ weight.T, targets)
+    pytorch.backward()
+    chunked_hidden = hidden.clone().requires_grad_(True)
+    chunked = chunked_cross_entropy(chunked_hidden, weight, targets)
+    chunked.backward()
+    split = vocab_parallel_cross_entropy([logits[:, :1], logits[:, 1:]], targets)
+    assert pytorch == 0 and not bool(pytorch_hidden.grad.any())
+    for got in (chunked, split):
+        assert got.dtype == torch.float16
+        assert torch.allclose(got.double(), exact, rtol=FLOAT16_RTOL, atol=0)
+    assert chunked_hidden.grad is not None and bool(chunked_hidden.grad.any())
+
+
+def test_chunked_float16_mean_stays_finite_where_the_float16_total_is_inf() -> None:
+    # 30000 losses of about 2.4 nats total about 72000, past float16's range: F.cross_entropy and
+    # vocab_parallel (sums in float16) give inf, chunked (sums in float32) the mean.
+    gen = generator(5)
+    rows, vocab = 30_000, 10
+    hidden = (0.25 * torch.randn(rows, 4, generator=gen)).half()
+    weight = torch.randn(vocab, 4, generator=gen).half()
+    targets = torch.randint(0, vocab, (rows,), generator=gen)
+    logits = hidden @ weight.T
+    exact = F.cross_entropy(logits.double(), targets)
+    assert exact * rows > 65520
+    assert torch.isinf(F.cross_entropy(logits, targets))
+    assert torch.isinf(vocab_parallel_cross_entropy([logits[:, :3], logits[:, 3:]], targets))
+    chunked = chunked_cross_entropy(hidden, weight, targets)
+    assert torch.allclose(chunked.double(), exact, rtol=FLOAT16_RTOL, atol=0)

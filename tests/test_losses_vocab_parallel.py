@@ -78,6 +78,22 @@ def test_large_logits_on_one_device_do_not_overflow_the_others():
     assert torch.allclose(got, F.cross_entropy(torch.cat(shards, -1), torch.tensor([3])))
 
 
+@pytest.mark.parametrize("margin", [5.0, 6.0, 7.0, 8.0])
+def test_confident_float16_row_is_as_close_to_float64_as_pytorchs_loss(margin):
+    # The loss of a confident row (about 3 exp(-margin)) is far below the largest logit's ulp:
+    # combined in float16, mu + log(a) - z rounded it to 0 where F.cross_entropy gives its value.
+    logits = torch.tensor([[margin, 0.0, 0.0, 0.0], [0.0, 0.0, margin, 0.0]], dtype=torch.float16)
+    targets = torch.tensor([0, 2])
+    got = vocab_parallel_cross_entropy([logits[:, :1], logits[:, 1:]], targets, reduction="none")
+    pytorch = F.cross_entropy(logits, targets, reduction="none")
+    exact = F.cross_entropy(logits.double(), targets, reduction="none")
+    assert got.dtype == torch.float16
+    assert torch.all(pytorch > 0)
+    # Rounded once: within half a float16 ulp (2**-11 relative) of the float64 loss, and no farther than PyTorch's.
+    assert torch.all((got.double() - exact).abs() <= exact * 2.0**-11)
+    assert torch.all((got.double() - exact).abs() <= (pytorch.double() - exact).abs())
+
+
 def test_every_target_ignored_gives_nan_mean_and_zero_sum_as_pytorch():
     shards = [torch.zeros(2, 2), torch.zeros(2, 3)]
     targets = torch.full((2,), IGNORE_INDEX)

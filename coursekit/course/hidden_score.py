@@ -85,7 +85,7 @@ def grading_place(workdir: Path) -> GradingPlace:
         ValueError: ``workdir`` is neither ``<course>/<autograded>/<student>/<assignment>`` nor
             ``<course>/<source>/<assignment>``.
     """
-    from coursekit.grading.gradebook import load_course
+    from coursekit.grading.gradebook import course_layout
 
     workdir = Path(workdir).resolve()
     root = next((folder for folder in workdir.parents[:COURSE_DEPTH] if (folder / "nbgrader_config.py").is_file()),
@@ -94,7 +94,7 @@ def grading_place(workdir: Path) -> GradingPlace:
         raise FileNotFoundError(f"no nbgrader_config.py in the {COURSE_DEPTH} folders above {workdir}: the hidden "
                                 "tests run only in a course's autograded/<student>/<assignment>/ or "
                                 "source/<assignment>/ folder")
-    course = load_course(root)
+    course = course_layout(root)
     parts = workdir.relative_to(root).parts
     if len(parts) == 3 and parts[0] == course.autograded:
         student, assignment = parts[1], parts[2]

@@ -138,6 +138,31 @@ def require_number(name: str, value: object, *, low: float | None = None, low_in
     return number
 
 
+def require_probability(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a real number in ``[0, 1]`` (:func:`require_number`'s kinds).
+
+    Raises:
+        TypeError: ``value`` is not a real number; the message names its type.
+        ValueError: ``value`` is not finite, is negative or is above 1.
+
+    Example:
+        >>> require_probability("dropout", 0.25)
+        0.25
+        >>> require_probability("dropout", 1.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: dropout must lie in [0, 1], got 1.5
+        >>> require_probability("dropout", -0.1)
+        Traceback (most recent call last):
+        ...
+        ValueError: dropout must lie in [0, 1], got -0.1
+    """
+    number = require_number(name, value)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {received_text(value, number)}")
+    return number
+
+
 def require_one_of(name: str, value: object, choices: Sequence[Choice]) -> Choice:
     """Return ``value`` if it is one of ``choices``; a ``str`` (a NumPy ``str_`` too) as a plain Python ``str``.
 
@@ -168,10 +193,11 @@ def require_one_of(name: str, value: object, choices: Sequence[Choice]) -> Choic
     if isinstance(value, str):
         value = str(value)
     if value not in choices:
-        if isinstance(value, (str, int, float, type(None))):
-            received = shown(value)
-        elif as_real(value) is not None:
+        # NumPy numbers first: np.float64 subclasses float, and shown() would give its repr.
+        if isinstance(value, numpy.generic) and as_real(value) is not None:
             received = number_text(value)
+        elif isinstance(value, (str, int, float, type(None))):
+            received = shown(value)
         else:
             received = type_text(value)
         raise ValueError(f"{name} must be one of {options}, got {received}")

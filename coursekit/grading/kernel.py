@@ -13,6 +13,12 @@ question's adapters and calls run in a scope built from its cell's copy
 (:mod:`coursekit.grading.snapshot`), so they score the definitions that stood
 at the test cell, as stock nbgrader does.
 
+The kernel is not IPython: a cell in IPython syntax is translated by IPython's
+input transformer, and ``get_ipython()`` is
+:class:`~coursekit.grading.magics.KernelShell`, which runs the magics that run
+Python (``%%time``, ``%%capture``, ...) inside the cell's step and fails the
+cell, naming it, on any other magic or shell command.
+
 Everything here runs in a process the student controls, so nothing here is
 trusted: the runner times every step itself, caps every report, and the
 grader decodes every value strictly. The timers below only stop honest code
@@ -40,6 +46,7 @@ from typing import Any, Iterator, NoReturn
 
 from coursekit.grading import protocol, withheld
 from coursekit.grading.graded_call import run_graded_call, short, timers
+from coursekit.grading.magics import KernelShell, compile_cell
 from coursekit.grading.protocol import (AdapterReport, CallReport, CallStatus, CellReport, RunAdapter, RunCall, RunCell,
                                         Setup)
 from coursekit.grading.snapshot import question_scope, snapshot
@@ -51,19 +58,6 @@ NICENESS = 10
 OOM_SCORE = 1000
 #: characters a graded call may print (its output is discarded; this only bounds the work).
 CALL_OUTPUT = 200
-
-
-class _Shell:
-    """A stand-in for ``get_ipython()`` so notebooks that call magics do not crash."""
-
-    def run_line_magic(self, *args: object, **kwargs: object) -> None:
-        return None
-
-    def run_cell_magic(self, *args: object, **kwargs: object) -> None:
-        return None
-
-    def system(self, *args: object, **kwargs: object) -> None:
-        return None
 
 
 class _CappedText:
@@ -104,17 +98,6 @@ class _CappedText:
         return text + (protocol.TRUNCATED if self.truncated else "")
 
 
-def _compile_cell(source: str, index: int) -> Any:
-    try:
-        return compile(source, f"<cell {index}>", "exec")
-    except SyntaxError:
-        # Only a notebook with magics needs IPython, which is slow to import.
-        from IPython.core.inputtransformer2 import TransformerManager
-
-        transformed = TransformerManager().transform_cell(source)
-        return compile(transformed, f"<cell {index}>", "exec")
-
-
 class Kernel:
     """The notebook's namespace and the commands that act on it.
 
@@ -128,13 +111,11 @@ class Kernel:
         self.dedicated_uid = dedicated_uid
         self.pid = os.getpid()
         self.output_budget = [int(limits["output_total"])]
-        shell = _Shell()
-        self.namespace: dict[str, Any] = {
-            "__name__": "__main__",
-            "__builtins__": builtins,
-            "get_ipython": lambda: shell,
-            "display": print,
-        }
+        self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins, "display": print}
+        # The magics run their bodies in the notebook's names; what ``%%capture name`` keeps is bounded like
+        # everything else the notebook prints.
+        shell = KernelShell(self.namespace, capture_cap=int(limits["output_total"]))
+        self.namespace["get_ipython"] = lambda: shell
         #: the names after each test cell, by the cell's index; and the scopes built from them.
         self.snapshots: dict[int, dict[str, Any]] = {}
         self.scopes: dict[int, dict[str, Any]] = {}
@@ -198,7 +179,7 @@ class Kernel:
         real_out, real_err = sys.stdout, sys.stderr
         try:
             sys.stdout, sys.stderr = out, err
-            code = _compile_cell(source, index)
+            code = compile_cell(source, f"<cell {index}>")
             with self._timers():
                 exec(code, self.namespace)
         except BaseException as error:  # noqa: BLE001 - a cell may raise anything, SystemExit included

@@ -87,7 +87,7 @@ def _chunk_pass(
     grad_weight = torch.zeros(weight.shape, dtype=weight_accum_dtype, device=weight.device) if want_weight else None
     grad_bias = torch.zeros(weight.shape[0], dtype=acc_dtype, device=weight.device) if want_bias else None
     any_grad = want_hidden or want_weight or want_bias
-    # float16 cannot hold the normaliser (up to V > 65504), so it cannot keep
+    # float16 cannot hold the normaliser (up to V, inf from 65520), so it cannot keep
     # the unnormalised exponentials; see _logit_gradients.
     fold_scale = dtype != torch.float16
 
@@ -350,12 +350,20 @@ def chunked_cross_entropy(
 
         \\ell_i = \\log \\sum_k e^{z_{i,k}} - z_{i,y_i}, \\qquad z_i = W h_i + c
 
-    Equal, in value and in the gradients with respect to ``hidden``, ``weight``
-    and ``bias``, to ``F.cross_entropy(hidden @ weight.T + bias, targets,
-    ignore_index=ignore_index, reduction=reduction)``, but never holds more than
-    ``chunk_size x V`` logits at once, in the forward or the backward pass.
-    The logits of a chunk are computed in the input dtype and their log-sum-exp
-    is accumulated in float32 (float64 for float64 inputs). The bias gradient
+    Equal up to rounding, in value and in the gradients with respect to
+    ``hidden``, ``weight`` and ``bias``, to ``F.cross_entropy(hidden @ weight.T
+    + bias, targets, ignore_index=ignore_index, reduction=reduction)``, but never
+    holds more than ``chunk_size x V`` logits at once, in the forward or the
+    backward pass. The logits of a chunk are computed in the input dtype and
+    their log-sum-exp is accumulated in float32 (float64 for float64 inputs).
+    ``"sum"`` and ``"mean"`` add the per-row losses in that float32 (or
+    float64), and ``"mean"`` divides there by the count of rows that are not
+    ignored, rounding once to the output dtype. With float16 inputs that is
+    where this function and PyTorch's CPU ``F.cross_entropy`` part: the latter
+    sums and counts in float16, so from 65520 counted rows (a count float16
+    rounds to ``inf``) its mean is 0 with zero gradients, and a total of 65520
+    or more makes it ``inf`` (``nan`` from 65520 rows on), where this mean is
+    finite, as float64's is, and its gradients are not zero. The bias gradient
     is summed over the chunks in float32 too; the weight gradient is summed in
     ``accum_dtype``, by default the dtype of ``weight``. In bfloat16 that
     default rounds the running sum once per chunk, so its error grows with the

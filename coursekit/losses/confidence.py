@@ -64,12 +64,14 @@ def confidence_penalty_nll(
     Returns:
         A scalar, or the shape of ``targets`` for ``"none"``, in the dtype of
         the per-token losses. ``"mean"`` sums in that dtype, as
-        ``F.cross_entropy`` does (a float16 total above 65504 is ``inf`` in
-        both: a mean loss of 2.4 nats passes it at about 27,000 tokens), then
-        divides by the number of counted tokens in float32 or wider, which
-        holds it exactly, and rounds the quotient to that dtype (PyTorch's CPU
-        ``F.cross_entropy`` counts in float16, and gives 0 for the mean of
-        more than 65504 float16 tokens whose total stays finite).
+        ``F.cross_entropy`` does (a float16 total of 65520 or more, what
+        float16 rounds to ``inf``, is ``inf`` here, and a mean loss of 2.4 nats
+        reaches it at about 27,300 tokens; ``F.cross_entropy``'s mean is then
+        ``inf``, or ``nan`` from 65520 tokens on), then divides by the number
+        of counted tokens in float32 or wider, which holds it exactly up to 2**24, and
+        rounds the quotient to that dtype (PyTorch's CPU ``F.cross_entropy``
+        counts in float16, and gives 0 for the mean of 65520 or more float16
+        tokens whose total stays finite).
 
     Shapes:
         logits: ``(..., V)``; targets: ``(...)``; result: ``()`` or ``(...)``.

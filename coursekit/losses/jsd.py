@@ -112,12 +112,13 @@ def generalized_jsd(
         float32), and coursekit's value is the closer to the float64 one (see
         ``coursekit.losses._autocast``).
         The means (``"token_mean"``, ``"sequence_mean"``) count positions in
-        float32 or wider, which holds every count exactly, and round the
+        float32 or wider, which holds every count up to 2**24 exactly, and round the
         quotient once to that dtype, as ``F.kl_div(..., reduction="batchmean")``
-        divides a half-precision sum by an integer: more than 65504 float16
-        (or 256 bfloat16) positions are averaged over their true count. The
-        sum itself is taken in that dtype, as ``F.kl_div``'s: a float16 total
-        above 65504 is ``inf`` in both.
+        divides a half-precision sum by an integer: counts that float16 would
+        round (above 2048) or make ``inf`` (from 65520), or bfloat16 round
+        (above 256), are exact here too. The sum itself is taken in that
+        dtype, as ``F.kl_div``'s: a float16 total of 65520 or more (what
+        float16 rounds to ``inf``) is ``inf`` in both.
 
     Shapes:
         student_logits, teacher_logits: ``(..., V)``; mask: ``(...)``; result: ``()`` or ``(...)``.

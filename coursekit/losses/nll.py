@@ -164,8 +164,8 @@ def sequence_loss(
         One value per sequence, in the dtype of ``token_losses``. The mean
         sums and counts in float32 or wider, which holds the count exactly,
         and rounds once, as ``torch.mean`` of a half-precision row does (a
-        count kept in float16 would be ``inf`` above 65504 tokens, and in
-        bfloat16 rounded above 256).
+        count kept in float16 would be rounded above 2048 tokens and ``inf``
+        from 65520, and in bfloat16 rounded above 256).
 
     Shapes:
         token_losses, mask: ``(..., T)``; result: ``(...)``.
@@ -191,7 +191,7 @@ def sequence_loss(
     # book excerpt (chapter 1) ends: sequence_loss masked sum
     if reduction == "sum":
         return total
-    # As torch.mean: summed in float32 or wider too, so a float16 row whose sum passes 65504 is not inf.
+    # As torch.mean: summed in float32 or wider too, so a float16 row whose sum reaches 65520 is not inf.
     count_dtype = _count_dtype(token_losses.dtype, token_losses.dtype)
     return _divide_exactly(kept.sum(dim=-1, dtype=count_dtype), counted.sum(dim=-1), token_losses.dtype)
 
@@ -245,9 +245,11 @@ def batch_loss(
         (and sum the weights) in float32 or wider, which holds the counts
         exactly, and round the quotient once, as PyTorch's
         ``(losses * mask).sum() / mask.sum()`` with an integer count: half-precision
-        losses of more than 65504 (float16) or 256 (bfloat16) tokens are averaged
-        over their true count. The sum itself is taken in the losses' dtype,
-        as in that expression (a float16 total above 65504 is ``inf`` in both).
+        losses are averaged over their true count where float16 would round it
+        (above 2048) or make it ``inf`` (from 65520) and bfloat16 round it (above
+        256). The sum itself is taken in the losses' dtype, as in that
+        expression (a float16 total of 65520 or more, what float16 rounds to
+        ``inf``, is ``inf`` in both).
 
     Shapes:
         token_losses, mask, token_weights: ``(..., T)``; result: ``()``.
@@ -335,8 +337,8 @@ def _reduce_batch(
     if reduction == "sum":
         return losses.sum()
     result_dtype = token_losses.dtype if result_dtype is None else result_dtype
-    # Counts in a dtype that holds them exactly: float16 cannot hold a count
-    # above 65504 (inf, so the loss would be 0) and bfloat16 rounds those above 256.
+    # Counts in a dtype that holds them exactly: float16 rounds a count above 2048
+    # and makes one of 65520 or more inf (so the loss would be 0); bfloat16 rounds those above 256.
     count_dtype = _count_dtype(token_losses.dtype, result_dtype)
     weights = weights.to(count_dtype)
     if reads_values(counted) and not bool(counted.any()):

@@ -65,13 +65,28 @@ def vocab_parallel_cross_entropy(
 
     Shard :math:`j` holds the vocabulary ids :math:`[o_j, o_j + V_j)` with
     :math:`o_j = V_1 + \\dots + V_{j-1}`: the shards in order are the columns
-    of the full logits, so the result equals ``F.cross_entropy(torch.cat(
-    logit_shards, -1), targets, ignore_index=ignore_index, reduction=reduction)``
-    in value and in the gradient of every shard, also under CPU
-    ``torch.autocast``, where both compute and return float32 (float64 shards
-    stay float64; under CUDA autocast ``F.cross_entropy`` rounds its
-    log-probabilities to the autocast dtype first, see
-    ``coursekit.losses._autocast``). Each device computes its local
+    of the full logits, so the result is ``F.cross_entropy(torch.cat(
+    logit_shards, -1), targets, ignore_index=ignore_index, reduction=reduction)``:
+    equal to it up to rounding, in value and in the gradient of every shard, for
+    float32 and float64 shards, also under CPU ``torch.autocast``, where both
+    compute and return float32 (float64 shards stay float64; under CUDA autocast
+    ``F.cross_entropy`` rounds its log-probabilities to the autocast dtype first,
+    see ``coursekit.losses._autocast``).
+
+    Half-precision shards are where the two differ. Each device computes in
+    float32 (float64 for float64 shards), and each row's loss, like each
+    shard's gradient, is rounded once to the shards' dtype, so it is the
+    closer of the two to the float64 loss of the same logits: for the float16
+    logits ``[8, 0, 0, 0]`` and target 0, ``F.cross_entropy`` gives 0.000976
+    (in bfloat16 0), this function 0.001006, as float64 does. ``"sum"`` and
+    ``"mean"`` add the rounded losses in the shards' dtype, as
+    ``F.cross_entropy`` does (a float16 total of 65520 or more, what float16
+    rounds to ``inf``, is ``inf`` in both), and ``"mean"`` divides by the
+    exact integer count, where PyTorch's CPU ``F.cross_entropy`` counts in
+    float16: from 65520 counted float16 rows it gives 0 (``nan`` if its total
+    is ``inf``), where this mean is the finite mean (or ``inf``).
+
+    Each device computes its local
     maximum; an all-reduce with the maximum gives :math:`\\mu_i` on every
     device; each device then computes its local sum of
     :math:`e^{z_{i,k} - \\mu_i}` and its share of the target logit, and one
@@ -86,7 +101,8 @@ def vocab_parallel_cross_entropy(
         reduction: ``"mean"`` over the targets that are not ignored, ``"sum"`` or ``"none"``.
 
     Returns:
-        The loss (a scalar), or per-position losses for ``"none"``.
+        The loss (a scalar), or per-position losses for ``"none"``, in the
+        shards' dtype (float32 under CPU autocast).
 
     Shapes:
         logit_shards[j]: ``(..., V_j)``, the same leading shape for every shard;
@@ -138,6 +154,11 @@ def vocab_parallel_cross_entropy(
 
     # Under autocast, in float32, as F.cross_entropy computes under CPU autocast.
     logit_shards = [float32_under_autocast(shard) for shard in logit_shards]
+    result_dtype = logit_shards[0].dtype
+    # Each device works in float32 (float64 stays float64) and the loss is rounded once to the shards'
+    # dtype: in half precision, mu + log(a) - z rounded at every step loses the loss of a confident row.
+    compute_dtype = torch.promote_types(result_dtype, torch.float32)
+    logit_shards = [shard.to(compute_dtype) for shard in logit_shards]
     counted = targets != ignore_index
     # Step 1, on every device: the local maximum; then all-reduce (max).
     local_max = [shard.detach().amax(dim=-1) for shard in logit_shards]
@@ -159,7 +180,8 @@ def vocab_parallel_cross_entropy(
     sum_exp, target_logit = _all_reduce([torch.stack(pair) for pair in zip(local_sums, local_targets)], "sum")
 
     # Step 3, the same on every device.
-    losses = (row_max + torch.log(sum_exp) - target_logit).masked_fill(~counted, 0.0)
+    # mu - z first: it is exact where z is the maximum, so a confident row keeps its small loss.
+    losses = (row_max - target_logit + torch.log(sum_exp)).masked_fill(~counted, 0.0).to(result_dtype)
     if reduction == "none":
         return losses
     total = losses.sum()

@@ -13,7 +13,7 @@ from typing import Union
 import torch
 from torch import nn
 
-from coursekit.data._checks import require_int, require_number, require_one_of
+from coursekit.data._checks import require_int, require_one_of, require_probability
 from coursekit.data.vocab import PAD_ID
 
 Hidden = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
@@ -56,8 +56,8 @@ class RNNLM(nn.Module):
 
     Raises:
         TypeError: a size that is not a Python or NumPy integer, or a ``dropout`` that is not a real number.
-        ValueError: a size below its minimum, an unknown ``cell``, or a ``dropout`` that is negative or
-            not finite.
+        ValueError: a size below its minimum, an unknown ``cell``, or a ``dropout`` that is negative,
+            above 1 or not finite.
 
     Shapes:
         input_ids: ``(B, T)`` long; logits: ``(B, T, V)``; hidden: ``(num_layers, B, hidden_size)``
@@ -79,7 +79,7 @@ class RNNLM(nn.Module):
         hidden_size = require_int("hidden_size", hidden_size, minimum=1)
         num_layers = require_int("num_layers", num_layers, minimum=1)
         cell = require_one_of("cell", cell, CELLS)
-        dropout = require_number("dropout", dropout, low=0.0)
+        dropout = require_probability("dropout", dropout)
         self.config = {"vocab_size": vocab_size, "embed_dim": embed_dim, "hidden_size": hidden_size,
                        "num_layers": num_layers, "cell": cell, "dropout": float(dropout)}
         self.vocab_size = vocab_size

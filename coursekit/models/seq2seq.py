@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from coursekit.data._checks import require_int, require_number, require_seed
+from coursekit.data._checks import require_int, require_number, require_probability, require_seed
 from coursekit.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from coursekit.losses import sequence_loss, token_nll
 from coursekit.models.rnn import check_token_ids
@@ -66,8 +66,8 @@ class Seq2Seq(nn.Module):
 
     Raises:
         TypeError: a size that is not a Python or NumPy integer, or a ``dropout`` that is not a real number.
-        ValueError: a size below its minimum, an odd ``hidden_size``, or a ``dropout`` that is negative
-            or not finite.
+        ValueError: a size below its minimum, an odd ``hidden_size``, or a ``dropout`` that is negative,
+            above 1 or not finite.
 
     Shapes:
         src: ``(B, S)``; src_lengths: ``(B,)``; tgt_in: ``(B, T)``; logits: ``(B, T, V_tgt)``.
@@ -92,7 +92,7 @@ class Seq2Seq(nn.Module):
         hidden_size = require_int("hidden_size", hidden_size, minimum=2)
         if hidden_size % 2:
             raise ValueError(f"hidden_size must be even (two encoder directions), got {hidden_size}")
-        dropout = require_number("dropout", dropout, low=0.0)
+        dropout = require_probability("dropout", dropout)
         self.config = {"src_vocab_size": src_vocab_size, "tgt_vocab_size": tgt_vocab_size,
                        "embed_dim": embed_dim, "hidden_size": hidden_size, "dropout": float(dropout)}
         self.src_vocab_size, self.tgt_vocab_size = src_vocab_size, tgt_vocab_size
@@ -186,9 +186,7 @@ class Seq2Seq(nn.Module):
         check_token_ids("tgt_in", tgt_in, self.tgt_vocab_size)
         if tgt_in.shape[0] != src.shape[0]:
             raise ValueError(f"tgt_in must have batch size {src.shape[0]} (as src), got {tgt_in.shape[0]}")
-        teacher_prob = require_number("teacher_prob", teacher_prob, low=0.0)
-        if teacher_prob > 1:
-            raise ValueError(f"teacher_prob must lie in [0, 1], got {teacher_prob}")
+        teacher_prob = require_probability("teacher_prob", teacher_prob)
         memory, src_mask, state = self.encode(src, src_lengths)
         steps = []
         prev = tgt_in[:, 0]

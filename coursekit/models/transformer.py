@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from coursekit.data._checks import require_int, require_number, require_one_of
+from coursekit.data._checks import require_int, require_one_of, require_probability
 from coursekit.data.vocab import PAD_ID
 from coursekit.models.rnn import check_token_ids
 
@@ -67,7 +67,7 @@ class TransformerLM(nn.Module):
     Raises:
         TypeError: a size that is not a Python or NumPy integer, or a ``dropout`` that is not a real number.
         ValueError: a size below its minimum, ``num_heads`` not dividing ``d_model``, an unknown
-            ``positions``, or a ``dropout`` that is negative or not finite.
+            ``positions``, or a ``dropout`` that is negative, above 1 or not finite.
 
     Shapes:
         input_ids: ``(B, T)`` with ``T <= max_len``; logits: ``(B, T, V)``.
@@ -92,7 +92,7 @@ class TransformerLM(nn.Module):
         d_ff = require_int("d_ff", d_ff, minimum=1)
         max_len = require_int("max_len", max_len, minimum=1)
         positions = require_one_of("positions", positions, POSITIONS)
-        dropout = require_number("dropout", dropout, low=0.0)
+        dropout = require_probability("dropout", dropout)
         self.config = {"vocab_size": vocab_size, "d_model": d_model, "num_heads": num_heads,
                        "num_layers": num_layers, "d_ff": d_ff, "max_len": max_len, "positions": positions,
                        "dropout": float(dropout)}

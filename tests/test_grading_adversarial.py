@@ -28,7 +28,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.grading, pytest.mark.a1]
 
 # 64 processes, so that the fork bomb meets the limit within its cell's time limit even on a busy machine
 # (each sandbox has one CPU, and forking a process that has imported torch is not free).
-LIMITS = Limits(timeout_s=3.0, memory_mb=1024, nproc=64, submission_timeout_s=60)
+# The hidden calls get a budget of their own as large as the cells' (in the default, 4 x 3 s, only 5 of big_result's
+# 12 results of 53 MB, each refused unread, were made on a busy machine).
+LIMITS = Limits(timeout_s=3.0, memory_mb=1024, nproc=64, submission_timeout_s=60, calls_timeout_s=60)
 #: the largest autograded notebook a submission may cause (its output is capped at 2,000,000 characters).
 MAX_AUTOGRADED_BYTES = 3_000_000
 
@@ -193,9 +195,10 @@ def test_results_far_larger_than_the_reference_are_refused_and_never_kept(graded
     assert re.match(r"(\d+) of \1 hidden checks of the function: result too large", question["messages"][0]), question
 
 
-def test_every_attempt_shares_one_time_budget(graded: dict) -> None:
+def test_every_submission_keeps_within_its_two_time_budgets(graded: dict) -> None:
+    """Every attempt shares the cells' budget and the calls' own: a submission takes at most their sum."""
     for report in graded["reports"].values():
-        assert report.seconds <= LIMITS.wall_s + 5, report
+        assert report.seconds <= LIMITS.total_wall_s + 5, report
 
 
 def test_shared_files_and_submissions_are_never_modified(graded: dict) -> None:

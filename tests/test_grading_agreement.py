@@ -19,7 +19,12 @@ variable answered wrong: full marks), ``fixed_later`` (every graded function
 wrong in value through a helper it looks up by name when called, the helper
 made harmless after the last test cell: the wrong answers' scores) and
 ``chdir`` (the solution, whose first answer cell changes the working
-directory: full marks; grader review r5, finding 6).
+directory: full marks; grader review r5, finding 6). Since grader review r7,
+finding 6, ``coursekit grade`` does not run the appended cell at all (it is
+below the last graded cell), so for it these two pin that cells below the last
+question change nothing; the snapshots themselves are pinned by
+``tests/test_grading_snapshot.py`` and by the corpus's calls-phase attacks,
+whose flag cell sits above the last test cell.
 
 Two more are the solution with a cell magic that runs its body on the first
 line of every answer cell (grader review r7, finding 1): ``magic_time``

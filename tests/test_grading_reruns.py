@@ -40,9 +40,36 @@ def _sandbox() -> None:
 def test_every_attempt_shares_the_submissions_time_budget() -> None:
     limits = Limits(timeout_s=1.0, submission_timeout_s=15.0)
     run = run_submission(_job([DEAF] * (MAX_RESTARTS + 1)), limits)
-    assert run.wall_killed and run.attempts >= 2
+    assert run.wall_killed and run.wall_killed_in == "cells" and run.attempts >= 2
     assert run.seconds <= limits.wall_s + 3.0, run.seconds
     assert [why for _index, why in run.skipped_cells] == ["timeout"] * (run.attempts - 1)
+
+
+def _sleeping_calls(count: int) -> list[dict]:
+    return [{"id": f"q#{i}", "kind": "function", "name": "slow", "tensors": False, "args": [], "kwargs": {},
+             "banned": []} for i in range(count)]
+
+
+#: a graded function that takes 3 s of wall clock and no CPU (each step may take 6 s at ``timeout_s=2``).
+SLOW_FUNCTION = "import time\ndef slow():\n    time.sleep(3)\n    return 1\n"
+
+
+def test_the_hidden_calls_have_a_time_budget_of_their_own() -> None:
+    """Grader review r7, finding 6: cells and calls together past the cells' budget, each within its own."""
+    limits = Limits(timeout_s=2.0, submission_timeout_s=20.0, calls_timeout_s=20.0)
+    run = run_submission(_job([SLOW_FUNCTION, "time.sleep(4)", "time.sleep(4)"], _sleeping_calls(4)), limits)
+    assert run.finished and not run.wall_killed, (run.seconds, run.cells_seconds, run.calls_seconds)
+    assert [end.status for end in run.calls] == [CallStatus.OK] * 4
+    assert run.cells_seconds >= 8 and run.calls_seconds >= 12
+    assert run.seconds > limits.wall_s, "the test must spend more than the cells' budget in all"
+
+
+def test_calls_that_outlive_their_own_budget_are_stopped_and_say_so() -> None:
+    limits = Limits(timeout_s=2.0, submission_timeout_s=30.0, calls_timeout_s=7.0)
+    run = run_submission(_job([SLOW_FUNCTION], _sleeping_calls(6)), limits)
+    assert run.wall_killed and run.wall_killed_in == "calls" and run.attempts == 1
+    assert [end.status for end in run.calls] == [CallStatus.OK] * len(run.calls) and 1 <= len(run.calls) <= 2
+    assert run.calls_seconds <= limits.calls_wall_s + 3.0 and run.seconds <= limits.total_wall_s + 3.0
 
 
 def test_a_dying_cell_is_left_out_and_later_cells_still_run() -> None:
@@ -127,7 +154,8 @@ def _how_far_can_i_go():
     raise MemoryError("too big for this machine")
 _how_far_can_i_go()
 """
-#: the last (scratch) cell: fills the address space with buffers it keeps in a global, then raises.
+#: a scratch cell just above the last test cell (cells below it are not run): fills the address space with
+#: buffers it keeps in a global, then raises.
 SCRATCH_HOARD = """big = []
 for size in (64 << 20, 1 << 20):
     try:
@@ -146,16 +174,23 @@ def _first_answer(notebook: dict[str, Any]) -> int:
                 if cell["cell_type"] == "code" and cell["metadata"].get("nbgrader", {}).get("solution"))
 
 
+def _last_test(notebook: dict[str, Any]) -> int:
+    return max(i for i, cell in enumerate(notebook["cells"])
+               if cell["metadata"].get("nbgrader", {}).get("grade") and cell["cell_type"] == "code")
+
+
 @pytest.fixture(scope="module", params=sorted(MEMORY_ARGS))
 def hoarded_after_freed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """``coursekit grade`` of the review's pair: ``b_only`` hoards in its last cell; ``a_then_b`` also tries too
-    much, and frees it, in its first answer cell."""
+    """``coursekit grade`` of the review's pair: ``b_only`` hoards in a scratch cell above its last test cell (the
+    review's hoarded in the last cell, which is no longer run); ``a_then_b`` also tries too much, and frees it, in
+    its first answer cell."""
     assignment = request.param
     course = make_course(tmp_path_factory.mktemp(assignment), assignment=assignment)
     solved = solved_notebook(course, assignment)
-    answer, last = _first_answer(solved), len(solved["cells"]) - 1
+    answer, last = _first_answer(solved), _last_test(solved)
     b_only = copy.deepcopy(solved)
-    b_only["cells"][last]["source"] = SCRATCH_HOARD
+    b_only["cells"].insert(last, {"cell_type": "code", "id": "scratch-hoard", "metadata": {}, "outputs": [],
+                                  "execution_count": None, "source": SCRATCH_HOARD})
     a_then_b = copy.deepcopy(b_only)
     a_then_b["cells"][answer]["source"] += TRIED_AND_FREED
     submit(course, "b_only", b_only, assignment=assignment)

@@ -300,14 +300,27 @@ def _notebook(*cells: tuple[str | None, str]) -> bytes:
     return json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": out}).encode()
 
 
-def test_untouched_notebook_runs_every_code_cell_in_order_the_tests_with_their_visible_checks() -> None:
-    raw = _notebook(("given", "import torch"), ("answer_double", "def double(x):\n    return 2 * x"),
-                    ("test_double", "assert double(1) == 2"), (None, "print(1)"))
+def test_untouched_notebook_runs_its_code_cells_in_order_up_to_the_last_test_cell() -> None:
+    raw = _notebook(("given", "import torch"), (None, "x = 1"), ("answer_double", "def double(x):\n    return 2 * x"),
+                    ("test_double", "assert double(1) == 2"), (None, "print(1)"), (None, "print(2)"))
     prepared = prepare(raw, EXPECTED, max_bytes=10**6)
     assert prepared.outcome is None and not prepared.tampered and not prepared.missing
     assert [c["index"] for c in prepared.run_cells] == [0, 1, 2, 3]
-    assert prepared.run_cells[2]["source"] == "assert double(1) == 2"
-    assert prepared.test_cells == {"test_double": 2}
+    assert prepared.run_cells[3]["source"] == "assert double(1) == 2"
+    assert prepared.test_cells == {"test_double": 3}
+    assert prepared.after_last_graded == [4, 5]
+
+
+def test_a_code_cell_graded_by_hand_below_the_last_test_cell_runs_with_every_cell_above_it() -> None:
+    """Its output is what the instructor grades; the cells below it still do not run."""
+    by_hand = ExpectedCell("plot", "code", "# plot the loss", False, True, True, False, 2.0)
+    raw = json.loads(_notebook(("given", "import torch"), ("answer_double", "def double(x):\n    return 2 * x"),
+                               ("test_double", "assert double(1) == 2"), (None, "y = double(3)"),
+                               (None, "print(y)"), (None, "print('after')")))
+    raw["cells"][4]["metadata"] = {"nbgrader": by_hand.metadata()}
+    prepared = prepare(json.dumps(raw).encode(), [*EXPECTED, by_hand], max_bytes=10**6)
+    assert [c["index"] for c in prepared.run_cells] == [0, 1, 2, 3, 4]
+    assert prepared.after_last_graded == [5]
 
 
 def test_edited_read_only_cells_are_restored_before_running() -> None:
@@ -509,7 +522,9 @@ def test_limits_name_the_time_policy() -> None:
     limits = Limits(timeout_s=10)
     assert (limits.wall_s, limits.step_wall_s, limits.grace_s) == (70.0, 30.0, 2.5)
     assert limits.sandbox_memory_mb == 2048 + 2 * 256 + 512
-    assert limits.for_runner()["cpu_total_s"] == 75
+    assert (limits.calls_wall_s, limits.total_wall_s) == (40.0, 110.0)
+    # The kernel's RLIMIT_CPU outlasts both budgets: the grader's clocks stop it first.
+    assert limits.for_runner()["cpu_total_s"] == 115
 
 
 @pytest.mark.parametrize(("path", "package", "refused"), [

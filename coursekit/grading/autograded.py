@@ -23,6 +23,8 @@ from coursekit.grading.verdicts import QuestionResult
 
 SKIPPED_CELL = ("This cell crashed the process, exhausted its memory or would not stop at its time limit; "
                 "it was skipped on a rerun.\n")
+NOT_RUN_CELL = ("Not run by the grader: this cell comes after the last graded cell, so it cannot change a score "
+                "(run it in Jupyter to see its output).\n")
 
 
 def _stream(name: str, text: str) -> dict[str, Any]:
@@ -74,6 +76,8 @@ def render(prepared: PreparedNotebook, run: RawRun | None, results: dict[str, Qu
            outcome: str) -> dict[str, Any]:
     """The autograded notebook: outputs of the cells that ran, a verdict in each test cell, clean HTML.
 
+    A cell after the last graded cell, which the grader does not run, says so.
+
     Args:
         prepared: the checked and restored submission.
         run: what the sandbox reported (``None`` when the notebook could not be run).
@@ -87,6 +91,8 @@ def render(prepared: PreparedNotebook, run: RawRun | None, results: dict[str, Qu
     cells = notebook["cells"]
     if run is not None:
         _cell_outputs(run, cells)
+        for index in prepared.after_last_graded:
+            cells[index]["outputs"] = [_stream("stdout", NOT_RUN_CELL)]
     for name, index in prepared.test_cells.items():
         result = results.get(name)
         if result is None:

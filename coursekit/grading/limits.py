@@ -7,8 +7,11 @@ Three clocks stop a submission, from the inside out:
    clock (a call that sleeps, or waits for a machine busy with other work);
 2. the runner: when the kernel ignores or disables those timers, the runner
    kills it once the step outlives either limit by :attr:`Limits.grace_s`;
-3. the grader: every attempt of a submission, reruns included, shares one
-   wall-clock budget, :attr:`Limits.wall_s`.
+3. the grader: a submission has two wall-clock budgets, each shared by all its
+   attempts (reruns included): :attr:`Limits.wall_s` for the notebook's cells
+   (and starting the sandbox), :attr:`Limits.calls_wall_s` for the hidden calls
+   made after them. What the cells cost can never take the calls' time, and a
+   submission never takes longer than :attr:`Limits.total_wall_s`, the sum.
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ WALL_PER_CPU = 3.0
 #: of the limit, and at least :data:`GRACE_MIN_S` (a busy machine delivers signals late).
 GRACE_FRACTION = 0.25
 GRACE_MIN_S = 2.0
-#: a submission's default budget: this many times the per-step limit, plus start-up.
+#: a submission's default budgets: this many times the per-step limit for the cells (plus start-up),
+#: and as many for the hidden calls.
 SUBMISSION_STEPS = 4
 SUBMISSION_START_S = 30.0
+#: the budgets that may be left to their defaults (``None``).
+OPTIONAL_BUDGETS = ("submission_timeout_s", "calls_timeout_s")
 #: the least ``memory_mb`` accepted: room for a notebook's own tensors beyond the imports.
 MIN_MEMORY_MB = 512
 #: memory the runner, bubblewrap and the kernel's shared imports (torch) need besides the kernel's own limit.
@@ -39,8 +45,10 @@ class Limits:
 
     Attributes:
         timeout_s: CPU seconds for each cell and each graded call (see the module docstring).
-        submission_timeout_s: wall-clock seconds for the whole submission, all attempts
+        submission_timeout_s: wall-clock seconds for the notebook's cells, all attempts
             together; ``None`` means ``SUBMISSION_STEPS * timeout_s + SUBMISSION_START_S``.
+        calls_timeout_s: wall-clock seconds for the hidden calls, all attempts together;
+            ``None`` means ``SUBMISSION_STEPS * timeout_s``.
         memory_mb: address space (MiB) every process of the kernel may map beyond what the kernel
             maps when it starts (Python, NumPy, torch: about 600 MiB); its ``RLIMIT_AS`` is the sum.
         nproc: processes and threads the sandbox uid may have (RLIMIT_NPROC).
@@ -56,6 +64,7 @@ class Limits:
 
     timeout_s: float = 30.0
     submission_timeout_s: float | None = None
+    calls_timeout_s: float | None = None
     memory_mb: int = 2048
     nproc: int = 256
     fsize_mb: int = 64
@@ -68,8 +77,11 @@ class Limits:
     diagnostics_bytes: int = 100_000
 
     def __post_init__(self) -> None:
-        for name in ("timeout_s", "memory_mb", "nproc", "fsize_mb", "disk_mb", "disk_inodes", "nofile", "cpus"):
+        for name in ("timeout_s", "submission_timeout_s", "calls_timeout_s", "memory_mb", "nproc", "fsize_mb",
+                     "disk_mb", "disk_inodes", "nofile", "cpus"):
             value = getattr(self, name)
+            if value is None and name in OPTIONAL_BUDGETS:
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"Limits.{name} must be a positive number, got {value!r}")
         if self.memory_mb < MIN_MEMORY_MB:
@@ -78,7 +90,7 @@ class Limits:
 
     @property
     def wall_s(self) -> float:
-        """The whole submission's wall-clock budget in seconds, shared by all its attempts.
+        """The wall-clock budget in seconds of the notebook's cells (and the sandbox's start), all attempts together.
 
         Example:
             >>> Limits(timeout_s=5).wall_s
@@ -87,6 +99,28 @@ class Limits:
         if self.submission_timeout_s is not None:
             return float(self.submission_timeout_s)
         return SUBMISSION_STEPS * float(self.timeout_s) + SUBMISSION_START_S
+
+    @property
+    def calls_wall_s(self) -> float:
+        """The wall-clock budget in seconds of the hidden calls (adapters included), all attempts together.
+
+        Example:
+            >>> Limits(timeout_s=5).calls_wall_s, Limits(calls_timeout_s=7).calls_wall_s
+            (20.0, 7.0)
+        """
+        if self.calls_timeout_s is not None:
+            return float(self.calls_timeout_s)
+        return SUBMISSION_STEPS * float(self.timeout_s)
+
+    @property
+    def total_wall_s(self) -> float:
+        """The most wall-clock seconds a submission can take in its sandboxes: both budgets.
+
+        Example:
+            >>> Limits().total_wall_s
+            270.0
+        """
+        return self.wall_s + self.calls_wall_s
 
     @property
     def step_wall_s(self) -> float:
@@ -133,7 +167,7 @@ class Limits:
             "step_cpu_s": float(self.timeout_s),
             "step_wall_s": self.step_wall_s,
             "grace_s": self.grace_s,
-            "cpu_total_s": int(self.wall_s) + 5,
+            "cpu_total_s": int(self.total_wall_s) + 5,
             "memory_mb": int(self.memory_mb),
             "nproc": int(self.nproc),
             "fsize_mb": int(self.fsize_mb),

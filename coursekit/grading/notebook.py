@@ -16,7 +16,10 @@ These cases are decided here on purpose:
   the test cell's visible checks run where the cell stands, as under stock
   nbgrader, find no function and fail, and a question whose visible checks
   fail scores 0 under both graders. (The hidden calls themselves are made
-  once every cell has run.)
+  once every cell up to the last graded one has run.)
+* **Cells below the last graded cell** are not run (see
+  :func:`last_graded_cell`): they cannot change a score, and the autograded
+  notebook says so in them.
 * **A cell id repeated** (an editor pasted a cell with its id, as VS Code
   did) is given a fresh id, with a note, as nbformat repairs it: an id stands
   in for nothing; only what can stand in for a protected cell (its grade_id,
@@ -113,7 +116,9 @@ class PreparedNotebook:
         notes: what the grader changed that is not tampering (a pasted copy of an answer cell).
         notebook: the restored notebook (JSON dict), ready to receive outputs.
         run_cells: ``[{"index", "source"}]`` of the code cells the sandbox executes, in notebook order (a
-            test cell with its released, visible checks only; a restored cell only if it is a test cell).
+            test cell with its released, visible checks only; a restored cell only if it is a test cell),
+            up to the last graded cell (see :func:`last_graded_cell`).
+        after_last_graded: indices of the code cells after the last graded cell, which are not run.
         test_cells: grade_id -> index of each autograder test cell in ``notebook``.
         detail: why the notebook cannot be run, when it cannot.
         refused_files: files handed in with the notebook that were not copied into the sandbox.
@@ -125,9 +130,43 @@ class PreparedNotebook:
     notes: list[str] = field(default_factory=list)
     notebook: dict[str, Any] = field(default_factory=dict)
     run_cells: list[dict[str, Any]] = field(default_factory=list)
+    after_last_graded: list[int] = field(default_factory=list)
     test_cells: dict[str, int] = field(default_factory=dict)
     detail: str = ""
     refused_files: list[str] = field(default_factory=list)
+
+
+def last_graded_cell(found: dict[str, int], by_name: dict[str, ExpectedCell], size: int) -> int:
+    """The index of the last cell that is graded: an autograder test cell, or a code cell graded by hand.
+
+    The cells after it are not run. None of them can change a score: each
+    question is scored by its test cell's visible checks and by hidden calls
+    made, right after the last cell that runs, in the names as they stood at
+    its test cell; under stock nbgrader the hidden tests run in the test
+    cells themselves, before those cells. Not running them keeps a student's
+    experiments below the last question from taking the grader's time, and
+    from changing, through an object they share, what a graded function
+    does in its hidden calls. A code cell graded by hand keeps its place
+    (and every cell above it) because the instructor reads its output.
+    A notebook with no graded cell at all runs to its end (``size - 1``).
+
+    Args:
+        found: grade_id -> index of each expected cell in the notebook.
+        by_name: grade_id -> the expected cell.
+        size: the number of cells in the notebook.
+
+    Returns:
+        The index of the last graded cell.
+
+    Example:
+        >>> test = ExpectedCell("t", "code", "assert f(1) == 2", True, True, False, False, 1.0)
+        >>> answer = ExpectedCell("a", "code", "def f(x): ...", False, False, True, False, None)
+        >>> last_graded_cell({"a": 1, "t": 2}, {"a": answer, "t": test}, size=5)
+        2
+    """
+    graded = [index for name, index in found.items()
+              if by_name[name].autograder_test or (by_name[name].grade and by_name[name].cell_type == "code")]
+    return max(graded, default=size - 1)
 
 
 def nesting_depth(text: str) -> int:
@@ -427,10 +466,9 @@ def prepare(raw: bytes, expected: list[ExpectedCell], *, max_bytes: int) -> Prep
     # A test cell runs where it stands, with its released (visible) checks only: a check that fails scores its
     # question 0, as under stock nbgrader (see verdicts.visible_check_failure). A restored test cell runs too.
     skip = {index for name, index in found.items() if name in missing and not by_name[name].autograder_test}
-    result.run_cells = [
-        {"index": index, "source": cell["source"]}
-        for index, cell in enumerate(cells)
-        if cell["cell_type"] == "code" and index not in skip
-    ]
+    last = last_graded_cell(found, by_name, len(cells))
+    code = [index for index, cell in enumerate(cells) if cell["cell_type"] == "code" and index not in skip]
+    result.run_cells = [{"index": index, "source": cells[index]["source"]} for index in code if index <= last]
+    result.after_last_graded = [index for index in code if index > last]
     result.notebook = notebook
     return result

@@ -110,7 +110,7 @@ class Rule:
 RULES = (
     Rule("uses_reference", lambda e: e.uses_reference,
          "an answer reaches a reference that the sandbox withholds: its question earns nothing"),
-    Rule("timeout", lambda e: e.wall_killed, "killed at the per-submission time limit"),
+    Rule("timeout", lambda e: e.wall_killed, "killed at a per-submission time limit"),
     Rule("kernel_died", lambda e: e.runner_failed,
          "the sandbox failed to run the notebook: the end of the runner's stderr is in the grader's log and in this "
          "submission's JSON report (grade-reports/<assignment>/<student>.json, `diagnostics`)"),
@@ -145,6 +145,15 @@ def classify(evidence: Evidence) -> tuple[str, str]:
     return "graded", ""
 
 
+#: which of the submission's two time budgets ran out (see :mod:`~coursekit.grading.limits`), as the notes say it.
+_PHASE_OUT_OF_TIME = {
+    "cells": "the notebook's cells used up their time budget ({cells:.0f} s, every attempt together); "
+             "no hidden call was made",
+    "calls": "the hidden calls used up their own time budget ({calls:.0f} s, every attempt together); "
+             "the calls not made earn nothing",
+}
+
+
 def run_notes(run: RawRun) -> list[str]:
     """What the instructor should know about a run, whatever its outcome."""
     notes = []
@@ -163,6 +172,8 @@ def run_notes(run: RawRun) -> list[str]:
         notes.append("a graded function ignored its time limit; it was not called again on a rerun")
     if CallStatus.NOT_RUN_AFTER_DEATH in statuses:
         notes.append("the process died in a graded function; it was not called again on a rerun")
+    if run.wall_killed_in:
+        notes.append(_PHASE_OUT_OF_TIME[run.wall_killed_in].format(cells=run.cells_seconds, calls=run.calls_seconds))
     if run.oom_kills:
         notes.append(f"the sandbox's memory limit killed {run.oom_kills} process(es)")
     if run.done is not None and run.done.ignored_reports:

@@ -7,8 +7,10 @@ every later one. Like an instructor restarting a kernel and skipping the
 culprit, the grader runs the submission again from scratch, in a fresh
 sandbox, without that cell, at most :data:`MAX_RESTARTS` times. When the
 kernel dies in a graded call, every call of that function is answered
-without being made on the next attempt. All attempts share one wall-clock
-budget, :attr:`Limits.wall_s`, and the run reports their total time.
+without being made on the next attempt. All attempts share the submission's
+two wall-clock budgets: the cells' (:attr:`Limits.wall_s`) and the hidden
+calls' (:attr:`Limits.calls_wall_s`), so the whole submission takes at most
+:attr:`Limits.total_wall_s`, and the run reports their total time.
 
 Every decision rests on the runner's events and measurements (trusted, see
 :mod:`~coursekit.grading.runner`) and the sandbox's memory cgroup, never on
@@ -74,24 +76,28 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
 
     Args:
         job: the submission's work.
-        limits: the resource limits; ``limits.wall_s`` is shared by all attempts.
+        limits: the resource limits; ``limits.wall_s`` (cells) and ``limits.calls_wall_s`` (calls) are
+            shared by all attempts.
         use_sandbox, use_cgroups: see :func:`~coursekit.grading.sandbox.run_job`.
 
     Returns:
         The last attempt's run, with ``skipped_cells``, ``attempts``, the total
-        ``seconds``, and an event for every call that was not made again.
+        ``seconds``, ``cells_seconds`` and ``calls_seconds``, and an event for every call that was not made again.
     """
     started = time.monotonic()
-    deadline = started + limits.wall_s
+    cells_left, calls_left = limits.wall_s, limits.calls_wall_s
     cells, calls = list(job.cells), list(job.calls)
     skipped: list[tuple[int, str]] = []
     given_up: list[CallEnd] = []
     for attempt in range(1, MAX_RESTARTS + 2):
-        run = run_job(dataclasses.replace(job, cells=cells, calls=calls), limits, deadline=deadline,
-                      use_sandbox=use_sandbox, use_cgroups=use_cgroups)
+        run = run_job(dataclasses.replace(job, cells=cells, calls=calls), limits, cells_s=cells_left,
+                      calls_s=calls_left, use_sandbox=use_sandbox, use_cgroups=use_cgroups)
+        cells_left -= run.cells_seconds
+        calls_left -= run.calls_seconds
         run.attempts, run.skipped_cells = attempt, list(skipped)
         run.calls += given_up
         run.seconds = time.monotonic() - started
+        run.cells_seconds, run.calls_seconds = limits.wall_s - cells_left, limits.calls_wall_s - calls_left
         if run.wall_killed or run.unresponsive or attempt > MAX_RESTARTS:
             return run
         stopped_call = run.done.stopped_call if run.done is not None else None

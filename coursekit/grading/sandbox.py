@@ -12,8 +12,11 @@ once the runner reports that every cell has run. Every event is decoded
 strictly, from bounded lines, and checked against the order the runner must
 follow; the runner's own stderr is kept, capped, for the log.
 
-From outside, the grader enforces the submission's wall-clock budget (shared
-with any later attempt, see :mod:`~coursekit.grading.reruns`) and, should the
+From outside, the grader enforces the submission's two wall-clock budgets,
+one for the cells (from the sandbox's start to the runner's
+:class:`~coursekit.grading.protocol.CellsDone`), one for the hidden calls
+(from then on), each shared with any later attempt (see
+:mod:`~coursekit.grading.reruns`), and, should the
 runner itself fail to stop a step, kills the sandbox once that step outlives
 its limits by :data:`RUNNER_SLACK_S` more. Where bubblewrap or cgroups cannot
 be used, the run still applies what it can and says so (``sandboxed``,
@@ -99,7 +102,8 @@ class RawRun:
         ready: the runner set up the sandbox and started the kernel.
         refused: why the runner refused to run any student code (``""``: it did not).
         done: the runner's last word (``None``: it never said it).
-        wall_killed: the submission's wall-clock budget ran out.
+        wall_killed: a wall-clock budget of the submission ran out (``wall_killed_in`` says which).
+        wall_killed_in: ``"cells"`` or ``"calls"``: the phase whose budget ran out (``""``: none did).
         unresponsive: the runner did not stop a step in time; the grader killed the sandbox.
         protocol_errors: runner lines that were malformed or out of order (a grader bug, or worse).
         returncode: the sandbox's exit status (negative: killed by that signal).
@@ -107,6 +111,8 @@ class RawRun:
         cgroups: the run had cgroups of its own (CPU quota, memory, processes).
         oom_kills: processes the sandbox's memory cgroup killed.
         seconds: wall-clock time of all attempts together.
+        cells_seconds: of ``seconds``, the time before the cells were done (the sandbox's start included).
+        calls_seconds: of ``seconds``, the time of the hidden calls (after the cells were done).
         attempts: how many times the submission ran (see :mod:`~coursekit.grading.reruns`).
         skipped_cells: ``(index, why)`` of cells left out of later attempts; ``why`` is
             ``"died"``, ``"memory"`` or ``"timeout"``.
@@ -119,6 +125,7 @@ class RawRun:
     refused: str = ""
     done: Done | None = None
     wall_killed: bool = False
+    wall_killed_in: str = ""
     unresponsive: bool = False
     protocol_errors: int = 0
     returncode: int | None = None
@@ -126,6 +133,8 @@ class RawRun:
     cgroups: bool = True
     oom_kills: int = 0
     seconds: float = 0.0
+    cells_seconds: float = 0.0
+    calls_seconds: float = 0.0
     attempts: int = 1
     skipped_cells: list[tuple[int, str]] = field(default_factory=list)
     diagnostics: str = ""
@@ -292,24 +301,30 @@ def _seccomp_pipe() -> int | None:
     return read
 
 
-def run_job(job: Job, limits: Limits, *, deadline: float, use_sandbox: bool | None = None,
+def run_job(job: Job, limits: Limits, *, cells_s: float, calls_s: float, use_sandbox: bool | None = None,
             use_cgroups: bool | None = None) -> RawRun:
-    """Run one attempt of ``job`` under ``limits`` until it ends or ``deadline`` passes.
+    """Run one attempt of ``job`` under ``limits`` until it ends or a phase outlives its budget.
 
     Args:
         job: the submission's work.
         limits: the resource limits.
-        deadline: ``time.monotonic()`` by which the attempt must end (the submission's budget).
+        cells_s: wall-clock seconds the attempt may take until the runner reports that the cells are
+            done (what is left of the submission's cells budget, :attr:`Limits.wall_s`).
+        calls_s: wall-clock seconds the hidden calls may take from then on (what is left of
+            :attr:`Limits.calls_wall_s`).
         use_sandbox: force bubblewrap on or off; ``None`` uses it when available.
         use_cgroups: force cgroups on or off; ``None`` uses them when available.
 
     Returns:
-        The raw run (never raises for anything the student's code does).
+        The raw run (never raises for anything the student's code does), with the time each phase took.
 
     Raises:
         RuntimeError: ``use_sandbox=True`` but the sandbox is not available, or the kernel would run as
             root (see :func:`kernel_leaves_root`).
     """
+    # The cells' budget counts from here: building the sandbox is part of the attempt.
+    started = time.monotonic()
+    clock = _PhaseClock(started, cells_s, calls_s)
     available, reason = bubblewrap_available()
     use_sandbox = available if use_sandbox is None else use_sandbox
     if use_sandbox and not available:
@@ -320,7 +335,6 @@ def run_job(job: Job, limits: Limits, *, deadline: float, use_sandbox: bool | No
         raise RuntimeError(f"refusing to run student code: {why_root}")
     use_cgroups = cgroups_available()[0] if use_cgroups is None else use_cgroups
     run = RawRun(sandboxed=bool(use_sandbox), cgroups=bool(use_cgroups))
-    started = time.monotonic()
     lease = UidLease() if os.geteuid() == 0 else None
     group = SandboxGroup.create(limits) if use_cgroups else None
     host_workdir = None if use_sandbox else tempfile.mkdtemp(prefix="coursekit-grade-")
@@ -348,7 +362,7 @@ def run_job(job: Job, limits: Limits, *, deadline: float, use_sandbox: bool | No
             os.close(seccomp)
             seccomp = None
         try:
-            _talk(process, job, limits, setup, run, deadline)
+            _talk(process, job, limits, setup, run, clock)
         finally:
             _kill(process)
             process.wait()
@@ -363,12 +377,44 @@ def run_job(job: Job, limits: Limits, *, deadline: float, use_sandbox: bool | No
             lease.release()
         if host_workdir:
             shutil.rmtree(host_workdir, ignore_errors=True)
-    run.seconds = time.monotonic() - started
+    ended = time.monotonic()
+    run.seconds = ended - started
+    clock.record(run, ended)
     return run
 
 
+class _PhaseClock:
+    """The deadline of the phase an attempt is in: the cells' until they are done, then the calls'.
+
+    Example:
+        >>> clock = _PhaseClock(started=100.0, cells_s=10.0, calls_s=5.0)
+        >>> clock.deadline, clock.phase
+        (110.0, 'cells')
+        >>> clock.cells_done(now=104.0)
+        >>> clock.deadline, clock.phase, clock.cells_seconds
+        (109.0, 'calls', 4.0)
+    """
+
+    def __init__(self, started: float, cells_s: float, calls_s: float) -> None:
+        self.started, self.calls_s = started, calls_s
+        self.deadline = started + cells_s
+        self.phase = "cells"
+        self.cells_seconds: float | None = None
+
+    def cells_done(self, now: float) -> None:
+        """The cells are done at ``now``: from here on, the calls' budget counts."""
+        self.cells_seconds = now - self.started
+        self.deadline, self.phase = now + self.calls_s, "calls"
+
+    def record(self, run: RawRun, now: float) -> None:
+        """Write into ``run`` the time each phase took, the sandbox's end counted in the phase it ended in."""
+        total = now - self.started
+        run.cells_seconds = total if self.cells_seconds is None else self.cells_seconds
+        run.calls_seconds = total - run.cells_seconds
+
+
 def _talk(process: subprocess.Popen[bytes], job: Job, limits: Limits, setup: Setup, run: RawRun,
-          deadline: float) -> None:
+          clock: _PhaseClock) -> None:
     """Send the setup, then the calls when the cells are done; record events until the runner ends."""
     assert process.stdin is not None and process.stdout is not None and process.stderr is not None
     _send_later(process.stdin, protocol.encode(setup), close=False)
@@ -381,13 +427,13 @@ def _talk(process: subprocess.Popen[bytes], job: Job, limits: Limits, setup: Set
     calls_sent = False
     while selector.get_map():
         now = time.monotonic()
-        if now >= deadline:
-            run.wall_killed = True
+        if now >= clock.deadline:
+            run.wall_killed, run.wall_killed_in = True, clock.phase
             break
         if recorder.step_deadline is not None and now >= recorder.step_deadline:
             run.unresponsive = True
             break
-        wait = min(deadline, recorder.step_deadline or deadline) - now
+        wait = min(clock.deadline, recorder.step_deadline or clock.deadline) - now
         for key, _ in selector.select(timeout=min(wait, 1.0)):
             chunk = os.read(key.fileobj.fileno(), CHUNK)  # type: ignore[union-attr]
             if not chunk:
@@ -405,6 +451,7 @@ def _talk(process: subprocess.Popen[bytes], job: Job, limits: Limits, setup: Set
                         continue
                     recorder.accept(event)
                     if recorder.cells_done and not calls_sent:
+                        clock.cells_done(time.monotonic())
                         calls = Calls(job.adapters, job.calls, list(job.view.tripwires), dict(job.result_caps),
                                       dict(job.scopes))
                         _send_later(process.stdin, protocol.encode(calls), close=True)

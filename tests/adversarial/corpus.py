@@ -39,21 +39,22 @@ def _with_answer(grade_id: str, source: str | Callable[[Path], str]) -> Callable
     return build
 
 
-#: A plain last cell: it runs after every test cell's visible checks, so a graded function that reads this flag
-#: can tell the hidden calls (made after the last cell) from the visible checks, answer those honestly, and
-#: attack only the hidden calls, as a determined student would once the visible checks count. The flag is set on
-#: the shared ``builtins`` module, not as a global: the hidden calls run in the names as they stood at the test
-#: cell (coursekit.grading.snapshot), where a global set later is not, but an object changed later is seen changed.
+#: A plain cell just above the last test cell: it runs after the visible checks of every graded function (the last
+#: test cell checks a letter only), so a graded function that reads this flag can tell the hidden calls (made after
+#: the last graded cell) from the visible checks, answer those honestly, and attack only the hidden calls, as a
+#: determined student would once the visible checks count. (Cells below the last graded cell are not run at all:
+#: coursekit.grading.notebook.last_graded_cell.) The flag is set on the shared ``builtins`` module, not as a
+#: global: the hidden calls run in the names as they stood at the test cell (coursekit.grading.snapshot), where a
+#: global set later is not, but an object changed later is seen changed.
 CALLS_PHASE_CELL = "import builtins\nbuiltins._calls_phase = True\n"
+#: the answer cell :data:`CALLS_PHASE_CELL` follows: the last one, above the last test cell.
+CALLS_PHASE_AFTER = "answer_mc_classification"
 
 
 def _in_calls_phase(build: Callable[[Path], dict[str, Any]]) -> Callable[[Path], dict[str, Any]]:
-    """``build``'s notebook with :data:`CALLS_PHASE_CELL` as its last cell."""
+    """``build``'s notebook with :data:`CALLS_PHASE_CELL` just above its last test cell."""
     def with_flag(course: Path) -> dict[str, Any]:
-        notebook = build(course)
-        add_cell(notebook, CALLS_PHASE_CELL, after=None)
-        notebook["cells"].append(notebook["cells"].pop(3))
-        return notebook
+        return add_cell(build(course), CALLS_PHASE_CELL, after=CALLS_PHASE_AFTER)
     return with_flag
 
 

@@ -1,0 +1,101 @@
+"""A submission's two time budgets (:mod:`coursekit.grading.limits`), and the cells below the last graded cell,
+which are not run (:func:`coursekit.grading.notebook.last_graded_cell`).
+
+Grader review r7, finding 6: the hidden calls were made inside the one budget the cells had used, so a correct
+notebook with slow experiments after its last question scored 0 on every question.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adversarial.course import ASSIGNMENT, add_cell, make_course, solved_notebook, submit
+from coursekit.grading.autograded import NOT_RUN_CELL
+from coursekit.grading.driver import GradeOptions, grade_assignment
+from coursekit.grading.limits import Limits
+from conftest import require_sandbox
+
+#: an experiment of 5 s of wall clock (no CPU, on a shared machine), within a step's 3 x 3 s.
+EXPERIMENT = "import time\ntime.sleep(5)\nprint('experiment done')\n"
+#: more experiments than the cells' budget holds: 7 x 5 s past 30 s, before the notebook's own cells count.
+EXPERIMENTS = 7
+LIMITS = Limits(timeout_s=3.0, submission_timeout_s=30.0, calls_timeout_s=60.0)
+
+
+def test_the_default_budgets_and_their_sum() -> None:
+    limits = Limits()
+    assert (limits.wall_s, limits.calls_wall_s, limits.total_wall_s) == (150.0, 120.0, 270.0)
+    assert Limits(timeout_s=5, submission_timeout_s=40, calls_timeout_s=9).total_wall_s == 49.0
+    assert limits.for_runner()["cpu_total_s"] > limits.total_wall_s
+
+
+@pytest.mark.parametrize("name", ["submission_timeout_s", "calls_timeout_s"])
+@pytest.mark.parametrize("value", [0, -1.0, True, "60"])
+def test_a_budget_that_is_not_a_positive_number_is_refused_by_name(name: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=rf"Limits\.{name} must be a positive number, got {value!r}"):
+        Limits(**{name: value})
+
+
+def test_the_pages_state_the_budgets_the_grader_applies(repo_root: Path) -> None:
+    limits = Limits()
+    instructors = " ".join((repo_root / "book" / "for_instructors.md").read_text().split())
+    for stated in (f"4 × `--timeout` + 30 s, {limits.wall_s:g} s by default",
+                   f"4 × `--timeout` of their own, {limits.calls_wall_s:g} s by default",
+                   f"8 × `--timeout` + 30 s, {limits.total_wall_s:g} s by default"):
+        assert stated in instructors, f"book/for_instructors.md no longer says {stated!r}"
+    students = " ".join((repo_root / "book" / "for_students.md").read_text().split())
+    for stated in (f"up to its last test cell, {limits.wall_s:g} seconds of wall-clock time",
+                   f"the hidden cases get {limits.calls_wall_s:g} seconds of their own",
+                   "the notebook 4 × T + 30 and the hidden cases 4 × T", "remove long experiments"):
+        assert stated in students, f"book/for_students.md no longer says {stated!r}"
+
+
+def _with_experiments(notebook: dict[str, Any], after: str | None) -> dict[str, Any]:
+    """``notebook`` with :data:`EXPERIMENTS` experiments after the cell ``after`` (``None``: at the end)."""
+    for number in range(EXPERIMENTS):
+        if after is None:
+            notebook["cells"].append({"cell_type": "code", "id": f"experiment-{number}", "metadata": {},
+                                      "outputs": [], "execution_count": None, "source": EXPERIMENT})
+        else:
+            add_cell(notebook, EXPERIMENT, after=after)
+    return notebook
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    require_sandbox()
+    course = make_course(tmp_path_factory.mktemp("budgets"))
+    submit(course, "slow_scratch", _with_experiments(solved_notebook(course), after=None))
+    submit(course, "slow_answers", _with_experiments(solved_notebook(course), after="answer_token_nll"))
+    reports = grade_assignment(course, ASSIGNMENT, GradeOptions(jobs=2, limits=LIMITS, progress=False))
+    return {"course": course, "reports": {report.student: report for report in reports}}
+
+
+@pytest.mark.slow
+@pytest.mark.grading
+@pytest.mark.a1
+def test_slow_experiments_below_the_last_question_cost_nothing(graded: dict[str, Any]) -> None:
+    report = graded["reports"]["slow_scratch"]
+    assert (report.score, report.max_score, report.outcome) == (10.0, 10.0, "graded"), report
+    assert report.seconds < LIMITS.wall_s, report
+    autograded = graded["course"] / "autograded" / "slow_scratch" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    cells = json.loads(autograded.read_text())["cells"]
+    assert [cell["outputs"] for cell in cells[-EXPERIMENTS:]] == [[{"output_type": "stream", "name": "stdout",
+                                                                    "text": NOT_RUN_CELL}]] * EXPERIMENTS
+    printed = [output.get("text", "") for cell in cells for output in cell.get("outputs", [])]
+    assert not any("experiment done" in text for text in printed), printed
+
+
+@pytest.mark.slow
+@pytest.mark.grading
+@pytest.mark.a1
+def test_cells_above_the_last_question_that_outlive_the_cells_budget_are_stopped(graded: dict[str, Any]) -> None:
+    report = graded["reports"]["slow_answers"]
+    assert (report.score, report.outcome) == (0.0, "timeout"), report
+    assert "killed at a per-submission time limit" in report.notes, report.notes
+    assert any(note.startswith("the notebook's cells used up their time budget") for note in report.notes), report
+    assert LIMITS.wall_s <= report.seconds <= LIMITS.wall_s + 5, report

@@ -26,9 +26,10 @@ WALL_PER_CPU = 3.0
 GRACE_FRACTION = 0.25
 GRACE_MIN_S = 2.0
 #: a submission's default budgets: this many times the per-step limit for the cells (plus start-up),
-#: and as many for the hidden calls.
+#: and as many for the hidden calls (plus a base: a6's 51 calls take about 28 s whatever the limit).
 SUBMISSION_STEPS = 4
 SUBMISSION_START_S = 30.0
+CALLS_BASE_S = 30.0
 #: the budgets that may be left to their defaults (``None``).
 OPTIONAL_BUDGETS = ("submission_timeout_s", "calls_timeout_s")
 #: the least ``memory_mb`` accepted: room for a notebook's own tensors beyond the imports.
@@ -48,7 +49,7 @@ class Limits:
         submission_timeout_s: wall-clock seconds for the notebook's cells, all attempts
             together; ``None`` means ``SUBMISSION_STEPS * timeout_s + SUBMISSION_START_S``.
         calls_timeout_s: wall-clock seconds for the hidden calls, all attempts together;
-            ``None`` means ``SUBMISSION_STEPS * timeout_s``.
+            ``None`` means ``SUBMISSION_STEPS * timeout_s + CALLS_BASE_S``.
         memory_mb: address space (MiB) every process of the kernel may map beyond what the kernel
             maps when it starts (Python, NumPy, torch: about 600 MiB); its ``RLIMIT_AS`` is the sum.
         nproc: processes and threads the sandbox uid may have (RLIMIT_NPROC).
@@ -106,11 +107,11 @@ class Limits:
 
         Example:
             >>> Limits(timeout_s=5).calls_wall_s, Limits(calls_timeout_s=7).calls_wall_s
-            (20.0, 7.0)
+            (50.0, 7.0)
         """
         if self.calls_timeout_s is not None:
             return float(self.calls_timeout_s)
-        return SUBMISSION_STEPS * float(self.timeout_s)
+        return SUBMISSION_STEPS * float(self.timeout_s) + CALLS_BASE_S
 
     @property
     def total_wall_s(self) -> float:
@@ -118,7 +119,7 @@ class Limits:
 
         Example:
             >>> Limits().total_wall_s
-            270.0
+            300.0
         """
         return self.wall_s + self.calls_wall_s
 

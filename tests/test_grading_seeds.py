@@ -23,8 +23,10 @@ from coursekit.grading.verdicts import score_question
 pytestmark = pytest.mark.grading
 
 ROOT = Path(__file__).resolve().parents[1]
-#: seeds drawn per assignment: a case failed by one seed in forty is met with probability 1 - (39/40)**200 > 0.99.
-SEEDS = 200
+#: seeds drawn per assignment, as many as its calls allow in a few seconds to half a minute: at 200, a case failed
+#: by one seed in forty is met with probability 1 - (39/40)**200 > 0.99; a6's calls train models (about 9 s a seed).
+SEEDS = {"a1_sequence_loss": 200, "a2_masking_reductions": 100, "a3_rnn_loss": 60, "a4_distillation": 10,
+         "a5_sequence_objectives": 30, "a6_large_vocab": 2}
 
 
 def solution_namespace(assignment: str) -> dict:
@@ -38,13 +40,13 @@ def solution_namespace(assignment: str) -> dict:
     return namespace
 
 
-@pytest.mark.parametrize("assignment", ["a1_sequence_loss"])
+@pytest.mark.parametrize("assignment", sorted(SEEDS))
 def test_the_solution_passes_every_hidden_check_of_many_students(assignment: str) -> None:
     spec = load_spec(ROOT / "assignments" / "autograde" / f"{assignment}.py")
     namespace = solution_namespace(assignment)
     questions = [q for q in spec.questions if isinstance(q, FunctionQuestion)]
     lost = []
-    for seed in range(SEEDS):
+    for seed in range(SEEDS[assignment]):
         prepared = prepare_seeded_calls(spec, seed, checks_seed=seed)
         for question in questions:
             calls = prepared[question.grade_id]

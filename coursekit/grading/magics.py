@@ -80,10 +80,30 @@ def compile_cell(source: str, filename: str) -> CodeType:
     try:
         return compile(source, filename, "exec")
     except SyntaxError:
-        # Only a notebook with magics needs IPython, which is slow to import.
-        from IPython.core.inputtransformer2 import TransformerManager
+        return compile(translate_cell(source), filename, "exec")
 
-        return compile(TransformerManager().transform_cell(source), filename, "exec")
+
+def translate_cell(source: str) -> str:
+    """The Python text IPython turns a cell's ``source`` into: magics and ``!`` become calls on ``get_ipython()``.
+
+    This is the text the kernel runs for a cell that is not plain Python
+    (:func:`compile_cell`), and the text the class report reads to find the
+    functions such a cell defines.
+
+    Args:
+        source: the cell's text.
+
+    Returns:
+        The translated text (plain Python comes back as it was).
+
+    Example:
+        >>> print(translate_cell("%%capture out\\nx = 1\\n"), end="")
+        get_ipython().run_cell_magic('capture', 'out', 'x = 1\\n')
+    """
+    # Only a notebook with magics needs IPython, which is slow to import.
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager().transform_cell(source)
 
 
 class _Discard(io.TextIOBase):
@@ -271,9 +291,7 @@ def _timeit_options(line: str) -> tuple[dict[str, Any], str]:
 
 def _lone_expression(source: str) -> ast.Expression | None:
     """``source`` as an expression when it is exactly one (``x = %time f()`` binds its value), else ``None``."""
-    from IPython.core.inputtransformer2 import TransformerManager
-
-    tree = ast.parse(TransformerManager().transform_cell(source))
+    tree = ast.parse(translate_cell(source))
     if len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr):
         return ast.Expression(tree.body[0].value)
     return None
@@ -285,10 +303,7 @@ def _timed_function(setup: str, body: str, namespace: dict[str, Any]) -> Callabl
     The code runs inside the function, with the notebook's names as its
     globals: what it assigns stays local, as in IPython's ``%timeit``.
     """
-    from IPython.core.inputtransformer2 import TransformerManager
-
-    transform = TransformerManager().transform_cell
-    setup_tree, body_tree = ast.parse(transform(setup)), ast.parse(transform(body))
+    setup_tree, body_tree = ast.parse(translate_cell(setup)), ast.parse(translate_cell(body))
     # Compiled on their own first, so that a syntax error names the student's code, not the loop around it.
     compile(setup_tree, "<timeit setup>", "exec")
     compile(body_tree, "<timeit>", "exec")

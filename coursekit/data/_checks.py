@@ -105,13 +105,13 @@ def require_seed(name: str, value: object) -> int:
 
 
 def derived_seed(value: int) -> int:
-    """``value``, a seed computed from a checked seed (``3 * seed + 1``, ``seed * 1000 + epoch``), brought into ``[0, 2**63)``.
+    """``value``, a seed computed from a checked seed (``3 * seed + 1``), brought into ``[0, 2**63)``.
 
-    It is reduced modulo 2**63. Every seed small enough for the computation to stay in range (below
-    2**61 for ``3 * seed + 2``, below 2**53 for ``seed * 1000 + epoch``) so derives exactly the seed it
-    always did, and the samples and batch orders it gave stay the same; a larger seed that :func:`require_seed` accepted derives a valid seed,
-    where the computed value would be refused under the user's argument name for a value the user
-    did not pass.
+    It is reduced modulo 2**63. Every seed small enough for the computation to stay in range
+    (below 2**61 for ``3 * seed + 2``, below 2**53 for ``seed * 1000 + epoch``) so derives exactly
+    the seed it always did, and the samples and batch orders it gave stay the same; a larger seed
+    that :func:`require_seed` accepted derives a valid seed, where the computed value would be
+    refused under the user's argument name for a value the user did not pass.
 
     Example:
         >>> derived_seed(3 * 5 + 2)

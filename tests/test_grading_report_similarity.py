@@ -137,3 +137,56 @@ def test_the_instructors_page_states_the_reports_similarity_thresholds() -> None
     page = " ".join((Path(__file__).resolve().parents[1] / "book" / "for_instructors.md").read_text().split())
     assert f"An answer at {REFERENCE_FLAG:g} or more from the reference is flagged for review" in page
     assert f"Students are linked when their answers are {NEAR_IDENTICAL:g} or more alike" in page
+
+
+TOKEN_NLL = '''def token_nll(logits, targets):
+    """Negative log-likelihood of each target token."""
+    shifted = logits - logits.max(dim=-1, keepdim=True).values
+    log_probs = shifted - shifted.exp().sum(dim=-1, keepdim=True).log()
+    return -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+'''
+#: the same answer, renamed and commented: a near-copy, as a student who copies would hand it in.
+COPIED_TOKEN_NLL = '''def token_nll(x, y):
+    # stable softmax
+    z = x - x.max(dim=-1, keepdim=True).values
+    lp = z - z.exp().sum(dim=-1, keepdim=True).log()
+    return -lp.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+'''
+
+
+@pytest.mark.parametrize("magic", ["%%capture cap\n", "%%time\n", "%%time\n%%capture --no-stderr\n",
+                                   "%matplotlib inline\n"])
+def test_a_copied_answer_under_a_cell_magic_is_found_as_a_near_copy(magic: str) -> None:
+    original = find_answers(["import torch", TOKEN_NLL], ["token_nll"])["token_nll"]
+    copied = find_answers(["import torch", magic + COPIED_TOKEN_NLL + "print(token_nll)\n"], ["token_nll"])
+    assert copied["token_nll"].compared, copied["token_nll"].skipped
+    groups = near_identical_groups({"ada": original.tokens, "bob": copied["token_nll"].tokens}, threshold=0.95)
+    assert [g.students for g in groups] == [("ada", "bob")]
+
+
+def test_a_defining_cell_that_does_not_parse_even_translated_is_listed_as_not_compared() -> None:
+    found = find_answers(["%%capture\n" + TOKEN_NLL.replace("(logits, targets)", "(logits, targets"),
+                          "def perplexity(nll):\n    return nll.exp()\n"], ["token_nll", "perplexity"])
+    assert found["token_nll"].skipped.startswith(
+        "not compared: its cell is not Python, even as IPython translates its magics (SyntaxError: "), found
+    assert found["perplexity"].compared
+
+
+def test_a_def_that_the_kernel_does_not_run_as_notebook_code_is_listed_as_not_compared() -> None:
+    found = find_answers(["%%writefile helpers.py\n" + TOKEN_NLL, "from helpers import token_nll"], ["token_nll"])
+    assert found["token_nll"].skipped == ("not compared: the cell with its def line does not define it when run (the "
+                                          "def is in a string, or in a %%writefile or %%timeit body)")
+
+
+def test_an_unparsable_later_cell_leaves_the_definition_the_kernel_keeps() -> None:
+    found = find_answers([TOKEN_NLL, "def token_nll(:\n"], ["token_nll"])
+    assert found["token_nll"].compared and found["token_nll"].tokens == _tokens(TOKEN_NLL)
+
+
+def test_a_translated_cell_counts_against_the_notebooks_parse_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    padded = "%%capture\ndef token_nll(logits, targets):\n    return 0\n" + "# pad\n" * ((MAX_CELL_CHARS - 100) // 6)
+    lengths = _spy_parsed_chars(monkeypatch)
+    found = find_answers([padded] * (MAX_NOTEBOOK_CHARS // len(padded) + 3), ["token_nll"])
+    assert sum(lengths) <= MAX_NOTEBOOK_CHARS
+    assert found["token_nll"].skipped == ("not compared: the notebook's cells that define graded functions hold over "
+                                          f"the {MAX_NOTEBOOK_CHARS:,} characters the report parses")

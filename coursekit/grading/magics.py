@@ -38,6 +38,7 @@ import re
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from types import CodeType
 from typing import Any, Callable, Iterator
 
@@ -80,10 +81,137 @@ def compile_cell(source: str, filename: str) -> CodeType:
     try:
         return compile(source, filename, "exec")
     except SyntaxError:
-        # Only a notebook with magics needs IPython, which is slow to import.
-        from IPython.core.inputtransformer2 import TransformerManager
+        return compile(translate_cell(source), filename, "exec")
 
-        return compile(TransformerManager().transform_cell(source), filename, "exec")
+
+def translate_cell(source: str) -> str:
+    """The Python text IPython turns a cell's ``source`` into: magics and ``!`` become calls on ``get_ipython()``.
+
+    This is the text the kernel runs for a cell that is not plain Python
+    (:func:`compile_cell`), and the text the class report reads to find the
+    functions such a cell defines.
+
+    Args:
+        source: the cell's text.
+
+    Returns:
+        The translated text (plain Python comes back as it was).
+
+    Example:
+        >>> print(translate_cell("%%capture out\\nx = 1\\n"), end="")
+        get_ipython().run_cell_magic('capture', 'out', 'x = 1\\n')
+    """
+    # Only a notebook with magics needs IPython, which is slow to import.
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager().transform_cell(source)
+
+
+#: the cell magics whose body the kernel runs as the notebook's own code (:class:`KernelShell`);
+#: ``%%timeit`` runs its body inside a function and ``%%writefile`` writes it to a file, so neither defines names.
+_BODY_RUN_AS_CELL = frozenset({"time", "capture"})
+#: how deep ``%%time`` / ``%%capture`` cells nested in one another are read.
+MAX_MAGIC_DEPTH = 8
+
+
+@dataclass(frozen=True)
+class CellStatements:
+    """A cell's top-level statements as the kernel runs them, or why they could not be read.
+
+    Attributes:
+        statements: the statements (a ``%%time`` or ``%%capture`` body's in place of the magic's call).
+        parsed_chars: the characters handed to the parser (the cell, its translation, the magics' bodies).
+        error: why the cell could not be read ("" when it was).
+        over_budget: whether reading it would have parsed more than the room it was given.
+    """
+
+    statements: tuple[ast.stmt, ...] = ()
+    parsed_chars: int = 0
+    error: str = ""
+    over_budget: bool = False
+
+
+def cell_statements(source: str, room: int) -> CellStatements:
+    """The top-level statements of a code cell as the grader's kernel runs it, parsing at most ``room`` characters.
+
+    A cell that is not plain Python is read in IPython's translation
+    (:func:`translate_cell`, the text the kernel compiles); IPython is imported only then. The call that runs a
+    ``%%time`` or ``%%capture`` body is replaced by the body's own statements,
+    read the same way, as those magics run their body in the notebook's
+    namespace.
+
+    Args:
+        source: the cell's text.
+        room: the most characters to hand to the parser, all readings together.
+
+    Returns:
+        The statements, or why they could not be read; never raises for a string.
+
+    Example:
+        >>> cell = cell_statements("%%capture out\\ndef f():\\n    return 1\\n", 10_000)
+        >>> [type(node).__name__ for node in cell.statements], cell.error
+        (['FunctionDef'], '')
+        >>> cell_statements("def f(:", 10_000).error
+        'SyntaxError: invalid syntax, line 1'
+    """
+    return _read(source, room, MAX_MAGIC_DEPTH)
+
+
+def _read(source: str, room: int, depth: int) -> CellStatements:
+    """:func:`cell_statements`, reading magics' bodies ``depth`` levels further at most."""
+    if len(source) > room:
+        return CellStatements(over_budget=True)
+    try:
+        return _expand(ast.parse(source).body, len(source), room, depth)
+    except SyntaxError:
+        pass  # IPython syntax, or a syntax error: the translation tells which
+    except (ValueError, RecursionError, MemoryError) as error:
+        return CellStatements(parsed_chars=len(source), error=type(error).__name__)
+    try:
+        translated = translate_cell(source)
+    except Exception as error:  # noqa: BLE001 - a student's cell IPython cannot translate is reported, never raised
+        return CellStatements(parsed_chars=len(source), error=f"IPython cannot translate it: {type(error).__name__}")
+    used = len(source) + len(translated)
+    if used > room:
+        return CellStatements(parsed_chars=len(source), over_budget=True)
+    try:
+        return _expand(ast.parse(translated).body, used, room, depth)
+    except SyntaxError as error:
+        return CellStatements(parsed_chars=used, error=f"SyntaxError: {error.msg}, line {error.lineno}")
+    except (ValueError, RecursionError, MemoryError) as error:
+        return CellStatements(parsed_chars=used, error=type(error).__name__)
+
+
+def _expand(statements: list[ast.stmt], used: int, room: int, depth: int) -> CellStatements:
+    """``statements`` with each ``%%time`` / ``%%capture`` call replaced by its body's statements."""
+    kept: list[ast.stmt] = []
+    for node in statements:
+        body = _magic_body(node)
+        if body is None:
+            kept.append(node)
+            continue
+        if depth <= 0:
+            return CellStatements(parsed_chars=used, error=f"magics nested more than {MAX_MAGIC_DEPTH} deep")
+        inner = _read(body, room - used, depth - 1)
+        used += inner.parsed_chars
+        if inner.error or inner.over_budget:
+            return CellStatements(parsed_chars=used, error=inner.error, over_budget=inner.over_budget)
+        kept.extend(inner.statements)
+    return CellStatements(tuple(kept), used)
+
+
+def _magic_body(node: ast.stmt) -> str | None:
+    """The body of ``get_ipython().run_cell_magic('time' | 'capture', line, body)``, else ``None``."""
+    if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)):
+        return None
+    call = node.value
+    function = call.func
+    if not (isinstance(function, ast.Attribute) and function.attr == "run_cell_magic"
+            and isinstance(function.value, ast.Call) and isinstance(function.value.func, ast.Name)
+            and function.value.func.id == "get_ipython" and len(call.args) == 3 and not call.keywords):
+        return None
+    name, _, body = (arg.value if isinstance(arg, ast.Constant) else None for arg in call.args)
+    return body if name in _BODY_RUN_AS_CELL and isinstance(body, str) else None
 
 
 class _Discard(io.TextIOBase):
@@ -271,9 +399,7 @@ def _timeit_options(line: str) -> tuple[dict[str, Any], str]:
 
 def _lone_expression(source: str) -> ast.Expression | None:
     """``source`` as an expression when it is exactly one (``x = %time f()`` binds its value), else ``None``."""
-    from IPython.core.inputtransformer2 import TransformerManager
-
-    tree = ast.parse(TransformerManager().transform_cell(source))
+    tree = ast.parse(translate_cell(source))
     if len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr):
         return ast.Expression(tree.body[0].value)
     return None
@@ -285,10 +411,7 @@ def _timed_function(setup: str, body: str, namespace: dict[str, Any]) -> Callabl
     The code runs inside the function, with the notebook's names as its
     globals: what it assigns stays local, as in IPython's ``%timeit``.
     """
-    from IPython.core.inputtransformer2 import TransformerManager
-
-    transform = TransformerManager().transform_cell
-    setup_tree, body_tree = ast.parse(transform(setup)), ast.parse(transform(body))
+    setup_tree, body_tree = ast.parse(translate_cell(setup)), ast.parse(translate_cell(body))
     # Compiled on their own first, so that a syntax error names the student's code, not the loop around it.
     compile(setup_tree, "<timeit setup>", "exec")
     compile(body_tree, "<timeit>", "exec")

@@ -17,9 +17,11 @@ finished, untampered run ``memory_limit``; that call fails either way.
 from __future__ import annotations
 
 import ast
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from coursekit.grading.magics import cell_statements
 from coursekit.grading.notebook import PreparedNotebook
 from coursekit.grading.protocol import CallStatus, CellStatus, StepEnd
 from coursekit.grading.sandbox import RawRun
@@ -198,13 +200,10 @@ def _answer_names(question: Question) -> set[str]:
 
 
 def _defined_names(source: str) -> set[str]:
-    """The names a cell defines at its top level (none when it does not parse)."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return set()
+    """The names a cell defines at its top level as the kernel runs it (magics translated); none if it won't parse."""
     names: set[str] = set()
-    for node in tree.body:
+    # The cell is the student's, but one the kernel already ran: it is within the notebook's size budget.
+    for node in cell_statements(source, sys.maxsize).statements:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(node.name)
         elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):

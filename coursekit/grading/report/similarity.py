@@ -19,12 +19,14 @@ The report runs in the grader's own process, outside the sandbox, on whatever
 a student handed in, and every ``coursekit grade`` and ``coursekit report``
 re-reads the whole class, so its work per notebook is bounded: only a cell that
 defines a graded name at its top level (a text search, linear in the cell) is
-parsed; a code cell longer than :data:`MAX_CELL_CHARS` is not parsed, nor, once
-a notebook's parsed cells reach :data:`MAX_NOTEBOOK_CHARS`, any later one; a
-function of more than :data:`MAX_NODES` syntax nodes is not normalised, and an
-answer whose normalisation fails (a 600-term sum is deeper than
-``ast.unparse`` recurses) is kept as the reason it was not compared
-(:class:`Answer`), never an error. Only the normalised tokens are kept per
+parsed, as the grader's kernel runs it (a cell with magics in IPython's
+translation, the bodies of ``%%time`` and ``%%capture`` as the cell's code,
+every text parsed counted against the notebook's budget); a code cell longer
+than :data:`MAX_CELL_CHARS` is not parsed, nor, once a notebook's parsed
+cells reach :data:`MAX_NOTEBOOK_CHARS`, any later one; a function of more
+than :data:`MAX_NODES` syntax nodes is not normalised, and an answer whose
+normalisation fails (a 600-term sum is deeper than ``ast.unparse`` recurses)
+is kept as the reason it was not compared (:class:`Answer`), never an error. Only the normalised tokens are kept per
 student, not the syntax tree, and the node cap bounds difflib's quadratic cost
 per pair.
 """
@@ -35,9 +37,12 @@ import ast
 import difflib
 import io
 import re
+import sys
 import tokenize
 from dataclasses import dataclass
 from typing import Iterable, Mapping
+
+from coursekit.grading.magics import cell_statements
 
 #: the longest code cell (in characters) the report parses; a notebook may hold 20 MB, a written answer a few kB.
 MAX_CELL_CHARS = 200_000
@@ -194,10 +199,16 @@ def find_answers(sources: Iterable[str], names: Iterable[str]) -> dict[str, Answ
     """Each of ``names``' last top-level definition in a notebook's code cells, as the report keeps it.
 
     Only a cell whose text defines one of ``names`` at the start of a line is
-    parsed, once for all names; cells that do not parse are skipped. A cell
-    over :data:`MAX_CELL_CHARS`, or one that would take the notebook's parsed
-    code past :data:`MAX_NOTEBOOK_CHARS`, is not parsed: a name it defines is
-    reported as not compared.
+    parsed, once for all names, as the kernel runs it
+    (:func:`~coursekit.grading.magics.cell_statements`: a cell with magics is
+    read in IPython's translation, and the bodies of ``%%time`` and
+    ``%%capture`` count as the cell's own code). A cell over
+    :data:`MAX_CELL_CHARS`, or one that would take the notebook's parsed code
+    past :data:`MAX_NOTEBOOK_CHARS`, is not parsed: a name it defines is
+    reported as not compared. A name whose ``def`` line is in a cell that does
+    not parse, or that does not define it when run (the ``def`` is in a
+    string, a ``%%writefile`` or a ``%%timeit`` body), is reported as not
+    compared too, unless an earlier cell defines it (the kernel keeps that one).
 
     Args:
         sources: the code cells' sources, in notebook order.
@@ -212,6 +223,8 @@ def find_answers(sources: Iterable[str], names: Iterable[str]) -> dict[str, Answ
         (['f'], True)
         >>> find_answers(["def f():\\n    pass\\n" + "#" * MAX_CELL_CHARS], ["f"])["f"].skipped[:44]
         'not compared: its code cell has 200,018 char'
+        >>> find_answers(["%%capture\\ndef f(a):\\n    return a"], ["f"])["f"].compared
+        True
     """
     wanted = set(names)
     defines = _definitions(wanted)
@@ -225,29 +238,30 @@ def find_answers(sources: Iterable[str], names: Iterable[str]) -> dict[str, Answ
             found.update(dict.fromkeys(defined, f"not compared: its code cell has {len(source):,} characters, "
                                                 f"over the {MAX_CELL_CHARS:,} the report parses"))
             continue
-        if parsed + len(source) > MAX_NOTEBOOK_CHARS:
-            found.update(dict.fromkeys(defined, f"not compared: the notebook's cells that define graded functions "
-                                                f"hold over the {MAX_NOTEBOOK_CHARS:,} characters the report parses"))
+        cell = cell_statements(source, MAX_NOTEBOOK_CHARS - parsed)
+        parsed += cell.parsed_chars
+        if cell.over_budget:
+            found.update(dict.fromkeys(defined, _OVER_NOTEBOOK_BUDGET))
             continue
-        parsed += len(source)
-        for node in _top_level(source):
+        for node in cell.statements:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in wanted:
                 found[node.name] = node
+        reason = (f"not compared: its cell is not Python, even as IPython translates its magics ({cell.error})"
+                  if cell.error else "not compared: the cell with its def line does not define it when run (the "
+                                     "def is in a string, or in a %%writefile or %%timeit body)")
+        for name in defined:
+            found.setdefault(name, reason)
     return {name: Answer(skipped=item) if isinstance(item, str) else fingerprint(item) for name, item in found.items()}
 
 
-def _top_level(source: str) -> list[ast.stmt]:
-    """The top-level statements of ``source``; none when it does not parse (magics, syntax errors, too deep)."""
-    try:
-        return ast.parse(source).body
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return []
-
-
+#: why a notebook's later defining cells are not compared (see :data:`MAX_NOTEBOOK_CHARS`).
+_OVER_NOTEBOOK_BUDGET = (f"not compared: the notebook's cells that define graded functions hold over the "
+                         f"{MAX_NOTEBOOK_CHARS:,} characters the report parses")
 def find_function(sources: Iterable[str], name: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
     """The last top-level definition of ``name`` in a notebook's code cells (as the kernel would keep it).
 
-    Cells that do not parse (IPython magics, syntax errors) are skipped.
+    Cells are read as the kernel runs them (:func:`~coursekit.grading.magics.cell_statements`); cells that do
+    not parse are skipped.
 
     Args:
         sources: the code cells' sources, in notebook order.
@@ -264,7 +278,8 @@ def find_function(sources: Iterable[str], name: str) -> ast.FunctionDef | ast.As
     """
     found = None
     for source in sources:
-        for node in _top_level(source):
+        # The sources are the course's own (reference, release): read whole, without the students' budget.
+        for node in cell_statements(source, sys.maxsize).statements:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
                 found = node
     return found

@@ -1,0 +1,23 @@
+"""What the feedback says of an answer cell that was skipped on a rerun, whatever IPython syntax the cell uses."""
+
+from __future__ import annotations
+
+import pytest
+
+from coursekit.grading.outcomes import skipped_answers
+from coursekit.grading.sandbox import RawRun
+from coursekit.grading.spec import FunctionQuestion
+from coursekit.losses import token_nll
+
+pytestmark = [pytest.mark.grading]
+
+
+@pytest.mark.parametrize("magic", ["", "%%capture cap\n", "%%time\n", "%matplotlib inline\n"])
+def test_an_answer_cell_with_a_magic_skipped_on_a_rerun_is_named_in_the_feedback(magic: str) -> None:
+    cells = [{"source": "import torch", "metadata": {}},
+             {"source": magic + "def token_nll(logits, targets):\n    return logits\n",
+              "metadata": {"nbgrader": {"solution": True}}}]
+    question = FunctionQuestion("test_token_nll", "token_nll", 3.0, list, token_nll)
+    found = skipped_answers(RawRun(skipped_cells=[(1, "memory")]), cells, [question])
+    assert found == {"test_token_nll": "your answer cell (cell 1) ran out of memory and was skipped on a rerun, "
+                                       "so what it defines was not there"}

@@ -43,7 +43,7 @@ from coursekit.data import (
     toy_corpus,
     translation_task,
 )
-from coursekit.data._checks import require_int, require_one_of, require_seed
+from coursekit.data._checks import derived_seed, require_int, require_one_of, require_seed
 from coursekit.evaluation import LMScores, evaluate_ctc, evaluate_lm, evaluate_translation, lm_scores
 from coursekit.models import CTCRecognizer, NGramLM, RNNLM, Seq2Seq, TransformerLM, model_size, sequence_kd_pairs
 from coursekit.train import History, ObjectiveFn, ctc_objective, lm_objective, seeded, train
@@ -120,11 +120,25 @@ def train_ngram_lm(*, order: int = 2, k: float = 0.01, seed: int = 0) -> tuple[N
     return model, lm_scores(total, count)
 
 
+def _epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's batch order: ``seed * 1000 + epoch``, modulo 2**63.
+
+    Every ``seed`` below 2**53 gives exactly the seed it always gave (so the recipes' batch
+    orders, and the book's numbers, stay the same); a larger seed in ``[0, 2**63)``, which the
+    recipes accept, gives a seed in that range instead of one that ``bucket_batches`` refuses.
+
+    Example:
+        >>> _epoch_seed(7, 2), _epoch_seed(2**63 - 1, 0)
+        (7002, 9223372036854774808)
+    """
+    return derived_seed(seed * 1000 + epoch)
+
+
 def _lm_batches(sentences: Sequence[Sequence[int]], batch_size: int, seed: int) -> Callable[[int], list[LMBatch]]:
     lengths = [len(s) for s in sentences]
 
     def batches(epoch: int) -> list[LMBatch]:
-        order = bucket_batches(lengths, batch_size, seed=seed * 1000 + epoch)
+        order = bucket_batches(lengths, batch_size, seed=_epoch_seed(seed, epoch))
         return [lm_batch([sentences[i] for i in idx]) for idx in order]
 
     return batches
@@ -205,7 +219,7 @@ def train_translator(*, seed: int = 0, size: str = "teacher", epochs: int = 6, b
     lengths = [len(s) for s, _ in train_pairs]
 
     def batches(epoch: int) -> list[Seq2SeqBatch]:
-        order = bucket_batches(lengths, batch_size, seed=seed * 1000 + epoch)
+        order = bucket_batches(lengths, batch_size, seed=_epoch_seed(seed, epoch))
         return [seq2seq_batch([train_pairs[i] for i in idx]) for idx in order]
 
     def validate(m: nn.Module) -> float:
@@ -251,7 +265,7 @@ def train_ctc_recognizer(*, seed: int = 0, epochs: int = 6, batch_size: int = 32
     lengths = [len(e.features) for e in task.train]
 
     def batches(epoch: int) -> list[FrameBatch]:
-        order = bucket_batches(lengths, batch_size, seed=seed * 1000 + epoch)
+        order = bucket_batches(lengths, batch_size, seed=_epoch_seed(seed, epoch))
         return [frame_batch([task.train[i] for i in idx]) for idx in order]
 
     def validate(m: nn.Module) -> float:

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from coursekit.data._checks import require_int, require_number, require_one_of, require_seed
+from coursekit.data._checks import require_int, require_number, require_one_of, require_probability, require_seed
 from coursekit.data.batching import LMBatch, Seq2SeqBatch, TBPTTWindow, seq2seq_batch
 from coursekit.data.vocab import EOS_ID
 from coursekit.losses import (
@@ -64,6 +64,8 @@ from coursekit.models.rnn import detach_hidden
 from coursekit.data.frames import FRAME_BLANK, FrameBatch
 from coursekit.losses.ctc import ctc_loss
 from coursekit.losses.risk import leave_one_out_baseline
+from coursekit.losses.smoothing import DEPRECATED_VARIANTS, SMOOTHING_VARIANTS, _require_epsilon
+from coursekit.losses._checks import require_choice
 
 
 class Objective(NamedTuple):
@@ -281,11 +283,17 @@ seq2seq_objective = lm_objective
 def label_smoothing_objective(epsilon: float, *, variant: str = "pytorch") -> ObjectiveFn:
     """Label-smoothed NLL (:func:`coursekit.losses.label_smoothed_nll`), normalised per token.
 
+    Both arguments are checked here, when the objective is built, with the loss's own checks, so a
+    bad one fails before training starts rather than at the first batch.
+
     Raises:
-        TypeError: ``epsilon`` not a real number.
-        ValueError: ``epsilon`` negative or not finite.
+        TypeError: ``epsilon`` not a real number (or a 0-d real tensor); ``variant`` not a str.
+        ValueError: ``epsilon`` outside ``[0, 1)`` or not finite; an unknown ``variant``.
     """
-    epsilon = require_number("epsilon", epsilon, low=0.0)
+    epsilon = _require_epsilon(epsilon)
+    # a deprecated spelling is left to the loss, which warns about it where it is used
+    if not (isinstance(variant, str) and variant in DEPRECATED_VARIANTS):
+        require_choice("variant", variant, SMOOTHING_VARIANTS)
 
     def objective(model: nn.Module, batch: LMBatch | Seq2SeqBatch) -> Objective:
         logits, targets, mask = _logits(model, batch)
@@ -338,9 +346,7 @@ def word_kd_objective(teacher: nn.Module, *, temperature: float = 1.0, alpha: fl
         ValueError: ``temperature <= 0``, ``alpha`` outside ``[0, 1]``, either of them not finite.
     """
     temperature = require_number("temperature", temperature, low=0.0, low_inclusive=False)
-    alpha = require_number("alpha", alpha, low=0.0)
-    if alpha > 1:
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    alpha = require_probability("alpha", alpha)
     teacher.eval()
 
     def objective(model: nn.Module, batch: LMBatch | Seq2SeqBatch) -> Objective:

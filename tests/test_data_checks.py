@@ -53,7 +53,7 @@ HUGE_TEXT = "an int of 16610 bits"
 HUGE_INT_MESSAGES = [
     ("number_to_words", lambda: number_to_words(HUGE), rf"number must lie in \[0, 9999\], got {HUGE_TEXT}$"),
     ("translation_task target_noise", lambda: translation_task(target_noise=10**300),
-     r"target_noise must lie in \[0, 1\], got an int of 997 bits$"),
+     r"target_noise must lie in \[0, 1\], got an int of 997 bits, which is 1e\+300 as a float$"),
     ("translation_task num_train", lambda: translation_task(num_train=HUGE),
      rf"num_train \+ num_valid \+ num_test must be <= \d+ numbers, got {HUGE_TEXT}$"),
     ("translation_task num_ood", lambda: translation_task(num_ood=HUGE), rf"num_ood must be <= \d+ numbers, got {HUGE_TEXT}$"),
@@ -182,6 +182,14 @@ def test_translation_task_sizes_given_as_small_numpy_ints_do_not_overflow() -> N
 @pytest.mark.parametrize(("value", "shown_as"), [(np.float32(1.5), "1.5"), (1.5, "1.5"), (np.int64(2), "2")], ids=repr)
 def test_translation_task_shows_a_target_noise_above_one_as_given(value, shown_as) -> None:
     # the upper bound showed repr: "got np.float32(1.5)", where every other data message shows "1.5"
+    with pytest.raises(ValueError, match=rf"^target_noise must lie in \[0, 1\], got {re.escape(shown_as)}$"):
+        translation_task(target_noise=value)
+
+
+@pytest.mark.parametrize(("value", "shown_as"), [(-0.1, "-0.1"), (np.float32(-0.1), "-0.1"), (np.float32(1.1), "1.1")],
+                         ids=repr)
+def test_translation_task_has_one_range_message_for_a_target_noise_below_zero_and_above_one(value, shown_as) -> None:
+    # a negative target_noise read "must be >= 0.0" where one above 1 read "must lie in [0, 1]"
     with pytest.raises(ValueError, match=rf"^target_noise must lie in \[0, 1\], got {re.escape(shown_as)}$"):
         translation_task(target_noise=value)
 

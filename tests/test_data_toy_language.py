@@ -85,9 +85,58 @@ def test_same_seed_gives_identical_corpus_and_other_seed_differs():
     assert toy_corpus(num_train=200, seed=4).train != a.train
 
 
+@pytest.mark.parametrize("seed", [0, 5, 2**61 - 1])
+def test_toy_corpus_splits_of_a_seed_below_2_61_are_sampled_with_seeds_3s_3s_plus_1_3s_plus_2(seed):
+    # the book's numbers depend on these samples: reducing the derived seeds must not change them
+    corpus, language = toy_corpus(num_train=20, num_valid=5, num_test=5, seed=seed), default_language()
+    assert corpus.train == language.sample(20, seed=3 * seed)
+    assert corpus.valid == language.sample(5, seed=3 * seed + 1)
+    assert corpus.test == language.sample(5, seed=3 * seed + 2)
+
+
+@pytest.mark.parametrize("seed", [2**62, 2**63 - 1], ids=["2**62", "2**63-1"])
+def test_toy_corpus_takes_a_seed_whose_derived_seeds_pass_2_63_reducing_them_modulo_2_63(seed):
+    # it raised "seed must be an int in [0, 2**63), got an int of 64 bits" for 3 * seed + 2, a value the
+    # caller did not pass, for every seed from (2**63 - 2) / 3 on
+    corpus, language = toy_corpus(num_train=20, num_valid=5, num_test=5, seed=seed), default_language()
+    assert corpus.train == language.sample(20, seed=(3 * seed) % 2**63)
+    assert corpus.valid == language.sample(5, seed=(3 * seed + 1) % 2**63)
+    assert corpus.test == language.sample(5, seed=(3 * seed + 2) % 2**63)
+
+
+@pytest.mark.parametrize(
+    ("arcs", "error", "message"),
+    [({"s": [("a", 0.5, "s"), ("<eos>", 0.5, None), ("b", math.nan, "s")]}, ValueError,
+      r"^arcs\['s'\] probability of 'b' must be a finite number, got nan$"),
+     ({"s": [("a", "0.5", "s"), ("<eos>", 0.5, None)]}, TypeError,
+      r"^arcs\['s'\] probability of 'a' must be a (real )?number.*got str$"),
+     ({"s": [("a", True, "s"), ("<eos>", 0.5, None)]}, TypeError,
+      r"^arcs\['s'\] probability of 'a' must be .*got bool$"),
+     ({"s": [("a", 0.0, "s"), ("<eos>", 1.0, None)]}, ValueError,
+      r"^arcs\['s'\] probability of 'a' must be > 0.0, got 0.0$"),
+     ({"s": [("a", math.inf, "s"), ("<eos>", 0.5, None)]}, ValueError,
+      r"^arcs\['s'\] probability of 'a' must be a finite number, got inf$")],
+    ids=["nan", "str", "bool", "zero", "inf"],
+)
+def test_each_arc_probability_is_checked_naming_its_state_and_word(arcs, error, message):
+    # nan failed no comparison and reached "the language cannot terminate from every state";
+    # a str reached math.fsum's "must be real number, not str", which names no argument
+    with pytest.raises(error, match=message):
+        ToyLanguage(arcs, start="s")
+
+
+@pytest.mark.parametrize("method", ["log_prob", "token_log_probs"])
+def test_a_str_sentence_is_refused_where_a_sequence_of_words_is_expected(method):
+    # token_log_probs("the cat") read the characters as words and returned [-inf]
+    with pytest.raises(TypeError, match=r"^sentence must be a sequence of words, got a str \(split it first\)$"):
+        getattr(default_language(), method)("the cat")
+
+
 @pytest.mark.parametrize(
     ("call", "name"),
     [
+        (lambda: toy_corpus(num_train=-1), "num_train"),
+        (lambda: toy_corpus(num_test=-1), "num_test"),
         (lambda: default_language().sample(3, seed=-1), "seed"),
         (lambda: default_language().sample(-1, seed=0), "num_sentences"),
         (lambda: toy_corpus(seed=-2), "seed"),

@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from coursekit import recipes
+from coursekit.data import lm_batch
+from coursekit.data.batching import bucket_batches
 from coursekit.models import RNNLM, Seq2Seq, TransformerLM
 
 pytestmark = [pytest.mark.models, pytest.mark.usefixtures("one_thread")]
@@ -50,6 +52,30 @@ def test_translator_training_seed_can_vary_on_fixed_data():
     assert not torch.equal(same.out.weight, other.out.weight)
     data = recipes.translation_data(0)
     assert other.out.weight.shape[0] == len(data.tgt_vocab)
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**53 - 1])
+def test_an_epochs_batch_order_seed_below_2_53_is_seed_times_1000_plus_epoch(seed):
+    # the recipes' batch orders (and the book's numbers) depend on these seeds: keeping them in range
+    # must not change them
+    assert [recipes._epoch_seed(seed, epoch) for epoch in range(3)] == [seed * 1000 + epoch for epoch in range(3)]
+
+
+@pytest.mark.parametrize("seed", [2**62, 2**63 - 1], ids=["2**62", "2**63-1"])
+def test_a_recipe_seed_whose_batch_order_seed_passes_2_63_trains_with_it_reduced_modulo_2_63(seed):
+    # bucket_batches refused seed * 1000 + epoch with "seed must be an int in [0, 2**63), got an int of
+    # 73 bits", a value the caller did not pass, at the first epoch, after the model was built
+    data = recipes.translation_data(0)
+    _, history = recipes.train_translator(seed=seed, data_seed=0, size="student", epochs=1,
+                                          pairs=data.train[:4], progress=False)
+    assert len(history.valid) == 1
+    lengths = [3, 1, 4, 1, 5, 9, 2, 6]
+    sentences = [[4 + i] * n for i, n in enumerate(lengths)]
+    batches = recipes._lm_batches(sentences, 3, seed)(1)
+    order = bucket_batches(lengths, 3, seed=(seed * 1000 + 1) % 2**63)
+    assert len(batches) == len(order)
+    for batch, idx in zip(batches, order):
+        assert torch.equal(batch.inputs, lm_batch([sentences[i] for i in idx]).inputs)
 
 
 def test_noisy_targets_only_touch_the_training_split():

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -240,6 +242,40 @@ def test_empty_epoch_and_zero_count_raise():
         word_kd_objective(small_seq2seq(), alpha=1.5)
     with pytest.raises(ValueError, match="weight"):
         z_loss_objective(-1e-4)
+
+
+@pytest.mark.parametrize(("alpha", "shown_as"),
+                         [(-0.1, "-0.1"), (np.float32(-0.1), "-0.1"), (np.float32(1.1), "1.1"), (1.5, "1.5")], ids=repr)
+def test_word_kd_alpha_outside_zero_one_has_one_range_message_showing_the_value_as_given(alpha, shown_as):
+    # a negative alpha read "must be >= 0.0", one above 1 "must lie in [0, 1]", and np.float32(1.1) showed
+    # its widened float 1.100000023841858
+    with pytest.raises(ValueError, match=rf"^alpha must lie in \[0, 1\], got {re.escape(shown_as)}$"):
+        word_kd_objective(small_seq2seq(), alpha=alpha)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [({"epsilon": 1.0}, ValueError, r"^epsilon must lie in \[0, 1\), got 1.0$"),
+     ({"epsilon": 1.5}, ValueError, r"^epsilon must lie in \[0, 1\), got 1.5$"),
+     ({"epsilon": -0.1}, ValueError, r"^epsilon must lie in \[0, 1\), got -0.1$"),
+     ({"epsilon": float("nan")}, ValueError, r"^epsilon must be a finite number, got nan$"),
+     ({"epsilon": "0.1"}, TypeError, r"^epsilon must be a number in \[0, 1\) or a 0-d real tensor, got str$"),
+     ({"epsilon": 0.1, "variant": "bogus"}, ValueError,
+      r"^variant must be one of 'pytorch', 'fairseq', got 'bogus'$")],
+    ids=["eps-1", "eps-1.5", "eps-negative", "eps-nan", "eps-str", "variant-bogus"],
+)
+def test_label_smoothing_objective_checks_its_arguments_when_it_is_built(kwargs, error, message):
+    # epsilon >= 1 and an unknown variant built an objective that raised only at its first call, in training
+    with pytest.raises(error, match=message):
+        label_smoothing_objective(**kwargs)
+
+
+def test_label_smoothing_objective_takes_the_deprecated_variant_and_the_loss_warns_when_it_is_used():
+    objective = label_smoothing_objective(0.1, variant="fairseq_legacy")
+    with pytest.warns(FutureWarning, match=r"variant='fairseq_legacy'\) is deprecated"):
+        legacy = objective(small_seq2seq(), translation_batches()[0])
+    current = label_smoothing_objective(0.1, variant="fairseq")(small_seq2seq(), translation_batches()[0])
+    assert torch.equal(legacy.loss_sum, current.loss_sum)
 
 
 def test_on_policy_kd_scores_the_students_own_outputs_with_the_generalised_jsd():

@@ -104,6 +104,24 @@ def require_seed(name: str, value: object) -> int:
     return seed
 
 
+def derived_seed(value: int) -> int:
+    """``value``, a seed computed from a checked seed (``3 * seed + 1``), brought into ``[0, 2**63)``.
+
+    It is reduced modulo 2**63. Every seed small enough for the computation to stay in range
+    (below 2**61 for ``3 * seed + 2``, below 2**53 for ``seed * 1000 + epoch``) so derives exactly
+    the seed it always did, and the samples and batch orders it gave stay the same; a larger seed
+    that :func:`require_seed` accepted derives a valid seed, where the computed value would be
+    refused under the user's argument name for a value the user did not pass.
+
+    Example:
+        >>> derived_seed(3 * 5 + 2)
+        17
+        >>> derived_seed(3 * (2**63 - 1) + 2)
+        9223372036854775807
+    """
+    return value % 2**63
+
+
 def require_number(name: str, value: object, *, low: float | None = None, low_inclusive: bool = True) -> float:
     """Return ``value`` as a float if it is a finite real number above ``low``.
 

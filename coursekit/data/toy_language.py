@@ -41,11 +41,17 @@ from typing import NamedTuple
 
 import numpy as np
 
-from coursekit.data._checks import require_int, require_seed, shown
+from coursekit.data._checks import derived_seed, require_int, require_number, require_seed, shown
 from coursekit.data.vocab import EOS
 
 #: a state's arcs: (word, probability, next state); next state ``None`` ends the sentence
 Arcs = Sequence[tuple[str, float, "str | None"]]
+
+
+def _require_words(sentence: object) -> None:
+    """Refuse a str where a sequence of words is expected: iterated, it would give characters."""
+    if isinstance(sentence, str):
+        raise TypeError("sentence must be a sequence of words, got a str (split it first)")
 
 
 class ToyLanguage:
@@ -57,8 +63,10 @@ class ToyLanguage:
         start: the start state.
 
     Raises:
-        ValueError: probabilities of a state do not sum to 1, a word appears twice in
-            one state, a next state is undefined, or the language cannot terminate.
+        TypeError: a probability is not a real number.
+        ValueError: a probability is not finite or not positive, probabilities of a state
+            do not sum to 1, a word appears twice in one state, a next state is undefined,
+            or the language cannot terminate.
 
     Example:
         >>> lang = ToyLanguage({"s": [("a", 0.5, "s"), ("<eos>", 0.5, None)]}, start="s")
@@ -77,15 +85,19 @@ class ToyLanguage:
             words = [w for w, _, _ in state_arcs]
             if len(set(words)) != len(words):
                 raise ValueError(f"arcs[{state!r}] uses a word twice: {words}")
-            total = math.fsum(p for _, p, _ in state_arcs)
-            if abs(total - 1.0) > 1e-9 or any(p <= 0 for _, p, _ in state_arcs):
+            # each probability is checked before the sum: fsum raises for a str without naming the
+            # argument, and a nan fails no comparison, so it reached the termination check's wrong reason
+            probabilities = [require_number(f"arcs[{state!r}] probability of {w!r}", p, low=0.0, low_inclusive=False)
+                             for w, p, _ in state_arcs]
+            total = math.fsum(probabilities)
+            if abs(total - 1.0) > 1e-9:
                 raise ValueError(f"arcs[{state!r}] must have positive probabilities summing to 1, got sum {total}")
             for word, _, nxt in state_arcs:
                 if (word == EOS) != (nxt is None):
                     raise ValueError(f"arcs[{state!r}]: only {EOS!r} may end a sentence, got {word!r} -> {nxt!r}")
                 if nxt is not None and nxt not in arcs:
                     raise ValueError(f"arcs[{state!r}]: next state {nxt!r} is not defined")
-            self._arcs[state] = [(w, float(p), n) for w, p, n in state_arcs]
+            self._arcs[state] = [(w, p, n) for (w, _, n), p in zip(state_arcs, probabilities)]
         self._states = sorted(self._arcs)
         self._index = {s: i for i, s in enumerate(self._states)}
         self._table = {s: {w: (p, n) for w, p, n in a} for s, a in self._arcs.items()}
@@ -133,8 +145,7 @@ class ToyLanguage:
         Args:
             sentence: the words, without ``<eos>``.
         """
-        if isinstance(sentence, str):
-            raise TypeError("sentence must be a sequence of words, got a str (split it first)")
+        _require_words(sentence)
         state: str | None = self.start
         total = 0.0
         for word in [*sentence, EOS]:
@@ -145,7 +156,15 @@ class ToyLanguage:
         return total if state is None else -math.inf
 
     def token_log_probs(self, sentence: Sequence[str]) -> list[float]:
-        """Exact per-token :math:`\\log P(y_t \\mid y_{<t})` for every word and the final ``<eos>``."""
+        """Exact per-token :math:`\\log P(y_t \\mid y_{<t})` for every word and the final ``<eos>``.
+
+        Args:
+            sentence: the words, without ``<eos>``.
+
+        Raises:
+            TypeError: ``sentence`` is a str (as in :meth:`log_prob`: its characters are not words).
+        """
+        _require_words(sentence)
         state: str | None = self.start
         out: list[float] = []
         for word in [*sentence, EOS]:
@@ -292,8 +311,7 @@ def subject_and_verb(sentence: Sequence[str]) -> Agreement:
         >>> found, found.distance
         (Agreement(subject=2, verb=6), 4)
     """
-    if isinstance(sentence, str):
-        raise TypeError("sentence must be a sequence of words, got a str (split it first)")
+    _require_words(sentence)
     nouns = set(SINGULAR_NOUNS) | set(PLURAL_NOUNS)
     verbs = {v for forms in (TRANSITIVE, INTRANSITIVE) for group in forms.values() for v in group}
     subject = next((i for i, word in enumerate(sentence) if word in nouns), None)
@@ -308,8 +326,13 @@ def subject_and_verb(sentence: Sequence[str]) -> Agreement:
 def toy_corpus(*, num_train: int = 4000, num_valid: int = 500, num_test: int = 500, seed: int = 0) -> ToyCorpus:
     """Sample a train/validation/test corpus from :func:`default_language`.
 
-    The three splits come from independent seeds derived from ``seed`` (they may share
-    frequent short sentences, as samples of a real language do).
+    The three splits come from independent seeds derived from ``seed``: ``3 * seed``,
+    ``3 * seed + 1`` and ``3 * seed + 2``, each modulo 2**63, so every seed in ``[0, 2**63)`` is
+    taken (the splits may share frequent short sentences, as samples of a real language do).
+
+    Raises:
+        TypeError: ``seed`` not a Python int; a size not an int.
+        ValueError: ``seed`` outside ``[0, 2**63)``; a negative ``num_train``, ``num_valid`` or ``num_test``.
 
     Example:
         >>> corpus = toy_corpus(num_train=3, num_valid=1, num_test=1, seed=0)
@@ -317,10 +340,12 @@ def toy_corpus(*, num_train: int = 4000, num_valid: int = 500, num_test: int = 5
         True
     """
     require_seed("seed", seed)
+    num_train, num_valid, num_test = (require_int(name, value, minimum=0) for name, value in
+                                      (("num_train", num_train), ("num_valid", num_valid), ("num_test", num_test)))
     language = default_language()
     return ToyCorpus(
         language=language,
-        train=language.sample(num_train, seed=3 * seed),
-        valid=language.sample(num_valid, seed=3 * seed + 1),
-        test=language.sample(num_test, seed=3 * seed + 2),
+        train=language.sample(num_train, seed=derived_seed(3 * seed)),
+        valid=language.sample(num_valid, seed=derived_seed(3 * seed + 1)),
+        test=language.sample(num_test, seed=derived_seed(3 * seed + 2)),
     )

@@ -17,8 +17,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from coursekit.data._checks import require_int, require_number, require_one_of, require_seed, shown
-from coursekit.losses._checks import number_text
+from coursekit.data._checks import require_int, require_one_of, require_probability, require_seed, shown
 
 ONES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 TEENS = ("ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
@@ -134,9 +133,7 @@ def translation_task(
         for name, value in (("num_train", num_train), ("num_valid", num_valid),
                             ("num_test", num_test), ("num_ood", num_ood)))
     max_in_distribution_words = require_int("max_in_distribution_words", max_in_distribution_words, minimum=1)
-    noise = require_number("target_noise", target_noise, low=0.0)
-    if noise > 1:
-        raise ValueError(f"target_noise must lie in [0, 1], got {number_text(target_noise)}")
+    noise = require_probability("target_noise", target_noise)
     inside, outside = [], []
     for number in range(MAX_NUMBER + 1):
         source = number_to_words(number)

@@ -162,8 +162,8 @@ def sequence_loss(
 
     Returns:
         One value per sequence, in the dtype of ``token_losses``. The mean
-        sums and counts in float32 or wider, which holds the count exactly,
-        and rounds once, as ``torch.mean`` of a half-precision row does (a
+        sums and counts in float32 or wider, which holds every count up to
+        2**24 exactly, and rounds once, as ``torch.mean`` of a half-precision row does (a
         count kept in float16 would be rounded above 2048 tokens and ``inf``
         from 65520, and in bfloat16 rounded above 256).
 
@@ -242,8 +242,8 @@ def batch_loss(
         A scalar tensor, in the dtype of ``token_losses``, or with
         ``token_weights`` the dtype the two promote to (``torch.result_type``):
         bfloat16 losses with float32 weights give float32. The means count
-        (and sum the weights) in float32 or wider, which holds the counts
-        exactly, and round the quotient once, as PyTorch's
+        (and sum the weights) in float32 or wider, which holds every count up
+        to 2**24 exactly, and round the quotient once, as PyTorch's
         ``(losses * mask).sum() / mask.sum()`` with an integer count: half-precision
         losses are averaged over their true count where float16 would round it
         (above 2048) or make it ``inf`` (from 65520) and bfloat16 round it (above
@@ -324,7 +324,7 @@ def _reduce_batch(
     argument that chose the reduction (default ``reduction=...``);
     ``stacklevel`` points it at the line that called that function (3 when it
     calls this helper directly). The means are divided in a dtype that holds
-    the counts exactly (:func:`_count_dtype`) and returned in ``result_dtype``
+    every count up to 2**24 exactly (:func:`_count_dtype`) and returned in ``result_dtype``
     (``None``: the dtype of ``token_losses``); ``"sum"`` stays in the losses' dtype.
     """
     # book excerpt (chapter 3) starts: batch_loss masked selection
@@ -337,7 +337,7 @@ def _reduce_batch(
     if reduction == "sum":
         return losses.sum()
     result_dtype = token_losses.dtype if result_dtype is None else result_dtype
-    # Counts in a dtype that holds them exactly: float16 rounds a count above 2048
+    # Counts in a dtype that holds them exactly up to 2**24: float16 rounds a count above 2048
     # and makes one of 65520 or more inf (so the loss would be 0); bfloat16 rounds those above 256.
     count_dtype = _count_dtype(token_losses.dtype, result_dtype)
     weights = weights.to(count_dtype)

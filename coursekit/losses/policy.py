@@ -120,7 +120,7 @@ def policy_loss_aggregate(
         of the default dtype: ``token_losses``' dtype promoted with
         ``torch.get_default_dtype()`` (float32 for bfloat16 or float16 losses,
         float64 stays float64); the sums are taken in the losses' dtype and the
-        counts held exactly. ``"dapo"`` with a ``num_items_in_batch`` tensor
+        counts held exactly up to 2**24, as TRL's float32 counts are. ``"dapo"`` with a ``num_items_in_batch`` tensor
         returns what TRL's ``sum / num_items_in_batch.clamp(min=1.0)`` returns
         (float64 for a float64 count), and with a Python number what an
         integer count tensor gives. ``"dr_grpo"`` returns ``token_losses``'

@@ -28,8 +28,8 @@ from coursekit.grading.bwrap import requested_capabilities
 from coursekit.grading.cgroups import cgroups_available, remove_stale_groups
 from coursekit.grading.executors import make_executor
 from coursekit.grading.diagnostics import stderr_tail
-from coursekit.grading.files import (MAX_SUBMITTED_FILES, FilesOverBudget, files_of, refuse_shadowing,
-                                     shadowing_note, top_level_entries)
+from coursekit.grading.files import (MAX_SUBMITTED_FILES, FilesOverBudget, files_of, files_within_budgets,
+                                     left_out_note, refuse_shadowing, shadowing_note, top_level_entries)
 from coursekit.grading.limits import Limits
 from coursekit.grading.notebook import ExpectedCell, PreparedNotebook, missing_notebook_note, prepare, unusable
 from coursekit.grading.outcomes import OUTCOMES, Evidence, classify, run_notes, skipped_answers
@@ -299,13 +299,14 @@ class Grader:
                                 f"the notebook has {size} bytes, limit {self.options.max_notebook_bytes}")
         else:
             notebook = prepare(nb_path.read_bytes(), self.expected, max_bytes=self.options.max_notebook_bytes)
-        try:
-            files = files_of(directory, {f"{self.spec.notebook}.ipynb", "timestamp.txt"}, self.options.max_files_bytes,
-                             self.options.max_files)
-        except FilesOverBudget as error:
-            files = {}
-            if not notebook.outcome:
-                notebook = unusable("too_large", self.expected, str(error))
+        if notebook.outcome:
+            return notebook, {}, []
+        # Files past the budgets (a saved checkpoint, a folder of logs) are left out and the notebook is graded
+        # without them, as it would run in Jupyter without them; stock nbgrader autograde has no budget to pass.
+        files, left_out = files_within_budgets(directory, {f"{self.spec.notebook}.ipynb", "timestamp.txt"},
+                                               self.options.max_files_bytes, self.options.max_files)
+        if left_out is not None:
+            notebook.notes.append(left_out_note(left_out, self.options.max_files_bytes, self.options.max_files))
         kept, refused = refuse_shadowing(files)
         return notebook, {**kept, **self.source_files}, refused
 
@@ -465,7 +466,8 @@ class Grader:
         timestamp, problem = _read_timestamp(submitted / "timestamp.txt")
         if problem:
             report.notes.append(problem)
-        self._write_autograded(report.student, render(prepared, run, results, report.outcome))
+        self._write_autograded(report.student, render(prepared, run, results, report.outcome),
+                               with_files=prepared.outcome is None)
         self._write_report(report)
         gb.record_submission(self.course, self.assignment, self.spec.notebook, report.student, timestamp=timestamp,
                              expected=self.expected, scores={name: r.score for name, r in results.items()},
@@ -503,22 +505,22 @@ class Grader:
             if cell.grade and cell.solution and cell.name not in prepared.missing and sources.get(cell.name) == cell.source
         )
 
-    def _write_autograded(self, student: str, notebook: dict[str, Any]) -> None:
+    def _write_autograded(self, student: str, notebook: dict[str, Any], with_files: bool) -> None:
+        """Replace ``student``'s autograded folder by ``notebook``, its timestamp.txt and, ``with_files`` (the
+        notebook was run), the files that were graded with it."""
         target = self.course.root / self.course.autograded / student / self.assignment
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.parent / f".{self.assignment}.staging-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         submitted = self.course.root / self.course.submitted / student / self.assignment
-        exclude = {f"{self.spec.notebook}.ipynb"}
-        try:
-            # What was graded: the files that would have shadowed a module stay in submitted/ alone, as under
-            # the course's nbgrader autograde (coursekit.grading.files).
-            files, _ = refuse_shadowing(files_of(submitted, exclude, self.options.max_files_bytes,
-                                                 self.options.max_files))
-        except FilesOverBudget:
-            # What was handed in past the budgets stays in submitted/; the date tells a later run what was graded.
-            files = _timestamp_only(submitted / "timestamp.txt")
+        exclude = {f"{self.spec.notebook}.ipynb", "timestamp.txt"}
+        # What was graded: the files that would have shadowed a module, and those past the budgets, stay in
+        # submitted/ alone (coursekit.grading.files); the date tells a later run what was graded.
+        within, _ = (files_within_budgets(submitted, exclude, self.options.max_files_bytes, self.options.max_files)
+                     if with_files else ({}, None))
+        files, _ = refuse_shadowing(within)
+        files.update(_timestamp_only(submitted / "timestamp.txt"))
         files.update(self.source_files)
         for relative, data in files.items():
             path = staging / relative

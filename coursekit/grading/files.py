@@ -4,7 +4,11 @@ Everything in the submission's folder but the notebook itself, caches and
 links, up to a budget of bytes and one of files: empty files cost no bytes, but
 each takes an inode of the sandbox's scratch file system (and a file in
 ``autograded/``), so a folder of 200,000 of them would fill the scratch before
-the first cell ran. A file named like a module the runner imports
+the first cell ran. The files are taken in path order; those past a budget (a
+saved checkpoint, a folder of training logs) are left out unread, counted for
+the instructor's note (:func:`left_out_note`), and the notebook is graded
+without them (:func:`files_within_budgets`), as stock ``nbgrader autograde``
+grades it (it has no budget). A file named like a module the runner imports
 (NumPy, torch, IPython, ``coursekit``, any module of the standard library) is
 refused: the working directory comes first on the kernel's ``sys.path``, and
 such a file would be imported instead of the real module by anything that
@@ -21,6 +25,8 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 SKIP_DIRS = {".ipynb_checkpoints", "__pycache__", ".git"}
@@ -151,8 +157,110 @@ class FilesOverBudget(ValueError):
     """A folder's files hold more bytes, or are more files, than a submission may hand in; the message says which."""
 
 
+#: how many files past the budgets are counted for the note (listed by name, not read); past it the note says "at least".
+MAX_COUNTED_LEFT_OUT = 10_000
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """The files a submission handed in past the budgets: not copied, counted for the instructor's note.
+
+    Attributes:
+        files: how many were left out (a lower bound when ``more`` is true).
+        total_bytes: the bytes they hold (of those counted).
+        first: the path of the first one left out, in the order the files are taken.
+        more: the count stopped at :data:`MAX_COUNTED_LEFT_OUT`; there may be more.
+    """
+
+    files: int
+    total_bytes: int
+    first: str
+    more: bool = False
+
+
+def left_out_note(left_out: LeftOut, budget: int, max_files: int) -> str:
+    """What ``coursekit grade`` says of the files it left out past the budgets (the instructor reads it).
+
+    Example:
+        >>> left_out_note(LeftOut(files=2, total_bytes=60_000_000, first="model.pt"), 50_000_000, 1_000)[:60]
+        '2 files (60,000,000 bytes) handed in beyond the budgets (1,0'
+    """
+    count = f"{'at least ' if left_out.more else ''}{left_out.files:,} file{'s' if left_out.files != 1 else ''}"
+    return (f"{count} ({left_out.total_bytes:,} bytes) handed in beyond the budgets ({max_files:,} files, "
+            f"{budget:,} bytes besides the notebook, taken in path order) were not copied into the graded folder, "
+            f"the first {left_out.first}; the notebook was graded without them (the submitted copy is kept)")
+
+
+def _regular_files(directory: Path, exclude: set[str]) -> Iterator[tuple[str, Path]]:
+    """The regular files under ``directory`` in path order (no links, no caches), but those in ``exclude``."""
+    for root, dirs, names in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+        for name in sorted(names):
+            path = Path(root) / name
+            relative = str(path.relative_to(directory))
+            if relative not in exclude and not path.is_symlink() and path.is_file():
+                yield relative, path
+
+
+def _read_at_most(path: Path, size: int) -> bytes | None:
+    """``path``'s bytes, or ``None`` when it holds more than ``size`` (it grew since it was measured)."""
+    with path.open("rb") as file:
+        data = file.read(size + 1)
+    return data if len(data) <= size else None
+
+
+def files_within_budgets(directory: Path, exclude: set[str], budget: int,
+                         max_files: int = MAX_SUBMITTED_FILES) -> tuple[dict[str, bytes], LeftOut | None]:
+    """The regular files under ``directory`` (no links, no caches) that fit the budgets, and what was left out.
+
+    The files are taken in path order: one that would pass ``budget`` bytes is
+    left out and the next ones are still tried, and once ``max_files`` are
+    taken every other file is left out. Files left out are never read; at
+    most :data:`MAX_COUNTED_LEFT_OUT` of them are counted.
+
+    Args:
+        directory: the folder (missing: no files).
+        exclude: relative paths left out unread and uncounted (the notebook, ``timestamp.txt``).
+        budget: the most bytes the files taken may hold in all.
+        max_files: the most files taken.
+
+    Returns:
+        The taken files' bytes by relative path, and what was left out (``None``: nothing).
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> for name, size in (("a.txt", 1), ("b.bin", 20), ("c.txt", 1), ("d.txt", 1)):
+        ...     _ = (folder / name).write_bytes(bytes(size))
+        >>> files, left_out = files_within_budgets(folder, set(), budget=10, max_files=2)
+        >>> sorted(files), left_out
+        (['a.txt', 'c.txt'], LeftOut(files=2, total_bytes=21, first='b.bin', more=False))
+    """
+    files: dict[str, bytes] = {}
+    if not directory.is_dir():
+        return files, None
+    total = left = left_bytes = 0
+    first = ""
+    for relative, path in _regular_files(directory, exclude):
+        size = path.stat().st_size
+        data = (_read_at_most(path, size) if len(files) < max_files and total + size <= budget else None)
+        if data is not None:
+            files[relative] = data
+            total += len(data)
+            continue
+        if left == MAX_COUNTED_LEFT_OUT:
+            return files, LeftOut(left, left_bytes, first, more=True)
+        first = first or relative
+        left += 1
+        left_bytes += size
+    return files, (LeftOut(left, left_bytes, first) if left else None)
+
+
 def files_of(directory: Path, exclude: set[str], budget: int, max_files: int = MAX_SUBMITTED_FILES) -> dict[str, bytes]:
     """The regular files under ``directory`` (no links, no caches) by relative path, but those in ``exclude``.
+
+    For a folder that must be copied whole (the assignment's source folder);
+    a submission's folder is read with :func:`files_within_budgets`.
 
     Args:
         directory: the folder (missing: no files).
@@ -182,18 +290,12 @@ def files_of(directory: Path, exclude: set[str], budget: int, max_files: int = M
     total = 0
     if not directory.is_dir():
         return files
-    for root, dirs, names in os.walk(directory):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
-        for name in sorted(names):
-            path = Path(root) / name
-            relative = str(path.relative_to(directory))
-            if relative in exclude or path.is_symlink() or not path.is_file():
-                continue
-            if len(files) == max_files:
-                raise FilesOverBudget(f"the submission holds more than {max_files:,} files besides the notebook, "
-                                      "the most accepted")
-            total += path.stat().st_size
-            if total > budget:
-                raise FilesOverBudget(f"the submitted files hold more than {budget:,} bytes, the most accepted")
-            files[relative] = path.read_bytes()
+    for relative, path in _regular_files(directory, exclude):
+        if len(files) == max_files:
+            raise FilesOverBudget(f"the submission holds more than {max_files:,} files besides the notebook, "
+                                  "the most accepted")
+        total += path.stat().st_size
+        if total > budget:
+            raise FilesOverBudget(f"the submitted files hold more than {budget:,} bytes, the most accepted")
+        files[relative] = path.read_bytes()
     return files

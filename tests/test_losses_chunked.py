@@ -497,10 +497,17 @@ def test_chunked_rejects_bad_tensors() -> None:
 
 _PEAK_SCRIPT = textwrap.dedent(
     """
-    import json, resource, sys
+    import json, sys
     import torch
     import torch.nn.functional as F
     from coursekit.losses import chunked_cross_entropy
+
+    def peak_kib():
+        # VmHWM is this process's own high-water mark. ru_maxrss is not: a child started by
+        # subprocess inherits its parent's peak across exec, so under a large pytest worker
+        # both readings were the worker's peak and the growth read 0.
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 
     torch.set_num_threads(1)
     method, n, h, v = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -514,13 +521,13 @@ _PEAK_SCRIPT = textwrap.dedent(
     small_h, small_w = hidden[:2].detach().clone().requires_grad_(), weight[:8].detach().clone().requires_grad_()
     chunked_cross_entropy(small_h, small_w, targets[:2] % 8).backward()
     F.cross_entropy(small_h @ small_w.T, targets[:2] % 8).backward()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_kib()
     if method == "plain":
         loss = F.cross_entropy(hidden @ weight.T, targets)
     else:
         loss = chunked_cross_entropy(hidden, weight, targets, chunk_size=256)
     loss.backward()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after = peak_kib()
     print(json.dumps({"extra_kib": after - before, "loss": loss.item()}))
     """
 )
@@ -539,7 +546,7 @@ def _peak_extra_kib(method: str, n: int, h: int, v: int) -> tuple[int, float]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss is in KiB on Linux only")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads VmHWM from /proc/self/status")
 def test_chunked_peak_memory_stays_well_under_the_plain_expression() -> None:
     # N = 4096, V = 32768: the plain logits alone take 512 MiB in float32, so any
     # measurement that sees the plain expression's logits reads at least that much

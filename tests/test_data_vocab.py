@@ -87,6 +87,32 @@ def test_bad_arguments_raise_naming_them(call, name):
         call()
 
 
+@pytest.mark.parametrize("token", [" a", "a\n", "b\t", "\u00a0c", "a b"])
+def test_a_word_token_with_whitespace_anywhere_is_refused(token):
+    # " a" splits into one piece, so a split-based check let it in: encode could never produce its id.
+    with pytest.raises(ValueError, match=r"^tokens of a word-level vocabulary must not contain whitespace"):
+        Vocab(["x", token])
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: Vocab(["a", 5]), r"^tokens\[1\] must be a str, got int 5$"),
+        (lambda: Vocab("abc", level="char"), r"^tokens must be a sequence of str tokens, got a str \('abc'\)$"),
+        (lambda: Vocab.build("the cat"), r"^texts must be a sequence of str texts, got a str \('the cat'\)"),
+        (lambda: Vocab.build(["a b", None]), r"^texts\[1\] must be a str, got NoneType$"),
+    ],
+)
+def test_wrong_types_are_type_errors_naming_the_argument(call, message):
+    with pytest.raises(TypeError, match=message):
+        call()
+
+
+def test_an_empty_token_is_refused_with_its_position():
+    with pytest.raises(ValueError, match=r"^tokens\[2\] must be a non-empty string, got ''$"):
+        Vocab(["a", "b", ""])
+
+
 @pytest.mark.parametrize(
     ("ids", "error", "message"),
     [

@@ -36,8 +36,9 @@ class Vocab:
             sequence of characters, spaces included).
 
     Raises:
-        ValueError: ``level`` is unknown, or a token is empty or (for ``"word"``)
-            contains whitespace.
+        TypeError: ``tokens`` is a str, or one of its tokens is not a str.
+        ValueError: ``level`` is unknown, or a token is empty, contains whitespace
+            anywhere (for ``"word"``) or is not one character (for ``"char"``).
 
     Example:
         >>> vocab = Vocab.build(["the cat sat", "the dog"], level="word")
@@ -51,18 +52,23 @@ class Vocab:
 
     def __init__(self, tokens: Iterable[str], *, level: str = "word") -> None:
         level = require_one_of("level", level, LEVELS)
+        if isinstance(tokens, str):
+            raise TypeError(f"tokens must be a sequence of str tokens, got a str ({tokens[:20]!r})")
         self.level = level
         self._itos: list[str] = list(SPECIALS)
-        for token in tokens:
-            if not isinstance(token, str) or token == "":
-                raise ValueError(f"tokens must be non-empty strings, got {token!r}")
-            if level == "word" and len(token.split()) != 1:
+        self._stoi = {token: i for i, token in enumerate(self._itos)}
+        for position, token in enumerate(tokens):
+            if not isinstance(token, str):
+                raise TypeError(f"tokens[{position}] must be a str, got {type(token).__name__} {token!r}")
+            if token == "":
+                raise ValueError(f"tokens[{position}] must be a non-empty string, got ''")
+            if level == "word" and any(character.isspace() for character in token):
                 raise ValueError(f"tokens of a word-level vocabulary must not contain whitespace, got {token!r}")
             if level == "char" and len(token) != 1:
                 raise ValueError(f"tokens of a char-level vocabulary must be single characters, got {token!r}")
-            if token not in self._itos:
+            if token not in self._stoi:
+                self._stoi[token] = len(self._itos)
                 self._itos.append(token)
-        self._stoi = {token: i for i, token in enumerate(self._itos)}
 
     @classmethod
     def build(cls, texts: Iterable[str], *, level: str = "word", min_count: int = 1) -> "Vocab":
@@ -80,12 +86,18 @@ class Vocab:
             The vocabulary.
 
         Raises:
+            TypeError: ``texts`` is a str, or one of its texts is not a str.
             ValueError: ``level`` is unknown or ``min_count < 1``.
         """
         level = require_one_of("level", level, LEVELS)
         min_count = require_int("min_count", min_count, minimum=1)
+        if isinstance(texts, str):
+            raise TypeError(f"texts must be a sequence of str texts, got a str ({texts[:20]!r}); "
+                            "for one text pass [text]")
         counts: Counter[str] = Counter()
-        for text in texts:
+        for position, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{position}] must be a str, got {type(text).__name__}")
             counts.update(_split(text, level))
         ordered = sorted((t for t, c in counts.items() if c >= min_count and t not in SPECIALS),
                          key=lambda t: (-counts[t], t))

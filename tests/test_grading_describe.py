@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from coursekit.course.hidden_score import call_ends
 from coursekit.grading.describe import describe_case
+from coursekit.grading.limits import Limits
 from coursekit.grading.driver import SubmissionReport
 from coursekit.grading.protocol import CallEnd, CallStatus
 from coursekit.grading.report.summary import common_failures
 from coursekit.grading.spec import AssignmentSpec, Case, ExpectedRaise, FunctionQuestion, prepare_calls
-from coursekit.grading.verdicts import failure_kind, score_question
+from coursekit.grading.verdicts import NOT_RUN_AFTER_TIMEOUT, failure_kind, score_question
 from coursekit.grading.wire import decode_value, encode_value
 from conftest import GRADING_SECRET
 
@@ -102,10 +104,10 @@ def test_a_raise_the_question_asks_for_is_a_case_of_its_own() -> None:
         return _masked_mean(losses, mask, reduction=reduction)
 
     assert _run(never_raises) == ["1 of 14 hidden checks of the function: returned a value instead of raising "
-                                  "ValueError when an unknown reduction, reduction='max', float64 inputs; e.g. masked(losses float64 "
+                                  "ValueError when an unknown reduction, reduction='max'; e.g. masked(losses float64 "
                                   "(2, 2), mask bool (2, 2), reduction='max')"]
     assert _run(wrong_words) == ["1 of 14 hidden checks of the function: raised ValueError whose message does not "
-                                 "name 'reduction' when an unknown reduction, reduction='max', float64 inputs; e.g. masked(losses "
+                                 "name 'reduction' when an unknown reduction, reduction='max'; e.g. masked(losses "
                                  "float64 (2, 2), mask bool (2, 2), reduction='max')"]
 
 
@@ -131,8 +133,7 @@ def test_two_symptoms_are_two_lines_and_one_symptom_names_the_labelled_cases_it_
     lines = _run(two_bugs)
     assert [failure_kind(line) for line in lines] == [
         "wrong values when reduction='sum', float32 inputs",
-        "raised ValueError whose message does not name 'reduction' when an unknown reduction, reduction='max', "
-        "float64 inputs"]
+        "raised ValueError whose message does not name 'reduction' when an unknown reduction, reduction='max'"]
 
     def raises_on_two_kinds_of_input(losses, mask, *, reduction="sum"):
         if reduction == "mean" or losses.shape[0] == 1:
@@ -201,3 +202,72 @@ def test_a_question_s_options_must_name_its_reference_s_positional_parameters() 
     with pytest.raises(ValueError, match=r"options must name positional parameters of the reference \['x'\], "
                                          r"got \['max_len'\]"):
         FunctionQuestion("test_f", "f", 1, list, lambda x: x, options=("max_len",))
+
+
+def test_a_label_that_names_an_option_is_not_followed_by_the_option() -> None:
+    """Grader review r9, finding 3: "when an ignore_index of -1, ignore_index=-1"."""
+    described = describe_case("token_nll", ["logits"], [np.zeros((2, 3))], {"ignore_index": -1, "reduction": "sum"},
+                              label="an ignore_index of -1")
+    assert described.restated == ("ignore_index=-1",) and "ignore_index=-1" in described.factors
+    assert described.dtype == "float64 inputs"
+    assert describe_case("f", ["x"], [np.zeros(2)], {"bias": None}, label="bias=None").restated == ("bias=None",)
+    # A label that names the option but not its value leaves the option to say it.
+    assert describe_case("f", ["x"], [np.zeros(2)], {"blank": 1}, label="a blank id of 10").restated == ()
+
+
+def _shifted(x: torch.Tensor, *, offset: int = 0) -> torch.Tensor:
+    return x + offset
+
+
+def _shift_cases(rng: np.random.Generator) -> list[Case]:
+    cases = [Case((rng.random(shape).astype(dtype),), {"offset": offset})
+             for shape in [(2, 3), (4,)] for dtype in (np.float32, np.float64) for offset in (0, 1)]
+    cases.append(Case((rng.standard_normal((3,)),), {"offset": -1}, label="an offset of -1"))
+    return cases
+
+
+SHIFT = FunctionQuestion("test_shifted", "shifted", 3, _shift_cases, _shifted, rtol=1e-5, atol=1e-6)
+
+
+def test_a_single_labelled_failure_is_named_once_and_without_the_dtype_it_happens_to_have() -> None:
+    """Grader review r9, finding 3: a dtype factor drawn from one float64 case pointed at a dtype problem."""
+    spec = AssignmentSpec("demo", "demo", 3, (SHIFT,))
+    calls = prepare_calls(spec, course="seqloss", student="ada", secret=GRADING_SECRET)["test_shifted"]
+
+    def ignores_negative_offsets(x, *, offset=0):
+        return x + max(offset, 0)
+
+    ends = call_ends(calls, {"shifted": ignores_negative_offsets})
+    [line] = score_question(SHIFT, calls, ends).messages
+    assert failure_kind(line) == "wrong values when an offset of -1"
+    assert line.startswith("1 of 9 hidden checks of the function: ")
+
+    def wrong_in_float64_with_an_offset(x, *, offset=0):
+        return x + offset * (2 if x.dtype == torch.float64 else 1)
+
+    [line] = score_question(SHIFT, calls, call_ends(calls, {"shifted": wrong_in_float64_with_an_offset})).messages
+    # A dtype that separates the failures from passing cases (float32 with the same offsets) is still named.
+    assert failure_kind(line) == "wrong values when float64 inputs"
+
+
+def test_cases_not_run_after_a_time_limit_have_their_own_line_without_factors() -> None:
+    """Grader review r9, finding 4: the cases after a timed-out one were said to have reached the time limit."""
+    calls = prepare_calls(SPEC, course="seqloss", student="ada", secret=GRADING_SECRET)["test_masked"]
+    slow_shape = tuple(decode_value(calls[2].call["args"][0]).shape)
+
+    def slow_on_one_shape(losses, mask, *, reduction="sum"):
+        while tuple(losses.shape) == slow_shape:
+            pass
+        return _masked_mean(losses, mask, reduction=reduction)
+
+    ends = call_ends(calls, {"masked": slow_on_one_shape}, limits=Limits(timeout_s=0.5))
+    statuses = [ends[c.call["id"]].status for c in calls]
+    first = statuses.index(CallStatus.TIMEOUT)
+    assert statuses == [CallStatus.OK] * first + [CallStatus.TIMEOUT] + [CallStatus.NOT_RUN] * (13 - first)
+    assert first == 0, "the spec's first case has the slow shape: every other case is not run"
+    # Two lines: the cases not run have no factor and no example (which ones they are depends on the order).
+    assert score_question(QUESTION, calls, ends).messages == [
+        f"13 of 14 hidden checks of the function: {NOT_RUN_AFTER_TIMEOUT}",
+        "1 of 14 hidden checks of the function: time limit reached when reduction='sum'; "
+        "e.g. masked(losses float32 (2, 3), mask bool (2, 3), reduction='sum')"]
+    assert NOT_RUN_AFTER_TIMEOUT == "not run, since an earlier case of this function reached the time limit"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Collection, Sequence
 
@@ -39,11 +40,17 @@ class CaseDescription:
         call: the call with every argument's dtype and shape, e.g.
             ``"batch_loss(token_losses float32 (4, 7), mask bool (4, 7), reduction='sum')"``.
         label: the spec's words for the edge case (also the first factor), or empty.
+        restated: the option factors that the label already names with their value
+            (``ignore_index=-1`` under ``an ignore_index of -1``): kept for grouping,
+            left out of a line that names the label.
+        dtype: the factor saying the dtype of all the float arrays (``float32 inputs``), or empty.
     """
 
     factors: tuple[str, ...]
     call: str
     label: str = ""
+    restated: tuple[str, ...] = ()
+    dtype: str = ""
 
 
 def parameter_names(function: Callable[..., Any]) -> list[str]:
@@ -80,6 +87,13 @@ def _shown(name: str, value: object, option: bool) -> str:
     if _is_scalar(value):
         return f"{name}={_scalar(value)}"
     return f"{name} {type(value).__name__}"
+
+
+def _names(label: str, name: str, value: object) -> bool:
+    """Whether ``label`` names the option ``name`` with its value, as ``an ignore_index of -1`` does."""
+    def said(word: str) -> bool:
+        return re.search(rf"(?<![\w.-]){re.escape(word)}(?![\w.])", label) is not None
+    return said(name) and (said(str(value)) or said(_scalar(value)))
 
 
 def _notes(name: str, value: object) -> list[str]:
@@ -141,11 +155,14 @@ def describe_case(function: str, names: Sequence[str], args: Sequence[Any], kwar
     named = [(name, value, name in options or value is None) for name, value in positional]
     named += [(key, value, True) for key, value in kwargs.items() if key not in hidden_options]
     factors = [label] if label else []
-    factors += [f"{name}={_scalar(value)}" for name, value, option in named if option and _is_scalar(value)]
+    options = [(name, value) for name, value, option in named if option and _is_scalar(value)]
+    factors += [f"{name}={_scalar(value)}" for name, value in options]
+    restated = tuple(f"{name}={_scalar(value)}" for name, value in options if label and _names(label, name, value))
     float_dtypes = sorted({str(v.dtype) for _, v, _ in named if isinstance(v, np.ndarray) and v.dtype.kind == "f"})
-    if len(float_dtypes) == 1:
-        factors.append(f"{float_dtypes[0]} inputs")
+    dtype = f"{float_dtypes[0]} inputs" if len(float_dtypes) == 1 else ""
+    if dtype:
+        factors.append(dtype)
     for name, value, _ in named:
         factors += _notes(name, value)
     call = f"{function}({', '.join(_shown(name, value, option) for name, value, option in named)})"
-    return CaseDescription(tuple(factors), call, label)
+    return CaseDescription(tuple(factors), call, label, restated, dtype)

@@ -50,10 +50,14 @@ KNOWN_EXCEPTIONS = frozenset(
     name for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, BaseException)
 ) | {"CellTimeout"}
 
+#: what the feedback says about a call that the runner did not make: an earlier call of the same function reached
+#: its time limit, and a function is not called again after that (the rule bounds the hidden cases' time).
+NOT_RUN_AFTER_TIMEOUT = "not run, since an earlier case of this function reached the time limit"
+
 #: what the feedback says about a call that failed for a reason other than its own exception.
 FAILURES = {
     CallStatus.TIMEOUT: "time limit reached",
-    CallStatus.NOT_RUN: "time limit reached",
+    CallStatus.NOT_RUN: NOT_RUN_AFTER_TIMEOUT,
     CallStatus.STALLED: "would not stop at its time limit",
     CallStatus.NOT_RUN_AFTER_STALL: "would not stop at its time limit; not called again",
     CallStatus.OUT_OF_MEMORY: "ran out of memory",
@@ -65,6 +69,10 @@ FAILURES = {
     CallStatus.WITHHELD: "malformed result",
     CallStatus.BANNED: "malformed result",
 }
+#: the reasons of calls that were not made: which cases they are depends on the spec's order, not on the answer,
+#: so their line names no factor, label or example.
+NOT_MADE = frozenset(FAILURES[status] for status in (CallStatus.NOT_RUN, CallStatus.NOT_RUN_AFTER_STALL,
+                                                     CallStatus.NOT_RUN_AFTER_DEATH))
 
 #: why a question's hidden checks were not counted: its test cell's visible checks did not pass.
 VISIBLE_CHECK_FAILED = "a visible check failed"
@@ -408,8 +416,23 @@ def _shared(descriptions: Sequence[CaseDescription | None]) -> list[str]:
     return [f for f in known[0].factors if all(f in d.factors for d in known[1:])]
 
 
-def _kind(reason: str, members: Sequence[PreparedCall], everywhere: set[str]) -> str:
+def _separates(dtype: str, factors: Sequence[str], passing: Sequence[PreparedCall]) -> bool:
+    """Whether a dtype factor is needed: some passing case has every other factor but another dtype."""
+    return any(p.description is not None and p.description.dtype != dtype
+               and all(f in p.description.factors for f in factors if f != dtype) for p in passing)
+
+
+def _kind(reason: str, members: Sequence[PreparedCall], everywhere: set[str],
+          passing: Sequence[PreparedCall]) -> str:
+    if reason in NOT_MADE:
+        return reason
     factors = [f for f in _shared([p.description for p in members]) if f not in everywhere]
+    descriptions = [p.description for p in members if p.description is not None]
+    # A label the line names already says the options it restates.
+    restated = {f for d in descriptions if d.label in factors for f in d.restated}
+    # A dtype that passing cases with the same other factors also have is not what the failures share.
+    dtypes = {d.dtype for d in descriptions if d.dtype and not _separates(d.dtype, factors, passing)}
+    factors = [f for f in factors if f not in restated and f not in dtypes]
     if factors:
         return f"{reason} when {', '.join(factors)}"
     labels = list(dict.fromkeys(p.description.label for p in members if p.description and p.description.label))
@@ -433,12 +456,14 @@ class _Group:
 def _groups(failures: Sequence[tuple[Mismatch, PreparedCall]], calls: Sequence[PreparedCall]) -> list[_Group]:
     """The kinds of failure, the most frequent first, at most :data:`MAX_KINDS`."""
     everywhere = set(_shared([c.description for c in calls]))
+    failed = {id(prepared) for _, prepared in failures}
+    passing = [c for c in calls if id(c) not in failed]
     by_reason: dict[str, list[tuple[Mismatch, PreparedCall]]] = {}
     for mismatch, prepared in failures:
         by_reason.setdefault(mismatch.reason, []).append((mismatch, prepared))
     groups = []
     for reason, members in sorted(by_reason.items(), key=lambda item: -len(item[1]))[:MAX_KINDS]:
-        kind = _kind(reason, [p for _, p in members], everywhere)
+        kind = _kind(reason, [p for _, p in members], everywhere, passing)
         # The example: an edge case the spec labelled when there is one, since the kind may name it.
         mismatch, prepared = next(((m, p) for m, p in members if p.description and p.description.label), members[0])
         groups.append(_Group(kind, len(members), mismatch, prepared))
@@ -453,7 +478,11 @@ def feedback_lines(failures: Sequence[tuple[Mismatch, PreparedCall]], calls: Seq
     logits: wrong values``) with the factors that all its failing cases share
     and not all the question's cases have (``when reduction='sum', nan in
     token_losses``); when they share none, the edge cases the spec labelled
-    among them (``, including a row with no candidate``).
+    among them (``, including a row with no candidate``). An option the shared
+    label names with its value is not said again, and a dtype is named only when
+    a passing case with the same other factors has another dtype. Calls that
+    were not made (after an earlier call of the function reached its time limit,
+    stalled or died) have a line of their own with no factor and no example.
 
     Args:
         failures: each failed call's mismatch and prepared call, in call order.
@@ -465,7 +494,8 @@ def feedback_lines(failures: Sequence[tuple[Mismatch, PreparedCall]], calls: Seq
     """
     lines = []
     for group in _groups(failures, calls):
-        example = ": ".join(part for part in (group.call, group.example.detail) if part)
+        example = "" if group.kind in NOT_MADE else ": ".join(
+            part for part in (group.call, group.example.detail) if part)
         line = f"{group.count} of {len(calls)} hidden checks of the {what}: {group.kind}"
         lines.append(line + (EXAMPLE + example if example else ""))
     return lines

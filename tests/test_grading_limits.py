@@ -54,6 +54,17 @@ def test_the_pages_state_the_budgets_the_grader_applies(repo_root: Path) -> None
         assert stated in students, f"book/for_students.md no longer says {stated!r}"
 
 
+def test_the_pages_state_that_a_function_past_its_time_limit_is_not_called_again(repo_root: Path) -> None:
+    """Grader review r9, finding 4: the cases after a timed-out one are not run, and the pages must say so."""
+    from coursekit.grading.verdicts import NOT_RUN_AFTER_TIMEOUT
+
+    for page, rule in (("for_students.md", "its later hidden cases are not run and count as failed"),
+                       ("for_instructors.md", "its later hidden calls are not made and count as failed")):
+        text = " ".join((repo_root / "book" / page).read_text().split())
+        assert rule in text, f"book/{page} no longer says {rule!r}"
+        assert f'("{NOT_RUN_AFTER_TIMEOUT}")' in text, f"book/{page} does not quote the feedback's words"
+
+
 def _with_experiments(notebook: dict[str, Any], after: str | None) -> dict[str, Any]:
     """``notebook`` with :data:`EXPERIMENTS` experiments after the cell ``after`` (``None``: at the end)."""
     for number in range(EXPERIMENTS):

@@ -311,3 +311,9 @@ def test_sequence_mean_leaves_out_a_sequence_whose_counted_tokens_all_weigh_zero
     assert zero.item() == pytest.approx(1.0)
     tiny = batch_loss(losses, mask, reduction="sequence_mean", token_weights=torch.tensor([[1.0, 1.0], [1e-30, 1e-30]]))
     assert tiny.item() == pytest.approx(1.5)
+
+
+def test_token_nll_refuses_an_empty_vocabulary_naming_logits() -> None:
+    # Every target ignored, yet V = 0 leaves nothing to normalise: the gather failed with an unnamed index error.
+    with pytest.raises(ValueError, match=r"^logits must have shape \(\.\.\., V\) with V >= 1, got shape \(2, 0\)$"):
+        token_nll(torch.zeros(2, 0), torch.full((2,), IGNORE_INDEX))

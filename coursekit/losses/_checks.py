@@ -105,6 +105,24 @@ def require_shape(name: str, tensor: torch.Tensor, expected: Sequence[int], expe
         )
 
 
+def require_classes(name: str, tensor: torch.Tensor, shape_text: str = "(..., V)", axis: int = -1) -> None:
+    """Raise ``ValueError`` unless ``tensor`` has at least one class along ``axis`` (V >= 1).
+
+    With no class there is nothing to normalise over, and an indexing kernel
+    would fail with a message naming no argument ("index 0 is out of bounds
+    for dimension 1 with size 0"). A shape check: it reads no value.
+    ``shape_text`` is the shape the argument must have, e.g. ``"(V, d)"``.
+
+    Example:
+        >>> require_classes("logits", torch.zeros(2, 0))
+        Traceback (most recent call last):
+        ...
+        ValueError: logits must have shape (..., V) with V >= 1, got shape (2, 0)
+    """
+    if tensor.dim() < 1 or tensor.shape[axis] == 0:
+        raise ValueError(f"{name} must have shape {shape_text} with V >= 1, got shape {tuple(tensor.shape)}")
+
+
 def require_same_device(
     name: str, tensor: torch.Tensor, reference: torch.Tensor, reference_name: str, *, cpu_scalar: bool = False
 ) -> None:

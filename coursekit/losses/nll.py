@@ -21,6 +21,7 @@ from coursekit.losses._checks import (
     int_text,
     require_choice,
     require_class_indices,
+    require_classes,
     require_float,
     require_int,
     reads_values,
@@ -74,7 +75,7 @@ def token_nll(
     Raises:
         TypeError: ``logits`` is not a float tensor, ``targets`` not an integer tensor,
             or ``ignore_index`` not an integer (``operator.index`` fails) or a bool.
-        ValueError: the shapes disagree, ``ignore_index`` lies beyond int64, or a target
+        ValueError: the shapes disagree, ``logits`` has no class (V = 0), ``ignore_index`` lies beyond int64, or a target
             lies outside ``[0, V)`` and is not ``ignore_index`` (a value check: on the
             CPU; see :mod:`coursekit.losses`). Tensor arguments on two devices.
 
@@ -87,6 +88,7 @@ def token_nll(
     targets = require_class_indices("targets", targets)
     if logits.dim() < 1:
         raise ValueError(f"logits must have at least one dimension (..., V), got shape {tuple(logits.shape)}")
+    require_classes("logits", logits)
     require_shape("targets", targets, logits.shape[:-1], "logits.shape[:-1]")
     num_classes = logits.shape[-1]
     ignore_index = require_int("ignore_index", ignore_index, type_expected="an int (a target value)")

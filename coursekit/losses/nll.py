@@ -167,7 +167,12 @@ def sequence_loss(
         sums and counts in float32 or wider, which holds every count up to
         2**24 exactly, and rounds once, as ``torch.mean`` of a half-precision row does (a
         count kept in float16 would be rounded above 2048 tokens and ``inf``
-        from 65520, and in bfloat16 rounded above 256).
+        from 65520, and in bfloat16 rounded above 256). In float16 a row whose
+        sum reaches 65520 therefore has a finite mean here, while
+        :func:`batch_loss`'s ``"sequence_mean"`` over the same rows is ``inf``:
+        that one sums each row in the losses' dtype, to match the PyTorch and
+        TRL expressions it reproduces. ``"sum"`` is taken in the losses' dtype
+        (``inf`` from 65520 in float16).
 
     Shapes:
         token_losses, mask: ``(..., T)``; result: ``(...)``.
@@ -251,7 +256,11 @@ def batch_loss(
         (above 2048) or make it ``inf`` (from 65520) and bfloat16 round it (above
         256). The sum itself is taken in the losses' dtype, as in that
         expression (a float16 total of 65520 or more, what float16 rounds to
-        ``inf``, is ``inf`` in both).
+        ``inf``, is ``inf`` in both). So are ``sequence_mean``'s row sums
+        :math:`S_b`, as in TRL's GRPO line ``((loss * mask).sum(-1) / mask.sum(-1)).mean()``
+        that :func:`~coursekit.losses.policy_loss_aggregate` reproduces through this function:
+        in float16 a row whose sum reaches 65520 makes ``sequence_mean`` ``inf``, where the mean of
+        :func:`sequence_loss` with ``reduction="mean"`` (which sums in float32) stays finite.
 
     Shapes:
         token_losses, mask, token_weights: ``(..., T)``; result: ``()``.

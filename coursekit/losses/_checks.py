@@ -209,7 +209,14 @@ def require_choice(name: str, value: object, choices: Sequence[str]) -> str:
     return str(value)
 
 
-def require_number(name: str, value: object, *, type_expected: str = "a number") -> float:
+#: The kinds of real number the number checks accept (see :func:`as_real`), for their ``TypeError``:
+#: a ``fractions.Fraction`` or ``decimal.Decimal`` is a real number too, but not one of these.
+REAL_NUMBER_KINDS = "int, float or a NumPy real scalar"
+#: What a number argument must be, in the ``TypeError`` of every number check.
+REAL_NUMBER = f"a real number ({REAL_NUMBER_KINDS})"
+
+
+def require_number(name: str, value: object, *, type_expected: str = REAL_NUMBER) -> float:
     """Return ``value`` as a float if it is a finite real number (see :func:`as_real`: no bool, no tensor).
 
     Every int is finite, but one beyond the float range (``10**400``) is not a
@@ -241,7 +248,7 @@ def finite_float(
     name: str,
     value: object,
     expected: str = "a finite number",
-    type_expected: str = "a number",
+    type_expected: str = REAL_NUMBER,
     *,
     range_expected: str | None = None,
 ) -> float:
@@ -486,7 +493,7 @@ def require_in_interval(
     meaning: str = "",
     *,
     closed: bool = False,
-    type_expected: str = "a number",
+    type_expected: str = REAL_NUMBER,
 ) -> float:
     """Return ``value`` as a float if it is a number in ``[low, high)`` (``[low, high]`` when ``closed``).
 
@@ -536,7 +543,7 @@ def require_num_items(name: str, value: object, *, allow_zero: bool = False) -> 
     accelerator (Hugging Face passes one there) without a host
     synchronisation: a negative or ``nan`` tensor is taken as it is.
     """
-    expected = "a number >= 0" if allow_zero else "a number > 0"
+    expected = f"a real number {'>= 0' if allow_zero else '> 0'} ({REAL_NUMBER_KINDS})"
     if isinstance(value, torch.Tensor):
         if value.numel() != 1 or value.is_complex() or value.dtype == torch.bool:
             raise TypeError(

@@ -16,6 +16,7 @@ import torch
 
 from coursekit.losses._autocast import float32_under_autocast, promoted_dtype
 from coursekit.losses._checks import (
+    REAL_NUMBER,
     require_same_devices,
     as_real,
     int_text,
@@ -440,7 +441,7 @@ def _as_float_tensor(name: str, value: torch.Tensor | float) -> torch.Tensor:
         return require_float(name, value)
     real = as_real(value)
     if real is None:
-        raise TypeError(f"{name} must be a float tensor or a number, got {type_text(value)}")
+        raise TypeError(f"{name} must be a float tensor or {REAL_NUMBER}, got {type_text(value)}")
     if isinstance(real, int) and abs(real) > sys.float_info.max:
         # float() would raise OverflowError; an infinite mean NLL is meaningful, but only as a float
         raise ValueError(f"{name} must be a number in the float range, got {int_text(real)}")

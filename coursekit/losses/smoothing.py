@@ -21,6 +21,7 @@ import warnings
 import torch
 
 from coursekit.losses._checks import (
+    REAL_NUMBER_KINDS,
     require_choice,
     require_class_indices,
     require_classes,
@@ -41,7 +42,7 @@ DEPRECATED_VARIANTS = {"fairseq_legacy": "fairseq"}
 
 
 #: What ``epsilon`` may be, for its ``TypeError``.
-EPSILON_EXPECTED = "a number in [0, 1) or a 0-d real tensor"
+EPSILON_EXPECTED = f"a real number in [0, 1) ({REAL_NUMBER_KINDS}) or a 0-d real tensor"
 
 
 def _require_epsilon(epsilon: object) -> float:

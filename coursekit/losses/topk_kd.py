@@ -103,10 +103,11 @@ def top_k_kd_loss(
         student_logits: the student's scores :math:`z^{\\mathrm{S}}`.
         teacher_log_probs, teacher_indices: from :func:`top_k_teacher` (same temperature). At every
             counted position the indices must be distinct and the stored probabilities
-            :math:`q_k` must sum to at most 1, as :func:`top_k_teacher` returns them: a repeated
-            index would count its entry twice, and a mass above 1 leaves no tail; either breaks
-            the bound above. Both are checked where the index range is (on the CPU; see
-            :mod:`coursekit.losses`), the mass up to a rounding tolerance.
+            :math:`q_k` must sum to at most 1 up to half-precision rounding, as
+            :func:`top_k_teacher` returns them (its bfloat16 log-probabilities may sum to about
+            1.014, and keep that sum when they are widened to store them): a repeated index would
+            count its entry twice, and a mass well above 1 leaves no tail; either breaks the bound
+            above. Both are checked where the index range is (on the CPU; see :mod:`coursekit.losses`).
         temperature: :math:`\\tau > 0`.
         tail: keep the tail bucket (True) or renormalise over the kept set (False); a Python or NumPy bool.
         mask: boolean (or 0/1 integers), True on the positions that count; ``None`` counts all.
@@ -218,9 +219,10 @@ def _require_a_top_k_set(teacher_log_probs: torch.Tensor, teacher_indices: torch
     counts its entry twice, and a mass above 1 has no tail to hold the rest: either breaks the
     bound ``tail=True`` promises (never above :func:`kd_loss`). Positions that do not count are
     passed over: their stored entries may be padding (log-probabilities of 0, indices of 0).
-    The mass is compared with 1 up to the square root of the stored dtype's epsilon, float32's at
-    the least (0.031 for float16, 0.088 for bfloat16, 3.5e-4 for float32 and float64), wider than
-    the rounding of log-probabilities that :func:`top_k_teacher` stores.
+    The log of the mass is compared with 0 up to the square root of bfloat16's epsilon (0.088),
+    whatever the stored dtype: log-probabilities that :func:`top_k_teacher` computed in half
+    precision keep their rounding (a sum of up to about 1.014) when they are widened to float32
+    or float64 for storage, so the stored dtype does not bound the error.
     """
     ordered = teacher_indices.sort(dim=-1).values
     repeated = (ordered[..., 1:] == ordered[..., :-1]).any(dim=-1) & counted
@@ -234,8 +236,7 @@ def _require_a_top_k_set(teacher_log_probs: torch.Tensor, teacher_indices: torch
         )
     wide = torch.promote_types(teacher_log_probs.dtype, torch.float32)
     log_mass = torch.logsumexp(teacher_log_probs.to(wide), dim=-1)
-    # float64 storage may hold float32 log-probabilities widened: their rounding, not float64's, bounds the error
-    tolerance = max(torch.finfo(teacher_log_probs.dtype).eps, torch.finfo(torch.float32).eps) ** 0.5
+    tolerance = torch.finfo(torch.bfloat16).eps ** 0.5
     over = (log_mass > tolerance) & counted
     if bool(over.any()):
         position = tuple(int(i) for i in over.nonzero()[0])

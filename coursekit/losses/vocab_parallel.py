@@ -38,6 +38,7 @@ from coursekit.losses._checks import (
     require_shape,
     require_targets_in_range,
 )
+from coursekit.losses.nll import _divide_exactly
 
 VOCAB_PARALLEL_REDUCTIONS = ("mean", "sum", "none")
 
@@ -185,4 +186,6 @@ def vocab_parallel_cross_entropy(
     if reduction == "none":
         return losses
     total = losses.sum()
-    return total / counted.sum() if reduction == "mean" else total
+    # The count is never rounded to a half dtype: on a device (or with 1-d operands) a plain
+    # division would cast it to float16 first, and 65520 rows would read as inf.
+    return _divide_exactly(total, counted.sum(), result_dtype) if reduction == "mean" else total

@@ -99,7 +99,7 @@ def test_a_negative_numpy_noise_is_a_value_error_showing_its_number(value) -> No
 
 @pytest.mark.parametrize("value", [np.True_, True, np.complex64(0.1)], ids=repr)
 def test_a_bool_or_complex_noise_is_a_type_error_naming_it(value) -> None:
-    with pytest.raises(TypeError, match=r"^noise must be a number, got "):
+    with pytest.raises(TypeError, match=r"^noise must be a real number \(int, float or a NumPy real scalar\), got "):
         frame_task(noise=value)
 
 
@@ -154,8 +154,8 @@ def test_a_numpy_float_in_a_message_is_shown_as_given_not_widened() -> None:
 
 HUGE_INT_INSIDE = [
     ("num_train tuple", lambda: frame_task(num_train=(HUGE,)), TypeError, r"^num_train must be an int, got tuple$"),
-    ("noise tuple", lambda: frame_task(noise=(HUGE,)), TypeError, r"^noise must be a number, got tuple$"),
-    ("noise list", lambda: frame_task(noise=[HUGE]), TypeError, r"^noise must be a number, got list$"),
+    ("noise tuple", lambda: frame_task(noise=(HUGE,)), TypeError, r"^noise must be a real number \(int, float or a NumPy real scalar\), got tuple$"),
+    ("noise list", lambda: frame_task(noise=[HUGE]), TypeError, r"^noise must be a real number \(int, float or a NumPy real scalar\), got list$"),
     ("nested bound", lambda: frame_task(labels_per_example=((HUGE,), 1)), TypeError,
      r"^labels_per_example must be \(low, high\) ints, got \(tuple, int\)$"),
     ("one_of tuple", lambda: RNNLM(vocab_size=10, cell=(HUGE,)), ValueError, r"^cell must be one of .*, got tuple$"),

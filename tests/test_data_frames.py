@@ -98,3 +98,32 @@ def test_bad_arguments_raise_naming_them(kwargs: dict, error: type, pattern: str
 def test_a_range_beyond_int64_is_a_value_error_naming_its_argument(kwargs: dict, pattern: str) -> None:
     with pytest.raises(ValueError, match=pattern):
         frame_task(**{**SMALL, **kwargs})
+
+
+def _ctc_losses_under_a_uniform_model(examples, num_classes: int) -> torch.Tensor:
+    batch = frame_batch(examples)
+    log_probs = torch.zeros(batch.features.shape[1], batch.features.shape[0], num_classes).log_softmax(-1)
+    return torch.nn.functional.ctc_loss(log_probs, batch.targets, batch.input_lengths, batch.target_lengths,
+                                        blank=FRAME_BLANK, reduction="none")
+
+
+def _alignable(example) -> bool:
+    labels = list(example.labels)
+    repeats = sum(a == b for a, b in zip(labels, labels[1:]))
+    return len(example.features) >= len(labels) + repeats
+
+
+@pytest.mark.parametrize("settings", [{}, {"frames_per_label": (2, 2), "max_silence": 0}])
+def test_with_runs_of_two_frames_or_more_every_example_is_alignable_by_ctc(settings: dict) -> None:
+    # frames_per_label's Args: a low end >= 2 gives T >= 2L >= L + repeats.
+    task = frame_task(seed=0, num_train=500, num_valid=1, num_test=1, **settings)
+    assert all(_alignable(example) for example in task.train)
+    assert bool(torch.isfinite(_ctc_losses_under_a_uniform_model(task.train, task.num_classes)).all())
+
+
+def test_with_runs_of_one_frame_some_examples_cannot_be_aligned() -> None:
+    # The count frames_per_label's Args quotes; T < L + repeats is exactly where CTC's loss is infinite.
+    task = frame_task(seed=0, num_train=500, num_valid=1, num_test=1, frames_per_label=(1, 1), max_silence=0)
+    infinite = torch.isinf(_ctc_losses_under_a_uniform_model(task.train, task.num_classes))
+    assert int(infinite.sum()) == 206
+    assert infinite.tolist() == [not _alignable(example) for example in task.train]

@@ -106,3 +106,19 @@ def test_preference_pairs_choose_the_reference_and_cycle_through_the_edits():
     assert preference_pairs(task.train, seed=3) != pairs
     with pytest.raises(ValueError, match="pairs must hold at least one"):
         preference_pairs([])
+
+
+def _unseen_ood_words(task) -> set[str]:
+    return {w for s, _ in task.ood for w in s.split()} - {w for s, _ in task.train for w in s.split()}
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_with_the_default_sizes_the_ood_test_uses_only_training_words(seed):
+    # The module docstring's condition, for the seeds it names.
+    assert not _unseen_ood_words(translation_task(seed=seed))
+
+
+def test_with_one_word_sources_the_ood_test_holds_words_never_seen_in_training():
+    # The docstring's counter-example: no one-word source holds "hundred" or "thousand".
+    task = translation_task(max_in_distribution_words=1, num_train=20, num_valid=5, num_test=3)
+    assert {"hundred", "thousand"} <= _unseen_ood_words(task)

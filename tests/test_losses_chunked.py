@@ -671,3 +671,9 @@ def test_under_autocast_of_the_other_half_dtype_the_default_accum_dtype_computes
         # Either way one side is bfloat16 (the product or the leaf the gradient is rounded to), so the
         # bfloat16 bound applies: one bfloat16 rounding step apart is already 3.9e-3.
         assert error <= AUTOCAST_GRADIENT_BOUNDS[torch.bfloat16], f"{name}: relative error {error:.2e}"
+
+
+def test_chunked_refuses_a_weight_with_no_row_naming_weight() -> None:
+    # V = 0 with every target ignored: the gather failed with an unnamed index error.
+    with pytest.raises(ValueError, match=r"^weight must have shape \(V, d\) with V >= 1, got shape \(0, 4\)$"):
+        chunked_cross_entropy(torch.zeros(2, 4), torch.zeros(0, 4), torch.full((2,), IGNORE_INDEX))

@@ -125,3 +125,9 @@ def test_gradcheck_confidence_penalty_through_a_minus_infinity_logit():
     masked = torch.full((3, 1), -math.inf, dtype=torch.float64)
     targets = torch.tensor([1, 0, 4])
     assert gradcheck64(lambda z: confidence_penalty_nll(torch.cat([z, masked], dim=-1), targets, 0.5), (finite,))
+
+
+def test_confidence_penalty_nll_refuses_an_empty_vocabulary_naming_logits() -> None:
+    # V = 0 with every target ignored: the gather failed with an unnamed index error.
+    with pytest.raises(ValueError, match=r"^logits must have shape \(\.\.\., V\) with V >= 1, got shape \(2, 0\)$"):
+        confidence_penalty_nll(torch.zeros(2, 0), torch.full((2,), IGNORE_INDEX), 0.1)

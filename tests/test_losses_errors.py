@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from decimal import Decimal
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -81,7 +83,7 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ("batch_loss: nan token_weights", lambda: batch_loss(L, M, reduction="sequence_mean", token_weights=torch.full((2, 3), float("nan"))), ValueError, r"^token_weights must be finite and >= 0 on counted tokens, got nan$"),
     ("batch_loss: infinite token_weights", lambda: batch_loss(L, M, token_weights=torch.full((2, 3), float("inf")).double()), ValueError, r"^token_weights must be finite and >= 0 on counted tokens, got inf$"),
     ("batch_loss: scalar losses", lambda: batch_loss(torch.tensor(1.0)), ValueError, r"token_losses must have a time axis"),
-    ("perplexity: string", lambda: perplexity("1.0"), TypeError, r"mean_nll must be a float tensor or a number"),
+    ("perplexity: string", lambda: perplexity("1.0"), TypeError, r"^mean_nll must be a float tensor or a real number \(int, float or a NumPy real scalar\), got str$"),
     ("bits_per_token: long tensor", lambda: bits_per_token(torch.tensor(1)), TypeError, r"mean_nll must be a floating-point tensor"),
     # masks
     ("sequence_mask: longer than padded axis", lambda: sequence_mask(torch.tensor([2, 5]), 4), ValueError, r"lengths must be <= max_len=4.*got a length of 5"),
@@ -101,8 +103,8 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ("causal: integer loss_mask holding -1", lambda: causal_lm_loss(Z, Y, loss_mask=-M.long()), ValueError, r"loss_mask must hold only 0 and 1, got -1"),
     ("causal: num_items_in_batch with sum", lambda: causal_lm_loss(Z, Y, reduction="sum", num_items_in_batch=4), ValueError, r"num_items_in_batch applies to reduction='token_mean' only, got reduction='sum'"),
     ("causal: num_items_in_batch 0", lambda: causal_lm_loss(Z, Y, num_items_in_batch=0), ValueError, r"num_items_in_batch must be a finite number > 0, got 0"),
-    ("causal: num_items_in_batch string", lambda: causal_lm_loss(Z, Y, num_items_in_batch="4"), TypeError, r"num_items_in_batch must be a number > 0 or a one-element real tensor, got str"),
-    ("causal: num_items_in_batch two elements", lambda: causal_lm_loss(Z, Y, num_items_in_batch=torch.ones(2)), TypeError, r"num_items_in_batch must be a number > 0 or a one-element real tensor, got a tensor of shape \(2,\)"),
+    ("causal: num_items_in_batch string", lambda: causal_lm_loss(Z, Y, num_items_in_batch="4"), TypeError, r"^num_items_in_batch must be a real number > 0 \(int, float or a NumPy real scalar\) or a one-element real tensor, got str$"),
+    ("causal: num_items_in_batch two elements", lambda: causal_lm_loss(Z, Y, num_items_in_batch=torch.ones(2)), TypeError, r"^num_items_in_batch must be a real number > 0 \(int, float or a NumPy real scalar\) or a one-element real tensor, got a tensor of shape \(2,\) and dtype torch.float32$"),
     ("causal: upcast not a bool", lambda: causal_lm_loss(Z, Y, upcast="yes"), TypeError, r"upcast must be a bool, got str"),
     ("causal: loss_mask shape", lambda: causal_lm_loss(Z, Y, loss_mask=M[:, :1]), ValueError, r"loss_mask must have shape \(2, 3\)"),
     ("causal: reduction", lambda: causal_lm_loss(Z, Y, reduction="mean"), ValueError, r"reduction must be one of .*got 'mean'"),
@@ -110,7 +112,7 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     # label_smoothed_nll
     ("smoothing: epsilon = 1", lambda: label_smoothed_nll(Z, Y, 1.0), ValueError, r"epsilon must lie in \[0, 1\), got 1\.0"),
     ("smoothing: negative epsilon", lambda: label_smoothed_nll(Z, Y, -0.1), ValueError, r"epsilon must lie in \[0, 1\), got -0\.1"),
-    ("smoothing: epsilon string", lambda: label_smoothed_nll(Z, Y, "0.1"), TypeError, r"epsilon must be a number"),
+    ("smoothing: epsilon string", lambda: label_smoothed_nll(Z, Y, "0.1"), TypeError, r"^epsilon must be a real number in \[0, 1\) \(int, float or a NumPy real scalar\) or a 0-d real tensor, got str$"),
     ("smoothing: variant", lambda: label_smoothed_nll(Z, Y, 0.1, variant="fairseq_v2"), ValueError, r"variant must be one of 'pytorch', 'fairseq', got 'fairseq_v2'"),
     ("smoothing: reduction", lambda: label_smoothed_nll(Z, Y, 0.1, reduction="token_mean"), ValueError, r"reduction must be one of 'none', 'sum', 'mean'"),
     ("smoothing: target out of range", lambda: label_smoothed_nll(Z, Y + 7, 0.1), ValueError, r"targets must lie in \[0, 4\)"),
@@ -119,7 +121,7 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     # distillation
     ("kd: temperature 0", lambda: kd_loss(Z, Z, temperature=0.0), ValueError, r"temperature must be a finite number > 0, got 0\.0"),
     ("kd: negative temperature", lambda: kd_cross_entropy(Z, Z, temperature=-1), ValueError, r"temperature must be a finite number > 0"),
-    ("kd: temperature tensor", lambda: kd_loss(Z, Z, temperature=torch.tensor(2.0)), TypeError, r"temperature must be a number"),
+    ("kd: temperature tensor", lambda: kd_loss(Z, Z, temperature=torch.tensor(2.0)), TypeError, r"^temperature must be a real number \(int, float or a NumPy real scalar\), got a tensor of shape \(\) and dtype torch.float32$"),
     ("kd: shape mismatch", lambda: kd_loss(Z, Z[:, :, :3]), ValueError, r"teacher_logits must have shape \(2, 3, 4\).*got \(2, 3, 3\)"),
     ("kd: mask shape", lambda: kd_loss(Z, Z, mask=M[:1]), ValueError, r"mask must have shape \(2, 3\)"),
     ("kd: mask dtype", lambda: kd_cross_entropy(Z, Z, mask=M.half()), TypeError, r"mask must be a boolean tensor or an integer tensor"),
@@ -132,8 +134,8 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ("mrt: mask dtype", lambda: mrt_risk(L, L, mask=L), TypeError, r"mask must be a boolean tensor or an integer tensor"),
     ("mrt: no candidates", lambda: mrt_risk(torch.zeros(2, 0), torch.zeros(2, 0)), ValueError, r"sequence_log_probs must have a non-empty candidate axis"),
     ("reinforce: rewards shape", lambda: reinforce_loss(P, L), ValueError, r"rewards must have shape \(3,\)"),
-    ("reinforce: baseline name", lambda: reinforce_loss(P, P, baseline="median"), ValueError, r"baseline must be None, a number, 'mean', 'leave_one_out' or a tensor, got 'median'"),
-    ("reinforce: baseline type", lambda: reinforce_loss(P, P, baseline=[0.0]), TypeError, r"baseline must be None, a number, 'mean', 'leave_one_out' or a tensor, got list"),
+    ("reinforce: baseline name", lambda: reinforce_loss(P, P, baseline="median"), ValueError, r"^baseline must be None, a real number \(int, float or a NumPy real scalar\), 'mean', 'leave_one_out' or a tensor, got 'median'$"),
+    ("reinforce: baseline type", lambda: reinforce_loss(P, P, baseline=[0.0]), TypeError, r"^baseline must be None, a real number \(int, float or a NumPy real scalar\), 'mean', 'leave_one_out' or a tensor, got list$"),
     ("reinforce: baseline shape", lambda: reinforce_loss(P, P, baseline=torch.zeros(2)), ValueError, r"baseline must be broadcastable to rewards\.shape \(3,\)"),
     ("reinforce: empty", lambda: reinforce_loss(torch.zeros(0), torch.zeros(0)), ValueError, r"sequence_log_probs must hold at least one sequence"),
     # preference
@@ -144,7 +146,7 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ("dpo: reduction", lambda: dpo_loss(P, P, P, P, reduction="token_mean"), ValueError, r"reduction must be one of 'mean', 'sum', 'none'"),
     ("dpo: label_smoothing 0.5", lambda: dpo_loss(P, P, P, P, label_smoothing=0.5), ValueError, r"label_smoothing must lie in \[0.0, 0.5\) \(the probability that a preference label is flipped\), got 0.5"),
     ("dpo: negative label_smoothing", lambda: dpo_loss(P, P, P, P, label_smoothing=-0.1), ValueError, r"label_smoothing must lie in \[0.0, 0.5\).*got -0.1"),
-    ("dpo: label_smoothing string", lambda: dpo_loss(P, P, P, P, label_smoothing="0.1"), TypeError, r"label_smoothing must be a number, got str"),
+    ("dpo: label_smoothing string", lambda: dpo_loss(P, P, P, P, label_smoothing="0.1"), TypeError, r"^label_smoothing must be a real number \(int, float or a NumPy real scalar\), got str$"),
     ("dpo_rewards: shape", lambda: dpo_rewards(P, P[:1], P, P), ValueError, r"policy_rejected_logps must have shape \(3,\) \(policy_chosen_logps.shape\), got \(1,\)"),
     ("dpo_rewards: beta", lambda: dpo_rewards(P, P, P, P, beta=float("inf")), ValueError, r"beta must be a finite number > 0, got inf"),
     ("simpo: zero length", lambda: simpo_loss(P, P, N3, N3 - 3), ValueError, r"rejected_lengths must be finite and > 0 \(a response has at least one token\), got 0"),
@@ -162,7 +164,7 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ("clipped: old shape", lambda: clipped_surrogate(L, L.T, P[:2]), ValueError, r"old_log_probs must have shape \(2, 3\) \(log_probs.shape\), got \(3, 2\)"),
     ("clipped: negative eps_low", lambda: clipped_surrogate(L, L, P[:2], eps_low=-0.1), ValueError, r"eps_low must be a finite number >= 0, got -0.1"),
     ("clipped: infinite eps_high", lambda: clipped_surrogate(L, L, P[:2], eps_high=float("inf")), ValueError, r"eps_high must be a finite number >= 0, got inf"),
-    ("clipped: eps_high string", lambda: clipped_surrogate(L, L, P[:2], eps_high="0.28"), TypeError, r"eps_high must be a number, got str"),
+    ("clipped: eps_high string", lambda: clipped_surrogate(L, L, P[:2], eps_high="0.28"), TypeError, r"^eps_high must be a real number \(int, float or a NumPy real scalar\), got str$"),
     ("clipped: scalar log_probs", lambda: clipped_surrogate(P[0], P[0], P[0]), ValueError, r"log_probs must have a time axis"),
     ("clipped: long advantages", lambda: clipped_surrogate(L, L, N3[:2]), TypeError, r"advantages must be a floating-point tensor"),
     ("kl_penalty: estimator", lambda: kl_penalty(L, L, estimator="k4"), ValueError, r"estimator must be one of 'k1', 'k2', 'k3', got 'k4'"),
@@ -177,8 +179,8 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ("confidence: infinite weight", lambda: confidence_penalty_nll(Z, Y, float("inf")), ValueError, r"weight must be a finite number >= 0, got inf"),
     ("confidence: negative weight", lambda: confidence_penalty_nll(Z, Y, -0.5), ValueError, r"weight must be a finite number >= 0, got -0.5"),
     ("policy: num_items_in_batch negative", lambda: policy_loss_aggregate(L, M, mode="dapo", num_items_in_batch=-1), ValueError, r"num_items_in_batch must be a finite number >= 0, got -1"),
-    ("policy: num_items_in_batch two elements", lambda: policy_loss_aggregate(L, M, mode="dapo", num_items_in_batch=torch.tensor([3, 4])), TypeError, r"num_items_in_batch must be a number >= 0 or a one-element real tensor, got a tensor of shape \(2,\)"),
-    ("policy: num_items_in_batch string", lambda: policy_loss_aggregate(L, M, mode="dapo", num_items_in_batch="6"), TypeError, r"num_items_in_batch must be a number >= 0 or a one-element real tensor, got str"),
+    ("policy: num_items_in_batch two elements", lambda: policy_loss_aggregate(L, M, mode="dapo", num_items_in_batch=torch.tensor([3, 4])), TypeError, r"^num_items_in_batch must be a real number >= 0 \(int, float or a NumPy real scalar\) or a one-element real tensor, got a tensor of shape \(2,\) and dtype torch.int64$"),
+    ("policy: num_items_in_batch string", lambda: policy_loss_aggregate(L, M, mode="dapo", num_items_in_batch="6"), TypeError, r"^num_items_in_batch must be a real number >= 0 \(int, float or a NumPy real scalar\) or a one-element real tensor, got str$"),
     ("reinforce: infinite baseline", lambda: reinforce_loss(P, P, baseline=float("inf")), ValueError, r"baseline must be a finite number, got inf"),
     ("policy: mask shape", lambda: policy_loss_aggregate(L, M[:, :2]), ValueError, r"mask must have shape \(2, 3\)"),
     ("policy: mask dtype", lambda: policy_loss_aggregate(L, L), TypeError, r"mask must be a boolean tensor or an integer tensor"),
@@ -463,7 +465,7 @@ def test_a_non_integer_int_argument_is_a_type_error_naming_it_and_what_it_got(ar
 
 
 #: What epsilon must be, as its TypeError says.
-EPSILON_EXPECTED = r"^epsilon must be a number in \[0, 1\) or a 0-d real tensor, got "
+EPSILON_EXPECTED = r"^epsilon must be a real number in \[0, 1\) \(int, float or a NumPy real scalar\) or a 0-d real tensor, got "
 
 
 @pytest.mark.parametrize(("kind", "value", "received"), [
@@ -657,3 +659,15 @@ def test_a_bound_failed_only_by_the_float_shows_that_float(argument, call):
     # "must be a finite number > 0, got 1e-400" contradicted itself: the bound is checked on the float
     with pytest.raises(ValueError, match=rf"^{argument} must be a finite number > 0, got {re.escape(str(tiny))}, which is 0.0 as a float$"):
         call(tiny)
+
+
+@pytest.mark.parametrize("value", [Fraction(3, 10), Decimal("0.3")], ids=["Fraction", "Decimal"])
+@pytest.mark.parametrize(("argument", "call"), NUMBER_ARGUMENTS,
+                         ids=[f"{a}-{i}" for i, (a, _) in enumerate(NUMBER_ARGUMENTS)])
+def test_a_fraction_or_decimal_is_refused_with_the_kinds_of_number_accepted(argument, call, value):
+    # Both are real numbers: "temperature must be a number, got Fraction" contradicted itself.
+    kinds = r"\(int, float or a NumPy real scalar\)"
+    expected = (rf"^{argument} must be (None, )?a real number [^(]*{kinds}"
+                rf"( or a one-element real tensor|, 'mean', 'leave_one_out' or a tensor)?, got {type(value).__name__}$")
+    with pytest.raises(TypeError, match=expected):
+        call(value)

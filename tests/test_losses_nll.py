@@ -311,3 +311,18 @@ def test_sequence_mean_leaves_out_a_sequence_whose_counted_tokens_all_weigh_zero
     assert zero.item() == pytest.approx(1.0)
     tiny = batch_loss(losses, mask, reduction="sequence_mean", token_weights=torch.tensor([[1.0, 1.0], [1e-30, 1e-30]]))
     assert tiny.item() == pytest.approx(1.5)
+
+
+def test_token_nll_refuses_an_empty_vocabulary_naming_logits() -> None:
+    # Every target ignored, yet V = 0 leaves nothing to normalise: the gather failed with an unnamed index error.
+    with pytest.raises(ValueError, match=r"^logits must have shape \(\.\.\., V\) with V >= 1, got shape \(2, 0\)$"):
+        token_nll(torch.zeros(2, 0), torch.full((2,), IGNORE_INDEX))
+
+
+@pytest.mark.parametrize(("length", "sequence_mean_is_finite"), [(65519, True), (65520, False)])
+def test_float16_rows_summing_to_65520_make_sequence_mean_inf_but_not_sequence_loss_mean(length, sequence_mean_is_finite):
+    # The sentence both docstrings carry: batch_loss sums each row in float16 (as TRL's GRPO line does),
+    # sequence_loss's mean in float32; 65520 is where float16 rounds to inf.
+    losses = torch.ones(2, length, dtype=torch.float16)
+    assert sequence_loss(losses, reduction="mean").tolist() == [1.0, 1.0]
+    assert bool(torch.isfinite(batch_loss(losses, reduction="sequence_mean"))) is sequence_mean_is_finite

@@ -197,3 +197,10 @@ def test_fairseq_variant_is_tensor2tensors_value_plus_the_entropy_of_the_smoothe
     torch.testing.assert_close(torch.autograd.grad(ours.sum(), logits)[0], torch.autograd.grad(t2t.sum(), logits)[0])
     doc = label_smoothed_nll.__doc__
     assert "subtracts" in doc and "entropy" in doc, "the docstring must say tensor2tensor subtracts the entropy"
+
+
+@pytest.mark.parametrize("variant", ["pytorch", "fairseq"])
+def test_label_smoothed_nll_refuses_an_empty_vocabulary_naming_logits(variant: str) -> None:
+    # V = 0 with every target ignored: the gather failed with an unnamed index error.
+    with pytest.raises(ValueError, match=r"^logits must have shape \(\.\.\., V\) with V >= 1, got shape \(2, 0\)$"):
+        label_smoothed_nll(torch.zeros(2, 0), torch.full((2,), IGNORE_INDEX), 0.1, variant=variant)

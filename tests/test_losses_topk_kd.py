@@ -166,3 +166,50 @@ def test_the_all_masked_warning_names_top_k_kd_loss_and_points_at_the_caller():
     with pytest.warns(RuntimeWarning, match=r"^top_k_kd_loss\(reduction='token_mean'\): every token is masked") as caught:
         top_k_kd_loss(torch.zeros(1, 3), *stored, mask=torch.tensor([False]))
     assert caught[0].filename == __file__
+
+
+def _stored_top_two() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    student = torch.randn(4, 6, generator=generator(70))
+    teacher = 3 * torch.randn(4, 6, generator=generator(71))
+    log_q, indices = top_k_teacher(teacher, 2)
+    return student, teacher, log_q, indices
+
+
+def test_a_repeated_teacher_index_is_refused_naming_teacher_indices():
+    # Column 0 copied into column 1: the entry counted twice put the tail form above kd_loss.
+    student, _, log_q, indices = _stored_top_two()
+    repeated, log_q_repeated = indices.clone(), log_q.clone()
+    repeated[:, 1], log_q_repeated[:, 1] = indices[:, 0], log_q[:, 0]
+    expected = (rf"^teacher_indices must be distinct at each position \(as top_k_teacher returns them\), "
+                rf"got {int(indices[0, 0])} twice at position \(0,\)$")
+    with pytest.raises(ValueError, match=expected):
+        top_k_kd_loss(student, log_q_repeated, repeated)
+
+
+def test_stored_probabilities_summing_above_one_are_refused_naming_teacher_log_probs():
+    # Log-probabilities of 0 store q = 1 for each of the two kept tokens: a mass of 2, no tail left.
+    student, _, _, indices = _stored_top_two()
+    expected = (r"^teacher_log_probs must hold probabilities summing to at most 1 at each position "
+                r"\(log-probabilities of distinct tokens, as top_k_teacher returns them\), got a sum of 2 at position \(0,\)$")
+    with pytest.raises(ValueError, match=expected):
+        top_k_kd_loss(student, torch.zeros(4, 2), indices)
+
+
+def test_repeats_and_excess_mass_at_masked_positions_are_padding_and_pass():
+    # A padded position may store zeros for both (index 0 twice, q = 1 twice); it does not count.
+    student, teacher, log_q, indices = _stored_top_two()
+    mask = torch.tensor([True, True, True, False])
+    padded_log_q, padded_indices = log_q.clone(), indices.clone()
+    padded_log_q[3], padded_indices[3] = 0.0, 0
+    got = top_k_kd_loss(student, padded_log_q, padded_indices, mask=mask, reduction="none")
+    expected = top_k_kd_loss(student, log_q, indices, mask=mask, reduction="none")
+    torch.testing.assert_close(got, expected)
+    assert bool((got[:3] <= kd_loss(student, teacher, reduction="none")[:3] + 1e-6).all())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_every_entry_kept_in_any_dtype_passes_the_mass_check(dtype):
+    # k = V: the stored mass is 1 up to the rounding of the stored dtype, which the tolerance must admit.
+    teacher = 4 * torch.randn(64, 500, generator=generator(72))
+    log_q, indices = top_k_teacher(teacher, 500)
+    top_k_kd_loss(torch.zeros(64, 500, dtype=dtype), log_q.to(dtype), indices)

@@ -259,7 +259,7 @@ def test_word_kd_alpha_outside_zero_one_has_one_range_message_showing_the_value_
      ({"epsilon": 1.5}, ValueError, r"^epsilon must lie in \[0, 1\), got 1.5$"),
      ({"epsilon": -0.1}, ValueError, r"^epsilon must lie in \[0, 1\), got -0.1$"),
      ({"epsilon": float("nan")}, ValueError, r"^epsilon must be a finite number, got nan$"),
-     ({"epsilon": "0.1"}, TypeError, r"^epsilon must be a number in \[0, 1\) or a 0-d real tensor, got str$"),
+     ({"epsilon": "0.1"}, TypeError, r"^epsilon must be a real number in \[0, 1\) \(int, float or a NumPy real scalar\) or a 0-d real tensor, got str$"),
      ({"epsilon": 0.1, "variant": "bogus"}, ValueError,
       r"^variant must be one of 'pytorch', 'fairseq', got 'bogus'$")],
     ids=["eps-1", "eps-1.5", "eps-negative", "eps-nan", "eps-str", "variant-bogus"],

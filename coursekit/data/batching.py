@@ -463,7 +463,7 @@ def _finite_values(name: str, row: object) -> list[float]:
             raise TypeError(f"{name} must be a sequence of numbers or a 1-D tensor or array, got {type_text(row)}")
         row = row.tolist()
     values = _rows(name, row, "numbers")
-    return [finite_float(f"{name}[{j}]", value, "a finite number", "a real number") for j, value in enumerate(values)]
+    return [finite_float(f"{name}[{j}]", value, "a finite number") for j, value in enumerate(values)]
 
 
 def _require_stream(stream: object) -> torch.Tensor:

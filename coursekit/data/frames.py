@@ -108,7 +108,13 @@ def frame_task(*, seed: int = 0, num_train: int = 1200, num_valid: int = 200, nu
         prototype_dim: features of a label's prototype; each frame has one more (the onset flag).
         noise: standard deviation of the Gaussian noise added to every feature but the onset flag.
         labels_per_example: smallest and largest number of labels of an utterance.
-        frames_per_label: shortest and longest run of frames of one label.
+        frames_per_label: shortest and longest run of frames of one label. CTC can align an
+            example only if its frames number at least its labels plus its repeated neighbours
+            (``T >= L + repeats``: a blank must part "3 3"); with a low end >= 2 (the default
+            ``(2, 5)``) every example has ``T >= 2L`` and so qualifies. With a low end of 1 that
+            is not guaranteed, silence or not (a silence run may draw 0 frames): with
+            ``(1, 1)`` and ``max_silence=0``, 206 of 500 training examples (seed 0) have an
+            infinite CTC loss. Such examples are kept, not redrawn.
         max_silence: longest run of silence frames before, between and after labels (each run 0 .. max).
 
     Returns:

@@ -105,6 +105,24 @@ def require_shape(name: str, tensor: torch.Tensor, expected: Sequence[int], expe
         )
 
 
+def require_classes(name: str, tensor: torch.Tensor, shape_text: str = "(..., V)", axis: int = -1) -> None:
+    """Raise ``ValueError`` unless ``tensor`` has at least one class along ``axis`` (V >= 1).
+
+    With no class there is nothing to normalise over, and an indexing kernel
+    would fail with a message naming no argument ("index 0 is out of bounds
+    for dimension 1 with size 0"). A shape check: it reads no value.
+    ``shape_text`` is the shape the argument must have, e.g. ``"(V, d)"``.
+
+    Example:
+        >>> require_classes("logits", torch.zeros(2, 0))
+        Traceback (most recent call last):
+        ...
+        ValueError: logits must have shape (..., V) with V >= 1, got shape (2, 0)
+    """
+    if tensor.dim() < 1 or tensor.shape[axis] == 0:
+        raise ValueError(f"{name} must have shape {shape_text} with V >= 1, got shape {tuple(tensor.shape)}")
+
+
 def require_same_device(
     name: str, tensor: torch.Tensor, reference: torch.Tensor, reference_name: str, *, cpu_scalar: bool = False
 ) -> None:
@@ -191,7 +209,14 @@ def require_choice(name: str, value: object, choices: Sequence[str]) -> str:
     return str(value)
 
 
-def require_number(name: str, value: object, *, type_expected: str = "a number") -> float:
+#: The kinds of real number the number checks accept (see :func:`as_real`), for their ``TypeError``:
+#: a ``fractions.Fraction`` or ``decimal.Decimal`` is a real number too, but not one of these.
+REAL_NUMBER_KINDS = "int, float or a NumPy real scalar"
+#: What a number argument must be, in the ``TypeError`` of every number check.
+REAL_NUMBER = f"a real number ({REAL_NUMBER_KINDS})"
+
+
+def require_number(name: str, value: object, *, type_expected: str = REAL_NUMBER) -> float:
     """Return ``value`` as a float if it is a finite real number (see :func:`as_real`: no bool, no tensor).
 
     Every int is finite, but one beyond the float range (``10**400``) is not a
@@ -223,7 +248,7 @@ def finite_float(
     name: str,
     value: object,
     expected: str = "a finite number",
-    type_expected: str = "a number",
+    type_expected: str = REAL_NUMBER,
     *,
     range_expected: str | None = None,
 ) -> float:
@@ -468,7 +493,7 @@ def require_in_interval(
     meaning: str = "",
     *,
     closed: bool = False,
-    type_expected: str = "a number",
+    type_expected: str = REAL_NUMBER,
 ) -> float:
     """Return ``value`` as a float if it is a number in ``[low, high)`` (``[low, high]`` when ``closed``).
 
@@ -518,7 +543,7 @@ def require_num_items(name: str, value: object, *, allow_zero: bool = False) -> 
     accelerator (Hugging Face passes one there) without a host
     synchronisation: a negative or ``nan`` tensor is taken as it is.
     """
-    expected = "a number >= 0" if allow_zero else "a number > 0"
+    expected = f"a real number {'>= 0' if allow_zero else '> 0'} ({REAL_NUMBER_KINDS})"
     if isinstance(value, torch.Tensor):
         if value.numel() != 1 or value.is_complex() or value.dtype == torch.bool:
             raise TypeError(

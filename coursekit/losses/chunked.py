@@ -49,6 +49,7 @@ from coursekit.losses._autocast import autocast_dtype, cast_for_autocast, withou
 from coursekit.losses._checks import (
     require_choice,
     require_class_indices,
+    require_classes,
     require_float,
     require_int,
     require_same_device,
@@ -438,7 +439,7 @@ def chunked_cross_entropy(
             integer tensor, ``chunk_size`` or ``ignore_index`` is not an integer (``operator.index`` fails) or is a bool, the dtypes disagree
             (compared after the autocast casts; the message then also names
             the dtype passed), or ``accum_dtype`` is not a floating-point dtype. ``reduction`` not a str.
-        ValueError: the shapes disagree, ``chunk_size < 1``, an unknown
+        ValueError: the shapes disagree, ``weight`` with no row (V = 0), ``chunk_size < 1``, an unknown
             ``reduction``, ``ignore_index`` beyond int64, a target outside ``[0, V)``
             that is not ``ignore_index``, or an ``accum_dtype`` narrower than the dtype of ``weight``.
             Tensor arguments on two devices.
@@ -481,6 +482,7 @@ def chunked_cross_entropy(
             f"weight must have shape (V, d) with d = hidden.shape[-1] = {hidden.shape[-1]}, "
             f"got {tuple(weight.shape)}"
         )
+    require_classes("weight", weight, "(V, d)", axis=0)
     if weight.dtype != hidden.dtype:
         expected, got = _dtype_text("hidden", hidden, passed), _dtype_text("weight", weight, passed)
         raise TypeError(f"weight must have the dtype of hidden ({expected}), got {got}")

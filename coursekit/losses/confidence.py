@@ -21,6 +21,7 @@ import torch
 from coursekit.losses._checks import (
     require_choice,
     require_class_indices,
+    require_classes,
     require_float,
     require_int,
     require_nonnegative,
@@ -79,7 +80,7 @@ def confidence_penalty_nll(
     Raises:
         TypeError: ``logits`` not float, ``targets`` not integer, ``weight`` not a number,
             ``ignore_index`` not an integer (``operator.index`` fails) or a bool. ``reduction`` not a str.
-        ValueError: mismatched shapes, ``ignore_index`` beyond int64, a target outside ``[0, V)`` that is not ``ignore_index``,
+        ValueError: mismatched shapes, ``logits`` with no class (V = 0), ``ignore_index`` beyond int64, a target outside ``[0, V)`` that is not ``ignore_index``,
             a negative or non-finite ``weight``, or an unknown ``reduction``. Tensor arguments on two devices.
 
     Example:
@@ -95,6 +96,7 @@ def confidence_penalty_nll(
     require_choice("reduction", reduction, CONFIDENCE_REDUCTIONS)
     if logits.dim() < 1:
         raise ValueError(f"logits must have at least one dimension (..., V), got shape {tuple(logits.shape)}")
+    require_classes("logits", logits)
     require_shape("targets", targets, logits.shape[:-1], "logits.shape[:-1]")
     require_same_devices("logits", logits, targets=targets)
     ignore_index = require_int("ignore_index", ignore_index, type_expected="an int (a target value)")

@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from coursekit.losses._checks import require_in_interval
+from coursekit.losses._checks import REAL_NUMBER_KINDS, require_in_interval
 from coursekit.losses.distillation import _prepare, _reduce
 
 
@@ -140,7 +140,7 @@ def generalized_jsd(
         >>> round(float(generalized_jsd(teacher.clone(), teacher, beta=0.5)), 6)  # equal distributions
         0.0
     """
-    beta = require_in_interval("beta", beta, 0, 1, closed=True, type_expected="a number in [0, 1]")
+    beta = require_in_interval("beta", beta, 0, 1, closed=True, type_expected=f"a real number in [0, 1] ({REAL_NUMBER_KINDS})")
     # the same validation and masking as kd_loss: masked positions are uniform on both sides
     log_p, log_q, counted, _ = _prepare(student_logits, teacher_logits, temperature, mask, reduction)
     if beta == 0.0:

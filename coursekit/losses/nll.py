@@ -16,11 +16,13 @@ import torch
 
 from coursekit.losses._autocast import float32_under_autocast, promoted_dtype
 from coursekit.losses._checks import (
+    REAL_NUMBER,
     require_same_devices,
     as_real,
     int_text,
     require_choice,
     require_class_indices,
+    require_classes,
     require_float,
     require_int,
     reads_values,
@@ -74,7 +76,7 @@ def token_nll(
     Raises:
         TypeError: ``logits`` is not a float tensor, ``targets`` not an integer tensor,
             or ``ignore_index`` not an integer (``operator.index`` fails) or a bool.
-        ValueError: the shapes disagree, ``ignore_index`` lies beyond int64, or a target
+        ValueError: the shapes disagree, ``logits`` has no class (V = 0), ``ignore_index`` lies beyond int64, or a target
             lies outside ``[0, V)`` and is not ``ignore_index`` (a value check: on the
             CPU; see :mod:`coursekit.losses`). Tensor arguments on two devices.
 
@@ -87,6 +89,7 @@ def token_nll(
     targets = require_class_indices("targets", targets)
     if logits.dim() < 1:
         raise ValueError(f"logits must have at least one dimension (..., V), got shape {tuple(logits.shape)}")
+    require_classes("logits", logits)
     require_shape("targets", targets, logits.shape[:-1], "logits.shape[:-1]")
     num_classes = logits.shape[-1]
     ignore_index = require_int("ignore_index", ignore_index, type_expected="an int (a target value)")
@@ -165,7 +168,12 @@ def sequence_loss(
         sums and counts in float32 or wider, which holds every count up to
         2**24 exactly, and rounds once, as ``torch.mean`` of a half-precision row does (a
         count kept in float16 would be rounded above 2048 tokens and ``inf``
-        from 65520, and in bfloat16 rounded above 256).
+        from 65520, and in bfloat16 rounded above 256). In float16 a row whose
+        sum reaches 65520 therefore has a finite mean here, while
+        :func:`batch_loss`'s ``"sequence_mean"`` over the same rows is ``inf``:
+        that one sums each row in the losses' dtype, to match the PyTorch and
+        TRL expressions it reproduces. ``"sum"`` is taken in the losses' dtype
+        (``inf`` from 65520 in float16).
 
     Shapes:
         token_losses, mask: ``(..., T)``; result: ``(...)``.
@@ -249,7 +257,11 @@ def batch_loss(
         (above 2048) or make it ``inf`` (from 65520) and bfloat16 round it (above
         256). The sum itself is taken in the losses' dtype, as in that
         expression (a float16 total of 65520 or more, what float16 rounds to
-        ``inf``, is ``inf`` in both).
+        ``inf``, is ``inf`` in both). So are ``sequence_mean``'s row sums
+        :math:`S_b`, as in TRL's GRPO line ``((loss * mask).sum(-1) / mask.sum(-1)).mean()``
+        that :func:`~coursekit.losses.policy_loss_aggregate` reproduces through this function:
+        in float16 a row whose sum reaches 65520 makes ``sequence_mean`` ``inf``, where the mean of
+        :func:`sequence_loss` with ``reduction="mean"`` (which sums in float32) stays finite.
 
     Shapes:
         token_losses, mask, token_weights: ``(..., T)``; result: ``()``.
@@ -429,7 +441,7 @@ def _as_float_tensor(name: str, value: torch.Tensor | float) -> torch.Tensor:
         return require_float(name, value)
     real = as_real(value)
     if real is None:
-        raise TypeError(f"{name} must be a float tensor or a number, got {type_text(value)}")
+        raise TypeError(f"{name} must be a float tensor or {REAL_NUMBER}, got {type_text(value)}")
     if isinstance(real, int) and abs(real) > sys.float_info.max:
         # float() would raise OverflowError; an infinite mean NLL is meaningful, but only as a float
         raise ValueError(f"{name} must be a number in the float range, got {int_text(real)}")

@@ -12,6 +12,7 @@ import torch
 
 from coursekit.losses._autocast import promoted_dtype
 from coursekit.losses._checks import (
+    REAL_NUMBER,
     as_real,
     reads_values,
     require_float,
@@ -187,7 +188,7 @@ def reinforce_loss(
     elif isinstance(baseline, str):
         if baseline not in ("mean", "leave_one_out"):
             raise ValueError(
-                f"baseline must be None, a number, 'mean', 'leave_one_out' or a tensor, got {baseline!r}"
+                f"baseline must be None, {REAL_NUMBER}, 'mean', 'leave_one_out' or a tensor, got {baseline!r}"
             )
         if baseline == "mean":
             advantage = rewards - rewards.mean()
@@ -217,7 +218,7 @@ def reinforce_loss(
         advantage = rewards - require_number("baseline", baseline)
     else:
         raise TypeError(
-            f"baseline must be None, a number, 'mean', 'leave_one_out' or a tensor, got {type(baseline).__name__}"
+            f"baseline must be None, {REAL_NUMBER}, 'mean', 'leave_one_out' or a tensor, got {type(baseline).__name__}"
         )
     return -(advantage * sequence_log_probs).mean()
 

@@ -21,8 +21,10 @@ import warnings
 import torch
 
 from coursekit.losses._checks import (
+    REAL_NUMBER_KINDS,
     require_choice,
     require_class_indices,
+    require_classes,
     require_float,
     require_in_interval,
     require_int,
@@ -40,7 +42,7 @@ DEPRECATED_VARIANTS = {"fairseq_legacy": "fairseq"}
 
 
 #: What ``epsilon`` may be, for its ``TypeError``.
-EPSILON_EXPECTED = "a number in [0, 1) or a 0-d real tensor"
+EPSILON_EXPECTED = f"a real number in [0, 1) ({REAL_NUMBER_KINDS}) or a 0-d real tensor"
 
 
 def _require_epsilon(epsilon: object) -> float:
@@ -131,7 +133,7 @@ def label_smoothed_nll(
             neither a number nor a 0-d real (floating or integer) tensor,
             ``ignore_index`` not an integer (``operator.index`` fails) or a bool.
             ``reduction`` or ``variant`` not a str.
-        ValueError: mismatched shapes, ``ignore_index`` beyond int64, a target outside ``[0, V)`` that is not
+        ValueError: mismatched shapes, ``logits`` with no class (V = 0), ``ignore_index`` beyond int64, a target outside ``[0, V)`` that is not
             ``ignore_index``, ``epsilon`` outside ``[0, 1)``, ``V < 2`` with
             ``"fairseq"``, or an unknown ``reduction``/``variant``. Tensor arguments on two devices.
 
@@ -162,6 +164,7 @@ def label_smoothed_nll(
     require_choice("variant", variant, SMOOTHING_VARIANTS)
     if logits.dim() < 1:
         raise ValueError(f"logits must have at least one dimension (..., V), got shape {tuple(logits.shape)}")
+    require_classes("logits", logits)
     require_shape("targets", targets, logits.shape[:-1], "logits.shape[:-1]")
     require_same_devices("logits", logits, targets=targets)
     num_classes = logits.shape[-1]

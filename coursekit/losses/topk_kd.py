@@ -101,7 +101,12 @@ def top_k_kd_loss(
 
     Args:
         student_logits: the student's scores :math:`z^{\\mathrm{S}}`.
-        teacher_log_probs, teacher_indices: from :func:`top_k_teacher` (same temperature).
+        teacher_log_probs, teacher_indices: from :func:`top_k_teacher` (same temperature). At every
+            counted position the indices must be distinct and the stored probabilities
+            :math:`q_k` must sum to at most 1, as :func:`top_k_teacher` returns them: a repeated
+            index would count its entry twice, and a mass above 1 leaves no tail; either breaks
+            the bound above. Both are checked where the index range is (on the CPU; see
+            :mod:`coursekit.losses`), the mass up to a rounding tolerance.
         temperature: :math:`\\tau > 0`.
         tail: keep the tail bucket (True) or renormalise over the kept set (False); a Python or NumPy bool.
         mask: boolean (or 0/1 integers), True on the positions that count; ``None`` counts all.
@@ -131,7 +136,8 @@ def top_k_kd_loss(
 
     Raises:
         TypeError: bad dtypes, ``tail`` neither a Python nor a NumPy bool. ``reduction`` not a str.
-        ValueError: mismatched shapes, an index outside ``[0, V)``, ``temperature <= 0``, unknown ``reduction``.
+        ValueError: mismatched shapes, an index outside ``[0, V)``, an index repeated at a counted position,
+            stored probabilities summing to more than 1 at a counted position, ``temperature <= 0``, unknown ``reduction``.
             A ``mask`` holding a value other than 0 and 1 (checked where values are read;
             see :mod:`coursekit.losses`). Tensor arguments on two devices.
 
@@ -171,6 +177,8 @@ def top_k_kd_loss(
         counted = torch.ones(positions, dtype=torch.bool, device=student_logits.device)
     else:
         counted = require_mask("mask", mask, positions, "student_logits.shape[:-1]")
+    if teacher_indices.numel() and reads_values(teacher_indices):
+        _require_a_top_k_set(teacher_log_probs, teacher_indices, counted)
 
     teacher_indices = teacher_indices.long()  # gather and scatter index with int64 (or int32) only
     # As kd_loss does, so that nan or inf at a masked position reaches no gradient (stored log-probabilities
@@ -201,6 +209,41 @@ def top_k_kd_loss(
         q_renorm = log_q_renorm.exp()
         per_position = (q_renorm * _log_ratio_where_positive(q_renorm, log_q_renorm, log_p_kept)).sum(dim=-1)
     return _reduce(per_position * temperature**2, counted, reduction, "top_k_kd_loss")
+
+
+def _require_a_top_k_set(teacher_log_probs: torch.Tensor, teacher_indices: torch.Tensor, counted: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless every counted position holds distinct indices whose stored mass is at most 1.
+
+    A value check, run where the index range is read (see :func:`reads_values`). A duplicated index
+    counts its entry twice, and a mass above 1 has no tail to hold the rest: either breaks the
+    bound ``tail=True`` promises (never above :func:`kd_loss`). Positions that do not count are
+    passed over: their stored entries may be padding (log-probabilities of 0, indices of 0).
+    The mass is compared with 1 up to the square root of the stored dtype's epsilon, float32's at
+    the least (0.031 for float16, 0.088 for bfloat16, 3.5e-4 for float32 and float64), wider than
+    the rounding of log-probabilities that :func:`top_k_teacher` stores.
+    """
+    ordered = teacher_indices.sort(dim=-1).values
+    repeated = (ordered[..., 1:] == ordered[..., :-1]).any(dim=-1) & counted
+    if bool(repeated.any()):
+        position = tuple(int(i) for i in repeated.nonzero()[0])
+        row = ordered[position]
+        value = int(row[1:][row[1:] == row[:-1]][0])
+        raise ValueError(
+            f"teacher_indices must be distinct at each position (as top_k_teacher returns them), "
+            f"got {value} twice at position {position}"
+        )
+    wide = torch.promote_types(teacher_log_probs.dtype, torch.float32)
+    log_mass = torch.logsumexp(teacher_log_probs.to(wide), dim=-1)
+    # float64 storage may hold float32 log-probabilities widened: their rounding, not float64's, bounds the error
+    tolerance = max(torch.finfo(teacher_log_probs.dtype).eps, torch.finfo(torch.float32).eps) ** 0.5
+    over = (log_mass > tolerance) & counted
+    if bool(over.any()):
+        position = tuple(int(i) for i in over.nonzero()[0])
+        raise ValueError(
+            f"teacher_log_probs must hold probabilities summing to at most 1 at each position "
+            f"(log-probabilities of distinct tokens, as top_k_teacher returns them), "
+            f"got a sum of {float(log_mass[position].exp()):.4g} at position {position}"
+        )
 
 
 def _log_ratio_where_positive(q: torch.Tensor, log_q: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from coursekit.losses._checks import require_float
+from coursekit.losses._checks import require_classes, require_float
 
 
 def z_loss(logits: torch.Tensor) -> torch.Tensor:
@@ -52,7 +52,6 @@ def z_loss(logits: torch.Tensor) -> torch.Tensor:
         tensor([0.])
     """
     require_float("logits", logits)
-    if logits.dim() < 1 or logits.shape[-1] == 0:
-        raise ValueError(f"logits must have shape (..., V) with V >= 1, got shape {tuple(logits.shape)}")
+    require_classes("logits", logits)
     acc_dtype = torch.promote_types(logits.dtype, torch.float32)
     return torch.logsumexp(logits.to(acc_dtype), dim=-1).square()

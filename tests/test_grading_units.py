@@ -76,6 +76,31 @@ def test_compare_is_strict_about_shape_and_kind() -> None:
     assert compare(np.array([True, False]), np.array([1, 0]), rtol=0, atol=0).reason.startswith("expected int64")
 
 
+@pytest.mark.parametrize(("got", "want"), [(np.float32, np.float64), (np.float64, np.float32), (np.float16, np.float32)])
+def test_compare_wants_the_reference_s_float_dtype(got: type, want: type) -> None:
+    reference = np.array([1.0, 2.0], dtype=want)
+    assert compare(reference.astype(got), reference, rtol=1e-3, atol=0) == Mismatch(
+        f"expected {np.dtype(want)} values, got {np.dtype(got)}")
+    assert compare(reference.copy(), reference, rtol=1e-3, atol=0) is None
+    item = compare([reference.astype(got)], [reference], rtol=1e-3, atol=0)
+    assert (item.reason, item.path) == (f"expected {np.dtype(want)} values, got {np.dtype(got)}", (0,))
+
+
+def test_a_python_number_answers_a_float_reference_of_either_dtype() -> None:
+    # It has no dtype of its own; a question that wants a tensor says so in its visible checks.
+    for dtype in (np.float32, np.float64):
+        assert compare(0.5, np.array(0.5, dtype=dtype), rtol=1e-6, atol=0) is None
+
+
+def test_a_value_question_takes_a_number_in_any_float_dtype() -> None:
+    calls = _calls(_spec(), "test_mc")
+    question = _spec().questions[1]
+    for dtype in (np.float16, np.float32, np.float64):
+        ends = {calls[0].call["id"]: CallEnd(calls[0].call["id"], CallStatus.OK, {"t": "str", "v": "B"}),
+                calls[1].call["id"]: CallEnd(calls[1].call["id"], CallStatus.OK, encode_value(np.array(0.5, dtype)))}
+        assert score_question(question, calls, ends).score == 1.0, dtype
+
+
 def _spec(reference=lambda x: x * 2) -> AssignmentSpec:
     return AssignmentSpec(
         "demo", "demo", 5,

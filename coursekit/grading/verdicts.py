@@ -243,13 +243,19 @@ def _first_difference(answer: np.ndarray, reference: np.ndarray, same: np.ndarra
     return Mismatch("wrong values", f"{at}expected {_number(want)}, got {_returned_class(got, want)}")
 
 
-def compare(student: object, expected: object, *, rtol: float, atol: float) -> Mismatch | None:
+def compare(student: object, expected: object, *, rtol: float, atol: float,
+            exact_dtype: bool = True) -> Mismatch | None:
     """Compare a decoded student answer with the reference.
 
     Args:
         student: decoded value (array, number, string, list).
         expected: the reference value computed by the grader.
         rtol, atol: tolerances for floating-point values.
+        exact_dtype: a floating array must have the floating reference array's dtype
+            (float32 for float32, float64 for float64), as the pages promise: "compared in
+            value, dtype, shape". A Python number answers any floating reference: it has
+            no dtype of its own, and a question that wants a tensor checks for one in its
+            visible checks. A value question's answers are numbers, so it passes ``False``.
 
     Returns:
         ``None`` when they agree, else why not.
@@ -268,6 +274,10 @@ def compare(student: object, expected: object, *, rtol: float, atol: float) -> M
         'expected shape (2, 3), got 3 dimensions that the expected shape broadcasts to'
         >>> compare(np.array([1, 2]), np.array([1.0, 2.0]), rtol=1e-5, atol=1e-8).reason
         'expected floating-point values, got int64'
+        >>> compare(np.array([1.0, 2.0], dtype=np.float32), np.array([1.0, 2.0]), rtol=1e-5, atol=1e-8).reason
+        'expected float64 values, got float32'
+        >>> compare(2.0, np.array(2.0, dtype=np.float32), rtol=1e-5, atol=1e-8) is None
+        True
         >>> compare("b ", "B", rtol=0, atol=0) is None
         True
     """
@@ -279,7 +289,7 @@ def compare(student: object, expected: object, *, rtol: float, atol: float) -> M
         if not isinstance(student, list) or len(student) != len(expected):
             return Mismatch(f"expected a list of {len(expected)} items")
         for index, (s, e) in enumerate(zip(student, expected)):
-            inner = compare(s, e, rtol=rtol, atol=atol)
+            inner = compare(s, e, rtol=rtol, atol=atol, exact_dtype=exact_dtype)
             if inner:
                 return Mismatch(inner.reason, inner.detail, (index, *inner.path))
         return None
@@ -295,6 +305,9 @@ def compare(student: object, expected: object, *, rtol: float, atol: float) -> M
     if reference.dtype.kind == "f":
         if answer.dtype.kind != "f":
             return Mismatch(f"expected floating-point values, got {answer.dtype}")
+        arrays = isinstance(student, np.ndarray) and isinstance(expected, np.ndarray)
+        if exact_dtype and arrays and answer.dtype != reference.dtype:
+            return Mismatch(f"expected {reference.dtype} values, got {answer.dtype}")
         same = np.isclose(answer.astype(np.float64), reference.astype(np.float64), rtol=rtol, atol=atol,
                           equal_nan=True)
         return None if bool(np.all(same)) else _first_difference(answer, reference, same)
@@ -383,7 +396,8 @@ def _check_call(prepared: PreparedCall, end: CallEnd | None, question: Question,
     if isinstance(question, ValueQuestion):
         if isinstance(value, np.ndarray) and value.size == 1:
             value = value.reshape(())
-        reasons = [compare(value, e, rtol=question.rtol, atol=question.atol) for e in prepared.expected]
+        reasons = [compare(value, e, rtol=question.rtol, atol=question.atol, exact_dtype=False)
+                   for e in prepared.expected]
         # Never the expected value: for a variable it is the answer itself.
         return None if any(r is None for r in reasons) else Mismatch(f"{prepared.call['name']}: wrong answer")
     atol = question.atol if prepared.atol is None else prepared.atol

@@ -108,6 +108,13 @@ def test_wrong_types_are_type_errors_naming_the_argument(call, message):
         call()
 
 
+@pytest.mark.parametrize("level", ["word", "char"])
+def test_special_and_repeated_tokens_are_skipped_at_either_level(level):
+    # Losses review round 21, finding 5: at char level "<unk>" met the one-character check before it was skipped.
+    vocab = Vocab(["<unk>", "a", "<pad>", "a", "b"], level=level)
+    assert vocab.tokens == ["<pad>", "<bos>", "<eos>", "<unk>", "a", "b"]
+
+
 def test_an_empty_token_is_refused_with_its_position():
     with pytest.raises(ValueError, match=r"^tokens\[2\] must be a non-empty string, got ''$"):
         Vocab(["a", "b", ""])

@@ -289,3 +289,11 @@ def test_a_floating_num_items_in_batch_promotes_the_result_as_the_returns_sectio
     assert ours.dtype == expected
     summed = causal_lm_loss(logits, ids, reduction="sum", upcast=upcast)
     assert ours.item() == pytest.approx((summed.double() / 8).item(), rel=2.0**-7)
+
+
+@pytest.mark.parametrize("input_ids", [torch.full((1, 3), 5), torch.full((1, 3), -100)])
+def test_causal_lm_loss_refuses_an_empty_vocabulary_naming_logits(input_ids: torch.Tensor) -> None:
+    # Losses review round 21, finding 1: the range check reported "input_ids must lie in [0, 0), got 0",
+    # an id the caller never passed.
+    with pytest.raises(ValueError, match=r"^logits must have shape \(\.\.\., T, V\) with V >= 1, got shape \(1, 3, 0\)$"):
+        causal_lm_loss(torch.zeros(1, 3, 0), input_ids, loss_mask=torch.zeros(1, 3, dtype=torch.bool))

@@ -633,8 +633,8 @@ def trl_aggregation(per_token_loss: torch.Tensor, mask: torch.Tensor, loss_type:
 
 
 def half_precision_responses(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token losses N(0, 0.05) in ``dtype`` and TRL's integer mask: 16 x 4403 tokens with 70400 counted in
-    float16 (more than float16 can count), 4 x 304 with 301 counted per response in bfloat16 (which rounds 301
+    """Per-token losses N(0, 0.05) in ``dtype`` and TRL's integer mask: 16 x 4403 tokens with 68201 counted in
+    float16 (15 rows of 4400 and one of 2201: more than float16 can count), 4 x 304 with 301 counted per response in bfloat16 (which rounds 301
     to 300); some responses shorter, none empty."""
     groups, time = (16, 4403) if dtype is torch.float16 else (4, 304)
     losses = (0.05 * torch.randn(groups, time, generator=generator(7))).to(dtype)

@@ -60,15 +60,16 @@ class Vocab:
         for position, token in enumerate(tokens):
             if not isinstance(token, str):
                 raise TypeError(f"tokens[{position}] must be a str, got {type(token).__name__} {token!r}")
+            if token in self._stoi:  # a duplicate or a special token, at either level
+                continue
             if token == "":
                 raise ValueError(f"tokens[{position}] must be a non-empty string, got ''")
             if level == "word" and any(character.isspace() for character in token):
                 raise ValueError(f"tokens of a word-level vocabulary must not contain whitespace, got {token!r}")
             if level == "char" and len(token) != 1:
                 raise ValueError(f"tokens of a char-level vocabulary must be single characters, got {token!r}")
-            if token not in self._stoi:
-                self._stoi[token] = len(self._itos)
-                self._itos.append(token)
+            self._stoi[token] = len(self._itos)
+            self._itos.append(token)
 
     @classmethod
     def build(cls, texts: Iterable[str], *, level: str = "word", min_count: int = 1) -> "Vocab":

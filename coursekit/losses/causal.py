@@ -13,6 +13,7 @@ import torch
 from coursekit.losses._checks import (
     reads_values,
     require_choice,
+    require_classes,
     require_class_indices,
     require_flag,
     require_float,
@@ -135,8 +136,8 @@ def causal_lm_loss(
             neither boolean nor integer, ``num_items_in_batch`` neither a number
             nor a one-element real tensor, ``ignore_index`` not an integer (``operator.index`` fails) or a bool,
             ``upcast`` neither a Python nor a NumPy bool. ``reduction`` not a str.
-        ValueError: mismatched shapes, ``ignore_index`` beyond int64, a scored
-            token outside ``[0, V)``, an
+        ValueError: mismatched shapes, an empty vocabulary (``V = 0``), ``ignore_index``
+            beyond int64, a scored token outside ``[0, V)``, an
             unknown ``reduction``, ``num_items_in_batch`` with a reduction
             other than ``"token_mean"``, or a Python number
             ``num_items_in_batch`` that is not finite and > 0 (a tensor is not read).
@@ -165,6 +166,7 @@ def causal_lm_loss(
     require_choice("reduction", reduction, CAUSAL_REDUCTIONS)
     if logits.dim() < 2:
         raise ValueError(f"logits must have shape (..., T, V), got shape {tuple(logits.shape)}")
+    require_classes("logits", logits, "(..., T, V)")
     require_shape("input_ids", input_ids, logits.shape[:-1], "logits.shape[:-1]")
     require_same_devices("logits", logits, input_ids=input_ids, loss_mask=loss_mask)
     if num_items_in_batch is not None:

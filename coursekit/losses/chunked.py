@@ -506,7 +506,8 @@ def chunked_cross_entropy(
             f"({_dtype_text('weight', weight, passed)}), got {accum_dtype}"
         )
 
-    flat_hidden = hidden.reshape(-1, hidden.shape[-1])
+    # targets.numel() rows, not -1: with a hidden size of 0 the row count cannot be inferred
+    flat_hidden = hidden.reshape(targets.numel(), hidden.shape[-1])
     flat_targets = targets.reshape(-1)
     # The autocast dtype is applied above, once; inside, every step runs in the dtype it was given.
     with without_autocast(hidden.device.type):

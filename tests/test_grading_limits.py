@@ -8,6 +8,7 @@ notebook with slow experiments after its last question scored 0 on every questio
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,22 @@ def test_the_default_budgets_and_their_sum() -> None:
     assert limits.for_runner()["cpu_total_s"] > limits.total_wall_s
 
 
-@pytest.mark.parametrize("name", ["submission_timeout_s", "calls_timeout_s"])
-@pytest.mark.parametrize("value", [0, -1.0, True, "60"])
-def test_a_budget_that_is_not_a_positive_number_is_refused_by_name(name: str, value: Any) -> None:
-    with pytest.raises(ValueError, match=rf"Limits\.{name} must be a positive number, got {value!r}"):
+@pytest.mark.parametrize("name", ["timeout_s", "submission_timeout_s", "calls_timeout_s"])
+@pytest.mark.parametrize("value", [0, -1.0, True, "60", math.nan, math.inf])
+def test_a_budget_that_is_not_a_positive_finite_number_is_refused_by_name(name: str, value: Any) -> None:
+    # nan and inf passed `value <= 0` and crashed for_runner later (int(inf)): diff review F18.
+    with pytest.raises(ValueError, match=rf"^Limits\.{name} must be a positive finite number, got {value!r}$"):
         Limits(**{name: value})
+
+
+@pytest.mark.parametrize("text", ["inf", "nan", "0", "-3"])
+def test_the_grade_command_refuses_a_timeout_that_is_not_a_positive_finite_number(text: str, capsys) -> None:
+    from coursekit.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["grade", "a1_sequence_loss", "--timeout", text])
+    assert stopped.value.code == 2
+    assert f"expected a positive finite number, got {text!r}" in capsys.readouterr().err
 
 
 def test_the_pages_state_the_budgets_the_grader_applies(repo_root: Path) -> None:

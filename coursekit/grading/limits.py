@@ -16,6 +16,8 @@ Three clocks stop a submission, from the inside out:
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -83,8 +85,8 @@ class Limits:
             value = getattr(self, name)
             if value is None and name in OPTIONAL_BUDGETS:
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"Limits.{name} must be a positive number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"Limits.{name} must be a positive finite number, got {value!r}")
         if self.memory_mb < MIN_MEMORY_MB:
             raise ValueError(f"Limits.memory_mb must be at least {MIN_MEMORY_MB} (MiB a notebook may use beyond "
                              f"what Python, NumPy and torch map at the start), got {self.memory_mb}")

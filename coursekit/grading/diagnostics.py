@@ -21,8 +21,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def stderr_tail(text: str) -> str:
-    """The last :data:`SHOWN_LINES` lines of ``text``, at most :data:`SHOWN_CHARS` characters, control characters
-    (but tabs and line ends) shown as escapes.
+    """The last :data:`SHOWN_LINES` lines of ``text``, control characters (but tabs and line ends) shown as escapes,
+    and of those at most the last :data:`SHOWN_CHARS` characters.
 
     Args:
         text: the runner's stderr, as the sandbox kept it.
@@ -37,9 +37,12 @@ def stderr_tail(text: str) -> str:
         '\\\\x1b[2Jcleared\\\\x07 bell'
         >>> stderr_tail("".join(f"line {i}\\n" for i in range(100))).splitlines()[:2]
         ['[...]', 'line 60']
+        >>> len(stderr_tail("\\x1b" * 5000)) == len("[...]\\n") + SHOWN_CHARS
+        True
     """
-    lines = text.rstrip().splitlines() if text.strip() else []
-    kept = "\n".join(lines[-SHOWN_LINES:])
+    lines = text.rstrip().splitlines()
+    # Escaped before the cut, so that the bound holds for what is shown (an escape is four characters).
+    kept = _CONTROL.sub(lambda match: ascii(match.group())[1:-1], "\n".join(lines[-SHOWN_LINES:]))
     cut = len(lines) > SHOWN_LINES or len(kept) > SHOWN_CHARS
-    kept = _CONTROL.sub(lambda match: ascii(match.group())[1:-1], kept[-SHOWN_CHARS:])
+    kept = kept[-SHOWN_CHARS:]
     return f"[...]\n{kept}" if cut else kept

@@ -284,7 +284,7 @@ def files_of(directory: Path, exclude: set[str], budget: int, max_files: int = M
         >>> files_of(folder, set(), budget=10, max_files=2)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        coursekit.grading.files.FilesOverBudget: the submission holds more than 2 files besides the notebook, ...
+        coursekit.grading.files.FilesOverBudget: it holds more than 2 files, the most accepted
     """
     files: dict[str, bytes] = {}
     total = 0
@@ -292,10 +292,9 @@ def files_of(directory: Path, exclude: set[str], budget: int, max_files: int = M
         return files
     for relative, path in _regular_files(directory, exclude):
         if len(files) == max_files:
-            raise FilesOverBudget(f"the submission holds more than {max_files:,} files besides the notebook, "
-                                  "the most accepted")
+            raise FilesOverBudget(f"it holds more than {max_files:,} files, the most accepted")
         total += path.stat().st_size
         if total > budget:
-            raise FilesOverBudget(f"the submitted files hold more than {budget:,} bytes, the most accepted")
+            raise FilesOverBudget(f"its files hold more than {budget:,} bytes, the most accepted")
         files[relative] = path.read_bytes()
     return files

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from coursekit.models import RNNLM, Seq2Seq, TransformerLM, load_checkpoint, save_checkpoint, shipped_checkpoint
-from coursekit.models.pretrain import CHECKPOINTS, TOLERANCE
+from coursekit.models.pretrain import CHECKPOINTS, EXACT_MATCH_TOLERANCE, VALID_NLL_TOLERANCE
 from coursekit.train import seeded
 
 pytestmark = pytest.mark.models
@@ -68,13 +68,21 @@ def test_shipped_checkpoints_are_small_and_load(name):
 
 
 @pytest.mark.slow
-def test_pretrain_script_reproduces_the_shipped_checkpoints(tmp_path):
+def test_pretrain_script_retrains_teachers_as_good_as_the_shipped_ones(tmp_path):
+    # Not the weights: another CPU rounds differently and training carries it on (the translator's weights
+    # ended 0.33 apart between two machines, with the same validation metrics; see coursekit.models.pretrain).
     subprocess.run([sys.executable, "-m", "coursekit.models.pretrain", "--out-dir", str(tmp_path)],
                    check=True, capture_output=True, timeout=600)
+    fresh, shipped = ({name: torch.load(folder(name), weights_only=True) for name in CHECKPOINTS}
+                      for folder in (lambda name: tmp_path / f"{name}.pt", shipped_checkpoint))
     for name in CHECKPOINTS:
-        fresh = torch.load(tmp_path / f"{name}.pt", weights_only=True)
-        shipped = torch.load(shipped_checkpoint(name), weights_only=True)
-        assert fresh["config"] == shipped["config"]
-        assert fresh["state_dict"].keys() == shipped["state_dict"].keys()
-        for key, tensor in shipped["state_dict"].items():
-            torch.testing.assert_close(fresh["state_dict"][key], tensor, rtol=0, atol=TOLERANCE, msg=key)
+        assert fresh[name]["config"] == shipped[name]["config"]
+        assert {k: t.shape for k, t in fresh[name]["state_dict"].items()} == {
+            k: t.shape for k, t in shipped[name]["state_dict"].items()}
+        assert {k: v for k, v in fresh[name]["metadata"].items() if "vocab" in k} == {
+            k: v for k, v in shipped[name]["metadata"].items() if "vocab" in k}
+    lm = (fresh["lm_teacher"]["metadata"]["valid_nll"], shipped["lm_teacher"]["metadata"]["valid_nll"])
+    assert abs(lm[0] - lm[1]) <= VALID_NLL_TOLERANCE, f"validation NLL: retrained {lm[0]}, shipped {lm[1]}"
+    translator = tuple(c["translator_teacher"]["metadata"]["valid_exact_match"] for c in (fresh, shipped))
+    assert abs(translator[0] - translator[1]) <= EXACT_MATCH_TOLERANCE, (
+        f"validation exact match: retrained {translator[0]}, shipped {translator[1]}")

@@ -3,9 +3,14 @@
 Writes ``lm_teacher.pt`` (a GRU language model of the toy language) and
 ``translator_teacher.pt`` (the number translator) into
 ``coursekit/models/checkpoints/`` by default. Training is deterministic on CPU
-with one thread, so a rerun reproduces the shipped weights; the test suite
-checks they agree to :data:`TOLERANCE` (absolute, per weight), which leaves room
-for another CPU's floating-point kernels. Total time: well under 60 s on one core.
+with one thread, so a rerun on the same machine reproduces the shipped weights.
+Another CPU's floating-point kernels round differently, and training carries the
+difference on: between two machines the language model's weights ended 1.8e-4
+apart and the translator's 0.33, with the same validation metrics (NLL 1.659239
+against 1.659240, exact match 0.9933 both). So what a rerun must reproduce is
+the teachers' quality, to :data:`VALID_NLL_TOLERANCE` and
+:data:`EXACT_MATCH_TOLERANCE`, which the test suite checks. Total time: well
+under 60 s on one core.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ import torch
 
 from coursekit.models.checkpoints import CHECKPOINT_DIR, save_checkpoint
 
-#: largest absolute difference per weight allowed between a rerun and the shipped checkpoint
-TOLERANCE = 1e-4
+#: largest difference in validation NLL (nats per token) between a rerun's language model and the shipped one
+VALID_NLL_TOLERANCE = 1e-4
+#: largest difference in validation exact match between a rerun's translator and the shipped one (3 of 300)
+EXACT_MATCH_TOLERANCE = 0.01
 CHECKPOINTS = ("lm_teacher", "translator_teacher")
 
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coursekit.losses import ctc_forward_variables, ctc_loss
+from coursekit.losses import ctc_backward_variables, ctc_forward_variables, ctc_loss
 from tests.strategies import float_dtypes, generator, gradcheck64, loss_settings, seeds
 
 pytestmark = [pytest.mark.losses, pytest.mark.a5]
@@ -230,6 +230,15 @@ def test_ctc_forward_variables_of_an_empty_target_are_the_all_blank_prefixes() -
     table = ctc_forward_variables(log_probs, torch.zeros(0, dtype=torch.long))
     assert table.shape == (4, 1)
     torch.testing.assert_close(table[:, 0], log_probs[:, 0].cumsum(0))
+
+
+def test_ctc_forward_and_backward_variables_of_no_frames_are_empty_tables() -> None:
+    # Regression: with T = 0 the forward table crashed in torch.stack; both tables are (0, 2 T_y + 1).
+    for target in (torch.tensor([1]), torch.tensor([1, 2]), torch.zeros(0, dtype=torch.long)):
+        forward = ctc_forward_variables(torch.zeros(0, 3, dtype=torch.float64), target)
+        backward = ctc_backward_variables(torch.zeros(0, 3, dtype=torch.float64), target)
+        assert forward.shape == backward.shape == (0, 2 * target.numel() + 1)
+        assert forward.dtype == backward.dtype == torch.float64
 
 
 def test_ctc_forward_variables_count_paths_under_uniform_probabilities() -> None:

@@ -152,7 +152,11 @@ def _forward_recursion(
     end_label = alpha.gather(1, (last - 1).clamp(min=0)).squeeze(1)
     end_label = torch.where(target_lengths > 0, end_label, neg_inf)
     log_likelihood = _safe_logsumexp(torch.stack([end_blank, end_label]))
-    return log_likelihood, (torch.stack(table) if keep_table else None)
+    if not keep_table:
+        return log_likelihood, None
+    if num_frames == 0:
+        return log_likelihood, log_probs.new_empty((0, batch, num_states))
+    return log_likelihood, torch.stack(table)
 
 
 def _as_lengths(name: str, value: object, batch: int, device: torch.device) -> torch.Tensor:

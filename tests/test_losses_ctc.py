@@ -191,6 +191,30 @@ def test_ctc_ignores_whatever_lies_past_the_target_and_input_lengths() -> None:
     torch.testing.assert_close(after, before)
 
 
+@pytest.mark.parametrize("zero_infinity", [False, True])
+def test_ctc_a_nan_in_log_probs_gives_nan_wherever_pytorchs_does(zero_infinity: bool) -> None:
+    # Regression: a nan read by the recursion was taken for an impossible alignment (inf, and 0 under
+    # zero_infinity); F.ctc_loss gives nan, and zero_infinity leaves it nan. One nan at each
+    # (frame, class) in turn, for the first sequence of a batch of two.
+    clean = torch.randn(4, 2, 4, generator=generator(10), dtype=torch.float64).log_softmax(-1)
+    targets, input_lengths, target_lengths = torch.tensor([[1, 2], [3, 3]]), [4, 4], [2, 2]
+    outcomes = set()
+    for frame, klass in itertools.product(range(4), range(4)):
+        log_probs = clean.clone()
+        log_probs[frame, 0, klass] = float("nan")
+        kwargs = dict(reduction="none", zero_infinity=zero_infinity)
+        expected = F.ctc_loss(log_probs, targets, input_lengths, target_lengths, **kwargs)
+        actual = ctc_loss(log_probs, targets, input_lengths, target_lengths, **kwargs)
+        torch.testing.assert_close(actual, expected, equal_nan=True, msg=f"nan at frame {frame}, class {klass}")
+        outcomes.add(bool(actual[0].isnan()))
+    assert outcomes == {True, False}, "some nan must lie on a path and some off every path"
+    # the other sequence of the batch is untouched
+    log_probs = clean.clone()
+    log_probs[1, 0, 0] = float("nan")
+    both = ctc_loss(log_probs, targets, input_lengths, target_lengths, reduction="none", zero_infinity=zero_infinity)
+    assert bool(both[0].isnan()) and bool(both[1].isfinite())
+
+
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_ctc_gradcheck_float64(reduction: str) -> None:
     logits, targets, input_lengths, target_lengths = make_batch(

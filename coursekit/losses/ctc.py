@@ -65,11 +65,13 @@ def _safe_logsumexp(stacked: torch.Tensor) -> torch.Tensor:
     CTC recursion such slices are common (unreachable states, impossible
     alignments) and a ``nan`` would poison the gradient of every other sequence
     in the batch, even when ``zero_infinity`` drops the impossible one.
+    A ``nan`` term gives ``nan`` (``total`` is ``nan``, not ``0``), as in
+    ``F.ctc_loss``: it must not pass for an impossible alignment.
     """
     top = stacked.amax(dim=0)
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top)).detach()
     total = torch.exp(stacked - top).sum(dim=0)
-    reachable = total > 0
+    reachable = total != 0
     safe_total = torch.where(reachable, total, torch.ones_like(total))
     return torch.where(reachable, top + torch.log(safe_total), torch.full_like(total, float("-inf")))
 
@@ -126,7 +128,11 @@ def _forward_recursion(
     shifted[:, 2:] = extended[:, :-2]
     can_skip = (states % 2 == 1) & (states >= 2) & (extended != shifted)
 
-    emissions = torch.where(in_sequence, _emissions(log_probs, labels, blank), neg_inf)
+    # At the first frame only states 0 and 1 can be reached; F.ctc_loss sets the others to -inf
+    # without reading log_probs, so a nan in a class no path emits at frame 1 leaves the loss finite.
+    after_first = (torch.arange(num_frames, device=device) > 0).view(-1, 1, 1)
+    read = in_sequence.unsqueeze(0) & (after_first | (states < 2))
+    emissions = torch.where(read, _emissions(log_probs, labels, blank), neg_inf)
 
     # alpha_{-1}: before the first frame every path starts in state 0 with
     # probability 1; this also gives the right answer for zero-length inputs.

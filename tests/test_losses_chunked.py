@@ -406,6 +406,28 @@ def test_float16_with_a_loss_scale_gets_the_precision_of_the_unchunked_expressio
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_a_plus_infinite_logit_gives_nan_as_pytorch_does(reduction: str) -> None:
+    # Losses review round 22, F8: a +inf row max was replaced by 0, so a row whose +inf logit is at
+    # another class than the target gave inf where F.cross_entropy gives nan (inf - inf).
+    hidden, weight, bias, targets = make_problem(8, 3, 5, seed=47, dtype=torch.float64)
+    with torch.no_grad():
+        weight[2, 0] = float("inf")                             # logit 2 is +inf where hidden[:, 0] > 0
+    signs = hidden.detach()[:, 0] > 0
+    assert signs.any() and (~signs).any(), "some rows must get a +inf logit and some a -inf one"
+    expected, expected_grads = value_and_grads(
+        lambda h, w, b: plain(h, w, b, targets, reduction), (hidden, weight, bias), 1.0
+    )
+    got, got_grads = value_and_grads(
+        lambda h, w, b: chunked_cross_entropy(h, w, targets, bias=b, chunk_size=3, reduction=reduction),
+        (hidden, weight, bias), 1.0,
+    )
+    torch.testing.assert_close(got, expected, equal_nan=True)
+    assert bool(got.isnan().any())
+    for g, e in zip(got_grads, expected_grads):
+        torch.testing.assert_close(g, e, equal_nan=True)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_every_logit_minus_infinity_on_ignored_rows_gives_the_value_of_pytorch(reduction: str) -> None:
     # With a positive weight, a hidden row of -inf gives logits that are all -inf.
     hidden, weight, _, targets = make_problem(6, 2, 5, seed=39, with_bias=False)

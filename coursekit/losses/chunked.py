@@ -104,8 +104,9 @@ def _chunk_pass(
             logits = torch.addmm(bias, rows, weight.T)
         target_logit = logits.gather(1, target).squeeze(1).to(acc_dtype)
         row_max = logits.amax(dim=1, keepdim=True)
-        # A row whose max is -inf or +inf would give nan after the shift; keep it finite.
-        row_max.masked_fill_(~torch.isfinite(row_max), 0)
+        # A row whose logits are all -inf would give nan after the shift; keep its max finite. A +inf
+        # max stays: inf - inf gives nan, as F.cross_entropy's log_softmax does.
+        row_max.masked_fill_(row_max == float("-inf"), 0)
         # [book ch10 excerpt start] chapter 10 shows the lines from here to the end marker.
         logits.sub_(row_max).exp_()
         # The normaliser is summed in float32 even for half-precision logits.

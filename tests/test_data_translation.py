@@ -6,7 +6,14 @@ import random
 
 import pytest
 
-from coursekit.data import number_to_digits, number_to_words, one_digit_edit, preference_pairs, translation_task
+from coursekit.data import (
+    number_to_digits,
+    number_to_words,
+    one_digit_edit,
+    preference_pairs,
+    translation,
+    translation_task,
+)
 
 pytestmark = pytest.mark.models
 
@@ -116,6 +123,16 @@ def _unseen_ood_words(task) -> set[str]:
 def test_with_the_default_sizes_the_ood_test_uses_only_training_words(seed):
     # The module docstring's condition, for the seeds it names.
     assert not _unseen_ood_words(translation_task(seed=seed))
+
+
+def test_the_module_docstring_counts_the_words_an_ood_source_can_hold():
+    # Losses review round 22, F2: the docstring said 28. Counted from the word tables: ten ones, ten
+    # teens, eight tens, "hundred" and "thousand", less "zero" (only the one-word source of 0 holds it).
+    tables = set(translation.ONES) | set(translation.TEENS) | {w for w in translation.TENS if w}
+    words = tables | {"hundred", "thousand"}
+    assert words == {w for n in range(translation.MAX_NUMBER + 1) for w in number_to_words(n).split()}
+    count = len(words - {"zero"})
+    assert f"the {count} words other than \"zero\"" in " ".join(translation.__doc__.split())
 
 
 def test_with_one_word_sources_the_ood_test_holds_words_never_seen_in_training():

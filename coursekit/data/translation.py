@@ -9,12 +9,13 @@ Splits: the numbers ``0 .. 9999`` whose source has at most
 disjoint train, validation and test sets. The numbers with *longer* sources
 (more words than any training example) form the out-of-distribution test:
 longer combinations of the same words. They use only words seen in training
-when every one of the 28 words occurs in the training split, which holds for
-the default sizes (3,000 training sources of up to 5 words: checked for seeds
-0 to 19) but is not guaranteed otherwise: with a small ``num_train`` (50: some
-word missing for 3 seeds of 20) or ``max_in_distribution_words=1`` (no one-word
-source holds "hundred" or "thousand") some out-of-distribution words never occur
-in training, and :func:`translation_task` neither checks nor prevents it
+when every one of the 29 words other than "zero" (30 in all; only the source of
+0 holds "zero") occurs in the training split, which holds for the default sizes
+(3,000 training sources of up to 5 words: checked for seeds 0 to 19) but is not
+guaranteed otherwise: with a small ``num_train`` (50: some out-of-distribution
+word unseen in training for 3 seeds of 20) or ``max_in_distribution_words=1``
+(no one-word source holds "hundred" or "thousand") some out-of-distribution
+words never occur in training, and :func:`translation_task` neither checks nor prevents it
 (compare the words of ``task.ood`` with those of ``task.train``).
 """
 

@@ -102,7 +102,8 @@ def lm_data(seed: int = 0) -> LMData:
 def translation_data(seed: int = 0, target_noise: float = 0.0) -> TranslationData:
     """The number-translation task with word-level vocabularies built from its training split.
 
-    ``target_noise`` corrupts that fraction of the training targets (one wrong digit each).
+    ``target_noise`` corrupts each training target with that probability (one wrong digit), so
+    about that fraction of them.
     """
     require_seed("seed", seed)
     task = translation_task(seed=seed, target_noise=target_noise)
@@ -202,7 +203,8 @@ def train_translator(*, seed: int = 0, size: str = "teacher", epochs: int = 6, b
         size: ``"teacher"`` or ``"student"``.
         pairs: training id pairs (default: the task's training split); pass teacher outputs for
             sequence-level distillation.
-        target_noise: fraction of noisy training targets (see :func:`coursekit.data.translation_task`).
+        target_noise: per-target probability of a noisy training target (see
+            :func:`coursekit.data.translation_task`).
         objective: default token-level NLL; any :mod:`coursekit.train` objective plugs in.
 
     Returns:

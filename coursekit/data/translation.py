@@ -119,8 +119,10 @@ def translation_task(
         num_ood: size of the out-of-distribution test (sources longer than
             ``max_in_distribution_words``).
         max_in_distribution_words: the longest source (in words) of the in-distribution splits.
-        target_noise: fraction of *training* targets with one digit replaced by a wrong one
-            (noisy references, as real parallel data has; validation and test stay clean).
+        target_noise: probability that a *training* target gets one digit replaced by a wrong
+            one, drawn for each target independently, so about (not exactly) that fraction of
+            them is corrupted (noisy references, as real parallel data has; validation and test
+            stay clean).
 
     Returns:
         A :class:`TranslationTask`.

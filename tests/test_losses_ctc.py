@@ -343,6 +343,24 @@ def test_ctc_forward_variables_rejects_a_batch() -> None:
         ctc_forward_variables(torch.zeros(6, 4), torch.tensor([[1]]))
 
 
+@pytest.mark.parametrize("function", [ctc_forward_variables, ctc_backward_variables])
+@pytest.mark.parametrize(
+    ("target", "options", "pattern"),
+    [
+        ([1], {"blank": 4}, r"blank must lie in \[0, 4\) \(V = log_probs.shape\[1\]\), got 4"),
+        ([1, 4], {}, r"^target must lie in \[0, 4\), got 4$"),
+        ([1, -1], {}, r"^target must lie in \[0, 4\), got -1$"),
+        ([2, 0], {}, r"^target must not contain the blank label 0, got it at position 1$"),
+        ([3], {"blank": 3}, r"^target must not contain the blank label 3, got it at position 0$"),
+    ],
+)
+def test_ctc_one_sequence_helpers_name_their_own_arguments(function, target, options, pattern) -> None:
+    # Losses review round 22, F7: the messages spoke of ctc_loss's batched arguments (C = log_probs.shape[2],
+    # targets, target_lengths), which these functions do not have.
+    with pytest.raises(ValueError, match=pattern):
+        function(torch.zeros(6, 4), torch.tensor(target), **options)
+
+
 def test_ctc_loss_has_the_signature_of_pytorchs_and_takes_its_arguments_by_position():
     import inspect
 

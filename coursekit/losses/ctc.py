@@ -364,6 +364,17 @@ def _check_one_sequence(log_probs: torch.Tensor, target: torch.Tensor, blank: in
         raise ValueError(f"log_probs must have shape (T, V) for one sequence, got {tuple(log_probs.shape)}")
     if target.dim() != 1:
         raise ValueError(f"target must have shape (T_y,) for one sequence, got {tuple(target.shape)}")
+    # blank and the labels are checked here, in this function's own terms, before the batched check
+    # (whose messages speak of ctc_loss's targets, target_lengths and log_probs.shape[2]).
+    num_classes = log_probs.shape[1]
+    blank = require_int("blank", blank, 0, num_classes - 1, expected=f"lie in [0, {num_classes}) (V = log_probs.shape[1])")
+    if target.numel() and reads_values(target):
+        low, high = int(target.min()), int(target.max())
+        if low < 0 or high >= num_classes:
+            raise ValueError(f"target must lie in [0, {num_classes}), got {low if low < 0 else high}")
+        at_blank = (target == blank).nonzero()
+        if at_blank.numel():
+            raise ValueError(f"target must not contain the blank label {blank}, got it at position {int(at_blank[0, 0])}")
     return _check_ctc_arguments(
         log_probs.unsqueeze(1), target.unsqueeze(0), [log_probs.shape[0]], [target.shape[0]], blank
     )

@@ -66,7 +66,8 @@ class ToyLanguage:
         TypeError: a probability is not a real number.
         ValueError: a probability is not finite or not positive, probabilities of a state
             do not sum to 1, a word appears twice in one state, a next state is undefined,
-            or the language cannot terminate.
+            or the language cannot terminate (a state, reachable or not, has no path of
+            arcs to ``<eos>``).
 
     Example:
         >>> lang = ToyLanguage({"s": [("a", 0.5, "s"), ("<eos>", 0.5, None)]}, start="s")
@@ -109,7 +110,33 @@ class ToyLanguage:
         """Every word the language can produce (``<eos>`` excluded), sorted."""
         return sorted({w for a in self._arcs.values() for w, _, _ in a if w != EOS})
 
+    def _require_termination(self) -> None:
+        """Refuse a language with a state from which no path of arcs reaches ``<eos>``.
+
+        Decided on the graph (every probability is positive), not by the solve in
+        :meth:`_expected_visits`: there, a trapped state whose probabilities round to a
+        sum just below 1 leaves ``I - Q`` singular only up to rounding, and the solve
+        returns huge finite visit counts instead of failing.
+        """
+        predecessors: dict[str, set[str]] = {state: set() for state in self._arcs}
+        can_end = set()
+        for state, arcs in self._arcs.items():
+            for word, _, nxt in arcs:
+                if word == EOS:
+                    can_end.add(state)
+                else:
+                    predecessors[nxt].add(state)
+        frontier = list(can_end)
+        while frontier:
+            for before in predecessors[frontier.pop()] - can_end:
+                can_end.add(before)
+                frontier.append(before)
+        trapped = sorted(set(self._arcs) - can_end)
+        if trapped:
+            raise ValueError(f"arcs: the language cannot terminate from every state: no path to {EOS!r} from {trapped}")
+
     def _expected_visits(self) -> np.ndarray:
+        self._require_termination()
         n = len(self._states)
         q = np.zeros((n, n))
         for state, arcs in self._arcs.items():

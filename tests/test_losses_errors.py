@@ -133,6 +133,7 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ("mrt: mask with an empty row", lambda: mrt_risk(L, L, mask=torch.tensor([[True] * 3, [False] * 3])), ValueError, r"mask must mark at least one candidate in every row"),
     ("mrt: mask dtype", lambda: mrt_risk(L, L, mask=L), TypeError, r"mask must be a boolean tensor or an integer tensor"),
     ("mrt: no candidates", lambda: mrt_risk(torch.zeros(2, 0), torch.zeros(2, 0)), ValueError, r"sequence_log_probs must have a non-empty candidate axis"),
+    ("mrt: no rows", lambda: mrt_risk(torch.zeros(0, 3), torch.zeros(0, 3)), ValueError, r"^sequence_log_probs must hold at least one row of candidates, got shape \(0, 3\)$"),
     ("reinforce: rewards shape", lambda: reinforce_loss(P, L), ValueError, r"rewards must have shape \(3,\)"),
     ("reinforce: baseline name", lambda: reinforce_loss(P, P, baseline="median"), ValueError, r"^baseline must be None, a real number \(int, float or a NumPy real scalar\), 'mean', 'leave_one_out' or a tensor, got 'median'$"),
     ("reinforce: baseline type", lambda: reinforce_loss(P, P, baseline=[0.0]), TypeError, r"^baseline must be None, a real number \(int, float or a NumPy real scalar\), 'mean', 'leave_one_out' or a tensor, got list$"),

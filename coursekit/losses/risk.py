@@ -63,14 +63,17 @@ def mrt_risk(
         A scalar, :math:`\\tilde R`: the mean over rows of each row's expected
         cost, in the dtype ``sequence_log_probs`` and ``costs`` promote to
         (``torch.result_type``): bfloat16 log-probabilities with float32 costs
-        give float32, the softmax computed in float32.
+        give float32, the softmax computed in float32. A row whose counted
+        candidates all have log-probability ``-inf`` has no distribution
+        :math:`Q` (0 / 0) and makes the result ``nan``; it is not refused, as
+        that would read the values.
 
     Shapes:
         sequence_log_probs, costs, mask: ``(..., S)`` with S candidates per row; result: ``()``.
 
     Raises:
         TypeError: a tensor is not float (``mask``: neither boolean nor integer), ``alpha`` not a number.
-        ValueError: mismatched shapes, ``alpha <= 0``, no candidate axis, or a
+        ValueError: mismatched shapes, ``alpha <= 0``, no candidate axis, no row, or a
             row with no candidate under ``mask``, or a ``mask`` holding a value
             other than 0 and 1 (both checked where values are read; see
             :mod:`coursekit.losses`). Tensor arguments on two devices.
@@ -91,6 +94,11 @@ def mrt_risk(
         raise ValueError(
             "sequence_log_probs must have a non-empty candidate axis (..., S), "
             f"got shape {tuple(sequence_log_probs.shape)}"
+        )
+    if sequence_log_probs.numel() == 0:
+        # the mean over no rows would be nan, as reinforce_loss's over no sequences
+        raise ValueError(
+            f"sequence_log_probs must hold at least one row of candidates, got shape {tuple(sequence_log_probs.shape)}"
         )
     require_shape("costs", costs, sequence_log_probs.shape, "sequence_log_probs.shape")
     require_same_devices("sequence_log_probs", sequence_log_probs, costs=costs, mask=mask)

@@ -70,8 +70,9 @@ def test_the_pages_state_that_a_function_past_its_time_limit_is_not_called_again
     """Grader review r9, finding 4: the cases after a timed-out one are not run, and the pages must say so."""
     from coursekit.grading.verdicts import NOT_RUN_AFTER_TIMEOUT
 
-    for page, rule in (("for_students.md", "its later hidden cases are not run and count as failed"),
-                       ("for_instructors.md", "its later hidden calls are not made and count as failed")):
+    for page, rule in (("for_students.md", "again for that question: its later hidden cases are not run and count "
+                                           "as failed (another question that grades the same function still calls it)"),
+                       ("for_instructors.md", "the question's later hidden calls of it are not made and count as failed")):
         text = " ".join((repo_root / "book" / page).read_text().split())
         assert rule in text, f"book/{page} no longer says {rule!r}"
         assert f'("{NOT_RUN_AFTER_TIMEOUT}")' in text, f"book/{page} does not quote the feedback's words"

@@ -189,6 +189,33 @@ def test_the_runner_does_not_call_again_a_function_that_timed_out(workdir: str) 
     assert [e.status for e in events if hasattr(e, "status") and not isinstance(e, CallEnd)] == [CellStatus.OK]
 
 
+def test_a_function_that_timed_out_in_one_question_is_still_called_in_another(workdir: str) -> None:
+    """Grader review r10, finding 1: a6's two questions grade one function; after a timeout in the first, the runner
+    called it for neither, where stock autograde's hidden blocks (one test cell a question) call it again."""
+    from coursekit.course.hidden_score import call_ends
+    from coursekit.grading.spec import PreparedCall
+
+    cells = [{"index": 0, "source": "def slow(x):\n    while x == 0:\n        pass\n    return 2 * x\n"}]
+
+    def call(question: str, index: int, x: int) -> dict:
+        return {"id": protocol.call_id(question, index), "kind": "function", "name": "slow", "tensors": False,
+                "args": [encode_value(x)], "kwargs": {}, "banned": []}
+
+    calls = [call("test_a", 0, 0), call("test_a", 1, 1), call("test_b", 0, 2), call("test_b", 1, 0),
+             call("test_b", 2, 3)]
+    events = _runner_events(workdir, cells, Calls([], calls))
+    ours = {e.call_id: e.status for e in events if isinstance(e, CallEnd)}
+    assert ours == {"test_a#0": CallStatus.TIMEOUT, "test_a#1": CallStatus.NOT_RUN, "test_b#0": CallStatus.OK,
+                    "test_b#1": CallStatus.TIMEOUT, "test_b#2": CallStatus.NOT_RUN}
+    namespace: dict = {}
+    exec(cells[0]["source"], namespace)  # noqa: S102 - the test's own cell
+    stock = {}
+    for question in ("test_a", "test_b"):
+        prepared = [PreparedCall(c, None, []) for c in calls if protocol.call_question(c["id"]) == question]
+        stock.update({i: end.status for i, end in call_ends(prepared, namespace, limits=LIMITS).items()})
+    assert stock == ours
+
+
 #: a cell that records each call's inputs and makes the kernel write them as the call's value
 #: (grader review r2, finding 1).
 LEAKING_ENCODER = (

@@ -119,7 +119,7 @@ class CallStatus(str, enum.Enum):
     WITHHELD = "withheld"             #: called a reference withheld from the sandbox
     MALFORMED = "malformed"           #: the kernel's report was not a valid result
     TOO_LARGE = "too_large"           #: its result would pass the submission's budget of result bytes
-    NOT_RUN = "not_run"               #: not made: an earlier call of the same function timed out
+    NOT_RUN = "not_run"               #: not made: an earlier call of the same function timed out in the same question
     NOT_RUN_AFTER_STALL = "not_run_after_stall"   #: not called again on a rerun: it would not stop
     NOT_RUN_AFTER_DEATH = "not_run_after_death"   #: not called again on a rerun: it killed the kernel
 
@@ -478,6 +478,21 @@ def _check(name: str, value: object, hint: object, meta: Mapping[str, Any]) -> o
             raise ProtocolError(f"{name} must be an object, got {type(value).__name__}")
         return {str(k): _check(f"{name}.{k}", v, arguments[1], {}) for k, v in value.items()}
     raise ProtocolError(f"{name}: no rule to check {hint!r}")
+
+
+def call_id(grade_id: str, index: int) -> str:
+    """The id of question ``grade_id``'s call number ``index``, as the grader sends it and every event names it.
+
+    Example:
+        >>> call_id("test_token_nll", 3), call_question(call_id("test_token_nll", 3))
+        ('test_token_nll#3', 'test_token_nll')
+    """
+    return f"{grade_id}#{index}"
+
+
+def call_question(call: str) -> str:
+    """The question (its ``grade_id``) that the call with id ``call`` belongs to (see :func:`call_id`)."""
+    return call.rpartition("#")[0]
 
 
 def cell_report_bytes(output_cell: int) -> int:

@@ -725,16 +725,19 @@ def main() -> NoReturn:
     events.emit(CellsDone())
     calls: Calls = _read(stdin, protocol.CALLS)
     adapted: set[int | None] = set()
-    timed_out: set[str] = set()
+    # (question, function) pairs measured at their time limit: that function is not called again for that
+    # question, whose other calls would only time out too. Another question still calls it, as its own test
+    # cell does under stock autograde (coursekit.course.hidden_score.call_ends, one question at a time).
+    timed_out: set[tuple[str, str]] = set()
     for call in calls.calls:
         call_id = str(call["id"])
         scope = calls.scopes.get(call_id)
-        if call["name"] not in timed_out and scope not in adapted:
+        timing = (protocol.call_question(call_id), str(call["name"]))
+        if timing not in timed_out and scope not in adapted:
             adapted.add(scope)
             _run_adapters(events, kernel, calls.adapters, scope)
         events.emit(CallStart(call_id))
-        if call["name"] in timed_out:
-            # A function measured at its time limit is not called again: its other calls would only time out too.
+        if timing in timed_out:
             events.emit(CallEnd(call_id, CallStatus.NOT_RUN))
             continue
         cap = calls.result_caps.get(call_id)
@@ -744,7 +747,7 @@ def main() -> NoReturn:
                                    tripwires=frozenset(calls.tripwires), result_cap=cap))
         events.emit(ended)
         if ended.ended is StepEnd.TIME_LIMIT:
-            timed_out.add(call["name"])
+            timed_out.add(timing)
         if not kernel.alive:
             _finish(events, kernel, stopped_call=call_id)
     _finish(events, kernel)

@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterator, Sequence, Union
 import numpy as np
 import torch
 
+from coursekit.grading.protocol import call_id
 from coursekit.grading.describe import CaseDescription, describe_case, parameter_names
 from coursekit.grading.wire import encode_value
 
@@ -556,7 +557,7 @@ def prepare_seeded_calls(spec: AssignmentSpec, seed: int, checks_seed: int) -> d
 
 def _call(question: FunctionQuestion | CheckedQuestion, index: int, case: Case) -> dict[str, Any]:
     return {
-        "id": f"{question.grade_id}#{index}",
+        "id": call_id(question.grade_id, index),
         "kind": "function",
         "name": question.function,
         "tensors": True,
@@ -612,7 +613,7 @@ def _prepare_calls(spec: AssignmentSpec, seed: int, checks_seed: int) -> dict[st
         if isinstance(question, ValueQuestion):
             prepared[question.grade_id] = [
                 PreparedCall(
-                    {"id": f"{question.grade_id}#{index}", "kind": "variable", "name": name,
+                    {"id": call_id(question.grade_id, index), "kind": "variable", "name": name,
                      "tensors": False, "args": [], "kwargs": {}, "banned": []},
                     accepted,
                     [],

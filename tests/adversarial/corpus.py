@@ -532,6 +532,7 @@ MEMFD_HOARD = (
 # virtual machine whose host is short of memory, and the sandbox has one CPU, which a busy machine may share:
 # the wait is spread over four cells, each well inside its wall-clock limit, and ends as soon as every child
 # has said so or one has died (the limit's kill), so that the time a slow host needs costs nothing elsewhere.
+# A child exits whatever happens: one whose allocation raised would otherwise go on as a copy of the kernel.
 MEMORY_ACROSS_PROCESSES = (
     "import os, select, time\n"
     "mc_classification = 'A'\n"
@@ -540,11 +541,13 @@ MEMORY_ACROSS_PROCESSES = (
     "for _ in range(10):\n"
     "    _pid = os.fork()\n"
     "    if _pid == 0:\n"
-    "        os.close(_ready)\n"
-    "        _hog = b'\\1' * (300 * 2**20)\n"
-    "        os.write(_say, b'x')\n"
-    "        time.sleep(120)\n"
-    "        os._exit(0)\n"
+    "        try:\n"
+    "            os.close(_ready)\n"
+    "            _hog = b'\\1' * (300 * 2**20)\n"
+    "            os.write(_say, b'x')\n"
+    "            time.sleep(120)\n"
+    "        finally:\n"
+    "            os._exit(0)\n"
     "    _children.append(_pid)\n"
     "os.close(_say)\n"
     "_held = 0\n"

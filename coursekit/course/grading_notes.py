@@ -26,8 +26,9 @@ instructor uses (the course's `coursekit grade` or nbgrader's own autograder), i
 cases: the visible checks' cases, a case for every requirement the question states (the errors it asks you to raise
 and the inputs you must not modify included), and random inputs of several shapes, in float32 and float64, compared
 with the course's reference in value, dtype, shape and, where a gradient should flow, gradients (to about four
-significant digits, a relative tolerance of 1e-4). A test cell whose visible checks fail earns 0; otherwise it earns
-its points times the share of its hidden cases that pass."""
+significant digits, a relative tolerance of 1e-4). A single number returned as a Python `float` has no dtype: its value
+is compared, whatever the reference's dtype. A test cell whose visible checks fail earns 0; otherwise it earns its points
+times the share of its hidden cases that pass."""
 
 #: what the feedback says about a test cell, and what it never shows.
 FEEDBACK = f"""{FEEDBACK_START} Under each test cell, the feedback gives your points, how many hidden cases passed,

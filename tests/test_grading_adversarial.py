@@ -170,11 +170,25 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.mark.parametrize("attack", ATTACKS, ids=[a.student for a in ATTACKS])
 def test_attack_gets_exact_score_and_outcome(graded: dict, attack) -> None:
     report = graded["reports"][attack.student]
-    assert (report.score, report.outcome) == (attack.score, attack.outcome), (attack.what, report)
+    printed = _printed(graded["course"], attack.student)
+    outcome = attack.outcome
+    if attack.unreached is not None and re.search(attack.unreached[0], printed, re.MULTILINE):
+        outcome = attack.unreached[1]
+    assert (report.score, report.outcome) == (attack.score, outcome), (attack.what, report, printed)
     assert report.max_score == 10.0
     assert report.sandboxed
     if attack.timestamp is not None:
         assert any("timestamp.txt is not a date" in note for note in report.notes), report.notes
+
+
+def _printed(course: Path, student: str, chars: int = 2000) -> str:
+    """The end of what the cells of ``student``'s autograded notebook printed: what an attack saw, for a failure's message."""
+    path = course / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    if not path.exists():
+        return f"no autograded notebook at {path}"
+    cells = json.loads(path.read_text())["cells"]
+    text = "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    return text[-chars:]
 
 
 def test_an_exception_named_like_a_limit_buys_no_second_attempt(graded: dict) -> None:

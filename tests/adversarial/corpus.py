@@ -26,6 +26,9 @@ class Attack:
     build: Callable[[Path], dict[str, Any] | bytes]
     what: str
     timestamp: bytes | None = None   # timestamp.txt's bytes, when the attack is on it
+    #: for an attack that needs the host's speed to reach a limit within one cell's time: a pattern its cell
+    #: prints when it did not get there, and the outcome it then gets instead; its score is the same either way.
+    unreached: tuple[str, str] | None = None
 
 
 def _with_cell(source: str, after: str = "answer_token_nll") -> Callable[[Path], dict[str, Any]]:
@@ -527,15 +530,21 @@ MEMFD_HOARD = (
     "except OSError as error:\n"
     "    print('memfd refused:', error)\n"
 )
-# Each child holds 300 MiB (under its own 1 GiB address-space limit) and says so; the notebook then checks
-# that all ten are alive at once, 3 GiB in all. Writing that memory takes the children seconds of CPU on a
-# virtual machine whose host is short of memory, and the sandbox has one CPU, which a busy machine may share:
-# the wait is spread over four cells, each well inside its wall-clock limit, and ends as soon as every child
-# has said so or one has died (the limit's kill), so that the time a slow host needs costs nothing elsewhere.
-# A child exits whatever happens: one whose allocation raised would otherwise go on as a copy of the kernel.
+# Each child holds 300 MiB (under its own 1 GiB address-space limit) and says so; the cell then checks that all
+# ten were alive at once, 3 GiB in all, past the sandbox's 2 GiB. Everything happens in the one cell: after each
+# cell the kernel kills every other process of its uid (grading/kernel.py, _reap_strays), so a later cell never
+# sees a child of this one (grader review r11, finding 8: the two wait cells and the check cell this attack had
+# waited on children already gone). Writing 2 GiB takes the children over a second of CPU, on a sandbox of one
+# CPU that a busy machine may share, and on a virtual machine each first touch of a page also waits for the
+# host (300 MiB took 0.34 s of CPU and 0.7 s of wall clock on an idle 2-core VM): the cell waits up to 7.5 s,
+# inside its 9 s wall-clock limit, and stops as soon as every child has said so or one has died (the limit's
+# kill). What it saw is printed, for a failure's
+# message. A child exits whatever happens: one whose allocation raised would otherwise go on as a copy of the
+# kernel.
 MEMORY_ACROSS_PROCESSES = (
     "import os, select, time\n"
     "mc_classification = 'A'\n"
+    "_started = time.monotonic()\n"
     "_ready, _say = os.pipe()\n"
     "_children = []\n"
     "for _ in range(10):\n"
@@ -556,32 +565,18 @@ MEMORY_ACROSS_PROCESSES = (
     "    for _pid in _children:\n"
     "        if _pid not in _dead and os.waitpid(_pid, os.WNOHANG) != (0, 0):\n"
     "            _dead.add(_pid)\n"
-    "def _wait_for_children(seconds):\n"
-    "    global _held\n"
-    "    until = time.monotonic() + seconds\n"
-    "    while _held < 10 and not _dead and time.monotonic() < until:\n"
-    "        if select.select([_ready], [], [], 0.25)[0]:\n"
-    "            chunk = os.read(_ready, 10)\n"
-    "            if not chunk:\n"
-    "                return\n"
-    "            _held += len(chunk)\n"
-    "        _reap()\n"
-    "_wait_for_children(6)\n"
-)
-MEMORY_ACROSS_PROCESSES_WAIT = "_wait_for_children(6)\n"
-MEMORY_ACROSS_PROCESSES_CHECK = (
-    "_wait_for_children(6)\n"
+    "while _held < 10 and not _dead and time.monotonic() < _started + 7.5:\n"
+    "    if select.select([_ready], [], [], 0.25)[0]:\n"
+    "        _chunk = os.read(_ready, 10)\n"
+    "        if not _chunk:\n"
+    "            break\n"
+    "        _held += len(_chunk)\n"
+    "    _reap()\n"
     "_reap()\n"
+    "print(f'{_held} of 10 children held 300 MiB, {len(_dead)} died, after {time.monotonic() - _started:.1f} s')\n"
     "if _held == 10 and not _dead:\n"
     "    mc_classification = 'B'\n"
 )
-
-
-def _memory_across_processes(course: Path) -> dict[str, Any]:
-    notebook = set_answer(solved_notebook(course), "answer_mc_classification", MEMORY_ACROSS_PROCESSES)
-    notebook = add_cell(notebook, MEMORY_ACROSS_PROCESSES_CHECK, after="answer_mc_classification")
-    notebook = add_cell(notebook, MEMORY_ACROSS_PROCESSES_WAIT, after="answer_mc_classification")
-    return add_cell(notebook, MEMORY_ACROSS_PROCESSES_WAIT, after="answer_mc_classification")
 
 
 TMPFS_INODES = (
@@ -818,8 +813,11 @@ ATTACKS += [
     Attack("memfd_hoard", 9.0, "graded", _with_answer("answer_mc_classification", MEMFD_HOARD),
            "1.5 GiB in 48 memfds under a 1 GiB address-space limit (finding 5)"),
     Attack("memory_across_processes", 9.0, "memory_limit",
-           _memory_across_processes,
-           "ten processes holding 300 MiB each, every one under its own address-space limit (finding 5)"),
+           _with_answer("answer_mc_classification", MEMORY_ACROSS_PROCESSES),
+           "ten processes holding 300 MiB each, every one under its own address-space limit (finding 5)",
+           # A host too slow to write 2 GiB in 7.5 s leaves the children short of the limit: nobody is killed,
+           # not all ten hold their memory, and the answer stays wrong.
+           unreached=(r"^[0-9] of 10 children held 300 MiB, 0 died", "graded")),
     Attack("tmpfs_inodes", 9.0, "graded", _with_answer("answer_mc_classification", TMPFS_INODES),
            "60,000 empty files in /tmp: kernel memory that the tmpfs size does not count (finding 5)"),
     Attack("banned_by_getattr", 7.0, "graded", _banned_by_getattr,

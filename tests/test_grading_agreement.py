@@ -12,33 +12,32 @@ question, a first and a last variable answered wrong (in a1 the first fails a
 visible check). Every test cell's score, partial credit included, must agree.
 
 Both graders score a question on the names as they stood at its test cell
-(grader review r5, finding 3), so three more submissions change things after
-a test cell, in a cell appended after the last one: ``scratch_redef`` (the
-solution, then every graded function redefined wrong in value and every
-variable answered wrong: full marks), ``fixed_later`` (every graded function
-wrong in value through a helper it looks up by name when called, the helper
-made harmless after the last test cell: the wrong answers' scores) and
-``chdir`` (the solution, whose first answer cell changes the working
-directory: full marks; grader review r5, finding 6). Since grader review r7,
-finding 6, ``coursekit grade`` does not run the appended cell at all (it is
-below the last graded cell), so for it these two pin that cells below the last
-question change nothing; the snapshots themselves are pinned by
-``tests/test_grading_snapshot.py`` and by the corpus's calls-phase attacks,
-whose flag cell sits above the last test cell.
+(grader review r5, finding 3), leave out of the graded copy a handed-in file
+that would be imported in place of a module (:mod:`coursekit.grading.files`,
+naming it to the instructor; it stays in ``submitted/``), and grade a notebook
+whose answer cells run under a cell magic (grader review r7, finding 1). Three
+more submissions each combine such cases, so that every combination is graded
+by both tools without a submission per case:
 
-Two more are the solution with a cell magic that runs its body on the first
-line of every answer cell (grader review r7, finding 1): ``magic_time``
-(``%%time``, which prints the cell's times) and ``magic_capture``
-(``%%capture``, which hides its output): full marks from both graders.
+* ``moved_helped_redef``: the solution, whose first answer cell changes the
+  working directory (grader review r5, finding 6), handed in with an innocent
+  ``random.py`` of the student's helpers, and with a cell appended after the
+  last one that redefines every graded function wrong in value and answers
+  every variable wrong: full marks;
+* ``fixed_later_planted``: every graded function wrong in value through a
+  helper it looks up by name when called, the helper made harmless in a cell
+  appended after the last test cell, handed in with a ``coursekit/`` package
+  whose ``question_points`` gives every question its points: the wrong
+  answers' scores;
+* ``magics``: the solution with ``%%time`` (which prints the cell's times) or
+  ``%%capture`` (which hides its output), by turns, on the first line of every
+  answer cell: full marks.
 
-Two submissions hand in files that would be imported in place of a module
-(:mod:`coursekit.grading.files`), which both graders leave out of the graded
-copy, naming them to the instructor, and grade the notebook without:
-``random_helpers`` (the solution with an innocent ``random.py`` of the
-student's helpers: full marks) and ``planted_scorer`` (every graded function
-wrong in value, with a ``coursekit/`` package whose ``question_points`` gives
-every question its points: the wrong answers' scores). Their files stay in
-``submitted/``.
+Since grader review r7, finding 6, ``coursekit grade`` does not run an
+appended cell at all (it is below the last graded cell), so for it the first
+two pin that cells below the last question change nothing; the snapshots
+themselves are pinned by ``tests/test_grading_snapshot.py`` and by the
+corpus's calls-phase attacks, whose flag cell sits above the last test cell.
 """
 
 from __future__ import annotations
@@ -116,9 +115,9 @@ def handed_in_files(spec: AssignmentSpec) -> dict[str, dict[str, str]]:
     points = {q.grade_id: float(q.points) for q in spec.questions}
     scorer = f"def question_points(grade_id, namespace, workdir=None):\n    return {points!r}[grade_id]\n"
     return {
-        "random_helpers": {"random.py": RANDOM_HELPERS},
-        "planted_scorer": {"coursekit/__init__.py": "", "coursekit/course/__init__.py": "",
-                           "coursekit/course/hidden_score.py": scorer},
+        "moved_helped_redef": {"random.py": RANDOM_HELPERS},
+        "fixed_later_planted": {"coursekit/__init__.py": "", "coursekit/course/__init__.py": "",
+                                "coursekit/course/hidden_score.py": scorer},
     }
 
 
@@ -183,16 +182,16 @@ def variants(course: Path, spec: AssignmentSpec) -> dict[str, dict[str, Any]]:
                 code = f"{name} = {_wrong_answer(question.answers[name])}\n"
                 students[f"{question.grade_id}_{which}"] = _appended(solution, rf"^{re.escape(name)}\s*=", code)
     students.update(after_the_test_cells(solution, spec, functions))
-    students.update({f"magic_{magic}": _under_cell_magic(solution, magic) for magic in ("time", "capture")})
+    students["magics"] = _under_cell_magics(solution, ("time", "capture"))
     return students
 
 
-def _under_cell_magic(notebook: dict[str, Any], magic: str) -> dict[str, Any]:
-    """``notebook`` with ``%%magic`` as the first line of every answer code cell."""
+def _under_cell_magics(notebook: dict[str, Any], magics: tuple[str, ...]) -> dict[str, Any]:
+    """``notebook`` with ``%%magic`` as the first line of every answer code cell, the magics taken by turns."""
     notebook = json.loads(json.dumps(notebook))
-    for cell in notebook["cells"]:
-        if cell["cell_type"] == "code" and cell["metadata"].get("nbgrader", {}).get("solution"):
-            cell["source"] = f"%%{magic}\n" + _source(cell)
+    answers = [c for c in notebook["cells"] if c["cell_type"] == "code" and c["metadata"].get("nbgrader", {}).get("solution")]
+    for index, cell in enumerate(answers):
+        cell["source"] = f"%%{magics[index % len(magics)]}\n" + _source(cell)
     return notebook
 
 
@@ -212,11 +211,8 @@ def after_the_test_cells(solution: dict[str, Any], spec: AssignmentSpec, functio
     cell = next(c for c in moved["cells"] if _source(c) == first_answer)
     cell["source"] = first_answer.rstrip("\n") + "\nimport os, tempfile\nos.chdir(tempfile.mkdtemp())\n"
     return {
-        "scratch_redef": _with_last_cell(solution, redefined + rebound),
-        "fixed_later": _with_last_cell(wrong_at_the_tests, "def _agreement_wrong(out, part):\n    return out\n"),
-        "chdir": moved,
-        "random_helpers": solution,
-        "planted_scorer": wrong_at_the_tests,
+        "moved_helped_redef": _with_last_cell(moved, redefined + rebound),
+        "fixed_later_planted": _with_last_cell(wrong_at_the_tests, "def _agreement_wrong(out, part):\n    return out\n"),
     }
 
 
@@ -292,8 +288,8 @@ def test_nbgrader_and_coursekit_grade_score_every_test_cell_alike(tmp_path: Path
     assert sum(ours_scores[("solution", q.grade_id)] for q in spec.questions) == full
     assert sum(ours_scores[("untouched", q.grade_id)] for q in spec.questions) == 0.0
     # Files that would shadow a module: left out by both graders, named to the instructor, kept in submitted/.
-    assert sum(ours_scores[("random_helpers", q.grade_id)] for q in spec.questions) == full
-    assert sum(ours_scores[("planted_scorer", q.grade_id)] for q in spec.questions) < full
+    assert sum(ours_scores[("moved_helped_redef", q.grade_id)] for q in spec.questions) == full
+    assert sum(ours_scores[("fixed_later_planted", q.grade_id)] for q in spec.questions) < full
     for student, handed_in in files.items():
         entries = top_level_entries(list(handed_in))
         notes = json.loads((reports_directory(ours, assignment) / f"{student}.json").read_text())["notes"]
@@ -307,9 +303,8 @@ def test_nbgrader_and_coursekit_grade_score_every_test_cell_alike(tmp_path: Path
     for question in spec.questions:
         # Each question scored as its test cell left it: what a later cell does changes nothing.
         grade_id = question.grade_id
-        assert ours_scores[("scratch_redef", grade_id)] == ours_scores[("chdir", grade_id)] == float(question.points)
-        for magic in ("magic_time", "magic_capture"):
-            assert ours_scores[(magic, grade_id)] == float(question.points), (magic, grade_id)
+        assert ours_scores[("moved_helped_redef", grade_id)] == float(question.points), grade_id
+        assert ours_scores[("magics", grade_id)] == float(question.points), grade_id
         if not isinstance(question, ValueQuestion):
             if ours_scores[(f"value_{_graded_function(question)}", grade_id)] < float(question.points):
-                assert ours_scores[("fixed_later", grade_id)] < float(question.points), grade_id
+                assert ours_scores[("fixed_later_planted", grade_id)] < float(question.points), grade_id

@@ -161,6 +161,72 @@ def test_gradcheck_top_k_kd_loss_with_kept_entries_of_probability_zero(tail):
     assert gradcheck64(lambda s: top_k_kd_loss(s, *stored, tail=tail, temperature=2.0), (student,))
 
 
+def _shared_mask_problem(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """V = 6 with entries 3-5 at -inf in the student and in the teacher alike (a padded vocabulary)."""
+    student = torch.randn(3, 6, generator=generator(46), dtype=dtype)
+    teacher = 2 * torch.randn(3, 6, generator=generator(47), dtype=dtype)
+    student[:, 3:] = -math.inf
+    teacher[:, 3:] = -math.inf
+    return student, teacher
+
+
+@pytest.mark.parametrize("tau", [1.0, 2.0])
+@pytest.mark.parametrize("k", [3, 4, 5])
+def test_a_vocabulary_mask_shared_with_k_covering_it_gives_kd_loss_with_finite_gradients(k, tau):
+    # Losses review round 23, F2: with k >= the 3 unmasked entries, every entry outside the kept set is -inf
+    # for the student. torch.logsumexp over them differentiated to nan, spread over the row by log_softmax;
+    # and q_rest, 1 - sum(q) rounded (6e-8 in float32), against p_rest = 0 gave an inf value.
+    student, teacher = _shared_mask_problem(torch.float32)
+    stored = top_k_teacher(teacher, k, temperature=tau)
+    q_rest = 1 - stored[0].exp().sum(-1)
+    assert bool((q_rest > 0).any()), "some row must leave a rounding residue as its teacher tail"
+    got_student = student.clone().requires_grad_(True)
+    got = top_k_kd_loss(got_student, *stored, temperature=tau)
+    (got_grad,) = torch.autograd.grad(got, got_student)
+    expected_student = student.clone().requires_grad_(True)
+    expected = kd_loss(expected_student, teacher, temperature=tau)
+    (expected_grad,) = torch.autograd.grad(expected, expected_student)
+    assert bool(torch.isfinite(got)) and bool(torch.isfinite(got_grad).all())
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(got_grad, expected_grad)
+
+
+@pytest.mark.parametrize("k", [3, 4, 5])
+def test_gradcheck_top_k_kd_loss_with_a_vocabulary_mask_shared_and_covered(k):
+    student, teacher = _shared_mask_problem(torch.float64)
+    stored = top_k_teacher(teacher, k, temperature=2.0)
+    assert gradcheck64(lambda s: top_k_kd_loss(s, *stored, temperature=2.0, reduction="none"),
+                       (student.requires_grad_(True),))
+
+
+def test_half_precision_rounding_of_the_stored_mass_is_no_teacher_tail_against_an_empty_student_tail():
+    # Log-probabilities computed in bfloat16 and widened to store them fall short of mass 1 by far more than
+    # float32's rounding; where the student's tail is empty the shortfall is still rounding, not a tail.
+    teacher = 3 * torch.randn(8, 40, generator=generator(48))
+    teacher[:, 25:] = -math.inf
+    student = torch.randn(8, 40, generator=generator(49)).masked_fill(teacher == -math.inf, -math.inf)
+    log_q, indices = top_k_teacher(teacher.to(torch.bfloat16), 30)
+    q_rest = 1 - log_q.float().exp().sum(-1)
+    assert bool((q_rest > 1e-3).any()), "some row must fall short of mass 1 by more than float32's rounding"
+    student.requires_grad_(True)
+    got = top_k_kd_loss(student, log_q.float(), indices, reduction="none")
+    (got_grad,) = torch.autograd.grad(got.sum(), student)
+    assert bool(torch.isfinite(got).all()) and bool(torch.isfinite(got_grad).all())
+
+
+def test_a_teacher_tail_against_an_empty_student_tail_is_infinite_with_a_finite_gradient():
+    # The teacher keeps a quarter of its mass outside the kept set, where the student puts none:
+    # q_rest log(q_rest / 0) is inf, as kd_loss is, and no nan reaches the gradient.
+    teacher = torch.tensor([[2.0, 1.0, 0.5, 0.3, 0.2, 0.1]])
+    student = torch.tensor([[0.0, 1.0, 2.0, -math.inf, -math.inf, -math.inf]], requires_grad=True)
+    log_q, indices = top_k_teacher(teacher, 3)
+    assert indices.tolist() == [[0, 1, 2]]
+    got = top_k_kd_loss(student, log_q, indices)
+    (got_grad,) = torch.autograd.grad(got, student)
+    assert got == math.inf and kd_loss(student, teacher) == math.inf
+    assert bool(torch.isfinite(got_grad).all())
+
+
 def test_the_all_masked_warning_names_top_k_kd_loss_and_points_at_the_caller():
     stored = top_k_teacher(torch.zeros(1, 3), 2)
     with pytest.warns(RuntimeWarning, match=r"^top_k_kd_loss\(reduction='token_mean'\): every token is masked") as caught:

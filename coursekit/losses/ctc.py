@@ -54,26 +54,9 @@ from coursekit.losses._checks import (
     require_integer,
     type_text,
 )
+from coursekit.losses._logsumexp import safe_logsumexp
 
 CTC_REDUCTIONS = ("mean", "sum", "none")
-
-
-def _safe_logsumexp(stacked: torch.Tensor) -> torch.Tensor:
-    """``logsumexp`` over dim 0 whose backward stays finite when every term is ``-inf``.
-
-    ``torch.logsumexp`` differentiates an all ``-inf`` slice to ``nan``; in the
-    CTC recursion such slices are common (unreachable states, impossible
-    alignments) and a ``nan`` would poison the gradient of every other sequence
-    in the batch, even when ``zero_infinity`` drops the impossible one.
-    A ``nan`` term gives ``nan`` (``total`` is ``nan``, not ``0``), as in
-    ``F.ctc_loss``: it must not pass for an impossible alignment.
-    """
-    top = stacked.amax(dim=0)
-    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top)).detach()
-    total = torch.exp(stacked - top).sum(dim=0)
-    reachable = total != 0
-    safe_total = torch.where(reachable, total, torch.ones_like(total))
-    return torch.where(reachable, top + torch.log(safe_total), torch.full_like(total, float("-inf")))
 
 
 def _emissions(log_probs: torch.Tensor, labels: torch.Tensor, blank: int) -> torch.Tensor:
@@ -146,7 +129,7 @@ def _forward_recursion(
         # [:, :num_states]: with no label (one state) the two -inf columns alone are one too many.
         skip = torch.cat([neg_inf.expand(batch, 2), alpha[:, :-2]], dim=1)[:, :num_states]
         skip = torch.where(can_skip, skip, neg_inf)
-        new_alpha = _safe_logsumexp(torch.stack([stay, step, skip])) + emissions[t]
+        new_alpha = safe_logsumexp(torch.stack([stay, step, skip])) + emissions[t]
         # book excerpt end
         # Sequences whose input has ended keep their last alpha.
         alpha = torch.where((t < input_lengths).unsqueeze(1), new_alpha, alpha)
@@ -157,7 +140,7 @@ def _forward_recursion(
     end_blank = alpha.gather(1, last).squeeze(1)
     end_label = alpha.gather(1, (last - 1).clamp(min=0)).squeeze(1)
     end_label = torch.where(target_lengths > 0, end_label, neg_inf)
-    log_likelihood = _safe_logsumexp(torch.stack([end_blank, end_label]))
+    log_likelihood = safe_logsumexp(torch.stack([end_blank, end_label]))
     if not keep_table:
         return log_likelihood, None
     if num_frames == 0:
@@ -499,7 +482,7 @@ def ctc_backward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, bla
         padded = torch.cat([after, neg_inf.expand(2)])
         stay, step = after, padded[1 : num_states + 1]
         skip = torch.where(can_skip, padded[2:], neg_inf)
-        omega = _safe_logsumexp(torch.stack([stay, step, skip]))
+        omega = safe_logsumexp(torch.stack([stay, step, skip]))
         # book excerpt end
         table.append(omega)
     if num_frames == 0:

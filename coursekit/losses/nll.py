@@ -258,9 +258,11 @@ def batch_loss(
         256). The sum itself is taken in the losses' dtype, as in that
         expression (a float16 total of 65520 or more, what float16 rounds to
         ``inf``, is ``inf`` in both). So are ``sequence_mean``'s row sums
-        :math:`S_b`, as in TRL's GRPO line ``((loss * mask).sum(-1) / mask.sum(-1)).mean()``
-        that :func:`~coursekit.losses.policy_loss_aggregate` reproduces through this function:
-        in float16 a row whose sum reaches 65520 makes ``sequence_mean`` ``inf``, where the mean of
+        :math:`S_b`, as in TRL's GRPO line
+        ``((per_token_loss * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()``, which
+        :func:`~coursekit.losses.policy_loss_aggregate` reproduces through this function but for
+        the clamp (TRL counts an empty response as 0, ``"sequence_mean"`` leaves it out). In
+        float16 a row whose sum reaches 65520 makes ``sequence_mean`` ``inf``, where the mean of
         :func:`sequence_loss` with ``reduction="mean"`` (which sums in float32) stays finite.
 
     Shapes:

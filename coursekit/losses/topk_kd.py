@@ -18,6 +18,8 @@ between the two distributions *within* the rest.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from coursekit.losses._autocast import float32_under_autocast, promoted_under_autocast
@@ -33,9 +35,16 @@ from coursekit.losses._checks import (
     require_same_devices,
     require_shape,
 )
+from coursekit.losses._logsumexp import safe_logsumexp
 from coursekit.losses.distillation import _reduce, _zero_uncounted
 
 TOP_K_REDUCTIONS = ("token_mean", "sequence_mean", "sum", "none")
+# Stored log-probabilities may have been computed in bfloat16 and widened to store them, so their
+# dtype does not bound their rounding: a stored mass within a factor exp(+-_LOG_MASS_TOLERANCE) of 1
+# is 1 up to rounding (the square root of bfloat16's epsilon, 0.088; see _require_a_top_k_set).
+_LOG_MASS_TOLERANCE = torch.finfo(torch.bfloat16).eps ** 0.5
+# The largest q_rest = 1 - (stored mass) that is rounding of an empty teacher tail: 1 - exp(-0.088) = 0.0846.
+_TAIL_ROUNDING = -math.expm1(-_LOG_MASS_TOLERANCE)
 
 
 def top_k_teacher(teacher_logits: torch.Tensor, k: int, *, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,12 +100,28 @@ def top_k_kd_loss(
     With :math:`p = \\operatorname{softmax}(z^{\\mathrm{S}}/\\tau)` and the stored :math:`q_k`, :math:`k \\in \\mathcal{V}_{\\text{top}}`:
 
     * ``tail=True``: :math:`\\tau^2 \\bigl(\\sum_{k \\in \\mathcal{V}_{\\text{top}}} q_k \\log \\frac{q_k}{p_k}
-      + q_{\\text{rest}} \\log \\frac{q_{\\text{rest}}}{p_{\\text{rest}}}\\bigr)`, never above :func:`kd_loss`;
+      + q_{\\text{rest}} \\log \\frac{q_{\\text{rest}}}{p_{\\text{rest}}}\\bigr)` with the tail masses
+      :math:`q_{\\text{rest}} = \\max(0, 1 - \\sum_{k \\in \\mathcal{V}_{\\text{top}}} q_k)` and
+      :math:`p_{\\text{rest}} = \\sum_{k \\notin \\mathcal{V}_{\\text{top}}} p_k` (summed over the entries outside
+      the kept set, not taken as :math:`1 - \\sum p_k`, which can round to 0), never above :func:`kd_loss`;
     * ``tail=False``: :math:`\\tau^2 \\sum_{k \\in \\mathcal{V}_{\\text{top}}} \\tilde q_k \\log \\frac{\\tilde q_k}{p_k}`
       with the renormalised :math:`\\tilde q`; with one kept token this is the NLL of the teacher's top token.
 
-    With all :math:`V` entries kept both equal :func:`kd_loss`. A kept entry whose
-    stored log-probability is ``-inf`` (``k`` larger than the number of unmasked
+    A term whose teacher probability is 0 is 0 (:math:`0 \\log \\frac{0}{p} = 0`). The tail term is 0
+    where the tail is empty: where no entry lies outside the kept set (``k = V``), and where the
+    student's tail is empty, :math:`p_{\\text{rest}} = 0` (every entry outside the kept set is ``-inf``, a
+    masked vocabulary), while :math:`q_{\\text{rest}} \\le 1 - e^{-\\delta} \\approx 0.085` with
+    :math:`\\delta = \\sqrt{\\epsilon_{\\text{bf16}}} \\approx 0.088`. Such a :math:`q_{\\text{rest}}` is taken for the
+    rounding of a teacher tail that is empty too (its true value is 0): the stored probabilities may
+    have been rounded in bfloat16 (see ``teacher_log_probs`` below), and the same :math:`\\delta`
+    admits a stored mass up to :math:`e^{\\delta}`. A larger :math:`q_{\\text{rest}}` against an empty
+    student tail gives ``inf``, the value of :math:`q_{\\text{rest}} \\log \\frac{q_{\\text{rest}}}{0}`
+    (the teacher puts that mass where the student puts none, and :func:`kd_loss` is ``inf`` too).
+
+    With all :math:`V` entries kept both forms equal :func:`kd_loss`. So does ``tail=True``, in value
+    and gradient, where the student and the teacher mask the same entries and ``k`` is at least the
+    number of unmasked ones: the kept set holds all of the teacher's mass and both tails are empty.
+    A kept entry whose stored log-probability is ``-inf`` (``k`` larger than the number of unmasked
     vocabulary entries) contributes 0, with a finite gradient, as in :func:`kd_loss`.
 
     Args:
@@ -152,6 +177,10 @@ def top_k_kd_loss(
         True
         >>> bool(top_k_kd_loss(student, *top_k_teacher(teacher, 1)) <= full)     # the tail form never exceeds it
         True
+        >>> masked = torch.tensor([[0.0, 0.0, 0.0, float("-inf")]])              # entry 3 masked for both
+        >>> teacher = torch.tensor([[0.0, 2.0, 1.0, float("-inf")]])
+        >>> top_k_kd_loss(masked, *top_k_teacher(teacher, 3)), kd_loss(masked, teacher)  # both tails empty
+        (tensor(0.2662), tensor(0.2662))
     """
     require_float("student_logits", student_logits)
     require_float("teacher_log_probs", teacher_log_probs)
@@ -198,9 +227,12 @@ def top_k_kd_loss(
         q_rest = (1.0 - q.sum(dim=-1)).clamp(min=0.0)
         # log p_rest from the entries outside the kept set, not from 1 - sum (which can round to 0)
         outside = torch.ones_like(log_p, dtype=torch.bool).scatter(-1, teacher_indices, False)
-        log_p_rest = torch.logsumexp(log_p.masked_fill(~outside, float("-inf")), dim=-1)
-        # no entry outside the kept set (k = V): no tail, whatever 1 - sum(q) rounds to
-        has_rest = (q_rest > 0) & outside.any(dim=-1)
+        # safe: where the student masks every entry outside the kept set, torch.logsumexp's backward is nan
+        log_p_rest = safe_logsumexp(log_p.masked_fill(~outside, float("-inf")), dim=-1)
+        # No tail where no entry lies outside the kept set (k = V), whatever 1 - sum(q) rounds to; nor
+        # where the student's tail is empty and q_rest is rounding: q_rest log(q_rest / 0) would be inf.
+        student_has_rest = log_p_rest > float("-inf")
+        has_rest = (q_rest > 0) & outside.any(dim=-1) & (student_has_rest | (q_rest > _TAIL_ROUNDING))
         safe_q_rest = torch.where(has_rest, q_rest, torch.ones_like(q_rest))
         safe_log_p_rest = torch.where(has_rest, log_p_rest, torch.zeros_like(log_p_rest))
         rest_term = torch.where(has_rest, q_rest * (safe_q_rest.log() - safe_log_p_rest), torch.zeros_like(q_rest))
@@ -236,8 +268,7 @@ def _require_a_top_k_set(teacher_log_probs: torch.Tensor, teacher_indices: torch
         )
     wide = torch.promote_types(teacher_log_probs.dtype, torch.float32)
     log_mass = torch.logsumexp(teacher_log_probs.to(wide), dim=-1)
-    tolerance = torch.finfo(torch.bfloat16).eps ** 0.5
-    over = (log_mass > tolerance) & counted
+    over = (log_mass > _LOG_MASS_TOLERANCE) & counted
     if bool(over.any()):
         position = tuple(int(i) for i in over.nonzero()[0])
         raise ValueError(

@@ -164,8 +164,9 @@ def vocab_parallel_cross_entropy(
     # Step 1, on every device: the local maximum; then all-reduce (max).
     local_max = [shard.detach().amax(dim=-1) for shard in logit_shards]
     row_max = _all_reduce(local_max, "max")
-    # A row whose maximum is not finite would give nan after the shift; keep it finite.
-    row_max = row_max.masked_fill(~torch.isfinite(row_max), 0)
+    # A row whose logits are all -inf would give nan after the shift; keep its max finite. A +inf
+    # max stays: inf - inf gives nan, as F.cross_entropy's log_softmax does.
+    row_max = row_max.masked_fill(row_max == float("-inf"), 0)
 
     # Step 2, on every device: the local sum of exponentials and its share of the target logit.
     local_sums, local_targets = [], []

@@ -197,7 +197,7 @@ def test_token_budget_batches_hold_many_short_or_few_long_examples():
     [
         ([], 10, 0, "lengths must hold at least one example"),
         ([3, -1], 10, 0, r"lengths\[1\] must be >= 0, got -1$"),
-        ([3, 11], 10, 0, "every length must fit the budget max_tokens=10, got a length of 11"),
+        ([3, 11], 10, 0, r"^lengths\[1\] must be <= max_tokens=10 \(an example must fit a batch on its own\), got 11$"),
         ([3], 0, 0, "max_tokens must be an int >= 1"),
         ([3], 10, -1, "seed must be an int >= 0"),
     ],
@@ -275,7 +275,8 @@ def test_a_batch_takes_numpy_ints_and_integer_tensors_and_arrays_as_it_takes_pyt
         (lambda: seq2seq_batch([([4], [6])], bos_id=1.0), TypeError, r"^bos_id must be an int, got float$"),
         (lambda: token_stream([[5, 6]], 1, eos_id=2.5), TypeError, r"^eos_id must be an int, got float$"),
         (lambda: token_stream([[5, 6]], 1, eos_id=-2), ValueError, r"^eos_id must lie in \[0, 2\*\*63\), got -2$"),
-        (lambda: seq2seq_batch([[4]]), TypeError, r"^pairs\[0\] must be a \(source ids, target ids\) pair, got list$"),
+        (lambda: seq2seq_batch([[4]]), TypeError,
+         r"^pairs\[0\] must be a \(source ids, target ids\) pair, got a list of 1 item$"),
         (lambda: seq2seq_batch([7]), TypeError, r"^pairs\[0\] must be a \(source ids, target ids\) pair, got int$"),
     ],
 )
@@ -428,3 +429,43 @@ def test_batch_plans_take_numpy_and_tensor_lengths_as_python_ints():
     for other in (np.array(lengths), torch.tensor(lengths), [np.int32(v) for v in lengths]):
         assert token_budget_batches(other, 8, seed=0) == token_budget_batches(lengths, 8, seed=0)
         assert bucket_batches(other, 2, seed=0) == bucket_batches(lengths, 2, seed=0)
+
+
+# --- the received value is shown, and the position named (losses review r23, F6a, F6b, F7b) -------------------
+
+@pytest.mark.parametrize(
+    ("pairs", "message"),
+    [
+        ([([1], [2], [3])], r"^pairs\[0\] must be a \(source ids, target ids\) pair, got a tuple of 3 items$"),
+        ([([1], [2]), [[1]]], r"^pairs\[1\] must be a \(source ids, target ids\) pair, got a list of 1 item$"),
+        ([([1], [2]), "ab"], r"^pairs\[1\] must be a \(source ids, target ids\) pair, got str$"),
+        ([torch.tensor([1, 2, 3])], r"^pairs\[0\] must be a \(source ids, target ids\) pair, got a tensor of shape \(3,\) "),
+    ],
+    ids=["three items", "one item", "str", "tensor of three"],
+)
+def test_a_pair_of_the_wrong_size_is_named_with_what_it_holds(pairs, message):
+    # "got tuple" named only the type, which is the type a pair should have
+    with pytest.raises(TypeError, match=message):
+        seq2seq_batch(pairs)
+
+
+def test_token_budget_batches_names_the_first_example_longer_than_the_budget():
+    with pytest.raises(ValueError, match=r"^lengths\[2\] must be <= max_tokens=8 \(an example must fit a batch on its "
+                                         r"own\), got 9$"):
+        token_budget_batches([3, 8, 9, 2, 12], 8, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: bucket_batches([3, 1], 2, seed=1.5), r"^seed must be a Python int, got float$"),
+        (lambda: bucket_batches([3, 1], 2.0, seed=0), r"^batch_size must be an int, got float$"),
+        (lambda: bucket_batches([3, 1], 2, seed=0, bucket_factor="20"), r"^bucket_factor must be an int, got str$"),
+        (lambda: token_budget_batches([3, 1], 8.0, seed=0), r"^max_tokens must be an int, got float$"),
+        (lambda: token_budget_batches([3, 1], 8, seed=np.int64(0)), r"^seed must be a Python int, got int64$"),
+    ],
+    ids=["bucket seed", "bucket batch_size", "bucket bucket_factor", "budget max_tokens", "budget seed"],
+)
+def test_batch_plans_raise_the_type_errors_their_raises_sections_list(call, message):
+    with pytest.raises(TypeError, match=message):
+        call()

@@ -13,8 +13,15 @@ import torch
 
 from coursekit.data import frame_task
 from coursekit.data._checks import require_one_of
-from coursekit.data.batching import pad_batch, stream_values, tbptt_windows, token_budget_batches, token_stream
-from coursekit.data.translation import number_to_words, translation_task
+from coursekit.data.batching import (
+    pad_batch,
+    seq2seq_batch,
+    stream_values,
+    tbptt_windows,
+    token_budget_batches,
+    token_stream,
+)
+from coursekit.data.translation import number_to_words, preference_pairs, translation_task
 from coursekit.data.vocab import Vocab
 from coursekit.models.ctc import ctc_best_path, ctc_prefix_beam_search
 from coursekit.models.ngram import NGramLM
@@ -60,7 +67,7 @@ HUGE_INT_MESSAGES = [
     ("token_budget_batches negative length", lambda: token_budget_batches([3, -HUGE], 8, seed=0),
      rf"lengths\[1\] must be >= 0, got a negative int of 16610 bits$"),
     ("token_budget_batches long length", lambda: token_budget_batches([3, HUGE], 8, seed=0),
-     rf"every length must fit the budget max_tokens=8, got a length of {HUGE_TEXT}$"),
+     rf"lengths\[1\] must be <= max_tokens=8 \(an example must fit a batch on its own\), got {HUGE_TEXT}$"),
     ("tbptt_windows step", lambda: tbptt_windows(torch.zeros(1, 4, dtype=torch.long), HUGE, 1),
      rf"bptt must be >= step={HUGE_TEXT} .*, got 1$"),
     ("token_stream batch_size", lambda: token_stream([[5, 6]], HUGE), rf"batch_size={HUGE_TEXT} is too large"),
@@ -158,6 +165,14 @@ HUGE_INT_INSIDE = [
     ("noise list", lambda: frame_task(noise=[HUGE]), TypeError, r"^noise must be a real number \(int, float or a NumPy real scalar\), got list$"),
     ("nested bound", lambda: frame_task(labels_per_example=((HUGE,), 1)), TypeError,
      r"^labels_per_example must be \(low, high\) ints, got \(tuple, int\)$"),
+    ("three bounds", lambda: frame_task(labels_per_example=(HUGE, 1, 2)), TypeError,
+     r"^labels_per_example must be \(low, high\) ints, got a tuple of 3 items$"),
+    ("seq2seq three items", lambda: seq2seq_batch([([HUGE], [1], [2])]), TypeError,
+     r"^pairs\[0\] must be a \(source ids, target ids\) pair, got a tuple of 3 items$"),
+    ("preference three items", lambda: preference_pairs([("x", "1", HUGE)]), TypeError,
+     r"^pairs\[0\] must be a \(source, reference\) pair of str, got a tuple of 3 items$"),
+    ("preference int reference", lambda: preference_pairs([("x", HUGE)]), TypeError,
+     r"^pairs\[0\]\[1\] must be a str of digits, got int$"),
     ("one_of tuple", lambda: RNNLM(vocab_size=10, cell=(HUGE,)), ValueError, r"^cell must be one of .*, got tuple$"),
 ]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from coursekit.data import FRAME_BLANK, frame_batch, frame_task
+from coursekit.data import FRAME_BLANK, FrameBatch, FrameExample, frame_batch, frame_task
+from coursekit.data.frames import MAX_DRAWN
 
 pytestmark = pytest.mark.models
 
@@ -87,11 +88,11 @@ def test_bad_arguments_raise_naming_them(kwargs: dict, error: type, pattern: str
     ("kwargs", "pattern"),
     [
         ({"labels_per_example": (10**5000, 1)}, r"labels_per_example must be \(low, high\) ints with 1 <= low <= high "
-                                                r"<= 9223372036854775806, got \(an int of 16610 bits, 1\)$"),
+                                                r"<= 1000, got \(an int of 16610 bits, 1\)$"),
         ({"frames_per_label": (1, 10**5000)}, r"frames_per_label must be .*, got \(1, an int of 16610 bits\)$"),
-        ({"labels_per_example": (1, 2**70)}, r"labels_per_example must be .* <= 9223372036854775806, got \(1, an int of 71 bits\)$"),
+        ({"labels_per_example": (1, 2**70)}, r"labels_per_example must be .* <= 1000, got \(1, an int of 71 bits\)$"),
         ({"frames_per_label": (2**63 - 1, 2**63 - 1)}, r"frames_per_label must be .*, got \(9223372036854775807, 9223372036854775807\)$"),
-        ({"max_silence": 2**70}, r"max_silence must be <= 9223372036854775806 .*, got an int of 71 bits$"),
+        ({"max_silence": 2**70}, r"max_silence must be <= 1000 .*, got an int of 71 bits$"),
     ],
     ids=["1e5000 low", "1e5000 high", "2**70 high", "int64 max", "2**70 max_silence"],
 )
@@ -127,3 +128,102 @@ def test_with_runs_of_one_frame_some_examples_cannot_be_aligned() -> None:
     infinite = torch.isinf(_ctc_losses_under_a_uniform_model(task.train, task.num_classes))
     assert int(infinite.sum()) == 206
     assert infinite.tolist() == [not _alignable(example) for example in task.train]
+
+
+# --- frame_task's documented bounds, and a cap on what one example may hold (losses review r23, F5) -----------
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "pattern"),
+    [
+        ({"labels_per_example": (0, 2)}, ValueError,
+         r"^labels_per_example must be \(low, high\) ints with 1 <= low <= high <= 1000, got \(0, 2\)$"),
+        ({"frames_per_label": (1, 2**62)}, ValueError,
+         r"^frames_per_label must be \(low, high\) ints with 1 <= low <= high <= 1000, got \(1, 4611686018427387904\)$"),
+        ({"frames_per_label": (1, 10**9)}, ValueError,
+         r"^frames_per_label must be \(low, high\) ints with 1 <= low <= high <= 1000, got \(1, 1000000000\)$"),
+        ({"labels_per_example": (1, 1001)}, ValueError,
+         r"^labels_per_example must be \(low, high\) ints with 1 <= low <= high <= 1000, got \(1, 1001\)$"),
+        ({"max_silence": 1001}, ValueError, r"^max_silence must be <= 1000 \(frame_task's cap on a run\), got 1001$"),
+        ({"max_silence": -1}, ValueError, r"^max_silence must be an int >= 0, got -1$"),
+        ({"labels_per_example": (1, 2, 3)}, TypeError, r"^labels_per_example must be \(low, high\) ints, got a tuple of 3 items$"),
+        ({"frames_per_label": [2]}, TypeError, r"^frames_per_label must be \(low, high\) ints, got a list of 1 item$"),
+        ({"frames_per_label": 3}, TypeError, r"^frames_per_label must be \(low, high\) ints, got int$"),
+    ],
+    ids=["low end 0", "2**62 frames", "1e9 frames", "1001 labels", "1001 silence", "negative silence", "three bounds",
+         "one bound", "int range"],
+)
+def test_frame_task_refuses_a_range_outside_its_documented_bounds_naming_it(kwargs, error, pattern):
+    # (1, 2**62) passed the int64 check and died in [label] * duration with an empty MemoryError
+    with pytest.raises(error, match=pattern):
+        frame_task(**{**SMALL, **kwargs})
+
+
+def test_frame_task_draws_at_the_cap_and_its_docstring_states_it():
+    task = frame_task(num_train=1, num_valid=1, num_test=1, labels_per_example=(1, 1),
+                      frames_per_label=(MAX_DRAWN, MAX_DRAWN), max_silence=MAX_DRAWN)
+    assert all(end - start == MAX_DRAWN for e in task.train + task.valid + task.test for start, end in e.spans)
+    assert all(MAX_DRAWN <= len(e.features) <= 3 * MAX_DRAWN for e in task.train + task.valid + task.test)
+    # the longest example the caps allow, as MAX_DRAWN's comment and frame_task's docstring state it
+    longest = MAX_DRAWN * MAX_DRAWN + (MAX_DRAWN + 1) * MAX_DRAWN
+    assert longest == 2_001_000 and round(longest * 9 * 4 / 1e6) == 72
+    doc = " ".join(frame_task.__doc__.split())
+    assert f"MAX_DRAWN`` = {MAX_DRAWN}" in doc and "at most 2,001,000 frames" in doc
+
+
+# --- frame_batch names a bad batch or example (losses review r23, F4) -----------------------------------------
+
+_TASK = frame_task(seed=0, num_train=3, num_valid=1, num_test=1)
+
+
+def _example(features, labels=(1,)) -> FrameExample:
+    return FrameExample(features=features, labels=list(labels), spans=[(0, 1)] * len(labels))
+
+
+@pytest.mark.parametrize(
+    ("examples", "error", "pattern"),
+    [
+        (_TASK, TypeError, r"^examples must be a sequence of FrameExamples, got a FrameTask; pass one of its splits \(task.train\)$"),
+        (_TASK.train[0], TypeError,
+         r"^examples must be a sequence of FrameExamples, got a FrameExample; for one example pass \[example\]$"),
+        (7, TypeError, r"^examples must be a sequence of FrameExamples, got int$"),
+        ("ab", TypeError, r"^examples must be a sequence of FrameExamples, got str$"),
+        ([torch.zeros(3)], TypeError, r"^examples\[0\] must be a FrameExample, got a tensor of shape \(3,\) and dtype torch.float32$"),
+        ([_TASK.train[0], None], TypeError, r"^examples\[1\] must be a FrameExample, got NoneType$"),
+        ([_TASK.train[0], _example(torch.zeros(5, 4))], ValueError,
+         r"^examples\[1\] must have 9 features per frame, as examples\[0\] has, got 4$"),
+        ([_example(torch.zeros(5))], TypeError,
+         r"^examples\[0\]\.features must be a \(T, F\) tensor, got a tensor of shape \(5,\) and dtype torch.float32$"),
+        ([_example([[0.0] * 9] * 5)], TypeError, r"^examples\[0\]\.features must be a \(T, F\) tensor, got list$"),
+        ([_example(torch.zeros(5, 9), labels=[1, 2.5])], TypeError, r"^examples\[0\]\.labels\[1\] must be an int, got float 2.5$"),
+        ([_example(torch.zeros(5, 9), labels=[-1])], ValueError, r"^examples\[0\]\.labels\[0\] must lie in \[0, 2\*\*63\), got -1$"),
+        ((e for e in []), ValueError, r"^examples must hold at least one example, got an empty sequence$"),
+    ],
+    ids=["task", "one example", "int", "str", "tensor element", "None element", "widths differ", "1-D features",
+         "list features", "float label", "negative label", "empty generator"],
+)
+def test_frame_batch_refuses_a_bad_batch_naming_the_example(examples, error, pattern):
+    # len() of a task, an example or a generator raised "object of type ... has no len()"; a tensor element
+    # gave AttributeError, a width mismatch PyTorch's "expanded size" RuntimeError, a float label was truncated
+    with pytest.raises(error, match=pattern):
+        frame_batch(examples)
+
+
+def test_frame_batch_takes_a_generator_of_examples_as_its_list():
+    want, got = frame_batch(_TASK.train), frame_batch(e for e in _TASK.train)
+    assert all(torch.equal(getattr(got, f), getattr(want, f))
+               for f in ("features", "input_lengths", "targets", "target_lengths"))
+
+
+def test_frame_batch_says_which_fields_are_in_ctc_losss_layout():
+    # losses review r23, F7c: features are (B, T, F); ctc_loss reads (T, B, V), so a model's output is transposed
+    from coursekit.losses import ctc_loss
+
+    doc = " ".join(FrameBatch.__doc__.split())
+    assert "``(B, T, F)``" in doc and "``(T, B, V)``" in doc and "transpose(0, 1)" in doc
+    batch = frame_batch(_TASK.train)
+    log_probs = torch.randn(*batch.features.shape[:2], _TASK.num_classes).log_softmax(-1)     # (B, T, V)
+    want = torch.nn.functional.ctc_loss(log_probs.transpose(0, 1), batch.targets, batch.input_lengths,
+                                        batch.target_lengths, blank=FRAME_BLANK, reduction="none")
+    got = ctc_loss(log_probs.transpose(0, 1), batch.targets, batch.input_lengths, batch.target_lengths,
+                   blank=FRAME_BLANK, reduction="none")
+    assert torch.allclose(got, want)

@@ -139,3 +139,85 @@ def test_with_one_word_sources_the_ood_test_holds_words_never_seen_in_training()
     # The docstring's counter-example: no one-word source holds "hundred" or "thousand".
     task = translation_task(max_in_distribution_words=1, num_train=20, num_valid=5, num_test=3)
     assert {"hundred", "thousand"} <= _unseen_ood_words(task)
+
+
+# --- bad input names the argument, what came in and what was expected (losses review r23, F3, F7b) ------------
+
+@pytest.mark.parametrize(
+    ("pairs", "error", "message"),
+    [
+        ([("x", "")], ValueError, r"^pairs\[0\]\[1\] must hold at least one digit, got ''$"),
+        ([("twelve", "1 2"), ("x", "  ")], ValueError, r"^pairs\[1\]\[1\] must hold at least one digit, got '  '$"),
+        ([("x", 12)], TypeError, r"^pairs\[0\]\[1\] must be a str of digits, got int$"),
+        ([(12, "1 2")], TypeError, r"^pairs\[0\]\[0\] must be a str, got int$"),
+        ([("x", "1 2", "3")], TypeError, r"^pairs\[0\] must be a \(source, reference\) pair of str, got a tuple of 3 items$"),
+        ([("twelve", "1 2"), ["x"]], TypeError, r"^pairs\[1\] must be a \(source, reference\) pair of str, got a list of 1 item$"),
+        (["xy"], TypeError, r"^pairs\[0\] must be a \(source, reference\) pair of str, got str$"),
+        ([7], TypeError, r"^pairs\[0\] must be a \(source, reference\) pair of str, got int$"),
+        ("xy", TypeError, r"^pairs must be a sequence of \(source, reference\) pairs of str, got str$"),
+        (5, TypeError, r"^pairs must be a sequence of \(source, reference\) pairs of str, got int$"),
+        ((p for p in []), ValueError, r"^pairs must hold at least one \(source, reference\) pair, got an empty sequence$"),
+    ],
+    ids=["empty reference", "whitespace reference", "int reference", "int source", "three items", "one item",
+         "str pair", "int pair", "str pairs", "int pairs", "empty generator"],
+)
+def test_preference_pairs_refuses_bad_pairs_naming_their_position(pairs, error, message):
+    # "target must hold ...", naming one_digit_edit's parameter; "too many values to unpack"; AttributeError on .split
+    with pytest.raises(error, match=message):
+        preference_pairs(pairs)
+
+
+def test_preference_pairs_takes_a_generator_of_pairs_as_its_list():
+    # len() of the generator raised "object of type 'generator' has no len()"
+    pairs = [("twelve", "1 2"), ("three", "3"), ("forty", "4 0")]
+    assert preference_pairs((p for p in pairs), seed=4) == preference_pairs(pairs, seed=4)
+
+
+@pytest.mark.parametrize(("seed", "error", "message"),
+                         [(1.5, TypeError, r"^seed must be a Python int, got float$"),
+                          (-1, ValueError, r"^seed must be an int >= 0, got -1$")])
+def test_preference_pairs_refuses_a_bad_seed_naming_it(seed, error, message):
+    with pytest.raises(error, match=message):
+        preference_pairs([("twelve", "1 2")], seed=seed)
+
+
+@pytest.mark.parametrize(
+    ("target", "edit", "rng", "error", "message"),
+    [
+        (3012, "insert", random.Random(0), TypeError, r"^target must be a str of digits, got int$"),
+        ("3 0", "insert", 0, TypeError, r"^rng must be a random\.Random, got int$"),
+        ("  ", "insert", random.Random(0), ValueError, r"^target must hold at least one digit, got '  '$"),
+        ("", "substitute", random.Random(0), ValueError, r"^target must hold at least one digit, got ''$"),
+        ("7", "delete", random.Random(0), ValueError, r"^edit='delete' needs a target of two digits or more, got '7'$"),
+    ],
+    ids=["int target", "int rng", "whitespace target", "empty target", "delete one digit"],
+)
+def test_one_digit_edit_names_a_bad_argument_and_what_it_got(target, edit, rng, error, message):
+    # an int target or rng raised AttributeError ('int' object has no attribute 'split' / 'randrange'),
+    # and a whitespace-only target was reported as "an empty string"
+    with pytest.raises(error, match=message):
+        one_digit_edit(target, edit, rng)
+
+
+def test_training_noise_is_the_substitution_one_digit_edit_makes():
+    # _corrupt was a copy of the "substitute" edit; translation_task now calls the one definition, and with
+    # the same draws: every corrupted target differs from its reference in exactly one digit
+    noisy, clean = translation_task(seed=0, target_noise=0.5), translation_task(seed=0)
+    changed = [(a, b) for (_, a), (_, b) in zip(noisy.train, clean.train, strict=True) if a != b]
+    assert 0.45 < len(changed) / len(clean.train) < 0.55
+    assert all(len(a.split()) == len(b.split()) and sum(x != y for x, y in zip(a.split(), b.split())) == 1
+               for a, b in changed)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"num_train": 1.0}, r"^num_train must be an int, got float$"),
+     ({"num_ood": "5"}, r"^num_ood must be an int, got str$"),
+     ({"max_in_distribution_words": 2.0}, r"^max_in_distribution_words must be an int, got float$"),
+     ({"seed": 1.5}, r"^seed must be a Python int, got float$"),
+     ({"target_noise": "0.1"}, r"^target_noise must be a real number \(int, float or a NumPy real scalar\), got str$")],
+    ids=["float num_train", "str num_ood", "float max words", "float seed", "str target_noise"],
+)
+def test_translation_task_refuses_a_wrong_type_with_the_type_error_its_raises_section_lists(kwargs, message):
+    with pytest.raises(TypeError, match=message):
+        translation_task(**kwargs)

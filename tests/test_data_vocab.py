@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -90,7 +91,8 @@ def test_bad_arguments_raise_naming_them(call, name):
 @pytest.mark.parametrize("token", [" a", "a\n", "b\t", "\u00a0c", "a b"])
 def test_a_word_token_with_whitespace_anywhere_is_refused(token):
     # " a" splits into one piece, so a split-based check let it in: encode could never produce its id.
-    with pytest.raises(ValueError, match=r"^tokens of a word-level vocabulary must not contain whitespace"):
+    with pytest.raises(ValueError, match=rf"^tokens\[1\] must not contain whitespace in a word-level vocabulary, "
+                                         rf"got {re.escape(repr(token))}$"):
         Vocab(["x", token])
 
 
@@ -101,6 +103,12 @@ def test_a_word_token_with_whitespace_anywhere_is_refused(token):
         (lambda: Vocab("abc", level="char"), r"^tokens must be a sequence of str tokens, got a str \('abc'\)$"),
         (lambda: Vocab.build("the cat"), r"^texts must be a sequence of str texts, got a str \('the cat'\)"),
         (lambda: Vocab.build(["a b", None]), r"^texts\[1\] must be a str, got NoneType$"),
+        (lambda: Vocab([10**5000]), r"^tokens\[0\] must be a str, got an int of 16610 bits$"),
+        (lambda: Vocab(["a", ["x"]]), r"^tokens\[1\] must be a str, got list$"),
+        (lambda: Vocab(5), r"^tokens must be a sequence of str tokens, got int$"),
+        (lambda: Vocab(None), r"^tokens must be a sequence of str tokens, got NoneType$"),
+        (lambda: Vocab.build(5), r"^texts must be a sequence of str texts, got int$"),
+        (lambda: Vocab(WORDS).token_id(["x"]), r"^token must be a str, got list$"),
     ],
 )
 def test_wrong_types_are_type_errors_naming_the_argument(call, message):
@@ -153,3 +161,12 @@ def test_decode_takes_numpy_ints_and_integer_tensors_and_arrays_as_it_takes_pyth
     for other in (torch.tensor(ids), torch.tensor(ids, dtype=torch.uint8), np.array(ids, dtype=np.int16),
                   [np.int64(i) for i in ids], iter(ids), tuple(ids)):
         assert vocab.decode(other) == vocab.decode(ids) == "one two", other
+
+
+def test_a_char_token_of_several_characters_is_refused_with_its_position():
+    with pytest.raises(ValueError, match=r"^tokens\[2\] must be a single character in a char-level vocabulary, got 'bc'$"):
+        Vocab(["a", "b", "bc"], level="char")
+
+
+def test_tokens_given_as_a_generator_build_the_vocabulary_of_its_list():
+    assert Vocab(w for w in WORDS) == Vocab(WORDS)

@@ -13,6 +13,8 @@ import numpy
 import torch
 
 from coursekit.losses._checks import (
+    INT64_MAX,
+    INT64_MIN,
     as_index,
     as_real,
     finite_float,
@@ -294,7 +296,7 @@ def id_list(name: str, ids: object, *, size: int | None = INT64_END) -> list[int
     for i, value in enumerate(values):
         number = as_int(value)
         if number is None:
-            raise TypeError(f"{name}[{i}] must be an int, got {_element_text(value)}")
+            raise TypeError(f"{name}[{i}] must be an int, got {element_text(value)}")
         if number < 0 or (size is not None and number >= size):
             raise _out_of_range(f"{name}[{i}]", number, size)
         checked.append(number)
@@ -337,10 +339,96 @@ def _array_text(array: torch.Tensor | numpy.ndarray) -> str:
     return f"an array of shape {array.shape} and dtype {array.dtype}"
 
 
-def _element_text(value: object) -> str:
-    """A refused element for a message: its type, and its value where it is a number or a bool."""
+def element_text(value: object) -> str:
+    """A refused element for a message: its type, and its value where it is a number or a bool.
+
+    A Python int beyond int64 is described by its size alone (``int_text``), never printed: ``str()``
+    of one of more than 4300 digits raises.
+
+    Example:
+        >>> element_text(4.9), element_text(5), element_text(10**5000), element_text(["x"])
+        ('float 4.9', 'int 5', 'an int of 16610 bits', 'list')
+    """
     if isinstance(value, bool) or is_numpy_bool(value):
         return f"{type_text(value)} {value}"
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        return int_text(value)
     if as_real(value) is not None:
         return f"{type_text(value)} {number_text(value)}"
     return type_text(value)
+
+
+def items_text(value: object) -> str:
+    """What ``value`` is, for a ``TypeError`` about a container of the wrong size: its type and its length.
+
+    A tensor or an array is described by its shape and dtype; a str, and anything without a length
+    (a generator, a number), by its type alone. The items themselves are never shown (one may be an
+    int too long to print).
+
+    Example:
+        >>> items_text((1, 2, 3)), items_text([4]), items_text(7), items_text("ab")
+        ('a tuple of 3 items', 'a list of 1 item', 'int', 'str')
+    """
+    if isinstance(value, (torch.Tensor, numpy.ndarray)):
+        return _array_text(value)
+    if isinstance(value, (str, bytes)):
+        return type_text(value)
+    try:
+        count = len(value)  # type: ignore[arg-type]
+    except TypeError:
+        return type_text(value)
+    kind = type_text(value)
+    article = "an" if kind[:1].lower() in "aeiou" else "a"
+    return f"{article} {kind} of {count} item{'' if count == 1 else 's'}"
+
+
+def row_list(name: str, value: object, rows_of: str) -> list[object]:
+    """``value``, a batch of rows, as a list of its rows; ``rows_of`` says what a row is, for the message.
+
+    Any iterable is taken (a generator too, which has no ``len``); a str, a 0-d tensor or array and
+    anything not iterable are refused with a message naming ``name``, where ``len()`` or ``list()``
+    would raise their own, which name no argument.
+
+    Raises:
+        TypeError: ``value`` is a str, a 0-d tensor or array, or not iterable.
+
+    Example:
+        >>> row_list("pairs", (p for p in [(1, 2)]), "pairs")
+        [(1, 2)]
+        >>> row_list("pairs", 7, "(source, reference) pairs")
+        Traceback (most recent call last):
+        ...
+        TypeError: pairs must be a sequence of (source, reference) pairs, got int
+    """
+    if isinstance(value, (str, bytes)) or (isinstance(value, (torch.Tensor, numpy.ndarray)) and value.ndim == 0):
+        raise TypeError(f"{name} must be a sequence of {rows_of}, got {type_text(value)}")
+    try:
+        return list(value)  # type: ignore[call-overload]
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of {rows_of}, got {type_text(value)}") from None
+
+
+def pair_items(name: str, value: object, pair: str) -> tuple[object, object]:
+    """The two items of ``value`` if it is a pair; ``pair`` says what the pair holds, for the message.
+
+    A str is refused, though a two-character one would unpack: its characters are no pair.
+
+    Raises:
+        TypeError: ``value`` is a str, or does not unpack into exactly two items; the message names
+            ``name``, ``pair`` and what came in (:func:`items_text`).
+
+    Example:
+        >>> pair_items("pairs[0]", ([4], [5]), "a (source ids, target ids) pair")
+        ([4], [5])
+        >>> pair_items("pairs[0]", ([4], [5], [6]), "a (source ids, target ids) pair")
+        Traceback (most recent call last):
+        ...
+        TypeError: pairs[0] must be a (source ids, target ids) pair, got a tuple of 3 items
+    """
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be {pair}, got {type_text(value)}")
+    try:
+        first, second = value  # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be {pair}, got {items_text(value)}") from None
+    return first, second

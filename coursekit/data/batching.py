@@ -17,7 +17,16 @@ from typing import NamedTuple
 import numpy
 import torch
 
-from coursekit.data._checks import are_plain_ids, id_list, require_id, require_int, require_seed, shown
+from coursekit.data._checks import (
+    are_plain_ids,
+    id_list,
+    pair_items,
+    require_id,
+    require_int,
+    require_seed,
+    row_list,
+    shown,
+)
 from coursekit.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from coursekit.losses._checks import finite_float, type_text
 
@@ -80,24 +89,9 @@ class Seq2SeqBatch:
         return int(self.tgt_mask.sum())
 
 
-def _rows(name: str, value: object, rows_of: str) -> list[object]:
-    """``value``, a batch of rows, as a list of its rows; ``rows_of`` says what a row is, for the message.
-
-    Any iterable is taken (a generator too, which has no ``len``); a str, a 0-d tensor or array and
-    anything not iterable are refused with a message naming ``name``, where ``len()`` or ``list()``
-    would raise their own, which name no argument.
-    """
-    if isinstance(value, (str, bytes)) or (isinstance(value, (torch.Tensor, numpy.ndarray)) and value.ndim == 0):
-        raise TypeError(f"{name} must be a sequence of {rows_of}, got {type_text(value)}")
-    try:
-        return list(value)  # type: ignore[call-overload]
-    except TypeError:
-        raise TypeError(f"{name} must be a sequence of {rows_of}, got {type_text(value)}") from None
-
-
 def _id_rows(name: str, sequences: Sequence[Sequence[int]], *, allow_empty_rows: bool) -> list[list[int]]:
     """``sequences`` as lists of Python ints in ``[0, 2**63)`` (:func:`_checked_rows`); a bad id is ``name[i][j]``."""
-    sequences = _rows(name, sequences, "sequences of ids")  # type: ignore[assignment]
+    sequences = row_list(name, sequences, "sequences of ids")  # type: ignore[assignment]
     if len(sequences) == 0:
         raise ValueError(f"{name} must hold at least one sequence, got an empty batch")
     rows = _checked_rows(sequences, lambda i: f"{name}[{i}]")
@@ -140,10 +134,7 @@ def _split_pairs(pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> tuple[
     """The checked sources and targets of ``(source, target)`` pairs; a bad id is ``pairs[i][0][j]`` or ``[1][j]``."""
     sources, targets = [], []
     for i, pair in enumerate(pairs):
-        try:
-            source, target = pair
-        except (TypeError, ValueError):
-            raise TypeError(f"pairs[{i}] must be a (source ids, target ids) pair, got {type_text(pair)}") from None
+        source, target = pair_items(f"pairs[{i}]", pair, "a (source ids, target ids) pair")
         sources.append(source)
         targets.append(target)
     return (_checked_rows(sources, lambda i: f"pairs[{i}][0]"),
@@ -231,8 +222,9 @@ def seq2seq_batch(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], *, bos_i
     Raises:
         TypeError: an id that is not a Python or NumPy int (a float, a bool, a str: the message names
             its position, e.g. ``pairs[2][1][0]``), a source or target that is neither a sequence nor a
-            1-D integer tensor or array, a pair that is not two of them, or ``pairs`` itself not a
-            sequence (a str, a 0-d tensor).
+            1-D integer tensor or array, a pair that is not two of them (a str, a tuple of three: the
+            message names it, e.g. ``pairs[2]``, and its length), or ``pairs`` itself not a sequence (a
+            str, a 0-d tensor).
         ValueError: the batch is empty, a source has length 0, or an id or a special id lies outside
             ``[0, 2**63)`` (negative, or beyond ``torch.long``).
 
@@ -241,7 +233,7 @@ def seq2seq_batch(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], *, bos_i
         >>> batch.src.tolist(), batch.tgt_in.tolist(), batch.tgt_out.tolist()
         ([[4, 5], [7, 0]], [[1, 6, 0], [1, 8, 9]], [[6, 2, 0], [8, 9, 2]])
     """
-    pairs = _rows("pairs", pairs, "(source ids, target ids) pairs")  # type: ignore[assignment]
+    pairs = row_list("pairs", pairs, "(source ids, target ids) pairs")  # type: ignore[assignment]
     if len(pairs) == 0:
         raise ValueError("pairs must hold at least one pair, got an empty batch")
     sources, targets = _split_pairs(pairs)
@@ -286,10 +278,11 @@ def bucket_batches(lengths: Iterable[int], batch_size: int, *, seed: int, shuffl
 
     Raises:
         TypeError: ``lengths`` is not iterable, is a str, or is a tensor or array that is not 1-D of an
-            integer dtype (a 0-d tensor); or a length is not a Python or NumPy int (the message names its
-            position).
+            integer dtype (a 0-d tensor); a length is not a Python or NumPy int (the message names its
+            position); ``batch_size`` or ``bucket_factor`` is not a Python or NumPy int; or ``seed`` is
+            not a Python int.
         ValueError: empty ``lengths``, a negative length, ``batch_size < 1``, ``bucket_factor < 1`` or a
-            negative seed.
+            seed outside ``[0, 2**63)``.
 
     Example:
         >>> bucket_batches([5, 1, 4, 2], 2, seed=0, shuffle=False)
@@ -337,10 +330,12 @@ def token_budget_batches(lengths: Iterable[int], max_tokens: int, *, seed: int, 
 
     Raises:
         TypeError: ``lengths`` is not iterable, is a str, or is a tensor or array that is not 1-D of an
-            integer dtype (a 0-d tensor); or a length is not a Python or NumPy int (the message names its
-            position, e.g. ``lengths[1]``).
-        ValueError: empty ``lengths``, a negative length, ``max_tokens < 1``, an
-            example longer than ``max_tokens``, or a negative seed.
+            integer dtype (a 0-d tensor); a length is not a Python or NumPy int (the message names its
+            position, e.g. ``lengths[1]``); ``max_tokens`` is not a Python or NumPy int; or ``seed`` is
+            not a Python int.
+        ValueError: empty ``lengths``, a negative length, ``max_tokens < 1``, an example longer than
+            ``max_tokens`` (the message names the first, e.g. ``lengths[3]``), or a seed outside
+            ``[0, 2**63)``.
 
     Example:
         >>> token_budget_batches([5, 1, 4, 2, 2], 8, seed=0, shuffle=False)
@@ -350,7 +345,9 @@ def token_budget_batches(lengths: Iterable[int], max_tokens: int, *, seed: int, 
     max_tokens = require_int("max_tokens", max_tokens, minimum=1)
     require_seed("seed", seed)
     if max(lengths) > max_tokens:
-        raise ValueError(f"every length must fit the budget max_tokens={shown(max_tokens)}, got a length of {shown(max(lengths))}")
+        first = next(i for i, length in enumerate(lengths) if length > max_tokens)
+        raise ValueError(f"lengths[{first}] must be <= max_tokens={shown(max_tokens)} (an example must fit a batch "
+                         f"on its own), got {shown(lengths[first])}")
     order = list(range(len(lengths)))
     rng = random.Random(seed)
     if shuffle:
@@ -441,7 +438,7 @@ def stream_values(per_token: Sequence[Sequence[float]], batch_size: int) -> torc
         ...
         ValueError: per_token[0][1] must be a finite number, got nan
     """
-    rows = _rows("per_token", per_token, "sequences of numbers")
+    rows = row_list("per_token", per_token, "sequences of numbers")
     if len(rows) == 0:
         raise ValueError("per_token must hold at least one sentence's values, got none")
     batch_size = require_int("batch_size", batch_size, minimum=1)
@@ -462,7 +459,7 @@ def _finite_values(name: str, row: object) -> list[float]:
         if row.ndim != 1:
             raise TypeError(f"{name} must be a sequence of numbers or a 1-D tensor or array, got {type_text(row)}")
         row = row.tolist()
-    values = _rows(name, row, "numbers")
+    values = row_list(name, row, "numbers")
     return [finite_float(f"{name}[{j}]", value, "a finite number") for j, value in enumerate(values)]
 
 

@@ -13,12 +13,21 @@ where the labels really were.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 
-from coursekit.data._checks import as_int, require_int, require_number, require_seed, shown
+from coursekit.data._checks import (
+    as_int,
+    id_list,
+    items_text,
+    require_int,
+    require_number,
+    require_seed,
+    row_list,
+    shown,
+)
 from coursekit.losses._checks import type_text
 
 #: the class index of CTC's blank in this task
@@ -59,7 +68,13 @@ class FrameTask:
 
 @dataclass(frozen=True)
 class FrameBatch:
-    """Padded frames and labels of several utterances, in the layout :func:`coursekit.losses.ctc_loss` reads.
+    """Padded frames and labels of several utterances.
+
+    ``targets``, ``input_lengths`` and ``target_lengths`` are in the layout
+    :func:`coursekit.losses.ctc_loss` reads. ``features`` is not: it is batch-first, ``(B, T, F)``, as
+    :class:`~coursekit.models.CTCRecognizer` reads it, and the model's log-probabilities come out
+    batch-first too, ``(B, T, V)``, while ``ctc_loss`` reads them time-first, ``(T, B, V)``: pass
+    ``log_probs.transpose(0, 1)``, as :func:`coursekit.train.ctc_objective` does.
 
     Attributes:
         features: ``(B, T, F)``, zero past each input length.
@@ -74,24 +89,31 @@ class FrameBatch:
     target_lengths: torch.Tensor
 
 
-#: The largest value a range of frame_task may draw: ``torch.randint`` takes ``high + 1`` as an int64.
-_MAX_DRAWN = 2**63 - 2
+#: The largest high end of each of frame_task's ranges: ``labels_per_example``, ``frames_per_label`` and
+#: ``max_silence``. It bounds one example: with all three at it, an example holds at most
+#: 1000 * 1000 + 1001 * 1000 = 2,001,000 frames, whose float32 features take 72 MB at the default 9 features
+#: per frame (building them takes a few times that), so one example always fits in memory. A larger range
+#: (``frames_per_label=(1, 2**62)``) passed int64's bound and ended in a ``MemoryError`` with no message, or
+#: allocated gigabytes before it, for a task whose utterances are a few dozen frames long (the defaults
+#: draw at most 5 * 5 + 6 * 2 = 37).
+MAX_DRAWN = 1000
 
 
 def _require_draw_bounds(name: str, bounds: object) -> tuple[int, int]:
     """``bounds`` as a pair of Python ints ``(low, high)``, if it holds two integers (``as_int``) with
-    ``1 <= low <= high <= _MAX_DRAWN``.
+    ``1 <= low <= high <= MAX_DRAWN``.
 
-    A ``TypeError`` names only the types received, so that a nested huge int is never printed.
+    A ``TypeError`` names only the types received (and the length of a tuple or list of other than two
+    items), so that a nested huge int is never printed.
     """
     is_pair = isinstance(bounds, (tuple, list)) and len(bounds) == 2
     pair = [as_int(b) for b in bounds] if is_pair else [None]
     if None in pair:
-        received = f"({', '.join(type_text(b) for b in bounds)})" if is_pair else type_text(bounds)
+        received = f"({', '.join(type_text(b) for b in bounds)})" if is_pair else items_text(bounds)
         raise TypeError(f"{name} must be (low, high) ints, got {received}")
     low, high = pair
-    if not 1 <= low <= high <= _MAX_DRAWN:
-        raise ValueError(f"{name} must be (low, high) ints with 1 <= low <= high <= {_MAX_DRAWN}, "
+    if not 1 <= low <= high <= MAX_DRAWN:
+        raise ValueError(f"{name} must be (low, high) ints with 1 <= low <= high <= {MAX_DRAWN}, "
                          f"got ({shown(low)}, {shown(high)})")
     return low, high
 
@@ -101,30 +123,39 @@ def frame_task(*, seed: int = 0, num_train: int = 1200, num_valid: int = 200, nu
                frames_per_label: tuple[int, int] = (2, 5), max_silence: int = 2) -> FrameTask:
     """Generate the three splits of the task (deterministic for a seed).
 
+    The ranges' high ends are capped at ``MAX_DRAWN`` = 1000 so that one example always fits in memory
+    (at most 2,001,000 frames; see ``MAX_DRAWN``). The splits are not capped: ``num_train`` examples of
+    up to that length are the caller's to fit.
+
     Args:
         seed: seeds the prototypes and every example.
         num_train, num_valid, num_test: examples per split.
         num_labels: distinct labels; the task has ``num_labels + 1`` classes with the blank.
         prototype_dim: features of a label's prototype; each frame has one more (the onset flag).
         noise: standard deviation of the Gaussian noise added to every feature but the onset flag.
-        labels_per_example: smallest and largest number of labels of an utterance.
-        frames_per_label: shortest and longest run of frames of one label. CTC can align an
+        labels_per_example: smallest and largest number of labels of an utterance, a tuple or list
+            ``(low, high)`` of ints with ``1 <= low <= high <= MAX_DRAWN`` (1000).
+        frames_per_label: shortest and longest run of frames of one label, ``(low, high)`` as for
+            ``labels_per_example``: ``1 <= low <= high <= 1000``. CTC can align an
             example only if its frames number at least its labels plus its repeated neighbours
             (``T >= L + repeats``: a blank must part "3 3"); with a low end >= 2 (the default
             ``(2, 5)``) every example has ``T >= 2L`` and so qualifies. With a low end of 1 that
             is not guaranteed, silence or not (a silence run may draw 0 frames): with
             ``(1, 1)`` and ``max_silence=0``, 206 of 500 training examples (seed 0) have an
             infinite CTC loss. Such examples are kept, not redrawn.
-        max_silence: longest run of silence frames before, between and after labels (each run 0 .. max).
+        max_silence: longest run of silence frames before, between and after labels (each run 0 .. max),
+            an int in ``[0, 1000]``.
 
     Returns:
         A :class:`FrameTask`.
 
     Raises:
-        TypeError: a size or a range bound that is not a Python or NumPy integer, a ``seed`` that is
-            not a Python int, a ``noise`` that is not a real number.
-        ValueError: a size that is not positive, a range whose low end exceeds its high end, or a
-            negative or non-finite ``noise``.
+        TypeError: a size, ``max_silence`` or a range bound that is not a Python or NumPy integer, a range
+            that is not a tuple or list of two items, a ``seed`` that is not a Python int, a ``noise``
+            that is not a real number.
+        ValueError: a size that is not positive, a range whose low end is below 1 or exceeds its high end
+            or whose high end exceeds 1000, a ``max_silence`` outside ``[0, 1000]``, a seed outside
+            ``[0, 2**63)``, or a negative or non-finite ``noise``.
 
     Example:
         >>> task = frame_task(seed=0, num_train=3, num_valid=1, num_test=1)
@@ -144,8 +175,8 @@ def frame_task(*, seed: int = 0, num_train: int = 1200, num_valid: int = 200, nu
                             ("num_labels", num_labels), ("prototype_dim", prototype_dim))
     )
     max_silence = require_int("max_silence", max_silence, minimum=0)
-    if max_silence > _MAX_DRAWN:
-        raise ValueError(f"max_silence must be <= {_MAX_DRAWN} (torch.randint's int64 range), got {shown(max_silence)}")
+    if max_silence > MAX_DRAWN:
+        raise ValueError(f"max_silence must be <= {MAX_DRAWN} (frame_task's cap on a run), got {shown(max_silence)}")
     noise = require_number("noise", noise, low=0.0)
     labels_per_example = _require_draw_bounds("labels_per_example", labels_per_example)
     frames_per_label = _require_draw_bounds("frames_per_label", frames_per_label)
@@ -178,11 +209,28 @@ def frame_task(*, seed: int = 0, num_train: int = 1200, num_valid: int = 200, nu
                      feature_dim=prototype_dim + 1)
 
 
-def frame_batch(examples: Sequence[FrameExample]) -> FrameBatch:
+def frame_batch(examples: Iterable[FrameExample]) -> FrameBatch:
     """Pad the frames and the labels of ``examples`` into one :class:`FrameBatch`.
 
+    Args:
+        examples: the utterances, a sequence (or other iterable, a generator too) of
+            :class:`FrameExample`, all with the same number of features per frame: a split of a
+            :class:`FrameTask` or part of one (``task.train[:8]``; one example is ``[example]``).
+
+    Returns:
+        A :class:`FrameBatch`.
+
+    Shapes:
+        features: ``(B, max T, F)``; targets: ``(B, max(max T_y, 1))``; input_lengths,
+        target_lengths: ``(B,)``.
+
     Raises:
-        ValueError: no examples.
+        TypeError: ``examples`` is not a sequence (a :class:`FrameExample` or a :class:`FrameTask`
+            given as the batch, a str, anything not iterable); an element is not a :class:`FrameExample`
+            (the message names it, e.g. ``examples[2]``); its ``features`` is not a 2-D tensor; or a
+            label is not an int (``examples[2].labels[0]``).
+        ValueError: no examples, an example whose features per frame differ from those of
+            ``examples[0]``, or a negative label.
 
     Example:
         >>> task = frame_task(seed=0, num_train=4, num_valid=1, num_test=1)
@@ -190,14 +238,40 @@ def frame_batch(examples: Sequence[FrameExample]) -> FrameBatch:
         >>> batch.features.shape[0], batch.targets.shape[0], batch.input_lengths.tolist() == [
         ...     len(e.features) for e in task.train]
         (4, 4, True)
+        >>> frame_batch(task.train[0])
+        Traceback (most recent call last):
+        ...
+        TypeError: examples must be a sequence of FrameExamples, got a FrameExample; for one example pass [example]
     """
+    if isinstance(examples, FrameExample):
+        raise TypeError("examples must be a sequence of FrameExamples, got a FrameExample; "
+                        "for one example pass [example]")
+    if isinstance(examples, FrameTask):
+        raise TypeError("examples must be a sequence of FrameExamples, got a FrameTask; "
+                        "pass one of its splits (task.train)")
+    examples = row_list("examples", examples, "FrameExamples")  # type: ignore[assignment]
     if len(examples) == 0:
         raise ValueError("examples must hold at least one example, got an empty sequence")
+    labels = [_checked_example(i, e) for i, e in enumerate(examples)]
+    width = examples[0].features.shape[1]
+    for i, e in enumerate(examples):
+        if e.features.shape[1] != width:
+            raise ValueError(f"examples[{i}] must have {width} features per frame, as examples[0] has, "
+                             f"got {e.features.shape[1]}")
     input_lengths = torch.tensor([len(e.features) for e in examples])
-    target_lengths = torch.tensor([len(e.labels) for e in examples])
-    features = torch.zeros(len(examples), int(input_lengths.max()), examples[0].features.shape[1])
+    target_lengths = torch.tensor([len(row) for row in labels])
+    features = torch.zeros(len(examples), int(input_lengths.max()), width)
     targets = torch.full((len(examples), max(int(target_lengths.max()), 1)), FRAME_BLANK, dtype=torch.long)
-    for b, e in enumerate(examples):
+    for b, (e, row) in enumerate(zip(examples, labels)):
         features[b, : len(e.features)] = e.features
-        targets[b, : len(e.labels)] = torch.tensor(e.labels, dtype=torch.long)
+        targets[b, : len(row)] = torch.tensor(row, dtype=torch.long)
     return FrameBatch(features=features, input_lengths=input_lengths, targets=targets, target_lengths=target_lengths)
+
+
+def _checked_example(i: int, example: object) -> list[int]:
+    """The labels of ``examples[i]`` (``id_list``), if it is a :class:`FrameExample` with ``(T, F)`` features."""
+    if not isinstance(example, FrameExample):
+        raise TypeError(f"examples[{i}] must be a FrameExample, got {type_text(example)}")
+    if not isinstance(example.features, torch.Tensor) or example.features.dim() != 2:
+        raise TypeError(f"examples[{i}].features must be a (T, F) tensor, got {type_text(example.features)}")
+    return id_list(f"examples[{i}].labels", example.labels)

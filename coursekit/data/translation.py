@@ -22,10 +22,19 @@ words never occur in training, and :func:`translation_task` neither checks nor p
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from coursekit.data._checks import require_int, require_one_of, require_probability, require_seed, shown
+from coursekit.data._checks import (
+    pair_items,
+    require_int,
+    require_one_of,
+    require_probability,
+    require_seed,
+    row_list,
+    shown,
+)
+from coursekit.losses._checks import type_text
 
 ONES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 TEENS = ("ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
@@ -93,14 +102,6 @@ class TranslationTask:
     target_noise: float = 0.0
 
 
-def _corrupt(target: str, rng: random.Random) -> str:
-    """Replace one digit of ``target`` by a different digit."""
-    digits = target.split()
-    position = rng.randrange(len(digits))
-    digits[position] = rng.choice([d for d in "0123456789" if d != digits[position]])
-    return " ".join(digits)
-
-
 def translation_task(
     *,
     seed: int = 0,
@@ -128,8 +129,10 @@ def translation_task(
         A :class:`TranslationTask`.
 
     Raises:
-        ValueError: a negative seed or size, more examples asked for than exist, or a ``target_noise``
-            outside ``[0, 1]`` or not finite.
+        TypeError: a ``seed`` that is not a Python int, a size or ``max_in_distribution_words`` that is not
+            a Python or NumPy int (``num_train=1.0``), or a ``target_noise`` that is not a real number.
+        ValueError: a seed outside ``[0, 2**63)``, a negative size, ``max_in_distribution_words < 1``, more
+            examples asked for than exist, or a ``target_noise`` outside ``[0, 1]`` or not finite.
 
     Example:
         >>> task = translation_task(seed=0, num_train=5, num_valid=2, num_test=2, num_ood=2)
@@ -163,7 +166,8 @@ def translation_task(
     train = pairs(inside[:num_train])
     if noise > 0:
         noise_rng = random.Random(seed + 1)
-        train = [(src, _corrupt(tgt, noise_rng) if noise_rng.random() < noise else tgt) for src, tgt in train]
+        train = [(src, _edited(tgt.split(), "substitute", noise_rng) if noise_rng.random() < noise else tgt)
+                 for src, tgt in train]
     return TranslationTask(
         train=train,
         valid=pairs(inside[num_train:num_train + num_valid]),
@@ -181,20 +185,55 @@ def one_digit_edit(target: str, edit: str, rng: random.Random) -> str:
     longer), ``"delete"`` removes one (one token shorter); the position and the
     new digit come from ``rng``.
 
+    Args:
+        target: the digits, separated by whitespace (``"3 0 1 2"``); at least one.
+        edit: one of ``DIGIT_EDITS``: ``"substitute"``, ``"insert"`` or ``"delete"``.
+        rng: draws the position and the new digit.
+
+    Returns:
+        The edited digits, separated by single spaces.
+
     Raises:
-        ValueError: an unknown ``edit``, an empty target, or ``"delete"`` on a one-digit target.
+        TypeError: ``target`` is not a str, ``rng`` is not a ``random.Random``, or ``edit`` is an array or
+            a tensor.
+        ValueError: an unknown ``edit``, a ``target`` holding no digit (empty or only whitespace), or
+            ``"delete"`` on a one-digit target.
 
     Example:
         >>> rng = random.Random(0)
         >>> [one_digit_edit("3 0 1 2", edit, rng) for edit in DIGIT_EDITS]
         ['3 0 1 7', '4 3 0 1 2', '3 0 1']
+        >>> one_digit_edit("  ", "insert", rng)
+        Traceback (most recent call last):
+        ...
+        ValueError: target must hold at least one digit, got '  '
     """
     edit = require_one_of("edit", edit, DIGIT_EDITS)
-    digits = target.split()
-    if not digits:
-        raise ValueError("target must hold at least one digit, got an empty string")
+    digits = _digits("target", target)
+    if not isinstance(rng, random.Random):
+        raise TypeError(f"rng must be a random.Random, got {type_text(rng)}")
     if edit == "delete" and len(digits) == 1:
         raise ValueError(f"edit='delete' needs a target of two digits or more, got {target!r}")
+    return _edited(digits, edit, rng)
+
+
+def _digits(name: str, target: object) -> list[str]:
+    """The whitespace-separated tokens (the digits) of ``target``, if it is a str holding at least one.
+
+    ``name`` names ``target`` in messages: ``target`` for :func:`one_digit_edit`, ``pairs[i][1]`` for
+    :func:`preference_pairs`.
+    """
+    if not isinstance(target, str):
+        raise TypeError(f"{name} must be a str of digits, got {type_text(target)}")
+    digits = target.split()
+    if not digits:
+        raise ValueError(f"{name} must hold at least one digit, got {target!r}")
+    return digits
+
+
+def _edited(digits: list[str], edit: str, rng: random.Random) -> str:
+    """``digits`` (checked: at least one, two for ``"delete"``) with one of them edited, joined by spaces."""
+    digits = list(digits)
     if edit == "substitute":
         position = rng.randrange(len(digits))
         digits[position] = rng.choice([d for d in "0123456789" if d != digits[position]])
@@ -215,7 +254,7 @@ class PreferencePair:
     edit: str
 
 
-def preference_pairs(pairs: Sequence[Pair], *, seed: int = 0) -> list[PreferencePair]:
+def preference_pairs(pairs: Iterable[Pair], *, seed: int = 0) -> list[PreferencePair]:
     """Preference data for the translation task: the reference is chosen, a one-digit edit of it rejected.
 
     The edits take turns, ``"substitute"``, ``"insert"``, ``"delete"``, so a third of
@@ -224,24 +263,43 @@ def preference_pairs(pairs: Sequence[Pair], *, seed: int = 0) -> list[Preference
     instead of a deletion).
 
     Args:
-        pairs: ``(source, reference)`` pairs, e.g. ``translation_task().train``.
-        seed: seeds the positions and digits of the edits.
+        pairs: ``(source, reference)`` pairs of str, e.g. ``translation_task().train``: a sequence (or
+            other iterable, a generator too) of them; a reference holds at least one digit.
+        seed: seeds the positions and digits of the edits (a Python int in ``[0, 2**63)``).
+
+    Returns:
+        One :class:`PreferencePair` per pair, in order.
 
     Raises:
-        ValueError: no pairs, a negative seed.
+        TypeError: ``pairs`` is not iterable or is a str; a pair is not two items (the message names it,
+            e.g. ``pairs[2]``, and what it is); a source or reference is not a str (``pairs[2][1]``); or
+            ``seed`` is not a Python int.
+        ValueError: no pairs, a reference holding no digit (empty or only whitespace: ``pairs[2][1]``),
+            or a seed outside ``[0, 2**63)``.
 
     Example:
         >>> [(p.chosen, p.rejected, p.edit) for p in preference_pairs([("twelve", "1 2")] * 3)]
         [('1 2', '1 7', 'substitute'), ('1 2', '4 1 2', 'insert'), ('1 2', '1', 'delete')]
+        >>> preference_pairs([("twelve", "1 2"), ("three", "3", "4")])
+        Traceback (most recent call last):
+        ...
+        TypeError: pairs[1] must be a (source, reference) pair of str, got a tuple of 3 items
     """
     require_seed("seed", seed)
-    if len(pairs) == 0:
+    rows = row_list("pairs", pairs, "(source, reference) pairs of str")
+    if len(rows) == 0:
         raise ValueError("pairs must hold at least one (source, reference) pair, got an empty sequence")
+    checked = []
+    for i, row in enumerate(rows):
+        source, reference = pair_items(f"pairs[{i}]", row, "a (source, reference) pair of str")
+        if not isinstance(source, str):
+            raise TypeError(f"pairs[{i}][0] must be a str, got {type_text(source)}")
+        checked.append((source, reference, _digits(f"pairs[{i}][1]", reference)))
     rng = random.Random(seed)
     result = []
-    for index, (source, reference) in enumerate(pairs):
+    for index, (source, reference, digits) in enumerate(checked):
         edit = DIGIT_EDITS[index % len(DIGIT_EDITS)]
-        if edit == "delete" and len(reference.split()) == 1:
+        if edit == "delete" and len(digits) == 1:
             edit = "insert"
-        result.append(PreferencePair(source, reference, one_digit_edit(reference, edit, rng), edit))
+        result.append(PreferencePair(source, reference, _edited(digits, edit, rng), edit))
     return result

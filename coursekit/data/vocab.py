@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
-from coursekit.data._checks import id_list, require_int, require_one_of, shown
+from coursekit.data._checks import element_text, id_list, require_int, require_one_of, row_list, shown
+from coursekit.losses._checks import type_text
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
@@ -36,9 +37,11 @@ class Vocab:
             sequence of characters, spaces included).
 
     Raises:
-        TypeError: ``tokens`` is a str, or one of its tokens is not a str.
+        TypeError: ``tokens`` is a str or is not iterable, or one of its tokens is not a str (the
+            message names its position, e.g. ``tokens[1]``).
         ValueError: ``level`` is unknown, or a token is empty, contains whitespace
-            anywhere (for ``"word"``) or is not one character (for ``"char"``).
+            anywhere (for ``"word"``) or is not one character (for ``"char"``); the message names
+            its position.
 
     Example:
         >>> vocab = Vocab.build(["the cat sat", "the dog"], level="word")
@@ -54,20 +57,23 @@ class Vocab:
         level = require_one_of("level", level, LEVELS)
         if isinstance(tokens, str):
             raise TypeError(f"tokens must be a sequence of str tokens, got a str ({tokens[:20]!r})")
+        tokens = row_list("tokens", tokens, "str tokens")  # type: ignore[assignment]
         self.level = level
         self._itos: list[str] = list(SPECIALS)
         self._stoi = {token: i for i, token in enumerate(self._itos)}
         for position, token in enumerate(tokens):
             if not isinstance(token, str):
-                raise TypeError(f"tokens[{position}] must be a str, got {type(token).__name__} {token!r}")
+                raise TypeError(f"tokens[{position}] must be a str, got {element_text(token)}")
             if token in self._stoi:  # a duplicate or a special token, at either level
                 continue
             if token == "":
                 raise ValueError(f"tokens[{position}] must be a non-empty string, got ''")
             if level == "word" and any(character.isspace() for character in token):
-                raise ValueError(f"tokens of a word-level vocabulary must not contain whitespace, got {token!r}")
+                raise ValueError(f"tokens[{position}] must not contain whitespace in a word-level vocabulary, "
+                                 f"got {token!r}")
             if level == "char" and len(token) != 1:
-                raise ValueError(f"tokens of a char-level vocabulary must be single characters, got {token!r}")
+                raise ValueError(f"tokens[{position}] must be a single character in a char-level vocabulary, "
+                                 f"got {token!r}")
             self._stoi[token] = len(self._itos)
             self._itos.append(token)
 
@@ -87,7 +93,7 @@ class Vocab:
             The vocabulary.
 
         Raises:
-            TypeError: ``texts`` is a str, or one of its texts is not a str.
+            TypeError: ``texts`` is a str or is not iterable, or one of its texts is not a str.
             ValueError: ``level`` is unknown or ``min_count < 1``.
         """
         level = require_one_of("level", level, LEVELS)
@@ -95,6 +101,7 @@ class Vocab:
         if isinstance(texts, str):
             raise TypeError(f"texts must be a sequence of str texts, got a str ({texts[:20]!r}); "
                             "for one text pass [text]")
+        texts = row_list("texts", texts, "str texts")  # type: ignore[assignment]
         counts: Counter[str] = Counter()
         for position, text in enumerate(texts):
             if not isinstance(text, str):
@@ -129,8 +136,11 @@ class Vocab:
         """The id of ``token``.
 
         Raises:
+            TypeError: ``token`` is not a str.
             ValueError: the token is not in the vocabulary.
         """
+        if not isinstance(token, str):
+            raise TypeError(f"token must be a str, got {type_text(token)}")
         if token not in self._stoi:
             raise ValueError(f"token {token!r} is not in the vocabulary of {len(self)} tokens")
         return self._stoi[token]

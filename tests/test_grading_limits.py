@@ -1,5 +1,5 @@
 """A submission's two time budgets (:mod:`coursekit.grading.limits`), and the cells below the last graded cell,
-which are not run (:func:`coursekit.grading.notebook.last_graded_cell`).
+which are not run (:func:`coursekit.grading.notebook.last_graded_cell`); the checks of every other limit.
 
 Grader review r7, finding 6: the hidden calls were made inside the one budget the cells had used, so a correct
 notebook with slow experiments after its last question scored 0 on every question.
@@ -7,17 +7,23 @@ notebook with slow experiments after its last question scored 0 on every questio
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from adversarial.course import ASSIGNMENT, add_cell, make_course, solved_notebook, submit
+from coursekit.grading import protocol
 from coursekit.grading.autograded import NOT_RUN_CELL
 from coursekit.grading.driver import GradeOptions, grade_assignment
-from coursekit.grading.limits import Limits
+from coursekit.grading.kernel import Kernel
+from coursekit.grading.limits import MAX_DIAGNOSTICS_BYTES, MAX_OUTPUT_CELL, MAX_OUTPUT_TOTAL, MIN_MEMORY_MB, Limits
+from coursekit.grading.protocol import TRUNCATED
 from conftest import require_sandbox
 
 #: an experiment of 5 s of wall clock (no CPU, on a shared machine), within a step's 3 x 3 s.
@@ -50,6 +56,81 @@ def test_the_grade_command_refuses_a_timeout_that_is_not_a_positive_finite_numbe
         main(["grade", "a1_sequence_loss", "--timeout", text])
     assert stopped.value.code == 2
     assert f"expected a positive finite number, got {text!r}" in capsys.readouterr().err
+
+
+#: what each count or size accepts, as its error says (grader review r11, finding 7).
+INT_RANGES = {
+    "memory_mb": "an int of at least 512 (MiB a notebook may use beyond what Python, NumPy and torch map at the start)",
+    "nproc": "a positive int",
+    "fsize_mb": "a positive int",
+    "disk_mb": "a positive int",
+    "disk_inodes": "a positive int",
+    "nofile": "a positive int",
+    "output_cell": "a positive int of at most 999980 (characters of each stream the protocol carries, less the "
+                   "truncation marker)",
+    "output_total": "a positive int of at most 20000000 (characters the grader keeps of a submission's output)",
+    "diagnostics_bytes": "a positive int of at most 16777216 (bytes the grader keeps of each sandbox's stderr)",
+}
+
+
+@pytest.mark.parametrize("name", sorted(INT_RANGES))
+@pytest.mark.parametrize("value", [0, -5, 0.5, 64.0, True, "64", None, math.nan])
+def test_a_count_or_size_that_is_not_an_int_in_its_range_is_refused_by_name(name: str, value: Any) -> None:
+    # 0.5 passed as "a positive finite number" and became 0: a tmpfs of size 0 (no size limit), a kernel that
+    # cannot fork; the output caps were not checked at all.
+    with pytest.raises(ValueError, match=rf"^Limits\.{name} must be {re.escape(INT_RANGES[name])}, got "
+                                         rf"{re.escape(repr(value))}$"):
+        Limits(**{name: value})
+
+
+@pytest.mark.parametrize("name, most", [("output_cell", MAX_OUTPUT_CELL), ("output_total", MAX_OUTPUT_TOTAL),
+                                        ("diagnostics_bytes", MAX_DIAGNOSTICS_BYTES)])
+def test_an_output_cap_is_accepted_up_to_its_maximum_and_refused_past_it(name: str, most: int) -> None:
+    assert getattr(Limits(**{name: most}), name) == most
+    with pytest.raises(ValueError, match=rf"^Limits\.{name} must be .*, got {most + 1}$"):
+        Limits(**{name: most + 1})
+
+
+def test_the_least_accepted_counts_reach_the_runner_unchanged() -> None:
+    sent = Limits(memory_mb=MIN_MEMORY_MB, nproc=1, fsize_mb=1, disk_mb=1, disk_inodes=1, nofile=1, output_cell=1,
+                  output_total=1, diagnostics_bytes=1).for_runner()
+    assert (sent["memory_mb"], sent["nproc"], sent["disk_mb"], sent["output_cell"]) == (MIN_MEMORY_MB, 1, 1, 1)
+
+
+def test_a_numpy_int_is_accepted_as_a_plain_int() -> None:
+    limits = Limits(nproc=np.int64(8), disk_mb=np.int32(16))
+    assert (limits.nproc, limits.disk_mb) == (8, 16) and type(limits.nproc) is int and type(limits.disk_mb) is int
+    assert json.loads(json.dumps(limits.for_runner()))["nproc"] == 8
+
+
+def test_the_largest_output_cell_keeps_a_verbose_cells_report_within_the_protocol() -> None:
+    """An ``output_cell`` past 1,000,000 once made an honest verbose cell a protocol error (``kernel_died``)."""
+    kernel = Kernel(Limits(timeout_s=5, output_cell=MAX_OUTPUT_CELL).for_runner(), dedicated_uid=False)
+    report = kernel.run_cell(0, f"print('x' * {MAX_OUTPUT_CELL + 10})")
+    assert not report.failed and report.stdout == "x" * MAX_OUTPUT_CELL + TRUNCATED
+    assert protocol.decode(protocol.encode(report), protocol.REPORTS) == report
+    longer = dataclasses.replace(report, stdout="x" + report.stdout)
+    with pytest.raises(protocol.ProtocolError, match="stdout holds 1000001 characters, more than 1000000"):
+        protocol.decode(protocol.encode(longer), protocol.REPORTS)
+
+
+@pytest.mark.parametrize("text", ["100", "511"])
+def test_the_grade_command_refuses_too_little_memory_with_the_limits_message(text: str, capsys) -> None:
+    from coursekit.cli import main
+
+    assert main(["grade", "a1_sequence_loss", "--memory", text]) == 2
+    expected = f"coursekit grade: Limits.memory_mb must be {INT_RANGES['memory_mb']}, got {text}\n"
+    assert expected in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", ["0.5", "0", "-3", "lots"])
+def test_the_grade_command_refuses_a_memory_that_is_not_a_positive_integer(text: str, capsys) -> None:
+    from coursekit.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["grade", "a1_sequence_loss", "--memory", text])
+    assert stopped.value.code == 2
+    assert f"argument --memory: expected a positive integer, got {text!r}" in capsys.readouterr().err
 
 
 def test_the_pages_state_the_budgets_the_grader_applies(repo_root: Path) -> None:

@@ -39,6 +39,7 @@ from coursekit.grading.sandbox import Job, RawRun, kernel_leaves_root, sandbox_a
 from coursekit.grading.secret import load_secret
 from coursekit.grading.spec import AssignmentSpec, PreparedCall, adapters, graded_names, load_spec, prepare_calls
 from coursekit.grading.time_guard import PREPARATION_TIMEOUT_S, time_guard
+from coursekit.grading.uids import LockDirectoryError, open_lock_directory
 from coursekit.grading.verdicts import QuestionResult, score_question, visible_check_failure
 
 __all__ = ["OUTCOMES", "GradeOptions", "Grader", "SandboxUnavailable", "SubmissionReport", "format_table",
@@ -105,7 +106,8 @@ class GradeOptions:
 
 
 class SandboxUnavailable(RuntimeError):
-    """``--require-sandbox`` was given and the sandbox cannot be set up."""
+    """The grader will not run student code here: ``--require-sandbox`` and no sandbox, a kernel that would run as
+    root, or a uid lease folder that is not root's alone (see :func:`~coursekit.grading.uids.open_lock_directory`)."""
 
 
 def _without_surrogates(value: Any) -> Any:
@@ -535,7 +537,8 @@ class Grader:
         shutil.rmtree(old, ignore_errors=True)
 
     def _check_isolation(self) -> None:
-        """Refuse (``--require-sandbox``) or warn loudly when bubblewrap or cgroups cannot be used here."""
+        """Refuse (``--require-sandbox``) or warn loudly when bubblewrap or cgroups cannot be used here; refuse when
+        the kernel would run as root or the uid leases' folder is unsafe."""
         if self.options.executor != "local":
             return
         (sandboxed, why_not), (grouped, why_no_groups) = sandbox_available(), cgroups_available()
@@ -545,6 +548,12 @@ class Grader:
         leaves_root, why_root = kernel_leaves_root(sandboxed)
         if not leaves_root:
             raise SandboxUnavailable(f"refusing to grade: {why_root}; install bubblewrap or make it readable")
+        if os.geteuid() == 0:
+            # Every run leases a uid; an unsafe lease folder would fail each submission alone, as a grader_error.
+            try:
+                os.close(open_lock_directory())
+            except LockDirectoryError as error:
+                raise SandboxUnavailable(str(error)) from None
         if not sandboxed:
             self._warn(f"SUBMISSIONS WILL RUN WITHOUT THE SANDBOX: {why_not}",
                        "Only rlimits and timeouts apply; student code can read the course directory and",
@@ -616,7 +625,8 @@ def grade_assignment(course_dir: Path, assignment: str, options: GradeOptions | 
         One report per submission graded in this run, sorted by student.
 
     Raises:
-        SandboxUnavailable: ``require_sandbox`` and no sandbox.
+        SandboxUnavailable: ``require_sandbox`` and no sandbox, or no safe way to keep student code from root
+            (see :class:`SandboxUnavailable`).
         LookupError: unknown assignment or student.
         ValueError: the spec does not match the gradebook.
     """

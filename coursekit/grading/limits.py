@@ -17,9 +17,11 @@ Three clocks stop a submission, from the inside out:
 from __future__ import annotations
 
 import math
-
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from coursekit.grading import protocol
 
 #: wall-clock seconds a step may take per second of CPU it is allowed.
 WALL_PER_CPU = 3.0
@@ -40,11 +42,44 @@ MIN_MEMORY_MB = 512
 RUNNER_MEMORY_MB = 512
 #: processes the runner and bubblewrap need besides the kernel's ``nproc``.
 RUNNER_PROCESSES = 16
+#: the most ``output_cell`` accepted: the kernel's report of a cell carries that many characters of each stream
+#: and, when it cut one, :data:`~coursekit.grading.protocol.TRUNCATED` after them, and the runner refuses a stream
+#: longer than :data:`~coursekit.grading.protocol.MAX_STREAM` (an honest verbose cell would then count as a
+#: protocol error, and its submission as ``kernel_died``: grader review r11, F7).
+MAX_OUTPUT_CELL = protocol.MAX_STREAM - len(protocol.TRUNCATED)
+#: the most ``output_total`` accepted: the grader holds a running submission's output in memory and writes it into
+#: the autograded notebook, which formgrader and the feedback render, so it is kept to the size of the largest
+#: notebook the grader accepts by default (``GradeOptions.max_notebook_bytes``), ten times the default total.
+MAX_OUTPUT_TOTAL = 20_000_000
+#: the most ``diagnostics_bytes`` accepted: the grader holds them in memory for each running submission, and shows
+#: only their end (:data:`~coursekit.grading.diagnostics.SHOWN_CHARS` characters).
+MAX_DIAGNOSTICS_BYTES = 16 * 2**20
+#: the fields that hold counts or sizes: the least and the most each accepts (``None``: no most), and why.
+INT_FIELDS: dict[str, tuple[int, int | None, str]] = {
+    "memory_mb": (MIN_MEMORY_MB, None, "MiB a notebook may use beyond what Python, NumPy and torch map at the start"),
+    "nproc": (1, None, ""),
+    "fsize_mb": (1, None, ""),
+    # 0 would not be an empty scratch space: a tmpfs of size 0 has no size limit.
+    "disk_mb": (1, None, ""),
+    "disk_inodes": (1, None, ""),
+    "nofile": (1, None, ""),
+    "output_cell": (1, MAX_OUTPUT_CELL, "characters of each stream the protocol carries, less the truncation marker"),
+    "output_total": (1, MAX_OUTPUT_TOTAL, "characters the grader keeps of a submission's output"),
+    "diagnostics_bytes": (1, MAX_DIAGNOSTICS_BYTES, "bytes the grader keeps of each sandbox's stderr"),
+}
+#: the fields that hold seconds or CPUs: positive finite numbers.
+REAL_FIELDS = ("timeout_s", "submission_timeout_s", "calls_timeout_s", "cpus")
 
 
 @dataclass(frozen=True)
 class Limits:
     """Resource limits for one submission.
+
+    Every field is checked when the limits are made: the times and ``cpus`` must be positive finite numbers
+    (:data:`REAL_FIELDS`), the counts and sizes ints within :data:`INT_FIELDS`' bounds (``memory_mb`` at least
+    :data:`MIN_MEMORY_MB`, the output caps at most :data:`MAX_OUTPUT_CELL`, :data:`MAX_OUTPUT_TOTAL` and
+    :data:`MAX_DIAGNOSTICS_BYTES`, the others at least 1). A float such as 0.5 is refused where an int is
+    expected: the sandbox would truncate it, and 0 means no fork at all (``nproc``) or no size limit (``disk_mb``).
 
     Attributes:
         timeout_s: CPU seconds for each cell and each graded call (see the module docstring).
@@ -60,9 +95,22 @@ class Limits:
         disk_inodes: files and directories each scratch file system may hold.
         nofile: open file descriptors per process.
         cpus: CPUs the whole sandbox may use at once (its cgroup's CPU quota).
-        output_cell: characters of output kept per cell in the autograded notebook.
+        output_cell: characters of output kept per cell in the autograded notebook (each stream).
         output_total: characters of output kept for the whole notebook.
         diagnostics_bytes: bytes of the runner's own stderr kept for the grader's log (its last ones).
+
+    Raises:
+        ValueError: a field out of its range; the message names the field, the value and the range.
+
+    Example:
+        >>> Limits(nproc=0.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: Limits.nproc must be a positive int, got 0.5
+        >>> Limits(output_cell=2_000_000)
+        Traceback (most recent call last):
+        ...
+        ValueError: Limits.output_cell must be a positive int of at most 999980 (...), got 2000000
     """
 
     timeout_s: float = 30.0
@@ -80,16 +128,19 @@ class Limits:
     diagnostics_bytes: int = 100_000
 
     def __post_init__(self) -> None:
-        for name in ("timeout_s", "submission_timeout_s", "calls_timeout_s", "memory_mb", "nproc", "fsize_mb",
-                     "disk_mb", "disk_inodes", "nofile", "cpus"):
+        for name in REAL_FIELDS:
             value = getattr(self, name)
             if value is None and name in OPTIONAL_BUDGETS:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
                 raise ValueError(f"Limits.{name} must be a positive finite number, got {value!r}")
-        if self.memory_mb < MIN_MEMORY_MB:
-            raise ValueError(f"Limits.memory_mb must be at least {MIN_MEMORY_MB} (MiB a notebook may use beyond "
-                             f"what Python, NumPy and torch map at the start), got {self.memory_mb}")
+        for name, (least, most, meaning) in INT_FIELDS.items():
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least
+                    or most is not None and value > most):
+                raise ValueError(f"Limits.{name} must be {_int_range(least, most, meaning)}, got {value!r}")
+            # A NumPy int becomes a plain one: the limits travel as JSON to the runner and pickled to Dask.
+            object.__setattr__(self, name, int(value))
 
     @property
     def wall_s(self) -> float:
@@ -180,3 +231,16 @@ class Limits:
             "output_cell": int(self.output_cell),
             "output_total": int(self.output_total),
         }
+
+
+def _int_range(least: int, most: int | None, meaning: str) -> str:
+    """The ints from ``least`` to ``most``, in words (``meaning`` in brackets).
+
+    Example:
+        >>> _int_range(1, None, ""), _int_range(512, None, "MiB")
+        ('a positive int', 'an int of at least 512 (MiB)')
+    """
+    words = "a positive int" if least == 1 else f"an int of at least {least}"
+    if most is not None:
+        words += f" of at most {most}"
+    return words + (f" ({meaning})" if meaning else "")

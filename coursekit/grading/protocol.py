@@ -42,6 +42,9 @@ from coursekit.grading.wire import MAX_LIST_ITEMS
 MAX_LINE_BYTES = 64 * 2**20
 #: what ends a stream of a cell whose output was cut (see :attr:`CellEnd.truncated`).
 TRUNCATED = "\n[output truncated]\n"
+#: most characters of a cell's stream (stdout, stderr) in a report or an event: it bounds ``Limits.output_cell``
+#: (see :data:`~coursekit.grading.limits.MAX_OUTPUT_CELL`).
+MAX_STREAM = 1_000_000
 #: longest exception name, exception message and traceback relayed for a cell or a call.
 MAX_ENAME = 100
 MAX_EVALUE = 500
@@ -230,8 +233,8 @@ class CellEnd:
     ename: str = field(default="", metadata=_text(MAX_ENAME))
     evalue: str = field(default="", metadata=_text(MAX_EVALUE))
     traceback: str = field(default="", metadata=_text(MAX_TRACEBACK))
-    stdout: str = field(default="", metadata=_text(1_000_000))
-    stderr: str = field(default="", metadata=_text(1_000_000))
+    stdout: str = field(default="", metadata=_text(MAX_STREAM))
+    stderr: str = field(default="", metadata=_text(MAX_STREAM))
     ended: StepEnd = StepEnd.NOT_RUN
     cpu_ms: int = 0
     wall_ms: int = 0
@@ -380,8 +383,8 @@ class CellReport:
     ename: str = field(default="", metadata=_text(MAX_ENAME))
     evalue: str = field(default="", metadata=_text(MAX_EVALUE))
     traceback: str = field(default="", metadata=_text(MAX_TRACEBACK))
-    stdout: str = field(default="", metadata=_text(1_000_000))
-    stderr: str = field(default="", metadata=_text(1_000_000))
+    stdout: str = field(default="", metadata=_text(MAX_STREAM))
+    stderr: str = field(default="", metadata=_text(MAX_STREAM))
     memory_at_failure: int = 0
 
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from coursekit.course import ASSIGNMENTS
 from coursekit.course.derived_tests import derive_course
 from coursekit.course.grading_notes import FEEDBACK, PARAGRAPHS, WHAT_IS_GRADED, notes_of, write_grading_notes
+from coursekit.grading.spec import FunctionQuestion, ValueQuestion, load_spec
 
 
 def _notebook_path(root: Path, assignment: str) -> Path:
@@ -56,7 +60,13 @@ def test_the_paragraphs_say_what_the_students_page_says(repo_root: Path) -> None
                    # Grader review r9, finding 6: the specs' rtol of 1e-4 is four significant digits, not five.
                    "about four significant digits",
                    # Grader review r10: a Python number answers a floating reference of any dtype (verdicts.compare).
-                   "A single number returned as a Python `float` has no dtype: its value is compared, whatever the reference's dtype"):
+                   "A single number returned as a Python `float` has no dtype: its value is compared, whatever the reference's dtype",
+                   # Grader review r11, F9: a value question compares an integer answer by its value (verdicts.compare).
+                   "A number that a question asks you to store in a variable is compared by its value alone: a float, "
+                   "a whole number such as `2`, or a one-element tensor of any floating or integer dtype all count "
+                   "(a bool does not)",
+                   # Grader review r11, F5: the feedback shows a few facts of the returned value, never its numbers.
+                   "only a few facts (a position, larger or smaller, a number of dimensions, a dtype, a class)"):
         assert phrase in page, f"book/for_students.md no longer says {phrase!r}"
         assert phrase in _one_line(" ".join(PARAGRAPHS)), f"the grading paragraphs do not say {phrase!r}"
 
@@ -72,3 +82,46 @@ def test_write_grading_notes_refuses_a_notebook_without_a_markdown_introduction(
     notebook = {"cells": [{"cell_type": "code", "source": [WHAT_IS_GRADED]}]}
     with pytest.raises(ValueError, match="first cell must be its markdown introduction, got a code cell"):
         write_grading_notes(notebook)
+
+
+def _compares_floats(value: object) -> bool:
+    """Whether a reference's output holds a floating-point number (what the tolerances apply to)."""
+    if isinstance(value, (list, tuple)):
+        return any(_compares_floats(item) for item in value)
+    if isinstance(value, torch.Tensor):
+        return value.is_floating_point()
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.dtype.kind == "f"
+    return isinstance(value, float)
+
+
+def _as_torch(value: object) -> object:
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    if isinstance(value, (list, tuple)):
+        return type(value)(_as_torch(item) for item in value)
+    return value
+
+
+def _reference_output(question: FunctionQuestion) -> object:
+    """The reference's output on the question's first case that returns (drawn from a fixed seed), as the grader calls it."""
+    case = next(c for c in question.cases(np.random.default_rng(0)) if not c.raises)
+    return question.reference(*_as_torch(case.args), **{k: _as_torch(v) for k, v in case.kwargs.items()})
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_question_compares_numbers_at_least_as_loosely_as_the_paragraphs_promise(
+        repo_root: Path, assignment: str) -> None:
+    """Grader review r11, F4: a4's losses were compared at rtol=1e-5 while every notebook promised 1e-4."""
+    promised = float(re.search(r"a relative tolerance of ([0-9.e-]+)\)", WHAT_IS_GRADED).group(1))
+    spec = load_spec(repo_root / "assignments" / "autograde" / f"{assignment}.py")
+    for question in spec.questions:
+        if isinstance(question, ValueQuestion):
+            numbers = any(isinstance(a, float) for accepted in question.answers.values() for a in accepted)
+        elif isinstance(question, FunctionQuestion):
+            numbers = question.rtol < promised and _compares_floats(_reference_output(question))
+        else:
+            continue
+        assert not numbers or question.rtol >= promised, (
+            f"{assignment}'s {question.grade_id} compares numbers at rtol={question.rtol}, but the notebooks and "
+            f"book/for_students.md promise a relative tolerance of {promised}")

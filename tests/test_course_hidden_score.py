@@ -140,6 +140,19 @@ def test_scores_equal_coursekit_grade_partial_credit_for_the_same_student(course
     assert result.score == round(3.0 * result.passed / result.total, 3)
 
 
+def test_whole_numbers_stored_for_a_value_question_earn_its_points(course: Path) -> None:
+    # Grader review r11, F9: a1 asks for "tensors or floats"; `halves_bits = 2` passed the visible check and lost
+    # the hidden one. Stock autograde reads the variables as coursekit grade does (run_graded_call, score_question).
+    workdir = course / "autograded" / "ada" / ASSIGNMENT
+    namespace = {"fox_total": 1, "fox_mean": 0.25, "fox_perplexity": torch.tensor(0.25).exp(),
+                 "halves_total": torch.tensor(6 * 0.6931471805599453), "halves_bits": 2,
+                 "halves_perplexity": torch.tensor(4)}
+    assert question_points("test_fox", namespace, workdir) == 2.0
+    result = question_result("test_fox", {**namespace, "halves_bits": True}, workdir)
+    assert (result.passed, result.total) == (5, 6) and result.messages == [
+        "1 of 6 hidden checks of the answer: halves_bits: wrong answer"]
+
+
 def test_a_missing_function_scores_zero_with_its_reason_printed(course: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert question_points("test_token_nll", {}, course / "source" / ASSIGNMENT) == 0.0
     printed = capsys.readouterr().out

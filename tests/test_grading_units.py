@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coursekit.cli import build_parser
+from coursekit.grading.graded_call import run_graded_call
 from coursekit.grading.limits import Limits
 from coursekit.grading.notebook import ExpectedCell, prepare
 from coursekit.grading.protocol import CallEnd, CallStatus
@@ -99,6 +100,43 @@ def test_a_value_question_takes_a_number_in_any_float_dtype() -> None:
         ends = {calls[0].call["id"]: CallEnd(calls[0].call["id"], CallStatus.OK, {"t": "str", "v": "B"}),
                 calls[1].call["id"]: CallEnd(calls[1].call["id"], CallStatus.OK, encode_value(np.array(0.5, dtype)))}
         assert score_question(question, calls, ends).score == 1.0, dtype
+
+
+@pytest.mark.parametrize("answer", [2, 2.0, torch.tensor(2), torch.tensor([2], dtype=torch.int32),
+                                    torch.tensor(2, dtype=torch.uint8), np.int64(2), torch.tensor(2.0, dtype=torch.float16)])
+def test_a_value_question_takes_a_whole_number_by_its_value(answer: object) -> None:
+    # Grader review r11, F9: a1's `halves_bits = 2` passed its visible check and lost the hidden one
+    # ("expected floating-point values, got int64"); both graders read a variable through run_graded_call.
+    question = ValueQuestion("test_number", 1, {"number": (2.0,)})
+    calls = _calls(AssignmentSpec("demo", "demo", 5, (question,)), "test_number")
+    report = run_graded_call({"number": answer}, calls[0].call)
+    ends = {calls[0].call["id"]: CallEnd(report.call_id, report.status, report.value)}
+    assert score_question(question, calls, ends).score == 1.0
+
+
+@pytest.mark.parametrize("answer", [3, True, torch.tensor(True), "2"])
+def test_a_value_question_refuses_another_number_and_a_bool(answer: object) -> None:
+    question = ValueQuestion("test_number", 1, {"number": (1.0 if isinstance(answer, (bool, torch.Tensor)) else 2.0,)})
+    calls = _calls(AssignmentSpec("demo", "demo", 5, (question,)), "test_number")
+    report = run_graded_call({"number": answer}, calls[0].call)
+    ends = {calls[0].call["id"]: CallEnd(report.call_id, report.status, report.value)}
+    result = score_question(question, calls, ends)
+    assert (result.score, result.messages) == (0.0, ["1 of 1 hidden checks of the answer: number: wrong answer"])
+
+
+def test_a_function_question_still_refuses_integers_where_floats_are_expected() -> None:
+    # The waiver is a value question's alone: a function whose reference returns floats must return floats.
+    assert compare(np.array([2, 4]), np.array([2.0, 4.0]), rtol=1e-5, atol=0) == Mismatch(
+        "expected floating-point values, got int64")
+    assert compare(2, 2.0, rtol=1e-5, atol=0).reason == "expected floating-point values, got int64"
+    assert compare(np.array([2, 4]), np.array([2.0, 4.0]), rtol=1e-5, atol=0, exact_dtype=False) is None
+    calls = _calls(_spec(), "test_double")
+    ends = _ends(calls, _right)
+    ends[calls[0].call["id"]] = CallEnd(calls[0].call["id"], CallStatus.OK,
+                                        encode_value(calls[0].expected.round().astype(np.int64)),
+                                        [encode_value(g) for g in calls[0].expected_grads])
+    result = score_question(_spec().questions[0], calls, ends)
+    assert result.passed == 3 and failure_kind(result.messages[0]) == "expected floating-point values, got int64"
 
 
 def _spec(reference=lambda x: x * 2) -> AssignmentSpec:

@@ -220,7 +220,9 @@ class ValueQuestion:
         grade_id: the nbgrader grade_id of the autograder test cell it scores.
         points: the cell's max points, shared equally between the variables.
         answers: variable name -> accepted answers; strings compare after
-            strip/casefold, numbers with tolerance (a one-element array counts as its number).
+            strip/casefold, numbers by value with tolerance, whatever the answer's numeric
+            type: a float, an int, or a one-element array of any floating or integer dtype
+            (a bool is not a number here; see :func:`~coursekit.grading.verdicts.compare`).
     """
 
     grade_id: str

@@ -19,15 +19,24 @@ the reference's value there and the class of the returned one (larger,
 smaller, nan, inf), or the expected shape and the returned number of
 dimensions.
 
-The feedback quotes nothing the student's code chose: a graded function holds
-its hidden inputs and could spell them in a returned number, a returned shape,
-an exception's message (in letters, if digits were masked) or a class name. So
-an exception is named by its type only when Python defines it, and its message
-goes to the instructor's report alone (the ``raised`` field of :class:`QuestionResult`, digits
-masked by :func:`quoted_message`). The one hidden value the feedback shows is
-the reference's value at one position. A failed *visible* check is quoted in
-full (one line, capped): it ran while no hidden input was in the process (see
-:func:`visible_check_failure`).
+A graded function holds its hidden inputs and could spell them in anything it
+returns or raises, so the feedback quotes none of its numbers or words: not a
+returned value, not an exception's message (in letters, if digits were
+masked), not a class name of its own. Its message goes to the instructor's
+report alone (the ``raised`` field of :class:`QuestionResult`, digits masked by
+:func:`quoted_message`), and an exception is named by its type only when
+Python defines it. What the feedback does show of the student's result is a
+few facts the student's code chose, each from a small set: the first
+differing position, the class of the returned value there (larger, smaller,
+``nan``, ``inf``), the returned number of dimensions, a wrong dtype or type
+(``got float32``, ``got str``), and the class of an exception Python defines.
+Each line carries a few bits (a position, about log2 of the array's size), and
+a student's inputs are the same on every regrade, so a function built to leak
+could read back a small input (a length, an id) over several submissions,
+though not, in practice, an array of floats. The one hidden value the feedback
+shows is the reference's value at one position. A failed *visible* check is
+quoted in full (one line, capped): it ran while no hidden input was in the
+process (see :func:`visible_check_failure`).
 """
 
 from __future__ import annotations
@@ -253,9 +262,14 @@ def compare(student: object, expected: object, *, rtol: float, atol: float,
         rtol, atol: tolerances for floating-point values.
         exact_dtype: a floating array must have the floating reference array's dtype
             (float32 for float32, float64 for float64), as the pages promise: "compared in
-            value, dtype, shape". A Python number answers any floating reference: it has
+            value, dtype, shape". A Python float answers any floating reference: it has
             no dtype of its own, and a question that wants a tensor checks for one in its
-            visible checks. A value question's answers are numbers, so it passes ``False``.
+            visible checks. An integer (a Python ``int`` or an integer array) never answers
+            a floating reference here: a function that should return floats and returns
+            integers has the wrong dtype. A value question's answers are numbers, so it
+            passes ``False``: a floating answer of any dtype, or an integer one (``2`` where
+            2.0 is expected: a student may well store a whole number as one), is compared
+            by its value. A bool is never a number here, even then.
 
     Returns:
         ``None`` when they agree, else why not.
@@ -278,6 +292,12 @@ def compare(student: object, expected: object, *, rtol: float, atol: float,
         'expected float64 values, got float32'
         >>> compare(2.0, np.array(2.0, dtype=np.float32), rtol=1e-5, atol=1e-8) is None
         True
+        >>> compare(2, 2.0, rtol=1e-5, atol=1e-8, exact_dtype=False) is None
+        True
+        >>> compare(2, 2.0, rtol=1e-5, atol=1e-8).reason
+        'expected floating-point values, got int64'
+        >>> compare(True, 1.0, rtol=1e-5, atol=1e-8, exact_dtype=False).reason
+        'expected floating-point values, got bool'
         >>> compare("b ", "B", rtol=0, atol=0) is None
         True
     """
@@ -303,7 +323,8 @@ def compare(student: object, expected: object, *, rtol: float, atol: float,
         return Mismatch("wrong shape", f"expected shape {tuple(reference.shape)}, "
                                        f"got {_shape_difference(answer.shape, reference.shape)}")
     if reference.dtype.kind == "f":
-        if answer.dtype.kind != "f":
+        number = not exact_dtype and answer.dtype.kind in "iu"
+        if answer.dtype.kind != "f" and not number:
             return Mismatch(f"expected floating-point values, got {answer.dtype}")
         arrays = isinstance(student, np.ndarray) and isinstance(expected, np.ndarray)
         if exact_dtype and arrays and answer.dtype != reference.dtype:

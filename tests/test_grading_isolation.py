@@ -112,6 +112,14 @@ def test_v2_every_process_of_a_group_moves_into_its_leaf_on_a_real_unified_mount
                     directory.rmdir()
 
 
+def test_a_sandbox_group_is_refused_when_a_controller_is_missing(tmp_path: Path) -> None:
+    """Grader review r11, finding 8: a run that cannot get every controller fails (grader_error), never goes unbounded."""
+    only_memory = [Hierarchy(1, ("memory",), tmp_path)]
+    with pytest.raises(OSError, match=r"no cgroup hierarchy offers the cpu, pids controller\(s\) to this process now"):
+        SandboxGroup.create(Limits(), only_memory)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_v1_groups_limit_cpu_memory_and_processes_and_are_removed() -> None:
     _need_cgroups()
     limits = Limits(memory_mb=512, disk_mb=16, nproc=10, cpus=0.5)
@@ -135,6 +143,7 @@ def test_v1_groups_limit_cpu_memory_and_processes_and_are_removed() -> None:
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == -9 and "survived" not in done.stdout
         assert group.oom_kills() >= 1
+        assert group.limits_swap() == memsw.exists()
     finally:
         directories = list(group.directories)
         group.remove()

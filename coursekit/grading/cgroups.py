@@ -34,6 +34,7 @@ left as it is.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import itertools
 import os
@@ -206,6 +207,39 @@ def cgroups_available() -> tuple[bool, str]:
     return True, ""
 
 
+def host_swaps(swaps: str | None = None) -> bool:
+    """Whether this host has swap space in use (a line below ``/proc/swaps``' header).
+
+    Example:
+        >>> host_swaps("Filename Type Size Used Priority"), host_swaps("Filename\\n/swapfile file 1024 0 -2")
+        (False, True)
+    """
+    if swaps is None:
+        try:
+            swaps = Path("/proc/swaps").read_text()
+        except OSError:
+            return False
+    return len(swaps.strip().splitlines()) > 1
+
+
+def swap_unlimited() -> bool:
+    """Whether a sandbox could swap past its memory limit here: the host swaps and its groups cannot limit swap.
+
+    The groups limit swap where the kernel accounts it (v1 ``memory.memsw.limit_in_bytes``, v2
+    ``memory.swap.max``); a probe group shows whether it does.
+    """
+    if not host_swaps():
+        return False
+    try:
+        group = SandboxGroup.create(Limits())
+    except OSError:
+        return False
+    try:
+        return not group.limits_swap()
+    finally:
+        group.remove()
+
+
 def _write(path: Path, value: str) -> None:
     path.write_text(value)
 
@@ -228,9 +262,15 @@ class SandboxGroup:
             The groups, empty until a process joins them.
 
         Raises:
-            OSError: a group could not be created or limited (those already made are removed).
+            OSError: a group could not be created or limited (those already made are removed), or no
+                hierarchy offers one of :data:`CONTROLLERS` (the run would go without that limit, unsaid).
         """
         hierarchies = find_hierarchies() if hierarchies is None else hierarchies
+        served = {controller for hierarchy in hierarchies for controller in hierarchy.controllers}
+        missing = [controller for controller in CONTROLLERS if controller not in served]
+        if missing:
+            raise OSError(errno.ENOENT, f"no cgroup hierarchy offers the {', '.join(missing)} controller(s) "
+                                        "to this process now")
         name = f"{GROUP_PREFIX}{os.getpid()}-{next(_counter)}"
         group = cls({})
         try:
@@ -271,6 +311,14 @@ class SandboxGroup:
                     _write(directory / "memory.swap.max", "0")
             elif controller == "pids":
                 _write(directory / "pids.max", str(limits.sandbox_processes))
+
+    def limits_swap(self) -> bool:
+        """Whether the memory group limits swap too (the kernel accounts it; see :meth:`_limit`)."""
+        for directory, hierarchy in self.directories.items():
+            if "memory" in hierarchy.controllers:
+                name = "memory.memsw.limit_in_bytes" if hierarchy.version == 1 else "memory.swap.max"
+                return (directory / name).exists()
+        return False
 
     def procs_files(self) -> list[Path]:
         """The ``cgroup.procs`` files a process writes its pid to, to join every group."""

@@ -25,7 +25,7 @@ from typing import Any, Iterator, TextIO
 from coursekit.grading import gradebook as gb
 from coursekit.grading.autograded import render
 from coursekit.grading.bwrap import requested_capabilities
-from coursekit.grading.cgroups import cgroups_available, remove_stale_groups
+from coursekit.grading.cgroups import cgroups_available, remove_stale_groups, swap_unlimited
 from coursekit.grading.executors import make_executor
 from coursekit.grading.diagnostics import stderr_tail
 from coursekit.grading.files import (MAX_SUBMITTED_FILES, FilesOverBudget, files_of, files_within_budgets,
@@ -565,6 +565,9 @@ class Grader:
             self._warn(f"SUBMISSIONS WILL RUN WITHOUT CGROUPS: {why_no_groups}",
                        "Only per-process rlimits apply: one submission can take the CPU, the memory and the",
                        "process slots of the others graded at the same time.")
+        elif swap_unlimited():
+            self.log.write("warning: this host swaps and its kernel does not account swap to cgroups, so a sandbox "
+                           "can hold more than its memory limit by swapping (boot with swapaccount=1, or turn swap off)\n")
 
     def _already_graded(self, skipped: list[str]) -> str:
         """Say which submissions are skipped as graded, and which of them the other grader graded."""

@@ -108,21 +108,22 @@ def test_a_check_against_repository_files_stays_out_of_the_readers_notebook(buil
         assert "../assignments/" not in code, f"{docname}: a build-only check is in the reader's notebook"
 
 
+# One test per chapter, so that the workers share the chapters (each runs for up to a minute or two).
 @pytest.mark.slow
 @pytest.mark.book
-@pytest.mark.timeout(1800)
-def test_every_readers_notebook_runs_top_to_bottom(built_book, tmp_path: Path) -> None:
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("docname", CHAPTERS)
+def test_every_readers_notebook_runs_top_to_bottom(built_book, tmp_path: Path, docname: str) -> None:
     import nbformat
     from nbclient import NotebookClient
 
-    for docname in CHAPTERS:
-        notebook = nbformat.from_dict(reader_notebook(built_book, docname))
-        workdir = tmp_path / docname.replace("/", "_")
-        workdir.mkdir()
-        # Where Binder opens it: the site's _sources/book/ folder.
-        NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
-        errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-        assert errors == [], f"{docname}: {errors[:1]}"
+    notebook = nbformat.from_dict(reader_notebook(built_book, docname))
+    workdir = tmp_path / docname.replace("/", "_")
+    workdir.mkdir()
+    # Where Binder opens it: the site's _sources/book/ folder.
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
+    errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert errors == [], f"{docname}: {errors[:1]}"
 
 
 @pytest.mark.slow

@@ -313,7 +313,7 @@ class SandboxGroup:
                 _write(directory / "pids.max", str(limits.sandbox_processes))
 
     def limits_swap(self) -> bool:
-        """Whether the memory group limits swap too (the kernel accounts it; see :meth:`_limit`)."""
+        """Whether the memory group limits swap too (where the kernel accounts swap to cgroups)."""
         for directory, hierarchy in self.directories.items():
             if "memory" in hierarchy.controllers:
                 name = "memory.memsw.limit_in_bytes" if hierarchy.version == 1 else "memory.swap.max"

@@ -52,9 +52,9 @@ MAX_OUTPUT_CELL = protocol.MAX_STREAM - len(protocol.TRUNCATED)
 #: notebook the grader accepts by default (``GradeOptions.max_notebook_bytes``), ten times the default total.
 MAX_OUTPUT_TOTAL = 20_000_000
 #: the most ``diagnostics_bytes`` accepted: the grader holds them in memory for each running submission, and shows
-#: only their end (:data:`~coursekit.grading.diagnostics.SHOWN_CHARS` characters).
+#: only their end (``diagnostics.SHOWN_CHARS`` characters, see :func:`~coursekit.grading.diagnostics.stderr_tail`).
 MAX_DIAGNOSTICS_BYTES = 16 * 2**20
-#: the fields that hold counts or sizes: the least and the most each accepts (``None``: no most), and why.
+#: the fields that hold counts or sizes, each with the least and the most it accepts (``None``: no most) and why.
 INT_FIELDS: dict[str, tuple[int, int | None, str]] = {
     "memory_mb": (MIN_MEMORY_MB, None, "MiB a notebook may use beyond what Python, NumPy and torch map at the start"),
     "nproc": (1, None, ""),
@@ -67,7 +67,7 @@ INT_FIELDS: dict[str, tuple[int, int | None, str]] = {
     "output_total": (1, MAX_OUTPUT_TOTAL, "characters the grader keeps of a submission's output"),
     "diagnostics_bytes": (1, MAX_DIAGNOSTICS_BYTES, "bytes the grader keeps of each sandbox's stderr"),
 }
-#: the fields that hold seconds or CPUs: positive finite numbers.
+#: the fields that hold seconds or CPUs, each a positive finite number.
 REAL_FIELDS = ("timeout_s", "submission_timeout_s", "calls_timeout_s", "cpus")
 
 

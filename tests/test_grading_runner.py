@@ -25,7 +25,7 @@ from coursekit.grading.protocol import (CallEnd, CallReport, CallStatus, Calls, 
                                         Refused, RunCall, RunCell, Setup, StepEnd, encode)
 from coursekit.grading.sandbox import kernel_leaves_root
 from coursekit.grading.uids import NOBODY_UID
-from coursekit.grading.wire import encode_value
+from coursekit.grading.wire import decode_value, encode_value
 from conftest import GRADING_SECRET
 
 pytestmark = pytest.mark.grading
@@ -189,31 +189,81 @@ def test_the_runner_does_not_call_again_a_function_that_timed_out(workdir: str) 
     assert [e.status for e in events if hasattr(e, "status") and not isinstance(e, CallEnd)] == [CellStatus.OK]
 
 
+#: a graded function that times out on 0, raises its own error after most of its CPU limit on -1 (grader review
+#: r11, finding 1), forges the kernel's timeout on -2 and doubles anything else.
+SLOW_RAISING_FORGING = (
+    "import sys, time\n"
+    "def slow(x):\n"
+    "    if x == -1:\n"
+    "        _start = time.process_time()\n"
+    "        while time.process_time() - _start < 0.92:\n"
+    "            pass\n"
+    "        raise ValueError('wrong after all that work')\n"
+    "    if x == -2:\n"
+    "        raise sys.modules['coursekit.grading.graded_call'].CellTimeout('forged: no time was used')\n"
+    "    while x == 0:\n"
+    "        pass\n"
+    "    return 2 * x\n"
+)
+
+
 def test_a_function_that_timed_out_in_one_question_is_still_called_in_another(workdir: str) -> None:
     """Grader review r10, finding 1: a6's two questions grade one function; after a timeout in the first, the runner
-    called it for neither, where stock autograde's hidden blocks (one test cell a question) call it again."""
+    called it for neither, where stock autograde's hidden blocks (one test cell a question) call it again.
+
+    Grader review r11, finding 1: only a call that timed out stops its function, under both graders. A call that
+    raises its own error after 92 % of its CPU limit is a raised call, and one that raises the kernel's own
+    ``CellTimeout`` at once is a forged timeout; neither stops the function's later calls in the runner, which
+    measured the time, nor in stock autograde, which measures it too."""
     from coursekit.course.hidden_score import call_ends
     from coursekit.grading.spec import PreparedCall
 
-    cells = [{"index": 0, "source": "def slow(x):\n    while x == 0:\n        pass\n    return 2 * x\n"}]
+    cells = [{"index": 0, "source": SLOW_RAISING_FORGING}]
 
     def call(question: str, index: int, x: int) -> dict:
         return {"id": protocol.call_id(question, index), "kind": "function", "name": "slow", "tensors": False,
                 "args": [encode_value(x)], "kwargs": {}, "banned": []}
 
     calls = [call("test_a", 0, 0), call("test_a", 1, 1), call("test_b", 0, 2), call("test_b", 1, 0),
-             call("test_b", 2, 3)]
-    events = _runner_events(workdir, cells, Calls([], calls))
-    ours = {e.call_id: e.status for e in events if isinstance(e, CallEnd)}
-    assert ours == {"test_a#0": CallStatus.TIMEOUT, "test_a#1": CallStatus.NOT_RUN, "test_b#0": CallStatus.OK,
-                    "test_b#1": CallStatus.TIMEOUT, "test_b#2": CallStatus.NOT_RUN}
+             call("test_b", 2, 3), call("test_c", 0, -1), call("test_c", 1, 4), call("test_c", 2, -2),
+             call("test_c", 3, 5)]
+    events = _runner_events(workdir, [cells[0]], Calls([], calls))
+    ours = {e.call_id: e for e in events if isinstance(e, CallEnd)}
     namespace: dict = {}
-    exec(cells[0]["source"], namespace)  # noqa: S102 - the test's own cell
+    exec(SLOW_RAISING_FORGING, namespace)  # noqa: S102 - the test's own cell
     stock = {}
-    for question in ("test_a", "test_b"):
+    for question in ("test_a", "test_b", "test_c"):
         prepared = [PreparedCall(c, None, []) for c in calls if protocol.call_question(c["id"]) == question]
-        stock.update({i: end.status for i, end in call_ends(prepared, namespace, limits=LIMITS).items()})
-    assert stock == ours
+        stock.update(call_ends(prepared, namespace, limits=LIMITS))
+    expected = {"test_a#0": (CallStatus.TIMEOUT, StepEnd.TIME_LIMIT), "test_a#1": (CallStatus.NOT_RUN, StepEnd.NOT_RUN),
+                "test_b#0": (CallStatus.OK, StepEnd.REPORTED), "test_b#1": (CallStatus.TIMEOUT, StepEnd.TIME_LIMIT),
+                "test_b#2": (CallStatus.NOT_RUN, StepEnd.NOT_RUN),
+                "test_c#0": (CallStatus.RAISED, StepEnd.REPORTED), "test_c#1": (CallStatus.OK, StepEnd.REPORTED),
+                "test_c#2": (CallStatus.TIMEOUT, StepEnd.REPORTED), "test_c#3": (CallStatus.OK, StepEnd.REPORTED)}
+    for grader, ends in (("runner", ours), ("stock", stock)):
+        assert {i: (e.status, e.ended) for i, e in ends.items()} == expected, grader
+        # The late error really used its time (the runner's old rule called it a timeout); the forgery did not.
+        assert ends["test_c#0"].cpu_ms >= 900 and ends["test_c#0"].ename == "ValueError", (grader, ends["test_c#0"])
+        assert ends["test_c#2"].cpu_ms < 500, (grader, ends["test_c#2"])
+        assert decode_value(ends["test_c#3"].value) == 10, grader
+
+
+def test_only_a_timeout_measured_at_its_limit_stops_its_function() -> None:
+    """Grader review r11, finding 1, on the runner's measurements at the default 30 s limit: a call that raised its
+    own error after 27.5 s of CPU ended as reported (it was a time limit, which stopped the function's later calls);
+    a ``TIMEOUT`` the kernel claims after 0.1 s is not trusted; one measured at the limit stops the function."""
+    limits = Limits().for_runner()
+
+    def end(status: CallStatus, cpu_s: float) -> CallEnd:
+        report = CallReport("test_x#0", status, ename="ValueError" if status is CallStatus.RAISED else "")
+        return runner.call_end("test_x#0", runner.StepResult(report=report, cpu_s=cpu_s, wall_s=cpu_s + 0.5), limits)
+
+    late_error, forged, timed_out = [end(CallStatus.RAISED, 27.5), end(CallStatus.TIMEOUT, 0.1),
+                                     end(CallStatus.TIMEOUT, 30.0)]
+    assert [(e.status, e.ended) for e in (late_error, forged, timed_out)] == [
+        (CallStatus.RAISED, StepEnd.REPORTED), (CallStatus.TIMEOUT, StepEnd.REPORTED),
+        (CallStatus.TIMEOUT, StepEnd.TIME_LIMIT)]
+    assert [protocol.stops_function(e, limits) for e in (late_error, forged, timed_out)] == [False, False, True]
 
 
 #: a cell that records each call's inputs and makes the kernel write them as the call's value
@@ -435,7 +485,7 @@ def test_a_step_stopped_by_the_kernels_cpu_timer_reads_at_least_its_limit_beside
     """CI failure on stop 24 (``timer_ignored`` graded, not ``timeout``): the runner read the scheduler's CPU
     clock, which, beside processes that wake often, reads several per cent short of the tick-charged count that
     ``ITIMER_PROF`` fires on (0.95 s at a 1 s timer beside six sleepers and a loop per core, before the fix),
-    past ``LIMIT_TOLERANCE`` on a loaded machine. Read at the moment the timer fires, the runner's CPU clock
+    past ``protocol.LIMIT_TOLERANCE`` on a loaded machine. Read at the moment the timer fires, the runner's CPU clock
     must show the whole interval, with no tolerance."""
     import multiprocessing
 

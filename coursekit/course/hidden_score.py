@@ -37,7 +37,8 @@ import contextlib
 import functools
 import io
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -46,7 +47,7 @@ from coursekit.course.kernel_seed import (CHECK_SEED_VARIABLE, SEED_VARIABLE, ch
                                           seed_from_environment)
 from coursekit.grading.graded_call import run_graded_call, timers
 from coursekit.grading.limits import Limits
-from coursekit.grading.protocol import CallEnd, CallReport, CallStatus, StepEnd
+from coursekit.grading.protocol import CallEnd, CallReport, CallStatus, StepEnd, stops_function
 from coursekit.grading.spec import AssignmentSpec, PreparedCall, Question, adapters, load_spec, prepare_seeded_calls
 from coursekit.grading.verdicts import QuestionResult, score_question
 
@@ -168,7 +169,9 @@ def call_ends(calls: list[PreparedCall], namespace: dict[str, Any], adapter_sour
     The spec's adapters run first, all of them, in order, as in the sandbox (one
     question's calls may use another's adapter), but in a copy of the namespace,
     so the student's names stay as they were; a call that times out stops the
-    function's later calls (``not_run``), as in the runner.
+    function's later calls (``not_run``) by the runner's rule
+    (:func:`~coursekit.grading.protocol.stops_function`): the kernel's timer
+    stopped it and its times, measured here around the call, reached the limit.
 
     Args:
         calls: the question's prepared calls.
@@ -196,19 +199,22 @@ def call_ends(calls: list[PreparedCall], namespace: dict[str, Any], adapter_sour
         if call["name"] in timed_out:
             ends[call["id"]] = CallEnd(call["id"], CallStatus.NOT_RUN)
             continue
+        cpu_before, wall_before = time.process_time(), time.monotonic()
         with _quiet():
             report = run_graded_call(scope, call, limit)
-        ends[call["id"]] = _end(report)
-        if report.status is CallStatus.TIMEOUT:
+        end = _end(report, time.process_time() - cpu_before, time.monotonic() - wall_before, steps)
+        ends[call["id"]] = end
+        if stops_function(end, steps):
             timed_out.add(call["name"])
     return ends
 
 
-def _end(report: CallReport) -> CallEnd:
-    ended = StepEnd.TIME_LIMIT if report.status is CallStatus.TIMEOUT else StepEnd.REPORTED
+def _end(report: CallReport, cpu_s: float, wall_s: float, steps: dict[str, Any]) -> CallEnd:
+    """The call's event, as the runner would relay it: ``TIME_LIMIT`` exactly when the call stops its function."""
     evalue = report.evalue if report.status is CallStatus.RAISED else ""
-    return CallEnd(report.call_id, report.status, report.value, report.grads, report.ename, report.hits, evalue,
-                   ended=ended)
+    end = CallEnd(report.call_id, report.status, report.value, report.grads, report.ename, report.hits, evalue,
+                  cpu_ms=int(cpu_s * 1000), wall_ms=int(wall_s * 1000))
+    return replace(end, ended=StepEnd.TIME_LIMIT if stops_function(end, steps) else StepEnd.REPORTED)
 
 
 def question_result(grade_id: str, namespace: dict[str, Any], workdir: Path | None = None) -> QuestionResult:

@@ -12,6 +12,12 @@ class named ``CellTimeout``). One exception, ranked below every trusted rule:
 a graded call that the kernel says ran out of memory (a single allocation
 past an address-space limit leaves no trace outside the process) gives a
 finished, untampered run ``memory_limit``; that call fails either way.
+Since a call's time limit counts only when the kernel reports the timeout and
+the runner measured it (:func:`~coursekit.grading.protocol.stops_function`),
+student code that catches its ``CellTimeout`` and raises something else turns
+its own timeout into an ordinary failed case: the case is lost all the same,
+and the function's later cases run within the same calls budget, as under
+stock autograde, which applies the same rule.
 """
 
 from __future__ import annotations

@@ -122,7 +122,7 @@ class CallStatus(str, enum.Enum):
     WITHHELD = "withheld"             #: called a reference withheld from the sandbox
     MALFORMED = "malformed"           #: the kernel's report was not a valid result
     TOO_LARGE = "too_large"           #: its result would pass the submission's budget of result bytes
-    NOT_RUN = "not_run"               #: not made: an earlier call of the same function timed out in the same question
+    NOT_RUN = "not_run"               #: not made: an earlier call of its function timed out in its question
     NOT_RUN_AFTER_STALL = "not_run_after_stall"   #: not called again on a rerun: it would not stop
     NOT_RUN_AFTER_DEATH = "not_run_after_death"   #: not called again on a rerun: it killed the kernel
 
@@ -496,6 +496,64 @@ def call_id(grade_id: str, index: int) -> str:
 def call_question(call: str) -> str:
     """The question (its ``grade_id``) that the call with id ``call`` belongs to (see :func:`call_id`)."""
     return call.rpartition("#")[0]
+
+
+#: how far short of a time limit, as a fraction of it, a step may stop and still count as having reached it.
+#: A timer that stopped a step fired at its limit, but the clock that times the step can read a little short of
+#: the one the timer counts on: the runner's fallback to ``/proc``'s times, or stock autograde's
+#: ``time.process_time``, read several per cent short on a loaded machine.
+LIMIT_TOLERANCE = 0.1
+
+
+def reached_time_limit(cpu_s: float, wall_s: float, limits: Mapping[str, Any]) -> bool:
+    """Whether a step that took ``cpu_s`` seconds of CPU and ``wall_s`` of wall clock reached a time limit.
+
+    Args:
+        cpu_s, wall_s: the step's times, measured outside the code it ran.
+        limits: the step's limits, ``step_cpu_s`` and ``step_wall_s``
+            (:meth:`~coursekit.grading.limits.Limits.for_runner`).
+
+    Returns:
+        Whether either time is within :data:`LIMIT_TOLERANCE` of its limit, or past it.
+
+    Example:
+        >>> limits = {"step_cpu_s": 1.0, "step_wall_s": 3.0}
+        >>> [reached_time_limit(cpu, wall, limits) for cpu, wall in [(0.95, 1.0), (0.1, 2.8), (0.5, 1.0)]]
+        [True, True, False]
+    """
+    return (cpu_s >= (1 - LIMIT_TOLERANCE) * float(limits["step_cpu_s"])
+            or wall_s >= (1 - LIMIT_TOLERANCE) * float(limits["step_wall_s"]))
+
+
+def stops_function(event: CallEnd, limits: Mapping[str, Any]) -> bool:
+    """Whether a graded call's end stops its function's later calls in its question (they end ``NOT_RUN``).
+
+    Only a call that timed out does: the kernel reported its timer stopped it
+    (``TIMEOUT``) and the call's measured times reached the limit. A
+    ``TIMEOUT`` for a call that used no such time is the student's own
+    ``raise``, and a call that raised its own error is a raised call however
+    long it ran. Both graders apply this rule to their own events (the runner,
+    and stock autograde's :func:`~coursekit.course.hidden_score.call_ends`),
+    so both make the same calls.
+
+    Args:
+        event: the call's end, with its measured ``cpu_ms`` and ``wall_ms``.
+        limits: the step's limits (see :func:`reached_time_limit`).
+
+    Returns:
+        Whether the function's later calls in the question are not made.
+
+    Example:
+        >>> limits = {"step_cpu_s": 1.0, "step_wall_s": 3.0}
+        >>> stops_function(CallEnd("q#0", CallStatus.TIMEOUT, cpu_ms=1000), limits)
+        True
+        >>> stops_function(CallEnd("q#0", CallStatus.TIMEOUT, cpu_ms=10), limits)   # a forged timeout
+        False
+        >>> stops_function(CallEnd("q#0", CallStatus.RAISED, cpu_ms=990), limits)   # its own error, late
+        False
+    """
+    return event.status is CallStatus.TIMEOUT and reached_time_limit(event.cpu_ms / 1000, event.wall_ms / 1000,
+                                                                     limits)
 
 
 def cell_report_bytes(output_cell: int) -> int:

@@ -31,7 +31,8 @@ cap as it reads it, and kills a kernel that writes more than
 :data:`MAX_UNAWAITED_LINES` lines it did not wait for. Each step's event
 carries what the runner measured: the step's CPU and wall-clock time, and how
 it ended (:class:`~coursekit.grading.protocol.StepEnd`): at a time limit or at
-the address-space limit only where the runner measured that limit reached,
+the address-space limit only where the runner measured that limit reached
+(and, for a time limit in a call, the kernel's timer stopped it),
 killed, or ended by a signal; the grader's outcomes and reruns read only that,
 never the exception a cell names. A step's end is still
 the kernel's word: code that forges its own cell's report ends that step
@@ -93,12 +94,6 @@ CAPABILITY_VERSION_3 = 0x20080522
 CAP_KILL = 5
 SCRATCH_MOUNTS = ("/tmp", "/home/student")
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-#: how far short of a time limit, as a fraction of it, a failed step may stop and still count as having
-#: reached it. The runner starts its clocks before the kernel starts its timers and reads the very CPU clock
-#: the kernel's timer counts on (see ``_cpu_seconds``), so where that clock can be read a step stopped by its
-#: own timer reads at least its limit; the margin covers the fallback to ``/proc``'s times, which are scaled
-#: to the scheduler's count and read several per cent short of the timer's on a loaded machine.
-LIMIT_TOLERANCE = 0.1
 #: how close to its address-space limit the kernel's peak must rise in a failed step for the step to
 #: count as having reached it: an allocation fails when it asks for more than the room left, so after
 #: a hog's last refused allocation the peak is short of the limit by less than that allocation.
@@ -328,11 +323,24 @@ class StepResult:
     at_memory_limit: bool = False
     memory_held: bool = False
 
-    def ended(self, failed: bool, limits: dict[str, Any]) -> StepEnd:
-        """How the step ended, from the runner's measurements alone; ``failed``: the kernel reported a failure.
+    def ended(self, failed: bool, limits: dict[str, Any], timed_out: bool | None = None) -> StepEnd:
+        """How the step ended, as the runner measured it.
 
         A failed report counts as a limit only where the runner measured the
-        limit reached: the exception the kernel names is the student's choice.
+        limit reached (:func:`~coursekit.grading.protocol.reached_time_limit`,
+        :func:`near_memory_limit`): the exception the kernel names is the
+        student's choice. A cell that fails at its time limit ended there
+        whatever its exception; a call only if the kernel also reported that
+        its timer stopped it (``timed_out``): a call that raised its own error
+        near its limit is a raised call, as under stock autograde.
+
+        Args:
+            failed: the kernel reported a failure.
+            limits: the runner's limits.
+            timed_out: the kernel reported its timer stopped the step (default: ``failed``, for a cell).
+
+        Returns:
+            The step's end.
 
         Example:
             >>> limits = {"step_cpu_s": 1.0, "step_wall_s": 3.0}
@@ -340,6 +348,8 @@ class StepResult:
             'reported'
             >>> StepResult(report=object(), cpu_s=0.95).ended(True, limits).value
             'time_limit'
+            >>> StepResult(report=object(), cpu_s=0.95).ended(True, limits, timed_out=False).value
+            'reported'
         """
         if self.report is None:
             if self.too_large:
@@ -353,8 +363,8 @@ class StepResult:
             return StepEnd.REPORTED
         if self.at_memory_limit:
             return StepEnd.MEMORY_LIMIT
-        if (self.cpu_s >= (1 - LIMIT_TOLERANCE) * float(limits["step_cpu_s"])
-                or self.wall_s >= (1 - LIMIT_TOLERANCE) * float(limits["step_wall_s"])):
+        timed_out = failed if timed_out is None else timed_out
+        if timed_out and protocol.reached_time_limit(self.cpu_s, self.wall_s, limits):
             return StepEnd.TIME_LIMIT
         return StepEnd.REPORTED
 
@@ -625,7 +635,8 @@ def call_end(call_id: str, result: StepResult, limits: dict[str, Any], *, banned
     gradients) is not relayed: the call is too large.
     """
     report: CallReport | None = result.report
-    ended = result.ended(report is not None and report.status is not CallStatus.OK, limits)
+    ended = result.ended(report is not None and report.status is not CallStatus.OK, limits,
+                         timed_out=report is not None and report.status is CallStatus.TIMEOUT)
     measured = {"ended": ended, **result.measures()}
     if report is None:
         status = (CallStatus.TOO_LARGE if result.too_large else CallStatus.STALLED if result.stalled
@@ -725,9 +736,10 @@ def main() -> NoReturn:
     events.emit(CellsDone())
     calls: Calls = _read(stdin, protocol.CALLS)
     adapted: set[int | None] = set()
-    # (question, function) pairs measured at their time limit: that function is not called again for that
-    # question, whose other calls would only time out too. Another question still calls it, as its own test
-    # cell does under stock autograde (coursekit.course.hidden_score.call_ends, one question at a time).
+    # (question, function) pairs with a call that timed out (protocol.stops_function, stock autograde's rule
+    # too): that function is not called again for that question, whose other calls would only time out too.
+    # Another question still calls it, as its own test cell does under stock autograde
+    # (coursekit.course.hidden_score.call_ends, one question at a time).
     timed_out: set[tuple[str, str]] = set()
     for call in calls.calls:
         call_id = str(call["id"])
@@ -746,7 +758,7 @@ def main() -> NoReturn:
         ended = relayable(call_end(call_id, result, setup.limits, banned=frozenset(call.get("banned", [])),
                                    tripwires=frozenset(calls.tripwires), result_cap=cap))
         events.emit(ended)
-        if ended.ended is StepEnd.TIME_LIMIT:
+        if protocol.stops_function(ended, setup.limits):
             timed_out.add(timing)
         if not kernel.alive:
             _finish(events, kernel, stopped_call=call_id)

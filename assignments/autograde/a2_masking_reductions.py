@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from coursekit.grading.spec import AssignmentSpec, Case, FunctionQuestion
-from coursekit.losses import batch_loss, causal_lm_loss, response_mask, sequence_mask
+from coursekit.losses import batch_loss, causal_lm_loss, chunked_cross_entropy, response_mask, sequence_mask
 
 SEED = 418_907_263
 
@@ -218,8 +218,9 @@ SPEC = AssignmentSpec(
                          rtol=1e-4, atol=1e-5, grad_wrt=(0,), adapter=BATCH_LOSS_ADAPTER, student_function="batch_loss",
                          outputs=("the loss", "whether a RuntimeWarning was issued"), adapter_options=("warned",),
                          withholds=(batch_loss,)),
+        # The course's chunked cross-entropy (identity weight, ignore_index) computes the shifted loss itself.
         FunctionQuestion("test_causal_lm_loss", "causal_lm_loss", 4, causal_cases, causal_lm_loss,
-                         rtol=1e-4, atol=1e-5, grad_wrt=(0,)),
+                         rtol=1e-4, atol=1e-5, grad_wrt=(0,), withholds=(chunked_cross_entropy,)),
         FunctionQuestion("test_accumulate_gradients", "_coursekit_accumulate", 3, accumulate_cases, _full_batch,
                          rtol=1e-4, atol=1e-5, adapter=ACCUMULATE_ADAPTER,
                          student_function="accumulate_gradients",

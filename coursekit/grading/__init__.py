@@ -7,7 +7,7 @@ The modules, in the order a submission meets them:
 * :mod:`~coursekit.grading.spec` loads the assignment's private grading spec and
   draws each student's hidden inputs and reference answers;
 * :mod:`~coursekit.grading.package_view` decides what the sandbox's copy of
-  ``coursekit`` holds (what the notebook needs, never the answers);
+  ``coursekit`` holds (every module but those holding the answers and those that need them);
 * :mod:`~coursekit.grading.reruns` runs a submission, again without a cell or a
   function that killed it, within one time budget; each attempt is
   :func:`~coursekit.grading.sandbox.run_job`, which puts together a uid

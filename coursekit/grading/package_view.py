@@ -1,23 +1,27 @@
-"""The copy of ``coursekit`` that a sandbox sees: what the notebook needs, without the answers.
+"""The copy of ``coursekit`` that a sandbox sees: the installed package without the answers.
 
 Every graded function has a reference in ``coursekit`` (``token_nll`` in
 :mod:`coursekit.losses.nll`, say), and a student process that can import it,
 or read its file, holds the answer key. So the sandbox never sees the
 installed package. It sees a *view* built per assignment from three rules:
 
-1. **kept**: the modules the notebook's released cells and the spec's adapters
-   import, and everything those import in turn, copied as they are;
-2. **withheld**: every module that defines a function the assignment grades is
+1. **withheld**: every module that defines a function the assignment grades is
    replaced by a module of the same name whose public names are
    :func:`~coursekit.grading.withheld.tripwire` stand-ins; calling one ends the
    graded call with the status ``withheld`` and the question earns nothing;
-3. **absent**: every other module (other assignments' references, the book's
-   helpers, the grader itself except the runner) is not there at all.
+2. **unavailable**: every module that imports a withheld one, directly or
+   through others, is replaced by a module whose import raises
+   :class:`~coursekit.grading.withheld.NotAvailable`, saying which withheld
+   module it needs (with the stand-ins in place it would compute nothing, and
+   an honest answer that used it would count as using the reference);
+3. **kept**: every other module, copied as it is, so that an answer may use
+   what it may use in Jupyter (``coursekit.train`` in a3, say).
 
-A package's ``__init__.py`` keeps only the re-exports of modules that are in the
-view. A kept module that needs a withheld one is an error in the spec: the
-sandbox cannot hold one without the other. The data files of the packages in
-the view (the shipped checkpoints) are copied.
+A package's ``__init__.py`` drops its re-exports from unavailable modules, and
+asking it for one of those names raises ``NotAvailable`` too. A module that the
+released notebook, the spec's adapters or the runner imports and that is
+unavailable is an error in the spec: the sandbox cannot hold it without the
+answers. The package's data files (the shipped checkpoints) are copied.
 
 The plan is plain data (:class:`ViewPlan`), so a Dask worker can materialise the
 same view from its own installed package.
@@ -41,7 +45,7 @@ from typing import Iterable
 import coursekit
 
 PACKAGE = "coursekit"
-#: the runner and the kernel, which every view holds (with what they import).
+#: the runner and the kernel, which every view must hold (with what they import).
 RUNNER_MODULES = ("coursekit.grading.runner", "coursekit.grading.kernel", "coursekit.grading.withheld")
 #: never withheld, whatever the assignment grades: the grader's own modules.
 NEVER_WITHHELD = "coursekit.grading"
@@ -69,12 +73,15 @@ class ViewPlan:
             installed file as it is.
         tripwires: ``module.name`` of every stand-in the withheld modules hold: the only
             names a graded call's report may list as references it reached.
+        unavailable: every module whose import raises, with the chain of imports that leads
+            from it to a withheld module.
     """
 
     kept: tuple[str, ...]
     withheld: tuple[str, ...]
     files: tuple[tuple[str, str | None], ...]
     tripwires: tuple[str, ...] = ()
+    unavailable: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def digest(self) -> str:
         """A short hash naming this plan's materialised directory."""
@@ -138,44 +145,65 @@ def _scan(root: Path) -> dict[str, _Module]:
     return modules
 
 
-class _Closure:
-    """The modules needed to import what the notebook imports."""
+def _sources(modules: dict[str, _Module], module: str, names: tuple[str, ...] | None) -> set[str]:
+    """The modules whose code ``from module import names`` (``import module``: ``names`` None) binds.
 
-    def __init__(self, modules: dict[str, _Module], withheld: set[str]) -> None:
-        self.modules, self.withheld = modules, withheld
-        self.needed: set[str] = set()
+    A package stands for the modules its ``__init__`` re-exports the names from;
+    ``import package`` for all of them, since any may be used as an attribute.
+    """
+    info = modules.get(module)
+    if info is None:
+        return set()
+    if not info.is_package:
+        return {module}
+    found: set[str] = set()
+    if names is None:
+        for source in sorted(set(info.reexports.values())):
+            found |= _sources(modules, source, None)
+        return found
+    for name in names:
+        if f"{module}.{name}" in modules:
+            found |= _sources(modules, f"{module}.{name}", None)
+        elif name in info.reexports:
+            found |= _sources(modules, info.reexports[name], (name,))
+    return found
 
-    def add(self, module: str, names: tuple[str, ...] | None, importer: str) -> None:
-        if module not in self.modules:
-            return
-        parts = module.split(".")
-        for end in range(1, len(parts)):
-            self.needed.add(".".join(parts[:end]))
-        if module in self.withheld:
-            if importer in self.modules and not self.modules[importer].is_package:
-                raise ValueError(
-                    f"{importer} imports {module}, which defines an answer of this assignment: "
-                    "the sandbox cannot hold one without the other"
-                )
-            self.needed.add(module)
-            return
-        info = self.modules[module]
-        first_time = module not in self.needed
-        self.needed.add(module)
-        if not info.is_package:
-            if first_time:
-                for target, target_names in info.imports:
-                    self.add(target, target_names, module)
-            return
-        if names is None:
-            for target in sorted(set(info.reexports.values())):
-                self.add(target, None, module)
-            return
-        for name in names:
-            if f"{module}.{name}" in self.modules:
-                self.add(f"{module}.{name}", None, module)
-            elif name in info.reexports:
-                self.add(info.reexports[name], (name,), module)
+
+def _unavailable(modules: dict[str, _Module], withheld: set[str]) -> dict[str, tuple[str, ...]]:
+    """Every module that needs a withheld one, with the shortest chain of imports from it to that one.
+
+    A kept module that ran with a stand-in in place of the function it imports
+    would end an honest answer that uses it as ``uses_reference``, so it cannot
+    be in the sandbox. Packages are never unavailable: their ``__init__`` is
+    filtered instead.
+    """
+    needs = {
+        name: set().union(*(_sources(modules, target, names) for target, names in info.imports)) - {name}
+        for name, info in modules.items()
+        if not info.is_package and name not in withheld
+    }
+    chains: dict[str, tuple[str, ...]] = {}
+    while True:
+        found = {}
+        for name in sorted(needs.keys() - chains.keys()):
+            for target in sorted(needs[name]):
+                if target in withheld or target in chains:
+                    found[name] = (name,) + chains.get(target, (target,))
+                    break
+        if not found:
+            return chains
+        chains.update(found)
+
+
+def _refuse(chains: dict[str, tuple[str, ...]], modules: dict[str, _Module], module: str,
+            names: tuple[str, ...] | None, importer: str) -> None:
+    for source in sorted(_sources(modules, module, names)):
+        if source in chains:
+            chain = chains[source]
+            raise ValueError(
+                f"{chain[-2]} imports {chain[-1]}, which defines an answer of this assignment: "
+                f"the sandbox cannot hold one without the other ({importer} imports {module}, which needs it)"
+            )
 
 
 def _stub(module: _Module) -> str:
@@ -190,25 +218,64 @@ def _stub(module: _Module) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _filtered_init(module: _Module, present: set[str]) -> str | None:
-    """The package's ``__init__`` without re-exports of absent modules (``None``: unchanged)."""
+def _unavailable_stub(chain: tuple[str, ...]) -> str:
+    return (
+        f'"""Not available while this assignment is graded: {" imports ".join(chain)}, which is withheld."""\n\n'
+        "from coursekit.grading.withheld import unavailable as _unavailable\n\n"
+        f"_unavailable({chain[0]!r}, {chain[-1]!r})\n"
+    )
+
+
+def _filtered_init(module: _Module, modules: dict[str, _Module], chains: dict[str, tuple[str, ...]]) -> str | None:
+    """The package's ``__init__`` without its re-exports of unavailable modules (``None``: unchanged).
+
+    A name it no longer binds raises :class:`~coursekit.grading.withheld.NotAvailable`
+    when asked for (``from package import name`` included), through a module
+    ``__getattr__`` that falls back to the package's own, if it has one.
+    """
     tree = ast.parse(module.path.read_text(encoding="utf-8"))
-    body, bound, changed = [], set(), False
+    body: list[ast.stmt] = []
+    bound: set[str] = set()
+    dropped: dict[str, str] = {}  # name -> the withheld module it needs
     for node in tree.body:
         if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == PACKAGE:
-            if node.module not in present:
-                changed = True
+            kept = []
+            for alias in node.names:
+                needs = sorted(set(chains) & _sources(modules, node.module, (alias.name,)))
+                if needs:
+                    dropped[alias.asname or alias.name] = chains[needs[0]][-1]
+                else:
+                    kept.append(alias)
+            if not kept:
                 continue
+            node.names = kept
             bound.update(alias.asname or alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            node.names = [alias for alias in node.names if alias.name not in chains]
+            if not node.names:
+                continue
         elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             bound.add(node.name)
         body.append(node)
-    if not changed:
+    if not dropped:
         return None
+    for node in body:
+        if isinstance(node, ast.FunctionDef) and node.name == "__getattr__":
+            node.name = "_package_getattr"
     for node in body:
         if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
                 and isinstance(node.value, (ast.List, ast.Tuple))):
             node.value.elts = [e for e in node.value.elts if not isinstance(e, ast.Constant) or e.value in bound]
+    fallback = ("return _package_getattr(name)" if "__getattr__" in bound
+                else "raise AttributeError(f'module {__name__!r} has no attribute {name!r}')")
+    body += ast.parse(
+        f"_UNAVAILABLE = {dropped!r}\n\n"
+        "def __getattr__(name):\n"
+        "    if name in _UNAVAILABLE:\n"
+        "        from coursekit.grading.withheld import unavailable\n"
+        "        unavailable(f'{__name__}.{name}', _UNAVAILABLE[name])\n"
+        f"    {fallback}\n"
+    ).body
     tree.body = body
     return ast.unparse(tree) + "\n"
 
@@ -244,7 +311,7 @@ def plan_view(graded_names: Iterable[str], imports: Iterable[tuple[str, tuple[st
         The plan.
 
     Raises:
-        ValueError: a module the notebook needs imports one that must be withheld.
+        ValueError: a module the notebook or the runner needs imports one that must be withheld.
 
     Example:
         >>> plan = plan_view({"token_nll"}, [])
@@ -252,41 +319,40 @@ def plan_view(graded_names: Iterable[str], imports: Iterable[tuple[str, tuple[st
         ('coursekit.losses.nll',)
         >>> "coursekit.losses.nll.token_nll" in plan.tripwires
         True
-        >>> "coursekit.losses.smoothing" in plan.kept
-        False
+        >>> dict(plan.unavailable)["coursekit.losses.smoothing"]
+        ('coursekit.losses.smoothing', 'coursekit.losses.nll')
+        >>> "coursekit.losses.masking" in plan.kept
+        True
     """
-    modules = _scan(root or package_root())
+    base = root or package_root()
+    modules = _scan(base)
     graded = set(graded_names)
     withheld = {
         name for name, info in modules.items()
         if info.defines & graded and not name.startswith(NEVER_WITHHELD)
     }
-    closure = _Closure(modules, withheld)
+    chains = _unavailable(modules, withheld)
     for module in RUNNER_MODULES:
-        closure.add(module, None, "<runner>")
+        _refuse(chains, modules, module, None, "the runner")
     for module, names in imports:
-        closure.add(module, names, "<notebook>")
-    for module in sorted(withheld):
-        closure.add(module, None, "<withheld>")
-    present = closure.needed
+        _refuse(chains, modules, module, names, "the notebook")
     files: list[tuple[str, str | None]] = []
-    base = (root or package_root())
-    for name in sorted(present):
-        info = modules[name]
+    for name, info in sorted(modules.items()):
         relative = str(info.path.relative_to(base))
         if name in withheld:
             files.append((relative, _stub(info)))
+        elif name in chains:
+            files.append((relative, _unavailable_stub(chains[name])))
         elif info.is_package:
-            files.append((relative, _filtered_init(info, present)))
+            files.append((relative, _filtered_init(info, modules, chains)))
         else:
             files.append((relative, None))
     for path in sorted(base.rglob("*")):
         if path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts:
-            owner = next(d for d in path.parents if (d / "__init__.py").is_file())
-            if _module_name(base, owner / "__init__.py") in present:
-                files.append((str(path.relative_to(base)), None))
+            files.append((str(path.relative_to(base)), None))
     tripwires = sorted(f"{name}.{public}" for name in withheld for public in modules[name].public)
-    return ViewPlan(tuple(sorted(present - withheld)), tuple(sorted(withheld)), tuple(files), tuple(tripwires))
+    return ViewPlan(tuple(sorted(modules.keys() - withheld - chains.keys())), tuple(sorted(withheld)),
+                    tuple(files), tuple(tripwires), tuple(sorted(chains.items())))
 
 
 _LOCK = threading.Lock()

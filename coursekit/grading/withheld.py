@@ -15,11 +15,21 @@ Example:
     coursekit.grading.withheld.ReferenceWithheld: coursekit.losses.nll.token_nll is withheld while this assignment is graded
     >>> reached()[-1]
     'coursekit.losses.nll.token_nll'
+
+A module that imports a withheld one cannot be in the sandbox either (it would
+compute with the stand-ins), so it is replaced by a module whose import raises
+:class:`NotAvailable`, an ``ImportError`` that says why; nothing is recorded,
+since such a use is no use of the reference:
+
+    >>> unavailable("coursekit.train", "coursekit.losses.smoothing")
+    Traceback (most recent call last):
+    ...
+    coursekit.grading.withheld.NotAvailable: coursekit.train is not available while this assignment is graded: it needs coursekit.losses.smoothing, which defines answers of this assignment
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 _REACHED: list[str] = []
 
@@ -50,3 +60,21 @@ def tripwire(qualified_name: str) -> Callable[..., Any]:
 def reached() -> list[str]:
     """Every withheld name called so far in this process, in order."""
     return list(_REACHED)
+
+
+class NotAvailable(ImportError):
+    """Raised on importing a part of ``coursekit`` that needs a withheld module (see :func:`unavailable`)."""
+
+
+def unavailable(name: str, needs: str) -> NoReturn:
+    """Raise :class:`NotAvailable` for ``name``, a module or a package's name that needs the withheld ``needs``.
+
+    Args:
+        name: what was imported or asked for (``coursekit.train``, ``coursekit.losses.label_smoothed_nll``).
+        needs: the withheld module it needs.
+
+    Raises:
+        NotAvailable: always.
+    """
+    raise NotAvailable(f"{name} is not available while this assignment is graded: it needs {needs}, "
+                       "which defines answers of this assignment", name=name)

@@ -210,9 +210,13 @@ def test_results_far_larger_than_the_reference_are_refused_and_never_kept(graded
 
 
 def test_every_submission_keeps_within_its_two_time_budgets(graded: dict) -> None:
-    """Every attempt shares the cells' budget and the calls' own: a submission takes at most their sum."""
+    """Every attempt shares the calls' budget, and the cells' until a graded call crashes or stalls; a rerun without
+    that function gets the cells' budget afresh, at most MAX_RESTARTS times (review r11, F3), so no submission takes
+    more than worst_wall_s, and one with no crashed or stalled call no more than the two budgets' sum."""
     for report in graded["reports"].values():
-        assert report.seconds <= LIMITS.total_wall_s + 5, report
+        assert report.seconds <= LIMITS.worst_wall_s + 5, report
+        if not any(line.endswith("it was not called again on a rerun") for line in report.notes):
+            assert report.seconds <= LIMITS.total_wall_s + 5, report
 
 
 def test_shared_files_and_submissions_are_never_modified(graded: dict) -> None:

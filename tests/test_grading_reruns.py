@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import json
 import subprocess
 from pathlib import Path
@@ -11,13 +12,17 @@ from typing import Any
 
 import pytest
 
-from adversarial.course import VENV_BIN, make_course, solved_notebook, submit, tool_env
+from adversarial.course import (ASSIGNMENT, VENV_BIN, add_cell, make_course, set_answer, solutions, solved_notebook,
+                               submit, tool_env)
 
-from coursekit.grading.limits import Limits
+from coursekit.grading import reruns
+from coursekit.grading.driver import GradeOptions, grade_assignment
+from coursekit.grading.limits import CALLS_BASE_S, SUBMISSION_START_S, SUBMISSION_STEPS, Limits
 from coursekit.grading.package_view import plan_view
 from coursekit.grading.protocol import CallStatus, CellStatus, StepEnd
 from coursekit.grading.reruns import MAX_RESTARTS, run_submission
-from coursekit.grading.sandbox import Job
+from coursekit.grading.sandbox import Job, run_job
+from coursekit.grading.wire import encode_value
 from conftest import require_sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.grading]
@@ -88,6 +93,87 @@ def test_a_function_that_kills_the_kernel_is_not_called_again() -> None:
     assert statuses == {"q#0": CallStatus.OK, "q#2": CallStatus.OK, "q#1": CallStatus.NOT_RUN_AFTER_DEATH,
                         "q#3": CallStatus.NOT_RUN_AFTER_DEATH}
     assert run.finished and run.attempts == 2
+
+
+#: a1's ``sequence_loss`` answer, made to kill the kernel on its hidden 3-D cases (its visible checks are 1-D and 2-D).
+CRASHES_ON_3D = ("import os\n_solved_sequence_loss = sequence_loss\n"
+                 "def sequence_loss(token_losses, mask=None, *, reduction='sum'):\n"
+                 "    if token_losses.dim() == 3:\n        os._exit(1)\n"
+                 "    return _solved_sequence_loss(token_losses, mask, reduction=reduction)\n")
+#: an experiment above the last question, 4 s of wall clock (no CPU), within a step's 3 x 3 s.
+EXPERIMENT = "import time\ntime.sleep(4)\n"
+#: the budgets of the slow notebook below: its cells (about 4 x 4 s and the notebook's own 5 s) fit the cells'
+#: budget once, not twice.
+SLOW_LIMITS = Limits(timeout_s=3.0, submission_timeout_s=30.0, calls_timeout_s=60.0)
+
+
+@pytest.mark.a1
+def test_a_crash_in_one_hidden_case_of_a_slow_notebook_costs_only_that_functions_question(
+        tmp_path: Path) -> None:
+    """Grader review r11, F3: the rerun without the crashing function was charged its cells again, in the budget
+    the first attempt had used; it ran out before any call, and every question scored 0 (``timeout``)."""
+    course = make_course(tmp_path / "course")
+    notebook = solved_notebook(course)
+    set_answer(notebook, "answer_sequence_loss", solutions(course)["answer_sequence_loss"] + CRASHES_ON_3D)
+    for _ in range(4):
+        add_cell(notebook, EXPERIMENT, after="answer_token_nll")
+    submit(course, "slow_crash", notebook)
+    report, = grade_assignment(course, ASSIGNMENT, GradeOptions(jobs=1, limits=SLOW_LIMITS, progress=False))
+    scores = {question["grade_id"]: question["score"] for question in report.questions}
+    assert scores == {"test_token_nll": 3.0, "test_sequence_loss": 0.0, "test_perplexity": 1.0, "test_fox": 2.0,
+                      "test_mc_classification": 1.0}, report
+    assert (report.score, report.outcome) == (7.0, "kernel_died"), report
+    assert "the process died in a graded function; it was not called again on a rerun" in report.notes, report.notes
+    assert SLOW_LIMITS.wall_s < report.seconds <= SLOW_LIMITS.worst_wall_s + 5, "the cells must fit only once"
+
+
+def _cases(name: str, count: int, first: int) -> list[dict]:
+    return [{"id": f"q#{first + k}", "kind": "function", "name": name, "tensors": False, "args": [encode_value(k)],
+             "kwargs": {}, "banned": []} for k in range(count)]
+
+
+#: ``ok`` and ``last`` pass every case; ``boom`` passes its case 0 and kills the kernel on case 1.
+THREE_FUNCTIONS = ("import os\ndef ok(k):\n    return k\ndef last(k):\n    return k\n"
+                   "def boom(k):\n    if k == 1:\n        os._exit(1)\n    return k\n")
+
+
+def test_a_rerun_whose_cells_run_out_of_their_budget_keeps_the_calls_made_before_the_crash(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grader review r11, F3: should the rerun's cells take longer than the first time, past their budget, the
+    calls made before the crash keep their results instead of the submission losing them all."""
+    def slower_rerun(job: Job, limits: Limits, **budgets: Any) -> Any:
+        if all(call["name"] != "boom" for call in job.calls):
+            job = dataclasses.replace(job, cells=job.cells + [{"index": 10 + k, "source": "import time\ntime.sleep(4)"}
+                                                              for k in range(3)])
+        return run_job(job, limits, **budgets)
+
+    monkeypatch.setattr(reruns, "run_job", slower_rerun)
+    calls = _cases("ok", 1, 0) + _cases("boom", 3, 1) + _cases("last", 2, 4)
+    limits = Limits(timeout_s=2.0, submission_timeout_s=10.0)
+    run = run_submission(_job([THREE_FUNCTIONS], calls), limits)
+    assert run.attempts == 2 and not run.wall_killed and not run.finished, run
+    assert [(cell.index, cell.status) for cell in run.cells] == [(0, CellStatus.OK)]
+    statuses = {end.call_id: end.status for end in run.calls}
+    assert statuses == {"q#0": CallStatus.OK, "q#1": CallStatus.NOT_RUN_AFTER_DEATH, "q#2": CallStatus.DIED,
+                        "q#3": CallStatus.NOT_RUN_AFTER_DEATH}, statuses
+    assert limits.wall_s < run.cells_seconds <= 2 * limits.wall_s + 3.0, run.cells_seconds
+
+
+def test_the_pages_state_how_reruns_are_timed(repo_root: Path) -> None:
+    """Grader review r11, F3: students were not told that a crash in a hidden case reruns the notebook, nor how
+    the rerun is timed; the instructors' page must state the worst case the grader allows."""
+    limits = Limits()
+    instructors = " ".join((repo_root / "book" / "for_instructors.md").read_text().split())
+    # The cells' budget once per attempt at most, and the calls' once.
+    steps, base = (MAX_RESTARTS + 2) * SUBMISSION_STEPS, (MAX_RESTARTS + 1) * SUBMISSION_START_S + CALLS_BASE_S
+    for stated in (f"{steps} × `--timeout` + {base:g} s, {limits.worst_wall_s:g} s by default",
+                   f"at most {MAX_RESTARTS} reruns"):
+        assert stated in instructors, f"book/for_instructors.md no longer says {stated!r}"
+    students = " ".join((repo_root / "book" / "for_students.md").read_text().split())
+    for stated in ("runs your notebook again from the start without that function",
+                   f"its cells get their {limits.wall_s:g} seconds afresh",
+                   "the hidden cases already run before the crash keep their results"):
+        assert stated in students, f"book/for_students.md no longer says {stated!r}"
 
 
 def test_an_exception_named_like_a_limit_buys_no_second_attempt_and_a_real_hog_does() -> None:

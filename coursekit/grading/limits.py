@@ -7,11 +7,16 @@ Three clocks stop a submission, from the inside out:
    clock (a call that sleeps, or waits for a machine busy with other work);
 2. the runner: when the kernel ignores or disables those timers, the runner
    kills it once the step outlives either limit by :attr:`Limits.grace_s`;
-3. the grader: a submission has two wall-clock budgets, each shared by all its
-   attempts (reruns included): :attr:`Limits.wall_s` for the notebook's cells
-   (and starting the sandbox), :attr:`Limits.calls_wall_s` for the hidden calls
-   made after them. What the cells cost can never take the calls' time, and a
-   submission never takes longer than :attr:`Limits.total_wall_s`, the sum.
+3. the grader: a submission has two wall-clock budgets: :attr:`Limits.wall_s`
+   for the notebook's cells (and starting the sandbox), :attr:`Limits.calls_wall_s`
+   for the hidden calls made after them. What the cells cost can never take the
+   calls' time. The calls' budget is shared by all the submission's attempts;
+   the cells' is shared by the reruns without a cell that crashed, hoarded or
+   stalled, and given afresh to a rerun without a graded function that crashed
+   or stalled, whose cells already fitted it once (at most :data:`MAX_RESTARTS`
+   reruns in all, see :mod:`~coursekit.grading.reruns`). So a submission whose
+   graded calls neither crash nor stall takes at most :attr:`Limits.total_wall_s`,
+   the two budgets' sum, and none takes more than :attr:`Limits.worst_wall_s`.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ GRACE_MIN_S = 2.0
 SUBMISSION_STEPS = 4
 SUBMISSION_START_S = 30.0
 CALLS_BASE_S = 30.0
+#: the most times a submission is run again after its kernel died or stalled (see :mod:`~coursekit.grading.reruns`).
+MAX_RESTARTS = 3
 #: the budgets that may be left to their defaults (``None``).
 OPTIONAL_BUDGETS = ("submission_timeout_s", "calls_timeout_s")
 #: the least ``memory_mb`` accepted: room for a notebook's own tensors beyond the imports.
@@ -168,13 +175,27 @@ class Limits:
 
     @property
     def total_wall_s(self) -> float:
-        """The most wall-clock seconds a submission can take in its sandboxes: both budgets.
+        """Both budgets: the most wall-clock seconds one attempt, or a submission none of whose graded calls
+        crashed or stalled, can take in its sandboxes.
 
         Example:
             >>> Limits().total_wall_s
             300.0
         """
         return self.wall_s + self.calls_wall_s
+
+    @property
+    def worst_wall_s(self) -> float:
+        """The most wall-clock seconds any submission can take in its sandboxes, reruns included.
+
+        The cells' budget is given afresh only to a rerun without a graded function that crashed or stalled, and
+        there are at most :data:`MAX_RESTARTS` reruns; the calls' budget is shared by every attempt.
+
+        Example:
+            >>> Limits().worst_wall_s
+            750.0
+        """
+        return (1 + MAX_RESTARTS) * self.wall_s + self.calls_wall_s
 
     @property
     def step_wall_s(self) -> float:
@@ -214,8 +235,8 @@ class Limits:
     def for_runner(self) -> dict[str, Any]:
         """What the runner and the kernel need to know, as plain data.
 
-        ``cpu_total_s`` is the kernel's RLIMIT_CPU: more than any submission
-        could use within its wall-clock budget, a last line if every timer failed.
+        ``cpu_total_s`` is the kernel's RLIMIT_CPU: more than one attempt (one kernel)
+        could use within its wall-clock budgets, a last line if every timer failed.
         """
         return {
             "step_cpu_s": float(self.timeout_s),

@@ -6,11 +6,21 @@ lose every later answer, and a cell that hoards memory up to the limit starves
 every later one. Like an instructor restarting a kernel and skipping the
 culprit, the grader runs the submission again from scratch, in a fresh
 sandbox, without that cell, at most :data:`MAX_RESTARTS` times. When the
-kernel dies in a graded call, every call of that function is answered
-without being made on the next attempt. All attempts share the submission's
-two wall-clock budgets: the cells' (:attr:`Limits.wall_s`) and the hidden
-calls' (:attr:`Limits.calls_wall_s`), so the whole submission takes at most
-:attr:`Limits.total_wall_s`, and the run reports their total time.
+kernel dies or stalls in a graded call, every call of that function is
+answered without being made on the next attempt.
+
+Time: every attempt shares the hidden calls' budget
+(:attr:`Limits.calls_wall_s`). A rerun without a cell shares the cells'
+budget (:attr:`Limits.wall_s`) with the attempt before it: the culprit's cost
+is the notebook's own. A rerun without a graded function gets the cells'
+budget afresh: its cells are the ones that already fitted it, and charging
+them again would let one crash in a hidden case cost every question (grader
+review r11, F3). Should such a rerun's cells run out of their budget all the
+same, the submission keeps the calls the attempt before it made, which ran in
+the same cells' names; only the calls it had not made yet are lost. So a
+submission takes at most :attr:`Limits.worst_wall_s`, and
+:attr:`Limits.total_wall_s` when no graded call crashes or stalls; the run
+reports the total time of every attempt.
 
 Every decision rests on the runner's events and measurements (trusted, see
 :mod:`~coursekit.grading.runner`) and the sandbox's memory cgroup, never on
@@ -31,11 +41,11 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from coursekit.grading.limits import Limits
+from coursekit.grading.limits import MAX_RESTARTS, Limits
 from coursekit.grading.protocol import CallEnd, CallStatus, CellStatus, StepEnd
 from coursekit.grading.sandbox import Job, RawRun, run_job
 
-MAX_RESTARTS = 3
+__all__ = ["DIED", "MAX_RESTARTS", "MEMORY", "TIMEOUT", "run_submission"]
 #: why a cell is left out of the next attempt, as the reports say it.
 DIED, MEMORY, TIMEOUT = "died", "memory", "timeout"
 
@@ -76,28 +86,37 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
 
     Args:
         job: the submission's work.
-        limits: the resource limits; ``limits.wall_s`` (cells) and ``limits.calls_wall_s`` (calls) are
-            shared by all attempts.
+        limits: the resource limits; ``limits.calls_wall_s`` is shared by all attempts, ``limits.wall_s``
+            by the attempts since the last rerun without a graded function (see the module docstring).
         use_sandbox, use_cgroups: see :func:`~coursekit.grading.sandbox.run_job`.
 
     Returns:
         The last attempt's run, with ``skipped_cells``, ``attempts``, the total
-        ``seconds``, ``cells_seconds`` and ``calls_seconds``, and an event for every call that was not made again.
+        ``seconds``, ``cells_seconds`` and ``calls_seconds``, and an event for every call that was not made again;
+        or, when a rerun without a graded function ran out of its cells' budget, the attempt before it, the same
+        way (see :func:`_keeping_calls_made`).
     """
     started = time.monotonic()
     cells_left, calls_left = limits.wall_s, limits.calls_wall_s
+    cells_spent = calls_spent = 0.0
     cells, calls = list(job.cells), list(job.calls)
     skipped: list[tuple[int, str]] = []
     given_up: list[CallEnd] = []
+    # The last attempt that got as far as its calls and was stopped in one: what a rerun would otherwise lose.
+    made_calls: RawRun | None = None
     for attempt in range(1, MAX_RESTARTS + 2):
         run = run_job(dataclasses.replace(job, cells=cells, calls=calls), limits, cells_s=cells_left,
                       calls_s=calls_left, use_sandbox=use_sandbox, use_cgroups=use_cgroups)
         cells_left -= run.cells_seconds
         calls_left -= run.calls_seconds
+        cells_spent += run.cells_seconds
+        calls_spent += run.calls_seconds
         run.attempts, run.skipped_cells = attempt, list(skipped)
         run.calls += given_up
         run.seconds = time.monotonic() - started
-        run.cells_seconds, run.calls_seconds = limits.wall_s - cells_left, limits.calls_wall_s - calls_left
+        run.cells_seconds, run.calls_seconds = cells_spent, calls_spent
+        if made_calls is not None and run.wall_killed_in == "cells":
+            return _keeping_calls_made(made_calls, given_up, run)
         if run.wall_killed or run.unresponsive or attempt > MAX_RESTARTS:
             return run
         stopped_call = run.done.stopped_call if run.done is not None else None
@@ -113,9 +132,41 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
                 return run
             given_up += [CallEnd(call["id"], why) for call in calls if call["name"] == name]
             calls = [call for call in calls if call["name"] != name]
+            made_calls, cells_left = run, limits.wall_s
             continue
         if culprit is None:
             return run
         skipped.append(culprit)
         cells = [cell for cell in cells if cell["index"] != culprit[0]]
     return run
+
+
+def _keeping_calls_made(made: RawRun, given_up: list[CallEnd], last: RawRun) -> RawRun:
+    """The submission's run when ``last``, a rerun without a graded function, ran out of its cells' budget.
+
+    ``made`` is the attempt before it that got as far as its calls: its cells
+    all ran, and the calls it made ran in their names, so they keep their
+    results, as they would have on a rerun that finished. Each call given up
+    on (``given_up``) is answered as not made again, but the call that stopped
+    ``made`` keeps its own event (it died or stalled there and then); the calls
+    ``made`` never reached have no event and fail. The attempts and times
+    are ``last``'s totals.
+
+    Example:
+        >>> from coursekit.grading.protocol import Done
+        >>> made = RawRun(calls=[CallEnd("q#0", CallStatus.OK), CallEnd("q#1", CallStatus.OK),
+        ...                      CallEnd("q#2", CallStatus.DIED)], done=Done(stopped_call="q#2"))
+        >>> given_up = [CallEnd(f"q#{i}", CallStatus.NOT_RUN_AFTER_DEATH) for i in (1, 2, 3)]
+        >>> kept = _keeping_calls_made(made, given_up, RawRun(attempts=2, wall_killed=True, wall_killed_in="cells"))
+        >>> [(end.call_id, end.status.value) for end in kept.calls]
+        [('q#0', 'ok'), ('q#2', 'died'), ('q#1', 'not_run_after_death'), ('q#3', 'not_run_after_death')]
+        >>> kept.attempts, kept.wall_killed
+        (2, False)
+    """
+    stopped = made.done.stopped_call if made.done is not None else None
+    own = {end.call_id for end in made.calls if end.call_id == stopped}
+    replaced = {end.call_id for end in given_up} - own
+    calls = [end for end in made.calls if end.call_id not in replaced]
+    calls += [end for end in given_up if end.call_id in replaced]
+    return dataclasses.replace(made, calls=calls, attempts=last.attempts, seconds=last.seconds,
+                               cells_seconds=last.cells_seconds, calls_seconds=last.calls_seconds)

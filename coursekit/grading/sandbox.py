@@ -15,8 +15,8 @@ follow; the runner's own stderr is kept, capped, for the log.
 From outside, the grader enforces the submission's two wall-clock budgets,
 one for the cells (from the sandbox's start to the runner's
 :class:`~coursekit.grading.protocol.CellsDone`), one for the hidden calls
-(from then on), each shared with any later attempt (see
-:mod:`~coursekit.grading.reruns`), and, should the
+(from then on), what is left of each for this attempt (later attempts share
+them as :mod:`~coursekit.grading.reruns` says), and, should the
 runner itself fail to stop a step, kills the sandbox once that step outlives
 its limits by :data:`RUNNER_SLACK_S` more. Where bubblewrap or cgroups cannot
 be used, the run still applies what it can and says so (``sandboxed``,
@@ -309,7 +309,7 @@ def run_job(job: Job, limits: Limits, *, cells_s: float, calls_s: float, use_san
         job: the submission's work.
         limits: the resource limits.
         cells_s: wall-clock seconds the attempt may take until the runner reports that the cells are
-            done (what is left of the submission's cells budget, :attr:`Limits.wall_s`).
+            done (what is left of the cells' budget, :attr:`Limits.wall_s`, for this attempt).
         calls_s: wall-clock seconds the hidden calls may take from then on (what is left of
             :attr:`Limits.calls_wall_s`).
         use_sandbox: force bubblewrap on or off; ``None`` uses it when available.

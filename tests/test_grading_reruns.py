@@ -159,6 +159,27 @@ def test_a_rerun_whose_cells_run_out_of_their_budget_keeps_the_calls_made_before
     assert limits.wall_s < run.cells_seconds <= 2 * limits.wall_s + 3.0, run.cells_seconds
 
 
+def test_a_rerun_whose_calls_run_out_of_their_budget_keeps_the_earlier_results_of_calls_it_did_not_reach(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grader review r12, R1: the rerun makes its calls again on the calls' shared budget; should it run out, a
+    call it did not reach keeps the result the attempt before it gave, instead of failing."""
+    def slower_rerun(job: Job, limits: Limits, **budgets: Any) -> Any:
+        if all(call["name"] != "boom" for call in job.calls):
+            slow_ok = "import time\ndef ok(k):\n    time.sleep(3)\n    return k\n"
+            job = dataclasses.replace(job, cells=job.cells + [{"index": 10, "source": slow_ok}])
+        return run_job(job, limits, **budgets)
+
+    monkeypatch.setattr(reruns, "run_job", slower_rerun)
+    calls = _cases("ok", 3, 0) + _cases("boom", 2, 3)
+    limits = Limits(timeout_s=2.0, submission_timeout_s=30.0, calls_timeout_s=5.0)
+    run = run_submission(_job([THREE_FUNCTIONS], calls), limits)
+    assert run.attempts == 2 and run.wall_killed_in == "calls", run
+    statuses = {end.call_id: end.status for end in run.calls}
+    assert statuses == {"q#0": CallStatus.OK, "q#1": CallStatus.OK, "q#2": CallStatus.OK,
+                        "q#3": CallStatus.NOT_RUN_AFTER_DEATH, "q#4": CallStatus.NOT_RUN_AFTER_DEATH}, statuses
+    assert len(run.calls) == 5, run.calls
+
+
 def test_the_pages_state_how_reruns_are_timed(repo_root: Path) -> None:
     """Grader review r11, F3: students were not told that a crash in a hidden case reruns the notebook, nor how
     the rerun is timed; the instructors' page must state the worst case the grader allows."""

@@ -660,3 +660,13 @@ def test_a_repeated_cell_id_is_given_a_fresh_one_with_a_note_not_tampering() -> 
                               "a fresh id"]
     ids = [cell["id"] for cell in prepared.notebook["cells"]]
     assert ids[1] == "same-id" and len(ids) == len(set(ids))
+
+
+def test_a_value_question_refuses_an_accepted_answer_that_is_not_a_string_or_a_float() -> None:
+    """Grader review r12, R5: an int accepted answer would be compared exactly and refuse a student's 2.0."""
+    from coursekit.grading.spec import ValueQuestion
+
+    with pytest.raises(ValueError, match=r"^test_x: answers\['halves'\]\[1\] must be a str or a float \(2\.0, not 2\), "
+                                         r"got int 2$"):
+        ValueQuestion("test_x", 1, {"halves": (2.0, 2)})
+    assert ValueQuestion("test_x", 1, {"halves": (2.0, "two")}).answers == {"halves": (2.0, "two")}

@@ -17,7 +17,9 @@ budget afresh: its cells are the ones that already fitted it, and charging
 them again would let one crash in a hidden case cost every question (grader
 review r11, F3). Should such a rerun's cells run out of their budget all the
 same, the submission keeps the calls the attempt before it made, which ran in
-the same cells' names; only the calls it had not made yet are lost. So a
+the same cells' names; only the calls it had not made yet are lost. A rerun
+makes its calls again on the calls' shared budget; should it run out of that,
+each call it did not reach keeps its result from the attempt before. So a
 submission takes at most :attr:`Limits.worst_wall_s`, and
 :attr:`Limits.total_wall_s` when no graded call crashes or stalls; the run
 reports the total time of every attempt.
@@ -117,6 +119,13 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
         run.cells_seconds, run.calls_seconds = cells_spent, calls_spent
         if made_calls is not None and run.wall_killed_in == "cells":
             return _keeping_calls_made(made_calls, given_up, run)
+        if made_calls is not None and run.wall_killed_in == "calls":
+            # The rerun made its calls again, on the calls' shared budget, and ran out: a call it did not reach
+            # keeps what the attempt before it gave (grader review r12, finding R1).
+            reached = {end.call_id for end in run.calls}
+            run.calls += [end for end in _keeping_calls_made(made_calls, given_up, run).calls
+                          if end.call_id not in reached]
+            return run
         if run.wall_killed or run.unresponsive or attempt > MAX_RESTARTS:
             return run
         stopped_call = run.done.stopped_call if run.done is not None else None

@@ -335,11 +335,17 @@ def run_job(job: Job, limits: Limits, *, cells_s: float, calls_s: float, use_san
         raise RuntimeError(f"refusing to run student code: {why_root}")
     use_cgroups = cgroups_available()[0] if use_cgroups is None else use_cgroups
     run = RawRun(sandboxed=bool(use_sandbox), cgroups=bool(use_cgroups))
-    lease = UidLease() if os.geteuid() == 0 else None
-    group = SandboxGroup.create(limits) if use_cgroups else None
-    host_workdir = None if use_sandbox else tempfile.mkdtemp(prefix="coursekit-grade-")
-    seccomp = _seccomp_pipe() if use_sandbox else None
+    lease: UidLease | None = None
+    group: SandboxGroup | None = None
+    host_workdir: str | None = None
+    seccomp: int | None = None
+    # Taken inside the try, so that whatever was taken is given back when a later step fails (a refused cgroup
+    # kept its uid's lease until the grader exited: grader review r12, finding R3).
     try:
+        lease = UidLease() if os.geteuid() == 0 else None
+        group = SandboxGroup.create(limits) if use_cgroups else None
+        host_workdir = None if use_sandbox else tempfile.mkdtemp(prefix="coursekit-grade-")
+        seccomp = _seccomp_pipe() if use_sandbox else None
         if host_workdir:
             os.chmod(host_workdir, 0o711)
         setup = Setup(job.files, job.cells, limits.for_runner(), lease.uid if lease else None,

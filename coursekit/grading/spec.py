@@ -219,10 +219,15 @@ class ValueQuestion:
     Attributes:
         grade_id: the nbgrader grade_id of the autograder test cell it scores.
         points: the cell's max points, shared equally between the variables.
-        answers: variable name -> accepted answers; strings compare after
-            strip/casefold, numbers by value with tolerance, whatever the answer's numeric
-            type: a float, an int, or a one-element array of any floating or integer dtype
-            (a bool is not a number here; see :func:`~coursekit.grading.verdicts.compare`).
+        answers: variable name -> accepted answers, each a string or a float (``2.0``,
+            not ``2``); strings compare after strip/casefold, floats by value with
+            tolerance, whatever the student's numeric type: a float, an int, or a
+            one-element array of any floating or integer dtype (a bool is not a number
+            here; see :func:`~coursekit.grading.verdicts.compare`).
+
+    Raises:
+        ValueError: an accepted answer is neither a string nor a float (an int would be
+            compared exactly, and refuse a student's ``2.0``).
     """
 
     grade_id: str
@@ -230,6 +235,13 @@ class ValueQuestion:
     answers: dict[str, tuple[Union[str, float], ...]]
     rtol: float = 1e-5
     atol: float = 1e-6
+
+    def __post_init__(self) -> None:
+        for name, accepted in self.answers.items():
+            for index, answer in enumerate(accepted):
+                if not isinstance(answer, (str, float)):
+                    raise ValueError(f"{self.grade_id}: answers[{name!r}][{index}] must be a str or a float "
+                                     f"(2.0, not 2), got {type(answer).__name__} {answer!r}")
 
 
 @dataclass(frozen=True)

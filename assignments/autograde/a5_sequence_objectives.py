@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from coursekit.grading.spec import AssignmentSpec, BannedOp, Case, FunctionQuestion
-from coursekit.losses import ctc_loss, dpo_loss, mrt_risk, policy_loss_aggregate, reinforce_loss
+from coursekit.losses import batch_loss, ctc_loss, dpo_loss, mrt_risk, policy_loss_aggregate, reinforce_loss
 
 SEED = 902_115_337
 
@@ -179,7 +179,9 @@ SPEC = AssignmentSpec(
                          grad_wrt=(0, 1, 2, 3)),
         FunctionQuestion("test_policy_loss_aggregate", "_coursekit_policy", 3, policy_cases, _reference_policy,
                          rtol=1e-4, atol=1e-5, grad_wrt=(0,), adapter=POLICY_ADAPTER,
-                         student_function="policy_loss_aggregate", withholds=(policy_loss_aggregate,),
+                         student_function="policy_loss_aggregate",
+                         # batch_loss (a2's answer) computes the "grpo" and "bnpo" modes, warning included.
+                         withholds=(policy_loss_aggregate, batch_loss),
                          outputs=("the loss", "whether a RuntimeWarning was issued"), adapter_options=("warned",)),
     ),
 )

@@ -161,22 +161,24 @@ def test_gradcheck_top_k_kd_loss_with_kept_entries_of_probability_zero(tail):
     assert gradcheck64(lambda s: top_k_kd_loss(s, *stored, tail=tail, temperature=2.0), (student,))
 
 
-def _shared_mask_problem(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """V = 6 with entries 3-5 at -inf in the student and in the teacher alike (a padded vocabulary)."""
+def _shared_mask_problem(dtype: torch.dtype, masked: float = -math.inf) -> tuple[torch.Tensor, torch.Tensor]:
+    """V = 6 with entries 3-5 at ``masked`` in the student and in the teacher alike (a padded vocabulary)."""
     student = torch.randn(3, 6, generator=generator(46), dtype=dtype)
     teacher = 2 * torch.randn(3, 6, generator=generator(47), dtype=dtype)
-    student[:, 3:] = -math.inf
-    teacher[:, 3:] = -math.inf
+    student[:, 3:] = masked
+    teacher[:, 3:] = masked
     return student, teacher
 
 
+@pytest.mark.parametrize("masked", [-math.inf, torch.finfo(torch.float32).min, -1e9], ids=["-inf", "finfo.min", "-1e9"])
 @pytest.mark.parametrize("tau", [1.0, 2.0])
 @pytest.mark.parametrize("k", [3, 4, 5])
-def test_a_vocabulary_mask_shared_with_k_covering_it_gives_kd_loss_with_finite_gradients(k, tau):
+def test_a_vocabulary_mask_shared_with_k_covering_it_gives_kd_loss_with_finite_gradients(k, tau, masked):
     # Losses review round 23, F2: with k >= the 3 unmasked entries, every entry outside the kept set is -inf
     # for the student. torch.logsumexp over them differentiated to nan, spread over the row by log_softmax;
-    # and q_rest, 1 - sum(q) rounded (6e-8 in float32), against p_rest = 0 gave an inf value.
-    student, teacher = _shared_mask_problem(torch.float32)
+    # and q_rest, 1 - sum(q) rounded (6e-8 in float32), against p_rest = 0 gave an inf value. Round 24, F1:
+    # a finite mask (finfo.min, -1e9) leaves p_rest tiny but not 0, and gave 4e31 and 61 where kd_loss is 1.7.
+    student, teacher = _shared_mask_problem(torch.float32, masked)
     stored = top_k_teacher(teacher, k, temperature=tau)
     q_rest = 1 - stored[0].exp().sum(-1)
     assert bool((q_rest > 0).any()), "some row must leave a rounding residue as its teacher tail"
@@ -212,6 +214,20 @@ def test_half_precision_rounding_of_the_stored_mass_is_no_teacher_tail_against_a
     got = top_k_kd_loss(student, log_q.float(), indices, reduction="none")
     (got_grad,) = torch.autograd.grad(got.sum(), student)
     assert bool(torch.isfinite(got).all()) and bool(torch.isfinite(got_grad).all())
+
+
+def test_a_rounding_tail_against_an_empty_student_tail_is_the_renormalised_kl_never_below_zero():
+    # Losses review round 24, F2: where the tail is passed over as rounding, the kept terms alone sum masses
+    # short of 1 and gave a KL below 0; the row is the tail=False value, the renormalised kept masses' KL.
+    teacher = torch.tensor([[2.0, 1.0, 0.5, -1.5, -2.0, -2.5]])
+    student = torch.tensor([[0.5, 1.0, 2.0, -math.inf, -math.inf, -math.inf]], requires_grad=True)
+    log_q, indices = top_k_teacher(teacher, 3)
+    q_rest = 1 - float(log_q.exp().sum())
+    assert 0.01 < q_rest < 0.0846, q_rest
+    got = top_k_kd_loss(student, log_q, indices)
+    assert got == top_k_kd_loss(student, log_q, indices, tail=False) and got > 0
+    equal_student = teacher.masked_fill(student.detach() == -math.inf, -math.inf)
+    assert abs(float(top_k_kd_loss(equal_student, log_q, indices))) < 1e-6
 
 
 def test_a_teacher_tail_against_an_empty_student_tail_is_infinite_with_a_finite_gradient():

@@ -62,8 +62,11 @@ HUGE_INT_MESSAGES = [
     ("translation_task target_noise", lambda: translation_task(target_noise=10**300),
      r"target_noise must lie in \[0, 1\], got an int of 997 bits, which is 1e\+300 as a float$"),
     ("translation_task num_train", lambda: translation_task(num_train=HUGE),
-     rf"num_train \+ num_valid \+ num_test must be <= \d+ numbers, got {HUGE_TEXT}$"),
-    ("translation_task num_ood", lambda: translation_task(num_ood=HUGE), rf"num_ood must be <= \d+ numbers, got {HUGE_TEXT}$"),
+     rf"num_train \+ num_valid \+ num_test must be <= \d+ \(.*\), got {HUGE_TEXT}$"),
+    ("translation_task num_ood", lambda: translation_task(num_ood=HUGE), rf"num_ood must be <= \d+ \(.*\), got {HUGE_TEXT}$"),
+    ("translation_task max_in_distribution_words", lambda: translation_task(max_in_distribution_words=HUGE),
+     rf"num_ood must be <= 0 \(the numbers whose source has more than max_in_distribution_words={HUGE_TEXT} "
+     r"words\), got 500$"),
     ("token_budget_batches negative length", lambda: token_budget_batches([3, -HUGE], 8, seed=0),
      rf"lengths\[1\] must be >= 0, got a negative int of 16610 bits$"),
     ("token_budget_batches long length", lambda: token_budget_batches([3, HUGE], 8, seed=0),
@@ -182,6 +185,58 @@ def test_a_container_holding_a_huge_int_is_named_by_its_type(case, call, error, 
     # repr of the container raised Python's digit-limit ValueError, which names no argument.
     with pytest.raises(error, match=message):
         call()
+
+
+#: A container of more than sys.maxsize items: len() raises OverflowError, which names no argument.
+HUGE_RANGE = range(2**64)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [(lambda: frame_task(labels_per_example=HUGE_RANGE), r"^labels_per_example must be \(low, high\) ints, got range$"),
+     (lambda: seq2seq_batch([HUGE_RANGE]), r"^pairs\[0\] must be a \(source ids, target ids\) pair, got range$"),
+     (lambda: preference_pairs([HUGE_RANGE]), r"^pairs\[0\] must be a \(source, reference\) pair of str, got range$")],
+    ids=["frame_task range", "seq2seq_batch pair", "preference_pairs pair"],
+)
+def test_a_container_too_long_for_len_is_a_type_error_naming_the_argument(call, message) -> None:
+    # items_text called len(), which raised "Python int too large to convert to C ssize_t"
+    with pytest.raises(TypeError, match=message):
+        call()
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [(lambda: seq2seq_batch([frozenset([(4,), (5,)])]),
+      r"^pairs\[0\] must be a \(source ids, target ids\) pair, got a frozenset of 2 items, whose order varies "
+      r"between processes$"),
+     (lambda: preference_pairs([{"twelve", "1 2"}]),
+      r"^pairs\[0\] must be a \(source, reference\) pair of str, got a set of 2 items, whose order varies "
+      r"between processes$"),
+     (lambda: preference_pairs([{"twelve": "1 2", "three": "3"}]),
+      r"^pairs\[0\] must be a \(source, reference\) pair of str, got a dict of 2 items, which unpacks into its keys$")],
+    ids=["frozenset", "set", "dict"],
+)
+def test_a_pair_given_as_a_set_or_mapping_is_a_type_error_naming_it(call, message) -> None:
+    # a set of two str unpacked in hash order, so preference_pairs chose a different reference in each process
+    with pytest.raises(TypeError, match=message):
+        call()
+
+
+LONG_TEXT = "the cat " * 10000
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [(lambda: require_one_of("level", LONG_TEXT, ("word", "char")), "level"),
+     (lambda: Vocab(["a"]).encode("a", on_unknown=LONG_TEXT), "on_unknown")],
+    ids=["require_one_of", "encode on_unknown"],
+)
+def test_a_long_str_that_is_no_choice_is_shown_by_its_start_and_length(call, name) -> None:
+    with pytest.raises(ValueError) as caught:
+        call()
+    message = str(caught.value)
+    assert message.startswith(f"{name} must be one of ") and len(message) < 200, message
+    assert message.endswith("'the cat the cat the cat the cat the cat '... (80000 characters)")
 
 
 def test_translation_task_sizes_given_as_small_numpy_ints_do_not_overflow() -> None:

@@ -168,6 +168,9 @@ def test_frame_task_draws_at_the_cap_and_its_docstring_states_it():
     assert longest == 2_001_000 and round(longest * 9 * 4 / 1e6) == 72
     doc = " ".join(frame_task.__doc__.split())
     assert f"MAX_DRAWN`` = {MAX_DRAWN}" in doc and "at most 2,001,000 frames" in doc
+    # the size grows with prototype_dim, which is not capped: the docstring gives the bound in terms of it
+    assert round(longest * 4 / 1e6) == 8 and "``8 MB * (prototype_dim + 1)``" in doc
+    assert "``prototype_dim`` and the splits are not capped" in doc
 
 
 # --- frame_batch names a bad batch or example (losses review r23, F4) -----------------------------------------
@@ -196,10 +199,14 @@ def _example(features, labels=(1,)) -> FrameExample:
         ([_example([[0.0] * 9] * 5)], TypeError, r"^examples\[0\]\.features must be a \(T, F\) tensor, got list$"),
         ([_example(torch.zeros(5, 9), labels=[1, 2.5])], TypeError, r"^examples\[0\]\.labels\[1\] must be an int, got float 2.5$"),
         ([_example(torch.zeros(5, 9), labels=[-1])], ValueError, r"^examples\[0\]\.labels\[0\] must lie in \[0, 2\*\*63\), got -1$"),
+        ([_example(torch.zeros(5, 9), labels=[2**63])], ValueError,
+         r"^examples\[0\]\.labels\[0\] must lie in \[0, 2\*\*63\), got an int of 64 bits$"),
+        ([FrameExample(features=torch.zeros(5, 9), labels=None, spans=[])], TypeError,
+         r"^examples\[0\]\.labels must be a sequence of ints, got NoneType$"),
         ((e for e in []), ValueError, r"^examples must hold at least one example, got an empty sequence$"),
     ],
     ids=["task", "one example", "int", "str", "tensor element", "None element", "widths differ", "1-D features",
-         "list features", "float label", "negative label", "empty generator"],
+         "list features", "float label", "negative label", "label 2**63", "None labels", "empty generator"],
 )
 def test_frame_batch_refuses_a_bad_batch_naming_the_example(examples, error, pattern):
     # len() of a task, an example or a generator raised "object of type ... has no len()"; a tensor element

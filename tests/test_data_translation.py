@@ -221,3 +221,37 @@ def test_training_noise_is_the_substitution_one_digit_edit_makes():
 def test_translation_task_refuses_a_wrong_type_with_the_type_error_its_raises_section_lists(kwargs, message):
     with pytest.raises(TypeError, match=message):
         translation_task(**kwargs)
+
+
+# --- messages name what the caller passed and show a long str by its start (losses review r24, F3, F5) ----------
+
+def test_too_few_ood_numbers_names_max_in_distribution_words_as_well_as_num_ood():
+    # with every source in distribution the message said "num_ood must be <= 0 numbers, got 500", blaming
+    # the default num_ood the caller never passed
+    with pytest.raises(ValueError, match=r"^num_ood must be <= 0 \(the numbers whose source has more than "
+                                         r"max_in_distribution_words=6 words\), got 500$"):
+        translation_task(max_in_distribution_words=6)
+    with pytest.raises(ValueError, match=r"^num_train \+ num_valid \+ num_test must be <= \d+ \(the numbers whose "
+                                         r"source has at most max_in_distribution_words=1 words\), got 3900$"):
+        translation_task(max_in_distribution_words=1)
+
+
+LONG_BLANK = " " * 10000
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: one_digit_edit(LONG_BLANK, "insert", random.Random(0)),
+         r"^target must hold at least one digit, got ' {40}'\.\.\. \(10000 characters\)$"),
+        (lambda: one_digit_edit("7" + LONG_BLANK, "delete", random.Random(0)),
+         r"^edit='delete' needs a target of two digits or more, got '7 {39}'\.\.\. \(10001 characters\)$"),
+        (lambda: preference_pairs([("x", LONG_BLANK)]),
+         r"^pairs\[0\]\[1\] must hold at least one digit, got ' {40}'\.\.\. \(10000 characters\)$"),
+    ],
+    ids=["blank target", "delete one digit", "blank reference"],
+)
+def test_a_long_target_in_a_message_is_shown_by_its_start_and_length(call, message):
+    with pytest.raises(ValueError, match=message) as caught:
+        call()
+    assert len(str(caught.value)) < 150

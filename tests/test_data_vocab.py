@@ -170,3 +170,43 @@ def test_a_char_token_of_several_characters_is_refused_with_its_position():
 
 def test_tokens_given_as_a_generator_build_the_vocabulary_of_its_list():
     assert Vocab(w for w in WORDS) == Vocab(WORDS)
+
+
+# --- a received str is shown by its start and length, never whole (losses review r24, F3) -----------------------
+
+LONG_TEXT = "the cat " * 10000
+LONG_SHOWN = re.escape("'the cat the cat the cat the cat the cat '... (80000 characters)")
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: Vocab([LONG_TEXT]), ValueError,
+         rf"^tokens\[0\] must not contain whitespace in a word-level vocabulary, got {LONG_SHOWN}$"),
+        (lambda: Vocab(["a", LONG_TEXT], level="char"), ValueError,
+         rf"^tokens\[1\] must be a single character in a char-level vocabulary, got {LONG_SHOWN}$"),
+        (lambda: Vocab(LONG_TEXT), TypeError, rf"^tokens must be a sequence of str tokens, got a str \({LONG_SHOWN}\)$"),
+        (lambda: Vocab.build(LONG_TEXT), TypeError,
+         rf"^texts must be a sequence of str texts, got a str \({LONG_SHOWN}\); for one text pass \[text\]$"),
+        (lambda: Vocab(WORDS).token_id(LONG_TEXT), ValueError,
+         rf"^token {LONG_SHOWN} is not in the vocabulary of \d+ tokens$"),
+        (lambda: Vocab(WORDS, level="word").encode(f"{'x' * 100} {LONG_TEXT}", on_unknown="error"), ValueError,
+         r"^text contains the unknown token 'x{40}'\.\.\. \(100 characters\) \(text='x{40}'\.\.\. \(80101 characters\)\)$"),
+    ],
+    ids=["word token", "char token", "tokens str", "texts str", "token_id", "encode"],
+)
+def test_a_long_str_in_a_message_is_shown_by_its_start_and_length(call, error, message):
+    # Vocab(["the cat " * 10000]) printed the whole text: a message of 80,072 characters
+    with pytest.raises(error, match=message) as caught:
+        call()
+    assert len(str(caught.value)) < 250
+
+
+def test_the_raises_sections_of_tokenize_id_token_and_encode_list_their_type_errors():
+    with pytest.raises(TypeError, match=r"^text must be a str, got int$"):
+        Vocab(WORDS).encode(5)
+    with pytest.raises(TypeError, match=r"^token_id must be an int, got float$"):
+        Vocab(WORDS).id_token(1.5)
+    for method in (Vocab.tokenize, Vocab.id_token, Vocab.encode):
+        assert "TypeError:" in method.__doc__.split("Raises:")[1], method.__name__
+    assert "``on_unknown`` is not" in " ".join(Vocab.encode.__doc__.split())

@@ -6,7 +6,7 @@ message naming the argument, the value received and what was expected.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence, Set
 from typing import TypeVar
 
 import numpy
@@ -29,21 +29,30 @@ from coursekit.losses._checks import (
 #: The type of the options :func:`require_one_of` chooses among (``str`` at every call).
 Choice = TypeVar("Choice")
 
+#: The most characters of a received str that a message shows (:func:`shown`); a longer one is cut there.
+SHOWN_CHARACTERS = 40
+
 
 def shown(value: object) -> str:
-    """``value`` as a message shows it: an int by ``int_text`` (its sign and bit length beyond int64), else ``repr``.
+    """``value`` as a message shows it: an int by ``int_text``, a long str by its start and length, else ``repr``.
 
-    ``int_text`` is the losses' helper, so that every message of the package describes a huge int alike.
-    Every message of :mod:`coursekit.data` that shows a received int goes through here: ``str()`` of an
-    int of more than 4300 digits raises a ``ValueError`` that names no argument. A container is never
-    shown by ``repr`` (it may hold such an int): a ``TypeError`` names its type (``type_text``).
+    ``int_text`` is the losses' helper (an int's sign and bit length beyond int64), so that every message
+    of the package describes a huge int alike. Every message of :mod:`coursekit.data` that shows a
+    received int or str goes through here: ``str()`` of an int of more than 4300 digits raises a
+    ``ValueError`` that names no argument, and a str may be a whole corpus (``Vocab(texts)`` for
+    ``Vocab.build(texts)``), so only its first ``SHOWN_CHARACTERS`` characters are shown. A container is
+    never shown by ``repr`` (it may hold such an int): a ``TypeError`` names its type (``type_text``).
 
     Example:
-        >>> shown(-3), shown(10**5000), shown(0.5)
-        ('-3', 'an int of 16610 bits', '0.5')
+        >>> shown(-3), shown(10**5000), shown(0.5), shown("cat")
+        ('-3', 'an int of 16610 bits', '0.5', "'cat'")
+        >>> shown("the cat " * 10000)
+        "'the cat the cat the cat the cat the cat '... (80000 characters)"
     """
     if isinstance(value, int) and not isinstance(value, bool):
         return int_text(value)
+    if isinstance(value, str) and len(value) > SHOWN_CHARACTERS:
+        return f"{str(value[:SHOWN_CHARACTERS])!r}... ({len(value)} characters)"
     return repr(value)
 
 
@@ -375,7 +384,7 @@ def items_text(value: object) -> str:
         return type_text(value)
     try:
         count = len(value)  # type: ignore[arg-type]
-    except TypeError:
+    except (TypeError, OverflowError, ValueError):  # no length, more than sys.maxsize items, a negative __len__
         return type_text(value)
     kind = type_text(value)
     article = "an" if kind[:1].lower() in "aeiou" else "a"
@@ -411,11 +420,13 @@ def row_list(name: str, value: object, rows_of: str) -> list[object]:
 def pair_items(name: str, value: object, pair: str) -> tuple[object, object]:
     """The two items of ``value`` if it is a pair; ``pair`` says what the pair holds, for the message.
 
-    A str is refused, though a two-character one would unpack: its characters are no pair.
+    A str is refused, though a two-character one would unpack: its characters are no pair. So are a set
+    and a mapping of two items: a set's order depends on hashing, which differs between processes for str
+    items, and a mapping would unpack into its keys.
 
     Raises:
-        TypeError: ``value`` is a str, or does not unpack into exactly two items; the message names
-            ``name``, ``pair`` and what came in (:func:`items_text`).
+        TypeError: ``value`` is a str, a set or a mapping, or does not unpack into exactly two items; the
+            message names ``name``, ``pair`` and what came in (:func:`items_text`).
 
     Example:
         >>> pair_items("pairs[0]", ([4], [5]), "a (source ids, target ids) pair")
@@ -427,6 +438,9 @@ def pair_items(name: str, value: object, pair: str) -> tuple[object, object]:
     """
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be {pair}, got {type_text(value)}")
+    if isinstance(value, (Set, Mapping)):
+        why = "whose order varies between processes" if isinstance(value, Set) else "which unpacks into its keys"
+        raise TypeError(f"{name} must be {pair}, got {items_text(value)}, {why}")
     try:
         first, second = value  # type: ignore[misc]
     except (TypeError, ValueError):

@@ -90,9 +90,10 @@ class FrameBatch:
 
 
 #: The largest high end of each of frame_task's ranges: ``labels_per_example``, ``frames_per_label`` and
-#: ``max_silence``. It bounds one example: with all three at it, an example holds at most
-#: 1000 * 1000 + 1001 * 1000 = 2,001,000 frames, whose float32 features take 72 MB at the default 9 features
-#: per frame (building them takes a few times that), so one example always fits in memory. A larger range
+#: ``max_silence``. It bounds one example's length: with all three at it, an example holds at most
+#: 1000 * 1000 + 1001 * 1000 = 2,001,000 frames of ``prototype_dim + 1`` float32 features, 8 MB per feature:
+#: 72 MB at the default 9 features per frame (building them takes a few times that), 8 GB at
+#: ``prototype_dim=1000``. ``prototype_dim`` is not capped: a wide example is the caller's to fit. A larger range
 #: (``frames_per_label=(1, 2**62)``) passed int64's bound and ended in a ``MemoryError`` with no message, or
 #: allocated gigabytes before it, for a task whose utterances are a few dozen frames long (the defaults
 #: draw at most 5 * 5 + 6 * 2 = 37).
@@ -123,9 +124,11 @@ def frame_task(*, seed: int = 0, num_train: int = 1200, num_valid: int = 200, nu
                frames_per_label: tuple[int, int] = (2, 5), max_silence: int = 2) -> FrameTask:
     """Generate the three splits of the task (deterministic for a seed).
 
-    The ranges' high ends are capped at ``MAX_DRAWN`` = 1000 so that one example always fits in memory
-    (at most 2,001,000 frames; see ``MAX_DRAWN``). The splits are not capped: ``num_train`` examples of
-    up to that length are the caller's to fit.
+    The ranges' high ends are capped at ``MAX_DRAWN`` = 1000, which bounds one example's length: at most
+    2,001,000 frames, of ``prototype_dim + 1`` float32 features each, so at most
+    ``8 MB * (prototype_dim + 1)``: 72 MB at the default ``prototype_dim`` (see ``MAX_DRAWN``).
+    ``prototype_dim`` and the splits are not capped: ``num_train`` examples of up to that length, with
+    as many features per frame as asked for, are the caller's to fit.
 
     Args:
         seed: seeds the prototypes and every example.
@@ -227,10 +230,11 @@ def frame_batch(examples: Iterable[FrameExample]) -> FrameBatch:
     Raises:
         TypeError: ``examples`` is not a sequence (a :class:`FrameExample` or a :class:`FrameTask`
             given as the batch, a str, anything not iterable); an element is not a :class:`FrameExample`
-            (the message names it, e.g. ``examples[2]``); its ``features`` is not a 2-D tensor; or a
-            label is not an int (``examples[2].labels[0]``).
+            (the message names it, e.g. ``examples[2]``); its ``features`` is not a 2-D tensor; its
+            ``labels`` is not a sequence of ints or a 1-D integer tensor or array (``examples[2].labels``);
+            or a label is not an int (``examples[2].labels[0]``).
         ValueError: no examples, an example whose features per frame differ from those of
-            ``examples[0]``, or a negative label.
+            ``examples[0]``, or a label outside ``[0, 2**63)`` (negative, or too large for ``torch.long``).
 
     Example:
         >>> task = frame_task(seed=0, num_train=4, num_valid=1, num_test=1)

@@ -132,7 +132,8 @@ def translation_task(
         TypeError: a ``seed`` that is not a Python int, a size or ``max_in_distribution_words`` that is not
             a Python or NumPy int (``num_train=1.0``), or a ``target_noise`` that is not a real number.
         ValueError: a seed outside ``[0, 2**63)``, a negative size, ``max_in_distribution_words < 1``, more
-            examples asked for than exist, or a ``target_noise`` outside ``[0, 1]`` or not finite.
+            examples asked for than exist (the message names ``max_in_distribution_words`` too, which decides
+            how many exist), or a ``target_noise`` outside ``[0, 1]`` or not finite.
 
     Example:
         >>> task = translation_task(seed=0, num_train=5, num_valid=2, num_test=2, num_ood=2)
@@ -152,10 +153,14 @@ def translation_task(
         source = number_to_words(number)
         (inside if len(source.split()) <= max_in_distribution_words else outside).append(number)
     wanted = num_train + num_valid + num_test
+    # Both bounds depend on max_in_distribution_words, which the caller may have passed instead of the sizes.
+    words = f"max_in_distribution_words={shown(max_in_distribution_words)} words"
     if wanted > len(inside):
-        raise ValueError(f"num_train + num_valid + num_test must be <= {len(inside)} numbers, got {shown(wanted)}")
+        raise ValueError(f"num_train + num_valid + num_test must be <= {len(inside)} (the numbers whose source "
+                         f"has at most {words}), got {shown(wanted)}")
     if num_ood > len(outside):
-        raise ValueError(f"num_ood must be <= {len(outside)} numbers, got {shown(num_ood)}")
+        raise ValueError(f"num_ood must be <= {len(outside)} (the numbers whose source has more than {words}), "
+                         f"got {shown(num_ood)}")
     rng = random.Random(seed)
     rng.shuffle(inside)
     rng.shuffle(outside)
@@ -213,7 +218,7 @@ def one_digit_edit(target: str, edit: str, rng: random.Random) -> str:
     if not isinstance(rng, random.Random):
         raise TypeError(f"rng must be a random.Random, got {type_text(rng)}")
     if edit == "delete" and len(digits) == 1:
-        raise ValueError(f"edit='delete' needs a target of two digits or more, got {target!r}")
+        raise ValueError(f"edit='delete' needs a target of two digits or more, got {shown(target)}")
     return _edited(digits, edit, rng)
 
 
@@ -227,7 +232,7 @@ def _digits(name: str, target: object) -> list[str]:
         raise TypeError(f"{name} must be a str of digits, got {type_text(target)}")
     digits = target.split()
     if not digits:
-        raise ValueError(f"{name} must hold at least one digit, got {target!r}")
+        raise ValueError(f"{name} must hold at least one digit, got {shown(target)}")
     return digits
 
 

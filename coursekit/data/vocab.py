@@ -56,7 +56,7 @@ class Vocab:
     def __init__(self, tokens: Iterable[str], *, level: str = "word") -> None:
         level = require_one_of("level", level, LEVELS)
         if isinstance(tokens, str):
-            raise TypeError(f"tokens must be a sequence of str tokens, got a str ({tokens[:20]!r})")
+            raise TypeError(f"tokens must be a sequence of str tokens, got a str ({shown(tokens)})")
         tokens = row_list("tokens", tokens, "str tokens")  # type: ignore[assignment]
         self.level = level
         self._itos: list[str] = list(SPECIALS)
@@ -70,10 +70,10 @@ class Vocab:
                 raise ValueError(f"tokens[{position}] must be a non-empty string, got ''")
             if level == "word" and any(character.isspace() for character in token):
                 raise ValueError(f"tokens[{position}] must not contain whitespace in a word-level vocabulary, "
-                                 f"got {token!r}")
+                                 f"got {shown(token)}")
             if level == "char" and len(token) != 1:
                 raise ValueError(f"tokens[{position}] must be a single character in a char-level vocabulary, "
-                                 f"got {token!r}")
+                                 f"got {shown(token)}")
             self._stoi[token] = len(self._itos)
             self._itos.append(token)
 
@@ -99,7 +99,7 @@ class Vocab:
         level = require_one_of("level", level, LEVELS)
         min_count = require_int("min_count", min_count, minimum=1)
         if isinstance(texts, str):
-            raise TypeError(f"texts must be a sequence of str texts, got a str ({texts[:20]!r}); "
+            raise TypeError(f"texts must be a sequence of str texts, got a str ({shown(texts)}); "
                             "for one text pass [text]")
         texts = row_list("texts", texts, "str texts")  # type: ignore[assignment]
         counts: Counter[str] = Counter()
@@ -123,7 +123,11 @@ class Vocab:
         return list(self._itos)
 
     def tokenize(self, text: str) -> list[str]:
-        """Split ``text`` into tokens: on whitespace (word level) or into characters."""
+        """Split ``text`` into tokens: on whitespace (word level) or into characters.
+
+        Raises:
+            TypeError: ``text`` is not a str.
+        """
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         return _split(text, self.level)
@@ -142,13 +146,14 @@ class Vocab:
         if not isinstance(token, str):
             raise TypeError(f"token must be a str, got {type_text(token)}")
         if token not in self._stoi:
-            raise ValueError(f"token {token!r} is not in the vocabulary of {len(self)} tokens")
+            raise ValueError(f"token {shown(token)} is not in the vocabulary of {len(self)} tokens")
         return self._stoi[token]
 
     def id_token(self, token_id: int) -> str:
         """The token whose id is ``token_id``.
 
         Raises:
+            TypeError: ``token_id`` is not a Python or NumPy integer, or is a bool.
             ValueError: the id is outside ``[0, len(vocab))``.
         """
         token_id = require_int("token_id", token_id)
@@ -171,7 +176,9 @@ class Vocab:
             The list of ids.
 
         Raises:
-            ValueError: ``on_unknown="error"`` and the text holds a token not in the vocabulary.
+            TypeError: ``text`` is not a str, or ``on_unknown`` is an array or a tensor.
+            ValueError: ``on_unknown`` is not ``"unk"`` or ``"error"``, or it is ``"error"`` and the text
+                holds a token not in the vocabulary.
         """
         on_unknown = require_one_of("on_unknown", on_unknown, ON_UNKNOWN)
         ids = [BOS_ID] if add_bos else []
@@ -181,7 +188,7 @@ class Vocab:
             elif on_unknown == "unk":
                 ids.append(UNK_ID)
             else:
-                raise ValueError(f"text contains the unknown token {token!r} (text={text!r})")
+                raise ValueError(f"text contains the unknown token {shown(token)} (text={shown(text)})")
         if add_eos:
             ids.append(EOS_ID)
         return ids

@@ -60,12 +60,13 @@ def test_the_grade_command_refuses_a_timeout_that_is_not_a_positive_finite_numbe
 
 #: what each count or size accepts, as its error says (grader review r11, finding 7).
 INT_RANGES = {
-    "memory_mb": "an int of at least 512 (MiB a notebook may use beyond what Python, NumPy and torch map at the start)",
+    "memory_mb": "an int of at least 512 and at most 16777216 (MiB a notebook may use beyond what Python, NumPy and "
+                 "torch map at the start)",
     "nproc": "a positive int",
-    "fsize_mb": "a positive int",
-    "disk_mb": "a positive int",
+    "fsize_mb": "a positive int of at most 16777216 (MiB)",
+    "disk_mb": "a positive int of at most 16777216 (MiB)",
     "disk_inodes": "a positive int",
-    "nofile": "a positive int",
+    "nofile": "a positive int of at most 1048576 (Linux's default fs.nr_open)",
     "output_cell": "a positive int of at most 999980 (characters of each stream the protocol carries, less the "
                    "truncation marker)",
     "output_total": "a positive int of at most 20000000 (characters the grader keeps of a submission's output)",
@@ -84,8 +85,11 @@ def test_a_count_or_size_that_is_not_an_int_in_its_range_is_refused_by_name(name
 
 
 @pytest.mark.parametrize("name, most", [("output_cell", MAX_OUTPUT_CELL), ("output_total", MAX_OUTPUT_TOTAL),
-                                        ("diagnostics_bytes", MAX_DIAGNOSTICS_BYTES)])
+                                        ("diagnostics_bytes", MAX_DIAGNOSTICS_BYTES), ("memory_mb", 2**24),
+                                        ("fsize_mb", 2**24), ("disk_mb", 2**24), ("nofile", 2**20)])
 def test_an_output_cap_is_accepted_up_to_its_maximum_and_refused_past_it(name: str, most: int) -> None:
+    # Review r12, R6: a memory, file or disk size past 64 bits of bytes, or more open files than fs.nr_open,
+    # failed in every kernel's setrlimit instead of as a usage error.
     assert getattr(Limits(**{name: most}), name) == most
     with pytest.raises(ValueError, match=rf"^Limits\.{name} must be .*, got {most + 1}$"):
         Limits(**{name: most + 1})

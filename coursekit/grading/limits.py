@@ -61,15 +61,22 @@ MAX_OUTPUT_TOTAL = 20_000_000
 #: the most ``diagnostics_bytes`` accepted: the grader holds them in memory for each running submission, and shows
 #: only their end (``diagnostics.SHOWN_CHARS`` characters, see :func:`~coursekit.grading.diagnostics.stderr_tail`).
 MAX_DIAGNOSTICS_BYTES = 16 * 2**20
+#: the most MiB accepted for a memory or disk size: 16 TiB, far past any machine, whose bytes (and the sandbox's
+#: sum of them) still fit the 64-bit limits setrlimit and the cgroup files take (a larger one failed in every
+#: kernel instead of as a usage error: grader review r12, finding R6).
+MAX_SIZE_MB = 2**24
+#: the most open files accepted: Linux's default ``fs.nr_open``, past which setrlimit(RLIMIT_NOFILE) fails.
+MAX_NOFILE = 2**20
 #: the fields that hold counts or sizes, each with the least and the most it accepts (``None``: no most) and why.
 INT_FIELDS: dict[str, tuple[int, int | None, str]] = {
-    "memory_mb": (MIN_MEMORY_MB, None, "MiB a notebook may use beyond what Python, NumPy and torch map at the start"),
+    "memory_mb": (MIN_MEMORY_MB, MAX_SIZE_MB,
+                  "MiB a notebook may use beyond what Python, NumPy and torch map at the start"),
     "nproc": (1, None, ""),
-    "fsize_mb": (1, None, ""),
+    "fsize_mb": (1, MAX_SIZE_MB, "MiB"),
     # 0 would not be an empty scratch space: a tmpfs of size 0 has no size limit.
-    "disk_mb": (1, None, ""),
+    "disk_mb": (1, MAX_SIZE_MB, "MiB"),
     "disk_inodes": (1, None, ""),
-    "nofile": (1, None, ""),
+    "nofile": (1, MAX_NOFILE, "Linux's default fs.nr_open"),
     "output_cell": (1, MAX_OUTPUT_CELL, "characters of each stream the protocol carries, less the truncation marker"),
     "output_total": (1, MAX_OUTPUT_TOTAL, "characters the grader keeps of a submission's output"),
     "diagnostics_bytes": (1, MAX_DIAGNOSTICS_BYTES, "bytes the grader keeps of each sandbox's stderr"),
@@ -263,5 +270,5 @@ def _int_range(least: int, most: int | None, meaning: str) -> str:
     """
     words = "a positive int" if least == 1 else f"an int of at least {least}"
     if most is not None:
-        words += f" of at most {most}"
+        words += f" of at most {most}" if least == 1 else f" and at most {most}"
     return words + (f" ({meaning})" if meaning else "")

@@ -157,6 +157,7 @@ def test_a_rerun_whose_cells_run_out_of_their_budget_keeps_the_calls_made_before
     assert statuses == {"q#0": CallStatus.OK, "q#1": CallStatus.NOT_RUN_AFTER_DEATH, "q#2": CallStatus.DIED,
                         "q#3": CallStatus.NOT_RUN_AFTER_DEATH}, statuses
     assert limits.wall_s < run.cells_seconds <= 2 * limits.wall_s + 3.0, run.cells_seconds
+    assert run.kept_from_earlier == "cells"    # review r12, R4: the report says the rerun ran out
 
 
 def test_a_rerun_whose_calls_run_out_of_their_budget_keeps_the_earlier_results_of_calls_it_did_not_reach(
@@ -178,6 +179,7 @@ def test_a_rerun_whose_calls_run_out_of_their_budget_keeps_the_earlier_results_o
     assert statuses == {"q#0": CallStatus.OK, "q#1": CallStatus.OK, "q#2": CallStatus.OK,
                         "q#3": CallStatus.NOT_RUN_AFTER_DEATH, "q#4": CallStatus.NOT_RUN_AFTER_DEATH}, statuses
     assert len(run.calls) == 5, run.calls
+    assert run.kept_from_earlier == "calls"
 
 
 def test_the_pages_state_how_reruns_are_timed(repo_root: Path) -> None:

@@ -125,6 +125,7 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
             reached = {end.call_id for end in run.calls}
             run.calls += [end for end in _keeping_calls_made(made_calls, given_up, run).calls
                           if end.call_id not in reached]
+            run.kept_from_earlier = "calls"
             return run
         if run.wall_killed or run.unresponsive or attempt > MAX_RESTARTS:
             return run
@@ -178,4 +179,5 @@ def _keeping_calls_made(made: RawRun, given_up: list[CallEnd], last: RawRun) -> 
     calls = [end for end in made.calls if end.call_id not in replaced]
     calls += [end for end in given_up if end.call_id in replaced]
     return dataclasses.replace(made, calls=calls, attempts=last.attempts, seconds=last.seconds,
-                               cells_seconds=last.cells_seconds, calls_seconds=last.calls_seconds)
+                               cells_seconds=last.cells_seconds, calls_seconds=last.calls_seconds,
+                               kept_from_earlier="cells")

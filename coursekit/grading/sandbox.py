@@ -117,6 +117,9 @@ class RawRun:
         skipped_cells: ``(index, why)`` of cells left out of later attempts; ``why`` is
             ``"died"``, ``"memory"`` or ``"timeout"``.
         diagnostics: the end of the runner's stderr.
+        kept_from_earlier: ``"cells"`` or ``"calls"``: a rerun without a graded function ran out of that
+            phase's budget, and calls it did not make kept the attempt before it's results (see
+            :mod:`~coursekit.grading.reruns`; ``""``: no rerun did).
     """
 
     cells: list[CellEnd] = field(default_factory=list)
@@ -138,6 +141,7 @@ class RawRun:
     attempts: int = 1
     skipped_cells: list[tuple[int, str]] = field(default_factory=list)
     diagnostics: str = ""
+    kept_from_earlier: str = ""
 
     @property
     def finished(self) -> bool:

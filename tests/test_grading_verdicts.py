@@ -32,7 +32,7 @@ from html_tables import tables
 A3 = Path(__file__).resolve().parents[1] / "assignments" / "source" / "a3_rnn_loss" / "a3_rnn_loss.ipynb"
 #: the value every name in an f-string message is given (a student's NLL, say).
 SAMPLE = 2.347
-QUESTION = ValueQuestion("test_any", 1, {"answer": (1,)})
+QUESTION = ValueQuestion("test_any", 1, {"answer": (1.0,)})
 
 
 def _visible_source(cell: dict) -> str:

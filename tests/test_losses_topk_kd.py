@@ -309,3 +309,19 @@ def test_half_precision_top_k_widened_for_storage_passes_the_mass_check(half, st
     student = torch.randn(16, 32000, generator=generator(74), dtype=stored)
     loss = top_k_kd_loss(student, log_q.to(stored), indices)
     assert bool(torch.isfinite(loss))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_a_confident_unmasked_student_keeps_its_tail_term_in_every_dtype(dtype):
+    # Losses review round 25, F1: the empty-tail bound was the dtype's smallest normal number, e^-9.7 in
+    # float16, so a student with a logit gap of 11 lost its tail term (0.00024 where the tail form is 0.347).
+    teacher_log_probs = torch.tensor([[0.6, 0.35, 0.03, 0.02]]).log()[:, :2]
+    indices = torch.tensor([[0, 1]])
+    student = torch.tensor([[11.0, 10.5, 0.0, 0.0]])
+    expected = top_k_kd_loss(student.double(), teacher_log_probs.double(), indices)
+    got_student = student.to(dtype).requires_grad_(True)
+    got = top_k_kd_loss(got_student, teacher_log_probs.to(dtype), indices)
+    (grad,) = torch.autograd.grad(got, got_student)
+    # Within the rounding of q_rest = 1 - sum(q) in the dtype (3 % in bfloat16); the dropped tail gave 0.00024.
+    assert abs(float(got) - float(expected)) < 0.05 * float(expected), (float(got), float(expected))
+    assert float(grad[0, 2:].abs().min()) > 1e-3, grad

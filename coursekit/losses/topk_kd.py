@@ -45,6 +45,11 @@ TOP_K_REDUCTIONS = ("token_mean", "sequence_mean", "sum", "none")
 _LOG_MASS_TOLERANCE = torch.finfo(torch.bfloat16).eps ** 0.5
 # The largest q_rest = 1 - (stored mass) that is rounding of an empty teacher tail: 1 - exp(-0.088) = 0.0846.
 _TAIL_ROUNDING = -math.expm1(-_LOG_MASS_TOLERANCE)
+# A student tail of log-mass below this is a masked one (-inf, finfo.min, -1e9 over any temperature up to 10
+# for -1e4): log p_rest is computed in log space and never underflows, so the bound is one constant, not the
+# dtype's smallest number (float16's, e^-9.7, caught any confident student: review r25, F1), and far below what
+# an unmasked student reaches (F2).
+_EMPTY_TAIL_LOG_MASS = -1000.0
 
 
 def top_k_teacher(teacher_logits: torch.Tensor, k: int, *, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,9 +113,9 @@ def top_k_kd_loss(
       with the renormalised :math:`\\tilde q`; with one kept token this is the NLL of the teacher's top token.
 
     A term whose teacher probability is 0 is 0 (:math:`0 \\log \\frac{0}{p} = 0`). There is no tail term
-    where no entry lies outside the kept set (``k = V``). Where the student's tail holds no mass a
-    float can show (:math:`p_{\\text{rest}}` below the dtype's smallest normal number: every entry outside
-    the kept set masked, with ``-inf`` or a finite minimum such as ``finfo.min``) and
+    where no entry lies outside the kept set (``k = V``). Where the student's tail is masked
+    (:math:`\\log p_{\\text{rest}} < -1000`: every entry outside the kept set at ``-inf`` or a finite
+    minimum such as ``finfo.min`` or ``-1e9``; no unmasked student comes near) and
     :math:`q_{\\text{rest}} \\le 1 - e^{-\\delta} \\approx 0.085` with
     :math:`\\delta = \\sqrt{\\epsilon_{\\text{bf16}}} \\approx 0.088`, that :math:`q_{\\text{rest}}` is taken for the
     rounding of a teacher tail that is empty too (its true value is 0): the stored probabilities may
@@ -118,7 +123,8 @@ def top_k_kd_loss(
     admits a stored mass up to :math:`e^{\\delta}`. Such a row is the ``tail=False`` value, the KL of
     the renormalised kept masses (the kept terms alone would sum masses short of 1, and could fall
     below 0). So a real teacher tail of up to 8.5 % that the student masks entirely is passed over
-    there. A larger :math:`q_{\\text{rest}}` against an empty student tail gives
+    there; at the bound the value jumps from the tail form to this one. A larger
+    :math:`q_{\\text{rest}}` against an empty student tail gives
     :math:`q_{\\text{rest}} \\log \\frac{q_{\\text{rest}}}{p_{\\text{rest}}}`: ``inf`` where
     :math:`p_{\\text{rest}} = 0` (the teacher puts that mass where the student puts none, and
     :func:`kd_loss` is ``inf`` too). Stored log-probabilities rounded in bfloat16 also carry a rounding
@@ -238,12 +244,12 @@ def top_k_kd_loss(
         log_p_rest = safe_logsumexp(log_p.masked_fill(~outside, float("-inf")), dim=-1)
         # No tail where no entry lies outside the kept set (k = V), whatever 1 - sum(q) rounds to.
         has_rest = (q_rest > 0) & outside.any(dim=-1)
-        # Where the student's tail holds no mass a float can show (every entry outside the kept set masked,
-        # with -inf or a finite minimum) and q_rest is rounding, the teacher's tail is empty too: the row is
+        # Where the student's tail is masked (every entry outside the kept set at -inf or a finite minimum)
+        # and q_rest is rounding, the teacher's tail is empty too: the row is
         # the KL of the renormalised kept masses (below), not q_rest log(q_rest / p_rest), whose rounding
         # q_rest times a huge log ratio would be inf or 1e31 (review r24, F1), nor the kept terms alone,
         # whose masses sum short of 1 (a KL below 0: F2).
-        empty_tails = has_rest & (log_p_rest < math.log(torch.finfo(dtype).tiny)) & (q_rest <= _TAIL_ROUNDING)
+        empty_tails = has_rest & (log_p_rest < _EMPTY_TAIL_LOG_MASS) & (q_rest <= _TAIL_ROUNDING)
         has_rest = has_rest & ~empty_tails
         safe_q_rest = torch.where(has_rest, q_rest, torch.ones_like(q_rest))
         safe_log_p_rest = torch.where(has_rest, log_p_rest, torch.zeros_like(log_p_rest))

@@ -41,11 +41,14 @@ def test_the_default_budgets_and_their_sum() -> None:
 
 
 @pytest.mark.parametrize("name", ["timeout_s", "submission_timeout_s", "calls_timeout_s"])
-@pytest.mark.parametrize("value", [0, -1.0, True, "60", math.nan, math.inf])
+@pytest.mark.parametrize("value", [0, -1.0, True, "60", math.nan, math.inf, 604_801, 1e18])
 def test_a_budget_that_is_not_a_positive_finite_number_is_refused_by_name(name: str, value: Any) -> None:
-    # nan and inf passed `value <= 0` and crashed for_runner later (int(inf)): diff review F18.
-    with pytest.raises(ValueError, match=rf"^Limits\.{name} must be a positive finite number, got {value!r}$"):
+    # nan and inf passed `value <= 0` and crashed for_runner later (int(inf)): diff review F18; 1e18 passed and
+    # overflowed setrlimit in every kernel (review r13, N4).
+    with pytest.raises(ValueError, match=rf"^Limits\.{name} must be a positive finite number of at most 604800, "
+                                         rf"got {re.escape(repr(value))}$"):
         Limits(**{name: value})
+    assert getattr(Limits(**{name: 604_800}), name) == 604_800
 
 
 @pytest.mark.parametrize("text", ["inf", "nan", "0", "-3"])
@@ -62,10 +65,10 @@ def test_the_grade_command_refuses_a_timeout_that_is_not_a_positive_finite_numbe
 INT_RANGES = {
     "memory_mb": "an int of at least 512 and at most 16777216 (MiB a notebook may use beyond what Python, NumPy and "
                  "torch map at the start)",
-    "nproc": "a positive int",
+    "nproc": "a positive int of at most 4194240 (Linux's largest pid_max, less the runner's processes)",
     "fsize_mb": "a positive int of at most 16777216 (MiB)",
     "disk_mb": "a positive int of at most 16777216 (MiB)",
-    "disk_inodes": "a positive int",
+    "disk_inodes": "a positive int of at most 4294967295 (inodes of the scratch space)",
     "nofile": "a positive int of at most 1048576 (Linux's default fs.nr_open)",
     "output_cell": "a positive int of at most 999980 (characters of each stream the protocol carries, less the "
                    "truncation marker)",
@@ -86,7 +89,8 @@ def test_a_count_or_size_that_is_not_an_int_in_its_range_is_refused_by_name(name
 
 @pytest.mark.parametrize("name, most", [("output_cell", MAX_OUTPUT_CELL), ("output_total", MAX_OUTPUT_TOTAL),
                                         ("diagnostics_bytes", MAX_DIAGNOSTICS_BYTES), ("memory_mb", 2**24),
-                                        ("fsize_mb", 2**24), ("disk_mb", 2**24), ("nofile", 2**20)])
+                                        ("fsize_mb", 2**24), ("disk_mb", 2**24), ("nofile", 2**20),
+                                        ("nproc", 2**22 - 64), ("disk_inodes", 2**32 - 1)])
 def test_an_output_cap_is_accepted_up_to_its_maximum_and_refused_past_it(name: str, most: int) -> None:
     # Review r12, R6: a memory, file or disk size past 64 bits of bytes, or more open files than fs.nr_open,
     # failed in every kernel's setrlimit instead of as a usage error.

@@ -180,7 +180,7 @@ SPEC = AssignmentSpec(
         FunctionQuestion("test_policy_loss_aggregate", "_coursekit_policy", 3, policy_cases, _reference_policy,
                          rtol=1e-4, atol=1e-5, grad_wrt=(0,), adapter=POLICY_ADAPTER,
                          student_function="policy_loss_aggregate",
-                         # batch_loss (a2's answer) computes the "grpo" and "bnpo" modes, warning included.
+                         # batch_loss (a2's answer) computes the "grpo" and "dapo" modes, warning included.
                          withholds=(policy_loss_aggregate, batch_loss),
                          outputs=("the loss", "whether a RuntimeWarning was issued"), adapter_options=("warned",)),
     ),

@@ -65,17 +65,24 @@ MAX_DIAGNOSTICS_BYTES = 16 * 2**20
 #: sum of them) still fit the 64-bit limits setrlimit and the cgroup files take (a larger one failed in every
 #: kernel instead of as a usage error: grader review r12, finding R6).
 MAX_SIZE_MB = 2**24
-#: the most open files accepted: Linux's default ``fs.nr_open``, past which setrlimit(RLIMIT_NOFILE) fails.
+#: the most open files accepted: Linux's default ``fs.nr_open``, above which no process may open files (the
+#: kernel lowers a larger limit to the hard limit it inherits).
 MAX_NOFILE = 2**20
+#: the most processes accepted: Linux's largest ``pid_max`` (2**22) less the runner's own, since a cgroup's
+#: ``pids.max`` refuses more than that (review r13, N5).
+MAX_PROCESSES = 2**22 - 64
+#: the most inodes accepted for the scratch space: far past what its memory could hold (each inode costs kernel
+#: memory), and within what a tmpfs's ``nr_inodes`` takes on any kernel (1e20 was refused, failing every run).
+MAX_INODES = 2**32 - 1
 #: the fields that hold counts or sizes, each with the least and the most it accepts (``None``: no most) and why.
 INT_FIELDS: dict[str, tuple[int, int | None, str]] = {
     "memory_mb": (MIN_MEMORY_MB, MAX_SIZE_MB,
                   "MiB a notebook may use beyond what Python, NumPy and torch map at the start"),
-    "nproc": (1, None, ""),
+    "nproc": (1, MAX_PROCESSES, "Linux's largest pid_max, less the runner's processes"),
     "fsize_mb": (1, MAX_SIZE_MB, "MiB"),
     # 0 would not be an empty scratch space: a tmpfs of size 0 has no size limit.
     "disk_mb": (1, MAX_SIZE_MB, "MiB"),
-    "disk_inodes": (1, None, ""),
+    "disk_inodes": (1, MAX_INODES, "inodes of the scratch space"),
     "nofile": (1, MAX_NOFILE, "Linux's default fs.nr_open"),
     "output_cell": (1, MAX_OUTPUT_CELL, "characters of each stream the protocol carries, less the truncation marker"),
     "output_total": (1, MAX_OUTPUT_TOTAL, "characters the grader keeps of a submission's output"),
@@ -83,6 +90,9 @@ INT_FIELDS: dict[str, tuple[int, int | None, str]] = {
 }
 #: the fields that hold seconds or CPUs, each a positive finite number.
 REAL_FIELDS = ("timeout_s", "submission_timeout_s", "calls_timeout_s", "cpus")
+#: the most each accepts: a week of seconds (far past any notebook; 1e18 overflowed setrlimit and setitimer in
+#: every kernel: review r13, N4), and 1024 CPUs (a cgroup's quota is that many periods).
+MAX_REAL = {"timeout_s": 604_800.0, "submission_timeout_s": 604_800.0, "calls_timeout_s": 604_800.0, "cpus": 1024.0}
 
 
 @dataclass(frozen=True)
@@ -117,10 +127,10 @@ class Limits:
         ValueError: a field out of its range; the message names the field, the value and the range.
 
     Example:
-        >>> Limits(nproc=0.5)
+        >>> Limits(fsize_mb=0.5)
         Traceback (most recent call last):
         ...
-        ValueError: Limits.nproc must be a positive int, got 0.5
+        ValueError: Limits.fsize_mb must be a positive int of at most 16777216 (MiB), got 0.5
         >>> Limits(output_cell=2_000_000)
         Traceback (most recent call last):
         ...
@@ -146,8 +156,10 @@ class Limits:
             value = getattr(self, name)
             if value is None and name in OPTIONAL_BUDGETS:
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-                raise ValueError(f"Limits.{name} must be a positive finite number, got {value!r}")
+            if (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf
+                    or value > MAX_REAL[name]):
+                raise ValueError(f"Limits.{name} must be a positive finite number of at most {MAX_REAL[name]:g}, "
+                                 f"got {value!r}")
         for name, (least, most, meaning) in INT_FIELDS.items():
             value = getattr(self, name)
             if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least

@@ -158,7 +158,7 @@ _PHASE_OUT_OF_TIME = {
     "cells": "the notebook's cells used up their time budget ({cells:.0f} s, every attempt together); "
              "no hidden call was made",
     "calls": "the hidden calls used up their own time budget ({calls:.0f} s, every attempt together); "
-             "the calls not made earn nothing",
+             "the calls no attempt made earn nothing",
 }
 
 

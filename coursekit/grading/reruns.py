@@ -96,7 +96,9 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
         The last attempt's run, with ``skipped_cells``, ``attempts``, the total
         ``seconds``, ``cells_seconds`` and ``calls_seconds``, and an event for every call that was not made again;
         or, when a rerun without a graded function ran out of its cells' budget, the attempt before it, the same
-        way (see :func:`_keeping_calls_made`).
+        way (see :func:`_keeping_calls_made`); when such a rerun ran out of the calls' budget, its own run, where
+        each call it did not reach keeps the attempt before it's event. ``kept_from_earlier`` says which, when
+        anything was kept.
     """
     started = time.monotonic()
     cells_left, calls_left = limits.wall_s, limits.calls_wall_s
@@ -123,9 +125,10 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
             # The rerun made its calls again, on the calls' shared budget, and ran out: a call it did not reach
             # keeps what the attempt before it gave (grader review r12, finding R1).
             reached = {end.call_id for end in run.calls}
-            run.calls += [end for end in _keeping_calls_made(made_calls, given_up, run).calls
-                          if end.call_id not in reached]
-            run.kept_from_earlier = "calls"
+            earlier = [end for end in _keeping_calls_made(made_calls, given_up, run).calls
+                       if end.call_id not in reached]
+            run.calls += earlier
+            run.kept_from_earlier = "calls" if earlier else ""
             return run
         if run.wall_killed or run.unresponsive or attempt > MAX_RESTARTS:
             return run

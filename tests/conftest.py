@@ -252,9 +252,7 @@ def _module_fixture_group(item: pytest.Item) -> str | None:
     browser) is set up once on every worker that runs one of its tests: putting
     all the module's users of such fixtures on one worker sets each up once. A
     parametrized fixture gives one group per parameter, so that its variants
-    (one graded course per assignment) can still run side by side; so does the
-    parameter a module names in ``SPLIT_GROUP_BY``, with the value its tests
-    without that parameter use.
+    (one graded course per assignment) can still run side by side.
     """
     if not isinstance(item, pytest.Function):
         return None
@@ -269,14 +267,6 @@ def _module_fixture_group(item: pytest.Item) -> str | None:
             variant.append(f"{name}={item.callspec.params[name]}")
     if not shares:
         return None
-    # A module whose shared fixtures cache what each value of one parameter needs (the browser tests' pages, per
-    # colour mode) names that parameter, and the value its tests without it use, in SPLIT_GROUP_BY: one group per
-    # value, so that the workers share the module.
-    split = getattr(item.module, "SPLIT_GROUP_BY", None)
-    if split is not None:
-        name, default = split
-        params = item.callspec.params if hasattr(item, "callspec") else {}
-        variant.append(f"{name}={params.get(name, default)}")
     # No "]" in the name: pytest-xdist finds the group after the last "@" that follows the last "]".
     return "::".join([item.nodeid.split("::")[0], *variant])
 

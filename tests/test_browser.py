@@ -36,10 +36,6 @@ CHAPTERS = [page for page in PAGES if re.search(r"/ch\d\d_", page)]
 MODES = ("light", "dark")
 WIDTHS = (PHONE, DESKTOP)
 COMBINATIONS = [(mode, width) for mode in MODES for width in WIDTHS]
-# The pages a worker loads are kept (``view``): one xdist group per colour mode, so that the two workers share the
-# module's page loads (on one worker they were the last twenty minutes of a CI run). A test without a mode reads the
-# light pages, so it joins the light group.
-SPLIT_GROUP_BY = ("mode", "light")
 # Budget of one chapter, everything it loads counted uncompressed.
 CHAPTER_BYTES = 2_500_000
 CHAPTER_REQUESTS = 35

@@ -14,7 +14,8 @@ import torch
 from coursekit.course import ASSIGNMENTS
 from coursekit.course.derived_tests import derive_course
 from coursekit.course.grading_notes import FEEDBACK, PARAGRAPHS, WHAT_IS_GRADED, notes_of, write_grading_notes
-from coursekit.grading.spec import FunctionQuestion, ValueQuestion, load_spec
+# _to_torch: the conversion the grader applies to a case before it calls the reference.
+from coursekit.grading.spec import FunctionQuestion, ValueQuestion, _to_torch, load_spec
 
 
 def _notebook_path(root: Path, assignment: str) -> Path:
@@ -95,18 +96,10 @@ def _compares_floats(value: object) -> bool:
     return isinstance(value, float)
 
 
-def _as_torch(value: object) -> object:
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(value.copy())
-    if isinstance(value, (list, tuple)):
-        return type(value)(_as_torch(item) for item in value)
-    return value
-
-
 def _reference_output(question: FunctionQuestion) -> object:
     """The reference's output on the question's first case that returns (drawn from a fixed seed), as the grader calls it."""
     case = next(c for c in question.cases(np.random.default_rng(0)) if not c.raises)
-    return question.reference(*_as_torch(case.args), **{k: _as_torch(v) for k, v in case.kwargs.items()})
+    return question.reference(*_to_torch(case.args), **{k: _to_torch(v) for k, v in case.kwargs.items()})
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)

@@ -171,14 +171,19 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_attack_gets_exact_score_and_outcome(graded: dict, attack) -> None:
     report = graded["reports"][attack.student]
     printed = _printed(graded["course"], attack.student)
-    outcome = attack.outcome
-    if attack.unreached is not None and re.search(attack.unreached[0], printed, re.MULTILINE):
-        outcome = attack.unreached[1]
+    outcome = _expected_outcome(attack, printed)
     assert (report.score, report.outcome) == (attack.score, outcome), (attack.what, report, printed)
     assert report.max_score == 10.0
     assert report.sandboxed
     if attack.timestamp is not None:
         assert any("timestamp.txt is not a date" in note for note in report.notes), report.notes
+
+
+def _expected_outcome(attack, printed: str) -> str:
+    """The outcome ``attack`` must get: its own, or ``unreached[1]`` when what it printed shows its cell fell short of the limit."""
+    if attack.unreached is not None and re.search(attack.unreached[0], printed, re.MULTILINE):
+        return attack.unreached[1]
+    return attack.outcome
 
 
 def _printed(course: Path, student: str, chars: int = 2000) -> str:
@@ -416,7 +421,8 @@ def test_reports_are_written_for_every_student(graded: dict) -> None:
     reports = graded["course"] / "grade-reports" / ASSIGNMENT
     for attack in ATTACKS:
         data = json.loads((reports / f"{attack.student}.json").read_text())
-        assert data["score"] == attack.score and data["outcome"] == attack.outcome
+        outcome = _expected_outcome(attack, _printed(graded["course"], attack.student))
+        assert (data["score"], data["outcome"]) == (attack.score, outcome), attack.student
         assert {q["grade_id"] for q in data["questions"]} == {
             "test_token_nll", "test_sequence_loss", "test_perplexity", "test_fox", "test_mc_classification"}
 

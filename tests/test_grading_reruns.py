@@ -21,6 +21,7 @@ from coursekit.grading.limits import CALLS_BASE_S, SUBMISSION_START_S, SUBMISSIO
 from coursekit.grading.package_view import plan_view
 from coursekit.grading.protocol import CallStatus, CellStatus, StepEnd
 from coursekit.grading.reruns import MAX_RESTARTS, run_submission
+from coursekit.grading.result_budget import MAX_RESULT_BYTES, wire_size
 from coursekit.grading.sandbox import Job, run_job
 from coursekit.grading.wire import encode_value
 from conftest import require_sandbox
@@ -160,26 +161,38 @@ def test_a_rerun_whose_cells_run_out_of_their_budget_keeps_the_calls_made_before
     assert run.kept_from_earlier == "cells"    # review r12, R4: the report says the rerun ran out
 
 
-def test_a_rerun_whose_calls_run_out_of_their_budget_keeps_the_earlier_results_of_calls_it_did_not_reach(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Grader review r12, R1: the rerun makes its calls again on the calls' shared budget; should it run out, a
-    call it did not reach keeps the result the attempt before it gave, instead of failing."""
-    def slower_rerun(job: Job, limits: Limits, **budgets: Any) -> Any:
-        if all(call["name"] != "boom" for call in job.calls):
-            slow_ok = "import time\ndef ok(k):\n    time.sleep(3)\n    return k\n"
-            job = dataclasses.replace(job, cells=job.cells + [{"index": 10, "source": slow_ok}])
+#: ``ok`` and ``last`` take 3 s of wall clock (no CPU) each call; ``boom`` passes its case 0 and kills the kernel on 1.
+SLOW_BEFORE_A_CRASH = ("import os, time\ndef ok(k):\n    time.sleep(3)\n    return k\n"
+                       "def last(k):\n    time.sleep(3)\n    return k\n"
+                       "def boom(k):\n    if k == 1:\n        os._exit(1)\n    return k\n")
+
+
+def test_a_rerun_is_sent_only_the_calls_no_attempt_has_answered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grader review r13, N2: a rerun made again the calls the attempt before it had answered, on the calls' shared
+    budget, so a slow but correct function before a crash starved the function after it (here, made again, the
+    two ``ok`` calls would take 6 of the 17 s that the two ``last`` calls need)."""
+    sent: list[list[str]] = []
+    budgets_sent: list[int] = []
+
+    def recording(job: Job, limits: Limits, **budgets: Any) -> Any:
+        sent.append([call["id"] for call in job.calls])
+        budgets_sent.append(job.result_bytes)
         return run_job(job, limits, **budgets)
 
-    monkeypatch.setattr(reruns, "run_job", slower_rerun)
-    calls = _cases("ok", 3, 0) + _cases("boom", 2, 3)
-    limits = Limits(timeout_s=2.0, submission_timeout_s=30.0, calls_timeout_s=5.0)
-    run = run_submission(_job([THREE_FUNCTIONS], calls), limits)
-    assert run.attempts == 2 and run.wall_killed_in == "calls", run
+    monkeypatch.setattr(reruns, "run_job", recording)
+    calls = _cases("ok", 2, 0) + _cases("boom", 2, 2) + _cases("last", 2, 4)
+    limits = Limits(timeout_s=2.0, submission_timeout_s=30.0, calls_timeout_s=17.0)
+    run = run_submission(_job([SLOW_BEFORE_A_CRASH], calls), limits)
+    assert sent == [[call["id"] for call in calls], ["q#4", "q#5"]], sent
+    assert run.attempts == 2 and run.finished and not run.wall_killed, run
     statuses = {end.call_id: end.status for end in run.calls}
-    assert statuses == {"q#0": CallStatus.OK, "q#1": CallStatus.OK, "q#2": CallStatus.OK,
-                        "q#3": CallStatus.NOT_RUN_AFTER_DEATH, "q#4": CallStatus.NOT_RUN_AFTER_DEATH}, statuses
-    assert len(run.calls) == 5, run.calls
-    assert run.kept_from_earlier == "calls"
+    assert statuses == {"q#0": CallStatus.OK, "q#1": CallStatus.OK, "q#2": CallStatus.NOT_RUN_AFTER_DEATH,
+                        "q#3": CallStatus.NOT_RUN_AFTER_DEATH, "q#4": CallStatus.OK, "q#5": CallStatus.OK}, statuses
+    assert len(run.calls) == 6, run.calls
+    kept = sum(wire_size(end.value) + wire_size(end.grads) for end in run.calls if end.call_id in ("q#0", "q#1"))
+    assert budgets_sent == [MAX_RESULT_BYTES, MAX_RESULT_BYTES - kept] and kept > 0, "results kept count once"
+    assert 12 <= run.calls_seconds <= limits.calls_wall_s, run.calls_seconds
+    assert not run.kept_from_earlier
 
 
 def test_the_pages_state_how_reruns_are_timed(repo_root: Path) -> None:
@@ -195,7 +208,7 @@ def test_the_pages_state_how_reruns_are_timed(repo_root: Path) -> None:
     students = " ".join((repo_root / "book" / "for_students.md").read_text().split())
     for stated in ("runs your notebook again from the start without that function",
                    f"its cells get their {limits.wall_s:g} seconds afresh",
-                   "the hidden cases already run before the crash keep their results"):
+                   "the hidden cases already run before the crash keep their results and are not run again"):
         assert stated in students, f"book/for_students.md no longer says {stated!r}"
 
 

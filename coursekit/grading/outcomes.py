@@ -183,8 +183,8 @@ def run_notes(run: RawRun) -> list[str]:
     if run.wall_killed_in:
         notes.append(_PHASE_OUT_OF_TIME[run.wall_killed_in].format(cells=run.cells_seconds, calls=run.calls_seconds))
     if run.kept_from_earlier:
-        notes.append(f"the rerun without that function ran out of its {run.kept_from_earlier}' time budget; "
-                     "the hidden calls it did not make kept their results from the attempt before it")
+        notes.append("the rerun without that function ran out of its cells' time budget; "
+                     "the hidden calls made before the crash kept their results")
     if run.oom_kills:
         notes.append(f"the sandbox's memory limit killed {run.oom_kills} process(es)")
     if run.done is not None and run.done.ignored_reports:

@@ -18,10 +18,11 @@ them again would let one crash in a hidden case cost every question (grader
 review r11, F3). Should such a rerun's cells run out of their budget all the
 same, the submission keeps the calls the attempt before it made, which ran in
 the same cells' names; only the calls it had not made yet are lost. A rerun
-makes its calls again on the calls' shared budget; should it run out of that,
-each call it did not reach keeps its result from the attempt before. So a
-submission takes at most :attr:`Limits.worst_wall_s`, and
-:attr:`Limits.total_wall_s` when no graded call crashes or stalls; the run
+is sent only the calls no attempt has answered yet: a call answered before
+keeps its result, so the calls' shared budget pays for each call once, and a
+slow but correct function before the crash cannot starve a later one (grader
+review r13, N2). So a submission takes at most :attr:`Limits.worst_wall_s`,
+and :attr:`Limits.total_wall_s` when no graded call crashes or stalls; the run
 reports the total time of every attempt.
 
 Every decision rests on the runner's events and measurements (trusted, see
@@ -45,6 +46,7 @@ import time
 
 from coursekit.grading.limits import MAX_RESTARTS, Limits
 from coursekit.grading.protocol import CallEnd, CallStatus, CellStatus, StepEnd
+from coursekit.grading.result_budget import wire_size
 from coursekit.grading.sandbox import Job, RawRun, run_job
 
 __all__ = ["DIED", "MAX_RESTARTS", "MEMORY", "TIMEOUT", "run_submission"]
@@ -94,11 +96,10 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
 
     Returns:
         The last attempt's run, with ``skipped_cells``, ``attempts``, the total
-        ``seconds``, ``cells_seconds`` and ``calls_seconds``, and an event for every call that was not made again;
-        or, when a rerun without a graded function ran out of its cells' budget, the attempt before it, the same
-        way (see :func:`_keeping_calls_made`); when such a rerun ran out of the calls' budget, its own run, where
-        each call it did not reach keeps the attempt before it's event. ``kept_from_earlier`` says which, when
-        anything was kept.
+        ``seconds``, ``cells_seconds`` and ``calls_seconds``, and an event for every call it was not sent: the
+        earlier attempt's event of a call answered before, a ``not_run_after_*`` one for each call of a function
+        given up on; or, when a rerun without a graded function ran out of its cells' budget, the attempt before
+        it, the same way (see :func:`_keeping_calls_made`), with ``kept_from_earlier`` set to ``"cells"``.
     """
     started = time.monotonic()
     cells_left, calls_left = limits.wall_s, limits.calls_wall_s
@@ -106,30 +107,25 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
     cells, calls = list(job.cells), list(job.calls)
     skipped: list[tuple[int, str]] = []
     given_up: list[CallEnd] = []
+    # Calls an earlier attempt answered, of functions not given up on: a rerun is not sent them again.
+    answered: list[CallEnd] = []
     # The last attempt that got as far as its calls and was stopped in one: what a rerun would otherwise lose.
     made_calls: RawRun | None = None
     for attempt in range(1, MAX_RESTARTS + 2):
-        run = run_job(dataclasses.replace(job, cells=cells, calls=calls), limits, cells_s=cells_left,
-                      calls_s=calls_left, use_sandbox=use_sandbox, use_cgroups=use_cgroups)
+        kept_bytes = sum(wire_size(end.value) + wire_size(end.grads) for end in answered)
+        run = run_job(dataclasses.replace(job, cells=cells, calls=calls, result_bytes=job.result_bytes - kept_bytes),
+                      limits, cells_s=cells_left, calls_s=calls_left, use_sandbox=use_sandbox,
+                      use_cgroups=use_cgroups)
         cells_left -= run.cells_seconds
         calls_left -= run.calls_seconds
         cells_spent += run.cells_seconds
         calls_spent += run.calls_seconds
         run.attempts, run.skipped_cells = attempt, list(skipped)
-        run.calls += given_up
+        run.calls += answered + given_up
         run.seconds = time.monotonic() - started
         run.cells_seconds, run.calls_seconds = cells_spent, calls_spent
         if made_calls is not None and run.wall_killed_in == "cells":
             return _keeping_calls_made(made_calls, given_up, run)
-        if made_calls is not None and run.wall_killed_in == "calls":
-            # The rerun made its calls again, on the calls' shared budget, and ran out: a call it did not reach
-            # keeps what the attempt before it gave (grader review r12, finding R1).
-            reached = {end.call_id for end in run.calls}
-            earlier = [end for end in _keeping_calls_made(made_calls, given_up, run).calls
-                       if end.call_id not in reached]
-            run.calls += earlier
-            run.kept_from_earlier = "calls" if earlier else ""
-            return run
         if run.wall_killed or run.unresponsive or attempt > MAX_RESTARTS:
             return run
         stopped_call = run.done.stopped_call if run.done is not None else None
@@ -144,7 +140,10 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
             if name is None:
                 return run
             given_up += [CallEnd(call["id"], why) for call in calls if call["name"] == name]
-            calls = [call for call in calls if call["name"] != name]
+            settled = {end.call_id for end in answered + given_up}
+            answered += [end for end in run.calls if end.call_id not in settled]
+            settled |= {end.call_id for end in answered}
+            calls = [call for call in calls if call["id"] not in settled]
             made_calls, cells_left = run, limits.wall_s
             continue
         if culprit is None:

@@ -80,6 +80,8 @@ class Job:
             report unread, and the grader checks again what it keeps.
         scopes: the index of the test cell whose names each call runs in, by call id
             (:attr:`~coursekit.grading.protocol.Calls.scopes`).
+        result_bytes: the submission's result text still to keep
+            (:data:`~coursekit.grading.result_budget.MAX_RESULT_BYTES` less what earlier attempts' calls kept).
     """
 
     files: dict[str, str]
@@ -90,6 +92,7 @@ class Job:
     memory_budget_mb: int | None = None
     result_caps: dict[str, int] = field(default_factory=dict)
     scopes: dict[str, int] = field(default_factory=dict)
+    result_bytes: int = MAX_RESULT_BYTES
 
 
 @dataclass
@@ -117,9 +120,9 @@ class RawRun:
         skipped_cells: ``(index, why)`` of cells left out of later attempts; ``why`` is
             ``"died"``, ``"memory"`` or ``"timeout"``.
         diagnostics: the end of the runner's stderr.
-        kept_from_earlier: ``"cells"`` or ``"calls"``: a rerun without a graded function ran out of that
-            phase's budget, and calls it did not make kept the attempt before it's results (see
-            :mod:`~coursekit.grading.reruns`; ``""``: no rerun did).
+        kept_from_earlier: ``"cells"``: a rerun without a graded function ran out of its cells' budget, and the
+            calls the attempt before it made kept their results (see :mod:`~coursekit.grading.reruns`; ``""``:
+            no rerun did).
     """
 
     cells: list[CellEnd] = field(default_factory=list)
@@ -180,7 +183,7 @@ class _Recorder:
         self.step_deadline: float | None = None
         self.step_budget = limits.step_wall_s + 2 * limits.grace_s + RUNNER_SLACK_S
         self.cells_done = False
-        self.result_bytes_left = MAX_RESULT_BYTES
+        self.result_bytes_left = job.result_bytes
         self.result_caps = job.result_caps
 
     def accept(self, event: Any) -> bool:

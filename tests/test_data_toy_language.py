@@ -207,3 +207,23 @@ def test_subject_and_verb_rejects_a_sentence_without_subject_or_verb(words):
         subject_and_verb(words.split())
     with pytest.raises(TypeError, match="sentence"):
         subject_and_verb("the cat sleeps")
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [(lambda: ToyLanguage({"s": [("a", 0.5, "s"), ("<eos>", 0.5, None)]}, start="x" * 100),
+      r"^start must be a state of arcs, got 'x{40}'\.\.\. \(100 characters\)$"),
+     (lambda: ToyLanguage({"s": [("a", 0.25, "s"), ("a", 0.25, "s"), ("<eos>", 0.5, None)]}, start="s"),
+      r"^arcs\['s'\] uses the word 'a' twice$"),
+     (lambda: ToyLanguage({"s": [("a", 0.5, "t" * 1000), ("<eos>", 0.5, None)]}, start="s"),
+      r"^arcs\['s'\]: next state 't{40}'\.\.\. \(1000 characters\) is not defined$"),
+     (lambda: subject_and_verb(["blah"] * 100_000),
+      r"^sentence must hold a subject noun, got 'blah blah .*'\.\.\. \(499999 characters\)$"),
+     (lambda: subject_and_verb(["the", "cat", 10**5000]),
+      r"^sentence must hold a verb after its subject, got 'the cat an int of 16610 bits'$")],
+    ids=["long start", "word twice", "long next state", "long sentence", "huge int word"],
+)
+def test_messages_show_a_long_str_by_its_start_and_a_huge_int_by_its_size(build, message):
+    # losses review r25: these messages printed whole strings (a 100,000-word sentence) and str() of a huge int
+    with pytest.raises(ValueError, match=message):
+        build()

@@ -229,10 +229,10 @@ def test_too_few_ood_numbers_names_max_in_distribution_words_as_well_as_num_ood(
     # with every source in distribution the message said "num_ood must be <= 0 numbers, got 500", blaming
     # the default num_ood the caller never passed
     with pytest.raises(ValueError, match=r"^num_ood must be <= 0 \(the numbers whose source has more than "
-                                         r"max_in_distribution_words=6 words\), got 500$"):
+                                         r"max_in_distribution_words words, here 6\), got 500$"):
         translation_task(max_in_distribution_words=6)
     with pytest.raises(ValueError, match=r"^num_train \+ num_valid \+ num_test must be <= \d+ \(the numbers whose "
-                                         r"source has at most max_in_distribution_words=1 words\), got 3900$"):
+                                         r"source has at most max_in_distribution_words words, here 1\), got 3900$"):
         translation_task(max_in_distribution_words=1)
 
 

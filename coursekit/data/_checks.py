@@ -6,7 +6,7 @@ message naming the argument, the value received and what was expected.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Mapping, MappingView, Sequence, Set
 from typing import TypeVar
 
 import numpy
@@ -422,7 +422,8 @@ def pair_items(name: str, value: object, pair: str) -> tuple[object, object]:
 
     A str is refused, though a two-character one would unpack: its characters are no pair. So are a set
     and a mapping of two items: a set's order depends on hashing, which differs between processes for str
-    items, and a mapping would unpack into its keys.
+    items, and a mapping would unpack into its keys. A mapping's view (``d.keys()``, ``d.values()``,
+    ``d.items()``) is refused too: it holds a mapping's entries, in the mapping's order, not a pair.
 
     Raises:
         TypeError: ``value`` is a str, a set or a mapping, or does not unpack into exactly two items; the
@@ -435,9 +436,15 @@ def pair_items(name: str, value: object, pair: str) -> tuple[object, object]:
         Traceback (most recent call last):
         ...
         TypeError: pairs[0] must be a (source ids, target ids) pair, got a tuple of 3 items
+        >>> pair_items("pairs[0]", {"src": [4], "tgt": [5]}.keys(), "a (source ids, target ids) pair")
+        Traceback (most recent call last):
+        ...
+        TypeError: pairs[0] must be a (source ids, target ids) pair, got a dict_keys of 2 items, a view of a mapping's entries
     """
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be {pair}, got {type_text(value)}")
+    if isinstance(value, MappingView):
+        raise TypeError(f"{name} must be {pair}, got {items_text(value)}, a view of a mapping's entries")
     if isinstance(value, (Set, Mapping)):
         why = "whose order varies between processes" if isinstance(value, Set) else "which unpacks into its keys"
         raise TypeError(f"{name} must be {pair}, got {items_text(value)}, {why}")

@@ -28,7 +28,7 @@ from coursekit.data._checks import (
     row_list,
     shown,
 )
-from coursekit.losses._checks import type_text
+from coursekit.losses._checks import INT64_MAX, type_text
 
 #: the class index of CTC's blank in this task
 FRAME_BLANK = 0
@@ -100,6 +100,22 @@ class FrameBatch:
 MAX_DRAWN = 1000
 
 
+def _require_tensor_sizes(num_labels: int, prototype_dim: int, max_frames: int) -> None:
+    """Refuse sizes whose tensors torch cannot describe: more than int64's largest count of elements.
+
+    The prototypes hold ``(num_labels + 1) * prototype_dim`` numbers and an example of ``max_frames`` frames
+    ``max_frames * (prototype_dim + 1)``; past ``2**63 - 1`` torch raised an overflow naming no argument.
+    A size below that bound but too large for memory is still the caller's to fit.
+    """
+    if (num_labels + 1) * prototype_dim > INT64_MAX:
+        raise ValueError(f"num_labels and prototype_dim must give the prototypes at most 2**63 - 1 numbers "
+                         f"((num_labels + 1) * prototype_dim), got num_labels={shown(num_labels)} and "
+                         f"prototype_dim={shown(prototype_dim)}")
+    if max_frames * (prototype_dim + 1) > INT64_MAX:
+        raise ValueError(f"prototype_dim must be <= {INT64_MAX // max_frames - 1} so that an example of up to "
+                         f"{max_frames} frames holds at most 2**63 - 1 numbers, got {shown(prototype_dim)}")
+
+
 def _require_draw_bounds(name: str, bounds: object) -> tuple[int, int]:
     """``bounds`` as a pair of Python ints ``(low, high)``, if it holds two integers (``as_int``) with
     ``1 <= low <= high <= MAX_DRAWN``.
@@ -127,8 +143,8 @@ def frame_task(*, seed: int = 0, num_train: int = 1200, num_valid: int = 200, nu
     The ranges' high ends are capped at ``MAX_DRAWN`` = 1000, which bounds one example's length: at most
     2,001,000 frames, of ``prototype_dim + 1`` float32 features each, so at most
     ``8 MB * (prototype_dim + 1)``: 72 MB at the default ``prototype_dim`` (see ``MAX_DRAWN``).
-    ``prototype_dim`` and the splits are not capped: ``num_train`` examples of up to that length, with
-    as many features per frame as asked for, are the caller's to fit.
+    ``prototype_dim`` and the splits are not capped (beyond sizes torch can describe): ``num_train``
+    examples of up to that length, with as many features per frame as asked for, are the caller's to fit.
 
     Args:
         seed: seeds the prototypes and every example.
@@ -158,7 +174,8 @@ def frame_task(*, seed: int = 0, num_train: int = 1200, num_valid: int = 200, nu
             that is not a real number.
         ValueError: a size that is not positive, a range whose low end is below 1 or exceeds its high end
             or whose high end exceeds 1000, a ``max_silence`` outside ``[0, 1000]``, a seed outside
-            ``[0, 2**63)``, or a negative or non-finite ``noise``.
+            ``[0, 2**63)``, a negative or non-finite ``noise``, or a ``num_labels`` and ``prototype_dim``
+            whose prototypes or longest possible example would hold more than ``2**63 - 1`` numbers.
 
     Example:
         >>> task = frame_task(seed=0, num_train=3, num_valid=1, num_test=1)
@@ -183,6 +200,8 @@ def frame_task(*, seed: int = 0, num_train: int = 1200, num_valid: int = 200, nu
     noise = require_number("noise", noise, low=0.0)
     labels_per_example = _require_draw_bounds("labels_per_example", labels_per_example)
     frames_per_label = _require_draw_bounds("frames_per_label", frames_per_label)
+    _require_tensor_sizes(num_labels, prototype_dim, labels_per_example[1] * (frames_per_label[1] + max_silence)
+                          + max_silence)
     generator = torch.Generator().manual_seed(seed)
     prototypes = torch.cat([torch.zeros(1, prototype_dim), torch.randn(num_labels, prototype_dim, generator=generator)])
 

@@ -54,6 +54,11 @@ def _require_words(sentence: object) -> None:
         raise TypeError("sentence must be a sequence of words, got a str (split it first)")
 
 
+def _sentence_text(sentence: Sequence[object]) -> str:
+    """``sentence``'s words joined by spaces, as a message shows a str (:func:`shown`: a long one by its start)."""
+    return shown(" ".join(word if isinstance(word, str) else shown(word) for word in sentence))
+
+
 class ToyLanguage:
     """A deterministic probabilistic finite automaton over words.
 
@@ -79,25 +84,26 @@ class ToyLanguage:
 
     def __init__(self, arcs: Mapping[str, Arcs], *, start: str) -> None:
         if start not in arcs:
-            raise ValueError(f"start must be a state of arcs, got {start!r}")
+            raise ValueError(f"start must be a state of arcs, got {shown(start)}")
         self.start = start
         self._arcs: dict[str, list[tuple[str, float, str | None]]] = {}
         for state, state_arcs in arcs.items():
             words = [w for w, _, _ in state_arcs]
-            if len(set(words)) != len(words):
-                raise ValueError(f"arcs[{state!r}] uses a word twice: {words}")
+            twice = next((w for i, w in enumerate(words) if w in words[:i]), None)
+            if twice is not None:
+                raise ValueError(f"arcs[{shown(state)}] uses the word {shown(twice)} twice")
             # each probability is checked before the sum: fsum raises for a str without naming the
             # argument, and a nan fails no comparison, so it reached the termination check's wrong reason
-            probabilities = [require_number(f"arcs[{state!r}] probability of {w!r}", p, low=0.0, low_inclusive=False)
+            probabilities = [require_number(f"arcs[{shown(state)}] probability of {shown(w)}", p, low=0.0, low_inclusive=False)
                              for w, p, _ in state_arcs]
             total = math.fsum(probabilities)
             if abs(total - 1.0) > 1e-9:
-                raise ValueError(f"arcs[{state!r}] must have positive probabilities summing to 1, got sum {total}")
+                raise ValueError(f"arcs[{shown(state)}] must have positive probabilities summing to 1, got sum {total}")
             for word, _, nxt in state_arcs:
                 if (word == EOS) != (nxt is None):
-                    raise ValueError(f"arcs[{state!r}]: only {EOS!r} may end a sentence, got {word!r} -> {nxt!r}")
+                    raise ValueError(f"arcs[{shown(state)}]: only {EOS!r} may end a sentence, got {shown(word)} -> {shown(nxt)}")
                 if nxt is not None and nxt not in arcs:
-                    raise ValueError(f"arcs[{state!r}]: next state {nxt!r} is not defined")
+                    raise ValueError(f"arcs[{shown(state)}]: next state {shown(nxt)} is not defined")
             self._arcs[state] = [(w, p, n) for (w, _, n), p in zip(state_arcs, probabilities)]
         self._states = sorted(self._arcs)
         self._index = {s: i for i, s in enumerate(self._states)}
@@ -343,10 +349,10 @@ def subject_and_verb(sentence: Sequence[str]) -> Agreement:
     verbs = {v for forms in (TRANSITIVE, INTRANSITIVE) for group in forms.values() for v in group}
     subject = next((i for i, word in enumerate(sentence) if word in nouns), None)
     if subject is None:
-        raise ValueError(f"sentence must hold a subject noun, got {' '.join(sentence)!r}")
+        raise ValueError(f"sentence must hold a subject noun, got {_sentence_text(sentence)}")
     verb = next((i for i in range(subject + 1, len(sentence)) if sentence[i] in verbs), None)
     if verb is None:
-        raise ValueError(f"sentence must hold a verb after its subject, got {' '.join(sentence)!r}")
+        raise ValueError(f"sentence must hold a verb after its subject, got {_sentence_text(sentence)}")
     return Agreement(subject=subject, verb=verb)
 
 

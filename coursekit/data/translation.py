@@ -154,7 +154,7 @@ def translation_task(
         (inside if len(source.split()) <= max_in_distribution_words else outside).append(number)
     wanted = num_train + num_valid + num_test
     # Both bounds depend on max_in_distribution_words, which the caller may have passed instead of the sizes.
-    words = f"max_in_distribution_words={shown(max_in_distribution_words)} words"
+    words = f"max_in_distribution_words words, here {shown(max_in_distribution_words)}"
     if wanted > len(inside):
         raise ValueError(f"num_train + num_valid + num_test must be <= {len(inside)} (the numbers whose source "
                          f"has at most {words}), got {shown(wanted)}")

@@ -210,3 +210,19 @@ def test_the_raises_sections_of_tokenize_id_token_and_encode_list_their_type_err
     for method in (Vocab.tokenize, Vocab.id_token, Vocab.encode):
         assert "TypeError:" in method.__doc__.split("Raises:")[1], method.__name__
     assert "``on_unknown`` is not" in " ".join(Vocab.encode.__doc__.split())
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "message"),
+    [({"level": "word", "tokens": "cat"}, TypeError, r"^tokens must be a sequence of str tokens, got a str \('cat'\)$"),
+     ({"level": None, "tokens": []}, ValueError, r"^level must be one of 'word', 'char', got None$"),
+     ({"tokens": []}, ValueError,
+      r"^data must hold 'level' and 'tokens' \(as to_dict writes them\), got the keys \['tokens'\]$"),
+     (5, TypeError, r"^data must be a mapping from to_dict, got int$")],
+    ids=["str tokens", "level None", "no level", "not a mapping"],
+)
+def test_from_dict_checks_what_it_rebuilds_as_the_constructor_does(data, error, message):
+    # Losses review round 26, F4: from_dict split a str into characters, reported level=None as 'None' and
+    # raised a bare KeyError for a missing key
+    with pytest.raises(error, match=message):
+        Vocab.from_dict(data)

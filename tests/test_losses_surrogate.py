@@ -188,3 +188,23 @@ def test_k3_is_never_negative_after_rounding_for_tiny_log_ratios(dtype):
     series = sum(d**n / math.factorial(n) for n in range(2, 15))      # exact to ~1e-23 relative for |d| <= 0.1
     eps = torch.finfo(dtype).eps
     assert bool(((values.double() - series).abs() <= 2 * eps * (d.abs() + series)).all())
+
+
+@pytest.mark.parametrize(("estimator", "where"), [("k2", "ref_log_probs"), ("k3", "log_probs")])
+def test_kl_penalty_padding_at_minus_inf_gives_the_nan_gradient_its_docstring_warns_of_and_zero_does_not(
+        estimator, where):
+    # Losses review round 26, F3: the docstring said nothing about padding; a masked -inf still sends
+    # 0 * inf = nan back, so the docstring asks for finite padding. Both halves of that sentence are checked.
+    from coursekit.losses import policy_loss_aggregate
+
+    mask = torch.tensor([[1, 1, 0]])
+    for padding, finite in ((-math.inf, False), (0.0, True)):
+        log_probs = torch.tensor([[-1.0, -2.0, -1.0]], requires_grad=True)
+        ref_log_probs = torch.tensor([[-1.5, -2.5, -1.0]], requires_grad=True)
+        with torch.no_grad():
+            (log_probs if where == "log_probs" else ref_log_probs)[0, 2] = padding
+        loss = policy_loss_aggregate(kl_penalty(log_probs, ref_log_probs, estimator=estimator), mask, mode="bnpo")
+        loss.backward()
+        assert bool(torch.isfinite(loss))
+        assert bool(torch.isfinite(log_probs.grad).all()) is finite, (padding, log_probs.grad)
+    assert "should hold finite values" in " ".join(kl_penalty.__doc__.split())

@@ -170,7 +170,8 @@ def _shared_mask_problem(dtype: torch.dtype, masked: float = -math.inf) -> tuple
     return student, teacher
 
 
-@pytest.mark.parametrize("masked", [-math.inf, torch.finfo(torch.float32).min, -1e9], ids=["-inf", "finfo.min", "-1e9"])
+@pytest.mark.parametrize("masked", [-math.inf, torch.finfo(torch.float32).min, -1e9, -1e4],
+                         ids=["-inf", "finfo.min", "-1e9", "-1e4"])
 @pytest.mark.parametrize("tau", [1.0, 2.0])
 @pytest.mark.parametrize("k", [3, 4, 5])
 def test_a_vocabulary_mask_shared_with_k_covering_it_gives_kd_loss_with_finite_gradients(k, tau, masked):
@@ -325,3 +326,35 @@ def test_a_confident_unmasked_student_keeps_its_tail_term_in_every_dtype(dtype):
     # Within the rounding of q_rest = 1 - sum(q) in the dtype (3 % in bfloat16); the dropped tail gave 0.00024.
     assert abs(float(got) - float(expected)) < 0.05 * float(expected), (float(got), float(expected))
     assert float(grad[0, 2:].abs().min()) > 1e-3, grad
+
+
+@pytest.mark.parametrize("tau", [0.05, 0.1, 1.0])
+def test_an_unmasked_student_keeps_its_tail_term_at_a_low_temperature(tau):
+    # Losses review round 26, F2: the empty-tail bound was on the tempered log p_rest, so at tau = 0.05 a raw
+    # logit gap of 60 read as a masked tail and the tail term was dropped (0.0076 where kd_loss is 0.157).
+    teacher_probs = torch.tensor([[0.6, 0.35, 0.03, 0.02]], dtype=torch.float64)
+    student = torch.tensor([[60.0, 59.5, 0.0, 0.0]], dtype=torch.float64)
+    indices = torch.tensor([[0, 1]])
+    got = top_k_kd_loss(student, teacher_probs.log()[:, :2], indices, temperature=tau)
+    # kd_loss with the teacher logits whose tempered softmax is teacher_probs; the tail form merges the two
+    # tail entries, which the student weighs alike, so it falls short of kd_loss only by the teacher's split.
+    expected = kd_loss(student, tau * teacher_probs.log(), temperature=tau)
+    assert float(got) <= float(expected) and float(got) > 0.99 * float(expected), (float(got), float(expected))
+
+
+@pytest.mark.parametrize("teacher_dtype", [torch.float32, torch.bfloat16])
+def test_a_vocabulary_masked_at_minus_1e4_is_an_empty_tail_at_a_high_temperature(teacher_dtype):
+    # Losses review round 26, F2: at tau = 10 the tempered log-mass of 900 entries masked at -1e4 is about
+    # -998, above the bound, so a rounding q_rest of the stored teacher counted as a teacher tail: 0.0501 where
+    # kd_loss is 0.0442, and 1230 with a teacher rounded in bfloat16.
+    vocabulary, unmasked, tau = 1000, 100, 10.0
+    teacher = 3 * torch.randn(4, vocabulary, generator=generator(61))
+    student = teacher + 0.3 * torch.randn(4, vocabulary, generator=generator(62))
+    teacher[:, unmasked:] = -1e4
+    student[:, unmasked:] = -1e4
+    log_probs, indices = top_k_teacher(teacher.to(teacher_dtype), unmasked, temperature=tau)
+    got = top_k_kd_loss(student, log_probs.float(), indices, temperature=tau, reduction="none")
+    expected = kd_loss(student, teacher, temperature=tau, reduction="none")
+    # Within the rounding of the stored teacher (bfloat16's 3 significant digits renormalised).
+    tolerance = 1e-4 if teacher_dtype == torch.float32 else 0.1
+    torch.testing.assert_close(got, expected, rtol=tolerance, atol=tolerance)

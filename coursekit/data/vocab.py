@@ -238,8 +238,28 @@ class Vocab:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> "Vocab":
-        """Rebuild a vocabulary from :meth:`to_dict`."""
-        return cls(list(data["tokens"]), level=str(data["level"]))  # type: ignore[arg-type]
+        """Rebuild a vocabulary from :meth:`to_dict`, with the constructor's checks of its tokens and level.
+
+        Raises:
+            TypeError: ``data`` is not a mapping; or as the constructor does.
+            ValueError: ``data`` lacks ``"level"`` or ``"tokens"``; or as the constructor does.
+
+        Example:
+            >>> vocab = Vocab.build(["the cat"])
+            >>> Vocab.from_dict(vocab.to_dict()) == vocab
+            True
+            >>> Vocab.from_dict({"tokens": ["cat"]})
+            Traceback (most recent call last):
+            ...
+            ValueError: data must hold 'level' and 'tokens' (as to_dict writes them), got the keys ['tokens']
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"data must be a mapping from to_dict, got {type_text(data)}")
+        if "level" not in data or "tokens" not in data:
+            keys = sorted(shown(key) if isinstance(key, str) else type_text(key) for key in data)
+            listed = ", ".join(keys[:5]) + (f", ... ({len(keys)} keys)" if len(keys) > 5 else "")
+            raise ValueError(f"data must hold 'level' and 'tokens' (as to_dict writes them), got the keys [{listed}]")
+        return cls(data["tokens"], level=data["level"])  # type: ignore[arg-type]
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Vocab) and self.level == other.level and self._itos == other._itos

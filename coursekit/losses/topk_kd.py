@@ -45,10 +45,12 @@ TOP_K_REDUCTIONS = ("token_mean", "sequence_mean", "sum", "none")
 _LOG_MASS_TOLERANCE = torch.finfo(torch.bfloat16).eps ** 0.5
 # The largest q_rest = 1 - (stored mass) that is rounding of an empty teacher tail: 1 - exp(-0.088) = 0.0846.
 _TAIL_ROUNDING = -math.expm1(-_LOG_MASS_TOLERANCE)
-# A student tail of log-mass below this is a masked one (-inf, finfo.min, -1e9 over any temperature up to 10
-# for -1e4): log p_rest is computed in log space and never underflows, so the bound is one constant, not the
-# dtype's smallest number (float16's, e^-9.7, caught any confident student: review r25, F1), and far below what
-# an unmasked student reaches (F2).
+# A student tail whose log-mass times the temperature is below this is a masked one (-inf, finfo.min, -1e9,
+# -1e4): tau * log p_rest is about the raw logit gap between the tail and the kept entries, whatever tau, and
+# is computed in log space, so it never underflows. So the bound is one constant, not the dtype's smallest
+# number (float16's, e^-9.7, caught any confident student: review r25, F1), and not a bound on the tempered
+# log p_rest alone (which caught an unmasked student at tau = 0.05 and missed -1e4 masks at tau = 10: review
+# r26, F2); a trained model's logit gaps stay far from it.
 _EMPTY_TAIL_LOG_MASS = -1000.0
 
 
@@ -114,8 +116,9 @@ def top_k_kd_loss(
 
     A term whose teacher probability is 0 is 0 (:math:`0 \\log \\frac{0}{p} = 0`). There is no tail term
     where no entry lies outside the kept set (``k = V``). Where the student's tail is masked
-    (:math:`\\log p_{\\text{rest}} < -1000`: every entry outside the kept set at ``-inf`` or a finite
-    minimum such as ``finfo.min`` or ``-1e9``; no unmasked student comes near) and
+    (:math:`\\tau \\log p_{\\text{rest}} < -1000`, about a raw logit gap of 1000 whatever :math:`\\tau`:
+    every entry outside the kept set at ``-inf`` or a finite minimum such as ``finfo.min``, ``-1e9`` or
+    ``-1e4``; no unmasked student comes near) and
     :math:`q_{\\text{rest}} \\le 1 - e^{-\\delta} \\approx 0.085` with
     :math:`\\delta = \\sqrt{\\epsilon_{\\text{bf16}}} \\approx 0.088`, that :math:`q_{\\text{rest}}` is taken for the
     rounding of a teacher tail that is empty too (its true value is 0): the stored probabilities may
@@ -249,7 +252,7 @@ def top_k_kd_loss(
         # the KL of the renormalised kept masses (below), not q_rest log(q_rest / p_rest), whose rounding
         # q_rest times a huge log ratio would be inf or 1e31 (review r24, F1), nor the kept terms alone,
         # whose masses sum short of 1 (a KL below 0: F2).
-        empty_tails = has_rest & (log_p_rest < _EMPTY_TAIL_LOG_MASS) & (q_rest <= _TAIL_ROUNDING)
+        empty_tails = has_rest & (temperature * log_p_rest < _EMPTY_TAIL_LOG_MASS) & (q_rest <= _TAIL_ROUNDING)
         has_rest = has_rest & ~empty_tails
         safe_q_rest = torch.where(has_rest, q_rest, torch.ones_like(q_rest))
         safe_log_p_rest = torch.where(has_rest, log_p_rest, torch.zeros_like(log_p_rest))

@@ -80,9 +80,11 @@ def vocab_parallel_cross_entropy(
     closer of the two to the float64 loss of the same logits: for the float16
     logits ``[8, 0, 0, 0]`` and target 0, ``F.cross_entropy`` gives 0.000976
     (in bfloat16 0), this function 0.001006, as float64 does. ``"sum"`` and
-    ``"mean"`` add the rounded losses in the shards' dtype, as
-    ``F.cross_entropy`` does (a float16 total of 65520 or more, what float16
-    rounds to ``inf``, is ``inf`` in both), and ``"mean"`` divides by the
+    ``"mean"`` add the rounded losses into a total of the shards' dtype
+    (``Tensor.sum``, which accumulates in float32 and rounds once, where
+    PyTorch's CPU ``F.cross_entropy`` rounds in the half dtype as it adds, so
+    its half-precision total can differ; a float16 total of 65520 or more,
+    what float16 rounds to ``inf``, is ``inf`` in both), and ``"mean"`` divides by the
     exact integer count, where PyTorch's CPU ``F.cross_entropy`` counts in
     float16: from 65520 counted float16 rows it gives 0 (``nan`` if its total
     is ``inf``), where this mean is the finite mean (or ``inf``).

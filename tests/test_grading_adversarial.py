@@ -220,7 +220,7 @@ def test_every_submission_keeps_within_its_two_time_budgets(graded: dict) -> Non
     more than worst_wall_s, and one with no crashed or stalled call no more than the two budgets' sum."""
     for report in graded["reports"].values():
         assert report.seconds <= LIMITS.worst_wall_s + 5, report
-        if not any(line.endswith("it was not called again on a rerun") for line in report.notes):
+        if not any(line.endswith("it was not called again") for line in report.notes):
             assert report.seconds <= LIMITS.total_wall_s + 5, report
 
 

@@ -124,7 +124,7 @@ def test_a_crash_in_one_hidden_case_of_a_slow_notebook_costs_only_that_functions
     assert scores == {"test_token_nll": 3.0, "test_sequence_loss": 0.0, "test_perplexity": 1.0, "test_fox": 2.0,
                       "test_mc_classification": 1.0}, report
     assert (report.score, report.outcome) == (7.0, "kernel_died"), report
-    assert "the process died in a graded function; it was not called again on a rerun" in report.notes, report.notes
+    assert "the process died in a graded function; it was not called again" in report.notes, report.notes
     assert SLOW_LIMITS.wall_s < report.seconds <= SLOW_LIMITS.worst_wall_s + 5, "the cells must fit only once"
 
 
@@ -193,6 +193,34 @@ def test_a_rerun_is_sent_only_the_calls_no_attempt_has_answered(monkeypatch: pyt
     assert budgets_sent == [MAX_RESULT_BYTES, MAX_RESULT_BYTES - kept] and kept > 0, "results kept count once"
     assert 12 <= run.calls_seconds <= limits.calls_wall_s, run.calls_seconds
     assert not run.kept_from_earlier
+
+
+#: ``f`` passes every case but ``k = 7``, where it kills the kernel; ``g`` kills it on every case.
+TWO_CRASHES = ("import os\ndef f(k):\n    if k == 7:\n        os._exit(1)\n    return k\n"
+               "def g(k):\n    os._exit(1)\n")
+
+
+def test_a_crash_in_the_last_graded_function_needs_no_rerun() -> None:
+    """Grader review r14, F1: with every other call answered, the rerun ran the whole notebook again to make
+    no call at all (its cells' budget afresh, and a flaky cell's chance to change a visible check)."""
+    calls = _cases("f", 2, 0) + [dict(_cases("f", 1, 2)[0], args=[encode_value(7)])]
+    run = run_submission(_job([TWO_CRASHES], calls), Limits(timeout_s=5.0))
+    assert run.attempts == 1 and run.finished, run
+    statuses = {end.call_id: end.status for end in run.calls}
+    assert statuses == {f"q#{i}": CallStatus.NOT_RUN_AFTER_DEATH for i in range(3)}, statuses
+
+
+def test_a_function_given_up_fails_every_question_whichever_function_crashed_first() -> None:
+    """Grader review r14, F2: ``f`` is graded before and after ``g``. When ``g`` crashed first, the rerun was not
+    sent ``f``'s answered calls, and ``f``'s later crash gave up only the calls not yet answered: its first
+    question kept its points, which it loses when ``f`` crashes first."""
+    first_f = _cases("f", 2, 0)
+    calls = first_f + _cases("g", 1, 2) + [dict(_cases("f", 1, 3)[0], args=[encode_value(7)])]
+    run = run_submission(_job([TWO_CRASHES], calls), Limits(timeout_s=5.0))
+    assert run.attempts == 2 and run.finished, run
+    statuses = {end.call_id: end.status for end in run.calls}
+    assert statuses == {f"q#{i}": CallStatus.NOT_RUN_AFTER_DEATH for i in range(4)}, statuses
+    assert len(run.calls) == 4, run.calls
 
 
 def test_the_pages_state_how_reruns_are_timed(repo_root: Path) -> None:

@@ -177,13 +177,13 @@ def run_notes(run: RawRun) -> list[str]:
             notes.append(f"cell {cell.index} ran out of memory; its memory came back, so it was not skipped")
     statuses = {call.status for call in run.calls}
     if CallStatus.NOT_RUN_AFTER_STALL in statuses:
-        notes.append("a graded function ignored its time limit; it was not called again on a rerun")
+        notes.append("a graded function ignored its time limit; it was not called again")
     if CallStatus.NOT_RUN_AFTER_DEATH in statuses:
-        notes.append("the process died in a graded function; it was not called again on a rerun")
+        notes.append("the process died in a graded function; it was not called again")
     if run.wall_killed_in:
         notes.append(_PHASE_OUT_OF_TIME[run.wall_killed_in].format(cells=run.cells_seconds, calls=run.calls_seconds))
     if run.kept_from_earlier:
-        notes.append("the rerun without that function ran out of its cells' time budget; "
+        notes.append("a rerun ran out of its cells' time budget; "
                      "the hidden calls made before the crash kept their results")
     if run.oom_kills:
         notes.append(f"the sandbox's memory limit killed {run.oom_kills} process(es)")

@@ -123,8 +123,8 @@ class CallStatus(str, enum.Enum):
     MALFORMED = "malformed"           #: the kernel's report was not a valid result
     TOO_LARGE = "too_large"           #: its result would pass the submission's budget of result bytes
     NOT_RUN = "not_run"               #: not made: an earlier call of its function timed out in its question
-    NOT_RUN_AFTER_STALL = "not_run_after_stall"   #: not called again on a rerun: it would not stop
-    NOT_RUN_AFTER_DEATH = "not_run_after_death"   #: not called again on a rerun: it killed the kernel
+    NOT_RUN_AFTER_STALL = "not_run_after_stall"   #: not called again: it would not stop
+    NOT_RUN_AFTER_DEATH = "not_run_after_death"   #: not called again: it killed the kernel
 
 
 # -- grader -> runner -----------------------------------------------------------------------

@@ -7,7 +7,9 @@ every later one. Like an instructor restarting a kernel and skipping the
 culprit, the grader runs the submission again from scratch, in a fresh
 sandbox, without that cell, at most :data:`MAX_RESTARTS` times. When the
 kernel dies or stalls in a graded call, every call of that function is
-answered without being made on the next attempt.
+answered without being made on the next attempt, in every question that grades
+it; when every call is then answered or given up, no rerun is needed and none
+is made.
 
 Time: every attempt shares the hidden calls' budget
 (:attr:`Limits.calls_wall_s`). A rerun without a cell shares the cells'
@@ -98,8 +100,9 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
         The last attempt's run, with ``skipped_cells``, ``attempts``, the total
         ``seconds``, ``cells_seconds`` and ``calls_seconds``, and an event for every call it was not sent: the
         earlier attempt's event of a call answered before, a ``not_run_after_*`` one for each call of a function
-        given up on; or, when a rerun without a graded function ran out of its cells' budget, the attempt before
-        it, the same way (see :func:`_keeping_calls_made`), with ``kept_from_earlier`` set to ``"cells"``.
+        given up on (then, when no call is left to send, the attempt that gave up, marked finished); or, when a
+        rerun without a graded function ran out of its cells' budget, the attempt before it, the same way (see
+        :func:`_keeping_calls_made`), with ``kept_from_earlier`` set to ``"cells"`` when it kept any call.
     """
     started = time.monotonic()
     cells_left, calls_left = limits.wall_s, limits.calls_wall_s
@@ -112,7 +115,9 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
     # The last attempt that got as far as its calls and was stopped in one: what a rerun would otherwise lose.
     made_calls: RawRun | None = None
     for attempt in range(1, MAX_RESTARTS + 2):
-        kept_bytes = sum(wire_size(end.value) + wire_size(end.grads) for end in answered)
+        # The results kept from earlier attempts count against this one's share (a too_large event holds none).
+        kept_bytes = sum(wire_size(end.value) + wire_size(end.grads) for end in answered
+                         if end.status is not CallStatus.TOO_LARGE)
         run = run_job(dataclasses.replace(job, cells=cells, calls=calls, result_bytes=job.result_bytes - kept_bytes),
                       limits, cells_s=cells_left, calls_s=calls_left, use_sandbox=use_sandbox,
                       use_cgroups=use_cgroups)
@@ -120,6 +125,10 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
         calls_left -= run.calls_seconds
         cells_spent += run.cells_seconds
         calls_spent += run.calls_seconds
+        # Decided on this attempt's own events and measurements, before earlier attempts' are added (r14, F3).
+        stopped_call = run.done.stopped_call if run.done is not None else None
+        culprit = _culprit_cell(run)
+        own_calls = list(run.calls)
         run.attempts, run.skipped_cells = attempt, list(skipped)
         run.calls += answered + given_up
         run.seconds = time.monotonic() - started
@@ -128,22 +137,26 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
             return _keeping_calls_made(made_calls, given_up, run)
         if run.wall_killed or run.unresponsive or attempt > MAX_RESTARTS:
             return run
-        stopped_call = run.done.stopped_call if run.done is not None else None
-        culprit = _culprit_cell(run)
         # A call can die because an earlier cell hoarded the memory: leave that cell out first.
         if stopped_call is not None and culprit is None:
             # The call's own event may be missing (a line the grader dropped): then it died.
-            ended = next((e for e in run.calls if e.call_id == stopped_call), None)
+            ended = next((e for e in own_calls if e.call_id == stopped_call), None)
             stalled = ended is not None and ended.status is CallStatus.STALLED
             why = CallStatus.NOT_RUN_AFTER_STALL if stalled else CallStatus.NOT_RUN_AFTER_DEATH
             name = next((call["name"] for call in calls if call["id"] == stopped_call), None)
             if name is None:
                 return run
-            given_up += [CallEnd(call["id"], why) for call in calls if call["name"] == name]
+            # Every call of the function fails, in every question, answered by an earlier attempt or not, so a
+            # question's score does not depend on which function crashed first (grader review r14, F2).
+            dropped = {call["id"] for call in job.calls if call["name"] == name}
+            given_up += [CallEnd(call["id"], why) for call in job.calls if call["id"] in dropped]
+            answered = [end for end in answered + own_calls if end.call_id not in dropped]
             settled = {end.call_id for end in answered + given_up}
-            answered += [end for end in run.calls if end.call_id not in settled]
-            settled |= {end.call_id for end in answered}
             calls = [call for call in calls if call["id"] not in settled]
+            if not calls:
+                # Every call is answered or given up: a rerun would only run the cells again (r14, F1).
+                done = dataclasses.replace(run.done, stopped_call=None)
+                return dataclasses.replace(run, calls=answered + given_up, done=done)
             made_calls, cells_left = run, limits.wall_s
             continue
         if culprit is None:
@@ -172,14 +185,18 @@ def _keeping_calls_made(made: RawRun, given_up: list[CallEnd], last: RawRun) -> 
         >>> kept = _keeping_calls_made(made, given_up, RawRun(attempts=2, wall_killed=True, wall_killed_in="cells"))
         >>> [(end.call_id, end.status.value) for end in kept.calls]
         [('q#0', 'ok'), ('q#2', 'died'), ('q#1', 'not_run_after_death'), ('q#3', 'not_run_after_death')]
-        >>> kept.attempts, kept.wall_killed
-        (2, False)
+        >>> kept.attempts, kept.wall_killed, kept.kept_from_earlier
+        (2, False, 'cells')
+        >>> died_first = RawRun(calls=[CallEnd("q#0", CallStatus.DIED)], done=Done(stopped_call="q#0"))
+        >>> _keeping_calls_made(died_first, given_up[:1], RawRun(attempts=2)).kept_from_earlier   # nothing kept
+        ''
     """
     stopped = made.done.stopped_call if made.done is not None else None
     own = {end.call_id for end in made.calls if end.call_id == stopped}
     replaced = {end.call_id for end in given_up} - own
     calls = [end for end in made.calls if end.call_id not in replaced]
+    kept = any(end.call_id not in own for end in calls)
     calls += [end for end in given_up if end.call_id in replaced]
     return dataclasses.replace(made, calls=calls, attempts=last.attempts, seconds=last.seconds,
                                cells_seconds=last.cells_seconds, calls_seconds=last.calls_seconds,
-                               kept_from_earlier="cells")
+                               kept_from_earlier="cells" if kept else "")

@@ -267,6 +267,7 @@ def test_configure_sets_course_exchange_and_pipelines(monkeypatch: pytest.Monkey
         configure(Config(), tmp_path / "missing")
 
 
+@pytest.mark.slow
 def test_students_config_names_the_instructors_course_and_exchange(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from traitlets.config import Config
     from traitlets.config.loader import PyFileConfigLoader

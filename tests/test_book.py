@@ -89,6 +89,7 @@ pairs:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.book
 def test_quiz_renders_options_answers_and_inline_math(tmp_path: Path) -> None:
     result = build_one_page(tmp_path, CHOICE_QUIZ)
@@ -103,6 +104,7 @@ def test_quiz_renders_options_answers_and_inline_math(tmp_path: Path) -> None:
     assert "aria-describedby" not in page and page.count('data-explain="demo-choice-explain-') == 2
 
 
+@pytest.mark.slow
 @pytest.mark.book
 def test_quiz_option_that_is_only_a_formula_gets_a_spoken_label(tmp_path: Path) -> None:
     result = build_one_page(tmp_path, FORMULA_QUIZ)
@@ -113,6 +115,7 @@ def test_quiz_option_that_is_only_a_formula_gets_a_spoken_label(tmp_path: Path) 
     assert labels == ["e^(-1)", "one quarter"]
 
 
+@pytest.mark.slow
 @pytest.mark.book
 def test_match_quiz_lists_every_term_and_shuffles_definitions(tmp_path: Path) -> None:
     result = build_one_page(tmp_path, MATCH_QUIZ)
@@ -124,6 +127,7 @@ def test_match_quiz_lists_every_term_and_shuffles_definitions(tmp_path: Path) ->
     assert sorted(definitions) == ["0", "1", "2"] and definitions != terms
 
 
+@pytest.mark.slow
 @pytest.mark.book
 def test_two_quizzes_on_one_page_keep_their_own_ids(tmp_path: Path) -> None:
     result = build_one_page(tmp_path, CHOICE_QUIZ + MATCH_QUIZ)
@@ -132,6 +136,7 @@ def test_two_quizzes_on_one_page_keep_their_own_ids(tmp_path: Path) -> None:
     assert 'id="demo-choice"' in page and 'id="demo-match"' in page
 
 
+@pytest.mark.slow
 @pytest.mark.book
 @pytest.mark.parametrize(
     ("body", "message"),
@@ -153,6 +158,7 @@ def test_malformed_quiz_fails_the_build_with_a_message(tmp_path: Path, body: str
     assert "quiz:" in result.stderr and message in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.book
 def test_duplicate_quiz_label_on_a_page_fails_the_build(tmp_path: Path) -> None:
     result = build_one_page(tmp_path, CHOICE_QUIZ + CHOICE_QUIZ)

@@ -79,6 +79,7 @@ def test_the_kernels_course_layout_is_what_nbgrader_reads(course: Path, extra: s
         assert grading_place(course / "graded" / "ada" / ASSIGNMENT).course_id == "seqloss-2027"
 
 
+@pytest.mark.slow
 def test_a_hidden_block_imports_no_nbgrader_nor_nbformat_into_the_kernel(course: Path) -> None:
     """Each student's kernel scores its hidden blocks: importing nbgrader there cost 2.5 s of CPU per notebook."""
     folder = course / "autograded" / "ada" / ASSIGNMENT

@@ -99,6 +99,7 @@ def _test_cell_outputs(course: Path, student: str, grade_id: str) -> list[dict]:
     return notebook["cells"][cell_index(notebook, grade_id)]["outputs"]
 
 
+@pytest.mark.slow
 def test_a_notebook_that_hides_every_result_scores_as_the_same_answers_do(autograded: Autograded) -> None:
     loud, quiet = _scores(autograded.course, "loud"), _scores(autograded.course, "quiet")
     assert loud["test_mc_classification"] == 0 and loud["test_token_nll"] < 3, loud

@@ -34,6 +34,7 @@ def edit_distance_by_search(a: list[int], b: list[int]) -> int:
     raise AssertionError("unreachable")
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(a=short_lists, b=st.lists(st.integers(0, 3), max_size=4))
 def test_edit_distance_is_the_fewest_edits(a: list[int], b: list[int]) -> None:

@@ -48,6 +48,7 @@ def test_a3s_validation_stream_depends_on_the_secret_and_not_on_the_public_seed_
     assert not _same(graded, stream(spec.seed))
 
 
+@pytest.mark.slow
 def test_a4s_validation_sources_depend_on_the_secret_and_not_on_the_public_seed_alone() -> None:
     spec = load_spec(A4)
     validation = _spec_function(A4, "_hidden_validation")
@@ -57,6 +58,7 @@ def test_a4s_validation_sources_depend_on_the_secret_and_not_on_the_public_seed_
     assert not _same(graded, validation(spec.seed))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", [A3, A4], ids=["a3", "a4"])
 def test_every_student_is_judged_on_the_same_data_whose_seed_never_reaches_the_sandbox(path: Path) -> None:
     spec = load_spec(path)

@@ -120,6 +120,7 @@ def test_a_sandbox_group_is_refused_when_a_controller_is_missing(tmp_path: Path)
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_v1_groups_limit_cpu_memory_and_processes_and_are_removed() -> None:
     _need_cgroups()
     limits = Limits(memory_mb=512, disk_mb=16, nproc=10, cpus=0.5)

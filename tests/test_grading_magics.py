@@ -90,6 +90,7 @@ def test_a_timeit_cell_runs_setup_once_per_repetition_and_its_body_in_a_scope_of
     assert " per loop (mean " in report.stdout and " std. dev. of 2 runs, 3 loops each)" in report.stdout
 
 
+@pytest.mark.slow
 def test_timeit_without_a_loop_count_repeats_seven_times_and_o_returns_the_result(kernel: Kernel) -> None:
     _ok(kernel, ANSWER + "calls = []\ndef slow():\n    import time\n    calls.append(1)\n    time.sleep(0.05)\n")
     _ok(kernel, "result = %timeit -q -o slow()\n", 1)
@@ -136,6 +137,7 @@ def test_a_magic_inside_a_time_cell_is_run_or_refused_like_one_at_the_top(kernel
     assert _run(kernel, "%%capture\n!ls\n", 1).evalue.startswith("the grader's kernel does not run !ls")
 
 
+@pytest.mark.slow
 def test_a_magics_body_runs_under_the_cells_step_timers() -> None:
     kernel = Kernel(Limits(timeout_s=0.5).for_runner(), dedicated_uid=False)
     for index, source in enumerate(("%%timeit\nwhile True:\n    pass\n", "%%capture\nwhile True:\n    pass\n",

@@ -40,6 +40,7 @@ def _defined(path: Path) -> set[str]:
     return {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("assignment", SPECS)
 def test_no_file_of_the_view_defines_a_graded_function(assignment: str) -> None:
     spec, plan, view = _view(assignment)
@@ -127,6 +128,7 @@ def _run_in_view(view: Path, code: str) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
 def test_an_a3_answer_can_train_through_coursekit_train_as_chapter_4_does() -> None:
     """Grader review r11, F2: the view held only what the released cells import, so this import failed."""
     _spec, plan, view = _view("a3_rnn_loss")
@@ -135,6 +137,7 @@ def test_an_a3_answer_can_train_through_coursekit_train_as_chapter_4_does() -> N
     assert out.split() == ["coursekit.train"]
 
 
+@pytest.mark.slow
 def test_a_module_that_needs_a_withheld_one_says_so_and_is_no_use_of_the_reference() -> None:
     _spec, plan, view = _view("a4_distillation")
     out = _run_in_view(view, (
@@ -221,6 +224,7 @@ def test_the_students_page_lists_what_each_assignment_withholds() -> None:
     assert _students_table() in page, _students_table()
 
 
+@pytest.mark.slow
 def test_the_view_imports_and_its_stand_ins_raise() -> None:
     _spec, _plan, view = _view("a4_distillation")
     code = (

@@ -123,6 +123,7 @@ def _report_cost(course: Path) -> dict[str, float]:
     return json.loads(done.stdout.splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_a_padded_answer_of_megabytes_costs_the_report_about_what_a_normal_answer_does(tmp_path: Path) -> None:
     # Before the report bounded its work, the padded student alone cost ~17 s CPU and ~1.2 GiB (review r6
     # finding 5) against about 1 s and 0.4 GiB for the whole report of one normal student: ratios of 10+ and 3.

@@ -85,6 +85,7 @@ def _stop(kernel: runner.KernelProcess) -> None:
         kernel._kill(runner.StepResult())
 
 
+@pytest.mark.slow
 def test_a_kernel_flooding_the_report_pipe_is_still_stopped_at_its_step_limits(workdir: str) -> None:
     kernel = _kernel(workdir)
     try:
@@ -171,6 +172,7 @@ def _runner_events(workdir: str, cells: list[dict], calls: Calls, limits: Limits
     return [protocol.decode(line, protocol.EVENTS) for line in done.stdout.splitlines()]
 
 
+@pytest.mark.slow
 def test_the_runner_does_not_call_again_a_function_that_timed_out(workdir: str) -> None:
     cells = [{"index": 0, "source": "def slow(x):\n    while True:\n        pass\ndef twice(x):\n    return 2 * x\n"}]
 
@@ -207,6 +209,7 @@ SLOW_RAISING_FORGING = (
 )
 
 
+@pytest.mark.slow
 def test_a_function_that_timed_out_in_one_question_is_still_called_in_another(workdir: str) -> None:
     """Grader review r10, finding 1: a6's two questions grade one function; after a timeout in the first, the runner
     called it for neither, where stock autograde's hidden blocks (one test cell a question) call it again.
@@ -278,6 +281,7 @@ LEAKING_ENCODER = (
 )
 
 
+@pytest.mark.slow
 def test_a_kernel_that_writes_the_hidden_inputs_as_its_value_gets_a_fixed_message(workdir: str) -> None:
     import numpy as np
 
@@ -305,6 +309,7 @@ FORGED_CELL_TIMEOUT = "class CellTimeout(BaseException):\n    pass\nraise CellTi
 ADDRESS_SPACE_HOG = "import numpy as np\n_hog = []\nwhile True:\n    _hog.append(np.empty(50_000_000, np.uint8))\n"
 
 
+@pytest.mark.slow
 def test_the_runner_measures_which_limit_a_cell_met_whatever_exception_it_names(workdir: str) -> None:
     """Issue 15 / grader review r2, finding 9: the step's end is the runner's measurement, not the cell's ename."""
     cells = [{"index": i, "source": source} for i, source in
@@ -330,6 +335,7 @@ def _resident_peak_growth(step: Callable[[], runner.StepResult]) -> tuple[runner
     return result, (int(after.split()[0]) - int(before.split()[0])) * 1024
 
 
+@pytest.mark.slow
 def test_a_call_report_past_the_calls_cap_is_refused_unread_with_the_runners_memory_bounded(workdir: str) -> None:
     """Grader review r2, finding 8: ``torch.zeros(10**7)`` is a 53 MB report; the runner drops it as it reads it.
 
@@ -374,6 +380,7 @@ def test_a_result_within_its_line_bound_but_past_its_cap_is_too_large() -> None:
     assert runner.call_end("q#0", result, LIMITS.for_runner(), result_cap=100_000).status is CallStatus.OK
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root holds capabilities to refuse")
 def test_the_runner_refuses_to_run_student_code_while_it_holds_capabilities_it_did_not_ask_for(workdir: str) -> None:
     """Grader review r2, finding 5: the runner checks its own CapEff and CapPrm before the first cell."""
@@ -402,6 +409,7 @@ WIDENING_VALUE = KERNEL_JSON + "sys.modules['coursekit.grading.graded_call'].enc
 NAN_VALUE = KERNEL_JSON + "sys.modules['coursekit.grading.graded_call'].encode_value = lambda v: float('nan')\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", [WIDENING_VALUE, NAN_VALUE], ids=["widening", "nan"])
 def test_the_runner_relays_no_call_result_it_could_not_bound_or_encode(workdir: str, cell: str) -> None:
     """A call's report that grows past the line bound when encoded again, or holds NaN, is relayed as malformed;
@@ -481,6 +489,7 @@ def _spinner() -> None:
         pass
 
 
+@pytest.mark.slow
 def test_a_step_stopped_by_the_kernels_cpu_timer_reads_at_least_its_limit_beside_busy_sleepers() -> None:
     """CI failure on stop 24 (``timer_ignored`` graded, not ``timeout``): the runner read the scheduler's CPU
     clock, which, beside processes that wake often, reads several per cent short of the tick-charged count that

@@ -46,6 +46,7 @@ def solution_namespace(assignment: str) -> dict:
     return namespace
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("assignment", sorted(SEEDS))
 def test_the_solution_passes_every_hidden_check_of_many_students(assignment: str) -> None:
     spec = load_spec(ROOT / "assignments" / "autograde" / f"{assignment}.py")

@@ -88,6 +88,7 @@ def test_without_the_supervisor_the_same_orphan_survives(tmp_path: Path) -> None
         os.kill(orphan, signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_ctrl_c_reaches_the_command_once_and_its_exit_status_comes_back(tmp_path: Path) -> None:
     count, log = tmp_path / "sigints", tmp_path / "supervisor.log"
     command = textwrap.dedent(f"""
@@ -109,6 +110,7 @@ def test_ctrl_c_reaches_the_command_once_and_its_exit_status_comes_back(tmp_path
     assert count.read_text() == "INT\n", "the command got Ctrl-C exactly once"
 
 
+@pytest.mark.slow
 def test_an_orphan_that_ends_while_the_command_runs_is_reaped(tmp_path: Path) -> None:
     pid_file, log = tmp_path / "orphan.pid", tmp_path / "supervisor.log"
     command = textwrap.dedent(f"""

@@ -347,6 +347,7 @@ def test_top_k_kd_loss_with_k_v_under_autocast_is_kd_losss_f_kl_div_expression_i
     )
 
 
+@pytest.mark.slow
 @pytest.mark.ecosystem
 @pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])
 def test_generalized_jsd_under_autocast_is_trls_generalized_jsd_loss_in_float32(beta: float) -> None:

@@ -279,6 +279,7 @@ def test_low_precision_gradients_match_the_unchunked_expression(dtype: torch.dty
     torch.testing.assert_close(chunked.double(), exact, rtol=value_tolerance, atol=value_tolerance)
 
 
+@pytest.mark.slow
 def test_bfloat16_weight_gradient_over_many_chunks_with_float32_accumulation_matches_the_unchunked_error() -> None:
     # 256 chunks of 32 rows: summed in bfloat16, the running weight gradient is rounded 256 times
     # (measured relative error ~2e-2 against ~3e-3 for the unchunked expression); summed in float32

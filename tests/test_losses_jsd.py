@@ -117,6 +117,7 @@ def test_beta_zero_is_kd_loss_where_a_teacher_probability_underflows_against_a_m
     assert bool(torch.isfinite(grad).all())
 
 
+@pytest.mark.slow
 @pytest.mark.ecosystem
 def test_matches_trls_gkd_trainer_generalized_jsd_loss():
     # TRL's static method is called as it is (TRL is a test dependency, pinned in requirements.lock)

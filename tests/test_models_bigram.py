@@ -90,6 +90,7 @@ def test_mass_without_eos_is_one_at_every_length_and_with_eos_adds_up_to_one():
     assert without.tolist() == pytest.approx([1.0] * 11)
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None)
 @given(st.lists(st.lists(st.integers(0, 2), min_size=1, max_size=7), min_size=1, max_size=10))
 def test_maximum_likelihood_table_expects_the_mean_length_of_its_data(sentences):

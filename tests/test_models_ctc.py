@@ -137,6 +137,7 @@ def test_the_recogniser_reads_each_utterance_only_up_to_its_length() -> None:
     torch.testing.assert_close(together.exp().sum(-1), torch.ones(2, 7))
 
 
+@pytest.mark.slow
 def test_the_recipe_learns_to_read_the_frames_and_is_deterministic() -> None:
     model, history = recipes.train_ctc_recognizer(seed=0, epochs=2, progress=False)
     _, again = recipes.train_ctc_recognizer(seed=0, epochs=2, progress=False)

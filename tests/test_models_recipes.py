@@ -35,6 +35,7 @@ def test_one_epoch_transformer_recipe_learns():
     assert history.valid[0] < 2.0 < history.step_loss[0]
 
 
+@pytest.mark.slow
 def test_translator_and_seq_kd_recipes_run_and_use_teacher_outputs():
     teacher, history = recipes.train_translator(seed=0, epochs=1, progress=False)
     assert isinstance(teacher, Seq2Seq) and len(history.valid) == 1
@@ -43,6 +44,7 @@ def test_translator_and_seq_kd_recipes_run_and_use_teacher_outputs():
     assert kd_history.step_loss[0] > kd_history.step_loss[-1]
 
 
+@pytest.mark.slow
 def test_translator_training_seed_can_vary_on_fixed_data():
     same, _ = recipes.train_translator(seed=0, data_seed=0, size="student", epochs=1, progress=False)
     default, _ = recipes.train_translator(seed=0, size="student", epochs=1, progress=False)

@@ -184,27 +184,36 @@ def _v2_delegated(hierarchy: Hierarchy) -> None:
         control.write_text(" ".join(f"+{c}" for c in missing))
 
 
-@functools.lru_cache(maxsize=None)
 def cgroups_available() -> tuple[bool, str]:
     """Whether sandboxes can get groups for every controller of :data:`CONTROLLERS` (asked once per process).
 
     Returns:
         ``(True, "")`` or ``(False, reason)``.
     """
+    usable, why_not, _limits_swap = _probe()
+    return usable, why_not
+
+
+@functools.lru_cache(maxsize=None)
+def _probe() -> tuple[bool, str, bool]:
+    """One probe group, created and removed once per process: whether sandboxes can get groups (and why not),
+    and whether their memory groups limit swap (``False`` when there are none)."""
     try:
         hierarchies = find_hierarchies()
     except (OSError, ValueError) as error:
-        return False, f"cannot read this process's cgroups: {error}"
+        return False, f"cannot read this process's cgroups: {error}", False
     served = {c for h in hierarchies for c in h.controllers}
     missing = [c for c in CONTROLLERS if c not in served]
     if missing:
-        return False, f"no cgroup hierarchy offers the {', '.join(missing)} controller(s) to this process"
+        return False, f"no cgroup hierarchy offers the {', '.join(missing)} controller(s) to this process", False
     try:
         group = SandboxGroup.create(Limits(), hierarchies)
     except OSError as error:
-        return False, f"cannot create a cgroup below this process's own ({error.strerror}: {error.filename})"
-    group.remove()
-    return True, ""
+        return False, f"cannot create a cgroup below this process's own ({error.strerror}: {error.filename})", False
+    try:
+        return True, "", group.limits_swap()
+    finally:
+        group.remove()
 
 
 def host_swaps(swaps: str | None = None) -> bool:
@@ -226,18 +235,12 @@ def swap_unlimited() -> bool:
     """Whether a sandbox could swap past its memory limit here: the host swaps and its groups cannot limit swap.
 
     The groups limit swap where the kernel accounts it (v1 ``memory.memsw.limit_in_bytes``, v2
-    ``memory.swap.max``); a probe group shows whether it does.
+    ``memory.swap.max``); the probe group of :func:`cgroups_available` shows whether it does.
     """
     if not host_swaps():
         return False
-    try:
-        group = SandboxGroup.create(Limits())
-    except OSError:
-        return False
-    try:
-        return not group.limits_swap()
-    finally:
-        group.remove()
+    usable, _why_not, limits_swap = _probe()
+    return usable and not limits_swap
 
 
 def _write(path: Path, value: str) -> None:

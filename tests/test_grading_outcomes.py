@@ -28,6 +28,9 @@ def test_a_rerun_that_ran_out_and_kept_earlier_results_says_so() -> None:
     says that the calls made before the crash kept their results."""
     from coursekit.grading.outcomes import run_notes
 
-    assert ("a rerun ran out of its cells' time budget; the hidden calls made before the crash kept their "
-            "results") in run_notes(RawRun(kept_from_earlier="cells"))
+    assert ("a rerun ran out of its cells' time budget before it made its hidden calls; the hidden calls made "
+            "before the crash kept their results") in run_notes(RawRun(kept_from_earlier="cells", kept_calls=2))
+    # Review r15, F1: with no call kept, the note still says that the rerun ran out.
+    assert ("a rerun ran out of its cells' time budget before it made its hidden calls"
+            in run_notes(RawRun(kept_from_earlier="cells")))
     assert not any("ran out of its cells' time budget" in note for note in run_notes(RawRun()))

@@ -183,8 +183,8 @@ def run_notes(run: RawRun) -> list[str]:
     if run.wall_killed_in:
         notes.append(_PHASE_OUT_OF_TIME[run.wall_killed_in].format(cells=run.cells_seconds, calls=run.calls_seconds))
     if run.kept_from_earlier:
-        notes.append("a rerun ran out of its cells' time budget; "
-                     "the hidden calls made before the crash kept their results")
+        kept = "; the hidden calls made before the crash kept their results" if run.kept_calls else ""
+        notes.append(f"a rerun ran out of its cells' time budget before it made its hidden calls{kept}")
     if run.oom_kills:
         notes.append(f"the sandbox's memory limit killed {run.oom_kills} process(es)")
     if run.done is not None and run.done.ignored_reports:

@@ -102,7 +102,8 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
         earlier attempt's event of a call answered before, a ``not_run_after_*`` one for each call of a function
         given up on (then, when no call is left to send, the attempt that gave up, marked finished); or, when a
         rerun without a graded function ran out of its cells' budget, the attempt before it, the same way (see
-        :func:`_keeping_calls_made`), with ``kept_from_earlier`` set to ``"cells"`` when it kept any call.
+        :func:`_keeping_calls_made`), with ``kept_from_earlier`` set to ``"cells"`` and ``kept_calls`` to the
+        number of calls it kept. ``oom_kills`` counts every attempt's.
     """
     started = time.monotonic()
     cells_left, calls_left = limits.wall_s, limits.calls_wall_s
@@ -114,6 +115,7 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
     answered: list[CallEnd] = []
     # The last attempt that got as far as its calls and was stopped in one: what a rerun would otherwise lose.
     made_calls: RawRun | None = None
+    oom_kills = 0
     for attempt in range(1, MAX_RESTARTS + 2):
         # The results kept from earlier attempts count against this one's share (a too_large event holds none).
         kept_bytes = sum(wire_size(end.value) + wire_size(end.grads) for end in answered
@@ -129,13 +131,15 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
         stopped_call = run.done.stopped_call if run.done is not None else None
         culprit = _culprit_cell(run)
         own_calls = list(run.calls)
-        run.attempts, run.skipped_cells = attempt, list(skipped)
+        # The OOM killer's kills of every attempt: one in a call followed by a rerun still counts (r15, F2).
+        oom_kills += run.oom_kills
+        run.attempts, run.skipped_cells, run.oom_kills = attempt, list(skipped), oom_kills
         run.calls += answered + given_up
         run.seconds = time.monotonic() - started
         run.cells_seconds, run.calls_seconds = cells_spent, calls_spent
         if made_calls is not None and run.wall_killed_in == "cells":
             return _keeping_calls_made(made_calls, given_up, run)
-        if run.wall_killed or run.unresponsive or attempt > MAX_RESTARTS:
+        if run.wall_killed or run.unresponsive:
             return run
         # A call can die because an earlier cell hoarded the memory: leave that cell out first.
         if stopped_call is not None and culprit is None:
@@ -157,9 +161,12 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
                 # Every call is answered or given up: a rerun would only run the cells again (r14, F1).
                 done = dataclasses.replace(run.done, stopped_call=None)
                 return dataclasses.replace(run, calls=answered + given_up, done=done)
+            if attempt > MAX_RESTARTS:
+                # No attempt left: the function is given up on all the same (r15, F3); the calls not made fail.
+                return dataclasses.replace(run, calls=answered + given_up)
             made_calls, cells_left = run, limits.wall_s
             continue
-        if culprit is None:
+        if culprit is None or attempt > MAX_RESTARTS:
             return run
         skipped.append(culprit)
         cells = [cell for cell in cells if cell["index"] != culprit[0]]
@@ -185,18 +192,19 @@ def _keeping_calls_made(made: RawRun, given_up: list[CallEnd], last: RawRun) -> 
         >>> kept = _keeping_calls_made(made, given_up, RawRun(attempts=2, wall_killed=True, wall_killed_in="cells"))
         >>> [(end.call_id, end.status.value) for end in kept.calls]
         [('q#0', 'ok'), ('q#2', 'died'), ('q#1', 'not_run_after_death'), ('q#3', 'not_run_after_death')]
-        >>> kept.attempts, kept.wall_killed, kept.kept_from_earlier
-        (2, False, 'cells')
+        >>> kept.attempts, kept.wall_killed, kept.kept_from_earlier, kept.kept_calls
+        (2, False, 'cells', 1)
         >>> died_first = RawRun(calls=[CallEnd("q#0", CallStatus.DIED)], done=Done(stopped_call="q#0"))
-        >>> _keeping_calls_made(died_first, given_up[:1], RawRun(attempts=2)).kept_from_earlier   # nothing kept
-        ''
+        >>> _keeping_calls_made(died_first, given_up[:1], RawRun(attempts=2)).kept_calls   # nothing kept
+        0
     """
     stopped = made.done.stopped_call if made.done is not None else None
     own = {end.call_id for end in made.calls if end.call_id == stopped}
     replaced = {end.call_id for end in given_up} - own
     calls = [end for end in made.calls if end.call_id not in replaced]
-    kept = any(end.call_id not in own for end in calls)
+    kept = sum(end.call_id not in own for end in calls)
     calls += [end for end in given_up if end.call_id in replaced]
     return dataclasses.replace(made, calls=calls, attempts=last.attempts, seconds=last.seconds,
                                cells_seconds=last.cells_seconds, calls_seconds=last.calls_seconds,
-                               kept_from_earlier="cells" if kept else "")
+                               oom_kills=last.oom_kills, kept_from_earlier="cells",
+                               kept_calls=kept)

@@ -121,8 +121,9 @@ class RawRun:
             ``"died"``, ``"memory"`` or ``"timeout"``.
         diagnostics: the end of the runner's stderr.
         kept_from_earlier: ``"cells"``: a rerun without a graded function ran out of its cells' budget, and the
-            calls the attempt before it made kept their results (see :mod:`~coursekit.grading.reruns`; ``""``:
-            no rerun did).
+            run is the attempt before it, whose calls kept their results (see :mod:`~coursekit.grading.reruns`;
+            ``""``: no rerun did).
+        kept_calls: how many calls, made before the crash, that attempt kept.
     """
 
     cells: list[CellEnd] = field(default_factory=list)
@@ -145,6 +146,7 @@ class RawRun:
     skipped_cells: list[tuple[int, str]] = field(default_factory=list)
     diagnostics: str = ""
     kept_from_earlier: str = ""
+    kept_calls: int = 0
 
     @property
     def finished(self) -> bool:

@@ -1,0 +1,92 @@
+"""The rerun policy's bookkeeping across attempts, on scripted runs (no sandbox).
+
+``run_submission`` decides from each attempt's :class:`~coursekit.grading.sandbox.RawRun`
+alone; here ``run_job`` is replaced by a script that answers the calls it is sent in
+order and kills the kernel in the first one listed as deadly, so sequences of crashes
+that a real notebook reaches only by chance (four functions crashing one after another)
+are checked exactly. The real sandbox's side is in test_grading_reruns.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from coursekit.grading import reruns
+from coursekit.grading.limits import MAX_RESTARTS, Limits
+from coursekit.grading.package_view import plan_view
+from coursekit.grading.protocol import CallEnd, CallStatus, Done
+from coursekit.grading.reruns import run_submission
+from coursekit.grading.sandbox import Job, RawRun
+
+pytestmark = pytest.mark.grading
+
+
+def _calls(*names: str) -> list[dict[str, Any]]:
+    return [{"id": f"q#{i}", "kind": "function", "name": name, "tensors": False, "args": [], "kwargs": {},
+             "banned": []} for i, name in enumerate(names)]
+
+
+def _scripted(monkeypatch: pytest.MonkeyPatch, deadly: set[str], oom_kills: int = 0) -> list[list[str]]:
+    """Replace ``run_job``: calls run in order, and the first of ``deadly`` sent kills the kernel (by the OOM
+    killer when ``oom_kills``); returns the ids each attempt was sent."""
+    sent: list[list[str]] = []
+
+    def run_job(job: Job, limits: Limits, **budgets: Any) -> RawRun:
+        ids = [call["id"] for call in job.calls]
+        sent.append(ids)
+        ends: list[CallEnd] = []
+        for call_id in ids:
+            if call_id in deadly:
+                ends.append(CallEnd(call_id, CallStatus.DIED))
+                return RawRun(ready=True, calls=ends, done=Done(stopped_call=call_id), oom_kills=oom_kills)
+            ends.append(CallEnd(call_id, CallStatus.OK, value=1))
+        return RawRun(ready=True, calls=ends, done=Done())
+
+    monkeypatch.setattr(reruns, "run_job", run_job)
+    return sent
+
+
+def _job(calls: list[dict[str, Any]]) -> Job:
+    return Job(files={}, cells=[{"index": 0, "source": ""}], calls=calls, adapters=[], view=plan_view(set(), []))
+
+
+def test_a_function_that_crashes_on_the_last_attempt_is_given_up_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grader review r15, F3: on the last attempt the crash returned before the give-up, so ``f``'s first
+    question kept the results it loses when ``f`` crashes first."""
+    names = ("f", "a", "b", "c", "f", "d")
+    assert MAX_RESTARTS == 3, "three functions crash before f, which crashes on the last attempt"
+    sent = _scripted(monkeypatch, deadly={"q#1", "q#2", "q#3", "q#4"})
+    run = run_submission(_job(_calls(*names)), Limits())
+    assert run.attempts == MAX_RESTARTS + 1 and sent[-1] == ["q#4", "q#5"], sent
+    statuses = {end.call_id: end.status for end in run.calls}
+    # d's call, never made, has no event: it fails as "no result".
+    assert statuses == {f"q#{i}": CallStatus.NOT_RUN_AFTER_DEATH for i in range(5)}, statuses
+
+
+def test_f_fails_in_every_question_whichever_function_crashed_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grader review r14, F2, both orders on one spec: ``f`` graded before and after ``g``."""
+    outcomes = []
+    for deadly in ({"q#2", "q#3"}, {"q#3"}):
+        _scripted(monkeypatch, deadly=deadly)
+        run = run_submission(_job(_calls("f", "f", "g", "f")), Limits())
+        outcomes.append({end.call_id: end.status for end in run.calls if end.call_id in ("q#0", "q#1")})
+    assert outcomes == [{"q#0": CallStatus.NOT_RUN_AFTER_DEATH, "q#1": CallStatus.NOT_RUN_AFTER_DEATH}] * 2
+
+
+def test_the_oom_killers_kills_of_every_attempt_are_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grader review r15, F2: a call killed by the memory cgroup followed by a rerun lost its kill (the rerun's
+    count, 0), so the outcome was kernel_died where the same kill in the last function gave memory_limit."""
+    sent = _scripted(monkeypatch, deadly={"q#0"}, oom_kills=1)
+    run = run_submission(_job(_calls("f", "g")), Limits())
+    assert sent == [["q#0", "q#1"], ["q#1"]], sent
+    assert run.oom_kills == 1 and run.finished, run
+
+
+def test_no_rerun_when_every_call_is_answered_or_given_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent = _scripted(monkeypatch, deadly={"q#2"})
+    run = run_submission(_job(_calls("g", "f", "f")), Limits())
+    assert len(sent) == 1 and run.attempts == 1 and run.finished, sent
+    assert {end.call_id: end.status for end in run.calls} == {
+        "q#0": CallStatus.OK, "q#1": CallStatus.NOT_RUN_AFTER_DEATH, "q#2": CallStatus.NOT_RUN_AFTER_DEATH}

@@ -150,17 +150,22 @@ def test_with_runs_of_one_frame_some_examples_cannot_be_aligned() -> None:
         ({"frames_per_label": 3}, TypeError, r"^frames_per_label must be \(low, high\) ints, got int$"),
         # losses review r25: torch overflowed unpacking the size and named no argument
         ({"prototype_dim": 2**63}, ValueError,
-         r"^num_labels and prototype_dim must give the prototypes at most 2\*\*63 - 1 numbers \(\(num_labels \+ 1\) "
-         r"\* prototype_dim\), got num_labels=\d+ and prototype_dim=an int of 64 bits$"),
+         r"^num_labels and prototype_dim must give the prototypes at most 2\*\*61 - 1 numbers \(\(num_labels \+ 1\) "
+         r"\* prototype_dim float32 numbers of 4 bytes, at most 2\*\*63 - 1 bytes\), got num_labels=\d+ and "
+         r"prototype_dim=an int of 64 bits$"),
         ({"num_labels": 2**63}, ValueError,
          r"^num_labels and prototype_dim must give .*, got num_labels=an int of 64 bits and prototype_dim=\d+$"),
-        ({"num_labels": 1, "prototype_dim": 2**60, "labels_per_example": (1, 5), "frames_per_label": (1, 5),
+        # losses review r27, F1: torch's limit is 2**63 - 1 bytes, so 2**61 float32 numbers passed the check
+        ({"prototype_dim": 2**61 // 6 + 1}, ValueError,
+         r"^num_labels and prototype_dim must give .*, got num_labels=5 and prototype_dim=384307168202282326$"),
+        ({"num_labels": 1, "prototype_dim": 2**58, "labels_per_example": (1, 5), "frames_per_label": (1, 5),
           "max_silence": 2}, ValueError,
-         r"^prototype_dim must be <= 249280325320399345 so that an example of up to 37 frames holds at most "
-         r"2\*\*63 - 1 numbers, got 1152921504606846976$"),
+         r"^prototype_dim must be <= 62320081330099835 so that an example of up to 37 frames holds at most "
+         r"2\*\*61 - 1 float32 numbers, got 288230376151711744$"),
     ],
     ids=["low end 0", "2**62 frames", "1e9 frames", "1001 labels", "1001 silence", "negative silence", "three bounds",
-         "one bound", "int range", "2**63 features", "2**63 labels", "2**60 features in 37 frames"],
+         "one bound", "int range", "2**63 features", "2**63 labels", "2**61 bytes of prototypes",
+         "2**58 features in 37 frames"],
 )
 def test_frame_task_refuses_a_range_outside_its_documented_bounds_naming_it(kwargs, error, pattern):
     # (1, 2**62) passed the int64 check and died in [label] * duration with an empty MemoryError

@@ -220,8 +220,12 @@ def test_subject_and_verb_rejects_a_sentence_without_subject_or_verb(words):
      (lambda: subject_and_verb(["blah"] * 100_000),
       r"^sentence must hold a subject noun, got 'blah blah .*'\.\.\. \(499999 characters\)$"),
      (lambda: subject_and_verb(["the", "cat", 10**5000]),
-      r"^sentence must hold a verb after its subject, got 'the cat an int of 16610 bits'$")],
-    ids=["long start", "word twice", "long next state", "long sentence", "huge int word"],
+      r"^sentence must hold a verb after its subject, got 'the cat an int of 16610 bits'$"),
+     (lambda: ToyLanguage({"s": [("a", 0.5, "s"), ("<eos>", 0.5, None)], "t" * 100_000: [("b", 1.0, "t" * 100_000)]},
+                          start="s"),
+      r"^arcs: the language cannot terminate from every state: no path to '<eos>' from \['t{40}'\.\.\. "
+      r"\(100000 characters\)\]$")],
+    ids=["long start", "word twice", "long next state", "long sentence", "huge int word", "long trapped state"],
 )
 def test_messages_show_a_long_str_by_its_start_and_a_huge_int_by_its_size(build, message):
     # losses review r25: these messages printed whole strings (a 100,000-word sentence) and str() of a huge int

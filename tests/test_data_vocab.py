@@ -218,11 +218,25 @@ def test_the_raises_sections_of_tokenize_id_token_and_encode_list_their_type_err
      ({"level": None, "tokens": []}, ValueError, r"^level must be one of 'word', 'char', got None$"),
      ({"tokens": []}, ValueError,
       r"^data must hold 'level' and 'tokens' \(as to_dict writes them\), got the keys \['tokens'\]$"),
-     (5, TypeError, r"^data must be a mapping from to_dict, got int$")],
-    ids=["str tokens", "level None", "no level", "not a mapping"],
+     (5, TypeError, r"^data must be a mapping from to_dict, got int$"),
+     # losses review r27, F2: a repeated or special token was skipped, shifting every later id
+     ({"level": "word", "tokens": ["cat", "cat", "dog"]}, ValueError,
+      r"^data\['tokens'\] must hold each token once and no special token \(as to_dict writes them\), got 'cat' at "
+      r"position 1$"),
+     ({"level": "word", "tokens": ["<pad>", "dog"]}, ValueError,
+      r"^data\['tokens'\] must hold each token once .*, got '<pad>' at position 0$")],
+    ids=["str tokens", "level None", "no level", "not a mapping", "repeated token", "special token"],
 )
 def test_from_dict_checks_what_it_rebuilds_as_the_constructor_does(data, error, message):
     # Losses review round 26, F4: from_dict split a str into characters, reported level=None as 'None' and
     # raised a bare KeyError for a missing key
     with pytest.raises(error, match=message):
         Vocab.from_dict(data)
+
+
+def test_a_set_of_tokens_is_refused_since_its_order_and_so_the_ids_vary_between_processes():
+    # losses review r27, F2: Vocab({"cat", "dog"}) gave other ids under each PYTHONHASHSEED
+    with pytest.raises(TypeError, match=r"^tokens must be a sequence of str tokens in the order of their ids, got a "
+                                        r"frozenset of 2 items, whose order varies between processes$"):
+        Vocab(frozenset({"cat", "dog"}))
+    assert Vocab({"cat": 0, "dog": 1}.keys()).encode("cat dog") == Vocab(["cat", "dog"]).encode("cat dog")

@@ -190,7 +190,7 @@ def test_k3_is_never_negative_after_rounding_for_tiny_log_ratios(dtype):
     assert bool(((values.double() - series).abs() <= 2 * eps * (d.abs() + series)).all())
 
 
-@pytest.mark.parametrize(("estimator", "where"), [("k2", "ref_log_probs"), ("k3", "log_probs")])
+@pytest.mark.parametrize(("estimator", "where"), [("k2", "ref_log_probs"), ("k2", "log_probs"), ("k3", "log_probs")])
 def test_kl_penalty_padding_at_minus_inf_gives_the_nan_gradient_its_docstring_warns_of_and_zero_does_not(
         estimator, where):
     # Losses review round 26, F3: the docstring said nothing about padding; a masked -inf still sends
@@ -207,4 +207,18 @@ def test_kl_penalty_padding_at_minus_inf_gives_the_nan_gradient_its_docstring_wa
         loss.backward()
         assert bool(torch.isfinite(loss))
         assert bool(torch.isfinite(log_probs.grad).all()) is finite, (padding, log_probs.grad)
+        assert bool(torch.isfinite(ref_log_probs.grad).all()) is finite, (padding, ref_log_probs.grad)
     assert "should hold finite values" in " ".join(kl_penalty.__doc__.split())
+
+
+@pytest.mark.parametrize(("estimator", "where"), [("k1", "log_probs"), ("k1", "ref_log_probs"), ("k3", "ref_log_probs")])
+def test_kl_penalty_padding_at_minus_inf_keeps_a_finite_gradient_where_its_docstring_says(estimator, where):
+    from coursekit.losses import policy_loss_aggregate
+
+    log_probs = torch.tensor([[-1.0, -2.0, -1.0]], requires_grad=True)
+    ref_log_probs = torch.tensor([[-1.5, -2.5, -1.0]], requires_grad=True)
+    with torch.no_grad():
+        (log_probs if where == "log_probs" else ref_log_probs)[0, 2] = -math.inf
+    policy_loss_aggregate(kl_penalty(log_probs, ref_log_probs, estimator=estimator), torch.tensor([[1, 1, 0]]),
+                          mode="bnpo").backward()
+    assert bool(torch.isfinite(log_probs.grad).all()) and bool(torch.isfinite(ref_log_probs.grad).all())

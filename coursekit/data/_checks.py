@@ -48,12 +48,17 @@ def shown(value: object) -> str:
         ('-3', 'an int of 16610 bits', '0.5', "'cat'")
         >>> shown("the cat " * 10000)
         "'the cat the cat the cat the cat the cat '... (80000 characters)"
+        >>> shown(("s", 10**5000))
+        'tuple'
     """
     if isinstance(value, int) and not isinstance(value, bool):
         return int_text(value)
     if isinstance(value, str) and len(value) > SHOWN_CHARACTERS:
         return f"{str(value[:SHOWN_CHARACTERS])!r}... ({len(value)} characters)"
-    return repr(value)
+    try:
+        return repr(value)
+    except ValueError:  # a container holding an int too long for str()
+        return type_text(value)
 
 
 def as_int(value: object) -> int | None:
@@ -426,8 +431,8 @@ def pair_items(name: str, value: object, pair: str) -> tuple[object, object]:
     ``d.items()``) is refused too: it holds a mapping's entries, in the mapping's order, not a pair.
 
     Raises:
-        TypeError: ``value`` is a str, a set or a mapping, or does not unpack into exactly two items; the
-            message names ``name``, ``pair`` and what came in (:func:`items_text`).
+        TypeError: ``value`` is a str or bytes, a set, a mapping or a mapping's view, or does not unpack
+            into exactly two items; the message names ``name``, ``pair`` and what came in (:func:`items_text`).
 
     Example:
         >>> pair_items("pairs[0]", ([4], [5]), "a (source ids, target ids) pair")

@@ -98,22 +98,25 @@ class FrameBatch:
 #: allocated gigabytes before it, for a task whose utterances are a few dozen frames long (the defaults
 #: draw at most 5 * 5 + 6 * 2 = 37).
 MAX_DRAWN = 1000
+#: The most float32 numbers a tensor of frame_task may hold: torch's storage size in bytes is an int64.
+MAX_FEATURES = INT64_MAX // 4
 
 
 def _require_tensor_sizes(num_labels: int, prototype_dim: int, max_frames: int) -> None:
-    """Refuse sizes whose tensors torch cannot describe: more than int64's largest count of elements.
+    """Refuse sizes whose float32 tensors torch cannot describe: more than ``MAX_FEATURES`` numbers.
 
     The prototypes hold ``(num_labels + 1) * prototype_dim`` numbers and an example of ``max_frames`` frames
-    ``max_frames * (prototype_dim + 1)``; past ``2**63 - 1`` torch raised an overflow naming no argument.
-    A size below that bound but too large for memory is still the caller's to fit.
+    ``max_frames * (prototype_dim + 1)``; torch counts a tensor's storage in bytes, in an int64, so past
+    ``(2**63 - 1) // 4`` float32 numbers it raised an overflow naming no argument. A size below that bound
+    but too large for memory is still the caller's to fit.
     """
-    if (num_labels + 1) * prototype_dim > INT64_MAX:
-        raise ValueError(f"num_labels and prototype_dim must give the prototypes at most 2**63 - 1 numbers "
-                         f"((num_labels + 1) * prototype_dim), got num_labels={shown(num_labels)} and "
-                         f"prototype_dim={shown(prototype_dim)}")
-    if max_frames * (prototype_dim + 1) > INT64_MAX:
-        raise ValueError(f"prototype_dim must be <= {INT64_MAX // max_frames - 1} so that an example of up to "
-                         f"{max_frames} frames holds at most 2**63 - 1 numbers, got {shown(prototype_dim)}")
+    if (num_labels + 1) * prototype_dim > MAX_FEATURES:
+        raise ValueError(f"num_labels and prototype_dim must give the prototypes at most 2**61 - 1 numbers "
+                         f"((num_labels + 1) * prototype_dim float32 numbers of 4 bytes, at most 2**63 - 1 bytes), "
+                         f"got num_labels={shown(num_labels)} and prototype_dim={shown(prototype_dim)}")
+    if max_frames * (prototype_dim + 1) > MAX_FEATURES:
+        raise ValueError(f"prototype_dim must be <= {MAX_FEATURES // max_frames - 1} so that an example of up to "
+                         f"{max_frames} frames holds at most 2**61 - 1 float32 numbers, got {shown(prototype_dim)}")
 
 
 def _require_draw_bounds(name: str, bounds: object) -> tuple[int, int]:
@@ -175,7 +178,8 @@ def frame_task(*, seed: int = 0, num_train: int = 1200, num_valid: int = 200, nu
         ValueError: a size that is not positive, a range whose low end is below 1 or exceeds its high end
             or whose high end exceeds 1000, a ``max_silence`` outside ``[0, 1000]``, a seed outside
             ``[0, 2**63)``, a negative or non-finite ``noise``, or a ``num_labels`` and ``prototype_dim``
-            whose prototypes or longest possible example would hold more than ``2**63 - 1`` numbers.
+            whose prototypes or longest possible example would hold more than ``MAX_FEATURES`` (``2**61 - 1``)
+            float32 numbers.
 
     Example:
         >>> task = frame_task(seed=0, num_train=3, num_valid=1, num_test=1)

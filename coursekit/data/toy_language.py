@@ -89,9 +89,9 @@ class ToyLanguage:
         self._arcs: dict[str, list[tuple[str, float, str | None]]] = {}
         for state, state_arcs in arcs.items():
             words = [w for w, _, _ in state_arcs]
-            twice = next((w for i, w in enumerate(words) if w in words[:i]), None)
+            twice = next((i for i, w in enumerate(words) if w in words[:i]), None)
             if twice is not None:
-                raise ValueError(f"arcs[{shown(state)}] uses the word {shown(twice)} twice")
+                raise ValueError(f"arcs[{shown(state)}] uses the word {shown(words[twice])} twice")
             # each probability is checked before the sum: fsum raises for a str without naming the
             # argument, and a nan fails no comparison, so it reached the termination check's wrong reason
             probabilities = [require_number(f"arcs[{shown(state)}] probability of {shown(w)}", p, low=0.0, low_inclusive=False)
@@ -139,7 +139,10 @@ class ToyLanguage:
                 frontier.append(before)
         trapped = sorted(set(self._arcs) - can_end)
         if trapped:
-            raise ValueError(f"arcs: the language cannot terminate from every state: no path to {EOS!r} from {trapped}")
+            listed = ", ".join(shown(state) for state in trapped[:5])
+            more = f", ... ({len(trapped)} states)" if len(trapped) > 5 else ""
+            raise ValueError(f"arcs: the language cannot terminate from every state: no path to {EOS!r} from "
+                             f"[{listed}{more}]")
 
     def _expected_visits(self) -> np.ndarray:
         self._require_termination()

@@ -16,9 +16,9 @@ token     id  role
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, MappingView, Sequence, Set
 
-from coursekit.data._checks import element_text, id_list, require_int, require_one_of, row_list, shown
+from coursekit.data._checks import element_text, id_list, items_text, require_int, require_one_of, row_list, shown
 from coursekit.losses._checks import type_text
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
@@ -57,6 +57,10 @@ class Vocab:
         level = require_one_of("level", level, LEVELS)
         if isinstance(tokens, str):
             raise TypeError(f"tokens must be a sequence of str tokens, got a str ({shown(tokens)})")
+        if isinstance(tokens, Set) and not isinstance(tokens, MappingView):
+            # a set of str iterates in hash order, which differs between processes: so would the ids
+            raise TypeError(f"tokens must be a sequence of str tokens in the order of their ids, got "
+                            f"{items_text(tokens)}, whose order varies between processes")
         tokens = row_list("tokens", tokens, "str tokens")  # type: ignore[assignment]
         self.level = level
         self._itos: list[str] = list(SPECIALS)
@@ -242,7 +246,8 @@ class Vocab:
 
         Raises:
             TypeError: ``data`` is not a mapping; or as the constructor does.
-            ValueError: ``data`` lacks ``"level"`` or ``"tokens"``; or as the constructor does.
+            ValueError: ``data`` lacks ``"level"`` or ``"tokens"``, or its tokens repeat one or hold a special
+                token (which would shift the ids); or as the constructor does.
 
         Example:
             >>> vocab = Vocab.build(["the cat"])
@@ -259,7 +264,15 @@ class Vocab:
             keys = sorted(shown(key) if isinstance(key, str) else type_text(key) for key in data)
             listed = ", ".join(keys[:5]) + (f", ... ({len(keys)} keys)" if len(keys) > 5 else "")
             raise ValueError(f"data must hold 'level' and 'tokens' (as to_dict writes them), got the keys [{listed}]")
-        return cls(data["tokens"], level=data["level"])  # type: ignore[arg-type]
+        vocab = cls(data["tokens"], level=data["level"])  # type: ignore[arg-type]
+        # The constructor skips a repeated or special token; to_dict writes neither, and skipping one here would
+        # shift every later id away from the ids the checkpoint was trained with.
+        tokens = list(data["tokens"])  # type: ignore[call-overload]
+        if vocab._itos[len(SPECIALS):] != tokens:
+            position = next(i for i, token in enumerate(tokens) if vocab._stoi.get(token) != len(SPECIALS) + i)
+            raise ValueError(f"data['tokens'] must hold each token once and no special token (as to_dict writes "
+                             f"them), got {shown(tokens[position])} at position {position}")
+        return vocab
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Vocab) and self.level == other.level and self._itos == other._itos

@@ -166,8 +166,9 @@ def kl_penalty(log_probs: torch.Tensor, ref_log_probs: torch.Tensor, *, estimato
     old_log_probs, mask).unsqueeze(-1)``. Gradients flow into both arguments; the reference
     usually comes from a frozen model under ``torch.no_grad()``. Positions that are padding should hold
     finite values (0, say) in both tensors: :func:`policy_loss_aggregate` removes them from the value, but a
-    ``-inf`` there gives ``k2`` (in ``ref_log_probs``) and ``k3`` (in ``log_probs``) a ``nan`` gradient,
-    :math:`0 \\cdot \\infty`, which then reaches every parameter (TRL's expressions do the same).
+    ``-inf`` there gives both tensors a ``nan`` gradient, :math:`0 \\cdot \\infty`, which then reaches every
+    parameter: under ``k2`` in either tensor, under ``k3`` in ``log_probs`` (``k1`` and a ``-inf`` reference
+    under ``k3`` stay finite; TRL's expressions do the same).
 
     Args:
         log_probs: :math:`\\log p_\\theta` of each sampled token.

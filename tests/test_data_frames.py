@@ -249,3 +249,17 @@ def test_frame_batch_says_which_fields_are_in_ctc_losss_layout():
     got = ctc_loss(log_probs.transpose(0, 1), batch.targets, batch.input_lengths, batch.target_lengths,
                    blank=FRAME_BLANK, reduction="none")
     assert torch.allclose(got, want)
+
+
+def test_frame_task_draws_float32_features_whatever_the_default_dtype():
+    # losses review r28, F4: MAX_FEATURES counts 4-byte numbers; under a float64 default the tensors doubled
+    import torch
+
+    before = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float64)
+        task = frame_task(seed=0, num_train=2, num_valid=1, num_test=1)
+    finally:
+        torch.set_default_dtype(before)
+    assert {example.features.dtype for example in task.train} == {torch.float32}
+    assert torch.equal(task.train[0].features, frame_task(seed=0, num_train=2, num_valid=1, num_test=1).train[0].features)

@@ -240,3 +240,11 @@ def test_a_set_of_tokens_is_refused_since_its_order_and_so_the_ids_vary_between_
                                         r"frozenset of 2 items, whose order varies between processes$"):
         Vocab(frozenset({"cat", "dog"}))
     assert Vocab({"cat": 0, "dog": 1}.keys()).encode("cat dog") == Vocab(["cat", "dog"]).encode("cat dog")
+
+
+def test_from_dict_reads_tokens_given_as_an_iterator_and_numpy_strings_are_stored_as_str():
+    # losses review r28, F2 and F3: an iterator was read twice (a bare StopIteration), and Vocab(np.unique(words))
+    # stored NumPy str_ tokens, which a checkpoint saves and loading then refuses
+    assert Vocab.from_dict({"level": "word", "tokens": iter(["cat", "dog"])}) == Vocab(["cat", "dog"])
+    tokens = Vocab(np.unique(["dog", "cat"])).to_dict()["tokens"]
+    assert tokens == ["cat", "dog"] and all(type(token) is str for token in tokens)

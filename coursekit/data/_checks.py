@@ -40,25 +40,27 @@ def shown(value: object) -> str:
     of the package describes a huge int alike. Every message of :mod:`coursekit.data` that shows a
     received int or str goes through here: ``str()`` of an int of more than 4300 digits raises a
     ``ValueError`` that names no argument, and a str may be a whole corpus (``Vocab(texts)`` for
-    ``Vocab.build(texts)``), so only its first ``SHOWN_CHARACTERS`` characters are shown. A container is
-    never shown by ``repr`` (it may hold such an int): a ``TypeError`` names its type (``type_text``).
+    ``Vocab.build(texts)``), so only its first ``SHOWN_CHARACTERS`` characters are shown. Anything else is
+    shown by ``repr``, cut the same way when longer, or by its type (``type_text``) when ``repr`` fails
+    (a container holding an int too long to print).
 
     Example:
         >>> shown(-3), shown(10**5000), shown(0.5), shown("cat")
         ('-3', 'an int of 16610 bits', '0.5', "'cat'")
         >>> shown("the cat " * 10000)
         "'the cat the cat the cat the cat the cat '... (80000 characters)"
-        >>> shown(("s", 10**5000))
-        'tuple'
+        >>> shown(("s", 10**5000)), shown(("the cat " * 1000,))
+        ('tuple', "('the cat the cat the cat the cat the ca... (8005 characters)")
     """
     if isinstance(value, int) and not isinstance(value, bool):
         return int_text(value)
     if isinstance(value, str) and len(value) > SHOWN_CHARACTERS:
         return f"{str(value[:SHOWN_CHARACTERS])!r}... ({len(value)} characters)"
     try:
-        return repr(value)
+        text = repr(value)
     except ValueError:  # a container holding an int too long for str()
         return type_text(value)
+    return text if len(text) <= SHOWN_CHARACTERS else f"{text[:SHOWN_CHARACTERS]}... ({len(text)} characters)"
 
 
 def as_int(value: object) -> int | None:

@@ -207,7 +207,9 @@ def frame_task(*, seed: int = 0, num_train: int = 1200, num_valid: int = 200, nu
     _require_tensor_sizes(num_labels, prototype_dim, labels_per_example[1] * (frames_per_label[1] + max_silence)
                           + max_silence)
     generator = torch.Generator().manual_seed(seed)
-    prototypes = torch.cat([torch.zeros(1, prototype_dim), torch.randn(num_labels, prototype_dim, generator=generator)])
+    # float32 whatever torch's default dtype: MAX_FEATURES counts 4-byte numbers
+    prototypes = torch.cat([torch.zeros(1, prototype_dim, dtype=torch.float32),
+                            torch.randn(num_labels, prototype_dim, generator=generator, dtype=torch.float32)])
 
     def draw(low: int, high: int) -> int:
         return int(torch.randint(low, high + 1, (1,), generator=generator))
@@ -226,8 +228,9 @@ def frame_task(*, seed: int = 0, num_train: int = 1200, num_valid: int = 200, nu
         classes += [FRAME_BLANK] * draw(0, max_silence)
         onsets += [0.0] * (len(classes) - len(onsets))
         index = torch.tensor(classes)
-        noisy = prototypes[index] + noise * torch.randn(len(classes), prototype_dim, generator=generator)
-        features = torch.cat([noisy, torch.tensor(onsets).unsqueeze(1)], dim=1)
+        noisy = prototypes[index] + noise * torch.randn(len(classes), prototype_dim, generator=generator,
+                                                        dtype=torch.float32)
+        features = torch.cat([noisy, torch.tensor(onsets, dtype=torch.float32).unsqueeze(1)], dim=1)
         return FrameExample(features=features, labels=labels, spans=spans)
 
     splits = [[example() for _ in range(n)] for n in (num_train, num_valid, num_test)]

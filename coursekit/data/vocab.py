@@ -16,7 +16,7 @@ token     id  role
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, MappingView, Sequence, Set
+from collections.abc import Iterable, Iterator, Mapping, MappingView, Sequence, Set
 
 from coursekit.data._checks import element_text, id_list, items_text, require_int, require_one_of, row_list, shown
 from coursekit.losses._checks import type_text
@@ -37,8 +37,9 @@ class Vocab:
             sequence of characters, spaces included).
 
     Raises:
-        TypeError: ``tokens`` is a str or is not iterable, or one of its tokens is not a str (the
-            message names its position, e.g. ``tokens[1]``).
+        TypeError: ``tokens`` is a str, a set (its order, and so the ids, would vary between processes) or
+            is not iterable, or one of its tokens is not a str (the message names its position, e.g.
+            ``tokens[1]``).
         ValueError: ``level`` is unknown, or a token is empty, contains whitespace
             anywhere (for ``"word"``) or is not one character (for ``"char"``); the message names
             its position.
@@ -68,6 +69,7 @@ class Vocab:
         for position, token in enumerate(tokens):
             if not isinstance(token, str):
                 raise TypeError(f"tokens[{position}] must be a str, got {element_text(token)}")
+            token = str(token)  # a NumPy str_ would be pickled as NumPy's in a checkpoint, which loading refuses
             if token in self._stoi:  # a duplicate or a special token, at either level
                 continue
             if token == "":
@@ -264,10 +266,13 @@ class Vocab:
             keys = sorted(shown(key) if isinstance(key, str) else type_text(key) for key in data)
             listed = ", ".join(keys[:5]) + (f", ... ({len(keys)} keys)" if len(keys) > 5 else "")
             raise ValueError(f"data must hold 'level' and 'tokens' (as to_dict writes them), got the keys [{listed}]")
-        vocab = cls(data["tokens"], level=data["level"])  # type: ignore[arg-type]
+        tokens = data["tokens"]
+        if isinstance(tokens, Iterator):  # read once here, and once more below
+            tokens = list(tokens)
+        vocab = cls(tokens, level=data["level"])  # type: ignore[arg-type]
         # The constructor skips a repeated or special token; to_dict writes neither, and skipping one here would
         # shift every later id away from the ids the checkpoint was trained with.
-        tokens = list(data["tokens"])  # type: ignore[call-overload]
+        tokens = list(tokens)  # type: ignore[call-overload]
         if vocab._itos[len(SPECIALS):] != tokens:
             position = next(i for i, token in enumerate(tokens) if vocab._stoi.get(token) != len(SPECIALS) + i)
             raise ValueError(f"data['tokens'] must hold each token once and no special token (as to_dict writes "

@@ -68,14 +68,14 @@ def confidence_penalty_nll(
         the per-token losses into a total of that dtype (``Tensor.sum``, which
         accumulates in float32 and rounds the total once; PyTorch's CPU
         ``F.cross_entropy`` rounds in the half dtype as it adds, so in float16 and
-        bfloat16 the two reduced values can differ, this one the closer to
-        float64's: 3.906 where ``F.cross_entropy`` gives 3.969 and float64 3.912,
+        bfloat16 the two reduced values can differ, this one most often the
+        closer to float64's: 3.906 where ``F.cross_entropy`` gives 3.969 and float64 3.912,
         for 1000 bfloat16 rows of 50 zero logits at ``weight=0``; per-token values are equal).
         A float16 total of 65520 or more, what
         float16 rounds to ``inf``, is ``inf`` here, and a mean loss of 2.4 nats
-        reaches it at about 27,300 tokens; ``F.cross_entropy``'s mean is
-        ``inf`` there too (rounding as it adds, it can reach ``inf`` a little
-        sooner), or ``nan`` from 65520 tokens on. The total is then divided by the number
+        reaches it at about 27,300 tokens; ``F.cross_entropy``'s running sum,
+        rounded as it adds, reaches ``inf`` a little sooner or later (its mean
+        is ``nan`` from 65520 tokens on). The total is then divided by the number
         of counted tokens in float32 or wider, which holds it exactly up to 2**24, and
         rounds the quotient to that dtype (PyTorch's CPU ``F.cross_entropy``
         counts in float16, and gives 0 for the mean of 65520 or more float16

@@ -84,7 +84,8 @@ def vocab_parallel_cross_entropy(
     (``Tensor.sum``, which accumulates in float32 and rounds once, where
     PyTorch's CPU ``F.cross_entropy`` rounds in the half dtype as it adds, so
     its half-precision total can differ; a float16 total of 65520 or more,
-    what float16 rounds to ``inf``, is ``inf`` in both), and ``"mean"`` divides by the
+    what float16 rounds to ``inf``, is ``inf`` here, and PyTorch's running
+    sum reaches ``inf`` a little sooner or later), and ``"mean"`` divides by the
     exact integer count, where PyTorch's CPU ``F.cross_entropy`` counts in
     float16: from 65520 counted float16 rows it gives 0 (``nan`` if its total
     is ``inf``), where this mean is the finite mean (or ``inf``).

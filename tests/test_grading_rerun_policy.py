@@ -16,7 +16,7 @@ import pytest
 from coursekit.grading import reruns
 from coursekit.grading.limits import MAX_RESTARTS, Limits
 from coursekit.grading.package_view import plan_view
-from coursekit.grading.protocol import CallEnd, CallStatus, Done
+from coursekit.grading.protocol import CallEnd, CallStatus, CellEnd, CellStatus, Done, StepEnd
 from coursekit.grading.reruns import run_submission
 from coursekit.grading.sandbox import Job, RawRun
 
@@ -28,9 +28,12 @@ def _calls(*names: str) -> list[dict[str, Any]]:
              "banned": []} for i, name in enumerate(names)]
 
 
-def _scripted(monkeypatch: pytest.MonkeyPatch, deadly: set[str], oom_kills: int = 0) -> list[list[str]]:
-    """Replace ``run_job``: calls run in order, and the first of ``deadly`` sent kills the kernel (by the OOM
-    killer when ``oom_kills``); returns the ids each attempt was sent."""
+def _scripted(monkeypatch: pytest.MonkeyPatch, deadly: set[str], oom_kills: int = 0, stalls: bool = False,
+              cells: tuple[CellEnd, ...] = (), memory_errors: frozenset[str] = frozenset()) -> list[list[str]]:
+    """Replace ``run_job``: the ``cells`` end as given, calls run in order, one of ``memory_errors`` raises a
+    measured ``MemoryError``, and the first of ``deadly`` sent kills the kernel (by the OOM killer when
+    ``oom_kills``; stalls when ``stalls``) with a malformed runner line and stderr; returns the ids each
+    attempt was sent."""
     sent: list[list[str]] = []
 
     def run_job(job: Job, limits: Limits, **budgets: Any) -> RawRun:
@@ -39,10 +42,15 @@ def _scripted(monkeypatch: pytest.MonkeyPatch, deadly: set[str], oom_kills: int 
         ends: list[CallEnd] = []
         for call_id in ids:
             if call_id in deadly:
-                ends.append(CallEnd(call_id, CallStatus.DIED))
-                return RawRun(ready=True, calls=ends, done=Done(stopped_call=call_id), oom_kills=oom_kills)
-            ends.append(CallEnd(call_id, CallStatus.OK, value=1))
-        return RawRun(ready=True, calls=ends, done=Done())
+                ends.append(CallEnd(call_id, CallStatus.STALLED if stalls else CallStatus.DIED))
+                return RawRun(ready=True, cells=list(cells), calls=ends, done=Done(stopped_call=call_id),
+                              oom_kills=oom_kills, protocol_errors=1, diagnostics=f"died in {call_id}",
+                              returncode=-9)
+            if call_id in memory_errors:
+                ends.append(CallEnd(call_id, CallStatus.OUT_OF_MEMORY, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT))
+            else:
+                ends.append(CallEnd(call_id, CallStatus.OK, value=1))
+        return RawRun(ready=True, cells=list(cells), calls=ends, done=Done(), returncode=0)
 
     monkeypatch.setattr(reruns, "run_job", run_job)
     return sent
@@ -61,8 +69,9 @@ def test_a_function_that_crashes_on_the_last_attempt_is_given_up_too(monkeypatch
     run = run_submission(_job(_calls(*names)), Limits())
     assert run.attempts == MAX_RESTARTS + 1 and sent[-1] == ["q#4", "q#5"], sent
     statuses = {end.call_id: end.status for end in run.calls}
-    # d's call, never made, has no event: it fails as "no result".
-    assert statuses == {f"q#{i}": CallStatus.NOT_RUN_AFTER_DEATH for i in range(5)}, statuses
+    # d's call, never made, has no event: it fails as "no result"; the call that died keeps its own event.
+    assert statuses == {**{f"q#{i}": CallStatus.NOT_RUN_AFTER_DEATH for i in range(4)}, "q#4": CallStatus.DIED}, \
+        statuses
 
 
 def test_f_fails_in_every_question_whichever_function_crashed_first(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,3 +99,30 @@ def test_no_rerun_when_every_call_is_answered_or_given_up(monkeypatch: pytest.Mo
     assert len(sent) == 1 and run.attempts == 1 and run.finished, sent
     assert {end.call_id: end.status for end in run.calls} == {
         "q#0": CallStatus.OK, "q#1": CallStatus.NOT_RUN_AFTER_DEATH, "q#2": CallStatus.NOT_RUN_AFTER_DEATH}
+
+
+def test_a_call_that_stalls_on_the_last_attempt_keeps_its_stall(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grader review r16, F2: at the cap the stalled call's own event was replaced, and the run read as a death."""
+    _scripted(monkeypatch, deadly={"q#1", "q#2", "q#3", "q#4"}, stalls=True)
+    run = run_submission(_job(_calls("f", "a", "b", "c", "f", "d")), Limits())
+    assert {end.call_id: end.status for end in run.calls}["q#4"] is CallStatus.STALLED, run.calls
+
+
+def test_a_crashed_attempts_evidence_survives_the_rerun(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grader review r16, F3: the malformed runner line, stderr and exit status of the attempt that crashed were
+    replaced by the clean rerun's."""
+    _scripted(monkeypatch, deadly={"q#0"})
+    run = run_submission(_job(_calls("f", "g")), Limits())
+    assert run.attempts == 2 and run.finished, run
+    assert (run.protocol_errors, run.diagnostics, run.returncode) == (1, "died in q#0", -9)
+
+
+def test_a_graded_calls_own_memory_error_blames_no_cell_whose_memory_came_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grader review r16, F1: an answer cell that ended in its own MemoryError (memory given back) was left out
+    because a hidden call raised MemoryError too, and the rerun's NameErrors replaced every passing answer."""
+    answer = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=False)
+    sent = _scripted(monkeypatch, deadly=set(), cells=(answer,), memory_errors=frozenset({"q#1"}))
+    run = run_submission(_job(_calls("f", "f")), Limits())
+    assert len(sent) == 1 and run.attempts == 1 and not run.skipped_cells, sent
+    assert [end.status for end in run.calls] == [CallStatus.OK, CallStatus.OUT_OF_MEMORY]

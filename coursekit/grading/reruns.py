@@ -34,8 +34,13 @@ measured the kernel's address space rising to its limit in it
 (:attr:`~coursekit.grading.protocol.StepEnd.MEMORY_LIMIT`), whatever
 exception the cell raised, *and* the memory stayed taken: the address space
 was still near the limit when the cell ended
-(:attr:`~coursekit.grading.protocol.CellEnd.memory_held`), or a later step
-failed for memory too. A cell that held its memory is left out before any
+(:attr:`~coursekit.grading.protocol.CellEnd.memory_held`), or a later cell
+failed for memory too, or the memory cgroup's OOM killer killed a process. A
+graded call that raised a ``MemoryError`` in a live kernel is no evidence
+against an earlier cell: it failed on its own, nothing after it was lost, and a
+rerun without the cell could only lose that cell's definitions (grader review
+r16, F1: an a6 answer cell ending in its own ``MemoryError`` lost every
+question when the hidden memory cases made a call run out too). A cell that held its memory is left out before any
 that did not, so a cell that tried something too big and got its memory
 back when the exception unwound keeps its place, and its definitions,
 whenever a later cell is the one that kept the memory.
@@ -80,10 +85,10 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
 
 
 def _memory_failed_after(run: RawRun, position: int) -> bool:
-    """Whether a step after the ``position``-th cell failed for memory (measured, or the cgroup's OOM killer)."""
+    """Whether a cell after the ``position``-th failed for memory (as measured), or the cgroup's OOM killer killed
+    a process; a graded call's own ``MemoryError`` does not count (see the module docstring)."""
     later_cells = any(cell.ended is StepEnd.MEMORY_LIMIT for cell in run.cells[position + 1:])
-    calls = any(call.ended is StepEnd.MEMORY_LIMIT for call in run.calls)
-    return later_cells or calls or run.oom_kills > 0
+    return later_cells or run.oom_kills > 0
 
 
 def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
@@ -103,7 +108,8 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
         given up on (then, when no call is left to send, the attempt that gave up, marked finished); or, when a
         rerun without a graded function ran out of its cells' budget, the attempt before it, the same way (see
         :func:`_keeping_calls_made`), with ``kept_from_earlier`` set to ``"cells"`` and ``kept_calls`` to the
-        number of calls it kept. ``oom_kills`` counts every attempt's.
+        number of calls it kept. ``oom_kills`` and ``protocol_errors`` count every attempt's; a finished rerun
+        carries the ``diagnostics`` and ``returncode`` of the last attempt that was stopped.
     """
     started = time.monotonic()
     cells_left, calls_left = limits.wall_s, limits.calls_wall_s
@@ -115,7 +121,8 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
     answered: list[CallEnd] = []
     # The last attempt that got as far as its calls and was stopped in one: what a rerun would otherwise lose.
     made_calls: RawRun | None = None
-    oom_kills = 0
+    oom_kills = protocol_errors = 0
+    stopped_evidence: tuple[str, int | None] | None = None
     for attempt in range(1, MAX_RESTARTS + 2):
         # The results kept from earlier attempts count against this one's share (a too_large event holds none).
         kept_bytes = sum(wire_size(end.value) + wire_size(end.grads) for end in answered
@@ -131,9 +138,16 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
         stopped_call = run.done.stopped_call if run.done is not None else None
         culprit = _culprit_cell(run)
         own_calls = list(run.calls)
-        # The OOM killer's kills of every attempt: one in a call followed by a rerun still counts (r15, F2).
+        # The OOM killer's kills and the runner's malformed events of every attempt: one in a call followed by a
+        # rerun still counts (r15, F2; r16, F3), and the diagnostics of the last attempt that was stopped.
         oom_kills += run.oom_kills
+        protocol_errors += run.protocol_errors
+        if run.done is not None and (run.done.stopped_cell is not None or run.done.stopped_call is not None):
+            stopped_evidence = (run.diagnostics, run.returncode)
         run.attempts, run.skipped_cells, run.oom_kills = attempt, list(skipped), oom_kills
+        run.protocol_errors = protocol_errors
+        if stopped_evidence is not None and run.finished:
+            run.diagnostics, run.returncode = stopped_evidence
         run.calls += answered + given_up
         run.seconds = time.monotonic() - started
         run.cells_seconds, run.calls_seconds = cells_spent, calls_spent
@@ -162,8 +176,11 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
                 done = dataclasses.replace(run.done, stopped_call=None)
                 return dataclasses.replace(run, calls=answered + given_up, done=done)
             if attempt > MAX_RESTARTS:
-                # No attempt left: the function is given up on all the same (r15, F3); the calls not made fail.
-                return dataclasses.replace(run, calls=answered + given_up)
+                # No attempt left: the function is given up on all the same (r15, F3), but the call that stopped
+                # the kernel keeps its own event, so a stall still reads as one (r16, F2); the calls not made fail.
+                own_end = [end for end in own_calls if end.call_id == stopped_call]
+                rest = [end for end in given_up if end.call_id != stopped_call]
+                return dataclasses.replace(run, calls=answered + own_end + rest)
             made_calls, cells_left = run, limits.wall_s
             continue
         if culprit is None or attempt > MAX_RESTARTS:
@@ -206,5 +223,6 @@ def _keeping_calls_made(made: RawRun, given_up: list[CallEnd], last: RawRun) -> 
     calls += [end for end in given_up if end.call_id in replaced]
     return dataclasses.replace(made, calls=calls, attempts=last.attempts, seconds=last.seconds,
                                cells_seconds=last.cells_seconds, calls_seconds=last.calls_seconds,
-                               oom_kills=last.oom_kills, kept_from_earlier="cells",
+                               oom_kills=last.oom_kills, protocol_errors=last.protocol_errors,
+                               kept_from_earlier="cells",
                                kept_calls=kept)

@@ -121,7 +121,7 @@ class RawRun:
             ``"died"``, ``"memory"`` or ``"timeout"``.
         diagnostics: the end of the runner's stderr.
         kept_from_earlier: ``"cells"``: a rerun without a graded function ran out of its cells' budget, and the
-            run is the attempt before it, whose calls kept their results (see :mod:`~coursekit.grading.reruns`;
+            run is the last attempt that made calls, whose calls kept their results (see :mod:`~coursekit.grading.reruns`;
             ``""``: no rerun did).
         kept_calls: how many calls, made before the crash, that attempt kept.
     """

@@ -402,3 +402,15 @@ def test_no_checked_argument_is_converted_and_then_thrown_away() -> None:
     package = pathlib.Path(__file__).resolve().parents[1] / "coursekit"
     found = [line for path in sorted(package.rglob("*.py")) for line in _lost_conversions(path)]
     assert found == [], "\n".join(found)
+
+
+def test_a_str_of_at_most_40_characters_is_shown_whole_escapes_and_all():
+    # losses review r29, F1: the repr cut added for containers cut a 39-character str (its repr has 41)
+    # and a short str of escapes mid-escape, with the repr's length given as the str's
+    from coursekit.data import Vocab
+    from coursekit.data._checks import shown
+
+    word = "supercalifragilisticexpialidocious-ness"
+    assert shown(word) == repr(word) and shown("\x00" * 10) == repr("\x00" * 10)
+    with pytest.raises(ValueError, match=f"^token {word!r} is not in the vocabulary of 5 tokens$"):
+        Vocab(["cat"]).token_id(word)

@@ -29,19 +29,20 @@ from coursekit.losses._checks import (
 #: The type of the options :func:`require_one_of` chooses among (``str`` at every call).
 Choice = TypeVar("Choice")
 
-#: The most characters of a received str that a message shows (:func:`shown`); a longer one is cut there.
+#: The most characters of a received str, or of another value's repr, that a message shows (:func:`shown`).
 SHOWN_CHARACTERS = 40
 
 
 def shown(value: object) -> str:
-    """``value`` as a message shows it: an int by ``int_text``, a long str by its start and length, else ``repr``.
+    """``value`` as a message shows it: an int by ``int_text``, a long str by its start and length, else its repr.
 
     ``int_text`` is the losses' helper (an int's sign and bit length beyond int64), so that every message
     of the package describes a huge int alike. Every message of :mod:`coursekit.data` that shows a
     received int or str goes through here: ``str()`` of an int of more than 4300 digits raises a
     ``ValueError`` that names no argument, and a str may be a whole corpus (``Vocab(texts)`` for
-    ``Vocab.build(texts)``), so only its first ``SHOWN_CHARACTERS`` characters are shown. Anything else is
-    shown by ``repr``, cut the same way when longer, or by its type (``type_text``) when ``repr`` fails
+    ``Vocab.build(texts)``), so only its first ``SHOWN_CHARACTERS`` characters are shown (a shorter str is
+    shown whole, by its repr). Anything else is shown by ``repr``, whose first ``SHOWN_CHARACTERS`` characters
+    are shown when it is longer, with the repr's length, or by its type (``type_text``) when ``repr`` fails
     (a container holding an int too long to print).
 
     Example:
@@ -49,8 +50,10 @@ def shown(value: object) -> str:
         ('-3', 'an int of 16610 bits', '0.5', "'cat'")
         >>> shown("the cat " * 10000)
         "'the cat the cat the cat the cat the cat '... (80000 characters)"
-        >>> shown(("s", 10**5000)), shown(("the cat " * 1000,))
-        ('tuple', "('the cat the cat the cat the cat the ca... (8005 characters)")
+        >>> shown(("s", 10**5000)), shown("a" * 40)
+        ('tuple', "'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'")
+        >>> shown(("the cat " * 1000,))
+        "('the cat the cat the cat the cat the ca... (a tuple whose repr has 8005 characters)"
     """
     if isinstance(value, int) and not isinstance(value, bool):
         return int_text(value)
@@ -60,7 +63,9 @@ def shown(value: object) -> str:
         text = repr(value)
     except ValueError:  # a container holding an int too long for str()
         return type_text(value)
-    return text if len(text) <= SHOWN_CHARACTERS else f"{text[:SHOWN_CHARACTERS]}... ({len(text)} characters)"
+    if isinstance(value, str) or len(text) <= SHOWN_CHARACTERS:
+        return text
+    return f"{text[:SHOWN_CHARACTERS]}... (a {type_text(value)} whose repr has {len(text)} characters)"
 
 
 def as_int(value: object) -> int | None:

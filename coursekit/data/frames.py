@@ -77,7 +77,9 @@ class FrameBatch:
     ``log_probs.transpose(0, 1)``, as :func:`coursekit.train.ctc_objective` does.
 
     Attributes:
-        features: ``(B, T, F)``, zero past each input length.
+        features: ``(B, T, F)``, zero past each input length, in torch's default dtype (the dtype of the
+            models it feeds), whatever the examples' dtype: :func:`frame_task`'s float32 features are copied
+            exactly under the usual float32 default.
         input_lengths: ``(B,)`` frames per utterance.
         targets: ``(B, max T_y)`` labels, padded with the blank (at least one column).
         target_lengths: ``(B,)`` labels per utterance.

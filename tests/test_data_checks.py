@@ -414,3 +414,14 @@ def test_a_str_of_at_most_40_characters_is_shown_whole_escapes_and_all():
     assert shown(word) == repr(word) and shown("\x00" * 10) == repr("\x00" * 10)
     with pytest.raises(ValueError, match=f"^token {word!r} is not in the vocabulary of 5 tokens$"):
         Vocab(["cat"]).token_id(word)
+
+
+def test_a_numpy_str_is_shown_as_the_str_it_is_and_an_unhashable_start_is_named():
+    # data review r30, F1 and F4: a short np.str_ was shown as np.str_('dog'), a long one as a str; ToyLanguage
+    # with an unhashable start raised "unhashable type: 'list'", naming no argument
+    from coursekit.data import ToyLanguage, Vocab
+
+    with pytest.raises(ValueError, match=r"^token 'dog' is not in the vocabulary of 5 tokens$"):
+        Vocab(["cat"]).token_id(np.str_("dog"))
+    with pytest.raises(TypeError, match=r"^start must be a state of arcs \(a str\), got list$"):
+        ToyLanguage({"s": [("<eos>", 1.0, None)]}, start=["s"])

@@ -53,19 +53,24 @@ def shown(value: object) -> str:
         >>> shown(("s", 10**5000)), shown("a" * 40)
         ('tuple', "'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'")
         >>> shown(("the cat " * 1000,))
-        "('the cat the cat the cat the cat the ca... (a tuple whose repr has 8005 characters)"
+        "('the cat the cat the cat the cat the ca... (the repr of this tuple has 8005 characters)"
+        >>> import numpy
+        >>> shown(numpy.str_("dog"))
+        "'dog'"
     """
     if isinstance(value, int) and not isinstance(value, bool):
         return int_text(value)
+    if isinstance(value, str):
+        value = str(value)  # a NumPy str_ (or another subclass) is shown as the str it is
     if isinstance(value, str) and len(value) > SHOWN_CHARACTERS:
         return f"{str(value[:SHOWN_CHARACTERS])!r}... ({len(value)} characters)"
     try:
         text = repr(value)
-    except ValueError:  # a container holding an int too long for str()
+    except Exception:  # a container holding an int too long for str(), or a __repr__ that raises
         return type_text(value)
     if isinstance(value, str) or len(text) <= SHOWN_CHARACTERS:
         return text
-    return f"{text[:SHOWN_CHARACTERS]}... (a {type_text(value)} whose repr has {len(text)} characters)"
+    return f"{text[:SHOWN_CHARACTERS]}... (the repr of this {type(value).__name__} has {len(text)} characters)"
 
 
 def as_int(value: object) -> int | None:

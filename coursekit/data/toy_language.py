@@ -43,6 +43,7 @@ import numpy as np
 
 from coursekit.data._checks import derived_seed, require_int, require_number, require_seed, shown
 from coursekit.data.vocab import EOS
+from coursekit.losses._checks import type_text
 
 #: a state's arcs: (word, probability, next state); next state ``None`` ends the sentence
 Arcs = Sequence[tuple[str, float, "str | None"]]
@@ -83,7 +84,11 @@ class ToyLanguage:
     """
 
     def __init__(self, arcs: Mapping[str, Arcs], *, start: str) -> None:
-        if start not in arcs:
+        try:
+            known = start in arcs
+        except TypeError:  # unhashable
+            raise TypeError(f"start must be a state of arcs (a str), got {type_text(start)}") from None
+        if not known:
             raise ValueError(f"start must be a state of arcs, got {shown(start)}")
         self.start = start
         self._arcs: dict[str, list[tuple[str, float, str | None]]] = {}

@@ -249,7 +249,8 @@ class Vocab:
         Raises:
             TypeError: ``data`` is not a mapping; or as the constructor does.
             ValueError: ``data`` lacks ``"level"`` or ``"tokens"``, or its tokens repeat one or hold a special
-                token (which would shift the ids); or as the constructor does.
+                token (which would shift the ids); or as the constructor does (whose messages call
+                ``data['tokens']`` ``tokens``).
 
         Example:
             >>> vocab = Vocab.build(["the cat"])

@@ -9,12 +9,14 @@ are checked exactly. The real sandbox's side is in test_grading_reruns.py.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from coursekit.grading import reruns
 from coursekit.grading.limits import MAX_RESTARTS, Limits
+from coursekit.grading.outcomes import Evidence, classify
 from coursekit.grading.package_view import plan_view
 from coursekit.grading.protocol import CallEnd, CallStatus, CellEnd, CellStatus, Done, StepEnd
 from coursekit.grading.reruns import run_submission
@@ -29,31 +31,45 @@ def _calls(*names: str) -> list[dict[str, Any]]:
 
 
 def _scripted(monkeypatch: pytest.MonkeyPatch, deadly: set[str], oom_kills: int = 0, stalls: bool = False,
-              cells: tuple[CellEnd, ...] = (), memory_errors: frozenset[str] = frozenset()) -> list[list[str]]:
-    """Replace ``run_job``: the ``cells`` end as given, calls run in order, one of ``memory_errors`` raises a
-    measured ``MemoryError``, and the first of ``deadly`` sent kills the kernel (by the OOM killer when
-    ``oom_kills``; stalls when ``stalls``) with a malformed runner line and stderr; returns the ids each
-    attempt was sent."""
+              cells: tuple[CellEnd, ...] = (), memory_errors: frozenset[str] = frozenset(),
+              evidence: bool = False) -> list[list[str]]:
+    """Replace ``run_job`` with a script of what the runner reports: of ``cells``, those the job sends end as
+    given; calls run in order, one of ``memory_errors`` raises a measured ``MemoryError``, and the first of
+    ``deadly`` sent kills the kernel (by the OOM killer when ``oom_kills``; stalls when ``stalls``), with,
+    when ``evidence``, a malformed runner line, two ignored reports, stderr and a signal's exit status.
+    Returns the ids each attempt was sent."""
     sent: list[list[str]] = []
 
     def run_job(job: Job, limits: Limits, **budgets: Any) -> RawRun:
         ids = [call["id"] for call in job.calls]
         sent.append(ids)
+        indices = {cell["index"] for cell in job.cells}
+        ran = [cell for cell in cells if cell.index in indices]
         ends: list[CallEnd] = []
         for call_id in ids:
             if call_id in deadly:
-                ends.append(CallEnd(call_id, CallStatus.STALLED if stalls else CallStatus.DIED))
-                return RawRun(ready=True, cells=list(cells), calls=ends, done=Done(stopped_call=call_id),
-                              oom_kills=oom_kills, protocol_errors=1, diagnostics=f"died in {call_id}",
-                              returncode=-9)
+                ended = StepEnd.KILLED if stalls else StepEnd.EXITED
+                ends.append(CallEnd(call_id, CallStatus.STALLED if stalls else CallStatus.DIED, ended=ended))
+                if evidence:
+                    return RawRun(ready=True, cells=ran, calls=ends, oom_kills=oom_kills, protocol_errors=1,
+                                  done=Done(stopped_call=call_id, ignored_reports=2),
+                                  diagnostics=f"died in {call_id}", returncode=-9)
+                return RawRun(ready=True, cells=ran, calls=ends, done=Done(stopped_call=call_id), oom_kills=oom_kills,
+                              returncode=0)
             if call_id in memory_errors:
                 ends.append(CallEnd(call_id, CallStatus.OUT_OF_MEMORY, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT))
             else:
-                ends.append(CallEnd(call_id, CallStatus.OK, value=1))
-        return RawRun(ready=True, cells=list(cells), calls=ends, done=Done(), returncode=0)
+                ends.append(CallEnd(call_id, CallStatus.OK, value=1, ended=StepEnd.REPORTED))
+        return RawRun(ready=True, cells=ran, calls=ends, done=Done(), returncode=0)
 
     monkeypatch.setattr(reruns, "run_job", run_job)
     return sent
+
+
+def _outcome(run: RawRun) -> str:
+    """The outcome the grader gives ``run`` for a notebook with nothing missing or tampered and no reference used."""
+    prepared = SimpleNamespace(missing=[], tampered=[])
+    return classify(Evidence.of(run, prepared, []))[0]  # type: ignore[arg-type]
 
 
 def _job(calls: list[dict[str, Any]]) -> Job:
@@ -106,15 +122,17 @@ def test_a_call_that_stalls_on_the_last_attempt_keeps_its_stall(monkeypatch: pyt
     _scripted(monkeypatch, deadly={"q#1", "q#2", "q#3", "q#4"}, stalls=True)
     run = run_submission(_job(_calls("f", "a", "b", "c", "f", "d")), Limits())
     assert {end.call_id: end.status for end in run.calls}["q#4"] is CallStatus.STALLED, run.calls
+    assert _outcome(run) == "timeout"
 
 
 def test_a_crashed_attempts_evidence_survives_the_rerun(monkeypatch: pytest.MonkeyPatch) -> None:
     """Grader review r16, F3: the malformed runner line, stderr and exit status of the attempt that crashed were
     replaced by the clean rerun's."""
-    _scripted(monkeypatch, deadly={"q#0"})
+    _scripted(monkeypatch, deadly={"q#0"}, evidence=True)
     run = run_submission(_job(_calls("f", "g")), Limits())
     assert run.attempts == 2 and run.finished, run
     assert (run.protocol_errors, run.diagnostics, run.returncode) == (1, "died in q#0", -9)
+    assert run.done is not None and run.done.ignored_reports == 2, "review r17, F5: the forged lines are counted"
 
 
 def test_a_graded_calls_own_memory_error_blames_no_cell_whose_memory_came_back(
@@ -126,3 +144,35 @@ def test_a_graded_calls_own_memory_error_blames_no_cell_whose_memory_came_back(
     run = run_submission(_job(_calls("f", "f")), Limits())
     assert len(sent) == 1 and run.attempts == 1 and not run.skipped_cells, sent
     assert [end.status for end in run.calls] == [CallStatus.OK, CallStatus.OUT_OF_MEMORY]
+
+
+def test_a_finished_run_is_not_rerun_for_a_cell_a_later_cells_memory_error_followed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grader review r17, F1: two cells that each ran out of memory and were not near the limit when they ended,
+    in a run that finished: the first was left out on the later one's evidence, and the rerun lost its definitions."""
+    first = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=False)
+    second = CellEnd(1, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=False)
+    sent = _scripted(monkeypatch, deadly=set(), cells=(first, second))
+    job = Job(files={}, cells=[{"index": 0, "source": ""}, {"index": 1, "source": ""}], calls=_calls("f"),
+              adapters=[], view=plan_view(set(), []))
+    run = run_submission(job, Limits())
+    assert len(sent) == 1 and not run.skipped_cells and run.finished, run
+
+
+def test_a_cell_that_held_its_memory_is_left_out_and_the_rerun_is_sent_without_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    hoarder = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
+    sent_cells: list[list[int]] = []
+    _scripted(monkeypatch, deadly=set(), cells=(hoarder, CellEnd(1, CellStatus.OK)))
+    scripted = reruns.run_job
+
+    def recording(job: Job, limits: Limits, **budgets: Any) -> RawRun:
+        sent_cells.append([cell["index"] for cell in job.cells])
+        return scripted(job, limits, **budgets)
+
+    monkeypatch.setattr(reruns, "run_job", recording)
+    job = Job(files={}, cells=[{"index": 0, "source": ""}, {"index": 1, "source": ""}], calls=_calls("f"),
+              adapters=[], view=plan_view(set(), []))
+    run = run_submission(job, Limits())
+    assert sent_cells == [[0, 1], [1]] and run.skipped_cells == [(0, "memory")], (sent_cells, run)
+    assert _outcome(run) == "memory_limit"

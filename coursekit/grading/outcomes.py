@@ -174,7 +174,8 @@ def run_notes(run: RawRun) -> list[str]:
     skipped = {index for index, _why in run.skipped_cells}
     for cell in run.cells:
         if cell.ended is StepEnd.MEMORY_LIMIT and not cell.memory_held and cell.index not in skipped:
-            notes.append(f"cell {cell.index} ran out of memory; its memory came back, so it was not skipped")
+            notes.append(f"cell {cell.index} ran out of memory; it was not near the limit when it ended, so it was "
+                         "not skipped")
     statuses = {call.status for call in run.calls}
     if CallStatus.NOT_RUN_AFTER_STALL in statuses:
         notes.append("a graded function ignored its time limit; it was not called again")

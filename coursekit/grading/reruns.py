@@ -40,7 +40,8 @@ graded call that raised a ``MemoryError`` in a live kernel is no evidence
 against an earlier cell: it failed on its own, nothing after it was lost, and a
 rerun without the cell could only lose that cell's definitions (grader review
 r16, F1: an a6 answer cell ending in its own ``MemoryError`` lost every
-question when the hidden memory cases made a call run out too). A cell that held its memory is left out before any
+question when the hidden memory cases made a call run out too); nor, in a
+run that finished, is a later cell's (r17, F1). A cell that held its memory is left out before any
 that did not, so a cell that tried something too big and got its memory
 back when the exception unwound keeps its place, and its definitions,
 whenever a later cell is the one that kept the memory.
@@ -65,10 +66,15 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
     """The cell to leave out next time, and why (``None``: no cell is to blame).
 
     Of the cells measured at the memory limit, the first that held its memory
-    starved everything after it. Where none held it, a cell counts only when a
-    step after it failed for memory too, and the last such cell is the one
-    nearest the starved step: an earlier cell that got its memory back keeps
-    its place (and its answer) while a later one is left out first.
+    starved everything after it. Where none held it, a cell counts only when the
+    run did not finish and a cell after it failed for memory too or the OOM
+    killer killed a process, and the last such cell is the one nearest the
+    starved step: an earlier cell that was not near the limit when it ended
+    keeps its place (and its answer) while a later one is left out first. A
+    finished run, whose every cell and call ran, is never run again on that
+    evidence: each step that failed for memory failed on its own, and a rerun
+    without an earlier cell could only lose that cell's definitions (grader
+    review r17, F1).
     """
     done = run.done
     if done is not None and done.stopped_cell is not None:
@@ -80,6 +86,8 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
     held = [cell for _position, cell in at_limit if cell.memory_held]
     if held:
         return held[0].index, MEMORY
+    if run.finished:
+        return None
     followed = [cell for position, cell in at_limit if _memory_failed_after(run, position)]
     return (followed[-1].index, MEMORY) if followed else None
 
@@ -108,8 +116,9 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
         given up on (then, when no call is left to send, the attempt that gave up, marked finished); or, when a
         rerun without a graded function ran out of its cells' budget, the attempt before it, the same way (see
         :func:`_keeping_calls_made`), with ``kept_from_earlier`` set to ``"cells"`` and ``kept_calls`` to the
-        number of calls it kept. ``oom_kills`` and ``protocol_errors`` count every attempt's; a finished rerun
-        carries the ``diagnostics`` and ``returncode`` of the last attempt that was stopped.
+        number of calls it kept. ``oom_kills``, ``protocol_errors`` and ``done.ignored_reports`` count every
+        attempt's; a finished rerun with no stderr of its own carries the ``diagnostics`` and ``returncode`` of
+        the last attempt that was stopped.
     """
     started = time.monotonic()
     cells_left, calls_left = limits.wall_s, limits.calls_wall_s
@@ -121,7 +130,7 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
     answered: list[CallEnd] = []
     # The last attempt that got as far as its calls and was stopped in one: what a rerun would otherwise lose.
     made_calls: RawRun | None = None
-    oom_kills = protocol_errors = 0
+    oom_kills = protocol_errors = ignored_reports = 0
     stopped_evidence: tuple[str, int | None] | None = None
     for attempt in range(1, MAX_RESTARTS + 2):
         # The results kept from earlier attempts count against this one's share (a too_large event holds none).
@@ -142,11 +151,15 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
         # rerun still counts (r15, F2; r16, F3), and the diagnostics of the last attempt that was stopped.
         oom_kills += run.oom_kills
         protocol_errors += run.protocol_errors
-        if run.done is not None and (run.done.stopped_cell is not None or run.done.stopped_call is not None):
-            stopped_evidence = (run.diagnostics, run.returncode)
+        if run.done is not None:
+            ignored_reports += run.done.ignored_reports
+            if run.done.stopped_cell is not None or run.done.stopped_call is not None:
+                stopped_evidence = (run.diagnostics, run.returncode)
+            run.done = dataclasses.replace(run.done, ignored_reports=ignored_reports)
         run.attempts, run.skipped_cells, run.oom_kills = attempt, list(skipped), oom_kills
         run.protocol_errors = protocol_errors
-        if stopped_evidence is not None and run.finished:
+        # A finished rerun's own stderr, if it wrote any, explains its own events (r17, F4).
+        if stopped_evidence is not None and run.finished and not run.diagnostics.strip():
             run.diagnostics, run.returncode = stopped_evidence
         run.calls += answered + given_up
         run.seconds = time.monotonic() - started

@@ -72,8 +72,9 @@ def _outcome(run: RawRun) -> str:
     return classify(Evidence.of(run, prepared, []))[0]  # type: ignore[arg-type]
 
 
-def _job(calls: list[dict[str, Any]]) -> Job:
-    return Job(files={}, cells=[{"index": 0, "source": ""}], calls=calls, adapters=[], view=plan_view(set(), []))
+def _job(calls: list[dict[str, Any]], cells: int = 1) -> Job:
+    return Job(files={}, cells=[{"index": i, "source": ""} for i in range(cells)], calls=calls, adapters=[],
+               view=plan_view(set(), []))
 
 
 def test_a_function_that_crashes_on_the_last_attempt_is_given_up_too(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -153,9 +154,7 @@ def test_a_finished_run_is_not_rerun_for_a_cell_a_later_cells_memory_error_follo
     first = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=False)
     second = CellEnd(1, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=False)
     sent = _scripted(monkeypatch, deadly=set(), cells=(first, second))
-    job = Job(files={}, cells=[{"index": 0, "source": ""}, {"index": 1, "source": ""}], calls=_calls("f"),
-              adapters=[], view=plan_view(set(), []))
-    run = run_submission(job, Limits())
+    run = run_submission(_job(_calls("f"), cells=2), Limits())
     assert len(sent) == 1 and not run.skipped_cells and run.finished, run
 
 
@@ -171,8 +170,6 @@ def test_a_cell_that_held_its_memory_is_left_out_and_the_rerun_is_sent_without_i
         return scripted(job, limits, **budgets)
 
     monkeypatch.setattr(reruns, "run_job", recording)
-    job = Job(files={}, cells=[{"index": 0, "source": ""}, {"index": 1, "source": ""}], calls=_calls("f"),
-              adapters=[], view=plan_view(set(), []))
-    run = run_submission(job, Limits())
+    run = run_submission(_job(_calls("f"), cells=2), Limits())
     assert sent_cells == [[0, 1], [1]] and run.skipped_cells == [(0, "memory")], (sent_cells, run)
     assert _outcome(run) == "memory_limit"

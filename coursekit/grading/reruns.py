@@ -42,9 +42,10 @@ rerun without the cell could only lose that cell's definitions (grader review
 r16, F1: an a6 answer cell ending in its own ``MemoryError`` lost every
 question when the hidden memory cases made a call run out too); nor, in a
 run that finished, is a later cell's (r17, F1). A cell that held its memory is left out before any
-that did not, so a cell that tried something too big and got its memory
-back when the exception unwound keeps its place, and its definitions,
-whenever a later cell is the one that kept the memory.
+that did not, so a cell that tried something too big and was not near the
+limit when it ended (its memory freed as the exception unwound) keeps its
+place, and its definitions, whenever a later cell is the one that kept the
+memory.
 """
 
 from __future__ import annotations

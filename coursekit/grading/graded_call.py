@@ -25,6 +25,7 @@ import torch.library
 
 from coursekit.grading import protocol
 from coursekit.grading.protocol import CallReport, CallStatus
+from coursekit.grading.vjp import vector_jacobian_product
 from coursekit.grading.wire import MAX_DEPTH, decode_value, encode_value
 
 
@@ -162,8 +163,7 @@ def _gradients(output: object, inputs: list[Any], cotangent: object) -> list[Any
         return []
     if not output.requires_grad:
         raise TypeError("a gradient was requested but the returned tensor does not depend on the inputs")
-    grads = torch.autograd.grad(output, inputs, grad_outputs=grad_output, allow_unused=True)
-    return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
+    return vector_jacobian_product(output, inputs, grad_output)
 
 
 def evaluate(namespace: dict[str, Any], call: dict[str, Any]) -> tuple[object, list[Any]]:

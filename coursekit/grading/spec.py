@@ -38,6 +38,7 @@ import torch
 
 from coursekit.grading.protocol import call_id
 from coursekit.grading.describe import CaseDescription, describe_case, parameter_names
+from coursekit.grading.vjp import vector_jacobian_product
 from coursekit.grading.wire import encode_value
 
 
@@ -614,9 +615,8 @@ def _function_call(question: FunctionQuestion, seed: int, index: int, case: Case
         cotangent = _rng(seed, question.grade_id, index + 1).standard_normal(tuple(output.shape))
         cotangent = cotangent.astype(_to_numpy(output).dtype)
         inputs = [torch_args[p] for p in grad_wrt]
-        raw = torch.autograd.grad(output, inputs, torch.from_numpy(cotangent), allow_unused=True)
         # An input the loss treats as a constant has gradient zero (the runner does the same).
-        grads = [_to_numpy(torch.zeros_like(x) if g is None else g) for g, x in zip(raw, inputs)]
+        grads = [_to_numpy(g) for g in vector_jacobian_product(output, inputs, torch.from_numpy(cotangent))]
         call.update(grad_wrt=list(grad_wrt), cotangent=encode_value(cotangent))
     return PreparedCall(call, _to_numpy(output), grads, description, atol=case.atol)
 

@@ -1,0 +1,44 @@
+"""The vector-Jacobian product both graders take of a graded function's output.
+
+:func:`vector_jacobian_product` is the gradient of the scalar
+``(output * cotangent).sum()``, which is ``cotangent`` pulled back through the
+graph: the same numbers as ``torch.autograd.grad(output, inputs, cotangent)``
+(the backward of ``sum`` sends ones, that of ``* cotangent`` multiplies them by
+``cotangent``, so the output's gradient is ``cotangent`` exactly). It is written
+this way because PyTorch's ``autograd.grad`` with a tensor ``grad_outputs``
+imports ``torch.fx.experimental.symbolic_shapes`` and, with it, SymPy the first
+time, about half a second in each fresh process: in every sandbox's kernel.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+
+def vector_jacobian_product(output: torch.Tensor, inputs: Sequence[torch.Tensor],
+                            cotangent: torch.Tensor) -> list[torch.Tensor]:
+    """``cotangent`` pulled back to each of ``inputs``: ``sum_j cotangent[j] * d output[j] / d input``.
+
+    Args:
+        output: the function's result, of any shape, depending on ``inputs``.
+        inputs: tensors that require gradients.
+        cotangent: a tensor of ``output``'s shape and dtype.
+
+    Returns:
+        One gradient per input, of the input's shape; zeros for an input ``output`` does not depend on.
+
+    Raises:
+        ValueError: ``cotangent``'s shape is not ``output``'s.
+
+    Example:
+        >>> x = torch.tensor([1.0, 2.0], requires_grad=True)
+        >>> vector_jacobian_product(x ** 2, [x], torch.tensor([1.0, 10.0]))
+        [tensor([ 2., 40.])]
+    """
+    if cotangent.shape != output.shape:
+        raise ValueError(f"cotangent must have the output's shape {tuple(output.shape)}, "
+                         f"got {tuple(cotangent.shape)}")
+    pulled = torch.autograd.grad((output * cotangent).sum(), list(inputs), allow_unused=True)
+    return [torch.zeros_like(x) if g is None else g for g, x in zip(pulled, inputs)]

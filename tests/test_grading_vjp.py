@@ -1,0 +1,76 @@
+"""The graders' vector-Jacobian product: PyTorch's own numbers, without the SymPy import PyTorch's path costs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from coursekit import losses
+from coursekit.grading.vjp import vector_jacobian_product
+from conftest import REPO_ROOT
+
+pytestmark = pytest.mark.grading
+
+
+def _cases() -> list[tuple[str, torch.Tensor, list[torch.Tensor], torch.Tensor]]:
+    """(name, output, inputs, cotangent) built afresh, since each backward frees its graph."""
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, 7, generator=generator, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, 7, (3, 5), generator=generator)
+    targets[1, 3:] = -100
+    scale = torch.randn(7, generator=generator, dtype=torch.float64, requires_grad=True)
+    unused = torch.randn(2, generator=generator, dtype=torch.float64, requires_grad=True)
+    nll = losses.token_nll(logits * scale, targets)
+    half = (logits.float() * scale.float()).log_softmax(-1).half()
+    return [
+        ("token_nll", nll, [logits, scale, unused], torch.randn(nll.shape, generator=generator, dtype=nll.dtype)),
+        ("float16 log_softmax", half, [logits, scale],
+         torch.randn(half.shape, generator=generator).half()),
+        ("0-d summed loss", losses.token_nll(logits, targets).sum(), [logits],
+         torch.tensor(1.7, dtype=torch.float64)),
+    ]
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_equals_autograd_grad_with_grad_outputs_bit_for_bit(index: int) -> None:
+    name, output, inputs, cotangent = _cases()[index]
+    ours = vector_jacobian_product(output, inputs, cotangent)
+    name, output, inputs, cotangent = _cases()[index]
+    theirs = torch.autograd.grad(output, inputs, cotangent, allow_unused=True)
+    assert len(ours) == len(inputs)
+    for mine, reference, x in zip(ours, theirs, inputs):
+        expected = torch.zeros_like(x) if reference is None else reference
+        assert mine.dtype == expected.dtype and mine.shape == x.shape, name
+        assert torch.equal(mine, expected), name
+
+
+def test_an_input_the_output_ignores_gets_zeros() -> None:
+    _, output, inputs, cotangent = _cases()[0]
+    assert torch.equal(vector_jacobian_product(output, inputs, cotangent)[2], torch.zeros(2, dtype=torch.float64))
+
+
+def test_a_cotangent_of_another_shape_is_refused_by_name() -> None:
+    x = torch.ones(2, 3, requires_grad=True)
+    with pytest.raises(ValueError, match=r"cotangent must have the output's shape \(2, 3\), got \(3, 2\)"):
+        vector_jacobian_product(x * 2, [x], torch.ones(3, 2))
+
+
+@pytest.mark.slow
+def test_a_fresh_process_takes_it_without_importing_sympy() -> None:
+    """The reason the module exists: PyTorch's ``grad_outputs`` path imports SymPy in every fresh kernel."""
+    script = (
+        "import sys, torch\n"
+        "from coursekit.grading.vjp import vector_jacobian_product\n"
+        "x = torch.ones(4, requires_grad=True)\n"
+        "vector_jacobian_product(x.log_softmax(0), [x], torch.arange(4.0))\n"
+        "print('sympy' in sys.modules)\n"
+        "torch.autograd.grad(x.log_softmax(0), [x], torch.arange(4.0))\n"
+        "print('sympy' in sys.modules)\n"
+    )
+    printed = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True,
+                             check=True, timeout=120).stdout.split()
+    # The second line shows the check can fail: PyTorch's own path does import it.
+    assert printed == ["False", "True"]

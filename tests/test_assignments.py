@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from adversarial.course import NBGRADER
+
 from coursekit.course import ASSIGNMENTS, COURSE_ID, strip_hidden_tests
 from coursekit.course.config import (COURSE_ID_ENV, DB_URL_ENV, EXCHANGE_ENV, LMS_FILENAME_REGEXP, NEUTRALISE_LINKS,
                                      SANITIZE_HTML, configure, default_db_url)
@@ -84,7 +86,7 @@ class GradedCourse:
     def nbgrader(self, *args: str, cwd: Path | None = None, check: bool = True,
                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [str(VENV_BIN / "nbgrader"), *args], cwd=cwd or self.root, env=env or self.env,
+            [*NBGRADER, *args], cwd=cwd or self.root, env=env or self.env,
             capture_output=True, text=True, timeout=900, check=False,
         )
         self.log.append(f"$ nbgrader {' '.join(args)} -> {result.returncode}")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from adversarial.course import ASSIGNMENT, VENV_BIN, make_course, solved_notebook, submit, tool_env
+from adversarial.course import NBGRADER, ASSIGNMENT, make_course, solved_notebook, submit, tool_env
 from coursekit.course.kernel_seed import (CHECK_SEED_VARIABLE, FOLDER_VARIABLE, SEED_VARIABLE,
                                           check_seed_from_environment, folder_from_environment,
                                           kernel_environment, seed_from_environment)
@@ -80,7 +80,7 @@ def test_student_code_under_nbgrader_autograde_finds_no_grading_secret_only_its_
     submit(course, "ada", notebook)
     env = {**tool_env(), SECRET_VARIABLE: ENVIRONMENT_SECRET.hex()}
     for command in ("autograde", "generate_feedback"):
-        done = subprocess.run([str(VENV_BIN / "nbgrader"), command, ASSIGNMENT, "--force"], cwd=course, env=env,
+        done = subprocess.run([*NBGRADER, command, ASSIGNMENT, "--force"], cwd=course, env=env,
                               capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stderr[-3000:]
     assert not path.exists()

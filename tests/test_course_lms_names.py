@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from adversarial.course import ASSIGNMENT, VENV_BIN, make_course, release_notebook, tool_env
+from adversarial.course import NBGRADER, ASSIGNMENT, make_course, release_notebook, tool_env
 from coursekit.course.config import LMS_FILENAME_REGEXP
 from coursekit.course.lms_names import normalised_name, why_skipped
 
@@ -39,7 +39,7 @@ def test_zip_collect_takes_late_and_reuploaded_files_and_lists_the_ones_it_skips
     with zipfile.ZipFile(archive / "download.zip", "w") as download:
         for name in names:
             download.writestr(name, notebook)
-    done = subprocess.run([str(VENV_BIN / "nbgrader"), "zip_collect", ASSIGNMENT], cwd=course, env=tool_env(),
+    done = subprocess.run([*NBGRADER, "zip_collect", ASSIGNMENT], cwd=course, env=tool_env(),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     for student in ("ada", "bob"):
@@ -65,7 +65,7 @@ def test_zip_collect_keeps_the_latest_of_several_uploads_by_one_student(tmp_path
     with zipfile.ZipFile(archive / "download.zip", "w") as download:
         for name in uploads:
             download.writestr(name, json.dumps({**released, "metadata": {**released["metadata"], "upload": name}}))
-    done = subprocess.run([str(VENV_BIN / "nbgrader"), "zip_collect", ASSIGNMENT], cwd=course, env=tool_env(),
+    done = subprocess.run([*NBGRADER, "zip_collect", ASSIGNMENT], cwd=course, env=tool_env(),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     for student, latest in (("ada", uploads[1]), ("bob", uploads[3])):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from adversarial.course import (ASSIGNMENT, VENV_BIN, cell_index, make_course, set_answer, solutions,
+from adversarial.course import (NBGRADER, ASSIGNMENT, cell_index, make_course, set_answer, solutions,
                                 solved_notebook, submit, tool_env)
 from coursekit.course.preprocessors import NO_SCORE
 from coursekit.grading.files import shadowing_note
@@ -80,7 +80,7 @@ def autograded(tmp_path_factory: pytest.TempPathFactory) -> Autograded:
     (shadow / "coursekit" / "course" / "__init__.py").write_text("")
     (shadow / "coursekit" / "course" / "hidden_score.py").write_text(FULL_MARKS_SCORER)
     (shadow / "random.py").write_text(RANDOM_HELPERS)
-    done = subprocess.run([str(VENV_BIN / "nbgrader"), "autograde", ASSIGNMENT, "--force"], cwd=course,
+    done = subprocess.run([*NBGRADER, "autograde", ASSIGNMENT, "--force"], cwd=course,
                           env=tool_env(), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return Autograded(course, done.stdout + done.stderr)

@@ -17,7 +17,7 @@ import pytest
 
 from adversarial.corpus import (ATTACKS, CONCURRENT, FORGED_LIMITS, IMG_ONERROR, MARKDOWN_LINKS, PRINT_HIDDEN_INPUTS,
                                ROUND3, SCRIPT_IN_ANSWER, VERBOSE_LOG)
-from adversarial.course import ASSIGNMENT, VENV_BIN, cell_index, make_course, solved_notebook, submit, tool_env
+from adversarial.course import NBGRADER, ASSIGNMENT, cell_index, make_course, solved_notebook, submit, tool_env
 from coursekit.grading.driver import GradeOptions, grade_assignment
 from coursekit.grading.limits import Limits
 from coursekit.grading.verdicts import failure_kind
@@ -410,7 +410,7 @@ def test_student_html_is_escaped_in_the_feedback(graded: dict, student: str) -> 
 
 def _feedback(course: Path, student: str) -> str:
     """The student's feedback page, as ``nbgrader generate_feedback`` writes it with the course's config."""
-    done = subprocess.run([str(VENV_BIN / "nbgrader"), "generate_feedback", ASSIGNMENT, "--student",
+    done = subprocess.run([*NBGRADER, "generate_feedback", ASSIGNMENT, "--student",
                            student, "--force"], cwd=course, env=tool_env(), capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -59,7 +59,7 @@ from coursekit.grading.driver import reports_directory
 from coursekit.grading.files import shadowing_note, top_level_entries
 from coursekit.grading.limits import Limits
 from coursekit.grading.spec import AssignmentSpec, FunctionQuestion, ValueQuestion, load_spec
-from adversarial.course import VENV_BIN, make_course, solved_notebook, submit, tool_env
+from adversarial.course import NBGRADER, VENV_BIN, make_course, solved_notebook, submit, tool_env
 from conftest import require_sandbox
 
 pytestmark = pytest.mark.slow
@@ -270,7 +270,7 @@ def test_nbgrader_and_coursekit_grade_score_every_test_cell_alike(tmp_path: Path
     graders = [
         subprocess.Popen([str(VENV_BIN / "coursekit"), "grade", assignment, "--jobs", "2", "--no-progress"],
                          cwd=ours, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
-        subprocess.Popen([str(VENV_BIN / "nbgrader"), "autograde", assignment], cwd=stock, env=tool_env(),
+        subprocess.Popen([*NBGRADER, "autograde", assignment], cwd=stock, env=tool_env(),
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
     ]
     outputs = [grader.communicate(timeout=3000)[0] for grader in graders]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from adversarial.corpus import WRONG_TOKEN_NLL
-from adversarial.course import ASSIGNMENT, VENV_BIN, make_course, release_notebook, set_answer, solved_notebook, submit, tool_env
+from adversarial.course import NBGRADER, ASSIGNMENT, VENV_BIN, make_course, release_notebook, set_answer, solved_notebook, submit, tool_env
 from coursekit.grading.sandbox import kernel_leaves_root
 from conftest import require_sandbox, require_system_tool
 
@@ -152,7 +152,7 @@ def test_feedback_and_export_work_on_the_graded_course(course: Path) -> None:
         grade.manual_score = 2.0
         gradebook.db.commit()
     for command in (["generate_feedback", ASSIGNMENT, "--force"], ["export"]):
-        done = subprocess.run([str(VENV_BIN / "nbgrader"), *command], cwd=course, env=tool_env(),
+        done = subprocess.run([*NBGRADER, *command], cwd=course, env=tool_env(),
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
     html = (course / "feedback" / "bob" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
@@ -188,7 +188,7 @@ def test_written_answers_are_flagged_as_nbgrader_autograde_flags_them(course: Pa
 def test_after_nbgrader_autograde_coursekit_grade_says_the_other_grader_graded(tmp_path: Path) -> None:
     other = make_course(tmp_path / "other")
     submit(other, "erin", solved_notebook(other))
-    autograde = subprocess.run([str(VENV_BIN / "nbgrader"), "autograde", ASSIGNMENT], cwd=other, env=tool_env(),
+    autograde = subprocess.run([*NBGRADER, "autograde", ASSIGNMENT], cwd=other, env=tool_env(),
                                capture_output=True, text=True, timeout=600)
     assert autograde.returncode == 0, autograde.stderr[-2000:]
     graded = _grade(other)

@@ -52,7 +52,7 @@ def _scripted(monkeypatch: pytest.MonkeyPatch, deadly: set[str], oom_kills: int 
                 ends.append(CallEnd(call_id, CallStatus.STALLED if stalls else CallStatus.DIED, ended=ended))
                 if evidence:
                     return RawRun(ready=True, cells=ran, calls=ends, oom_kills=oom_kills, protocol_errors=1,
-                                  done=Done(stopped_call=call_id, ignored_reports=2),
+                                  done=Done(stopped_call=call_id, ignored_reports=2), ignored_reports=2,
                                   diagnostics=f"died in {call_id}", returncode=-9)
                 return RawRun(ready=True, cells=ran, calls=ends, done=Done(stopped_call=call_id), oom_kills=oom_kills,
                               returncode=0)
@@ -133,7 +133,7 @@ def test_a_crashed_attempts_evidence_survives_the_rerun(monkeypatch: pytest.Monk
     run = run_submission(_job(_calls("f", "g")), Limits())
     assert run.attempts == 2 and run.finished, run
     assert (run.protocol_errors, run.diagnostics, run.returncode) == (1, "died in q#0", -9)
-    assert run.done is not None and run.done.ignored_reports == 2, "review r17, F5: the forged lines are counted"
+    assert run.ignored_reports == 2, "review r17, F5: the forged lines are counted"
 
 
 def test_a_graded_calls_own_memory_error_blames_no_cell_whose_memory_came_back(
@@ -173,3 +173,61 @@ def test_a_cell_that_held_its_memory_is_left_out_and_the_rerun_is_sent_without_i
     run = run_submission(_job(_calls("f"), cells=2), Limits())
     assert sent_cells == [[0, 1], [1]] and run.skipped_cells == [(0, "memory")], (sent_cells, run)
     assert _outcome(run) == "memory_limit"
+
+
+def test_a_call_that_stalls_after_two_cells_ran_out_of_memory_leaves_no_cell_out(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grader review r18, F1: in a run stopped in a graded call every cell had run, so a later cell's own
+    MemoryError is no evidence against an earlier one; the answer cell was left out and every question lost its
+    function."""
+    answer = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=False)
+    later = CellEnd(1, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=False)
+    sent = _scripted(monkeypatch, deadly={"q#1"}, stalls=True, cells=(answer, later))
+    run = run_submission(_job(_calls("f", "h", "f"), cells=2), Limits())
+    assert not run.skipped_cells and sent == [["q#0", "q#1", "q#2"], ["q#2"]], (sent, run.skipped_cells)
+    assert {end.call_id: end.status for end in run.calls} == {
+        "q#0": CallStatus.OK, "q#1": CallStatus.NOT_RUN_AFTER_STALL, "q#2": CallStatus.OK}
+    # The rerun finished, and its cells did run out of memory: memory_limit ranks above the given-up stall.
+    assert _outcome(run) == "memory_limit"
+
+
+def test_a_rerun_without_a_cell_makes_every_call_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grader review r18, F2: a result an earlier attempt gave with the hoarding cell in place does not stand once
+    the cell is left out; every call not given up on is sent again."""
+    hoarder = CellEnd(1, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
+    sent: list[list[str]] = []
+    attempts = iter([
+        # g dies; nothing blames a cell, so g is given up and f's first call keeps its result.
+        RawRun(ready=True, cells=[CellEnd(0, CellStatus.OK), CellEnd(1, CellStatus.OK)],
+               calls=[CallEnd("q#0", CallStatus.OK, value=1), CallEnd("q#1", CallStatus.DIED, ended=StepEnd.EXITED)],
+               done=Done(stopped_call="q#1")),
+        # The rerun finishes, but cell 1 now held its memory: it is left out.
+        RawRun(ready=True, cells=[CellEnd(0, CellStatus.OK), hoarder], calls=[CallEnd("q#2", CallStatus.OK, value=1)],
+               done=Done()),
+        RawRun(ready=True, cells=[CellEnd(0, CellStatus.OK)],
+               calls=[CallEnd("q#0", CallStatus.OK, value=2), CallEnd("q#2", CallStatus.OK, value=2)], done=Done()),
+    ])
+
+    def run_job(job: Job, limits: Limits, **budgets: Any) -> RawRun:
+        sent.append([call["id"] for call in job.calls])
+        return next(attempts)
+
+    monkeypatch.setattr(reruns, "run_job", run_job)
+    run = run_submission(_job(_calls("f", "g", "f"), cells=2), Limits())
+    assert sent == [["q#0", "q#1", "q#2"], ["q#2"], ["q#0", "q#2"]], sent
+    assert run.skipped_cells == [(1, "memory")] and run.finished
+    assert {end.call_id: (end.status, end.value) for end in run.calls} == {
+        "q#0": (CallStatus.OK, 2), "q#1": (CallStatus.NOT_RUN_AFTER_DEATH, None), "q#2": (CallStatus.OK, 2)}
+
+
+def test_lines_the_notebook_wrote_in_an_attempt_killed_at_the_wall_clock_are_still_counted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grader review r18, F6: the count was kept on the last attempt's Done, which a wall-clock kill leaves out."""
+    attempts = iter([
+        RawRun(ready=True, calls=[CallEnd("q#0", CallStatus.DIED, ended=StepEnd.EXITED)],
+               done=Done(stopped_call="q#0", ignored_reports=3), ignored_reports=3, returncode=0),
+        RawRun(ready=True, wall_killed=True, wall_killed_in="calls"),
+    ])
+    monkeypatch.setattr(reruns, "run_job", lambda job, limits, **budgets: next(attempts))
+    run = run_submission(_job(_calls("f", "g")), Limits())
+    assert run.attempts == 2 and run.done is None and run.ignored_reports == 3, run

@@ -5,11 +5,16 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from coursekit import losses
-from coursekit.grading.vjp import vector_jacobian_product
+from coursekit.grading.graded_call import run_graded_call
+from coursekit.grading.protocol import CallStatus
+from coursekit.grading.spec import BannedOp
+from coursekit.grading.vjp import VJP_OPERATORS, vector_jacobian_product
+from coursekit.grading.wire import encode_value
 from conftest import REPO_ROOT
 
 pytestmark = pytest.mark.grading
@@ -74,3 +79,45 @@ def test_a_fresh_process_takes_it_without_importing_sympy() -> None:
                              check=True, timeout=120).stdout.split()
     # The second line shows the check can fail: PyTorch's own path does import it.
     assert printed == ["False", "True"]
+
+
+def test_gradients_are_taken_whatever_the_callers_grad_mode() -> None:
+    """Grader review r18, F3: a notebook that turns grad mode off and a function that turns it back on for itself
+    (``@torch.enable_grad()``) got 'does not require grad' where ``autograd.grad`` gives the gradient."""
+    x = torch.tensor([1.0, 2.0], requires_grad=True)
+    with torch.enable_grad():
+        output = x ** 2
+    with torch.no_grad():
+        assert torch.equal(vector_jacobian_product(output, [x], torch.tensor([1.0, 10.0]))[0],
+                           torch.tensor([2.0, 40.0]))
+
+
+def test_the_operators_it_runs_are_the_ones_a_question_cannot_ban() -> None:
+    """``VJP_OPERATORS`` is what the product runs beyond the function's own backward, on the installed PyTorch."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen: set[str] = set()
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            seen.add(func._schema.name.removeprefix("aten::"))
+            return func(*args, **(kwargs or {}))
+
+    leaf, cotangent = torch.randn(2, 3, requires_grad=True), torch.randn(2, 3)
+    with Record():
+        vector_jacobian_product(leaf, [leaf], cotangent)
+    assert seen == VJP_OPERATORS
+
+
+@pytest.mark.parametrize("operator", sorted(VJP_OPERATORS))
+def test_a_spec_cannot_ban_an_operator_the_gradient_check_runs(operator: str) -> None:
+    with pytest.raises(ValueError, match=f"BannedOp.aten cannot be '{operator}': the graders' gradient check"):
+        BannedOp(operator, "x")
+
+
+def test_a_complex_result_is_refused_as_complex_before_any_gradient() -> None:
+    call = {"id": "q#0", "kind": "function", "name": "f", "tensors": True, "args": [encode_value(np.ones(2))],
+            "kwargs": {}, "banned": [], "grad_wrt": [0], "cotangent": encode_value(np.ones(2))}
+    report = run_graded_call({"f": lambda x: x * (1 + 1j)}, call)
+    assert (report.status, report.ename, report.evalue) == (CallStatus.RAISED, "TypeError",
+                                                           "complex tensors are not accepted")

@@ -161,6 +161,9 @@ def _gradients(output: object, inputs: list[Any], cotangent: object) -> list[Any
     if grad_output.shape != output.shape:
         # A result of the wrong shape fails on its value ("wrong shape"): no backward pass to fail in instead.
         return []
+    if output.is_complex():
+        # Refused as the value would be (see _to_plain), before the product, which is for real outputs only.
+        raise TypeError("complex tensors are not accepted")
     if not output.requires_grad:
         raise TypeError("a gradient was requested but the returned tensor does not depend on the inputs")
     return vector_jacobian_product(output, inputs, grad_output)

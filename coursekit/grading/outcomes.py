@@ -158,7 +158,7 @@ _PHASE_OUT_OF_TIME = {
     "cells": "the notebook's cells used up their time budget ({cells:.0f} s, every attempt together); "
              "no hidden call was made",
     "calls": "the hidden calls used up their own time budget ({calls:.0f} s, every attempt together); "
-             "the calls no attempt made earn nothing",
+             "the calls left unanswered earn nothing",
 }
 
 
@@ -188,8 +188,8 @@ def run_notes(run: RawRun) -> list[str]:
         notes.append(f"a rerun ran out of its cells' time budget before it made its hidden calls{kept}")
     if run.oom_kills:
         notes.append(f"the sandbox's memory limit killed {run.oom_kills} process(es)")
-    if run.done is not None and run.done.ignored_reports:
-        notes.append(f"the notebook wrote {run.done.ignored_reports} line(s) to the runner's channel; "
+    if run.ignored_reports:
+        notes.append(f"the notebook wrote {run.ignored_reports} line(s) to the runner's channel; "
                      "they were ignored")
     if run.protocol_errors:
         notes.append(f"the runner sent {run.protocol_errors} malformed or out-of-order event(s)")

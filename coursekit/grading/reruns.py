@@ -20,10 +20,13 @@ them again would let one crash in a hidden case cost every question (grader
 review r11, F3). Should such a rerun's cells run out of their budget all the
 same, the submission keeps the calls the attempt before it made, which ran in
 the same cells' names; only the calls it had not made yet are lost. A rerun
-is sent only the calls no attempt has answered yet: a call answered before
-keeps its result, so the calls' shared budget pays for each call once, and a
-slow but correct function before the crash cannot starve a later one (grader
-review r13, N2). So a submission takes at most :attr:`Limits.worst_wall_s`,
+without a graded function is sent only the calls no attempt has answered yet:
+a call answered before keeps its result, so the calls' shared budget pays for
+each such call once, and a slow but correct function before the crash cannot
+starve a later one (grader review r13, N2). A rerun without a cell is sent
+every call not given up on, answered before or not: its calls run in other
+names, so no earlier answer stands, and what the calls cost before is paid
+out of the same shared budget, like the culprit's cells (r18, F2). So a submission takes at most :attr:`Limits.worst_wall_s`,
 and :attr:`Limits.total_wall_s` when no graded call crashes or stalls; the run
 reports the total time of every attempt.
 
@@ -41,7 +44,8 @@ against an earlier cell: it failed on its own, nothing after it was lost, and a
 rerun without the cell could only lose that cell's definitions (grader review
 r16, F1: an a6 answer cell ending in its own ``MemoryError`` lost every
 question when the hidden memory cases made a call run out too); nor, in a
-run that finished, is a later cell's (r17, F1). A cell that held its memory is left out before any
+run that finished or stopped in a graded call, is a later cell's (r17, F1;
+r18, F1). A cell that held its memory is left out before any
 that did not, so a cell that tried something too big and was not near the
 limit when it ended (its memory freed as the exception unwound) keeps its
 place, and its definitions, whenever a later cell is the one that kept the
@@ -68,9 +72,9 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
 
     Of the cells measured at the memory limit, the first that held its memory
     starved everything after it. Where none held it, a cell counts only when the
-    run did not finish and a cell after it failed for memory too or the OOM
-    killer killed a process, and the last such cell is the one nearest the
-    starved step: an earlier cell that was not near the limit when it ended
+    run did not finish and a cell after it failed for memory too (before the
+    calls: see :func:`_memory_failed_after`) or the OOM killer killed a
+    process, and the last such cell is the one nearest the starved step: an earlier cell that was not near the limit when it ended
     keeps its place (and its answer) while a later one is left out first. A
     finished run, whose every cell and call ran, is never run again on that
     evidence: each step that failed for memory failed on its own, and a rerun
@@ -95,8 +99,12 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
 
 def _memory_failed_after(run: RawRun, position: int) -> bool:
     """Whether a cell after the ``position``-th failed for memory (as measured), or the cgroup's OOM killer killed
-    a process; a graded call's own ``MemoryError`` does not count (see the module docstring)."""
-    later_cells = any(cell.ended is StepEnd.MEMORY_LIMIT for cell in run.cells[position + 1:])
+    a process; a graded call's own ``MemoryError`` does not count (see the module docstring), nor does a later
+    cell's when the run stopped in a graded call or the adapters: every cell had run then, as in a run that
+    finished (grader review r18, F1)."""
+    done = run.done
+    in_the_calls = done is not None and (done.stopped_call is not None or done.stopped_in_adapter)
+    later_cells = not in_the_calls and any(cell.ended is StepEnd.MEMORY_LIMIT for cell in run.cells[position + 1:])
     return later_cells or run.oom_kills > 0
 
 
@@ -117,7 +125,7 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
         given up on (then, when no call is left to send, the attempt that gave up, marked finished); or, when a
         rerun without a graded function ran out of its cells' budget, the attempt before it, the same way (see
         :func:`_keeping_calls_made`), with ``kept_from_earlier`` set to ``"cells"`` and ``kept_calls`` to the
-        number of calls it kept. ``oom_kills``, ``protocol_errors`` and ``done.ignored_reports`` count every
+        number of calls it kept. ``oom_kills``, ``protocol_errors`` and ``ignored_reports`` count every
         attempt's; a finished rerun with no stderr of its own carries the ``diagnostics`` and ``returncode`` of
         the last attempt that was stopped.
     """
@@ -152,13 +160,12 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
         # rerun still counts (r15, F2; r16, F3), and the diagnostics of the last attempt that was stopped.
         oom_kills += run.oom_kills
         protocol_errors += run.protocol_errors
-        if run.done is not None:
-            ignored_reports += run.done.ignored_reports
-            if run.done.stopped_cell is not None or run.done.stopped_call is not None:
-                stopped_evidence = (run.diagnostics, run.returncode)
-            run.done = dataclasses.replace(run.done, ignored_reports=ignored_reports)
+        # Kept on the run, not its Done: an attempt killed at the wall clock has none (r18, F6).
+        ignored_reports += run.ignored_reports
+        if run.done is not None and (run.done.stopped_cell is not None or run.done.stopped_call is not None):
+            stopped_evidence = (run.diagnostics, run.returncode)
         run.attempts, run.skipped_cells, run.oom_kills = attempt, list(skipped), oom_kills
-        run.protocol_errors = protocol_errors
+        run.protocol_errors, run.ignored_reports = protocol_errors, ignored_reports
         # A finished rerun's own stderr, if it wrote any, explains its own events (r17, F4).
         if stopped_evidence is not None and run.finished and not run.diagnostics.strip():
             run.diagnostics, run.returncode = stopped_evidence
@@ -201,6 +208,11 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
             return run
         skipped.append(culprit)
         cells = [cell for cell in cells if cell["index"] != culprit[0]]
+        # Without the cell the calls run in other names: no earlier answer stands, and every call not given up on
+        # is made again, out of the same shared budget (grader review r18, F2).
+        answered = []
+        abandoned = {end.call_id for end in given_up}
+        calls = [call for call in job.calls if call["id"] not in abandoned]
     return run
 
 
@@ -238,5 +250,6 @@ def _keeping_calls_made(made: RawRun, given_up: list[CallEnd], last: RawRun) -> 
     return dataclasses.replace(made, calls=calls, attempts=last.attempts, seconds=last.seconds,
                                cells_seconds=last.cells_seconds, calls_seconds=last.calls_seconds,
                                oom_kills=last.oom_kills, protocol_errors=last.protocol_errors,
+                               ignored_reports=last.ignored_reports,
                                kept_from_earlier="cells",
                                kept_calls=kept)

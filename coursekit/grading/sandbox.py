@@ -109,6 +109,8 @@ class RawRun:
         wall_killed_in: ``"cells"`` or ``"calls"``: the phase whose budget ran out (``""``: none did).
         unresponsive: the runner did not stop a step in time; the grader killed the sandbox.
         protocol_errors: runner lines that were malformed or out of order (a grader bug, or worse).
+        ignored_reports: lines the kernel wrote to the runner's channel that were not the report the runner
+            waited for (:attr:`~coursekit.grading.protocol.Done.ignored_reports`; every attempt's, after reruns).
         returncode: the sandbox's exit status (negative: killed by that signal).
         sandboxed: bubblewrap isolated the run.
         cgroups: the run had cgroups of its own (CPU quota, memory, processes).
@@ -135,6 +137,7 @@ class RawRun:
     wall_killed_in: str = ""
     unresponsive: bool = False
     protocol_errors: int = 0
+    ignored_reports: int = 0
     returncode: int | None = None
     sandboxed: bool = True
     cgroups: bool = True
@@ -392,6 +395,7 @@ def run_job(job: Job, limits: Limits, *, cells_s: float, calls_s: float, use_san
             lease.release()
         if host_workdir:
             shutil.rmtree(host_workdir, ignore_errors=True)
+    run.ignored_reports = run.done.ignored_reports if run.done is not None else 0
     ended = time.monotonic()
     run.seconds = ended - started
     clock.record(run, ended)

@@ -38,7 +38,7 @@ import torch
 
 from coursekit.grading.protocol import call_id
 from coursekit.grading.describe import CaseDescription, describe_case, parameter_names
-from coursekit.grading.vjp import vector_jacobian_product
+from coursekit.grading.vjp import VJP_OPERATORS, vector_jacobian_product
 from coursekit.grading.wire import encode_value
 
 
@@ -122,6 +122,8 @@ class BannedOp:
         Traceback (most recent call last):
         ...
         ValueError: BannedOp.aten must name an operator of torch.ops.aten, got 'no_such_op'
+
+    The operators the graders' gradient check runs (:data:`~coursekit.grading.vjp.VJP_OPERATORS`) cannot be banned.
     """
 
     aten: str
@@ -132,6 +134,9 @@ class BannedOp:
             getattr(torch.ops.aten, self.aten)
         except (AttributeError, RuntimeError):
             raise ValueError(f"BannedOp.aten must name an operator of torch.ops.aten, got {self.aten!r}") from None
+        if self.aten in VJP_OPERATORS:
+            raise ValueError(f"BannedOp.aten cannot be {self.aten!r}: the graders' gradient check runs it inside the "
+                             f"graded call (coursekit.grading.vjp.VJP_OPERATORS: {sorted(VJP_OPERATORS)})")
 
 
 def _in_coursekit(function: object) -> bool:

@@ -2,12 +2,17 @@
 
 :func:`vector_jacobian_product` is the gradient of the scalar
 ``(output * cotangent).sum()``, which is ``cotangent`` pulled back through the
-graph: the same numbers as ``torch.autograd.grad(output, inputs, cotangent)``
-(the backward of ``sum`` sends ones, that of ``* cotangent`` multiplies them by
-``cotangent``, so the output's gradient is ``cotangent`` exactly). It is written
-this way because PyTorch's ``autograd.grad`` with a tensor ``grad_outputs``
-imports ``torch.fx.experimental.symbolic_shapes`` and, with it, SymPy the first
-time, about half a second in each fresh process: in every sandbox's kernel.
+graph: for a real output, the same numbers as ``torch.autograd.grad(output,
+inputs, cotangent)`` (the backward of ``sum`` sends ones, that of
+``* cotangent`` multiplies them by ``cotangent``, so the output's gradient is
+``cotangent`` exactly). It is written this way because PyTorch's
+``autograd.grad`` with a tensor ``grad_outputs`` imports
+``torch.fx.experimental.symbolic_shapes`` and, with it, SymPy the first time,
+about half a second in each fresh process: in every sandbox's kernel.
+
+The product runs the ATen operators :data:`VJP_OPERATORS` beyond the
+function's own backward, inside the graded call, so a question cannot ban them
+(:class:`~coursekit.grading.spec.BannedOp` refuses them).
 """
 
 from __future__ import annotations
@@ -16,13 +21,19 @@ from typing import Sequence
 
 import torch
 
+#: the ATen operators the product runs besides the function's own backward (checked by the tests).
+VJP_OPERATORS = frozenset({"mul", "sum", "ones_like", "expand"})
+
 
 def vector_jacobian_product(output: torch.Tensor, inputs: Sequence[torch.Tensor],
                             cotangent: torch.Tensor) -> list[torch.Tensor]:
     """``cotangent`` pulled back to each of ``inputs``: ``sum_j cotangent[j] * d output[j] / d input``.
 
+    Gradients are recorded whatever the caller's grad mode, as ``autograd.grad``
+    computes them whatever it is.
+
     Args:
-        output: the function's result, of any shape, depending on ``inputs``.
+        output: the function's real-valued result, of any shape, depending on ``inputs``.
         inputs: tensors that require gradients.
         cotangent: a tensor of ``output``'s shape and dtype.
 
@@ -40,5 +51,6 @@ def vector_jacobian_product(output: torch.Tensor, inputs: Sequence[torch.Tensor]
     if cotangent.shape != output.shape:
         raise ValueError(f"cotangent must have the output's shape {tuple(output.shape)}, "
                          f"got {tuple(cotangent.shape)}")
-    pulled = torch.autograd.grad((output * cotangent).sum(), list(inputs), allow_unused=True)
+    with torch.enable_grad():
+        pulled = torch.autograd.grad((output * cotangent).sum(), list(inputs), allow_unused=True)
     return [torch.zeros_like(x) if g is None else g for g, x in zip(pulled, inputs)]

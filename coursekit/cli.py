@@ -16,11 +16,12 @@ stored results, without grading (see :mod:`coursekit.grading.report`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 
 def _positive_int(text: str) -> int:
@@ -175,8 +176,9 @@ def _mark(args: argparse.Namespace) -> int:
     return 0
 
 
-def _without_iri_grammars() -> None:
-    """Keep jsonschema from importing ``rfc3987_syntax`` in this process.
+@contextlib.contextmanager
+def without_iri_grammars() -> Iterator[None]:
+    """Keep jsonschema from importing ``rfc3987_syntax`` while the block runs.
 
     Every command reads the gradebook through nbgrader, whose import reaches
     jsonschema (through nbformat's validator); jsonschema imports
@@ -184,16 +186,30 @@ def _without_iri_grammars() -> None:
     installs it), and that package builds its 38 Lark grammars at import:
     about 4 s of each command's start on a 2-core machine. Those grammars serve
     the ``iri`` and ``iri-reference`` formats only, which nothing a command
-    does validates; without the module jsonschema leaves the two formats
-    unchecked. A process that imported it already keeps it.
+    does validates; without the module, a jsonschema first imported in the
+    block leaves the two formats unchecked for the life of the process. A
+    process that imported the module already keeps it, and the block leaves
+    ``sys.modules`` as it found it for later imports.
     """
-    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+    placed = "rfc3987_syntax" not in sys.modules
+    if placed:
+        sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if placed and "rfc3987_syntax" in sys.modules and sys.modules["rfc3987_syntax"] is None:
+            del sys.modules["rfc3987_syntax"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``coursekit`` with ``argv`` (default: the command line); returns the exit status."""
     args = build_parser().parse_args(argv)
-    _without_iri_grammars()
+    with without_iri_grammars():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the parsed command; returns the exit status."""
     if args.command == "mark":
         return _mark(args)
     if args.command == "report":

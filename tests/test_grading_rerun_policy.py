@@ -9,6 +9,7 @@ are checked exactly. The real sandbox's side is in test_grading_reruns.py.
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 from typing import Any
 
@@ -208,13 +209,19 @@ def test_a_rerun_without_a_cell_makes_every_call_again(monkeypatch: pytest.Monke
                calls=[CallEnd("q#0", CallStatus.OK, value=2), CallEnd("q#2", CallStatus.OK, value=2)], done=Done()),
     ])
 
+    calls_budgets: list[float] = []
+
     def run_job(job: Job, limits: Limits, **budgets: Any) -> RawRun:
         sent.append([call["id"] for call in job.calls])
-        return next(attempts)
+        calls_budgets.append(budgets["calls_s"])
+        return dataclasses.replace(next(attempts), calls_seconds=10.0)
 
     monkeypatch.setattr(reruns, "run_job", run_job)
     run = run_submission(_job(_calls("f", "g", "f"), cells=2), Limits())
     assert sent == [["q#0", "q#1", "q#2"], ["q#2"], ["q#0", "q#2"]], sent
+    # The calls' budget is shared by every attempt, the one whose answers were dropped included.
+    full = Limits().calls_wall_s
+    assert calls_budgets == [full, full - 10, full - 20], calls_budgets
     assert run.skipped_cells == [(1, "memory")] and run.finished
     assert {end.call_id: (end.status, end.value) for end in run.calls} == {
         "q#0": (CallStatus.OK, 2), "q#1": (CallStatus.NOT_RUN_AFTER_DEATH, None), "q#2": (CallStatus.OK, 2)}
@@ -231,3 +238,42 @@ def test_lines_the_notebook_wrote_in_an_attempt_killed_at_the_wall_clock_are_sti
     monkeypatch.setattr(reruns, "run_job", lambda job, limits, **budgets: next(attempts))
     run = run_submission(_job(_calls("f", "g")), Limits())
     assert run.attempts == 2 and run.done is None and run.ignored_reports == 3, run
+
+
+def test_a_rerun_without_a_cell_that_runs_out_of_its_cells_budget_keeps_no_earlier_answer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grader review r19, F1: after f died and then an OOM kill blamed cell 1, the rerun without cell 1 ran out of
+    its cells' budget and the submission fell back on the first attempt's answers, made with cell 1 in place,
+    while h's answer of the second attempt was lost and the notes said no cell was skipped."""
+    at_limit = CellEnd(1, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=False)
+    cells = [CellEnd(0, CellStatus.OK), at_limit]
+    attempts = iter([
+        RawRun(ready=True, cells=cells, calls=[CallEnd("q#0", CallStatus.OK, value=1),
+                                               CallEnd("q#1", CallStatus.DIED, ended=StepEnd.EXITED)],
+               done=Done(stopped_call="q#1")),
+        RawRun(ready=True, cells=cells, calls=[CallEnd("q#2", CallStatus.OK, value=1),
+                                               CallEnd("q#3", CallStatus.DIED, ended=StepEnd.KILLED)],
+               done=Done(stopped_call="q#3"), oom_kills=1),
+        RawRun(ready=True, cells=[CellEnd(0, CellStatus.OK)], wall_killed=True, wall_killed_in="cells"),
+    ])
+    monkeypatch.setattr(reruns, "run_job", lambda job, limits, **budgets: next(attempts))
+    run = run_submission(_job(_calls("h", "f", "h", "g"), cells=2), Limits())
+    assert run.skipped_cells == [(1, "memory")] and run.wall_killed_in == "cells" and not run.kept_from_earlier
+    assert {end.call_id: end.status for end in run.calls} == {"q#1": CallStatus.NOT_RUN_AFTER_DEATH}
+    assert _outcome(run) == "timeout"
+
+
+@pytest.mark.parametrize("stopped", ["adapter", "no_report"])
+def test_a_run_that_got_as_far_as_its_calls_leaves_no_cell_out_on_a_later_cells_memory_error(
+        monkeypatch: pytest.MonkeyPatch, stopped: str) -> None:
+    """Grader review r19, F4 and F5: a kernel that died in the adapters, or a runner that ended without its last
+    report after making calls, had run every cell, as in a run stopped in a graded call (r18, F1)."""
+    first = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=False)
+    second = CellEnd(1, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=False)
+    if stopped == "adapter":
+        run = RawRun(ready=True, cells=[first, second], done=Done(stopped_in_adapter=True))
+    else:
+        run = RawRun(ready=True, cells=[first, second], calls=[CallEnd("q#0", CallStatus.OK, value=1)])
+    assert reruns._culprit_cell(run) is None
+    # With no call made and no last report, the runner may have died in a cell after them: the first is blamed.
+    assert reruns._culprit_cell(dataclasses.replace(run, calls=[], done=None)) == (0, "memory")

@@ -98,9 +98,12 @@ def test_reinforce_matches_numpy(case, baseline_kind):
     lp = log_p.double().numpy()
     expected = -np.mean((r - b) * lp)
     got = reinforce_loss(log_p, rewards, baseline=baseline)
-    # float32 arithmetic: each term (r - b) * log p and the float32 "mean" baseline are rounded by about eps |.|,
-    # which the log-probs (down to -30) multiply; terms of about 10 that cancel to 0.017 were 1.1e-6 off.
-    rounding = 16 * np.finfo(np.float32).eps * np.mean(np.abs(lp)) * (np.max(np.abs(r)) + np.max(np.abs(b)))
+    assert got.dtype == log_p.dtype
+    # Arithmetic in the inputs' dtype: each term (r - b) * log p and the "mean" baseline are rounded by about
+    # eps |.|, which the log-probs (down to -30) multiply; float32 terms of about 10 that cancel to 0.017 were
+    # 1.1e-6 off. Sixteen eps bound a sum of up to 20 such terms.
+    eps = np.finfo(log_p.numpy().dtype).eps
+    rounding = 16 * eps * np.mean(np.abs(lp)) * (np.max(np.abs(r)) + np.max(np.abs(b)))
     assert got.item() == pytest.approx(expected, rel=1e-5, abs=1e-6 + rounding)
 
 

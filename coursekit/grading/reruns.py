@@ -25,8 +25,9 @@ a call answered before keeps its result, so the calls' shared budget pays for
 each such call once, and a slow but correct function before the crash cannot
 starve a later one (grader review r13, N2). A rerun without a cell is sent
 every call not given up on, answered before or not: its calls run in other
-names, so no earlier answer stands, and what the calls cost before is paid
-out of the same shared budget, like the culprit's cells (r18, F2). So a submission takes at most :attr:`Limits.worst_wall_s`,
+names, so no earlier answer stands (nor is one kept should the rerun run out
+of its cells' budget), and what the calls cost before is paid out of the same
+shared budget, like the culprit's cells (r18, F2; r19, F1). So a submission takes at most :attr:`Limits.worst_wall_s`,
 and :attr:`Limits.total_wall_s` when no graded call crashes or stalls; the run
 reports the total time of every attempt.
 
@@ -44,8 +45,8 @@ against an earlier cell: it failed on its own, nothing after it was lost, and a
 rerun without the cell could only lose that cell's definitions (grader review
 r16, F1: an a6 answer cell ending in its own ``MemoryError`` lost every
 question when the hidden memory cases made a call run out too); nor, in a
-run that finished or stopped in a graded call, is a later cell's (r17, F1;
-r18, F1). A cell that held its memory is left out before any
+run that finished or got as far as its graded calls or adapters, is a later
+cell's (r17, F1; r18, F1). A cell that held its memory is left out before any
 that did not, so a cell that tried something too big and was not near the
 limit when it ended (its memory freed as the exception unwound) keeps its
 place, and its definitions, whenever a later cell is the one that kept the
@@ -100,10 +101,10 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
 def _memory_failed_after(run: RawRun, position: int) -> bool:
     """Whether a cell after the ``position``-th failed for memory (as measured), or the cgroup's OOM killer killed
     a process; a graded call's own ``MemoryError`` does not count (see the module docstring), nor does a later
-    cell's when the run stopped in a graded call or the adapters: every cell had run then, as in a run that
-    finished (grader review r18, F1)."""
+    cell's when the run stopped in a graded call or the adapters, or made a call at all: every cell had run then,
+    as in a run that finished (grader review r18, F1; r19, F5: a runner that ended without its last report)."""
     done = run.done
-    in_the_calls = done is not None and (done.stopped_call is not None or done.stopped_in_adapter)
+    in_the_calls = bool(run.calls) or done is not None and (done.stopped_call is not None or done.stopped_in_adapter)
     later_cells = not in_the_calls and any(cell.ended is StepEnd.MEMORY_LIMIT for cell in run.cells[position + 1:])
     return later_cells or run.oom_kills > 0
 
@@ -208,9 +209,10 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
             return run
         skipped.append(culprit)
         cells = [cell for cell in cells if cell["index"] != culprit[0]]
-        # Without the cell the calls run in other names: no earlier answer stands, and every call not given up on
-        # is made again, out of the same shared budget (grader review r18, F2).
-        answered = []
+        # Without the cell the calls run in other names: no earlier answer stands, not even as the fallback of a
+        # rerun that runs out of its cells' budget, and every call not given up on is made again, out of the same
+        # shared budget (grader review r18, F2; r19, F1).
+        answered, made_calls = [], None
         abandoned = {end.call_id for end in given_up}
         calls = [call for call in job.calls if call["id"] not in abandoned]
     return run

@@ -21,8 +21,10 @@ from typing import Sequence
 
 import torch
 
-#: the ATen operators the product runs besides the function's own backward (checked by the tests).
-VJP_OPERATORS = frozenset({"mul", "sum", "ones_like", "expand"})
+#: the ATen operators the product and its zero gradients run besides the function's own backward, at any
+#: depth (``ones_like`` runs ``empty_like`` and ``fill_``, say); the tests check the set on the installed PyTorch.
+VJP_OPERATORS = frozenset({"as_strided", "empty_like", "empty_strided", "expand", "fill_", "mul", "ones_like", "sum",
+                           "zero_", "zeros_like"})
 
 
 def vector_jacobian_product(output: torch.Tensor, inputs: Sequence[torch.Tensor],

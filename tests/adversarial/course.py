@@ -17,10 +17,17 @@ VENV_BIN = Path(sys.executable).parent
 #: How the tests run ``nbgrader ARGS``: what the ``nbgrader`` script runs (``nbgrader.apps.nbgraderapp.main``,
 #: in this Python, with the script's ``sys.argv[0]`` and no working directory on ``sys.path``), less jsonschema's
 #: IRI grammars, which no nbgrader command validates and which cost about 2 s of each command's start (see
-#: :func:`coursekit.cli._without_iri_grammars`). The benchmark and the instructors' page run the script itself.
-NBGRADER = [sys.executable, "-c", "import sys; del sys.path[0]; from coursekit.cli import _without_iri_grammars; "
-            "_without_iri_grammars(); from nbgrader.apps.nbgraderapp import main; sys.argv[0] = 'nbgrader'; "
-            "sys.exit(main())"]
+#: :func:`coursekit.cli.without_iri_grammars`). The benchmark and the instructors' page run the script itself.
+NBGRADER = [sys.executable, "-c", "\n".join([
+    "import sys",
+    "del sys.path[0]",
+    "from coursekit.cli import without_iri_grammars",
+    "with without_iri_grammars():",
+    "    from nbgrader.apps.nbgraderapp import main",
+    "    sys.argv[0] = 'nbgrader'",
+    "    status = main()",
+    "sys.exit(status)",
+])]
 
 
 def tool_env(db_url: str | None = None) -> dict[str, str]:

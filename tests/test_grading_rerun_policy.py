@@ -277,3 +277,23 @@ def test_a_run_that_got_as_far_as_its_calls_leaves_no_cell_out_on_a_later_cells_
     assert reruns._culprit_cell(run) is None
     # With no call made and no last report, the runner may have died in a cell after them: the first is blamed.
     assert reruns._culprit_cell(dataclasses.replace(run, calls=[], done=None)) == (0, "memory")
+
+
+def test_a_death_after_a_cell_that_held_its_memory_leaves_that_cell_out_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grader review r20, F2: the cell the kernel died in was left out while the hoarder before it stayed, so each
+    rerun lost a later cell (an answer, say) and kept the cell that starved it."""
+    hoarder = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
+    died = RawRun(ready=True, cells=[hoarder, CellEnd(1, CellStatus.OK)], done=Done(stopped_cell=2))
+    assert reruns._culprit_cell(died) == (0, "memory")
+    assert reruns._culprit_cell(dataclasses.replace(died, oom_kills=1)) == (0, "memory")
+    # Without a hoarder before it, the cell it died in is the culprit, as before.
+    alone = dataclasses.replace(died, cells=[CellEnd(0, CellStatus.OK), CellEnd(1, CellStatus.OK)])
+    assert reruns._culprit_cell(alone) == (2, "died")
+
+
+def test_a_runner_that_said_its_cells_were_done_leaves_no_cell_out_on_a_later_cells_memory_error() -> None:
+    """Grader review r20, F4: 'a call was made' missed a runner that reported its cells done and ended before any
+    call ended; the runner's CellsDone is recorded on the run."""
+    first = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=False)
+    second = CellEnd(1, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=False)
+    assert reruns._culprit_cell(RawRun(ready=True, cells=[first, second], cells_done=True)) is None

@@ -366,5 +366,5 @@ def test_a_later_hoarder_is_skipped_and_an_earlier_cell_whose_memory_came_back_k
     assert reports["b_only"]["notes"][:1] == [hoarder], reports["b_only"]["notes"]
     kept = reports["a_then_b"]
     assert (kept["score"], kept["outcome"]) == (10.0, "memory_limit"), kept
-    assert kept["notes"][:2] == [hoarder, f"cell {answer} ran out of memory; it was not near the limit when it "
-                                          "ended, so it was not skipped"], kept["notes"]
+    assert kept["notes"][:2] == [hoarder, f"cell {answer} ran out of memory and was not near the limit when it "
+                                          "ended; it was not skipped"], kept["notes"]

@@ -116,3 +116,23 @@ def test_a_complex_result_is_refused_as_complex_before_any_gradient() -> None:
     report = run_graded_call({"f": lambda x: x * (1 + 1j)}, call)
     assert (report.status, report.ename, report.evalue) == (CallStatus.RAISED, "TypeError",
                                                            "complex tensors are not accepted")
+
+
+def test_a_ban_on_any_other_operator_the_graded_call_runs_leaves_an_honest_call_alone() -> None:
+    """Grader review r20, F1: decoding the arguments, converting the cotangent and encoding the result ran inside
+    the ban, so a spec banning ``copy_``, ``to`` or ``detach`` marked every honest call banned. Each operator a
+    graded call of the identity runs, nested ones included, is either refused by BannedOp or does not fire."""
+    from torch.profiler import ProfilerActivity, profile
+
+    # float32 inputs and a float64 cotangent: converting it runs to, _to_copy and copy_.
+    call = {"id": "q#0", "kind": "function", "name": "f", "tensors": True,
+            "args": [encode_value(np.ones(3, dtype=np.float32))], "kwargs": {}, "banned": [], "grad_wrt": [0],
+            "cotangent": encode_value(np.arange(3.0))}
+    namespace = {"f": lambda x: x}
+    with profile(activities=[ProfilerActivity.CPU]) as recorded:
+        assert run_graded_call(namespace, call).status is CallStatus.OK
+    ran = {event.name.removeprefix("aten::") for event in recorded.events() if event.name.startswith("aten::")}
+    assert {"copy_", "detach", "to"} <= ran, ran
+    for operator in sorted(ran - VJP_OPERATORS):
+        report = run_graded_call(namespace, {**call, "banned": [operator]})
+        assert report.status is CallStatus.OK, (operator, report)

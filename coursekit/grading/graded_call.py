@@ -154,27 +154,33 @@ def _argument(message: object, tensors: bool) -> object:
     return _tensorise(value) if tensors else value
 
 
-def _gradients(output: object, inputs: list[Any], cotangent: object) -> list[Any]:
+def _cotangent(output: object, cotangent: object) -> torch.Tensor | None:
+    """The cotangent as a tensor of ``output``'s dtype (``None``: the output has another shape, so there is no
+    gradient to take), after checking that ``output`` can have one."""
     if not isinstance(output, torch.Tensor):
         raise TypeError(f"a gradient was requested but the function returned {type(output).__name__}")
     grad_output = torch.as_tensor(cotangent, dtype=output.dtype)
     if grad_output.shape != output.shape:
         # A result of the wrong shape fails on its value ("wrong shape"): no backward pass to fail in instead.
-        return []
+        return None
     if output.is_complex():
         # Refused as the value would be (see _to_plain), before the product, which is for real outputs only.
         raise TypeError("complex tensors are not accepted")
     if not output.requires_grad:
         raise TypeError("a gradient was requested but the returned tensor does not depend on the inputs")
-    return vector_jacobian_product(output, inputs, grad_output)
+    return grad_output
 
 
-def evaluate(namespace: dict[str, Any], call: dict[str, Any]) -> tuple[object, list[Any]]:
+def evaluate(namespace: dict[str, Any], call: dict[str, Any],
+             ban: Callable[[], ContextManager[None]] = contextlib.nullcontext) -> tuple[object, list[Any]]:
     """Read the call's variable, or call its function on the decoded arguments and take the gradients asked for.
 
     Args:
         namespace: the notebook's globals.
         call: a prepared call's message (see :func:`~coursekit.grading.spec.prepare_calls`).
+        ban: makes the context the function and its backward pass run in (the question's banned operators,
+            see :func:`banned`); the grader's own work around them, decoding the arguments and the
+            cotangent, runs outside it, so that a ban cannot catch it.
 
     Returns:
         The value, and the gradients with respect to the arguments at ``call["grad_wrt"]``.
@@ -195,16 +201,25 @@ def evaluate(namespace: dict[str, Any], call: dict[str, Any]) -> tuple[object, l
     wanted = [int(i) for i in call.get("grad_wrt", [])]
     for position in wanted:
         args[position] = args[position].requires_grad_(True)
-    value = function(*args, **kwargs)
-    grads = _gradients(value, [args[i] for i in wanted], decode_value(call["cotangent"])) if wanted else []
-    return value, grads
+    with ban():
+        value = function(*args, **kwargs)
+    if not wanted:
+        return value, []
+    grad_output = _cotangent(value, decode_value(call["cotangent"]))
+    if grad_output is None:
+        return value, []
+    # The backward pass is the function's too (a custom autograd.Function may call a banned operator in it).
+    with ban():
+        return value, vector_jacobian_product(value, [args[i] for i in wanted], grad_output)
 
 
 def run_graded_call(namespace: dict[str, Any], call: dict[str, Any],
                     limit: Callable[[], ContextManager[None]] = contextlib.nullcontext) -> CallReport:
     """Make one graded call and report it as the kernel does (withheld references aside).
 
-    The question's banned operators raise during the call (see :func:`banned`);
+    The question's banned operators raise while the function and its backward
+    pass run (see :func:`banned`; the grader's decoding and encoding around
+    them are not covered);
     an exception, a time limit (``limit``'s :class:`CellTimeout`) or a failed
     allocation becomes the report's status; the value and the gradients are
     encoded for the wire. A call that ran a banned operator reports ``banned``
@@ -228,8 +243,8 @@ def run_graded_call(namespace: dict[str, Any], call: dict[str, Any],
     banned_hits: list[str] = []
     status, value, grads, ename, evalue = CallStatus.OK, None, [], "", ""
     try:
-        with limit(), banned(list(call.get("banned", [])), banned_hits):
-            result, gradients = evaluate(namespace, call)
+        with limit():
+            result, gradients = evaluate(namespace, call, lambda: banned(list(call.get("banned", [])), banned_hits))
             value = encode_value(_to_plain(result))
             grads = [encode_value(_to_plain(g)) for g in gradients]
     except CellTimeout:

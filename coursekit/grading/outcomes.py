@@ -155,8 +155,8 @@ def classify(evidence: Evidence) -> tuple[str, str]:
 
 #: which of the submission's two time budgets ran out (see :mod:`~coursekit.grading.limits`), as the notes say it.
 _PHASE_OUT_OF_TIME = {
-    "cells": "the notebook's cells used up their time budget ({cells:.0f} s, every attempt together); "
-             "no hidden call was made",
+    "cells": "the notebook's cells used up their time budget ({cells:.0f} s of cells in all attempts together); "
+             "the last attempt made no hidden call",
     "calls": "the hidden calls used up their own time budget ({calls:.0f} s, every attempt together); "
              "the calls left unanswered earn nothing",
 }
@@ -174,8 +174,8 @@ def run_notes(run: RawRun) -> list[str]:
     skipped = {index for index, _why in run.skipped_cells}
     for cell in run.cells:
         if cell.ended is StepEnd.MEMORY_LIMIT and not cell.memory_held and cell.index not in skipped:
-            notes.append(f"cell {cell.index} ran out of memory; it was not near the limit when it ended, so it was "
-                         "not skipped")
+            notes.append(f"cell {cell.index} ran out of memory and was not near the limit when it ended; it was not "
+                         "skipped")
     statuses = {call.status for call in run.calls}
     if CallStatus.NOT_RUN_AFTER_STALL in statuses:
         notes.append("a graded function ignored its time limit; it was not called again")

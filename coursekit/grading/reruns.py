@@ -72,7 +72,8 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
     """The cell to leave out next time, and why (``None``: no cell is to blame).
 
     Of the cells measured at the memory limit, the first that held its memory
-    starved everything after it. Where none held it, a cell counts only when the
+    starved everything after it, a cell the kernel then died in included (a
+    cell that would not stop is its own culprit). Where none held it, a cell counts only when the
     run did not finish and a cell after it failed for memory too (before the
     calls: see :func:`_memory_failed_after`) or the OOM killer killed a
     process, and the last such cell is the one nearest the starved step: an earlier cell that was not near the limit when it ended
@@ -83,13 +84,17 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
     review r17, F1).
     """
     done = run.done
+    at_limit = [(position, cell) for position, cell in enumerate(run.cells) if cell.ended is StepEnd.MEMORY_LIMIT]
+    held = [cell for _position, cell in at_limit if cell.memory_held]
     if done is not None and done.stopped_cell is not None:
         last = run.cells[-1] if run.cells else None
         if last is not None and last.status is CellStatus.STALLED:
             return done.stopped_cell, TIMEOUT
+        # A kernel that died after a cell kept the memory: that cell goes first (grader review r20, F2).
+        hoarders = [cell for cell in held if cell.index != done.stopped_cell]
+        if hoarders:
+            return hoarders[0].index, MEMORY
         return done.stopped_cell, MEMORY if run.oom_kills else DIED
-    at_limit = [(position, cell) for position, cell in enumerate(run.cells) if cell.ended is StepEnd.MEMORY_LIMIT]
-    held = [cell for _position, cell in at_limit if cell.memory_held]
     if held:
         return held[0].index, MEMORY
     if run.finished:
@@ -101,10 +106,12 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
 def _memory_failed_after(run: RawRun, position: int) -> bool:
     """Whether a cell after the ``position``-th failed for memory (as measured), or the cgroup's OOM killer killed
     a process; a graded call's own ``MemoryError`` does not count (see the module docstring), nor does a later
-    cell's when the run stopped in a graded call or the adapters, or made a call at all: every cell had run then,
-    as in a run that finished (grader review r18, F1; r19, F5: a runner that ended without its last report)."""
+    cell's once the run got past its cells (the runner said so, or a call or the adapters ran): every cell had
+    run then, as in a run that finished (grader review r18, F1; r19, F5 and r20, F4: a runner that ended without
+    its last report)."""
     done = run.done
-    in_the_calls = bool(run.calls) or done is not None and (done.stopped_call is not None or done.stopped_in_adapter)
+    in_the_calls = (run.cells_done or bool(run.calls)
+                    or done is not None and (done.stopped_call is not None or done.stopped_in_adapter))
     later_cells = not in_the_calls and any(cell.ended is StepEnd.MEMORY_LIMIT for cell in run.cells[position + 1:])
     return later_cells or run.oom_kills > 0
 

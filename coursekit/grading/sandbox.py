@@ -103,6 +103,7 @@ class RawRun:
         cells: one event per cell that ran, in order.
         calls: one event per graded call answered (or given up on), in order.
         ready: the runner set up the sandbox and started the kernel.
+        cells_done: the runner reported every cell it was sent run, with the kernel alive (the calls' phase began).
         refused: why the runner refused to run any student code (``""``: it did not).
         done: the runner's last word (``None``: it never said it).
         wall_killed: a wall-clock budget of the submission ran out (``wall_killed_in`` says which).
@@ -131,6 +132,7 @@ class RawRun:
     cells: list[CellEnd] = field(default_factory=list)
     calls: list[CallEnd] = field(default_factory=list)
     ready: bool = False
+    cells_done: bool = False
     refused: str = ""
     done: Done | None = None
     wall_killed: bool = False
@@ -213,7 +215,7 @@ class _Recorder:
             self.open_step = self.step_deadline = None
             run.calls.append(self._within_budget(event))
         elif isinstance(event, CellsDone):
-            self.cells_done = True
+            self.cells_done = run.cells_done = True
         elif isinstance(event, Done):
             run.done = event
         return True

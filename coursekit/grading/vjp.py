@@ -11,7 +11,8 @@ inputs, cotangent)`` (the backward of ``sum`` sends ones, that of
 about half a second in each fresh process: in every sandbox's kernel.
 
 The product runs the ATen operators :data:`VJP_OPERATORS` beyond the
-function's own backward, inside the graded call, so a question cannot ban them
+function's own backward, inside the ban of the graded call (the backward pass
+is the function's too), so a question cannot ban them
 (:class:`~coursekit.grading.spec.BannedOp` refuses them).
 """
 

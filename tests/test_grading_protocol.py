@@ -122,6 +122,15 @@ def test_events_are_accepted_only_in_the_runners_order() -> None:
     assert run.protocol_errors == 0 and run.finished
 
 
+def test_the_runners_word_that_the_cells_are_done_is_kept_on_the_run() -> None:
+    """The memory rule reads it (reruns._memory_failed_after; grader review r21, F2)."""
+    recorder, run = _recorder()
+    for event in [Ready(), CellStart(1), CellEnd(1, CellStatus.OK), CellStart(4), CellEnd(4, CellStatus.OK)]:
+        assert recorder.accept(event)
+    assert not run.cells_done
+    assert recorder.accept(CellsDone()) and run.cells_done
+
+
 @pytest.mark.parametrize(
     "events",
     [

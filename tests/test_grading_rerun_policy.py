@@ -283,12 +283,18 @@ def test_a_death_after_a_cell_that_held_its_memory_leaves_that_cell_out_first(mo
     """Grader review r20, F2: the cell the kernel died in was left out while the hoarder before it stayed, so each
     rerun lost a later cell (an answer, say) and kept the cell that starved it."""
     hoarder = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
-    died = RawRun(ready=True, cells=[hoarder, CellEnd(1, CellStatus.OK)], done=Done(stopped_cell=2))
+    # As the runner reports a death: the cell's own end, then Done naming it.
+    death = CellEnd(2, CellStatus.DIED, ended=StepEnd.EXITED)
+    died = RawRun(ready=True, cells=[hoarder, CellEnd(1, CellStatus.OK), death], done=Done(stopped_cell=2))
     assert reruns._culprit_cell(died) == (0, "memory")
     assert reruns._culprit_cell(dataclasses.replace(died, oom_kills=1)) == (0, "memory")
     # Without a hoarder before it, the cell it died in is the culprit, as before.
-    alone = dataclasses.replace(died, cells=[CellEnd(0, CellStatus.OK), CellEnd(1, CellStatus.OK)])
+    alone = dataclasses.replace(died, cells=[CellEnd(0, CellStatus.OK), CellEnd(1, CellStatus.OK), death])
     assert reruns._culprit_cell(alone) == (2, "died")
+    # A cell that would not stop is its own culprit, a hoarder before it or not.
+    stalled = CellEnd(2, CellStatus.STALLED, ended=StepEnd.KILLED)
+    assert reruns._culprit_cell(dataclasses.replace(died, cells=[hoarder, CellEnd(1, CellStatus.OK), stalled])) \
+        == (2, "timeout")
 
 
 def test_a_runner_that_said_its_cells_were_done_leaves_no_cell_out_on_a_later_cells_memory_error() -> None:

@@ -25,7 +25,7 @@ import torch.library
 
 from coursekit.grading import protocol
 from coursekit.grading.protocol import CallReport, CallStatus
-from coursekit.grading.vjp import vector_jacobian_product
+from coursekit.grading.vjp import VJP_OPERATORS, vector_jacobian_product
 from coursekit.grading.wire import MAX_DEPTH, decode_value, encode_value
 
 
@@ -68,6 +68,13 @@ def timers(cpu_s: float, wall_s: float) -> Iterator[None]:
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
+
+#: the ATen operators a graded call runs besides the student's function, at any depth: decoding the arguments,
+#: converting the cotangent, the vector-Jacobian product and encoding the result. All of it runs inside the
+#: question's ban, since it touches what the function returned (a tensor subclass's methods are the student's
+#: code), so a spec cannot ban these (:class:`~coursekit.grading.spec.BannedOp`); the tests check the set.
+GRADER_OPERATORS = VJP_OPERATORS | frozenset({"_to_copy", "copy_", "detach", "lift_fresh", "resolve_conj",
+                                              "resolve_neg", "to"})
 
 #: the dispatch keys a ban replaces: every CPU layout (dense, sparse COO and CSR, MKL-DNN, quantized), so
 #: that converting the input (``x.to_sparse()``) does not reach the built-in kernel through another key.
@@ -154,33 +161,27 @@ def _argument(message: object, tensors: bool) -> object:
     return _tensorise(value) if tensors else value
 
 
-def _cotangent(output: object, cotangent: object) -> torch.Tensor | None:
-    """The cotangent as a tensor of ``output``'s dtype (``None``: the output has another shape, so there is no
-    gradient to take), after checking that ``output`` can have one."""
+def _gradients(output: object, inputs: list[Any], cotangent: object) -> list[Any]:
     if not isinstance(output, torch.Tensor):
         raise TypeError(f"a gradient was requested but the function returned {type(output).__name__}")
     grad_output = torch.as_tensor(cotangent, dtype=output.dtype)
     if grad_output.shape != output.shape:
         # A result of the wrong shape fails on its value ("wrong shape"): no backward pass to fail in instead.
-        return None
+        return []
     if output.is_complex():
         # Refused as the value would be (see _to_plain), before the product, which is for real outputs only.
         raise TypeError("complex tensors are not accepted")
     if not output.requires_grad:
         raise TypeError("a gradient was requested but the returned tensor does not depend on the inputs")
-    return grad_output
+    return vector_jacobian_product(output, inputs, grad_output)
 
 
-def evaluate(namespace: dict[str, Any], call: dict[str, Any],
-             ban: Callable[[], ContextManager[None]] = contextlib.nullcontext) -> tuple[object, list[Any]]:
+def evaluate(namespace: dict[str, Any], call: dict[str, Any]) -> tuple[object, list[Any]]:
     """Read the call's variable, or call its function on the decoded arguments and take the gradients asked for.
 
     Args:
         namespace: the notebook's globals.
         call: a prepared call's message (see :func:`~coursekit.grading.spec.prepare_calls`).
-        ban: makes the context the function and its backward pass run in (the question's banned operators,
-            see :func:`banned`); the grader's own work around them, decoding the arguments and the
-            cotangent, runs outside it, so that a ban cannot catch it.
 
     Returns:
         The value, and the gradients with respect to the arguments at ``call["grad_wrt"]``.
@@ -201,25 +202,16 @@ def evaluate(namespace: dict[str, Any], call: dict[str, Any],
     wanted = [int(i) for i in call.get("grad_wrt", [])]
     for position in wanted:
         args[position] = args[position].requires_grad_(True)
-    with ban():
-        value = function(*args, **kwargs)
-    if not wanted:
-        return value, []
-    grad_output = _cotangent(value, decode_value(call["cotangent"]))
-    if grad_output is None:
-        return value, []
-    # The backward pass is the function's too (a custom autograd.Function may call a banned operator in it).
-    with ban():
-        return value, vector_jacobian_product(value, [args[i] for i in wanted], grad_output)
+    value = function(*args, **kwargs)
+    grads = _gradients(value, [args[i] for i in wanted], decode_value(call["cotangent"])) if wanted else []
+    return value, grads
 
 
 def run_graded_call(namespace: dict[str, Any], call: dict[str, Any],
                     limit: Callable[[], ContextManager[None]] = contextlib.nullcontext) -> CallReport:
     """Make one graded call and report it as the kernel does (withheld references aside).
 
-    The question's banned operators raise while the function and its backward
-    pass run (see :func:`banned`; the grader's decoding and encoding around
-    them are not covered);
+    The question's banned operators raise during the call (see :func:`banned`);
     an exception, a time limit (``limit``'s :class:`CellTimeout`) or a failed
     allocation becomes the report's status; the value and the gradients are
     encoded for the wire. A call that ran a banned operator reports ``banned``
@@ -243,8 +235,8 @@ def run_graded_call(namespace: dict[str, Any], call: dict[str, Any],
     banned_hits: list[str] = []
     status, value, grads, ename, evalue = CallStatus.OK, None, [], "", ""
     try:
-        with limit():
-            result, gradients = evaluate(namespace, call, lambda: banned(list(call.get("banned", [])), banned_hits))
+        with limit(), banned(list(call.get("banned", [])), banned_hits):
+            result, gradients = evaluate(namespace, call)
             value = encode_value(_to_plain(result))
             grads = [encode_value(_to_plain(g)) for g in gradients]
     except CellTimeout:

@@ -36,9 +36,10 @@ from typing import Any, Callable, Iterator, Sequence, Union
 import numpy as np
 import torch
 
+from coursekit.grading.graded_call import GRADER_OPERATORS
 from coursekit.grading.protocol import call_id
 from coursekit.grading.describe import CaseDescription, describe_case, parameter_names
-from coursekit.grading.vjp import VJP_OPERATORS, vector_jacobian_product
+from coursekit.grading.vjp import vector_jacobian_product
 from coursekit.grading.wire import encode_value
 
 
@@ -123,7 +124,8 @@ class BannedOp:
         ...
         ValueError: BannedOp.aten must name an operator of torch.ops.aten, got 'no_such_op'
 
-    The operators the graders' gradient check runs (:data:`~coursekit.grading.vjp.VJP_OPERATORS`) cannot be banned.
+    The operators the graders run in every graded call (:data:`~coursekit.grading.graded_call.GRADER_OPERATORS`)
+    cannot be banned.
     """
 
     aten: str
@@ -134,9 +136,9 @@ class BannedOp:
             getattr(torch.ops.aten, self.aten)
         except (AttributeError, RuntimeError):
             raise ValueError(f"BannedOp.aten must name an operator of torch.ops.aten, got {self.aten!r}") from None
-        if self.aten in VJP_OPERATORS:
-            raise ValueError(f"BannedOp.aten cannot be {self.aten!r}: the graders' gradient check runs it inside the "
-                             f"graded call (coursekit.grading.vjp.VJP_OPERATORS: {sorted(VJP_OPERATORS)})")
+        if self.aten in GRADER_OPERATORS:
+            raise ValueError(f"BannedOp.aten cannot be {self.aten!r}: the graders run it inside every graded call "
+                             f"(coursekit.grading.graded_call.GRADER_OPERATORS: {sorted(GRADER_OPERATORS)})")
 
 
 def _in_coursekit(function: object) -> bool:

@@ -13,7 +13,7 @@ about half a second in each fresh process: in every sandbox's kernel.
 The product runs the ATen operators :data:`VJP_OPERATORS` beyond the
 function's own backward, inside the ban of the graded call (the backward pass
 is the function's too), so a question cannot ban them
-(:class:`~coursekit.grading.spec.BannedOp` refuses them).
+(:data:`~coursekit.grading.graded_call.GRADER_OPERATORS` holds them).
 """
 
 from __future__ import annotations

@@ -303,3 +303,26 @@ def test_a_runner_that_said_its_cells_were_done_leaves_no_cell_out_on_a_later_ce
     first = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=False)
     second = CellEnd(1, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=False)
     assert reruns._culprit_cell(RawRun(ready=True, cells=[first, second], cells_done=True)) is None
+
+
+def test_a_call_that_stalls_after_a_cell_that_held_its_memory_is_given_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grader review r22, F1: the hoarder was left out instead, every call was made again and the stall ran a
+    second time out of the shared calls' budget; a call that will not stop is its own culprit, as a cell is."""
+    hoarder = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
+    sent = _scripted(monkeypatch, deadly={"q#1"}, stalls=True, cells=(hoarder, CellEnd(1, CellStatus.OK)))
+    run = run_submission(_job(_calls("f", "g", "f"), cells=2), Limits())
+    # 1: g stalls and is given up; 2: f's last call, the hoarder still in (it held its memory: left out next);
+    # 3: without the hoarder, f's calls again.
+    assert sent == [["q#0", "q#1", "q#2"], ["q#2"], ["q#0", "q#2"]], sent
+    assert run.skipped_cells == [(0, "memory")]
+    assert {end.call_id: end.status for end in run.calls}["q#1"] is CallStatus.NOT_RUN_AFTER_STALL
+
+
+def test_a_call_that_dies_after_a_cell_that_held_its_memory_leaves_that_cell_out_first(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A death may be the hoarder's doing (memory the call could not get): the cell goes first, the function stays."""
+    hoarder = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
+    sent = _scripted(monkeypatch, deadly={"q#1"}, cells=(hoarder, CellEnd(1, CellStatus.OK)))
+    run = run_submission(_job(_calls("f", "g", "f"), cells=2), Limits())
+    assert sent[:2] == [["q#0", "q#1", "q#2"], ["q#0", "q#1", "q#2"]], sent
+    assert run.skipped_cells[0] == (0, "memory")

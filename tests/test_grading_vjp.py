@@ -111,22 +111,63 @@ def _call(*, banned: list[str], grad_wrt: list[int], args: int = 1) -> dict[str,
             "grad_wrt": grad_wrt, "cotangent": encode_value(np.arange(3.0))}
 
 
-def test_the_operators_a_graded_call_runs_are_the_ones_a_spec_cannot_ban() -> None:
-    """Grader review r20, F1 and r21, F1: decoding the arguments, converting the (float64) cotangent to the
-    float32 output, the product and encoding the result run these, nested ones included; they run inside the ban
-    (they touch what the student returned), so a spec must not ban them."""
+def test_grader_operators_is_what_the_graded_calls_add_and_no_more() -> None:
+    """Grader review r20, F1 to r22: decoding the arguments, converting the cotangent, the product and encoding
+    the result run these, nested ones included, over the kinds of value a function returns (below)."""
+    call = {"id": "q#0", "kind": "function", "name": "f", "tensors": True,
+            "args": [encode_value(np.ones(3, dtype=np.float32))] * 2, "kwargs": {}, "banned": [], "grad_wrt": [0, 1],
+            "cotangent": encode_value(np.arange(3.0))}
+    unused_input = _aten_ops(lambda: run_graded_call({"f": lambda x, unused: x}, call))
+    assert set().union(unused_input, *(_added(case) for case in RETURNS)) == GRADER_OPERATORS
+
+
+def _aten_ops(block: Any) -> set[str]:
+    """The ATen operators ``block()`` dispatches, nested ones included (the profiler records every dispatch)."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as recorded:
-        report = run_graded_call({"f": lambda x, unused: x}, _call(banned=[], grad_wrt=[0, 1], args=2))
-    assert report.status is CallStatus.OK, report
-    ran = {event.name.removeprefix("aten::") for event in recorded.events() if event.name.startswith("aten::")}
-    assert ran == GRADER_OPERATORS
+        block()
+    return {event.name.removeprefix("aten::") for event in recorded.events() if event.name.startswith("aten::")}
+
+
+RETURNS = {
+    # name: (function, argument, grad_wrt, cotangent dtype)
+    "float16 in, float64 cotangent": (lambda x: x, np.ones(3, dtype=np.float16), [0], np.float64),
+    "float64 in, float32 cotangent": (lambda x: x, np.ones(3), [0], np.float32),
+    "0-d": (lambda x: x.sum(), np.ones(3, dtype=np.float32), [0], np.float32),
+    "two paths to the input": (lambda x: x * x, np.ones(3, dtype=np.float32), [0], np.float32),
+    "bfloat16": (lambda x: x.bfloat16(), np.ones(3, dtype=np.float32), [], None),
+    "non-contiguous": (lambda x: x.t(), np.ones((2, 3), dtype=np.float32), [], None),
+    "negative bit": (lambda x: torch.complex(x, x).conj().imag, np.ones(3, dtype=np.float32), [], None),
+    "list of tensors": (lambda x: [x, (x, x)], np.ones(3, dtype=np.float32), [], None),
+    "numpy array": (lambda x: np.ones(3), np.ones(3, dtype=np.float32), [], None),
+    "python scalar": (lambda x: 1.5, np.ones(3, dtype=np.float32), [], None),
+    "None": (lambda x: None, np.ones(3, dtype=np.float32), [], None),
+    "int64": (lambda x: x.long(), np.ones(3, dtype=np.float32), [], None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RETURNS))
+def test_what_a_graded_call_runs_beyond_the_function_is_in_grader_operators(case: str) -> None:
+    """Grader review r22, F2 and F3: autograd's add_ (an input used twice) and resolve_neg's clone were missing.
+    What the function's forward runs on its own is the student's; what the graded call adds must be refusable."""
+    added = _added(case)
+    assert added <= GRADER_OPERATORS, sorted(added - GRADER_OPERATORS)
+
+
+def _added(case: str) -> set[str]:
+    function, argument, grad_wrt, cotangent_dtype = RETURNS[case]
+    shape = np.shape(function(torch.from_numpy(argument.copy()))) if grad_wrt else ()
+    call = {"id": "q#0", "kind": "function", "name": "f", "tensors": True, "args": [encode_value(argument)],
+            "kwargs": {}, "banned": [], "grad_wrt": grad_wrt,
+            "cotangent": encode_value(np.ones(shape, dtype=cotangent_dtype)) if grad_wrt else None}
+    return (_aten_ops(lambda: run_graded_call({"f": function}, call))
+            - _aten_ops(lambda: function(torch.from_numpy(argument.copy()))))
 
 
 @pytest.mark.parametrize("operator", sorted(GRADER_OPERATORS))
 def test_a_spec_cannot_ban_an_operator_every_graded_call_runs(operator: str) -> None:
-    with pytest.raises(ValueError, match=f"BannedOp.aten cannot be '{operator}': the graders run it inside every"):
+    with pytest.raises(ValueError, match=f"BannedOp.aten cannot be '{operator}': the graders may run it inside a"):
         BannedOp(operator, "x")
 
 

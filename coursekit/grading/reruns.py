@@ -8,8 +8,9 @@ culprit, the grader runs the submission again from scratch, in a fresh
 sandbox, without that cell, at most :data:`MAX_RESTARTS` times. When the
 kernel dies or stalls in a graded call, every call of that function is
 answered without being made on the next attempt, in every question that grades
-it; when every call is then answered or given up, no rerun is needed and none
-is made.
+it (unless it died after a cell that kept its memory: that cell is left out
+first; a call that would not stop is given up all the same); when every call
+is then answered or given up, no rerun is needed and none is made.
 
 Time: every attempt shares the hidden calls' budget
 (:attr:`Limits.calls_wall_s`). A rerun without a cell shares the cells'
@@ -184,11 +185,12 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
             return _keeping_calls_made(made_calls, given_up, run)
         if run.wall_killed or run.unresponsive:
             return run
-        # A call can die because an earlier cell hoarded the memory: leave that cell out first.
-        if stopped_call is not None and culprit is None:
-            # The call's own event may be missing (a line the grader dropped): then it died.
-            ended = next((e for e in own_calls if e.call_id == stopped_call), None)
-            stalled = ended is not None and ended.status is CallStatus.STALLED
+        # The call's own event may be missing (a line the grader dropped): then it died.
+        ended = next((e for e in own_calls if e.call_id == stopped_call), None)
+        stalled = ended is not None and ended.status is CallStatus.STALLED
+        # A call can die because an earlier cell hoarded the memory: leave that cell out first. A call that would
+        # not stop is its own culprit, as a cell is, hoarder or not (grader review r22, F1).
+        if stopped_call is not None and (culprit is None or stalled):
             why = CallStatus.NOT_RUN_AFTER_STALL if stalled else CallStatus.NOT_RUN_AFTER_DEATH
             name = next((call["name"] for call in calls if call["id"] == stopped_call), None)
             if name is None:

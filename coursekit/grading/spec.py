@@ -124,8 +124,9 @@ class BannedOp:
         ...
         ValueError: BannedOp.aten must name an operator of torch.ops.aten, got 'no_such_op'
 
-    The operators the graders run in every graded call (:data:`~coursekit.grading.graded_call.GRADER_OPERATORS`)
-    cannot be banned.
+    The operators the graders may run in a graded call (:data:`~coursekit.grading.graded_call.GRADER_OPERATORS`)
+    cannot be banned. The spec's adapters run inside the ban too, so an adapter must not run a banned operator
+    (a5's CTC adapter runs ``log_softmax``: a5 could not ban ``_log_softmax``).
     """
 
     aten: str
@@ -137,7 +138,7 @@ class BannedOp:
         except (AttributeError, RuntimeError):
             raise ValueError(f"BannedOp.aten must name an operator of torch.ops.aten, got {self.aten!r}") from None
         if self.aten in GRADER_OPERATORS:
-            raise ValueError(f"BannedOp.aten cannot be {self.aten!r}: the graders run it inside every graded call "
+            raise ValueError(f"BannedOp.aten cannot be {self.aten!r}: the graders may run it inside a graded call "
                              f"(coursekit.grading.graded_call.GRADER_OPERATORS: {sorted(GRADER_OPERATORS)})")
 
 

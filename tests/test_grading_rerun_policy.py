@@ -242,17 +242,18 @@ def test_lines_the_notebook_wrote_in_an_attempt_killed_at_the_wall_clock_are_sti
 
 def test_a_rerun_without_a_cell_that_runs_out_of_its_cells_budget_keeps_no_earlier_answer(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Grader review r19, F1: after f died and then an OOM kill blamed cell 1, the rerun without cell 1 ran out of
+    """Grader review r19, F1: after f died and then g died after cell 1 kept its memory, the rerun without cell 1 ran out of
     its cells' budget and the submission fell back on the first attempt's answers, made with cell 1 in place,
     while h's answer of the second attempt was lost and the notes said no cell was skipped."""
     at_limit = CellEnd(1, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=False)
-    cells = [CellEnd(0, CellStatus.OK), at_limit]
+    held = dataclasses.replace(at_limit, memory_held=True)
     attempts = iter([
-        RawRun(ready=True, cells=cells, calls=[CallEnd("q#0", CallStatus.OK, value=1),
-                                               CallEnd("q#1", CallStatus.DIED, ended=StepEnd.EXITED)],
+        RawRun(ready=True, cells=[CellEnd(0, CellStatus.OK), at_limit],
+               calls=[CallEnd("q#0", CallStatus.OK, value=1), CallEnd("q#1", CallStatus.DIED, ended=StepEnd.EXITED)],
                done=Done(stopped_call="q#1")),
-        RawRun(ready=True, cells=cells, calls=[CallEnd("q#2", CallStatus.OK, value=1),
-                                               CallEnd("q#3", CallStatus.DIED, ended=StepEnd.KILLED)],
+        # This time cell 1 kept its memory, and g died: the cell is left out first (r20, F2).
+        RawRun(ready=True, cells=[CellEnd(0, CellStatus.OK), held],
+               calls=[CallEnd("q#2", CallStatus.OK, value=1), CallEnd("q#3", CallStatus.DIED, ended=StepEnd.KILLED)],
                done=Done(stopped_call="q#3"), oom_kills=1),
         RawRun(ready=True, cells=[CellEnd(0, CellStatus.OK)], wall_killed=True, wall_killed_in="cells"),
     ])
@@ -311,11 +312,32 @@ def test_a_call_that_stalls_after_a_cell_that_held_its_memory_is_given_up(monkey
     hoarder = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
     sent = _scripted(monkeypatch, deadly={"q#1"}, stalls=True, cells=(hoarder, CellEnd(1, CellStatus.OK)))
     run = run_submission(_job(_calls("f", "g", "f"), cells=2), Limits())
-    # 1: g stalls and is given up; 2: f's last call, the hoarder still in (it held its memory: left out next);
-    # 3: without the hoarder, f's calls again.
-    assert sent == [["q#0", "q#1", "q#2"], ["q#2"], ["q#0", "q#2"]], sent
-    assert run.skipped_cells == [(0, "memory")]
+    # g stalls: it is given up and, in the same rerun, the hoarder is left out, so f's calls are made again once.
+    assert sent == [["q#0", "q#1", "q#2"], ["q#0", "q#2"]], sent
+    assert run.skipped_cells == [(0, "memory")] and run.finished
     assert {end.call_id: end.status for end in run.calls}["q#1"] is CallStatus.NOT_RUN_AFTER_STALL
+
+
+def test_a_stall_in_the_last_function_after_a_hoarder_still_leaves_the_hoarder_out(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grader review r23, F1: with g given up and f answered no call was left, so the run ended with the hoarder
+    in and every answer it starved lost."""
+    hoarder = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
+    sent = _scripted(monkeypatch, deadly={"q#1"}, stalls=True, cells=(hoarder, CellEnd(1, CellStatus.OK)))
+    run = run_submission(_job(_calls("f", "g"), cells=2), Limits())
+    assert sent == [["q#0", "q#1"], ["q#0"]], sent
+    assert run.skipped_cells == [(0, "memory")] and run.attempts == 2
+
+
+def test_an_oom_kill_in_a_call_gives_up_the_function_and_leaves_a_cell_that_freed_its_memory_in(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grader review r23, F2: the kill blamed an earlier cell that had given its memory back (an answer cell that
+    tried too much), which lost its definitions, while every call was made again."""
+    freed = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=False)
+    sent = _scripted(monkeypatch, deadly={"q#1"}, oom_kills=1, cells=(freed, CellEnd(1, CellStatus.OK)))
+    run = run_submission(_job(_calls("f", "g", "f"), cells=2), Limits())
+    assert sent == [["q#0", "q#1", "q#2"], ["q#2"]], sent
+    assert not run.skipped_cells and _outcome(run) == "memory_limit"
 
 
 def test_a_call_that_dies_after_a_cell_that_held_its_memory_leaves_that_cell_out_first(

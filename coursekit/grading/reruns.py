@@ -39,15 +39,17 @@ measured the kernel's address space rising to its limit in it
 (:attr:`~coursekit.grading.protocol.StepEnd.MEMORY_LIMIT`), whatever
 exception the cell raised, *and* the memory stayed taken: the address space
 was still near the limit when the cell ended
-(:attr:`~coursekit.grading.protocol.CellEnd.memory_held`), or a later cell
-failed for memory too, or the memory cgroup's OOM killer killed a process. A
+(:attr:`~coursekit.grading.protocol.CellEnd.memory_held`), or, in a run whose
+runner ended without its last report before its cells were done, a later cell
+failed for memory too or the memory cgroup's OOM killer killed a process. A
 graded call that raised a ``MemoryError`` in a live kernel is no evidence
 against an earlier cell: it failed on its own, nothing after it was lost, and a
 rerun without the cell could only lose that cell's definitions (grader review
 r16, F1: an a6 answer cell ending in its own ``MemoryError`` lost every
 question when the hidden memory cases made a call run out too); nor, in a
 run that finished or got as far as its graded calls or adapters, is a later
-cell's (r17, F1; r18, F1). A cell that held its memory is left out before any
+cell's, nor an OOM kill (r17, F1; r18, F1; r23, F2: the call it killed has its
+function given up). A cell that held its memory is left out before any
 that did not, so a cell that tried something too big and was not near the
 limit when it ended (its memory freed as the exception unwound) keeps its
 place, and its definitions, whenever a later cell is the one that kept the
@@ -73,16 +75,18 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
     """The cell to leave out next time, and why (``None``: no cell is to blame).
 
     Of the cells measured at the memory limit, the first that held its memory
-    starved everything after it, a cell the kernel then died in included (a
-    cell that would not stop is its own culprit). Where none held it, a cell counts only when the
-    run did not finish and a cell after it failed for memory too (before the
-    calls: see :func:`_memory_failed_after`) or the OOM killer killed a
-    process, and the last such cell is the one nearest the starved step: an earlier cell that was not near the limit when it ended
-    keeps its place (and its answer) while a later one is left out first. A
-    finished run, whose every cell and call ran, is never run again on that
+    starved everything after it: it goes first, before a cell the kernel then
+    died in (a cell that would not stop is its own culprit, and so is a graded
+    call: see :func:`run_submission`). Where none held it, the cell the kernel
+    died in is the culprit; short of that, a cell at the limit counts only when
+    the runner ended without its last report before its cells were done and a
+    cell after it failed for memory too or the OOM killer killed a process
+    (see :func:`_memory_failed_after`), the last such cell first, so an earlier
+    cell that was not near the limit when it ended keeps its place (and its
+    answer). A run that finished or got past its cells is never rerun on that
     evidence: each step that failed for memory failed on its own, and a rerun
     without an earlier cell could only lose that cell's definitions (grader
-    review r17, F1).
+    review r17, F1; r18, F1; r23, F2).
     """
     done = run.done
     at_limit = [(position, cell) for position, cell in enumerate(run.cells) if cell.ended is StepEnd.MEMORY_LIMIT]
@@ -105,16 +109,17 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
 
 
 def _memory_failed_after(run: RawRun, position: int) -> bool:
-    """Whether a cell after the ``position``-th failed for memory (as measured), or the cgroup's OOM killer killed
-    a process; a graded call's own ``MemoryError`` does not count (see the module docstring), nor does a later
-    cell's once the run got past its cells (the runner said so, or a call or the adapters ran): every cell had
-    run then, as in a run that finished (grader review r18, F1; r19, F5 and r20, F4: a runner that ended without
-    its last report)."""
+    """Whether, in a run that had not got past its cells, a cell after the ``position``-th failed for memory (as
+    measured) or the cgroup's OOM killer killed a process. A graded call's own ``MemoryError`` never counts (see
+    the module docstring), and nothing does once the run got past its cells (the runner said so, or a call or the
+    adapters ran): every cell had run, as in a run that finished (grader review r18, F1; r19, F5; r20, F4; r23,
+    F2: an OOM kill in a call gives up the call's function, as any death there does)."""
     done = run.done
     in_the_calls = (run.cells_done or bool(run.calls)
                     or done is not None and (done.stopped_call is not None or done.stopped_in_adapter))
-    later_cells = not in_the_calls and any(cell.ended is StepEnd.MEMORY_LIMIT for cell in run.cells[position + 1:])
-    return later_cells or run.oom_kills > 0
+    if in_the_calls:
+        return False
+    return any(cell.ended is StepEnd.MEMORY_LIMIT for cell in run.cells[position + 1:]) or run.oom_kills > 0
 
 
 def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
@@ -189,7 +194,8 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
         ended = next((e for e in own_calls if e.call_id == stopped_call), None)
         stalled = ended is not None and ended.status is CallStatus.STALLED
         # A call can die because an earlier cell hoarded the memory: leave that cell out first. A call that would
-        # not stop is its own culprit, as a cell is, hoarder or not (grader review r22, F1).
+        # not stop is its own culprit, as a cell is: its function is given up, and a cell that held its memory
+        # is left out in the same rerun (grader review r22, F1; r23, F1).
         if stopped_call is not None and (culprit is None or stalled):
             why = CallStatus.NOT_RUN_AFTER_STALL if stalled else CallStatus.NOT_RUN_AFTER_DEATH
             name = next((call["name"] for call in calls if call["id"] == stopped_call), None)
@@ -199,20 +205,26 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
             # question's score does not depend on which function crashed first (grader review r14, F2).
             dropped = {call["id"] for call in job.calls if call["name"] == name}
             given_up += [CallEnd(call["id"], why) for call in job.calls if call["id"] in dropped]
-            answered = [end for end in answered + own_calls if end.call_id not in dropped]
-            settled = {end.call_id for end in answered + given_up}
-            calls = [call for call in calls if call["id"] not in settled]
-            if not calls:
-                # Every call is answered or given up: a rerun would only run the cells again (r14, F1).
-                done = dataclasses.replace(run.done, stopped_call=None)
-                return dataclasses.replace(run, calls=answered + given_up, done=done)
+            kept = [end for end in answered + own_calls if end.call_id not in dropped]
             if attempt > MAX_RESTARTS:
                 # No attempt left: the function is given up on all the same (r15, F3), but the call that stopped
                 # the kernel keeps its own event, so a stall still reads as one (r16, F2); the calls not made fail.
                 own_end = [end for end in own_calls if end.call_id == stopped_call]
                 rest = [end for end in given_up if end.call_id != stopped_call]
-                return dataclasses.replace(run, calls=answered + own_end + rest)
-            made_calls, cells_left = run, limits.wall_s
+                return dataclasses.replace(run, calls=kept + own_end + rest)
+            # Without a cell left out, the answers stand; with one, every call not given up on is made again.
+            answered = kept if culprit is None else []
+            settled = {end.call_id for end in answered + given_up}
+            calls = [call for call in (calls if culprit is None else job.calls) if call["id"] not in settled]
+            if not calls:
+                # Every call is answered or given up: a rerun would only run the cells again (r14, F1).
+                done = dataclasses.replace(run.done, stopped_call=None)
+                return dataclasses.replace(run, calls=kept + given_up, done=done)
+            if culprit is not None:
+                skipped.append(culprit)
+                cells = [cell for cell in cells if cell["index"] != culprit[0]]
+            made_calls = run if culprit is None else None
+            cells_left = limits.wall_s
             continue
         if culprit is None or attempt > MAX_RESTARTS:
             return run

@@ -324,9 +324,29 @@ def test_a_stall_in_the_last_function_after_a_hoarder_still_leaves_the_hoarder_o
     in and every answer it starved lost."""
     hoarder = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
     sent = _scripted(monkeypatch, deadly={"q#1"}, stalls=True, cells=(hoarder, CellEnd(1, CellStatus.OK)))
+    scripted, cells_budgets = reruns.run_job, []
+
+    def timed(job: Job, limits: Limits, **budgets: Any) -> RawRun:
+        cells_budgets.append(budgets["cells_s"])
+        return dataclasses.replace(scripted(job, limits, **budgets), cells_seconds=40.0)
+
+    monkeypatch.setattr(reruns, "run_job", timed)
     run = run_submission(_job(_calls("f", "g"), cells=2), Limits())
     assert sent == [["q#0", "q#1"], ["q#0"]], sent
     assert run.skipped_cells == [(0, "memory")] and run.attempts == 2
+    # Review r24, F1: a rerun that leaves a cell out shares the cells' budget, even when it gives up a function too.
+    assert cells_budgets == [Limits().wall_s, Limits().wall_s - 40], cells_budgets
+
+
+def test_a_stall_that_gives_up_the_last_function_after_a_hoarder_still_reruns_without_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grader review r24, F4: with no call left the run ended with the hoarder in, while a rerun without a cell
+    alone is made even with no call left."""
+    hoarder = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
+    sent = _scripted(monkeypatch, deadly={"q#0"}, stalls=True, cells=(hoarder, CellEnd(1, CellStatus.OK)))
+    run = run_submission(_job(_calls("g", "g"), cells=2), Limits())
+    assert sent == [["q#0", "q#1"], []], sent
+    assert run.skipped_cells == [(0, "memory")]
 
 
 def test_an_oom_kill_in_a_call_gives_up_the_function_and_leaves_a_cell_that_freed_its_memory_in(

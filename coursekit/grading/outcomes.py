@@ -156,8 +156,8 @@ def classify(evidence: Evidence) -> tuple[str, str]:
 #: which of the submission's two time budgets ran out (see :mod:`~coursekit.grading.limits`), as the notes say it.
 _PHASE_OUT_OF_TIME = {
     "cells": "the notebook's cells used up their time budget (the cells' phases took {cells:.0f} s in all "
-             "attempts together, the sandboxes' start included; the budget starts afresh after a graded call "
-             "crashes or stalls); the last attempt made no hidden call",
+             "attempts together, the sandboxes' start included; the budget starts afresh when a graded "
+             "function is given up, unless a cell is left out with it); the last attempt made no hidden call",
     "calls": "the hidden calls used up their own time budget ({calls:.0f} s, every attempt together); "
              "the calls left unanswered earn nothing",
 }

@@ -9,8 +9,10 @@ sandbox, without that cell, at most :data:`MAX_RESTARTS` times. When the
 kernel dies or stalls in a graded call, every call of that function is
 answered without being made on the next attempt, in every question that grades
 it (unless it died after a cell that kept its memory: that cell is left out
-first; a call that would not stop is given up all the same); when every call
-is then answered or given up, no rerun is needed and none is made.
+first; a call that would not stop is given up all the same, and such a cell
+left out in the same rerun, which then, being without a cell, makes every call
+not given up on again); when every call is then answered or given up and no
+cell is to be left out, no rerun is needed and none is made.
 
 Time: every attempt shares the hidden calls' budget
 (:attr:`Limits.calls_wall_s`). A rerun without a cell shares the cells'
@@ -76,8 +78,9 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
 
     Of the cells measured at the memory limit, the first that held its memory
     starved everything after it: it goes first, before a cell the kernel then
-    died in (a cell that would not stop is its own culprit, and so is a graded
-    call: see :func:`run_submission`). Where none held it, the cell the kernel
+    died in (a cell that would not stop is its own culprit, left out alone: the
+    hoarder, if it keeps its memory again, goes on the next attempt; a graded
+    call that would not stop is its own culprit too: see :func:`run_submission`). Where none held it, the cell the kernel
     died in is the culprit; short of that, a cell at the limit counts only when
     the runner ended without its last report before its cells were done and a
     cell after it failed for memory too or the OOM killer killed a process
@@ -216,15 +219,20 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
             answered = kept if culprit is None else []
             settled = {end.call_id for end in answered + given_up}
             calls = [call for call in (calls if culprit is None else job.calls) if call["id"] not in settled]
-            if not calls:
-                # Every call is answered or given up: a rerun would only run the cells again (r14, F1).
+            if not calls and culprit is None:
+                # Every call is answered or given up: a rerun would only run the cells again (r14, F1). One without
+                # a cell to leave out is made all the same, as after a cell alone (r24, F4).
                 done = dataclasses.replace(run.done, stopped_call=None)
                 return dataclasses.replace(run, calls=kept + given_up, done=done)
             if culprit is not None:
                 skipped.append(culprit)
                 cells = [cell for cell in cells if cell["index"] != culprit[0]]
-            made_calls = run if culprit is None else None
-            cells_left = limits.wall_s
+            # The cells' budget starts afresh only for a rerun without a function alone: one that leaves a cell
+            # out too shares it, as any rerun without a cell does (r24, F1).
+            if culprit is None:
+                made_calls, cells_left = run, limits.wall_s
+            else:
+                made_calls = None
             continue
         if culprit is None or attempt > MAX_RESTARTS:
             return run

@@ -338,15 +338,43 @@ def test_a_stall_in_the_last_function_after_a_hoarder_still_leaves_the_hoarder_o
     assert cells_budgets == [Limits().wall_s, Limits().wall_s - 40], cells_budgets
 
 
-def test_a_stall_that_gives_up_the_last_function_after_a_hoarder_still_reruns_without_it(
+def test_no_rerun_is_made_when_every_function_is_given_up_whatever_cell_would_be_left_out(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Grader review r24, F4: with no call left the run ended with the hoarder in, while a rerun without a cell
-    alone is made even with no call left."""
+    """Grader review r25, F4 (which undid r24, F4): with every function given up, a rerun without the hoarder
+    could change no score (every question is graded through calls) and could only replace the stall's verdict."""
     hoarder = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
     sent = _scripted(monkeypatch, deadly={"q#0"}, stalls=True, cells=(hoarder, CellEnd(1, CellStatus.OK)))
     run = run_submission(_job(_calls("g", "g"), cells=2), Limits())
-    assert sent == [["q#0", "q#1"], []], sent
-    assert run.skipped_cells == [(0, "memory")]
+    assert sent == [["q#0", "q#1"]] and not run.skipped_cells, sent
+    assert {end.status for end in run.calls} == {CallStatus.NOT_RUN_AFTER_STALL}
+    # Nor is a run with no call to make rerun for its hoarder.
+    sent = _scripted(monkeypatch, deadly=set(), cells=(hoarder, CellEnd(1, CellStatus.OK)))
+    nothing = run_submission(_job([], cells=2), Limits())
+    assert sent == [[]] and nothing.attempts == 1 and not nothing.skipped_cells
+
+
+def test_a_death_in_the_adapters_after_a_hoarder_leaves_the_hoarder_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grader review r25, F1: the pages said a death while the adapters run is never rerun; after a cell that kept
+    its memory (which may have starved them) that cell is left out and every call made."""
+    hoarder = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
+    sent: list[list[int]] = []
+    attempts = iter([
+        RawRun(ready=True, cells=[hoarder, CellEnd(1, CellStatus.OK)], cells_done=True,
+               done=Done(stopped_in_adapter=True)),
+        RawRun(ready=True, cells=[CellEnd(1, CellStatus.OK)], cells_done=True,
+               calls=[CallEnd("q#0", CallStatus.OK, value=1)], done=Done()),
+    ])
+
+    def run_job(job: Job, limits: Limits, **budgets: Any) -> RawRun:
+        sent.append([cell["index"] for cell in job.cells])
+        return next(attempts)
+
+    monkeypatch.setattr(reruns, "run_job", run_job)
+    run = run_submission(_job(_calls("f"), cells=2), Limits())
+    assert sent == [[0, 1], [1]] and run.skipped_cells == [(0, "memory")] and run.finished
+    # Without a hoarder, a death in the adapters is not rerun.
+    assert reruns._culprit_cell(RawRun(ready=True, cells=[CellEnd(0, CellStatus.OK)], cells_done=True,
+                                       done=Done(stopped_in_adapter=True))) is None
 
 
 def test_an_oom_kill_in_a_call_gives_up_the_function_and_leaves_a_cell_that_freed_its_memory_in(

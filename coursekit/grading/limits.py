@@ -12,8 +12,9 @@ Three clocks stop a submission, from the inside out:
    for the hidden calls made after them. What the cells cost can never take the
    calls' time. The calls' budget is shared by all the submission's attempts;
    the cells' is shared by the reruns without a cell that crashed, hoarded or
-   stalled, and given afresh to a rerun without a graded function that crashed
-   or stalled, whose cells already fitted it once (at most :data:`MAX_RESTARTS`
+   stalled (one that also gives up a graded function included), and given
+   afresh to a rerun without a graded function alone that crashed or stalled,
+   whose cells already fitted it once (at most :data:`MAX_RESTARTS`
    reruns in all, see :mod:`~coursekit.grading.reruns`). So a submission whose
    graded calls neither crash nor stall takes at most :attr:`Limits.total_wall_s`,
    the two budgets' sum, and none takes more than :attr:`Limits.worst_wall_s`.

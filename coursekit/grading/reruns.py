@@ -11,23 +11,25 @@ answered without being made on the next attempt, in every question that grades
 it (unless it died after a cell that kept its memory: that cell is left out
 first; a call that would not stop is given up all the same, and such a cell
 left out in the same rerun, which then, being without a cell, makes every call
-not given up on again); when every call is then answered or given up and no
-cell is to be left out, no rerun is needed and none is made.
+not given up on again); when every call is then answered or given up, no
+rerun could change a score and none is made. A kernel that dies while the
+spec's adapters run is not rerun, unless a cell before kept its memory: that
+cell is left out.
 
 Time: every attempt shares the hidden calls' budget
 (:attr:`Limits.calls_wall_s`). A rerun without a cell shares the cells'
 budget (:attr:`Limits.wall_s`) with the attempt before it: the culprit's cost
-is the notebook's own. A rerun without a graded function gets the cells'
+is the notebook's own. A rerun without a graded function alone gets the cells'
 budget afresh: its cells are the ones that already fitted it, and charging
 them again would let one crash in a hidden case cost every question (grader
 review r11, F3). Should such a rerun's cells run out of their budget all the
 same, the submission keeps the calls the attempt before it made, which ran in
 the same cells' names; only the calls it had not made yet are lost. A rerun
-without a graded function is sent only the calls no attempt has answered yet:
+without a graded function alone is sent only the calls no attempt has answered yet:
 a call answered before keeps its result, so the calls' shared budget pays for
 each such call once, and a slow but correct function before the crash cannot
-starve a later one (grader review r13, N2). A rerun without a cell is sent
-every call not given up on, answered before or not: its calls run in other
+starve a later one (grader review r13, N2). A rerun without a cell (and
+perhaps a function too) is sent every call not given up on, answered before or not: its calls run in other
 names, so no earlier answer stands (nor is one kept should the rerun run out
 of its cells' budget), and what the calls cost before is paid out of the same
 shared budget, like the culprit's cells (r18, F2; r19, F1). So a submission takes at most :attr:`Limits.worst_wall_s`,
@@ -80,7 +82,8 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
     starved everything after it: it goes first, before a cell the kernel then
     died in (a cell that would not stop is its own culprit, left out alone: the
     hoarder, if it keeps its memory again, goes on the next attempt; a graded
-    call that would not stop is its own culprit too: see :func:`run_submission`). Where none held it, the cell the kernel
+    call that would not stop is its own culprit too, and there the hoarder is
+    left out in the same rerun: see :func:`run_submission`). Where none held it, the cell the kernel
     died in is the culprit; short of that, a cell at the limit counts only when
     the runner ended without its last report before its cells were done and a
     cell after it failed for memory too or the OOM killer killed a process
@@ -132,7 +135,7 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
     Args:
         job: the submission's work.
         limits: the resource limits; ``limits.calls_wall_s`` is shared by all attempts, ``limits.wall_s``
-            by the attempts since the last rerun without a graded function (see the module docstring).
+            by the attempts since the last rerun without a graded function alone (see the module docstring).
         use_sandbox, use_cgroups: see :func:`~coursekit.grading.sandbox.run_job`.
 
     Returns:
@@ -140,7 +143,7 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
         ``seconds``, ``cells_seconds`` and ``calls_seconds``, and an event for every call it was not sent: the
         earlier attempt's event of a call answered before, a ``not_run_after_*`` one for each call of a function
         given up on (then, when no call is left to send, the attempt that gave up, marked finished); or, when a
-        rerun without a graded function ran out of its cells' budget, the attempt before it, the same way (see
+        rerun without a graded function alone ran out of its cells' budget, the attempt before it, the same way (see
         :func:`_keeping_calls_made`), with ``kept_from_earlier`` set to ``"cells"`` and ``kept_calls`` to the
         number of calls it kept. ``oom_kills``, ``protocol_errors`` and ``ignored_reports`` count every
         attempt's; a finished rerun with no stderr of its own carries the ``diagnostics`` and ``returncode`` of
@@ -219,9 +222,9 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
             answered = kept if culprit is None else []
             settled = {end.call_id for end in answered + given_up}
             calls = [call for call in (calls if culprit is None else job.calls) if call["id"] not in settled]
-            if not calls and culprit is None:
-                # Every call is answered or given up: a rerun would only run the cells again (r14, F1). One without
-                # a cell to leave out is made all the same, as after a cell alone (r24, F4).
+            if not calls:
+                # Every call is answered or given up: a rerun would only run the cells again and could change no
+                # score (r14, F1), whether or not a cell would be left out (r25, F4).
                 done = dataclasses.replace(run.done, stopped_call=None)
                 return dataclasses.replace(run, calls=kept + given_up, done=done)
             if culprit is not None:
@@ -236,13 +239,16 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
             continue
         if culprit is None or attempt > MAX_RESTARTS:
             return run
-        skipped.append(culprit)
-        cells = [cell for cell in cells if cell["index"] != culprit[0]]
         # Without the cell the calls run in other names: no earlier answer stands, not even as the fallback of a
         # rerun that runs out of its cells' budget, and every call not given up on is made again, out of the same
         # shared budget (grader review r18, F2; r19, F1).
-        answered, made_calls = [], None
         abandoned = {end.call_id for end in given_up}
+        if all(call["id"] in abandoned for call in job.calls):
+            # Every function is given up: a rerun without the cell could change no score (r25, F4).
+            return run
+        skipped.append(culprit)
+        cells = [cell for cell in cells if cell["index"] != culprit[0]]
+        answered, made_calls = [], None
         calls = [call for call in job.calls if call["id"] not in abandoned]
     return run
 

@@ -357,7 +357,7 @@ def test_a_death_in_the_adapters_after_a_hoarder_leaves_the_hoarder_out(monkeypa
     """Grader review r25, F1: the pages said a death while the adapters run is never rerun; after a cell that kept
     its memory (which may have starved them) that cell is left out and every call made."""
     hoarder = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
-    sent: list[list[int]] = []
+    sent: list[tuple[list[int], list[str]]] = []
     attempts = iter([
         RawRun(ready=True, cells=[hoarder, CellEnd(1, CellStatus.OK)], cells_done=True,
                done=Done(stopped_in_adapter=True)),
@@ -366,12 +366,12 @@ def test_a_death_in_the_adapters_after_a_hoarder_leaves_the_hoarder_out(monkeypa
     ])
 
     def run_job(job: Job, limits: Limits, **budgets: Any) -> RawRun:
-        sent.append([cell["index"] for cell in job.cells])
+        sent.append(([cell["index"] for cell in job.cells], [call["id"] for call in job.calls]))
         return next(attempts)
 
     monkeypatch.setattr(reruns, "run_job", run_job)
     run = run_submission(_job(_calls("f"), cells=2), Limits())
-    assert sent == [[0, 1], [1]] and run.skipped_cells == [(0, "memory")] and run.finished
+    assert sent == [([0, 1], ["q#0"]), ([1], ["q#0"])] and run.skipped_cells == [(0, "memory")] and run.finished
     # Without a hoarder, a death in the adapters is not rerun.
     assert reruns._culprit_cell(RawRun(ready=True, cells=[CellEnd(0, CellStatus.OK)], cells_done=True,
                                        done=Done(stopped_in_adapter=True))) is None
@@ -396,3 +396,15 @@ def test_a_call_that_dies_after_a_cell_that_held_its_memory_leaves_that_cell_out
     run = run_submission(_job(_calls("f", "g", "f"), cells=2), Limits())
     assert sent[:2] == [["q#0", "q#1", "q#2"], ["q#0", "q#1", "q#2"]], sent
     assert run.skipped_cells[0] == (0, "memory")
+
+
+def test_at_the_cap_a_death_in_a_call_after_a_hoarder_gives_the_function_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grader review r26, F2: with no attempt left to leave the hoarder out, the run came back as it was, and the
+    crashed function kept its earlier answers, which a death without a hoarder takes from it."""
+    hoarders = tuple(CellEnd(i, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
+                     for i in range(MAX_RESTARTS + 1))
+    _scripted(monkeypatch, deadly={"q#2"}, cells=hoarders)
+    run = run_submission(_job(_calls("g", "f", "g"), cells=MAX_RESTARTS + 1), Limits())
+    assert run.attempts == MAX_RESTARTS + 1 and len(run.skipped_cells) == MAX_RESTARTS, run.skipped_cells
+    statuses = {end.call_id: end.status for end in run.calls}
+    assert statuses == {"q#0": CallStatus.NOT_RUN_AFTER_DEATH, "q#1": CallStatus.OK, "q#2": CallStatus.DIED}, statuses

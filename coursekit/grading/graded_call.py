@@ -70,12 +70,12 @@ def timers(cpu_s: float, wall_s: float) -> Iterator[None]:
 
 
 #: the ATen operators a graded call may run besides the student's function and its backward, at any depth:
-#: decoding the arguments, converting the cotangent, the vector-Jacobian product (with autograd's ``add_``
-#: where an input reaches the output by two paths) and encoding the result (``clone`` where a tensor carries
+#: decoding the arguments, converting the cotangent, the vector-Jacobian product (with autograd's ``add_`` or
+#: ``add`` where an input reaches the output by two paths) and encoding the result (``clone`` where a tensor carries
 #: the negative bit). All of it runs inside the question's ban, since it touches what the function returned (a
 #: tensor subclass's methods are the student's code), so a spec cannot ban these
 #: (:class:`~coursekit.grading.spec.BannedOp`); the tests check the set.
-GRADER_OPERATORS = VJP_OPERATORS | frozenset({"_to_copy", "add_", "clone", "copy_", "detach", "lift_fresh",
+GRADER_OPERATORS = VJP_OPERATORS | frozenset({"_to_copy", "add", "add_", "clone", "copy_", "detach", "lift_fresh",
                                               "resolve_conj", "resolve_neg", "to"})
 
 #: the dispatch keys a ban replaces: every CPU layout (dense, sparse COO and CSR, MKL-DNN, quantized), so

@@ -208,7 +208,7 @@ class Limits:
     def worst_wall_s(self) -> float:
         """The most wall-clock seconds any submission can take in its sandboxes, reruns included.
 
-        The cells' budget is given afresh only to a rerun without a graded function that crashed or stalled, and
+        The cells' budget is given afresh only to a rerun without a graded function alone that crashed or stalled, and
         there are at most :data:`MAX_RESTARTS` reruns; the calls' budget is shared by every attempt.
 
         Example:

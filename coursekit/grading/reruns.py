@@ -11,8 +11,9 @@ answered without being made on the next attempt, in every question that grades
 it (unless it died after a cell that kept its memory: that cell is left out
 first; a call that would not stop is given up all the same, and such a cell
 left out in the same rerun, which then, being without a cell, makes every call
-not given up on again); when every call is then answered or given up, no
-rerun could change a score and none is made. A kernel that dies while the
+not given up on again); when every call is then answered or given up (given
+up, where a cell is left out with the function), no rerun could change a
+score and none is made. A kernel that dies while the
 spec's adapters run is not rerun, unless a cell before kept its memory: that
 cell is left out.
 
@@ -202,7 +203,9 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
         # A call can die because an earlier cell hoarded the memory: leave that cell out first. A call that would
         # not stop is its own culprit, as a cell is: its function is given up, and a cell that held its memory
         # is left out in the same rerun (grader review r22, F1; r23, F1).
-        if stopped_call is not None and (culprit is None or stalled):
+        # At the cap no cell can be left out: a death in a call after a hoarder gives its function up all the same,
+        # as any death at the cap does (r26, F2).
+        if stopped_call is not None and (culprit is None or stalled or attempt > MAX_RESTARTS):
             why = CallStatus.NOT_RUN_AFTER_STALL if stalled else CallStatus.NOT_RUN_AFTER_DEATH
             name = next((call["name"] for call in calls if call["id"] == stopped_call), None)
             if name is None:
@@ -223,8 +226,8 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
             settled = {end.call_id for end in answered + given_up}
             calls = [call for call in (calls if culprit is None else job.calls) if call["id"] not in settled]
             if not calls:
-                # Every call is answered or given up: a rerun would only run the cells again and could change no
-                # score (r14, F1), whether or not a cell would be left out (r25, F4).
+                # Every call not given up is answered (with a cell to leave out, none is: every call is then
+                # made again), so a rerun would only run the cells again and could change no score (r14, F1; r25, F4).
                 done = dataclasses.replace(run.done, stopped_call=None)
                 return dataclasses.replace(run, calls=kept + given_up, done=done)
             if culprit is not None:

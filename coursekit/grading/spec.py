@@ -125,8 +125,9 @@ class BannedOp:
         ValueError: BannedOp.aten must name an operator of torch.ops.aten, got 'no_such_op'
 
     The operators the graders may run in a graded call (:data:`~coursekit.grading.graded_call.GRADER_OPERATORS`)
-    cannot be banned. The spec's adapters run inside the ban too, so an adapter must not run a banned operator
-    (a5's CTC adapter runs ``log_softmax``: a5 could not ban ``_log_softmax``).
+    cannot be banned. The functions the spec's adapters define run inside the ban when a graded call calls them,
+    so they must not run a banned operator (a5's CTC adapter runs ``log_softmax``: a5 could not ban
+    ``_log_softmax``).
     """
 
     aten: str

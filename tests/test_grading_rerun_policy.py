@@ -360,7 +360,7 @@ def test_a_death_in_the_adapters_after_a_hoarder_leaves_the_hoarder_out(monkeypa
     sent: list[tuple[list[int], list[str]]] = []
     attempts = iter([
         RawRun(ready=True, cells=[hoarder, CellEnd(1, CellStatus.OK)], cells_done=True,
-               done=Done(stopped_in_adapter=True)),
+               done=Done(stopped_in_adapter=True), diagnostics="died in the adapters", returncode=-9),
         RawRun(ready=True, cells=[CellEnd(1, CellStatus.OK)], cells_done=True,
                calls=[CallEnd("q#0", CallStatus.OK, value=1)], done=Done()),
     ])
@@ -372,6 +372,8 @@ def test_a_death_in_the_adapters_after_a_hoarder_leaves_the_hoarder_out(monkeypa
     monkeypatch.setattr(reruns, "run_job", run_job)
     run = run_submission(_job(_calls("f"), cells=2), Limits())
     assert sent == [([0, 1], ["q#0"]), ([1], ["q#0"])] and run.skipped_cells == [(0, "memory")] and run.finished
+    # Review r27, F2: the stopped attempt's stderr and exit status explain the rerun, which wrote none.
+    assert (run.diagnostics, run.returncode) == ("died in the adapters", -9)
     # Without a hoarder, a death in the adapters is not rerun.
     assert reruns._culprit_cell(RawRun(ready=True, cells=[CellEnd(0, CellStatus.OK)], cells_done=True,
                                        done=Done(stopped_in_adapter=True))) is None

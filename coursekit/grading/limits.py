@@ -13,8 +13,8 @@ Three clocks stop a submission, from the inside out:
    calls' time. The calls' budget is shared by all the submission's attempts;
    the cells' is shared by the reruns without a cell that crashed, hoarded or
    stalled (one that also gives up a graded function included), and given
-   afresh to a rerun without a graded function alone that crashed or stalled,
-   whose cells already fitted it once (at most :data:`MAX_RESTARTS`
+   afresh to a rerun that leaves out only a graded function that crashed or
+   stalled, whose cells already fitted it once (at most :data:`MAX_RESTARTS`
    reruns in all, see :mod:`~coursekit.grading.reruns`). So a submission whose
    graded calls neither crash nor stall takes at most :attr:`Limits.total_wall_s`,
    the two budgets' sum, and none takes more than :attr:`Limits.worst_wall_s`.
@@ -208,7 +208,7 @@ class Limits:
     def worst_wall_s(self) -> float:
         """The most wall-clock seconds any submission can take in its sandboxes, reruns included.
 
-        The cells' budget is given afresh only to a rerun without a graded function alone that crashed or stalled, and
+        The cells' budget is given afresh only to a rerun that leaves out only a graded function that crashed or stalled, and
         there are at most :data:`MAX_RESTARTS` reruns; the calls' budget is shared by every attempt.
 
         Example:

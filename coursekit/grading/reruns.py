@@ -183,7 +183,8 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
         protocol_errors += run.protocol_errors
         # Kept on the run, not its Done: an attempt killed at the wall clock has none (r18, F6).
         ignored_reports += run.ignored_reports
-        if run.done is not None and (run.done.stopped_cell is not None or run.done.stopped_call is not None):
+        if run.done is not None and (run.done.stopped_cell is not None or run.done.stopped_call is not None
+                                     or run.done.stopped_in_adapter):
             stopped_evidence = (run.diagnostics, run.returncode)
         run.attempts, run.skipped_cells, run.oom_kills = attempt, list(skipped), oom_kills
         run.protocol_errors, run.ignored_reports = protocol_errors, ignored_reports
@@ -257,7 +258,8 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
 
 
 def _keeping_calls_made(made: RawRun, given_up: list[CallEnd], last: RawRun) -> RawRun:
-    """The submission's run when ``last``, a rerun without a graded function, ran out of its cells' budget.
+    """The submission's run when ``last``, a rerun that left out only a graded function, ran out of its cells'
+    budget.
 
     ``made`` is the attempt before it that got as far as its calls: its cells
     all ran, and the calls it made ran in their names, so they keep their

@@ -101,7 +101,8 @@ class RawRun:
 
     Attributes:
         cells: one event per cell that ran, in order.
-        calls: one event per graded call answered (or given up on), in order.
+        calls: one event per graded call answered (or given up on): after reruns, the last attempt's in order,
+            then those an earlier attempt answered, then those given up on.
         ready: the runner set up the sandbox and started the kernel.
         cells_done: the runner reported every cell it was sent run, with the kernel alive (the calls' phase began).
         refused: why the runner refused to run any student code (``""``: it did not).
@@ -123,7 +124,7 @@ class RawRun:
         skipped_cells: ``(index, why)`` of cells left out of later attempts; ``why`` is
             ``"died"``, ``"memory"`` or ``"timeout"``.
         diagnostics: the end of the runner's stderr.
-        kept_from_earlier: ``"cells"``: a rerun without a graded function ran out of its cells' budget, and the
+        kept_from_earlier: ``"cells"``: a rerun that left out only a graded function ran out of its cells' budget, and the
             run is the last attempt that made calls, whose calls kept their results (see :mod:`~coursekit.grading.reruns`;
             ``""``: no rerun did).
         kept_calls: how many calls, made before the crash, that attempt kept.

@@ -347,10 +347,10 @@ def test_no_rerun_is_made_when_every_function_is_given_up_whatever_cell_would_be
     run = run_submission(_job(_calls("g", "g"), cells=2), Limits())
     assert sent == [["q#0", "q#1"]] and not run.skipped_cells, sent
     assert {end.status for end in run.calls} == {CallStatus.NOT_RUN_AFTER_STALL}
-    # Nor is a run with no call to make rerun for its hoarder.
+    # A job with no call at all is still rerun without its hoarder: its cells are all there is to it.
     sent = _scripted(monkeypatch, deadly=set(), cells=(hoarder, CellEnd(1, CellStatus.OK)))
-    nothing = run_submission(_job([], cells=2), Limits())
-    assert sent == [[]] and nothing.attempts == 1 and not nothing.skipped_cells
+    cells_only = run_submission(_job([], cells=2), Limits())
+    assert sent == [[], []] and cells_only.skipped_cells == [(0, "memory")]
 
 
 def test_a_death_in_the_adapters_after_a_hoarder_leaves_the_hoarder_out(monkeypatch: pytest.MonkeyPatch) -> None:

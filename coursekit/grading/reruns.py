@@ -247,8 +247,9 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
         # rerun that runs out of its cells' budget, and every call not given up on is made again, out of the same
         # shared budget (grader review r18, F2; r19, F1).
         abandoned = {end.call_id for end in given_up}
-        if all(call["id"] in abandoned for call in job.calls):
-            # Every function is given up: a rerun without the cell could change no score (r25, F4).
+        if job.calls and all(call["id"] in abandoned for call in job.calls):
+            # Every function is given up: a rerun without the cell could change no score (r25, F4). A job with no
+            # call at all is rerun, as its cells are all there is to it.
             return run
         skipped.append(culprit)
         cells = [cell for cell in cells if cell["index"] != culprit[0]]

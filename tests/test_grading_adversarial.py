@@ -506,8 +506,8 @@ def test_an_answer_cell_whose_memory_came_back_keeps_its_place_and_says_so(grade
     """Grader review r4, finding 2: only a cell that keeps the memory is skipped; the other one is noted."""
     answer = cell_index(solved_notebook(graded["course"]), "answer_token_nll")
     freed = graded["reports"]["hog_answer"]
-    assert freed.notes == [f"cell {answer} ran out of memory; it was not near the limit when it ended, so it was "
-                           "not skipped"]
+    assert freed.notes == [f"cell {answer} ran out of memory and was not near the limit when it ended; it was not "
+                           "skipped"]
     kept = graded["reports"]["hog_answer_kept"]
     assert f"the process ran out of memory in cell {answer}; it was skipped on a rerun" in kept.notes, kept.notes
     by_id = {q["grade_id"]: q for q in kept.questions}

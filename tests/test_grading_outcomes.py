@@ -34,3 +34,20 @@ def test_a_rerun_that_ran_out_and_kept_earlier_results_says_so() -> None:
     assert ("a rerun ran out of its cells' time budget before it made its hidden calls"
             in run_notes(RawRun(kept_from_earlier="cells")))
     assert not any("ran out of its cells' time budget" in note for note in run_notes(RawRun()))
+
+
+def test_a_cell_that_kept_its_memory_and_stayed_is_named_in_the_notes() -> None:
+    """Grader review r27, F1: with no rerun left (or none that could change a score) a hoarding cell stays in the
+    run; the notes name it, as they name a cell that ran out and freed its memory."""
+    from coursekit.grading.outcomes import run_notes
+    from coursekit.grading.protocol import CellEnd, CellStatus, StepEnd
+
+    held = CellEnd(3, CellStatus.ERROR, ended=StepEnd.MEMORY_LIMIT, memory_held=True)
+    freed = CellEnd(5, CellStatus.ERROR, ended=StepEnd.MEMORY_LIMIT)
+    notes = run_notes(RawRun(cells=[held, freed]))
+    assert ("cell 3 ran out of memory and kept it (near the limit when it ended); it was not skipped, so the cells "
+            "after it ran short of memory") in notes
+    assert "cell 5 ran out of memory and was not near the limit when it ended; it was not skipped" in notes
+    # A hoarder that was left out is named by the skipped-cell note alone.
+    left_out = run_notes(RawRun(cells=[held], skipped_cells=[(3, "memory")]))
+    assert not any(note.startswith("cell 3 ran out of memory") for note in left_out), left_out

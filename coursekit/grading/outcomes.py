@@ -174,7 +174,13 @@ def run_notes(run: RawRun) -> list[str]:
         notes.append(f"{_SKIPPED.get(why, _SKIPPED['died'])} cell {index}; it was skipped on a rerun")
     skipped = {index for index, _why in run.skipped_cells}
     for cell in run.cells:
-        if cell.ended is StepEnd.MEMORY_LIMIT and not cell.memory_held and cell.index not in skipped:
+        if cell.ended is not StepEnd.MEMORY_LIMIT or cell.index in skipped:
+            continue
+        if cell.memory_held:
+            # No rerun was left, or none could change a score (grader review r27, F1).
+            notes.append(f"cell {cell.index} ran out of memory and kept it (near the limit when it ended); it was not "
+                         "skipped, so the cells after it ran short of memory")
+        else:
             notes.append(f"cell {cell.index} ran out of memory and was not near the limit when it ended; it was not "
                          "skipped")
     statuses = {call.status for call in run.calls}

@@ -244,6 +244,29 @@ def test_banning_cross_entropy_stops_it_with_and_without_gradients() -> None:
     assert hits == ["cross_entropy_loss"] * 2
 
 
+def test_a_ban_holds_under_vmap_and_the_function_transforms() -> None:
+    """Grader review r28, F1: under ``torch.vmap`` PyTorch runs a composite operator's composition (a4's banned
+    ``cross_entropy_loss``) without its CPU kernel; the ban replaces the batching key's kernel too, and puts an
+    operator's own batching rule back afterwards."""
+    logits, targets = torch.randn(4, 5), torch.randint(0, 5, (4,))
+    per_row = torch.vmap(lambda row, target: F.cross_entropy(row, target))
+    routes = [
+        lambda: per_row(logits, targets),
+        lambda: torch.vmap(torch.func.grad(lambda row, target: F.cross_entropy(row, target)))(logits, targets),
+        lambda: torch.func.jacrev(lambda x: F.cross_entropy(x, targets))(logits),
+    ]
+    hits: list[str] = []
+    with _banned(["cross_entropy_loss"], hits):
+        for route in routes:
+            with pytest.raises(BannedOperation):
+                route()
+    assert hits == ["cross_entropy_loss"] * len(routes)
+    torch.testing.assert_close(per_row(logits, targets), F.cross_entropy(logits, targets, reduction="none"))
+    with _banned(["_log_softmax"], hits), pytest.raises(BannedOperation):
+        torch.vmap(lambda row: row.log_softmax(-1))(logits)
+    torch.testing.assert_close(torch.vmap(lambda row: row.log_softmax(-1))(logits), logits.log_softmax(-1))
+
+
 def test_the_kernel_answers_each_command_with_one_report() -> None:
     from coursekit.grading.kernel import Kernel, run_step
     from coursekit.grading.protocol import AdapterReport, CallReport, CallStatus, RunAdapter, RunCall, RunCell

@@ -79,8 +79,10 @@ GRADER_OPERATORS = VJP_OPERATORS | frozenset({"_to_copy", "add", "add_", "clone"
                                               "resolve_conj", "resolve_neg", "to"})
 
 #: the dispatch keys a ban replaces: every CPU layout (dense, sparse COO and CSR, MKL-DNN, quantized), so
-#: that converting the input (``x.to_sparse()``) does not reach the built-in kernel through another key.
-BANNED_DISPATCH_KEYS = ("CPU", "SparseCPU", "SparseCsrCPU", "MkldnnCPU", "QuantizedCPU")
+#: that converting the input (``x.to_sparse()``) does not reach the built-in kernel through another key; and
+#: ``torch.vmap``'s batching key, under which an operator PyTorch composes from others (``cross_entropy_loss``)
+#: would otherwise run its composition without reaching a CPU kernel of its own (grader review r28, F1).
+BANNED_DISPATCH_KEYS = ("CPU", "SparseCPU", "SparseCsrCPU", "MkldnnCPU", "QuantizedCPU", "FuncTorchBatched")
 
 
 @contextlib.contextmanager
@@ -90,8 +92,9 @@ def banned(operators: list[str], hits: list[str]) -> Iterator[None]:
     The operators are replaced in PyTorch's dispatcher for every CPU layout,
     below every Python name, so an alias, ``getattr`` or ``torch.ops.aten``
     reaches the same stand-in; leaving the block puts the real kernels back.
-    The stand-ins live in this process, so student code can remove them (see
-    the module docstring): the ban deters, it does not enforce.
+    The stand-ins live in this process, so student code can remove them, or
+    start another process without them (see :mod:`coursekit.grading.kernel`):
+    the ban deters, it does not enforce.
     """
     if not operators:
         yield

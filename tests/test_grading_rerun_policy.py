@@ -161,9 +161,10 @@ def test_a_finished_run_is_not_rerun_for_a_cell_a_later_cells_memory_error_follo
 
 def test_a_cell_that_held_its_memory_is_left_out_and_the_rerun_is_sent_without_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cell after the hoarder ran short of memory too: the hoarder is left out."""
     hoarder = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
     sent_cells: list[list[int]] = []
-    _scripted(monkeypatch, deadly=set(), cells=(hoarder, CellEnd(1, CellStatus.OK)))
+    _scripted(monkeypatch, deadly=set(), cells=(hoarder, CellEnd(1, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT)))
     scripted = reruns.run_job
 
     def recording(job: Job, limits: Limits, **budgets: Any) -> RawRun:
@@ -173,6 +174,34 @@ def test_a_cell_that_held_its_memory_is_left_out_and_the_rerun_is_sent_without_i
     monkeypatch.setattr(reruns, "run_job", recording)
     run = run_submission(_job(_calls("f"), cells=2), Limits())
     assert sent_cells == [[0, 1], [1]] and run.skipped_cells == [(0, "memory")], (sent_cells, run)
+    assert _outcome(run) == "memory_limit"
+
+
+@pytest.mark.parametrize("after", ["nothing", "cell", "call", "oom_kill"])
+def test_a_finished_run_leaves_a_hoarder_out_only_when_a_step_after_it_ran_short_of_memory(
+        monkeypatch: pytest.MonkeyPatch, after: str) -> None:
+    """Grader review r28, F2: a cell that kept its memory in a run that finished was left out even when every
+    later cell and call ran: the rerun could only lose its definitions (an answer cell's function: every point
+    of its question). It stays, named in a note, unless a later cell or a call ran short of memory or the OOM
+    killer killed a process."""
+    from coursekit.grading.outcomes import run_notes
+
+    hoarder = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
+    later = CellEnd(1, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT) if after == "cell" else CellEnd(1, CellStatus.OK)
+    sent = _scripted(monkeypatch, deadly=set(), cells=(hoarder, later), oom_kills=int(after == "oom_kill"),
+                     memory_errors=frozenset({"q#1"}) if after == "call" else frozenset())
+    if after == "oom_kill":
+        scripted = reruns.run_job
+        monkeypatch.setattr(reruns, "run_job", lambda job, limits, **budgets: dataclasses.replace(
+            scripted(job, limits, **budgets), oom_kills=1))
+    run = run_submission(_job(_calls("f", "f"), cells=2), Limits())
+    if after == "nothing":
+        assert sent == [["q#0", "q#1"]] and run.attempts == 1 and not run.skipped_cells, (sent, run)
+        assert [end.status for end in run.calls] == [CallStatus.OK, CallStatus.OK]
+        assert "cell 0 ran out of memory and kept it (near the limit when it ended); it was not skipped" in (
+            run_notes(run))
+    else:
+        assert sent == [["q#0", "q#1"], ["q#0", "q#1"]] and run.skipped_cells == [(0, "memory")], (sent, run)
     assert _outcome(run) == "memory_limit"
 
 
@@ -202,8 +231,9 @@ def test_a_rerun_without_a_cell_makes_every_call_again(monkeypatch: pytest.Monke
         RawRun(ready=True, cells=[CellEnd(0, CellStatus.OK), CellEnd(1, CellStatus.OK)],
                calls=[CallEnd("q#0", CallStatus.OK, value=1), CallEnd("q#1", CallStatus.DIED, ended=StepEnd.EXITED)],
                done=Done(stopped_call="q#1")),
-        # The rerun finishes, but cell 1 now held its memory: it is left out.
-        RawRun(ready=True, cells=[CellEnd(0, CellStatus.OK), hoarder], calls=[CallEnd("q#2", CallStatus.OK, value=1)],
+        # The rerun finishes, but cell 1 now held its memory and a call ran short of it: the cell is left out.
+        RawRun(ready=True, cells=[CellEnd(0, CellStatus.OK), hoarder],
+               calls=[CallEnd("q#2", CallStatus.OUT_OF_MEMORY, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT)],
                done=Done()),
         RawRun(ready=True, cells=[CellEnd(0, CellStatus.OK)],
                calls=[CallEnd("q#0", CallStatus.OK, value=2), CallEnd("q#2", CallStatus.OK, value=2)], done=Done()),
@@ -347,8 +377,9 @@ def test_no_rerun_is_made_when_every_function_is_given_up_whatever_cell_would_be
     run = run_submission(_job(_calls("g", "g"), cells=2), Limits())
     assert sent == [["q#0", "q#1"]] and not run.skipped_cells, sent
     assert {end.status for end in run.calls} == {CallStatus.NOT_RUN_AFTER_STALL}
-    # A job with no call at all is still rerun without its hoarder: its cells are all there is to it.
-    sent = _scripted(monkeypatch, deadly=set(), cells=(hoarder, CellEnd(1, CellStatus.OK)))
+    # A job with no call at all is still rerun without its hoarder, when a cell after it ran short of memory: its
+    # cells are all there is to it.
+    sent = _scripted(monkeypatch, deadly=set(), cells=(hoarder, CellEnd(1, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT)))
     cells_only = run_submission(_job([], cells=2), Limits())
     assert sent == [[], []] and cells_only.skipped_cells == [(0, "memory")]
 

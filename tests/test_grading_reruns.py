@@ -240,6 +240,13 @@ def test_the_pages_state_how_reruns_are_timed(repo_root: Path) -> None:
         assert stated in students, f"book/for_students.md no longer says {stated!r}"
 
 
+#: a cell that keeps what it allocates up to the address-space limit.
+HOG = "_hog = []\nwhile True:\n    _hog.append(bytearray(50_000_000))"
+#: a cell after it that needs memory, so that the hoarder starved it: the hoarder is left out (a hoarder that starved
+#: nothing stays, grader review r28, F2: see tests/test_grading_rerun_policy.py).
+NEEDS_MEMORY = "_buffer = bytearray(200_000_000)\nprint('after')"
+
+
 def test_an_exception_named_like_a_limit_buys_no_second_attempt_and_a_real_hog_does() -> None:
     """Grader review r2, finding 9: reruns read the runner's measurements, never the name a cell raises."""
     limits = Limits(timeout_s=5.0, memory_mb=1024)
@@ -249,8 +256,7 @@ def test_an_exception_named_like_a_limit_buys_no_second_attempt_and_a_real_hog_d
     assert forged.finished and forged.attempts == 1 and forged.skipped_cells == []
     assert [(c.ename, c.ended) for c in forged.cells] == [
         ("MemoryError", StepEnd.REPORTED), ("CellTimeout", StepEnd.REPORTED), ("", StepEnd.REPORTED)]
-    hog = run_submission(_job(["_hog = []\nwhile True:\n    _hog.append(bytearray(50_000_000))", "print('after')"]),
-                         limits)
+    hog = run_submission(_job([HOG, NEEDS_MEMORY]), limits)
     assert hog.finished and hog.attempts == 2 and hog.skipped_cells == [(0, "memory")]
     assert [(c.index, c.stdout) for c in hog.cells] == [(1, "after\n")]
 
@@ -271,8 +277,7 @@ def test_a_cell_whose_memory_came_back_is_not_a_hoarder_and_keeps_its_definition
 
 
 def test_a_cell_that_keeps_its_memory_is_measured_holding_it() -> None:
-    run = run_submission(_job(["_hog = []\nwhile True:\n    _hog.append(bytearray(50_000_000))", "print('after')"]),
-                         Limits(timeout_s=5.0, memory_mb=1024))
+    run = run_submission(_job([HOG, NEEDS_MEMORY]), Limits(timeout_s=5.0, memory_mb=1024))
     assert run.skipped_cells == [(0, "memory")]
     assert run.attempts == 2
 

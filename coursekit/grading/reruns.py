@@ -58,7 +58,11 @@ function given up). A cell that held its memory is left out before any
 that did not, so a cell that tried something too big and was not near the
 limit when it ended (its memory freed as the exception unwound) keeps its
 place, and its definitions, whenever a later cell is the one that kept the
-memory.
+memory. In a run that finished, a cell that kept its memory is left out only
+when a step after it ran short of memory too (a later cell or a graded call
+measured at the limit, a call's ``MemoryError``, an OOM kill): otherwise it
+starved nothing, a rerun without it could only lose its definitions, and it
+stays, named in the run's notes (grader review r28, F2).
 """
 
 from __future__ import annotations
@@ -80,7 +84,8 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
     """The cell to leave out next time, and why (``None``: no cell is to blame).
 
     Of the cells measured at the memory limit, the first that held its memory
-    starved everything after it: it goes first, before a cell the kernel then
+    starved everything after it: it goes first (in a run that finished, only
+    when a step after it ran short of memory, see :func:`_short_of_memory_after`), before a cell the kernel then
     died in (a cell that would not stop is its own culprit, left out alone: the
     hoarder, if it keeps its memory again, goes on the next attempt; a graded
     call that would not stop is its own culprit too, and there the hoarder is
@@ -98,6 +103,7 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
     done = run.done
     at_limit = [(position, cell) for position, cell in enumerate(run.cells) if cell.ended is StepEnd.MEMORY_LIMIT]
     held = [cell for _position, cell in at_limit if cell.memory_held]
+    first_held = next((position for position, cell in at_limit if cell.memory_held), None)
     if done is not None and done.stopped_cell is not None:
         last = run.cells[-1] if run.cells else None
         if last is not None and last.status is CellStatus.STALLED:
@@ -108,11 +114,23 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
             return hoarders[0].index, MEMORY
         return done.stopped_cell, MEMORY if run.oom_kills else DIED
     if held:
-        return held[0].index, MEMORY
+        # In a run that finished, a hoarder starved nothing unless a step after it ran short of memory too: a
+        # rerun without it could then only lose its definitions (grader review r28, F2).
+        if not run.finished or _short_of_memory_after(run, first_held):
+            return held[0].index, MEMORY
+        return None
     if run.finished:
         return None
     followed = [cell for position, cell in at_limit if _memory_failed_after(run, position)]
     return (followed[-1].index, MEMORY) if followed else None
+
+
+def _short_of_memory_after(run: RawRun, position: int) -> bool:
+    """Whether a step after the ``position``-th cell ran short of memory: a later cell or a graded call measured
+    at the memory limit, a call that raised ``MemoryError``, or a process the memory cgroup's OOM killer killed."""
+    return (any(step.ended is StepEnd.MEMORY_LIMIT for step in run.cells[position + 1:])
+            or any(end.ended is StepEnd.MEMORY_LIMIT or end.status is CallStatus.OUT_OF_MEMORY for end in run.calls)
+            or run.oom_kills > 0)
 
 
 def _memory_failed_after(run: RawRun, position: int) -> bool:
@@ -246,11 +264,9 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
         # Without the cell the calls run in other names: no earlier answer stands, not even as the fallback of a
         # rerun that runs out of its cells' budget, and every call not given up on is made again, out of the same
         # shared budget (grader review r18, F2; r19, F1).
+        # Some call is left to make here: a rerun that would have none is not made (see the graded-call branch,
+        # r25, F4; r28, F5).
         abandoned = {end.call_id for end in given_up}
-        if job.calls and all(call["id"] in abandoned for call in job.calls):
-            # Every function is given up: a rerun without the cell could change no score (r25, F4). A job with no
-            # call at all is rerun, as its cells are all there is to it.
-            return run
         skipped.append(culprit)
         cells = [cell for cell in cells if cell["index"] != culprit[0]]
         answered, made_calls = [], None

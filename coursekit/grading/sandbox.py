@@ -101,8 +101,9 @@ class RawRun:
 
     Attributes:
         cells: one event per cell that ran, in order.
-        calls: one event per graded call answered (or given up on): after reruns, the last attempt's in order,
-            then those an earlier attempt answered, then those given up on.
+        calls: one event per graded call answered (or given up on), each call once: after reruns, those of the
+            last attempt and of earlier ones that stand, then those given up on (in no order to rely on: the
+            driver looks each up by its id).
         ready: the runner set up the sandbox and started the kernel.
         cells_done: the runner reported every cell it was sent run, with the kernel alive (the calls' phase began).
         refused: why the runner refused to run any student code (``""``: it did not).

@@ -69,7 +69,10 @@ serve:
 	@test -f $(HTML)/index.html || { echo "no built book: run make book first"; exit 1; }
 	$(BIN)/python -m http.server 8000 --bind 127.0.0.1 --directory $(HTML)
 
+# The package's bytecode is written once, here: where PYTHONDONTWRITEBYTECODE is set (as on the CI machines),
+# every kernel, nbgrader command and grader the tests start would otherwise compile it again.
 test: venv $(MATHJAX) $(PROXY)
+	$(BIN)/python -m compileall -q coursekit bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: venv $(MATHJAX)

@@ -286,19 +286,31 @@ def registered_markers(config: pytest.Config) -> set[str]:
     return {line.split(":")[0].split("(")[0].strip() for line in config.getini("markers")}
 
 
+def _xdist_group(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker("xdist_group")
+    return marker.args[0] if marker is not None and marker.args else None
+
+
 def _run_order(items: list[pytest.Item]) -> list[pytest.Item]:
     """The order in which the workers take the tests (pytest-xdist keeps it: --no-loadscope-reorder).
 
-    The first test that needs the built book goes first, so that the build starts
-    at once; the other slow tests follow, then the rest of the book's tests (by
-    when it is built), and the many fast tests last, where they even out the
-    workers' finishing times. Within each class the collection order stays.
+    The largest group of the book's tests that share one worker's fixtures (the
+    browser's) goes first, as one unit of work: the worker that takes it builds
+    the book in its first test and goes straight on to the rest of the group,
+    so the longest chain of the run (the build, then every page in the browser)
+    starts at once and never waits on another worker, nor ends the run alone.
+    Without such a group, the first test that needs the book goes first. The
+    other slow tests follow, then the rest of the book's tests (by when it is
+    built), and the many fast tests last, where they even out the workers'
+    finishing times. Within each class the collection order stays.
     """
     needs_book = ["built_book" in getattr(item, "fixturenames", ()) for item in items]
-    first_book_test = needs_book.index(True) if any(needs_book) else None
+    book_groups = [_xdist_group(item) for item, needs in zip(items, needs_book) if needs and _xdist_group(item)]
+    lead = max(set(book_groups), key=book_groups.count) if book_groups else None
+    first_book_test = needs_book.index(True) if any(needs_book) and lead is None else None
 
     def rank(index: int) -> int:
-        if index == first_book_test:
+        if index == first_book_test or (lead is not None and _xdist_group(items[index]) == lead):
             return 0
         if items[index].get_closest_marker("slow") is None:
             return 3

@@ -306,7 +306,8 @@ def _run_order(items: list[pytest.Item]) -> list[pytest.Item]:
     """
     needs_book = ["built_book" in getattr(item, "fixturenames", ()) for item in items]
     book_groups = [_xdist_group(item) for item, needs in zip(items, needs_book) if needs and _xdist_group(item)]
-    lead = max(set(book_groups), key=book_groups.count) if book_groups else None
+    # dict.fromkeys: ties go to the first group, the same in every worker (a set's order is not).
+    lead = max(dict.fromkeys(book_groups), key=book_groups.count) if book_groups else None
     first_book_test = needs_book.index(True) if any(needs_book) and lead is None else None
 
     def rank(index: int) -> int:

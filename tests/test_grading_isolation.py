@@ -256,6 +256,8 @@ def test_a_ban_holds_under_vmap_and_the_function_transforms() -> None:
         lambda: torch.func.jacrev(lambda x: F.cross_entropy(x, targets))(logits),
     ]
     hits: list[str] = []
+    # The dispatcher's whole table of each operator: every kernel registered, and where.
+    before = {name: torch._C._dispatch_dump(f"aten::{name}") for name in ("cross_entropy_loss", "_log_softmax")}
     with _banned(["cross_entropy_loss"], hits):
         for route in routes:
             with pytest.raises(BannedOperation):
@@ -264,6 +266,9 @@ def test_a_ban_holds_under_vmap_and_the_function_transforms() -> None:
     torch.testing.assert_close(per_row(logits, targets), F.cross_entropy(logits, targets, reduction="none"))
     with _banned(["_log_softmax"], hits), pytest.raises(BannedOperation):
         torch.vmap(lambda row: row.log_softmax(-1))(logits)
+    # Its own batching rule is back, not vmap's slow fallback (which would give the same numbers).
+    assert {name: torch._C._dispatch_dump(f"aten::{name}") for name in before} == before
+    assert "FuncTorchBatched: registered at" in before["_log_softmax"]
     torch.testing.assert_close(torch.vmap(lambda row: row.log_softmax(-1))(logits), logits.log_softmax(-1))
 
 

@@ -38,8 +38,9 @@ def test_a_rerun_that_ran_out_and_kept_earlier_results_says_so() -> None:
 
 def test_a_cell_that_kept_its_memory_and_stayed_is_named_in_the_notes() -> None:
     """Grader review r27, F1: a hoarding cell that stays in the run (nothing after it ran short of memory, no
-    attempt left, or no rerun could change a score) is named in the notes; r28, F3: by what was measured only, and
-    a later cell that ran out, having started near the limit, is not said to have been far from it."""
+    attempt left, or no rerun could change a score) is named in the notes; r28, F3 and r29, F2: by what was
+    measured only, and a later cell that failed, having started near the limit, is not said to have been far from
+    it nor to have run out itself."""
     from coursekit.grading.outcomes import run_notes
     from coursekit.grading.protocol import CellEnd, CellStatus, StepEnd
 
@@ -47,10 +48,10 @@ def test_a_cell_that_kept_its_memory_and_stayed_is_named_in_the_notes() -> None:
     held = CellEnd(3, CellStatus.ERROR, ended=StepEnd.MEMORY_LIMIT, memory_held=True)
     starved = CellEnd(5, CellStatus.ERROR, ended=StepEnd.MEMORY_LIMIT)
     notes = run_notes(RawRun(cells=[freed, held, CellEnd(4, CellStatus.OK), starved]))
-    assert [note for note in notes if "ran out of memory" in note] == [
+    assert [note for note in notes if note.startswith("cell ")] == [
         "cell 1 ran out of memory and was not near the limit when it ended; it was not skipped",
         "cell 3 ran out of memory and kept it (near the limit when it ended); it was not skipped",
-        "cell 5 ran out of memory after cell 3 kept it; it was not skipped",
+        "cell 5 failed with cell 3's memory still held (it started near the limit); it was not skipped",
     ], notes
     # A hoarder that was left out is named by the skipped-cell note alone.
     left_out = run_notes(RawRun(cells=[freed], skipped_cells=[(3, "memory")]))

@@ -177,31 +177,62 @@ def test_a_cell_that_held_its_memory_is_left_out_and_the_rerun_is_sent_without_i
     assert _outcome(run) == "memory_limit"
 
 
-@pytest.mark.parametrize("after", ["nothing", "cell", "call", "oom_kill"])
+#: what happens after a cell that kept its memory, in a run that finished: (the later cell, the second call's end,
+#: OOM kills), and whether the cell is then left out.
+AFTER_A_HOARDER = {
+    "nothing": (CellEnd(1, CellStatus.OK), CallEnd("q#1", CallStatus.OK, value=1, ended=StepEnd.REPORTED), 0, False),
+    "cell_out_of_memory": (CellEnd(1, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT),
+                           CallEnd("q#1", CallStatus.OK, value=1, ended=StepEnd.REPORTED), 0, True),
+    "cell_allocator": (CellEnd(1, CellStatus.ERROR, ename="RuntimeError", ended=StepEnd.MEMORY_LIMIT,
+                               evalue="[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"),
+                       CallEnd("q#1", CallStatus.OK, value=1, ended=StepEnd.REPORTED), 0, True),
+    # r29, F1: after a hoarder every failed step is measured at the limit (it started there).
+    "cell_other_error": (CellEnd(1, CellStatus.ERROR, ename="AssertionError", ended=StepEnd.MEMORY_LIMIT),
+                         CallEnd("q#1", CallStatus.OK, value=1, ended=StepEnd.REPORTED), 0, False),
+    "call_out_of_memory": (CellEnd(1, CellStatus.OK),
+                           CallEnd("q#1", CallStatus.OUT_OF_MEMORY, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT),
+                           0, True),
+    "call_raised_at_the_limit": (CellEnd(1, CellStatus.OK),
+                                 CallEnd("q#1", CallStatus.RAISED, ename="IndexError", ended=StepEnd.MEMORY_LIMIT),
+                                 0, False),
+    # r29, F3: a MemoryError the function raised itself, far from the limit, is the student's word alone.
+    "call_claims_memory": (CellEnd(1, CellStatus.OK),
+                           CallEnd("q#1", CallStatus.OUT_OF_MEMORY, ename="MemoryError", ended=StepEnd.REPORTED),
+                           0, False),
+    "oom_kill": (CellEnd(1, CellStatus.OK), CallEnd("q#1", CallStatus.OK, value=1, ended=StepEnd.REPORTED), 1, True),
+}
+
+
+@pytest.mark.parametrize("after", sorted(AFTER_A_HOARDER))
 def test_a_finished_run_leaves_a_hoarder_out_only_when_a_step_after_it_ran_short_of_memory(
         monkeypatch: pytest.MonkeyPatch, after: str) -> None:
     """Grader review r28, F2: a cell that kept its memory in a run that finished was left out even when every
     later cell and call ran: the rerun could only lose its definitions (an answer cell's function: every point
-    of its question). It stays, named in a note, unless a later cell or a call ran short of memory or the OOM
-    killer killed a process."""
+    of its question). It stays, named in a note, unless a later cell or a call failed for memory at the limit
+    or the OOM killer killed a process (r29, F1 and F3: both the measurement and the failure count)."""
     from coursekit.grading.outcomes import run_notes
 
     hoarder = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
-    later = CellEnd(1, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT) if after == "cell" else CellEnd(1, CellStatus.OK)
-    sent = _scripted(monkeypatch, deadly=set(), cells=(hoarder, later), oom_kills=int(after == "oom_kill"),
-                     memory_errors=frozenset({"q#1"}) if after == "call" else frozenset())
-    if after == "oom_kill":
-        scripted = reruns.run_job
-        monkeypatch.setattr(reruns, "run_job", lambda job, limits, **budgets: dataclasses.replace(
-            scripted(job, limits, **budgets), oom_kills=1))
+    later, second_call, oom_kills, left_out = AFTER_A_HOARDER[after]
+    sent: list[list[int]] = []
+
+    def run_job(job: Job, limits: Limits, **budgets: Any) -> RawRun:
+        indices = [cell["index"] for cell in job.cells]
+        sent.append(indices)
+        if 0 not in indices:
+            ends = [CallEnd(call["id"], CallStatus.OK, value=1, ended=StepEnd.REPORTED) for call in job.calls]
+            return RawRun(ready=True, cells=[CellEnd(1, CellStatus.OK)], calls=ends, done=Done())
+        ends = [CallEnd("q#0", CallStatus.OK, value=1, ended=StepEnd.REPORTED), second_call]
+        return RawRun(ready=True, cells=[hoarder, later], calls=ends, done=Done(), oom_kills=oom_kills)
+
+    monkeypatch.setattr(reruns, "run_job", run_job)
     run = run_submission(_job(_calls("f", "f"), cells=2), Limits())
-    if after == "nothing":
-        assert sent == [["q#0", "q#1"]] and run.attempts == 1 and not run.skipped_cells, (sent, run)
-        assert [end.status for end in run.calls] == [CallStatus.OK, CallStatus.OK]
+    if left_out:
+        assert sent == [[0, 1], [1]] and run.skipped_cells == [(0, "memory")], (sent, run)
+    else:
+        assert sent == [[0, 1]] and run.attempts == 1 and not run.skipped_cells, (sent, run)
         assert "cell 0 ran out of memory and kept it (near the limit when it ended); it was not skipped" in (
             run_notes(run))
-    else:
-        assert sent == [["q#0", "q#1"], ["q#0", "q#1"]] and run.skipped_cells == [(0, "memory")], (sent, run)
     assert _outcome(run) == "memory_limit"
 
 

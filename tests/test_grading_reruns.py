@@ -282,6 +282,17 @@ def test_a_cell_that_keeps_its_memory_is_measured_holding_it() -> None:
     assert run.attempts == 2
 
 
+@pytest.mark.parametrize("after", ["print('after')", "raise ValueError('not about memory')"])
+def test_a_hoarder_that_starved_nothing_stays_with_its_definitions(after: str) -> None:
+    """Grader review r28, F2 and r29, F1: a hoarder in a run that finished is left out only when a later step
+    failed for memory; a cell that needs none, or fails for another reason (measured at the limit all the same,
+    as it started there), leaves it in place, and what it defined is still there."""
+    run = run_submission(_job(["def answer():\n    return 42\n" + HOG, after, "print(answer())"]),
+                         Limits(timeout_s=5.0, memory_mb=1024))
+    assert run.finished and run.attempts == 1 and run.skipped_cells == [], run
+    assert run.cells[0].memory_held and run.cells[-1].stdout == "42\n", run.cells
+
+
 def test_memory_is_counted_on_top_of_the_kernels_starting_address_space() -> None:
     """Grader review r4, finding 5: at --memory 512 the kernel, which starts with torch mapped (~600 MiB), could
     map nothing more; the limit is now on top of that start, so a 300 MiB array fits under 512."""

@@ -89,9 +89,10 @@ BANNED_DISPATCH_KEYS = ("CPU", "SparseCPU", "SparseCsrCPU", "MkldnnCPU", "Quanti
 def banned(operators: list[str], hits: list[str]) -> Iterator[None]:
     """Make the ATen ``operators`` (every overload) raise while the block runs, recording each attempt.
 
-    The operators are replaced in PyTorch's dispatcher for every CPU layout,
-    below every Python name, so an alias, ``getattr`` or ``torch.ops.aten``
-    reaches the same stand-in; leaving the block puts the real kernels back.
+    The operators are replaced in PyTorch's dispatcher for every CPU layout and
+    ``torch.vmap``'s batching key (:data:`BANNED_DISPATCH_KEYS`), below every
+    Python name, so an alias, ``getattr`` or ``torch.ops.aten`` reaches the same
+    stand-in; leaving the block puts the real kernels back.
     The stand-ins live in this process, so student code can remove them, or
     start another process without them (see :mod:`coursekit.grading.kernel`):
     the ban deters, it does not enforce.

@@ -174,7 +174,7 @@ def run_notes(run: RawRun) -> list[str]:
         notes.append(f"{_SKIPPED.get(why, _SKIPPED['died'])} cell {index}; it was skipped on a rerun")
     skipped = {index for index, _why in run.skipped_cells}
     # A cell that kept its memory and stays (grader review r27, F1; r28, F2): nothing after it ran short, no
-    # attempt was left, or no rerun could change a score. A later cell that ran out started near the limit.
+    # attempt was left, or no rerun could change a score. A later cell that failed started near the limit.
     holder = None
     for cell in run.cells:
         if cell.ended is not StepEnd.MEMORY_LIMIT or cell.index in skipped:
@@ -184,7 +184,8 @@ def run_notes(run: RawRun) -> list[str]:
                          "skipped")
             holder = cell.index if holder is None else holder
         elif holder is not None:
-            notes.append(f"cell {cell.index} ran out of memory after cell {holder} kept it; it was not skipped")
+            notes.append(f"cell {cell.index} failed with cell {holder}'s memory still held (it started near the "
+                         "limit); it was not skipped")
         else:
             notes.append(f"cell {cell.index} ran out of memory and was not near the limit when it ended; it was not "
                          "skipped")

@@ -48,7 +48,7 @@ was still near the limit when the cell ended
 runner ended without its last report before its cells were done, a later cell
 failed for memory too or the memory cgroup's OOM killer killed a process. A
 graded call that raised a ``MemoryError`` in a live kernel is no evidence
-against an earlier cell: it failed on its own, nothing after it was lost, and a
+against an earlier cell that did not keep its memory: it failed on its own, nothing after it was lost, and a
 rerun without the cell could only lose that cell's definitions (grader review
 r16, F1: an a6 answer cell ending in its own ``MemoryError`` lost every
 question when the hidden memory cases made a call run out too); nor, in a
@@ -59,10 +59,13 @@ that did not, so a cell that tried something too big and was not near the
 limit when it ended (its memory freed as the exception unwound) keeps its
 place, and its definitions, whenever a later cell is the one that kept the
 memory. In a run that finished, a cell that kept its memory is left out only
-when a step after it ran short of memory too (a later cell or a graded call
-measured at the limit, a call's ``MemoryError``, an OOM kill): otherwise it
-starved nothing, a rerun without it could only lose its definitions, and it
-stays, named in the run's notes (grader review r28, F2).
+when a step after it ran short of memory too: a later cell or a graded call
+that failed for memory (``MemoryError`` or PyTorch's allocation error) and was
+measured at the limit, or an OOM kill. A step that failed otherwise while the
+memory was held is at the limit too (it started there), so it is no such
+evidence (r29, F1). Otherwise the cell starved nothing, a rerun without it
+could only lose its definitions, and it stays, named in the run's notes
+(grader review r28, F2).
 """
 
 from __future__ import annotations
@@ -126,11 +129,28 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
 
 
 def _short_of_memory_after(run: RawRun, position: int) -> bool:
-    """Whether a step after the ``position``-th cell ran short of memory: a later cell or a graded call measured
-    at the memory limit, a call that raised ``MemoryError``, or a process the memory cgroup's OOM killer killed."""
-    return (any(step.ended is StepEnd.MEMORY_LIMIT for step in run.cells[position + 1:])
-            or any(end.ended is StepEnd.MEMORY_LIMIT or end.status is CallStatus.OUT_OF_MEMORY for end in run.calls)
+    """Whether a step after the ``position``-th cell ran short of memory: a later cell or a graded call of this
+    attempt that failed for memory and was measured at the limit, or a process the memory cgroup's OOM killer
+    killed. Both halves count: after a hoarder every failed step is measured at the limit (it started there),
+    and the exception's name alone is the student's to choose (grader review r29, F1 and F3). The calls an
+    earlier attempt answered are not this attempt's evidence."""
+    return (any(step.ended is StepEnd.MEMORY_LIMIT and _failed_for_memory(step.ename, step.evalue)
+                for step in run.cells[position + 1:])
+            or any(end.ended is StepEnd.MEMORY_LIMIT and end.status is CallStatus.OUT_OF_MEMORY for end in run.calls)
             or run.oom_kills > 0)
+
+
+def _failed_for_memory(ename: str, evalue: str) -> bool:
+    """Whether a cell's exception says an allocation failed: Python's ``MemoryError`` or PyTorch's allocator (as
+    a graded call's status says, :func:`coursekit.grading.graded_call._out_of_memory`).
+
+    Example:
+        >>> _failed_for_memory("RuntimeError", "DefaultCPUAllocator: can't allocate memory: you tried ...")
+        True
+        >>> _failed_for_memory("AssertionError", "")
+        False
+    """
+    return ename == "MemoryError" or (ename == "RuntimeError" and "can't allocate memory" in evalue)
 
 
 def _memory_failed_after(run: RawRun, position: int) -> bool:

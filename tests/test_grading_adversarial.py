@@ -514,6 +514,10 @@ def test_an_answer_cell_whose_memory_came_back_keeps_its_place_and_says_so(grade
     assert by_id["test_token_nll"]["messages"][0] == (
         f"your answer cell (cell {answer}) ran out of memory and was skipped on a rerun, so what it defines was "
         "not there"), by_id["test_token_nll"]
+    # Grader review r28, F2: with nothing after it starved, the hoarding answer cell stays and keeps its points.
+    stayed = graded["reports"]["hog_answer_starved_nothing"]
+    assert stayed.notes == [f"cell {answer} ran out of memory and kept it (near the limit when it ended); it was not "
+                            "skipped"], stayed.notes
 
 
 def test_a_repeated_cell_id_gets_a_fresh_one_with_a_note(graded: dict) -> None:

@@ -272,6 +272,31 @@ def test_a_ban_holds_under_vmap_and_the_function_transforms() -> None:
     torch.testing.assert_close(torch.vmap(lambda row: row.log_softmax(-1))(logits), logits.log_softmax(-1))
 
 
+#: a fresh process whose first torch.vmap call is a banned one: vmap registers some decompositions (a1's banned
+#: nll_loss_forward's among them) on its batching key the first time it runs, over what is there.
+FIRST_VMAP = """
+import torch, torch.nn.functional as F
+from coursekit.grading.graded_call import BannedOperation, banned
+hits = []
+log_p, targets = torch.randn(4, 5).log_softmax(-1), torch.randint(0, 5, (4,))
+with banned(["nll_loss_forward"], hits):
+    try:
+        torch.vmap(lambda row, target: F.nll_loss(row, target))(log_p, targets)
+        print("not banned")
+    except BannedOperation:
+        print("banned", hits)
+print(torch.vmap(lambda row, target: F.nll_loss(row, target))(log_p, targets).shape)
+"""
+
+
+@pytest.mark.slow
+def test_a_ban_holds_on_a_processes_first_vmap() -> None:
+    """Grader review r30, F1: the ban's stand-ins were replaced by vmap's own decompositions on a kernel's first
+    vmap call."""
+    done = subprocess.run([sys.executable, "-c", FIRST_VMAP], capture_output=True, text=True, timeout=120)
+    assert done.stdout.splitlines() == ["banned ['nll_loss_forward']", "torch.Size([4])"], done.stderr[-2000:]
+
+
 def test_the_kernel_answers_each_command_with_one_report() -> None:
     from coursekit.grading.kernel import Kernel, run_step
     from coursekit.grading.protocol import AdapterReport, CallReport, CallStatus, RunAdapter, RunCall, RunCell

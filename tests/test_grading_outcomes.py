@@ -51,7 +51,7 @@ def test_a_cell_that_kept_its_memory_and_stayed_is_named_in_the_notes() -> None:
     assert [note for note in notes if note.startswith("cell ")] == [
         "cell 1 ran out of memory and was not near the limit when it ended; it was not skipped",
         "cell 3 ran out of memory and kept it (near the limit when it ended); it was not skipped",
-        "cell 5 failed with cell 3's memory still held (it started near the limit); it was not skipped",
+        "cell 5 failed at the memory limit after cell 3 kept its memory; it was not skipped",
     ], notes
     # A hoarder that was left out is named by the skipped-cell note alone.
     left_out = run_notes(RawRun(cells=[freed], skipped_cells=[(3, "memory")]))

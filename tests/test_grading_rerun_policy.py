@@ -236,6 +236,24 @@ def test_a_finished_run_leaves_a_hoarder_out_only_when_a_step_after_it_ran_short
     assert _outcome(run) == "memory_limit"
 
 
+@pytest.mark.parametrize(("failing", "culprit"), [(1, 0), (3, 2), (None, 2)])
+def test_a_failure_for_memory_is_laid_at_the_last_hoarder_before_it(
+        monkeypatch: pytest.MonkeyPatch, failing: int | None, culprit: int) -> None:
+    """Grader review r30, F2: cells 0 and 2 each kept memory; cell 2 kept it having started below the limit, so
+    cell 0's was gone by then, and a failure for memory after cell 2 (cell 3, or a graded call: ``None``) is no
+    evidence against cell 0, whose definitions a rerun without it would lose."""
+    def at_limit(index: int, held: bool = False) -> CellEnd:
+        return CellEnd(index, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=held)
+
+    cells = [at_limit(0, held=True), CellEnd(1, CellStatus.OK), at_limit(2, held=True), CellEnd(3, CellStatus.OK)]
+    if failing is not None:
+        cells[failing] = at_limit(failing)
+    second = (CallEnd("q#1", CallStatus.OUT_OF_MEMORY, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT)
+              if failing is None else CallEnd("q#1", CallStatus.OK, value=1, ended=StepEnd.REPORTED))
+    run = RawRun(ready=True, cells=cells, calls=[CallEnd("q#0", CallStatus.OK, value=1), second], done=Done())
+    assert reruns._culprit_cell(run) == (culprit, "memory")
+
+
 def test_a_call_that_stalls_after_two_cells_ran_out_of_memory_leaves_no_cell_out(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Grader review r18, F1: in a run stopped in a graded call every cell had run, so a later cell's own

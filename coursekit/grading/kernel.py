@@ -45,7 +45,7 @@ import traceback
 from typing import Any, Iterator, NoReturn
 
 from coursekit.grading import protocol, withheld
-from coursekit.grading.graded_call import run_graded_call, short, timers
+from coursekit.grading.graded_call import error_message, run_graded_call, short, timers
 from coursekit.grading.magics import KernelShell, compile_cell
 from coursekit.grading.protocol import (AdapterReport, CallReport, CallStatus, CellReport, RunAdapter, RunCall, RunCell,
                                         Setup)
@@ -186,7 +186,8 @@ class Kernel:
             # Read first: the traceback's frames still hold what they allocated until ``error`` is dropped.
             at_failure = _address_space()
             failed = True
-            ename, evalue = type(error).__name__, short(str(error), protocol.MAX_EVALUE)
+            # A student's __str__ may raise too: the cell then failed with no message (grader review r30, F6).
+            ename, evalue = type(error).__name__, error_message(error)
             trace = short("".join(traceback.format_exception(type(error), error, error.__traceback__)),
                            protocol.MAX_TRACEBACK)
         finally:

@@ -182,10 +182,10 @@ def run_notes(run: RawRun) -> list[str]:
         if cell.memory_held:
             notes.append(f"cell {cell.index} ran out of memory and kept it (near the limit when it ended); it was not "
                          "skipped")
-            holder = cell.index if holder is None else holder
+            holder = cell.index
         elif holder is not None:
-            notes.append(f"cell {cell.index} failed with cell {holder}'s memory still held (it started near the "
-                         "limit); it was not skipped")
+            notes.append(f"cell {cell.index} failed at the memory limit after cell {holder} kept its memory; it was "
+                         "not skipped")
         else:
             notes.append(f"cell {cell.index} ran out of memory and was not near the limit when it ended; it was not "
                          "skipped")

@@ -39,7 +39,9 @@ reports the total time of every attempt.
 
 Every decision rests on the runner's events and measurements (trusted, see
 :mod:`~coursekit.grading.runner`) and the sandbox's memory cgroup, never on
-anything the student's code wrote: a cell is a hoarder when the runner
+anything the student's code wrote alone (the one use of the kernel's word, the
+kind of a failure measured at the limit after a hoarder, can only cost the
+student's own cell): a cell is a hoarder when the runner
 measured the kernel's address space rising to its limit in it
 (:attr:`~coursekit.grading.protocol.StepEnd.MEMORY_LIMIT`), whatever
 exception the cell raised, *and* the memory stayed taken: the address space
@@ -63,9 +65,11 @@ when a step after it ran short of memory too: a later cell or a graded call
 that failed for memory (``MemoryError`` or PyTorch's allocation error) and was
 measured at the limit, or an OOM kill. A step that failed otherwise while the
 memory was held is at the limit too (it started there), so it is no such
-evidence (r29, F1). Otherwise the cell starved nothing, a rerun without it
-could only lose its definitions, and it stays, named in the run's notes
-(grader review r28, F2).
+evidence (r29, F1); nor is a failure after a later cell that kept memory of
+its own, which started below the limit: that failure is the later cell's
+(r30, F2). Otherwise the cell starved nothing, a rerun without it could only
+lose its definitions, and it stays, named in the run's notes (grader review
+r28, F2).
 """
 
 from __future__ import annotations
@@ -106,7 +110,6 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
     done = run.done
     at_limit = [(position, cell) for position, cell in enumerate(run.cells) if cell.ended is StepEnd.MEMORY_LIMIT]
     held = [cell for _position, cell in at_limit if cell.memory_held]
-    first_held = next((position for position, cell in at_limit if cell.memory_held), None)
     if done is not None and done.stopped_cell is not None:
         last = run.cells[-1] if run.cells else None
         if last is not None and last.status is CellStatus.STALLED:
@@ -116,11 +119,17 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
         if hoarders:
             return hoarders[0].index, MEMORY
         return done.stopped_cell, MEMORY if run.oom_kills else DIED
+    if held and not run.finished:
+        return held[0].index, MEMORY
     if held:
         # In a run that finished, a hoarder starved nothing unless a step after it ran short of memory too: a
-        # rerun without it could then only lose its definitions (grader review r28, F2).
-        if not run.finished or _short_of_memory_after(run, first_held):
-            return held[0].index, MEMORY
+        # rerun without it could then only lose its definitions (grader review r28, F2). A later cell that kept
+        # memory started below the limit, so the earlier one's was gone by then: a failure after it is laid at
+        # the later one's door (r30, F2).
+        positions = [position for position, cell in at_limit if cell.memory_held]
+        for position, following in zip(positions, positions[1:] + [len(run.cells)]):
+            if _short_of_memory_after(run, position, following):
+                return run.cells[position].index, MEMORY
         return None
     if run.finished:
         return None
@@ -128,16 +137,20 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
     return (followed[-1].index, MEMORY) if followed else None
 
 
-def _short_of_memory_after(run: RawRun, position: int) -> bool:
-    """Whether a step after the ``position``-th cell ran short of memory: a later cell or a graded call of this
-    attempt that failed for memory and was measured at the limit, or a process the memory cgroup's OOM killer
+def _short_of_memory_after(run: RawRun, position: int, until: int) -> bool:
+    """Whether a step after the ``position``-th cell ran short of memory: a cell before the ``until``-th that
+    failed for memory and was measured at the limit, or, when no cell after it kept memory of its own (``until``
+    is past the last cell), such a graded call of this attempt or a process the memory cgroup's OOM killer
     killed. Both halves count: after a hoarder every failed step is measured at the limit (it started there),
-    and the exception's name alone is the student's to choose (grader review r29, F1 and F3). The calls an
-    earlier attempt answered are not this attempt's evidence."""
-    return (any(step.ended is StepEnd.MEMORY_LIMIT and _failed_for_memory(step.ename, step.evalue)
-                for step in run.cells[position + 1:])
-            or any(end.ended is StepEnd.MEMORY_LIMIT and end.status is CallStatus.OUT_OF_MEMORY for end in run.calls)
-            or run.oom_kills > 0)
+    and a failure's kind is what the kernel reports, so a student's own ``raise MemoryError`` there counts too,
+    which can only cost that student's cell (grader review r29, F1 and F3; r30, F4). The calls an earlier
+    attempt answered are not this attempt's evidence."""
+    if any(step.ended is StepEnd.MEMORY_LIMIT and _failed_for_memory(step.ename, step.evalue)
+           for step in run.cells[position + 1:until]):
+        return True
+    return until >= len(run.cells) and (
+        any(end.ended is StepEnd.MEMORY_LIMIT and end.status is CallStatus.OUT_OF_MEMORY for end in run.calls)
+        or run.oom_kills > 0)
 
 
 def _failed_for_memory(ename: str, evalue: str) -> bool:

@@ -269,6 +269,9 @@ def _huge(course: Path) -> bytes:
 # writing memory costs. On a CI virtual machine a bomb of zeroed bytearrays met its 3 s CPU limit before the
 # limit (1 GB written), an honest timeout. test_grading_reruns keeps the bomb that writes, at a 5 s limit.
 MEMORY_BOMB = "import torch\n_hog = []\nwhile True:\n    _hog.append(torch.empty(50_000_000, dtype=torch.uint8))\n"
+#: a cell that needs 200 MB for a moment: it runs out while a cell above holds the memory, so that cell starved it
+#: and is skipped (a hoarder that starved nothing stays: grader review r28, F2).
+NEEDS_MEMORY = "print(len(bytearray(200_000_000)))\n"
 
 ATTACKS: list[Attack] = [
     Attack("correct", 10.0, "graded", solved_notebook, "the source's own solution"),
@@ -283,7 +286,9 @@ ATTACKS: list[Attack] = [
            "os._exit(0) inside the graded function"),
     Attack("os_exit", 10.0, "kernel_died", _with_cell("import os\nos._exit(0)\n"), "os._exit(0)"),
     Attack("segfault", 10.0, "kernel_died", _with_cell("import ctypes\nctypes.string_at(0)\n"), "a segfault through ctypes"),
-    Attack("memory_bomb", 10.0, "memory_limit", _with_cell(MEMORY_BOMB), "a memory bomb"),
+    Attack("memory_bomb", 10.0, "memory_limit", lambda course: add_cell(_with_cell(NEEDS_MEMORY)(course), MEMORY_BOMB,
+                                                                         after="answer_token_nll"),
+           "a memory bomb, and a later cell it starves"),
     Attack("fork_bomb", 10.0, "graded", _with_cell("import os\nwhile True:\n    os.fork()\n"), "a fork bomb"),
     # Output past the limits is dropped, never raised (grader review r3, finding 3): the flood runs until the
     # cell's time limit stops it, and the cells after it still run.
@@ -985,8 +990,16 @@ TRY_TOO_BIG = (
     "        kept.append(torch.ones(2**23))   # 32 MiB at a time, until the address space runs out\n"
     "_try_big()\n"
 )
-#: appended to the token_nll answer: keeps what it allocated, so the cell is a hoarder and is skipped.
+#: appended to the token_nll answer: keeps what it allocated, so the cell is a hoarder.
 KEEP_TOO_BIG = "\n_kept = []\nwhile True:\n    _kept.append(torch.ones(2**23))\n"
+
+
+def _hoarding_answer_then(later: str | None) -> Callable[[Path], dict[str, Any]]:
+    """The token_nll answer that then keeps memory up to the limit, followed by a cell ``later`` (if any)."""
+    def build(course: Path) -> dict[str, Any]:
+        notebook = _answer_and(KEEP_TOO_BIG)(course)
+        return add_cell(notebook, later, after="answer_token_nll") if later else notebook
+    return build
 
 
 def _answer_and(tail: str) -> Callable[[Path], dict[str, Any]]:
@@ -1026,9 +1039,12 @@ ATTACKS += [
     Attack("hog_answer", 10.0, "memory_limit", _answer_and(TRY_TOO_BIG),
            "the token_nll answer cell then runs out of memory inside a function, which frees it: no cell is "
            "skipped, the answer keeps its points (grader review r4, finding 2)"),
-    Attack("hog_answer_kept", 7.0, "memory_limit", _answer_and(KEEP_TOO_BIG),
-           "the token_nll answer cell then keeps memory up to the limit: it is skipped on the rerun, and the "
-           "question's feedback says so (grader review r4, finding 2)"),
+    Attack("hog_answer_kept", 7.0, "memory_limit", _hoarding_answer_then(NEEDS_MEMORY),
+           "the token_nll answer cell then keeps memory up to the limit, and a later cell runs out: it is skipped on "
+           "the rerun, and the question's feedback says so (grader review r4, finding 2)"),
+    Attack("hog_answer_starved_nothing", 10.0, "memory_limit", _hoarding_answer_then(None),
+           "the token_nll answer cell then keeps memory up to the limit, and nothing after it runs out: it stays, "
+           "with its points and a note (grader review r28, F2)"),
     Attack("truncated_upload", 0.0, "invalid_notebook", _truncated_upload,
            "an upload cut off inside an HTML output full of escaped quotes (grader review r4, finding 3)"),
     Attack("paste_same_id", 10.0, "graded", _paste_same_id,

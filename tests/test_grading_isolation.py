@@ -315,6 +315,34 @@ def test_the_kernel_answers_each_command_with_one_report() -> None:
     assert run_step(kernel, call(1, "_adapted")) == CallReport("q#1", CallStatus.OK, encode_value(3))
 
 
+#: an exception whose message and notes raise when read (grader review r30, F6; r31, F3).
+UNREADABLE_ERROR = """
+class Unreadable(RuntimeError):
+    def __str__(self):
+        raise ValueError("no message for you")
+    @property
+    def __notes__(self):
+        raise ValueError("no notes either")
+def fails(x):
+    raise Unreadable()
+"""
+
+
+def test_an_exception_whose_message_and_notes_raise_fails_its_step_and_the_kernel_lives() -> None:
+    from coursekit.grading.kernel import Kernel, run_step
+    from coursekit.grading.protocol import CallStatus, RunCall, RunCell
+    from coursekit.grading.wire import encode_value
+
+    kernel = Kernel(Limits(timeout_s=2.0).for_runner(), dedicated_uid=False)
+    assert not run_step(kernel, RunCell(0, UNREADABLE_ERROR)).failed
+    cell = run_step(kernel, RunCell(1, "fails(0)"))
+    assert (cell.failed, cell.ename, cell.evalue, cell.traceback) == (True, "Unreadable", "", "")
+    call = run_step(kernel, RunCall({"id": "q#0", "kind": "function", "name": "fails", "tensors": False,
+                                     "args": [encode_value(0)], "kwargs": {}, "banned": []}))
+    assert (call.status, call.ename) == (CallStatus.RAISED, "Unreadable"), call
+    assert not run_step(kernel, RunCell(2, "print('alive')")).failed
+
+
 def test_the_runner_asks_bubblewrap_only_for_capabilities_the_graders_bounding_set_holds() -> None:
     from coursekit.grading.bwrap import RUNNER_CAPABILITIES, capability_mask, requested_capabilities
 

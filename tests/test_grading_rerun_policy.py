@@ -254,6 +254,22 @@ def test_a_failure_for_memory_is_laid_at_the_last_hoarder_before_it(
     assert reruns._culprit_cell(run) == (culprit, "memory")
 
 
+@pytest.mark.parametrize("stop", ["cell", "call", "adapters", "no_report"])
+def test_a_death_after_two_hoarders_leaves_the_later_one_out_first(monkeypatch: pytest.MonkeyPatch, stop: str) -> None:
+    """Grader review r31, F1: the later of two cells that kept memory started below the limit, so the earlier one's
+    memory was gone by then; a death after both is laid at the later one, whatever the step it came in."""
+    def held(index: int) -> CellEnd:
+        return CellEnd(index, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
+
+    cells = [held(0), CellEnd(1, CellStatus.OK), held(2)]
+    done = {"cell": Done(stopped_cell=3), "call": Done(stopped_call="q#0"), "adapters": Done(stopped_in_adapter=True),
+            "no_report": None}[stop]
+    if stop == "cell":
+        cells.append(CellEnd(3, CellStatus.DIED, ended=StepEnd.EXITED))
+    run = RawRun(ready=True, cells=cells, done=done, oom_kills=1)
+    assert reruns._culprit_cell(run) == (2, "memory")
+
+
 def test_a_call_that_stalls_after_two_cells_ran_out_of_memory_leaves_no_cell_out(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Grader review r18, F1: in a run stopped in a graded call every cell had run, so a later cell's own

@@ -98,6 +98,16 @@ class _CappedText:
         return text + (protocol.TRUNCATED if self.truncated else "")
 
 
+def _formatted_traceback(error: BaseException) -> str:
+    """The exception's traceback, capped; empty when formatting it raises (a student's ``__notes__`` property may:
+    grader review r31, F3)."""
+    try:
+        return short("".join(traceback.format_exception(type(error), error, error.__traceback__)),
+                     protocol.MAX_TRACEBACK)
+    except BaseException:  # noqa: BLE001 - the exception's attributes are the student's code
+        return ""
+
+
 class Kernel:
     """The notebook's namespace and the commands that act on it.
 
@@ -188,8 +198,7 @@ class Kernel:
             failed = True
             # A student's __str__ may raise too: the cell then failed with no message (grader review r30, F6).
             ename, evalue = type(error).__name__, error_message(error)
-            trace = short("".join(traceback.format_exception(type(error), error, error.__traceback__)),
-                           protocol.MAX_TRACEBACK)
+            trace = _formatted_traceback(error)
         finally:
             sys.stdout, sys.stderr = real_out, real_err
         self._after_step()

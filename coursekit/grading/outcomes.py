@@ -174,7 +174,8 @@ def run_notes(run: RawRun) -> list[str]:
         notes.append(f"{_SKIPPED.get(why, _SKIPPED['died'])} cell {index}; it was skipped on a rerun")
     skipped = {index for index, _why in run.skipped_cells}
     # A cell that kept its memory and stays (grader review r27, F1; r28, F2): nothing after it ran short, no
-    # attempt was left, or no rerun could change a score. A later cell that failed started near the limit.
+    # attempt was left, or no rerun could change a score. A later cell that failed is named as measured: at the
+    # limit, after the hoarder.
     holder = None
     for cell in run.cells:
         if cell.ended is not StepEnd.MEMORY_LIMIT or cell.index in skipped:

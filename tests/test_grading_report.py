@@ -17,13 +17,12 @@ from statistics import mean
 import pytest
 
 from adversarial.course import VENV_BIN, make_course, tool_env
-from conftest import require_sandbox, require_system_tool
+from conftest import require_sandbox
 from html_tables import tables as _tables
 from report_class import ASSIGNMENT, PLANTED, submit_class
 
 pytestmark = [pytest.mark.slow, pytest.mark.grading, pytest.mark.a1]
 
-CHROMIUM = "/usr/bin/chromium"
 QUESTIONS = ["test_token_nll", "test_sequence_loss", "test_perplexity", "test_fox", "test_mc_classification"]
 
 
@@ -221,30 +220,28 @@ def test_report_command_names_a_missing_assignment_or_course(graded_class: dict,
 
 
 @pytest.mark.browser
-def test_report_opens_offline_with_every_image_loaded_and_described(graded_class: dict, tmp_path: Path) -> None:
-    executable = require_system_tool(CHROMIUM, "the browser test drives Debian's chromium (apt install chromium)")
-    from playwright.sync_api import sync_playwright
-
+def test_report_opens_offline_with_every_image_loaded_and_described(graded_class: dict, tmp_path: Path,
+                                                                    chromium) -> None:
+    # The worker's one Chromium (conftest.py): Playwright's synchronous API runs one instance per process, and a
+    # worker that ran the book's browser tests before this one still holds it.
     copy = tmp_path / "mailed" / "index.html"     # as an instructor would open it, away from the course
     copy.parent.mkdir()
     shutil.copy(graded_class["page"], copy)
     url = copy.as_uri()
     requests: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True,
-                                             args=["--headless", "--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_context().new_page()
-            page.on("request", lambda request: requests.append(request.url))
-            errors: list[str] = []
-            page.on("console", lambda message: message.type == "error" and errors.append(message.text))
-            page.goto(url, wait_until="load")
-            images = page.eval_on_selector_all(
-                "img", "imgs => imgs.map(i => ({complete: i.complete, width: i.naturalWidth, "
-                       "alt: (i.getAttribute('alt') || '').trim()}))")
-            title = page.title()
-        finally:
-            browser.close()
+    context = chromium.new_context()
+    try:
+        page = context.new_page()
+        page.on("request", lambda request: requests.append(request.url))
+        errors: list[str] = []
+        page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+        page.goto(url, wait_until="load")
+        images = page.eval_on_selector_all(
+            "img", "imgs => imgs.map(i => ({complete: i.complete, width: i.naturalWidth, "
+                   "alt: (i.getAttribute('alt') || '').trim()}))")
+        title = page.title()
+    finally:
+        context.close()
     assert len(images) == 3
     assert all(image["complete"] and image["width"] > 0 and len(image["alt"]) > 20 for image in images), images
     assert [r for r in requests if not r.startswith("data:")] == [url]

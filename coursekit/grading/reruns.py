@@ -111,25 +111,25 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
     """
     done = run.done
     at_limit = [(position, cell) for position, cell in enumerate(run.cells) if cell.ended is StepEnd.MEMORY_LIMIT]
-    held = [cell for _position, cell in at_limit if cell.memory_held]
+    # Positions in run.cells of the cells that kept their memory.
+    held = [position for position, cell in at_limit if cell.memory_held]
     if done is not None and done.stopped_cell is not None:
         last = run.cells[-1] if run.cells else None
         if last is not None and last.status is CellStatus.STALLED:
             return done.stopped_cell, TIMEOUT
         # A kernel that died after a cell kept the memory: that cell goes first (grader review r20, F2).
-        hoarders = [cell for cell in held if cell.index != done.stopped_cell]
+        hoarders = [position for position in held if run.cells[position].index != done.stopped_cell]
         if hoarders:
-            return hoarders[-1].index, MEMORY
+            return run.cells[hoarders[-1]].index, MEMORY
         return done.stopped_cell, MEMORY if run.oom_kills else DIED
     if held and not run.finished:
-        return held[-1].index, MEMORY
+        return run.cells[held[-1]].index, MEMORY
     if held:
         # In a run that finished, a hoarder starved nothing unless a step after it ran short of memory too: a
         # rerun without it could then only lose its definitions (grader review r28, F2). A later cell that kept
         # memory started below the limit, so the earlier one's was gone by then: a failure after it is laid at
         # the later one's door (r30, F2).
-        positions = [position for position, cell in at_limit if cell.memory_held]
-        for position, following in zip(positions, positions[1:] + [len(run.cells)]):
+        for position, following in zip(held, held[1:] + [len(run.cells)]):
             if _short_of_memory_after(run, position, following):
                 return run.cells[position].index, MEMORY
         return None

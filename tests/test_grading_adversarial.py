@@ -518,6 +518,12 @@ def test_an_answer_cell_whose_memory_came_back_keeps_its_place_and_says_so(grade
     stayed = graded["reports"]["hog_answer_starved_nothing"]
     assert stayed.notes == [f"cell {answer} ran out of memory and kept it (near the limit when it ended); it was not "
                             "skipped"], stayed.notes
+    # r31, F2: a cell freed the hoarder's memory, so a later cell that ran out did so on its own.
+    freed_later = graded["reports"]["hog_answer_freed"]
+    assert freed_later.notes == [
+        f"cell {answer} ran out of memory and kept it (near the limit when it ended); it was not skipped",
+        f"cell {answer + 2} ran out of memory and was not near the limit when it ended; it was not skipped",
+    ], freed_later.notes
 
 
 def test_a_repeated_cell_id_gets_a_fresh_one_with_a_note(graded: dict) -> None:

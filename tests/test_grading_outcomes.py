@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from coursekit.grading.outcomes import skipped_answers
@@ -46,13 +48,22 @@ def test_a_cell_that_kept_its_memory_and_stayed_is_named_in_the_notes() -> None:
 
     freed = CellEnd(1, CellStatus.ERROR, ended=StepEnd.MEMORY_LIMIT)
     held = CellEnd(3, CellStatus.ERROR, ended=StepEnd.MEMORY_LIMIT, memory_held=True)
-    starved = CellEnd(5, CellStatus.ERROR, ended=StepEnd.MEMORY_LIMIT)
-    notes = run_notes(RawRun(cells=[freed, held, CellEnd(4, CellStatus.OK), starved]))
+    starved = CellEnd(5, CellStatus.ERROR, ended=StepEnd.MEMORY_LIMIT, started_near_limit=True)
+    notes = run_notes(RawRun(cells=[freed, held, CellEnd(4, CellStatus.OK, started_near_limit=True), starved]))
     assert [note for note in notes if note.startswith("cell ")] == [
         "cell 1 ran out of memory and was not near the limit when it ended; it was not skipped",
         "cell 3 ran out of memory and kept it (near the limit when it ended); it was not skipped",
         "cell 5 failed at the memory limit after cell 3 kept its memory; it was not skipped",
     ], notes
+    # r31, F2: a cell that started below the limit shows the hoarder's memory was gone; r30, F3: a cell that
+    # started near the limit (a cell that succeeded left memory taken) is not said to have ended far from it.
+    cleaned = run_notes(RawRun(cells=[held, CellEnd(4, CellStatus.OK, started_near_limit=True),
+                                      dataclasses.replace(starved, started_near_limit=False)]))
+    assert [note for note in cleaned if note.startswith("cell 5")] == [
+        "cell 5 ran out of memory and was not near the limit when it ended; it was not skipped"], cleaned
+    crowded = run_notes(RawRun(cells=[CellEnd(4, CellStatus.OK), starved]))
+    assert [note for note in crowded if note.startswith("cell 5")] == [
+        "cell 5 failed at the memory limit, which it was already near when it started; it was not skipped"], crowded
     # A hoarder that was left out is named by the skipped-cell note alone.
     left_out = run_notes(RawRun(cells=[freed], skipped_cells=[(3, "memory")]))
     assert [note for note in left_out if "cell 3" in note] == [

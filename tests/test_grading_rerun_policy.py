@@ -31,26 +31,55 @@ def _calls(*names: str) -> list[dict[str, Any]]:
              "banned": []} for i, name in enumerate(names)]
 
 
+def _memory_taken_after(cells: list[CellEnd], frees: frozenset[int] = frozenset()) -> bool:
+    """Whether memory a cell kept is still taken after ``cells`` ran: one kept it and no cell since freed it."""
+    taken = False
+    for cell in cells:
+        taken = (taken or cell.memory_held) and cell.index not in frees
+    return taken
+
+
+def _as_measured(cells: list[CellEnd], calls: list[CallEnd] = (), frees: frozenset[int] = frozenset()  # type: ignore[assignment]
+                 ) -> tuple[list[CellEnd], list[CallEnd]]:
+    """``cells`` and ``calls`` as the runner measures them: a step starts near the memory limit when a cell
+    before it kept its memory and no cell since freed it (the indices in ``frees`` do); a cell that kept its
+    memory started below the limit (see :attr:`CellEnd.memory_held`)."""
+    measured = [dataclasses.replace(cell, started_near_limit=_memory_taken_after(cells[:place], frees)
+                                    and not cell.memory_held) for place, cell in enumerate(cells)]
+    taken = _memory_taken_after(measured, frees)
+    return measured, [dataclasses.replace(call, started_near_limit=taken) for call in calls]
+
+
+def _measured_run(cells: list[CellEnd], calls: list[CallEnd] = (), **fields: Any) -> RawRun:  # type: ignore[assignment]
+    """A run whose ``cells`` and ``calls`` carry the runner's measured starts (see :func:`_as_measured`)."""
+    cells, calls = _as_measured(list(cells), list(calls))
+    return RawRun(ready=True, cells=cells, calls=calls, **fields)
+
+
 def _scripted(monkeypatch: pytest.MonkeyPatch, deadly: set[str], oom_kills: int = 0, stalls: bool = False,
               cells: tuple[CellEnd, ...] = (), memory_errors: frozenset[str] = frozenset(),
-              evidence: bool = False) -> list[list[str]]:
+              evidence: bool = False, frees: frozenset[int] = frozenset()) -> list[list[str]]:
     """Replace ``run_job`` with a script of what the runner reports: of ``cells``, those the job sends end as
     given; calls run in order, one of ``memory_errors`` raises a measured ``MemoryError``, and the first of
     ``deadly`` sent kills the kernel (by the OOM killer when ``oom_kills``; stalls when ``stalls``), with,
     when ``evidence``, a malformed runner line, two ignored reports, stderr and a signal's exit status.
-    Returns the ids each attempt was sent."""
+    Each step starts near the memory limit, as the runner measures it, when a cell the job sent before it
+    kept its memory and no cell since freed it (the indices in ``frees`` do). Returns the ids each attempt
+    was sent."""
     sent: list[list[str]] = []
 
     def run_job(job: Job, limits: Limits, **budgets: Any) -> RawRun:
         ids = [call["id"] for call in job.calls]
         sent.append(ids)
         indices = {cell["index"] for cell in job.cells}
-        ran = [cell for cell in cells if cell.index in indices]
+        ran, _ = _as_measured([cell for cell in cells if cell.index in indices], frees=frees)
+        taken = _memory_taken_after(ran, frees)
         ends: list[CallEnd] = []
         for call_id in ids:
             if call_id in deadly:
                 ended = StepEnd.KILLED if stalls else StepEnd.EXITED
-                ends.append(CallEnd(call_id, CallStatus.STALLED if stalls else CallStatus.DIED, ended=ended))
+                ends.append(CallEnd(call_id, CallStatus.STALLED if stalls else CallStatus.DIED, ended=ended,
+                                    started_near_limit=taken))
                 if evidence:
                     return RawRun(ready=True, cells=ran, calls=ends, oom_kills=oom_kills, protocol_errors=1,
                                   done=Done(stopped_call=call_id, ignored_reports=2), ignored_reports=2,
@@ -58,9 +87,10 @@ def _scripted(monkeypatch: pytest.MonkeyPatch, deadly: set[str], oom_kills: int 
                 return RawRun(ready=True, cells=ran, calls=ends, done=Done(stopped_call=call_id), oom_kills=oom_kills,
                               returncode=0)
             if call_id in memory_errors:
-                ends.append(CallEnd(call_id, CallStatus.OUT_OF_MEMORY, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT))
+                ends.append(CallEnd(call_id, CallStatus.OUT_OF_MEMORY, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT,
+                                    started_near_limit=taken))
             else:
-                ends.append(CallEnd(call_id, CallStatus.OK, value=1, ended=StepEnd.REPORTED))
+                ends.append(CallEnd(call_id, CallStatus.OK, value=1, ended=StepEnd.REPORTED, started_near_limit=taken))
         return RawRun(ready=True, cells=ran, calls=ends, done=Done(), returncode=0)
 
     monkeypatch.setattr(reruns, "run_job", run_job)
@@ -222,8 +252,9 @@ def test_a_finished_run_leaves_a_hoarder_out_only_when_a_step_after_it_ran_short
         if 0 not in indices:
             ends = [CallEnd(call["id"], CallStatus.OK, value=1, ended=StepEnd.REPORTED) for call in job.calls]
             return RawRun(ready=True, cells=[CellEnd(1, CellStatus.OK)], calls=ends, done=Done())
-        ends = [CallEnd("q#0", CallStatus.OK, value=1, ended=StepEnd.REPORTED), second_call]
-        return RawRun(ready=True, cells=[hoarder, later], calls=ends, done=Done(), oom_kills=oom_kills)
+        cells, ends = _as_measured([hoarder, later],
+                                   [CallEnd("q#0", CallStatus.OK, value=1, ended=StepEnd.REPORTED), second_call])
+        return RawRun(ready=True, cells=cells, calls=ends, done=Done(), oom_kills=oom_kills)
 
     monkeypatch.setattr(reruns, "run_job", run_job)
     run = run_submission(_job(_calls("f", "f"), cells=2), Limits())
@@ -250,7 +281,8 @@ def test_a_failure_for_memory_is_laid_at_the_last_hoarder_before_it(
         cells[failing] = at_limit(failing)
     second = (CallEnd("q#1", CallStatus.OUT_OF_MEMORY, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT)
               if failing is None else CallEnd("q#1", CallStatus.OK, value=1, ended=StepEnd.REPORTED))
-    run = RawRun(ready=True, cells=cells, calls=[CallEnd("q#0", CallStatus.OK, value=1), second], done=Done())
+    cells, calls = _as_measured(cells, [CallEnd("q#0", CallStatus.OK, value=1), second], frees=frozenset({1}))
+    run = RawRun(ready=True, cells=cells, calls=calls, done=Done())
     assert reruns._culprit_cell(run) == (culprit, "memory")
 
 
@@ -266,6 +298,7 @@ def test_a_death_after_two_hoarders_leaves_the_later_one_out_first(monkeypatch: 
             "no_report": None}[stop]
     if stop == "cell":
         cells.append(CellEnd(3, CellStatus.DIED, ended=StepEnd.EXITED))
+    cells, _ = _as_measured(cells, frees=frozenset({1}))
     run = RawRun(ready=True, cells=cells, done=done, oom_kills=1)
     assert reruns._culprit_cell(run) == (2, "memory")
 
@@ -297,7 +330,7 @@ def test_a_rerun_without_a_cell_makes_every_call_again(monkeypatch: pytest.Monke
                calls=[CallEnd("q#0", CallStatus.OK, value=1), CallEnd("q#1", CallStatus.DIED, ended=StepEnd.EXITED)],
                done=Done(stopped_call="q#1")),
         # The rerun finishes, but cell 1 now held its memory and a call ran short of it: the cell is left out.
-        RawRun(ready=True, cells=[CellEnd(0, CellStatus.OK), hoarder],
+        _measured_run(cells=[CellEnd(0, CellStatus.OK), hoarder],
                calls=[CallEnd("q#2", CallStatus.OUT_OF_MEMORY, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT)],
                done=Done()),
         RawRun(ready=True, cells=[CellEnd(0, CellStatus.OK)],
@@ -347,7 +380,7 @@ def test_a_rerun_without_a_cell_that_runs_out_of_its_cells_budget_keeps_no_earli
                calls=[CallEnd("q#0", CallStatus.OK, value=1), CallEnd("q#1", CallStatus.DIED, ended=StepEnd.EXITED)],
                done=Done(stopped_call="q#1")),
         # This time cell 1 kept its memory, and g died: the cell is left out first (r20, F2).
-        RawRun(ready=True, cells=[CellEnd(0, CellStatus.OK), held],
+        _measured_run(cells=[CellEnd(0, CellStatus.OK), held],
                calls=[CallEnd("q#2", CallStatus.OK, value=1), CallEnd("q#3", CallStatus.DIED, ended=StepEnd.KILLED)],
                done=Done(stopped_call="q#3"), oom_kills=1),
         RawRun(ready=True, cells=[CellEnd(0, CellStatus.OK)], wall_killed=True, wall_killed_in="cells"),
@@ -381,7 +414,7 @@ def test_a_death_after_a_cell_that_held_its_memory_leaves_that_cell_out_first(mo
     hoarder = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
     # As the runner reports a death: the cell's own end, then Done naming it.
     death = CellEnd(2, CellStatus.DIED, ended=StepEnd.EXITED)
-    died = RawRun(ready=True, cells=[hoarder, CellEnd(1, CellStatus.OK), death], done=Done(stopped_cell=2))
+    died = _measured_run(cells=[hoarder, CellEnd(1, CellStatus.OK), death], done=Done(stopped_cell=2))
     assert reruns._culprit_cell(died) == (0, "memory")
     assert reruns._culprit_cell(dataclasses.replace(died, oom_kills=1)) == (0, "memory")
     # Without a hoarder before it, the cell it died in is the culprit, as before.
@@ -455,7 +488,7 @@ def test_a_death_in_the_adapters_after_a_hoarder_leaves_the_hoarder_out(monkeypa
     hoarder = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
     sent: list[tuple[list[int], list[str]]] = []
     attempts = iter([
-        RawRun(ready=True, cells=[hoarder, CellEnd(1, CellStatus.OK)], cells_done=True,
+        _measured_run(cells=[hoarder, CellEnd(1, CellStatus.OK)], cells_done=True,
                done=Done(stopped_in_adapter=True), diagnostics="died in the adapters", returncode=-9),
         RawRun(ready=True, cells=[CellEnd(1, CellStatus.OK)], cells_done=True,
                calls=[CallEnd("q#0", CallStatus.OK, value=1)], done=Done()),
@@ -506,3 +539,73 @@ def test_at_the_cap_a_death_in_a_call_after_a_hoarder_gives_the_function_up(monk
     assert run.attempts == MAX_RESTARTS + 1 and len(run.skipped_cells) == MAX_RESTARTS, run.skipped_cells
     statuses = {end.call_id: end.status for end in run.calls}
     assert statuses == {"q#0": CallStatus.NOT_RUN_AFTER_DEATH, "q#1": CallStatus.OK, "q#2": CallStatus.DIED}, statuses
+
+
+@pytest.mark.parametrize("freed", [True, False])
+@pytest.mark.parametrize("after", ["cell_out_of_memory", "call_out_of_memory", "death_in_a_call"])
+def test_a_failure_after_a_cell_freed_a_hoarders_memory_is_not_laid_at_the_hoarder(
+        monkeypatch: pytest.MonkeyPatch, after: str, freed: bool) -> None:
+    """Grader review r31, F2: cell 0 kept its memory and cell 1 freed it (``del``), so cell 2 and the calls
+    started below the limit (as the runner measures it); a step that then runs short of memory, or dies, does so
+    on its own, and a rerun without cell 0 could only lose its definitions. Unfreed, cell 0 is left out first."""
+    hoarder = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
+    later = (CellEnd(2, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT)
+             if after == "cell_out_of_memory" else CellEnd(2, CellStatus.OK, ended=StepEnd.REPORTED))
+    sent = _scripted(monkeypatch, deadly={"q#1"} if after == "death_in_a_call" else set(),
+                     cells=(hoarder, CellEnd(1, CellStatus.OK, ended=StepEnd.REPORTED), later),
+                     memory_errors=frozenset({"q#1"}) if after == "call_out_of_memory" else frozenset(),
+                     frees=frozenset({1}) if freed else frozenset())
+    run = run_submission(_job(_calls("f", "g"), cells=3), Limits())
+    if not freed:
+        assert run.skipped_cells == [(0, "memory")] and sent == [["q#0", "q#1"], ["q#0", "q#1"]], (sent, run)
+        return
+    assert not run.skipped_cells and sent == [["q#0", "q#1"]], (sent, run)
+    expected = {"cell_out_of_memory": CallStatus.OK, "call_out_of_memory": CallStatus.OUT_OF_MEMORY,
+                "death_in_a_call": CallStatus.NOT_RUN_AFTER_DEATH}[after]
+    assert {end.call_id: end.status for end in run.calls} == {"q#0": CallStatus.OK, "q#1": expected}, run.calls
+
+
+@pytest.mark.parametrize("stop", ["cell", "oom_kill", "no_report"])
+def test_a_death_after_a_cell_freed_a_hoarders_memory_is_not_laid_at_the_hoarder(stop: str) -> None:
+    """Grader review r31, F2, for the runs that stopped: once a cell started below the limit, the memory cell 0
+    kept was gone; a death in a later cell is that cell's, and an OOM kill or a runner that ended without its last
+    report is no evidence against cell 0. With no cell between them that started below it, cell 0 goes first."""
+    hoarder = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
+    cells = [hoarder, CellEnd(1, CellStatus.OK, ended=StepEnd.REPORTED), CellEnd(2, CellStatus.OK, ended=StepEnd.REPORTED)]
+    done: Done | None = Done()
+    if stop == "cell":
+        cells[2], done = CellEnd(2, CellStatus.DIED, ended=StepEnd.EXITED), Done(stopped_cell=2)
+    elif stop == "no_report":
+        done = None
+    for frees, culprit in [(frozenset({1}), (2, "died") if stop == "cell" else None), (frozenset(), (0, "memory"))]:
+        measured, _ = _as_measured(cells, frees=frees)
+        run = RawRun(ready=True, cells=measured, done=done, oom_kills=int(stop == "oom_kill"))
+        assert reruns._culprit_cell(run) == culprit, (frees, measured)
+
+
+def test_a_call_never_sent_or_relayed_as_malformed_does_not_release_a_hoarders_memory() -> None:
+    """Grader review r32, F1 and F2: a call answered ``not_run`` (its function timed out earlier in the question)
+    was never measured, and a call the runner relays as malformed keeps what it measured; neither may read as a
+    step that started below the limit, or a hoarder before them escapes a later call's failure for memory."""
+    from coursekit.grading.runner import relayable
+
+    hoarder = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
+    nan_result = CallEnd("q#2", CallStatus.OK, value=float("nan"), ended=StepEnd.REPORTED, started_near_limit=True)
+    malformed = relayable(nan_result)
+    assert (malformed.status, malformed.started_near_limit, malformed.value) == (CallStatus.MALFORMED, True, None)
+    calls = [CallEnd("q#0", CallStatus.TIMEOUT, ended=StepEnd.TIME_LIMIT, cpu_ms=5_000, started_near_limit=True),
+             CallEnd("q#1", CallStatus.NOT_RUN), malformed,
+             CallEnd("r#3", CallStatus.OUT_OF_MEMORY, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT,
+                     started_near_limit=True)]
+    run = RawRun(ready=True, cells=[hoarder], calls=calls, done=Done())
+    assert reruns._culprit_cell(run) == (0, "memory")
+
+
+def test_a_stopped_run_whose_hoarder_was_released_judges_later_cells_as_without_a_hoarder() -> None:
+    """Grader review r32, F3: a runner that ended without its last report after cell 0's kept memory was freed
+    (cell 1) and two later cells ran out: the last of them goes, as in a run with no hoarder, not nothing."""
+    hoarder = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
+    at_limit = [CellEnd(i, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT) for i in (2, 3)]
+    cells, _ = _as_measured([hoarder, CellEnd(1, CellStatus.OK, ended=StepEnd.REPORTED), *at_limit], frees=frozenset({1}))
+    assert reruns._culprit_cell(RawRun(ready=True, cells=cells, oom_kills=1)) == (3, "memory")
+    assert reruns._culprit_cell(RawRun(ready=True, cells=cells[1:], oom_kills=1)) == (3, "memory")

@@ -459,13 +459,16 @@ def test_each_step_is_measured_at_the_memory_limit_by_itself_not_by_the_lifetime
     """Grader review r5, finding 10(b): ``VmPeak`` never falls, so after one step came near the limit no later step
     was ever measured there. A second spike sets no new lifetime peak and is over before a poll; the kernel's
     reading as the exception reached it (bounded by that peak) still places it at the limit, while a forged
-    ``MemoryError`` is not, and only the step that took the memory and kept it holds it."""
+    ``MemoryError`` is not, and only the step that took the memory and kept it holds it; the steps after it start
+    near the limit until one frees the memory (r31, F2)."""
     limits = Limits(timeout_s=5.0, memory_mb=1024)
     kernel = _kernel(workdir, limits)
     try:
         results = [_cell(kernel, 0, SPIKE_FINE), _cell(kernel, 1, SPIKE_COARSE), _cell(kernel, 2, FORGED_MEMORY_ERROR),
-                   _cell(kernel, 3, HOARD), _cell(kernel, 4, "raise ValueError('after the hoard')\n")]
+                   _cell(kernel, 3, HOARD), _cell(kernel, 4, "raise ValueError('after the hoard')\n"),
+                   _cell(kernel, 5, "del _hog\n"), _cell(kernel, 6, "pass\n"), _cell(kernel, 7, HOARD)]
         limit = runner._address_space_limit(kernel.pid)
+        results.append(_cell(kernel, 8, "import os\nos._exit(3)\n"))
     finally:
         _stop(kernel)
     ends = [runner.cell_end(i, result, runner.OutputBudget(limits.for_runner()), limits.for_runner())
@@ -473,7 +476,12 @@ def test_each_step_is_measured_at_the_memory_limit_by_itself_not_by_the_lifetime
     assert [(end.ename, end.ended, end.memory_held) for end in ends] == [
         ("MemoryError", StepEnd.MEMORY_LIMIT, False), ("MemoryError", StepEnd.MEMORY_LIMIT, False),
         ("MemoryError", StepEnd.REPORTED, False), ("MemoryError", StepEnd.MEMORY_LIMIT, True),
-        ("ValueError", StepEnd.MEMORY_LIMIT, False)], ends
+        ("ValueError", StepEnd.MEMORY_LIMIT, False), ("", StepEnd.REPORTED, False), ("", StepEnd.REPORTED, False),
+        ("MemoryError", StepEnd.MEMORY_LIMIT, True), ("", StepEnd.EXITED, False)], ends
+    # Grader review r31, F2: the steps after the hoard start near the limit until a cell frees what it kept; a
+    # step the kernel dies in is measured as it is sent, like any other.
+    assert [end.started_near_limit for end in ends] == [False, False, False, False, True, True, False, False,
+                                                         True], ends
     assert runner.near_memory_limit(results[1].report.memory_at_failure, limit), results[1].report
     assert not runner.near_memory_limit(results[2].report.memory_at_failure, limit), results[2].report
 

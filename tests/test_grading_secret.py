@@ -19,6 +19,7 @@ import pytest
 from coursekit.grading.secret import SECRET_VARIABLE, load_secret, secret_path
 from coursekit.grading.spec import _prepare_calls, load_spec, prepare_calls
 from coursekit.grading.wire import decode_value
+from coursekit.hub.shared_python import first_closed_to_others
 from conftest import GRADING_SECRET, REPO_ROOT
 
 pytestmark = pytest.mark.grading
@@ -87,6 +88,10 @@ def test_a_root_grader_creates_the_secret_owned_by_the_autograde_folders_owner(s
 
 def test_a_secret_the_process_cannot_read_is_an_error_naming_the_file_and_who_must_read_it(
         shared_course: Path) -> None:
+    closed = first_closed_to_others(REPO_ROOT)
+    if closed is not None:
+        pytest.fail(f"uid {INSTRUCTOR_UID} must import coursekit from this checkout, but {closed} (on the way to "
+                    f"{REPO_ROOT}) is closed to other users: clone the repository under a folder they may enter")
     load_secret(shared_course, log=io.StringIO())
     code = ("import sys; from pathlib import Path; from coursekit.grading.secret import load_secret\n"
             "try:\n    load_secret(Path(sys.argv[1]))\nexcept PermissionError as error:\n    print(error)")

@@ -175,9 +175,12 @@ def run_notes(run: RawRun) -> list[str]:
     skipped = {index for index, _why in run.skipped_cells}
     # A cell that kept its memory and stays (grader review r27, F1; r28, F2): nothing after it ran short, no
     # attempt was left, or no rerun could change a score. A later cell that failed is named as measured: at the
-    # limit, after the hoarder.
+    # limit, after the hoarder while its memory was still taken, or at a limit it started near (grader review
+    # r30, F3); a cell that started below the limit shows the hoarder's memory was gone (r31, F2).
     holder = None
     for cell in run.cells:
+        if cell.ended is not StepEnd.NOT_RUN and not cell.started_near_limit:
+            holder = None
         if cell.ended is not StepEnd.MEMORY_LIMIT or cell.index in skipped:
             continue
         if cell.memory_held:
@@ -187,6 +190,9 @@ def run_notes(run: RawRun) -> list[str]:
         elif holder is not None:
             notes.append(f"cell {cell.index} failed at the memory limit after cell {holder} kept its memory; it was "
                          "not skipped")
+        elif cell.started_near_limit:
+            notes.append(f"cell {cell.index} failed at the memory limit, which it was already near when it started; "
+                         "it was not skipped")
         else:
             notes.append(f"cell {cell.index} ran out of memory and was not near the limit when it ended; it was not "
                          "skipped")

@@ -225,6 +225,9 @@ class CellEnd:
         memory_held: it ended at the memory limit (``ended`` is ``MEMORY_LIMIT``) and the kernel's address
             space, not near the limit when the cell started, was still near it when the cell reported, as
             the runner measured it: the cell keeps what it allocated.
+        started_near_limit: the kernel's address space was already near its memory limit when the cell was
+            sent, as the runner measured it (memory an earlier step kept, or a successful cell's data, was
+            still taken), or the kernel was already gone and could not be measured.
     """
 
     KIND: ClassVar[str] = "cell_end"
@@ -241,6 +244,7 @@ class CellEnd:
     signal: int = 0
     truncated: bool = False
     memory_held: bool = False
+    started_near_limit: bool = False
 
 
 @dataclass(frozen=True)
@@ -274,6 +278,9 @@ class CallEnd:
         ended: how the step ended, as the runner measured it (:class:`StepEnd`).
         cpu_ms, wall_ms: the kernel's CPU time and the wall-clock time of the step, measured by the runner.
         signal: the signal that ended the kernel, when ``ended`` is ``SIGNALLED``.
+        started_near_limit: the kernel's address space was already near its memory limit when the call was
+            sent, as the runner measured it (see :class:`CellEnd`); ``False`` for a call never sent
+            (``ended`` is ``NOT_RUN``), which measured nothing.
     """
 
     KIND: ClassVar[str] = "call_end"
@@ -288,6 +295,7 @@ class CallEnd:
     cpu_ms: int = 0
     wall_ms: int = 0
     signal: int = 0
+    started_near_limit: bool = False
 
 
 @dataclass(frozen=True)

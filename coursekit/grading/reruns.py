@@ -69,7 +69,11 @@ evidence (r29, F1); nor is a failure after a later cell that kept memory of
 its own, which started below the limit: that failure is the later cell's
 (r30, F2). Otherwise the cell starved nothing, a rerun without it could only
 lose its definitions, and it stays, named in the run's notes (grader review
-r28, F2).
+r28, F2). In every kind of run, a cell's kept memory counts against it only
+until a step starts below the limit, as the runner measures each step's start
+(:attr:`~coursekit.grading.protocol.CellEnd.started_near_limit`): a cell
+that freed the memory (``del``) or a later hoarder shows it was gone, and a
+failure or death after that is not the earlier cell's (r31, F2).
 """
 
 from __future__ import annotations
@@ -91,9 +95,10 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
     """The cell to leave out next time, and why (``None``: no cell is to blame).
 
     Of the cells measured at the memory limit, the last that held its memory
-    before the failure starved what came after it (a later one started below
-    the limit, so an earlier one's memory was gone by then: grader review r30,
-    F2; r31, F1): it goes first (in a run that finished, only when a step after
+    before the failure, and whose memory was still taken then (no step after it
+    started below the limit: a later hoarder or a cell that freed the memory
+    shows it gone, see :func:`_released_at`; grader review r30, F2; r31, F1 and
+    F2), starved what came after it: it goes first (in a run that finished, only when a step after
     it ran short of memory, see :func:`_short_of_memory_after`), before a cell the kernel then
     died in (a cell that would not stop is its own culprit, left out alone: the
     hoarder, if it keeps its memory again, goes on the next attempt; a graded
@@ -111,48 +116,86 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
     """
     done = run.done
     at_limit = [(position, cell) for position, cell in enumerate(run.cells) if cell.ended is StepEnd.MEMORY_LIMIT]
-    # Positions in run.cells of the cells that kept their memory.
+    # Positions in run.cells of the cells that kept their memory, and of those whose memory was still taken
+    # when the run stopped: no step after them started below the limit (r31, F2).
     held = [position for position, cell in at_limit if cell.memory_held]
+    holding = [position for position in held if _released_at(run, position) is None]
     if done is not None and done.stopped_cell is not None:
         last = run.cells[-1] if run.cells else None
         if last is not None and last.status is CellStatus.STALLED:
             return done.stopped_cell, TIMEOUT
         # A kernel that died after a cell kept the memory: that cell goes first (grader review r20, F2).
-        hoarders = [position for position in held if run.cells[position].index != done.stopped_cell]
+        hoarders = [position for position in holding if run.cells[position].index != done.stopped_cell]
         if hoarders:
             return run.cells[hoarders[-1]].index, MEMORY
         return done.stopped_cell, MEMORY if run.oom_kills else DIED
-    if held and not run.finished:
-        return run.cells[held[-1]].index, MEMORY
-    if held:
+    if holding and not run.finished:
+        return run.cells[holding[-1]].index, MEMORY
+    if held and run.finished:
         # In a run that finished, a hoarder starved nothing unless a step after it ran short of memory too: a
-        # rerun without it could then only lose its definitions (grader review r28, F2). A later cell that kept
-        # memory started below the limit, so the earlier one's was gone by then: a failure after it is laid at
-        # the later one's door (r30, F2).
-        for position, following in zip(held, held[1:] + [len(run.cells)]):
-            if _short_of_memory_after(run, position, following):
+        # rerun without it could then only lose its definitions (grader review r28, F2). Only the steps before
+        # its memory was released count: a later cell that kept memory of its own started below the limit, so
+        # the earlier one's was gone by then (r30, F2), as it is after a cell that freed it (r31, F2).
+        for position in held:
+            if _short_of_memory_after(run, position):
                 return run.cells[position].index, MEMORY
         return None
     if run.finished:
         return None
+    # A run that stopped after every hoarder's memory was released: the cells at the limit after them are judged
+    # as in a run with no hoarder (r32, F3).
     followed = [cell for position, cell in at_limit if _memory_failed_after(run, position)]
     return (followed[-1].index, MEMORY) if followed else None
 
 
-def _short_of_memory_after(run: RawRun, position: int, until: int) -> bool:
-    """Whether a step after the ``position``-th cell ran short of memory: a cell before the ``until``-th that
-    failed for memory and was measured at the limit, or, when no cell after it kept memory of its own (``until``
-    is past the last cell), such a graded call of this attempt or a process the memory cgroup's OOM killer
-    killed. Both halves count: after a hoarder every failed step is measured at the limit (it started there),
-    and a failure's kind is what the kernel reports, so a student's own ``raise MemoryError`` there counts too,
-    which can only cost that student's cell (grader review r29, F1 and F3; r30, F4). The calls an earlier
-    attempt answered are not this attempt's evidence."""
+def _released_at(run: RawRun, position: int) -> int | None:
+    """Where the memory the ``position``-th cell kept was found released: the first step after it that started
+    below the memory limit, as its place among the steps after that cell (cells, then this attempt's graded
+    calls), or ``None`` when every step after it started near the limit (its memory was taken to the end).
+
+    A cell that frees what an earlier one kept (``del``), or that keeps memory of its own (it started below
+    the limit, see :attr:`~coursekit.grading.protocol.CellEnd.memory_held`), marks the earlier cell's memory
+    as gone: a failure after it is not the earlier cell's doing (grader review r30, F2; r31, F2). A step whose
+    event is missing (a line the grader dropped) or that was never sent (a call answered ``not_run`` after its
+    function timed out in the question) released nothing that the runner measured (r32, F1).
+
+    "Below the limit" is the runner's margin (:func:`~coursekit.grading.runner.near_memory_limit`): a cell
+    that frees only part of what was kept, leaving the address space just below the margin, counts as a
+    release, and one that frees the memory and takes it again before it ends does not (r32, F5: the runner
+    reads each step's size as it is sent; what happens between two readings is not known).
+
+    Example:
+        >>> from coursekit.grading.protocol import CellEnd
+        >>> hoarder = CellEnd(0, CellStatus.ERROR, ended=StepEnd.MEMORY_LIMIT, memory_held=True)
+        >>> freed = CellEnd(1, CellStatus.OK, ended=StepEnd.REPORTED, started_near_limit=True)
+        >>> after = CellEnd(2, CellStatus.OK, ended=StepEnd.REPORTED)
+        >>> _released_at(RawRun(cells=[hoarder, freed, after]), 0)
+        1
+        >>> _released_at(RawRun(cells=[hoarder, freed]), 0) is None
+        True
+    """
+    steps = [*run.cells[position + 1:], *run.calls]
+    return next((place for place, step in enumerate(steps)
+                 if step.ended is not StepEnd.NOT_RUN and not step.started_near_limit), None)
+
+
+def _short_of_memory_after(run: RawRun, position: int) -> bool:
+    """Whether a step after the ``position``-th cell ran short of memory while that cell's memory was still
+    taken (before :func:`_released_at`): a cell or a graded call of this attempt that failed for memory and
+    was measured at the limit, or, when its memory was taken to the end, a process the memory cgroup's OOM
+    killer killed (the cgroup does not say in which step). Both halves count: after a hoarder every failed step
+    is measured at the limit (it started there), and a failure's kind is what the kernel reports, so a
+    student's own ``raise MemoryError`` there counts too, which can only cost that student's cell (grader
+    review r29, F1 and F3; r30, F4). The calls an earlier attempt answered are not this attempt's evidence."""
+    released = _released_at(run, position)
+    steps = [*run.cells[position + 1:], *run.calls][:released]
+    cells = len(run.cells) - position - 1
     if any(step.ended is StepEnd.MEMORY_LIMIT and _failed_for_memory(step.ename, step.evalue)
-           for step in run.cells[position + 1:until]):
+           for step in steps[:cells]):
         return True
-    return until >= len(run.cells) and (
-        any(end.ended is StepEnd.MEMORY_LIMIT and end.status is CallStatus.OUT_OF_MEMORY for end in run.calls)
-        or run.oom_kills > 0)
+    if any(end.ended is StepEnd.MEMORY_LIMIT and end.status is CallStatus.OUT_OF_MEMORY for end in steps[cells:]):
+        return True
+    return released is None and run.oom_kills > 0
 
 
 def _failed_for_memory(ename: str, evalue: str) -> bool:

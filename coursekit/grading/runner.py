@@ -273,6 +273,23 @@ def near_memory_limit(size: int, limit: int | None) -> bool:
     return size >= limit - max(MEMORY_MARGIN_MIN_BYTES, int(limit * MEMORY_MARGIN_FRACTION))
 
 
+def started_near_memory_limit(pid: int, size: int) -> bool:
+    """Whether process ``pid``, whose address space was just read as ``size`` bytes, is near its memory limit as a
+    step is sent to it. A kernel already gone reads as 0 with no limit: nothing was measured, so it counts as near
+    (it shows no memory released, see :func:`~coursekit.grading.reruns._released_at`).
+
+    Example:
+        >>> started_near_memory_limit(2**22 + 1, 0)   # no such process
+        True
+        >>> started_near_memory_limit(os.getpid(), _address_space(os.getpid())) == near_memory_limit(
+        ...     _address_space(os.getpid()), _address_space_limit(os.getpid()))
+        True
+    """
+    if size == 0:
+        return True
+    return near_memory_limit(size, _address_space_limit(pid))
+
+
 def _failure_size(report: Any, lifetime_peak: int) -> int:
     """A failed cell's address space as its exception reached the kernel, no larger than the kernel ever had.
 
@@ -310,6 +327,9 @@ class StepResult:
         memory_held: the kernel's address space was near its limit when it reported, and was not when
             the step started: what the step allocated was kept, not freed when its exception unwound
             (:func:`cell_end` relays it for a failed cell only).
+        started_near_limit: the kernel's address space was already near its limit when the step was
+            sent (or the kernel was already gone: :func:`started_near_memory_limit`). A step that starts
+            below it shows that whatever an earlier cell kept is gone (see :mod:`~coursekit.grading.reruns`).
     """
 
     report: Any = None
@@ -322,6 +342,7 @@ class StepResult:
     signal: int = 0
     at_memory_limit: bool = False
     memory_held: bool = False
+    started_near_limit: bool = False
 
     def ended(self, failed: bool, limits: dict[str, Any], timed_out: bool | None = None) -> StepEnd:
         """How the step ended, as the runner measured it.
@@ -368,9 +389,10 @@ class StepResult:
             return StepEnd.TIME_LIMIT
         return StepEnd.REPORTED
 
-    def measures(self) -> dict[str, int]:
-        """The measured fields of a cell's or a call's event (besides ``ended``)."""
-        return {"cpu_ms": int(self.cpu_s * 1000), "wall_ms": int(self.wall_s * 1000), "signal": self.signal}
+    def measures(self) -> dict[str, int | bool]:
+        """The measured fields of a cell's or a call's event (besides ``ended`` and ``memory_held``)."""
+        return {"cpu_ms": int(self.cpu_s * 1000), "wall_ms": int(self.wall_s * 1000), "signal": self.signal,
+                "started_near_limit": self.started_near_limit}
 
 
 def report_bounds(command: Any, limits: dict[str, Any], result_cap: int | None = None) -> tuple[int, int | None]:
@@ -452,17 +474,20 @@ class KernelProcess:
 
         The result carries what the runner measured: the step's CPU time and
         wall-clock time, the signal that ended the kernel, and whether the
-        kernel's address space came near its limit during the step (and
-        whether it was still near it, having started below it, at the end).
+        kernel's address space was near its limit when the step was sent, came
+        near it during the step, and was still near it, having started below
+        it, at the end.
         """
         started, cpu_before = time.monotonic(), _cpu_seconds(self.pid)
         size_before, peak_before = _address_space(self.pid), _address_space(self.pid, "VmPeak")
+        started_near_limit = started_near_memory_limit(self.pid, size_before)
         cpu_limit = float(self.limits["step_cpu_s"]) + float(self.limits["grace_s"])
         wall_limit = float(self.limits["step_wall_s"]) + float(self.limits["grace_s"])
         used, sampled = 0.0, 0
 
         def measured(result: StepResult) -> StepResult:
             result.cpu_s, result.wall_s = max(used, _cpu_seconds(self.pid) - cpu_before), time.monotonic() - started
+            result.started_near_limit = started_near_limit
             if result.report is not None:
                 limit, end, peak_after = (_address_space_limit(self.pid), _address_space(self.pid),
                                           _address_space(self.pid, "VmPeak"))
@@ -659,7 +684,8 @@ def relayable(event: CallEnd) -> CallEnd:
 
     The kernel's report was bounded as it wrote it; encoded again here (non-ASCII
     escaped: up to 3 bytes become 6), it can grow past what the grader reads,
-    and a value holding ``NaN`` cannot be encoded at all.
+    and a value holding ``NaN`` cannot be encoded at all. A malformed event keeps
+    what the runner measured (times, signal, how the step ended and started).
     """
     try:
         size = len(protocol.encode(event))
@@ -667,8 +693,7 @@ def relayable(event: CallEnd) -> CallEnd:
         size = None
     if size is not None and size <= protocol.MAX_LINE_BYTES:
         return event
-    return CallEnd(event.call_id, CallStatus.MALFORMED, ended=event.ended, cpu_ms=event.cpu_ms, wall_ms=event.wall_ms,
-                   signal=event.signal)
+    return replace(event, status=CallStatus.MALFORMED, value=None, grads=[], ename="", hits=[], evalue="")
 
 
 class Events:

@@ -1002,6 +1002,13 @@ def _hoarding_answer_then(later: str | None) -> Callable[[Path], dict[str, Any]]
     return build
 
 
+def _hoarding_answer_freed_then_short(course: Path) -> dict[str, Any]:
+    """The token_nll answer that keeps memory up to the limit, a cell that frees it, then a cell that runs out of
+    memory on its own (and frees it as its exception unwinds)."""
+    notebook = add_cell(_answer_and(KEEP_TOO_BIG)(course), TRY_TOO_BIG, after="answer_token_nll")
+    return add_cell(notebook, "del _kept\n", after="answer_token_nll")
+
+
 def _answer_and(tail: str) -> Callable[[Path], dict[str, Any]]:
     return _with_answer("answer_token_nll", lambda course: solutions(course)["answer_token_nll"] + tail)
 
@@ -1045,6 +1052,9 @@ ATTACKS += [
     Attack("hog_answer_starved_nothing", 10.0, "memory_limit", _hoarding_answer_then(None),
            "the token_nll answer cell then keeps memory up to the limit, and nothing after it runs out: it stays, "
            "with its points and a note (grader review r28, F2)"),
+    Attack("hog_answer_freed", 10.0, "memory_limit", _hoarding_answer_freed_then_short,
+           "the token_nll answer cell then keeps memory up to the limit, a cell frees it, and a later cell runs out on "
+           "its own: the answer cell is not blamed for it and keeps its points (grader review r31, F2)"),
     Attack("truncated_upload", 0.0, "invalid_notebook", _truncated_upload,
            "an upload cut off inside an HTML output full of escaped quotes (grader review r4, finding 3)"),
     Attack("paste_same_id", 10.0, "graded", _paste_same_id,

@@ -47,7 +47,8 @@ def _as_measured(cells: list[CellEnd], calls: list[CallEnd] = (), frees: frozens
     measured = [dataclasses.replace(cell, started_near_limit=_memory_taken_after(cells[:place], frees)
                                     and not cell.memory_held) for place, cell in enumerate(cells)]
     taken = _memory_taken_after(measured, frees)
-    return measured, [dataclasses.replace(call, started_near_limit=taken) for call in calls]
+    return measured, [dataclasses.replace(call, started_near_limit=taken and call.ended is not StepEnd.NOT_RUN)
+                      for call in calls]
 
 
 def _measured_run(cells: list[CellEnd], calls: list[CallEnd] = (), **fields: Any) -> RawRun:  # type: ignore[assignment]
@@ -276,7 +277,8 @@ def test_a_failure_for_memory_is_laid_at_the_last_hoarder_before_it(
     def at_limit(index: int, held: bool = False) -> CellEnd:
         return CellEnd(index, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=held)
 
-    cells = [at_limit(0, held=True), CellEnd(1, CellStatus.OK), at_limit(2, held=True), CellEnd(3, CellStatus.OK)]
+    cells = [at_limit(0, held=True), CellEnd(1, CellStatus.OK, ended=StepEnd.REPORTED), at_limit(2, held=True),
+             CellEnd(3, CellStatus.OK, ended=StepEnd.REPORTED)]
     if failing is not None:
         cells[failing] = at_limit(failing)
     second = (CallEnd("q#1", CallStatus.OUT_OF_MEMORY, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT)
@@ -293,7 +295,7 @@ def test_a_death_after_two_hoarders_leaves_the_later_one_out_first(monkeypatch: 
     def held(index: int) -> CellEnd:
         return CellEnd(index, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
 
-    cells = [held(0), CellEnd(1, CellStatus.OK), held(2)]
+    cells = [held(0), CellEnd(1, CellStatus.OK, ended=StepEnd.REPORTED), held(2)]
     done = {"cell": Done(stopped_cell=3), "call": Done(stopped_call="q#0"), "adapters": Done(stopped_in_adapter=True),
             "no_report": None}[stop]
     if stop == "cell":
@@ -565,21 +567,22 @@ def test_a_failure_after_a_cell_freed_a_hoarders_memory_is_not_laid_at_the_hoard
     assert {end.call_id: end.status for end in run.calls} == {"q#0": CallStatus.OK, "q#1": expected}, run.calls
 
 
-@pytest.mark.parametrize("stop", ["cell", "oom_kill", "no_report"])
+@pytest.mark.parametrize("stop", ["cell", "oom_kill", "no_report", "no_report_oom_kill"])
 def test_a_death_after_a_cell_freed_a_hoarders_memory_is_not_laid_at_the_hoarder(stop: str) -> None:
-    """Grader review r31, F2, for the runs that stopped: once a cell started below the limit, the memory cell 0
-    kept was gone; a death in a later cell is that cell's, and an OOM kill or a runner that ended without its last
-    report is no evidence against cell 0. With no cell between them that started below it, cell 0 goes first."""
+    """Grader review r31, F2: once a cell started below the limit, the memory cell 0 kept was gone; a death in a
+    later cell is that cell's, and an OOM kill (in a run that finished or not) or a runner that ended without its
+    last report is no evidence against cell 0 (r33, F3). With no cell between them that started below it, cell 0
+    goes first."""
     hoarder = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
     cells = [hoarder, CellEnd(1, CellStatus.OK, ended=StepEnd.REPORTED), CellEnd(2, CellStatus.OK, ended=StepEnd.REPORTED)]
     done: Done | None = Done()
     if stop == "cell":
         cells[2], done = CellEnd(2, CellStatus.DIED, ended=StepEnd.EXITED), Done(stopped_cell=2)
-    elif stop == "no_report":
+    elif stop.startswith("no_report"):
         done = None
     for frees, culprit in [(frozenset({1}), (2, "died") if stop == "cell" else None), (frozenset(), (0, "memory"))]:
         measured, _ = _as_measured(cells, frees=frees)
-        run = RawRun(ready=True, cells=measured, done=done, oom_kills=int(stop == "oom_kill"))
+        run = RawRun(ready=True, cells=measured, done=done, oom_kills=int(stop.endswith("oom_kill")))
         assert reruns._culprit_cell(run) == culprit, (frees, measured)
 
 
@@ -609,3 +612,19 @@ def test_a_stopped_run_whose_hoarder_was_released_judges_later_cells_as_without_
     cells, _ = _as_measured([hoarder, CellEnd(1, CellStatus.OK, ended=StepEnd.REPORTED), *at_limit], frees=frozenset({1}))
     assert reruns._culprit_cell(RawRun(ready=True, cells=cells, oom_kills=1)) == (3, "memory")
     assert reruns._culprit_cell(RawRun(ready=True, cells=cells[1:], oom_kills=1)) == (3, "memory")
+
+
+@pytest.mark.parametrize("stop", ["adapters", "call", "no_report"])
+def test_a_hoarder_that_starved_a_cell_before_its_memory_was_freed_is_left_out_of_a_stopped_run(stop: str) -> None:
+    """Grader review r33, F1: cell 0 kept its memory, cell 1 then ran out of it (it started near the limit), and
+    only then did cell 2 free it; a run stopped after that (in the adapters, a call, or with no last report) leaves
+    cell 0 out, as a run that finished would, so that cell 1's answer can run with the memory it needed."""
+    hoarder = CellEnd(0, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=True)
+    starved = CellEnd(1, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT)
+    cells, calls = _as_measured([hoarder, starved, CellEnd(2, CellStatus.OK, ended=StepEnd.REPORTED),
+                                 CellEnd(3, CellStatus.OK, ended=StepEnd.REPORTED)],
+                                [CallEnd("q#0", CallStatus.DIED, ended=StepEnd.EXITED)] if stop == "call" else [],
+                                frees=frozenset({2}))
+    done = {"adapters": Done(stopped_in_adapter=True), "call": Done(stopped_call="q#0"), "no_report": None}[stop]
+    run = RawRun(ready=True, cells=cells, calls=calls, done=done, cells_done=stop != "no_report")
+    assert reruns._culprit_cell(run) == (0, "memory")

@@ -8,14 +8,14 @@ culprit, the grader runs the submission again from scratch, in a fresh
 sandbox, without that cell, at most :data:`MAX_RESTARTS` times. When the
 kernel dies or stalls in a graded call, every call of that function is
 answered without being made on the next attempt, in every question that grades
-it (unless it died after a cell that kept its memory: that cell is left out
-first; a call that would not stop is given up all the same, and such a cell
+it (unless it died after a cell that kept its memory, while that memory was
+still taken or after it had starved a step: that cell is left out first; a call that would not stop is given up all the same, and such a cell
 left out in the same rerun, which then, being without a cell, makes every call
 not given up on again); when every call is then answered or given up (given
 up, where a cell is left out with the function), no rerun could change a
 score and none is made. A kernel that dies while the
-spec's adapters run is not rerun, unless a cell before kept its memory: that
-cell is left out.
+spec's adapters run is not rerun, unless a cell before kept its memory (as
+above): that cell is left out.
 
 Time: every attempt shares the hidden calls' budget
 (:attr:`Limits.calls_wall_s`). A rerun without a cell shares the cells'
@@ -103,7 +103,9 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
     died in (a cell that would not stop is its own culprit, left out alone: the
     hoarder, if it keeps its memory again, goes on the next attempt; a graded
     call that would not stop is its own culprit too, and there the hoarder is
-    left out in the same rerun: see :func:`run_submission`). Where none held it, the cell the kernel
+    left out in the same rerun: see :func:`run_submission`). Where none held it
+still (in a run that stopped, one whose memory was released before anything ran
+short of it does not count), the cell the kernel
     died in is the culprit; short of that, a cell at the limit counts only when
     the runner ended without its last report before its cells were done and a
     cell after it failed for memory too or the OOM killer killed a process
@@ -116,10 +118,12 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
     """
     done = run.done
     at_limit = [(position, cell) for position, cell in enumerate(run.cells) if cell.ended is StepEnd.MEMORY_LIMIT]
-    # Positions in run.cells of the cells that kept their memory, and of those whose memory was still taken
-    # when the run stopped: no step after them started below the limit (r31, F2).
+    # Positions in run.cells of the cells that kept their memory.
     held = [position for position, cell in at_limit if cell.memory_held]
-    holding = [position for position in held if _released_at(run, position) is None]
+    # In a run that stopped, the hoarders that may have caused it: those whose memory was still taken, and those
+    # whose memory was released only after a step had run short of it (r33, F1).
+    holding = [position for position in held
+               if _released_at(run, position) is None or _short_of_memory_after(run, position)]
     if done is not None and done.stopped_cell is not None:
         last = run.cells[-1] if run.cells else None
         if last is not None and last.status is CellStatus.STALLED:
@@ -142,9 +146,10 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
         return None
     if run.finished:
         return None
-    # A run that stopped after every hoarder's memory was released: the cells at the limit after them are judged
-    # as in a run with no hoarder (r32, F3).
-    followed = [cell for position, cell in at_limit if _memory_failed_after(run, position)]
+    # A run that stopped after every hoarder's memory was released, before anything ran short of it: the cells at
+    # the limit after the last release are judged as in a run with no hoarder (r32, F3; r33, F3).
+    after = max((position + 1 + _released_at(run, position) for position in held), default=0)
+    followed = [cell for position, cell in at_limit if position >= after and _memory_failed_after(run, position)]
     return (followed[-1].index, MEMORY) if followed else None
 
 
@@ -159,10 +164,11 @@ def _released_at(run: RawRun, position: int) -> int | None:
     event is missing (a line the grader dropped) or that was never sent (a call answered ``not_run`` after its
     function timed out in the question) released nothing that the runner measured (r32, F1).
 
-    "Below the limit" is the runner's margin (:func:`~coursekit.grading.runner.near_memory_limit`): a cell
-    that frees only part of what was kept, leaving the address space just below the margin, counts as a
-    release, and one that frees the memory and takes it again before it ends does not (r32, F5: the runner
-    reads each step's size as it is sent; what happens between two readings is not known).
+    "Below the limit" means farther from it than twice the margin by which a step counts as having reached it
+    (:func:`~coursekit.grading.runner.started_near_memory_limit`), so a ``del`` of a few tens of MiB after a cell
+    that ended just inside the margin is no release (r33, F2); a cell that frees the memory and takes it again
+    before it ends is none either (r32, F5: the runner reads each step's size as it is sent; what happens between
+    two readings is not known).
 
     Example:
         >>> from coursekit.grading.protocol import CellEnd

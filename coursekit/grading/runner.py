@@ -99,6 +99,9 @@ _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: a hog's last refused allocation the peak is short of the limit by less than that allocation.
 MEMORY_MARGIN_FRACTION = 1 / 16
 MEMORY_MARGIN_MIN_BYTES = 64 * 2**20
+#: how many margins below the limit a step must start for a cell's kept memory to count as released: a
+#: ``del`` of a few tens of MiB after a hog that ended just inside the margin leaves the memory taken.
+RELEASE_MARGINS = 2
 
 
 class _CapHeader(ctypes.Structure):
@@ -260,34 +263,37 @@ def step_memory_peak(samples: int, end: int, peak_before: int, peak_after: int) 
     return max(samples, end, peak_after if peak_after > peak_before else 0)
 
 
-def near_memory_limit(size: int, limit: int | None) -> bool:
-    """Whether an address space of ``size`` bytes is within the margin of ``limit`` (``None``: no limit).
+def near_memory_limit(size: int, limit: int | None, margins: int = 1) -> bool:
+    """Whether an address space of ``size`` bytes is within ``margins`` margins of ``limit`` (``None``: no limit).
 
     Example:
         >>> gib = 2**30
         >>> near_memory_limit(gib - 2**20, gib), near_memory_limit(gib // 2, gib), near_memory_limit(gib, None)
         (True, False, False)
+        >>> near_memory_limit(gib - 100 * 2**20, gib), near_memory_limit(gib - 100 * 2**20, gib, margins=2)
+        (False, True)
     """
     if limit is None:
         return False
-    return size >= limit - max(MEMORY_MARGIN_MIN_BYTES, int(limit * MEMORY_MARGIN_FRACTION))
+    return size >= limit - margins * max(MEMORY_MARGIN_MIN_BYTES, int(limit * MEMORY_MARGIN_FRACTION))
 
 
 def started_near_memory_limit(pid: int, size: int) -> bool:
     """Whether process ``pid``, whose address space was just read as ``size`` bytes, is near its memory limit as a
-    step is sent to it. A kernel already gone reads as 0 with no limit: nothing was measured, so it counts as near
-    (it shows no memory released, see :func:`~coursekit.grading.reruns._released_at`).
+    step is sent to it: within :data:`RELEASE_MARGINS` margins, so that only a step that starts well below the
+    limit shows an earlier cell's kept memory released (see :func:`~coursekit.grading.reruns._released_at`). A
+    kernel already gone reads as 0 with no limit: nothing was measured, so it counts as near.
 
     Example:
         >>> started_near_memory_limit(2**22 + 1, 0)   # no such process
         True
         >>> started_near_memory_limit(os.getpid(), _address_space(os.getpid())) == near_memory_limit(
-        ...     _address_space(os.getpid()), _address_space_limit(os.getpid()))
+        ...     _address_space(os.getpid()), _address_space_limit(os.getpid()), margins=RELEASE_MARGINS)
         True
     """
     if size == 0:
         return True
-    return near_memory_limit(size, _address_space_limit(pid))
+    return near_memory_limit(size, _address_space_limit(pid), margins=RELEASE_MARGINS)
 
 
 def _failure_size(report: Any, lifetime_peak: int) -> int:

@@ -628,3 +628,23 @@ def test_a_hoarder_that_starved_a_cell_before_its_memory_was_freed_is_left_out_o
     done = {"adapters": Done(stopped_in_adapter=True), "call": Done(stopped_call="q#0"), "no_report": None}[stop]
     run = RawRun(ready=True, cells=cells, calls=calls, done=done, cells_done=stop != "no_report")
     assert reruns._culprit_cell(run) == (0, "memory")
+
+
+@pytest.mark.parametrize("stop", ["finished", "no_report", "call", "cell"])
+def test_a_later_hoarder_that_started_within_two_margins_still_ends_the_earlier_ones_window(stop: str) -> None:
+    """Grader review r34, F1: cell 2 kept memory of its own (it started more than one margin below the limit) but
+    within the two margins by which a release is measured; the earlier hoarder's memory was gone all the same, so
+    a failure after cell 2 is laid at cell 2 in every kind of run, as before the release rule."""
+    def at_limit(index: int, held: bool = False, near: bool = True) -> CellEnd:
+        return CellEnd(index, CellStatus.ERROR, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT, memory_held=held,
+                       started_near_limit=near)
+
+    cells = [at_limit(0, held=True, near=False), CellEnd(1, CellStatus.OK, ended=StepEnd.REPORTED,
+                                                         started_near_limit=True),
+             at_limit(2, held=True), at_limit(3)]
+    done = {"finished": Done(), "no_report": None, "call": Done(stopped_call="q#0"), "cell": Done(stopped_cell=4)}[stop]
+    calls = [CallEnd("q#0", CallStatus.DIED, ended=StepEnd.EXITED, started_near_limit=True)] if stop == "call" else []
+    if stop == "cell":
+        cells.append(CellEnd(4, CellStatus.DIED, ended=StepEnd.EXITED, started_near_limit=True))
+    run = RawRun(ready=True, cells=cells, calls=calls, done=done)
+    assert reruns._culprit_cell(run) == (2, "memory")

@@ -225,8 +225,9 @@ class CellEnd:
         memory_held: it ended at the memory limit (``ended`` is ``MEMORY_LIMIT``) and the kernel's address
             space, not near the limit when the cell started, was still near it when the cell reported, as
             the runner measured it: the cell keeps what it allocated.
-        started_near_limit: the kernel's address space was already near its memory limit (within
-            ``runner.RELEASE_MARGINS`` of its margins) when the cell was sent, as the runner measured it (memory an earlier step kept, or a successful cell's data, was
+        started_near_limit: the kernel's address space was already near its memory limit (within two of
+            the margins by which a step reaches it, ``runner.RELEASE_MARGINS``; ``memory_held`` uses one) when
+            the cell was sent, as the runner measured it (memory an earlier step kept, or a successful cell's data, was
             still taken), or the kernel was already gone and could not be measured.
     """
 

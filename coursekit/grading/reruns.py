@@ -9,8 +9,9 @@ sandbox, without that cell, at most :data:`MAX_RESTARTS` times. When the
 kernel dies or stalls in a graded call, every call of that function is
 answered without being made on the next attempt, in every question that grades
 it (unless it died after a cell that kept its memory, while that memory was
-still taken or after it had starved a step: that cell is left out first; a call that would not stop is given up all the same, and such a cell
-left out in the same rerun, which then, being without a cell, makes every call
+still taken or after it had starved a step: that cell is left out first; a
+call that would not stop is given up all the same, and such a cell left out in
+the same rerun, which then, being without a cell, makes every call
 not given up on again); when every call is then answered or given up (given
 up, where a cell is left out with the function), no rerun could change a
 score and none is made. A kernel that dies while the
@@ -66,7 +67,7 @@ that failed for memory (``MemoryError`` or PyTorch's allocation error) and was
 measured at the limit, or an OOM kill. A step that failed otherwise while the
 memory was held is at the limit too (it started there), so it is no such
 evidence (r29, F1); nor is a failure after a later cell that kept memory of
-its own, which started below the limit: that failure is the later cell's
+its own, which could take it only once the earlier memory was freed: that failure is the later cell's
 (r30, F2). Otherwise the cell starved nothing, a rerun without it could only
 lose its definitions, and it stays, named in the run's notes (grader review
 r28, F2). In every kind of run, a cell's kept memory counts against it only
@@ -82,7 +83,7 @@ import dataclasses
 import time
 
 from coursekit.grading.limits import MAX_RESTARTS, Limits
-from coursekit.grading.protocol import CallEnd, CallStatus, CellStatus, StepEnd
+from coursekit.grading.protocol import CallEnd, CallStatus, CellEnd, CellStatus, StepEnd
 from coursekit.grading.result_budget import wire_size
 from coursekit.grading.sandbox import Job, RawRun, run_job
 
@@ -96,7 +97,7 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
 
     Of the cells measured at the memory limit, the last that held its memory
     before the failure, and whose memory was still taken then (no step after it
-    started below the limit: a later hoarder or a cell that freed the memory
+    started well below the limit, or a later hoarder: a cell that freed the memory
     shows it gone, see :func:`_released_at`; grader review r30, F2; r31, F1 and
     F2), starved what came after it: it goes first (in a run that finished, only when a step after
     it ran short of memory, see :func:`_short_of_memory_after`), before a cell the kernel then
@@ -104,10 +105,9 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
     hoarder, if it keeps its memory again, goes on the next attempt; a graded
     call that would not stop is its own culprit too, and there the hoarder is
     left out in the same rerun: see :func:`run_submission`). Where none held it
-still (in a run that stopped, one whose memory was released before anything ran
-short of it does not count), the cell the kernel
-    died in is the culprit; short of that, a cell at the limit counts only when
-    the runner ended without its last report before its cells were done and a
+    still (in a run that stopped, one whose memory was released before anything
+    ran short of it does not count), the cell the kernel died in is the culprit;
+    short of that, a cell at the limit counts only when the runner ended without its last report before its cells were done and a
     cell after it failed for memory too or the OOM killer killed a process
     (see :func:`_memory_failed_after`), the last such cell first, so an earlier
     cell that was not near the limit when it ended keeps its place (and its
@@ -138,9 +138,10 @@ short of it does not count), the cell the kernel
     if held and run.finished:
         # In a run that finished, a hoarder starved nothing unless a step after it ran short of memory too: a
         # rerun without it could then only lose its definitions (grader review r28, F2). Only the steps before
-        # its memory was released count: a later cell that kept memory of its own started below the limit, so
-        # the earlier one's was gone by then (r30, F2), as it is after a cell that freed it (r31, F2).
-        for position in held:
+        # its memory was released count: a later cell that kept memory of its own started a margin below the
+        # limit, so the earlier one's was gone by then (r30, F2), as it is after a cell that freed it (r31, F2).
+        # The last hoarder with such a step goes first, as in a run that stopped (r34, F1).
+        for position in reversed(held):
             if _short_of_memory_after(run, position):
                 return run.cells[position].index, MEMORY
         return None
@@ -158,20 +159,21 @@ def _released_at(run: RawRun, position: int) -> int | None:
     below the memory limit, as its place among the steps after that cell (cells, then this attempt's graded
     calls), or ``None`` when every step after it started near the limit (its memory was taken to the end).
 
-    A cell that frees what an earlier one kept (``del``), or that keeps memory of its own (it started below
-    the limit, see :attr:`~coursekit.grading.protocol.CellEnd.memory_held`), marks the earlier cell's memory
-    as gone: a failure after it is not the earlier cell's doing (grader review r30, F2; r31, F2). A step whose
+    A cell that frees what an earlier one kept (``del``), or that keeps memory of its own (it started more than
+    a margin below the limit, see :attr:`~coursekit.grading.protocol.CellEnd.memory_held`, however near it was
+    by :data:`~coursekit.grading.runner.RELEASE_MARGINS`), marks the earlier cell's memory as gone: a failure
+    after it is not the earlier cell's doing (grader review r30, F2; r31, F2; r34, F1). A step whose
     event is missing (a line the grader dropped) or that was never sent (a call answered ``not_run`` after its
     function timed out in the question) released nothing that the runner measured (r32, F1).
 
     "Below the limit" means farther from it than twice the margin by which a step counts as having reached it
-    (:func:`~coursekit.grading.runner.started_near_memory_limit`), so a ``del`` of a few tens of MiB after a cell
-    that ended just inside the margin is no release (r33, F2); a cell that frees the memory and takes it again
-    before it ends is none either (r32, F5: the runner reads each step's size as it is sent; what happens between
-    two readings is not known).
+    (:func:`~coursekit.grading.runner.started_near_memory_limit`; an eighth of the limit, at least 128 MiB), so
+    a ``del`` of a few tens of MiB after a cell that ended just inside the margin is no release (r33, F2), while
+    freeing more than that is one, even if the cell still holds the rest (r34, F2: the events carry no sizes);
+    a cell that frees the memory and takes it again before it ends is none either (r32, F5: the runner reads
+    each step's size as it is sent; what happens between two readings is not known).
 
     Example:
-        >>> from coursekit.grading.protocol import CellEnd
         >>> hoarder = CellEnd(0, CellStatus.ERROR, ended=StepEnd.MEMORY_LIMIT, memory_held=True)
         >>> freed = CellEnd(1, CellStatus.OK, ended=StepEnd.REPORTED, started_near_limit=True)
         >>> after = CellEnd(2, CellStatus.OK, ended=StepEnd.REPORTED)
@@ -181,8 +183,8 @@ def _released_at(run: RawRun, position: int) -> int | None:
         True
     """
     steps = [*run.cells[position + 1:], *run.calls]
-    return next((place for place, step in enumerate(steps)
-                 if step.ended is not StepEnd.NOT_RUN and not step.started_near_limit), None)
+    return next((place for place, step in enumerate(steps) if step.ended is not StepEnd.NOT_RUN and (
+        not step.started_near_limit or isinstance(step, CellEnd) and step.memory_held)), None)
 
 
 def _short_of_memory_after(run: RawRun, position: int) -> bool:

@@ -283,7 +283,7 @@ def test_a_failure_for_memory_is_laid_at_the_last_hoarder_before_it(
         cells[failing] = at_limit(failing)
     second = (CallEnd("q#1", CallStatus.OUT_OF_MEMORY, ename="MemoryError", ended=StepEnd.MEMORY_LIMIT)
               if failing is None else CallEnd("q#1", CallStatus.OK, value=1, ended=StepEnd.REPORTED))
-    cells, calls = _as_measured(cells, [CallEnd("q#0", CallStatus.OK, value=1), second], frees=frozenset({1}))
+    cells, calls = _as_measured(cells, [CallEnd("q#0", CallStatus.OK, value=1), second])
     run = RawRun(ready=True, cells=cells, calls=calls, done=Done())
     assert reruns._culprit_cell(run) == (culprit, "memory")
 
@@ -300,7 +300,7 @@ def test_a_death_after_two_hoarders_leaves_the_later_one_out_first(monkeypatch: 
             "no_report": None}[stop]
     if stop == "cell":
         cells.append(CellEnd(3, CellStatus.DIED, ended=StepEnd.EXITED))
-    cells, _ = _as_measured(cells, frees=frozenset({1}))
+    cells, _ = _as_measured(cells)
     run = RawRun(ready=True, cells=cells, done=done, oom_kills=1)
     assert reruns._culprit_cell(run) == (2, "memory")
 
@@ -648,3 +648,7 @@ def test_a_later_hoarder_that_started_within_two_margins_still_ends_the_earlier_
         cells.append(CellEnd(4, CellStatus.DIED, ended=StepEnd.EXITED, started_near_limit=True))
     run = RawRun(ready=True, cells=cells, calls=calls, done=done)
     assert reruns._culprit_cell(run) == (2, "memory")
+    if stop == "finished":
+        # Cell 2's own failure for memory is no evidence against cell 0: its window ended where cell 2 began (r35, F1).
+        passed = dataclasses.replace(cells[3], status=CellStatus.OK, ename="", ended=StepEnd.REPORTED)
+        assert reruns._culprit_cell(dataclasses.replace(run, cells=[*cells[:3], passed])) is None

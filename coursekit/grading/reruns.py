@@ -96,7 +96,8 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
     """The cell to leave out next time, and why (``None``: no cell is to blame).
 
     Of the cells measured at the memory limit, the last that held its memory
-    before the failure, and whose memory was still taken then (no step after it
+    before the failure, and whose memory was still taken then or that starved a
+    step before it was freed (no step after it
     started well below the limit, or a later hoarder: a cell that freed the memory
     shows it gone, see :func:`_released_at`; grader review r30, F2; r31, F1 and
     F2), starved what came after it: it goes first (in a run that finished, only when a step after
@@ -128,7 +129,8 @@ def _culprit_cell(run: RawRun) -> tuple[int, str] | None:
         last = run.cells[-1] if run.cells else None
         if last is not None and last.status is CellStatus.STALLED:
             return done.stopped_cell, TIMEOUT
-        # A kernel that died after a cell kept the memory: that cell goes first (grader review r20, F2).
+        # A kernel that died after a cell kept the memory: that cell goes first (grader review r20, F2). The
+        # dying cell has no report, so it is never a hoarder itself; it is left out of the list all the same.
         hoarders = [position for position in holding if run.cells[position].index != done.stopped_cell]
         if hoarders:
             return run.cells[hoarders[-1]].index, MEMORY

@@ -287,9 +287,6 @@ def started_near_memory_limit(pid: int, size: int) -> bool:
     Example:
         >>> started_near_memory_limit(2**22 + 1, 0)   # no such process
         True
-        >>> started_near_memory_limit(os.getpid(), _address_space(os.getpid())) == near_memory_limit(
-        ...     _address_space(os.getpid()), _address_space_limit(os.getpid()), margins=RELEASE_MARGINS)
-        True
     """
     if size == 0:
         return True

@@ -281,7 +281,7 @@ def near_memory_limit(size: int, limit: int | None, margins: int = 1) -> bool:
 def started_near_memory_limit(pid: int, size: int) -> bool:
     """Whether process ``pid``, whose address space was just read as ``size`` bytes, is near its memory limit as a
     step is sent to it: within :data:`RELEASE_MARGINS` margins, so that only a step that starts well below the
-    limit shows an earlier cell's kept memory released (see :func:`~coursekit.grading.reruns._released_at`). A
+    limit shows an earlier cell's kept memory released (see :mod:`~coursekit.grading.reruns`). A
     kernel already gone reads as 0 with no limit: nothing was measured, so it counts as near.
 
     Example:

@@ -547,7 +547,7 @@ MEMFD_HOARD = (
 # message. A child exits whatever happens: one whose allocation raised would otherwise go on as a copy of the
 # kernel.
 MEMORY_ACROSS_PROCESSES = (
-    "import os, select, time\n"
+    "import os, select, signal, time\n"
     "mc_classification = 'A'\n"
     "_started = time.monotonic()\n"
     "_ready, _say = os.pipe()\n"
@@ -556,6 +556,7 @@ MEMORY_ACROSS_PROCESSES = (
     "    _pid = os.fork()\n"
     "    if _pid == 0:\n"
     "        try:\n"
+    "            signal.signal(signal.SIGTERM, signal.SIG_DFL)\n"
     "            os.close(_ready)\n"
     "            _hog = b'\\1' * (300 * 2**20)\n"
     "            os.write(_say, b'x')\n"
@@ -570,7 +571,7 @@ MEMORY_ACROSS_PROCESSES = (
     "    for _pid in _children:\n"
     "        if _pid not in _dead and os.waitpid(_pid, os.WNOHANG) != (0, 0):\n"
     "            _dead.add(_pid)\n"
-    "while _held < 10 and not _dead and time.monotonic() < _started + 7.5:\n"
+    "while _held < 10 and not _dead and time.monotonic() < _started + 6.0:\n"
     "    if select.select([_ready], [], [], 0.25)[0]:\n"
     "        _chunk = os.read(_ready, 10)\n"
     "        if not _chunk:\n"
@@ -578,6 +579,14 @@ MEMORY_ACROSS_PROCESSES = (
     "        _held += len(_chunk)\n"
     "    _reap()\n"
     "_reap()\n"
+    # The cell ends the children itself, with SIGTERM, and waits for each: one that the memory limit killed
+    # meanwhile ended by SIGKILL, so what the cell prints is what the grader's count of kills can be checked by.
+    "for _pid in _children:\n"
+    "    if _pid not in _dead:\n"
+    "        os.kill(_pid, signal.SIGTERM)\n"
+    "        _status = os.waitpid(_pid, 0)[1]\n"
+    "        if not (os.WIFSIGNALED(_status) and os.WTERMSIG(_status) == signal.SIGTERM):\n"
+    "            _dead.add(_pid)\n"
     "print(f'{_held} of 10 children held 300 MiB, {len(_dead)} died, after {time.monotonic() - _started:.1f} s')\n"
     "if _held == 10 and not _dead:\n"
     "    mc_classification = 'B'\n"
@@ -820,8 +829,9 @@ ATTACKS += [
     Attack("memory_across_processes", 9.0, "memory_limit",
            _with_answer("answer_mc_classification", MEMORY_ACROSS_PROCESSES),
            "ten processes holding 300 MiB each, every one under its own address-space limit (finding 5)",
-           # A host too slow to write 2 GiB in 7.5 s leaves the children short of the limit: nobody is killed,
-           # not all ten hold their memory, and the answer stays wrong.
+           # A host too slow to write 2 GiB in 6 s (memory reclaim at the limit can stall every child) leaves
+           # the children short of it: nobody is killed, not all ten hold their memory, the answer stays wrong.
+           # The cell ends its children before it prints, so no kill can come after what it printed.
            unreached=(r"^[0-9] of 10 children held 300 MiB, 0 died", "graded")),
     Attack("tmpfs_inodes", 9.0, "graded", _with_answer("answer_mc_classification", TMPFS_INODES),
            "60,000 empty files in /tmp: kernel memory that the tmpfs size does not count (finding 5)"),

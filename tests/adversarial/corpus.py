@@ -556,6 +556,8 @@ MEMORY_ACROSS_PROCESSES = (
     "    _pid = os.fork()\n"
     "    if _pid == 0:\n"
     "        try:\n"
+    "            signal.signal(signal.SIGTERM, signal.SIG_DFL)\n"
+    "            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})\n"
     "            os.close(_ready)\n"
     "            _hog = b'\\1' * (300 * 2**20)\n"
     "            os.write(_say, b'x')\n"
@@ -583,14 +585,17 @@ MEMORY_ACROSS_PROCESSES = (
     "        _held += len(_chunk)\n"
     "    _reap()\n"
     "_reap()\n"
-    # The cell ends its children itself, all at once, with SIGTERM, and waits for each: a child that the memory
-    # limit's OOM killer ended meanwhile ended by SIGKILL, so the count printed is the grader's count of kills.
+    # The cell ends its children itself, all at once, with SIGTERM, and waits for them until 7.5 s (inside its
+    # 9 s wall-clock limit): a child that the memory limit's OOM killer ended meanwhile ended by SIGKILL, so the
+    # count printed is the grader's count of kills, unless a child is still exiting at 7.5 s (then it says so).
     "_alive = [_pid for _pid in _children if _pid not in _ended]\n"
     "for _pid in _alive:\n"
     "    os.kill(_pid, signal.SIGTERM)\n"
-    "for _pid in _alive:\n"
-    "    _ended[_pid] = os.waitpid(_pid, 0)[1]\n"
-    "print(f'{_held} of 10 children held 300 MiB, {len(_killed())} died, after {time.monotonic() - _started:.1f} s')\n"
+    "while len(_ended) < 10 and time.monotonic() < _started + 7.5:\n"
+    "    time.sleep(0.05)\n"
+    "    _reap()\n"
+    "print(f'{_held} of 10 children held 300 MiB, {len(_killed())} died, {10 - len(_ended)} still exiting, '\n"
+    "      f'after {time.monotonic() - _started:.1f} s')\n"
     "if _held == 10 and not _killed():\n"
     "    mc_classification = 'B'\n"
 )
@@ -837,7 +842,7 @@ ATTACKS += [
            # memory, and the answer stays wrong. The cell ends and waits for its children before it prints, so
            # a kill after what it printed is left only in the microseconds between the OOM killer's count and
            # its signal, when a SIGTERM of the cell's may arrive first.
-           unreached=(r"^[0-9] of 10 children held 300 MiB, 0 died", "graded")),
+           unreached=(r"^[0-9] of 10 children held 300 MiB, 0 died, 0 still exiting", "graded")),
     Attack("tmpfs_inodes", 9.0, "graded", _with_answer("answer_mc_classification", TMPFS_INODES),
            "60,000 empty files in /tmp: kernel memory that the tmpfs size does not count (finding 5)"),
     Attack("banned_by_getattr", 7.0, "graded", _banned_by_getattr,

@@ -113,9 +113,13 @@ def overflowing(measured: dict) -> list[dict]:
 def open_page(chromium, url: str, *, mode: str = "light", width: int = DESKTOP, weigh: bool = False):
     """Open ``url`` in a fresh context (``mode`` as the system colour scheme), blocking requests
     that leave 127.0.0.1; wait until MathJax has typeset, coursebook.js has fitted the equations
-    and no request has been in flight for :data:`QUIET_MS`.
+    and no request has been in flight for :data:`QUIET_MS` (see :class:`_Traffic`).
 
-    With ``weigh``, every response's body size (and its gzip size) is recorded in ``log.loaded``.
+    Every request that finishes while the context is open is recorded in ``log.loaded``, those that
+    measuring, clicking or axe cause after the load too; with ``weigh``, with its body's size (and its gzip
+    size). A redirect has no body to weigh; a body that cannot be read is weighed as empty and named in
+    ``log.failed_requests``, except one still being read when the context closes, which is weighed as
+    empty and may be recorded only after the close.
     Returns the browser context (close it), the page and its :class:`PageLog`.
     """
     context = chromium.new_context(viewport={"width": width, "height": 900}, color_scheme=mode)
@@ -130,50 +134,62 @@ def open_page(chromium, url: str, *, mode: str = "light", width: int = DESKTOP, 
         else:
             route.continue_()
 
-    def failed(request) -> None:
-        traffic.ended(request)
-        log.failed_requests.append(f"{request.url}: {request.failure}")
-
-    context.route("**/*", guard)
-    # Generous: the suite shares a busy machine, and a slow load is not what these tests judge.
-    context.set_default_timeout(PATIENCE_MS)
-    context.set_default_navigation_timeout(PATIENCE_MS)
-    page = context.new_page()
-    page.on("console", lambda message: message.type == "error" and log.console_errors.append(message.text))
-    page.on("pageerror", lambda error: log.console_errors.append(f"uncaught: {error}"))
-    page.on("request", traffic.started)
-    page.on("requestfailed", failed)
-    page.on("requestfinished", traffic.ended)
-    page.on("response", lambda response: response.status >= 400 and log.failed_requests.append(f"{response.url}: HTTP {response.status}"))
-    page.goto(url, wait_until="load")
-    # Sphinx loads MathJax only on pages with mathematics (and on the search page).
-    if page.locator("script[src*='mathjax']").count():
-        page.wait_for_function("() => window.MathJax && window.MathJax.startup && window.MathJax.startup.promise")
-        page.evaluate("() => window.MathJax.startup.promise.then(() => true)")
-    page.wait_for_function("() => document.documentElement.dataset.ckEquationsReady === 'true'")
-    traffic.wait_until_quiet(page, url)
-    if weigh:
-        # Read after the page is quiet, not in the event handlers: a handler that waits on the browser holds up
-        # every event behind it.
-        for request in traffic.finished:
-            response = request.response()
-            body = response.body() if response else b""
+    def finished(request) -> None:
+        body = b""
+        try:
+            response = request.response() if weigh else None
+            if response is not None and not 300 <= response.status < 400:
+                body = response.body()
+        except Exception as error:  # noqa: BLE001 - recorded: an event handler's exception would only be logged
+            if type(error).__name__ != "TargetClosedError":  # the test closed the page: nothing went wrong
+                log.failed_requests.append(f"{request.url}: its body could not be read: {error}")
+        finally:
             log.loaded.append(Loaded(request.url, len(body), len(gzip.compress(body, GZIP_LEVEL)) if body else 0))
+            # Only now: the wait below then also waits for the body just read.
+            traffic.ended(request)
+
+    def failed(request) -> None:
+        log.failed_requests.append(f"{request.url}: {request.failure}")
+        traffic.ended(request)
+
+    try:
+        context.route("**/*", guard)
+        # Generous: the suite shares a busy machine, and a slow load is not what these tests judge.
+        context.set_default_timeout(PATIENCE_MS)
+        context.set_default_navigation_timeout(PATIENCE_MS)
+        page = context.new_page()
+        page.on("console", lambda message: message.type == "error" and log.console_errors.append(message.text))
+        page.on("pageerror", lambda error: log.console_errors.append(f"uncaught: {error}"))
+        page.on("request", traffic.started)
+        page.on("requestfailed", failed)
+        page.on("requestfinished", finished)
+        page.on("response", lambda response: response.status >= 400 and log.failed_requests.append(f"{response.url}: HTTP {response.status}"))
+        page.goto(url, wait_until="load")
+        # Sphinx loads MathJax only on pages with mathematics (and on the search page).
+        if page.locator("script[src*='mathjax']").count():
+            page.wait_for_function("() => window.MathJax && window.MathJax.startup && window.MathJax.startup.promise")
+            page.evaluate("() => window.MathJax.startup.promise.then(() => true)")
+        page.wait_for_function("() => document.documentElement.dataset.ckEquationsReady === 'true'")
+        traffic.wait_until_quiet(page, url)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            context.close()
+        raise
     return context, page, log
 
 
 class _Traffic:
-    """The requests a page has started and not yet finished or failed, and when that last changed.
+    """The requests of a page that have started and not yet finished or failed, and when that last changed.
 
-    It stands in for Playwright's ``networkidle`` load state, which once waited out its whole
-    :data:`PATIENCE_MS` on ch09 (CI at 4bb98aa, a busy machine; it loads in 3 s here) without
-    saying what it waited for; this one counts only the requests the page's events report, and
-    names those still in flight when it gives up.
+    Used in place of Playwright's ``networkidle`` load state, which once waited out its whole
+    :data:`PATIENCE_MS` on ch09 (CI at 4bb98aa, a busy machine; the page loads in 3 s here) without
+    saying what it waited for. Like it, this sees the requests of the page and its frames but not a
+    service worker's; unlike it, it would wait on an EventSource stream (the book opens none), and it
+    names the requests still in flight when it gives up.
     """
 
     def __init__(self) -> None:
         self.in_flight: dict[object, str] = {}
-        self.finished: list = []
         self.changed = time.monotonic()
 
     def started(self, request) -> None:
@@ -181,18 +197,28 @@ class _Traffic:
         self.changed = time.monotonic()
 
     def ended(self, request) -> None:
-        if self.in_flight.pop(request, None) is not None and request.failure is None:
-            self.finished.append(request)
+        self.in_flight.pop(request, None)
         self.changed = time.monotonic()
 
     def wait_until_quiet(self, page, url: str) -> None:
-        """Return once nothing has been in flight for :data:`QUIET_MS`; raise ``TimeoutError`` after :data:`PATIENCE_MS`."""
+        """Return once nothing has been in flight for :data:`QUIET_MS`; after :data:`PATIENCE_MS`, raise
+        Playwright's ``TimeoutError`` (a ``playwright.sync_api.Error``, as its own waits raise), naming
+        what is still in flight.
+
+        Each poll is a round trip to Playwright's driver, which delivers the events it already has; a
+        request that the browser has started but not yet reported to the driver is not seen (nor by
+        Playwright's ``networkidle``).
+        """
+        from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
         deadline = time.monotonic() + PATIENCE_MS / 1000
-        while self.in_flight or time.monotonic() - self.changed < QUIET_MS / 1000:
+        while True:
+            page.wait_for_timeout(50)
+            if not self.in_flight and time.monotonic() - self.changed >= QUIET_MS / 1000:
+                return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{url}: requests still in flight after {PATIENCE_MS / 1000:.0f} s: "
-                                   f"{sorted(self.in_flight.values())}")
-            page.wait_for_timeout(50)  # lets Playwright deliver the page's events meanwhile
+                raise PlaywrightTimeoutError(f"{url}: requests still in flight after {PATIENCE_MS / 1000:.0f} s: "
+                                             f"{sorted(self.in_flight.values())}")
 
 
 # What the tests read from a loaded page. Each display equation: its number, the start of

@@ -171,19 +171,21 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_attack_gets_exact_score_and_outcome(graded: dict, attack) -> None:
     report = graded["reports"][attack.student]
     printed = _printed(graded["course"], attack.student)
-    outcome = _expected_outcome(attack, printed)
-    assert (report.score, report.outcome) == (attack.score, outcome), (attack.what, report, printed)
+    outcomes = _expected_outcomes(attack, printed)
+    assert report.score == attack.score and report.outcome in outcomes, (attack.what, outcomes, report, printed)
     assert report.max_score == 10.0
     assert report.sandboxed
     if attack.timestamp is not None:
         assert any("timestamp.txt is not a date" in note for note in report.notes), report.notes
 
 
-def _expected_outcome(attack, printed: str) -> str:
-    """The outcome ``attack`` must get: its own, or ``unreached[1]`` when what it printed shows its cell fell short of the limit."""
-    if attack.unreached is not None and re.search(attack.unreached[0], printed, re.MULTILINE):
-        return attack.unreached[1]
-    return attack.outcome
+def _expected_outcomes(attack, printed: str) -> tuple[str, ...]:
+    """The outcomes ``attack`` may get: its own, or those of the first of its ``unreached`` patterns that what it
+    printed matches (its cell fell short of the limit)."""
+    for pattern, outcomes in attack.unreached:
+        if re.search(pattern, printed, re.MULTILINE):
+            return outcomes
+    return (attack.outcome,)
 
 
 def _printed(course: Path, student: str, chars: int = 2000) -> str:
@@ -421,8 +423,8 @@ def test_reports_are_written_for_every_student(graded: dict) -> None:
     reports = graded["course"] / "grade-reports" / ASSIGNMENT
     for attack in ATTACKS:
         data = json.loads((reports / f"{attack.student}.json").read_text())
-        outcome = _expected_outcome(attack, _printed(graded["course"], attack.student))
-        assert (data["score"], data["outcome"]) == (attack.score, outcome), attack.student
+        outcomes = _expected_outcomes(attack, _printed(graded["course"], attack.student))
+        assert data["score"] == attack.score and data["outcome"] in outcomes, (attack.student, outcomes, data["outcome"])
         assert {q["grade_id"] for q in data["questions"]} == {
             "test_token_nll", "test_sequence_loss", "test_perplexity", "test_fox", "test_mc_classification"}
 

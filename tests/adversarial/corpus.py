@@ -26,9 +26,10 @@ class Attack:
     build: Callable[[Path], dict[str, Any] | bytes]
     what: str
     timestamp: bytes | None = None   # timestamp.txt's bytes, when the attack is on it
-    #: for an attack that needs the host's speed to reach a limit within one cell's time: a pattern its cell
-    #: prints when it did not get there, and the outcome it then gets instead; its score is the same either way.
-    unreached: tuple[str, str] | None = None
+    #: for an attack that needs the host's speed to reach a limit within one cell's time: patterns its cell
+    #: prints when it did not get there, each with the outcomes it may then get instead of ``outcome`` (more
+    #: than one where what the cell can see does not decide it); its score is the same either way.
+    unreached: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def _with_cell(source: str, after: str = "answer_token_nll") -> Callable[[Path], dict[str, Any]]:
@@ -539,13 +540,13 @@ MEMFD_HOARD = (
 # ten were alive at once, 3 GiB in all, past the sandbox's 2 GiB. Everything happens in the one cell: after each
 # cell the kernel kills every other process of its uid (grading/kernel.py, _reap_strays), so a later cell never
 # sees a child of this one (grader review r11, finding 8: the two wait cells and the check cell this attack had
-# waited on children already gone). Writing 2 GiB takes the children over a second of CPU, on a sandbox of one
-# CPU that a busy machine may share, and on a virtual machine each first touch of a page also waits for the
-# host (300 MiB took 0.34 s of CPU and 0.7 s of wall clock on an idle 2-core VM): the cell waits up to 5.5 s,
-# and stops as soon as every child has said so or the limit's OOM killer has killed one (SIGKILL); then it ends
-# the children and waits for them, inside its 9 s wall-clock limit. What it saw is printed, for the test's
-# expectation and a failure's message. A child exits whatever happens: one whose allocation raised would otherwise go on as a copy of the
-# kernel.
+# waited on children already gone). Writing 2 GiB takes the children over two seconds of CPU, on a sandbox of
+# one CPU that a busy machine may share, and on a virtual machine each first touch of a page also waits for the
+# host (300 MiB took 0.34 s of CPU and 0.7 s of wall clock on an idle 2-core VM). The cell waits up to 5 s and
+# stops as soon as every child has said so or one was killed (SIGKILL: the limit's OOM killer); then it ends the
+# children with SIGTERM and waits for them until 7.5 s, inside its 9 s wall-clock limit. What it saw is
+# printed, for the test's expectation and a failure's message. A child exits whatever happens: one whose
+# allocation raised would otherwise go on as a copy of the kernel.
 MEMORY_ACROSS_PROCESSES = (
     "import os, select, signal, time\n"
     "mc_classification = 'A'\n"
@@ -577,7 +578,7 @@ MEMORY_ACROSS_PROCESSES = (
     "            _got, _status = os.waitpid(_pid, os.WNOHANG)\n"
     "            if _got:\n"
     "                _ended[_pid] = _status\n"
-    "while _held < 10 and not _killed() and time.monotonic() < _started + 5.5:\n"
+    "while _held < 10 and not _killed() and time.monotonic() < _started + 5.0:\n"
     "    if select.select([_ready], [], [], 0.25)[0]:\n"
     "        _chunk = os.read(_ready, 10)\n"
     "        if not _chunk:\n"
@@ -839,10 +840,15 @@ ATTACKS += [
            "ten processes holding 300 MiB each, every one under its own address-space limit (finding 5)",
            # Memory reclaim in the sandbox's cgroup can stall every child for seconds (CI at 4bb98aa: 0 of 10
            # held after 7.6 s): then nobody is killed before the cell ends its children, not all ten hold their
-           # memory, and the answer stays wrong. The cell ends and waits for its children before it prints, so
-           # a kill after what it printed is left only in the microseconds between the OOM killer's count and
-           # its signal, when a SIGTERM of the cell's may arrive first.
-           unreached=(r"^[0-9] of 10 children held 300 MiB, 0 died, 0 still exiting", "graded")),
+           # memory, and the answer stays wrong. The cell ends and waits for its children before it prints, so a
+           # kill it does not count is left only where the OOM killer has counted a kill and not yet signalled
+           # it (it writes its report to the kernel log in between) when the cell's SIGTERM arrives first. A
+           # child still exiting when the cell prints was almost always never killed (the OOM killer passes
+           # over a process that is exiting), but it may have been killed just before the SIGTERM: either
+           # outcome then. A cell stalled past its 9 s prints nothing and gets timeout (not seen).
+           unreached=((r"^[0-9] of 10 children held 300 MiB, 0 died, 0 still exiting", ("graded",)),
+                      (r"^[0-9] of 10 children held 300 MiB, 0 died, [1-9][0-9]* still exiting",
+                       ("graded", "memory_limit")))),
     Attack("tmpfs_inodes", 9.0, "graded", _with_answer("answer_mc_classification", TMPFS_INODES),
            "60,000 empty files in /tmp: kernel memory that the tmpfs size does not count (finding 5)"),
     Attack("banned_by_getattr", 7.0, "graded", _banned_by_getattr,

@@ -3,7 +3,8 @@
 :func:`serve` serves a built HTML folder on 127.0.0.1 (a free port); :func:`open_page`
 opens one page in a fresh browser context (a colour mode, a viewport width), blocks
 and records every request that would leave 127.0.0.1, and waits until MathJax has
-typeset and coursebook.js has fitted the equations. The JavaScript snippets read
+typeset, coursebook.js has fitted the equations and no request has been in flight for
+half a second. The JavaScript snippets read
 what the tests and ``bench/reader_report.py`` look at: the equations and their
 widths, images, sideways scrolling (:data:`MEASURE`), and axe-core's WCAG 2 A/AA
 violations (:data:`RUN_AXE`) after every choice quiz is answered (:data:`ANSWER_QUIZZES`).
@@ -69,7 +70,7 @@ class Loaded:
 
 @dataclass
 class PageLog:
-    """What went wrong while a page loaded, and what it loaded."""
+    """What went wrong while a page was open, and what it loaded (while it loaded, and after)."""
 
     console_errors: list[str] = field(default_factory=list)
     failed_requests: list[str] = field(default_factory=list)
@@ -140,7 +141,7 @@ def open_page(chromium, url: str, *, mode: str = "light", width: int = DESKTOP, 
             response = request.response() if weigh else None
             if response is not None and not 300 <= response.status < 400:
                 body = response.body()
-        except Exception as error:  # noqa: BLE001 - recorded: an event handler's exception would only be logged
+        except Exception as error:  # noqa: BLE001 - recorded here: left to Playwright, it would be raised by the next call, maybe in another test
             if type(error).__name__ != "TargetClosedError":  # the test closed the page: nothing went wrong
                 log.failed_requests.append(f"{request.url}: its body could not be read: {error}")
         finally:
@@ -217,8 +218,9 @@ class _Traffic:
             if not self.in_flight and time.monotonic() - self.changed >= QUIET_MS / 1000:
                 return
             if time.monotonic() > deadline:
-                raise PlaywrightTimeoutError(f"{url}: requests still in flight after {PATIENCE_MS / 1000:.0f} s: "
-                                             f"{sorted(self.in_flight.values())}")
+                waiting = (f"requests still in flight: {sorted(self.in_flight.values())}" if self.in_flight else
+                           f"requests kept starting, with never {QUIET_MS} ms without one")
+                raise PlaywrightTimeoutError(f"{url}: after {PATIENCE_MS / 1000:.0f} s, {waiting}")
 
 
 # What the tests read from a loaded page. Each display equation: its number, the start of

@@ -424,7 +424,7 @@ def test_reports_are_written_for_every_student(graded: dict) -> None:
     for attack in ATTACKS:
         data = json.loads((reports / f"{attack.student}.json").read_text())
         outcomes = _expected_outcomes(attack, _printed(graded["course"], attack.student))
-        assert data["score"] == attack.score and data["outcome"] in outcomes, (attack.student, outcomes, data["outcome"])
+        assert data["score"] == attack.score and data["outcome"] in outcomes, (attack.student, attack.score, outcomes, data["score"], data["outcome"])
         assert {q["grade_id"] for q in data["questions"]} == {
             "test_token_nll", "test_sequence_loss", "test_perplexity", "test_fox", "test_mc_classification"}
 

@@ -587,16 +587,16 @@ MEMORY_ACROSS_PROCESSES = (
     "    _reap()\n"
     "_reap()\n"
     # The cell ends its children itself, all at once, with SIGTERM, and waits for them until 7.5 s (inside its
-    # 9 s wall-clock limit): a child that the memory limit's OOM killer ended meanwhile ended by SIGKILL, so the
-    # count printed is the grader's count of kills, unless a child is still exiting at 7.5 s (then it says so).
+    # 9 s wall-clock limit): a child that the memory limit's OOM killer ended before ended by SIGKILL. The
+    # count of kills printed is the grader's when the cell ended no child itself (see the Attack's comment).
     "_alive = [_pid for _pid in _children if _pid not in _ended]\n"
     "for _pid in _alive:\n"
     "    os.kill(_pid, signal.SIGTERM)\n"
     "while len(_ended) < 10 and time.monotonic() < _started + 7.5:\n"
     "    time.sleep(0.05)\n"
     "    _reap()\n"
-    "print(f'{_held} of 10 children held 300 MiB, {len(_killed())} died, {10 - len(_ended)} still exiting, '\n"
-    "      f'after {time.monotonic() - _started:.1f} s')\n"
+    "print(f'{_held} of 10 children held 300 MiB, {len(_killed())} died, {len(_alive)} ended by the cell, '\n"
+    "      f'{10 - len(_ended)} still exiting, after {time.monotonic() - _started:.1f} s')\n"
     "if _held == 10 and not _killed():\n"
     "    mc_classification = 'B'\n"
 )
@@ -839,16 +839,16 @@ ATTACKS += [
            _with_answer("answer_mc_classification", MEMORY_ACROSS_PROCESSES),
            "ten processes holding 300 MiB each, every one under its own address-space limit (finding 5)",
            # Memory reclaim in the sandbox's cgroup can stall every child for seconds (CI at 4bb98aa: 0 of 10
-           # held after 7.6 s): then nobody is killed before the cell ends its children, not all ten hold their
-           # memory, and the answer stays wrong. The cell ends and waits for its children before it prints, so a
-           # kill it does not count is left only where the OOM killer has counted a kill and not yet signalled
-           # it (it writes its report to the kernel log in between) when the cell's SIGTERM arrives first. A
-           # child still exiting when the cell prints was almost always never killed (the OOM killer passes
-           # over a process that is exiting), but it may have been killed just before the SIGTERM: either
-           # outcome then. A cell stalled past its 9 s prints nothing and gets timeout (not seen).
-           unreached=((r"^[0-9] of 10 children held 300 MiB, 0 died, 0 still exiting", ("graded",)),
-                      (r"^[0-9] of 10 children held 300 MiB, 0 died, [1-9][0-9]* still exiting",
-                       ("graded", "memory_limit")))),
+           # held after 7.6 s): then nobody may be killed before the cell ends its children, not all ten hold
+           # their memory, and the answer stays wrong. The cell ends and waits for its children before it
+           # prints, but a kill can still escape its count: the OOM killer picks a child, writes its report to
+           # the kernel log, counts the kill and only then signals; a SIGTERM of the cell's in between ends the
+           # child by SIGTERM (its SIGKILL is then dropped), and a child killed and not yet reaped is "still
+           # exiting". So when the cell ended any child itself and saw no kill, either outcome is right; when
+           # it saw one, memory_limit. A cell stalled past its 9 s prints nothing and gets timeout (not seen).
+           unreached=((r"^[0-9] of 10 children held 300 MiB, 0 died, 0 ended by the cell, 0 still exiting",
+                       ("graded",)),
+                      (r"^[0-9] of 10 children held 300 MiB, 0 died, ", ("graded", "memory_limit")))),
     Attack("tmpfs_inodes", 9.0, "graded", _with_answer("answer_mc_classification", TMPFS_INODES),
            "60,000 empty files in /tmp: kernel memory that the tmpfs size does not count (finding 5)"),
     Attack("banned_by_getattr", 7.0, "graded", _banned_by_getattr,

@@ -70,13 +70,13 @@ evidence (r29, F1); nor is a failure after a later cell that kept memory of
 its own, which could take it only once the earlier memory was freed: that
 failure is the later cell's (r30, F2). Otherwise the cell starved nothing, a
 rerun without it could only lose its definitions, and it stays, named in the
-run's notes (grader review r28, F2). In every kind of run, a cell's kept memory counts against it only
-for what happened before a step started well below the limit, as the runner
-measures each step's start
-(:attr:`~coursekit.grading.protocol.CellEnd.started_near_limit`), or before
-a later hoarder: a cell that freed the memory (``del``) or a later hoarder
-shows it was gone, and a failure or death after that is not the earlier
-cell's (r31, F2; r34, F1).
+run's notes (grader review r28, F2). In every kind of run, a cell's kept
+memory counts against it only for what happened before a step started well
+below the limit, as the runner measures each step's start
+(:attr:`~coursekit.grading.protocol.CellEnd.started_near_limit`), or before a
+later hoarder: a cell that freed the memory (``del``) or a later hoarder shows
+it was gone, and a failure or death after that is not the earlier cell's (r31,
+F2; r34, F1).
 """
 
 from __future__ import annotations

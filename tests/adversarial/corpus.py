@@ -1007,17 +1007,20 @@ ROUND3: list[Attack] = [
 
 # Grader review round 4 (findings 2, 3 and 7): honest work that lost points or was called tampering, and an upload
 # that stalled the batch. Graded with the attacks above.
+# Both map their tensors without writing them (torch.empty), as MEMORY_BOMB does: the address space reaches its
+# limit at once. Writing them (torch.ones, 1 GiB) met the 3 s CPU limit first on a loaded CI machine, so the
+# answer cell ended in an honest `timeout` where the test expected `memory_limit` (stop 33's CI run).
 #: appended to the token_nll answer: tries something too big inside a function; the memory is freed as the
 #: exception unwinds, so the answer above it must keep its points.
 TRY_TOO_BIG = (
     "\ndef _try_big():\n"
     "    kept = []\n"
     "    while True:\n"
-    "        kept.append(torch.ones(2**23))   # 32 MiB at a time, until the address space runs out\n"
+    "        kept.append(torch.empty(2**23))   # 32 MiB at a time, until the address space runs out\n"
     "_try_big()\n"
 )
 #: appended to the token_nll answer: keeps what it allocated, so the cell is a hoarder.
-KEEP_TOO_BIG = "\n_kept = []\nwhile True:\n    _kept.append(torch.ones(2**23))\n"
+KEEP_TOO_BIG = "\n_kept = []\nwhile True:\n    _kept.append(torch.empty(2**23))\n"
 
 
 def _hoarding_answer_then(later: str | None) -> Callable[[Path], dict[str, Any]]:

@@ -268,7 +268,7 @@ def _huge(course: Path) -> bytes:
 
 # The tensors are mapped, never written (torch.empty): the bomb meets the address-space limit at once, whatever
 # writing memory costs. On a CI virtual machine a bomb of zeroed bytearrays met its 3 s CPU limit before the
-# limit (1 GB written), an honest timeout. test_grading_reruns keeps the bomb that writes, at a 5 s limit.
+# limit (1 GB written), an honest timeout. test_grading_reruns keeps the bomb that writes, at a 20 s limit.
 MEMORY_BOMB = "import torch\n_hog = []\nwhile True:\n    _hog.append(torch.empty(50_000_000, dtype=torch.uint8))\n"
 #: a cell that needs 200 MB for a moment: it runs out while a cell above holds the memory, so that cell starved it
 #: and is skipped (a hoarder that starved nothing stays: grader review r28, F2).

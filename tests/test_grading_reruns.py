@@ -243,8 +243,9 @@ def test_the_pages_state_how_reruns_are_timed(repo_root: Path) -> None:
 #: a cell that keeps what it allocates up to the address-space limit.
 HOG = "_hog = []\nwhile True:\n    _hog.append(bytearray(50_000_000))"
 #: the limits of the tests whose cells write memory up to the limit (1 GiB): 0.7-0.8 s of CPU in a sandbox on an
-#: idle machine, but the same writing in the adversarial corpus (torch.ones) passed a 3 s CPU limit when CI ran it
-#: beside other sandboxes, and ended in a timeout. These tests are about memory, so the CPU limit is far from it.
+#: idle machine, but the same writing in the adversarial corpus (torch.ones) used more than a 3 s CPU limit when CI
+#: ran it beside other sandboxes, and ended in a timeout. These tests are about memory, so their CPU limit is set far
+#: above what the writing costs.
 HOG_LIMITS = Limits(timeout_s=20.0, memory_mb=1024)
 #: a cell after it that needs memory, so that the hoarder starved it: the hoarder is left out (a hoarder that starved
 #: nothing stays, grader review r28, F2: see tests/test_grading_rerun_policy.py).

@@ -191,9 +191,10 @@ def test_the_runner_does_not_call_again_a_function_that_timed_out(workdir: str) 
     assert [e.status for e in events if hasattr(e, "status") and not isinstance(e, CallEnd)] == [CellStatus.OK]
 
 
-#: the limits of the test below: at 3 s, 92 % of the CPU limit leaves 240 ms before the timer, where at 1 s the 80 ms
-#: left held only a few tens of milliseconds more than the CPU spent before the call on a loaded machine (the timer
-#: fired with ``process_time`` at 0.971-0.987 s of the call's own 1 s beside busy processes).
+#: the limits of the test below: at 3 s, 92 % of the CPU limit leaves 240 ms before the timer, less the few per cent
+#: the tick-charged timer runs ahead of ``process_time`` beside busy neighbours (about 100 ms at 3 s). At 1 s the 80 ms
+#: left held only a few tens of milliseconds more than that and the CPU spent before the call (the timer fired with
+#: ``process_time`` at 0.971-0.987 s of the call's own 1 s beside busy processes).
 LATE_ERROR_LIMITS = Limits(timeout_s=3.0, memory_mb=4096)
 #: a graded function that times out on 0, raises its own error after most of its CPU limit on -1 (grader review
 #: r11, finding 1), forges the kernel's timeout on -2 and doubles anything else.
@@ -250,7 +251,7 @@ def test_a_function_that_timed_out_in_one_question_is_still_called_in_another(wo
     for grader, ends in (("runner", ours), ("stock", stock)):
         assert {i: (e.status, e.ended) for i, e in ends.items()} == expected, grader
         # The late error really used its time (the runner's old rule called it a timeout); the forgery did not.
-        assert (ends["test_c#0"].cpu_ms >= 900 * LATE_ERROR_LIMITS.timeout_s
+        assert (ends["test_c#0"].cpu_ms >= (1 - protocol.LIMIT_TOLERANCE) * 1000 * LATE_ERROR_LIMITS.timeout_s
                 and ends["test_c#0"].ename == "ValueError"), (grader, ends["test_c#0"])
         assert ends["test_c#2"].cpu_ms < 500, (grader, ends["test_c#2"])
         assert decode_value(ends["test_c#3"].value) == 10, grader
@@ -528,7 +529,8 @@ def test_a_step_stopped_by_the_kernels_cpu_timer_reads_at_least_its_limit_beside
                 while True:
                     pass
             # A forked process's CPU clock starts at 0: read from there, since this process may be descheduled
-            # beside the neighbours while the child spins, and a reading taken now would hide that much of it.
+            # beside the neighbours while the child spins, and a reading taken now would hide that much of it. The
+            # reading also counts the child's few milliseconds before its timer is armed, which can only add.
             os.read(read_end, 1)
             readings.append(runner._cpu_seconds(pid))
             os.kill(pid, signal.SIGKILL)

@@ -330,32 +330,28 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
                 own_end = [end for end in own_calls if end.call_id == stopped_call]
                 rest = [end for end in given_up if end.call_id != stopped_call]
                 return dataclasses.replace(run, calls=kept + own_end + rest)
-            # Without a cell left out, the answers stand; with one, every call not given up on is made again.
-            answered = kept if culprit is None else []
-            settled = {end.call_id for end in answered + given_up}
-            calls = [call for call in (calls if culprit is None else job.calls) if call["id"] not in settled]
-            if not calls:
+            # Without a cell left out, the answers stand; with one, every call not given up on is made again
+            # (below, as for a cell's own culprit).
+            settled = {end.call_id for end in (kept if culprit is None else []) + given_up}
+            if not any(call["id"] not in settled for call in (calls if culprit is None else job.calls)):
                 # Every call not given up is answered (with a cell to leave out, none is: every call is then
                 # made again), so a rerun would only run the cells again and could change no score (r14, F1; r25, F4).
                 done = dataclasses.replace(run.done, stopped_call=None)
                 return dataclasses.replace(run, calls=kept + given_up, done=done)
-            if culprit is not None:
-                skipped.append(culprit)
-                cells = [cell for cell in cells if cell["index"] != culprit[0]]
-            # The cells' budget starts afresh only for a rerun without a function alone: one that leaves a cell
-            # out too shares it, as any rerun without a cell does (r24, F1).
             if culprit is None:
+                # The cells' budget starts afresh only for a rerun without a function alone: one that leaves a cell
+                # out too shares it, as any rerun without a cell does (r24, F1).
+                answered = kept
+                calls = [call for call in calls if call["id"] not in settled]
                 made_calls, cells_left = run, limits.wall_s
-            else:
-                made_calls = None
-            continue
-        if culprit is None or attempt > MAX_RESTARTS:
+                continue
+        elif culprit is None or attempt > MAX_RESTARTS:
             return run
-        # Without the cell the calls run in other names: no earlier answer stands, not even as the fallback of a
-        # rerun that runs out of its cells' budget, and every call not given up on is made again, out of the same
-        # shared budget (grader review r18, F2; r19, F1).
-        # Some call is left to make here, or the job has none: a rerun that would have none left is not made (see
-        # the graded-call branch, r25, F4; r28, F5).
+        # Leave the culprit cell out. Without it the calls run in other names: no earlier answer stands, not even
+        # as the fallback of a rerun that runs out of its cells' budget, and every call not given up on is made
+        # again, out of the same shared budget (grader review r18, F2; r19, F1).
+        # Some call is left to make here, or the job has none: a rerun that would have none left is not made (the
+        # graded-call branch above returns before it comes here, r25, F4; r28, F5).
         abandoned = {end.call_id for end in given_up}
         skipped.append(culprit)
         cells = [cell for cell in cells if cell["index"] != culprit[0]]

@@ -20,6 +20,7 @@ from adversarial.corpus import (ATTACKS, CONCURRENT, FORGED_LIMITS, IMG_ONERROR,
 from adversarial.course import NBGRADER, ASSIGNMENT, cell_index, make_course, solved_notebook, submit, tool_env
 from coursekit.grading.driver import GradeOptions, grade_assignment
 from coursekit.grading.limits import Limits
+from coursekit.grading.outcomes import _PHASE_OUT_OF_TIME
 from coursekit.grading.verdicts import failure_kind
 from coursekit.grading.wire import decode_value
 from conftest import require_sandbox
@@ -28,10 +29,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.grading, pytest.mark.a1]
 
 # 64 processes, so that the fork bomb meets the limit within its cell's time limit even on a busy machine
 # (each sandbox has one CPU, and forking a process that has imported torch is not free).
-# The hidden calls get a budget of their own, twice the cells' (in the default, 4 x 3 s, only 5 of big_result's
-# 12 results of 53 MB, each refused unread, were made on a busy machine). big_result's calls take 20-22 s of it beside
-# other grading; at 60 s a slowdown like the one that cost hog_answer its outcome in CI (its writing took more than
-# four times its idle CPU) would come near the limit, and no other attack comes near the calls' budget.
+# The hidden calls get a budget of their own, twice the cells' (under an old default of 4 x 3 s, only 5 of
+# big_result's 12 results of 53 MB, each refused unread, were made on a busy machine). big_result's calls take
+# 20-22 s of it beside other grading; at 60 s a slowdown like the one that cost hog_answer its outcome in CI (its
+# writing took more than four times its idle CPU) would run past it. No attack may run out of the calls' budget
+# (test_every_submission_keeps_within_its_two_time_budgets checks the notes).
 LIMITS = Limits(timeout_s=3.0, memory_mb=1024, nproc=64, submission_timeout_s=60, calls_timeout_s=120)
 #: the largest autograded notebook a submission may cause (its output is capped at 2,000,000 characters).
 MAX_AUTOGRADED_BYTES = 3_000_000
@@ -222,10 +224,13 @@ def test_every_submission_keeps_within_its_two_time_budgets(graded: dict) -> Non
     """Every attempt shares the calls' budget, and the cells' until a graded call crashes or stalls; a rerun without
     that function gets the cells' budget afresh, at most MAX_RESTARTS times (review r11, F3), so no submission takes
     more than worst_wall_s, and one with no crashed or stalled call no more than the two budgets' sum."""
+    calls_ran_out = _PHASE_OUT_OF_TIME["calls"].split("(")[0]
     for report in graded["reports"].values():
         assert report.seconds <= LIMITS.worst_wall_s + 5, report
         if not any(line.endswith("it was not called again") for line in report.notes):
             assert report.seconds <= LIMITS.total_wall_s + 5, report
+        # No attack is meant to come near the calls' budget (see LIMITS): one that ran out of it ran far past its time.
+        assert not any(line.startswith(calls_ran_out) for line in report.notes), report
 
 
 def test_shared_files_and_submissions_are_never_modified(graded: dict) -> None:

@@ -345,6 +345,7 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
                 calls = [call for call in calls if call["id"] not in settled]
                 made_calls, cells_left = run, limits.wall_s
                 continue
+            # A cell to leave out as well: on to the code below, as for a cell's own culprit.
         elif culprit is None or attempt > MAX_RESTARTS:
             return run
         # Leave the culprit cell out. Without it the calls run in other names: no earlier answer stands, not even

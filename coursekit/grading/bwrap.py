@@ -116,7 +116,8 @@ def _ancestors(path: str) -> list[str]:
     return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def bwrap_command(disk_mb: int, package: Path, view: Path | None, seccomp_fd: int | None) -> list[str]:
+def bwrap_command(disk_mb: int, package: Path, view: Path | None, seccomp_fd: int | None,
+                  info_fd: int | None = None) -> list[str]:
     """The ``bwrap`` arguments that set up a sandbox (the command to run inside follows them).
 
     Args:
@@ -124,6 +125,8 @@ def bwrap_command(disk_mb: int, package: Path, view: Path | None, seccomp_fd: in
         package: the installed ``coursekit`` directory.
         view: the assignment's view of the package, mounted over ``package`` (``None``: the package itself).
         seccomp_fd: a descriptor holding the seccomp program (``None``: no filter).
+        info_fd: a descriptor bubblewrap writes the sandbox's first process and namespaces to, as JSON
+            (``None``: none).
 
     Returns:
         The argument list, starting with ``bwrap``.
@@ -134,6 +137,8 @@ def bwrap_command(disk_mb: int, package: Path, view: Path | None, seccomp_fd: in
         args += ["--cap-add", capability]
     if seccomp_fd is not None:
         args += ["--seccomp", str(seccomp_fd)]
+    if info_fd is not None:
+        args += ["--info-fd", str(info_fd)]
     for top in _TOP_LEVEL:
         path = Path("/") / top
         if path.is_symlink():

@@ -48,7 +48,7 @@ OPTIONAL_BUDGETS = ("submission_timeout_s", "calls_timeout_s")
 MIN_MEMORY_MB = 512
 #: memory the runner, bubblewrap and the kernel's shared imports (torch) need besides the kernel's own limit.
 RUNNER_MEMORY_MB = 512
-#: processes the runner and bubblewrap need besides the kernel's ``nproc``.
+#: processes the runner, bubblewrap and the fork server's placeholder need besides the kernel's ``nproc``.
 RUNNER_PROCESSES = 16
 #: the most ``output_cell`` accepted: the kernel's report of a cell carries that many characters of each stream
 #: and, when it cut one, :data:`~coursekit.grading.protocol.TRUNCATED` after them, and the runner refuses a stream

@@ -1,7 +1,10 @@
 """The runner: the trusted process in the sandbox that supervises the kernel and reports to the grader.
 
-Started by :mod:`coursekit.grading.sandbox` as ``python -I runner.py`` (inside
-bubblewrap, as root with a few capabilities). It never runs student code:
+Started in the sandbox by :mod:`coursekit.grading.sandbox`, as root with a few
+capabilities: from the fork server (:mod:`coursekit.grading.forkserver`), which
+runs it as ``__main__`` with torch already imported, or as ``python -I
+runner.py`` by bubblewrap (and outside it, where there is no bubblewrap). It
+never runs student code:
 
 1. reads :class:`~coursekit.grading.protocol.Setup` from stdin, limits the
    scratch file systems' inodes, writes the working copy and imports everything

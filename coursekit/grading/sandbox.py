@@ -5,7 +5,10 @@
 (:mod:`~coursekit.grading.cgroups`), the assignment's view of ``coursekit``
 (:mod:`~coursekit.grading.package_view`), the seccomp filter
 (:mod:`~coursekit.grading.seccomp`) and the bubblewrap command line
-(:mod:`~coursekit.grading.bwrap`). Then it talks to the runner inside
+(:mod:`~coursekit.grading.bwrap`). In bubblewrap, the runner comes from the
+fork server (:mod:`~coursekit.grading.forkserver`) into a sandbox that
+bubblewrap built around a placeholder; where the server cannot be reached,
+bubblewrap starts the runner itself. Then it talks to the runner inside
 (:mod:`~coursekit.grading.runner`) in the messages of
 :mod:`~coursekit.grading.protocol`: the setup first, the hidden calls only
 once the runner reports that every cell has run. Every event is decoded
@@ -28,6 +31,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import json
+import select
 import selectors
 import shutil
 import signal
@@ -40,8 +45,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coursekit.grading import protocol
-from coursekit.grading.bwrap import (SANDBOX_WORKDIR, bubblewrap_available, bwrap_command, capability_mask,
+from coursekit.grading import forkserver, protocol
+from coursekit.grading.bwrap import (SANDBOX_HOME, SANDBOX_WORKDIR, bubblewrap_available, bwrap_command, capability_mask,
                                      environment, interpreter, python_roots, requested_capabilities)
 from coursekit.grading.cgroups import SandboxGroup, cgroups_available, join_command
 from coursekit.grading.limits import Limits
@@ -56,6 +61,8 @@ from coursekit.grading.uids import UidLease
 RUNNER_SLACK_S = 10.0
 #: bytes read from the runner at a time.
 CHUNK = 1 << 16
+#: how long the grader waits, once the sandbox is gone, for a forked runner's exit status.
+STATUS_WAIT_S = 5.0
 
 
 def sandbox_available() -> tuple[bool, str]:
@@ -118,6 +125,7 @@ class RawRun:
         sandboxed: bubblewrap isolated the run.
         cgroups: the run had cgroups of its own (CPU quota, memory, processes).
         oom_kills: processes the sandbox's memory cgroup killed.
+        forked: the runner came from the fork server (:mod:`~coursekit.grading.forkserver`), not from an ``exec``.
         seconds: wall-clock time of all attempts together.
         cells_seconds: of ``seconds``, the time before the cells were done (the sandbox's start included).
         calls_seconds: of ``seconds``, the time of the hidden calls (after the cells were done).
@@ -146,6 +154,7 @@ class RawRun:
     sandboxed: bool = True
     cgroups: bool = True
     oom_kills: int = 0
+    forked: bool = False
     seconds: float = 0.0
     cells_seconds: float = 0.0
     calls_seconds: float = 0.0
@@ -306,6 +315,17 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
         process.kill()
 
 
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Kill the sandbox, wait for it, and close its pipes."""
+    _kill(process)
+    process.wait()
+    for stream in (process.stdin, process.stdout, process.stderr):
+        # A writer thread may still hold stdin: it suppresses what closing it here makes it raise.
+        with contextlib.suppress(OSError, ValueError):
+            if stream is not None:
+                stream.close()
+
+
 def _seccomp_pipe() -> int | None:
     """A pipe's read end holding the seccomp program (bubblewrap reads it to its end)."""
     program = sandbox_filter()
@@ -317,8 +337,103 @@ def _seccomp_pipe() -> int | None:
     return read
 
 
+@dataclass
+class _ForkedRunner:
+    """A runner started by the fork server: its pipes, and the pipe its starter writes its exit status to."""
+
+    stdin: Any
+    stdout: Any
+    stderr: Any
+    status: int
+
+    def exit_status(self, fallback: int | None) -> int | None:
+        """The runner's exit status (negative: the signal that killed it), once the sandbox is gone.
+
+        The starter writes it as soon as the runner has ended, which a killed sandbox's runner has by now or
+        within :data:`STATUS_WAIT_S`; ``fallback`` when none came.
+        """
+        try:
+            ready, _, _ = select.select([self.status], [], [], STATUS_WAIT_S)
+            text = os.read(self.status, 32) if ready else b""
+        finally:
+            os.close(self.status)
+            for stream in (self.stdin, self.stdout, self.stderr):
+                with contextlib.suppress(OSError):
+                    stream.close()
+        try:
+            return int(text)
+        except ValueError:
+            return fallback
+
+
+def _holder_pid(info: bytes) -> int:
+    """The placeholder's PID, from bubblewrap's ``--info-fd`` JSON (which names the sandbox's init, its parent)."""
+    init = int(json.loads(info)["child-pid"])
+    with open(f"/proc/{init}/task/{init}/children") as handle:
+        children = handle.read().split()
+    if len(children) != 1:
+        raise OSError(f"the sandbox's init has {len(children)} children, not one placeholder")
+    return int(children[0])
+
+
+def _start_from_fork_server(limits: Limits, view: Path, group: SandboxGroup | None,
+                            deadline: float) -> tuple[Any, _ForkedRunner | None, str]:
+    """Start the sandbox with a placeholder inside, then ask the fork server for a runner in it.
+
+    Returns:
+        The bubblewrap process, the runner and ``""``; or, when the placeholder never said it was ready or
+        was not found, or the fork server could not be reached, ``(None, None, why)`` with the sandbox
+        already stopped: the caller then starts the runner with bubblewrap instead (which fails as the
+        placeholder did, and says why in its stderr).
+    """
+    info_read, info_write = os.pipe()
+    seccomp = _seccomp_pipe()
+    try:
+        command = bwrap_command(limits.disk_mb, package_root(), view, seccomp, info_fd=info_write)
+        command += [interpreter(), "-I", "-S", "-c", forkserver.HOLDER_SOURCE]
+        if group is not None:
+            command = join_command(group.procs_files(), command)
+        passed = (info_write,) if seccomp is None else (seccomp, info_write)
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                   pass_fds=passed, cwd="/", start_new_session=True)
+    finally:
+        os.close(info_write)
+        if seccomp is not None:
+            os.close(seccomp)
+    fds: list[int] = []
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready or os.read(process.stdout.fileno(), 1) != b".":
+            raise OSError("the sandbox's placeholder did not start")
+        holder = _holder_pid(os.read(info_read, CHUNK))
+        for _ in range(4):
+            fds += os.pipe()
+        stdin_read, stdin_write, stdout_read, stdout_write, stderr_read, stderr_write, status_read, status_write = fds
+        try:
+            forkserver.shared().start_runner(
+                holder, [str(p) for p in group.procs_files()] if group is not None else [],
+                capability_mask(requested_capabilities()), sandbox_filter(),
+                str(package_root() / "grading" / "runner.py"), SANDBOX_HOME,
+                (stdin_read, stdout_write, stderr_write, status_write))
+        finally:
+            for fd in (stdin_read, stdout_write, stderr_write, status_write):
+                os.close(fd)
+                fds.remove(fd)
+        runner = _ForkedRunner(os.fdopen(stdin_write, "wb"), os.fdopen(stdout_read, "rb", buffering=0),
+                               os.fdopen(stderr_read, "rb", buffering=0), status_read)
+        return process, runner, ""
+    except (OSError, ValueError, KeyError) as error:
+        for fd in fds:
+            os.close(fd)
+        _stop(process)
+        return None, None, f"the fork server did not start the runner ({error})"
+    finally:
+        os.close(info_read)
+
+
 def run_job(job: Job, limits: Limits, *, cells_s: float, calls_s: float, use_sandbox: bool | None = None,
-            use_cgroups: bool | None = None) -> RawRun:
+            use_cgroups: bool | None = None, use_fork_server: bool = True) -> RawRun:
     """Run one attempt of ``job`` under ``limits`` until it ends or a phase outlives its budget.
 
     Args:
@@ -330,6 +445,9 @@ def run_job(job: Job, limits: Limits, *, cells_s: float, calls_s: float, use_san
             :attr:`Limits.calls_wall_s`).
         use_sandbox: force bubblewrap on or off; ``None`` uses it when available.
         use_cgroups: force cgroups on or off; ``None`` uses them when available.
+        use_fork_server: in bubblewrap, start the runner from the fork server
+            (:mod:`~coursekit.grading.forkserver`) instead of by bubblewrap's ``exec``; the sandbox is the
+            same either way.
 
     Returns:
         The raw run (never raises for anything the student's code does), with the time each phase took.
@@ -368,27 +486,34 @@ def run_job(job: Job, limits: Limits, *, cells_s: float, calls_s: float, use_san
                       SANDBOX_WORKDIR if use_sandbox else os.path.join(host_workdir or "", "work"),
                       bool(use_sandbox), job.memory_budget_mb,
                       capability_mask(requested_capabilities()) if use_sandbox else None)
-        if use_sandbox:
-            command = bwrap_command(limits.disk_mb, package_root(), view, seccomp)
-            command += [interpreter(), "-I", str(package_root() / "grading" / "runner.py")]
-            env = None
-        else:
-            command = [interpreter(), "-I", str(view / "grading" / "runner.py")]
-            env = environment(host_workdir or "/")
-        if group is not None:
-            command = join_command(group.procs_files(), command)
-        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   pass_fds=() if seccomp is None else (seccomp,), env=env,
-                                   cwd=host_workdir or "/", start_new_session=True)
-        if seccomp is not None:
-            os.close(seccomp)
-            seccomp = None
+        runner: _ForkedRunner | None = None
+        not_forked = ""
+        if use_sandbox and use_fork_server:
+            process, runner, not_forked = _start_from_fork_server(limits, view, group, clock.deadline)
+        if runner is None:
+            if use_sandbox:
+                command = bwrap_command(limits.disk_mb, package_root(), view, seccomp)
+                command += [interpreter(), "-I", str(package_root() / "grading" / "runner.py")]
+                env = None
+            else:
+                command = [interpreter(), "-I", str(view / "grading" / "runner.py")]
+                env = environment(host_workdir or "/")
+            if group is not None:
+                command = join_command(group.procs_files(), command)
+            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, pass_fds=() if seccomp is None else (seccomp,),
+                                       env=env, cwd=host_workdir or "/", start_new_session=True)
+            if seccomp is not None:
+                os.close(seccomp)
+                seccomp = None
+        run.forked = runner is not None
         try:
-            _talk(process, job, limits, setup, run, clock)
+            _talk(runner or process, job, limits, setup, run, clock)
         finally:
-            _kill(process)
-            process.wait()
-            run.returncode = process.returncode
+            _stop(process)
+            run.returncode = process.returncode if runner is None else runner.exit_status(process.returncode)
+        if not_forked:
+            run.diagnostics = f"coursekit: {not_forked}; bubblewrap started the runner instead\n" + run.diagnostics
     finally:
         if seccomp is not None:
             os.close(seccomp)

@@ -1,0 +1,124 @@
+"""The fork server: a runner it starts sits in the same sandbox, with the same limits, as one bubblewrap starts."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from typing import Any
+
+import pytest
+
+from conftest import require_sandbox
+from coursekit.grading import forkserver
+from coursekit.grading.bwrap import capability_mask, requested_capabilities
+from coursekit.grading.limits import Limits
+from coursekit.grading.package_view import plan_view
+from coursekit.grading.sandbox import Job, RawRun, run_job
+from coursekit.grading.secret import SECRET_VARIABLE
+
+pytestmark = pytest.mark.grading
+
+#: a cell that describes the process it runs in (the kernel) and its parent (the runner) as JSON.
+PROBE = r'''
+import json, os, random, resource, sys
+import numpy
+def status(pid):
+    keep = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp")
+    return {k: v.strip() for k, _, v in (l.partition(":") for l in open(f"/proc/{pid}/status")) if k in keep}
+def withheld():
+    from coursekit.losses import nll
+    try:
+        nll.token_nll(None, None)
+    except BaseException as error:
+        return type(error).__name__
+    return "computed"
+def cmdline(pid):
+    try:
+        return open(f"/proc/{pid}/cmdline").read().split("\0")[:4]
+    except OSError as error:
+        return str(error)
+print(json.dumps({
+    "kernel": status("self"), "runner": status(os.getppid()), "environment": dict(os.environ), "cwd": os.getcwd(),
+    "fds": sorted(os.listdir("/proc/self/fd")), "sys.path": sys.path,
+    "rlimits": {name: resource.getrlimit(getattr(resource, name)) for name in
+                ("RLIMIT_CPU", "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_FSIZE", "RLIMIT_CORE", "RLIMIT_STACK")},
+    "address space limit": resource.getrlimit(resource.RLIMIT_AS)[0],
+    "hostname": os.uname().nodename, "root": sorted(os.listdir("/")),
+    "mounts": [line.split()[4] + " " + line.split(" - ")[1] for line in open("/proc/self/mountinfo")],
+    "cgroup": open("/proc/self/cgroup").read(), "network": sorted(line.split(":")[0].strip() for line in open("/proc/net/dev").readlines()[2:]),
+    "processes": {pid: cmdline(pid) for pid in sorted(os.listdir("/proc"), key=lambda p: p.zfill(9)) if pid.isdigit()},
+    "coursekit modules": sorted(m for m in sys.modules if m == "coursekit" or m.startswith("coursekit.")),
+    "reference": withheld(),
+    "random": [random.getrandbits(64), int(numpy.random.randint(2**31))],
+}))
+'''
+
+
+@pytest.fixture(autouse=True)
+def _sandbox() -> None:
+    require_sandbox()
+
+
+def _probe(use_fork_server: bool) -> tuple[RawRun, dict[str, Any]]:
+    job = Job(files={"data.txt": base64.b64encode(b"x").decode()}, cells=[{"index": 0, "source": PROBE}],
+              calls=[], adapters=[], view=plan_view({"token_nll"}, []))
+    run = run_job(job, Limits(), cells_s=120.0, calls_s=60.0, use_fork_server=use_fork_server)
+    assert run.finished and len(run.cells) == 1, (run, run.diagnostics[-2000:])
+    return run, json.loads(run.cells[0].stdout)
+
+
+def test_a_forked_runner_and_its_kernel_see_the_sandbox_a_bubblewrap_runner_sees() -> None:
+    execed_run, execed = _probe(use_fork_server=False)
+    forked_run, forked = _probe(use_fork_server=True)
+    assert (execed_run.forked, forked_run.forked) == (False, True)
+    assert forked_run.returncode == 0 and forked_run.diagnostics == ""
+    same = ("environment", "cwd", "fds", "sys.path", "rlimits", "hostname", "root", "mounts", "cgroup", "network",
+            "coursekit modules", "reference")
+    assert {key: forked[key] for key in same} == {key: execed[key] for key in same}
+    assert forked["network"] == ["lo"] and forked["hostname"] == "sandbox" and forked["reference"] == "ReferenceWithheld"
+    # The address-space limit is the runner's own reading of the kernel's start plus the budget.
+    assert abs(forked["address space limit"] - execed["address space limit"]) < 64 * 2**20
+    requested = capability_mask(requested_capabilities())
+    for who in ("kernel", "runner"):
+        # Identical but for two sets bubblewrap leaves wider: it keeps the bounding set whole and makes the
+        # capabilities asked for inheritable; the fork server keeps only those asked for, in neither.
+        differing = {"CapBnd", "CapInh"}
+        assert {k: v for k, v in forked[who].items() if k not in differing} == \
+               {k: v for k, v in execed[who].items() if k not in differing}, (forked[who], execed[who])
+        assert (int(forked[who]["CapBnd"], 16), int(forked[who]["CapInh"], 16)) == (requested, 0)
+    assert forked["kernel"]["NoNewPrivs"] == "1" and forked["kernel"]["Seccomp"] == "2"
+    assert int(forked["kernel"]["CapEff"], 16) == int(forked["kernel"]["CapPrm"], 16) == 0
+    assert forked["kernel"]["Uid"].split() == execed["kernel"]["Uid"].split()[:1] * 4 != ["0"] * 4
+    # One more process: the placeholder that holds the namespaces (pid 2), then the runner and the kernel.
+    assert len(forked["processes"]) == len(execed["processes"]) + 1 == 4
+    assert forked["processes"]["2"][1:] == ["-I", "-S", "-c"], forked["processes"]
+
+
+def test_each_forked_runner_seeds_its_random_generators_afresh() -> None:
+    draws = [_probe(use_fork_server=True)[1]["random"] for _ in range(2)]
+    assert draws[0][0] != draws[1][0] and draws[0][1] != draws[1][1], draws
+
+
+def test_the_fork_server_holds_neither_coursekit_nor_the_grading_secret() -> None:
+    _probe(use_fork_server=True)
+    server = forkserver.shared()
+    assert server.alive
+    with open(f"/proc/{server.process.pid}/environ", "rb") as handle:
+        environment = dict(item.partition(b"=")[::2] for item in handle.read().split(b"\0") if item)
+    assert SECRET_VARIABLE.encode() not in environment and os.environ[SECRET_VARIABLE]
+    assert not any(os.environ[SECRET_VARIABLE].encode() in value for value in environment.values())
+    with open(f"/proc/{server.process.pid}/cmdline", "rb") as handle:
+        assert handle.read().split(b"\0")[1:3] == [b"-I", forkserver.__file__.encode()]
+
+
+def test_without_the_fork_server_bubblewrap_starts_the_runner_and_the_run_says_why(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreachable() -> forkserver.ForkServer:
+        raise ConnectionRefusedError("no fork server in this test")
+
+    monkeypatch.setattr(forkserver, "shared", unreachable)
+    run, seen = _probe(use_fork_server=True)
+    assert not run.forked and seen["hostname"] == "sandbox"
+    assert run.diagnostics.startswith("coursekit: the fork server did not start the runner (no fork server in this "
+                                      "test); bubblewrap started the runner instead"), run.diagnostics

@@ -33,13 +33,19 @@ def withheld():
     except BaseException as error:
         return type(error).__name__
     return "computed"
+def memfd():
+    try:
+        os.close(os.memfd_create("probe"))
+    except OSError as error:
+        return type(error).__name__
+    return "created"
 def cmdline(pid):
     try:
         return open(f"/proc/{pid}/cmdline").read().split("\0")[:4]
     except OSError as error:
         return str(error)
 print(json.dumps({
-    "kernel": status("self"), "runner": status(os.getppid()), "environment": dict(os.environ), "cwd": os.getcwd(),
+    "kernel": status("self"), "runner": status(os.getppid()), "pid 2": status(2), "memfd": memfd(), "environment": dict(os.environ), "cwd": os.getcwd(),
     "fds": sorted(os.listdir("/proc/self/fd")), "sys.path": sys.path,
     "rlimits": {name: resource.getrlimit(getattr(resource, name)) for name in
                 ("RLIMIT_CPU", "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_FSIZE", "RLIMIT_CORE", "RLIMIT_STACK")},
@@ -74,8 +80,9 @@ def test_a_forked_runner_and_its_kernel_see_the_sandbox_a_bubblewrap_runner_sees
     assert (execed_run.forked, forked_run.forked) == (False, True)
     assert forked_run.returncode == 0 and forked_run.diagnostics == ""
     same = ("environment", "cwd", "fds", "sys.path", "rlimits", "hostname", "root", "mounts", "cgroup", "network",
-            "coursekit modules", "reference")
+            "coursekit modules", "reference", "memfd")
     assert {key: forked[key] for key in same} == {key: execed[key] for key in same}
+    assert forked["memfd"] == "PermissionError", "the seccomp filter denies memfd_create"
     assert forked["network"] == ["lo"] and forked["hostname"] == "sandbox" and forked["reference"] == "ReferenceWithheld"
     # The address-space limit is the runner's own reading of the kernel's start plus the budget.
     assert abs(forked["address space limit"] - execed["address space limit"]) < 64 * 2**20
@@ -90,20 +97,25 @@ def test_a_forked_runner_and_its_kernel_see_the_sandbox_a_bubblewrap_runner_sees
     assert forked["kernel"]["NoNewPrivs"] == "1" and forked["kernel"]["Seccomp"] == "2"
     assert int(forked["kernel"]["CapEff"], 16) == int(forked["kernel"]["CapPrm"], 16) == 0
     assert forked["kernel"]["Uid"].split() == execed["kernel"]["Uid"].split()[:1] * 4 != ["0"] * 4
-    # One more process: the placeholder that holds the namespaces (pid 2), then the runner and the kernel.
+    # One more process: the placeholder that holds the namespaces (pid 2), without capabilities, then the
+    # runner and the kernel.
     assert len(forked["processes"]) == len(execed["processes"]) + 1 == 4
     assert forked["processes"]["2"][1:] == ["-I", "-S", "-c"], forked["processes"]
+    assert int(forked["pid 2"]["CapEff"], 16) == int(forked["pid 2"]["CapPrm"], 16) == 0, forked["pid 2"]
 
 
 def test_each_forked_runner_seeds_its_random_generators_afresh() -> None:
-    draws = [_probe(use_fork_server=True)[1]["random"] for _ in range(2)]
+    runs = [_probe(use_fork_server=True) for _ in range(2)]
+    assert all(run.forked for run, _ in runs)
+    draws = [seen["random"] for _, seen in runs]
     assert draws[0][0] != draws[1][0] and draws[0][1] != draws[1][1], draws
 
 
-def test_the_fork_server_holds_neither_coursekit_nor_the_grading_secret() -> None:
-    _probe(use_fork_server=True)
+def test_the_fork_server_does_not_hold_the_grading_secret() -> None:
+    """(That it holds nothing of ``coursekit`` is in the comparison above: the kernel's modules are the same.)"""
     server = forkserver.shared()
-    assert server.alive
+    assert _probe(use_fork_server=True)[0].forked
+    assert forkserver.shared() is server and server.alive
     with open(f"/proc/{server.process.pid}/environ", "rb") as handle:
         environment = dict(item.partition(b"=")[::2] for item in handle.read().split(b"\0") if item)
     assert SECRET_VARIABLE.encode() not in environment and os.environ[SECRET_VARIABLE]
@@ -120,5 +132,39 @@ def test_without_the_fork_server_bubblewrap_starts_the_runner_and_the_run_says_w
     monkeypatch.setattr(forkserver, "shared", unreachable)
     run, seen = _probe(use_fork_server=True)
     assert not run.forked and seen["hostname"] == "sandbox"
-    assert run.diagnostics.startswith("coursekit: the fork server did not start the runner (no fork server in this "
-                                      "test); bubblewrap started the runner instead"), run.diagnostics
+    assert run.fork_server_note == "the fork server did not start the runner (no fork server in this test)"
+
+
+def test_a_placeholder_pid_in_other_namespaces_is_refused() -> None:
+    """Review r42, S1: a PID reused after the placeholder died must not lead a runner into another sandbox (here:
+    this test's own process, in the host's namespaces)."""
+    pipes = [os.pipe() for _ in range(4)]
+    ours = [pipes[0][1], pipes[1][0], pipes[2][0], pipes[3][0]]
+    theirs = (pipes[0][0], pipes[1][1], pipes[2][1], pipes[3][1])
+    sandbox_like = {name: 1 for name in ("pid", "mnt", "net", "ipc", "uts", "cgroup")}
+    try:
+        forkserver.shared().start_runner(os.getpid(), sandbox_like, [], 0, None, "/nonexistent/runner.py", "/",
+                                         theirs)
+    finally:
+        for fd in theirs:
+            os.close(fd)
+    try:
+        with os.fdopen(os.dup(pipes[3][0]), "rb") as status:
+            said = status.read().decode()
+        assert said.startswith("failed OSError(") and "is not in the sandbox's" in said and said.endswith("\n"), said
+        assert os.read(pipes[1][0], 100) == b"", "no runner started"
+    finally:
+        for fd in ours:
+            os.close(fd)
+
+
+def test_a_runner_that_cannot_enter_the_sandbox_is_started_by_bubblewrap_instead(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review r42, L1: a failure after the request was sent falls back too, and the note says what failed."""
+    from coursekit.grading import sandbox
+
+    monkeypatch.setattr(sandbox, "SANDBOX_HOME", "/no/such/home")
+    run, seen = _probe(use_fork_server=True)
+    assert not run.forked and seen["cwd"] == "/home/student/work"
+    assert run.fork_server_note.startswith("the fork server did not start the runner (failed the runner did not "
+                                           "enter the sandbox: FileNotFoundError("), run.fork_server_note

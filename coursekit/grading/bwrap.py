@@ -117,7 +117,7 @@ def _ancestors(path: str) -> list[str]:
 
 
 def bwrap_command(disk_mb: int, package: Path, view: Path | None, seccomp_fd: int | None,
-                  info_fd: int | None = None) -> list[str]:
+                  info_fd: int | None = None, capabilities: bool = True) -> list[str]:
     """The ``bwrap`` arguments that set up a sandbox (the command to run inside follows them).
 
     Args:
@@ -127,13 +127,15 @@ def bwrap_command(disk_mb: int, package: Path, view: Path | None, seccomp_fd: in
         seccomp_fd: a descriptor holding the seccomp program (``None``: no filter).
         info_fd: a descriptor bubblewrap writes the sandbox's first process and namespaces to, as JSON
             (``None``: none).
+        capabilities: give the command inside the runner's capabilities (:func:`requested_capabilities`);
+            ``False``: none (the fork server's placeholder).
 
     Returns:
         The argument list, starting with ``bwrap``.
     """
     args = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--die-with-parent", "--new-session", "--hostname", "sandbox", "--clearenv", "--cap-drop", "ALL"]
-    for capability in requested_capabilities():
+    for capability in requested_capabilities() if capabilities else ():
         args += ["--cap-add", capability]
     if seccomp_fd is not None:
         args += ["--seccomp", str(seccomp_fd)]

@@ -1,20 +1,23 @@
 """A fork server that imports torch once and starts each sandbox's runner from that import.
 
-Started as ``python -I forkserver.py`` (:class:`ForkServer`), it costs every
+Started as ``python -I forkserver.py`` (:class:`ForkServer`), it spares every
 submission's runner the ~1.4 s of CPU that ``import torch`` takes, which was
 most of what grading one submission cost. It never sees a submission: the
-grader starts the sandbox with bubblewrap as before (:mod:`~coursekit.grading.bwrap`:
-the same namespaces, mounts, seccomp filter and cgroups), but the command
-inside is a placeholder, :data:`HOLDER_SOURCE`, that only says it is ready and
-waits. The grader then asks the server for a runner in that sandbox, handing
-it the runner's three pipes and a pipe for its exit status, and talks to the
-runner as it would to one bubblewrap had started.
+grader starts the sandbox with bubblewrap as before
+(:mod:`~coursekit.grading.bwrap`: the same namespaces, mounts, seccomp filter
+and cgroups), but the command inside is a placeholder, :data:`HOLDER_SOURCE`,
+without capabilities, that only says it is ready and waits. The grader then
+asks the server for a runner in that sandbox, handing it the runner's three
+pipes and a pipe to report on, and talks to the runner as it would to one
+bubblewrap had started.
 
 For each request the server forks a **starter**, which stays outside the
-sandbox as root: it opens the placeholder's namespaces and root directory,
-joins its PID namespace (:func:`setns` takes effect for children only), and
-forks the **runner**, puts it in the sandbox's cgroups and lets it go. The
-runner then does what bubblewrap does for the command it runs:
+sandbox as root: it opens the placeholder's root directory and namespaces
+(each checked against the inode number bubblewrap reported, so a reused PID
+cannot lead a runner into another sandbox), joins its PID namespace
+(:func:`setns` takes effect for children only), forks the **runner**, puts it
+in the sandbox's cgroups and lets it go. The runner then does what bubblewrap
+does for the command it runs:
 
 1. joins the sandbox's network, IPC, UTS, cgroup and mount namespaces and
    its root directory (``chroot`` to the placeholder's root), and moves to
@@ -27,18 +30,21 @@ runner then does what bubblewrap does for the command it runs:
 5. runs ``runner.py`` from the sandbox's view of ``coursekit`` as
    ``__main__``, as ``python -I runner.py`` would.
 
-The starter waits for the runner and writes its exit status (as
-:func:`os.waitstatus_to_exitcode` gives it) to the status pipe. When the
-grader kills the sandbox, the PID namespace's init dies and the kernel kills
-the runner with it.
+The starter tells the grader on the status pipe when the runner is in the
+sandbox (or why it never got there: the grader then has bubblewrap start the
+runner), and how it ended. When the grader kills the sandbox, the PID
+namespace's init dies and the kernel kills the runner with it.
 
 Nothing of ``coursekit`` may be imported in the server (its memory is every
 runner's): the module's top imports the standard library only, the server
 imports torch and NumPy and refuses to serve when ``coursekit`` is loaded, and
 the runner imports ``coursekit`` afresh from the sandbox's view. The
 server's random states are every runner's too, so the runner reseeds Python's
-and NumPy's global generators from the operating system, as a fresh process
-would seed them.
+and NumPy's global generators from the operating system. Its string hashes'
+seed cannot change after start: every runner of one grader process shares the
+server's, where an exec'd runner drew its own (``-I`` ignores
+``PYTHONHASHSEED``). What the kernel can reach of the server's state (its
+module, the request: host PIDs and cgroup paths) holds nothing secret.
 """
 
 from __future__ import annotations
@@ -150,10 +156,13 @@ def _reseed() -> None:
 
 
 def _enter_sandbox(request: dict[str, Any], stdio: tuple[int, int, int], namespaces: dict[str, int],
-                   root: int, go: int, last_capability: int) -> None:
-    """The runner's side: wait for the cgroups, join the sandbox, keep only stdio and the capabilities asked for."""
+                   root: int, go: int, entered: int, last_capability: int) -> None:
+    """The runner's side: wait for the cgroups, join the sandbox, keep only stdio and the capabilities asked for.
+
+    Writes ``1`` to ``entered`` and closes it once the runner is in the sandbox with its limits set.
+    """
     if os.read(go, 1) != b"1":
-        os._exit(START_FAILED)
+        raise OSError("the starter did not let the runner go")
     for name, flag in JOINED_NAMESPACES:
         setns(namespaces[name], flag)
     os.fchdir(root)
@@ -164,10 +173,13 @@ def _enter_sandbox(request: dict[str, Any], stdio: tuple[int, int, int], namespa
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     for target, fd in enumerate(stdio):
         os.dup2(fd, target)
-    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    os.closerange(3, entered)
+    os.closerange(entered + 1, os.sysconf("SC_OPEN_MAX"))
     keep_capabilities(int(request["capabilities"]), last_capability)
     load_seccomp(bytes.fromhex(request["seccomp"]))
     _reseed()
+    os.write(entered, b"1")
+    os.close(entered)
 
 
 def _run_as_main(path: str) -> NoReturn:
@@ -189,54 +201,95 @@ def _run_as_main(path: str) -> NoReturn:
     os._exit(code)
 
 
+def _open_namespaces(holder: int, expected: dict[str, int]) -> dict[str, int]:
+    """Open the placeholder's namespaces, checking each against the inode bubblewrap reported for it.
+
+    A PID that no longer names the placeholder (it died and the number was reused) names a process whose
+    namespaces are other ones: refused, so a runner never starts in another sandbox.
+    """
+    opened: dict[str, int] = {}
+    try:
+        for name, _ in JOINED_NAMESPACES + (("pid", CLONE_NEWPID),):
+            opened[name] = os.open(f"/proc/{holder}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+            want = expected.get(name)
+            if want is None and name in ("pid", "mnt"):
+                raise OSError(f"bubblewrap did not report the sandbox's {name} namespace")
+            if want is not None and os.fstat(opened[name]).st_ino != want:
+                raise OSError(f"process {holder} is not in the sandbox's {name} namespace")
+    except BaseException:
+        for fd in opened.values():
+            os.close(fd)
+        raise
+    return opened
+
+
 def _start(request: dict[str, Any], fds: list[int]) -> NoReturn:
-    """The starter's side (a child of the server, outside the sandbox): start the runner, report how it ended."""
+    """The starter's side (a child of the server, outside the sandbox): start the runner, report how it went.
+
+    It writes to the status pipe ``started`` once the runner is in the sandbox and ``exit N`` when it has
+    ended (:func:`os.waitstatus_to_exitcode`), or ``failed WHY`` when the runner never got there, each on a
+    line of its own.
+    """
     stdin, stdout, stderr, status = fds
     runner = -1
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         holder = int(request["holder"])
-        namespaces = {name: os.open(f"/proc/{holder}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
-                      for name, _ in JOINED_NAMESPACES + (("pid", CLONE_NEWPID),)}
         root = os.open(f"/proc/{holder}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        namespaces = _open_namespaces(holder, {name: int(inode) for name, inode in request["namespaces"].items()})
         with open("/proc/sys/kernel/cap_last_cap") as handle:
             last_capability = int(handle.read())
         setns(namespaces["pid"], CLONE_NEWPID)
         go_read, go_write = os.pipe()
+        entered_read, entered_write = os.pipe()
         runner = os.fork()
         if runner == 0:
             try:
-                os.close(go_write)
-                os.close(status)
-                _enter_sandbox(request, (stdin, stdout, stderr), namespaces, root, go_read, last_capability)
+                for fd in (go_write, entered_read, status):
+                    os.close(fd)
+                _enter_sandbox(request, (stdin, stdout, stderr), namespaces, root, go_read, entered_write,
+                               last_capability)
             except BaseException as error:  # noqa: BLE001 - nothing may unwind into the server's loop
-                message = f"coursekit fork server: the runner failed to start: {error!r}\n".encode()
                 with contextlib.suppress(OSError):
-                    try:
-                        os.write(stderr, message)
-                    except OSError:
-                        os.write(2, message)  # stderr is already fd 2 (and closed under its old number)
-            else:
-                _run_as_main(request["runner"])
-            os._exit(START_FAILED)
-        for fd in (stdin, stdout, stderr, go_read, root, *namespaces.values()):
+                    os.write(entered_write, f"E{error!r}"[:1000].encode("utf-8", "replace"))
+                os._exit(START_FAILED)
+            _run_as_main(request["runner"])
+        for fd in (stdin, stdout, stderr, go_read, entered_write, root, *namespaces.values()):
             os.close(fd)
         for procs in request["cgroup_procs"]:
             with open(procs, "w") as handle:
                 handle.write(str(runner))
         os.write(go_write, b"1")
         os.close(go_write)
+        word = _read_all(entered_read)
+        if word == b"1":
+            os.write(status, b"started\n")
         _, wait_status = os.waitpid(runner, 0)
+        runner = -1
         code = os.waitstatus_to_exitcode(wait_status)
-    except BaseException:  # noqa: BLE001 - the grader reads the status, whatever went wrong here
+        if word == b"1":
+            line = f"exit {code}"
+        else:
+            why = word[1:].decode("utf-8", "replace") or f"it exited with status {code}"
+            line = f"failed the runner did not enter the sandbox: {why}"
+    except BaseException as error:  # noqa: BLE001 - the grader reads the status, whatever went wrong here
         if runner > 0:
             with contextlib.suppress(OSError):
                 os.kill(runner, signal.SIGKILL)
                 os.waitpid(runner, 0)
-        code = START_FAILED
+        line = f"failed {error!r}"
     with contextlib.suppress(OSError):
-        os.write(status, str(code).encode())
+        os.write(status, (line.replace("\n", " ")[:1000] + "\n").encode("utf-8", "replace"))
     os._exit(0)
+
+
+def _read_all(fd: int) -> bytes:
+    """Read ``fd`` to its end (a few bytes at most here) and close it."""
+    data = b""
+    while chunk := os.read(fd, 1024):
+        data += chunk
+    os.close(fd)
+    return data
 
 
 def serve(control: socket.socket) -> None:
@@ -288,24 +341,26 @@ class ForkServer:
         """The server is still running."""
         return self.process.poll() is None
 
-    def start_runner(self, holder: int, cgroup_procs: list[str], capabilities: int, seccomp: bytes | None,
-                     runner: str, home: str, fds: tuple[int, int, int, int]) -> None:
+    def start_runner(self, holder: int, namespaces: dict[str, int], cgroup_procs: list[str], capabilities: int,
+                     seccomp: bytes | None, runner: str, home: str, fds: tuple[int, int, int, int]) -> None:
         """Ask for a runner in the sandbox of the placeholder ``holder`` (a host PID).
 
         Args:
             holder: the placeholder's PID, as this process sees it.
+            namespaces: the sandbox's namespaces' inode numbers by name (``pid``, ``mnt``, ...), as
+                bubblewrap reported them: the starter refuses a placeholder in other ones.
             cgroup_procs: the sandbox's ``cgroup.procs`` files, which the runner joins before it runs.
             capabilities: the capabilities the runner keeps, as a bit mask.
             seccomp: the seccomp program (``None``: only ``no_new_privs``).
             runner: the path of ``runner.py`` inside the sandbox.
             home: the directory the runner starts in.
-            fds: the runner's stdin, stdout and stderr, and the pipe its exit status is written to (the caller
-                closes its copies once this returns).
+            fds: the runner's stdin, stdout and stderr, and the pipe the starter reports on (see
+                :func:`_start`; the caller closes its copies once this returns).
 
         Raises:
             OSError: the server is gone.
         """
-        request = {"holder": holder, "cgroup_procs": [str(p) for p in cgroup_procs], "capabilities": capabilities,
+        request = {"holder": holder, "namespaces": namespaces, "cgroup_procs": [str(p) for p in cgroup_procs], "capabilities": capabilities,
                    "seccomp": (seccomp or b"").hex(), "runner": runner, "home": home}
         with self._lock:
             socket.send_fds(self._control, [json.dumps(request).encode()], list(fds))

@@ -63,6 +63,8 @@ RUNNER_SLACK_S = 10.0
 CHUNK = 1 << 16
 #: how long the grader waits, once the sandbox is gone, for a forked runner's exit status.
 STATUS_WAIT_S = 5.0
+#: the longest line the fork server's starter writes on the status pipe, in bytes (with room to spare).
+STATUS_LINE_BYTES = 4096
 
 
 def sandbox_available() -> tuple[bool, str]:
@@ -121,11 +123,14 @@ class RawRun:
         protocol_errors: runner lines that were malformed or out of order (a grader bug, or worse).
         ignored_reports: lines the kernel wrote to the runner's channel that were not the report the runner
             waited for (:attr:`~coursekit.grading.protocol.Done.ignored_reports`; every attempt's, after reruns).
-        returncode: the sandbox's exit status (negative: killed by that signal).
+        returncode: the runner's exit status (negative: killed by that signal; bubblewrap's when bubblewrap
+            started the runner).
         sandboxed: bubblewrap isolated the run.
         cgroups: the run had cgroups of its own (CPU quota, memory, processes).
         oom_kills: processes the sandbox's memory cgroup killed.
         forked: the runner came from the fork server (:mod:`~coursekit.grading.forkserver`), not from an ``exec``.
+        fork_server_note: why the fork server did not start the runner, where it was asked to (``""``: it did,
+            or it was not asked).
         seconds: wall-clock time of all attempts together.
         cells_seconds: of ``seconds``, the time before the cells were done (the sandbox's start included).
         calls_seconds: of ``seconds``, the time of the hidden calls (after the cells were done).
@@ -155,6 +160,7 @@ class RawRun:
     cgroups: bool = True
     oom_kills: int = 0
     forked: bool = False
+    fork_server_note: str = ""
     seconds: float = 0.0
     cells_seconds: float = 0.0
     calls_seconds: float = 0.0
@@ -339,12 +345,18 @@ def _seccomp_pipe() -> int | None:
 
 @dataclass
 class _ForkedRunner:
-    """A runner started by the fork server: its pipes, and the pipe its starter writes its exit status to."""
+    """A runner started by the fork server: its pipes, and the pipe its starter reports on."""
 
     stdin: Any
     stdout: Any
     stderr: Any
     status: int
+    said: bytes = b""
+
+    def first_word(self, deadline: float) -> str:
+        """The starter's first line: ``started``, or ``failed WHY`` (``""``: nothing came before ``deadline``)."""
+        line = _read_line(self.status, deadline, self)
+        return line.decode("utf-8", "replace")
 
     def exit_status(self, fallback: int | None) -> int | None:
         """The runner's exit status (negative: the signal that killed it), once the sandbox is gone.
@@ -353,27 +365,57 @@ class _ForkedRunner:
         within :data:`STATUS_WAIT_S`; ``fallback`` when none came.
         """
         try:
-            ready, _, _ = select.select([self.status], [], [], STATUS_WAIT_S)
-            text = os.read(self.status, 32) if ready else b""
+            line = _read_line(self.status, time.monotonic() + STATUS_WAIT_S, self)
         finally:
-            os.close(self.status)
-            for stream in (self.stdin, self.stdout, self.stderr):
-                with contextlib.suppress(OSError):
-                    stream.close()
+            self.close()
+        word, _, code = line.decode("utf-8", "replace").partition(" ")
         try:
-            return int(text)
+            return int(code) if word == "exit" else fallback
         except ValueError:
             return fallback
 
+    def close(self) -> None:
+        """Close the grader's ends of the runner's pipes."""
+        with contextlib.suppress(OSError):
+            os.close(self.status)
+        for stream in (self.stdin, self.stdout, self.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.close()
 
-def _holder_pid(info: bytes) -> int:
-    """The placeholder's PID, from bubblewrap's ``--info-fd`` JSON (which names the sandbox's init, its parent)."""
-    init = int(json.loads(info)["child-pid"])
+
+def _readable(fd: int, deadline: float) -> bool:
+    """Whether ``fd`` has data or its end before ``deadline`` (``poll``: any descriptor number)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(max(0.0, deadline - time.monotonic()) * 1000))
+
+
+def _read_line(fd: int, deadline: float, runner: _ForkedRunner) -> bytes:
+    """The next line from ``fd`` (without its newline), keeping what follows it in ``runner.said``."""
+    while b"\n" not in runner.said and len(runner.said) < STATUS_LINE_BYTES:
+        if not _readable(fd, deadline):
+            return b""
+        chunk = os.read(fd, STATUS_LINE_BYTES)
+        if not chunk:
+            break
+        runner.said += chunk
+    line, _, runner.said = runner.said.partition(b"\n")
+    return line
+
+
+def _placeholder(info: bytes) -> tuple[int, dict[str, int]]:
+    """The placeholder's PID and the sandbox's namespaces' inode numbers, from bubblewrap's ``--info-fd`` JSON.
+
+    The JSON names the sandbox's init (``child-pid``), whose only child the placeholder is.
+    """
+    data = json.loads(info)
+    init = int(data["child-pid"])
     with open(f"/proc/{init}/task/{init}/children") as handle:
         children = handle.read().split()
     if len(children) != 1:
         raise OSError(f"the sandbox's init has {len(children)} children, not one placeholder")
-    return int(children[0])
+    namespaces = {key[: -len("-namespace")]: int(value) for key, value in data.items() if key.endswith("-namespace")}
+    return int(children[0]), namespaces
 
 
 def _start_from_fork_server(limits: Limits, view: Path, group: SandboxGroup | None,
@@ -381,38 +423,40 @@ def _start_from_fork_server(limits: Limits, view: Path, group: SandboxGroup | No
     """Start the sandbox with a placeholder inside, then ask the fork server for a runner in it.
 
     Returns:
-        The bubblewrap process, the runner and ``""``; or, when the placeholder never said it was ready or
-        was not found, or the fork server could not be reached, ``(None, None, why)`` with the sandbox
-        already stopped: the caller then starts the runner with bubblewrap instead (which fails as the
-        placeholder did, and says why in its stderr).
+        The bubblewrap process, the runner (in the sandbox, limits set) and ``""``; or, when the placeholder
+        never said it was ready, the fork server could not be reached or the runner never entered the
+        sandbox, ``(None, None, why)`` with the sandbox already stopped: the caller then has bubblewrap
+        start the runner (which fails as the placeholder did, and says why in its stderr).
     """
     info_read, info_write = os.pipe()
-    seccomp = _seccomp_pipe()
-    try:
-        command = bwrap_command(limits.disk_mb, package_root(), view, seccomp, info_fd=info_write)
-        command += [interpreter(), "-I", "-S", "-c", forkserver.HOLDER_SOURCE]
-        if group is not None:
-            command = join_command(group.procs_files(), command)
-        passed = (info_write,) if seccomp is None else (seccomp, info_write)
-        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                   pass_fds=passed, cwd="/", start_new_session=True)
-    finally:
-        os.close(info_write)
-        if seccomp is not None:
-            os.close(seccomp)
     fds: list[int] = []
+    process: subprocess.Popen[bytes] | None = None
+    runner: _ForkedRunner | None = None
     try:
+        seccomp = _seccomp_pipe()
+        try:
+            command = bwrap_command(limits.disk_mb, package_root(), view, seccomp, info_fd=info_write,
+                                    capabilities=False)
+            command += [interpreter(), "-I", "-S", "-c", forkserver.HOLDER_SOURCE]
+            if group is not None:
+                command = join_command(group.procs_files(), command)
+            passed = (info_write,) if seccomp is None else (seccomp, info_write)
+            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       stderr=subprocess.DEVNULL, pass_fds=passed, cwd="/", start_new_session=True)
+        finally:
+            os.close(info_write)
+            if seccomp is not None:
+                os.close(seccomp)
         assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready or os.read(process.stdout.fileno(), 1) != b".":
+        if not _readable(process.stdout.fileno(), deadline) or os.read(process.stdout.fileno(), 1) != b".":
             raise OSError("the sandbox's placeholder did not start")
-        holder = _holder_pid(os.read(info_read, CHUNK))
+        holder, namespaces = _placeholder(os.read(info_read, CHUNK))
         for _ in range(4):
             fds += os.pipe()
         stdin_read, stdin_write, stdout_read, stdout_write, stderr_read, stderr_write, status_read, status_write = fds
         try:
             forkserver.shared().start_runner(
-                holder, [str(p) for p in group.procs_files()] if group is not None else [],
+                holder, namespaces, [str(p) for p in group.procs_files()] if group is not None else [],
                 capability_mask(requested_capabilities()), sandbox_filter(),
                 str(package_root() / "grading" / "runner.py"), SANDBOX_HOME,
                 (stdin_read, stdout_write, stderr_write, status_write))
@@ -422,11 +466,18 @@ def _start_from_fork_server(limits: Limits, view: Path, group: SandboxGroup | No
                 fds.remove(fd)
         runner = _ForkedRunner(os.fdopen(stdin_write, "wb"), os.fdopen(stdout_read, "rb", buffering=0),
                                os.fdopen(stderr_read, "rb", buffering=0), status_read)
+        fds.clear()
+        word = runner.first_word(deadline)
+        if word != "started":
+            raise OSError(word or "the runner did not enter the sandbox in time")
         return process, runner, ""
     except (OSError, ValueError, KeyError) as error:
         for fd in fds:
             os.close(fd)
-        _stop(process)
+        if runner is not None:
+            runner.close()
+        if process is not None:
+            _stop(process)
         return None, None, f"the fork server did not start the runner ({error})"
     finally:
         os.close(info_read)
@@ -512,8 +563,7 @@ def run_job(job: Job, limits: Limits, *, cells_s: float, calls_s: float, use_san
         finally:
             _stop(process)
             run.returncode = process.returncode if runner is None else runner.exit_status(process.returncode)
-        if not_forked:
-            run.diagnostics = f"coursekit: {not_forked}; bubblewrap started the runner instead\n" + run.diagnostics
+        run.fork_server_note = not_forked
     finally:
         if seccomp is not None:
             os.close(seccomp)

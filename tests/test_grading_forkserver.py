@@ -20,7 +20,8 @@ from coursekit.grading.secret import SECRET_VARIABLE
 pytestmark = pytest.mark.grading
 
 #: a cell that describes the process it runs in (the kernel) and its parent (the runner) as JSON.
-PROBE = r'''
+NAMESPACES = ("pid", "mnt", "net", "ipc", "uts", "cgroup")
+PROBE = f"NAMESPACES = {NAMESPACES!r}\n" + r'''
 import json, os, random, resource, sys
 import numpy
 def status(pid):
@@ -45,7 +46,8 @@ def cmdline(pid):
     except OSError as error:
         return str(error)
 print(json.dumps({
-    "kernel": status("self"), "runner": status(os.getppid()), "pid 2": status(2), "memfd": memfd(), "environment": dict(os.environ), "cwd": os.getcwd(),
+    "kernel": status("self"), "runner": status(os.getppid()), "pid 2": status(2), "memfd": memfd(),
+    "namespaces": {name: os.stat(f"/proc/self/ns/{name}").st_ino for name in NAMESPACES}, "environment": dict(os.environ), "cwd": os.getcwd(),
     "fds": sorted(os.listdir("/proc/self/fd")), "sys.path": sys.path,
     "rlimits": {name: resource.getrlimit(getattr(resource, name)) for name in
                 ("RLIMIT_CPU", "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_FSIZE", "RLIMIT_CORE", "RLIMIT_STACK")},
@@ -83,6 +85,9 @@ def test_a_forked_runner_and_its_kernel_see_the_sandbox_a_bubblewrap_runner_sees
             "coursekit modules", "reference", "memfd")
     assert {key: forked[key] for key in same} == {key: execed[key] for key in same}
     assert forked["memfd"] == "PermissionError", "the seccomp filter denies memfd_create"
+    host = {name: os.stat(f"/proc/self/ns/{name}").st_ino for name in NAMESPACES}
+    for seen in (execed, forked):
+        assert [name for name in NAMESPACES if seen["namespaces"][name] == host[name]] == [], seen["namespaces"]
     assert forked["network"] == ["lo"] and forked["hostname"] == "sandbox" and forked["reference"] == "ReferenceWithheld"
     # The address-space limit is the runner's own reading of the kernel's start plus the budget.
     assert abs(forked["address space limit"] - execed["address space limit"]) < 64 * 2**20
@@ -135,13 +140,15 @@ def test_without_the_fork_server_bubblewrap_starts_the_runner_and_the_run_says_w
     assert run.fork_server_note == "the fork server did not start the runner (no fork server in this test)"
 
 
-def test_a_placeholder_pid_in_other_namespaces_is_refused() -> None:
-    """Review r42, S1: a PID reused after the placeholder died must not lead a runner into another sandbox (here:
-    this test's own process, in the host's namespaces)."""
+@pytest.mark.parametrize("other", NAMESPACES)
+def test_a_placeholder_pid_in_other_namespaces_is_refused(other: str) -> None:
+    """Review r42, S1: a PID reused after the placeholder died must not lead a runner into another sandbox. Here
+    the PID is this test's own process, in the host's namespaces, and bubblewrap's report differs in one."""
     pipes = [os.pipe() for _ in range(4)]
     ours = [pipes[0][1], pipes[1][0], pipes[2][0], pipes[3][0]]
     theirs = (pipes[0][0], pipes[1][1], pipes[2][1], pipes[3][1])
-    sandbox_like = {name: 1 for name in ("pid", "mnt", "net", "ipc", "uts", "cgroup")}
+    sandbox_like = {name: os.stat(f"/proc/self/ns/{name}").st_ino for name in NAMESPACES}
+    sandbox_like[other] += 1
     try:
         forkserver.shared().start_runner(os.getpid(), sandbox_like, [], 0, None, "/nonexistent/runner.py", "/",
                                          theirs)
@@ -151,7 +158,8 @@ def test_a_placeholder_pid_in_other_namespaces_is_refused() -> None:
     try:
         with os.fdopen(os.dup(pipes[3][0]), "rb") as status:
             said = status.read().decode()
-        assert said.startswith("failed OSError(") and "is not in the sandbox's" in said and said.endswith("\n"), said
+        assert said.startswith("failed OSError(") and f"is not in the sandbox's {other} namespace" in said, said
+        assert said.endswith("\n") and said.count("\n") == 1, said
         assert os.read(pipes[1][0], 100) == b"", "no runner started"
     finally:
         for fd in ours:
@@ -168,3 +176,29 @@ def test_a_runner_that_cannot_enter_the_sandbox_is_started_by_bubblewrap_instead
     assert not run.forked and seen["cwd"] == "/home/student/work"
     assert run.fork_server_note.startswith("the fork server did not start the runner (failed the runner did not "
                                            "enter the sandbox: FileNotFoundError("), run.fork_server_note
+
+
+def test_a_start_that_hangs_falls_back_to_bubblewrap_with_the_cells_budget_left(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review r43, S1: a start that never reports must not use up the cells' budget; bubblewrap gets the rest."""
+    from coursekit.grading import sandbox
+
+    held: list[int] = []
+
+    class Silent:
+        def start_runner(self, *args: Any) -> None:
+            held.extend(os.dup(fd) for fd in args[-1])  # keeps every pipe open and starts nothing
+
+    monkeypatch.setattr(forkserver, "shared", Silent)
+    monkeypatch.setattr(sandbox, "FORK_START_S", 2.0)
+    try:
+        job = Job(files={"data.txt": base64.b64encode(b"x").decode()}, cells=[{"index": 0, "source": "print(1)"}],
+                  calls=[], adapters=[], view=plan_view(set(), []))
+        run = run_job(job, Limits(), cells_s=60.0, calls_s=60.0)
+    finally:
+        for fd in held:
+            os.close(fd)
+    assert run.finished and not run.forked and not run.wall_killed and run.cells[0].stdout == "1\n", run
+    assert run.fork_server_note == ("the fork server did not start the runner (the runner did not report itself in "
+                                    "the sandbox in time)"), run.fork_server_note
+    assert run.cells_seconds >= 2.0, "the attempt's clock counts the hung start"

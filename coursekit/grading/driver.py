@@ -432,6 +432,9 @@ class Grader:
         report = self._report(student, run, results, outcome, notes)
         if run is not None and outcome == "kernel_died":
             self._keep_diagnostics(report, run)
+        if run is not None and run.fork_server_note:
+            # The grader's own matter, not the student's: the sandbox is the same, only slower to start.
+            self.log.write(f"{student}: {run.fork_server_note}; bubblewrap started the runner instead\n")
         self._write(report, prepared, run, results)
         self.reports.append(report)
         self._tick(student, outcome)

@@ -12,9 +12,9 @@ pipes and a pipe to report on, and talks to the runner as it would to one
 bubblewrap had started.
 
 For each request the server forks a **starter**, which stays outside the
-sandbox as root: it opens the placeholder's root directory and namespaces
-(each checked against the inode number bubblewrap reported, so a reused PID
-cannot lead a runner into another sandbox), joins its PID namespace
+sandbox as root: it opens the placeholder's root directory and the
+namespaces bubblewrap reported (each checked against the inode number it
+reported, so a reused PID cannot lead a runner into another sandbox), joins its PID namespace
 (:func:`setns` takes effect for children only), forks the **runner**, puts it
 in the sandbox's cgroups and lets it go. The runner then does what bubblewrap
 does for the command it runs:
@@ -33,14 +33,17 @@ does for the command it runs:
 The starter tells the grader on the status pipe when the runner is in the
 sandbox (or why it never got there: the grader then has bubblewrap start the
 runner), and how it ended. When the grader kills the sandbox, the PID
-namespace's init dies and the kernel kills the runner with it.
+namespace's init dies and the kernel kills the runner with it. The runner dies
+with its starter too, as an exec'd runner died with bubblewrap's own process:
+a host whose OOM killer picks either loses that attempt.
 
 Nothing of ``coursekit`` may be imported in the server (its memory is every
 runner's): the module's top imports the standard library only, the server
 imports torch and NumPy and refuses to serve when ``coursekit`` is loaded, and
 the runner imports ``coursekit`` afresh from the sandbox's view. The
-server's random states are every runner's too, so the runner reseeds Python's
-and NumPy's global generators from the operating system. Its string hashes'
+server's random states are every runner's too: Python's :mod:`random` reseeds
+itself at every fork, and the runner reseeds NumPy's global generator from the
+operating system. Its string hashes'
 seed cannot change after start: every runner of one grader process shares the
 server's, where an exec'd runner drew its own (``-I`` ignores
 ``PYTHONHASHSEED``). What the kernel can reach of the server's state (its
@@ -71,6 +74,8 @@ HOLDER_SOURCE = "import os\nos.write(1, b'.')\nos.read(0, 1)"
 JOINED_NAMESPACES = (("net", 0x40000000), ("ipc", 0x08000000), ("uts", 0x04000000), ("cgroup", 0x02000000),
                      ("mnt", 0x00020000))
 CLONE_NEWPID = 0x20000000
+#: the namespaces bubblewrap always makes here (``--unshare-cgroup-try`` may make no cgroup namespace).
+REQUIRED_NAMESPACES = ("pid", "mnt", "net", "ipc", "uts")
 #: the descriptors a request carries, in order.
 REQUEST_FDS = ("stdin", "stdout", "stderr", "status")
 #: the largest request, in bytes (a request names a few paths and a seccomp program of a hundred bytes).
@@ -146,13 +151,10 @@ def load_seccomp(program: bytes) -> None:
 
 
 def _reseed() -> None:
-    """Seed the global random generators from the operating system, as a fresh process would."""
-    import random
-
-    random.seed()
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        numpy.random.seed()
+    """Seed NumPy's global generator from the operating system (:mod:`random` reseeds itself at every fork)."""
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        numpy_random.seed()
 
 
 def _enter_sandbox(request: dict[str, Any], stdio: tuple[int, int, int], namespaces: dict[str, int],
@@ -164,7 +166,8 @@ def _enter_sandbox(request: dict[str, Any], stdio: tuple[int, int, int], namespa
     if os.read(go, 1) != b"1":
         raise OSError("the starter did not let the runner go")
     for name, flag in JOINED_NAMESPACES:
-        setns(namespaces[name], flag)
+        if name in namespaces:
+            setns(namespaces[name], flag)
     os.fchdir(root)
     os.chroot(".")
     os.chdir(request["home"])
@@ -202,19 +205,21 @@ def _run_as_main(path: str) -> NoReturn:
 
 
 def _open_namespaces(holder: int, expected: dict[str, int]) -> dict[str, int]:
-    """Open the placeholder's namespaces, checking each against the inode bubblewrap reported for it.
+    """Open the placeholder's namespaces that bubblewrap reported, checking each against the inode it reported.
 
     A PID that no longer names the placeholder (it died and the number was reused) names a process whose
     namespaces are other ones: refused, so a runner never starts in another sandbox.
     """
     opened: dict[str, int] = {}
     try:
-        for name, _ in JOINED_NAMESPACES + (("pid", CLONE_NEWPID),):
-            opened[name] = os.open(f"/proc/{holder}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
-            want = expected.get(name)
-            if want is None and name in ("pid", "mnt"):
+        for name in REQUIRED_NAMESPACES:
+            if name not in expected:
                 raise OSError(f"bubblewrap did not report the sandbox's {name} namespace")
-            if want is not None and os.fstat(opened[name]).st_ino != want:
+        for name, _ in JOINED_NAMESPACES + (("pid", CLONE_NEWPID),):
+            if name not in expected:
+                continue  # not made (a kernel without cgroup namespaces, say): the sandbox shares the host's
+            opened[name] = os.open(f"/proc/{holder}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+            if os.fstat(opened[name]).st_ino != expected[name]:
                 raise OSError(f"process {holder} is not in the sandbox's {name} namespace")
     except BaseException:
         for fd in opened.values():
@@ -332,6 +337,9 @@ class ForkServer:
         self._lock = threading.Lock()
         self.process = subprocess.Popen([interpreter(), "-I", __file__, str(theirs.fileno())],
                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        # Its starters outlive a stuck request: they must not hold the
+                                        # grader's stderr (a pipeline reading it would never end).
+                                        stderr=subprocess.DEVNULL,
                                         pass_fds=(theirs.fileno(),), env=environment(SANDBOX_HOME), cwd="/",
                                         start_new_session=True)
         theirs.close()
@@ -400,7 +408,7 @@ def _close_shared() -> None:
 
 def _main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
-    import numpy  # noqa: F401
+    import numpy.random  # noqa: F401 - its global generator, seeded here, is reseeded in every runner
     import torch  # noqa: F401
 
     serve(control)

@@ -63,6 +63,9 @@ RUNNER_SLACK_S = 10.0
 CHUNK = 1 << 16
 #: how long the grader waits, once the sandbox is gone, for a forked runner's exit status.
 STATUS_WAIT_S = 5.0
+#: the longest a start through the fork server may take before bubblewrap starts the runner instead, in seconds
+#: (a start takes a few tenths of a second; the server's first, which imports torch, a few seconds).
+FORK_START_S = 30.0
 #: the longest line the fork server's starter writes on the status pipe, in bytes (with room to spare).
 STATUS_LINE_BYTES = 4096
 
@@ -354,9 +357,11 @@ class _ForkedRunner:
     said: bytes = b""
 
     def first_word(self, deadline: float) -> str:
-        """The starter's first line: ``started``, or ``failed WHY`` (``""``: nothing came before ``deadline``)."""
+        """The starter's first line: ``started``, ``failed WHY``, or why none came (its end, or ``deadline``)."""
         line = _read_line(self.status, deadline, self)
-        return line.decode("utf-8", "replace")
+        if line is None:
+            return "the runner did not report itself in the sandbox in time"
+        return line.decode("utf-8", "replace") or "the fork server's starter ended without a word"
 
     def exit_status(self, fallback: int | None) -> int | None:
         """The runner's exit status (negative: the signal that killed it), once the sandbox is gone.
@@ -365,7 +370,7 @@ class _ForkedRunner:
         within :data:`STATUS_WAIT_S`; ``fallback`` when none came.
         """
         try:
-            line = _read_line(self.status, time.monotonic() + STATUS_WAIT_S, self)
+            line = _read_line(self.status, time.monotonic() + STATUS_WAIT_S, self) or b""
         finally:
             self.close()
         word, _, code = line.decode("utf-8", "replace").partition(" ")
@@ -390,11 +395,14 @@ def _readable(fd: int, deadline: float) -> bool:
     return bool(poller.poll(max(0.0, deadline - time.monotonic()) * 1000))
 
 
-def _read_line(fd: int, deadline: float, runner: _ForkedRunner) -> bytes:
-    """The next line from ``fd`` (without its newline), keeping what follows it in ``runner.said``."""
+def _read_line(fd: int, deadline: float, runner: _ForkedRunner) -> bytes | None:
+    """The next line from ``fd`` (without its newline; what follows it stays in ``runner.said``).
+
+    ``b""`` when ``fd`` ended first, ``None`` when ``deadline`` came first.
+    """
     while b"\n" not in runner.said and len(runner.said) < STATUS_LINE_BYTES:
         if not _readable(fd, deadline):
-            return b""
+            return None
         chunk = os.read(fd, STATUS_LINE_BYTES)
         if not chunk:
             break
@@ -422,12 +430,17 @@ def _start_from_fork_server(limits: Limits, view: Path, group: SandboxGroup | No
                             deadline: float) -> tuple[Any, _ForkedRunner | None, str]:
     """Start the sandbox with a placeholder inside, then ask the fork server for a runner in it.
 
+    The start may take :data:`FORK_START_S` (the server's own start, which imports torch, included) or
+    what is left of the cells' ``deadline``, whichever ends first; a start that hangs past it leaves
+    bubblewrap the rest of the budget.
+
     Returns:
         The bubblewrap process, the runner (in the sandbox, limits set) and ``""``; or, when the placeholder
         never said it was ready, the fork server could not be reached or the runner never entered the
         sandbox, ``(None, None, why)`` with the sandbox already stopped: the caller then has bubblewrap
         start the runner (which fails as the placeholder did, and says why in its stderr).
     """
+    deadline = min(deadline, time.monotonic() + FORK_START_S)
     info_read, info_write = os.pipe()
     fds: list[int] = []
     process: subprocess.Popen[bytes] | None = None
@@ -469,7 +482,7 @@ def _start_from_fork_server(limits: Limits, view: Path, group: SandboxGroup | No
         fds.clear()
         word = runner.first_word(deadline)
         if word != "started":
-            raise OSError(word or "the runner did not enter the sandbox in time")
+            raise OSError(word)
         return process, runner, ""
     except (OSError, ValueError, KeyError) as error:
         for fd in fds:

@@ -13,8 +13,10 @@ bubblewrap had started.
 
 For each request the server forks a **starter**, which stays outside the
 sandbox as root: it opens the placeholder's root directory and the
-namespaces bubblewrap reported (each checked against the inode number it
-reported, so a reused PID cannot lead a runner into another sandbox), joins its PID namespace
+namespaces bubblewrap reported, checks each against the inode number it
+reported and then, through a pidfd the grader took when it found the
+placeholder, that the placeholder is still alive (so the PID still named it:
+a reused PID cannot lead a runner into another sandbox), joins its PID namespace
 (:func:`setns` takes effect for children only), forks the **runner**, puts it
 in the sandbox's cgroups and lets it go. The runner then does what bubblewrap
 does for the command it runs:
@@ -77,7 +79,7 @@ CLONE_NEWPID = 0x20000000
 #: the namespaces bubblewrap always makes here (``--unshare-cgroup-try`` may make no cgroup namespace).
 REQUIRED_NAMESPACES = ("pid", "mnt", "net", "ipc", "uts")
 #: the descriptors a request carries, in order.
-REQUEST_FDS = ("stdin", "stdout", "stderr", "status")
+REQUEST_FDS = ("stdin", "stdout", "stderr", "status", "placeholder")
 #: the largest request, in bytes (a request names a few paths and a seccomp program of a hundred bytes).
 MAX_REQUEST_BYTES = 1 << 16
 #: how long the grader waits for the server to exit once it closed its socket, in seconds.
@@ -186,7 +188,11 @@ def _enter_sandbox(request: dict[str, Any], stdio: tuple[int, int, int], namespa
 
 
 def _run_as_main(path: str) -> NoReturn:
-    """Run the script ``path`` as ``__main__`` and exit as the interpreter would after it."""
+    """Run the script ``path`` as ``__main__`` and exit with the status the interpreter would give.
+
+    (Without the interpreter's shutdown: ``atexit`` handlers and other threads are not waited for. The runner
+    ends with ``os._exit`` itself.)
+    """
     sys.argv = [path]
     sys.path_importer_cache.clear()
     importlib.invalidate_caches()
@@ -195,6 +201,8 @@ def _run_as_main(path: str) -> NoReturn:
         runpy.run_path(path, run_name="__main__")
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+        if not isinstance(stop.code, int) and stop.code is not None:
+            print(stop.code, file=sys.stderr)
     except BaseException:  # noqa: BLE001 - reported as an uncaught exception is, with its traceback
         traceback.print_exc()
         code = 1
@@ -235,13 +243,16 @@ def _start(request: dict[str, Any], fds: list[int]) -> NoReturn:
     ended (:func:`os.waitstatus_to_exitcode`), or ``failed WHY`` when the runner never got there, each on a
     line of its own.
     """
-    stdin, stdout, stderr, status = fds
+    stdin, stdout, stderr, status, placeholder = fds
     runner = -1
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         holder = int(request["holder"])
         root = os.open(f"/proc/{holder}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         namespaces = _open_namespaces(holder, {name: int(inode) for name, inode in request["namespaces"].items()})
+        # The pidfd is the placeholder the grader found: alive now, so the PID named it when its files were opened.
+        signal.pidfd_send_signal(placeholder, 0)
+        os.close(placeholder)
         with open("/proc/sys/kernel/cap_last_cap") as handle:
             last_capability = int(handle.read())
         setns(namespaces["pid"], CLONE_NEWPID)
@@ -350,7 +361,8 @@ class ForkServer:
         return self.process.poll() is None
 
     def start_runner(self, holder: int, namespaces: dict[str, int], cgroup_procs: list[str], capabilities: int,
-                     seccomp: bytes | None, runner: str, home: str, fds: tuple[int, int, int, int]) -> None:
+                     seccomp: bytes | None, runner: str, home: str, fds: tuple[int, int, int, int, int], *,
+                     timeout: float) -> None:
         """Ask for a runner in the sandbox of the placeholder ``holder`` (a host PID).
 
         Args:
@@ -362,8 +374,10 @@ class ForkServer:
             seccomp: the seccomp program (``None``: only ``no_new_privs``).
             runner: the path of ``runner.py`` inside the sandbox.
             home: the directory the runner starts in.
-            fds: the runner's stdin, stdout and stderr, and the pipe the starter reports on (see
-                :func:`_start`; the caller closes its copies once this returns).
+            fds: the runner's stdin, stdout and stderr, the pipe the starter reports on (see :func:`_start`)
+                and a pidfd of the placeholder; the caller closes its copies once this returns.
+            timeout: how long to wait for the server to take the request, in seconds; a server that does not
+                is stopped (the next request starts another).
 
         Raises:
             OSError: the server is gone.
@@ -371,7 +385,12 @@ class ForkServer:
         request = {"holder": holder, "namespaces": namespaces, "cgroup_procs": [str(p) for p in cgroup_procs], "capabilities": capabilities,
                    "seccomp": (seccomp or b"").hex(), "runner": runner, "home": home}
         with self._lock:
-            socket.send_fds(self._control, [json.dumps(request).encode()], list(fds))
+            self._control.settimeout(timeout)
+            try:
+                socket.send_fds(self._control, [json.dumps(request).encode()], list(fds))
+            except TimeoutError:
+                self.process.kill()
+                raise TimeoutError(f"the fork server did not take the request in {timeout:.1f} s") from None
 
     def close(self) -> None:
         """Stop the server (runners already started go on): it exits when it reads the end of its socket."""

@@ -46,7 +46,8 @@ MAX_RESTARTS = 3
 OPTIONAL_BUDGETS = ("submission_timeout_s", "calls_timeout_s")
 #: the least ``memory_mb`` accepted: room for a notebook's own tensors beyond the imports.
 MIN_MEMORY_MB = 512
-#: memory the runner, bubblewrap and the kernel's shared imports (torch) need besides the kernel's own limit.
+#: memory the runner, bubblewrap and the kernel's shared imports (torch) need besides the kernel's own limit (a
+#: runner forked from the fork server shares the server's torch pages, charged to the grader: more room is left).
 RUNNER_MEMORY_MB = 512
 #: processes the runner, bubblewrap and the fork server's placeholder need besides the kernel's ``nproc``.
 RUNNER_PROCESSES = 16

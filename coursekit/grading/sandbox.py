@@ -411,19 +411,46 @@ def _read_line(fd: int, deadline: float, runner: _ForkedRunner) -> bytes | None:
     return line
 
 
-def _placeholder(info: bytes) -> tuple[int, dict[str, int]]:
-    """The placeholder's PID and the sandbox's namespaces' inode numbers, from bubblewrap's ``--info-fd`` JSON.
+def _placeholder(info: bytes) -> tuple[int, int, dict[str, int]]:
+    """The placeholder's PID, a pidfd of it, and the sandbox's namespaces' inode numbers.
 
-    The JSON names the sandbox's init (``child-pid``), whose only child the placeholder is.
+    Args:
+        info: bubblewrap's ``--info-fd`` JSON, which names the sandbox's init (``child-pid``), whose only child
+            the placeholder is.
+
+    Returns:
+        ``(pid, pidfd, namespaces)``: the pidfd is taken, then the PID checked to be init's only child again,
+        so the pidfd is the placeholder's (the starter checks that it is still alive once it has opened the
+        placeholder's ``/proc`` files: a PID is not reused while its process lives).
     """
     data = json.loads(info)
     init = int(data["child-pid"])
-    with open(f"/proc/{init}/task/{init}/children") as handle:
+    holder = _only_child(init)
+    pidfd = os.pidfd_open(holder)
+    if _only_child(init) != holder:
+        os.close(pidfd)
+        raise OSError("the sandbox's placeholder changed while it was looked up")
+    namespaces = {key[: -len("-namespace")]: int(value) for key, value in data.items() if key.endswith("-namespace")}
+    return holder, pidfd, namespaces
+
+
+def _only_child(pid: int) -> int:
+    with open(f"/proc/{pid}/task/{pid}/children") as handle:
         children = handle.read().split()
     if len(children) != 1:
         raise OSError(f"the sandbox's init has {len(children)} children, not one placeholder")
-    namespaces = {key[: -len("-namespace")]: int(value) for key, value in data.items() if key.endswith("-namespace")}
-    return int(children[0]), namespaces
+    return int(children[0])
+
+
+def _read_to_end(fd: int, deadline: float) -> bytes:
+    """What ``fd`` holds until its end (at most :data:`CHUNK` bytes), or what came before ``deadline``."""
+    data = b""
+    while len(data) < CHUNK and _readable(fd, deadline):
+        chunk = os.read(fd, CHUNK - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def _start_from_fork_server(limits: Limits, view: Path, group: SandboxGroup | None,
@@ -463,18 +490,21 @@ def _start_from_fork_server(limits: Limits, view: Path, group: SandboxGroup | No
         assert process.stdout is not None
         if not _readable(process.stdout.fileno(), deadline) or os.read(process.stdout.fileno(), 1) != b".":
             raise OSError("the sandbox's placeholder did not start")
-        holder, namespaces = _placeholder(os.read(info_read, CHUNK))
+        # bubblewrap writes the JSON in pieces and closes the descriptor before the placeholder runs.
+        holder, pidfd, namespaces = _placeholder(_read_to_end(info_read, deadline))
+        fds.append(pidfd)
         for _ in range(4):
             fds += os.pipe()
-        stdin_read, stdin_write, stdout_read, stdout_write, stderr_read, stderr_write, status_read, status_write = fds
+        _, stdin_read, stdin_write, stdout_read, stdout_write, stderr_read, stderr_write, status_read, status_write = fds
         try:
             forkserver.shared().start_runner(
                 holder, namespaces, [str(p) for p in group.procs_files()] if group is not None else [],
                 capability_mask(requested_capabilities()), sandbox_filter(),
                 str(package_root() / "grading" / "runner.py"), SANDBOX_HOME,
-                (stdin_read, stdout_write, stderr_write, status_write))
+                (stdin_read, stdout_write, stderr_write, status_write, pidfd),
+                timeout=max(0.0, deadline - time.monotonic()))
         finally:
-            for fd in (stdin_read, stdout_write, stderr_write, status_write):
+            for fd in (stdin_read, stdout_write, stderr_write, status_write, pidfd):
                 os.close(fd)
                 fds.remove(fd)
         runner = _ForkedRunner(os.fdopen(stdin_write, "wb"), os.fdopen(stdout_read, "rb", buffering=0),
@@ -484,7 +514,7 @@ def _start_from_fork_server(limits: Limits, view: Path, group: SandboxGroup | No
         if word != "started":
             raise OSError(word)
         return process, runner, ""
-    except (OSError, ValueError, KeyError) as error:
+    except Exception as error:  # noqa: BLE001 - whatever failed, the sandbox is stopped and bubblewrap starts it
         for fd in fds:
             os.close(fd)
         if runner is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from typing import Any
 
 import pytest
@@ -148,7 +149,7 @@ def _refused(namespaces: dict[str, int], pidfd: int) -> str:
     theirs = (pipes[0][0], pipes[1][1], pipes[2][1], pipes[3][1], pidfd)
     try:
         forkserver.shared().start_runner(os.getpid(), namespaces, [], 0, None, "/nonexistent/runner.py", "/",
-                                         theirs, timeout=30.0)
+                                         theirs, deadline=time.monotonic() + 30.0)
     finally:
         for fd in theirs:
             os.close(fd)
@@ -182,8 +183,10 @@ def test_a_placeholder_that_died_is_refused_even_where_its_pid_matches() -> None
     child = os.fork()
     if child == 0:
         os._exit(0)
-    pidfd = os.pidfd_open(child)
-    os.waitpid(child, 0)
+    try:
+        pidfd = os.pidfd_open(child)
+    finally:
+        os.waitpid(child, 0)
     said = _refused(_host_namespaces(), pidfd)
     assert said.startswith("failed ProcessLookupError("), said
 
@@ -207,9 +210,14 @@ def test_a_start_that_hangs_falls_back_to_bubblewrap_with_the_cells_budget_left(
 
     held: list[int] = []
 
+    stopped: list[bool] = []
+
     class Silent:
         def start_runner(self, *args: Any, **options: Any) -> None:
             held.extend(os.dup(fd) for fd in args[-1])  # keeps every pipe open and starts nothing
+
+        def stop(self) -> None:
+            stopped.append(True)
 
     monkeypatch.setattr(forkserver, "shared", Silent)
     monkeypatch.setattr(sandbox, "FORK_START_S", 2.0)
@@ -224,3 +232,18 @@ def test_a_start_that_hangs_falls_back_to_bubblewrap_with_the_cells_budget_left(
     assert run.fork_server_note == ("the fork server did not start the runner (the runner did not report itself in "
                                     "the sandbox in time)"), run.fork_server_note
     assert run.cells_seconds >= 2.0, "the attempt's clock counts the hung start"
+    assert stopped == [True], "a server that never answered is stopped, so that the next start gets a fresh one"
+
+
+def test_a_request_waits_for_the_server_no_longer_than_its_deadline() -> None:
+    """Review r45, low 1: a start queued behind another thread's stuck request gives up at its own deadline."""
+    server = forkserver.ForkServer()
+    try:
+        with server._lock:  # another thread's request, stuck in its send
+            started = time.monotonic()
+            with pytest.raises(TimeoutError, match="other requests held the fork server"):
+                server.start_runner(os.getpid(), {}, [], 0, None, "/nonexistent/runner.py", "/", (0, 1, 2, 0, 0),
+                                    deadline=started + 0.5)
+            assert 0.4 <= time.monotonic() - started < 5.0
+    finally:
+        server.close()

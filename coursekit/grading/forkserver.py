@@ -66,6 +66,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from typing import Any, NoReturn
 
@@ -82,6 +83,8 @@ REQUIRED_NAMESPACES = ("pid", "mnt", "net", "ipc", "uts")
 REQUEST_FDS = ("stdin", "stdout", "stderr", "status", "placeholder")
 #: the largest request, in bytes (a request names a few paths and a seccomp program of a hundred bytes).
 MAX_REQUEST_BYTES = 1 << 16
+#: the shortest wait for the server to take a request, in seconds (a start past its deadline still fails cleanly).
+MIN_SEND_TIMEOUT_S = 0.001
 #: how long the grader waits for the server to exit once it closed its socket, in seconds.
 CLOSE_WAIT_S = 5.0
 #: the exit status the starter reports when it could not start the runner (as ``join_command``'s shell does).
@@ -202,7 +205,8 @@ def _run_as_main(path: str) -> NoReturn:
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
         if not isinstance(stop.code, int) and stop.code is not None:
-            print(stop.code, file=sys.stderr)
+            with contextlib.suppress(Exception):
+                print(stop.code, file=sys.stderr)
     except BaseException:  # noqa: BLE001 - reported as an uncaught exception is, with its traceback
         traceback.print_exc()
         code = 1
@@ -328,7 +332,7 @@ def serve(control: socket.socket) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         if os.fork() == 0:
-            control.detach()
+            control.close()  # this child's copy: a killed server's queue must not outlive it in its starters
             try:
                 _start(json.loads(message), fds)
             finally:
@@ -362,7 +366,7 @@ class ForkServer:
 
     def start_runner(self, holder: int, namespaces: dict[str, int], cgroup_procs: list[str], capabilities: int,
                      seccomp: bytes | None, runner: str, home: str, fds: tuple[int, int, int, int, int], *,
-                     timeout: float) -> None:
+                     deadline: float) -> None:
         """Ask for a runner in the sandbox of the placeholder ``holder`` (a host PID).
 
         Args:
@@ -376,21 +380,31 @@ class ForkServer:
             home: the directory the runner starts in.
             fds: the runner's stdin, stdout and stderr, the pipe the starter reports on (see :func:`_start`)
                 and a pidfd of the placeholder; the caller closes its copies once this returns.
-            timeout: how long to wait for the server to take the request, in seconds; a server that does not
-                is stopped (the next request starts another).
+            deadline: when, on :func:`time.monotonic`'s clock, to stop waiting for the server (and for other
+                threads' requests before this one) to take the request; a server that does not is stopped
+                (:meth:`stop`).
 
         Raises:
-            OSError: the server is gone.
+            OSError: the server is gone, or did not take the request before ``deadline``.
         """
-        request = {"holder": holder, "namespaces": namespaces, "cgroup_procs": [str(p) for p in cgroup_procs], "capabilities": capabilities,
-                   "seccomp": (seccomp or b"").hex(), "runner": runner, "home": home}
-        with self._lock:
-            self._control.settimeout(timeout)
-            try:
-                socket.send_fds(self._control, [json.dumps(request).encode()], list(fds))
-            except TimeoutError:
-                self.process.kill()
-                raise TimeoutError(f"the fork server did not take the request in {timeout:.1f} s") from None
+        request = {"holder": holder, "namespaces": namespaces, "cgroup_procs": [str(p) for p in cgroup_procs],
+                   "capabilities": capabilities, "seccomp": (seccomp or b"").hex(), "runner": runner, "home": home}
+        if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise TimeoutError("other requests held the fork server past this start's deadline")
+        try:
+            # A timeout of 0 would make the socket non-blocking (BlockingIOError instead of TimeoutError).
+            self._control.settimeout(max(MIN_SEND_TIMEOUT_S, deadline - time.monotonic()))
+            socket.send_fds(self._control, [json.dumps(request).encode()], list(fds))
+        except TimeoutError:
+            self.stop()
+            raise TimeoutError("the fork server did not take the request before the start's deadline") from None
+        finally:
+            self._lock.release()
+
+    def stop(self) -> None:
+        """Kill a server that has stopped taking or answering requests (:func:`shared` starts another)."""
+        with contextlib.suppress(OSError):
+            self.process.kill()
 
     def close(self) -> None:
         """Stop the server (runners already started go on): it exits when it reads the end of its socket."""

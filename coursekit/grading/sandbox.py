@@ -346,6 +346,9 @@ def _seccomp_pipe() -> int | None:
     return read
 
 
+_NO_WORD_IN_TIME = "the runner did not report itself in the sandbox in time"
+
+
 @dataclass
 class _ForkedRunner:
     """A runner started by the fork server: its pipes, and the pipe its starter reports on."""
@@ -360,7 +363,7 @@ class _ForkedRunner:
         """The starter's first line: ``started``, ``failed WHY``, or why none came (its end, or ``deadline``)."""
         line = _read_line(self.status, deadline, self)
         if line is None:
-            return "the runner did not report itself in the sandbox in time"
+            return _NO_WORD_IN_TIME
         return line.decode("utf-8", "replace") or "the fork server's starter ended without a word"
 
     def exit_status(self, fallback: int | None) -> int | None:
@@ -425,12 +428,15 @@ def _placeholder(info: bytes) -> tuple[int, int, dict[str, int]]:
     """
     data = json.loads(info)
     init = int(data["child-pid"])
+    namespaces = {key[: -len("-namespace")]: int(value) for key, value in data.items() if key.endswith("-namespace")}
     holder = _only_child(init)
     pidfd = os.pidfd_open(holder)
-    if _only_child(init) != holder:
+    try:
+        if _only_child(init) != holder:
+            raise OSError("the sandbox's placeholder changed while it was looked up")
+    except BaseException:
         os.close(pidfd)
-        raise OSError("the sandbox's placeholder changed while it was looked up")
-    namespaces = {key[: -len("-namespace")]: int(value) for key, value in data.items() if key.endswith("-namespace")}
+        raise
     return holder, pidfd, namespaces
 
 
@@ -490,19 +496,19 @@ def _start_from_fork_server(limits: Limits, view: Path, group: SandboxGroup | No
         assert process.stdout is not None
         if not _readable(process.stdout.fileno(), deadline) or os.read(process.stdout.fileno(), 1) != b".":
             raise OSError("the sandbox's placeholder did not start")
-        # bubblewrap writes the JSON in pieces and closes the descriptor before the placeholder runs.
+        # bubblewrap writes the JSON in pieces, and may write it after the placeholder has started.
         holder, pidfd, namespaces = _placeholder(_read_to_end(info_read, deadline))
         fds.append(pidfd)
         for _ in range(4):
             fds += os.pipe()
         _, stdin_read, stdin_write, stdout_read, stdout_write, stderr_read, stderr_write, status_read, status_write = fds
+        server = forkserver.shared()
         try:
-            forkserver.shared().start_runner(
+            server.start_runner(
                 holder, namespaces, [str(p) for p in group.procs_files()] if group is not None else [],
                 capability_mask(requested_capabilities()), sandbox_filter(),
                 str(package_root() / "grading" / "runner.py"), SANDBOX_HOME,
-                (stdin_read, stdout_write, stderr_write, status_write, pidfd),
-                timeout=max(0.0, deadline - time.monotonic()))
+                (stdin_read, stdout_write, stderr_write, status_write, pidfd), deadline=deadline)
         finally:
             for fd in (stdin_read, stdout_write, stderr_write, status_write, pidfd):
                 os.close(fd)
@@ -511,6 +517,8 @@ def _start_from_fork_server(limits: Limits, view: Path, group: SandboxGroup | No
                                os.fdopen(stderr_read, "rb", buffering=0), status_read)
         fds.clear()
         word = runner.first_word(deadline)
+        if word == _NO_WORD_IN_TIME:
+            server.stop()  # alive but stuck, or too slow to be worth keeping: the next start gets a fresh one
         if word != "started":
             raise OSError(word)
         return process, runner, ""

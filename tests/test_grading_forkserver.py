@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import time
 from typing import Any
 
@@ -246,4 +247,57 @@ def test_a_request_waits_for_the_server_no_longer_than_its_deadline() -> None:
                                     deadline=started + 0.5)
             assert 0.4 <= time.monotonic() - started < 5.0
     finally:
+        server.close()
+
+
+def test_a_start_cut_short_by_the_cells_budget_does_not_stop_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review r46, S1: a rerun with little of the cells' budget left must not kill the shared server."""
+    from coursekit.grading import sandbox
+
+    held: list[int] = []
+    stopped: list[bool] = []
+
+    class Silent:
+        def start_runner(self, *args: Any, **options: Any) -> None:
+            held.extend(os.dup(fd) for fd in args[-1])
+
+        def stop(self) -> None:
+            stopped.append(True)
+
+    monkeypatch.setattr(forkserver, "shared", Silent)
+    try:
+        job = Job(files={}, cells=[{"index": 0, "source": "print(1)"}], calls=[], adapters=[],
+                  view=plan_view(set(), []))
+        run = run_job(job, Limits(), cells_s=3.0, calls_s=60.0)
+    finally:
+        for fd in held:
+            os.close(fd)
+    assert stopped == [] and not run.forked and run.wall_killed_in == "cells", run
+
+
+def test_a_report_naming_a_namespace_the_runner_would_not_join_is_refused() -> None:
+    """Review r46, low 3: a user namespace (bubblewrap's --unshare-user) would leave the runner host-root."""
+    said = _refused({**_host_namespaces(), "user": 1}, os.pidfd_open(os.getpid()))
+    assert said.startswith("failed OSError(") and "namespaces the runner would not join: user" in said, said
+
+
+def test_a_server_that_takes_no_request_is_stopped_at_the_deadline() -> None:
+    """Review r46, low 2: a server alive but not reading (stopped here) is killed once its socket is full."""
+    import signal as signals
+
+    server = forkserver.ForkServer()
+    held: list[int] = []
+    try:
+        server._control.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
+        os.kill(server.process.pid, signals.SIGSTOP)
+        with pytest.raises(TimeoutError, match="did not take the request"):
+            for _ in range(1000):
+                read, write = os.pipe()
+                held += [read, write]
+                server.start_runner(os.getpid(), {}, [], 0, None, "/nonexistent/runner.py", "/",
+                                    (read, write, write, write, read), deadline=time.monotonic() + 0.5)
+        assert not server.alive and server.process.returncode == -signals.SIGKILL
+    finally:
+        for fd in held:
+            os.close(fd)
         server.close()

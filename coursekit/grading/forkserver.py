@@ -8,8 +8,8 @@ grader starts the sandbox with bubblewrap as before
 and cgroups), but the command inside is a placeholder, :data:`HOLDER_SOURCE`,
 without capabilities, that only says it is ready and waits. The grader then
 asks the server for a runner in that sandbox, handing it the runner's three
-pipes and a pipe to report on, and talks to the runner as it would to one
-bubblewrap had started.
+pipes, a pipe to report on and a pidfd of the placeholder, and talks to the
+runner as it would to one bubblewrap had started.
 
 For each request the server forks a **starter**, which stays outside the
 sandbox as root: it opens the placeholder's root directory and the
@@ -49,7 +49,12 @@ operating system. Its string hashes'
 seed cannot change after start: every runner of one grader process shares the
 server's, where an exec'd runner drew its own (``-I`` ignores
 ``PYTHONHASHSEED``). What the kernel can reach of the server's state (its
-module, the request: host PIDs and cgroup paths) holds nothing secret.
+module, the request: host PIDs and cgroup paths) holds nothing secret. The
+pages a forked runner and kernel share with the server (torch's and NumPy's
+import) stay charged to the server's memory cgroup until they are written, so
+a sandbox's memory cgroup leaves a forked kernel more room than an exec'd one;
+the address-space limit, which the runner sets from what the kernel starts
+with, is the same under both starts.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import functools
 import importlib
 import json
 import os
@@ -227,6 +233,9 @@ def _open_namespaces(holder: int, expected: dict[str, int]) -> dict[str, int]:
         for name in REQUIRED_NAMESPACES:
             if name not in expected:
                 raise OSError(f"bubblewrap did not report the sandbox's {name} namespace")
+        unknown = sorted(set(expected) - {name for name, _ in JOINED_NAMESPACES} - {"pid"})
+        if unknown:
+            raise OSError(f"bubblewrap reported namespaces the runner would not join: {', '.join(unknown)}")
         for name, _ in JOINED_NAMESPACES + (("pid", CLONE_NEWPID),):
             if name not in expected:
                 continue  # not made (a kernel without cgroup namespaces, say): the sandbox shares the host's
@@ -381,8 +390,8 @@ class ForkServer:
             fds: the runner's stdin, stdout and stderr, the pipe the starter reports on (see :func:`_start`)
                 and a pidfd of the placeholder; the caller closes its copies once this returns.
             deadline: when, on :func:`time.monotonic`'s clock, to stop waiting for the server (and for other
-                threads' requests before this one) to take the request; a server that does not is stopped
-                (:meth:`stop`).
+                threads' requests before this one) to take the request; a server whose socket stays full
+                until then is stopped (:meth:`stop`).
 
         Raises:
             OSError: the server is gone, or did not take the request before ``deadline``.
@@ -405,6 +414,8 @@ class ForkServer:
         """Kill a server that has stopped taking or answering requests (:func:`shared` starts another)."""
         with contextlib.suppress(OSError):
             self.process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=CLOSE_WAIT_S)
 
     def close(self) -> None:
         """Stop the server (runners already started go on): it exits when it reads the end of its socket."""
@@ -414,6 +425,16 @@ class ForkServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+@functools.lru_cache(maxsize=None)
+def pidfds_available() -> bool:
+    """Whether this kernel has pidfds (Linux 5.3), which a start through the server needs."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (OSError, AttributeError):
+        return False
+    return True
 
 
 _SHARED: ForkServer | None = None

@@ -66,6 +66,8 @@ STATUS_WAIT_S = 5.0
 #: the longest a start through the fork server may take before bubblewrap starts the runner instead, in seconds
 #: (a start takes a few tenths of a second; the server's first, which imports torch, a few seconds).
 FORK_START_S = 30.0
+#: the least of the cells' budget worth a start through the fork server, in seconds (less: bubblewrap at once).
+MIN_FORK_BUDGET_S = 1.0
 #: the longest line the fork server's starter writes on the status pipe, in bytes (with room to spare).
 STATUS_LINE_BYTES = 4096
 
@@ -468,12 +470,17 @@ def _start_from_fork_server(limits: Limits, view: Path, group: SandboxGroup | No
     bubblewrap the rest of the budget.
 
     Returns:
-        The bubblewrap process, the runner (in the sandbox, limits set) and ``""``; or, when the placeholder
+        ``(None, None, "")`` without asking the server where less than :data:`MIN_FORK_BUDGET_S` of the
+        cells' budget is left or the kernel has no pidfds (Linux before 5.3). Otherwise the bubblewrap
+        process, the runner (in the sandbox, limits set) and ``""``; or, when the placeholder
         never said it was ready, the fork server could not be reached or the runner never entered the
         sandbox, ``(None, None, why)`` with the sandbox already stopped: the caller then has bubblewrap
         start the runner (which fails as the placeholder did, and says why in its stderr).
     """
-    deadline = min(deadline, time.monotonic() + FORK_START_S)
+    if deadline - time.monotonic() < MIN_FORK_BUDGET_S or not forkserver.pidfds_available():
+        return None, None, ""  # not asked: nothing to note
+    start_deadline = time.monotonic() + FORK_START_S
+    deadline = min(deadline, start_deadline)
     info_read, info_write = os.pipe()
     fds: list[int] = []
     process: subprocess.Popen[bytes] | None = None
@@ -517,8 +524,10 @@ def _start_from_fork_server(limits: Limits, view: Path, group: SandboxGroup | No
                                os.fdopen(stderr_read, "rb", buffering=0), status_read)
         fds.clear()
         word = runner.first_word(deadline)
-        if word == _NO_WORD_IN_TIME:
-            server.stop()  # alive but stuck, or too slow to be worth keeping: the next start gets a fresh one
+        if word == _NO_WORD_IN_TIME and deadline == start_deadline:
+            # The server had all of FORK_START_S: stuck, or too slow to keep. (Not when the cells' budget was
+            # shorter: a rerun may have little of it left, and other threads' requests are queued.)
+            server.stop()
         if word != "started":
             raise OSError(word)
         return process, runner, ""

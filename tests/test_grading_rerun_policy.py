@@ -652,3 +652,21 @@ def test_a_later_hoarder_that_started_within_two_margins_still_ends_the_earlier_
         # Cell 2's own failure for memory is no evidence against cell 0: its window ended where cell 2 began (r35, F1).
         passed = dataclasses.replace(cells[3], status=CellStatus.OK, ename="", ended=StepEnd.REPORTED)
         assert reruns._culprit_cell(dataclasses.replace(run, cells=[*cells[:3], passed])) is None
+
+
+def test_every_attempts_fork_server_note_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review r47, 3: an attempt whose runner bubblewrap had to start is logged even when a later attempt's was
+    forked."""
+    attempts: list[int] = []
+
+    def run_job(job: Job, limits: Limits, **budgets: Any) -> RawRun:
+        attempts.append(len(attempts) + 1)
+        if len(attempts) == 1:
+            return RawRun(ready=True, calls=[CallEnd("q#0", CallStatus.DIED, ended=StepEnd.EXITED)],
+                          done=Done(stopped_call="q#0"), fork_server_note="the fork server did not start the runner (x)")
+        return RawRun(ready=True, calls=[], done=Done(), forked=True)
+
+    monkeypatch.setattr(reruns, "run_job", run_job)
+    run = run_submission(_job(_calls("f", "g")), Limits())
+    assert attempts == [1, 2] and run.forked
+    assert run.fork_server_note == "attempt 1: the fork server did not start the runner (x)"

@@ -89,6 +89,9 @@ REQUIRED_NAMESPACES = ("pid", "mnt", "net", "ipc", "uts")
 REQUEST_FDS = ("stdin", "stdout", "stderr", "status", "placeholder")
 #: the largest request, in bytes (a request names a few paths and a seccomp program of a hundred bytes).
 MAX_REQUEST_BYTES = 1 << 16
+#: how long no starter may answer before a server whose start went unanswered is stopped, in seconds (its own
+#: start, importing torch, takes a few).
+SILENT_S = 30.0
 #: the shortest wait for the server to take a request, in seconds (a start past its deadline still fails cleanly).
 MIN_SEND_TIMEOUT_S = 0.001
 #: how long the grader waits for the server to exit once it closed its socket, in seconds.
@@ -359,6 +362,7 @@ class ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._control = ours
         self._lock = threading.Lock()
+        self._last_heard = time.monotonic()
         self.process = subprocess.Popen([interpreter(), "-I", __file__, str(theirs.fileno())],
                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         # Its starters outlive a stuck request: they must not hold the
@@ -409,6 +413,19 @@ class ForkServer:
             raise TimeoutError("the fork server did not take the request before the start's deadline") from None
         finally:
             self._lock.release()
+
+    def heard(self) -> None:
+        """A starter answered a request: the server is serving."""
+        self._last_heard = time.monotonic()
+
+    def silent_start(self) -> None:
+        """A start had no word in time: stop the server once no starter has answered for :data:`SILENT_S`.
+
+        The server, not the one request, is judged: a start cut short by a small cells' budget, or one
+        starter that hangs while others answer, does not stop a server that serves.
+        """
+        if time.monotonic() - self._last_heard >= SILENT_S:
+            self.stop()
 
     def stop(self) -> None:
         """Kill a server that has stopped taking or answering requests (:func:`shared` starts another)."""

@@ -269,6 +269,7 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
     # The last attempt that got as far as its calls and was stopped in one: what a rerun would otherwise lose.
     made_calls: RawRun | None = None
     oom_kills = protocol_errors = ignored_reports = 0
+    fork_server_notes: list[str] = []
     stopped_evidence: tuple[str, int | None] | None = None
     for attempt in range(1, MAX_RESTARTS + 2):
         # The results kept from earlier attempts count against this one's share (a too_large event holds none).
@@ -296,6 +297,9 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
             stopped_evidence = (run.diagnostics, run.returncode)
         run.attempts, run.skipped_cells, run.oom_kills = attempt, list(skipped), oom_kills
         run.protocol_errors, run.ignored_reports = protocol_errors, ignored_reports
+        if run.fork_server_note:
+            fork_server_notes.append(f"attempt {attempt}: {run.fork_server_note}")
+        run.fork_server_note = "; ".join(fork_server_notes)
         # A finished rerun's own stderr, if it wrote any, explains its own events (r17, F4).
         if stopped_evidence is not None and run.finished and not run.diagnostics.strip():
             run.diagnostics, run.returncode = stopped_evidence
@@ -396,6 +400,6 @@ def _keeping_calls_made(made: RawRun, given_up: list[CallEnd], last: RawRun) -> 
     return dataclasses.replace(made, calls=calls, attempts=last.attempts, seconds=last.seconds,
                                cells_seconds=last.cells_seconds, calls_seconds=last.calls_seconds,
                                oom_kills=last.oom_kills, protocol_errors=last.protocol_errors,
-                               ignored_reports=last.ignored_reports,
+                               ignored_reports=last.ignored_reports, fork_server_note=last.fork_server_note,
                                kept_from_earlier="cells",
                                kept_calls=kept)

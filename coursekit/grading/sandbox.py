@@ -479,15 +479,15 @@ def _start_from_fork_server(limits: Limits, view: Path, group: SandboxGroup | No
     """
     if deadline - time.monotonic() < MIN_FORK_BUDGET_S or not forkserver.pidfds_available():
         return None, None, ""  # not asked: nothing to note
-    start_deadline = time.monotonic() + FORK_START_S
-    deadline = min(deadline, start_deadline)
+    deadline = min(deadline, time.monotonic() + FORK_START_S)
     info_read, info_write = os.pipe()
     fds: list[int] = []
     process: subprocess.Popen[bytes] | None = None
     runner: _ForkedRunner | None = None
+    seccomp: int | None = None
     try:
-        seccomp = _seccomp_pipe()
         try:
+            seccomp = _seccomp_pipe()
             command = bwrap_command(limits.disk_mb, package_root(), view, seccomp, info_fd=info_write,
                                     capabilities=False)
             command += [interpreter(), "-I", "-S", "-c", forkserver.HOLDER_SOURCE]
@@ -524,10 +524,10 @@ def _start_from_fork_server(limits: Limits, view: Path, group: SandboxGroup | No
                                os.fdopen(stderr_read, "rb", buffering=0), status_read)
         fds.clear()
         word = runner.first_word(deadline)
-        if word == _NO_WORD_IN_TIME and deadline == start_deadline:
-            # The server had all of FORK_START_S: stuck, or too slow to keep. (Not when the cells' budget was
-            # shorter: a rerun may have little of it left, and other threads' requests are queued.)
-            server.stop()
+        if word == _NO_WORD_IN_TIME:
+            server.silent_start()
+        else:
+            server.heard()
         if word != "started":
             raise OSError(word)
         return process, runner, ""
@@ -600,7 +600,11 @@ def run_job(job: Job, limits: Limits, *, cells_s: float, calls_s: float, use_san
         runner: _ForkedRunner | None = None
         not_forked = ""
         if use_sandbox and use_fork_server:
+            tried = time.monotonic()
             process, runner, not_forked = _start_from_fork_server(limits, view, group, clock.deadline)
+            if runner is None and not_forked:
+                # The grader's fault, not the student's: the failed start's time is not taken from the cells.
+                clock.forgive(time.monotonic() - tried)
         if runner is None:
             if use_sandbox:
                 command = bwrap_command(limits.disk_mb, package_root(), view, seccomp)
@@ -658,6 +662,11 @@ class _PhaseClock:
         self.deadline = started + cells_s
         self.phase = "cells"
         self.cells_seconds: float | None = None
+
+    def forgive(self, seconds: float) -> None:
+        """Leave ``seconds`` spent before the cells started (a failed start through the fork server) uncounted."""
+        self.started += seconds
+        self.deadline += seconds
 
     def cells_done(self, now: float) -> None:
         """The cells are done at ``now``: from here on, the calls' budget counts."""

@@ -235,8 +235,7 @@ def test_a_start_that_hangs_falls_back_to_bubblewrap_with_the_cells_budget_left(
     assert run.finished and not run.forked and not run.wall_killed and run.cells[0].stdout == "1\n", run
     assert run.fork_server_note == ("the fork server did not start the runner (the runner did not report itself in "
                                     "the sandbox in time)"), run.fork_server_note
-    forgiven = run.seconds - run.cells_seconds - run.calls_seconds
-    assert 2.0 <= forgiven < 2.0 + 5.0, f"the hung start is not taken from the cells' budget ({forgiven:.2f} s)"
+    assert run.cells_seconds >= 2.0, "the attempt's clock counts the hung start, as it counts any sandbox's start"
     assert told == ["silent"], "the server is told its start went unanswered"
 
 
@@ -254,46 +253,42 @@ def test_a_request_waits_for_the_server_no_longer_than_its_deadline() -> None:
         server.close()
 
 
-def test_a_server_is_stopped_only_when_no_starter_has_answered_for_a_while() -> None:
-    """Review r46, S1 and r47, 1: the server is judged, not one request: a start cut short by a rerun's small
-    cells' budget, or one hung starter among answering ones, leaves a serving server alone."""
+def test_a_server_is_stopped_only_after_starts_in_a_row_go_unanswered() -> None:
+    """Review r46, S1, r47, 1 and r48, 1: the server is judged, not one request: a start cut short by a rerun's
+    small cells' budget, or one hung starter among answering ones, leaves a serving server alone."""
     server = forkserver.ForkServer()
     try:
-        server.silent_start()
-        assert server.alive, "a starter answered (here: the server started) less than SILENT_S ago"
-        server._last_heard -= forkserver.SILENT_S + 1
+        for _ in range(forkserver.MAX_SILENT_STARTS - 1):
+            server.silent_start()
         server.heard()
-        server.silent_start()
-        assert server.alive
-        server._last_heard -= forkserver.SILENT_S + 1
+        for _ in range(forkserver.MAX_SILENT_STARTS - 1):
+            server.silent_start()
+        assert server.alive, "an answer in between resets the count"
         server.silent_start()
         assert not server.alive
     finally:
         server.close()
 
 
-def test_a_start_cut_short_by_the_cells_budget_gives_the_time_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Review r47, 2: a failed start is the grader's fault: bubblewrap gets the whole cells' budget again."""
-    held: list[int] = []
+def test_an_answered_start_counts_as_heard_even_when_it_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review r48, 3: a starter's "failed ..." is an answer: the server is serving."""
+    told: list[str] = []
 
-    class Silent:
+    class Failing:
         def start_runner(self, *args: Any, **options: Any) -> None:
-            held.extend(os.dup(fd) for fd in args[-1])
+            os.write(args[-1][3], b"failed OSError('x')\n")
 
         def silent_start(self) -> None:
-            pass
+            told.append("silent")
 
-    monkeypatch.setattr(forkserver, "shared", Silent)
-    try:
-        job = Job(files={}, cells=[{"index": 0, "source": "print(1)"}], calls=[], adapters=[],
-                  view=plan_view(set(), []))
-        run = run_job(job, Limits(), cells_s=8.0, calls_s=60.0)
-    finally:
-        for fd in held:
-            os.close(fd)
-    assert held, "the server was asked"
-    assert run.fork_server_note.endswith("did not report itself in the sandbox in time)"), run.fork_server_note
-    assert run.finished and not run.forked and not run.wall_killed and run.seconds >= 8.0, run
+        def heard(self) -> None:
+            told.append("heard")
+
+    monkeypatch.setattr(forkserver, "shared", Failing)
+    job = Job(files={}, cells=[{"index": 0, "source": "print(1)"}], calls=[], adapters=[], view=plan_view(set(), []))
+    run = run_job(job, Limits(), cells_s=60.0, calls_s=60.0, use_sandbox=True)
+    assert told == ["heard"] and not run.forked and run.finished
+    assert run.fork_server_note == "the fork server did not start the runner (failed OSError('x'))"
 
 
 @pytest.mark.parametrize("why", ["no pidfds", "under a second left"])
@@ -305,7 +300,7 @@ def test_the_server_is_not_asked_without_pidfds_or_time(why: str, monkeypatch: p
     if why == "no pidfds":
         monkeypatch.setattr(forkserver, "pidfds_available", lambda: False)
     job = Job(files={}, cells=[{"index": 0, "source": "print(1)"}], calls=[], adapters=[], view=plan_view(set(), []))
-    run = run_job(job, Limits(), cells_s=60.0 if why == "no pidfds" else 0.5, calls_s=60.0)
+    run = run_job(job, Limits(), cells_s=60.0 if why == "no pidfds" else 0.5, calls_s=60.0, use_sandbox=True)
     assert not run.forked and run.fork_server_note == "", run.fork_server_note
     if why == "no pidfds":
         assert run.finished and run.cells[0].stdout == "1\n"

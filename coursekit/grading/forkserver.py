@@ -89,9 +89,8 @@ REQUIRED_NAMESPACES = ("pid", "mnt", "net", "ipc", "uts")
 REQUEST_FDS = ("stdin", "stdout", "stderr", "status", "placeholder")
 #: the largest request, in bytes (a request names a few paths and a seccomp program of a hundred bytes).
 MAX_REQUEST_BYTES = 1 << 16
-#: how long no starter may answer before a server whose start went unanswered is stopped, in seconds (its own
-#: start, importing torch, takes a few).
-SILENT_S = 30.0
+#: how many starts in a row may go unanswered before the server is stopped (and the next start starts another).
+MAX_SILENT_STARTS = 3
 #: the shortest wait for the server to take a request, in seconds (a start past its deadline still fails cleanly).
 MIN_SEND_TIMEOUT_S = 0.001
 #: how long the grader waits for the server to exit once it closed its socket, in seconds.
@@ -362,7 +361,7 @@ class ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._control = ours
         self._lock = threading.Lock()
-        self._last_heard = time.monotonic()
+        self._silent_starts = 0
         self.process = subprocess.Popen([interpreter(), "-I", __file__, str(theirs.fileno())],
                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         # Its starters outlive a stuck request: they must not hold the
@@ -395,7 +394,7 @@ class ForkServer:
                 and a pidfd of the placeholder; the caller closes its copies once this returns.
             deadline: when, on :func:`time.monotonic`'s clock, to stop waiting for the server (and for other
                 threads' requests before this one) to take the request; a server whose socket stays full
-                until then is stopped (:meth:`stop`).
+                until then (dozens of requests it has not read) is stopped (:meth:`stop`).
 
         Raises:
             OSError: the server is gone, or did not take the request before ``deadline``.
@@ -416,15 +415,17 @@ class ForkServer:
 
     def heard(self) -> None:
         """A starter answered a request: the server is serving."""
-        self._last_heard = time.monotonic()
+        self._silent_starts = 0
 
     def silent_start(self) -> None:
-        """A start had no word in time: stop the server once no starter has answered for :data:`SILENT_S`.
+        """A start had no word in time: stop the server after :data:`MAX_SILENT_STARTS` such starts in a row.
 
         The server, not the one request, is judged: a start cut short by a small cells' budget, or one
-        starter that hangs while others answer, does not stop a server that serves.
+        starter that hangs while others answer (each answer resets the count), does not stop a server
+        that serves.
         """
-        if time.monotonic() - self._last_heard >= SILENT_S:
+        self._silent_starts += 1
+        if self._silent_starts >= MAX_SILENT_STARTS:
             self.stop()
 
     def stop(self) -> None:

@@ -64,8 +64,10 @@ CHUNK = 1 << 16
 #: how long the grader waits, once the sandbox is gone, for a forked runner's exit status.
 STATUS_WAIT_S = 5.0
 #: the longest a start through the fork server may take before bubblewrap starts the runner instead, in seconds
-#: (a start takes a few tenths of a second; the server's first, which imports torch, a few seconds).
-FORK_START_S = 30.0
+#: (a start takes a few tenths of a second; the server's first, which imports torch, a few seconds). Like any
+#: sandbox's start it counts in the cells' budget: with bubblewrap's own start after it, it fits in the
+#: budget's allowance for starting (:data:`~coursekit.grading.limits.SUBMISSION_START_S`).
+FORK_START_S = 10.0
 #: the least of the cells' budget worth a start through the fork server, in seconds (less: bubblewrap at once).
 MIN_FORK_BUDGET_S = 1.0
 #: the longest line the fork server's starter writes on the status pipe, in bytes (with room to spare).
@@ -135,7 +137,7 @@ class RawRun:
         oom_kills: processes the sandbox's memory cgroup killed.
         forked: the runner came from the fork server (:mod:`~coursekit.grading.forkserver`), not from an ``exec``.
         fork_server_note: why the fork server did not start the runner, where it was asked to (``""``: it did,
-            or it was not asked).
+            or it was not asked); after reruns, every attempt's, each named.
         seconds: wall-clock time of all attempts together.
         cells_seconds: of ``seconds``, the time before the cells were done (the sandbox's start included).
         calls_seconds: of ``seconds``, the time of the hidden calls (after the cells were done).
@@ -600,11 +602,7 @@ def run_job(job: Job, limits: Limits, *, cells_s: float, calls_s: float, use_san
         runner: _ForkedRunner | None = None
         not_forked = ""
         if use_sandbox and use_fork_server:
-            tried = time.monotonic()
             process, runner, not_forked = _start_from_fork_server(limits, view, group, clock.deadline)
-            if runner is None and not_forked:
-                # The grader's fault, not the student's: the failed start's time is not taken from the cells.
-                clock.forgive(time.monotonic() - tried)
         if runner is None:
             if use_sandbox:
                 command = bwrap_command(limits.disk_mb, package_root(), view, seccomp)
@@ -662,11 +660,6 @@ class _PhaseClock:
         self.deadline = started + cells_s
         self.phase = "cells"
         self.cells_seconds: float | None = None
-
-    def forgive(self, seconds: float) -> None:
-        """Leave ``seconds`` spent before the cells started (a failed start through the fork server) uncounted."""
-        self.started += seconds
-        self.deadline += seconds
 
     def cells_done(self, now: float) -> None:
         """The cells are done at ``now``: from here on, the calls' budget counts."""

@@ -236,6 +236,7 @@ def test_a_start_that_hangs_falls_back_to_bubblewrap_with_the_cells_budget_left(
     assert run.fork_server_note == ("the fork server did not start the runner (the runner did not report itself in "
                                     "the sandbox in time)"), run.fork_server_note
     assert run.cells_seconds >= 2.0, "the attempt's clock counts the hung start, as it counts any sandbox's start"
+    assert run.seconds - run.cells_seconds - run.calls_seconds < 0.5, "no time is given back"
     assert told == ["silent"], "the server is told its start went unanswered"
 
 
@@ -332,3 +333,29 @@ def test_a_server_that_takes_no_request_is_stopped_at_the_deadline() -> None:
         for fd in held:
             os.close(fd)
         server.close()
+
+
+def test_a_start_through_the_server_leaves_bubblewrap_its_reserve(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review r49, 1: a hung start must leave bubblewrap enough of a short cells' budget to run the cells."""
+    from coursekit.grading import sandbox
+
+    held: list[int] = []
+
+    class Silent:
+        def start_runner(self, *args: Any, **options: Any) -> None:
+            held.extend(os.dup(fd) for fd in args[-1])
+
+        def silent_start(self) -> None:
+            pass
+
+    monkeypatch.setattr(forkserver, "shared", Silent)
+    monkeypatch.setattr(sandbox, "BUBBLEWRAP_RESERVE_S", 12.0)
+    try:
+        job = Job(files={}, cells=[{"index": 0, "source": "print(1)"}], calls=[], adapters=[],
+                  view=plan_view(set(), []))
+        run = run_job(job, Limits(), cells_s=16.0, calls_s=60.0, use_sandbox=True)
+    finally:
+        for fd in held:
+            os.close(fd)
+    assert held and run.fork_server_note.endswith("did not report itself in the sandbox in time)")
+    assert run.finished and not run.wall_killed and run.cells[0].stdout == "1\n", run

@@ -655,18 +655,20 @@ def test_a_later_hoarder_that_started_within_two_margins_still_ends_the_earlier_
 
 
 def test_every_attempts_fork_server_note_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Review r47, 3: an attempt whose runner bubblewrap had to start is logged even when a later attempt's was
-    forked."""
+    """Review r47, 3 and r49, 1: an attempt whose runner bubblewrap had to start is logged, and the submission's
+    later attempts do not try the server again."""
     attempts: list[int] = []
+    asked: list[bool] = []
 
     def run_job(job: Job, limits: Limits, **budgets: Any) -> RawRun:
         attempts.append(len(attempts) + 1)
+        asked.append(budgets["use_fork_server"])
         if len(attempts) == 1:
             return RawRun(ready=True, calls=[CallEnd("q#0", CallStatus.DIED, ended=StepEnd.EXITED)],
                           done=Done(stopped_call="q#0"), fork_server_note="the fork server did not start the runner (x)")
-        return RawRun(ready=True, calls=[], done=Done(), forked=True)
+        return RawRun(ready=True, calls=[], done=Done())
 
     monkeypatch.setattr(reruns, "run_job", run_job)
     run = run_submission(_job(_calls("f", "g")), Limits())
-    assert attempts == [1, 2] and run.forked
+    assert attempts == [1, 2] and asked == [True, False], "after a failed start, the server is not asked again"
     assert run.fork_server_note == "attempt 1: the fork server did not start the runner (x)"

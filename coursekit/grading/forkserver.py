@@ -361,6 +361,7 @@ class ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._control = ours
         self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
         self._silent_starts = 0
         self.process = subprocess.Popen([interpreter(), "-I", __file__, str(theirs.fileno())],
                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -415,7 +416,8 @@ class ForkServer:
 
     def heard(self) -> None:
         """A starter answered a request: the server is serving."""
-        self._silent_starts = 0
+        with self._count_lock:
+            self._silent_starts = 0
 
     def silent_start(self) -> None:
         """A start had no word in time: stop the server after :data:`MAX_SILENT_STARTS` such starts in a row.
@@ -424,8 +426,10 @@ class ForkServer:
         starter that hangs while others answer (each answer resets the count), does not stop a server
         that serves.
         """
-        self._silent_starts += 1
-        if self._silent_starts >= MAX_SILENT_STARTS:
+        with self._count_lock:
+            self._silent_starts += 1
+            stop = self._silent_starts >= MAX_SILENT_STARTS
+        if stop:
             self.stop()
 
     def stop(self) -> None:

@@ -275,9 +275,10 @@ def run_submission(job: Job, limits: Limits, *, use_sandbox: bool | None = None,
         # The results kept from earlier attempts count against this one's share (a too_large event holds none).
         kept_bytes = sum(wire_size(end.value) + wire_size(end.grads) for end in answered
                          if end.status is not CallStatus.TOO_LARGE)
+        # After one failed start through the fork server, the submission's later attempts do not try it again.
         run = run_job(dataclasses.replace(job, cells=cells, calls=calls, result_bytes=job.result_bytes - kept_bytes),
                       limits, cells_s=cells_left, calls_s=calls_left, use_sandbox=use_sandbox,
-                      use_cgroups=use_cgroups)
+                      use_cgroups=use_cgroups, use_fork_server=not fork_server_notes)
         cells_left -= run.cells_seconds
         calls_left -= run.calls_seconds
         cells_spent += run.cells_seconds

@@ -68,8 +68,10 @@ STATUS_WAIT_S = 5.0
 #: sandbox's start it counts in the cells' budget: with bubblewrap's own start after it, it fits in the
 #: budget's allowance for starting (:data:`~coursekit.grading.limits.SUBMISSION_START_S`).
 FORK_START_S = 10.0
-#: the least of the cells' budget worth a start through the fork server, in seconds (less: bubblewrap at once).
+#: the least time worth a start through the fork server, in seconds (less: bubblewrap at once).
 MIN_FORK_BUDGET_S = 1.0
+#: the part of the cells' budget a start through the fork server leaves for bubblewrap's own start, should it fail.
+BUBBLEWRAP_RESERVE_S = 10.0
 #: the longest line the fork server's starter writes on the status pipe, in bytes (with room to spare).
 STATUS_LINE_BYTES = 4096
 
@@ -468,20 +470,21 @@ def _start_from_fork_server(limits: Limits, view: Path, group: SandboxGroup | No
     """Start the sandbox with a placeholder inside, then ask the fork server for a runner in it.
 
     The start may take :data:`FORK_START_S` (the server's own start, which imports torch, included) or
-    what is left of the cells' ``deadline``, whichever ends first; a start that hangs past it leaves
-    bubblewrap the rest of the budget.
+    what is left of the cells' ``deadline`` less :data:`BUBBLEWRAP_RESERVE_S`, whichever ends first, so
+    that a start that fails leaves bubblewrap at least that reserve.
 
     Returns:
-        ``(None, None, "")`` without asking the server where less than :data:`MIN_FORK_BUDGET_S` of the
-        cells' budget is left or the kernel has no pidfds (Linux before 5.3). Otherwise the bubblewrap
+        ``(None, None, "")`` without asking the server where that leaves less than
+        :data:`MIN_FORK_BUDGET_S` or the kernel has no pidfds (Linux before 5.3). Otherwise the bubblewrap
         process, the runner (in the sandbox, limits set) and ``""``; or, when the placeholder
         never said it was ready, the fork server could not be reached or the runner never entered the
         sandbox, ``(None, None, why)`` with the sandbox already stopped: the caller then has bubblewrap
         start the runner (which fails as the placeholder did, and says why in its stderr).
     """
+    # What bubblewrap would need, should this start fail, is kept out of the start's share.
+    deadline = min(deadline - BUBBLEWRAP_RESERVE_S, time.monotonic() + FORK_START_S)
     if deadline - time.monotonic() < MIN_FORK_BUDGET_S or not forkserver.pidfds_available():
         return None, None, ""  # not asked: nothing to note
-    deadline = min(deadline, time.monotonic() + FORK_START_S)
     info_read, info_write = os.pipe()
     fds: list[int] = []
     process: subprocess.Popen[bytes] | None = None

@@ -471,7 +471,8 @@ def _start_from_fork_server(limits: Limits, view: Path, group: SandboxGroup | No
 
     The start may take :data:`FORK_START_S` (the server's own start, which imports torch, included) or
     what is left of the cells' ``deadline`` less :data:`BUBBLEWRAP_RESERVE_S`, whichever ends first, so
-    that a start that fails leaves bubblewrap at least that reserve.
+    that a start that fails leaves bubblewrap about that reserve (less the time its sandbox takes to stop).
+    The student's loss is bounded, not removed: a failed start counts in the cells' budget, as any start.
 
     Returns:
         ``(None, None, "")`` without asking the server where that leaves less than

@@ -393,7 +393,7 @@ class ForkServer:
             home: the directory the runner starts in.
             fds: the runner's stdin, stdout and stderr, the pipe the starter reports on (see :func:`_start`)
                 and a pidfd of the placeholder; the caller closes its copies once this returns.
-            deadline: when, on :func:`time.monotonic`'s clock, to stop waiting for the server (and for other
+            deadline: when, on ``time.monotonic``'s clock, to stop waiting for the server (and for other
                 threads' requests before this one) to take the request; a server whose socket stays full
                 until then (dozens of requests it has not read) is stopped (:meth:`stop`).
 

@@ -66,7 +66,7 @@ STATUS_WAIT_S = 5.0
 #: the longest a start through the fork server may take before bubblewrap starts the runner instead, in seconds
 #: (a start takes a few tenths of a second; the server's first, which imports torch, a few seconds). Like any
 #: sandbox's start it counts in the cells' budget: with bubblewrap's own start after it, it fits in the
-#: budget's allowance for starting (:data:`~coursekit.grading.limits.SUBMISSION_START_S`).
+#: budget's allowance for starting (``limits.SUBMISSION_START_S``).
 FORK_START_S = 10.0
 #: the least time worth a start through the fork server, in seconds (less: bubblewrap at once).
 MIN_FORK_BUDGET_S = 1.0

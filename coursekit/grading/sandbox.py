@@ -596,7 +596,6 @@ def run_job(job: Job, limits: Limits, *, cells_s: float, calls_s: float, use_san
         lease = UidLease() if os.geteuid() == 0 else None
         group = SandboxGroup.create(limits) if use_cgroups else None
         host_workdir = None if use_sandbox else tempfile.mkdtemp(prefix="coursekit-grade-")
-        seccomp = _seccomp_pipe() if use_sandbox else None
         if host_workdir:
             os.chmod(host_workdir, 0o711)
         setup = Setup(job.files, job.cells, limits.for_runner(), lease.uid if lease else None,
@@ -608,6 +607,8 @@ def run_job(job: Job, limits: Limits, *, cells_s: float, calls_s: float, use_san
         if use_sandbox and use_fork_server:
             process, runner, not_forked = _start_from_fork_server(limits, view, group, clock.deadline)
         if runner is None:
+            # Made here, not before the fork server is asked: a forked runner's sandbox has its own.
+            seccomp = _seccomp_pipe() if use_sandbox else None
             if use_sandbox:
                 command = bwrap_command(limits.disk_mb, package_root(), view, seccomp)
                 command += [interpreter(), "-I", str(package_root() / "grading" / "runner.py")]

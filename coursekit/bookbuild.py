@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 PACKAGE_SUFFIXES = (".py", ".pt", ".json", ".txt")
@@ -179,6 +180,52 @@ c.InlineBackend.rc = {"svg.hashsalt": "coursekit-book", "svg.fonttype": "path"}
 """
 
 
+#: The vector instruction set of every CPU kernel the pages run with, where the processor has it: AVX2 for
+#: ATen's own kernels, MKL's (its conditional numerical reproducibility setting) and oneDNN's.
+AVX2_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+#: What ``torch.backends.cpu.get_cpu_capability()`` reports on an x86-64 processor with AVX2 (and FMA) or more.
+AVX2_CAPABLE = ("AVX2", "AVX512")
+
+
+def numerics_environment(environ: Mapping[str, str], capability: str) -> dict[str, str]:
+    """The environment variables that give the pages' kernels the same arithmetic on every x86-64 CPU with AVX2.
+
+    PyTorch picks its vectorised CPU kernels by what the processor offers, and its
+    AVX-512 kernels round some operations (``exp``, ``log``, reductions) differently
+    from its AVX2 kernels. One rounding differs in the last bit; a thousand training
+    steps later the models differ, and a sentence a page asserts about them can turn
+    false (chapter 8's comparison of fine-tuning objectives did, on an AMD EPYC with
+    AVX-512). Run with AVX2 kernels, the same pages give the same numbers on every
+    such machine. A processor without AVX2 (or not x86-64) keeps its own kernels, and
+    a variable the caller set is kept.
+
+    Args:
+        environ: the environment the kernels would inherit.
+        capability: ``torch.backends.cpu.get_cpu_capability()`` of this machine.
+
+    Returns:
+        The variables to add to ``environ`` (empty when none apply).
+
+    Example:
+        >>> numerics_environment({}, "AVX512")["ATEN_CPU_CAPABILITY"]
+        'avx2'
+        >>> numerics_environment({"MKL_CBWR": "COMPATIBLE"}, "AVX2")
+        {'ATEN_CPU_CAPABILITY': 'avx2', 'ONEDNN_MAX_CPU_ISA': 'AVX2'}
+        >>> numerics_environment({}, "DEFAULT")
+        {}
+    """
+    if capability not in AVX2_CAPABLE:
+        return {}
+    return {name: value for name, value in AVX2_KERNELS.items() if name not in environ}
+
+
+def cpu_capability() -> str:
+    """The vector instruction set PyTorch's CPU kernels use in this process (``torch.backends.cpu``)."""
+    import torch.backends.cpu
+
+    return torch.backends.cpu.get_cpu_capability()
+
+
 def kernel_profile(build_dir: Path) -> Path:
     """An IPython directory whose default profile holds :data:`KERNEL_CONFIG` (the kernels' IPYTHONDIR)."""
     ipython_dir = build_dir / "ipython"
@@ -187,6 +234,25 @@ def kernel_profile(build_dir: Path) -> Path:
     if not config.exists() or config.read_text() != KERNEL_CONFIG:
         config.write_text(KERNEL_CONFIG)
     return ipython_dir
+
+
+def kernel_environment(build_dir: Path) -> dict[str, str]:
+    """The environment of the build, and so of every page's kernel: this one, with the build's settings.
+
+    This Python's ``bin`` first on ``PATH``, :func:`kernel_profile`'s IPython
+    directory, Jupyter's inline figures (no inherited ``MPLBACKEND``) and
+    :func:`numerics_environment`'s AVX2 kernels.
+    """
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    # The kernels must keep Jupyter's inline backend: under an inherited
+    # MPLBACKEND=Agg (as the test suite sets) figures have no image output and
+    # every glued or displayed figure would be pasted as "<Figure size ...>".
+    env.pop("MPLBACKEND", None)
+    env["IPYTHONDIR"] = str(kernel_profile(build_dir))
+    env.update(numerics_environment(env, cpu_capability()))
+    return env
 
 
 def build_book(root: Path, *, force: bool = False, quiet: bool = False) -> Path:
@@ -219,14 +285,7 @@ def build_book(root: Path, *, force: bool = False, quiet: bool = False) -> Path:
     publish_student_versions(root, mathjax.parent / "assignments")
     publish_binder_environment(root, build_dir / "assets" / BINDER_DIR)
 
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    # The kernels must keep Jupyter's inline backend: under an inherited
-    # MPLBACKEND=Agg (as the test suite sets) figures have no image output and
-    # every glued or displayed figure would be pasted as "<Figure size ...>".
-    env.pop("MPLBACKEND", None)
-    env["IPYTHONDIR"] = str(kernel_profile(build_dir))
+    env = kernel_environment(build_dir)
     command = [
         str(Path(sys.executable).parent / "jupyter-book"),
         "build", str(root), "--path-output", str(root),

@@ -1,10 +1,12 @@
-"""coursekit.bookbuild: what a change of the package makes the next build forget."""
+"""coursekit.bookbuild: what a change of the package makes the next build forget, and the pages' kernels' environment."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
-from coursekit.bookbuild import drop_execution_state
+from coursekit.bookbuild import AVX2_CAPABLE, cpu_capability, drop_execution_state, kernel_environment
 
 
 def test_dropping_the_execution_state_forgets_both_the_cache_and_sphinxs_saved_pages(tmp_path: Path) -> None:
@@ -17,3 +19,14 @@ def test_dropping_the_execution_state_forgets_both_the_cache_and_sphinxs_saved_p
     assert not (build / ".jupyter_cache").exists()
     assert not (build / ".doctrees").exists(), "Sphinx would re-read only changed pages and keep old outputs"
     assert (build / "html").is_dir()
+
+
+def test_the_pages_kernels_run_pytorchs_avx2_kernels_where_the_processor_has_them(tmp_path: Path) -> None:
+    # Chapter 8's comparisons hold with AVX2 kernels and not with AVX-512 ones (an AMD EPYC, 2026-12-02).
+    here = cpu_capability()
+    env = kernel_environment(tmp_path / "_build")
+    probe = "import torch.backends.cpu; print(torch.backends.cpu.get_cpu_capability())"
+    kernel = subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True)
+    assert kernel.stdout.strip() == ("AVX2" if here in AVX2_CAPABLE else here), (here, kernel.stdout, kernel.stderr)
+    assert kernel.stderr == ""
+    assert "MPLBACKEND" not in env and env["IPYTHONDIR"] == str(tmp_path / "_build" / "ipython")

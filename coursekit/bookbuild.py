@@ -180,43 +180,43 @@ c.InlineBackend.rc = {"svg.hashsalt": "coursekit-book", "svg.fonttype": "path"}
 """
 
 
-#: The vector instruction set of every CPU kernel the pages run with, where the processor has it: AVX2 for
-#: ATen's own kernels, MKL's (its conditional numerical reproducibility setting) and oneDNN's.
-AVX2_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
-#: What ``torch.backends.cpu.get_cpu_capability()`` reports on an x86-64 processor with AVX2 (and FMA) or more.
-AVX2_CAPABLE = ("AVX2", "AVX512")
+#: The environment variable with which ATen (PyTorch's own CPU kernels) takes the kernels of another instruction set.
+CPU_CAPABILITY_VARIABLE = "ATEN_CPU_CAPABILITY"
 
 
 def numerics_environment(environ: Mapping[str, str], capability: str) -> dict[str, str]:
-    """The environment variables that give the pages' kernels the same arithmetic on every x86-64 CPU with AVX2.
+    """The environment variable that gives the pages' kernels PyTorch's AVX2 kernels on a processor with AVX-512.
 
     PyTorch picks its vectorised CPU kernels by what the processor offers, and its
-    AVX-512 kernels round some operations (``exp``, ``log``, reductions) differently
-    from its AVX2 kernels. One rounding differs in the last bit; a thousand training
-    steps later the models differ, and a sentence a page asserts about them can turn
-    false (chapter 8's comparison of fine-tuning objectives did, on an AMD EPYC with
-    AVX-512). Run with AVX2 kernels, the same pages give the same numbers on every
-    such machine. A processor without AVX2 (or not x86-64) keeps its own kernels, and
-    a variable the caller set is kept.
+    AVX-512 kernels round some operations (``softmax``, ``log_softmax`` and so
+    ``cross_entropy``) differently in the last bit from its AVX2 kernels. Many
+    training steps later the models differ, and a sentence a page asserts about
+    them can turn false: chapter 8's comparisons of fine-tuning objectives did, on
+    an AMD EPYC with AVX-512, and held again there with ``ATEN_CPU_CAPABILITY=avx2``.
+    A processor with AVX2 and no AVX-512 runs those kernels anyway; one without
+    AVX2, or not x86-64, keeps its own (ATen would run AVX2 code on the one and
+    ignore the value with a warning on the other), and a value the caller set is
+    kept. Only ATen's kernels are chosen so: the matrix products
+    of MKL and oneDNN still follow the processor.
 
     Args:
         environ: the environment the kernels would inherit.
-        capability: ``torch.backends.cpu.get_cpu_capability()`` of this machine.
+        capability: ``torch.backends.cpu.get_cpu_capability()`` in this process.
 
     Returns:
-        The variables to add to ``environ`` (empty when none apply).
+        The variable to add to ``environ`` (empty when none applies).
 
     Example:
-        >>> numerics_environment({}, "AVX512")["ATEN_CPU_CAPABILITY"]
-        'avx2'
-        >>> numerics_environment({"MKL_CBWR": "COMPATIBLE"}, "AVX2")
-        {'ATEN_CPU_CAPABILITY': 'avx2', 'ONEDNN_MAX_CPU_ISA': 'AVX2'}
-        >>> numerics_environment({}, "DEFAULT")
+        >>> numerics_environment({}, "AVX512")
+        {'ATEN_CPU_CAPABILITY': 'avx2'}
+        >>> numerics_environment({"ATEN_CPU_CAPABILITY": "default"}, "DEFAULT")
         {}
+        >>> numerics_environment({}, "AVX2"), numerics_environment({}, "SVE256")
+        ({}, {})
     """
-    if capability not in AVX2_CAPABLE:
+    if capability != "AVX512" or CPU_CAPABILITY_VARIABLE in environ:
         return {}
-    return {name: value for name, value in AVX2_KERNELS.items() if name not in environ}
+    return {CPU_CAPABILITY_VARIABLE: "avx2"}
 
 
 def cpu_capability() -> str:
@@ -241,7 +241,7 @@ def kernel_environment(build_dir: Path) -> dict[str, str]:
 
     This Python's ``bin`` first on ``PATH``, :func:`kernel_profile`'s IPython
     directory, Jupyter's inline figures (no inherited ``MPLBACKEND``) and
-    :func:`numerics_environment`'s AVX2 kernels.
+    :func:`numerics_environment`'s choice of PyTorch's AVX2 kernels on an AVX-512 processor.
     """
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")

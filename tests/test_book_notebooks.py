@@ -117,13 +117,21 @@ def test_every_readers_notebook_runs_top_to_bottom(built_book, tmp_path: Path, d
     import nbformat
     from nbclient import NotebookClient
 
+    from coursekit.bookbuild import CPU_CAPABILITY_VARIABLE, cpu_capability
+
     notebook = nbformat.from_dict(reader_notebook(built_book, docname))
+    # Which of PyTorch's CPU kernels the notebook ran: the book's AVX2 ones wherever the processor has AVX2.
+    probe = nbformat.v4.new_code_cell("import torch.backends.cpu\nprint(torch.backends.cpu.get_cpu_capability())")
+    notebook.cells.append(probe)
     workdir = tmp_path / docname.replace("/", "_")
     workdir.mkdir()
     # Where Binder opens it: the site's _sources/book/ folder.
     NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
     errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert errors == [], f"{docname}: {errors[:1]}"
+    here = cpu_capability()
+    chosen = here in ("AVX2", "AVX512") and CPU_CAPABILITY_VARIABLE not in os.environ
+    assert "".join(o.get("text", "") for o in notebook.cells[-1].outputs).strip() == ("AVX2" if chosen else here)
 
 
 @pytest.mark.slow

@@ -46,14 +46,24 @@ HIDDEN_OUTPUT_TAGS = {"remove-output", "remove_output"}
 FOLDED_OUTPUT_TAGS = {"hide-output", "hide_output"}
 NOTEBOOK_FOLDER = "_sources"
 
+# The set-up cell also gives the kernel PyTorch's AVX2 kernels on an x86-64 processor with AVX2 (and so on one
+# with AVX-512), as the book's build does (coursekit.bookbuild.numerics_environment), so that the chapters' training
+# gives the page's numbers there; it reads the processor's flags from /proc/cpuinfo, as torch is not imported yet.
 SETUP_SOURCE = '''\
 # Set-up: Binder has coursekit installed; elsewhere (Colab) this cell installs it.
 import importlib.util
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 if importlib.util.find_spec("coursekit") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "coursekit[eval] @ {wheel_url}"], check=True)'''
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "coursekit[eval] @ {wheel_url}"], check=True)
+# The book ran PyTorch's AVX2 kernels; AVX-512 ones round differently and would train other models than the
+# page's. This takes effect only if torch has not been imported yet: run this cell first.
+cpu_info = Path("/proc/cpuinfo")
+if cpu_info.exists() and {{"avx2", "fma"}} <= set(cpu_info.read_text().split()):
+    os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")'''
 
 
 def published_file_url(config_theme: dict[str, Any], branch: str, path: str) -> str | None:

@@ -195,8 +195,8 @@ def numerics_environment(environ: Mapping[str, str], capability: str) -> dict[st
     an AMD EPYC with AVX-512, and held again there with ``ATEN_CPU_CAPABILITY=avx2``.
     A processor with AVX2 and no AVX-512 runs those kernels anyway; one without
     AVX2, or not x86-64, keeps its own (ATen would run AVX2 code on the one and
-    ignore the value with a warning on the other), and a value the caller set is
-    kept. Only ATen's kernels are chosen so: the matrix products
+    ignore the value with a warning on the other), and a value the caller set
+    (not empty) is kept. Only ATen's kernels are chosen so: the matrix products
     of MKL and oneDNN still follow the processor.
 
     Args:
@@ -207,14 +207,14 @@ def numerics_environment(environ: Mapping[str, str], capability: str) -> dict[st
         The variable to add to ``environ`` (empty when none applies).
 
     Example:
-        >>> numerics_environment({}, "AVX512")
-        {'ATEN_CPU_CAPABILITY': 'avx2'}
+        >>> numerics_environment({}, "AVX512"), numerics_environment({"ATEN_CPU_CAPABILITY": ""}, "AVX512")
+        ({'ATEN_CPU_CAPABILITY': 'avx2'}, {'ATEN_CPU_CAPABILITY': 'avx2'})
         >>> numerics_environment({"ATEN_CPU_CAPABILITY": "default"}, "DEFAULT")
         {}
         >>> numerics_environment({}, "AVX2"), numerics_environment({}, "SVE256")
         ({}, {})
     """
-    if capability != "AVX512" or CPU_CAPABILITY_VARIABLE in environ:
+    if capability != "AVX512" or environ.get(CPU_CAPABILITY_VARIABLE):
         return {}
     return {CPU_CAPABILITY_VARIABLE: "avx2"}
 

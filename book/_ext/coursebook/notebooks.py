@@ -10,7 +10,8 @@ button serves), written from the page as the HTML shows it:
   cells the code needs (set up, plotting), folded, without the build's glue
   calls and checks (:mod:`coursebook.nbcode`);
 * a first cell that installs ``coursekit`` (with its ``eval`` extra) from the
-  wheel published with the book, where it is missing (Colab).
+  wheel published with the book, where it is missing (Colab), and asks for
+  PyTorch's AVX2 kernels on a processor with AVX-512, as the build does.
 
 The launch buttons open that file on the published branch (``gh-pages``, which
 ``make publish`` fills with the built site): Colab from GitHub, Binder in an
@@ -46,24 +47,24 @@ HIDDEN_OUTPUT_TAGS = {"remove-output", "remove_output"}
 FOLDED_OUTPUT_TAGS = {"hide-output", "hide_output"}
 NOTEBOOK_FOLDER = "_sources"
 
-# The set-up cell also gives the kernel PyTorch's AVX2 kernels on an x86-64 processor with AVX2 (and so on one
-# with AVX-512), as the book's build does (coursekit.bookbuild.numerics_environment), so that the chapters' training
-# gives the page's numbers there; it reads the processor's flags from /proc/cpuinfo, as torch is not imported yet.
+# The set-up cell also asks for ATen's AVX2 kernels where torch would pick its AVX-512 ones, as the book's build does
+# (coursekit.bookbuild.numerics_environment), so that the chapters' training runs the same ATen kernels as the build.
+# It asks torch in another process: ATen fixes its choice in a process at the first question or computation.
 SETUP_SOURCE = '''\
 # Set-up: Binder has coursekit installed; elsewhere (Colab) this cell installs it.
 import importlib.util
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 if importlib.util.find_spec("coursekit") is None:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "coursekit[eval] @ {wheel_url}"], check=True)
-# The book ran PyTorch's AVX2 kernels; AVX-512 ones round differently and would train other models than the
-# page's. This takes effect only if torch has not been imported yet: run this cell first.
-cpu_info = Path("/proc/cpuinfo")
-if cpu_info.exists() and {{"avx2", "fma"}} <= set(cpu_info.read_text().split()):
-    os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")'''
+# The book ran PyTorch's AVX2 kernels on processors with AVX-512 too: the AVX-512 ones round softmax differently,
+# and the chapters' training would give other models. Run this cell before anything computes with torch.
+capability = subprocess.run([sys.executable, "-c", "import torch.backends.cpu as c; print(c.get_cpu_capability())"],
+                            capture_output=True, text=True).stdout.strip()
+if capability == "AVX512" and not os.environ.get("ATEN_CPU_CAPABILITY"):
+    os.environ["ATEN_CPU_CAPABILITY"] = "avx2"'''
 
 
 def published_file_url(config_theme: dict[str, Any], branch: str, path: str) -> str | None:

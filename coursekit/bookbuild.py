@@ -189,7 +189,8 @@ def numerics_environment(environ: Mapping[str, str], capability: str) -> dict[st
 
     PyTorch picks its vectorised CPU kernels by what the processor offers, and its
     AVX-512 kernels round some operations (``softmax``, ``log_softmax`` and so
-    ``cross_entropy``) differently in the last bit from its AVX2 kernels. Many
+    ``cross_entropy``) differently from its AVX2 kernels, by a few units in the
+    last place. Many
     training steps later the models differ, and a sentence a page asserts about
     them can turn false: chapter 8's comparisons of fine-tuning objectives did, on
     an AMD EPYC with AVX-512, and held again there with ``ATEN_CPU_CAPABILITY=avx2``.

@@ -30,5 +30,4 @@ def test_the_pages_kernels_run_pytorchs_avx2_kernels_on_a_processor_with_avx512(
     kernel = subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True)
     chosen = here == "AVX512" and not os.environ.get(CPU_CAPABILITY_VARIABLE)
     assert kernel.stdout.strip() == ("AVX2" if chosen else here), (here, kernel.stdout, kernel.stderr)
-    assert kernel.stderr == ""
     assert "MPLBACKEND" not in env and env["IPYTHONDIR"] == str(tmp_path / "_build" / "ipython")

@@ -59,8 +59,8 @@ import sys
 
 if importlib.util.find_spec("coursekit") is None:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "coursekit[eval] @ {wheel_url}"], check=True)
-# The book ran PyTorch's AVX2 kernels on processors with AVX-512 too: the AVX-512 ones round softmax differently,
-# and the chapters' training would give other models. Run this cell before anything computes with torch.
+# On a processor with AVX-512 the book ran the AVX2 versions of PyTorch's own kernels: the AVX-512 ones round softmax
+# differently, and the chapters' training would give other models. Run this cell before anything computes with torch.
 capability = subprocess.run([sys.executable, "-c", "import torch.backends.cpu as c; print(c.get_cpu_capability())"],
                             capture_output=True, text=True).stdout.strip()
 if capability == "AVX512" and not os.environ.get("ATEN_CPU_CAPABILITY"):

@@ -221,7 +221,10 @@ def numerics_environment(environ: Mapping[str, str], capability: str) -> dict[st
 
 
 def cpu_capability() -> str:
-    """The vector instruction set PyTorch's CPU kernels use in this process (``torch.backends.cpu``)."""
+    """The vector instruction set PyTorch's CPU kernels use in this process (``torch.backends.cpu``).
+
+    Asking fixes ATen's choice for this process: a later ``ATEN_CPU_CAPABILITY`` no longer changes it here.
+    """
     import torch.backends.cpu
 
     return torch.backends.cpu.get_cpu_capability()
@@ -240,7 +243,8 @@ def kernel_profile(build_dir: Path) -> Path:
 def kernel_environment(build_dir: Path) -> dict[str, str]:
     """The environment of the build, and so of every page's kernel: this one, with the build's settings.
 
-    This Python's ``bin`` first on ``PATH``, :func:`kernel_profile`'s IPython
+    This Python's ``bin`` first on ``PATH``, no debugger file validation
+    (``PYDEVD_DISABLE_FILE_VALIDATION``, unless set), :func:`kernel_profile`'s IPython
     directory, Jupyter's inline figures (no inherited ``MPLBACKEND``) and
     :func:`numerics_environment`'s choice of PyTorch's AVX2 kernels on an AVX-512 processor.
     """

@@ -220,3 +220,14 @@ def test_the_hub_refuses_a_folder_its_namespace_would_hide(machine: Path, monkey
     assert hub_main.refusal_to_start(args, venv_bin) == (None, share)
     monkeypatch.setenv(hub_main.SHARED_ENV, str(share.installation))
     assert "still cannot enter" in hub_main.refusal_to_start(args, venv_bin)[0]
+
+
+def test_the_hubs_internal_ports_differ_from_each_other_and_from_its_public_port() -> None:
+    # Drawn one after the other, they could be equal, or the public port. In a rehearsal of .ci/run on 2026-12-02
+    # the hub exited while its proxy asked itself for error pages, as it does when the hub's port is the proxy's.
+    from coursekit.hub.machine import free_loopback_port, free_loopback_ports
+
+    for _ in range(200):
+        public = free_loopback_port()
+        ports = free_loopback_ports(2, besides=public)
+        assert len(set(ports)) == 2 and public not in ports, (public, ports)

@@ -28,7 +28,7 @@ from coursekit.course.config import course_id
 from coursekit.hub.accounts import ACCOUNTS, INSTRUCTOR, ensure_account
 from coursekit.hub.config import HubSettings, config_file_text
 from coursekit.hub.layout import HubLayout, copy_course, make_folders, write_instructor_config, write_students_config
-from coursekit.hub.machine import free_loopback_port, port_in_use
+from coursekit.hub.machine import free_loopback_port, free_loopback_ports, port_in_use
 from coursekit.hub.shared_python import ClosedToOthersError, SharedPython, this_python_to_share
 from coursekit.hub.supervisor import supervise
 
@@ -128,8 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     course = copy_course(args.assignments.resolve(), INSTRUCTOR, course_id())
     write_instructor_config(layout, course)
     write_students_config(layout)
+    hub_api_port, proxy_api_port = free_loopback_ports(2, besides=args.port)
     settings = HubSettings(
-        layout=layout, port=args.port, hub_api_port=free_loopback_port(), proxy_api_port=free_loopback_port(),
+        layout=layout, port=args.port, hub_api_port=hub_api_port, proxy_api_port=proxy_api_port,
         proxy_command=args.proxy.resolve(), venv_bin=venv_bin, course_id=course_id(),
     )
     layout.hub_config.write_text(config_file_text(settings), encoding="utf-8")

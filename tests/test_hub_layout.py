@@ -25,6 +25,7 @@ import pytest
 from conftest import in_ci
 from coursekit.hub import __main__ as hub_main
 from coursekit.hub.layout import HubLayout, make_folders, write_instructor_config, write_students_config
+from coursekit.hub.machine import free_loopback_port, free_loopback_ports
 from coursekit.hub.shared_python import ClosedToOthersError, SharedPython, python_to_share
 
 
@@ -210,7 +211,7 @@ def test_the_hub_refuses_a_folder_its_namespace_would_hide(machine: Path, monkey
     monkeypatch.setattr(hub_main, "this_python_to_share", lambda: share)
     monkeypatch.setattr(hub_main.os, "geteuid", lambda: 0)
     proxy = shutil.which("true")
-    args = argparse.Namespace(port=hub_main.free_loopback_port(), dir=machine / "closed" / "hub",
+    args = argparse.Namespace(port=free_loopback_port(), dir=machine / "closed" / "hub",
                               proxy=Path(proxy), assignments=machine / "open")
     venv_bin = Path(hub_main.sys.executable).parent
     assert hub_main.refusal_to_start(args, venv_bin) == (
@@ -225,8 +226,6 @@ def test_the_hub_refuses_a_folder_its_namespace_would_hide(machine: Path, monkey
 def test_the_hubs_internal_ports_differ_from_each_other_and_from_its_public_port() -> None:
     # Drawn one after the other, they could be equal, or the public port. In a rehearsal of .ci/run on 2026-12-02
     # the hub exited while its proxy asked itself for error pages, as it does when the hub's port is the proxy's.
-    from coursekit.hub.machine import free_loopback_port, free_loopback_ports
-
     for _ in range(200):
         public = free_loopback_port()
         ports = free_loopback_ports(2, besides=public)

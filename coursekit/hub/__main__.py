@@ -28,7 +28,7 @@ from coursekit.course.config import course_id
 from coursekit.hub.accounts import ACCOUNTS, INSTRUCTOR, ensure_account
 from coursekit.hub.config import HubSettings, config_file_text
 from coursekit.hub.layout import HubLayout, copy_course, make_folders, write_instructor_config, write_students_config
-from coursekit.hub.machine import free_loopback_port, free_loopback_ports, port_in_use
+from coursekit.hub.machine import free_loopback_ports, port_in_use
 from coursekit.hub.shared_python import ClosedToOthersError, SharedPython, this_python_to_share
 from coursekit.hub.supervisor import supervise
 

@@ -4,7 +4,8 @@
 opens one page in a fresh browser context (a colour mode, a viewport width), blocks
 and records every request that would leave 127.0.0.1, and waits until MathJax has
 typeset, coursebook.js has fitted the equations and no request has been in flight for
-half a second. The JavaScript snippets read
+half a second. A :class:`Tab` does the same for page after page in one browser tab,
+and can switch the colour mode of the open page. The JavaScript snippets read
 what the tests and ``bench/reader_report.py`` look at: the equations and their
 widths, images, sideways scrolling (:data:`MEASURE`), and axe-core's WCAG 2 A/AA
 violations (:data:`RUN_AXE`) after every choice quiz is answered (:data:`ANSWER_QUIZZES`).
@@ -123,22 +124,124 @@ def open_page(chromium, url: str, *, mode: str = "light", width: int = DESKTOP, 
     empty and may be recorded only after the close.
     Returns the browser context (close it), the page and its :class:`PageLog`.
     """
-    context = chromium.new_context(viewport={"width": width, "height": 900}, color_scheme=mode)
-    log = PageLog()
-    traffic = _Traffic()
+    tab = Tab(chromium, mode=mode, width=width, weigh=weigh)
+    try:
+        log = tab.visit(url)
+    except BaseException:
+        tab.close()
+        raise
+    return tab.context, tab.page, log
 
-    def guard(route) -> None:
+
+class Tab:
+    """One browser tab in a context of its own that opens page after page, as a reader following links does.
+
+    Like :func:`open_page` it blocks and records every request that would leave 127.0.0.1,
+    and :meth:`visit` waits as it does. Each :meth:`visit` and each :meth:`follow_mode` first waits
+    until the open page is quiet, so that what it started is reported, and then starts a new
+    :class:`PageLog`: a request is recorded in the log that was current when it started, a console
+    error in the log that is current when Playwright reports it.
+
+    The pages share the context and its renderer process: an API page opened in a tab took about
+    0.8 CPU-s against 2.2 in a fresh context (measured on this machine). Routing turns the browser's
+    HTTP cache off, so each page still requests everything it needs. A page opened in a tab starts
+    from what earlier pages left in the context (its storage, say), so a test of what a fresh load
+    does uses :func:`open_page`.
+    """
+
+    def __init__(self, chromium, *, mode: str = "light", width: int = DESKTOP, weigh: bool = False) -> None:
+        self.context = chromium.new_context(viewport={"width": width, "height": 900}, color_scheme=mode)
+        self.weigh = weigh
+        self.log = PageLog()
+        self.traffic = _Traffic()
+        self._logs: dict[object, PageLog] = {}
+        try:
+            self.context.route("**/*", self._guard)
+            # Generous: the suite shares a busy machine, and a slow load is not what these tests judge.
+            self.context.set_default_timeout(PATIENCE_MS)
+            self.context.set_default_navigation_timeout(PATIENCE_MS)
+            self.page = self.context.new_page()
+            self.page.on("console", lambda message: message.type == "error" and self.log.console_errors.append(message.text))
+            self.page.on("pageerror", lambda error: self.log.console_errors.append(f"uncaught: {error}"))
+            self.page.on("request", self._started)
+            self.page.on("requestfailed", self._failed)
+            self.page.on("requestfinished", self._finished)
+            self.page.on("response", self._responded)
+        except BaseException:
+            self.close()
+            raise
+
+    def visit(self, url: str) -> PageLog:
+        """Open ``url`` in this tab and wait until it is ready (see :func:`open_page`); return its new log.
+
+        The page opens in the colour mode last set by :meth:`follow_mode`, or else the tab's ``mode``.
+        """
+        self._settle()
+        self.log = PageLog()
+        self.page.goto(url, wait_until="load")
+        # Sphinx loads MathJax only on pages with mathematics (and on the search page).
+        if self.page.locator("script[src*='mathjax']").count():
+            self.page.wait_for_function("() => window.MathJax && window.MathJax.startup && window.MathJax.startup.promise")
+            self.page.evaluate("() => window.MathJax.startup.promise.then(() => true)")
+        self.page.wait_for_function("() => document.documentElement.dataset.ckEquationsReady === 'true'")
+        self.traffic.wait_until_quiet(self.page, url)
+        return self.log
+
+    def follow_mode(self, mode: str) -> PageLog:
+        """Set the system colour scheme to ``mode`` on the open page, as a reader switching it would; wait
+        until the theme has followed it (``data-theme``), its colour transitions have ended and no request
+        has been in flight for :data:`QUIET_MS`. Return a new log, of what happens from the switch on.
+
+        The theme in its automatic mode then sets only ``data-theme``; the load also marks its dropdown
+        menus dark, which a switch leaves as they were.
+        """
+        from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+        self._settle()
+        self.log = PageLog()
+        self.page.emulate_media(color_scheme=mode)
+        try:
+            self.page.wait_for_function(f"() => document.documentElement.dataset.theme === {mode!r}")
+        except PlaywrightTimeoutError as error:
+            raise PlaywrightTimeoutError(f"{self.page.url}: the theme did not follow the system setting {mode!r}: {error}") from error
+        self.page.wait_for_function("() => !document.getAnimations().some(a => a instanceof CSSTransition)")
+        self.traffic.wait_until_quiet(self.page, self.page.url)
+        return self.log
+
+    def close(self) -> None:
+        """Close the tab's browser context (and with it the page)."""
+        with contextlib.suppress(Exception):
+            self.context.close()
+
+    def _settle(self) -> None:
+        """Wait until the open page, if any, is quiet: its requests have ended and been reported."""
+        if self.page.url != "about:blank":
+            self.traffic.wait_until_quiet(self.page, self.page.url)
+
+    def _take_log(self, request) -> PageLog:
+        return self._logs.pop(request, self.log)
+
+    def _guard(self, route) -> None:
         target = urlparse(route.request.url)
         if target.scheme in ("http", "https", "ws", "wss") and target.hostname != "127.0.0.1":
-            log.outside_requests.append(route.request.url)
+            self._logs.get(route.request, self.log).outside_requests.append(route.request.url)
             route.abort()
         else:
             route.continue_()
 
-    def finished(request) -> None:
+    def _started(self, request) -> None:
+        self._logs[request] = self.log
+        self.traffic.started(request)
+
+    def _responded(self, response) -> None:
+        if response.status >= 400:
+            self._logs.get(response.request, self.log).failed_requests.append(f"{response.url}: HTTP {response.status}")
+
+    def _finished(self, request) -> None:
+        log = self._take_log(request)
         body = b""
         try:
-            response = request.response() if weigh else None
+            response = request.response() if self.weigh else None
             if response is not None and not 300 <= response.status < 400:
                 body = response.body()
         except Exception as error:  # noqa: BLE001 - recorded here: left to Playwright, it would be raised by the next call, maybe in another test
@@ -146,41 +249,16 @@ def open_page(chromium, url: str, *, mode: str = "light", width: int = DESKTOP, 
                 log.failed_requests.append(f"{request.url}: its body could not be read: {error}")
         finally:
             log.loaded.append(Loaded(request.url, len(body), len(gzip.compress(body, GZIP_LEVEL)) if body else 0))
-            # Only now: the wait below then also waits for the body just read.
-            traffic.ended(request)
+            # Only now: the waits for quiet (in visit and follow_mode) then also wait for the body just read.
+            self.traffic.ended(request)
 
-    def failed(request) -> None:
-        log.failed_requests.append(f"{request.url}: {request.failure}")
-        traffic.ended(request)
-
-    try:
-        context.route("**/*", guard)
-        # Generous: the suite shares a busy machine, and a slow load is not what these tests judge.
-        context.set_default_timeout(PATIENCE_MS)
-        context.set_default_navigation_timeout(PATIENCE_MS)
-        page = context.new_page()
-        page.on("console", lambda message: message.type == "error" and log.console_errors.append(message.text))
-        page.on("pageerror", lambda error: log.console_errors.append(f"uncaught: {error}"))
-        page.on("request", traffic.started)
-        page.on("requestfailed", failed)
-        page.on("requestfinished", finished)
-        page.on("response", lambda response: response.status >= 400 and log.failed_requests.append(f"{response.url}: HTTP {response.status}"))
-        page.goto(url, wait_until="load")
-        # Sphinx loads MathJax only on pages with mathematics (and on the search page).
-        if page.locator("script[src*='mathjax']").count():
-            page.wait_for_function("() => window.MathJax && window.MathJax.startup && window.MathJax.startup.promise")
-            page.evaluate("() => window.MathJax.startup.promise.then(() => true)")
-        page.wait_for_function("() => document.documentElement.dataset.ckEquationsReady === 'true'")
-        traffic.wait_until_quiet(page, url)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            context.close()
-        raise
-    return context, page, log
+    def _failed(self, request) -> None:
+        self._take_log(request).failed_requests.append(f"{request.url}: {request.failure}")
+        self.traffic.ended(request)
 
 
 class _Traffic:
-    """The requests of a page that have started and not yet finished or failed, and when that last changed.
+    """The requests of a page (or of a tab's pages) that have started and not yet finished or failed, and when that last changed.
 
     Used in place of Playwright's ``networkidle`` load state, which once waited out its whole
     :data:`PATIENCE_MS` on ch09 (CI at 4bb98aa, a busy machine; the page loads in 3 s here) without

@@ -143,10 +143,11 @@ class Tab:
     error in the log that is current when Playwright reports it.
 
     The pages share the context and its renderer process: an API page opened in a tab took about
-    0.8 CPU-s against 2.2 in a fresh context (measured on this machine). Routing turns the browser's
-    HTTP cache off, so each page still requests everything it needs. A page opened in a tab starts
-    from what earlier pages left in the context (its storage, say), so a test of what a fresh load
-    does uses :func:`open_page`.
+    0.8 CPU-s against 2.2 in a fresh context (measured on a 2-core machine). Routing turns the
+    browser's HTTP cache off, so each page still requests everything it needs. A page opened in a
+    tab starts from what earlier pages left in the context (the theme's choice of mode in
+    ``localStorage``, say, which it corrects once the page is parsed), so a test of what a fresh
+    load does uses :func:`open_page`.
     """
 
     def __init__(self, chromium, *, mode: str = "light", width: int = DESKTOP, weigh: bool = False) -> None:
@@ -185,12 +186,14 @@ class Tab:
             self.page.evaluate("() => window.MathJax.startup.promise.then(() => true)")
         self.page.wait_for_function("() => document.documentElement.dataset.ckEquationsReady === 'true'")
         self.traffic.wait_until_quiet(self.page, url)
+        self._wait_for_transitions()
         return self.log
 
     def follow_mode(self, mode: str) -> PageLog:
         """Set the system colour scheme to ``mode`` on the open page, as a reader switching it would; wait
-        until the theme has followed it (``data-theme``), its colour transitions have ended and no request
-        has been in flight for :data:`QUIET_MS`. Return a new log, of what happens from the switch on.
+        until the theme has followed it (``data-theme``) and its colour transitions have ended, and until no
+        request is in flight (the quiet time counts from the page's last request, which may be before the
+        switch). Return a new log, of what happens from the switch on.
 
         The theme in its automatic mode then sets only ``data-theme``; the load also marks its dropdown
         menus dark, which a switch leaves as they were.
@@ -204,7 +207,7 @@ class Tab:
             self.page.wait_for_function(f"() => document.documentElement.dataset.theme === {mode!r}")
         except PlaywrightTimeoutError as error:
             raise PlaywrightTimeoutError(f"{self.page.url}: the theme did not follow the system setting {mode!r}: {error}") from error
-        self.page.wait_for_function("() => !document.getAnimations().some(a => a instanceof CSSTransition)")
+        self._wait_for_transitions()
         self.traffic.wait_until_quiet(self.page, self.page.url)
         return self.log
 
@@ -212,6 +215,18 @@ class Tab:
         """Close the tab's browser context (and with it the page)."""
         with contextlib.suppress(Exception):
             self.context.close()
+
+    def _wait_for_transitions(self) -> None:
+        """Wait until no CSS transition runs on the page (the theme's colours change through them)."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+        try:
+            self.page.wait_for_function("() => !document.getAnimations().some(a => a instanceof CSSTransition)")
+        except PlaywrightTimeoutError as error:
+            running = self.page.evaluate(
+                "() => document.getAnimations().filter(a => a instanceof CSSTransition)"
+                ".map(a => a.transitionProperty + ' on ' + (a.effect && a.effect.target ? a.effect.target.tagName : '?'))")
+            raise PlaywrightTimeoutError(f"{self.page.url}: CSS transitions still running: {running}: {error}") from error
 
     def _settle(self) -> None:
         """Wait until the open page, if any, is quiet: its requests have ended and been reported."""

@@ -134,8 +134,9 @@ def api_views(chromium, site, axe_source, api_pages: list[str]) -> dict[tuple[st
     reader reads the reference: each is opened in one mode, checked, switched to the other mode (as a
     reader switching the system setting would) and checked again. The opening mode alternates from
     page to page, so that each mode is checked both on pages opened in it and on pages switched to it.
-    Loaded once rather than once per mode, in fresh contexts, a page cost about 2.4 CPU-s instead of
-    6.5 (measured on a 2-core machine), and these pages are most of the pages the browser tests read.
+    Loaded once in one tab, rather than once per mode in fresh contexts, a page cost about 2.4 CPU-s
+    instead of 6.5 (measured on a 2-core machine), and these pages are most of the pages the browser
+    tests read.
     """
     views = {}
     modes = list(MODES)
@@ -143,12 +144,16 @@ def api_views(chromium, site, axe_source, api_pages: list[str]) -> dict[tuple[st
     try:
         for docname in api_pages:
             for index, mode in enumerate(modes):
-                log = tab.visit(f"{site}/{docname}.html") if index == 0 else tab.follow_mode(mode)
-                measured = tab.page.evaluate(MEASURE)
-                if index == 0:
-                    tab.page.evaluate(ANSWER_QUIZZES)
-                    tab.page.add_script_tag(content=axe_source)
-                views[docname, mode] = PageView(log, measured, tab.page.evaluate(RUN_AXE))
+                try:
+                    log = tab.visit(f"{site}/{docname}.html") if index == 0 else tab.follow_mode(mode)
+                    measured = tab.page.evaluate(MEASURE)
+                    if index == 0:
+                        tab.page.evaluate(ANSWER_QUIZZES)
+                        tab.page.add_script_tag(content=axe_source)
+                    views[docname, mode] = PageView(log, measured, tab.page.evaluate(RUN_AXE))
+                except Exception as error:
+                    error.add_note(f"while reading {docname} in {mode} mode")
+                    raise
             modes.reverse()
     finally:
         tab.close()

@@ -3,8 +3,8 @@
 :func:`serve` serves a built HTML folder on 127.0.0.1 (a free port); :func:`open_page`
 opens one page in a fresh browser context (a colour mode, a viewport width), blocks
 and records every request that would leave 127.0.0.1, and waits until MathJax has
-typeset, coursebook.js has fitted the equations and no request has been in flight for
-half a second. A :class:`Tab` does the same for page after page in one browser tab,
+typeset, coursebook.js has fitted the equations, no request has been in flight for
+half a second and no CSS transition runs. A :class:`Tab` does the same for page after page in one browser tab,
 and can switch the colour mode of the open page. The JavaScript snippets read
 what the tests and ``bench/reader_report.py`` look at: the equations and their
 widths, images, sideways scrolling (:data:`MEASURE`), and axe-core's WCAG 2 A/AA
@@ -114,8 +114,9 @@ def overflowing(measured: dict) -> list[dict]:
 
 def open_page(chromium, url: str, *, mode: str = "light", width: int = DESKTOP, weigh: bool = False):
     """Open ``url`` in a fresh context (``mode`` as the system colour scheme), blocking requests
-    that leave 127.0.0.1; wait until MathJax has typeset, coursebook.js has fitted the equations
-    and no request has been in flight for :data:`QUIET_MS` (see :class:`_Traffic`).
+    that leave 127.0.0.1; wait until MathJax has typeset, coursebook.js has fitted the equations,
+    no request has been in flight for :data:`QUIET_MS` (see :class:`_Traffic`) and no CSS
+    transition runs.
 
     Every request that finishes while the context is open is recorded in ``log.loaded``, those that
     measuring, clicking or axe cause after the load too; with ``weigh``, with its body's size (and its gzip
@@ -145,9 +146,9 @@ class Tab:
     The pages share the context and its renderer process: an API page opened in a tab took about
     0.8 CPU-s against 2.2 in a fresh context (measured on a 2-core machine). Routing turns the
     browser's HTTP cache off, so each page still requests everything it needs. A page opened in a
-    tab starts from what earlier pages left in the context (the theme's choice of mode in
-    ``localStorage``, say, which it corrects once the page is parsed), so a test of what a fresh
-    load does uses :func:`open_page`.
+    tab starts from what earlier pages left in the context (say, the colour scheme the previous
+    page loaded in, ``localStorage`` ``theme``, which the page shows until the theme's script
+    corrects it once the page is parsed), so a test of what a fresh load does uses :func:`open_page`.
     """
 
     def __init__(self, chromium, *, mode: str = "light", width: int = DESKTOP, weigh: bool = False) -> None:
@@ -191,9 +192,9 @@ class Tab:
 
     def follow_mode(self, mode: str) -> PageLog:
         """Set the system colour scheme to ``mode`` on the open page, as a reader switching it would; wait
-        until the theme has followed it (``data-theme``) and its colour transitions have ended, and until no
-        request is in flight (the quiet time counts from the page's last request, which may be before the
-        switch). Return a new log, of what happens from the switch on.
+        until the theme has followed it (``data-theme``), no CSS transition runs (its colour changes are
+        transitions) and no request is in flight (the quiet time counts from the page's last request,
+        which may be before the switch). Return a new log, of what happens from the switch on.
 
         The theme in its automatic mode then sets only ``data-theme``; the load also marks its dropdown
         menus dark, which a switch leaves as they were.
@@ -217,7 +218,7 @@ class Tab:
             self.context.close()
 
     def _wait_for_transitions(self) -> None:
-        """Wait until no CSS transition runs on the page (the theme's colours change through them)."""
+        """Wait until no CSS transition runs on the page (the theme's colour changes among them)."""
         from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
         try:

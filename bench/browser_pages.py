@@ -4,8 +4,8 @@
 opens one page in a fresh browser context (a colour mode, a viewport width), blocks
 and records every request that would leave 127.0.0.1, and waits until MathJax has
 typeset, coursebook.js has fitted the equations, no request has been in flight for
-half a second and no CSS transition runs. A :class:`Tab` does the same for page after page in one browser tab,
-and can switch the colour mode of the open page. The JavaScript snippets read
+half a second and no CSS transition runs. A :class:`Tab` does the same for page
+after page in one browser tab. The JavaScript snippets read
 what the tests and ``bench/reader_report.py`` look at: the equations and their
 widths, images, sideways scrolling (:data:`MEASURE`), and axe-core's WCAG 2 A/AA
 violations (:data:`RUN_AXE`) after every choice quiz is answered (:data:`ANSWER_QUIZZES`).
@@ -138,17 +138,15 @@ class Tab:
     """One browser tab in a context of its own that opens page after page, as a reader following links does.
 
     Like :func:`open_page` it blocks and records every request that would leave 127.0.0.1,
-    and :meth:`visit` waits as it does. Each :meth:`visit` and each :meth:`follow_mode` first waits
-    until the open page is quiet, so that what it started is reported, and then starts a new
-    :class:`PageLog`: a request is recorded in the log that was current when it started, a console
-    error in the log that is current when Playwright reports it.
+    and :meth:`visit` waits as it does. Each :meth:`visit` first waits until the open page is
+    quiet, so that what it started is reported, and then starts a new :class:`PageLog`: a request
+    is recorded in the log that was current when it started, a console error in the log that is
+    current when Playwright reports it. Every page starts with empty local and session storage, as
+    on a first visit (the theme keeps its colour scheme there).
 
     The pages share the context and its renderer process: an API page opened in a tab took about
     0.8 CPU-s against 2.2 in a fresh context (measured on a 2-core machine). Routing turns the
-    browser's HTTP cache off, so each page still requests everything it needs. A page opened in a
-    tab starts from what earlier pages left in the context (say, the colour scheme the previous
-    page loaded in, ``localStorage`` ``theme``, which the page shows until the theme's script
-    corrects it once the page is parsed), so a test of what a fresh load does uses :func:`open_page`.
+    browser's HTTP cache off, so each page still requests everything it needs.
     """
 
     def __init__(self, chromium, *, mode: str = "light", width: int = DESKTOP, weigh: bool = False) -> None:
@@ -159,6 +157,8 @@ class Tab:
         self._logs: dict[object, PageLog] = {}
         try:
             self.context.route("**/*", self._guard)
+            # Run in every new document before its own scripts; an opaque origin (about:blank) has no storage.
+            self.context.add_init_script("try { localStorage.clear(); sessionStorage.clear(); } catch (error) {}")
             # Generous: the suite shares a busy machine, and a slow load is not what these tests judge.
             self.context.set_default_timeout(PATIENCE_MS)
             self.context.set_default_navigation_timeout(PATIENCE_MS)
@@ -173,13 +173,15 @@ class Tab:
             self.close()
             raise
 
-    def visit(self, url: str) -> PageLog:
+    def visit(self, url: str, *, mode: str | None = None) -> PageLog:
         """Open ``url`` in this tab and wait until it is ready (see :func:`open_page`); return its new log.
 
-        The page opens in the colour mode last set by :meth:`follow_mode`, or else the tab's ``mode``.
+        ``mode`` sets the system colour scheme first; without it the page opens in the last one set.
         """
         self._settle()
         self.log = PageLog()
+        if mode is not None:
+            self.page.emulate_media(color_scheme=mode)
         self.page.goto(url, wait_until="load")
         # Sphinx loads MathJax only on pages with mathematics (and on the search page).
         if self.page.locator("script[src*='mathjax']").count():
@@ -188,28 +190,6 @@ class Tab:
         self.page.wait_for_function("() => document.documentElement.dataset.ckEquationsReady === 'true'")
         self.traffic.wait_until_quiet(self.page, url)
         self._wait_for_transitions()
-        return self.log
-
-    def follow_mode(self, mode: str) -> PageLog:
-        """Set the system colour scheme to ``mode`` on the open page, as a reader switching it would; wait
-        until the theme has followed it (``data-theme``), no CSS transition runs (its colour changes are
-        transitions) and no request is in flight (the quiet time counts from the page's last request,
-        which may be before the switch). Return a new log, of what happens from the switch on.
-
-        The theme in its automatic mode then sets only ``data-theme``; the load also marks its dropdown
-        menus dark, which a switch leaves as they were.
-        """
-        from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-
-        self._settle()
-        self.log = PageLog()
-        self.page.emulate_media(color_scheme=mode)
-        try:
-            self.page.wait_for_function(f"() => document.documentElement.dataset.theme === {mode!r}")
-        except PlaywrightTimeoutError as error:
-            raise PlaywrightTimeoutError(f"{self.page.url}: the theme did not follow the system setting {mode!r}: {error}") from error
-        self._wait_for_transitions()
-        self.traffic.wait_until_quiet(self.page, self.page.url)
         return self.log
 
     def close(self) -> None:
@@ -265,7 +245,7 @@ class Tab:
                 log.failed_requests.append(f"{request.url}: its body could not be read: {error}")
         finally:
             log.loaded.append(Loaded(request.url, len(body), len(gzip.compress(body, GZIP_LEVEL)) if body else 0))
-            # Only now: the waits for quiet (in visit and follow_mode) then also wait for the body just read.
+            # Only now: the waits for quiet (in visit) then also wait for the body just read.
             self.traffic.ended(request)
 
     def _failed(self, request) -> None:

@@ -10,8 +10,8 @@ in light and dark mode (the system setting, which the book follows), by keyboard
 and with axe-core (the npm package pinned in package-lock.json) looking for
 WCAG 2 A/AA violations. A page is loaded once per mode and width, each time in a
 fresh browser context, and what the tests look at is kept (``view``). The API
-reference's pages, a hundred of them, are read in one tab on a phone, switching
-the mode on each page (``api_views``).
+reference's pages, about a hundred, are loaded in one tab on a phone, in both
+modes, each with empty storage as on a first visit (``api_views``).
 """
 
 from __future__ import annotations
@@ -128,33 +128,27 @@ def test_axe_finds_no_critical_or_serious_violation(view, docname: str, mode: st
 
 @pytest.fixture(scope="session")
 def api_views(chromium, site, axe_source, api_pages: list[str]) -> dict[tuple[str, str], PageView]:
-    """Every API page on a phone in both modes, by (docname, mode): measured and checked by axe.
+    """Every API page on a phone in both modes, by (docname, mode): loaded, measured and checked by axe.
 
-    The pages are opened one after the other in one tab (:class:`bench.browser_pages.Tab`), as a
-    reader reads the reference: each is opened in one mode, checked, switched to the other mode (as a
-    reader switching the system setting would) and checked again. The opening mode alternates from
-    page to page, so that each mode is checked both on pages opened in it and on pages switched to it.
-    Loaded once in one tab, rather than once per mode in fresh contexts, a page cost about 2.4 CPU-s
-    instead of 6.5 (measured on a 2-core machine), and these pages are most of the pages the browser
-    tests read.
+    The pages are loaded one after the other in one tab (:class:`bench.browser_pages.Tab`), each
+    with empty storage as on a first visit, rather than each in a fresh browser context: a page,
+    in both modes, cost about 2.5 CPU-s instead of 5.3 (medians, measured side by side on a 2-core
+    machine), and these are most of the pages the browser tests read.
     """
     views = {}
-    modes = list(MODES)
-    tab = Tab(chromium, mode=modes[0], width=PHONE)
+    tab = Tab(chromium, width=PHONE)
     try:
         for docname in api_pages:
-            for index, mode in enumerate(modes):
+            for mode in MODES:
                 try:
-                    log = tab.visit(f"{site}/{docname}.html") if index == 0 else tab.follow_mode(mode)
+                    log = tab.visit(f"{site}/{docname}.html", mode=mode)
                     measured = tab.page.evaluate(MEASURE)
-                    if index == 0:
-                        tab.page.evaluate(ANSWER_QUIZZES)
-                        tab.page.add_script_tag(content=axe_source)
+                    tab.page.evaluate(ANSWER_QUIZZES)
+                    tab.page.add_script_tag(content=axe_source)
                     views[docname, mode] = PageView(log, measured, tab.page.evaluate(RUN_AXE))
                 except Exception as error:
-                    error.add_note(f"while reading {docname} in {mode} mode")
+                    error.add_note(f"while opening or reading {docname} in {mode} mode")
                     raise
-            modes.reverse()
     finally:
         tab.close()
     return views

@@ -9,9 +9,10 @@ button serves), written from the page as the HTML shows it:
 * the executed code cells the page shows, with their outputs, and the hidden
   cells the code needs (set up, plotting), folded, without the build's glue
   calls and checks (:mod:`coursebook.nbcode`);
-* a first cell that installs ``coursekit`` (with its ``eval`` extra) from the
-  wheel published with the book, where it is missing (Colab), and asks for
-  PyTorch's AVX2 kernels on a processor with AVX-512, as the build does.
+* a set-up cell, the first code cell, that installs ``coursekit`` (with its
+  ``eval`` extra) from the wheel published with the book, where it is missing
+  (Colab), and asks for PyTorch's AVX2 kernels on a processor with AVX-512, as
+  the build does.
 
 The launch buttons open that file on the published branch (``gh-pages``, which
 ``make publish`` fills with the built site): Colab from GitHub, Binder in an

@@ -114,9 +114,7 @@ def overflowing(measured: dict) -> list[dict]:
 
 def open_page(chromium, url: str, *, mode: str = "light", width: int = DESKTOP, weigh: bool = False):
     """Open ``url`` in a fresh context (``mode`` as the system colour scheme), blocking requests
-    that leave 127.0.0.1; wait until MathJax has typeset, coursebook.js has fitted the equations,
-    no request has been in flight for :data:`QUIET_MS` (see :class:`_Traffic`) and no CSS
-    transition runs.
+    that leave 127.0.0.1, and wait as :meth:`Tab.visit` does.
 
     Every request that finishes while the context is open is recorded in ``log.loaded``, those that
     measuring, clicking or axe cause after the load too; with ``weigh``, with its body's size (and its gzip
@@ -135,18 +133,17 @@ def open_page(chromium, url: str, *, mode: str = "light", width: int = DESKTOP, 
 
 
 class Tab:
-    """One browser tab in a context of its own that opens page after page, as a reader following links does.
+    """One browser tab, in a context of its own, that loads page after page, each as on a first visit.
 
-    Like :func:`open_page` it blocks and records every request that would leave 127.0.0.1,
-    and :meth:`visit` waits as it does. Each :meth:`visit` first waits until the open page is
-    quiet, so that what it started is reported, and then starts a new :class:`PageLog`: a request
-    is recorded in the log that was current when it started, a console error in the log that is
-    current when Playwright reports it. Every page starts with empty local and session storage, as
-    on a first visit (the theme keeps its colour scheme there).
+    It blocks and records every request that would leave 127.0.0.1. Each :meth:`visit` first waits
+    until the open page is quiet, so that what it started is reported, and then starts a new
+    :class:`PageLog`: a request is recorded in the log that was current when it started, a console
+    error in the log that is current when Playwright reports it. Every document starts with empty
+    local and session storage (the theme keeps its colour scheme there).
 
-    The pages share the context and its renderer process: an API page opened in a tab took about
-    0.8 CPU-s against 2.2 in a fresh context (measured on a 2-core machine). Routing turns the
-    browser's HTTP cache off, so each page still requests everything it needs.
+    The pages share the context and its renderer process, which is what makes a tab cheaper than a
+    fresh context per page (``api_views`` in tests/test_browser.py gives the measurement). Routing
+    turns the browser's HTTP cache off, so each page still requests everything it needs.
     """
 
     def __init__(self, chromium, *, mode: str = "light", width: int = DESKTOP, weigh: bool = False) -> None:
@@ -157,7 +154,8 @@ class Tab:
         self._logs: dict[object, PageLog] = {}
         try:
             self.context.route("**/*", self._guard)
-            # Run in every new document before its own scripts; an opaque origin (about:blank) has no storage.
+            # Run in every new document before its own scripts. The tab's first, empty document has an
+            # opaque origin, where reading the storage throws.
             self.context.add_init_script("try { localStorage.clear(); sessionStorage.clear(); } catch (error) {}")
             # Generous: the suite shares a busy machine, and a slow load is not what these tests judge.
             self.context.set_default_timeout(PATIENCE_MS)
@@ -174,9 +172,12 @@ class Tab:
             raise
 
     def visit(self, url: str, *, mode: str | None = None) -> PageLog:
-        """Open ``url`` in this tab and wait until it is ready (see :func:`open_page`); return its new log.
+        """Open ``url`` in this tab and return its new log once it is ready: MathJax has typeset,
+        coursebook.js has fitted the equations, no request has been in flight for :data:`QUIET_MS`
+        (see :class:`_Traffic`) and no CSS transition runs.
 
-        ``mode`` sets the system colour scheme first; without it the page opens in the last one set.
+        ``mode`` sets the system colour scheme first; without it the page opens in the last one set
+        (at first the tab's ``mode``).
         """
         self._settle()
         self.log = PageLog()

@@ -8,10 +8,11 @@ here exactly as it would for an offline reader.
 Each page is read as a reader would: on a phone (390 px) and a desktop (1280 px),
 in light and dark mode (the system setting, which the book follows), by keyboard,
 and with axe-core (the npm package pinned in package-lock.json) looking for
-WCAG 2 A/AA violations. A page is loaded once per mode and width, each time in a
-fresh browser context, and what the tests look at is kept (``view``). The API
+WCAG 2 A/AA violations. The ``view`` fixture loads a page once per mode and width,
+each time in a fresh browser context, and keeps what the tests look at. The API
 reference's pages, about a hundred, are loaded in one tab on a phone, in both
-modes, each with empty storage as on a first visit (``api_views``).
+modes, each with empty storage as on a first visit (``api_views``); the quiz test
+also reads the pages in one tab.
 """
 
 from __future__ import annotations
@@ -402,7 +403,7 @@ def _check_match_quiz(quiz) -> int:
 
 def test_every_quiz_answers_every_click_with_feedback(chromium, site) -> None:
     quizzes_seen = 0
-    # The pages one after the other in one tab, as a reader reads on (the book keeps no quiz state between pages).
+    # The pages one after the other in one tab, each as on a first visit (empty storage).
     tab = Tab(chromium)
     try:
         for docname in PAGES:

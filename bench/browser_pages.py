@@ -255,7 +255,7 @@ class Tab:
 
 
 class _Traffic:
-    """The requests of a page (or of a tab's pages) that have started and not yet finished or failed, and when that last changed.
+    """The requests of a page (or a tab's pages) that have started and not yet ended, and when that last changed.
 
     Used in place of Playwright's ``networkidle`` load state, which once waited out its whole
     :data:`PATIENCE_MS` on ch09 (CI at 4bb98aa, a busy machine; the page loads in 3 s here) without

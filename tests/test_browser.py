@@ -83,6 +83,14 @@ class PageView:
         return overflowing(self.measured)
 
 
+def read_page(page, log: PageLog, axe_source: str) -> PageView:
+    """What the tests look at on a loaded page: its measurements, then axe's findings once every quiz is answered."""
+    measured = page.evaluate(MEASURE)
+    page.evaluate(ANSWER_QUIZZES)
+    page.add_script_tag(content=axe_source)
+    return PageView(log, measured, page.evaluate(RUN_AXE))
+
+
 @pytest.fixture(scope="session")
 def view(chromium, site, axe_source):
     """``view(docname, mode, width)``: the page loaded, measured and checked by axe, once per session."""
@@ -94,13 +102,9 @@ def view(chromium, site, axe_source):
             chapter = docname in CHAPTERS and mode == "light" and width == DESKTOP
             context, page, log = open_page(chromium, f"{site}/{docname}.html", mode=mode, width=width, weigh=chapter)
             try:
-                measured = page.evaluate(MEASURE)
-                page.evaluate(ANSWER_QUIZZES)
-                page.add_script_tag(content=axe_source)
-                violations = page.evaluate(RUN_AXE)
+                views[key] = read_page(page, log, axe_source)
             finally:
                 context.close()
-            views[key] = PageView(log, measured, violations)
         return views[key]
 
     return load
@@ -142,11 +146,7 @@ def api_views(chromium, site, axe_source, api_pages: list[str]) -> dict[tuple[st
         for docname in api_pages:
             for mode in MODES:
                 try:
-                    log = tab.visit(f"{site}/{docname}.html", mode=mode)
-                    measured = tab.page.evaluate(MEASURE)
-                    tab.page.evaluate(ANSWER_QUIZZES)
-                    tab.page.add_script_tag(content=axe_source)
-                    views[docname, mode] = PageView(log, measured, tab.page.evaluate(RUN_AXE))
+                    views[docname, mode] = read_page(tab.page, tab.visit(f"{site}/{docname}.html", mode=mode), axe_source)
                 except Exception as error:
                     error.add_note(f"while opening or reading {docname} in {mode} mode")
                     raise

@@ -230,6 +230,19 @@ def cpu_capability() -> str:
     return torch.backends.cpu.get_cpu_capability()
 
 
+def execution_key(root: Path, environ: Mapping[str, str]) -> str:
+    """What the pages' executed outputs depend on besides their own source: ``coursekit`` and ATen's kernels.
+
+    :func:`package_hash` of the package, and the ``ATEN_CPU_CAPABILITY`` the pages'
+    kernels run with (``environ``'s, or :func:`numerics_environment`'s choice, or
+    ``auto`` for ATen's own). A build whose key differs from the last one's executes
+    every page again, so that ``ATEN_CPU_CAPABILITY=default make book`` runs the
+    chapters with ATen's scalar kernels instead of reusing outputs of other kernels.
+    """
+    kernels = {**environ, **numerics_environment(environ, cpu_capability())}.get(CPU_CAPABILITY_VARIABLE) or "auto"
+    return f"{package_hash(root)} kernels={kernels}"
+
+
 def kernel_profile(build_dir: Path) -> Path:
     """An IPython directory whose default profile holds :data:`KERNEL_CONFIG` (the kernels' IPYTHONDIR)."""
     ipython_dir = build_dir / "ipython"
@@ -269,7 +282,7 @@ def build_book(root: Path, *, force: bool = False, quiet: bool = False) -> Path:
     root = root.resolve()
     build_dir = root / "_build"
     stamp = build_dir / ".coursekit-hash"
-    current = package_hash(root)
+    current = execution_key(root, os.environ)
     if force or not stamp.exists() or stamp.read_text().strip() != current:
         drop_execution_state(build_dir)
     # The book's own extension shapes every page (quizzes, figure links, the notebooks):

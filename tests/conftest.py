@@ -156,7 +156,7 @@ def exclusive_lock(path: Path) -> Iterator[None]:
 
 def _build_book_copy(root: Path) -> dict:
     """Copy the repository to ``root`` and build the book there; return what BuiltBook needs, or the error."""
-    from coursekit.bookbuild import build_book, copy_sources, package_hash
+    from coursekit.bookbuild import build_book, copy_sources, execution_key
 
     # Left over when a worker died mid-build (its lock went with it): start again.
     shutil.rmtree(root, ignore_errors=True)
@@ -173,7 +173,7 @@ def _build_book_copy(root: Path) -> dict:
     reused = False
     stamp = REPO_ROOT / "_build" / ".coursekit-hash"
     cache = REPO_ROOT / "_build" / ".jupyter_cache"
-    if not in_ci() and cache.is_dir() and stamp.exists() and stamp.read_text().strip() == package_hash(REPO_ROOT):
+    if not in_ci() and cache.is_dir() and stamp.exists() and stamp.read_text().strip() == execution_key(REPO_ROOT, os.environ):
         shutil.copytree(cache, root / "_build" / ".jupyter_cache")
         shutil.copy2(stamp, root / "_build" / ".coursekit-hash")
         reused = True

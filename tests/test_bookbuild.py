@@ -31,3 +31,17 @@ def test_the_pages_kernels_run_pytorchs_avx2_kernels_on_a_processor_with_avx512(
     chosen = here == "AVX512" and not os.environ.get(CPU_CAPABILITY_VARIABLE)
     assert kernel.stdout.strip() == ("AVX2" if chosen else here), (here, kernel.stdout, kernel.stderr)
     assert "MPLBACKEND" not in env and env["IPYTHONDIR"] == str(tmp_path / "_build" / "ipython")
+
+
+def test_a_build_with_other_kernels_does_not_reuse_the_last_builds_outputs(tmp_path: Path) -> None:
+    from coursekit.bookbuild import execution_key
+
+    (tmp_path / "coursekit").mkdir()
+    (tmp_path / "coursekit" / "losses.py").write_text("LOSS = 1\n")
+    plain = execution_key(tmp_path, {})
+    scalar = execution_key(tmp_path, {CPU_CAPABILITY_VARIABLE: "default"})
+    assert scalar != plain and scalar.endswith("kernels=default")
+    # On an AVX-512 processor the build asks for the AVX2 kernels itself: the same outputs as asking for them.
+    assert (plain == execution_key(tmp_path, {CPU_CAPABILITY_VARIABLE: "avx2"})) == (cpu_capability() == "AVX512")
+    (tmp_path / "coursekit" / "losses.py").write_text("LOSS = 2\n")
+    assert execution_key(tmp_path, {}) != plain

@@ -1,10 +1,10 @@
 """Build the course book: ``python -m coursekit.bookbuild`` (what ``make book`` runs).
 
 jupyter-cache keys a page's cached outputs on the page's own code, so a page
-executed against an older ``coursekit`` would be served stale. This driver
-therefore keys the cache on a hash of the package as well: when any file of
-``coursekit`` changes (or ``--force`` is given, as CI does), the execution cache
-and Sphinx's saved environment are dropped and every page runs again. The build fails on any Sphinx warning or
+executed against an older ``coursekit``, or with other CPU kernels, would be served
+stale. This driver therefore keys the cache on a hash of the package and on the
+kernels as well (:func:`execution_key`): when either changes (or ``--force`` is given,
+as CI does), the execution cache and Sphinx's saved environment are dropped and every page runs again. The build fails on any Sphinx warning or
 cell error (``-W -n --keep-going``) and on any execution report left behind.
 """
 
@@ -243,6 +243,25 @@ def execution_key(root: Path, environ: Mapping[str, str]) -> str:
     return f"{package_hash(root)} kernels={kernels}"
 
 
+def keep_or_drop_execution_state(build_dir: Path, key: str, *, force: bool = False) -> bool:
+    """Drop the pages' executed outputs unless they were made under ``key``; then record ``key``.
+
+    The key is recorded (in ``_build/.coursekit-hash``) before any page runs: jupyter-cache
+    keeps the outputs of the pages that ran even when the build fails, and those are
+    outputs of this key, so a later build of another key must drop them.
+
+    Returns:
+        True when the outputs were dropped (``force``, no record, or another key's).
+    """
+    stamp = build_dir / ".coursekit-hash"
+    dropped = force or not stamp.exists() or stamp.read_text().strip() != key
+    if dropped:
+        drop_execution_state(build_dir)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(key)
+    return dropped
+
+
 def kernel_profile(build_dir: Path) -> Path:
     """An IPython directory whose default profile holds :data:`KERNEL_CONFIG` (the kernels' IPYTHONDIR)."""
     ipython_dir = build_dir / "ipython"
@@ -281,10 +300,7 @@ def build_book(root: Path, *, force: bool = False, quiet: bool = False) -> Path:
     """
     root = root.resolve()
     build_dir = root / "_build"
-    stamp = build_dir / ".coursekit-hash"
-    current = execution_key(root, os.environ)
-    if force or not stamp.exists() or stamp.read_text().strip() != current:
-        drop_execution_state(build_dir)
+    keep_or_drop_execution_state(build_dir, execution_key(root, os.environ), force=force)
     # The book's own extension shapes every page (quizzes, figure links, the notebooks):
     # when it changes, every page is read and written again, from the execution cache.
     extension_stamp = build_dir / ".extension-hash"
@@ -318,7 +334,6 @@ def build_book(root: Path, *, force: bool = False, quiet: bool = False) -> Path:
         raise RuntimeError(
             f"jupyter-book build failed (exit {result.returncode}); execution reports: {names or 'none'}\n{detail}"
         )
-    stamp.write_text(current)
     extension_stamp.write_text(extension)
     return build_dir / "html" / "index.html"
 

@@ -192,7 +192,8 @@ def built_book(tmp_path_factory: pytest.TempPathFactory) -> BuiltBook:
 
     The copy gets the repository's files and ``_build/assets`` (MathJax, student
     notebooks). Locally, the repository's own execution cache is reused when it was
-    made from the same coursekit source (its hash stamp matches), so unchanged pages
+    made from the same coursekit source with the same CPU kernels (its stamp, bookbuild's
+    execution_key, matches), so unchanged pages
     are not executed again; under CI=true every page is executed.
 
     Every xdist worker of the run shares one build: the first to get here builds

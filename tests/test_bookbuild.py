@@ -43,5 +43,28 @@ def test_a_build_with_other_kernels_does_not_reuse_the_last_builds_outputs(tmp_p
     assert scalar != plain and scalar.endswith("kernels=default")
     # On an AVX-512 processor the build asks for the AVX2 kernels itself: the same outputs as asking for them.
     assert (plain == execution_key(tmp_path, {CPU_CAPABILITY_VARIABLE: "avx2"})) == (cpu_capability() == "AVX512")
+    assert execution_key(tmp_path, {}) == plain, "the same package and kernels give the same key"
     (tmp_path / "coursekit" / "losses.py").write_text("LOSS = 2\n")
     assert execution_key(tmp_path, {}) != plain
+
+
+def test_outputs_are_kept_for_the_same_key_and_dropped_for_another_even_after_a_failed_build(tmp_path: Path) -> None:
+    from coursekit.bookbuild import keep_or_drop_execution_state
+
+    build = tmp_path / "_build"
+    cached = build / ".jupyter_cache" / "page.pickle"
+
+    def a_page_ran() -> None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_bytes(b"outputs")
+
+    assert keep_or_drop_execution_state(build, "p kernels=avx2")  # nothing recorded yet
+    a_page_ran()
+    assert not keep_or_drop_execution_state(build, "p kernels=avx2") and cached.exists()
+    # A build with other kernels: its first pages run, then it fails before its end.
+    assert keep_or_drop_execution_state(build, "p kernels=default") and not cached.exists()
+    a_page_ran()
+    # The next plain build must not take the scalar kernels' outputs for its own.
+    assert keep_or_drop_execution_state(build, "p kernels=avx2") and not cached.exists()
+    a_page_ran()
+    assert keep_or_drop_execution_state(build, "p kernels=avx2", force=True) and not cached.exists()

@@ -11,6 +11,8 @@ cell error (``-W -n --keep-going``) and on any execution report left behind.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -18,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 PACKAGE_SUFFIXES = (".py", ".pt", ".json", ".txt")
@@ -231,16 +233,32 @@ def cpu_capability() -> str:
 
 
 def execution_key(root: Path, environ: Mapping[str, str]) -> str:
-    """What the pages' executed outputs depend on besides their own source: ``coursekit`` and ATen's kernels.
+    """What the pages' executed outputs depend on besides their own source: ``coursekit``, torch and ATen's kernels.
 
-    :func:`package_hash` of the package, and the ``ATEN_CPU_CAPABILITY`` the pages'
-    kernels run with (``environ``'s, or :func:`numerics_environment`'s choice, or
-    ``auto`` for ATen's own). A build whose key differs from the last one's executes
-    every page again, so that ``ATEN_CPU_CAPABILITY=default make book`` runs the
-    chapters with ATen's scalar kernels instead of reusing outputs of other kernels.
+    :func:`package_hash` of the package, torch's version, and the kernels the pages'
+    kernels run with: ``environ``'s ``ATEN_CPU_CAPABILITY``, or :func:`numerics_environment`'s
+    choice, or the processor's own (:func:`cpu_capability`, in lower case as the variable
+    spells it). A build whose key differs from the last one's executes every page again,
+    so that ``ATEN_CPU_CAPABILITY=default make book`` runs the chapters with ATen's
+    scalar kernels instead of reusing outputs of other kernels.
     """
-    kernels = {**environ, **numerics_environment(environ, cpu_capability())}.get(CPU_CAPABILITY_VARIABLE) or "auto"
-    return f"{package_hash(root)} kernels={kernels}"
+    import torch
+
+    here = cpu_capability()
+    chosen = {**environ, **numerics_environment(environ, here)}.get(CPU_CAPABILITY_VARIABLE) or here.lower()
+    return f"{package_hash(root)} torch={torch.__version__} kernels={chosen}"
+
+
+@contextlib.contextmanager
+def build_lock(build_dir: Path, *, shared: bool = False) -> Iterator[None]:
+    """Hold ``_build/.build.lock``: exclusively while a build runs, shared while a reader copies its cache."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir / ".build.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def keep_or_drop_execution_state(build_dir: Path, key: str, *, force: bool = False) -> bool:
@@ -299,6 +317,11 @@ def build_book(root: Path, *, force: bool = False, quiet: bool = False) -> Path:
         RuntimeError: the build failed, or a page left an execution report.
     """
     root = root.resolve()
+    with build_lock(root / "_build"):
+        return _build_book_locked(root, force=force, quiet=quiet)
+
+
+def _build_book_locked(root: Path, *, force: bool, quiet: bool) -> Path:
     build_dir = root / "_build"
     keep_or_drop_execution_state(build_dir, execution_key(root, os.environ), force=force)
     # The book's own extension shapes every page (quizzes, figure links, the notebooks):

@@ -156,7 +156,7 @@ def exclusive_lock(path: Path) -> Iterator[None]:
 
 def _build_book_copy(root: Path) -> dict:
     """Copy the repository to ``root`` and build the book there; return what BuiltBook needs, or the error."""
-    from coursekit.bookbuild import build_book, copy_sources, execution_key
+    from coursekit.bookbuild import build_book, build_lock, copy_sources, execution_key
 
     # Left over when a worker died mid-build (its lock went with it): start again.
     shutil.rmtree(root, ignore_errors=True)
@@ -173,10 +173,13 @@ def _build_book_copy(root: Path) -> dict:
     reused = False
     stamp = REPO_ROOT / "_build" / ".coursekit-hash"
     cache = REPO_ROOT / "_build" / ".jupyter_cache"
-    if not in_ci() and cache.is_dir() and stamp.exists() and stamp.read_text().strip() == execution_key(REPO_ROOT, os.environ):
-        shutil.copytree(cache, root / "_build" / ".jupyter_cache")
-        shutil.copy2(stamp, root / "_build" / ".coursekit-hash")
-        reused = True
+    if not in_ci():
+        # Shared: a `make book` running in the repository holds it exclusively until its cache is complete.
+        with build_lock(REPO_ROOT / "_build", shared=True):
+            if cache.is_dir() and stamp.exists() and stamp.read_text().strip() == execution_key(REPO_ROOT, os.environ):
+                shutil.copytree(cache, root / "_build" / ".jupyter_cache")
+                shutil.copy2(stamp, root / "_build" / ".coursekit-hash")
+                reused = True
 
     started = time.monotonic()
     try:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from coursekit.bookbuild import CPU_CAPABILITY_VARIABLE, cpu_capability, drop_execution_state, kernel_environment
 
 
@@ -41,8 +43,12 @@ def test_a_build_with_other_kernels_does_not_reuse_the_last_builds_outputs(tmp_p
     plain = execution_key(tmp_path, {})
     scalar = execution_key(tmp_path, {CPU_CAPABILITY_VARIABLE: "default"})
     assert scalar != plain and scalar.endswith("kernels=default")
-    # On an AVX-512 processor the build asks for the AVX2 kernels itself: the same outputs as asking for them.
-    assert (plain == execution_key(tmp_path, {CPU_CAPABILITY_VARIABLE: "avx2"})) == (cpu_capability() == "AVX512")
+    # The key names the kernels the pages' kernels run: those kernel_environment asks for, else the processor's.
+    pages = kernel_environment(tmp_path / "_build").get(CPU_CAPABILITY_VARIABLE) or cpu_capability().lower()
+    assert execution_key(tmp_path, os.environ).endswith(f"kernels={pages}")
+    if cpu_capability() in ("AVX2", "AVX512"):
+        # Both run ATen's AVX2 kernels unasked: the same outputs as asking for them.
+        assert plain == execution_key(tmp_path, {CPU_CAPABILITY_VARIABLE: "avx2"})
     assert execution_key(tmp_path, {}) == plain, "the same package and kernels give the same key"
     (tmp_path / "coursekit" / "losses.py").write_text("LOSS = 2\n")
     assert execution_key(tmp_path, {}) != plain
@@ -68,3 +74,32 @@ def test_outputs_are_kept_for_the_same_key_and_dropped_for_another_even_after_a_
     assert keep_or_drop_execution_state(build, "p kernels=avx2") and not cached.exists()
     a_page_ran()
     assert keep_or_drop_execution_state(build, "p kernels=avx2", force=True) and not cached.exists()
+
+
+def test_a_build_records_its_key_before_any_page_runs_and_drops_another_keys_outputs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from coursekit.bookbuild import build_book, execution_key
+
+    # A repository without MathJax: build_book stops before jupyter-book runs, after deciding about the cache.
+    root = tmp_path / "repo"
+    (root / "coursekit").mkdir(parents=True)
+    (root / "coursekit" / "losses.py").write_text("LOSS = 1\n")
+    cached = root / "_build" / ".jupyter_cache" / "page.pickle"
+
+    def build_stops_before_the_pages(kernels: str | None) -> None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_bytes(b"outputs of the last build")
+        if kernels is None:
+            monkeypatch.delenv(CPU_CAPABILITY_VARIABLE, raising=False)
+        else:
+            monkeypatch.setenv(CPU_CAPABILITY_VARIABLE, kernels)
+        with pytest.raises(RuntimeError, match="MathJax is missing"):
+            build_book(root)
+        assert (root / "_build" / ".coursekit-hash").read_text() == execution_key(root, os.environ)
+
+    build_stops_before_the_pages("default")
+    assert not cached.exists(), "no key was recorded: the outputs cannot be trusted"
+    build_stops_before_the_pages(None)
+    assert not cached.exists(), "the scalar kernels' outputs would have been reused by a plain build"
+    build_stops_before_the_pages(None)
+    assert cached.exists(), "the same package and kernels: the outputs are kept"

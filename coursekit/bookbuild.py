@@ -3,7 +3,7 @@
 jupyter-cache keys a page's cached outputs on the page's own code, so a page
 executed against an older ``coursekit``, or with other CPU kernels, would be served
 stale. This driver therefore keys the cache on a hash of the package and on the
-kernels as well (:func:`execution_key`): when either changes (or ``--force`` is given,
+kernels and the pinned libraries as well (:func:`execution_key`): when any of them changes (or ``--force`` is given,
 as CI does), the execution cache and Sphinx's saved environment are dropped and every page runs again. The build fails on any Sphinx warning or
 cell error (``-W -n --keep-going``) and on any execution report left behind.
 """
@@ -232,26 +232,48 @@ def cpu_capability() -> str:
     return torch.backends.cpu.get_cpu_capability()
 
 
-def execution_key(root: Path, environ: Mapping[str, str]) -> str:
-    """What the pages' executed outputs depend on besides their own source: ``coursekit``, torch and ATen's kernels.
+def pages_cpu_capability(kernel_env: Mapping[str, str]) -> str:
+    """The kernels ATen runs in a process started with ``kernel_env`` (:func:`kernel_environment`), as it reports them.
 
-    :func:`package_hash` of the package, torch's version, and the kernels the pages'
-    kernels run with: ``environ``'s ``ATEN_CPU_CAPABILITY``, or :func:`numerics_environment`'s
-    choice, or the processor's own (:func:`cpu_capability`, in lower case as the variable
-    spells it). A build whose key differs from the last one's executes every page again,
-    so that ``ATEN_CPU_CAPABILITY=default make book`` runs the chapters with ATen's
-    scalar kernels instead of reusing outputs of other kernels.
+    Asked in a new process: ATen takes ``ATEN_CPU_CAPABILITY`` only where it knows the
+    value (``avx2``, ``avx512``, ``default``, in lower case) and fixes its choice in a
+    process at the first question, so neither the variable's text nor this process's
+    answer is sure to be what the pages run.
     """
-    import torch
+    asked = tuple(sorted(kernel_env.items()))
+    if asked not in _PAGES_CPU_CAPABILITY:
+        probe = "import torch.backends.cpu; print(torch.backends.cpu.get_cpu_capability())"
+        answer = subprocess.run([sys.executable, "-c", probe], env=dict(kernel_env), check=True, capture_output=True,
+                                text=True)
+        _PAGES_CPU_CAPABILITY[asked] = answer.stdout.strip()
+    return _PAGES_CPU_CAPABILITY[asked]
 
-    here = cpu_capability()
-    chosen = {**environ, **numerics_environment(environ, here)}.get(CPU_CAPABILITY_VARIABLE) or here.lower()
-    return f"{package_hash(root)} torch={torch.__version__} kernels={chosen}"
+
+# pages_cpu_capability's answers in this process, by environment: the same environment gets the same kernels.
+_PAGES_CPU_CAPABILITY: dict[tuple[tuple[str, str], ...], str] = {}
+
+
+def execution_key(root: Path, kernel_env: Mapping[str, str]) -> str:
+    """What the pages' outputs depend on besides their own source and the book's extension: ``coursekit``, the lock, the kernels.
+
+    :func:`package_hash` of the package, a hash of ``requirements.lock`` (torch's and the
+    other libraries' pinned versions) and the kernels the pages' kernels run
+    (:func:`pages_cpu_capability` under ``kernel_env``, the environment
+    :func:`kernel_environment` gives them). A build whose key differs from the last
+    one's executes every page again, so that ``ATEN_CPU_CAPABILITY=default make book``
+    runs the chapters with ATen's scalar kernels instead of reusing outputs of others.
+    """
+    lock = root / "requirements.lock"
+    pinned = hashlib.sha256(lock.read_bytes()).hexdigest()[:16] if lock.is_file() else "none"
+    return f"{package_hash(root)} lock={pinned} kernels={pages_cpu_capability(kernel_env).lower()}"
 
 
 @contextlib.contextmanager
 def build_lock(build_dir: Path, *, shared: bool = False) -> Iterator[None]:
-    """Hold ``_build/.build.lock``: exclusively while a build runs, shared while a reader copies its cache."""
+    """Hold ``_build/.build.lock``: exclusively while a build runs, shared while a reader copies from ``_build``.
+
+    Waits for the other holders (a reader waits for a running build to finish).
+    """
     build_dir.mkdir(parents=True, exist_ok=True)
     with open(build_dir / ".build.lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
@@ -323,7 +345,8 @@ def build_book(root: Path, *, force: bool = False, quiet: bool = False) -> Path:
 
 def _build_book_locked(root: Path, *, force: bool, quiet: bool) -> Path:
     build_dir = root / "_build"
-    keep_or_drop_execution_state(build_dir, execution_key(root, os.environ), force=force)
+    env = kernel_environment(build_dir)
+    keep_or_drop_execution_state(build_dir, execution_key(root, env), force=force)
     # The book's own extension shapes every page (quizzes, figure links, the notebooks):
     # when it changes, every page is read and written again, from the execution cache.
     extension_stamp = build_dir / ".extension-hash"
@@ -342,7 +365,6 @@ def _build_book_locked(root: Path, *, force: bool, quiet: bool) -> Path:
     publish_student_versions(root, mathjax.parent / "assignments")
     publish_binder_environment(root, build_dir / "assets" / BINDER_DIR)
 
-    env = kernel_environment(build_dir)
     command = [
         str(Path(sys.executable).parent / "jupyter-book"),
         "build", str(root), "--path-output", str(root),

@@ -156,7 +156,7 @@ def exclusive_lock(path: Path) -> Iterator[None]:
 
 def _build_book_copy(root: Path) -> dict:
     """Copy the repository to ``root`` and build the book there; return what BuiltBook needs, or the error."""
-    from coursekit.bookbuild import build_book, build_lock, copy_sources, execution_key
+    from coursekit.bookbuild import build_book, build_lock, copy_sources, execution_key, kernel_environment
 
     # Left over when a worker died mid-build (its lock went with it): start again.
     shutil.rmtree(root, ignore_errors=True)
@@ -165,7 +165,6 @@ def _build_book_copy(root: Path) -> dict:
     assets = REPO_ROOT / "_build" / "assets"
     if not (assets / "_static" / "mathjax" / "tex-chtml.js").exists():
         return {"error": "MathJax is missing under _build/assets: run `make book` first (it installs the pinned mathjax npm package there)"}
-    shutil.copytree(assets, root / "_build" / "assets")
     for stray in STRAY_SOURCES:
         (root / stray).parent.mkdir(parents=True, exist_ok=True)
         (root / stray).write_text("# A stray page\n\nNot in _toc.yml, so it must not be built.\n")
@@ -173,10 +172,12 @@ def _build_book_copy(root: Path) -> dict:
     reused = False
     stamp = REPO_ROOT / "_build" / ".coursekit-hash"
     cache = REPO_ROOT / "_build" / ".jupyter_cache"
-    if not in_ci():
-        # Shared: a `make book` running in the repository holds it exclusively until its cache is complete.
-        with build_lock(REPO_ROOT / "_build", shared=True):
-            if cache.is_dir() and stamp.exists() and stamp.read_text().strip() == execution_key(REPO_ROOT, os.environ):
+    # Shared: a `make book` running in the repository holds it exclusively while it rewrites _build.
+    with build_lock(REPO_ROOT / "_build", shared=True):
+        shutil.copytree(assets, root / "_build" / "assets")
+        if not in_ci() and cache.is_dir() and stamp.exists():
+            key = execution_key(REPO_ROOT, kernel_environment(REPO_ROOT / "_build"))
+            if stamp.read_text().strip() == key:
                 shutil.copytree(cache, root / "_build" / ".jupyter_cache")
                 shutil.copy2(stamp, root / "_build" / ".coursekit-hash")
                 reused = True

@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -204,7 +206,7 @@ def numerics_environment(environ: Mapping[str, str], capability: str) -> dict[st
 
     Args:
         environ: the environment the kernels would inherit.
-        capability: ``torch.backends.cpu.get_cpu_capability()`` in this process.
+        capability: the kernels ATen picks on this processor unasked (:func:`processor_cpu_capability`).
 
     Returns:
         The variable to add to ``environ`` (empty when none applies).
@@ -232,40 +234,80 @@ def cpu_capability() -> str:
     return torch.backends.cpu.get_cpu_capability()
 
 
-def pages_cpu_capability(kernel_env: Mapping[str, str]) -> str:
-    """The kernels ATen runs in a process started with ``kernel_env`` (:func:`kernel_environment`), as it reports them.
+#: The values of ``ATEN_CPU_CAPABILITY`` that ATen takes on x86-64, spelled as it takes them (it ignores others).
+KNOWN_CAPABILITIES = ("default", "avx2", "avx512")
 
-    Asked in a new process: ATen takes ``ATEN_CPU_CAPABILITY`` only where it knows the
-    value (``avx2``, ``avx512``, ``default``, in lower case) and fixes its choice in a
-    process at the first question, so neither the variable's text nor this process's
-    answer is sure to be what the pages run.
+# Runs one vectorised kernel, so that an instruction set the processor lacks stops the probe, not the pages.
+_KERNEL_PROBE = """\
+import torch, torch.backends.cpu
+torch.ones(64).softmax(0)
+print(torch.backends.cpu.get_cpu_capability(), torch.__version__)
+"""
+
+
+def probe_kernels(environ: Mapping[str, str]) -> tuple[str, str]:
+    """ATen's CPU kernels and torch's version in a new process started with ``environ``: ``("AVX2", "2.13.0+cpu")``.
+
+    Asked in a new process, since ATen fixes its choice in a process at the first
+    question, and checked: a set ``ATEN_CPU_CAPABILITY`` that ATen did not take (a value
+    it does not know, which it ignores with a warning) is an error, not a build with
+    other kernels than the variable names.
+
+    Raises:
+        RuntimeError: the probe failed (a processor without the instructions asked for
+            stops it with SIGILL), or ATen ran other kernels than ``ATEN_CPU_CAPABILITY`` names.
     """
-    asked = tuple(sorted(kernel_env.items()))
-    if asked not in _PAGES_CPU_CAPABILITY:
-        probe = "import torch.backends.cpu; print(torch.backends.cpu.get_cpu_capability())"
-        answer = subprocess.run([sys.executable, "-c", probe], env=dict(kernel_env), check=True, capture_output=True,
-                                text=True)
-        _PAGES_CPU_CAPABILITY[asked] = answer.stdout.strip()
-    return _PAGES_CPU_CAPABILITY[asked]
+    asked = environ.get(CPU_CAPABILITY_VARIABLE)
+    known = tuple(sorted(environ.items()))
+    if known in _PROBED_KERNELS:
+        return _PROBED_KERNELS[known]
+    try:
+        answer = subprocess.run([sys.executable, "-c", _KERNEL_PROBE], env=dict(environ), capture_output=True,
+                                text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError("asking torch which CPU kernels it runs took more than 300 s") from None
+    words = answer.stdout.strip().splitlines()[-1].split() if answer.stdout.strip() else []
+    if answer.returncode != 0 or len(words) != 2:
+        how = (f"killed by signal {signal.Signals(-answer.returncode).name}" if answer.returncode < 0
+               else f"exit {answer.returncode}")
+        raise RuntimeError(f"asking torch which CPU kernels it runs failed ({how}) with "
+                           f"{CPU_CAPABILITY_VARIABLE}={asked!r}: {answer.stderr[-2000:]}")
+    capability, version = words
+    if asked and capability.lower() != asked:
+        raise RuntimeError(
+            f"{CPU_CAPABILITY_VARIABLE} must be one of {', '.join(KNOWN_CAPABILITIES)} (in lower case, and one "
+            f"this processor runs), got {asked!r}: ATen ignored it and ran its {capability} kernels")
+    _PROBED_KERNELS[known] = capability, version
+    return capability, version
 
 
-# pages_cpu_capability's answers in this process, by environment: the same environment gets the same kernels.
-_PAGES_CPU_CAPABILITY: dict[tuple[tuple[str, str], ...], str] = {}
+# probe_kernels's answers in this process, by environment: on one machine the same environment gets the same kernels.
+_PROBED_KERNELS: dict[tuple[tuple[str, str], ...], tuple[str, str]] = {}
+
+
+@functools.cache
+def processor_cpu_capability() -> str:
+    """The kernels ATen picks on this processor when nothing asks for others (:func:`probe_kernels`, variable unset)."""
+    return probe_kernels({k: v for k, v in os.environ.items() if k != CPU_CAPABILITY_VARIABLE})[0]
 
 
 def execution_key(root: Path, kernel_env: Mapping[str, str]) -> str:
-    """What the pages' outputs depend on besides their own source and the book's extension: ``coursekit``, the lock, the kernels.
+    """What the pages' outputs depend on besides their own source and the book's extension.
 
-    :func:`package_hash` of the package, a hash of ``requirements.lock`` (torch's and the
-    other libraries' pinned versions) and the kernels the pages' kernels run
-    (:func:`pages_cpu_capability` under ``kernel_env``, the environment
-    :func:`kernel_environment` gives them). A build whose key differs from the last
-    one's executes every page again, so that ``ATEN_CPU_CAPABILITY=default make book``
-    runs the chapters with ATen's scalar kernels instead of reusing outputs of others.
+    :func:`package_hash` of ``coursekit``, torch's version and the kernels the pages'
+    kernels run (:func:`probe_kernels` under ``kernel_env``, the environment
+    :func:`kernel_environment` gives them), and a hash of ``requirements.lock`` (the
+    other libraries' pinned versions). A build whose key differs from the last one's
+    executes every page again, so that ``ATEN_CPU_CAPABILITY=default make book`` runs
+    the chapters with ATen's scalar kernels instead of reusing outputs of others.
+
+    Raises:
+        RuntimeError: from :func:`probe_kernels`.
     """
+    capability, version = probe_kernels(kernel_env)
     lock = root / "requirements.lock"
     pinned = hashlib.sha256(lock.read_bytes()).hexdigest()[:16] if lock.is_file() else "none"
-    return f"{package_hash(root)} lock={pinned} kernels={pages_cpu_capability(kernel_env).lower()}"
+    return f"{package_hash(root)} torch={version} lock={pinned} kernels={capability.lower()}"
 
 
 @contextlib.contextmanager
@@ -275,8 +317,13 @@ def build_lock(build_dir: Path, *, shared: bool = False) -> Iterator[None]:
     Waits for the other holders (a reader waits for a running build to finish).
     """
     build_dir.mkdir(parents=True, exist_ok=True)
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     with open(build_dir / ".build.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for {build_dir / '.build.lock'}: a build of the book holds it", file=sys.stderr, flush=True)
+            fcntl.flock(handle, mode)
         try:
             yield
         finally:
@@ -328,7 +375,7 @@ def kernel_environment(build_dir: Path) -> dict[str, str]:
     # every glued or displayed figure would be pasted as "<Figure size ...>".
     env.pop("MPLBACKEND", None)
     env["IPYTHONDIR"] = str(kernel_profile(build_dir))
-    env.update(numerics_environment(env, cpu_capability()))
+    env.update(numerics_environment(env, processor_cpu_capability()))
     return env
 
 

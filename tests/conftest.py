@@ -176,7 +176,10 @@ def _build_book_copy(root: Path) -> dict:
     with build_lock(REPO_ROOT / "_build", shared=True):
         shutil.copytree(assets, root / "_build" / "assets")
         if not in_ci() and cache.is_dir() and stamp.exists():
-            key = execution_key(REPO_ROOT, kernel_environment(REPO_ROOT / "_build"))
+            try:
+                key = execution_key(root, kernel_environment(root / "_build"))
+            except RuntimeError as error:
+                return {"error": f"the book build failed:\n{error}"}
             if stamp.read_text().strip() == key:
                 shutil.copytree(cache, root / "_build" / ".jupyter_cache")
                 shutil.copy2(stamp, root / "_build" / ".coursekit-hash")

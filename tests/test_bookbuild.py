@@ -36,28 +36,38 @@ def test_the_pages_kernels_run_pytorchs_avx2_kernels_on_a_processor_with_avx512(
 
 
 def test_the_execution_key_names_the_kernels_the_pages_run_and_changes_with_the_package_and_the_lock(
-        tmp_path: Path) -> None:
-    from coursekit.bookbuild import execution_key, pages_cpu_capability
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from coursekit.bookbuild import execution_key, probe_kernels, processor_cpu_capability
 
     (tmp_path / "coursekit").mkdir()
     (tmp_path / "coursekit" / "losses.py").write_text("LOSS = 1\n")
     (tmp_path / "requirements.lock").write_text("torch==2.13.0\n")
-    env = kernel_environment(tmp_path / "_build")
-    plain = execution_key(tmp_path, env)
-    assert plain.endswith(f"kernels={pages_cpu_capability(env).lower()}")
-    assert execution_key(tmp_path, env) == plain, "the same package, lock and kernels give the same key"
-    unset = {name: value for name, value in env.items() if name != CPU_CAPABILITY_VARIABLE}
-    own = pages_cpu_capability(unset)
-    # torch's own spelling is not one ATen takes: the pages run the processor's kernels, and the key says so.
-    assert execution_key(tmp_path, {**unset, CPU_CAPABILITY_VARIABLE: "AVX2"}).endswith(f"kernels={own.lower()}")
-    if own != "DEFAULT":
-        scalar = execution_key(tmp_path, {**unset, CPU_CAPABILITY_VARIABLE: "default"})
-        assert scalar != execution_key(tmp_path, unset) and scalar.endswith("kernels=default")
+    monkeypatch.delenv(CPU_CAPABILITY_VARIABLE, raising=False)
+    plain_env = kernel_environment(tmp_path / "_build")
+    plain = execution_key(tmp_path, plain_env)
+    own = processor_cpu_capability()
+    pages = "AVX2" if own == "AVX512" else own  # numerics_environment's rule
+    assert plain.endswith(f"kernels={pages.lower()}") and probe_kernels(plain_env)[0] == pages
+    assert execution_key(tmp_path, plain_env) == plain, "the same package, lock and kernels give the same key"
+    scalar_env = {**plain_env, CPU_CAPABILITY_VARIABLE: "default"}
+    assert probe_kernels(scalar_env)[0] == "DEFAULT"
+    scalar = execution_key(tmp_path, scalar_env)
+    assert scalar.endswith("kernels=default") and (scalar != plain) == (own != "DEFAULT")
     (tmp_path / "requirements.lock").write_text("torch==2.14.1\n")
-    assert execution_key(tmp_path, env) != plain
+    assert execution_key(tmp_path, plain_env) != plain
     (tmp_path / "requirements.lock").write_text("torch==2.13.0\n")
     (tmp_path / "coursekit" / "losses.py").write_text("LOSS = 2\n")
-    assert execution_key(tmp_path, env) != plain
+    assert execution_key(tmp_path, plain_env) != plain
+
+
+def test_a_value_aten_does_not_take_is_an_error_that_names_the_variable(tmp_path: Path) -> None:
+    from coursekit.bookbuild import execution_key
+
+    (tmp_path / "coursekit").mkdir()
+    for wrong in ("scalar", "AVX2"):
+        # ATen ignores such values with a warning and runs the processor's kernels: a check build would check nothing.
+        with pytest.raises(RuntimeError, match=f"ATEN_CPU_CAPABILITY must be one of default, avx2, avx512.*'{wrong}'"):
+            execution_key(tmp_path, {**os.environ, CPU_CAPABILITY_VARIABLE: wrong})
 
 
 def test_outputs_are_kept_for_the_same_key_and_dropped_for_another_even_after_a_failed_build(tmp_path: Path) -> None:
@@ -106,8 +116,10 @@ def test_a_build_records_its_key_before_any_page_runs_and_drops_another_keys_out
         key = execution_key(root, kernel_environment(root / "_build"))
         assert (root / "_build" / ".coursekit-hash").read_text() == key
 
-    if cpu_capability() == "DEFAULT":
-        pytest.skip("ATen runs its scalar kernels in this process already (the processor's or the environment's choice)")
+    from coursekit.bookbuild import processor_cpu_capability
+
+    if processor_cpu_capability() == "DEFAULT":
+        pytest.skip("this processor runs ATen's scalar kernels anyway: there are no other kernels to build with")
     build_stops_before_the_pages("default")
     assert not cached.exists(), "no key was recorded: the outputs cannot be trusted"
     build_stops_before_the_pages(None)
@@ -116,8 +128,10 @@ def test_a_build_records_its_key_before_any_page_runs_and_drops_another_keys_out
     assert cached.exists(), "the same package and kernels: the outputs are kept"
 
 
-def test_a_reader_of_the_build_folder_waits_while_a_build_holds_it(tmp_path: Path) -> None:
-    import fcntl
+def test_a_reader_and_a_build_wait_while_another_build_holds_the_build_folder(tmp_path: Path) -> None:
+    import threading
+
+    from coursekit.bookbuild import build_lock
 
     build = tmp_path / "_build"
     holder = subprocess.Popen(
@@ -125,12 +139,35 @@ def test_a_reader_of_the_build_folder_waits_while_a_build_holds_it(tmp_path: Pat
          "import sys, pathlib\nfrom coursekit.bookbuild import build_lock\n"
          f"with build_lock(pathlib.Path({str(build)!r})):\n    print('held', flush=True)\n    sys.stdin.readline()"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    # A build of a repository without MathJax: it records its key under the lock, then stops.
+    root = tmp_path / "repo"
+    (root / "coursekit").mkdir(parents=True)
+    (root / "_build").symlink_to(build, target_is_directory=True)
+    builder = None
     try:
         assert holder.stdout.readline().strip() == "held"
-        with open(build / ".build.lock", "a") as handle:
-            with pytest.raises(BlockingIOError):
-                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            holder.communicate("done\n", timeout=60)
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)  # the build is over: a reader gets in at once
+        read = threading.Event()
+
+        def reader() -> None:
+            with build_lock(build, shared=True):
+                read.set()
+
+        thread = threading.Thread(target=reader, daemon=True)
+        thread.start()
+        builder = subprocess.Popen(
+            [sys.executable, "-c", f"from pathlib import Path\nfrom coursekit.bookbuild import build_book\n"
+                                   f"build_book(Path({str(root)!r}))"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        waiting = builder.stderr.readline()
+        assert waiting.startswith("waiting for"), f"build_book went on while another build held _build: {waiting!r}"
+        assert not read.is_set(), "a reader copied from _build while a build held it"
+        assert not (build / ".coursekit-hash").exists(), "build_book went on while another build held _build"
+        holder.communicate("done\n", timeout=60)
+        assert read.wait(60)
+        _, errors = builder.communicate(timeout=120)
+        assert "MathJax is missing" in errors, errors[-2000:]
+        assert (build / ".coursekit-hash").exists()
     finally:
         holder.kill()
+        if builder is not None:
+            builder.kill()

@@ -241,7 +241,7 @@ KNOWN_CAPABILITIES = ("default", "avx2", "avx512")
 _KERNEL_PROBE = """\
 import torch, torch.backends.cpu
 torch.ones(64).softmax(0)
-print(torch.backends.cpu.get_cpu_capability(), torch.__version__)
+print(torch.__version__, torch.backends.cpu.get_cpu_capability())
 """
 
 
@@ -266,17 +266,24 @@ def probe_kernels(environ: Mapping[str, str]) -> tuple[str, str]:
                                 text=True, timeout=300)
     except subprocess.TimeoutExpired:
         raise RuntimeError("asking torch which CPU kernels it runs took more than 300 s") from None
-    words = answer.stdout.strip().splitlines()[-1].split() if answer.stdout.strip() else []
+    # The version first: some capabilities are two words ("NO AVX", "Z VECTOR").
+    words = answer.stdout.strip().splitlines()[-1].split(maxsplit=1) if answer.stdout.strip() else []
+    expected = (f"{CPU_CAPABILITY_VARIABLE} must name kernels this processor runs, in lower case as ATen takes "
+                f"them ({', '.join(KNOWN_CAPABILITIES)} on x86-64)")
     if answer.returncode != 0 or len(words) != 2:
-        how = (f"killed by signal {signal.Signals(-answer.returncode).name}" if answer.returncode < 0
-               else f"exit {answer.returncode}")
+        if answer.returncode < 0:
+            try:
+                how = f"killed by signal {signal.Signals(-answer.returncode).name}"
+            except ValueError:
+                how = f"killed by signal {-answer.returncode}"
+        else:
+            how = f"exit {answer.returncode}"
         raise RuntimeError(f"asking torch which CPU kernels it runs failed ({how}) with "
-                           f"{CPU_CAPABILITY_VARIABLE}={asked!r}: {answer.stderr[-2000:]}")
-    capability, version = words
+                           f"{CPU_CAPABILITY_VARIABLE}={asked!r}" + (f"; {expected}" if asked else "")
+                           + f": {answer.stderr[-2000:]}")
+    version, capability = words
     if asked and capability.lower() != asked:
-        raise RuntimeError(
-            f"{CPU_CAPABILITY_VARIABLE} must be one of {', '.join(KNOWN_CAPABILITIES)} (in lower case, and one "
-            f"this processor runs), got {asked!r}: ATen ignored it and ran its {capability} kernels")
+        raise RuntimeError(f"{expected}; got {asked!r}: ATen ignored it and ran its {capability} kernels")
     _PROBED_KERNELS[known] = capability, version
     return capability, version
 
@@ -322,7 +329,8 @@ def build_lock(build_dir: Path, *, shared: bool = False) -> Iterator[None]:
         try:
             fcntl.flock(handle, mode | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"waiting for {build_dir / '.build.lock'}: a build of the book holds it", file=sys.stderr, flush=True)
+            print(f"waiting for {build_dir / '.build.lock'}: a build of the book, or a reader of its cache, holds it",
+                  file=sys.stderr, flush=True)
             fcntl.flock(handle, mode)
         try:
             yield
@@ -375,6 +383,8 @@ def kernel_environment(build_dir: Path) -> dict[str, str]:
     # every glued or displayed figure would be pasted as "<Figure size ...>".
     env.pop("MPLBACKEND", None)
     env["IPYTHONDIR"] = str(kernel_profile(build_dir))
+    if not env.get(CPU_CAPABILITY_VARIABLE):
+        env.pop(CPU_CAPABILITY_VARIABLE, None)  # empty: ATen would warn about it in every page's kernel
     env.update(numerics_environment(env, processor_cpu_capability()))
     return env
 

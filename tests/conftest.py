@@ -173,13 +173,13 @@ def _build_book_copy(root: Path) -> dict:
     stamp = REPO_ROOT / "_build" / ".coursekit-hash"
     cache = REPO_ROOT / "_build" / ".jupyter_cache"
     # Shared: a `make book` running in the repository holds it exclusively while it rewrites _build.
+    try:
+        key = execution_key(root, kernel_environment(root / "_build"))
+    except RuntimeError as error:
+        return {"error": f"the book build failed:\n{error}"}
     with build_lock(REPO_ROOT / "_build", shared=True):
         shutil.copytree(assets, root / "_build" / "assets")
         if not in_ci() and cache.is_dir() and stamp.exists():
-            try:
-                key = execution_key(root, kernel_environment(root / "_build"))
-            except RuntimeError as error:
-                return {"error": f"the book build failed:\n{error}"}
             if stamp.read_text().strip() == key:
                 shutil.copytree(cache, root / "_build" / ".jupyter_cache")
                 shutil.copy2(stamp, root / "_build" / ".coursekit-hash")

@@ -172,7 +172,8 @@ def _build_book_copy(root: Path) -> dict:
     reused = False
     stamp = REPO_ROOT / "_build" / ".coursekit-hash"
     cache = REPO_ROOT / "_build" / ".jupyter_cache"
-    # Shared: a `make book` running in the repository holds it exclusively while it rewrites _build.
+    # Shared: the book build of a `make book` running in the repository holds it exclusively (not the
+    # Makefile's MathJax step before it); a test run started beside one waits here, its message captured.
     try:
         key = execution_key(root, kernel_environment(root / "_build"))
     except RuntimeError as error:

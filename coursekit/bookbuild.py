@@ -338,6 +338,20 @@ def build_lock(build_dir: Path, *, shared: bool = False) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def build_lock_is_held(build_dir: Path) -> bool:
+    """Whether a build holds ``build_dir``'s lock now (:func:`build_lock`), so that a reader would wait."""
+    lock_file = build_dir / ".build.lock"
+    if not lock_file.exists():
+        return False
+    with open(lock_file) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
 def keep_or_drop_execution_state(build_dir: Path, key: str, *, force: bool = False) -> bool:
     """Drop the pages' executed outputs unless they were made under ``key``; then record ``key``.
 

@@ -173,7 +173,7 @@ def _build_book_copy(root: Path) -> dict:
     stamp = REPO_ROOT / "_build" / ".coursekit-hash"
     cache = REPO_ROOT / "_build" / ".jupyter_cache"
     # Shared: the book build of a `make book` running in the repository holds it exclusively (not the
-    # Makefile's MathJax step before it); a test run started beside one waits here, its message captured.
+    # Makefile's MathJax step before it); a test run started beside one waits here (pytest_sessionstart says so).
     try:
         key = execution_key(root, kernel_environment(root / "_build"))
     except RuntimeError as error:
@@ -247,6 +247,16 @@ def chromium() -> Iterator[object]:
 def chapter_markers() -> list[str]:
     """``chNN`` for every numbered chapter page in ``_toc.yml``."""
     return sorted({m[1] for page in toc_pages() if (m := CHAPTER_PAGE.match(page))})
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Say on the terminal when a build of the book holds the repository's _build (the workers' output is captured)."""
+    from coursekit.bookbuild import build_lock_is_held
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if not hasattr(session.config, "workerinput") and reporter is not None and build_lock_is_held(REPO_ROOT / "_build"):
+        reporter.write_line(f"{REPO_ROOT / '_build' / '.build.lock'} is held (a `make book` is running?): the tests "
+                            "that need the book wait for it to finish", yellow=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:

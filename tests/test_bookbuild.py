@@ -25,6 +25,7 @@ def test_dropping_the_execution_state_forgets_both_the_cache_and_sphinxs_saved_p
     assert (build / "html").is_dir()
 
 
+@pytest.mark.slow
 def test_the_pages_kernels_run_pytorchs_avx2_kernels_on_a_processor_with_avx512(tmp_path: Path) -> None:
     # With AVX-512 kernels two of chapter 8's asserted comparisons came out the other way (an AMD EPYC, 2026-12-02).
     here = cpu_capability()
@@ -36,6 +37,7 @@ def test_the_pages_kernels_run_pytorchs_avx2_kernels_on_a_processor_with_avx512(
     assert "MPLBACKEND" not in env and env["IPYTHONDIR"] == str(tmp_path / "_build" / "ipython")
 
 
+@pytest.mark.slow
 def test_the_execution_key_names_the_kernels_the_pages_run_and_changes_with_the_package_and_the_lock(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from coursekit.bookbuild import execution_key, probe_kernels, processor_cpu_capability
@@ -61,6 +63,7 @@ def test_the_execution_key_names_the_kernels_the_pages_run_and_changes_with_the_
     assert execution_key(tmp_path, plain_env) != plain
 
 
+@pytest.mark.slow
 def test_a_value_aten_does_not_take_is_an_error_that_names_the_variable(tmp_path: Path) -> None:
     from coursekit.bookbuild import execution_key
 
@@ -93,6 +96,7 @@ def test_outputs_are_kept_for_the_same_key_and_dropped_for_another_even_after_a_
     assert keep_or_drop_execution_state(build, "p kernels=avx2", force=True) and not cached.exists()
 
 
+@pytest.mark.slow
 def test_a_build_records_its_key_before_any_page_runs_and_drops_another_keys_outputs(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from coursekit.bookbuild import build_book, execution_key
@@ -140,6 +144,7 @@ def _blocked_on(lock_file: Path, mode: str, pid: int, seconds: float = 120) -> b
     return False
 
 
+@pytest.mark.slow
 def test_a_reader_and_a_build_wait_while_another_build_holds_the_build_folder(tmp_path: Path) -> None:
     import threading
 
@@ -183,6 +188,29 @@ def test_a_reader_and_a_build_wait_while_another_build_holds_the_build_folder(tm
             if process is not None:
                 process.kill()
                 process.wait()
+
+
+def test_a_held_build_lock_is_seen_without_waiting(tmp_path: Path) -> None:
+    from coursekit.bookbuild import build_lock, build_lock_is_held
+
+    build = tmp_path / "_build"
+    assert not build_lock_is_held(build) and not build.exists(), "asking must not create the build folder"
+    with build_lock(build, shared=True):
+        assert not build_lock_is_held(build), "a reader's hold is not a build"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, pathlib\nfrom coursekit.bookbuild import build_lock\n"
+         f"with build_lock(pathlib.Path({str(build)!r})):\n    print('held', flush=True)\n    sys.stdin.readline()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert _holds_the_lock(holder)
+        started = time.monotonic()
+        assert build_lock_is_held(build) and time.monotonic() - started < 5
+        holder.communicate("done\n", timeout=60)
+        assert not build_lock_is_held(build)
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def _holds_the_lock(holder: subprocess.Popen) -> bool:

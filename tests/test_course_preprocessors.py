@@ -25,6 +25,9 @@ from coursekit.course.preprocessors import NO_SCORE
 from coursekit.grading.files import shadowing_note
 from coursekit.grading.gradebook import load_course
 
+# Every test reads the course that one real `nbgrader autograde` run grades (about 20 s).
+pytestmark = pytest.mark.slow
+
 QUIET_LINE = "get_ipython().ast_node_interactivity = 'none'\n"
 #: the round-7 spelling: resetting ``ast_node_interactivity`` does not undo it.
 QUIET_HOOK_LINE = "type(get_ipython().displayhook).__call__ = lambda self, result=None: None\n"
@@ -99,7 +102,6 @@ def _test_cell_outputs(course: Path, student: str, grade_id: str) -> list[dict]:
     return notebook["cells"][cell_index(notebook, grade_id)]["outputs"]
 
 
-@pytest.mark.slow
 def test_a_notebook_that_hides_every_result_scores_as_the_same_answers_do(autograded: Autograded) -> None:
     loud, quiet = _scores(autograded.course, "loud"), _scores(autograded.course, "quiet")
     assert loud["test_mc_classification"] == 0 and loud["test_token_nll"] < 3, loud

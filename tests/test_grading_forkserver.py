@@ -78,6 +78,7 @@ def _probe(use_fork_server: bool) -> tuple[RawRun, dict[str, Any]]:
     return run, json.loads(run.cells[0].stdout)
 
 
+@pytest.mark.slow
 def test_a_forked_runner_and_its_kernel_see_the_sandbox_a_bubblewrap_runner_sees() -> None:
     execed_run, execed = _probe(use_fork_server=False)
     forked_run, forked = _probe(use_fork_server=True)
@@ -112,6 +113,7 @@ def test_a_forked_runner_and_its_kernel_see_the_sandbox_a_bubblewrap_runner_sees
     assert int(forked["pid 2"]["CapEff"], 16) == int(forked["pid 2"]["CapPrm"], 16) == 0, forked["pid 2"]
 
 
+@pytest.mark.slow
 def test_each_forked_runner_seeds_its_random_generators_afresh() -> None:
     runs = [_probe(use_fork_server=True) for _ in range(2)]
     assert all(run.forked for run, _ in runs)
@@ -132,6 +134,7 @@ def test_the_fork_server_does_not_hold_the_grading_secret() -> None:
         assert handle.read().split(b"\0")[1:3] == [b"-I", forkserver.__file__.encode()]
 
 
+@pytest.mark.slow
 def test_without_the_fork_server_bubblewrap_starts_the_runner_and_the_run_says_why(
         monkeypatch: pytest.MonkeyPatch) -> None:
     def unreachable() -> forkserver.ForkServer:
@@ -192,6 +195,7 @@ def test_a_placeholder_that_died_is_refused_even_where_its_pid_matches() -> None
     assert said.startswith("failed ProcessLookupError("), said
 
 
+@pytest.mark.slow
 def test_a_runner_that_cannot_enter_the_sandbox_is_started_by_bubblewrap_instead(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Review r42, L1: a failure after the request was sent falls back too, and the note says what failed."""
@@ -204,6 +208,7 @@ def test_a_runner_that_cannot_enter_the_sandbox_is_started_by_bubblewrap_instead
                                            "enter the sandbox: FileNotFoundError("), run.fork_server_note
 
 
+@pytest.mark.slow
 def test_a_start_that_hangs_falls_back_to_bubblewrap_with_the_cells_budget_left(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Review r43, S1: a start that never reports must not use up the cells' budget; bubblewrap gets the rest."""
@@ -240,6 +245,7 @@ def test_a_start_that_hangs_falls_back_to_bubblewrap_with_the_cells_budget_left(
     assert told == ["silent"], "the server is told its start went unanswered"
 
 
+@pytest.mark.slow
 def test_a_request_waits_for_the_server_no_longer_than_its_deadline() -> None:
     """Review r45, low 1: a start queued behind another thread's stuck request gives up at its own deadline."""
     server = forkserver.ForkServer()
@@ -271,6 +277,7 @@ def test_a_server_is_stopped_only_after_starts_in_a_row_go_unanswered() -> None:
         server.close()
 
 
+@pytest.mark.slow
 def test_an_answered_start_counts_as_heard_even_when_it_failed(monkeypatch: pytest.MonkeyPatch) -> None:
     """Review r48, 3: a starter's "failed ..." is an answer: the server is serving."""
     told: list[str] = []
@@ -292,6 +299,7 @@ def test_an_answered_start_counts_as_heard_even_when_it_failed(monkeypatch: pyte
     assert run.fork_server_note == "the fork server did not start the runner (failed OSError('x'))"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("why", ["no pidfds", "under the reserve and a second left"])
 def test_the_server_is_not_asked_without_pidfds_or_time(why: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from coursekit.grading import sandbox
@@ -337,6 +345,7 @@ def test_a_server_that_takes_no_request_is_stopped_at_the_deadline() -> None:
         server.close()
 
 
+@pytest.mark.slow
 def test_a_start_through_the_server_leaves_bubblewrap_its_reserve(monkeypatch: pytest.MonkeyPatch) -> None:
     """Review r49, 1: a hung start must leave bubblewrap enough of a short cells' budget to run the cells."""
     from coursekit.grading import sandbox

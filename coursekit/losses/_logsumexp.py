@@ -3,11 +3,11 @@
 ``torch.logsumexp`` over a slice whose terms are all ``-inf`` returns ``-inf``,
 as it should, but its backward computes ``0 * exp(-inf - (-inf)) = nan`` at
 each of those terms. Such slices are common in two losses here: the CTC
-recursion (unreachable states, impossible alignments) and the student's tail
+recursion (unreachable states, targets with no alignment) and the student's tail
 in :func:`coursekit.losses.top_k_kd_loss` (every entry outside the kept set
 masked). A ``nan`` there spreads, through the ``log_softmax`` or the
 recursion before it, to every other entry of the row, or in CTC to every
-other sequence of the batch, even when ``zero_infinity`` drops the impossible one.
+other sequence of the batch, even when ``zero_infinity`` drops the one with no alignment.
 """
 
 from __future__ import annotations

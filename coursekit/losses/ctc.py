@@ -272,9 +272,9 @@ def ctc_loss(
 
     ``"mean"`` divides each sequence's loss by its target length (clamped to at
     least 1) and then averages over the batch; ``"sum"`` adds the losses;
-    ``"none"`` returns one loss per sequence. An impossible alignment (an input
-    too short for the labels and the blanks that must separate repeated labels)
-    has loss ``inf``; with ``zero_infinity=True`` it becomes 0 and contributes no
+    ``"none"`` returns one loss per sequence. A target with no alignment (an
+    input too short for the labels and the blanks that must separate repeated
+    labels) has loss ``inf``; with ``zero_infinity=True`` it becomes 0 and contributes no
     gradient. (Without ``zero_infinity`` the gradient of an infinite loss is 0
     here, where PyTorch's kernel gives ``nan``.) Gradients come from autograd through the recursion (see the module
     docstring), and equal PyTorch's whenever ``log_probs`` are log-softmax outputs

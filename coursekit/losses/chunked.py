@@ -171,8 +171,9 @@ def _add_product_in_blocks(accumulator: torch.Tensor, exps: torch.Tensor, rows: 
     is taken in the operands' dtype, a block of vocabulary rows at a time, and
     each block is added in the accumulator's dtype: every chunk's contribution
     is rounded once, but the running sum is not rounded again at every chunk.
-    A block holds no more elements than the chunk's logits, so the temporary
-    stays within the memory the chunk already uses.
+    A block's product holds no more elements than the chunk's logits; on the
+    CPU, adding it to the wider accumulator first converts it to that dtype
+    (a second temporary, twice its size for bfloat16 into float32).
     """
     block = max(1, exps.numel() // max(rows.shape[1], 1))
     for start in range(0, accumulator.shape[0], block):

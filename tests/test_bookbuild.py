@@ -151,11 +151,7 @@ def test_a_reader_and_a_build_wait_while_another_build_holds_the_build_folder(tm
     from coursekit.bookbuild import build_lock
 
     build = tmp_path / "_build"
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, pathlib\nfrom coursekit.bookbuild import build_lock\n"
-         f"with build_lock(pathlib.Path({str(build)!r})):\n    print('held', flush=True)\n    sys.stdin.readline()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = _build_lock_holder(build)
     # A build of a repository without MathJax: it records its key under the lock, then stops.
     root = tmp_path / "repo"
     (root / "coursekit").mkdir(parents=True)
@@ -197,11 +193,7 @@ def test_a_held_build_lock_is_seen_without_waiting(tmp_path: Path) -> None:
     assert not build_lock_is_held(build) and not build.exists(), "asking must not create the build folder"
     with build_lock(build, shared=True):
         assert not build_lock_is_held(build), "a reader's hold is not a build"
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, pathlib\nfrom coursekit.bookbuild import build_lock\n"
-         f"with build_lock(pathlib.Path({str(build)!r})):\n    print('held', flush=True)\n    sys.stdin.readline()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = _build_lock_holder(build)
     try:
         assert _holds_the_lock(holder)
         started = time.monotonic()
@@ -211,6 +203,15 @@ def test_a_held_build_lock_is_seen_without_waiting(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def _build_lock_holder(build: Path) -> subprocess.Popen:
+    """Another process that takes ``build``'s lock as a build does, says 'held', and keeps it until a line on stdin."""
+    return subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, pathlib\nfrom coursekit.bookbuild import build_lock\n"
+         f"with build_lock(pathlib.Path({str(build)!r})):\n    print('held', flush=True)\n    sys.stdin.readline()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
 def _holds_the_lock(holder: subprocess.Popen) -> bool:

@@ -97,3 +97,22 @@ def test_student_code_under_nbgrader_autograde_finds_no_grading_secret_only_its_
     assert ENVIRONMENT_SECRET.hex() not in autograded and ENVIRONMENT_SECRET.hex() not in feedback
     assert f"'{SECRET_VARIABLE}'" not in printed
     assert "hidden tests of test_token_nll: " in printed and "3 of 3 points" in printed, printed[-2000:]
+
+
+@pytest.mark.slow
+def test_the_first_validate_of_a_new_course_creates_the_secret_and_passes(tmp_path: Path) -> None:
+    """Instructors' page review r68, finding 1: in a course without a secret, the instructor's first
+    ``nbgrader validate`` of a source notebook creates it in the kernel, and said so on the kernel's standard
+    error, which nbgrader counts as a failed cell: "VALIDATION FAILED" on the solution. The notice now goes to
+    the cell's output, and the first validate passes like every later one.
+    """
+    course = make_course(tmp_path / "course")
+    path = secret_path(course)
+    env = {key: value for key, value in tool_env().items() if key != SECRET_VARIABLE}
+    source = course / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    for attempt in ("first", "second"):
+        done = subprocess.run([*NBGRADER, "validate", str(source)], cwd=course, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0 and "Success! Your notebook passes all the tests." in done.stdout, (
+            attempt, done.stdout[-3000:], done.stderr[-3000:])
+        assert path.exists() and len(path.read_bytes()) == 32, attempt

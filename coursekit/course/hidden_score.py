@@ -37,6 +37,7 @@ import contextlib
 import functools
 import io
 import os
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -128,16 +129,20 @@ def _spec(path: Path) -> AssignmentSpec:
 
 
 def _seed(place: GradingPlace) -> int:
-    """The student's seed: handed in by the instructor's nbgrader; only the instructor's own run may compute it."""
+    """The student's seed: handed in by the instructor's nbgrader; only the instructor's own run may compute it.
+
+    The instructor's first run of a new course creates the secret and says so on the kernel's standard output:
+    ``nbgrader validate`` counts anything on a kernel's standard error as a failed cell.
+    """
     if place.student == INSTRUCTOR and not os.environ.get(SEED_VARIABLE):
-        return seed_for(place.spec_path, place.course_id, place.student)
+        return seed_for(place.spec_path, place.course_id, place.student, log=sys.stdout)
     return seed_from_environment(place.student)
 
 
 def _check_seed(place: GradingPlace) -> int:
     """The assignment's check seed: handed in like the student's seed, or computed in the instructor's own run."""
     if place.student == INSTRUCTOR and not os.environ.get(CHECK_SEED_VARIABLE):
-        return check_seed_for(place.spec_path)
+        return check_seed_for(place.spec_path, log=sys.stdout)
     return check_seed_from_environment(place.student)
 
 

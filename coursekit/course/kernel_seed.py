@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, TextIO
 
 from coursekit.grading.secret import SECRET_VARIABLE, load_secret
 from coursekit.grading.spec import check_seed, hidden_seed, load_spec
@@ -39,13 +39,14 @@ SEED_VARIABLE = "COURSEKIT_HIDDEN_SEED"
 FOLDER_VARIABLE = "COURSEKIT_NOTEBOOK_DIR"
 
 
-def seed_for(spec_path: Path, course_id: str, student: str) -> int:
+def seed_for(spec_path: Path, course_id: str, student: str, *, log: TextIO | None = None) -> int:
     """The student's seed of hidden inputs, computed from the course's secret (the instructor's process only).
 
     Args:
         spec_path: the assignment's spec, ``<course>/autograde/<assignment>.py`` (the secret is beside it).
         course_id: the nbgrader course id.
         student: the student id.
+        log: where the secret's creation is announced, if this call creates it (standard error when ``None``).
 
     Returns:
         :func:`~coursekit.grading.spec.hidden_seed` of the student.
@@ -53,18 +54,19 @@ def seed_for(spec_path: Path, course_id: str, student: str) -> int:
     Raises:
         PermissionError: the secret file cannot be read by this process (see :func:`load_secret`).
     """
-    return hidden_seed(load_spec(spec_path), course_id, student, load_secret(Path(spec_path).parents[1]))
+    return hidden_seed(load_spec(spec_path), course_id, student, load_secret(Path(spec_path).parents[1], log=log))
 
 
 #: the environment variable that carries the assignment's check seed (decimal) into the kernel.
 CHECK_SEED_VARIABLE = "COURSEKIT_CHECK_SEED"
 
 
-def check_seed_for(spec_path: Path) -> int:
+def check_seed_for(spec_path: Path, *, log: TextIO | None = None) -> int:
     """The assignment's check seed, computed from the course's secret (the instructor's process only).
 
     Args:
         spec_path: the assignment's spec, ``<course>/autograde/<assignment>.py`` (the secret is beside it).
+        log: where the secret's creation is announced, if this call creates it (standard error when ``None``).
 
     Returns:
         :func:`~coursekit.grading.spec.check_seed` of the assignment.
@@ -72,7 +74,7 @@ def check_seed_for(spec_path: Path) -> int:
     Raises:
         PermissionError: the secret file cannot be read by this process (see :func:`load_secret`).
     """
-    return check_seed(load_spec(spec_path), load_secret(Path(spec_path).parents[1]))
+    return check_seed(load_spec(spec_path), load_secret(Path(spec_path).parents[1], log=log))
 
 
 def _decimal_from_environment(variable: str, student: str) -> int:

@@ -47,8 +47,8 @@ def confidence_penalty_nll(
     .. math:: \\ell^{\\text{CP}}_t = -\\log p_{t,y_t} + \\lambda_{\\text{conf}} \\sum_{k=1}^{V} p_{t,k} \\log p_{t,k}
 
     with :math:`\\lambda_{\\text{conf}}` = ``weight`` and :math:`0 \\log 0 = 0`, so a logit of ``-inf``
-    (a masked vocabulary entry) contributes nothing, and its gradient is 0. The value can be negative (down to
-    :math:`-\\lambda_{\\text{conf}} \\log V`). Reductions as :func:`coursekit.losses.label_smoothed_nll`:
+    (a masked vocabulary entry) contributes nothing, and its gradient is 0. The value can be negative; it is
+    bounded below by :math:`-\\lambda_{\\text{conf}} \\log V`. Reductions as :func:`coursekit.losses.label_smoothed_nll`:
     ``"none"`` (0 where the target is ``ignore_index``), ``"sum"``, or ``"mean"`` over the
     non-ignored positions (``nan`` if there are none, as PyTorch). Under
     ``torch.autocast`` it computes and returns float32 (float64 logits stay

@@ -315,8 +315,9 @@ def token_budget_batches(lengths: Iterable[int], max_tokens: int, *, seed: int, 
     greedily: a batch grows while its padded size, ``len(batch) * max(lengths in
     batch)``, stays at most ``max_tokens`` (:math:`N_{\\max}`, fairseq's
     ``--max-tokens``). Batches of short examples therefore hold many examples and
-    batches of long ones few, and every batch holds about the same number of
-    positions. The batches are then shuffled.
+    batches of long ones few; every batch holds at most ``max_tokens`` positions
+    (fewer where the next example would not fit, or the examples run out). The
+    batches are then shuffled.
 
     Args:
         lengths: the length of every example: a sequence (or other iterable, a generator too) of Python

@@ -118,3 +118,25 @@ def test_every_question_compares_numbers_at_least_as_loosely_as_the_paragraphs_p
         assert not numbers or question.rtol >= promised, (
             f"{assignment}'s {question.grade_id} compares numbers at rtol={question.rtol}, but the notebooks and "
             f"book/for_students.md promise a relative tolerance of {promised}")
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_the_introduction_states_the_points_its_cells_carry(repo_root: Path, assignment: str) -> None:
+    """Students' page review r68: A4's introduction promised 16 points (14 automatic) while its cells carry 14."""
+    path = _notebook_path(repo_root / "assignments", assignment)
+    automatic = by_hand = 0
+    for cell in json.loads(path.read_text())["cells"]:
+        grading = cell["metadata"].get("nbgrader", {})
+        if grading.get("grade"):
+            if cell["cell_type"] == "code" and not grading.get("solution"):
+                automatic += grading["points"]
+            else:
+                by_hand += grading["points"]
+    introduction = _introduction(path)
+    stated = re.search(r"\*\*Points:\*\* (\d+)", introduction)
+    assert stated is not None, f"{assignment}'s introduction states no points"
+    assert int(stated.group(1)) == automatic + by_hand, (assignment, stated.group(0), automatic, by_hand)
+    if by_hand:
+        assert f"({automatic} graded automatically, {by_hand} by hand)" in introduction, (assignment, automatic, by_hand)
+    else:
+        assert "all graded automatically" in introduction, assignment

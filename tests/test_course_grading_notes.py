@@ -14,6 +14,7 @@ import torch
 from coursekit.course import ASSIGNMENTS
 from coursekit.course.derived_tests import derive_course
 from coursekit.course.grading_notes import FEEDBACK, PARAGRAPHS, WHAT_IS_GRADED, notes_of, write_grading_notes
+from coursekit.grading.hidden_tests import is_autograder_test
 # _to_torch: the conversion the grader applies to a case before it calls the reference.
 from coursekit.grading.spec import FunctionQuestion, ValueQuestion, _to_torch, load_spec
 
@@ -127,11 +128,10 @@ def test_the_introduction_states_the_points_its_cells_carry(repo_root: Path, ass
     automatic = by_hand = 0
     for cell in json.loads(path.read_text())["cells"]:
         grading = cell["metadata"].get("nbgrader", {})
-        if grading.get("grade"):
-            if cell["cell_type"] == "code" and not grading.get("solution"):
-                automatic += grading["points"]
-            else:
-                by_hand += grading["points"]
+        if is_autograder_test(cell):
+            automatic += grading["points"]
+        elif grading.get("grade"):
+            by_hand += grading["points"]
     introduction = _introduction(path)
     stated = re.search(r"\*\*Points:\*\* (\d+)", introduction)
     assert stated is not None, f"{assignment}'s introduction states no points"

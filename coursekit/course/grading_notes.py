@@ -23,8 +23,8 @@ FEEDBACK_START = "**Feedback.**"
 #: what either grader does with a test cell (``coursekit grade`` and stock ``nbgrader autograde`` alike).
 WHAT_IS_GRADED = f"""{GRADED_START} Each test cell is worth the points in its section's title. Whichever grader your
 instructor uses (the course's `coursekit grade` or nbgrader's own autograder), it calls your functions on *hidden*
-cases: the requirements the visible checks test, on new inputs, a case for every requirement the question states (the errors it asks you to raise
-and the inputs you must not modify included), and random inputs of several shapes, in float32 and float64, compared
+cases: the requirements the visible checks test, on new inputs, a case for every requirement the question states
+(the errors it asks you to raise and the inputs you must not modify included), and random inputs of several shapes, in float32 and float64, compared
 with the course's reference in value, dtype, shape and, where a gradient should flow, gradients (to about four
 significant digits, a relative tolerance of 1e-4). A single number returned as a Python `float` has no dtype: its value
 is compared, whatever the reference's dtype. A number that a question asks you to store in a variable is compared by its

@@ -68,8 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--executor", default="local", help="'local' (default) or dask://HOST:PORT")
     grade.add_argument("--timeout", type=_positive_float, default=30.0,
                        help="CPU seconds allowed per cell and per graded call (default 30; 3x that in wall-clock "
-                       "time); a submission's cells get 4x this plus 30 s of wall-clock time, reruns included, "
-                       "and its hidden calls as much again (8x plus 60 s in all)")
+                       "time); a submission's cells get 4x this plus 30 s of wall-clock time and its hidden calls "
+                       "as much again (8x plus 60 s in all); the calls' budget is shared by every rerun, the "
+                       "cells' is given afresh only to a rerun that leaves out a graded function alone (at most "
+                       "3 reruns, 20x plus 150 s at worst)")
     grade.add_argument("--memory", type=_positive_int, default=2048, help="MiB of address space each kernel process may map beyond Python, NumPy and torch (default 2048)")
     grade.add_argument("--force", action="store_true", help="regrade submissions that are already graded")
     grade.add_argument("--require-sandbox", action="store_true",

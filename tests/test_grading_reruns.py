@@ -240,6 +240,23 @@ def test_the_pages_state_how_reruns_are_timed(repo_root: Path) -> None:
         assert stated in students, f"book/for_students.md no longer says {stated!r}"
 
 
+
+def test_the_grade_command_help_states_how_reruns_are_timed(capsys) -> None:
+    """Review r68: the help of ``--timeout`` said the cells' budget held "reruns included", which a rerun
+    without a graded function alone contradicts (it gets the cells' budget afresh)."""
+    from coursekit.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["grade", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    steps, base = (MAX_RESTARTS + 2) * SUBMISSION_STEPS, (MAX_RESTARTS + 1) * SUBMISSION_START_S + CALLS_BASE_S
+    for stated in (f"cells get {SUBMISSION_STEPS}x this plus {SUBMISSION_START_S:g} s of wall-clock time",
+                   "the calls' budget is shared by every rerun",
+                   "given afresh only to a rerun that leaves out a graded function alone",
+                   f"at most {MAX_RESTARTS} reruns, {steps}x plus {base:g} s at worst"):
+        assert stated in help_text, f"coursekit grade --help no longer says {stated!r}"
+    assert "reruns included" not in help_text
+
 #: a cell that keeps what it allocates up to the address-space limit.
 HOG = "_hog = []\nwhile True:\n    _hog.append(bytearray(50_000_000))"
 #: the limits of the tests whose cells write memory up to the limit (1 GiB): 0.7-0.8 s of CPU in a sandbox on an

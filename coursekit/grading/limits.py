@@ -109,8 +109,9 @@ class Limits:
 
     Attributes:
         timeout_s: CPU seconds for each cell and each graded call (see the module docstring).
-        submission_timeout_s: wall-clock seconds for the notebook's cells, all attempts
-            together; ``None`` means ``SUBMISSION_STEPS * timeout_s + SUBMISSION_START_S``.
+        submission_timeout_s: wall-clock seconds for the notebook's cells, shared by the reruns
+            without a cell and given afresh to a rerun without a graded function alone (see
+            :attr:`worst_wall_s`); ``None`` means ``SUBMISSION_STEPS * timeout_s + SUBMISSION_START_S``.
         calls_timeout_s: wall-clock seconds for the hidden calls, all attempts together;
             ``None`` means ``SUBMISSION_STEPS * timeout_s + CALLS_BASE_S``.
         memory_mb: address space (MiB) every process of the kernel may map beyond what the kernel
@@ -172,7 +173,10 @@ class Limits:
 
     @property
     def wall_s(self) -> float:
-        """The wall-clock budget in seconds of the notebook's cells (and the sandbox's start), all attempts together.
+        """The wall-clock budget in seconds of the notebook's cells (and the sandbox's start).
+
+        A rerun without a cell shares it with the attempt before; a rerun that leaves out a graded
+        function alone gets it afresh (see :attr:`worst_wall_s`).
 
         Example:
             >>> Limits(timeout_s=5).wall_s

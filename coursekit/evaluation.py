@@ -301,6 +301,11 @@ def evaluate_translation(model: nn.Module, pairs: Sequence[tuple[str, str]], src
                              chrf=chrf(hypotheses, references), hypotheses=hypotheses)
 
 
+#: the most sentence indices :func:`paired_bootstrap` draws at once (8 MiB of int64); the draws are the
+#: same as one call for all resamples would make, since the generator fills the chunks in order.
+BOOTSTRAP_CHUNK_ELEMENTS = 1 << 20
+
+
 @dataclass(frozen=True)
 class PairedBootstrap:
     """The result of :func:`paired_bootstrap`.
@@ -379,8 +384,12 @@ def paired_bootstrap(scores_a: Sequence[float], scores_b: Sequence[float], *, nu
     # [book ch11 excerpt start] chapter 11 shows the lines from here to the end marker.
     n = per_sentence.numel()  # per_sentence[k]: score of A minus score of B on sentence k
     generator = torch.Generator().manual_seed(seed)
-    draws = torch.randint(0, n, (num_resamples, n), generator=generator)  # I test sets of n sentences
-    resampled = per_sentence[draws].mean(dim=1)  # A's mean minus B's mean on each test set
+    resampled = torch.empty(num_resamples, dtype=torch.float64)  # A's mean minus B's mean on each test set
+    rows = max(1, BOOTSTRAP_CHUNK_ELEMENTS // n)  # test sets drawn at once, so that memory stays bounded
+    for start in range(0, num_resamples, rows):
+        stop = min(start + rows, num_resamples)
+        draws = torch.randint(0, n, (stop - start, n), generator=generator)  # test sets of n sentences each
+        resampled[start:stop] = per_sentence[draws].mean(dim=1)
     p_value = float((resampled <= 0).double().mean())  # how often A fails to beat B
     tail = (1 - confidence) / 2
     low, high = torch.quantile(resampled, torch.tensor([tail, 1 - tail], dtype=torch.float64)).tolist()

@@ -126,6 +126,23 @@ def test_bootstrap_matches_a_direct_count_over_the_same_resampled_indices():
     assert result.interval == pytest.approx((quantile(0.05), quantile(0.95)))
 
 
+def test_bootstrap_drawn_in_chunks_equals_one_draw_of_every_resample(monkeypatch):
+    """The resamples are drawn a chunk at a time (memory stays bounded); the result must be the one a single
+    draw of all I x n indices gives, chunk boundaries falling inside the resamples included."""
+    import coursekit.evaluation as evaluation
+
+    generator = torch.Generator().manual_seed(11)
+    a = (torch.rand(23, generator=generator) < 0.6).double().tolist()
+    b = (torch.rand(23, generator=generator) < 0.5).double().tolist()
+    indices = torch.randint(0, 23, (1000, 23), generator=torch.Generator().manual_seed(5))
+    resampled = (torch.tensor(a, dtype=torch.float64) - torch.tensor(b, dtype=torch.float64))[indices].mean(dim=1)
+    expected_p = float((resampled <= 0).double().mean())
+    expected_interval = torch.quantile(resampled, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    for chunk in (23 * 1000, 23 * 7, 50, 1):  # one chunk; 7 rows; 2 rows; a row per chunk
+        monkeypatch.setattr(evaluation, "BOOTSTRAP_CHUNK_ELEMENTS", chunk)
+        result = paired_bootstrap(a, b, num_resamples=1000, seed=5)
+        assert result.p_value == expected_p and list(result.interval) == expected_interval, chunk
+
 def test_swapping_the_systems_gives_p_values_that_sum_to_one_plus_the_share_of_ties():
     a = [1.0] * 12 + [0.0] * 8 + [1.0] * 5
     b = [1.0] * 12 + [1.0] * 3 + [0.0] * 10

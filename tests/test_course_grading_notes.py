@@ -140,3 +140,24 @@ def test_the_introduction_states_the_points_its_cells_carry(repo_root: Path, ass
         assert f"({automatic} graded automatically, {by_hand} by hand)" in introduction, (assignment, automatic, by_hand)
     else:
         assert "all graded automatically" in introduction, assignment
+
+
+def test_a3_states_every_hidden_training_run_and_its_threshold(repo_root: Path) -> None:
+    """Students' page review (stop 41): A3's hidden cases also train an LSTM, to a threshold of its own, that the
+    notebook never mentioned while its introduction promised 'the threshold the question states'."""
+    from coursekit.grading.spec import CheckedQuestion
+
+    spec_path = repo_root / "assignments" / "autograde" / "a3_rnn_loss.py"
+    spec = load_spec(spec_path)
+    question = next(q for q in spec.questions if q.grade_id == "test_train_tbptt")
+    assert isinstance(question, CheckedQuestion)
+    cells = json.loads(_notebook_path(repo_root / "assignments", "a3_rnn_loss").read_text())["cells"]
+    part = _one_line(next("".join(c["source"]) for c in cells if "".join(c["source"]).startswith("## 5. Train it")))
+    runs = [case.args for case in question.cases(np.random.default_rng(0))]
+    assert len(runs) == 2 and "each worth half the points" in part, part
+    namespace: dict = {}
+    exec(compile(spec_path.read_text(), str(spec_path), "exec"), namespace)
+    for cell, _seed, chunk_len, steps, lr, threshold in namespace["TRAINING_RUNS"]:
+        stated = f"{cell.upper()} (`chunk_len={chunk_len}`, {steps} steps"
+        assert stated in part and f"below **{threshold}**" in part, (stated, threshold, part)
+        assert lr == 0.01, "the notebook's part 5 states lr only through train_tbptt's default of 0.01"

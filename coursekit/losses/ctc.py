@@ -78,6 +78,15 @@ def _emissions(log_probs: torch.Tensor, labels: torch.Tensor, blank: int) -> tor
     return torch.cat(columns, dim=2)
 
 
+def _recursion_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the recursions run in: float32 for half-precision ``log_probs``, else their own.
+
+    A half dtype rounds a log-space sum near -1000 by up to 4 (bfloat16) at every frame, and the
+    errors add up over the frames; the result is rounded to the half dtype once, at the end.
+    """
+    return torch.promote_types(dtype, torch.float32)
+
+
 def _forward_recursion(
     log_probs: torch.Tensor,
     padded_targets: torch.Tensor,
@@ -263,8 +272,10 @@ def ctc_loss(
       is a ``TypeError`` in both).
     * ``T = 0`` (empty ``log_probs``) is computed here (0 for an empty target,
       ``inf`` otherwise), where PyTorch raises.
-    * Half-precision ``log_probs`` (float16, bfloat16) are computed here (in
-      float32 under ``torch.autocast``, in their own dtype otherwise).
+    * Half-precision ``log_probs`` (float16, bfloat16) are computed here: the
+      recursion runs in float32 and the loss is rounded to their dtype once at
+      the end (it stays float32 under ``torch.autocast``). Run in the half dtype
+      itself, the recursion's rounding would add up over the frames.
       ``F.ctc_loss`` has no half-precision kernel on any device and raises
       ``NotImplementedError`` for them, except under CPU autocast, which casts
       them to float32 (see ``coursekit.losses._autocast``).
@@ -327,15 +338,17 @@ def ctc_loss(
     log_probs, padded, in_lengths, tgt_lengths, blank = _check_ctc_arguments(
         log_probs, targets, input_lengths, target_lengths, blank
     )
-    log_likelihood, _ = _forward_recursion(log_probs, padded, in_lengths, tgt_lengths, blank, keep_table=False)
+    result_dtype = log_probs.dtype
+    log_likelihood, _ = _forward_recursion(log_probs.to(_recursion_dtype(result_dtype)), padded, in_lengths,
+                                           tgt_lengths, blank, keep_table=False)
     losses = -log_likelihood
     if zero_infinity:
         losses = torch.where(torch.isinf(losses), torch.zeros_like(losses), losses)
     if reduction == "none":
-        return losses
+        return losses.to(result_dtype)
     if reduction == "sum":
-        return losses.sum()
-    return (losses / tgt_lengths.clamp(min=1).to(losses.dtype)).mean()
+        return losses.sum().to(result_dtype)
+    return (losses / tgt_lengths.clamp(min=1).to(losses.dtype)).mean().to(result_dtype)
 
 
 def _check_one_sequence(log_probs: torch.Tensor, target: torch.Tensor, blank: int) -> tuple:
@@ -380,7 +393,8 @@ def ctc_forward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blan
         blank: index of the blank class.
 
     Returns:
-        The table of :math:`\\log \\alpha_t(s)`.
+        The table of :math:`\\log \\alpha_t(s)`, in the dtype of ``log_probs`` (computed in float32
+        for half-precision ``log_probs``, as in :func:`ctc_loss`).
 
     Shapes:
         log_probs: ``(T, V)``; target: ``(T_y,)``; result: ``(T, 2 T_y + 1)``.
@@ -400,9 +414,10 @@ def ctc_forward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blan
                 [1., 3., 3., 4., 1.]])
     """
     batched, padded, in_lengths, tgt_lengths, blank = _check_one_sequence(log_probs, target, blank)
-    _, table = _forward_recursion(batched, padded, in_lengths, tgt_lengths, blank, keep_table=True)
+    _, table = _forward_recursion(batched.to(_recursion_dtype(batched.dtype)), padded, in_lengths, tgt_lengths,
+                                  blank, keep_table=True)
     assert table is not None
-    return table[:, 0, :]
+    return table[:, 0, :].to(batched.dtype)
 
 
 def ctc_backward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blank: int = 0) -> torch.Tensor:
@@ -439,7 +454,8 @@ def ctc_backward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, bla
 
     Returns:
         The table of :math:`\\log \\omega_t(s)`; ``-inf`` marks a state from which the
-        rest of the labels cannot be read in the frames left.
+        rest of the labels cannot be read in the frames left. In the dtype of ``log_probs``
+        (computed in float32 for half-precision ``log_probs``, as in :func:`ctc_loss`).
 
     Shapes:
         log_probs: ``(T, V)``; target: ``(T_y,)``; result: ``(T, 2 T_y + 1)``.
@@ -461,6 +477,8 @@ def ctc_backward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, bla
     """
     blank = _check_one_sequence(log_probs, target, blank)[4]
     log_probs = float32_under_autocast(log_probs)
+    result_dtype = log_probs.dtype
+    log_probs = log_probs.to(_recursion_dtype(result_dtype))
     num_frames = log_probs.shape[0]
     labels = target.to(device=log_probs.device, dtype=torch.long)
     num_states = 2 * labels.shape[0] + 1
@@ -486,5 +504,5 @@ def ctc_backward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, bla
         # book excerpt end
         table.append(omega)
     if num_frames == 0:
-        return torch.empty((0, num_states), dtype=log_probs.dtype, device=log_probs.device)
-    return torch.stack(table[::-1])
+        return torch.empty((0, num_states), dtype=result_dtype, device=log_probs.device)
+    return torch.stack(table[::-1]).to(result_dtype)

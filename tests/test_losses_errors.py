@@ -60,6 +60,16 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     # messages about the argument at fault (review round 13, finding 5)
     ("top_k_teacher: empty vocabulary", lambda: top_k_teacher(torch.zeros(3, 0), 1), ValueError,
      r"^teacher_logits must have shape \(\.\.\., V\) with V >= 1, got \(3, 0\)$"),
+    # losses review (stop 41): the distillation losses took an empty vocabulary, top_k_kd_loss an empty top-k set
+    *[(f"{name}: empty vocabulary", (lambda f=f: f(torch.zeros(2, 0), torch.zeros(2, 0))), ValueError,
+       r"^student_logits must have shape \(\.\.\., V\) with V >= 1, got shape \(2, 0\)$")
+      for name, f in (("kd_loss", kd_loss), ("kd_cross_entropy", kd_cross_entropy), ("generalized_jsd", generalized_jsd))],
+    ("top_k_kd_loss: empty vocabulary",
+     lambda: top_k_kd_loss(torch.zeros(2, 0), torch.zeros(2, 0), torch.zeros(2, 0, dtype=torch.long)), ValueError,
+     r"^student_logits must have shape \(\.\.\., V\) with V >= 1, got shape \(2, 0\)$"),
+    ("top_k_kd_loss: empty top-k set",
+     lambda: top_k_kd_loss(torch.zeros(2, 3), torch.zeros(2, 0), torch.zeros(2, 0, dtype=torch.long)), ValueError,
+     r"^teacher_log_probs must have shape \(\.\.\., k\) with k >= 1 .*got shape \(2, 0\)$"),
     ("mrt_risk: empty candidate axis", lambda: mrt_risk(torch.zeros(2, 0), torch.zeros(2, 0)), ValueError,
      r"^sequence_log_probs must have a non-empty candidate axis \(\.\.\., S\), got shape \(2, 0\)$"),
     # token_nll

@@ -131,6 +131,20 @@ def test_matches_trls_gkd_trainer_generalized_jsd_loss():
         theirs = GKDTrainer.generalized_jsd_loss(student, teacher, labels=labels, beta=beta, temperature=2.0)
         ours = generalized_jsd(student, teacher, beta=beta, temperature=2.0, mask=labels != -100)
         torch.testing.assert_close(ours, theirs)
+    # TRL's other reductions, as the docstring states them (losses review, stop 41)
+    trl = GKDTrainer.generalized_jsd_loss
+    ours_sum = generalized_jsd(student, teacher, beta=0.3, reduction="sum")
+    # without labels, "batchmean" divides the sum by the first axis (2 here), not by the 6 positions
+    torch.testing.assert_close(trl(student, teacher, beta=0.3), ours_sum / 2)
+    assert not torch.allclose(trl(student, teacher, beta=0.3), generalized_jsd(student, teacher, beta=0.3))
+    # "mean" averages over the vocabulary entries too
+    torch.testing.assert_close(trl(student, teacher, beta=0.3, reduction="mean"), ours_sum / (6 * 7))
+    masked_sum = generalized_jsd(student, teacher, beta=0.3, mask=labels != -100, reduction="sum")
+    torch.testing.assert_close(trl(student, teacher, labels=labels, beta=0.3, reduction="mean"), masked_sum / (3 * 7))
+    # num_items_in_batch divides the sum, whatever the reduction
+    for reduction in ("batchmean", "mean", "sum"):
+        torch.testing.assert_close(
+            trl(student, teacher, labels=labels, beta=0.3, reduction=reduction, num_items_in_batch=5), masked_sum / 5)
 
 
 @pytest.mark.ecosystem

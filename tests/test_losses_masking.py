@@ -68,9 +68,11 @@ def test_mask_from_lengths_drives_the_padded_batch_example():
 
 
 def test_masks_follow_the_device_of_lengths():
-    lengths = torch.tensor([1, 2])
+    # On the meta device (shapes only, no data), so that a mask built on the CPU whatever the lengths' device
+    # fails here too, not only where tests/test_losses_cuda.py finds a GPU (losses review, stop 41).
+    lengths = torch.tensor([1, 2], device="meta")
     assert sequence_mask(lengths, 3).device == lengths.device
-    assert response_mask(torch.tensor([0, 1]), lengths, 3).device == lengths.device
+    assert response_mask(torch.tensor([0, 1], device="meta"), lengths, 3).device == lengths.device
 
 
 @loss_settings

@@ -235,6 +235,22 @@ def test_all_masked_batch_gives_zero_with_warning_and_zero_gradient(reduction):
     torch.testing.assert_close(losses.grad, torch.zeros(2, 2))
 
 
+@pytest.mark.parametrize("reduction", ["token_mean", "sequence_mean"])
+def test_a_batch_whose_counted_tokens_all_weigh_zero_gives_zero_with_warning(reduction):
+    """Losses review (stop 41): it gave 0 silently, where F.cross_entropy with all-zero class weights gives nan."""
+    logits = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    targets = torch.tensor([[0, 1, 2], [1, 1, 0]])
+    class_weights = torch.zeros(4)
+    assert math.isnan(F.cross_entropy(logits.reshape(-1, 4), targets.reshape(-1), weight=class_weights).item())
+    with pytest.warns(RuntimeWarning, match="every counted token weighs 0; returning 0"):
+        value = batch_loss(token_nll(logits, targets), reduction=reduction, token_weights=class_weights[targets])
+    assert value.item() == 0.0
+    value.backward()
+    torch.testing.assert_close(logits.grad, torch.zeros_like(logits))
+    with warnings.catch_warnings():  # one counted token of weight > 0 is a batch like any other
+        warnings.simplefilter("error")
+        batch_loss(token_nll(logits, targets), reduction=reduction, token_weights=torch.eye(4)[1][targets])
+
 def test_all_masked_batch_sum_is_zero_without_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")

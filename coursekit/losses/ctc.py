@@ -264,6 +264,8 @@ def ctc_loss(
 
     * PyTorch also accepts one unbatched ``(T, V)`` sequence; here it needs a
       batch axis of 1.
+    * A label equal to ``blank`` within the target lengths is a ``ValueError``
+      here; ``F.ctc_loss`` computes a value for it.
     * PyTorch wants both lengths as tensors or both as sequences; here either
       may be either. PyTorch's ``blank`` rejects a one-element 1-D tensor,
       which is taken here. A length or ``blank`` beyond int64 is a

@@ -14,6 +14,7 @@ import torch
 from coursekit.losses._autocast import promoted_under_autocast
 from coursekit.losses._checks import (
     require_choice,
+    require_classes,
     require_float,
     require_mask,
     require_positive,
@@ -39,6 +40,7 @@ def _prepare(
         raise ValueError(
             f"student_logits must have at least one dimension (..., V), got shape {tuple(student_logits.shape)}"
         )
+    require_classes("student_logits", student_logits)
     require_shape("teacher_logits", teacher_logits, student_logits.shape, "student_logits.shape")
     require_same_devices("student_logits", student_logits, teacher_logits=teacher_logits, mask=mask)
     temperature = require_positive("temperature", temperature)
@@ -221,11 +223,12 @@ def kd_cross_entropy(
         (see ``coursekit.losses._autocast``).
         The means (``"token_mean"``, ``"sequence_mean"``) count positions in
         float32 or wider, which holds every count up to 2**24 exactly, and round the
-        quotient once to that dtype, as ``F.kl_div(..., reduction="batchmean")``
-        divides a half-precision sum by an integer: counts that float16 would
+        quotient once to that dtype, as PyTorch divides a half-precision sum
+        by an integer count (``F.cross_entropy``'s soft-target ``"mean"``
+        divides by the number of positions): counts that float16 would
         round (above 2048) or make ``inf`` (from 65520), or bfloat16 round
         (above 256), are exact here too. The sum itself is taken in that
-        dtype, as ``F.kl_div``'s: a float16 total of 65520 or more (what
+        dtype, as ``F.cross_entropy``'s: a float16 total of 65520 or more (what
         float16 rounds to ``inf``) is ``inf`` in both.
 
     Shapes:

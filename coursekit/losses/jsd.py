@@ -88,6 +88,15 @@ def generalized_jsd(
     teacher at ``beta = 1``), the divergence is infinite, and both give ``inf``.
     Gradients flow into both arguments; detach the teacher.
 
+    The reductions differ from TRL's. Its default ``"batchmean"`` equals
+    ``"token_mean"`` here only when it is given ``labels`` (it then divides by
+    the positions whose label is not -100); without ``labels`` it divides the
+    sum by the size of the first axis (the batch), not by the positions. Its
+    ``"mean"`` averages over the vocabulary entries too (positions times
+    :math:`V`). Given ``num_items_in_batch`` (as ``GKDTrainer.compute_loss``
+    passes it), it divides the sum by that count whatever the reduction:
+    ``reduction="sum"`` here divided by the same count.
+
     Args:
         student_logits: the student's scores :math:`z^{\\mathrm{S}}`.
         teacher_logits: the teacher's scores :math:`z^{\\mathrm{T}}`.

@@ -65,7 +65,8 @@ def token_nll(
         targets: class indices :math:`y`; entries equal to ``ignore_index`` are skipped.
         ignore_index: target value whose loss is defined as 0 (PyTorch's default -100).
         weight: optional per-class weights :math:`\\lambda_k`; each token's loss is
-            multiplied by :math:`\\lambda_{y_t}`, as in PyTorch.
+            multiplied by :math:`\\lambda_{y_t}`, as in PyTorch. A weight of another float dtype
+            than the log-probabilities is cast to theirs, where ``F.cross_entropy`` raises.
 
     Returns:
         The per-token losses, 0 where the target is ``ignore_index``.
@@ -232,10 +233,12 @@ def batch_loss(
     PyTorch's class-weighted mean), also in the condition :math:`T_b > 0`: a
     sequence whose counted tokens all weigh 0 is left out of ``sequence_mean``.
 
-    When no token at all is unmasked, the result is defined as 0 (still
-    connected to the graph, so ``backward()`` works and gives zero gradients)
-    and a ``RuntimeWarning`` is issued: an empty batch should not crash a
-    training loop, but it should not pass unnoticed either. (The warning needs
+    When no token at all is unmasked, or with ``token_weights`` every counted
+    token weighs 0, the result is defined as 0 (still connected to the graph,
+    so ``backward()`` works and gives zero gradients) and a ``RuntimeWarning``
+    is issued: an empty batch should not crash a training loop, but it should
+    not pass unnoticed either. (``F.cross_entropy`` gives ``nan`` for a batch
+    whose class weights all are 0, and for an empty one.) (The warning needs
     the mask's values, so on an accelerator it is issued only with
     ``COURSEKIT_CHECK_VALUES=1``; see :mod:`coursekit.losses`. The value is 0
     everywhere, computed without reading any value.)
@@ -344,6 +347,7 @@ def _reduce_batch(
     # book excerpt (chapter 3) starts: batch_loss masked selection
     losses = torch.where(counted, token_losses, torch.zeros_like(token_losses))
     # book excerpt (chapter 3) ends: batch_loss masked selection
+    weighted = weights is not None
     if weights is None:
         weights = counted
     else:
@@ -355,12 +359,19 @@ def _reduce_batch(
     # and makes one of 65520 or more inf (so the loss would be 0); bfloat16 rounds those above 256.
     count_dtype = _count_dtype(token_losses.dtype, result_dtype)
     weights = weights.to(count_dtype)
-    if reads_values(counted) and not bool(counted.any()):
-        warnings.warn(
-            f"{caller}({called_with or f'reduction={reduction!r}'}): every token is masked; returning 0",
-            RuntimeWarning,
-            stacklevel=stacklevel,
-        )
+    if reads_values(counted):
+        if not bool(counted.any()):
+            empty = "every token is masked"
+        elif weighted and not bool(weights.sum() != 0):
+            empty = "every counted token weighs 0"
+        else:
+            empty = None
+        if empty is not None:
+            warnings.warn(
+                f"{caller}({called_with or f'reduction={reduction!r}'}): {empty}; returning 0",
+                RuntimeWarning,
+                stacklevel=stacklevel,
+            )
     if reduction == "token_mean":
         return _divide_exactly(losses.sum(), _nonzero(weights.sum()), result_dtype)
     sequence_weights = weights.sum(dim=-1)

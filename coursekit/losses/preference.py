@@ -261,8 +261,10 @@ def simpo_loss(
     and ``simpo_gamma`` = :math:`\\gamma` (it subtracts :math:`\\gamma/\\beta`
     inside the :math:`\\beta(\\cdot)`, which is the same number); the trainer
     (``trl.experimental.cpo`` in TRL 1.16) adds ``cpo_alpha`` times an NLL term
-    (``cpo_alpha`` defaults to 1.0), so pure SimPO needs
-    ``CPOConfig(loss_type="simpo", cpo_alpha=0.0, label_smoothing=0.0)``.
+    (``cpo_alpha`` defaults to 1.0), so pure SimPO with this function's defaults needs
+    ``CPOConfig(loss_type="simpo", cpo_alpha=0.0, label_smoothing=0.0, beta=2.0)``
+    (``CPOConfig``'s ``beta`` defaults to 0.1, this function's to 2.0; ``simpo_gamma``
+    defaults to 0.5 in both).
 
     Args:
         chosen_logps: :math:`\\log p_\\theta(y_{\\text{c}} \\mid x)`, summed over the response.

@@ -26,6 +26,7 @@ from coursekit.losses._autocast import float32_under_autocast, promoted_under_au
 from coursekit.losses._checks import (
     reads_values,
     require_choice,
+    require_classes,
     require_flag,
     require_float,
     require_int,
@@ -67,6 +68,8 @@ def top_k_teacher(teacher_logits: torch.Tensor, k: int, *, temperature: float = 
         softmax, :math:`\\log \\operatorname{softmax}(z^{\\mathrm{T}}/\\tau)_k`, in decreasing order, and their indices;
         the log-probabilities in float32 under ``torch.autocast`` for half-precision logits (float64 stays
         float64), division by ``temperature`` included, as :func:`kd_loss` computes them there.
+        Both are detached from ``teacher_logits``: they stand for stored teacher outputs, through which no
+        gradient flows.
 
     Shapes:
         teacher_logits: ``(..., V)``; both results: ``(..., k)``.
@@ -203,8 +206,12 @@ def top_k_kd_loss(
     require_integer("teacher_indices", teacher_indices)
     if student_logits.dim() < 1:
         raise ValueError(f"student_logits must have shape (..., V), got {tuple(student_logits.shape)}")
+    require_classes("student_logits", student_logits)
     positions = student_logits.shape[:-1]
     require_shape("teacher_indices", teacher_indices, teacher_log_probs.shape, "teacher_log_probs.shape")
+    if teacher_log_probs.dim() < 1 or teacher_log_probs.shape[-1] == 0:
+        raise ValueError(f"teacher_log_probs must have shape (..., k) with k >= 1 (top_k_teacher keeps at least "
+                         f"one entry), got shape {tuple(teacher_log_probs.shape)}")
     if tuple(teacher_log_probs.shape[:-1]) != tuple(positions):
         raise ValueError(f"teacher_log_probs must have shape {tuple(positions)} + (k,) (student_logits.shape[:-1]), "
                          f"got {tuple(teacher_log_probs.shape)}")

@@ -31,6 +31,10 @@ def z_loss(logits: torch.Tensor) -> torch.Tensor:
     (PaLM's :math:`10^{-4}`) and the reduction over positions are the
     caller's: add ``weight * z_loss(logits)`` to the per-token losses of
     :func:`~coursekit.losses.token_nll` and reduce both with the same mask.
+    A position whose logits are all ``-inf`` has :math:`Z_t = 0`: its loss is
+    ``inf`` and its gradient ``nan``, and a mask applied afterwards does not
+    keep that ``nan`` out of the gradient (``0 * nan`` is ``nan``); give such
+    positions finite logits (zeros, say) before the call.
 
     Args:
         logits: unnormalised scores :math:`z`, any float dtype.

@@ -29,8 +29,9 @@ with the course's reference in value, dtype, shape and, where a gradient should 
 significant digits, a relative tolerance of 1e-4). A single number returned as a Python `float` has no dtype: its value
 is compared, whatever the reference's dtype. A number that a question asks you to store in a variable is compared by its
 value alone: a float, a whole number such as `2`, or a one-element tensor of any floating or integer dtype all count (a
-bool does not). A test cell whose visible checks fail earns 0; otherwise it earns its points times the share of its
-hidden cases that pass."""
+bool does not). A test cell whose visible checks fail earns 0, and so does one whose function uses an operation the
+question bans (or, under the course's grader, reaches the withheld reference solution); otherwise it earns its points
+times the share of its hidden cases that pass."""
 
 #: what the feedback says about a test cell, and what it never shows.
 FEEDBACK = f"""{FEEDBACK_START} Under each test cell, the feedback gives your points, how many hidden cases passed,

@@ -37,7 +37,9 @@ import contextlib
 import functools
 import io
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -167,6 +169,41 @@ def _quiet() -> Iterator[None]:
         yield
 
 
+#: why a hidden block stops when nbgrader interrupts its cell.
+INTERRUPTED = "the cell reached nbgrader's time limit and was interrupted; its other hidden cases are not run"
+
+
+@contextlib.contextmanager
+def _noting_interrupts() -> Iterator[list[int]]:
+    """Note each SIGINT that reaches the kernel while the hidden calls run, and pass it on as before.
+
+    nbgrader's ``Execute`` interrupts the kernel when a cell outruns its timeout, then gives the cell
+    nbclient's ``iopub_timeout`` (4 s) to end; a cell still running then makes nbgrader abandon the whole
+    submission. :func:`~coursekit.grading.graded_call.run_graded_call` counts a call's ``KeyboardInterrupt``
+    as that call's failure, as the sandbox does (a function may raise one itself), so the block must
+    stop by itself once the interrupt is a signal. Only the main thread can set a handler; elsewhere
+    nothing is noted.
+    """
+    noted: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def note(signum: int, frame: Any) -> None:
+        noted.append(signum)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def call_ends(calls: list[PreparedCall], namespace: dict[str, Any], adapter_sources: Sequence[str] = (),
               limits: Limits | None = None) -> dict[str, CallEnd]:
     """Make a question's calls in ``namespace`` as the sandbox's runner does, and return their events by call id.
@@ -177,6 +214,10 @@ def call_ends(calls: list[PreparedCall], namespace: dict[str, Any], adapter_sour
     function's later calls (``not_run``) by the runner's rule
     (:func:`~coursekit.grading.protocol.stops_function`): the kernel's timer
     stopped it and its times, measured here around the call, reached the limit.
+    When nbgrader interrupts the cell at its own time limit (a SIGINT), the
+    interrupted call fails and the block stops with ``KeyboardInterrupt``
+    (:data:`INTERRUPTED`), so the cell ends at once with an error and earns 0
+    instead of running on until nbgrader gives up on the whole submission.
 
     Args:
         calls: the question's prepared calls.
@@ -186,6 +227,9 @@ def call_ends(calls: list[PreparedCall], namespace: dict[str, Any], adapter_sour
 
     Returns:
         ``{call id: CallEnd}``.
+
+    Raises:
+        KeyboardInterrupt: the kernel was interrupted (a SIGINT) while the calls ran.
     """
     steps = (limits or Limits()).for_runner()
     scope = dict(namespace) if adapter_sources else namespace
@@ -199,18 +243,21 @@ def call_ends(calls: list[PreparedCall], namespace: dict[str, Any], adapter_sour
 
     ends: dict[str, CallEnd] = {}
     timed_out: set[str] = set()
-    for prepared in calls:
-        call = prepared.call
-        if call["name"] in timed_out:
-            ends[call["id"]] = CallEnd(call["id"], CallStatus.NOT_RUN)
-            continue
-        cpu_before, wall_before = time.process_time(), time.monotonic()
-        with _quiet():
-            report = run_graded_call(scope, call, limit)
-        end = _end(report, time.process_time() - cpu_before, time.monotonic() - wall_before, steps)
-        ends[call["id"]] = end
-        if stops_function(end, steps):
-            timed_out.add(call["name"])
+    with _noting_interrupts() as interrupts:
+        for prepared in calls:
+            call = prepared.call
+            if call["name"] in timed_out:
+                ends[call["id"]] = CallEnd(call["id"], CallStatus.NOT_RUN)
+                continue
+            cpu_before, wall_before = time.process_time(), time.monotonic()
+            with _quiet():
+                report = run_graded_call(scope, call, limit)
+            if interrupts:
+                raise KeyboardInterrupt(INTERRUPTED)
+            end = _end(report, time.process_time() - cpu_before, time.monotonic() - wall_before, steps)
+            ends[call["id"]] = end
+            if stops_function(end, steps):
+                timed_out.add(call["name"])
     return ends
 
 

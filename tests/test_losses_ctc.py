@@ -376,6 +376,9 @@ def test_ctc_loss_has_the_signature_of_pytorchs_and_takes_its_arguments_by_posit
 def test_ctc_gradient_is_the_same_bit_for_bit_on_every_run():
     # No step of the backward pass accumulates into one element from several places in an unordered way
     # (the emissions are gathered one label position at a time), so repeated runs agree exactly, also on CUDA.
+    # On the CPU every backward kernel is deterministic, so only a CUDA run can fail (losses review, stop 41).
+    if DEVICE.type != "cuda":
+        pytest.skip("only a CUDA run can tell (COURSEKIT_TEST_DEVICE=cuda): CPU kernels are deterministic")
     logits, targets, input_lengths, target_lengths = mixed_batch(seed=8)
     grads = []
     for _ in range(2):

@@ -204,3 +204,29 @@ def test_label_smoothed_nll_refuses_an_empty_vocabulary_naming_logits(variant: s
     # V = 0 with every target ignored: the gather failed with an unnamed index error.
     with pytest.raises(ValueError, match=r"^logits must have shape \(\.\.\., V\) with V >= 1, got shape \(2, 0\)$"):
         label_smoothed_nll(torch.zeros(2, 0), torch.full((2,), IGNORE_INDEX), 0.1, variant=variant)
+
+
+@pytest.mark.ecosystem
+def test_transformers_label_smoother_is_the_pytorch_variant_with_the_dtypes_the_docstring_states():
+    """Losses review (stop 41): transformers' LabelSmoother, called as it is, against the docstring's account."""
+    from transformers.trainer_pt_utils import LabelSmoother
+
+    smoother = LabelSmoother(epsilon=0.1)
+    logits = torch.randn(2, 5, 11, generator=generator(71)) * 3
+    labels = torch.tensor([[1, 2, IGNORE_INDEX, 4, 5], [IGNORE_INDEX, 7, 8, 9, 10]])
+    mean = label_smoothed_nll(logits, labels, 0.1)
+    torch.testing.assert_close(smoother({"logits": logits}, labels), mean)
+    total = label_smoothed_nll(logits, labels, 0.1, reduction="sum")
+    torch.testing.assert_close(smoother({"logits": logits}, labels, num_items_in_batch=7), total / 7)
+    shifted = label_smoothed_nll(logits[:, :-1], labels[:, 1:], 0.1)
+    torch.testing.assert_close(smoother({"logits": logits}, labels, shift_labels=True), shifted)
+    # half precision: a float32 result there, the logits' dtype here
+    half = logits.to(torch.bfloat16)
+    assert smoother({"logits": half}, labels).dtype == torch.float32
+    assert label_smoothed_nll(half, labels, 0.1).dtype == torch.bfloat16
+    # float64: the smoothing term rounded to float32 there, not here
+    wide = logits.double() + 1e-3 * torch.rand(logits.shape, generator=generator(72), dtype=torch.float64)
+    exact = label_smoothed_nll(wide, labels, 0.1)
+    theirs = smoother({"logits": wide}, labels)
+    assert exact.dtype == theirs.dtype == torch.float64
+    assert 0 < abs((theirs - exact).item()) < 1e-6

@@ -358,3 +358,38 @@ def test_a_vocabulary_masked_at_minus_1e4_is_an_empty_tail_at_a_high_temperature
     # Within the rounding of the stored teacher (bfloat16's 3 significant digits renormalised).
     tolerance = 1e-4 if teacher_dtype == torch.float32 else 0.1
     torch.testing.assert_close(got, expected, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.slow
+@pytest.mark.ecosystem
+def test_trls_server_distillation_is_the_tail_form_over_tau_squared_and_renormalises_the_student_without_a_tail():
+    """Losses review (stop 41): TRL's top-k distillation, called as it is, against the differences the docstring states."""
+    import os
+
+    import torch.nn.functional as F
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    from trl.experimental.server_distillation.server_distillation_trainer import ServerDistillationTrainer
+
+    student = torch.randn(2, 3, 10, generator=generator(61), dtype=torch.float64)
+    teacher = torch.randn(2, 3, 10, generator=generator(62), dtype=torch.float64) * 2
+    labels = torch.tensor([[1, 2, -100], [3, -100, 4]])
+    counted = labels != -100
+    trainer = object.__new__(ServerDistillationTrainer)  # the method reads only loss_add_tail from its trainer
+    for temperature in (1.0, 2.0):
+        log_q, indices = top_k_teacher(teacher, 3, temperature=temperature)
+        student_log_probs = F.log_softmax(student / temperature, dim=-1)
+        stored = {"topk_logprobs": log_q, "topk_token_ids": indices}
+        trainer.loss_add_tail = True
+        theirs = trainer._compute_server_forward_kl_loss(stored, student_log_probs, labels)
+        ours = top_k_kd_loss(student, log_q, indices, temperature=temperature, tail=True, mask=counted)
+        torch.testing.assert_close(ours / temperature**2, theirs)
+        trainer.loss_add_tail = False
+        theirs = trainer._compute_server_forward_kl_loss(stored, student_log_probs, labels)
+        q = log_q.exp() / log_q.exp().sum(-1, keepdim=True)
+        p_kept = student_log_probs.gather(-1, indices).exp()
+        p = p_kept / p_kept.sum(-1, keepdim=True)
+        both_renormalised = (q * (q.log() - p.log())).sum(-1)[counted].mean()
+        torch.testing.assert_close(theirs, both_renormalised)
+        ours = top_k_kd_loss(student, log_q, indices, temperature=temperature, tail=False, mask=counted)
+        assert ours / temperature**2 > theirs + 0.1, (ours, theirs)

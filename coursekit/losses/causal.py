@@ -89,7 +89,11 @@ def causal_lm_loss(
       does under CPU autocast (under CUDA autocast ``F.cross_entropy`` rounds
       its log-probabilities to the autocast dtype first; see
       ``coursekit.losses._autocast``). float64 logits stay float64, with
-      or without ``upcast``.
+      or without ``upcast``. With ``upcast=False`` on half-precision logits the
+      per-token losses and gradients are ``F.cross_entropy``'s, but the means
+      add them as :func:`batch_loss` does (``Tensor.sum``, one rounding of the
+      total) where PyTorch's CPU ``F.cross_entropy`` rounds in the half dtype
+      as it adds: the two reduced values can differ by a unit in the last place.
     * no scored token and no ``num_items_in_batch``: Hugging Face's mean over
       nothing is ``nan``; here ``"token_mean"`` and ``"sequence_mean"`` give 0
       (with zero gradients) and a ``RuntimeWarning``, as :func:`batch_loss`.

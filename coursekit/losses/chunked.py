@@ -383,6 +383,16 @@ def chunked_cross_entropy(
     ``weight`` and ``bias`` are cast to
     the autocast dtype (float64 ones are left alone, as autocast leaves them),
     the logits are computed in that dtype, and the loss is returned in float32.
+    One step rounds more than ``F.cross_entropy`` does there: the shifted
+    exponentials :math:`e^{z_{i,k} - \\max_k z_{i,k}}` are computed in place in
+    the chunk's logits buffer, so each is rounded to the autocast dtype (a
+    relative error of at most :math:`2^{-8}` in bfloat16, :math:`2^{-11}` in
+    float16) before their float32 sum, where ``F.cross_entropy`` raises the
+    logits to float32 first. A row's loss is then off by at most that much in
+    nats (measured at V = 32,000: 3e-4 nats in bfloat16 and 3e-5 in float16,
+    against 1e-6 for ``F.cross_entropy``, from the float64 loss of the same
+    logits); float32 exponentials would need a float32 chunk x V buffer besides
+    the logits.
     Within the function autocast is off, in the forward and the backward pass,
     so the gradients are those of the returned value for every reduction,
     wherever ``backward()`` is called; they reach each input in its own dtype

@@ -396,7 +396,7 @@ def ctc_forward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blan
 
     Returns:
         The table of :math:`\\log \\alpha_t(s)`, in the dtype of ``log_probs`` (computed in float32
-        for half-precision ``log_probs``, as in :func:`ctc_loss`).
+        for half-precision ``log_probs``, as in :func:`ctc_loss`; float32 under ``torch.autocast``).
 
     Shapes:
         log_probs: ``(T, V)``; target: ``(T_y,)``; result: ``(T, 2 T_y + 1)``.
@@ -457,7 +457,8 @@ def ctc_backward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, bla
     Returns:
         The table of :math:`\\log \\omega_t(s)`; ``-inf`` marks a state from which the
         rest of the labels cannot be read in the frames left. In the dtype of ``log_probs``
-        (computed in float32 for half-precision ``log_probs``, as in :func:`ctc_loss`).
+        (computed in float32 for half-precision ``log_probs``, as in :func:`ctc_loss`; float32
+        under ``torch.autocast``).
 
     Shapes:
         log_probs: ``(T, V)``; target: ``(T_y,)``; result: ``(T, 2 T_y + 1)``.

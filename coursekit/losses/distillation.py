@@ -154,8 +154,8 @@ def kd_loss(
     Raises:
         TypeError: logits not float, ``mask`` neither boolean nor integer, ``temperature`` not a number.
             ``reduction`` not a str.
-        ValueError: mismatched shapes, ``temperature <= 0``, unknown ``reduction``.
-            A ``mask`` holding a value other than 0 and 1 (checked where values are read;
+        ValueError: mismatched shapes, logits with no vocabulary axis or an empty one (``V = 0``),
+            ``temperature <= 0``, unknown ``reduction``. A ``mask`` holding a value other than 0 and 1 (checked where values are read;
             see :mod:`coursekit.losses`). Tensor arguments on two devices.
 
     Example:
@@ -238,8 +238,8 @@ def kd_cross_entropy(
     Raises:
         TypeError: logits not float, ``mask`` neither boolean nor integer, ``temperature`` not a number.
             ``reduction`` not a str.
-        ValueError: mismatched shapes, ``temperature <= 0``, unknown ``reduction``.
-            A ``mask`` holding a value other than 0 and 1 (checked where values are read;
+        ValueError: mismatched shapes, logits with no vocabulary axis or an empty one (``V = 0``),
+            ``temperature <= 0``, unknown ``reduction``. A ``mask`` holding a value other than 0 and 1 (checked where values are read;
             see :mod:`coursekit.losses`). Tensor arguments on two devices.
 
     Example:

@@ -135,7 +135,7 @@ def generalized_jsd(
     Raises:
         TypeError: logits not float, ``mask`` neither boolean nor integer, ``beta`` or ``temperature`` not a number.
             ``reduction`` not a str.
-        ValueError: mismatched shapes, ``beta`` outside ``[0, 1]`` (an int beyond the float range included), ``temperature <= 0``, unknown ``reduction``.
+        ValueError: mismatched shapes, logits with no vocabulary axis or an empty one (``V = 0``), ``beta`` outside ``[0, 1]`` (an int beyond the float range included), ``temperature <= 0``, unknown ``reduction``.
             A ``mask`` holding a value other than 0 and 1 (checked where values are read;
             see :mod:`coursekit.losses`). Tensor arguments on two devices.
 

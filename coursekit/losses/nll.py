@@ -234,11 +234,13 @@ def batch_loss(
     sequence whose counted tokens all weigh 0 is left out of ``sequence_mean``.
 
     When no token at all is unmasked, or with ``token_weights`` every counted
-    token weighs 0, the result is defined as 0 (still connected to the graph,
-    so ``backward()`` works and gives zero gradients) and a ``RuntimeWarning``
-    is issued: an empty batch should not crash a training loop, but it should
-    not pass unnoticed either. (``F.cross_entropy`` gives ``nan`` for a batch
-    whose class weights all are 0, and for an empty one.) (The warning needs
+    token weighs 0, the means (``token_mean``, ``sequence_mean``) are defined
+    as 0 (still connected to the graph, so ``backward()`` works and gives zero
+    gradients) and a ``RuntimeWarning`` is issued: an empty batch should not
+    crash a training loop, but it should not pass unnoticed either.
+    (``F.cross_entropy``'s mean is ``nan`` for a batch whose class weights all
+    are 0, and for an empty one.) ``"sum"`` is then 0 without a warning, as
+    ``F.cross_entropy``'s sum is. (The warning needs
     the mask's values, so on an accelerator it is issued only with
     ``COURSEKIT_CHECK_VALUES=1``; see :mod:`coursekit.losses`. The value is 0
     everywhere, computed without reading any value.)

@@ -94,6 +94,9 @@ def policy_loss_aggregate(
       to reproduce it.
     * TRL also divides ``"grpo"``, ``"bnpo"`` and ``"dr_grpo"`` by the number of
       gradient-accumulation steps; that scaling belongs to the training loop.
+    * A masked position is dropped here (``torch.where``), so a non-finite
+      loss there (``inf``, ``nan``) changes nothing; TRL multiplies by the
+      mask, and ``inf * 0`` makes its loss ``nan``.
 
     When no token is unmasked, every mode gives 0 (with zero gradients); every
     mode except ``"dr_grpo"`` and ``"dapo"`` with ``num_items_in_batch`` also

@@ -94,6 +94,17 @@ def label_smoothed_nll(
       lower by :math:`H(q^{\\text{fs}})`. Needs :math:`V \\ge 2`. The
       old name ``"fairseq_legacy"`` still selects it, with a ``FutureWarning``.
 
+    transformers' ``LabelSmoother`` (what ``Trainer`` applies for
+    ``label_smoothing_factor``; transformers 5.24) computes the ``"pytorch"``
+    variant's ``"mean"``, or, given ``num_items_in_batch``, its ``"sum"``
+    divided by that count (with ``shift_labels=True`` on logits and labels
+    shifted by one position, as :func:`causal_lm_loss` shifts them). Its dtypes
+    differ: it sums the smoothing term :math:`\\ell^{\\text{all}}_t` in float32
+    and leaves the NLL term in the logits' dtype, so half-precision logits give
+    a float32 result (here one in their own dtype) and float64 logits have
+    their smoothing term rounded to float32 (here float64 throughout). On
+    float32 logits the two agree.
+
     Reductions follow PyTorch: ``"none"`` returns :math:`\\ell^{\\text{pt}}_t` or
     :math:`\\ell^{\\text{fs}}_t` (0 where the target
     is ``ignore_index``), ``"sum"`` their sum, ``"mean"`` the sum divided by the

@@ -63,7 +63,10 @@ def clipped_surrogate(
     ``"dr_grpo"`` and ``"dapo"`` loss types (``epsilon``, ``epsilon_high``),
     before its KL term (see :func:`kl_penalty` for TRL's default correction
     of that term by its importance ratio: :math:`w_{i,t}` at token level, the
-    sequence ratio with ``importance_sampling_level="sequence"``).
+    sequence ratio with ``importance_sampling_level="sequence"``), with
+    ``GRPOConfig``'s default ``delta=None``: a ``delta`` also caps TRL's
+    unclipped ratio at ``delta`` (what TRL calls two-sided clipping, which
+    bounds the loss of a negative advantage), which is not implemented here.
 
     ``old_log_probs`` and ``advantages`` are constants of the update (the
     sampling policy, and the returns of the samples): they are detached, so no

@@ -115,7 +115,17 @@ def top_k_kd_loss(
       :math:`p_{\\text{rest}} = \\sum_{k \\notin \\mathcal{V}_{\\text{top}}} p_k` (summed over the entries outside
       the kept set, not taken as :math:`1 - \\sum p_k`, which can round to 0), never above :func:`kd_loss` (up to the rounding of the stored masses);
     * ``tail=False``: :math:`\\tau^2 \\sum_{k \\in \\mathcal{V}_{\\text{top}}} \\tilde q_k \\log \\frac{\\tilde q_k}{p_k}`
-      with the renormalised :math:`\\tilde q`; with one kept token this is the NLL of the teacher's top token.
+      with the renormalised :math:`\\tilde q`; with one kept token this is :math:`\\tau^2` times the NLL, at
+      temperature :math:`\\tau`, of the teacher's top token.
+
+    TRL 1.16's top-k distillation (``ServerDistillationTrainer._compute_server_forward_kl_loss``
+    in ``trl.experimental.server_distillation``, per counted position) differs in two ways. Its
+    ``loss_add_tail=True`` form is the ``tail=True`` one without the :math:`\\tau^2` factor. Its
+    ``loss_add_tail=False`` form renormalises the student's kept probabilities too,
+    :math:`\\sum_{k \\in \\mathcal{V}_{\\text{top}}} \\tilde q_k \\log \\frac{\\tilde q_k}{\\tilde p_k}`
+    (0 with one kept token), where ``tail=False`` here keeps the student's :math:`p_k`, so that the
+    loss still pulls the kept tokens' mass up; before the :math:`\\tau^2`, the two differ by
+    :math:`-\\log \\sum_{k \\in \\mathcal{V}_{\\text{top}}} p_k`.
 
     A term whose teacher probability is 0 is 0 (:math:`0 \\log \\frac{0}{p} = 0`). There is no tail term
     where no entry lies outside the kept set (``k = V``). Where the student's tail is masked
@@ -181,7 +191,8 @@ def top_k_kd_loss(
 
     Raises:
         TypeError: bad dtypes, ``tail`` neither a Python nor a NumPy bool. ``reduction`` not a str.
-        ValueError: mismatched shapes, an index outside ``[0, V)``, an index repeated at a counted position,
+        ValueError: mismatched shapes, ``student_logits`` with no vocabulary axis or an empty one (``V = 0``),
+            ``teacher_log_probs`` with no kept entry (``k = 0``), an index outside ``[0, V)``, an index repeated at a counted position,
             stored probabilities summing to more than 1 at a counted position, ``temperature <= 0``, unknown ``reduction``.
             A ``mask`` holding a value other than 0 and 1 (checked where values are read;
             see :mod:`coursekit.losses`). Tensor arguments on two devices.

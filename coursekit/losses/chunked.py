@@ -383,16 +383,21 @@ def chunked_cross_entropy(
     ``weight`` and ``bias`` are cast to
     the autocast dtype (float64 ones are left alone, as autocast leaves them),
     the logits are computed in that dtype, and the loss is returned in float32.
-    One step rounds more than ``F.cross_entropy`` does there: the shifted
-    exponentials :math:`e^{z_{i,k} - \\max_k z_{i,k}}` are computed in place in
-    the chunk's logits buffer, so each is rounded to the autocast dtype (a
-    relative error of at most :math:`2^{-8}` in bfloat16, :math:`2^{-11}` in
-    float16) before their float32 sum, where ``F.cross_entropy`` raises the
-    logits to float32 first. A row's loss is then off by at most that much in
-    nats (measured at V = 32,000: 3e-4 nats in bfloat16 and 3e-5 in float16,
-    against 1e-6 for ``F.cross_entropy``, from the float64 loss of the same
-    logits); float32 exponentials would need a float32 chunk x V buffer besides
-    the logits.
+    One step rounds more than ``F.cross_entropy`` does there: the shift
+    :math:`z_{i,k} - m_i` (:math:`m_i = \\max_k z_{i,k}`) and its exponential are
+    computed in place in the chunk's logits buffer, in the autocast dtype,
+    where ``F.cross_entropy`` raises the logits to float32 first. With
+    :math:`u` the dtype's unit roundoff (:math:`2^{-8}` in bfloat16,
+    :math:`2^{-11}` in float16), rounding the shift moves it by up to its size
+    times :math:`u` and rounding the exponential adds :math:`u`, before the
+    float32 sum; so a row's loss is off by at most about
+    :math:`u\\,(1 + \\sum_k \\operatorname{softmax}(z_i)_k\\,(m_i - z_{i,k}))` nats (to first
+    order in :math:`u`). With random logits the errors mostly cancel (measured
+    at V = 32,000: 3e-4 nats in bfloat16 and 3e-5 in float16, against 1e-6 for
+    ``F.cross_entropy``, from the float64 loss of the same logits); 32,000
+    equal logits 10 below the row's maximum come near the bound (0.02 nats in
+    bfloat16). Float32 shifts and exponentials would need a float32 chunk x V
+    buffer besides the logits.
     Within the function autocast is off, in the forward and the backward pass,
     so the gradients are those of the returned value for every reduction,
     wherever ``backward()`` is called; they reach each input in its own dtype

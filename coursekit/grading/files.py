@@ -4,7 +4,8 @@ Everything in the submission's folder but the notebook itself, caches and
 links, up to a budget of bytes and one of files: empty files cost no bytes, but
 each takes an inode of the sandbox's scratch file system (and a file in
 ``autograded/``), so a folder of 200,000 of them would fill the scratch before
-the first cell ran. The files are taken in path order; those past a budget (a
+the first cell ran. The files are taken folder by folder, each folder's own files in name order before
+its subfolders'; those past a budget (a
 saved checkpoint, a folder of training logs) are left out unread, counted for
 the instructor's note (:func:`left_out_note`), and the notebook is graded
 without them (:func:`files_within_budgets`), as stock ``nbgrader autograde``
@@ -187,12 +188,14 @@ def left_out_note(left_out: LeftOut, budget: int, max_files: int) -> str:
     """
     count = f"{'at least ' if left_out.more else ''}{left_out.files:,} file{'s' if left_out.files != 1 else ''}"
     return (f"{count} ({left_out.total_bytes:,} bytes) handed in beyond the budgets ({max_files:,} files, "
-            f"{budget:,} bytes besides the notebook, taken in path order) were not copied into the graded folder, "
-            f"the first {left_out.first}; the notebook was graded without them (the submitted copy is kept)")
+            f"{budget:,} bytes besides the notebook, taken folder by folder in name order) were not copied into the "
+            f"graded folder, the first {left_out.first}; the notebook was graded without them (the submitted copy is "
+            "kept)")
 
 
 def _regular_files(directory: Path, exclude: set[str]) -> Iterator[tuple[str, Path]]:
-    """The regular files under ``directory`` in path order (no links, no caches), but those in ``exclude``."""
+    """The regular files under ``directory``, each folder's own in name order before its subfolders' (no links, no
+    caches), but those in ``exclude``."""
     for root, dirs, names in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
         for name in sorted(names):
@@ -213,7 +216,8 @@ def files_within_budgets(directory: Path, exclude: set[str], budget: int,
                          max_files: int = MAX_SUBMITTED_FILES) -> tuple[dict[str, bytes], LeftOut | None]:
     """The regular files under ``directory`` (no links, no caches) that fit the budgets, and what was left out.
 
-    The files are taken in path order: one that would pass ``budget`` bytes is
+    The files are taken folder by folder (each folder's own files in name order before its subfolders'): one
+    that would pass ``budget`` bytes is
     left out and the next ones are still tried, and once ``max_files`` are
     taken every other file is left out. Files left out are never read; at
     most :data:`MAX_COUNTED_LEFT_OUT` of them are counted.

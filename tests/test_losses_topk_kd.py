@@ -392,4 +392,14 @@ def test_trls_server_distillation_is_the_tail_form_over_tau_squared_and_renormal
         both_renormalised = (q * (q.log() - p.log())).sum(-1)[counted].mean()
         torch.testing.assert_close(theirs, both_renormalised)
         ours = top_k_kd_loss(student, log_q, indices, temperature=temperature, tail=False, mask=counted)
-        assert ours / temperature**2 > theirs + 0.1, (ours, theirs)
+        # renormalising the student too subtracts -log(sum of its kept probabilities), as the docstring says
+        kept_mass_gap = (-p_kept.sum(-1).log())[counted].mean()
+        torch.testing.assert_close(ours / temperature**2 - theirs, kept_mass_gap)
+    # A student that puts almost nothing outside the kept set: TRL floors its tail at about 1e-7, this does not.
+    log_q, indices = top_k_teacher(teacher[:1, :1], 3)
+    confident = torch.full((1, 1, 10), -30.0, dtype=torch.float64).scatter(-1, indices, 0.0)
+    trainer.loss_add_tail = True
+    theirs = trainer._compute_server_forward_kl_loss({"topk_logprobs": log_q, "topk_token_ids": indices},
+                                                     F.log_softmax(confident, dim=-1), torch.zeros(1, 1, dtype=torch.long))
+    ours = top_k_kd_loss(confident, log_q, indices)
+    assert ours > theirs + 0.5, (ours, theirs)

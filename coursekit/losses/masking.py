@@ -2,7 +2,9 @@
 
 A padded batch stores sequences of different lengths in one ``(B, T)`` tensor;
 the mask says which positions count (True) and which are padding (False).
-Every loss in :mod:`coursekit.losses` takes such a mask.
+Most losses in :mod:`coursekit.losses` take such a mask; the per-token NLLs
+(``token_nll``, ``label_smoothed_nll``, ``confidence_penalty_nll``) mark the
+positions to skip with ``ignore_index`` in the targets instead.
 """
 
 from __future__ import annotations
@@ -103,7 +105,9 @@ def response_mask(prompt_lengths: torch.Tensor, lengths: torch.Tensor, max_len: 
     Raises:
         TypeError: a length tensor is not an integer tensor, or ``max_len`` not an integer (``operator.index`` fails) or a bool.
         ValueError: shapes differ, a length is negative, ``prompt_lengths > lengths``,
-            or ``lengths > max_len``. Tensor arguments on two devices.
+            or ``lengths > max_len``; ``max_len`` is negative or beyond int64. (The checks of
+            the lengths' values run where reading them costs nothing; see
+            :mod:`coursekit.losses`.) Tensor arguments on two devices.
 
     Example:
         >>> response_mask(torch.tensor([2, 1]), torch.tensor([4, 3]), 5)

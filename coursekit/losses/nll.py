@@ -180,9 +180,10 @@ def sequence_loss(
         token_losses, mask: ``(..., T)``; result: ``(...)``.
 
     Raises:
-        ValueError: unknown ``reduction``, ``mask`` of another shape or holding
-            a value other than 0 and 1. Tensor arguments on two devices.
-        TypeError: ``mask`` neither boolean nor integer. ``reduction`` not a str.
+        ValueError: unknown ``reduction``, 0-d ``token_losses`` (no time axis), ``mask`` of
+            another shape or holding a value other than 0 and 1. Tensor arguments on two devices.
+        TypeError: ``token_losses`` not a floating-point tensor, ``mask`` neither boolean nor
+            integer. ``reduction`` not a str.
 
     Example:
         >>> fox = torch.tensor([0.1, 0.3, 0.2, 0.4])   # "The quick brown fox"
@@ -274,11 +275,12 @@ def batch_loss(
         token_losses, mask, token_weights: ``(..., T)``; result: ``()``.
 
     Raises:
-        ValueError: unknown ``reduction``, a ``mask``/``token_weights`` of another
-            shape, a ``mask`` holding a value other than 0 and 1, or a counted
-            token's weight that is negative or not finite (value checks: on
-            the CPU; see :mod:`coursekit.losses`). Tensor arguments on two devices.
-        TypeError: ``mask`` neither boolean nor integer. ``reduction`` not a str.
+        ValueError: unknown ``reduction``, 0-d ``token_losses`` (no time axis), a
+            ``mask``/``token_weights`` of another shape, a ``mask`` holding a value other
+            than 0 and 1, or a counted token's weight that is negative or not finite (value
+            checks: on the CPU; see :mod:`coursekit.losses`). Tensor arguments on two devices.
+        TypeError: ``token_losses`` or ``token_weights`` not a floating-point tensor, ``mask``
+            neither boolean nor integer. ``reduction`` not a str.
 
     Example:
         >>> losses = torch.tensor([[1., 1., 1., 1.], [3., 3., 0., 0.]])

@@ -119,8 +119,14 @@ def top_k_kd_loss(
       temperature :math:`\\tau`, of the teacher's top token.
 
     TRL 1.16's top-k distillation (``ServerDistillationTrainer._compute_server_forward_kl_loss``
-    in ``trl.experimental.server_distillation``, per counted position) differs in two ways. Its
-    ``loss_add_tail=True`` form is the ``tail=True`` one without the :math:`\\tau^2` factor. Its
+    in ``trl.experimental.server_distillation``, per counted position) differs in three ways. Its
+    ``loss_add_tail=True`` form is the ``tail=True`` one without the :math:`\\tau^2` factor where the
+    student's tail holds a fair share of its mass. TRL takes both tail masses as one minus the kept
+    probabilities' sum, floored at about :math:`10^{-7}` (it clamps their log-sum at
+    :math:`-10^{-7}`), and has no rule for a masked student tail (below): where the student puts
+    almost nothing outside the kept set (a tail below about :math:`10^{-6}`), or masks it, the two
+    differ (for a student tail of :math:`10^{-13}` beside a teacher tail of 0.16, 4.26 nats here at
+    :math:`\\tau = 1` and 2.17 in TRL). Its
     ``loss_add_tail=False`` form renormalises the student's kept probabilities too,
     :math:`\\sum_{k \\in \\mathcal{V}_{\\text{top}}} \\tilde q_k \\log \\frac{\\tilde q_k}{\\tilde p_k}`
     (0 with one kept token), where ``tail=False`` here keeps the student's :math:`p_k`, so that the

@@ -222,6 +222,21 @@ def test_the_kl_div_expression_stops_equalling_kd_loss_at_a_teacher_logit_of_min
     torch.testing.assert_close(value, kl_div_expression(teacher.masked_fill(teacher == float("-inf"), -1e4)))
 
 
+def test_the_soft_target_cross_entropy_gives_nan_at_an_entry_both_set_to_minus_infinity_where_this_is_finite():
+    """Losses review (stop 41): kd_cross_entropy's docstring now states the difference kd_loss's states."""
+    student = torch.randn(3, 5, generator=generator(33), dtype=torch.float64)
+    teacher = torch.randn(3, 5, generator=generator(34), dtype=torch.float64)
+    student[:, 0] = teacher[:, 0] = float("-inf")  # a banned token, for both
+
+    def soft_target_expression(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(s / 1.3, F.softmax(t / 1.3, dim=-1))
+
+    assert bool(torch.isnan(soft_target_expression(student, teacher)))
+    value = kd_cross_entropy(student, teacher, temperature=1.3)
+    # the entry left out altogether gives the same value
+    torch.testing.assert_close(value, soft_target_expression(student[:, 1:], teacher[:, 1:]))
+
+
 def test_student_logits_of_minus_infinity_where_the_teacher_has_no_mass_cost_nothing():
     student = torch.tensor([[0.0, 1.0, float("-inf")]], dtype=torch.float64, requires_grad=True)
     teacher = torch.tensor([[0.5, 0.0, float("-inf")]], dtype=torch.float64, requires_grad=True)

@@ -141,6 +141,11 @@ def test_matches_trls_gkd_trainer_generalized_jsd_loss():
     torch.testing.assert_close(trl(student, teacher, beta=0.3, reduction="mean"), ours_sum / (6 * 7))
     masked_sum = generalized_jsd(student, teacher, beta=0.3, mask=labels != -100, reduction="sum")
     torch.testing.assert_close(trl(student, teacher, labels=labels, beta=0.3, reduction="mean"), masked_sum / (3 * 7))
+    # any other reduction string: TRL's unreduced tensor, the vocabulary axis kept, only the counted positions
+    unreduced = trl(student, teacher, labels=labels, beta=0.3, reduction="none")
+    assert unreduced.shape == (3, 7)
+    per_position = generalized_jsd(student, teacher, beta=0.3, mask=labels != -100, reduction="none")
+    torch.testing.assert_close(unreduced.sum(-1), per_position[labels != -100])
     # num_items_in_batch divides the sum, whatever the reduction
     for reduction in ("batchmean", "mean", "sum"):
         torch.testing.assert_close(

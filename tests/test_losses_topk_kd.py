@@ -402,4 +402,7 @@ def test_trls_server_distillation_is_the_tail_form_over_tau_squared_and_renormal
     theirs = trainer._compute_server_forward_kl_loss({"topk_logprobs": log_q, "topk_token_ids": indices},
                                                      F.log_softmax(confident, dim=-1), torch.zeros(1, 1, dtype=torch.long))
     ours = top_k_kd_loss(confident, log_q, indices)
-    assert ours > theirs + 0.5, (ours, theirs)
+    # the docstring's example: a student tail of about 2e-13 beside a teacher tail of 0.16
+    assert abs((1 - log_q.exp().sum()).item() - 0.16) < 0.005
+    assert 1e-13 < (1 - F.softmax(confident, -1).gather(-1, indices).sum()).item() < 3e-13
+    assert (round(ours.item(), 2), round(theirs.item(), 2)) == (4.26, 2.17), (ours, theirs)

@@ -197,7 +197,12 @@ def kd_cross_entropy(
     :func:`kd_loss`. It differs from ``kd_loss / tau**2`` by the teacher's
     entropy :math:`H(q^{(\\tau)}_t)`, a constant for the student, so the
     student's gradients agree with those of ``kd_loss / tau**2`` but the value
-    is never 0 unless the teacher is one-hot.
+    is never 0 unless the teacher is one-hot. Where every logit is finite it
+    equals ``F.cross_entropy(student_logits / tau, F.softmax(teacher_logits / tau,
+    dim=-1))`` per position; where a vocabulary entry is ``-inf`` for both
+    (a banned or padding token), that expression gives ``nan`` (from
+    ``0 * -inf``), and this gives the cross-entropy, to which that entry
+    contributes 0, with finite gradients.
 
     Args:
         student_logits: the student's scores :math:`z^{\\mathrm{S}}`.

@@ -95,7 +95,10 @@ def generalized_jsd(
     ``"mean"`` averages over the vocabulary entries too (positions times
     :math:`V`). Given ``num_items_in_batch`` (as ``GKDTrainer.compute_loss``
     passes it), it divides the sum by that count whatever the reduction:
-    ``reduction="sum"`` here divided by the same count.
+    ``reduction="sum"`` here divided by the same count. Any other reduction
+    string returns TRL's unreduced tensor, which keeps the vocabulary axis
+    (and, given ``labels``, only the counted positions): summed over that
+    axis, it is ``"none"`` here at the counted positions.
 
     Args:
         student_logits: the student's scores :math:`z^{\\mathrm{S}}`.

@@ -125,8 +125,8 @@ def top_k_kd_loss(
     probabilities' sum, floored at about :math:`10^{-7}` (it clamps their log-sum at
     :math:`-10^{-7}`), and has no rule for a masked student tail (below): where the student puts
     almost nothing outside the kept set (a tail below about :math:`10^{-6}`), or masks it, the two
-    differ (for a student tail of :math:`10^{-13}` beside a teacher tail of 0.16, 4.26 nats here at
-    :math:`\\tau = 1` and 2.17 in TRL). Its
+    differ (for a student tail of about :math:`2 \\cdot 10^{-13}` beside a teacher tail of 0.16, 4.26
+    nats here at :math:`\\tau = 1` and 2.17 in TRL). Its
     ``loss_add_tail=False`` form renormalises the student's kept probabilities too,
     :math:`\\sum_{k \\in \\mathcal{V}_{\\text{top}}} \\tilde q_k \\log \\frac{\\tilde q_k}{\\tilde p_k}`
     (0 with one kept token), where ``tail=False`` here keeps the student's :math:`p_k`, so that the

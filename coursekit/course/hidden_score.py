@@ -41,6 +41,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -151,7 +152,11 @@ def _check_seed(place: GradingPlace) -> int:
 @functools.lru_cache(maxsize=4)
 def _prepared(path: Path, seed: int, checks_seed: int) -> dict[str, list[PreparedCall]]:
     # Every question's cases at once, as coursekit grade draws them: once per kernel, not once per cell.
-    return prepare_seeded_calls(_spec(path), seed, checks_seed)
+    # Quietly: the reference runs on some cases, and what it prints or warns (a fully masked row) would
+    # reach the cell's output, name a hidden case, and on standard error fail `nbgrader validate`.
+    with _quiet(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return prepare_seeded_calls(_spec(path), seed, checks_seed)
 
 
 def _question(spec: AssignmentSpec, grade_id: str) -> Question:

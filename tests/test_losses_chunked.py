@@ -608,23 +608,22 @@ def _relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
     return float((got - want).abs().max() / want.abs().max())
 
 
-@pytest.mark.parametrize("autocast_dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
-def test_under_autocast_each_rows_loss_is_within_the_rounding_of_its_exponentials(autocast_dtype: torch.dtype) -> None:
-    """Losses review (stop 41, rounds 2 and 3): the shift z - max z and its exponential are rounded to the autocast
-    dtype before the float32 sum (F.cross_entropy raises the logits to float32 first); the docstring bounds a row's
-    error by u (1 + the softmax-weighted mean gap max z - z), u the dtype's unit roundoff, in nats, from the float64
+def test_under_bfloat16_autocast_each_rows_loss_is_within_the_rounding_of_its_exponentials() -> None:
+    """Losses review (stop 41, rounds 2 and 3): in bfloat16 the shift z - max z and its exponential are rounded to
+    the autocast dtype before the float32 sum (F.cross_entropy raises the logits to float32 first); the docstring
+    bounds a row's error by u (1 + the softmax-weighted mean gap max z - z), u = 2^-8, in nats, from the float64
     loss of the same logits. Random logits, and a row whose mass sits on many logits far below its maximum."""
     hidden, weight, _, targets = make_problem(64, 64, 4000, seed=43, dtype=torch.float32, ignored_every=0,
                                               with_bias=False)
-    unit_roundoff = torch.finfo(autocast_dtype).eps / 2
+    unit_roundoff = torch.finfo(torch.bfloat16).eps / 2
     # 32,000 equal logits 10 below the maximum (exact in bfloat16): their shift is rounded by up to 10 u
     far = torch.full((32_000, 1), 0.030029296875)
     far[0] = 10.0
     for rows, classes, target in ((hidden, weight, targets), (torch.ones(1, 1), far, torch.tensor([1]))):
-        with torch.autocast(DEVICE.type, dtype=autocast_dtype):
+        with torch.autocast(DEVICE.type, dtype=torch.bfloat16):
             chunked = chunked_cross_entropy(rows, classes, target, chunk_size=16, reduction="none")
             reference = F.cross_entropy(F.linear(rows, classes), target, reduction="none")
-        logits = (rows.to(autocast_dtype) @ classes.to(autocast_dtype).T).double()
+        logits = (rows.to(torch.bfloat16) @ classes.to(torch.bfloat16).T).double()
         exact = F.cross_entropy(logits, target, reduction="none")
         gap = (logits.softmax(-1) * (logits.amax(-1, keepdim=True) - logits)).sum(-1)
         error = (chunked.double() - exact).abs()
@@ -632,6 +631,36 @@ def test_under_autocast_each_rows_loss_is_within_the_rounding_of_its_exponential
         # and the rounding is there to see: F.cross_entropy's float32 shifts and exponentials are far closer
         assert (reference.double() - exact).abs().max().item() < error.max().item() / 4
     assert error.item() > unit_roundoff, "the far row should exceed the bound that ignores the shift's rounding"
+
+
+@pytest.mark.parametrize("autocast", [False, True], ids=["float16", "fp16-autocast"])
+def test_float16_takes_its_exponentials_in_float32_so_a_confident_rows_loss_and_gradient_survive(autocast: bool) -> None:
+    """Losses review (stop 41, round 4): float16 flushes exponentials below e^-17.3 to 0, so a confident row whose
+    other 256,000 logits lie 18 below its maximum came out with a loss of 0 (exact: 0.00389), and a loss scale did
+    not save the gradient of a logit 20 below; in a float32 copy of the chunk both are right."""
+    vocab = 256_000
+    weight = torch.full((vocab, 1), -18.0)
+    weight[0] = 0.0
+    hidden, target = torch.ones(1, 1), torch.tensor([0])
+    exact = F.cross_entropy((hidden.half() @ weight.half().T).double(), target)
+    if autocast:
+        with torch.autocast(DEVICE.type, dtype=torch.float16):
+            loss = chunked_cross_entropy(hidden.to(DEVICE), weight.to(DEVICE), target.to(DEVICE))
+    else:
+        loss = chunked_cross_entropy(hidden.half().to(DEVICE), weight.half().to(DEVICE), target.to(DEVICE))
+    assert abs(loss.double().item() - exact.item()) <= exact.item() * 2**-10, (loss.item(), exact.item())
+    # a loss scale of 4096 keeps the gradient of a logit 20 below the target's, as it should
+    small = torch.tensor([[0.0], [-20.0], [-12.0]], dtype=torch.float16, device=DEVICE, requires_grad=True)
+    (4096 * chunked_cross_entropy(torch.ones(1, 1, dtype=torch.float16, device=DEVICE), small,
+                                  torch.tensor([0], device=DEVICE), reduction="sum")).backward()
+    logits = torch.tensor([0.0, -20.0, -12.0], dtype=torch.float64)
+    expected = 4096 * (logits.softmax(-1) - torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64))
+    got = small.grad.flatten().double().cpu()
+    # the other entries to float16's precision (8e-6 is subnormal there: steps of 2^-24); the target's, p - 1,
+    # to float32's (its cancellation near 1)
+    torch.testing.assert_close(got[1:], expected[1:], rtol=2**-10, atol=2**-24)
+    assert got[1].item() > 0
+    assert abs(got[0] - expected[0]).item() <= 4096 * 2**-22, (got, expected)
 
 @pytest.mark.parametrize("autocast_dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 @pytest.mark.parametrize("with_bias", [False, True])

@@ -85,9 +85,9 @@ result, and because one loss that gives a different dtype or precision on
 different devices would surprise more than a stated difference from one
 reference on one device. chunked_cross_entropy follows ``F.linear`` then
 ``F.cross_entropy`` as CPU autocast computes them (logits in the autocast
-dtype, the loss from them in float32), on CUDA too, except that it rounds
-its shifted logits and their exponentials to the autocast dtype before
-their float32 sum (see its docstring). Autocast leaves float64
+dtype, the loss from them in float32), on CUDA too, except that in
+bfloat16 it rounds its shifted logits and their exponentials to bfloat16
+before their float32 sum (see its docstring). Autocast leaves float64
 tensors alone in all its lists, and so do these helpers.
 """
 

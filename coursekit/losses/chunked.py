@@ -26,8 +26,10 @@ exponentials, shifted by its largest logit) is not applied to the
 ``chunk_size x V`` buffer but folded into the small matrices: the chunk's hidden
 rows before the weight-gradient product, and its rows of the hidden-state
 gradient after theirs. That saves one read and one write of every chunk's
-logits. float16 keeps the in-place scaling, because its range (65504) cannot
-hold :math:`a_i` for a large vocabulary.
+logits. float16 takes a chunk's shifts and exponentials in a float32 copy of
+its logits (float16 flushes exponentials below :math:`e^{-17.3}` to 0, so a
+confident row's loss would come out 0) and keeps the in-place scaling there,
+rounding the gradient to float16 once, after it.
 
 For ``reduction="mean"`` and ``"sum"`` the upstream gradient is one number, so
 the gradients are computed during the forward pass (three matrix products in
@@ -107,6 +109,10 @@ def _chunk_pass(
         # A row whose logits are all -inf would give nan after the shift; keep its max finite. A +inf
         # max stays: inf - inf gives nan, as F.cross_entropy's log_softmax does.
         row_max.masked_fill_(row_max == float("-inf"), 0)
+        if dtype == torch.float16:
+            # float16 rounds exponentials below e^-9.7 coarsely and flushes those below e^-17.3 to 0 (a
+            # confident row's loss would be 0): its shifts and exponentials go to a float32 copy.
+            logits = logits.float()
         # [book ch10 excerpt start] chapter 10 shows the lines from here to the end marker.
         logits.sub_(row_max).exp_()
         # The normaliser is summed in float32 even for half-precision logits.
@@ -147,6 +153,9 @@ def _add_chunk_gradients(
     :func:`_logit_gradients`; ``grad_bias`` is float32 or float64.
     """
     row_factor = _logit_gradients(exps, target, normaliser, scale, fold_scale)
+    if exps.dtype != rows.dtype:
+        # float16's float32 exponentials, now the gradient with its upstream factor: rounded once, here.
+        exps = exps.to(rows.dtype)
     if chunk_grad_hidden is not None:
         torch.mm(exps, weight, out=chunk_grad_hidden)
         if row_factor is not None:
@@ -383,21 +392,21 @@ def chunked_cross_entropy(
     ``weight`` and ``bias`` are cast to
     the autocast dtype (float64 ones are left alone, as autocast leaves them),
     the logits are computed in that dtype, and the loss is returned in float32.
-    One step rounds more than ``F.cross_entropy`` does there: the shift
-    :math:`z_{i,k} - m_i` (:math:`m_i = \\max_k z_{i,k}`) and its exponential are
-    computed in place in the chunk's logits buffer, in the autocast dtype,
-    where ``F.cross_entropy`` raises the logits to float32 first. With
-    :math:`u` the dtype's unit roundoff (:math:`2^{-8}` in bfloat16,
-    :math:`2^{-11}` in float16), rounding the shift moves it by up to its size
-    times :math:`u` and rounding the exponential adds :math:`u`, before the
-    float32 sum; so a row's loss is off by at most about
+    In bfloat16 one step rounds more than ``F.cross_entropy`` does there: the
+    shift :math:`z_{i,k} - m_i` (:math:`m_i = \\max_k z_{i,k}`) and its
+    exponential are computed in place in the chunk's logits buffer, in
+    bfloat16, where ``F.cross_entropy`` raises the logits to float32 first.
+    With :math:`u = 2^{-8}`, bfloat16's unit roundoff, rounding the shift moves
+    it by up to its size times :math:`u` and rounding the exponential adds
+    :math:`u`, before the float32 sum; so a row's loss is off by at most about
     :math:`u\\,(1 + \\sum_k \\operatorname{softmax}(z_i)_k\\,(m_i - z_{i,k}))` nats (to first
     order in :math:`u`). With random logits the errors mostly cancel (measured
-    at V = 32,000: 3e-4 nats in bfloat16 and 3e-5 in float16, against 1e-6 for
-    ``F.cross_entropy``, from the float64 loss of the same logits); 32,000
-    equal logits 10 below the row's maximum come near the bound (0.02 nats in
-    bfloat16). Float32 shifts and exponentials would need a float32 chunk x V
-    buffer besides the logits.
+    at V = 32,000: 3e-4 nats, against 1e-6 for ``F.cross_entropy``, from the
+    float64 loss of the same logits); 32,000 equal logits 10 below the row's
+    maximum come near the bound (0.02 nats). Float32 shifts and exponentials
+    would need a float32 chunk x V buffer besides the logits, which float16
+    takes (see the module docstring): there the loss is as close to the
+    float64 one as ``F.cross_entropy``'s.
     Within the function autocast is off, in the forward and the backward pass,
     so the gradients are those of the returned value for every reduction,
     wherever ``backward()`` is called; they reach each input in its own dtype

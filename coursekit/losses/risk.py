@@ -110,7 +110,8 @@ def mrt_risk(
     if mask is not None:
         counted = require_mask("mask", mask, sequence_log_probs.shape, "sequence_log_probs.shape")
         if reads_values(counted) and not bool(counted.any(dim=-1).all()):
-            raise ValueError("mask must mark at least one candidate in every row, got a row with none")
+            empty = tuple((~counted.any(dim=-1)).nonzero()[0].tolist())
+            raise ValueError(f"mask must mark at least one candidate in every row, got none in row {empty}")
         scores = torch.where(counted, scores, torch.full_like(scores, float("-inf")))
         costs = torch.where(counted, costs, torch.zeros_like(costs))
     weights = torch.softmax(scores, dim=-1)

@@ -242,7 +242,9 @@ def sequence_importance_ratio(
     (``.expand_as(log_probs)``) before :func:`policy_loss_aggregate`, so that
     its modes weigh each response by its length as TRL does. A response with no token has ratio 1 (the empty product), as in
     TRL's ``importance_sampling_level="sequence"``. ``old_log_probs`` is
-    detached; masked positions never reach the value or the gradient.
+    detached; masked positions never reach the value or the gradient, so a
+    non-finite value there (``inf``, ``nan``) changes nothing, where TRL's
+    ``(log_ratio * mask).sum(-1)`` makes the ratio ``nan``.
 
     Args:
         log_probs: :math:`\\log p_\\theta` of each sampled token.

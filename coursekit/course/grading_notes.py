@@ -23,26 +23,26 @@ FEEDBACK_START = "**Feedback.**"
 #: what either grader does with a test cell (``coursekit grade`` and stock ``nbgrader autograde`` alike).
 WHAT_IS_GRADED = f"""{GRADED_START} Each test cell is worth the points in its section's title. Whichever grader your
 instructor uses (the course's `coursekit grade` or nbgrader's own autograder), it calls your functions on *hidden*
-cases: the requirements the visible checks test, on new inputs, a case for every requirement the question states
-(the errors it asks you to raise and the inputs you must not modify included), and random inputs of several shapes, in float32 and float64, compared
-with the course's reference in value, dtype, shape and, where a gradient should flow, gradients (to about four
-significant digits, a relative tolerance of 1e-4). A single number returned as a Python `float` has no dtype: its value
-is compared, whatever the reference's dtype. A number that a question asks you to store in a variable is compared by its
-value alone: a float, a whole number such as `2`, or a one-element tensor of any floating or integer dtype all count (a
-bool does not). A test cell whose visible checks fail earns 0, and so does one whose function uses an operation the
-question bans (or, under the course's grader, reaches the withheld reference solution); otherwise it earns its points
-times the share of its hidden cases that pass."""
+cases: the requirements the visible checks test, on new inputs, a case for every requirement the question states (the
+errors it asks you to raise and the inputs you must not modify included), and random inputs of several shapes, in
+float32 and float64, compared with the course's reference in value, dtype, shape and, where a gradient should flow,
+gradients (to about four significant digits, a relative tolerance of 1e-4). A single number returned as a Python `float`
+has no dtype: its value is compared, whatever the reference's dtype. A number that a question asks you to store in a
+variable is compared by its value alone: a float, a whole number such as `2`, or a one-element tensor of any floating or
+integer dtype all count (a bool does not). A test cell whose visible checks fail earns 0, and so does one whose function
+uses an operation the question bans (or, under the course's grader, reaches the withheld reference solution); otherwise
+it earns its points times the share of its hidden cases that pass."""
 
 #: what the feedback says about a test cell, and what it never shows.
-FEEDBACK = f"""{FEEDBACK_START} Under each test cell, the feedback gives your points, how many hidden cases passed,
-and one line per kind of failure (at most six, the most frequent first): how many hidden cases failed that way, what went
-wrong, the options and edge cases those cases share, and one example: your function called with each argument's
-dtype and shape, then the first position where your result differs, with the expected value there and whether yours
-is larger, smaller, `nan` or `inf`, or the expected shape and how many dimensions yours has, or the exception's class
-when Python defines it; a wrong dtype is named with yours. It never shows the hidden inputs, and of what your function
-returned or raised on them only a few facts (a position, larger or smaller, a number of dimensions, a dtype, a class):
-not your numbers, not your exception's message. A visible check that fails is shown as it failed, its exception and
-message, and the hidden cases of its cell are then not counted."""
+FEEDBACK = f"""{FEEDBACK_START} Under each test cell, the feedback gives your points, how many hidden cases passed, and
+one line per kind of failure (at most six, the most frequent first): how many hidden cases failed that way, what went
+wrong, the options and edge cases those cases share, and one example: your function called with each argument's dtype
+and shape, then the first position where your result differs, with the expected value there and whether yours is larger,
+smaller, `nan` or `inf`, or the expected shape and how many dimensions yours has, or the exception's class when Python
+defines it; a wrong dtype is named with yours. It never shows the hidden inputs, and of what your function returned or
+raised on them only a few facts (a position, larger or smaller, a number of dimensions, a dtype, a class): not your
+numbers, not your exception's message. A visible check that fails is shown as it failed, its exception and message, and
+the hidden cases of its cell are then not counted."""
 
 #: the paragraphs, in the order they appear.
 PARAGRAPHS = (WHAT_IS_GRADED, FEEDBACK)

@@ -385,3 +385,22 @@ def test_ctc_gradient_is_the_same_bit_for_bit_on_every_run():
         loss = ctc_loss(logits.log_softmax(-1), targets, input_lengths, target_lengths, zero_infinity=True)
         grads.append(torch.autograd.grad(loss, logits)[0])
     assert torch.equal(grads[0], grads[1])
+
+
+def test_a_class_masked_at_a_frame_gets_gradient_zero_where_pytorchs_kernel_gives_nan():
+    """Losses review (stop 41, round 5): a -inf logit (a class masked out at one frame) gives -inf in log_probs;
+    the loss is PyTorch's, the gradient is 0 at the masked entries and PyTorch's at every frame without one."""
+    logits = torch.randn(8, 1, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    logits[2, 0, 3] = logits[5, 0, 1] = float("-inf")
+    logits.requires_grad_()
+    targets = torch.tensor([[1, 3]])
+    ours = ctc_loss(logits.log_softmax(-1), targets, [8], [2])
+    theirs = F.ctc_loss(logits.log_softmax(-1), targets, [8], [2])
+    torch.testing.assert_close(ours, theirs)
+    (our_grad,) = torch.autograd.grad(ours, logits)
+    (their_grad,) = torch.autograd.grad(theirs, logits)
+    assert bool(torch.isfinite(our_grad).all())
+    assert our_grad[2, 0, 3].item() == 0.0 and our_grad[5, 0, 1].item() == 0.0
+    assert bool(torch.isnan(their_grad[[2, 5]]).all())
+    clean = [t for t in range(8) if t not in (2, 5)]
+    torch.testing.assert_close(our_grad[clean], their_grad[clean])

@@ -154,7 +154,11 @@ def _add_chunk_gradients(
     """
     row_factor = _logit_gradients(exps, target, normaliser, scale, fold_scale)
     if exps.dtype != rows.dtype:
-        # float16's float32 exponentials, now the gradient with its upstream factor: rounded once, here.
+        # float16's float32 exponentials, now the gradient with its upstream factor (row_factor is None):
+        # the bias gradient is summed from them before they are rounded to float16, once, here.
+        if grad_bias is not None:
+            grad_bias += exps.sum(dim=0, dtype=grad_bias.dtype)
+            grad_bias = None
         exps = exps.to(rows.dtype)
     if chunk_grad_hidden is not None:
         torch.mm(exps, weight, out=chunk_grad_hidden)
@@ -377,8 +381,8 @@ def chunked_cross_entropy(
     or more makes it ``inf`` (``nan`` from 65520 rows on), where this mean is
     finite, as float64's is, and its gradients are not zero. The bias gradient
     is summed over the chunks in float32 too; the weight gradient is summed in
-    ``accum_dtype``, by default the dtype of ``weight``. In bfloat16 that
-    default rounds the running sum once per chunk, so its error grows with the
+    ``accum_dtype``, by default the dtype of ``weight``. In half precision
+    (bfloat16, float16) that default rounds the running sum once per chunk, so its error grows with the
     number of chunks :math:`\\lceil N / C \\rceil`; ``accum_dtype=torch.float32``
     keeps it at the level of the unchunked expression for
     :math:`V d \\cdot 4` bytes more.

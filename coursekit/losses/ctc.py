@@ -282,6 +282,9 @@ def ctc_loss(
       ``NotImplementedError`` for them, except under CPU autocast, which casts
       them to float32 (see ``coursekit.losses._autocast``).
     * The gradient of an infinite loss (below).
+    * A ``-inf`` in ``log_probs`` (a class masked out at a frame): its entry's
+      gradient is 0 here, the true derivative; PyTorch's kernel gives ``nan``
+      there, and, through a ``log_softmax``, for every logit of that frame.
 
     ``"mean"`` divides each sequence's loss by its target length (clamped to at
     least 1) and then averages over the batch; ``"sum"`` adds the losses;
@@ -290,7 +293,7 @@ def ctc_loss(
     labels) has loss ``inf``; with ``zero_infinity=True`` it becomes 0 and contributes no
     gradient. (Without ``zero_infinity`` the gradient of an infinite loss is 0
     here, where PyTorch's kernel gives ``nan``.) Gradients come from autograd through the recursion (see the module
-    docstring), and equal PyTorch's whenever ``log_probs`` are log-softmax outputs
+    docstring), and equal PyTorch's whenever ``log_probs`` are finite log-softmax outputs
     (PyTorch's own kernel returns the gradient with respect to the logits that
     feed the log-softmax, so the two agree on those logits).
 

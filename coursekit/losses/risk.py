@@ -110,8 +110,9 @@ def mrt_risk(
     if mask is not None:
         counted = require_mask("mask", mask, sequence_log_probs.shape, "sequence_log_probs.shape")
         if reads_values(counted) and not bool(counted.any(dim=-1).all()):
-            empty = tuple((~counted.any(dim=-1)).nonzero()[0].tolist())
-            raise ValueError(f"mask must mark at least one candidate in every row, got none in row {empty}")
+            empty = (~counted.any(dim=-1)).nonzero()
+            where = f"row {tuple(empty[0].tolist())}" if counted.dim() > 1 else "its only row"
+            raise ValueError(f"mask must mark at least one candidate in every row, got none in {where}")
         scores = torch.where(counted, scores, torch.full_like(scores, float("-inf")))
         costs = torch.where(counted, costs, torch.zeros_like(costs))
     weights = torch.softmax(scores, dim=-1)

@@ -406,3 +406,17 @@ def test_trls_server_distillation_is_the_tail_form_over_tau_squared_and_renormal
     assert abs((1 - log_q.exp().sum()).item() - 0.16) < 0.005
     assert 1e-13 < (1 - F.softmax(confident, -1).gather(-1, indices).sum()).item() < 3e-13
     assert (round(ours.item(), 2), round(theirs.item(), 2)) == (4.26, 2.17), (ours, theirs)
+    # bfloat16 student logits: TRL's tail, one minus the kept sum in bfloat16, is lost long before 1e-6
+    teacher_logits = torch.randn(4, 16, 1000, generator=generator(81)) * 3
+    log_q, indices = top_k_teacher(teacher_logits, 20)
+    student_logits = (teacher_logits * 2 + torch.randn(4, 16, 1000, generator=generator(82)) * 0.5).bfloat16()
+    student_tail = 1 - F.softmax(student_logits.double(), -1).gather(-1, indices).sum(-1)
+    assert 0.005 < student_tail.median().item() < 0.01
+    exact = top_k_kd_loss(student_logits.double(), log_q.double(), indices)
+    ours = top_k_kd_loss(student_logits, log_q, indices)
+    trainer.loss_add_tail = True
+    theirs = trainer._compute_server_forward_kl_loss(
+        {"topk_logprobs": log_q.bfloat16(), "topk_token_ids": indices}, F.log_softmax(student_logits, dim=-1),
+        torch.zeros(4, 16, dtype=torch.long))
+    assert abs(ours.item() - exact.item()) < 0.01 and abs(theirs.item() - exact.item()) > 0.2, (ours, theirs, exact)
+    assert (round(exact.item(), 2), round(theirs.item(), 2)) == (0.97, 1.29), (exact, theirs)

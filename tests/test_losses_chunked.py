@@ -649,10 +649,14 @@ def test_float16_takes_its_exponentials_in_float32_so_a_confident_rows_loss_and_
     else:
         loss = chunked_cross_entropy(hidden.half().to(DEVICE), weight.half().to(DEVICE), target.to(DEVICE))
     assert abs(loss.double().item() - exact.item()) <= exact.item() * 2**-10, (loss.item(), exact.item())
-    # a loss scale of 4096 keeps the gradient of a logit 20 below the target's, as it should
-    small = torch.tensor([[0.0], [-20.0], [-12.0]], dtype=torch.float16, device=DEVICE, requires_grad=True)
-    (4096 * chunked_cross_entropy(torch.ones(1, 1, dtype=torch.float16, device=DEVICE), small,
-                                  torch.tensor([0], device=DEVICE), reduction="sum")).backward()
+    # a loss scale of 4096 keeps the gradient of a logit 20 below the target's, as it should (under autocast the
+    # leaves are float32 and the casts to float16 are autocast's)
+    leaf_dtype = torch.float32 if autocast else torch.float16
+    small = torch.tensor([[0.0], [-20.0], [-12.0]], dtype=leaf_dtype, device=DEVICE, requires_grad=True)
+    with torch.autocast(DEVICE.type, dtype=torch.float16, enabled=autocast):
+        scaled = 4096 * chunked_cross_entropy(torch.ones(1, 1, dtype=leaf_dtype, device=DEVICE), small,
+                                              torch.tensor([0], device=DEVICE), reduction="sum")
+    scaled.backward()
     logits = torch.tensor([0.0, -20.0, -12.0], dtype=torch.float64)
     expected = 4096 * (logits.softmax(-1) - torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64))
     got = small.grad.flatten().double().cpu()
@@ -661,6 +665,7 @@ def test_float16_takes_its_exponentials_in_float32_so_a_confident_rows_loss_and_
     torch.testing.assert_close(got[1:], expected[1:], rtol=2**-10, atol=2**-24)
     assert got[1].item() > 0
     assert abs(got[0] - expected[0]).item() <= 4096 * 2**-22, (got, expected)
+
 
 @pytest.mark.parametrize("autocast_dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 @pytest.mark.parametrize("with_bias", [False, True])

@@ -404,3 +404,8 @@ def test_a_class_masked_at_a_frame_gets_gradient_zero_where_pytorchs_kernel_give
     assert bool(torch.isnan(their_grad[[2, 5]]).all())
     clean = [t for t in range(8) if t not in (2, 5)]
     torch.testing.assert_close(our_grad[clean], their_grad[clean])
+    # at the masked frames, the gradient of PyTorch's loss with the masked logits at -300 instead (probability 0
+    # in float64 for every purpose here)
+    finite = logits.detach().masked_fill(torch.isinf(logits), -300.0).requires_grad_()
+    (finite_grad,) = torch.autograd.grad(F.ctc_loss(finite.log_softmax(-1), targets, [8], [2]), finite)
+    torch.testing.assert_close(our_grad[[2, 5]], finite_grad[[2, 5]])

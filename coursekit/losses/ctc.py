@@ -240,7 +240,9 @@ def _check_ctc_arguments(
             bad = low if low < 0 else high
             raise ValueError(f"targets must lie in [0, {num_classes}) within target_lengths, got {bad}")
         if bool((labels == blank).any()):
-            raise ValueError(f"targets must not contain the blank label {blank} within target_lengths")
+            sequence, position = ((padded == blank) & used).nonzero()[0].tolist()
+            raise ValueError(f"targets must not contain the blank label {blank} within target_lengths, got it in "
+                             f"sequence {sequence} at position {position}")
     return log_probs, padded, in_lengths, tgt_lengths, blank
 
 

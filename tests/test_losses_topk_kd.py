@@ -416,7 +416,7 @@ def test_trls_server_distillation_is_the_tail_form_over_tau_squared_and_renormal
     ours = top_k_kd_loss(student_logits, log_q, indices)
     trainer.loss_add_tail = True
     theirs = trainer._compute_server_forward_kl_loss(
-        {"topk_logprobs": log_q.bfloat16(), "topk_token_ids": indices}, F.log_softmax(student_logits, dim=-1),
+        {"topk_logprobs": log_q, "topk_token_ids": indices}, F.log_softmax(student_logits, dim=-1),
         torch.zeros(4, 16, dtype=torch.long))
     assert abs(ours.item() - exact.item()) < 0.01 and abs(theirs.item() - exact.item()) > 0.2, (ours, theirs, exact)
     assert (round(exact.item(), 2), round(theirs.item(), 2)) == (0.97, 1.29), (exact, theirs)

@@ -90,12 +90,14 @@ def causal_lm_loss(
       its log-probabilities to the autocast dtype first; see
       ``coursekit.losses._autocast``). float64 logits stay float64, with
       or without ``upcast``. With ``upcast=False`` on half-precision logits the
-      per-token losses and gradients are ``F.cross_entropy``'s, but the means
-      add them as :func:`batch_loss` does (``Tensor.sum``, one rounding of the
-      total) where PyTorch's CPU ``F.cross_entropy`` rounds in the half dtype
-      as it adds: the two reduced values can differ by several units in the last
-      place (3.906 here and 3.969 there for 1000 bfloat16 tokens of 50 zero
-      logits, 4 units; float64 gives 3.912).
+      per-token losses (``"none"``) and their gradients are ``F.cross_entropy``'s,
+      but the means add them as :func:`batch_loss` does (``Tensor.sum``, one
+      rounding of the total) where PyTorch's CPU ``F.cross_entropy`` rounds in
+      the half dtype as it adds, and PyTorch also rounds its count to the half
+      dtype (above 256 tokens in bfloat16, above 2048 in float16): the two means
+      can differ by several units in the last place (3.906 here and 3.969 there
+      for 1000 bfloat16 tokens of 50 zero logits, 4 units; float64 gives 3.912),
+      and their gradients, where the count is rounded, by about one.
     * no scored token and no ``num_items_in_batch``: Hugging Face's mean over
       nothing is ``nan``; here ``"token_mean"`` and ``"sequence_mean"`` give 0
       (with zero gradients) and a ``RuntimeWarning``, as :func:`batch_loss`.

@@ -130,7 +130,10 @@ def generalized_jsd(
         round (above 2048) or make ``inf`` (from 65520), or bfloat16 round
         (above 256), are exact here too. The sum itself is taken in that
         dtype, as ``F.kl_div``'s: a float16 total of 65520 or more (what
-        float16 rounds to ``inf``) is ``inf`` in both.
+        float16 rounds to ``inf``) is ``inf`` in both. In half precision each
+        position's sum over the vocabulary is rounded before the total, where
+        ``F.kl_div`` rounds its elementwise terms and one total, so the two can
+        differ by a few units in the last place.
 
     Shapes:
         student_logits, teacher_logits: ``(..., V)``; mask: ``(...)``; result: ``()`` or ``(...)``.

@@ -104,8 +104,8 @@ def response_mask(prompt_lengths: torch.Tensor, lengths: torch.Tensor, max_len: 
 
     Raises:
         TypeError: a length tensor is not an integer tensor, or ``max_len`` not an integer (``operator.index`` fails) or a bool.
-        ValueError: shapes differ, a length is negative, ``prompt_lengths > lengths``,
-            or ``lengths > max_len``; ``max_len`` is negative or beyond int64. (The checks of
+        ValueError: the lengths are not 1-D or their shapes differ, a length is negative,
+            ``prompt_lengths > lengths``, or ``lengths > max_len``; ``max_len`` is negative or beyond int64. (The checks of
             the lengths' values run where reading them costs nothing; see
             :mod:`coursekit.losses`.) Tensor arguments on two devices.
 

@@ -75,7 +75,7 @@ def token_nll(
         logits: ``(..., V)``; targets: ``(...)``; weight: ``(V,)``; result: ``(...)``.
 
     Raises:
-        TypeError: ``logits`` is not a float tensor, ``targets`` not an integer tensor,
+        TypeError: ``logits`` or ``weight`` is not a float tensor, ``targets`` not an integer tensor,
             or ``ignore_index`` not an integer (``operator.index`` fails) or a bool.
         ValueError: the shapes disagree, ``logits`` has no class (V = 0), ``ignore_index`` lies beyond int64, or a target
             lies outside ``[0, V)`` and is not ``ignore_index`` (a value check: on the

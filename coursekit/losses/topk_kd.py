@@ -75,9 +75,10 @@ def top_k_teacher(teacher_logits: torch.Tensor, k: int, *, temperature: float = 
         teacher_logits: ``(..., V)``; both results: ``(..., k)``.
 
     Raises:
-        TypeError: ``teacher_logits`` not float or ``k`` not an integer (``operator.index`` fails) or a bool.
+        TypeError: ``teacher_logits`` not float, ``k`` not an integer (``operator.index`` fails) or a bool,
+            ``temperature`` not a real number.
         ValueError: ``teacher_logits`` with no vocabulary axis or an empty
-            one, ``k`` outside ``[1, V]`` or ``temperature <= 0``.
+            one, ``k`` outside ``[1, V]``, ``temperature <= 0`` or not finite.
 
     Example:
         >>> log_probs, indices = top_k_teacher(torch.tensor([[0.0, 2.0, 1.0]]), 2)
@@ -125,8 +126,8 @@ def top_k_kd_loss(
     probabilities' sum, floored at about :math:`10^{-7}` (it clamps their log-sum at
     :math:`-10^{-7}`), and has no rule for a masked student tail (below): where the student puts
     almost nothing outside the kept set (a tail below about :math:`10^{-6}` with float32 student
-    log-probabilities; TRL takes them in the logits' dtype, so with bfloat16 ones the subtraction loses
-    tails below about :math:`10^{-2}`: 1.29 nats in TRL against 0.97 here and in float64 at a
+    log-probabilities; TRL takes them in the logits' dtype, and bfloat16 log-probabilities lose tails
+    below about :math:`10^{-2}`: 1.29 nats in TRL against 0.97 here and in float64 at a
     median student tail of 0.007, with bfloat16 student logits), or masks it, the two
     differ (for a student tail of about :math:`2 \\cdot 10^{-13}` beside a teacher tail of 0.16, 4.26
     nats here at :math:`\\tau = 1` and 2.17 in TRL). Its
@@ -193,7 +194,10 @@ def top_k_kd_loss(
         round (above 2048) or make ``inf`` (from 65520), or bfloat16 round
         (above 256), are exact here too. The sum itself is taken in that
         dtype, as ``F.kl_div``'s: a float16 total of 65520 or more (what
-        float16 rounds to ``inf``) is ``inf`` in both.
+        float16 rounds to ``inf``) is ``inf`` in both. In half precision each
+        position's sum over the vocabulary is rounded before the total, where
+        ``F.kl_div`` rounds its elementwise terms and one total, so the two can
+        differ by a few units in the last place.
 
     Shapes:
         student_logits: ``(..., V)``; teacher_log_probs, teacher_indices: ``(..., k)``; mask: ``(...)``.

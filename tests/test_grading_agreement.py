@@ -1,4 +1,4 @@
-"""Stock ``nbgrader autograde`` and ``coursekit grade`` give every test cell the same score.
+"""Stock ``nbgrader autograde`` and ``coursekit grade`` give every test cell the same score on honest answers.
 
 Each question is defined once, by its spec; the source notebooks' hidden blocks
 are derived from it (:mod:`coursekit.course.derived_tests`). For each

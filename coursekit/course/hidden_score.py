@@ -11,7 +11,7 @@ argument decoding, banned operators, gradients with the grader's cotangents,
 result encoding), scores them with the grader's own
 :func:`~coursekit.grading.verdicts.score_question` and leaves the points as
 the cell's value, which nbgrader records as the cell's partial score. So both
-graders give a question the same points, partial credit included.
+graders score a question by the same rules, partial credit included (what differs is below).
 
 The cases are seeded as ``coursekit grade`` seeds them
 (:func:`~coursekit.grading.spec.hidden_seed`): the spec's public ``SEED``, the

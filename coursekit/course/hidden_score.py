@@ -220,8 +220,8 @@ def call_ends(calls: list[PreparedCall], namespace: dict[str, Any], adapter_sour
     (:func:`~coursekit.grading.protocol.stops_function`): the kernel's timer
     stopped it and its times, measured here around the call, reached the limit.
     When nbgrader interrupts the cell at its own time limit (a SIGINT), the
-    interrupted call fails and the block stops with ``KeyboardInterrupt``
-    (:data:`INTERRUPTED`), so the cell ends at once with an error and earns 0
+    block stops with ``KeyboardInterrupt`` (:data:`INTERRUPTED`) once the
+    interrupted call returns, scoring nothing, so the cell ends at once with an error and earns 0
     instead of running on until nbgrader gives up on the whole submission.
 
     Args:

@@ -99,8 +99,11 @@ def _forward_recursion(
 
     ``padded_targets`` is ``(N, S)`` with valid labels up to each target length.
     The loop runs over time only; batch and extended-label states are vectorised.
-    The alpha table, kept only when asked, is ``(T, N, 2S + 1)``.
+    The alpha table, kept only when asked, is ``(T, N, 2S + 1)``. Both are in
+    :func:`_recursion_dtype` (float32 for half-precision ``log_probs``); the
+    callers round them to the input's dtype.
     """
+    log_probs = log_probs.to(_recursion_dtype(log_probs.dtype))
     num_frames, batch, _ = log_probs.shape
     max_labels = padded_targets.shape[1]
     num_states = 2 * max_labels + 1
@@ -346,8 +349,7 @@ def ctc_loss(
         log_probs, targets, input_lengths, target_lengths, blank
     )
     result_dtype = log_probs.dtype
-    log_likelihood, _ = _forward_recursion(log_probs.to(_recursion_dtype(result_dtype)), padded, in_lengths,
-                                           tgt_lengths, blank, keep_table=False)
+    log_likelihood, _ = _forward_recursion(log_probs, padded, in_lengths, tgt_lengths, blank, keep_table=False)
     losses = -log_likelihood
     if zero_infinity:
         losses = torch.where(torch.isinf(losses), torch.zeros_like(losses), losses)
@@ -421,8 +423,7 @@ def ctc_forward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, blan
                 [1., 3., 3., 4., 1.]])
     """
     batched, padded, in_lengths, tgt_lengths, blank = _check_one_sequence(log_probs, target, blank)
-    _, table = _forward_recursion(batched.to(_recursion_dtype(batched.dtype)), padded, in_lengths, tgt_lengths,
-                                  blank, keep_table=True)
+    _, table = _forward_recursion(batched, padded, in_lengths, tgt_lengths, blank, keep_table=True)
     assert table is not None
     return table[:, 0, :].to(batched.dtype)
 

@@ -51,6 +51,19 @@ def _committed(course: Path) -> dict[str, float]:
         return {s: gradebook.find_submission(ASSIGNMENT, s).score for s in done}
 
 
+def _graded(course: Path, *args: str) -> tuple[str, str]:
+    """Run `coursekit grade` to its end; its stdout and stderr (it must succeed)."""
+    process = _grade(course, *args)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    return out, err
+
+
+def _skipped_line(err: str) -> str:
+    """The log's line on the submissions skipped as already graded."""
+    return next(line for line in err.splitlines() if "already graded" in line)
+
+
 def _reports(course: Path) -> dict[str, dict]:
     out = {}
     for path in (course / "grade-reports" / ASSIGNMENT).glob("*.json"):
@@ -199,6 +212,34 @@ def test_after_nbgrader_autograde_coursekit_grade_says_the_other_grader_graded(t
     assert not (other / "grade-reports" / ASSIGNMENT / "erin.json").exists()
 
 
+def test_a_submission_regraded_by_nbgrader_autograde_after_coursekit_grade_is_named(tmp_path: Path) -> None:
+    """Stop 41's note: the naming check looked only for a grade report, so a submission graded by `coursekit grade`
+    and then regraded by `nbgrader autograde --force` kept its old report and was skipped without being named.
+    The report now records the autograded notebook it wrote; stock's regrade replaces that notebook."""
+    require_sandbox()
+    course = make_course(tmp_path / "both")
+    submit(course, "erin", solved_notebook(course))
+    submit(course, "finn", solved_notebook(course))
+    _graded(course)
+    out, err = _graded(course)
+    assert "2 submission(s) already graded; use --force to regrade them\n" in err, err
+    assert "nbgrader autograde" not in err, err
+    autograde = subprocess.run([*NBGRADER, "autograde", ASSIGNMENT, "--force", "--student", "erin"], cwd=course,
+                               env=tool_env(), capture_output=True, text=True, timeout=600)
+    assert autograde.returncode == 0, autograde.stderr[-2000:]
+    assert (course / "grade-reports" / ASSIGNMENT / "erin.json").exists()
+    out, err = _graded(course)
+    assert _skipped_line(err).startswith("2 submission(s) already graded; use --force to regrade them (1 of them last "
+                                         "graded by `nbgrader autograde`"), err
+    assert _skipped_line(err).endswith(": erin)"), err
+    # An abandoned stock regrade leaves the scores and no autograded copy: named too.
+    for path in sorted((course / "autograded" / "finn").rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    out, err = _graded(course)
+    assert "(2 of them last graded by `nbgrader autograde`" in _skipped_line(err), err
+    assert _skipped_line(err).endswith(": erin, finn)"), err
+
+
 def test_a_resubmission_newer_than_its_grade_is_regraded_without_force_and_named(tmp_path: Path) -> None:
     """Grader review r4, finding 8 (its resubmit.py): as `nbgrader autograde`, a submission whose timestamp.txt is
     newer than the graded one is graded again without --force; an unchanged one is still skipped."""
@@ -206,14 +247,10 @@ def test_a_resubmission_newer_than_its_grade_is_regraded_without_force_and_named
     course = make_course(tmp_path / "resubmit")
     submit(course, "ada", solved_notebook(course))
     submit(course, "bob", solved_notebook(course))
-    first = _grade(course)
-    out, err = first.communicate(timeout=300)
-    assert first.returncode == 0, err
+    _graded(course)
     resubmitted = set_answer(solved_notebook(course), "answer_token_nll", WRONG_TOKEN_NLL)
     submit(course, "ada", resubmitted, timestamp="2026-11-21 09:00:00.000000 UTC")
-    second = _grade(course)
-    out, err = second.communicate(timeout=300)
-    assert second.returncode == 0, err
+    out, err = _graded(course)
     table = [line.split() for line in out.splitlines()[1:] if line and not line.startswith("reports:")]
     assert [(row[0], float(row[1]), row[3]) for row in table] == [("ada", 7.0, "graded")], out
     assert "1 submission(s) already graded; use --force to regrade them" in err, err
@@ -221,9 +258,7 @@ def test_a_resubmission_newer_than_its_grade_is_regraded_without_force_and_named
             in err), err
     autograded = course / "autograded" / "ada" / ASSIGNMENT / "timestamp.txt"
     assert autograded.read_text() == "2026-11-21 09:00:00.000000 UTC"
-    third = _grade(course)
-    out, err = third.communicate(timeout=300)
-    assert third.returncode == 0, err
+    out, err = _graded(course)
     assert "2 submission(s) already graded" in err and "resubmitted" not in err, err
 
 

@@ -12,6 +12,7 @@ point loses nothing that was finished and a re-run picks up the rest.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -73,6 +74,8 @@ class SubmissionReport:
         seconds: wall-clock time in the sandbox, every attempt of the submission together.
         diagnostics: for ``kernel_died``, the end of the runner's stderr (see
             :mod:`~coursekit.grading.diagnostics`); for the instructor, never in the feedback.
+        autograded_sha256: the SHA-256 of the autograded notebook this run wrote (empty when it wrote
+            none); a later run that finds another notebook there knows another grader has since replaced it.
     """
 
     student: str
@@ -86,6 +89,7 @@ class SubmissionReport:
     sandboxed: bool = True
     seconds: float = 0.0
     diagnostics: str = ""
+    autograded_sha256: str = ""
 
 
 @dataclass
@@ -471,8 +475,9 @@ class Grader:
         timestamp, problem = _read_timestamp(submitted / "timestamp.txt")
         if problem:
             report.notes.append(problem)
-        self._write_autograded(report.student, render(prepared, run, results, report.outcome),
-                               with_files=prepared.outcome is None)
+        report.autograded_sha256 = self._write_autograded(report.student,
+                                                          render(prepared, run, results, report.outcome),
+                                                          with_files=prepared.outcome is None)
         self._write_report(report)
         gb.record_submission(self.course, self.assignment, self.spec.notebook, report.student, timestamp=timestamp,
                              expected=self.expected, scores={name: r.score for name, r in results.items()},
@@ -510,9 +515,9 @@ class Grader:
             if cell.grade and cell.solution and cell.name not in prepared.missing and sources.get(cell.name) == cell.source
         )
 
-    def _write_autograded(self, student: str, notebook: dict[str, Any], with_files: bool) -> None:
+    def _write_autograded(self, student: str, notebook: dict[str, Any], with_files: bool) -> str:
         """Replace ``student``'s autograded folder by ``notebook``, its timestamp.txt and, ``with_files`` (the
-        notebook was run), the files that were graded with it."""
+        notebook was run), the files that were graded with it; returns the written notebook's SHA-256."""
         target = self.course.root / self.course.autograded / student / self.assignment
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.parent / f".{self.assignment}.staging-{os.getpid()}"
@@ -531,13 +536,14 @@ class Grader:
             path = staging / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        text = json.dumps(_without_surrogates(notebook), indent=1, ensure_ascii=False)
-        (staging / f"{self.spec.notebook}.ipynb").write_text(text, encoding="utf-8")
+        data = json.dumps(_without_surrogates(notebook), indent=1, ensure_ascii=False).encode("utf-8")
+        (staging / f"{self.spec.notebook}.ipynb").write_bytes(data)
         old = target.parent / f".{self.assignment}.old-{os.getpid()}"
         if target.exists():
             os.replace(target, old)
         os.replace(staging, target)
         shutil.rmtree(old, ignore_errors=True)
+        return hashlib.sha256(data).hexdigest()
 
     def _check_isolation(self) -> None:
         """Refuse (``--require-sandbox``) or warn loudly when bubblewrap or cgroups cannot be used here; refuse when
@@ -573,15 +579,33 @@ class Grader:
                            "can hold more than its memory limit by swapping (boot with swapaccount=1, or turn swap off)\n")
 
     def _already_graded(self, skipped: list[str]) -> str:
-        """Say which submissions are skipped as graded, and which of them the other grader graded."""
-        reports = reports_directory(self.course.root, self.assignment)
-        by_nbgrader = [s for s in skipped if not (reports / f"{s}.json").is_file()]
+        """Say which submissions are skipped as graded, and which of them the other grader graded last."""
+        by_nbgrader = [s for s in skipped if not self._last_graded_here(s)]
         line = f"{len(skipped)} submission(s) already graded; use --force to regrade them"
         if by_nbgrader:
             shown = ", ".join(by_nbgrader[:10]) + (", ..." if len(by_nbgrader) > 10 else "")
-            line += (f" ({len(by_nbgrader)} of them have scores but no coursekit grade report: graded by "
-                     f"`nbgrader autograde`, whose scores stand until you regrade: {shown})")
+            line += (f" ({len(by_nbgrader)} of them last graded by `nbgrader autograde`, whose scores stand until "
+                     f"you regrade: no coursekit grade report, or an autograded notebook other than the one "
+                     f"coursekit grade wrote: {shown})")
         return line + "\n"
+
+    def _last_graded_here(self, student: str) -> bool:
+        """Whether ``coursekit grade`` graded ``student`` last: its report is there and so is the autograded
+        notebook that run wrote. Stock ``nbgrader autograde`` replaces (or, abandoning a regrade, removes) that
+        notebook and leaves the report. A report from before reports kept the notebook's digest is trusted."""
+        path = reports_directory(self.course.root, self.assignment) / f"{student}.json"
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8")).get("autograded_sha256", "")
+        except (OSError, ValueError, AttributeError):
+            return False
+        if not recorded:
+            return True
+        notebook = (self.course.root / self.course.autograded / student / self.assignment
+                    / f"{self.spec.notebook}.ipynb")
+        try:
+            return hashlib.sha256(notebook.read_bytes()).hexdigest() == recorded
+        except OSError:
+            return False
 
     def _warn(self, *lines: str) -> None:
         self.log.write("\n" + "!" * 78 + "\nWARNING: " + "\n".join(lines) + "\n" + "!" * 78 + "\n")

@@ -50,6 +50,20 @@ def test_zip_collect_takes_late_and_reuploaded_files_and_lists_the_ones_it_skips
     assert f"Carol Smith_48213_{ASSIGNMENT}.ipynb: the student id" in summary
     assert "dan_48213_a1_seq_loss.ipynb: the notebook's name is not an assignment's" in summary
     assert "ada_LATE" not in summary and "bob_48213" not in summary
+    # What the message and the instructors' page say to do: unzip into the archive folder, rename, rerun with --force.
+    with zipfile.ZipFile(archive / "download.zip") as download:
+        download.extractall(archive)
+    (archive / "download.zip").unlink()
+    (archive / f"Carol Smith_48213_{ASSIGNMENT}.ipynb").rename(archive / f"carol_48213_{ASSIGNMENT}.ipynb")
+    refused = subprocess.run([*NBGRADER, "zip_collect", ASSIGNMENT], cwd=course, env=tool_env(),
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "Directory not empty" in refused.stdout + refused.stderr
+    again = subprocess.run([*NBGRADER, "zip_collect", "--force", ASSIGNMENT], cwd=course, env=tool_env(),
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    for student in ("ada", "bob", "carol"):
+        assert (course / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").is_file(), student
+    assert "zip_collect will SKIP 1 notebook(s)" in again.stdout + again.stderr
 
 
 @pytest.mark.slow

@@ -230,3 +230,30 @@ def test_the_hubs_internal_ports_differ_from_each_other_and_from_its_public_port
         public = free_loopback_port()
         ports = free_loopback_ports(2, besides=public)
         assert len(set(ports)) == 2 and public not in ports, (public, ports)
+
+
+def test_the_hubs_course_copy_leaves_out_a_grading_secret_already_in_assignments(tmp_path, monkeypatch) -> None:
+    """Instructors' review s42 r1, L6: `make hub` copied `autograde/` whole, so a secret that the repository's
+    course had made (by `nbgrader validate`, say) went onto the hub, where grading runs students' code unsandboxed."""
+    from coursekit.hub import layout as hub_layout
+    from conftest import REPO_ROOT
+
+    assignments = tmp_path / "assignments"
+    assignments.mkdir()
+    for name in hub_layout.COURSE_FILES:
+        source = REPO_ROOT / "assignments" / name
+        if source.is_dir():
+            shutil.copytree(source, assignments / name, ignore=shutil.ignore_patterns(".grading-secret"))
+        else:
+            shutil.copy2(source, assignments / name)
+    (assignments / "autograde" / ".grading-secret").write_bytes(b"\x01" * 32)
+    home = tmp_path / "home"
+    home.mkdir()
+    account = argparse.Namespace(pw_dir=str(home), pw_uid=os.getuid(), pw_gid=os.getgid())
+    monkeypatch.setattr(hub_layout.pwd, "getpwnam", lambda user: account if user == "instructor" else None)
+    course = hub_layout.copy_course(assignments, "instructor", "seqloss")
+    assert course == home / "seqloss"
+    assert not (course / "autograde" / ".grading-secret").exists()
+    specs = sorted(p.name for p in (assignments / "autograde").glob("a*.py"))
+    assert len(specs) == 6 and sorted(p.name for p in (course / "autograde").glob("a*.py")) == specs
+    assert (course / "autograde" / ".gitignore").is_file() and (course / "nbgrader_config.py").is_file()

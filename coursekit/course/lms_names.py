@@ -156,8 +156,10 @@ class LmsFileNameCollector(FileNameCollectorPlugin):
                     superseded.append(f"  {os.path.basename(path)}: {newer} is collected instead")
         if skipped:
             self.log.warning(
-                "zip_collect will SKIP %d notebook(s) of the download; rename them to "
-                "<student>_<ids>_<notebook>.ipynb and run zip_collect again:\n%s", len(skipped), "\n".join(skipped))
+                "zip_collect will SKIP %d notebook(s) of the download; to collect them, unzip the download into "
+                "the archive folder (and remove the zip), rename them there to <student>_<ids>_<notebook>.ipynb and "
+                "run zip_collect again with --force (it then rebuilds the submitted folder of every student in the "
+                "download):\n%s", len(skipped), "\n".join(skipped))
         if superseded:
             self.log.warning("zip_collect will skip %d earlier upload(s), keeping each student's latest:\n%s",
                              len(superseded), "\n".join(superseded))

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coursekit.course.config import EXCHANGE_ENV, student_config
+from coursekit.grading.secret import SECRET_FILE
 
 #: labextension plugins and server extension that only the instructor gets.
 INSTRUCTOR_LAB_PLUGINS = ("@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment")
@@ -116,6 +117,9 @@ def write_instructor_config(layout: HubLayout, course_dir: Path) -> None:
 def copy_course(assignments: Path, user: str, course_id: str) -> Path:
     """Copy the course (``assignments/``'s sources, specs and config) into ``~user/<course_id>``, once.
 
+    A grading secret already in ``assignments/autograde/`` is not copied: the hub's course makes
+    its own on first use, so trying the hub never carries a real course's secret onto it.
+
     Args:
         assignments: the repository's nbgrader course folder.
         user: the account that will own the copy.
@@ -140,7 +144,7 @@ def copy_course(assignments: Path, user: str, course_id: str) -> Path:
     for name in COURSE_FILES:
         source = assignments / name
         if source.is_dir():
-            shutil.copytree(source, course / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(source, course / name, ignore=shutil.ignore_patterns("__pycache__", SECRET_FILE.name))
         else:
             shutil.copy2(source, course / name)
     for path in (course, *course.rglob("*")):

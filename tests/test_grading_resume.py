@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -13,6 +14,9 @@ import pytest
 
 from adversarial.corpus import WRONG_TOKEN_NLL
 from adversarial.course import NBGRADER, ASSIGNMENT, VENV_BIN, make_course, release_notebook, set_answer, solved_notebook, submit, tool_env
+from coursekit.grading import driver
+from coursekit.grading.driver import GradeOptions, grade_assignment
+from coursekit.grading.limits import Limits
 from coursekit.grading.sandbox import kernel_leaves_root
 from conftest import require_sandbox, require_system_tool
 
@@ -238,6 +242,56 @@ def test_a_submission_regraded_by_nbgrader_autograde_after_coursekit_grade_is_na
     out, err = _graded(course)
     assert "(2 of them last graded by `nbgrader autograde`" in _skipped_line(err), err
     assert _skipped_line(err).endswith(": erin, finn)"), err
+
+
+def test_a_submission_the_grader_failed_on_is_graded_again_by_the_next_run(tmp_path: Path, monkeypatch) -> None:
+    """Instructors' review s42 r2, S1: a grader_error records no grade, and the note promises that the next run tries
+    the submission again; but one that already had scores (here a resubmission, whose gradebook write failed) was
+    skipped by the next run, its old scores standing beside the new autograded notebook."""
+    require_sandbox()
+    course = make_course(tmp_path / "failed")
+    submit(course, "ada", solved_notebook(course))
+    submit(course, "bob", solved_notebook(course))
+    _graded(course)
+    resubmitted = set_answer(solved_notebook(course), "answer_token_nll", WRONG_TOKEN_NLL)
+    submit(course, "ada", resubmitted, timestamp="2026-11-21 09:00:00.000000 UTC")
+    record = driver.gb.record_submission
+
+    def locked_for_ada(*args, **kwargs):
+        if args[3] == "ada":
+            raise OSError("database is locked")
+        return record(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(driver.gb, "record_submission", locked_for_ada)
+        failed = grade_assignment(course, ASSIGNMENT, GradeOptions(limits=Limits(timeout_s=5), progress=False),
+                                  log=io.StringIO())
+    assert [(r.student, r.outcome) for r in failed] == [("ada", "grader_error")]
+    assert _committed(course)["ada"] == 10.0, "the failed run recorded nothing: the old scores stand"
+    out, err = _graded(course)
+    assert "1 submission(s) whose last grading failed in the grader (grader_error), graded again: ada" in err, err
+    table = [line.split() for line in out.splitlines()[1:] if line and not line.startswith("reports:")]
+    assert [(row[0], float(row[1]), row[3]) for row in table] == [("ada", 7.0, "graded")], out
+    assert _committed(course)["ada"] == 7.0
+    out, err = _graded(course)
+    assert "2 submission(s) already graded; use --force to regrade them\n" in err and "grader_error" not in err, err
+
+
+def test_an_exchange_submission_that_is_not_run_keeps_its_submission_secret_for_release_feedback(
+        tmp_path: Path) -> None:
+    """Instructors' review s42 r2, L1: a notebook that is not run (here missing: the student submitted a copy) left
+    only the notebook and timestamp.txt in autograded/, so `nbgrader release_feedback` took the exchange student for
+    one who submitted another way and did not release the feedback."""
+    require_sandbox()
+    course = make_course(tmp_path / "exchange")
+    notebook = submit(course, "cy", release_notebook(course))
+    notebook.rename(notebook.with_name(f"{ASSIGNMENT}-Copy1.ipynb"))
+    (notebook.parent / "submission_secret.txt").write_text("0123456789abcdef0123456789abcdef")
+    out, err = _graded(course)
+    assert "missing_notebook" in out, out
+    graded = course / "autograded" / "cy" / ASSIGNMENT
+    assert (graded / "submission_secret.txt").read_text() == "0123456789abcdef0123456789abcdef"
+    assert sorted(p.name for p in graded.iterdir()) == [f"{ASSIGNMENT}.ipynb", "submission_secret.txt", "timestamp.txt"]
 
 
 def test_a_resubmission_newer_than_its_grade_is_regraded_without_force_and_named(tmp_path: Path) -> None:

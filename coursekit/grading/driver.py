@@ -135,6 +135,8 @@ def _without_surrogates(value: Any) -> Any:
 
 #: the most bytes of a timestamp.txt read: a date is far shorter, and the student writes the file.
 MAX_TIMESTAMP_BYTES = 200
+#: nbgrader's submission secret is 32 hex digits; a longer file is cut here (release_feedback then names it wrong).
+MAX_SUBMISSION_SECRET_BYTES = 4096
 
 
 def _read_timestamp(path: Path) -> tuple[str | None, str | None]:
@@ -161,12 +163,21 @@ def _read_timestamp(path: Path) -> tuple[str | None, str | None]:
     return text, None
 
 
-def _timestamp_only(path: Path) -> dict[str, bytes]:
-    """``path`` (a timestamp.txt) as the one file to copy, read no further than :func:`_read_timestamp` reads it."""
-    if not path.is_file() or path.is_symlink():
-        return {}
-    with path.open("rb") as file:
-        return {path.name: file.read(MAX_TIMESTAMP_BYTES + 1)}
+def _exchange_files(submitted: Path) -> dict[str, bytes]:
+    """The submission's timestamp.txt and submission_secret.txt, read no further than their bounds.
+
+    Both go into ``autograded/`` whatever happened to the notebook and the files budget: the timestamp
+    tells a later run what was graded, and ``nbgrader release_feedback`` names the feedback it puts
+    in the exchange after the secret that ``nbgrader collect`` stored with the submission.
+    """
+    bounds = {"timestamp.txt": MAX_TIMESTAMP_BYTES + 1, "submission_secret.txt": MAX_SUBMISSION_SECRET_BYTES}
+    files = {}
+    for name, bound in bounds.items():
+        path = submitted / name
+        if path.is_file() and not path.is_symlink():
+            with path.open("rb") as file:
+                files[name] = file.read(bound)
+    return files
 
 
 def _timestamp(path: Path) -> datetime | None:
@@ -225,6 +236,7 @@ class Grader:
         self.reports: list[SubmissionReport] = []
         self._bar: Any = None
         self.resubmitted: list[str] = []
+        self.failed_before: list[str] = []
 
     def _prepare_calls(self, student: str) -> dict[str, list[PreparedCall]]:
         return prepare_calls(self.spec, course=self.course.course_id, student=student, secret=self.secret)
@@ -267,7 +279,9 @@ class Grader:
 
         Those not graded yet, and, as ``nbgrader autograde`` decides, those graded
         whose submitted ``timestamp.txt`` is newer than the one in ``autograded/``
-        (a resubmission collected after grading); ``resubmitted`` names these.
+        (a resubmission collected after grading); ``resubmitted`` names these. Also those
+        graded whose last run ended in ``grader_error``, which recorded no grade and left the
+        earlier scores standing; ``failed_before`` names these.
         """
         students = self.submissions()
         if self.options.force:
@@ -275,7 +289,18 @@ class Grader:
         tests = [c.name for c in self.expected if c.autograder_test]
         done = gb.graded_students(self.course, self.assignment, self.spec.notebook, tests)
         self.resubmitted = [s for s in students if s in done and self._resubmitted(s)]
-        return [s for s in students if s not in done or s in self.resubmitted]
+        self.failed_before = [s for s in students if s in done and s not in self.resubmitted
+                              and self._grader_failed(s)]
+        again = set(self.resubmitted) | set(self.failed_before)
+        return [s for s in students if s not in done or s in again]
+
+    def _grader_failed(self, student: str) -> bool:
+        """Whether the last run on ``student`` ended in ``grader_error`` (its earlier scores, if any, still stand)."""
+        path = reports_directory(self.course.root, self.assignment) / f"{student}.json"
+        try:
+            return json.loads(path.read_text(encoding="utf-8")).get("outcome") == "grader_error"
+        except (OSError, ValueError, AttributeError):
+            return False
 
     def _resubmitted(self, student: str) -> bool:
         """:meth:`_newer_than_its_grade`, guarded: one submission's odd files never stop the others' grading."""
@@ -530,7 +555,7 @@ class Grader:
         within, _ = (files_within_budgets(submitted, exclude, self.options.max_files_bytes, self.options.max_files)
                      if with_files else ({}, None))
         files, _ = refuse_shadowing(within)
-        files.update(_timestamp_only(submitted / "timestamp.txt"))
+        files.update(_exchange_files(submitted))
         files.update(self.source_files)
         for relative, data in files.items():
             path = staging / relative
@@ -619,6 +644,10 @@ class Grader:
         skipped = sorted(set(self.submissions()) - set(students))
         if skipped:
             self.log.write(self._already_graded(skipped))
+        if self.failed_before:
+            shown = ", ".join(self.failed_before[:10]) + (", ..." if len(self.failed_before) > 10 else "")
+            self.log.write(f"{len(self.failed_before)} submission(s) whose last grading failed in the grader "
+                           f"(grader_error), graded again: {shown}\n")
         if self.resubmitted:
             shown = ", ".join(self.resubmitted[:10]) + (", ..." if len(self.resubmitted) > 10 else "")
             self.log.write(f"{len(self.resubmitted)} submission(s) resubmitted after grading (timestamp.txt newer "

@@ -68,6 +68,16 @@ def tree_hash(paths: list[Path], root: Path) -> str:
     return digest.hexdigest()
 
 
+def student_versions_hash(root: Path) -> str:
+    """What the student notebooks are made from: the course's sources and configuration, the course
+    package whose settings and preprocessors ``nbgrader generate_assignment`` applies, and nbgrader's version."""
+    from importlib.metadata import version
+
+    course = root / "assignments"
+    inputs = tree_hash([course / "nbgrader_config.py", course / "source", root / "coursekit" / "course"], root)
+    return f"{inputs} nbgrader {version('nbgrader')}"
+
+
 def publish_student_versions(root: Path, destination: Path) -> None:
     """Generate every assignment's student notebook into ``destination``.
 
@@ -81,7 +91,7 @@ def publish_student_versions(root: Path, destination: Path) -> None:
     from coursekit.course.student_versions import generate_student_versions
 
     stamp = root / "_build" / ".assignments-hash"
-    current = tree_hash([course / "nbgrader_config.py", course / "source"], root)
+    current = student_versions_hash(root)
     if stamp.exists() and stamp.read_text().strip() == current:
         return
     shutil.rmtree(destination, ignore_errors=True)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from coursekit.bookbuild import CPU_CAPABILITY_VARIABLE, cpu_capability, drop_execution_state, kernel_environment
+from coursekit.bookbuild import (CPU_CAPABILITY_VARIABLE, cpu_capability, drop_execution_state, kernel_environment,
+                                 student_versions_hash)
 
 
 def test_dropping_the_execution_state_forgets_both_the_cache_and_sphinxs_saved_pages(tmp_path: Path) -> None:
@@ -220,3 +221,23 @@ def _holds_the_lock(holder: subprocess.Popen) -> bool:
 
     ready, _, _ = select.select([holder.stdout], [], [], 120)
     return bool(ready) and holder.stdout.readline().strip() == "held"
+
+
+def test_the_student_notebooks_are_made_again_when_the_course_package_changes(tmp_path: Path) -> None:
+    """Instructors' review s42 r2, L3: the stamp watched only assignments/, so a change to the settings that
+    `generate_assignment` applies (coursekit/course/config.py) left the published student notebooks stale."""
+    (tmp_path / "assignments" / "source" / "a1").mkdir(parents=True)
+    (tmp_path / "assignments" / "nbgrader_config.py").write_text("c = get_config()\n")
+    (tmp_path / "assignments" / "source" / "a1" / "a1.ipynb").write_text("{}")
+    (tmp_path / "coursekit" / "course").mkdir(parents=True)
+    (tmp_path / "coursekit" / "losses").mkdir()
+    (tmp_path / "coursekit" / "course" / "config.py").write_text("CODE_STUB = 'raise NotImplementedError()'\n")
+    (tmp_path / "coursekit" / "losses" / "nll.py").write_text("")
+    first = student_versions_hash(tmp_path)
+    (tmp_path / "coursekit" / "losses" / "nll.py").write_text("# not what generate_assignment reads\n")
+    assert student_versions_hash(tmp_path) == first
+    (tmp_path / "coursekit" / "course" / "config.py").write_text("CODE_STUB = 'pass'\n")
+    second = student_versions_hash(tmp_path)
+    assert second != first
+    (tmp_path / "assignments" / "source" / "a1" / "a1.ipynb").write_text('{"cells": []}')
+    assert student_versions_hash(tmp_path) not in (first, second)

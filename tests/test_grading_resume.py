@@ -275,6 +275,18 @@ def test_a_submission_the_grader_failed_on_is_graded_again_by_the_next_run(tmp_p
     assert _committed(course)["ada"] == 7.0
     out, err = _graded(course)
     assert "2 submission(s) already graded; use --force to regrade them\n" in err and "grader_error" not in err, err
+    # A full disk: nothing can be written, not even the grader_error report; the log says what to do.
+    full = OSError(28, "No space left on device")
+    with monkeypatch.context() as patch:
+        patch.setattr(driver.Grader, "_write", lambda *args, **kwargs: (_ for _ in ()).throw(full))
+        patch.setattr(driver.Grader, "_write_report", lambda *args, **kwargs: (_ for _ in ()).throw(full))
+        log = io.StringIO()
+        failed = grade_assignment(course, ASSIGNMENT, GradeOptions(students=["bob"], force=True,
+                                                                   limits=Limits(timeout_s=5), progress=False), log=log)
+    assert [(r.student, r.outcome) for r in failed] == [("bob", "grader_error")]
+    assert (f"ERROR: the report of bob could not be written either ([Errno 28] No space left on device), so the next "
+            f"`coursekit grade` cannot tell that this run failed: once the cause is mended, regrade the submission "
+            f"with `coursekit grade {ASSIGNMENT} --force --student bob`") in log.getvalue(), log.getvalue()
 
 
 def test_an_exchange_submission_that_is_not_run_keeps_its_submission_secret_for_release_feedback(

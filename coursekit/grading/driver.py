@@ -279,18 +279,18 @@ class Grader:
 
         Those not graded yet, and, as ``nbgrader autograde`` decides, those graded
         whose submitted ``timestamp.txt`` is newer than the one in ``autograded/``
-        (a resubmission collected after grading); ``resubmitted`` names these. Also those
-        graded whose last run ended in ``grader_error``, which recorded no grade and left the
-        earlier scores standing; ``failed_before`` names these.
+        (a resubmission collected after grading); ``resubmitted`` names these. Also
+        those whose last run ended in ``grader_error``, which recorded no grade (earlier
+        scores, if any, still stand); ``failed_before`` names these.
         """
         students = self.submissions()
         if self.options.force:
+            self.failed_before = [s for s in students if self._grader_failed(s)]
             return students
         tests = [c.name for c in self.expected if c.autograder_test]
         done = gb.graded_students(self.course, self.assignment, self.spec.notebook, tests)
         self.resubmitted = [s for s in students if s in done and self._resubmitted(s)]
-        self.failed_before = [s for s in students if s in done and s not in self.resubmitted
-                              and self._grader_failed(s)]
+        self.failed_before = [s for s in students if s not in self.resubmitted and self._grader_failed(s)]
         again = set(self.resubmitted) | set(self.failed_before)
         return [s for s in students if s not in done or s in again]
 
@@ -407,7 +407,9 @@ class Grader:
         try:
             self._write_report(report)
         except OSError as write_error:
-            self.log.write(f"ERROR: the report of {student} could not be written either: {write_error}\n")
+            self.log.write(f"ERROR: the report of {student} could not be written either ({write_error}), so the next "
+                           f"`coursekit grade` cannot tell that this run failed: once the cause is mended, regrade "
+                           f"the submission with `coursekit grade {self.assignment} --force --student {student}`\n")
         self.reports.append(report)
         self._tick(student, report.outcome)
         return report

@@ -119,12 +119,27 @@ def _stale_page_removed(course_dir: str, assignment: str) -> str:
     return f"the previous {page} was removed"
 
 
+def _hand_outputs_to_owner(command: str, course_dir: str, db_url: str | None) -> None:
+    """As root, give what this command wrote in the course folder to the folder's owner; say what could not be."""
+    from coursekit.grading.gradebook import load_course
+    from coursekit.grading.ownership import course_outputs, hand_to_course_owner
+
+    root = Path(course_dir).resolve()
+    try:
+        failures = hand_to_course_owner(root, course_outputs(root, load_course(root, db_url).db_url))
+    except Exception as error:  # noqa: BLE001 - the grades are recorded; only the hand-over failed
+        failures = [f"{type(error).__name__}: {error}"]
+    for failure in failures:
+        print(f"coursekit {command}: warning: could not give the course folder's owner {failure}", file=sys.stderr)
+
+
 def _report(course_dir: str, assignment: str, db_url: str | None) -> int:
     """``coursekit report``: write the assignment's report; print where, or why not."""
     from coursekit.grading.report import MissingResults, ReportFailed, write_report
 
     try:
         path = write_report(Path(course_dir), assignment, db_url)
+        _hand_outputs_to_owner("report", course_dir, db_url)
     except (MissingResults, FileNotFoundError, ReportFailed) as error:
         print(f"coursekit report: {error}", file=sys.stderr)
         return 2
@@ -240,7 +255,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"coursekit grade: {error}", file=sys.stderr)
         return 2
     print(format_table(reports))
-    return _report_after_grading(args.course_dir, args.assignment, args.db_url)
+    status = _report_after_grading(args.course_dir, args.assignment, args.db_url)
+    _hand_outputs_to_owner("grade", args.course_dir, args.db_url)
+    return status
 
 
 if __name__ == "__main__":

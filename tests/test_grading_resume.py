@@ -306,6 +306,32 @@ def test_an_exchange_submission_that_is_not_run_keeps_its_submission_secret_for_
     assert sorted(p.name for p in graded.iterdir()) == [f"{ASSIGNMENT}.ipynb", "submission_secret.txt", "timestamp.txt"]
 
 
+def test_a_root_grade_leaves_what_it_writes_to_the_course_folders_owner(tmp_path: Path) -> None:
+    """Instructors' review s42 r4, F3: a root `coursekit grade` left autograded/, grade-reports/ and a new gradebook
+    owned by root, so the instructor's own `coursekit report`, `nbgrader autograde` regrade or `coursekit grade` of
+    those students failed with PermissionError."""
+    require_sandbox()
+    if os.geteuid() != 0:
+        pytest.skip("a root grader's hand-over is tested as root (this run is not root)")
+    course = make_course(tmp_path / "owned")
+    submit(course, "ada", solved_notebook(course))
+    nobody = 65534
+    for path in (course, *course.rglob("*")):
+        os.chown(path, nobody, nobody, follow_symlinks=False)
+    os.chown(course / "gradebook.db", 0, 0)  # as if root had made it (a root `nbgrader generate_assignment`)
+    out, err = _graded(course)
+    assert "ada" in out and "warning: could not give" not in err, err
+    assert (course / "gradebook.db").is_file() and (course / "grade-reports" / ASSIGNMENT / "index.html").is_file()
+    left_to_root = sorted(str(p.relative_to(course)) for p in course.rglob("*") if p.lstat().st_uid != nobody)
+    assert left_to_root == [], left_to_root
+    _graded(course, "--force")
+    report = subprocess.run([str(VENV_BIN / "coursekit"), "report", ASSIGNMENT], cwd=course, env=tool_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    left_to_root = sorted(str(p.relative_to(course)) for p in course.rglob("*") if p.lstat().st_uid != nobody)
+    assert left_to_root == [], left_to_root
+
+
 def test_a_resubmission_newer_than_its_grade_is_regraded_without_force_and_named(tmp_path: Path) -> None:
     """Grader review r4, finding 8 (its resubmit.py): as `nbgrader autograde`, a submission whose timestamp.txt is
     newer than the graded one is graded again without --force; an unchanged one is still skipped."""

@@ -151,6 +151,10 @@ def causal_cases(rng: np.random.Generator) -> list[Case]:
             out_of_range = ids.copy()
             out_of_range[-1, -1] = vocab
             cases.append(Case((logits, out_of_range), raises="ValueError", label="a token id equal to V"))
+            negative = ids.copy()
+            negative[-1, -1] = -1
+            cases.append(Case((logits, negative), raises="ValueError",
+                              label="a negative token id other than ignore_index"))
     return cases
 
 

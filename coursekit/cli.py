@@ -126,7 +126,11 @@ def _hand_outputs_to_owner(command: str, course_dir: str, db_url: str | None) ->
 
     root = Path(course_dir).resolve()
     try:
-        failures = hand_to_course_owner(root, course_outputs(root, load_course(root, db_url).db_url))
+        course = load_course(root, db_url)
+    except Exception:  # noqa: BLE001 - not a course: the command wrote nothing there, and said why already
+        return
+    try:
+        failures = hand_to_course_owner(root, course_outputs(root, course.db_url))
     except Exception as error:  # noqa: BLE001 - the grades are recorded; only the hand-over failed
         failures = [f"{type(error).__name__}: {error}"]
     for failure in failures:
@@ -232,6 +236,15 @@ def _run(args: argparse.Namespace) -> int:
         return _mark(args)
     if args.command == "report":
         return _report(args.course_dir, args.assignment, args.db_url)
+    try:
+        return _grade(args)
+    finally:
+        # Also after Ctrl-C: what a root run wrote before it stopped goes to the course folder's owner too.
+        _hand_outputs_to_owner("grade", args.course_dir, args.db_url)
+
+
+def _grade(args: argparse.Namespace) -> int:
+    """``coursekit grade``: grade, print the table, write the class report."""
     from coursekit.grading.driver import GradeOptions, SandboxUnavailable, format_table, grade_assignment
     from coursekit.grading.limits import Limits
 
@@ -255,9 +268,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"coursekit grade: {error}", file=sys.stderr)
         return 2
     print(format_table(reports))
-    status = _report_after_grading(args.course_dir, args.assignment, args.db_url)
-    _hand_outputs_to_owner("grade", args.course_dir, args.db_url)
-    return status
+    return _report_after_grading(args.course_dir, args.assignment, args.db_url)
 
 
 if __name__ == "__main__":

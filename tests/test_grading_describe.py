@@ -34,8 +34,19 @@ def test_what_the_grader_reads_off_an_array_becomes_a_factor() -> None:
     large = np.array([1500.0, -3.0])
     factors = describe_case("f", ["losses", "mask", "targets", "large"], [losses, mask, targets, large], {}).factors
     assert factors == ("float64 inputs", "nan in losses", "inf in losses", "a row of mask with no True",
-                       "targets holding -100, -1", "large with values of magnitude 100 or more")
+                       "targets holding -100 and other negative values", "large with values of magnitude 100 or more")
     assert "mask all False" in describe_case("f", ["mask"], [np.zeros((2, 2), bool)], {}).factors
+
+
+def test_a_negative_id_is_shown_only_when_public_never_when_it_may_be_drawn() -> None:
+    """Instructors' review s42 r5, F5: A2's negative lengths are drawn per student, and the factor quoted them
+    ("lengths holding -6, -3"), so the feedback showed hidden inputs and split the class report's groups."""
+    targets = np.array([[1, -100], [-1, 0]])
+    assert "targets holding -100, -1" in describe_case("f", ["targets"], [targets], {"ignore_index": -1}).factors
+    drawn = describe_case("sequence_mask", ["lengths"], [np.array([-6, -3, 2])], {"max_len": 5})
+    assert "negative values in lengths" in drawn.factors and "-6" not in repr(drawn) and "-3" not in repr(drawn)
+    other = describe_case("sequence_mask", ["lengths"], [np.array([-6, -2, 2])], {"max_len": 5})
+    assert other.factors == drawn.factors
 
 
 def test_options_and_the_label_are_factors_and_adapter_options_are_left_out() -> None:

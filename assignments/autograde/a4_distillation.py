@@ -115,6 +115,9 @@ def _kd_cases(rng: np.random.Generator, temperatures: tuple[float, ...], masked_
                                                            "reduction": reduction}))
             cases.append(Case((student, teacher), {"temperature": 2.0}))
             cases.append(Case((student, teacher), label="the default temperature"))
+    for temperature, label in ((0.0, "a temperature of 0"), (-1.0, "a negative temperature")):
+        cases.append(Case((student, teacher), {"temperature": temperature}, raises="ValueError",
+                          naming="temperature", label=label))
     return cases
 
 

@@ -96,8 +96,17 @@ def _names(label: str, name: str, value: object) -> bool:
     return said(name) and (said(str(value)) or said(_scalar(value)))
 
 
-def _notes(name: str, value: object) -> list[str]:
-    """What the grader reads off one array argument: nan, inf, large values, empty rows, negative ids."""
+#: Negative ids a case may hold that say nothing of a student's inputs: PyTorch's default ``ignore_index``.
+PUBLIC_NEGATIVE_IDS = frozenset({-100})
+
+
+def _notes(name: str, value: object, public_ids: frozenset[int] = PUBLIC_NEGATIVE_IDS) -> list[str]:
+    """What the grader reads off one array argument: nan, inf, large values, empty rows, negative ids.
+
+    A negative id is shown by its value only when it is public (``public_ids``: the default
+    ``ignore_index`` and the case's own negative options); another may have been drawn for the
+    student, so it is only said to be there.
+    """
     if not isinstance(value, np.ndarray) or value.size == 0:
         return []
     notes = []
@@ -116,8 +125,12 @@ def _notes(name: str, value: object) -> list[str]:
             notes.append(f"a row of {name} with no True")
     elif value.dtype.kind in "iu":
         negative = sorted({int(v) for v in np.unique(value) if v < 0})
-        if negative:
-            notes.append(f"{name} holding {', '.join(str(v) for v in negative[:2])}")
+        shown = [str(v) for v in negative if v in public_ids][:2]
+        others = any(v not in public_ids for v in negative)
+        if shown:
+            notes.append(f"{name} holding {', '.join(shown)}" + (" and other negative values" if others else ""))
+        elif others:
+            notes.append(f"negative values in {name}")
     return notes
 
 
@@ -162,7 +175,10 @@ def describe_case(function: str, names: Sequence[str], args: Sequence[Any], kwar
     dtype = f"{float_dtypes[0]} inputs" if len(float_dtypes) == 1 else ""
     if dtype:
         factors.append(dtype)
+    public_ids = PUBLIC_NEGATIVE_IDS | {int(value) for _, value in options
+                                        if isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+                                        and value < 0}
     for name, value, _ in named:
-        factors += _notes(name, value)
+        factors += _notes(name, value, public_ids)
     call = f"{function}({', '.join(_shown(name, value, option) for name, value, option in named)})"
     return CaseDescription(tuple(factors), call, label, restated, dtype)

@@ -54,6 +54,20 @@ def test_the_secret_file_is_created_once_mode_600_and_said_once(course: Path) ->
     assert "keep it" in said.getvalue()
 
 
+def test_the_secret_is_named_in_an_existing_gitignore_that_lacks_it(course: Path) -> None:
+    """Instructors' review s42 r6, F2: a course's own autograde/.gitignore was left as it was, so a private course
+    kept in its own repository could commit the secret."""
+    ignore = course / "autograde" / ".gitignore"
+    ignore.write_text("*.pyc")
+    load_secret(course, log=io.StringIO())
+    assert ignore.read_text().splitlines() == ["*.pyc", "# coursekit's grading secret: private, never committed",
+                                               ".grading-secret"]
+    ignore.write_text("/.grading-secret\n")
+    secret_path(course).unlink()
+    load_secret(course, log=io.StringIO())
+    assert ignore.read_text() == "/.grading-secret\n"
+
+
 #: a uid that owns nothing here: the instructor who runs nbgrader, where the grader runs as root.
 INSTRUCTOR_UID = 65534
 

@@ -61,10 +61,16 @@ def _from_environment(value: str) -> bytes:
 
 
 def _ignore_in_git(directory: Path) -> None:
-    """Write a ``.gitignore`` naming the secret next to it, unless the folder has one already."""
+    """Make the folder's ``.gitignore`` name the secret: write one, or add the name to one that lacks it."""
     ignore = directory / ".gitignore"
+    lines = f"# coursekit's grading secret: private, never committed\n{SECRET_FILE.name}\n"
     if not ignore.exists():
-        ignore.write_text(f"# coursekit's grading secret: private, never committed\n{SECRET_FILE.name}\n")
+        ignore.write_text(lines)
+        return
+    text = ignore.read_text(encoding="utf-8", errors="replace")
+    if not {SECRET_FILE.name, f"/{SECRET_FILE.name}"} & {line.strip() for line in text.splitlines()}:
+        with ignore.open("a", encoding="utf-8") as file:
+            file.write(("" if text.endswith("\n") or not text else "\n") + lines)
 
 
 def _read(path: Path) -> bytes:

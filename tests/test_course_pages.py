@@ -290,8 +290,9 @@ def _check_export(grades: Path) -> None:
 def _regrade(course: Course, cycle: str) -> None:
     """The page's regrade paragraph: ada resubmits; collect --update, grade again, hand marks kept and flagged."""
     prose = " ".join(cycle.split())
-    commands = [f"nbgrader collect --update {ASSIGNMENT}", f"nbgrader autograde {ASSIGNMENT} --force",
-                f"coursekit grade {ASSIGNMENT} --force"]
+    commands = [f"nbgrader collect --update {ASSIGNMENT}", f"nbgrader autograde {ASSIGNMENT}",
+                f"coursekit grade {ASSIGNMENT}"]
+    assert "without `--force`" in prose, "the regrade paragraph no longer says to regrade without --force"
     for command in commands:
         assert f"`{command}`" in prose, f"the regrade paragraph no longer says `{command}`"
     folder = course.homes["ada"] / ASSIGNMENT
@@ -302,8 +303,13 @@ def _regrade(course: Course, cycle: str) -> None:
     submitted = read_notebook(course.root / "submitted" / "ada" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
     wrong_cell, wrong_code, lost_cell = WRONG[ASSIGNMENT]
     assert any(wrong_code.strip() in "".join(cell["source"]) for cell in submitted["cells"]), "collect --update kept the old submission"
-    for command in commands[1:]:
+    for resubmission, command in enumerate(commands[1:]):
+        if resubmission:  # each grader regrades, without --force, a submission newer than its graded copy
+            course.student("ada", f"nbgrader submit {ASSIGNMENT}")
+            course.instructor(commands[0])
         course.instructor(command)
+        if command.startswith("coursekit"):
+            assert (course.root / "grade-reports" / ASSIGNMENT / "ada.json").is_file(), "coursekit grade skipped ada"
         scores = course.scores("ada")
         auto, manual, maximum, flagged = scores[lost_cell]
         # Both graders score the question from its spec (here 0: the wrong token_nll fails a visible check).

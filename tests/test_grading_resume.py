@@ -63,6 +63,18 @@ def _graded(course: Path, *args: str) -> tuple[str, str]:
     return out, err
 
 
+def _graded_then_resubmitted(folder: Path) -> Path:
+    """A course where ada and bob were graded, then ada resubmitted a wrong token_nll with a later timestamp."""
+    require_sandbox()
+    course = make_course(folder)
+    submit(course, "ada", solved_notebook(course))
+    submit(course, "bob", solved_notebook(course))
+    _graded(course)
+    resubmitted = set_answer(solved_notebook(course), "answer_token_nll", WRONG_TOKEN_NLL)
+    submit(course, "ada", resubmitted, timestamp="2026-11-21 09:00:00.000000 UTC")
+    return course
+
+
 def _skipped_line(err: str) -> str:
     """The log's line on the submissions skipped as already graded."""
     return next(line for line in err.splitlines() if "already graded" in line)
@@ -248,13 +260,7 @@ def test_a_submission_the_grader_failed_on_is_graded_again_by_the_next_run(tmp_p
     """Instructors' review s42 r2, S1: a grader_error records no grade, and the note promises that the next run tries
     the submission again; but one that already had scores (here a resubmission, whose gradebook write failed) was
     skipped by the next run, its old scores standing beside the new autograded notebook."""
-    require_sandbox()
-    course = make_course(tmp_path / "failed")
-    submit(course, "ada", solved_notebook(course))
-    submit(course, "bob", solved_notebook(course))
-    _graded(course)
-    resubmitted = set_answer(solved_notebook(course), "answer_token_nll", WRONG_TOKEN_NLL)
-    submit(course, "ada", resubmitted, timestamp="2026-11-21 09:00:00.000000 UTC")
+    course = _graded_then_resubmitted(tmp_path / "failed")
     record = driver.gb.record_submission
 
     def locked_for_ada(*args, **kwargs):
@@ -335,13 +341,7 @@ def test_a_root_grade_leaves_what_it_writes_to_the_course_folders_owner(tmp_path
 def test_a_resubmission_newer_than_its_grade_is_regraded_without_force_and_named(tmp_path: Path) -> None:
     """Grader review r4, finding 8 (its resubmit.py): as `nbgrader autograde`, a submission whose timestamp.txt is
     newer than the graded one is graded again without --force; an unchanged one is still skipped."""
-    require_sandbox()
-    course = make_course(tmp_path / "resubmit")
-    submit(course, "ada", solved_notebook(course))
-    submit(course, "bob", solved_notebook(course))
-    _graded(course)
-    resubmitted = set_answer(solved_notebook(course), "answer_token_nll", WRONG_TOKEN_NLL)
-    submit(course, "ada", resubmitted, timestamp="2026-11-21 09:00:00.000000 UTC")
+    course = _graded_then_resubmitted(tmp_path / "resubmit")
     out, err = _graded(course)
     table = [line.split() for line in out.splitlines()[1:] if line and not line.startswith("reports:")]
     assert [(row[0], float(row[1]), row[3]) for row in table] == [("ada", 7.0, "graded")], out

@@ -296,11 +296,16 @@ class Grader:
 
     def _grader_failed(self, student: str) -> bool:
         """Whether the last run on ``student`` ended in ``grader_error`` (its earlier scores, if any, still stand)."""
+        return (self._stored_report(student) or {}).get("outcome") == "grader_error"
+
+    def _stored_report(self, student: str) -> dict[str, Any] | None:
+        """``student``'s grade report as stored by the last run (``None`` when absent or unreadable)."""
         path = reports_directory(self.course.root, self.assignment) / f"{student}.json"
         try:
-            return json.loads(path.read_text(encoding="utf-8")).get("outcome") == "grader_error"
-        except (OSError, ValueError, AttributeError):
-            return False
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return stored if isinstance(stored, dict) else None
 
     def _resubmitted(self, student: str) -> bool:
         """:meth:`_newer_than_its_grade`, guarded: one submission's odd files never stop the others' grading."""
@@ -620,11 +625,10 @@ class Grader:
         """Whether ``coursekit grade`` graded ``student`` last: its report is there and so is the autograded
         notebook that run wrote. Stock ``nbgrader autograde`` replaces (or, abandoning a regrade, removes) that
         notebook and leaves the report. A report from before reports kept the notebook's digest is trusted."""
-        path = reports_directory(self.course.root, self.assignment) / f"{student}.json"
-        try:
-            recorded = json.loads(path.read_text(encoding="utf-8")).get("autograded_sha256", "")
-        except (OSError, ValueError, AttributeError):
+        stored = self._stored_report(student)
+        if stored is None:
             return False
+        recorded = stored.get("autograded_sha256", "")
         if not recorded:
             return True
         notebook = (self.course.root / self.course.autograded / student / self.assignment

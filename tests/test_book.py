@@ -295,6 +295,26 @@ def test_every_glossary_link_resolves(built_book) -> None:
 
 @pytest.mark.slow
 @pytest.mark.book
+def test_the_bibliography_shows_no_latex_markup(built_book) -> None:
+    """pybtex prints an unknown macro's name (``\\texttt{x}`` shows as "\\texttt x") and turns a
+    command-line flag's ``--`` into an en dash: neither may reach a reader, in a reference list or
+    in a citation's tooltip."""
+    listed = 0
+    for page in all_pages(built_book):
+        text = html.unescape(page.read_text(encoding="utf-8"))
+        entries = re.findall(r'<div class="citation"[^>]*>(.*?)</div>', text, flags=re.S)
+        tooltips = re.findall(r'<a [^>]*href="[^"]*#id\d+"[^>]*title="([^"]*)"', text)
+        listed += len(entries)
+        for shown in entries + tooltips:
+            assert not re.search(r"\\[A-Za-z]+", shown), f"{page.name}: a reference shows LaTeX markup: {shown[:200]}"
+            assert not re.search(r"(^|\s)\u2013[A-Za-z]", shown), (
+                f"{page.name}: a reference shows a command-line flag's -- as an en dash: {shown[:200]}"
+            )
+    assert listed >= 90, f"the reference lists hold {listed} entries; the bibliography alone lists every cited work"
+
+
+@pytest.mark.slow
+@pytest.mark.book
 def test_no_page_loads_anything_from_the_network(built_book) -> None:
     for page in all_pages(built_book):
         text = page.read_text(encoding="utf-8")

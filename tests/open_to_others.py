@@ -2,10 +2,11 @@
 
 Some tests run the checkout's Python as other uids, as the grader's sandbox and the hub do (uid 65534, the
 students' uids). A clone under a folder they cannot enter (``git clone . "$(mktemp -d)/c"``: ``mktemp -d``
-makes a 0700 folder) would fail them. Run as root, this adds search permission for others (``o+x``, which
-lets them pass through a folder by name, not list it) to each such folder for the command's run, says so,
-and restores every mode afterwards, however the command ends. Anyone else, or a checkout already open,
-runs the command unchanged.
+makes a 0700 folder), or into such a folder itself (``git clone . "$(mktemp -d)"``), would fail them. Run as
+root, this adds search permission for others (``o+x``, which lets them pass through a folder by name, not list
+it) to each such folder on the way, and read permission (``o+r``) to the checkout itself, which Python lists
+to import from it, for the command's run; it says so, and restores every mode afterwards, however the command
+ends. Anyone else, or a checkout already open, runs the command unchanged.
 
 Usage: ``python tests/open_to_others.py COMMAND [ARG ...]`` (``make test`` runs pytest this way).
 """
@@ -21,26 +22,34 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def closed_folders(path: Path) -> list[Path]:
-    """The folders on the way to ``path`` that others cannot pass through (no ``o+x``), outermost first.
+def closed_folders(path: Path) -> dict[Path, int]:
+    """The folders on the way to ``path`` that others cannot pass through (no ``o+x``), and ``path`` itself if
+    they cannot list it (no ``o+r``), each with the permission bits others lack there, outermost first.
 
     Example:
         >>> closed_folders(Path("/usr/bin"))
-        []
+        {}
     """
     path = path.resolve()
-    return [folder for folder in (*reversed(path.parents), path) if not folder.stat().st_mode & stat.S_IXOTH]
+    closed = {}
+    for folder in (*reversed(path.parents), path):
+        needed = stat.S_IXOTH | (stat.S_IROTH if folder == path else 0)
+        missing = needed & ~folder.stat().st_mode
+        if missing:
+            closed[folder] = missing
+    return closed
 
 
 def main(command: list[str]) -> int:
     if not command:
         print(__doc__, file=sys.stderr)
         return 2
-    opened = closed_folders(REPO_ROOT) if os.geteuid() == 0 else []
+    opened = closed_folders(REPO_ROOT) if os.geteuid() == 0 else {}
     modes = {folder: stat.S_IMODE(folder.stat().st_mode) for folder in opened}
     for folder, mode in modes.items():
-        folder.chmod(mode | stat.S_IXOTH)
-        print(f"open_to_others: {folder} is open to other users' search (o+x) while the tests run "
+        folder.chmod(mode | opened[folder])
+        granted = "reading and search (o+rx)" if opened[folder] & stat.S_IROTH else "search (o+x)"
+        print(f"open_to_others: {folder} is open to other users' {granted} while the tests run "
               f"(they run this checkout's Python as other uids); its mode {mode:o} is restored after", flush=True)
     process = subprocess.Popen(command)
     try:

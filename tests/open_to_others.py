@@ -19,32 +19,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from coursekit.hub.shared_python import closed_to_others
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def closed_folders(path: Path) -> dict[Path, int]:
-    """The folders on the way to ``path`` that others cannot pass through (no ``o+x``), and ``path`` itself if
-    they cannot list it (no ``o+r``), each with the permission bits others lack there, outermost first.
-
-    Example:
-        >>> closed_folders(Path("/usr/bin"))
-        {}
-    """
-    path = path.resolve()
-    closed = {}
-    for folder in (*reversed(path.parents), path):
-        needed = stat.S_IXOTH | (stat.S_IROTH if folder == path else 0)
-        missing = needed & ~folder.stat().st_mode
-        if missing:
-            closed[folder] = missing
-    return closed
 
 
 def main(command: list[str]) -> int:
     if not command:
         print(__doc__, file=sys.stderr)
         return 2
-    opened = closed_folders(REPO_ROOT) if os.geteuid() == 0 else {}
+    opened = closed_to_others(REPO_ROOT) if os.geteuid() == 0 else {}
     modes = {folder: stat.S_IMODE(folder.stat().st_mode) for folder in opened}
     for folder, mode in modes.items():
         folder.chmod(mode | opened[folder])

@@ -1,16 +1,17 @@
-"""``tests/open_to_others.py``: which folders it opens to other users for a test run, and with which bits."""
+"""``tests/open_to_others.py``: which folders it opens to other users for a test run, and with which bits
+(``coursekit.hub.shared_python.closed_to_others``, the rule the tests that run as other uids check)."""
 
 from __future__ import annotations
 
 import stat
 from pathlib import Path
 
-from open_to_others import closed_folders
+from coursekit.hub.shared_python import closed_to_others
 
 
 def closed_below(top: Path, path: Path) -> dict[Path, int]:
-    """``closed_folders(path)`` from ``top`` down (pytest's own base folder above it is 0700 too)."""
-    return {folder: bits for folder, bits in closed_folders(path).items() if folder == top or top in folder.parents}
+    """``closed_to_others(path)`` from ``top`` down (pytest's own base folder above it is 0700 too)."""
+    return {folder: bits for folder, bits in closed_to_others(path).items() if folder == top or top in folder.parents}
 
 
 def test_a_clone_inside_a_closed_folder_needs_only_search_on_the_way(tmp_path: Path) -> None:

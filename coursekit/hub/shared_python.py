@@ -55,6 +55,24 @@ class ClosedToOthersError(RuntimeError):
     """Other users cannot reach something they must run, and no mount namespace would change that."""
 
 
+def closed_to_others(path: Path) -> dict[Path, int]:
+    """The folders on the way to ``path`` that other users cannot enter (no ``o+x``), and ``path`` itself if
+    they cannot read it (no ``o+r``: Python lists a folder on ``sys.path`` to import from it), each with the
+    permission bits others lack there, outermost first.
+
+    Example:
+        >>> closed_to_others(Path("/usr/bin"))
+        {}
+    """
+    path = path.resolve()
+    closed = {}
+    for folder in (*reversed(path.parents), path):
+        missing = (stat.S_IXOTH | (stat.S_IROTH if folder == path else 0)) & ~folder.stat().st_mode
+        if missing:
+            closed[folder] = missing
+    return closed
+
+
 def first_closed_to_others(path: Path) -> Path | None:
     """The first folder on the way to ``path`` (or ``path`` itself) that other users cannot enter or read.
 
@@ -62,12 +80,7 @@ def first_closed_to_others(path: Path) -> Path | None:
         >>> first_closed_to_others(Path("/usr/bin")) is None
         True
     """
-    path = path.resolve()
-    for folder in (*reversed(path.parents), path):
-        mode = folder.stat().st_mode
-        if not mode & stat.S_IXOTH or (folder == path and not mode & stat.S_IROTH):
-            return folder
-    return None
+    return next(iter(closed_to_others(path)), None)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ def main(command: list[str]) -> int:
     if not command:
         print(__doc__, file=sys.stderr)
         return 2
-    opened = closed_to_others(REPO_ROOT) if os.geteuid() == 0 else {}
+    opened = dict(closed_to_others(REPO_ROOT)) if os.geteuid() == 0 else {}
     modes = {folder: stat.S_IMODE(folder.stat().st_mode) for folder in opened}
     for folder, mode in modes.items():
         folder.chmod(mode | opened[folder])

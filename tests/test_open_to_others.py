@@ -11,7 +11,7 @@ from coursekit.hub.shared_python import closed_to_others
 
 def closed_below(top: Path, path: Path) -> dict[Path, int]:
     """``closed_to_others(path)`` from ``top`` down (pytest's own base folder above it is 0700 too)."""
-    return {folder: bits for folder, bits in closed_to_others(path).items() if folder == top or top in folder.parents}
+    return {folder: bits for folder, bits in closed_to_others(path) if folder == top or top in folder.parents}
 
 
 def test_a_clone_inside_a_closed_folder_needs_only_search_on_the_way(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,22 +55,20 @@ class ClosedToOthersError(RuntimeError):
     """Other users cannot reach something they must run, and no mount namespace would change that."""
 
 
-def closed_to_others(path: Path) -> dict[Path, int]:
+def closed_to_others(path: Path) -> Iterator[tuple[Path, int]]:
     """The folders on the way to ``path`` that other users cannot enter (no ``o+x``), and ``path`` itself if
     they cannot read it (no ``o+r``: Python lists a folder on ``sys.path`` to import from it), each with the
-    permission bits others lack there, outermost first.
+    permission bits others lack there, outermost first. Lazy: a folder is looked at only when it is reached.
 
     Example:
-        >>> closed_to_others(Path("/usr/bin"))
+        >>> dict(closed_to_others(Path("/usr/bin")))
         {}
     """
     path = path.resolve()
-    closed = {}
     for folder in (*reversed(path.parents), path):
         missing = (stat.S_IXOTH | (stat.S_IROTH if folder == path else 0)) & ~folder.stat().st_mode
         if missing:
-            closed[folder] = missing
-    return closed
+            yield folder, missing
 
 
 def first_closed_to_others(path: Path) -> Path | None:
@@ -80,7 +78,7 @@ def first_closed_to_others(path: Path) -> Path | None:
         >>> first_closed_to_others(Path("/usr/bin")) is None
         True
     """
-    return next(iter(closed_to_others(path)), None)
+    return next((folder for folder, _ in closed_to_others(path)), None)
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
+
+from coursekit.course.config import course_id
 
 REPO = Path(__file__).resolve().parents[2]
 ASSIGNMENT = "a1_sequence_loss"
@@ -40,9 +44,39 @@ def tool_env(db_url: str | None = None) -> dict[str, str]:
 
 
 def make_course(target: Path, db_url: str | None = None, assignment: str = ASSIGNMENT) -> Path:
-    """Copy the course (config, the assignment's source, its grading spec) to ``target``; run generate_assignment."""
-    source = REPO / "assignments"
+    """Copy the course (config, the assignment's source, its grading spec) to ``target``, with the assignment generated.
+
+    ``nbgrader generate_assignment`` (about 7 CPU-s) runs once per process for each assignment and
+    course id, in a template that later calls copy; with ``db_url`` (a PostgreSQL gradebook, which a
+    copy cannot duplicate) it runs in ``target`` itself. ``target`` keeps its own mode.
+    """
     target.mkdir(parents=True, exist_ok=True)
+    if db_url is not None:
+        _generate(target, assignment, db_url)
+        return target
+    key = (assignment, course_id())
+    if key not in _GENERATED:
+        # A folder made by mkdir inside the 0700 mkdtemp one: what is copied out of it has the usual modes.
+        template = Path(tempfile.mkdtemp(prefix="coursekit-course-template-")) / "course"
+        atexit.register(shutil.rmtree, template.parent, True)
+        template.mkdir()
+        _generate(template, assignment, None)
+        _GENERATED[key] = template
+    for entry in _GENERATED[key].iterdir():
+        if entry.is_dir():
+            shutil.copytree(entry, target / entry.name, symlinks=True)
+        else:
+            shutil.copy2(entry, target / entry.name)
+    return target
+
+
+#: generated courses by (assignment, course id), for :func:`make_course` to copy.
+_GENERATED: dict[tuple[str, str], Path] = {}
+
+
+def _generate(target: Path, assignment: str, db_url: str | None) -> None:
+    """Copy the config, the assignment's source and its spec to ``target`` and run generate_assignment there."""
+    source = REPO / "assignments"
     shutil.copy(source / "nbgrader_config.py", target / "nbgrader_config.py")
     shutil.copytree(source / "source" / assignment, target / "source" / assignment)
     (target / "autograde").mkdir()
@@ -51,7 +85,6 @@ def make_course(target: Path, db_url: str | None = None, assignment: str = ASSIG
         [*NBGRADER, "generate_assignment", assignment, "--force"],
         cwd=target, env=tool_env(db_url), check=True, capture_output=True, timeout=300,
     )
-    return target
 
 
 def release_notebook(course: Path, assignment: str = ASSIGNMENT) -> dict[str, Any]:

@@ -8,8 +8,9 @@ here exactly as it would for an offline reader.
 Each page is read as a reader would: on a phone (390 px) and a desktop (1280 px),
 in light and dark mode (the system setting, which the book follows), by keyboard,
 and with axe-core (the npm package pinned in package-lock.json) looking for
-WCAG 2 A/AA violations. The ``view`` fixture loads a page once per mode and width,
-each time in a fresh browser context, and keeps what the tests look at. The API
+WCAG 2 A/AA violations. The ``view`` fixture loads a page once per mode and width, in
+the tab it keeps for that mode and width (each page with empty storage and without the
+HTTP cache, as on a first visit), and keeps what the tests look at. The API
 reference's pages, about a hundred, are loaded in one tab on a phone, in both
 modes, each with empty storage as on a first visit (``api_views``); the quiz test
 also reads the pages in one tab.
@@ -92,22 +93,35 @@ def read_page(page, log: PageLog, axe_source: str) -> PageView:
 
 
 @pytest.fixture(scope="session")
-def view(chromium, site, axe_source):
-    """``view(docname, mode, width)``: the page loaded, measured and checked by axe, once per session."""
+def view(chromium, site, axe_source) -> Iterator:
+    """``view(docname, mode, width)``: the page loaded, measured and checked by axe, once per session.
+
+    Each mode and width has a tab of its own (:class:`bench.browser_pages.Tab`) that opens its
+    pages one after the other, each with empty storage and without the HTTP cache, as on a first
+    visit: cheaper than a fresh browser context per page, as ``api_views`` measured. The light
+    desktop tab weighs what it loads (the chapters' budget is checked there).
+    """
     views: dict[tuple[str, str, int], PageView] = {}
+    tabs: dict[tuple[str, int], Tab] = {}
 
     def load(docname: str, mode: str = "light", width: int = DESKTOP) -> PageView:
         key = (docname, mode, width)
         if key not in views:
-            chapter = docname in CHAPTERS and mode == "light" and width == DESKTOP
-            context, page, log = open_page(chromium, f"{site}/{docname}.html", mode=mode, width=width, weigh=chapter)
+            if (mode, width) not in tabs:
+                tabs[mode, width] = Tab(chromium, mode=mode, width=width, weigh=(mode, width) == ("light", DESKTOP))
+            tab = tabs[mode, width]
             try:
-                views[key] = read_page(page, log, axe_source)
-            finally:
-                context.close()
+                views[key] = read_page(tab.page, tab.visit(f"{site}/{docname}.html"), axe_source)
+            except Exception as error:
+                error.add_note(f"while opening or reading {docname} in {mode} mode at {width} px")
+                raise
         return views[key]
 
-    return load
+    try:
+        yield load
+    finally:
+        for tab in tabs.values():
+            tab.close()
 
 
 def _equations(equations: list[dict]) -> str:

@@ -34,6 +34,7 @@ parametrized by page, so each chapter passes or fails on its own.
 from __future__ import annotations
 
 import ast
+import re
 from collections import Counter
 from functools import cache
 from pathlib import Path
@@ -242,3 +243,16 @@ def test_every_assert_names_the_claim_it_guards(docname: str) -> None:
         f"{docname}.md: {len(bare)} assert(s) without a message naming the sentence they guard "
         f"(at least {MIN_MESSAGE_WORDS} words): " + "; ".join(bare)
     )
+
+
+# --- cross-references -------------------------------------------------------------------
+
+#: "chapter" before a {ref} to a chapter's label: the link shows the chapter's title ("chapter Label smoothing").
+CHAPTER_WORD_BEFORE_TITLE = re.compile(r"\b[Cc]hapters?\s+\{ref\}`ch-[a-z-]+`")
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_a_chapter_is_named_by_its_number_after_the_word_chapter(docname: str) -> None:
+    text = (REPO_ROOT / f"{docname}.md").read_text(encoding="utf-8")
+    found = [match.group(0).replace("\n", " ") for match in CHAPTER_WORD_BEFORE_TITLE.finditer(text)]
+    assert not found, f"{docname}.md: write {{numref}}`chapter %s <label>` (it shows the number) for {found}"

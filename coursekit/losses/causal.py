@@ -90,7 +90,7 @@ def causal_lm_loss(
       its log-probabilities to the autocast dtype first; see
       ``coursekit.losses._autocast``). float64 logits stay float64, with
       or without ``upcast``. With ``upcast=False`` on half-precision logits the
-      per-token losses (``"none"``) and their gradients are ``F.cross_entropy``'s,
+      per-token losses (before ``"none"``'s sum over each row) and their gradients are ``F.cross_entropy``'s,
       but the means add them as :func:`batch_loss` does (``Tensor.sum``, one
       rounding of the total) where PyTorch's CPU ``F.cross_entropy`` rounds in
       the half dtype as it adds, and PyTorch also rounds its count to the half

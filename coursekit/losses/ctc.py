@@ -298,9 +298,10 @@ def ctc_loss(
     labels) has loss ``inf``; with ``zero_infinity=True`` it becomes 0 and contributes no
     gradient. (Without ``zero_infinity`` the gradient of an infinite loss is 0
     here, where PyTorch's kernel gives ``nan``.) Gradients come from autograd through the recursion (see the module
-    docstring), and equal PyTorch's whenever ``log_probs`` are finite log-softmax outputs
-    (PyTorch's own kernel returns the gradient with respect to the logits that
-    feed the log-softmax, so the two agree on those logits).
+    docstring): the true derivative with respect to ``log_probs``. PyTorch's own
+    kernel returns that plus ``exp(log_probs)``, the gradient with respect to the
+    logits that feed a log-softmax; so where ``log_probs`` are finite log-softmax
+    outputs the two agree on those logits, not on ``log_probs`` themselves.
 
     Args:
         log_probs: per-frame log-probabilities :math:`\\log p_t(k)` (usually ``log_softmax`` outputs).

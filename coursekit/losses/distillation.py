@@ -105,7 +105,7 @@ def kd_loss(
     the gradient is the true derivative there too: 0 for that logit, finite
     everywhere else.
     It is :math:`\\ge 0` and 0 exactly when the student's softened distribution
-    equals the teacher's. On 2-D input with ``"token_mean"`` it equals
+    equals the teacher's. On 2-D input with ``"token_mean"`` and no ``mask`` it equals
     ``F.kl_div(log_softmax(s/T), log_softmax(t/T), log_target=True,
     reduction="batchmean") * T**2`` where every logit is finite; where a
     teacher logit is ``-inf``, that expression gives ``nan`` (from

@@ -65,8 +65,9 @@ def policy_loss_aggregate(
 
     where :math:`G'` counts the non-empty responses, :math:`N` is
     ``num_items_in_batch`` (``"dapo"`` without it is ``"bnpo"``) and
-    :math:`T_{\\max}` is ``max_len``. ``"grpo"`` is ``batch_loss(...,
-    "sequence_mean")``, ``"bnpo"`` is ``batch_loss(..., "token_mean")``.
+    :math:`T_{\\max}` is ``max_len``. ``"grpo"`` equals ``batch_loss(...,
+    "sequence_mean")`` and ``"bnpo"`` ``batch_loss(..., "token_mean")`` in value
+    (the dtype is given under Returns).
 
     ``"bnpo"`` averages over the tokens of this micro-batch (TRL's name for it).
     DAPO's token mean is over the whole generation batch, which gradient

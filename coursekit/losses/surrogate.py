@@ -60,7 +60,7 @@ def clipped_surrogate(
     (PPO, GRPO); DAPO's clip-higher sets it larger (e.g. 0.28) so that
     unlikely tokens with a positive advantage can grow. This is TRL's
     ``GRPOTrainer`` per-token loss for its ``"grpo"``, ``"bnpo"``,
-    ``"dr_grpo"`` and ``"dapo"`` loss types (``epsilon``, ``epsilon_high``),
+    ``"dr_grpo"``, ``"dapo"`` and ``"luspo"`` loss types (``epsilon``, ``epsilon_high``),
     before its KL term (see :func:`kl_penalty` for TRL's default correction
     of that term by its importance ratio: :math:`w_{i,t}` at token level, the
     sequence ratio with ``importance_sampling_level="sequence"``), with
@@ -240,7 +240,8 @@ def sequence_importance_ratio(
     :func:`clipped_surrogate` by passing ``torch.log(w).unsqueeze(-1)`` against
     zeros, and expand the ``(B, 1)`` result over the tokens
     (``.expand_as(log_probs)``) before :func:`policy_loss_aggregate`, so that
-    its modes weigh each response by its length as TRL does. A response with no token has ratio 1 (the empty product), as in
+    each mode weighs the responses as TRL's loss type of the same name does:
+    equally in ``"grpo"``, by length in the modes that sum tokens. A response with no token has ratio 1 (the empty product), as in
     TRL's ``importance_sampling_level="sequence"``. ``old_log_probs`` is
     detached; masked positions never reach the value or the gradient, so a
     non-finite value there (``inf``, ``nan``) changes nothing, where TRL's

@@ -106,7 +106,8 @@ def vocab_parallel_cross_entropy(
 
     Returns:
         The loss (a scalar), or per-position losses for ``"none"``, in the
-        shards' dtype (float32 under CPU autocast).
+        shards' dtype (float32 under ``torch.autocast`` on any device;
+        float64 shards stay float64).
 
     Shapes:
         logit_shards[j]: ``(..., V_j)``, the same leading shape for every shard;

@@ -230,3 +230,31 @@ def test_transformers_label_smoother_is_the_pytorch_variant_with_the_dtypes_the_
     theirs = smoother({"logits": wide}, labels)
     assert exact.dtype == theirs.dtype == torch.float64
     assert 0 < abs((theirs - exact).item()) < 1e-6
+
+
+@pytest.mark.ecosystem
+def test_float16_smoothing_of_a_large_vocabulary_is_inf_as_in_pytorch_and_finite_in_label_smoother():
+    """Losses API review (stop 44): the smoothing term, at least V ln V, passes float16's range from V of about 7,000."""
+    from transformers.trainer_pt_utils import LabelSmoother
+
+    targets = torch.tensor([1, 2, 3, 4])
+    small = (torch.randn(4, 5000, generator=generator(73))).to(torch.float16)
+    assert torch.isfinite(label_smoothed_nll(small, targets, 0.1, reduction="none")).all()
+    large = (torch.randn(4, 8000, generator=generator(74))).to(torch.float16)
+    ours = label_smoothed_nll(large, targets, 0.1, reduction="none")
+    assert torch.isinf(ours).all() and torch.isinf(F.cross_entropy(large, targets, label_smoothing=0.1, reduction="none")).all()
+    theirs = LabelSmoother(epsilon=0.1)({"logits": large}, targets)
+    exact = label_smoothed_nll(large.double(), targets, 0.1)
+    assert torch.isfinite(theirs) and abs(theirs.item() - exact.item()) < 0.05
+
+
+def test_pytorch_float16_mean_of_65520_tokens_is_0_without_smoothing_and_inf_with_it():
+    """The Returns paragraph of label_smoothed_nll: PyTorch's CPU kernel counts in float16."""
+    logits = torch.zeros(65520, 4, dtype=torch.float16)
+    logits[:, 0] = 8.0
+    targets = torch.zeros(65520, dtype=torch.long)
+    assert F.cross_entropy(logits, targets).item() == 0.0
+    assert torch.isinf(F.cross_entropy(logits, targets, label_smoothing=0.1))
+    for epsilon in (0.0, 0.1):
+        ours = label_smoothed_nll(logits, targets, epsilon)
+        assert torch.isfinite(ours) and ours.item() > 0

@@ -65,7 +65,7 @@ def causal_lm_loss(
     ``ignore_index`` is never scored either. With ``loss_mask`` True on a
     response :math:`y` that follows a prompt :math:`x` (see
     :func:`response_mask`), ``reduction="none"`` gives each row's
-    :math:`-\\log p_\\theta(y \\mid x)` and ``"sum"`` their total.
+    :math:`-\\log p_\\theta(y \\mid x)` and ``"sum"`` their total (for a prompt of at least one token).
 
     **Gradient accumulation.** The token mean of a micro-batch weighs its tokens
     by ``1 / (its own count)``, so summing the means of micro-batches of

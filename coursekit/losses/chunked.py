@@ -374,9 +374,10 @@ def chunked_cross_entropy(
     their log-sum-exp is accumulated in float32 (float64 for float64 inputs).
     ``"sum"`` and ``"mean"`` add the per-row losses in that float32 (or
     float64), and ``"mean"`` divides there by the count of rows that are not
-    ignored, rounding once to the output dtype. With float16 inputs that is
+    ignored, rounding once to the output dtype. In half precision that is
     where this function and PyTorch's CPU ``F.cross_entropy`` part: the latter
-    sums and counts in float16, so from 65520 counted rows (a count float16
+    rounds as it adds (in bfloat16 too: 3.906 here, 3.969 there, for 1000
+    rows of 50 zero logits), and in float16 it sums and counts in float16, so from 65520 counted rows (a count float16
     rounds to ``inf``) its mean is 0 with zero gradients, and a total of 65520
     or more makes it ``inf`` (``nan`` from 65520 rows on), where this mean is
     finite, as float64's is, and its gradients are not zero. The bias gradient

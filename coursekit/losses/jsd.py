@@ -77,7 +77,8 @@ def generalized_jsd(
     * otherwise :math:`\\lambda\\,\\mathrm{KL}(q \\,\\|\\, m) + (1-\\lambda)\\,\\mathrm{KL}(p \\,\\|\\, m)` with
       :math:`m = \\lambda q + (1-\\lambda) p`.
 
-    These are the values of TRL's ``GKDTrainer.generalized_jsd_loss`` per position (no
+    These are the values of TRL's ``GKDTrainer.generalized_jsd_loss`` (``trl.experimental.gkd``
+    in TRL 1.16) per position (no
     :math:`\\tau^2` factor) where every logit is finite. A logit of ``-inf``
     (a masked vocabulary entry) is a probability of 0. Where it lies in a
     distribution that weights a KL term (the teacher at ``beta = 0``, the

@@ -88,7 +88,8 @@ def response_mask(prompt_lengths: torch.Tensor, lengths: torch.Tensor, max_len: 
 
     with :math:`T_x` and :math:`T_y` the lengths of row :math:`b`'s prompt and
     response (positions :math:`t` from 1), so only the response is scored, e.g. ``causal_lm_loss(..., loss_mask=m,
-    reduction="none")`` gives :math:`-\\log p_\\theta(y \\mid x)` per row.
+    reduction="none")`` gives :math:`-\\log p_\\theta(y \\mid x)` per row (the prompt must hold at least one
+    token, a BOS if nothing else: the first token of a row is never predicted).
 
     Args:
         prompt_lengths: prompt length :math:`T_x` of each row.
@@ -169,8 +170,8 @@ def turn_mask(turn_lengths: torch.Tensor, scored_turns: torch.Tensor, max_len: i
         TypeError: ``turn_lengths`` not an integer tensor, ``scored_turns``
             neither boolean nor integer, or ``max_len`` not an integer (``operator.index`` fails) or a bool.
         ValueError: the two are not 2-D of one shape, a length is negative,
-            ``scored_turns`` holds a value other than 0 and 1, or a row is
-            longer than ``max_len`` (value checks run where reading the
+            ``scored_turns`` holds a value other than 0 and 1, a row is
+            longer than ``max_len``, or ``max_len`` is negative or beyond int64 (value checks run where reading the
             values costs nothing; see :mod:`coursekit.losses`). Tensor arguments on two devices.
 
     Example:

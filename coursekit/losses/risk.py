@@ -132,7 +132,8 @@ def reinforce_loss(
     the advantage :math:`r^{(i)} - v^{(i)}` is a constant (detached), so a
     learned baseline receives no gradient from this loss. A baseline
     :math:`v^{(i)}` that does not depend on :math:`y^{(i)}` leaves the expected
-    gradient unchanged and lowers its variance. The batch mean
+    gradient unchanged, and lowers its variance when it is close to the
+    expected reward (one far from the rewards raises it). The batch mean
     (``baseline="mean"``) is not such a baseline: it contains :math:`r^{(i)}`
     itself, which shrinks the expected gradient by the factor
     :math:`(G-1)/G` (for independent samples); the mean of the *other*

@@ -103,7 +103,11 @@ def label_smoothed_nll(
     and leaves the NLL term in the logits' dtype, so half-precision logits give
     a float32 result (here one in their own dtype) and float64 logits have
     their smoothing term rounded to float32 (here float64 throughout). On
-    float32 logits the two agree.
+    float32 logits the two agree. In float16 the values differ too once the
+    vocabulary is large: :math:`\\ell^{\\text{all}}_t \\ge V \\ln V` passes
+    float16's largest value (65504) from about V = 7,000, so every smoothed
+    loss is ``inf`` here, as ``F.cross_entropy``'s is, where ``LabelSmoother``'s
+    float32 sum stays finite; smooth float32 logits, or run under autocast.
 
     Reductions follow PyTorch: ``"none"`` returns :math:`\\ell^{\\text{pt}}_t` or
     :math:`\\ell^{\\text{fs}}_t` (0 where the target
@@ -136,13 +140,13 @@ def label_smoothed_nll(
         for 1000 bfloat16 rows of 50 zero logits; per-token values are equal).
         A float16 total of 65520 or more, what
         float16 rounds to ``inf``, is ``inf`` here, and a mean loss of 2.4 nats
-        reaches it at about 27,300 tokens; ``F.cross_entropy``'s running sum,
+        (with every token's loss finite: a small V, see above) reaches it at about 27,300 tokens; ``F.cross_entropy``'s running sum,
         rounded as it adds, reaches ``inf`` a little sooner or later (its mean
         is ``nan`` from 65520 tokens on). The total is then divided by the number
         of counted tokens in float32 or wider, which holds it exactly up to 2**24, and
         rounds the quotient to that dtype (PyTorch's CPU ``F.cross_entropy``
-        counts in float16, and gives 0 for the mean of 65520 or more float16
-        tokens whose total stays finite).
+        counts in float16: for the mean of 65520 or more float16 tokens whose
+        total stays finite it gives 0 without smoothing and ``inf`` with it).
 
     Shapes:
         logits: ``(..., V)``; targets: ``(...)``; result: ``()`` or ``(...)``.

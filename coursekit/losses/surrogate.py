@@ -94,7 +94,8 @@ def clipped_surrogate(
 
     Raises:
         TypeError: a tensor is not float, ``eps_low``/``eps_high`` not a number.
-        ValueError: mismatched shapes, a negative or infinite clip. Tensor arguments on two devices.
+        ValueError: mismatched shapes, ``log_probs`` with no time axis (0-d), a negative or infinite clip.
+            Tensor arguments on two devices.
 
     Example:
         >>> log_probs = torch.log(torch.tensor([[1.5, 0.5, 1.0]]))   # ratios 1.5, 0.5, 1.0 ...

@@ -200,7 +200,8 @@ def top_k_kd_loss(
         differ by a few units in the last place.
 
     Shapes:
-        student_logits: ``(..., V)``; teacher_log_probs, teacher_indices: ``(..., k)``; mask: ``(...)``.
+        student_logits: ``(..., V)``; teacher_log_probs, teacher_indices: ``(..., k)``; mask: ``(...)``;
+        result: ``()``, or ``(...)`` for ``"none"``.
 
     Raises:
         TypeError: ``student_logits`` or ``teacher_log_probs`` not floating-point, ``teacher_indices`` not
@@ -208,7 +209,8 @@ def top_k_kd_loss(
             Python nor a NumPy bool, ``reduction`` not a str.
         ValueError: mismatched shapes, ``student_logits`` with no vocabulary axis or an empty one (``V = 0``),
             ``teacher_log_probs`` with no kept entry (``k = 0``), an index outside ``[0, V)``, an index repeated at a counted position,
-            stored probabilities summing to more than 1 at a counted position, ``temperature <= 0``, unknown ``reduction``.
+            stored probabilities summing to more than 1 at a counted position beyond half-precision rounding
+            (a mass above :math:`e^{0.088} \\approx 1.09`), ``temperature <= 0``, unknown ``reduction``.
             A ``mask`` holding a value other than 0 and 1 (checked where values are read;
             see :mod:`coursekit.losses`). Tensor arguments on two devices.
 

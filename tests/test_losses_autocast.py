@@ -444,6 +444,8 @@ def test_the_cuda_float32_lists_hold_what_the_autocast_module_docstring_says() -
     fp32_set_dtype = _autocast_list(header, "AT_FORALL_FP32_SET_OPT_DTYPE")
     assert {"nll_loss", "kl_div", "logsumexp"} <= fp32
     assert {"log_softmax", "softmax"} <= fp32_set_dtype
+    # and the steps of the sums and exponentials of the other losses (the "CUDA only" paragraph)
+    assert {"exp", "log", "pow"} <= fp32 and {"sum", "cumsum"} <= fp32_set_dtype
     assert "ctc_loss" not in fp32 | fp32_set_dtype
     assert not {"div", "true_divide"} & (fp32 | fp32_set_dtype)
 
@@ -573,3 +575,10 @@ def test_ctc_of_half_precision_log_probs_is_as_exact_as_one_rounding_on_a_long_i
             error = (table.double() - exact_table)[reachable].abs() / exact_table[reachable].abs().clamp(min=1)
             assert error.max().item() <= spacing, error.max().item()
 
+
+
+def test_cpu_autocast_keeps_sums_and_exponentials_in_the_half_dtype_as_the_module_docstring_says() -> None:
+    values = torch.rand(3, 4).bfloat16() + 0.5
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        results = [values.exp(), values.log(), values.pow(2), values.sum(), values.cumsum(-1)]
+    assert [result.dtype for result in results] == [torch.bfloat16] * 5

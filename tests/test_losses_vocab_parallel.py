@@ -171,3 +171,21 @@ A, B = torch.zeros(2, 3), torch.zeros(2, 4)
 def test_bad_arguments_raise_errors_naming_them(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize("target", [7, -3])
+def test_an_out_of_range_target_is_nan_where_values_are_not_read(monkeypatch, target: int) -> None:
+    """Losses API review (stop 44): on an accelerator, with the value checks off, no kernel indexes a whole
+    row, so an out-of-range target gave log sum(e^z), a plausible loss (3.4174 here), with no error."""
+    import coursekit.losses._checks as checks
+
+    logits = torch.tensor([[2.0, 0.5, -1.0, 3.0, 0.0], [0.0, 1.0, 2.0, 3.0, 4.0]])
+    shards = [logits[:, :2], logits[:, 2:]]
+    with pytest.raises(ValueError, match="targets"):
+        vocab_parallel_cross_entropy(shards, torch.tensor([target, 1]))
+    monkeypatch.setattr(checks, "reads_values", lambda tensor: False)  # what an accelerator does without COURSEKIT_CHECK_VALUES
+    losses = vocab_parallel_cross_entropy(shards, torch.tensor([target, 1]), reduction="none")
+    assert torch.isnan(losses[0]) and losses[1].item() == pytest.approx(F.cross_entropy(logits[1:], torch.tensor([1])).item())
+    assert torch.isnan(vocab_parallel_cross_entropy(shards, torch.tensor([target, 1])))
+    ignored = vocab_parallel_cross_entropy(shards, torch.tensor([IGNORE_INDEX, 1]), reduction="none")
+    assert ignored[0].item() == 0.0

@@ -6,8 +6,7 @@ autocast dtype (bfloat16 or float16) on both. For the references of the
 losses here the lists differ:
 
 * CUDA: the float32 lists ``AT_FORALL_FP32`` and ``AT_FORALL_FP32_SET_OPT_DTYPE``
-  of the installed ``torch/include/ATen/autocast_mode.h`` (the list torch's
-  AMP page gives as "CUDA Ops that can autocast to float32") hold
+  of the installed ``torch/include/ATen/autocast_mode.h`` hold
   ``nll_loss``, ``kl_div``, ``log_softmax``, ``softmax`` and ``logsumexp``,
   not ``cross_entropy_loss`` or ``ctc_loss``. ``log_softmax`` and
   ``softmax`` are "set_opt_dtype" operations: the header's policy is "If
@@ -46,6 +45,17 @@ losses here the lists differ:
   bfloat16 ``F.softmax`` targets.
 * Both: a division is on no list, so a reference's ``logits / temperature``
   stays in the autocast dtype, rounded before the log-softmax raises it.
+* CUDA only: ``exp``, ``log`` and ``pow`` are on the float32 list and ``sum``
+  and ``cumsum`` on the "set_opt_dtype" one, while CPU autocast leaves all
+  five in the input's dtype. So under CUDA autocast a sum of
+  half-precision losses (the ``"sum"`` of ``sequence_loss`` and
+  ``batch_loss``, ``policy_loss_aggregate``'s ``"dr_grpo"``, the totals
+  behind every mean) and the exponentials of ``clipped_surrogate``,
+  ``kl_penalty`` (``"k2"``, ``"k3"``) and ``mrt_risk`` are computed and
+  returned in float32, and a float16 row sum no longer overflows at 65520.
+  The dtypes the functions' docstrings give for half-precision input are
+  those outside autocast and under CPU autocast (read from the header; not
+  run on a GPU).
 
 coursekit computes these losses in float32 wherever autocast is on, on
 every device, from the logits on: its losses raise their logits or

@@ -108,7 +108,8 @@ def causal_lm_loss(
 
     Args:
         logits: unnormalised next-token scores :math:`z`.
-        input_ids: the token sequences :math:`x`, which are also the targets.
+        input_ids: the token rows :math:`u` (a prompt :math:`x` and its response, or
+            any text), which are also the targets.
         loss_mask: True (or 1) on the tokens whose prediction is scored, boolean
             or integer 0/1; ``None`` scores every token except the first.
         ignore_index: token value that is never scored (PyTorch's -100).

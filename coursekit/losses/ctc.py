@@ -286,6 +286,8 @@ def ctc_loss(
       ``F.ctc_loss`` has no half-precision kernel on any device and raises
       ``NotImplementedError`` for them, except under CPU autocast, which casts
       them to float32 (see ``coursekit.losses._autocast``).
+    * The gradient with respect to ``log_probs``: the true derivative here;
+      PyTorch's kernel adds ``exp(log_probs)`` to it (below).
     * The gradient of an infinite loss (below).
     * A ``-inf`` in ``log_probs`` (a class masked out at a frame): its entry's
       gradient is 0 here, the true derivative; PyTorch's kernel gives ``nan``

@@ -2,9 +2,10 @@
 
 A padded batch stores sequences of different lengths in one ``(B, T)`` tensor;
 the mask says which positions count (True) and which are padding (False).
-Most losses in :mod:`coursekit.losses` take such a mask; the per-token NLLs
-(``token_nll``, ``label_smoothed_nll``, ``confidence_penalty_nll``) mark the
-positions to skip with ``ignore_index`` in the targets instead.
+Most losses in :mod:`coursekit.losses` take such a mask; the cross-entropies
+of class indices (``token_nll``, ``label_smoothed_nll``, ``confidence_penalty_nll``,
+``chunked_cross_entropy``, ``vocab_parallel_cross_entropy``) mark the positions
+to skip with ``ignore_index`` in the targets instead.
 """
 
 from __future__ import annotations

@@ -251,8 +251,8 @@ def simpo_loss(
         L^{\\mathrm{SimPO}} = -\\log\\sigma\\Big(\\frac{\\beta}{T_{y_{\\text{c}}}}\\log p_\\theta(y_{\\text{c}} \\mid x)
               - \\frac{\\beta}{T_{y_{\\text{r}}}}\\log p_\\theta(y_{\\text{r}} \\mid x) - \\gamma\\Big)
 
-    The reward :math:`\\frac{\\beta}{T_y}\\log p_\\theta(y \\mid x)` is the
-    *mean* token log-probability, the quantity that generation ranks by. A sum
+    The reward :math:`\\frac{\\beta}{T_y}\\log p_\\theta(y \\mid x)` is
+    :math:`\\beta` times the *mean* token log-probability, the quantity that generation ranks by. A sum
     of log-probabilities favours short responses; DPO's reward is a sum of
     log-*ratios* against the reference instead, and DPO is known to lengthen
     responses, the length exploitation that SimPO's normalisation is meant to

@@ -114,10 +114,13 @@ def vocab_parallel_cross_entropy(
         targets: ``(...)``; result: ``()`` or ``(...)``.
 
     Raises:
-        TypeError: a shard is not a float tensor, ``targets`` is not an integer tensor,
-            ``ignore_index`` is not an integer (``operator.index`` fails) or is a bool. ``reduction`` not a str.
+        TypeError: ``logit_shards`` is not a sequence, a shard is not a float tensor, ``targets`` is not an
+            integer tensor, ``ignore_index`` is not an integer (``operator.index`` fails) or is a bool.
+            ``reduction`` not a str.
         ValueError: ``ignore_index`` beyond int64, no shard, shards of different dtypes or leading shapes, an empty shard,
-            ``targets`` of another shape, a target outside ``[0, V)``, an unknown ``reduction``.
+            ``targets`` of another shape, a target outside ``[0, V)`` (a value check, on the CPU: see
+            :mod:`coursekit.losses`; where it does not run, such a target's loss is ``nan``, since no kernel
+            indexes a whole row to trip a device-side assert), an unknown ``reduction``.
             Tensor arguments on two devices.
 
     Example:
@@ -174,10 +177,12 @@ def vocab_parallel_cross_entropy(
 
     # Step 2, on every device: the local sum of exponentials and its share of the target logit.
     local_sums, local_targets = [], []
+    owned_somewhere = torch.zeros_like(counted)
     offset = 0
     for shard in logit_shards:
         width = shard.shape[-1]
         owned = counted & (targets >= offset) & (targets < offset + width)
+        owned_somewhere |= owned
         local_index = (targets - offset).masked_fill(~owned, 0).unsqueeze(-1)
         local_sums.append(torch.exp(shard - row_max.unsqueeze(-1)).sum(dim=-1))
         local_targets.append(shard.gather(-1, local_index).squeeze(-1).masked_fill(~owned, 0.0))
@@ -187,10 +192,13 @@ def vocab_parallel_cross_entropy(
 
     # Step 3, the same on every device.
     # mu - z first: it is exact where z is the maximum, so a confident row keeps its small loss.
-    losses = (row_max - target_logit + torch.log(sum_exp)).masked_fill(~counted, 0.0).to(result_dtype)
+    losses = row_max - target_logit + torch.log(sum_exp)
+    # A counted target no shard owns lies outside [0, V); only the CPU reads values to refuse it, and no
+    # kernel indexes a whole row to trip a device-side assert, so its loss is nan rather than log sum(e^z).
+    losses = losses.masked_fill(counted & ~owned_somewhere, float("nan"))
+    losses = losses.masked_fill(~counted, 0.0).to(result_dtype)
     if reduction == "none":
         return losses
     total = losses.sum()
-    # The count is never rounded to a half dtype: on a device (or with 1-d operands) a plain
-    # division would cast it to float16 first, and 65520 rows would read as inf.
+    # The count is never rounded to a half dtype (a float16 count of 65520 rows would read as inf).
     return _divide_exactly(total, counted.sum(), result_dtype) if reduction == "mean" else total

@@ -10,7 +10,10 @@ run on CPU tensors only, because on an accelerator reading a value stalls the
 device on every training step. Set the environment variable
 ``COURSEKIT_CHECK_VALUES=1`` to run them on every device while debugging;
 without it, an out-of-range index trips the indexing kernel's device-side
-assert, as in PyTorch.
+assert, as in PyTorch (``vocab_parallel_cross_entropy``, whose shards index no
+whole row, gives ``nan`` there instead), and other bad values are not refused
+but computed with: a mask holding a 2 counts as 1, a negative weight or length
+or a row with no candidate gives a wrong or non-finite result.
 """
 
 from coursekit.losses.nll import batch_loss, bits_per_token, perplexity, sequence_loss, token_nll

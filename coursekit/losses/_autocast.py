@@ -45,14 +45,16 @@ losses here the lists differ:
   bfloat16 ``F.softmax`` targets.
 * Both: a division is on no list, so a reference's ``logits / temperature``
   stays in the autocast dtype, rounded before the log-softmax raises it.
-* CUDA only: ``exp``, ``log`` and ``pow`` are on the float32 list and ``sum``
-  and ``cumsum`` on the "set_opt_dtype" one, while CPU autocast leaves all
-  five in the input's dtype. So under CUDA autocast a sum of
-  half-precision losses (the ``"sum"`` of ``sequence_loss`` and
-  ``batch_loss``, ``policy_loss_aggregate``'s ``"dr_grpo"``, the totals
-  behind every mean) and the exponentials of ``clipped_surrogate``,
-  ``kl_penalty`` (``"k2"``, ``"k3"``) and ``mrt_risk`` are computed and
-  returned in float32, and a float16 row sum no longer overflows at 65520.
+* CUDA only: ``exp``, ``expm1``, ``log`` and ``pow`` are on the float32 list
+  and ``sum`` and ``cumsum`` on the "set_opt_dtype" one, while CPU autocast
+  leaves all six in the input's dtype. So under CUDA autocast a sum of
+  half-precision losses (the ``"sum"`` of ``sequence_loss``, ``batch_loss``,
+  ``dpo_loss`` and ``simpo_loss``, ``policy_loss_aggregate``'s ``"dr_grpo"``)
+  is computed and returned in float32, as are the ratios of
+  ``clipped_surrogate``, ``kl_penalty``'s ``"k2"`` (a ``pow``) and ``"k3"``
+  (an ``expm1``), and ``mrt_risk``; the totals behind the means are float32
+  too (a float16 row sum no longer overflows at 65520), and the means are
+  rounded back to the losses' dtype.
   The dtypes the functions' docstrings give for half-precision input are
   those outside autocast and under CPU autocast (read from the header; not
   run on a GPU).
@@ -80,7 +82,7 @@ and before the log-softmax. How that compares with each reference:
   measures both, on the CPU, in CUDA's order and in the CPU's, at a
   temperature of 3).
 * kd_cross_entropy: its reference ``F.cross_entropy(student_logits /
-  temperature, F.softmax(teacher_logits / temperature))`` differs from
+  temperature, F.softmax(teacher_logits / temperature, dim=-1))`` differs from
   coursekit's as above (its divisions, and its ``F.softmax`` targets on the
   CPU), and on CUDA, at every temperature, also by its log-probabilities,
   which ``F.cross_entropy`` keeps in the autocast dtype there; coursekit's

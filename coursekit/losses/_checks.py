@@ -16,7 +16,8 @@ reading a value waits for every queued kernel (a host synchronisation on every
 training step), so there they are skipped, as PyTorch's own functional API
 skips them, unless the environment variable ``COURSEKIT_CHECK_VALUES=1`` asks
 for them (to debug a run). An out-of-range target then trips the device-side
-assert of the indexing kernel, as in PyTorch.
+assert of the indexing kernel, as in PyTorch (``vocab_parallel_cross_entropy``
+gives ``nan`` instead), and other bad values are computed with, unrefused.
 """
 
 from __future__ import annotations

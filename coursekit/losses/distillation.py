@@ -201,9 +201,11 @@ def kd_cross_entropy(
     :func:`kd_loss`. It differs from ``kd_loss / tau**2`` by the teacher's
     entropy :math:`H(q^{(\\tau)}_t)`, a constant for the student, so the
     student's gradients agree with those of ``kd_loss / tau**2`` but the value
-    is never 0 unless the teacher is one-hot. Where every logit is finite it
-    equals ``F.cross_entropy(student_logits / tau, F.softmax(teacher_logits / tau,
-    dim=-1))`` per position; where a vocabulary entry is ``-inf`` for both
+    is never 0 unless the teacher is one-hot. Where every logit is finite and the
+    input is 2-D, ``(N, V)``, it equals ``F.cross_entropy(student_logits / tau,
+    F.softmax(teacher_logits / tau, dim=-1))`` per position (PyTorch reads the
+    classes from dimension 1, so a ``(B, T, V)`` input must be flattened to
+    ``(B * T, V)`` first: unflattened, that expression runs and is wrong); where a vocabulary entry is ``-inf`` for both
     (a banned or padding token), that expression gives ``nan`` (from
     ``0 * -inf``), and this gives the cross-entropy, to which that entry
     contributes 0, with finite gradients.
@@ -224,7 +226,7 @@ def kd_cross_entropy(
         Float32 under ``torch.autocast`` for half-precision logits (float64
         stays float64), from the logits on, division by ``temperature``
         included. ``F.cross_entropy(student_logits / temperature,
-        F.softmax(teacher_logits / temperature))`` differs under autocast:
+        F.softmax(teacher_logits / temperature, dim=-1))`` differs under autocast:
         its divisions stay in the autocast dtype (exact for
         ``temperature=1``), under CPU autocast its ``F.softmax`` targets too,
         and under CUDA autocast its log-probabilities too, at every

@@ -232,7 +232,9 @@ def batch_loss(
     :math:`\\ell_{b,t}` becomes :math:`\\lambda_{b,t}\\ell_{b,t}` and every count
     :math:`T_b` becomes :math:`\\sum_t m_{b,t}\\lambda_{b,t}` (so ``token_mean`` is
     PyTorch's class-weighted mean), also in the condition :math:`T_b > 0`: a
-    sequence whose counted tokens all weigh 0 is left out of ``sequence_mean``.
+    sequence whose counted tokens all weigh 0 is left out of ``sequence_mean``
+    (unlike a mask, a weight of 0 does not remove an infinite loss: 0 times
+    ``inf`` is ``nan``, as in PyTorch).
 
     When no token at all is unmasked, or with ``token_weights`` every counted
     token weighs 0, the means (``token_mean``, ``sequence_mean``) are defined

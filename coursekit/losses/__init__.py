@@ -3,6 +3,16 @@
 One module per family; every public name is re-exported here, so
 ``from coursekit.losses import token_nll`` is the way to use them.
 
+The dtypes the functions' Returns sections give for half-precision input
+hold outside ``torch.autocast`` and under CPU autocast. Under CUDA autocast
+``sum``, ``cumsum``, ``exp``, ``expm1``, ``log`` and ``pow`` run in float32,
+so a sum of half-precision losses (``"sum"`` of ``sequence_loss``,
+``batch_loss``, ``dpo_loss``, ``simpo_loss``; ``"dr_grpo"``), the ratios of
+``clipped_surrogate``, ``kl_penalty`` and ``mrt_risk`` come back in float32
+there, and a float16 sum no longer reaches ``inf`` at 65520 (read from
+PyTorch's autocast lists; not run on a GPU). The module
+``coursekit.losses._autocast`` gives the details and what was measured.
+
 Masks may be boolean or integer 0/1 tensors (as Hugging Face and TRL pass
 them). Every function checks its arguments once; checks that must read tensor
 values (a target outside the vocabulary, a negative length, a mask holding a 2)

@@ -87,7 +87,7 @@ def causal_lm_loss(
       dtype), except under ``torch.autocast``, where it computes and returns
       float32 for half-precision and float32 logits, as ``F.cross_entropy``
       does under CPU autocast (under CUDA autocast ``F.cross_entropy`` rounds
-      its log-probabilities to the autocast dtype first; see
+      the log-probabilities of half-precision logits to their dtype first; see
       ``coursekit.losses._autocast``). float64 logits stay float64, with
       or without ``upcast``. With ``upcast=False`` on half-precision logits the
       per-token losses (before ``"none"``'s sum over each row) and their gradients are ``F.cross_entropy``'s,

@@ -56,9 +56,9 @@ def token_nll(
     ignore_index=ignore_index, weight=weight)`` reshaped to ``targets.shape``,
     in value, dtype and gradient, also under CPU ``torch.autocast``, where
     both compute and return float32 (float64 logits stay float64). Under CUDA
-    autocast both return float32, but ``F.cross_entropy`` rounds its
-    log-probabilities to the autocast dtype first, and this value is the
-    closer to the float64 one (see ``coursekit.losses._autocast``).
+    autocast both return float32, but for half-precision logits
+    ``F.cross_entropy`` rounds its log-probabilities to their dtype first, and
+    this value is the closer to the float64 one (see ``coursekit.losses._autocast``).
 
     Args:
         logits: unnormalised scores :math:`z`, any float dtype.

@@ -77,8 +77,8 @@ def label_smoothed_nll(
       exactly ``F.cross_entropy(..., label_smoothing=epsilon)`` per token (its
       ``"sum"`` and ``"mean"`` in half precision: see Returns; also under
       CPU ``torch.autocast``, where both compute in float32; under CUDA
-      autocast ``F.cross_entropy`` rounds its log-probabilities to the
-      autocast dtype first): the uniform
+      autocast ``F.cross_entropy`` rounds the log-probabilities of
+      half-precision logits to their dtype first): the uniform
       prior :math:`u(k) = 1/V` of Szegedy et al. (2016), and fairseq up to v0.10.2.
     * ``variant="fairseq"``: :math:`q^{\\text{fs}}_{y_t} = 1-\\varepsilon` and
       :math:`q^{\\text{fs}}_k = \\varepsilon/(V-1)` for :math:`k \\ne y_t`, so

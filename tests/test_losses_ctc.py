@@ -361,6 +361,21 @@ def test_ctc_one_sequence_helpers_name_their_own_arguments(function, target, opt
         function(torch.zeros(6, 4), torch.tensor(target), **options)
 
 
+@pytest.mark.parametrize("function", [ctc_forward_variables, ctc_backward_variables])
+def test_a_negative_label_is_refused_by_the_indexing_kernel_where_values_are_not_read(monkeypatch, function) -> None:
+    """Losses API review (stop 44, L2): where the value checks do not run (an accelerator without
+    COURSEKIT_CHECK_VALUES), ctc_backward_variables indexed its emissions and read the label -1 as class V - 1,
+    returning a table of neither target; the forward variables gather, and the kernel refuses the index."""
+    import coursekit.losses.ctc as ctc_module
+
+    log_probs = torch.randn(4, 5, generator=torch.Generator().manual_seed(0)).log_softmax(-1)
+    monkeypatch.setattr(ctc_module, "reads_values", lambda tensor: False)
+    with pytest.raises(RuntimeError, match="out of bounds"):
+        function(log_probs, torch.tensor([1, -1]))
+    torch.testing.assert_close(function(log_probs, torch.tensor([1, 4])),
+                               function(log_probs.double(), torch.tensor([1, 4])).float())
+
+
 def test_ctc_loss_has_the_signature_of_pytorchs_and_takes_its_arguments_by_position():
     import inspect
 

@@ -368,8 +368,9 @@ def chunked_cross_entropy(
 
     Equal up to rounding, in value and in the gradients with respect to
     ``hidden``, ``weight`` and ``bias``, to ``F.cross_entropy(hidden @ weight.T
-    + bias, targets, ignore_index=ignore_index, reduction=reduction)``, but never
-    holds more than ``chunk_size x V`` logits at once, in the forward or the
+    + bias, targets, ignore_index=ignore_index, reduction=reduction)`` on 2-D
+    ``hidden`` (flatten any further axes first: ``F.cross_entropy`` reads dim 1
+    as the classes), but never holds more than ``chunk_size x V`` logits at once, in the forward or the
     backward pass. The logits of a chunk are computed in the input dtype and
     their log-sum-exp is accumulated in float32 (float64 for float64 inputs).
     ``"sum"`` and ``"mean"`` add the per-row losses in that float32 (or

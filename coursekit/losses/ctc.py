@@ -501,7 +501,8 @@ def ctc_backward_variables(log_probs: torch.Tensor, target: torch.Tensor, *, bla
     ahead[:-2] = extended[2:]
     can_skip = (torch.arange(num_states, device=log_probs.device) % 2 == 1) & (ahead != extended) & (ahead >= 0)
     neg_inf = torch.tensor(float("-inf"), dtype=log_probs.dtype, device=log_probs.device)
-    emissions = log_probs[:, extended]                                   # (T, 2L + 1)
+    # gathered, as the forward variables' are: indexing would read a negative label from the end of the vocabulary
+    emissions = _emissions(log_probs.unsqueeze(1), labels.unsqueeze(0), blank)[:, 0]   # (T, 2L + 1)
 
     omega = torch.full((num_states,), float("-inf"), dtype=log_probs.dtype, device=log_probs.device)
     omega[max(num_states - 2, 0):] = 0.0

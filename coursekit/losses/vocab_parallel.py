@@ -67,8 +67,9 @@ def vocab_parallel_cross_entropy(
     Shard :math:`j` holds the vocabulary ids :math:`[o_j, o_j + V_j)` with
     :math:`o_j = V_1 + \\dots + V_{j-1}`: the shards in order are the columns
     of the full logits, so the result is ``F.cross_entropy(torch.cat(
-    logit_shards, -1), targets, ignore_index=ignore_index, reduction=reduction)``:
-    equal to it up to rounding, in value and in the gradient of every shard, for
+    logit_shards, -1), targets, ignore_index=ignore_index, reduction=reduction)``
+    for 2-D shards (flatten any further axes first: ``F.cross_entropy`` reads
+    dim 1 as the classes): equal to it up to rounding, in value and in the gradient of every shard, for
     float32 and float64 shards, also under CPU ``torch.autocast``, where both
     compute and return float32 (float64 shards stay float64; under CUDA autocast
     ``F.cross_entropy`` keeps float32 and float64 logits in their dtype and rounds

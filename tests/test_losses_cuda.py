@@ -184,7 +184,7 @@ def test_value_checks_run_on_cuda_when_asked_for(monkeypatch):
 
 @pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
 def test_f_cross_entropy_under_cuda_autocast_rounds_its_log_probabilities_to_the_half_dtype(half):
-    # coursekit/losses/_autocast.py: on CUDA, F.cross_entropy's log_softmax keeps the half dtype and only
+    # "Mixed precision" in coursekit.losses: on CUDA, F.cross_entropy's log_softmax keeps the half dtype and only
     # nll_loss runs in float32, so token_nll (float32 from the logits on) is the closer to float64.
     g = generator(25)
     logits = (torch.randn(64, 1000, generator=g, dtype=torch.float64) * 3).to(half).cuda()

@@ -88,7 +88,7 @@ def causal_lm_loss(
       float32 for half-precision and float32 logits, as ``F.cross_entropy``
       does under CPU autocast (under CUDA autocast ``F.cross_entropy`` rounds
       the log-probabilities of half-precision logits to their dtype first; see
-      ``coursekit.losses._autocast``). float64 logits stay float64, with
+      "Mixed precision" in :mod:`coursekit.losses`). float64 logits stay float64, with
       or without ``upcast``. With ``upcast=False`` on half-precision logits the
       per-token losses (before ``"none"``'s sum over each row) and their gradients are ``F.cross_entropy``'s,
       but the means add them as :func:`batch_loss` does (``Tensor.sum``, one

@@ -394,7 +394,7 @@ def chunked_cross_entropy(
     targets)`` (an ``nn.Linear`` output layer) computes under CPU autocast,
     on every device (under CUDA autocast ``F.cross_entropy`` also rounds its
     log-probabilities to the autocast dtype; see
-    ``coursekit.losses._autocast``): ``hidden``,
+    "Mixed precision" in :mod:`coursekit.losses`): ``hidden``,
     ``weight`` and ``bias`` are cast to
     the autocast dtype (float64 ones are left alone, as autocast leaves them),
     the logits are computed in that dtype, and the loss is returned in float32.

@@ -53,7 +53,7 @@ def confidence_penalty_nll(
     non-ignored positions (``nan`` if there are none, as PyTorch). Under
     ``torch.autocast`` it computes and returns float32 (float64 logits stay
     float64), as ``F.cross_entropy`` under CPU autocast, which it equals
-    there for ``weight=0`` (CUDA's: see ``coursekit.losses._autocast``).
+    there for ``weight=0`` (CUDA's: see "Mixed precision" in :mod:`coursekit.losses`).
 
     Args:
         logits: unnormalised scores.

@@ -270,7 +270,8 @@ def ctc_loss(
     * PyTorch also accepts one unbatched ``(T, V)`` sequence; here it needs a
       batch axis of 1.
     * A label equal to ``blank`` within the target lengths is a ``ValueError``
-      here; ``F.ctc_loss`` computes a value for it.
+      here where values are read (see :mod:`coursekit.losses`); ``F.ctc_loss``
+      computes a value for it.
     * PyTorch wants both lengths as tensors or both as sequences; here either
       may be either. PyTorch's ``blank`` rejects a one-element 1-D tensor,
       which is taken here. A length or ``blank`` beyond int64 is a
@@ -285,7 +286,7 @@ def ctc_loss(
       itself, the recursion's rounding would add up over the frames.
       ``F.ctc_loss`` has no half-precision kernel on any device and raises
       ``NotImplementedError`` for them, except under CPU autocast, which casts
-      them to float32 (see ``coursekit.losses._autocast``).
+      them to float32 (see "Mixed precision" in :mod:`coursekit.losses`).
     * The gradient with respect to ``log_probs``: the true derivative here;
       PyTorch's kernel adds ``exp(log_probs)`` to it (below).
     * The gradient of an infinite loss (below).

@@ -137,7 +137,7 @@ def kd_loss(
         otherwise its ``student_logits / temperature`` stays in the autocast
         dtype (and under CPU autocast its ``F.log_softmax`` too), and
         coursekit's value is the closer to the float64 one (see
-        ``coursekit.losses._autocast``).
+        "Mixed precision" in :mod:`coursekit.losses`).
         The means (``"token_mean"``, ``"sequence_mean"``) count positions in
         float32 or wider, which holds every count up to 2**24 exactly, and round the
         quotient once to that dtype, as ``F.kl_div(..., reduction="batchmean")``
@@ -159,7 +159,7 @@ def kd_loss(
         TypeError: logits not float, ``mask`` neither boolean nor integer, ``temperature`` not a number.
             ``reduction`` not a str.
         ValueError: mismatched shapes, logits with no vocabulary axis or an empty one (``V = 0``),
-            ``temperature <= 0``, unknown ``reduction``. A ``mask`` holding a value other than 0 and 1 (checked where values are read;
+            ``temperature`` not a finite number > 0, unknown ``reduction``. A ``mask`` holding a value other than 0 and 1 (checked where values are read;
             see :mod:`coursekit.losses`). Tensor arguments on two devices.
 
     Example:
@@ -229,9 +229,9 @@ def kd_cross_entropy(
         F.softmax(teacher_logits / temperature, dim=-1))`` differs under autocast:
         its divisions stay in the autocast dtype (exact for
         ``temperature=1``), under CPU autocast its ``F.softmax`` targets too,
-        and under CUDA autocast its log-probabilities too, at every
-        temperature; coursekit's value is the closer to the float64 one
-        (see ``coursekit.losses._autocast``).
+        and under CUDA autocast, for half-precision student logits, its
+        log-probabilities too, at every temperature; coursekit's value is the closer to the float64 one
+        (see "Mixed precision" in :mod:`coursekit.losses`).
         The means (``"token_mean"``, ``"sequence_mean"``) count positions in
         float32 or wider, which holds every count up to 2**24 exactly, and round the
         quotient once to that dtype, as PyTorch divides a half-precision sum
@@ -250,7 +250,7 @@ def kd_cross_entropy(
         TypeError: logits not float, ``mask`` neither boolean nor integer, ``temperature`` not a number.
             ``reduction`` not a str.
         ValueError: mismatched shapes, logits with no vocabulary axis or an empty one (``V = 0``),
-            ``temperature <= 0``, unknown ``reduction``. A ``mask`` holding a value other than 0 and 1 (checked where values are read;
+            ``temperature`` not a finite number > 0, unknown ``reduction``. A ``mask`` holding a value other than 0 and 1 (checked where values are read;
             see :mod:`coursekit.losses`). Tensor arguments on two devices.
 
     Example:

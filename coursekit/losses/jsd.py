@@ -123,7 +123,7 @@ def generalized_jsd(
         its ``logits / temperature`` stays in the autocast dtype (and under CPU
         autocast its ``F.log_softmax`` too, only its ``F.kl_div`` running in
         float32), and coursekit's value is the closer to the float64 one (see
-        ``coursekit.losses._autocast``). For ``0 < beta < 1`` TRL also rounds
+        "Mixed precision" in :mod:`coursekit.losses`). For ``0 < beta < 1`` TRL also rounds
         ``beta`` to its student log-probabilities' dtype
         (``torch.tensor(beta, dtype=student_log_probs.dtype)``): a bfloat16
         student outside CUDA autocast gets the divergence at 0.8984 for 0.9,
@@ -146,7 +146,7 @@ def generalized_jsd(
     Raises:
         TypeError: logits not float, ``mask`` neither boolean nor integer, ``beta`` or ``temperature`` not a number.
             ``reduction`` not a str.
-        ValueError: mismatched shapes, logits with no vocabulary axis or an empty one (``V = 0``), ``beta`` outside ``[0, 1]`` (an int beyond the float range included), ``temperature <= 0``, unknown ``reduction``.
+        ValueError: mismatched shapes, logits with no vocabulary axis or an empty one (``V = 0``), ``beta`` outside ``[0, 1]`` (an int beyond the float range included), ``temperature`` not a finite number > 0, unknown ``reduction``.
             A ``mask`` holding a value other than 0 and 1 (checked where values are read;
             see :mod:`coursekit.losses`). Tensor arguments on two devices.
 

@@ -5,7 +5,9 @@ the mask says which positions count (True) and which are padding (False).
 Most losses in :mod:`coursekit.losses` take such a mask; the cross-entropies
 of class indices (``token_nll``, ``label_smoothed_nll``, ``confidence_penalty_nll``,
 ``chunked_cross_entropy``, ``vocab_parallel_cross_entropy``) mark the positions
-to skip with ``ignore_index`` in the targets instead.
+to skip with ``ignore_index`` in the targets instead, and ``causal_lm_loss``
+takes both (a position counts only where the mask is True and the label is
+not ``ignore_index``).
 """
 
 from __future__ import annotations
@@ -150,8 +152,10 @@ def turn_mask(turn_lengths: torch.Tensor, scored_turns: torch.Tensor, max_len: i
     model must learn to produce at its end (the end-of-turn token of an
     assistant turn), or the model never learns to end a turn. Pass the mask
     to ``causal_lm_loss(..., loss_mask=m)`` (it is in the coordinates of the
-    input tokens): the loss is then :math:`-\\log p_\\theta` of every scored turn
-    given everything before it, in one forward pass. Rows with fewer turns pad
+    input tokens): the loss then scores every token of the scored turns,
+    given everything before it, in one forward pass (with its default
+    ``"token_mean"``, the mean of :math:`-\\log p_\\theta` over those tokens; a
+    row's first token is never scored, as nothing predicts it). Rows with fewer turns pad
     ``turn_lengths`` with zeros.
 
     Args:

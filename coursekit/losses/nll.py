@@ -58,7 +58,7 @@ def token_nll(
     both compute and return float32 (float64 logits stay float64). Under CUDA
     autocast both return float32, but for half-precision logits
     ``F.cross_entropy`` rounds its log-probabilities to their dtype first, and
-    this value is the closer to the float64 one (see ``coursekit.losses._autocast``).
+    this value is the closer to the float64 one (see "Mixed precision" in :mod:`coursekit.losses`).
 
     Args:
         logits: unnormalised scores :math:`z`, any float dtype.
@@ -127,7 +127,7 @@ def _log_softmax(logits: torch.Tensor) -> torch.Tensor:
     dtype and gradient. Under CUDA autocast ``F.cross_entropy`` keeps its
     log-probabilities in the autocast dtype before a float32 ``nll_loss``;
     these are float32 from the logits on, the closer to float64; see
-    ``coursekit.losses._autocast``.
+    "Mixed precision" in :mod:`coursekit.losses`.
     """
     # log_softmax is z - logsumexp(z) in one fused, stable kernel; it is about
     # twice as fast as logsumexp and a separate subtraction, forward and backward.

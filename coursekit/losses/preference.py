@@ -129,7 +129,7 @@ def dpo_loss(
     Raises:
         TypeError: an input is not a float tensor, ``beta`` or ``label_smoothing`` not a number.
             ``reduction`` not a str.
-        ValueError: mismatched shapes, ``beta <= 0``, ``label_smoothing`` outside
+        ValueError: mismatched shapes, ``beta`` not a finite number > 0, ``label_smoothing`` outside
             ``[0, 0.5)``, unknown ``reduction``. Tensor arguments on two devices.
 
     Example:
@@ -196,7 +196,7 @@ def dpo_rewards(
 
     Raises:
         TypeError: an input is not a float tensor, ``beta`` not a number.
-        ValueError: mismatched shapes, ``beta <= 0``. Tensor arguments on two devices.
+        ValueError: mismatched shapes, ``beta`` not a finite number > 0. Tensor arguments on two devices.
 
     Example:
         >>> rewards = dpo_rewards(torch.tensor([-1.0]), torch.tensor([-3.0]),
@@ -288,7 +288,7 @@ def simpo_loss(
         TypeError: a log-probability is not a float tensor, a length is not a
             real tensor, ``beta`` or ``gamma`` not a number. ``reduction`` not a str.
         ValueError: mismatched shapes, a length <= 0 or not finite (``nan``,
-            ``inf``; checked where values are read, see :mod:`coursekit.losses`), ``beta <= 0``, ``gamma`` not
+            ``inf``; checked where values are read, see :mod:`coursekit.losses`), ``beta`` not a finite number > 0, ``gamma`` not
             finite, unknown ``reduction``. Tensor arguments on two devices.
 
     Example:

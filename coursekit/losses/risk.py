@@ -73,7 +73,7 @@ def mrt_risk(
 
     Raises:
         TypeError: a tensor is not float (``mask``: neither boolean nor integer), ``alpha`` not a number.
-        ValueError: mismatched shapes, ``alpha <= 0``, no candidate axis, no row, or a
+        ValueError: mismatched shapes, ``alpha`` not a finite number > 0, no candidate axis, no row, or a
             row with no candidate under ``mask``, or a ``mask`` holding a value
             other than 0 and 1 (both checked where values are read; see
             :mod:`coursekit.losses`). Tensor arguments on two devices.

@@ -115,7 +115,7 @@ def label_smoothed_nll(
     number of non-ignored targets, which is ``nan`` when every target is
     ignored, exactly as PyTorch. Under ``torch.autocast`` the log-softmax and
     the result are float32 (float64 logits stay float64), as ``F.cross_entropy``'s
-    under CPU autocast (see ``coursekit.losses._autocast`` for CUDA's).
+    under CPU autocast (see "Mixed precision" in :mod:`coursekit.losses` for CUDA's).
 
     Args:
         logits: unnormalised scores.

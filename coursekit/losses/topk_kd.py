@@ -186,7 +186,7 @@ def top_k_kd_loss(
         ``torch.autocast`` for half-precision logits (float64
         stays float64), division by ``temperature`` included, as :func:`kd_loss`
         computes there (which its references compute on CUDA for
-        ``temperature=1`` only; see ``coursekit.losses._autocast``).
+        ``temperature=1`` only; see "Mixed precision" in :mod:`coursekit.losses`).
         The means (``"token_mean"``, ``"sequence_mean"``) count positions in
         float32 or wider, which holds every count up to 2**24 exactly, and round the
         quotient once to that dtype, as ``F.kl_div(..., reduction="batchmean")``
@@ -210,7 +210,7 @@ def top_k_kd_loss(
         ValueError: mismatched shapes, ``student_logits`` with no vocabulary axis or an empty one (``V = 0``),
             ``teacher_log_probs`` with no kept entry (``k = 0``), an index outside ``[0, V)``, an index repeated at a counted position,
             stored probabilities summing to more than 1 at a counted position beyond half-precision rounding
-            (a mass above :math:`e^{0.088} \\approx 1.09`), ``temperature <= 0``, unknown ``reduction``.
+            (a mass above :math:`e^{0.088} \\approx 1.09`), ``temperature`` not a finite number > 0, unknown ``reduction``.
             A ``mask`` holding a value other than 0 and 1 (checked where values are read;
             see :mod:`coursekit.losses`). Tensor arguments on two devices.
 

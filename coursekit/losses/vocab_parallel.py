@@ -73,7 +73,7 @@ def vocab_parallel_cross_entropy(
     float32 and float64 shards, also under CPU ``torch.autocast``, where both
     compute and return float32 (float64 shards stay float64; under CUDA autocast
     ``F.cross_entropy`` keeps float32 and float64 logits in their dtype and rounds
-    only half-precision ones' log-probabilities, see ``coursekit.losses._autocast``).
+    only half-precision ones' log-probabilities, see "Mixed precision" in :mod:`coursekit.losses`).
 
     Half-precision shards are where the two differ. Each device computes in
     float32 (float64 for float64 shards), and each row's loss, like each

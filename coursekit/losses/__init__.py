@@ -69,7 +69,9 @@ losses here the lists differ:
   only then compute in float32, and kd_cross_entropy's reference takes
   bfloat16 ``F.softmax`` targets.
 * Both: a division is on no list, so a reference's ``logits / temperature``
-  stays in the autocast dtype, rounded before the log-softmax raises it.
+  of half-precision logits stays in the autocast dtype, rounded before
+  anything raises it (the log-softmax on CUDA; on the CPU ``F.kl_div``, or
+  ``F.cross_entropy`` as a whole).
 * CUDA only: ``exp``, ``expm1``, ``log`` and ``pow`` are on the float32 list
   and ``sum`` and ``cumsum`` on the "set_opt_dtype" one, while CPU autocast
   leaves all six in the input's dtype. So under CUDA autocast a sum of
@@ -80,8 +82,9 @@ losses here the lists differ:
   and ``"k3"`` (an ``expm1``; ``"k1"``, a difference, keeps the half dtype),
   and ``mrt_risk``'s weights and risk (a ``softmax`` and a ``sum``); the
   totals behind the means are float32 too (a float16 row sum no longer
-  overflows at 65520), and the means are rounded back to the losses' dtype
-  (read from the header; not run on a GPU).
+  overflows at 65520), and the means keep the dtype their Returns give (the
+  losses' dtype; float32 for ``policy_loss_aggregate``'s ``"grpo"``,
+  ``"bnpo"`` and ``"dapo"``) (read from the header; not run on a GPU).
 
 How coursekit's values compare with each reference:
 
@@ -96,9 +99,11 @@ How coursekit's values compare with each reference:
   differences of the order of 5e-3 per token for float16 and 5e-2 for
   bfloat16; not run on a GPU); float32 logits are not rounded, and there
   the two agree. The dtype, float32, is the same on both.
-* kd_loss, top_k_teacher, top_k_kd_loss and generalized_jsd: the reference
-  computes the same on CUDA for a temperature of 1, whose division is
-  exact. Otherwise it differs from coursekit's by the rounding of
+* kd_loss, top_k_teacher, top_k_kd_loss and generalized_jsd: for float32
+  logits the reference computes the same at every temperature, on both
+  devices, and for half-precision logits on CUDA at a temperature of 1,
+  whose division is exact. Otherwise (half-precision logits) it differs
+  from coursekit's by the rounding of
   ``logits / temperature`` to the autocast dtype, and on the CPU also by
   that of its ``F.log_softmax`` (or ``F.softmax``) output; coursekit's
   value is the closer to the float64 one (``tests/test_losses_autocast.py``

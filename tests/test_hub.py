@@ -567,3 +567,6 @@ def test_ctrl_c_stops_the_hub_its_proxy_and_every_server_and_leaves_no_mount(hub
         assert in_namespace(namespace) == set(), "nothing is left in the hub's mount namespace, so it is gone"
     assert not (mount_points() - hub.mounts_before), "no mount is left on the machine"
     assert not port_in_use(int(hub.url.rsplit(":", 1)[1])), "nothing listens on the hub's port"
+    status = {name: subprocess.run(["passwd", "--status", name], capture_output=True, text=True).stdout.split()[1]
+              for name in ACCOUNTS}
+    assert status == {name: "L" for name in ACCOUNTS}, f"the accounts are locked once the hub stops: {status}"

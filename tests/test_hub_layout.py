@@ -210,9 +210,12 @@ def test_the_hub_refuses_a_folder_its_namespace_would_hide(machine: Path, monkey
     share = SharedPython(installation=machine / "closed" / "lib" / "python", closed=machine / "closed")
     monkeypatch.setattr(hub_main, "this_python_to_share", lambda: share)
     monkeypatch.setattr(hub_main.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(hub_main, "foreign_accounts", lambda: [])
+    from conftest import REPO_ROOT
+
     proxy = shutil.which("true")
     args = argparse.Namespace(port=free_loopback_port(), dir=machine / "closed" / "hub",
-                              proxy=Path(proxy), assignments=machine / "open")
+                              proxy=Path(proxy), assignments=REPO_ROOT / "assignments")
     venv_bin = Path(hub_main.sys.executable).parent
     assert hub_main.refusal_to_start(args, venv_bin) == (
         f"--dir: {machine / 'closed' / 'hub'} is under {machine / 'closed'}, which the hub's mount namespace hides; "
@@ -257,3 +260,113 @@ def test_the_hubs_course_copy_leaves_out_a_grading_secret_already_in_assignments
     specs = sorted(p.name for p in (assignments / "autograde").glob("a*.py"))
     assert len(specs) == 6 and sorted(p.name for p in (course / "autograde").glob("a*.py")) == specs
     assert (course / "autograde" / ".gitignore").is_file() and (course / "nbgrader_config.py").is_file()
+
+
+def test_every_account_gets_a_password_of_its_own_kept_for_root_alone(layout: HubLayout) -> None:
+    """Hub review s45 r1, S1: the four accounts shared one password, so every student could log in as the
+    instructor (the Formgrader, the solutions, the gradebook)."""
+    from coursekit.hub.accounts import ACCOUNTS
+
+    passwords = hub_main.hub_passwords(layout, {})
+    assert sorted(passwords) == sorted(ACCOUNTS) and len(set(passwords.values())) == len(ACCOUNTS)
+    assert stat.S_IMODE(layout.passwords.stat().st_mode) == 0o600
+    assert hub_main.hub_passwords(layout, {}) == passwords, "a restart keeps every login"
+    shared = hub_main.hub_passwords(layout, {"HUB_PASSWORD": "try-alone"})
+    assert set(shared.values()) == {"try-alone"}
+    assert hub_main.hub_passwords(layout, {}) == passwords, "$HUB_PASSWORD does not replace the kept passwords"
+
+
+def test_a_bad_hub_port_is_an_error_naming_it(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """Hub review s45 r1, M5: HUB_PORT=abc was a ValueError traceback; --port 70000 an OverflowError."""
+    for env, argv in (("abc", []), ("", ["--port", "70000"]), ("8010", ["--port", "0"])):
+        monkeypatch.setenv("HUB_PORT", env)
+        with pytest.raises(SystemExit) as exit_info:
+            hub_main.build_parser().parse_args(argv)
+        assert exit_info.value.code == 2
+        assert "must be a port number from 1 to 65535 (--port, or $HUB_PORT)" in capsys.readouterr().err
+    monkeypatch.setenv("HUB_PORT", "8010")
+    assert hub_main.build_parser().parse_args([]).port == 8010
+    monkeypatch.setenv("HUB_PORT", "")
+    assert hub_main.build_parser().parse_args([]).port == 8000
+
+
+def test_the_hub_refuses_settings_it_would_misuse_before_changing_anything(tmp_path: Path, monkeypatch) -> None:
+    """Hub review s45 r1, M5-M7: a course id used as a path by root, a folder such as /tmp re-moded, a password
+    with a line break, a wrong --assignments found only after the accounts were made."""
+    from conftest import REPO_ROOT
+
+    monkeypatch.setattr(hub_main, "foreign_accounts", lambda: [])
+    args = argparse.Namespace(dir=tmp_path / "hub", assignments=REPO_ROOT / "assignments")
+    assert hub_main.refusal_of_settings(args, {}) is None
+    assert "$HUB_PASSWORD must be a single line" in hub_main.refusal_of_settings(args, {"HUB_PASSWORD": "a\nb"})
+    for bad in ("../x", "a/b", ".hidden"):
+        refusal = hub_main.refusal_of_settings(args, {"COURSEKIT_COURSE_ID": bad})
+        assert refusal.startswith("$COURSEKIT_COURSE_ID must be a folder name") and repr(bad) in refusal
+    assert hub_main.refusal_of_settings(args, {"COURSEKIT_COURSE_ID": "seqloss-2027"}) is None
+    wrong = argparse.Namespace(dir=args.dir, assignments=tmp_path)
+    assert hub_main.refusal_of_settings(wrong, {}).startswith(f"--assignments: {tmp_path} must be the course folder")
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "someone's file").write_text("x")
+    refusal = hub_main.refusal_of_settings(argparse.Namespace(dir=shared, assignments=args.assignments), {})
+    assert refusal.startswith(f"--dir: {shared} exists, is not empty and holds no jupyterhub_config.py")
+    link = tmp_path / "link"
+    link.symlink_to(shared)
+    assert "must be a folder (not a symlink" in hub_main.refusal_of_settings(
+        argparse.Namespace(dir=link, assignments=args.assignments), {})
+    (shared / "jupyterhub_config.py").write_text("")
+    assert hub_main.refusal_of_settings(argparse.Namespace(dir=shared, assignments=args.assignments), {}) is None
+    if os.geteuid() == 0:
+        os.chown(shared, 65534, 65534)
+        assert "belongs to uid 65534" in hub_main.refusal_of_settings(
+            argparse.Namespace(dir=shared, assignments=args.assignments), {})
+
+    monkeypatch.setattr(hub_main, "foreign_accounts", lambda: ["student1"])
+    assert "the users ['student1'] exist and were not created by the hub" in hub_main.refusal_of_settings(args, {})
+
+
+def test_an_account_the_hub_did_not_create_is_never_taken_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hub review s45 r1, M1: an existing user `student1` had its password replaced and the course copied in."""
+    from coursekit.hub import accounts
+
+    def no_command(*args, **kwargs):
+        raise AssertionError(f"ran {args[0]} on an account the hub did not create")
+
+    assert accounts.foreign_accounts(("root", "no-such-user-here")) == ["root"]
+    monkeypatch.setattr(accounts.subprocess, "run", no_command)
+    with pytest.raises(ValueError, match=r"name: the user 'root' exists and was not created by the hub"):
+        accounts.ensure_account("root", "secret")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chowns a folder to nobody, as root")
+def test_the_course_exchange_is_made_for_the_instructor_and_a_squatted_one_is_refused(layout: HubLayout) -> None:
+    """Hub review s45 r1, M3: a student who logged in first could create exchange/<course> in the world-writable
+    exchange; the instructor's release then stopped, and students fetched what that folder held."""
+    from coursekit.hub.layout import make_course_exchange
+
+    course = make_course_exchange(layout, "seqloss", "root")
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (course, course / "outbound", course / "inbound")}
+    assert modes == {"seqloss": 0o755, "outbound": 0o755, "inbound": 0o2733}
+    assert make_course_exchange(layout, "seqloss", "root") == course, "a second start keeps it"
+    squatted = layout.exchange / "other"
+    squatted.mkdir()
+    os.chown(squatted, 65534, 65534)
+    with pytest.raises(ValueError, match=r"must belong to root, got one of uid 65534"):
+        make_course_exchange(layout, "other", "root")
+
+
+def test_the_hubs_database_is_root_s_alone_and_terminals_get_the_course_environment(layout, monkeypatch,
+                                                                                     tmp_path) -> None:
+    """Hub review s45 r1, L5 and M4: jupyterhub.sqlite (OAuth codes) was readable by every student; a server whose
+    output is not a terminal started `bash -l`, whose /etc/profile drops the course's environment from PATH."""
+    from jupyter_server.serverapp import ServerApp
+
+    assert stat.S_IMODE(layout.database.stat().st_mode) == 0o600
+    write_students_config(layout)
+    write_instructor_config(layout, tmp_path)
+    for folder in (layout.students_config, layout.instructor_config):
+        monkeypatch.setenv("JUPYTER_CONFIG_PATH", str(folder))
+        app = ServerApp()
+        app.load_config_file()
+        assert app.config.ServerApp.terminado_settings == {"shell_command": ["/bin/bash"]}, folder

@@ -1,12 +1,17 @@
 """``python -m coursekit.hub``: run a JupyterHub for the course on this machine (what ``make hub`` calls).
 
-Creates (or gives the password again to) the accounts ``instructor``, ``student1``,
+Creates (or gives their passwords again to) the accounts ``instructor``, ``student1``,
 ``student2`` and ``student3``, prepares the hub's folder (:mod:`coursekit.hub.layout`),
 writes its ``jupyterhub_config.py`` (:mod:`coursekit.hub.config`), prints the address,
-the accounts and the password, and then runs ``jupyterhub`` in the foreground under
+the accounts and their passwords, and then runs ``jupyterhub`` in the foreground under
 :func:`coursekit.hub.supervisor.supervise`: Ctrl-C stops the hub, the proxy, every user's
-server and whatever they started (a kernel outlives its server otherwise). Needs root (it
-creates users, and the hub starts each user's server as that user).
+server and whatever they started (a kernel outlives its server otherwise), and then locks
+the accounts' passwords until the next start. Needs root (it creates users, and the hub
+starts each user's server as that user).
+
+Each account has a password of its own, drawn at its first start and kept in the hub's
+folder, readable by root alone; ``$HUB_PASSWORD`` instead gives every account the same
+one, for a person trying the hub alone (whoever knows it can log in as the instructor).
 
 Where the only thing other users cannot reach is this Python's installation (a
 pyenv Python under ``/root``), it first starts itself again, under the same process
@@ -18,16 +23,26 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import secrets
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import coursekit
 from coursekit.course.config import course_id
-from coursekit.hub.accounts import ACCOUNTS, INSTRUCTOR, ensure_account
+from coursekit.hub.accounts import ACCOUNTS, HUB_MARK, INSTRUCTOR, ensure_account, foreign_accounts, lock_account
 from coursekit.hub.config import HubSettings, config_file_text
-from coursekit.hub.layout import HubLayout, copy_course, make_folders, write_instructor_config, write_students_config
+from coursekit.hub.layout import (
+    COURSE_FILES,
+    HubLayout,
+    copy_course,
+    make_course_exchange,
+    make_folders,
+    write_instructor_config,
+    write_students_config,
+)
 from coursekit.hub.machine import free_loopback_ports, port_in_use
 from coursekit.hub.shared_python import ClosedToOthersError, SharedPython, this_python_to_share
 from coursekit.hub.supervisor import supervise
@@ -36,19 +51,53 @@ REPO_ROOT = Path(coursekit.__file__).resolve().parents[1]
 DEFAULT_DIR = Path("/srv/coursekit-hub")
 DEFAULT_PROXY = REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
 PASSWORD_ENV = "HUB_PASSWORD"
+PORT_ENV = "HUB_PORT"
+#: a course id the hub may use as a folder name in ~instructor and in the exchange.
+_COURSE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 #: set on the command that re-enters the hub inside its mount namespace; guards against doing it twice.
 SHARED_ENV = "COURSEKIT_HUB_PYTHON_SHARED"
 
 
-def hub_password(layout: HubLayout, environ: dict[str, str]) -> str:
-    """``$HUB_PASSWORD``, else a password drawn once for this hub and kept (mode 600) in its folder."""
+def hub_passwords(layout: HubLayout, environ: dict[str, str]) -> dict[str, str]:
+    """Each account's password: ``$HUB_PASSWORD`` for all of them where it is set, else one per account.
+
+    An account's own password is drawn at its first start and kept in ``layout.passwords``
+    (``name password`` lines, mode 600), so that a restart keeps every login.
+    """
     if environ.get(PASSWORD_ENV):
-        return environ[PASSWORD_ENV]
-    stored = layout.root / "password"
-    if not stored.exists():
-        stored.touch(mode=0o600)
-        stored.write_text(secrets.token_urlsafe(9) + "\n", encoding="utf-8")
-    return stored.read_text(encoding="utf-8").strip()
+        return {name: environ[PASSWORD_ENV] for name in ACCOUNTS}
+    stored: dict[str, str] = {}
+    if layout.passwords.exists():
+        for line in layout.passwords.read_text(encoding="utf-8").splitlines():
+            name, _, password = line.partition(" ")
+            if name in ACCOUNTS and password:
+                stored[name] = password
+    if set(stored) != set(ACCOUNTS):
+        stored = {name: stored.get(name) or secrets.token_urlsafe(9) for name in ACCOUNTS}
+        layout.passwords.touch(mode=0o600)
+        layout.passwords.chmod(0o600)
+        layout.passwords.write_text("".join(f"{name} {stored[name]}\n" for name in ACCOUNTS), encoding="utf-8")
+    return stored
+
+
+def port_number(text: str) -> int:
+    """A TCP port from 1 to 65535, for ``--port`` and ``$HUB_PORT``.
+
+    Example:
+        >>> port_number("8010")
+        8010
+        >>> port_number("abc")
+        Traceback (most recent call last):
+        ...
+        argparse.ArgumentTypeError: must be a port number from 1 to 65535 (--port, or $HUB_PORT), got 'abc'
+    """
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535 (--port, or ${PORT_ENV}), got {text!r}")
+    return port
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     """
     parser = argparse.ArgumentParser(prog="python -m coursekit.hub", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--port", type=int, default=int(os.environ.get("HUB_PORT", "8000")),
+    # a string default goes through port_number too, so a bad $HUB_PORT gets argparse's message
+    parser.add_argument("--port", type=port_number, default=os.environ.get(PORT_ENV) or "8000",
                         help="the public port on 127.0.0.1 (default: $HUB_PORT or 8000)")
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR,
                         help=f"the hub's own folder: exchange, configuration, state (default: {DEFAULT_DIR})")
@@ -102,7 +152,39 @@ def refusal_to_start(args: argparse.Namespace, venv_bin: Path) -> tuple[str | No
         if share is not None and path.resolve().is_relative_to(share.closed):
             return (f"{option}: {path} is under {share.closed}, which the hub's mount namespace hides; "
                     "choose a path outside it"), None
-    return None, share
+    refusal = refusal_of_settings(args, dict(os.environ))
+    return (refusal, None) if refusal else (None, share)
+
+
+def refusal_of_settings(args: argparse.Namespace, environ: dict[str, str]) -> str | None:
+    """Why the hub's folder, course, password or accounts cannot be used, naming the setting; None if they can.
+
+    Checked before the hub changes anything on the machine.
+    """
+    password = environ.get(PASSWORD_ENV, "")
+    if "\n" in password or "\r" in password:
+        return f"${PASSWORD_ENV} must be a single line, got one with a line break"
+    course = course_id(environ)
+    if not _COURSE_ID.fullmatch(course):
+        return (f"$COURSEKIT_COURSE_ID must be a folder name of letters, digits, '.', '_' and '-' that starts "
+                f"with a letter or digit, got {course!r}")
+    missing = [name for name in COURSE_FILES if not (args.assignments / name).exists()]
+    if missing:
+        return f"--assignments: {args.assignments} must be the course folder holding {list(COURSE_FILES)}; it lacks {missing}"
+    folder = args.dir
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        return f"--dir: {folder} must be a folder (not a symlink or a file)"
+    if folder.exists():
+        if folder.stat().st_uid != 0:
+            return f"--dir: {folder} exists and belongs to uid {folder.stat().st_uid}; the hub's folder must be root's"
+        if any(folder.iterdir()) and not HubLayout(folder).hub_config.exists():
+            return (f"--dir: {folder} exists, is not empty and holds no jupyterhub_config.py, so it is not a hub's "
+                    "folder; choose a new or empty folder (the hub sets its mode and the exchange's)")
+    foreign = foreign_accounts()
+    if foreign:
+        return (f"the users {foreign} exist and were not created by the hub (their comment is not {HUB_MARK!r}); "
+                "the hub does not take over another account: remove or rename them first")
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -122,9 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     layout = HubLayout(args.dir.resolve())
     make_folders(layout)
-    password = hub_password(layout, dict(os.environ))
+    passwords = hub_passwords(layout, dict(os.environ))
     for name in ACCOUNTS:
-        ensure_account(name, password)
+        ensure_account(name, passwords[name])
+    make_course_exchange(layout, course_id(), INSTRUCTOR)
     course = copy_course(args.assignments.resolve(), INSTRUCTOR, course_id())
     write_instructor_config(layout, course)
     write_students_config(layout)
@@ -138,13 +221,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"JupyterHub for the course {settings.course_id!r}: http://127.0.0.1:{args.port}/")
     print(f"  accounts:  {INSTRUCTOR} (Formgrader; course in {course})")
     print(f"             {', '.join(name for name in ACCOUNTS if name != INSTRUCTOR)} (Assignments tab)")
-    source = f"${PASSWORD_ENV}" if os.environ.get(PASSWORD_ENV) else f"drawn once, kept in {layout.root / 'password'}"
-    print(f"  password:  {password}  ({source})")
+    if os.environ.get(PASSWORD_ENV):
+        print(f"  password:  {passwords[INSTRUCTOR]}  (${PASSWORD_ENV}, the same for every account: try the hub alone)")
+    else:
+        print(f"  passwords: (drawn once, kept in {layout.passwords}, readable by root alone)")
+        for name in ACCOUNTS:
+            print(f"             {name:<10}  {passwords[name]}")
     print(f"  exchange:  {layout.exchange}")
     print(f"  config:    {layout.hub_config}")
-    print("Ctrl-C stops the hub, every user's server and what they started.", flush=True)
+    print("Ctrl-C stops the hub, every user's server and what they started, and locks the accounts.", flush=True)
     os.chdir(layout.root)
-    return supervise([str(venv_bin / "jupyterhub"), "--config", str(layout.hub_config)])
+    try:
+        return supervise([str(venv_bin / "jupyterhub"), "--config", str(layout.hub_config)])
+    finally:
+        for name in ACCOUNTS:
+            try:
+                lock_account(name)
+            except subprocess.CalledProcessError as error:
+                print(f"could not lock the account {name}: {error.stderr.strip() or error}", file=sys.stderr)
+        print(f"The accounts {', '.join(ACCOUNTS)} are locked until the next start (remove them with userdel -r).",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ from pathlib import Path
 INSTRUCTOR = "instructor"
 STUDENTS = ("student1", "student2", "student3")
 ACCOUNTS = (INSTRUCTOR, *STUDENTS)
+#: the comment (GECOS) field of the accounts the hub creates: it never touches an account without it.
+HUB_MARK = "coursekit hub"
 #: what ``useradd`` accepts on Debian without ``--badname``, and nothing a shell or chpasswd reads specially.
 _USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 
@@ -35,8 +37,24 @@ def account_exists(name: str) -> bool:
     return True
 
 
+def made_by_the_hub(name: str) -> bool:
+    """Whether the existing user ``name`` was created by the hub (its comment field is :data:`HUB_MARK`).
+
+    Example:
+        >>> made_by_the_hub("root")
+        False
+    """
+    return pwd.getpwnam(name).pw_gecos == HUB_MARK
+
+
+def foreign_accounts(names: tuple[str, ...] = ACCOUNTS) -> list[str]:
+    """The names among ``names`` that belong to users the hub did not create (and must not take over)."""
+    return [name for name in names if account_exists(name) and not made_by_the_hub(name)]
+
+
 def ensure_account(name: str, password: str) -> bool:
-    """Create the system user ``name`` with a home folder if missing, and set its password.
+    """Create the system user ``name`` (marked as the hub's) with a home folder if missing, close that folder to
+    other users, and set its password.
 
     Args:
         name: the user name.
@@ -47,8 +65,9 @@ def ensure_account(name: str, password: str) -> bool:
         True if the user was created, False if it existed already.
 
     Raises:
-        ValueError: ``name`` is not a plain user name, or ``password`` is empty or holds a
-            line break (``chpasswd`` reads one ``name:password`` line).
+        ValueError: ``name`` is not a plain user name or is an existing user the hub did not
+            create, or ``password`` is empty or holds a line break (``chpasswd`` reads one
+            ``name:password`` line).
         subprocess.CalledProcessError: ``useradd`` or ``chpasswd`` failed (not root, say).
     """
     if not _USER_NAME.fullmatch(name):
@@ -57,11 +76,28 @@ def ensure_account(name: str, password: str) -> bool:
         raise ValueError("password must be a non-empty single line")
     created = not account_exists(name)
     if created:
-        subprocess.run(["useradd", "--create-home", "--user-group", "--shell", "/bin/bash", name], check=True)
-        # useradd's mode follows login.defs; students must not read one another's work or the course.
-        Path(pwd.getpwnam(name).pw_dir).chmod(0o700)
+        subprocess.run(["useradd", "--create-home", "--user-group", "--shell", "/bin/bash", "--comment", HUB_MARK,
+                        name], check=True)
+    elif not made_by_the_hub(name):
+        raise ValueError(f"name: the user {name!r} exists and was not created by the hub (its comment is not "
+                         f"{HUB_MARK!r}); the hub does not take over another account")
+    # useradd's mode follows login.defs; students must not read one another's work or the course.
+    Path(pwd.getpwnam(name).pw_dir).chmod(0o700)
     subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
     return created
+
+
+def lock_account(name: str) -> None:
+    """Lock the password of the hub's user ``name`` (``usermod --lock``), so that it cannot log in while no hub runs.
+
+    The next start gives the account its password again, which unlocks it. Does nothing for
+    a user that does not exist.
+
+    Raises:
+        subprocess.CalledProcessError: ``usermod`` failed.
+    """
+    if account_exists(name):
+        subprocess.run(["usermod", "--lock", name], check=True, capture_output=True)
 
 
 def processes_of(name: str) -> list[int]:

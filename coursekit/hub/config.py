@@ -2,8 +2,9 @@
 
 :func:`configure_hub` sets, on the ``c`` of a ``jupyterhub_config.py``:
 
-* the public address ``http://127.0.0.1:<port>`` (loopback only) and free loopback ports for
-  the hub's API and the proxy's, so that several hubs (or a test) never collide;
+* the public address ``http://127.0.0.1:<port>`` (loopback only) and loopback ports for
+  the hub's API and the proxy's, free when the hub starts, so that several hubs (or a test)
+  rarely collide (a port is probed, then released for JupyterHub to bind);
 * ``configurable-http-proxy`` from the npm package the repository pins;
 * PAM login for the course's accounts only (:mod:`coursekit.hub.accounts`);
 * ``LocalProcessSpawner``: each user's ``jupyterhub-singleuser`` (the course's virtual
@@ -95,7 +96,7 @@ def configure_hub(c: Any, settings: HubSettings) -> None:
     c.JupyterHub.bind_url = f"http://127.0.0.1:{settings.port}"
     c.JupyterHub.hub_ip = "127.0.0.1"
     c.JupyterHub.hub_port = settings.hub_api_port
-    c.JupyterHub.db_url = f"sqlite:///{layout.root / 'jupyterhub.sqlite'}"
+    c.JupyterHub.db_url = f"sqlite:///{layout.database}"
     c.JupyterHub.cookie_secret_file = str(layout.root / "jupyterhub_cookie_secret")
     c.ConfigurableHTTPProxy.command = [str(settings.proxy_command)]
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"

@@ -3,16 +3,18 @@
 Everything ``make hub`` writes outside the users' homes lies in one folder
 (``/srv/coursekit-hub`` unless told otherwise)::
 
-    exchange/             the nbgrader exchange (world-writable, sticky, as nbgrader needs)
+    exchange/             the nbgrader exchange (world-writable, sticky, as nbgrader needs), and in it
+                          the course's folder, made by the hub for the instructor (see make_course_exchange)
     jupyter/students/     the students' Jupyter configuration: nbgrader's course id and exchange,
                           and the Formgrader and Create Assignment extensions switched off
     jupyter/instructor/   the instructor's: nbgrader's settings of the course in ~instructor/seqloss,
                           and a server that JupyterLab may show in a frame (the Formgrader)
     jupyterhub_config.py  the hub's configuration (see coursekit.hub.config)
-    jupyterhub.sqlite, jupyterhub_cookie_secret, proxy.pid   the hub's state
+    jupyterhub.sqlite, jupyterhub_cookie_secret, proxy.pid   the hub's state (the first two root's alone)
+    passwords             each account's password, drawn at the first start (root's alone)
 
 Each single-user server gets its role's folder as ``JUPYTER_CONFIG_PATH``, which
-Jupyter reads before any other configuration, so nothing is written to
+takes precedence over every other configuration folder, so nothing is written to
 ``/etc/jupyter``. The instructor's course is a copy of the repository's
 ``assignments/`` in ``~instructor/<course id>``, made once and then left to the
 instructor.
@@ -36,6 +38,10 @@ INSTRUCTOR_LAB_PLUGINS = ("@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:cre
 INSTRUCTOR_SERVER_EXTENSIONS = ("nbgrader.server_extensions.formgrader",)
 #: the instructor's server's Content-Security-Policy: framed by pages of its own origin (the hub's address) only.
 FRAMED_BY_THE_HUB = "frame-ancestors 'self'"
+#: the shell of a JupyterLab terminal. Without it, a server whose output is not a terminal (the hub run
+#: under nohup or systemd, or logging to a file) starts ``bash -l``, and Debian's /etc/profile then sets a
+#: PATH without the course's environment: ``nbgrader`` and ``coursekit`` would not be found.
+TERMINAL_SETTINGS = {"shell_command": ["/bin/bash"]}
 #: what the instructor's copy of the course takes from ``assignments/`` (never gradebooks or submissions).
 COURSE_FILES = ("nbgrader_config.py", "roster.csv", "source", "autograde")
 
@@ -62,19 +68,64 @@ class HubLayout:
     def hub_config(self) -> Path:
         return self.root / "jupyterhub_config.py"
 
+    @property
+    def database(self) -> Path:
+        return self.root / "jupyterhub.sqlite"
+
+    @property
+    def passwords(self) -> Path:
+        return self.root / "passwords"
+
 
 def make_folders(layout: HubLayout) -> None:
     """Create the hub's folder (readable by all) and its exchange (world-writable, sticky bit).
 
     The modes are set explicitly, whatever the caller's umask: every user's server reads
-    ``jupyter/`` and writes into ``exchange/``, and the sticky bit keeps students from
-    deleting one another's submissions.
+    ``jupyter/`` and writes into ``exchange/``. The sticky bit keeps a student from removing
+    or renaming the course's folder in the exchange; nbgrader protects the submissions
+    themselves (``inbound/`` cannot be listed, and each submission's name ends in a random
+    string). JupyterHub's database is created empty, readable by root alone, before the
+    hub opens it (SQLite keeps an existing file's mode): it holds the users' short-lived
+    OAuth codes.
     """
     for folder in (layout.root, layout.root / "jupyter", layout.students_config, layout.instructor_config):
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o755)
     layout.exchange.mkdir(exist_ok=True)
     layout.exchange.chmod(0o777 | stat.S_ISVTX)
+    layout.database.touch(mode=0o600)
+    layout.database.chmod(0o600)
+
+
+def make_course_exchange(layout: HubLayout, course_id: str, instructor: str) -> Path:
+    """Create the course's folder in the exchange, owned by ``instructor``, as nbgrader's first release would.
+
+    Made before any student can log in: in the world-writable exchange a student could
+    otherwise create ``exchange/<course_id>`` first, and the instructor's release would then
+    stop ("You don't own the directory") while students fetch what that folder holds.
+    ``outbound/`` is 0755, ``inbound/`` 2733 (writable, not listable), nbgrader's modes.
+
+    Returns:
+        The course's exchange folder.
+
+    Raises:
+        ValueError: the folder, or one inside it, exists and is not a directory owned by
+            ``instructor`` (naming the path and its owner).
+    """
+    account = pwd.getpwnam(instructor)
+    course = layout.exchange / course_id
+    for folder, mode in ((course, 0o755), (course / "outbound", 0o755), (course / "inbound", 0o2733)):
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise ValueError(f"the exchange's {folder} must be a folder of {instructor}, got a symlink or a file")
+        if not folder.exists():
+            folder.mkdir()
+            os.chown(folder, account.pw_uid, account.pw_gid)
+        owner = folder.stat().st_uid
+        if owner != account.pw_uid:
+            raise ValueError(f"the exchange's {folder} must belong to {instructor}, got one of uid {owner}: "
+                             "remove it as root")
+        folder.chmod(mode)
+    return course
 
 
 def write_students_config(layout: HubLayout) -> None:
@@ -82,8 +133,9 @@ def write_students_config(layout: HubLayout) -> None:
 
     ``nbgrader_config.py`` is :func:`coursekit.course.config.student_config` with this hub's
     exchange, the file the instructors' page tells a hub administrator to install in
-    ``/etc/jupyter``. The two JSON files switch the Formgrader off for students, in the
-    JupyterLab page (its menu entry) and in the server (its URL).
+    ``/etc/jupyter``. Two JSON files switch the Formgrader off for students, in the
+    JupyterLab page (its menu entry) and in the server (its URL); a third gives their
+    terminals the course's environment (:data:`TERMINAL_SETTINGS`).
     """
     environ = dict(os.environ, **{EXCHANGE_ENV: str(layout.exchange)})
     folder = layout.students_config
@@ -92,6 +144,9 @@ def write_students_config(layout: HubLayout) -> None:
     _write(folder / "labconfig" / "page_config.json", json.dumps(page_config, indent=2) + "\n")
     server_config = {"ServerApp": {"jpserver_extensions": {name: False for name in INSTRUCTOR_SERVER_EXTENSIONS}}}
     _write(folder / "jupyter_server_config.d" / "coursekit-students.json", json.dumps(server_config, indent=2) + "\n")
+    # jupyter_server reads its .d folder for extensions only; other settings go in the main file.
+    terminals = {"ServerApp": {"terminado_settings": TERMINAL_SETTINGS}}
+    _write(folder / "jupyter_server_config.json", json.dumps(terminals, indent=2) + "\n")
 
 
 def write_instructor_config(layout: HubLayout, course_dir: Path) -> None:
@@ -103,7 +158,8 @@ def write_instructor_config(layout: HubLayout, course_dir: Path) -> None:
     """
     # JupyterHub's servers refuse to be framed (frame-ancestors 'none'), and JupyterLab shows the
     # Formgrader in a frame; the instructor's server lets pages of the hub's own address frame it.
-    server_config = {"ServerApp": {"tornado_settings": {"headers": {"Content-Security-Policy": FRAMED_BY_THE_HUB}}}}
+    server_config = {"ServerApp": {"tornado_settings": {"headers": {"Content-Security-Policy": FRAMED_BY_THE_HUB}},
+                                   "terminado_settings": TERMINAL_SETTINGS}}
     _write(layout.instructor_config / "jupyter_server_config.json", json.dumps(server_config, indent=2) + "\n")
     _write(
         layout.instructor_config / "nbgrader_config.py",

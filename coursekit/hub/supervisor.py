@@ -9,7 +9,7 @@ an orphan of the machine's init, still running as the student.
 :func:`supervise` makes this process a *child subreaper* (``prctl(PR_SET_CHILD_SUBREAPER)``,
 Linux): every process the hub's tree orphans is handed to it instead of to init. It starts
 the command in a process group of its own, forwards Ctrl-C (``SIGINT``), ``SIGTERM`` and
-``SIGHUP`` to it once each, reaps the orphans it adopts while the hub runs, and when the hub
+``SIGHUP`` to the command's process alone (not its group), each time one arrives, reaps the orphans it adopts while the hub runs, and when the hub
 has exited stops whatever of its tree is left (``SIGTERM``, then ``SIGKILL`` after a grace
 period), naming each in one line.
 """

@@ -93,7 +93,7 @@ grade-report: venv
 # A JupyterHub for the course on this machine, in the foreground (see coursekit/hub/).
 HUB_PORT ?= 8000
 hub: venv $(PROXY)
-	$(BIN)/python -m coursekit.hub --port $(HUB_PORT) --proxy $(abspath $(PROXY))
+	$(BIN)/python -m coursekit.hub $(if $(strip $(HUB_PORT)),--port '$(HUB_PORT)') --proxy $(abspath $(PROXY))
 
 # Publishes the built book to the gh-pages branch of REMOTE (GitHub Pages serves it).
 REMOTE ?= origin

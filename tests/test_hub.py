@@ -570,3 +570,6 @@ def test_ctrl_c_stops_the_hub_its_proxy_and_every_server_and_leaves_no_mount(hub
     status = {name: subprocess.run(["passwd", "--status", name], capture_output=True, text=True).stdout.split()[1]
               for name in ACCOUNTS}
     assert status == {name: "L" for name in ACCOUNTS}, f"the accounts are locked once the hub stops: {status}"
+    shadow = {line.split(":")[0]: line.split(":")[7] for line in Path("/etc/shadow").read_text().splitlines()}
+    assert {name: shadow[name] for name in ACCOUNTS} == {name: "1" for name in ACCOUNTS}, \
+        "and expired, so that PAM refuses them whatever the way in (an SSH key, cron)"

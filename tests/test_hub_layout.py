@@ -222,6 +222,9 @@ def test_the_hub_refuses_a_folder_its_namespace_would_hide(machine: Path, monkey
         "choose a path outside it", None)
     args.dir = machine / "open" / "hub"
     assert hub_main.refusal_to_start(args, venv_bin) == (None, share)
+    monkeypatch.setenv("COURSEKIT_COURSE_ID", "../x")  # hub review s45 r2, L6: the settings are checked here too
+    assert hub_main.refusal_to_start(args, venv_bin)[0].startswith("$COURSEKIT_COURSE_ID must be a folder name")
+    monkeypatch.delenv("COURSEKIT_COURSE_ID")
     monkeypatch.setenv(hub_main.SHARED_ENV, str(share.installation))
     assert "still cannot enter" in hub_main.refusal_to_start(args, venv_bin)[0]
 
@@ -310,13 +313,25 @@ def test_the_hub_refuses_settings_it_would_misuse_before_changing_anything(tmp_p
     shared.mkdir()
     (shared / "someone's file").write_text("x")
     refusal = hub_main.refusal_of_settings(argparse.Namespace(dir=shared, assignments=args.assignments), {})
-    assert refusal.startswith(f"--dir: {shared} exists, is not empty and holds no jupyterhub_config.py")
+    assert refusal.startswith(f"--dir: {shared} exists, is not empty and is not a hub's folder")
     link = tmp_path / "link"
     link.symlink_to(shared)
     assert "must be a folder (not a symlink" in hub_main.refusal_of_settings(
         argparse.Namespace(dir=link, assignments=args.assignments), {})
     (shared / "jupyterhub_config.py").write_text("")
     assert hub_main.refusal_of_settings(argparse.Namespace(dir=shared, assignments=args.assignments), {}) is None
+    # hub review s45 r2, M3: a start that failed after make_folders leaves a hub's folder the next start accepts
+    interrupted = HubLayout(tmp_path / "interrupted")
+    make_folders(interrupted)
+    hub_main.hub_passwords(interrupted, {})
+    assert not interrupted.hub_config.exists()
+    assert hub_main.refusal_of_settings(argparse.Namespace(dir=interrupted.root, assignments=args.assignments), {}) \
+        is None
+    squatted = interrupted.exchange / "seqloss"
+    squatted.mkdir()
+    refusal = hub_main.refusal_of_settings(argparse.Namespace(dir=interrupted.root, assignments=args.assignments), {})
+    assert refusal.startswith(f"--dir: the exchange's course folder {squatted} does not belong to the hub's "
+                              "instructor"), refusal
     if os.geteuid() == 0:
         os.chown(shared, 65534, 65534)
         assert "belongs to uid 65534" in hub_main.refusal_of_settings(
@@ -370,3 +385,27 @@ def test_the_hubs_database_is_root_s_alone_and_terminals_get_the_course_environm
         app = ServerApp()
         app.load_config_file()
         assert app.config.ServerApp.terminado_settings == {"shell_command": ["/bin/bash"]}, folder
+
+
+def test_the_passwords_are_printed_only_to_a_terminal(layout: HubLayout, capsys) -> None:
+    """Hub review s45 r2, M2: every user's server inherits the hub's output; written to a file, the printed
+    passwords could be read back by a student through /proc/self/fd/1."""
+    passwords = hub_main.hub_passwords(layout, {})
+    hub_main.print_passwords(layout, passwords, shared=False, terminal=False)
+    out = capsys.readouterr().out
+    assert str(layout.passwords) in out and not any(password in out for password in passwords.values())
+    hub_main.print_passwords(layout, {name: "shared-pw-7" for name in passwords}, shared=True, terminal=False)
+    assert "shared-pw-7" not in capsys.readouterr().out
+    hub_main.print_passwords(layout, passwords, shared=False, terminal=True)
+    out = capsys.readouterr().out
+    assert all(password in out for password in passwords.values())
+
+
+def test_the_hubs_mark_is_the_full_name_a_user_cannot_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hub review s45 r2, L1: `chfn -r 1` turns the comment into "coursekit hub,1,,", which made the account look
+    foreign; chfn lets a user change the other fields, not the full name (login.defs' CHFN_RESTRICT)."""
+    from coursekit.hub import accounts
+
+    for comment, ours in (("coursekit hub", True), ("coursekit hub,1,,", True), ("Ada,1,,", False), ("", False)):
+        monkeypatch.setattr(accounts.pwd, "getpwnam", lambda name, comment=comment: argparse.Namespace(pw_gecos=comment))
+        assert accounts.made_by_the_hub("student1") is ours, comment

@@ -6,7 +6,7 @@ writes its ``jupyterhub_config.py`` (:mod:`coursekit.hub.config`), prints the ad
 the accounts and their passwords, and then runs ``jupyterhub`` in the foreground under
 :func:`coursekit.hub.supervisor.supervise`: Ctrl-C stops the hub, the proxy, every user's
 server and whatever they started (a kernel outlives its server otherwise), and then locks
-the accounts' passwords until the next start. Needs root (it creates users, and the hub
+and expires the accounts until the next start. Needs root (it creates users, and the hub
 starts each user's server as that user).
 
 Each account has a password of its own, drawn at its first start and kept in the hub's
@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import pwd
 import re
 import secrets
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -32,7 +34,16 @@ from pathlib import Path
 
 import coursekit
 from coursekit.course.config import course_id
-from coursekit.hub.accounts import ACCOUNTS, HUB_MARK, INSTRUCTOR, ensure_account, foreign_accounts, lock_account
+from coursekit.hub.accounts import (
+    ACCOUNTS,
+    HUB_MARK,
+    INSTRUCTOR,
+    account_exists,
+    ensure_account,
+    foreign_accounts,
+    groups_without_their_user,
+    lock_account,
+)
 from coursekit.hub.config import HubSettings, config_file_text
 from coursekit.hub.layout import (
     COURSE_FILES,
@@ -177,13 +188,26 @@ def refusal_of_settings(args: argparse.Namespace, environ: dict[str, str]) -> st
     if folder.exists():
         if folder.stat().st_uid != 0:
             return f"--dir: {folder} exists and belongs to uid {folder.stat().st_uid}; the hub's folder must be root's"
-        if any(folder.iterdir()) and not HubLayout(folder).hub_config.exists():
-            return (f"--dir: {folder} exists, is not empty and holds no jupyterhub_config.py, so it is not a hub's "
-                    "folder; choose a new or empty folder (the hub sets its mode and the exchange's)")
+        layout = HubLayout(folder)
+        if any(folder.iterdir()) and not (layout.marker.exists() or layout.hub_config.exists()):
+            return (f"--dir: {folder} exists, is not empty and is not a hub's folder (it holds neither "
+                    f"{layout.marker.name} nor {layout.hub_config.name}); choose a new or empty folder, or remove "
+                    "this one if an earlier hub made it (the hub sets the folder's mode and the exchange's)")
     foreign = foreign_accounts()
     if foreign:
-        return (f"the users {foreign} exist and were not created by the hub (their comment is not {HUB_MARK!r}); "
-                "the hub does not take over another account: remove or rename them first")
+        return (f"the users {foreign} exist and were not created by the hub (their comment does not start with "
+                f"{HUB_MARK!r}); the hub does not take over another account: remove or rename them, or, if an "
+                f"earlier hub made them, mark them with `usermod --comment {HUB_MARK!r} NAME`")
+    groups = groups_without_their_user()
+    if groups:
+        return f"the groups {groups} exist without a user of the same name, so the hub cannot create those users"
+    exchange = HubLayout(folder).exchange / course
+    if exchange.exists() or exchange.is_symlink():
+        owner = exchange.lstat().st_uid
+        instructor_uid = pwd.getpwnam(INSTRUCTOR).pw_uid if account_exists(INSTRUCTOR) else None
+        if exchange.is_symlink() or owner != instructor_uid:
+            return (f"--dir: the exchange's course folder {exchange} does not belong to the hub's {INSTRUCTOR} "
+                    f"(it is owned by uid {owner}); remove it as root")
     return None
 
 
@@ -205,42 +229,68 @@ def main(argv: Sequence[str] | None = None) -> int:
     layout = HubLayout(args.dir.resolve())
     make_folders(layout)
     passwords = hub_passwords(layout, dict(os.environ))
-    for name in ACCOUNTS:
-        ensure_account(name, passwords[name])
-    make_course_exchange(layout, course_id(), INSTRUCTOR)
-    course = copy_course(args.assignments.resolve(), INSTRUCTOR, course_id())
-    write_instructor_config(layout, course)
-    write_students_config(layout)
-    hub_api_port, proxy_api_port = free_loopback_ports(2, besides=args.port)
-    settings = HubSettings(
-        layout=layout, port=args.port, hub_api_port=hub_api_port, proxy_api_port=proxy_api_port,
-        proxy_command=args.proxy.resolve(), venv_bin=venv_bin, course_id=course_id(),
-    )
-    layout.hub_config.write_text(config_file_text(settings), encoding="utf-8")
+    try:
+        for name in ACCOUNTS:
+            ensure_account(name, passwords[name])
+        try:
+            make_course_exchange(layout, course_id(), INSTRUCTOR)
+            course = copy_course(args.assignments.resolve(), INSTRUCTOR, course_id())
+        except (ValueError, OSError) as error:
+            print(f"the hub cannot start: {error}", file=sys.stderr)
+            return 2
+        write_instructor_config(layout, course)
+        write_students_config(layout)
+        hub_api_port, proxy_api_port = free_loopback_ports(2, besides=args.port)
+        settings = HubSettings(
+            layout=layout, port=args.port, hub_api_port=hub_api_port, proxy_api_port=proxy_api_port,
+            proxy_command=args.proxy.resolve(), venv_bin=venv_bin, course_id=course_id(),
+        )
+        layout.hub_config.write_text(config_file_text(settings), encoding="utf-8")
 
-    print(f"JupyterHub for the course {settings.course_id!r}: http://127.0.0.1:{args.port}/")
-    print(f"  accounts:  {INSTRUCTOR} (Formgrader; course in {course})")
-    print(f"             {', '.join(name for name in ACCOUNTS if name != INSTRUCTOR)} (Assignments tab)")
-    if os.environ.get(PASSWORD_ENV):
+        print(f"JupyterHub for the course {settings.course_id!r}: http://127.0.0.1:{args.port}/")
+        print(f"  accounts:  {INSTRUCTOR} (Formgrader; course in {course})")
+        print(f"             {', '.join(name for name in ACCOUNTS if name != INSTRUCTOR)} (Assignments tab)")
+        print_passwords(layout, passwords, shared=bool(os.environ.get(PASSWORD_ENV)), terminal=sys.stdout.isatty())
+        print(f"  exchange:  {layout.exchange}")
+        print(f"  config:    {layout.hub_config}")
+        print("Ctrl-C stops the hub, every user's server and what they started, and closes the accounts.", flush=True)
+        os.chdir(layout.root)
+        return supervise([str(venv_bin / "jupyterhub"), "--config", str(layout.hub_config)])
+    finally:
+        close_accounts()
+
+
+def print_passwords(layout: HubLayout, passwords: dict[str, str], shared: bool, terminal: bool) -> None:
+    """Print the accounts' passwords where the output is a ``terminal``; elsewhere only where to find them.
+
+    Every user's server, and the code in its kernels, inherits the hub's output: written to a
+    file, the passwords could be read back through ``/proc/self/fd/1`` by a student.
+    """
+    if not terminal:
+        where = f"${PASSWORD_ENV}, the same for every account" if shared else f"in {layout.passwords} (root's alone)"
+        print(f"  passwords: {where}; not printed, as the hub's output is not a terminal")
+    elif shared:
         print(f"  password:  {passwords[INSTRUCTOR]}  (${PASSWORD_ENV}, the same for every account: try the hub alone)")
     else:
         print(f"  passwords: (drawn once, kept in {layout.passwords}, readable by root alone)")
         for name in ACCOUNTS:
             print(f"             {name:<10}  {passwords[name]}")
-    print(f"  exchange:  {layout.exchange}")
-    print(f"  config:    {layout.hub_config}")
-    print("Ctrl-C stops the hub, every user's server and what they started, and locks the accounts.", flush=True)
-    os.chdir(layout.root)
+
+
+def close_accounts() -> None:
+    """Lock and expire every account of the hub (:func:`coursekit.hub.accounts.lock_account`), ignoring Ctrl-C meanwhile."""
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        return supervise([str(venv_bin / "jupyterhub"), "--config", str(layout.hub_config)])
-    finally:
         for name in ACCOUNTS:
             try:
                 lock_account(name)
             except subprocess.CalledProcessError as error:
-                print(f"could not lock the account {name}: {error.stderr.strip() or error}", file=sys.stderr)
-        print(f"The accounts {', '.join(ACCOUNTS)} are locked until the next start (remove them with userdel -r).",
-              flush=True)
+                print(f"could not close the account {name}: {error.stderr.strip() or error}", file=sys.stderr)
+        print(f"The accounts {', '.join(ACCOUNTS)} are locked and expired until the next start "
+              "(remove them with userdel -r).", flush=True)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ a home folder each; every single-user server then runs as its own user.
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import re
@@ -44,12 +45,31 @@ def made_by_the_hub(name: str) -> bool:
         >>> made_by_the_hub("root")
         False
     """
-    return pwd.getpwnam(name).pw_gecos == HUB_MARK
+    # the full name, the comment's first field, which chfn lets a user change only where login.defs allows
+    return pwd.getpwnam(name).pw_gecos.split(",")[0] == HUB_MARK
 
 
 def foreign_accounts(names: tuple[str, ...] = ACCOUNTS) -> list[str]:
     """The names among ``names`` that belong to users the hub did not create (and must not take over)."""
     return [name for name in names if account_exists(name) and not made_by_the_hub(name)]
+
+
+def groups_without_their_user(names: tuple[str, ...] = ACCOUNTS) -> list[str]:
+    """The names among ``names`` that are groups but not users: ``useradd --user-group`` cannot create those users.
+
+    Example:
+        >>> groups_without_their_user(("root",))
+        []
+    """
+    found = []
+    for name in names:
+        try:
+            grp.getgrnam(name)
+        except KeyError:
+            continue
+        if not account_exists(name):
+            found.append(name)
+    return found
 
 
 def ensure_account(name: str, password: str) -> bool:
@@ -83,21 +103,25 @@ def ensure_account(name: str, password: str) -> bool:
                          f"{HUB_MARK!r}); the hub does not take over another account")
     # useradd's mode follows login.defs; students must not read one another's work or the course.
     Path(pwd.getpwnam(name).pw_dir).chmod(0o700)
+    # open again an account that the last stop closed (lock_account), then give it its password
+    subprocess.run(["usermod", "--expiredate", "", name], check=True, capture_output=True)
     subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
     return created
 
 
 def lock_account(name: str) -> None:
-    """Lock the password of the hub's user ``name`` (``usermod --lock``), so that it cannot log in while no hub runs.
+    """Close the hub's user ``name`` while no hub runs: lock its password and expire the account.
 
-    The next start gives the account its password again, which unlocks it. Does nothing for
-    a user that does not exist.
+    ``usermod --lock`` disables the password only; an expired account (``--expiredate 1``)
+    is refused by PAM's account check too, so an SSH key or a crontab the user left from a
+    JupyterLab terminal does not let it in either. The next start opens it again
+    (:func:`ensure_account`). Does nothing for a user that does not exist.
 
     Raises:
         subprocess.CalledProcessError: ``usermod`` failed.
     """
     if account_exists(name):
-        subprocess.run(["usermod", "--lock", name], check=True, capture_output=True)
+        subprocess.run(["usermod", "--lock", "--expiredate", "1", name], check=True, capture_output=True)
 
 
 def processes_of(name: str) -> list[int]:

@@ -10,6 +10,7 @@ Everything ``make hub`` writes outside the users' homes lies in one folder
     jupyter/instructor/   the instructor's: nbgrader's settings of the course in ~instructor/seqloss,
                           and a server that JupyterLab may show in a frame (the Formgrader)
     jupyterhub_config.py  the hub's configuration (see coursekit.hub.config)
+    .coursekit-hub        an empty file that marks the folder as a hub's
     jupyterhub.sqlite, jupyterhub_cookie_secret, proxy.pid   the hub's state (the first two root's alone)
     passwords             each account's password, drawn at the first start (root's alone)
 
@@ -76,6 +77,11 @@ class HubLayout:
     def passwords(self) -> Path:
         return self.root / "passwords"
 
+    @property
+    def marker(self) -> Path:
+        """An empty file that says the folder is a hub's: written first, so a start that fails later leaves it."""
+        return self.root / ".coursekit-hub"
+
 
 def make_folders(layout: HubLayout) -> None:
     """Create the hub's folder (readable by all) and its exchange (world-writable, sticky bit).
@@ -88,6 +94,8 @@ def make_folders(layout: HubLayout) -> None:
     hub opens it (SQLite keeps an existing file's mode): it holds the users' short-lived
     OAuth codes.
     """
+    layout.root.mkdir(parents=True, exist_ok=True)
+    layout.marker.touch()
     for folder in (layout.root, layout.root / "jupyter", layout.students_config, layout.instructor_config):
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o755)

@@ -115,12 +115,13 @@ def lock_account(name: str) -> None:
     ``usermod --lock`` disables the password only; an expired account (``--expiredate 1``)
     is refused by PAM's account check too, so an SSH key or a crontab the user left from a
     JupyterLab terminal does not let it in either. The next start opens it again
-    (:func:`ensure_account`). Does nothing for a user that does not exist.
+    (:func:`ensure_account`). Does nothing for a user that does not exist or that the hub
+    did not create.
 
     Raises:
         subprocess.CalledProcessError: ``usermod`` failed.
     """
-    if account_exists(name):
+    if account_exists(name) and made_by_the_hub(name):
         subprocess.run(["usermod", "--lock", "--expiredate", "1", name], check=True, capture_output=True)
 
 

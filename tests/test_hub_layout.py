@@ -330,8 +330,15 @@ def test_the_hub_refuses_settings_it_would_misuse_before_changing_anything(tmp_p
     squatted = interrupted.exchange / "seqloss"
     squatted.mkdir()
     refusal = hub_main.refusal_of_settings(argparse.Namespace(dir=interrupted.root, assignments=args.assignments), {})
-    assert refusal.startswith(f"--dir: the exchange's course folder {squatted} does not belong to the hub's "
+    assert refusal.startswith(f"the exchange's course folder {squatted} does not belong to the hub's "
                               "instructor"), refusal
+    # hub review s45 r3, L4: anyone may drop the marker into a world-writable folder such as /tmp
+    open_to_all = tmp_path / "open-to-all"
+    open_to_all.mkdir()
+    open_to_all.chmod(0o1777)
+    HubLayout(open_to_all).marker.touch()
+    refusal = hub_main.refusal_of_settings(argparse.Namespace(dir=open_to_all, assignments=args.assignments), {})
+    assert refusal.startswith(f"--dir: {open_to_all} exists and others may write in it (mode 1777)"), refusal
     if os.geteuid() == 0:
         os.chown(shared, 65534, 65534)
         assert "belongs to uid 65534" in hub_main.refusal_of_settings(
@@ -410,3 +417,31 @@ def test_the_hubs_mark_is_the_full_name_a_user_cannot_change(monkeypatch: pytest
     for comment, ours in (("coursekit hub", True), ("coursekit hub,1,,", True), ("Ada,1,,", False), ("", False)):
         monkeypatch.setattr(accounts.pwd, "getpwnam", lambda name, comment=comment: argparse.Namespace(pw_gecos=comment))
         assert accounts.made_by_the_hub("student1") is ours, comment
+
+
+def test_a_start_opens_the_account_the_last_stop_expired_before_giving_its_password(monkeypatch, tmp_path) -> None:
+    """Hub review s45 r3, L5: without `usermod --expiredate ""` at start, every login after the first stop fails."""
+    from coursekit.hub import accounts
+
+    ran = []
+    monkeypatch.setattr(accounts, "account_exists", lambda name: True)
+    monkeypatch.setattr(accounts, "made_by_the_hub", lambda name: True)
+    monkeypatch.setattr(accounts.pwd, "getpwnam", lambda name: argparse.Namespace(pw_dir=str(tmp_path)))
+    monkeypatch.setattr(accounts.subprocess, "run", lambda command, **kwargs: ran.append(command))
+    assert accounts.ensure_account("student1", "pw") is False
+    assert ran == [["usermod", "--expiredate", "", "student1"], ["chpasswd"]]
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o700
+    ran.clear()
+    accounts.lock_account("student1")
+    assert ran == [["usermod", "--lock", "--expiredate", "1", "student1"]]
+
+
+def test_a_second_hub_on_the_machine_is_refused(monkeypatch, tmp_path) -> None:
+    """Hub review s45 r3, M2: a second `make hub` shared the first's accounts (and closed them under it at its stop)."""
+    monkeypatch.setattr(hub_main, "HUB_LOCK", str(tmp_path / "run" / "coursekit-hub.lock"))
+    first = hub_main.one_hub_per_machine()
+    assert first is not None and hub_main.one_hub_per_machine() is None
+    os.close(first)
+    second = hub_main.one_hub_per_machine()
+    assert second is not None
+    os.close(second)

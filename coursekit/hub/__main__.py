@@ -3,10 +3,11 @@
 Creates (or gives their passwords again to) the accounts ``instructor``, ``student1``,
 ``student2`` and ``student3``, prepares the hub's folder (:mod:`coursekit.hub.layout`),
 writes its ``jupyterhub_config.py`` (:mod:`coursekit.hub.config`), prints the address,
-the accounts and their passwords, and then runs ``jupyterhub`` in the foreground under
+the accounts and (to a terminal only) their passwords, and then runs ``jupyterhub`` in the foreground under
 :func:`coursekit.hub.supervisor.supervise`: Ctrl-C stops the hub, the proxy, every user's
 server and whatever they started (a kernel outlives its server otherwise), and then locks
-and expires the accounts until the next start. Needs root (it creates users, and the hub
+and expires the accounts until the next start and stops whatever else they run. One hub
+runs on a machine at a time (the accounts are the machine's): a second start is refused. Needs root (it creates users, and the hub
 starts each user's server as that user).
 
 Each account has a password of its own, drawn at its first start and kept in the hub's
@@ -22,11 +23,13 @@ id, in a private mount namespace that opens just that installation to them
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import pwd
 import re
 import secrets
 import signal
+import stat
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -43,6 +46,7 @@ from coursekit.hub.accounts import (
     foreign_accounts,
     groups_without_their_user,
     lock_account,
+    stop_processes_of,
 )
 from coursekit.hub.config import HubSettings, config_file_text
 from coursekit.hub.layout import (
@@ -63,6 +67,8 @@ DEFAULT_DIR = Path("/srv/coursekit-hub")
 DEFAULT_PROXY = REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
 PASSWORD_ENV = "HUB_PASSWORD"
 PORT_ENV = "HUB_PORT"
+#: held by the running hub: a second one would share the machine's accounts and close them under the first.
+HUB_LOCK = "/run/coursekit-hub.lock"
 #: a course id the hub may use as a folder name in ~instructor and in the exchange.
 _COURSE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 #: set on the command that re-enters the hub inside its mount namespace; guards against doing it twice.
@@ -188,6 +194,9 @@ def refusal_of_settings(args: argparse.Namespace, environ: dict[str, str]) -> st
     if folder.exists():
         if folder.stat().st_uid != 0:
             return f"--dir: {folder} exists and belongs to uid {folder.stat().st_uid}; the hub's folder must be root's"
+        if folder.stat().st_mode & 0o022:
+            return (f"--dir: {folder} exists and others may write in it (mode {stat.S_IMODE(folder.stat().st_mode):o}); "
+                    "the hub's folder must be root's alone to change")
         layout = HubLayout(folder)
         if any(folder.iterdir()) and not (layout.marker.exists() or layout.hub_config.exists()):
             return (f"--dir: {folder} exists, is not empty and is not a hub's folder (it holds neither "
@@ -195,7 +204,7 @@ def refusal_of_settings(args: argparse.Namespace, environ: dict[str, str]) -> st
                     "this one if an earlier hub made it (the hub sets the folder's mode and the exchange's)")
     foreign = foreign_accounts()
     if foreign:
-        return (f"the users {foreign} exist and were not created by the hub (their comment does not start with "
+        return (f"the users {foreign} exist and were not created by the hub (their full name is not "
                 f"{HUB_MARK!r}); the hub does not take over another account: remove or rename them, or, if an "
                 f"earlier hub made them, mark them with `usermod --comment {HUB_MARK!r} NAME`")
     groups = groups_without_their_user()
@@ -206,8 +215,9 @@ def refusal_of_settings(args: argparse.Namespace, environ: dict[str, str]) -> st
         owner = exchange.lstat().st_uid
         instructor_uid = pwd.getpwnam(INSTRUCTOR).pw_uid if account_exists(INSTRUCTOR) else None
         if exchange.is_symlink() or owner != instructor_uid:
-            return (f"--dir: the exchange's course folder {exchange} does not belong to the hub's {INSTRUCTOR} "
-                    f"(it is owned by uid {owner}); remove it as root")
+            return (f"the exchange's course folder {exchange} does not belong to the hub's {INSTRUCTOR} "
+                    f"(it is owned by uid {owner}): remove it as root (after `userdel -r {INSTRUCTOR}`, remove the "
+                    f"whole hub folder, {folder})")
     return None
 
 
@@ -226,12 +236,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "--proxy", str(args.proxy), "--assignments", str(args.assignments)]
         os.execvpe("unshare", share.command(again), {**os.environ, SHARED_ENV: str(share.installation)})
 
+    one_hub = one_hub_per_machine()
+    if one_hub is None:
+        print(f"another hub runs on this machine (it holds {HUB_LOCK}): its accounts are the machine's, so stop it "
+              "first", file=sys.stderr)
+        return 2
     layout = HubLayout(args.dir.resolve())
     make_folders(layout)
     passwords = hub_passwords(layout, dict(os.environ))
     try:
-        for name in ACCOUNTS:
-            ensure_account(name, passwords[name])
+        try:
+            for name in ACCOUNTS:
+                ensure_account(name, passwords[name])
+        except subprocess.CalledProcessError as error:
+            detail = (error.stderr or "").strip() if isinstance(error.stderr, str) else ""
+            print(f"the hub cannot start: `{' '.join(map(str, error.cmd))}` failed (status {error.returncode})"
+                  f"{': ' + detail if detail else ''}", file=sys.stderr)
+            return 2
         try:
             make_course_exchange(layout, course_id(), INSTRUCTOR)
             course = copy_course(args.assignments.resolve(), INSTRUCTOR, course_id())
@@ -277,17 +298,40 @@ def print_passwords(layout: HubLayout, passwords: dict[str, str], shared: bool, 
             print(f"             {name:<10}  {passwords[name]}")
 
 
+def one_hub_per_machine() -> int | None:
+    """Take :data:`HUB_LOCK` for as long as this process runs: a descriptor, or None if another hub holds it."""
+    Path(HUB_LOCK).parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(HUB_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    return descriptor
+
+
 def close_accounts() -> None:
-    """Lock and expire every account of the hub (:func:`coursekit.hub.accounts.lock_account`), ignoring Ctrl-C meanwhile."""
+    """Close every account of the hub (:func:`~coursekit.hub.accounts.lock_account`) and stop what it still runs.
+
+    Ctrl-C is ignored meanwhile, so that a second one cannot leave an account open.
+    """
     previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
+        closed = []
         for name in ACCOUNTS:
             try:
                 lock_account(name)
             except subprocess.CalledProcessError as error:
                 print(f"could not close the account {name}: {error.stderr.strip() or error}", file=sys.stderr)
-        print(f"The accounts {', '.join(ACCOUNTS)} are locked and expired until the next start "
-              "(remove them with userdel -r).", flush=True)
+                continue
+            if account_exists(name):
+                closed.append(name)
+                stopped = stop_processes_of(name)
+                if stopped:
+                    print(f"stopped what {name} still ran outside the hub: processes {stopped}", flush=True)
+        if closed:
+            print(f"The accounts {', '.join(closed)} are locked and expired until the next start "
+                  "(remove them with userdel -r).", flush=True)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -1,4 +1,7 @@
-"""The hub's system accounts: created (or given the password again) at start, removed by whoever tears down.
+"""The hub's system accounts: created (or opened and given their passwords again) at start, closed at stop.
+
+At stop the hub locks and expires them and stops every process they still run; whoever
+tears the hub down removes them (``userdel -r``).
 
 ``make hub`` logs people in with PAM, so its accounts are real system users with
 a home folder each; every single-user server then runs as its own user.
@@ -18,7 +21,7 @@ from pathlib import Path
 INSTRUCTOR = "instructor"
 STUDENTS = ("student1", "student2", "student3")
 ACCOUNTS = (INSTRUCTOR, *STUDENTS)
-#: the comment (GECOS) field of the accounts the hub creates: it never touches an account without it.
+#: the full name (the comment field's first part) of the accounts the hub creates: it never touches one without it.
 HUB_MARK = "coursekit hub"
 #: what ``useradd`` accepts on Debian without ``--badname``, and nothing a shell or chpasswd reads specially.
 _USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
@@ -39,7 +42,7 @@ def account_exists(name: str) -> bool:
 
 
 def made_by_the_hub(name: str) -> bool:
-    """Whether the existing user ``name`` was created by the hub (its comment field is :data:`HUB_MARK`).
+    """Whether the existing user ``name`` was created by the hub (its full name is :data:`HUB_MARK`).
 
     Example:
         >>> made_by_the_hub("root")
@@ -74,7 +77,7 @@ def groups_without_their_user(names: tuple[str, ...] = ACCOUNTS) -> list[str]:
 
 def ensure_account(name: str, password: str) -> bool:
     """Create the system user ``name`` (marked as the hub's) with a home folder if missing, close that folder to
-    other users, and set its password.
+    other users, open the account again if the last stop expired it, and set its password.
 
     Args:
         name: the user name.
@@ -88,7 +91,7 @@ def ensure_account(name: str, password: str) -> bool:
         ValueError: ``name`` is not a plain user name or is an existing user the hub did not
             create, or ``password`` is empty or holds a line break (``chpasswd`` reads one
             ``name:password`` line).
-        subprocess.CalledProcessError: ``useradd`` or ``chpasswd`` failed (not root, say).
+        subprocess.CalledProcessError: ``useradd``, ``usermod`` or ``chpasswd`` failed (not root, say).
     """
     if not _USER_NAME.fullmatch(name):
         raise ValueError(f"name must be a plain user name ([a-z_][a-z0-9_-]*), got {name!r}")
@@ -99,7 +102,7 @@ def ensure_account(name: str, password: str) -> bool:
         subprocess.run(["useradd", "--create-home", "--user-group", "--shell", "/bin/bash", "--comment", HUB_MARK,
                         name], check=True)
     elif not made_by_the_hub(name):
-        raise ValueError(f"name: the user {name!r} exists and was not created by the hub (its comment is not "
+        raise ValueError(f"name: the user {name!r} exists and was not created by the hub (its full name is not "
                          f"{HUB_MARK!r}); the hub does not take over another account")
     # useradd's mode follows login.defs; students must not read one another's work or the course.
     Path(pwd.getpwnam(name).pw_dir).chmod(0o700)
@@ -123,6 +126,25 @@ def lock_account(name: str) -> None:
     """
     if account_exists(name) and made_by_the_hub(name):
         subprocess.run(["usermod", "--lock", "--expiredate", "1", name], check=True, capture_output=True)
+
+
+def stop_processes_of(name: str) -> list[int]:
+    """Kill (SIGKILL) every process of the hub's user ``name``, as :func:`remove_account` does; their ids.
+
+    What a user started outside the hub's process tree (an SSH session, a job cron started)
+    would otherwise outlive the hub. Does nothing for a user that does not exist or that the
+    hub did not create.
+    """
+    if not (account_exists(name) and made_by_the_hub(name)):
+        return []
+    killed = []
+    for pid in processes_of(name):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except ProcessLookupError:
+            pass
+    return killed
 
 
 def processes_of(name: str) -> list[int]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
@@ -445,3 +446,20 @@ def test_a_second_hub_on_the_machine_is_refused(monkeypatch, tmp_path) -> None:
     second = hub_main.one_hub_per_machine()
     assert second is not None
     os.close(second)
+
+
+def test_what_an_account_still_runs_is_killed_until_nothing_is_left(monkeypatch) -> None:
+    """Hub review s45 r4, M2: one pass over /proc let a process that started another between the reading and the
+    kill survive the hub's stop."""
+    from coursekit.hub import accounts
+
+    rounds = iter([[101, 102], [103], []])  # 103 was started by 101 or 102 before they died
+    killed = []
+    monkeypatch.setattr(accounts, "account_exists", lambda name: True)
+    monkeypatch.setattr(accounts, "made_by_the_hub", lambda name: name == "student1")
+    monkeypatch.setattr(accounts, "processes_of", lambda name: next(rounds))
+    monkeypatch.setattr(accounts.os, "kill", lambda pid, signum: killed.append((pid, signum)))
+    monkeypatch.setattr(accounts.time, "sleep", lambda seconds: None)
+    assert accounts.stop_processes_of("student1") == [101, 102, 103]
+    assert killed == [(101, signal.SIGKILL), (102, signal.SIGKILL), (103, signal.SIGKILL)]
+    assert accounts.stop_processes_of("someone") == [], "never another user's"

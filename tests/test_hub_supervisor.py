@@ -129,3 +129,46 @@ def test_an_orphan_that_ends_while_the_command_runs_is_reaped(tmp_path: Path) ->
     state = stat.read_text().rsplit(")", 1)[1].split()[0] if stat.exists() else "gone"
     assert state == "gone", f"the ended orphan {orphan} is left as {state!r} (a zombie nobody reaps)"
     assert supervisor.wait(timeout=60) == 0, log.read_text()
+
+
+@pytest.mark.slow
+def test_a_hang_up_reaches_the_command_as_sigterm_which_jupyterhub_cleans_up_on(tmp_path: Path) -> None:
+    """Hub review s45 r4, M1: JupyterHub handles SIGTERM and SIGINT only; a forwarded SIGHUP killed it outright,
+    its proxy's and servers' process ids left for the next start to signal."""
+    got, log = tmp_path / "signals", tmp_path / "supervisor.log"
+    command = textwrap.dedent(f"""
+        import signal, sys, time
+        def note(signum, frame):
+            with open({str(got)!r}, "a") as out:
+                out.write(signal.Signals(signum).name + "\\n")
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, note)
+        signal.signal(signal.SIGHUP, note)
+        open({str(got)!r}, "a").close()
+        time.sleep(30)
+    """)
+    supervisor = start_supervisor([sys.executable, "-c", command], 1.0, log)
+    deadline = time.monotonic() + 30
+    while not got.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(supervisor.pid, signal.SIGHUP)  # the terminal hung up
+    assert supervisor.wait(timeout=60) == 0, log.read_text()
+    assert got.read_text() == "SIGTERM\n"
+
+
+def test_a_line_that_cannot_be_printed_does_not_stop_the_clean_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hub review s45 r4, S1: after a hang-up every print to the terminal fails (EIO); the supervisor's first
+    "stopping process" line raised before it stopped anything, and the accounts stayed open."""
+    import errno
+
+    from coursekit.hub.supervisor import say_if_possible
+
+    class GoneTerminal:
+        def write(self, text: str) -> int:
+            raise OSError(errno.EIO, "Input/output error")
+
+        def flush(self) -> None:
+            raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(sys, "stderr", GoneTerminal())
+    say_if_possible("stopping process 1 the hub left behind: ...")  # no exception

@@ -60,7 +60,7 @@ from coursekit.hub.layout import (
 )
 from coursekit.hub.machine import free_loopback_ports, port_in_use
 from coursekit.hub.shared_python import ClosedToOthersError, SharedPython, this_python_to_share
-from coursekit.hub.supervisor import supervise
+from coursekit.hub.supervisor import say_if_possible, supervise
 
 REPO_ROOT = Path(coursekit.__file__).resolve().parents[1]
 DEFAULT_DIR = Path("/srv/coursekit-hub")
@@ -242,6 +242,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               "first", file=sys.stderr)
         return 2
     layout = HubLayout(args.dir.resolve())
+    # no hub runs (the lock says so): what an earlier one left is stale, and JupyterHub would signal, as root,
+    # whatever process has since taken the recorded proxy's or servers' ids
+    (layout.root / "proxy.pid").unlink(missing_ok=True)
+    layout.database.unlink(missing_ok=True)
     make_folders(layout)
     passwords = hub_passwords(layout, dict(os.environ))
     try:
@@ -322,16 +326,16 @@ def close_accounts() -> None:
             try:
                 lock_account(name)
             except subprocess.CalledProcessError as error:
-                print(f"could not close the account {name}: {error.stderr.strip() or error}", file=sys.stderr)
+                say_if_possible(f"could not close the account {name}: {(error.stderr or '').strip() or error}")
                 continue
             if account_exists(name):
                 closed.append(name)
                 stopped = stop_processes_of(name)
                 if stopped:
-                    print(f"stopped what {name} still ran outside the hub: processes {stopped}", flush=True)
+                    say_if_possible(f"stopped what {name} still ran outside the hub: processes {stopped}")
         if closed:
-            print(f"The accounts {', '.join(closed)} are locked and expired until the next start "
-                  "(remove them with userdel -r).", flush=True)
+            say_if_possible(f"The accounts {', '.join(closed)} are locked and expired until the next start "
+                            "(to remove the hub: userdel -r each, then its folder).")
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -107,7 +107,7 @@ def ensure_account(name: str, password: str) -> bool:
     # useradd's mode follows login.defs; students must not read one another's work or the course.
     Path(pwd.getpwnam(name).pw_dir).chmod(0o700)
     # open again an account that the last stop closed (lock_account), then give it its password
-    subprocess.run(["usermod", "--expiredate", "", name], check=True, capture_output=True)
+    subprocess.run(["usermod", "--expiredate", "", name], check=True, capture_output=True, text=True)
     subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
     return created
 
@@ -125,7 +125,7 @@ def lock_account(name: str) -> None:
         subprocess.CalledProcessError: ``usermod`` failed.
     """
     if account_exists(name) and made_by_the_hub(name):
-        subprocess.run(["usermod", "--lock", "--expiredate", "1", name], check=True, capture_output=True)
+        subprocess.run(["usermod", "--lock", "--expiredate", "1", name], check=True, capture_output=True, text=True)
 
 
 def stop_processes_of(name: str) -> list[int]:
@@ -137,14 +137,20 @@ def stop_processes_of(name: str) -> list[int]:
     """
     if not (account_exists(name) and made_by_the_hub(name)):
         return []
-    killed = []
-    for pid in processes_of(name):
-        try:
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-        except ProcessLookupError:
-            pass
-    return killed
+    killed: set[int] = set()
+    # again and again: a process may start another between the reading of /proc and the kill
+    for _ in range(50):
+        left = processes_of(name)
+        if not left:
+            break
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+    return sorted(killed)
 
 
 def processes_of(name: str) -> list[int]:

@@ -3,8 +3,8 @@
 :func:`configure_hub` sets, on the ``c`` of a ``jupyterhub_config.py``:
 
 * the public address ``http://127.0.0.1:<port>`` (loopback only) and loopback ports for
-  the hub's API and the proxy's, free when the hub starts, so that several hubs (or a test)
-  rarely collide (a port is probed, then released for JupyterHub to bind);
+  the hub's API and the proxy's, free when the hub starts, so that they rarely collide with
+  another program's (a port is probed, then released for JupyterHub to bind);
 * ``configurable-http-proxy`` from the npm package the repository pins;
 * PAM login for the course's accounts only (:mod:`coursekit.hub.accounts`);
 * ``LocalProcessSpawner``: each user's ``jupyterhub-singleuser`` (the course's virtual

@@ -11,7 +11,8 @@ Everything ``make hub`` writes outside the users' homes lies in one folder
                           and a server that JupyterLab may show in a frame (the Formgrader)
     jupyterhub_config.py  the hub's configuration (see coursekit.hub.config)
     .coursekit-hub        an empty file that marks the folder as a hub's
-    jupyterhub.sqlite, jupyterhub_cookie_secret, proxy.pid   the hub's state (the first two root's alone)
+    jupyterhub.sqlite, jupyterhub_cookie_secret, proxy.pid   the hub's state (the first two root's alone;
+                          the database and proxy.pid are begun afresh at every start)
     passwords             each account's password, drawn at the first start (root's alone)
 
 Each single-user server gets its role's folder as ``JUPYTER_CONFIG_PATH``, which

@@ -9,7 +9,7 @@ an orphan of the machine's init, still running as the student.
 :func:`supervise` makes this process a *child subreaper* (``prctl(PR_SET_CHILD_SUBREAPER)``,
 Linux): every process the hub's tree orphans is handed to it instead of to init. It starts
 the command in a process group of its own, forwards Ctrl-C (``SIGINT``), ``SIGTERM`` and
-``SIGHUP`` to the command's process alone (not its group), each time one arrives, reaps the orphans it adopts while the hub runs, and when the hub
+``SIGHUP`` (as ``SIGTERM``, which JupyterHub cleans up on) to the command's process alone (not its group), each time one arrives, reaps the orphans it adopts while the hub runs, and when the hub
 has exited stops whatever of its tree is left (``SIGTERM``, then ``SIGKILL`` after a grace
 period), naming each in one line.
 """
@@ -133,6 +133,15 @@ def stop_leftovers(grace_s: float = GRACE_S, say: Callable[[str], None] = print)
         time.sleep(0.2)
 
 
+def say_if_possible(line: str) -> None:
+    """Print ``line`` on standard error, unless that fails: after a hang-up the terminal is gone (EIO), and a
+    failed line must not stop the clean-up that follows it."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
 def _die_with_parent() -> None:
     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -161,7 +170,8 @@ def supervise(command: Sequence[str], grace_s: float = GRACE_S) -> int:
     def forward(signum: int, _frame: object) -> None:
         if running:
             try:
-                os.kill(child.pid, signum)
+                # JupyterHub cleans up on SIGTERM and SIGINT only; a hang-up would kill it with its proxy left
+                os.kill(child.pid, signal.SIGTERM if signum == signal.SIGHUP else signum)
             except ProcessLookupError:
                 pass
 
@@ -177,7 +187,7 @@ def supervise(command: Sequence[str], grace_s: float = GRACE_S) -> int:
         # a second Ctrl-C must not cut the clean-up short and leave the stragglers running
         for signum in FORWARDED_SIGNALS:
             signal.signal(signum, signal.SIG_IGN)
-        stop_leftovers(grace_s, say=lambda line: print(line, file=sys.stderr, flush=True))
+        stop_leftovers(grace_s, say=say_if_possible)
     finally:
         running = False
         for signum, handler in previous.items():

@@ -463,3 +463,28 @@ def test_what_an_account_still_runs_is_killed_until_nothing_is_left(monkeypatch)
     assert accounts.stop_processes_of("student1") == [101, 102, 103]
     assert killed == [(101, signal.SIGKILL), (102, signal.SIGKILL), (103, signal.SIGKILL)]
     assert accounts.stop_processes_of("someone") == [], "never another user's"
+
+
+def test_a_proxy_left_by_a_crashed_hub_is_stopped_and_nothing_else(tmp_path: Path) -> None:
+    """Hub review s45 r5, M1: the start drops proxy.pid, so JupyterHub no longer stops a proxy that outlived a
+    crash; the hub does, where the recorded process is still a configurable-http-proxy."""
+    proxy_dir = tmp_path / "bin"
+    proxy_dir.mkdir()
+    fake_proxy = proxy_dir / "configurable-http-proxy"
+    fake_proxy.write_text("#!/bin/sh\nwhile :; do sleep 1; done\n")  # no exec: the shell keeps its command line
+    fake_proxy.chmod(0o755)
+    pid_file = tmp_path / "proxy.pid"
+    other = subprocess.Popen(["sleep", "60"])
+    proxy = subprocess.Popen(["/bin/sh", str(fake_proxy)])  # its command line ends in configurable-http-proxy
+    try:
+        pid_file.write_text(f"{other.pid}\n")
+        assert hub_main.stop_stale_proxy(pid_file) is None and other.poll() is None, "another process is left alone"
+        pid_file.write_text(f"{proxy.pid}\n")
+        assert hub_main.stop_stale_proxy(pid_file) == proxy.pid
+        assert proxy.wait(timeout=10) == -signal.SIGKILL
+        pid_file.write_text("not a number\n")
+        assert hub_main.stop_stale_proxy(pid_file) is None
+    finally:
+        for process in (other, proxy):
+            process.kill()
+            process.wait()

@@ -242,8 +242,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               "first", file=sys.stderr)
         return 2
     layout = HubLayout(args.dir.resolve())
-    # no hub runs (the lock says so): what an earlier one left is stale, and JupyterHub would signal, as root,
-    # whatever process has since taken the recorded proxy's or servers' ids
+    # No other hub has started since (the lock says so): what an earlier one left is stale. A proxy that
+    # outlived a crash is stopped here, and the recorded ids are dropped, which JupyterHub would otherwise
+    # signal, as root, whatever process had since taken them.
+    stale = stop_stale_proxy(layout.root / "proxy.pid")
+    if stale is not None:
+        print(f"stopped the proxy an earlier hub left running (process {stale})", flush=True)
     (layout.root / "proxy.pid").unlink(missing_ok=True)
     layout.database.unlink(missing_ok=True)
     make_folders(layout)
@@ -302,6 +306,25 @@ def print_passwords(layout: HubLayout, passwords: dict[str, str], shared: bool, 
             print(f"             {name:<10}  {passwords[name]}")
 
 
+def stop_stale_proxy(pid_file: Path) -> int | None:
+    """Kill the process ``pid_file`` names if it is still a ``configurable-http-proxy``; its id, or None.
+
+    Any other process that has since taken that id is left alone.
+    """
+    try:
+        pid = int(pid_file.read_text().strip())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    if not any(part.endswith(b"configurable-http-proxy") for part in command):
+        return None
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
 def one_hub_per_machine() -> int | None:
     """Take :data:`HUB_LOCK` for as long as this process runs: a descriptor, or None if another hub holds it."""
     Path(HUB_LOCK).parent.mkdir(parents=True, exist_ok=True)
@@ -330,7 +353,11 @@ def close_accounts() -> None:
                 continue
             if account_exists(name):
                 closed.append(name)
-                stopped = stop_processes_of(name)
+                try:
+                    stopped = stop_processes_of(name)
+                except RuntimeError as error:
+                    say_if_possible(f"could not stop what {name} runs: {error}")
+                    continue
                 if stopped:
                     say_if_possible(f"stopped what {name} still ran outside the hub: processes {stopped}")
         if closed:

@@ -134,6 +134,9 @@ def stop_processes_of(name: str) -> list[int]:
     What a user started outside the hub's process tree (an SSH session, a job cron started)
     would otherwise outlive the hub. Does nothing for a user that does not exist or that the
     hub did not create.
+
+    Raises:
+        RuntimeError: processes of ``name`` are still there after 50 rounds (naming them).
     """
     if not (account_exists(name) and made_by_the_hub(name)):
         return []
@@ -150,6 +153,8 @@ def stop_processes_of(name: str) -> list[int]:
             except ProcessLookupError:
                 pass
         time.sleep(0.1)
+    else:
+        raise RuntimeError(f"{name} still runs processes {processes_of(name)} after 50 rounds of SIGKILL")
     return sorted(killed)
 
 

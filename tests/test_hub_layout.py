@@ -465,6 +465,7 @@ def test_what_an_account_still_runs_is_killed_until_nothing_is_left(monkeypatch)
     assert accounts.stop_processes_of("someone") == [], "never another user's"
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="the stale proxy is root's, as the hub's is")
 def test_a_proxy_left_by_a_crashed_hub_is_stopped_and_nothing_else(tmp_path: Path) -> None:
     """Hub review s45 r5, M1: the start drops proxy.pid, so JupyterHub no longer stops a proxy that outlived a
     crash; the hub does, where the recorded process is still a configurable-http-proxy."""
@@ -488,3 +489,18 @@ def test_a_proxy_left_by_a_crashed_hub_is_stopped_and_nothing_else(tmp_path: Pat
         for process in (other, proxy):
             process.kill()
             process.wait()
+
+
+def test_the_start_stops_a_stale_proxy_before_it_checks_the_port(monkeypatch, tmp_path, capsys) -> None:
+    """Hub review s45 r6, S1: the port was checked first, so a proxy that outlived a crash (holding the hub's
+    port, routing it to a dead hub's port anyone could take) made every later start refuse, and kept running."""
+    steps = []
+    monkeypatch.setattr(hub_main, "refusal_to_start", lambda args, venv_bin: (None, None))
+    monkeypatch.setattr(hub_main, "one_hub_per_machine", lambda: steps.append("lock") or 3)
+    monkeypatch.setattr(hub_main, "stop_stale_proxy", lambda pid_file: steps.append("stale proxy") or None)
+    monkeypatch.setattr(hub_main, "port_in_use", lambda port: steps.append("port") or True)
+    monkeypatch.setattr(hub_main, "ensure_account", lambda *args: steps.append("accounts"))
+    monkeypatch.setattr(hub_main, "close_accounts", lambda: steps.append("close"))
+    assert hub_main.main(["--port", "8123", "--dir", str(tmp_path / "hub")]) == 2
+    assert steps == ["lock", "stale proxy", "port"], "nothing of the machine's is touched after a refusal"
+    assert "--port: something already listens on 127.0.0.1:8123" in capsys.readouterr().err

@@ -32,6 +32,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -155,10 +156,8 @@ def refusal_to_start(args: argparse.Namespace, venv_bin: Path) -> tuple[str | No
                 "as that user"), None
     if not (venv_bin / "jupyterhub-singleuser").is_file():
         return f"jupyterhub is not installed in {venv_bin.parent}: run `make venv`", None
-    if not os.access(args.proxy, os.X_OK):
+    if not (args.proxy.is_file() and os.access(args.proxy, os.X_OK)):
         return f"--proxy: no configurable-http-proxy at {args.proxy}: run `npm ci` (make hub runs it)", None
-    if port_in_use(args.port):
-        return f"--port: something already listens on 127.0.0.1:{args.port}; set HUB_PORT to a free port", None
     try:
         share = this_python_to_share()
     except ClosedToOthersError as error:
@@ -248,6 +247,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     stale = stop_stale_proxy(layout.root / "proxy.pid")
     if stale is not None:
         print(f"stopped the proxy an earlier hub left running (process {stale})", flush=True)
+    # checked only now: a proxy left by a crashed hub held the port until the line above
+    if port_in_use(args.port):
+        print(f"--port: something already listens on 127.0.0.1:{args.port}; set HUB_PORT to a free port",
+              file=sys.stderr)
+        return 2
     (layout.root / "proxy.pid").unlink(missing_ok=True)
     layout.database.unlink(missing_ok=True)
     make_folders(layout)
@@ -307,22 +311,42 @@ def print_passwords(layout: HubLayout, passwords: dict[str, str], shared: bool, 
 
 
 def stop_stale_proxy(pid_file: Path) -> int | None:
-    """Kill the process ``pid_file`` names if it is still a ``configurable-http-proxy``; its id, or None.
+    """Kill the process ``pid_file`` names if it is still a ``configurable-http-proxy`` run by root; its id, or None.
 
-    Any other process that has since taken that id is left alone.
+    Any other process that has since taken that id is left alone. Waits until the process is gone,
+    so that the hub's port is free again.
     """
     try:
         pid = int(pid_file.read_text().strip())
         command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (OSError, ValueError):
         return None
-    if not any(part.endswith(b"configurable-http-proxy") for part in command):
+    if not any(part.endswith(b"configurable-http-proxy") for part in command) or owner_of(pid) != 0:
         return None
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         return None
+    for _ in range(100):  # until it is gone and has let go of its ports
+        if not Path(f"/proc/{pid}").exists() or _state(pid) == "Z":
+            break
+        time.sleep(0.05)
     return pid
+
+
+def owner_of(pid: int) -> int | None:
+    """The real uid of process ``pid``, or None if it is gone."""
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
 
 
 def one_hub_per_machine() -> int | None:

@@ -154,7 +154,9 @@ def stop_processes_of(name: str) -> list[int]:
                 pass
         time.sleep(0.1)
     else:
-        raise RuntimeError(f"{name} still runs processes {processes_of(name)} after 50 rounds of SIGKILL")
+        left = processes_of(name)
+        if left:
+            raise RuntimeError(f"{name} still runs processes {left} after 50 rounds of SIGKILL")
     return sorted(killed)
 
 

@@ -18,6 +18,7 @@ import signal
 import stat
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -328,6 +329,13 @@ def test_the_hub_refuses_settings_it_would_misuse_before_changing_anything(tmp_p
     assert not interrupted.hub_config.exists()
     assert hub_main.refusal_of_settings(argparse.Namespace(dir=interrupted.root, assignments=args.assignments), {}) \
         is None
+    # hub review s45 r7, M2: a --dir inside a folder another user may change could be swapped for theirs
+    if os.geteuid() == 0:
+        theirs = tmp_path / "theirs"
+        theirs.mkdir()
+        os.chown(theirs, 65534, 65534)
+        refusal = hub_main.refusal_of_settings(argparse.Namespace(dir=theirs / "hub", assignments=args.assignments), {})
+        assert refusal.startswith(f"--dir: {theirs / 'hub'} lies in {theirs}, which another user owns"), refusal
     squatted = interrupted.exchange / "seqloss"
     squatted.mkdir()
     refusal = hub_main.refusal_of_settings(argparse.Namespace(dir=interrupted.root, assignments=args.assignments), {})
@@ -478,6 +486,11 @@ def test_a_proxy_left_by_a_crashed_hub_is_stopped_and_nothing_else(tmp_path: Pat
     other = subprocess.Popen(["sleep", "60"])
     proxy = subprocess.Popen(["/bin/sh", str(fake_proxy)])  # its command line ends in configurable-http-proxy
     try:
+        # hub review s45 r7, M1: a process's command line is empty for a moment after it starts
+        deadline = time.monotonic() + 10
+        while b"configurable-http-proxy" not in Path(f"/proc/{proxy.pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline, "the fake proxy never showed its command line"
+            time.sleep(0.01)
         pid_file.write_text(f"{other.pid}\n")
         assert hub_main.stop_stale_proxy(pid_file) is None and other.poll() is None, "another process is left alone"
         pid_file.write_text(f"{proxy.pid}\n")
@@ -502,5 +515,7 @@ def test_the_start_stops_a_stale_proxy_before_it_checks_the_port(monkeypatch, tm
     monkeypatch.setattr(hub_main, "ensure_account", lambda *args: steps.append("accounts"))
     monkeypatch.setattr(hub_main, "close_accounts", lambda: steps.append("close"))
     assert hub_main.main(["--port", "8123", "--dir", str(tmp_path / "hub")]) == 2
-    assert steps == ["lock", "stale proxy", "port"], "nothing of the machine's is touched after a refusal"
+    assert steps[:2] == ["lock", "stale proxy"] and set(steps[2:]) == {"port"}, \
+        f"the port is checked after the stale proxy is stopped, and no account is touched after a refusal: {steps}"
+    assert not (tmp_path / "hub").exists(), "nor the hub's folder"
     assert "--port: something already listens on 127.0.0.1:8123" in capsys.readouterr().err

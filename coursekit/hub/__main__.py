@@ -190,6 +190,13 @@ def refusal_of_settings(args: argparse.Namespace, environ: dict[str, str]) -> st
     folder = args.dir
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
         return f"--dir: {folder} must be a folder (not a symlink or a file)"
+    for ancestor in folder.resolve().parents:
+        # whoever may rename entries of an ancestor could put a folder of their own at --dir
+        info = ancestor.stat()
+        if info.st_uid != 0 or (info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX):
+            return (f"--dir: {folder} lies in {ancestor}, which another user owns or may change "
+                    f"(owner uid {info.st_uid}, mode {stat.S_IMODE(info.st_mode):o}); choose a folder under "
+                    "folders only root may change")
     if folder.exists():
         if folder.stat().st_uid != 0:
             return f"--dir: {folder} exists and belongs to uid {folder.stat().st_uid}; the hub's folder must be root's"
@@ -247,7 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     stale = stop_stale_proxy(layout.root / "proxy.pid")
     if stale is not None:
         print(f"stopped the proxy an earlier hub left running (process {stale})", flush=True)
-    # checked only now: a proxy left by a crashed hub held the port until the line above
+    # checked only now: a proxy left by a crashed hub held the port until the line above (and may for a moment)
+    deadline = time.monotonic() + (5.0 if stale is not None else 0.0)
+    while port_in_use(args.port) and time.monotonic() < deadline:
+        time.sleep(0.1)
     if port_in_use(args.port):
         print(f"--port: something already listens on 127.0.0.1:{args.port}; set HUB_PORT to a free port",
               file=sys.stderr)
@@ -335,11 +345,13 @@ def stop_stale_proxy(pid_file: Path) -> int | None:
 
 
 def owner_of(pid: int) -> int | None:
-    """The real uid of process ``pid``, or None if it is gone."""
+    """The real uid of process ``pid`` (the first of the ``Uid:`` line of its status), or None if it is gone."""
     try:
-        return os.stat(f"/proc/{pid}").st_uid
+        status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
+    found = re.search(r"^Uid:\s+(\d+)", status, re.MULTILINE)
+    return int(found.group(1)) if found else None
 
 
 def _state(pid: int) -> str:

@@ -295,6 +295,7 @@ def test_a_bad_hub_port_is_an_error_naming_it(monkeypatch: pytest.MonkeyPatch, c
     assert hub_main.build_parser().parse_args([]).port == 8000
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="the hub runs as root: its folder's ancestors must be root's")
 def test_the_hub_refuses_settings_it_would_misuse_before_changing_anything(tmp_path: Path, monkeypatch) -> None:
     """Hub review s45 r1, M5-M7: a course id used as a path by root, a folder such as /tmp re-moded, a password
     with a line break, a wrong --assignments found only after the accounts were made."""
@@ -519,3 +520,24 @@ def test_the_start_stops_a_stale_proxy_before_it_checks_the_port(monkeypatch, tm
         f"the port is checked after the stale proxy is stopped, and no account is touched after a refusal: {steps}"
     assert not (tmp_path / "hub").exists(), "nor the hub's folder"
     assert "--port: something already listens on 127.0.0.1:8123" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chowns a folder to nobody, as root")
+def test_a_hub_folder_another_user_made_after_the_checks_is_refused(tmp_path: Path, monkeypatch) -> None:
+    """Hub review s45 r8, M1 and M2: a --dir whose parent is missing crashed; one that did not exist yet, in a
+    shared folder such as /tmp, could be made by another user between the checks and its use."""
+    from conftest import REPO_ROOT
+
+    monkeypatch.setattr(hub_main, "foreign_accounts", lambda: [])
+    monkeypatch.setattr(hub_main, "groups_without_their_user", lambda: [])
+    missing_parents = argparse.Namespace(dir=tmp_path / "missing" / "parent" / "hub",
+                                         assignments=REPO_ROOT / "assignments")
+    assert hub_main.refusal_of_settings(missing_parents, {}) is None, "root makes the missing parents"
+    deep = missing_parents.dir
+    assert hub_main.claim_folder(deep) is None and deep.is_dir() and deep.stat().st_uid == 0
+    assert hub_main.claim_folder(deep) is None, "the hub's own folder, found again"
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    refusal = hub_main.claim_folder(theirs)
+    assert refusal.startswith(f"--dir: {theirs} is not a folder that only root may change (owner uid 65534"), refusal

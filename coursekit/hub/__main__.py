@@ -191,6 +191,8 @@ def refusal_of_settings(args: argparse.Namespace, environ: dict[str, str]) -> st
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
         return f"--dir: {folder} must be a folder (not a symlink or a file)"
     for ancestor in folder.resolve().parents:
+        if not ancestor.exists():  # root creates it, with the hub's folder
+            continue
         # whoever may rename entries of an ancestor could put a folder of their own at --dir
         info = ancestor.stat()
         if info.st_uid != 0 or (info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX):
@@ -262,6 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"--port: something already listens on 127.0.0.1:{args.port}; set HUB_PORT to a free port",
               file=sys.stderr)
         return 2
+    refusal = claim_folder(layout.root)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     (layout.root / "proxy.pid").unlink(missing_ok=True)
     layout.database.unlink(missing_ok=True)
     make_folders(layout)
@@ -320,11 +326,30 @@ def print_passwords(layout: HubLayout, passwords: dict[str, str], shared: bool, 
             print(f"             {name:<10}  {passwords[name]}")
 
 
+def claim_folder(folder: Path) -> str | None:
+    """Make the hub's folder if it is missing, then check that it is root's alone; why not, or None.
+
+    Between the checks of :func:`refusal_of_settings` and now, another user could have made a
+    folder of their own at that path (in a shared folder such as ``/tmp``): ``mkdir`` without
+    ``exist_ok`` fails then, and a folder found there is checked again. Once it is root's, no
+    other user can replace it (its parent is root's, or sticky).
+    """
+    try:
+        folder.mkdir(parents=True, mode=0o755)
+    except FileExistsError:
+        pass
+    info = folder.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o022:
+        return (f"--dir: {folder} is not a folder that only root may change (owner uid {info.st_uid}, mode "
+                f"{stat.S_IMODE(info.st_mode):o}); someone may have made it after the checks: remove it and start again")
+    return None
+
+
 def stop_stale_proxy(pid_file: Path) -> int | None:
     """Kill the process ``pid_file`` names if it is still a ``configurable-http-proxy`` run by root; its id, or None.
 
-    Any other process that has since taken that id is left alone. Waits until the process is gone,
-    so that the hub's port is free again.
+    Any other process that has since taken that id is left alone. Waits (up to 5 s) until the process
+    is gone; its port may stay taken a moment longer, which the start waits for too.
     """
     try:
         pid = int(pid_file.read_text().strip())
@@ -337,7 +362,7 @@ def stop_stale_proxy(pid_file: Path) -> int | None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         return None
-    for _ in range(100):  # until it is gone and has let go of its ports
+    for _ in range(100):  # until it is gone
         if not Path(f"/proc/{pid}").exists() or _state(pid) == "Z":
             break
         time.sleep(0.05)

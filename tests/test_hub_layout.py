@@ -511,14 +511,14 @@ def test_the_start_stops_a_stale_proxy_before_it_checks_the_port(monkeypatch, tm
     steps = []
     monkeypatch.setattr(hub_main, "refusal_to_start", lambda args, venv_bin: (None, None))
     monkeypatch.setattr(hub_main, "one_hub_per_machine", lambda: steps.append("lock") or 3)
+    monkeypatch.setattr(hub_main, "claim_folder", lambda folder: steps.append("folder") or None)
     monkeypatch.setattr(hub_main, "stop_stale_proxy", lambda pid_file: steps.append("stale proxy") or None)
     monkeypatch.setattr(hub_main, "port_in_use", lambda port: steps.append("port") or True)
     monkeypatch.setattr(hub_main, "ensure_account", lambda *args: steps.append("accounts"))
     monkeypatch.setattr(hub_main, "close_accounts", lambda: steps.append("close"))
     assert hub_main.main(["--port", "8123", "--dir", str(tmp_path / "hub")]) == 2
-    assert steps[:2] == ["lock", "stale proxy"] and set(steps[2:]) == {"port"}, \
+    assert steps[:3] == ["lock", "folder", "stale proxy"] and set(steps[3:]) == {"port"}, \
         f"the port is checked after the stale proxy is stopped, and no account is touched after a refusal: {steps}"
-    assert not (tmp_path / "hub").exists(), "nor the hub's folder"
     assert "--port: something already listens on 127.0.0.1:8123" in capsys.readouterr().err
 
 
@@ -541,3 +541,58 @@ def test_a_hub_folder_another_user_made_after_the_checks_is_refused(tmp_path: Pa
     os.chown(theirs, 65534, 65534)
     refusal = hub_main.claim_folder(theirs)
     assert refusal.startswith(f"--dir: {theirs} is not a folder that only root may change (owner uid 65534"), refusal
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the hub's folder is root's")
+def test_a_link_put_at_the_hubs_folder_after_the_checks_is_refused_not_followed(tmp_path: Path) -> None:
+    """Hub review s45 r9, M1: the folder was resolved after the checks, so a link another user put at --dir in
+    /tmp led the hub to re-mode and fill the link's target (a root folder, say)."""
+    target = tmp_path / "roots-folder"
+    target.mkdir(mode=0o700)
+    link = tmp_path / "hub"
+    link.symlink_to(target)
+    refusal = hub_main.claim_folder(link)
+    assert refusal is not None and refusal.startswith(f"--dir: {link} is not a folder that only root may change")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o700 and not any(target.iterdir()), "the target is untouched"
+    old = os.umask(0o077)
+    try:
+        assert hub_main.claim_folder(tmp_path / "a" / "b" / "hub") is None
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o755, "missing parents are made 755 whatever the umask"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs the copy as another user")
+def test_the_course_is_copied_with_the_instructors_own_rights(monkeypatch) -> None:
+    """Hub review s45 r9, S1: root copied the course into the instructor's home and chowned what it found there,
+    so a link the instructor put in the way gave them any file; the copy is now written as the instructor."""
+    from conftest import REPO_ROOT
+    from coursekit.hub import layout as hub_layout
+
+    machine = Path(tempfile.mkdtemp(prefix="coursekit-copy-", dir="/tmp"))  # pytest's folders are closed to others
+    try:
+        machine.chmod(0o755)
+        home = machine / "home"
+        home.mkdir()
+        os.chown(home, 65534, 65534)
+        nobody = argparse.Namespace(pw_dir=str(home), pw_uid=65534, pw_gid=65534, pw_name="nobody")
+        monkeypatch.setattr(hub_layout.pwd, "getpwnam", lambda user: nobody)
+        assignments = machine / "assignments"
+        shutil.copytree(REPO_ROOT / "assignments", assignments, ignore=shutil.ignore_patterns(".grading-secret"))
+        (assignments / "autograde" / ".grading-secret").write_bytes(b"\x01" * 32)
+        (assignments / "autograde").chmod(0o700)  # root reads the course, however closed
+        course = hub_layout.copy_course(assignments, "nobody", "seqloss")
+        owners = {path.stat().st_uid for path in (course, *course.rglob("*"))}
+        assert owners == {65534} and stat.S_IMODE(course.stat().st_mode) == 0o700
+        assert not (course / "autograde" / ".grading-secret").exists()
+        assert sorted(p.name for p in (course / "autograde").glob("a*.py")) == \
+            sorted(p.name for p in (assignments / "autograde").glob("a*.py"))
+        root_only = machine / "root-only"
+        root_only.write_text("secret")
+        root_only.chmod(0o600)
+        (home / "other").symlink_to(root_only)  # a link of the user's own where root used to write and chown
+        with pytest.raises(subprocess.CalledProcessError):
+            hub_layout.copy_course(assignments, "nobody", "other/x")
+        assert root_only.stat().st_uid == 0 and root_only.read_text() == "secret"
+    finally:
+        shutil.rmtree(machine)

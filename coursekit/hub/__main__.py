@@ -249,7 +249,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"another hub runs on this machine (it holds {HUB_LOCK}): its accounts are the machine's, so stop it "
               "first", file=sys.stderr)
         return 2
-    layout = HubLayout(args.dir.resolve())
+    # not resolved: a link put at --dir after the checks must be refused, not followed (claim_folder)
+    layout = HubLayout(Path(os.path.abspath(args.dir)))
+    refusal = claim_folder(layout.root)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     # No other hub has started since (the lock says so): what an earlier one left is stale. A proxy that
     # outlived a crash is stopped here, and the recorded ids are dropped, which JupyterHub would otherwise
     # signal, as root, whatever process had since taken them.
@@ -263,10 +268,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if port_in_use(args.port):
         print(f"--port: something already listens on 127.0.0.1:{args.port}; set HUB_PORT to a free port",
               file=sys.stderr)
-        return 2
-    refusal = claim_folder(layout.root)
-    if refusal:
-        print(refusal, file=sys.stderr)
         return 2
     (layout.root / "proxy.pid").unlink(missing_ok=True)
     layout.database.unlink(missing_ok=True)
@@ -327,21 +328,33 @@ def print_passwords(layout: HubLayout, passwords: dict[str, str], shared: bool, 
 
 
 def claim_folder(folder: Path) -> str | None:
-    """Make the hub's folder if it is missing, then check that it is root's alone; why not, or None.
+    """Make the hub's folder and any missing parent (mode 755), checking each on the way down; why not, or None.
 
     Between the checks of :func:`refusal_of_settings` and now, another user could have made a
-    folder of their own at that path (in a shared folder such as ``/tmp``): ``mkdir`` without
-    ``exist_ok`` fails then, and a folder found there is checked again. Once it is root's, no
-    other user can replace it (its parent is root's, or sticky).
+    folder, or put a link, at one of these paths (in a shared folder such as ``/tmp``). Each
+    missing one is made without ``exist_ok``; then every one is looked at without following
+    it: an ancestor must be root's and changeable by root alone (or sticky), and the hub's
+    folder must be a folder, not a link, that only root may change. Once it is root's, no
+    other user can replace it.
     """
+    path = Path(os.path.abspath(folder))
+    old_umask = os.umask(0o022)
     try:
-        folder.mkdir(parents=True, mode=0o755)
-    except FileExistsError:
-        pass
-    info = folder.lstat()
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o022:
-        return (f"--dir: {folder} is not a folder that only root may change (owner uid {info.st_uid}, mode "
-                f"{stat.S_IMODE(info.st_mode):o}); someone may have made it after the checks: remove it and start again")
+        for part in [*reversed(path.parents), path]:
+            try:
+                part.mkdir(mode=0o755)
+            except FileExistsError:
+                pass
+            info = part.lstat()
+            if part != path and stat.S_ISLNK(info.st_mode) and info.st_uid == 0:
+                continue  # a link of root's above the folder, such as /var/run
+            shared = info.st_mode & 0o022 and (part == path or not info.st_mode & stat.S_ISVTX)
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or shared:
+                return (f"--dir: {part} is not a folder that only root may change (owner uid {info.st_uid}, mode "
+                        f"{stat.S_IMODE(info.st_mode):o}); someone may have made it after the checks: remove it and "
+                        "start again")
+    finally:
+        os.umask(old_umask)
     return None
 
 

@@ -27,8 +27,8 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import shutil
 import stat
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,7 +112,9 @@ def make_course_exchange(layout: HubLayout, course_id: str, instructor: str) -> 
     Made before any student can log in: in the world-writable exchange a student could
     otherwise create ``exchange/<course_id>`` first, and the instructor's release would then
     stop ("You don't own the directory") while students fetch what that folder holds.
-    ``outbound/`` is 0755, ``inbound/`` 2733 (writable, not listable), nbgrader's modes.
+    ``outbound/`` is 0755, ``inbound/`` 2733 (writable, not listable), nbgrader's modes. Each
+    folder is opened without following links and changed through its descriptor, so that a
+    link the instructor puts in its place never leads root's changes elsewhere.
 
     Returns:
         The course's exchange folder.
@@ -123,18 +125,39 @@ def make_course_exchange(layout: HubLayout, course_id: str, instructor: str) -> 
     """
     account = pwd.getpwnam(instructor)
     course = layout.exchange / course_id
-    for folder, mode in ((course, 0o755), (course / "outbound", 0o755), (course / "inbound", 0o2733)):
-        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
-            raise ValueError(f"the exchange's {folder} must be a folder of {instructor}, got a symlink or a file")
-        if not folder.exists():
-            folder.mkdir()
-            os.chown(folder, account.pw_uid, account.pw_gid)
-        owner = folder.stat().st_uid
-        if owner != account.pw_uid:
-            raise ValueError(f"the exchange's {folder} must belong to {instructor}, got one of uid {owner}: "
-                             "remove it as root")
-        folder.chmod(mode)
+    exchange_fd = os.open(layout.exchange, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        course_fd = _instructors_folder(exchange_fd, course_id, 0o755, account, course)
+        try:
+            for name, mode in (("outbound", 0o755), ("inbound", 0o2733)):
+                os.close(_instructors_folder(course_fd, name, mode, account, course / name))
+        finally:
+            os.close(course_fd)
+    finally:
+        os.close(exchange_fd)
     return course
+
+
+def _instructors_folder(parent_fd: int, name: str, mode: int, account: pwd.struct_passwd, path: Path) -> int:
+    """Make (if missing) the folder ``name`` in ``parent_fd`` for ``account``, give it ``mode``; its descriptor."""
+    try:
+        os.mkdir(name, 0o700, dir_fd=parent_fd)
+    except FileExistsError:
+        pass
+    try:
+        descriptor = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent_fd)
+    except OSError as error:
+        raise ValueError(f"the exchange's {path} must be a folder of {account.pw_name}, got a symlink or a file "
+                         f"({error.strerror})") from None
+    owner = os.fstat(descriptor).st_uid
+    if owner == 0 and account.pw_uid != 0:
+        os.fchown(descriptor, account.pw_uid, account.pw_gid)  # just made by root
+    elif owner != account.pw_uid:
+        os.close(descriptor)
+        raise ValueError(f"the exchange's {path} must belong to {account.pw_name}, got one of uid {owner}: "
+                         "remove it as root")
+    os.fchmod(descriptor, mode)
+    return descriptor
 
 
 def write_students_config(layout: HubLayout) -> None:
@@ -183,7 +206,10 @@ def copy_course(assignments: Path, user: str, course_id: str) -> Path:
     """Copy the course (``assignments/``'s sources, specs and config) into ``~user/<course_id>``, once.
 
     A grading secret already in ``assignments/autograde/`` is not copied: the hub's course makes
-    its own on first use, so trying the hub never carries a real course's secret onto it.
+    its own on first use, so trying the hub never carries a real course's secret onto it. The
+    copy is written as ``user`` (``tar`` with that user's ids and umask 077, reading what root's
+    ``tar`` reads from ``assignments``): in the user's own home folder a link the user put in the
+    way reaches only what the user may change anyway.
 
     Args:
         assignments: the repository's nbgrader course folder.
@@ -196,6 +222,7 @@ def copy_course(assignments: Path, user: str, course_id: str) -> Path:
 
     Raises:
         ValueError: ``assignments`` lacks one of the course's files.
+        subprocess.CalledProcessError: the copy failed.
     """
     missing = [name for name in COURSE_FILES if not (assignments / name).exists()]
     if missing:
@@ -203,17 +230,26 @@ def copy_course(assignments: Path, user: str, course_id: str) -> Path:
                          f"without {missing}")
     account = pwd.getpwnam(user)
     course = Path(account.pw_dir) / course_id
-    if course.exists():
+    if course.exists() or course.is_symlink():
         return course
-    course.mkdir(mode=0o700)  # it holds the solutions and the grading specs
-    for name in COURSE_FILES:
-        source = assignments / name
-        if source.is_dir():
-            shutil.copytree(source, course / name, ignore=shutil.ignore_patterns("__pycache__", SECRET_FILE.name))
-        else:
-            shutil.copy2(source, course / name)
-    for path in (course, *course.rglob("*")):
-        os.chown(path, account.pw_uid, account.pw_gid, follow_symlinks=False)
+    # root reads the course (tar -c); a shell and tar running as the user make the folder and write into it
+    reader = subprocess.Popen(
+        ["tar", "--exclude=__pycache__", f"--exclude={SECRET_FILE.name}", "-C", str(assignments), "-cf", "-",
+         *COURSE_FILES],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        subprocess.run(
+            ["sh", "-c", 'mkdir -m 700 -- "$1" && exec tar -C "$1" -xf -', "sh", str(course)],
+            stdin=reader.stdout, user=account.pw_uid, group=account.pw_gid, extra_groups=[], umask=0o077,
+            cwd=account.pw_dir, check=True,
+        )
+    finally:
+        assert reader.stdout is not None
+        reader.stdout.close()
+        status = reader.wait()
+    if status != 0:
+        raise subprocess.CalledProcessError(status, reader.args)
     return course
 
 

@@ -288,6 +288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (ValueError, OSError) as error:
             print(f"the hub cannot start: {error}", file=sys.stderr)
             return 2
+        except subprocess.CalledProcessError as error:
+            detail = (error.stderr or "").strip() if isinstance(error.stderr, str) else ""
+            print(f"the hub cannot start: copying the course into ~{INSTRUCTOR} failed (status {error.returncode})"
+                  f"{': ' + detail if detail else ''}; remove the partial copy before the next start", file=sys.stderr)
+            return 2
         write_instructor_config(layout, course)
         write_students_config(layout)
         hub_api_port, proxy_api_port = free_loopback_ports(2, besides=args.port)

@@ -242,7 +242,10 @@ def copy_course(assignments: Path, user: str, course_id: str) -> Path:
         subprocess.run(
             ["sh", "-c", 'mkdir -m 700 -- "$1" && exec tar -C "$1" -xf -', "sh", str(course)],
             stdin=reader.stdout, user=account.pw_uid, group=account.pw_gid, extra_groups=[], umask=0o077,
-            cwd=account.pw_dir, check=True,
+            cwd=account.pw_dir, check=True, text=True,
+            # a session of its own, no terminal: a process of the user must not reach root's terminal through it
+            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"},
         )
     finally:
         assert reader.stdout is not None

@@ -140,6 +140,11 @@ def stop_processes_of(name: str) -> list[int]:
     """
     if not (account_exists(name) and made_by_the_hub(name)):
         return []
+    return _kill_every_process_of(name)
+
+
+def _kill_every_process_of(name: str) -> list[int]:
+    """SIGKILL every process of ``name``, round after round until none is left; their ids (RuntimeError if some survive)."""
     killed: set[int] = set()
     # again and again: a process may start another between the reading of /proc and the kill
     for _ in range(50):
@@ -190,14 +195,8 @@ def remove_account(name: str) -> None:
     """
     if not account_exists(name):
         return
-    for pid in processes_of(name):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    # userdel refuses a user with a process left; SIGKILL is delivered at once but reaped a moment later.
-    for _ in range(50):
-        if not processes_of(name):
-            break
-        time.sleep(0.1)
+    try:
+        _kill_every_process_of(name)
+    except RuntimeError:
+        pass  # userdel refuses a user with a process left, and says so below
     subprocess.run(["userdel", "--remove", name], check=True, capture_output=True)
